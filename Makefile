@@ -1,0 +1,50 @@
+# The two front-door commands are `make demo` and `make test`; everything they need installs itself.
+PYTHON ?= python3
+STAMP := .make/installed
+DEMO_DB ?= sqlite:///extschema.db
+
+.PHONY: install test lint unit demo bench crds cluster-up cluster-down clean
+
+$(STAMP): pyproject.toml .ci/install-deps
+	bash .ci/install-deps
+	@mkdir -p .make && touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(PYTHON) -m ruff check operator tests bench examples
+	$(PYTHON) -m mypy
+	lint-imports
+
+test: install lint
+	$(PYTHON) -m pytest --cov=extschema --cov-report=term $(PYTEST_ARGS)
+	$(PYTHON) tests/coverage_gate.py
+
+unit: install
+	$(PYTHON) -m pytest -m "not postgres and not k8s" $(PYTEST_ARGS)
+
+demo: install
+	@echo "== extschema demo on $(DEMO_DB) =="
+	$(PYTHON) examples/core/load.py $(DEMO_DB)
+	$(PYTHON) -m extschema validate examples/
+	$(PYTHON) -m extschema apply examples/ --database $(DEMO_DB)
+	$(PYTHON) -m extschema apply examples/ --database $(DEMO_DB)
+	@echo "== a plugin that tries to take another's table is rejected (exit 1 expected) =="
+	-$(PYTHON) -m extschema apply examples/rejected/ --database $(DEMO_DB)
+	$(PYTHON) -m extschema status --database $(DEMO_DB)
+	$(PYTHON) -m extschema history --database $(DEMO_DB)
+
+bench: install
+	$(PYTHON) bench/engine.py
+
+crds: install
+	$(PYTHON) -m extschema crd --write
+
+cluster-up: install
+	$(PYTHON) -m tests.controlplane up
+
+cluster-down:
+	$(PYTHON) -m tests.controlplane down
+
+clean:
+	rm -rf .make .cluster extschema.db .coverage

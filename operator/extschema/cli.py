@@ -1,0 +1,252 @@
+"""The ``extschema`` command line: a thin shell over :mod:`extschema.reconcile`.
+
+Exit codes are a contract: 0 ok; 1 invalid spec, conflict or refused change; 2 usage error;
+3 database unreachable or database error. No user error ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
+
+import click
+
+from extschema import __version__, reconcile
+from extschema.engine import ApplyResult, Engine
+from extschema.problems import Problem, ProblemError
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
+_EXIT_BY_KIND = {"usage": EXIT_USAGE, "database": EXIT_DATABASE, "retryable": EXIT_DATABASE,
+                 "unreachable": EXIT_DATABASE}
+
+database_option = click.option(
+    "--database", "-d", "database", metavar="URL",
+    help="Database URL (default: $EXTSCHEMA_DATABASE_URL, else sqlite:///extschema.db).",
+)
+output_option = click.option(
+    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="Human-readable text, or JSON for scripts.",
+)
+paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path())
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _fail(error: ProblemError, output: str) -> NoReturn:
+    if output == "json":
+        _emit_json({"ok": False, "kind": error.kind, "problems": [p.as_dict() for p in error.problems]})
+    else:
+        for problem in error.problems:
+            click.echo(problem.render(), err=True)
+    sys.exit(_EXIT_BY_KIND.get(error.kind, EXIT_INVALID))
+
+
+@contextlib.contextmanager
+def _reported(output: str = "text") -> Iterator[None]:
+    """Turn every ProblemError into the contract's output and exit code."""
+    try:
+        yield
+    except ProblemError as error:
+        _fail(error, output)
+
+
+@contextlib.contextmanager
+def _engine(database: str | None) -> Iterator[Engine]:
+    engine = Engine(reconcile.database_url(database))
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _progress(output: str) -> Callable[[str], None]:
+    return (lambda line: click.echo(line, err=True)) if output == "text" else (lambda line: None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="extschema")
+def main() -> None:
+    """Let plugins extend the application's database safely.
+
+    Schemas are ExtensionSchema YAML documents (the same you would kubectl apply).
+    """
+
+
+@main.command()
+@paths_argument
+@output_option
+def validate(paths: Sequence[str], output: str) -> None:
+    """Check schema files; one line per problem: FILE: PATH: CODE: message."""
+    with _reported(output):
+        loaded = reconcile.load(paths)
+        if output == "json":
+            _emit_json({"ok": True, "problems": [], "schemas": [_summary(item) for item in loaded]})
+        else:
+            for item in loaded:
+                click.echo(f"{item.file}: {item.spec.plugin_id} {item.spec.version}: valid")
+
+
+def _summary(item: reconcile.Loaded) -> dict[str, Any]:
+    return {"file": item.file, "name": item.owner, "pluginId": item.spec.plugin_id, "version": item.spec.version}
+
+
+@main.command()
+@paths_argument
+@database_option
+@output_option
+def plan(paths: Sequence[str], database: str | None, output: str) -> None:
+    """Print the SQL that apply would run; runs nothing."""
+    with _reported(output), _engine(database) as engine:
+        loaded = reconcile.prepare(engine, paths)
+        planned = reconcile.plan_all(engine, loaded)
+        if output == "json":
+            _emit_json({"ok": True, "plans": [
+                {**_summary(p.loaded), "changes": p.plan.describe(), "sql": list(r.statements),
+                 "rollback": list(r.rollback)} for p, r in planned
+            ]})
+            return
+        for p, rendered in planned:
+            click.echo(f"-- {p.loaded.spec.plugin_id} {p.loaded.spec.version} ({p.loaded.file})")
+            if p.plan.empty:
+                click.echo("-- no changes\n")
+                continue
+            for line in p.plan.describe():
+                click.echo(f"--   {line}")
+            click.echo(rendered.script())
+
+
+@main.command()
+@paths_argument
+@database_option
+@output_option
+def apply(paths: Sequence[str], database: str | None, output: str) -> None:
+    """Apply schemas in dependency order (command-line order does not matter)."""
+    with _reported(output), _engine(database) as engine:
+        loaded = reconcile.prepare(engine, paths)
+        results = reconcile.apply_all(engine, loaded, _progress(output))
+        _print_results(results, output)
+
+
+def _print_results(results: Sequence[ApplyResult], output: str) -> None:
+    if output == "json":
+        _emit_json({"ok": True, "results": [
+            {"pluginId": r.plugin_id, "changed": r.changed, "migration": r.migration_id, "changes": r.description,
+             "durationMs": r.duration_ms} for r in results
+        ]})
+        return
+    for result in results:
+        if not result.changed:
+            click.echo(f"{result.plugin_id}: unchanged")
+            continue
+        click.echo(f"{result.plugin_id}: migration {result.migration_id} executed in {result.duration_ms} ms")
+        for line in result.description:
+            click.echo(f"  - {line}")
+
+
+@main.command()
+@database_option
+@output_option
+def status(database: str | None, output: str) -> None:
+    """Registered plugins: version, state, physical tables."""
+    with _reported(output), _engine(database) as engine:
+        rows = [
+            {"pluginId": r.plugin_id, "owner": r.owner, "version": r.version, "status": r.status,
+             "tables": engine.physical_tables(r.plugin_id), "expectedTables": r.tables,
+             "dependsOn": list(r.spec.depends_on), "error": r.error_message,
+             "updatedAt": r.updated_at.isoformat()}
+            for r in engine.registrations()
+        ]
+        if output == "json":
+            _emit_json({"ok": True, "database": engine.backend, "plugins": rows})
+            return
+        if not rows:
+            click.echo("no plugins registered")
+        for row in rows:
+            missing = sorted(set(row["expectedTables"]) - set(row["tables"]))
+            drift = f"  DRIFT: missing {', '.join(missing)}" if missing else ""
+            click.echo(f"{row['pluginId']:<24} {row['version']:<10} {row['status']:<8} owner={row['owner']}{drift}")
+            for table in row["tables"]:
+                click.echo(f"    {table}")
+            if row["error"]:
+                click.echo(f"    last error: {row['error']}")
+
+
+@main.command()
+@click.argument("plugin", required=False)
+@database_option
+@output_option
+@click.option("--sql", is_flag=True, help="Also print each migration's SQL.")
+def history(plugin: str | None, database: str | None, output: str, sql: bool) -> None:
+    """Migrations with status, checksums and timings."""
+    with _reported(output), _engine(database) as engine:
+        records = engine.history(plugin)
+        if output == "json":
+            _emit_json({"ok": True, "migrations": [r.as_dict() for r in records]})
+            return
+        if not records:
+            click.echo("no migrations recorded")
+        for r in records:
+            check = "ok" if r.checksum_ok else "MISMATCH"
+            started = r.execution_start.isoformat(timespec="seconds") if r.execution_start else "-"
+            click.echo(f"{r.plugin_id:<24} {r.migration_id} {r.kind:<10} {r.version:<10} {r.status:<12} "
+                       f"{started} {r.duration_ms if r.duration_ms is not None else '-':>6} ms "
+                       f"sql={r.checksum_sql[:12]} checksum={check}")
+            for line in r.description:
+                click.echo(f"    - {line}")
+            if r.error_message:
+                click.echo(f"    error: {r.error_message}")
+            if sql:
+                click.echo(r.migration_sql)
+
+
+@main.command()
+@click.argument("plugin")
+@database_option
+@output_option
+def rollback(plugin: str, database: str | None, output: str) -> None:
+    """Undo a plugin's latest migration with its recorded rollback SQL."""
+    with _reported(output), _engine(database) as engine:
+        _print_results([reconcile.rollback(engine, plugin)], output)
+
+
+@main.command()
+@click.argument("plugin")
+@database_option
+@output_option
+@click.option("--retain", is_flag=True, default=None, help="Keep the tables; only unregister (overrides deletionPolicy).")
+def delete(plugin: str, database: str | None, output: str, retain: bool | None) -> None:
+    """Remove a plugin: drop its objects (data is backed up first) or, with Retain, unregister it."""
+    with _reported(output), _engine(database) as engine:
+        _print_results([reconcile.delete(engine, plugin, retain or None)], output)
+
+
+@main.command()
+@paths_argument
+@database_option
+@output_option
+def conflicts(paths: Sequence[str], database: str | None, output: str) -> None:
+    """Report conflicts of schema files with the registry, the core tables and each other."""
+    with _reported(output), _engine(database) as engine:
+        loaded = reconcile.load(paths)
+        found = reconcile.check_conflicts(engine, loaded)
+        if found:
+            raise ProblemError(reconcile.locate(found, loaded), kind="conflict")
+        if output == "json":
+            _emit_json({"ok": True, "problems": []})
+        else:
+            click.echo(f"no conflicts among {len(loaded)} schema(s) and the registry")
+
+
+@main.command()
+@click.argument("plugin")
+@database_option
+def repair(plugin: str, database: str | None) -> None:
+    """Re-record migration checksums after a deliberate edit of the history."""
+    with _reported(), _engine(database) as engine:
+        repaired = engine.repair(plugin)
+        click.echo(f"re-recorded checksums of {', '.join(repaired)}" if repaired else "all checksums already match")

@@ -1,0 +1,339 @@
+"""The dialect interface and the rendering both databases share."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import Dialect as SADialect
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
+
+from extschema import naming, planning
+from extschema.model import FieldType
+from extschema.naming import Namer, PhysicalName
+from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef
+
+
+class ErrorClass(enum.Enum):
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+    UNREACHABLE = "unreachable"
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderedPlan:
+    """A plan as SQL: what runs, what undoes it, and how it must run."""
+
+    statements: tuple[str, ...]
+    rollback: tuple[str, ...]
+    #: SQLite table rebuilds must run with foreign key enforcement off (set outside the transaction).
+    foreign_keys_off: bool = False
+
+    def script(self, rollback: bool = False) -> str:
+        return "".join(f"{s};\n" for s in (self.rollback if rollback else self.statements))
+
+
+class Dialect:
+    """Renders operations for one kind of database. Subclasses fill in the differences."""
+
+    name: str
+    namer: Namer
+    sa_dialect: SADialect
+
+    # --- plans -------------------------------------------------------------------------------
+
+    def render_plan(self, plan: Plan, backup_tag: str) -> RenderedPlan:
+        """Render *plan* and its reverse; data a step would destroy is first copied to a
+        backup table named with *backup_tag*."""
+        return RenderedPlan(
+            statements=tuple(self.render_ops(plan.ops, backup_tag)),
+            rollback=tuple(self.render_ops(plan.reverse().ops, backup_tag)),
+            foreign_keys_off=self.needs_foreign_keys_off(plan),
+        )
+
+    def render_ops(self, ops: Iterable[Op], backup_tag: str) -> list[str]:
+        statements: list[str] = []
+        for op in ops:
+            statements.extend(self.backup(op, backup_tag))
+            statements.extend(self.render(op))
+        return statements
+
+    def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
+        raise NotImplementedError
+
+    def backup(self, op: Op, tag: str) -> list[str]:
+        """Copy what a destructive step removes (a table, or a column with the row ids)."""
+        match op:
+            case planning.DropTable():
+                label, source, columns = op.table.name, op.table.name, "*"
+            case planning.DropColumn():
+                label, source = f"{op.before.name}__{op.column.name}", op.before.name
+                columns = f"{self.quote('id')}, {self.quote(op.column.name)}"
+            case _:
+                return []
+        name = self.backup_name(op.plugin_id, label, tag)
+        return [
+            f"CREATE TABLE {self.qualified(name)} AS SELECT {columns} FROM {self.table_ref(op.plugin_id, source)}"
+        ]
+
+    def needs_foreign_keys_off(self, plan: Plan) -> bool:
+        return False
+
+    def render(self, op: Op) -> list[str]:
+        match op:
+            case planning.CreatePluginNamespace():
+                return self.create_namespace(op.plugin_id)
+            case planning.DropPluginNamespace():
+                return self.drop_namespace(op.plugin_id)
+            case planning.CreateEnum():
+                return self.create_enum(op)
+            case planning.DropEnum():
+                return self.drop_enum(op)
+            case planning.ChangeEnumValues():
+                return self.change_enum_values(op)
+            case planning.CreateTable():
+                return self.create_table(op.plugin_id, op.table)
+            case planning.DropTable():
+                return [f"DROP TABLE {self.table_ref(op.plugin_id, op.table.name)}"]
+            case planning.AddColumn():
+                return self.add_column(op)
+            case planning.DropColumn():
+                return self.drop_column(op)
+            case planning.CreateIndex():
+                return [self.create_index(op.plugin_id, op.table, op.index)]
+            case planning.DropIndex():
+                return [self.drop_index(op.plugin_id, op.table, op.index)]
+        raise TypeError(f"no rendering for {type(op).__name__}")
+
+    # --- pieces each dialect decides ------------------------------------------------------------
+
+    def create_namespace(self, plugin_id: str) -> list[str]:
+        return []
+
+    def drop_namespace(self, plugin_id: str) -> list[str]:
+        return []
+
+    def create_enum(self, op: planning.CreateEnum) -> list[str]:
+        return []
+
+    def drop_enum(self, op: planning.DropEnum) -> list[str]:
+        return []
+
+    def change_enum_values(self, op: planning.ChangeEnumValues) -> list[str]:
+        raise NotImplementedError
+
+    def add_column(self, op: planning.AddColumn) -> list[str]:
+        raise NotImplementedError
+
+    def drop_column(self, op: planning.DropColumn) -> list[str]:
+        raise NotImplementedError
+
+    def column_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any]:
+        raise NotImplementedError
+
+    def column_checks(self, column: ColumnDef) -> list[str]:
+        """Conditions (SQL text) a column's values must meet, beyond what its type enforces."""
+        quoted = self.quote(column.name)
+        conditions: list[str] = []
+        if column.min_length is not None:
+            conditions.append(f"{self.length_function}({quoted}) >= {column.min_length}")
+        if column.max_length is not None and column.type == "Text":
+            conditions.append(f"{self.length_function}({quoted}) <= {column.max_length}")
+        if column.min is not None:
+            conditions.append(f"{quoted} >= {self.literal(column.min)}")
+        if column.max is not None:
+            conditions.append(f"{quoted} <= {self.literal(column.max)}")
+        if column.pattern is not None:
+            conditions.append(self.pattern_condition(quoted, column.pattern))
+        return conditions
+
+    length_function = "char_length"
+
+    def pattern_condition(self, quoted_column: str, pattern: str) -> str:
+        raise NotImplementedError
+
+    def default_sql(self, column: ColumnDef) -> str | None:
+        """The column's DEFAULT clause value, rendered as a quoted constant."""
+        value = column.default
+        if value is None:
+            return None
+        if column.type == "DateTime" and value == "now":
+            return "CURRENT_TIMESTAMP"
+        if column.type == "Json":
+            return self.literal(json.dumps(value))
+        if column.type == "Boolean":
+            return self.boolean_literal(bool(value))
+        return self.literal(value)
+
+    def boolean_literal(self, value: bool) -> str:
+        return "true" if value else "false"
+
+    # --- shared rendering ----------------------------------------------------------------------
+
+    def quote(self, identifier: str) -> str:
+        return str(self.sa_dialect.identifier_preparer.quote_identifier(identifier))
+
+    def qualified(self, name: PhysicalName) -> str:
+        return f"{self.quote(name.schema)}.{self.quote(name.name)}" if name.schema else self.quote(name.name)
+
+    def table_ref(self, plugin_id: str, table: str) -> str:
+        return self.qualified(self.namer.table(plugin_id, table))
+
+    def literal(self, value: Any) -> str:
+        """A constant as SQL text, quoted by the database's own rules (never pasted raw)."""
+        if isinstance(value, bool):
+            return self.boolean_literal(value)
+        if isinstance(value, int | float):
+            return repr(value) if isinstance(value, int) else format(value, "r")
+        text = str(value).replace("'", "''")
+        return f"'{text}'"
+
+    def physical_target(self, plugin_id: str, fk: planning.ForeignKeyDef) -> PhysicalName:
+        ref = fk.references
+        return self.namer.core_table(ref.table) if ref.is_core else self.namer.table(ref.plugin, ref.table)
+
+    def sa_table(self, plugin_id: str, table: TableDef, rename: str | None = None) -> sa.Table:
+        """The table as a SQLAlchemy construct, for SQLAlchemy's DDL compiler.
+
+        *rename* builds it under another name (a rebuild's scratch table); references to the
+        table itself then name the original, which the scratch table becomes.
+        """
+        metadata = sa.MetaData()
+        physical = self.namer.table(plugin_id, table.name)
+        columns: list[sa.SchemaItem] = [self.id_column()]
+        for column in table.columns:
+            columns.append(self.sa_column(plugin_id, table.name, column))
+            fk = column.foreign_key
+            if fk is not None:
+                target = self.physical_target(plugin_id, fk)
+                if rename or (target.schema, target.name) != (physical.schema, physical.name):
+                    self._stub_table(metadata, target, fk.column)
+                columns.append(
+                    sa.ForeignKeyConstraint(
+                        [column.name],
+                        [f"{target}.{fk.column}"],
+                        name=self.namer.derived(plugin_id, table.name, [column.name], "fkey"),
+                        ondelete=_ON_DELETE[fk.on_delete],
+                    )
+                )
+        for unique in table.unique_together:
+            columns.append(sa.UniqueConstraint(
+                *unique.columns, name=self.index_name(plugin_id, table.name, unique, "key")
+            ))
+        return sa.Table(rename or physical.name, metadata, *columns, schema=physical.schema)
+
+    def _stub_table(self, metadata: sa.MetaData, name: PhysicalName, column: str) -> None:
+        key = f"{name.schema}.{name.name}" if name.schema else name.name
+        if key not in metadata.tables:
+            sa.Table(name.name, metadata, sa.Column(column, sa.Integer), schema=name.schema)
+        elif column not in metadata.tables[key].c:
+            metadata.tables[key].append_column(sa.Column(column, sa.Integer))
+
+    def id_column(self) -> sa.Column[Any]:
+        raise NotImplementedError
+
+    def sa_column(self, plugin_id: str, table: str, column: ColumnDef) -> sa.Column[Any]:
+        args: list[sa.SchemaItem] = []
+        checks = self.column_checks(column)
+        if checks:
+            args.append(sa.CheckConstraint(
+                " AND ".join(f"({c})" for c in checks) if len(checks) > 1 else checks[0],
+                name=self.namer.derived(plugin_id, table, [column.name], "check"),
+            ))
+        default = self.default_sql(column)
+        return sa.Column(
+            column.name,
+            self.column_type(plugin_id, column),
+            *args,
+            nullable=column.nullable,
+            server_default=sa.text(default) if default is not None else None,
+        )
+
+    def create_table(self, plugin_id: str, table: TableDef) -> list[str]:
+        sa_table = self.sa_table(plugin_id, table)
+        statements = [self.compile(CreateTable(sa_table))]
+        statements.extend(self.create_index(plugin_id, table.name, index) for index in table.column_indexes())
+        return statements
+
+    def index_name(self, plugin_id: str, table: str, index: IndexDef, suffix: str | None = None) -> str:
+        return self.namer.index(plugin_id, table, index.columns, index.unique, index.name)
+
+    def create_index(self, plugin_id: str, table: str, index: IndexDef) -> str:
+        metadata = sa.MetaData()
+        physical = self.namer.table(plugin_id, table)
+        sa_table = sa.Table(
+            physical.name, metadata, *(sa.Column(c, sa.Integer) for c in index.columns), schema=physical.schema
+        )
+        sa_index = sa.Index(
+            self.index_name(plugin_id, table, index), *(sa_table.c[c] for c in index.columns), unique=index.unique
+        )
+        return self.compile(CreateIndex(sa_index))
+
+    def drop_index(self, plugin_id: str, table: str, index: IndexDef) -> str:
+        physical = self.namer.table(plugin_id, table)
+        name = PhysicalName(physical.schema, self.index_name(plugin_id, table, index))
+        return f"DROP INDEX {self.qualified(name)}"
+
+    def column_ddl(self, plugin_id: str, table: TableDef, column: ColumnDef) -> str:
+        """The column definition as ADD COLUMN takes it (with its CHECK, default and FK)."""
+        sa_table = self.sa_table(plugin_id, table)
+        text = self.compile(CreateColumn(sa_table.c[column.name]))
+        fk = column.foreign_key
+        if fk is not None:
+            target = self.physical_target(plugin_id, fk)
+            name = self.namer.derived(plugin_id, table.name, [column.name], "fkey")
+            text += (
+                f" CONSTRAINT {self.quote(name)} REFERENCES {self.qualified(target)} ({self.quote(fk.column)})"
+                f" ON DELETE {_ON_DELETE[fk.on_delete]}"
+            )
+        return text
+
+    def compile(self, construct: sa.schema.ExecutableDDLElement | sa.ClauseElement) -> str:
+        return str(construct.compile(dialect=self.sa_dialect)).strip()
+
+    # --- execution support (used by the engine) --------------------------------------------
+
+    def session_setup(self) -> Sequence[str]:
+        """Statements run on every new connection."""
+        return ()
+
+    def migration_preamble(self, lock_key: tuple[int, int], lock_timeout_ms: int, statement_timeout_ms: int) -> list[
+        tuple[str, dict[str, Any]]
+    ]:
+        """Statements that start a migration transaction: lock, then timeouts (in that order)."""
+        return []
+
+    def classify(self, error: BaseException) -> ErrorClass:
+        raise NotImplementedError
+
+    def logical_type(self, sql_type: sa.types.TypeEngine[Any]) -> FieldType | None:
+        """What a reflected core column's type is, in extschema's terms (for FK type checks)."""
+        match sql_type:
+            case sa.BigInteger():
+                return "BigInt"
+            case sa.Integer():
+                return "Int"
+            case sa.Uuid():
+                return "Uuid"
+            case sa.Numeric() if not isinstance(sql_type, sa.Float):
+                return "Decimal"
+            case sa.Float():
+                return "Float"
+            case sa.Boolean():
+                return "Boolean"
+            case sa.DateTime():
+                return "DateTime"
+            case sa.Date():
+                return "Date"
+            case sa.Text():
+                return "Text"
+            case sa.String():
+                return "String"
+        return None
+
+
+_ON_DELETE = {"Restrict": "RESTRICT", "Cascade": "CASCADE", "SetNull": "SET NULL"}

@@ -1,0 +1,169 @@
+"""PostgreSQL: one schema per plugin, native ENUM types, advisory locks, SQLSTATE classification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from extschema import naming, planning
+from extschema.dialects.base import Dialect, ErrorClass
+from extschema.naming import PhysicalName
+from extschema.planning import ColumnDef
+
+# psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+
+    def __init__(self, core_schema: str = "public") -> None:
+        self.namer = naming.Namer("schema", core_schema)
+        self.sa_dialect = pg.psycopg.dialect()
+
+    def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
+        return PhysicalName(naming.BACKUP_SCHEMA, naming.fit(f"{plugin_id}__{table}__{tag}"))
+
+    def create_namespace(self, plugin_id: str) -> list[str]:
+        return [f"CREATE SCHEMA {self.quote(naming.plugin_schema(plugin_id))}"]
+
+    def drop_namespace(self, plugin_id: str) -> list[str]:
+        # RESTRICT: anything extschema did not create in the schema stops the drop.
+        return [f"DROP SCHEMA {self.quote(naming.plugin_schema(plugin_id))} RESTRICT"]
+
+    def enum_ref(self, plugin_id: str, enum: str) -> str:
+        return self.qualified(self.namer.enum_type(plugin_id, enum))
+
+    def create_enum(self, op: planning.CreateEnum) -> list[str]:
+        values = ", ".join(self.literal(v) for v in op.enum.values)
+        return [f"CREATE TYPE {self.enum_ref(op.plugin_id, op.enum.name)} AS ENUM ({values})"]
+
+    def drop_enum(self, op: planning.DropEnum) -> list[str]:
+        return [f"DROP TYPE {self.enum_ref(op.plugin_id, op.enum.name)}"]
+
+    def change_enum_values(self, op: planning.ChangeEnumValues) -> list[str]:
+        ref = self.enum_ref(op.plugin_id, op.after.name)
+        if not op.removed:
+            statements = []
+            for value in op.added:
+                position = op.after.values.index(value)
+                following = next((v for v in op.after.values[position + 1 :] if v in op.before.values), None)
+                where = f" BEFORE {self.literal(following)}" if following is not None else ""
+                statements.append(f"ALTER TYPE {ref} ADD VALUE {self.literal(value)}{where}")
+            return statements
+        # PostgreSQL has no DROP VALUE: swap in a new type. Rows still using a removed value
+        # make the cast fail, so nothing is lost silently.
+        old_name = naming.fit(f"{op.after.name}__old")
+        old_ref = self.qualified(PhysicalName(naming.plugin_schema(op.plugin_id), old_name))
+        values = ", ".join(self.literal(v) for v in op.after.values)
+        statements = [
+            f"ALTER TYPE {ref} RENAME TO {self.quote(old_name)}",
+            f"CREATE TYPE {ref} AS ENUM ({values})",
+        ]
+        for _, table in op.tables:
+            table_ref = self.table_ref(op.plugin_id, table.name)
+            for column in table.columns:
+                if column.enum is None or column.enum.name != op.after.name:
+                    continue
+                name = self.quote(column.name)
+                default = self.default_sql(column)
+                if default is not None:
+                    statements.append(f"ALTER TABLE {table_ref} ALTER COLUMN {name} DROP DEFAULT")
+                statements.append(
+                    f"ALTER TABLE {table_ref} ALTER COLUMN {name} TYPE {ref} USING {name}::text::{ref}"
+                )
+                if default is not None:
+                    statements.append(f"ALTER TABLE {table_ref} ALTER COLUMN {name} SET DEFAULT {default}")
+        statements.append(f"DROP TYPE {old_ref}")
+        return statements
+
+    def add_column(self, op: planning.AddColumn) -> list[str]:
+        column = op.column
+        table_ref = self.table_ref(op.plugin_id, op.after.name)
+        statements = [f"ALTER TABLE {table_ref} ADD COLUMN {self.column_ddl(op.plugin_id, op.after, column)}"]
+        # Unique fields become unique indexes (SQLite cannot ADD a UNIQUE column); FK columns get one too.
+        statements.extend(
+            self.create_index(op.plugin_id, op.after.name, index)
+            for index in op.after.column_indexes()
+            if index.columns == (column.name,)
+        )
+        return statements
+
+    def drop_column(self, op: planning.DropColumn) -> list[str]:
+        # Indexes and constraints on the column go with it.
+        table_ref = self.table_ref(op.plugin_id, op.before.name)
+        return [f"ALTER TABLE {table_ref} DROP COLUMN {self.quote(op.column.name)}"]
+
+    def id_column(self) -> sa.Column[Any]:
+        return sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True)
+
+    def column_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any]:
+        match column.type:
+            case "String":
+                return sa.String(column.string_length)
+            case "Text":
+                return sa.Text()
+            case "Int":
+                return sa.Integer()
+            case "BigInt":
+                return sa.BigInteger()
+            case "Float":
+                return sa.Double()
+            case "Boolean":
+                return sa.Boolean()
+            case "Date":
+                return sa.Date()
+            case "DateTime":
+                return sa.DateTime(timezone=True)
+            case "Decimal":
+                return sa.Numeric(column.precision, column.scale)
+            case "Json":
+                return pg.JSONB()
+            case "Uuid":
+                return sa.Uuid()
+            case "Enum":
+                assert column.enum is not None
+                return pg.ENUM(
+                    *column.enum.values, name=column.enum.name, schema=naming.plugin_schema(plugin_id),
+                    create_type=False,
+                )
+        raise TypeError(column.type)
+
+    def pattern_condition(self, quoted_column: str, pattern: str) -> str:
+        return f"{quoted_column} ~ {self.literal(pattern)}"
+
+    def migration_preamble(
+        self, lock_key: tuple[int, int], lock_timeout_ms: int, statement_timeout_ms: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        # The lock first: a lock_timeout set before it would also cut the wait for the lock.
+        return [
+            ("SELECT pg_advisory_xact_lock(:k1, :k2)", {"k1": lock_key[0], "k2": lock_key[1]}),
+            (f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}", {}),
+            (f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}", {}),
+        ]
+
+    def classify(self, error: BaseException) -> ErrorClass:
+        sqlstate = sqlstate_of(error)
+        if sqlstate is None:
+            broken = isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
+            if broken or isinstance(error, sa.exc.OperationalError | ConnectionError | OSError):
+                return ErrorClass.UNREACHABLE
+            return ErrorClass.PERMANENT
+        if sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03", "53300"}:
+            return ErrorClass.UNREACHABLE
+        if sqlstate in _RETRYABLE_SQLSTATES:
+            return ErrorClass.RETRYABLE
+        return ErrorClass.PERMANENT
+
+
+def sqlstate_of(error: BaseException) -> str | None:
+    """The SQLSTATE of a psycopg error, also when SQLAlchemy wraps it."""
+    seen: BaseException | None = error
+    while seen is not None:
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None

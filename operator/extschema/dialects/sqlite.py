@@ -1,0 +1,168 @@
+"""SQLite: prefixed table names, CHECK-enforced enums and types, table rebuilds for what ALTER cannot do."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.schema import CreateTable
+
+from extschema import naming, planning
+from extschema.dialects.base import Dialect, ErrorClass
+from extschema.planning import ColumnDef, TableDef
+
+# SQLite columns take any value whatever their declared type; these CHECKs make them strict.
+_STORAGE_CLASSES = {
+    "String": "'text', 'null'", "Text": "'text', 'null'", "Enum": "'text', 'null'", "Uuid": "'text', 'null'",
+    "Date": "'text', 'null'", "DateTime": "'text', 'null'", "Int": "'integer', 'null'",
+    "BigInt": "'integer', 'null'", "Float": "'real', 'integer', 'null'", "Decimal": "'real', 'integer', 'null'",
+}
+
+
+class SqliteDialect(Dialect):
+    name = "sqlite"
+    length_function = "length"
+
+    def __init__(self) -> None:
+        self.namer = naming.Namer("prefix")
+        self.sa_dialect = sqlite_dialect.pysqlite.dialect()
+
+    def backup_name(self, plugin_id: str, table: str, tag: str) -> naming.PhysicalName:
+        return naming.PhysicalName(None, naming.fit(f"{naming.BACKUP_SCHEMA}__{plugin_id}__{table}__{tag}"))
+
+    def boolean_literal(self, value: bool) -> str:
+        return "1" if value else "0"
+
+    def column_checks(self, column: ColumnDef) -> list[str]:
+        quoted = self.quote(column.name)
+        conditions: list[str] = []
+        if column.type in _STORAGE_CLASSES:
+            conditions.append(f"typeof({quoted}) IN ({_STORAGE_CLASSES[column.type]})")
+        if column.type == "Boolean":
+            conditions.append(f"{quoted} IN (0, 1)")
+        if column.type == "Json":
+            conditions.append(f"json_valid({quoted})")
+        if column.type == "Uuid":
+            conditions.append(f"length({quoted}) = 36")
+        if column.type == "String":
+            conditions.append(f"length({quoted}) <= {column.string_length}")
+        if column.enum is not None:
+            conditions.append(f"{quoted} IN ({', '.join(self.literal(v) for v in column.enum.values)})")
+        return conditions + super().column_checks(column)
+
+    def pattern_condition(self, quoted_column: str, pattern: str) -> str:
+        # REGEXP is a function the engine registers on each connection (Python's re.search).
+        return f"{quoted_column} REGEXP {self.literal(pattern)}"
+
+    def id_column(self) -> sa.Column[Any]:
+        # Exactly INTEGER PRIMARY KEY: an alias of the rowid.
+        return sa.Column("id", sa.Integer, primary_key=True)
+
+    def column_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any]:
+        match column.type:
+            case "String":
+                return sa.String(column.string_length)
+            case "Enum":
+                assert column.enum is not None
+                return sa.String(max(len(v) for v in column.enum.values))
+            case "Text":
+                return sa.Text()
+            case "Int":
+                return sa.Integer()
+            case "BigInt":
+                return sa.BigInteger()
+            case "Float":
+                return sa.Float()
+            case "Boolean":
+                return sa.Boolean()
+            case "Date":
+                return sa.Date()
+            case "DateTime":
+                return sa.DateTime(timezone=True)
+            case "Decimal":
+                return sa.Numeric(column.precision, column.scale)
+            case "Json":
+                return sa.JSON()
+            case "Uuid":
+                return sa.String(36)
+        raise TypeError(column.type)
+
+    def needs_foreign_keys_off(self, plan: planning.Plan) -> bool:
+        ops = (*plan.ops, *plan.reverse().ops)
+        return any(self._rebuilds(op) for op in ops)
+
+    def _rebuilds(self, op: planning.Op) -> bool:
+        match op:
+            case planning.ChangeEnumValues():
+                return bool(op.tables)
+            case planning.DropColumn():
+                return True
+            case planning.AddColumn():
+                return not self._can_add_in_place(op.column)
+        return False
+
+    @staticmethod
+    def _can_add_in_place(column: ColumnDef) -> bool:
+        # ALTER TABLE ADD COLUMN refuses REFERENCES with a non-NULL default and NOT NULL without one.
+        if column.foreign_key is not None and column.default is not None:
+            return False
+        return column.nullable or column.default is not None
+
+    def add_column(self, op: planning.AddColumn) -> list[str]:
+        if not self._can_add_in_place(op.column):
+            return self.rebuild(op.plugin_id, op.before, op.after)
+        column = op.column
+        table_ref = self.table_ref(op.plugin_id, op.after.name)
+        statements = [f"ALTER TABLE {table_ref} ADD COLUMN {self.column_ddl(op.plugin_id, op.after, column)}"]
+        # Unique fields become unique indexes (SQLite cannot ADD a UNIQUE column); FK columns get one too.
+        statements.extend(
+            self.create_index(op.plugin_id, op.after.name, index)
+            for index in op.after.column_indexes()
+            if index.columns == (column.name,)
+        )
+        return statements
+
+    def drop_column(self, op: planning.DropColumn) -> list[str]:
+        return self.rebuild(op.plugin_id, op.before, op.after)
+
+    def change_enum_values(self, op: planning.ChangeEnumValues) -> list[str]:
+        statements: list[str] = []
+        for before, after in op.tables:
+            statements.extend(self.rebuild(op.plugin_id, before, after))
+        return statements
+
+    def rebuild(self, plugin_id: str, before: TableDef, after: TableDef) -> list[str]:
+        """SQLite's 12-step table change: create the new shape, copy, drop, rename, re-index.
+
+        The engine runs it with foreign_keys off and checks ``PRAGMA foreign_key_check`` before
+        committing, as SQLite's documentation prescribes.
+        """
+        physical = self.namer.table(plugin_id, after.name)
+        scratch = naming.fit(f"{physical.name}__rebuild")
+        create = self.compile(CreateTable(self.sa_table(plugin_id, after, rename=scratch)))
+        kept = ["id", *(c.name for c in after.columns if before.column(c.name) is not None)]
+        columns = ", ".join(self.quote(c) for c in kept)
+        statements = [
+            create,
+            f"INSERT INTO {self.quote(scratch)} ({columns}) SELECT {columns} FROM {self.quote(physical.name)}",
+            f"DROP TABLE {self.quote(physical.name)}",
+            f"ALTER TABLE {self.quote(scratch)} RENAME TO {self.quote(physical.name)}",
+        ]
+        statements.extend(self.create_table(plugin_id, after)[1:])
+        statements.extend(self.create_index(plugin_id, after.name, index) for index in after.indexes)
+        return statements
+
+    def session_setup(self) -> list[str]:
+        return ["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 30000"]
+
+    def classify(self, error: BaseException) -> ErrorClass:
+        original = getattr(error, "orig", error)
+        message = str(original).lower()
+        if isinstance(original, sqlite3.OperationalError):
+            if "locked" in message or "busy" in message:
+                return ErrorClass.RETRYABLE
+            if "unable to open" in message or "disk i/o" in message:
+                return ErrorClass.UNREACHABLE
+        return ErrorClass.PERMANENT

@@ -1,0 +1,303 @@
+"""The ExtensionSchema document, as pydantic models.
+
+This is the one description of the spec: the CLI parses files into it, the operator parses
+custom resources into it, and the CRD's OpenAPI schema is generated from it. The models check
+structure only (types, closed sets, unknown fields); the rules that need the whole document
+(names, defaults, references) live in :mod:`extschema.validation` so that every problem is
+reported at once with a stable code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+API_GROUP = "extschema.io"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+KIND = "ExtensionSchema"
+
+FieldType = Literal[
+    "String", "Text", "Int", "BigInt", "Float", "Boolean", "Date", "DateTime", "Decimal", "Json", "Uuid", "Enum"
+]
+RelationshipType = Literal["ManyToOne", "OneToOne", "OneToMany", "ManyToMany"]
+OnDelete = Literal["Restrict", "Cascade", "SetNull"]
+DeletionPolicy = Literal["Drop", "Retain"]
+#: JSON scalars a default may take; the field type decides which fit.
+DefaultValue = str | bool | int | float | None
+
+
+class _Spec(BaseModel):
+    # strict: "yes" is not a boolean and "12" is not a number; forbid: a typo is an error.
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, frozen=True)
+
+
+class ValidationRules(_Spec):
+    """Value rules, enforced by CHECK constraints in the database."""
+
+    min_length: int | None = Field(None, alias="minLength", description="Shortest allowed text (String, Text).")
+    max_length: int | None = Field(
+        None, alias="maxLength", description="Longest allowed text (String, Text); String defaults to 255."
+    )
+    min: int | float | None = Field(None, description="Smallest allowed number (Int, BigInt, Float, Decimal).")
+    max: int | float | None = Field(None, description="Largest allowed number (Int, BigInt, Float, Decimal).")
+    pattern: str | None = Field(
+        None,
+        description="Regular expression the text must contain a match of (portable subset of POSIX/Python).",
+    )
+
+
+class FieldSpec(_Spec):
+    """A column of a plugin table."""
+
+    name: str = Field(description="Column name: lower_snake_case, unique in the table; 'id' is reserved.")
+    type: FieldType = Field(description="Logical type, mapped to each database's native type.")
+    required: bool = Field(False, description="NOT NULL. A new required field on an existing table needs a default.")
+    unique: bool = Field(False, description="Adds a UNIQUE constraint on this column.")
+    default: DefaultValue = Field(None, description="Constant default; must fit the type, enum and rules.")
+    enum: str | None = Field(None, description="For type Enum: the name of an enum declared in spec.enums.")
+    precision: int | None = Field(None, description="For Decimal: total digits, 1..1000 (default 18).")
+    scale: int | None = Field(None, description="For Decimal: digits after the point, 0..precision (default 2).")
+    validation: ValidationRules | None = Field(None, description="Value rules enforced by the database.")
+    description: str | None = Field(None, description="Free text for people; stored as a column comment.")
+
+
+class IndexSpec(_Spec):
+    """A secondary index on one or more columns."""
+
+    fields: list[str] = Field(description="Column names, in index order.")
+    unique: bool = Field(False, description="A unique index.")
+    name: str | None = Field(None, description="Optional logical name; derived from the fields when omitted.")
+
+
+class UniqueConstraintSpec(_Spec):
+    """A UNIQUE constraint over several columns."""
+
+    fields: list[str] = Field(description="Column names that are unique together.")
+    name: str | None = Field(None, description="Optional logical name; derived from the fields when omitted.")
+
+
+class TableSpec(_Spec):
+    """A table owned by the plugin. Every table gets a surrogate primary key 'id'."""
+
+    name: str = Field(description="Table name: lower_snake_case, unique in the plugin.")
+    description: str | None = Field(None, description="Free text for people; stored as a table comment.")
+    fields: list[FieldSpec] = Field(default_factory=list, description="Columns, besides the 'id' key.")
+    indexes: list[IndexSpec] = Field(default_factory=list, description="Secondary indexes.")
+    unique_constraints: list[UniqueConstraintSpec] = Field(
+        default_factory=list, alias="uniqueConstraints", description="Multi-column UNIQUE constraints."
+    )
+
+    def field(self, name: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+class EnumSpec(_Spec):
+    """A closed set of values: a native ENUM type on PostgreSQL, a CHECK constraint on SQLite."""
+
+    name: str = Field(description="Enum name: lower_snake_case, unique in the plugin.")
+    values: list[str] = Field(description="Allowed values, in order. Values may be added later, not removed.")
+    localization: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Display labels: locale -> value -> label. Stored, not enforced."
+    )
+
+
+class RelationshipSpec(_Spec):
+    """A foreign key between a plugin table and a table of this plugin, another plugin or the core."""
+
+    source: str = Field(description="A table of this plugin.")
+    source_field: str | None = Field(
+        None,
+        alias="sourceField",
+        description="ManyToOne/OneToOne: the FK column on source (default <target>_id). "
+        "OneToMany/ManyToMany: the referenced column of source (default id).",
+    )
+    target: str = Field(description="'<table>' (this plugin), '<pluginId>.<table>' (a dependency) or 'core.<table>'.")
+    target_field: str | None = Field(
+        None,
+        alias="targetField",
+        description="ManyToOne/OneToOne/ManyToMany: the referenced column of target (default id). "
+        "OneToMany: the FK column created on target, a table of this plugin (default <source>_id).",
+    )
+    type: RelationshipType = Field("ManyToOne", description="Cardinality; see docs/relationships.md.")
+    on_delete: OnDelete = Field("Restrict", alias="onDelete", description="What deleting the referenced row does.")
+    name: str | None = Field(None, description="ManyToMany: the join table's name (default <source>_<target>).")
+
+
+class ExtensionSchemaSpec(_Spec):
+    """What a plugin asks of the database."""
+
+    plugin_id: str = Field(
+        alias="pluginId", description="Stable plugin identifier: ^[a-z][a-z0-9_]*$, at most 40 characters."
+    )
+    version: str = Field(description="Semantic version of this schema, e.g. 1.2.0.")
+    description: str | None = Field(None, description="Free text for people.")
+    depends_on: list[str] = Field(
+        default_factory=list, alias="dependsOn", description="Plugins whose tables this one references."
+    )
+    enums: list[EnumSpec] = Field(default_factory=list, description="Enums owned by the plugin.")
+    tables: list[TableSpec] = Field(default_factory=list, description="Tables owned by the plugin.")
+    relationships: list[RelationshipSpec] = Field(default_factory=list, description="Foreign keys.")
+    deletion_policy: DeletionPolicy = Field(
+        "Drop", alias="deletionPolicy", description="On delete: Drop the plugin's objects, or Retain them."
+    )
+
+    def table(self, name: str) -> TableSpec | None:
+        return next((t for t in self.tables if t.name == name), None)
+
+    def enum(self, name: str) -> EnumSpec | None:
+        return next((e for e in self.enums if e.name == name), None)
+
+    def canonical_json(self) -> str:
+        """Key-sorted JSON of the spec with defaults filled in: equal specs, equal text."""
+        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+
+    def checksum(self) -> str:
+        """SHA-256 of :meth:`canonical_json`; recorded with every migration."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+class ObjectMeta(BaseModel):
+    """The part of Kubernetes metadata extschema reads; the rest is kept but ignored."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(description="Resource name; the owner of the plugin's claim.")
+    namespace: str | None = None
+
+
+class ExtensionSchema(_Spec):
+    """A whole ``kind: ExtensionSchema`` document."""
+
+    api_version: Literal["extschema.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["ExtensionSchema"]
+    metadata: ObjectMeta
+    spec: ExtensionSchemaSpec
+    # Present on objects read back from a cluster; ignored by the engine.
+    status: dict[str, Any] | None = None
+
+    @property
+    def owner(self) -> str:
+        """Who claims the plugin: ``namespace/name`` in a cluster, ``name`` from files."""
+        meta = self.metadata
+        return f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name
+
+
+def parse_spec(data: Any) -> ExtensionSchemaSpec:
+    """Validate a spec mapping (raises :class:`pydantic.ValidationError`)."""
+    return ExtensionSchemaSpec.model_validate(data)
+
+
+def parse_document(data: Any) -> ExtensionSchema:
+    """Validate a whole document (raises :class:`pydantic.ValidationError`)."""
+    return ExtensionSchema.model_validate(data)
+
+
+ValidationError = pydantic.ValidationError
+
+
+# --- Relationships, resolved ------------------------------------------------------------------
+# What each relationship type creates is decided here once, for validation, conflict detection
+# and planning alike (docs/relationships.md says the same in prose).
+
+CORE_PLUGIN = "core"
+
+
+class TargetRef(BaseModel):
+    """Which table a relationship end names: own (plugin = this plugin), another plugin's or core."""
+
+    model_config = ConfigDict(frozen=True)
+
+    plugin: str
+    table: str
+
+    @property
+    def is_core(self) -> bool:
+        return self.plugin == CORE_PLUGIN
+
+    def __str__(self) -> str:
+        return f"{self.plugin}.{self.table}"
+
+
+def parse_target(target: str, own_plugin: str) -> TargetRef | None:
+    """``table`` / ``plugin.table`` / ``core.table``; None when malformed."""
+    parts = target.split(".")
+    if len(parts) == 1 and parts[0]:
+        return TargetRef(plugin=own_plugin, table=parts[0])
+    if len(parts) == 2 and all(parts):
+        return TargetRef(plugin=parts[0], table=parts[1])
+    return None
+
+
+class ForeignKey(BaseModel):
+    """One FK column on a table of this plugin, as a relationship creates it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    relationship: int  # index in spec.relationships, for error paths
+    table: str  # the plugin table holding the column
+    column: str
+    references: TargetRef
+    referenced_column: str
+    on_delete: OnDelete
+    unique: bool = False
+    declared: bool = False  # the column is declared in the table's fields (not created for it)
+    required: bool = False
+
+
+class JoinTable(BaseModel):
+    """The table a ManyToMany relationship creates: two FKs, unique together."""
+
+    model_config = ConfigDict(frozen=True)
+
+    relationship: int
+    name: str
+    left: ForeignKey
+    right: ForeignKey
+
+
+def resolve_relationships(spec: ExtensionSchemaSpec) -> tuple[list[ForeignKey], list[JoinTable]]:
+    """Turn relationships into FK columns and join tables. Malformed targets are skipped
+    (validation reports them)."""
+    fks: list[ForeignKey] = []
+    joins: list[JoinTable] = []
+    for index, rel in enumerate(spec.relationships):
+        target = parse_target(rel.target, spec.plugin_id)
+        if target is None:
+            continue
+        own_source = TargetRef(plugin=spec.plugin_id, table=rel.source)
+        if rel.type in ("ManyToOne", "OneToOne"):
+            holder, column, ref, ref_column = rel.source, rel.source_field or f"{target.table}_id", target, (
+                rel.target_field or "id"
+            )
+        elif rel.type == "OneToMany":
+            holder, column, ref, ref_column = target.table, rel.target_field or f"{rel.source}_id", own_source, (
+                rel.source_field or "id"
+            )
+        else:
+            name = rel.name or f"{rel.source}_{target.table}"
+            left_col = f"{rel.source}_id"
+            right_col = f"{target.table}_id" if target.table != rel.source else f"related_{rel.source}_id"
+            left = ForeignKey(
+                relationship=index, table=name, column=left_col, references=own_source,
+                referenced_column=rel.source_field or "id", on_delete=rel.on_delete, required=True,
+            )
+            right = ForeignKey(
+                relationship=index, table=name, column=right_col, references=target,
+                referenced_column=rel.target_field or "id", on_delete=rel.on_delete, required=True,
+            )
+            joins.append(JoinTable(relationship=index, name=name, left=left, right=right))
+            continue
+        holder_table = spec.table(holder)
+        declared = holder_table.field(column) if holder_table else None
+        fks.append(
+            ForeignKey(
+                relationship=index, table=holder, column=column, references=ref, referenced_column=ref_column,
+                on_delete=rel.on_delete, unique=rel.type == "OneToOne" or bool(declared and declared.unique),
+                declared=declared is not None, required=bool(declared and declared.required),
+            )
+        )
+    return fks, joins

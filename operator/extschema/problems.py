@@ -1,0 +1,115 @@
+"""Problems a user can see, each with a stable code.
+
+Every error extschema reports to a person goes through :class:`Problem`: what is wrong, where
+(a path like ``spec.tables[1].fields[0].type``) and how to fix it. Codes never change meaning
+once released; ``docs/errors.md`` is checked against :data:`CATALOG` by a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+#: code -> one-line title. Grouped: ES0xx documents, ES1xx spec rules, ES2xx conflicts,
+#: ES3xx refused changes, ES4xx database.
+CATALOG: dict[str, str] = {
+    "ES001": "The file is not valid YAML",
+    "ES002": "A document is not a mapping",
+    "ES003": "Unsupported apiVersion for kind ExtensionSchema",
+    "ES004": "No ExtensionSchema document found",
+    "ES005": "Path not found or not readable",
+    "ES010": "Wrong value type",
+    "ES011": "Unknown field",
+    "ES012": "Missing required field",
+    "ES013": "Value not one of the allowed choices",
+    "ES101": "Invalid identifier",
+    "ES102": "Name too long for the database",
+    "ES103": "Reserved name",
+    "ES104": "Duplicate name",
+    "ES105": "Default does not fit the field",
+    "ES106": "Rule or option not valid for the field type",
+    "ES107": "Inconsistent bounds",
+    "ES108": "Invalid or non-portable regular expression",
+    "ES109": "Invalid enum values",
+    "ES110": "Invalid Decimal precision or scale",
+    "ES111": "Index or constraint names an unknown field",
+    "ES112": "Enum field without a known enum",
+    "ES113": "Relationship end cannot be resolved",
+    "ES114": "Too many columns",
+    "ES115": "Invalid semantic version",
+    "ES116": "Invalid pluginId",
+    "ES117": "Invalid dependsOn",
+    "ES118": "Reference to a plugin that is not in dependsOn",
+    "ES119": "Invalid localization",
+    "ES120": "onDelete SetNull on a required column",
+    "ES121": "Too many fields in an index",
+    "ES122": "Relationship field clashes with a declared field",
+    "ES201": "pluginId already claimed by another resource",
+    "ES202": "Physical name collision",
+    "ES203": "Enum name collision",
+    "ES204": "Reference to a missing table or field",
+    "ES205": "Dependency not declared or not registered",
+    "ES206": "Dependency cycle",
+    "ES207": "Foreign key type mismatch",
+    "ES301": "Change is not additive",
+    "ES302": "New required field needs a default",
+    "ES303": "Deletion blocked by dependent plugins",
+    "ES304": "Migration history checksum mismatch",
+    "ES305": "Nothing to roll back",
+    "ES306": "Plugin not registered",
+    "ES307": "Rollback refused",
+    "ES401": "Database unreachable",
+    "ES402": "Migration failed in the database",
+    "ES403": "Temporary database error (retry)",
+    "ES404": "Unsupported database URL",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong, located and explained."""
+
+    code: str
+    path: str
+    message: str
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in CATALOG:  # a programming error, never user input
+            raise ValueError(f"unknown problem code {self.code!r}")
+
+    def located(self, file: str) -> Problem:
+        """The same problem, attributed to a file."""
+        return dataclasses.replace(self, file=file)
+
+    def render(self) -> str:
+        """``FILE: spec.path: CODE: message`` — the CLI's one-line form."""
+        prefix = f"{self.file}: " if self.file else ""
+        where = self.path or "-"
+        return f"{prefix}{where}: {self.code}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "path": self.path, "message": self.message, "file": self.file}
+
+
+class ProblemError(Exception):
+    """Raised below the shells when work must stop for reasons a user can fix.
+
+    ``kind`` picks the CLI exit code and the operator's condition reason:
+    ``invalid`` / ``conflict`` / ``refused`` (exit 1), ``database`` (exit 3),
+    ``retryable`` (exit 3, the operator retries with backoff).
+    """
+
+    def __init__(self, problems: Sequence[Problem], kind: str = "invalid") -> None:
+        self.problems = list(problems)
+        self.kind = kind
+        super().__init__("; ".join(p.render() for p in self.problems))
+
+    @classmethod
+    def one(cls, code: str, path: str, message: str, kind: str = "invalid") -> ProblemError:
+        return cls([Problem(code, path, message)], kind)
+
+
+def render_all(problems: Iterable[Problem]) -> str:
+    return "\n".join(p.render() for p in problems)
