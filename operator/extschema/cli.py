@@ -127,8 +127,7 @@ def plan(paths: Sequence[str], database: str | None, output: str) -> None:
 def apply(paths: Sequence[str], database: str | None, output: str) -> None:
     """Apply schemas in dependency order (command-line order does not matter)."""
     with _reported(output), _engine(database) as engine:
-        loaded = reconcile.prepare(engine, paths)
-        results = reconcile.apply_all(engine, loaded, _progress(output))
+        results = reconcile.reconcile(engine, reconcile.load(paths), _progress(output))
         _print_results(results, output)
 
 
@@ -232,10 +231,7 @@ def delete(plugin: str, database: str | None, output: str, retain: bool | None) 
 def conflicts(paths: Sequence[str], database: str | None, output: str) -> None:
     """Report conflicts of schema files with the registry, the core tables and each other."""
     with _reported(output), _engine(database) as engine:
-        loaded = reconcile.load(paths)
-        found = reconcile.check_conflicts(engine, loaded)
-        if found:
-            raise ProblemError(reconcile.locate(found, loaded), kind="conflict")
+        loaded = reconcile.check(engine, reconcile.load(paths))
         if output == "json":
             _emit_json({"ok": True, "problems": []})
         else:

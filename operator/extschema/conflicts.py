@@ -130,7 +130,7 @@ def _references(claim: Claim, effective: dict[str, Claim], core: planning.Refere
     for index, dependency in enumerate(spec.depends_on):
         if dependency not in effective:
             yield Problem(
-                "ES205", f"spec.dependsOn[{index}]",
+                "ES208", f"spec.dependsOn[{index}]",
                 f"{claim.owner!r} depends on plugin {dependency!r}, which is not registered and not being "
                 "applied; apply it first (or together), or remove it from dependsOn",
             )

@@ -52,6 +52,7 @@ CATALOG: dict[str, str] = {
     "ES205": "Dependency not declared or not registered",
     "ES206": "Dependency cycle",
     "ES207": "Foreign key type mismatch",
+    "ES208": "Dependency not ready",
     "ES301": "Change is not additive",
     "ES302": "New required field needs a default",
     "ES303": "Deletion blocked by dependent plugins",
@@ -97,8 +98,9 @@ class ProblemError(Exception):
     """Raised below the shells when work must stop for reasons a user can fix.
 
     ``kind`` picks the CLI exit code and the operator's condition reason:
-    ``invalid`` / ``conflict`` / ``refused`` (exit 1), ``database`` (exit 3),
-    ``retryable`` (exit 3, the operator retries with backoff).
+    ``invalid`` / ``conflict`` / ``refused`` / ``dependency`` (exit 1), ``usage`` (exit 2),
+    ``database`` / ``unreachable`` / ``retryable`` (exit 3; the operator retries the last two
+    with backoff).
     """
 
     def __init__(self, problems: Sequence[Problem], kind: str = "invalid") -> None:

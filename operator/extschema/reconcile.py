@@ -70,8 +70,6 @@ def _files(paths: Sequence[str]) -> tuple[list[Path], list[Problem]]:
 
 def parse_text(text: str, file: str) -> tuple[list[Loaded], list[Problem]]:
     """Every ExtensionSchema document in a YAML stream, validated; other kinds are skipped."""
-    loaded: list[Loaded] = []
-    problems: list[Problem] = []
     try:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as error:
@@ -79,6 +77,13 @@ def parse_text(text: str, file: str) -> tuple[list[Loaded], list[Problem]]:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         reason = getattr(error, "problem", None) or str(error).splitlines()[0]
         return [], [Problem("ES001", "", f"{where}{reason}; fix the YAML syntax", file=file)]
+    return parse_documents(documents, file)
+
+
+def parse_documents(documents: Sequence[object], file: str) -> tuple[list[Loaded], list[Problem]]:
+    """Validate parsed documents: structure first, then every semantic rule."""
+    loaded: list[Loaded] = []
+    problems: list[Problem] = []
     for number, data in enumerate(documents):
         if data is None:
             continue
@@ -148,18 +153,6 @@ def _claims(registrations: Sequence[Registration]) -> list[conflicts.Claim]:
     return [conflicts.Claim(r.owner, r.spec) for r in registrations]
 
 
-def check_conflicts(engine: Engine, loaded: Sequence[Loaded]) -> list[Problem]:
-    """Conflicts of *loaded* with the registry, the core tables and each other (owner order)."""
-    candidates = sorted(loaded, key=lambda item: (item.owner, item.spec.plugin_id))
-    found = conflicts.detect(
-        [conflicts.Claim(c.owner, c.spec) for c in candidates],
-        _claims(engine.registrations()),
-        engine.core_catalog(),
-        engine.dialect.namer,
-    )
-    return found
-
-
 def locate(problems: Iterable[Problem], loaded: Sequence[Loaded]) -> list[Problem]:
     """Attribute conflict problems to the file of the claim they are about."""
     located = []
@@ -216,14 +209,67 @@ def plan_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> P
     return Planned(loaded, base, plan)
 
 
-def prepare(engine: Engine, paths: Sequence[str]) -> list[Loaded]:
-    """load → validate → check conflicts; nothing runs unless every document is clean."""
-    loaded = load(paths)
-    problems = check_conflicts(engine, loaded)
+def check(engine: Engine, loaded: Sequence[Loaded], peers: Sequence[conflicts.Claim] = ()) -> list[Loaded]:
+    """Conflicts and dependencies of validated schemas; returns them in dependency order.
+
+    *peers* are claims not yet in the registry that came first (the operator's other resources,
+    oldest first). Raises ``conflict`` problems, or ``dependency`` when the only trouble is a
+    dependency that is not registered yet (the operator waits for it).
+    """
+    candidates = sorted(loaded, key=lambda item: (item.owner, item.spec.plugin_id))
+    registered = _claims(engine.registrations())
+    registered_ids = {c.spec.plugin_id for c in registered}
+    earlier = [p for p in peers if p.spec.plugin_id not in registered_ids]
+    problems = conflicts.detect(
+        [conflicts.Claim(c.owner, c.spec) for c in candidates],
+        [*registered, *earlier],
+        engine.core_catalog(),
+        engine.dialect.namer,
+    )
+    # A peer that is not registered yet is no dependency one can build on.
+    pending = {p.spec.plugin_id for p in earlier}
+    for item in candidates:
+        for index, dependency in enumerate(item.spec.depends_on):
+            if dependency in pending and dependency not in {c.spec.plugin_id for c in candidates}:
+                problems.append(Problem("ES208", f"spec.dependsOn[{index}]", f"{item.owner!r} depends on plugin "
+                                        f"{dependency!r}, which is not applied yet; it proceeds once it is"))
     if problems:
-        raise ProblemError(locate(problems, loaded), kind="conflict")
+        kind = "dependency" if all(p.code == "ES208" for p in problems) else "conflict"
+        raise ProblemError(locate(problems, loaded), kind=kind)
     order = {s.plugin_id: i for i, s in enumerate(conflicts.dependency_order([item.spec for item in loaded]))}
     return sorted(loaded, key=lambda item: order[item.spec.plugin_id])
+
+
+def prepare(engine: Engine, paths: Sequence[str]) -> list[Loaded]:
+    """load → validate → check conflicts; nothing runs unless every document is clean."""
+    return check(engine, load(paths))
+
+
+def reconcile(
+    engine: Engine, loaded: Sequence[Loaded], progress: Progress, peers: Sequence[conflicts.Claim] = ()
+) -> list[ApplyResult]:
+    """The whole line after loading: check conflicts and dependencies → plan → apply."""
+    return apply_all(engine, check(engine, loaded, peers), progress)
+
+
+def from_object(body: dict[str, object], source: str) -> Loaded:
+    """Validate a custom resource read from the API server (the operator's load step)."""
+    data = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        data["metadata"] = {"name": metadata.get("name"), "namespace": metadata.get("namespace")}
+    spec = data.get("spec")
+    if isinstance(spec, dict):
+        # Operator-only fields are not part of the engine's spec.
+        data["spec"] = {k: v for k, v in spec.items() if k not in OPERATOR_SPEC_FIELDS}
+    loaded, problems = parse_documents([data], source)
+    if problems:
+        raise ProblemError(problems, kind="invalid")
+    return loaded[0]
+
+
+#: Spec fields only the operator reads (which database, whether to pause).
+OPERATOR_SPEC_FIELDS = ("targetRef", "suspend")
 
 
 def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, RenderedPlan]]:

@@ -253,11 +253,12 @@ def _type_hint(path: str, value: Any, kinds: set[str]) -> str:
             return f' Quote it: "{value.isoformat()}".'
         if isinstance(value, bool):
             return f' Quote it: "{str(value).lower()}".'
-        if isinstance(value, int | float) and path.endswith("version"):
-            parts = [*_format_number(value).split("."), "0", "0"][:3]
+        plain = _plain_number(value) if isinstance(value, int | float) else None
+        if plain is not None and path.endswith("version"):
+            parts = [*plain.split("."), "0", "0"][:3]
             return f' Quote it: "{".".join(parts)}".'
-        if isinstance(value, int | float):
-            return f" Quote it: {_show(_format_number(value))}."
+        if plain is not None:
+            return f" Quote it: {_show(plain)}."
     if isinstance(value, str) and kinds & {"int_type", "float_type", "bool_type"}:
         if value.strip().lower() in ("yes", "no", "on", "off", "true", "false"):
             return " Write true or false, without quotes."
@@ -285,10 +286,16 @@ def _show(value: Any, limit: int = 60) -> str:
     return json.dumps(text, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _format_number(value: int | float) -> str:
-    """A number for a message; huge integers cannot even be converted to text."""
+def _plain_number(value: int | float) -> str | None:
+    """The number as written, or None for integers too large to print (Python refuses)."""
     if isinstance(value, int) and value.bit_length() > 128:
-        return f"a {math.ceil(value.bit_length() * math.log10(2))}-digit integer"
+        return None
+    return repr(value)
+
+
+def _format_number(value: int | float) -> str:
+    if isinstance(value, int) and _plain_number(value) is None:
+        return f"an integer of about {math.ceil(value.bit_length() * math.log10(2))} digits"
     return repr(value)
 
 
@@ -298,7 +305,8 @@ def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"the number {_format_number(value)}"
+        plain = _plain_number(value)
+        return f"the number {plain}" if plain is not None else _format_number(value)
     if isinstance(value, str):
         return f"the string {_show(value)}"
     if isinstance(value, list | tuple):
@@ -435,7 +443,7 @@ def _class_reason(pattern: str, start: int, end: int) -> str | None:
                 return reason
             position += 2
             continue
-        if char == "[" and position > start + 1:
+        if char == "[":
             return (
                 f"'[' inside a character class at position {position}: POSIX classes like [[:alpha:]] and "
                 "nested sets are not portable; write \\[ for a literal bracket"
@@ -590,6 +598,10 @@ def validate(spec: model.ExtensionSchemaSpec, path: str = "spec") -> list[Proble
     return _Validator(spec, path).run()
 
 
+def _bytes(count: int) -> str:
+    return f"{count} byte" if count == 1 else f"{count} bytes"
+
+
 def _join(base: str, suffix: str) -> str:
     return f"{base}.{suffix}" if base else suffix
 
@@ -680,7 +692,7 @@ class _Validator:
                 "ES102",
                 path,
                 f"{what} {_show(name)} is {size} bytes; the database limit is {naming.MAX_IDENTIFIER_BYTES}: "
-                f"shorten it by {size - naming.MAX_IDENTIFIER_BYTES} bytes.{hint}",
+                f"shorten it by {_bytes(size - naming.MAX_IDENTIFIER_BYTES)}.{hint}",
             )
         if column and name in naming.RESERVED_COLUMNS:
             self.add(
@@ -788,13 +800,14 @@ class _Validator:
                     "ES109",
                     value_path,
                     f"enum value {_show(value)} is {size} bytes; PostgreSQL allows {MAX_ENUM_LABEL_BYTES}: "
-                    f"shorten it by {size - MAX_ENUM_LABEL_BYTES} bytes.",
+                    f"shorten it by {_bytes(size - MAX_ENUM_LABEL_BYTES)}.",
                 )
             if value in seen:
                 self.add(
                     "ES109",
                     value_path,
-                    f"enum value {_show(value)} is listed twice (first at values[{seen[value]}]).",
+                    f"enum value {_show(value)} is listed twice (first at values[{seen[value]}]): remove "
+                    "one.",
                 )
             else:
                 seen[value] = index
@@ -869,7 +882,8 @@ class _Validator:
             "ES102",
             path,
             f"{what} {_show(name)} is stored on SQLite as {_show(physical)}, {size} bytes; the limit is "
-            f"{naming.MAX_IDENTIFIER_BYTES}: shorten the name by {size - naming.MAX_IDENTIFIER_BYTES} bytes.",
+            f"{naming.MAX_IDENTIFIER_BYTES}: shorten the name by "
+            f"{_bytes(size - naming.MAX_IDENTIFIER_BYTES)}.",
         )
 
     def check_index(
@@ -909,13 +923,15 @@ class _Validator:
                 self.add(
                     "ES112",
                     f"{path}.enum",
-                    f"A field of type Enum needs 'enum:' naming one of spec.enums ({_listing(self.enums)}).",
+                    "A field of type Enum needs 'enum:' naming one of spec.enums (declared: "
+                    f"{_listing(self.enums)}).",
                 )
             elif field.enum not in self.enums:
                 self.add(
                     "ES112",
                     f"{path}.enum",
-                    f"enum {_show(field.enum)} is not declared in spec.enums ({_listing(self.enums)})."
+                    f"enum {_show(field.enum)} is not declared in spec.enums (declared: "
+                    f"{_listing(self.enums)})."
                     f"{_close(field.enum, self.enums)}",
                 )
         elif field.enum is not None:
@@ -1075,8 +1091,9 @@ class _Validator:
             enum = self.enums.get(field.enum or "")
             if enum is None or value in enum.values:
                 return None
-            values = f"({_listing(enum.values)}){_close(value, enum.values)}"
-            return f"it is not a value of enum {_show(enum.name)} {values}"
+            close = difflib.get_close_matches(value, enum.values, n=1, cutoff=0.7)
+            guess = f" (did you mean {_show(close[0])}?)" if close else ""
+            return f"use one of the values of enum {_show(enum.name)}: {_listing(enum.values)}{guess}"
         if kind == "Uuid":
             return None if UUID.fullmatch(value) else "write a UUID like 123e4567-e89b-12d3-a456-426614174000"
         if kind == "Date":
@@ -1208,18 +1225,14 @@ class _Validator:
             rel = self.spec.relationships[fk.relationship]
             path = self.at(f"relationships[{fk.relationship}]")
             owner_end = rel.type in ("ManyToOne", "OneToOne")
-            column_key = (
-                ("sourceField" if rel.source_field else "target")
-                if owner_end
-                else ("targetField" if rel.target_field else "source")
-            )
-            column_path = f"{path}.{column_key}"
+            key = "sourceField" if owner_end else "targetField"
+            named = rel.source_field if owner_end else rel.target_field
+            column_path = f"{path}.{key}" if named else f"{path}.{'target' if owner_end else 'source'}"
             self.check_reference(fk, path, "targetField" if owner_end else "sourceField")
-            holder = self.tables.get(fk.table)
-            if holder is None:
+            if fk.table not in self.tables:
                 continue  # reported as an unresolvable end
-            if not fk.declared:
-                key = "sourceField" if owner_end else "targetField"
+            # A name derived from a malformed table name is reported with that table.
+            if not fk.declared and (named or FOREIGN_NAME.fullmatch(fk.references.table)):
                 self.check_identifier(
                     fk.column,
                     column_path,

@@ -1,0 +1,97 @@
+"""Small helpers for tests: run the CLI in-process, look into a database."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from extschema import cli
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@dataclasses.dataclass
+class Outcome:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run(*args: str) -> Outcome:
+    """Run ``extschema ARGS`` in-process; a traceback (any exception but SystemExit) fails the test."""
+    result = CliRunner().invoke(cli.main, list(args), catch_exceptions=True)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"extschema {' '.join(args)} raised {result.exception!r}") from result.exception
+    return Outcome(result.exit_code, result.stdout, result.stderr)
+
+
+def sa_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def execute(url: str, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+    """Run one statement in its own transaction; returns the rows (if any)."""
+    engine = sa.create_engine(sa_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if url.startswith("sqlite"):
+                conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+            result = conn.execute(sa.text(sql), params or {})
+            return list(result.fetchall()) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def tables(url: str) -> set[str]:
+    """Every table in the database, schema-qualified on PostgreSQL (system schemas left out)."""
+    engine = sa.create_engine(sa_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if url.startswith("sqlite"):
+                return set(inspector.get_table_names())
+            found = set()
+            for schema in inspector.get_schema_names():
+                if schema in ("information_schema", "pg_catalog", "pg_toast"):
+                    continue
+                found.update(f"{schema}.{t}" for t in inspector.get_table_names(schema=schema))
+            return found
+    finally:
+        engine.dispose()
+
+
+def load_core(url: str) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("core_load", EXAMPLES / "core" / "load.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.load(url)
+
+
+def write_schema(directory: Path, name: str, body: str) -> Path:
+    """Write an ExtensionSchema document (``body`` is the YAML of its spec)."""
+    path = directory / f"{name}.yaml"
+    spec = textwrap.indent(textwrap.dedent(body).strip(), "  ")
+    path.write_text(
+        f"apiVersion: extschema.io/v1alpha1\nkind: ExtensionSchema\nmetadata:\n  name: {name}\nspec:\n{spec}\n"
+    )
+    return path
+
+
+def ext_table(url: str, plugin: str, table: str) -> str:
+    """The physical table name as SQL text."""
+    if url.startswith("sqlite"):
+        return f'"ext_{plugin}__{table}"'
+    return f'"ext_{plugin}"."{table}"'

@@ -1,0 +1,217 @@
+"""Every CLI command, on SQLite and on real PostgreSQL (the ``db_url`` fixture runs each test twice)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, tables, write_schema
+
+
+@pytest.fixture
+def core_db(db_url: str) -> str:
+    load_core(db_url)
+    return db_url
+
+
+def test_validate_accepts_examples_and_reports_json() -> None:
+    outcome = run("validate", str(EXAMPLES))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "customreports 1.0.0: valid" in outcome.stdout
+    data = run("validate", str(EXAMPLES), "--output", "json").json()
+    assert data["ok"] is True
+    assert {s["pluginId"] for s in data["schemas"]} == {"customreports", "comments", "inspections", "kb"}
+
+
+def test_validate_reports_every_problem_with_file_and_path(tmp_path: Path) -> None:
+    bad = write_schema(tmp_path, "bad", """
+        pluginId: Bad-Id
+        version: one
+        tables:
+          - name: report
+            fields:
+              - {name: title, type: Strnig}
+              - {name: count, type: Int, validation: {maxLength: 3}}
+    """)
+    outcome = run("validate", str(bad))
+    assert outcome.exit_code == 1
+    lines = outcome.stderr.strip().splitlines()
+    assert any(line.startswith(f"{bad}: spec.tables[0].fields[0].type: ES013:") for line in lines), lines
+    data = run("validate", str(bad), "-o", "json").json()
+    assert data["ok"] is False
+    assert all(p["file"] == str(bad) for p in data["problems"])
+
+
+def test_validate_semantic_problems_all_at_once(tmp_path: Path) -> None:
+    bad = write_schema(tmp_path, "bad", """
+        pluginId: Bad-Id
+        version: one
+        tables:
+          - name: report
+            fields:
+              - {name: count, type: Int, validation: {maxLength: 3}}
+    """)
+    codes = {p["code"] for p in run("validate", str(bad), "-o", "json").json()["problems"]}
+    assert {"ES116", "ES115", "ES106"} <= codes
+
+
+def test_plan_prints_sql_and_runs_nothing(core_db: str) -> None:
+    before = tables(core_db)
+    outcome = run("plan", str(EXAMPLES / "custom-reports.yaml"), "--database", core_db)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "CREATE TABLE" in outcome.stdout and "report" in outcome.stdout
+    assert tables(core_db) - before <= {"extension_schemas", "extension_migrations",
+                                        "extschema.extension_schemas", "extschema.extension_migrations"}
+    plans = run("plan", str(EXAMPLES / "custom-reports.yaml"), "-d", core_db, "-o", "json").json()["plans"]
+    assert plans[0]["sql"] and plans[0]["rollback"]
+
+
+def test_apply_status_history_and_reapply_is_noop(core_db: str) -> None:
+    outcome = run("apply", str(EXAMPLES), "--database", core_db)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "customreports: migration 0001 executed" in outcome.stdout
+    history = run("history", "--database", core_db, "-o", "json").json()["migrations"]
+    assert len(history) == 4 and all(m["status"] == "executed" and m["checksum_ok"] for m in history)
+
+    again = run("apply", str(EXAMPLES), "--database", core_db)
+    assert again.exit_code == 0
+    assert again.stdout.count("unchanged") == 4
+    assert len(run("history", "-d", core_db, "-o", "json").json()["migrations"]) == 4
+
+    status = run("status", "--database", core_db, "-o", "json").json()
+    plugins = {p["pluginId"]: p for p in status["plugins"]}
+    assert set(plugins) == {"customreports", "comments", "inspections", "kb"}
+    assert all(p["status"] == "active" for p in plugins.values())
+    assert len(plugins["kb"]["tables"]) == 2
+    assert "customreports" in run("status", "-d", core_db).stdout
+    one = run("history", "kb", "-d", core_db, "--sql")
+    assert "CREATE TABLE" in one.stdout and "comments" not in one.stdout.split("\n")[0]
+
+
+def test_apply_order_on_command_line_does_not_matter(core_db: str) -> None:
+    outcome = run("apply", str(EXAMPLES / "knowledge-base.yaml"), str(EXAMPLES / "comments.yaml"), "-d", core_db)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.stdout.index("comments:") < outcome.stdout.index("kb:")
+
+
+def test_dependency_missing_is_refused(core_db: str) -> None:
+    outcome = run("apply", str(EXAMPLES / "knowledge-base.yaml"), "-d", core_db)
+    assert outcome.exit_code == 1
+    assert "ES208" in outcome.stderr and "comments" in outcome.stderr
+
+
+def test_rollback_undoes_latest_migration(core_db: str, tmp_path: Path) -> None:
+    assert run("apply", str(EXAMPLES / "comments.yaml"), "-d", core_db).exit_code == 0
+    v2 = (EXAMPLES / "comments.yaml").read_text().replace("version: 1.2.0", "version: 1.3.0").replace(
+        "        - {name: created_at, type: DateTime, required: true, default: now}",
+        "        - {name: created_at, type: DateTime, required: true, default: now}\n"
+        "        - {name: edited, type: Boolean, required: true, default: false}",
+    )
+    (tmp_path / "comments.yaml").write_text(v2)
+    applied = run("apply", str(tmp_path / "comments.yaml"), "-d", core_db)
+    assert applied.exit_code == 0, applied.stderr
+    assert "add column comment.edited" in applied.stdout
+    execute(core_db, f"INSERT INTO {ext_table(core_db, 'comments', 'comment')} (author, body, edited) "
+            "VALUES ('a', 'b', true)")
+
+    rolled = run("rollback", "comments", "-d", core_db)
+    assert rolled.exit_code == 0, rolled.stderr
+    status = run("status", "-d", core_db, "-o", "json").json()["plugins"][0]
+    assert status["version"] == "1.2.0"
+    rows = execute(core_db, f"SELECT author FROM {ext_table(core_db, 'comments', 'comment')}")
+    assert rows == [("a",)]  # the row survives; only the column went (and was backed up)
+    assert any("edited" in t for t in tables(core_db) if "backup" in t)
+    history = run("history", "comments", "-d", core_db, "-o", "json").json()["migrations"]
+    assert [m["status"] for m in history] == ["executed", "rolled_back"]
+    # Re-applying v2 works again after the rollback.
+    assert run("apply", str(tmp_path / "comments.yaml"), "-d", core_db).exit_code == 0
+
+
+def test_rollback_without_migrations_is_refused(core_db: str) -> None:
+    outcome = run("rollback", "nothing", "-d", core_db)
+    assert outcome.exit_code == 1 and "ES306" in outcome.stderr
+
+
+def test_delete_refused_while_dependents_exist_then_drops(core_db: str) -> None:
+    assert run("apply", str(EXAMPLES), "-d", core_db).exit_code == 0
+    refused = run("delete", "comments", "-d", core_db)
+    assert refused.exit_code == 1 and "ES303" in refused.stderr and "kb" in refused.stderr
+    assert any("comment" in t and "ext_" in t for t in tables(core_db))
+
+    assert run("delete", "kb", "-d", core_db).exit_code == 0
+    assert run("delete", "comments", "-d", core_db).exit_code == 0
+    remaining = tables(core_db)
+    assert not any(t.startswith(("ext_kb", "ext_comments")) for t in remaining)
+    assert any("backup" in t and "comment" in t for t in remaining)
+    plugins = {p["pluginId"] for p in run("status", "-d", core_db, "-o", "json").json()["plugins"]}
+    assert plugins == {"customreports", "inspections"}
+
+
+def test_delete_with_retain_keeps_tables(core_db: str) -> None:
+    assert run("apply", str(EXAMPLES / "custom-reports.yaml"), "-d", core_db).exit_code == 0
+    outcome = run("delete", "customreports", "--retain", "-d", core_db)
+    assert outcome.exit_code == 0 and "retained" in outcome.stdout
+    assert any("report" in t and "ext_customreports" in t for t in tables(core_db))
+    assert run("status", "-d", core_db, "-o", "json").json()["plugins"] == []
+
+
+def test_conflicts_command_reports_both_sides(core_db: str) -> None:
+    assert run("conflicts", str(EXAMPLES), "-d", core_db).exit_code == 0
+    assert run("apply", str(EXAMPLES / "custom-reports.yaml"), "-d", core_db).exit_code == 0
+    outcome = run("conflicts", str(EXAMPLES / "rejected"), "-d", core_db)
+    assert outcome.exit_code == 1
+    assert "ES201" in outcome.stderr and "custom-reports" in outcome.stderr and "rogue-reports" in outcome.stderr
+    rejected = run("apply", str(EXAMPLES / "rejected"), "-d", core_db)
+    assert rejected.exit_code == 1
+    assert run("status", "-d", core_db, "-o", "json").json()["plugins"][0]["owner"] == "custom-reports"
+
+
+def test_tampered_checksum_blocks_changes_until_repaired(core_db: str, tmp_path: Path) -> None:
+    assert run("apply", str(EXAMPLES / "custom-reports.yaml"), "-d", core_db).exit_code == 0
+    registry = "extension_migrations" if core_db.startswith("sqlite") else "extschema.extension_migrations"
+    execute(core_db, f"UPDATE {registry} SET migration_sql = migration_sql || '-- edited by hand'")
+    assert "MISMATCH" in run("history", "-d", core_db).stdout
+    v2 = (EXAMPLES / "custom-reports.yaml").read_text().replace("version: 1.0.0", "version: 1.1.0").replace(
+        "        - {name: published_at, type: DateTime}",
+        "        - {name: published_at, type: DateTime}\n        - {name: notes, type: Text}",
+    )
+    (tmp_path / "v2.yaml").write_text(v2)
+    blocked = run("apply", str(tmp_path / "v2.yaml"), "-d", core_db)
+    assert blocked.exit_code == 1
+    assert "checksum" in blocked.stderr and "extschema repair customreports" in blocked.stderr
+    assert run("rollback", "customreports", "-d", core_db).exit_code == 1
+    assert run("repair", "customreports", "-d", core_db).exit_code == 0
+    assert run("apply", str(tmp_path / "v2.yaml"), "-d", core_db).exit_code == 0
+
+
+def test_unreachable_database_exits_3() -> None:
+    outcome = run("status", "--database", "postgresql://nobody:secret@127.0.0.1:1/none")
+    assert outcome.exit_code == 3
+    assert "ES401" in outcome.stderr and "secret" not in outcome.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run("apply").exit_code == 2
+    assert run("status", "--database", "mysql://x/y").exit_code == 2
+    assert run("status", "--database", "::not a url::").exit_code == 2
+    assert run("frobnicate").exit_code == 2
+
+
+def test_default_database_is_sqlite_in_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EXTSCHEMA_DATABASE_URL", raising=False)
+    assert run("status").exit_code == 0
+    assert (tmp_path / "extschema.db").exists()
+    monkeypatch.setenv("EXTSCHEMA_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    assert run("status").exit_code == 0
+    assert (tmp_path / "other.db").exists()
+
+
+def test_python_dash_m_entry_point(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "extschema", "validate", str(EXAMPLES)], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
