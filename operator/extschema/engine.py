@@ -227,6 +227,8 @@ class Engine:
             sa.event.listen(self.sa_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
             registry_schema = None
         self.metadata, self.schemas, self.migrations = _registry_metadata(registry_schema)
+        # Statements run on the raw driver cursor raise the driver's own errors.
+        self._driver_error: type[Exception] = self.sa_engine.dialect.dbapi.Error  # type: ignore[union-attr]
         self._registry_ready = False
 
     @staticmethod
@@ -260,7 +262,7 @@ class Engine:
                 finally:
                     if foreign_keys_off and self.backend == "sqlite":
                         raw.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
-        except (sa.exc.DBAPIError, OSError) as error:
+        except (sa.exc.DBAPIError, OSError, self._driver_error) as error:
             raise self._database_problem(error) from error
 
     def _database_problem(self, error: BaseException) -> ProblemError:

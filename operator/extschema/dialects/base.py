@@ -188,7 +188,7 @@ class Dialect:
         if isinstance(value, bool):
             return self.boolean_literal(value)
         if isinstance(value, int | float):
-            return repr(value) if isinstance(value, int) else format(value, "r")
+            return repr(value)
         text = str(value).replace("'", "''")
         return f"'{text}'"
 
