@@ -3,7 +3,7 @@ PYTHON ?= python3
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
-.PHONY: install test lint unit demo bench crds cluster-up cluster-down clean
+.PHONY: install test lint unit demo bench crds cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml .ci/install-deps
 	bash .ci/install-deps
@@ -17,6 +17,7 @@ lint: install
 	lint-imports
 
 test: install lint
+	$(PYTHON) -m tests.controlplane build
 	$(PYTHON) -m pytest --cov=extschema --cov-report=term $(PYTEST_ARGS)
 	$(PYTHON) tests/coverage_gate.py
 
@@ -39,6 +40,9 @@ bench: install
 
 crds: install
 	$(PYTHON) -m extschema crd --write
+
+cluster-build: install
+	$(PYTHON) -m tests.controlplane build
 
 cluster-up: install
 	$(PYTHON) -m tests.controlplane up

@@ -12,6 +12,8 @@ import pytest
 
 from tests import pgserver
 
+pytest_plugins = ["tests.controlplane.fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import functools
 import hashlib
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from extschema import dialects, naming
+from extschema import dialects, naming, validation
 from extschema.dialects import Dialect, ErrorClass, RenderedPlan
 from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.problems import Problem, ProblemError
@@ -167,16 +165,11 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-@functools.lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def _sqlite_regexp(pattern: str | None, value: Any) -> bool | None:
     # SQLite calls regexp(pattern, value) for "value REGEXP pattern"; NULL stays unknown as in SQL.
     if pattern is None or value is None:
         return None
-    return _compiled(pattern).search(str(value)) is not None
+    return validation.portable_regex_search(pattern, str(value))
 
 
 def redact(url: str) -> str:
