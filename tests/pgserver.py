@@ -57,21 +57,52 @@ def running_server() -> Iterator[str]:
     port = free_port()
     try:
         subprocess.run(
-            _as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                             "--no-sync", "-E", "UTF8", "--locale=C"]),
-            check=True, capture_output=True,
+            _as_server_user(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
-        options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off " \
-                  "-c synchronous_commit=off -c max_connections=200"
+        options = (
+            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off "
+            "-c synchronous_commit=off -c max_connections=200"
+        )
         subprocess.run(
-            _as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
-                             "-w", "-t", "60", "start"]),
-            check=True, capture_output=True,
+            _as_server_user(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(root / "log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         if data.exists():
-            subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                           capture_output=True)
+            subprocess.run(
+                _as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                capture_output=True,
+            )
         time.sleep(0.1)
         shutil.rmtree(root, ignore_errors=True)

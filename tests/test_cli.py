@@ -25,7 +25,10 @@ def test_validate_accepts_examples_and_reports_json() -> None:
 
 
 def test_validate_reports_every_problem_with_file_and_path(tmp_path: Path) -> None:
-    bad = write_schema(tmp_path, "bad", """
+    bad = write_schema(
+        tmp_path,
+        "bad",
+        """
         pluginId: Bad-Id
         version: one
         tables:
@@ -33,7 +36,8 @@ def test_validate_reports_every_problem_with_file_and_path(tmp_path: Path) -> No
             fields:
               - {name: title, type: Strnig}
               - {name: count, type: Int, validation: {maxLength: 3}}
-    """)
+    """,
+    )
     outcome = run("validate", str(bad))
     assert outcome.exit_code == 1
     lines = outcome.stderr.strip().splitlines()
@@ -44,14 +48,18 @@ def test_validate_reports_every_problem_with_file_and_path(tmp_path: Path) -> No
 
 
 def test_validate_semantic_problems_all_at_once(tmp_path: Path) -> None:
-    bad = write_schema(tmp_path, "bad", """
+    bad = write_schema(
+        tmp_path,
+        "bad",
+        """
         pluginId: Bad-Id
         version: one
         tables:
           - name: report
             fields:
               - {name: count, type: Int, validation: {maxLength: 3}}
-    """)
+    """,
+    )
     codes = {p["code"] for p in run("validate", str(bad), "-o", "json").json()["problems"]}
     assert {"ES116", "ES115", "ES106"} <= codes
 
@@ -61,8 +69,12 @@ def test_plan_prints_sql_and_runs_nothing(core_db: str) -> None:
     outcome = run("plan", str(EXAMPLES / "custom-reports.yaml"), "--database", core_db)
     assert outcome.exit_code == 0, outcome.stderr
     assert "CREATE TABLE" in outcome.stdout and "report" in outcome.stdout
-    assert tables(core_db) - before <= {"extension_schemas", "extension_migrations",
-                                        "extschema.extension_schemas", "extschema.extension_migrations"}
+    assert tables(core_db) - before <= {
+        "extension_schemas",
+        "extension_migrations",
+        "extschema.extension_schemas",
+        "extschema.extension_migrations",
+    }
     plans = run("plan", str(EXAMPLES / "custom-reports.yaml"), "-d", core_db, "-o", "json").json()["plans"]
     assert plans[0]["sql"] and plans[0]["rollback"]
 
@@ -103,17 +115,24 @@ def test_dependency_missing_is_refused(core_db: str) -> None:
 
 def test_rollback_undoes_latest_migration(core_db: str, tmp_path: Path) -> None:
     assert run("apply", str(EXAMPLES / "comments.yaml"), "-d", core_db).exit_code == 0
-    v2 = (EXAMPLES / "comments.yaml").read_text().replace("version: 1.2.0", "version: 1.3.0").replace(
-        "        - {name: created_at, type: DateTime, required: true, default: now}",
-        "        - {name: created_at, type: DateTime, required: true, default: now}\n"
-        "        - {name: edited, type: Boolean, required: true, default: false}",
+    v2 = (
+        (EXAMPLES / "comments.yaml")
+        .read_text()
+        .replace("version: 1.2.0", "version: 1.3.0")
+        .replace(
+            "        - {name: created_at, type: DateTime, required: true, default: now}",
+            "        - {name: created_at, type: DateTime, required: true, default: now}\n"
+            "        - {name: edited, type: Boolean, required: true, default: false}",
+        )
     )
     (tmp_path / "comments.yaml").write_text(v2)
     applied = run("apply", str(tmp_path / "comments.yaml"), "-d", core_db)
     assert applied.exit_code == 0, applied.stderr
     assert "add column comment.edited" in applied.stdout
-    execute(core_db, f"INSERT INTO {ext_table(core_db, 'comments', 'comment')} (author, body, edited) "
-            "VALUES ('a', 'b', true)")
+    execute(
+        core_db,
+        f"INSERT INTO {ext_table(core_db, 'comments', 'comment')} (author, body, edited) VALUES ('a', 'b', true)",
+    )
 
     rolled = run("rollback", "comments", "-d", core_db)
     assert rolled.exit_code == 0, rolled.stderr
@@ -172,9 +191,14 @@ def test_tampered_checksum_blocks_changes_until_repaired(core_db: str, tmp_path:
     registry = "extension_migrations" if core_db.startswith("sqlite") else "extschema.extension_migrations"
     execute(core_db, f"UPDATE {registry} SET migration_sql = migration_sql || '-- edited by hand'")
     assert "MISMATCH" in run("history", "-d", core_db).stdout
-    v2 = (EXAMPLES / "custom-reports.yaml").read_text().replace("version: 1.0.0", "version: 1.1.0").replace(
-        "        - {name: published_at, type: DateTime}",
-        "        - {name: published_at, type: DateTime}\n        - {name: notes, type: Text}",
+    v2 = (
+        (EXAMPLES / "custom-reports.yaml")
+        .read_text()
+        .replace("version: 1.0.0", "version: 1.1.0")
+        .replace(
+            "        - {name: published_at, type: DateTime}",
+            "        - {name: published_at, type: DateTime}\n        - {name: notes, type: Text}",
+        )
     )
     (tmp_path / "v2.yaml").write_text(v2)
     blocked = run("apply", str(tmp_path / "v2.yaml"), "-d", core_db)
@@ -212,6 +236,7 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "extschema", "validate", str(EXAMPLES)], capture_output=True,
-                          text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "extschema", "validate", str(EXAMPLES)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr

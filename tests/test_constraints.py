@@ -111,9 +111,7 @@ def _extschema_engine(url: str) -> sa.Engine:
 def _insert_with_engine(url: str, values: dict[str, object]) -> None:
     columns = ", ".join(values)
     params = ", ".join(f":{k}" for k in values)
-    _execute_with_engine(
-        url, f"INSERT INTO {ext_table(url, 'rules', 'item')} ({columns}) VALUES ({params})", values
-    )
+    _execute_with_engine(url, f"INSERT INTO {ext_table(url, 'rules', 'item')} ({columns}) VALUES ({params})", values)
 
 
 def _execute_with_engine(url: str, sql: str, params: dict[str, object] | None = None) -> None:

@@ -109,12 +109,8 @@ def test_crd_established_and_schema_enforced(kube_cluster: Cluster) -> None:
 
 
 def test_server_side_dry_run(kube_cluster: Cluster, scratch_ns: str) -> None:
-    manifest = json.dumps(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry"}, "data": {"a": "1"}}
-    )
-    out = kube_cluster.kubectl(
-        "apply", "--dry-run=server", "-n", scratch_ns, "-f", "-", input=manifest
-    ).stdout
+    manifest = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry"}, "data": {"a": "1"}})
+    out = kube_cluster.kubectl("apply", "--dry-run=server", "-n", scratch_ns, "-f", "-", input=manifest).stdout
     assert "server dry run" in out
     gone = kube_cluster.kubectl("get", "configmap", "dry", "-n", scratch_ns, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr

@@ -19,13 +19,21 @@ pytestmark = pytest.mark.slow
 
 def _cli(*args: str, cwd: Path, capture: bool = True) -> subprocess.Popen[str]:
     stream = subprocess.PIPE if capture else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", "extschema", *args], cwd=cwd, text=True, stdout=stream,
-                            stderr=stream)
+    return subprocess.Popen(
+        [sys.executable, "-m", "extschema", *args], cwd=cwd, text=True, stdout=stream, stderr=stream
+    )
 
 
 def _big_schema(path: Path, tables_count: int = 1500) -> Path:
-    lines = ["apiVersion: extschema.io/v1alpha1", "kind: ExtensionSchema", "metadata: {name: big}", "spec:",
-             "  pluginId: big", "  version: 1.0.0", "  tables:"]
+    lines = [
+        "apiVersion: extschema.io/v1alpha1",
+        "kind: ExtensionSchema",
+        "metadata: {name: big}",
+        "spec:",
+        "  pluginId: big",
+        "  version: 1.0.0",
+        "  tables:",
+    ]
     for t in range(tables_count):
         lines.append(f"    - name: t{t}")
         lines.append("      fields:")
@@ -55,6 +63,7 @@ def test_kill_9_mid_migration_leaves_nothing_on_postgresql(pg_url: str, tmp_path
     assert run("status", "-d", pg_url).exit_code == 0  # registry exists, so the lock below means the migration
     process = _cli("apply", str(spec), "-d", pg_url, cwd=tmp_path, capture=False)
     with psycopg.connect(pg_url, autocommit=True) as watcher:
+
         def migrating() -> bool:
             row = watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -70,7 +79,8 @@ def test_kill_9_mid_migration_leaves_nothing_on_postgresql(pg_url: str, tmp_path
         _wait_for(lambda: not migrating(), 30, "the server to end the killed session")
         _wait_for(
             lambda: not watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0],  # type: ignore[index]
-            30, "the advisory lock to be released",
+            30,
+            "the advisory lock to be released",
         )
     _assert_nothing_of_big(pg_url)
     outcome = run("apply", str(spec), "-d", pg_url)

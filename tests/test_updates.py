@@ -91,22 +91,18 @@ def test_additive_update_keeps_rows(shop_db: str, tmp_path: Path) -> None:
 
 
 def test_enum_value_rollback_restores_the_old_set(shop_db: str, tmp_path: Path) -> None:
-    v2 = V1.replace("version: 1.0.0", "version: 1.1.0").replace(
-        "values: [new, done]", "values: [new, done, void]"
-    )
+    v2 = V1.replace("version: 1.0.0", "version: 1.1.0").replace("values: [new, done]", "values: [new, done, void]")
     assert _apply(shop_db, tmp_path, v2).startswith("0")
     rolled = run("rollback", "shop", "-d", shop_db)
     assert rolled.exit_code == 0, rolled.stderr
     order = ext_table(shop_db, "shop", "order")
-    with pytest.raises(Exception, match="(?i)enum|check|constraint"):
+    with pytest.raises(Exception, match=r"(?i)enum|check|constraint"):
         execute(shop_db, f"INSERT INTO {order} (title, state) VALUES ('c', 'void')")
     assert execute(shop_db, f"SELECT title, state FROM {order}") == [("a", "done")]
 
 
 def test_enum_value_rollback_refused_while_rows_use_it(shop_db: str, tmp_path: Path) -> None:
-    v2 = V1.replace("version: 1.0.0", "version: 1.1.0").replace(
-        "values: [new, done]", "values: [new, done, void]"
-    )
+    v2 = V1.replace("version: 1.0.0", "version: 1.1.0").replace("values: [new, done]", "values: [new, done, void]")
     assert _apply(shop_db, tmp_path, v2).startswith("0")
     order = ext_table(shop_db, "shop", "order")
     execute(shop_db, f"INSERT INTO {order} (title, state) VALUES ('c', 'void')")
@@ -136,7 +132,7 @@ def test_non_additive_changes_are_refused(shop_db: str, tmp_path: Path, change: 
     v2 = change(V1.replace("version: 1.0.0", "version: 2.0.0"))  # type: ignore[operator]
     outcome = _apply(shop_db, tmp_path, v2)
     assert outcome.startswith("1"), outcome
-    assert code in outcome and "spec.tables[0]" in outcome or "spec.enums[0]" in outcome
+    assert (code in outcome and "spec.tables[0]" in outcome) or "spec.enums[0]" in outcome
     assert tables(shop_db) == before
     status = run("status", "-d", shop_db, "-o", "json").json()["plugins"]
     assert {p["pluginId"]: p["version"] for p in status}["shop"] == "1.0.0"

@@ -167,9 +167,7 @@ RULES = [
     ),
     (
         "join-name",
-        doc(
-            table(), relationships=[{"source": "item", "target": "item", "type": "ManyToMany", "name": "a b"}]
-        ),
+        doc(table(), relationships=[{"source": "item", "target": "item", "type": "ManyToMany", "name": "a b"}]),
         "ES101",
         "spec.relationships[0].name",
     ),
@@ -796,11 +794,7 @@ RULES = [
     ),
     (
         "set-null-many-to-many",
-        doc(
-            relationships=[
-                {"source": "item", "target": "core.x", "type": "ManyToMany", "onDelete": "SetNull"}
-            ]
-        ),
+        doc(relationships=[{"source": "item", "target": "core.x", "type": "ManyToMany", "onDelete": "SetNull"}]),
         "ES120",
         "spec.relationships[0].onDelete",
     ),
@@ -868,13 +862,9 @@ def test_version_message_suggests_semver() -> None:
 
 
 def test_suggestions_for_unknown_names() -> None:
-    text = message(
-        doc(table(indexes=[{"fields": ["titel"]}])), "ES111", "spec.tables[0].indexes[0].fields[0]"
-    )
+    text = message(doc(table(indexes=[{"fields": ["titel"]}])), "ES111", "spec.tables[0].indexes[0].fields[0]")
     assert 'Did you mean "title"?' in text
-    data = doc(
-        table("item", field("s", "Enum", enum="status")), enums=[{"name": "statuses", "values": ["a"]}]
-    )
+    data = doc(table("item", field("s", "Enum", enum="status")), enums=[{"name": "statuses", "values": ["a"]}])
     assert 'Did you mean "statuses"?' in message(data, "ES112", "spec.tables[0].fields[0].enum")
     assert "comments" in message(
         doc(relationships=[{"source": "item", "target": "comments.c"}]),
@@ -946,10 +936,7 @@ def test_two_thousand_fields_are_fast() -> None:
         table(
             "wide",
             *[field(f"f{i}", "Int", default=i, validation={"min": 0}) for i in range(1000)],
-            *[
-                field(f"s{i}", default="ab", validation={"pattern": "^[a-z]+$", "maxLength": 5})
-                for i in range(1000)
-            ],
+            *[field(f"s{i}", default="ab", validation={"pattern": "^[a-z]+$", "maxLength": 5}) for i in range(1000)],
             indexes=[{"fields": [f"f{i}", f"s{i}"]} for i in range(100)],
         )
     )
@@ -1087,9 +1074,7 @@ def test_version_number_says_quote_it() -> None:
 
 
 def test_unknown_field_suggests_closest() -> None:
-    problems = structural(
-        {"pluginId": "a", "version": "1.0.0", "tables": [{"name": "t", "indexs": []}], "PluginID": 1}
-    )
+    problems = structural({"pluginId": "a", "version": "1.0.0", "tables": [{"name": "t", "indexs": []}], "PluginID": 1})
     assert codes_paths(problems) == [("ES011", "spec.tables[0].indexs"), ("ES011", "spec.PluginID")]
     assert 'did you mean "indexes"?' in problems[0].message
     assert 'did you mean "pluginId"?' in problems[1].message
@@ -1194,9 +1179,7 @@ def test_root_errors_and_prefix() -> None:
 
 def test_whole_document_errors() -> None:
     with pytest.raises(pydantic.ValidationError) as info:
-        model.parse_document(
-            {"apiVersion": "v1", "kind": "ExtensionSchema", "metadata": {"name": b"\xff"}, "spec": {}}
-        )
+        model.parse_document({"apiVersion": "v1", "kind": "ExtensionSchema", "metadata": {"name": b"\xff"}, "spec": {}})
     problems = structural_problems(info.value)
     assert codes_paths(problems) == [
         ("ES013", "apiVersion"),

@@ -16,18 +16,29 @@ import click
 
 from extschema import __version__, reconcile
 from extschema.engine import ApplyResult, Engine
-from extschema.problems import Problem, ProblemError
+from extschema.problems import ProblemError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
-_EXIT_BY_KIND = {"usage": EXIT_USAGE, "database": EXIT_DATABASE, "retryable": EXIT_DATABASE,
-                 "unreachable": EXIT_DATABASE}
+_EXIT_BY_KIND = {
+    "usage": EXIT_USAGE,
+    "database": EXIT_DATABASE,
+    "retryable": EXIT_DATABASE,
+    "unreachable": EXIT_DATABASE,
+}
 
 database_option = click.option(
-    "--database", "-d", "database", metavar="URL",
+    "--database",
+    "-d",
+    "database",
+    metavar="URL",
     help="Database URL (default: $EXTSCHEMA_DATABASE_URL, else sqlite:///extschema.db).",
 )
 output_option = click.option(
-    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    "--output",
+    "-o",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
     help="Human-readable text, or JSON for scripts.",
 )
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path())
@@ -105,10 +116,20 @@ def plan(paths: Sequence[str], database: str | None, output: str) -> None:
         loaded = reconcile.prepare(engine, paths)
         planned = reconcile.plan_all(engine, loaded)
         if output == "json":
-            _emit_json({"ok": True, "plans": [
-                {**_summary(p.loaded), "changes": p.plan.describe(), "sql": list(r.statements),
-                 "rollback": list(r.rollback)} for p, r in planned
-            ]})
+            _emit_json(
+                {
+                    "ok": True,
+                    "plans": [
+                        {
+                            **_summary(p.loaded),
+                            "changes": p.plan.describe(),
+                            "sql": list(r.statements),
+                            "rollback": list(r.rollback),
+                        }
+                        for p, r in planned
+                    ],
+                }
+            )
             return
         for p, rendered in planned:
             click.echo(f"-- {p.loaded.spec.plugin_id} {p.loaded.spec.version} ({p.loaded.file})")
@@ -133,10 +154,21 @@ def apply(paths: Sequence[str], database: str | None, output: str) -> None:
 
 def _print_results(results: Sequence[ApplyResult], output: str) -> None:
     if output == "json":
-        _emit_json({"ok": True, "results": [
-            {"pluginId": r.plugin_id, "changed": r.changed, "migration": r.migration_id, "changes": r.description,
-             "durationMs": r.duration_ms} for r in results
-        ]})
+        _emit_json(
+            {
+                "ok": True,
+                "results": [
+                    {
+                        "pluginId": r.plugin_id,
+                        "changed": r.changed,
+                        "migration": r.migration_id,
+                        "changes": r.description,
+                        "durationMs": r.duration_ms,
+                    }
+                    for r in results
+                ],
+            }
+        )
         return
     for result in results:
         if not result.changed:
@@ -153,11 +185,18 @@ def _print_results(results: Sequence[ApplyResult], output: str) -> None:
 def status(database: str | None, output: str) -> None:
     """Registered plugins: version, state, physical tables."""
     with _reported(output), _engine(database) as engine:
-        rows = [
-            {"pluginId": r.plugin_id, "owner": r.owner, "version": r.version, "status": r.status,
-             "tables": engine.physical_tables(r.plugin_id), "expectedTables": r.tables,
-             "dependsOn": list(r.spec.depends_on), "error": r.error_message,
-             "updatedAt": r.updated_at.isoformat()}
+        rows: list[dict[str, Any]] = [
+            {
+                "pluginId": r.plugin_id,
+                "owner": r.owner,
+                "version": r.version,
+                "status": r.status,
+                "tables": engine.physical_tables(r.plugin_id),
+                "expectedTables": r.tables,
+                "dependsOn": list(r.spec.depends_on),
+                "error": r.error_message,
+                "updatedAt": r.updated_at.isoformat(),
+            }
             for r in engine.registrations()
         ]
         if output == "json":
@@ -192,9 +231,11 @@ def history(plugin: str | None, database: str | None, output: str, sql: bool) ->
         for r in records:
             check = "ok" if r.checksum_ok else "MISMATCH"
             started = r.execution_start.isoformat(timespec="seconds") if r.execution_start else "-"
-            click.echo(f"{r.plugin_id:<24} {r.migration_id} {r.kind:<10} {r.version:<10} {r.status:<12} "
-                       f"{started} {r.duration_ms if r.duration_ms is not None else '-':>6} ms "
-                       f"sql={r.checksum_sql[:12]} checksum={check}")
+            click.echo(
+                f"{r.plugin_id:<24} {r.migration_id} {r.kind:<10} {r.version:<10} {r.status:<12} "
+                f"{started} {r.duration_ms if r.duration_ms is not None else '-':>6} ms "
+                f"sql={r.checksum_sql[:12]} checksum={check}"
+            )
             for line in r.description:
                 click.echo(f"    - {line}")
             if r.error_message:
@@ -217,7 +258,9 @@ def rollback(plugin: str, database: str | None, output: str) -> None:
 @click.argument("plugin")
 @database_option
 @output_option
-@click.option("--retain", is_flag=True, default=None, help="Keep the tables; only unregister (overrides deletionPolicy).")
+@click.option(
+    "--retain", is_flag=True, default=None, help="Keep the tables; only unregister (overrides deletionPolicy)."
+)
 def delete(plugin: str, database: str | None, output: str, retain: bool | None) -> None:
     """Remove a plugin: drop its objects (data is backed up first) or, with Retain, unregister it."""
     with _reported(output), _engine(database) as engine:
@@ -246,3 +289,61 @@ def repair(plugin: str, database: str | None) -> None:
     with _reported(), _engine(database) as engine:
         repaired = engine.repair(plugin)
         click.echo(f"re-recorded checksums of {', '.join(repaired)}" if repaired else "all checksums already match")
+
+
+@main.command()
+@click.option("--write", is_flag=True, help="Write crds/*.yaml and charts/extschema/crds/*.yaml instead of printing.")
+@click.option(
+    "--root", type=click.Path(file_okay=False), default=".", show_default=True, help="Repository root to write into."
+)
+def crd(write: bool, root: str) -> None:
+    """Print the CustomResourceDefinitions (YAML), generated from the model."""
+    from pathlib import Path
+
+    from extschema import crd as crds
+
+    files = crds.rendered_files()
+    if not write:
+        click.echo("---\n".join(files.values()), nl=False)
+        return
+    for directory in (Path(root) / "crds", Path(root) / "charts" / "extschema" / "crds"):
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (directory / name).write_text(text, encoding="utf-8")
+            click.echo(f"wrote {directory / name}")
+
+
+@main.command()
+@click.option(
+    "--database",
+    "-d",
+    "database",
+    metavar="URL",
+    envvar="EXTSCHEMA_DATABASE_URL",
+    help="Default database for ExtensionSchemas without spec.targetRef ($EXTSCHEMA_DATABASE_URL).",
+)
+@click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS", help="Watch this namespace (repeatable).")
+@click.option("--all-namespaces", "-A", "all_namespaces", is_flag=True, help="Watch every namespace.")
+@click.option("--liveness", metavar="URL", help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True)
+@click.option("--standalone", is_flag=True, help="No kopf peering (run exactly one replica).")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+def run(
+    database: str | None,
+    namespaces: Sequence[str],
+    all_namespaces: bool,
+    liveness: str | None,
+    log_format: str,
+    standalone: bool,
+    verbose: bool,
+) -> None:
+    """Run the Kubernetes operator (kopf) for ExtensionSchema and DatabaseTarget resources."""
+    import kopf
+
+    from extschema import handlers
+
+    if bool(namespaces) == all_namespaces:
+        raise click.UsageError("pass -A (all namespaces) or one or more -n NAMESPACE")
+    handlers.configure(default_database=database)
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
+    kopf.run(standalone=standalone, clusterwide=all_namespaces, namespaces=list(namespaces), liveness_endpoint=liveness)

@@ -56,12 +56,12 @@ def _physical_names(claim: Claim, namer: Namer) -> Iterator[tuple[str, str]]:
 class _PermissiveTypes(dict[tuple[str, str], dict[str, FieldType | None]]):
     """Reference types that accept any column, so naming can be computed before references resolve."""
 
-    def get(self, key: object, default: object = None) -> dict[str, FieldType | None]:  # type: ignore[override]
+    def get(self, key: object, default: object = None) -> dict[str, FieldType | None]:
         return _AnyColumn()
 
 
 class _AnyColumn(dict[str, FieldType | None]):
-    def get(self, key: object, default: object = None) -> FieldType:  # type: ignore[override]
+    def get(self, key: object, default: object = None) -> FieldType:
         return "BigInt"
 
 
@@ -79,11 +79,14 @@ def detect(
     for claim in candidates:
         holder = effective.get(claim.spec.plugin_id)
         if holder is not None and holder.owner != claim.owner:
-            problems.append(Problem(
-                "ES201", "spec.pluginId",
-                f"pluginId {claim.spec.plugin_id!r} of {claim.owner!r} is already claimed by {holder.owner!r}; "
-                "the first claim keeps it — choose another pluginId, or delete the other resource",
-            ))
+            problems.append(
+                Problem(
+                    "ES201",
+                    "spec.pluginId",
+                    f"pluginId {claim.spec.plugin_id!r} of {claim.owner!r} is already claimed by {holder.owner!r}; "
+                    "the first claim keeps it — choose another pluginId, or delete the other resource",
+                )
+            )
             continue
         effective[claim.spec.plugin_id] = claim
         accepted.append(claim)
@@ -98,7 +101,7 @@ def _name_collisions(
     accepted: Sequence[Claim], effective: dict[str, Claim], core: planning.ReferenceTypes, namer: Namer
 ) -> Iterable[Problem]:
     owners: dict[str, tuple[Claim, str]] = {}
-    for (plugin, table) in core:
+    for plugin, table in core:
         if plugin == model.CORE_PLUGIN:
             owners[str(namer.core_table(table))] = (Claim("the core application", _NO_SPEC), f"core table {table}")
     ordered = [c for c in effective.values() if c not in accepted] + list(accepted)
@@ -114,7 +117,8 @@ def _name_collisions(
                     side = "its own" if other is claim else f"{other.owner!r}'s"
                     problems_path = "spec.tables"
                     yield Problem(
-                        "ES203" if "enum" in what or "enum" in other_what else "ES202", problems_path,
+                        "ES203" if "enum" in what or "enum" in other_what else "ES202",
+                        problems_path,
                         f"{what} of {claim.owner!r} needs the database name {name!r}, which {side} "
                         f"{other_what} already uses; rename one of them",
                     )
@@ -130,7 +134,8 @@ def _references(claim: Claim, effective: dict[str, Claim], core: planning.Refere
     for index, dependency in enumerate(spec.depends_on):
         if dependency not in effective:
             yield Problem(
-                "ES208", f"spec.dependsOn[{index}]",
+                "ES208",
+                f"spec.dependsOn[{index}]",
                 f"{claim.owner!r} depends on plugin {dependency!r}, which is not registered and not being "
                 "applied; apply it first (or together), or remove it from dependsOn",
             )
@@ -141,40 +146,61 @@ def _references(claim: Claim, effective: dict[str, Claim], core: planning.Refere
         if target.plugin == spec.plugin_id:
             columns = _own_columns(spec, target.table)
         elif target.is_core:
-            columns = core.get((target.plugin, target.table))
+            found = core.get((target.plugin, target.table))
+            columns = dict(found) if found is not None else None
             if columns is None:
-                yield Problem("ES204", f"{path}.target", f"core table {target.table!r} does not exist in the "
-                              "target database; check the name, or create the core table first")
+                yield Problem(
+                    "ES204",
+                    f"{path}.target",
+                    f"core table {target.table!r} does not exist in the "
+                    "target database; check the name, or create the core table first",
+                )
                 continue
         else:
             if target.plugin not in spec.depends_on:
-                yield Problem("ES205", f"{path}.target", f"{target} belongs to plugin {target.plugin!r}, which is "
-                              f"not in dependsOn; add {target.plugin!r} to spec.dependsOn")
+                yield Problem(
+                    "ES205",
+                    f"{path}.target",
+                    f"{target} belongs to plugin {target.plugin!r}, which is "
+                    f"not in dependsOn; add {target.plugin!r} to spec.dependsOn",
+                )
             other = effective.get(target.plugin)
             if other is None:
                 continue  # reported once, for dependsOn or just above
             columns = _own_columns(other.spec, target.table)
             if columns is None:
-                yield Problem("ES204", f"{path}.target", f"plugin {target.plugin!r} ({other.owner!r}) has no table "
-                              f"{target.table!r}; tables it has: {', '.join(t.name for t in other.spec.tables)}")
+                yield Problem(
+                    "ES204",
+                    f"{path}.target",
+                    f"plugin {target.plugin!r} ({other.owner!r}) has no table "
+                    f"{target.table!r}; tables it has: {', '.join(t.name for t in other.spec.tables)}",
+                )
                 continue
         if columns is None:
             continue  # own table missing: validation reports it
         if fk.referenced_column not in columns:
-            yield Problem("ES204", path, f"{target} has no column {fk.referenced_column!r}; reference an "
-                          "existing column (default: id)")
+            yield Problem(
+                "ES204",
+                path,
+                f"{target} has no column {fk.referenced_column!r}; reference an existing column (default: id)",
+            )
             continue
         referenced = columns[fk.referenced_column]
         if referenced is None:
-            yield Problem("ES207", path, f"{target}.{fk.referenced_column} has a type extschema cannot reference; "
-                          "reference its id or another integer, text or uuid column")
+            yield Problem(
+                "ES207",
+                path,
+                f"{target}.{fk.referenced_column} has a type extschema cannot reference; "
+                "reference its id or another integer, text or uuid column",
+            )
             continue
         if fk.declared:
             holder = spec.table(fk.table)
             declared = holder.field(fk.column) if holder else None
             if declared is not None and declared.type not in _FK_COMPATIBLE.get(referenced, {referenced}):
                 yield Problem(
-                    "ES207", path,
+                    "ES207",
+                    path,
                     f"{fk.table}.{fk.column} is {declared.type} but references {target}.{fk.referenced_column} of "
                     f"type {referenced}; declare {fk.column} as {referenced}, or let extschema create it",
                 )
@@ -195,7 +221,8 @@ def _cycles(accepted: Sequence[Claim], effective: dict[str, Claim]) -> Iterable[
         cycle = _find_cycle(claim.spec.plugin_id, graph)
         if cycle:
             yield Problem(
-                "ES206", "spec.dependsOn",
+                "ES206",
+                "spec.dependsOn",
                 f"dependency cycle {' → '.join(cycle)}: plugins cannot depend on each other in a circle; move "
                 "the shared tables into one plugin",
             )

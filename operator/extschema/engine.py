@@ -43,7 +43,8 @@ def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Ta
     metadata = sa.MetaData(schema=schema)
     timestamp = sa.DateTime(timezone=True)
     schemas = sa.Table(
-        "extension_schemas", metadata,
+        "extension_schemas",
+        metadata,
         sa.Column("id", sa.String(36), primary_key=True),
         # UNIQUE is the final guard against two owners of one plugin (two clusters, one database).
         sa.Column("plugin_id", sa.String(64), nullable=False, unique=True),
@@ -57,10 +58,13 @@ def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Ta
         sa.Column("registered_at", timestamp, nullable=False),
         sa.Column("activated_at", timestamp),
         sa.Column("updated_at", timestamp, nullable=False),
-        sa.CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES_SCHEMA)})", name="extension_schemas_status"),
+        sa.CheckConstraint(
+            f"status IN ({', '.join(repr(s) for s in STATUSES_SCHEMA)})", name="extension_schemas_status"
+        ),
     )
     migrations = sa.Table(
-        "extension_migrations", metadata,
+        "extension_migrations",
+        metadata,
         sa.Column("id", sa.String(36), primary_key=True),
         sa.Column("plugin_id", sa.String(64), nullable=False, index=True),
         sa.Column("migration_id", sa.String(64), nullable=False),
@@ -198,14 +202,18 @@ class Engine:
             parsed = sa.engine.make_url(url)
         except sa.exc.ArgumentError:
             raise ProblemError.one(
-                "ES404", "--database", f"{url!r} is not a database URL; use sqlite:///path.db or "
-                "postgresql://user:password@host:5432/db", kind="usage",
+                "ES404",
+                "--database",
+                f"{url!r} is not a database URL; use sqlite:///path.db or postgresql://user:password@host:5432/db",
+                kind="usage",
             ) from None
         backend = parsed.get_backend_name()
         if backend not in dialects.REGISTRY:
             raise ProblemError.one(
-                "ES404", "--database", f"{redact(url)}: unsupported database {backend!r}; extschema supports "
-                "postgresql and sqlite", kind="usage",
+                "ES404",
+                "--database",
+                f"{redact(url)}: unsupported database {backend!r}; extschema supports postgresql and sqlite",
+                kind="usage",
             )
         if backend == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -263,8 +271,11 @@ class Engine:
         message = _database_message(error)
         if kind is ErrorClass.UNREACHABLE:
             return ProblemError.one(
-                "ES401", "database", f"cannot reach {redact(self.url)}: {message}; check that the server runs and "
-                "the URL, user and password are right", kind="unreachable",
+                "ES401",
+                "database",
+                f"cannot reach {redact(self.url)}: {message}; check that the server runs and "
+                "the URL, user and password are right",
+                kind="unreachable",
             )
         if kind is ErrorClass.RETRYABLE:
             return ProblemError.one(
@@ -286,7 +297,9 @@ class Engine:
             return
         with self._transaction() as conn:
             if self.backend == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _REGISTRY_LOCK[0], "b": _REGISTRY_LOCK[1]})
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _REGISTRY_LOCK[0], "b": _REGISTRY_LOCK[1]}
+                )
                 conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {naming.REGISTRY_SCHEMA}")
                 conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {naming.BACKUP_SCHEMA}")
             self.metadata.create_all(conn, checkfirst=True)
@@ -294,16 +307,25 @@ class Engine:
 
     def _registration_from_row(self, row: sa.Row[Any]) -> Registration:
         return Registration(
-            plugin_id=row.plugin_id, owner=row.owner, version=row.version,
-            spec=ExtensionSchemaSpec.model_validate(row.schema_definition), checksum=row.checksum,
-            status=row.status, error_message=row.error_message, tables=list(row.tables),
-            registered_at=row.registered_at, activated_at=row.activated_at, updated_at=row.updated_at,
+            plugin_id=row.plugin_id,
+            owner=row.owner,
+            version=row.version,
+            spec=ExtensionSchemaSpec.model_validate(row.schema_definition),
+            checksum=row.checksum,
+            status=row.status,
+            error_message=row.error_message,
+            tables=list(row.tables),
+            registered_at=row.registered_at,
+            activated_at=row.activated_at,
+            updated_at=row.updated_at,
         )
 
     def registrations(self) -> list[Registration]:
         self.ensure_registry()
         with self._transaction() as conn:
-            rows = conn.execute(sa.select(self.schemas).order_by(self.schemas.c.registered_at, self.schemas.c.plugin_id))
+            rows = conn.execute(
+                sa.select(self.schemas).order_by(self.schemas.c.registered_at, self.schemas.c.plugin_id)
+            )
             return [self._registration_from_row(r) for r in rows]
 
     def registration(self, plugin_id: str, conn: Connection | None = None) -> Registration | None:
@@ -362,7 +384,8 @@ class Engine:
         if bad:
             ids = ", ".join(r.migration_id for r in bad)
             raise ProblemError.one(
-                "ES304", f"extension_migrations[{plugin_id}]",
+                "ES304",
+                f"extension_migrations[{plugin_id}]",
                 f"checksum mismatch in recorded migration(s) {ids} of plugin {plugin_id!r}: the stored SQL was "
                 f"changed after it ran. Compare it with `extschema history {plugin_id}`; if the change was "
                 f"deliberate, re-record the checksums with `extschema repair {plugin_id}`",
@@ -380,9 +403,11 @@ class Engine:
             if foreign_keys_off and self.backend == "sqlite":
                 violations = cursor.execute("PRAGMA foreign_key_check").fetchall()
                 if violations:
-                    raise sa.exc.IntegrityError("PRAGMA foreign_key_check", None, Exception(
-                        f"FOREIGN KEY constraint failed after table rebuild: {violations[:5]}"
-                    ))
+                    raise sa.exc.IntegrityError(
+                        "PRAGMA foreign_key_check",
+                        None,
+                        Exception(f"FOREIGN KEY constraint failed after table rebuild: {violations[:5]}"),
+                    )
         finally:
             cursor.close()
 
@@ -414,8 +439,11 @@ class Engine:
                 current = self.registration(plugin_id, conn)
                 if current is not None and current.owner != owner:
                     raise ProblemError.one(
-                        "ES201", "spec.pluginId", f"plugin {plugin_id!r} is already registered by {current.owner!r}; "
-                        "choose another pluginId, or delete that one first", kind="conflict",
+                        "ES201",
+                        "spec.pluginId",
+                        f"plugin {plugin_id!r} is already registered by {current.owner!r}; "
+                        "choose another pluginId, or delete that one first",
+                        kind="conflict",
                     )
                 if current is not None and current.checksum == checksum and current.status == "active":
                     return ApplyResult(plugin_id, False, None, [])
@@ -433,18 +461,38 @@ class Engine:
                     raise StalePlan(plugin_id)
                 self._run(conn, rendered.statements, rendered.foreign_keys_off)
                 duration = int((time.perf_counter() - clock) * 1000)
-                self._record(conn, plugin_id, migration_id, "apply", owner, spec, description, rendered,
-                             "executed", started, duration, None)
+                self._record(
+                    conn,
+                    plugin_id,
+                    migration_id,
+                    "apply",
+                    owner,
+                    spec,
+                    description,
+                    rendered,
+                    "executed",
+                    started,
+                    duration,
+                    None,
+                )
                 now = _now()
                 values = dict(
-                    owner=owner, version=spec.version, schema_definition=json.loads(spec.canonical_json()),
-                    checksum=checksum, status="active", error_message=None, tables=tables, activated_at=now,
+                    owner=owner,
+                    version=spec.version,
+                    schema_definition=json.loads(spec.canonical_json()),
+                    checksum=checksum,
+                    status="active",
+                    error_message=None,
+                    tables=tables,
+                    activated_at=now,
                     updated_at=now,
                 )
                 if current is None:
-                    conn.execute(sa.insert(self.schemas).values(
-                        id=str(uuid.uuid4()), plugin_id=plugin_id, registered_at=now, **values
-                    ))
+                    conn.execute(
+                        sa.insert(self.schemas).values(
+                            id=str(uuid.uuid4()), plugin_id=plugin_id, registered_at=now, **values
+                        )
+                    )
                 else:
                     conn.execute(sa.update(self.schemas).where(self.schemas.c.plugin_id == plugin_id).values(**values))
                 return ApplyResult(plugin_id, True, migration_id, description, duration)
@@ -454,36 +502,82 @@ class Engine:
             raise
 
     def _record(
-        self, conn: Connection, plugin_id: str, migration_id: str, kind: str, owner: str,
-        spec: ExtensionSchemaSpec | None, description: list[str], rendered: RenderedPlan, status: str,
-        started: datetime.datetime, duration_ms: int | None, error: str | None,
+        self,
+        conn: Connection,
+        plugin_id: str,
+        migration_id: str,
+        kind: str,
+        owner: str,
+        spec: ExtensionSchemaSpec | None,
+        description: list[str],
+        rendered: RenderedPlan,
+        status: str,
+        started: datetime.datetime,
+        duration_ms: int | None,
+        error: str | None,
     ) -> None:
         now = _now()
-        conn.execute(sa.insert(self.migrations).values(
-            id=str(uuid.uuid4()), plugin_id=plugin_id, migration_id=migration_id, kind=kind, owner=owner,
-            version=spec.version if spec else "", description=description,
-            schema_definition=json.loads(spec.canonical_json()) if spec else None,
-            migration_sql=script(rendered.statements), rollback_sql=script(rendered.rollback),
-            statements=list(rendered.statements), rollback_statements=list(rendered.rollback),
-            foreign_keys_off=rendered.foreign_keys_off, checksum_schema=spec.checksum() if spec else None,
-            checksum_sql=sql_checksum(rendered.statements, rendered.rollback), status=status,
-            execution_start=started, execution_end=now, duration_ms=duration_ms, error_message=error,
-            created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            sa.insert(self.migrations).values(
+                id=str(uuid.uuid4()),
+                plugin_id=plugin_id,
+                migration_id=migration_id,
+                kind=kind,
+                owner=owner,
+                version=spec.version if spec else "",
+                description=description,
+                schema_definition=json.loads(spec.canonical_json()) if spec else None,
+                migration_sql=script(rendered.statements),
+                rollback_sql=script(rendered.rollback),
+                statements=list(rendered.statements),
+                rollback_statements=list(rendered.rollback),
+                foreign_keys_off=rendered.foreign_keys_off,
+                checksum_schema=spec.checksum() if spec else None,
+                checksum_sql=sql_checksum(rendered.statements, rendered.rollback),
+                status=status,
+                execution_start=started,
+                execution_end=now,
+                duration_ms=duration_ms,
+                error_message=error,
+                created_at=now,
+                updated_at=now,
+            )
+        )
 
     def _record_failure(
-        self, plugin_id: str, migration_id: str, owner: str, spec: ExtensionSchemaSpec, description: list[str],
-        rendered: RenderedPlan, started: datetime.datetime, problem: ProblemError,
+        self,
+        plugin_id: str,
+        migration_id: str,
+        owner: str,
+        spec: ExtensionSchemaSpec,
+        description: list[str],
+        rendered: RenderedPlan,
+        started: datetime.datetime,
+        problem: ProblemError,
     ) -> None:
         message = problem.problems[0].message
         with contextlib.suppress(ProblemError), self._transaction() as conn:
             self._lock(conn, plugin_id)
             failed_id = self._next_migration_id(conn, plugin_id)
-            self._record(conn, plugin_id, failed_id, "apply", owner, spec, description, rendered, "failed",
-                         started, None, message)
-            conn.execute(sa.update(self.schemas).where(self.schemas.c.plugin_id == plugin_id).values(
-                status="failed", error_message=message, updated_at=_now()
-            ))
+            self._record(
+                conn,
+                plugin_id,
+                failed_id,
+                "apply",
+                owner,
+                spec,
+                description,
+                rendered,
+                "failed",
+                started,
+                None,
+                message,
+            )
+            conn.execute(
+                sa.update(self.schemas)
+                .where(self.schemas.c.plugin_id == plugin_id)
+                .values(status="failed", error_message=message, updated_at=_now())
+            )
 
     def rollback(self, plugin_id: str, owner: str | None = None) -> ApplyResult:
         """Undo the plugin's latest executed migration with its recorded rollback SQL."""
@@ -492,52 +586,80 @@ class Engine:
             self._lock(conn, plugin_id)
             current = self.registration(plugin_id, conn)
             if current is None:
-                raise ProblemError.one("ES306", "plugin", f"plugin {plugin_id!r} is not registered; see "
-                                       "`extschema status`", kind="refused")
+                raise ProblemError.one(
+                    "ES306", "plugin", f"plugin {plugin_id!r} is not registered; see `extschema status`", kind="refused"
+                )
             self._verify_history(conn, plugin_id)
             executed = [r for r in self._history_rows(conn, plugin_id) if r.kind == "apply" and r.status == "executed"]
             if not executed:
-                raise ProblemError.one("ES305", "plugin", f"plugin {plugin_id!r} has no executed migration to "
-                                       "roll back", kind="refused")
+                raise ProblemError.one(
+                    "ES305", "plugin", f"plugin {plugin_id!r} has no executed migration to roll back", kind="refused"
+                )
             latest = executed[-1]
             if len(executed) == 1:
                 self._refuse_if_dependents(conn, plugin_id)
-            row = conn.execute(sa.select(self.migrations).where(
-                self.migrations.c.plugin_id == plugin_id, self.migrations.c.migration_id == latest.migration_id
-            )).one()
+            row = conn.execute(
+                sa.select(self.migrations).where(
+                    self.migrations.c.plugin_id == plugin_id, self.migrations.c.migration_id == latest.migration_id
+                )
+            ).one()
         clock = time.perf_counter()
         with self._transaction(bool(row.foreign_keys_off)) as conn:
             self._lock(conn, plugin_id)
             self._run(conn, row.rollback_statements, bool(row.foreign_keys_off))
-            conn.execute(sa.update(self.migrations).where(self.migrations.c.id == row.id).values(
-                status="rolled_back", updated_at=_now()
-            ))
+            conn.execute(
+                sa.update(self.migrations)
+                .where(self.migrations.c.id == row.id)
+                .values(status="rolled_back", updated_at=_now())
+            )
             previous = executed[-2] if len(executed) > 1 else None
             if previous is None:
                 conn.execute(sa.delete(self.schemas).where(self.schemas.c.plugin_id == plugin_id))
             else:
-                prev_row = conn.execute(sa.select(self.migrations.c.schema_definition, self.migrations.c.checksum_schema,
-                                                  self.migrations.c.version).where(
-                    self.migrations.c.plugin_id == plugin_id, self.migrations.c.migration_id == previous.migration_id
-                )).one()
-                conn.execute(sa.update(self.schemas).where(self.schemas.c.plugin_id == plugin_id).values(
-                    schema_definition=prev_row.schema_definition, checksum=prev_row.checksum_schema,
-                    version=prev_row.version, status="active", error_message=None, updated_at=_now(),
-                ))
-        return ApplyResult(plugin_id, True, latest.migration_id, [f"rolled back migration {latest.migration_id}"],
-                           int((time.perf_counter() - clock) * 1000))
+                prev_row = conn.execute(
+                    sa.select(
+                        self.migrations.c.schema_definition,
+                        self.migrations.c.checksum_schema,
+                        self.migrations.c.version,
+                    ).where(
+                        self.migrations.c.plugin_id == plugin_id,
+                        self.migrations.c.migration_id == previous.migration_id,
+                    )
+                ).one()
+                conn.execute(
+                    sa.update(self.schemas)
+                    .where(self.schemas.c.plugin_id == plugin_id)
+                    .values(
+                        schema_definition=prev_row.schema_definition,
+                        checksum=prev_row.checksum_schema,
+                        version=prev_row.version,
+                        status="active",
+                        error_message=None,
+                        updated_at=_now(),
+                    )
+                )
+        return ApplyResult(
+            plugin_id,
+            True,
+            latest.migration_id,
+            [f"rolled back migration {latest.migration_id}"],
+            int((time.perf_counter() - clock) * 1000),
+        )
 
     def _refuse_if_dependents(self, conn: Connection, plugin_id: str) -> None:
         rows = conn.execute(sa.select(self.schemas.c.plugin_id, self.schemas.c.schema_definition)).all()
         dependents = sorted(r.plugin_id for r in rows if plugin_id in r.schema_definition.get("dependsOn", []))
         if dependents:
             raise ProblemError.one(
-                "ES303", "plugin", f"plugin {plugin_id!r} is still needed by {', '.join(dependents)} (dependsOn); "
-                "delete those first", kind="refused",
+                "ES303",
+                "plugin",
+                f"plugin {plugin_id!r} is still needed by {', '.join(dependents)} (dependsOn); delete those first",
+                kind="refused",
             )
 
-    def delete(self, plugin_id: str, render: Callable[[ExtensionSchemaSpec, str], RenderedPlan],
-               retain: bool | None = None) -> ApplyResult:
+    def delete(
+        self, plugin_id: str, render: Callable[[ExtensionSchemaSpec, str], RenderedPlan], retain: bool | None = None
+    ) -> ApplyResult:
         """Remove a plugin: drop its objects (after backing up their data) or, with Retain, only
         unregister it. Refused while another plugin depends on it."""
         self.ensure_registry()
@@ -546,8 +668,9 @@ class Engine:
             self._lock(conn, plugin_id)
             current = self.registration(plugin_id, conn)
             if current is None:
-                raise ProblemError.one("ES306", "plugin", f"plugin {plugin_id!r} is not registered; nothing to "
-                                       "delete", kind="refused")
+                raise ProblemError.one(
+                    "ES306", "plugin", f"plugin {plugin_id!r} is not registered; nothing to delete", kind="refused"
+                )
             self._refuse_if_dependents(conn, plugin_id)
             self._verify_history(conn, plugin_id)
             migration_id = self._next_migration_id(conn, plugin_id)
@@ -560,9 +683,20 @@ class Engine:
             self._refuse_if_dependents(conn, plugin_id)
             self._run(conn, rendered.statements, rendered.foreign_keys_off)
             description = ["unregistered (tables retained)"] if keep else ["dropped all objects (data backed up)"]
-            self._record(conn, plugin_id, migration_id, "unregister" if keep else "delete", current.owner,
-                         current.spec, description, rendered, "executed", _now(),
-                         int((time.perf_counter() - clock) * 1000), None)
+            self._record(
+                conn,
+                plugin_id,
+                migration_id,
+                "unregister" if keep else "delete",
+                current.owner,
+                current.spec,
+                description,
+                rendered,
+                "executed",
+                _now(),
+                int((time.perf_counter() - clock) * 1000),
+                None,
+            )
             conn.execute(sa.delete(self.schemas).where(self.schemas.c.plugin_id == plugin_id))
         return ApplyResult(plugin_id, True, migration_id, description, int((time.perf_counter() - clock) * 1000))
 
@@ -573,14 +707,19 @@ class Engine:
         with self._transaction() as conn:
             self._lock(conn, plugin_id)
             for row in conn.execute(sa.select(self.migrations).where(self.migrations.c.plugin_id == plugin_id)).all():
-                if row.checksum_sql != sql_checksum(row.statements, row.rollback_statements) or row.migration_sql != script(
-                    row.statements
-                ):
-                    conn.execute(sa.update(self.migrations).where(self.migrations.c.id == row.id).values(
-                        checksum_sql=sql_checksum(row.statements, row.rollback_statements),
-                        migration_sql=script(row.statements), rollback_sql=script(row.rollback_statements),
-                        updated_at=_now(),
-                    ))
+                if row.checksum_sql != sql_checksum(
+                    row.statements, row.rollback_statements
+                ) or row.migration_sql != script(row.statements):
+                    conn.execute(
+                        sa.update(self.migrations)
+                        .where(self.migrations.c.id == row.id)
+                        .values(
+                            checksum_sql=sql_checksum(row.statements, row.rollback_statements),
+                            migration_sql=script(row.statements),
+                            rollback_sql=script(row.rollback_statements),
+                            updated_at=_now(),
+                        )
+                    )
                     repaired.append(row.migration_id)
         return repaired
 
@@ -590,16 +729,28 @@ class Engine:
             query = query.where(self.migrations.c.plugin_id == plugin_id)
         records = []
         for row in conn.execute(query):
-            ok = row.checksum_sql == sql_checksum(row.statements, row.rollback_statements) and row.migration_sql == script(
-                row.statements
+            ok = row.checksum_sql == sql_checksum(
+                row.statements, row.rollback_statements
+            ) and row.migration_sql == script(row.statements)
+            records.append(
+                MigrationRecord(
+                    plugin_id=row.plugin_id,
+                    migration_id=row.migration_id,
+                    kind=row.kind,
+                    version=row.version,
+                    status=row.status,
+                    description=list(row.description),
+                    migration_sql=row.migration_sql,
+                    rollback_sql=row.rollback_sql,
+                    checksum_schema=row.checksum_schema,
+                    checksum_sql=row.checksum_sql,
+                    checksum_ok=ok,
+                    execution_start=row.execution_start,
+                    execution_end=row.execution_end,
+                    duration_ms=row.duration_ms,
+                    error_message=row.error_message,
+                )
             )
-            records.append(MigrationRecord(
-                plugin_id=row.plugin_id, migration_id=row.migration_id, kind=row.kind, version=row.version,
-                status=row.status, description=list(row.description), migration_sql=row.migration_sql,
-                rollback_sql=row.rollback_sql, checksum_schema=row.checksum_schema, checksum_sql=row.checksum_sql,
-                checksum_ok=ok, execution_start=row.execution_start, execution_end=row.execution_end,
-                duration_ms=row.duration_ms, error_message=row.error_message,
-            ))
         return records
 
     def history(self, plugin_id: str | None = None) -> list[MigrationRecord]:

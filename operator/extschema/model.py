@@ -270,24 +270,40 @@ def resolve_relationships(spec: ExtensionSchemaSpec) -> tuple[list[ForeignKey], 
             continue
         own_source = TargetRef(plugin=spec.plugin_id, table=rel.source)
         if rel.type in ("ManyToOne", "OneToOne"):
-            holder, column, ref, ref_column = rel.source, rel.source_field or f"{target.table}_id", target, (
-                rel.target_field or "id"
+            holder, column, ref, ref_column = (
+                rel.source,
+                rel.source_field or f"{target.table}_id",
+                target,
+                (rel.target_field or "id"),
             )
         elif rel.type == "OneToMany":
-            holder, column, ref, ref_column = target.table, rel.target_field or f"{rel.source}_id", own_source, (
-                rel.source_field or "id"
+            holder, column, ref, ref_column = (
+                target.table,
+                rel.target_field or f"{rel.source}_id",
+                own_source,
+                (rel.source_field or "id"),
             )
         else:
             name = rel.name or f"{rel.source}_{target.table}"
             left_col = f"{rel.source}_id"
             right_col = f"{target.table}_id" if target.table != rel.source else f"related_{rel.source}_id"
             left = ForeignKey(
-                relationship=index, table=name, column=left_col, references=own_source,
-                referenced_column=rel.source_field or "id", on_delete=rel.on_delete, required=True,
+                relationship=index,
+                table=name,
+                column=left_col,
+                references=own_source,
+                referenced_column=rel.source_field or "id",
+                on_delete=rel.on_delete,
+                required=True,
             )
             right = ForeignKey(
-                relationship=index, table=name, column=right_col, references=target,
-                referenced_column=rel.target_field or "id", on_delete=rel.on_delete, required=True,
+                relationship=index,
+                table=name,
+                column=right_col,
+                references=target,
+                referenced_column=rel.target_field or "id",
+                on_delete=rel.on_delete,
+                required=True,
             )
             joins.append(JoinTable(relationship=index, name=name, left=left, right=right))
             continue
@@ -295,9 +311,15 @@ def resolve_relationships(spec: ExtensionSchemaSpec) -> tuple[list[ForeignKey], 
         declared = holder_table.field(column) if holder_table else None
         fks.append(
             ForeignKey(
-                relationship=index, table=holder, column=column, references=ref, referenced_column=ref_column,
-                on_delete=rel.on_delete, unique=rel.type == "OneToOne" or bool(declared and declared.unique),
-                declared=declared is not None, required=bool(declared and declared.required),
+                relationship=index,
+                table=holder,
+                column=column,
+                references=ref,
+                referenced_column=ref_column,
+                on_delete=rel.on_delete,
+                unique=rel.type == "OneToOne" or bool(declared and declared.unique),
+                declared=declared is not None,
+                required=bool(declared and declared.required),
             )
         )
     return fks, joins

@@ -197,7 +197,9 @@ def desired_state(spec: ExtensionSchemaSpec, refs: ReferenceTypes) -> Desired:
     for join in joins:
         cols = tuple(
             ColumnDef(
-                fk.column, _referenced_type(fk, spec, refs), nullable=False,
+                fk.column,
+                _referenced_type(fk, spec, refs),
+                nullable=False,
                 foreign_key=ForeignKeyDef(fk.references, fk.referenced_column, fk.on_delete),
             )
             for fk in (join.left, join.right)
@@ -449,29 +451,35 @@ def _diff_enums(before: Desired, after: Desired, spec: ExtensionSchemaSpec, refu
     new_enums = {e.name: e for e in after.enums}
     for old_enum in before.enums:
         if old_enum.name not in new_enums:
-            refusals.append(Problem(
-                "ES301", "spec.enums",
-                f"enum {old_enum.name!r} was removed; removing enums is not supported yet — put it back",
-            ))
+            refusals.append(
+                Problem(
+                    "ES301",
+                    "spec.enums",
+                    f"enum {old_enum.name!r} was removed; removing enums is not supported yet — put it back",
+                )
+            )
     for index, enum in enumerate(after.enums):
-        old_enum = next((e for e in before.enums if e.name == enum.name), None)
-        if old_enum is None:
+        previous = next((e for e in before.enums if e.name == enum.name), None)
+        if previous is None:
             ops.append(CreateEnum(spec.plugin_id, enum))
             continue
-        if old_enum.values == enum.values:
+        if previous.values == enum.values:
             continue
-        kept = [v for v in enum.values if v in old_enum.values]
-        if kept != list(old_enum.values):
-            refusals.append(Problem(
-                "ES301", f"spec.enums[{index}].values",
-                f"enum {enum.name!r} values were removed or reordered ({', '.join(old_enum.values)} → "
-                f"{', '.join(enum.values)}); only adding values is supported — keep the existing values in order",
-            ))
+        kept = [v for v in enum.values if v in previous.values]
+        if kept != list(previous.values):
+            refusals.append(
+                Problem(
+                    "ES301",
+                    f"spec.enums[{index}].values",
+                    f"enum {enum.name!r} values were removed or reordered ({', '.join(previous.values)} → "
+                    f"{', '.join(enum.values)}); only adding values is supported — keep the existing values in order",
+                )
+            )
             continue
         affected = tuple(
             (t, t.with_enum(enum)) for t in before.tables if t.uses_enum(enum.name) and after.table(t.name)
         )
-        ops.append(ChangeEnumValues(spec.plugin_id, old_enum, enum, affected))
+        ops.append(ChangeEnumValues(spec.plugin_id, previous, enum, affected))
     return ops
 
 
@@ -479,11 +487,14 @@ def _diff_tables(before: Desired, after: Desired, spec: ExtensionSchemaSpec, ref
     ops: list[Op] = []
     for old_table in before.tables:
         if after.table(old_table.name) is None:
-            refusals.append(Problem(
-                "ES301", "spec.tables",
-                f"table {old_table.name!r} was removed; dropping tables of a registered plugin is not supported "
-                "yet — put it back, or delete the whole plugin",
-            ))
+            refusals.append(
+                Problem(
+                    "ES301",
+                    "spec.tables",
+                    f"table {old_table.name!r} was removed; dropping tables of a registered plugin is not supported "
+                    "yet — put it back, or delete the whole plugin",
+                )
+            )
     for table in after.tables:
         old = before.table(table.name)
         if old is None:
@@ -498,26 +509,35 @@ def _diff_tables(before: Desired, after: Desired, spec: ExtensionSchemaSpec, ref
         for column in current.columns:
             new_column = table.column(column.name)
             if new_column is None:
-                refusals.append(Problem(
-                    "ES301", f"{path}.fields",
-                    f"field {table.name}.{column.name} was removed; dropping columns is not supported yet — put "
-                    "it back",
-                ))
+                refusals.append(
+                    Problem(
+                        "ES301",
+                        f"{path}.fields",
+                        f"field {table.name}.{column.name} was removed; dropping columns is not supported yet — put "
+                        "it back",
+                    )
+                )
             elif new_column != column:
-                refusals.append(Problem(
-                    "ES301", f"{path}.fields",
-                    f"field {table.name}.{column.name} changed ({_changes(column, new_column)}); changing fields is "
-                    "not supported yet — revert it, or add a new field",
-                ))
+                refusals.append(
+                    Problem(
+                        "ES301",
+                        f"{path}.fields",
+                        f"field {table.name}.{column.name} changed ({_changes(column, new_column)}); changing "
+                        "fields is not supported yet — revert it, or add a new field",
+                    )
+                )
         for column in table.columns:
             if current.column(column.name) is not None:
                 continue
             if not column.nullable and column.default is None:
-                refusals.append(Problem(
-                    "ES302", f"{path}.fields",
-                    f"new required field {table.name}.{column.name} has no default, so existing rows would have "
-                    "no value; give it a default, or make it not required",
-                ))
+                refusals.append(
+                    Problem(
+                        "ES302",
+                        f"{path}.fields",
+                        f"new required field {table.name}.{column.name} has no default, so existing rows would have "
+                        "no value; give it a default, or make it not required",
+                    )
+                )
                 continue
             grown = dataclasses.replace(current, columns=(*current.columns, column))
             ops.append(AddColumn(spec.plugin_id, current, grown, column))
@@ -527,11 +547,14 @@ def _diff_tables(before: Desired, after: Desired, spec: ExtensionSchemaSpec, ref
             new_items: tuple[IndexDef, ...] = getattr(table, attr)
             for item in old_items:
                 if item not in new_items:
-                    refusals.append(Problem(
-                        "ES301", f"{path}.{label}",
-                        f"{label} entry on ({', '.join(item.columns)}) of {table.name} was removed or changed; "
-                        "only adding is supported yet — put it back",
-                    ))
+                    refusals.append(
+                        Problem(
+                            "ES301",
+                            f"{path}.{label}",
+                            f"{label} entry on ({', '.join(item.columns)}) of {table.name} was removed or changed; "
+                            "only adding is supported yet — put it back",
+                        )
+                    )
             for item in new_items:
                 if item not in old_items:
                     unique = item if attr == "indexes" else dataclasses.replace(item, unique=True)
@@ -542,6 +565,5 @@ def _diff_tables(before: Desired, after: Desired, spec: ExtensionSchemaSpec, ref
 def _changes(old: ColumnDef, new: ColumnDef) -> str:
     fields = [f.name for f in dataclasses.fields(ColumnDef) if getattr(old, f.name) != getattr(new, f.name)]
     return ", ".join(
-        f"{name}: {getattr(old, name)!r} → {getattr(new, name)!r}" if name != "enum" else "enum"
-        for name in fields
+        f"{name}: {getattr(old, name)!r} → {getattr(new, name)!r}" if name != "enum" else "enum" for name in fields
     )

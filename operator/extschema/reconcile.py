@@ -90,14 +90,27 @@ def parse_documents(documents: Sequence[object], file: str) -> tuple[list[Loaded
             continue
         prefix = f"[document {number + 1}] " if len(documents) > 1 else ""
         if not isinstance(data, dict):
-            problems.append(Problem("ES002", "", f"{prefix}document is a {type(data).__name__}, expected a mapping "
-                                    "with apiVersion, kind, metadata and spec", file=file))
+            problems.append(
+                Problem(
+                    "ES002",
+                    "",
+                    f"{prefix}document is a {type(data).__name__}, expected a mapping "
+                    "with apiVersion, kind, metadata and spec",
+                    file=file,
+                )
+            )
             continue
         if data.get("kind") != model.KIND:
             continue
         if data.get("apiVersion") != model.API_VERSION:
-            problems.append(Problem("ES003", "apiVersion", f"{prefix}apiVersion {data.get('apiVersion')!r} is not "
-                                    f"supported; use {model.API_VERSION}", file=file))
+            problems.append(
+                Problem(
+                    "ES003",
+                    "apiVersion",
+                    f"{prefix}apiVersion {data.get('apiVersion')!r} is not supported; use {model.API_VERSION}",
+                    file=file,
+                )
+            )
             continue
         try:
             document = model.parse_document(data)
@@ -129,8 +142,11 @@ def load(paths: Sequence[str]) -> list[Loaded]:
         loaded.extend(found)
         problems.extend(file_problems)
     if not loaded and not problems:
-        problems.append(Problem("ES004", "", f"no {model.KIND} document (apiVersion {model.API_VERSION}) found",
-                                file=", ".join(paths)))
+        problems.append(
+            Problem(
+                "ES004", "", f"no {model.KIND} document (apiVersion {model.API_VERSION}) found", file=", ".join(paths)
+            )
+        )
     problems.extend(_duplicates(loaded))
     if problems:
         raise ProblemError(problems, kind="invalid")
@@ -142,8 +158,13 @@ def _duplicates(loaded: Sequence[Loaded]) -> Iterable[Problem]:
     for item in loaded:
         key = (item.owner, item.spec.plugin_id)
         if key in seen:
-            yield Problem("ES104", "metadata.name", f"{item.owner!r} declares plugin {item.spec.plugin_id!r} twice "
-                          f"(also in {seen[key]}); keep one document", file=item.file)
+            yield Problem(
+                "ES104",
+                "metadata.name",
+                f"{item.owner!r} declares plugin {item.spec.plugin_id!r} twice "
+                f"(also in {seen[key]}); keep one document",
+                file=item.file,
+            )
         seen[key] = item.file
 
 
@@ -182,9 +203,9 @@ class Planned:
         return [str(engine.dialect.namer.table(self.loaded.spec.plugin_id, t.name)) for t in desired.tables]
 
 
-def reference_types(engine: Engine, specs: Iterable[ExtensionSchemaSpec]) -> dict[
-    tuple[str, str], dict[str, model.FieldType | None]
-]:
+def reference_types(
+    engine: Engine, specs: Iterable[ExtensionSchemaSpec]
+) -> dict[tuple[str, str], dict[str, model.FieldType | None]]:
     """Column types of core tables, registered plugins and the specs being applied."""
     refs: dict[tuple[str, str], dict[str, model.FieldType | None]] = dict(engine.core_catalog())
     for registration in engine.registrations():
@@ -197,10 +218,18 @@ def reference_types(engine: Engine, specs: Iterable[ExtensionSchemaSpec]) -> dic
 def plan_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> Planned:
     base = engine.registration(loaded.spec.plugin_id)
     if base is not None and base.owner != loaded.owner:
-        raise ProblemError([Problem(
-            "ES201", "spec.pluginId", f"plugin {loaded.spec.plugin_id!r} is already registered by {base.owner!r}; "
-            "choose another pluginId, or delete that one first", file=loaded.file,
-        )], kind="conflict")
+        raise ProblemError(
+            [
+                Problem(
+                    "ES201",
+                    "spec.pluginId",
+                    f"plugin {loaded.spec.plugin_id!r} is already registered by {base.owner!r}; "
+                    "choose another pluginId, or delete that one first",
+                    file=loaded.file,
+                )
+            ],
+            kind="conflict",
+        )
     if base is not None and base.checksum == loaded.spec.checksum() and base.status == "active":
         return Planned(loaded, base, planning.Plan(loaded.spec.plugin_id, ()))
     try:
@@ -232,8 +261,14 @@ def check(engine: Engine, loaded: Sequence[Loaded], peers: Sequence[conflicts.Cl
     for item in candidates:
         for index, dependency in enumerate(item.spec.depends_on):
             if dependency in pending and dependency not in {c.spec.plugin_id for c in candidates}:
-                problems.append(Problem("ES208", f"spec.dependsOn[{index}]", f"{item.owner!r} depends on plugin "
-                                        f"{dependency!r}, which is not applied yet; it proceeds once it is"))
+                problems.append(
+                    Problem(
+                        "ES208",
+                        f"spec.dependsOn[{index}]",
+                        f"{item.owner!r} depends on plugin "
+                        f"{dependency!r}, which is not applied yet; it proceeds once it is",
+                    )
+                )
     if problems:
         kind = "dependency" if all(p.code == "ES208" for p in problems) else "conflict"
         raise ProblemError(locate(problems, loaded), kind=kind)
@@ -293,10 +328,15 @@ def apply_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> 
         except StalePlan:
             continue
         except ProblemError as error:
-            raise ProblemError([p.located(loaded.file) if p.file is None else p for p in error.problems],
-                               error.kind) from None
-    raise ProblemError.one("ES403", "database", f"plugin {loaded.spec.plugin_id!r} kept changing while it was "
-                           "being applied; try again", kind="retryable")
+            raise ProblemError(
+                [p.located(loaded.file) if p.file is None else p for p in error.problems], error.kind
+            ) from None
+    raise ProblemError.one(
+        "ES403",
+        "database",
+        f"plugin {loaded.spec.plugin_id!r} kept changing while it was being applied; try again",
+        kind="retryable",
+    )
 
 
 def apply_all(engine: Engine, loaded: Sequence[Loaded], progress: Progress) -> list[ApplyResult]:

@@ -10,9 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import Dialect as SADialect
-from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, SchemaItem
 
-from extschema import naming, planning
+from extschema import planning
 from extschema.model import FieldType
 from extschema.naming import Namer, PhysicalName
 from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef
@@ -76,9 +76,7 @@ class Dialect:
             case _:
                 return []
         name = self.backup_name(op.plugin_id, label, tag)
-        return [
-            f"CREATE TABLE {self.qualified(name)} AS SELECT {columns} FROM {self.table_ref(op.plugin_id, source)}"
-        ]
+        return [f"CREATE TABLE {self.qualified(name)} AS SELECT {columns} FROM {self.table_ref(op.plugin_id, source)}"]
 
     def needs_foreign_keys_off(self, plan: Plan) -> bool:
         return False
@@ -204,7 +202,7 @@ class Dialect:
         """
         metadata = sa.MetaData()
         physical = self.namer.table(plugin_id, table.name)
-        columns: list[sa.SchemaItem] = [self.id_column()]
+        columns: list[SchemaItem] = [self.id_column()]
         for column in table.columns:
             columns.append(self.sa_column(plugin_id, table.name, column))
             fk = column.foreign_key
@@ -221,9 +219,9 @@ class Dialect:
                     )
                 )
         for unique in table.unique_together:
-            columns.append(sa.UniqueConstraint(
-                *unique.columns, name=self.index_name(plugin_id, table.name, unique, "key")
-            ))
+            columns.append(
+                sa.UniqueConstraint(*unique.columns, name=self.index_name(plugin_id, table.name, unique, "key"))
+            )
         return sa.Table(rename or physical.name, metadata, *columns, schema=physical.schema)
 
     def _stub_table(self, metadata: sa.MetaData, name: PhysicalName, column: str) -> None:
@@ -237,13 +235,15 @@ class Dialect:
         raise NotImplementedError
 
     def sa_column(self, plugin_id: str, table: str, column: ColumnDef) -> sa.Column[Any]:
-        args: list[sa.SchemaItem] = []
+        args: list[SchemaItem] = []
         checks = self.column_checks(column)
         if checks:
-            args.append(sa.CheckConstraint(
-                " AND ".join(f"({c})" for c in checks) if len(checks) > 1 else checks[0],
-                name=self.namer.derived(plugin_id, table, [column.name], "check"),
-            ))
+            args.append(
+                sa.CheckConstraint(
+                    " AND ".join(f"({c})" for c in checks) if len(checks) > 1 else checks[0],
+                    name=self.namer.derived(plugin_id, table, [column.name], "check"),
+                )
+            )
         default = self.default_sql(column)
         return sa.Column(
             column.name,
@@ -301,9 +301,9 @@ class Dialect:
         """Statements run on every new connection."""
         return ()
 
-    def migration_preamble(self, lock_key: tuple[int, int], lock_timeout_ms: int, statement_timeout_ms: int) -> list[
-        tuple[str, dict[str, Any]]
-    ]:
+    def migration_preamble(
+        self, lock_key: tuple[int, int], lock_timeout_ms: int, statement_timeout_ms: int
+    ) -> list[tuple[str, dict[str, Any]]]:
         """Statements that start a migration transaction: lock, then timeouts (in that order)."""
         return []
 

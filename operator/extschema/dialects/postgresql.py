@@ -21,7 +21,7 @@ class PostgresDialect(Dialect):
 
     def __init__(self, core_schema: str = "public") -> None:
         self.namer = naming.Namer("schema", core_schema)
-        self.sa_dialect = pg.psycopg.dialect()
+        self.sa_dialect = pg.psycopg.dialect()  # type: ignore[no-untyped-call]
 
     def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
         return PhysicalName(naming.BACKUP_SCHEMA, naming.fit(f"{plugin_id}__{table}__{tag}"))
@@ -71,9 +71,7 @@ class PostgresDialect(Dialect):
                 default = self.default_sql(column)
                 if default is not None:
                     statements.append(f"ALTER TABLE {table_ref} ALTER COLUMN {name} DROP DEFAULT")
-                statements.append(
-                    f"ALTER TABLE {table_ref} ALTER COLUMN {name} TYPE {ref} USING {name}::text::{ref}"
-                )
+                statements.append(f"ALTER TABLE {table_ref} ALTER COLUMN {name} TYPE {ref} USING {name}::text::{ref}")
                 if default is not None:
                     statements.append(f"ALTER TABLE {table_ref} ALTER COLUMN {name} SET DEFAULT {default}")
         statements.append(f"DROP TYPE {old_ref}")
@@ -126,7 +124,9 @@ class PostgresDialect(Dialect):
             case "Enum":
                 assert column.enum is not None
                 return pg.ENUM(
-                    *column.enum.values, name=column.enum.name, schema=naming.plugin_schema(plugin_id),
+                    *column.enum.values,
+                    name=column.enum.name,
+                    schema=naming.plugin_schema(plugin_id),
                     create_type=False,
                 )
         raise TypeError(column.type)

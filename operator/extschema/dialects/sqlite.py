@@ -15,9 +15,16 @@ from extschema.planning import ColumnDef, TableDef
 
 # SQLite columns take any value whatever their declared type; these CHECKs make them strict.
 _STORAGE_CLASSES = {
-    "String": "'text', 'null'", "Text": "'text', 'null'", "Enum": "'text', 'null'", "Uuid": "'text', 'null'",
-    "Date": "'text', 'null'", "DateTime": "'text', 'null'", "Int": "'integer', 'null'",
-    "BigInt": "'integer', 'null'", "Float": "'real', 'integer', 'null'", "Decimal": "'real', 'integer', 'null'",
+    "String": "'text', 'null'",
+    "Text": "'text', 'null'",
+    "Enum": "'text', 'null'",
+    "Uuid": "'text', 'null'",
+    "Date": "'text', 'null'",
+    "DateTime": "'text', 'null'",
+    "Int": "'integer', 'null'",
+    "BigInt": "'integer', 'null'",
+    "Float": "'real', 'integer', 'null'",
+    "Decimal": "'real', 'integer', 'null'",
 }
 
 
