@@ -78,6 +78,8 @@ def parse_text(text: str, file: str) -> tuple[list[Loaded], list[Problem]]:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         reason = getattr(error, "problem", None) or str(error).splitlines()[0]
         return [], [Problem("ES001", "", f"{where}{reason}; fix the YAML syntax", file=file)]
+    except (ValueError, RecursionError) as error:  # e.g. an integer of more than 4,300 digits
+        return [], [Problem("ES001", "", f"cannot read a value: {error}", file=file)]
     return parse_documents(documents, file)
 
 
