@@ -338,6 +338,10 @@ def run(
     verbose: bool,
 ) -> None:
     """Run the Kubernetes operator (kopf) for ExtensionSchema and DatabaseTarget resources."""
+    # kopf probes for client libraries when imported and would load them (~60 MB RSS) only to offer
+    # logins the operator replaces with its own; it never uses them.
+    for unused in ("kubernetes", "kubernetes_asyncio", "pykube"):
+        sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
     import kopf
 
     from extschema import handlers

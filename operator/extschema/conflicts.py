@@ -104,7 +104,10 @@ def _name_collisions(
     for plugin, table in core:
         if plugin == model.CORE_PLUGIN:
             owners[str(namer.core_table(table))] = (Claim("the core application", _NO_SPEC), f"core table {table}")
-    ordered = [c for c in effective.values() if c not in accepted] + list(accepted)
+    # Each plugin has a schema of its own on PostgreSQL, so there only a claim's own names (and
+    # nothing of other plugins) can collide; SQLite's one namespace needs every claim's names.
+    others = [] if namer.style == "schema" else [c for c in effective.values() if c not in accepted]
+    ordered = [*others, *accepted]
     for claim in ordered:
         reported: set[str] = set()
         for name, what in _physical_names(claim, namer):

@@ -397,8 +397,11 @@ class Engine:
         assert raw is not None
         cursor = raw.cursor()
         try:
-            for statement in statements:
-                # The raw cursor: no parameter parsing, so a '%' in a quoted pattern stays itself.
+            # The raw cursor: no parameter parsing, so a '%' in a quoted pattern stays itself.
+            if self.backend == "postgresql" and statements:
+                # One round trip (the simple query protocol runs them in order, in our transaction).
+                cursor.execute(";\n".join(statements))
+            for statement in statements if self.backend == "sqlite" else ():
                 cursor.execute(statement)
             if foreign_keys_off and self.backend == "sqlite":
                 violations = cursor.execute("PRAGMA foreign_key_check").fetchall()

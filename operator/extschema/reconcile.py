@@ -205,12 +205,28 @@ class Planned:
         return [str(engine.dialect.namer.table(self.loaded.spec.plugin_id, t.name)) for t in desired.tables]
 
 
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The registry and the core tables, read once per run (reflection is the slow part).
+
+    Planning from a snapshot is safe: the engine re-reads the plugin's registration under the
+    migration lock and refuses a plan whose base has moved (:class:`StalePlan`).
+    """
+
+    registrations: list[Registration]
+    core: dict[tuple[str, str], dict[str, model.FieldType | None]]
+
+    @classmethod
+    def take(cls, engine: Engine) -> Snapshot:
+        return cls(engine.registrations(), engine.core_catalog())
+
+
 def reference_types(
-    engine: Engine, specs: Iterable[ExtensionSchemaSpec]
+    snapshot: Snapshot, specs: Iterable[ExtensionSchemaSpec]
 ) -> dict[tuple[str, str], dict[str, model.FieldType | None]]:
     """Column types of core tables, registered plugins and the specs being applied."""
-    refs: dict[tuple[str, str], dict[str, model.FieldType | None]] = dict(engine.core_catalog())
-    for registration in engine.registrations():
+    refs: dict[tuple[str, str], dict[str, model.FieldType | None]] = dict(snapshot.core)
+    for registration in snapshot.registrations:
         refs.update(planning.reference_types_of(registration.spec))
     for spec in specs:
         refs.update(planning.reference_types_of(spec))
@@ -241,21 +257,27 @@ def plan_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> P
     return Planned(loaded, base, plan)
 
 
-def check(engine: Engine, loaded: Sequence[Loaded], peers: Sequence[conflicts.Claim] = ()) -> list[Loaded]:
+def check(
+    engine: Engine,
+    loaded: Sequence[Loaded],
+    peers: Sequence[conflicts.Claim] = (),
+    snapshot: Snapshot | None = None,
+) -> list[Loaded]:
     """Conflicts and dependencies of validated schemas; returns them in dependency order.
 
     *peers* are claims not yet in the registry that came first (the operator's other resources,
     oldest first). Raises ``conflict`` problems, or ``dependency`` when the only trouble is a
     dependency that is not registered yet (the operator waits for it).
     """
+    snapshot = snapshot or Snapshot.take(engine)
     candidates = sorted(loaded, key=lambda item: (item.owner, item.spec.plugin_id))
-    registered = _claims(engine.registrations())
+    registered = _claims(snapshot.registrations)
     registered_ids = {c.spec.plugin_id for c in registered}
     earlier = [p for p in peers if p.spec.plugin_id not in registered_ids]
     problems = conflicts.detect(
         [conflicts.Claim(c.owner, c.spec) for c in candidates],
         [*registered, *earlier],
-        engine.core_catalog(),
+        snapshot.core,
         engine.dialect.namer,
     )
     # A peer that is not registered yet is no dependency one can build on.
@@ -287,7 +309,8 @@ def reconcile(
     engine: Engine, loaded: Sequence[Loaded], progress: Progress, peers: Sequence[conflicts.Claim] = ()
 ) -> list[ApplyResult]:
     """The whole line after loading: check conflicts and dependencies → plan → apply."""
-    return apply_all(engine, check(engine, loaded, peers), progress)
+    snapshot = Snapshot.take(engine)
+    return apply_all(engine, check(engine, loaded, peers, snapshot), progress, snapshot)
 
 
 def from_object(body: dict[str, object], source: str) -> Loaded:
@@ -311,7 +334,7 @@ OPERATOR_SPEC_FIELDS = ("targetRef", "suspend")
 
 
 def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, RenderedPlan]]:
-    refs = reference_types(engine, [item.spec for item in loaded])
+    refs = reference_types(Snapshot.take(engine), [item.spec for item in loaded])
     planned = [plan_one(engine, item, refs) for item in loaded]
     return [(p, p.render(engine, "planned")) for p in planned]
 
@@ -341,9 +364,11 @@ def apply_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> 
     )
 
 
-def apply_all(engine: Engine, loaded: Sequence[Loaded], progress: Progress) -> list[ApplyResult]:
-    """Apply in dependency order (already sorted by :func:`prepare`); stop at the first failure."""
-    refs = reference_types(engine, [item.spec for item in loaded])
+def apply_all(
+    engine: Engine, loaded: Sequence[Loaded], progress: Progress, snapshot: Snapshot | None = None
+) -> list[ApplyResult]:
+    """Apply in dependency order (already sorted by :func:`check`); stop at the first failure."""
+    refs = reference_types(snapshot or Snapshot.take(engine), [item.spec for item in loaded])
     results = []
     for number, item in enumerate(loaded, start=1):
         progress(f"[{number}/{len(loaded)}] {item.spec.plugin_id} {item.spec.version} ({item.file})")
@@ -359,7 +384,7 @@ def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyR
     """Drop (or with Retain, unregister) a plugin; its objects are torn down in reverse order."""
 
     def render(spec: ExtensionSchemaSpec, tag: str) -> RenderedPlan:
-        refs = reference_types(engine, [])
+        refs = reference_types(Snapshot.take(engine), [])
         teardown = planning.teardown(spec, refs)
         return engine.dialect.render_plan(teardown, backup_tag=f"m{tag}")
 

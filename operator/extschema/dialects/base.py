@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import Dialect as SADialect
-from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable, SchemaItem
+from sqlalchemy.schema import CreateColumn, CreateTable, SchemaItem
 
 from extschema import planning
 from extschema.model import FieldType
@@ -263,15 +263,11 @@ class Dialect:
         return self.namer.index(plugin_id, table, index.columns, index.unique, index.name)
 
     def create_index(self, plugin_id: str, table: str, index: IndexDef) -> str:
-        metadata = sa.MetaData()
-        physical = self.namer.table(plugin_id, table)
-        sa_table = sa.Table(
-            physical.name, metadata, *(sa.Column(c, sa.Integer) for c in index.columns), schema=physical.schema
-        )
-        sa_index = sa.Index(
-            self.index_name(plugin_id, table, index), *(sa_table.c[c] for c in index.columns), unique=index.unique
-        )
-        return self.compile(CreateIndex(sa_index))
+        # Written directly: SQLAlchemy's CreateIndex needs a whole Table built first, for the same text.
+        unique = "UNIQUE " if index.unique else ""
+        columns = ", ".join(self.quote(c) for c in index.columns)
+        name = self.quote(self.index_name(plugin_id, table, index))
+        return f"CREATE {unique}INDEX {name} ON {self.table_ref(plugin_id, table)} ({columns})"
 
     def drop_index(self, plugin_id: str, table: str, index: IndexDef) -> str:
         physical = self.namer.table(plugin_id, table)

@@ -1,0 +1,179 @@
+"""Engine benchmarks; prints one JSON object. Run: ``python bench/engine.py`` (or ``make bench``).
+
+Measured in one run, against baselines in the same run:
+- validate + conflict check of a 20-table schema against 500 registered schemas (goal < 50 ms);
+- apply of a 50-table schema through extschema vs ``psql -1 -f`` of the same SQL (goal at most 1.5 times psql);
+- plan + apply of one 1,000-column table (goal < 2 s).
+PostgreSQL is a throwaway server (tests/pgserver.py) unless EXTSCHEMA_TEST_DATABASE_URL is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "operator")]
+
+import psycopg  # noqa: E402
+from tests import pgserver  # noqa: E402
+
+from extschema import conflicts, model, naming, reconcile, validation  # noqa: E402
+from extschema.engine import Engine  # noqa: E402
+
+REPEATS = 5
+
+
+def spec_dict(plugin: str, tables: int, fields: int, depends_on: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "pluginId": plugin,
+        "version": "1.0.0",
+        "dependsOn": depends_on or [],
+        "enums": [{"name": "state", "values": ["a", "b", "c"]}],
+        "tables": [
+            {
+                "name": f"t{t}",
+                "fields": [
+                    {"name": f"f{f}", "type": ["String", "Int", "Decimal", "Boolean", "DateTime"][f % 5]}
+                    for f in range(fields)
+                ]
+                + [{"name": "state", "type": "Enum", "enum": "state", "default": "a", "required": True}],
+                "indexes": [{"fields": ["f0", "f1"]}],
+            }
+            for t in range(tables)
+        ],
+        "relationships": [{"source": f"t{t}", "target": f"t{t - 1}", "type": "ManyToOne"} for t in range(1, tables)],
+    }
+
+
+def document(spec: dict[str, Any], name: str) -> str:
+    return json.dumps({"apiVersion": model.API_VERSION, "kind": model.KIND, "metadata": {"name": name}, "spec": spec})
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def bench_validate_and_conflicts() -> dict[str, Any]:
+    registered = [conflicts.Claim(f"owner{i}", model.parse_spec(spec_dict(f"p{i}", 3, 8))) for i in range(500)]
+    candidate = spec_dict("candidate", 20, 10)
+    namer = naming.Namer("schema", "public")
+
+    def run() -> None:
+        spec = model.parse_spec(candidate)
+        assert not validation.validate(spec)
+        assert not conflicts.detect([conflicts.Claim("me", spec)], registered, {}, namer)
+
+    run()
+    samples = [timed(run) for _ in range(REPEATS * 2)]
+    return {"median_ms": round(statistics.median(samples) * 1000, 2), "goal_ms": 50, "registered": 500, "tables": 20}
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    given = os.environ.get("EXTSCHEMA_TEST_DATABASE_URL")
+    if given:
+        yield given
+    else:
+        with pgserver.running_server() as url:
+            yield url
+
+
+def fresh_database(admin: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin.rsplit("/", 1)[0] + f"/{name}"
+
+
+def apply_file(url: str, path: Path) -> None:
+    engine = Engine(url)
+    try:
+        reconcile.reconcile(engine, reconcile.load([str(path)]), lambda line: None)
+    finally:
+        engine.close()
+
+
+def plan_sql(url: str, path: Path) -> str:
+    engine = Engine(url)
+    try:
+        planned = reconcile.plan_all(engine, reconcile.check(engine, reconcile.load([str(path)])))
+        return "".join(rendered.script() for _, rendered in planned)
+    finally:
+        engine.close()
+
+
+def bench_apply_vs_psql(admin: str, workdir: Path) -> dict[str, Any]:
+    path = workdir / "fifty.yaml"
+    path.write_text(document(spec_dict("fifty", 50, 12), "fifty"))
+    ours, theirs = [], []
+    for _ in range(REPEATS):
+        # Both sides start from a database whose registry exists (it is created once per database).
+        mine = fresh_database(admin)
+        plan_sql(mine, path)
+        ours.append(timed(lambda mine=mine: apply_file(mine, path)))
+        target = fresh_database(admin)
+        sql = workdir / "fifty.sql"
+        sql.write_text(plan_sql(target, path))  # the same SQL extschema runs
+        theirs.append(
+            timed(
+                lambda sql=sql, target=target: subprocess.run(
+                    ["psql", "-q", "-X", "-1", "-v", "ON_ERROR_STOP=1", "-f", str(sql), target],
+                    check=True,
+                    capture_output=True,
+                )
+            )
+        )
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    return {
+        "extschema_median_ms": round(statistics.median(ours) * 1000, 1),
+        "psql_median_ms": round(statistics.median(theirs) * 1000, 1),
+        "ratio": round(ratio, 2),
+        "goal_ratio": 1.5,
+        "tables": 50,
+        "note": "extschema includes validation, conflict check, registry, lock and history; psql runs the DDL only",
+    }
+
+
+def bench_wide_table(url_for: Callable[[], str], workdir: Path, backend: str) -> dict[str, Any]:
+    fields = [{"name": f"c{i}", "type": "Int"} for i in range(999)]
+    path = workdir / f"wide-{backend}.yaml"
+    path.write_text(
+        document({"pluginId": "wide", "version": "1.0.0", "tables": [{"name": "w", "fields": fields}]}, "wide")
+    )
+    samples = []
+    for _ in range(REPEATS):
+        url = url_for()
+        samples.append(timed(lambda url=url: (plan_sql(url, path), apply_file(url, path))))
+    return {"backend": backend, "columns": 1000, "median_s": round(statistics.median(samples), 3), "goal_s": 2}
+
+
+def main() -> None:
+    results: dict[str, Any] = {"validate_and_conflicts_20_tables_vs_500": bench_validate_and_conflicts()}
+    with tempfile.TemporaryDirectory() as tmp, postgres() as admin:
+        workdir = Path(tmp)
+        results["apply_50_tables_vs_psql"] = bench_apply_vs_psql(admin, workdir)
+        results["plan_apply_1000_columns_postgresql"] = bench_wide_table(
+            lambda: fresh_database(admin), workdir, "postgresql"
+        )
+        counter = iter(range(1000))
+        results["plan_apply_1000_columns_sqlite"] = bench_wide_table(
+            lambda: f"sqlite:///{workdir / f'wide{next(counter)}.db'}", workdir, "sqlite"
+        )
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

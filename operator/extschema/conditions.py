@@ -1,0 +1,272 @@
+"""Status conditions of the operator's resources: the reason catalog and how conditions change.
+
+Pure: no Kubernetes client, no clock (the caller passes ``now``). Conditions follow the
+Kubernetes convention and kstatus: ``Ready`` is always present; ``Reconciling`` and ``Stalled``
+are present only while they are True. ``lastTransitionTime`` changes only when a condition's
+status flips. ``docs/conditions.md`` documents every reason (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from extschema.problems import ProblemError
+
+READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
+CONDITION_TYPES = (READY, RECONCILING, STALLED)
+MAX_MESSAGE = 4096
+
+#: How a reason leaves the resource: ``ready`` (done), ``reconciling`` (will proceed by itself),
+#: ``stalled`` (waits for a person), ``idle`` (deliberately paused).
+Phase = Literal["ready", "reconciling", "stalled", "idle"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reason:
+    """One entry of the catalog: its phase, what it means and what to do."""
+
+    name: str
+    phase: Phase
+    meaning: str
+    action: str
+    #: Retried on a timer with backoff (True), or left until something changes (False).
+    retried: bool = False
+
+
+def _catalog(*reasons: Reason) -> dict[str, Reason]:
+    return {r.name: r for r in reasons}
+
+
+CATALOG: dict[str, Reason] = _catalog(
+    Reason(
+        "Applied",
+        "ready",
+        "The database matches the spec: every migration of this generation has run.",
+        "Nothing.",
+    ),
+    Reason(
+        "Progressing",
+        "reconciling",
+        "The operator is planning or applying a migration for this generation.",
+        "Wait; events show each migration started and finished.",
+    ),
+    Reason(
+        "InvalidSpec",
+        "stalled",
+        "The spec breaks a rule the CRD schema cannot check; the message names the "
+        "field path and the problem code (docs/errors.md).",
+        "Fix the field and apply again; nothing is retried until the spec changes.",
+    ),
+    Reason(
+        "Conflict",
+        "stalled",
+        "Another resource (named in the message) or the core application already "
+        "claims this pluginId, a table name or another database name. The first claim keeps it.",
+        "Choose another pluginId or name, or delete the other resource: this one then proceeds by itself.",
+    ),
+    Reason(
+        "DependencyNotReady",
+        "reconciling",
+        "A plugin in spec.dependsOn is not applied yet.",
+        "Apply the dependency; this resource proceeds by itself once the dependency is Ready.",
+    ),
+    Reason(
+        "TargetNotFound",
+        "reconciling",
+        "The DatabaseTarget named in spec.targetRef, its Secret or key does "
+        "not exist, or no default database was given to the operator (--database).",
+        "Create the DatabaseTarget/Secret, or fix spec.targetRef; retried with backoff.",
+        retried=True,
+    ),
+    Reason(
+        "InvalidTarget",
+        "stalled",
+        "The database URL is not usable (unsupported scheme or malformed).",
+        "Fix the URL in the DatabaseTarget or its Secret.",
+    ),
+    Reason(
+        "DatabaseUnavailable",
+        "reconciling",
+        "The database cannot be reached or answered with a temporary "
+        "error (SQLSTATE class 08, 40, 53, 55P03, 57P0x...).",
+        "Nothing if it is transient: retried with backoff. Otherwise check the server, network and "
+        "credentials.",
+        retried=True,
+    ),
+    Reason(
+        "MigrationFailed",
+        "stalled",
+        "The database refused the migration; it was rolled back and recorded as "
+        "failed. The message is the database's own.",
+        "Fix the spec (or the data that violates it) and apply again; see `extschema history PLUGIN`.",
+    ),
+    Reason(
+        "RefusedChange",
+        "stalled",
+        "The change is not additive (removing or retyping a column, removing an "
+        "enum value...), or the migration history's checksum does not match.",
+        "Make the change additive, or create a new plugin version that migrates data explicitly.",
+    ),
+    Reason(
+        "Suspended",
+        "idle",
+        "spec.suspend is true: the operator does not touch the database for this resource.",
+        "Set spec.suspend to false to resume.",
+    ),
+    Reason(
+        "Deleting",
+        "reconciling",
+        "The resource is being deleted: the plugin's objects are dropped "
+        "(deletionPolicy Drop, data backed up first) or unregistered (Retain).",
+        "Wait.",
+    ),
+    Reason(
+        "DeletionBlocked",
+        "stalled",
+        "Other plugins depend on this one (dependsOn); deletion waits and the finalizer stays.",
+        "Delete the dependent resources first; deletion then proceeds by itself.",
+    ),
+    Reason(
+        "InternalError",
+        "reconciling",
+        "An unexpected error in the operator (a bug); the operator log has the traceback.",
+        "Retried with backoff; report it with the log if it persists.",
+        retried=True,
+    ),
+    Reason(
+        "Connected",
+        "ready",
+        "DatabaseTarget: the operator connected; status.serverVersion is set.",
+        "Nothing.",
+    ),
+)
+
+
+def reason(name: str) -> Reason:
+    return CATALOG[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """Where a resource stands after one reconcile: a catalog reason and a message for people."""
+
+    reason: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if self.reason not in CATALOG:  # programming error
+            raise ValueError(f"unknown reason {self.reason!r}")
+
+    @property
+    def phase(self) -> Phase:
+        return CATALOG[self.reason].phase
+
+
+def _truncate(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+
+
+def _condition(
+    old: Mapping[str, Any] | None,
+    type_: str,
+    status: str,
+    reason_: str,
+    message: str,
+    generation: int | None,
+    now: str,
+) -> dict[str, Any]:
+    flipped = old is None or old.get("status") != status or not old.get("lastTransitionTime")
+    condition: dict[str, Any] = {
+        "type": type_,
+        "status": status,
+        "reason": reason_,
+        "message": _truncate(message),
+        "lastTransitionTime": now if flipped else old["lastTransitionTime"],  # type: ignore[index]
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: bool,
+    reason_: str,
+    message: str,
+    generation: int | None,
+    now: str,
+) -> list[dict[str, Any]]:
+    """The conditions with one set (added or replaced); others are kept in their order."""
+    text = "True" if status else "False"
+    old = next((c for c in conditions if c.get("type") == type_), None)
+    new = _condition(old, type_, text, reason_, message, generation, now)
+    result = [dict(c) for c in conditions if c.get("type") != type_]
+    index = next((i for i, c in enumerate(conditions) if c.get("type") == type_), len(result))
+    result.insert(index, new)
+    return result
+
+
+def remove_condition(conditions: Sequence[Mapping[str, Any]], type_: str) -> list[dict[str, Any]]:
+    return [dict(c) for c in conditions if c.get("type") != type_]
+
+
+def compute(
+    conditions: Sequence[Mapping[str, Any]] | None, outcome: Outcome, generation: int | None, now: str
+) -> list[dict[str, Any]]:
+    """New conditions for *outcome*: Ready always; Reconciling/Stalled only while True."""
+    result = [dict(c) for c in conditions or () if isinstance(c, Mapping)]
+    phase = outcome.phase
+    result = set_condition(result, READY, phase == "ready", outcome.reason, outcome.message, generation, now)
+    for type_, active in ((RECONCILING, phase == "reconciling"), (STALLED, phase == "stalled")):
+        if active:
+            result = set_condition(result, type_, True, outcome.reason, outcome.message, generation, now)
+        else:
+            result = remove_condition(result, type_)
+    order = {t: i for i, t in enumerate(CONDITION_TYPES)}
+    return sorted(result, key=lambda c: order.get(str(c.get("type")), len(order)))
+
+
+def current(conditions: Sequence[Mapping[str, Any]] | None, type_: str = READY) -> Mapping[str, Any] | None:
+    return next((c for c in conditions or () if isinstance(c, Mapping) and c.get("type") == type_), None)
+
+
+def changed(conditions: Sequence[Mapping[str, Any]] | None, outcome: Outcome) -> bool:
+    """Whether *outcome* differs from the Ready condition now (for posting events only on change)."""
+    ready = current(conditions)
+    return (
+        ready is None
+        or ready.get("reason") != outcome.reason
+        or ready.get("message") != _truncate(outcome.message)
+    )
+
+
+# --- problems -> reasons -------------------------------------------------------------------------
+
+_REASON_BY_KIND = {
+    "invalid": "InvalidSpec",
+    "conflict": "Conflict",
+    "dependency": "DependencyNotReady",
+    "refused": "RefusedChange",
+    "database": "MigrationFailed",
+    "retryable": "DatabaseUnavailable",
+    "unreachable": "DatabaseUnavailable",
+    "usage": "InvalidTarget",
+}
+
+
+def outcome_of(error: ProblemError) -> Outcome:
+    """The reason and message for a pipeline failure; the message lists every problem with its path."""
+    codes = {p.code for p in error.problems}
+    name = "DeletionBlocked" if "ES303" in codes else _REASON_BY_KIND.get(error.kind, "MigrationFailed")
+    message = "; ".join(
+        f"{p.path}: {p.code}: {p.message}" if p.path else f"{p.code}: {p.message}" for p in error.problems
+    )
+    return Outcome(name, message)
+
+
+def backoff(retry: int, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff for retried reasons: 1, 2, 4 ... capped."""
+    return float(min(cap, base * (2 ** min(retry, 16))))

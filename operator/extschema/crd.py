@@ -1,0 +1,555 @@
+"""The CustomResourceDefinitions, generated from the pydantic model.
+
+Pure: :func:`extension_schema_crd` and :func:`database_target_crd` return plain dicts;
+``extschema crd`` prints or writes them. The spec schema is converted from
+:class:`extschema.model.ExtensionSchemaSpec`'s JSON schema into a structural OpenAPI v3 schema
+(every node typed, no ``$ref``/``anyOf``), then given what the model cannot say: bounds on
+every string and list, patterns, list types, and CEL rules for checks across fields. The
+operator-only spec fields (``targetRef``, ``suspend``) and the status are declared here.
+Everything the operator writes to status is declared (undeclared fields are pruned).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from extschema import model, naming, validation
+
+GROUP = model.API_GROUP
+VERSION = "v1alpha1"
+CATEGORY = "extschema"
+IDENTIFIER_PATTERN = naming.IDENTIFIER.pattern
+
+Schema = dict[str, Any]
+
+MAX_TABLES = 256
+MAX_FIELDS = 1024
+MAX_ENUMS = 256
+MAX_ENUM_VALUES = 1024
+MAX_RELATIONSHIPS = 512
+MAX_INDEXES = 128
+MAX_DEPENDS_ON = 64
+MAX_LOCALES = 64
+MAX_DESCRIPTION = 4096
+MAX_NAME = naming.MAX_IDENTIFIER_BYTES
+
+
+def _name(description: str | None = None) -> Schema:
+    out: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": IDENTIFIER_PATTERN}
+    if description:
+        out["description"] = description
+    return out
+
+
+# Extra keywords per node, by path ('[]' = list items, '{}' = map values). Applied after conversion.
+_EXTRA: dict[str, Schema] = {
+    "": {"required": ["pluginId", "version"]},
+    "pluginId": {
+        "minLength": 1,
+        "maxLength": naming.MAX_PLUGIN_ID_LENGTH,
+        "pattern": naming.PLUGIN_ID.pattern,
+        "x-kubernetes-validations": [
+            {
+                "rule": "self == oldSelf",
+                "message": "pluginId is immutable: create a new ExtensionSchema for another plugin",
+            }
+        ],
+    },
+    "version": {"minLength": 1, "maxLength": 64},
+    "description": {"maxLength": MAX_DESCRIPTION},
+    "dependsOn": {"maxItems": MAX_DEPENDS_ON, "x-kubernetes-list-type": "set"},
+    "dependsOn[]": {
+        "minLength": 1,
+        "maxLength": naming.MAX_PLUGIN_ID_LENGTH,
+        "pattern": naming.PLUGIN_ID.pattern,
+    },
+    "enums": {"maxItems": MAX_ENUMS, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    "enums[].name": _name(),
+    "enums[].values": {"minItems": 1, "maxItems": MAX_ENUM_VALUES, "x-kubernetes-list-type": "set"},
+    "enums[].values[]": {"minLength": 1, "maxLength": validation.MAX_ENUM_LABEL_BYTES},
+    "enums[].localization": {"maxProperties": MAX_LOCALES},
+    "enums[].localization{}": {"maxProperties": MAX_ENUM_VALUES},
+    "enums[].localization{}{}": {"maxLength": 1024},
+    "tables": {
+        "maxItems": MAX_TABLES,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+    },
+    "tables[].name": _name(),
+    "tables[].description": {"maxLength": MAX_DESCRIPTION},
+    "tables[].fields": {
+        "maxItems": MAX_FIELDS,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+    },
+    "tables[].fields[]": {
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.type != 'Decimal' || !has(self.scale) || "
+                f"self.scale <= (has(self.precision) ? self.precision : {validation.DEFAULT_PRECISION})",
+                "message": "scale must not exceed precision (default 18)",
+                "fieldPath": ".scale",
+            },
+            {
+                "rule": "self.type != 'Enum' || has(self.enum)",
+                "message": "a field of type Enum names its enum in 'enum'",
+                "fieldPath": ".enum",
+            },
+            {
+                "rule": "self.type == 'Enum' || !has(self.enum)",
+                "message": "'enum' is only allowed on fields of type Enum",
+                "fieldPath": ".enum",
+            },
+        ]
+    },
+    "tables[].fields[].name": _name(),
+    "tables[].fields[].enum": _name(),
+    "tables[].fields[].precision": {"minimum": 1, "maximum": validation.MAX_PRECISION},
+    "tables[].fields[].scale": {"minimum": 0, "maximum": validation.MAX_PRECISION},
+    "tables[].fields[].description": {"maxLength": MAX_DESCRIPTION},
+    "tables[].fields[].validation.minLength": {"minimum": 0},
+    "tables[].fields[].validation.maxLength": {"minimum": 1, "maximum": validation.MAX_VARCHAR_LENGTH},
+    "tables[].fields[].validation.pattern": {"maxLength": validation.MAX_PATTERN_LENGTH},
+    "tables[].fields[].validation": {
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "message": "min must not exceed max",
+            },
+            {
+                "rule": "!has(self.minLength) || !has(self.maxLength) || self.minLength <= self.maxLength",
+                "message": "minLength must not exceed maxLength",
+            },
+        ]
+    },
+    "tables[].indexes": {"maxItems": MAX_INDEXES, "x-kubernetes-list-type": "atomic"},
+    "tables[].indexes[].fields": {
+        "minItems": 1,
+        "maxItems": validation.MAX_INDEX_FIELDS,
+        "x-kubernetes-list-type": "atomic",
+    },
+    "tables[].indexes[].fields[]": _name(),
+    "tables[].indexes[].name": _name(),
+    "tables[].uniqueConstraints": {"maxItems": MAX_INDEXES, "x-kubernetes-list-type": "atomic"},
+    "tables[].uniqueConstraints[].fields": {
+        "minItems": 1,
+        "maxItems": validation.MAX_INDEX_FIELDS,
+        "x-kubernetes-list-type": "atomic",
+    },
+    "tables[].uniqueConstraints[].fields[]": _name(),
+    "tables[].uniqueConstraints[].name": _name(),
+    "relationships": {"maxItems": MAX_RELATIONSHIPS, "x-kubernetes-list-type": "atomic"},
+    "relationships[].source": _name(),
+    "relationships[].sourceField": _name(),
+    "relationships[].target": {
+        "minLength": 1,
+        "maxLength": 2 * MAX_NAME + 1,
+        "pattern": r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$",
+    },
+    "relationships[].targetField": _name(),
+    "relationships[].name": _name(),
+}
+
+# A default may be a string, bool or number: CEL cannot see such an untyped node ("undefined field"),
+# so whether it fits the field's type is checked by the operator (InvalidSpec, ES105, with its path).
+_DEFAULT_DESCRIPTION = (
+    "Constant default; must fit the type: true/false for Boolean, an integer for Int/BigInt, "
+    "a number for Float/Decimal, a string otherwise ('now' for DateTime, 'today' for Date)."
+)
+
+
+def _resolve(node: Schema, defs: dict[str, Schema]) -> Schema:
+    ref = node.get("$ref")
+    if ref:
+        target = copy.deepcopy(defs[ref.rsplit("/", 1)[-1]])
+        target.update({k: v for k, v in node.items() if k != "$ref"})
+        return target
+    return node
+
+
+def _convert(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
+    """One node of the pydantic JSON schema as a structural OpenAPI v3 node."""
+    node = _resolve(node, defs)
+    description = node.get("description")
+    if "anyOf" in node:
+        options = [_resolve(o, defs) for o in node["anyOf"] if o.get("type") != "null"]
+        types = {o.get("type") for o in options}
+        if len(options) == 1:
+            merged = {**options[0], **({"description": description} if description else {})}
+            return _convert(merged, defs, path)
+        if types <= {"integer", "number"}:
+            out: Schema = {"type": "number"}
+        else:
+            # A scalar of several types (a field's default): CEL rules check it against the field type.
+            out = {"x-kubernetes-preserve-unknown-fields": True}
+            description = _DEFAULT_DESCRIPTION if path.endswith(".default") else description
+    elif node.get("type") == "object" or "properties" in node:
+        out = {"type": "object"}
+        properties = node.get("properties")
+        if properties:
+            out["properties"] = {
+                key: _convert(value, defs, f"{path}.{key}" if path else key)
+                for key, value in properties.items()
+            }
+            if node.get("required"):
+                out["required"] = list(node["required"])
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            out["additionalProperties"] = _convert(extra, defs, f"{path}{{}}")
+    elif node.get("type") == "array":
+        out = {"type": "array", "items": _convert(node.get("items", {}), defs, f"{path}[]")}
+    else:
+        out = {key: node[key] for key in ("type", "enum") if key in node}
+        if "type" not in out:
+            raise ValueError(f"untyped schema node at {path or 'spec'}")
+    if description:
+        out["description"] = description
+    out.update(copy.deepcopy(_EXTRA.get(path, {})))
+    if out.get("type") == "array" and not out["items"].get("description"):
+        out["items"]["description"] = f"One entry of {path.rsplit('.', 1)[-1]}."
+    if (
+        out.get("type") == "object"
+        and "additionalProperties" in out
+        and not out["additionalProperties"].get("description")
+    ):
+        out["additionalProperties"]["description"] = f"One value of {path.rsplit('.', 1)[-1]}."
+    return out
+
+
+def spec_schema() -> Schema:
+    """The structural schema of ExtensionSchema.spec, operator fields included."""
+    source = model.ExtensionSchemaSpec.model_json_schema(by_alias=True)
+    defs = source.pop("$defs", {})
+    schema = _convert(source, defs, "")
+    schema["description"] = "What a plugin asks of the database: its tables, enums and relationships."
+    schema["properties"]["targetRef"] = {
+        "type": "object",
+        "description": "The DatabaseTarget (same namespace) to apply to; omitted: the operator's default "
+        "database.",
+        "required": ["name"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 253,
+                "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+                "description": "Name of a DatabaseTarget in this namespace.",
+            }
+        },
+    }
+    schema["properties"]["suspend"] = {
+        "type": "boolean",
+        "description": "Pause: the operator leaves the database alone until this is false again.",
+    }
+    return schema
+
+
+def _condition_schema() -> Schema:
+    return {
+        "type": "object",
+        "description": "A condition: Ready always; Reconciling and Stalled only while true (kstatus).",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string", "maxLength": 64, "description": "Ready, Reconciling or Stalled."},
+            "status": {
+                "type": "string",
+                "enum": ["True", "False", "Unknown"],
+                "description": "True, False or Unknown.",
+            },
+            "reason": {
+                "type": "string",
+                "maxLength": 64,
+                "description": "CamelCase reason from the catalog in docs/conditions.md.",
+            },
+            "message": {"type": "string", "maxLength": 32768, "description": "What is wrong and what to do."},
+            "observedGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "The metadata.generation this condition is about.",
+            },
+            "lastTransitionTime": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When the status last changed.",
+            },
+        },
+    }
+
+
+def _conditions() -> Schema:
+    return {
+        "type": "array",
+        "maxItems": 8,
+        "description": "Current state, as conditions.",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": _condition_schema(),
+    }
+
+
+def extension_schema_status() -> Schema:
+    return {
+        "type": "object",
+        "description": "What the operator observed and did; written only by the operator.",
+        "properties": {
+            "observedGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "The generation of the spec last reconciled.",
+            },
+            "appliedVersion": {
+                "type": "string",
+                "maxLength": 64,
+                "description": "spec.version of the schema the database now matches.",
+            },
+            "appliedChecksum": {
+                "type": "string",
+                "maxLength": 64,
+                "description": "SHA-256 of the applied spec (canonical JSON).",
+            },
+            "target": {
+                "type": "string",
+                "maxLength": 253,
+                "description": "The DatabaseTarget applied to ('default': the operator's --database).",
+            },
+            "tables": {
+                "type": "array",
+                "maxItems": 4096,
+                "x-kubernetes-list-type": "atomic",
+                "description": "Physical names of the plugin's tables in the database.",
+                "items": {"type": "string", "maxLength": 256, "description": "A table name."},
+            },
+            "lastMigration": {
+                "type": "object",
+                "description": "The latest migration the operator ran for this resource.",
+                "properties": {
+                    "id": {"type": "string", "maxLength": 64, "description": "Migration id in the registry."},
+                    "version": {"type": "string", "maxLength": 64, "description": "spec.version it applied."},
+                    "changes": {
+                        "type": "array",
+                        "maxItems": 4096,
+                        "x-kubernetes-list-type": "atomic",
+                        "description": "What it changed, one line per operation.",
+                        "items": {"type": "string", "maxLength": 1024, "description": "One change."},
+                    },
+                    "durationMs": {"type": "integer", "format": "int64", "description": "How long it ran."},
+                    "time": {"type": "string", "format": "date-time", "description": "When it finished."},
+                },
+            },
+            "conditions": _conditions(),
+        },
+    }
+
+
+def _crd(
+    plural: str,
+    kind: str,
+    short: list[str],
+    spec: Schema,
+    status: Schema,
+    columns: list[Schema],
+    description: str,
+) -> Schema:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/name": "extschema"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "plural": plural,
+                "singular": kind.lower(),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "shortNames": short,
+                "categories": [CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": description,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string", "description": "APIVersion of this object."},
+                                "kind": {"type": "string", "description": "Kind of this object."},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+_READY = '.status.conditions[?(@.type=="Ready")]'
+
+
+def extension_schema_crd() -> Schema:
+    columns: list[Schema] = [
+        {"name": "Plugin", "type": "string", "jsonPath": ".spec.pluginId", "description": "pluginId"},
+        {
+            "name": "Version",
+            "type": "string",
+            "jsonPath": ".status.appliedVersion",
+            "description": "Applied version",
+        },
+        {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status", "description": "Ready condition"},
+        {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason", "description": "Why"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {
+            "name": "Target",
+            "type": "string",
+            "jsonPath": ".status.target",
+            "priority": 1,
+            "description": "DatabaseTarget",
+        },
+        {
+            "name": "Message",
+            "type": "string",
+            "jsonPath": f"{_READY}.message",
+            "priority": 1,
+            "description": "What to do",
+        },
+    ]
+    return _crd(
+        "extensionschemas",
+        model.KIND,
+        ["exts"],
+        spec_schema(),
+        extension_schema_status(),
+        columns,
+        "A plugin's database schema: tables, enums and relationships the operator creates and keeps.",
+    )
+
+
+def database_target_spec() -> Schema:
+    duration = {"type": "string", "maxLength": 16, "pattern": r"^[0-9]+(ms|s|m)$"}
+    return {
+        "type": "object",
+        "description": "Where a database is and how to reach it. Exactly one of url and urlSecretRef.",
+        "properties": {
+            "url": {
+                "type": "string",
+                "maxLength": 2048,
+                "description": "A database URL without credentials, e.g. sqlite:////data/app.db. URLs with a "
+                "password belong in a Secret (urlSecretRef).",
+            },
+            "urlSecretRef": {
+                "type": "object",
+                "description": "A key of a Secret in this namespace holding the URL (postgresql://user:pw@host/db).",
+                "required": ["name"],
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 253,
+                        "description": "Secret name.",
+                    },
+                    "key": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 253,
+                        "description": "Key in the Secret's data (default: url).",
+                    },
+                },
+            },
+            "lockTimeout": {
+                **duration,
+                "description": "How long a migration waits for a table lock (default 5s).",
+            },
+            "statementTimeout": {
+                **duration,
+                "description": "Longest a migration statement may run (default 5m).",
+            },
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": "has(self.url) != has(self.urlSecretRef)",
+                "message": "set exactly one of url and urlSecretRef",
+            },
+            {
+                "rule": "!has(self.url) || !self.url.matches('^[A-Za-z0-9+.-]+://[^/@]*:[^/@]*@')",
+                "message": "url must not contain a password: put the URL in a Secret and use urlSecretRef",
+                "fieldPath": ".url",
+            },
+        ],
+    }
+
+
+def database_target_status() -> Schema:
+    return {
+        "type": "object",
+        "description": "Connection state, written by the operator.",
+        "properties": {
+            "observedGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "Generation last checked.",
+            },
+            "backend": {"type": "string", "maxLength": 32, "description": "postgresql or sqlite."},
+            "serverVersion": {"type": "string", "maxLength": 256, "description": "The server's version."},
+            "conditions": _conditions(),
+        },
+    }
+
+
+def database_target_crd() -> Schema:
+    columns: list[Schema] = [
+        {"name": "Backend", "type": "string", "jsonPath": ".status.backend", "description": "Database kind"},
+        {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status", "description": "Connected"},
+        {
+            "name": "Server",
+            "type": "string",
+            "jsonPath": ".status.serverVersion",
+            "description": "Server version",
+        },
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {
+            "name": "Message",
+            "type": "string",
+            "jsonPath": f"{_READY}.message",
+            "priority": 1,
+            "description": "Last error",
+        },
+    ]
+    return _crd(
+        "databasetargets",
+        "DatabaseTarget",
+        ["dbt"],
+        database_target_spec(),
+        database_target_status(),
+        columns,
+        "A database ExtensionSchemas can target (spec.targetRef).",
+    )
+
+
+#: file name -> generator, for ``extschema crd --write`` and the test that compares them.
+FILES = {
+    "extensionschemas.yaml": extension_schema_crd,
+    "databasetargets.yaml": database_target_crd,
+}
+
+
+def render(crd: Schema) -> str:
+    header = (
+        "# Generated by `extschema crd --write` from operator/extschema/model.py and crd.py. Do not edit.\n"
+    )
+    return header + yaml.safe_dump(crd, sort_keys=False, width=120, allow_unicode=True)
+
+
+def rendered_files() -> dict[str, str]:
+    return {name: render(build()) for name, build in FILES.items()}
