@@ -59,7 +59,6 @@ CATALOG: dict[str, str] = {
     "ES304": "Migration history checksum mismatch",
     "ES305": "Nothing to roll back",
     "ES306": "Plugin not registered",
-    "ES307": "Rollback refused",
     "ES401": "Database unreachable",
     "ES402": "Migration failed in the database",
     "ES403": "Temporary database error (retry)",
