@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,13 @@ def run(*args: str) -> Outcome:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"extschema {' '.join(args)} raised {result.exception!r}") from result.exception
     return Outcome(result.exit_code, result.stdout, result.stderr)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for ``python -m extschema`` children: import this checkout, whatever is installed."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "operator"), env.get("PYTHONPATH")]))
+    return env
 
 
 def sa_url(url: str) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, tables, write_schema
+from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, subprocess_env, tables, write_schema
 
 
 @pytest.fixture
@@ -237,6 +237,10 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "extschema", "validate", str(EXAMPLES)], capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-m", "extschema", "validate", str(EXAMPLES)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=subprocess_env(),
     )
     assert done.returncode == 0, done.stderr

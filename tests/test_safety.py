@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import EXAMPLES, load_core, run, tables
+from tests.helpers import EXAMPLES, load_core, run, subprocess_env, tables
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,12 @@ pytestmark = pytest.mark.slow
 def _cli(*args: str, cwd: Path, capture: bool = True) -> subprocess.Popen[str]:
     stream = subprocess.PIPE if capture else subprocess.DEVNULL
     return subprocess.Popen(
-        [sys.executable, "-m", "extschema", *args], cwd=cwd, text=True, stdout=stream, stderr=stream
+        [sys.executable, "-m", "extschema", *args],
+        cwd=cwd,
+        text=True,
+        stdout=stream,
+        stderr=stream,
+        env=subprocess_env(),
     )
 
 
