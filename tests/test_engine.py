@@ -1,0 +1,109 @@
+"""Engine behaviour that needs a real database: lock timeouts, error classes, stale plans, drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from extschema import reconcile
+from extschema.dialects import ErrorClass, PostgresDialect, SqliteDialect
+from extschema.engine import Engine, StalePlan, redact
+from extschema.problems import ProblemError
+from tests.helpers import EXAMPLES, execute, run, write_schema
+
+V1 = """
+pluginId: locked
+version: 1.0.0
+tables:
+  - name: item
+    fields: [{name: title, type: String}]
+"""
+V2 = V1.replace("1.0.0", "1.1.0").replace(
+    "fields: [{name: title, type: String}]", "fields: [{name: title, type: String}, {name: note, type: Text}]"
+)
+
+
+@pytest.mark.postgres
+def test_lock_timeout_is_retryable_recorded_and_leaves_nothing(pg_url: str, tmp_path: Path) -> None:
+    assert run("apply", str(write_schema(tmp_path, "locked", V1)), "-d", pg_url).exit_code == 0
+    (tmp_path / "v2").mkdir()
+    v2 = write_schema(tmp_path / "v2", "locked", V2)
+    engine = Engine(pg_url, lock_timeout_ms=300)
+    holder = psycopg.connect(pg_url)
+    try:
+        # An application transaction holds the table: ALTER TABLE must wait, and gives up after lock_timeout.
+        holder.execute('LOCK TABLE "ext_locked"."item" IN ACCESS SHARE MODE')
+        with pytest.raises(ProblemError) as info:
+            reconcile.reconcile(engine, reconcile.load([str(v2)]), lambda line: None)
+        assert info.value.kind == "retryable"
+        assert info.value.problems[0].code == "ES403" and "55P03" in info.value.problems[0].message
+    finally:
+        holder.rollback()
+        holder.close()
+    columns = execute(pg_url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'item'")
+    assert {c for (c,) in columns} == {"id", "title"}
+    history = engine.history("locked")
+    assert [(m.migration_id, m.status) for m in history] == [("0001", "executed"), ("0002", "failed")]
+    assert "lock timeout" in (history[1].error_message or "")
+    assert engine.registration("locked").status == "failed"  # type: ignore[union-attr]
+    # Once the lock is gone, the same apply goes through.
+    results = reconcile.reconcile(engine, reconcile.load([str(v2)]), lambda line: None)
+    assert results[0].changed and results[0].migration_id == "0003"
+    assert engine.registration("locked").status == "active"  # type: ignore[union-attr]
+    engine.close()
+
+
+def test_stale_plan_is_detected(sqlite_url: str) -> None:
+    engine = Engine(sqlite_url)
+    loaded = reconcile.load([str(EXAMPLES / "custom-reports.yaml")])[0]
+    with pytest.raises(ProblemError):  # the core tables are missing: conflict, nothing runs
+        reconcile.reconcile(engine, [loaded], lambda line: None)
+    with pytest.raises(StalePlan):
+        engine.apply(loaded.owner, loaded.spec, lambda tag: ([], reconcile.RenderedPlan((), ())), "not-the-base", [])
+    engine.close()
+
+
+def test_error_classification() -> None:
+    class WithState(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__(sqlstate)
+            self.sqlstate = sqlstate
+
+    pg = PostgresDialect()
+    assert pg.classify(WithState("55P03")) is ErrorClass.RETRYABLE
+    assert pg.classify(WithState("40P01")) is ErrorClass.RETRYABLE
+    assert pg.classify(WithState("40001")) is ErrorClass.RETRYABLE
+    assert pg.classify(WithState("08006")) is ErrorClass.UNREACHABLE
+    assert pg.classify(WithState("57P01")) is ErrorClass.UNREACHABLE
+    assert pg.classify(WithState("42P07")) is ErrorClass.PERMANENT
+    assert pg.classify(WithState("23505")) is ErrorClass.PERMANENT
+    assert pg.classify(ValueError("no sqlstate")) is ErrorClass.PERMANENT
+    wrapped = sa.exc.OperationalError("SELECT 1", None, WithState("40P01"))
+    assert pg.classify(wrapped) is ErrorClass.RETRYABLE
+    lite = SqliteDialect()
+    import sqlite3
+
+    assert lite.classify(sqlite3.OperationalError("database is locked")) is ErrorClass.RETRYABLE
+    assert lite.classify(sqlite3.OperationalError("unable to open database file")) is ErrorClass.UNREACHABLE
+    assert lite.classify(sqlite3.IntegrityError("CHECK constraint failed")) is ErrorClass.PERMANENT
+
+
+def test_status_reports_drift(db_url: str, tmp_path: Path) -> None:
+    spec = write_schema(
+        tmp_path,
+        "locked",
+        V1.replace("fields: [{name: title, type: String}]", "fields: [{name: title, type: String}]\n  - name: other"),
+    )
+    assert run("apply", str(spec), "-d", db_url).exit_code == 0
+    table = '"ext_locked__other"' if db_url.startswith("sqlite") else '"ext_locked"."other"'
+    execute(db_url, f"DROP TABLE {table}")
+    outcome = run("status", "-d", db_url)
+    assert "DRIFT: missing" in outcome.stdout and "other" in outcome.stdout
+
+
+def test_redact_hides_passwords() -> None:
+    assert "secret" not in redact("postgresql://user:secret@host/db")
+    assert redact("::") == "<unparseable database URL>"
