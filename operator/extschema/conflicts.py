@@ -32,8 +32,8 @@ class Claim:
     spec: ExtensionSchemaSpec
 
 
-def _physical_names(claim: Claim, namer: Namer) -> Iterator[tuple[str, str]]:
-    """(name, what it is) for everything the claim creates in a namespace shared with others:
+def _physical_names(claim: Claim, namer: Namer) -> Iterator[tuple[str, str, str]]:
+    """(name, kind, what it is) for everything the claim creates in a namespace shared with others:
     tables and indexes (schema-wide on PostgreSQL, database-wide on SQLite), and on PostgreSQL
     the key index, identity sequence and row type of each table and the enum types."""
     spec = claim.spec
@@ -41,16 +41,16 @@ def _physical_names(claim: Claim, namer: Namer) -> Iterator[tuple[str, str]]:
     for table in desired.tables:
         physical = namer.table(spec.plugin_id, table.name)
         scope = f"{physical.schema}." if physical.schema else ""
-        yield str(physical), f"table {table.name}"
+        yield str(physical), "table", f"table {table.name}"
         if namer.style == "schema":
-            yield f"{scope}{naming.fit(f'{table.name}_pkey')}", f"primary key of {table.name}"
-            yield f"{scope}{naming.fit(f'{table.name}_id_seq')}", f"id sequence of {table.name}"
+            yield f"{scope}{naming.fit(f'{table.name}_pkey')}", "index", f"primary key of {table.name}"
+            yield f"{scope}{naming.fit(f'{table.name}_id_seq')}", "sequence", f"id sequence of {table.name}"
         for index in (*table.column_indexes(), *table.indexes, *table.unique_together):
             name = namer.index(spec.plugin_id, table.name, index.columns, index.unique, index.name)
-            yield f"{scope}{name}", f"index of {table.name} ({', '.join(index.columns)})"
+            yield f"{scope}{name}", "index", f"index of {table.name} ({', '.join(index.columns)})"
     if namer.style == "schema":
         for enum in spec.enums:
-            yield str(namer.enum_type(spec.plugin_id, enum.name)), f"enum {enum.name}"
+            yield str(namer.enum_type(spec.plugin_id, enum.name)), "enum", f"enum {enum.name}"
 
 
 class _PermissiveTypes(dict[tuple[str, str], dict[str, FieldType | None]]):
@@ -100,33 +100,35 @@ def detect(
 def _name_collisions(
     accepted: Sequence[Claim], effective: dict[str, Claim], core: planning.ReferenceTypes, namer: Namer
 ) -> Iterable[Problem]:
-    owners: dict[str, tuple[Claim, str]] = {}
+    owners: dict[str, tuple[Claim, str, str]] = {}
     for plugin, table in core:
         if plugin == model.CORE_PLUGIN:
-            owners[str(namer.core_table(table))] = (Claim("the core application", _NO_SPEC), f"core table {table}")
+            owners[str(namer.core_table(table))] = (
+                Claim("the core application", _NO_SPEC),
+                "table",
+                f"core table {table}",
+            )
     # Each plugin has a schema of its own on PostgreSQL, so there only a claim's own names (and
     # nothing of other plugins) can collide; SQLite's one namespace needs every claim's names.
     others = [] if namer.style == "schema" else [c for c in effective.values() if c not in accepted]
     ordered = [*others, *accepted]
     for claim in ordered:
         reported: set[str] = set()
-        for name, what in _physical_names(claim, namer):
+        for name, kind, what in _physical_names(claim, namer):
             if name in owners:
-                other, other_what = owners[name]
-                if other.spec.plugin_id == claim.spec.plugin_id and other_what == what:
-                    continue
+                other, other_kind, other_what = owners[name]
                 if claim in accepted and name not in reported:
                     reported.add(name)
                     side = "its own" if other is claim else f"{other.owner!r}'s"
                     problems_path = "spec.tables"
                     yield Problem(
-                        "ES203" if "enum" in what or "enum" in other_what else "ES202",
+                        "ES203" if "enum" in (kind, other_kind) else "ES202",
                         problems_path,
                         f"{what} of {claim.owner!r} needs the database name {name!r}, which {side} "
                         f"{other_what} already uses; rename one of them",
                     )
                 continue
-            owners[name] = (claim, what)
+            owners[name] = (claim, kind, what)
 
 
 _NO_SPEC = ExtensionSchemaSpec.model_validate({"pluginId": "core", "version": "0.0.0"})

@@ -442,8 +442,28 @@ def _create_all(state: Desired) -> Iterable[Op]:
 
 
 def _table_path(spec: ExtensionSchemaSpec, table: str) -> str:
+    """Where a table is declared: ``spec.tables[i]``, or the ManyToMany relationship of a join table."""
     index = next((i for i, t in enumerate(spec.tables) if t.name == table), None)
-    return f"spec.tables[{index}]" if index is not None else "spec.relationships"
+    if index is not None:
+        return f"spec.tables[{index}]"
+    _, joins = model.resolve_relationships(spec)
+    join = next((j for j in joins if j.name == table), None)
+    return f"spec.relationships[{join.relationship}]" if join else "spec.relationships"
+
+
+def _column_path(spec: ExtensionSchemaSpec, table: str, column: str) -> str:
+    """Where a column comes from: its field, the relationship that creates it, or its table's fields."""
+    table_path = _table_path(spec, table)
+    declared = spec.table(table)
+    if declared is not None:
+        position = next((i for i, f in enumerate(declared.fields) if f.name == column), None)
+        if position is not None:
+            return f"{table_path}.fields[{position}]"
+    fks, _ = model.resolve_relationships(spec)
+    fk = next((f for f in fks if f.table == table and f.column == column), None)
+    if fk is not None:
+        return f"spec.relationships[{fk.relationship}]"
+    return f"{table_path}.fields" if declared is not None else table_path
 
 
 def _diff_enums(before: Desired, after: Desired, spec: ExtensionSchemaSpec, refusals: list[Problem]) -> list[Op]:
@@ -512,7 +532,7 @@ def _diff_tables(before: Desired, after: Desired, spec: ExtensionSchemaSpec, ref
                 refusals.append(
                     Problem(
                         "ES301",
-                        f"{path}.fields",
+                        _column_path(spec, table.name, column.name),
                         f"field {table.name}.{column.name} was removed; dropping columns is not supported yet — put "
                         "it back",
                     )
@@ -521,7 +541,7 @@ def _diff_tables(before: Desired, after: Desired, spec: ExtensionSchemaSpec, ref
                 refusals.append(
                     Problem(
                         "ES301",
-                        f"{path}.fields",
+                        _column_path(spec, table.name, column.name),
                         f"field {table.name}.{column.name} changed ({_changes(column, new_column)}); changing "
                         "fields is not supported yet — revert it, or add a new field",
                     )
@@ -533,7 +553,7 @@ def _diff_tables(before: Desired, after: Desired, spec: ExtensionSchemaSpec, ref
                 refusals.append(
                     Problem(
                         "ES302",
-                        f"{path}.fields",
+                        _column_path(spec, table.name, column.name),
                         f"new required field {table.name}.{column.name} has no default, so existing rows would have "
                         "no value; give it a default, or make it not required",
                     )

@@ -150,6 +150,9 @@ class Dialect:
         return conditions
 
     length_function = "char_length"
+    #: Multi-column UNIQUE as a table constraint (PostgreSQL), or as a named unique index (SQLite,
+    #: where a later table rebuild must recreate exactly what an added constraint created).
+    inline_unique_together = True
 
     def pattern_condition(self, quoted_column: str, pattern: str) -> str:
         raise NotImplementedError
@@ -218,7 +221,7 @@ class Dialect:
                         ondelete=_ON_DELETE[fk.on_delete],
                     )
                 )
-        for unique in table.unique_together:
+        for unique in table.unique_together if self.inline_unique_together else ():
             columns.append(
                 sa.UniqueConstraint(*unique.columns, name=self.index_name(plugin_id, table.name, unique, "key"))
             )
@@ -257,6 +260,8 @@ class Dialect:
         sa_table = self.sa_table(plugin_id, table)
         statements = [self.compile(CreateTable(sa_table))]
         statements.extend(self.create_index(plugin_id, table.name, index) for index in table.column_indexes())
+        if not self.inline_unique_together:
+            statements.extend(self.create_index(plugin_id, table.name, index) for index in table.unique_together)
         return statements
 
     def index_name(self, plugin_id: str, table: str, index: IndexDef, suffix: str | None = None) -> str:

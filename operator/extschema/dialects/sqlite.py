@@ -31,6 +31,7 @@ _STORAGE_CLASSES = {
 class SqliteDialect(Dialect):
     name = "sqlite"
     length_function = "length"
+    inline_unique_together = False
 
     def __init__(self) -> None:
         self.namer = naming.Namer("prefix")
