@@ -3,7 +3,7 @@ PYTHON ?= python3
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
-.PHONY: install test lint unit demo bench crds cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo bench bench-operator e2e crds cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml .ci/install-deps
 	bash .ci/install-deps
@@ -37,6 +37,12 @@ demo: install
 
 bench: install
 	$(PYTHON) bench/engine.py
+
+bench-operator: install
+	$(PYTHON) bench/operator.py
+
+e2e: install
+	$(PYTHON) -m pytest -m k8s $(PYTEST_ARGS)
 
 crds: install
 	$(PYTHON) -m extschema crd --write

@@ -191,7 +191,7 @@ def test_long_derived_name_colliding_after_hashing_is_es202() -> None:
 def test_enum_colliding_with_a_table_on_postgresql_is_es203() -> None:
     c = claim("o", "shop", "status", enums=[{"name": "status", "values": ["a"]}])
     problems = detect([c], [], CORE, PG)
-    assert found(problems) == [("ES203", "spec.tables")]
+    assert found(problems) == [("ES203", "spec.enums")]
     assert problems[0].message == (
         "enum status of 'o' needs the database name 'ext_shop.status', which its own table status already uses; "
         "rename one of them"
@@ -202,7 +202,7 @@ def test_enum_colliding_with_a_table_on_postgresql_is_es203() -> None:
 
 def test_enum_colliding_with_a_sequence_is_es203() -> None:
     c = claim("o", "shop", "item", enums=[{"name": "item_id_seq", "values": ["a"]}])
-    assert found(detect([c], [], CORE, PG)) == [("ES203", "spec.tables")]
+    assert found(detect([c], [], CORE, PG)) == [("ES203", "spec.enums")]
 
 
 def test_names_of_other_plugins_never_collide_on_postgresql() -> None:

@@ -40,8 +40,10 @@ def test_problem_as_dict() -> None:
         "path": "spec.pluginId",
         "message": "taken",
         "file": "f.yaml",
+        "subject": None,
     }
     assert Problem("ES201", "spec.pluginId", "taken").as_dict()["file"] is None
+    assert Problem("ES201", "spec.pluginId", "taken").about("ns/a").as_dict()["subject"] == "ns/a"
 
 
 @pytest.mark.parametrize("code", ["ES999", "es101", "", "ES1010"])

@@ -91,8 +91,7 @@ CATALOG: dict[str, Reason] = _catalog(
         "reconciling",
         "The database cannot be reached or answered with a temporary "
         "error (SQLSTATE class 08, 40, 53, 55P03, 57P0x...).",
-        "Nothing if it is transient: retried with backoff. Otherwise check the server, network and "
-        "credentials.",
+        "Nothing if it is transient: retried with backoff. Otherwise check the server, network and credentials.",
         retried=True,
     ),
     Reason(
@@ -236,11 +235,7 @@ def current(conditions: Sequence[Mapping[str, Any]] | None, type_: str = READY) 
 def changed(conditions: Sequence[Mapping[str, Any]] | None, outcome: Outcome) -> bool:
     """Whether *outcome* differs from the Ready condition now (for posting events only on change)."""
     ready = current(conditions)
-    return (
-        ready is None
-        or ready.get("reason") != outcome.reason
-        or ready.get("message") != _truncate(outcome.message)
-    )
+    return ready is None or ready.get("reason") != outcome.reason or ready.get("message") != _truncate(outcome.message)
 
 
 # --- problems -> reasons -------------------------------------------------------------------------

@@ -85,6 +85,7 @@ def detect(
                     "spec.pluginId",
                     f"pluginId {claim.spec.plugin_id!r} of {claim.owner!r} is already claimed by {holder.owner!r}; "
                     "the first claim keeps it — choose another pluginId, or delete the other resource",
+                    subject=claim.owner,
                 )
             )
             continue
@@ -92,7 +93,7 @@ def detect(
         accepted.append(claim)
     problems.extend(_name_collisions(accepted, effective, core, namer))
     for claim in accepted:
-        problems.extend(_references(claim, effective, core))
+        problems.extend(p.about(claim.owner) for p in _references(claim, effective, core))
     problems.extend(_cycles(accepted, effective))
     return problems
 
@@ -120,12 +121,12 @@ def _name_collisions(
                 if claim in accepted and name not in reported:
                     reported.add(name)
                     side = "its own" if other is claim else f"{other.owner!r}'s"
-                    problems_path = "spec.tables"
                     yield Problem(
                         "ES203" if "enum" in (kind, other_kind) else "ES202",
-                        problems_path,
+                        "spec.enums" if kind == "enum" else "spec.tables",
                         f"{what} of {claim.owner!r} needs the database name {name!r}, which {side} "
                         f"{other_what} already uses; rename one of them",
+                        subject=claim.owner,
                     )
                 continue
             owners[name] = (claim, kind, what)
@@ -230,6 +231,7 @@ def _cycles(accepted: Sequence[Claim], effective: dict[str, Claim]) -> Iterable[
                 "spec.dependsOn",
                 f"dependency cycle {' → '.join(cycle)}: plugins cannot depend on each other in a circle; move "
                 "the shared tables into one plugin",
+                subject=claim.owner,
             )
 
 

@@ -117,9 +117,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.login(id="login")
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In a pod the service account, else KUBECONFIG; kept for the operator's own GETs of Secrets."""
-    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
-        **kwargs
-    ) or kopf.login_with_kubeconfig(**kwargs)
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is not None and info != STATE.connection:
         STATE.connection = info
         STATE.session = None  # rebuilt on next use with the new credentials
@@ -203,9 +201,7 @@ async def read_secret(namespace: str, name: str, key: str) -> str:
     try:
         async with session.get(url) as response:
             if response.status in (403, 404):
-                what = (
-                    "does not exist" if response.status == 404 else "is not readable by the operator (RBAC)"
-                )
+                what = "does not exist" if response.status == 404 else "is not readable by the operator (RBAC)"
                 raise Settle(Outcome("TargetNotFound", f"Secret {namespace}/{name} {what}"))
             response.raise_for_status()
             secret = await response.json()
@@ -227,9 +223,7 @@ async def target_from_spec(namespace: str, name: str, spec: Mapping[str, Any]) -
     elif spec.get("url"):
         url = str(spec["url"])
     else:
-        raise Settle(
-            Outcome("InvalidTarget", f"DatabaseTarget {namespace}/{name} sets neither url nor urlSecretRef")
-        )
+        raise Settle(Outcome("InvalidTarget", f"DatabaseTarget {namespace}/{name} sets neither url nor urlSecretRef"))
     return Target(
         key=f"{namespace}/{name}",
         label=name,
@@ -251,8 +245,7 @@ async def resolve_target(namespace: str, spec: Mapping[str, Any], targets: kopf.
             raise Settle(
                 Outcome(
                     "TargetNotFound",
-                    "spec.targetRef is not set and the operator has no default "
-                    "database (extschema run --database URL)",
+                    "spec.targetRef is not set and the operator has no default database (extschema run --database URL)",
                 )
             )
         return Target(DEFAULT_TARGET, DEFAULT_TARGET, CONFIG.default_database)
@@ -286,9 +279,7 @@ def engine_for(target: Target) -> Engine:
 
 
 @kopf.index(GROUP, VERSION, TARGETS, id="targets")
-def index_targets(
-    namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any
-) -> dict[tuple[str, str], Any]:
+def index_targets(namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any) -> dict[tuple[str, str], Any]:
     return {(namespace or "", name): dict(spec)}
 
 
@@ -330,9 +321,7 @@ def _is_ready(status: Mapping[str, Any] | None) -> bool:
 
 
 @kopf.index(GROUP, VERSION, SCHEMAS, id="claims")
-def index_claims(
-    body: kopf.Body, namespace: str | None, spec: Mapping[str, Any], **_: Any
-) -> dict[str, ClaimEntry]:
+def index_claims(body: kopf.Body, namespace: str | None, spec: Mapping[str, Any], **_: Any) -> dict[str, ClaimEntry]:
     loaded = _parsed(body)
     if loaded is None:
         return {}  # an invalid spec claims nothing
@@ -349,9 +338,7 @@ def index_claims(
     }
 
 
-def peers_of(
-    entries: Iterable[ClaimEntry], uid: str, order: tuple[str, str]
-) -> tuple[list[conflicts.Claim], str]:
+def peers_of(entries: Iterable[ClaimEntry], uid: str, order: tuple[str, str]) -> tuple[list[conflicts.Claim], str]:
     """Claims older than *order* (oldest first) and a fingerprint of all the others' state."""
     others = [e for e in entries if e.uid != uid]
     older = sorted((e for e in others if e.order < order), key=lambda e: e.order)
@@ -424,8 +411,7 @@ def _apply(
     """Blocking: the pipeline (conflicts → dependencies → plan → apply), then the registration."""
     before = engine.registration(loaded.spec.plugin_id)
     will_change = before is None or (
-        before.owner == loaded.owner
-        and (before.checksum != loaded.spec.checksum() or before.status != "active")
+        before.owner == loaded.owner and (before.checksum != loaded.spec.checksum() or before.status != "active")
     )
 
     def progress(_line: str) -> None:
@@ -597,9 +583,7 @@ async def cleanup_schema(
     return None
 
 
-def _cleanup_waits(
-    body: kopf.Body, patch: kopf.Patch, outcome: Outcome, retry: int, logger: Logger
-) -> NoReturn:
+def _cleanup_waits(body: kopf.Body, patch: kopf.Patch, outcome: Outcome, retry: int, logger: Logger) -> NoReturn:
     """A cleanup that cannot finish now: report it and retry; the finalizer always stays."""
     if outcome.reason == "DeletionBlocked":
         _settle(body, patch, outcome, event="DeletionBlocked")
@@ -611,9 +595,7 @@ def _cleanup_waits(
         delay = conditions.backoff(retry)
     else:
         # Refused or failed in the database: a person must look; retry slowly.
-        _settle(
-            body, patch, Outcome(outcome.reason, f"cleanup failed: {outcome.message}"), event="CleanupFailed"
-        )
+        _settle(body, patch, Outcome(outcome.reason, f"cleanup failed: {outcome.message}"), event="CleanupFailed")
         delay = 60.0
     raise kopf.TemporaryError(outcome.message, delay=delay)
 

@@ -74,6 +74,8 @@ class Problem:
     path: str
     message: str
     file: str | None = None
+    #: Whose document it is about (``namespace/name`` or a document's name), when several are checked together.
+    subject: str | None = None
 
     def __post_init__(self) -> None:
         if self.code not in CATALOG:  # a programming error, never user input
@@ -83,6 +85,10 @@ class Problem:
         """The same problem, attributed to a file."""
         return dataclasses.replace(self, file=file)
 
+    def about(self, subject: str) -> Problem:
+        """The same problem, attributed to the owner of a document."""
+        return dataclasses.replace(self, subject=subject)
+
     def render(self) -> str:
         """``FILE: spec.path: CODE: message`` — the CLI's one-line form."""
         prefix = f"{self.file}: " if self.file else ""
@@ -90,7 +96,13 @@ class Problem:
         return f"{prefix}{where}: {self.code}: {self.message}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "path": self.path, "message": self.message, "file": self.file}
+        return {
+            "code": self.code,
+            "path": self.path,
+            "message": self.message,
+            "file": self.file,
+            "subject": self.subject,
+        }
 
 
 class ProblemError(Exception):

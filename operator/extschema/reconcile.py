@@ -178,12 +178,12 @@ def _claims(registrations: Sequence[Registration]) -> list[conflicts.Claim]:
 
 
 def locate(problems: Iterable[Problem], loaded: Sequence[Loaded]) -> list[Problem]:
-    """Attribute conflict problems to the file of the claim they are about."""
-    located = []
-    for problem in problems:
-        owner_file = next((item.file for item in loaded if repr(item.owner) in problem.message), None)
-        located.append(problem.located(owner_file) if owner_file and problem.file is None else problem)
-    return located
+    """Attribute problems to the file of the document they are about."""
+    files = {item.owner: item.file for item in loaded}
+    return [
+        p.located(files[p.subject]) if p.file is None and p.subject is not None and p.subject in files else p
+        for p in problems
+    ]
 
 
 # --- plan + apply ------------------------------------------------------------------------------
@@ -291,6 +291,7 @@ def check(
                         f"spec.dependsOn[{index}]",
                         f"{item.owner!r} depends on plugin "
                         f"{dependency!r}, which is not applied yet; it proceeds once it is",
+                        subject=item.owner,
                     )
                 )
     if problems:

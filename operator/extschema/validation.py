@@ -450,10 +450,7 @@ def _class_reason(pattern: str, start: int, end: int) -> str | None:
             )
         pair = pattern[position : position + 2]
         if pair in ("&&", "||", "~~", "--"):
-            return (
-                f"{pair!r} inside a character class at position {position} is a set operation in Python; "
-                "escape it"
-            )
+            return f"{pair!r} inside a character class at position {position} is a set operation in Python; escape it"
         position += 1
     return None
 
@@ -518,8 +515,7 @@ def _quantifier(pattern: str, position: int, repeatable: bool) -> tuple[str | No
         bound = _BOUND.match(pattern, position)
         if not bound:
             return (
-                f"'{{' at position {position} must start {{m}}, {{m,}} or {{m,n}}; write \\{{ for a "
-                "literal one",
+                f"'{{' at position {position} must start {{m}}, {{m,}} or {{m,n}}; write \\{{ for a literal one",
                 position,
             )
         low, high = int(bound.group(1)), bound.group(3)
@@ -670,9 +666,7 @@ class _Validator:
 
     # -- names ---------------------------------------------------------------------------------
 
-    def check_identifier(
-        self, name: str, path: str, what: str, *, column: bool = False, hint: str = ""
-    ) -> bool:
+    def check_identifier(self, name: str, path: str, what: str, *, column: bool = False, hint: str = "") -> bool:
         """ES101/ES102/ES103 for a name extschema will create; True when it is fine."""
         before = len(self.problems)
         reason = _identifier_reason(name)
@@ -734,9 +728,7 @@ class _Validator:
 
     def check_text(self, text: str | None, path: str) -> None:
         if text is not None and "\0" in text:
-            self.add(
-                "ES010", path, "The text contains a NUL character, which PostgreSQL cannot store: remove it."
-            )
+            self.add("ES010", path, "The text contains a NUL character, which PostgreSQL cannot store: remove it.")
 
     # -- plugin --------------------------------------------------------------------------------
 
@@ -744,14 +736,10 @@ class _Validator:
         spec = self.spec
         reason = _plugin_id_reason(spec.plugin_id)
         if reason:
-            self.add(
-                "ES116", self.at("pluginId"), f"pluginId {_show(spec.plugin_id)} is not valid: {reason}."
-            )
+            self.add("ES116", self.at("pluginId"), f"pluginId {_show(spec.plugin_id)} is not valid: {reason}.")
         if not SEMVER.fullmatch(spec.version):
             guess = re.sub(r"^[vV]", "", spec.version.strip())
-            guess = (
-                guess + ".0" * (2 - guess.count(".")) if re.fullmatch(r"[0-9]+(\.[0-9]+){0,2}", guess) else ""
-            )
+            guess = guess + ".0" * (2 - guess.count(".")) if re.fullmatch(r"[0-9]+(\.[0-9]+){0,2}", guess) else ""
             example = f' such as "{guess}"' if guess and SEMVER.fullmatch(guess) else ' such as "1.0.0"'
             self.add(
                 "ES115",
@@ -775,9 +763,7 @@ class _Validator:
                 continue
             dep_reason = _plugin_id_reason(dep)
             if dep_reason:
-                self.add(
-                    "ES117", path, f"dependsOn entry {_show(dep)} is not a valid pluginId: {dep_reason}."
-                )
+                self.add("ES117", path, f"dependsOn entry {_show(dep)} is not a valid pluginId: {dep_reason}.")
 
     # -- enums ---------------------------------------------------------------------------------
 
@@ -792,9 +778,7 @@ class _Validator:
             if not value:
                 self.add("ES109", value_path, "An enum value is empty: remove it or give it text.")
             elif "\0" in value:
-                self.add(
-                    "ES109", value_path, f"enum value {_show(value)} contains a NUL character: remove it."
-                )
+                self.add("ES109", value_path, f"enum value {_show(value)} contains a NUL character: remove it.")
             elif size > MAX_ENUM_LABEL_BYTES:
                 self.add(
                     "ES109",
@@ -806,8 +790,7 @@ class _Validator:
                 self.add(
                     "ES109",
                     value_path,
-                    f"enum value {_show(value)} is listed twice (first at values[{seen[value]}]): remove "
-                    "one.",
+                    f"enum value {_show(value)} is listed twice (first at values[{seen[value]}]): remove one.",
                 )
             else:
                 seen[value] = index
@@ -835,11 +818,7 @@ class _Validator:
 
     def check_table(self, table: model.TableSpec, path: str) -> None:
         name_ok = self.check_identifier(table.name, f"{path}.name", "table name")
-        if (
-            name_ok
-            and self.plugin_ok
-            and not naming.physical_table_length_ok(self.spec.plugin_id, table.name)
-        ):
+        if name_ok and self.plugin_ok and not naming.physical_table_length_ok(self.spec.plugin_id, table.name):
             self.too_long_physical(table.name, f"{path}.name", "table")
         self.check_text(table.description, f"{path}.description")
         seen: dict[str, int] = {}
@@ -871,9 +850,7 @@ class _Validator:
         for index, idx in enumerate(table.indexes):
             self.check_index(idx.name, idx.fields, known, table.name, f"{path}.indexes[{index}]", "index")
         for index, uc in enumerate(table.unique_constraints):
-            self.check_index(
-                uc.name, uc.fields, known, table.name, f"{path}.uniqueConstraints[{index}]", "constraint"
-            )
+            self.check_index(uc.name, uc.fields, known, table.name, f"{path}.uniqueConstraints[{index}]", "constraint")
 
     def too_long_physical(self, name: str, path: str, what: str) -> None:
         physical = naming.Namer("prefix").table(self.spec.plugin_id, name).name
@@ -923,8 +900,7 @@ class _Validator:
                 self.add(
                     "ES112",
                     f"{path}.enum",
-                    "A field of type Enum needs 'enum:' naming one of spec.enums (declared: "
-                    f"{_listing(self.enums)}).",
+                    f"A field of type Enum needs 'enum:' naming one of spec.enums (declared: {_listing(self.enums)}).",
                 )
             elif field.enum not in self.enums:
                 self.add(
@@ -958,22 +934,17 @@ class _Validator:
                 self.add(
                     "ES105",
                     f"{path}.default",
-                    f"default {_describe(field.default)} does not fit {kind} field {_show(field.name)}: "
-                    f"{reason}.",
+                    f"default {_describe(field.default)} does not fit {kind} field {_show(field.name)}: {reason}.",
                 )
 
     def check_decimal(self, field: model.FieldSpec, path: str) -> None:
         precision = DEFAULT_PRECISION if field.precision is None else field.precision
         scale = DEFAULT_SCALE if field.scale is None else field.scale
         if not 1 <= precision <= MAX_PRECISION:
-            self.add(
-                "ES110", f"{path}.precision", f"precision {precision} must be between 1 and {MAX_PRECISION}."
-            )
+            self.add("ES110", f"{path}.precision", f"precision {precision} must be between 1 and {MAX_PRECISION}.")
         elif not 0 <= scale <= precision:
             where = "scale" if field.scale is not None else "precision"
-            implied = (
-                "" if field.scale is not None else f" (scale defaults to {DEFAULT_SCALE}; set it explicitly)"
-            )
+            implied = "" if field.scale is not None else f" (scale defaults to {DEFAULT_SCALE}; set it explicitly)"
             self.add(
                 "ES110",
                 f"{path}.{where}",
@@ -1009,8 +980,7 @@ class _Validator:
                     self.add(
                         "ES108",
                         f"{path}.pattern",
-                        f"pattern {_show(rules.pattern)} cannot be used on both PostgreSQL and SQLite: "
-                        f"{reason}.",
+                        f"pattern {_show(rules.pattern)} cannot be used on both PostgreSQL and SQLite: {reason}.",
                     )
         if kind in NUMERIC_TYPES:
             self.check_bounds(kind, rules, path)
@@ -1026,8 +996,7 @@ class _Validator:
             self.add(
                 "ES106",
                 f"{path}.maxLength",
-                f"maxLength {maximum} is more than PostgreSQL's varchar limit {MAX_VARCHAR_LENGTH}: use "
-                "type Text.",
+                f"maxLength {maximum} is more than PostgreSQL's varchar limit {MAX_VARCHAR_LENGTH}: use type Text.",
             )
         if maximum is None and kind == "String":
             maximum = DEFAULT_STRING_LENGTH
@@ -1057,15 +1026,12 @@ class _Validator:
                     f"{'; use BigInt' if kind == 'Int' else ''}.",
                 )
             elif kind == "Float" and abs(bound) > sys.float_info.max:
-                self.add(
-                    "ES106", f"{path}.{key}", f"{key} {_format_number(bound)} is outside the Float range."
-                )
+                self.add("ES106", f"{path}.{key}", f"{key} {_format_number(bound)} is outside the Float range.")
         if usable and rules.min is not None and rules.max is not None and rules.min > rules.max:
             self.add(
                 "ES107",
                 f"{path}.min",
-                f"min {_format_number(rules.min)} is greater than max {_format_number(rules.max)}: swap "
-                "them.",
+                f"min {_format_number(rules.min)} is greater than max {_format_number(rules.max)}: swap them.",
             )
 
     # -- defaults ------------------------------------------------------------------------------
@@ -1129,11 +1095,7 @@ class _Validator:
     def number_default_reason(self, field: model.FieldSpec, value: str | bool | int | float) -> str | None:
         kind = field.type
         integral = kind in INT_RANGES
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or (integral and isinstance(value, float))
-        ):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (integral and isinstance(value, float)):
             return f"expected {'an integer' if integral else 'a number'}, without quotes"
         if integral and not INT_RANGES[kind][0] <= value <= INT_RANGES[kind][1]:
             return f"it is outside the {kind} range {INT_RANGES[kind][0]}..{INT_RANGES[kind][1]}"
@@ -1174,8 +1136,7 @@ class _Validator:
                 self.add(
                     "ES106",
                     f"{path}.name",
-                    f"'name' names the join table of a ManyToMany relationship; a {rel.type} has none: "
-                    "remove it.",
+                    f"'name' names the join table of a ManyToMany relationship; a {rel.type} has none: remove it.",
                 )
             else:
                 self.check_identifier(rel.name, f"{path}.name", "join table name")
@@ -1193,9 +1154,7 @@ class _Validator:
                 )
         elif not target.is_core:
             if _plugin_id_reason(target.plugin):
-                self.add(
-                    "ES113", target_path, f"target plugin {_show(target.plugin)} is not a valid pluginId."
-                )
+                self.add("ES113", target_path, f"target plugin {_show(target.plugin)} is not a valid pluginId.")
             elif target.plugin not in self.spec.depends_on:
                 self.add(
                     "ES118",
@@ -1207,8 +1166,7 @@ class _Validator:
             self.add(
                 "ES113",
                 target_path,
-                f"target table {_show(target.table)} is not a plain table name (letters, digits, "
-                "underscores).",
+                f"target table {_show(target.table)} is not a plain table name (letters, digits, underscores).",
             )
         if rel.type == "OneToMany" and not own:
             self.add(
@@ -1322,14 +1280,9 @@ class _Validator:
                 name_ok = self.check_identifier(join.name, name_path, "join table name", hint=hint)
             else:  # checked with the relationship
                 name_ok = (
-                    _identifier_reason(join.name) is None
-                    and _byte_length(join.name) <= naming.MAX_IDENTIFIER_BYTES
+                    _identifier_reason(join.name) is None and _byte_length(join.name) <= naming.MAX_IDENTIFIER_BYTES
                 )
-            if (
-                name_ok
-                and self.plugin_ok
-                and not naming.physical_table_length_ok(self.spec.plugin_id, join.name)
-            ):
+            if name_ok and self.plugin_ok and not naming.physical_table_length_ok(self.spec.plugin_id, join.name):
                 self.too_long_physical(join.name, name_path, "join table")
             self.claim(join.name, name_path, "join table", type_=True)
 
@@ -1352,9 +1305,7 @@ def _decimal_reason(field: model.FieldSpec, value: int | float) -> str | None:
     whole = max(len(number.as_tuple().digits) + exponent, 0)
     fraction = max(-exponent, 0)
     if whole > precision - scale:
-        return (
-            f"it has {whole} digits before the point; Decimal({precision},{scale}) allows {precision - scale}"
-        )
+        return f"it has {whole} digits before the point; Decimal({precision},{scale}) allows {precision - scale}"
     if fraction > scale:
         return f"it has {fraction} digits after the point; scale is {scale}"
     return None

@@ -47,9 +47,7 @@ STOP_GRACE = 10.0
 class Cluster:
     """Connection to a Kubernetes API server: kubeconfig, URL, token, kubectl and Python client."""
 
-    def __init__(
-        self, kubeconfig: Path, server: str, token: str | None, kubectl_bin: Path | None = None
-    ) -> None:
+    def __init__(self, kubeconfig: Path, server: str, token: str | None, kubectl_bin: Path | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.server = server
         self.token = token

@@ -56,6 +56,4 @@ def kube_cluster() -> Iterator[Cluster]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Report the start-to-ready time (uncaptured, unlike prints inside tests)."""
     for seconds in _ready_seconds:
-        terminalreporter.write_line(
-            f"local control plane (Kubernetes {KUBERNETES_VERSION}) ready in {seconds:.1f}s"
-        )
+        terminalreporter.write_line(f"local control plane (Kubernetes {KUBERNETES_VERSION}) ready in {seconds:.1f}s")

@@ -1,0 +1,113 @@
+"""The generated CRDs: structural, bounded, documented, and equal to the committed files (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from extschema import crd
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, node
+    for key, child in node.get("properties", {}).items():
+        yield from _nodes(child, f"{path}.{key}")
+    if "items" in node:
+        yield from _nodes(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _nodes(node["additionalProperties"], f"{path}{{}}")
+
+
+def _schema(doc: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+@pytest.mark.parametrize("name", sorted(crd.FILES))
+def test_committed_crds_equal_generated_output(name: str) -> None:
+    """crds/ and the chart's copy are what `extschema crd --write` generates: regenerate when this fails."""
+    expected = crd.rendered_files()[name]
+    for directory in (REPO / "crds", REPO / "charts" / "extschema" / "crds"):
+        path = directory / name
+        assert path.is_file(), f"{path} missing: run `extschema crd --write`"
+        assert path.read_text(encoding="utf-8") == expected, f"{path} is stale: run `extschema crd --write`"
+
+
+@pytest.mark.parametrize("build", [crd.extension_schema_crd, crd.database_target_crd])
+def test_structural_bounded_and_described(build: Any) -> None:
+    doc = build()
+    for path, node in _nodes(_schema(doc)["properties"]["spec"], "spec"):
+        assert node.get("description"), f"{path} has no description"
+        assert "$ref" not in node and "anyOf" not in node and "oneOf" not in node, path
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), f"{path} is untyped"
+        if node.get("type") == "string":
+            assert "maxLength" in node or "enum" in node, f"{path} has no maxLength"
+        if node.get("type") == "array":
+            assert "maxItems" in node, f"{path} has no maxItems"
+    for path, node in _nodes(_schema(doc)["properties"]["status"], "status"):
+        assert node.get("description"), f"{path} has no description"
+    assert yaml.safe_load(crd.render(doc)) == doc
+
+
+def test_extension_schema_names_columns_and_subresource() -> None:
+    doc = crd.extension_schema_crd()
+    spec = doc["spec"]
+    assert doc["metadata"]["name"] == "extensionschemas.extschema.io"
+    assert spec["names"]["shortNames"] == ["exts"] and spec["names"]["categories"] == ["extschema"]
+    version = spec["versions"][0]
+    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert list(columns) == ["Plugin", "Version", "Ready", "Reason", "Age", "Target", "Message"]
+    assert columns["Version"]["jsonPath"] == ".status.appliedVersion"
+    assert columns["Target"]["priority"] == 1 and columns["Message"]["priority"] == 1
+    assert "priority" not in columns["Ready"]
+
+
+def test_status_declares_everything_the_operator_writes() -> None:
+    status = _schema(crd.extension_schema_crd())["properties"]["status"]["properties"]
+    assert {
+        "observedGeneration",
+        "appliedVersion",
+        "appliedChecksum",
+        "tables",
+        "lastMigration",
+        "conditions",
+        "target",
+    } <= set(status)
+    condition = status["conditions"]["items"]["properties"]
+    assert set(condition) == {"type", "status", "reason", "message", "observedGeneration", "lastTransitionTime"}
+    assert set(status["lastMigration"]["properties"]) == {"id", "version", "changes", "durationMs", "time"}
+
+
+def test_named_lists_are_maps_and_rules_exist() -> None:
+    spec = _schema(crd.extension_schema_crd())["properties"]["spec"]
+    props = spec["properties"]
+    for key in ("tables", "enums"):
+        assert props[key]["x-kubernetes-list-type"] == "map"
+        assert props[key]["x-kubernetes-list-map-keys"] == ["name"]
+    fields = props["tables"]["items"]["properties"]["fields"]
+    assert fields["x-kubernetes-list-type"] == "map"
+    assert props["pluginId"]["x-kubernetes-validations"][0]["rule"] == "self == oldSelf"
+    rules = " ".join(r["rule"] for r in fields["items"]["x-kubernetes-validations"])
+    assert "self.scale <=" in rules and "has(self.enum)" in rules
+    assert props["tables"]["items"]["properties"]["fields"]["items"]["properties"]["type"]["enum"][0] == "String"
+    assert props["deletionPolicy"]["enum"] == ["Drop", "Retain"]
+    assert props["targetRef"]["required"] == ["name"] and props["suspend"]["type"] == "boolean"
+
+
+def test_operator_only_fields_are_not_in_the_model() -> None:
+    from extschema import model
+
+    assert "targetRef" not in model.ExtensionSchemaSpec.model_json_schema(by_alias=True)["properties"]
+
+
+def test_database_target_requires_exactly_one_url_source() -> None:
+    spec = _schema(crd.database_target_crd())["properties"]["spec"]
+    assert set(spec["properties"]) == {"url", "urlSecretRef", "lockTimeout", "statementTimeout"}
+    assert any(r["rule"] == "has(self.url) != has(self.urlSecretRef)" for r in spec["x-kubernetes-validations"])

@@ -1,0 +1,490 @@
+"""The operator end to end: a real kube-apiserver, real PostgreSQL and SQLite, driven with kubectl.
+
+Each test gets its own namespace and its own operator process
+(``python -m extschema run --standalone -n NS --database URL``), so tests never see each
+other's resources. Everything is checked the way a user would: ``kubectl apply``, ``kubectl wait``,
+``kubectl get``, and the tables in the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from tests.controlplane import Cluster
+
+pytest_plugins = ["tests.controlplane.fixtures"]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+WAIT = "60s"
+
+
+def load_core(url: str) -> None:
+    """The host application's core tables the examples reference (examples/core/load.py)."""
+    spec = importlib.util.spec_from_file_location("examples_core_load", EXAMPLES / "core" / "load.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.load(url)
+
+
+def tables(url: str) -> set[str]:
+    """Every table in the database, schema-qualified on PostgreSQL."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if url.startswith("sqlite"):
+                return set(inspector.get_table_names())
+            return {
+                f"{schema}.{t}"
+                for schema in inspector.get_schema_names()
+                for t in inspector.get_table_names(schema=schema)
+            }
+    finally:
+        engine.dispose()
+
+
+def columns(url: str, table: str) -> set[str]:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        schema, _, name = table.rpartition(".")
+        with engine.connect() as conn:
+            return {c["name"] for c in sa.inspect(conn).get_columns(name, schema=schema or None)}
+    finally:
+        engine.dispose()
+
+
+def migrations(url: str) -> list[tuple[str, str, str]]:
+    """(plugin, kind, status) of every recorded migration."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    table = "extension_migrations" if url.startswith("sqlite") else "extschema.extension_migrations"
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(f"SELECT plugin_id, kind, status FROM {table}").all()
+            return [(r[0], r[1], r[2]) for r in rows]
+    finally:
+        engine.dispose()
+
+
+def schema_doc(name: str, plugin: str, tables_: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "ExtensionSchema",
+        "metadata": {"name": name},
+        "spec": {"pluginId": plugin, "version": "1.0.0", "tables": tables_, **spec},
+    }
+
+
+def simple(name: str, plugin: str, **spec: Any) -> dict[str, Any]:
+    return schema_doc(name, plugin, [{"name": "item", "fields": [{"name": "title", "type": "String"}]}], **spec)
+
+
+class Kube:
+    """kubectl in one namespace, with the waits the tests need."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.ns = namespace
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl("-n", self.ns, *args, input=input, check=check)
+
+    def apply(self, *docs: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self("apply", "-f", "-", input=yaml.safe_dump_all(docs), check=check)
+
+    def wait(self, name: str, condition: str = "Ready", timeout: str = WAIT) -> None:
+        self("wait", f"--for=condition={condition}", f"exts/{name}", f"--timeout={timeout}")
+
+    def wait_reason(self, name: str, reason: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            body = self.get(name)
+            ready = self.ready(body)
+            if ready.get("reason") == reason:
+                return body
+            time.sleep(0.3)
+        raise AssertionError(f"exts/{name} never reached reason {reason}: {json.dumps(body.get('status'))}")
+
+    def get(self, name: str, kind: str = "exts") -> dict[str, Any]:
+        out = self("get", kind, name, "-o", "json").stdout
+        body: dict[str, Any] = json.loads(out)
+        return body
+
+    @staticmethod
+    def ready(body: dict[str, Any]) -> dict[str, Any]:
+        for condition in (body.get("status") or {}).get("conditions") or []:
+            if condition["type"] == "Ready":
+                return dict(condition)
+        return {}
+
+    def gone(self, name: str, timeout: str = WAIT) -> None:
+        self("wait", "--for=delete", f"exts/{name}", f"--timeout={timeout}")
+
+
+class Operator:
+    """``python -m extschema run`` as a subprocess, like a user would start it."""
+
+    def __init__(self, cluster: Cluster, namespace: str, database: str, log: Path) -> None:
+        self.cluster, self.namespace, self.database, self.log = cluster, namespace, database, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Operator:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "EXTSCHEMA_RECHECK_SECONDS": "1",
+            "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), os.environ.get("PYTHONPATH", "")]),
+        }
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "extschema",
+                    "run",
+                    "--standalone",
+                    "-n",
+                    self.namespace,
+                    "--database",
+                    self.database,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=REPO,
+            )
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def crds(kube_cluster: Cluster) -> Cluster:
+    kube_cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    kube_cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/extensionschemas.extschema.io",
+        "crd/databasetargets.extschema.io",
+        "--timeout=60s",
+    )
+    return kube_cluster
+
+
+@pytest.fixture
+def kube(crds: Cluster) -> Iterator[Kube]:
+    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    crds.kubectl("create", "namespace", namespace)
+    yield Kube(crds, namespace)
+    # Leave nothing behind that a later operator could pick up: drop finalizers, then the namespace.
+    names = crds.kubectl("-n", namespace, "get", "exts", "-o", "name", check=False).stdout.split()
+    for name in names:
+        crds.kubectl(
+            "-n", namespace, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False
+        )
+    crds.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture
+def run_operator(kube: Kube, tmp_path: Path) -> Iterator[Callable[[str], Operator]]:
+    started: list[Operator] = []
+
+    def start(database: str) -> Operator:
+        op = Operator(kube.cluster, kube.ns, database, tmp_path / f"operator-{len(started)}.log").start()
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+        print(f"--- {op.log.name} ---\n{op.tail()}")  # shown by pytest when the test failed
+
+
+# --- the tests -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_apply_becomes_ready_with_tables(
+    backend: str, kube: Kube, run_operator: Callable[[str], Operator], request: pytest.FixtureRequest
+) -> None:
+    url = str(request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url"))
+    load_core(url)
+    run_operator(url)
+    kube("apply", "-f", str(EXAMPLES / "custom-reports.yaml"))
+    kube.wait("custom-reports")  # kubectl wait --for=condition=Ready exts/custom-reports
+    body = kube.get("custom-reports")
+    status = body["status"]
+    expected = "ext_customreports.report" if backend == "postgresql" else "ext_customreports__report"
+    assert status["tables"] == [expected]
+    assert expected in tables(url)
+    assert status["appliedVersion"] == "1.0.0" and len(status["appliedChecksum"]) == 64
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    assert status["lastMigration"]["id"] == "0001"
+    assert [c["type"] for c in status["conditions"]] == ["Ready"]
+    wide = kube("get", "exts", "-o", "wide").stdout
+    assert "customreports" in wide and "Applied" in wide and "default" in wide
+    events = kube("get", "events", "--field-selector", "involvedObject.name=custom-reports", "-o", "json").stdout
+    assert {"MigrationStarted", "MigrationSucceeded"} <= {e["reason"] for e in json.loads(events)["items"]}
+
+
+def test_invalid_spec_rejected_at_apply_or_stalled_with_path(
+    kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str
+) -> None:
+    run_operator(sqlite_url)
+    bad_type = schema_doc("bad", "bad", [{"name": "t", "fields": [{"name": "a", "type": "Strin"}]}])
+    out = kube.apply(bad_type, check=False)
+    assert out.returncode != 0 and "spec.tables[0].fields[0].type" in out.stderr
+    bad_scale = schema_doc(
+        "bad", "bad", [{"name": "t", "fields": [{"name": "a", "type": "Decimal", "precision": 4, "scale": 6}]}]
+    )
+    out = kube.apply(bad_scale, check=False)
+    assert out.returncode != 0 and "scale must not exceed precision" in out.stderr
+    bad_name = schema_doc("bad", "Bad-Plugin", [{"name": "t"}])
+    assert kube.apply(bad_name, check=False).returncode != 0
+    # What CEL cannot see (a default's type): the operator stalls with the field path.
+    bool_default = schema_doc(
+        "bad", "bad", [{"name": "t", "fields": [{"name": "flag", "type": "Boolean", "default": "yes"}]}]
+    )
+    kube.apply(bool_default)
+    kube.wait("bad", "Stalled")
+    ready = kube.ready(kube.get("bad"))
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "spec.tables[0].fields[0].default" in ready["message"]
+    # Fixing the spec is what makes it proceed.
+    bool_default["spec"]["tables"][0]["fields"][0]["default"] = True
+    kube.apply(bool_default)
+    kube.wait("bad")
+    assert "Stalled" not in {c["type"] for c in kube.get("bad")["status"]["conditions"]}
+    # pluginId is immutable (CEL transition rule).
+    moved = dict(bool_default, spec={**bool_default["spec"], "pluginId": "other"})
+    out = kube.apply(moved, check=False)
+    assert out.returncode != 0 and "immutable" in out.stderr
+
+
+def test_spec_update_adds_a_column(kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str) -> None:
+    run_operator(sqlite_url)
+    doc = simple("notes", "notes")
+    kube.apply(doc)
+    kube.wait("notes")
+    doc["spec"]["version"] = "1.1.0"
+    doc["spec"]["tables"][0]["fields"].append({"name": "body", "type": "Text"})
+    kube.apply(doc)
+    kube("wait", "--for=jsonpath={.status.appliedVersion}=1.1.0", "exts/notes", f"--timeout={WAIT}")
+    kube.wait("notes")
+    assert {"id", "title", "body"} <= columns(sqlite_url, "ext_notes__item")
+    status = kube.get("notes")["status"]
+    assert status["observedGeneration"] == 2 and status["lastMigration"]["id"] == "0002"
+
+
+def test_conflict_loser_stalls_drops_nothing_and_takes_over(
+    kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str
+) -> None:
+    run_operator(sqlite_url)
+    kube.apply(simple("winner", "shared", deletionPolicy="Drop"))
+    kube.wait("winner")
+    loser = simple("loser", "shared")
+    loser["spec"]["tables"][0]["fields"].append({"name": "extra", "type": "Int"})
+    kube.apply(loser)
+    kube.wait("loser", "Stalled")
+    ready = kube.ready(kube.get("loser"))
+    assert ready["reason"] == "Conflict" and "winner" in ready["message"]
+    # Deleting the loser drops nothing of the winner's.
+    kube("delete", "exts", "loser", f"--timeout={WAIT}")
+    assert "ext_shared__item" in tables(sqlite_url)
+    kube.wait("winner")
+    # A loser proceeds by itself once the winner is deleted.
+    kube.apply(loser)
+    kube.wait("loser", "Stalled")
+    kube("delete", "exts", "winner", f"--timeout={WAIT}")
+    kube.wait("loser")
+    assert "extra" in columns(sqlite_url, "ext_shared__item")
+
+
+def test_depends_on_ordering_and_deletion_blocked(
+    kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str
+) -> None:
+    load_core(sqlite_url)
+    run_operator(sqlite_url)
+    kube("apply", "-f", str(EXAMPLES / "knowledge-base.yaml"))
+    body = kube.wait_reason("knowledge-base", "DependencyNotReady")
+    assert {c["type"] for c in body["status"]["conditions"]} == {"Ready", "Reconciling"}
+    kube("apply", "-f", str(EXAMPLES / "comments.yaml"))
+    kube.wait("comments")
+    kube.wait("knowledge-base")  # proceeds by itself once comments is Ready
+    # Deleting a dependency is blocked while its dependent exists; the finalizer stays.
+    kube("delete", "exts", "comments", "--wait=false")
+    body = kube.wait_reason("comments", "DeletionBlocked")
+    assert body["metadata"].get("deletionTimestamp") and "kb" in kube.ready(body)["message"]
+    assert "ext_comments__comment" in tables(sqlite_url)
+    kube("delete", "exts", "knowledge-base", f"--timeout={WAIT}")
+    kube.gone("comments")
+    assert not {t for t in tables(sqlite_url) if t.startswith(("ext_comments", "ext_kb"))}
+
+
+def test_deletion_drop_and_retain(kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str) -> None:
+    run_operator(sqlite_url)
+    kube.apply(simple("dropped", "dropped", deletionPolicy="Drop"), simple("kept", "kept", deletionPolicy="Retain"))
+    kube.wait("dropped")
+    kube.wait("kept")
+    kube("delete", "exts", "dropped", "kept", f"--timeout={WAIT}")
+    present = tables(sqlite_url)
+    assert "ext_dropped__item" not in present
+    assert "ext_kept__item" in present
+    kinds = {(plugin, kind) for plugin, kind, status in migrations(sqlite_url) if status == "executed"}
+    assert ("dropped", "delete") in kinds and ("kept", "unregister") in kinds
+
+
+@pytest.mark.postgres
+def test_every_example_becomes_ready_on_postgresql(
+    kube: Kube, run_operator: Callable[[str], Operator], pg_url: str
+) -> None:
+    load_core(pg_url)
+    run_operator(pg_url)
+    kube("apply", "-f", str(EXAMPLES))
+    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in sorted(EXAMPLES.glob("*.yaml"))]
+    for name in names:
+        kube.wait(name)
+    assert {
+        "ext_customreports.report",
+        "ext_kb.article",
+        "ext_comments.comment",
+        "ext_inspections.inspection",
+    } <= tables(pg_url)
+
+
+class Proxy:
+    """A TCP forwarder the test can switch off and on: the database going away and coming back."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self._server: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+
+    def start(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(64)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self._conns.clear()
+
+
+@pytest.mark.postgres
+def test_database_down_reconciling_then_ready(
+    kube: Kube, run_operator: Callable[[str], Operator], pg_url: str, sqlite_url: str
+) -> None:
+    base, _, dbname = pg_url.rpartition("/")
+    port = int(base.rsplit(":", 1)[1])
+    proxy = Proxy(port)
+    host = base.rsplit(":", 1)[0].replace("postgres@", "postgres:s3cret-pw@")  # trust auth ignores it
+    through_proxy = f"{host}:{proxy.port}/{dbname}"
+    operator = run_operator(sqlite_url)
+    kube("create", "secret", "generic", "pg", f"--from-literal=url={through_proxy}")
+    kube(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "extschema.io/v1alpha1",
+                "kind": "DatabaseTarget",
+                "metadata": {"name": "pg"},
+                "spec": {"urlSecretRef": {"name": "pg", "key": "url"}, "lockTimeout": "2s"},
+            }
+        ),
+    )
+    kube.apply(simple("remote", "remote", targetRef={"name": "pg"}))
+    try:
+        body = kube.wait_reason("remote", "DatabaseUnavailable")
+        assert {c["type"] for c in body["status"]["conditions"]} == {"Ready", "Reconciling"}
+        assert "s3cret-pw" not in json.dumps(body)  # the password never shows
+        proxy.start()
+        kube.wait("remote", timeout="90s")
+        assert "ext_remote.item" in tables(pg_url)
+        assert kube.get("remote")["status"]["target"] == "pg"
+        kube("wait", "--for=condition=Ready", "databasetarget/pg", "--timeout=90s")
+        assert kube.get("pg", "databasetargets")["status"]["backend"] == "postgresql"
+        assert "s3cret-pw" not in operator.tail(10_000)
+    finally:
+        proxy.stop()
+
+
+def test_killed_mid_reconcile_restart_converges_nothing_applied_twice(
+    kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str
+) -> None:
+    first = run_operator(sqlite_url)
+    time.sleep(2)
+    docs = [simple(f"s{i}", f"p{i}") for i in range(12)]
+    kube.apply(*docs)
+    time.sleep(0.5)
+    first.stop(signal.SIGKILL)  # no cleanup, no status written for whatever was in flight
+    run_operator(sqlite_url)
+    for doc in docs:
+        kube.wait(doc["metadata"]["name"], timeout="90s")
+    applies = [(plugin, status) for plugin, kind, status in migrations(sqlite_url) if kind == "apply"]
+    assert sorted(applies) == sorted((f"p{i}", "executed") for i in range(12))
