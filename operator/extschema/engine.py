@@ -21,7 +21,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -231,6 +231,7 @@ class Engine:
         # Statements run on the raw driver cursor raise the driver's own errors.
         self._driver_error: type[Exception] = self.sa_engine.dialect.dbapi.Error  # type: ignore[union-attr]
         self._registry_ready = False
+        self._specs: dict[str, ExtensionSchemaSpec] = {}
 
     @staticmethod
     def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -306,11 +307,16 @@ class Engine:
         self._registry_ready = True
 
     def _registration_from_row(self, row: sa.Row[Any]) -> Registration:
+        # Parsing every stored spec on every read dominates with hundreds of plugins; specs are
+        # immutable per checksum, so parse each once.
+        spec = self._specs.get(row.checksum)
+        if spec is None:
+            spec = self._specs[row.checksum] = ExtensionSchemaSpec.model_validate(row.schema_definition)
         return Registration(
             plugin_id=row.plugin_id,
             owner=row.owner,
             version=row.version,
-            spec=ExtensionSchemaSpec.model_validate(row.schema_definition),
+            spec=spec,
             checksum=row.checksum,
             status=row.status,
             error_message=row.error_message,
@@ -336,8 +342,14 @@ class Engine:
         row = conn.execute(sa.select(self.schemas).where(self.schemas.c.plugin_id == plugin_id)).first()
         return self._registration_from_row(row) if row else None
 
-    def core_catalog(self) -> dict[tuple[str, str], dict[str, FieldType | None]]:
-        """Columns of the host application's tables (those extschema does not own), by type."""
+    def core_catalog(
+        self, columns_of: Collection[str] | None = None
+    ) -> dict[tuple[str, str], dict[str, FieldType | None]]:
+        """The host application's tables (those extschema does not own) and their columns' types.
+
+        Every table is listed (names can collide with plugin tables on SQLite); columns are read
+        only for *columns_of* when given — reflecting columns is the slow part on PostgreSQL.
+        """
         catalog: dict[tuple[str, str], dict[str, FieldType | None]] = {}
         try:
             with self.sa_engine.connect() as conn:
@@ -346,8 +358,11 @@ class Engine:
                 for table in inspector.get_table_names(schema=schema):
                     if table.startswith(("ext_", "extension_", naming.BACKUP_SCHEMA, "sqlite_")):
                         continue
-                    columns = inspector.get_columns(table, schema=schema)
-                    catalog[("core", table)] = {c["name"]: self.dialect.logical_type(c["type"]) for c in columns}
+                    if columns_of is not None and table not in columns_of:
+                        catalog[("core", table)] = {}
+                        continue
+                    found = inspector.get_columns(table, schema=schema)
+                    catalog[("core", table)] = {c["name"]: self.dialect.logical_type(c["type"]) for c in found}
         except (sa.exc.DBAPIError, OSError) as error:
             raise self._database_problem(error) from error
         return catalog

@@ -217,8 +217,15 @@ class Snapshot:
     core: dict[tuple[str, str], dict[str, model.FieldType | None]]
 
     @classmethod
-    def take(cls, engine: Engine) -> Snapshot:
-        return cls(engine.registrations(), engine.core_catalog())
+    def take(cls, engine: Engine, specs: Iterable[ExtensionSchemaSpec] = ()) -> Snapshot:
+        """Read the registry, and the core tables with the columns of those *specs* reference."""
+        referenced = {
+            target.table
+            for spec in specs
+            for rel in spec.relationships
+            if (target := model.parse_target(rel.target, spec.plugin_id)) is not None and target.is_core
+        }
+        return cls(engine.registrations(), engine.core_catalog(columns_of=referenced))
 
 
 def reference_types(
@@ -269,7 +276,7 @@ def check(
     oldest first). Raises ``conflict`` problems, or ``dependency`` when the only trouble is a
     dependency that is not registered yet (the operator waits for it).
     """
-    snapshot = snapshot or Snapshot.take(engine)
+    snapshot = snapshot or Snapshot.take(engine, [item.spec for item in loaded])
     candidates = sorted(loaded, key=lambda item: (item.owner, item.spec.plugin_id))
     registered = _claims(snapshot.registrations)
     registered_ids = {c.spec.plugin_id for c in registered}
@@ -310,7 +317,7 @@ def reconcile(
     engine: Engine, loaded: Sequence[Loaded], progress: Progress, peers: Sequence[conflicts.Claim] = ()
 ) -> list[ApplyResult]:
     """The whole line after loading: check conflicts and dependencies → plan → apply."""
-    snapshot = Snapshot.take(engine)
+    snapshot = Snapshot.take(engine, [item.spec for item in loaded])
     return apply_all(engine, check(engine, loaded, peers, snapshot), progress, snapshot)
 
 
@@ -335,7 +342,7 @@ OPERATOR_SPEC_FIELDS = ("targetRef", "suspend")
 
 
 def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, RenderedPlan]]:
-    refs = reference_types(Snapshot.take(engine), [item.spec for item in loaded])
+    refs = reference_types(Snapshot.take(engine, [item.spec for item in loaded]), [item.spec for item in loaded])
     planned = [plan_one(engine, item, refs) for item in loaded]
     return [(p, p.render(engine, "planned")) for p in planned]
 
@@ -369,7 +376,8 @@ def apply_all(
     engine: Engine, loaded: Sequence[Loaded], progress: Progress, snapshot: Snapshot | None = None
 ) -> list[ApplyResult]:
     """Apply in dependency order (already sorted by :func:`check`); stop at the first failure."""
-    refs = reference_types(snapshot or Snapshot.take(engine), [item.spec for item in loaded])
+    specs = [item.spec for item in loaded]
+    refs = reference_types(snapshot or Snapshot.take(engine, specs), specs)
     results = []
     for number, item in enumerate(loaded, start=1):
         progress(f"[{number}/{len(loaded)}] {item.spec.plugin_id} {item.spec.version} ({item.file})")
@@ -385,7 +393,7 @@ def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyR
     """Drop (or with Retain, unregister) a plugin; its objects are torn down in reverse order."""
 
     def render(spec: ExtensionSchemaSpec, tag: str) -> RenderedPlan:
-        refs = reference_types(Snapshot.take(engine), [])
+        refs = reference_types(Snapshot.take(engine, [spec]), [])
         teardown = planning.teardown(spec, refs)
         return engine.dialect.render_plan(teardown, backup_tag=f"m{tag}")
 
