@@ -3,7 +3,7 @@ PYTHON ?= python3
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
-.PHONY: install test lint unit demo bench bench-operator e2e crds cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-cli bench bench-operator e2e crds cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml .ci/install-deps
 	bash .ci/install-deps
@@ -25,7 +25,11 @@ unit: install
 	$(PYTHON) -m pytest -m "not postgres and not k8s" $(PYTEST_ARGS)
 
 demo: install
-	@echo "== extschema demo on $(DEMO_DB) =="
+	$(PYTHON) examples/demo.py
+
+# The same engine without a cluster: the CLI on the embedded SQLite file.
+demo-cli: install
+	@echo "== extschema CLI demo on $(DEMO_DB) =="
 	$(PYTHON) examples/core/load.py $(DEMO_DB)
 	$(PYTHON) -m extschema validate examples/
 	$(PYTHON) -m extschema apply examples/ --database $(DEMO_DB)

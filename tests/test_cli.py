@@ -167,6 +167,22 @@ def test_delete_refused_while_dependents_exist_then_drops(core_db: str) -> None:
     assert plugins == {"customreports", "inspections"}
 
 
+def test_delete_plugin_with_enums_drops_everything_and_keeps_a_backup(core_db: str) -> None:
+    assert run("apply", str(EXAMPLES / "custom-reports.yaml"), "-d", core_db).exit_code == 0
+    execute(core_db, "INSERT INTO work_orders (id, title) VALUES (7, 'pump')")
+    report = ext_table(core_db, "customreports", "report")
+    execute(core_db, f"INSERT INTO {report} (title, status, work_order_id) VALUES ('r', 'published', 7)")
+    outcome = run("delete", "customreports", "-d", core_db)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert not any(t.startswith("ext_customreports") for t in tables(core_db))
+    backup = next(t for t in tables(core_db) if "backup" in t and "report" in t)
+    quoted = ".".join(f'"{part}"' for part in backup.split("."))
+    assert execute(core_db, f"SELECT title, status FROM {quoted}") == [("r", "published")]
+    if not core_db.startswith("sqlite"):
+        assert execute(core_db, "SELECT count(*) FROM pg_type WHERE typname = 'report_status'") == [(0,)]
+        assert execute(core_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'ext_customreports'") == [(0,)]
+
+
 def test_delete_with_retain_keeps_tables(core_db: str) -> None:
     assert run("apply", str(EXAMPLES / "custom-reports.yaml"), "-d", core_db).exit_code == 0
     outcome = run("delete", "customreports", "--retain", "-d", core_db)

@@ -69,14 +69,18 @@ class Dialect:
         """Copy what a destructive step removes (a table, or a column with the row ids)."""
         match op:
             case planning.DropTable():
-                label, source, columns = op.table.name, op.table.name, "*"
+                label, source, kept = op.table.name, op.table.name, op.table.columns
             case planning.DropColumn():
-                label, source = f"{op.before.name}__{op.column.name}", op.before.name
-                columns = f"{self.quote('id')}, {self.quote(op.column.name)}"
+                label, source, kept = f"{op.before.name}__{op.column.name}", op.before.name, (op.column,)
             case _:
                 return []
         name = self.backup_name(op.plugin_id, label, tag)
+        columns = ", ".join([self.quote("id"), *(self.backup_column(c) for c in kept)])
         return [f"CREATE TABLE {self.qualified(name)} AS SELECT {columns} FROM {self.table_ref(op.plugin_id, source)}"]
+
+    def backup_column(self, column: ColumnDef) -> str:
+        """A column as the backup copies it: by value, depending on nothing that is about to be dropped."""
+        return self.quote(column.name)
 
     def needs_foreign_keys_off(self, plan: Plan) -> bool:
         return False

@@ -26,6 +26,11 @@ class PostgresDialect(Dialect):
     def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
         return PhysicalName(naming.BACKUP_SCHEMA, naming.fit(f"{plugin_id}__{table}__{tag}"))
 
+    def backup_column(self, column: ColumnDef) -> str:
+        # A backup column of the plugin's enum type would keep the type alive (DROP TYPE fails).
+        name = self.quote(column.name)
+        return f"{name}::text AS {name}" if column.enum is not None else name
+
     def create_namespace(self, plugin_id: str) -> list[str]:
         return [f"CREATE SCHEMA {self.quote(naming.plugin_schema(plugin_id))}"]
 
