@@ -1,0 +1,29 @@
+"""``make demo`` (examples/demo.py) keeps working: the README's first command, run end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.controlplane import Cluster
+from tests.helpers import REPO, subprocess_env
+
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.postgres]
+
+
+def test_demo_runs_end_to_end(kube_cluster: Cluster) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=subprocess_env(KUBECONFIG=str(kube_cluster.kubeconfig)),
+        cwd=REPO,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert output.count("condition met") >= 5  # the CRD, then the four examples
+    assert "Conflict" in output and "ES201" in output
+    assert '"knowledge-base" deleted' in output and "dropped all objects" in output
