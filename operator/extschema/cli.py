@@ -152,7 +152,7 @@ def apply(paths: Sequence[str], database: str | None, output: str) -> None:
         _print_results(results, output)
 
 
-def _print_results(results: Sequence[ApplyResult], output: str) -> None:
+def _print_results(results: Sequence[ApplyResult], output: str, verb: str = "executed") -> None:
     if output == "json":
         _emit_json(
             {
@@ -174,7 +174,7 @@ def _print_results(results: Sequence[ApplyResult], output: str) -> None:
         if not result.changed:
             click.echo(f"{result.plugin_id}: unchanged")
             continue
-        click.echo(f"{result.plugin_id}: migration {result.migration_id} executed in {result.duration_ms} ms")
+        click.echo(f"{result.plugin_id}: migration {result.migration_id} {verb} in {result.duration_ms} ms")
         for line in result.description:
             click.echo(f"  - {line}")
 
@@ -251,7 +251,7 @@ def history(plugin: str | None, database: str | None, output: str, sql: bool) ->
 def rollback(plugin: str, database: str | None, output: str) -> None:
     """Undo a plugin's latest migration with its recorded rollback SQL."""
     with _reported(output), _engine(database) as engine:
-        _print_results([reconcile.rollback(engine, plugin)], output)
+        _print_results([reconcile.rollback(engine, plugin)], output, verb="rolled back")
 
 
 @main.command()

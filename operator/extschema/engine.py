@@ -597,16 +597,21 @@ class Engine:
                 .values(status="failed", error_message=message, updated_at=_now())
             )
 
-    def rollback(self, plugin_id: str, owner: str | None = None) -> ApplyResult:
+    def _locked_registration(self, conn: Connection, plugin_id: str) -> Registration:
+        """Take the plugin's migration lock and its registration, or refuse (ES306)."""
+        self._lock(conn, plugin_id)
+        current = self.registration(plugin_id, conn)
+        if current is None:
+            raise ProblemError.one(
+                "ES306", "plugin", f"plugin {plugin_id!r} is not registered; see `extschema status`", kind="refused"
+            )
+        return current
+
+    def rollback(self, plugin_id: str) -> ApplyResult:
         """Undo the plugin's latest executed migration with its recorded rollback SQL."""
         self.ensure_registry()
         with self._transaction() as conn:
-            self._lock(conn, plugin_id)
-            current = self.registration(plugin_id, conn)
-            if current is None:
-                raise ProblemError.one(
-                    "ES306", "plugin", f"plugin {plugin_id!r} is not registered; see `extschema status`", kind="refused"
-                )
+            self._locked_registration(conn, plugin_id)
             self._verify_history(conn, plugin_id)
             executed = [r for r in self._history_rows(conn, plugin_id) if r.kind == "apply" and r.status == "executed"]
             if not executed:
@@ -683,12 +688,7 @@ class Engine:
         self.ensure_registry()
         clock = time.perf_counter()
         with self._transaction() as conn:
-            self._lock(conn, plugin_id)
-            current = self.registration(plugin_id, conn)
-            if current is None:
-                raise ProblemError.one(
-                    "ES306", "plugin", f"plugin {plugin_id!r} is not registered; nothing to delete", kind="refused"
-                )
+            current = self._locked_registration(conn, plugin_id)
             self._refuse_if_dependents(conn, plugin_id)
             self._verify_history(conn, plugin_id)
             migration_id = self._next_migration_id(conn, plugin_id)

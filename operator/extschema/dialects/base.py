@@ -135,7 +135,32 @@ class Dialect:
         raise NotImplementedError
 
     def column_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any]:
-        raise NotImplementedError
+        """The SQLAlchemy type of a column: the dialect's own where it has one, else the shared one."""
+        native = self.native_type(plugin_id, column)
+        if native is not None:
+            return native
+        match column.type:
+            case "String":
+                return sa.String(column.string_length)
+            case "Text":
+                return sa.Text()
+            case "Int":
+                return sa.Integer()
+            case "BigInt":
+                return sa.BigInteger()
+            case "Boolean":
+                return sa.Boolean()
+            case "Date":
+                return sa.Date()
+            case "DateTime":
+                return sa.DateTime(timezone=True)
+            case "Decimal":
+                return sa.Numeric(column.precision, column.scale)
+        raise TypeError(f"{type(self).__name__} has no type for {column.type}")
+
+    def native_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any] | None:
+        """Types that differ per database (Float, Json, Uuid, Enum)."""
+        return None
 
     def column_checks(self, column: ColumnDef) -> list[str]:
         """Conditions (SQL text) a column's values must meet, beyond what its type enforces."""

@@ -102,26 +102,10 @@ class PostgresDialect(Dialect):
     def id_column(self) -> sa.Column[Any]:
         return sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True)
 
-    def column_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any]:
+    def native_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any] | None:
         match column.type:
-            case "String":
-                return sa.String(column.string_length)
-            case "Text":
-                return sa.Text()
-            case "Int":
-                return sa.Integer()
-            case "BigInt":
-                return sa.BigInteger()
             case "Float":
                 return sa.Double()
-            case "Boolean":
-                return sa.Boolean()
-            case "Date":
-                return sa.Date()
-            case "DateTime":
-                return sa.DateTime(timezone=True)
-            case "Decimal":
-                return sa.Numeric(column.precision, column.scale)
             case "Json":
                 return pg.JSONB()
             case "Uuid":
@@ -134,7 +118,7 @@ class PostgresDialect(Dialect):
                     schema=naming.plugin_schema(plugin_id),
                     create_type=False,
                 )
-        raise TypeError(column.type)
+        return None
 
     def pattern_condition(self, quoted_column: str, pattern: str) -> str:
         return f"{quoted_column} ~ {self.literal(pattern)}"

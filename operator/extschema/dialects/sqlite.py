@@ -68,34 +68,18 @@ class SqliteDialect(Dialect):
         # Exactly INTEGER PRIMARY KEY: an alias of the rowid.
         return sa.Column("id", sa.Integer, primary_key=True)
 
-    def column_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any]:
+    def native_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any] | None:
         match column.type:
-            case "String":
-                return sa.String(column.string_length)
-            case "Enum":
-                assert column.enum is not None
-                return sa.String(max(len(v) for v in column.enum.values))
-            case "Text":
-                return sa.Text()
-            case "Int":
-                return sa.Integer()
-            case "BigInt":
-                return sa.BigInteger()
             case "Float":
                 return sa.Float()
-            case "Boolean":
-                return sa.Boolean()
-            case "Date":
-                return sa.Date()
-            case "DateTime":
-                return sa.DateTime(timezone=True)
-            case "Decimal":
-                return sa.Numeric(column.precision, column.scale)
             case "Json":
                 return sa.JSON()
             case "Uuid":
                 return sa.String(36)
-        raise TypeError(column.type)
+            case "Enum":
+                assert column.enum is not None
+                return sa.String(max(len(v) for v in column.enum.values))
+        return None
 
     def needs_foreign_keys_off(self, plan: planning.Plan) -> bool:
         ops = (*plan.ops, *plan.reverse().ops)
