@@ -8,7 +8,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from extschema import reconcile
+from extschema import planning, reconcile
 from extschema.dialects import ErrorClass, PostgresDialect, SqliteDialect
 from extschema.engine import Engine, StalePlan, redact
 from extschema.problems import ProblemError
@@ -62,7 +62,7 @@ def test_stale_plan_is_detected(sqlite_url: str) -> None:
     with pytest.raises(ProblemError):  # the core tables are missing: conflict, nothing runs
         reconcile.reconcile(engine, [loaded], lambda line: None)
     with pytest.raises(StalePlan):
-        engine.apply(loaded.owner, loaded.spec, lambda tag: ([], reconcile.RenderedPlan((), ())), "not-the-base", [])
+        engine.apply(loaded.owner, loaded.spec, planning.Plan("customreports", ()), "not-the-base", [])
     engine.close()
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from extschema import dialects, naming, validation
 from extschema.dialects import Dialect, ErrorClass, RenderedPlan
 from extschema.model import ExtensionSchemaSpec, FieldType
+from extschema.planning import Plan
 from extschema.problems import Problem, ProblemError
 
 STATUSES_SCHEMA = ("pending", "active", "failed")
@@ -294,8 +295,13 @@ class Engine:
     # --- registry ------------------------------------------------------------------------------
 
     def ensure_registry(self) -> None:
+        """Create the registry tables (and on PostgreSQL its schemas) unless they exist."""
         if self._registry_ready:
             return
+        with self._transaction() as conn:
+            if conn.exec_driver_sql(self.dialect.registry_exists_query()).scalar():
+                self._registry_ready = True
+                return
         with self._transaction() as conn:
             if self.backend == "postgresql":
                 conn.execute(
@@ -383,10 +389,11 @@ class Engine:
     # --- migrations ----------------------------------------------------------------------------
 
     def _lock(self, conn: Connection, plugin_id: str) -> None:
-        for statement, params in self.dialect.migration_preamble(
+        statements = self.dialect.migration_preamble(
             lock_key(plugin_id), self.lock_timeout_ms, self.statement_timeout_ms
-        ):
-            conn.execute(sa.text(statement), params)
+        )
+        if statements:
+            self._run(conn, statements, foreign_keys_off=False)
 
     def _next_migration_id(self, conn: Connection, plugin_id: str) -> str:
         count = conn.execute(
@@ -433,15 +440,17 @@ class Engine:
         self,
         owner: str,
         spec: ExtensionSchemaSpec,
-        render: Callable[[str], tuple[list[str], RenderedPlan]],
+        plan: Plan,
         base_checksum: str | None,
         tables: list[str],
     ) -> ApplyResult:
-        """Run the migration that takes *spec*'s plugin from *base_checksum* to *spec*.
+        """Run *plan*, which takes *spec*'s plugin from *base_checksum* to *spec*, as one migration.
 
-        *render* is called with the migration id (which names backups) and returns the op
-        descriptions and the rendered plan. Raises :class:`StalePlan` when the registry no
-        longer matches *base_checksum*, :class:`ProblemError` for everything a user must see.
+        Everything happens in one transaction under the plugin's lock: the registry is read again
+        (a concurrent applier may have done the work: then nothing runs), the history checksums
+        are verified, the plan is rendered with the migration id (which names backups), run, and
+        recorded. Raises :class:`StalePlan` when the registry no longer matches *base_checksum*,
+        :class:`ProblemError` for everything a user must see.
         """
         self.ensure_registry()
         plugin_id = spec.plugin_id
@@ -449,10 +458,9 @@ class Engine:
         started = _now()
         clock = time.perf_counter()
         migration_id = "?"
-        description: list[str] = []
         rendered: RenderedPlan | None = None
         try:
-            with self._transaction() as conn:
+            with self._transaction(self.dialect.needs_foreign_keys_off(plan)) as conn:
                 self._lock(conn, plugin_id)
                 current = self.registration(plugin_id, conn)
                 if current is not None and current.owner != owner:
@@ -469,14 +477,7 @@ class Engine:
                     raise StalePlan(plugin_id)
                 self._verify_history(conn, plugin_id)
                 migration_id = self._next_migration_id(conn, plugin_id)
-            description, rendered = render(migration_id)
-            with self._transaction(rendered.foreign_keys_off) as conn:
-                self._lock(conn, plugin_id)
-                current = self.registration(plugin_id, conn)
-                if (current.checksum if current else None) != base_checksum or self._next_migration_id(
-                    conn, plugin_id
-                ) != migration_id:
-                    raise StalePlan(plugin_id)
+                rendered = self.dialect.render_plan(plan, backup_tag=f"m{migration_id}")
                 self._run(conn, rendered.statements, rendered.foreign_keys_off)
                 duration = int((time.perf_counter() - clock) * 1000)
                 self._record(
@@ -486,7 +487,7 @@ class Engine:
                     "apply",
                     owner,
                     spec,
-                    description,
+                    plan.describe(),
                     rendered,
                     "executed",
                     started,
@@ -513,10 +514,10 @@ class Engine:
                     )
                 else:
                     conn.execute(sa.update(self.schemas).where(self.schemas.c.plugin_id == plugin_id).values(**values))
-                return ApplyResult(plugin_id, True, migration_id, description, duration)
+                return ApplyResult(plugin_id, True, migration_id, plan.describe(), duration)
         except ProblemError as problem:
             if rendered is not None and problem.kind in ("database", "retryable"):
-                self._record_failure(plugin_id, migration_id, owner, spec, description, rendered, started, problem)
+                self._record_failure(plugin_id, owner, spec, plan.describe(), rendered, started, problem)
             raise
 
     def _record(
@@ -565,7 +566,6 @@ class Engine:
     def _record_failure(
         self,
         plugin_id: str,
-        migration_id: str,
         owner: str,
         spec: ExtensionSchemaSpec,
         description: list[str],

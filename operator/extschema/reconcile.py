@@ -352,12 +352,8 @@ def apply_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> 
     for _ in range(_STALE_RETRIES):
         planned = plan_one(engine, loaded, refs)
         base_checksum = planned.base.checksum if planned.base else None
-
-        def render(tag: str, planned: Planned = planned) -> tuple[list[str], RenderedPlan]:
-            return planned.plan.describe(), planned.render(engine, tag)
-
         try:
-            return engine.apply(loaded.owner, loaded.spec, render, base_checksum, planned.tables(engine, refs))
+            return engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
         except StalePlan:
             continue
         except ProblemError as error:

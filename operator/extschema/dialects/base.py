@@ -333,9 +333,13 @@ class Dialect:
 
     def migration_preamble(
         self, lock_key: tuple[int, int], lock_timeout_ms: int, statement_timeout_ms: int
-    ) -> list[tuple[str, dict[str, Any]]]:
+    ) -> list[str]:
         """Statements that start a migration transaction: lock, then timeouts (in that order)."""
         return []
+
+    def registry_exists_query(self) -> str:
+        """One query answering whether both registry tables exist."""
+        raise NotImplementedError
 
     def classify(self, error: BaseException) -> ErrorClass:
         raise NotImplementedError

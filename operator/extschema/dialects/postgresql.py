@@ -125,13 +125,20 @@ class PostgresDialect(Dialect):
 
     def migration_preamble(
         self, lock_key: tuple[int, int], lock_timeout_ms: int, statement_timeout_ms: int
-    ) -> list[tuple[str, dict[str, Any]]]:
+    ) -> list[str]:
         # The lock first: a lock_timeout set before it would also cut the wait for the lock.
+        # Only integers are formatted in, so the statements can go in one round trip.
         return [
-            ("SELECT pg_advisory_xact_lock(:k1, :k2)", {"k1": lock_key[0], "k2": lock_key[1]}),
-            (f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}", {}),
-            (f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}", {}),
+            f"SELECT pg_advisory_xact_lock({int(lock_key[0])}, {int(lock_key[1])})",
+            f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}",
+            f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}",
         ]
+
+    def registry_exists_query(self) -> str:
+        return (
+            f"SELECT to_regclass('{naming.REGISTRY_SCHEMA}.extension_schemas') IS NOT NULL "
+            f"AND to_regclass('{naming.REGISTRY_SCHEMA}.extension_migrations') IS NOT NULL"
+        )
 
     def classify(self, error: BaseException) -> ErrorClass:
         sqlstate = sqlstate_of(error)

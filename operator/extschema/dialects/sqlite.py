@@ -146,6 +146,12 @@ class SqliteDialect(Dialect):
         statements.extend(self.create_index(plugin_id, after.name, index) for index in after.indexes)
         return statements
 
+    def registry_exists_query(self) -> str:
+        return (
+            "SELECT count(*) = 2 FROM sqlite_master WHERE type = 'table' "
+            "AND name IN ('extension_schemas', 'extension_migrations')"
+        )
+
     def session_setup(self) -> list[str]:
         return ["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 30000"]
 
