@@ -57,9 +57,15 @@ class Dialect:
 
     def render_ops(self, ops: Iterable[Op], backup_tag: str) -> list[str]:
         statements: list[str] = []
+        # Tables of one plan share a MetaData, so a table referencing one created before it needs
+        # no stand-in (building SQLAlchemy tables is most of the rendering time).
+        metadata = sa.MetaData()
         for op in ops:
             statements.extend(self.backup(op, backup_tag))
-            statements.extend(self.render(op))
+            if isinstance(op, planning.CreateTable):
+                statements.extend(self.create_table(op.plugin_id, op.table, metadata))
+            else:
+                statements.extend(self.render(op))
         return statements
 
     def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
@@ -226,14 +232,20 @@ class Dialect:
         ref = fk.references
         return self.namer.core_table(ref.table) if ref.is_core else self.namer.table(ref.plugin, ref.table)
 
-    def sa_table(self, plugin_id: str, table: TableDef, rename: str | None = None) -> sa.Table:
+    def sa_table(
+        self, plugin_id: str, table: TableDef, rename: str | None = None, metadata: sa.MetaData | None = None
+    ) -> sa.Table:
         """The table as a SQLAlchemy construct, for SQLAlchemy's DDL compiler.
 
         *rename* builds it under another name (a rebuild's scratch table); references to the
-        table itself then name the original, which the scratch table becomes.
+        table itself then name the original, which the scratch table becomes. *metadata* may
+        hold tables built before (and stand-ins for referenced tables, replaced here).
         """
-        metadata = sa.MetaData()
+        metadata = metadata if metadata is not None else sa.MetaData()
         physical = self.namer.table(plugin_id, table.name)
+        key = f"{physical.schema}.{rename or physical.name}" if physical.schema else (rename or physical.name)
+        if key in metadata.tables:
+            metadata.remove(metadata.tables[key])
         columns: list[SchemaItem] = [self.id_column()]
         for column in table.columns:
             columns.append(self.sa_column(plugin_id, table.name, column))
@@ -285,8 +297,8 @@ class Dialect:
             server_default=sa.text(default) if default is not None else None,
         )
 
-    def create_table(self, plugin_id: str, table: TableDef) -> list[str]:
-        sa_table = self.sa_table(plugin_id, table)
+    def create_table(self, plugin_id: str, table: TableDef, metadata: sa.MetaData | None = None) -> list[str]:
+        sa_table = self.sa_table(plugin_id, table, metadata=metadata)
         statements = [self.compile(CreateTable(sa_table))]
         statements.extend(self.create_index(plugin_id, table.name, index) for index in table.column_indexes())
         if not self.inline_unique_together:
