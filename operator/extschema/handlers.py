@@ -9,9 +9,11 @@ changes or a re-check pokes the resource). Blocking database work runs in thread
 
 Cross-resource conflicts: the ``claims`` index holds every valid ExtensionSchema per target
 database; older claims (creationTimestamp, then namespace/name) are passed to the pipeline as
-peers. A timer, present only on resources waiting for others (Conflict, DependencyNotReady),
-re-runs the reconcile when the claims of their target change, so losers proceed by themselves
-once the winner is deleted and dependents once their dependencies are Ready.
+peers. One operator-wide loop re-checks the resources waiting for others (Conflict,
+DependencyNotReady) and re-runs their reconcile when the claims of their target change, so losers
+proceed by themselves once the winner is deleted and dependents once their dependencies are Ready.
+(Not a per-resource ``kopf.timer``: any timer or daemon on a resource kind makes kopf keep the full
+last-seen body of every object of that kind in memory, waiting or not.)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
+import json
 import logging
 import os
 import re
@@ -86,6 +89,7 @@ class _State:
     last_success: str | None = None
     reconciles: int = 0
     failures: int = 0
+    recheck: asyncio.Task[None] | None = None
 
 
 STATE = _State()
@@ -101,7 +105,7 @@ def _now() -> str:
 
 
 @kopf.on.startup(id="settings")
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     # kopf's own log lines become events only for warnings; ours are posted explicitly.
     settings.posting.level = logging.WARNING
@@ -112,6 +116,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(CONFIG.database_threads, thread_name_prefix="extschema-db")
     )
+    # Indexes are live objects, handed to startup handlers (empty; filled before resource handlers run).
+    STATE.recheck = asyncio.create_task(_recheck_loop(kwargs["claims"]), name="extschema-recheck")
 
 
 @kopf.on.login(id="login")
@@ -126,6 +132,11 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.cleanup(id="close")
 async def shutdown(**_: Any) -> None:
+    if STATE.recheck is not None:
+        STATE.recheck.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await STATE.recheck
+        STATE.recheck = None
     if STATE.session is not None:
         await STATE.session.close()
         STATE.session = None
@@ -431,7 +442,6 @@ async def reconcile_schema(
     meta: Mapping[str, Any],
     namespace: str | None,
     patch: kopf.Patch,
-    memo: kopf.Memo,
     retry: int,
     logger: Logger,
     **kwargs: Any,
@@ -442,20 +452,20 @@ async def reconcile_schema(
     targets: kopf.Index[Any, Any] = kwargs["targets"]
     fields: dict[str, Any] = {"target": (spec.get("targetRef") or {}).get("name") or DEFAULT_TARGET}
     if spec.get("suspend"):
+        _track(meta, None)
         return _settle(
             body,
             patch,
             Outcome("Suspended", "spec.suspend is true: the database is left as it is"),
             fields=fields,
         )
+    fingerprint: str | None = None
+    key, order = DEFAULT_TARGET, ("", "")
     try:
         loaded = _parsed(body) or reconcile.from_object(dict(body), f"{namespace}/{meta.get('name')}")
         key = target_key(namespace, spec)
-        peers, memo["fingerprint"] = peers_of(
-            claims.get(key, ()),
-            str(meta.get("uid")),
-            (str(meta.get("creationTimestamp") or ""), loaded.owner),
-        )
+        order = (str(meta.get("creationTimestamp") or ""), loaded.owner)
+        peers, fingerprint = peers_of(claims.get(key, ()), str(meta.get("uid")), order)
         target = await resolve_target(namespace, spec, targets)
         engine = await asyncio.to_thread(engine_for, target)
         loop = asyncio.get_running_loop()
@@ -475,8 +485,14 @@ async def reconcile_schema(
         outcome = _outcome(error)
         if outcome.reason == "InternalError":
             logger.exception("reconcile failed unexpectedly")
+        if outcome.reason in WAITING_REASONS and fingerprint is not None:
+            name = str(meta.get("name"))
+            _track(meta, Waiting(namespace, name, key, order, fingerprint, time.monotonic()))
+        else:
+            _track(meta, None)
         event = "MigrationFailed" if outcome.reason == "MigrationFailed" else None
         return _settle(body, patch, outcome, retry=retry, fields=fields, event=event)
+    _track(meta, None)
     result = results[0]
     if registration is not None:
         fields.update(
@@ -501,35 +517,75 @@ async def reconcile_schema(
     return _settle(body, patch, Outcome("Applied", message), fields=fields)
 
 
-def _waiting(status: Mapping[str, Any] | None, **_: Any) -> bool:
-    ready = conditions.current((status or {}).get("conditions"))
-    return bool(ready and ready.get("status") != "True" and ready.get("reason") in WAITING_REASONS)
+@dataclasses.dataclass
+class Waiting:
+    """A resource waiting for others (Conflict, DependencyNotReady), as the re-check loop sees it."""
+
+    namespace: str
+    name: str
+    target: str
+    order: tuple[str, str]
+    fingerprint: str  # of its target's other claims when it last ran
+    poked: float  # time.monotonic() of its last run or poke
 
 
-@kopf.timer(GROUP, VERSION, SCHEMAS, id="recheck", interval=CONFIG.recheck_interval, when=_waiting)
-def recheck(
-    namespace: str | None,
-    spec: Mapping[str, Any],
-    meta: Mapping[str, Any],
-    memo: kopf.Memo,
-    patch: kopf.Patch,
-    **kwargs: Any,
-) -> None:
-    """Poke a waiting resource (an annotation → the update handler) when its target's claims changed."""
-    claims: kopf.Index[str, ClaimEntry] = kwargs["claims"]
-    owner = f"{namespace}/{meta.get('name')}"
-    _peers, fingerprint = peers_of(
-        claims.get(target_key(namespace, spec), ()),
-        str(meta.get("uid")),
-        (str(meta.get("creationTimestamp") or ""), owner),
-    )
-    now = time.monotonic()
-    if fingerprint != memo.get("fingerprint") or now - memo.get("poked", now) > CONFIG.recheck_fallback:
-        memo["fingerprint"] = fingerprint
-        memo["poked"] = now
-        patch.metadata.annotations[RECHECK_ANNOTATION] = _now()
+#: uid → waiting resource; only touched on the event loop (handlers and the re-check loop).
+WAITING: dict[str, Waiting] = {}
+
+
+def _track(meta: Mapping[str, Any], waiting: Waiting | None) -> None:
+    uid = str(meta.get("uid"))
+    if waiting is None:
+        WAITING.pop(uid, None)
     else:
-        memo.setdefault("poked", now)
+        WAITING[uid] = waiting
+
+
+async def _poke(entry: Waiting) -> bool | None:
+    """Touch an annotation (→ the update handler runs): True when done, None when the resource is
+    gone, False when it must be retried at the next round."""
+    info = STATE.connection
+    if info is None:
+        return False
+    url = f"{info.server.rstrip('/')}/apis/{GROUP}/{VERSION}/namespaces/{entry.namespace}/{SCHEMAS}/{entry.name}"
+    payload = json.dumps({"metadata": {"annotations": {RECHECK_ANNOTATION: _now()}}})
+    try:
+        session = await _session()
+        async with session.patch(
+            url, data=payload, headers={"Content-Type": "application/merge-patch+json"}
+        ) as response:
+            if response.status == 404:
+                return None
+            response.raise_for_status()
+    except (TimeoutError, Settle, aiohttp.ClientError) as error:
+        log.warning("re-check of %s/%s failed: %s", entry.namespace, entry.name, type(error).__name__)
+        return False
+    return True
+
+
+async def _recheck_loop(claims: kopf.Index[str, ClaimEntry]) -> None:
+    """Poke each waiting resource when its target's claims changed, or after the fallback interval."""
+    while True:
+        await asyncio.sleep(CONFIG.recheck_interval)
+        try:
+            await _recheck(claims)
+        except Exception:  # never let the loop die: waiting resources would wait forever
+            log.exception("re-check of waiting resources failed")
+
+
+async def _recheck(claims: kopf.Index[str, ClaimEntry]) -> None:
+    for uid, entry in list(WAITING.items()):
+        _peers, fingerprint = peers_of(claims.get(entry.target, ()), uid, entry.order)
+        now = time.monotonic()
+        if fingerprint == entry.fingerprint and now - entry.poked <= CONFIG.recheck_fallback:
+            continue
+        done = await _poke(entry)
+        if WAITING.get(uid) is not entry:
+            continue  # reconciled meanwhile: it re-registered itself if it still waits
+        if done is None:
+            del WAITING[uid]
+        elif done:
+            entry.fingerprint, entry.poked = fingerprint, now
 
 
 def _delete(engine: Engine, plugin_id: str, owner: str, retain: bool) -> ApplyResult | None:
@@ -560,6 +616,7 @@ async def cleanup_schema(
     """Drop (Drop) or unregister (Retain) the plugin. Never PermanentError, never retries=/timeout=:
     kopf would remove the finalizer after a failed cleanup."""
     namespace = namespace or ""
+    _track(meta, None)  # a resource being deleted waits for nothing
     targets: kopf.Index[Any, Any] = kwargs["targets"]
     plugin_id = spec.get("pluginId")
     owner = f"{namespace}/{meta.get('name')}"

@@ -10,7 +10,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import Dialect as SADialect
-from sqlalchemy.schema import CreateColumn, CreateTable, SchemaItem
 
 from extschema import planning
 from extschema.model import FieldType
@@ -57,15 +56,9 @@ class Dialect:
 
     def render_ops(self, ops: Iterable[Op], backup_tag: str) -> list[str]:
         statements: list[str] = []
-        # Tables of one plan share a MetaData, so a table referencing one created before it needs
-        # no stand-in (building SQLAlchemy tables is most of the rendering time).
-        metadata = sa.MetaData()
         for op in ops:
             statements.extend(self.backup(op, backup_tag))
-            if isinstance(op, planning.CreateTable):
-                statements.extend(self.create_table(op.plugin_id, op.table, metadata))
-            else:
-                statements.extend(self.render(op))
+            statements.extend(self.render(op))
         return statements
 
     def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
@@ -232,74 +225,68 @@ class Dialect:
         ref = fk.references
         return self.namer.core_table(ref.table) if ref.is_core else self.namer.table(ref.plugin, ref.table)
 
-    def sa_table(
-        self, plugin_id: str, table: TableDef, rename: str | None = None, metadata: sa.MetaData | None = None
-    ) -> sa.Table:
-        """The table as a SQLAlchemy construct, for SQLAlchemy's DDL compiler.
+    def soft_quote(self, identifier: str) -> str:
+        """Quoted only where needed (a reserved word, upper case), as SQLAlchemy writes DDL."""
+        return str(self.sa_dialect.identifier_preparer.quote(identifier))
 
-        *rename* builds it under another name (a rebuild's scratch table); references to the
-        table itself then name the original, which the scratch table becomes. *metadata* may
-        hold tables built before (and stand-ins for referenced tables, replaced here).
-        """
-        metadata = metadata if metadata is not None else sa.MetaData()
-        physical = self.namer.table(plugin_id, table.name)
-        key = f"{physical.schema}.{rename or physical.name}" if physical.schema else (rename or physical.name)
-        if key in metadata.tables:
-            metadata.remove(metadata.tables[key])
-        columns: list[SchemaItem] = [self.id_column()]
-        for column in table.columns:
-            columns.append(self.sa_column(plugin_id, table.name, column))
-            fk = column.foreign_key
-            if fk is not None:
-                target = self.physical_target(plugin_id, fk)
-                if rename or (target.schema, target.name) != (physical.schema, physical.name):
-                    self._stub_table(metadata, target, fk.column)
-                columns.append(
-                    sa.ForeignKeyConstraint(
-                        [column.name],
-                        [f"{target}.{fk.column}"],
-                        name=self.namer.derived(plugin_id, table.name, [column.name], "fkey"),
-                        ondelete=_ON_DELETE[fk.on_delete],
-                    )
-                )
-        for unique in table.unique_together if self.inline_unique_together else ():
-            columns.append(
-                sa.UniqueConstraint(*unique.columns, name=self.index_name(plugin_id, table.name, unique, "key"))
-            )
-        return sa.Table(rename or physical.name, metadata, *columns, schema=physical.schema)
+    def soft_qualified(self, name: PhysicalName) -> str:
+        preparer = self.sa_dialect.identifier_preparer
+        table = self.soft_quote(name.name)
+        return f"{preparer.quote_schema(name.schema)}.{table}" if name.schema else table
 
-    def _stub_table(self, metadata: sa.MetaData, name: PhysicalName, column: str) -> None:
-        key = f"{name.schema}.{name.name}" if name.schema else name.name
-        if key not in metadata.tables:
-            sa.Table(name.name, metadata, sa.Column(column, sa.Integer), schema=name.schema)
-        elif column not in metadata.tables[key].c:
-            metadata.tables[key].append_column(sa.Column(column, sa.Integer))
-
-    def id_column(self) -> sa.Column[Any]:
+    def id_column_sql(self) -> str:
+        """The surrogate key's column definition."""
         raise NotImplementedError
 
-    def sa_column(self, plugin_id: str, table: str, column: ColumnDef) -> sa.Column[Any]:
-        args: list[SchemaItem] = []
+    def column_sql(self, plugin_id: str, table: str, column: ColumnDef) -> str:
+        """A column definition: name, type (compiled by SQLAlchemy's dialect), default, NOT NULL, CHECK."""
+        type_sql = self.sa_dialect.type_compiler_instance.process(self.column_type(plugin_id, column))
+        text = f"{self.soft_quote(column.name)} {type_sql}"
+        default = self.default_sql(column)
+        if default is not None:
+            text += f" DEFAULT {default}"
+        if not column.nullable:
+            text += " NOT NULL"
         checks = self.column_checks(column)
         if checks:
-            args.append(
-                sa.CheckConstraint(
-                    " AND ".join(f"({c})" for c in checks) if len(checks) > 1 else checks[0],
-                    name=self.namer.derived(plugin_id, table, [column.name], "check"),
-                )
-            )
-        default = self.default_sql(column)
-        return sa.Column(
-            column.name,
-            self.column_type(plugin_id, column),
-            *args,
-            nullable=column.nullable,
-            server_default=sa.text(default) if default is not None else None,
+            condition = " AND ".join(f"({c})" for c in checks) if len(checks) > 1 else checks[0]
+            name = self.namer.derived(plugin_id, table, [column.name], "check")
+            text += f" CONSTRAINT {self.soft_quote(name)} CHECK ({condition})"
+        return text
+
+    def foreign_key_sql(self, plugin_id: str, table: str, column: ColumnDef) -> str | None:
+        """The table constraint of a column's foreign key, if it has one."""
+        fk = column.foreign_key
+        if fk is None:
+            return None
+        name = self.namer.derived(plugin_id, table, [column.name], "fkey")
+        target = self.soft_qualified(self.physical_target(plugin_id, fk))
+        return (
+            f"CONSTRAINT {self.soft_quote(name)} FOREIGN KEY({self.soft_quote(column.name)}) "
+            f"REFERENCES {target} ({self.soft_quote(fk.column)}) ON DELETE {_ON_DELETE[fk.on_delete]}"
         )
 
-    def create_table(self, plugin_id: str, table: TableDef, metadata: sa.MetaData | None = None) -> list[str]:
-        sa_table = self.sa_table(plugin_id, table, metadata=metadata)
-        statements = [self.compile(CreateTable(sa_table))]
+    def create_table_sql(self, plugin_id: str, table: TableDef, rename: str | None = None) -> str:
+        """CREATE TABLE, laid out as SQLAlchemy's DDL compiler does (types, quoting and literals
+        come from SQLAlchemy's dialect; building SQLAlchemy Table objects was most of the time a
+        plan took to render).
+
+        *rename* creates it under another name (a rebuild's scratch table); references to the
+        table itself keep naming the original, which the scratch table becomes.
+        """
+        physical = self.namer.table(plugin_id, table.name)
+        items = [self.id_column_sql(), *(self.column_sql(plugin_id, table.name, c) for c in table.columns)]
+        items.append(f"PRIMARY KEY ({self.soft_quote('id')})")
+        items.extend(fk for c in table.columns if (fk := self.foreign_key_sql(plugin_id, table.name, c)))
+        for unique in table.unique_together if self.inline_unique_together else ():
+            name = self.index_name(plugin_id, table.name, unique)
+            columns = ", ".join(self.soft_quote(c) for c in unique.columns)
+            items.append(f"CONSTRAINT {self.soft_quote(name)} UNIQUE ({columns})")
+        name = self.soft_qualified(PhysicalName(physical.schema, rename or physical.name))
+        return f"CREATE TABLE {name} (\n\t" + ", \n\t".join(items) + "\n)"
+
+    def create_table(self, plugin_id: str, table: TableDef) -> list[str]:
+        statements = [self.create_table_sql(plugin_id, table)]
         statements.extend(self.create_index(plugin_id, table.name, index) for index in table.column_indexes())
         if not self.inline_unique_together:
             statements.extend(self.create_index(plugin_id, table.name, index) for index in table.unique_together)
@@ -322,8 +309,7 @@ class Dialect:
 
     def column_ddl(self, plugin_id: str, table: TableDef, column: ColumnDef) -> str:
         """The column definition as ADD COLUMN takes it (with its CHECK, default and FK)."""
-        sa_table = self.sa_table(plugin_id, table)
-        text = self.compile(CreateColumn(sa_table.c[column.name]))
+        text = self.column_sql(plugin_id, table.name, column)
         fk = column.foreign_key
         if fk is not None:
             target = self.physical_target(plugin_id, fk)
@@ -333,9 +319,6 @@ class Dialect:
                 f" ON DELETE {_ON_DELETE[fk.on_delete]}"
             )
         return text
-
-    def compile(self, construct: sa.schema.ExecutableDDLElement | sa.ClauseElement) -> str:
-        return str(construct.compile(dialect=self.sa_dialect)).strip()
 
     # --- execution support (used by the engine) --------------------------------------------
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.schema import CreateTable
 
 from extschema import naming, planning
 from extschema.dialects.base import Dialect, ErrorClass
@@ -64,9 +63,9 @@ class SqliteDialect(Dialect):
         # REGEXP is a function the engine registers on each connection (Python's re.search).
         return f"{quoted_column} REGEXP {self.literal(pattern)}"
 
-    def id_column(self) -> sa.Column[Any]:
-        # Exactly INTEGER PRIMARY KEY: an alias of the rowid.
-        return sa.Column("id", sa.Integer, primary_key=True)
+    def id_column_sql(self) -> str:
+        # INTEGER with PRIMARY KEY (id): an alias of the rowid.
+        return "id INTEGER NOT NULL"
 
     def native_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any] | None:
         match column.type:
@@ -133,7 +132,7 @@ class SqliteDialect(Dialect):
         """
         physical = self.namer.table(plugin_id, after.name)
         scratch = naming.fit(f"{physical.name}__rebuild")
-        create = self.compile(CreateTable(self.sa_table(plugin_id, after, rename=scratch)))
+        create = self.create_table_sql(plugin_id, after, rename=scratch)
         kept = ["id", *(c.name for c in after.columns if before.column(c.name) is not None)]
         columns = ", ".join(self.quote(c) for c in kept)
         statements = [
