@@ -348,6 +348,10 @@ def run(
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("pass -A (all namespaces) or one or more -n NAMESPACE")
-    handlers.configure(default_database=database)
+    # Room for kopf's long-lived watch streams (each watched kind per namespace, its peering, the CRD
+    # scan) plus 32 for requests; namespace patterns match an unknown number: leave kopf unlimited.
+    patterns = any(any(c in ns for c in "*?!,") for ns in namespaces)
+    streams = 0 if patterns else 4 + 3 * max(1, len(namespaces))
+    handlers.configure(default_database=database, api_connections=streams and streams + 32)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
     kopf.run(standalone=standalone, clusterwide=all_namespaces, namespaces=list(namespaces), liveness_endpoint=liveness)

@@ -334,11 +334,40 @@ class Engine:
 
     def registrations(self) -> list[Registration]:
         self.ensure_registry()
+        # The operator reads the whole registry on every reconcile: stored specs (the bulk of each
+        # row, JSON) are fetched only for checksums this engine has not parsed yet.
+        schemas = self.schemas
+        order = (schemas.c.registered_at, schemas.c.plugin_id)
         with self._transaction() as conn:
-            rows = conn.execute(
-                sa.select(self.schemas).order_by(self.schemas.c.registered_at, self.schemas.c.plugin_id)
-            )
-            return [self._registration_from_row(r) for r in rows]
+            c = schemas.c
+            narrow = (c.plugin_id, c.owner, c.version, c.checksum, c.status, c.error_message, c.tables)
+            stamps = (c.registered_at, c.activated_at, c.updated_at)
+            rows = conn.execute(sa.select(*narrow, *stamps).order_by(*order)).tuples().all()
+            missing = [r[0] for r in rows if r[3] not in self._specs]
+            if missing:
+                query = sa.select(c.checksum, c.schema_definition).where(c.plugin_id.in_(missing))
+                for checksum, definition in conn.execute(query):
+                    if checksum not in self._specs:
+                        self._specs[checksum] = ExtensionSchemaSpec.model_validate(definition)
+                if any(r[3] not in self._specs for r in rows):  # changed in between: read it whole
+                    return [self._registration_from_row(r) for r in conn.execute(sa.select(schemas).order_by(*order))]
+            specs = self._specs
+            return [
+                Registration(
+                    plugin_id=plugin,
+                    owner=owner,
+                    version=version,
+                    spec=specs[checksum],
+                    checksum=checksum,
+                    status=status,
+                    error_message=error,
+                    tables=list(tables),
+                    registered_at=registered,
+                    activated_at=activated,
+                    updated_at=updated,
+                )
+                for plugin, owner, version, checksum, status, error, tables, registered, activated, updated in rows
+            ]
 
     def registration(self, plugin_id: str, conn: Connection | None = None) -> Registration | None:
         if conn is None:

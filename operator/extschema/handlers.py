@@ -67,6 +67,10 @@ class Config:
     #: Delay before retrying a deletion blocked by dependents.
     blocked_retry: float = 5.0
     database_threads: int = 16
+    #: Connections kopf may open to the API server (0: unlimited, kopf's default). Each TLS connection
+    #: costs ~300 kB (asyncio's 256 kB read buffer alone); unlimited, a burst of changes opens hundreds.
+    #: Must leave room for the long-lived watch streams: ``extschema run`` sets it from the namespaces.
+    api_connections: int = 0
 
 
 CONFIG = Config(
@@ -121,13 +125,34 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
 
 
 @kopf.on.login(id="login")
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a pod the service account, else KUBECONFIG; kept for the operator's own GETs of Secrets."""
+async def login(**kwargs: Any) -> kopf.ConnectionInfo | kopf.AiohttpSession | None:
+    """In a pod the service account, else KUBECONFIG; kept for the operator's own GETs of Secrets.
+
+    kopf gets the same credentials as a session whose pool is bounded by ``CONFIG.api_connections``.
+    """
     info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-    if info is not None and info != STATE.connection:
+    if info is None:
+        return None
+    if info != STATE.connection:
         STATE.connection = info
         STATE.session = None  # rebuilt on next use with the new credentials
-    return info
+    if not CONFIG.api_connections:
+        return info
+    # What kopf builds for a ConnectionInfo (kopf/_cogs/clients/auth.py), with a bounded pool. kopf
+    # closes it when the credentials are refreshed.
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=CONFIG.api_connections, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        priority=info.priority,
+        default_namespace=info.default_namespace,
+        expiration=info.expiration,
+        aiohttp_session=session,
+    )
 
 
 @kopf.on.cleanup(id="close")
