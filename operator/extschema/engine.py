@@ -31,7 +31,7 @@ from extschema import dialects, naming, validation
 from extschema.dialects import Dialect, ErrorClass, RenderedPlan
 from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.planning import Plan
-from extschema.problems import Problem, ProblemError
+from extschema.problems import ProblemError
 
 STATUSES_SCHEMA = ("pending", "active", "failed")
 STATUSES_MIGRATION = ("pending", "executing", "executed", "failed", "rolled_back")
@@ -710,26 +710,35 @@ class Engine:
             )
 
     def delete(
-        self, plugin_id: str, render: Callable[[ExtensionSchemaSpec, str], RenderedPlan], retain: bool | None = None
+        self, plugin_id: str, teardown: Callable[[ExtensionSchemaSpec], Plan], retain: bool | None = None
     ) -> ApplyResult:
         """Remove a plugin: drop its objects (after backing up their data) or, with Retain, only
-        unregister it. Refused while another plugin depends on it."""
+        unregister it. Refused while another plugin depends on it.
+
+        *teardown* plans the drop from the registered spec; like :meth:`apply`, the plan is
+        rendered and run in one transaction under the plugin's lock, and :class:`StalePlan` is
+        raised when the registration changed after planning.
+        """
         self.ensure_registry()
         clock = time.perf_counter()
-        with self._transaction() as conn:
+        planned_from = self.registration(plugin_id)
+        if planned_from is None:
+            raise ProblemError.one(
+                "ES306", "plugin", f"plugin {plugin_id!r} is not registered; see `extschema status`", kind="refused"
+            )
+        keep = planned_from.spec.deletion_policy == "Retain" if retain is None else retain
+        plan = Plan(plugin_id, ()) if keep else teardown(planned_from.spec)
+        with self._transaction(self.dialect.needs_foreign_keys_off(plan)) as conn:
             current = self._locked_registration(conn, plugin_id)
+            if current.checksum != planned_from.checksum:
+                raise StalePlan(plugin_id)
             self._refuse_if_dependents(conn, plugin_id)
             self._verify_history(conn, plugin_id)
             migration_id = self._next_migration_id(conn, plugin_id)
-        keep = current.spec.deletion_policy == "Retain" if retain is None else retain
-        rendered = RenderedPlan((), ()) if keep else render(current.spec, migration_id)
-        with self._transaction(rendered.foreign_keys_off) as conn:
-            self._lock(conn, plugin_id)
-            if self.registration(plugin_id, conn) is None:
-                return ApplyResult(plugin_id, False, None, [])
-            self._refuse_if_dependents(conn, plugin_id)
+            rendered = self.dialect.render_plan(plan, backup_tag=f"m{migration_id}")
             self._run(conn, rendered.statements, rendered.foreign_keys_off)
             description = ["unregistered (tables retained)"] if keep else ["dropped all objects (data backed up)"]
+            duration = int((time.perf_counter() - clock) * 1000)
             self._record(
                 conn,
                 plugin_id,
@@ -741,11 +750,11 @@ class Engine:
                 rendered,
                 "executed",
                 _now(),
-                int((time.perf_counter() - clock) * 1000),
+                duration,
                 None,
             )
             conn.execute(sa.delete(self.schemas).where(self.schemas.c.plugin_id == plugin_id))
-        return ApplyResult(plugin_id, True, migration_id, description, int((time.perf_counter() - clock) * 1000))
+        return ApplyResult(plugin_id, True, migration_id, description, duration)
 
     def repair(self, plugin_id: str) -> list[str]:
         """Re-record the checksums of a plugin's migrations (after a deliberate edit)."""
@@ -813,7 +822,3 @@ def _database_message(error: BaseException) -> str:
     sqlstate = getattr(original, "sqlstate", None)
     first = text.splitlines()[0] if text else type(original).__name__
     return f"{first} (SQLSTATE {sqlstate})" if sqlstate else first
-
-
-def problems_text(problems: Sequence[Problem]) -> str:
-    return "; ".join(p.message for p in problems)

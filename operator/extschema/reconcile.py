@@ -388,9 +388,17 @@ def rollback(engine: Engine, plugin_id: str) -> ApplyResult:
 def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyResult:
     """Drop (or with Retain, unregister) a plugin; its objects are torn down in reverse order."""
 
-    def render(spec: ExtensionSchemaSpec, tag: str) -> RenderedPlan:
-        refs = reference_types(Snapshot.take(engine, [spec]), [])
-        teardown = planning.teardown(spec, refs)
-        return engine.dialect.render_plan(teardown, backup_tag=f"m{tag}")
+    def teardown(spec: ExtensionSchemaSpec) -> planning.Plan:
+        return planning.teardown(spec, reference_types(Snapshot.take(engine, [spec]), []))
 
-    return engine.delete(plugin_id, render, retain)
+    for _ in range(_STALE_RETRIES):
+        try:
+            return engine.delete(plugin_id, teardown, retain)
+        except StalePlan:
+            continue
+    raise ProblemError.one(
+        "ES403",
+        "database",
+        f"plugin {plugin_id!r} kept changing while it was being deleted; try again",
+        kind="retryable",
+    )
