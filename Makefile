@@ -1,11 +1,13 @@
 # The two front-door commands are `make demo` and `make test`; everything they need installs itself.
-PYTHON ?= python3
+# Everything runs in the project's virtual environment, installed from uv.lock by .ci/install-deps.
+VENV := .venv
+PYTHON ?= $(VENV)/bin/python
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
 .PHONY: install test lint unit demo demo-cli bench bench-operator e2e crds cluster-build cluster-up cluster-down clean
 
-$(STAMP): pyproject.toml .ci/install-deps
+$(STAMP): pyproject.toml uv.lock .ci/install-deps
 	bash .ci/install-deps
 	@mkdir -p .make && touch $(STAMP)
 
@@ -13,8 +15,9 @@ install: $(STAMP)
 
 lint: install
 	$(PYTHON) -m ruff check operator tests bench examples
+	$(PYTHON) -m ruff format --check operator tests bench examples
 	$(PYTHON) -m mypy
-	lint-imports
+	$(VENV)/bin/lint-imports
 
 test: install lint
 	$(PYTHON) -m tests.controlplane build
@@ -61,4 +64,4 @@ cluster-down:
 	$(PYTHON) -m tests.controlplane down
 
 clean:
-	rm -rf .make .cluster extschema.db .coverage
+	rm -rf .make .cluster extschema.db .coverage $(VENV)
