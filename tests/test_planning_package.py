@@ -16,21 +16,6 @@ import pytest
 from extschema import model, planning
 from extschema.model import EnumSpec, TargetRef
 from extschema.planning import changes, diff, ops, policy, resolved
-from extschema.planning.ops import (
-    AddColumn,
-    ChangeEnumValues,
-    CreateEnum,
-    CreateIndex,
-    CreatePluginNamespace,
-    CreateTable,
-    DropColumn,
-    DropEnum,
-    DropIndex,
-    DropPluginNamespace,
-    DropTable,
-    Op,
-    Plan,
-)
 from extschema.planning.resolved import ColumnDef, ForeignKeyDef, IndexDef, TableDef
 from extschema.problems import Problem, ProblemError
 
@@ -86,7 +71,7 @@ def grown_shop() -> Doc:
     return new
 
 
-def update_plan() -> Plan:
+def update_plan() -> ops.Plan:
     return planning.plan(parse(SHOP), parse(grown_shop()), REFS)
 
 
@@ -223,7 +208,7 @@ def test_resolved_knows_relationships_and_origins() -> None:
 # --- serialised form ----------------------------------------------------------------------------
 
 
-def _sample_ops() -> list[Op]:
+def _sample_ops() -> list[ops.Op]:
     """One operation of every kind, with rich content (enum labels, FKs, defaults, None, floats)."""
     state = planning.resolve(parse(SHOP), REFS)
     order, line = state.table("order"), state.table("line")
@@ -234,30 +219,31 @@ def _sample_ops() -> list[Op]:
     with_note = dataclasses.replace(line, columns=(*line.columns, note))
     index = IndexDef(("code", "title"), True, "code_title")
     return [
-        CreatePluginNamespace("shop"),
-        DropPluginNamespace("shop"),
-        CreateEnum("shop", status),
-        DropEnum("shop", status),
-        ChangeEnumValues("shop", status, grown, ((order, order.with_enum(grown)),)),
-        CreateTable("shop", order),
-        DropTable("shop", line),
-        AddColumn("shop", line, with_note, note),
-        DropColumn("shop", with_note, line, note),
-        CreateIndex("shop", "order", index),
-        DropIndex("shop", "order", IndexDef(("state",))),
+        ops.CreatePluginNamespace("shop"),
+        ops.DropPluginNamespace("shop"),
+        ops.CreateEnum("shop", status),
+        ops.DropEnum("shop", status),
+        ops.ChangeEnumValues("shop", status, grown, ((order, order.with_enum(grown)),)),
+        ops.CreateTable("shop", order),
+        ops.DropTable("shop", line),
+        ops.AddColumn("shop", line, with_note, note),
+        ops.DropColumn("shop", with_note, line, note),
+        ops.CreateIndex("shop", "order", index),
+        ops.DropIndex("shop", "order", IndexDef(("state",))),
     ]
 
 
 def test_samples_cover_every_operation_kind() -> None:
-    def subclasses(cls: type[Op]) -> set[type[Op]]:
+    def subclasses(cls: type[ops.Op]) -> set[type[ops.Op]]:
         return {c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))}
 
-    assert {type(op) for op in _sample_ops()} == subclasses(Op) == set(ops.KINDS.values())
+    concrete = {cls for cls in subclasses(ops.Op) if not cls.__name__.startswith("_")}
+    assert {type(op) for op in _sample_ops()} == concrete == set(ops.KINDS.values())
     assert all(kind == cls.KIND for kind, cls in ops.KINDS.items())
 
 
 @pytest.mark.parametrize("op", _sample_ops(), ids=lambda op: type(op).__name__)
-def test_every_operation_round_trips_through_its_serialised_form(op: Op) -> None:
+def test_every_operation_round_trips_through_its_serialised_form(op: ops.Op) -> None:
     data = op.to_dict()
     assert data["kind"] == type(op).KIND
     # JSON values only: the text reads back to the same dict.
@@ -279,29 +265,31 @@ def _keys_sorted(value: Any) -> bool:
 def test_serialised_form_is_sorted_and_leaves_defaults_out() -> None:
     for op in _sample_ops():
         assert _keys_sorted(op.to_dict())
-    plain = CreateIndex("p", "t", IndexDef(("a",)))
+    plain = ops.CreateIndex("p", "t", IndexDef(("a",)))
     assert plain.to_dict() == {"index": {"columns": ["a"]}, "kind": "create_index", "plugin_id": "p", "table": "t"}
-    column = AddColumn("p", TableDef("t", ()), TableDef("t", ()), ColumnDef("c", "Int", default=0, nullable=False))
+    column = ops.AddColumn("p", TableDef("t", ()), TableDef("t", ()), ColumnDef("c", "Int", default=0, nullable=False))
     assert column.to_dict()["column"] == {"default": 0, "name": "c", "nullable": False, "type": "Int"}
 
 
 def test_serialised_form_does_not_depend_on_dict_order() -> None:
     one = EnumSpec(name="e", values=["a", "b"], localization={"fr": {"a": "A", "b": "B"}, "de": {"b": "Be"}})
     two = EnumSpec(name="e", values=["a", "b"], localization={"de": {"b": "Be"}, "fr": {"b": "B", "a": "A"}})
-    assert ops.canonical_json(CreateEnum("p", one).to_dict()) == ops.canonical_json(CreateEnum("p", two).to_dict())
-    assert list(CreateEnum("p", two).to_dict()["enum"]["localization"]) == ["de", "fr"]
+    assert ops.canonical_json(ops.CreateEnum("p", one).to_dict()) == ops.canonical_json(
+        ops.CreateEnum("p", two).to_dict()
+    )
+    assert list(ops.CreateEnum("p", two).to_dict()["enum"]["localization"]) == ["de", "fr"]
 
 
 def test_plan_round_trips_and_rejects_other_forms() -> None:
     plan = update_plan()
     data = plan.to_dict()
     assert data["format"] == ops.FORMAT and data["plugin_id"] == "shop"
-    assert Plan.from_dict(json.loads(ops.canonical_json(data))) == plan
-    assert Plan.from_dict(plan.reverse().to_dict()) == plan.reverse()
+    assert ops.Plan.from_dict(json.loads(ops.canonical_json(data))) == plan
+    assert ops.Plan.from_dict(plan.reverse().to_dict()) == plan.reverse()
     with pytest.raises(ValueError, match="format"):
-        Plan.from_dict({**data, "format": 99})
+        ops.Plan.from_dict({**data, "format": 99})
     with pytest.raises(ValueError, match="malformed plan"):
-        Plan.from_dict({"format": ops.FORMAT, "ops": []})
+        ops.Plan.from_dict({"format": ops.FORMAT, "ops": []})
 
 
 @pytest.mark.parametrize(
@@ -321,7 +309,7 @@ def test_from_dict_rejects_what_is_not_an_operation(data: Doc, message: str) -> 
 
 def test_from_dict_reads_explicit_nulls_as_none() -> None:
     data = {"kind": "drop_index", "plugin_id": "p", "table": "t", "index": {"columns": ["a"], "name": None}}
-    assert ops.from_dict(data) == DropIndex("p", "t", IndexDef(("a",)))
+    assert ops.from_dict(data) == ops.DropIndex("p", "t", IndexDef(("a",)))
 
 
 def test_canonical_json_refuses_nan() -> None:
@@ -355,7 +343,10 @@ def test_golden_plan() -> None:
 
 
 def test_every_change_kind_has_a_policy() -> None:
-    kinds = set(changes.Change.__subclasses__())
+    def subclasses(cls: type[changes.Change]) -> set[type[changes.Change]]:
+        return {c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))}
+
+    kinds = {cls for cls in subclasses(changes.Change) if not cls.__name__.startswith("_")}
     assert kinds == policy.ADDITIVE | set(policy.REFUSED)
     assert not policy.ADDITIVE & set(policy.REFUSED)
 

@@ -26,71 +26,77 @@ class Change:
         raise NotImplementedError
 
 
-# --- additive ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _OfEnum(Change):
+    enum: EnumSpec
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class EnumAdded(Change):
-    enum: EnumSpec
+class _OfEnumValues(Change):
+    before: EnumSpec
+    after: EnumSpec
 
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _OfTable(Change):
+    table: TableDef
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _OfColumn(Change):
+    table: str
+    column: ColumnDef
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _OfIndex(Change):
+    table: str
+    index: IndexDef
+    label: str  # the spec's list: indexes or uniqueConstraints
+
+    def entry(self) -> str:
+        return f"{self.label} entry on ({', '.join(self.index.columns)}) of {self.table}"
+
+
+# --- additive ----------------------------------------------------------------------------------
+
+
+class EnumAdded(_OfEnum):
     def describe(self) -> str:
         return f"enum {self.enum.name!r} was added"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class EnumValuesAdded(Change):
-    before: EnumSpec
-    after: EnumSpec
-
+class EnumValuesAdded(_OfEnumValues):
     def describe(self) -> str:
         added = [v for v in self.after.values if v not in self.before.values]
         return f"values {', '.join(added)} were added to enum {self.after.name!r}"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TableAdded(Change):
-    table: TableDef
-
+class TableAdded(_OfTable):
     def describe(self) -> str:
         return f"table {self.table.name!r} was added"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ColumnAdded(Change):
-    table: str
-    column: ColumnDef
-
+class ColumnAdded(_OfColumn):
     def describe(self) -> str:
         return f"field {self.table}.{self.column.name} was added"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class IndexAdded(Change):
-    table: str
-    index: IndexDef
-    label: str  # the spec's list: indexes or uniqueConstraints
-
+class IndexAdded(_OfIndex):
     def describe(self) -> str:
-        return f"{self.label} entry on ({', '.join(self.index.columns)}) of {self.table} was added"
+        return f"{self.entry()} was added"
 
 
 # --- not additive ------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class EnumRemoved(Change):
-    enum: EnumSpec
-
+class EnumRemoved(_OfEnum):
     def describe(self) -> str:
         return f"enum {self.enum.name!r} was removed"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class EnumValuesChanged(Change):
+class EnumValuesChanged(_OfEnumValues):
     """Values removed or reordered (adding only is :class:`EnumValuesAdded`)."""
-
-    before: EnumSpec
-    after: EnumSpec
 
     def describe(self) -> str:
         return (
@@ -99,19 +105,12 @@ class EnumValuesChanged(Change):
         )
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TableRemoved(Change):
-    table: TableDef
-
+class TableRemoved(_OfTable):
     def describe(self) -> str:
         return f"table {self.table.name!r} was removed"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ColumnRemoved(Change):
-    table: str
-    column: ColumnDef
-
+class ColumnRemoved(_OfColumn):
     def describe(self) -> str:
         return f"field {self.table}.{self.column.name} was removed"
 
@@ -133,12 +132,8 @@ class ColumnChanged(Change):
         return f"field {self.table}.{self.before.name} changed ({changed})"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RequiredColumnAdded(Change):
+class RequiredColumnAdded(_OfColumn):
     """A new NOT NULL column without a default: existing rows would have no value."""
-
-    table: str
-    column: ColumnDef
 
     def describe(self) -> str:
         return (
@@ -146,13 +141,8 @@ class RequiredColumnAdded(Change):
         )
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class IndexRemoved(Change):
+class IndexRemoved(_OfIndex):
     """An index or unique constraint removed — or changed, which is the old one removed."""
 
-    table: str
-    index: IndexDef
-    label: str
-
     def describe(self) -> str:
-        return f"{self.label} entry on ({', '.join(self.index.columns)}) of {self.table} was removed or changed"
+        return f"{self.entry()} was removed or changed"

@@ -46,7 +46,6 @@ class Op:
         return _sorted({"kind": self.KIND, **_encode(self)})
 
 
-@dataclasses.dataclass(frozen=True)
 class CreatePluginNamespace(Op):
     KIND = "create_plugin_namespace"
 
@@ -57,7 +56,6 @@ class CreatePluginNamespace(Op):
         return f"create namespace for plugin {self.plugin_id}"
 
 
-@dataclasses.dataclass(frozen=True)
 class DropPluginNamespace(Op):
     KIND = "drop_plugin_namespace"
 
@@ -69,9 +67,12 @@ class DropPluginNamespace(Op):
 
 
 @dataclasses.dataclass(frozen=True)
-class CreateEnum(Op):
-    KIND = "create_enum"
+class _EnumOp(Op):
     enum: EnumSpec
+
+
+class CreateEnum(_EnumOp):
+    KIND = "create_enum"
 
     def reverse(self) -> Op:
         return DropEnum(self.plugin_id, self.enum)
@@ -80,10 +81,8 @@ class CreateEnum(Op):
         return f"create enum {self.enum.name} ({', '.join(self.enum.values)})"
 
 
-@dataclasses.dataclass(frozen=True)
-class DropEnum(Op):
+class DropEnum(_EnumOp):
     KIND = "drop_enum"
-    enum: EnumSpec
 
     def reverse(self) -> Op:
         return CreateEnum(self.plugin_id, self.enum)
@@ -120,9 +119,12 @@ class ChangeEnumValues(Op):
 
 
 @dataclasses.dataclass(frozen=True)
-class CreateTable(Op):
-    KIND = "create_table"
+class _TableOp(Op):
     table: TableDef
+
+
+class CreateTable(_TableOp):
+    KIND = "create_table"
 
     def reverse(self) -> Op:
         return DropTable(self.plugin_id, self.table)
@@ -131,10 +133,8 @@ class CreateTable(Op):
         return f"create table {self.table.name} ({len(self.table.columns) + 1} columns)"
 
 
-@dataclasses.dataclass(frozen=True)
-class DropTable(Op):
+class DropTable(_TableOp):
     KIND = "drop_table"
-    table: TableDef
 
     def reverse(self) -> Op:
         return CreateTable(self.plugin_id, self.table)
@@ -144,11 +144,16 @@ class DropTable(Op):
 
 
 @dataclasses.dataclass(frozen=True)
-class AddColumn(Op):
-    KIND = "add_column"
+class _ColumnOp(Op):
+    """One column added or dropped, with the table as it is before and after."""
+
     before: TableDef
     after: TableDef
     column: ColumnDef
+
+
+class AddColumn(_ColumnOp):
+    KIND = "add_column"
 
     def reverse(self) -> Op:
         return DropColumn(self.plugin_id, self.after, self.before, self.column)
@@ -157,12 +162,8 @@ class AddColumn(Op):
         return f"add column {self.before.name}.{self.column.name} ({self.column.type})"
 
 
-@dataclasses.dataclass(frozen=True)
-class DropColumn(Op):
+class DropColumn(_ColumnOp):
     KIND = "drop_column"
-    before: TableDef
-    after: TableDef
-    column: ColumnDef
 
     def reverse(self) -> Op:
         return AddColumn(self.plugin_id, self.after, self.before, self.column)
@@ -172,10 +173,13 @@ class DropColumn(Op):
 
 
 @dataclasses.dataclass(frozen=True)
-class CreateIndex(Op):
-    KIND = "create_index"
+class _IndexOp(Op):
     table: str
     index: IndexDef
+
+
+class CreateIndex(_IndexOp):
+    KIND = "create_index"
 
     def reverse(self) -> Op:
         return DropIndex(self.plugin_id, self.table, self.index)
@@ -185,11 +189,8 @@ class CreateIndex(Op):
         return f"create {kind} on {self.table} ({', '.join(self.index.columns)})"
 
 
-@dataclasses.dataclass(frozen=True)
-class DropIndex(Op):
+class DropIndex(_IndexOp):
     KIND = "drop_index"
-    table: str
-    index: IndexDef
 
     def reverse(self) -> Op:
         return CreateIndex(self.plugin_id, self.table, self.index)
