@@ -7,7 +7,9 @@ import dataclasses
 import gc
 import json
 import os
+import re
 import weakref
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +312,12 @@ def test_from_dict_rejects_what_is_not_an_operation(data: Doc, message: str) -> 
 def test_from_dict_reads_explicit_nulls_as_none() -> None:
     data = {"kind": "drop_index", "plugin_id": "p", "table": "t", "index": {"columns": ["a"], "name": None}}
     assert ops.from_dict(data) == ops.DropIndex("p", "t", IndexDef(("a",)))
+
+
+def test_values_without_a_json_form_are_refused_when_serialising() -> None:
+    column = ColumnDef("price", "Decimal", default=Decimal("1.10"))
+    with pytest.raises(TypeError, match=re.escape("Decimal value Decimal('1.10') has no serialised form")):
+        ops.AddColumn("p", TableDef("t", ()), TableDef("t", (column,)), column).to_dict()
 
 
 def test_canonical_json_refuses_nan() -> None:

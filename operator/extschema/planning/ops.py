@@ -288,7 +288,10 @@ def _encode(value: Any) -> Any:
         return _sorted({str(k): _encode(v) for k, v in value.items()})
     if isinstance(value, tuple | list):
         return [_encode(v) for v in value]
-    return value
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    # Anything else (a Decimal, a date) would need a form of its own: fail here, not when hashing.
+    raise TypeError(f"{type(value).__name__} value {value!r} has no serialised form")
 
 
 @functools.cache

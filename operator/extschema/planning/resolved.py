@@ -14,6 +14,7 @@ the same types gets the same object. The cache holds specs weakly and forgets th
 from __future__ import annotations
 
 import dataclasses
+import types
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -341,7 +342,9 @@ def _origins(spec: ExtensionSchemaSpec, fks: Sequence[ForeignKey], joins: Sequen
             columns.setdefault((table_name, field.name), f"{tables[table_name]}.fields[{position}]")
     for fk in fks:
         columns.setdefault((fk.table, fk.column), f"spec.relationships[{fk.relationship}]")
-    return Origins(tables, columns, frozenset(t.name for t in spec.tables))
+    # Read-only: a resolved schema is shared by every reader of the spec.
+    declared = frozenset(t.name for t in spec.tables)
+    return Origins(types.MappingProxyType(tables), types.MappingProxyType(columns), declared)
 
 
 def _creation_order(plugin_id: str, tables: Sequence[TableDef]) -> tuple[TableDef, ...]:
