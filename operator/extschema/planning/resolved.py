@@ -343,8 +343,8 @@ def _origins(spec: ExtensionSchemaSpec, fks: Sequence[ForeignKey], joins: Sequen
     for fk in fks:
         columns.setdefault((fk.table, fk.column), f"spec.relationships[{fk.relationship}]")
     # Read-only: a resolved schema is shared by every reader of the spec.
-    declared = frozenset(t.name for t in spec.tables)
-    return Origins(types.MappingProxyType(tables), types.MappingProxyType(columns), declared)
+    spec_tables = frozenset(t.name for t in spec.tables)
+    return Origins(types.MappingProxyType(tables), types.MappingProxyType(columns), spec_tables)
 
 
 def _creation_order(plugin_id: str, tables: Sequence[TableDef]) -> tuple[TableDef, ...]:
