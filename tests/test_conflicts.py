@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from extschema import conflicts, dialects, model, naming, planning, validation
+from extschema import dialects, model, naming, planning, validation
 from extschema.conflicts import Claim, dependency_order, detect
 from extschema.naming import Namer
 from extschema.problems import Problem
@@ -483,8 +483,3 @@ def test_dependency_order_ignores_unknown_dependencies_and_survives_cycles() -> 
     assert ids(dependency_order(cyclic)) == ["b", "a"]
     assert ids(dependency_order(list(reversed(cyclic)))) == ["b", "a"]
     assert ids(dependency_order([])) == []
-
-
-def test_permissive_types_accept_any_column() -> None:
-    types = conflicts._PermissiveTypes()
-    assert types.get(("any", "table")).get("whatever") == "BigInt"

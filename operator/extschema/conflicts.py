@@ -37,8 +37,7 @@ def _physical_names(claim: Claim, namer: Namer) -> Iterator[tuple[str, str, str]
     tables and indexes (schema-wide on PostgreSQL, database-wide on SQLite), and on PostgreSQL
     the key index, identity sequence and row type of each table and the enum types."""
     spec = claim.spec
-    desired = planning.desired_state(spec, _PermissiveTypes())
-    for table in desired.tables:
+    for table in planning.shape(spec).tables:
         physical = namer.table(spec.plugin_id, table.name)
         scope = f"{physical.schema}." if physical.schema else ""
         yield str(physical), "table", f"table {table.name}"
@@ -51,18 +50,6 @@ def _physical_names(claim: Claim, namer: Namer) -> Iterator[tuple[str, str, str]
     if namer.style == "schema":
         for enum in spec.enums:
             yield str(namer.enum_type(spec.plugin_id, enum.name)), "enum", f"enum {enum.name}"
-
-
-class _PermissiveTypes(dict[tuple[str, str], dict[str, FieldType | None]]):
-    """Reference types that accept any column, so naming can be computed before references resolve."""
-
-    def get(self, key: object, default: object = None) -> dict[str, FieldType | None]:
-        return _AnyColumn()
-
-
-class _AnyColumn(dict[str, FieldType | None]):
-    def get(self, key: object, default: object = None) -> FieldType:
-        return "BigInt"
 
 
 def detect(
@@ -145,8 +132,7 @@ def _references(claim: Claim, effective: dict[str, Claim], core: planning.Refere
                 f"{claim.owner!r} depends on plugin {dependency!r}, which is not registered and not being "
                 "applied; apply it first (or together), or remove it from dependsOn",
             )
-    fks, joins = model.resolve_relationships(spec)
-    for fk in [*fks, *(f for j in joins for f in (j.left, j.right))]:
+    for fk in planning.shape(spec).references():
         path = f"spec.relationships[{fk.relationship}]"
         target = fk.references
         if target.plugin == spec.plugin_id:

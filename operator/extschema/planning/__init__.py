@@ -1,0 +1,76 @@
+"""From specs to ordered, reversible operations.
+
+- :mod:`.resolved` — the resolved schema of a spec (tables, columns, indexes; relationships
+  turned into columns), computed once per spec and read by conflicts, planning and dialects;
+- :mod:`.ops` — operations with their reverse and a stable serialised form;
+- :mod:`.diff` — what changed between two resolved schemas, one module per object kind;
+- :mod:`.policy` — which changes are allowed (today: additive ones; others are ES301/ES302);
+- :mod:`.planner` — :func:`plan` and :func:`teardown`, tying them together.
+
+Every name other modules used from the former ``planning`` module is exported here.
+"""
+
+from __future__ import annotations
+
+from extschema.planning.ops import (
+    AddColumn,
+    ChangeEnumValues,
+    CreateEnum,
+    CreateIndex,
+    CreatePluginNamespace,
+    CreateTable,
+    DropColumn,
+    DropEnum,
+    DropIndex,
+    DropPluginNamespace,
+    DropTable,
+    Op,
+    Plan,
+)
+from extschema.planning.planner import plan, teardown
+from extschema.planning.resolved import (
+    DEFAULT_STRING_LENGTH,
+    ID_TYPE,
+    ColumnDef,
+    Desired,
+    ForeignKeyDef,
+    IndexDef,
+    ReferenceTypes,
+    Resolved,
+    TableDef,
+    desired_state,
+    reference_types_of,
+    resolve,
+    shape,
+)
+
+__all__ = [
+    "DEFAULT_STRING_LENGTH",
+    "ID_TYPE",
+    "AddColumn",
+    "ChangeEnumValues",
+    "ColumnDef",
+    "CreateEnum",
+    "CreateIndex",
+    "CreatePluginNamespace",
+    "CreateTable",
+    "Desired",
+    "DropColumn",
+    "DropEnum",
+    "DropIndex",
+    "DropPluginNamespace",
+    "DropTable",
+    "ForeignKeyDef",
+    "IndexDef",
+    "Op",
+    "Plan",
+    "ReferenceTypes",
+    "Resolved",
+    "TableDef",
+    "desired_state",
+    "plan",
+    "reference_types_of",
+    "resolve",
+    "shape",
+    "teardown",
+]

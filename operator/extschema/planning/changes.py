@@ -1,0 +1,148 @@
+"""Changes: what differs between two resolved schemas of a plugin, as typed facts.
+
+The diff (:mod:`extschema.planning.diff`) finds changes; the policy
+(:mod:`extschema.planning.policy`) decides which of them may happen. A change carries the
+operations that carry it out — none for kinds extschema cannot carry out yet — and says what
+happened in words; the policy adds why it is refused and what to do instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from extschema.model import EnumSpec
+from extschema.planning.ops import Op
+from extschema.planning.resolved import ColumnDef, IndexDef, TableDef
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Change:
+    """One difference; *path* locates it in the new spec."""
+
+    path: str
+    ops: tuple[Op, ...] = ()
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _OfEnum(Change):
+    enum: EnumSpec
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _OfEnumValues(Change):
+    before: EnumSpec
+    after: EnumSpec
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _OfTable(Change):
+    table: TableDef
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _OfColumn(Change):
+    table: str
+    column: ColumnDef
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _OfIndex(Change):
+    table: str
+    index: IndexDef
+    label: str  # the spec's list: indexes or uniqueConstraints
+
+    def entry(self) -> str:
+        return f"{self.label} entry on ({', '.join(self.index.columns)}) of {self.table}"
+
+
+# --- additive ----------------------------------------------------------------------------------
+
+
+class EnumAdded(_OfEnum):
+    def describe(self) -> str:
+        return f"enum {self.enum.name!r} was added"
+
+
+class EnumValuesAdded(_OfEnumValues):
+    def describe(self) -> str:
+        added = [v for v in self.after.values if v not in self.before.values]
+        return f"values {', '.join(added)} were added to enum {self.after.name!r}"
+
+
+class TableAdded(_OfTable):
+    def describe(self) -> str:
+        return f"table {self.table.name!r} was added"
+
+
+class ColumnAdded(_OfColumn):
+    def describe(self) -> str:
+        return f"field {self.table}.{self.column.name} was added"
+
+
+class IndexAdded(_OfIndex):
+    def describe(self) -> str:
+        return f"{self.entry()} was added"
+
+
+# --- not additive ------------------------------------------------------------------------------
+
+
+class EnumRemoved(_OfEnum):
+    def describe(self) -> str:
+        return f"enum {self.enum.name!r} was removed"
+
+
+class EnumValuesChanged(_OfEnumValues):
+    """Values removed or reordered (adding only is :class:`EnumValuesAdded`)."""
+
+    def describe(self) -> str:
+        return (
+            f"enum {self.after.name!r} values were removed or reordered ({', '.join(self.before.values)} → "
+            f"{', '.join(self.after.values)})"
+        )
+
+
+class TableRemoved(_OfTable):
+    def describe(self) -> str:
+        return f"table {self.table.name!r} was removed"
+
+
+class ColumnRemoved(_OfColumn):
+    def describe(self) -> str:
+        return f"field {self.table}.{self.column.name} was removed"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ColumnChanged(Change):
+    table: str
+    before: ColumnDef
+    after: ColumnDef
+
+    def describe(self) -> str:
+        names = [
+            f.name for f in dataclasses.fields(ColumnDef) if getattr(self.before, f.name) != getattr(self.after, f.name)
+        ]
+        changed = ", ".join(
+            f"{name}: {getattr(self.before, name)!r} → {getattr(self.after, name)!r}" if name != "enum" else "enum"
+            for name in names
+        )
+        return f"field {self.table}.{self.before.name} changed ({changed})"
+
+
+class RequiredColumnAdded(_OfColumn):
+    """A new NOT NULL column without a default: existing rows would have no value."""
+
+    def describe(self) -> str:
+        return (
+            f"new required field {self.table}.{self.column.name} has no default, so existing rows would have no value"
+        )
+
+
+class IndexRemoved(_OfIndex):
+    """An index or unique constraint removed — or changed, which is the old one removed."""
+
+    def describe(self) -> str:
+        return f"{self.entry()} was removed or changed"
