@@ -19,6 +19,11 @@ import kopf
 from extschema import conditions
 from extschema.conditions import Outcome
 from extschema.problems import ProblemError
+from extschema.status_model import ExtensionSchemaStatus, LastMigration
+
+#: Bounds of status.lastMigration.changes in the CRD (see extschema.status_model).
+MAX_CHANGES = 4096
+MAX_CHANGE = 1024
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -130,23 +135,25 @@ def cleanup_waits(
 def applied_fields(registration: Any, result: Any, version: str) -> dict[str, Any]:
     """Status fields after a successful reconcile: what the registry says, and the migration if one ran.
 
-    *registration* is the engine's registration (None if absent) and *result* its ApplyResult.
+    *registration* is the engine's registration (None if absent) and *result* its ApplyResult. Built
+    through :class:`~extschema.status_model.ExtensionSchemaStatus`, so every field is one the CRD declares
+    (lines of ``changes`` are cut to the declared bound rather than have the status patch refused).
     """
-    fields: dict[str, Any] = {}
+    status = ExtensionSchemaStatus()
     if registration is not None:
-        fields.update(
-            appliedVersion=registration.version,
-            appliedChecksum=registration.checksum,
-            tables=list(registration.tables),
-        )
+        status.applied_version = registration.version
+        status.applied_checksum = registration.checksum
+        status.tables = list(registration.tables)
     if result.changed:
-        fields["lastMigration"] = {
-            "id": result.migration_id,
-            "version": version,
-            "changes": result.description[:4096],
-            "durationMs": result.duration_ms or 0,
-            "time": now(),
-        }
+        status.last_migration = LastMigration(
+            id=result.migration_id,
+            version=version,
+            changes=[line[:MAX_CHANGE] for line in result.description[:MAX_CHANGES]],
+            duration_ms=result.duration_ms or 0,
+            time=datetime.datetime.now(datetime.UTC),
+        )
+    fields = status.dump()
+    del fields["conditions"]  # recomputed from the outcome by status_fn
     return fields
 
 
