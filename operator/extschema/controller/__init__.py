@@ -8,7 +8,7 @@ Importing it registers the handlers with kopf (``extschema run`` does). One conc
 from __future__ import annotations
 
 from extschema.controller import handlers
-from extschema.controller.runtime import Runtime, memo_for, runtime
+from extschema.controller.runtime import Runtime, memo_for
 from extschema.controller.settings import Config, Settings
 
-__all__ = ["Config", "Runtime", "Settings", "handlers", "memo_for", "runtime"]
+__all__ = ["Config", "Runtime", "Settings", "handlers", "memo_for"]
