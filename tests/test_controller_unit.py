@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -250,11 +251,12 @@ def test_duration_ms(text: str | None, expected: int) -> None:
     assert targets.duration_ms(text, 5) == expected
 
 
-def test_engines_are_shared_per_database_and_closed() -> None:
+def test_engines_are_shared_per_database_and_closed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
     engines = targets.Engines()
-    one = engines.get(targets.Target("default", "default", "sqlite://"))
-    assert engines.get(targets.Target("k", "other label", "sqlite://")) is one
-    assert engines.get(targets.Target("k", "k", "sqlite://", lock_timeout_ms=1)) is not one and len(engines) == 2
+    one = engines.get(targets.Target("default", "default", url))
+    assert engines.get(targets.Target("k", "other label", url)) is one
+    assert engines.get(targets.Target("k", "k", url, lock_timeout_ms=1)) is not one and len(engines) == 2
     engines.close()
     assert len(engines) == 0
 
@@ -351,3 +353,41 @@ def test_operator_state_lives_in_the_memo() -> None:
     assert runtime.runtime(copied) is state
     fresh = kopf.Memo()
     assert runtime.runtime(fresh) is runtime.runtime(fresh) is not state
+
+
+# --- DatabaseTarget handlers, called as kopf calls them ----------------------------------------------
+
+
+def _target_call(handler: Any, spec: Mapping[str, Any], memo: kopf.Memo) -> tuple[kopf.Patch, Any]:
+    patch = kopf.Patch()
+    body = kopf.Body({"metadata": {"name": "db", "namespace": "ns", "generation": 1}, "spec": dict(spec)})
+    kwargs = {"spec": spec, "namespace": "ns", "name": "db", "patch": patch, "memo": memo, "retry": 1}
+    try:
+        return patch, asyncio.run(handler(body=body, logger=logging.getLogger("test"), **kwargs))
+    except kopf.TemporaryError as error:
+        return patch, error
+
+
+def test_connect_reports_backend_and_version(events: list[dict[str, Any]], tmp_path: Path) -> None:
+    from extschema.controller import handlers
+
+    memo = runtime.memo_for(settings.Settings())
+    patch, result = _target_call(handlers.connect_target, {"url": f"sqlite:///{tmp_path / 'app.db'}"}, memo)
+    written = _applied(patch, {})
+    assert result is None and written["backend"] == "sqlite" and written["serverVersion"]
+    DatabaseTargetStatus.model_validate(written)
+    assert len(runtime.runtime(memo).engines) == 1
+    runtime.runtime(memo).engines.close()
+
+
+def test_connect_retries_but_the_ping_timer_does_not(events: list[dict[str, Any]]) -> None:
+    from extschema.controller import handlers
+
+    memo = runtime.memo_for(settings.Settings())
+    spec = {"urlSecretRef": {"name": "s"}}  # no credentials yet: TargetNotFound, a retried reason
+    _, retried = _target_call(handlers.connect_target, spec, memo)
+    assert isinstance(retried, kopf.TemporaryError) and retried.delay == conditions.backoff(1)
+    patch, result = _target_call(handlers.ping_target, spec, memo)
+    assert result is None
+    ready = conditions.current(_applied(patch, {})["conditions"])
+    assert ready is not None and ready["reason"] == "TargetNotFound"

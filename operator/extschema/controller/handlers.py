@@ -187,21 +187,15 @@ async def reconcile_schema(
 
 @kopf.on.delete(GROUP, VERSION, SCHEMAS, id="cleanup")
 async def cleanup_schema(
-    body: kopf.Body,
-    spec: Mapping[str, Any],
-    meta: Mapping[str, Any],
-    status: Mapping[str, Any],
-    namespace: str | None,
-    patch: kopf.Patch,
-    retry: int,
-    logger: Logger,
-    memo: kopf.Memo,
-    **kwargs: Any,
+    body: kopf.Body, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any], **kwargs: Any
 ) -> None:
     """Drop (Drop) or unregister (Retain) the plugin. Never PermanentError, never retries=/timeout=:
     kopf would remove the finalizer after a failed cleanup."""
-    run = runtime(memo)
-    namespace = namespace or ""
+    run = runtime(kwargs["memo"])
+    namespace: str = kwargs["namespace"] or ""
+    patch: kopf.Patch = kwargs["patch"]
+    retry: int = kwargs["retry"]
+    logger: Logger = kwargs["logger"]
     run.waiting.track(meta, None)  # a resource being deleted waits for nothing
     plugin_id = spec.get("pluginId")
     owner = f"{namespace}/{meta.get('name')}"
@@ -230,17 +224,19 @@ async def cleanup_schema(
 
 async def _connect(
     body: kopf.Body,
+    retry: int,
+    *,
     spec: Mapping[str, Any],
-    namespace: str,
+    namespace: str | None,
     name: str,
     patch: kopf.Patch,
-    retry: int,
     memo: kopf.Memo,
+    **_: Any,
 ) -> None:
     """Connect to the target's database and report it; retried reasons raise kopf.TemporaryError."""
     run = runtime(memo)
     try:
-        target = await target_from_spec(run.api, namespace, name, spec)
+        target = await target_from_spec(run.api, namespace or "", name, spec)
         engine = await asyncio.to_thread(run.engines.get, target)
         backend, version = await asyncio.to_thread(database.ping, engine)
     except Exception as error:
@@ -252,29 +248,13 @@ async def _connect(
 @kopf.on.resume(GROUP, VERSION, TARGETS, id="connect")
 @kopf.on.create(GROUP, VERSION, TARGETS, id="connect")
 @kopf.on.update(GROUP, VERSION, TARGETS, id="connect")
-async def connect_target(
-    body: kopf.Body,
-    spec: Mapping[str, Any],
-    namespace: str | None,
-    name: str,
-    patch: kopf.Patch,
-    retry: int,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
-    return await _connect(body, spec, namespace or "", name, patch, retry, memo)
+async def connect_target(body: kopf.Body, retry: int, **kwargs: Any) -> None:
+    return await _connect(body, retry, **kwargs)
 
 
 @kopf.timer(GROUP, VERSION, TARGETS, id="ping", interval=60.0, initial_delay=60.0)
-async def ping_target(
-    body: kopf.Body,
-    spec: Mapping[str, Any],
-    namespace: str | None,
-    name: str,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
+async def ping_target(body: kopf.Body, **kwargs: Any) -> None:
     """Re-check the connection every minute; a failure is reported, not retried (the next tick is the retry)."""
+    kwargs.pop("retry", None)
     with contextlib.suppress(kopf.TemporaryError):
-        await _connect(body, spec, namespace or "", name, patch, 0, memo)
+        await _connect(body, 0, **kwargs)
