@@ -2,8 +2,9 @@
 
 - The pure core's branch coverage must stay at or above 90%.
 - The operator (``controller/``) runs in a subprocess started by the e2e tests; coverage measures it
-  (``patch = ["subprocess"]`` in pyproject.toml). Its gate is lower (the e2e tests drive it through a real
-  API server, not every error path), but a broken subprocess measurement shows up as ~0% and fails here.
+  (``patch = ["subprocess"]`` in pyproject.toml). The kopf handlers (``controller/handlers.py``) run only
+  there (unit tests reach about a third of them), so their gate shows that the subprocess was measured;
+  it is lower than the core's because the e2e tests drive a real API server, not every error path.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import coverage
 
 PURE_CORE = ["model", "naming", "validation", "conflicts", "planning", "problems", "conditions"]
 THRESHOLD = 90.0
-CONTROLLER_THRESHOLD = 60.0
+HANDLERS_THRESHOLD = 75.0
 
 
 def main() -> int:
@@ -27,12 +28,15 @@ def main() -> int:
     print(f"pure-core branch coverage: {total:.1f}% (gate {THRESHOLD}%)")
     ok = ok and total >= THRESHOLD
     controller = [f for f in measured if "/extschema/controller/" in f]
-    if not controller:
-        print("controller/ was not measured: is subprocess coverage (patch = ['subprocess']) working?")
+    handlers = [f for f in controller if f.endswith("/controller/handlers.py")]
+    if not handlers:
+        print("controller/handlers.py was not measured: is subprocess coverage (patch = ['subprocess']) working?")
         return 1
     total = cov.report(include=controller, show_missing=False, file=sys.stdout)
-    print(f"controller branch coverage (operator subprocess): {total:.1f}% (gate {CONTROLLER_THRESHOLD}%)")
-    return 0 if ok and total >= CONTROLLER_THRESHOLD else 1
+    print(f"controller branch coverage: {total:.1f}%")
+    handled = cov.report(include=handlers, show_missing=False, file=sys.stdout)
+    print(f"kopf handlers (operator subprocess): {handled:.1f}% (gate {HANDLERS_THRESHOLD}%)")
+    return 0 if ok and handled >= HANDLERS_THRESHOLD else 1
 
 
 if __name__ == "__main__":
