@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from extschema import crd
+from extschema import crd, status_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,80 @@ def test_structural_bounded_and_described(build: Any) -> None:
             assert "maxItems" in node, f"{path} has no maxItems"
     for path, node in _nodes(_schema(doc)["properties"]["status"], "status"):
         assert node.get("description"), f"{path} has no description"
+        assert "$ref" not in node and "anyOf" not in node and "default" not in node, path
+        assert node.get("type") in {"object", "array", "string", "integer"}, f"{path} is untyped"
+        if node["type"] == "string":
+            assert "maxLength" in node or "enum" in node or node.get("format") == "date-time", f"{path} unbounded"
+        if node["type"] == "array":
+            assert "maxItems" in node and node.get("x-kubernetes-list-type"), f"{path} unbounded"
+        if node["type"] == "integer":
+            assert node.get("format") == "int64", path
     assert yaml.safe_load(crd.render(doc)) == doc
+
+
+def _declared(value: Any, schema: dict[str, Any], path: str) -> Iterator[str]:
+    """Paths in *value* the structural *schema* would prune (or that have the wrong type)."""
+    if isinstance(value, dict):
+        assert schema["type"] == "object", path
+        for key, child in value.items():
+            if key not in schema.get("properties", {}):
+                yield f"{path}.{key}"
+            else:
+                yield from _declared(child, schema["properties"][key], f"{path}.{key}")
+    elif isinstance(value, list):
+        assert schema["type"] == "array", path
+        for child in value:
+            yield from _declared(child, schema["items"], f"{path}[]")
+    else:
+        expected = {"string": str, "integer": int}[schema["type"]]
+        assert isinstance(value, expected) and not isinstance(value, bool), path
+
+
+@pytest.mark.parametrize(
+    ("build", "status"),
+    [
+        (
+            crd.extension_schema_crd,
+            status_model.ExtensionSchemaStatus(
+                observed_generation=3,
+                applied_version="1.0.0",
+                applied_checksum="a" * 64,
+                target="default",
+                tables=["p_one"],
+                last_migration=status_model.LastMigration(
+                    id="m1", version="1.0.0", changes=["create table p_one"], duration_ms=5, time="2026-01-02T03:04:05Z"
+                ),
+                conditions=[
+                    status_model.Condition(
+                        type="Ready",
+                        status="True",
+                        reason="Applied",
+                        message="ok",
+                        observed_generation=3,
+                        last_transition_time="2026-01-02T03:04:05Z",
+                    )
+                ],
+            ),
+        ),
+        (
+            crd.database_target_crd,
+            status_model.DatabaseTargetStatus(
+                observed_generation=1,
+                backend="sqlite",
+                server_version="3.45",
+                conditions=[status_model.Condition(type="Ready", status="False", reason="DatabaseUnavailable")],
+            ),
+        ),
+    ],
+)
+def test_status_schema_is_generated_from_the_status_model(build: Any, status: Any) -> None:
+    """Every field of the status model, fully set, survives the CRD's pruning: the schema comes from the model."""
+    dumped = status.dump()
+    assert set(dumped) == {field.alias or name for name, field in type(status).model_fields.items()}
+    schema = _schema(build())["properties"]["status"]
+    assert list(_declared(dumped, schema, "status")) == []
+    assert dumped["conditions"][0].get("lastTransitionTime", "2026-01-02T03:04:05Z") == "2026-01-02T03:04:05Z"
+    assert schema["properties"]["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
 
 
 def test_extension_schema_names_columns_and_subresource() -> None:

@@ -27,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from extschema.status_model import ExtensionSchemaStatus
 from tests.controlplane import Cluster
 
 pytest_plugins = ["tests.controlplane.fixtures"]
@@ -254,6 +255,11 @@ def test_apply_becomes_ready_with_tables(
     assert status["observedGeneration"] == body["metadata"]["generation"]
     assert status["lastMigration"]["id"] == "0001"
     assert [c["type"] for c in status["conditions"]] == ["Ready"]
+    # Everything the operator writes came back from the API server (nothing pruned), as the status model says.
+    written = ExtensionSchemaStatus.model_validate(status)
+    assert written.dump() == status
+    assert set(status) == {field.alias or name for name, field in ExtensionSchemaStatus.model_fields.items()}
+    assert set(status["lastMigration"]) == {"id", "version", "changes", "durationMs", "time"}
     wide = kube("get", "exts", "-o", "wide").stdout
     assert "customreports" in wide and "Applied" in wide and "default" in wide
     events = kube("get", "events", "--field-selector", "involvedObject.name=custom-reports", "-o", "json").stdout

@@ -344,7 +344,7 @@ def run(
         sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
     import kopf
 
-    from extschema import handlers
+    from extschema import controller  # registers the handlers with kopf
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("pass -A (all namespaces) or one or more -n NAMESPACE")
@@ -352,6 +352,12 @@ def run(
     # scan) plus 32 for requests; namespace patterns match an unknown number: leave kopf unlimited.
     patterns = any(any(c in ns for c in "*?!,") for ns in namespaces)
     streams = 0 if patterns else 4 + 3 * max(1, len(namespaces))
-    handlers.configure(default_database=database, api_connections=streams and streams + 32)
+    settings = controller.Settings.from_env(default_database=database, api_connections=streams and streams + 32)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
-    kopf.run(standalone=standalone, clusterwide=all_namespaces, namespaces=list(namespaces), liveness_endpoint=liveness)
+    kopf.run(
+        standalone=standalone,
+        clusterwide=all_namespaces,
+        namespaces=list(namespaces),
+        liveness_endpoint=liveness,
+        memo=controller.memo_for(settings),
+    )

@@ -5,8 +5,9 @@ Pure: :func:`extension_schema_crd` and :func:`database_target_crd` return plain 
 :class:`extschema.model.ExtensionSchemaSpec`'s JSON schema into a structural OpenAPI v3 schema
 (every node typed, no ``$ref``/``anyOf``), then given what the model cannot say: bounds on
 every string and list, patterns, list types, and CEL rules for checks across fields. The
-operator-only spec fields (``targetRef``, ``suspend``) and the status are declared here.
-Everything the operator writes to status is declared (undeclared fields are pruned).
+operator-only spec fields (``targetRef``, ``suspend``) are declared here. The status schemas are
+converted the same way from :mod:`extschema.status_model`, which the operator also writes through,
+so everything it writes to status is declared (undeclared fields are pruned).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pydantic
 import yaml
 
-from extschema import model, naming, validation
+from extschema import model, naming, status_model, validation
 
 GROUP = model.API_GROUP
 VERSION = "v1alpha1"
@@ -170,16 +172,29 @@ def _resolve(node: Schema, defs: dict[str, Schema]) -> Schema:
     return node
 
 
-def _convert(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
-    """One node of the pydantic JSON schema as a structural OpenAPI v3 node."""
+#: Keywords of the pydantic JSON schema kept as they are (bounds from ``Field(max_length=...)``, formats from
+#: the status model); everything else a structural schema does not allow, or says otherwise.
+_KEPT = ("format", "minLength", "maxLength", "minItems", "maxItems")
+
+
+def _kept(node: Schema) -> Schema:
+    return {key: value for key, value in node.items() if key in _KEPT or key.startswith("x-kubernetes-")}
+
+
+def _convert(node: Schema, defs: dict[str, Schema], path: str, extra: dict[str, Schema] | None = None) -> Schema:
+    """One node of the pydantic JSON schema as a structural OpenAPI v3 node.
+
+    *extra* holds keywords per path added after conversion (the spec's :data:`_EXTRA`).
+    """
+    extra = _EXTRA if extra is None else extra
     node = _resolve(node, defs)
     description = node.get("description")
     if "anyOf" in node:
         options = [_resolve(o, defs) for o in node["anyOf"] if o.get("type") != "null"]
         types = {o.get("type") for o in options}
         if len(options) == 1:
-            merged = {**options[0], **({"description": description} if description else {})}
-            return _convert(merged, defs, path)
+            outer = {key: value for key, value in node.items() if key not in ("anyOf", "default", "title")}
+            return _convert({**options[0], **outer}, defs, path, extra)
         if types <= {"integer", "number"}:
             out: Schema = {"type": "number"}
         else:
@@ -191,22 +206,24 @@ def _convert(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
         properties = node.get("properties")
         if properties:
             out["properties"] = {
-                key: _convert(value, defs, f"{path}.{key}" if path else key) for key, value in properties.items()
+                key: _convert(value, defs, f"{path}.{key}" if path else key, extra) for key, value in properties.items()
             }
             if node.get("required"):
                 out["required"] = list(node["required"])
-        extra = node.get("additionalProperties")
-        if isinstance(extra, dict):
-            out["additionalProperties"] = _convert(extra, defs, f"{path}{{}}")
+        extra_values = node.get("additionalProperties")
+        if isinstance(extra_values, dict):
+            out["additionalProperties"] = _convert(extra_values, defs, f"{path}{{}}", extra)
     elif node.get("type") == "array":
-        out = {"type": "array", "items": _convert(node.get("items", {}), defs, f"{path}[]")}
+        out = {"type": "array", "items": _convert(node.get("items", {}), defs, f"{path}[]", extra)}
     else:
         out = {key: node[key] for key in ("type", "enum") if key in node}
         if "type" not in out:
             raise ValueError(f"untyped schema node at {path or 'spec'}")
+    if "x-kubernetes-preserve-unknown-fields" not in out:
+        out.update(_kept(node))
     if description:
         out["description"] = description
-    out.update(copy.deepcopy(_EXTRA.get(path, {})))
+    out.update(copy.deepcopy(extra.get(path, {})))
     if out.get("type") == "array" and not out["items"].get("description"):
         out["items"]["description"] = f"One entry of {path.rsplit('.', 1)[-1]}."
     if (
@@ -245,101 +262,15 @@ def spec_schema() -> Schema:
     return schema
 
 
-def _condition_schema() -> Schema:
-    return {
-        "type": "object",
-        "description": "A condition: Ready always; Reconciling and Stalled only while true (kstatus).",
-        "required": ["type", "status"],
-        "properties": {
-            "type": {"type": "string", "maxLength": 64, "description": "Ready, Reconciling or Stalled."},
-            "status": {
-                "type": "string",
-                "enum": ["True", "False", "Unknown"],
-                "description": "True, False or Unknown.",
-            },
-            "reason": {
-                "type": "string",
-                "maxLength": 64,
-                "description": "CamelCase reason from the catalog in docs/conditions.md.",
-            },
-            "message": {"type": "string", "maxLength": 32768, "description": "What is wrong and what to do."},
-            "observedGeneration": {
-                "type": "integer",
-                "format": "int64",
-                "description": "The metadata.generation this condition is about.",
-            },
-            "lastTransitionTime": {
-                "type": "string",
-                "format": "date-time",
-                "description": "When the status last changed.",
-            },
-        },
-    }
-
-
-def _conditions() -> Schema:
-    return {
-        "type": "array",
-        "maxItems": 8,
-        "description": "Current state, as conditions.",
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["type"],
-        "items": _condition_schema(),
-    }
+def _status_schema(model_class: type[pydantic.BaseModel]) -> Schema:
+    """A status schema from its pydantic model (:mod:`extschema.status_model`), like the spec's."""
+    source = model_class.model_json_schema(by_alias=True)
+    defs = source.pop("$defs", {})
+    return _convert(source, defs, "", {})
 
 
 def extension_schema_status() -> Schema:
-    return {
-        "type": "object",
-        "description": "What the operator observed and did; written only by the operator.",
-        "properties": {
-            "observedGeneration": {
-                "type": "integer",
-                "format": "int64",
-                "description": "The generation of the spec last reconciled.",
-            },
-            "appliedVersion": {
-                "type": "string",
-                "maxLength": 64,
-                "description": "spec.version of the schema the database now matches.",
-            },
-            "appliedChecksum": {
-                "type": "string",
-                "maxLength": 64,
-                "description": "SHA-256 of the applied spec (canonical JSON).",
-            },
-            "target": {
-                "type": "string",
-                "maxLength": 253,
-                "description": "The DatabaseTarget applied to ('default': the operator's --database).",
-            },
-            "tables": {
-                "type": "array",
-                "maxItems": 4096,
-                "x-kubernetes-list-type": "atomic",
-                "description": "Physical names of the plugin's tables in the database.",
-                "items": {"type": "string", "maxLength": 256, "description": "A table name."},
-            },
-            "lastMigration": {
-                "type": "object",
-                "description": "The latest migration the operator ran for this resource.",
-                "properties": {
-                    "id": {"type": "string", "maxLength": 64, "description": "Migration id in the registry."},
-                    "version": {"type": "string", "maxLength": 64, "description": "spec.version it applied."},
-                    "changes": {
-                        "type": "array",
-                        "maxItems": 4096,
-                        "x-kubernetes-list-type": "atomic",
-                        "description": "What it changed, one line per operation.",
-                        "items": {"type": "string", "maxLength": 1024, "description": "One change."},
-                    },
-                    "durationMs": {"type": "integer", "format": "int64", "description": "How long it ran."},
-                    "time": {"type": "string", "format": "date-time", "description": "When it finished."},
-                },
-            },
-            "conditions": _conditions(),
-        },
-    }
+    return _status_schema(status_model.ExtensionSchemaStatus)
 
 
 def _crd(
@@ -489,20 +420,7 @@ def database_target_spec() -> Schema:
 
 
 def database_target_status() -> Schema:
-    return {
-        "type": "object",
-        "description": "Connection state, written by the operator.",
-        "properties": {
-            "observedGeneration": {
-                "type": "integer",
-                "format": "int64",
-                "description": "Generation last checked.",
-            },
-            "backend": {"type": "string", "maxLength": 32, "description": "postgresql or sqlite."},
-            "serverVersion": {"type": "string", "maxLength": 256, "description": "The server's version."},
-            "conditions": _conditions(),
-        },
-    }
+    return _status_schema(status_model.DatabaseTargetStatus)
 
 
 def database_target_crd() -> Schema:
@@ -543,7 +461,10 @@ FILES = {
 
 
 def render(crd: Schema) -> str:
-    header = "# Generated by `extschema crd --write` from operator/extschema/model.py and crd.py. Do not edit.\n"
+    header = (
+        "# Generated by `extschema crd --write` from operator/extschema/model.py, status_model.py and crd.py."
+        " Do not edit.\n"
+    )
     return header + yaml.safe_dump(crd, sort_keys=False, width=120, allow_unicode=True)
 
 

@@ -1,0 +1,88 @@
+"""Cross-resource claims: which ExtensionSchemas target the same database, oldest first.
+
+The ``claims`` index holds every valid ExtensionSchema per target database; older claims
+(creationTimestamp, then namespace/name) are passed to the pipeline as peers, and a fingerprint of
+the others' state tells the re-check loop when a waiting resource should run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from extschema import conditions, conflicts, reconcile
+from extschema.controller.targets import target_key
+from extschema.problems import ProblemError
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimEntry:
+    """One ExtensionSchema's claim on its target, as the claims index keeps it."""
+
+    created: str
+    owner: str
+    uid: str
+    generation: int
+    ready: bool
+    claim: conflicts.Claim
+
+    @property
+    def order(self) -> tuple[str, str]:
+        return self.created, self.owner
+
+
+class ParsedSpecs:
+    """Parsed specs by (uid, generation): the index and the reconcile parse each generation once."""
+
+    def __init__(self, limit: int = 8192) -> None:
+        self.limit = limit
+        self._parsed: dict[tuple[str, int], reconcile.Loaded | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._parsed)
+
+    def get(self, body: Mapping[str, Any]) -> reconcile.Loaded | None:
+        """The parsed document, or None when the spec is invalid (the reconcile reports why)."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("uid")), int(meta.get("generation") or 0))
+        if key not in self._parsed:
+            if len(self._parsed) > self.limit:
+                self._parsed.pop(next(iter(self._parsed)))
+            try:
+                self._parsed[key] = reconcile.from_object(dict(body), f"{meta.get('namespace')}/{meta.get('name')}")
+            except ProblemError:
+                self._parsed[key] = None
+        return self._parsed[key]
+
+
+def is_ready(status: Mapping[str, Any] | None) -> bool:
+    ready = conditions.current((status or {}).get("conditions"))
+    return bool(ready and ready.get("status") == "True")
+
+
+def claim_of(body: Mapping[str, Any], namespace: str | None, parsed: ParsedSpecs) -> dict[str, ClaimEntry]:
+    """The claims index entry of one ExtensionSchema: nothing for an invalid spec."""
+    loaded = parsed.get(body)
+    if loaded is None:
+        return {}
+    meta = body.get("metadata") or {}
+    return {
+        target_key(namespace, body.get("spec") or {}): ClaimEntry(
+            created=str(meta.get("creationTimestamp") or ""),
+            owner=loaded.owner,
+            uid=str(meta.get("uid")),
+            generation=int(meta.get("generation") or 0),
+            ready=is_ready(body.get("status")),
+            claim=conflicts.Claim(loaded.owner, loaded.spec),
+        )
+    }
+
+
+def peers_of(entries: Iterable[ClaimEntry], uid: str, order: tuple[str, str]) -> tuple[list[conflicts.Claim], str]:
+    """Claims older than *order* (oldest first) and a fingerprint of all the others' state."""
+    others = [e for e in entries if e.uid != uid]
+    older = sorted((e for e in others if e.order < order), key=lambda e: e.order)
+    text = "|".join(sorted(f"{e.owner}:{e.uid}:{e.generation}:{e.ready}" for e in others))
+    return [e.claim for e in older], hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,49 @@
+"""The blocking database work of the handlers, run in worker threads (``asyncio.to_thread``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from extschema import conflicts, reconcile
+from extschema.engine import ApplyResult, Engine
+from extschema.problems import ProblemError
+
+
+def apply(
+    engine: Engine, loaded: reconcile.Loaded, peers: list[conflicts.Claim], started: Callable[[], None]
+) -> tuple[list[ApplyResult], Any]:
+    """The pipeline (conflicts → dependencies → plan → apply), then the registration.
+
+    *started* is called when a migration begins that changes this resource's plugin (for the
+    MigrationStarted event), not for a re-apply that finds nothing to do.
+    """
+    before = engine.registration(loaded.spec.plugin_id)
+    will_change = before is None or (
+        before.owner == loaded.owner and (before.checksum != loaded.spec.checksum() or before.status != "active")
+    )
+
+    def progress(_line: str) -> None:
+        if will_change:
+            started()
+
+    results = reconcile.reconcile(engine, [loaded], progress, peers)
+    return results, engine.registration(loaded.spec.plugin_id)
+
+
+def delete(engine: Engine, plugin_id: str, owner: str, retain: bool) -> ApplyResult | None:
+    """Drop or unregister the plugin if *owner* owns it; None when it does not."""
+    registration = engine.registration(plugin_id)
+    if registration is None or registration.owner != owner:
+        return None  # never applied, or a conflict loser: drops nothing
+    try:
+        return reconcile.delete(engine, plugin_id, retain)
+    except ProblemError as error:
+        if {p.code for p in error.problems} == {"ES306"}:
+            return None  # already gone (another run finished it)
+        raise
+
+
+def ping(engine: Engine) -> tuple[str, str]:
+    """The backend name and the server's version."""
+    return engine.backend, engine.ping()

@@ -1,0 +1,260 @@
+"""The kopf handlers of the operator: thin bodies around :mod:`extschema.reconcile`.
+
+One idempotent reconcile serves resume, create and update (the database registry is the
+idempotency record, not kopf's annotations). Every outcome goes through
+:func:`extschema.controller.status.settle`. Blocking database work runs in threads
+(:mod:`extschema.controller.database`). The operator's state lives in kopf's memo
+(:mod:`extschema.controller.runtime`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from extschema import reconcile
+from extschema.conditions import Outcome
+from extschema.controller import database, kubeapi
+from extschema.controller.claims import ClaimEntry, claim_of, peers_of
+from extschema.controller.recheck import Waiting, recheck_loop
+from extschema.controller.runtime import runtime
+from extschema.controller.settings import (
+    DEFAULT_TARGET,
+    FINALIZER,
+    GROUP,
+    SCHEMAS,
+    TARGETS,
+    VERSION,
+    WAITING_REASONS,
+)
+from extschema.controller.status import (
+    Logger,
+    Settle,
+    applied_fields,
+    cleanup_waits,
+    outcome_of,
+    settle,
+    unchanged_message,
+)
+from extschema.controller.targets import resolve_target, target_from_spec, target_key
+
+# --- operator lifecycle -------------------------------------------------------------------------
+
+
+@kopf.on.startup(id="settings")
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    run = runtime(memo)
+    settings.persistence.finalizer = FINALIZER
+    # kopf's own log lines become events only for warnings; ours are posted explicitly.
+    settings.posting.level = logging.WARNING
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.extschema.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kopf.extschema.io", key="last-handled-configuration"
+    )
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(run.settings.database_threads, thread_name_prefix="extschema-db")
+    )
+    # Indexes are live objects, handed to startup handlers (empty; filled before resource handlers run).
+    run.recheck = asyncio.create_task(
+        recheck_loop(kwargs["claims"], run.waiting, run.api.poke, run.settings), name="extschema-recheck"
+    )
+
+
+@kopf.on.login(id="login")
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | kopf.AiohttpSession | None:
+    """In a pod the service account, else KUBECONFIG; kept for the operator's own GETs of Secrets.
+
+    kopf gets the same credentials as a session whose pool is bounded by ``Settings.api_connections``.
+    """
+    run = runtime(memo)
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is None:
+        return None
+    run.api.login(info)
+    if not run.settings.api_connections:
+        return info
+    return kubeapi.bounded_session(info, run.settings.api_connections)
+
+
+@kopf.on.cleanup(id="close")
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    run = runtime(memo)
+    if run.recheck is not None:
+        run.recheck.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run.recheck
+        run.recheck = None
+    await run.api.close()
+    run.engines.close()
+
+
+@kopf.on.probe(id="reconciles")
+def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """For the liveness endpoint: the last successful reconcile and counters."""
+    run = runtime(memo)
+    return {
+        "lastSuccess": run.stats.last_success,
+        "reconciles": run.stats.reconciles,
+        "failures": run.stats.failures,
+        "databases": len(run.engines),
+    }
+
+
+# --- indexes --------------------------------------------------------------------------------------
+
+
+@kopf.index(GROUP, VERSION, TARGETS, id="targets")
+def index_targets(namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any) -> dict[tuple[str, str], Any]:
+    return {(namespace or "", name): dict(spec)}
+
+
+@kopf.index(GROUP, VERSION, SCHEMAS, id="claims")
+def index_claims(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> dict[str, ClaimEntry]:
+    return claim_of(body, namespace, runtime(memo).parsed)
+
+
+# --- ExtensionSchema ------------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, SCHEMAS, id="reconcile")
+@kopf.on.create(GROUP, VERSION, SCHEMAS, id="reconcile")
+@kopf.on.update(GROUP, VERSION, SCHEMAS, id="reconcile")
+async def reconcile_schema(
+    body: kopf.Body,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    namespace: str | None,
+    patch: kopf.Patch,
+    retry: int,
+    logger: Logger,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    run = runtime(memo)
+    run.stats.reconciles += 1
+    namespace = namespace or ""
+    claims: kopf.Index[str, ClaimEntry] = kwargs["claims"]
+    fields: dict[str, Any] = {"target": (spec.get("targetRef") or {}).get("name") or DEFAULT_TARGET}
+    if spec.get("suspend"):
+        run.waiting.track(meta, None)
+        suspended = Outcome("Suspended", "spec.suspend is true: the database is left as it is")
+        return settle(body, patch, suspended, run.stats, fields=fields)
+    fingerprint: str | None = None
+    key, order = DEFAULT_TARGET, ("", "")
+    try:
+        loaded = run.parsed.get(body) or reconcile.from_object(dict(body), f"{namespace}/{meta.get('name')}")
+        key = target_key(namespace, spec)
+        order = (str(meta.get("creationTimestamp") or ""), loaded.owner)
+        peers, fingerprint = peers_of(claims.get(key, ()), str(meta.get("uid")), order)
+        target = await resolve_target(run.api, run.settings.default_database, namespace, spec, kwargs["targets"])
+        engine = await asyncio.to_thread(run.engines.get, target)
+        loop = asyncio.get_running_loop()
+        started_message = f"applying {loaded.spec.plugin_id} {loaded.spec.version} to {target.label}"
+
+        def started() -> None:
+            loop.call_soon_threadsafe(
+                lambda: kopf.event(body, type="Normal", reason="MigrationStarted", message=started_message)
+            )
+
+        results, registration = await asyncio.to_thread(database.apply, engine, loaded, peers, started)
+    except Exception as error:  # every failure is reported the same way
+        outcome = outcome_of(error)
+        if outcome.reason == "InternalError":
+            logger.exception("reconcile failed unexpectedly")
+        if outcome.reason in WAITING_REASONS and fingerprint is not None:
+            waiting = Waiting(namespace, str(meta.get("name")), key, order, fingerprint, time.monotonic())
+            run.waiting.track(meta, waiting)
+        else:
+            run.waiting.track(meta, None)
+        event = "MigrationFailed" if outcome.reason == "MigrationFailed" else None
+        return settle(body, patch, outcome, run.stats, retry=retry, fields=fields, event=event)
+    run.waiting.track(meta, None)
+    result = results[0]
+    fields.update(applied_fields(registration, result, loaded.spec.version))
+    message = f"plugin {loaded.spec.plugin_id} {loaded.spec.version} applied to {target.label}"
+    if result.changed:
+        message += f" (migration {result.migration_id}, {result.duration_ms} ms)"
+        return settle(body, patch, Outcome("Applied", message), run.stats, fields=fields, event="MigrationSucceeded")
+    return settle(body, patch, Outcome("Applied", unchanged_message(body, message)), run.stats, fields=fields)
+
+
+@kopf.on.delete(GROUP, VERSION, SCHEMAS, id="cleanup")
+async def cleanup_schema(
+    body: kopf.Body, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any], **kwargs: Any
+) -> None:
+    """Drop (Drop) or unregister (Retain) the plugin. Never PermanentError, never retries=/timeout=:
+    kopf would remove the finalizer after a failed cleanup."""
+    run = runtime(kwargs["memo"])
+    namespace: str = kwargs["namespace"] or ""
+    patch: kopf.Patch = kwargs["patch"]
+    retry: int = kwargs["retry"]
+    logger: Logger = kwargs["logger"]
+    run.waiting.track(meta, None)  # a resource being deleted waits for nothing
+    plugin_id = spec.get("pluginId")
+    owner = f"{namespace}/{meta.get('name')}"
+    if not isinstance(plugin_id, str) or not plugin_id:
+        return None
+    try:
+        target = await resolve_target(run.api, run.settings.default_database, namespace, spec, kwargs["targets"])
+    except Settle as error:
+        if not status.get("appliedChecksum"):
+            return None  # never applied and its database is unknown: nothing of ours can exist
+        cleanup_waits(body, patch, error.outcome, run.stats, retry, logger, run.settings.blocked_retry)
+    retain = spec.get("deletionPolicy", "Drop") == "Retain"
+    try:
+        engine = await asyncio.to_thread(run.engines.get, target)
+        result = await asyncio.to_thread(database.delete, engine, plugin_id, owner, retain)
+    except Exception as error:
+        cleanup_waits(body, patch, outcome_of(error), run.stats, retry, logger, run.settings.blocked_retry)
+    if result is not None:
+        what = "unregistered, tables retained" if retain else "dropped (data backed up first)"
+        kopf.event(body, type="Normal", reason="Deleted", message=f"plugin {plugin_id} {what}")
+    return None
+
+
+# --- DatabaseTarget -------------------------------------------------------------------------------
+
+
+async def _connect(
+    body: kopf.Body,
+    retry: int,
+    *,
+    spec: Mapping[str, Any],
+    namespace: str | None,
+    name: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Connect to the target's database and report it; retried reasons raise kopf.TemporaryError."""
+    run = runtime(memo)
+    try:
+        target = await target_from_spec(run.api, namespace or "", name, spec)
+        engine = await asyncio.to_thread(run.engines.get, target)
+        backend, version = await asyncio.to_thread(database.ping, engine)
+    except Exception as error:
+        return settle(body, patch, outcome_of(error), run.stats, retry=retry)
+    connected = Outcome("Connected", f"connected to {backend} {version}")
+    return settle(body, patch, connected, run.stats, fields={"backend": backend, "serverVersion": version})
+
+
+@kopf.on.resume(GROUP, VERSION, TARGETS, id="connect")
+@kopf.on.create(GROUP, VERSION, TARGETS, id="connect")
+@kopf.on.update(GROUP, VERSION, TARGETS, id="connect")
+async def connect_target(body: kopf.Body, retry: int, **kwargs: Any) -> None:
+    return await _connect(body, retry, **kwargs)
+
+
+@kopf.timer(GROUP, VERSION, TARGETS, id="ping", interval=60.0, initial_delay=60.0)
+async def ping_target(body: kopf.Body, **kwargs: Any) -> None:
+    """Re-check the connection every minute; a failure is reported, not retried (the next tick is the retry)."""
+    kwargs.pop("retry", None)
+    with contextlib.suppress(kopf.TemporaryError):
+        await _connect(body, 0, **kwargs)

@@ -1,0 +1,116 @@
+"""The operator's own calls to the Kubernetes API, beside kopf's: a Secret GET and a re-check poke.
+
+kopf is not a client library; these few requests go through one aiohttp session built from the
+credentials the login handler received (rebuilt when they change). The session kopf itself uses is
+built here too, with a bounded connection pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import aiohttp
+import kopf
+
+from extschema.conditions import Outcome
+from extschema.controller.settings import GROUP, RECHECK_ANNOTATION, SCHEMAS, VERSION
+from extschema.controller.status import Settle, now
+
+log = logging.getLogger("extschema.operator")
+
+
+def bounded_session(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSession:
+    """What kopf builds for a ConnectionInfo (kopf/_cogs/clients/auth.py), with a pool of *limit*.
+
+    kopf closes it when the credentials are refreshed.
+    """
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        priority=info.priority,
+        default_namespace=info.default_namespace,
+        expiration=info.expiration,
+        aiohttp_session=session,
+    )
+
+
+class KubeApi:
+    """The credentials of the last login and a session for the operator's own requests."""
+
+    def __init__(self) -> None:
+        self.connection: kopf.ConnectionInfo | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def login(self, info: kopf.ConnectionInfo) -> None:
+        if info != self.connection:
+            self.connection = info
+            self._session = None  # rebuilt on next use with the new credentials
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _url(self, path: str) -> str:
+        if self.connection is None:
+            raise Settle(Outcome("TargetNotFound", "the operator has no Kubernetes credentials yet"))
+        return f"{self.connection.server.rstrip('/')}{path}"
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            info = self.connection
+            if info is None:
+                raise Settle(Outcome("TargetNotFound", "the operator has no Kubernetes credentials yet"))
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=info.as_ssl_context()),
+                headers=info.as_http_headers(),
+                timeout=aiohttp.ClientTimeout(total=30),
+            )
+        return self._session
+
+    async def read_secret(self, namespace: str, name: str, key: str) -> str:
+        """One targeted GET of a Secret (RBAC: get on secrets; never list or watch)."""
+        session = await self.session()
+        url = self._url(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        try:
+            async with session.get(url) as response:
+                if response.status in (403, 404):
+                    what = "does not exist" if response.status == 404 else "is not readable by the operator (RBAC)"
+                    raise Settle(Outcome("TargetNotFound", f"Secret {namespace}/{name} {what}"))
+                response.raise_for_status()
+                secret = await response.json()
+        except aiohttp.ClientError as error:
+            raise Settle(
+                Outcome("TargetNotFound", f"cannot read Secret {namespace}/{name}: {type(error).__name__}")
+            ) from None
+        data = (secret.get("data") or {}).get(key)
+        if not data:
+            raise Settle(Outcome("TargetNotFound", f"Secret {namespace}/{name} has no key {key!r}"))
+        return base64.b64decode(data).decode("utf-8").strip()
+
+    async def poke(self, namespace: str, name: str) -> bool | None:
+        """Touch an annotation of an ExtensionSchema (→ its update handler runs): True when done, None
+        when the resource is gone, False when it must be retried at the next round."""
+        if self.connection is None:
+            return False
+        url = self._url(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{SCHEMAS}/{name}")
+        payload = json.dumps({"metadata": {"annotations": {RECHECK_ANNOTATION: now()}}})
+        try:
+            session = await self.session()
+            async with session.patch(
+                url, data=payload, headers={"Content-Type": "application/merge-patch+json"}
+            ) as response:
+                if response.status == 404:
+                    return None
+                response.raise_for_status()
+        except (TimeoutError, Settle, aiohttp.ClientError) as error:
+            log.warning("re-check of %s/%s failed: %s", namespace, name, type(error).__name__)
+            return False
+        return True

@@ -1,0 +1,81 @@
+"""The operator-wide loop that re-runs resources waiting for others (Conflict, DependencyNotReady).
+
+A waiting resource is poked (an annotation touched, so its update handler runs) when the claims of
+its target changed since it last ran, or after the fallback interval for changes made outside this
+cluster. Losers of a conflict thus proceed by themselves once the winner is deleted, and dependents
+once their dependencies are Ready. (Not a per-resource ``kopf.timer``: any timer or daemon on a
+resource kind makes kopf keep the full last-seen body of every object of that kind in memory.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import kopf
+
+from extschema.controller.claims import ClaimEntry, peers_of
+from extschema.controller.settings import Settings
+
+log = logging.getLogger("extschema.operator")
+
+#: Pokes one resource: True when done, None when it is gone, False to retry at the next round.
+Poke = Callable[[str, str], Awaitable[bool | None]]
+
+
+@dataclasses.dataclass
+class Waiting:
+    """A resource waiting for others (Conflict, DependencyNotReady), as the re-check loop sees it."""
+
+    namespace: str
+    name: str
+    target: str
+    order: tuple[str, str]
+    fingerprint: str  # of its target's other claims when it last ran
+    poked: float  # time.monotonic() of its last run or poke
+
+
+class Waitlist(dict[str, Waiting]):
+    """uid → waiting resource; only touched on the event loop (handlers and the re-check loop)."""
+
+    def track(self, meta: Mapping[str, Any], waiting: Waiting | None) -> None:
+        uid = str(meta.get("uid"))
+        if waiting is None:
+            self.pop(uid, None)
+        else:
+            self[uid] = waiting
+
+
+def due(entry: Waiting, fingerprint: str, now: float, fallback: float) -> bool:
+    """Whether a waiting resource should run again: its target's claims changed, or it waited long enough."""
+    return fingerprint != entry.fingerprint or now - entry.poked > fallback
+
+
+async def recheck(claims: kopf.Index[str, ClaimEntry], waiting: Waitlist, poke: Poke, fallback: float) -> None:
+    """One round: poke the waiting resources that are due, forget those that are gone."""
+    for uid, entry in list(waiting.items()):
+        _peers, fingerprint = peers_of(claims.get(entry.target, ()), uid, entry.order)
+        now = time.monotonic()
+        if not due(entry, fingerprint, now, fallback):
+            continue
+        done = await poke(entry.namespace, entry.name)
+        if waiting.get(uid) is not entry:
+            continue  # reconciled meanwhile: it re-registered itself if it still waits
+        if done is None:
+            del waiting[uid]
+        elif done:
+            entry.fingerprint, entry.poked = fingerprint, now
+
+
+async def recheck_loop(claims: kopf.Index[str, ClaimEntry], waiting: Waitlist, poke: Poke, settings: Settings) -> None:
+    """Every ``recheck_interval`` seconds, one round; never dies (waiting resources would wait forever)."""
+    while True:
+        await asyncio.sleep(settings.recheck_interval)
+        try:
+            await recheck(claims, waiting, poke, settings.recheck_fallback)
+        except Exception:
+            log.exception("re-check of waiting resources failed")

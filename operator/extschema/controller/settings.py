@@ -1,0 +1,61 @@
+"""What the operator is configured with: the API names it watches and the settings ``extschema run`` sets.
+
+Settings are fixed before kopf starts (``extschema run`` builds them from its flags and the environment
+and hands them to kopf as part of the operator's memo, see :mod:`extschema.controller.runtime`); nothing
+changes them afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+GROUP = "extschema.io"
+VERSION = "v1alpha1"
+SCHEMAS = "extensionschemas"
+TARGETS = "databasetargets"
+FINALIZER = "extschema.io/cleanup"
+RECHECK_ANNOTATION = "extschema.io/recheck"
+DEFAULT_TARGET = "default"
+#: Reasons of resources that wait for others and are re-checked by the operator-wide loop.
+WAITING_REASONS = frozenset({"Conflict", "DependencyNotReady"})
+
+
+@dataclasses.dataclass
+class Settings:
+    """Set by ``extschema run`` before kopf starts."""
+
+    default_database: str | None = None
+    #: Seconds between re-checks of waiting resources (cheap: in-memory unless something changed).
+    recheck_interval: float = 2.0
+    #: Re-run a waiting resource at least this often, for changes made outside this cluster.
+    recheck_fallback: float = 60.0
+    #: Delay before retrying a deletion blocked by dependents.
+    blocked_retry: float = 5.0
+    database_threads: int = 16
+    #: Connections kopf may open to the API server (0: unlimited, kopf's default). Each TLS connection
+    #: costs ~300 kB (asyncio's 256 kB read buffer alone); unlimited, a burst of changes opens hundreds.
+    #: Must leave room for the long-lived watch streams: ``extschema run`` sets it from the namespaces.
+    api_connections: int = 0
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, default_database: str | None = None, **options: Any
+    ) -> Settings:
+        """``$EXTSCHEMA_DATABASE_URL`` and ``$EXTSCHEMA_RECHECK_SECONDS``, then the given options on top."""
+        env = os.environ if environ is None else environ
+        settings = cls(
+            default_database=default_database or env.get("EXTSCHEMA_DATABASE_URL") or None,
+            recheck_interval=float(env.get("EXTSCHEMA_RECHECK_SECONDS", "2")),
+        )
+        for key, value in options.items():
+            if not hasattr(settings, key):
+                raise TypeError(f"unknown operator setting {key!r}")
+            setattr(settings, key, value)
+        return settings
+
+
+#: The former name (``handlers.Config``).
+Config = Settings

@@ -1,0 +1,165 @@
+"""How a handler ends: status fields and conditions, an event on change, then a retry or a stall.
+
+Every outcome goes through :func:`settle`. Status is written through ``patch.fns`` (a function applied
+to the freshest body, sent with a resourceVersion check), so a handler never overwrites conditions it
+did not see. Retried reasons raise ``kopf.TemporaryError`` with backoff; the others return, and nothing
+runs until the spec changes or the re-check loop pokes the resource.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+import kopf
+
+from extschema import conditions
+from extschema.conditions import Outcome
+from extschema.problems import ProblemError
+from extschema.status_model import ExtensionSchemaStatus, LastMigration
+
+#: Bounds of status.lastMigration.changes in the CRD (see extschema.status_model).
+MAX_CHANGES = 4096
+MAX_CHANGE = 1024
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class Settle(Exception):
+    """Raised inside a handler to end it with an outcome (see :func:`settle`)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+@dataclasses.dataclass
+class Stats:
+    """What the liveness probe reports."""
+
+    last_success: str | None = None
+    reconciles: int = 0
+    failures: int = 0
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_fn(outcome: Outcome, generation: int | None, fields: Mapping[str, Any]) -> Callable[[Any], None]:
+    """A ``patch.fns`` entry: set (or, for None, remove) *fields* and recompute the conditions."""
+
+    def apply(raw: Any) -> None:
+        status = raw.setdefault("status", {})
+        for key, value in fields.items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+        status["conditions"] = conditions.compute(status.get("conditions"), outcome, generation, now())
+        if generation is not None:
+            status["observedGeneration"] = generation
+
+    return apply
+
+
+def settle(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    outcome: Outcome,
+    stats: Stats,
+    *,
+    retry: int = 0,
+    fields: Mapping[str, Any] | None = None,
+    event: str | None = None,
+) -> None:
+    """The one way a handler ends: status + conditions, an event on change, then retry or stall."""
+    generation = (body.get("metadata") or {}).get("generation")
+    old = (body.get("status") or {}).get("conditions")
+    patch.fns.append(status_fn(outcome, generation, fields or {}))
+    if conditions.changed(old, outcome) or event:
+        normal = outcome.phase in ("ready", "idle")
+        kopf.event(
+            body,
+            type="Normal" if normal else "Warning",
+            reason=event or outcome.reason,
+            message=outcome.message[:1024],
+        )
+    if outcome.phase == "ready":
+        stats.last_success = now()
+    elif outcome.phase != "idle":
+        stats.failures += 1
+    if conditions.reason(outcome.reason).retried:
+        raise kopf.TemporaryError(outcome.message, delay=conditions.backoff(retry))
+    return None
+
+
+def outcome_of(error: BaseException) -> Outcome:
+    """The outcome a failed handler reports: its own, the problem's, or InternalError (retried)."""
+    if isinstance(error, Settle):
+        return error.outcome
+    if isinstance(error, ProblemError):
+        return conditions.outcome_of(error)
+    return Outcome("InternalError", f"unexpected {type(error).__name__}: {error}; retried with backoff")
+
+
+def cleanup_waits(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    outcome: Outcome,
+    stats: Stats,
+    retry: int,
+    logger: Logger,
+    blocked_retry: float,
+) -> NoReturn:
+    """A cleanup that cannot finish now: report it and retry; the finalizer always stays."""
+    if outcome.reason == "DeletionBlocked":
+        settle(body, patch, outcome, stats, event="DeletionBlocked")
+        delay = blocked_retry
+    elif conditions.reason(outcome.reason).retried:
+        if outcome.reason == "InternalError":
+            logger.error("cleanup failed unexpectedly: %s", outcome.message)
+        settle(body, patch, Outcome("Deleting", f"cleanup waits ({outcome.reason}): {outcome.message}"), stats)
+        delay = conditions.backoff(retry)
+    else:
+        # Refused or failed in the database: a person must look; retry slowly.
+        refused = Outcome(outcome.reason, f"cleanup failed: {outcome.message}")
+        settle(body, patch, refused, stats, event="CleanupFailed")
+        delay = 60.0
+    raise kopf.TemporaryError(outcome.message, delay=delay)
+
+
+def applied_fields(registration: Any, result: Any, version: str) -> dict[str, Any]:
+    """Status fields after a successful reconcile: what the registry says, and the migration if one ran.
+
+    *registration* is the engine's registration (None if absent) and *result* its ApplyResult. Built
+    through :class:`~extschema.status_model.ExtensionSchemaStatus`, so every field is one the CRD declares
+    (lines of ``changes`` are cut to the declared bound rather than have the status patch refused).
+    """
+    status = ExtensionSchemaStatus()
+    if registration is not None:
+        status.applied_version = registration.version
+        status.applied_checksum = registration.checksum
+        status.tables = list(registration.tables)
+    if result.changed:
+        status.last_migration = LastMigration(
+            id=result.migration_id,
+            version=version,
+            changes=[line[:MAX_CHANGE] for line in result.description[:MAX_CHANGES]],
+            duration_ms=result.duration_ms or 0,
+            time=datetime.datetime.now(datetime.UTC),
+        )
+    fields = status.dump()
+    del fields["conditions"]  # recomputed from the outcome by status_fn
+    return fields
+
+
+def unchanged_message(body: Mapping[str, Any], message: str) -> str:
+    """An Applied resource that stays Applied keeps its message (and so posts no event)."""
+    old = conditions.current((body.get("status") or {}).get("conditions"))
+    if old is not None and old.get("reason") == "Applied":
+        return str(old.get("message"))
+    return message

@@ -1,0 +1,114 @@
+"""The status the operator writes, as pydantic models: the one description of it.
+
+The CRD's status schemas are generated from these models (:mod:`extschema.crd`), as the spec schema
+is from :mod:`extschema.model`, and the operator builds what it writes through them. A structural CRD
+silently prunes undeclared status fields, so writing and declaring from one model keeps them in step.
+Bounds and Kubernetes list semantics are declared here too (``x-kubernetes-*`` keywords).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+#: A Kubernetes int64.
+Int64 = Annotated[int, WithJsonSchema({"type": "integer", "format": "int64"})]
+#: A timestamp as Kubernetes writes it (RFC 3339, seconds, UTC: ``2026-01-02T03:04:05Z``).
+Time = Annotated[
+    datetime.datetime,
+    PlainSerializer(lambda value: value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+def _atomic(**extra: Any) -> dict[str, Any]:
+    return {"x-kubernetes-list-type": "atomic", **extra}
+
+
+class _Status(BaseModel):
+    # forbid: a field the operator writes must be declared here, or the API server would prune it.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def dump(self) -> dict[str, Any]:
+        """As written to the resource: camelCase keys, unset fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Condition(_Status):
+    """A condition: Ready always; Reconciling and Stalled only while true (kstatus)."""
+
+    type: str = Field(max_length=64, description="Ready, Reconciling or Stalled.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str | None = Field(
+        None, max_length=64, description="CamelCase reason from the catalog in docs/conditions.md."
+    )
+    message: str | None = Field(None, max_length=32768, description="What is wrong and what to do.")
+    observed_generation: Int64 | None = Field(
+        None, alias="observedGeneration", description="The metadata.generation this condition is about."
+    )
+    last_transition_time: Time | None = Field(
+        None, alias="lastTransitionTime", description="When the status last changed."
+    )
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=8,
+        description="Current state, as conditions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+
+class LastMigration(_Status):
+    """The latest migration the operator ran for this resource."""
+
+    id: str | None = Field(None, max_length=64, description="Migration id in the registry.")
+    version: str | None = Field(None, max_length=64, description="spec.version it applied.")
+    changes: list[Annotated[str, Field(max_length=1024, description="One change.")]] | None = Field(
+        None,
+        max_length=4096,
+        description="What it changed, one line per operation.",
+        json_schema_extra=_atomic(),
+    )
+    duration_ms: Int64 | None = Field(None, alias="durationMs", description="How long it ran.")
+    time: Time | None = Field(None, description="When it finished.")
+
+
+class ExtensionSchemaStatus(_Status):
+    """What the operator observed and did; written only by the operator."""
+
+    observed_generation: Int64 | None = Field(
+        None, alias="observedGeneration", description="The generation of the spec last reconciled."
+    )
+    applied_version: str | None = Field(
+        None, alias="appliedVersion", max_length=64, description="spec.version of the schema the database now matches."
+    )
+    applied_checksum: str | None = Field(
+        None, alias="appliedChecksum", max_length=64, description="SHA-256 of the applied spec (canonical JSON)."
+    )
+    target: str | None = Field(
+        None, max_length=253, description="The DatabaseTarget applied to ('default': the operator's --database)."
+    )
+    tables: list[Annotated[str, Field(max_length=256, description="A table name.")]] | None = Field(
+        None,
+        max_length=4096,
+        description="Physical names of the plugin's tables in the database.",
+        json_schema_extra=_atomic(),
+    )
+    last_migration: LastMigration | None = Field(
+        None, alias="lastMigration", description="The latest migration the operator ran for this resource."
+    )
+    conditions: Conditions = []
+
+
+class DatabaseTargetStatus(_Status):
+    """Connection state, written by the operator."""
+
+    observed_generation: Int64 | None = Field(None, alias="observedGeneration", description="Generation last checked.")
+    backend: str | None = Field(None, max_length=32, description="postgresql or sqlite.")
+    server_version: str | None = Field(None, alias="serverVersion", max_length=256, description="The server's version.")
+    conditions: Conditions = []

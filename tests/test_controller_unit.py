@@ -1,0 +1,393 @@
+"""Unit tests of the operator's handler logic, without an API server (kopf's Body/Patch and fakes).
+
+What the operator does against a real API server is tested in test_operator_e2e.py; these tests pin the
+decisions inside: peer ordering, retry-or-stall, re-check pokes, target resolution, memo state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+
+from extschema import conditions, conflicts, model, reconcile
+from extschema.conditions import Outcome
+from extschema.controller import claims, recheck, runtime, settings, status, targets
+from extschema.controller.kubeapi import KubeApi
+from extschema.status_model import DatabaseTargetStatus, ExtensionSchemaStatus
+
+SPEC = model.parse_spec({"pluginId": "shop", "version": "1.0.0"})
+
+
+def _entry(owner: str, created: str, uid: str, *, generation: int = 1, ready: bool = False) -> claims.ClaimEntry:
+    return claims.ClaimEntry(created, owner, uid, generation, ready, conflicts.Claim(owner, SPEC))
+
+
+def _body(**status_fields: Any) -> kopf.Body:
+    raw = {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "ExtensionSchema",
+        "metadata": {"name": "shop", "namespace": "ns", "uid": "u1", "generation": 4},
+        "spec": {"pluginId": "shop", "version": "1.0.0"},
+        "status": status_fields,
+    }
+    return kopf.Body(raw)
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    posted: list[dict[str, Any]] = []
+    monkeypatch.setattr(kopf, "event", lambda body, **kwargs: posted.append(kwargs))
+    return posted
+
+
+def _applied(patch: kopf.Patch, body: Mapping[str, Any]) -> dict[str, Any]:
+    raw: dict[str, Any] = {"status": dict(body.get("status") or {})}
+    for fn in patch.fns:
+        fn(raw)
+    return raw["status"]
+
+
+# --- claims ---------------------------------------------------------------------------------------
+
+
+def test_peers_are_the_older_claims_oldest_first_and_self_is_excluded() -> None:
+    entries = [
+        _entry("ns/c", "2026-01-03T00:00:00Z", "uc"),
+        _entry("ns/y", "2026-01-01T00:00:00Z", "uy"),  # oldest, though its name sorts late
+        _entry("ns/me", "2026-01-02T00:00:00Z", "ume"),
+        _entry("ns/b", "2026-01-02T00:00:00Z", "ub"),  # same time: ordered by owner, "ns/b" < "ns/me"
+        _entry("ns/z", "2026-01-02T00:00:00Z", "uz"),  # same time, later owner: younger
+    ]
+    peers, _ = claims.peers_of(entries, "ume", ("2026-01-02T00:00:00Z", "ns/me"))
+    assert [p.owner for p in peers] == ["ns/y", "ns/b"]
+
+
+def test_peer_fingerprint_follows_the_others_state_not_their_order() -> None:
+    a, b = _entry("ns/a", "1", "ua"), _entry("ns/b", "2", "ub")
+    order = ("3", "ns/me")
+    _, first = claims.peers_of([a, b], "ume", order)
+    _, reordered = claims.peers_of([b, a], "ume", order)
+    _, with_self = claims.peers_of([b, a, _entry("ns/me", "3", "ume", generation=9)], "ume", order)
+    _, b_ready = claims.peers_of([a, _entry("ns/b", "2", "ub", ready=True)], "ume", order)
+    _, b_changed = claims.peers_of([a, _entry("ns/b", "2", "ub", generation=2)], "ume", order)
+    _, a_gone = claims.peers_of([b], "ume", order)
+    assert first == reordered == with_self
+    assert len({first, b_ready, b_changed, a_gone}) == 4
+
+
+def test_parsed_specs_parse_each_generation_once_and_invalid_specs_claim_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    real = reconcile.from_object
+
+    def counting(body: dict[str, object], source: str) -> reconcile.Loaded:
+        calls.append(source)
+        return real(body, source)
+
+    monkeypatch.setattr(reconcile, "from_object", counting)
+    parsed = claims.ParsedSpecs(limit=1)
+    body = _body()
+    first = parsed.get(body)
+    assert first is not None and first.owner == "ns/shop"
+    assert parsed.get(body) is first and calls == ["ns/shop"]
+    entry = claims.claim_of(body, "ns", parsed)
+    assert list(entry) == [settings.DEFAULT_TARGET] and entry[settings.DEFAULT_TARGET].uid == "u1"
+    invalid = kopf.Body({**dict(body), "metadata": {**body["metadata"], "uid": "u2"}, "spec": {"pluginId": "Bad!"}})
+    assert parsed.get(invalid) is None and claims.claim_of(invalid, "ns", parsed) == {}
+    parsed.get(kopf.Body({**dict(body), "metadata": {**body["metadata"], "uid": "u3"}}))
+    assert len(parsed) <= 2  # bounded: the oldest entry is dropped beyond the limit
+
+
+def test_claims_conflict_within_one_target() -> None:
+    assert targets.target_key("ns", {}) == settings.DEFAULT_TARGET
+    assert targets.target_key("ns", {"targetRef": {"name": "db"}}) == "ns/db"
+
+
+# --- status: retry or stall -----------------------------------------------------------------------
+
+
+def test_settle_retries_retried_reasons_with_backoff(events: list[dict[str, Any]]) -> None:
+    stats, patch, body = status.Stats(), kopf.Patch(), _body()
+    with pytest.raises(kopf.TemporaryError) as raised:
+        status.settle(body, patch, Outcome("DatabaseUnavailable", "down"), stats, retry=3, fields={"target": "db"})
+    assert raised.value.delay == conditions.backoff(3) == 8.0
+    written = _applied(patch, body)
+    assert written["target"] == "db" and written["observedGeneration"] == 4
+    ready = conditions.current(written["conditions"])
+    assert ready is not None and ready["status"] == "False" and ready["reason"] == "DatabaseUnavailable"
+    assert stats.failures == 1 and stats.last_success is None
+    assert [e["reason"] for e in events] == ["DatabaseUnavailable"] and events[0]["type"] == "Warning"
+    ExtensionSchemaStatus.model_validate(written)  # only declared fields (the CRD would prune others)
+
+
+def test_settle_stalls_on_reasons_a_person_must_fix(events: list[dict[str, Any]]) -> None:
+    stats, patch, body = status.Stats(), kopf.Patch(), _body(tables=["old"])
+    assert status.settle(body, patch, Outcome("InvalidSpec", "bad field"), stats, fields={"tables": None}) is None
+    written = _applied(patch, body)
+    assert "tables" not in written  # None removes a field
+    assert {c["type"] for c in written["conditions"]} >= {"Ready", "Stalled"}
+    assert stats.failures == 1 and len(events) == 1
+
+
+def test_settle_posts_no_event_when_the_ready_condition_is_unchanged(events: list[dict[str, Any]]) -> None:
+    stats, patch = status.Stats(), kopf.Patch()
+    outcome = Outcome("Applied", "plugin shop 1.0.0 applied to default")
+    first = _applied(patch, _body())
+    status.settle(_body(), patch, outcome, stats)
+    applied = _applied(patch, _body(**first))
+    status.settle(_body(**applied), kopf.Patch(), outcome, stats)
+    assert len(events) == 1 and events[0]["type"] == "Normal"
+    assert stats.last_success is not None and stats.failures == 0
+    assert status.settle(_body(**applied), kopf.Patch(), outcome, stats, event="MigrationSucceeded") is None
+    assert events[-1]["reason"] == "MigrationSucceeded"
+
+
+def test_outcomes_of_errors() -> None:
+    settled = status.Settle(Outcome("TargetNotFound", "no target"))
+    assert status.outcome_of(settled) is settled.outcome
+    unexpected = status.outcome_of(ValueError("boom"))
+    assert unexpected.reason == "InternalError" and "ValueError: boom" in unexpected.message
+
+
+@pytest.mark.parametrize(
+    ("outcome", "delay", "reason"),
+    [
+        (Outcome("DeletionBlocked", "others depend on it"), 7.0, "DeletionBlocked"),
+        (Outcome("DatabaseUnavailable", "down"), conditions.backoff(2), "Deleting"),
+        (Outcome("MigrationFailed", "drop failed"), 60.0, "MigrationFailed"),
+    ],
+)
+def test_cleanup_always_retries_and_keeps_the_finalizer(
+    events: list[dict[str, Any]], outcome: Outcome, delay: float, reason: str
+) -> None:
+    patch, body = kopf.Patch(), _body()
+    with pytest.raises(kopf.TemporaryError) as raised:
+        status.cleanup_waits(body, patch, outcome, status.Stats(), 2, logging.getLogger("test"), 7.0)
+    assert raised.value.delay == delay
+    ready = conditions.current(_applied(patch, body)["conditions"])
+    assert ready is not None and ready["reason"] == reason
+
+
+class _Result:
+    changed = True
+    migration_id = "m-1"
+    description = ["x" * 2000, "add column"]
+    duration_ms = None
+
+
+class _Registration:
+    version = "1.0.0"
+    checksum = "c" * 64
+    tables = ("ext_shop_orders",)
+
+
+def test_applied_fields_are_declared_and_bounded() -> None:
+    fields = status.applied_fields(_Registration(), _Result(), "1.0.0")
+    assert fields["tables"] == ["ext_shop_orders"] and fields["appliedChecksum"] == "c" * 64
+    migration = fields["lastMigration"]
+    assert migration["changes"] == ["x" * status.MAX_CHANGE, "add column"] and migration["durationMs"] == 0
+    assert migration["time"].endswith("Z") and len(migration["time"]) == 20
+    ExtensionSchemaStatus.model_validate(fields)
+    unchanged = type("Unchanged", (), {"changed": False})()
+    assert status.applied_fields(None, unchanged, "1.0.0") == {}
+
+
+def test_database_target_status_fields_are_declared() -> None:
+    patch = kopf.Patch()
+    patch.fns.append(status.status_fn(Outcome("Connected", "ok"), 2, {"backend": "sqlite", "serverVersion": "3"}))
+    DatabaseTargetStatus.model_validate(_applied(patch, _body()))
+
+
+# --- targets --------------------------------------------------------------------------------------
+
+
+def _resolve(spec: Mapping[str, Any], default: str | None = None, index: Mapping[Any, Any] | None = None) -> Any:
+    return asyncio.run(targets.resolve_target(KubeApi(), default, "ns", spec, index or {}))  # type: ignore[arg-type]
+
+
+def test_resolve_target_default_database() -> None:
+    target = _resolve({}, default="sqlite:///app.db")
+    assert (target.key, target.label, target.url) == ("default", "default", "sqlite:///app.db")
+    assert "sqlite" not in repr(target)  # the URL may hold a password: never in logs
+
+
+def test_resolve_target_without_default_or_target_is_not_found() -> None:
+    with pytest.raises(status.Settle) as raised:
+        _resolve({})
+    assert raised.value.outcome.reason == "TargetNotFound" and "--database" in raised.value.outcome.message
+    with pytest.raises(status.Settle) as raised:
+        _resolve({"targetRef": {"name": "db"}}, default="sqlite:///app.db")
+    assert raised.value.outcome.reason == "TargetNotFound" and "ns/db" in raised.value.outcome.message
+
+
+def test_resolve_target_reads_the_database_target() -> None:
+    index = {("ns", "db"): [{"url": "sqlite:///t.db", "lockTimeout": "2s", "statementTimeout": "1m"}]}
+    target = _resolve({"targetRef": {"name": "db"}}, index=index)
+    assert (target.key, target.label, target.url) == ("ns/db", "db", "sqlite:///t.db")
+    assert (target.lock_timeout_ms, target.statement_timeout_ms) == (2_000, 60_000)
+    with pytest.raises(status.Settle) as raised:
+        _resolve({"targetRef": {"name": "db"}}, index={("ns", "db"): [{}]})
+    assert raised.value.outcome.reason == "InvalidTarget"
+
+
+def test_secret_needs_credentials_first() -> None:
+    index = {("ns", "db"): [{"urlSecretRef": {"name": "s"}}]}
+    with pytest.raises(status.Settle) as raised:
+        _resolve({"targetRef": {"name": "db"}}, index=index)
+    assert raised.value.outcome.reason == "TargetNotFound" and "credentials" in raised.value.outcome.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [(None, 5), ("", 5), ("250ms", 250), ("3s", 3000), ("2m", 120_000), ("2h", 5), ("s", 5)]
+)
+def test_duration_ms(text: str | None, expected: int) -> None:
+    assert targets.duration_ms(text, 5) == expected
+
+
+def test_engines_are_shared_per_database_and_closed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    engines = targets.Engines()
+    one = engines.get(targets.Target("default", "default", url))
+    assert engines.get(targets.Target("k", "other label", url)) is one
+    assert engines.get(targets.Target("k", "k", url, lock_timeout_ms=1)) is not one and len(engines) == 2
+    engines.close()
+    assert len(engines) == 0
+
+
+# --- re-check loop --------------------------------------------------------------------------------
+
+
+class _Pokes:
+    def __init__(self, answer: bool | None, waitlist: recheck.Waitlist | None = None) -> None:
+        self.answer, self.waitlist, self.calls = answer, waitlist, list[tuple[str, str]]()
+
+    async def __call__(self, namespace: str, name: str) -> bool | None:
+        self.calls.append((namespace, name))
+        if self.waitlist is not None:  # the resource reconciles while the poke is on its way
+            self.waitlist.track({"uid": "ume"}, None)
+        return self.answer
+
+
+def _waiting(fingerprint: str, poked: float) -> tuple[recheck.Waitlist, recheck.Waiting, dict[str, Any]]:
+    index = {"default": [_entry("ns/a", "1", "ua")]}
+    waitlist = recheck.Waitlist()
+    entry = recheck.Waiting("ns", "me", "default", ("2", "ns/me"), fingerprint, poked)
+    waitlist.track({"uid": "ume"}, entry)
+    return waitlist, entry, index
+
+
+def _fingerprint(index: dict[str, Any]) -> str:
+    return claims.peers_of(index["default"], "ume", ("2", "ns/me"))[1]
+
+
+def test_recheck_leaves_a_waiting_resource_alone_while_nothing_changed() -> None:
+    waitlist, entry, index = _waiting("", 0.0)
+    entry.fingerprint, entry.poked = _fingerprint(index), float("inf")
+    poke = _Pokes(True)
+    asyncio.run(recheck.recheck(index, waitlist, poke, fallback=60))  # type: ignore[arg-type]
+    assert poke.calls == []
+
+
+def test_recheck_pokes_when_claims_changed_and_remembers_them() -> None:
+    waitlist, entry, index = _waiting("stale", float("inf"))
+    poke = _Pokes(True)
+    asyncio.run(recheck.recheck(index, waitlist, poke, fallback=60))  # type: ignore[arg-type]
+    assert poke.calls == [("ns", "me")] and entry.fingerprint == _fingerprint(index)
+
+
+def test_recheck_pokes_after_the_fallback_interval() -> None:
+    waitlist, entry, index = _waiting("", 0.0)
+    entry.fingerprint = _fingerprint(index)
+    poke = _Pokes(True)
+    asyncio.run(recheck.recheck(index, waitlist, poke, fallback=0))  # type: ignore[arg-type]
+    assert poke.calls == [("ns", "me")] and entry.poked > 0.0
+
+
+def test_recheck_forgets_gone_resources_and_retries_failed_pokes() -> None:
+    waitlist, entry, index = _waiting("stale", 0.0)
+    asyncio.run(recheck.recheck(index, waitlist, _Pokes(False), fallback=60))  # type: ignore[arg-type]
+    assert waitlist["ume"] is entry and entry.fingerprint == "stale"  # tried again next round
+    asyncio.run(recheck.recheck(index, waitlist, _Pokes(None), fallback=60))  # type: ignore[arg-type]
+    assert "ume" not in waitlist
+
+
+def test_recheck_does_not_touch_a_resource_that_reconciled_meanwhile() -> None:
+    waitlist, entry, index = _waiting("stale", 0.0)
+    asyncio.run(recheck.recheck(index, waitlist, _Pokes(None, waitlist), fallback=60))  # type: ignore[arg-type]
+    assert "ume" not in waitlist and entry.fingerprint == "stale"
+
+
+def test_due() -> None:
+    entry = recheck.Waiting("ns", "me", "default", ("", ""), "f", 100.0)
+    assert not recheck.due(entry, "f", 130.0, 60.0)
+    assert recheck.due(entry, "g", 130.0, 60.0) and recheck.due(entry, "f", 161.0, 60.0)
+
+
+# --- settings and memo ----------------------------------------------------------------------------
+
+
+def test_settings_from_environment_and_flags() -> None:
+    env = {"EXTSCHEMA_DATABASE_URL": "sqlite:///env.db", "EXTSCHEMA_RECHECK_SECONDS": "0.5"}
+    from_env = settings.Settings.from_env(env)
+    assert (from_env.default_database, from_env.recheck_interval) == ("sqlite:///env.db", 0.5)
+    flagged = settings.Settings.from_env(env, default_database="sqlite:///flag.db", api_connections=40)
+    assert (flagged.default_database, flagged.api_connections) == ("sqlite:///flag.db", 40)
+    assert settings.Settings.from_env({}).default_database is None
+    with pytest.raises(TypeError, match="recheck_intervall"):
+        settings.Settings.from_env({}, recheck_intervall=1)
+
+
+def test_operator_state_lives_in_the_memo() -> None:
+    given = settings.Settings(default_database="sqlite:///x.db")
+    memo = runtime.memo_for(given)
+    state = runtime.runtime(memo)
+    assert state.settings is given and runtime.runtime(memo) is state
+    copied = kopf.Memo(memo)  # kopf hands each resource a shallow copy: the state is shared
+    assert runtime.runtime(copied) is state
+    fresh = kopf.Memo()
+    assert runtime.runtime(fresh) is runtime.runtime(fresh) is not state
+
+
+# --- DatabaseTarget handlers, called as kopf calls them ----------------------------------------------
+
+
+def _target_call(handler: Any, spec: Mapping[str, Any], memo: kopf.Memo) -> tuple[kopf.Patch, Any]:
+    patch = kopf.Patch()
+    body = kopf.Body({"metadata": {"name": "db", "namespace": "ns", "generation": 1}, "spec": dict(spec)})
+    kwargs = {"spec": spec, "namespace": "ns", "name": "db", "patch": patch, "memo": memo, "retry": 1}
+    try:
+        return patch, asyncio.run(handler(body=body, logger=logging.getLogger("test"), **kwargs))
+    except kopf.TemporaryError as error:
+        return patch, error
+
+
+def test_connect_reports_backend_and_version(events: list[dict[str, Any]], tmp_path: Path) -> None:
+    from extschema.controller import handlers
+
+    memo = runtime.memo_for(settings.Settings())
+    patch, result = _target_call(handlers.connect_target, {"url": f"sqlite:///{tmp_path / 'app.db'}"}, memo)
+    written = _applied(patch, {})
+    assert result is None and written["backend"] == "sqlite" and written["serverVersion"]
+    DatabaseTargetStatus.model_validate(written)
+    assert len(runtime.runtime(memo).engines) == 1
+    runtime.runtime(memo).engines.close()
+
+
+def test_connect_retries_but_the_ping_timer_does_not(events: list[dict[str, Any]]) -> None:
+    from extschema.controller import handlers
+
+    memo = runtime.memo_for(settings.Settings())
+    spec = {"urlSecretRef": {"name": "s"}}  # no credentials yet: TargetNotFound, a retried reason
+    _, retried = _target_call(handlers.connect_target, spec, memo)
+    assert isinstance(retried, kopf.TemporaryError) and retried.delay == conditions.backoff(1)
+    patch, result = _target_call(handlers.ping_target, spec, memo)
+    assert result is None
+    ready = conditions.current(_applied(patch, {})["conditions"])
+    assert ready is not None and ready["reason"] == "TargetNotFound"
