@@ -218,8 +218,11 @@ class Dialect:
             return self.boolean_literal(value)
         if isinstance(value, int | float):
             return repr(value)
-        text = str(value).replace("'", "''")
-        return f"'{text}'"
+        return self.string_literal(str(value))
+
+    def string_literal(self, text: str) -> str:
+        """A string constant that reads back as *text* on any connection to this kind of database."""
+        return "'" + text.replace("'", "''") + "'"
 
     def physical_target(self, plugin_id: str, fk: planning.ForeignKeyDef) -> PhysicalName:
         ref = fk.references

@@ -120,6 +120,16 @@ class PostgresDialect(Dialect):
                 )
         return None
 
+    def string_literal(self, text: str) -> str:
+        # A plain '...' means something else when standard_conforming_strings is off (a backslash
+        # escapes, so "\\'" ends the string early). E'...' reads escapes whatever the setting, and
+        # recorded SQL may be re-run later on a connection set up differently: text with a
+        # backslash is written as E'...' with the backslash doubled, text without one as '...'.
+        quoted = text.replace("'", "''")
+        if "\\" in text:
+            return "E'" + quoted.replace("\\", "\\\\") + "'"
+        return f"'{quoted}'"
+
     def pattern_condition(self, quoted_column: str, pattern: str) -> str:
         return f"{quoted_column} ~ {self.literal(pattern)}"
 
@@ -132,6 +142,8 @@ class PostgresDialect(Dialect):
             f"SELECT pg_advisory_xact_lock({int(lock_key[0])}, {int(lock_key[1])})",
             f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}",
             f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}",
+            # Literals are rendered setting-independent; this also covers SQL recorded by older versions.
+            "SET LOCAL standard_conforming_strings = on",
         ]
 
     def registry_exists_query(self) -> str:
