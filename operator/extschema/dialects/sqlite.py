@@ -8,9 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from extschema import naming, planning
+from extschema import naming, planning, portable_regex
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.planning import ColumnDef, TableDef
+from extschema.problems import Problem
 
 # SQLite columns take any value whatever their declared type; these CHECKs make them strict.
 _STORAGE_CLASSES = {
@@ -59,9 +60,36 @@ class SqliteDialect(Dialect):
             conditions.append(f"{quoted} IN ({', '.join(self.literal(v) for v in column.enum.values)})")
         return conditions + super().column_checks(column)
 
-    def pattern_condition(self, quoted_column: str, pattern: str) -> str:
-        # REGEXP is a function the engine registers on each connection (Python's re.search).
-        return f"{quoted_column} REGEXP {self.literal(pattern)}"
+    def pattern_condition(self, quoted_column: str, pattern: str) -> str | None:
+        # Not REGEXP: that is a function every client would have to register (the application's
+        # driver, Prisma, ...), or each of its inserts fails. GLOB is built in; patterns it
+        # cannot express exactly stay unenforced here, and plan_warnings says so.
+        glob = portable_regex.to_glob(pattern)
+        return None if glob is None else f"{quoted_column} GLOB {self.literal(glob)}"
+
+    def plan_warnings(self, plan: planning.Plan) -> list[Problem]:
+        found: list[Problem] = []
+        for op in plan.ops:
+            match op:
+                case planning.CreateTable():
+                    table, columns = op.table.name, op.table.columns
+                case planning.AddColumn():
+                    table, columns = op.after.name, (op.column,)
+                case _:
+                    continue
+            found.extend(
+                Problem(
+                    "ES501",
+                    "",
+                    f"SQLite will not enforce the pattern {c.pattern!r} of {table}.{c.name}: only patterns made of "
+                    "characters, '.', '.*', [classes], a leading ^ and a trailing $ have a GLOB form every SQLite "
+                    "client understands (PostgreSQL enforces any pattern). Check the values in the application, or "
+                    "simplify the pattern",
+                )
+                for c in columns
+                if c.pattern is not None and portable_regex.to_glob(c.pattern) is None
+            )
+        return found
 
     def id_column_sql(self) -> str:
         # INTEGER with PRIMARY KEY (id): an alias of the rowid.
