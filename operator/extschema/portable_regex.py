@@ -100,9 +100,8 @@ def _class_to_glob(body: str) -> str | None:
         if members[index] == "-" and 0 < index < len(members) - 1:
             return None  # a dash not forming a range with the single character before it
         if index + 2 < len(members) and members[index + 1] == "-":
-            low, high = members[index], members[index + 2]
-            if low > high or members[index + 3 : index + 4] == "-" and index + 3 < len(members) - 1:
-                return None
+            if members[index] > members[index + 2]:
+                return None  # an error in PostgreSQL, an empty range in GLOB
             index += 3
         else:
             index += 1
