@@ -177,13 +177,19 @@ class Dialect:
             conditions.append(f"{self.length_function}({quoted}) >= {column.min_length}")
         if column.max_length is not None and column.type == "Text":
             conditions.append(f"{self.length_function}({quoted}) <= {column.max_length}")
-        if column.min is not None:
-            conditions.append(f"{quoted} >= {self.literal(column.min)}")
-        if column.max is not None:
-            conditions.append(f"{quoted} <= {self.literal(column.max)}")
+        conditions.extend(self.bound_conditions(quoted, column))
         condition = self.pattern_condition(quoted, column.pattern) if column.pattern is not None else None
         if condition is not None:
             conditions.append(condition)
+        return conditions
+
+    def bound_conditions(self, quoted_column: str, column: ColumnDef) -> list[str]:
+        """The conditions of ``min`` and ``max``, compared as numbers."""
+        conditions: list[str] = []
+        if column.min is not None:
+            conditions.append(f"{quoted_column} >= {self.literal(column.min)}")
+        if column.max is not None:
+            conditions.append(f"{quoted_column} <= {self.literal(column.max)}")
         return conditions
 
     length_function = "char_length"

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from extschema import naming, planning, portable_regex
+from extschema.dialects import sqlite_decimal
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.planning import ColumnDef, TableDef
 from extschema.problems import Problem
@@ -24,7 +25,9 @@ _STORAGE_CLASSES = {
     "Int": "'integer', 'null'",
     "BigInt": "'integer', 'null'",
     "Float": "'real', 'integer', 'null'",
-    "Decimal": "'real', 'integer', 'null'",
+    # Exact values are text: NUMERIC affinity would turn a long decimal or a big JSON number into a REAL.
+    "Decimal": "'text', 'null'",
+    "Json": "'text', 'null'",
 }
 
 
@@ -51,7 +54,11 @@ class SqliteDialect(Dialect):
         if column.type == "Boolean":
             conditions.append(f"{quoted} IN (0, 1)")
         if column.type == "Json":
-            conditions.append(f"json_valid({quoted})")
+            # json_valid(NULL) is 0 on SQLite before 3.46, so NULL is let through explicitly.
+            conditions.append(f"{quoted} IS NULL OR json_valid({quoted})")
+        if column.type == "Decimal":
+            assert column.precision is not None and column.scale is not None
+            conditions.append(sqlite_decimal.well_formed(quoted, column.precision, column.scale))
         if column.type == "Uuid":
             conditions.append(f"length({quoted}) = 36")
         if column.type == "String":
@@ -59,6 +66,17 @@ class SqliteDialect(Dialect):
         if column.enum is not None:
             conditions.append(f"{quoted} IN ({', '.join(self.literal(v) for v in column.enum.values)})")
         return conditions + super().column_checks(column)
+
+    def bound_conditions(self, quoted_column: str, column: ColumnDef) -> list[str]:
+        if column.type != "Decimal":
+            return super().bound_conditions(quoted_column, column)
+        assert column.precision is not None and column.scale is not None
+        return sqlite_decimal.bounds(quoted_column, column.precision, column.scale, column.min, column.max)
+
+    def default_sql(self, column: ColumnDef) -> str | None:
+        if column.type == "Decimal" and column.default is not None:
+            return self.literal(sqlite_decimal.plain(column.default))
+        return super().default_sql(column)
 
     def pattern_condition(self, quoted_column: str, pattern: str) -> str | None:
         # Not REGEXP: that is a function every client would have to register (the application's
@@ -99,8 +117,8 @@ class SqliteDialect(Dialect):
         match column.type:
             case "Float":
                 return sa.Float()
-            case "Json":
-                return sa.JSON()
+            case "Json" | "Decimal":
+                return sa.Text()  # TEXT affinity: stored as written (see _STORAGE_CLASSES)
             case "Uuid":
                 return sa.String(36)
             case "Enum":
