@@ -57,6 +57,8 @@ class ColumnDef:
     max: int | float | None = None
     pattern: str | None = None
     foreign_key: ForeignKeyDef | None = None
+    #: For people (a column comment where the database has them); not part of the column's shape.
+    description: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def string_length(self) -> int:
@@ -78,6 +80,8 @@ class TableDef:
     columns: tuple[ColumnDef, ...]
     unique_together: tuple[IndexDef, ...] = ()
     indexes: tuple[IndexDef, ...] = ()
+    #: For people (a table comment where the database has them); not part of the table's shape.
+    description: str | None = dataclasses.field(default=None, compare=False)
 
     def column(self, name: str) -> ColumnDef | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -165,6 +169,7 @@ def _column(field: model.FieldSpec, enums: Mapping[str, EnumSpec]) -> ColumnDef:
         min=rules.min,
         max=rules.max,
         pattern=rules.pattern,
+        description=field.description,
     )
 
 
@@ -192,6 +197,7 @@ def desired_state(spec: ExtensionSchemaSpec, refs: ReferenceTypes) -> Desired:
                 columns=tuple(columns[t.name]),
                 unique_together=tuple(IndexDef(tuple(u.fields), True, u.name) for u in t.unique_constraints),
                 indexes=tuple(IndexDef(tuple(i.fields), i.unique, i.name) for i in t.indexes),
+                description=t.description,
             )
         )
     for join in joins:

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql as pg
 from extschema import naming, planning
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.naming import PhysicalName
-from extschema.planning import ColumnDef
+from extschema.planning import ColumnDef, TableDef
 
 # psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
@@ -82,10 +82,24 @@ class PostgresDialect(Dialect):
         statements.append(f"DROP TYPE {old_ref}")
         return statements
 
+    def create_table(self, plugin_id: str, table: TableDef) -> list[str]:
+        # Dropping the table drops its comments: the reverse needs nothing more.
+        statements = super().create_table(plugin_id, table)
+        table_ref = self.table_ref(plugin_id, table.name)
+        if table.description is not None:
+            statements.append(f"COMMENT ON TABLE {table_ref} IS {self.literal(table.description)}")
+        statements.extend(self.column_comment(table_ref, c) for c in table.columns if c.description is not None)
+        return statements
+
+    def column_comment(self, table_ref: str, column: ColumnDef) -> str:
+        return f"COMMENT ON COLUMN {table_ref}.{self.quote(column.name)} IS {self.literal(column.description)}"
+
     def add_column(self, op: planning.AddColumn) -> list[str]:
         column = op.column
         table_ref = self.table_ref(op.plugin_id, op.after.name)
         statements = [f"ALTER TABLE {table_ref} ADD COLUMN {self.column_ddl(op.plugin_id, op.after, column)}"]
+        if column.description is not None:
+            statements.append(self.column_comment(table_ref, column))
         # Unique fields become unique indexes (SQLite cannot ADD a UNIQUE column); FK columns get one too.
         statements.extend(
             self.create_index(op.plugin_id, op.after.name, index)
