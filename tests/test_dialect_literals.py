@@ -120,3 +120,34 @@ def test_literals_read_back_exactly_on_postgresql_either_setting(value: str) -> 
         assert "\\" not in rendered
         assert rendered[1:-1].replace("''", "'") == value
     assert SqliteDialect().literal(value) == "'" + value.replace("'", "''") + "'"
+
+
+@pytest.mark.postgres
+def test_rollback_sql_recorded_by_older_versions_runs_as_written(pg_url: str, tmp_path: Path) -> None:
+    """Older versions recorded '...' literals with raw backslashes; the migration preamble turns
+    standard_conforming_strings on, so re-running them later means what it meant then."""
+    from extschema.engine import script, sql_checksum
+
+    v1 = {**ENUM_ONLY, "enums": [{"name": "mood", "values": ["plain", "back\\slash"]}]}
+    v2 = {**v1, "version": "1.1.0", "enums": [{"name": "mood", "values": ["plain", "back\\slash", "new"]}]}
+    assert run("apply", str(write_schema(tmp_path, "crafted", json.dumps(v1))), "-d", pg_url).exit_code == 0
+    (tmp_path / "v2").mkdir()
+    assert run("apply", str(write_schema(tmp_path / "v2", "crafted", json.dumps(v2))), "-d", pg_url).exit_code == 0
+    execute(pg_url, "INSERT INTO ext_crafted.item (mood) VALUES ('back\\slash')")
+    _standard_strings_off(pg_url)
+    # As an older version would have recorded the rollback (it re-creates the enum with its old values).
+    where = "FROM extschema.extension_migrations WHERE migration_id = '0002'"
+    ((statements, rollback),) = execute(pg_url, f"SELECT statements, rollback_statements {where}")
+    old_style = [s.replace("E'back\\\\slash'", "'back\\slash'") for s in rollback]
+    assert old_style != rollback
+    execute(
+        pg_url,
+        "UPDATE extschema.extension_migrations SET rollback_statements = CAST(:r AS JSON), rollback_sql = :text, "
+        "checksum_sql = :sum WHERE migration_id = '0002'",
+        {"r": json.dumps(old_style), "text": script(old_style), "sum": sql_checksum(statements, old_style)},
+    )
+    outcome = run("rollback", "crafted", "-d", pg_url)
+    assert outcome.exit_code == 0, outcome.stderr
+    labels = execute(pg_url, "SELECT unnest(enum_range(NULL::ext_crafted.mood))::text")
+    assert [label for (label,) in labels] == ["plain", "back\\slash"]
+    assert execute(pg_url, "SELECT mood::text FROM ext_crafted.item") == [("back\\slash",)]
