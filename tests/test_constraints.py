@@ -19,7 +19,7 @@ tables:
     fields:
       - {name: title, type: String, required: true, validation: {minLength: 2, maxLength: 10}}
       - {name: notes, type: Text, validation: {maxLength: 5}}
-      - {name: code, type: String, unique: true, validation: {pattern: '^[A-Z][A-Z][A-Z]-[0-9]'}}
+      - {name: code, type: String, unique: true, validation: {pattern: '^[A-Z]{3}-[0-9]+$'}}
       - {name: score, type: Decimal, precision: 6, scale: 2, validation: {min: 0, max: 100}}
       - {name: qty, type: Int, validation: {min: 1, max: 9}}
       - {name: level, type: Enum, enum: level, default: low, required: true}

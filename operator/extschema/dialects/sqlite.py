@@ -80,10 +80,24 @@ class SqliteDialect(Dialect):
 
     def pattern_condition(self, quoted_column: str, pattern: str) -> str | None:
         # Not REGEXP: that is a function every client would have to register (the application's
-        # driver, Prisma, ...), or each of its inserts fails. GLOB is built in; patterns it
-        # cannot express exactly stay unenforced here, and plan_warnings says so.
-        glob = portable_regex.to_glob(pattern)
-        return None if glob is None else f"{quoted_column} GLOB {self.literal(glob)}"
+        # driver, Prisma, ...), or each of its inserts fails. GLOB, length and substr are built in;
+        # patterns they cannot express exactly stay unenforced here, and plan_warnings says so.
+        found = portable_regex.translate(pattern)
+        if found is None:
+            return None
+        conditions = [f"{quoted_column} GLOB {self.literal(found.glob)}"]
+        low, high = found.length
+        if low:
+            conditions.append(f"length({quoted_column}) >= {low}")
+        if high is not None:
+            conditions.append(f"length({quoted_column}) <= {high}")
+        if found.run is not None:
+            middle = quoted_column  # the run, between the fixed parts
+            if found.before or found.after:
+                end = found.before + found.after
+                middle = f"substr({quoted_column}, {found.before + 1}, length({quoted_column}) - {end})"
+            conditions.append(f"{middle} NOT GLOB {self.literal('*' + found.run + '*')}")
+        return " AND ".join(conditions)
 
     def plan_warnings(self, plan: planning.Plan) -> list[Problem]:
         found: list[Problem] = []
@@ -99,13 +113,14 @@ class SqliteDialect(Dialect):
                 Problem(
                     "ES501",
                     "",
-                    f"SQLite will not enforce the pattern {c.pattern!r} of {table}.{c.name}: only patterns made of "
-                    "characters, '.', '.*', [classes], a leading ^ and a trailing $ have a GLOB form every SQLite "
+                    f"SQLite will not enforce the pattern {c.pattern!r} of {table}.{c.name}: only patterns of "
+                    "characters, '.' and [classes] repeated a fixed number of times, with '.*' anywhere or one "
+                    "repeated run between ^ and $ (like '^[A-Z]{3}-[0-9]+$'), translate to built-in SQL every SQLite "
                     "client understands (PostgreSQL enforces any pattern). Check the values in the application, or "
                     "simplify the pattern",
                 )
                 for c in columns
-                if c.pattern is not None and portable_regex.to_glob(c.pattern) is None
+                if c.pattern is not None and portable_regex.translate(c.pattern) is None
             )
         return found
 
