@@ -17,7 +17,7 @@ from tests.helpers import execute, ext_table, run, write_schema
 
 INJECTION = "x\\'); DROP TABLE canary; --"
 TRAILING_BACKSLASH = "ends with a backslash\\"
-ODD = "tab\there, newline\nthere, quote ' and \\' and \\\\ and \\x41 and $$ and %s"
+ODD = "tab\there, newline\nthere, controls \x01\x1b[31m\x7f\r, quote ' and \\' and \\\\ and \\x41 and $$ and %s"
 
 SPEC = {
     "pluginId": "crafted",
@@ -151,3 +151,21 @@ def test_rollback_sql_recorded_by_older_versions_runs_as_written(pg_url: str, tm
     labels = execute(pg_url, "SELECT unnest(enum_range(NULL::ext_crafted.mood))::text")
     assert [label for (label,) in labels] == ["plain", "back\\slash"]
     assert execute(pg_url, "SELECT mood::text FROM ext_crafted.item") == [("back\\slash",)]
+
+
+def test_a_nul_character_never_reaches_a_literal(tmp_path: Path) -> None:
+    """PostgreSQL cannot store NUL in text: validation refuses it in defaults, enum values and descriptions."""
+    spec = {
+        "pluginId": "crafted",
+        "version": "1.0.0",
+        "enums": [{"name": "mood", "values": ["a\0b"]}],
+        "tables": [{"name": "item", "description": "x\0", "fields": [{"name": "t", "type": "Text", "default": "\0"}]}],
+    }
+    outcome = run("validate", str(write_schema(tmp_path, "crafted", json.dumps(spec))), "-o", "json")
+    assert outcome.exit_code == 1
+    found = {(p["path"], p["code"]) for p in outcome.json()["problems"]}
+    assert {
+        ("spec.enums[0].values[0]", "ES109"),
+        ("spec.tables[0].description", "ES010"),
+        ("spec.tables[0].fields[0].default", "ES105"),
+    } <= found
