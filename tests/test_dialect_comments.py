@@ -75,3 +75,11 @@ def test_plan_shows_the_comments(db_url: str, tmp_path: Path) -> None:
         ]
     else:
         assert comments == []
+
+
+def test_changing_a_description_is_not_refused(db_url: str, tmp_path: Path) -> None:
+    assert run("apply", str(write_schema(tmp_path, "described", _spec("1.0.0"))), "-d", db_url).exit_code == 0
+    (tmp_path / "v2").mkdir()
+    edited = _spec("1.0.1").replace(json.dumps(FIELD_TEXT)[1:-1], "A new text for the title")
+    outcome = run("apply", str(write_schema(tmp_path / "v2", "described", edited)), "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stderr
