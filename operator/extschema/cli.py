@@ -125,6 +125,7 @@ def plan(paths: Sequence[str], database: str | None, output: str) -> None:
                             "changes": p.plan.describe(),
                             "sql": list(r.statements),
                             "rollback": list(r.rollback),
+                            "warnings": [w.located(p.loaded.file).as_dict() for w in r.warnings],
                         }
                         for p, r in planned
                     ],
@@ -132,6 +133,8 @@ def plan(paths: Sequence[str], database: str | None, output: str) -> None:
             )
             return
         for p, rendered in planned:
+            for warning in rendered.warnings:
+                click.echo(f"warning: {warning.located(p.loaded.file).render()}", err=True)
             click.echo(f"-- {p.loaded.spec.plugin_id} {p.loaded.spec.version} ({p.loaded.file})")
             if p.plan.empty:
                 click.echo("-- no changes\n")

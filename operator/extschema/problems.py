@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 #: code -> one-line title. Grouped: ES0xx documents, ES1xx spec rules, ES2xx conflicts,
-#: ES3xx refused changes, ES4xx database.
+#: ES3xx refused changes, ES4xx database, ES5xx warnings (the change goes ahead, with less than asked).
 CATALOG: dict[str, str] = {
     "ES001": "The file is not valid YAML",
     "ES002": "A document is not a mapping",
@@ -63,6 +63,7 @@ CATALOG: dict[str, str] = {
     "ES402": "Migration failed in the database",
     "ES403": "Temporary database error (retry)",
     "ES404": "Unsupported database URL",
+    "ES501": "Pattern not enforced by SQLite",
 }
 
 

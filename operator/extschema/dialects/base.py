@@ -15,6 +15,7 @@ from extschema import planning
 from extschema.model import FieldType
 from extschema.naming import Namer, PhysicalName
 from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef
+from extschema.problems import Problem
 
 
 class ErrorClass(enum.Enum):
@@ -31,6 +32,8 @@ class RenderedPlan:
     rollback: tuple[str, ...]
     #: SQLite table rebuilds must run with foreign key enforcement off (set outside the transaction).
     foreign_keys_off: bool = False
+    #: What the plan asks for that this database will not enforce; the plan still runs (ES5xx).
+    warnings: tuple[Problem, ...] = ()
 
     def script(self, rollback: bool = False) -> str:
         return "".join(f"{s};\n" for s in (self.rollback if rollback else self.statements))
@@ -52,7 +55,12 @@ class Dialect:
             statements=tuple(self.render_ops(plan.ops, backup_tag)),
             rollback=tuple(self.render_ops(plan.reverse().ops, backup_tag)),
             foreign_keys_off=self.needs_foreign_keys_off(plan),
+            warnings=tuple(self.plan_warnings(plan)),
         )
+
+    def plan_warnings(self, plan: Plan) -> list[Problem]:
+        """Rules of *plan* this database leaves unenforced, for the person planning to know."""
+        return []
 
     def render_ops(self, ops: Iterable[Op], backup_tag: str) -> list[str]:
         statements: list[str] = []
@@ -169,12 +177,19 @@ class Dialect:
             conditions.append(f"{self.length_function}({quoted}) >= {column.min_length}")
         if column.max_length is not None and column.type == "Text":
             conditions.append(f"{self.length_function}({quoted}) <= {column.max_length}")
+        conditions.extend(self.bound_conditions(quoted, column))
+        condition = self.pattern_condition(quoted, column.pattern) if column.pattern is not None else None
+        if condition is not None:
+            conditions.append(condition)
+        return conditions
+
+    def bound_conditions(self, quoted_column: str, column: ColumnDef) -> list[str]:
+        """The conditions of ``min`` and ``max``, compared as numbers."""
+        conditions: list[str] = []
         if column.min is not None:
-            conditions.append(f"{quoted} >= {self.literal(column.min)}")
+            conditions.append(f"{quoted_column} >= {self.literal(column.min)}")
         if column.max is not None:
-            conditions.append(f"{quoted} <= {self.literal(column.max)}")
-        if column.pattern is not None:
-            conditions.append(self.pattern_condition(quoted, column.pattern))
+            conditions.append(f"{quoted_column} <= {self.literal(column.max)}")
         return conditions
 
     length_function = "char_length"
@@ -182,7 +197,8 @@ class Dialect:
     #: where a later table rebuild must recreate exactly what an added constraint created).
     inline_unique_together = True
 
-    def pattern_condition(self, quoted_column: str, pattern: str) -> str:
+    def pattern_condition(self, quoted_column: str, pattern: str) -> str | None:
+        """The condition enforcing *pattern*, or None where this database cannot (see :meth:`plan_warnings`)."""
         raise NotImplementedError
 
     def default_sql(self, column: ColumnDef) -> str | None:
@@ -218,8 +234,11 @@ class Dialect:
             return self.boolean_literal(value)
         if isinstance(value, int | float):
             return repr(value)
-        text = str(value).replace("'", "''")
-        return f"'{text}'"
+        return self.string_literal(str(value))
+
+    def string_literal(self, text: str) -> str:
+        """A string constant that reads back as *text* on any connection to this kind of database."""
+        return "'" + text.replace("'", "''") + "'"
 
     def physical_target(self, plugin_id: str, fk: planning.ForeignKeyDef) -> PhysicalName:
         ref = fk.references

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql as pg
 from extschema import naming, planning
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.naming import PhysicalName
-from extschema.planning import ColumnDef
+from extschema.planning import ColumnDef, TableDef
 
 # psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
@@ -82,10 +82,24 @@ class PostgresDialect(Dialect):
         statements.append(f"DROP TYPE {old_ref}")
         return statements
 
+    def create_table(self, plugin_id: str, table: TableDef) -> list[str]:
+        # Dropping the table drops its comments: the reverse needs nothing more.
+        statements = super().create_table(plugin_id, table)
+        table_ref = self.table_ref(plugin_id, table.name)
+        if table.description is not None:
+            statements.append(f"COMMENT ON TABLE {table_ref} IS {self.literal(table.description)}")
+        statements.extend(self.column_comment(table_ref, c) for c in table.columns if c.description is not None)
+        return statements
+
+    def column_comment(self, table_ref: str, column: ColumnDef) -> str:
+        return f"COMMENT ON COLUMN {table_ref}.{self.quote(column.name)} IS {self.literal(column.description)}"
+
     def add_column(self, op: planning.AddColumn) -> list[str]:
         column = op.column
         table_ref = self.table_ref(op.plugin_id, op.after.name)
         statements = [f"ALTER TABLE {table_ref} ADD COLUMN {self.column_ddl(op.plugin_id, op.after, column)}"]
+        if column.description is not None:
+            statements.append(self.column_comment(table_ref, column))
         # Unique fields become unique indexes (SQLite cannot ADD a UNIQUE column); FK columns get one too.
         statements.extend(
             self.create_index(op.plugin_id, op.after.name, index)
@@ -120,6 +134,16 @@ class PostgresDialect(Dialect):
                 )
         return None
 
+    def string_literal(self, text: str) -> str:
+        # A plain '...' means something else when standard_conforming_strings is off (a backslash
+        # escapes, so "\\'" ends the string early). E'...' reads escapes whatever the setting, and
+        # recorded SQL may be re-run later on a connection set up differently: text with a
+        # backslash is written as E'...' with the backslash doubled, text without one as '...'.
+        quoted = text.replace("'", "''")
+        if "\\" in text:
+            return "E'" + quoted.replace("\\", "\\\\") + "'"
+        return f"'{quoted}'"
+
     def pattern_condition(self, quoted_column: str, pattern: str) -> str:
         return f"{quoted_column} ~ {self.literal(pattern)}"
 
@@ -132,6 +156,8 @@ class PostgresDialect(Dialect):
             f"SELECT pg_advisory_xact_lock({int(lock_key[0])}, {int(lock_key[1])})",
             f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}",
             f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}",
+            # Literals are rendered setting-independent; this also covers SQL recorded by older versions.
+            "SET LOCAL standard_conforming_strings = on",
         ]
 
     def registry_exists_query(self) -> str:

@@ -8,9 +8,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from extschema import naming, planning
+from extschema import naming, planning, portable_regex
+from extschema.dialects import sqlite_decimal
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.planning import ColumnDef, TableDef
+from extschema.problems import Problem
 
 # SQLite columns take any value whatever their declared type; these CHECKs make them strict.
 _STORAGE_CLASSES = {
@@ -23,7 +25,9 @@ _STORAGE_CLASSES = {
     "Int": "'integer', 'null'",
     "BigInt": "'integer', 'null'",
     "Float": "'real', 'integer', 'null'",
-    "Decimal": "'real', 'integer', 'null'",
+    # Exact values are text: NUMERIC affinity would turn a long decimal or a big JSON number into a REAL.
+    "Decimal": "'text', 'null'",
+    "Json": "'text', 'null'",
 }
 
 
@@ -50,7 +54,11 @@ class SqliteDialect(Dialect):
         if column.type == "Boolean":
             conditions.append(f"{quoted} IN (0, 1)")
         if column.type == "Json":
-            conditions.append(f"json_valid({quoted})")
+            # json_valid(NULL) is 0 on SQLite before 3.46, so NULL is let through explicitly.
+            conditions.append(f"{quoted} IS NULL OR json_valid({quoted})")
+        if column.type == "Decimal":
+            assert column.precision is not None and column.scale is not None
+            conditions.append(sqlite_decimal.well_formed(quoted, column.precision, column.scale))
         if column.type == "Uuid":
             conditions.append(f"length({quoted}) = 36")
         if column.type == "String":
@@ -59,9 +67,62 @@ class SqliteDialect(Dialect):
             conditions.append(f"{quoted} IN ({', '.join(self.literal(v) for v in column.enum.values)})")
         return conditions + super().column_checks(column)
 
-    def pattern_condition(self, quoted_column: str, pattern: str) -> str:
-        # REGEXP is a function the engine registers on each connection (Python's re.search).
-        return f"{quoted_column} REGEXP {self.literal(pattern)}"
+    def bound_conditions(self, quoted_column: str, column: ColumnDef) -> list[str]:
+        if column.type != "Decimal":
+            return super().bound_conditions(quoted_column, column)
+        assert column.precision is not None and column.scale is not None
+        return sqlite_decimal.bounds(quoted_column, column.precision, column.scale, column.min, column.max)
+
+    def default_sql(self, column: ColumnDef) -> str | None:
+        if column.type == "Decimal" and column.default is not None:
+            return self.literal(sqlite_decimal.plain(column.default))
+        return super().default_sql(column)
+
+    def pattern_condition(self, quoted_column: str, pattern: str) -> str | None:
+        # Not REGEXP: that is a function every client would have to register (the application's
+        # driver, Prisma, ...), or each of its inserts fails. GLOB, length and substr are built in;
+        # patterns they cannot express exactly stay unenforced here, and plan_warnings says so.
+        found = portable_regex.translate(pattern)
+        if found is None:
+            return None
+        conditions = [f"{quoted_column} GLOB {self.literal(found.glob)}"]
+        low, high = found.length
+        if low:
+            conditions.append(f"length({quoted_column}) >= {low}")
+        if high is not None:
+            conditions.append(f"length({quoted_column}) <= {high}")
+        if found.run is not None:
+            middle = quoted_column  # the run, between the fixed parts
+            if found.before or found.after:
+                end = found.before + found.after
+                middle = f"substr({quoted_column}, {found.before + 1}, length({quoted_column}) - {end})"
+            conditions.append(f"{middle} NOT GLOB {self.literal('*' + found.run + '*')}")
+        return " AND ".join(conditions)
+
+    def plan_warnings(self, plan: planning.Plan) -> list[Problem]:
+        found: list[Problem] = []
+        for op in plan.ops:
+            match op:
+                case planning.CreateTable():
+                    table, columns = op.table.name, op.table.columns
+                case planning.AddColumn():
+                    table, columns = op.after.name, (op.column,)
+                case _:
+                    continue
+            found.extend(
+                Problem(
+                    "ES501",
+                    "",
+                    f"SQLite will not enforce the pattern {c.pattern!r} of {table}.{c.name}: only patterns of "
+                    "characters, '.' and [classes] repeated a fixed number of times, with '.*' anywhere or one "
+                    "repeated run between ^ and $ (like '^[A-Z]{3}-[0-9]+$'), translate to built-in SQL every SQLite "
+                    "client understands (PostgreSQL enforces any pattern). Check the values in the application, or "
+                    "simplify the pattern",
+                )
+                for c in columns
+                if c.pattern is not None and portable_regex.translate(c.pattern) is None
+            )
+        return found
 
     def id_column_sql(self) -> str:
         # INTEGER with PRIMARY KEY (id): an alias of the rowid.
@@ -71,8 +132,8 @@ class SqliteDialect(Dialect):
         match column.type:
             case "Float":
                 return sa.Float()
-            case "Json":
-                return sa.JSON()
+            case "Json" | "Decimal":
+                return sa.Text()  # TEXT affinity: stored as written (see _STORAGE_CLASSES)
             case "Uuid":
                 return sa.String(36)
             case "Enum":

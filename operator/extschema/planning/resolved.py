@@ -53,6 +53,8 @@ class ColumnDef:
     max: int | float | None = None
     pattern: str | None = None
     foreign_key: ForeignKeyDef | None = None
+    #: For people (a column comment where the database has them); not part of the column's shape.
+    description: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def string_length(self) -> int:
@@ -74,6 +76,8 @@ class TableDef:
     columns: tuple[ColumnDef, ...]
     unique_together: tuple[IndexDef, ...] = ()
     indexes: tuple[IndexDef, ...] = ()
+    #: For people (a table comment where the database has them); not part of the table's shape.
+    description: str | None = dataclasses.field(default=None, compare=False)
 
     def column(self, name: str) -> ColumnDef | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -274,6 +278,7 @@ def _column(field: model.FieldSpec, enums: Mapping[str, EnumSpec]) -> ColumnDef:
         min=rules.min,
         max=rules.max,
         pattern=rules.pattern,
+        description=field.description,
     )
 
 
@@ -303,6 +308,7 @@ def _build(
                 columns=tuple(columns[t.name]),
                 unique_together=tuple(IndexDef(tuple(u.fields), True, u.name) for u in t.unique_constraints),
                 indexes=tuple(IndexDef(tuple(i.fields), i.unique, i.name) for i in t.indexes),
+                description=t.description,
             )
         )
     join_types = iter(types[len(fks) :])

@@ -1,0 +1,183 @@
+"""Tables with a ``pattern`` rule work from any client: no REGEXP function needed on SQLite.
+
+Translatable patterns are enforced with GLOB (built into SQLite); the rest are not put into a
+SQLite database, and ``plan`` says so with a warning (ES501).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from extschema.dialects import SqliteDialect
+from extschema.portable_regex import Translation, to_glob, translate
+from tests.helpers import run, write_schema
+
+# --- translation -----------------------------------------------------------------------------
+
+TRANSLATED = {
+    "abc": "*abc*",
+    "^abc$": "abc",
+    "^a.c": "a?c*",
+    "x.*y$": "*x*y",
+    "^[A-Z][0-9]-[a-z_]$": "[A-Z][0-9]-[a-z_]",
+    "^[^0-9]": "[^0-9]*",
+    "^[]a]$": "[]a]",
+    "^[-a]$": "[-a]",
+    "^[a-]$": "[a-]",
+    "^a\\.b\\*c\\?d\\[e$": "a.b[*]c[?]d[[]e",
+    "^": "*",
+    "$": "*",
+    "^$": "",
+    "^ü.ß$": "ü?ß",
+    "a]b": "*a]b*",
+    "^[A-Z]{3}-": "[A-Z][A-Z][A-Z]-*",
+    "a+": "*a*",  # a search needs only the fewest repetitions at an unanchored end
+    "ab*": "*a*",
+    "a?": "**",
+    "a+b": "*ab*",
+    "^a{2}.*x": "aa*x*",
+    ".+@.+$": "*?@?*",
+    ".*?": "**",
+}
+
+#: Needing a length and a content condition besides the GLOB: one run between fixed parts.
+WITH_RUN = {
+    "^[A-Z]{3}-[0-9]+$": ("[A-Z][A-Z][A-Z]-*", (5, None), 4, 0, "[^0-9]"),
+    "^[a-z]+$": ("*", (1, None), 0, 0, "[^a-z]"),
+    "^x[^ ]{2,4}y$": ("x*y", (4, 6), 1, 1, "[ ]"),
+    "^a.{0,3}$": ("a*", (1, 4), 1, 0, None),
+    "^\\*?$": ("*", (0, 1), 0, 0, "[^*]"),
+}
+
+UNTRANSLATED = [
+    "^a{3",
+    "(ab)",
+    "a|b",
+    "^a^b",
+    "a$b",
+    "\\d",
+    "\\w+",
+    "[\\d]",
+    "[[:alpha:]]",
+    "[a-c-e]",
+    "[z-a]",
+    "[]-a]",
+    "[abc",
+    "a\\",
+    "a**",
+    "^a{5,2}$",
+    "^a+b+$",  # two runs
+    "^a+.*$",  # a run and a '*'
+    "^a{2,}x",  # a run whose end is not fixed
+    "^[a-z0-9]+(-[a-z0-9]+)*$",
+]
+
+
+@pytest.mark.parametrize(("pattern", "glob"), TRANSLATED.items())
+def test_to_glob_translates_the_simple_cases(pattern: str, glob: str) -> None:
+    assert to_glob(pattern) == glob
+    assert translate(pattern) == Translation(glob)
+
+
+@pytest.mark.parametrize(("pattern", "expected"), WITH_RUN.items())
+def test_one_run_between_fixed_parts(pattern: str, expected: tuple[Any, ...]) -> None:
+    assert to_glob(pattern) is None
+    assert translate(pattern) == Translation(*expected)
+
+
+@pytest.mark.parametrize("pattern", UNTRANSLATED)
+def test_the_rest_is_not_translated(pattern: str) -> None:
+    assert to_glob(pattern) is None and translate(pattern) is None
+
+
+SAMPLES = [
+    *["", "a", "b", "ab", "abb", "abc", "xabcx", "a.c", "axc", "A1-b", "Z9-_", "-", "]", "a]b", "ü.ß", "üxß"],
+    *["5", "a*b?", "*", "**", "aax", "aaax", "ABC-1", "ABC-123", "ABC-", "ABC-1a", "AB-1", "abc-1", "x@y", "@y"],
+    *["xaby", "xa by", "xabcdy", "xabcdey", "xy", "aaaa", "aaaaa", "a\nb", "ABC-\n1", "abc\n"],
+]
+
+
+@pytest.mark.postgres
+def test_every_translation_matches_what_postgresql_matches(pg_url: str) -> None:
+    """The SQLite condition accepts exactly the strings PostgreSQL's ~ finds the pattern in."""
+    db = sqlite3.connect(":memory:")
+    dialect = SqliteDialect()
+    with psycopg.connect(pg_url) as pg:
+        for pattern, value in itertools.product([*TRANSLATED, *WITH_RUN], SAMPLES):
+            condition = dialect.pattern_condition("v", pattern)
+            assert condition is not None
+            (expected,) = pg.execute("SELECT %s ~ %s", (value, pattern)).fetchone() or (None,)
+            (found,) = db.execute(f"SELECT {condition} FROM (SELECT ? AS v)", (value,)).fetchone()
+            assert bool(found) == expected, (pattern, condition, value)
+
+
+# --- in the database -------------------------------------------------------------------------
+
+SPEC = """
+pluginId: pat
+version: 1.0.0
+tables:
+  - name: item
+    fields:
+      - {name: code, type: String, validation: {pattern: '^[A-Z][A-Z]-[0-9]$'}}
+      - {name: word, type: String, validation: {pattern: '^[a-z]+(-[a-z]+)*$'}}
+      - {name: tag, type: String, validation: {pattern: '^[a-z]+$'}}
+"""
+
+
+def _insert(url: str, column: str, value: str) -> None:
+    """Through a bare client: sqlite3 with nothing registered, or psycopg."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.execute(f"INSERT INTO ext_pat__item ({column}) VALUES (?)", (value,))
+        conn.close()
+    else:
+        with psycopg.connect(url) as pg:
+            pg.execute(f"INSERT INTO ext_pat.item ({column}) VALUES (%s)", (value,))
+
+
+def test_a_plain_client_can_write_to_a_table_with_patterns(db_url: str, tmp_path: Path) -> None:
+    outcome = run("apply", str(write_schema(tmp_path, "pat", SPEC)), "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stderr
+    _insert(db_url, "code", "AB-1")
+    _insert(db_url, "word", "abc")
+    _insert(db_url, "tag", "abc")
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.CheckViolation)):
+        _insert(db_url, "tag", "ab1")
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.CheckViolation)):
+        _insert(db_url, "code", "ab-1")
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.CheckViolation)):
+        _insert(db_url, "code", "AB-12")
+    if db_url.startswith("sqlite"):
+        _insert(db_url, "word", "ABC")  # a group has no built-in form: not enforced on SQLite (ES501 said so)
+    else:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            _insert(db_url, "word", "ABC")
+
+
+def test_plan_warns_when_sqlite_cannot_enforce_a_pattern(db_url: str, tmp_path: Path) -> None:
+    path = str(write_schema(tmp_path, "pat", SPEC))
+    planned = run("plan", path, "-d", db_url, "-o", "json")
+    assert planned.exit_code == 0, planned.stderr
+    (entry,) = planned.json()["plans"]
+    text = run("plan", path, "-d", db_url)
+    assert text.exit_code == 0
+    if db_url.startswith("sqlite"):
+        (warning,) = entry["warnings"]
+        assert (
+            warning["code"] == "ES501"
+            and "item.word" in warning["message"]
+            and "'^[a-z]+(-[a-z]+)*$'" in warning["message"]
+        )
+        assert warning["file"] == path
+        assert "ES501" in text.stderr and "item.word" in text.stderr
+        assert not any("REGEXP" in s for s in entry["sql"])
+    else:
+        assert entry["warnings"] == []
+        assert "ES501" not in text.stderr + text.stdout
