@@ -16,6 +16,9 @@ from extschema.model import FieldType
 from extschema.naming import Namer, PhysicalName
 from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef
 
+#: ``Connection.info`` key the engine sets when the next transaction only reads.
+READ_ONLY = "extschema_read_only"
+
 
 class ErrorClass(enum.Enum):
     RETRYABLE = "retryable"
@@ -321,6 +324,51 @@ class Dialect:
         return text
 
     # --- execution support (used by the engine) --------------------------------------------
+
+    # --- connecting, sessions, bootstrap (the engine asks; nothing outside dialects/ branches on the name) ---
+
+    #: The schema holding the registry tables, or None for the database's default namespace.
+    registry_schema: str | None = None
+    #: Migrations run with foreign key enforcement off (then checked before COMMIT) on every run,
+    #: not only when the recorded plan asked for it.
+    migrations_without_foreign_keys = False
+
+    @classmethod
+    def for_database(cls, core_schema: str) -> Dialect:
+        """The dialect for one database whose host application's tables live in *core_schema*."""
+        return cls()
+
+    def url_problem(self, url: sa.URL) -> str | None:
+        """Why *url* cannot be used for a lasting registry (None when it can)."""
+        return None
+
+    def create_engine(self, url: sa.URL) -> sa.Engine:
+        """The SQLAlchemy engine for *url*, with this database's connection settings."""
+        raise NotImplementedError
+
+    def bootstrap(self) -> list[str]:
+        """Statements run before the registry tables are first created, in the same transaction."""
+        return []
+
+    def server_version(self, conn: sa.Connection) -> str:
+        """The server's name and version (one query; also proves the connection works)."""
+        raise NotImplementedError
+
+    def set_foreign_keys(self, dbapi_connection: Any, enabled: bool) -> None:
+        """Switch foreign key enforcement, outside any transaction (a no-op where it is not per connection)."""
+
+    def execute(self, cursor: Any, statements: Sequence[str], foreign_keys_off: bool) -> None:
+        """Run a migration's statements on a raw driver cursor inside the open transaction.
+
+        The raw cursor: no parameter parsing, so a '%' in a quoted pattern stays itself. Each
+        statement is sent on its own so a server notices a vanished client between statements.
+        """
+        for statement in statements:
+            cursor.execute(statement)
+
+    def plugin_tables(self, inspector: sa.Inspector, plugin_id: str) -> list[str]:
+        """The plugin's tables that exist now, as the registry names them."""
+        raise NotImplementedError
 
     def session_setup(self) -> Sequence[str]:
         """Statements run on every new connection."""

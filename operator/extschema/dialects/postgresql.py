@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from extschema.naming import PhysicalName
 from extschema.planning import ColumnDef
 
 # psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
+_REGISTRY_LOCK = (0x45585453, 0)
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
 
 
@@ -122,6 +124,39 @@ class PostgresDialect(Dialect):
 
     def pattern_condition(self, quoted_column: str, pattern: str) -> str:
         return f"{quoted_column} ~ {self.literal(pattern)}"
+
+    # --- connecting, sessions, bootstrap ---
+
+    registry_schema = naming.REGISTRY_SCHEMA
+
+    @classmethod
+    def for_database(cls, core_schema: str) -> PostgresDialect:
+        return cls(core_schema)
+
+    def create_engine(self, url: sa.URL) -> sa.Engine:
+        return sa.create_engine(
+            url.set(drivername="postgresql+psycopg"), pool_pre_ping=True, connect_args={"connect_timeout": 10}
+        )
+
+    def bootstrap(self) -> list[str]:
+        # Serialises creating the registry itself ("EXTS").
+        return [
+            f"SELECT pg_advisory_xact_lock({_REGISTRY_LOCK[0]}, {_REGISTRY_LOCK[1]})",
+            f"CREATE SCHEMA IF NOT EXISTS {naming.REGISTRY_SCHEMA}",
+            f"CREATE SCHEMA IF NOT EXISTS {naming.BACKUP_SCHEMA}",
+        ]
+
+    def server_version(self, conn: sa.Connection) -> str:
+        return str(conn.exec_driver_sql("SHOW server_version").scalar())
+
+    def execute(self, cursor: Any, statements: Sequence[str], foreign_keys_off: bool) -> None:
+        if statements:
+            # One round trip (the simple query protocol runs them in order, in our transaction).
+            cursor.execute(";\n".join(statements))
+
+    def plugin_tables(self, inspector: sa.Inspector, plugin_id: str) -> list[str]:
+        schema = naming.plugin_schema(plugin_id)
+        return [f"{schema}.{t}" for t in sorted(inspector.get_table_names(schema=schema))]
 
     def migration_preamble(
         self, lock_key: tuple[int, int], lock_timeout_ms: int, statement_timeout_ms: int
