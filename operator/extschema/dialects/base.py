@@ -71,18 +71,25 @@ class Dialect:
         """Copy what a destructive step removes (a table, or a column with the row ids)."""
         match op:
             case planning.DropTable():
-                label, source, kept = op.table.name, op.table.name, op.table.columns
+                # Whole rows: columns a DBA added by hand are not in the spec, and must not be lost.
+                name = self.backup_name(op.plugin_id, op.table.name, tag)
+                source = self.table_ref(op.plugin_id, op.table.name)
+                create = f"CREATE TABLE {self.qualified(name)} AS SELECT * FROM {source}"
+                return [create, *self.detach_backup(name, op.table.columns)]
             case planning.DropColumn():
-                label, source, kept = f"{op.before.name}__{op.column.name}", op.before.name, (op.column,)
-            case _:
-                return []
-        name = self.backup_name(op.plugin_id, label, tag)
-        columns = ", ".join([self.quote("id"), *(self.backup_column(c) for c in kept)])
-        return [f"CREATE TABLE {self.qualified(name)} AS SELECT {columns} FROM {self.table_ref(op.plugin_id, source)}"]
+                name = self.backup_name(op.plugin_id, f"{op.before.name}__{op.column.name}", tag)
+                columns = ", ".join([self.quote("id"), self.backup_column(op.column)])
+                source = self.table_ref(op.plugin_id, op.before.name)
+                return [f"CREATE TABLE {self.qualified(name)} AS SELECT {columns} FROM {source}"]
+        return []
 
     def backup_column(self, column: ColumnDef) -> str:
         """A column as the backup copies it: by value, depending on nothing that is about to be dropped."""
         return self.quote(column.name)
+
+    def detach_backup(self, backup: PhysicalName, columns: Sequence[ColumnDef]) -> list[str]:
+        """Statements making a whole-row backup depend on nothing that is about to be dropped."""
+        return []
 
     def needs_foreign_keys_off(self, plan: Plan) -> bool:
         return False

@@ -33,6 +33,15 @@ class PostgresDialect(Dialect):
         name = self.quote(column.name)
         return f"{name}::text AS {name}" if column.enum is not None else name
 
+    def detach_backup(self, backup: PhysicalName, columns: Sequence[ColumnDef]) -> list[str]:
+        # A backup column of the plugin's enum type would keep the type alive (DROP TYPE fails).
+        return [
+            f"ALTER TABLE {self.qualified(backup)} ALTER COLUMN {self.quote(c.name)} TYPE text "
+            f"USING {self.quote(c.name)}::text"
+            for c in columns
+            if c.enum is not None
+        ]
+
     def create_namespace(self, plugin_id: str) -> list[str]:
         return [f"CREATE SCHEMA {self.quote(naming.plugin_schema(plugin_id))}"]
 

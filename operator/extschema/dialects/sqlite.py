@@ -148,6 +148,10 @@ class SqliteDialect(Dialect):
 
     # --- connecting, sessions, bootstrap ---
 
+    #: DROP TABLE with foreign keys on deletes every row first, firing ON DELETE CASCADE in other
+    #: plugins' tables; with them off, the check before COMMIT refuses what would leave dangling rows.
+    migrations_without_foreign_keys = True
+
     def url_problem(self, url: sa.URL) -> str | None:
         memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
         if memory:

@@ -11,6 +11,7 @@ from collections.abc import Collection
 import sqlalchemy as sa
 
 from extschema import naming
+from extschema.dialects import Dialect
 from extschema.engine.connection import Database
 from extschema.model import FieldType
 
@@ -45,4 +46,9 @@ def core_catalog(
 def physical_tables(database: Database, plugin_id: str) -> list[str]:
     """Tables of the plugin that exist in the database right now, named as the registry names them."""
     with database.reading() as conn:
-        return database.dialect.plugin_tables(sa.inspect(conn), plugin_id)
+        return plugin_tables(conn, database.dialect, plugin_id)
+
+
+def plugin_tables(conn: sa.Connection, dialect: Dialect, plugin_id: str) -> list[str]:
+    """:func:`physical_tables`, read in *conn*'s transaction (a migration's, under its lock)."""
+    return dialect.plugin_tables(sa.inspect(conn), plugin_id)

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from extschema import model
+from extschema import model, planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog
 from extschema.engine.connection import Database
@@ -68,6 +68,36 @@ def registered_tables(dialect: Dialect, spec: ExtensionSchemaSpec) -> list[str]:
     _, joins = model.resolve_relationships(spec)
     names = [t.name for t in spec.tables] + [j.name for j in joins]
     return [str(dialect.namer.table(spec.plugin_id, name)) for name in names]
+
+
+def without_missing_tables(plan: Plan, existing: Collection[str], dialect: Dialect) -> tuple[Plan, list[str]]:
+    """*plan* without the steps on tables that no longer exist (dropped by hand), and those tables.
+
+    A plugin must stay removable when someone dropped one of its tables: what exists is backed up
+    and dropped, what is gone is reported.
+    """
+
+    def table_of(op: planning.Op) -> str | None:
+        match op:
+            case planning.DropTable():
+                return op.table.name
+            case planning.DropIndex() | planning.CreateIndex():
+                return op.table
+            case planning.DropColumn() | planning.AddColumn():
+                return op.before.name
+        return None
+
+    kept: list[planning.Op] = []
+    missing: list[str] = []
+    for op in plan.ops:
+        table = table_of(op)
+        physical = str(dialect.namer.table(plan.plugin_id, table)) if table is not None else None
+        if physical is not None and physical not in existing:
+            if isinstance(op, planning.DropTable):
+                missing.append(physical)
+            continue
+        kept.append(op)
+    return Plan(plan.plugin_id, tuple(kept)), missing
 
 
 def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
@@ -226,12 +256,32 @@ class Engine:
         return self._migrate(plugin_id, _Rollback(self, plugin_id))
 
     def _refuse_if_dependents(self, conn: Connection, plugin_id: str) -> None:
-        dependents = self.registry.dependents(conn, plugin_id)
+        dependents = sorted(r.plugin_id for r in self.registry.dependents(conn, plugin_id))
         if dependents:
             raise ProblemError.one(
                 "ES303",
                 "plugin",
                 f"plugin {plugin_id!r} is still needed by {', '.join(dependents)} (dependsOn); delete those first",
+                kind="refused",
+            )
+
+    def _refuse_if_referenced(self, conn: Connection, plugin_id: str, kept: ExtensionSchemaSpec) -> None:
+        """ES303 when going back to *kept* would drop a table another plugin's foreign keys reference
+        (on SQLite the drop would otherwise delete their rows through ON DELETE CASCADE)."""
+        remaining = {t.name for t in kept.tables}
+        lost: dict[str, set[str]] = {}
+        for dependent in self.registry.dependents(conn, plugin_id):
+            fks, joins = model.resolve_relationships(dependent.spec)
+            for fk in [*fks, *(end for join in joins for end in (join.left, join.right))]:
+                if fk.references.plugin == plugin_id and fk.references.table not in remaining:
+                    lost.setdefault(dependent.plugin_id, set()).add(fk.references.table)
+        if lost:
+            named = "; ".join(f"{p} references {', '.join(sorted(t))}" for p, t in sorted(lost.items()))
+            raise ProblemError.one(
+                "ES303",
+                "plugin",
+                f"rolling back plugin {plugin_id!r} to {kept.version} would drop tables other plugins use ({named}); "
+                "roll back or delete those plugins first",
                 kind="refused",
             )
 
@@ -317,6 +367,7 @@ class _Rollback(_Migration):
         self.engine, self.plugin_id = engine, plugin_id
         self.target: MigrationRecord | None = None
         self.previous: Any = None
+        self.previous_spec: ExtensionSchemaSpec | None = None
 
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         if current is None:
@@ -336,6 +387,11 @@ class _Rollback(_Migration):
             self.engine._refuse_if_dependents(conn, self.plugin_id)
         else:
             self.previous = registry.migration_row(conn, self.plugin_id, built[-2].migration_id)
+            definition = self.previous.schema_definition
+            self.previous_spec = registry.guarded(
+                conn, self.plugin_id, lambda: ExtensionSchemaSpec.model_validate(definition)
+            )
+            self.engine._refuse_if_referenced(conn, self.plugin_id, self.previous_spec)
         row = registry.migration_row(conn, self.plugin_id, self.target.migration_id)
         statements, rollback = registry.guarded(conn, self.plugin_id, lambda: statements_of(row))
         return RenderedPlan(tuple(rollback), tuple(statements), bool(row.foreign_keys_off))
@@ -344,16 +400,13 @@ class _Rollback(_Migration):
         assert self.target is not None
         registry = self.engine.registry
         registry.set_migration_status(conn, self.plugin_id, self.target.migration_id, "rolled_back")
-        if self.previous is None:
+        if self.previous_spec is None:
             registry.unregister(conn, self.plugin_id)
         else:
-            definition = self.previous.schema_definition
-            spec: ExtensionSchemaSpec = registry.guarded(
-                conn, self.plugin_id, lambda: ExtensionSchemaSpec.model_validate(definition)
-            )
-            tables = registered_tables(self.engine.dialect, spec)
+            # The tables of the spec gone back to: those the rollback removed are not drift.
+            tables = registered_tables(self.engine.dialect, self.previous_spec)
             assert self.current is not None
-            registry.register(conn, self.current.owner, spec, tables, exists=True)
+            registry.register(conn, self.current.owner, self.previous_spec, tables, exists=True)
         description = [f"rolled back migration {self.target.migration_id}"]
         return ApplyResult(self.plugin_id, True, self.target.migration_id, description, duration)
 
@@ -378,12 +431,17 @@ class _Delete(_Migration):
         return None
 
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
-        return self.engine.dialect.render_plan(self.plan, backup_tag=f"m{migration_id}")
+        dialect = self.engine.dialect
+        existing = set(catalog.plugin_tables(conn, dialect, self.plugin_id))
+        plan, self.missing = without_missing_tables(self.plan, existing, dialect)
+        return dialect.render_plan(plan, backup_tag=f"m{migration_id}")
 
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
         registry = self.engine.registry
         assert self.current is not None
         description = ["unregistered (tables retained)"] if self.keep else ["dropped all objects (data backed up)"]
+        if self.missing:
+            description.append(f"already missing (dropped outside extschema): {', '.join(self.missing)}")
         registry.record(
             conn, self.plugin_id, migration_id, self.kind, self.current.owner, self.current.spec, description,
             rendered, "executed", now(), duration, None,

@@ -336,10 +336,10 @@ class Registry:
 
         return self.guarded(conn, plugin_id, read)  # type: ignore[no-any-return]
 
-    def dependents(self, conn: Connection, plugin_id: str) -> list[str]:
+    def dependents(self, conn: Connection, plugin_id: str) -> list[Registration]:
         """Registered plugins whose spec names *plugin_id* in dependsOn."""
         registrations: list[Registration] = self.guarded(conn, None, lambda: self._registrations(conn))
-        return sorted(r.plugin_id for r in registrations if plugin_id in r.spec.depends_on)
+        return [r for r in registrations if plugin_id in r.spec.depends_on]
 
     # --- migrations ---------------------------------------------------------------------------
 
