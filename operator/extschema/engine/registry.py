@@ -235,35 +235,49 @@ class Registry:
         return self._unreadable_problem(self.migrations.name, plugin_id, None, str(error))
 
     def _row_problem(self, table: sa.Table, row: Any) -> str | None:
-        try:
-            parsed = {
-                c.name: json.loads(row._mapping[c.name])
-                for c in table.c
-                if isinstance(c.type, sa.JSON) and row._mapping[c.name] is not None
-            }
-            if table is self.schemas:
-                ExtensionSchemaSpec.model_validate(parsed["schema_definition"])
-                _strings(parsed.get("tables"), "tables")
-                for name in ("owner", "version", "checksum", "status"):
-                    _text(row._mapping[name], name)
-            else:
-                _strings(parsed.get("statements"), "statements")
-                _strings(parsed.get("rollback_statements"), "rollback_statements")
-                _strings(parsed.get("description"), "description")
-                if parsed.get("schema_definition") is not None:
-                    ExtensionSchemaSpec.model_validate(parsed["schema_definition"])
-                for name in ("kind", "version", "status", "migration_sql", "checksum_sql"):
-                    _text(row._mapping[name], name)
-        except _UNREADABLE as error:
-            return str(error).splitlines()[0]
+        values = row._mapping
+        parsed: dict[str, Any] = {}
+        for column in table.c:
+            if isinstance(column.type, sa.JSON) and values[column.name] is not None:
+                try:
+                    parsed[column.name] = json.loads(values[column.name])
+                except ValueError as error:
+                    return f"{column.name} is not valid JSON ({error})"
+        checks: list[tuple[str, Callable[[], Any]]] = []
+        if table is self.schemas:
+            checks.append(
+                ("schema_definition", lambda: ExtensionSchemaSpec.model_validate(parsed["schema_definition"]))
+            )
+            checks.append(("tables", lambda: _strings(parsed.get("tables"), "tables")))
+            texts: tuple[str, ...] = ("owner", "version", "checksum", "status")
+        else:
+            for name in ("statements", "rollback_statements", "description"):
+                checks.append((name, lambda name=name: _strings(parsed.get(name), name)))  # type: ignore[misc]
+            if parsed.get("schema_definition") is not None:
+                checks.append(
+                    ("schema_definition", lambda: ExtensionSchemaSpec.model_validate(parsed["schema_definition"]))
+                )
+            texts = ("kind", "version", "status", "migration_sql", "checksum_sql")
+        for name in texts:
+            checks.append((name, lambda name=name: _text(values[name], name)))  # type: ignore[misc]
+        for name, check in checks:
+            try:
+                check()
+            except _UNREADABLE as error:
+                first = str(error).splitlines()
+                detail = "; ".join(first[:3]) if isinstance(error, pydantic.ValidationError) else first[0]
+                return detail if detail.startswith(name) else f"{name}: {detail}"
         return None
 
     def _unreadable_problem(
         self, table: str, plugin_id: str | None, migration_id: str | None, reason: str
     ) -> ProblemError:
+        schema = self.database.dialect.registry_schema
+        qualified = f"{schema}.{table}" if schema else table
         where = f"{table}[plugin_id={plugin_id!r}" + (f", migration_id={migration_id!r}]" if migration_id else "]")
         fix = (
-            f"restore the row from a backup or correct it by hand (UPDATE {table} ... WHERE plugin_id = '{plugin_id}'"
+            "restore the row from a backup or correct it by hand "
+            f"(UPDATE {qualified} ... WHERE plugin_id = '{plugin_id}'"
             + (f" AND migration_id = '{migration_id}'" if migration_id else "")
             + "), then re-record checksums with `extschema repair "
             + (plugin_id or "PLUGIN")
