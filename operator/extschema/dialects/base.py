@@ -368,7 +368,10 @@ class Dialect:
         """Run a migration's statements on a raw driver cursor inside the open transaction.
 
         The raw cursor: no parameter parsing, so a '%' in a quoted pattern stays itself. Each
-        statement is sent on its own so a server notices a vanished client between statements.
+        statement is sent on its own, still in the one transaction: a server notices a killed client
+        when it next answers, and rolls back at once. Sent as one batch, PostgreSQL went on running
+        the rest for seconds holding the plugin's lock (1,500 tables: 4-5 s after kill -9, against
+        0.03 s one by one; ``client_connection_check_interval`` = 1 s gave 0.8-0.9 s and needs 14+).
         """
         for statement in statements:
             cursor.execute(statement)

@@ -158,11 +158,6 @@ class PostgresDialect(Dialect):
     def server_version(self, conn: sa.Connection) -> str:
         return str(conn.exec_driver_sql("SHOW server_version").scalar())
 
-    def execute(self, cursor: Any, statements: Sequence[str], foreign_keys_off: bool) -> None:
-        if statements:
-            # One round trip (the simple query protocol runs them in order, in our transaction).
-            cursor.execute(";\n".join(statements))
-
     def plugin_tables(self, inspector: sa.Inspector, plugin_id: str) -> list[str]:
         schema = naming.plugin_schema(plugin_id)
         return [f"{schema}.{t}" for t in sorted(inspector.get_table_names(schema=schema))]
