@@ -36,15 +36,22 @@ ENDING_KINDS = ("delete", "unregister")
 _UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, pydantic.ValidationError)
 
 
+def _keys(unique: bool) -> tuple[sa.Column[str], sa.Column[str]]:
+    """The row id and the plugin id every registry table starts with (one row per plugin, or indexed)."""
+    return (
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("plugin_id", sa.String(64), nullable=False, unique=unique or None, index=not unique or None),
+    )
+
+
 def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Table]:
     metadata = sa.MetaData(schema=schema)
     timestamp = sa.DateTime(timezone=True)
     schemas = sa.Table(
         "extension_schemas",
         metadata,
-        sa.Column("id", sa.String(36), primary_key=True),
         # UNIQUE is the final guard against two owners of one plugin (two clusters, one database).
-        sa.Column("plugin_id", sa.String(64), nullable=False, unique=True),
+        *_keys(unique=True),
         sa.Column("owner", sa.String(512), nullable=False),
         sa.Column("version", sa.String(256), nullable=False),
         sa.Column("schema_definition", sa.JSON, nullable=False),
@@ -62,8 +69,7 @@ def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Ta
     migrations = sa.Table(
         "extension_migrations",
         metadata,
-        sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("plugin_id", sa.String(64), nullable=False, index=True),
+        *_keys(unique=False),
         sa.Column("migration_id", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(20), nullable=False),  # apply | rollback | delete | unregister
         sa.Column("owner", sa.String(512), nullable=False),
