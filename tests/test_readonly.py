@@ -90,6 +90,15 @@ def test_a_rejected_apply_leaves_the_database_as_it_was(db_url: str, tmp_path: P
     assert _snapshot(db_url) == before
 
 
+def test_refused_writes_on_a_fresh_database_create_nothing(db_url: str, tmp_path: Path) -> None:
+    before = _snapshot(db_url)
+    for command in (["rollback", "notes"], ["delete", "notes"]):
+        outcome = run(*command, "-d", db_url)
+        assert outcome.exit_code == 1 and "ES306" in outcome.stderr, outcome
+    assert run("repair", "notes", "-d", db_url).exit_code == 0
+    assert _snapshot(db_url) == before
+
+
 def test_read_only_commands_work_on_a_read_only_sqlite_file(sqlite_url: str, tmp_path: Path) -> None:
     (tmp_path / "v1").mkdir()
     assert run("apply", str(write_schema(tmp_path / "v1", "notes", NOTES)), "-d", sqlite_url).exit_code == 0

@@ -253,6 +253,8 @@ class Engine:
 
     def rollback(self, plugin_id: str) -> ApplyResult:
         """Undo the plugin's latest executed migration with its recorded rollback SQL."""
+        if self.registration(plugin_id) is None:  # refused without creating a registry
+            raise _not_registered(plugin_id)
         return self._migrate(plugin_id, _Rollback(self, plugin_id))
 
     def _refuse_if_dependents(self, conn: Connection, plugin_id: str) -> None:
@@ -308,7 +310,9 @@ class Engine:
 
     def repair(self, plugin_id: str) -> list[str]:
         """Re-record the checksums of a plugin's migrations (after a deliberate edit)."""
-        self.registry.ensure()
+        with self.registry.reading() as conn:
+            if conn is None:  # no registry: nothing was ever recorded, nothing to repair
+                return []
         with self.database.transaction() as conn:
             self._lock(conn, plugin_id)
             return self.registry.repair(conn, plugin_id)
