@@ -107,3 +107,20 @@ def test_status_reports_drift(db_url: str, tmp_path: Path) -> None:
 def test_redact_hides_passwords() -> None:
     assert "secret" not in redact("postgresql://user:secret@host/db")
     assert redact("::") == "<unparseable database URL>"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://u@h:notaport/db", "not a database URL"),
+        ("postgresql://[::1/db", "not a database URL"),
+        ("sqlite://", "in-memory"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("oracle://u@h/db", "unsupported database"),
+    ],
+)
+def test_unusable_urls_are_usage_errors(url: str, says: str) -> None:
+    for command in (["status"], ["history"], ["rollback", "x"]):
+        outcome = run(*command, "-d", url)  # fails the test on a traceback
+        assert outcome.exit_code == 2, (command, outcome)
+        assert "ES404" in outcome.stderr and says in outcome.stderr, outcome.stderr

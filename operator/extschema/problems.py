@@ -63,6 +63,7 @@ CATALOG: dict[str, str] = {
     "ES402": "Migration failed in the database",
     "ES403": "Temporary database error (retry)",
     "ES404": "Unsupported database URL",
+    "ES405": "Registry row unreadable",
     "ES501": "Pattern not enforced by SQLite",
 }
 

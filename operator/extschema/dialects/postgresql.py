@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from extschema.naming import PhysicalName
 from extschema.planning import ColumnDef, TableDef
 
 # psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
+_REGISTRY_LOCK = (0x45585453, 0)
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
 
 
@@ -30,6 +32,15 @@ class PostgresDialect(Dialect):
         # A backup column of the plugin's enum type would keep the type alive (DROP TYPE fails).
         name = self.quote(column.name)
         return f"{name}::text AS {name}" if column.enum is not None else name
+
+    def detach_backup(self, backup: PhysicalName, columns: Sequence[ColumnDef]) -> list[str]:
+        # A backup column of the plugin's enum type would keep the type alive (DROP TYPE fails).
+        return [
+            f"ALTER TABLE {self.qualified(backup)} ALTER COLUMN {self.quote(c.name)} TYPE text "
+            f"USING {self.quote(c.name)}::text"
+            for c in columns
+            if c.enum is not None
+        ]
 
     def create_namespace(self, plugin_id: str) -> list[str]:
         return [f"CREATE SCHEMA {self.quote(naming.plugin_schema(plugin_id))}"]
@@ -146,6 +157,34 @@ class PostgresDialect(Dialect):
 
     def pattern_condition(self, quoted_column: str, pattern: str) -> str:
         return f"{quoted_column} ~ {self.literal(pattern)}"
+
+    # --- connecting, sessions, bootstrap ---
+
+    registry_schema = naming.REGISTRY_SCHEMA
+
+    @classmethod
+    def for_database(cls, core_schema: str) -> PostgresDialect:
+        return cls(core_schema)
+
+    def create_engine(self, url: sa.URL) -> sa.Engine:
+        return sa.create_engine(
+            url.set(drivername="postgresql+psycopg"), pool_pre_ping=True, connect_args={"connect_timeout": 10}
+        )
+
+    def bootstrap(self) -> list[str]:
+        # Serialises creating the registry itself ("EXTS").
+        return [
+            f"SELECT pg_advisory_xact_lock({_REGISTRY_LOCK[0]}, {_REGISTRY_LOCK[1]})",
+            f"CREATE SCHEMA IF NOT EXISTS {naming.REGISTRY_SCHEMA}",
+            f"CREATE SCHEMA IF NOT EXISTS {naming.BACKUP_SCHEMA}",
+        ]
+
+    def server_version(self, conn: sa.Connection) -> str:
+        return str(conn.exec_driver_sql("SHOW server_version").scalar())
+
+    def plugin_tables(self, inspector: sa.Inspector, plugin_id: str) -> list[str]:
+        schema = naming.plugin_schema(plugin_id)
+        return [f"{schema}.{t}" for t in sorted(inspector.get_table_names(schema=schema))]
 
     def migration_preamble(
         self, lock_key: tuple[int, int], lock_timeout_ms: int, statement_timeout_ms: int

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from extschema import naming, planning, portable_regex
+from extschema import naming, planning, portable_regex, validation
 from extschema.dialects import sqlite_decimal
-from extschema.dialects.base import Dialect, ErrorClass
+from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass
 from extschema.planning import ColumnDef, TableDef
 from extschema.problems import Problem
 
@@ -206,6 +207,56 @@ class SqliteDialect(Dialect):
         statements.extend(self.create_index(plugin_id, after.name, index) for index in after.indexes)
         return statements
 
+    # --- connecting, sessions, bootstrap ---
+
+    #: DROP TABLE with foreign keys on deletes every row first, firing ON DELETE CASCADE in other
+    #: plugins' tables; with them off, the check before COMMIT refuses what would leave dangling rows.
+    migrations_without_foreign_keys = True
+
+    def url_problem(self, url: sa.URL) -> str | None:
+        memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+        if memory:
+            return (
+                "an in-memory SQLite database disappears when the command ends, and the registry with it; "
+                "use a file: sqlite:///path.db"
+            )
+        return None
+
+    def create_engine(self, url: sa.URL) -> sa.Engine:
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", self._on_connect)
+        sa.event.listen(engine, "begin", _begin)
+        return engine
+
+    def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
+        # isolation_level=None: the driver must not BEGIN behind our back (it would skip DDL).
+        dbapi_connection.isolation_level = None
+        dbapi_connection.create_function("REGEXP", 2, _regexp, deterministic=True)
+        for statement in self.session_setup():
+            dbapi_connection.execute(statement)
+
+    def server_version(self, conn: sa.Connection) -> str:
+        return "SQLite " + str(conn.exec_driver_sql("SELECT sqlite_version()").scalar())
+
+    def set_foreign_keys(self, dbapi_connection: Any, enabled: bool) -> None:
+        # Must be set outside a transaction; SQLite ignores it inside one.
+        dbapi_connection.execute(f"PRAGMA foreign_keys = {'ON' if enabled else 'OFF'}")
+
+    def execute(self, cursor: Any, statements: Sequence[str], foreign_keys_off: bool) -> None:
+        super().execute(cursor, statements, foreign_keys_off)
+        if foreign_keys_off:
+            violations = cursor.execute("PRAGMA foreign_key_check").fetchall()
+            if violations:
+                raise sa.exc.IntegrityError(
+                    "PRAGMA foreign_key_check",
+                    None,
+                    Exception(f"FOREIGN KEY constraint failed after the migration: {violations[:5]}"),
+                )
+
+    def plugin_tables(self, inspector: sa.Inspector, plugin_id: str) -> list[str]:
+        prefix = f"{naming.plugin_schema(plugin_id)}__"
+        return sorted(t for t in inspector.get_table_names() if t.startswith(prefix))
+
     def registry_exists_query(self) -> str:
         return (
             "SELECT count(*) = 2 FROM sqlite_master WHERE type = 'table' "
@@ -224,3 +275,15 @@ class SqliteDialect(Dialect):
             if "unable to open" in message or "disk i/o" in message:
                 return ErrorClass.UNREACHABLE
         return ErrorClass.PERMANENT
+
+
+def _begin(conn: sa.Connection) -> None:
+    # Reads take no write lock (they also work on a read-only file); migrations take it up front.
+    conn.exec_driver_sql("BEGIN" if conn.info.get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+def _regexp(pattern: str | None, value: Any) -> bool | None:
+    # SQLite calls regexp(pattern, value) for "value REGEXP pattern"; NULL stays unknown as in SQL.
+    if pattern is None or value is None:
+        return None
+    return validation.portable_regex_search(pattern, str(value))

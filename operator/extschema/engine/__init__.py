@@ -1,0 +1,43 @@
+"""Executes plans against a database, safely (see :mod:`extschema.engine.migrator`).
+
+``connection`` reaches the database through its dialect, ``registry`` keeps the record of plugins
+and migrations, ``migrator`` runs apply/rollback/delete along one path, ``catalog`` reads the live
+database. The names below are the engine's public surface.
+"""
+
+from __future__ import annotations
+
+from extschema.engine.connection import Database, redact
+from extschema.engine.migrator import (
+    DEFAULT_LOCK_TIMEOUT_MS,
+    DEFAULT_STATEMENT_TIMEOUT_MS,
+    ApplyResult,
+    Engine,
+    StalePlan,
+    lock_key,
+)
+from extschema.engine.registry import (
+    STATUSES_MIGRATION,
+    STATUSES_SCHEMA,
+    MigrationRecord,
+    Registration,
+    script,
+    sql_checksum,
+)
+
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT_MS",
+    "DEFAULT_STATEMENT_TIMEOUT_MS",
+    "STATUSES_MIGRATION",
+    "STATUSES_SCHEMA",
+    "ApplyResult",
+    "Database",
+    "Engine",
+    "MigrationRecord",
+    "Registration",
+    "StalePlan",
+    "lock_key",
+    "redact",
+    "script",
+    "sql_checksum",
+]

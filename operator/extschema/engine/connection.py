@@ -1,0 +1,141 @@
+"""One database: its URL, the SQLAlchemy engine its dialect builds, transactions, and its errors as problems.
+
+Everything that differs between databases (driver options, per-connection setup, foreign key
+switching, how statements are sent) is asked of the dialect from :data:`extschema.dialects.REGISTRY`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from extschema import dialects
+from extschema.dialects import Dialect, ErrorClass
+from extschema.dialects.base import READ_ONLY
+from extschema.problems import ProblemError
+
+_URL_HELP = "use sqlite:///path.db or postgresql://user:password@host:5432/db"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return "<unparseable database URL>"
+
+
+def _usage(message: str) -> ProblemError:
+    return ProblemError.one("ES404", "--database", message, kind="usage")
+
+
+def parse_url(url: str) -> sa.URL:
+    """*url* parsed, or a usage error (ES404) saying what is wrong with it."""
+    try:
+        parsed = sa.engine.make_url(url)
+        parsed.port  # noqa: B018 -- a port that is not a number only fails when read
+    except (sa.exc.ArgumentError, ValueError) as error:
+        detail = f" ({error})" if isinstance(error, ValueError) else ""
+        raise _usage(f"{url!r} is not a database URL{detail}; {_URL_HELP}") from None
+    return parsed
+
+
+class Database:
+    """A database reached through its dialect: connections, transactions, error classification."""
+
+    def __init__(self, url: str, core_schema: str = "public") -> None:
+        self.url = url
+        parsed = parse_url(url)
+        backend = parsed.get_backend_name()
+        if backend not in dialects.REGISTRY:
+            raise _usage(f"{redact(url)}: unsupported database {backend!r}; extschema supports postgresql and sqlite")
+        self.dialect: Dialect = dialects.REGISTRY[backend].for_database(core_schema)
+        problem = self.dialect.url_problem(parsed)
+        if problem is not None:
+            raise _usage(f"{redact(url)}: {problem}")
+        try:
+            self.sa_engine = self.dialect.create_engine(parsed)
+        except (sa.exc.ArgumentError, ValueError, ImportError) as error:
+            raise _usage(f"{redact(url)}: {error}; {_URL_HELP}") from None
+        # Statements run on the raw driver cursor raise the driver's own errors.
+        self._driver_error: type[Exception] = self.sa_engine.dialect.dbapi.Error  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        self.sa_engine.dispose()
+
+    @contextlib.contextmanager
+    def transaction(self, foreign_keys_off: bool = False, read_only: bool = False) -> Iterator[Connection]:
+        """One transaction; errors come out as :class:`ProblemError` classified by the dialect.
+
+        *read_only* transactions take no write lock (SQLite: a deferred BEGIN), so reads work on a
+        database the user may only read.
+        """
+        try:
+            with self.sa_engine.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                conn.info[READ_ONLY] = read_only
+                if foreign_keys_off:
+                    self.dialect.set_foreign_keys(raw, enabled=False)
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    if foreign_keys_off:
+                        self.dialect.set_foreign_keys(raw, enabled=True)
+        except (sa.exc.DBAPIError, OSError, self._driver_error) as error:
+            raise self.problem(error) from error
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for catalog reads (inspection), errors classified as for transactions."""
+        try:
+            with self.sa_engine.connect() as conn:
+                conn.info[READ_ONLY] = True
+                yield conn
+        except (sa.exc.DBAPIError, OSError, self._driver_error) as error:
+            raise self.problem(error) from error
+
+    def execute(self, conn: Connection, statements: Sequence[str], foreign_keys_off: bool = False) -> None:
+        """Run SQL text in *conn*'s transaction, as the dialect sends it."""
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            self.dialect.execute(cursor, statements, foreign_keys_off)
+        finally:
+            cursor.close()
+
+    def problem(self, error: BaseException) -> ProblemError:
+        """A database error as the problem a user sees (ES401 unreachable, ES403 retryable, ES402)."""
+        kind = self.dialect.classify(error)
+        message = database_message(error)
+        if kind is ErrorClass.UNREACHABLE:
+            return ProblemError.one(
+                "ES401",
+                "database",
+                f"cannot reach {redact(self.url)}: {message}; check that the server runs and "
+                "the URL, user and password are right",
+                kind="unreachable",
+            )
+        if kind is ErrorClass.RETRYABLE:
+            return ProblemError.one(
+                "ES403", "database", f"temporary database error, safe to retry: {message}", kind="retryable"
+            )
+        return ProblemError.one("ES402", "database", message, kind="database")
+
+    def ping(self) -> str:
+        """Connect and return the server version (raises ES401 when unreachable)."""
+        with self.transaction(read_only=True) as conn:
+            return self.dialect.server_version(conn)
+
+
+def database_message(error: BaseException) -> str:
+    """The database's own words, without SQLAlchemy's wrapping and SQL echo."""
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip()
+    sqlstate = getattr(original, "sqlstate", None)
+    first = text.splitlines()[0] if text else type(original).__name__
+    return f"{first} (SQLSTATE {sqlstate})" if sqlstate else first

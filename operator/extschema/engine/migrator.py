@@ -1,0 +1,454 @@
+"""Executes plans against a database, safely — one path for apply, rollback and delete.
+
+Every migration runs in one transaction: on PostgreSQL under ``pg_advisory_xact_lock`` keyed by
+the plugin, with ``lock_timeout`` and ``statement_timeout`` set after the lock is held; on SQLite
+under ``BEGIN IMMEDIATE`` (the database-wide write lock). Inside the lock the registry is read
+again, so concurrent appliers of the same spec execute it exactly once and a plan computed from
+a registry that has since moved is refused as stale. Then, always in this order: lock → verify
+the history's checksums → render (the migration id names backups) → execute → record. Any error
+rolls the whole migration back; a failed apply is then recorded in a separate transaction with
+the database's message.
+
+Each kind of migration (:class:`_Apply`, :class:`_Rollback`, :class:`_Delete`) only says what it
+checks, what SQL it runs and how the registry changes; :meth:`Engine._migrate` owns the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from extschema import model, planning
+from extschema.dialects import Dialect, RenderedPlan
+from extschema.engine import catalog
+from extschema.engine.connection import Database
+from extschema.engine.registry import ENDING_KINDS, MigrationRecord, Registration, Registry, now, statements_of
+from extschema.model import ExtensionSchemaSpec, FieldType
+from extschema.planning import Plan
+from extschema.problems import ProblemError
+
+DEFAULT_LOCK_TIMEOUT_MS = 5_000
+DEFAULT_STATEMENT_TIMEOUT_MS = 300_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyResult:
+    plugin_id: str
+    changed: bool
+    migration_id: str | None
+    description: list[str]
+    duration_ms: int | None = None
+
+
+class StalePlan(Exception):
+    """The registry moved between planning and locking: plan again."""
+
+
+def lock_key(plugin_id: str) -> tuple[int, int]:
+    """Two signed 32-bit keys from SHA-256 (``hashtext`` is 32-bit and collides)."""
+    digest = hashlib.sha256(f"extschema:{plugin_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True), int.from_bytes(digest[4:8], "big", signed=True)
+
+
+def _not_registered(plugin_id: str) -> ProblemError:
+    return ProblemError.one(
+        "ES306", "plugin", f"plugin {plugin_id!r} is not registered; see `extschema status`", kind="refused"
+    )
+
+
+def registered_tables(dialect: Dialect, spec: ExtensionSchemaSpec) -> list[str]:
+    """The physical tables *spec* owns (its tables and many-to-many join tables), as the registry lists them."""
+    _, joins = model.resolve_relationships(spec)
+    names = [t.name for t in spec.tables] + [j.name for j in joins]
+    return [str(dialect.namer.table(spec.plugin_id, name)) for name in names]
+
+
+def without_missing_tables(plan: Plan, existing: Collection[str], dialect: Dialect) -> tuple[Plan, list[str]]:
+    """*plan* without the steps on tables that no longer exist (dropped by hand), and those tables.
+
+    A plugin must stay removable when someone dropped one of its tables: what exists is backed up
+    and dropped, what is gone is reported.
+    """
+
+    def table_of(op: planning.Op) -> str | None:
+        match op:
+            case planning.DropTable():
+                return op.table.name
+            case planning.DropIndex() | planning.CreateIndex():
+                return op.table
+            case planning.DropColumn() | planning.AddColumn():
+                return op.before.name
+        return None
+
+    kept: list[planning.Op] = []
+    missing: list[str] = []
+    for op in plan.ops:
+        table = table_of(op)
+        physical = str(dialect.namer.table(plan.plugin_id, table)) if table is not None else None
+        if physical is not None and physical not in existing:
+            if isinstance(op, planning.DropTable):
+                missing.append(physical)
+            continue
+        kept.append(op)
+    return Plan(plan.plugin_id, tuple(kept)), missing
+
+
+def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
+    """The executed applies that built what the plugin is now: those after its last delete/unregister.
+
+    Migrations that were rolled back, failed, or never finished (``executing``, left by a crash:
+    their transaction rolled back) changed nothing and are not part of it.
+    """
+    ended = max((i for i, r in enumerate(records) if r.kind in ENDING_KINDS and r.status == "executed"), default=-1)
+    return [r for r in records[ended + 1 :] if r.kind == "apply" and r.status == "executed"]
+
+
+class _Migration:
+    """What one kind of migration decides; :meth:`Engine._migrate` runs it under the lock."""
+
+    kind = "apply"
+    #: The registration as read under the lock (set by :meth:`check` where one is required).
+    current: Registration | None = None
+
+    def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
+        """Refuse (raise), or return a result when there is nothing to do, before the history is verified."""
+        return None
+
+    def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
+        raise NotImplementedError
+
+    def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
+        raise NotImplementedError
+
+
+class Engine:
+    """One database: its registry, and the migrations of every plugin in it."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+        statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+        core_schema: str = "public",
+    ) -> None:
+        self.database = Database(url, core_schema)
+        self.registry = Registry(self.database)
+        self.url = url
+        self.dialect: Dialect = self.database.dialect
+        self.sa_engine = self.database.sa_engine
+        self.lock_timeout_ms = lock_timeout_ms
+        self.statement_timeout_ms = statement_timeout_ms
+
+    @property
+    def backend(self) -> str:
+        return self.dialect.name
+
+    def close(self) -> None:
+        self.database.close()
+
+    def ping(self) -> str:
+        """Connect and return the server version (raises ES401 when unreachable)."""
+        return self.database.ping()
+
+    # --- reads (never write: a database without a registry has no plugins) -------------------
+
+    def ensure_registry(self) -> None:
+        self.registry.ensure()
+
+    def registrations(self) -> list[Registration]:
+        return self.registry.registrations()
+
+    def registration(self, plugin_id: str, conn: Connection | None = None) -> Registration | None:
+        return self.registry.registration(plugin_id, conn)
+
+    def history(self, plugin_id: str | None = None) -> list[MigrationRecord]:
+        return self.registry.history(plugin_id)
+
+    def core_catalog(
+        self, columns_of: Collection[str] | None = None
+    ) -> dict[tuple[str, str], dict[str, FieldType | None]]:
+        return catalog.core_catalog(self.database, columns_of)
+
+    def physical_tables(self, plugin_id: str) -> list[str]:
+        return catalog.physical_tables(self.database, plugin_id)
+
+    # --- the one migration path ---------------------------------------------------------------
+
+    def _lock(self, conn: Connection, plugin_id: str) -> None:
+        preamble = self.dialect.migration_preamble(lock_key(plugin_id), self.lock_timeout_ms, self.statement_timeout_ms)
+        self.database.execute(conn, preamble)
+
+    def _migrate(self, plugin_id: str, migration: _Migration, foreign_keys_off: bool = False) -> ApplyResult:
+        """lock → check → verify → render → execute → record, in one transaction."""
+        self.registry.ensure()
+        clock = time.perf_counter()
+        fk_off = foreign_keys_off or self.dialect.migrations_without_foreign_keys
+        with self.database.transaction(fk_off) as conn:
+            self._lock(conn, plugin_id)
+            done = migration.check(conn, self.registry.registration(plugin_id, conn))
+            if done is not None:
+                return done
+            history = self.registry.verify_history(conn, plugin_id)
+            migration_id = self.registry.next_migration_id(conn, plugin_id)
+            rendered = migration.render(conn, history, migration_id)
+            self.database.execute(conn, rendered.statements, rendered.foreign_keys_off or fk_off)
+            return migration.record(conn, migration_id, rendered, int((time.perf_counter() - clock) * 1000))
+
+    # --- apply --------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        owner: str,
+        spec: ExtensionSchemaSpec,
+        plan: Plan,
+        base_checksum: str | None,
+        tables: list[str],
+    ) -> ApplyResult:
+        """Run *plan*, which takes *spec*'s plugin from *base_checksum* to *spec*, as one migration.
+
+        A concurrent applier may have done the work (then nothing runs). Raises :class:`StalePlan`
+        when the registry no longer matches *base_checksum*, :class:`ProblemError` for everything a
+        user must see.
+        """
+        step = _Apply(self, owner, spec, plan, base_checksum, tables)
+        try:
+            return self._migrate(spec.plugin_id, step, self.dialect.needs_foreign_keys_off(plan))
+        except ProblemError as problem:
+            if step.rendered is not None and problem.kind in ("database", "retryable"):
+                self._record_failure(step, problem)
+            raise
+
+    def _record_failure(self, step: _Apply, problem: ProblemError) -> None:
+        assert step.rendered is not None
+        message = problem.problems[0].message
+        plugin_id = step.spec.plugin_id
+        with contextlib.suppress(ProblemError), self.database.transaction() as conn:
+            self._lock(conn, plugin_id)
+            failed_id = self.registry.next_migration_id(conn, plugin_id)
+            self.registry.record(
+                conn,
+                plugin_id,
+                failed_id,
+                "apply",
+                step.owner,
+                step.spec,
+                step.plan.describe(),
+                step.rendered,
+                "failed",
+                step.started,
+                None,
+                message,
+            )
+            self.registry.mark_failed(conn, plugin_id, message)
+
+    # --- rollback -----------------------------------------------------------------------------
+
+    def rollback(self, plugin_id: str) -> ApplyResult:
+        """Undo the plugin's latest executed migration with its recorded rollback SQL."""
+        if self.registration(plugin_id) is None:  # refused without creating a registry
+            raise _not_registered(plugin_id)
+        return self._migrate(plugin_id, _Rollback(self, plugin_id))
+
+    def _refuse_if_dependents(self, conn: Connection, plugin_id: str) -> None:
+        dependents = sorted(r.plugin_id for r in self.registry.dependents(conn, plugin_id))
+        if dependents:
+            raise ProblemError.one(
+                "ES303",
+                "plugin",
+                f"plugin {plugin_id!r} is still needed by {', '.join(dependents)} (dependsOn); delete those first",
+                kind="refused",
+            )
+
+    def _refuse_if_referenced(self, conn: Connection, plugin_id: str, kept: ExtensionSchemaSpec) -> None:
+        """ES303 when going back to *kept* would drop a table another plugin's foreign keys reference
+        (on SQLite the drop would otherwise delete their rows through ON DELETE CASCADE)."""
+        remaining = {t.name for t in kept.tables}
+        lost: dict[str, set[str]] = {}
+        for dependent in self.registry.dependents(conn, plugin_id):
+            fks, joins = model.resolve_relationships(dependent.spec)
+            for fk in [*fks, *(end for join in joins for end in (join.left, join.right))]:
+                if fk.references.plugin == plugin_id and fk.references.table not in remaining:
+                    lost.setdefault(dependent.plugin_id, set()).add(fk.references.table)
+        if lost:
+            named = "; ".join(f"{p} references {', '.join(sorted(t))}" for p, t in sorted(lost.items()))
+            raise ProblemError.one(
+                "ES303",
+                "plugin",
+                f"rolling back plugin {plugin_id!r} to {kept.version} would drop tables other plugins use ({named}); "
+                "roll back or delete those plugins first",
+                kind="refused",
+            )
+
+    # --- delete -------------------------------------------------------------------------------
+
+    def delete(
+        self, plugin_id: str, teardown: Callable[[ExtensionSchemaSpec], Plan], retain: bool | None = None
+    ) -> ApplyResult:
+        """Remove a plugin: drop its objects (after backing up their data) or, with Retain, only
+        unregister it. Refused while another plugin depends on it.
+
+        *teardown* plans the drop from the registered spec; like :meth:`apply`, the plan is
+        rendered and run in one transaction under the plugin's lock, and :class:`StalePlan` is
+        raised when the registration changed after planning.
+        """
+        planned_from = self.registration(plugin_id)
+        if planned_from is None:
+            raise _not_registered(plugin_id)
+        keep = planned_from.spec.deletion_policy == "Retain" if retain is None else retain
+        plan = Plan(plugin_id, ()) if keep else teardown(planned_from.spec)
+        return self._migrate(
+            plugin_id, _Delete(self, planned_from, plan, keep), self.dialect.needs_foreign_keys_off(plan)
+        )
+
+    def repair(self, plugin_id: str) -> list[str]:
+        """Re-record the checksums of a plugin's migrations (after a deliberate edit)."""
+        with self.registry.reading() as conn:
+            if conn is None:  # no registry: nothing was ever recorded, nothing to repair
+                return []
+        with self.database.transaction() as conn:
+            self._lock(conn, plugin_id)
+            return self.registry.repair(conn, plugin_id)
+
+
+class _Apply(_Migration):
+    def __init__(
+        self,
+        engine: Engine,
+        owner: str,
+        spec: ExtensionSchemaSpec,
+        plan: Plan,
+        base_checksum: str | None,
+        tables: list[str],
+    ) -> None:
+        self.engine, self.owner, self.spec, self.plan = engine, owner, spec, plan
+        self.base_checksum, self.tables = base_checksum, tables
+        self.started: datetime.datetime = now()
+        self.rendered: RenderedPlan | None = None
+        self.current: Registration | None = None
+
+    def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
+        plugin_id = self.spec.plugin_id
+        if current is not None and current.owner != self.owner:
+            raise ProblemError.one(
+                "ES201",
+                "spec.pluginId",
+                f"plugin {plugin_id!r} is already registered by {current.owner!r}; "
+                "choose another pluginId, or delete that one first",
+                kind="conflict",
+            )
+        if current is not None and current.checksum == self.spec.checksum() and current.status == "active":
+            return ApplyResult(plugin_id, False, None, [])
+        if (current.checksum if current else None) != self.base_checksum:
+            raise StalePlan(plugin_id)
+        self.current = current
+        return None
+
+    def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
+        self.rendered = self.engine.dialect.render_plan(self.plan, backup_tag=f"m{migration_id}")
+        return self.rendered
+
+    def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
+        registry = self.engine.registry
+        description = self.plan.describe()
+        registry.record(
+            conn, self.spec.plugin_id, migration_id, "apply", self.owner, self.spec, description, rendered,
+            "executed", self.started, duration, None,
+        )  # fmt: skip
+        registry.register(conn, self.owner, self.spec, self.tables, exists=self.current is not None)
+        return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration)
+
+
+class _Rollback(_Migration):
+    def __init__(self, engine: Engine, plugin_id: str) -> None:
+        self.engine, self.plugin_id = engine, plugin_id
+        self.target: MigrationRecord | None = None
+        self.previous: Any = None
+        self.previous_spec: ExtensionSchemaSpec | None = None
+
+    def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
+        if current is None:
+            raise _not_registered(self.plugin_id)
+        self.current = current
+        return None
+
+    def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
+        registry = self.engine.registry
+        built = lineage(history)
+        if not built:
+            raise ProblemError.one(
+                "ES305", "plugin", f"plugin {self.plugin_id!r} has no executed migration to roll back", kind="refused"
+            )
+        self.target = built[-1]
+        if len(built) == 1:
+            self.engine._refuse_if_dependents(conn, self.plugin_id)
+        else:
+            self.previous = registry.migration_row(conn, self.plugin_id, built[-2].migration_id)
+            definition = self.previous.schema_definition
+            self.previous_spec = registry.guarded(
+                conn, self.plugin_id, lambda: ExtensionSchemaSpec.model_validate(definition)
+            )
+            self.engine._refuse_if_referenced(conn, self.plugin_id, self.previous_spec)
+        row = registry.migration_row(conn, self.plugin_id, self.target.migration_id)
+        statements, rollback = registry.guarded(conn, self.plugin_id, lambda: statements_of(row))
+        return RenderedPlan(tuple(rollback), tuple(statements), bool(row.foreign_keys_off))
+
+    def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
+        assert self.target is not None
+        registry = self.engine.registry
+        registry.set_migration_status(conn, self.plugin_id, self.target.migration_id, "rolled_back")
+        if self.previous_spec is None:
+            registry.unregister(conn, self.plugin_id)
+        else:
+            # The tables of the spec gone back to: those the rollback removed are not drift.
+            tables = registered_tables(self.engine.dialect, self.previous_spec)
+            assert self.current is not None
+            registry.register(conn, self.current.owner, self.previous_spec, tables, exists=True)
+        description = [f"rolled back migration {self.target.migration_id}"]
+        return ApplyResult(self.plugin_id, True, self.target.migration_id, description, duration)
+
+
+class _Delete(_Migration):
+    def __init__(self, engine: Engine, planned_from: Registration, plan: Plan, keep: bool) -> None:
+        self.engine, self.planned_from, self.plan, self.keep = engine, planned_from, plan, keep
+        self.plugin_id = planned_from.plugin_id
+        self.missing: list[str] = []
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "unregister" if self.keep else "delete"
+
+    def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
+        if current is None:
+            raise _not_registered(self.plugin_id)
+        if current.checksum != self.planned_from.checksum:
+            raise StalePlan(self.plugin_id)
+        self.current = current
+        self.engine._refuse_if_dependents(conn, self.plugin_id)
+        return None
+
+    def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
+        dialect = self.engine.dialect
+        existing = set(catalog.plugin_tables(conn, dialect, self.plugin_id))
+        plan, self.missing = without_missing_tables(self.plan, existing, dialect)
+        return dialect.render_plan(plan, backup_tag=f"m{migration_id}")
+
+    def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
+        registry = self.engine.registry
+        assert self.current is not None
+        description = ["unregistered (tables retained)"] if self.keep else ["dropped all objects (data backed up)"]
+        if self.missing:
+            description.append(f"already missing (dropped outside extschema): {', '.join(self.missing)}")
+        registry.record(
+            conn, self.plugin_id, migration_id, self.kind, self.current.owner, self.current.spec, description,
+            rendered, "executed", now(), duration, None,
+        )  # fmt: skip
+        registry.unregister(conn, self.plugin_id)
+        return ApplyResult(self.plugin_id, True, migration_id, description, duration)

@@ -1,0 +1,539 @@
+"""The registry: which plugins a database holds (``extension_schemas``) and every migration run on them
+(``extension_migrations``), with their SQL, rollback SQL and checksums.
+
+The registry is the idempotency record for both the CLI and the operator. Reads never create it:
+a database without registry tables simply has no plugins yet, so read-only commands change
+nothing and work under a read-only role. Rows a person edited into an unreadable shape are
+reported with a code naming the row and how to repair it, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pydantic
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from extschema.dialects import RenderedPlan
+from extschema.engine.connection import Database
+from extschema.model import ExtensionSchemaSpec
+from extschema.problems import ProblemError
+
+STATUSES_SCHEMA = ("pending", "active", "failed")
+STATUSES_MIGRATION = ("pending", "executing", "executed", "failed", "rolled_back")
+#: Kinds of migration that end a plugin's life in the database: later applies start afresh.
+ENDING_KINDS = ("delete", "unregister")
+
+#: What a Python-side reading of a hand-edited row can raise (bad JSON, wrong types, NULLs).
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, pydantic.ValidationError)
+
+
+def _keys(unique: bool) -> tuple[sa.Column[str], sa.Column[str]]:
+    """The row id and the plugin id every registry table starts with (one row per plugin, or indexed)."""
+    return (
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("plugin_id", sa.String(64), nullable=False, unique=unique or None, index=not unique or None),
+    )
+
+
+def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Table]:
+    metadata = sa.MetaData(schema=schema)
+    timestamp = sa.DateTime(timezone=True)
+    schemas = sa.Table(
+        "extension_schemas",
+        metadata,
+        # UNIQUE is the final guard against two owners of one plugin (two clusters, one database).
+        *_keys(unique=True),
+        sa.Column("owner", sa.String(512), nullable=False),
+        sa.Column("version", sa.String(256), nullable=False),
+        sa.Column("schema_definition", sa.JSON, nullable=False),
+        sa.Column("checksum", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("error_message", sa.Text),
+        sa.Column("tables", sa.JSON, nullable=False),
+        sa.Column("registered_at", timestamp, nullable=False),
+        sa.Column("activated_at", timestamp),
+        sa.Column("updated_at", timestamp, nullable=False),
+        sa.CheckConstraint(
+            f"status IN ({', '.join(repr(s) for s in STATUSES_SCHEMA)})", name="extension_schemas_status"
+        ),
+    )
+    migrations = sa.Table(
+        "extension_migrations",
+        metadata,
+        *_keys(unique=False),
+        sa.Column("migration_id", sa.String(64), nullable=False),
+        sa.Column("kind", sa.String(20), nullable=False),  # apply | rollback | delete | unregister
+        sa.Column("owner", sa.String(512), nullable=False),
+        sa.Column("version", sa.String(256), nullable=False),
+        sa.Column("schema_definition", sa.JSON),
+        sa.Column("description", sa.JSON, nullable=False),
+        sa.Column("migration_sql", sa.Text, nullable=False),
+        sa.Column("rollback_sql", sa.Text),
+        sa.Column("statements", sa.JSON, nullable=False),
+        sa.Column("rollback_statements", sa.JSON, nullable=False),
+        sa.Column("foreign_keys_off", sa.Boolean, nullable=False),
+        sa.Column("checksum_schema", sa.String(64)),
+        sa.Column("checksum_sql", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("execution_start", timestamp),
+        sa.Column("execution_end", timestamp),
+        sa.Column("duration_ms", sa.Integer),
+        sa.Column("error_message", sa.Text),
+        sa.Column("created_at", timestamp, nullable=False),
+        sa.Column("updated_at", timestamp, nullable=False),
+        sa.UniqueConstraint("plugin_id", "migration_id", name="extension_migrations_plugin_migration"),
+        sa.CheckConstraint(
+            f"status IN ({', '.join(repr(s) for s in STATUSES_MIGRATION)})", name="extension_migrations_status"
+        ),
+    )
+    return metadata, schemas, migrations
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    """A plugin as the registry records it: the spec last applied successfully."""
+
+    plugin_id: str
+    owner: str
+    version: str
+    spec: ExtensionSchemaSpec
+    checksum: str
+    status: str
+    error_message: str | None
+    tables: list[str]
+    registered_at: datetime.datetime
+    activated_at: datetime.datetime | None
+    updated_at: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationRecord:
+    plugin_id: str
+    migration_id: str
+    kind: str
+    version: str
+    status: str
+    description: list[str]
+    migration_sql: str
+    rollback_sql: str | None
+    checksum_schema: str | None
+    checksum_sql: str
+    checksum_ok: bool
+    execution_start: datetime.datetime | None
+    execution_end: datetime.datetime | None
+    duration_ms: int | None
+    error_message: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("execution_start", "execution_end"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+
+def sql_checksum(statements: Sequence[str], rollback: Sequence[str]) -> str:
+    payload = json.dumps([list(statements), list(rollback)], separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def script(statements: Sequence[str]) -> str:
+    return "".join(f"{s};\n" for s in statements)
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    """A stored JSON list of strings, or ValueError saying what it is instead."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what} is {type(value).__name__}, not a list of strings")
+    return list(value)
+
+
+def _text(value: Any, what: str, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is {type(value).__name__}, not text")
+    return value
+
+
+def _stamp(value: Any, what: str, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, datetime.datetime):
+        raise ValueError(f"{what} is {type(value).__name__}, not a timestamp")
+    return value
+
+
+def statements_of(row: Any) -> tuple[list[str], list[str]]:
+    """A migration row's statements and rollback statements, checked to be lists of SQL text."""
+    return _strings(row.statements, "statements"), _strings(row.rollback_statements, "rollback_statements")
+
+
+class Registry:
+    """The registry tables of one database, read and written in the caller's transactions."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.metadata, self.schemas, self.migrations = _registry_metadata(database.dialect.registry_schema)
+        self._exists = False
+        # Parsing every stored spec on every read dominates with hundreds of plugins; specs are
+        # immutable per checksum, so parse each once.
+        self._specs: dict[str, ExtensionSchemaSpec] = {}
+
+    # --- existence ----------------------------------------------------------------------------
+
+    def exists(self, conn: Connection) -> bool:
+        """Whether both registry tables exist (remembered once true: they are never dropped)."""
+        if not self._exists:
+            self._exists = bool(conn.exec_driver_sql(self.database.dialect.registry_exists_query()).scalar())
+        return self._exists
+
+    def ensure(self) -> None:
+        """Create the registry tables (and what the dialect bootstraps first) unless they exist.
+
+        Only commands that write call this; reads treat a missing registry as empty.
+        """
+        with self.database.transaction(read_only=True) as conn:
+            if self.exists(conn):
+                return
+        with self.database.transaction() as conn:
+            self.database.execute(conn, self.database.dialect.bootstrap())
+            self.metadata.create_all(conn, checkfirst=True)
+        self._exists = True
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection | None]:
+        """A read-only transaction on the registry, or None when there is no registry yet."""
+        with self.database.transaction(read_only=True) as conn:
+            yield conn if self.exists(conn) else None
+
+    # --- unreadable rows ----------------------------------------------------------------------
+
+    def unreadable(self, conn: Connection, plugin_id: str | None, error: BaseException) -> ProblemError:
+        """ES405 for the first row a reader could not make sense of, found by reading each row as text."""
+        for table, key in ((self.schemas, None), (self.migrations, self.migrations.c.migration_id)):
+            columns = [sa.cast(c, sa.Text).label(c.name) if isinstance(c.type, sa.JSON) else c for c in table.c]
+            query = sa.select(*columns)
+            if plugin_id is not None:
+                query = query.where(table.c.plugin_id == plugin_id)
+            try:
+                rows = conn.execute(query).all()
+            except _UNREADABLE as row_error:  # a timestamp column itself is unparseable: name the table only
+                return self._unreadable_problem(table.name, plugin_id, None, str(row_error))
+            for row in rows:
+                reason = self._row_problem(table, row)
+                if reason is not None:
+                    return self._unreadable_problem(
+                        table.name, row.plugin_id, row.migration_id if key is not None else None, reason
+                    )
+        return self._unreadable_problem(self.migrations.name, plugin_id, None, str(error))
+
+    def _row_problem(self, table: sa.Table, row: Any) -> str | None:
+        values = row._mapping
+        parsed: dict[str, Any] = {}
+        for column in table.c:
+            if isinstance(column.type, sa.JSON) and values[column.name] is not None:
+                try:
+                    parsed[column.name] = json.loads(values[column.name])
+                except ValueError as error:
+                    return f"{column.name} is not valid JSON ({error})"
+        checks: list[tuple[str, Callable[[], Any]]] = []
+        if table is self.schemas:
+            checks.append(
+                ("schema_definition", lambda: ExtensionSchemaSpec.model_validate(parsed["schema_definition"]))
+            )
+            checks.append(("tables", lambda: _strings(parsed.get("tables"), "tables")))
+            texts: tuple[str, ...] = ("owner", "version", "checksum", "status")
+        else:
+            for name in ("statements", "rollback_statements", "description"):
+                checks.append((name, lambda name=name: _strings(parsed.get(name), name)))  # type: ignore[misc]
+            if parsed.get("schema_definition") is not None:
+                checks.append(
+                    ("schema_definition", lambda: ExtensionSchemaSpec.model_validate(parsed["schema_definition"]))
+                )
+            texts = ("kind", "version", "status", "migration_sql", "checksum_sql")
+        for name in texts:
+            checks.append((name, lambda name=name: _text(values[name], name)))  # type: ignore[misc]
+        for name, check in checks:
+            try:
+                check()
+            except _UNREADABLE as error:
+                first = str(error).splitlines()
+                detail = "; ".join(first[:3]) if isinstance(error, pydantic.ValidationError) else first[0]
+                return detail if detail.startswith(name) else f"{name}: {detail}"
+        return None
+
+    def _unreadable_problem(
+        self, table: str, plugin_id: str | None, migration_id: str | None, reason: str
+    ) -> ProblemError:
+        schema = self.database.dialect.registry_schema
+        qualified = f"{schema}.{table}" if schema else table
+        where = f"{table}[plugin_id={plugin_id!r}" + (f", migration_id={migration_id!r}]" if migration_id else "]")
+        fix = (
+            "restore the row from a backup or correct it by hand "
+            f"(UPDATE {qualified} ... WHERE plugin_id = '{plugin_id}'"
+            + (f" AND migration_id = '{migration_id}'" if migration_id else "")
+            + "), then re-record checksums with `extschema repair "
+            + (plugin_id or "PLUGIN")
+            + "`"
+        )
+        return ProblemError.one(
+            "ES405", where, f"the registry row {where} cannot be read: {reason}; {fix}", kind="database"
+        )
+
+    def guarded(self, conn: Connection, plugin_id: str | None, read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except _UNREADABLE as error:
+            raise self.unreadable(conn, plugin_id, error) from None
+
+    # --- plugins ------------------------------------------------------------------------------
+
+    def _spec(self, checksum: str, definition: Any) -> ExtensionSchemaSpec:
+        spec = self._specs.get(checksum)
+        if spec is None:
+            spec = self._specs[checksum] = ExtensionSchemaSpec.model_validate(definition)
+        return spec
+
+    def _registration(self, row: Any, spec: ExtensionSchemaSpec) -> Registration:
+        return Registration(
+            plugin_id=_text(row.plugin_id, "plugin_id"),
+            owner=_text(row.owner, "owner"),
+            version=_text(row.version, "version"),
+            spec=spec,
+            checksum=_text(row.checksum, "checksum"),
+            status=_text(row.status, "status"),
+            error_message=_text(row.error_message, "error_message", optional=True),
+            tables=_strings(row.tables, "tables"),
+            registered_at=_stamp(row.registered_at, "registered_at"),
+            activated_at=_stamp(row.activated_at, "activated_at", optional=True),
+            updated_at=_stamp(row.updated_at, "updated_at"),
+        )
+
+    def registrations(self) -> list[Registration]:
+        with self.reading() as conn:
+            if conn is None:
+                return []
+            return self.guarded(conn, None, lambda: self._registrations(conn))  # type: ignore[no-any-return]
+
+    def _registrations(self, conn: Connection) -> list[Registration]:
+        # The operator reads the whole registry on every reconcile: stored specs (the bulk of each
+        # row, JSON) are fetched only for checksums this engine has not parsed yet.
+        c = self.schemas.c
+        order = (c.registered_at, c.plugin_id)
+        narrow = (c.plugin_id, c.owner, c.version, c.checksum, c.status, c.error_message, c.tables)
+        rows = conn.execute(sa.select(*narrow, c.registered_at, c.activated_at, c.updated_at).order_by(*order)).all()
+        missing = [r.plugin_id for r in rows if r.checksum not in self._specs]
+        if missing:
+            query = sa.select(c.checksum, c.schema_definition).where(c.plugin_id.in_(missing))
+            for checksum, definition in conn.execute(query):
+                self._spec(checksum, definition)
+            if any(r.checksum not in self._specs for r in rows):  # changed in between: read it whole
+                whole = conn.execute(sa.select(self.schemas).order_by(*order))
+                return [self._registration(r, self._spec(r.checksum, r.schema_definition)) for r in whole]
+        return [self._registration(r, self._specs[r.checksum]) for r in rows]
+
+    def registration(self, plugin_id: str, conn: Connection | None = None) -> Registration | None:
+        if conn is None:
+            with self.reading() as own:
+                return None if own is None else self.registration(plugin_id, own)
+
+        def read() -> Registration | None:
+            row = conn.execute(sa.select(self.schemas).where(self.schemas.c.plugin_id == plugin_id)).first()
+            return self._registration(row, self._spec(row.checksum, row.schema_definition)) if row else None
+
+        return self.guarded(conn, plugin_id, read)  # type: ignore[no-any-return]
+
+    def dependents(self, conn: Connection, plugin_id: str) -> list[Registration]:
+        """Registered plugins whose spec names *plugin_id* in dependsOn."""
+        registrations: list[Registration] = self.guarded(conn, None, lambda: self._registrations(conn))
+        return [r for r in registrations if plugin_id in r.spec.depends_on]
+
+    # --- migrations ---------------------------------------------------------------------------
+
+    def history_rows(self, conn: Connection, plugin_id: str | None) -> list[MigrationRecord]:
+        return self.guarded(conn, plugin_id, lambda: self._history_rows(conn, plugin_id))  # type: ignore[no-any-return]
+
+    def _history_rows(self, conn: Connection, plugin_id: str | None) -> list[MigrationRecord]:
+        m = self.migrations
+        query = sa.select(m).order_by(m.c.plugin_id, m.c.migration_id)
+        if plugin_id is not None:
+            query = query.where(m.c.plugin_id == plugin_id)
+        records = []
+        for row in conn.execute(query):
+            statements, rollback = statements_of(row)
+            ok = row.checksum_sql == sql_checksum(statements, rollback) and row.migration_sql == script(statements)
+            records.append(
+                MigrationRecord(
+                    plugin_id=row.plugin_id,
+                    migration_id=_text(row.migration_id, "migration_id"),
+                    kind=_text(row.kind, "kind"),
+                    version=_text(row.version, "version"),
+                    status=_text(row.status, "status"),
+                    description=_strings(row.description, "description"),
+                    migration_sql=_text(row.migration_sql, "migration_sql"),
+                    rollback_sql=_text(row.rollback_sql, "rollback_sql", optional=True),
+                    checksum_schema=_text(row.checksum_schema, "checksum_schema", optional=True),
+                    checksum_sql=_text(row.checksum_sql, "checksum_sql"),
+                    checksum_ok=ok,
+                    execution_start=_stamp(row.execution_start, "execution_start", optional=True),
+                    execution_end=_stamp(row.execution_end, "execution_end", optional=True),
+                    duration_ms=row.duration_ms if isinstance(row.duration_ms, int) else None,
+                    error_message=_text(row.error_message, "error_message", optional=True),
+                )
+            )
+        return records
+
+    def history(self, plugin_id: str | None = None) -> list[MigrationRecord]:
+        with self.reading() as conn:
+            return [] if conn is None else self.history_rows(conn, plugin_id)
+
+    def migration_row(self, conn: Connection, plugin_id: str, migration_id: str) -> Any:
+        m = self.migrations
+        return conn.execute(sa.select(m).where(m.c.plugin_id == plugin_id, m.c.migration_id == migration_id)).one()
+
+    def next_migration_id(self, conn: Connection, plugin_id: str) -> str:
+        m = self.migrations
+        count = conn.execute(sa.select(sa.func.count()).select_from(m).where(m.c.plugin_id == plugin_id)).scalar_one()
+        return f"{count + 1:04d}"
+
+    def verify_history(self, conn: Connection, plugin_id: str) -> list[MigrationRecord]:
+        """The plugin's history, or ES304 when a recorded migration's SQL no longer matches its checksum."""
+        records = self.history_rows(conn, plugin_id)
+        bad = [r for r in records if not r.checksum_ok]
+        if bad:
+            ids = ", ".join(r.migration_id for r in bad)
+            raise ProblemError.one(
+                "ES304",
+                f"extension_migrations[{plugin_id}]",
+                f"checksum mismatch in recorded migration(s) {ids} of plugin {plugin_id!r}: the stored SQL was "
+                f"changed after it ran. Compare it with `extschema history {plugin_id}`; if the change was "
+                f"deliberate, re-record the checksums with `extschema repair {plugin_id}`",
+                kind="refused",
+            )
+        return records
+
+    def record(
+        self,
+        conn: Connection,
+        plugin_id: str,
+        migration_id: str,
+        kind: str,
+        owner: str,
+        spec: ExtensionSchemaSpec | None,
+        description: list[str],
+        rendered: RenderedPlan,
+        status: str,
+        started: datetime.datetime,
+        duration_ms: int | None,
+        error: str | None,
+    ) -> None:
+        stamp = now()
+        conn.execute(
+            sa.insert(self.migrations).values(
+                id=str(uuid.uuid4()),
+                plugin_id=plugin_id,
+                migration_id=migration_id,
+                kind=kind,
+                owner=owner,
+                version=spec.version if spec else "",
+                description=description,
+                schema_definition=json.loads(spec.canonical_json()) if spec else None,
+                migration_sql=script(rendered.statements),
+                rollback_sql=script(rendered.rollback),
+                statements=list(rendered.statements),
+                rollback_statements=list(rendered.rollback),
+                foreign_keys_off=rendered.foreign_keys_off,
+                checksum_schema=spec.checksum() if spec else None,
+                checksum_sql=sql_checksum(rendered.statements, rendered.rollback),
+                status=status,
+                execution_start=started,
+                execution_end=stamp,
+                duration_ms=duration_ms,
+                error_message=error,
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        )
+
+    def set_migration_status(self, conn: Connection, plugin_id: str, migration_id: str, status: str) -> None:
+        m = self.migrations
+        conn.execute(
+            sa.update(m)
+            .where(m.c.plugin_id == plugin_id, m.c.migration_id == migration_id)
+            .values(status=status, updated_at=now())
+        )
+
+    # --- registrations ------------------------------------------------------------------------
+
+    def register(
+        self, conn: Connection, owner: str, spec: ExtensionSchemaSpec, tables: list[str], exists: bool
+    ) -> None:
+        """Record *spec* as the plugin's active schema (insert, or update the existing row)."""
+        stamp = now()
+        values = dict(
+            owner=owner,
+            version=spec.version,
+            schema_definition=json.loads(spec.canonical_json()),
+            checksum=spec.checksum(),
+            status="active",
+            error_message=None,
+            tables=tables,
+            activated_at=stamp,
+            updated_at=stamp,
+        )
+        if exists:
+            conn.execute(sa.update(self.schemas).where(self.schemas.c.plugin_id == spec.plugin_id).values(**values))
+        else:
+            conn.execute(
+                sa.insert(self.schemas).values(
+                    id=str(uuid.uuid4()), plugin_id=spec.plugin_id, registered_at=stamp, **values
+                )
+            )
+
+    def mark_failed(self, conn: Connection, plugin_id: str, message: str) -> None:
+        conn.execute(
+            sa.update(self.schemas)
+            .where(self.schemas.c.plugin_id == plugin_id)
+            .values(status="failed", error_message=message, updated_at=now())
+        )
+
+    def unregister(self, conn: Connection, plugin_id: str) -> None:
+        conn.execute(sa.delete(self.schemas).where(self.schemas.c.plugin_id == plugin_id))
+
+    def repair(self, conn: Connection, plugin_id: str) -> list[str]:
+        """Re-record the checksums of a plugin's migrations (after a deliberate edit)."""
+        return self.guarded(conn, plugin_id, lambda: self._repair(conn, plugin_id))  # type: ignore[no-any-return]
+
+    def _repair(self, conn: Connection, plugin_id: str) -> list[str]:
+        repaired: list[str] = []
+        m = self.migrations
+        rows = conn.execute(sa.select(m).where(m.c.plugin_id == plugin_id)).all()
+        for row in rows:
+            statements, rollback = statements_of(row)
+            checksum = sql_checksum(statements, rollback)
+            if row.checksum_sql != checksum or row.migration_sql != script(statements):
+                conn.execute(
+                    sa.update(m)
+                    .where(m.c.id == row.id)
+                    .values(
+                        checksum_sql=checksum,
+                        migration_sql=script(statements),
+                        rollback_sql=script(rollback),
+                        updated_at=now(),
+                    )
+                )
+                repaired.append(row.migration_id)
+        return repaired
