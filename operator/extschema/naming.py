@@ -99,13 +99,6 @@ class Namer:
         return fit(f"{source}_{target_table}")
 
 
-def namer_for(dialect_name: str, core_schema: str | None = "public") -> Namer:
-    """The naming style of a dialect (``postgresql`` or ``sqlite``)."""
-    if dialect_name == "postgresql":
-        return Namer("schema", core_schema)
-    return Namer("prefix", None)
-
-
 def physical_table_length_ok(plugin_id: str, table: str) -> bool:
     """Whether a table's physical name fits in both naming styles without shortening."""
     return all(
