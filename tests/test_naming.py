@@ -134,6 +134,16 @@ def test_join_table_name() -> None:
     assert len(long) <= MAX_IDENTIFIER_BYTES
 
 
+@pytest.mark.parametrize(
+    ("plugin", "table", "ok"),
+    [
+        ("kb", "article", True),
+        # SQLite style is the longer one: "ext_" + plugin + "__" + table.
+        ("p" * 10, "t" * 47, True),  # 4 + 10 + 2 + 47 = 63 bytes
+        ("p" * 10, "t" * 48, False),  # 64 bytes with the prefix, fine in schema style
+        ("kb", "t" * 63, False),
+    ],
+)
 def test_physical_table_length_ok(plugin: str, table: str, ok: bool) -> None:
     assert naming.physical_table_length_ok(plugin, table) is ok
 
