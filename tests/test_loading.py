@@ -163,7 +163,8 @@ def test_hostile_files_change_nothing_in_the_database(tmp_path: Path, db_url: st
     before = tables(db_url)
     directory = tmp_path / "schemas"
     directory.mkdir()
-    write_schema(directory, "good", "pluginId: good\nversion: 1.0.0\ntables:\n- name: t\n  fields: [{name: a, type: Int}]")
+    good = "pluginId: good\nversion: 1.0.0\ntables: [{name: t, fields: [{name: a, type: Int}]}]"
+    write_schema(directory, "good", good)
     if name == "duplicate":
         write_schema(directory, "dup", "pluginId: dup\nversion: 1.0.0\nversion: 2.0.0")
     elif name == "bomb":
