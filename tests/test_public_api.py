@@ -13,23 +13,10 @@ import extschema
 from tests.helpers import subprocess_env
 
 EXPECTED = [
-    "ApplyResult",
-    "Engine",
-    "ExtensionSchema",
-    "ExtensionSchemaSpec",
-    "Kind",
-    "Loaded",
-    "MigrationEvent",
-    "MigrationFailed",
-    "MigrationFinished",
-    "MigrationStarted",
-    "Problem",
-    "ProblemError",
-    "__version__",
-    "from_object",
-    "load",
-    "parse_text",
-]
+    "ApplyResult", "Engine", "ExtensionSchema", "ExtensionSchemaSpec", "Kind", "Loaded",
+    "MigrationEvent", "MigrationFailed", "MigrationFinished", "MigrationStarted",
+    "Problem", "ProblemError", "__version__", "from_object", "load", "parse_text",
+]  # fmt: skip
 
 
 def test_all_is_the_expected_set() -> None:

@@ -92,6 +92,7 @@ class MigrationStarted:
     plugin_id: str
     version: str
     file: str
+    #: Position in the run (1-based) and the run's length, for "[2/5]"-style progress.
     number: int
     total: int
 
@@ -101,7 +102,7 @@ class MigrationFinished:
     """A spec was applied (``result.changed``) or found already in place."""
 
     result: ApplyResult
-    number: int
+    number: int  # as in MigrationStarted
     total: int
 
 
@@ -111,7 +112,7 @@ class MigrationFailed:
 
     plugin_id: str
     error: ProblemError
-    number: int
+    number: int  # as in MigrationStarted
     total: int
 
 
