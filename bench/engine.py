@@ -3,7 +3,9 @@
 Measured in one run, against baselines in the same run:
 - validate + conflict check of a 20-table schema against 500 registered schemas (goal < 50 ms);
 - apply of a 50-table schema through extschema vs ``psql -1 -f`` of the same SQL (goal at most 1.5 times psql);
-- plan + apply of one 1,000-column table (goal < 2 s).
+- plan + apply of one 1,000-column table (goal < 2 s);
+- CLI start-up: ``extschema --version`` and ``extschema validate examples/`` (fresh processes) next to
+  ``psql --version`` and a bare ``python -c pass`` (the floor any Python CLI pays).
 PostgreSQL is a throwaway server (tests/pgserver.py) unless EXTSCHEMA_TEST_DATABASE_URL is set.
 """
 
@@ -66,6 +68,33 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+STARTUP_RUNS = 11
+
+
+def _median_run_ms(command: list[str], env: dict[str, str] | None = None) -> float:
+    samples = []
+    for _ in range(STARTUP_RUNS):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=env, cwd=REPO)
+        samples.append(time.perf_counter() - started)
+    return round(statistics.median(samples) * 1000, 1)
+
+
+def bench_cli_startup() -> dict[str, Any]:
+    """Start-up of fresh processes: the CLI must not import SQLAlchemy, psycopg or kopf to answer these."""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")]))
+    )
+    extschema = [sys.executable, "-m", "extschema"]
+    return {
+        "extschema_version_median_ms": _median_run_ms([*extschema, "--version"], env),
+        "extschema_validate_examples_median_ms": _median_run_ms([*extschema, "validate", "examples/"], env),
+        "python_bare_median_ms": _median_run_ms([sys.executable, "-c", "pass"], env),
+        "psql_version_median_ms": _median_run_ms(["psql", "--version"]),
+        "runs": STARTUP_RUNS,
+    }
+
+
 def bench_validate_and_conflicts() -> dict[str, Any]:
     registered = [conflicts.Claim(f"owner{i}", model.parse_spec(spec_dict(f"p{i}", 3, 8))) for i in range(500)]
     candidate = spec_dict("candidate", 20, 10)
@@ -101,7 +130,7 @@ def fresh_database(admin: str) -> str:
 def apply_file(url: str, path: Path) -> None:
     engine = Engine(url)
     try:
-        reconcile.reconcile(engine, reconcile.load([str(path)]), lambda line: None)
+        reconcile.reconcile(engine, reconcile.load([str(path)]), lambda event: None)
     finally:
         engine.close()
 
@@ -170,7 +199,10 @@ def bench_wide_table(url_for: Callable[[], str], workdir: Path, backend: str) ->
 
 
 def main() -> None:
-    results: dict[str, Any] = {"validate_and_conflicts_20_tables_vs_500": bench_validate_and_conflicts()}
+    results: dict[str, Any] = {
+        "cli_startup": bench_cli_startup(),
+        "validate_and_conflicts_20_tables_vs_500": bench_validate_and_conflicts(),
+    }
     with tempfile.TemporaryDirectory() as tmp, postgres() as admin:
         workdir = Path(tmp)
         results["apply_50_tables_vs_psql"] = bench_apply_vs_psql(admin, workdir)

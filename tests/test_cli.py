@@ -260,3 +260,97 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
         env=subprocess_env(),
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_empty_database_url_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--database ""`` (an unset variable in a script) must not fall back to the local file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EXTSCHEMA_DATABASE_URL", raising=False)
+    for args in (["status"], ["apply", str(EXAMPLES / "comments.yaml")], ["history"], ["delete", "comments"]):
+        for empty in ("", " "):
+            outcome = run(*args, "--database", empty)
+            assert outcome.exit_code == 2, (args, outcome.stdout, outcome.stderr)
+            assert "--database: ES404: the database URL is empty" in outcome.stderr
+    data = run("status", "-d", "", "-o", "json").json()
+    assert (data["ok"], data["kind"], data["problems"][0]["code"]) == (False, "usage", "ES404")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _json(*args: str) -> tuple[int, dict[str, object]]:
+    outcome = run(*args, "-o", "json")
+    return outcome.exit_code, outcome.json()
+
+
+def test_every_command_speaks_json_on_success_and_on_failure(core_db: str, tmp_path: Path) -> None:
+    """Each command the README lists: ``-o json`` gives one JSON document, ``ok`` tells success from failure."""
+    reports = str(EXAMPLES / "custom-reports.yaml")
+    bad = write_schema(tmp_path, "bad", "pluginId: Bad-Id\nversion: one")
+    wrong_url = "mysql://x/y"
+    succeeding = [
+        ("validate", str(EXAMPLES)),
+        ("plan", reports, "-d", core_db),
+        ("apply", reports, "-d", core_db),
+        ("conflicts", reports, "-d", core_db),
+        ("status", "-d", core_db),
+        ("history", "-d", core_db),
+        ("repair", "customreports", "-d", core_db),
+        ("rollback", "customreports", "-d", core_db),
+        ("apply", reports, "-d", core_db),
+        ("delete", "customreports", "-d", core_db),
+    ]
+    for args in succeeding:
+        code, data = _json(*args)
+        assert (code, data["ok"]) == (0, True), (args, data)
+    failing = [
+        ("validate", str(bad)),
+        ("plan", str(bad), "-d", core_db),
+        ("apply", str(bad), "-d", core_db),
+        ("conflicts", str(bad), "-d", core_db),
+        ("status", "-d", wrong_url),
+        ("history", "-d", wrong_url),
+        ("repair", "customreports", "-d", wrong_url),
+        ("rollback", "nosuchplugin", "-d", core_db),
+        ("delete", "nosuchplugin", "-d", core_db),
+    ]
+    for args in failing:
+        code, data = _json(*args)
+        assert code in (1, 2) and data["ok"] is False and data["problems"], (args, data)
+    assert {args[0] for args in succeeding} == {args[0] for args in failing}
+
+
+def test_repair_reports_what_it_re_recorded_as_json(core_db: str) -> None:
+    assert run("apply", str(EXAMPLES / "custom-reports.yaml"), "-d", core_db).exit_code == 0
+    registry = "extension_migrations" if core_db.startswith("sqlite") else "extschema.extension_migrations"
+    [[migration]] = execute(core_db, f"SELECT migration_id FROM {registry}")
+    execute(core_db, f"UPDATE {registry} SET migration_sql = migration_sql || '-- edited by hand'")
+    code, data = _json("repair", "customreports", "-d", core_db)
+    assert (code, data) == (0, {"ok": True, "pluginId": "customreports", "repaired": [migration]})
+    assert _json("repair", "customreports", "-d", core_db)[1]["repaired"] == []
+
+
+def test_names_are_escaped_before_they_reach_the_terminal(core_db: str, tmp_path: Path) -> None:
+    """A file name or registry value holding escape sequences must not clear or rewrite the screen."""
+    evil = "evil\x1b[2J\x07"
+    bad = write_schema(tmp_path, "bad", "pluginId: Bad-Id\nversion: 1.0.0").rename(tmp_path / f"{evil}.yaml")
+    outcome = run("validate", str(bad))
+    assert outcome.exit_code == 1
+    assert "\x1b" not in outcome.stderr and "\x07" not in outcome.stderr
+    assert "evil\\x1b[2J\\x07.yaml: spec.pluginId: ES" in outcome.stderr
+    good = tmp_path / f"{evil}-ok.yaml"
+    good.write_text((EXAMPLES / "custom-reports.yaml").read_text())
+    for args in (["validate", str(good)], ["plan", str(good), "-d", core_db], ["apply", str(good), "-d", core_db]):
+        outcome = run(*args)
+        assert outcome.exit_code == 0, outcome.stderr
+        printed = outcome.stdout + outcome.stderr
+        assert "\x1b" not in printed and "\x07" not in printed and "evil\\x1b[2J\\x07-ok.yaml" in printed, args
+    schemas = "extension_schemas" if core_db.startswith("sqlite") else "extschema.extension_schemas"
+    migrations = "extension_migrations" if core_db.startswith("sqlite") else "extschema.extension_migrations"
+    execute(core_db, f"UPDATE {schemas} SET owner = :v, error_message = :w", {"v": f"{evil}\u202e\r", "w": evil})
+    execute(core_db, f"UPDATE {migrations} SET version = :v, error_message = :w", {"v": evil, "w": evil})
+    listing = run("status", "-d", core_db).stdout
+    assert "owner=evil\\x1b[2J\\x07\\u202e\\r" in listing and "last error: evil\\x1b" in listing
+    history = run("history", "-d", core_db).stdout
+    assert " evil\\x1b[2J\\x07 " in history and "error: evil\\x1b[2J\\x07" in history
+    for printed in (listing, history):
+        assert not {"\x1b", "\x07", "\u202e", "\r"} & set(printed)
+    assert run("status", "-d", core_db, "-o", "json").json()["plugins"][0]["owner"] == f"{evil}\u202e\r"

@@ -9,7 +9,7 @@ import pytest
 
 from extschema import model
 from extschema.model import ForeignKey, JoinTable, TargetRef, parse_target, resolve_relationships
-from extschema.problems import CATALOG, Problem, ProblemError, render_all
+from extschema.problems import CATALOG, Kind, Problem, ProblemError, escape, render_all
 
 # --- problems ---------------------------------------------------------------------------------
 
@@ -78,6 +78,52 @@ def test_render_all() -> None:
     assert render_all(problems) == "a: ES101: one\nf.yaml: b: ES102: two"
     assert render_all([]) == ""
     assert render_all(iter(problems[:1])) == "a: ES101: one"
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_every_kind_has_an_exit_code_and_a_condition_reason(kind: Kind) -> None:
+    from extschema import cli, conditions
+
+    assert cli.EXIT_BY_KIND[kind] in (cli.EXIT_INVALID, cli.EXIT_USAGE, cli.EXIT_DATABASE)
+    reason = conditions._REASON_BY_KIND[kind]
+    assert reason in conditions.CATALOG
+    assert conditions.outcome_of(ProblemError.one("ES101", "p", "m", kind=kind)).reason == reason
+
+
+def test_kinds_compare_equal_to_their_old_strings() -> None:
+    assert [str(k) for k in Kind] == [
+        "invalid", "conflict", "refused", "dependency", "usage", "database", "retryable", "unreachable"
+    ]  # fmt: skip
+    plain: str = "conflict"
+    error = ProblemError.one("ES101", "p", "m", kind=plain)
+    assert error.kind is Kind.CONFLICT and error.kind == plain and f"{error.kind}" == plain
+    assert {plain: 1}[error.kind] == 1  # mappings keyed by the old strings still find it
+    with pytest.raises(ValueError):
+        ProblemError.one("ES101", "p", "m", kind="nonsense")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain name-1.0 ü ✓", "plain name-1.0 ü ✓"),
+        ("clear\x1b[2Jscreen", "clear\\x1b[2Jscreen"),
+        ("bell\x07 nul\x00 del\x7f c1\x9b", "bell\\x07 nul\\x00 del\\x7f c1\\x9b"),
+        ("line\nbreak\rback\ttab", "line\\nbreak\\rback\\ttab"),
+        ("bidi\u202eoverride\u2028sep", "bidi\\u202eoverride\\u2028sep"),
+        ("lone\udcffsurrogate", "lone\\udcffsurrogate"),
+    ],
+)
+def test_escape_makes_text_safe_for_a_terminal(text: str, shown: str) -> None:
+    assert escape(text) == shown
+
+
+def test_escape_may_keep_line_breaks_of_messages() -> None:
+    assert escape("ERROR: x\nDETAIL: \x1b[2J", newlines=True) == "ERROR: x\nDETAIL: \\x1b[2J"
+
+
+def test_render_escapes_file_path_and_message() -> None:
+    problem = Problem("ES101", "spec.\x1b[1m", "bad \x1b[2J\nname", file="a\x1b]0;title\x07.yaml")
+    assert problem.render() == "a\\x1b]0;title\\x07.yaml: spec.\\x1b[1m: ES101: bad \\x1b[2J\nname"
 
 
 # --- model: checksums -------------------------------------------------------------------------

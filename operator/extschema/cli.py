@@ -2,6 +2,11 @@
 
 Exit codes are a contract: 0 ok; 1 invalid spec, conflict or refused change; 2 usage error;
 3 database unreachable or database error. No user error ends in a traceback.
+
+Start-up is part of the interface: ``--version`` and ``validate`` import neither the engine
+(SQLAlchemy, psycopg) nor kopf; commands that need a database import them when they run.
+Text written to the terminal is escaped (:func:`~extschema.problems.escape`): file names and
+registry values may hold escape sequences.
 """
 
 from __future__ import annotations
@@ -9,21 +14,30 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from extschema import __version__, reconcile
-from extschema.engine import ApplyResult, Engine
-from extschema.problems import ProblemError
+from extschema import __version__
+from extschema.problems import Kind, ProblemError, escape
+
+if TYPE_CHECKING:
+    from extschema.engine import ApplyResult, Engine
+    from extschema.loading import Loaded
+    from extschema.reconcile import MigrationEvent, OnEvent
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
-_EXIT_BY_KIND = {
-    "usage": EXIT_USAGE,
-    "database": EXIT_DATABASE,
-    "retryable": EXIT_DATABASE,
-    "unreachable": EXIT_DATABASE,
+#: Every kind of failure has its exit code (a test checks none is missing).
+EXIT_BY_KIND: dict[Kind, int] = {
+    Kind.INVALID: EXIT_INVALID,
+    Kind.CONFLICT: EXIT_INVALID,
+    Kind.REFUSED: EXIT_INVALID,
+    Kind.DEPENDENCY: EXIT_INVALID,
+    Kind.USAGE: EXIT_USAGE,
+    Kind.DATABASE: EXIT_DATABASE,
+    Kind.RETRYABLE: EXIT_DATABASE,
+    Kind.UNREACHABLE: EXIT_DATABASE,
 }
 
 database_option = click.option(
@@ -48,13 +62,18 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def _sql(script: str) -> str:
+    """SQL as written, unless it goes to a terminal: then control characters are escaped too."""
+    return escape(script, newlines=True) if sys.stdout.isatty() else script
+
+
 def _fail(error: ProblemError, output: str) -> NoReturn:
     if output == "json":
         _emit_json({"ok": False, "kind": error.kind, "problems": [p.as_dict() for p in error.problems]})
     else:
         for problem in error.problems:
             click.echo(problem.render(), err=True)
-    sys.exit(_EXIT_BY_KIND.get(error.kind, EXIT_INVALID))
+    sys.exit(EXIT_BY_KIND[error.kind])
 
 
 @contextlib.contextmanager
@@ -68,6 +87,9 @@ def _reported(output: str = "text") -> Iterator[None]:
 
 @contextlib.contextmanager
 def _engine(database: str | None) -> Iterator[Engine]:
+    from extschema import reconcile
+    from extschema.engine import Engine
+
     engine = Engine(reconcile.database_url(database))
     try:
         yield engine
@@ -75,8 +97,18 @@ def _engine(database: str | None) -> Iterator[Engine]:
         engine.close()
 
 
-def _progress(output: str) -> Callable[[str], None]:
-    return (lambda line: click.echo(line, err=True)) if output == "text" else (lambda line: None)
+def _progress(output: str) -> OnEvent:
+    """Migration events as the progress lines of text output (stderr); JSON output stays quiet."""
+    from extschema import reconcile
+
+    def show(event: MigrationEvent) -> None:
+        if output == "text" and isinstance(event, reconcile.MigrationStarted):
+            click.echo(
+                f"[{event.number}/{event.total}] {event.plugin_id} {escape(event.version)} ({escape(event.file)})",
+                err=True,
+            )
+
+    return show
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,16 +125,18 @@ def main() -> None:
 @output_option
 def validate(paths: Sequence[str], output: str) -> None:
     """Check schema files; one line per problem: FILE: PATH: CODE: message."""
+    from extschema import loading
+
     with _reported(output):
-        loaded = reconcile.load(paths)
+        loaded = loading.load(paths)
         if output == "json":
             _emit_json({"ok": True, "problems": [], "schemas": [_summary(item) for item in loaded]})
         else:
             for item in loaded:
-                click.echo(f"{item.file}: {item.spec.plugin_id} {item.spec.version}: valid")
+                click.echo(f"{escape(item.file)}: {item.spec.plugin_id} {escape(item.spec.version)}: valid")
 
 
-def _summary(item: reconcile.Loaded) -> dict[str, Any]:
+def _summary(item: Loaded) -> dict[str, Any]:
     return {"file": item.file, "name": item.owner, "pluginId": item.spec.plugin_id, "version": item.spec.version}
 
 
@@ -112,6 +146,8 @@ def _summary(item: reconcile.Loaded) -> dict[str, Any]:
 @output_option
 def plan(paths: Sequence[str], database: str | None, output: str) -> None:
     """Print the SQL that apply would run; runs nothing."""
+    from extschema import reconcile
+
     with _reported(output), _engine(database) as engine:
         loaded = reconcile.prepare(engine, paths)
         planned = reconcile.plan_all(engine, loaded)
@@ -135,13 +171,14 @@ def plan(paths: Sequence[str], database: str | None, output: str) -> None:
         for p, rendered in planned:
             for warning in rendered.warnings:
                 click.echo(f"warning: {warning.located(p.loaded.file).render()}", err=True)
-            click.echo(f"-- {p.loaded.spec.plugin_id} {p.loaded.spec.version} ({p.loaded.file})")
+            spec = p.loaded.spec
+            click.echo(f"-- {spec.plugin_id} {escape(spec.version)} ({escape(p.loaded.file)})")
             if p.plan.empty:
                 click.echo("-- no changes\n")
                 continue
             for line in p.plan.describe():
-                click.echo(f"--   {line}")
-            click.echo(rendered.script())
+                click.echo(f"--   {escape(line)}")
+            click.echo(_sql(rendered.script()))
 
 
 @main.command()
@@ -150,6 +187,8 @@ def plan(paths: Sequence[str], database: str | None, output: str) -> None:
 @output_option
 def apply(paths: Sequence[str], database: str | None, output: str) -> None:
     """Apply schemas in dependency order (command-line order does not matter)."""
+    from extschema import reconcile
+
     with _reported(output), _engine(database) as engine:
         results = reconcile.reconcile(engine, reconcile.load(paths), _progress(output))
         _print_results(results, output)
@@ -175,11 +214,11 @@ def _print_results(results: Sequence[ApplyResult], output: str, verb: str = "exe
         return
     for result in results:
         if not result.changed:
-            click.echo(f"{result.plugin_id}: unchanged")
+            click.echo(f"{escape(result.plugin_id)}: unchanged")
             continue
-        click.echo(f"{result.plugin_id}: migration {result.migration_id} {verb} in {result.duration_ms} ms")
+        click.echo(f"{escape(result.plugin_id)}: migration {result.migration_id} {verb} in {result.duration_ms} ms")
         for line in result.description:
-            click.echo(f"  - {line}")
+            click.echo(f"  - {escape(line)}")
 
 
 @main.command()
@@ -209,12 +248,15 @@ def status(database: str | None, output: str) -> None:
             click.echo("no plugins registered")
         for row in rows:
             missing = sorted(set(row["expectedTables"]) - set(row["tables"]))
-            drift = f"  DRIFT: missing {', '.join(missing)}" if missing else ""
-            click.echo(f"{row['pluginId']:<24} {row['version']:<10} {row['status']:<8} owner={row['owner']}{drift}")
+            drift = f"  DRIFT: missing {escape(', '.join(missing))}" if missing else ""
+            click.echo(
+                f"{escape(row['pluginId']):<24} {escape(row['version']):<10} {escape(row['status']):<8} "
+                f"owner={escape(row['owner'])}{drift}"
+            )
             for table in row["tables"]:
-                click.echo(f"    {table}")
+                click.echo(f"    {escape(table)}")
             if row["error"]:
-                click.echo(f"    last error: {row['error']}")
+                click.echo(f"    last error: {escape(row['error'], newlines=True)}")
 
 
 @main.command()
@@ -235,16 +277,16 @@ def history(plugin: str | None, database: str | None, output: str, sql: bool) ->
             check = "ok" if r.checksum_ok else "MISMATCH"
             started = r.execution_start.isoformat(timespec="seconds") if r.execution_start else "-"
             click.echo(
-                f"{r.plugin_id:<24} {r.migration_id} {r.kind:<10} {r.version:<10} {r.status:<12} "
-                f"{started} {r.duration_ms if r.duration_ms is not None else '-':>6} ms "
-                f"sql={r.checksum_sql[:12]} checksum={check}"
+                f"{escape(r.plugin_id):<24} {r.migration_id} {escape(r.kind):<10} {escape(r.version):<10} "
+                f"{escape(r.status):<12} {started} {r.duration_ms if r.duration_ms is not None else '-':>6} ms "
+                f"sql={escape(r.checksum_sql[:12])} checksum={check}"
             )
             for line in r.description:
-                click.echo(f"    - {line}")
+                click.echo(f"    - {escape(line)}")
             if r.error_message:
-                click.echo(f"    error: {r.error_message}")
+                click.echo(f"    error: {escape(r.error_message, newlines=True)}")
             if sql:
-                click.echo(r.migration_sql)
+                click.echo(_sql(r.migration_sql))
 
 
 @main.command()
@@ -253,6 +295,8 @@ def history(plugin: str | None, database: str | None, output: str, sql: bool) ->
 @output_option
 def rollback(plugin: str, database: str | None, output: str) -> None:
     """Undo a plugin's latest migration with its recorded rollback SQL."""
+    from extschema import reconcile
+
     with _reported(output), _engine(database) as engine:
         _print_results([reconcile.rollback(engine, plugin)], output, verb="rolled back")
 
@@ -266,6 +310,8 @@ def rollback(plugin: str, database: str | None, output: str) -> None:
 )
 def delete(plugin: str, database: str | None, output: str, retain: bool | None) -> None:
     """Remove a plugin: drop its objects (data is backed up first) or, with Retain, unregister it."""
+    from extschema import reconcile
+
     with _reported(output), _engine(database) as engine:
         _print_results([reconcile.delete(engine, plugin, retain or None)], output)
 
@@ -276,6 +322,8 @@ def delete(plugin: str, database: str | None, output: str, retain: bool | None) 
 @output_option
 def conflicts(paths: Sequence[str], database: str | None, output: str) -> None:
     """Report conflicts of schema files with the registry, the core tables and each other."""
+    from extschema import reconcile
+
     with _reported(output), _engine(database) as engine:
         loaded = reconcile.check(engine, reconcile.load(paths))
         if output == "json":
@@ -287,11 +335,15 @@ def conflicts(paths: Sequence[str], database: str | None, output: str) -> None:
 @main.command()
 @click.argument("plugin")
 @database_option
-def repair(plugin: str, database: str | None) -> None:
+@output_option
+def repair(plugin: str, database: str | None, output: str) -> None:
     """Re-record migration checksums after a deliberate edit of the history."""
-    with _reported(), _engine(database) as engine:
+    with _reported(output), _engine(database) as engine:
         repaired = engine.repair(plugin)
-        click.echo(f"re-recorded checksums of {', '.join(repaired)}" if repaired else "all checksums already match")
+        if output == "json":
+            _emit_json({"ok": True, "pluginId": plugin, "repaired": list(repaired)})
+        else:
+            click.echo(f"re-recorded checksums of {', '.join(repaired)}" if repaired else "all checksums already match")
 
 
 @main.command()

@@ -8,6 +8,8 @@ once released; ``docs/errors.md`` is checked against :data:`CATALOG` by a test.
 from __future__ import annotations
 
 import dataclasses
+import enum
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,6 +21,8 @@ CATALOG: dict[str, str] = {
     "ES003": "Unsupported apiVersion for kind ExtensionSchema",
     "ES004": "No ExtensionSchema document found",
     "ES005": "Path not found or not readable",
+    "ES006": "Duplicate key in a YAML mapping",
+    "ES007": "YAML aliases expand too far",
     "ES010": "Wrong value type",
     "ES011": "Unknown field",
     "ES012": "Missing required field",
@@ -68,6 +72,41 @@ CATALOG: dict[str, str] = {
 }
 
 
+class Kind(enum.StrEnum):
+    """What kind of failure stops the work; picks the CLI exit code and the operator's condition reason.
+
+    A ``StrEnum``, so ``error.kind == "conflict"`` and mappings keyed by the plain strings keep working.
+    """
+
+    INVALID = "invalid"  # the spec breaks a rule (exit 1, InvalidSpec)
+    CONFLICT = "conflict"  # another claim holds a name (exit 1, Conflict)
+    REFUSED = "refused"  # the change is not allowed (exit 1, RefusedChange)
+    DEPENDENCY = "dependency"  # a dependency is not applied yet (exit 1, DependencyNotReady)
+    USAGE = "usage"  # the command line or URL is wrong (exit 2, InvalidTarget)
+    DATABASE = "database"  # the database refused the migration (exit 3, MigrationFailed)
+    RETRYABLE = "retryable"  # a temporary database error (exit 3, DatabaseUnavailable, retried)
+    UNREACHABLE = "unreachable"  # no connection (exit 3, DatabaseUnavailable, retried)
+
+
+def escape(text: str, newlines: bool = False) -> str:
+    """*text* safe for a terminal: control and format characters written as Python escapes (``\\x1b``).
+
+    File names, plugin names and registry values can hold escape sequences that would clear the
+    screen or rewrite earlier lines; ``newlines`` keeps line breaks (a database's multi-line message).
+    """
+    return "".join(
+        char
+        if (newlines and char == "\n") or unicodedata.category(char) not in _UNPRINTABLE
+        else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
+#: Unicode categories never written raw to a terminal: controls, format (bidi overrides), separators
+#: other than the space, surrogates, private use and unassigned code points.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """One thing wrong, located and explained."""
@@ -92,10 +131,10 @@ class Problem:
         return dataclasses.replace(self, subject=subject)
 
     def render(self) -> str:
-        """``FILE: spec.path: CODE: message`` — the CLI's one-line form."""
-        prefix = f"{self.file}: " if self.file else ""
-        where = self.path or "-"
-        return f"{prefix}{where}: {self.code}: {self.message}"
+        """``FILE: spec.path: CODE: message`` — the CLI's one-line form, safe to print to a terminal."""
+        prefix = f"{escape(self.file)}: " if self.file else ""
+        where = escape(self.path) or "-"
+        return f"{prefix}{where}: {self.code}: {escape(self.message, newlines=True)}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -116,13 +155,13 @@ class ProblemError(Exception):
     with backoff).
     """
 
-    def __init__(self, problems: Sequence[Problem], kind: str = "invalid") -> None:
+    def __init__(self, problems: Sequence[Problem], kind: Kind | str = Kind.INVALID) -> None:
         self.problems = list(problems)
-        self.kind = kind
+        self.kind = Kind(kind)
         super().__init__("; ".join(p.render() for p in self.problems))
 
     @classmethod
-    def one(cls, code: str, path: str, message: str, kind: str = "invalid") -> ProblemError:
+    def one(cls, code: str, path: str, message: str, kind: Kind | str = Kind.INVALID) -> ProblemError:
         return cls([Problem(code, path, message)], kind)
 
 

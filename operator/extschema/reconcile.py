@@ -1,8 +1,13 @@
-"""The one pipeline both shells drive: load → validate → check conflicts → plan → apply → report.
+"""The one line both shells drive: snapshot once → check → plan → gate → apply.
 
 ``extschema apply`` and the operator run the same steps; only the reporting differs (the CLI
-prints, the operator writes status, conditions and events). Every step either returns its
-result or raises :class:`~extschema.problems.ProblemError` with located, coded problems.
+prints, the operator writes status, conditions and events). Every step either returns a typed
+result or raises :class:`~extschema.problems.ProblemError` with located, coded problems. While
+migrations run, the caller's hook receives typed migration events (:data:`MigrationEvent`), so
+the CLI's progress lines, the operator's events and metrics all read the same facts.
+
+Loading (files, YAML, custom resources) lives in :mod:`extschema.loading`, which needs no
+database; its names are re-exported here for callers that use ``reconcile.load`` and friends.
 """
 
 from __future__ import annotations
@@ -10,164 +15,110 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
-import yaml
-
-from extschema import conflicts, model, planning, validation
+from extschema import conflicts, model, planning
 from extschema.dialects import RenderedPlan
 from extschema.engine import ApplyResult, Engine, Registration, StalePlan
-from extschema.model import ExtensionSchema, ExtensionSchemaSpec
-from extschema.problems import Problem, ProblemError
+from extschema.loading import (
+    MAX_DOCUMENT_BYTES,
+    OPERATOR_SPEC_FIELDS,
+    Loaded,
+    from_object,
+    load,
+    parse_documents,
+    parse_text,
+)
+from extschema.model import ExtensionSchemaSpec
+from extschema.problems import Kind, Problem, ProblemError
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "MAX_DOCUMENT_BYTES",
+    "OPERATOR_SPEC_FIELDS",
+    "Loaded",
+    "MigrationEvent",
+    "MigrationFailed",
+    "MigrationFinished",
+    "MigrationStarted",
+    "OnEvent",
+    "Planned",
+    "Snapshot",
+    "apply_all",
+    "apply_one",
+    "check",
+    "database_url",
+    "delete",
+    "from_object",
+    "load",
+    "locate",
+    "parse_documents",
+    "parse_text",
+    "plan_all",
+    "plan_one",
+    "prepare",
+    "reconcile",
+    "reference_types",
+    "rollback",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///extschema.db"
-MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 _STALE_RETRIES = 5
-
-Progress = Callable[[str], None]
 
 
 def database_url(explicit: str | None) -> str:
-    """``--database``, else ``EXTSCHEMA_DATABASE_URL``, else the embedded SQLite file."""
+    """``--database``, else ``EXTSCHEMA_DATABASE_URL``, else the embedded SQLite file.
+
+    An explicit empty URL is a mistake (an unset shell variable, ``--database "$URL"``), never a
+    request for the local file: applying to the wrong database is worse than stopping.
+    """
+    if explicit is not None and not explicit.strip():
+        raise ProblemError.one(
+            "ES404",
+            "--database",
+            "the database URL is empty; give a URL such as postgresql://HOST/DB or sqlite:///FILE, "
+            "or leave --database out to use $EXTSCHEMA_DATABASE_URL or sqlite:///extschema.db",
+            kind=Kind.USAGE,
+        )
     return explicit or os.environ.get("EXTSCHEMA_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+# --- migration events ----------------------------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True)
-class Loaded:
-    """One ExtensionSchema document and where it came from."""
+class MigrationStarted:
+    """Spec *number* of *total* is being planned and applied (it may turn out unchanged)."""
 
+    plugin_id: str
+    version: str
     file: str
-    document: ExtensionSchema
-
-    @property
-    def spec(self) -> ExtensionSchemaSpec:
-        return self.document.spec
-
-    @property
-    def owner(self) -> str:
-        return self.document.owner
+    #: Position in the run (1-based) and the run's length, for "[2/5]"-style progress.
+    number: int
+    total: int
 
 
-# --- load + validate ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MigrationFinished:
+    """A spec was applied (``result.changed``) or found already in place."""
+
+    result: ApplyResult
+    number: int  # as in MigrationStarted
+    total: int
 
 
-def _files(paths: Sequence[str]) -> tuple[list[Path], list[Problem]]:
-    files: list[Path] = []
-    problems: list[Problem] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-            if not found:
-                problems.append(Problem("ES004", "", "directory has no *.yaml or *.yml files", file=raw))
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            problems.append(Problem("ES005", "", "no such file or directory", file=raw))
-    return files, problems
+@dataclasses.dataclass(frozen=True)
+class MigrationFailed:
+    """A spec could not be applied; the error is raised right after this event."""
+
+    plugin_id: str
+    error: ProblemError
+    number: int  # as in MigrationStarted
+    total: int
 
 
-def parse_text(text: str, file: str) -> tuple[list[Loaded], list[Problem]]:
-    """Every ExtensionSchema document in a YAML stream, validated; other kinds are skipped."""
-    try:
-        # libyaml's parser when present: the pure-Python one takes seconds on a 1,000-table document.
-        documents = list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
-        return [], [Problem("ES001", "", f"{where}{reason}; fix the YAML syntax", file=file)]
-    except (ValueError, RecursionError) as error:  # e.g. an integer of more than 4,300 digits
-        return [], [Problem("ES001", "", f"cannot read a value: {error}", file=file)]
-    return parse_documents(documents, file)
-
-
-def parse_documents(documents: Sequence[object], file: str) -> tuple[list[Loaded], list[Problem]]:
-    """Validate parsed documents: structure first, then every semantic rule."""
-    loaded: list[Loaded] = []
-    problems: list[Problem] = []
-    for number, data in enumerate(documents):
-        if data is None:
-            continue
-        prefix = f"[document {number + 1}] " if len(documents) > 1 else ""
-        if not isinstance(data, dict):
-            problems.append(
-                Problem(
-                    "ES002",
-                    "",
-                    f"{prefix}document is a {type(data).__name__}, expected a mapping "
-                    "with apiVersion, kind, metadata and spec",
-                    file=file,
-                )
-            )
-            continue
-        if data.get("kind") != model.KIND:
-            continue
-        if data.get("apiVersion") != model.API_VERSION:
-            problems.append(
-                Problem(
-                    "ES003",
-                    "apiVersion",
-                    f"{prefix}apiVersion {data.get('apiVersion')!r} is not supported; use {model.API_VERSION}",
-                    file=file,
-                )
-            )
-            continue
-        try:
-            document = model.parse_document(data)
-        except model.ValidationError as error:
-            problems.extend(p.located(file) for p in validation.structural_problems(error))
-            continue
-        found = validation.validate(document.spec)
-        if found:
-            problems.extend(p.located(file) for p in found)
-            continue
-        loaded.append(Loaded(file, document))
-    return loaded, problems
-
-
-def load(paths: Sequence[str]) -> list[Loaded]:
-    """Read and validate every ExtensionSchema in *paths*; raise with all problems at once."""
-    files, problems = _files(paths)
-    loaded: list[Loaded] = []
-    for file in files:
-        try:
-            if file.stat().st_size > MAX_DOCUMENT_BYTES:
-                problems.append(Problem("ES005", "", f"file is larger than {MAX_DOCUMENT_BYTES} bytes", file=str(file)))
-                continue
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            problems.append(Problem("ES005", "", f"cannot read: {error}", file=str(file)))
-            continue
-        found, file_problems = parse_text(text, str(file))
-        loaded.extend(found)
-        problems.extend(file_problems)
-    if not loaded and not problems:
-        problems.append(
-            Problem(
-                "ES004", "", f"no {model.KIND} document (apiVersion {model.API_VERSION}) found", file=", ".join(paths)
-            )
-        )
-    problems.extend(_duplicates(loaded))
-    if problems:
-        raise ProblemError(problems, kind="invalid")
-    return loaded
-
-
-def _duplicates(loaded: Sequence[Loaded]) -> Iterable[Problem]:
-    seen: dict[tuple[str, str], str] = {}
-    for item in loaded:
-        key = (item.owner, item.spec.plugin_id)
-        if key in seen:
-            yield Problem(
-                "ES104",
-                "metadata.name",
-                f"{item.owner!r} declares plugin {item.spec.plugin_id!r} twice "
-                f"(also in {seen[key]}); keep one document",
-                file=item.file,
-            )
-        seen[key] = item.file
+MigrationEvent = MigrationStarted | MigrationFinished | MigrationFailed
+#: The one hook for progress: the CLI prints, the operator posts events, metrics count.
+OnEvent = Callable[[MigrationEvent], None]
 
 
 # --- conflicts ---------------------------------------------------------------------------------
@@ -253,7 +204,7 @@ def plan_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> P
                     file=loaded.file,
                 )
             ],
-            kind="conflict",
+            kind=Kind.CONFLICT,
         )
     if base is not None and base.checksum == loaded.spec.checksum() and base.status == "active":
         return Planned(loaded, base, planning.Plan(loaded.spec.plugin_id, ()))
@@ -302,7 +253,7 @@ def check(
                     )
                 )
     if problems:
-        kind = "dependency" if all(p.code == "ES208" for p in problems) else "conflict"
+        kind = Kind.DEPENDENCY if all(p.code == "ES208" for p in problems) else Kind.CONFLICT
         raise ProblemError(locate(problems, loaded), kind=kind)
     order = {s.plugin_id: i for i, s in enumerate(conflicts.dependency_order([item.spec for item in loaded]))}
     return sorted(loaded, key=lambda item: order[item.spec.plugin_id])
@@ -314,31 +265,42 @@ def prepare(engine: Engine, paths: Sequence[str]) -> list[Loaded]:
 
 
 def reconcile(
-    engine: Engine, loaded: Sequence[Loaded], progress: Progress, peers: Sequence[conflicts.Claim] = ()
+    engine: Engine, loaded: Sequence[Loaded], on_event: OnEvent, peers: Sequence[conflicts.Claim] = ()
 ) -> list[ApplyResult]:
-    """The whole line after loading: check conflicts and dependencies → plan → apply."""
-    snapshot = Snapshot.take(engine, [item.spec for item in loaded])
-    return apply_all(engine, check(engine, loaded, peers, snapshot), progress, snapshot)
+    """The whole line after loading, one step after the other; stops at the first failure.
+
+    1. snapshot: read the registry and the core tables once;
+    2. check: conflicts and dependencies, giving the dependency order;
+    3. plan: every spec against the snapshot;
+    4. gate: a refused change anywhere stops the run before any migration starts;
+    5. apply: in order, each spec re-planned under the lock if its registration moved.
+    """
+    specs = [item.spec for item in loaded]
+    snapshot = Snapshot.take(engine, specs)
+    ordered = check(engine, loaded, peers, snapshot)
+    refs = reference_types(snapshot, specs)
+    planned = gate(engine, ordered, refs)
+    return apply_all(engine, ordered, on_event, snapshot, planned)
 
 
-def from_object(body: dict[str, object], source: str) -> Loaded:
-    """Validate a custom resource read from the API server (the operator's load step)."""
-    data = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict):
-        data["metadata"] = {"name": metadata.get("name"), "namespace": metadata.get("namespace")}
-    spec = data.get("spec")
-    if isinstance(spec, dict):
-        # Operator-only fields are not part of the engine's spec.
-        data["spec"] = {k: v for k, v in spec.items() if k not in OPERATOR_SPEC_FIELDS}
-    loaded, problems = parse_documents([data], source)
-    if problems:
-        raise ProblemError(problems, kind="invalid")
-    return loaded[0]
+def gate(engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceTypes) -> list[Planned]:
+    """Plan every spec before any migration runs; a refused change anywhere stops the whole run.
 
-
-#: Spec fields only the operator reads (which database, whether to pause).
-OPERATOR_SPEC_FIELDS = ("targetRef", "suspend")
+    Without this step the first specs of a run would be applied before a later one is refused
+    (ES301/ES302), leaving the database half way. Every refusal is reported at once.
+    """
+    planned: list[Planned] = []
+    problems: list[Problem] = []
+    kind: Kind | None = None
+    for item in ordered:
+        try:
+            planned.append(plan_one(engine, item, refs))
+        except ProblemError as error:
+            problems.extend(error.problems)
+            kind = kind or error.kind
+    if kind is not None:
+        raise ProblemError(problems, kind)
+    return planned
 
 
 def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, RenderedPlan]]:
@@ -347,10 +309,13 @@ def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, Re
     return [(p, p.render(engine, "planned")) for p in planned]
 
 
-def apply_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> ApplyResult:
-    """Plan and apply one spec; replan when another applier moved the registry meanwhile."""
-    for _ in range(_STALE_RETRIES):
-        planned = plan_one(engine, loaded, refs)
+def apply_one(
+    engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes, planned: Planned | None = None
+) -> ApplyResult:
+    """Apply one spec (*planned* already, or planned here); replan when another applier moved the registry."""
+    for attempt in range(_STALE_RETRIES):
+        if planned is None or attempt:
+            planned = plan_one(engine, loaded, refs)
         base_checksum = planned.base.checksum if planned.base else None
         try:
             return engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
@@ -364,20 +329,34 @@ def apply_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> 
         "ES403",
         "database",
         f"plugin {loaded.spec.plugin_id!r} kept changing while it was being applied; try again",
-        kind="retryable",
+        kind=Kind.RETRYABLE,
     )
 
 
 def apply_all(
-    engine: Engine, loaded: Sequence[Loaded], progress: Progress, snapshot: Snapshot | None = None
+    engine: Engine,
+    loaded: Sequence[Loaded],
+    on_event: OnEvent,
+    snapshot: Snapshot | None = None,
+    planned: Sequence[Planned] | None = None,
 ) -> list[ApplyResult]:
-    """Apply in dependency order (already sorted by :func:`check`); stop at the first failure."""
+    """Apply in dependency order (already sorted by :func:`check`); stop at the first failure.
+
+    *planned* are the gate's plans, one per spec in the same order (planned here when not given).
+    """
     specs = [item.spec for item in loaded]
     refs = reference_types(snapshot or Snapshot.take(engine, specs), specs)
     results = []
+    total = len(loaded)
     for number, item in enumerate(loaded, start=1):
-        progress(f"[{number}/{len(loaded)}] {item.spec.plugin_id} {item.spec.version} ({item.file})")
-        results.append(apply_one(engine, item, refs))
+        on_event(MigrationStarted(item.spec.plugin_id, item.spec.version, item.file, number, total))
+        try:
+            result = apply_one(engine, item, refs, planned[number - 1] if planned else None)
+        except ProblemError as error:
+            on_event(MigrationFailed(item.spec.plugin_id, error, number, total))
+            raise
+        on_event(MigrationFinished(result, number, total))
+        results.append(result)
     return results
 
 
@@ -400,5 +379,5 @@ def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyR
         "ES403",
         "database",
         f"plugin {plugin_id!r} kept changing while it was being deleted; try again",
-        kind="retryable",
+        kind=Kind.RETRYABLE,
     )

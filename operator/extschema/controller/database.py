@@ -23,7 +23,7 @@ def apply(
         before.owner == loaded.owner and (before.checksum != loaded.spec.checksum() or before.status != "active")
     )
 
-    def progress(_line: str) -> None:
+    def progress(_event: reconcile.MigrationEvent) -> None:
         if will_change:
             started()
 

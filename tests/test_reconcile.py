@@ -1,0 +1,104 @@
+"""The reconcile line: typed migration events and the gate that stops a run before anything is applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from extschema import reconcile
+from extschema.engine import Engine
+from extschema.problems import Kind, ProblemError
+from tests.helpers import execute, ext_table, run, tables, write_schema
+
+ITEMS = """
+pluginId: {plugin}
+version: 1.0.0
+tables:
+  - name: item
+    fields: [{{name: title, type: String}}]
+"""
+
+
+def _schema(directory: Path, plugin: str, body: str = ITEMS) -> Path:
+    directory.mkdir(exist_ok=True)
+    return write_schema(directory, plugin, body.format(plugin=plugin))
+
+
+def test_events_tell_each_migration_started_and_finished(db_url: str, tmp_path: Path) -> None:
+    _schema(tmp_path / "s", "alpha")
+    _schema(tmp_path / "s", "beta")
+    events: list[reconcile.MigrationEvent] = []
+    engine = Engine(db_url)
+    try:
+        results = reconcile.reconcile(engine, reconcile.load([str(tmp_path / "s")]), events.append)
+        again = reconcile.reconcile(engine, reconcile.load([str(tmp_path / "s" / "beta.yaml")]), events.append)
+    finally:
+        engine.close()
+    assert events[:4] == [
+        reconcile.MigrationStarted("alpha", "1.0.0", str(tmp_path / "s" / "alpha.yaml"), 1, 2),
+        reconcile.MigrationFinished(results[0], 1, 2),
+        reconcile.MigrationStarted("beta", "1.0.0", str(tmp_path / "s" / "beta.yaml"), 2, 2),
+        reconcile.MigrationFinished(results[1], 2, 2),
+    ]
+    assert all(r.changed for r in results)
+    assert events[4:] == [
+        reconcile.MigrationStarted("beta", "1.0.0", str(tmp_path / "s" / "beta.yaml"), 1, 1),
+        reconcile.MigrationFinished(again[0], 1, 1),
+    ]
+    assert not again[0].changed
+
+
+def test_a_failed_migration_is_an_event_then_the_error(db_url: str, tmp_path: Path) -> None:
+    path = _schema(tmp_path / "s", "gamma")
+    # A table made by hand where the plugin's table goes: the database refuses CREATE TABLE.
+    if db_url.startswith("sqlite"):
+        execute(db_url, f"CREATE TABLE {ext_table(db_url, 'gamma', 'item')} (x integer)")
+    else:
+        execute(db_url, 'CREATE SCHEMA "ext_gamma"')
+        execute(db_url, f"CREATE TABLE {ext_table(db_url, 'gamma', 'item')} (x integer)")
+    events: list[reconcile.MigrationEvent] = []
+    engine = Engine(db_url)
+    try:
+        with pytest.raises(ProblemError) as raised:
+            reconcile.reconcile(engine, reconcile.load([str(path)]), events.append)
+    finally:
+        engine.close()
+    assert [type(e) for e in events] == [reconcile.MigrationStarted, reconcile.MigrationFailed]
+    failed = events[1]
+    assert isinstance(failed, reconcile.MigrationFailed)
+    assert (failed.plugin_id, failed.number, failed.total, failed.error) == ("gamma", 1, 1, raised.value)
+
+
+def test_cli_progress_lines_come_from_the_events(db_url: str, tmp_path: Path) -> None:
+    _schema(tmp_path / "s", "alpha")
+    _schema(tmp_path / "s", "beta")
+    outcome = run("apply", str(tmp_path / "s"), "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.stderr.splitlines() == [
+        f"[1/2] alpha 1.0.0 ({tmp_path / 's' / 'alpha.yaml'})",
+        f"[2/2] beta 1.0.0 ({tmp_path / 's' / 'beta.yaml'})",
+    ]
+    assert run("apply", str(tmp_path / "s"), "-d", db_url, "-o", "json").stderr == ""
+
+
+def test_a_refused_change_stops_the_run_before_any_migration(db_url: str, tmp_path: Path) -> None:
+    """The gate plans every spec first: a later refusal must not leave earlier specs applied."""
+    assert run("apply", str(_schema(tmp_path / "v1", "zulu")), "-d", db_url).exit_code == 0
+    before = tables(db_url)
+    retyped = ITEMS.replace("type: String", "type: Int").replace("1.0.0", "2.0.0")
+    _schema(tmp_path / "v2", "alpha")
+    _schema(tmp_path / "v2", "zulu", retyped)
+    events: list[reconcile.MigrationEvent] = []
+    engine = Engine(db_url)
+    try:
+        with pytest.raises(ProblemError) as raised:
+            reconcile.reconcile(engine, reconcile.load([str(tmp_path / "v2")]), events.append)
+        assert engine.registration("alpha") is None
+    finally:
+        engine.close()
+    assert raised.value.kind == Kind.REFUSED
+    assert [p.code for p in raised.value.problems] == ["ES301"]
+    assert raised.value.problems[0].file == str(tmp_path / "v2" / "zulu.yaml")
+    assert events == []
+    assert tables(db_url) == before
