@@ -1,6 +1,6 @@
 """extschema: let plugins extend an application's relational database safely.
 
-The package is layered (checked by import-linter): the shells (``cli``, ``handlers``) call
+The package is layered (checked by import-linter): the shells (``cli``, ``controller``) call
 ``reconcile``, which calls ``engine``, which renders through ``dialects``; everything below is a
 pure core (``model``, ``validation``, ``conflicts``, ``planning``, ``naming``, ``conditions``,
 ``problems``) with no I/O. ``loading`` reads files and YAML without touching a database.
