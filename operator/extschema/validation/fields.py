@@ -74,25 +74,17 @@ def check_decimal(ctx: context.Context, field: model.FieldSpec, path: str) -> No
 
 def check_rules(ctx: context.Context, field: model.FieldSpec, rules: model.ValidationRules, path: str) -> None:
     kind = field.type
-    text_rules = (
-        ("minLength", rules.min_length),
-        ("maxLength", rules.max_length),
-        ("pattern", rules.pattern),
+    text, numeric = (context.TEXT_TYPES, "String and Text"), (context.NUMERIC_TYPES, "Int, BigInt, Float and Decimal")
+    options = (
+        ("minLength", rules.min_length, text),
+        ("maxLength", rules.max_length, text),
+        ("pattern", rules.pattern, text),
+        ("min", rules.min, numeric),
+        ("max", rules.max, numeric),
     )
-    for key, value in text_rules:
-        if value is not None and kind not in context.TEXT_TYPES:
-            ctx.add(
-                "ES106",
-                f"{path}.{key}",
-                f"'{key}' only applies to String and Text fields, not {kind}: remove it.",
-            )
-    for key, bound in (("min", rules.min), ("max", rules.max)):
-        if bound is not None and kind not in context.NUMERIC_TYPES:
-            ctx.add(
-                "ES106",
-                f"{path}.{key}",
-                f"'{key}' only applies to Int, BigInt, Float and Decimal fields, not {kind}: remove it.",
-            )
+    for key, value, (types, names) in options:
+        if value is not None and kind not in types:
+            ctx.add("ES106", f"{path}.{key}", f"'{key}' only applies to {names} fields, not {kind}: remove it.")
     if kind in context.TEXT_TYPES:
         check_lengths(ctx, kind, rules, path)
         if rules.pattern is not None:
