@@ -10,6 +10,7 @@ from __future__ import annotations
 MAX_COLUMNS = 1600  # PostgreSQL's limit per table, counting id and FK columns
 MAX_INDEX_FIELDS = 32  # PostgreSQL's INDEX_MAX_KEYS
 MAX_PATTERN_LENGTH = 1000
+MAX_PATTERN_SIZE = 2000  # positions a pattern unrolls to (portable_regex.expanded_size); measured on PostgreSQL 15
 MAX_REPEAT = 255  # PostgreSQL's RE_DUP_MAX: larger {m,n} bounds are an error there
 MAX_VARCHAR_LENGTH = 10_485_760  # PostgreSQL's varchar(n) limit
 DEFAULT_STRING_LENGTH = 255

@@ -8,16 +8,30 @@ alike everywhere; :func:`search` evaluates a portable pattern as PostgreSQL does
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
 import string
 import warnings
 
+import re2
+
 from extschema import limits
 
 _BOUND = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
 
+#: Shorthand classes are Unicode-aware in Python, locale-dependent in PostgreSQL and ASCII in RE2,
+#: so a pattern using them would accept different values in each place: they are refused, with
+#: the ASCII spelling that means the same everywhere.
+_ASCII_CLASSES = {
+    "d": "e.g. [0-9]",
+    "D": "e.g. [^0-9]",
+    "w": "e.g. [A-Za-z0-9_]",
+    "W": "e.g. [^A-Za-z0-9_]",
+    "s": "e.g. [ ] (a space) or the whitespace characters themselves inside [...]",
+    "S": "e.g. [^ ] or a negated class of the whitespace characters themselves",
+}
 _ESCAPE_REASONS = {
     **dict.fromkeys(
         "bBAZzyYmM",
@@ -37,17 +51,22 @@ def _escape_reason(pattern: str, position: int, *, in_class: bool) -> str | None
     if position + 1 >= len(pattern):
         return "it ends with a lone backslash; write \\\\ for a literal backslash"
     char = pattern[position + 1]
-    if char in ("dws" if in_class else "dDwWsS") or (char.isascii() and char in string.punctuation):
+    if char.isascii() and char in string.punctuation:
         return None
-    if char in "DWS":
-        return f"\\{char} is not allowed inside [...] in PostgreSQL; use a negated class [^...] instead"
+    spelled = _ASCII_CLASSES.get(char)
+    if spelled is not None:
+        where = " (inside [...], write the characters without the outer brackets)" if in_class else ""
+        return (
+            f"\\{char} at position {position} means different characters in Python, PostgreSQL (locale-dependent) "
+            f"and SQLite beyond ASCII: spell the class out, {spelled}{where}"
+        )
     reason = _ESCAPE_REASONS.get(char)
     if reason:
         return f"\\{char} at position {position}: {reason}"
     return (
         f"the escape \\{json.dumps(char, ensure_ascii=False)[1:-1]} at position "
         f"{position} is not in the portable subset "
-        "(only \\d \\D \\w \\W \\s \\S and escaped punctuation); write the character itself"
+        "(only escaped punctuation such as \\. or \\[); write the character itself"
     )
 
 
@@ -169,15 +188,205 @@ def _quantifier(pattern: str, position: int, repeatable: bool) -> tuple[str | No
     return None, end
 
 
+# --- The parsed form: one tree for the complexity bound and the GLOB translation ------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Literal:
+    char: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AnyChar:
+    """``.``: any character, a newline included (PostgreSQL's ``~`` is not newline-sensitive)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CharClass:
+    ranges: tuple[tuple[str, str], ...]  # inclusive, by code point; a single character is (c, c)
+    negated: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Anchor:
+    kind: str  # "^" or "$"
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    alternatives: tuple[tuple[Node, ...], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeat:
+    node: Node
+    low: int
+    high: int | None  # None: unbounded
+
+
+Node = Literal | AnyChar | CharClass | Anchor | Group | Repeat
+
+
+class _Parser:
+    """Recursive descent over a pattern :func:`_scan_reason` accepted (so no error paths here)."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.position = 0
+
+    def alternatives(self) -> Group:
+        branches = [self.sequence()]
+        while self.pattern.startswith("|", self.position):
+            self.position += 1
+            branches.append(self.sequence())
+        return Group(tuple(branches))
+
+    def sequence(self) -> tuple[Node, ...]:
+        nodes: list[Node] = []
+        while self.position < len(self.pattern) and self.pattern[self.position] not in "|)":
+            nodes.append(self.quantified(self.atom()))
+        return tuple(nodes)
+
+    def atom(self) -> Node:
+        char = self.pattern[self.position]
+        if char == "(":
+            self.position += 3 if self.pattern.startswith("(?:", self.position) else 1
+            group = self.alternatives()
+            self.position += 1  # ")"
+            return group
+        if char == "[":
+            return self.char_class()
+        self.position += 2 if char == "\\" else 1
+        if char == "\\":
+            return Literal(self.pattern[self.position - 1])
+        if char == ".":
+            return AnyChar()
+        return Anchor(char) if char in "^$" else Literal(char)
+
+    def char_class(self) -> CharClass:
+        end = _class_end(self.pattern, self.position) - 1  # index of the closing ]
+        position = self.position + 1
+        negated = self.pattern.startswith("^", position)
+        position += negated
+        items: list[tuple[str, bool]] = []  # (character, written escaped)
+        while position < end:
+            escaped = self.pattern[position] == "\\"
+            position += escaped
+            items.append((self.pattern[position], escaped))
+            position += 1
+        self.position = end + 1
+        ranges: list[tuple[str, str]] = []
+        index = 0
+        while index < len(items):
+            if index + 2 < len(items) and items[index + 1] == ("-", False):
+                ranges.append((items[index][0], items[index + 2][0]))
+                index += 3
+            else:
+                ranges.append((items[index][0], items[index][0]))
+                index += 1
+        return CharClass(tuple(ranges), negated)
+
+    def quantified(self, node: Node) -> Node:
+        while self.position < len(self.pattern) and self.pattern[self.position] in "*+?{":
+            char = self.pattern[self.position]
+            if char == "{":
+                bound = _BOUND.match(self.pattern, self.position)
+                assert bound is not None  # the scan accepted it
+                low = int(bound.group(1))
+                high = low if bound.group(2) is None else (int(bound.group(3)) if bound.group(3) else None)
+                self.position = bound.end()
+            else:
+                low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[char]
+                self.position += 1
+            if self.pattern.startswith("?", self.position):  # lazy: same yes/no answer
+                self.position += 1
+            node = Repeat(node, low, high)
+        return node
+
+
+def parse(pattern: str) -> Group:
+    """The tree of a portable pattern (call :func:`is_portable_pattern` first)."""
+    return _Parser(pattern).alternatives()
+
+
+def expanded_size(node: Node) -> int:
+    """How many character positions the pattern unrolls to, each counted repeat copied out.
+
+    PostgreSQL compiles ``x{m,n}`` by copying ``x`` n times, optional copies with bypass arcs, so
+    its automaton grows with this number; past a limit it fails with "regular expression is too
+    complex", and compiling takes seconds well before. Measured on PostgreSQL 15 with thousands of
+    generated patterns: with repeats of empty-matching operands refused (:func:`nullable`), every
+    pattern of at most :data:`limits.MAX_PATTERN_SIZE` positions compiled in under 10 ms, while
+    e.g. ``(a?){0,250}`` seven times (5250) or ``a{0,255}`` a hundred times (51000) fail.
+    """
+    if isinstance(node, Group):
+        size = sum(sum(expanded_size(n) for n in branch) for branch in node.alternatives)
+        return size + (len(node.alternatives) if len(node.alternatives) > 1 else 0)
+    if isinstance(node, Repeat):
+        copies = node.high if node.high is not None else node.low + 1
+        optional = (node.high if node.high is not None else node.low + 1) - node.low
+        return expanded_size(node.node) * max(copies, 1) + optional
+    return 0 if isinstance(node, Anchor) else 1
+
+
+def nullable(node: Node) -> bool:
+    """Whether *node* can match the empty string."""
+    if isinstance(node, Group):
+        return any(all(nullable(n) for n in branch) for branch in node.alternatives)
+    if isinstance(node, Repeat):
+        return node.low == 0 or nullable(node.node)
+    return isinstance(node, Anchor)
+
+
+def _nullable_repeat(node: Node) -> Repeat | None:
+    """The first repeat whose operand can match the empty string, like ``(a?){0,50}`` or ``(a*)+``."""
+    if isinstance(node, Group):
+        children: tuple[Node, ...] = tuple(n for branch in node.alternatives for n in branch)
+    elif isinstance(node, Repeat):
+        if nullable(node.node) and not (node.low == 0 and node.high == 1):
+            return node
+        children = (node.node,)
+    else:
+        children = ()
+    return next((found for child in children if (found := _nullable_repeat(child)) is not None), None)
+
+
+# --- Checking and evaluating ---------------------------------------------------------------------
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.dot_nl = True  # PostgreSQL's '.' matches a newline too
+    options.never_capture = True
+    options.log_errors = False
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
 @functools.lru_cache(maxsize=1024)
 def is_portable_pattern(pattern: str) -> str | None:
-    """None when *pattern* is in the portable subset and compiles; otherwise the reason."""
+    """None when *pattern* is in the portable subset and compiles everywhere; otherwise the reason.
+
+    Everywhere means Python's re (the syntax), RE2 (the engine :func:`search` uses) and PostgreSQL,
+    whose limits are kept by bounding :func:`expanded_size` and refusing repeats of operands that
+    can match the empty string. ``\\d``, ``\\w`` and ``\\s`` are refused: they mean different
+    characters in each engine beyond ASCII, while ``[0-9]`` means the same everywhere.
+    """
+    return syntax_reason(pattern) or complexity_reason(pattern)
+
+
+def syntax_reason(pattern: str) -> str | None:
+    """Why *pattern* is outside the portable subset or does not compile (Python's re), or None."""
     if len(pattern) > limits.MAX_PATTERN_LENGTH:
         return f"it is {len(pattern)} characters long; at most {limits.MAX_PATTERN_LENGTH} are allowed"
     if not pattern:
         return "it is empty and would match everything; remove it"
     if "\0" in pattern:
         return "it contains a NUL character, which PostgreSQL cannot store"
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in pattern):
+        return "it contains a lone surrogate character (from an escape like \\ud800), which is not valid text"
     reason = _scan_reason(pattern)
     if reason:
         return reason
@@ -190,8 +399,33 @@ def is_portable_pattern(pattern: str) -> str | None:
     return None
 
 
-def _to_python(pattern: str) -> str:
-    """PostgreSQL's ``$`` matches only at the very end; Python's also before a final newline."""
+@functools.lru_cache(maxsize=1024)
+def complexity_reason(pattern: str) -> str | None:
+    """Why a syntactically portable *pattern* is too costly for PostgreSQL or RE2 to compile, or None."""
+    tree = parse(pattern)
+    if _nullable_repeat(tree) is not None:
+        return (
+            "it repeats something that can match the empty string (like (a?){0,50} or (a*)+); PostgreSQL "
+            "takes seconds to compile such patterns: repeat the non-optional part instead (a{0,50}, a*)"
+        )
+    size = expanded_size(tree)
+    if size > limits.MAX_PATTERN_SIZE:
+        return (
+            f"it unrolls to {size} character positions (each {{m,n}} copies what it repeats n times); "
+            "PostgreSQL refuses large ones as too complex and compiles them slowly before that, so at most "
+            f"{limits.MAX_PATTERN_SIZE} are allowed: "
+            "use smaller counts or fewer nested repeats"
+        )
+    try:
+        _compiled(pattern)
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        return f"it is too complex to evaluate in linear time ({detail}): use smaller counts or fewer nested repeats"
+    return None
+
+
+def _to_re2(pattern: str) -> str:
+    r"""PostgreSQL's ``$`` matches only at the very end: RE2's ``\z``."""
     out: list[str] = []
     position = 0
     while position < len(pattern):
@@ -204,24 +438,111 @@ def _to_python(pattern: str) -> str:
             out.append(pattern[position:end])
             position = end
         else:
-            out.append(r"\Z" if char == "$" else char)
+            out.append(r"\z" if char == "$" else char)
             position += 1
     return "".join(out)
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    # DOTALL: PostgreSQL's '.' matches a newline too.
-    return re.compile(_to_python(pattern), re.DOTALL)
+def _compiled(pattern: str) -> re2._Regexp:
+    return re2.compile(_to_re2(pattern), _RE2_OPTIONS)
 
 
 def search(pattern: str, value: str) -> bool:
-    """``value ~ pattern`` as PostgreSQL evaluates it, for portable patterns; SQLite's REGEXP.
+    """``value ~ pattern`` as PostgreSQL evaluates it, for portable patterns, in linear time (RE2).
 
-    Raises :class:`re.error` for a pattern that does not compile (validation refuses those).
+    No pattern can make this backtrack: RE2 runs in time linear in the value. A lone surrogate in
+    *value* (which neither database can store) is matched as U+FFFD, one character like it.
+    Raises :class:`re2.error` for a pattern that does not compile (validation refuses those).
     """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in value)
     return _compiled(pattern).search(value) is not None
 
 
 #: The name the engine and older callers use.
 portable_regex_search = search
+
+
+# --- SQLite GLOB -----------------------------------------------------------------------------------
+
+_GLOB_SPECIAL = frozenset("*?[")
+
+
+def to_glob(pattern: str) -> str | None:
+    """A SQLite GLOB expression true exactly when ``value ~ pattern`` is, or None if there is none.
+
+    Contract, for the SQLite dialect: ``value GLOB to_glob(p)`` equals ``search(p, value)`` for every
+    text value, for any portable *p* (:func:`is_portable_pattern` is None) where this returns a
+    string. GLOB matches the whole value, is case-sensitive (as regular expressions are here) and
+    compares code points, so a search for a match anywhere gets a leading and trailing ``*``
+    unless the pattern is anchored with ``^`` / ``$``. GLOB has no escape character: literal
+    ``*``, ``?`` and ``[`` are written as the classes ``[*]``, ``[?]`` and ``[[]``.
+
+    Translated: literal characters, ``.`` (GLOB ``?``), bracket classes, ``^`` at the very start,
+    ``$`` at the very end, non-capturing or plain groups without alternatives, ``.*``/``.+``/
+    ``.{m,}`` and exact counts ``{n}`` of anything translatable. None for alternatives, optional
+    or bounded-range repeats of other things (``[0-9]+``, ``a?``, ``x{1,3}``), and anchors
+    elsewhere; the caller then needs another way to enforce the pattern.
+    """
+    if is_portable_pattern(pattern) is not None:
+        return None
+    tree = parse(pattern)
+    if len(tree.alternatives) != 1:
+        return None
+    nodes = list(tree.alternatives[0])
+    start = bool(nodes) and nodes[0] == Anchor("^")
+    end = len(nodes) > start and nodes[-1] == Anchor("$")
+    body = _glob_sequence(nodes[int(start) : len(nodes) - int(end)])
+    if body is None:
+        return None
+    return ("" if start else "*") + body + ("" if end else "*")
+
+
+def _glob_sequence(nodes: list[Node] | tuple[Node, ...]) -> str | None:
+    parts: list[str] = []
+    for node in nodes:
+        part = _glob_node(node)
+        if part is None:
+            return None
+        parts.append(part)
+    glob = "".join(parts)
+    return glob if len(glob) <= limits.MAX_PATTERN_SIZE else None
+
+
+def _glob_node(node: Node) -> str | None:
+    if isinstance(node, Literal):
+        return f"[{node.char}]" if node.char in _GLOB_SPECIAL else node.char
+    if isinstance(node, AnyChar):
+        return "?"
+    if isinstance(node, CharClass):
+        return _glob_class(node)
+    if isinstance(node, Group):
+        return _glob_sequence(node.alternatives[0]) if len(node.alternatives) == 1 else None
+    if isinstance(node, Repeat):
+        if isinstance(node.node, AnyChar) and node.high is None:
+            return "?" * node.low + "*"
+        if node.high == node.low:
+            inner = _glob_node(node.node)
+            return None if inner is None else inner * node.low
+    return None  # an anchor inside the pattern, or a repeat GLOB cannot count
+
+
+def _glob_class(node: CharClass) -> str | None:
+    """A GLOB class; the characters GLOB treats specially inside one are placed where they are literal."""
+    if not node.negated and len(node.ranges) == 1 and node.ranges[0][0] == node.ranges[0][1]:
+        return _glob_node(Literal(node.ranges[0][0]))
+    if any(low != high and ({low, high} & {"]", "-", "^"}) for low, high in node.ranges):
+        return None
+    singles = {low for low, high in node.ranges if low == high}
+    ranges = "".join(f"{low}-{high}" for low, high in node.ranges if low != high)
+    others = "".join(sorted(singles - {"]", "-", "^"}))
+    body = ("]" if "]" in singles else "") + ranges + others
+    if "^" in singles:
+        if not body:
+            return None if node.negated else "^"
+        body += "^"
+    body += "-" if "-" in singles else ""
+    return "[" + ("^" if node.negated else "") + body + "]"

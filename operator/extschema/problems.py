@@ -45,6 +45,7 @@ CATALOG: dict[str, str] = {
     "ES120": "onDelete SetNull on a required column",
     "ES121": "Too many fields in an index",
     "ES122": "Relationship field clashes with a declared field",
+    "ES123": "Regular expression too complex",
     "ES201": "pluginId already claimed by another resource",
     "ES202": "Physical name collision",
     "ES203": "Enum name collision",

@@ -88,15 +88,21 @@ def check_rules(ctx: context.Context, field: model.FieldSpec, rules: model.Valid
     if kind in context.TEXT_TYPES:
         check_lengths(ctx, kind, rules, path)
         if rules.pattern is not None:
-            reason = portable_regex.is_portable_pattern(rules.pattern)
-            if reason:
-                ctx.add(
-                    "ES108",
-                    f"{path}.pattern",
-                    f"pattern {messages.show(rules.pattern)} cannot be used on both PostgreSQL and SQLite: {reason}.",
-                )
+            check_pattern(ctx, rules.pattern, f"{path}.pattern")
     if kind in context.NUMERIC_TYPES:
         check_bounds(ctx, kind, rules, path)
+
+
+def check_pattern(ctx: context.Context, pattern: str, path: str) -> None:
+    """ES108 outside the portable subset, ES123 when PostgreSQL could not compile it quickly."""
+    reason = portable_regex.syntax_reason(pattern)
+    if reason:
+        shown = messages.show(pattern)
+        ctx.add("ES108", path, f"pattern {shown} cannot be used on both PostgreSQL and SQLite: {reason}.")
+        return
+    reason = portable_regex.complexity_reason(pattern)
+    if reason:
+        ctx.add("ES123", path, f"pattern {messages.show(pattern)} is too complex: {reason}.")
 
 
 def check_lengths(ctx: context.Context, kind: str, rules: model.ValidationRules, path: str) -> None:
