@@ -418,6 +418,12 @@ RULES = [
         "spec.tables[0].fields[0].validation.pattern",
     ),
     (
+        "column-system-name",
+        doc(table("item", field("xmin"))),
+        "ES124",
+        "spec.tables[0].fields[0].name",
+    ),
+    (
         "pattern-too-complex",
         doc(table("item", field("s", validation={"pattern": "(a{1,255}){1,255}"}))),
         "ES123",

@@ -19,3 +19,7 @@ DEFAULT_SCALE = 2
 MAX_PRECISION = 1000
 MAX_ENUM_LABEL_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 INT_RANGES = {"Int": (-(2**31), 2**31 - 1), "BigInt": (-(2**63), 2**63 - 1)}
+MAX_VERSION_LENGTH = 64  # spec.version; the registry column holds 256
+MAX_RESOURCE_NAME_LENGTH = 253  # metadata.name: a Kubernetes DNS-1123 subdomain
+MAX_NAMESPACE_LENGTH = 63  # metadata.namespace: a DNS-1123 label (owner "namespace/name" fits the registry's 512)
+MAX_TIMEZONE_OFFSET_MINUTES = 15 * 60 + 59  # PostgreSQL refuses larger displacements ("+16:00")

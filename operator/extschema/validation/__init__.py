@@ -37,6 +37,7 @@ from extschema.portable_regex import is_portable_pattern, portable_regex_search
 from extschema.problems import Problem
 from extschema.validation import context, enums, plugin, relationships, tables
 from extschema.validation.context import FK_FORBIDDEN_TYPES, NUMERIC_TYPES, TEXT_TYPES
+from extschema.validation.plugin import check_metadata as validate_metadata
 from extschema.validation.structural import structural_problems
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "portable_regex_search",
     "structural_problems",
     "validate",
+    "validate_metadata",
 ]
 
 

@@ -50,11 +50,35 @@ def default_reason(ctx: context.Context, field: model.FieldSpec, value: str | bo
         if DATE.fullmatch(value) and _parses(datetime.date.fromisoformat, value):
             return None
         return "write a date as YYYY-MM-DD, e.g. 2024-01-31"
-    if value == "now" or (
-        DATETIME.fullmatch(value) and _parses(lambda v: datetime.datetime.fromisoformat(v).tzinfo, value)
-    ):
+    return _datetime_reason(value)
+
+
+def _datetime_reason(value: str) -> str | None:
+    """A DateTime default: 'now', or an instant both databases store and a client can read back.
+
+    PostgreSQL refuses offsets beyond ±15:59 and stores instants in UTC: 0001-01-01T00:00:00+01:00
+    becomes a date BC, which no client library reads back, so the UTC instant must lie in years
+    1 to 9999 (dates themselves are bounded the same way by their YYYY-MM-DD form).
+    """
+    if value == "now":
         return None
-    return "write an ISO 8601 time with a timezone, e.g. 2024-01-01T00:00:00Z, or 'now'"
+    example = "write an ISO 8601 time with a timezone, e.g. 2024-01-01T00:00:00Z, or 'now'"
+    if not DATETIME.fullmatch(value):
+        return example
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return example
+    offset = parsed.utcoffset()
+    if offset is None:
+        return example
+    if abs(offset) > datetime.timedelta(minutes=limits.MAX_TIMEZONE_OFFSET_MINUTES):
+        return "its UTC offset is beyond ±15:59, which PostgreSQL refuses"
+    try:
+        parsed.astimezone(datetime.UTC)
+    except OverflowError:
+        return "in UTC it falls outside the years 1 to 9999; move it inside them"
+    return None
 
 
 def text_default_reason(ctx: context.Context, field: model.FieldSpec, value: str | bool | int | float) -> str | None:

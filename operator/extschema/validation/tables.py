@@ -46,7 +46,10 @@ def check_table(ctx: context.Context, table: model.TableSpec, path: str) -> None
 def check_index(
     ctx: context.Context, name: str | None, fields: list[str], known: set[str], table: str, path: str, what: str
 ) -> None:
-    if name is not None and identifiers.check_identifier(ctx, name, f"{path}.name", f"{what} name"):
+    constraint = what == "constraint"  # index names are always quoted; constraint names only when needed
+    if name is not None and identifiers.check_identifier(
+        ctx, name, f"{path}.name", f"{what} name", constraint=constraint
+    ):
         ctx.claim(name, f"{path}.name", what)
     if not fields:
         ctx.add("ES111", f"{path}.fields", f"The {what} lists no fields: name at least one.")
