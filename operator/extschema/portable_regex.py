@@ -323,9 +323,8 @@ def expanded_size(node: Node) -> int:
         size = sum(sum(expanded_size(n) for n in branch) for branch in node.alternatives)
         return size + (len(node.alternatives) if len(node.alternatives) > 1 else 0)
     if isinstance(node, Repeat):
-        copies = node.high if node.high is not None else node.low + 1
-        optional = (node.high if node.high is not None else node.low + 1) - node.low
-        return expanded_size(node.node) * max(copies, 1) + optional
+        copies = node.high if node.high is not None else node.low + 1  # an unbounded tail counts once
+        return expanded_size(node.node) * max(copies, 1) + copies - node.low  # plus a bypass per optional copy
     return 0 if isinstance(node, Anchor) else 1
 
 
