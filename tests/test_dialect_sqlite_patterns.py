@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from extschema.dialects import SqliteDialect
-from extschema.portable_regex import Translation, to_glob, translate
+from extschema.dialects.sqlite_patterns import Translation, to_glob, translate
 from tests.helpers import run, write_schema
 
 # --- translation -----------------------------------------------------------------------------

@@ -228,7 +228,7 @@ def parse_documents(documents: Sequence[object], file: str) -> tuple[list[Loaded
         except model.ValidationError as error:
             problems.extend(p.located(file) for p in validation.structural_problems(error))
             continue
-        found = validation.validate(document.spec)
+        found = validation.validate_metadata(document.metadata) + validation.validate(document.spec)
         if found:
             problems.extend(p.located(file) for p in found)
             continue

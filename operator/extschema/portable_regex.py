@@ -1,214 +1,547 @@
-"""Regular expressions as databases without a regex operator can check them.
+"""The portable subset of regular expressions: one meaning in the validator, PostgreSQL and SQLite.
 
-SQLite has no regular-expression operator of its own (``REGEXP`` calls a function each client
-would have to register), but it has ``GLOB``, ``length`` and ``substr``, which every SQLite client
-understands. A pattern is translated only when the translation is exact: the result accepts
-precisely the strings in which PostgreSQL's ``~`` finds a match. Anything else is left to the
-caller (the SQLite dialect then does not enforce the pattern, and says so at plan time).
-
-Translated: a sequence of one-character atoms — literal characters (and escaped ASCII
-punctuation such as ``\\.``), ``.``, bracket classes without escapes or nested ``[`` — each
-optionally quantified, with ``^`` at the start and ``$`` at the end. :func:`to_glob` covers the
-patterns one GLOB expresses (fixed counts, ``.*``); :func:`translate` also those with one
-variable-length run of a class between fixed parts (``^[A-Z]{3}-[0-9]+$``), which need a length
-and a content condition besides the GLOB.
+A ``pattern`` rule becomes a CHECK constraint, evaluated by PostgreSQL's ARE engine (the ``~``
+operator) and on SQLite by whatever the dialect renders, while the validator evaluates the same
+pattern against defaults. :func:`is_portable_pattern` accepts only the constructs that behave
+alike everywhere; :func:`search` evaluates a portable pattern as PostgreSQL does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import re
 import string
+import warnings
 
-#: Characters with a meaning in a regular expression that no translation here expresses.
-_UNTRANSLATABLE = frozenset("*+?{}()|^$")
-#: GLOB's own special characters, matched literally as one-character classes.
-_GLOB_SPECIAL = frozenset("*?[")
-_BOUND = re.compile(r"\{([0-9]{1,3})(,([0-9]{0,3}))?\}")
-#: Longest GLOB a translation may produce (counted repetitions are written out).
-MAX_GLOB_LENGTH = 2000
+import re2
 
+from extschema import limits
 
-@dataclasses.dataclass(frozen=True)
-class Atom:
-    """One character matcher, repeated *low* to *high* times (None: no upper bound)."""
+_BOUND = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
 
-    glob: str  # as GLOB writes one such character: "a", "[*]", "?", "[a-z]"
-    low: int = 1
-    high: int | None = 1
-
-    @property
-    def fixed(self) -> bool:
-        return self.low == self.high
-
-    def outsider(self) -> str | None:
-        """A GLOB class matching one character this atom does not accept; None for ``.``."""
-        if self.glob == "?":
-            return None
-        if self.glob.startswith("[^"):
-            return "[" + self.glob[2:]
-        if self.glob.startswith("[") and len(self.glob) > 3:
-            return "[^" + self.glob[1:]
-        char = self.glob[1] if self.glob.startswith("[") else self.glob
-        return f"[^{char}]"
-
-
-@dataclasses.dataclass(frozen=True)
-class Translation:
-    """A pattern as built-in SQLite conditions: the value matches :attr:`glob`; when :attr:`run`
-    is set, its length lies in :attr:`length` and the characters between the first
-    :attr:`before` and the last :attr:`after` contain nothing matching :attr:`run` (a GLOB class)."""
-
-    glob: str
-    length: tuple[int, int | None] = (0, None)
-    before: int = 0
-    after: int = 0
-    run: str | None = None
-
-    @property
-    def glob_only(self) -> bool:
-        return self.run is None and self.length == (0, None)
+#: Shorthand classes are Unicode-aware in Python, locale-dependent in PostgreSQL and ASCII in RE2,
+#: so a pattern using them would accept different values in each place: they are refused, with
+#: the ASCII spelling that means the same everywhere.
+_ASCII_CLASSES = {
+    "d": "e.g. [0-9]",
+    "D": "e.g. [^0-9]",
+    "w": "e.g. [A-Za-z0-9_]",
+    "W": "e.g. [^A-Za-z0-9_]",
+    "s": "e.g. [ ] (a space) or the whitespace characters themselves inside [...]",
+    "S": "e.g. [^ ] or a negated class of the whitespace characters themselves",
+}
+_ESCAPE_REASONS = {
+    **dict.fromkeys(
+        "bBAZzyYmM",
+        "anchors and word boundaries (\\b, \\A, \\Z, \\y ...) differ between "
+        "PostgreSQL and Python; use ^ and $ instead",
+    ),
+    **dict.fromkeys(
+        "xuUNc0",
+        "character-code escapes (\\x41, \\u00e9, \\N{...}, \\0) are not portable; write the character itself",
+    ),
+    **dict.fromkeys("123456789", "backreferences (\\1 ...) are not portable; repeat the sub-pattern instead"),
+}
 
 
-def to_glob(pattern: str) -> str | None:
-    """The GLOB pattern equivalent to searching for *pattern*, or None when there is none.
-
-    A regex search matches anywhere, a GLOB the whole string, so an unanchored end becomes ``*``.
-    """
-    found = translate(pattern)
-    return found.glob if found is not None and found.glob_only else None
-
-
-def translate(pattern: str) -> Translation | None:
-    """Exact built-in SQLite conditions for searching *pattern* (see :class:`Translation`), or None."""
-    parsed = _parse(pattern)
-    if parsed is None:
+def _escape_reason(pattern: str, position: int, *, in_class: bool) -> str | None:
+    """Whether the escape at *position* (a backslash) is in the portable subset."""
+    if position + 1 >= len(pattern):
+        return "it ends with a lone backslash; write \\\\ for a literal backslash"
+    char = pattern[position + 1]
+    if char.isascii() and char in string.punctuation:
         return None
-    anchored_start, atoms, anchored_end = parsed
-    # A search needs only the fewest repetitions of an atom at an unanchored end.
-    while not anchored_start and atoms and not atoms[0].fixed:
-        atoms = [Atom(atoms[0].glob, atoms[0].low, atoms[0].low), *atoms[1:]]
-        atoms = atoms[1:] if atoms[0].low == 0 else atoms
-    while not anchored_end and atoms and not atoms[-1].fixed:
-        atoms = [*atoms[:-1], Atom(atoms[-1].glob, atoms[-1].low, atoms[-1].low)]
-        atoms = atoms[:-1] if atoms[-1].low == 0 else atoms
-    stars = [a for a in atoms if a.glob == "?" and a.high is None]
-    variable = [a for a in atoms if not a.fixed and not (a.glob == "?" and a.high is None)]
-    head = "" if anchored_start else "*"
-    tail = "" if anchored_end else "*"
-    if not variable:
-        glob = head + "".join(a.glob * a.low + ("*" if a.high is None else "") for a in atoms) + tail
-        return Translation(glob) if len(glob) <= MAX_GLOB_LENGTH else None
-    if len(variable) > 1 or stars or not (anchored_start and anchored_end):
-        return None
-    (run,) = variable
-    at = atoms.index(run)
-    before, after = sum(a.low for a in atoms[:at]), sum(a.low for a in atoms[at + 1 :])
-    glob = "".join(a.glob * a.low for a in atoms[:at]) + "*" + "".join(a.glob * a.low for a in atoms[at + 1 :])
-    if len(glob) > MAX_GLOB_LENGTH:
-        return None
-    fixed = before + after
-    high = None if run.high is None else fixed + run.high
-    return Translation(glob, (fixed + run.low, high), before, after, run.outsider())
+    spelled = _ASCII_CLASSES.get(char)
+    if spelled is not None:
+        where = " (inside [...], write the characters without the outer brackets)" if in_class else ""
+        return (
+            f"\\{char} at position {position} means different characters in Python, PostgreSQL (locale-dependent) "
+            f"and SQLite beyond ASCII: spell the class out, {spelled}{where}"
+        )
+    reason = _ESCAPE_REASONS.get(char)
+    if reason:
+        return f"\\{char} at position {position}: {reason}"
+    return (
+        f"the escape \\{json.dumps(char, ensure_ascii=False)[1:-1]} at position "
+        f"{position} is not in the portable subset "
+        "(only escaped punctuation such as \\. or \\[); write the character itself"
+    )
 
 
-def _parse(pattern: str) -> tuple[bool, list[Atom], bool] | None:
-    """``(anchored at the start, atoms, anchored at the end)``, or None outside the translated subset."""
-    position = 0
-    atoms: list[Atom] = []
-    anchored_start = pattern.startswith("^")
-    if anchored_start:
-        position = 1
-    anchored_end = False
-    while position < len(pattern):
-        char = pattern[position]
-        if char == "$" and position == len(pattern) - 1:
-            anchored_end = True
-            position += 1
-            continue
-        if char == ".":
-            glob, position = "?", position + 1
-        elif char == "[":
-            end = _class_end(pattern, position)
-            translated = None if end is None else _class_to_glob(pattern[position + 1 : end])
-            if end is None or translated is None:
-                return None
-            glob, position = translated, end + 1
-        elif char == "\\":
-            escaped = pattern[position + 1 : position + 2]
-            if not escaped or escaped not in string.punctuation:
-                return None
-            glob, position = _literal(escaped), position + 2
-        elif char in _UNTRANSLATABLE:
-            return None
-        else:
-            glob, position = _literal(char), position + 1
-        quantified = _quantifier(pattern, position)
-        if quantified is None:
-            return None
-        (low, high), position = quantified
-        atoms.append(Atom(glob, low, high))
-    return anchored_start, atoms, anchored_end
-
-
-def _quantifier(pattern: str, position: int) -> tuple[tuple[int, int | None], int] | None:
-    """The repetition at *position* (``(1, 1)`` when there is none) and the position after it."""
-    char = pattern[position : position + 1]
-    if char in ("*", "+", "?"):
-        counts: tuple[int, int | None] = {"*": (0, None), "+": (1, None), "?": (0, 1)}[char]
-        end = position + 1
-    elif char == "{":
-        bound = _BOUND.match(pattern, position)
-        if bound is None:
-            return None
-        low = int(bound.group(1))
-        high = low if bound.group(2) is None else (int(bound.group(3)) if bound.group(3) else None)
-        if high is not None and high < low:
-            return None
-        counts, end = (low, high), bound.end()
-    else:
-        return (1, 1), position
-    if pattern.startswith("?", end):  # lazy: whether a match exists is the same
-        end += 1
-    if pattern[end : end + 1] in ("*", "+", "?", "{"):
-        return None
-    return counts, end
-
-
-def _literal(char: str) -> str:
-    return f"[{char}]" if char in _GLOB_SPECIAL else char
-
-
-def _class_end(pattern: str, start: int) -> int | None:
-    """The index of the ``]`` closing the class opened at *start* (a leading ``]`` is a member)."""
+def _class_end(pattern: str, start: int) -> int:
+    """Index just past the ``]`` closing the class opened at *start*; len+1 if unterminated."""
     position = start + 1
     if pattern.startswith("^", position):
         position += 1
-    if pattern.startswith("]", position):
+    if pattern.startswith("]", position):  # a leading ] is literal
         position += 1
-    end = pattern.find("]", position)
-    return None if end < 0 else end
-
-
-def _class_to_glob(body: str) -> str | None:
-    """A bracket class body as GLOB writes it, when both read it the same way.
-
-    Both take a leading ``^`` as negation, a leading ``]`` and a first or last ``-`` as members,
-    and ``x-y`` as a range of code points. Escapes, nested ``[`` (POSIX classes, collating
-    elements) and ambiguous dashes (``a-c-e``) are not translated.
-    """
-    negated = body.startswith("^")
-    members = body[1:] if negated else body
-    if not members or "\\" in members or "[" in members or members.startswith("]-"):
-        return None  # "]-x" is a range in a regex, a "]" and a "-" in GLOB
-    index = 0
-    while index < len(members):
-        if members[index] == "-" and 0 < index < len(members) - 1:
-            return None  # a dash not forming a range with the single character before it
-        if index + 2 < len(members) and members[index + 1] == "-":
-            if members[index] > members[index + 2]:
-                return None  # an error in PostgreSQL, an empty range in GLOB
-            index += 3
+    while position < len(pattern):
+        if pattern[position] == "\\":
+            position += 2
+        elif pattern[position] == "]":
+            return position + 1
         else:
-            index += 1
-    return "[" + ("^" if negated else "") + members + "]"
+            position += 1
+    return len(pattern) + 1
+
+
+def _class_reason(pattern: str, start: int, end: int) -> str | None:
+    if end > len(pattern):
+        return f"the character class '[' at position {start} is never closed; add ']' or write \\["
+    position = start + 1
+    while position < end - 1:
+        char = pattern[position]
+        if char == "\\":
+            reason = _escape_reason(pattern, position, in_class=True)
+            if reason:
+                return reason
+            position += 2
+            continue
+        if char == "[":
+            return (
+                f"'[' inside a character class at position {position}: POSIX classes like [[:alpha:]] and "
+                "nested sets are not portable; write \\[ for a literal bracket"
+            )
+        pair = pattern[position : position + 2]
+        if pair in ("&&", "||", "~~", "--"):
+            return f"{pair!r} inside a character class at position {position} is a set operation in Python; escape it"
+        position += 1
+    return None
+
+
+def _group_reason(pattern: str, position: int) -> str:
+    """Why the ``(?`` construct at *position* is not portable (only ``(?:`` is)."""
+    rest = pattern[position + 2 : position + 4]
+    if rest[:1] in ("=", "!"):
+        what = "lookahead (?=...) / (?!...)"
+    elif rest in ("<=", "<!"):
+        what = "lookbehind (?<=...) / (?<!...)"
+    elif rest[:1] in ("P", "<"):
+        what = "named groups (?P<name>...)"
+    elif rest[:1] == "#":
+        what = "comments (?#...)"
+    elif rest[:1] in (">", "("):
+        what = "atomic and conditional groups"
+    else:
+        what = "inline flags like (?i)"
+    return f"{what} at position {position} are not portable; use plain ( ) or (?: ) groups"
+
+
+def _scan_reason(pattern: str) -> str | None:
+    """Walk the pattern once, rejecting anything outside the portable subset."""
+    position, repeatable = 0, False
+    while position < len(pattern):
+        char = pattern[position]
+        if char == "\\":
+            reason = _escape_reason(pattern, position, in_class=False)
+            if reason:
+                return reason
+            position, repeatable = position + 2, True
+        elif char == "[":
+            end = _class_end(pattern, position)
+            reason = _class_reason(pattern, position, end)
+            if reason:
+                return reason
+            position, repeatable = end, True
+        elif char == "(":
+            if pattern.startswith("(?", position) and not pattern.startswith("(?:", position):
+                return _group_reason(pattern, position)
+            position, repeatable = position + (3 if pattern.startswith("(?:", position) else 1), False
+        elif char in "*+?{":
+            reason, position = _quantifier(pattern, position, repeatable)
+            if reason:
+                return reason
+            repeatable = False
+        elif char in "}]":
+            return f"unescaped {char!r} at position {position}; write \\{char} for a literal one"
+        else:
+            repeatable = char not in "^$|"
+            position += 1
+    return None
+
+
+def _quantifier(pattern: str, position: int, repeatable: bool) -> tuple[str | None, int]:
+    """Check the quantifier at *position*; return (reason, position after it)."""
+    if not repeatable:
+        return f"the quantifier {pattern[position]!r} at position {position} has nothing to repeat", position
+    end = position + 1
+    if pattern[position] == "{":
+        bound = _BOUND.match(pattern, position)
+        if not bound:
+            return (
+                f"'{{' at position {position} must start {{m}}, {{m,}} or {{m,n}}; write \\{{ for a literal one",
+                position,
+            )
+        low, high = int(bound.group(1)), bound.group(3)
+        if low > limits.MAX_REPEAT or (high and int(high) > limits.MAX_REPEAT):
+            return (
+                f"repetition counts above {limits.MAX_REPEAT} are an error in PostgreSQL (at position {position})",
+                position,
+            )
+        end = bound.end()
+    if pattern.startswith("?", end):  # lazy: same match/no-match on both sides
+        end += 1
+    if pattern.startswith("+", end):
+        return f"possessive quantifiers (like a++) at position {position} are not portable", position
+    return None, end
+
+
+# --- The parsed form: one tree for the complexity bound and the GLOB translation ------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Literal:
+    char: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AnyChar:
+    """``.``: any character, a newline included (PostgreSQL's ``~`` is not newline-sensitive)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CharClass:
+    ranges: tuple[tuple[str, str], ...]  # inclusive, by code point; a single character is (c, c)
+    negated: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Anchor:
+    kind: str  # "^" or "$"
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    alternatives: tuple[tuple[Node, ...], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeat:
+    node: Node
+    low: int
+    high: int | None  # None: unbounded
+
+
+Node = Literal | AnyChar | CharClass | Anchor | Group | Repeat
+
+
+class _Parser:
+    """Recursive descent over a pattern :func:`_scan_reason` accepted (so no error paths here)."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.position = 0
+
+    def alternatives(self) -> Group:
+        branches = [self.sequence()]
+        while self.pattern.startswith("|", self.position):
+            self.position += 1
+            branches.append(self.sequence())
+        return Group(tuple(branches))
+
+    def sequence(self) -> tuple[Node, ...]:
+        nodes: list[Node] = []
+        while self.position < len(self.pattern) and self.pattern[self.position] not in "|)":
+            nodes.append(self.quantified(self.atom()))
+        return tuple(nodes)
+
+    def atom(self) -> Node:
+        char = self.pattern[self.position]
+        if char == "(":
+            self.position += 3 if self.pattern.startswith("(?:", self.position) else 1
+            group = self.alternatives()
+            self.position += 1  # ")"
+            return group
+        if char == "[":
+            return self.char_class()
+        self.position += 2 if char == "\\" else 1
+        if char == "\\":
+            return Literal(self.pattern[self.position - 1])
+        if char == ".":
+            return AnyChar()
+        return Anchor(char) if char in "^$" else Literal(char)
+
+    def char_class(self) -> CharClass:
+        end = _class_end(self.pattern, self.position) - 1  # index of the closing ]
+        position = self.position + 1
+        negated = self.pattern.startswith("^", position)
+        position += negated
+        items: list[tuple[str, bool]] = []  # (character, written escaped)
+        while position < end:
+            escaped = self.pattern[position] == "\\"
+            position += escaped
+            items.append((self.pattern[position], escaped))
+            position += 1
+        self.position = end + 1
+        ranges: list[tuple[str, str]] = []
+        index = 0
+        while index < len(items):
+            if index + 2 < len(items) and items[index + 1] == ("-", False):
+                ranges.append((items[index][0], items[index + 2][0]))
+                index += 3
+            else:
+                ranges.append((items[index][0], items[index][0]))
+                index += 1
+        return CharClass(tuple(ranges), negated)
+
+    def quantified(self, node: Node) -> Node:
+        while self.position < len(self.pattern) and self.pattern[self.position] in "*+?{":
+            char = self.pattern[self.position]
+            if char == "{":
+                bound = _BOUND.match(self.pattern, self.position)
+                assert bound is not None  # the scan accepted it
+                low = int(bound.group(1))
+                high = low if bound.group(2) is None else (int(bound.group(3)) if bound.group(3) else None)
+                self.position = bound.end()
+            else:
+                low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[char]
+                self.position += 1
+            if self.pattern.startswith("?", self.position):  # lazy: same yes/no answer
+                self.position += 1
+            node = Repeat(node, low, high)
+        return node
+
+
+def parse(pattern: str) -> Group:
+    """The tree of a portable pattern (call :func:`is_portable_pattern` first)."""
+    return _Parser(pattern).alternatives()
+
+
+def expanded_size(node: Node) -> int:
+    """How many character positions the pattern unrolls to, each counted repeat copied out.
+
+    PostgreSQL compiles ``x{m,n}`` by copying ``x`` n times, optional copies with bypass arcs, so
+    its automaton grows with this number; past a limit it fails with "regular expression is too
+    complex", and compiling takes seconds well before. Measured on PostgreSQL 15 with thousands of
+    generated patterns: with repeats of empty-matching operands refused (:func:`nullable`), every
+    pattern of at most :data:`limits.MAX_PATTERN_SIZE` positions compiled in under 10 ms, while
+    e.g. ``(a?){0,250}`` seven times (5250) or ``a{0,255}`` a hundred times (51000) fail.
+    """
+    if isinstance(node, Group):
+        size = sum(sum(expanded_size(n) for n in branch) for branch in node.alternatives)
+        return size + (len(node.alternatives) if len(node.alternatives) > 1 else 0)
+    if isinstance(node, Repeat):
+        copies = node.high if node.high is not None else node.low + 1  # an unbounded tail counts once
+        return expanded_size(node.node) * max(copies, 1) + copies - node.low  # plus a bypass per optional copy
+    return 0 if isinstance(node, Anchor) else 1
+
+
+def nullable(node: Node) -> bool:
+    """Whether *node* can match the empty string."""
+    if isinstance(node, Group):
+        return any(all(nullable(n) for n in branch) for branch in node.alternatives)
+    if isinstance(node, Repeat):
+        return node.low == 0 or nullable(node.node)
+    return isinstance(node, Anchor)
+
+
+def _nullable_repeat(node: Node) -> Repeat | None:
+    """The first repeat whose operand can match the empty string, like ``(a?){0,50}`` or ``(a*)+``."""
+    if isinstance(node, Group):
+        children: tuple[Node, ...] = tuple(n for branch in node.alternatives for n in branch)
+    elif isinstance(node, Repeat):
+        if nullable(node.node) and not (node.low == 0 and node.high == 1):
+            return node
+        children = (node.node,)
+    else:
+        children = ()
+    return next((found for child in children if (found := _nullable_repeat(child)) is not None), None)
+
+
+# --- Checking and evaluating ---------------------------------------------------------------------
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.dot_nl = True  # PostgreSQL's '.' matches a newline too
+    options.never_capture = True
+    options.log_errors = False
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
+@functools.lru_cache(maxsize=1024)
+def is_portable_pattern(pattern: str) -> str | None:
+    """None when *pattern* is in the portable subset and compiles everywhere; otherwise the reason.
+
+    Everywhere means Python's re (the syntax), RE2 (the engine :func:`search` uses) and PostgreSQL,
+    whose limits are kept by bounding :func:`expanded_size` and refusing repeats of operands that
+    can match the empty string. ``\\d``, ``\\w`` and ``\\s`` are refused: they mean different
+    characters in each engine beyond ASCII, while ``[0-9]`` means the same everywhere.
+    """
+    return syntax_reason(pattern) or complexity_reason(pattern)
+
+
+def syntax_reason(pattern: str) -> str | None:
+    """Why *pattern* is outside the portable subset or does not compile (Python's re), or None."""
+    if len(pattern) > limits.MAX_PATTERN_LENGTH:
+        return f"it is {len(pattern)} characters long; at most {limits.MAX_PATTERN_LENGTH} are allowed"
+    if not pattern:
+        return "it is empty and would match everything; remove it"
+    if "\0" in pattern:
+        return "it contains a NUL character, which PostgreSQL cannot store"
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in pattern):
+        return "it contains a lone surrogate character (from an escape like \\ud800), which is not valid text"
+    reason = _scan_reason(pattern)
+    if reason:
+        return reason
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # FutureWarnings announce a change of meaning
+            re.compile(pattern)
+    except (re.error, Warning) as exc:
+        return f"it does not compile: {exc}"
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def complexity_reason(pattern: str) -> str | None:
+    """Why a syntactically portable *pattern* is too costly for PostgreSQL or RE2 to compile, or None."""
+    tree = parse(pattern)
+    if _nullable_repeat(tree) is not None:
+        return (
+            "it repeats something that can match the empty string (like (a?){0,50} or (a*)+); PostgreSQL "
+            "takes seconds to compile such patterns: repeat the non-optional part instead (a{0,50}, a*)"
+        )
+    size = expanded_size(tree)
+    if size > limits.MAX_PATTERN_SIZE:
+        return (
+            f"it unrolls to {size} character positions (each {{m,n}} copies what it repeats n times); "
+            "PostgreSQL refuses large ones as too complex and compiles them slowly before that, so at most "
+            f"{limits.MAX_PATTERN_SIZE} are allowed: "
+            "use smaller counts or fewer nested repeats"
+        )
+    try:
+        _compiled(pattern)
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        return f"it is too complex to evaluate in linear time ({detail}): use smaller counts or fewer nested repeats"
+    return None
+
+
+def _to_re2(pattern: str) -> str:
+    r"""PostgreSQL's ``$`` matches only at the very end: RE2's ``\z``."""
+    out: list[str] = []
+    position = 0
+    while position < len(pattern):
+        char = pattern[position]
+        if char == "\\":
+            out.append(pattern[position : position + 2])
+            position += 2
+        elif char == "[":
+            end = min(_class_end(pattern, position), len(pattern))
+            out.append(pattern[position:end])
+            position = end
+        else:
+            out.append(r"\z" if char == "$" else char)
+            position += 1
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re2._Regexp:
+    return re2.compile(_to_re2(pattern), _RE2_OPTIONS)
+
+
+def search(pattern: str, value: str) -> bool:
+    """``value ~ pattern`` as PostgreSQL evaluates it, for portable patterns, in linear time (RE2).
+
+    No pattern can make this backtrack: RE2 runs in time linear in the value. A lone surrogate in
+    *value* (which neither database can store) is matched as U+FFFD, one character like it.
+    Raises :class:`re2.error` for a pattern that does not compile (validation refuses those).
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in value)
+    return _compiled(pattern).search(value) is not None
+
+
+#: The name the engine and older callers use.
+portable_regex_search = search
+
+
+# --- SQLite GLOB -----------------------------------------------------------------------------------
+
+_GLOB_SPECIAL = frozenset("*?[")
+
+
+def to_glob(pattern: str) -> str | None:
+    """A SQLite GLOB expression true exactly when ``value ~ pattern`` is, or None if there is none.
+
+    Contract, for the SQLite dialect: ``value GLOB to_glob(p)`` equals ``search(p, value)`` for every
+    text value, for any portable *p* (:func:`is_portable_pattern` is None) where this returns a
+    string. GLOB matches the whole value, is case-sensitive (as regular expressions are here) and
+    compares code points, so a search for a match anywhere gets a leading and trailing ``*``
+    unless the pattern is anchored with ``^`` / ``$``. GLOB has no escape character: literal
+    ``*``, ``?`` and ``[`` are written as the classes ``[*]``, ``[?]`` and ``[[]``.
+
+    Translated: literal characters, ``.`` (GLOB ``?``), bracket classes, ``^`` at the very start,
+    ``$`` at the very end, non-capturing or plain groups without alternatives, ``.*``/``.+``/
+    ``.{m,}`` and exact counts ``{n}`` of anything translatable. None for alternatives, optional
+    or bounded-range repeats of other things (``[0-9]+``, ``a?``, ``x{1,3}``), and anchors
+    elsewhere; the caller then needs another way to enforce the pattern.
+    """
+    if is_portable_pattern(pattern) is not None:
+        return None
+    tree = parse(pattern)
+    if len(tree.alternatives) != 1:
+        return None
+    nodes = list(tree.alternatives[0])
+    start = bool(nodes) and nodes[0] == Anchor("^")
+    end = len(nodes) > start and nodes[-1] == Anchor("$")
+    body = _glob_sequence(nodes[int(start) : len(nodes) - int(end)])
+    if body is None:
+        return None
+    return ("" if start else "*") + body + ("" if end else "*")
+
+
+def _glob_sequence(nodes: list[Node] | tuple[Node, ...]) -> str | None:
+    parts: list[str] = []
+    for node in nodes:
+        part = _glob_node(node)
+        if part is None:
+            return None
+        parts.append(part)
+    glob = "".join(parts)
+    return glob if len(glob) <= limits.MAX_PATTERN_SIZE else None
+
+
+def _glob_node(node: Node) -> str | None:
+    if isinstance(node, Literal):
+        return f"[{node.char}]" if node.char in _GLOB_SPECIAL else node.char
+    if isinstance(node, AnyChar):
+        return "?"
+    if isinstance(node, CharClass):
+        return _glob_class(node)
+    if isinstance(node, Group):
+        return _glob_sequence(node.alternatives[0]) if len(node.alternatives) == 1 else None
+    if isinstance(node, Repeat):
+        if isinstance(node.node, AnyChar) and node.high is None:
+            return "?" * node.low + "*"
+        if node.high == node.low:
+            inner = _glob_node(node.node)
+            return None if inner is None else inner * node.low
+    return None  # an anchor inside the pattern, or a repeat GLOB cannot count
+
+
+def _glob_class(node: CharClass) -> str | None:
+    """A GLOB class; the characters GLOB treats specially inside one are placed where they are literal."""
+    if not node.negated and len(node.ranges) == 1 and node.ranges[0][0] == node.ranges[0][1]:
+        return _glob_node(Literal(node.ranges[0][0]))
+    if any(low != high and ({low, high} & {"]", "-", "^"}) for low, high in node.ranges):
+        return None
+    singles = {low for low, high in node.ranges if low == high}
+    ranges = "".join(f"{low}-{high}" for low, high in node.ranges if low != high)
+    others = "".join(sorted(singles - {"]", "-", "^"}))
+    body = ("]" if "]" in singles else "") + ranges + others
+    if "^" in singles:
+        if not body:
+            return None if node.negated else "^"
+        body += "^"
+    body += "-" if "-" in singles else ""
+    return "[" + ("^" if node.negated else "") + body + "]"

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from extschema import naming, planning, portable_regex, validation
-from extschema.dialects import sqlite_decimal
+from extschema import naming, planning, portable_regex
+from extschema.dialects import sqlite_decimal, sqlite_patterns
 from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass
 from extschema.planning import ColumnDef, TableDef
 from extschema.problems import Problem
@@ -83,7 +83,7 @@ class SqliteDialect(Dialect):
         # Not REGEXP: that is a function every client would have to register (the application's
         # driver, Prisma, ...), or each of its inserts fails. GLOB, length and substr are built in;
         # patterns they cannot express exactly stay unenforced here, and plan_warnings says so.
-        found = portable_regex.translate(pattern)
+        found = sqlite_patterns.translate(pattern)
         if found is None:
             return None
         conditions = [f"{quoted_column} GLOB {self.literal(found.glob)}"]
@@ -121,7 +121,7 @@ class SqliteDialect(Dialect):
                     "simplify the pattern",
                 )
                 for c in columns
-                if c.pattern is not None and portable_regex.translate(c.pattern) is None
+                if c.pattern is not None and sqlite_patterns.translate(c.pattern) is None
             )
         return found
 
@@ -286,4 +286,4 @@ def _regexp(pattern: str | None, value: Any) -> bool | None:
     # SQLite calls regexp(pattern, value) for "value REGEXP pattern"; NULL stays unknown as in SQL.
     if pattern is None or value is None:
         return None
-    return validation.portable_regex_search(pattern, str(value))
+    return portable_regex.search(pattern, str(value))

@@ -1,0 +1,80 @@
+"""Every rule a spec must follow, checked without I/O, every problem reported at once.
+
+Two entry points. :func:`structural_problems` turns pydantic's errors (wrong types, unknown or
+missing fields, closed sets) into located problems a person can act on. :func:`validate` checks
+a structurally valid spec against the rules that need the whole document: identifiers, reserved
+and duplicate names, type/option/default compatibility, portable regular expressions, enums,
+indexes, relationships and database limits. Both return problems in a deterministic order and
+never stop at the first one.
+
+One module per concern: :mod:`.context` (what a pass knows), :mod:`.structural` (pydantic
+errors), :mod:`.messages` (how values appear in messages), :mod:`.identifiers`, and one module
+per object kind (:mod:`.plugin`, :mod:`.enums`, :mod:`.tables`, :mod:`.fields`, :mod:`.defaults`,
+:mod:`.relationships`). Limits live in :mod:`extschema.limits`, regular expressions in
+:mod:`extschema.portable_regex`; both are re-exported here for existing callers.
+
+A Json field may have any JSON scalar as its default (string, number, boolean); the value is the
+JSON document itself, so ``default: "x"`` is the JSON string ``"x"``.
+"""
+
+from __future__ import annotations
+
+from extschema import model
+from extschema.limits import (
+    DEFAULT_PRECISION,
+    DEFAULT_SCALE,
+    DEFAULT_STRING_LENGTH,
+    INT_RANGES,
+    MAX_COLUMNS,
+    MAX_ENUM_LABEL_BYTES,
+    MAX_INDEX_FIELDS,
+    MAX_PATTERN_LENGTH,
+    MAX_PRECISION,
+    MAX_REPEAT,
+    MAX_VARCHAR_LENGTH,
+)
+from extschema.portable_regex import is_portable_pattern, portable_regex_search
+from extschema.problems import Problem
+from extschema.validation import context, enums, plugin, relationships, tables
+from extschema.validation.context import FK_FORBIDDEN_TYPES, NUMERIC_TYPES, TEXT_TYPES
+from extschema.validation.plugin import check_metadata as validate_metadata
+from extschema.validation.structural import structural_problems
+
+__all__ = [
+    "DEFAULT_PRECISION",
+    "DEFAULT_SCALE",
+    "DEFAULT_STRING_LENGTH",
+    "FK_FORBIDDEN_TYPES",
+    "INT_RANGES",
+    "MAX_COLUMNS",
+    "MAX_ENUM_LABEL_BYTES",
+    "MAX_INDEX_FIELDS",
+    "MAX_PATTERN_LENGTH",
+    "MAX_PRECISION",
+    "MAX_REPEAT",
+    "MAX_VARCHAR_LENGTH",
+    "NUMERIC_TYPES",
+    "TEXT_TYPES",
+    "is_portable_pattern",
+    "portable_regex_search",
+    "structural_problems",
+    "validate",
+    "validate_metadata",
+]
+
+
+def validate(spec: model.ExtensionSchemaSpec, path: str = "spec") -> list[Problem]:
+    """All semantic problems of *spec*, in document order of the checks."""
+    ctx = context.Context(spec, path)
+    plugin.check_plugin(ctx)
+    ctx.check_text(spec.description, ctx.at("description"))
+    ctx.claim_tables_and_enums()
+    for index, enum in enumerate(spec.enums):
+        enums.check_enum(ctx, enum, ctx.at(f"enums[{index}]"))
+    for index, table in enumerate(spec.tables):
+        tables.check_table(ctx, table, ctx.at(f"tables[{index}]"))
+    for index, rel in enumerate(spec.relationships):
+        relationships.check_relationship(ctx, rel, ctx.at(f"relationships[{index}]"))
+    relationships.check_foreign_keys(ctx)
+    relationships.check_join_tables(ctx)
+    return ctx.problems
