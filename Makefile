@@ -46,7 +46,7 @@ bench: install
 	$(PYTHON) bench/engine.py
 
 bench-operator: install
-	$(PYTHON) bench/operator.py
+	$(PYTHON) bench/operator_latency.py
 
 e2e: install
 	$(PYTHON) -m pytest -m k8s $(PYTEST_ARGS)

@@ -7,7 +7,7 @@
 
 Uses the cluster in ``KUBECONFIG`` when ``EXTSCHEMA_USE_EXISTING_CLUSTER=1``, else starts the local control
 plane (tests/controlplane); PostgreSQL from ``EXTSCHEMA_BENCH_DATABASE_URL``, else a throwaway server
-(tests/pgserver), else SQLite. ``python bench/operator.py [--small]`` (--small: 10/50/100, a smoke run).
+(tests/pgserver), else SQLite. ``python bench/operator_latency.py [--small]`` (--small: 10/50/100, a smoke run).
 """
 
 from __future__ import annotations
