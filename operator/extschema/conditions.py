@@ -12,11 +12,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from extschema import limits
 from extschema.problems import ProblemError
 
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
 CONDITION_TYPES = (READY, RECONCILING, STALLED)
-MAX_MESSAGE = 4096
+MAX_MESSAGE = limits.MAX_CONDITION_MESSAGE
 
 #: How a reason leaves the resource: ``ready`` (done), ``reconciling`` (will proceed by itself),
 #: ``stalled`` (waits for a person), ``idle`` (deliberately paused).

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from extschema import limits
+
 API_GROUP = "extschema.io"
 API_VERSION = f"{API_GROUP}/v1alpha1"
 KIND = "ExtensionSchema"
@@ -40,7 +42,9 @@ class ValidationRules(_Spec):
 
     min_length: int | None = Field(None, alias="minLength", description="Shortest allowed text (String, Text).")
     max_length: int | None = Field(
-        None, alias="maxLength", description="Longest allowed text (String, Text); String defaults to 255."
+        None,
+        alias="maxLength",
+        description=f"Longest allowed text (String, Text); String defaults to {limits.DEFAULT_STRING_LENGTH}.",
     )
     min: int | float | None = Field(None, description="Smallest allowed number (Int, BigInt, Float, Decimal).")
     max: int | float | None = Field(None, description="Largest allowed number (Int, BigInt, Float, Decimal).")
@@ -59,8 +63,14 @@ class FieldSpec(_Spec):
     unique: bool = Field(False, description="Adds a UNIQUE constraint on this column.")
     default: DefaultValue = Field(None, description="Constant default; must fit the type, enum and rules.")
     enum: str | None = Field(None, description="For type Enum: the name of an enum declared in spec.enums.")
-    precision: int | None = Field(None, description="For Decimal: total digits, 1..1000 (default 18).")
-    scale: int | None = Field(None, description="For Decimal: digits after the point, 0..precision (default 2).")
+    precision: int | None = Field(
+        None,
+        description=f"For Decimal: total digits, 1..{limits.MAX_PRECISION} (default {limits.DEFAULT_PRECISION}).",
+    )
+    scale: int | None = Field(
+        None,
+        description=f"For Decimal: digits after the point, 0..precision (default {limits.DEFAULT_SCALE}).",
+    )
     validation: ValidationRules | None = Field(None, description="Value rules enforced by the database.")
     description: str | None = Field(None, description="Free text for people; stored as a column comment.")
 
@@ -131,7 +141,8 @@ class ExtensionSchemaSpec(_Spec):
     """What a plugin asks of the database."""
 
     plugin_id: str = Field(
-        alias="pluginId", description="Stable plugin identifier: ^[a-z][a-z0-9_]*$, at most 40 characters."
+        alias="pluginId",
+        description=f"Stable plugin identifier: ^[a-z][a-z0-9_]*$, at most {limits.MAX_PLUGIN_ID_LENGTH} characters.",
     )
     version: str = Field(description="Semantic version of this schema, e.g. 1.2.0.")
     description: str | None = Field(None, description="Free text for people.")

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from extschema import naming, planning
+from extschema import limits, naming, planning
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.naming import PhysicalName
 from extschema.planning import ColumnDef, TableDef
@@ -168,7 +168,9 @@ class PostgresDialect(Dialect):
 
     def create_engine(self, url: sa.URL) -> sa.Engine:
         return sa.create_engine(
-            url.set(drivername="postgresql+psycopg"), pool_pre_ping=True, connect_args={"connect_timeout": 10}
+            url.set(drivername="postgresql+psycopg"),
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": limits.POSTGRESQL_CONNECT_TIMEOUT_S},
         )
 
     def bootstrap(self) -> list[str]:
