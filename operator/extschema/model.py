@@ -9,6 +9,7 @@ reported at once with a stable code.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, Literal
@@ -298,24 +299,10 @@ def resolve_relationships(spec: ExtensionSchemaSpec) -> tuple[list[ForeignKey], 
             name = rel.name or f"{rel.source}_{target.table}"
             left_col = f"{rel.source}_id"
             right_col = f"{target.table}_id" if target.table != rel.source else f"related_{rel.source}_id"
-            left = ForeignKey(
-                relationship=index,
-                table=name,
-                column=left_col,
-                references=own_source,
-                referenced_column=rel.source_field or "id",
-                on_delete=rel.on_delete,
-                required=True,
-            )
-            right = ForeignKey(
-                relationship=index,
-                table=name,
-                column=right_col,
-                references=target,
-                referenced_column=rel.target_field or "id",
-                on_delete=rel.on_delete,
-                required=True,
-            )
+            # Both sides of a join table: required FK columns of the same relationship.
+            side = functools.partial(ForeignKey, relationship=index, table=name, on_delete=rel.on_delete, required=True)
+            left = side(column=left_col, references=own_source, referenced_column=rel.source_field or "id")
+            right = side(column=right_col, references=target, referenced_column=rel.target_field or "id")
             joins.append(JoinTable(relationship=index, name=name, left=left, right=right))
             continue
         holder_table = spec.table(holder)

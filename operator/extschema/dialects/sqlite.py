@@ -166,16 +166,7 @@ class SqliteDialect(Dialect):
     def add_column(self, op: planning.AddColumn) -> list[str]:
         if not self._can_add_in_place(op.column):
             return self.rebuild(op.plugin_id, op.before, op.after)
-        column = op.column
-        table_ref = self.table_ref(op.plugin_id, op.after.name)
-        statements = [f"ALTER TABLE {table_ref} ADD COLUMN {self.column_ddl(op.plugin_id, op.after, column)}"]
-        # Unique fields become unique indexes (SQLite cannot ADD a UNIQUE column); FK columns get one too.
-        statements.extend(
-            self.create_index(op.plugin_id, op.after.name, index)
-            for index in op.after.column_indexes()
-            if index.columns == (column.name,)
-        )
-        return statements
+        return super().add_column(op)
 
     def drop_column(self, op: planning.DropColumn) -> list[str]:
         return self.rebuild(op.plugin_id, op.before, op.after)
