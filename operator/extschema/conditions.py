@@ -263,6 +263,6 @@ def outcome_of(error: ProblemError) -> Outcome:
     return Outcome(name, message)
 
 
-def backoff(retry: int, base: float = 1.0, cap: float = 60.0) -> float:
+def backoff(retry: int, base: float = 1.0, cap: float = limits.RETRY_BACKOFF_CAP_S) -> float:
     """Exponential backoff for retried reasons: 1, 2, 4 ... capped."""
     return float(min(cap, base * (2 ** min(retry, 16))))

@@ -128,7 +128,7 @@ def cleanup_waits(
         # Refused or failed in the database: a person must look; retry slowly.
         refused = Outcome(outcome.reason, f"cleanup failed: {outcome.message}")
         settle(body, patch, refused, stats, event="CleanupFailed")
-        delay = 60.0
+        delay = limits.STALLED_RETRY_S
     raise kopf.TemporaryError(outcome.message, delay=delay)
 
 
