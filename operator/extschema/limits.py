@@ -1,8 +1,10 @@
-"""The single source of the limits and defaults a spec is held to.
+"""The single source of the limits and defaults extschema holds to.
 
 Most numbers are PostgreSQL's own limits (a spec that passes validation must not fail there);
-the rest are extschema's defaults for options a spec may leave out. Pure data: this module
-imports nothing from extschema so every layer may use it.
+the rest are extschema's choices: defaults for options a spec may leave out, the bounds the CRD
+declares, the registry's column sizes, migration and connection timeouts, and the operator's
+pacing. Each number is named once here and read where it applies (modules that exported a name
+before keep it as an alias). Pure data: this module imports nothing, so every layer may use it.
 """
 
 from __future__ import annotations
