@@ -23,9 +23,10 @@ from extschema import __version__
 from extschema.problems import Kind, ProblemError, escape
 
 if TYPE_CHECKING:
+    from extschema.dialects import RenderedPlan
     from extschema.engine import ApplyResult, Engine
     from extschema.loading import Loaded
-    from extschema.reconcile import MigrationEvent, OnEvent
+    from extschema.reconcile import MigrationEvent, OnEvent, Planned
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
 #: Every kind of failure has its exit code (a test checks none is missing).
@@ -152,21 +153,7 @@ def plan(paths: Sequence[str], database: str | None, output: str) -> None:
         loaded = reconcile.prepare(engine, paths)
         planned = reconcile.plan_all(engine, loaded)
         if output == "json":
-            _emit_json(
-                {
-                    "ok": True,
-                    "plans": [
-                        {
-                            **_summary(p.loaded),
-                            "changes": p.plan.describe(),
-                            "sql": list(r.statements),
-                            "rollback": list(r.rollback),
-                            "warnings": [w.located(p.loaded.file).as_dict() for w in r.warnings],
-                        }
-                        for p, r in planned
-                    ],
-                }
-            )
+            _emit_json({"ok": True, "plans": [_plan_json(p, r) for p, r in planned]})
             return
         for p, rendered in planned:
             for warning in rendered.warnings:
@@ -179,6 +166,16 @@ def plan(paths: Sequence[str], database: str | None, output: str) -> None:
             for line in p.plan.describe():
                 click.echo(f"--   {escape(line)}")
             click.echo(_sql(rendered.script()))
+
+
+def _plan_json(planned: Planned, rendered: RenderedPlan) -> dict[str, Any]:
+    return {
+        **_summary(planned.loaded),
+        "changes": planned.plan.describe(),
+        "sql": list(rendered.statements),
+        "rollback": list(rendered.rollback),
+        "warnings": [w.located(planned.loaded.file).as_dict() for w in rendered.warnings],
+    }
 
 
 @main.command()
@@ -194,23 +191,19 @@ def apply(paths: Sequence[str], database: str | None, output: str) -> None:
         _print_results(results, output)
 
 
+def _result_json(result: ApplyResult) -> dict[str, Any]:
+    return {
+        "pluginId": result.plugin_id,
+        "changed": result.changed,
+        "migration": result.migration_id,
+        "changes": result.description,
+        "durationMs": result.duration_ms,
+    }
+
+
 def _print_results(results: Sequence[ApplyResult], output: str, verb: str = "executed") -> None:
     if output == "json":
-        _emit_json(
-            {
-                "ok": True,
-                "results": [
-                    {
-                        "pluginId": r.plugin_id,
-                        "changed": r.changed,
-                        "migration": r.migration_id,
-                        "changes": r.description,
-                        "durationMs": r.duration_ms,
-                    }
-                    for r in results
-                ],
-            }
-        )
+        _emit_json({"ok": True, "results": [_result_json(r) for r in results]})
         return
     for result in results:
         if not result.changed:

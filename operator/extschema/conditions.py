@@ -12,11 +12,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from extschema import limits
 from extschema.problems import ProblemError
 
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
 CONDITION_TYPES = (READY, RECONCILING, STALLED)
-MAX_MESSAGE = 4096
+MAX_MESSAGE = limits.MAX_CONDITION_MESSAGE
 
 #: How a reason leaves the resource: ``ready`` (done), ``reconciling`` (will proceed by itself),
 #: ``stalled`` (waits for a person), ``idle`` (deliberately paused).
@@ -262,6 +263,6 @@ def outcome_of(error: ProblemError) -> Outcome:
     return Outcome(name, message)
 
 
-def backoff(retry: int, base: float = 1.0, cap: float = 60.0) -> float:
+def backoff(retry: int, base: float = 1.0, cap: float = limits.RETRY_BACKOFF_CAP_S) -> float:
     """Exponential backoff for retried reasons: 1, 2, 4 ... capped."""
     return float(min(cap, base * (2 ** min(retry, 16))))

@@ -18,7 +18,7 @@ from typing import Any
 import pydantic
 import yaml
 
-from extschema import model, naming, status_model, validation
+from extschema import limits, model, naming, status_model
 
 GROUP = model.API_GROUP
 VERSION = "v1alpha1"
@@ -27,16 +27,7 @@ IDENTIFIER_PATTERN = naming.IDENTIFIER.pattern
 
 Schema = dict[str, Any]
 
-MAX_TABLES = 256
-MAX_FIELDS = 1024
-MAX_ENUMS = 256
-MAX_ENUM_VALUES = 1024
-MAX_RELATIONSHIPS = 512
-MAX_INDEXES = 128
-MAX_DEPENDS_ON = 64
-MAX_LOCALES = 64
-MAX_DESCRIPTION = 4096
-MAX_NAME = naming.MAX_IDENTIFIER_BYTES
+MAX_NAME = limits.MAX_IDENTIFIER_BYTES
 
 
 def _name(description: str | None = None) -> Schema:
@@ -46,12 +37,21 @@ def _name(description: str | None = None) -> Schema:
     return out
 
 
+def _object_name(description: str, pattern: str | None = None) -> Schema:
+    """A Kubernetes object name (or a Secret's key): at most 253 characters."""
+    out: Schema = {"type": "string", "minLength": 1, "maxLength": limits.MAX_RESOURCE_NAME_LENGTH}
+    if pattern:
+        out["pattern"] = pattern
+    out["description"] = description
+    return out
+
+
 # Extra keywords per node, by path ('[]' = list items, '{}' = map values). Applied after conversion.
 _EXTRA: dict[str, Schema] = {
     "": {"required": ["pluginId", "version"]},
     "pluginId": {
         "minLength": 1,
-        "maxLength": naming.MAX_PLUGIN_ID_LENGTH,
+        "maxLength": limits.MAX_PLUGIN_ID_LENGTH,
         "pattern": naming.PLUGIN_ID.pattern,
         "x-kubernetes-validations": [
             {
@@ -60,30 +60,30 @@ _EXTRA: dict[str, Schema] = {
             }
         ],
     },
-    "version": {"minLength": 1, "maxLength": 64},
-    "description": {"maxLength": MAX_DESCRIPTION},
-    "dependsOn": {"maxItems": MAX_DEPENDS_ON, "x-kubernetes-list-type": "set"},
+    "version": {"minLength": 1, "maxLength": limits.MAX_VERSION_LENGTH},
+    "description": {"maxLength": limits.MAX_DESCRIPTION_LENGTH},
+    "dependsOn": {"maxItems": limits.MAX_DEPENDS_ON, "x-kubernetes-list-type": "set"},
     "dependsOn[]": {
         "minLength": 1,
-        "maxLength": naming.MAX_PLUGIN_ID_LENGTH,
+        "maxLength": limits.MAX_PLUGIN_ID_LENGTH,
         "pattern": naming.PLUGIN_ID.pattern,
     },
-    "enums": {"maxItems": MAX_ENUMS, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    "enums": {"maxItems": limits.MAX_ENUMS, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     "enums[].name": _name(),
-    "enums[].values": {"minItems": 1, "maxItems": MAX_ENUM_VALUES, "x-kubernetes-list-type": "set"},
-    "enums[].values[]": {"minLength": 1, "maxLength": validation.MAX_ENUM_LABEL_BYTES},
-    "enums[].localization": {"maxProperties": MAX_LOCALES},
-    "enums[].localization{}": {"maxProperties": MAX_ENUM_VALUES},
-    "enums[].localization{}{}": {"maxLength": 1024},
+    "enums[].values": {"minItems": 1, "maxItems": limits.MAX_ENUM_VALUES, "x-kubernetes-list-type": "set"},
+    "enums[].values[]": {"minLength": 1, "maxLength": limits.MAX_ENUM_LABEL_BYTES},
+    "enums[].localization": {"maxProperties": limits.MAX_LOCALES},
+    "enums[].localization{}": {"maxProperties": limits.MAX_ENUM_VALUES},
+    "enums[].localization{}{}": {"maxLength": limits.MAX_LOCALIZED_LABEL_LENGTH},
     "tables": {
-        "maxItems": MAX_TABLES,
+        "maxItems": limits.MAX_TABLES,
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["name"],
     },
     "tables[].name": _name(),
-    "tables[].description": {"maxLength": MAX_DESCRIPTION},
+    "tables[].description": {"maxLength": limits.MAX_DESCRIPTION_LENGTH},
     "tables[].fields": {
-        "maxItems": MAX_FIELDS,
+        "maxItems": limits.MAX_FIELDS,
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["name"],
     },
@@ -91,8 +91,8 @@ _EXTRA: dict[str, Schema] = {
         "x-kubernetes-validations": [
             {
                 "rule": "self.type != 'Decimal' || !has(self.scale) || "
-                f"self.scale <= (has(self.precision) ? self.precision : {validation.DEFAULT_PRECISION})",
-                "message": "scale must not exceed precision (default 18)",
+                f"self.scale <= (has(self.precision) ? self.precision : {limits.DEFAULT_PRECISION})",
+                "message": f"scale must not exceed precision (default {limits.DEFAULT_PRECISION})",
                 "fieldPath": ".scale",
             },
             {
@@ -109,12 +109,12 @@ _EXTRA: dict[str, Schema] = {
     },
     "tables[].fields[].name": _name(),
     "tables[].fields[].enum": _name(),
-    "tables[].fields[].precision": {"minimum": 1, "maximum": validation.MAX_PRECISION},
-    "tables[].fields[].scale": {"minimum": 0, "maximum": validation.MAX_PRECISION},
-    "tables[].fields[].description": {"maxLength": MAX_DESCRIPTION},
+    "tables[].fields[].precision": {"minimum": 1, "maximum": limits.MAX_PRECISION},
+    "tables[].fields[].scale": {"minimum": 0, "maximum": limits.MAX_PRECISION},
+    "tables[].fields[].description": {"maxLength": limits.MAX_DESCRIPTION_LENGTH},
     "tables[].fields[].validation.minLength": {"minimum": 0},
-    "tables[].fields[].validation.maxLength": {"minimum": 1, "maximum": validation.MAX_VARCHAR_LENGTH},
-    "tables[].fields[].validation.pattern": {"maxLength": validation.MAX_PATTERN_LENGTH},
+    "tables[].fields[].validation.maxLength": {"minimum": 1, "maximum": limits.MAX_VARCHAR_LENGTH},
+    "tables[].fields[].validation.pattern": {"maxLength": limits.MAX_PATTERN_LENGTH},
     "tables[].fields[].validation": {
         "x-kubernetes-validations": [
             {
@@ -127,23 +127,23 @@ _EXTRA: dict[str, Schema] = {
             },
         ]
     },
-    "tables[].indexes": {"maxItems": MAX_INDEXES, "x-kubernetes-list-type": "atomic"},
+    "tables[].indexes": {"maxItems": limits.MAX_INDEXES, "x-kubernetes-list-type": "atomic"},
     "tables[].indexes[].fields": {
         "minItems": 1,
-        "maxItems": validation.MAX_INDEX_FIELDS,
+        "maxItems": limits.MAX_INDEX_FIELDS,
         "x-kubernetes-list-type": "atomic",
     },
     "tables[].indexes[].fields[]": _name(),
     "tables[].indexes[].name": _name(),
-    "tables[].uniqueConstraints": {"maxItems": MAX_INDEXES, "x-kubernetes-list-type": "atomic"},
+    "tables[].uniqueConstraints": {"maxItems": limits.MAX_INDEXES, "x-kubernetes-list-type": "atomic"},
     "tables[].uniqueConstraints[].fields": {
         "minItems": 1,
-        "maxItems": validation.MAX_INDEX_FIELDS,
+        "maxItems": limits.MAX_INDEX_FIELDS,
         "x-kubernetes-list-type": "atomic",
     },
     "tables[].uniqueConstraints[].fields[]": _name(),
     "tables[].uniqueConstraints[].name": _name(),
-    "relationships": {"maxItems": MAX_RELATIONSHIPS, "x-kubernetes-list-type": "atomic"},
+    "relationships": {"maxItems": limits.MAX_RELATIONSHIPS, "x-kubernetes-list-type": "atomic"},
     "relationships[].source": _name(),
     "relationships[].sourceField": _name(),
     "relationships[].target": {
@@ -246,13 +246,7 @@ def spec_schema() -> Schema:
         "description": "The DatabaseTarget (same namespace) to apply to; omitted: the operator's default database.",
         "required": ["name"],
         "properties": {
-            "name": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 253,
-                "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-                "description": "Name of a DatabaseTarget in this namespace.",
-            }
+            "name": _object_name("Name of a DatabaseTarget in this namespace.", r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
         },
     }
     schema["properties"]["suspend"] = {
@@ -382,27 +376,19 @@ def database_target_spec() -> Schema:
                 "description": "A key of a Secret in this namespace holding the URL (postgresql://user:pw@host/db).",
                 "required": ["name"],
                 "properties": {
-                    "name": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": 253,
-                        "description": "Secret name.",
-                    },
-                    "key": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": 253,
-                        "description": "Key in the Secret's data (default: url).",
-                    },
+                    "name": _object_name("Secret name."),
+                    "key": _object_name("Key in the Secret's data (default: url)."),
                 },
             },
             "lockTimeout": {
                 **duration,
-                "description": "How long a migration waits for a table lock (default 5s).",
+                "description": "How long a migration waits for a table lock "
+                f"(default {limits.DEFAULT_LOCK_TIMEOUT_MS // 1000}s).",
             },
             "statementTimeout": {
                 **duration,
-                "description": "Longest a migration statement may run (default 5m).",
+                "description": "Longest a migration statement may run "
+                f"(default {limits.DEFAULT_STATEMENT_TIMEOUT_MS // 60_000}m).",
             },
         },
         "x-kubernetes-validations": [

@@ -1,8 +1,10 @@
-"""The single source of the limits and defaults a spec is held to.
+"""The single source of the limits and defaults extschema holds to.
 
 Most numbers are PostgreSQL's own limits (a spec that passes validation must not fail there);
-the rest are extschema's defaults for options a spec may leave out. Pure data: this module
-imports nothing from extschema so every layer may use it.
+the rest are extschema's choices: defaults for options a spec may leave out, the bounds the CRD
+declares, the registry's column sizes, migration and connection timeouts, and the operator's
+pacing. Each number is named once here and read where it applies (modules that exported a name
+before keep it as an alias). Pure data: this module imports nothing, so every layer may use it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,66 @@ MAX_PATTERN_LENGTH = 1000
 MAX_PATTERN_SIZE = 2000  # positions a pattern unrolls to (portable_regex.expanded_size); measured on PostgreSQL 15
 MAX_REPEAT = 255  # PostgreSQL's RE_DUP_MAX: larger {m,n} bounds are an error there
 MAX_VARCHAR_LENGTH = 10_485_760  # PostgreSQL's varchar(n) limit
-DEFAULT_STRING_LENGTH = 255
-DEFAULT_PRECISION = 18
+DEFAULT_STRING_LENGTH = 255  # a String without maxLength: varchar(255), the common ORM default
+DEFAULT_PRECISION = 18  # a Decimal without precision: numeric(18, 2) holds any BigInt and cents
 DEFAULT_SCALE = 2
-MAX_PRECISION = 1000
-MAX_ENUM_LABEL_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
+MAX_PRECISION = 1000  # PostgreSQL's NUMERIC_MAX_PRECISION
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated
+MAX_ENUM_LABEL_BYTES = MAX_IDENTIFIER_BYTES  # an enum label is a PostgreSQL name too
 INT_RANGES = {"Int": (-(2**31), 2**31 - 1), "BigInt": (-(2**63), 2**63 - 1)}
-MAX_VERSION_LENGTH = 64  # spec.version; the registry column holds 256
+MAX_PLUGIN_ID_LENGTH = 40  # keeps "ext_<id>" schemas and SQLite's "ext_<id>__" table prefixes well inside 63 bytes
+MAX_VERSION_LENGTH = 64  # spec.version; the registry column holds REGISTRY_VERSION_LENGTH
 MAX_RESOURCE_NAME_LENGTH = 253  # metadata.name: a Kubernetes DNS-1123 subdomain
-MAX_NAMESPACE_LENGTH = 63  # metadata.namespace: a DNS-1123 label (owner "namespace/name" fits the registry's 512)
+MAX_NAMESPACE_LENGTH = 63  # metadata.namespace: a DNS-1123 label
+#: An owner is "namespace/name" in a cluster, "name" from files.
+MAX_OWNER_LENGTH = MAX_NAMESPACE_LENGTH + 1 + MAX_RESOURCE_NAME_LENGTH
 MAX_TIMEZONE_OFFSET_MINUTES = 15 * 60 + 59  # PostgreSQL refuses larger displacements ("+16:00")
+
+# Sizes of a spec's lists and texts, declared in the CRD so the API server refuses a runaway
+# resource before the operator reads it (and CEL rules stay within their cost budget).
+MAX_TABLES = 256
+MAX_FIELDS = 1024  # per table; MAX_COLUMNS still applies to the table's columns in the database
+MAX_ENUMS = 256
+MAX_ENUM_VALUES = 1024
+MAX_RELATIONSHIPS = 512
+MAX_INDEXES = 128  # per table, and as many unique constraints
+MAX_DEPENDS_ON = 64
+MAX_LOCALES = 64
+MAX_LOCALIZED_LABEL_LENGTH = 1024
+MAX_DESCRIPTION_LENGTH = 4096
+
+# Files the CLI and operator read.
+MAX_DOCUMENT_BYTES = 8 * 1024 * 1024  # far above any real spec; refuses a file that is not one
+#: Values that aliases may add to a document. An 8 MB spec without aliases has fewer values than
+#: this; with them a small file could otherwise expand to more than memory holds.
+MAX_ALIAS_EXPANSION = 100_000
+
+# Column sizes of the registry tables (engine.registry); tests/test_limits.py holds them to the bounds above.
+REGISTRY_PLUGIN_ID_LENGTH = 64  # >= MAX_PLUGIN_ID_LENGTH, with room to raise it
+REGISTRY_VERSION_LENGTH = 256  # >= MAX_VERSION_LENGTH
+REGISTRY_OWNER_LENGTH = 512  # >= MAX_OWNER_LENGTH
+REGISTRY_STATUS_LENGTH = 20  # the longest status or migration kind ("rolled_back", "unregister")
+UUID_LENGTH = 36  # a UUID as text: registry row ids, Uuid columns on SQLite
+REGISTRY_MIGRATION_ID_LENGTH = 64  # migration ids are a per-plugin counter ("0001")
+SHA256_HEX_LENGTH = 64  # a checksum as hex text
+
+# Migrations.
+DEFAULT_LOCK_TIMEOUT_MS = 5_000  # wait this long for a table lock, then fail instead of queueing behind others
+DEFAULT_STATEMENT_TIMEOUT_MS = 300_000  # no single migration statement runs longer than 5 minutes
+POSTGRESQL_CONNECT_TIMEOUT_S = 10  # an unreachable server is reported, not waited for
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long SQLite waits for another writer's lock before "database is locked"
+
+# The operator (controller.settings, controller.status, conditions).
+RECHECK_INTERVAL_S = 2.0  # between re-checks of waiting resources; $EXTSCHEMA_RECHECK_SECONDS overrides it
+RECHECK_FALLBACK_S = 60.0  # re-run a waiting resource at least this often (changes made outside the cluster)
+BLOCKED_RETRY_S = 5.0  # before retrying a deletion blocked by dependents
+DATABASE_THREADS = 16  # worker threads for blocking database calls
+RETRY_BACKOFF_CAP_S = 60.0  # retried reasons back off 1, 2, 4 ... seconds, never longer than this
+STALLED_RETRY_S = 60.0  # a cleanup the database refused is retried this slowly: a person must look
+TARGET_PING_INTERVAL_S = 60.0  # a DatabaseTarget's connection is re-checked this often
+KUBE_API_TIMEOUT_S = 30  # the operator's own API calls (reading a Secret) give up after this
+PARSED_SPECS_CACHE = 8192  # parsed specs the operator keeps, by (uid, generation)
+MAX_CONDITION_MESSAGE = 4096  # a condition's message is cut to this, so status stays readable
+MAX_EVENT_MESSAGE = 1024  # a Kubernetes event's message is cut to this
+MAX_STATUS_CHANGES = 4096  # lines of status.lastMigration.changes (declared in the CRD)
+MAX_STATUS_CHANGE_LENGTH = 1024  # characters of one such line

@@ -16,14 +16,12 @@ from typing import Any
 
 import yaml
 
-from extschema import model, validation
+from extschema import limits, model, validation
 from extschema.model import ExtensionSchema, ExtensionSchemaSpec
 from extschema.problems import Kind, Problem, ProblemError
 
-MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
-#: Values that aliases may add to a document. An 8 MB spec without aliases has fewer values than
-#: this; with them a small file could otherwise expand to more than memory holds.
-MAX_ALIAS_EXPANSION = 100_000
+MAX_DOCUMENT_BYTES = limits.MAX_DOCUMENT_BYTES
+MAX_ALIAS_EXPANSION = limits.MAX_ALIAS_EXPANSION
 
 #: Spec fields only the operator reads (which database, whether to pause).
 OPERATOR_SPEC_FIELDS = ("targetRef", "suspend")

@@ -9,12 +9,15 @@ reported at once with a stable code.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
+
+from extschema import limits
 
 API_GROUP = "extschema.io"
 API_VERSION = f"{API_GROUP}/v1alpha1"
@@ -40,7 +43,9 @@ class ValidationRules(_Spec):
 
     min_length: int | None = Field(None, alias="minLength", description="Shortest allowed text (String, Text).")
     max_length: int | None = Field(
-        None, alias="maxLength", description="Longest allowed text (String, Text); String defaults to 255."
+        None,
+        alias="maxLength",
+        description=f"Longest allowed text (String, Text); String defaults to {limits.DEFAULT_STRING_LENGTH}.",
     )
     min: int | float | None = Field(None, description="Smallest allowed number (Int, BigInt, Float, Decimal).")
     max: int | float | None = Field(None, description="Largest allowed number (Int, BigInt, Float, Decimal).")
@@ -59,8 +64,14 @@ class FieldSpec(_Spec):
     unique: bool = Field(False, description="Adds a UNIQUE constraint on this column.")
     default: DefaultValue = Field(None, description="Constant default; must fit the type, enum and rules.")
     enum: str | None = Field(None, description="For type Enum: the name of an enum declared in spec.enums.")
-    precision: int | None = Field(None, description="For Decimal: total digits, 1..1000 (default 18).")
-    scale: int | None = Field(None, description="For Decimal: digits after the point, 0..precision (default 2).")
+    precision: int | None = Field(
+        None,
+        description=f"For Decimal: total digits, 1..{limits.MAX_PRECISION} (default {limits.DEFAULT_PRECISION}).",
+    )
+    scale: int | None = Field(
+        None,
+        description=f"For Decimal: digits after the point, 0..precision (default {limits.DEFAULT_SCALE}).",
+    )
     validation: ValidationRules | None = Field(None, description="Value rules enforced by the database.")
     description: str | None = Field(None, description="Free text for people; stored as a column comment.")
 
@@ -131,7 +142,8 @@ class ExtensionSchemaSpec(_Spec):
     """What a plugin asks of the database."""
 
     plugin_id: str = Field(
-        alias="pluginId", description="Stable plugin identifier: ^[a-z][a-z0-9_]*$, at most 40 characters."
+        alias="pluginId",
+        description=f"Stable plugin identifier: ^[a-z][a-z0-9_]*$, at most {limits.MAX_PLUGIN_ID_LENGTH} characters.",
     )
     version: str = Field(description="Semantic version of this schema, e.g. 1.2.0.")
     description: str | None = Field(None, description="Free text for people.")
@@ -287,24 +299,10 @@ def resolve_relationships(spec: ExtensionSchemaSpec) -> tuple[list[ForeignKey], 
             name = rel.name or f"{rel.source}_{target.table}"
             left_col = f"{rel.source}_id"
             right_col = f"{target.table}_id" if target.table != rel.source else f"related_{rel.source}_id"
-            left = ForeignKey(
-                relationship=index,
-                table=name,
-                column=left_col,
-                references=own_source,
-                referenced_column=rel.source_field or "id",
-                on_delete=rel.on_delete,
-                required=True,
-            )
-            right = ForeignKey(
-                relationship=index,
-                table=name,
-                column=right_col,
-                references=target,
-                referenced_column=rel.target_field or "id",
-                on_delete=rel.on_delete,
-                required=True,
-            )
+            # Both sides of a join table: required FK columns of the same relationship.
+            side = functools.partial(ForeignKey, relationship=index, table=name, on_delete=rel.on_delete, required=True)
+            left = side(column=left_col, references=own_source, referenced_column=rel.source_field or "id")
+            right = side(column=right_col, references=target, referenced_column=rel.target_field or "id")
             joins.append(JoinTable(relationship=index, name=name, left=left, right=right))
             continue
         holder_table = spec.table(holder)

@@ -18,10 +18,12 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-MAX_IDENTIFIER_BYTES = 63
+from extschema import limits
+
+MAX_IDENTIFIER_BYTES = limits.MAX_IDENTIFIER_BYTES
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 PLUGIN_ID = re.compile(r"^[a-z][a-z0-9_]*$")
-MAX_PLUGIN_ID_LENGTH = 40
+MAX_PLUGIN_ID_LENGTH = limits.MAX_PLUGIN_ID_LENGTH
 RESERVED_PREFIXES = ("pg_", "sqlite_", "extschema")
 RESERVED_COLUMNS = frozenset({"id"})
 PLUGIN_SCHEMA_PREFIX = "ext_"

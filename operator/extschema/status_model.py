@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from extschema import limits
+
 #: A Kubernetes int64.
 Int64 = Annotated[int, WithJsonSchema({"type": "integer", "format": "int64"})]
 #: A timestamp as Kubernetes writes it (RFC 3339, seconds, UTC: ``2026-01-02T03:04:05Z``).
@@ -66,11 +68,15 @@ Conditions = Annotated[
 class LastMigration(_Status):
     """The latest migration the operator ran for this resource."""
 
-    id: str | None = Field(None, max_length=64, description="Migration id in the registry.")
-    version: str | None = Field(None, max_length=64, description="spec.version it applied.")
-    changes: list[Annotated[str, Field(max_length=1024, description="One change.")]] | None = Field(
+    id: str | None = Field(
+        None, max_length=limits.REGISTRY_MIGRATION_ID_LENGTH, description="Migration id in the registry."
+    )
+    version: str | None = Field(None, max_length=limits.MAX_VERSION_LENGTH, description="spec.version it applied.")
+    changes: (
+        list[Annotated[str, Field(max_length=limits.MAX_STATUS_CHANGE_LENGTH, description="One change.")]] | None
+    ) = Field(
         None,
-        max_length=4096,
+        max_length=limits.MAX_STATUS_CHANGES,
         description="What it changed, one line per operation.",
         json_schema_extra=_atomic(),
     )
@@ -85,13 +91,21 @@ class ExtensionSchemaStatus(_Status):
         None, alias="observedGeneration", description="The generation of the spec last reconciled."
     )
     applied_version: str | None = Field(
-        None, alias="appliedVersion", max_length=64, description="spec.version of the schema the database now matches."
+        None,
+        alias="appliedVersion",
+        max_length=limits.MAX_VERSION_LENGTH,
+        description="spec.version of the schema the database now matches.",
     )
     applied_checksum: str | None = Field(
-        None, alias="appliedChecksum", max_length=64, description="SHA-256 of the applied spec (canonical JSON)."
+        None,
+        alias="appliedChecksum",
+        max_length=limits.SHA256_HEX_LENGTH,
+        description="SHA-256 of the applied spec (canonical JSON).",
     )
     target: str | None = Field(
-        None, max_length=253, description="The DatabaseTarget applied to ('default': the operator's --database)."
+        None,
+        max_length=limits.MAX_RESOURCE_NAME_LENGTH,
+        description="The DatabaseTarget applied to ('default': the operator's --database).",
     )
     tables: list[Annotated[str, Field(max_length=256, description="A table name.")]] | None = Field(
         None,

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from extschema import conditions, conflicts, reconcile
+from extschema import conditions, conflicts, limits, reconcile
 from extschema.controller.targets import target_key
 from extschema.problems import ProblemError
 
@@ -36,7 +36,7 @@ class ClaimEntry:
 class ParsedSpecs:
     """Parsed specs by (uid, generation): the index and the reconcile parse each generation once."""
 
-    def __init__(self, limit: int = 8192) -> None:
+    def __init__(self, limit: int = limits.PARSED_SPECS_CACHE) -> None:
         self.limit = limit
         self._parsed: dict[tuple[str, int], reconcile.Loaded | None] = {}
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from extschema import reconcile
+from extschema import limits, reconcile
 from extschema.conditions import Outcome
 from extschema.controller import database, kubeapi
 from extschema.controller.claims import ClaimEntry, claim_of, peers_of
@@ -252,7 +252,14 @@ async def connect_target(body: kopf.Body, retry: int, **kwargs: Any) -> None:
     return await _connect(body, retry, **kwargs)
 
 
-@kopf.timer(GROUP, VERSION, TARGETS, id="ping", interval=60.0, initial_delay=60.0)
+@kopf.timer(
+    GROUP,
+    VERSION,
+    TARGETS,
+    id="ping",
+    interval=limits.TARGET_PING_INTERVAL_S,
+    initial_delay=limits.TARGET_PING_INTERVAL_S,
+)
 async def ping_target(body: kopf.Body, **kwargs: Any) -> None:
     """Re-check the connection every minute; a failure is reported, not retried (the next tick is the retry)."""
     kwargs.pop("retry", None)

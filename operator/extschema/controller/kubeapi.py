@@ -14,6 +14,7 @@ import logging
 import aiohttp
 import kopf
 
+from extschema import limits
 from extschema.conditions import Outcome
 from extschema.controller.settings import GROUP, RECHECK_ANNOTATION, SCHEMAS, VERSION
 from extschema.controller.status import Settle, now
@@ -71,7 +72,7 @@ class KubeApi:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=info.as_ssl_context()),
                 headers=info.as_http_headers(),
-                timeout=aiohttp.ClientTimeout(total=30),
+                timeout=aiohttp.ClientTimeout(total=limits.KUBE_API_TIMEOUT_S),
             )
         return self._session
 

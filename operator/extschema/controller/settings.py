@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from extschema import limits
+
 GROUP = "extschema.io"
 VERSION = "v1alpha1"
 SCHEMAS = "extensionschemas"
@@ -29,12 +31,12 @@ class Settings:
 
     default_database: str | None = None
     #: Seconds between re-checks of waiting resources (cheap: in-memory unless something changed).
-    recheck_interval: float = 2.0
+    recheck_interval: float = limits.RECHECK_INTERVAL_S
     #: Re-run a waiting resource at least this often, for changes made outside this cluster.
-    recheck_fallback: float = 60.0
+    recheck_fallback: float = limits.RECHECK_FALLBACK_S
     #: Delay before retrying a deletion blocked by dependents.
-    blocked_retry: float = 5.0
-    database_threads: int = 16
+    blocked_retry: float = limits.BLOCKED_RETRY_S
+    database_threads: int = limits.DATABASE_THREADS
     #: Connections kopf may open to the API server (0: unlimited, kopf's default). Each TLS connection
     #: costs ~300 kB (asyncio's 256 kB read buffer alone); unlimited, a burst of changes opens hundreds.
     #: Must leave room for the long-lived watch streams: ``extschema run`` sets it from the namespaces.
@@ -48,7 +50,7 @@ class Settings:
         env = os.environ if environ is None else environ
         settings = cls(
             default_database=default_database or env.get("EXTSCHEMA_DATABASE_URL") or None,
-            recheck_interval=float(env.get("EXTSCHEMA_RECHECK_SECONDS", "2")),
+            recheck_interval=float(env.get("EXTSCHEMA_RECHECK_SECONDS", limits.RECHECK_INTERVAL_S)),
         )
         for key, value in options.items():
             if not hasattr(settings, key):

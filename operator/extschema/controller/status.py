@@ -16,14 +16,14 @@ from typing import Any, NoReturn
 
 import kopf
 
-from extschema import conditions
+from extschema import conditions, limits
 from extschema.conditions import Outcome
 from extschema.problems import ProblemError
 from extschema.status_model import ExtensionSchemaStatus, LastMigration
 
 #: Bounds of status.lastMigration.changes in the CRD (see extschema.status_model).
-MAX_CHANGES = 4096
-MAX_CHANGE = 1024
+MAX_CHANGES = limits.MAX_STATUS_CHANGES
+MAX_CHANGE = limits.MAX_STATUS_CHANGE_LENGTH
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -86,7 +86,7 @@ def settle(
             body,
             type="Normal" if normal else "Warning",
             reason=event or outcome.reason,
-            message=outcome.message[:1024],
+            message=outcome.message[: limits.MAX_EVENT_MESSAGE],
         )
     if outcome.phase == "ready":
         stats.last_success = now()
@@ -128,7 +128,7 @@ def cleanup_waits(
         # Refused or failed in the database: a person must look; retry slowly.
         refused = Outcome(outcome.reason, f"cleanup failed: {outcome.message}")
         settle(body, patch, refused, stats, event="CleanupFailed")
-        delay = 60.0
+        delay = limits.STALLED_RETRY_S
     raise kopf.TemporaryError(outcome.message, delay=delay)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from extschema import limits
 from extschema.conditions import Outcome
 from extschema.controller.kubeapi import KubeApi
 from extschema.controller.settings import DEFAULT_TARGET
@@ -26,8 +27,8 @@ class Target:
     key: str  # "default" or "namespace/name": claims conflict only within one target
     label: str  # what status.target shows
     url: str = dataclasses.field(repr=False)  # may hold a password: never logged
-    lock_timeout_ms: int = 5_000
-    statement_timeout_ms: int = 300_000
+    lock_timeout_ms: int = limits.DEFAULT_LOCK_TIMEOUT_MS
+    statement_timeout_ms: int = limits.DEFAULT_STATEMENT_TIMEOUT_MS
 
 
 _DURATION = re.compile(r"^([0-9]+)(ms|s|m)$")
@@ -56,8 +57,8 @@ async def target_from_spec(api: KubeApi, namespace: str, name: str, spec: Mappin
         key=f"{namespace}/{name}",
         label=name,
         url=url,
-        lock_timeout_ms=duration_ms(spec.get("lockTimeout"), 5_000),
-        statement_timeout_ms=duration_ms(spec.get("statementTimeout"), 300_000),
+        lock_timeout_ms=duration_ms(spec.get("lockTimeout"), limits.DEFAULT_LOCK_TIMEOUT_MS),
+        statement_timeout_ms=duration_ms(spec.get("statementTimeout"), limits.DEFAULT_STATEMENT_TIMEOUT_MS),
     )
 
 

@@ -146,7 +146,22 @@ class Dialect:
         raise NotImplementedError
 
     def add_column(self, op: planning.AddColumn) -> list[str]:
-        raise NotImplementedError
+        """``ALTER TABLE ... ADD COLUMN``, the column's comment, and the column's own indexes."""
+        column = op.column
+        table_ref = self.table_ref(op.plugin_id, op.after.name)
+        statements = [f"ALTER TABLE {table_ref} ADD COLUMN {self.column_ddl(op.plugin_id, op.after, column)}"]
+        statements.extend(self.column_comments(table_ref, [column]))
+        # Unique fields become unique indexes (SQLite cannot ADD a UNIQUE column); FK columns get one too.
+        statements.extend(
+            self.create_index(op.plugin_id, op.after.name, index)
+            for index in op.after.column_indexes()
+            if index.columns == (column.name,)
+        )
+        return statements
+
+    def column_comments(self, table_ref: str, columns: Sequence[ColumnDef]) -> list[str]:
+        """Statements storing the columns' descriptions, where the database keeps comments."""
+        return []
 
     def drop_column(self, op: planning.DropColumn) -> list[str]:
         raise NotImplementedError
@@ -418,28 +433,22 @@ class Dialect:
 
     def logical_type(self, sql_type: sa.types.TypeEngine[Any]) -> FieldType | None:
         """What a reflected core column's type is, in extschema's terms (for FK type checks)."""
-        match sql_type:
-            case sa.BigInteger():
-                return "BigInt"
-            case sa.Integer():
-                return "Int"
-            case sa.Uuid():
-                return "Uuid"
-            case sa.Numeric() if not isinstance(sql_type, sa.Float):
-                return "Decimal"
-            case sa.Float():
-                return "Float"
-            case sa.Boolean():
-                return "Boolean"
-            case sa.DateTime():
-                return "DateTime"
-            case sa.Date():
-                return "Date"
-            case sa.Text():
-                return "Text"
-            case sa.String():
-                return "String"
-        return None
+        return next((name for kind, name in _LOGICAL_TYPES if isinstance(sql_type, kind)), None)
 
+
+#: Reflected SQLAlchemy types in extschema's terms, subclasses before their bases (a BigInteger is an
+#: Integer, a Float a Numeric, a Text a String): the first that matches wins.
+_LOGICAL_TYPES: tuple[tuple[type[sa.types.TypeEngine[Any]], FieldType], ...] = (
+    (sa.BigInteger, "BigInt"),
+    (sa.Integer, "Int"),
+    (sa.Uuid, "Uuid"),
+    (sa.Float, "Float"),
+    (sa.Numeric, "Decimal"),
+    (sa.Boolean, "Boolean"),
+    (sa.DateTime, "DateTime"),
+    (sa.Date, "Date"),
+    (sa.Text, "Text"),
+    (sa.String, "String"),
+)
 
 _ON_DELETE = {"Restrict": "RESTRICT", "Cascade": "CASCADE", "SetNull": "SET NULL"}

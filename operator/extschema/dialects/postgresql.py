@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from extschema import naming, planning
+from extschema import limits, naming, planning
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.naming import PhysicalName
 from extschema.planning import ColumnDef, TableDef
@@ -99,25 +99,15 @@ class PostgresDialect(Dialect):
         table_ref = self.table_ref(plugin_id, table.name)
         if table.description is not None:
             statements.append(f"COMMENT ON TABLE {table_ref} IS {self.literal(table.description)}")
-        statements.extend(self.column_comment(table_ref, c) for c in table.columns if c.description is not None)
+        statements.extend(self.column_comments(table_ref, table.columns))
         return statements
 
-    def column_comment(self, table_ref: str, column: ColumnDef) -> str:
-        return f"COMMENT ON COLUMN {table_ref}.{self.quote(column.name)} IS {self.literal(column.description)}"
-
-    def add_column(self, op: planning.AddColumn) -> list[str]:
-        column = op.column
-        table_ref = self.table_ref(op.plugin_id, op.after.name)
-        statements = [f"ALTER TABLE {table_ref} ADD COLUMN {self.column_ddl(op.plugin_id, op.after, column)}"]
-        if column.description is not None:
-            statements.append(self.column_comment(table_ref, column))
-        # Unique fields become unique indexes (SQLite cannot ADD a UNIQUE column); FK columns get one too.
-        statements.extend(
-            self.create_index(op.plugin_id, op.after.name, index)
-            for index in op.after.column_indexes()
-            if index.columns == (column.name,)
-        )
-        return statements
+    def column_comments(self, table_ref: str, columns: Sequence[ColumnDef]) -> list[str]:
+        return [
+            f"COMMENT ON COLUMN {table_ref}.{self.quote(c.name)} IS {self.literal(c.description)}"
+            for c in columns
+            if c.description is not None
+        ]
 
     def drop_column(self, op: planning.DropColumn) -> list[str]:
         # Indexes and constraints on the column go with it.
@@ -168,7 +158,9 @@ class PostgresDialect(Dialect):
 
     def create_engine(self, url: sa.URL) -> sa.Engine:
         return sa.create_engine(
-            url.set(drivername="postgresql+psycopg"), pool_pre_ping=True, connect_args={"connect_timeout": 10}
+            url.set(drivername="postgresql+psycopg"),
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": limits.POSTGRESQL_CONNECT_TIMEOUT_S},
         )
 
     def bootstrap(self) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from extschema import naming, planning, portable_regex
+from extschema import limits, naming, planning, portable_regex
 from extschema.dialects import sqlite_decimal, sqlite_patterns
 from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass
 from extschema.planning import ColumnDef, TableDef
@@ -61,7 +61,7 @@ class SqliteDialect(Dialect):
             assert column.precision is not None and column.scale is not None
             conditions.append(sqlite_decimal.well_formed(quoted, column.precision, column.scale))
         if column.type == "Uuid":
-            conditions.append(f"length({quoted}) = 36")
+            conditions.append(f"length({quoted}) = {limits.UUID_LENGTH}")
         if column.type == "String":
             conditions.append(f"length({quoted}) <= {column.string_length}")
         if column.enum is not None:
@@ -136,7 +136,7 @@ class SqliteDialect(Dialect):
             case "Json" | "Decimal":
                 return sa.Text()  # TEXT affinity: stored as written (see _STORAGE_CLASSES)
             case "Uuid":
-                return sa.String(36)
+                return sa.String(limits.UUID_LENGTH)
             case "Enum":
                 assert column.enum is not None
                 return sa.String(max(len(v) for v in column.enum.values))
@@ -166,16 +166,7 @@ class SqliteDialect(Dialect):
     def add_column(self, op: planning.AddColumn) -> list[str]:
         if not self._can_add_in_place(op.column):
             return self.rebuild(op.plugin_id, op.before, op.after)
-        column = op.column
-        table_ref = self.table_ref(op.plugin_id, op.after.name)
-        statements = [f"ALTER TABLE {table_ref} ADD COLUMN {self.column_ddl(op.plugin_id, op.after, column)}"]
-        # Unique fields become unique indexes (SQLite cannot ADD a UNIQUE column); FK columns get one too.
-        statements.extend(
-            self.create_index(op.plugin_id, op.after.name, index)
-            for index in op.after.column_indexes()
-            if index.columns == (column.name,)
-        )
-        return statements
+        return super().add_column(op)
 
     def drop_column(self, op: planning.DropColumn) -> list[str]:
         return self.rebuild(op.plugin_id, op.before, op.after)
@@ -223,7 +214,9 @@ class SqliteDialect(Dialect):
         return None
 
     def create_engine(self, url: sa.URL) -> sa.Engine:
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"timeout": 30})
+        engine = sa.create_engine(
+            url, poolclass=sa.pool.NullPool, connect_args={"timeout": limits.SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
         sa.event.listen(engine, "connect", self._on_connect)
         sa.event.listen(engine, "begin", _begin)
         return engine
@@ -264,7 +257,7 @@ class SqliteDialect(Dialect):
         )
 
     def session_setup(self) -> list[str]:
-        return ["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 30000"]
+        return ["PRAGMA foreign_keys = ON", f"PRAGMA busy_timeout = {limits.SQLITE_BUSY_TIMEOUT_MS}"]
 
     def classify(self, error: BaseException) -> ErrorClass:
         original = getattr(error, "orig", error)

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from extschema import model, planning
+from extschema import limits, model, planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog
 from extschema.engine.connection import Database
@@ -34,8 +34,8 @@ from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.planning import Plan
 from extschema.problems import ProblemError
 
-DEFAULT_LOCK_TIMEOUT_MS = 5_000
-DEFAULT_STATEMENT_TIMEOUT_MS = 300_000
+DEFAULT_LOCK_TIMEOUT_MS = limits.DEFAULT_LOCK_TIMEOUT_MS
+DEFAULT_STATEMENT_TIMEOUT_MS = limits.DEFAULT_STATEMENT_TIMEOUT_MS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ import pydantic
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from extschema import limits
 from extschema.dialects import RenderedPlan
 from extschema.engine.connection import Database
 from extschema.model import ExtensionSchemaSpec
@@ -39,8 +40,14 @@ _UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, pydantic.Validat
 def _keys(unique: bool) -> tuple[sa.Column[str], sa.Column[str]]:
     """The row id and the plugin id every registry table starts with (one row per plugin, or indexed)."""
     return (
-        sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("plugin_id", sa.String(64), nullable=False, unique=unique or None, index=not unique or None),
+        sa.Column("id", sa.String(limits.UUID_LENGTH), primary_key=True),
+        sa.Column(
+            "plugin_id",
+            sa.String(limits.REGISTRY_PLUGIN_ID_LENGTH),
+            nullable=False,
+            unique=unique or None,
+            index=not unique or None,
+        ),
     )
 
 
@@ -52,11 +59,11 @@ def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Ta
         metadata,
         # UNIQUE is the final guard against two owners of one plugin (two clusters, one database).
         *_keys(unique=True),
-        sa.Column("owner", sa.String(512), nullable=False),
-        sa.Column("version", sa.String(256), nullable=False),
+        sa.Column("owner", sa.String(limits.REGISTRY_OWNER_LENGTH), nullable=False),
+        sa.Column("version", sa.String(limits.REGISTRY_VERSION_LENGTH), nullable=False),
         sa.Column("schema_definition", sa.JSON, nullable=False),
-        sa.Column("checksum", sa.String(64), nullable=False),
-        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("checksum", sa.String(limits.SHA256_HEX_LENGTH), nullable=False),
+        sa.Column("status", sa.String(limits.REGISTRY_STATUS_LENGTH), nullable=False),
         sa.Column("error_message", sa.Text),
         sa.Column("tables", sa.JSON, nullable=False),
         sa.Column("registered_at", timestamp, nullable=False),
@@ -70,10 +77,11 @@ def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Ta
         "extension_migrations",
         metadata,
         *_keys(unique=False),
-        sa.Column("migration_id", sa.String(64), nullable=False),
-        sa.Column("kind", sa.String(20), nullable=False),  # apply | rollback | delete | unregister
-        sa.Column("owner", sa.String(512), nullable=False),
-        sa.Column("version", sa.String(256), nullable=False),
+        sa.Column("migration_id", sa.String(limits.REGISTRY_MIGRATION_ID_LENGTH), nullable=False),
+        # apply | rollback | delete | unregister
+        sa.Column("kind", sa.String(limits.REGISTRY_STATUS_LENGTH), nullable=False),
+        sa.Column("owner", sa.String(limits.REGISTRY_OWNER_LENGTH), nullable=False),
+        sa.Column("version", sa.String(limits.REGISTRY_VERSION_LENGTH), nullable=False),
         sa.Column("schema_definition", sa.JSON),
         sa.Column("description", sa.JSON, nullable=False),
         sa.Column("migration_sql", sa.Text, nullable=False),
@@ -81,9 +89,9 @@ def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Ta
         sa.Column("statements", sa.JSON, nullable=False),
         sa.Column("rollback_statements", sa.JSON, nullable=False),
         sa.Column("foreign_keys_off", sa.Boolean, nullable=False),
-        sa.Column("checksum_schema", sa.String(64)),
-        sa.Column("checksum_sql", sa.String(64), nullable=False),
-        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("checksum_schema", sa.String(limits.SHA256_HEX_LENGTH)),
+        sa.Column("checksum_sql", sa.String(limits.SHA256_HEX_LENGTH), nullable=False),
+        sa.Column("status", sa.String(limits.REGISTRY_STATUS_LENGTH), nullable=False),
         sa.Column("execution_start", timestamp),
         sa.Column("execution_end", timestamp),
         sa.Column("duration_ms", sa.Integer),

@@ -9,6 +9,7 @@ happened in words; the policy adds why it is refused and what to do instead.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from extschema.model import EnumSpec
 from extschema.planning.ops import Op
@@ -22,13 +23,22 @@ class Change:
     path: str
     ops: tuple[Op, ...] = ()
 
-    def describe(self) -> str:
+    #: What happened to :meth:`subject`, for the kinds described as "<subject> was <event>".
+    EVENT: ClassVar[str] = ""
+
+    def subject(self) -> str:
         raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.subject()} was {self.EVENT}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _OfEnum(Change):
     enum: EnumSpec
+
+    def subject(self) -> str:
+        return f"enum {self.enum.name!r}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -41,11 +51,17 @@ class _OfEnumValues(Change):
 class _OfTable(Change):
     table: TableDef
 
+    def subject(self) -> str:
+        return f"table {self.table.name!r}"
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _OfColumn(Change):
     table: str
     column: ColumnDef
+
+    def subject(self) -> str:
+        return f"field {self.table}.{self.column.name}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -54,7 +70,7 @@ class _OfIndex(Change):
     index: IndexDef
     label: str  # the spec's list: indexes or uniqueConstraints
 
-    def entry(self) -> str:
+    def subject(self) -> str:
         return f"{self.label} entry on ({', '.join(self.index.columns)}) of {self.table}"
 
 
@@ -62,8 +78,7 @@ class _OfIndex(Change):
 
 
 class EnumAdded(_OfEnum):
-    def describe(self) -> str:
-        return f"enum {self.enum.name!r} was added"
+    EVENT = "added"
 
 
 class EnumValuesAdded(_OfEnumValues):
@@ -73,26 +88,22 @@ class EnumValuesAdded(_OfEnumValues):
 
 
 class TableAdded(_OfTable):
-    def describe(self) -> str:
-        return f"table {self.table.name!r} was added"
+    EVENT = "added"
 
 
 class ColumnAdded(_OfColumn):
-    def describe(self) -> str:
-        return f"field {self.table}.{self.column.name} was added"
+    EVENT = "added"
 
 
 class IndexAdded(_OfIndex):
-    def describe(self) -> str:
-        return f"{self.entry()} was added"
+    EVENT = "added"
 
 
 # --- not additive ------------------------------------------------------------------------------
 
 
 class EnumRemoved(_OfEnum):
-    def describe(self) -> str:
-        return f"enum {self.enum.name!r} was removed"
+    EVENT = "removed"
 
 
 class EnumValuesChanged(_OfEnumValues):
@@ -106,13 +117,11 @@ class EnumValuesChanged(_OfEnumValues):
 
 
 class TableRemoved(_OfTable):
-    def describe(self) -> str:
-        return f"table {self.table.name!r} was removed"
+    EVENT = "removed"
 
 
 class ColumnRemoved(_OfColumn):
-    def describe(self) -> str:
-        return f"field {self.table}.{self.column.name} was removed"
+    EVENT = "removed"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -136,13 +145,10 @@ class RequiredColumnAdded(_OfColumn):
     """A new NOT NULL column without a default: existing rows would have no value."""
 
     def describe(self) -> str:
-        return (
-            f"new required field {self.table}.{self.column.name} has no default, so existing rows would have no value"
-        )
+        return f"new required {self.subject()} has no default, so existing rows would have no value"
 
 
 class IndexRemoved(_OfIndex):
     """An index or unique constraint removed — or changed, which is the old one removed."""
 
-    def describe(self) -> str:
-        return f"{self.entry()} was removed or changed"
+    EVENT = "removed or changed"

@@ -19,13 +19,13 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from extschema import model
+from extschema import limits, model
 from extschema.model import EnumSpec, ExtensionSchemaSpec, FieldType, ForeignKey, JoinTable, TargetRef
 from extschema.problems import ProblemError
 
 #: The type of every surrogate key.
 ID_TYPE: FieldType = "BigInt"
-DEFAULT_STRING_LENGTH = 255
+DEFAULT_STRING_LENGTH = limits.DEFAULT_STRING_LENGTH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,8 +271,8 @@ def _column(field: model.FieldSpec, enums: Mapping[str, EnumSpec]) -> ColumnDef:
         unique=field.unique,
         default=field.default,
         enum=enums.get(field.enum) if field.type == "Enum" and field.enum else None,
-        precision=(field.precision or 18) if field.type == "Decimal" else None,
-        scale=(field.scale if field.scale is not None else 2) if field.type == "Decimal" else None,
+        precision=(field.precision or limits.DEFAULT_PRECISION) if field.type == "Decimal" else None,
+        scale=(limits.DEFAULT_SCALE if field.scale is None else field.scale) if field.type == "Decimal" else None,
         min_length=rules.min_length,
         max_length=rules.max_length,
         min=rules.min,
