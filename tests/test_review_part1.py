@@ -1,0 +1,72 @@
+"""Defects an adversarial re-check of issue 7's Part 1 found after the fixes, through the real CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import execute, ext_table, run, tables, write_schema
+
+SHOP = """
+pluginId: shop
+version: 1.0.0
+enums:
+  - {name: state, values: [new, done]}
+tables:
+  - name: order
+    fields:
+      - {name: title, type: String}
+      - {name: state, type: Enum, enum: state}
+  - name: line
+    fields: [{name: qty, type: Int}]
+"""
+
+
+def _drop_everything_by_hand(url: str) -> None:
+    """What a DBA cleaning up by hand does: the plugin's whole namespace goes (on SQLite: every table)."""
+    if url.startswith("sqlite"):
+        for table in ("order", "line"):
+            execute(url, f"DROP TABLE {ext_table(url, 'shop', table)}")
+    else:
+        execute(url, 'DROP SCHEMA "ext_shop" CASCADE')
+
+
+def _drop_the_enum_by_hand(url: str) -> None:
+    """DROP TYPE ... CASCADE also drops the columns using it (SQLite has no enum types: the column goes)."""
+    if url.startswith("sqlite"):
+        execute(url, f"ALTER TABLE {ext_table(url, 'shop', 'order')} DROP COLUMN state")
+    else:
+        execute(url, 'DROP TYPE "ext_shop"."state" CASCADE')
+
+
+def _add_an_enum_column_by_hand(url: str) -> None:
+    """A column of the plugin's enum type on a table whose spec has none: its backup must not keep the type."""
+    kind = "TEXT" if url.startswith("sqlite") else '"ext_shop"."state"'
+    execute(url, f"ALTER TABLE {ext_table(url, 'shop', 'line')} ADD COLUMN st {kind}")
+    execute(url, f"INSERT INTO {ext_table(url, 'shop', 'line')} (qty, st) VALUES (1, 'done')")
+
+
+@pytest.mark.parametrize(
+    "by_hand",
+    [_drop_everything_by_hand, _drop_the_enum_by_hand, _add_an_enum_column_by_hand],
+    ids=["namespace", "enum", "added-enum-column"],
+)
+def test_delete_completes_when_the_plugins_namespace_or_enum_was_dropped_by_hand(
+    db_url: str, tmp_path: Path, by_hand: Callable[[str], None]
+) -> None:
+    assert run("apply", str(write_schema(tmp_path, "shop", SHOP)), "-d", db_url).exit_code == 0
+    by_hand(db_url)
+    outcome = run("delete", "shop", "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert run("status", "-d", db_url).stdout.strip() == "no plugins registered"
+    assert not any("ext_shop" in t for t in tables(db_url))
+    if not db_url.startswith("sqlite"):
+        assert execute(db_url, "SELECT count(*) FROM pg_namespace WHERE nspname = 'ext_shop'") == [(0,)]
+    if by_hand is _add_an_enum_column_by_hand:
+        (backup,) = [t for t in tables(db_url) if "shop__line" in t]
+        quoted = ".".join(f'"{part}"' for part in backup.split("."))
+        assert execute(db_url, f"SELECT qty, st FROM {quoted}") == [(1, "done")]
+    # The plugin can be installed again from scratch.
+    assert run("apply", str(write_schema(tmp_path, "shop", SHOP)), "-d", db_url).exit_code == 0
