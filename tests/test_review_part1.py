@@ -70,3 +70,35 @@ def test_delete_completes_when_the_plugins_namespace_or_enum_was_dropped_by_hand
         assert execute(db_url, f"SELECT qty, st FROM {quoted}") == [(1, "done")]
     # The plugin can be installed again from scratch.
     assert run("apply", str(write_schema(tmp_path, "shop", SHOP)), "-d", db_url).exit_code == 0
+
+
+NOTES = """
+pluginId: notes
+version: 1.0.0
+tables:
+  - name: note
+    fields: [{name: title, type: String}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "key"),
+    [
+        ("extension_schemas", "updated_at", "extension_schemas[plugin_id='notes']"),
+        ("extension_migrations", "execution_start", "extension_migrations[plugin_id='notes', migration_id='0001']"),
+    ],
+)
+def test_an_unreadable_timestamp_names_its_row(
+    sqlite_url: str, tmp_path: Path, table: str, column: str, key: str
+) -> None:
+    """Only SQLite can hold a timestamp that is not one (PostgreSQL's types refuse it): the message still
+    names the row and the repair, as for any other unreadable registry value."""
+    assert run("apply", str(write_schema(tmp_path, "notes", NOTES)), "-d", sqlite_url).exit_code == 0
+    execute(sqlite_url, f"UPDATE {table} SET {column} = 'garbage'")
+    reader = "status" if table == "extension_schemas" else "history"
+    outcome = run(reader, "-d", sqlite_url, "-o", "json")
+    assert outcome.exit_code == 3
+    (problem,) = outcome.json()["problems"]
+    assert problem["code"] == "ES405" and problem["path"] == key, problem
+    assert column in problem["message"] and "plugin_id = 'notes'" in problem["message"], problem
+    assert "extschema repair notes" in problem["message"]
