@@ -102,3 +102,35 @@ def test_an_unreadable_timestamp_names_its_row(
     assert problem["code"] == "ES405" and problem["path"] == key, problem
     assert column in problem["message"] and "plugin_id = 'notes'" in problem["message"], problem
     assert "extschema repair notes" in problem["message"]
+
+
+def _decimal_spec(number: str) -> str:
+    return f"""
+pluginId: money
+version: 1.0.0
+tables:
+  - name: account
+    fields:
+      - {{name: amount, type: Decimal, precision: 30, scale: 20, default: {number}, validation: {{min: {number}}}}}
+"""
+
+
+def test_a_decimal_number_is_never_silently_rounded(db_url: str, tmp_path: Path) -> None:
+    """YAML reads 0.12345678901234567891 as a float (0.12345678901234568): the default and the bound would
+    change without a word. Such a number is refused where it is written; one a float keeps exactly works."""
+    (tmp_path / "long").mkdir()
+    outcome = run(
+        "apply", str(write_schema(tmp_path / "long", "money", _decimal_spec("0.12345678901234567891"))), "-d", db_url
+    )
+    assert outcome.exit_code == 1, outcome
+    assert "ES008" in outcome.stderr and "line 11" in outcome.stderr and "0.12345678901234568" in outcome.stderr
+    assert not any("money" in t for t in tables(db_url))
+    assert (
+        run("apply", str(write_schema(tmp_path, "money", _decimal_spec("0.1234567890123456"))), "-d", db_url).exit_code
+        == 0
+    )
+    table = ext_table(db_url, "money", "account")
+    execute(db_url, f"INSERT INTO {table} (amount) VALUES ('0.1234567890123456')")
+    execute(db_url, f"INSERT INTO {table} DEFAULT VALUES")
+    amounts = execute(db_url, f"SELECT CAST(amount AS TEXT) FROM {table}")
+    assert {a.rstrip("0") for (a,) in amounts} == {"0.1234567890123456"}
