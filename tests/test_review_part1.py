@@ -134,3 +134,20 @@ def test_a_decimal_number_is_never_silently_rounded(db_url: str, tmp_path: Path)
     execute(db_url, f"INSERT INTO {table} DEFAULT VALUES")
     amounts = execute(db_url, f"SELECT CAST(amount AS TEXT) FROM {table}")
     assert {a.rstrip("0") for (a,) in amounts} == {"0.1234567890123456"}
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_database_variable_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty: str
+) -> None:
+    """``EXTSCHEMA_DATABASE_URL=$PROD_URL`` with PROD_URL unset is the same mistake as ``--database ""``:
+    an apply must not go to a fresh local file and report success."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXTSCHEMA_DATABASE_URL", empty)
+    outcome = run("status", "-o", "json")
+    assert outcome.exit_code == 2, outcome
+    problem = outcome.json()["problems"][0]
+    assert problem["code"] == "ES404" and "EXTSCHEMA_DATABASE_URL" in problem["message"], problem
+    assert not (tmp_path / "extschema.db").exists()
+    # --database still overrides the variable.
+    assert run("status", "-d", f"sqlite:///{tmp_path / 'given.db'}").exit_code == 0

@@ -69,7 +69,8 @@ def database_url(explicit: str | None) -> str:
     """``--database``, else ``EXTSCHEMA_DATABASE_URL``, else the embedded SQLite file.
 
     An explicit empty URL is a mistake (an unset shell variable, ``--database "$URL"``), never a
-    request for the local file: applying to the wrong database is worse than stopping.
+    request for the local file: applying to the wrong database is worse than stopping. The same
+    holds for ``EXTSCHEMA_DATABASE_URL`` set to nothing (``EXTSCHEMA_DATABASE_URL=$UNSET``).
     """
     if explicit is not None and not explicit.strip():
         raise ProblemError.one(
@@ -79,7 +80,18 @@ def database_url(explicit: str | None) -> str:
             "or leave --database out to use $EXTSCHEMA_DATABASE_URL or sqlite:///extschema.db",
             kind=Kind.USAGE,
         )
-    return explicit or os.environ.get("EXTSCHEMA_DATABASE_URL") or DEFAULT_DATABASE_URL
+    if explicit:
+        return explicit
+    from_environment = os.environ.get("EXTSCHEMA_DATABASE_URL")
+    if from_environment is not None and not from_environment.strip():
+        raise ProblemError.one(
+            "ES404",
+            "--database",
+            "$EXTSCHEMA_DATABASE_URL is set but empty; set it to a URL such as postgresql://HOST/DB or "
+            "sqlite:///FILE, unset it to use sqlite:///extschema.db, or give --database",
+            kind=Kind.USAGE,
+        )
+    return from_environment or DEFAULT_DATABASE_URL
 
 
 # --- migration events ----------------------------------------------------------------------------
