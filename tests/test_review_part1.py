@@ -151,3 +151,19 @@ def test_an_empty_database_variable_is_a_usage_error(
     assert not (tmp_path / "extschema.db").exists()
     # --database still overrides the variable.
     assert run("status", "-d", f"sqlite:///{tmp_path / 'given.db'}").exit_code == 0
+
+
+def test_reads_do_not_create_a_sqlite_file(tmp_path: Path) -> None:
+    """``status -d sqlite:///typo.db`` must not leave an empty database behind (and then look like a real one):
+    reads of a file that does not exist see an empty database; the first write creates it."""
+    missing = tmp_path / "typo.db"
+    url = f"sqlite:///{missing}"
+    spec = write_schema(tmp_path, "notes", NOTES)
+    for args in (["status"], ["history"], ["plan", str(spec)], ["conflicts", str(spec)], ["status", "-o", "json"]):
+        outcome = run(*args, "-d", url)
+        assert outcome.exit_code == 0, (args, outcome)
+        assert not missing.exists(), args
+    assert "no plugins registered" in run("status", "-d", url).stdout
+    assert run("apply", str(spec), "-d", url).exit_code == 0
+    assert missing.exists()
+    assert [p["pluginId"] for p in run("status", "-d", url, "-o", "json").json()["plugins"]] == ["notes"]

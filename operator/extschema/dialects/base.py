@@ -372,6 +372,15 @@ class Dialect:
         """The SQLAlchemy engine for *url*, with this database's connection settings."""
         raise NotImplementedError
 
+    def created_by_connecting(self, url: sa.URL) -> bool:
+        """Whether connecting to *url* would create its database (a missing SQLite file): reads
+        must create nothing, so they read :meth:`empty_engine` instead."""
+        return False
+
+    def empty_engine(self) -> sa.Engine:
+        """An engine on an empty, throwaway database of this kind."""
+        raise NotImplementedError
+
     def bootstrap(self) -> list[str]:
         """Statements run before the registry tables are first created, in the same transaction."""
         return []
