@@ -167,3 +167,19 @@ def test_reads_do_not_create_a_sqlite_file(tmp_path: Path) -> None:
     assert run("apply", str(spec), "-d", url).exit_code == 0
     assert missing.exists()
     assert [p["pluginId"] for p in run("status", "-d", url, "-o", "json").json()["plugins"]] == ["notes"]
+
+
+def test_reapplying_after_delete_retain_is_a_conflict_not_a_database_error(db_url: str, tmp_path: Path) -> None:
+    """``delete --retain`` leaves the tables without an owner; applying the plugin again would run into them
+    (CREATE TABLE/SCHEMA fails): the check says so first, and changes nothing."""
+    spec = str(write_schema(tmp_path, "notes", NOTES))
+    assert run("apply", spec, "-d", db_url).exit_code == 0
+    assert run("delete", "notes", "--retain", "-d", db_url).exit_code == 0
+    before = tables(db_url)
+    for command in ("apply", "plan", "conflicts"):
+        outcome = run(command, spec, "-d", db_url, "-o", "json")
+        assert outcome.exit_code == 1, (command, outcome)
+        (problem,) = outcome.json()["problems"]
+        assert problem["code"] == "ES202" and "note" in problem["message"], (command, problem)
+    assert tables(db_url) == before
+    assert run("status", "-d", db_url).stdout.strip() == "no plugins registered"
