@@ -72,25 +72,23 @@ def database_url(explicit: str | None) -> str:
     request for the local file: applying to the wrong database is worse than stopping. The same
     holds for ``EXTSCHEMA_DATABASE_URL`` set to nothing (``EXTSCHEMA_DATABASE_URL=$UNSET``).
     """
+    from_environment = os.environ.get("EXTSCHEMA_DATABASE_URL")
+    example = "a URL such as postgresql://HOST/DB or sqlite:///FILE"
+    empty = None
     if explicit is not None and not explicit.strip():
-        raise ProblemError.one(
-            "ES404",
-            "--database",
-            "the database URL is empty; give a URL such as postgresql://HOST/DB or sqlite:///FILE, "
-            "or leave --database out to use $EXTSCHEMA_DATABASE_URL or sqlite:///extschema.db",
-            kind=Kind.USAGE,
+        empty = (
+            f"the database URL is empty; give {example}, "
+            "or leave --database out to use $EXTSCHEMA_DATABASE_URL or sqlite:///extschema.db"
         )
+    elif explicit is None and from_environment is not None and not from_environment.strip():
+        empty = (
+            f"$EXTSCHEMA_DATABASE_URL is set but empty; set it to {example}, "
+            "unset it to use sqlite:///extschema.db, or give --database"
+        )
+    if empty is not None:
+        raise ProblemError.one("ES404", "--database", empty, kind=Kind.USAGE)
     if explicit:
         return explicit
-    from_environment = os.environ.get("EXTSCHEMA_DATABASE_URL")
-    if from_environment is not None and not from_environment.strip():
-        raise ProblemError.one(
-            "ES404",
-            "--database",
-            "$EXTSCHEMA_DATABASE_URL is set but empty; set it to a URL such as postgresql://HOST/DB or "
-            "sqlite:///FILE, unset it to use sqlite:///extschema.db, or give --database",
-            kind=Kind.USAGE,
-        )
     return from_environment or DEFAULT_DATABASE_URL
 
 
