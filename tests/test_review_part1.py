@@ -183,3 +183,26 @@ def test_reapplying_after_delete_retain_is_a_conflict_not_a_database_error(db_ur
         assert problem["code"] == "ES202" and "note" in problem["message"], (command, problem)
     assert tables(db_url) == before
     assert run("status", "-d", db_url).stdout.strip() == "no plugins registered"
+
+
+def test_a_number_yaml_reads_as_text_gets_a_hint_that_works(tmp_path: Path) -> None:
+    """YAML 1.1 reads 1e308 and 1.5e3 as text (it wants a point and a signed exponent): "write the number
+    without quotes" sends the user in circles; the message shows the spelling YAML reads as a number."""
+    spec = """
+pluginId: nums
+version: 1.0.0
+tables:
+  - name: t
+    fields:
+      - {name: a, type: Float, default: 1.5e3, validation: {max: 1e308}}
+"""
+    for path, written, hint in [
+        ("spec.tables[0].fields[0].validation.max", "1e308", "1.0e+308"),
+        ("spec.tables[0].fields[0].default", "1.5e3", "1.5e+3"),
+    ]:
+        outcome = run("validate", str(write_schema(tmp_path, "nums", spec)), "-o", "json")
+        assert outcome.exit_code == 1
+        messages = {p["path"]: p["message"] for p in outcome.json()["problems"]}
+        assert hint in messages[path], messages
+        spec = spec.replace(written, hint)
+    assert run("validate", str(write_schema(tmp_path, "nums", spec))).exit_code == 0
