@@ -241,10 +241,13 @@ def test_usage_errors_exit_2() -> None:
 def test_default_database_is_sqlite_in_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EXTSCHEMA_DATABASE_URL", raising=False)
+    spec = str(write_schema(tmp_path, "notes", "pluginId: notes\nversion: 1.0.0\ntables: [{name: note, fields: []}]"))
     assert run("status").exit_code == 0
+    assert not (tmp_path / "extschema.db").exists()  # reads create nothing
+    assert run("apply", spec).exit_code == 0
     assert (tmp_path / "extschema.db").exists()
     monkeypatch.setenv("EXTSCHEMA_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
-    assert run("status").exit_code == 0
+    assert run("apply", spec).exit_code == 0
     assert (tmp_path / "other.db").exists()
 
 

@@ -64,7 +64,7 @@ def _read_commands(url: str, spec: Path) -> dict[str, int]:
 
 def test_read_only_commands_create_nothing_on_a_fresh_database(db_url: str, tmp_path: Path) -> None:
     spec = write_schema(tmp_path, "notes", NOTES)
-    run("status", "-d", db_url)  # the SQLite file itself exists from here on
+    run("status", "-d", db_url)  # creates nothing, not even the SQLite file (the snapshot below opens it)
     before = _snapshot(db_url)
     _read_commands(db_url, spec)
     assert _snapshot(db_url) == before

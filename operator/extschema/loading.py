@@ -10,6 +10,8 @@ before anything is constructed from the document.
 from __future__ import annotations
 
 import dataclasses
+import decimal
+import math
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,28 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc,valid-type]
                 seen[key] = key_node
         result: dict[Hashable, Any] = super().construct_mapping(node, deep=deep)
         return result
+
+    def construct_exact_float(self, node: yaml.ScalarNode) -> float:
+        """A float, refused when it cannot hold the number as written: a Decimal default or bound
+        would otherwise change silently (0.12345678901234567891 reads as 0.12345678901234568)."""
+        value: float = self.construct_yaml_float(node)
+        written = str(node.value).replace("_", "")
+        if math.isfinite(value) and ":" not in written:  # YAML 1.1 also has base-60 floats (1:30.5)
+            try:
+                exact = decimal.Decimal(written) == decimal.Decimal(repr(value))
+            except decimal.InvalidOperation:
+                exact = True  # not a plain decimal spelling: nothing more to compare
+            if not exact:
+                raise _YAMLRefused(
+                    "ES008",
+                    node.start_mark,
+                    f"the number {written} has more digits than are kept: it would be read as {value!r}; "
+                    "write it with at most 17 significant digits",
+                )
+        return value
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_exact_float)
 
 
 def _check_expansion(root: yaml.Node) -> None:

@@ -23,6 +23,7 @@ CATALOG: dict[str, str] = {
     "ES005": "Path not found or not readable",
     "ES006": "Duplicate key in a YAML mapping",
     "ES007": "YAML aliases expand too far",
+    "ES008": "A number has more digits than are kept",
     "ES010": "Wrong value type",
     "ES011": "Unknown field",
     "ES012": "Missing required field",

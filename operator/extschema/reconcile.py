@@ -69,17 +69,27 @@ def database_url(explicit: str | None) -> str:
     """``--database``, else ``EXTSCHEMA_DATABASE_URL``, else the embedded SQLite file.
 
     An explicit empty URL is a mistake (an unset shell variable, ``--database "$URL"``), never a
-    request for the local file: applying to the wrong database is worse than stopping.
+    request for the local file: applying to the wrong database is worse than stopping. The same
+    holds for ``EXTSCHEMA_DATABASE_URL`` set to nothing (``EXTSCHEMA_DATABASE_URL=$UNSET``).
     """
+    from_environment = os.environ.get("EXTSCHEMA_DATABASE_URL")
+    example = "a URL such as postgresql://HOST/DB or sqlite:///FILE"
+    empty = None
     if explicit is not None and not explicit.strip():
-        raise ProblemError.one(
-            "ES404",
-            "--database",
-            "the database URL is empty; give a URL such as postgresql://HOST/DB or sqlite:///FILE, "
-            "or leave --database out to use $EXTSCHEMA_DATABASE_URL or sqlite:///extschema.db",
-            kind=Kind.USAGE,
+        empty = (
+            f"the database URL is empty; give {example}, "
+            "or leave --database out to use $EXTSCHEMA_DATABASE_URL or sqlite:///extschema.db"
         )
-    return explicit or os.environ.get("EXTSCHEMA_DATABASE_URL") or DEFAULT_DATABASE_URL
+    elif explicit is None and from_environment is not None and not from_environment.strip():
+        empty = (
+            f"$EXTSCHEMA_DATABASE_URL is set but empty; set it to {example}, "
+            "unset it to use sqlite:///extschema.db, or give --database"
+        )
+    if empty is not None:
+        raise ProblemError.one("ES404", "--database", empty, kind=Kind.USAGE)
+    if explicit:
+        return explicit
+    return from_environment or DEFAULT_DATABASE_URL
 
 
 # --- migration events ----------------------------------------------------------------------------
@@ -238,6 +248,7 @@ def check(
         snapshot.core,
         engine.dialect.namer,
     )
+    problems.extend(_unowned_tables(engine, candidates, registered_ids))
     # A peer that is not registered yet is no dependency one can build on.
     pending = {p.spec.plugin_id for p in earlier}
     for item in candidates:
@@ -257,6 +268,30 @@ def check(
         raise ProblemError(locate(problems, loaded), kind=kind)
     order = {s.plugin_id: i for i, s in enumerate(conflicts.dependency_order([item.spec for item in loaded]))}
     return sorted(loaded, key=lambda item: order[item.spec.plugin_id])
+
+
+def _unowned_tables(engine: Engine, candidates: Sequence[Loaded], registered_ids: set[str]) -> list[Problem]:
+    """ES202 for a plugin not registered whose tables exist already (left by ``delete --retain``, or
+    made by hand): installing it would fail in the database on CREATE."""
+    problems = []
+    for item in candidates:
+        plugin_id = item.spec.plugin_id
+        if plugin_id in registered_ids:
+            continue
+        found = engine.physical_tables(plugin_id)
+        # Registered since the snapshot (a concurrent apply commits its tables and registration together).
+        if found and engine.registration(plugin_id) is None:
+            problems.append(
+                Problem(
+                    "ES202",
+                    "spec.pluginId",
+                    f"plugin {plugin_id!r} is not registered, but its tables exist: {', '.join(found)} (left by "
+                    "`extschema delete --retain`, or made by hand); back up what you need and drop them, "
+                    "or choose another pluginId",
+                    subject=item.owner,
+                )
+            )
+    return problems
 
 
 def prepare(engine: Engine, paths: Sequence[str]) -> list[Loaded]:

@@ -83,7 +83,7 @@ class Dialect:
                 name = self.backup_name(op.plugin_id, op.table.name, tag)
                 source = self.table_ref(op.plugin_id, op.table.name)
                 create = f"CREATE TABLE {self.qualified(name)} AS SELECT * FROM {source}"
-                return [create, *self.detach_backup(name, op.table.columns)]
+                return [create, *self.detach_backup(op.plugin_id, name)]
             case planning.DropColumn():
                 name = self.backup_name(op.plugin_id, f"{op.before.name}__{op.column.name}", tag)
                 columns = ", ".join([self.quote("id"), self.backup_column(op.column)])
@@ -95,8 +95,8 @@ class Dialect:
         """A column as the backup copies it: by value, depending on nothing that is about to be dropped."""
         return self.quote(column.name)
 
-    def detach_backup(self, backup: PhysicalName, columns: Sequence[ColumnDef]) -> list[str]:
-        """Statements making a whole-row backup depend on nothing that is about to be dropped."""
+    def detach_backup(self, plugin_id: str, backup: PhysicalName) -> list[str]:
+        """Statements making a whole-row backup depend on nothing of *plugin_id*'s that is about to be dropped."""
         return []
 
     def needs_foreign_keys_off(self, plan: Plan) -> bool:
@@ -385,6 +385,15 @@ class Dialect:
 
     def create_engine(self, url: sa.URL) -> sa.Engine:
         """The SQLAlchemy engine for *url*, with this database's connection settings."""
+        raise NotImplementedError
+
+    def created_by_connecting(self, url: sa.URL) -> bool:
+        """Whether connecting to *url* would create its database (a missing SQLite file): reads
+        must create nothing, so they read :meth:`empty_engine` instead."""
+        return False
+
+    def empty_engine(self) -> sa.Engine:
+        """An engine on an empty, throwaway database of this kind."""
         raise NotImplementedError
 
     def bootstrap(self) -> list[str]:

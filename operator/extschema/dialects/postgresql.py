@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,21 +32,27 @@ class PostgresDialect(Dialect):
         name = self.quote(column.name)
         return f"{name}::text AS {name}" if column.enum is not None else name
 
-    def detach_backup(self, backup: PhysicalName, columns: Sequence[ColumnDef]) -> list[str]:
-        # A backup column of the plugin's enum type would keep the type alive (DROP TYPE fails).
+    def detach_backup(self, plugin_id: str, backup: PhysicalName) -> list[str]:
+        # A backup column of one of the plugin's types would keep the type alive (DROP TYPE fails).
+        # The columns are found when it runs, not from the spec: a DBA may have dropped an enum
+        # column (or its type, with CASCADE) or added one of the plugin's types by hand.
+        table = self.qualified(backup)
+        namespace = self.literal(naming.plugin_schema(plugin_id))
+        alter = self.literal(f"ALTER TABLE {table} ALTER COLUMN %1$I TYPE text USING %1$I::text")
         return [
-            f"ALTER TABLE {self.qualified(backup)} ALTER COLUMN {self.quote(c.name)} TYPE text "
-            f"USING {self.quote(c.name)}::text"
-            for c in columns
-            if c.enum is not None
+            "DO $$DECLARE c record; BEGIN FOR c IN SELECT attname FROM pg_attribute "
+            f"WHERE attrelid = {self.literal(table)}::regclass AND attnum > 0 AND NOT attisdropped "
+            f"AND atttypid IN (SELECT oid FROM pg_type WHERE typnamespace = {namespace}::regnamespace) "
+            f"LOOP EXECUTE format({alter}, c.attname); END LOOP; END$$"
         ]
 
     def create_namespace(self, plugin_id: str) -> list[str]:
         return [f"CREATE SCHEMA {self.quote(naming.plugin_schema(plugin_id))}"]
 
     def drop_namespace(self, plugin_id: str) -> list[str]:
-        # RESTRICT: anything extschema did not create in the schema stops the drop.
-        return [f"DROP SCHEMA {self.quote(naming.plugin_schema(plugin_id))} RESTRICT"]
+        # RESTRICT: anything extschema did not create in the schema stops the drop. IF EXISTS: a
+        # schema a DBA dropped by hand must not make the plugin impossible to remove.
+        return [f"DROP SCHEMA IF EXISTS {self.quote(naming.plugin_schema(plugin_id))} RESTRICT"]
 
     def enum_ref(self, plugin_id: str, enum: str) -> str:
         return self.qualified(self.namer.enum_type(plugin_id, enum))
@@ -57,7 +62,8 @@ class PostgresDialect(Dialect):
         return [f"CREATE TYPE {self.enum_ref(op.plugin_id, op.enum.name)} AS ENUM ({values})"]
 
     def drop_enum(self, op: planning.DropEnum) -> list[str]:
-        return [f"DROP TYPE {self.enum_ref(op.plugin_id, op.enum.name)}"]
+        # IF EXISTS: a type dropped by hand (DROP TYPE ... CASCADE) must not stop a delete.
+        return [f"DROP TYPE IF EXISTS {self.enum_ref(op.plugin_id, op.enum.name)}"]
 
     def change_enum_values(self, op: planning.ChangeEnumValues) -> list[str]:
         ref = self.enum_ref(op.plugin_id, op.after.name)

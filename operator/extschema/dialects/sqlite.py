@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -220,6 +221,13 @@ class SqliteDialect(Dialect):
         sa.event.listen(engine, "connect", self._on_connect)
         sa.event.listen(engine, "begin", _begin)
         return engine
+
+    def created_by_connecting(self, url: sa.URL) -> bool:
+        # A URI filename (file:...?uri=true) says itself how it is opened.
+        return not url.query.get("uri") and url.database is not None and not os.path.exists(url.database)
+
+    def empty_engine(self) -> sa.Engine:
+        return self.create_engine(sa.engine.make_url("sqlite://"))
 
     def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
         # isolation_level=None: the driver must not BEGIN behind our back (it would skip DDL).

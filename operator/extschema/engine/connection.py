@@ -60,11 +60,23 @@ class Database:
             self.sa_engine = self.dialect.create_engine(parsed)
         except (sa.exc.ArgumentError, ValueError, ImportError) as error:
             raise _usage(f"{redact(url)}: {error}; {_URL_HELP}") from None
+        self._parsed = parsed
+        self._empty_engine: sa.Engine | None = None
         # Statements run on the raw driver cursor raise the driver's own errors.
         self._driver_error: type[Exception] = self.sa_engine.dialect.dbapi.Error  # type: ignore[union-attr]
 
     def close(self) -> None:
         self.sa_engine.dispose()
+        if self._empty_engine is not None:
+            self._empty_engine.dispose()
+
+    def _engine(self, read_only: bool) -> sa.Engine:
+        """Reads of a database that connecting would create (a missing SQLite file) see an empty one instead."""
+        if read_only and self.dialect.created_by_connecting(self._parsed):
+            if self._empty_engine is None:
+                self._empty_engine = self.dialect.empty_engine()
+            return self._empty_engine
+        return self.sa_engine
 
     @contextlib.contextmanager
     def transaction(self, foreign_keys_off: bool = False, read_only: bool = False) -> Iterator[Connection]:
@@ -74,7 +86,7 @@ class Database:
         database the user may only read.
         """
         try:
-            with self.sa_engine.connect() as conn:
+            with self._engine(read_only).connect() as conn:
                 raw = conn.connection.dbapi_connection
                 conn.info[READ_ONLY] = read_only
                 if foreign_keys_off:
@@ -92,7 +104,7 @@ class Database:
     def reading(self) -> Iterator[Connection]:
         """A connection for catalog reads (inspection), errors classified as for transactions."""
         try:
-            with self.sa_engine.connect() as conn:
+            with self._engine(read_only=True).connect() as conn:
                 conn.info[READ_ONLY] = True
                 yield conn
         except (sa.exc.DBAPIError, OSError, self._driver_error) as error:

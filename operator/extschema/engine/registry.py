@@ -232,16 +232,14 @@ class Registry:
     def unreadable(self, conn: Connection, plugin_id: str | None, error: BaseException) -> ProblemError:
         """ES405 for the first row a reader could not make sense of, found by reading each row as text."""
         for table, key in ((self.schemas, None), (self.migrations, self.migrations.c.migration_id)):
-            columns = [sa.cast(c, sa.Text).label(c.name) if isinstance(c.type, sa.JSON) else c for c in table.c]
+            # As text: JSON, and timestamps (SQLite stores whatever was written into them).
+            as_text = (sa.JSON, sa.DateTime)
+            columns = [sa.cast(c, sa.Text).label(c.name) if isinstance(c.type, as_text) else c for c in table.c]
             query = sa.select(*columns)
             if plugin_id is not None:
                 query = query.where(table.c.plugin_id == plugin_id)
-            try:
-                rows = conn.execute(query).all()
-            except _UNREADABLE as row_error:  # a timestamp column itself is unparseable: name the table only
-                return self._unreadable_problem(table.name, plugin_id, None, str(row_error))
-            for row in rows:
-                reason = self._row_problem(table, row)
+            for row in conn.execute(query).all():
+                reason = self._row_problem(table, row) or self._timestamp_problem(conn, table, row.id)
                 if reason is not None:
                     return self._unreadable_problem(
                         table.name, row.plugin_id, row.migration_id if key is not None else None, reason
@@ -281,6 +279,16 @@ class Registry:
                 first = str(error).splitlines()
                 detail = "; ".join(first[:3]) if isinstance(error, pydantic.ValidationError) else first[0]
                 return detail if detail.startswith(name) else f"{name}: {detail}"
+        return None
+
+    def _timestamp_problem(self, conn: Connection, table: sa.Table, row_id: str) -> str | None:
+        """Why a timestamp of one row cannot be read, read as its reader reads it."""
+        for column in table.c:
+            if isinstance(column.type, sa.DateTime):
+                try:
+                    conn.execute(sa.select(column).where(table.c.id == row_id)).all()
+                except _UNREADABLE as error:
+                    return f"{column.name}: {error}"
         return None
 
     def _unreadable_problem(

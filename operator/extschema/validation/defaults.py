@@ -105,6 +105,9 @@ def text_default_reason(ctx: context.Context, field: model.FieldSpec, value: str
 def number_default_reason(ctx: context.Context, field: model.FieldSpec, value: str | bool | int | float) -> str | None:
     kind = field.type
     integral = kind in limits.INT_RANGES
+    spelling = messages.yaml_number_spelling(value) if isinstance(value, str) and not integral else None
+    if spelling is not None:
+        return f"YAML reads it as text (a number needs a point and a signed exponent): write {spelling}"
     if isinstance(value, bool) or not isinstance(value, int | float) or (integral and isinstance(value, float)):
         return f"expected {'an integer' if integral else 'a number'}, without quotes"
     if integral and not limits.INT_RANGES[kind][0] <= value <= limits.INT_RANGES[kind][1]:

@@ -47,6 +47,19 @@ def plain_number(value: int | float) -> str | None:
     return repr(value)
 
 
+#: A number YAML 1.1 reads as text: an exponent without a point or without a sign (1e308, 1.5e3).
+_TEXT_NUMBER = re.compile(r"([-+]?)([0-9]+)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)")
+
+
+def yaml_number_spelling(text: str) -> str | None:
+    """How to write *text* so YAML reads a number (``1e308`` -> ``1.0e+308``), if that is what it is."""
+    match = _TEXT_NUMBER.fullmatch(text.strip())
+    if match is None:
+        return None
+    sign, whole, fraction, exponent_sign, exponent = match.groups()
+    return f"{sign}{whole}.{fraction or '0'}e{exponent_sign or '+'}{exponent}"
+
+
 def format_number(value: int | float) -> str:
     if isinstance(value, int) and plain_number(value) is None:
         return f"an integer of about {math.ceil(value.bit_length() * math.log10(2))} digits"

@@ -189,6 +189,9 @@ def _type_hint(path: str, value: Any, kinds: set[str]) -> str:
     if isinstance(value, str) and kinds & {"int_type", "float_type", "bool_type"}:
         if value.strip().lower() in ("yes", "no", "on", "off", "true", "false"):
             return " Write true or false, without quotes."
+        spelling = messages.yaml_number_spelling(value)
+        if spelling is not None:
+            return f" YAML reads it as text (a number needs a point and a signed exponent): write {spelling}."
         return " Write the number without quotes."
     if isinstance(value, list) and kinds & {"dict_type", "model_type"}:
         return " Write a mapping (key: value), not a list."
