@@ -100,6 +100,20 @@ def _generated_patterns(rnd: random.Random, count: int) -> list[str]:
     return found
 
 
+# --- Classes PostgreSQL reads differently ------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", ["^[a-c-e]$", "[a-a-c]", "x[0-9-z]"])
+def test_a_dash_after_a_range_is_refused_at_validate_time(db_url: str, tmp_path: Path, pattern: str) -> None:
+    """Python reads ``[a-c-e]`` as a-c, '-' and 'e'; PostgreSQL refuses it ("invalid character range")."""
+    assert portable_regex.is_portable_pattern("[a-c-]") is None  # a trailing dash is a member everywhere
+    reason = portable_regex.is_portable_pattern(pattern)
+    assert reason is not None and "after the range" in reason, reason
+    path = write_schema(tmp_path, "pat", f"pluginId: pat\nversion: 1.0.0\ntables: [{_table_yaml(pattern)}]")
+    outcome = run("apply", str(path), "-d", db_url)
+    assert outcome.exit_code != 0 and "ES108" in outcome.stderr, outcome.stderr
+
+
 # --- GLOB translation ----------------------------------------------------------------------------
 
 ALPHABET = "ab-*?[]^$.x\n\u00e9\u0663"

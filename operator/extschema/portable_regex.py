@@ -108,7 +108,44 @@ def _class_reason(pattern: str, start: int, end: int) -> str | None:
         if pair in ("&&", "||", "~~", "--"):
             return f"{pair!r} inside a character class at position {position} is a set operation in Python; escape it"
         position += 1
+    _, dashed = _class_ranges(_class_items(pattern, start, end - 1))
+    if dashed is not None:
+        return (
+            f"the '-' after the range {dashed[0]}-{dashed[1]} in the class at position {start} is an error in "
+            "PostgreSQL; write \\- for a literal dash, or put it last"
+        )
     return None
+
+
+def _class_items(pattern: str, start: int, end: int) -> list[tuple[str, bool]]:
+    """The members written between the ``[`` at *start* and the ``]`` at *end*: (character, escaped)."""
+    position = start + 1 + pattern.startswith("^", start + 1)
+    items: list[tuple[str, bool]] = []
+    while position < end:
+        escaped = pattern[position] == "\\"
+        position += escaped
+        items.append((pattern[position], escaped))
+        position += 1
+    return items
+
+
+def _class_ranges(items: list[tuple[str, bool]]) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+    """Members as inclusive ranges (``x-y``: an unescaped dash between two members), and the first
+    range followed by another unescaped dash and a member: Python reads ``[a-c-e]`` as a-c, '-' and
+    'e', PostgreSQL fails on it ("invalid character range")."""
+    ranges: list[tuple[str, str]] = []
+    dashed: tuple[str, str] | None = None
+    index = 0
+    while index < len(items):
+        if index + 2 < len(items) and items[index + 1] == ("-", False):
+            ranges.append((items[index][0], items[index + 2][0]))
+            if dashed is None and index + 4 < len(items) and items[index + 3] == ("-", False):
+                dashed = ranges[-1]
+            index += 3
+        else:
+            ranges.append((items[index][0], items[index][0]))
+            index += 1
+    return ranges, dashed
 
 
 def _group_reason(pattern: str, position: int) -> str:
@@ -265,25 +302,9 @@ class _Parser:
 
     def char_class(self) -> CharClass:
         end = _class_end(self.pattern, self.position) - 1  # index of the closing ]
-        position = self.position + 1
-        negated = self.pattern.startswith("^", position)
-        position += negated
-        items: list[tuple[str, bool]] = []  # (character, written escaped)
-        while position < end:
-            escaped = self.pattern[position] == "\\"
-            position += escaped
-            items.append((self.pattern[position], escaped))
-            position += 1
+        negated = self.pattern.startswith("^", self.position + 1)
+        ranges, _ = _class_ranges(_class_items(self.pattern, self.position, end))
         self.position = end + 1
-        ranges: list[tuple[str, str]] = []
-        index = 0
-        while index < len(items):
-            if index + 2 < len(items) and items[index + 1] == ("-", False):
-                ranges.append((items[index][0], items[index + 2][0]))
-                index += 3
-            else:
-                ranges.append((items[index][0], items[index][0]))
-                index += 1
         return CharClass(tuple(ranges), negated)
 
     def quantified(self, node: Node) -> Node:
