@@ -1,12 +1,16 @@
 """Tables with a ``pattern`` rule work from any client: no REGEXP function needed on SQLite.
 
-Translatable patterns are enforced with GLOB (built into SQLite); the rest are not put into a
-SQLite database, and ``plan`` says so with a warning (ES501).
+Translatable patterns are enforced with GLOB, length and substr (built into SQLite); the rest are
+not put into a SQLite database, and ``plan`` says so with a warning (ES501). Every translation is
+checked against real SQLite and the validator's :func:`portable_regex.search` on generated patterns,
+and against real PostgreSQL's ``~``.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from extschema import portable_regex
 from extschema.dialects import SqliteDialect
 from extschema.dialects.sqlite_patterns import Translation, to_glob, translate
 from tests.helpers import run, write_schema
@@ -28,14 +33,13 @@ TRANSLATED = {
     "^[A-Z][0-9]-[a-z_]$": "[A-Z][0-9]-[a-z_]",
     "^[^0-9]": "[^0-9]*",
     "^[]a]$": "[]a]",
-    "^[-a]$": "[-a]",
+    "^[-a]$": "[a-]",
     "^[a-]$": "[a-]",
     "^a\\.b\\*c\\?d\\[e$": "a.b[*]c[?]d[[]e",
     "^": "*",
     "$": "*",
     "^$": "",
     "^ü.ß$": "ü?ß",
-    "a]b": "*a]b*",
     "^[A-Z]{3}-": "[A-Z][A-Z][A-Z]-*",
     "a+": "*a*",  # a search needs only the fewest repetitions at an unanchored end
     "ab*": "*a*",
@@ -44,6 +48,19 @@ TRANSLATED = {
     "^a{2}.*x": "aa*x*",
     ".+@.+$": "*?@?*",
     ".*?": "**",
+    "x{1,3}": "*x*",
+    "(ab)": "*ab*",
+    "(?:ab){2}": "*abab*",
+    "^(?:a[0-9]){2}$": "a[0-9]a[0-9]",
+    "x.+$": "*x?*",
+    r"\*\?\[\]": "*[*][?][[]]*",
+    "[]a-]": "*[]a-]*",
+    r"[^\]a]": "*[^]a]*",
+    r"[\^]": "*^*",
+    r"^[\^a]$": "[a^]",
+    r"[^\^]": "*[^^]*",
+    r"[\^-]": "*[-^]*",
+    "^[0-9]{4}-[0-9]{2}$": "[0-9][0-9][0-9][0-9]-[0-9][0-9]",
 }
 
 #: Needing a length and a content condition besides the GLOB: one run between fixed parts.
@@ -53,15 +70,20 @@ WITH_RUN = {
     "^x[^ ]{2,4}y$": ("x*y", (4, 6), 1, 1, "[ ]"),
     "^a.{0,3}$": ("a*", (1, 4), 1, 0, None),
     "^\\*?$": ("*", (0, 1), 0, 0, "[^*]"),
+    "^(b)+c$": ("*c", (2, None), 0, 1, "[^b]"),
+    "^(?:ab)[0-9]{0,2}$": ("ab*", (2, 4), 2, 0, "[^0-9]"),
+    "^[^ ]{2}x?$": ("[^ ][^ ]*", (2, 3), 2, 0, "[^x]"),
 }
 
 UNTRANSLATED = [
     "^a{3",
-    "(ab)",
     "a|b",
+    "^(a|b)$",
     "^a^b",
     "a$b",
+    "(a$)",
     "\\d",
+    "^\\d$",
     "\\w+",
     "[\\d]",
     "[[:alpha:]]",
@@ -69,13 +91,18 @@ UNTRANSLATED = [
     "[z-a]",
     "[]-a]",
     "[abc",
+    "(a",
     "a\\",
     "a**",
+    "a]b",  # not portable (ES108): the validator refuses it, so nothing is translated
     "^a{5,2}$",
     "^a+b+$",  # two runs
     "^a+.*$",  # a run and a '*'
     "^a{2,}x",  # a run whose end is not fixed
+    "^(ab)+$",  # a repeated group of more than one character
+    "^(a{2}){1,2}$",
     "^[a-z0-9]+(-[a-z0-9]+)*$",
+    "^[a-z0-9_]{250}$",  # a GLOB longer than MAX_GLOB_LENGTH
 ]
 
 
@@ -94,6 +121,77 @@ def test_one_run_between_fixed_parts(pattern: str, expected: tuple[Any, ...]) ->
 @pytest.mark.parametrize("pattern", UNTRANSLATED)
 def test_the_rest_is_not_translated(pattern: str) -> None:
     assert to_glob(pattern) is None and translate(pattern) is None
+
+
+# --- generated patterns: the SQLite condition against the validator, SQLite and PostgreSQL ------
+
+ALPHABET = "ab-*?[]^$.x 05\n\u00e9\u0663"
+PIECES = ["a", "b", ".", "-", r"\*", r"\?", r"\[", r"\]", r"\^", r"\$", "\u00e9", "[ab]", "[^a]", "[*?]", "[a-b-]"]
+PIECES += [r"[\]x]", "[^]]", r"[\^a]", "[-a]", r"[^\^]", r"[\^-]", "[\u0660-\u0669]", "[0-9]", "(?:ab)", "(a.)", "(b)"]
+PIECES += [".*", ".+", ".{2,}", "a{2}", "[0-9]+", "a?", "x{1,3}", "[^ ]*", "(?:a[0-9]){2}", "(b){0,2}", "\\*?"]
+
+
+def _generated(rnd: random.Random, count: int) -> list[str]:
+    """Portable patterns, anchored about half the time at each end (so runs get translated too)."""
+    found = []
+    for _ in range(count):
+        body = "".join(rnd.choice(PIECES) for _ in range(rnd.randint(1, 4)))
+        pattern = rnd.choice(["", "^"]) + body + rnd.choice(["", "$"])
+        assert portable_regex.is_portable_pattern(pattern) is None, pattern
+        found.append(pattern)
+    return found
+
+
+def _values(rnd: random.Random) -> list[str]:
+    short = ["".join(p) for n in range(4) for p in itertools.product("ab*0", repeat=n)]
+    return short + ["".join(rnd.choice(ALPHABET) for _ in range(rnd.randint(0, 8))) for _ in range(60)]
+
+
+def test_generated_translations_agree_with_the_validator_on_real_sqlite() -> None:
+    """Property-style: for random portable patterns, the SQLite condition (run by SQLite itself)
+    accepts exactly the values :func:`portable_regex.search` (and Python's re) finds a match in."""
+    rnd = random.Random(11)
+    db = sqlite3.connect(":memory:")
+    dialect = SqliteDialect()
+    translated = with_run = 0
+    for pattern in _generated(rnd, 600):
+        condition = dialect.pattern_condition("v", pattern)
+        found = translate(pattern)
+        assert (condition is None) is (found is None)
+        if condition is None or found is None:
+            continue
+        translated += 1
+        with_run += not found.glob_only
+        python = re.compile(pattern, re.DOTALL)  # compared where "$" (Python's differs) is absent
+        for value in _values(rnd):
+            expected = portable_regex.search(pattern, value)
+            (got,) = db.execute(f"SELECT {condition} FROM (SELECT ? AS v)", (value,)).fetchone()
+            assert bool(got) is expected, (pattern, condition, value)
+            if "$" not in pattern:
+                assert (python.search(value) is not None) is expected, (pattern, value)
+    assert translated > 300 and with_run > 20, (translated, with_run)
+
+
+@pytest.mark.postgres
+def test_generated_translations_agree_with_postgresql(pg_url: str) -> None:
+    """The same property against the database that enforces every pattern: PostgreSQL's ``~``."""
+    rnd = random.Random(5)
+    db = sqlite3.connect(":memory:")
+    dialect = SqliteDialect()
+    translated = 0
+    with psycopg.connect(pg_url) as pg:
+        for pattern in _generated(rnd, 300):
+            condition = dialect.pattern_condition("v", pattern)
+            if condition is None:
+                continue
+            translated += 1
+            values = _values(rnd)
+            query = "SELECT v ~ %s FROM unnest(%s::text[]) WITH ORDINALITY AS t(v, i) ORDER BY i"
+            expected = [row[0] for row in pg.execute(query, (pattern, values))]
+            for value, matches in zip(values, expected, strict=True):
+                (got,) = db.execute(f"SELECT {condition} FROM (SELECT ? AS v)", (value,)).fetchone()
+                assert bool(got) is matches, (pattern, condition, value)
+    assert translated > 150
 
 
 SAMPLES = [

@@ -979,6 +979,9 @@ PORTABLE = [
     r"[0-9A-Za-z_.]",
     r"a{3}|b{0,255}",
     r"a|",
+    r"[a-c-]",
+    r"[-a-c]",
+    r"[a-c\-e]",
 ]
 
 NOT_PORTABLE = [
@@ -1014,6 +1017,8 @@ NOT_PORTABLE = [
     (r"[a[b]", "POSIX"),
     (r"[a&&b]", "set operation"),
     (r"[a--b]", "set operation"),
+    (r"[a-c-e]", "after the range a-c"),
+    (r"[]-a-c]", "after the range ]-a"),
     (r"[\D]", "beyond ASCII"),
     (r"\d\D\w\W\s\S", "beyond ASCII"),
     (r"[\d\w\s_.]", "beyond ASCII"),

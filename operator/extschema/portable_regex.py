@@ -1,9 +1,11 @@
 """The portable subset of regular expressions: one meaning in the validator, PostgreSQL and SQLite.
 
 A ``pattern`` rule becomes a CHECK constraint, evaluated by PostgreSQL's ARE engine (the ``~``
-operator) and on SQLite by whatever the dialect renders, while the validator evaluates the same
-pattern against defaults. :func:`is_portable_pattern` accepts only the constructs that behave
-alike everywhere; :func:`search` evaluates a portable pattern as PostgreSQL does.
+operator) and on SQLite by built-in GLOB/length/substr conditions where the pattern translates
+exactly (:mod:`extschema.dialects.sqlite_patterns`, from the tree :func:`parse` builds), while
+the validator evaluates the same pattern against defaults. :func:`is_portable_pattern` accepts
+only the constructs that behave alike everywhere; :func:`search` evaluates a portable pattern as
+PostgreSQL does.
 """
 
 from __future__ import annotations
@@ -108,7 +110,44 @@ def _class_reason(pattern: str, start: int, end: int) -> str | None:
         if pair in ("&&", "||", "~~", "--"):
             return f"{pair!r} inside a character class at position {position} is a set operation in Python; escape it"
         position += 1
+    _, dashed = _class_ranges(_class_items(pattern, start, end - 1))
+    if dashed is not None:
+        return (
+            f"the '-' after the range {dashed[0]}-{dashed[1]} in the class at position {start} is an error in "
+            "PostgreSQL; write \\- for a literal dash, or put it last"
+        )
     return None
+
+
+def _class_items(pattern: str, start: int, end: int) -> list[tuple[str, bool]]:
+    """The members written between the ``[`` at *start* and the ``]`` at *end*: (character, escaped)."""
+    position = start + 1 + pattern.startswith("^", start + 1)
+    items: list[tuple[str, bool]] = []
+    while position < end:
+        escaped = pattern[position] == "\\"
+        position += escaped
+        items.append((pattern[position], escaped))
+        position += 1
+    return items
+
+
+def _class_ranges(items: list[tuple[str, bool]]) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+    """Members as inclusive ranges (``x-y``: an unescaped dash between two members), and the first
+    range followed by another unescaped dash and a member: Python reads ``[a-c-e]`` as a-c, '-' and
+    'e', PostgreSQL fails on it ("invalid character range")."""
+    ranges: list[tuple[str, str]] = []
+    dashed: tuple[str, str] | None = None
+    index = 0
+    while index < len(items):
+        if index + 2 < len(items) and items[index + 1] == ("-", False):
+            ranges.append((items[index][0], items[index + 2][0]))
+            if dashed is None and index + 4 < len(items) and items[index + 3] == ("-", False):
+                dashed = ranges[-1]
+            index += 3
+        else:
+            ranges.append((items[index][0], items[index][0]))
+            index += 1
+    return ranges, dashed
 
 
 def _group_reason(pattern: str, position: int) -> str:
@@ -188,7 +227,7 @@ def _quantifier(pattern: str, position: int, repeatable: bool) -> tuple[str | No
     return None, end
 
 
-# --- The parsed form: one tree for the complexity bound and the GLOB translation ------------------
+# --- The parsed form: one tree for the complexity bound and SQLite's translation -------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,25 +304,9 @@ class _Parser:
 
     def char_class(self) -> CharClass:
         end = _class_end(self.pattern, self.position) - 1  # index of the closing ]
-        position = self.position + 1
-        negated = self.pattern.startswith("^", position)
-        position += negated
-        items: list[tuple[str, bool]] = []  # (character, written escaped)
-        while position < end:
-            escaped = self.pattern[position] == "\\"
-            position += escaped
-            items.append((self.pattern[position], escaped))
-            position += 1
+        negated = self.pattern.startswith("^", self.position + 1)
+        ranges, _ = _class_ranges(_class_items(self.pattern, self.position, end))
         self.position = end + 1
-        ranges: list[tuple[str, str]] = []
-        index = 0
-        while index < len(items):
-            if index + 2 < len(items) and items[index + 1] == ("-", False):
-                ranges.append((items[index][0], items[index + 2][0]))
-                index += 3
-            else:
-                ranges.append((items[index][0], items[index][0]))
-                index += 1
         return CharClass(tuple(ranges), negated)
 
     def quantified(self, node: Node) -> Node:
@@ -463,85 +486,3 @@ def search(pattern: str, value: str) -> bool:
 
 #: The name the engine and older callers use.
 portable_regex_search = search
-
-
-# --- SQLite GLOB -----------------------------------------------------------------------------------
-
-_GLOB_SPECIAL = frozenset("*?[")
-
-
-def to_glob(pattern: str) -> str | None:
-    """A SQLite GLOB expression true exactly when ``value ~ pattern`` is, or None if there is none.
-
-    Contract, for the SQLite dialect: ``value GLOB to_glob(p)`` equals ``search(p, value)`` for every
-    text value, for any portable *p* (:func:`is_portable_pattern` is None) where this returns a
-    string. GLOB matches the whole value, is case-sensitive (as regular expressions are here) and
-    compares code points, so a search for a match anywhere gets a leading and trailing ``*``
-    unless the pattern is anchored with ``^`` / ``$``. GLOB has no escape character: literal
-    ``*``, ``?`` and ``[`` are written as the classes ``[*]``, ``[?]`` and ``[[]``.
-
-    Translated: literal characters, ``.`` (GLOB ``?``), bracket classes, ``^`` at the very start,
-    ``$`` at the very end, non-capturing or plain groups without alternatives, ``.*``/``.+``/
-    ``.{m,}`` and exact counts ``{n}`` of anything translatable. None for alternatives, optional
-    or bounded-range repeats of other things (``[0-9]+``, ``a?``, ``x{1,3}``), and anchors
-    elsewhere; the caller then needs another way to enforce the pattern.
-    """
-    if is_portable_pattern(pattern) is not None:
-        return None
-    tree = parse(pattern)
-    if len(tree.alternatives) != 1:
-        return None
-    nodes = list(tree.alternatives[0])
-    start = bool(nodes) and nodes[0] == Anchor("^")
-    end = len(nodes) > start and nodes[-1] == Anchor("$")
-    body = _glob_sequence(nodes[int(start) : len(nodes) - int(end)])
-    if body is None:
-        return None
-    return ("" if start else "*") + body + ("" if end else "*")
-
-
-def _glob_sequence(nodes: list[Node] | tuple[Node, ...]) -> str | None:
-    parts: list[str] = []
-    for node in nodes:
-        part = _glob_node(node)
-        if part is None:
-            return None
-        parts.append(part)
-    glob = "".join(parts)
-    return glob if len(glob) <= limits.MAX_PATTERN_SIZE else None
-
-
-def _glob_node(node: Node) -> str | None:
-    if isinstance(node, Literal):
-        return f"[{node.char}]" if node.char in _GLOB_SPECIAL else node.char
-    if isinstance(node, AnyChar):
-        return "?"
-    if isinstance(node, CharClass):
-        return _glob_class(node)
-    if isinstance(node, Group):
-        return _glob_sequence(node.alternatives[0]) if len(node.alternatives) == 1 else None
-    if isinstance(node, Repeat):
-        if isinstance(node.node, AnyChar) and node.high is None:
-            return "?" * node.low + "*"
-        if node.high == node.low:
-            inner = _glob_node(node.node)
-            return None if inner is None else inner * node.low
-    return None  # an anchor inside the pattern, or a repeat GLOB cannot count
-
-
-def _glob_class(node: CharClass) -> str | None:
-    """A GLOB class; the characters GLOB treats specially inside one are placed where they are literal."""
-    if not node.negated and len(node.ranges) == 1 and node.ranges[0][0] == node.ranges[0][1]:
-        return _glob_node(Literal(node.ranges[0][0]))
-    if any(low != high and ({low, high} & {"]", "-", "^"}) for low, high in node.ranges):
-        return None
-    singles = {low for low, high in node.ranges if low == high}
-    ranges = "".join(f"{low}-{high}" for low, high in node.ranges if low != high)
-    others = "".join(sorted(singles - {"]", "-", "^"}))
-    body = ("]" if "]" in singles else "") + ranges + others
-    if "^" in singles:
-        if not body:
-            return None if node.negated else "^"
-        body += "^"
-    body += "-" if "-" in singles else ""
-    return "[" + ("^" if node.negated else "") + body + "]"

@@ -116,10 +116,10 @@ class SqliteDialect(Dialect):
                     "ES501",
                     "",
                     f"SQLite will not enforce the pattern {c.pattern!r} of {table}.{c.name}: only patterns of "
-                    "characters, '.' and [classes] repeated a fixed number of times, with '.*' anywhere or one "
-                    "repeated run between ^ and $ (like '^[A-Z]{3}-[0-9]+$'), translate to built-in SQL every SQLite "
-                    "client understands (PostgreSQL enforces any pattern). Check the values in the application, or "
-                    "simplify the pattern",
+                    "characters, '.' and [classes] (also in groups without '|') repeated a fixed number of times, "
+                    "with '.*' anywhere or one repeated run between ^ and $ (like '^[A-Z]{3}-[0-9]+$'), translate to "
+                    "built-in SQL every SQLite client understands (PostgreSQL enforces any pattern). Check the values "
+                    "in the application, or simplify the pattern",
                 )
                 for c in columns
                 if c.pattern is not None and sqlite_patterns.translate(c.pattern) is None
@@ -232,6 +232,9 @@ class SqliteDialect(Dialect):
     def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
         # isolation_level=None: the driver must not BEGIN behind our back (it would skip DDL).
         dbapi_connection.isolation_level = None
+        # Only for databases created by versions before the GLOB translation: their CHECKs still say
+        # "col REGEXP '...'" until a rebuild rewrites the table. New tables never use REGEXP
+        # (pattern_condition), so other clients need no function for them.
         dbapi_connection.create_function("REGEXP", 2, _regexp, deterministic=True)
         for statement in self.session_setup():
             dbapi_connection.execute(statement)
@@ -284,7 +287,8 @@ def _begin(conn: sa.Connection) -> None:
 
 
 def _regexp(pattern: str | None, value: Any) -> bool | None:
-    # SQLite calls regexp(pattern, value) for "value REGEXP pattern"; NULL stays unknown as in SQL.
+    # SQLite calls regexp(pattern, value) for "value REGEXP pattern" (older databases' CHECKs); NULL
+    # stays unknown as in SQL.
     if pattern is None or value is None:
         return None
     return portable_regex.search(pattern, str(value))

@@ -1,4 +1,4 @@
-"""Regular expressions as databases without a regex operator can check them.
+"""Regular expressions as SQLite's built-in SQL can check them: GLOB, length and substr.
 
 SQLite has no regular-expression operator of its own (``REGEXP`` calls a function each client
 would have to register), but it has ``GLOB``, ``length`` and ``substr``, which every SQLite client
@@ -6,34 +6,37 @@ understands. A pattern is translated only when the translation is exact: the res
 precisely the strings in which PostgreSQL's ``~`` finds a match. Anything else is left to the
 caller (the SQLite dialect then does not enforce the pattern, and says so at plan time).
 
-Translated: a sequence of one-character atoms — literal characters (and escaped ASCII
-punctuation such as ``\\.``), ``.``, bracket classes without escapes or nested ``[`` — each
-optionally quantified, with ``^`` at the start and ``$`` at the end. :func:`to_glob` covers the
-patterns one GLOB expresses (fixed counts, ``.*``); :func:`translate` also those with one
-variable-length run of a class between fixed parts (``^[A-Z]{3}-[0-9]+$``), which need a length
-and a content condition besides the GLOB.
+The pattern is read once, by :func:`extschema.portable_regex.parse` (the parser validation uses),
+and only portable patterns are translated. Translated: a sequence of one-character matchers —
+literal characters, ``.``, bracket classes — each optionally quantified, groups without ``|``
+(inlined; repeated a fixed number of times, or any number when they hold one such matcher), with
+``^`` at the very start and ``$`` at the very end. :func:`to_glob` covers the patterns one GLOB
+expresses (fixed counts, ``.*``); :func:`translate` also those with one variable-length run of a
+class between fixed parts (``^[A-Z]{3}-[0-9]+$``), which need a length and a content condition
+besides the GLOB.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-import string
 
-#: Characters with a meaning in a regular expression that no translation here expresses.
-_UNTRANSLATABLE = frozenset("*+?{}()|^$")
+from extschema import portable_regex
+from extschema.portable_regex import Anchor, AnyChar, CharClass, Group, Literal, Node, Repeat
+
 #: GLOB's own special characters, matched literally as one-character classes.
 _GLOB_SPECIAL = frozenset("*?[")
-_BOUND = re.compile(r"\{([0-9]{1,3})(,([0-9]{0,3}))?\}")
-#: Longest GLOB a translation may produce (counted repetitions are written out).
+#: Characters a GLOB class reads specially: where they may stand, and where not as a range's end.
+_CLASS_SPECIAL = frozenset("]-^")
+#: Longest GLOB a translation may produce (counted repetitions are written out); SQLite refuses
+#: patterns past SQLITE_MAX_LIKE_PATTERN_LENGTH (50,000 by default) at every insert.
 MAX_GLOB_LENGTH = 2000
 
 
 @dataclasses.dataclass(frozen=True)
-class Atom:
-    """One character matcher, repeated *low* to *high* times (None: no upper bound)."""
+class _Run:
+    """One character matcher (*chars*; None for ``.``), repeated *low* to *high* times (None: unbounded)."""
 
-    glob: str  # as GLOB writes one such character: "a", "[*]", "?", "[a-z]"
+    chars: CharClass | None
     low: int = 1
     high: int | None = 1
 
@@ -41,16 +44,10 @@ class Atom:
     def fixed(self) -> bool:
         return self.low == self.high
 
-    def outsider(self) -> str | None:
-        """A GLOB class matching one character this atom does not accept; None for ``.``."""
-        if self.glob == "?":
-            return None
-        if self.glob.startswith("[^"):
-            return "[" + self.glob[2:]
-        if self.glob.startswith("[") and len(self.glob) > 3:
-            return "[^" + self.glob[1:]
-        char = self.glob[1] if self.glob.startswith("[") else self.glob
-        return f"[^{char}]"
+    @property
+    def star(self) -> bool:
+        """``.*``, ``.+``, ``.{m,}``: GLOB writes these directly."""
+        return self.chars is None and self.high is None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +68,7 @@ class Translation:
 
 
 def to_glob(pattern: str) -> str | None:
-    """The GLOB pattern equivalent to searching for *pattern*, or None when there is none.
+    """The GLOB pattern equivalent to searching for *pattern*, or None when one GLOB cannot say it.
 
     A regex search matches anywhere, a GLOB the whole string, so an unanchored end becomes ``*``.
     """
@@ -81,134 +78,120 @@ def to_glob(pattern: str) -> str | None:
 
 def translate(pattern: str) -> Translation | None:
     """Exact built-in SQLite conditions for searching *pattern* (see :class:`Translation`), or None."""
-    parsed = _parse(pattern)
-    if parsed is None:
+    if portable_regex.is_portable_pattern(pattern) is not None:
+        return None  # its meaning on PostgreSQL is not the validator's: nothing to translate exactly
+    tree = portable_regex.parse(pattern)
+    if len(tree.alternatives) != 1:
         return None
-    anchored_start, atoms, anchored_end = parsed
-    # A search needs only the fewest repetitions of an atom at an unanchored end.
-    while not anchored_start and atoms and not atoms[0].fixed:
-        atoms = [Atom(atoms[0].glob, atoms[0].low, atoms[0].low), *atoms[1:]]
-        atoms = atoms[1:] if atoms[0].low == 0 else atoms
-    while not anchored_end and atoms and not atoms[-1].fixed:
-        atoms = [*atoms[:-1], Atom(atoms[-1].glob, atoms[-1].low, atoms[-1].low)]
-        atoms = atoms[:-1] if atoms[-1].low == 0 else atoms
-    stars = [a for a in atoms if a.glob == "?" and a.high is None]
-    variable = [a for a in atoms if not a.fixed and not (a.glob == "?" and a.high is None)]
-    head = "" if anchored_start else "*"
-    tail = "" if anchored_end else "*"
+    nodes = tree.alternatives[0]
+    anchored_start = bool(nodes) and nodes[0] == Anchor("^")
+    anchored_end = len(nodes) > anchored_start and nodes[-1] == Anchor("$")
+    runs = _runs(nodes[int(anchored_start) : len(nodes) - int(anchored_end)])
+    if runs is None:
+        return None
+    # A search needs only the fewest repetitions of a matcher at an unanchored end.
+    while not anchored_start and runs and not runs[0].fixed:
+        runs = [dataclasses.replace(runs[0], high=runs[0].low), *runs[1:]]
+        runs = runs[1:] if runs[0].low == 0 else runs
+    while not anchored_end and runs and not runs[-1].fixed:
+        runs = [*runs[:-1], dataclasses.replace(runs[-1], high=runs[-1].low)]
+        runs = runs[:-1] if runs[-1].low == 0 else runs
+    variable = [r for r in runs if not r.fixed and not r.star]
     if not variable:
-        glob = head + "".join(a.glob * a.low + ("*" if a.high is None else "") for a in atoms) + tail
+        glob = _glob(runs)
+        if glob is None:
+            return None
+        glob = ("" if anchored_start else "*") + glob + ("" if anchored_end else "*")
         return Translation(glob) if len(glob) <= MAX_GLOB_LENGTH else None
-    if len(variable) > 1 or stars or not (anchored_start and anchored_end):
+    if len(variable) > 1 or any(r.star for r in runs) or not (anchored_start and anchored_end):
         return None
     (run,) = variable
-    at = atoms.index(run)
-    before, after = sum(a.low for a in atoms[:at]), sum(a.low for a in atoms[at + 1 :])
-    glob = "".join(a.glob * a.low for a in atoms[:at]) + "*" + "".join(a.glob * a.low for a in atoms[at + 1 :])
+    at = runs.index(run)
+    head, tail = _glob(runs[:at]), _glob(runs[at + 1 :])
+    outsider = None if run.chars is None else _glob_class(dataclasses.replace(run.chars, negated=not run.chars.negated))
+    if head is None or tail is None or (run.chars is not None and outsider is None):
+        return None
+    glob = head + "*" + tail
     if len(glob) > MAX_GLOB_LENGTH:
         return None
+    before, after = sum(r.low for r in runs[:at]), sum(r.low for r in runs[at + 1 :])
     fixed = before + after
     high = None if run.high is None else fixed + run.high
-    return Translation(glob, (fixed + run.low, high), before, after, run.outsider())
+    return Translation(glob, (fixed + run.low, high), before, after, outsider)
 
 
-def _parse(pattern: str) -> tuple[bool, list[Atom], bool] | None:
-    """``(anchored at the start, atoms, anchored at the end)``, or None outside the translated subset."""
-    position = 0
-    atoms: list[Atom] = []
-    anchored_start = pattern.startswith("^")
-    if anchored_start:
-        position = 1
-    anchored_end = False
-    while position < len(pattern):
-        char = pattern[position]
-        if char == "$" and position == len(pattern) - 1:
-            anchored_end = True
-            position += 1
-            continue
-        if char == ".":
-            glob, position = "?", position + 1
-        elif char == "[":
-            end = _class_end(pattern, position)
-            translated = None if end is None else _class_to_glob(pattern[position + 1 : end])
-            if end is None or translated is None:
-                return None
-            glob, position = translated, end + 1
-        elif char == "\\":
-            escaped = pattern[position + 1 : position + 2]
-            if not escaped or escaped not in string.punctuation:
-                return None
-            glob, position = _literal(escaped), position + 2
-        elif char in _UNTRANSLATABLE:
+def _runs(nodes: tuple[Node, ...]) -> list[_Run] | None:
+    """The sequence as one-character matchers with counts, groups inlined; None if it has other parts."""
+    runs: list[_Run] = []
+    for node in nodes:
+        found = _node_runs(node)
+        if found is None:
             return None
-        else:
-            glob, position = _literal(char), position + 1
-        quantified = _quantifier(pattern, position)
-        if quantified is None:
+        runs.extend(found)
+    return runs
+
+
+def _node_runs(node: Node) -> list[_Run] | None:
+    if isinstance(node, Literal):
+        return [_Run(CharClass(((node.char, node.char),), negated=False))]
+    if isinstance(node, AnyChar):
+        return [_Run(None)]
+    if isinstance(node, CharClass):
+        return [_Run(node)]
+    if isinstance(node, Group):
+        return _runs(node.alternatives[0]) if len(node.alternatives) == 1 else None
+    if isinstance(node, Repeat):
+        inner = _node_runs(node.node)
+        if inner is None:
             return None
-        (low, high), position = quantified
-        atoms.append(Atom(glob, low, high))
-    return anchored_start, atoms, anchored_end
+        if len(inner) == 1 and inner[0].low == inner[0].high == 1:  # (x){m,n} is x{m,n}
+            return [dataclasses.replace(inner[0], low=node.low, high=node.high)]
+        if node.low == node.high:  # (xy){2} is xyxy
+            return inner * node.low
+    return None  # an anchor inside the pattern, an alternative, or a repeat GLOB cannot count
 
 
-def _quantifier(pattern: str, position: int) -> tuple[tuple[int, int | None], int] | None:
-    """The repetition at *position* (``(1, 1)`` when there is none) and the position after it."""
-    char = pattern[position : position + 1]
-    if char in ("*", "+", "?"):
-        counts: tuple[int, int | None] = {"*": (0, None), "+": (1, None), "?": (0, 1)}[char]
-        end = position + 1
-    elif char == "{":
-        bound = _BOUND.match(pattern, position)
-        if bound is None:
+def _glob(runs: list[_Run]) -> str | None:
+    """The GLOB of fixed runs and stars, or None when a class has no GLOB form (or it is too long)."""
+    parts: list[str] = []
+    length = 0
+    for run in runs:
+        one = "?" if run.chars is None else _glob_char(run.chars)
+        if one is None:
             return None
-        low = int(bound.group(1))
-        high = low if bound.group(2) is None else (int(bound.group(3)) if bound.group(3) else None)
-        if high is not None and high < low:
+        part = one * run.low + ("*" if run.high is None else "")
+        length += len(part)
+        if length > MAX_GLOB_LENGTH:
             return None
-        counts, end = (low, high), bound.end()
-    else:
-        return (1, 1), position
-    if pattern.startswith("?", end):  # lazy: whether a match exists is the same
-        end += 1
-    if pattern[end : end + 1] in ("*", "+", "?", "{"):
-        return None
-    return counts, end
+        parts.append(part)
+    return "".join(parts)
 
 
-def _literal(char: str) -> str:
-    return f"[{char}]" if char in _GLOB_SPECIAL else char
+def _glob_char(chars: CharClass) -> str | None:
+    """One character of *chars* as GLOB writes it: a literal where there is one, else a class."""
+    if not chars.negated and len(chars.ranges) == 1 and chars.ranges[0][0] == chars.ranges[0][1]:
+        char = chars.ranges[0][0]
+        return f"[{char}]" if char in _GLOB_SPECIAL else char
+    return _glob_class(chars)
 
 
-def _class_end(pattern: str, start: int) -> int | None:
-    """The index of the ``]`` closing the class opened at *start* (a leading ``]`` is a member)."""
-    position = start + 1
-    if pattern.startswith("^", position):
-        position += 1
-    if pattern.startswith("]", position):
-        position += 1
-    end = pattern.find("]", position)
-    return None if end < 0 else end
+def _glob_class(chars: CharClass) -> str | None:
+    """A GLOB bracket class; the characters GLOB reads specially are placed where they are literal.
 
-
-def _class_to_glob(body: str) -> str | None:
-    """A bracket class body as GLOB writes it, when both read it the same way.
-
-    Both take a leading ``^`` as negation, a leading ``]`` and a first or last ``-`` as members,
-    and ``x-y`` as a range of code points. Escapes, nested ``[`` (POSIX classes, collating
-    elements) and ambiguous dashes (``a-c-e``) are not translated.
+    GLOB, like a regex, takes a leading ``^`` as negation, a leading ``]`` and a last ``-`` as
+    members, and ``x-y`` as a range of code points; a range ending in one of those is not written.
     """
-    negated = body.startswith("^")
-    members = body[1:] if negated else body
-    if not members or "\\" in members or "[" in members or members.startswith("]-"):
-        return None  # "]-x" is a range in a regex, a "]" and a "-" in GLOB
-    index = 0
-    while index < len(members):
-        if members[index] == "-" and 0 < index < len(members) - 1:
-            return None  # a dash not forming a range with the single character before it
-        if index + 2 < len(members) and members[index + 1] == "-":
-            if members[index] > members[index + 2]:
-                return None  # an error in PostgreSQL, an empty range in GLOB
-            index += 3
+    if any(low != high and ({low, high} & _CLASS_SPECIAL) for low, high in chars.ranges):
+        return None
+    singles = {low for low, high in chars.ranges if low == high}
+    ranges = "".join(f"{low}-{high}" for low, high in chars.ranges if low != high)
+    body = ("]" if "]" in singles else "") + ranges + "".join(sorted(singles - _CLASS_SPECIAL))
+    dash = "-" if "-" in singles else ""
+    if "^" in singles:
+        if body or chars.negated:
+            body += "^"
+        elif dash:
+            body, dash = "-^", ""
         else:
-            index += 1
-    return "[" + ("^" if negated else "") + members + "]"
+            return "^"  # "[^]" would be a negation; outside a class ^ is an ordinary character
+    return "[" + ("^" if chars.negated else "") + body + dash + "]"
