@@ -115,7 +115,7 @@ def _insert_with_engine(url: str, values: dict[str, object]) -> None:
 
 
 def _execute_with_engine(url: str, sql: str, params: dict[str, object] | None = None) -> None:
-    """Through extschema's own connection setup (SQLite: REGEXP registered, foreign keys on)."""
+    """Through extschema's own connection setup (SQLite: foreign keys on)."""
     engine = _extschema_engine(url)
     try:
         with engine.begin() as conn:

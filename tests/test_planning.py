@@ -1140,7 +1140,7 @@ def test_render_many_to_many_join_table(backend: str) -> None:
 
 
 def _sqlite() -> sqlite3.Connection:
-    """An in-memory database with the REGEXP function the engine registers."""
+    """An in-memory database set up as extschema sets up its own connections."""
     con = sqlite3.connect(":memory:")
     con.create_function("regexp", 2, lambda pattern, value: value is None or re.search(pattern, value) is not None)
     return con
