@@ -8,18 +8,8 @@ import uuid
 from pathlib import Path
 
 from tests.helpers import execute, ext_table, run, tables, write_schema
+from tests.specs import SHOP
 
-SHOP = """
-pluginId: shop
-version: 1.0.0
-enums:
-  - {name: state, values: [new, done]}
-tables:
-  - name: order
-    fields:
-      - {name: title, type: String, required: true}
-      - {name: state, type: Enum, enum: state, required: true, default: new}
-"""
 SHOP_V2 = (
     SHOP.replace("1.0.0", "1.1.0")
     + """

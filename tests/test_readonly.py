@@ -10,14 +10,8 @@ import psycopg
 import pytest
 
 from tests.helpers import execute, run, tables, write_schema
+from tests.specs import NOTES
 
-NOTES = """
-pluginId: notes
-version: 1.0.0
-tables:
-  - name: note
-    fields: [{name: title, type: String}]
-"""
 NOTES_V2 = NOTES.replace("1.0.0", "1.1.0").replace(
     "{name: title, type: String}", "{name: title, type: String}, {name: body, type: Text}"
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import execute, ext_table, run, tables, write_schema
+from tests.specs import NOTES
 
 SHOP = """
 pluginId: shop
@@ -70,15 +71,6 @@ def test_delete_completes_when_the_plugins_namespace_or_enum_was_dropped_by_hand
         assert execute(db_url, f"SELECT qty, st FROM {quoted}") == [(1, "done")]
     # The plugin can be installed again from scratch.
     assert run("apply", str(write_schema(tmp_path, "shop", SHOP)), "-d", db_url).exit_code == 0
-
-
-NOTES = """
-pluginId: notes
-version: 1.0.0
-tables:
-  - name: note
-    fields: [{name: title, type: String}]
-"""
 
 
 @pytest.mark.parametrize(

@@ -7,18 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import execute, ext_table, load_core, run, tables, write_schema
+from tests.specs import SHOP
 
-V1 = """
-pluginId: shop
-version: 1.0.0
-enums:
-  - {name: state, values: [new, done]}
-tables:
-  - name: order
-    fields:
-      - {name: title, type: String, required: true}
-      - {name: state, type: Enum, enum: state, required: true, default: new}
-"""
+V1 = SHOP
 
 LINES = """
 apiVersion: extschema.io/v1alpha1
