@@ -7,7 +7,7 @@ migrations run, the caller's hook receives typed migration events (:data:`Migrat
 the CLI's progress lines, the operator's events and metrics all read the same facts.
 
 Loading (files, YAML, custom resources) lives in :mod:`extschema.loading`, which needs no
-database; its names are re-exported here for callers that use ``reconcile.load`` and friends.
+database; ``load``, ``Loaded`` and ``from_object`` are re-exported here for the shells.
 """
 
 from __future__ import annotations
@@ -20,21 +20,15 @@ from extschema import conflicts, model, planning
 from extschema.dialects import RenderedPlan
 from extschema.engine import ApplyResult, Engine, Registration, StalePlan
 from extschema.loading import (
-    MAX_DOCUMENT_BYTES,
-    OPERATOR_SPEC_FIELDS,
     Loaded,
     from_object,
     load,
-    parse_documents,
-    parse_text,
 )
 from extschema.model import ExtensionSchemaSpec
 from extschema.problems import Kind, Problem, ProblemError
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
-    "MAX_DOCUMENT_BYTES",
-    "OPERATOR_SPEC_FIELDS",
     "Loaded",
     "MigrationEvent",
     "MigrationFailed",
@@ -51,8 +45,6 @@ __all__ = [
     "from_object",
     "load",
     "locate",
-    "parse_documents",
-    "parse_text",
     "plan_all",
     "plan_one",
     "prepare",
@@ -162,7 +154,7 @@ class Planned:
         return engine.dialect.render_plan(self.plan, backup_tag=f"m{tag}")
 
     def tables(self, engine: Engine, refs: planning.ReferenceTypes) -> list[str]:
-        desired = planning.desired_state(self.loaded.spec, refs)
+        desired = planning.resolve(self.loaded.spec, refs)
         return [str(engine.dialect.namer.table(self.loaded.spec.plugin_id, t.name)) for t in desired.tables]
 
 

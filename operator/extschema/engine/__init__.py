@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from extschema.engine.connection import Database, redact
 from extschema.engine.migrator import (
-    DEFAULT_LOCK_TIMEOUT_MS,
-    DEFAULT_STATEMENT_TIMEOUT_MS,
     ApplyResult,
     Engine,
     StalePlan,
@@ -26,8 +24,6 @@ from extschema.engine.registry import (
 )
 
 __all__ = [
-    "DEFAULT_LOCK_TIMEOUT_MS",
-    "DEFAULT_STATEMENT_TIMEOUT_MS",
     "STATUSES_MIGRATION",
     "STATUSES_SCHEMA",
     "ApplyResult",

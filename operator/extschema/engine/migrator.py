@@ -34,9 +34,6 @@ from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.planning import Plan
 from extschema.problems import ProblemError
 
-DEFAULT_LOCK_TIMEOUT_MS = limits.DEFAULT_LOCK_TIMEOUT_MS
-DEFAULT_STATEMENT_TIMEOUT_MS = limits.DEFAULT_STATEMENT_TIMEOUT_MS
-
 
 @dataclasses.dataclass(frozen=True)
 class ApplyResult:
@@ -135,8 +132,8 @@ class Engine:
         self,
         url: str,
         *,
-        lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
-        statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+        lock_timeout_ms: int = limits.DEFAULT_LOCK_TIMEOUT_MS,
+        statement_timeout_ms: int = limits.DEFAULT_STATEMENT_TIMEOUT_MS,
         core_schema: str = "public",
     ) -> None:
         self.database = Database(url, core_schema)
