@@ -240,7 +240,7 @@ def check(
         snapshot.core,
         engine.dialect.namer,
     )
-    problems.extend(_unowned_tables(engine, candidates, registered_ids))
+    problems.extend(_unowned_objects(engine, candidates, registered_ids))
     # A peer that is not registered yet is no dependency one can build on.
     pending = {p.spec.plugin_id for p in earlier}
     for item in candidates:
@@ -262,22 +262,22 @@ def check(
     return sorted(loaded, key=lambda item: order[item.spec.plugin_id])
 
 
-def _unowned_tables(engine: Engine, candidates: Sequence[Loaded], registered_ids: set[str]) -> list[Problem]:
-    """ES202 for a plugin not registered whose tables exist already (left by ``delete --retain``, or
-    made by hand): installing it would fail in the database on CREATE."""
+def _unowned_objects(engine: Engine, candidates: Sequence[Loaded], registered_ids: set[str]) -> list[Problem]:
+    """ES202 for a plugin not registered whose tables, schema or types exist already (left by
+    ``delete --retain``, or made by hand): installing it would fail in the database on CREATE."""
     problems = []
     for item in candidates:
         plugin_id = item.spec.plugin_id
         if plugin_id in registered_ids:
             continue
-        found = engine.physical_tables(plugin_id)
+        found = engine.physical_objects(plugin_id)
         # Registered since the snapshot (a concurrent apply commits its tables and registration together).
         if found and engine.registration(plugin_id) is None:
             problems.append(
                 Problem(
                     "ES202",
                     "spec.pluginId",
-                    f"plugin {plugin_id!r} is not registered, but its tables exist: {', '.join(found)} (left by "
+                    f"plugin {plugin_id!r} is not registered, but its objects exist: {', '.join(found)} (left by "
                     "`extschema delete --retain`, or made by hand); back up what you need and drop them, "
                     "or choose another pluginId",
                     subject=item.owner,

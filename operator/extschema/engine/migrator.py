@@ -177,6 +177,9 @@ class Engine:
     def physical_tables(self, plugin_id: str) -> list[str]:
         return catalog.physical_tables(self.database, plugin_id)
 
+    def physical_objects(self, plugin_id: str) -> list[str]:
+        return catalog.plugin_objects(self.database, plugin_id)
+
     # --- the one migration path ---------------------------------------------------------------
 
     def _lock(self, conn: Connection, plugin_id: str) -> None:
