@@ -198,6 +198,7 @@ def _result_json(result: ApplyResult) -> dict[str, Any]:
         "migration": result.migration_id,
         "changes": result.description,
         "durationMs": result.duration_ms,
+        "warnings": [w.as_dict() for w in result.warnings],
     }
 
 
@@ -206,6 +207,8 @@ def _print_results(results: Sequence[ApplyResult], output: str, verb: str = "exe
         _emit_json({"ok": True, "results": [_result_json(r) for r in results]})
         return
     for result in results:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning.render()}", err=True)
         if not result.changed:
             click.echo(f"{escape(result.plugin_id)}: unchanged")
             continue

@@ -345,13 +345,14 @@ def apply_one(
             planned = plan_one(engine, loaded, refs)
         base_checksum = planned.base.checksum if planned.base else None
         try:
-            return engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
+            result = engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
         except StalePlan:
             continue
         except ProblemError as error:
             raise ProblemError(
                 [p.located(loaded.file) if p.file is None else p for p in error.problems], error.kind
             ) from None
+        return dataclasses.replace(result, warnings=tuple(w.located(loaded.file) for w in result.warnings))
     raise ProblemError.one(
         "ES403",
         "database",

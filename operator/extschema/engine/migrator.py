@@ -32,7 +32,7 @@ from extschema.engine.connection import Database
 from extschema.engine.registry import ENDING_KINDS, MigrationRecord, Registration, Registry, now, statements_of
 from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.planning import Plan
-from extschema.problems import ProblemError
+from extschema.problems import Problem, ProblemError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,8 @@ class ApplyResult:
     migration_id: str | None
     description: list[str]
     duration_ms: int | None = None
+    #: The executed plan's warnings (:attr:`RenderedPlan.warnings`): what this database leaves unenforced.
+    warnings: tuple[Problem, ...] = ()
 
 
 class StalePlan(Exception):
@@ -363,7 +365,7 @@ class _Apply(_Migration):
             "executed", self.started, duration, None,
         )  # fmt: skip
         registry.register(conn, self.owner, self.spec, self.tables, exists=self.current is not None)
-        return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration)
+        return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
 
 
 class _Rollback(_Migration):
