@@ -150,8 +150,7 @@ def plan(paths: Sequence[str], database: str | None, output: str) -> None:
     from extschema import reconcile
 
     with _reported(output), _engine(database) as engine:
-        loaded = reconcile.prepare(engine, paths)
-        planned = reconcile.plan_all(engine, loaded)
+        planned = reconcile.plan_all(engine, reconcile.load(paths))
         if output == "json":
             _emit_json({"ok": True, "plans": [_plan_json(p, r) for p, r in planned]})
             return

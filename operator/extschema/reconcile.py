@@ -47,7 +47,6 @@ __all__ = [
     "locate",
     "plan_all",
     "plan_one",
-    "prepare",
     "reconcile",
     "reference_types",
     "rollback",
@@ -180,6 +179,9 @@ class Snapshot:
         }
         return cls(engine.registrations(), engine.core_catalog(columns_of=referenced))
 
+    def registration(self, plugin_id: str) -> Registration | None:
+        return next((r for r in self.registrations if r.plugin_id == plugin_id), None)
+
 
 def reference_types(
     snapshot: Snapshot, specs: Iterable[ExtensionSchemaSpec]
@@ -193,8 +195,16 @@ def reference_types(
     return refs
 
 
-def plan_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> Planned:
-    base = engine.registration(loaded.spec.plugin_id)
+def plan_one(
+    engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes, snapshot: Snapshot | None = None
+) -> Planned:
+    """The plan of one spec from its registration in *snapshot* (read now when not given).
+
+    A plan from a snapshot may be stale by the time it runs; the engine refuses it under the lock
+    (:class:`StalePlan`) and :func:`apply_one` plans again from a fresh read.
+    """
+    plugin_id = loaded.spec.plugin_id
+    base = snapshot.registration(plugin_id) if snapshot is not None else engine.registration(plugin_id)
     if base is not None and base.owner != loaded.owner:
         raise ProblemError(
             [
@@ -286,11 +296,6 @@ def _unowned_objects(engine: Engine, candidates: Sequence[Loaded], registered_id
     return problems
 
 
-def prepare(engine: Engine, paths: Sequence[str]) -> list[Loaded]:
-    """load → validate → check conflicts; nothing runs unless every document is clean."""
-    return check(engine, load(paths))
-
-
 def reconcile(
     engine: Engine, loaded: Sequence[Loaded], on_event: OnEvent, peers: Sequence[conflicts.Claim] = ()
 ) -> list[ApplyResult]:
@@ -306,11 +311,13 @@ def reconcile(
     snapshot = Snapshot.take(engine, specs)
     ordered = check(engine, loaded, peers, snapshot)
     refs = reference_types(snapshot, specs)
-    planned = gate(engine, ordered, refs)
+    planned = gate(engine, ordered, refs, snapshot)
     return apply_all(engine, ordered, on_event, snapshot, planned)
 
 
-def gate(engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceTypes) -> list[Planned]:
+def gate(
+    engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceTypes, snapshot: Snapshot | None = None
+) -> list[Planned]:
     """Plan every spec before any migration runs; a refused change anywhere stops the whole run.
 
     Without this step the first specs of a run would be applied before a later one is refused
@@ -321,7 +328,7 @@ def gate(engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceType
     kind: Kind | None = None
     for item in ordered:
         try:
-            planned.append(plan_one(engine, item, refs))
+            planned.append(plan_one(engine, item, refs, snapshot))
         except ProblemError as error:
             problems.extend(error.problems)
             kind = kind or error.kind
@@ -331,8 +338,12 @@ def gate(engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceType
 
 
 def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, RenderedPlan]]:
-    refs = reference_types(Snapshot.take(engine, [item.spec for item in loaded]), [item.spec for item in loaded])
-    planned = [plan_one(engine, item, refs) for item in loaded]
+    """check → plan every spec, in dependency order, from one snapshot; runs nothing."""
+    specs = [item.spec for item in loaded]
+    snapshot = Snapshot.take(engine, specs)
+    ordered = check(engine, loaded, snapshot=snapshot)
+    refs = reference_types(snapshot, specs)
+    planned = [plan_one(engine, item, refs, snapshot) for item in ordered]
     return [(p, p.render(engine, "planned")) for p in planned]
 
 

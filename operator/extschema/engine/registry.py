@@ -213,6 +213,8 @@ class Registry:
 
         Only commands that write call this; reads treat a missing registry as empty.
         """
+        if self._exists:  # checked already (by this call or a read): no transaction just to ask again
+            return
         with self.database.transaction(read_only=True) as conn:
             if self.exists(conn):
                 return
