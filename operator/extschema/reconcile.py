@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from extschema import conflicts, model, planning
 from extschema.dialects import RenderedPlan
-from extschema.engine import ApplyResult, Engine, Registration, StalePlan
+from extschema.engine import ApplyResult, Engine, Registration, StalePlan, registered_by_another
 from extschema.loading import (
     Loaded,
     from_object,
@@ -206,18 +206,8 @@ def plan_one(
     plugin_id = loaded.spec.plugin_id
     base = snapshot.registration(plugin_id) if snapshot is not None else engine.registration(plugin_id)
     if base is not None and base.owner != loaded.owner:
-        raise ProblemError(
-            [
-                Problem(
-                    "ES201",
-                    "spec.pluginId",
-                    f"plugin {loaded.spec.plugin_id!r} is already registered by {base.owner!r}; "
-                    "choose another pluginId, or delete that one first",
-                    file=loaded.file,
-                )
-            ],
-            kind=Kind.CONFLICT,
-        )
+        error = registered_by_another(plugin_id, base.owner)
+        raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind)
     if base is not None and base.checksum == loaded.spec.checksum() and base.status == "active":
         return Planned(loaded, base, planning.Plan(loaded.spec.plugin_id, ()))
     try:

@@ -12,7 +12,7 @@ from extschema.engine.migrator import (
     ApplyResult,
     Engine,
     StalePlan,
-    lock_key,
+    registered_by_another,
 )
 from extschema.engine.registry import (
     STATUSES_MIGRATION,
@@ -32,8 +32,8 @@ __all__ = [
     "MigrationRecord",
     "Registration",
     "StalePlan",
-    "lock_key",
     "redact",
+    "registered_by_another",
     "script",
     "sql_checksum",
 ]

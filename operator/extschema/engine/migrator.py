@@ -62,6 +62,16 @@ def _not_registered(plugin_id: str) -> ProblemError:
     )
 
 
+def registered_by_another(plugin_id: str, holder: str) -> ProblemError:
+    """ES201: *plugin_id* is registered by *holder*, not by the spec being planned or applied."""
+    return ProblemError.one(
+        "ES201",
+        "spec.pluginId",
+        f"plugin {plugin_id!r} is already registered by {holder!r}; choose another pluginId, or delete that one first",
+        kind="conflict",
+    )
+
+
 def registered_tables(dialect: Dialect, spec: ExtensionSchemaSpec) -> list[str]:
     """The physical tables *spec* owns (its tables and many-to-many join tables), as the registry lists them."""
     _, joins = model.resolve_relationships(spec)
@@ -339,13 +349,7 @@ class _Apply(_Migration):
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         plugin_id = self.spec.plugin_id
         if current is not None and current.owner != self.owner:
-            raise ProblemError.one(
-                "ES201",
-                "spec.pluginId",
-                f"plugin {plugin_id!r} is already registered by {current.owner!r}; "
-                "choose another pluginId, or delete that one first",
-                kind="conflict",
-            )
+            raise registered_by_another(plugin_id, current.owner)
         if current is not None and current.checksum == self.spec.checksum() and current.status == "active":
             return ApplyResult(plugin_id, False, None, [])
         if (current.checksum if current else None) != self.base_checksum:

@@ -7,7 +7,7 @@
 - :mod:`.policy` — which changes are allowed (today: additive ones; others are ES301/ES302);
 - :mod:`.planner` — :func:`plan` and :func:`teardown`, tying them together.
 
-Every name other modules used from the former ``planning`` module is exported here.
+The names below are planning's surface: what conflicts, dialects, the engine and reconcile use.
 """
 
 from __future__ import annotations
