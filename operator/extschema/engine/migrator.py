@@ -209,7 +209,7 @@ class Engine:
             if done is not None:
                 return done
             history = self.registry.verify_history(conn, plugin_id)
-            migration_id = self.registry.next_migration_id(conn, plugin_id)
+            migration_id = self.registry.next_migration_id(conn, plugin_id, history)
             rendered = migration.render(conn, history, migration_id)
             self.database.execute(conn, rendered.statements, rendered.foreign_keys_off or fk_off)
             return migration.record(conn, migration_id, rendered, int((time.perf_counter() - clock) * 1000))
