@@ -147,7 +147,7 @@ def create_registry(url: str) -> None:
 def plan_sql(url: str, path: Path) -> str:
     engine = Engine(url)
     try:
-        planned = reconcile.plan_all(engine, reconcile.check(engine, reconcile.load([str(path)])))
+        planned = reconcile.plan_all(engine, reconcile.load([str(path)]))
         return "".join(rendered.script() for _, rendered in planned)
     finally:
         engine.close()

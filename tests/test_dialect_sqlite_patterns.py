@@ -279,3 +279,25 @@ def test_plan_warns_when_sqlite_cannot_enforce_a_pattern(db_url: str, tmp_path: 
     else:
         assert entry["warnings"] == []
         assert "ES501" not in text.stderr + text.stdout
+
+
+def test_apply_warns_like_plan_when_sqlite_cannot_enforce_a_pattern(db_url: str, tmp_path: Path) -> None:
+    """The warning comes from the plan apply runs, so apply says what plan said: stderr in text, a list in JSON."""
+    path = str(write_schema(tmp_path, "pat", SPEC))
+    (planned,) = run("plan", path, "-d", db_url, "-o", "json").json()["plans"]
+    applied = run("apply", path, "-d", db_url, "-o", "json")
+    assert applied.exit_code == 0, applied.stderr
+    (result,) = applied.json()["results"]
+    assert result["warnings"] == planned["warnings"]
+    run("delete", "pat", "-d", db_url)
+    text = run("apply", path, "-d", db_url)
+    assert text.exit_code == 0, text.stderr
+    if db_url.startswith("sqlite"):
+        assert [w["code"] for w in result["warnings"]] == ["ES501"] and result["warnings"][0]["file"] == path
+        assert "warning: " in text.stderr and "ES501" in text.stderr and "item.word" in text.stderr
+    else:
+        assert result["warnings"] == []
+        assert "ES501" not in text.stderr + text.stdout
+    # Unchanged: nothing runs, nothing to warn about (plan says no changes, and no warning, too).
+    again = run("apply", path, "-d", db_url, "-o", "json")
+    assert again.json()["results"][0]["warnings"] == []

@@ -113,6 +113,8 @@ def test_redact_hides_passwords() -> None:
     ("url", "says"),
     [
         ("postgresql://u@h:notaport/db", "not a database URL"),
+        ("postgresql://u@localhost:99999/db", "port 99999 is out of range"),
+        ("postgresql://u@localhost:0/db", "port 0 is out of range"),
         ("postgresql://[::1/db", "not a database URL"),
         ("sqlite://", "in-memory"),
         ("sqlite:///:memory:", "in-memory"),

@@ -147,7 +147,6 @@ def test_reconcile_still_exports_loading_names() -> None:
     assert reconcile.load is loading.load
     assert reconcile.from_object is loading.from_object
     assert reconcile.Loaded is loading.Loaded
-    assert reconcile.MAX_DOCUMENT_BYTES == loading.MAX_DOCUMENT_BYTES
     assert [item.spec.plugin_id for item in reconcile.load([str(EXAMPLES / "comments.yaml")])] == ["comments"]
 
 

@@ -7,7 +7,8 @@ import hashlib
 import pytest
 
 from extschema import naming
-from extschema.naming import MAX_IDENTIFIER_BYTES, Namer, PhysicalName, fit
+from extschema.limits import MAX_IDENTIFIER_BYTES
+from extschema.naming import Namer, PhysicalName, fit
 
 PG = Namer("schema", "public")
 SQLITE = Namer("prefix")

@@ -54,8 +54,8 @@ def parse(data: Doc) -> model.ExtensionSchemaSpec:
     return model.parse_spec(data)
 
 
-def desired(data: Doc) -> planning.Desired:
-    return planning.desired_state(parse(data), CORE_REFS)
+def desired(data: Doc) -> planning.Resolved:
+    return planning.resolve(parse(data), CORE_REFS)
 
 
 def evolve(data: Doc, change: Any) -> Doc:
@@ -395,7 +395,7 @@ def test_referenced_column_missing_is_es204(relationship: Doc, missing: str) -> 
         tables=[{"name": "a"}], relationships=[{"source": "a", "target": "a", "sourceField": "first_id"}, relationship]
     )
     with pytest.raises(ProblemError) as info:
-        planning.desired_state(parse(data), CORE_REFS)
+        planning.resolve(parse(data), CORE_REFS)
     assert info.value.kind == "conflict"
     (problem,) = info.value.problems
     assert (problem.code, problem.path) == ("ES204", "spec.relationships[1]")

@@ -86,8 +86,6 @@ def test_resolve_is_computed_once_per_spec_object_and_types_looked_up() -> None:
     assert planning.resolve(spec, REFS) is first
     # Another mapping with the same types gives the same result, whatever its identity.
     assert planning.resolve(spec, copy.deepcopy(REFS)) is first
-    # The legacy name is the same function.
-    assert planning.desired_state(spec, REFS) is first
     # An equal spec is another object: resolved again, to an equal result.
     other = planning.resolve(parse(SHOP), REFS)
     assert other is not first and other == first

@@ -51,12 +51,19 @@ def test_events_tell_each_migration_started_and_finished(db_url: str, tmp_path: 
 
 def test_a_failed_migration_is_an_event_then_the_error(db_url: str, tmp_path: Path) -> None:
     path = _schema(tmp_path / "s", "gamma")
-    # Made by hand where the plugin's objects go (a table there is a conflict the check reports first):
-    # the database refuses CREATE VIEW's name for the table (SQLite), CREATE SCHEMA (PostgreSQL).
+    # The database refuses the migration in a way the check cannot see (a table, schema or type in the
+    # plugin's place is a conflict it reports first): a view by the table's name (SQLite), an event trigger
+    # refusing DDL on the plugin's objects (PostgreSQL).
     if db_url.startswith("sqlite"):
         execute(db_url, f"CREATE VIEW {ext_table(db_url, 'gamma', 'item')} AS SELECT 1 AS x")
     else:
-        execute(db_url, 'CREATE SCHEMA "ext_gamma"')
+        execute(
+            db_url,
+            "CREATE FUNCTION refuse_gamma() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE object_identity LIKE 'ext_gamma%') "
+            "THEN RAISE EXCEPTION 'refused by the test'; END IF; END $$",
+        )
+        execute(db_url, "CREATE EVENT TRIGGER refuse_gamma ON ddl_command_end EXECUTE FUNCTION refuse_gamma()")
     events: list[reconcile.MigrationEvent] = []
     engine = Engine(db_url)
     try:

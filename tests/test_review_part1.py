@@ -198,3 +198,39 @@ tables:
         assert hint in messages[path], messages
         spec = spec.replace(written, hint)
     assert run("validate", str(write_schema(tmp_path, "nums", spec))).exit_code == 0
+
+
+def test_reapplying_over_a_namespace_left_without_tables_is_a_conflict(db_url: str, tmp_path: Path) -> None:
+    """``delete --retain``, then a DBA drops the kept tables: on PostgreSQL the plugin's schema and enum type
+    remain, and CREATE SCHEMA/TYPE would fail in the database. The check reports them (ES202) and changes
+    nothing; on SQLite nothing is left (no namespaces, no types), so the plugin installs again."""
+    spec = str(write_schema(tmp_path, "shop", SHOP))
+    assert run("apply", spec, "-d", db_url).exit_code == 0
+    assert run("delete", "shop", "--retain", "-d", db_url).exit_code == 0
+    for table in ("order", "line"):
+        execute(db_url, f"DROP TABLE {ext_table(db_url, 'shop', table)}")
+    if db_url.startswith("sqlite"):
+        assert run("apply", spec, "-d", db_url).exit_code == 0
+        return
+    for command in ("apply", "plan", "conflicts"):
+        outcome = run(command, spec, "-d", db_url, "-o", "json")
+        assert outcome.exit_code == 1, (command, outcome)
+        (problem,) = outcome.json()["problems"]
+        assert problem["code"] == "ES202", (command, problem)
+        assert "schema ext_shop" in problem["message"] and "type ext_shop.state" in problem["message"], problem
+    assert execute(db_url, "SELECT count(*) FROM pg_namespace WHERE nspname = 'ext_shop'") == [(1,)]
+
+
+def test_a_namespace_made_by_hand_is_a_conflict(db_url: str, tmp_path: Path) -> None:
+    """``CREATE SCHEMA ext_notes`` by hand (PostgreSQL): applying the plugin is ES202, not a database error.
+    SQLite has no namespaces: a plugin's tables are the only objects that can be in its way."""
+    spec = str(write_schema(tmp_path, "notes", NOTES))
+    if db_url.startswith("sqlite"):
+        execute(db_url, "CREATE TABLE unrelated (x integer)")
+        assert run("apply", spec, "-d", db_url).exit_code == 0
+        return
+    execute(db_url, 'CREATE SCHEMA "ext_notes"')
+    outcome = run("apply", spec, "-d", db_url, "-o", "json")
+    assert outcome.exit_code == 1, outcome
+    (problem,) = outcome.json()["problems"]
+    assert problem["code"] == "ES202" and "schema ext_notes" in problem["message"], problem

@@ -11,9 +11,9 @@ import pydantic
 import pytest
 import yaml
 
-from extschema import model
+from extschema import model, portable_regex
 from extschema.problems import CATALOG, Problem
-from extschema.validation import is_portable_pattern, portable_regex_search, structural_problems, validate
+from extschema.validation import structural_problems, validate
 
 Doc = dict[str, Any]
 
@@ -1047,12 +1047,12 @@ NOT_PORTABLE = [
 
 @pytest.mark.parametrize("pattern", PORTABLE)
 def test_portable_patterns(pattern: str) -> None:
-    assert is_portable_pattern(pattern) is None
+    assert portable_regex.is_portable_pattern(pattern) is None
 
 
 @pytest.mark.parametrize(("pattern", "reason"), NOT_PORTABLE, ids=[repr(p)[:30] for p, _ in NOT_PORTABLE])
 def test_non_portable_patterns(pattern: str, reason: str) -> None:
-    found_reason = is_portable_pattern(pattern)
+    found_reason = portable_regex.is_portable_pattern(pattern)
     assert found_reason is not None and reason in found_reason, found_reason
 
 
@@ -1075,7 +1075,7 @@ def test_pattern_problem_is_reported_with_reason() -> None:
     ],
 )
 def test_portable_regex_search(pattern: str, value: str, expected: bool) -> None:
-    assert portable_regex_search(pattern, value) is expected
+    assert portable_regex.search(pattern, value) is expected
 
 
 # --- Structural problems ----------------------------------------------------------------------

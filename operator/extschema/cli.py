@@ -150,8 +150,7 @@ def plan(paths: Sequence[str], database: str | None, output: str) -> None:
     from extschema import reconcile
 
     with _reported(output), _engine(database) as engine:
-        loaded = reconcile.prepare(engine, paths)
-        planned = reconcile.plan_all(engine, loaded)
+        planned = reconcile.plan_all(engine, reconcile.load(paths))
         if output == "json":
             _emit_json({"ok": True, "plans": [_plan_json(p, r) for p, r in planned]})
             return
@@ -198,6 +197,7 @@ def _result_json(result: ApplyResult) -> dict[str, Any]:
         "migration": result.migration_id,
         "changes": result.description,
         "durationMs": result.duration_ms,
+        "warnings": [w.as_dict() for w in result.warnings],
     }
 
 
@@ -206,6 +206,8 @@ def _print_results(results: Sequence[ApplyResult], output: str, verb: str = "exe
         _emit_json({"ok": True, "results": [_result_json(r) for r in results]})
         return
     for result in results:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning.render()}", err=True)
         if not result.changed:
             click.echo(f"{escape(result.plugin_id)}: unchanged")
             continue

@@ -22,7 +22,6 @@ from extschema import limits, model, validation
 from extschema.model import ExtensionSchema, ExtensionSchemaSpec
 from extschema.problems import Kind, Problem, ProblemError
 
-MAX_DOCUMENT_BYTES = limits.MAX_DOCUMENT_BYTES
 MAX_ALIAS_EXPANSION = limits.MAX_ALIAS_EXPANSION
 
 #: Spec fields only the operator reads (which database, whether to pause).
@@ -264,8 +263,10 @@ def load(paths: Sequence[str]) -> list[Loaded]:
     loaded: list[Loaded] = []
     for file in files:
         try:
-            if file.stat().st_size > MAX_DOCUMENT_BYTES:
-                problems.append(Problem("ES005", "", f"file is larger than {MAX_DOCUMENT_BYTES} bytes", file=str(file)))
+            if file.stat().st_size > limits.MAX_DOCUMENT_BYTES:
+                problems.append(
+                    Problem("ES005", "", f"file is larger than {limits.MAX_DOCUMENT_BYTES} bytes", file=str(file))
+                )
                 continue
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:

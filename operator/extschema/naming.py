@@ -20,10 +20,8 @@ from typing import Literal
 
 from extschema import limits
 
-MAX_IDENTIFIER_BYTES = limits.MAX_IDENTIFIER_BYTES
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 PLUGIN_ID = re.compile(r"^[a-z][a-z0-9_]*$")
-MAX_PLUGIN_ID_LENGTH = limits.MAX_PLUGIN_ID_LENGTH
 RESERVED_PREFIXES = ("pg_", "sqlite_", "extschema")
 RESERVED_COLUMNS = frozenset({"id"})
 PLUGIN_SCHEMA_PREFIX = "ext_"
@@ -39,7 +37,7 @@ def byte_length(name: str) -> int:
     return len(name.encode("utf-8"))
 
 
-def fit(name: str, limit: int = MAX_IDENTIFIER_BYTES) -> str:
+def fit(name: str, limit: int = limits.MAX_IDENTIFIER_BYTES) -> str:
     """Return *name*, or a shortened one ending in a hash of the full name when it is too long."""
     if byte_length(name) <= limit:
         return name
@@ -104,6 +102,6 @@ class Namer:
 def physical_table_length_ok(plugin_id: str, table: str) -> bool:
     """Whether a table's physical name fits in both naming styles without shortening."""
     return all(
-        byte_length(n.name) <= MAX_IDENTIFIER_BYTES
+        byte_length(n.name) <= limits.MAX_IDENTIFIER_BYTES
         for n in (Namer("schema").table(plugin_id, table), Namer("prefix").table(plugin_id, table))
     )

@@ -485,4 +485,3 @@ def search(pattern: str, value: str) -> bool:
 
 
 #: The name the engine and older callers use.
-portable_regex_search = search

@@ -7,7 +7,7 @@ migrations run, the caller's hook receives typed migration events (:data:`Migrat
 the CLI's progress lines, the operator's events and metrics all read the same facts.
 
 Loading (files, YAML, custom resources) lives in :mod:`extschema.loading`, which needs no
-database; its names are re-exported here for callers that use ``reconcile.load`` and friends.
+database; ``load``, ``Loaded`` and ``from_object`` are re-exported here for the shells.
 """
 
 from __future__ import annotations
@@ -18,23 +18,17 @@ from collections.abc import Callable, Iterable, Sequence
 
 from extschema import conflicts, model, planning
 from extschema.dialects import RenderedPlan
-from extschema.engine import ApplyResult, Engine, Registration, StalePlan
+from extschema.engine import ApplyResult, Engine, Registration, StalePlan, registered_by_another
 from extschema.loading import (
-    MAX_DOCUMENT_BYTES,
-    OPERATOR_SPEC_FIELDS,
     Loaded,
     from_object,
     load,
-    parse_documents,
-    parse_text,
 )
 from extschema.model import ExtensionSchemaSpec
 from extschema.problems import Kind, Problem, ProblemError
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
-    "MAX_DOCUMENT_BYTES",
-    "OPERATOR_SPEC_FIELDS",
     "Loaded",
     "MigrationEvent",
     "MigrationFailed",
@@ -51,11 +45,8 @@ __all__ = [
     "from_object",
     "load",
     "locate",
-    "parse_documents",
-    "parse_text",
     "plan_all",
     "plan_one",
-    "prepare",
     "reconcile",
     "reference_types",
     "rollback",
@@ -162,7 +153,7 @@ class Planned:
         return engine.dialect.render_plan(self.plan, backup_tag=f"m{tag}")
 
     def tables(self, engine: Engine, refs: planning.ReferenceTypes) -> list[str]:
-        desired = planning.desired_state(self.loaded.spec, refs)
+        desired = planning.resolve(self.loaded.spec, refs)
         return [str(engine.dialect.namer.table(self.loaded.spec.plugin_id, t.name)) for t in desired.tables]
 
 
@@ -188,6 +179,9 @@ class Snapshot:
         }
         return cls(engine.registrations(), engine.core_catalog(columns_of=referenced))
 
+    def registration(self, plugin_id: str) -> Registration | None:
+        return next((r for r in self.registrations if r.plugin_id == plugin_id), None)
+
 
 def reference_types(
     snapshot: Snapshot, specs: Iterable[ExtensionSchemaSpec]
@@ -201,21 +195,19 @@ def reference_types(
     return refs
 
 
-def plan_one(engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes) -> Planned:
-    base = engine.registration(loaded.spec.plugin_id)
+def plan_one(
+    engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes, snapshot: Snapshot | None = None
+) -> Planned:
+    """The plan of one spec from its registration in *snapshot* (read now when not given).
+
+    A plan from a snapshot may be stale by the time it runs; the engine refuses it under the lock
+    (:class:`StalePlan`) and :func:`apply_one` plans again from a fresh read.
+    """
+    plugin_id = loaded.spec.plugin_id
+    base = snapshot.registration(plugin_id) if snapshot is not None else engine.registration(plugin_id)
     if base is not None and base.owner != loaded.owner:
-        raise ProblemError(
-            [
-                Problem(
-                    "ES201",
-                    "spec.pluginId",
-                    f"plugin {loaded.spec.plugin_id!r} is already registered by {base.owner!r}; "
-                    "choose another pluginId, or delete that one first",
-                    file=loaded.file,
-                )
-            ],
-            kind=Kind.CONFLICT,
-        )
+        error = registered_by_another(plugin_id, base.owner)
+        raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind)
     if base is not None and base.checksum == loaded.spec.checksum() and base.status == "active":
         return Planned(loaded, base, planning.Plan(loaded.spec.plugin_id, ()))
     try:
@@ -248,7 +240,7 @@ def check(
         snapshot.core,
         engine.dialect.namer,
     )
-    problems.extend(_unowned_tables(engine, candidates, registered_ids))
+    problems.extend(_unowned_objects(engine, candidates, registered_ids))
     # A peer that is not registered yet is no dependency one can build on.
     pending = {p.spec.plugin_id for p in earlier}
     for item in candidates:
@@ -270,33 +262,28 @@ def check(
     return sorted(loaded, key=lambda item: order[item.spec.plugin_id])
 
 
-def _unowned_tables(engine: Engine, candidates: Sequence[Loaded], registered_ids: set[str]) -> list[Problem]:
-    """ES202 for a plugin not registered whose tables exist already (left by ``delete --retain``, or
-    made by hand): installing it would fail in the database on CREATE."""
+def _unowned_objects(engine: Engine, candidates: Sequence[Loaded], registered_ids: set[str]) -> list[Problem]:
+    """ES202 for a plugin not registered whose tables, schema or types exist already (left by
+    ``delete --retain``, or made by hand): installing it would fail in the database on CREATE."""
     problems = []
     for item in candidates:
         plugin_id = item.spec.plugin_id
         if plugin_id in registered_ids:
             continue
-        found = engine.physical_tables(plugin_id)
+        found = engine.physical_objects(plugin_id)
         # Registered since the snapshot (a concurrent apply commits its tables and registration together).
         if found and engine.registration(plugin_id) is None:
             problems.append(
                 Problem(
                     "ES202",
                     "spec.pluginId",
-                    f"plugin {plugin_id!r} is not registered, but its tables exist: {', '.join(found)} (left by "
+                    f"plugin {plugin_id!r} is not registered, but its objects exist: {', '.join(found)} (left by "
                     "`extschema delete --retain`, or made by hand); back up what you need and drop them, "
                     "or choose another pluginId",
                     subject=item.owner,
                 )
             )
     return problems
-
-
-def prepare(engine: Engine, paths: Sequence[str]) -> list[Loaded]:
-    """load → validate → check conflicts; nothing runs unless every document is clean."""
-    return check(engine, load(paths))
 
 
 def reconcile(
@@ -314,11 +301,13 @@ def reconcile(
     snapshot = Snapshot.take(engine, specs)
     ordered = check(engine, loaded, peers, snapshot)
     refs = reference_types(snapshot, specs)
-    planned = gate(engine, ordered, refs)
+    planned = gate(engine, ordered, refs, snapshot)
     return apply_all(engine, ordered, on_event, snapshot, planned)
 
 
-def gate(engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceTypes) -> list[Planned]:
+def gate(
+    engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceTypes, snapshot: Snapshot | None = None
+) -> list[Planned]:
     """Plan every spec before any migration runs; a refused change anywhere stops the whole run.
 
     Without this step the first specs of a run would be applied before a later one is refused
@@ -329,7 +318,7 @@ def gate(engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceType
     kind: Kind | None = None
     for item in ordered:
         try:
-            planned.append(plan_one(engine, item, refs))
+            planned.append(plan_one(engine, item, refs, snapshot))
         except ProblemError as error:
             problems.extend(error.problems)
             kind = kind or error.kind
@@ -339,8 +328,12 @@ def gate(engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceType
 
 
 def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, RenderedPlan]]:
-    refs = reference_types(Snapshot.take(engine, [item.spec for item in loaded]), [item.spec for item in loaded])
-    planned = [plan_one(engine, item, refs) for item in loaded]
+    """check → plan every spec, in dependency order, from one snapshot; runs nothing."""
+    specs = [item.spec for item in loaded]
+    snapshot = Snapshot.take(engine, specs)
+    ordered = check(engine, loaded, snapshot=snapshot)
+    refs = reference_types(snapshot, specs)
+    planned = [plan_one(engine, item, refs, snapshot) for item in ordered]
     return [(p, p.render(engine, "planned")) for p in planned]
 
 
@@ -353,13 +346,14 @@ def apply_one(
             planned = plan_one(engine, loaded, refs)
         base_checksum = planned.base.checksum if planned.base else None
         try:
-            return engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
+            result = engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
         except StalePlan:
             continue
         except ProblemError as error:
             raise ProblemError(
                 [p.located(loaded.file) if p.file is None else p for p in error.problems], error.kind
             ) from None
+        return dataclasses.replace(result, warnings=tuple(w.located(loaded.file) for w in result.warnings))
     raise ProblemError.one(
         "ES403",
         "database",

@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from extschema.controller import handlers
 from extschema.controller.runtime import Runtime, memo_for
-from extschema.controller.settings import Config, Settings
+from extschema.controller.settings import Settings
 
-__all__ = ["Config", "Runtime", "Settings", "handlers", "memo_for"]
+__all__ = ["Runtime", "Settings", "handlers", "memo_for"]

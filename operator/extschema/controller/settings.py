@@ -57,7 +57,3 @@ class Settings:
                 raise TypeError(f"unknown operator setting {key!r}")
             setattr(settings, key, value)
         return settings
-
-
-#: The former name (``handlers.Config``).
-Config = Settings

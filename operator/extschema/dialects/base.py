@@ -423,6 +423,11 @@ class Dialect:
         """The plugin's tables that exist now, as the registry names them."""
         raise NotImplementedError
 
+    def plugin_objects(self, inspector: sa.Inspector, plugin_id: str) -> list[str]:
+        """Everything of the plugin that exists now and that installing it would create: its tables, and
+        where the database has them its namespace and types (named for a person: ``schema ext_x``)."""
+        return self.plugin_tables(inspector, plugin_id)
+
     def session_setup(self) -> Sequence[str]:
         """Statements run on every new connection."""
         return ()

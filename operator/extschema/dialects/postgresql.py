@@ -185,6 +185,15 @@ class PostgresDialect(Dialect):
         schema = naming.plugin_schema(plugin_id)
         return [f"{schema}.{t}" for t in sorted(inspector.get_table_names(schema=schema))]
 
+    def plugin_objects(self, inspector: sa.Inspector, plugin_id: str) -> list[str]:
+        # The schema outlives its tables (delete --retain, then a DBA drops them; or CREATE SCHEMA by hand).
+        schema = naming.plugin_schema(plugin_id)
+        if not inspector.has_schema(schema):
+            return []
+        enums = inspector.get_enums(schema=schema)  # type: ignore[attr-defined]  # PostgreSQL's inspector has it
+        types = sorted(f"type {schema}.{e['name']}" for e in enums)
+        return [f"schema {schema}", *types, *self.plugin_tables(inspector, plugin_id)]
+
     def migration_preamble(
         self, lock_key: tuple[int, int], lock_timeout_ms: int, statement_timeout_ms: int
     ) -> list[str]:

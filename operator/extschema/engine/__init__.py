@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from extschema.engine.connection import Database, redact
 from extschema.engine.migrator import (
-    DEFAULT_LOCK_TIMEOUT_MS,
-    DEFAULT_STATEMENT_TIMEOUT_MS,
     ApplyResult,
     Engine,
     StalePlan,
-    lock_key,
+    registered_by_another,
 )
 from extschema.engine.registry import (
     STATUSES_MIGRATION,
@@ -26,8 +24,6 @@ from extschema.engine.registry import (
 )
 
 __all__ = [
-    "DEFAULT_LOCK_TIMEOUT_MS",
-    "DEFAULT_STATEMENT_TIMEOUT_MS",
     "STATUSES_MIGRATION",
     "STATUSES_SCHEMA",
     "ApplyResult",
@@ -36,8 +32,8 @@ __all__ = [
     "MigrationRecord",
     "Registration",
     "StalePlan",
-    "lock_key",
     "redact",
+    "registered_by_another",
     "script",
     "sql_checksum",
 ]

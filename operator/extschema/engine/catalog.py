@@ -49,6 +49,12 @@ def physical_tables(database: Database, plugin_id: str) -> list[str]:
         return plugin_tables(conn, database.dialect, plugin_id)
 
 
+def plugin_objects(database: Database, plugin_id: str) -> list[str]:
+    """What of the plugin exists right now (tables, and on PostgreSQL its schema and types)."""
+    with database.reading() as conn:
+        return database.dialect.plugin_objects(sa.inspect(conn), plugin_id)
+
+
 def plugin_tables(conn: sa.Connection, dialect: Dialect, plugin_id: str) -> list[str]:
     """:func:`physical_tables`, read in *conn*'s transaction (a migration's, under its lock)."""
     return dialect.plugin_tables(sa.inspect(conn), plugin_id)

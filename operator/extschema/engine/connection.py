@@ -40,6 +40,9 @@ def parse_url(url: str) -> sa.URL:
     except (sa.exc.ArgumentError, ValueError) as error:
         detail = f" ({error})" if isinstance(error, ValueError) else ""
         raise _usage(f"{url!r} is not a database URL{detail}; {_URL_HELP}") from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        # Else the driver reports it as a connection failure, as if the server were down.
+        raise _usage(f"{redact(url)}: port {parsed.port} is out of range (1-65535); {_URL_HELP}")
     return parsed
 
 

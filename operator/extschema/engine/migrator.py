@@ -32,10 +32,7 @@ from extschema.engine.connection import Database
 from extschema.engine.registry import ENDING_KINDS, MigrationRecord, Registration, Registry, now, statements_of
 from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.planning import Plan
-from extschema.problems import ProblemError
-
-DEFAULT_LOCK_TIMEOUT_MS = limits.DEFAULT_LOCK_TIMEOUT_MS
-DEFAULT_STATEMENT_TIMEOUT_MS = limits.DEFAULT_STATEMENT_TIMEOUT_MS
+from extschema.problems import Problem, ProblemError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +42,8 @@ class ApplyResult:
     migration_id: str | None
     description: list[str]
     duration_ms: int | None = None
+    #: The executed plan's warnings (:attr:`RenderedPlan.warnings`): what this database leaves unenforced.
+    warnings: tuple[Problem, ...] = ()
 
 
 class StalePlan(Exception):
@@ -60,6 +59,16 @@ def lock_key(plugin_id: str) -> tuple[int, int]:
 def _not_registered(plugin_id: str) -> ProblemError:
     return ProblemError.one(
         "ES306", "plugin", f"plugin {plugin_id!r} is not registered; see `extschema status`", kind="refused"
+    )
+
+
+def registered_by_another(plugin_id: str, holder: str) -> ProblemError:
+    """ES201: *plugin_id* is registered by *holder*, not by the spec being planned or applied."""
+    return ProblemError.one(
+        "ES201",
+        "spec.pluginId",
+        f"plugin {plugin_id!r} is already registered by {holder!r}; choose another pluginId, or delete that one first",
+        kind="conflict",
     )
 
 
@@ -135,8 +144,8 @@ class Engine:
         self,
         url: str,
         *,
-        lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
-        statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+        lock_timeout_ms: int = limits.DEFAULT_LOCK_TIMEOUT_MS,
+        statement_timeout_ms: int = limits.DEFAULT_STATEMENT_TIMEOUT_MS,
         core_schema: str = "public",
     ) -> None:
         self.database = Database(url, core_schema)
@@ -180,6 +189,9 @@ class Engine:
     def physical_tables(self, plugin_id: str) -> list[str]:
         return catalog.physical_tables(self.database, plugin_id)
 
+    def physical_objects(self, plugin_id: str) -> list[str]:
+        return catalog.plugin_objects(self.database, plugin_id)
+
     # --- the one migration path ---------------------------------------------------------------
 
     def _lock(self, conn: Connection, plugin_id: str) -> None:
@@ -197,7 +209,7 @@ class Engine:
             if done is not None:
                 return done
             history = self.registry.verify_history(conn, plugin_id)
-            migration_id = self.registry.next_migration_id(conn, plugin_id)
+            migration_id = self.registry.next_migration_id(conn, plugin_id, history)
             rendered = migration.render(conn, history, migration_id)
             self.database.execute(conn, rendered.statements, rendered.foreign_keys_off or fk_off)
             return migration.record(conn, migration_id, rendered, int((time.perf_counter() - clock) * 1000))
@@ -337,13 +349,7 @@ class _Apply(_Migration):
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         plugin_id = self.spec.plugin_id
         if current is not None and current.owner != self.owner:
-            raise ProblemError.one(
-                "ES201",
-                "spec.pluginId",
-                f"plugin {plugin_id!r} is already registered by {current.owner!r}; "
-                "choose another pluginId, or delete that one first",
-                kind="conflict",
-            )
+            raise registered_by_another(plugin_id, current.owner)
         if current is not None and current.checksum == self.spec.checksum() and current.status == "active":
             return ApplyResult(plugin_id, False, None, [])
         if (current.checksum if current else None) != self.base_checksum:
@@ -363,7 +369,7 @@ class _Apply(_Migration):
             "executed", self.started, duration, None,
         )  # fmt: skip
         registry.register(conn, self.owner, self.spec, self.tables, exists=self.current is not None)
-        return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration)
+        return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
 
 
 class _Rollback(_Migration):

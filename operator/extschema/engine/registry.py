@@ -213,6 +213,8 @@ class Registry:
 
         Only commands that write call this; reads treat a missing registry as empty.
         """
+        if self._exists:  # checked already (by this call or a read): no transaction just to ask again
+            return
         with self.database.transaction(read_only=True) as conn:
             if self.exists(conn):
                 return
@@ -420,10 +422,15 @@ class Registry:
         m = self.migrations
         return conn.execute(sa.select(m).where(m.c.plugin_id == plugin_id, m.c.migration_id == migration_id)).one()
 
-    def next_migration_id(self, conn: Connection, plugin_id: str) -> str:
-        m = self.migrations
-        count = conn.execute(sa.select(sa.func.count()).select_from(m).where(m.c.plugin_id == plugin_id)).scalar_one()
-        return f"{count + 1:04d}"
+    def next_migration_id(
+        self, conn: Connection, plugin_id: str, history: Sequence[MigrationRecord] | None = None
+    ) -> str:
+        """The id the plugin's next migration gets; counted from its *history* when the caller has read it."""
+        if history is None:
+            m = self.migrations
+            count = conn.execute(sa.select(sa.func.count()).select_from(m).where(m.c.plugin_id == plugin_id))
+            return f"{count.scalar_one() + 1:04d}"
+        return f"{len(history) + 1:04d}"
 
     def verify_history(self, conn: Connection, plugin_id: str) -> list[MigrationRecord]:
         """The plugin's history, or ES304 when a recorded migration's SQL no longer matches its checksum."""

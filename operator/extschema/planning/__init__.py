@@ -7,7 +7,7 @@
 - :mod:`.policy` — which changes are allowed (today: additive ones; others are ES301/ES302);
 - :mod:`.planner` — :func:`plan` and :func:`teardown`, tying them together.
 
-Every name other modules used from the former ``planning`` module is exported here.
+The names below are planning's surface: what conflicts, dialects, the engine and reconcile use.
 """
 
 from __future__ import annotations
@@ -29,23 +29,19 @@ from extschema.planning.ops import (
 )
 from extschema.planning.planner import plan, teardown
 from extschema.planning.resolved import (
-    DEFAULT_STRING_LENGTH,
     ID_TYPE,
     ColumnDef,
-    Desired,
     ForeignKeyDef,
     IndexDef,
     ReferenceTypes,
     Resolved,
     TableDef,
-    desired_state,
     reference_types_of,
     resolve,
     shape,
 )
 
 __all__ = [
-    "DEFAULT_STRING_LENGTH",
     "ID_TYPE",
     "AddColumn",
     "ChangeEnumValues",
@@ -54,7 +50,6 @@ __all__ = [
     "CreateIndex",
     "CreatePluginNamespace",
     "CreateTable",
-    "Desired",
     "DropColumn",
     "DropEnum",
     "DropIndex",
@@ -67,7 +62,6 @@ __all__ = [
     "ReferenceTypes",
     "Resolved",
     "TableDef",
-    "desired_state",
     "plan",
     "reference_types_of",
     "resolve",

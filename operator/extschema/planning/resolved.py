@@ -25,7 +25,6 @@ from extschema.problems import ProblemError
 
 #: The type of every surrogate key.
 ID_TYPE: FieldType = "BigInt"
-DEFAULT_STRING_LENGTH = limits.DEFAULT_STRING_LENGTH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +57,7 @@ class ColumnDef:
 
     @property
     def string_length(self) -> int:
-        return self.max_length or DEFAULT_STRING_LENGTH
+        return self.max_length or limits.DEFAULT_STRING_LENGTH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,9 +146,6 @@ class Resolved:
         return _references(self.foreign_keys, self.joins)
 
 
-#: The former name of :class:`Resolved` (what planning called the desired state).
-Desired = Resolved
-
 #: ``(plugin, table) -> {column: FieldType}`` for every table a spec may reference outside
 #: itself: core tables (reflected) and other plugins' tables (from their registered specs).
 ReferenceTypes = Mapping[tuple[str, str], Mapping[str, FieldType | None]]
@@ -163,11 +159,6 @@ def reference_types_of(spec: ExtensionSchemaSpec) -> dict[tuple[str, str], dict[
 def resolve(spec: ExtensionSchemaSpec, refs: ReferenceTypes) -> Resolved:
     """The resolved schema of *spec*; raises ES204 (``conflict``) for a reference that does not resolve."""
     return _entry(spec).bind(spec, refs)
-
-
-def desired_state(spec: ExtensionSchemaSpec, refs: ReferenceTypes) -> Resolved:
-    """The former name of :func:`resolve`."""
-    return resolve(spec, refs)
 
 
 def shape(spec: ExtensionSchemaSpec) -> Resolved:

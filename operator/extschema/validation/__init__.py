@@ -11,7 +11,7 @@ One module per concern: :mod:`.context` (what a pass knows), :mod:`.structural` 
 errors), :mod:`.messages` (how values appear in messages), :mod:`.identifiers`, and one module
 per object kind (:mod:`.plugin`, :mod:`.enums`, :mod:`.tables`, :mod:`.fields`, :mod:`.defaults`,
 :mod:`.relationships`). Limits live in :mod:`extschema.limits`, regular expressions in
-:mod:`extschema.portable_regex`; both are re-exported here for existing callers.
+:mod:`extschema.portable_regex`.
 
 A Json field may have any JSON scalar as its default (string, number, boolean); the value is the
 JSON document itself, so ``default: "x"`` is the JSON string ``"x"``.
@@ -20,43 +20,12 @@ JSON document itself, so ``default: "x"`` is the JSON string ``"x"``.
 from __future__ import annotations
 
 from extschema import model
-from extschema.limits import (
-    DEFAULT_PRECISION,
-    DEFAULT_SCALE,
-    DEFAULT_STRING_LENGTH,
-    INT_RANGES,
-    MAX_COLUMNS,
-    MAX_ENUM_LABEL_BYTES,
-    MAX_INDEX_FIELDS,
-    MAX_PATTERN_LENGTH,
-    MAX_PRECISION,
-    MAX_REPEAT,
-    MAX_VARCHAR_LENGTH,
-)
-from extschema.portable_regex import is_portable_pattern, portable_regex_search
 from extschema.problems import Problem
 from extschema.validation import context, enums, plugin, relationships, tables
-from extschema.validation.context import FK_FORBIDDEN_TYPES, NUMERIC_TYPES, TEXT_TYPES
 from extschema.validation.plugin import check_metadata as validate_metadata
 from extschema.validation.structural import structural_problems
 
 __all__ = [
-    "DEFAULT_PRECISION",
-    "DEFAULT_SCALE",
-    "DEFAULT_STRING_LENGTH",
-    "FK_FORBIDDEN_TYPES",
-    "INT_RANGES",
-    "MAX_COLUMNS",
-    "MAX_ENUM_LABEL_BYTES",
-    "MAX_INDEX_FIELDS",
-    "MAX_PATTERN_LENGTH",
-    "MAX_PRECISION",
-    "MAX_REPEAT",
-    "MAX_VARCHAR_LENGTH",
-    "NUMERIC_TYPES",
-    "TEXT_TYPES",
-    "is_portable_pattern",
-    "portable_regex_search",
     "structural_problems",
     "validate",
     "validate_metadata",

@@ -6,7 +6,7 @@ import re
 import typing
 import unicodedata
 
-from extschema import naming
+from extschema import limits, naming
 from extschema.validation import messages
 
 if typing.TYPE_CHECKING:
@@ -87,7 +87,7 @@ def suggest_identifier(name: str) -> str | None:
     guess = re.sub(r"[^a-z0-9]+", "_", folded.lower()).strip("_")
     if guess and not guess[0].isalpha():
         guess = f"n_{guess}"
-    guess = guess[: naming.MAX_IDENTIFIER_BYTES].rstrip("_")
+    guess = guess[: limits.MAX_IDENTIFIER_BYTES].rstrip("_")
     if not guess or guess == name or identifier_reason(guess) or guess.startswith(naming.RESERVED_PREFIXES):
         return None
     return guess
@@ -98,9 +98,9 @@ def plugin_id_reason(plugin_id: str) -> str | None:
     if not naming.PLUGIN_ID.fullmatch(plugin_id) or "__" in plugin_id or plugin_id.endswith("_"):
         reason = identifier_reason(plugin_id) or "it must match ^[a-z][a-z0-9_]*$"
         guess = suggest_identifier(plugin_id)
-        return reason + (f" (e.g. {messages.show(guess[: naming.MAX_PLUGIN_ID_LENGTH])})" if guess else "")
-    if len(plugin_id) > naming.MAX_PLUGIN_ID_LENGTH:
-        return f"it is {len(plugin_id)} characters long; at most {naming.MAX_PLUGIN_ID_LENGTH} are allowed"
+        return reason + (f" (e.g. {messages.show(guess[: limits.MAX_PLUGIN_ID_LENGTH])})" if guess else "")
+    if len(plugin_id) > limits.MAX_PLUGIN_ID_LENGTH:
+        return f"it is {len(plugin_id)} characters long; at most {limits.MAX_PLUGIN_ID_LENGTH} are allowed"
     if plugin_id.startswith(naming.RESERVED_PREFIXES):
         return f"names starting with {', '.join(naming.RESERVED_PREFIXES)} are reserved"
     if plugin_id == naming.CORE:
@@ -142,12 +142,12 @@ def check_identifier(
             f"underscores){example}.{hint}",
         )
     size = messages.byte_length(name)
-    if size > naming.MAX_IDENTIFIER_BYTES:
+    if size > limits.MAX_IDENTIFIER_BYTES:
         ctx.add(
             "ES102",
             path,
-            f"{what} {messages.show(name)} is {size} bytes; the database limit is {naming.MAX_IDENTIFIER_BYTES}: "
-            f"shorten it by {messages.byte_count(size - naming.MAX_IDENTIFIER_BYTES)}.{hint}",
+            f"{what} {messages.show(name)} is {size} bytes; the database limit is {limits.MAX_IDENTIFIER_BYTES}: "
+            f"shorten it by {messages.byte_count(size - limits.MAX_IDENTIFIER_BYTES)}.{hint}",
         )
     reserved = database_reserved_reason(name, column=column) if column or constraint else None
     if reserved:
@@ -178,6 +178,6 @@ def too_long_physical(ctx: context.Context, name: str, path: str, what: str) -> 
         "ES102",
         path,
         f"{what} {messages.show(name)} is stored on SQLite as {messages.show(physical)}, {size} bytes; the limit is "
-        f"{naming.MAX_IDENTIFIER_BYTES}: shorten the name by "
-        f"{messages.byte_count(size - naming.MAX_IDENTIFIER_BYTES)}.",
+        f"{limits.MAX_IDENTIFIER_BYTES}: shorten the name by "
+        f"{messages.byte_count(size - limits.MAX_IDENTIFIER_BYTES)}.",
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from extschema import model, naming
+from extschema import limits, model, naming
 from extschema.validation import context, identifiers, messages
 
 
@@ -169,20 +169,20 @@ def check_join_tables(ctx: context.Context) -> None:
                 "A ManyToMany join row cannot keep a NULL end: use onDelete Cascade or Restrict.",
             )
         for fk in (join.left, join.right):
-            if messages.byte_length(fk.column) > naming.MAX_IDENTIFIER_BYTES:
+            if messages.byte_length(fk.column) > limits.MAX_IDENTIFIER_BYTES:
                 ctx.add(
                     "ES102",
                     path,
                     f"join table column {messages.show(fk.column)} is {messages.byte_length(fk.column)} bytes; the "
                     "limit is "
-                    f"{naming.MAX_IDENTIFIER_BYTES}: shorten the table names it is built from.",
+                    f"{limits.MAX_IDENTIFIER_BYTES}: shorten the table names it is built from.",
                 )
         if rel.name is None:
             name_ok = identifiers.check_identifier(ctx, join.name, name_path, "join table name", hint=hint)
         else:  # checked with the relationship
             name_ok = (
                 identifiers.identifier_reason(join.name) is None
-                and messages.byte_length(join.name) <= naming.MAX_IDENTIFIER_BYTES
+                and messages.byte_length(join.name) <= limits.MAX_IDENTIFIER_BYTES
             )
         if name_ok and ctx.plugin_ok and not naming.physical_table_length_ok(ctx.spec.plugin_id, join.name):
             identifiers.too_long_physical(ctx, join.name, name_path, "join table")
