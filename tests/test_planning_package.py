@@ -218,6 +218,10 @@ def _sample_ops() -> list[ops.Op]:
     note = ColumnDef("note", "Text", default="", max_length=10)
     with_note = dataclasses.replace(line, columns=(*line.columns, note))
     index = IndexDef(("code", "title"), True, "code_title")
+    renamed = dataclasses.replace(note, name="remark")
+    longer = dataclasses.replace(note, type="String", max_length=200, nullable=False)
+    renamed_values = ["opened", *status.values[1:]]
+    renamed_enum = EnumSpec(name="status", values=renamed_values, renamedValues={status.values[0]: "opened"})
     return [
         ops.CreatePluginNamespace("shop"),
         ops.DropPluginNamespace("shop"),
@@ -230,6 +234,17 @@ def _sample_ops() -> list[ops.Op]:
         ops.DropColumn("shop", with_note, line, note),
         ops.CreateIndex("shop", "order", index),
         ops.DropIndex("shop", "order", IndexDef(("state",))),
+        ops.RenameTable("shop", line, dataclasses.replace(line, name="order_line")),
+        ops.RenameColumn(
+            "shop", with_note, dataclasses.replace(with_note, columns=(*line.columns, renamed)), "note", "remark"
+        ),
+        ops.AlterColumn(
+            "shop", with_note, dataclasses.replace(with_note, columns=(*line.columns, longer)), note, longer
+        ),
+        ops.RenameEnumValue(
+            "shop", status, renamed_enum, status.values[0], "opened", ((order, order.with_enum(renamed_enum)),)
+        ),
+        ops.RunSql("shop", "0001_backfill", "UPDATE x SET y = 'it''s'", "UPDATE x SET y = NULL"),
     ]
 
 

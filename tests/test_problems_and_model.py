@@ -92,7 +92,7 @@ def test_every_kind_has_an_exit_code_and_a_condition_reason(kind: Kind) -> None:
 
 def test_kinds_compare_equal_to_their_old_strings() -> None:
     assert [str(k) for k in Kind] == [
-        "invalid", "conflict", "refused", "dependency", "usage", "database", "retryable", "unreachable"
+        "invalid", "conflict", "refused", "dependency", "usage", "database", "approval", "retryable", "unreachable"
     ]  # fmt: skip
     plain: str = "conflict"
     error = ProblemError.one("ES101", "p", "m", kind=plain)

@@ -110,6 +110,15 @@ CATALOG: dict[str, Reason] = _catalog(
         "Make the change additive, or create a new plugin version that migrates data explicitly.",
     ),
     Reason(
+        "ApprovalRequired",
+        "reconciling",
+        "The plan rewrites a table or drops data and waits for an approval of exactly this plan; "
+        "status.pendingPlan shows its hash, a summary, and whether it is destructive (with row counts). "
+        "Waiting, not failed: nothing ran, and nothing runs until the approval matches.",
+        "Review the plan (`extschema plan -o json`), then commit spec.approvedPlanHash with "
+        "status.pendingPlan.hash (or use the Argo CD action `approve`).",
+    ),
+    Reason(
         "Suspended",
         "idle",
         "spec.suspend is true: the operator does not touch the database for this resource.",
@@ -250,6 +259,7 @@ _REASON_BY_KIND = {
     "retryable": "DatabaseUnavailable",
     "unreachable": "DatabaseUnavailable",
     "usage": "InvalidTarget",
+    "approval": "ApprovalRequired",
 }
 
 

@@ -72,6 +72,8 @@ _EXTRA: dict[str, Schema] = {
     "enums[].name": _name(),
     "enums[].values": {"minItems": 1, "maxItems": limits.MAX_ENUM_VALUES, "x-kubernetes-list-type": "set"},
     "enums[].values[]": {"minLength": 1, "maxLength": limits.MAX_ENUM_LABEL_BYTES},
+    "enums[].renamedValues": {"maxProperties": limits.MAX_ENUM_VALUES},
+    "enums[].renamedValues{}": {"minLength": 1, "maxLength": limits.MAX_ENUM_LABEL_BYTES},
     "enums[].localization": {"maxProperties": limits.MAX_LOCALES},
     "enums[].localization{}": {"maxProperties": limits.MAX_ENUM_VALUES},
     "enums[].localization{}{}": {"maxLength": limits.MAX_LOCALIZED_LABEL_LENGTH},
@@ -82,6 +84,8 @@ _EXTRA: dict[str, Schema] = {
     },
     "tables[].name": _name(),
     "tables[].description": {"maxLength": limits.MAX_DESCRIPTION_LENGTH},
+    "tables[].renamedFrom": _name(),
+    "tables[].fields[].renamedFrom": _name(),
     "tables[].fields": {
         "maxItems": limits.MAX_FIELDS,
         "x-kubernetes-list-type": "map",
@@ -144,6 +148,15 @@ _EXTRA: dict[str, Schema] = {
     "tables[].uniqueConstraints[].fields[]": _name(),
     "tables[].uniqueConstraints[].name": _name(),
     "relationships": {"maxItems": limits.MAX_RELATIONSHIPS, "x-kubernetes-list-type": "atomic"},
+    "migrations": {
+        "maxItems": limits.MAX_RAW_MIGRATIONS,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["id"],
+    },
+    "migrations[].id": {"minLength": 1, "maxLength": MAX_NAME, "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+    "migrations[].sql": {"minLength": 1, "maxLength": limits.MAX_RAW_SQL_LENGTH},
+    "migrations[].rollbackSql": {"maxLength": limits.MAX_RAW_SQL_LENGTH},
+    "approvedPlanHash": {"minLength": 1, "maxLength": limits.MAX_PLAN_HASH_LENGTH, "pattern": "^[0-9a-f]+$"},
     "relationships[].source": _name(),
     "relationships[].sourceField": _name(),
     "relationships[].target": {

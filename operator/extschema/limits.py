@@ -42,6 +42,9 @@ MAX_DEPENDS_ON = 64
 MAX_LOCALES = 64
 MAX_LOCALIZED_LABEL_LENGTH = 1024
 MAX_DESCRIPTION_LENGTH = 4096
+MAX_RAW_MIGRATIONS = 256  # spec.migrations: hand-written SQL steps
+MAX_RAW_SQL_LENGTH = 262_144  # one step's sql or rollbackSql
+MAX_PLAN_HASH_LENGTH = 64  # spec.approvedPlanHash; plans hash to 16 hex digits (planning.safety.plan_hash)
 
 # Files the CLI and operator read.
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024  # far above any real spec; refuses a file that is not one

@@ -29,6 +29,7 @@ FieldType = Literal[
 RelationshipType = Literal["ManyToOne", "OneToOne", "OneToMany", "ManyToMany"]
 OnDelete = Literal["Restrict", "Cascade", "SetNull"]
 DeletionPolicy = Literal["Drop", "Retain"]
+DriftPolicy = Literal["Report", "Repair"]
 #: JSON scalars a default may take; the field type decides which fit.
 DefaultValue = str | bool | int | float | None
 
@@ -74,6 +75,11 @@ class FieldSpec(_Spec):
     )
     validation: ValidationRules | None = Field(None, description="Value rules enforced by the database.")
     description: str | None = Field(None, description="Free text for people; stored as a column comment.")
+    renamed_from: str | None = Field(
+        None,
+        alias="renamedFrom",
+        description="The field's previous name: the column is renamed (its data kept), never dropped and re-added.",
+    )
 
 
 class IndexSpec(_Spec):
@@ -95,6 +101,11 @@ class TableSpec(_Spec):
     """A table owned by the plugin. Every table gets a surrogate primary key 'id'."""
 
     name: str = Field(description="Table name: lower_snake_case, unique in the plugin.")
+    renamed_from: str | None = Field(
+        None,
+        alias="renamedFrom",
+        description="The table's previous name: the table is renamed (its rows kept), never dropped and re-created.",
+    )
     description: str | None = Field(None, description="Free text for people; stored as a table comment.")
     fields: list[FieldSpec] = Field(default_factory=list, description="Columns, besides the 'id' key.")
     indexes: list[IndexSpec] = Field(default_factory=list, description="Secondary indexes.")
@@ -110,7 +121,14 @@ class EnumSpec(_Spec):
     """A closed set of values: a native ENUM type on PostgreSQL, a CHECK constraint on SQLite."""
 
     name: str = Field(description="Enum name: lower_snake_case, unique in the plugin.")
-    values: list[str] = Field(description="Allowed values, in order. Values may be added later, not removed.")
+    values: list[str] = Field(
+        description="Allowed values, in order. Adding is safe; removing a value rows still use needs approval."
+    )
+    renamed_values: dict[str, str] = Field(
+        default_factory=dict,
+        alias="renamedValues",
+        description="Values renamed since the applied version: previous value -> new value (rows are updated).",
+    )
     localization: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Display labels: locale -> value -> label. Stored, not enforced."
     )
@@ -138,6 +156,16 @@ class RelationshipSpec(_Spec):
     name: str | None = Field(None, description="ManyToMany: the join table's name (default <source>_<target>).")
 
 
+class RawMigration(_Spec):
+    """A hand-written SQL step, run after the declarative changes of the version that adds it."""
+
+    id: str = Field(description="Stable identifier of the step, unique in the plugin (e.g. 0001_backfill).")
+    sql: str = Field(description="SQL run once, in the migration's transaction; only the plugin's own objects.")
+    rollback_sql: str = Field(
+        alias="rollbackSql", description="SQL that undoes `sql`, run when the migration is rolled back."
+    )
+
+
 class ExtensionSchemaSpec(_Spec):
     """What a plugin asks of the database."""
 
@@ -156,6 +184,22 @@ class ExtensionSchemaSpec(_Spec):
     deletion_policy: DeletionPolicy = Field(
         "Drop", alias="deletionPolicy", description="On delete: Drop the plugin's objects, or Retain them."
     )
+    migrations: list[RawMigration] = Field(
+        default_factory=list,
+        description="Hand-written SQL steps, in order; run only where the target allows raw SQL (allowRawSql).",
+    )
+    approved_plan_hash: str | None = Field(
+        None,
+        alias="approvedPlanHash",
+        description="Approves exactly the plan with this hash (from status.pendingPlan.hash or `extschema plan`): "
+        "its rewriting or destructive steps may run. An approval of any other plan is ignored.",
+    )
+    drift_policy: DriftPolicy = Field(
+        "Report",
+        alias="driftPolicy",
+        description="When the database's objects differ from the applied spec: Report it (condition InSync=False), "
+        "or Repair it by re-creating what is missing.",
+    )
 
     def table(self, name: str) -> TableSpec | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -164,12 +208,40 @@ class ExtensionSchemaSpec(_Spec):
         return next((e for e in self.enums if e.name == name), None)
 
     def canonical_json(self) -> str:
-        """Key-sorted JSON of the spec with defaults filled in: equal specs, equal text."""
-        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+        """Key-sorted JSON of the schema with defaults filled in: equal schemas, equal text.
+
+        Operational settings (:data:`OPERATIONAL_FIELDS`) are left out: approving a plan or choosing
+        a drift policy changes no schema. Fields added after the first release are left out while at
+        their default, so a spec that does not use them keeps the checksum recorded by older versions.
+        """
+        data = self.model_dump(mode="json", by_alias=True, exclude=set(OPERATIONAL_FIELDS))
+        return json.dumps(_without_later_defaults(data), sort_keys=True, separators=(",", ":"))
 
     def checksum(self) -> str:
         """SHA-256 of :meth:`canonical_json`; recorded with every migration."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+#: Spec fields that steer how a schema is applied, not what it is (not part of its checksum).
+OPERATIONAL_FIELDS = ("approved_plan_hash", "drift_policy")
+
+#: Keys added after the first release, by the mapping they appear in, with their default.
+_LATER_KEYS: dict[str, dict[str, Any]] = {
+    "spec": {"migrations": []},
+    "table": {"renamedFrom": None},
+    "field": {"renamedFrom": None},
+    "enum": {"renamedValues": {}},
+}
+
+
+def _without_later_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    def strip(data: dict[str, Any], where: str) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if not (k in _LATER_KEYS[where] and v == _LATER_KEYS[where][k])}
+
+    tables = [
+        {**strip(t, "table"), "fields": [strip(f, "field") for f in t["fields"]]} for t in spec["tables"]
+    ]
+    return {**strip(spec, "spec"), "tables": tables, "enums": [strip(e, "enum") for e in spec["enums"]]}
 
 
 class ObjectMeta(BaseModel):

@@ -88,6 +88,7 @@ class Kind(enum.StrEnum):
     DEPENDENCY = "dependency"  # a dependency is not applied yet (exit 1, DependencyNotReady)
     USAGE = "usage"  # the command line or URL is wrong (exit 2, InvalidTarget)
     DATABASE = "database"  # the database refused the migration (exit 3, MigrationFailed)
+    APPROVAL = "approval"  # the plan waits for an approval of its hash (exit 1, ApprovalRequired)
     RETRYABLE = "retryable"  # a temporary database error (exit 3, DatabaseUnavailable, retried)
     UNREACHABLE = "unreachable"  # no connection (exit 3, DatabaseUnavailable, retried)
 

@@ -5,6 +5,7 @@
 - :mod:`.ops` — operations with their reverse and a stable serialised form;
 - :mod:`.diff` — what changed between two resolved schemas, one module per object kind;
 - :mod:`.policy` — which changes are allowed (today: additive ones; others are ES301/ES302);
+- :mod:`.safety` — each operation's class (safe, rewriting, destructive), its data check, and the plan's hash;
 - :mod:`.planner` — :func:`plan` and :func:`teardown`, tying them together.
 
 The names below are planning's surface: what conflicts, dialects, the engine and reconcile use.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from extschema.planning.ops import (
     AddColumn,
+    AlterColumn,
     ChangeEnumValues,
     CreateEnum,
     CreateIndex,
@@ -26,6 +28,10 @@ from extschema.planning.ops import (
     DropTable,
     Op,
     Plan,
+    RenameColumn,
+    RenameEnumValue,
+    RenameTable,
+    RunSql,
 )
 from extschema.planning.planner import plan, teardown
 from extschema.planning.resolved import (
@@ -44,6 +50,7 @@ from extschema.planning.resolved import (
 __all__ = [
     "ID_TYPE",
     "AddColumn",
+    "AlterColumn",
     "ChangeEnumValues",
     "ColumnDef",
     "CreateEnum",
@@ -59,6 +66,10 @@ __all__ = [
     "IndexDef",
     "Op",
     "Plan",
+    "RenameColumn",
+    "RenameEnumValue",
+    "RenameTable",
+    "RunSql",
     "ReferenceTypes",
     "Resolved",
     "TableDef",

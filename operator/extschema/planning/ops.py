@@ -200,6 +200,103 @@ class DropIndex(_IndexOp):
 
 
 @dataclasses.dataclass(frozen=True)
+class RenameTable(Op):
+    """A table renamed (``renamedFrom``): same shape, new name; its rows, indexes and keys stay."""
+
+    KIND = "rename_table"
+    before: TableDef
+    after: TableDef
+
+    def reverse(self) -> Op:
+        return RenameTable(self.plugin_id, self.after, self.before)
+
+    def describe(self) -> str:
+        return f"rename table {self.before.name} to {self.after.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RenameColumn(Op):
+    """A column renamed (``renamedFrom``), with the table as it is before and after."""
+
+    KIND = "rename_column"
+    before: TableDef
+    after: TableDef
+    old: str
+    new: str
+
+    def reverse(self) -> Op:
+        return RenameColumn(self.plugin_id, self.after, self.before, self.new, self.old)
+
+    def describe(self) -> str:
+        return f"rename column {self.after.name}.{self.old} to {self.new}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AlterColumn(Op):
+    """A column's type, nullability, default, rules, uniqueness or foreign key changed (same name).
+
+    Carries the table before and after, for dialects that must rebuild it (SQLite).
+    """
+
+    KIND = "alter_column"
+    before: TableDef
+    after: TableDef
+    old: ColumnDef
+    new: ColumnDef
+
+    def reverse(self) -> Op:
+        return AlterColumn(self.plugin_id, self.after, self.before, self.new, self.old)
+
+    def changed(self) -> list[str]:
+        """Names of the :class:`ColumnDef` attributes that differ (``description`` excluded)."""
+        return [
+            f.name
+            for f in dataclasses.fields(ColumnDef)
+            if f.compare and getattr(self.old, f.name) != getattr(self.new, f.name)
+        ]
+
+    def describe(self) -> str:
+        return f"alter column {self.after.name}.{self.new.name} ({', '.join(self.changed())})"
+
+
+@dataclasses.dataclass(frozen=True)
+class RenameEnumValue(Op):
+    """An enum value renamed (``renamedValues``): rows holding it get the new value."""
+
+    KIND = "rename_enum_value"
+    before: EnumSpec
+    after: EnumSpec
+    old: str
+    new: str
+    #: Tables with columns of the enum, before and after, for dialects that must rebuild them.
+    tables: tuple[tuple[TableDef, TableDef], ...]
+
+    def reverse(self) -> Op:
+        return RenameEnumValue(
+            self.plugin_id, self.after, self.before, self.new, self.old, tuple((a, b) for b, a in self.tables)
+        )
+
+    def describe(self) -> str:
+        return f"rename value {self.old} of enum {self.after.name} to {self.new}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSql(Op):
+    """A hand-written step of ``spec.migrations``; its reverse runs the step's ``rollbackSql``."""
+
+    KIND = "run_sql"
+    id: str
+    sql: str
+    rollback_sql: str
+
+    def reverse(self) -> Op:
+        return RunSql(self.plugin_id, self.id, self.rollback_sql, self.sql)
+
+    def describe(self) -> str:
+        return f"run SQL step {self.id}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
     """What one migration does, and what undoes it."""
 
@@ -245,6 +342,11 @@ KINDS: dict[str, type[Op]] = {
         DropColumn,
         CreateIndex,
         DropIndex,
+        RenameTable,
+        RenameColumn,
+        AlterColumn,
+        RenameEnumValue,
+        RunSql,
     )
 }
 
