@@ -238,9 +238,7 @@ def _without_later_defaults(spec: dict[str, Any]) -> dict[str, Any]:
     def strip(data: dict[str, Any], where: str) -> dict[str, Any]:
         return {k: v for k, v in data.items() if not (k in _LATER_KEYS[where] and v == _LATER_KEYS[where][k])}
 
-    tables = [
-        {**strip(t, "table"), "fields": [strip(f, "field") for f in t["fields"]]} for t in spec["tables"]
-    ]
+    tables = [{**strip(t, "table"), "fields": [strip(f, "field") for f in t["fields"]]} for t in spec["tables"]]
     return {**strip(spec, "spec"), "tables": tables, "enums": [strip(e, "enum") for e in spec["enums"]]}
 
 
