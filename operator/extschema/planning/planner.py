@@ -9,7 +9,7 @@ rollback of a migration is planned — and recorded — together with the migrat
 from __future__ import annotations
 
 from extschema.model import ExtensionSchemaSpec
-from extschema.planning import diff, policy
+from extschema.planning import diff, policy, rawsql
 from extschema.planning.ops import Plan
 from extschema.planning.resolved import ReferenceTypes, resolve
 from extschema.problems import ProblemError
@@ -21,13 +21,14 @@ def plan(old: ExtensionSchemaSpec | None, new: ExtensionSchemaSpec, refs: Refere
     Raises :class:`ProblemError` (kind ``refused``) listing every change the policy refuses.
     """
     after = resolve(new, refs)
+    raw = tuple(rawsql.steps(old, new))  # hand-written steps run last, after the declarative changes
     if old is None:
-        return Plan(new.plugin_id, tuple(diff.create_all(after)))
+        return Plan(new.plugin_id, tuple(diff.create_all(after)) + raw)
     found = diff.changes(resolve(old, refs), after)
     refused = policy.refusals(found)
     if refused:
         raise ProblemError(refused, kind="refused")
-    return Plan(new.plugin_id, tuple(op for change in found for op in change.ops))
+    return Plan(new.plugin_id, tuple(op for change in found for op in change.ops) + raw)
 
 
 def teardown(spec: ExtensionSchemaSpec, refs: ReferenceTypes) -> Plan:
