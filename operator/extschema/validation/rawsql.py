@@ -186,6 +186,31 @@ def refusals(statement: Statement, plugin_id: str, tables: set[str], enums: set[
     return walker.refusals
 
 
+def lexical_refusals(sql: str) -> list[Refusal]:
+    """Text that PostgreSQL and SQLite could read differently from this parser, so that what was checked
+    would not be what runs: backslashes in string literals (read as escapes when
+    ``standard_conforming_strings`` is off), ``E''``, ``U&''`` and dollar-quoted strings (SQLite
+    reads their insides as SQL), and nested block comments (SQLite ends the comment at the first ``*/``).
+    Plain ``'…'`` literals (a quote doubled) and ``--`` or unnested ``/* */`` comments read the same everywhere.
+    """
+    found: list[Refusal] = []
+    for token in pglast.parser.scan(sql):
+        text = sql[token.start : token.end + 1]
+        if token.name in ("SCONST", "USCONST") and (text[:1] != "'" or "\\" in text):
+            found.append(
+                Refusal(
+                    "write string literals as plain '…' without backslashes (double a quote to include it): "
+                    "E'…', U&'…', $$…$$ and backslashes are read differently by other settings and by SQLite",
+                    token.start,
+                )
+            )
+        elif token.name == "C_COMMENT" and "/*" in text[2:]:
+            found.append(
+                Refusal("nested block comments are not allowed: SQLite ends a comment at its first */", token.start)
+            )
+    return found
+
+
 def statements(sql: str, plugin_id: str, table: Callable[[str], str] | None = None) -> list[str]:
     """The statements of a checked step as a database runs them, one string each.
 
@@ -197,7 +222,7 @@ def statements(sql: str, plugin_id: str, table: Callable[[str], str] | None = No
     if table is None:
         return [s.text for s in parsed]
     schema = naming.plugin_schema(plugin_id)
-    tokens = pglast.parser.scan(sql)
+    tokens = [t for t in pglast.parser.scan(sql) if t.name not in ("C_COMMENT", "SQL_COMMENT")]
     edits: list[tuple[int, int, str]] = []
     for statement in parsed:
         for rv in _relations(statement.node):
@@ -245,6 +270,8 @@ def _check_sql(
         return
     if not parsed and required:
         ctx.add("ES125", path, "the SQL holds no statement: write the step's statements, or remove the step.")
+    for refusal in lexical_refusals(sql):
+        ctx.add("ES126", path, f"{_where(sql, refusal.offset).strip(' ()') or 'the SQL'}: {refusal.message}.")
     for number, statement in enumerate(parsed, start=1):
         for refusal in refusals(statement, spec.plugin_id, tables, enums):
             ctx.add("ES126", path, f"statement {number}{_where(sql, refusal.offset)}: {refusal.message}.")
