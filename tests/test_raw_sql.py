@@ -139,7 +139,7 @@ def test_allowed_statements(sql: str) -> None:
         ("MERGE INTO ext_shop.item USING ext_shop.tag ON true WHEN MATCHED THEN DELETE", "MERGE is not allowed"),
         ("SELECT 1 INTO ext_shop.copy", "SELECT … INTO creates a table"),
         ("SELECT * FROM ext_shop.item FOR UPDATE", "FOR UPDATE"),
-        ("SELECT title COLLATE \"C\" FROM ext_shop.item", "COLLATE"),
+        ('SELECT title COLLATE "C" FROM ext_shop.item', "COLLATE"),
         ("SELECT $1", "a parameter"),
         ("PREPARE p AS DELETE FROM public.users", "Prepare statement is not allowed"),
         ("LISTEN x", "Listen statement is not allowed"),
