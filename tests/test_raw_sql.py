@@ -14,6 +14,7 @@ import pytest
 from extschema import model, planning, reconcile
 from extschema.engine import Engine
 from extschema.planning import rawsql as raw_planning
+from extschema.planning import safety
 from extschema.problems import Kind, ProblemError
 from extschema.validation import rawsql, validate
 from tests.helpers import execute, ext_table, run, tables, write_schema
@@ -301,9 +302,23 @@ def _write(directory: Path, body: str) -> str:
 def _apply(url: str, path: str, allow: bool) -> list[Any]:
     engine = Engine(url, allow_raw_sql=allow)
     try:
+        if allow:
+            _approve(engine, path)
         return reconcile.reconcile(engine, reconcile.load([path]), lambda _: None)
     finally:
         engine.close()
+
+
+def _approve(engine: Engine, path: str) -> None:
+    """Approve the plan as a reviewer does through Git: its hash in spec.approvedPlanHash.
+
+    A raw SQL step is a rewriting step (planning.safety), so where plans are gated it runs only approved.
+    """
+    [(planned, _)] = reconcile.plan_all(engine, reconcile.load([path]))
+    digest = safety.plan_hash(planned.base.checksum if planned.base else None, planned.plan)
+    file = Path(path)
+    text = "\n".join(line for line in file.read_text().splitlines() if "approvedPlanHash" not in line)
+    file.write_text(text.replace("\nspec:\n", f"\nspec:\n  approvedPlanHash: '{digest}'\n", 1) + "\n")
 
 
 def _rows(url: str, columns: str = "title, slug, runs") -> list[tuple[Any, ...]]:
@@ -417,7 +432,36 @@ def test_cli_plan_and_apply_take_allow_raw_sql(db_url: str, tmp_path: Path) -> N
     assert "run SQL step 0001_backfill_slug" in planned.stdout and "runs = runs + 1" in planned.stdout
     assert run("apply", v2, "--database", db_url).exit_code == 1
     assert _rows(db_url, "title") == [("Alpha",), ("Beta",), ("Gamma",)]
+    engine = Engine(db_url, allow_raw_sql=True)
+    try:
+        _approve(engine, v2)
+    finally:
+        engine.close()
     applied = run("apply", v2, "--database", db_url, "--allow-raw-sql")
     assert applied.exit_code == 0, applied.stderr
     assert _rows(db_url) == [("Alpha", "alpha-1", 1), ("Beta", "beta-2", 1), ("Gamma", "gamma-3", 1)]
     assert any("shop" in t for t in tables(db_url))
+
+
+# --- the operator: spec.allowRawSql on the DatabaseTarget -------------------------------------
+
+
+@pytest.mark.parametrize(("value", "allowed"), [(True, True), (False, False), (None, False), ("true", False)])
+def test_database_target_allow_raw_sql_reaches_the_engine(tmp_path: Path, value: Any, allowed: bool) -> None:
+    import asyncio
+
+    from extschema.controller import targets
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    body = {"url": url} if value is None else {"url": url, "allowRawSql": value}
+    target = asyncio.run(targets.target_from_spec(None, "ns", "db", body))  # type: ignore[arg-type]
+    assert target.allow_raw_sql is allowed
+    engines = targets.Engines()
+    try:
+        engine = engines.get(target)
+        assert engine.allow_raw_sql is allowed
+        # The same database with and without raw SQL: two engines, never one with the other's permission.
+        other = engines.get(targets.Target("ns/other", "other", url, allow_raw_sql=not allowed))
+        assert other is not engine and other.allow_raw_sql is not allowed
+    finally:
+        engines.close()
