@@ -400,8 +400,11 @@ def test_a_step_touching_another_table_never_executes(db_url: str, tmp_path: Pat
     victim = "victims" if db_url.startswith("sqlite") else "public.victims"
     execute(db_url, f"CREATE TABLE {victim} (id INTEGER PRIMARY KEY, name TEXT)")
     execute(db_url, f"INSERT INTO {victim} (id, name) VALUES (1, 'kept'), (2, 'kept too')")
-    for target in ("public.victims", "victims", "ext_shop__victims"):
-        bad = V2.replace("UPDATE ext_shop.item SET runs = runs + 1", f"DELETE FROM {target}")
+    attempts = [f"DELETE FROM {target}" for target in ("public.victims", "victims", "ext_shop__victims")]
+    # SQLite would end the comment at the first */ and run the rest: the victims' names into the plugin's rows.
+    attempts.append("UPDATE ext_shop.item SET runs = 1 /* /* */ , title = (SELECT max(name) FROM victims) -- */")
+    for attempt in attempts:
+        bad = V2.replace("UPDATE ext_shop.item SET runs = runs + 1", attempt)
         with pytest.raises(ProblemError) as raised:
             _apply(db_url, _write(tmp_path / "bad", bad), allow=True)
         assert [p.code for p in raised.value.problems] == ["ES126"]
