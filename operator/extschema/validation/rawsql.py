@@ -260,9 +260,14 @@ def check_migrations(ctx: context.Context) -> None:
 
 
 def _check_sql(
-    ctx: context.Context, spec: model.ExtensionSchemaSpec, path: str, sql: str, required: bool, tables: set[str],
+    ctx: context.Context,
+    spec: model.ExtensionSchemaSpec,
+    path: str,
+    sql: str,
+    required: bool,
+    tables: set[str],
     enums: set[str],
-) -> None:  # fmt: skip
+) -> None:
     try:
         parsed = parse(sql)
     except SqlSyntaxError as error:
