@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from extschema.dialects import PostgresDialect, SqliteDialect
+from extschema.engine import Engine
+from extschema.planning import IndexDef
+from extschema.problems import ProblemError
 from tests.helpers import execute, ext_table, run, write_schema
 from tests.specs import SHOP
 
@@ -35,3 +42,188 @@ def test_enum_value_added_and_used_in_one_migration(db_url: str, tmp_path: Path)
     assert execute(db_url, f"SELECT title, state FROM {order}") == [("a", "done")]
     with pytest.raises(Exception, match=r"(?i)enum|check|constraint"):
         execute(db_url, f"INSERT INTO {order} (title, state) VALUES ('c', 'paid')")
+
+
+#: The same plugin with an index on the existing table.
+INDEXED = SHOP.replace("version: 1.0.0", "version: 1.1.0").rstrip("\n") + "\n    indexes: [{fields: [title]}]\n"
+
+
+def _index_name(url: str) -> str:
+    dialect = SqliteDialect() if url.startswith("sqlite") else PostgresDialect()
+    return dialect.index_name("shop", "order", IndexDef(("title",)))
+
+
+def _history(url: str) -> list[tuple[str, str, str]]:
+    engine = Engine(url)
+    try:
+        return [(m.migration_id, m.kind, m.status) for m in engine.history("shop")]
+    finally:
+        engine.close()
+
+
+def _index_valid(url: str) -> bool | None:
+    """Whether the title index exists and is valid (None: it does not exist)."""
+    if url.startswith("sqlite"):
+        found = execute(
+            url, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = :n", {"n": _index_name(url)}
+        )
+        return True if found[0][0] else None
+    rows = execute(
+        url,
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :n",
+        {"n": _index_name(url)},
+    )
+    return bool(rows[0][0]) if rows else None
+
+
+def _populated(url: str, tmp_path: Path, rows: int = 1000) -> str:
+    assert _apply(url, tmp_path, SHOP)[0] == 0
+    order = ext_table(url, "shop", "order")
+    values = ", ".join(f"('t{i}', 'new')" for i in range(rows))
+    execute(url, f"INSERT INTO {order} (title, state) VALUES {values}")
+    return order
+
+
+def test_index_on_a_populated_table(db_url: str, tmp_path: Path) -> None:
+    """PostgreSQL builds it concurrently after COMMIT (recorded as a finish step); SQLite in the transaction."""
+    order = _populated(db_url, tmp_path)
+    code, output = _apply(db_url, tmp_path, INDEXED)
+    assert code == 0, output
+    assert _index_valid(db_url) is True
+    history = run("history", "shop", "-d", db_url, "--sql").stdout
+    if db_url.startswith("postgresql"):
+        assert _history(db_url) == [("0001", "apply", "executed"), ("0002", "apply", "executed"),
+                                    ("0003", "finish", "executed")]  # fmt: skip
+        assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS" in history
+    else:
+        assert _history(db_url) == [("0001", "apply", "executed"), ("0002", "apply", "executed")]
+        assert "CONCURRENTLY" not in history
+    rolled = run("rollback", "shop", "-d", db_url)
+    assert rolled.exit_code == 0, rolled.stderr
+    assert _index_valid(db_url) is None
+    assert execute(db_url, f"SELECT count(*) FROM {order}") == [(1000,)]
+
+
+@pytest.mark.postgres
+def test_index_on_an_empty_table_is_built_in_the_transaction(pg_url: str, tmp_path: Path) -> None:
+    assert _apply(pg_url, tmp_path, SHOP)[0] == 0
+    assert _apply(pg_url, tmp_path, INDEXED)[0] == 0
+    assert _index_valid(pg_url) is True
+    assert [kind for _, kind, _ in _history(pg_url)] == ["apply", "apply"]
+    assert "CONCURRENTLY" not in run("history", "shop", "-d", pg_url, "--sql").stdout
+
+
+@pytest.mark.postgres
+def test_interrupted_after_phase_is_finished_by_the_next_apply(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies right after the main transaction committed: the next apply builds the index,
+    and runs nothing of the migration twice."""
+    order = _populated(pg_url, tmp_path)
+
+    def killed(self: Engine, plugin_id: str) -> None:
+        raise ProblemError.one("ES402", "database", "server closed the connection unexpectedly", kind="database")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Engine, "_build", killed)
+        code, output = _apply(pg_url, tmp_path, INDEXED)
+    assert code == 3 and "migration 0002 of plugin 'shop' is applied" in output, output
+    assert _history(pg_url) == [("0001", "apply", "executed"), ("0002", "apply", "executed"),
+                                ("0003", "finish", "pending")]  # fmt: skip
+    assert _index_valid(pg_url) is None
+    status = run("status", "-d", pg_url, "-o", "json").json()["plugins"]
+    assert [(p["version"], p["status"]) for p in status] == [("1.1.0", "active")]
+
+    code, output = _apply(pg_url, tmp_path, INDEXED)
+    assert code == 0, output
+    assert _index_valid(pg_url) is True
+    assert _history(pg_url) == [("0001", "apply", "executed"), ("0002", "apply", "executed"),
+                                ("0003", "finish", "executed")]  # fmt: skip
+    assert execute(pg_url, f"SELECT count(*) FROM {order}") == [(1000,)]
+
+
+@pytest.mark.postgres
+def test_rollback_cancels_a_pending_after_phase(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _populated(pg_url, tmp_path)
+
+    def killed(self: Engine, plugin_id: str) -> None:
+        raise ProblemError.one("ES402", "database", "connection lost", kind="database")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Engine, "_build", killed)
+        assert _apply(pg_url, tmp_path, INDEXED)[0] == 3
+    rolled = run("rollback", "shop", "-d", pg_url)
+    assert rolled.exit_code == 0, rolled.stderr
+    assert _index_valid(pg_url) is None
+    assert _history(pg_url) == [("0001", "apply", "executed"), ("0002", "apply", "rolled_back"),
+                                ("0003", "finish", "rolled_back")]  # fmt: skip
+    # Applied again from scratch: a new migration and a new build.
+    assert _apply(pg_url, tmp_path, INDEXED)[0] == 0
+    assert _index_valid(pg_url) is True
+
+
+@pytest.mark.postgres
+def test_failed_concurrent_build_leaves_an_invalid_index_that_the_next_apply_rebuilds(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A transaction holding an old snapshot makes the build's last wait time out: PostgreSQL leaves
+    the index INVALID (IF NOT EXISTS would skip it). The next apply drops it and builds it again."""
+    order = _populated(pg_url, tmp_path)
+    holder = psycopg.connect(pg_url)
+    try:
+        holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT count(*) FROM pg_class")  # takes the snapshot the build waits for
+        code, output = _apply(pg_url, tmp_path, INDEXED, "--lock-timeout", "200ms")
+        assert code == 3, output
+        assert "is applied, but building its indexes concurrently failed" in output
+        assert "gave up after 5 attempts" in output and "55P03" in output
+        assert _index_valid(pg_url) is False
+    finally:
+        holder.rollback()
+        holder.close()
+    assert _history(pg_url)[-1] == ("0003", "finish", "pending")
+    code, output = _apply(pg_url, tmp_path, INDEXED)
+    assert code == 0, output
+    assert _index_valid(pg_url) is True
+    assert _history(pg_url)[-1] == ("0003", "finish", "executed") and len(_history(pg_url)) == 3
+    assert execute(pg_url, f"SELECT count(*) FROM {order}") == [(1000,)]
+
+
+@pytest.mark.postgres
+def test_lock_timeout_is_retried_until_the_lock_is_released(pg_url: str, tmp_path: Path) -> None:
+    """A real competing lock: the ALTER TABLE times out (55P03) and is tried again with backoff."""
+    order = _populated(pg_url, tmp_path, rows=10)
+    v2 = SHOP.replace("version: 1.0.0", "version: 1.1.0").rstrip("\n") + "\n      - {name: note, type: Text}\n"
+    holder = psycopg.connect(pg_url)
+    holder.execute(f"LOCK TABLE {order} IN ACCESS SHARE MODE")
+    releaser = threading.Timer(1.0, holder.rollback)
+    releaser.start()
+    try:
+        started = time.monotonic()
+        code, output = _apply(pg_url, tmp_path, v2, "--lock-timeout", "200ms")
+        elapsed = time.monotonic() - started
+    finally:
+        releaser.join()
+        holder.close()
+    assert code == 0, output
+    assert elapsed >= 1.0  # it waited for the holder, beyond one lock_timeout
+    assert [s for _, _, s in _history(pg_url)] == ["executed", "executed"]  # no failed attempt recorded
+
+
+@pytest.mark.postgres
+def test_lock_timeout_retries_are_bounded(pg_url: str, tmp_path: Path) -> None:
+    order = _populated(pg_url, tmp_path, rows=10)
+    v2 = SHOP.replace("version: 1.0.0", "version: 1.1.0").rstrip("\n") + "\n      - {name: note, type: Text}\n"
+    holder = psycopg.connect(pg_url)
+    try:
+        holder.execute(f"LOCK TABLE {order} IN ACCESS SHARE MODE")
+        started = time.monotonic()
+        code, output = _apply(pg_url, tmp_path, v2, "--lock-timeout", "100ms")
+        elapsed = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert code == 3 and "ES403" in output and "gave up after 5 attempts" in output, output
+    # 5 waits of 100 ms and at most 0.25 + 0.5 + 1 + 2 s of pauses.
+    assert 0.5 <= elapsed < 10
+    assert [s for _, _, s in _history(pg_url)] == ["executed", "failed"]
