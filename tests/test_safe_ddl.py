@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -15,7 +18,7 @@ from extschema.dialects import PostgresDialect, SqliteDialect
 from extschema.engine import Engine
 from extschema.planning import IndexDef
 from extschema.problems import ProblemError
-from tests.helpers import execute, ext_table, run, write_schema
+from tests.helpers import execute, ext_table, run, subprocess_env, write_schema
 from tests.specs import SHOP
 
 
@@ -319,3 +322,45 @@ def test_index_on_a_million_rows_never_blocks_a_writer(pg_url: str, tmp_path: Pa
         f"writer waiting for a lock in {waited} samples"
     )
     assert waited > 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("server_side", [True, False], ids=["build-killed-too", "build-completes-orphaned"])
+def test_apply_killed_during_the_concurrent_build(pg_url: str, tmp_path: Path, server_side: bool) -> None:
+    """``kill -9`` of the applying process while its index build waits (an old snapshot is held): the
+    migration is committed, its finish pending. If the server-side build dies too, an INVALID index is
+    left; else the orphaned build completes. Either way the next apply ends with one valid index and
+    runs nothing twice."""
+    order = _populated(pg_url, tmp_path)
+    (tmp_path / "v2").mkdir()
+    path = write_schema(tmp_path / "v2", "shop", INDEXED)
+    holder = psycopg.connect(pg_url)
+    holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM pg_class")
+    command = [sys.executable, "-m", "extschema", "apply", str(path), "-d", pg_url, "--lock-timeout", "60s"]
+    child = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        building: list[Any] = []
+        while not building and time.monotonic() < deadline:
+            building = execute(
+                pg_url, "SELECT pid FROM pg_stat_progress_create_index WHERE phase = 'waiting for old snapshots'"
+            )
+            time.sleep(0.05)
+        assert building, "the build never reached its last wait"
+        child.kill()
+        child.wait()
+        if server_side:
+            execute(pg_url, "SELECT pg_terminate_backend(:pid, 10000)", {"pid": building[0][0]})
+    finally:
+        holder.rollback()
+        holder.close()
+    assert _history(pg_url)[-1] == ("0003", "finish", "pending")
+    if server_side:
+        assert _index_valid(pg_url) is False
+    code, output = _apply(pg_url, tmp_path, INDEXED)
+    assert code == 0, output
+    assert _index_valid(pg_url) is True
+    assert _history(pg_url) == [("0001", "apply", "executed"), ("0002", "apply", "executed"),
+                                ("0003", "finish", "executed")]  # fmt: skip
+    assert execute(pg_url, f"SELECT count(*) FROM {order}") == [(1000,)]
