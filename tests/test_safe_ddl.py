@@ -355,3 +355,43 @@ def test_apply_killed_during_the_concurrent_build(pg_url: str, tmp_path: Path, s
     if server_side:
         assert _index_valid(pg_url) is False
     _finished_by_the_next_apply(pg_url, tmp_path, order)
+
+
+@pytest.mark.postgres
+def test_enum_value_committed_before_a_failed_migration_is_not_added_twice(pg_url: str, tmp_path: Path) -> None:
+    """The new value is committed before the main transaction, which then fails on a held lock: the
+    value stays (it cannot be removed in place), the plugin stays at 1.0.0, and the next apply adds
+    nothing twice (IF NOT EXISTS) and completes. Its rollback removes the value again."""
+    order = _populated(pg_url, tmp_path, rows=3)
+    v2 = (
+        SHOP.replace("version: 1.0.0", "version: 1.1.0")
+        .replace("values: [new, done]", "values: [new, paid, done]")
+        .rstrip("\n")
+        + "\n      - {name: billing, type: Enum, enum: state, required: true, default: paid}\n"
+    )
+    labels = "SELECT enumlabel FROM pg_enum WHERE enumtypid = 'ext_shop.state'::regtype ORDER BY enumsortorder"
+    holder = psycopg.connect(pg_url)
+    try:
+        holder.execute(f"LOCK TABLE {order} IN ACCESS SHARE MODE")
+        code, output = _apply(pg_url, tmp_path, v2, "--lock-timeout", "100ms")
+        assert code == 3 and "gave up after 5 attempts" in output, output
+    finally:
+        holder.rollback()
+        holder.close()
+    assert execute(pg_url, labels) == [("new",), ("paid",), ("done",)]
+    assert run("status", "-d", pg_url, "-o", "json").json()["plugins"][0]["version"] == "1.0.0"
+    code, output = _apply(pg_url, tmp_path, v2)
+    assert code == 0, output
+    assert execute(pg_url, labels) == [("new",), ("paid",), ("done",)]
+    assert execute(pg_url, f"SELECT DISTINCT billing FROM {order}") == [("paid",)]
+    assert run("rollback", "shop", "-d", pg_url).exit_code == 0
+    assert execute(pg_url, labels) == [("new",), ("done",)]
+
+
+@pytest.mark.parametrize("value", ["5", "soon", "-1s", "0s", "1h"])
+def test_bad_timeout_options_are_usage_errors(tmp_path: Path, value: str) -> None:
+    path = write_schema(tmp_path, "shop", SHOP)
+    for option in ("--lock-timeout", "--statement-timeout"):
+        outcome = run("apply", str(path), "-d", f"sqlite:///{tmp_path / 'x.db'}", option, value)
+        assert outcome.exit_code == 2 and "not a duration" in outcome.stderr, outcome
+    assert not (tmp_path / "x.db").exists()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from extschema import __version__
+from extschema import __version__, limits
 from extschema.problems import Kind, ProblemError, escape
 
 if TYPE_CHECKING:
@@ -62,8 +62,6 @@ paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Pat
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
     """A timeout option (``500ms``, ``5s``, ``2m``) in milliseconds."""
-    from extschema import limits
-
     parsed = limits.parse_duration_ms(value)
     if parsed is None or parsed <= 0:
         raise click.BadParameter(f"{value!r} is not a duration such as 500ms, 5s or 2m")
@@ -73,7 +71,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
 lock_timeout_option = click.option(
     "--lock-timeout",
     "lock_timeout_ms",
-    default="5s",
+    default=f"{limits.DEFAULT_LOCK_TIMEOUT_MS // 1000}s",
     show_default=True,
     callback=_duration,
     help="Wait at most this long for a table lock, then retry (a few times, with backoff).",
@@ -81,7 +79,7 @@ lock_timeout_option = click.option(
 statement_timeout_option = click.option(
     "--statement-timeout",
     "statement_timeout_ms",
-    default="60s",
+    default=f"{limits.DEFAULT_STATEMENT_TIMEOUT_MS // 1000}s",
     show_default=True,
     callback=_duration,
     help="No statement in a migration's transaction runs longer (concurrent index builds are not cut).",
