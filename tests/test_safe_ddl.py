@@ -117,6 +117,7 @@ def test_index_on_a_populated_table(db_url: str, tmp_path: Path) -> None:
     assert rolled.exit_code == 0, rolled.stderr
     assert _index_valid(db_url) is None
     assert execute(db_url, f"SELECT count(*) FROM {order}") == [(1000,)]
+    assert [status for _, _, status in _history(db_url)][1:] == ["rolled_back"] * (len(_history(db_url)) - 1)
 
 
 @pytest.mark.postgres

@@ -127,12 +127,27 @@ def without_missing_tables(plan: Plan, existing: Collection[str], dialect: Diale
     return Plan(plan.plugin_id, tuple(kept)), missing
 
 
+#: How often a migration finishes pending builds and looks again before giving up (another applier
+#: would have to leave new ones pending each time in between).
+_PENDING_ROUNDS = 3
+
+
+def _finish_id(applied: str) -> str:
+    """The id of the ``finish`` migration an apply records for its ``after`` phase: the next one."""
+    return f"{int(applied) + 1:04d}"
+
+
+def _applied_by(finish_id: str) -> str:
+    """The apply a ``finish`` migration belongs to: it is recorded with the next id, in the same transaction."""
+    return f"{int(finish_id) - 1:04d}"
+
+
 class _PendingFinish(Exception):
     """The plugin has a pending ``finish`` migration to build before this migration runs."""
 
-    def __init__(self, migration_id: str) -> None:
-        super().__init__(migration_id)
-        self.migration_id = migration_id
+    def __init__(self, applied: str) -> None:
+        super().__init__(applied)
+        self.applied = applied
 
 
 def _unfinished(plugin_id: str, migration_id: str, error: ProblemError) -> ProblemError:
@@ -260,11 +275,17 @@ class Engine:
             done = self._retrying(lambda: self._before(plugin_id, migration, before))
             if done is not None:
                 return done
-        try:
-            result = self._retrying(lambda: self._main(plugin_id, migration, foreign_keys_off, clock))
-        except _PendingFinish as pending:
-            self._finish(plugin_id, pending.migration_id)
-            result = self._retrying(lambda: self._main(plugin_id, migration, foreign_keys_off, clock))
+        for _ in range(_PENDING_ROUNDS):
+            try:
+                result = self._retrying(lambda: self._main(plugin_id, migration, foreign_keys_off, clock))
+                break
+            except _PendingFinish as pending:
+                self._finish(plugin_id, pending.applied)
+        else:
+            raise ProblemError.one(
+                "ES403", "database", f"plugin {plugin_id!r} kept changing while it was being migrated; try again",
+                kind="retryable",
+            )  # fmt: skip
         migration.committed = True
         if migration.rendered is not None and migration.rendered.after and result.migration_id is not None:
             self._finish(plugin_id, result.migration_id)
@@ -285,7 +306,7 @@ class Engine:
             self._lock(conn, plugin_id)
             pending = self._pending(conn, plugin_id)
             if pending and migration.finishes_pending:
-                raise _PendingFinish(pending[0])
+                raise _PendingFinish(_applied_by(pending[0]))
             for migration_id in pending:  # cancelled: this migration drops what they would build
                 self.registry.set_migration_status(conn, plugin_id, migration_id, "rolled_back")
             done = migration.check(conn, self.registry.registration(plugin_id, conn))
@@ -550,7 +571,7 @@ class _Apply(_Migration):
             finish = RenderedPlan(statements=rendered.after, rollback=())
             steps = [f"after migration {migration_id}, outside its transaction: {s}" for s in rendered.after]
             registry.record(
-                conn, plugin_id, f"{int(migration_id) + 1:04d}", FINISH_KIND, self.owner, self.spec, steps, finish,
+                conn, plugin_id, _finish_id(migration_id), FINISH_KIND, self.owner, self.spec, steps, finish,
                 "pending", self.started, None, None,
             )  # fmt: skip
         registry.register(conn, self.owner, self.spec, self.tables, exists=self.current is not None)
@@ -563,6 +584,7 @@ class _Rollback(_Migration):
     def __init__(self, engine: Engine, plugin_id: str) -> None:
         self.engine, self.plugin_id = engine, plugin_id
         self.target: MigrationRecord | None = None
+        self.finish: MigrationRecord | None = None
         self.previous: Any = None
         self.previous_spec: ExtensionSchemaSpec | None = None
 
@@ -589,6 +611,10 @@ class _Rollback(_Migration):
                 conn, self.plugin_id, lambda: ExtensionSchemaSpec.model_validate(definition)
             )
             self.engine._refuse_if_referenced(conn, self.plugin_id, self.previous_spec)
+        self.finish = next(
+            (r for r in history if r.kind == FINISH_KIND and _applied_by(r.migration_id) == self.target.migration_id),
+            None,
+        )
         row = registry.migration_row(conn, self.plugin_id, self.target.migration_id)
         statements, rollback = registry.guarded(conn, self.plugin_id, lambda: statements_of(row))
         return RenderedPlan(tuple(rollback), tuple(statements), bool(row.foreign_keys_off))
@@ -597,6 +623,8 @@ class _Rollback(_Migration):
         assert self.target is not None
         registry = self.engine.registry
         registry.set_migration_status(conn, self.plugin_id, self.target.migration_id, "rolled_back")
+        if self.finish is not None:  # its indexes went with the rollback too
+            registry.set_migration_status(conn, self.plugin_id, self.finish.migration_id, "rolled_back")
         if self.previous_spec is None:
             registry.unregister(conn, self.plugin_id)
         else:
