@@ -40,6 +40,9 @@ def _rules(findings: list[LintFinding]) -> set[str]:
 def test_concurrent_build_on_a_populated_table_passes_the_index_rules() -> None:
     rendered = PostgresDialect().render_plan(_plan(), "m2")
     assert any("CONCURRENTLY" in s for s in rendered.after), rendered
+    assert any("ADD VALUE IF NOT EXISTS 'paid'" in s for s in rendered.before), rendered
+    # The plan's script shows every phase, in the order they run.
+    assert rendered.script() == "".join(f"{s};\n" for s in (*rendered.before, *rendered.statements, *rendered.after))
     findings = lint(rendered, "postgresql")
     # The migration's own timeouts are part of what squawk reads: no finding asks for them.
     assert not _rules(findings) & {
