@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from extschema import limits
+from extschema import limits, reconcile
 from extschema.dialects import PostgresDialect, SqliteDialect
 from extschema.engine import Engine
 from extschema.planning import IndexDef
@@ -396,3 +396,31 @@ def test_bad_timeout_options_are_usage_errors(tmp_path: Path, value: str) -> Non
         outcome = run("apply", str(path), "-d", f"sqlite:///{tmp_path / 'x.db'}", option, value)
         assert outcome.exit_code == 2 and "not a duration" in outcome.stderr, outcome
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.postgres
+def test_concurrent_appliers_build_the_index_once(pg_url: str, tmp_path: Path) -> None:
+    """Two appliers of the same spec: one migrates and builds, the other waits for the plugin's lock
+    (held for the session during the build) and finds nothing left to do."""
+    order = _populated(pg_url, tmp_path)
+    (tmp_path / "v2").mkdir()
+    path = str(write_schema(tmp_path / "v2", "shop", INDEXED))
+    results: list[Any] = []
+
+    def apply() -> None:
+        engine = Engine(pg_url)
+        try:
+            results.extend(reconcile.reconcile(engine, reconcile.load([path]), lambda event: None))
+        finally:
+            engine.close()
+
+    threads = [threading.Thread(target=apply) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.changed for r in results) == [False, True]
+    assert _index_valid(pg_url) is True
+    assert _history(pg_url) == [("0001", "apply", "executed"), ("0002", "apply", "executed"),
+                                ("0003", "finish", "executed")]  # fmt: skip
+    assert execute(pg_url, f"SELECT count(*) FROM {order}") == [(1000,)]
