@@ -343,7 +343,9 @@ def repair(plugin: str, database: str | None, output: str) -> None:
 
 
 @main.command()
-@click.option("--write", is_flag=True, help="Write crds/*.yaml and charts/extschema/templates/crds/*.yaml instead of printing.")
+@click.option(
+    "--write", is_flag=True, help="Write crds/*.yaml and charts/extschema/templates/crds/*.yaml instead of printing."
+)
 @click.option(
     "--root", type=click.Path(file_okay=False), default=".", show_default=True, help="Repository root to write into."
 )

@@ -68,9 +68,9 @@ MANIFESTS_NAMESPACE = "extschema-system"
 
 def render_manifests(helm: Path, kube_version: str = "1.35.4") -> str:
     """deploy/manifests/extschema.yaml: the chart with its default values, for `kubectl apply` without Helm."""
+    chart = str(REPO / "charts" / "extschema")
     proc = subprocess.run(
-        [str(helm), "template", "extschema", str(REPO / "charts" / "extschema")]
-        + ["-n", MANIFESTS_NAMESPACE, "--kube-version", kube_version],
+        [str(helm), "template", "extschema", chart, "-n", MANIFESTS_NAMESPACE, "--kube-version", kube_version],
         capture_output=True,
         text=True,
         check=True,
