@@ -1,0 +1,123 @@
+"""The Argo CD health check and the `approve` action (deploy/argocd/resource_customizations/...), run in Lua.
+
+Argo CD runs these scripts in gopher-lua (Lua 5.1) with the resource as the global ``obj``; here lupa's Lua 5.1
+does the same, driven by the files Argo CD's own test harness reads (health_test.yaml, actions/action_test.yaml),
+so the directory can be proposed upstream as it is. Beside the recorded objects, every reason of the operator's
+catalog is turned into conditions by the operator's own code (conditions.compute) and checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lupa import lua51
+
+from extschema import conditions
+from extschema.status_model import ExtensionSchemaStatus
+
+REPO = Path(__file__).resolve().parent.parent
+CUSTOMIZATION = REPO / "deploy" / "argocd" / "resource_customizations" / "extschema.io" / "ExtensionSchema"
+HEALTH_TESTS = yaml.safe_load((CUSTOMIZATION / "health_test.yaml").read_text())["tests"]
+ACTION_TESTS = yaml.safe_load((CUSTOMIZATION / "actions" / "action_test.yaml").read_text())
+#: Argo CD's status for each phase of the reason catalog: only a stalled resource is Degraded.
+ARGO_STATUS = {"ready": "Healthy", "reconciling": "Progressing", "stalled": "Degraded", "idle": "Suspended"}
+#: Reasons of the DatabaseTarget only.
+TARGET_ONLY = {"Connected"}
+
+
+def to_python(value: Any) -> Any:
+    """A Lua value as Python: tables with keys 1..n become lists (as Argo CD's JSON conversion does)."""
+    if lua51.lua_type(value) != "table":
+        return value
+    items = dict(value.items())
+    if items and all(isinstance(k, int) for k in items) and sorted(items) == list(range(1, len(items) + 1)):
+        return [to_python(items[i]) for i in range(1, len(items) + 1)]
+    return {k: to_python(v) for k, v in items.items()}
+
+
+def run_script(script: Path, obj: dict[str, Any]) -> Any:
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    return to_python(lua.execute(script.read_text()))
+
+
+def health(obj: dict[str, Any]) -> dict[str, str]:
+    result: dict[str, str] = run_script(CUSTOMIZATION / "health.lua", obj)
+    return result
+
+
+def load(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
+    return loaded
+
+
+@pytest.mark.parametrize("case", HEALTH_TESTS, ids=[Path(t["inputPath"]).stem for t in HEALTH_TESTS])
+def test_recorded_objects_have_the_expected_health(case: dict[str, Any]) -> None:
+    assert health(load(CUSTOMIZATION / case["inputPath"])) == case["healthStatus"]
+
+
+def test_every_recorded_object_is_tested_and_is_a_status_the_operator_writes() -> None:
+    tested = {(CUSTOMIZATION / t["inputPath"]).resolve() for t in HEALTH_TESTS}
+    assert tested == {p.resolve() for p in (CUSTOMIZATION / "testdata").glob("*.yaml")}
+    covered = {health(load(path))["status"] for path in tested}
+    assert covered == {"Healthy", "Progressing", "Degraded", "Suspended"}
+    for path in [*tested, *(CUSTOMIZATION / "actions" / "testdata").glob("*.yaml")]:
+        status = dict(load(path).get("status") or {})
+        status.pop("pendingPlan", None)  # declared by the operator's pendingPlan change (status_model)
+        ExtensionSchemaStatus.model_validate(status)
+
+
+@pytest.mark.parametrize("reason", sorted(set(conditions.CATALOG) - TARGET_ONLY))
+def test_every_reason_maps_to_its_argo_status(reason: str) -> None:
+    """The conditions the operator writes for each reason (conditions.compute) give the phase's Argo CD status."""
+    outcome = conditions.Outcome(reason, f"a message about {reason}")
+    obj = {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "ExtensionSchema",
+        "metadata": {"name": "x", "namespace": "ns", "generation": 4},
+        "spec": {"pluginId": "x", "version": "1.0.0"},
+        "status": {
+            "observedGeneration": 4,
+            "conditions": conditions.compute(None, outcome, 4, "2026-11-30T10:00:00Z"),
+        },
+    }
+    result = health(obj)
+    assert result["status"] == ARGO_STATUS[outcome.phase], result
+    assert f"a message about {reason}" in result["message"]
+    # The same resource while it is being deleted waits for its finalizer, whatever the reason.
+    obj["metadata"] |= {"deletionTimestamp": "2026-11-30T11:00:00Z", "finalizers": ["extschema.io/cleanup"]}
+    deleting = health(obj)
+    assert deleting["status"] == "Progressing"
+    assert deleting["message"].startswith("Deleting: waiting for finalizer extschema.io/cleanup")
+
+
+def test_a_ready_condition_of_an_older_generation_is_not_healthy() -> None:
+    obj = load(CUSTOMIZATION / "testdata" / "healthy.yaml")
+    obj["metadata"]["generation"] += 1
+    assert health(obj)["status"] == "Progressing"
+    obj["status"]["observedGeneration"] = obj["metadata"]["generation"]  # status caught up, condition did not
+    assert health(obj) == {
+        "status": "Progressing",
+        "message": f"Waiting for the operator to reconcile generation {obj['metadata']['generation']}",
+    }
+
+
+@pytest.mark.parametrize("case", ACTION_TESTS["discoveryTests"], ids=lambda c: Path(c["inputPath"]).stem)
+def test_approve_is_offered_only_while_a_plan_waits(case: dict[str, Any]) -> None:
+    actions = run_script(
+        CUSTOMIZATION / "actions" / "discovery.lua", load(CUSTOMIZATION / "actions" / case["inputPath"])
+    )
+    assert [{"name": name, **spec} for name, spec in sorted(actions.items())] == case["result"]
+
+
+@pytest.mark.parametrize("case", ACTION_TESTS["actionTests"], ids=lambda c: c["action"])
+def test_approve_sets_the_approved_plan_hash_from_the_pending_plan(case: dict[str, Any]) -> None:
+    before = load(CUSTOMIZATION / "actions" / case["inputPath"])
+    after = run_script(CUSTOMIZATION / "actions" / case["action"] / "action.lua", before)
+    expected = load(CUSTOMIZATION / "actions" / case["expectedOutputPath"])
+    assert after == expected
+    assert after["spec"]["approvedPlanHash"] == before["status"]["pendingPlan"]["hash"]
+    assert {k: v for k, v in after["spec"].items() if k != "approvedPlanHash"} == before["spec"]
