@@ -184,7 +184,8 @@ def test_namespaced_mode_has_no_cluster_rule_for_namespaced_objects(helm: Path) 
     docs = template(helm, *values_args("namespaced-values"))
     (cluster_role,) = by_kind(docs, "ClusterRole")
     assert cluster_role["rules"] == [
-        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]}
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     ]
     roles = by_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == list(NAMED_NAMESPACES)
