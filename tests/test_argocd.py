@@ -8,6 +8,7 @@ catalog is turned into conditions by the operator's own code (conditions.compute
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import yaml
 from lupa import lua51
 
 from extschema import conditions
+from extschema.loading import from_object
 from extschema.status_model import ExtensionSchemaStatus
+from tests.controlplane import Cluster, kubectl_path
 
 REPO = Path(__file__).resolve().parent.parent
 CUSTOMIZATION = REPO / "deploy" / "argocd" / "resource_customizations" / "extschema.io" / "ExtensionSchema"
@@ -121,3 +124,62 @@ def test_approve_sets_the_approved_plan_hash_from_the_pending_plan(case: dict[st
     assert after == expected
     assert after["spec"]["approvedPlanHash"] == before["status"]["pendingPlan"]["hash"]
     assert {k: v for k, v in after["spec"].items() if k != "approvedPlanHash"} == before["spec"]
+
+
+# --- sync waves and the kustomize example ----------------------------------------------------------
+
+EXAMPLES = REPO / "examples"
+KUSTOMIZE = EXAMPLES / "kustomize"
+WAVE = "argocd.argoproj.io/sync-wave"
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [str(kubectl_path()), "kustomize", str(path)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def wave(doc: dict[str, Any]) -> int:
+    return int(doc["metadata"]["annotations"][WAVE])
+
+
+def test_sync_waves_order_targets_before_schemas_before_dependents() -> None:
+    schemas = [load(path) for path in sorted(EXAMPLES.glob("*.yaml"))]
+    schemas += [d for d in kustomize(KUSTOMIZE / "base") if d["kind"] == "ExtensionSchema"]
+    targets = [d for d in kustomize(KUSTOMIZE / "base") if d["kind"] == "DatabaseTarget"]
+    assert schemas and targets
+    by_plugin = {doc["spec"]["pluginId"]: doc for doc in schemas}
+    for schema in schemas:
+        assert wave(schema) > max(wave(t) for t in targets), schema["metadata"]["name"]
+        for dependency in schema["spec"].get("dependsOn", []):
+            assert wave(schema) > wave(by_plugin[dependency]), schema["metadata"]["name"]
+
+
+def test_kustomize_overlay_builds_valid_resources() -> None:
+    docs = kustomize(KUSTOMIZE / "overlays" / "production")
+    assert {(d["kind"], d["metadata"]["namespace"]) for d in docs} == {
+        ("DatabaseTarget", "plugins"),
+        ("ExtensionSchema", "plugins"),
+    }
+    (target,) = (d for d in docs if d["kind"] == "DatabaseTarget")
+    assert target["spec"] == {
+        "urlSecretRef": {"name": "app-db", "key": "url"},
+        "lockTimeout": "10s",
+        "statementTimeout": "5m",
+    }
+    (schema,) = (d for d in docs if d["kind"] == "ExtensionSchema")
+    assert schema["spec"]["targetRef"] == {"name": target["metadata"]["name"]}
+    loaded = from_object(schema, "kustomize")  # what the operator parses: valid
+    assert loaded.spec.plugin_id == "tags"
+
+
+@pytest.mark.k8s
+def test_kustomize_overlay_passes_server_side_dry_run(kube_cluster: Cluster) -> None:
+    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/extensionschemas.extschema.io")
+    if kube_cluster.kubectl("get", "namespace", "plugins", check=False).returncode != 0:
+        kube_cluster.kubectl("create", "namespace", "plugins")
+    out = kube_cluster.kubectl("apply", "--dry-run=server", "-k", str(KUSTOMIZE / "overlays" / "production")).stdout
+    assert "databasetarget.extschema.io/app-db created (server dry run)" in out
+    assert "extensionschema.extschema.io/work-order-tags created (server dry run)" in out
