@@ -5,7 +5,7 @@ PYTHON ?= $(VENV)/bin/python
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
-.PHONY: install test lint unit demo demo-cli bench bench-operator e2e crds helm manifests crd-reference cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-cli bench bench-operator e2e crds helm manifests cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps
 	bash .ci/install-deps
@@ -52,10 +52,10 @@ bench-operator: install
 e2e: install
 	$(PYTHON) -m pytest -m k8s $(PYTEST_ARGS)
 
-# crds/ and the chart's templates/crds/, then what is generated from them.
+# crds/, the chart's templates/crds/ and docs/crd-reference.md, then the raw manifests rendered from the chart.
 crds: install
 	$(PYTHON) -m extschema crd --write
-	$(MAKE) manifests crd-reference
+	$(MAKE) manifests
 
 # Helm v3, built from the Go module proxy once and cached under ~/.cache/extschema (prints its path).
 helm: install
@@ -64,10 +64,6 @@ helm: install
 # deploy/manifests/extschema.yaml: the chart rendered with its default values (install without Helm).
 manifests: install
 	$(PYTHON) -m tests.controlplane.helm manifests
-
-# docs/crd-reference.md from the CRDs.
-crd-reference: install
-	$(PYTHON) -m extschema.docs_crd_reference docs/crd-reference.md
 
 cluster-build: install
 	$(PYTHON) -m tests.controlplane build

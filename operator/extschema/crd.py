@@ -18,7 +18,7 @@ from typing import Any
 import pydantic
 import yaml
 
-from extschema import limits, model, naming, status_model
+from extschema import crd_reference, limits, model, naming, status_model
 
 GROUP = model.API_GROUP
 VERSION = "v1alpha1"
@@ -499,8 +499,14 @@ def chart_template(crd: Schema) -> str:
     )
 
 
+#: The field reference, generated from the same CRDs (:mod:`extschema.crd_reference`).
+REFERENCE = "docs/crd-reference.md"
+
+
 def written_files() -> dict[str, str]:
-    """What ``extschema crd --write`` writes, by path relative to the repository: crds/ and the chart's templates."""
+    """What ``extschema crd --write`` writes, by path relative to the repository: crds/, the chart's templates and
+    docs/crd-reference.md."""
     files = {f"crds/{name}": text for name, text in rendered_files().items()}
     files.update({f"{CHART_CRDS}/{name}": chart_template(build()) for name, build in FILES.items()})
+    files[REFERENCE] = crd_reference.render([build() for build in FILES.values()])
     return files
