@@ -319,3 +319,30 @@ def test_helm_install_creates_every_object_and_uninstall_keeps_crds(
         kube_cluster.kubectl("get", "crd", name)  # still there: uninstall never deletes user data
     gone = kube_cluster.kubectl("get", "clusterrole", f"{release}-extschema", check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+@pytest.mark.k8s
+def test_raw_manifests_install_as_documented(kube_cluster: Cluster) -> None:
+    """docs/install.md's three commands: apply the manifests, create the Secret, point the operator at it."""
+    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "deploy" / "manifests"))
+    ns = "extschema-system"
+    if kube_cluster.kubectl("-n", ns, "get", "secret", "app-db", check=False).returncode != 0:
+        kube_cluster.kubectl("-n", ns, "create", "secret", "generic", "app-db", "--from-literal=url=sqlite:///x.db")
+    kube_cluster.kubectl(
+        "-n",
+        ns,
+        "set",
+        "env",
+        "deployment/extschema",
+        "--from=secret/app-db",
+        "--keys=url",
+        "--prefix=EXTSCHEMA_DATABASE_",
+    )
+    deployment = json.loads(kube_cluster.kubectl("-n", ns, "get", "deployment", "extschema", "-o", "json").stdout)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["env"] == [
+        {"name": "EXTSCHEMA_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "app-db", "key": "url"}}}
+    ]
+    kube_cluster.kubectl(
+        "auth", "can-i", "watch", "extensionschemas.extschema.io", "-A", f"--as=system:serviceaccount:{ns}:extschema"
+    )
