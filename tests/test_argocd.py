@@ -8,6 +8,7 @@ catalog is turned into conditions by the operator's own code (conditions.compute
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,30 @@ def test_kustomize_overlay_passes_server_side_dry_run(kube_cluster: Cluster) -> 
     out = kube_cluster.kubectl("apply", "--dry-run=server", "-k", str(KUSTOMIZE / "overlays" / "production")).stdout
     assert "databasetarget.extschema.io/app-db created (server dry run)" in out
     assert "extensionschema.extschema.io/work-order-tags created (server dry run)" in out
+
+
+def test_argocd_cm_component_carries_the_scripts_verbatim(tmp_path: Path) -> None:
+    """deploy/argocd is a kustomize Component merging the scripts into an Argo CD install's argocd-cm."""
+    argocd_cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm", "namespace": "argocd"},
+        "data": {"url": "https://argocd.example.com"},
+    }
+    (tmp_path / "argocd-cm.yaml").write_text(yaml.safe_dump(argocd_cm))
+    component = os.path.relpath(REPO / "deploy" / "argocd", tmp_path)  # kustomize wants a relative path
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": ["argocd-cm.yaml"], "components": [component]})
+    )
+    (config_map,) = kustomize(tmp_path)
+    data = config_map["data"]
+    assert data["url"] == "https://argocd.example.com"  # merged, not replaced
+    assert (
+        data["resource.customizations.health.extschema.io_ExtensionSchema"]
+        == (CUSTOMIZATION / "health.lua").read_text()
+    )
+    actions = yaml.safe_load(data["resource.customizations.actions.extschema.io_ExtensionSchema"])
+    assert actions["discovery.lua"] == (CUSTOMIZATION / "actions" / "discovery.lua").read_text()
+    (approve,) = actions["definitions"]
+    assert approve["name"] == "approve"
+    assert approve["action.lua"] == (CUSTOMIZATION / "actions" / "approve" / "action.lua").read_text()
