@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +57,6 @@ def _rbac_documents(release: str, namespace: str, values: list[str]) -> str:
     return yaml.safe_dump_all(docs)
 
 
-def _namespaces(kube_cluster: Cluster, count: int) -> list[str]:
-    names = [f"rbac-{uuid.uuid4().hex[:8]}" for _ in range(count)]
-    for name in names:
-        kube_cluster.kubectl("create", "namespace", name)
-    return names
-
-
 @pytest.fixture(scope="module")
 def crds(kube_cluster: Cluster) -> Cluster:
     kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
@@ -73,39 +66,43 @@ def crds(kube_cluster: Cluster) -> Cluster:
     return kube_cluster
 
 
-def _install(kube_cluster: Cluster, namespaces: list[str], values: list[str], watched: int) -> Release:
+@contextlib.contextmanager
+def _installed(
+    kube_cluster: Cluster, count: int, watched: int, values: Callable[[list[str]], list[str]]
+) -> Iterator[Release]:
+    """The RBAC of one release in the first of *count* fresh namespaces; ``values(namespaces)`` gives its --set
+    flags; the next *watched* namespaces are the ones the release should cover, the rest others."""
+    names = [f"rbac-{uuid.uuid4().hex[:8]}" for _ in range(count)]
+    for name in names:
+        kube_cluster.kubectl("create", "namespace", name)
     release = f"r{uuid.uuid4().hex[:6]}"
-    home = namespaces[0]
-    rendered = _rbac_documents(release, home, values)
-    kube_cluster.kubectl("apply", "-f", "-", input=rendered)
-    return Release(home, f"{release}-extschema", tuple(namespaces[1 : 1 + watched]), tuple(namespaces[1 + watched :]))
+    kube_cluster.kubectl("apply", "-f", "-", input=_rbac_documents(release, names[0], values(names)))
+    try:
+        yield Release(names[0], f"{release}-extschema", tuple(names[1 : 1 + watched]), tuple(names[1 + watched :]))
+    finally:
+        for name in names:
+            kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 @pytest.fixture(scope="module")
 def cluster_wide(crds: Cluster) -> Iterator[Release]:
     """Default values: every namespace watched."""
-    names = _namespaces(crds, 3)
-    yield _install(crds, names, [], watched=2)
-    for name in names:
-        crds.kubectl("delete", "namespace", name, "--wait=false")
+    with _installed(crds, 3, 2, lambda names: []) as release:
+        yield release
 
 
 @pytest.fixture(scope="module")
 def secrets_limited(crds: Cluster) -> Iterator[Release]:
     """Cluster-wide, Secrets readable only in the first other namespace (rbac.secretNamespaces)."""
-    names = _namespaces(crds, 3)
-    yield _install(crds, names, ["--set", f"rbac.secretNamespaces={{{names[1]}}}"], watched=1)
-    for name in names:
-        crds.kubectl("delete", "namespace", name, "--wait=false")
+    with _installed(crds, 3, 1, lambda names: ["--set", f"rbac.secretNamespaces={{{names[1]}}}"]) as release:
+        yield release
 
 
 @pytest.fixture(scope="module")
 def namespaced(crds: Cluster) -> Iterator[Release]:
     """watch.namespaces: two watched namespaces, one other."""
-    names = _namespaces(crds, 4)
-    yield _install(crds, names, ["--set", f"watch.namespaces={{{names[1]},{names[2]}}}"], watched=2)
-    for name in names:
-        crds.kubectl("delete", "namespace", name, "--wait=false")
+    with _installed(crds, 4, 2, lambda names: ["--set", f"watch.namespaces={{{names[1]},{names[2]}}}"]) as release:
+        yield release
 
 
 def can(kube_cluster: Cluster, release: Release, verb: str, resource: str, *scope: str) -> bool:
