@@ -21,7 +21,7 @@ import yaml
 
 from extschema import crd
 from tests.controlplane import KUBERNETES_VERSION, Cluster
-from tests.controlplane.helm import ensure_helm, render_manifests
+from tests.controlplane.helm import documented_values, ensure_helm, render_manifests, render_readme
 
 pytestmark = [pytest.mark.helm]
 
@@ -226,6 +226,12 @@ def test_chart_crds_are_the_generated_crds_and_kept(helm: Path) -> None:
 def test_raw_manifests_are_the_rendered_chart(helm: Path) -> None:
     path = REPO / "deploy" / "manifests" / "extschema.yaml"
     assert path.read_text() == render_manifests(helm), f"{path} is stale: run `make manifests`"
+
+
+def test_chart_readme_lists_every_documented_value() -> None:
+    assert (CHART / "README.md").read_text() == render_readme(), "charts/extschema/README.md is stale: make manifests"
+    documented = {path for path, _, _ in documented_values((CHART / "values.yaml").read_text())}
+    assert {"database.existingSecret", "watch.namespaces", "rbac.secretNamespaces", "crds.create"} <= documented
 
 
 # --- against the API server ----------------------------------------------------------------------
