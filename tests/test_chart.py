@@ -176,6 +176,7 @@ def test_deployment_is_hardened(helm: Path) -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert container["command"] == ["extschema"]
     assert container["args"][:3] == ["run", "--standalone", "--all-namespaces"]
     assert "env" not in container  # no default database unless database.existingSecret is set
 
