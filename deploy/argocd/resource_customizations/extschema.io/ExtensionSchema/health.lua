@@ -1,6 +1,7 @@
 -- Argo CD health of an extschema.io ExtensionSchema, from the operator's kstatus conditions
 -- (Ready always; Reconciling and Stalled only while True; reasons in docs/conditions.md).
---   Healthy      Ready=True for the current generation (status.observedGeneration == metadata.generation)
+--   Healthy      Ready=True for the current generation (status.observedGeneration == metadata.generation);
+--                drift (InSync=False) is named in the message, it does not make the resource unhealthy
 --   Progressing  everything that proceeds by itself: a new generation not yet observed, Reconciling=True
 --                (applying, DependencyNotReady, ApprovalRequired, TargetNotFound, DatabaseUnavailable...),
 --                and deletion while the finalizer runs (the finalizer is named)
@@ -80,6 +81,11 @@ if ready.status == "True" then
   end
   hs.status = "Healthy"
   hs.message = describe(ready)
+  -- Drift (changed outside extschema) is reported, not a failure: the schema is applied and works.
+  local inSync = condition("InSync")
+  if inSync ~= nil and inSync.status == "False" then
+    hs.message = hs.message .. "; not in sync with the database: " .. describe(inSync)
+  end
   return hs
 end
 
