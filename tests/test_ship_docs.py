@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PAGES = ["docs/install.md", "docs/concepts.md", "docs/crd-reference.md", "charts/extschema/README.md"]
+PAGES = [
+    "docs/install.md",
+    "docs/concepts.md",
+    "docs/crd-reference.md",
+    "charts/extschema/README.md",
+    "deploy/argocd/README.md",
+]
 
 
 def anchors(page: Path) -> set[str]:
