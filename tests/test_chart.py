@@ -142,6 +142,11 @@ def test_values_schema_rejects_bad_values_clearly(helm: Path, setting: str, expe
 def test_kube_version_is_required(helm: Path) -> None:
     proc = run_helm(helm, "template", "extschema", str(CHART), "--kube-version", "1.27.0", check=False)
     assert proc.returncode == 1 and "chart requires kubeVersion" in proc.stderr
+    # Built like a Helm release: without --kube-version it assumes its client-go's Kubernetes, not 1.20.
+    assert run_helm(helm, "version", "--short").stdout.startswith("v3.22.0")
+    assert by_kind(
+        [d for d in yaml.safe_load_all(run_helm(helm, "template", "x", str(CHART)).stdout) if d], "Deployment"
+    )
 
 
 # --- rendered objects ----------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Build and cache the Helm CLI, like the control-plane binaries (``build``).
 
 No package registry ships Helm; ``go install helm.sh/helm/v3/cmd/helm@VERSION`` works as is (no replace
-directives, unlike kube-apiserver). The binary lands in the same cache root, under the same build lock,
-through a temporary directory so that a killed build leaves nothing half-done.
+directives, unlike kube-apiserver), with the -X flags Helm's Makefile sets for a release (version, default
+Kubernetes version). The binary lands in the same cache root, under the same build lock, through a temporary
+directory so that a killed build leaves nothing half-done.
 ``python -m tests.controlplane.helm`` builds it and prints its path (``make helm``).
 """
 
@@ -14,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .build import _build_lock, cache_root, go_env, log, run_go
+from .build import _build_lock, cache_root, go_env, log, run_go, upstream_gomod
 
 HELM_VERSION = "v3.22.0"
 HELM_PACKAGE = "helm.sh/helm/v3/cmd/helm"
@@ -24,8 +25,25 @@ def helm_dir(version: str = HELM_VERSION) -> Path:
     return cache_root() / "bin" / f"helm-{version}"
 
 
+def _ldflags(version: str) -> str:
+    """What Helm's own Makefile stamps into a release: its version, and the Kubernetes version of its client-go
+    as the default for `helm template`/`helm lint` (without it they assume Kubernetes 1.20)."""
+    gomod = upstream_gomod("helm.sh/helm/v3", version)
+    client_go = next(line.split()[1] for line in gomod.splitlines() if line.strip().startswith("k8s.io/client-go "))
+    major, minor = client_go.lstrip("v").split(".")[:2]
+    flags = [f"-X helm.sh/helm/v3/internal/version.version={version}"]
+    for package in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        flags += [f"-X {package}.k8sVersionMajor={int(major) + 1}", f"-X {package}.k8sVersionMinor={minor}"]
+    return " ".join(flags)
+
+
+#: Bumped when the build recipe changes, so that binaries built the old way are rebuilt.
+RECIPE = "2"
+
+
 def _works(binary: Path, version: str) -> bool:
-    if not binary.is_file():
+    stamp = binary.parent / "recipe"
+    if not binary.is_file() or not stamp.is_file() or stamp.read_text() != RECIPE:
         return False
     try:
         proc = subprocess.run([str(binary), "version", "--short"], capture_output=True, text=True, timeout=30)
@@ -52,9 +70,9 @@ def ensure_helm(version: str = HELM_VERSION) -> Path:
         tmp.mkdir(parents=True)
         log(f"building helm {version}")
         env = {**go_env(), "GOBIN": str(tmp)}
-        # As Helm's own Makefile does: without it `helm version` says only "v3.22".
-        ldflags = f"-X helm.sh/helm/v3/internal/version.version={version}"
+        ldflags = _ldflags(version)
         run_go(["install", "-trimpath", "-ldflags", ldflags, f"{HELM_PACKAGE}@{version}"], cache_root(), env)
+        (tmp / "recipe").write_text(RECIPE)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         log(f"built helm into {out} in {time.monotonic() - started:.0f}s")
