@@ -16,15 +16,18 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.controlplane import KUBERNETES_VERSION, Cluster
+from tests.controlplane.cluster import free_port
 from tests.controlplane.helm import ensure_helm
 
 pytestmark = [pytest.mark.k8s, pytest.mark.helm, pytest.mark.slow]
@@ -42,19 +45,20 @@ class Release:
     service_account: str
     watched: tuple[str, ...]
     others: tuple[str, ...]
+    #: The operator container of the rendered Deployment (command, args, probes).
+    container: dict[str, Any]
 
     @property
     def who(self) -> str:
         return f"system:serviceaccount:{self.namespace}:{self.service_account}"
 
 
-def _rbac_documents(release: str, namespace: str, values: list[str]) -> str:
-    """The rendered chart without the Deployment and CRDs (no pods run here; CRDs come from crds/)."""
+def _render(release: str, namespace: str, values: list[str]) -> list[dict[str, Any]]:
+    """The chart without CRDs (they come from crds/)."""
     args = [str(ensure_helm()), "template", release, str(CHART), "-n", namespace]
     args += ["--kube-version", KUBERNETES_VERSION, "--set", "crds.create=false", *values]
     out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout
-    docs = [d for d in yaml.safe_load_all(out) if d and d["kind"] != "Deployment"]
-    return yaml.safe_dump_all(docs)
+    return [d for d in yaml.safe_load_all(out) if d]
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +80,16 @@ def _installed(
     for name in names:
         kube_cluster.kubectl("create", "namespace", name)
     release = f"r{uuid.uuid4().hex[:6]}"
-    kube_cluster.kubectl("apply", "-f", "-", input=_rbac_documents(release, names[0], values(names)))
+    docs = _render(release, names[0], values(names))
+    # No pods run here (no kubelet): everything but the Deployment is applied; the test runs its container.
+    rbac = [d for d in docs if d["kind"] != "Deployment"]
+    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+    (deployment,) = (d for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
     try:
-        yield Release(names[0], f"{release}-extschema", tuple(names[1 : 1 + watched]), tuple(names[1 + watched :]))
+        yield Release(
+            names[0], f"{release}-extschema", tuple(names[1 : 1 + watched]), tuple(names[1 + watched :]), container
+        )
     finally:
         for name in names:
             kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
@@ -101,7 +112,11 @@ def secrets_limited(crds: Cluster) -> Iterator[Release]:
 @pytest.fixture(scope="module")
 def namespaced(crds: Cluster) -> Iterator[Release]:
     """watch.namespaces: two watched namespaces, one other."""
-    with _installed(crds, 4, 2, lambda names: ["--set", f"watch.namespaces={{{names[1]},{names[2]}}}"]) as release:
+
+    def values(names: list[str]) -> list[str]:
+        return ["--set", f"watch.namespaces={{{names[1]},{names[2]}}}", "--set", f"healthPort={free_port()}"]
+
+    with _installed(crds, 4, 2, values) as release:
         yield release
 
 
@@ -254,10 +269,11 @@ def test_operator_runs_with_exactly_the_chart_rbac(crds: Cluster, namespaced: Re
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")])),
     }
     log = tmp_path / "operator.log"
-    watch = [f"--namespace={ns}" for ns in namespaced.watched]
-    with open(log, "wb") as out:
+    container = namespaced.container
+    assert container["command"] == ["extschema"]
+    with open(log, "wb") as out:  # the Deployment's command and args, as the pod would run them
         proc = subprocess.Popen(
-            [sys.executable, "-m", "extschema", "run", "--standalone", *watch],
+            [sys.executable, "-m", "extschema", *container["args"]],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -267,6 +283,12 @@ def test_operator_runs_with_exactly_the_chart_rbac(crds: Cluster, namespaced: Re
         crds.kubectl("apply", "-f", "-", input=_kustomized(crds, namespace))
         crds.kubectl("-n", namespace, "wait", "--for=condition=Ready", "dbt/app-db", "--timeout=60s")
         crds.kubectl("-n", namespace, "wait", "--for=condition=Ready", "exts/work-order-tags", "--timeout=60s")
+        # The probes' endpoint answers where the Deployment says.
+        probe = container["readinessProbe"]["httpGet"]
+        assert probe == container["livenessProbe"]["httpGet"] and probe["port"] == container["ports"][0]["name"]
+        url = f"http://127.0.0.1:{container['ports'][0]['containerPort']}{probe['path']}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
         body = json.loads(crds.kubectl("-n", namespace, "get", "exts/work-order-tags", "-o", "json").stdout)
         assert body["status"]["tables"] == ["ext_tags__tag"]
         assert body["metadata"]["finalizers"] == ["extschema.io/cleanup"]
