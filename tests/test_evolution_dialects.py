@@ -8,6 +8,7 @@ steps gave, and that rolling each migration back restores the previous schema AN
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -304,13 +305,12 @@ def _alter(old: Doc, new: Doc, *names: str) -> list[Op]:
         old_column, new_column = before.column(name), after.column(name)
         assert old_column is not None and new_column is not None
         found.append(planning.AlterColumn("shop", before, after, old_column, new_column))
-        before = dataclasses_replace_column(before, new_column)
+        before = with_column(before, new_column)
     return found
 
 
-def dataclasses_replace_column(table: TableDef, column: ColumnDef) -> TableDef:
-    import dataclasses
-
+def with_column(table: TableDef, column: ColumnDef) -> TableDef:
+    """*table* with its column of *column*'s name replaced by *column*."""
     return dataclasses.replace(table, columns=tuple(column if c.name == column.name else c for c in table.columns))
 
 
@@ -421,28 +421,17 @@ def test_alter_foreign_key_changes_target(shop: Shop) -> None:
         d["relationships"][0].update(target="tag", onDelete="SetNull")
 
     v2 = evolve(SHOP, "1.1.0", change)
-    before, after = table_of(SHOP, "order"), table_of(v2, "order")
-    # The relationship column keeps its name only when the target's name gives it: rename to match.
-    assert after.column("tag_id") is not None
 
     def ops(old: Doc, new: Doc) -> list[Op]:
-        renamed = dataclasses_replace_column(
-            TableDef(before.name, tuple(c for c in before.columns), before.unique_together, before.indexes),
-            before.columns[-1],
-        )
-        middle = TableDef(
-            before.name,
-            tuple(
-                ColumnDef(**{**c.__dict__, "name": "tag_id"}) if c.name == "customer_id" else c for c in renamed.columns
-            ),
-            before.unique_together,
-            before.indexes,
-        )
-        old_column, new_column = middle.column("tag_id"), after.column("tag_id")
-        assert old_column is not None and new_column is not None
+        # The FK column is named after its target: renamed first, then its key changed.
+        before, after = table_of(old, "order"), table_of(new, "order")
+        customer, tag = before.column("customer_id"), after.column("tag_id")
+        assert customer is not None and tag is not None
+        renamed = dataclasses.replace(customer, name="tag_id")
+        middle = dataclasses.replace(before, columns=tuple(renamed if c == customer else c for c in before.columns))
         return [
             planning.RenameColumn("shop", before, middle, "customer_id", "tag_id"),
-            planning.AlterColumn("shop", middle, after, old_column, new_column),
+            planning.AlterColumn("shop", middle, after, renamed, tag),
         ]
 
     shop.change(v2, ops)

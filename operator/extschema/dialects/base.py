@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -211,40 +211,10 @@ class Dialect:
         return False
 
     def render(self, op: Op) -> list[str]:
-        match op:
-            case planning.CreatePluginNamespace():
-                return self.create_namespace(op.plugin_id)
-            case planning.DropPluginNamespace():
-                return self.drop_namespace(op.plugin_id)
-            case planning.CreateEnum():
-                return self.create_enum(op)
-            case planning.DropEnum():
-                return self.drop_enum(op)
-            case planning.ChangeEnumValues():
-                return self.change_enum_values(op)
-            case planning.CreateTable():
-                return self.create_table(op.plugin_id, op.table)
-            case planning.DropTable():
-                return [f"DROP TABLE {self.table_ref(op.plugin_id, op.table.name)}"]
-            case planning.AddColumn():
-                return self.add_column(op)
-            case planning.DropColumn():
-                return self.drop_column(op)
-            case planning.CreateIndex():
-                return [self.create_index(op.plugin_id, op.table, op.index)]
-            case planning.DropIndex():
-                return [self.drop_index(op.plugin_id, op.table, op.index)]
-            case planning.RenameTable():
-                return self.rename_table(op)
-            case planning.RenameColumn():
-                return self.rename_column(op)
-            case planning.AlterColumn():
-                return self.alter_column(op)
-            case planning.RenameEnumValue():
-                return self.rename_enum_value(op)
-            case planning.RunSql():
-                return self.run_sql(op.sql)
-        raise TypeError(f"no rendering for {type(op).__name__}")
+        renderer = _RENDERERS.get(type(op))
+        if renderer is None:
+            raise TypeError(f"no rendering for {type(op).__name__}")
+        return renderer(self, op)
 
     # --- renames, alterations, hand-written SQL ------------------------------------------------
 
@@ -673,6 +643,26 @@ class Dialect:
         """What a reflected core column's type is, in extschema's terms (for FK type checks)."""
         return next((name for kind, name in _LOGICAL_TYPES if isinstance(sql_type, kind)), None)
 
+
+#: How each operation is rendered: by the dialect's method for it (subclasses override those).
+_RENDERERS: dict[type[Op], Callable[[Dialect, Any], list[str]]] = {
+    planning.CreatePluginNamespace: lambda d, op: d.create_namespace(op.plugin_id),
+    planning.DropPluginNamespace: lambda d, op: d.drop_namespace(op.plugin_id),
+    planning.CreateEnum: lambda d, op: d.create_enum(op),
+    planning.DropEnum: lambda d, op: d.drop_enum(op),
+    planning.ChangeEnumValues: lambda d, op: d.change_enum_values(op),
+    planning.CreateTable: lambda d, op: d.create_table(op.plugin_id, op.table),
+    planning.DropTable: lambda d, op: [f"DROP TABLE {d.table_ref(op.plugin_id, op.table.name)}"],
+    planning.AddColumn: lambda d, op: d.add_column(op),
+    planning.DropColumn: lambda d, op: d.drop_column(op),
+    planning.CreateIndex: lambda d, op: [d.create_index(op.plugin_id, op.table, op.index)],
+    planning.DropIndex: lambda d, op: [d.drop_index(op.plugin_id, op.table, op.index)],
+    planning.RenameTable: lambda d, op: d.rename_table(op),
+    planning.RenameColumn: lambda d, op: d.rename_column(op),
+    planning.AlterColumn: lambda d, op: d.alter_column(op),
+    planning.RenameEnumValue: lambda d, op: d.rename_enum_value(op),
+    planning.RunSql: lambda d, op: d.run_sql(op.sql),
+}
 
 #: Column attributes whose change converts stored values (a cast can round, truncate or reformat).
 _CONVERTING = frozenset({"type", "precision", "scale"})
