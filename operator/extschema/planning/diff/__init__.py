@@ -4,7 +4,8 @@ One module per object kind, as alembic's autogenerate compares them. Changes are
 order their operations run, each operation computed against the schema as the operations before
 it left it (a :class:`~extschema.planning.state.State` threaded through :class:`.run.Run`):
 
-1. renames (:mod:`.renames`): tables, then fields, then enum values — later steps see new names;
+1. renames (:mod:`.renames`): tables, then fields, then enum values — later steps see new names
+   (join tables and relationship columns named after a renamed table are renamed with it);
 2. new enums and new enum values (:mod:`.enums`), which the tables below may use;
 3. table by table: new tables; for kept ones removed indexes, changed and new columns, new indexes;
 4. drops: removed columns, removed tables (referencing ones first), removed enum values, removed enums.
@@ -32,7 +33,7 @@ def changes(before: Resolved, after: Resolved, renamed: Renames | None = None) -
     the previous schema has already applied are ignored.
     """
     run = Run(after, State.of(before))
-    renames.diff(run, renamed or Renames())
+    renames.diff(run, renamed or Renames(), (j.name for j in before.joins))
     enums.additions(run)
     tables.diff(run)
     tables.drops(run)
