@@ -15,6 +15,7 @@ look changed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable
 
 from extschema.model import EnumSpec, TargetRef
@@ -68,7 +69,12 @@ class State:
         return cls(plugin_id, namespace=False)
 
     def table(self, name: str) -> TableDef | None:
-        return next((t for t in self.tables if t.name == name), None)
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, TableDef]:
+        # A plan looks tables up once per column it compares: index them (a state never changes).
+        return {t.name: t for t in self.tables}
 
     def enum(self, name: str) -> EnumSpec | None:
         return next((e for e in self.enums if e.name == name), None)
