@@ -563,6 +563,15 @@ def test_data_checks_count_what_would_be_lost_or_violate(shop: Shop) -> None:
     assert violating("state", lambda d: d["enums"][0].update(values=["new", "void"])) == 2
     assert violating("qty", lambda d: order_field(d, "qty").update(type="String", validation={"maxLength": 1})) == 0
     assert violating("title", lambda d: order_field(d, "title").update(type="Text")) == 0
+    # Uniqueness and keys the new column adds: 'done' twice; qty 3 and 7 name no tag (2 does).
+    assert violating("state", lambda d: order_field(d, "state").update(unique=True)) == 2
+    shop.sql(f"UPDATE {shop.t('order')} SET qty = 2 WHERE id = 3")
+    to_tag = {"source": "order", "target": "tag", "sourceField": "qty"}
+    assert violating("qty", lambda d: d["relationships"].append(to_tag)) == 2
+    duplicated = safety.DataCheck("rows_duplicated", "order", columns=("state", "customer_id"))
+    assert _count(shop, duplicated) == 0  # ('done', 2) and ('done', NULL): NULLs never collide
+    shop.sql(f"UPDATE {shop.t('order')} SET customer_id = 2 WHERE id = 3")
+    assert _count(shop, duplicated) == 2
     # Nothing is changed by counting.
     assert len(orders(shop)) == 3
 

@@ -297,8 +297,39 @@ class Dialect:
             case "rows_violating":
                 if check.before is None or check.after is None:
                     raise ValueError("a rows_violating check carries the column before and after")
-                return f"SELECT count(*) FROM {table} WHERE {self.violation(plugin_id, check.before, check.after)}"
+                found = [self.violation(plugin_id, check.before, check.after)]
+                found.extend(self.relational_violations(plugin_id, table, check.before, check.after))
+                return f"SELECT count(*) FROM {table} AS t WHERE {' OR '.join(f'({c})' for c in found)}"
+            case "rows_duplicated":
+                if not check.columns:
+                    raise ValueError("a rows_duplicated check names its columns")
+                return f"SELECT count(*) FROM {table} AS t WHERE {self.duplicated(table, check.columns)}"
         raise ValueError(f"unknown data check {check.kind!r}")
+
+    def duplicated(self, table: str, columns: Sequence[str]) -> str:
+        """A condition true for a row of *table* whose *columns* (none NULL) another row has too."""
+        names = ", ".join(self.quote(c) for c in columns)
+        present = " AND ".join(f"{self.quote(c)} IS NOT NULL" for c in columns)
+        grouped = f"SELECT {names} FROM {table} WHERE {present} GROUP BY {names} HAVING count(*) > 1"
+        return f"({names}) IN ({grouped})" if len(columns) > 1 else f"{names} IN ({grouped})"
+
+    def relational_violations(self, plugin_id: str, table: str, before: ColumnDef, after: ColumnDef) -> list[str]:
+        """Conditions for rows breaking a uniqueness or a foreign key *after* adds (*table* is aliased ``t``)."""
+        column = self.quote(before.name)
+        found: list[str] = []
+        if after.unique and not before.unique:
+            found.append(self.duplicated(table, [before.name]))
+        fk = after.foreign_key
+        if fk is not None and fk != before.foreign_key:
+            target = self.qualified(self.physical_target(plugin_id, fk))
+            value, referenced = f"t.{column}", f"r.{self.quote(fk.column)}"
+            if self.type_sql(plugin_id, before) != self.type_sql(plugin_id, after):
+                # Compared as text: a cast of the old value to the new type could fail the count.
+                value, referenced = f"CAST({value} AS TEXT)", f"CAST({referenced} AS TEXT)"
+            found.append(
+                f"t.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {target} AS r WHERE {referenced} = {value})"
+            )
+        return found
 
     def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
         """A condition true for a row whose value (a valid *before*) is not a valid *after*."""
