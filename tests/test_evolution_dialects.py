@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from extschema import model, planning
 from extschema.dialects import BackupRef, Dialect
@@ -22,10 +23,10 @@ from extschema.engine.migrator import registered_tables
 from extschema.model import EnumSpec, ExtensionSchemaSpec
 from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef, safety
 from extschema.problems import ProblemError
-from tests.helpers import execute, ext_table
+from tests.helpers import execute, ext_table, run, write_schema
 
 Doc = dict[str, Any]
-OWNER = "test/shop"
+OWNER = "shop"  # as the CLI names it: the resource's metadata.name
 
 SHOP: Doc = {
     "pluginId": "shop",
@@ -107,7 +108,7 @@ class Shop:
             other = parse(LINES)
             refs = planning.reference_types_of(spec)
             self.engine.apply(
-                "test/lines", other, planning.plan(None, other, refs), None, registered_tables(self.dialect, other)
+                "lines", other, planning.plan(None, other, refs), None, registered_tables(self.dialect, other)
             )
         self.sql(f"INSERT INTO {self.t('customer')} (id, email) VALUES (1, 'a@x'), (2, 'b@x')")
         for row in ORDERS:
@@ -626,3 +627,68 @@ def test_unique_constraint_added_later_is_dropped_too(shop: Shop) -> None:
     shop.rollback()
     shop.sql(f"INSERT INTO {shop.t('tag')} (label, weight) VALUES ('red', '2.55')")
     assert shop.index_names("tag") == set()
+
+
+# --- plans from the planner --------------------------------------------------------------------
+
+
+def _planned(shop: Shop, new: Doc) -> str:
+    """Plan *new* from the applied spec with the planner, apply it; returns the backup tag."""
+    spec = parse(new)
+    plan = planning.plan(parse(shop.doc), spec, {})
+    return f"m{shop.change(new, lambda old, new: list(plan.ops))}"
+
+
+def test_planned_renames_through_the_cli_keep_every_row(shop_alone: Shop, tmp_path: Any) -> None:
+    shop = shop_alone
+
+    def rename(d: Doc) -> None:
+        d["tables"][0].update(name="client", renamedFrom="customer")
+        d["tables"][1].update(name="purchase", renamedFrom="order")
+        d["relationships"][0].update(source="purchase", target="client")
+        order_field(d, "code").update(name="ref", renamedFrom="code")
+        d["tables"][1]["uniqueConstraints"] = [{"fields": ["title", "ref"]}]
+        d["enums"][0].update(values=["new", "finished", "void"], renamedValues={"done": "finished"})
+
+    v2 = evolve(SHOP, "1.1.0", rename)
+    path = write_schema(tmp_path, "shop", yaml.safe_dump(v2))
+    applied = run("apply", str(path), "-d", shop.url)
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    for change in ("rename table customer to client", "rename table order to purchase", "rename column"):
+        assert change in applied.stdout
+    rows = orders(shop, "purchase", "id, title, qty, ref, state, note, client_id")
+    assert rows == [(*r[:4], "finished" if r[4] == "done" else r[4], *r[5:]) for r in ORDERS]
+    with pytest.raises(sa.exc.IntegrityError):
+        shop.sql(f"INSERT INTO {shop.t('purchase')} (title, ref) VALUES ('first', 'a')")
+    with pytest.raises(sa.exc.IntegrityError):
+        shop.sql(f"INSERT INTO {shop.t('purchase')} (title, client_id) VALUES ('x', 99)")
+    rolled = run("rollback", "shop", "-d", shop.url)
+    assert rolled.exit_code == 0, rolled.stderr
+    assert orders(shop) == ORDERS
+
+
+def test_planned_drops_and_conversions_roll_back_with_their_data(shop: Shop) -> None:
+    def change(d: Doc) -> None:
+        d["tables"].pop(2)  # tag
+        fields = d["tables"][1]["fields"]
+        d["tables"][1]["fields"] = [f for f in fields if f["name"] != "note"]
+        order_field(d, "qty")["type"] = "BigInt"
+        order_field(d, "title")["validation"] = {"maxLength": 20}
+
+    v2 = evolve(SHOP, "2.0.0", change)
+    plan = planning.plan(parse(SHOP), parse(v2), {})
+    # Before it runs, the counts an approver sees.
+    checks = [c for classified in safety.classify_plan(plan) for c in classified.checks]
+    counts = {(c.kind, c.table, c.column): _count(shop, c) for c in checks}
+    assert counts[("rows_lost", "tag", None)] == 2
+    assert counts[("values_lost", "order", "note")] == 2
+    assert counts[("rows_violating", "order", "title")] == 0
+    tag = _planned(shop, v2)
+    backed_up = {(r.source_table, r.column) for r in shop.dialect.backups_of(plan, tag)}
+    assert {("tag", None), ("order", "note"), ("order", "qty")} <= backed_up
+    assert set(shop.columns("order")) == {"id", "title", "qty", "code", "state", "customer_id"}
+    shop.sql(f"INSERT INTO {shop.t('order')} (id, title, qty) VALUES (4, 'big', 3000000000)")
+    shop.sql(f"DELETE FROM {shop.t('order')} WHERE id = 4")
+    shop.rollback()
+    assert orders(shop) == ORDERS
+    assert tags(shop) == TAGS
