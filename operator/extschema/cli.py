@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from extschema import __version__
+from extschema import __version__, limits
 from extschema.problems import Kind, ProblemError, escape
 
 if TYPE_CHECKING:
@@ -60,6 +60,32 @@ output_option = click.option(
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path())
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """A timeout option (``500ms``, ``5s``, ``2m``) in milliseconds."""
+    parsed = limits.parse_duration_ms(value)
+    if parsed is None or parsed <= 0:
+        raise click.BadParameter(f"{value!r} is not a duration such as 500ms, 5s or 2m")
+    return parsed
+
+
+lock_timeout_option = click.option(
+    "--lock-timeout",
+    "lock_timeout_ms",
+    default=f"{limits.DEFAULT_LOCK_TIMEOUT_MS // 1000}s",
+    show_default=True,
+    callback=_duration,
+    help="Wait at most this long for a table lock, then retry (a few times, with backoff).",
+)
+statement_timeout_option = click.option(
+    "--statement-timeout",
+    "statement_timeout_ms",
+    default=f"{limits.DEFAULT_STATEMENT_TIMEOUT_MS // 1000}s",
+    show_default=True,
+    callback=_duration,
+    help="No statement in a migration's transaction runs longer (concurrent index builds are not cut).",
+)
+
+
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
@@ -88,11 +114,13 @@ def _reported(output: str = "text") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _engine(database: str | None) -> Iterator[Engine]:
-    from extschema import reconcile
+def _engine(database: str | None, timeouts: tuple[int, int] | None = None) -> Iterator[Engine]:
+    """The engine of *database*, with (lock, statement) *timeouts* in milliseconds where given."""
+    from extschema import limits, reconcile
     from extschema.engine import Engine
 
-    engine = Engine(reconcile.database_url(database))
+    lock_ms, statement_ms = timeouts or (limits.DEFAULT_LOCK_TIMEOUT_MS, limits.DEFAULT_STATEMENT_TIMEOUT_MS)
+    engine = Engine(reconcile.database_url(database), lock_timeout_ms=lock_ms, statement_timeout_ms=statement_ms)
     try:
         yield engine
     finally:
@@ -182,11 +210,15 @@ def _plan_json(planned: Planned, rendered: RenderedPlan) -> dict[str, Any]:
 @paths_argument
 @database_option
 @output_option
-def apply(paths: Sequence[str], database: str | None, output: str) -> None:
+@lock_timeout_option
+@statement_timeout_option
+def apply(
+    paths: Sequence[str], database: str | None, output: str, lock_timeout_ms: int, statement_timeout_ms: int
+) -> None:
     """Apply schemas in dependency order (command-line order does not matter)."""
     from extschema import reconcile
 
-    with _reported(output), _engine(database) as engine:
+    with _reported(output), _engine(database, (lock_timeout_ms, statement_timeout_ms)) as engine:
         results = reconcile.reconcile(engine, reconcile.load(paths), _progress(output))
         _print_results(results, output)
 
