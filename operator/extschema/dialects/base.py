@@ -87,7 +87,7 @@ class Dialect:
 
     def render_plan(self, plan: Plan, backup_tag: str, populated: Collection[str] | None = None) -> RenderedPlan:
         """Render *plan* and its reverse; data a step would destroy is first copied to a
-        backup table named with *backup_tag*.
+        backup table named with *backup_tag*, and the rollback brings that data back.
 
         Steps the database cannot safely run inside the migration's transaction go to the
         ``before`` and ``after`` phases (:meth:`runs_before`, :meth:`concurrent_index`).
@@ -123,12 +123,9 @@ class Dialect:
             if not isinstance(op, planning.CreateIndex) or not indexes:
                 main.append(op)
         statements = [s for s in self.render_ops(main, backup_tag) if s not in moved]
-        # Rendered from the forward operations: only they know the backups their reverses restore from.
-        rollback = [
-            self.drop_index_if_exists(s) if s in dropped else s
-            for op in reversed(plan.ops)
-            for s in self.undo(op, backup_tag)
-        ]
+        # Undone from the forward operations: only they know the backups that bring dropped data back.
+        undone = [s for op in reversed(plan.ops) for s in self.undo(op, backup_tag)]
+        rollback = [self.drop_index_if_exists(s) if s in dropped else s for s in undone]
         return RenderedPlan(
             statements=tuple(statements),
             rollback=tuple(rollback),

@@ -276,8 +276,9 @@ class SqliteDialect(Dialect):
         return statements + super().run_sql(sql[start:])
 
     def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
-        # Exactly what the rebuild's CHECKs would refuse: the converted value against the new
-        # column's conditions (a NULL condition passes a CHECK, and NOT NULL is not counted).
+        # Exactly what the rebuild would refuse: NULL in a NOT NULL column, and the converted value
+        # failing one of the new column's CHECK conditions (a condition that is NULL passes a CHECK,
+        # and NOT of it is NULL, not counted either).
         value = self.convert(self.quote(before.name), before, after)
         found = [f"{self.quote(before.name)} IS NULL"] if not after.nullable else []
         found.extend(f"NOT ({c})" for c in self.column_checks(after, value))
