@@ -77,7 +77,7 @@ def parse(doc: Doc) -> ExtensionSchemaSpec:
     return model.parse_spec(doc)
 
 
-def evolve(doc: Doc, version: str, change: Callable[[Doc], None]) -> Doc:
+def evolve(doc: Doc, version: str, change: Callable[[Doc], object]) -> Doc:
     new = copy.deepcopy(doc)
     change(new)
     new["version"] = version
@@ -181,7 +181,9 @@ def shop(db_url: str) -> Iterator[Shop]:
     installed.engine.close()
 
 
-def orders(shop: Shop, table: str = "order", columns: str = "id, title, qty, code, state, note, customer_id") -> list:
+def orders(
+    shop: Shop, table: str = "order", columns: str = "id, title, qty, code, state, note, customer_id"
+) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in shop.sql(f"SELECT {columns} FROM {shop.t(table)} ORDER BY id")]
 
 
@@ -712,7 +714,12 @@ def test_planned_drops_and_conversions_roll_back_with_their_data(shop: Shop) -> 
 
 def test_planned_drop_of_a_table_with_keys_and_an_enum_rolls_back(shop_alone: Shop) -> None:
     shop = shop_alone
-    v2 = evolve(SHOP, "2.0.0", lambda d: (d["tables"].pop(1), d["relationships"].clear()))
+
+    def drop(d: Doc) -> None:
+        d["tables"].pop(1)
+        d["relationships"].clear()
+
+    v2 = evolve(SHOP, "2.0.0", drop)
     _planned(shop, v2)
     assert not any(t.endswith("order") for t in shop.engine.physical_tables("shop"))
     shop.rollback()
