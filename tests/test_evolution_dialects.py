@@ -729,3 +729,58 @@ def test_planned_drop_of_a_table_with_keys_and_an_enum_rolls_back(shop_alone: Sh
     with pytest.raises(sa.exc.IntegrityError):
         shop.sql(f"DELETE FROM {shop.t('customer')} WHERE id = 1")
     shop.sql(f"INSERT INTO {shop.t('order')} (title, state) VALUES ('later', 'void')")
+
+
+def test_planned_rename_of_a_many_to_many_target_keeps_the_links(db_url: str) -> None:
+    # The join table and its columns are named after the tables: the planner renames them too.
+    v1: Doc = {
+        "pluginId": "kb",
+        "version": "1.0.0",
+        "tables": [
+            {"name": "article", "fields": [{"name": "title", "type": "String"}]},
+            {"name": "tag", "fields": [{"name": "label", "type": "String"}]},
+        ],
+        "relationships": [{"source": "article", "target": "tag", "type": "ManyToMany"}],
+    }
+
+    def rename(d: Doc) -> None:
+        d["tables"][1].update(name="topic", renamedFrom="tag")
+        d["relationships"][0]["target"] = "topic"
+
+    v2 = evolve(v1, "1.1.0", rename)
+    engine = Engine(db_url)
+    try:
+        first, second = parse(v1), parse(v2)
+        tables = registered_tables(engine.dialect, first)
+        engine.apply("kb", first, planning.plan(None, first, {}), None, tables)
+        article, tag = (ext_table(db_url, "kb", t) for t in ("article", "tag"))
+        execute(db_url, f"INSERT INTO {article} (id, title) VALUES (1, 'a'), (2, 'b')")
+        execute(db_url, f"INSERT INTO {tag} (id, label) VALUES (1, 'x'), (2, 'y')")
+        links = ext_table(db_url, "kb", "article_tag")
+        execute(db_url, f"INSERT INTO {links} (article_id, tag_id) VALUES (1, 1), (1, 2), (2, 2)")
+        plan = planning.plan(first, second, {})
+        engine.apply("kb", second, plan, first.checksum(), registered_tables(engine.dialect, second))
+        joined = ext_table(db_url, "kb", "article_topic")
+        assert execute(db_url, f"SELECT article_id, topic_id FROM {joined} ORDER BY 1, 2") == [(1, 1), (1, 2), (2, 2)]
+        # Every index has the name the new table derives (a later drop or rebuild finds it).
+        after = planning.resolve(second, {}).table("article_topic")
+        assert after is not None
+        expected = {
+            engine.dialect.index_name("kb", after.name, i) for i in (*after.column_indexes(), *after.unique_together)
+        }
+        if db_url.startswith("sqlite"):
+            query = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        else:
+            query = "SELECT indexname FROM pg_indexes WHERE schemaname = 'ext_kb' AND indexname NOT LIKE '%pkey'"
+        found = {r[0] for r in execute(db_url, query)}
+        assert expected <= found and not any("_tag_" in n for n in found), found
+        with pytest.raises(sa.exc.IntegrityError):  # the pair is still unique, the keys still enforced
+            execute(db_url, f"INSERT INTO {joined} (article_id, topic_id) VALUES (1, 1)")
+        with pytest.raises(sa.exc.IntegrityError):
+            execute(db_url, f"INSERT INTO {joined} (article_id, topic_id) VALUES (1, 9)")
+        assert engine.rollback("kb").changed
+        assert execute(db_url, f"SELECT article_id, tag_id FROM {links} ORDER BY 1, 2") == [(1, 1), (1, 2), (2, 2)]
+        with pytest.raises(sa.exc.IntegrityError):
+            execute(db_url, f"INSERT INTO {links} (article_id, tag_id) VALUES (2, 2)")
+    finally:
+        engine.close()
