@@ -868,6 +868,22 @@ RULES = [
     ("plugin-description-nul", doc(description="\0"), "ES010", "spec.description"),
 ]
 
+# Raw SQL steps; tests/test_raw_sql.py has the many cases of what a step may hold.
+RULES += [
+    (
+        "raw-sql-syntax",
+        doc(migrations=[{"id": "s1", "sql": "UPDATE FROM", "rollbackSql": ""}]),
+        "ES125",
+        "spec.migrations[0].sql",
+    ),
+    (
+        "raw-sql-outside",
+        doc(migrations=[{"id": "s1", "sql": "DELETE FROM public.users", "rollbackSql": ""}]),
+        "ES126",
+        "spec.migrations[0].sql",
+    ),
+]
+
 
 @pytest.mark.parametrize(("data", "code", "path"), [pytest.param(*r[1:], id=r[0]) for r in RULES])
 def test_rule(data: Doc, code: str, path: str) -> None:

@@ -88,11 +88,11 @@ def _reported(output: str = "text") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _engine(database: str | None) -> Iterator[Engine]:
+def _engine(database: str | None, allow_raw_sql: bool = False) -> Iterator[Engine]:
     from extschema import reconcile
     from extschema.engine import Engine
 
-    engine = Engine(reconcile.database_url(database))
+    engine = Engine(reconcile.database_url(database), allow_raw_sql=allow_raw_sql)
     try:
         yield engine
     finally:
@@ -142,15 +142,23 @@ def _summary(item: Loaded) -> dict[str, Any]:
     return {"file": item.file, "name": item.owner, "pluginId": item.spec.plugin_id, "version": item.spec.version}
 
 
+allow_raw_sql_option = click.option(
+    "--allow-raw-sql",
+    is_flag=True,
+    help="Let the schemas' raw SQL steps (spec.migrations) run on this database (refused with ES313 otherwise).",
+)
+
+
 @main.command()
 @paths_argument
 @database_option
 @output_option
-def plan(paths: Sequence[str], database: str | None, output: str) -> None:
+@allow_raw_sql_option
+def plan(paths: Sequence[str], database: str | None, output: str, allow_raw_sql: bool) -> None:
     """Print the SQL that apply would run; runs nothing."""
     from extschema import reconcile
 
-    with _reported(output), _engine(database) as engine:
+    with _reported(output), _engine(database, allow_raw_sql) as engine:
         planned = reconcile.plan_all(engine, reconcile.load(paths))
         if output == "json":
             _emit_json({"ok": True, "plans": [_plan_json(p, r) for p, r in planned]})
@@ -182,11 +190,12 @@ def _plan_json(planned: Planned, rendered: RenderedPlan) -> dict[str, Any]:
 @paths_argument
 @database_option
 @output_option
-def apply(paths: Sequence[str], database: str | None, output: str) -> None:
+@allow_raw_sql_option
+def apply(paths: Sequence[str], database: str | None, output: str, allow_raw_sql: bool) -> None:
     """Apply schemas in dependency order (command-line order does not matter)."""
     from extschema import reconcile
 
-    with _reported(output), _engine(database) as engine:
+    with _reported(output), _engine(database, allow_raw_sql) as engine:
         results = reconcile.reconcile(engine, reconcile.load(paths), _progress(output))
         _print_results(results, output)
 

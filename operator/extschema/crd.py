@@ -403,6 +403,11 @@ def database_target_spec() -> Schema:
                 "description": "Longest a migration statement may run "
                 f"(default {limits.DEFAULT_STATEMENT_TIMEOUT_MS // 60_000}m).",
             },
+            "allowRawSql": {
+                "type": "boolean",
+                "description": "Let ExtensionSchemas run their raw SQL steps (spec.migrations) on this database "
+                "(default false: such plans are refused with ES313). See docs/raw-sql.md.",
+            },
         },
         "x-kubernetes-validations": [
             {

@@ -25,6 +25,7 @@ from extschema.loading import (
     load,
 )
 from extschema.model import ExtensionSchemaSpec
+from extschema.planning import rawsql
 from extschema.problems import Kind, Problem, ProblemError
 
 __all__ = [
@@ -212,6 +213,7 @@ def plan_one(
         return Planned(loaded, base, planning.Plan(loaded.spec.plugin_id, ()))
     try:
         plan = planning.plan(base.spec if base else None, loaded.spec, refs)
+        rawsql.require_allowed(loaded.spec, plan, engine.allow_raw_sql)
     except ProblemError as error:
         raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind) from None
     return Planned(loaded, base, plan)

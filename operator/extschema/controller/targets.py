@@ -29,6 +29,8 @@ class Target:
     url: str = dataclasses.field(repr=False)  # may hold a password: never logged
     lock_timeout_ms: int = limits.DEFAULT_LOCK_TIMEOUT_MS
     statement_timeout_ms: int = limits.DEFAULT_STATEMENT_TIMEOUT_MS
+    #: spec.allowRawSql: whether schemas' raw SQL steps may run here.
+    allow_raw_sql: bool = False
 
 
 _DURATION = re.compile(r"^([0-9]+)(ms|s|m)$")
@@ -59,6 +61,7 @@ async def target_from_spec(api: KubeApi, namespace: str, name: str, spec: Mappin
         url=url,
         lock_timeout_ms=duration_ms(spec.get("lockTimeout"), limits.DEFAULT_LOCK_TIMEOUT_MS),
         statement_timeout_ms=duration_ms(spec.get("statementTimeout"), limits.DEFAULT_STATEMENT_TIMEOUT_MS),
+        allow_raw_sql=spec.get("allowRawSql") is True,
     )
 
 
@@ -105,14 +108,14 @@ class Engines:
     """
 
     def __init__(self) -> None:
-        self._engines: dict[tuple[str, int, int], Engine] = {}
+        self._engines: dict[tuple[str, int, int, bool], Engine] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._engines)
 
     def get(self, target: Target) -> Engine:
-        key = (target.url, target.lock_timeout_ms, target.statement_timeout_ms)
+        key = (target.url, target.lock_timeout_ms, target.statement_timeout_ms, target.allow_raw_sql)
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
@@ -120,6 +123,7 @@ class Engines:
                     target.url,
                     lock_timeout_ms=target.lock_timeout_ms,
                     statement_timeout_ms=target.statement_timeout_ms,
+                    allow_raw_sql=target.allow_raw_sql,
                 )
                 self._engines[key] = engine
             return engine

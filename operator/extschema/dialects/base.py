@@ -16,6 +16,7 @@ from extschema.model import FieldType
 from extschema.naming import Namer, PhysicalName
 from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef
 from extschema.problems import Problem
+from extschema.validation import rawsql
 
 #: ``Connection.info`` key the engine sets when the next transaction only reads.
 READ_ONLY = "extschema_read_only"
@@ -126,7 +127,16 @@ class Dialect:
                 return [self.create_index(op.plugin_id, op.table, op.index)]
             case planning.DropIndex():
                 return [self.drop_index(op.plugin_id, op.table, op.index)]
+            case planning.RunSql():
+                return self.raw_sql(op)
         raise TypeError(f"no rendering for {type(op).__name__}")
+
+    def raw_sql(self, op: planning.RunSql) -> list[str]:
+        """A raw SQL step's statements as written; where tables are prefixed (SQLite), its
+        ``ext_<plugin>.<table>`` names become the physical names (:func:`rawsql.statements`)."""
+        if self.namer.style == "schema":
+            return rawsql.statements(op.sql, op.plugin_id)
+        return rawsql.statements(op.sql, op.plugin_id, lambda table: self.table_ref(op.plugin_id, table))
 
     # --- pieces each dialect decides ------------------------------------------------------------
 

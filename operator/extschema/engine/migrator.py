@@ -147,8 +147,11 @@ class Engine:
         lock_timeout_ms: int = limits.DEFAULT_LOCK_TIMEOUT_MS,
         statement_timeout_ms: int = limits.DEFAULT_STATEMENT_TIMEOUT_MS,
         core_schema: str = "public",
+        allow_raw_sql: bool = False,
     ) -> None:
         self.database = Database(url, core_schema)
+        #: Whether plans may run raw SQL steps (spec.migrations); reconcile refuses them otherwise (ES313).
+        self.allow_raw_sql = allow_raw_sql
         self.registry = Registry(self.database)
         self.url = url
         self.dialect: Dialect = self.database.dialect

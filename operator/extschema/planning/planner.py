@@ -13,7 +13,7 @@ schema under the same version (ES310) and what :mod:`extschema.planning.policy` 
 from __future__ import annotations
 
 from extschema.model import ExtensionSchemaSpec
-from extschema.planning import diff, policy, versions
+from extschema.planning import diff, policy, rawsql, versions
 from extschema.planning.diff import renames
 from extschema.planning.ops import Plan
 from extschema.planning.resolved import ReferenceTypes, resolve
@@ -28,16 +28,17 @@ def plan(old: ExtensionSchemaSpec | None, new: ExtensionSchemaSpec, refs: Refere
     other change (whether it may be applied is the gates' decision).
     """
     after = resolve(new, refs)
-    if old is None:
-        return Plan(new.plugin_id, tuple(diff.create_all(after)))
-    unversioned = same_version_problem(old, new)
+    unversioned = same_version_problem(old, new) if old is not None else None
     if unversioned is not None:
         raise ProblemError([unversioned], kind="refused")
+    raw = tuple(rawsql.steps(old, new))  # hand-written steps run last, after the declarative changes
+    if old is None:
+        return Plan(new.plugin_id, tuple(diff.create_all(after)) + raw)
     found = diff.changes(resolve(old, refs), after, renames.declared(new))
     refused = policy.refusals(found)
     if refused:
         raise ProblemError(refused, kind="refused")
-    return Plan(new.plugin_id, tuple(op for change in found for op in change.ops))
+    return Plan(new.plugin_id, tuple(op for change in found for op in change.ops) + raw)
 
 
 def same_version_problem(old: ExtensionSchemaSpec, new: ExtensionSchemaSpec) -> Problem | None:
