@@ -10,12 +10,15 @@ render the same plans on real databases.
 from __future__ import annotations
 
 import copy
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from extschema import model, planning
-from extschema.planning import conversions, safety, versions
+from extschema.planning import conversions, ops, safety, versions
 from extschema.planning.ops import (
     AlterColumn,
     ChangeEnumValues,
@@ -675,3 +678,36 @@ def test_rename_problems_are_located() -> None:
         ("ES128", "spec.enums[0].renamedValues.draft"),
     ]
     assert all(isinstance(p, Problem) and p.message.endswith(".") for p in problems)
+
+
+# --- golden: the serialised plan, its hash and classification ------------------------------------
+
+GOLDEN = Path(__file__).parent / "golden" / "evolution_plan.json"
+
+
+def test_golden_evolution_plan() -> None:
+    """Plans are hashed from their serialised form and approved by hash: an evolution plan's form,
+    hash and classes change only deliberately. Regenerate with
+    ``EXTSCHEMA_UPDATE_GOLDEN=1 python3 -m pytest tests/test_evolution_planning.py -k golden``."""
+    new = evolve(BASE, CHANGES["everything at once"][0])
+    plan = plan_of(BASE, new)
+    found = safety.classify_plan(plan)
+    data = {
+        "hash": safety.plan_hash(spec(BASE).checksum(), plan),
+        "classes": [
+            {
+                "kind": c.op.KIND,
+                "class": c.op_class,
+                "reason": c.reason,
+                "checks": [[d.kind, d.table, d.column, list(d.columns)] for d in c.checks],
+            }
+            for c in found
+        ],
+        "plan": plan.to_dict(),
+        "rollback": plan.reverse().to_dict(),
+    }
+    text = ops.canonical_json(data) + "\n"
+    if os.environ.get("EXTSCHEMA_UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert GOLDEN.read_text(encoding="utf-8") == text
+    assert Plan.from_dict(json.loads(text)["plan"]) == plan

@@ -104,7 +104,17 @@ def classify(op: Op) -> Classified:
             return Classified(op, "safe", "drops what no column uses any more")
         case ops.RunSql():
             return Classified(op, "rewriting", "hand-written SQL: what it does is not known to extschema")
-    return Classified(op, "safe", "adds or renames without rewriting rows")
+        case ops.RenameTable():
+            return Classified(op, "safe", "renames the table: its rows, indexes and keys stay")
+        case ops.RenameColumn():
+            return Classified(op, "safe", "renames the column: its values stay")
+        case ops.RenameEnumValue():
+            return Classified(op, "safe", "renames the value: rows holding it hold the new name")
+        case ops.AddColumn():
+            return Classified(op, "safe", "adds a column: existing rows get its default (or no value)")
+        case ops.ChangeEnumValues():
+            return Classified(op, "safe", "adds enum values")
+    return Classified(op, "safe", "creates what did not exist")
 
 
 def classify_plan(plan: Plan) -> list[Classified]:
@@ -181,11 +191,14 @@ def _alter(op: ops.AlterColumn) -> Classified:
     what = f"{op.old.type} to {op.new.type}" if op.old.type != op.new.type else None
     if change is None:
         narrowing.insert(0, f"converts {op.old.type} to {op.new.type}: values may not convert as they are")
+    rewrites = f"converts {what or op.new.type}: every row is rewritten under a lock"
     if narrowing:
         check = DataCheck("rows_violating", op.before.name, op.old.name, op.old, op.new)
-        return Classified(op, "destructive", "; ".join(narrowing), check)
+        return Classified(
+            op, "destructive", "; ".join([*narrowing, *([rewrites] if change == "rewriting" else [])]), check
+        )
     if change == "rewriting":
-        return Classified(op, "rewriting", f"converts {what or op.new.type}: every row is rewritten under a lock")
+        return Classified(op, "rewriting", rewrites)
     return Classified(op, "safe", f"changes {', '.join(op.changed())} without rewriting rows")
 
 
