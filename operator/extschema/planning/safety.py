@@ -40,20 +40,18 @@ class DataCheck:
     - ``rows_violating``: rows of *table* whose *column* value, valid as *before*, is not valid
       as *after* (a narrowed type, a new rule, NOT NULL, UNIQUE, a foreign key, removed enum
       values): every rule of *after* — type range or length, rules, enum values, NOT NULL,
-      uniqueness, referenced row — that a row breaks;
-    - ``rows_duplicated``: rows of *table* whose values in *columns* (none of them NULL) another
-      row has too (a new multi-column unique index or constraint).
+      uniqueness, referenced row — that a row breaks.
 
-    *table*, *column* and *columns* are logical names as they are before the plan runs
-    (:func:`classify_plan` maps them back across the plan's renames).
+    *table* and *column* are logical names as they are before the plan runs when the check comes
+    from :func:`classify_plan` (it maps them back across the plan's renames); :func:`classify`
+    alone names them as they are when the operation runs.
     """
 
-    kind: Literal["rows_lost", "values_lost", "rows_violating", "rows_duplicated"]
+    kind: Literal["rows_lost", "values_lost", "rows_violating"]
     table: str
     column: str | None = None
     before: ColumnDef | None = None
     after: ColumnDef | None = None
-    columns: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,13 +87,9 @@ def classify(op: Op) -> Classified:
         case ops.ChangeEnumValues() if op.removed:
             return _enum_values_removed(op)
         case ops.CreateIndex() if op.index.unique:
-            columns = op.index.columns
-            return Classified(
-                op,
-                "destructive",
-                f"adds a unique index on ({', '.join(columns)}): rows sharing values violate it",
-                DataCheck("rows_duplicated", op.table, columns=columns),
-            )
+            # Loses nothing: where rows share values the database refuses the index, and the
+            # migration rolls back as a whole (a field made unique is an AlterColumn, checked).
+            return Classified(op, "safe", "adds a unique index: the database refuses it if rows share values")
         case ops.CreateIndex():
             return Classified(op, "safe", "adds an index (built without blocking writes on PostgreSQL)")
         case ops.DropIndex():
@@ -156,14 +150,10 @@ class _Names:
 
     def original(self, check: DataCheck) -> DataCheck | None:
         table = check.table
-        if any((table, c) in self.new_columns for c in (*check.columns, *([check.column] if check.column else []))):
+        if check.column is not None and (table, check.column) in self.new_columns:
             return None
-        return dataclasses.replace(
-            check,
-            table=self.tables.get(table, table),
-            column=self.columns.get((table, check.column), check.column) if check.column else None,
-            columns=tuple(self.columns.get((table, c), c) for c in check.columns),
-        )
+        column = self.columns.get((table, check.column), check.column) if check.column is not None else None
+        return dataclasses.replace(check, table=self.tables.get(table, table), column=column)
 
     def follow(self, op: Op) -> None:
         match op:
