@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from extschema import model, planning
-from extschema.planning import conversions, ops, safety, versions
+from extschema.planning import conversions, diff, ops, policy, safety, versions
+from extschema.planning.diff import renames
 from extschema.planning.ops import (
     AlterColumn,
     ChangeEnumValues,
@@ -722,3 +723,21 @@ def test_golden_evolution_plan() -> None:
         GOLDEN.write_text(text, encoding="utf-8")
     assert GOLDEN.read_text(encoding="utf-8") == text
     assert Plan.from_dict(json.loads(text)["plan"]) == plan
+
+
+def test_rename_changes_say_what_was_renamed_and_where() -> None:
+    def change(d: Doc) -> None:
+        d["tables"][0].update(name="client", renamedFrom="customer")
+        d["tables"][0]["fields"][1].update(name="alias", renamedFrom="nick")
+        d["tables"][0]["indexes"] = [{"fields": ["alias"]}]
+        d["relationships"][0].update(target="client", sourceField="customer_id")
+        d["enums"][0].update(values=["draft", "on", "gone"], renamedValues={"live": "on"})
+
+    new = spec(evolve(BASE, change))
+    found = diff.changes(planning.resolve(spec(BASE), REFS), planning.resolve(new, REFS), renames.declared(new))
+    assert [(c.describe(), c.path) for c in found] == [
+        ("table 'customer' was renamed to 'client'", "spec.tables[0].renamedFrom"),
+        ("field client.nick was renamed to 'alias'", "spec.tables[0].fields[1].renamedFrom"),
+        ("value 'live' of enum 'status' was renamed to 'on'", "spec.enums[0].renamedValues.live"),
+    ]
+    assert policy.refusals(found) == []

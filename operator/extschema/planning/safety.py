@@ -86,29 +86,27 @@ def classify(op: Op) -> Classified:
             return _alter(op)
         case ops.ChangeEnumValues() if op.removed:
             return _enum_values_removed(op)
+        case ops.RunSql():
+            return Classified(op, "rewriting", "hand-written SQL: what it does is not known to extschema")
         case ops.CreateIndex() if op.index.unique:
             # Loses nothing: where rows share values the database refuses the index, and the
             # migration rolls back as a whole (a field made unique is an AlterColumn, checked).
             return Classified(op, "safe", "adds a unique index: the database refuses it if rows share values")
-        case ops.CreateIndex():
-            return Classified(op, "safe", "adds an index (built without blocking writes on PostgreSQL)")
-        case ops.DropIndex():
-            return Classified(op, "safe", "drops an index: no data is lost")
-        case ops.DropEnum() | ops.DropPluginNamespace():
-            return Classified(op, "safe", "drops what no column uses any more")
-        case ops.RunSql():
-            return Classified(op, "rewriting", "hand-written SQL: what it does is not known to extschema")
-        case ops.RenameTable():
-            return Classified(op, "safe", "renames the table: its rows, indexes and keys stay")
-        case ops.RenameColumn():
-            return Classified(op, "safe", "renames the column: its values stay")
-        case ops.RenameEnumValue():
-            return Classified(op, "safe", "renames the value: rows holding it hold the new name")
-        case ops.AddColumn():
-            return Classified(op, "safe", "adds a column: existing rows get its default (or no value)")
-        case ops.ChangeEnumValues():
-            return Classified(op, "safe", "adds enum values")
-    return Classified(op, "safe", "creates what did not exist")
+    return Classified(op, "safe", SAFE.get(type(op), "creates what did not exist"))
+
+
+#: Why each other operation is safe (creating ones: "creates what did not exist").
+SAFE: dict[type[Op], str] = {
+    ops.CreateIndex: "adds an index (built without blocking writes on PostgreSQL)",
+    ops.DropIndex: "drops an index: no data is lost",
+    ops.DropEnum: "drops what no column uses any more",
+    ops.DropPluginNamespace: "drops what no table uses any more",
+    ops.RenameTable: "renames the table: its rows, indexes and keys stay",
+    ops.RenameColumn: "renames the column: its values stay",
+    ops.RenameEnumValue: "renames the value: rows holding it hold the new name",
+    ops.AddColumn: "adds a column: existing rows get its default (or no value)",
+    ops.ChangeEnumValues: "adds enum values",
+}
 
 
 def classify_plan(plan: Plan) -> list[Classified]:
