@@ -235,6 +235,13 @@ CHANGES: dict[str, tuple[Any, list[str]]] = {
         lambda d: d["enums"][0].update(values=["new", "draft", "gone", "late"]),
         ["change_enum_values", "change_enum_values"],
     ),
+    "rename and retype": (
+        lambda d: (
+            d["tables"][1]["fields"][2].update(name="amount", renamedFrom="qty", type="BigInt")
+            or d["tables"][1]["uniqueConstraints"][0].update(fields=["title", "amount"])
+        ),
+        ["rename_column", "alter_column"],
+    ),
     "everything at once": (
         _many(
             _drop_tag,
@@ -257,6 +264,26 @@ def test_each_change_is_planned_and_its_reverse_restores_the_schema(change: Any,
     plan = replayed(BASE, new)
     if expected is not None:
         assert kinds(plan) == expected
+
+
+def test_self_many_to_many_of_a_renamed_table_keeps_its_rows() -> None:
+    data = evolve(BASE, lambda d: d["relationships"].append({"source": "tag", "target": "tag", "type": "ManyToMany"}))
+
+    def change(d: Doc) -> None:
+        d["tables"][2].update(name="label", renamedFrom="tag")
+        for rel in d["relationships"]:
+            rel["source"] = "label" if rel["source"] == "tag" else rel["source"]
+            rel["target"] = "label" if rel["target"] == "tag" else rel["target"]
+
+    plan = replayed(data, evolve(data, change))
+    assert plan.describe() == [
+        "rename table tag to label",
+        "rename table order_tag to order_label",
+        "rename table tag_tag to label_label",
+        "rename column order_label.tag_id to label_id",
+        "rename column label_label.tag_id to label_id",
+        "rename column label_label.related_tag_id to related_label_id",
+    ]
 
 
 def test_plan_order_renames_first_additions_then_changes_then_drops() -> None:
