@@ -522,6 +522,21 @@ def test_join_table_keeps_its_name_and_columns_when_its_source_is_renamed() -> N
 
 
 def test_checks_on_tables_or_columns_the_plan_creates_are_left_out() -> None:
+    def change(d: Doc) -> None:
+        d["tables"].append({"name": "box", "fields": [f("code")], "indexes": [{"fields": ["code"], "unique": True}]})
+        d["tables"][2]["fields"].append(f("color", default="red"))
+        d["tables"][2]["uniqueConstraints"] = [{"fields": ["label", "color"]}]
+
+    found = classified(BASE, evolve(BASE, change))
+    by_kind = {(c.op.KIND, getattr(c.op, "table", None)): c for c in found}
+    box = by_kind[("create_index", "box")]
+    assert (box.op_class, box.checks) == ("safe", ())
+    tag = by_kind[("create_index", "tag")]
+    assert tag.op_class == "destructive"
+    assert tag.checks == ()
+
+
+def test_classify_plan_on_a_hand_built_plan_leaves_out_what_it_cannot_count() -> None:
     t = TableDef("t", (ColumnDef("a", "Int"),))
     u = TableDef("u", (ColumnDef("a", "Int"),))
     u2 = TableDef("u", (ColumnDef("a", "Int"), ColumnDef("b", "Int")))
@@ -546,12 +561,11 @@ def test_checks_on_tables_or_columns_the_plan_creates_are_left_out() -> None:
     assert found[4].check is not None and (found[4].check.table, found[4].check.column) == ("u", "a")
 
 
-def test_unique_index_on_an_existing_table_is_safe_the_database_refuses_duplicates() -> None:
+def test_unique_index_on_an_existing_table_counts_duplicates() -> None:
     new = evolve(BASE, lambda d: d["tables"][2].update(indexes=[{"fields": ["label"], "unique": True}]))
     (item,) = classified(BASE, new)
     assert isinstance(item.op, CreateIndex)
-    assert (item.op_class, item.checks) == ("safe", ())
-    assert "refuses it if rows share values" in item.reason
+    assert item.check == safety.DataCheck("rows_duplicated", "tag", columns=("label",))
 
 
 def test_enum_value_removal_checks_every_column_of_the_enum() -> None:
@@ -738,7 +752,7 @@ def test_golden_evolution_plan() -> None:
                 "kind": c.op.KIND,
                 "class": c.op_class,
                 "reason": c.reason,
-                "checks": [[d.kind, d.table, d.column] for d in c.checks],
+                "checks": [[d.kind, d.table, d.column, list(d.columns)] for d in c.checks],
             }
             for c in found
         ],

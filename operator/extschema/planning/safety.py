@@ -40,18 +40,20 @@ class DataCheck:
     - ``rows_violating``: rows of *table* whose *column* value, valid as *before*, is not valid
       as *after* (a narrowed type, a new rule, NOT NULL, UNIQUE, a foreign key, removed enum
       values): every rule of *after* — type range or length, rules, enum values, NOT NULL,
-      uniqueness, referenced row — that a row breaks.
+      uniqueness, referenced row — that a row breaks;
+    - ``rows_duplicated``: rows of *table* whose values in *columns* (none of them NULL) another
+      row has too (a new multi-column unique index or constraint).
 
-    *table* and *column* are logical names as they are before the plan runs when the check comes
-    from :func:`classify_plan` (it maps them back across the plan's renames); :func:`classify`
-    alone names them as they are when the operation runs.
+    *table*, *column* and *columns* are logical names as they are before the plan runs
+    (:func:`classify_plan` maps them back across the plan's renames).
     """
 
-    kind: Literal["rows_lost", "values_lost", "rows_violating"]
+    kind: Literal["rows_lost", "values_lost", "rows_violating", "rows_duplicated"]
     table: str
     column: str | None = None
     before: ColumnDef | None = None
     after: ColumnDef | None = None
+    columns: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +91,13 @@ def classify(op: Op) -> Classified:
         case ops.RunSql():
             return Classified(op, "rewriting", "hand-written SQL: what it does is not known to extschema")
         case ops.CreateIndex() if op.index.unique:
-            # Loses nothing: where rows share values the database refuses the index, and the
-            # migration rolls back as a whole (a field made unique is an AlterColumn, checked).
-            return Classified(op, "safe", "adds a unique index: the database refuses it if rows share values")
+            columns = op.index.columns
+            return Classified(
+                op,
+                "destructive",
+                f"adds a unique index on ({', '.join(columns)}): rows sharing values violate it",
+                DataCheck("rows_duplicated", op.table, columns=columns),
+            )
     return Classified(op, "safe", SAFE.get(type(op), "creates what did not exist"))
 
 
@@ -148,10 +154,14 @@ class _Names:
 
     def original(self, check: DataCheck) -> DataCheck | None:
         table = check.table
-        if check.column is not None and (table, check.column) in self.new_columns:
+        if any((table, c) in self.new_columns for c in (*check.columns, *([check.column] if check.column else []))):
             return None
-        column = self.columns.get((table, check.column), check.column) if check.column is not None else None
-        return dataclasses.replace(check, table=self.tables.get(table, table), column=column)
+        return dataclasses.replace(
+            check,
+            table=self.tables.get(table, table),
+            column=self.columns.get((table, check.column), check.column) if check.column else None,
+            columns=tuple(self.columns.get((table, c), c) for c in check.columns),
+        )
 
     def follow(self, op: Op) -> None:
         match op:
