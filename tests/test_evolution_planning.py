@@ -581,6 +581,13 @@ def test_enum_value_removal_checks_every_column_of_the_enum() -> None:
         assert check.after.enum.values == ["draft", "live"]
 
 
+def test_removing_values_no_column_uses_is_safe() -> None:
+    data = evolve(BASE, _set_field(1, "state", type="String", enum=None, default=None))
+    (item,) = classified(data, evolve(data, CHANGES["enum values removed"][0]))
+    assert (item.op_class, item.checks) == ("safe", ())
+    assert item.reason == "removes values gone of enum status, which no column uses"
+
+
 def test_every_op_kind_is_classified() -> None:
     t = TableDef("t", (ColumnDef("a", "Int"),))
     fk = ForeignKeyDef(model.TargetRef(plugin="p", table="u"), "id", "Cascade")

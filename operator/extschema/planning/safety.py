@@ -207,8 +207,10 @@ def _enum_values_removed(op: ops.ChangeEnumValues) -> Classified:
         for column in before.columns
         if column.enum is not None and column.enum.name == op.before.name
     )
-    reason = f"removes values {', '.join(op.removed)} of enum {op.before.name}: rows holding them violate it"
-    return Classified(op, "destructive", reason, checks[0] if checks else None, checks[1:])
+    values = f"values {', '.join(op.removed)} of enum {op.before.name}"
+    if not checks:
+        return Classified(op, "safe", f"removes {values}, which no column uses")
+    return Classified(op, "destructive", f"removes {values}: rows holding them violate it", checks[0], checks[1:])
 
 
 def plan_class(classified: list[Classified]) -> OpClass:
