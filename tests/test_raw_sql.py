@@ -71,6 +71,9 @@ def step(sql: str, rollback: str = "", id_: str = "s1") -> dict[str, str]:
         "SELECT i.title FROM ext_shop.item i JOIN ext_shop.item_tag it ON it.item_id = i.id LEFT JOIN "
         "LATERAL (SELECT 1 AS one) l ON true",
         "SELECT 'public.users; DROP TABLE x' AS text_not_a_name",
+        "SELECT title FROM ext_shop.item ORDER BY title USING <",
+        "SELECT now() AT TIME ZONE 'UTC', title IS DISTINCT FROM 'x', id BETWEEN 1 AND 2 FROM ext_shop.item",
+        "WITH pg_authid AS (SELECT 1 AS x) SELECT x FROM pg_authid",
     ],
 )
 def test_allowed_statements(sql: str) -> None:
@@ -117,6 +120,13 @@ def test_allowed_statements(sql: str) -> None:
         ("SELECT 'pg_authid'::regclass", "type regclass"),
         ("SELECT x::public.evil FROM ext_shop.item x", "type public.evil"),
         ("SELECT title OPERATOR(public.=) 'x' FROM ext_shop.item", "operator public.="),
+        ("SELECT 1 WHERE 'x' OPERATOR(public.=) ANY (SELECT title FROM ext_shop.item)", "operator public.="),
+        ("SELECT title FROM ext_shop.item ORDER BY title USING OPERATOR(public.<)", "operator public.<"),
+        ("SELECT CAST(i AS ext_shop.item) FROM ext_shop.item i", "type ext_shop.item"),
+        ("SELECT row_to_json(i) FROM ext_shop.item i", "function row_to_json"),
+        ("SELECT * FROM ext_shop.item, generate_series(1, 3)", "a function in FROM"),
+        ("SELECT xmlparse(document '<a/>')", "XmlExpr"),
+        ("WITH t AS (SELECT * FROM t) SELECT * FROM t", "table t is not qualified"),
         ("SELECT ext_shop.item.title FROM ext_shop.item", "column reference ext_shop.item.title"),
         # statements that are not data changes, or cannot be checked
         ("DO $$ BEGIN DELETE FROM public.users; END $$", "DO is not allowed"),
@@ -390,8 +400,11 @@ def test_a_step_touching_another_table_never_executes(db_url: str, tmp_path: Pat
     victim = "victims" if db_url.startswith("sqlite") else "public.victims"
     execute(db_url, f"CREATE TABLE {victim} (id INTEGER PRIMARY KEY, name TEXT)")
     execute(db_url, f"INSERT INTO {victim} (id, name) VALUES (1, 'kept'), (2, 'kept too')")
-    for target in ("public.victims", "victims", "ext_shop__victims"):
-        bad = V2.replace("UPDATE ext_shop.item SET runs = runs + 1", f"DELETE FROM {target}")
+    attempts = [f"DELETE FROM {target}" for target in ("public.victims", "victims", "ext_shop__victims")]
+    # SQLite would end the comment at the first */ and run the rest: the victims' names into the plugin's rows.
+    attempts.append("UPDATE ext_shop.item SET runs = 1 /* /* */ , title = (SELECT max(name) FROM victims) -- */")
+    for attempt in attempts:
+        bad = V2.replace("UPDATE ext_shop.item SET runs = runs + 1", attempt)
         with pytest.raises(ProblemError) as raised:
             _apply(db_url, _write(tmp_path / "bad", bad), allow=True)
         assert [p.code for p in raised.value.problems] == ["ES126"]

@@ -103,7 +103,7 @@ FUNCTIONS = frozenset(
         # numbers
         "abs", "round", "trunc", "ceil", "ceiling", "floor", "mod", "power", "sqrt", "sign",
         # dates and times
-        "now", "date_trunc", "date_part", "extract", "age", "make_date", "make_timestamp", "make_interval",
+        "now", "timezone", "date_trunc", "date_part", "extract", "age", "make_date", "make_timestamp", "make_interval",
         # JSON
         "to_json", "to_jsonb", "json_build_object", "jsonb_build_object", "json_build_array", "jsonb_build_array",
         "jsonb_set", "jsonb_strip_nulls", "json_typeof", "jsonb_typeof",
@@ -260,9 +260,14 @@ def check_migrations(ctx: context.Context) -> None:
 
 
 def _check_sql(
-    ctx: context.Context, spec: model.ExtensionSchemaSpec, path: str, sql: str, required: bool, tables: set[str],
+    ctx: context.Context,
+    spec: model.ExtensionSchemaSpec,
+    path: str,
+    sql: str,
+    required: bool,
+    tables: set[str],
     enums: set[str],
-) -> None:  # fmt: skip
+) -> None:
     try:
         parsed = parse(sql)
     except SqlSyntaxError as error:
@@ -365,11 +370,14 @@ class _Walker:
                 self.function(node, scope)
             case ast.TypeName():
                 self.type_name(node, scope)
-            case ast.A_Expr() | ast.SubLink():
-                names = node.name if isinstance(node, ast.A_Expr) else node.operName
-                if names is not None and len(names) > 1:
-                    self.refuse(f"operator {'.'.join(_strings(names))} names a schema: write the operator alone", node)
-                self.children(node, scope, skip=("name", "operName"))
+            case ast.A_Expr() | ast.SubLink() | ast.SortBy():
+                # Operators are named in three places: a = b, a = ANY (SELECT …), ORDER BY a USING <.
+                names = {ast.A_Expr: "name", ast.SubLink: "operName", ast.SortBy: "useOp"}[type(node)]
+                operator = getattr(node, names)
+                if operator is not None and len(operator) > 1:
+                    shown = ".".join(_strings(operator))
+                    self.refuse(f"operator {shown} names a schema: write the operator alone", node)
+                self.children(node, scope, skip=(names,))
             case ast.ColumnRef() if len(node.fields or ()) > 2:
                 self.refuse(
                     f"column reference {'.'.join(_strings(node.fields))} names a schema: write table.column "
