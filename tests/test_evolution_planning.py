@@ -10,12 +10,16 @@ render the same plans on real databases.
 from __future__ import annotations
 
 import copy
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from extschema import model, planning
-from extschema.planning import conversions, safety, versions
+from extschema.planning import conversions, diff, ops, policy, safety, versions
+from extschema.planning.diff import renames
 from extschema.planning.ops import (
     AlterColumn,
     ChangeEnumValues,
@@ -231,6 +235,13 @@ CHANGES: dict[str, tuple[Any, list[str]]] = {
         lambda d: d["enums"][0].update(values=["new", "draft", "gone", "late"]),
         ["change_enum_values", "change_enum_values"],
     ),
+    "rename and retype": (
+        lambda d: (
+            d["tables"][1]["fields"][2].update(name="amount", renamedFrom="qty", type="BigInt")
+            or d["tables"][1]["uniqueConstraints"][0].update(fields=["title", "amount"])
+        ),
+        ["rename_column", "alter_column"],
+    ),
     "everything at once": (
         _many(
             _drop_tag,
@@ -253,6 +264,26 @@ def test_each_change_is_planned_and_its_reverse_restores_the_schema(change: Any,
     plan = replayed(BASE, new)
     if expected is not None:
         assert kinds(plan) == expected
+
+
+def test_self_many_to_many_of_a_renamed_table_keeps_its_rows() -> None:
+    data = evolve(BASE, lambda d: d["relationships"].append({"source": "tag", "target": "tag", "type": "ManyToMany"}))
+
+    def change(d: Doc) -> None:
+        d["tables"][2].update(name="label", renamedFrom="tag")
+        for rel in d["relationships"]:
+            rel["source"] = "label" if rel["source"] == "tag" else rel["source"]
+            rel["target"] = "label" if rel["target"] == "tag" else rel["target"]
+
+    plan = replayed(data, evolve(data, change))
+    assert plan.describe() == [
+        "rename table tag to label",
+        "rename table order_tag to order_label",
+        "rename table tag_tag to label_label",
+        "rename column order_label.tag_id to label_id",
+        "rename column label_label.tag_id to label_id",
+        "rename column label_label.related_tag_id to related_label_id",
+    ]
 
 
 def test_plan_order_renames_first_additions_then_changes_then_drops() -> None:
@@ -505,6 +536,31 @@ def test_checks_on_tables_or_columns_the_plan_creates_are_left_out() -> None:
     assert tag.checks == ()
 
 
+def test_classify_plan_on_a_hand_built_plan_leaves_out_what_it_cannot_count() -> None:
+    t = TableDef("t", (ColumnDef("a", "Int"),))
+    u = TableDef("u", (ColumnDef("a", "Int"),))
+    u2 = TableDef("u", (ColumnDef("a", "Int"), ColumnDef("b", "Int")))
+    required = ColumnDef("a", "Int", nullable=False)
+    plan = Plan(
+        "p",
+        (
+            planning.CreateTable("p", t),
+            AlterColumn("p", t, TableDef("t", (required,)), t.columns[0], required),
+            planning.AddColumn("p", u, u2, u2.columns[1]),
+            AlterColumn("p", u2, u2, u2.columns[1], ColumnDef("b", "Int", min=1)),
+            AlterColumn("p", u2, u2, u2.columns[0], ColumnDef("a", "Int", min=1)),
+        ),
+    )
+    found = safety.classify_plan(plan)
+    assert [(c.op_class, c.checks) for c in found[:4]] == [
+        ("safe", ()),
+        ("safe", ()),  # on a table the plan creates: no rows yet
+        ("safe", ()),
+        ("destructive", ()),  # the column is new: nothing to count before the plan
+    ]
+    assert found[4].check is not None and (found[4].check.table, found[4].check.column) == ("u", "a")
+
+
 def test_unique_index_on_an_existing_table_counts_duplicates() -> None:
     new = evolve(BASE, lambda d: d["tables"][2].update(indexes=[{"fields": ["label"], "unique": True}]))
     (item,) = classified(BASE, new)
@@ -523,6 +579,13 @@ def test_enum_value_removal_checks_every_column_of_the_enum() -> None:
     for check in item.checks:
         assert check.after is not None and check.after.enum is not None
         assert check.after.enum.values == ["draft", "live"]
+
+
+def test_removing_values_no_column_uses_is_safe() -> None:
+    data = evolve(BASE, _set_field(1, "state", type="String", enum=None, default=None))
+    (item,) = classified(data, evolve(data, CHANGES["enum values removed"][0]))
+    assert (item.op_class, item.checks) == ("safe", ())
+    assert item.reason == "removes values gone of enum status, which no column uses"
 
 
 def test_every_op_kind_is_classified() -> None:
@@ -675,3 +738,54 @@ def test_rename_problems_are_located() -> None:
         ("ES128", "spec.enums[0].renamedValues.draft"),
     ]
     assert all(isinstance(p, Problem) and p.message.endswith(".") for p in problems)
+
+
+# --- golden: the serialised plan, its hash and classification ------------------------------------
+
+GOLDEN = Path(__file__).parent / "golden" / "evolution_plan.json"
+
+
+def test_golden_evolution_plan() -> None:
+    """Plans are hashed from their serialised form and approved by hash: an evolution plan's form,
+    hash and classes change only deliberately. Regenerate with
+    ``EXTSCHEMA_UPDATE_GOLDEN=1 python3 -m pytest tests/test_evolution_planning.py -k golden``."""
+    new = evolve(BASE, CHANGES["everything at once"][0])
+    plan = plan_of(BASE, new)
+    found = safety.classify_plan(plan)
+    data = {
+        "hash": safety.plan_hash(spec(BASE).checksum(), plan),
+        "classes": [
+            {
+                "kind": c.op.KIND,
+                "class": c.op_class,
+                "reason": c.reason,
+                "checks": [[d.kind, d.table, d.column, list(d.columns)] for d in c.checks],
+            }
+            for c in found
+        ],
+        "plan": plan.to_dict(),
+        "rollback": plan.reverse().to_dict(),
+    }
+    text = ops.canonical_json(data) + "\n"
+    if os.environ.get("EXTSCHEMA_UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert GOLDEN.read_text(encoding="utf-8") == text
+    assert Plan.from_dict(json.loads(text)["plan"]) == plan
+
+
+def test_rename_changes_say_what_was_renamed_and_where() -> None:
+    def change(d: Doc) -> None:
+        d["tables"][0].update(name="client", renamedFrom="customer")
+        d["tables"][0]["fields"][1].update(name="alias", renamedFrom="nick")
+        d["tables"][0]["indexes"] = [{"fields": ["alias"]}]
+        d["relationships"][0].update(target="client", sourceField="customer_id")
+        d["enums"][0].update(values=["draft", "on", "gone"], renamedValues={"live": "on"})
+
+    new = spec(evolve(BASE, change))
+    found = diff.changes(planning.resolve(spec(BASE), REFS), planning.resolve(new, REFS), renames.declared(new))
+    assert [(c.describe(), c.path) for c in found] == [
+        ("table 'customer' was renamed to 'client'", "spec.tables[0].renamedFrom"),
+        ("field client.nick was renamed to 'alias'", "spec.tables[0].fields[1].renamedFrom"),
+        ("value 'live' of enum 'status' was renamed to 'on'", "spec.enums[0].renamedValues.live"),
+    ]
+    assert policy.refusals(found) == []

@@ -777,7 +777,10 @@ def test_each_op_reverses_and_describes(op: planning.Op, reverse: planning.Op, t
 def test_change_enum_values_added_and_removed() -> None:
     op = ChangeEnumValues("p", EnumSpec(name="e", values=["a", "b"]), EnumSpec(name="e", values=["b", "c", "d"]), ())
     assert (op.added, op.removed) == (["c", "d"], ["a"])
-    assert op.describe() == "remove values a from enum e"
+    assert op.describe() == "add values c, d and remove values a of enum e"
+    assert op.reverse().describe() == "add values a and remove values c, d of enum e"
+    removing = ChangeEnumValues("p", EnumSpec(name="e", values=["a", "b"]), EnumSpec(name="e", values=["b"]), ())
+    assert removing.describe() == "remove values a from enum e"
 
 
 def test_base_op_has_no_reverse_or_description() -> None:

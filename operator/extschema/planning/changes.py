@@ -79,32 +79,34 @@ class _OfIndex(Change):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TableRenamed(Change):
+class _Renamed(Change):
     old: str
     new: str
 
+    #: How the renamed item is named, formatted with the change's fields.
+    SUBJECT: ClassVar[str] = ""
+
+    def subject(self) -> str:
+        return self.SUBJECT.format(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
     def describe(self) -> str:
-        return f"table {self.old!r} was renamed to {self.new!r}"
+        return f"{self.subject()} was renamed to {self.new!r}"
+
+
+class TableRenamed(_Renamed):
+    SUBJECT = "table {old!r}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ColumnRenamed(Change):
+class ColumnRenamed(_Renamed):
+    SUBJECT = "field {table}.{old}"
     table: str
-    old: str
-    new: str
-
-    def describe(self) -> str:
-        return f"field {self.table}.{self.old} was renamed to {self.new}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class EnumValueRenamed(Change):
+class EnumValueRenamed(_Renamed):
+    SUBJECT = "value {old!r} of enum {enum!r}"
     enum: str
-    old: str
-    new: str
-
-    def describe(self) -> str:
-        return f"value {self.old!r} of enum {self.enum!r} was renamed to {self.new!r}"
 
 
 # --- additive ----------------------------------------------------------------------------------

@@ -113,9 +113,11 @@ class ChangeEnumValues(Op):
         return [v for v in self.before.values if v not in self.after.values]
 
     def describe(self) -> str:
-        if self.removed:
-            return f"remove values {', '.join(self.removed)} from enum {self.after.name}"
-        return f"add values {', '.join(self.added)} to enum {self.after.name}"
+        added = f"add values {', '.join(self.added)}" if self.added else ""
+        removed = f"remove values {', '.join(self.removed)}" if self.removed else ""
+        if added and removed:
+            return f"{added} and {removed} of enum {self.after.name}"
+        return f"{added} to enum {self.after.name}" if added else f"{removed} from enum {self.after.name}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,12 +28,12 @@ def plan(old: ExtensionSchemaSpec | None, new: ExtensionSchemaSpec, refs: Refere
     other change (whether it may be applied is the gates' decision).
     """
     after = resolve(new, refs)
+    unversioned = same_version_problem(old, new) if old is not None else None
+    if unversioned is not None:
+        raise ProblemError([unversioned], kind="refused")
     raw = tuple(rawsql.steps(old, new))  # hand-written steps run last, after the declarative changes
     if old is None:
         return Plan(new.plugin_id, tuple(diff.create_all(after)) + raw)
-    unversioned = same_version_problem(old, new)
-    if unversioned is not None:
-        raise ProblemError([unversioned], kind="refused")
     found = diff.changes(resolve(old, refs), after, renames.declared(new))
     refused = policy.refusals(found)
     if refused:

@@ -88,6 +88,8 @@ def classify(op: Op) -> Classified:
             return _alter(op)
         case ops.ChangeEnumValues() if op.removed:
             return _enum_values_removed(op)
+        case ops.RunSql():
+            return Classified(op, "rewriting", "hand-written SQL: what it does is not known to extschema")
         case ops.CreateIndex() if op.index.unique:
             columns = op.index.columns
             return Classified(
@@ -96,15 +98,21 @@ def classify(op: Op) -> Classified:
                 f"adds a unique index on ({', '.join(columns)}): rows sharing values violate it",
                 DataCheck("rows_duplicated", op.table, columns=columns),
             )
-        case ops.CreateIndex():
-            return Classified(op, "safe", "adds an index (built without blocking writes on PostgreSQL)")
-        case ops.DropIndex():
-            return Classified(op, "safe", "drops an index: no data is lost")
-        case ops.DropEnum() | ops.DropPluginNamespace():
-            return Classified(op, "safe", "drops what no column uses any more")
-        case ops.RunSql():
-            return Classified(op, "rewriting", "hand-written SQL: what it does is not known to extschema")
-    return Classified(op, "safe", "adds or renames without rewriting rows")
+    return Classified(op, "safe", SAFE.get(type(op), "creates what did not exist"))
+
+
+#: Why each other operation is safe (creating ones: "creates what did not exist").
+SAFE: dict[type[Op], str] = {
+    ops.CreateIndex: "adds an index (built without blocking writes on PostgreSQL)",
+    ops.DropIndex: "drops an index: no data is lost",
+    ops.DropEnum: "drops what no column uses any more",
+    ops.DropPluginNamespace: "drops what no table uses any more",
+    ops.RenameTable: "renames the table: its rows, indexes and keys stay",
+    ops.RenameColumn: "renames the column: its values stay",
+    ops.RenameEnumValue: "renames the value: rows holding it hold the new name",
+    ops.AddColumn: "adds a column: existing rows get its default (or no value)",
+    ops.ChangeEnumValues: "adds enum values",
+}
 
 
 def classify_plan(plan: Plan) -> list[Classified]:
@@ -181,11 +189,14 @@ def _alter(op: ops.AlterColumn) -> Classified:
     what = f"{op.old.type} to {op.new.type}" if op.old.type != op.new.type else None
     if change is None:
         narrowing.insert(0, f"converts {op.old.type} to {op.new.type}: values may not convert as they are")
+    rewrites = f"converts {what or op.new.type}: every row is rewritten under a lock"
     if narrowing:
         check = DataCheck("rows_violating", op.before.name, op.old.name, op.old, op.new)
-        return Classified(op, "destructive", "; ".join(narrowing), check)
+        return Classified(
+            op, "destructive", "; ".join([*narrowing, *([rewrites] if change == "rewriting" else [])]), check
+        )
     if change == "rewriting":
-        return Classified(op, "rewriting", f"converts {what or op.new.type}: every row is rewritten under a lock")
+        return Classified(op, "rewriting", rewrites)
     return Classified(op, "safe", f"changes {', '.join(op.changed())} without rewriting rows")
 
 
@@ -196,8 +207,10 @@ def _enum_values_removed(op: ops.ChangeEnumValues) -> Classified:
         for column in before.columns
         if column.enum is not None and column.enum.name == op.before.name
     )
-    reason = f"removes values {', '.join(op.removed)} of enum {op.before.name}: rows holding them violate it"
-    return Classified(op, "destructive", reason, checks[0] if checks else None, checks[1:])
+    values = f"values {', '.join(op.removed)} of enum {op.before.name}"
+    if not checks:
+        return Classified(op, "safe", f"removes {values}, which no column uses")
+    return Classified(op, "destructive", f"removes {values}: rows holding them violate it", checks[0], checks[1:])
 
 
 def plan_class(classified: list[Classified]) -> OpClass:
