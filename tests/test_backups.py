@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from pathlib import Path
 
 import pytest
 
-from extschema import planning
+from extschema import loading, planning
 from extschema.engine import Engine
-from extschema.model import ExtensionSchemaSpec
 from tests.helpers import execute, ext_table, run, tables, write_schema
 
 ROWS = 120
@@ -59,25 +57,19 @@ def _orders(url: str, columns: str = "id, title, note, state, customer_id") -> l
     return [tuple(r) for r in execute(url, f"SELECT {columns} FROM {ext_table(url, 'shop', 'order')} ORDER BY id")]
 
 
-def _drop_note(url: str) -> str:
+def _drop_note(url: str, directory: Path) -> str:
     """Apply V2 through the engine with a plan dropping order.note (as the full planner plans it)."""
+    directory.mkdir(exist_ok=True)
+    spec = loading.load([str(write_schema(directory, "shop", V2))])[0].spec
     engine = Engine(url)
     try:
         registration = engine.registration("shop")
         assert registration is not None
-        refs: dict[tuple[str, str], dict[str, object]] = {}
-        before = planning.resolve(registration.spec, refs)  # type: ignore[arg-type]
-        spec = ExtensionSchemaSpec.model_validate({**registration.spec.model_dump(by_alias=True), "version": "2.0.0"})
-        old = before.table("order")
-        assert old is not None and (note := old.column("note")) is not None
-        after = dataclasses.replace(old, columns=tuple(c for c in old.columns if c.name != "note"))
-        spec = spec.model_copy(
-            update={
-                "tables": [
-                    t.model_copy(update={"fields": [f for f in t.fields if f.name != "note"]}) for t in spec.tables
-                ]
-            }
-        )
+        before = planning.resolve(registration.spec, {})
+        old, after = before.table("order"), planning.resolve(spec, {}).table("order")
+        assert old is not None and after is not None
+        note = old.column("note")
+        assert note is not None
         plan = planning.Plan("shop", (planning.DropColumn("shop", old, after, note),))
         tables_now = [str(engine.dialect.namer.table("shop", t.name)) for t in before.tables]
         result = engine.apply(registration.owner, spec, plan, registration.checksum, tables_now)
@@ -90,7 +82,7 @@ def _drop_note(url: str) -> str:
 def test_drop_column_backup_is_recorded_and_restore_returns_every_value(db_url: str, tmp_path: Path) -> None:
     _apply(db_url, tmp_path / "v1", V1)
     original = _fill(db_url)
-    migration = _drop_note(db_url)
+    migration = _drop_note(db_url, tmp_path / "v2")
     listed = run("backups", "shop", "-d", db_url, "-o", "json").json()["backups"]
     assert [(b["migrationId"], b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed] == [
         (migration, "order", "note", ROWS)
@@ -150,7 +142,7 @@ def test_restore_of_an_unknown_migration_is_es314(db_url: str, tmp_path: Path) -
 def test_prune_drops_old_backup_tables_and_their_records(db_url: str, tmp_path: Path) -> None:
     _apply(db_url, tmp_path / "v1", V1)
     _fill(db_url)
-    migration = _drop_note(db_url)
+    migration = _drop_note(db_url, tmp_path / "v2")
     backup = [t for t in tables(db_url) if "extschema_backup" in t]
     assert len(backup) == 1
     assert run("backups", "prune", "--older-than", "30d", "-d", db_url, "-o", "json").json()["pruned"] == []
@@ -180,5 +172,5 @@ def test_a_registry_from_an_older_version_gets_the_backups_table(db_url: str, tm
     assert run("backups", "-d", db_url, "-o", "json").json()["backups"] == []  # reading creates nothing
     assert not any(t.endswith("extension_backups") for t in tables(db_url))
     _fill(db_url)
-    _drop_note(db_url)  # a writer completes the registry, then records its backup
+    _drop_note(db_url, tmp_path / "v2")  # a writer completes the registry, then records its backup
     assert [b["rows"] for b in run("backups", "-d", db_url, "-o", "json").json()["backups"]] == [ROWS]
