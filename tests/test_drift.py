@@ -130,6 +130,7 @@ def test_drift_of_an_unregistered_plugin_is_es306(db_url: str) -> None:
     outcome = run("drift", "nothing", "-d", db_url)
     assert outcome.exit_code == 1 and "ES306" in outcome.stderr
     assert run("drift", "-d", db_url).exit_code == 0  # no plugins: nothing drifts
+    assert not any("extension_" in t for t in tables(db_url))  # and reading created nothing
 
 
 @pytest.mark.postgres

@@ -416,5 +416,4 @@ def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyR
 
 def drift(engine: Engine, plugin_id: str | None = None) -> list[engine_drift.DriftReport]:
     """Drift of one plugin, or of every registered plugin, against its registered spec."""
-    ids = [plugin_id] if plugin_id is not None else [r.plugin_id for r in engine.registrations()]
-    return [engine_drift.detect(engine, p) for p in ids]
+    return engine_drift.detect_all(engine, plugin_id)

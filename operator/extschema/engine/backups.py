@@ -99,32 +99,34 @@ def restore(engine: migrator.Engine, migration_id: str, plugin_id: str | None = 
             Kind.USAGE,
         )  # fmt: skip
     plugin = plugins[0]
-    origin = next(r for r in history if r.plugin_id == plugin and r.migration_id == migration_id)
+    origin = next((r for r in history if r.plugin_id == plugin and r.migration_id == migration_id), None)
     results = []
     if engine.registration(plugin) is None:
-        results.append(_reapply(engine, plugin, origin))
+        results.append(_reapply(engine, plugin, migration_id, origin))
     results.append(engine._migrate(plugin, _Restore(engine, plugin, migration_id), foreign_keys_off=False))
     return results
 
 
-def _reapply(engine: migrator.Engine, plugin_id: str, origin: MigrationRecord) -> migrator.ApplyResult:
+def _reapply(
+    engine: migrator.Engine, plugin_id: str, migration_id: str, origin: MigrationRecord | None
+) -> migrator.ApplyResult:
     """Apply the spec recorded with the delete migration *origin*, so its rows have tables to go back to."""
-    if origin.kind != "delete":
+    if origin is None or origin.kind != "delete":
         raise ProblemError.one(
             "ES315",
             "MIGRATION_ID",
-            f"plugin {plugin_id!r} is not registered, so migration {origin.migration_id} ({origin.kind}) has no "
+            f"plugin {plugin_id!r} is not registered, so migration {migration_id} has no "
             "tables to restore into; apply the plugin's spec first, or restore the delete migration that removed it "
             "(which re-applies its spec)",
             kind=Kind.REFUSED,
         )
     with engine.database.transaction(read_only=True) as conn:
-        row = engine.registry.migration_row(conn, plugin_id, origin.migration_id)
+        row = engine.registry.migration_row(conn, plugin_id, migration_id)
         spec = engine.registry.guarded(
             conn, plugin_id, lambda: ExtensionSchemaSpec.model_validate(row.schema_definition)
         )
         owner = str(row.owner)
-    refs = catalog.reference_types(engine.database, [r.spec for r in engine.registrations()], spec)
+    refs = catalog.reference_types(engine.database, [r.spec for r in engine.registrations()], [spec])
     plan = planning.plan(None, spec, refs)
     tables = migrator.registered_tables(engine.dialect, spec)
     return engine.apply(owner, spec, plan, None, tables)

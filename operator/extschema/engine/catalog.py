@@ -61,12 +61,13 @@ def plugin_tables(conn: sa.Connection, dialect: Dialect, plugin_id: str) -> list
 
 
 def reference_types(
-    database: Database, registered: Iterable[ExtensionSchemaSpec], spec: ExtensionSchemaSpec
+    database: Database, registered: Iterable[ExtensionSchemaSpec], specs: Iterable[ExtensionSchemaSpec]
 ) -> dict[tuple[str, str], dict[str, FieldType | None]]:
-    """What resolving *spec* outside reconcile needs (a restore re-applying it, drift comparing it):
-    the core tables it references, as they are now, and the columns of the *registered* plugins."""
-    targets = (model.parse_target(rel.target, spec.plugin_id) for rel in spec.relationships)
+    """What resolving *specs* outside reconcile needs (a restore re-applying one, drift comparing them):
+    the core tables they reference, as they are now, and the columns of the *registered* plugins."""
+    specs = list(specs)
+    targets = [model.parse_target(rel.target, spec.plugin_id) for spec in specs for rel in spec.relationships]
     found = core_catalog(database, {t.table for t in targets if t is not None and t.is_core})
-    for other in [*registered, spec]:
+    for other in [*registered, *specs]:
         found.update(planning.reference_types_of(other))
     return found

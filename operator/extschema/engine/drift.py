@@ -70,33 +70,43 @@ class DriftReport:
 
 
 def detect(engine: migrator.Engine, plugin_id: str) -> DriftReport:
-    """Compare the plugin's objects in the database with its registered spec (reads only).
+    """Compare the plugin's objects in the database with its registered spec; reads only.
 
     Raises ES306 when the plugin is not registered.
     """
-    registration = engine.registration(plugin_id)
-    if registration is None:
+    return detect_all(engine, plugin_id)[0]
+
+
+def detect_all(engine: migrator.Engine, plugin_id: str | None = None) -> list[DriftReport]:
+    """:func:`detect` for one plugin, or for every registered plugin (*plugin_id* None).
+
+    The registry, the referenced core tables and the catalog are read once for all plugins (the
+    operator checks every plugin on a timer).
+    """
+    registrations = engine.registrations()
+    chosen = [r for r in registrations if plugin_id is None or r.plugin_id == plugin_id]
+    if plugin_id is not None and not chosen:
         raise migrator._not_registered(plugin_id)
-    expected = _expected(engine, registration)
+    expected = _expected(engine, registrations, chosen)
     with engine.database.reading() as conn:
-        differences, _ = compare(sa.inspect(conn), engine.dialect, expected)
-    return DriftReport(plugin_id, differences)
+        inspector = sa.inspect(conn)
+        return [DriftReport(e.plugin_id, compare(inspector, engine.dialect, e)[0]) for e in expected]
 
 
 def repair(engine: migrator.Engine, plugin_id: str) -> list[str]:
     """Re-create what is missing, in one migration under the lock; returns what it did ([] when nothing)."""
-    registration = engine.registration(plugin_id)
-    if registration is None:
+    registrations = engine.registrations()
+    chosen = [r for r in registrations if r.plugin_id == plugin_id]
+    if not chosen:
         raise migrator._not_registered(plugin_id)
-    step = _Repair(engine, plugin_id, _expected(engine, registration))
+    step = _Repair(engine, plugin_id, _expected(engine, registrations, chosen)[0])
     result = engine._migrate(plugin_id, step)
     return result.description
 
 
-def _expected(engine: migrator.Engine, registration: Registration) -> Resolved:
-    others = [r.spec for r in engine.registrations() if r.plugin_id != registration.plugin_id]
-    refs = catalog.reference_types(engine.database, others, registration.spec)
-    return planning.resolve(registration.spec, refs)
+def _expected(engine: migrator.Engine, registrations: list[Registration], chosen: list[Registration]) -> list[Resolved]:
+    refs = catalog.reference_types(engine.database, [r.spec for r in registrations], [r.spec for r in chosen])
+    return [planning.resolve(r.spec, refs) for r in chosen]
 
 
 def compare(inspector: sa.Inspector, dialect: Dialect, expected: Resolved) -> tuple[list[Difference], list[Op]]:
