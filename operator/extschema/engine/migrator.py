@@ -29,15 +29,7 @@ from extschema import limits, model, planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog
 from extschema.engine.connection import Database
-from extschema.engine.registry import (
-    ENDING_KINDS,
-    MigrationRecord,
-    Registration,
-    Registry,
-    backup_refs,
-    now,
-    statements_of,
-)
+from extschema.engine.registry import ENDING_KINDS, MigrationRecord, Registration, Registry, now, statements_of
 from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.planning import Plan
 from extschema.problems import Problem, ProblemError
@@ -377,7 +369,7 @@ class _Apply(_Migration):
             "executed", self.started, duration, None,
         )  # fmt: skip
         registry.register(conn, self.owner, self.spec, self.tables, exists=self.current is not None)
-        refs = backup_refs(self.engine.dialect, self.plan, f"m{migration_id}")
+        refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
         registry.record_backups(conn, self.spec.plugin_id, migration_id, refs)
         return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
 
@@ -467,6 +459,6 @@ class _Delete(_Migration):
             rendered, "executed", now(), duration, None,
         )  # fmt: skip
         registry.unregister(conn, self.plugin_id)
-        refs = backup_refs(self.engine.dialect, self.plan, f"m{migration_id}", self.missing)
-        registry.record_backups(conn, self.plugin_id, migration_id, refs)
+        refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
+        registry.record_backups(conn, self.plugin_id, migration_id, refs, skip=self.missing)
         return ApplyResult(self.plugin_id, True, migration_id, description, duration)

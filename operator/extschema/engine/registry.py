@@ -23,11 +23,10 @@ import pydantic
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from extschema import limits, planning
-from extschema.dialects import Dialect, RenderedPlan
+from extschema import limits
+from extschema.dialects import RenderedPlan
 from extschema.engine.connection import Database
 from extschema.model import ExtensionSchemaSpec
-from extschema.planning import Plan
 from extschema.problems import ProblemError
 
 STATUSES_SCHEMA = ("pending", "active", "failed")
@@ -141,33 +140,6 @@ class BackupSource(Protocol):
     def source_table(self) -> str: ...
     @property
     def column(self) -> str | None: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class BackupRef:
-    """A backup table a migration fills, as the dialect names it (qualified text), and its source."""
-
-    table: str
-    source_table: str
-    column: str | None
-
-
-def backup_refs(dialect: Dialect, plan: Plan, tag: str, missing: Collection[str] = ()) -> list[BackupRef]:
-    """The backup tables :meth:`Dialect.backup` fills for *plan* (whole tables, or id + column),
-    except those of tables in *missing* (physical names: gone already, so not backed up)."""
-    refs: list[BackupRef] = []
-    for op in plan.ops:
-        match op:
-            case planning.DropTable():
-                ref = BackupRef(str(dialect.backup_name(op.plugin_id, op.table.name, tag)), op.table.name, None)
-            case planning.DropColumn():
-                name = dialect.backup_name(op.plugin_id, f"{op.before.name}__{op.column.name}", tag)
-                ref = BackupRef(str(name), op.before.name, op.column.name)
-            case _:
-                continue
-        if str(dialect.namer.table(plan.plugin_id, ref.source_table)) not in missing:
-            refs.append(ref)
-    return refs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -679,10 +651,23 @@ class Registry:
 
     # --- backups ------------------------------------------------------------------------------
 
-    def record_backups(self, conn: Connection, plugin_id: str, migration_id: str, refs: Sequence[BackupSource]) -> None:
-        """Record the backup tables a migration filled, with their row counts, in its transaction."""
+    def record_backups(
+        self,
+        conn: Connection,
+        plugin_id: str,
+        migration_id: str,
+        refs: Sequence[BackupSource],
+        skip: Collection[str] = (),
+    ) -> None:
+        """Record the backup tables a migration filled, with their row counts, in its transaction.
+
+        *skip* are physical tables that were already gone (a delete leaves out their steps, so
+        nothing of theirs was backed up).
+        """
         stamp = now()
-        for position, ref in enumerate(refs):
+        namer = self.database.dialect.namer
+        taken = [r for r in refs if str(namer.table(plugin_id, r.source_table)) not in skip]
+        for position, ref in enumerate(taken):
             schema, name = physical(ref.table)
             rows = conn.execute(sa.select(sa.func.count()).select_from(sa.table(name, schema=schema))).scalar_one()
             conn.execute(
