@@ -232,9 +232,8 @@ class _Repair(migrator._Migration):
     kind = "repair"
 
     def __init__(self, engine: migrator.Engine, plugin_id: str, expected: Resolved) -> None:
-        self.engine, self.plugin_id, self.expected = engine, plugin_id, expected
-        self.started = now()
-        self.done: list[str] = []
+        self.engine, self.plugin_id, self.expected, self.started = engine, plugin_id, expected, now()
+        self.plan = planning.Plan(plugin_id, ())
 
     def check(self, conn: Connection, current: Registration | None) -> migrator.ApplyResult | None:
         if current is None:

@@ -664,25 +664,21 @@ class Registry:
         *skip* are physical tables that were already gone (a delete leaves out their steps, so
         nothing of theirs was backed up).
         """
-        stamp = now()
         namer = self.database.dialect.namer
         taken = [r for r in refs if str(namer.table(plugin_id, r.source_table)) not in skip]
+        if not taken:
+            return
+        stamp = now()
+        rows = []
         for position, ref in enumerate(taken):
             schema, name = physical(ref.table)
-            rows = conn.execute(sa.select(sa.func.count()).select_from(sa.table(name, schema=schema))).scalar_one()
-            conn.execute(
-                sa.insert(self.backups).values(
-                    id=str(uuid.uuid4()),
-                    plugin_id=plugin_id,
-                    migration_id=migration_id,
-                    position=position,
-                    backup_table=ref.table,
-                    source_table=ref.source_table,
-                    source_column=ref.column,
-                    rows=rows,
-                    created_at=stamp,
-                )
+            count = sa.select(sa.func.count()).select_from(sa.table(name, schema=schema))
+            rows.append(
+                {"id": str(uuid.uuid4()), "plugin_id": plugin_id, "migration_id": migration_id, "position": position}
+                | {"backup_table": ref.table, "source_table": ref.source_table, "source_column": ref.column}
+                | {"rows": conn.execute(count).scalar_one(), "created_at": stamp}
             )
+        conn.execute(sa.insert(self.backups), rows)
 
     def backup_rows(
         self, conn: Connection, plugin_id: str | None = None, migration_id: str | None = None
@@ -696,19 +692,9 @@ class Registry:
             query = query.where(b.c.plugin_id == plugin_id)
         if migration_id is not None:
             query = query.where(b.c.migration_id == migration_id)
-        return [
-            BackupRecord(
-                plugin_id=row.plugin_id,
-                migration_id=row.migration_id,
-                position=row.position,
-                backup_table=row.backup_table,
-                source_table=row.source_table,
-                source_column=row.source_column,
-                rows=row.rows,
-                created_at=aware(row.created_at),
-            )
-            for row in conn.execute(query)
-        ]
+        names = [f.name for f in dataclasses.fields(BackupRecord)]
+        found = [{name: row._mapping[name] for name in names} for row in conn.execute(query)]
+        return [BackupRecord(**(values | {"created_at": aware(values["created_at"])})) for values in found]
 
     def forget_backup(self, conn: Connection, record: BackupRecord) -> None:
         b = self.backups
