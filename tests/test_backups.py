@@ -175,3 +175,19 @@ def test_a_registry_from_an_older_version_gets_the_backups_table(db_url: str, tm
     _fill(db_url)
     _drop_note(db_url, tmp_path / "v2")  # a writer completes the registry, then records its backup
     assert [b["rows"] for b in run("backups", "-d", db_url, "-o", "json").json()["backups"]] == [ROWS]
+
+
+def test_delete_after_a_table_was_dropped_by_hand_records_only_the_backups_taken(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    customer = ext_table(db_url, "shop", "customer")
+    customers = execute(db_url, f"SELECT id, name FROM {customer} ORDER BY id")
+    execute(db_url, f"DROP TABLE {ext_table(db_url, 'shop', 'order')}")
+    deleted = run("delete", "shop", "-d", db_url, "-o", "json")
+    assert deleted.exit_code == 0, deleted.stdout + deleted.stderr
+    listed = run("backups", "-d", db_url, "-o", "json").json()["backups"]
+    assert [(b["sourceTable"], b["rows"]) for b in listed] == [("customer", 2)]
+    restored = run("restore", deleted.json()["results"][0]["migration"], "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert execute(db_url, f"SELECT id, name FROM {customer} ORDER BY id") == customers
+    assert _orders(db_url) == []  # re-created by the re-applied spec; it had no backup
