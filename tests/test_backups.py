@@ -57,26 +57,48 @@ def _orders(url: str, columns: str = "id, title, note, state, customer_id") -> l
     return [tuple(r) for r in execute(url, f"SELECT {columns} FROM {ext_table(url, 'shop', 'order')} ORDER BY id")]
 
 
-def _drop_note(url: str, directory: Path) -> str:
-    """Apply V2 through the engine with a plan dropping order.note (as the full planner plans it)."""
+def _run_drop(url: str, directory: Path, body: str, drop_table: bool = False) -> str:
+    """Apply *body* through the engine with a plan dropping order.note, or the table order (as the full
+    planner plans it: this branch's planner refuses drops)."""
     directory.mkdir(exist_ok=True)
-    spec = loading.load([str(write_schema(directory, "shop", V2))])[0].spec
+    spec = loading.load([str(write_schema(directory, "shop", body))])[0].spec
     engine = Engine(url)
     try:
         registration = engine.registration("shop")
         assert registration is not None
         before = planning.resolve(registration.spec, {})
-        old, after = before.table("order"), planning.resolve(spec, {}).table("order")
-        assert old is not None and after is not None
-        note = old.column("note")
-        assert note is not None
-        plan = planning.Plan("shop", (planning.DropColumn("shop", old, after, note),))
-        tables_now = [str(engine.dialect.namer.table("shop", t.name)) for t in before.tables]
-        result = engine.apply(registration.owner, spec, plan, registration.checksum, tables_now)
+        old = before.table("order")
+        assert old is not None
+        op: planning.Op
+        if drop_table:
+            op = planning.DropTable("shop", old)
+        else:
+            after, note = planning.resolve(spec, {}).table("order"), old.column("note")
+            assert after is not None and note is not None
+            op = planning.DropColumn("shop", old, after, note)
+        tables_now = [str(engine.dialect.namer.table("shop", t.name)) for t in planning.resolve(spec, {}).tables]
+        result = engine.apply(registration.owner, spec, planning.Plan("shop", (op,)), registration.checksum, tables_now)
         assert result.migration_id is not None
         return result.migration_id
     finally:
         engine.close()
+
+
+def _drop_note(url: str, directory: Path) -> str:
+    return _run_drop(url, directory, V2)
+
+
+def test_drop_table_backup_restores_every_row_once_the_table_is_back(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    original = _fill(db_url)
+    without_order = V1.replace("1.0.0", "2.0.0").split("  - name: order")[0] + "deletionPolicy: Drop\n"
+    migration = _run_drop(db_url, tmp_path / "v2", without_order, drop_table=True)
+    refused = run("restore", migration, "-d", db_url)
+    assert refused.exit_code == 1 and "ES315" in refused.stderr and "table order" in refused.stderr, refused.stderr
+    _apply(db_url, tmp_path / "v3", V1.replace("1.0.0", "3.0.0"))  # the table again, empty
+    restored = run("restore", migration, "-d", db_url)
+    assert restored.exit_code == 0 and f"restored {ROWS} row(s) of order" in restored.stdout, restored.stderr
+    assert _orders(db_url) == original
 
 
 def test_drop_column_backup_is_recorded_and_restore_returns_every_value(db_url: str, tmp_path: Path) -> None:
