@@ -182,6 +182,18 @@ def test_prune_drops_old_backup_tables_and_their_records(db_url: str, tmp_path: 
     assert "ES314" in run("restore", migration, "-d", db_url).stderr
 
 
+def test_a_deleted_plugin_whose_backups_were_dropped_is_not_reapplied(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    deleted = run("delete", "shop", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    for backup in [t for t in tables(db_url) if "extschema_backup" in t]:
+        schema, _, name = backup.rpartition(".")
+        execute(db_url, f'DROP TABLE {f"{schema}." if schema else ""}"{name}"')
+    outcome = run("restore", deleted, "-d", db_url)
+    assert outcome.exit_code == 1 and "ES314" in outcome.stderr and "no longer exist" in outcome.stderr
+    assert run("status", "-d", db_url, "-o", "json").json()["plugins"] == []
+
+
 @pytest.mark.parametrize("age", ["30", "d", "1y", "-3d"])
 def test_prune_refuses_a_malformed_age(sqlite_url: str, age: str) -> None:
     outcome = run("backups", "prune", "--older-than", age, "-d", sqlite_url)

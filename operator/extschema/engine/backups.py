@@ -37,7 +37,7 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 
 
 def parse_duration(text: str) -> datetime.timedelta:
-    """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` as a time span; a usage error (ES404-free) otherwise."""
+    """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` as a time span; ValueError saying how to write one otherwise."""
     found = _DURATION.match(text)
     if found is None:
         raise ValueError(f"{text!r} is not a duration; write a number and a unit: 30d, 12h, 90m, 2w or 45s")
@@ -102,6 +102,12 @@ def restore(engine: migrator.Engine, migration_id: str, plugin_id: str | None = 
     origin = next((r for r in history if r.plugin_id == plugin and r.migration_id == migration_id), None)
     results = []
     if engine.registration(plugin) is None:
+        with engine.database.reading() as conn:
+            inspector = sa.inspect(conn)
+            names = [PhysicalName(*physical(r.backup_table)) for r in records]
+            gone = [str(n) for n in names if not inspector.has_table(n.name, schema=n.schema)]
+        if gone:  # checked before re-applying: a restore that cannot finish must not start
+            raise _no_backup(migration_id, plugin, f"its backup tables no longer exist: {', '.join(gone)}")
         results.append(_reapply(engine, plugin, migration_id, origin))
     results.append(engine._migrate(plugin, _Restore(engine, plugin, migration_id), foreign_keys_off=False))
     return results
