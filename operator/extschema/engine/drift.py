@@ -1,11 +1,11 @@
 """Drift: what the database really holds of a plugin, compared with the spec the registry says it has.
 
 Planning diffs specs, never the live database (extschema owns these objects, so its record is the
-truth); drift is how a change made behind its back is found. :func:`detect` reflects the plugin's
-objects — its namespace, native enum types and their values, tables, columns (type as the dialect
-would create it, nullability), indexes and unique constraints — and names every difference:
-``missing`` (in the spec, not in the database), ``extra`` (in the database only: a column or
-index added by hand) or ``changed``.
+truth); drift is how a change made behind its back is found. :func:`detect` reads the plugin's
+objects through :func:`extschema.engine.catalog.live_plugin` — its namespace, native enum types
+and their values, tables, columns (type as the dialect would create it, nullability), indexes and
+unique constraints — and names every difference: ``missing`` (in the spec, not in the database),
+``extra`` (in the database only: a column or index added by hand) or ``changed``.
 
 :func:`repair` re-creates what is missing — namespace, enum types, tables, columns, indexes — in
 one migration under the plugin's lock, recorded in the history as kind ``repair``. It never drops
@@ -25,7 +25,7 @@ from extschema import planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog, migrator
 from extschema.engine.registry import MigrationRecord, Registration, now
-from extschema.planning import IndexDef, Op, Resolved, TableDef
+from extschema.planning import ColumnDef, Op, Resolved, TableDef
 from extschema.planning.diff import tables as table_ops
 
 DifferenceKind = Literal["missing", "extra", "changed"]
@@ -90,7 +90,11 @@ def detect_all(engine: migrator.Engine, plugin_id: str | None = None) -> list[Dr
     expected = _expected(engine, registrations, chosen)
     with engine.database.reading() as conn:
         inspector = sa.inspect(conn)
-        return [DriftReport(e.plugin_id, compare(inspector, engine.dialect, e)[0]) for e in expected]
+        dialect = engine.dialect
+        return [
+            DriftReport(e.plugin_id, compare(catalog.live_plugin(inspector, dialect, e.plugin_id), dialect, e)[0])
+            for e in expected
+        ]
 
 
 def repair(engine: migrator.Engine, plugin_id: str) -> list[str]:
@@ -109,121 +113,101 @@ def _expected(engine: migrator.Engine, registrations: list[Registration], chosen
     return [planning.resolve(r.spec, refs) for r in chosen]
 
 
-def compare(inspector: sa.Inspector, dialect: Dialect, expected: Resolved) -> tuple[list[Difference], list[Op]]:
-    """The differences between the database and *expected*, and the operations re-creating what is missing."""
+def compare(live: catalog.LivePlugin, dialect: Dialect, expected: Resolved) -> tuple[list[Difference], list[Op]]:
+    """The differences between the database (*live*) and *expected*, and the operations re-creating what is missing."""
     plugin_id = expected.plugin_id
     found: list[Difference] = []
     ops: list[Op] = []
-    namespace = dialect.namer.table(plugin_id, "").schema  # None where plugins share one namespace
-    gone = namespace is not None and not inspector.has_schema(namespace)
-    if gone:
-        found.append(Difference("missing", f"schema {namespace}", "the plugin's schema does not exist"))
+    if not live.namespace_exists:
+        found.append(Difference("missing", f"schema {live.namespace}", "the plugin's schema does not exist"))
         ops.append(planning.CreatePluginNamespace(plugin_id))
-    if namespace is not None and hasattr(inspector, "get_enums"):  # native enum types
-        found.extend(_compare_enums(inspector, namespace, expected, ops, gone))
+    if live.enums is not None:
+        found.extend(_compare_enums(live.enums, f"{live.namespace}.", expected, ops))
     expected_tables = set()
     for table in expected.tables:
-        name = dialect.namer.table(plugin_id, table.name)
-        expected_tables.add(str(name))
-        if gone or not inspector.has_table(name.name, schema=name.schema):
+        name = str(dialect.namer.table(plugin_id, table.name))
+        expected_tables.add(name)
+        here = live.tables.get(name)
+        if here is None:
             found.append(Difference("missing", f"table {table.name}", f"{name} does not exist"))
             ops.extend(table_ops.create_ops(plugin_id, table))
             continue
-        found.extend(_compare_table(inspector, dialect, plugin_id, table, ops))
-    for physical in [] if gone else dialect.plugin_tables(inspector, plugin_id):
-        if physical not in expected_tables:
-            found.append(Difference("extra", f"table {physical}", "not in the spec (created outside extschema)"))
+        found.extend(_compare_table(here, dialect, plugin_id, table, ops))
+    for name in sorted(set(live.tables) - expected_tables):
+        found.append(Difference("extra", f"table {name}", "not in the spec (created outside extschema)"))
     return found, ops
 
 
-def _compare_enums(
-    inspector: sa.Inspector, namespace: str, expected: Resolved, ops: list[Op], gone: bool
-) -> list[Difference]:
+def _compare_enums(actual: dict[str, list[str]], prefix: str, expected: Resolved, ops: list[Op]) -> list[Difference]:
     found: list[Difference] = []
-    enums = [] if gone else inspector.get_enums(schema=namespace)  # type: ignore[attr-defined]
-    actual = {e["name"]: list(e["labels"]) for e in enums}
     for enum in expected.enums:
         labels = actual.get(enum.name)
         if labels is None:
-            found.append(Difference("missing", f"enum {enum.name}", f"type {namespace}.{enum.name} does not exist"))
+            found.append(Difference("missing", f"enum {enum.name}", f"type {prefix}{enum.name} does not exist"))
             ops.append(planning.CreateEnum(expected.plugin_id, enum))
         elif labels != list(enum.values):
-            found.append(
-                Difference(
-                    "changed",
-                    f"enum {enum.name}",
-                    f"values are {', '.join(labels)}; the spec has {', '.join(enum.values)}",
-                )
-            )
+            have, want = ", ".join(labels), ", ".join(enum.values)
+            found.append(Difference("changed", f"enum {enum.name}", f"values are {have}; the spec has {want}"))
     for name in sorted(set(actual) - {e.name for e in expected.enums}):
-        found.append(Difference("extra", f"enum {name}", f"type {namespace}.{name} is not in the spec"))
+        found.append(Difference("extra", f"enum {name}", f"type {prefix}{name} is not in the spec"))
     return found
 
 
-def _type_text(dialect: Dialect, sql_type: sa.types.TypeEngine[Any]) -> str:
-    return str(dialect.sa_dialect.type_compiler_instance.process(sql_type))
-
-
 def _compare_table(
-    inspector: sa.Inspector, dialect: Dialect, plugin_id: str, table: TableDef, ops: list[Op]
+    live: catalog.LiveTable, dialect: Dialect, plugin_id: str, table: TableDef, ops: list[Op]
 ) -> list[Difference]:
     found: list[Difference] = []
-    name = dialect.namer.table(plugin_id, table.name)
-    actual = {c["name"]: c for c in inspector.get_columns(name.name, schema=name.schema)}
-    if "id" not in actual:
+    if "id" not in live.columns:
         found.append(Difference("missing", f"column {table.name}.id", "the surrogate key is gone"))
     built = dataclasses.replace(table, columns=())
     for column in table.columns:
-        here = actual.get(column.name)
+        here = live.columns.get(column.name)
         where = f"column {table.name}.{column.name}"
+        after = dataclasses.replace(built, columns=(*built.columns, column))
         if here is None:
-            found.append(Difference("missing", where, f"{name} has no column {column.name}"))
-            after = dataclasses.replace(built, columns=(*built.columns, column))
+            found.append(Difference("missing", where, f"{table.name} has no column {column.name}"))
             ops.append(planning.AddColumn(plugin_id, built, after, column))
-            built = after
-            continue
-        built = dataclasses.replace(built, columns=(*built.columns, column))
-        want, have = _type_text(dialect, dialect.column_type(plugin_id, column)), _type_text(dialect, here["type"])
-        if want != have:
-            found.append(Difference("changed", where, f"type is {have}; the spec has {column.type} ({want})"))
-        if bool(here["nullable"]) != column.nullable:
-            state, wanted = ("nullable", "required") if here["nullable"] else ("NOT NULL", "optional")
-            found.append(Difference("changed", where, f"is {state}; the spec has it {wanted}"))
-    for extra in sorted(set(actual) - {"id", *(c.name for c in table.columns)}):
+        else:
+            found.extend(_compare_column(here, dialect, plugin_id, column, where))
+        built = after
+    for extra in sorted(set(live.columns) - {"id", *(c.name for c in table.columns)}):
         found.append(Difference("extra", f"column {table.name}.{extra}", "not in the spec (added outside extschema)"))
-    found.extend(_compare_indexes(inspector, dialect, plugin_id, table, actual.keys(), ops))
+    found.extend(_compare_indexes(live, dialect, plugin_id, table, ops))
+    return found
+
+
+def _compare_column(
+    live: catalog.LiveColumn, dialect: Dialect, plugin_id: str, column: ColumnDef, where: str
+) -> list[Difference]:
+    found: list[Difference] = []
+    want = catalog.type_text(dialect, dialect.column_type(plugin_id, column))
+    if want != live.type:
+        found.append(Difference("changed", where, f"type is {live.type}; the spec has {column.type} ({want})"))
+    if live.nullable != column.nullable:
+        state, wanted = ("nullable", "required") if live.nullable else ("NOT NULL", "optional")
+        found.append(Difference("changed", where, f"is {state}; the spec has it {wanted}"))
     return found
 
 
 def _compare_indexes(
-    inspector: sa.Inspector, dialect: Dialect, plugin_id: str, table: TableDef, columns: Any, ops: list[Op]
+    live: catalog.LiveTable, dialect: Dialect, plugin_id: str, table: TableDef, ops: list[Op]
 ) -> list[Difference]:
-    name = dialect.namer.table(plugin_id, table.name)
-    actual: dict[str, IndexDef] = {}
-    for reflected in inspector.get_indexes(name.name, schema=name.schema):
-        if reflected.get("duplicates_constraint") or reflected["name"] is None:
-            continue  # the index behind a unique constraint: compared as the constraint
-        columns_of = tuple(str(c) for c in reflected["column_names"])
-        actual[reflected["name"]] = IndexDef(columns_of, bool(reflected["unique"]))
-    for unique in inspector.get_unique_constraints(name.name, schema=name.schema):
-        if unique["name"]:
-            actual[unique["name"]] = IndexDef(tuple(unique["column_names"]), True)
     found: list[Difference] = []
     wanted = {
         dialect.index_name(plugin_id, table.name, index): index
         for index in (*table.column_indexes(), *table.unique_together, *table.indexes)
     }
-    for index_name, index in wanted.items():
-        what = f"{'unique ' if index.unique else ''}index {index_name} on {table.name} ({', '.join(index.columns)})"
-        here = actual.get(index_name)
+    for name, index in wanted.items():
+        what = f"{'unique ' if index.unique else ''}index {name} on {table.name} ({', '.join(index.columns)})"
+        here = live.indexes.get(name)
         if here is None:
-            found.append(Difference("missing", f"index {index_name}", what + " does not exist"))
-            if all(c in columns for c in index.columns):  # else the missing column's op creates it
+            found.append(Difference("missing", f"index {name}", what + " does not exist"))
+            if all(c in live.columns for c in index.columns):  # else the missing column's op creates it
                 ops.append(planning.CreateIndex(plugin_id, table.name, index))
         elif here.columns != index.columns or here.unique != index.unique:
             have = f"{'unique ' if here.unique else ''}on ({', '.join(here.columns)})"
-            found.append(Difference("changed", f"index {index_name}", f"is {have}; the spec has {what}"))
-    for extra in sorted(set(actual) - set(wanted)):
+            found.append(Difference("changed", f"index {name}", f"is {have}; the spec has {what}"))
+    for extra in sorted(set(live.indexes) - set(wanted)):
         found.append(Difference("extra", f"index {extra}", f"on {table.name}, not in the spec"))
     return found
 
@@ -240,7 +224,8 @@ class _Repair(migrator._Migration):
             raise migrator._not_registered(self.plugin_id)
         self.current = current
         # Compared again under the lock: only what is missing now is re-created.
-        _, ops = compare(sa.inspect(conn), self.engine.dialect, self.expected)
+        dialect = self.engine.dialect
+        _, ops = compare(catalog.live_plugin(sa.inspect(conn), dialect, self.plugin_id), dialect, self.expected)
         if not ops:
             return migrator.ApplyResult(self.plugin_id, False, None, [])
         self.plan = planning.Plan(self.plugin_id, tuple(ops))
