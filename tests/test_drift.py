@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from extschema.engine import Engine, drift
-from tests.helpers import execute, ext_table, run, tables, write_schema
+from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, tables, write_schema
 
 #: Every field type, a required field, a unique field, a declared index, a unique constraint, a
 #: many-to-one inside the plugin (FK column + its index) and a many-to-many (join table).
@@ -140,3 +140,12 @@ def test_a_dropped_schema_is_missing_and_repaired(pg_url: str, tmp_path: Path) -
     assert {"missing schema ext_kit", "missing enum level", "missing table box"} <= _objects(pg_url)
     assert run("drift", "kit", "--repair", "-d", pg_url).exit_code == 0
     assert _objects(pg_url) == set()
+
+
+def test_every_example_with_core_references_is_in_sync_after_apply(db_url: str) -> None:
+    load_core(db_url)
+    examples = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))
+    outcome = run("apply", *examples, "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    found = run("drift", "-d", db_url, "-o", "json").json()
+    assert found["inSync"] is True and len(found["plugins"]) == len(examples), found
