@@ -74,6 +74,8 @@ CATALOG: dict[str, str] = {
     "ES310": "Schema changed without a new version",
     "ES312": "Type change not supported",
     "ES313": "Raw SQL not allowed by the target",
+    "ES314": "No backup for that migration",
+    "ES315": "Restore target missing",
     "ES316": "Applied raw SQL step changed",
     "ES401": "Database unreachable",
     "ES402": "Migration failed in the database",

@@ -6,14 +6,17 @@ skips objects already gone), so these reads never trust the registry and never w
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import dataclasses
+from collections.abc import Collection, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
-from extschema import naming
+from extschema import model, naming, planning
 from extschema.dialects import Dialect
 from extschema.engine.connection import Database
-from extschema.model import FieldType
+from extschema.model import ExtensionSchemaSpec, FieldType
+from extschema.planning import IndexDef
 
 #: Table name prefixes that are extschema's own, never the host application's.
 _OWN_PREFIXES = ("ext_", "extension_", naming.BACKUP_SCHEMA, "sqlite_")
@@ -58,3 +61,82 @@ def plugin_objects(database: Database, plugin_id: str) -> list[str]:
 def plugin_tables(conn: sa.Connection, dialect: Dialect, plugin_id: str) -> list[str]:
     """:func:`physical_tables`, read in *conn*'s transaction (a migration's, under its lock)."""
     return dialect.plugin_tables(sa.inspect(conn), plugin_id)
+
+
+def reference_types(
+    database: Database, registered: Iterable[ExtensionSchemaSpec], specs: Iterable[ExtensionSchemaSpec]
+) -> dict[tuple[str, str], dict[str, FieldType | None]]:
+    """What resolving *specs* outside reconcile needs (a restore re-applying one, drift comparing them):
+    the core tables they reference, as they are now, and the columns of the *registered* plugins."""
+    specs = list(specs)
+    targets = [model.parse_target(rel.target, spec.plugin_id) for spec in specs for rel in spec.relationships]
+    found = core_catalog(database, {t.table for t in targets if t is not None and t.is_core})
+    for other in [*registered, *specs]:
+        found.update(planning.reference_types_of(other))
+    return found
+
+
+# --- a plugin's objects as they are (for drift) -------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveColumn:
+    #: The type as this database's DDL writes it (``VARCHAR(255)``, ``ext_shop.state``), to compare
+    #: with the type the dialect would create.
+    type: str
+    nullable: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveTable:
+    columns: dict[str, LiveColumn]
+    #: Indexes and unique constraints by name (a unique constraint's own index is not listed twice).
+    indexes: dict[str, IndexDef]
+
+
+@dataclasses.dataclass(frozen=True)
+class LivePlugin:
+    """What of one plugin exists in the database now."""
+
+    #: The plugin's own schema where the database has schemas (None: plugins share one namespace).
+    namespace: str | None
+    namespace_exists: bool
+    #: Native enum types and their values in order (None where the database has no native enums).
+    enums: dict[str, list[str]] | None
+    #: Every table of the plugin, by the name the registry lists (``ext_shop.order``, ``ext_shop__order``).
+    tables: dict[str, LiveTable]
+
+
+def type_text(dialect: Dialect, sql_type: sa.types.TypeEngine[Any]) -> str:
+    """A column type as *dialect*'s DDL writes it: reflected and planned types compare by this text."""
+    return str(dialect.sa_dialect.type_compiler_instance.process(sql_type))
+
+
+def live_plugin(inspector: sa.Inspector, dialect: Dialect, plugin_id: str) -> LivePlugin:
+    """Reflect the plugin's namespace, enum types, tables, columns and indexes (reads only)."""
+    namespace = dialect.namer.table(plugin_id, "").schema
+    exists = namespace is None or inspector.has_schema(namespace)
+    enums: dict[str, list[str]] | None = None
+    if namespace is not None and hasattr(inspector, "get_enums"):  # PostgreSQL's inspector
+        found = inspector.get_enums(schema=namespace) if exists else []
+        enums = {e["name"]: list(e["labels"]) for e in found}
+    tables = {}
+    for physical in dialect.plugin_tables(inspector, plugin_id) if exists else []:
+        schema, _, name = physical.rpartition(".")
+        tables[physical] = _live_table(inspector, dialect, name, schema or None)
+    return LivePlugin(namespace, exists, enums, tables)
+
+
+def _live_table(inspector: sa.Inspector, dialect: Dialect, name: str, schema: str | None) -> LiveTable:
+    columns = {
+        c["name"]: LiveColumn(type_text(dialect, c["type"]), bool(c["nullable"]))
+        for c in inspector.get_columns(name, schema=schema)
+    }
+    indexes: dict[str, IndexDef] = {}
+    for index in inspector.get_indexes(name, schema=schema):
+        if index["name"] is not None and not index.get("duplicates_constraint"):
+            indexes[index["name"]] = IndexDef(tuple(str(c) for c in index["column_names"]), bool(index["unique"]))
+    for unique in inspector.get_unique_constraints(name, schema=schema):
+        if unique["name"]:
+            indexes[unique["name"]] = IndexDef(tuple(unique["column_names"]), True)
+    return LiveTable(columns, indexes)

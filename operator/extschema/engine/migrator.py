@@ -578,6 +578,8 @@ class _Apply(_Migration):
                 "pending", self.started, None, None,
             )  # fmt: skip
         registry.register(conn, self.owner, self.spec, self.tables, exists=self.current is not None)
+        refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
+        registry.record_backups(conn, self.spec.plugin_id, migration_id, refs)
         return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
 
 
@@ -679,4 +681,6 @@ class _Delete(_Migration):
             rendered, "executed", now(), duration, None,
         )  # fmt: skip
         registry.unregister(conn, self.plugin_id)
+        refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
+        registry.record_backups(conn, self.plugin_id, migration_id, refs, skip=self.missing)
         return ApplyResult(self.plugin_id, True, migration_id, description, duration)

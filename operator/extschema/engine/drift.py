@@ -1,0 +1,246 @@
+"""Drift: what the database really holds of a plugin, compared with the spec the registry says it has.
+
+Planning diffs specs, never the live database (extschema owns these objects, so its record is the
+truth); drift is how a change made behind its back is found. :func:`detect` reads the plugin's
+objects through :func:`extschema.engine.catalog.live_plugin` — its namespace, native enum types
+and their values, tables, columns (type as the dialect would create it, nullability), indexes and
+unique constraints — and names every difference: ``missing`` (in the spec, not in the database),
+``extra`` (in the database only: a column or index added by hand) or ``changed``.
+
+:func:`repair` re-creates what is missing — namespace, enum types, tables, columns, indexes — in
+one migration under the plugin's lock, recorded in the history as kind ``repair``. It never drops
+or alters anything: extra and changed objects may hold data or serve someone, so they are only
+reported, for a person to decide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from extschema import planning
+from extschema.dialects import Dialect, RenderedPlan
+from extschema.engine import catalog, migrator
+from extschema.engine.registry import MigrationRecord, Registration, now
+from extschema.planning import ColumnDef, Op, Resolved, TableDef
+from extschema.planning.diff import tables as table_ops
+
+DifferenceKind = Literal["missing", "extra", "changed"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """One way the database differs from the spec; *object* names it (``column order.note``)."""
+
+    kind: DifferenceKind
+    object: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "object": self.object, "detail": self.detail}
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftReport:
+    plugin_id: str
+    differences: list[Difference]
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.differences
+
+    def summary(self) -> str:
+        """One line for a condition message: ``in sync``, or the differences named."""
+        if self.in_sync:
+            return "in sync"
+        return f"{len(self.differences)} difference(s): " + "; ".join(str(d) for d in self.differences)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pluginId": self.plugin_id,
+            "inSync": self.in_sync,
+            "differences": [d.as_dict() for d in self.differences],
+        }
+
+
+def detect(engine: migrator.Engine, plugin_id: str) -> DriftReport:
+    """Compare the plugin's objects in the database with its registered spec; reads only.
+
+    Raises ES306 when the plugin is not registered.
+    """
+    return detect_all(engine, plugin_id)[0]
+
+
+def detect_all(engine: migrator.Engine, plugin_id: str | None = None) -> list[DriftReport]:
+    """:func:`detect` for one plugin, or for every registered plugin (*plugin_id* None).
+
+    The registry, the referenced core tables and the catalog are read once for all plugins (the
+    operator checks every plugin on a timer).
+    """
+    registrations = engine.registrations()
+    chosen = [r for r in registrations if plugin_id is None or r.plugin_id == plugin_id]
+    if plugin_id is not None and not chosen:
+        raise migrator._not_registered(plugin_id)
+    expected = _expected(engine, registrations, chosen)
+    with engine.database.reading() as conn:
+        inspector = sa.inspect(conn)
+        dialect = engine.dialect
+        return [
+            DriftReport(e.plugin_id, compare(catalog.live_plugin(inspector, dialect, e.plugin_id), dialect, e)[0])
+            for e in expected
+        ]
+
+
+def repair(engine: migrator.Engine, plugin_id: str) -> list[str]:
+    """Re-create what is missing, in one migration under the lock; returns what it did ([] when nothing)."""
+    registrations = engine.registrations()
+    chosen = [r for r in registrations if r.plugin_id == plugin_id]
+    if not chosen:
+        raise migrator._not_registered(plugin_id)
+    step = _Repair(engine, plugin_id, _expected(engine, registrations, chosen)[0])
+    result = engine._migrate(plugin_id, step)
+    return result.description
+
+
+def _expected(engine: migrator.Engine, registrations: list[Registration], chosen: list[Registration]) -> list[Resolved]:
+    refs = catalog.reference_types(engine.database, [r.spec for r in registrations], [r.spec for r in chosen])
+    return [planning.resolve(r.spec, refs) for r in chosen]
+
+
+def compare(live: catalog.LivePlugin, dialect: Dialect, expected: Resolved) -> tuple[list[Difference], list[Op]]:
+    """The differences between the database (*live*) and *expected*, and the operations re-creating what is missing."""
+    plugin_id = expected.plugin_id
+    found: list[Difference] = []
+    ops: list[Op] = []
+    if not live.namespace_exists:
+        found.append(Difference("missing", f"schema {live.namespace}", "the plugin's schema does not exist"))
+        ops.append(planning.CreatePluginNamespace(plugin_id))
+    if live.enums is not None:
+        found.extend(_compare_enums(live.enums, f"{live.namespace}.", expected, ops))
+    expected_tables = set()
+    for table in expected.tables:
+        name = str(dialect.namer.table(plugin_id, table.name))
+        expected_tables.add(name)
+        here = live.tables.get(name)
+        if here is None:
+            found.append(Difference("missing", f"table {table.name}", f"{name} does not exist"))
+            ops.extend(table_ops.create_ops(plugin_id, table))
+            continue
+        found.extend(_compare_table(here, dialect, plugin_id, table, ops))
+    for name in sorted(set(live.tables) - expected_tables):
+        found.append(Difference("extra", f"table {name}", "not in the spec (created outside extschema)"))
+    return found, ops
+
+
+def _compare_enums(actual: dict[str, list[str]], prefix: str, expected: Resolved, ops: list[Op]) -> list[Difference]:
+    found: list[Difference] = []
+    for enum in expected.enums:
+        labels = actual.get(enum.name)
+        if labels is None:
+            found.append(Difference("missing", f"enum {enum.name}", f"type {prefix}{enum.name} does not exist"))
+            ops.append(planning.CreateEnum(expected.plugin_id, enum))
+        elif labels != list(enum.values):
+            have, want = ", ".join(labels), ", ".join(enum.values)
+            found.append(Difference("changed", f"enum {enum.name}", f"values are {have}; the spec has {want}"))
+    for name in sorted(set(actual) - {e.name for e in expected.enums}):
+        found.append(Difference("extra", f"enum {name}", f"type {prefix}{name} is not in the spec"))
+    return found
+
+
+def _compare_table(
+    live: catalog.LiveTable, dialect: Dialect, plugin_id: str, table: TableDef, ops: list[Op]
+) -> list[Difference]:
+    found: list[Difference] = []
+    if "id" not in live.columns:
+        found.append(Difference("missing", f"column {table.name}.id", "the surrogate key is gone"))
+    built = dataclasses.replace(table, columns=())
+    for column in table.columns:
+        here = live.columns.get(column.name)
+        where = f"column {table.name}.{column.name}"
+        after = dataclasses.replace(built, columns=(*built.columns, column))
+        if here is None:
+            found.append(Difference("missing", where, f"{table.name} has no column {column.name}"))
+            ops.append(planning.AddColumn(plugin_id, built, after, column))
+        else:
+            found.extend(_compare_column(here, dialect, plugin_id, column, where))
+        built = after
+    for extra in sorted(set(live.columns) - {"id", *(c.name for c in table.columns)}):
+        found.append(Difference("extra", f"column {table.name}.{extra}", "not in the spec (added outside extschema)"))
+    found.extend(_compare_indexes(live, dialect, plugin_id, table, ops))
+    return found
+
+
+def _compare_column(
+    live: catalog.LiveColumn, dialect: Dialect, plugin_id: str, column: ColumnDef, where: str
+) -> list[Difference]:
+    found: list[Difference] = []
+    want = catalog.type_text(dialect, dialect.column_type(plugin_id, column))
+    if want != live.type:
+        found.append(Difference("changed", where, f"type is {live.type}; the spec has {column.type} ({want})"))
+    if live.nullable != column.nullable:
+        state, wanted = ("nullable", "required") if live.nullable else ("NOT NULL", "optional")
+        found.append(Difference("changed", where, f"is {state}; the spec has it {wanted}"))
+    return found
+
+
+def _compare_indexes(
+    live: catalog.LiveTable, dialect: Dialect, plugin_id: str, table: TableDef, ops: list[Op]
+) -> list[Difference]:
+    found: list[Difference] = []
+    wanted = {
+        dialect.index_name(plugin_id, table.name, index): index
+        for index in (*table.column_indexes(), *table.unique_together, *table.indexes)
+    }
+    for name, index in wanted.items():
+        what = f"{'unique ' if index.unique else ''}index {name} on {table.name} ({', '.join(index.columns)})"
+        here = live.indexes.get(name)
+        if here is None:
+            found.append(Difference("missing", f"index {name}", what + " does not exist"))
+            if all(c in live.columns for c in index.columns):  # else the missing column's op creates it
+                ops.append(planning.CreateIndex(plugin_id, table.name, index))
+        elif here.columns != index.columns or here.unique != index.unique:
+            have = f"{'unique ' if here.unique else ''}on ({', '.join(here.columns)})"
+            found.append(Difference("changed", f"index {name}", f"is {have}; the spec has {what}"))
+    for extra in sorted(set(live.indexes) - set(wanted)):
+        found.append(Difference("extra", f"index {extra}", f"on {table.name}, not in the spec"))
+    return found
+
+
+class _Repair(migrator._Migration):
+    kind = "repair"
+
+    def __init__(self, engine: migrator.Engine, plugin_id: str, expected: Resolved) -> None:
+        self.engine, self.plugin_id, self.expected, self.started = engine, plugin_id, expected, now()
+        self.plan = planning.Plan(plugin_id, ())
+
+    def check(self, conn: Connection, current: Registration | None) -> migrator.ApplyResult | None:
+        if current is None:
+            raise migrator._not_registered(self.plugin_id)
+        self.current = current
+        # Compared again under the lock: only what is missing now is re-created.
+        dialect = self.engine.dialect
+        _, ops = compare(catalog.live_plugin(sa.inspect(conn), dialect, self.plugin_id), dialect, self.expected)
+        if not ops:
+            return migrator.ApplyResult(self.plugin_id, False, None, [])
+        self.plan = planning.Plan(self.plugin_id, tuple(ops))
+        return None
+
+    def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
+        return self.engine.dialect.render_plan(self.plan, backup_tag=f"m{migration_id}")
+
+    def record(
+        self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int
+    ) -> migrator.ApplyResult:
+        assert self.current is not None
+        description = [f"re-created: {line}" for line in self.plan.describe()]
+        self.engine.registry.record(
+            conn, self.plugin_id, migration_id, "repair", self.current.owner, self.current.spec, description,
+            rendered, "executed", self.started, duration, None,
+        )  # fmt: skip
+        return migrator.ApplyResult(self.plugin_id, True, migration_id, description, duration)
