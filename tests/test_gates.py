@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from extschema import loading, planning, reconcile
-from extschema.engine import Registration
+from extschema.engine import Engine, Registration
 from extschema.planning import safety
 from extschema.problems import Kind, ProblemError
-from tests.helpers import write_schema
+from tests.helpers import execute, ext_table, run, write_schema
 from tests.specs import SHOP
 
 NOTE = """
@@ -24,6 +24,8 @@ tables:
       - {name: title, type: String, required: true}
       - {name: note, type: String}
 """
+#: NOTE without order.note, as a later version.
+WITHOUT_NOTE = NOTE.replace("version: 2.0.0", "version: 3.0.0").replace("      - {name: note, type: String}\n", "")
 
 
 def _loaded(tmp_path: Path, body: str = NOTE, approved: str | None = None) -> loading.Loaded:
@@ -176,3 +178,34 @@ def test_rows_violating_a_narrowed_field_are_refused_even_when_approved(tmp_path
     assert problem.path == "spec.tables[0].fields[0]" and problem.file == loaded.file
     fitting = _narrowing(loaded, 0)
     reconcile.authorize([fitting], approvals=[fitting.hash])
+
+
+def test_review_counts_in_the_database_and_apply_says_what_it_backed_up(db_url: str, tmp_path: Path) -> None:
+    """On a plan built by hand: the counts come from the rows, the approved plan runs and backs up first."""
+    assert run("apply", str(write_schema(tmp_path, "shop", NOTE)), "-d", db_url).exit_code == 0
+    table = ext_table(db_url, "shop", "order")
+    for title, note in (("a", "x"), ("b", None), ("c", "y")):
+        execute(db_url, f"INSERT INTO {table} (title, note) VALUES (:t, :n)", {"t": title, "n": note})
+    base = _loaded(tmp_path)
+    (tmp_path / "v3").mkdir()
+    (loaded,) = loading.load([str(write_schema(tmp_path / "v3", "shop", WITHOUT_NOTE))])
+    engine = Engine(db_url)
+    try:
+        registration = engine.registration("shop")
+        planned = reconcile.Planned(loaded, registration, _drop_note(base))
+        reviewed = reconcile.review(engine, planned)
+        assert [op.count for op in reviewed.ops] == [2]
+        assert reviewed.hash == safety.plan_hash(registration.checksum if registration else None, planned.plan)
+        with pytest.raises(reconcile.ApprovalRequired):
+            reconcile.authorize([reviewed])
+        reconcile.authorize([reviewed], [reviewed.hash])
+        refs = reconcile.reference_types(reconcile.Snapshot.take(engine, [loaded.spec]), [loaded.spec])
+        result = reconcile.apply_one(engine, loaded, refs, planned, [reviewed.hash])
+    finally:
+        engine.close()
+    assert result.changed and result.description[0] == "drop column order.note"
+    (backed_up,) = result.description[1:]
+    assert backed_up.startswith("backed up order.note to ")
+    backup = backed_up.removeprefix("backed up order.note to ")
+    assert sorted(execute(db_url, f"SELECT note FROM {backup} WHERE note IS NOT NULL")) == [("x",), ("y",)]
+    assert execute(db_url, f"SELECT count(*) FROM {table}") == [(3,)]

@@ -627,13 +627,27 @@ def apply_one(
             raise ProblemError(
                 [p.located(loaded.file) if p.file is None else p for p in error.problems], error.kind
             ) from None
-        return dataclasses.replace(result, warnings=tuple(w.located(loaded.file) for w in result.warnings))
+        return dataclasses.replace(
+            result,
+            description=[*result.description, *_backed_up(engine, planned.plan, result)],
+            warnings=tuple(w.located(loaded.file) for w in result.warnings),
+        )
     raise ProblemError.one(
         "ES403",
         "database",
         f"plugin {loaded.spec.plugin_id!r} kept changing while it was being applied; try again",
         kind=Kind.RETRYABLE,
     )
+
+
+def _backed_up(engine: Engine, plan: planning.Plan, result: ApplyResult) -> list[str]:
+    """What the migration copied before a destructive step, for the person who ran it (``extschema restore``)."""
+    if not result.changed or result.migration_id is None:
+        return []
+    return [
+        f"backed up {f'{b.source_table}.{b.column}' if b.column else f'table {b.source_table}'} to {b.table}"
+        for b in engine.dialect.backups_of(plan, f"m{result.migration_id}")
+    ]
 
 
 def apply_all(

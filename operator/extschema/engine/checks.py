@@ -26,5 +26,5 @@ def count_all(engine: Engine, plugin_id: str, checks: Sequence[DataCheck]) -> li
     if not checks:
         return []
     with engine.database.transaction(read_only=True) as conn:
-        sql = engine.dialect.data_check_sql  # type: ignore[attr-defined]  # helper D adds it (wt-dialects)
+        sql = engine.dialect.data_check_sql
         return [int(conn.exec_driver_sql(sql(plugin_id, c)).scalar_one()) for c in checks]
