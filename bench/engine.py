@@ -4,6 +4,7 @@ Measured in one run, against baselines in the same run:
 - validate + conflict check of a 20-table schema against 500 registered schemas (goal < 50 ms);
 - apply of a 50-table schema through extschema vs ``psql -1 -f`` of the same SQL (goal at most 1.5 times psql);
 - plan + apply of one 1,000-column table (goal < 2 s);
+- diff + plan (with classification) of a change to a 200-table schema (goal < 100 ms);
 - CLI start-up: ``extschema --version`` and ``extschema validate examples/`` (fresh processes) next to
   ``psql --version`` and a bare ``python -c pass`` (the floor any Python CLI pays).
 PostgreSQL is a throwaway server (tests/pgserver.py) unless EXTSCHEMA_TEST_DATABASE_URL is set.
@@ -30,8 +31,9 @@ sys.path[:0] = [str(REPO), str(REPO / "operator")]
 import psycopg  # noqa: E402
 from tests import pgserver  # noqa: E402
 
-from extschema import conflicts, model, naming, reconcile, validation  # noqa: E402
+from extschema import conflicts, model, naming, planning, reconcile, validation  # noqa: E402
 from extschema.engine import Engine  # noqa: E402
+from extschema.planning import safety  # noqa: E402
 
 REPEATS = 5
 
@@ -108,6 +110,60 @@ def bench_validate_and_conflicts() -> dict[str, Any]:
     run()
     samples = [timed(run) for _ in range(REPEATS * 2)]
     return {"median_ms": round(statistics.median(samples) * 1000, 2), "goal_ms": 50, "registered": 500, "tables": 20}
+
+
+def evolved(spec: dict[str, Any]) -> dict[str, Any]:
+    """A version 2 touching every kind of change: renames (a table, a field, an enum value), a
+    dropped table and column, a type change, a narrowed rule, a new column and index."""
+    new = json.loads(json.dumps(spec))
+    new["version"] = "2.0.0"
+    new["enums"][0].update(values=["a", "b", "z"], renamedValues={"c": "z"})
+    tables = new["tables"]
+    tables[10].update(name="renamed", renamedFrom="t10")
+    for rel in new["relationships"]:
+        rel["source"] = "renamed" if rel["source"] == "t10" else rel["source"]
+        rel["target"] = "renamed" if rel["target"] == "t10" else rel["target"]
+        if rel["target"] == "renamed":
+            rel["sourceField"] = "t10_id"
+    tables[20]["fields"][0].update(name="g0", renamedFrom="f0")
+    tables[20]["indexes"] = [{"fields": ["g0", "f1"]}]
+    tables[30]["fields"] = [f for f in tables[30]["fields"] if f["name"] != "f3"]
+    tables[40]["fields"][1]["type"] = "BigInt"
+    tables[50]["fields"][0]["validation"] = {"maxLength": 20}
+    tables[60]["fields"].append({"name": "extra", "type": "Text"})
+    tables[60]["indexes"].append({"fields": ["f2"]})
+    last = tables.pop()["name"]
+    new["relationships"] = [r for r in new["relationships"] if last not in (r["source"], r["target"])]
+    return new
+
+
+def bench_diff_and_plan(tables: int = 200) -> dict[str, Any]:
+    """Parse both specs anew each run (resolution is cached per spec object), diff, plan, classify."""
+    old_data = spec_dict("big", tables, 10)
+    new_data = evolved(old_data)
+    ops = 0
+
+    def run() -> None:
+        nonlocal ops
+        planned = planning.plan(model.parse_spec(old_data), model.parse_spec(new_data), {})
+        safety.classify_plan(planned)
+        ops = len(planned.ops)
+
+    run()
+    samples, cpu = [], []
+    for _ in range(REPEATS * 2):
+        started = time.process_time()
+        samples.append(timed(run))
+        cpu.append(time.process_time() - started)
+    return {
+        "median_ms": round(statistics.median(samples) * 1000, 2),
+        "min_ms": round(min(samples) * 1000, 2),
+        "cpu_median_ms": round(statistics.median(cpu) * 1000, 2),
+        "goal_ms": 100,
+        "tables": tables,
+        "ops": ops,
+        "note": "both specs parsed anew each run; cpu_median_ms is this process's CPU time (machine load aside)",
+    }
 
 
 @contextlib.contextmanager
@@ -202,6 +258,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "cli_startup": bench_cli_startup(),
         "validate_and_conflicts_20_tables_vs_500": bench_validate_and_conflicts(),
+        "diff_and_plan_200_tables": bench_diff_and_plan(),
     }
     with tempfile.TemporaryDirectory() as tmp, postgres() as admin:
         workdir = Path(tmp)

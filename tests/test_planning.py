@@ -59,10 +59,11 @@ def desired(data: Doc) -> planning.Resolved:
 
 
 def evolve(data: Doc, change: Any) -> Doc:
-    """A deep copy of *data*, changed by *change* (which edits it in place), version bumped."""
+    """A deep copy of *data*, changed by *change* (which edits it in place), its minor version raised."""
     new = copy.deepcopy(data)
     change(new)
-    new["version"] = "1.1.0"
+    major, minor, _patch = new["version"].split(".")
+    new["version"] = f"{major}.{int(minor) + 1}.0"
     return new
 
 
@@ -555,99 +556,147 @@ def test_new_index_and_unique_constraint_on_an_existing_table() -> None:
     ]
 
 
-# --- refusals -----------------------------------------------------------------------------------
+# --- changes beyond adding: planned, and the few refusals ----------------------------------------
 
 
-def test_removed_table_is_refused() -> None:
-    problems = refusals(SHOP, evolve(SHOP, lambda d: d["tables"].pop(1)))
-    # The relationship from line to order goes too, which is fine: the table is the change.
-    assert codes_paths(problems) == [("ES301", "spec.tables")]
-    assert "table 'line' was removed" in problems[0].message
+def kinds(plan: Plan) -> list[str]:
+    return [op.KIND for op in plan.ops]
 
 
-def test_removed_field_is_refused() -> None:
-    problems = refusals(SHOP, evolve(SHOP, lambda d: d["tables"][0]["fields"].pop(3)))
-    assert codes_paths(problems) == [("ES301", "spec.tables[0].fields")]
-    assert problems[0].message.startswith("field order.code was removed")
+def test_removed_table_is_dropped_after_its_indexes() -> None:
+    data = evolve(SHOP, lambda d: d["tables"][1].update(indexes=[{"fields": ["qty"]}]))
+    plan = plan_of(data, evolve(data, lambda d: d["tables"].pop(1)))
+    # The relationship from line to order goes too: it was a column of the dropped table.
+    assert kinds(plan) == ["drop_index", "drop_table"]
+    drop = plan.ops[1]
+    assert isinstance(drop, DropTable)
+    assert drop.table.name == "line"
+    assert drop.table.indexes == ()
+    assert [op.KIND for op in plan.reverse().ops] == ["create_table", "create_index"]
 
 
-def test_removed_relationship_column_is_refused() -> None:
-    problems = refusals(SHOP, evolve(SHOP, lambda d: d["relationships"].pop(0)))
-    assert codes_paths(problems) == [("ES301", "spec.tables[1].fields")]
-    assert problems[0].message.startswith("field line.order_id was removed")
+def test_removed_field_is_dropped() -> None:
+    plan = plan_of(SHOP, evolve(SHOP, lambda d: d["tables"][0]["fields"].pop(3)))
+    (op,) = plan.ops
+    assert isinstance(op, DropColumn)
+    assert (op.before.name, op.column.name) == ("order", "code")
+    assert op.after.column("code") is None
+    assert op.before.column("code") is not None
 
 
-def test_removed_enum_is_refused() -> None:
+def test_removed_relationship_drops_its_column() -> None:
+    plan = plan_of(SHOP, evolve(SHOP, lambda d: d["relationships"].pop(0)))
+    (op,) = plan.ops
+    assert isinstance(op, DropColumn)
+    assert (op.before.name, op.column.name) == ("line", "order_id")
+
+
+def test_removed_enum_is_dropped_last() -> None:
     data = spec_doc(enums=[{"name": "a", "values": ["x"]}, {"name": "b", "values": ["y"]}], tables=[{"name": "t"}])
-    problems = refusals(data, evolve(data, lambda d: d["enums"].pop(0)))
-    assert codes_paths(problems) == [("ES301", "spec.enums")]
-    assert "enum 'a' was removed" in problems[0].message
+    plan = plan_of(data, evolve(data, lambda d: d["enums"].pop(0)))
+    assert plan.ops == (DropEnum("shop", EnumSpec(name="a", values=["x"])),)
 
 
 @pytest.mark.parametrize(
-    "values",
-    [["published", "draft"], ["draft"], ["published"], ["draft", "archived"]],
-    ids=["reordered", "removed-last", "removed-first", "replaced"],
+    ("values", "expected"),
+    [
+        (["draft"], ["remove values published from enum status"]),
+        (["published"], ["remove values draft from enum status"]),
+        (["draft", "archived"], ["add values archived to enum status", "remove values published from enum status"]),
+    ],
+    ids=["removed-last", "removed-first", "replaced"],
 )
-def test_reordered_or_removed_enum_values_are_refused(values: list[str]) -> None:
+def test_removed_enum_values_are_removed_after_additions(values: list[str], expected: list[str]) -> None:
     data = spec_doc(
         enums=[{"name": "other", "values": ["x"]}, STATUS],
         tables=[{"name": "t", "fields": [f("s", "Enum", enum="status")]}],
     )
-    problems = refusals(data, evolve(data, lambda d: d["enums"][1].update(values=values)))
+    plan = plan_of(data, evolve(data, lambda d: d["enums"][1].update(values=values)))
+    assert plan.describe() == expected
+    last = plan.ops[-1]
+    assert isinstance(last, ChangeEnumValues)
+    assert last.after.values == values
+    ((_before, after),) = last.tables
+    column = after.column("s")
+    assert column is not None and column.enum is not None and column.enum.values == values
+
+
+def test_reordered_enum_values_are_refused() -> None:
+    data = spec_doc(
+        enums=[{"name": "other", "values": ["x"]}, STATUS],
+        tables=[{"name": "t", "fields": [f("s", "Enum", enum="status")]}],
+    )
+    problems = refusals(data, evolve(data, lambda d: d["enums"][1].update(values=["published", "draft"])))
     assert codes_paths(problems) == [("ES301", "spec.enums[1].values")]
-    assert f"(draft, published → {', '.join(values)})" in problems[0].message
+    assert "(draft, published → published, draft)" in problems[0].message
 
 
-def test_changed_field_is_refused_with_what_changed() -> None:
+def test_changed_field_is_altered() -> None:
     def change(d: Doc) -> None:
         d["tables"][1]["fields"][0] = f("qty", "BigInt", validation={"min": 0, "max": 99})
 
+    (op,) = plan_of(SHOP, evolve(SHOP, change)).ops
+    assert isinstance(op, planning.AlterColumn)
+    assert (op.old.type, op.new.type, op.changed()) == ("Int", "BigInt", ["type"])
+    assert op.describe() == "alter column line.qty (type)"
+
+
+def test_unsupported_type_change_is_es312_with_what_changed() -> None:
+    def change(d: Doc) -> None:
+        d["tables"][1]["fields"][0] = f("qty", "Boolean")
+
     problems = refusals(SHOP, evolve(SHOP, change))
-    assert codes_paths(problems) == [("ES301", "spec.tables[1].fields[0]")]
-    assert "field line.qty changed (type: 'Int' → 'BigInt')" in problems[0].message
+    assert codes_paths(problems) == [("ES312", "spec.tables[1].fields[0]")]
+    assert "field line.qty changed (type: 'Int' → 'Boolean', min: 0 → None, max: 99 → None): Int to Boolean" in (
+        problems[0].message
+    )
 
 
-def test_changed_enum_of_a_field_is_reported_as_enum() -> None:
+def test_changed_enum_of_a_field_is_altered_after_the_new_enum_exists() -> None:
     def change(d: Doc) -> None:
         d["enums"].append({"name": "other", "values": ["draft"]})
         d["tables"][0]["fields"][1] = f("state", "Enum", enum="other", required=True, default="draft")
 
-    problems = refusals(SHOP, evolve(SHOP, change))
-    assert codes_paths(problems) == [("ES301", "spec.tables[0].fields[1]")]
-    assert "field order.state changed (enum)" in problems[0].message
+    plan = plan_of(SHOP, evolve(SHOP, change))
+    assert kinds(plan) == ["create_enum", "alter_column"]
+    assert plan.ops[1].describe() == "alter column order.state (enum)"
 
 
-def test_changed_on_delete_of_a_relationship_is_refused() -> None:
+def test_changed_on_delete_of_a_relationship_alters_the_fk_column() -> None:
     new = evolve(SHOP, lambda d: d["relationships"][0].update(onDelete="Restrict"))
-    problems = refusals(SHOP, new)
-    assert codes_paths(problems) == [("ES301", "spec.relationships[0]")]
-    assert "field line.order_id changed (foreign_key:" in problems[0].message
+    (op,) = plan_of(SHOP, new).ops
+    assert isinstance(op, planning.AlterColumn)
+    assert op.changed() == ["foreign_key"]
+    assert op.new.foreign_key is not None and op.new.foreign_key.on_delete == "Restrict"
 
 
-def test_several_field_changes_are_listed_together() -> None:
+def test_several_field_changes_are_one_alteration() -> None:
     def change(d: Doc) -> None:
         d["tables"][1]["fields"][0] = f("qty", "Int", required=True, default=1)
 
-    (problem,) = refusals(SHOP, evolve(SHOP, change))
-    assert "nullable: True → False, default: None → 1, min: 0 → None, max: 99 → None" in problem.message
+    (op,) = plan_of(SHOP, evolve(SHOP, change)).ops
+    assert isinstance(op, planning.AlterColumn)
+    assert op.changed() == ["nullable", "default", "min", "max"]
 
 
 @pytest.mark.parametrize(
-    ("attr", "label"),
-    [("indexes", "indexes"), ("uniqueConstraints", "uniqueConstraints")],
+    ("attr", "index"),
+    [
+        ("indexes", IndexDef(("state", "title"))),
+        ("uniqueConstraints", IndexDef(("title", "total"), True, "title_total")),
+    ],
 )
-def test_removed_index_or_constraint_is_refused(attr: str, label: str) -> None:
-    problems = refusals(SHOP, evolve(SHOP, lambda d: d["tables"][0][attr].clear()))
-    assert codes_paths(problems) == [("ES301", f"spec.tables[0].{label}")]
-    assert "of order was removed or changed" in problems[0].message
+def test_removed_index_or_constraint_is_dropped(attr: str, index: IndexDef) -> None:
+    plan = plan_of(SHOP, evolve(SHOP, lambda d: d["tables"][0][attr].clear()))
+    assert plan.ops == (DropIndex("shop", "order", index),)
 
 
-def test_changed_index_is_refused_even_when_its_replacement_is_added() -> None:
+def test_changed_index_is_dropped_then_created() -> None:
     new = evolve(SHOP, lambda d: d["tables"][0]["indexes"][0].update(unique=True))
-    problems = refusals(SHOP, new)
-    assert codes_paths(problems) == [("ES301", "spec.tables[0].indexes")]
-    assert "indexes entry on (state, title) of order" in problems[0].message
+    assert plan_of(SHOP, new).ops == (
+        DropIndex("shop", "order", IndexDef(("state", "title"))),
+        CreateIndex("shop", "order", IndexDef(("state", "title"), True)),
+    )
 
 
 def test_new_required_field_without_default_is_es302() -> None:
@@ -659,25 +708,25 @@ def test_new_required_field_without_default_is_es302() -> None:
 
 def test_every_refusal_is_reported_at_once() -> None:
     def change(d: Doc) -> None:
-        d["enums"][0]["values"] = ["published"]
+        d["enums"][0]["values"] = ["published", "draft"]
         d["tables"][0]["fields"].pop(0)
         d["tables"][0]["indexes"] = []
+        d["tables"][1]["fields"][0]["type"] = "Date"
+        d["tables"][1]["fields"][0].pop("validation")
         d["tables"][1]["fields"].append(f("sku", required=True))
 
     problems = refusals(SHOP, evolve(SHOP, change))
     assert codes_paths(problems) == [
         ("ES301", "spec.enums[0].values"),
-        ("ES301", "spec.tables[0].fields"),
-        ("ES301", "spec.tables[0].indexes"),
+        ("ES312", "spec.tables[1].fields[0]"),
         ("ES302", "spec.tables[1].fields[1]"),
     ]
 
 
-def test_changed_many_to_many_is_refused_at_the_relationship() -> None:
+def test_changed_many_to_many_alters_both_join_columns() -> None:
     data = spec_doc(tables=[{"name": "a"}], relationships=[{"source": "a", "target": "a", "type": "ManyToMany"}])
-    problems = refusals(data, evolve(data, lambda d: d["relationships"][0].update(onDelete="Cascade")))
-    assert [p.code for p in problems] == ["ES301", "ES301"]
-    assert all(p.path == "spec.relationships[0]" for p in problems), [p.path for p in problems]
+    plan = plan_of(data, evolve(data, lambda d: d["relationships"][0].update(onDelete="Cascade")))
+    assert plan.describe() == ["alter column a_a.a_id (foreign_key)", "alter column a_a.related_a_id (foreign_key)"]
 
 
 # --- reverse, teardown, describe ----------------------------------------------------------------

@@ -368,8 +368,9 @@ def test_every_change_kind_has_a_policy() -> None:
         return {c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))}
 
     kinds = {cls for cls in subclasses(changes.Change) if not cls.__name__.startswith("_")}
-    assert kinds == policy.ADDITIVE | set(policy.REFUSED)
-    assert not policy.ADDITIVE & set(policy.REFUSED)
+    assert kinds == policy.PLANNED | policy.CONDITIONAL | set(policy.REFUSED)
+    assert not policy.PLANNED & set(policy.REFUSED)
+    assert not policy.CONDITIONAL & (policy.PLANNED | set(policy.REFUSED))
 
 
 def test_additive_changes_are_allowed_and_carry_their_operations() -> None:
@@ -397,15 +398,21 @@ def test_additive_changes_are_allowed_and_carry_their_operations() -> None:
 
 def test_refused_change_becomes_a_located_problem() -> None:
     column = ColumnDef("qty", "Int")
-    decision = policy.classify(changes.ColumnRemoved(path="spec.tables[1].fields", table="line", column=column))
-    assert decision == policy.Refused(
-        changes.ColumnRemoved(path="spec.tables[1].fields", table="line", column=column),
+    removed = changes.ColumnRemoved(path="spec.tables[1].fields", table="line", column=column)
+    assert policy.classify(removed) == policy.Allowed(removed)
+    to_date = changes.ColumnChanged(
+        path="spec.tables[1].fields[0]", table="line", before=column, after=ColumnDef("qty", "Date")
+    )
+    assert policy.classify(to_date) == policy.Refused(
+        to_date,
         Problem(
-            "ES301",
-            "spec.tables[1].fields",
-            "field line.qty was removed; dropping columns is not supported yet — put it back",
+            "ES312",
+            "spec.tables[1].fields[0]",
+            f"field line.qty changed (type: 'Int' → 'Date'): Int to Date; {policy.UNSUPPORTED_TYPE_ADVICE}",
         ),
     )
+    to_big = changes.ColumnChanged(path="p", table="line", before=column, after=ColumnDef("qty", "BigInt"))
+    assert policy.classify(to_big) == policy.Allowed(to_big)
     required = changes.RequiredColumnAdded(path="p", table="t", column=ColumnDef("c", "Int", nullable=False))
     assert policy.refusals([required])[0].code == "ES302"
 

@@ -429,6 +429,50 @@ RULES = [
         "ES123",
         "spec.tables[0].fields[0].validation.pattern",
     ),
+    # ES127 renamedFrom, ES128 renamedValues (rules in validation/renames.py)
+    ("table-renamed-from-itself", doc(table("item", renamedFrom="item")), "ES127", "spec.tables[0].renamedFrom"),
+    (
+        "table-renamed-from-a-kept-table",
+        doc(table("item", renamedFrom="other"), table("other")),
+        "ES127",
+        "spec.tables[0].renamedFrom",
+    ),
+    (
+        "two-tables-renamed-from-one",
+        doc(table("a", renamedFrom="old"), table("b", renamedFrom="old")),
+        "ES127",
+        "spec.tables[1].renamedFrom",
+    ),
+    (
+        "field-renamed-from-a-kept-field",
+        doc(table("item", field("a", renamedFrom="b"), field("b"))),
+        "ES127",
+        "spec.tables[0].fields[0].renamedFrom",
+    ),
+    (
+        "two-fields-renamed-from-one",
+        doc(table("item", field("a", renamedFrom="c"), field("b", renamedFrom="c"))),
+        "ES127",
+        "spec.tables[0].fields[1].renamedFrom",
+    ),
+    (
+        "value-renamed-to-a-missing-value",
+        doc(enums=[{"name": "e", "values": ["a"], "renamedValues": {"x": "y"}}]),
+        "ES128",
+        "spec.enums[0].renamedValues.x",
+    ),
+    (
+        "value-renamed-but-still-listed",
+        doc(enums=[{"name": "e", "values": ["a", "b"], "renamedValues": {"a": "b"}}]),
+        "ES128",
+        "spec.enums[0].renamedValues.a",
+    ),
+    (
+        "two-values-renamed-to-one",
+        doc(enums=[{"name": "e", "values": ["c"], "renamedValues": {"a": "c", "b": "c"}}]),
+        "ES128",
+        "spec.enums[0].renamedValues.b",
+    ),
     # ES105 defaults
     (
         "string-default-number",

@@ -2,7 +2,7 @@
 
 The diff (:mod:`extschema.planning.diff`) finds changes; the policy
 (:mod:`extschema.planning.policy`) decides which of them may happen. A change carries the
-operations that carry it out — none for kinds extschema cannot carry out yet — and says what
+operations that carry it out — none for the few kinds extschema cannot carry out — and says what
 happened in words; the policy adds why it is refused and what to do instead.
 """
 
@@ -14,6 +14,7 @@ from typing import ClassVar
 from extschema.model import EnumSpec
 from extschema.planning.ops import Op
 from extschema.planning.resolved import ColumnDef, IndexDef, TableDef
+from extschema.planning.state import shape
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -74,6 +75,38 @@ class _OfIndex(Change):
         return f"{self.label} entry on ({', '.join(self.index.columns)}) of {self.table}"
 
 
+# --- renames -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TableRenamed(Change):
+    old: str
+    new: str
+
+    def describe(self) -> str:
+        return f"table {self.old!r} was renamed to {self.new!r}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ColumnRenamed(Change):
+    table: str
+    old: str
+    new: str
+
+    def describe(self) -> str:
+        return f"field {self.table}.{self.old} was renamed to {self.new}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EnumValueRenamed(Change):
+    enum: str
+    old: str
+    new: str
+
+    def describe(self) -> str:
+        return f"value {self.old!r} of enum {self.enum!r} was renamed to {self.new!r}"
+
+
 # --- additive ----------------------------------------------------------------------------------
 
 
@@ -106,12 +139,18 @@ class EnumRemoved(_OfEnum):
     EVENT = "removed"
 
 
+class EnumValuesRemoved(_OfEnumValues):
+    def describe(self) -> str:
+        removed = [v for v in self.before.values if v not in self.after.values]
+        return f"values {', '.join(removed)} were removed from enum {self.after.name!r}"
+
+
 class EnumValuesChanged(_OfEnumValues):
-    """Values removed or reordered (adding only is :class:`EnumValuesAdded`)."""
+    """Values kept in another order (adding or removing values is not reordering)."""
 
     def describe(self) -> str:
         return (
-            f"enum {self.after.name!r} values were removed or reordered ({', '.join(self.before.values)} → "
+            f"enum {self.after.name!r} values were reordered ({', '.join(self.before.values)} → "
             f"{', '.join(self.after.values)})"
         )
 
@@ -131,8 +170,11 @@ class ColumnChanged(Change):
     after: ColumnDef
 
     def describe(self) -> str:
+        before, after = shape(self.before), shape(self.after)
         names = [
-            f.name for f in dataclasses.fields(ColumnDef) if getattr(self.before, f.name) != getattr(self.after, f.name)
+            f.name
+            for f in dataclasses.fields(ColumnDef)
+            if f.compare and getattr(before, f.name) != getattr(after, f.name)
         ]
         changed = ", ".join(
             f"{name}: {getattr(self.before, name)!r} → {getattr(self.after, name)!r}" if name != "enum" else "enum"

@@ -4,32 +4,61 @@ Planning is a diff of two resolved schemas (what the previously applied spec ask
 the new one asks for), not of the live database: extschema owns these objects, so its own
 record is the truth, and drift is reported separately. Each operation knows its reverse, so the
 rollback of a migration is planned — and recorded — together with the migration itself.
+
+Nothing is refused for being destructive here: drops and narrowing changes are planned, and
+:mod:`extschema.planning.safety` tells the gates what needs an approval. Refused are a changed
+schema under the same version (ES310) and what :mod:`extschema.planning.policy` refuses.
 """
 
 from __future__ import annotations
 
 from extschema.model import ExtensionSchemaSpec
-from extschema.planning import diff, policy
+from extschema.planning import diff, policy, versions
+from extschema.planning.diff import renames
 from extschema.planning.ops import Plan
 from extschema.planning.resolved import ReferenceTypes, resolve
-from extschema.problems import ProblemError
+from extschema.problems import Problem, ProblemError
 
 
 def plan(old: ExtensionSchemaSpec | None, new: ExtensionSchemaSpec, refs: ReferenceTypes) -> Plan:
     """The operations that take the database from *old*'s state to *new*'s.
 
-    Raises :class:`ProblemError` (kind ``refused``) listing every change the policy refuses.
+    Raises :class:`ProblemError` (kind ``refused``) listing every change the policy refuses, or
+    ES310 when the schema changed but the version did not. A lower version is planned like any
+    other change (whether it may be applied is the gates' decision).
     """
     after = resolve(new, refs)
     if old is None:
         return Plan(new.plugin_id, tuple(diff.create_all(after)))
-    found = diff.changes(resolve(old, refs), after)
+    unversioned = same_version_problem(old, new)
+    if unversioned is not None:
+        raise ProblemError([unversioned], kind="refused")
+    found = diff.changes(resolve(old, refs), after, renames.declared(new))
     refused = policy.refusals(found)
     if refused:
         raise ProblemError(refused, kind="refused")
     return Plan(new.plugin_id, tuple(op for change in found for op in change.ops))
 
 
+def same_version_problem(old: ExtensionSchemaSpec, new: ExtensionSchemaSpec) -> Problem | None:
+    """ES310 when *new* changes *old*'s schema under a version equal to *old*'s."""
+    if versions.compare(old.version, new.version) != 0 or old.checksum() == new.checksum():
+        return None
+    return Problem(
+        "ES310",
+        "spec.version",
+        f"the schema differs from the applied one, but version {new.version} equals the applied version "
+        f"{old.version}; raise spec.version (e.g. to {_next(old.version)}) so the change is recorded as a new "
+        "version, or revert the change",
+    )
+
+
 def teardown(spec: ExtensionSchemaSpec, refs: ReferenceTypes) -> Plan:
     """Drop everything *spec* created: the reverse of creating it from nothing."""
     return Plan(spec.plugin_id, tuple(diff.create_all(resolve(spec, refs)))).reverse()
+
+
+def _next(version: str) -> str:
+    """The next minor version of *version* (its pre-release and build dropped)."""
+    major, minor, _patch = version.split("+", 1)[0].split("-", 1)[0].split(".")
+    return f"{major}.{int(minor) + 1}.0"

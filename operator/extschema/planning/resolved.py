@@ -14,6 +14,7 @@ the same types gets the same object. The cache holds specs weakly and forgets th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import weakref
 from collections.abc import Mapping, Sequence
@@ -139,7 +140,15 @@ class Resolved:
     origins: Origins = dataclasses.field(compare=False, repr=False)
 
     def table(self, name: str) -> TableDef | None:
-        return next((t for t in self.tables if t.name == name), None)
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, TableDef]:
+        # Frozen and shared by every reader, so the index is built once (first name wins, as a search would).
+        found: dict[str, TableDef] = {}
+        for table in self.tables:
+            found.setdefault(table.name, table)
+        return found
 
     def references(self) -> tuple[ForeignKey, ...]:
         """Every FK the spec creates: FK columns of its tables, then both sides of each join table."""
@@ -253,8 +262,12 @@ def _required_type(fk: ForeignKey, found: FieldType | None) -> FieldType:
     )
 
 
+#: The rules of a field without any (built once: a pydantic model is not free to build).
+_NO_RULES = model.ValidationRules()
+
+
 def _column(field: model.FieldSpec, enums: Mapping[str, EnumSpec]) -> ColumnDef:
-    rules = field.validation or model.ValidationRules()
+    rules = field.validation or _NO_RULES
     return ColumnDef(
         name=field.name,
         type=field.type,

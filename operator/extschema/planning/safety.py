@@ -4,7 +4,11 @@ Classes, for the person approving:
 
 - ``safe`` — adds or renames; no row is rewritten, no long lock is held;
 - ``rewriting`` — rewrites or scans a whole table under a lock (a type change), or runs hand-written SQL;
-- ``destructive`` — drops data (a table, a column, enum values rows use) or narrows a rule.
+- ``destructive`` — drops data (a table, a column, enum values rows use), or narrows a type or a
+  rule (length, bounds, pattern, NOT NULL, UNIQUE, a foreign key) that existing rows may violate.
+
+Classes are those of PostgreSQL, where tables are large and writers concurrent: ``String(50)``
+to ``String(100)`` is safe there (SQLite rebuilds the table, in the same transaction).
 
 A plan with a rewriting or destructive operation runs only when approved by its :func:`plan_hash`.
 Destructive operations carry a :class:`DataCheck`: the engine counts, before anything runs, the
@@ -18,7 +22,7 @@ import dataclasses
 import hashlib
 from typing import Literal
 
-from extschema.planning import ops
+from extschema.planning import conversions, ops
 from extschema.planning.ops import Op, Plan, canonical_json
 from extschema.planning.resolved import ColumnDef
 
@@ -34,30 +38,42 @@ class DataCheck:
     - ``rows_lost``: rows of *table* (a dropped table);
     - ``values_lost``: rows of *table* where *column* is not NULL (a dropped column);
     - ``rows_violating``: rows of *table* whose *column* value, valid as *before*, is not valid
-      as *after* (a narrowed type, a new rule, NOT NULL, removed enum values).
+      as *after* (a narrowed type, a new rule, NOT NULL, UNIQUE, a foreign key, removed enum
+      values): every rule of *after* — type range or length, rules, enum values, NOT NULL,
+      uniqueness, referenced row — that a row breaks;
+    - ``rows_duplicated``: rows of *table* whose values in *columns* (none of them NULL) another
+      row has too (a new multi-column unique index or constraint).
 
-    *table* and *column* are logical names as they are before the operation runs.
+    *table*, *column* and *columns* are logical names as they are before the plan runs
+    (:func:`classify_plan` maps them back across the plan's renames).
     """
 
-    kind: Literal["rows_lost", "values_lost", "rows_violating"]
+    kind: Literal["rows_lost", "values_lost", "rows_violating", "rows_duplicated"]
     table: str
     column: str | None = None
     before: ColumnDef | None = None
     after: ColumnDef | None = None
+    columns: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class Classified:
-    """One operation with its class, why, and what to count."""
+    """One operation with its class, why, and what to count (*check*, and *more_checks* when the
+    operation touches several columns: an enum's values removed from every column of the enum)."""
 
     op: Op
     op_class: OpClass
     reason: str
     check: DataCheck | None = None
+    more_checks: tuple[DataCheck, ...] = ()
+
+    @property
+    def checks(self) -> tuple[DataCheck, ...]:
+        return (self.check, *self.more_checks) if self.check is not None else self.more_checks
 
 
 def classify(op: Op) -> Classified:
-    """The class of *op* (see the module's docstring)."""
+    """The class of *op* (see the module's docstring), with its data checks in *op*'s own names."""
     match op:
         case ops.DropTable():
             return Classified(op, "destructive", "drops the table and its rows", DataCheck("rows_lost", op.table.name))
@@ -68,9 +84,120 @@ def classify(op: Op) -> Classified:
                 "drops the column and its values",
                 DataCheck("values_lost", op.before.name, op.column.name),
             )
+        case ops.AlterColumn():
+            return _alter(op)
+        case ops.ChangeEnumValues() if op.removed:
+            return _enum_values_removed(op)
+        case ops.CreateIndex() if op.index.unique:
+            columns = op.index.columns
+            return Classified(
+                op,
+                "destructive",
+                f"adds a unique index on ({', '.join(columns)}): rows sharing values violate it",
+                DataCheck("rows_duplicated", op.table, columns=columns),
+            )
+        case ops.CreateIndex():
+            return Classified(op, "safe", "adds an index (built without blocking writes on PostgreSQL)")
+        case ops.DropIndex():
+            return Classified(op, "safe", "drops an index: no data is lost")
+        case ops.DropEnum() | ops.DropPluginNamespace():
+            return Classified(op, "safe", "drops what no column uses any more")
         case ops.RunSql():
             return Classified(op, "rewriting", "hand-written SQL: what it does is not known to extschema")
     return Classified(op, "safe", "adds or renames without rewriting rows")
+
+
+def classify_plan(plan: Plan) -> list[Classified]:
+    """Each operation of *plan* classified, with data checks naming tables and columns as they are
+    before the plan runs (what the engine counts, before anything runs).
+
+    An operation on a table this plan creates has no rows to lose or violate: it is safe and has
+    no check. A check on a column this plan adds is left out (the column does not exist yet to be
+    counted; the database still refuses rows that break the rule, and the migration rolls back).
+    """
+    names = _Names()
+    found: list[Classified] = []
+    for op in plan.ops:
+        classified = classify(op)
+        if classified.checks:
+            if any(names.created(c.table) for c in classified.checks):
+                classified = Classified(op, "safe", "on a table this plan creates: it has no rows yet")
+            else:
+                checks = tuple(c for c in map(names.original, classified.checks) if c is not None)
+                classified = dataclasses.replace(
+                    classified, check=checks[0] if checks else None, more_checks=checks[1:]
+                )
+        found.append(classified)
+        names.follow(op)
+    return found
+
+
+class _Names:
+    """Tables and columns as a plan renames and creates them, mapped back to the names before it."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, str] = {}  # current name -> name before the plan
+        self.columns: dict[tuple[str, str], str] = {}  # (current table, current column) -> column before
+        self.new_tables: set[str] = set()
+        self.new_columns: set[tuple[str, str]] = set()
+
+    def created(self, table: str) -> bool:
+        return table in self.new_tables
+
+    def original(self, check: DataCheck) -> DataCheck | None:
+        table = check.table
+        if any((table, c) in self.new_columns for c in (*check.columns, *([check.column] if check.column else []))):
+            return None
+        return dataclasses.replace(
+            check,
+            table=self.tables.get(table, table),
+            column=self.columns.get((table, check.column), check.column) if check.column else None,
+            columns=tuple(self.columns.get((table, c), c) for c in check.columns),
+        )
+
+    def follow(self, op: Op) -> None:
+        match op:
+            case ops.CreateTable():
+                self.new_tables.add(op.table.name)
+            case ops.RenameTable():
+                old, new = op.before.name, op.after.name
+                self.tables[new] = self.tables.pop(old, old)
+                self.columns = {(new if t == old else t, c): o for (t, c), o in self.columns.items()}
+                self.new_columns = {(new if t == old else t, c) for t, c in self.new_columns}
+                if old in self.new_tables:
+                    self.new_tables = (self.new_tables - {old}) | {new}
+            case ops.RenameColumn():
+                table = op.after.name
+                self.columns[(table, op.new)] = self.columns.pop((table, op.old), op.old)
+                if (table, op.old) in self.new_columns:
+                    self.new_columns = (self.new_columns - {(table, op.old)}) | {(table, op.new)}
+            case ops.AddColumn():
+                self.new_columns.add((op.after.name, op.column.name))
+
+
+def _alter(op: ops.AlterColumn) -> Classified:
+    narrowing = conversions.narrowing(op.old, op.new)
+    change = conversions.type_change(op.old, op.new)
+    what = f"{op.old.type} to {op.new.type}" if op.old.type != op.new.type else None
+    if change is None:
+        narrowing.insert(0, f"converts {op.old.type} to {op.new.type}: values may not convert as they are")
+    if narrowing:
+        check = DataCheck("rows_violating", op.before.name, op.old.name, op.old, op.new)
+        return Classified(op, "destructive", "; ".join(narrowing), check)
+    if change == "rewriting":
+        return Classified(op, "rewriting", f"converts {what or op.new.type}: every row is rewritten under a lock")
+    return Classified(op, "safe", f"changes {', '.join(op.changed())} without rewriting rows")
+
+
+def _enum_values_removed(op: ops.ChangeEnumValues) -> Classified:
+    checks = tuple(
+        DataCheck("rows_violating", before.name, column.name, column, after.column(column.name))
+        for before, after in op.tables
+        for column in before.columns
+        if column.enum is not None and column.enum.name == op.before.name
+    )
+    reason = f"removes values {', '.join(op.removed)} of enum {op.before.name}: rows holding them violate it"
+    return Classified(op, "destructive", reason, checks[0] if checks else None, checks[1:])
 
 
 def plan_class(classified: list[Classified]) -> OpClass:

@@ -10,7 +10,7 @@ never stop at the first one.
 One module per concern: :mod:`.context` (what a pass knows), :mod:`.structural` (pydantic
 errors), :mod:`.messages` (how values appear in messages), :mod:`.identifiers`, and one module
 per object kind (:mod:`.plugin`, :mod:`.enums`, :mod:`.tables`, :mod:`.fields`, :mod:`.defaults`,
-:mod:`.relationships`). Limits live in :mod:`extschema.limits`, regular expressions in
+:mod:`.relationships`, :mod:`.renames`). Limits live in :mod:`extschema.limits`, regular expressions in
 :mod:`extschema.portable_regex`.
 
 A Json field may have any JSON scalar as its default (string, number, boolean); the value is the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from extschema import model
 from extschema.problems import Problem
-from extschema.validation import context, enums, plugin, relationships, tables
+from extschema.validation import context, enums, plugin, relationships, renames, tables
 from extschema.validation.plugin import check_metadata as validate_metadata
 from extschema.validation.structural import structural_problems
 
@@ -46,4 +46,5 @@ def validate(spec: model.ExtensionSchemaSpec, path: str = "spec") -> list[Proble
         relationships.check_relationship(ctx, rel, ctx.at(f"relationships[{index}]"))
     relationships.check_foreign_keys(ctx)
     relationships.check_join_tables(ctx)
+    renames.check_renames(ctx)
     return ctx.problems

@@ -1,34 +1,64 @@
-"""Enums: added, removed, values added, values removed or reordered."""
+"""Enums: added, removed; values added (early, before tables use them), removed (last, after the
+columns stopped using them), reordered (refused: the databases keep an enum's order)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from extschema.model import EnumSpec
+from extschema.planning.changes import EnumAdded, EnumRemoved, EnumValuesAdded, EnumValuesChanged, EnumValuesRemoved
+from extschema.planning.diff.run import Run
+from extschema.planning.ops import ChangeEnumValues, CreateEnum, DropEnum
+from extschema.planning.resolved import TableDef
 
-from extschema.planning.changes import Change, EnumAdded, EnumRemoved, EnumValuesAdded, EnumValuesChanged
-from extschema.planning.ops import ChangeEnumValues, CreateEnum
-from extschema.planning.resolved import Resolved
 
-
-def diff(before: Resolved, after: Resolved) -> Iterator[Change]:
-    new_names = {e.name for e in after.enums}
-    for old_enum in before.enums:
-        if old_enum.name not in new_names:
-            yield EnumRemoved(path="spec.enums", enum=old_enum)
-    for index, enum in enumerate(after.enums):
-        previous = next((e for e in before.enums if e.name == enum.name), None)
+def additions(run: Run) -> None:
+    """New enums, new values of kept ones, and reorderings (refused)."""
+    for index, enum in enumerate(run.after.enums):
+        previous = run.state.enum(enum.name)
         if previous is None:
-            yield EnumAdded(path=f"spec.enums[{index}]", enum=enum, ops=(CreateEnum(after.plugin_id, enum),))
-            continue
-        if previous.values == enum.values:
+            run.add(EnumAdded(path=f"spec.enums[{index}]", enum=enum, ops=(CreateEnum(run.plugin_id, enum),)))
             continue
         path = f"spec.enums[{index}].values"
-        kept = [v for v in enum.values if v in previous.values]
-        if kept != list(previous.values):
-            yield EnumValuesChanged(path=path, before=previous, after=enum)
+        if _reordered(previous, enum):
+            run.add(EnumValuesChanged(path=path, before=previous, after=enum))
             continue
-        # Tables that keep columns of the enum, as they are before and after (for table rebuilds).
-        affected = tuple(
-            (t, t.with_enum(enum)) for t in before.tables if t.uses_enum(enum.name) and after.table(t.name)
-        )
-        op = ChangeEnumValues(after.plugin_id, previous, enum, affected)
-        yield EnumValuesAdded(path=path, before=previous, after=enum, ops=(op,))
+        if not [v for v in enum.values if v not in previous.values]:
+            continue
+        merged = _merged(previous.values, enum.values)
+        grown = enum if merged == enum.values else enum.model_copy(update={"values": merged})
+        op = ChangeEnumValues(run.plugin_id, previous, grown, _tables(run, previous, grown))
+        run.add(EnumValuesAdded(path=path, before=previous, after=grown, ops=(op,)))
+
+
+def removals(run: Run) -> None:
+    """Removed values of kept enums, then removed enums."""
+    for index, enum in enumerate(run.after.enums):
+        previous = run.state.enum(enum.name)
+        if previous is None or _reordered(previous, enum):
+            continue
+        if [v for v in previous.values if v not in enum.values]:
+            op = ChangeEnumValues(run.plugin_id, previous, enum, _tables(run, previous, enum))
+            run.add(EnumValuesRemoved(path=f"spec.enums[{index}].values", before=previous, after=enum, ops=(op,)))
+    names = {e.name for e in run.after.enums}
+    for enum in run.state.enums:
+        if enum.name not in names:
+            run.add(EnumRemoved(path="spec.enums", enum=enum, ops=(DropEnum(run.plugin_id, enum),)))
+
+
+def _reordered(before: EnumSpec, after: EnumSpec) -> bool:
+    """Whether the values both keep are in another order."""
+    return [v for v in after.values if v in before.values] != [v for v in before.values if v in after.values]
+
+
+def _merged(before: list[str], after: list[str]) -> list[str]:
+    """*before* with the values new in *after* inserted where *after* has them (after the value
+    preceding them there), so that removing what *after* lacks gives *after*."""
+    merged = list(before)
+    for position, value in enumerate(after):
+        if value not in merged:
+            merged.insert(merged.index(after[position - 1]) + 1 if position else 0, value)
+    return merged
+
+
+def _tables(run: Run, before: EnumSpec, after: EnumSpec) -> tuple[tuple[TableDef, TableDef], ...]:
+    """Tables with columns of the enum, as they are before and after (for dialects that rebuild them)."""
+    return tuple((t, t.with_enum(after)) for t in run.state.tables if t.uses_enum(before.name))
