@@ -73,6 +73,7 @@ CATALOG: dict[str, str] = {
     "ES308": "Approval is for another plan",
     "ES309": "Existing rows violate the changed field",
     "ES310": "Schema changed without a new version",
+    "ES311": "No recorded schema for the lower version",
     "ES312": "Type change not supported",
     "ES401": "Database unreachable",
     "ES402": "Migration failed in the database",

@@ -31,7 +31,7 @@ from extschema.loading import (
     load,
 )
 from extschema.model import ExtensionSchemaSpec
-from extschema.planning import safety
+from extschema.planning import safety, versions
 from extschema.problems import Kind, Problem, ProblemError
 
 __all__ = [
@@ -228,11 +228,41 @@ def plan_one(
         raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind)
     if base is not None and base.checksum == loaded.spec.checksum() and base.status == "active":
         return Planned(loaded, base, planning.Plan(loaded.spec.plugin_id, ()))
+    if base is not None and versions.compare(loaded.spec.version, base.version) < 0:
+        _require_recorded(engine, loaded, base)
     try:
         plan = planning.plan(base.spec if base else None, loaded.spec, refs)
     except ProblemError as error:
         raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind) from None
     return Planned(loaded, base, plan)
+
+
+def _require_recorded(engine: Engine, loaded: Loaded, base: Registration) -> None:
+    """ES311 unless the history holds an executed apply of exactly *loaded*'s spec.
+
+    A lower version means "go back to that version": only a spec this database ran as that version
+    is one, so a lower version can never smuggle in a schema nobody applied under that number. The
+    way back is then planned from the applied spec, and gated, like any other change.
+    """
+    spec = loaded.spec
+    checksum = spec.checksum()
+    applied = [r for r in engine.history(spec.plugin_id) if r.kind == "apply" and r.status == "executed"]
+    if any(r.checksum_schema == checksum for r in applied):
+        return
+    if any(r.version == spec.version for r in applied):
+        detail = f"version {spec.version} was applied with another schema than this spec's"
+    else:
+        detail = f"no executed apply of version {spec.version} is recorded"
+    problem = Problem(
+        "ES311",
+        "spec.version",
+        f"version {spec.version} is lower than the applied version {base.version}, and {detail}; to roll back, "
+        f"apply the spec exactly as it was applied then (see `extschema history {spec.plugin_id} -o json`), "
+        f"or raise the version above {base.version} to change the schema",
+        file=loaded.file,
+        subject=loaded.owner,
+    )
+    raise ProblemError([problem], Kind.REFUSED)
 
 
 def check(
