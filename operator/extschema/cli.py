@@ -60,6 +60,34 @@ output_option = click.option(
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path())
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """A timeout option (``500ms``, ``5s``, ``2m``) in milliseconds."""
+    from extschema import limits
+
+    parsed = limits.parse_duration_ms(value)
+    if parsed is None or parsed <= 0:
+        raise click.BadParameter(f"{value!r} is not a duration such as 500ms, 5s or 2m")
+    return parsed
+
+
+lock_timeout_option = click.option(
+    "--lock-timeout",
+    "lock_timeout_ms",
+    default="5s",
+    show_default=True,
+    callback=_duration,
+    help="Wait at most this long for a table lock, then retry (a few times, with backoff).",
+)
+statement_timeout_option = click.option(
+    "--statement-timeout",
+    "statement_timeout_ms",
+    default="60s",
+    show_default=True,
+    callback=_duration,
+    help="No statement in a migration's transaction runs longer (concurrent index builds are not cut).",
+)
+
+
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
@@ -94,11 +122,13 @@ def _reported(output: str = "text") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _engine(database: str | None) -> Iterator[Engine]:
-    from extschema import reconcile
+def _engine(database: str | None, timeouts: tuple[int, int] | None = None) -> Iterator[Engine]:
+    """The engine of *database*, with (lock, statement) *timeouts* in milliseconds where given."""
+    from extschema import limits, reconcile
     from extschema.engine import Engine
 
-    engine = Engine(reconcile.database_url(database))
+    lock_ms, statement_ms = timeouts or (limits.DEFAULT_LOCK_TIMEOUT_MS, limits.DEFAULT_STATEMENT_TIMEOUT_MS)
+    engine = Engine(reconcile.database_url(database), lock_timeout_ms=lock_ms, statement_timeout_ms=statement_ms)
     try:
         yield engine
     finally:
@@ -176,8 +206,10 @@ def _plan_warnings(reviewed: Reviewed, rendered: RenderedPlan) -> list[Problem]:
 
 
 def _lint(rendered: RenderedPlan, backend: str) -> list[dict[str, Any]]:
-    """Findings of the SQL linter on the plan (PostgreSQL); the one place plan output asks for them."""
-    return []
+    """squawk's findings on the plan (PostgreSQL; none on SQLite); ``statement`` indexes the plan's ``sql``."""
+    from extschema.engine import lint
+
+    return [finding.as_dict() for finding in lint.lint(rendered, backend)]
 
 
 def _plan_json(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> dict[str, Any]:
@@ -187,7 +219,7 @@ def _plan_json(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> dict
         "version": spec.version,
         "hash": reviewed.hash,
         "class": reviewed.op_class,
-        "sql": list(rendered.statements),
+        "sql": list(rendered.all_statements),
         "rollbackSql": list(rendered.rollback),
         "ops": [op.as_dict() for op in reviewed.ops],
         "lint": _lint(rendered, backend),
@@ -208,7 +240,8 @@ def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> None
     for op in reviewed.ops:
         click.echo(f"--   {op.classified.op_class:<11} {escape(op.describe())}")
     for finding in _lint(rendered, backend):
-        click.echo(f"-- lint {escape(str(finding))}")
+        where = f" (statement {finding['statement'] + 1})" if finding["statement"] is not None else ""
+        click.echo(f"-- lint {finding['level']} {escape(finding['rule'])}{where}: {escape(finding['message'])}")
     click.echo(_sql(rendered.script()))
 
 
@@ -216,6 +249,8 @@ def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> None
 @paths_argument
 @database_option
 @output_option
+@lock_timeout_option
+@statement_timeout_option
 @click.option(
     "--approve",
     "approvals",
@@ -224,14 +259,21 @@ def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> None
     help="Approve the plan with this hash (from `extschema plan`), so its rewriting or destructive steps run; "
     "repeatable. A hash that is not the plan's as it is now stops the run.",
 )
-def apply(paths: Sequence[str], database: str | None, output: str, approvals: Sequence[str]) -> None:
+def apply(
+    paths: Sequence[str],
+    database: str | None,
+    output: str,
+    lock_timeout_ms: int,
+    statement_timeout_ms: int,
+    approvals: Sequence[str],
+) -> None:
     """Apply schemas in dependency order (command-line order does not matter).
 
     Plans that rewrite tables or drop data run only with --approve HASH (or spec.approvedPlanHash).
     """
     from extschema import reconcile
 
-    with _reported(output), _engine(database) as engine:
+    with _reported(output), _engine(database, (lock_timeout_ms, statement_timeout_ms)) as engine:
         results = reconcile.reconcile(engine, reconcile.load(paths), _progress(output), approvals=approvals)
         _print_results(results, output)
 
