@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -306,40 +306,10 @@ class Dialect:
         return False
 
     def render(self, op: Op) -> list[str]:
-        match op:
-            case planning.CreatePluginNamespace():
-                return self.create_namespace(op.plugin_id)
-            case planning.DropPluginNamespace():
-                return self.drop_namespace(op.plugin_id)
-            case planning.CreateEnum():
-                return self.create_enum(op)
-            case planning.DropEnum():
-                return self.drop_enum(op)
-            case planning.ChangeEnumValues():
-                return self.change_enum_values(op)
-            case planning.CreateTable():
-                return self.create_table(op.plugin_id, op.table)
-            case planning.DropTable():
-                return [f"DROP TABLE {self.table_ref(op.plugin_id, op.table.name)}"]
-            case planning.AddColumn():
-                return self.add_column(op)
-            case planning.DropColumn():
-                return self.drop_column(op)
-            case planning.CreateIndex():
-                return [self.create_index(op.plugin_id, op.table, op.index)]
-            case planning.DropIndex():
-                return [self.drop_index(op.plugin_id, op.table, op.index)]
-            case planning.RenameTable():
-                return self.rename_table(op)
-            case planning.RenameColumn():
-                return self.rename_column(op)
-            case planning.AlterColumn():
-                return self.alter_column(op)
-            case planning.RenameEnumValue():
-                return self.rename_enum_value(op)
-            case planning.RunSql():
-                return self.run_sql(op.sql)
-        raise TypeError(f"no rendering for {type(op).__name__}")
+        renderer = _RENDERERS.get(type(op))
+        if renderer is None:
+            raise TypeError(f"no rendering for {type(op).__name__}")
+        return renderer(self, op)
 
     # --- renames, alterations, hand-written SQL ------------------------------------------------
 
@@ -422,8 +392,39 @@ class Dialect:
             case "rows_violating":
                 if check.before is None or check.after is None:
                     raise ValueError("a rows_violating check carries the column before and after")
-                return f"SELECT count(*) FROM {table} WHERE {self.violation(plugin_id, check.before, check.after)}"
+                found = [self.violation(plugin_id, check.before, check.after)]
+                found.extend(self.relational_violations(plugin_id, table, check.before, check.after))
+                return f"SELECT count(*) FROM {table} AS t WHERE {' OR '.join(f'({c})' for c in found)}"
+            case "rows_duplicated":
+                if not check.columns:
+                    raise ValueError("a rows_duplicated check names its columns")
+                return f"SELECT count(*) FROM {table} AS t WHERE {self.duplicated(table, check.columns)}"
         raise ValueError(f"unknown data check {check.kind!r}")
+
+    def duplicated(self, table: str, columns: Sequence[str]) -> str:
+        """A condition true for a row of *table* whose *columns* (none NULL) another row has too."""
+        names = ", ".join(self.quote(c) for c in columns)
+        present = " AND ".join(f"{self.quote(c)} IS NOT NULL" for c in columns)
+        grouped = f"SELECT {names} FROM {table} WHERE {present} GROUP BY {names} HAVING count(*) > 1"
+        return f"({names}) IN ({grouped})" if len(columns) > 1 else f"{names} IN ({grouped})"
+
+    def relational_violations(self, plugin_id: str, table: str, before: ColumnDef, after: ColumnDef) -> list[str]:
+        """Conditions for rows breaking a uniqueness or a foreign key *after* adds (*table* is aliased ``t``)."""
+        column = self.quote(before.name)
+        found: list[str] = []
+        if after.unique and not before.unique:
+            found.append(self.duplicated(table, [before.name]))
+        fk = after.foreign_key
+        if fk is not None and fk != before.foreign_key:
+            target = self.qualified(self.physical_target(plugin_id, fk))
+            value, referenced = f"t.{column}", f"r.{self.quote(fk.column)}"
+            if self.type_sql(plugin_id, before) != self.type_sql(plugin_id, after):
+                # Compared as text: a cast of the old value to the new type could fail the count.
+                value, referenced = f"CAST({value} AS TEXT)", f"CAST({referenced} AS TEXT)"
+            found.append(
+                f"t.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {target} AS r WHERE {referenced} = {value})"
+            )
+        return found
 
     def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
         """A condition true for a row whose value (a valid *before*) is not a valid *after*."""
@@ -772,6 +773,26 @@ class Dialect:
         """What a reflected core column's type is, in extschema's terms (for FK type checks)."""
         return next((name for kind, name in _LOGICAL_TYPES if isinstance(sql_type, kind)), None)
 
+
+#: How each operation is rendered: by the dialect's method for it (subclasses override those).
+_RENDERERS: dict[type[Op], Callable[[Dialect, Any], list[str]]] = {
+    planning.CreatePluginNamespace: lambda d, op: d.create_namespace(op.plugin_id),
+    planning.DropPluginNamespace: lambda d, op: d.drop_namespace(op.plugin_id),
+    planning.CreateEnum: lambda d, op: d.create_enum(op),
+    planning.DropEnum: lambda d, op: d.drop_enum(op),
+    planning.ChangeEnumValues: lambda d, op: d.change_enum_values(op),
+    planning.CreateTable: lambda d, op: d.create_table(op.plugin_id, op.table),
+    planning.DropTable: lambda d, op: [f"DROP TABLE {d.table_ref(op.plugin_id, op.table.name)}"],
+    planning.AddColumn: lambda d, op: d.add_column(op),
+    planning.DropColumn: lambda d, op: d.drop_column(op),
+    planning.CreateIndex: lambda d, op: [d.create_index(op.plugin_id, op.table, op.index)],
+    planning.DropIndex: lambda d, op: [d.drop_index(op.plugin_id, op.table, op.index)],
+    planning.RenameTable: lambda d, op: d.rename_table(op),
+    planning.RenameColumn: lambda d, op: d.rename_column(op),
+    planning.AlterColumn: lambda d, op: d.alter_column(op),
+    planning.RenameEnumValue: lambda d, op: d.rename_enum_value(op),
+    planning.RunSql: lambda d, op: d.run_sql(op.sql),
+}
 
 #: Column attributes whose change converts stored values (a cast can round, truncate or reformat).
 _CONVERTING = frozenset({"type", "precision", "scale"})

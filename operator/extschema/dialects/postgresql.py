@@ -281,6 +281,19 @@ class PostgresDialect(Dialect):
             statements.append(f"COMMENT ON COLUMN {table_ref}.{self.quote(new.name)} IS {comment}")
         return statements
 
+    def rename_table(self, op: planning.RenameTable) -> list[str]:
+        # PostgreSQL named the primary key's index and the id's sequence after the table: they
+        # follow it, so a new table of the old name gets the plain names (where they were not
+        # shortened: PostgreSQL shortens long ones its own way).
+        statements = super().rename_table(op)
+        schema = naming.plugin_schema(op.plugin_id)
+        for kind, suffix in (("INDEX", "pkey"), ("SEQUENCE", "id_seq")):
+            old, new = f"{op.before.name}_{suffix}", f"{op.after.name}_{suffix}"
+            if max(naming.byte_length(old), naming.byte_length(new)) <= limits.MAX_IDENTIFIER_BYTES:
+                old_ref = self.qualified(PhysicalName(schema, old))
+                statements.append(f"ALTER {kind} {old_ref} RENAME TO {self.quote(new)}")
+        return statements
+
     def rename_index(self, plugin_id: str, table: str, old: str, index: IndexDef) -> list[str]:
         # Renaming a constraint's index renames the constraint too (and the other way round).
         old_ref = self.qualified(PhysicalName(naming.plugin_schema(plugin_id), old))

@@ -266,14 +266,14 @@ class SqliteDialect(Dialect):
 
     def run_sql(self, sql: str) -> list[str]:
         # The driver runs one statement per call: split where SQLite itself sees a statement end.
+        # (complete_statement knows quotes, comments and trigger bodies; a ';' alone does not end one).
         statements: list[str] = []
-        pending = ""
-        for line in sql.splitlines(keepends=True):
-            pending += line
-            if sqlite3.complete_statement(pending):
-                statements.extend(super().run_sql(pending))
-                pending = ""
-        return statements + super().run_sql(pending)
+        start = 0
+        for end, character in enumerate(sql):
+            if character == ";" and sqlite3.complete_statement(sql[start : end + 1]):
+                statements.extend(super().run_sql(sql[start : end + 1]))
+                start = end + 1
+        return statements + super().run_sql(sql[start:])
 
     def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
         # Exactly what the rebuild's CHECKs would refuse: the converted value against the new
