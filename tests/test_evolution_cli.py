@@ -280,3 +280,67 @@ def test_the_documented_session_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert code is None or code.group(1) in outcome.stderr
     history = run("history", "shop", "-d", "sqlite:///shop.db", "-o", "json").json()["migrations"]
     assert [(m["kind"], m["version"]) for m in history] == [("apply", "1.0.0"), ("apply", "2.0.0"), ("apply", "1.0.0")]
+
+
+STATES = """
+pluginId: flow
+version: 1.0.0
+enums:
+  - {name: state, values: [new, done, void]}
+tables:
+  - name: order
+    fields:
+      - {name: state, type: Enum, enum: state}
+      - {name: city, type: String}
+      - {name: zip, type: String}
+  - name: refund
+    fields:
+      - {name: state, type: Enum, enum: state}
+"""
+
+
+def test_every_column_an_enum_loses_a_value_from_is_counted_and_refused(db_url: str, tmp_path: Path) -> None:
+    path = str(write_schema(tmp_path, "flow", STATES))
+    assert run("apply", path, "-d", db_url).exit_code == 0
+    for table, rows in (("order", ("void", "void", "new")), ("refund", ("void", "done"))):
+        for state in rows:
+            execute(db_url, f"INSERT INTO {ext_table(db_url, 'flow', table)} (state) VALUES (:s)", {"s": state})
+    path = str(write_schema(tmp_path, "flow", STATES.replace("1.0.0", "2.0.0").replace(", void]", "]")))
+    plan = _plan(db_url, path)
+    (op,) = plan["ops"]  # type: ignore[misc]
+    counted = [op["check"], *op["moreChecks"]]
+    assert [(c["kind"], c["table"], c["column"], c["count"]) for c in counted] == [
+        ("rows_violating", "order", "state", 2),
+        ("rows_violating", "refund", "state", 1),
+    ]
+    problems = _refused(run("apply", path, "-d", db_url, "--approve", str(plan["hash"]), "-o", "json"))
+    assert [(p["code"], p["path"]) for p in problems] == [
+        ("ES309", "spec.tables[0].fields[0]"),
+        ("ES309", "spec.tables[1].fields[0]"),
+    ]
+    assert "2 existing row(s) of order" in problems[0]["message"]
+
+
+def test_a_unique_index_rows_share_values_in_is_refused_with_the_count(db_url: str, tmp_path: Path) -> None:
+    path = str(write_schema(tmp_path, "flow", STATES))
+    assert run("apply", path, "-d", db_url).exit_code == 0
+    for city, zip_code in (("a", "1"), ("a", "1"), ("a", "1"), ("a", "2"), ("b", None), ("b", None)):
+        execute(
+            db_url,
+            f"INSERT INTO {ext_table(db_url, 'flow', 'order')} (city, zip) VALUES (:c, :z)",
+            {"c": city, "z": zip_code},
+        )
+    unique = STATES.replace("1.0.0", "1.1.0").replace(
+        "      - {name: zip, type: String}\n",
+        "      - {name: zip, type: String}\n    indexes: [{fields: [city, zip], unique: true}]\n",
+    )
+    path = str(write_schema(tmp_path, "flow", unique))
+    plan = _plan(db_url, path)
+    assert plan["class"] == "destructive"
+    (op,) = plan["ops"]  # type: ignore[misc]
+    assert (op["check"]["kind"], op["check"]["count"]) == ("rows_duplicated", 3)
+    (problem,) = _refused(run("apply", path, "-d", db_url, "--approve", str(plan["hash"]), "-o", "json"))
+    assert (
+        problem["code"] == "ES309"
+        and "3 existing row(s) of order share their values in (city, zip)" in (problem["message"])
+    )

@@ -164,7 +164,7 @@ def _narrowing(loaded: loading.Loaded, violating: int) -> reconcile.Reviewed:
     check = safety.DataCheck("rows_violating", "order", "title", title, narrow)
     classified = safety.Classified(op, "destructive", "narrows the field", check)
     planned = _planned(loaded, planning.Plan("shop", (op,)))
-    return reconcile.Reviewed(planned, planned.hash(), "destructive", (reconcile.CheckedOp(classified, violating),))
+    return reconcile.Reviewed(planned, planned.hash(), "destructive", (reconcile.CheckedOp(classified, (violating,)),))
 
 
 def test_rows_violating_a_narrowed_field_are_refused_even_when_approved(tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ def test_review_counts_in_the_database_and_apply_says_what_it_backed_up(db_url: 
         registration = engine.registration("shop")
         planned = reconcile.Planned(loaded, registration, _drop_note(base))
         reviewed = reconcile.review(engine, planned)
-        assert [op.count for op in reviewed.ops] == [2]
+        assert [op.counts for op in reviewed.ops] == [(2,)]
         assert reviewed.hash == safety.plan_hash(registration.checksum if registration else None, planned.plan)
         with pytest.raises(reconcile.ApprovalRequired):
             reconcile.authorize([reviewed])

@@ -337,43 +337,60 @@ def _unowned_objects(engine: Engine, candidates: Sequence[Loaded], registered_id
 # --- review + approval ---------------------------------------------------------------------------
 
 #: What a data check's count counts, for messages ("120 values").
-_UNITS: dict[str, str] = {"rows_lost": "rows", "values_lost": "values", "rows_violating": "rows violate it"}
+_UNITS: dict[str, str] = {
+    "rows_lost": "rows",
+    "values_lost": "values",
+    "rows_violating": "rows violate it",
+    "rows_duplicated": "rows share values",
+}
+#: Checks counting rows no approval can let through: the database would refuse the change.
+_VIOLATIONS = frozenset({"rows_violating", "rows_duplicated"})
 #: Operations a one-line summary names before it says how many more there are.
 _SUMMARY_OPS = 6
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckedOp:
-    """One operation as the approver sees it: its class, why, and its data check with the count."""
+    """One operation as the approver sees it: its class, why, and its data checks with their counts."""
 
     classified: safety.Classified
-    #: The data check's count (None when the operation has no check).
-    count: int | None = None
+    #: One count per check of :attr:`classified` (``classified.checks``), in order.
+    counts: tuple[int, ...] = ()
 
-    @property
-    def violating(self) -> bool:
-        check = self.classified.check
-        return check is not None and check.kind == "rows_violating" and bool(self.count)
+    def counted(self) -> list[tuple[safety.DataCheck, int]]:
+        return list(zip(self.classified.checks, self.counts, strict=True))
+
+    def violations(self) -> list[tuple[safety.DataCheck, int]]:
+        """The checks whose rows break the changed rule, with their counts."""
+        return [(check, count) for check, count in self.counted() if check.kind in _VIOLATIONS and count]
 
     def describe(self) -> str:
         """``drop column order.note (120 values)``."""
-        check = self.classified.check
         text = self.classified.op.describe()
-        return text if check is None or self.count is None else f"{text} ({self.count} {_UNITS[check.kind]})"
+        checks = self.classified.checks
+        return f"{text} ({sum(self.counts)} {_UNITS[checks[0].kind]})" if checks else text
 
     def as_dict(self) -> dict[str, Any]:
-        """The form of ``plan -o json``'s ``ops`` and ``status.pendingPlan``'s: names as the contract spells them."""
+        """The form of ``plan -o json``'s ``ops`` and ``status.pendingPlan``'s: names as the contract spells them.
+
+        ``check`` is the operation's (first) data check; an operation checking several columns (an
+        enum's values removed from each column using it) adds the others as ``moreChecks``.
+        """
         c = self.classified
-        check = None
-        if c.check is not None:
-            check = {"kind": c.check.kind, "table": c.check.table, "column": c.check.column, "count": self.count}
-        return {
+        checks = [
+            {"kind": check.kind, "table": check.table, "column": check.column, "count": count}
+            for check, count in self.counted()
+        ]
+        entry: dict[str, Any] = {
             "kind": c.op.KIND,
             "description": c.op.describe(),
             "class": c.op_class,
             "reason": c.reason,
-            "check": check,
+            "check": checks[0] if checks else None,
         }
+        if len(checks) > 1:
+            entry["moreChecks"] = checks[1:]
+        return entry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -413,9 +430,9 @@ class Reviewed:
     @classmethod
     def of(cls, planned: Planned, counts: Sequence[int]) -> Reviewed:
         """*planned* classified, with *counts*: one per data check, in the order of the operations."""
-        classified = [safety.classify(op) for op in planned.plan.ops]
+        classified = safety.classify_plan(planned.plan)
         remaining = iter(counts)
-        ops = tuple(CheckedOp(c, next(remaining) if c.check is not None else None) for c in classified)
+        ops = tuple(CheckedOp(c, tuple(next(remaining) for _ in c.checks)) for c in classified)
         return cls(planned, planned.hash(), safety.plan_class(classified), ops)
 
     @property
@@ -444,22 +461,24 @@ class Reviewed:
     def refusals(self) -> list[Problem]:
         """ES309 for every step whose new rule existing rows break: no approval makes them fit."""
         loaded = self.planned.loaded
-        problems = []
-        for op in self.ops:
-            check = op.classified.check
-            if op.violating and check is not None:
-                problems.append(
-                    Problem(
-                        "ES309",
-                        _field_path(loaded.spec, check.table, check.column),
-                        f"{op.classified.op.describe()}: {op.count} existing row(s) of {check.table} hold a "
-                        f"{check.column} value the changed field does not allow; an approval cannot change that — "
-                        "fix or delete those rows first, or change the spec so they fit",
-                        file=loaded.file,
-                        subject=loaded.owner,
-                    )
-                )
-        return problems
+        return [
+            Problem(
+                "ES309",
+                _field_path(loaded.spec, check.table, check.column or next(iter(check.columns), None)),
+                f"{op.classified.op.describe()}: {_violation(check, count)}; an approval cannot change that — "
+                "fix or delete those rows first, or change the spec so they fit",
+                file=loaded.file,
+                subject=loaded.owner,
+            )
+            for op in self.ops
+            for check, count in op.violations()
+        ]
+
+
+def _violation(check: safety.DataCheck, count: int) -> str:
+    if check.kind == "rows_duplicated":
+        return f"{count} existing row(s) of {check.table} share their values in ({', '.join(check.columns)})"
+    return f"{count} existing row(s) of {check.table} hold a {check.column} value the changed field does not allow"
 
 
 class ApprovalRequired(ProblemError):
@@ -488,7 +507,7 @@ def _field_path(spec: ExtensionSchemaSpec, table: str, column: str | None) -> st
 def review(engine: Engine, planned: Planned) -> Reviewed:
     """Classify every operation of *planned*, count its data checks in the database, hash the plan."""
     plan = planned.plan
-    wanted = [c.check for c in map(safety.classify, plan.ops) if c.check is not None]
+    wanted = [check for c in safety.classify_plan(plan) for check in c.checks]
     return Reviewed.of(planned, checks.count_all(engine, plan.plugin_id, wanted))
 
 
