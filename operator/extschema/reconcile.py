@@ -542,7 +542,7 @@ def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[
         Problem(
             "ES308",
             path,
-            f"approval {given} is for another plan and is ignored; this plan is {reviewed.hash} "
+            f"{path.removeprefix('spec.')} {given} is for another plan and is ignored; this plan is {reviewed.hash} "
             "(the spec or the applied schema changed since it was planned: review the new plan)",
             **located,
         )
@@ -581,7 +581,7 @@ def authorize(
             Problem(
                 "ES308",
                 "--approve",
-                f"approval {given} is for another plan: this run's plans are {plans}; "
+                f"--approve {given} is for another plan: this run's plans are {plans}; "
                 "review them with `extschema plan` and approve the hashes they have now",
             )
             for given in sorted(others)
