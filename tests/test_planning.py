@@ -1106,6 +1106,9 @@ def test_render_new_index_and_constraint_in_both_dialects() -> None:
     assert plain(pg.statements) == ("CREATE UNIQUE INDEX order_code_state_key ON ext_shop.order (code, state)",)
     assert plain(pg.after) == ("CREATE INDEX CONCURRENTLY IF NOT EXISTS by_total ON ext_shop.order (total)",)
     assert pg.rollback[0] == 'DROP INDEX IF EXISTS "ext_shop"."by_total"'
+    on_empty = dialects.for_backend("postgresql").render_plan(result, "t1", populated=set())  # found empty
+    assert plain(on_empty.statements) == (*plain(pg.statements), "CREATE INDEX by_total ON ext_shop.order (total)")
+    assert on_empty.after == ()
     # A unique one may be a table constraint (written in CREATE TABLE) or an index (added later): either is dropped.
     assert 'DROP CONSTRAINT "order_code_state_key"; ELSE DROP INDEX "ext_shop"."order_code_state_key"' in pg.rollback[1]
     on_empty = dialects.for_backend("postgresql").render_plan(result, "t1", populated=set())  # found empty
