@@ -7,6 +7,7 @@ from typing import Any
 
 from extschema import conflicts, reconcile
 from extschema.engine import ApplyResult, Engine
+from extschema.engine import drift as drift_check
 from extschema.problems import ProblemError
 
 
@@ -47,3 +48,21 @@ def delete(engine: Engine, plugin_id: str, owner: str, retain: bool) -> ApplyRes
 def ping(engine: Engine) -> tuple[str, str]:
     """The backend name and the server's version."""
     return engine.backend, engine.ping()
+
+
+def drift(engine: Engine, plugin_id: str, repair: bool) -> tuple[list[str], list[str]]:
+    """How the plugin's objects differ from its applied spec, after re-creating what is missing if *repair*.
+
+    Returns the differences left (one line each) and what the repair re-created.
+    """
+    report = drift_check.detect(engine, plugin_id)
+    repaired: list[str] = []
+    if repair and any(d.kind != "extra" for d in report.differences):  # extra objects are only reported
+        repaired = drift_check.repair(engine, plugin_id)
+        report = drift_check.detect(engine, plugin_id)
+    return [_difference(d) for d in report.differences], repaired
+
+
+def _difference(difference: drift_check.Difference) -> str:
+    text = f"{difference.kind} {difference.object}"
+    return f"{text}: {difference.detail}" if difference.detail else text

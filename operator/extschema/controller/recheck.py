@@ -71,11 +71,24 @@ async def recheck(claims: kopf.Index[str, ClaimEntry], waiting: Waitlist, poke: 
             entry.fingerprint, entry.poked = fingerprint, now
 
 
-async def recheck_loop(claims: kopf.Index[str, ClaimEntry], waiting: Waitlist, poke: Poke, settings: Settings) -> None:
-    """Every ``recheck_interval`` seconds, one round; never dies (waiting resources would wait forever)."""
+async def every(seconds: float, round_: Callable[[], Awaitable[None]], what: str) -> None:
+    """One operator-wide loop: every *seconds*, one round; never dies (a failed round is logged).
+
+    The operator's periodic work (re-checking waiting resources, checking Ready ones for drift) runs in
+    such loops over in-memory lists, never in per-resource kopf timers.
+    """
     while True:
-        await asyncio.sleep(settings.recheck_interval)
+        await asyncio.sleep(seconds)
         try:
-            await recheck(claims, waiting, poke, settings.recheck_fallback)
+            await round_()
         except Exception:
-            log.exception("re-check of waiting resources failed")
+            log.exception("%s failed", what)
+
+
+async def recheck_loop(claims: kopf.Index[str, ClaimEntry], waiting: Waitlist, poke: Poke, settings: Settings) -> None:
+    """Every ``recheck_interval`` seconds, one round (waiting resources would wait forever without it)."""
+    await every(
+        settings.recheck_interval,
+        lambda: recheck(claims, waiting, poke, settings.recheck_fallback),
+        "re-check of waiting resources",
+    )

@@ -11,15 +11,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NoReturn, Protocol
 
 import kopf
 
 from extschema import conditions, limits
 from extschema.conditions import Outcome
 from extschema.problems import ProblemError
-from extschema.status_model import ExtensionSchemaStatus, LastMigration
+from extschema.status_model import ExtensionSchemaStatus, LastMigration, LintFinding, PendingPlan
 
 #: Bounds of status.lastMigration.changes in the CRD (see extschema.status_model).
 MAX_CHANGES = limits.MAX_STATUS_CHANGES
@@ -79,7 +79,10 @@ def settle(
     """The one way a handler ends: status + conditions, an event on change, then retry or stall."""
     generation = (body.get("metadata") or {}).get("generation")
     old = (body.get("status") or {}).get("conditions")
-    patch.fns.append(status_fn(outcome, generation, fields or {}))
+    fields = dict(fields or {})
+    if outcome.reason != APPROVAL_REQUIRED:
+        fields.setdefault(PENDING_PLAN, None)  # present only while a plan waits for its approval
+    patch.fns.append(status_fn(outcome, generation, fields))
     if conditions.changed(old, outcome) or event:
         normal = outcome.phase in ("ready", "idle")
         kopf.event(
@@ -163,3 +166,76 @@ def unchanged_message(body: Mapping[str, Any], message: str) -> str:
     if old is not None and old.get("reason") == "Applied":
         return str(old.get("message"))
     return message
+
+
+# --- plans waiting for approval -------------------------------------------------------------------
+
+APPROVAL_REQUIRED = "ApprovalRequired"
+PENDING_PLAN = "pendingPlan"
+MAX_LINT = limits.MAX_STATUS_LINT_FINDINGS
+
+
+class Pending(Protocol):
+    """A plan waiting for approval, as ``reconcile.ApprovalRequired.pending`` holds them."""
+
+    @property
+    def plugin_id(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
+    @property
+    def op_class(self) -> str: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def destructive(self) -> bool: ...
+
+
+class Finding(Protocol):
+    """A squawk finding, as ``engine.lint.lint`` returns them."""
+
+    @property
+    def rule(self) -> str: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def statement(self) -> int | None: ...
+
+
+def pending_of(error: BaseException, plugin_id: str) -> Pending | None:
+    """The plan of *plugin_id* an ApprovalRequired error waits for (None for any other error)."""
+    if not isinstance(error, ProblemError) or error.kind != "approval":
+        return None
+    pending: Sequence[Pending] = getattr(error, "pending", ())
+    return next((p for p in pending if p.plugin_id == plugin_id), next(iter(pending), None))
+
+
+def approval_outcome(pending: Pending, approved: str | None) -> Outcome:
+    """ApprovalRequired, saying what to approve, and that an approval of another plan was ignored."""
+    message = (
+        f"plan {pending.hash} needs approval ({pending.op_class}): {pending.summary}; "
+        f"set spec.approvedPlanHash to {pending.hash} to apply exactly this plan"
+    )
+    if approved and approved != pending.hash:
+        message = (
+            f"spec.approvedPlanHash {approved} is ignored: it approves another plan, and the current plan is "
+            f"{pending.hash}. {message[0].upper()}{message[1:]}"
+        )
+    return Outcome(APPROVAL_REQUIRED, message)
+
+
+def pending_fields(pending: Pending, findings: Iterable[Finding] = ()) -> dict[str, Any]:
+    """``status.pendingPlan``, built through the status model (bounded as the CRD declares)."""
+    lint = [
+        LintFinding(rule=f.rule[:128], level=f.level[:16], message=f.message[:MAX_CHANGE], statement=f.statement)
+        for f in findings
+    ][:MAX_LINT]
+    plan = PendingPlan(
+        hash=pending.hash,
+        summary=pending.summary[: limits.MAX_CONDITION_MESSAGE],
+        destructive=pending.destructive,
+        plan_class="destructive" if pending.op_class == "destructive" else "rewriting",
+        lint=lint or None,
+    )
+    return {PENDING_PLAN: plan.dump()}
