@@ -342,6 +342,132 @@ def repair(plugin: str, database: str | None, output: str) -> None:
             click.echo(f"re-recorded checksums of {', '.join(repaired)}" if repaired else "all checksums already match")
 
 
+def _age(seconds: float) -> str:
+    """A backup's age for people: the two largest units (``3d 4h``, ``12m``)."""
+    left, parts = int(seconds), list[str]()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return " ".join(parts[:2])
+
+
+def _backup_lines(records: Sequence[dict[str, Any]]) -> None:
+    for r in records:
+        source = r["sourceTable"] + (f".{r['sourceColumn']}" if r["sourceColumn"] else " (table)")
+        click.echo(
+            f"{escape(r['pluginId']):<24} {escape(r['migrationId'])} {escape(source):<32} {r['rows']:>9} rows "
+            f"{_age(r['ageSeconds']):>7}  {escape(r['backupTable'])}"
+        )
+
+
+class _PluginOrCommand(click.Group):
+    """``backups [PLUGIN] [-o json]`` lists, ``backups prune ...`` prunes: a first word naming a
+    subcommand is that subcommand, any other word is the group's PLUGIN."""
+
+    allow_interspersed_args = True
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands:
+            super().parse_args(ctx, [])  # the group's own parameters at their defaults
+            ctx._protected_args, ctx.args = args[:1], args[1:]
+            return ctx.args
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_PluginOrCommand, invoke_without_command=True)
+@click.argument("plugin", required=False)
+@database_option
+@output_option
+@click.pass_context
+def backups(ctx: click.Context, plugin: str | None, database: str | None, output: str) -> None:
+    """Backups taken before destructive migrations: migration, source, rows, age, backup table."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from extschema.engine import backups as taken
+    from extschema.engine.registry import now
+
+    with _reported(output), _engine(database) as engine:
+        at = now()
+        records = [b.as_dict(at) for b in taken.listed(engine, plugin)]
+        if output == "json":
+            _emit_json({"ok": True, "backups": records})
+            return
+        if not records:
+            click.echo("no backups recorded")
+        _backup_lines(records)
+
+
+@backups.command("prune")
+@click.option("--older-than", "older_than", required=True, metavar="AGE", help="Age such as 30d, 12h, 90m, 2w.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be pruned.")
+@database_option
+@output_option
+def backups_prune(older_than: str, dry_run: bool, database: str | None, output: str) -> None:
+    """Drop backup tables older than AGE and forget them."""
+    from extschema.engine import backups as taken
+    from extschema.engine.registry import now
+
+    try:
+        age = taken.parse_duration(older_than)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--older-than") from None
+    with _reported(output), _engine(database) as engine:
+        at = now()
+        records = [b.as_dict(at) for b in taken.prune(engine, age, dry_run)]
+        if output == "json":
+            _emit_json({"ok": True, "dryRun": dry_run, "pruned": records})
+            return
+        verb = "would prune" if dry_run else "pruned"
+        click.echo(f"{verb} {len(records)} backup(s) older than {escape(older_than)}")
+        _backup_lines(records)
+
+
+@main.command()
+@click.argument("migration_id")
+@click.option("--plugin", "-p", metavar="PLUGIN", help="The plugin whose migration it is (when several have that id).")
+@database_option
+@output_option
+def restore(migration_id: str, plugin: str | None, database: str | None, output: str) -> None:
+    """Copy a migration's backed-up rows and values back into the plugin's current tables."""
+    from extschema.engine import backups as taken
+
+    with _reported(output), _engine(database) as engine:
+        _print_results(taken.restore(engine, migration_id, plugin), output)
+
+
+@main.command()
+@click.argument("plugin", required=False)
+@click.option("--repair", is_flag=True, help="Re-create missing tables, columns, indexes and enum types.")
+@database_option
+@output_option
+def drift(plugin: str | None, repair: bool, database: str | None, output: str) -> None:
+    """Compare the database's plugin objects with the applied specs; exit 1 when they differ."""
+    from extschema import reconcile
+    from extschema.engine import drift as found
+
+    if repair and plugin is None:
+        raise click.UsageError("--repair needs the PLUGIN to repair")
+    with _reported(output), _engine(database) as engine:
+        repaired = found.repair(engine, plugin) if repair and plugin is not None else []
+        reports = reconcile.drift(engine, plugin)
+        in_sync = all(r.in_sync for r in reports)
+        if output == "json":
+            plugins = [r.as_dict() for r in reports]
+            _emit_json({"ok": True, "inSync": in_sync, "repaired": repaired, "plugins": plugins})
+        else:
+            for line in repaired:
+                click.echo(f"repaired: {escape(line)}")
+            if not reports:
+                click.echo("no plugins registered")
+            for report in reports:
+                click.echo(f"{escape(report.plugin_id)}: {'in sync' if report.in_sync else 'DRIFT'}")
+                for difference in report.differences:
+                    click.echo(f"  {difference.kind} {escape(difference.object)}: {escape(difference.detail)}")
+        if not in_sync:
+            sys.exit(EXIT_INVALID)
+
+
 @main.command()
 @click.option("--write", is_flag=True, help="Write crds/*.yaml and charts/extschema/crds/*.yaml instead of printing.")
 @click.option(

@@ -67,6 +67,8 @@ CATALOG: dict[str, str] = {
     "ES304": "Migration history checksum mismatch",
     "ES305": "Nothing to roll back",
     "ES306": "Plugin not registered",
+    "ES314": "No backup for that migration",
+    "ES315": "Restore target missing",
     "ES401": "Database unreachable",
     "ES402": "Migration failed in the database",
     "ES403": "Temporary database error (retry)",

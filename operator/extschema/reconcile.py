@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from extschema import conflicts, model, planning
 from extschema.dialects import RenderedPlan
 from extschema.engine import ApplyResult, Engine, Registration, StalePlan, registered_by_another
+from extschema.engine import drift as engine_drift
 from extschema.loading import (
     Loaded,
     from_object,
@@ -42,6 +43,7 @@ __all__ = [
     "check",
     "database_url",
     "delete",
+    "drift",
     "from_object",
     "load",
     "locate",
@@ -410,3 +412,9 @@ def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyR
         f"plugin {plugin_id!r} kept changing while it was being deleted; try again",
         kind=Kind.RETRYABLE,
     )
+
+
+def drift(engine: Engine, plugin_id: str | None = None) -> list[engine_drift.DriftReport]:
+    """Drift of one plugin, or of every registered plugin, against its registered spec."""
+    ids = [plugin_id] if plugin_id is not None else [r.plugin_id for r in engine.registrations()]
+    return [engine_drift.detect(engine, p) for p in ids]

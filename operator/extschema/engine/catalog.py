@@ -6,14 +6,14 @@ skips objects already gone), so these reads never trust the registry and never w
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 import sqlalchemy as sa
 
-from extschema import naming
+from extschema import model, naming, planning
 from extschema.dialects import Dialect
 from extschema.engine.connection import Database
-from extschema.model import FieldType
+from extschema.model import ExtensionSchemaSpec, FieldType
 
 #: Table name prefixes that are extschema's own, never the host application's.
 _OWN_PREFIXES = ("ext_", "extension_", naming.BACKUP_SCHEMA, "sqlite_")
@@ -58,3 +58,15 @@ def plugin_objects(database: Database, plugin_id: str) -> list[str]:
 def plugin_tables(conn: sa.Connection, dialect: Dialect, plugin_id: str) -> list[str]:
     """:func:`physical_tables`, read in *conn*'s transaction (a migration's, under its lock)."""
     return dialect.plugin_tables(sa.inspect(conn), plugin_id)
+
+
+def reference_types(
+    database: Database, registered: Iterable[ExtensionSchemaSpec], spec: ExtensionSchemaSpec
+) -> dict[tuple[str, str], dict[str, FieldType | None]]:
+    """What resolving *spec* outside reconcile needs (a restore re-applying it, drift comparing it):
+    the core tables it references, as they are now, and the columns of the *registered* plugins."""
+    targets = (model.parse_target(rel.target, spec.plugin_id) for rel in spec.relationships)
+    found = core_catalog(database, {t.table for t in targets if t is not None and t.is_core})
+    for other in [*registered, spec]:
+        found.update(planning.reference_types_of(other))
+    return found

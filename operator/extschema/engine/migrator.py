@@ -29,7 +29,15 @@ from extschema import limits, model, planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog
 from extschema.engine.connection import Database
-from extschema.engine.registry import ENDING_KINDS, MigrationRecord, Registration, Registry, now, statements_of
+from extschema.engine.registry import (
+    ENDING_KINDS,
+    MigrationRecord,
+    Registration,
+    Registry,
+    backup_refs,
+    now,
+    statements_of,
+)
 from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.planning import Plan
 from extschema.problems import Problem, ProblemError
@@ -369,6 +377,8 @@ class _Apply(_Migration):
             "executed", self.started, duration, None,
         )  # fmt: skip
         registry.register(conn, self.owner, self.spec, self.tables, exists=self.current is not None)
+        refs = backup_refs(self.engine.dialect, self.plan, f"m{migration_id}")
+        registry.record_backups(conn, self.spec.plugin_id, migration_id, refs)
         return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
 
 
@@ -457,4 +467,6 @@ class _Delete(_Migration):
             rendered, "executed", now(), duration, None,
         )  # fmt: skip
         registry.unregister(conn, self.plugin_id)
+        refs = backup_refs(self.engine.dialect, self.plan, f"m{migration_id}", self.missing)
+        registry.record_backups(conn, self.plugin_id, migration_id, refs)
         return ApplyResult(self.plugin_id, True, migration_id, description, duration)

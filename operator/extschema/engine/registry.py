@@ -1,5 +1,6 @@
-"""The registry: which plugins a database holds (``extension_schemas``) and every migration run on them
-(``extension_migrations``), with their SQL, rollback SQL and checksums.
+"""The registry: which plugins a database holds (``extension_schemas``), every migration run on them
+(``extension_migrations``), with their SQL, rollback SQL and checksums, and the backups those
+migrations took before destroying data (``extension_backups``).
 
 The registry is the idempotency record for both the CLI and the operator. Reads never create it:
 a database without registry tables simply has no plugins yet, so read-only commands change
@@ -15,17 +16,18 @@ import datetime
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import Any, Protocol
 
 import pydantic
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from extschema import limits
-from extschema.dialects import RenderedPlan
+from extschema import limits, planning
+from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine.connection import Database
 from extschema.model import ExtensionSchemaSpec
+from extschema.planning import Plan
 from extschema.problems import ProblemError
 
 STATUSES_SCHEMA = ("pending", "active", "failed")
@@ -104,6 +106,108 @@ def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Ta
         ),
     )
     return metadata, schemas, migrations
+
+
+def _backups_table(metadata: sa.MetaData) -> sa.Table:
+    """One row per backup table a migration filled: what it copied, from where, and how many rows.
+
+    Added after the first two tables: :meth:`Registry.ensure` also creates it in registries
+    written by older versions, and readers treat it as empty until then.
+    """
+    return sa.Table(
+        "extension_backups",
+        metadata,
+        *_keys(unique=False),
+        sa.Column("migration_id", sa.String(limits.REGISTRY_MIGRATION_ID_LENGTH), nullable=False),
+        # Order in which the migration took them: restores run in reverse (referenced tables first).
+        sa.Column("position", sa.Integer, nullable=False),
+        sa.Column("backup_table", sa.Text, nullable=False),
+        sa.Column("source_table", sa.Text, nullable=False),
+        # NULL: the whole table was copied; else the column (with the row ids).
+        sa.Column("source_column", sa.Text),
+        sa.Column("rows", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("plugin_id", "backup_table", name="extension_backups_plugin_table"),
+    )
+
+
+class BackupSource(Protocol):
+    """What a migration backed up (the dialect's ``BackupRef``): the backup table, as qualified
+    text, and the logical table and column it holds."""
+
+    @property
+    def table(self) -> str: ...
+    @property
+    def source_table(self) -> str: ...
+    @property
+    def column(self) -> str | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupRef:
+    """A backup table a migration fills, as the dialect names it (qualified text), and its source."""
+
+    table: str
+    source_table: str
+    column: str | None
+
+
+def backup_refs(dialect: Dialect, plan: Plan, tag: str, missing: Collection[str] = ()) -> list[BackupRef]:
+    """The backup tables :meth:`Dialect.backup` fills for *plan* (whole tables, or id + column),
+    except those of tables in *missing* (physical names: gone already, so not backed up)."""
+    refs: list[BackupRef] = []
+    for op in plan.ops:
+        match op:
+            case planning.DropTable():
+                ref = BackupRef(str(dialect.backup_name(op.plugin_id, op.table.name, tag)), op.table.name, None)
+            case planning.DropColumn():
+                name = dialect.backup_name(op.plugin_id, f"{op.before.name}__{op.column.name}", tag)
+                ref = BackupRef(str(name), op.before.name, op.column.name)
+            case _:
+                continue
+        if str(dialect.namer.table(plan.plugin_id, ref.source_table)) not in missing:
+            refs.append(ref)
+    return refs
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupRecord:
+    """A backup as the registry lists it."""
+
+    plugin_id: str
+    migration_id: str
+    position: int
+    backup_table: str
+    source_table: str
+    source_column: str | None
+    rows: int
+    created_at: datetime.datetime
+
+    def age(self, at: datetime.datetime) -> datetime.timedelta:
+        return at - self.created_at
+
+    def as_dict(self, at: datetime.datetime) -> dict[str, Any]:
+        return {
+            "pluginId": self.plugin_id,
+            "migrationId": self.migration_id,
+            "backupTable": self.backup_table,
+            "sourceTable": self.source_table,
+            "sourceColumn": self.source_column,
+            "rows": self.rows,
+            "createdAt": self.created_at.isoformat(),
+            "ageSeconds": int(self.age(at).total_seconds()),
+        }
+
+
+def physical(text: str) -> tuple[str | None, str]:
+    """A backup table's recorded name (``schema.name`` or ``name``, quoted or not) as schema and name."""
+    parts = [p.strip('"') for p in text.split(".")]
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def aware(stamp: datetime.datetime) -> datetime.datetime:
+    """A stored timestamp in UTC (SQLite hands back the UTC time it was given without its zone)."""
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=datetime.UTC)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +299,10 @@ class Registry:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.metadata, self.schemas, self.migrations = _registry_metadata(database.dialect.registry_schema)
+        self.backups = _backups_table(self.metadata)
         self._exists = False
+        #: Every registry table exists, also those later versions added (checked once by a writer).
+        self._complete = False
         # Parsing every stored spec on every read dominates with hundreds of plugins; specs are
         # immutable per checksum, so parse each once.
         self._specs: dict[str, ExtensionSchemaSpec] = {}
@@ -208,20 +315,29 @@ class Registry:
             self._exists = bool(conn.exec_driver_sql(self.database.dialect.registry_exists_query()).scalar())
         return self._exists
 
+    def has_backups(self, conn: Connection) -> bool:
+        """Whether the backups table exists (registries written before it have none)."""
+        if not self._complete:
+            self._complete = self.exists(conn) and sa.inspect(conn).has_table(
+                self.backups.name, schema=self.backups.schema
+            )
+        return self._complete
+
     def ensure(self) -> None:
-        """Create the registry tables (and what the dialect bootstraps first) unless they exist.
+        """Create the registry tables (and what the dialect bootstraps first) unless they exist,
+        also the tables a registry written by an older version lacks.
 
         Only commands that write call this; reads treat a missing registry as empty.
         """
-        if self._exists:  # checked already (by this call or a read): no transaction just to ask again
+        if self._complete:  # checked already: no transaction just to ask again
             return
         with self.database.transaction(read_only=True) as conn:
-            if self.exists(conn):
+            if self.has_backups(conn):
                 return
         with self.database.transaction() as conn:
             self.database.execute(conn, self.database.dialect.bootstrap())
             self.metadata.create_all(conn, checkfirst=True)
-        self._exists = True
+        self._exists = self._complete = True
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection | None]:
@@ -560,3 +676,55 @@ class Registry:
                 )
                 repaired.append(row.migration_id)
         return repaired
+
+    # --- backups ------------------------------------------------------------------------------
+
+    def record_backups(self, conn: Connection, plugin_id: str, migration_id: str, refs: Sequence[BackupSource]) -> None:
+        """Record the backup tables a migration filled, with their row counts, in its transaction."""
+        stamp = now()
+        for position, ref in enumerate(refs):
+            schema, name = physical(ref.table)
+            rows = conn.execute(sa.select(sa.func.count()).select_from(sa.table(name, schema=schema))).scalar_one()
+            conn.execute(
+                sa.insert(self.backups).values(
+                    id=str(uuid.uuid4()),
+                    plugin_id=plugin_id,
+                    migration_id=migration_id,
+                    position=position,
+                    backup_table=ref.table,
+                    source_table=ref.source_table,
+                    source_column=ref.column,
+                    rows=rows,
+                    created_at=stamp,
+                )
+            )
+
+    def backup_rows(
+        self, conn: Connection, plugin_id: str | None = None, migration_id: str | None = None
+    ) -> list[BackupRecord]:
+        """Recorded backups (of one plugin, of one migration), oldest first; none without the table."""
+        if not self.has_backups(conn):
+            return []
+        b = self.backups
+        query = sa.select(b).order_by(b.c.created_at, b.c.plugin_id, b.c.migration_id, b.c.position)
+        if plugin_id is not None:
+            query = query.where(b.c.plugin_id == plugin_id)
+        if migration_id is not None:
+            query = query.where(b.c.migration_id == migration_id)
+        return [
+            BackupRecord(
+                plugin_id=row.plugin_id,
+                migration_id=row.migration_id,
+                position=row.position,
+                backup_table=row.backup_table,
+                source_table=row.source_table,
+                source_column=row.source_column,
+                rows=row.rows,
+                created_at=aware(row.created_at),
+            )
+            for row in conn.execute(query)
+        ]
+
+    def forget_backup(self, conn: Connection, record: BackupRecord) -> None:
+        b = self.backups
+        conn.execute(sa.delete(b).where(b.c.plugin_id == record.plugin_id, b.c.backup_table == record.backup_table))

@@ -1,0 +1,257 @@
+"""Backups of destroyed data: listing them, pruning old ones, and restoring one migration's.
+
+Before a migration drops a table or a column, the dialect copies the data into a backup table
+(``extschema_backup.*`` on PostgreSQL, ``extschema_backup__*`` tables on SQLite) in the same
+transaction, and the registry records each backup with its row count (``extension_backups``).
+
+A restore copies a migration's backups back into the plugin's *current* tables, by row id: rows
+of a whole-table backup whose id is absent are inserted; a column backup sets the column of every
+row whose id it holds. It runs like any migration — under the plugin's lock, in one transaction,
+recorded in the history (kind ``restore``) — and refuses (ES315) when a target table or column
+does not exist, naming it, before anything is copied. The one exception to "current tables" is
+the restore of a ``delete`` migration when the plugin is not registered: the spec recorded with
+the delete is applied first (a normal ``apply`` migration, by the same owner), then its rows are
+restored. See docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from extschema import planning
+from extschema.dialects import Dialect, RenderedPlan
+from extschema.engine import catalog, migrator
+from extschema.engine.registry import BackupRecord, MigrationRecord, Registration, now, physical
+from extschema.model import ExtensionSchemaSpec
+from extschema.naming import PhysicalName
+from extschema.problems import Kind, Problem, ProblemError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` as a time span; a usage error (ES404-free) otherwise."""
+    found = _DURATION.match(text)
+    if found is None:
+        raise ValueError(f"{text!r} is not a duration; write a number and a unit: 30d, 12h, 90m, 2w or 45s")
+    return datetime.timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
+
+
+def listed(engine: migrator.Engine, plugin_id: str | None = None) -> list[BackupRecord]:
+    """The recorded backups (of one plugin), oldest first; reads only."""
+    with engine.registry.reading() as conn:
+        return [] if conn is None else engine.registry.backup_rows(conn, plugin_id)
+
+
+def prune(engine: migrator.Engine, older_than: datetime.timedelta, dry_run: bool = False) -> list[BackupRecord]:
+    """Drop the backup tables older than *older_than* and forget them; returns what was (or would be) pruned.
+
+    Each plugin's backups go in one transaction under the plugin's migration lock, so a restore
+    never reads a backup half way through being dropped.
+    """
+    cutoff = now() - older_than
+    old = [b for b in listed(engine) if b.created_at < cutoff]
+    if dry_run or not old:
+        return old
+    dialect = engine.dialect
+    for plugin_id in sorted({b.plugin_id for b in old}):
+        with engine.database.transaction() as conn:
+            engine._lock(conn, plugin_id)
+            for record in old:
+                if record.plugin_id == plugin_id:
+                    name = PhysicalName(*physical(record.backup_table))
+                    engine.database.execute(conn, [f"DROP TABLE IF EXISTS {dialect.qualified(name)}"])
+                    engine.registry.forget_backup(conn, record)
+    return old
+
+
+# --- restore ----------------------------------------------------------------------------------
+
+
+def _no_backup(migration_id: str, plugin_id: str | None, why: str, kind: Kind = Kind.REFUSED) -> ProblemError:
+    where = f"migration {migration_id}" + (f" of plugin {plugin_id!r}" if plugin_id else "")
+    return ProblemError.one("ES314", "MIGRATION_ID", f"{where}: {why}; `extschema backups` lists them", kind=kind)
+
+
+def restore(engine: migrator.Engine, migration_id: str, plugin_id: str | None = None) -> list[migrator.ApplyResult]:
+    """Copy *migration_id*'s backups back into the plugin's current tables (see the module's docstring).
+
+    Returns the migrations run: the re-apply of a deleted plugin's spec (if needed), then the restore.
+    """
+    with engine.registry.reading() as conn:
+        records = [] if conn is None else engine.registry.backup_rows(conn, plugin_id, migration_id)
+        history = [] if conn is None else engine.registry.history_rows(conn, plugin_id)
+    if not records:
+        ran = [r for r in history if r.migration_id == migration_id]
+        why = "took no backup (it destroyed no data)" if ran else "no such migration has a backup"
+        raise _no_backup(migration_id, plugin_id, why)
+    plugins = sorted({r.plugin_id for r in records})
+    if len(plugins) > 1:
+        raise _no_backup(
+            migration_id, None, f"several plugins have backups of it ({', '.join(plugins)}); choose one with --plugin",
+            Kind.USAGE,
+        )  # fmt: skip
+    plugin = plugins[0]
+    origin = next(r for r in history if r.plugin_id == plugin and r.migration_id == migration_id)
+    results = []
+    if engine.registration(plugin) is None:
+        results.append(_reapply(engine, plugin, origin))
+    results.append(engine._migrate(plugin, _Restore(engine, plugin, migration_id), foreign_keys_off=False))
+    return results
+
+
+def _reapply(engine: migrator.Engine, plugin_id: str, origin: MigrationRecord) -> migrator.ApplyResult:
+    """Apply the spec recorded with the delete migration *origin*, so its rows have tables to go back to."""
+    if origin.kind != "delete":
+        raise ProblemError.one(
+            "ES315",
+            "MIGRATION_ID",
+            f"plugin {plugin_id!r} is not registered, so migration {origin.migration_id} ({origin.kind}) has no "
+            "tables to restore into; apply the plugin's spec first, or restore the delete migration that removed it "
+            "(which re-applies its spec)",
+            kind=Kind.REFUSED,
+        )
+    with engine.database.transaction(read_only=True) as conn:
+        row = engine.registry.migration_row(conn, plugin_id, origin.migration_id)
+        spec = engine.registry.guarded(
+            conn, plugin_id, lambda: ExtensionSchemaSpec.model_validate(row.schema_definition)
+        )
+        owner = str(row.owner)
+    refs = catalog.reference_types(engine.database, [r.spec for r in engine.registrations()], spec)
+    plan = planning.plan(None, spec, refs)
+    tables = migrator.registered_tables(engine.dialect, spec)
+    return engine.apply(owner, spec, plan, None, tables)
+
+
+@dataclasses.dataclass
+class _Copy:
+    """The statements restoring one backup, and what they restore (counted under the lock)."""
+
+    statements: list[str]
+    description: str
+
+
+class _Restore(migrator._Migration):
+    kind = "restore"
+
+    def __init__(self, engine: migrator.Engine, plugin_id: str, source: str) -> None:
+        self.engine, self.plugin_id, self.source = engine, plugin_id, source
+        self.started = now()
+        self.description: list[str] = []
+
+    def check(self, conn: Connection, current: Registration | None) -> migrator.ApplyResult | None:
+        if current is None:  # deleted since the restore was asked for
+            raise migrator._not_registered(self.plugin_id)
+        self.current = current
+        return None
+
+    def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
+        records = self.engine.registry.backup_rows(conn, self.plugin_id, self.source)
+        if not records:  # pruned since it was read
+            raise _no_backup(self.source, self.plugin_id, "its backups were pruned")
+        inspector = sa.inspect(conn)
+        problems: list[Problem] = []
+        copies: list[_Copy] = []
+        # Reverse order: a delete backs up dependents first; referenced tables must be filled first.
+        for record in sorted(records, key=lambda r: r.position, reverse=True):
+            try:
+                copies.append(_copy(conn, inspector, self.engine.dialect, record))
+            except ProblemError as error:
+                problems.extend(error.problems)
+        if problems:
+            raise ProblemError(problems, kind=Kind.REFUSED)
+        self.description = [c.description for c in copies]
+        return RenderedPlan(tuple(s for c in copies for s in c.statements), ())
+
+    def record(
+        self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int
+    ) -> migrator.ApplyResult:
+        assert self.current is not None
+        description = [f"restored backups of migration {self.source}", *self.description]
+        self.engine.registry.record(
+            conn, self.plugin_id, migration_id, "restore", self.current.owner, self.current.spec, description,
+            rendered, "executed", self.started, duration, None,
+        )  # fmt: skip
+        return migrator.ApplyResult(self.plugin_id, True, migration_id, description, duration)
+
+
+def _columns(inspector: sa.Inspector, name: PhysicalName) -> dict[str, Any] | None:
+    """A table's reflected columns by name, or None when it does not exist."""
+    if not inspector.has_table(name.name, schema=name.schema):
+        return None
+    return {c["name"]: c for c in inspector.get_columns(name.name, schema=name.schema)}
+
+
+def _missing_target(record: BackupRecord, what: str, fix: str) -> ProblemError:
+    return ProblemError.one(
+        "ES315",
+        record.source_table if record.source_column is None else f"{record.source_table}.{record.source_column}",
+        f"cannot restore {record.backup_table} of migration {record.migration_id}: {what} does not exist; {fix}, "
+        "then run the restore again",
+        kind=Kind.REFUSED,
+    )
+
+
+def _copy(conn: Connection, inspector: sa.Inspector, dialect: Dialect, record: BackupRecord) -> _Copy:
+    backup = PhysicalName(*physical(record.backup_table))
+    target = dialect.namer.table(record.plugin_id, record.source_table)
+    saved = _columns(inspector, backup)
+    if saved is None:
+        raise _no_backup(
+            record.migration_id, record.plugin_id, f"its backup table {record.backup_table} no longer exists"
+        )
+    present = _columns(inspector, target)
+    if present is None:
+        raise _missing_target(
+            record,
+            f"table {record.source_table} ({target})",
+            "roll back the migration that dropped it or add the table to the spec again and apply",
+        )
+    b, t = dialect.qualified(backup), dialect.qualified(target)
+    if record.source_column is not None:
+        column = record.source_column
+        if column not in present:
+            raise _missing_target(
+                record,
+                f"column {record.source_table}.{column}",
+                "roll back the migration that dropped it or add the field to the spec again and apply",
+            )
+        found = conn.execute(sa.text(f"SELECT count(*) FROM {t} WHERE id IN (SELECT id FROM {b})")).scalar_one()
+        quoted = dialect.quote(column)
+        value = _value(dialect, f"{b}.{quoted}", present[column])
+        statement = f"UPDATE {t} SET {quoted} = (SELECT {value} FROM {b} WHERE {b}.id = {t}.id) "
+        statement += f"WHERE id IN (SELECT id FROM {b})"
+        return _Copy([statement], f"restored {found} value(s) of {record.source_table}.{column}")
+    shared = [name for name in present if name in saved]
+    left = [name for name in saved if name not in present]
+    names = ", ".join(dialect.quote(n) for n in shared)
+    values = ", ".join(_value(dialect, f"{b}.{dialect.quote(n)}", present[n]) for n in shared)
+    absent = f"NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)"
+    found = conn.execute(sa.text(f"SELECT count(*) FROM {b} WHERE {absent}")).scalar_one()
+    statements = [f"INSERT INTO {t} ({names}) SELECT {values} FROM {b} WHERE {absent}"]
+    if present["id"].get("identity") is not None:
+        # An identity column does not see ids inserted explicitly: move it past them.
+        sequence = f"pg_get_serial_sequence({dialect.literal(t)}, 'id')"
+        statements.append(
+            f"SELECT setval({sequence}, top) FROM (SELECT max(id) AS top FROM {t}) AS restored "
+            f"WHERE top > COALESCE(pg_sequence_last_value({sequence}::regclass), 0)"
+        )
+    description = f"restored {found} row(s) of {record.source_table}"
+    if left:
+        description += f" (not restored, no longer in the table: {', '.join(left)})"
+    return _Copy(statements, description)
+
+
+def _value(dialect: Dialect, expression: str, target: dict[str, Any]) -> str:
+    """A backed-up value as the target column takes it: enum values are kept as text in backups."""
+    if isinstance(target["type"], sa.Enum) and target["type"].name:
+        type_sql = dialect.sa_dialect.type_compiler_instance.process(target["type"])
+        return f"CAST({expression} AS {type_sql})"
+    return expression

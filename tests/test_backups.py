@@ -1,0 +1,184 @@
+"""Backups before destructive steps: recorded, listed, pruned, restored — every row back (issue 8, item 5)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from pathlib import Path
+
+import pytest
+
+from extschema import planning
+from extschema.engine import Engine
+from extschema.model import ExtensionSchemaSpec
+from tests.helpers import execute, ext_table, run, tables, write_schema
+
+ROWS = 120
+
+V1 = """
+pluginId: shop
+version: 1.0.0
+enums:
+  - {name: state, values: [new, done]}
+tables:
+  - name: customer
+    fields: [{name: name, type: String, required: true}]
+  - name: order
+    fields:
+      - {name: title, type: String, required: true}
+      - {name: note, type: Text}
+      - {name: state, type: Enum, enum: state, required: true, default: new}
+relationships:
+  - {source: order, target: customer, type: ManyToOne}
+deletionPolicy: Drop
+"""
+V2 = V1.replace("1.0.0", "2.0.0").replace("      - {name: note, type: Text}\n", "")
+
+
+def _apply(url: str, directory: Path, body: str) -> None:
+    directory.mkdir(exist_ok=True)
+    outcome = run("apply", str(write_schema(directory, "shop", body)), "-d", url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+
+
+def _fill(url: str) -> list[tuple[object, ...]]:
+    customer, order = ext_table(url, "shop", "customer"), ext_table(url, "shop", "order")
+    execute(url, f"INSERT INTO {customer} (name) VALUES ('ann'), ('bob')")
+    for i in range(ROWS):
+        state = "done" if i % 3 else "new"
+        note = None if i % 7 == 0 else f"note {i} 'quoted'"
+        execute(
+            url,
+            f"INSERT INTO {order} (title, note, state, customer_id) VALUES (:t, :n, :s, :c)",
+            {"t": f"order {i}", "n": note, "s": state, "c": 1 + i % 2},
+        )
+    return _orders(url)
+
+
+def _orders(url: str, columns: str = "id, title, note, state, customer_id") -> list[tuple[object, ...]]:
+    return [tuple(r) for r in execute(url, f"SELECT {columns} FROM {ext_table(url, 'shop', 'order')} ORDER BY id")]
+
+
+def _drop_note(url: str) -> str:
+    """Apply V2 through the engine with a plan dropping order.note (as the full planner plans it)."""
+    engine = Engine(url)
+    try:
+        registration = engine.registration("shop")
+        assert registration is not None
+        refs: dict[tuple[str, str], dict[str, object]] = {}
+        before = planning.resolve(registration.spec, refs)  # type: ignore[arg-type]
+        spec = ExtensionSchemaSpec.model_validate({**registration.spec.model_dump(by_alias=True), "version": "2.0.0"})
+        old = before.table("order")
+        assert old is not None and (note := old.column("note")) is not None
+        after = dataclasses.replace(old, columns=tuple(c for c in old.columns if c.name != "note"))
+        spec = spec.model_copy(
+            update={
+                "tables": [
+                    t.model_copy(update={"fields": [f for f in t.fields if f.name != "note"]}) for t in spec.tables
+                ]
+            }
+        )
+        plan = planning.Plan("shop", (planning.DropColumn("shop", old, after, note),))
+        tables_now = [str(engine.dialect.namer.table("shop", t.name)) for t in before.tables]
+        result = engine.apply(registration.owner, spec, plan, registration.checksum, tables_now)
+        assert result.migration_id is not None
+        return result.migration_id
+    finally:
+        engine.close()
+
+
+def test_drop_column_backup_is_recorded_and_restore_returns_every_value(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    original = _fill(db_url)
+    migration = _drop_note(db_url)
+    listed = run("backups", "shop", "-d", db_url, "-o", "json").json()["backups"]
+    assert [(b["migrationId"], b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed] == [
+        (migration, "order", "note", ROWS)
+    ]
+    assert "order.note" in run("backups", "-d", db_url).stdout
+    # The column is gone: restoring refuses, naming what is missing and how to get it back.
+    refused = run("restore", migration, "-d", db_url)
+    assert refused.exit_code == 1 and "ES315" in refused.stderr and "order.note" in refused.stderr, refused.stderr
+    assert "add the field to the spec again" in refused.stderr
+    assert run("rollback", "shop", "-d", db_url).exit_code == 0  # re-adds the column (empty, or refilled)
+    restored = run("restore", migration, "-d", db_url, "-o", "json")
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert _orders(db_url) == original
+    history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+    assert history[-1]["kind"] == "restore" and history[-1]["status"] == "executed"
+    assert f"restored {ROWS} value(s) of order.note" in history[-1]["description"]
+
+
+def test_delete_backs_up_every_table_and_restore_brings_the_plugin_and_its_rows_back(
+    db_url: str, tmp_path: Path
+) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    original = _fill(db_url)
+    customers = execute(db_url, f"SELECT id, name FROM {ext_table(db_url, 'shop', 'customer')} ORDER BY id")
+    deleted = run("delete", "shop", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    assert not any(t.endswith(("shop.order", "shop__order")) for t in tables(db_url))
+    listed = run("backups", "-d", db_url, "-o", "json").json()["backups"]
+    assert sorted((b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed) == [
+        ("customer", None, 2),
+        ("order", None, ROWS),
+    ]
+    restored = run("restore", deleted, "--plugin", "shop", "-d", db_url, "-o", "json")
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert [r["changes"][0] for r in restored.json()["results"]][1] == f"restored backups of migration {deleted}"
+    assert _orders(db_url) == original
+    assert execute(db_url, f"SELECT id, name FROM {ext_table(db_url, 'shop', 'customer')} ORDER BY id") == customers
+    # New rows get new ids (the identity moved past the restored ones on PostgreSQL).
+    execute(db_url, f"INSERT INTO {ext_table(db_url, 'shop', 'order')} (title, customer_id) VALUES ('new', 1)")
+    assert execute(db_url, f"SELECT max(id) FROM {ext_table(db_url, 'shop', 'order')}") == [(ROWS + 1,)]
+    history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+    assert [m["kind"] for m in history] == ["apply", "delete", "apply", "restore"]
+    # Restoring again inserts nothing twice: only rows whose id is absent.
+    again = run("restore", deleted, "-d", db_url)
+    assert again.exit_code == 0 and "restored 0 row(s) of order" in again.stdout, again.stdout
+    assert len(_orders(db_url)) == ROWS + 1
+
+
+def test_restore_of_an_unknown_migration_is_es314(db_url: str, tmp_path: Path) -> None:
+    assert "ES314" in run("restore", "0001", "-d", db_url).stderr  # no registry at all: nothing created
+    assert not any("extension_" in t for t in tables(db_url))
+    _apply(db_url, tmp_path / "v1", V1)
+    outcome = run("restore", "0001", "-d", db_url)
+    assert outcome.exit_code == 1 and "ES314" in outcome.stderr and "took no backup" in outcome.stderr
+    assert "ES314" in run("restore", "0042", "-d", db_url).stderr
+
+
+def test_prune_drops_old_backup_tables_and_their_records(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    migration = _drop_note(db_url)
+    backup = [t for t in tables(db_url) if "extschema_backup" in t]
+    assert len(backup) == 1
+    assert run("backups", "prune", "--older-than", "30d", "-d", db_url, "-o", "json").json()["pruned"] == []
+    registry = "extension_backups" if db_url.startswith("sqlite") else "extschema.extension_backups"
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=31)
+    execute(db_url, f"UPDATE {registry} SET created_at = :t", {"t": past})
+    dry = run("backups", "prune", "--older-than", "30d", "--dry-run", "-d", db_url, "-o", "json").json()
+    assert [b["migrationId"] for b in dry["pruned"]] == [migration] and dry["dryRun"] is True
+    assert backup[0] in tables(db_url)
+    pruned = run("backups", "prune", "--older-than", "30d", "-d", db_url)
+    assert pruned.exit_code == 0 and "pruned 1 backup(s)" in pruned.stdout, pruned.stdout
+    assert backup[0] not in tables(db_url)
+    assert run("backups", "-d", db_url, "-o", "json").json()["backups"] == []
+    assert "ES314" in run("restore", migration, "-d", db_url).stderr
+
+
+@pytest.mark.parametrize("age", ["30", "d", "1y", "-3d"])
+def test_prune_refuses_a_malformed_age(sqlite_url: str, age: str) -> None:
+    outcome = run("backups", "prune", "--older-than", age, "-d", sqlite_url)
+    assert outcome.exit_code == 2 and "30d" in outcome.stderr
+
+
+def test_a_registry_from_an_older_version_gets_the_backups_table(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    registry = "extension_backups" if db_url.startswith("sqlite") else "extschema.extension_backups"
+    execute(db_url, f"DROP TABLE {registry}")
+    assert run("backups", "-d", db_url, "-o", "json").json()["backups"] == []  # reading creates nothing
+    assert not any(t.endswith("extension_backups") for t in tables(db_url))
+    _fill(db_url)
+    _drop_note(db_url)  # a writer completes the registry, then records its backup
+    assert [b["rows"] for b in run("backups", "-d", db_url, "-o", "json").json()["backups"]] == [ROWS]

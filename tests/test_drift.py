@@ -1,0 +1,141 @@
+"""Drift: the database's actual plugin objects against the registered spec, on both databases (issue 8, item 8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from extschema.engine import Engine, drift
+from tests.helpers import execute, ext_table, run, tables, write_schema
+
+#: Every field type, a required field, a unique field, a declared index, a unique constraint, a
+#: many-to-one inside the plugin (FK column + its index) and a many-to-many (join table).
+EVERYTHING = """
+pluginId: kit
+version: 1.0.0
+enums:
+  - {name: level, values: [low, high]}
+tables:
+  - name: box
+    fields:
+      - {name: label, type: String, required: true, validation: {maxLength: 80}}
+      - {name: body, type: Text}
+      - {name: count, type: Int, default: 0, required: true}
+      - {name: big, type: BigInt}
+      - {name: ratio, type: Float}
+      - {name: done, type: Boolean}
+      - {name: day, type: Date}
+      - {name: at, type: DateTime}
+      - {name: price, type: Decimal, precision: 10, scale: 2}
+      - {name: extra, type: Json}
+      - {name: ref, type: Uuid}
+      - {name: level, type: Enum, enum: level, default: low}
+      - {name: code, type: String, unique: true}
+    indexes:
+      - {fields: [level, label]}
+    uniqueConstraints:
+      - {fields: [label, day]}
+  - name: item
+    fields: [{name: name, type: String}]
+  - name: tag
+    fields: [{name: name, type: String}]
+relationships:
+  - {source: item, target: box, type: ManyToOne}
+  - {source: item, target: tag, type: ManyToMany}
+"""
+
+
+def _apply(url: str, directory: Path) -> None:
+    outcome = run("apply", str(write_schema(directory, "kit", EVERYTHING)), "-d", url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+
+
+def _drift(url: str, *args: str) -> tuple[int, dict[str, object]]:
+    outcome = run("drift", *args, "-d", url, "-o", "json")
+    return outcome.exit_code, outcome.json()
+
+
+def _objects(url: str) -> set[str]:
+    _, found = _drift(url, "kit")
+    plugins = found["plugins"]
+    assert isinstance(plugins, list)
+    return {f"{d['kind']} {d['object']}" for p in plugins for d in p["differences"]}
+
+
+def test_a_freshly_applied_plugin_is_in_sync(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path)
+    code, found = _drift(db_url)
+    assert (code, found["inSync"]) == (0, True), found
+    text = run("drift", "-d", db_url)
+    assert text.exit_code == 0 and "kit: in sync" in text.stdout
+
+
+def test_drift_names_a_column_added_by_hand_a_missing_index_and_a_dropped_table(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path)
+    box = ext_table(db_url, "kit", "box")
+    execute(db_url, f"INSERT INTO {box} (label, code) VALUES ('a', 'A1'), ('b', 'B2')")
+    execute(db_url, f"ALTER TABLE {box} ADD COLUMN dba_note TEXT")
+    index = "box_level_label_idx" if db_url.startswith("postgresql") else "ext_kit__box_level_label_idx"
+    execute(db_url, f'DROP INDEX {"ext_kit." if db_url.startswith("postgresql") else ""}"{index}"')
+    execute(db_url, f"DROP TABLE {ext_table(db_url, 'kit', 'item_tag')}")
+    code, found = _drift(db_url, "kit")
+    assert code == 1 and found["inSync"] is False
+    assert _objects(db_url) == {"extra column box.dba_note", f"missing index {index}", "missing table item_tag"}
+    text = run("drift", "kit", "-d", db_url)
+    assert text.exit_code == 1
+    assert "extra column box.dba_note" in text.stdout and f"missing index {index}" in text.stdout
+
+
+def test_drift_names_changed_types_nullability_and_enum_values(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path)
+    box = ext_table(db_url, "kit", "box")
+    if db_url.startswith("postgresql"):
+        execute(db_url, f"ALTER TABLE {box} ALTER COLUMN body TYPE VARCHAR(10)")
+        execute(db_url, f"ALTER TABLE {box} ALTER COLUMN label DROP NOT NULL")
+        execute(db_url, 'ALTER TYPE "ext_kit"."level" ADD VALUE \'mid\'')
+        expected = {"changed column box.body", "changed column box.label", "changed enum level"}
+    else:  # SQLite cannot alter a column: a table made by hand in the plugin's prefix
+        execute(db_url, 'CREATE TABLE "ext_kit__scratch" (x INTEGER)')
+        expected = {"extra table ext_kit__scratch"}
+    assert _objects(db_url) == expected
+
+
+def test_repair_recreates_what_is_missing_in_one_recorded_migration_and_keeps_extras(
+    db_url: str, tmp_path: Path
+) -> None:
+    _apply(db_url, tmp_path)
+    box, item = ext_table(db_url, "kit", "box"), ext_table(db_url, "kit", "item")
+    execute(db_url, f"INSERT INTO {box} (label, code) VALUES ('a', 'A1')")
+    execute(db_url, f"ALTER TABLE {box} ADD COLUMN dba_note TEXT")
+    execute(db_url, f"DROP TABLE {ext_table(db_url, 'kit', 'item_tag')}")
+    execute(db_url, f"DROP TABLE {item}")
+    engine = Engine(db_url)
+    try:
+        assert not drift.detect(engine, "kit").in_sync
+        done = drift.repair(engine, "kit")
+        assert any("item_tag" in line for line in done) and any("table item " in line for line in done), done
+        report = drift.detect(engine, "kit")
+        assert [str(d) for d in report.differences] == ["extra column box.dba_note"]
+        assert drift.repair(engine, "kit") == []  # nothing missing any more: no migration
+    finally:
+        engine.close()
+    assert execute(db_url, f"SELECT label FROM {box}") == [("a",)]
+    history = run("history", "kit", "-d", db_url, "-o", "json").json()["migrations"]
+    assert [m["kind"] for m in history] == ["apply", "repair"]
+    assert any(t.endswith("item_tag") for t in tables(db_url))
+
+
+def test_drift_of_an_unregistered_plugin_is_es306(db_url: str) -> None:
+    outcome = run("drift", "nothing", "-d", db_url)
+    assert outcome.exit_code == 1 and "ES306" in outcome.stderr
+    assert run("drift", "-d", db_url).exit_code == 0  # no plugins: nothing drifts
+
+
+@pytest.mark.postgres
+def test_a_dropped_schema_is_missing_and_repaired(pg_url: str, tmp_path: Path) -> None:
+    _apply(pg_url, tmp_path)
+    execute(pg_url, 'DROP SCHEMA "ext_kit" CASCADE')
+    assert {"missing schema ext_kit", "missing enum level", "missing table box"} <= _objects(pg_url)
+    assert run("drift", "kit", "--repair", "-d", pg_url).exit_code == 0
+    assert _objects(pg_url) == set()
