@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from extschema import __version__
-from extschema.problems import Kind, ProblemError, escape
+from extschema.problems import Kind, Problem, ProblemError, escape
 
 if TYPE_CHECKING:
     from extschema.dialects import RenderedPlan
     from extschema.engine import ApplyResult, Engine
     from extschema.loading import Loaded
-    from extschema.reconcile import MigrationEvent, OnEvent, Planned
+    from extschema.reconcile import MigrationEvent, OnEvent, Reviewed
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
 #: Every kind of failure has its exit code (a test checks none is missing).
@@ -71,7 +71,13 @@ def _sql(script: str) -> str:
 
 def _fail(error: ProblemError, output: str) -> NoReturn:
     if output == "json":
-        _emit_json({"ok": False, "kind": error.kind, "problems": [p.as_dict() for p in error.problems]})
+        data: dict[str, Any] = {"ok": False, "kind": error.kind, "problems": [p.as_dict() for p in error.problems]}
+        if error.kind is Kind.APPROVAL:  # raised by reconcile only: importing it here costs nothing more
+            from extschema.reconcile import ApprovalRequired
+
+            if isinstance(error, ApprovalRequired):
+                data["pending"] = [p.as_dict() for p in error.pending]
+        _emit_json(data)
     else:
         for problem in error.problems:
             click.echo(problem.render(), err=True)
@@ -147,47 +153,86 @@ def _summary(item: Loaded) -> dict[str, Any]:
 @database_option
 @output_option
 def plan(paths: Sequence[str], database: str | None, output: str) -> None:
-    """Print the SQL that apply would run; runs nothing."""
+    """Print the SQL that apply would run, each step's class and data counts, and the plan's hash; runs nothing.
+
+    A plan whose class is rewriting or destructive runs only when approved: `apply --approve HASH`.
+    """
     from extschema import reconcile
 
     with _reported(output), _engine(database) as engine:
-        planned = reconcile.plan_all(engine, reconcile.load(paths))
+        planned = [(reconcile.review(engine, p), r) for p, r in reconcile.plan_all(engine, reconcile.load(paths))]
         if output == "json":
-            _emit_json({"ok": True, "plans": [_plan_json(p, r) for p, r in planned]})
+            entries = [_plan_json(reviewed, rendered, engine.backend) for reviewed, rendered in planned]
+            _emit_json(entries[0] if len(entries) == 1 else {"plans": entries})
             return
-        for p, rendered in planned:
-            for warning in rendered.warnings:
-                click.echo(f"warning: {warning.located(p.loaded.file).render()}", err=True)
-            spec = p.loaded.spec
-            click.echo(f"-- {spec.plugin_id} {escape(spec.version)} ({escape(p.loaded.file)})")
-            if p.plan.empty:
-                click.echo("-- no changes\n")
-                continue
-            for line in p.plan.describe():
-                click.echo(f"--   {escape(line)}")
-            click.echo(_sql(rendered.script()))
+        for reviewed, rendered in planned:
+            _plan_text(reviewed, rendered, engine.backend)
 
 
-def _plan_json(planned: Planned, rendered: RenderedPlan) -> dict[str, Any]:
+def _plan_warnings(reviewed: Reviewed, rendered: RenderedPlan) -> list[Problem]:
+    """What this database leaves unenforced, and the steps apply will refuse (ES309) whatever is approved."""
+    file = reviewed.planned.loaded.file
+    return [w.located(file) for w in rendered.warnings] + reviewed.refusals()
+
+
+def _lint(rendered: RenderedPlan, backend: str) -> list[dict[str, Any]]:
+    """Findings of the SQL linter on the plan (PostgreSQL); the one place plan output asks for them."""
+    return []
+
+
+def _plan_json(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> dict[str, Any]:
+    spec = reviewed.planned.loaded.spec
     return {
-        **_summary(planned.loaded),
-        "changes": planned.plan.describe(),
+        "pluginId": spec.plugin_id,
+        "version": spec.version,
+        "hash": reviewed.hash,
+        "class": reviewed.op_class,
         "sql": list(rendered.statements),
-        "rollback": list(rendered.rollback),
-        "warnings": [w.located(planned.loaded.file).as_dict() for w in rendered.warnings],
+        "rollbackSql": list(rendered.rollback),
+        "ops": [op.as_dict() for op in reviewed.ops],
+        "lint": _lint(rendered, backend),
+        "warnings": [w.as_dict() for w in _plan_warnings(reviewed, rendered)],
     }
+
+
+def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> None:
+    loaded = reviewed.planned.loaded
+    for warning in _plan_warnings(reviewed, rendered):
+        click.echo(f"warning: {warning.render()}", err=True)
+    click.echo(f"-- {loaded.spec.plugin_id} {escape(loaded.spec.version)} ({escape(loaded.file)})")
+    if reviewed.planned.plan.empty:
+        click.echo("-- no changes\n")
+        return
+    approval = f", needs approval: apply --approve {reviewed.hash}" if reviewed.needs_approval else ""
+    click.echo(f"-- plan {reviewed.hash}: {reviewed.op_class}{approval}")
+    for op in reviewed.ops:
+        click.echo(f"--   {op.classified.op_class:<11} {escape(op.describe())}")
+    for finding in _lint(rendered, backend):
+        click.echo(f"-- lint {escape(str(finding))}")
+    click.echo(_sql(rendered.script()))
 
 
 @main.command()
 @paths_argument
 @database_option
 @output_option
-def apply(paths: Sequence[str], database: str | None, output: str) -> None:
-    """Apply schemas in dependency order (command-line order does not matter)."""
+@click.option(
+    "--approve",
+    "approvals",
+    multiple=True,
+    metavar="HASH",
+    help="Approve the plan with this hash (from `extschema plan`), so its rewriting or destructive steps run; "
+    "repeatable. A hash that is not the plan's as it is now stops the run.",
+)
+def apply(paths: Sequence[str], database: str | None, output: str, approvals: Sequence[str]) -> None:
+    """Apply schemas in dependency order (command-line order does not matter).
+
+    Plans that rewrite tables or drop data run only with --approve HASH (or spec.approvedPlanHash).
+    """
     from extschema import reconcile
 
     with _reported(output), _engine(database) as engine:
-        results = reconcile.reconcile(engine, reconcile.load(paths), _progress(output))
+        results = reconcile.reconcile(engine, reconcile.load(paths), _progress(output), approvals=approvals)
         _print_results(results, output)
 
 

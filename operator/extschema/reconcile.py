@@ -1,10 +1,15 @@
-"""The one line both shells drive: snapshot once → check → plan → gate → apply.
+"""The one line both shells drive: snapshot once → check → plan → gate → approve → apply.
 
 ``extschema apply`` and the operator run the same steps; only the reporting differs (the CLI
 prints, the operator writes status, conditions and events). Every step either returns a typed
 result or raises :class:`~extschema.problems.ProblemError` with located, coded problems. While
 migrations run, the caller's hook receives typed migration events (:data:`MigrationEvent`), so
 the CLI's progress lines, the operator's events and metrics all read the same facts.
+
+Plans that rewrite a table or drop data run only when approved by their hash (:func:`authorize`):
+the CLI's ``--approve HASH`` or the spec's own ``approvedPlanHash``. Until then nothing of the run
+runs, and :class:`ApprovalRequired` carries each waiting plan (:class:`PendingPlan`) for the
+operator's ``status.pendingPlan``.
 
 Loading (files, YAML, custom resources) lives in :mod:`extschema.loading`, which needs no
 database; ``load``, ``Loaded`` and ``from_object`` are re-exported here for the shells.
@@ -14,11 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any
 
 from extschema import conflicts, model, planning
 from extschema.dialects import RenderedPlan
-from extschema.engine import ApplyResult, Engine, Registration, StalePlan, registered_by_another
+from extschema.engine import ApplyResult, Engine, Registration, StalePlan, checks, registered_by_another
 from extschema.engine import drift as engine_drift
 from extschema.loading import (
     Loaded,
@@ -26,20 +32,26 @@ from extschema.loading import (
     load,
 )
 from extschema.model import ExtensionSchemaSpec
+from extschema.planning import safety
 from extschema.problems import Kind, Problem, ProblemError
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "ApprovalRequired",
+    "CheckedOp",
     "Loaded",
     "MigrationEvent",
     "MigrationFailed",
     "MigrationFinished",
     "MigrationStarted",
     "OnEvent",
+    "PendingPlan",
     "Planned",
+    "Reviewed",
     "Snapshot",
     "apply_all",
     "apply_one",
+    "authorize",
     "check",
     "database_url",
     "delete",
@@ -51,6 +63,8 @@ __all__ = [
     "plan_one",
     "reconcile",
     "reference_types",
+    "review",
+    "review_all",
     "rollback",
 ]
 
@@ -153,6 +167,10 @@ class Planned:
 
     def render(self, engine: Engine, tag: str) -> RenderedPlan:
         return engine.dialect.render_plan(self.plan, backup_tag=f"m{tag}")
+
+    def hash(self) -> str:
+        """The plan's hash: what an approval names (the same base and operations, the same hash)."""
+        return safety.plan_hash(self.base.checksum if self.base else None, self.plan)
 
     def tables(self, engine: Engine, refs: planning.ReferenceTypes) -> list[str]:
         desired = planning.resolve(self.loaded.spec, refs)
@@ -288,8 +306,249 @@ def _unowned_objects(engine: Engine, candidates: Sequence[Loaded], registered_id
     return problems
 
 
+# --- review + approval ---------------------------------------------------------------------------
+
+#: What a data check's count counts, for messages ("120 values").
+_UNITS: dict[str, str] = {"rows_lost": "rows", "values_lost": "values", "rows_violating": "rows violate it"}
+#: Operations a one-line summary names before it says how many more there are.
+_SUMMARY_OPS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedOp:
+    """One operation as the approver sees it: its class, why, and its data check with the count."""
+
+    classified: safety.Classified
+    #: The data check's count (None when the operation has no check).
+    count: int | None = None
+
+    @property
+    def violating(self) -> bool:
+        check = self.classified.check
+        return check is not None and check.kind == "rows_violating" and bool(self.count)
+
+    def describe(self) -> str:
+        """``drop column order.note (120 values)``."""
+        check = self.classified.check
+        text = self.classified.op.describe()
+        return text if check is None or self.count is None else f"{text} ({self.count} {_UNITS[check.kind]})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The form of ``plan -o json``'s ``ops`` and ``status.pendingPlan``'s: names as the contract spells them."""
+        c = self.classified
+        check = None
+        if c.check is not None:
+            check = {"kind": c.check.kind, "table": c.check.table, "column": c.check.column, "count": self.count}
+        return {
+            "kind": c.op.KIND,
+            "description": c.op.describe(),
+            "class": c.op_class,
+            "reason": c.reason,
+            "check": check,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingPlan:
+    """A plan waiting for an approval of its hash (the operator shows it as ``status.pendingPlan``)."""
+
+    plugin_id: str
+    hash: str
+    op_class: safety.OpClass  # "rewriting" or "destructive": safe plans never wait
+    #: One line naming each operation, with the rows or values it loses.
+    summary: str
+    destructive: bool
+    #: Each operation as :meth:`CheckedOp.as_dict` gives it.
+    ops: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """As ``status.pendingPlan`` and the CLI's JSON spell it."""
+        return {
+            "pluginId": self.plugin_id,
+            "hash": self.hash,
+            "class": self.op_class,
+            "summary": self.summary,
+            "destructive": self.destructive,
+            "ops": self.ops,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Reviewed:
+    """A plan with its hash, its class, and each operation classified and counted."""
+
+    planned: Planned
+    hash: str
+    op_class: safety.OpClass
+    ops: tuple[CheckedOp, ...]
+
+    @classmethod
+    def of(cls, planned: Planned, counts: Sequence[int]) -> Reviewed:
+        """*planned* classified, with *counts*: one per data check, in the order of the operations."""
+        classified = [safety.classify(op) for op in planned.plan.ops]
+        remaining = iter(counts)
+        ops = tuple(CheckedOp(c, next(remaining) if c.check is not None else None) for c in classified)
+        return cls(planned, planned.hash(), safety.plan_class(classified), ops)
+
+    @property
+    def plugin_id(self) -> str:
+        return self.planned.loaded.spec.plugin_id
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.op_class != "safe"
+
+    def summary(self) -> str:
+        shown = [op.describe() for op in self.ops[:_SUMMARY_OPS]]
+        more = len(self.ops) - len(shown)
+        return "; ".join(shown) + (f"; and {more} more" if more else "")
+
+    def pending(self) -> PendingPlan:
+        return PendingPlan(
+            self.plugin_id,
+            self.hash,
+            self.op_class,
+            self.summary(),
+            self.op_class == "destructive",
+            [op.as_dict() for op in self.ops],
+        )
+
+    def refusals(self) -> list[Problem]:
+        """ES309 for every step whose new rule existing rows break: no approval makes them fit."""
+        loaded = self.planned.loaded
+        problems = []
+        for op in self.ops:
+            check = op.classified.check
+            if op.violating and check is not None:
+                problems.append(
+                    Problem(
+                        "ES309",
+                        _field_path(loaded.spec, check.table, check.column),
+                        f"{op.classified.op.describe()}: {op.count} existing row(s) of {check.table} hold a "
+                        f"{check.column} value the changed field does not allow; an approval cannot change that — "
+                        "fix or delete those rows first, or change the spec so they fit",
+                        file=loaded.file,
+                        subject=loaded.owner,
+                    )
+                )
+        return problems
+
+
+class ApprovalRequired(ProblemError):
+    """Plans of the run rewrite or drop data and no approval matches them; nothing of the run ran.
+
+    ``problems`` say it in words (ES307 per plan, ES308 per approval of another plan); ``pending``
+    are the waiting plans themselves.
+    """
+
+    def __init__(self, problems: Sequence[Problem], pending: Sequence[PendingPlan]) -> None:
+        super().__init__(problems, Kind.APPROVAL)
+        self.pending = tuple(pending)
+
+
+def _field_path(spec: ExtensionSchemaSpec, table: str, column: str | None) -> str:
+    """Where in *spec* the field *table*.*column* (names before the change) is declared, as far as it is."""
+    for t, table_spec in enumerate(spec.tables):
+        if table in (table_spec.name, table_spec.renamed_from):
+            for f, field in enumerate(table_spec.fields):
+                if column is not None and column in (field.name, field.renamed_from):
+                    return f"spec.tables[{t}].fields[{f}]"
+            return f"spec.tables[{t}]"
+    return "spec.tables"
+
+
+def review(engine: Engine, planned: Planned) -> Reviewed:
+    """Classify every operation of *planned*, count its data checks in the database, hash the plan."""
+    plan = planned.plan
+    wanted = [c.check for c in map(safety.classify, plan.ops) if c.check is not None]
+    return Reviewed.of(planned, checks.count_all(engine, plan.plugin_id, wanted))
+
+
+def review_all(engine: Engine, planned: Sequence[Planned]) -> list[Reviewed]:
+    return [review(engine, p) for p in planned]
+
+
+def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[str]) -> list[Problem]:
+    """ES307 (and ES308 for each approval of another plan) unless *reviewed* is safe or approved.
+
+    *approvals* are the command line's; the spec's own ``approvedPlanHash`` approves too. *others*
+    are the command line's approvals that match no plan of the run.
+    """
+    own = reviewed.planned.loaded.spec.approved_plan_hash
+    if not reviewed.needs_approval or reviewed.hash in approvals or own == reviewed.hash:
+        return []
+    loaded = reviewed.planned.loaded
+    located = {"file": loaded.file, "subject": loaded.owner}
+    what = "drops or narrows data" if reviewed.op_class == "destructive" else "rewrites tables or runs raw SQL"
+    problems = [
+        Problem(
+            "ES307",
+            "spec",
+            f"plan {reviewed.hash} of plugin {reviewed.plugin_id!r} {what} and needs approval: {reviewed.summary()}; "
+            f"review it with `extschema plan`, then approve exactly this plan with `--approve {reviewed.hash}` "
+            f"or spec.approvedPlanHash: {reviewed.hash}",
+            **located,
+        )
+    ]
+    stale = ([("spec.approvedPlanHash", own)] if own else []) + [("--approve", h) for h in sorted(others)]
+    problems.extend(
+        Problem(
+            "ES308",
+            path,
+            f"approval {given} is for another plan and is ignored; this plan is {reviewed.hash} "
+            "(the spec or the applied schema changed since it was planned: review the new plan)",
+            **located,
+        )
+        for path, given in stale
+    )
+    return problems
+
+
+def authorize(
+    reviewed: Sequence[Reviewed], approvals: Collection[str] = (), stale: Collection[str] | None = None
+) -> None:
+    """The approval gate: every plan is safe or approved, or nothing of the run runs.
+
+    Raises ``refused`` (ES309) when existing rows break a narrowed field, whatever is approved;
+    :class:`ApprovalRequired` when a rewriting or destructive plan has no approval of its hash.
+    *stale* are approvals known to be for another plan (reported with ES308); by default those of
+    *approvals* that match no plan of the run — and then such an approval stops a run that would
+    change anything, even safely: an approval is for exactly one plan, and a stale one means the
+    plan changed since someone looked at it.
+    """
+    refused = [p for r in reviewed for p in r.refusals()]
+    if refused:
+        raise ProblemError(refused, Kind.REFUSED)
+    changing = [r for r in reviewed if not r.planned.plan.empty]
+    others = set(approvals) - {r.hash for r in changing} if stale is None else set(stale)
+    problems: list[Problem] = []
+    pending: list[PendingPlan] = []
+    for item in changing:
+        found = _waiting(item, approvals, others)
+        if found:
+            problems.extend(found)
+            pending.append(item.pending())
+    if stale is None and not problems and others and changing:
+        plans = ", ".join(f"{r.plugin_id} {r.hash}" for r in changing)
+        problems.extend(
+            Problem(
+                "ES308",
+                "--approve",
+                f"approval {given} is for another plan: this run's plans are {plans}; "
+                "review them with `extschema plan` and approve the hashes they have now",
+            )
+            for given in sorted(others)
+        )
+    if problems:
+        raise ApprovalRequired(problems, pending)
+
+
 def reconcile(
-    engine: Engine, loaded: Sequence[Loaded], on_event: OnEvent, peers: Sequence[conflicts.Claim] = ()
+    engine: Engine,
+    loaded: Sequence[Loaded],
+    on_event: OnEvent,
+    peers: Sequence[conflicts.Claim] = (),
+    approvals: Collection[str] = (),
 ) -> list[ApplyResult]:
     """The whole line after loading, one step after the other; stops at the first failure.
 
@@ -297,14 +556,18 @@ def reconcile(
     2. check: conflicts and dependencies, giving the dependency order;
     3. plan: every spec against the snapshot;
     4. gate: a refused change anywhere stops the run before any migration starts;
-    5. apply: in order, each spec re-planned under the lock if its registration moved.
+    5. approve: every rewriting or destructive plan approved by its hash (*approvals*, or the
+       spec's ``approvedPlanHash``), its data checks counted — else nothing runs (:func:`authorize`);
+    6. apply: in order, each spec re-planned under the lock if its registration moved (and the
+       new plan approved again).
     """
     specs = [item.spec for item in loaded]
     snapshot = Snapshot.take(engine, specs)
     ordered = check(engine, loaded, peers, snapshot)
     refs = reference_types(snapshot, specs)
     planned = gate(engine, ordered, refs, snapshot)
-    return apply_all(engine, ordered, on_event, snapshot, planned)
+    authorize(review_all(engine, planned), approvals)
+    return apply_all(engine, ordered, on_event, snapshot, planned, approvals)
 
 
 def gate(
@@ -340,12 +603,23 @@ def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, Re
 
 
 def apply_one(
-    engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes, planned: Planned | None = None
+    engine: Engine,
+    loaded: Loaded,
+    refs: planning.ReferenceTypes,
+    planned: Planned | None = None,
+    approvals: Collection[str] = (),
 ) -> ApplyResult:
-    """Apply one spec (*planned* already, or planned here); replan when another applier moved the registry."""
+    """Apply one spec (*planned* already, and approved; or planned and approved here); replan when
+    another applier moved the registry.
+
+    A plan made here passes the approval gate on its own: an approval names one base and one plan,
+    so when the registry moved, the new plan runs only if it is safe or its own hash is approved.
+    """
     for attempt in range(_STALE_RETRIES):
         if planned is None or attempt:
+            previous = planned.hash() if planned is not None else None
             planned = plan_one(engine, loaded, refs)
+            authorize([review(engine, planned)], approvals, stale={previous} & set(approvals) if previous else ())
         base_checksum = planned.base.checksum if planned.base else None
         try:
             result = engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
@@ -370,10 +644,12 @@ def apply_all(
     on_event: OnEvent,
     snapshot: Snapshot | None = None,
     planned: Sequence[Planned] | None = None,
+    approvals: Collection[str] = (),
 ) -> list[ApplyResult]:
     """Apply in dependency order (already sorted by :func:`check`); stop at the first failure.
 
-    *planned* are the gate's plans, one per spec in the same order (planned here when not given).
+    *planned* are the gate's plans, one per spec in the same order, already approved (planned and
+    approved here when not given, with *approvals*).
     """
     specs = [item.spec for item in loaded]
     refs = reference_types(snapshot or Snapshot.take(engine, specs), specs)
@@ -382,7 +658,7 @@ def apply_all(
     for number, item in enumerate(loaded, start=1):
         on_event(MigrationStarted(item.spec.plugin_id, item.spec.version, item.file, number, total))
         try:
-            result = apply_one(engine, item, refs, planned[number - 1] if planned else None)
+            result = apply_one(engine, item, refs, planned[number - 1] if planned else None, approvals)
         except ProblemError as error:
             on_event(MigrationFailed(item.spec.plugin_id, error, number, total))
             raise

@@ -7,7 +7,7 @@ Dialects register themselves by URL scheme in :data:`REGISTRY`.
 
 from __future__ import annotations
 
-from extschema.dialects.base import Dialect, ErrorClass, RenderedPlan
+from extschema.dialects.base import BackupRef, Dialect, ErrorClass, RenderedPlan
 from extschema.dialects.postgresql import PostgresDialect
 from extschema.dialects.sqlite import SqliteDialect
 
@@ -19,4 +19,13 @@ def for_backend(backend: str) -> Dialect:
     return REGISTRY[backend]()
 
 
-__all__ = ["REGISTRY", "Dialect", "ErrorClass", "PostgresDialect", "RenderedPlan", "SqliteDialect", "for_backend"]
+__all__ = [
+    "REGISTRY",
+    "BackupRef",
+    "Dialect",
+    "ErrorClass",
+    "PostgresDialect",
+    "RenderedPlan",
+    "SqliteDialect",
+    "for_backend",
+]

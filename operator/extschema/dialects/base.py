@@ -14,7 +14,7 @@ from sqlalchemy.engine.interfaces import Dialect as SADialect
 from extschema import planning
 from extschema.model import FieldType
 from extschema.naming import Namer, PhysicalName
-from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef
+from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef, safety
 from extschema.problems import Problem
 
 #: ``Connection.info`` key the engine sets when the next transaction only reads.
@@ -42,6 +42,28 @@ class RenderedPlan:
         return "".join(f"{s};\n" for s in (self.rollback if rollback else self.statements))
 
 
+@dataclasses.dataclass(frozen=True)
+class BackupRef:
+    """A backup table a migration fills before a destructive step (the backups registry records these).
+
+    *table* is the backup's physical name (schema-qualified where the database has schemas),
+    *source_table* the logical table it copies, *column* the copied column (None: whole rows).
+    """
+
+    table: str
+    source_table: str
+    column: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Backup:
+    """One backup as rendering needs it: where, of what, and the column copied (None: whole rows)."""
+
+    name: PhysicalName
+    table: str
+    column: ColumnDef | None = None
+
+
 class Dialect:
     """Renders operations for one kind of database. Subclasses fill in the differences."""
 
@@ -54,12 +76,71 @@ class Dialect:
     def render_plan(self, plan: Plan, backup_tag: str) -> RenderedPlan:
         """Render *plan* and its reverse; data a step would destroy is first copied to a
         backup table named with *backup_tag*."""
+        rollback: list[str] = []
+        for op in reversed(plan.ops):
+            rollback.extend(self.undo(op, backup_tag))
         return RenderedPlan(
             statements=tuple(self.render_ops(plan.ops, backup_tag)),
-            rollback=tuple(self.render_ops(plan.reverse().ops, backup_tag)),
+            rollback=tuple(rollback),
             foreign_keys_off=self.needs_foreign_keys_off(plan),
             warnings=tuple(self.plan_warnings(plan)),
         )
+
+    def undo(self, op: Op, backup_tag: str) -> list[str]:
+        """The reverse of *op*, bringing back from its backup the data *op* destroyed.
+
+        Only the original operation knows which backup it made (the reverse of a DropColumn is an
+        AddColumn like any other), so the rollback is rendered from the forward operations.
+        """
+        backups = self.backups(op, backup_tag)
+        match op:
+            case planning.DropTable() if backups:
+                return [*self.render(op.reverse()), *self.restore_rows(op.plugin_id, op.table, backups[0].name)]
+            case planning.DropColumn() if backups:
+                return self.restore_column(op, backups[0].name)
+            case planning.AlterColumn() if backups:
+                # Not backed up again: the values the rollback replaces are those the backup restores.
+                return self.restore_altered(op, backups[0].name)
+        # What the reverse drops (a created table, an added column) is backed up like any drop.
+        reverse = op.reverse()
+        saved = (
+            self.backup(reverse, backup_tag) if isinstance(reverse, planning.DropTable | planning.DropColumn) else []
+        )
+        return [*saved, *self.render(reverse)]
+
+    def backups_of(self, plan: Plan, tag: str) -> list[BackupRef]:
+        """The backup tables rendering *plan* with *tag* fills, for the backups registry."""
+        return [
+            BackupRef(str(b.name), b.table, b.column.name if b.column is not None else None)
+            for op in plan.ops
+            for b in self.backups(op, tag)
+        ]
+
+    def backups(self, op: Op, tag: str) -> list[_Backup]:
+        """What *op* destroys or may change beyond recovery, as backups: whole rows of a dropped
+        table; id + value of a dropped column, of a column whose type changes (a cast can round or
+        truncate), and of columns of an enum losing values."""
+        match op:
+            case planning.DropTable():
+                return [_Backup(self.backup_name(op.plugin_id, op.table.name, tag), op.table.name)]
+            case planning.DropColumn():
+                name = self.backup_name(op.plugin_id, f"{op.before.name}__{op.column.name}", tag)
+                return [_Backup(name, op.before.name, op.column)]
+            case planning.AlterColumn() if lossy(op):
+                name = self.backup_name(op.plugin_id, f"{op.before.name}__{op.old.name}", tag)
+                return [_Backup(name, op.before.name, op.old)]
+            case planning.ChangeEnumValues() if op.removed:
+                return [
+                    _Backup(
+                        self.backup_name(op.plugin_id, f"{before.name}__{column.name}__values", tag),
+                        before.name,
+                        column,
+                    )
+                    for before, _ in op.tables
+                    for column in before.columns
+                    if column.enum is not None and column.enum.name == op.before.name
+                ]
+        return []
 
     def plan_warnings(self, plan: Plan) -> list[Problem]:
         """Rules of *plan* this database leaves unenforced, for the person planning to know."""
@@ -77,19 +158,46 @@ class Dialect:
 
     def backup(self, op: Op, tag: str) -> list[str]:
         """Copy what a destructive step removes (a table, or a column with the row ids)."""
-        match op:
-            case planning.DropTable():
+        statements: list[str] = []
+        for found in self.backups(op, tag):
+            source = self.table_ref(op.plugin_id, found.table)
+            if found.column is None:
                 # Whole rows: columns a DBA added by hand are not in the spec, and must not be lost.
-                name = self.backup_name(op.plugin_id, op.table.name, tag)
-                source = self.table_ref(op.plugin_id, op.table.name)
-                create = f"CREATE TABLE {self.qualified(name)} AS SELECT * FROM {source}"
-                return [create, *self.detach_backup(op.plugin_id, name)]
-            case planning.DropColumn():
-                name = self.backup_name(op.plugin_id, f"{op.before.name}__{op.column.name}", tag)
-                columns = ", ".join([self.quote("id"), self.backup_column(op.column)])
-                source = self.table_ref(op.plugin_id, op.before.name)
-                return [f"CREATE TABLE {self.qualified(name)} AS SELECT {columns} FROM {source}"]
+                statements.append(f"CREATE TABLE {self.qualified(found.name)} AS SELECT * FROM {source}")
+                statements.extend(self.detach_backup(op.plugin_id, found.name))
+            else:
+                columns = ", ".join([self.quote("id"), self.backup_column(found.column)])
+                statements.append(f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source}")
+        return statements
+
+    def restore_rows(self, plugin_id: str, table: TableDef, backup: PhysicalName) -> list[str]:
+        """Copy a dropped table's rows back from its whole-row backup (the table exists again, empty)."""
+        names = ["id", *(c.name for c in table.columns)]
+        columns = ", ".join(self.quote(n) for n in names)
+        values = ", ".join(
+            [self.quote("id"), *(self.restored_value(plugin_id, c, self.quote(c.name)) for c in table.columns)]
+        )
+        target = self.table_ref(plugin_id, table.name)
+        return [
+            f"INSERT INTO {target} ({columns}) SELECT {values} FROM {self.qualified(backup)}",
+            *self.after_restoring_ids(plugin_id, table.name),
+        ]
+
+    def restored_value(self, plugin_id: str, column: ColumnDef, expression: str) -> str:
+        """A backed-up value as the column takes it back (backups keep enum values as text)."""
+        return expression
+
+    def after_restoring_ids(self, plugin_id: str, table: str) -> list[str]:
+        """Statements making new rows' ids follow the ids just copied back."""
         return []
+
+    def restore_column(self, op: planning.DropColumn, backup: PhysicalName) -> list[str]:
+        """The reverse of *op* (the column added back) with its values filled from *backup* by id."""
+        raise NotImplementedError
+
+    def restore_altered(self, op: planning.AlterColumn, backup: PhysicalName) -> list[str]:
+        """The reverse of *op* with the column's values as they were before, from *backup* by id."""
+        raise NotImplementedError
 
     def backup_column(self, column: ColumnDef) -> str:
         """A column as the backup copies it: by value, depending on nothing that is about to be dropped."""
@@ -126,7 +234,105 @@ class Dialect:
                 return [self.create_index(op.plugin_id, op.table, op.index)]
             case planning.DropIndex():
                 return [self.drop_index(op.plugin_id, op.table, op.index)]
+            case planning.RenameTable():
+                return self.rename_table(op)
+            case planning.RenameColumn():
+                return self.rename_column(op)
+            case planning.AlterColumn():
+                return self.alter_column(op)
+            case planning.RenameEnumValue():
+                return self.rename_enum_value(op)
+            case planning.RunSql():
+                return self.run_sql(op.sql)
         raise TypeError(f"no rendering for {type(op).__name__}")
+
+    # --- renames, alterations, hand-written SQL ------------------------------------------------
+
+    def rename_table(self, op: planning.RenameTable) -> list[str]:
+        """RENAME TO, then the indexes and constraints whose names derive from the table's name."""
+        new = self.namer.table(op.plugin_id, op.after.name)
+        old = self.table_ref(op.plugin_id, op.before.name)
+        return [f"ALTER TABLE {old} RENAME TO {self.quote(new.name)}", *self.rename_derived(op, {})]
+
+    def rename_column(self, op: planning.RenameColumn) -> list[str]:
+        """RENAME COLUMN, then the indexes and constraints whose names derive from the column's name."""
+        table = self.table_ref(op.plugin_id, op.after.name)
+        statement = f"ALTER TABLE {table} RENAME COLUMN {self.quote(op.old)} TO {self.quote(op.new)}"
+        return [statement, *self.rename_derived(op, {op.old: op.new})]
+
+    def rename_derived(self, op: planning.RenameTable | planning.RenameColumn, columns: dict[str, str]) -> list[str]:
+        """Give derived index and constraint names the new table/column names.
+
+        Physical names derive from table and column names (:class:`~extschema.naming.Namer`);
+        later operations (a drop, a rebuild, a rollback) find them by the names the current spec
+        derives, so a rename renames them too.
+        """
+        plugin_id, before, after = op.plugin_id, op.before, op.after
+        statements: list[str] = []
+        for index in (*before.column_indexes(), *before.unique_together, *before.indexes):
+            moved = dataclasses.replace(index, columns=tuple(columns.get(c, c) for c in index.columns))
+            old = self.index_name(plugin_id, before.name, index)
+            if old != self.index_name(plugin_id, after.name, moved):
+                statements.extend(self.rename_index(plugin_id, after.name, old, moved))
+        for column in before.columns:
+            new_column = columns.get(column.name, column.name)
+            for suffix, present in (("check", bool(self.column_checks(column))), ("fkey", bool(column.foreign_key))):
+                old = self.namer.derived(plugin_id, before.name, [column.name], suffix)
+                new = self.namer.derived(plugin_id, after.name, [new_column], suffix)
+                if present and old != new:
+                    statements.extend(self.rename_constraint(plugin_id, after.name, old, new))
+        return statements
+
+    def rename_index(self, plugin_id: str, table: str, old: str, index: IndexDef) -> list[str]:
+        """Rename the index *old* of *table* to *index*'s derived name."""
+        raise NotImplementedError
+
+    def rename_constraint(self, plugin_id: str, table: str, old: str, new: str) -> list[str]:
+        """Rename a table constraint (where the database keeps constraint names apart from the table's DDL)."""
+        return []
+
+    def alter_column(self, op: planning.AlterColumn) -> list[str]:
+        raise NotImplementedError
+
+    def rename_enum_value(self, op: planning.RenameEnumValue) -> list[str]:
+        raise NotImplementedError
+
+    def run_sql(self, sql: str) -> list[str]:
+        """A hand-written step, exactly as written (without a trailing semicolon: scripts add their own)."""
+        text = sql.strip().rstrip(";").rstrip()
+        return [text] if text else []
+
+    def column_index_changes(self, op: planning.AlterColumn) -> tuple[list[str], list[str]]:
+        """Statements dropping the column's own indexes it no longer gets, and creating the new ones
+        (a unique field has a unique index; an FK column an index unless a declared one leads with it)."""
+        mine = (op.new.name,)
+        old = [i for i in op.before.column_indexes() if i.columns == mine]
+        new = [i for i in op.after.column_indexes() if i.columns == mine]
+        drops = [self.drop_index(op.plugin_id, op.before.name, i) for i in old if i not in new]
+        creates = [self.create_index(op.plugin_id, op.after.name, i) for i in new if i not in old]
+        return drops, creates
+
+    # --- data checks -------------------------------------------------------------------------
+
+    def data_check_sql(self, plugin_id: str, check: safety.DataCheck) -> str:
+        """One ``SELECT count(*)`` counting what *check* asks about (read-only)."""
+        table = self.table_ref(plugin_id, check.table)
+        match check.kind:
+            case "rows_lost":
+                return f"SELECT count(*) FROM {table}"
+            case "values_lost":
+                if check.column is None:
+                    raise ValueError("a values_lost check names its column")
+                return f"SELECT count(*) FROM {table} WHERE {self.quote(check.column)} IS NOT NULL"
+            case "rows_violating":
+                if check.before is None or check.after is None:
+                    raise ValueError("a rows_violating check carries the column before and after")
+                return f"SELECT count(*) FROM {table} WHERE {self.violation(plugin_id, check.before, check.after)}"
+        raise ValueError(f"unknown data check {check.kind!r}")
+
+    def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
+        """A condition true for a row whose value (a valid *before*) is not a valid *after*."""
+        raise NotImplementedError
 
     # --- pieces each dialect decides ------------------------------------------------------------
 
@@ -150,12 +356,16 @@ class Dialect:
         column = op.column
         table_ref = self.table_ref(op.plugin_id, op.after.name)
         statements = [f"ALTER TABLE {table_ref} ADD COLUMN {self.column_ddl(op.plugin_id, op.after, column)}"]
-        statements.extend(self.column_comments(table_ref, [column]))
+        return statements + self.added_column_extras(op)
+
+    def added_column_extras(self, op: planning.AddColumn) -> list[str]:
+        """What follows an added column: its comment and its own indexes."""
+        statements = self.column_comments(self.table_ref(op.plugin_id, op.after.name), [op.column])
         # Unique fields become unique indexes (SQLite cannot ADD a UNIQUE column); FK columns get one too.
         statements.extend(
             self.create_index(op.plugin_id, op.after.name, index)
             for index in op.after.column_indexes()
-            if index.columns == (column.name,)
+            if index.columns == (op.column.name,)
         )
         return statements
 
@@ -194,9 +404,12 @@ class Dialect:
         """Types that differ per database (Float, Json, Uuid, Enum)."""
         return None
 
-    def column_checks(self, column: ColumnDef) -> list[str]:
-        """Conditions (SQL text) a column's values must meet, beyond what its type enforces."""
-        quoted = self.quote(column.name)
+    def column_checks(self, column: ColumnDef, value: str | None = None) -> list[str]:
+        """Conditions (SQL text) a column's values must meet, beyond what its type enforces.
+
+        *value* is the SQL expression checked (default: the column itself; a data check passes
+        the old value converted to the new type)."""
+        quoted = value if value is not None else self.quote(column.name)
         conditions: list[str] = []
         if column.min_length is not None:
             conditions.append(f"{self.length_function}({quoted}) >= {column.min_length}")
@@ -282,21 +495,36 @@ class Dialect:
         """The surrogate key's column definition."""
         raise NotImplementedError
 
-    def column_sql(self, plugin_id: str, table: str, column: ColumnDef) -> str:
-        """A column definition: name, type (compiled by SQLAlchemy's dialect), default, NOT NULL, CHECK."""
-        type_sql = self.sa_dialect.type_compiler_instance.process(self.column_type(plugin_id, column))
-        text = f"{self.soft_quote(column.name)} {type_sql}"
+    def type_sql(self, plugin_id: str, column: ColumnDef) -> str:
+        """The column's type as this database writes it (compiled by SQLAlchemy's dialect)."""
+        return str(self.sa_dialect.type_compiler_instance.process(self.column_type(plugin_id, column)))
+
+    def check_condition(self, column: ColumnDef) -> str | None:
+        """The column's CHECK condition (its :meth:`column_checks` joined), None without one."""
+        checks = self.column_checks(column)
+        if not checks:
+            return None
+        return " AND ".join(f"({c})" for c in checks) if len(checks) > 1 else checks[0]
+
+    def column_sql(self, plugin_id: str, table: str, column: ColumnDef, constraints: bool = True) -> str:
+        """A column definition: name, type (compiled by SQLAlchemy's dialect), default, NOT NULL, CHECK
+        (without the CHECK when not *constraints*: added after, as its own step)."""
+        text = f"{self.soft_quote(column.name)} {self.type_sql(plugin_id, column)}"
         default = self.default_sql(column)
         if default is not None:
             text += f" DEFAULT {default}"
         if not column.nullable:
             text += " NOT NULL"
-        checks = self.column_checks(column)
-        if checks:
-            condition = " AND ".join(f"({c})" for c in checks) if len(checks) > 1 else checks[0]
+        condition = self.check_condition(column) if constraints else None
+        if condition is not None:
             name = self.namer.derived(plugin_id, table, [column.name], "check")
             text += f" CONSTRAINT {self.soft_quote(name)} CHECK ({condition})"
         return text
+
+    def references_sql(self, plugin_id: str, fk: planning.ForeignKeyDef) -> str:
+        """``REFERENCES target (column) ON DELETE ...`` of a foreign key."""
+        target = self.qualified(self.physical_target(plugin_id, fk))
+        return f"REFERENCES {target} ({self.quote(fk.column)}) ON DELETE {_ON_DELETE[fk.on_delete]}"
 
     def foreign_key_sql(self, plugin_id: str, table: str, column: ColumnDef) -> str | None:
         """The table constraint of a column's foreign key, if it has one."""
@@ -356,12 +584,8 @@ class Dialect:
         text = self.column_sql(plugin_id, table.name, column)
         fk = column.foreign_key
         if fk is not None:
-            target = self.physical_target(plugin_id, fk)
             name = self.namer.derived(plugin_id, table.name, [column.name], "fkey")
-            text += (
-                f" CONSTRAINT {self.quote(name)} REFERENCES {self.qualified(target)} ({self.quote(fk.column)})"
-                f" ON DELETE {_ON_DELETE[fk.on_delete]}"
-            )
+            text += f" CONSTRAINT {self.quote(name)} {self.references_sql(plugin_id, fk)}"
         return text
 
     # --- execution support (used by the engine) --------------------------------------------
@@ -448,6 +672,15 @@ class Dialect:
     def logical_type(self, sql_type: sa.types.TypeEngine[Any]) -> FieldType | None:
         """What a reflected core column's type is, in extschema's terms (for FK type checks)."""
         return next((name for kind, name in _LOGICAL_TYPES if isinstance(sql_type, kind)), None)
+
+
+#: Column attributes whose change converts stored values (a cast can round, truncate or reformat).
+_CONVERTING = frozenset({"type", "precision", "scale"})
+
+
+def lossy(op: planning.AlterColumn) -> bool:
+    """Whether *op* converts the column's stored values (then they are backed up first)."""
+    return bool(_CONVERTING.intersection(op.changed()))
 
 
 #: Reflected SQLAlchemy types in extschema's terms, subclasses before their bases (a BigInteger is an

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.dialects import postgresql as pg
 from extschema import limits, naming, planning
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.naming import PhysicalName
-from extschema.planning import ColumnDef, TableDef
+from extschema.planning import ColumnDef, IndexDef, TableDef
 
 # psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
 _REGISTRY_LOCK = (0x45585453, 0)
@@ -121,6 +122,206 @@ class PostgresDialect(Dialect):
         table_ref = self.table_ref(op.plugin_id, op.before.name)
         return [f"ALTER TABLE {table_ref} DROP COLUMN {self.quote(op.column.name)}"]
 
+    # --- columns on existing tables: constraints as NOT VALID, then VALIDATE -------------------
+
+    def add_column(self, op: planning.AddColumn, fill: str | None = None) -> list[str]:
+        """ADD COLUMN without its CHECK and FK, which follow as NOT VALID constraints then VALIDATE:
+        the scan runs under VALIDATE's lighter lock instead of ADD's ACCESS EXCLUSIVE.
+
+        *fill* (an UPDATE) sets the values before NOT NULL and the constraints apply: a rollback
+        bringing a dropped column back from its backup.
+        """
+        column = op.column
+        table_ref = self.table_ref(op.plugin_id, op.after.name)
+        later_not_null = fill is not None and not column.nullable and column.default is None
+        added = dataclasses.replace(column, nullable=True) if later_not_null else column
+        statements = [
+            f"ALTER TABLE {table_ref} ADD COLUMN {self.column_sql(op.plugin_id, op.after.name, added, False)}"
+        ]
+        if fill is not None:
+            statements.append(fill)
+        if later_not_null:
+            statements.append(f"ALTER TABLE {table_ref} ALTER COLUMN {self.quote(column.name)} SET NOT NULL")
+        statements.extend(self.add_check(op.plugin_id, op.after.name, column))
+        statements.extend(self.add_foreign_key(op.plugin_id, op.after.name, column))
+        return statements + self.added_column_extras(op)
+
+    def add_check(self, plugin_id: str, table: str, column: ColumnDef) -> list[str]:
+        condition = self.check_condition(column)
+        if condition is None:
+            return []
+        name = self.namer.derived(plugin_id, table, [column.name], "check")
+        return self.add_constraint(plugin_id, table, name, f"CHECK ({condition})")
+
+    def add_foreign_key(self, plugin_id: str, table: str, column: ColumnDef) -> list[str]:
+        if column.foreign_key is None:
+            return []
+        name = self.namer.derived(plugin_id, table, [column.name], "fkey")
+        key = f"FOREIGN KEY ({self.quote(column.name)}) {self.references_sql(plugin_id, column.foreign_key)}"
+        return self.add_constraint(plugin_id, table, name, key)
+
+    def add_constraint(self, plugin_id: str, table: str, name: str, definition: str) -> list[str]:
+        table_ref = self.table_ref(plugin_id, table)
+        return [
+            f"ALTER TABLE {table_ref} ADD CONSTRAINT {self.quote(name)} {definition} NOT VALID",
+            f"ALTER TABLE {table_ref} VALIDATE CONSTRAINT {self.quote(name)}",
+        ]
+
+    def drop_constraint(self, plugin_id: str, table: str, name: str) -> str:
+        return f"ALTER TABLE {self.table_ref(plugin_id, table)} DROP CONSTRAINT {self.quote(name)}"
+
+    def alter_column(self, op: planning.AlterColumn) -> list[str]:
+        plugin_id, table, old, new = op.plugin_id, op.after.name, op.old, op.new
+        table_ref = self.table_ref(plugin_id, table)
+        alter = f"ALTER TABLE {table_ref} ALTER COLUMN {self.quote(new.name)}"
+        retyped = self.type_sql(plugin_id, old) != self.type_sql(plugin_id, new)
+        # A type change can break a CHECK's or FK's expression: they are dropped and added back.
+        rechecked = retyped or self.check_condition(old) != self.check_condition(new)
+        rekeyed = old.foreign_key != new.foreign_key or (retyped and old.foreign_key is not None)
+        redefaulted = retyped or self.default_sql(old) != self.default_sql(new)
+        statements: list[str] = []
+        if rekeyed and old.foreign_key is not None:
+            statements.append(
+                self.drop_constraint(plugin_id, table, self.namer.derived(plugin_id, table, [old.name], "fkey"))
+            )
+        if rechecked and self.check_condition(old) is not None:
+            statements.append(
+                self.drop_constraint(plugin_id, table, self.namer.derived(plugin_id, table, [old.name], "check"))
+            )
+        drops, creates = self.column_index_changes(op)
+        statements.extend(drops)
+        if redefaulted and self.default_sql(old) is not None:
+            statements.append(f"{alter} DROP DEFAULT")
+        if retyped:
+            target = self.type_sql(plugin_id, new)
+            value = self.quote(old.name)
+            source = f"{value}::text" if old.enum is not None or new.enum is not None else value
+            statements.append(f"{alter} TYPE {target} USING CAST({source} AS {target})")
+        default = self.default_sql(new)
+        if redefaulted and default is not None:
+            statements.append(f"{alter} SET DEFAULT {default}")
+        if old.nullable != new.nullable:
+            statements.append(f"{alter} {'DROP' if new.nullable else 'SET'} NOT NULL")
+        if rechecked:
+            statements.extend(self.add_check(plugin_id, table, new))
+        if rekeyed:
+            statements.extend(self.add_foreign_key(plugin_id, table, new))
+        statements.extend(creates)
+        if old.description != new.description:
+            comment = self.literal(new.description) if new.description is not None else "NULL"
+            statements.append(f"COMMENT ON COLUMN {table_ref}.{self.quote(new.name)} IS {comment}")
+        return statements
+
+    def rename_index(self, plugin_id: str, table: str, old: str, index: IndexDef) -> list[str]:
+        # Renaming a constraint's index renames the constraint too (and the other way round).
+        old_ref = self.qualified(PhysicalName(naming.plugin_schema(plugin_id), old))
+        return [f"ALTER INDEX {old_ref} RENAME TO {self.quote(self.index_name(plugin_id, table, index))}"]
+
+    def rename_constraint(self, plugin_id: str, table: str, old: str, new: str) -> list[str]:
+        return [
+            f"ALTER TABLE {self.table_ref(plugin_id, table)} RENAME CONSTRAINT {self.quote(old)} TO {self.quote(new)}"
+        ]
+
+    def rename_enum_value(self, op: planning.RenameEnumValue) -> list[str]:
+        # Rows store the value's identity, not its label: they read the new label at once.
+        ref = self.enum_ref(op.plugin_id, op.after.name)
+        return [f"ALTER TYPE {ref} RENAME VALUE {self.literal(op.old)} TO {self.literal(op.new)}"]
+
+    def drop_index(self, plugin_id: str, table: str, index: IndexDef) -> str:
+        if not index.unique:
+            return super().drop_index(plugin_id, table, index)
+        # A unique constraint written in CREATE TABLE is a constraint owning its index (DROP INDEX
+        # refuses it); one added to an existing table is a unique index. Either is dropped here.
+        name = self.index_name(plugin_id, table, index)
+        schema = naming.plugin_schema(plugin_id)
+        index_ref = self.qualified(PhysicalName(schema, name))
+        return (
+            "DO $$BEGIN IF EXISTS (SELECT FROM pg_constraint WHERE conname = "
+            f"{self.literal(name)} AND connamespace = {self.literal(schema)}::regnamespace) THEN "
+            f"{self.drop_constraint(plugin_id, table, name)}; ELSE DROP INDEX {index_ref}; END IF; END$$"
+        )
+
+    # --- data checks ---------------------------------------------------------------------------
+
+    def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
+        # The old value is read as text or as numeric (never cast to the new type: a failing cast
+        # would fail the count), guarded by a pattern where a text must first read as a number.
+        column = self.quote(before.name)
+        castable = self.castable(f"{column}::text", before, after)
+        if after.type in _NUMERIC:
+            if before.type in _NUMERIC:
+                value = f"{column}::numeric"
+            elif before.type == "Boolean":
+                value = f"{column}::int::numeric"
+            else:
+                value = f"(CASE WHEN {castable} THEN btrim({column}::text)::numeric END)"
+        elif after.type in _TEXTUAL:
+            value = f"{column}::text"
+        else:
+            value = column
+        found: list[str] = [f"{column} IS NULL"] if not after.nullable else []
+        if castable is not None:
+            found.append(f"({column} IS NOT NULL AND NOT ({castable}))")
+        conditions = [*self.type_conditions(after, value), *self.column_checks(after, value)]
+        found.extend(f"NOT ({c})" for c in conditions)
+        return " OR ".join(found) or "false"
+
+    def castable(self, text: str, before: ColumnDef, after: ColumnDef) -> str | None:
+        """A condition true when *text* (the old value as text) reads as the new type; None when
+        every old value does (or no pattern can tell)."""
+        if before.type not in _TEXTUAL or after.type not in _TEXT_PATTERNS:
+            return None
+        return f"{text} ~* {self.literal(_TEXT_PATTERNS[after.type])}"
+
+    def type_conditions(self, column: ColumnDef, value: str) -> list[str]:
+        """Conditions the column's type itself enforces (length, range, enum values) on *value*."""
+        match column.type:
+            case "String":
+                return [f"char_length({value}) <= {column.string_length}"]
+            case "Int" | "BigInt":
+                low, high = _INTEGER_RANGES[column.type]
+                return [f"{value} BETWEEN {low} AND {high}"]
+            case "Decimal":
+                assert column.precision is not None and column.scale is not None
+                digits = column.precision - column.scale
+                return [f"abs(round({value}, {column.scale})) < 1{'0' * digits}"]
+            case "Enum":
+                assert column.enum is not None
+                return [f"{value} IN ({', '.join(self.literal(v) for v in column.enum.values)})"]
+        return []
+
+    # --- restoring from backups ----------------------------------------------------------------
+
+    def restored_value(self, plugin_id: str, column: ColumnDef, expression: str) -> str:
+        return f"CAST({expression} AS {self.type_sql(plugin_id, column)})" if column.enum is not None else expression
+
+    def after_restoring_ids(self, plugin_id: str, table: str) -> list[str]:
+        # Rows inserted later must not be given ids the restored rows hold.
+        table_ref = self.table_ref(plugin_id, table)
+        return [
+            f"SELECT setval(pg_get_serial_sequence({self.literal(table_ref)}, 'id'), max({self.quote('id')})) "
+            f"FROM {table_ref}"
+        ]
+
+    def fill_from(self, plugin_id: str, table: str, column: ColumnDef, backup: PhysicalName) -> str:
+        """UPDATE setting *column* of *table* from *backup*, matched by id."""
+        name = self.quote(column.name)
+        value = f"CAST(b.{name} AS {self.type_sql(plugin_id, column)})"
+        return (
+            f"UPDATE {self.table_ref(plugin_id, table)} AS t SET {name} = {value} "
+            f"FROM {self.qualified(backup)} AS b WHERE b.{self.quote('id')} = t.{self.quote('id')}"
+        )
+
+    def restore_column(self, op: planning.DropColumn, backup: PhysicalName) -> list[str]:
+        reverse = op.reverse()
+        assert isinstance(reverse, planning.AddColumn)
+        return self.add_column(reverse, fill=self.fill_from(op.plugin_id, op.before.name, op.column, backup))
+
+    def restore_altered(self, op: planning.AlterColumn, backup: PhysicalName) -> list[str]:
+        reverse = op.reverse()
+        assert isinstance(reverse, planning.AlterColumn)
+        return [*self.alter_column(reverse), self.fill_from(op.plugin_id, op.before.name, op.old, backup)]
+
     def id_column_sql(self) -> str:
         return "id BIGINT GENERATED BY DEFAULT AS IDENTITY"
 
@@ -225,6 +426,22 @@ class PostgresDialect(Dialect):
         if sqlstate in _RETRYABLE_SQLSTATES:
             return ErrorClass.RETRYABLE
         return ErrorClass.PERMANENT
+
+
+#: Types compared as numbers in data checks, and types read as text.
+_NUMERIC = frozenset({"Int", "BigInt", "Decimal", "Float"})
+_TEXTUAL = frozenset({"String", "Text", "Enum", "Uuid", "Date", "DateTime", "Json"})
+_INTEGER_RANGES = {"Int": (-(2**31), 2**31 - 1), "BigInt": (-(2**63), 2**63 - 1)}
+#: Text that casts to the type (PostgreSQL 15 has no pg_input_is_valid), by target type.
+_TEXT_PATTERNS = {
+    "Int": r"^\s*[-+]?[0-9]+\s*$",
+    "BigInt": r"^\s*[-+]?[0-9]+\s*$",
+    "Decimal": r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$",
+    "Float": r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$",
+    "Uuid": r"^\s*\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?\s*$",
+    "Date": r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*$",
+    "Boolean": r"^\s*(t|true|f|false|y|yes|n|no|on|off|1|0)\s*$",
+}
 
 
 def sqlstate_of(error: BaseException) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from extschema import limits, naming, planning, portable_regex
 from extschema.dialects import sqlite_decimal, sqlite_patterns
 from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass
-from extschema.planning import ColumnDef, TableDef
+from extschema.planning import ColumnDef, IndexDef, TableDef
 from extschema.problems import Problem
 
 # SQLite columns take any value whatever their declared type; these CHECKs make them strict.
@@ -48,8 +48,8 @@ class SqliteDialect(Dialect):
     def boolean_literal(self, value: bool) -> str:
         return "1" if value else "0"
 
-    def column_checks(self, column: ColumnDef) -> list[str]:
-        quoted = self.quote(column.name)
+    def column_checks(self, column: ColumnDef, value: str | None = None) -> list[str]:
+        quoted = value if value is not None else self.quote(column.name)
         conditions: list[str] = []
         if column.type in _STORAGE_CLASSES:
             conditions.append(f"typeof({quoted}) IN ({_STORAGE_CLASSES[column.type]})")
@@ -67,7 +67,7 @@ class SqliteDialect(Dialect):
             conditions.append(f"length({quoted}) <= {column.string_length}")
         if column.enum is not None:
             conditions.append(f"{quoted} IN ({', '.join(self.literal(v) for v in column.enum.values)})")
-        return conditions + super().column_checks(column)
+        return conditions + super().column_checks(column, value)
 
     def bound_conditions(self, quoted_column: str, column: ColumnDef) -> list[str]:
         if column.type != "Decimal":
@@ -149,12 +149,14 @@ class SqliteDialect(Dialect):
 
     def _rebuilds(self, op: planning.Op) -> bool:
         match op:
-            case planning.ChangeEnumValues():
+            case planning.ChangeEnumValues() | planning.RenameEnumValue():
                 return bool(op.tables)
             case planning.DropColumn():
                 return True
             case planning.AddColumn():
                 return not self._can_add_in_place(op.column)
+            case planning.AlterColumn():
+                return not _indexes_only(op)
         return False
 
     @staticmethod
@@ -178,26 +180,132 @@ class SqliteDialect(Dialect):
             statements.extend(self.rebuild(op.plugin_id, before, after))
         return statements
 
-    def rebuild(self, plugin_id: str, before: TableDef, after: TableDef) -> list[str]:
+    def rebuild(
+        self, plugin_id: str, before: TableDef, after: TableDef, sources: Mapping[str, str] | None = None
+    ) -> list[str]:
         """SQLite's 12-step table change: create the new shape, copy, drop, rename, re-index.
 
-        The engine runs it with foreign_keys off and checks ``PRAGMA foreign_key_check`` before
+        Each column of *after* is copied from the same column of *before*, converted when its
+        type changed (:meth:`convert`), or from the SQL expression *sources* gives for it (a value
+        mapped, or restored from a backup); columns found in neither take their default. The
+        engine runs it with foreign_keys off and checks ``PRAGMA foreign_key_check`` before
         committing, as SQLite's documentation prescribes.
         """
         physical = self.namer.table(plugin_id, after.name)
         scratch = naming.fit(f"{physical.name}__rebuild")
         create = self.create_table_sql(plugin_id, after, rename=scratch)
-        kept = ["id", *(c.name for c in after.columns if before.column(c.name) is not None)]
+        given = sources or {}
+        kept, values = ["id"], [self.quote("id")]
+        for column in after.columns:
+            old = before.column(column.name)
+            if column.name in given:
+                value = given[column.name]
+            elif old is not None:
+                value = self.convert(self.quote(column.name), old, column)
+            else:
+                continue
+            kept.append(column.name)
+            values.append(value)
         columns = ", ".join(self.quote(c) for c in kept)
+        source = self.quote(physical.name)
         statements = [
             create,
-            f"INSERT INTO {self.quote(scratch)} ({columns}) SELECT {columns} FROM {self.quote(physical.name)}",
+            f"INSERT INTO {self.quote(scratch)} ({columns}) SELECT {', '.join(values)} FROM {source}",
             f"DROP TABLE {self.quote(physical.name)}",
             f"ALTER TABLE {self.quote(scratch)} RENAME TO {self.quote(physical.name)}",
         ]
         statements.extend(self.create_table(plugin_id, after)[1:])
         statements.extend(self.create_index(plugin_id, after.name, index) for index in after.indexes)
         return statements
+
+    def convert(self, value: str, old: ColumnDef, new: ColumnDef) -> str:
+        """*value* (of the *old* column) as the *new* column stores it.
+
+        A value that does not convert is left as it is, so the new column's CHECKs (storage class,
+        length, rules) refuse it and the rebuild fails instead of storing something else — SQLite's
+        own CAST would turn 'abc' into 0.
+        """
+        old_class, new_class = _STORAGE_CLASSES.get(old.type), _STORAGE_CLASSES.get(new.type)
+        if old_class == new_class:
+            return value
+        if new_class == _STORAGE_CLASSES["Text"]:
+            return f"CAST({value} AS TEXT)"
+        if new.type in ("Int", "BigInt"):
+            number = f"CAST({value} AS INTEGER)"
+            if old_class == _STORAGE_CLASSES["Text"]:
+                return f"(CASE WHEN CAST({number} AS TEXT) = {value} THEN {number} ELSE {value} END)"
+            return f"(CASE WHEN {number} = {value} THEN {number} ELSE {value} END)"
+        if new.type == "Float" and old.type in ("Int", "BigInt"):
+            return f"CAST({value} AS REAL)"
+        return value
+
+    def rename_index(self, plugin_id: str, table: str, old: str, index: IndexDef) -> list[str]:
+        # SQLite cannot rename an index: it is created again under the new name.
+        return [f"DROP INDEX {self.quote(old)}", self.create_index(plugin_id, table, index)]
+
+    def alter_column(self, op: planning.AlterColumn, sources: Mapping[str, str] | None = None) -> list[str]:
+        # Only an index changed (a field made unique or not): no rebuild.
+        if _indexes_only(op) and sources is None:
+            drops, creates = self.column_index_changes(op)
+            return drops + creates
+        return self.rebuild(op.plugin_id, op.before, op.after, sources)
+
+    def rename_enum_value(self, op: planning.RenameEnumValue) -> list[str]:
+        # Values live in the rows (and the enum in each column's CHECK): every table is rebuilt,
+        # its rows mapped to the new value.
+        statements: list[str] = []
+        for before, after in op.tables:
+            sources = {
+                c.name: f"(CASE {self.quote(c.name)} WHEN {self.literal(op.old)} THEN {self.literal(op.new)} "
+                f"ELSE {self.quote(c.name)} END)"
+                for c in before.columns
+                if c.enum is not None and c.enum.name == op.before.name
+            }
+            statements.extend(self.rebuild(op.plugin_id, before, after, sources))
+        return statements
+
+    def run_sql(self, sql: str) -> list[str]:
+        # The driver runs one statement per call: split where SQLite itself sees a statement end.
+        statements: list[str] = []
+        pending = ""
+        for line in sql.splitlines(keepends=True):
+            pending += line
+            if sqlite3.complete_statement(pending):
+                statements.extend(super().run_sql(pending))
+                pending = ""
+        return statements + super().run_sql(pending)
+
+    def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
+        # Exactly what the rebuild's CHECKs would refuse: the converted value against the new
+        # column's conditions (a NULL condition passes a CHECK, and NOT NULL is not counted).
+        value = self.convert(self.quote(before.name), before, after)
+        found = [f"{self.quote(before.name)} IS NULL"] if not after.nullable else []
+        found.extend(f"NOT ({c})" for c in self.column_checks(after, value))
+        return " OR ".join(found) or "0"
+
+    def restored(self, table: str, column: str, backup: naming.PhysicalName, otherwise: str) -> str:
+        """The value of *column* from *backup* for the row of the same id, or *otherwise* for rows
+        the backup does not have (inserted after it was taken)."""
+        match = (
+            f"FROM {self.qualified(backup)} AS b WHERE b.{self.quote('id')} = {self.quote(table)}.{self.quote('id')}"
+        )
+        return (
+            f"(CASE WHEN EXISTS (SELECT 1 {match}) THEN (SELECT b.{self.quote(column)} {match}) ELSE {otherwise} END)"
+        )
+
+    def restore_column(self, op: planning.DropColumn, backup: naming.PhysicalName) -> list[str]:
+        table = self.namer.table(op.plugin_id, op.before.name).name
+        default = self.default_sql(op.column) or "NULL"
+        value = self.restored(table, op.column.name, backup, default)
+        return self.rebuild(op.plugin_id, op.after, op.before, {op.column.name: value})
+
+    def restore_altered(self, op: planning.AlterColumn, backup: naming.PhysicalName) -> list[str]:
+        table = self.namer.table(op.plugin_id, op.before.name).name
+        current = self.convert(self.quote(op.new.name), op.new, op.old)
+        value = self.restored(table, op.old.name, backup, current)
+        reverse = op.reverse()
+        assert isinstance(reverse, planning.AlterColumn)
+        return self.alter_column(reverse, {op.old.name: value})
 
     # --- connecting, sessions, bootstrap ---
 
@@ -279,6 +387,11 @@ class SqliteDialect(Dialect):
             if "unable to open" in message or "disk i/o" in message:
                 return ErrorClass.UNREACHABLE
         return ErrorClass.PERMANENT
+
+
+def _indexes_only(op: planning.AlterColumn) -> bool:
+    """Whether only the column's uniqueness changed: its index, nothing in the table's DDL."""
+    return set(op.changed()) <= {"unique"}
 
 
 def _begin(conn: sa.Connection) -> None:

@@ -1,0 +1,246 @@
+"""Approvals end to end, through the CLI, on both databases with rows in the tables.
+
+A destructive plan is blocked without approval, blocked with a stale hash, applied with the right
+one; the hash is the same in every process and on both databases; a narrowing that existing rows
+violate is refused even when approved; a lower version rolls back to its recorded spec, gated.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from extschema import reconcile
+from extschema.engine import Engine
+from tests.helpers import Outcome, execute, ext_table, run, subprocess_env, write_schema
+
+V1 = """
+pluginId: shop
+version: 1.0.0
+tables:
+  - name: order
+    fields:
+      - {name: title, type: String, required: true}
+      - {name: note, type: String}
+      - {name: code, type: String, validation: {maxLength: 40}}
+"""
+#: v1 without order.note: a destructive plan (the column's values are lost).
+V2 = V1.replace("version: 1.0.0", "version: 2.0.0").replace("      - {name: note, type: String}\n", "")
+#: v2 changed again before it was applied: also drops order.code.
+V2_AGAIN = V2.replace("      - {name: code, type: String, validation: {maxLength: 40}}\n", "")
+#: v1 with order.code narrowed to 3 characters.
+NARROW = V1.replace("version: 1.0.0", "version: 1.1.0").replace("maxLength: 40", "maxLength: 3")
+#: v1 with a new nullable field: safe.
+WIDER = V1.replace("version: 1.0.0", "version: 1.1.0").replace(
+    "      - {name: note, type: String}\n", "      - {name: note, type: String}\n      - {name: extra, type: Int}\n"
+)
+
+
+def _schema(directory: Path, body: str) -> str:
+    return str(write_schema(directory, "shop", body))
+
+
+def _seed(url: str, directory: Path) -> None:
+    """v1 applied, with four orders: three with a note, all with a code of five characters."""
+    outcome = run("apply", _schema(directory, V1), "-d", url)
+    assert outcome.exit_code == 0, outcome.stderr
+    table = ext_table(url, "shop", "order")
+    for title, note in (("a", "n1"), ("b", "n2"), ("c", "n3"), ("d", None)):
+        execute(url, f"INSERT INTO {table} (title, note, code) VALUES (:t, :n, 'abcde')", {"t": title, "n": note})
+
+
+def _columns(url: str) -> list[str]:
+    table = ext_table(url, "shop", "order")
+    rows = execute(url, f"SELECT * FROM {table} ORDER BY id")
+    assert len(rows) == 4
+    return list(rows[0]._fields)
+
+
+def _migrations(url: str) -> int:
+    return len(run("history", "shop", "-d", url, "-o", "json").json()["migrations"])
+
+
+def _plan(url: str, path: str) -> dict[str, object]:
+    outcome = run("plan", path, "-d", url, "-o", "json")
+    assert outcome.exit_code == 0, outcome.stderr
+    data: dict[str, object] = outcome.json()
+    return data
+
+
+def _refused(outcome: Outcome) -> list[dict[str, str]]:
+    assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
+    problems: list[dict[str, str]] = json.loads(outcome.stdout)["problems"]
+    return problems
+
+
+def test_a_drop_is_blocked_without_approval_and_nothing_changes(db_url: str, tmp_path: Path) -> None:
+    _seed(db_url, tmp_path)
+    path = _schema(tmp_path, V2)
+    text = run("apply", path, "-d", db_url)
+    assert text.exit_code == 1 and "ES307" in text.stderr and "drop column order.note (3 values)" in text.stderr
+    outcome = run("apply", path, "-d", db_url, "-o", "json")
+    (problem,) = _refused(outcome)
+    assert problem["code"] == "ES307" and problem["file"] == path
+    (pending,) = outcome.json()["pending"]
+    assert pending["hash"] == _plan(db_url, path)["hash"] and pending["destructive"] is True
+    assert pending["summary"] == "drop column order.note (3 values)"
+    assert "note" in _columns(db_url) and _migrations(db_url) == 1
+
+
+def test_a_stale_hash_is_refused_and_the_right_one_applies(db_url: str, tmp_path: Path) -> None:
+    _seed(db_url, tmp_path)
+    path = _schema(tmp_path, V2)
+    approved = str(_plan(db_url, path)["hash"])
+    changed = _schema(tmp_path, V2_AGAIN)  # the spec changes again after the plan was approved
+    problems = _refused(run("apply", changed, "-d", db_url, "--approve", approved, "-o", "json"))
+    assert [p["code"] for p in problems] == ["ES307", "ES308"]
+    assert approved in problems[1]["message"]
+    assert _columns(db_url) == ["id", "title", "note", "code"] and _migrations(db_url) == 1
+
+    path = _schema(tmp_path, V2)
+    applied = run("apply", path, "-d", db_url, "--approve", approved)
+    assert applied.exit_code == 0, applied.stderr
+    assert "backed up order.note" in applied.stdout
+    assert _columns(db_url) == ["id", "title", "code"] and _migrations(db_url) == 2
+    # Applied: the same command is now a no-op, whatever it approves.
+    again = run("apply", path, "-d", db_url, "--approve", approved)
+    assert again.exit_code == 0 and "unchanged" in again.stdout
+
+
+def test_a_wrong_hash_stops_even_a_safe_change(db_url: str, tmp_path: Path) -> None:
+    _seed(db_url, tmp_path)
+    problems = _refused(run("apply", _schema(tmp_path, WIDER), "-d", db_url, "--approve", "0" * 16, "-o", "json"))
+    assert [p["code"] for p in problems] == ["ES308"]
+    assert "extra" not in _columns(db_url)
+
+
+def test_the_spec_approves_its_own_plan(db_url: str, tmp_path: Path) -> None:
+    _seed(db_url, tmp_path)
+    approved = str(_plan(db_url, _schema(tmp_path, V2))["hash"])
+    stale = _refused(
+        run("apply", _schema(tmp_path, f"{V2_AGAIN}approvedPlanHash: {approved}"), "-d", db_url, "-o", "json")
+    )
+    assert [p["code"] for p in stale] == ["ES307", "ES308"] and stale[1]["path"] == "spec.approvedPlanHash"
+    outcome = run("apply", _schema(tmp_path, f"{V2}approvedPlanHash: {approved}"), "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "note" not in _columns(db_url)
+
+
+def test_plan_json_is_the_contract_object(db_url: str, tmp_path: Path) -> None:
+    _seed(db_url, tmp_path)
+    plan = _plan(db_url, _schema(tmp_path, V2))
+    assert set(plan) == {"pluginId", "version", "hash", "class", "sql", "rollbackSql", "ops", "lint", "warnings"}
+    assert (plan["pluginId"], plan["version"], plan["class"]) == ("shop", "2.0.0", "destructive")
+    assert isinstance(plan["hash"], str) and len(plan["hash"]) == 16
+    assert plan["sql"] and plan["rollbackSql"] and isinstance(plan["lint"], list) and plan["warnings"] == []
+    (op,) = plan["ops"]  # type: ignore[misc]
+    assert op == {
+        "kind": "drop_column",
+        "description": "drop column order.note",
+        "class": "destructive",
+        "reason": op["reason"],
+        "check": {"kind": "values_lost", "table": "order", "column": "note", "count": 3},
+    }
+    text = run("plan", _schema(tmp_path, V2), "-d", db_url)
+    assert f"-- plan {plan['hash']}: destructive, needs approval" in text.stdout
+    assert "drop column order.note (3 values)" in text.stdout
+    other = str(write_schema(tmp_path, "other", V1.replace("pluginId: shop", "pluginId: other")))
+    several = run("plan", _schema(tmp_path, V2), other, "-d", db_url, "-o", "json").json()
+    assert set(several) == {"plans"} and {p["pluginId"] for p in several["plans"]} == {"other", "shop"}
+    assert next(p for p in several["plans"] if p["pluginId"] == "shop") == plan
+
+
+def _hash_in_a_process(url: str, path: str, cwd: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "extschema", "plan", path, "-d", url, "-o", "json"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(PYTHONHASHSEED="random"),
+        check=True,
+    )
+    return str(json.loads(done.stdout)["hash"])
+
+
+@pytest.mark.postgres
+def test_the_hash_is_the_same_in_every_process_and_on_both_databases(
+    sqlite_url: str, pg_url: str, tmp_path: Path
+) -> None:
+    hashes = set()
+    for url in (sqlite_url, pg_url):
+        _seed(url, tmp_path)
+        path = _schema(tmp_path, V2)
+        hashes |= {_hash_in_a_process(url, path, tmp_path) for _ in range(2)}
+        hashes.add(str(_plan(url, path)["hash"]))
+    assert len(hashes) == 1
+
+
+def test_a_narrowing_that_rows_violate_is_refused_even_when_approved(db_url: str, tmp_path: Path) -> None:
+    _seed(db_url, tmp_path)
+    path = _schema(tmp_path, NARROW)
+    plan = _plan(db_url, path)
+    assert plan["class"] == "destructive"
+    (op,) = plan["ops"]  # type: ignore[misc]
+    assert op["check"]["kind"] == "rows_violating" and op["check"]["count"] == 4
+    assert [w["code"] for w in plan["warnings"]] == ["ES309"]  # type: ignore[index]
+    problems = _refused(run("apply", path, "-d", db_url, "--approve", str(plan["hash"]), "-o", "json"))
+    assert [p["code"] for p in problems] == ["ES309"] and "4 existing row(s) of order" in problems[0]["message"]
+    assert execute(db_url, f"SELECT count(*) FROM {ext_table(db_url, 'shop', 'order')} WHERE code = 'abcde'") == [(4,)]
+    # Once the rows fit, the approved narrowing runs.
+    execute(db_url, f"UPDATE {ext_table(db_url, 'shop', 'order')} SET code = 'abc'")
+    assert _plan(db_url, path)["hash"] == plan["hash"]
+    outcome = run("apply", path, "-d", db_url, "--approve", str(plan["hash"]))
+    assert outcome.exit_code == 0, outcome.stderr
+
+
+def test_nothing_of_a_run_runs_while_one_plan_waits(db_url: str, tmp_path: Path) -> None:
+    _seed(db_url, tmp_path)
+    other = write_schema(tmp_path, "other", V1.replace("pluginId: shop", "pluginId: other"))
+    outcome = run("apply", _schema(tmp_path, V2), str(other), "-d", db_url)
+    assert outcome.exit_code == 1 and "ES307" in outcome.stderr
+    assert run("status", "-d", db_url, "-o", "json").json()["plugins"][0]["pluginId"] == "shop"
+    assert len(run("status", "-d", db_url, "-o", "json").json()["plugins"]) == 1
+
+
+def test_a_replan_under_the_lock_needs_its_own_approval(db_url: str, tmp_path: Path) -> None:
+    """The registry moves between planning and applying: the approved hash no longer names the plan."""
+    _seed(db_url, tmp_path)
+    (tmp_path / "v2").mkdir()
+    (loaded,) = reconcile.load([_schema(tmp_path / "v2", V2)])
+    engine = Engine(db_url)
+    try:
+        snapshot = reconcile.Snapshot.take(engine, [loaded.spec])
+        refs = reconcile.reference_types(snapshot, [loaded.spec])
+        planned = reconcile.plan_one(engine, loaded, refs, snapshot)
+        approved = planned.hash()
+        assert run("apply", _schema(tmp_path, WIDER), "-d", db_url).exit_code == 0  # another applier moves it
+        with pytest.raises(reconcile.ApprovalRequired) as caught:
+            reconcile.apply_one(engine, loaded, refs, planned, approvals=[approved])
+    finally:
+        engine.close()
+    assert [p.code for p in caught.value.problems] == ["ES307", "ES308"]
+    assert approved in caught.value.problems[1].message
+    assert "note" in _columns(db_url) and "extra" in _columns(db_url)
+
+
+def test_a_lower_version_rolls_back_to_its_recorded_spec_through_the_gate(db_url: str, tmp_path: Path) -> None:
+    _seed(db_url, tmp_path)
+    assert run("apply", _schema(tmp_path, WIDER), "-d", db_url).exit_code == 0
+    execute(db_url, f"UPDATE {ext_table(db_url, 'shop', 'order')} SET extra = 7")
+    # Lower, but not the spec 1.0.0 was applied with.
+    edited = V1.replace("maxLength: 40", "maxLength: 50")
+    (problem,) = _refused(run("apply", _schema(tmp_path, edited), "-d", db_url, "-o", "json"))
+    assert problem["code"] == "ES311" and problem["path"] == "spec.version"
+    # Lower, and exactly as recorded: planned from 1.1.0 back to it, and gated (extra's values are lost).
+    path = _schema(tmp_path, V1)
+    (waiting,) = _refused(run("apply", path, "-d", db_url, "-o", "json"))
+    assert waiting["code"] == "ES307" and "drop column order.extra (4 values)" in waiting["message"]
+    outcome = run("apply", path, "-d", db_url, "--approve", str(_plan(db_url, path)["hash"]))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert _columns(db_url) == ["id", "title", "note", "code"]
+    (shop,) = run("status", "-d", db_url, "-o", "json").json()["plugins"]
+    assert shop["version"] == "1.0.0"
