@@ -400,31 +400,26 @@ def test_connect_retries_but_the_ping_timer_does_not(events: list[dict[str, Any]
 # --- approvals ------------------------------------------------------------------------------------
 
 
-class _Pending:
-    """A waiting plan as reconcile.ApprovalRequired.pending holds them."""
-
-    def __init__(self, plugin_id: str = "shop", hash: str = "a1b2c3d4e5f60718", op_class: str = "destructive") -> None:
-        self.plugin_id, self.hash, self.op_class = plugin_id, hash, op_class
-        self.summary = "drop column item.note (120 values)"
-        self.destructive = op_class == "destructive"
+def _pending(plugin_id: str = "shop", hash: str = "a1b2c3d4e5f60718", op_class: str = "destructive") -> Any:
+    """A waiting plan, as reconcile's gate reports it."""
+    summary = "drop column item.note (120 values)"
+    return reconcile.PendingPlan(plugin_id, hash, op_class, summary, op_class == "destructive", [])  # type: ignore[arg-type]
 
 
-class _ApprovalRequired(ProblemError):
-    def __init__(self, *pending: _Pending) -> None:
-        super().__init__([Problem("ES301", "spec", "plan needs approval")], Kind.APPROVAL)
-        self.pending = pending
+def _approval_required(*pending: Any) -> reconcile.ApprovalRequired:
+    return reconcile.ApprovalRequired([Problem("ES307", "spec", "plan needs approval")], pending)
 
 
 def test_pending_plan_of_an_approval_error_only() -> None:
-    mine, other = _Pending("shop"), _Pending("other", "ffff000011112222")
-    assert status.pending_of(_ApprovalRequired(other, mine), "shop") is mine
-    assert status.pending_of(_ApprovalRequired(other), "shop") is other
+    mine, other = _pending("shop"), _pending("other", "ffff000011112222")
+    assert status.pending_of(_approval_required(other, mine), "shop") is mine
+    assert status.pending_of(_approval_required(other), "shop") is other
     assert status.pending_of(ProblemError([Problem("ES301", "spec", "refused")], Kind.REFUSED), "shop") is None
     assert status.pending_of(ValueError("x"), "shop") is None
 
 
 def test_approval_message_says_an_approval_of_another_plan_is_ignored() -> None:
-    pending = _Pending()
+    pending = _pending()
     waiting = status.approval_outcome(pending, None)
     assert waiting.reason == "ApprovalRequired" and waiting.phase == "reconciling"
     assert "a1b2c3d4e5f60718" in waiting.message and "ignored" not in waiting.message
@@ -437,17 +432,17 @@ def test_approval_message_says_an_approval_of_another_plan_is_ignored() -> None:
 
 def test_pending_plan_status_is_declared_and_bounded() -> None:
     finding = type("Finding", (), {"rule": "r" * 300, "level": "warning", "message": "m" * 5000, "statement": 1})()
-    fields = status.pending_fields(_Pending(op_class="rewriting"), [finding] * 100)
+    fields = status.pending_fields(_pending(op_class="rewriting"), [finding] * 100)
     plan = fields["pendingPlan"]
     assert (plan["hash"], plan["class"], plan["destructive"]) == ("a1b2c3d4e5f60718", "rewriting", False)
     assert len(plan["lint"]) == status.MAX_LINT and len(plan["lint"][0]["message"]) == status.MAX_CHANGE
     ExtensionSchemaStatus.model_validate(fields)
-    assert "lint" not in status.pending_fields(_Pending())["pendingPlan"]
+    assert "lint" not in status.pending_fields(_pending())["pendingPlan"]
 
 
 def test_pending_plan_is_present_only_while_approval_is_required(events: list[dict[str, Any]]) -> None:
     stats, patch, body = status.Stats(), kopf.Patch(), _body()
-    pending = _Pending()
+    pending = _pending()
     waiting = status.approval_outcome(pending, None)
     assert status.settle(body, patch, waiting, stats, fields=status.pending_fields(pending)) is None  # no retry
     written = _applied(patch, body)
@@ -490,13 +485,13 @@ def test_reconcile_waits_for_approval_then_applies_and_is_watched_for_drift(
 
     memo = runtime.memo_for(settings.Settings(default_database=f"sqlite:///{tmp_path / 'app.db'}"))
     run = runtime.runtime(memo)
-    pending = _Pending()
+    pending = _pending()
     seen: list[str | None] = []
 
     def gated(engine: Any, loaded: reconcile.Loaded, peers: Any, started: Any) -> Any:
         seen.append(loaded.spec.approved_plan_hash)
         if loaded.spec.approved_plan_hash != pending.hash:
-            raise _ApprovalRequired(pending)
+            raise _approval_required(pending)
         return [_Result()], _Registration()
 
     monkeypatch.setattr(database, "apply", gated)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn, Protocol
 
 import kopf
 
-from extschema import conditions, limits
+from extschema import conditions, limits, status_model
 from extschema.conditions import Outcome
 from extschema.problems import ProblemError
-from extschema.status_model import ExtensionSchemaStatus, LastMigration, LintFinding, PendingPlan
+from extschema.reconcile import ApprovalRequired, PendingPlan
+from extschema.status_model import ExtensionSchemaStatus, LastMigration, LintFinding
 
 #: Bounds of status.lastMigration.changes in the CRD (see extschema.status_model).
 MAX_CHANGES = limits.MAX_STATUS_CHANGES
@@ -175,21 +176,6 @@ PENDING_PLAN = "pendingPlan"
 MAX_LINT = limits.MAX_STATUS_LINT_FINDINGS
 
 
-class Pending(Protocol):
-    """A plan waiting for approval, as ``reconcile.ApprovalRequired.pending`` holds them."""
-
-    @property
-    def plugin_id(self) -> str: ...
-    @property
-    def hash(self) -> str: ...
-    @property
-    def op_class(self) -> str: ...
-    @property
-    def summary(self) -> str: ...
-    @property
-    def destructive(self) -> bool: ...
-
-
 class Finding(Protocol):
     """A squawk finding, as ``engine.lint.lint`` returns them."""
 
@@ -203,15 +189,14 @@ class Finding(Protocol):
     def statement(self) -> int | None: ...
 
 
-def pending_of(error: BaseException, plugin_id: str) -> Pending | None:
+def pending_of(error: BaseException, plugin_id: str) -> PendingPlan | None:
     """The plan of *plugin_id* an ApprovalRequired error waits for (None for any other error)."""
-    if not isinstance(error, ProblemError) or error.kind != "approval":
+    if not isinstance(error, ApprovalRequired):
         return None
-    pending: Sequence[Pending] = getattr(error, "pending", ())
-    return next((p for p in pending if p.plugin_id == plugin_id), next(iter(pending), None))
+    return next((p for p in error.pending if p.plugin_id == plugin_id), next(iter(error.pending), None))
 
 
-def approval_outcome(pending: Pending, approved: str | None) -> Outcome:
+def approval_outcome(pending: PendingPlan, approved: str | None) -> Outcome:
     """ApprovalRequired, saying what to approve, and that an approval of another plan was ignored."""
     message = (
         f"plan {pending.hash} needs approval ({pending.op_class}): {pending.summary}; "
@@ -225,13 +210,13 @@ def approval_outcome(pending: Pending, approved: str | None) -> Outcome:
     return Outcome(APPROVAL_REQUIRED, message)
 
 
-def pending_fields(pending: Pending, findings: Iterable[Finding] = ()) -> dict[str, Any]:
+def pending_fields(pending: PendingPlan, findings: Iterable[Finding] = ()) -> dict[str, Any]:
     """``status.pendingPlan``, built through the status model (bounded as the CRD declares)."""
     lint = [
         LintFinding(rule=f.rule[:128], level=f.level[:16], message=f.message[:MAX_CHANGE], statement=f.statement)
         for f in findings
     ][:MAX_LINT]
-    plan = PendingPlan(
+    plan = status_model.PendingPlan(
         hash=pending.hash,
         summary=pending.summary[: limits.MAX_CONDITION_MESSAGE],
         destructive=pending.destructive,
