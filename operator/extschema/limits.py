@@ -63,7 +63,12 @@ SHA256_HEX_LENGTH = 64  # a checksum as hex text
 
 # Migrations.
 DEFAULT_LOCK_TIMEOUT_MS = 5_000  # wait this long for a table lock, then fail instead of queueing behind others
-DEFAULT_STATEMENT_TIMEOUT_MS = 300_000  # no single migration statement runs longer than 5 minutes
+DEFAULT_STATEMENT_TIMEOUT_MS = 60_000  # no single statement in a migration's transaction runs longer than a minute
+#: A migration that cannot get a table lock within lock_timeout (55P03) is tried again this many times in all,
+#: after a random pause of up to base * 2**(attempt - 1) seconds ("full jitter"), capped; then ES403.
+LOCK_RETRY_ATTEMPTS = 5
+LOCK_RETRY_BASE_S = 0.25
+LOCK_RETRY_CAP_S = 4.0
 POSTGRESQL_CONNECT_TIMEOUT_S = 10  # an unreachable server is reported, not waited for
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long SQLite waits for another writer's lock before "database is locked"
 
@@ -83,3 +88,12 @@ MAX_STATUS_CHANGES = 4096  # lines of status.lastMigration.changes (declared in 
 MAX_STATUS_CHANGE_LENGTH = 1024  # characters of one such line
 MAX_STATUS_LINT_FINDINGS = 64  # squawk findings shown in status.pendingPlan.lint (declared in the CRD)
 DRIFT_INTERVAL_S = 300.0  # how often the operator compares a Ready plugin's objects with its applied spec
+
+
+def parse_duration_ms(text: str) -> int | None:
+    """``500ms``, ``5s`` or ``2m`` in milliseconds (a DatabaseTarget's and the CLI's timeouts); None when malformed."""
+    for suffix, factor in (("ms", 1), ("s", 1000), ("m", 60_000)):
+        number = text[: -len(suffix)]
+        if text.endswith(suffix) and number.isascii() and number.isdigit():
+            return int(number) * factor
+    return None

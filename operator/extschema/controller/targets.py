@@ -7,7 +7,6 @@ DatabaseTarget it names (from the ``targets`` index), whose URL may sit in a Sec
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -31,17 +30,10 @@ class Target:
     statement_timeout_ms: int = limits.DEFAULT_STATEMENT_TIMEOUT_MS
 
 
-_DURATION = re.compile(r"^([0-9]+)(ms|s|m)$")
-
-
 def duration_ms(text: str | None, default: int) -> int:
     """``500ms``, ``5s`` or ``2m`` in milliseconds; *default* when unset or malformed."""
-    if not text:
-        return default
-    match = _DURATION.match(text)
-    if not match:
-        return default
-    return int(match.group(1)) * {"ms": 1, "s": 1000, "m": 60_000}[match.group(2)]
+    parsed = limits.parse_duration_ms(text) if text else None
+    return default if parsed is None else parsed
 
 
 async def target_from_spec(api: KubeApi, namespace: str, name: str, spec: Mapping[str, Any]) -> Target:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,9 +37,21 @@ class RenderedPlan:
     foreign_keys_off: bool = False
     #: What the plan asks for that this database will not enforce; the plan still runs (ES5xx).
     warnings: tuple[Problem, ...] = ()
+    #: Run before the main transaction, each committed before anything uses it (new enum values:
+    #: PostgreSQL refuses a label in the transaction that added it). Idempotent: a retry re-runs them.
+    before: tuple[str, ...] = ()
+    #: Run outside any transaction after the main one committed (concurrent index builds, which
+    #: block no writer). Idempotent; the engine records them as a pending step it finishes later
+    #: if they fail, after dropping what a failed build left behind.
+    after: tuple[str, ...] = ()
+
+    @property
+    def all_statements(self) -> tuple[str, ...]:
+        """Every statement in the order it runs: before, the transaction, after."""
+        return (*self.before, *self.statements, *self.after)
 
     def script(self, rollback: bool = False) -> str:
-        return "".join(f"{s};\n" for s in (self.rollback if rollback else self.statements))
+        return "".join(f"{s};\n" for s in (self.rollback if rollback else self.all_statements))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,17 +85,57 @@ class Dialect:
 
     # --- plans -------------------------------------------------------------------------------
 
-    def render_plan(self, plan: Plan, backup_tag: str) -> RenderedPlan:
+    def render_plan(self, plan: Plan, backup_tag: str, populated: Collection[str] | None = None) -> RenderedPlan:
         """Render *plan* and its reverse; data a step would destroy is first copied to a
-        backup table named with *backup_tag*."""
-        rollback: list[str] = []
-        for op in reversed(plan.ops):
-            rollback.extend(self.undo(op, backup_tag))
+        backup table named with *backup_tag*.
+
+        Steps the database cannot safely run inside the migration's transaction go to the
+        ``before`` and ``after`` phases (:meth:`runs_before`, :meth:`concurrent_index`).
+        *populated* names the plan's existing tables that hold rows (the engine asks the database
+        under the migration lock, :meth:`concurrent_candidates`); None, when planning without
+        the database, counts every existing table as populated.
+        """
+        created = {op.table.name for op in plan.ops if isinstance(op, planning.CreateTable)}
+
+        def concurrent(table: str, index: IndexDef) -> bool:
+            existing = table not in created and (populated is None or table in populated)
+            return existing and self.concurrent_index(index)
+
+        main: list[Op] = []
+        before = self.before_phase(plan)
+        after: list[str] = []
+        moved: set[str] = set()  # in-transaction index statements replaced by concurrent builds
+        dropped: set[str] = set()  # their reverses, which must not fail when the build never ran
+        for op in plan.ops:
+            if self.runs_before(op, plan):
+                continue
+            indexes: list[tuple[str, IndexDef]] = []
+            if isinstance(op, planning.CreateIndex):
+                indexes = [(op.table, op.index)]
+            elif isinstance(op, planning.AddColumn):
+                own = [i for i in op.after.column_indexes() if i.columns == (op.column.name,)]
+                indexes = [(op.after.name, i) for i in own]
+            indexes = [(t, i) for t, i in indexes if concurrent(t, i)]
+            for table, index in indexes:
+                moved.add(self.create_index(op.plugin_id, table, index))
+                dropped.add(self.drop_index(op.plugin_id, table, index))
+                after.append(self.create_index_concurrently(op.plugin_id, table, index))
+            if not isinstance(op, planning.CreateIndex) or not indexes:
+                main.append(op)
+        statements = [s for s in self.render_ops(main, backup_tag) if s not in moved]
+        # Rendered from the forward operations: only they know which backup brings data back (:meth:`undo`).
+        rollback = [
+            self.drop_index_if_exists(s) if s in dropped else s
+            for op in reversed(plan.ops)
+            for s in self.undo(op, backup_tag)
+        ]
         return RenderedPlan(
-            statements=tuple(self.render_ops(plan.ops, backup_tag)),
+            statements=tuple(statements),
             rollback=tuple(rollback),
             foreign_keys_off=self.needs_foreign_keys_off(plan),
             warnings=tuple(self.plan_warnings(plan)),
+            before=tuple(before),
+            after=tuple(after),
         )
 
     def undo(self, op: Op, backup_tag: str) -> list[str]:
@@ -141,6 +193,52 @@ class Dialect:
                     if column.enum is not None and column.enum.name == op.before.name
                 ]
         return []
+
+    # --- phases outside the migration's transaction (none by default: SQLite runs everything in it) ---
+
+    def before_phase(self, plan: Plan) -> list[str]:
+        """The ``before`` statements of *plan* (known without the database, so run before rendering the rest)."""
+        return [s for op in plan.ops if self.runs_before(op, plan) for s in self.render_before(op)]
+
+    def runs_before(self, op: Op, plan: Plan) -> bool:
+        """Whether *op* is committed in its own step before the migration's transaction."""
+        return False
+
+    def render_before(self, op: Op) -> list[str]:
+        """*op* as idempotent statements for the ``before`` phase."""
+        raise NotImplementedError
+
+    def concurrent_index(self, index: IndexDef) -> bool:
+        """Whether a new *index* on an existing, populated table is built concurrently, after COMMIT."""
+        return False
+
+    def concurrent_candidates(self, plan: Plan) -> list[str]:
+        """The plan's existing tables whose row count decides a concurrent build (ask :meth:`has_rows_sql`)."""
+        return []
+
+    def has_rows_sql(self, plugin_id: str, table: str) -> str:
+        """One query answering whether a plugin table holds any row."""
+        return f"SELECT EXISTS (SELECT 1 FROM {self.table_ref(plugin_id, table)})"
+
+    def create_index_concurrently(self, plugin_id: str, table: str, index: IndexDef) -> str:
+        raise NotImplementedError
+
+    def drop_index_if_exists(self, drop_index: str) -> str:
+        """A DROP INDEX statement of :meth:`drop_index` that succeeds when the index is missing."""
+        if drop_index.startswith("DROP INDEX IF EXISTS "):
+            return drop_index
+        return drop_index.replace("DROP INDEX ", "DROP INDEX IF EXISTS ", 1)
+
+    def concurrent_session(self, lock_key: tuple[int, int], lock_timeout_ms: int) -> list[str]:
+        """Statements starting the ``after`` phase's session (outside any transaction): the plugin's
+        lock, held until the session ends, then its timeouts."""
+        return []
+
+    def invalid_indexes_sql(self, plugin_id: str, building: bool = False) -> str | None:
+        """A query listing, as statements dropping each, the plugin's indexes a failed concurrent build
+        left invalid (with *building*, also those a session is building now); None where builds are
+        never concurrent."""
+        return None
 
     def plan_warnings(self, plan: Plan) -> list[Problem]:
         """Rules of *plan* this database leaves unenforced, for the person planning to know."""
@@ -668,6 +766,10 @@ class Dialect:
 
     def classify(self, error: BaseException) -> ErrorClass:
         raise NotImplementedError
+
+    def lock_conflict(self, error: BaseException | None) -> bool:
+        """Whether *error* says another session held a lock too long (retried with backoff)."""
+        return False
 
     def logical_type(self, sql_type: sa.types.TypeEngine[Any]) -> FieldType | None:
         """What a reflected core column's type is, in extschema's terms (for FK type checks)."""

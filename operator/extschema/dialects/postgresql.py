@@ -70,13 +70,7 @@ class PostgresDialect(Dialect):
     def change_enum_values(self, op: planning.ChangeEnumValues) -> list[str]:
         ref = self.enum_ref(op.plugin_id, op.after.name)
         if not op.removed:
-            statements = []
-            for value in op.added:
-                position = op.after.values.index(value)
-                following = next((v for v in op.after.values[position + 1 :] if v in op.before.values), None)
-                where = f" BEFORE {self.literal(following)}" if following is not None else ""
-                statements.append(f"ALTER TYPE {ref} ADD VALUE {self.literal(value)}{where}")
-            return statements
+            return self._add_enum_values(op, "")
         # PostgreSQL has no DROP VALUE: swap in a new type. Rows still using a removed value
         # make the cast fail, so nothing is lost silently.
         old_name = naming.fit(f"{op.after.name}__old")
@@ -100,6 +94,81 @@ class PostgresDialect(Dialect):
                     statements.append(f"ALTER TABLE {table_ref} ALTER COLUMN {name} SET DEFAULT {default}")
         statements.append(f"DROP TYPE {old_ref}")
         return statements
+
+    def _add_enum_values(self, op: planning.ChangeEnumValues, if_not_exists: str) -> list[str]:
+        ref = self.enum_ref(op.plugin_id, op.after.name)
+        statements = []
+        for value in op.added:
+            position = op.after.values.index(value)
+            following = next((v for v in op.after.values[position + 1 :] if v in op.before.values), None)
+            where = f" BEFORE {self.literal(following)}" if following is not None else ""
+            statements.append(f"ALTER TYPE {ref} ADD VALUE {if_not_exists}{self.literal(value)}{where}")
+        return statements
+
+    # --- phases: new enum values before the transaction, concurrent index builds after it ---
+
+    def runs_before(self, op: planning.Op, plan: planning.Plan) -> bool:
+        # A label added in a transaction cannot be used in it (55P04): a default, a cast or a row
+        # of this migration would fail. Committed first, it can. Not when the plan also renames a
+        # label of the same type: the BEFORE position may name the label only the rename creates.
+        if not isinstance(op, planning.ChangeEnumValues) or op.removed or not op.added:
+            return False
+        renamed = (o for o in plan.ops if isinstance(o, planning.RenameEnumValue))
+        return not any(o.after.name == op.after.name for o in renamed)
+
+    def render_before(self, op: planning.Op) -> list[str]:
+        assert isinstance(op, planning.ChangeEnumValues)
+        return self._add_enum_values(op, "IF NOT EXISTS ")
+
+    def concurrent_index(self, index: IndexDef) -> bool:
+        # A unique index stays in the transaction: its rule holds from the moment the migration
+        # commits, and a duplicate written meanwhile cannot leave the build failing for good.
+        return not index.unique
+
+    def concurrent_candidates(self, plan: planning.Plan) -> list[str]:
+        created = {op.table.name for op in plan.ops if isinstance(op, planning.CreateTable)}
+        tables: list[str] = []
+        for op in plan.ops:
+            if isinstance(op, planning.CreateIndex) and self.concurrent_index(op.index):
+                tables.append(op.table)
+            elif isinstance(op, planning.AddColumn):
+                own = (i for i in op.after.column_indexes() if i.columns == (op.column.name,))
+                if any(self.concurrent_index(i) for i in own):
+                    tables.append(op.after.name)
+        return sorted({t for t in tables if t not in created})
+
+    def create_index_concurrently(self, plugin_id: str, table: str, index: IndexDef) -> str:
+        # IF NOT EXISTS: running it again (the next apply finishing an interrupted phase) does nothing.
+        statement = self.create_index(plugin_id, table, index)
+        return statement.replace(" INDEX ", " INDEX CONCURRENTLY IF NOT EXISTS ", 1)
+
+    def concurrent_session(self, lock_key: tuple[int, int], lock_timeout_ms: int) -> list[str]:
+        # A session lock on the key migrations take per transaction: they wait while the builds run.
+        # No statement_timeout: a concurrent build blocks no writer, and cutting it short would only
+        # throw the work away (and fail every later apply the same way). lock_timeout bounds its
+        # waits for the table's SHARE UPDATE EXCLUSIVE lock and for older transactions.
+        return [
+            f"SELECT pg_advisory_lock({int(lock_key[0])}, {int(lock_key[1])})",
+            f"SET lock_timeout = {int(lock_timeout_ms)}",
+            "SET statement_timeout = 0",
+            "SET standard_conforming_strings = on",
+        ]
+
+    def invalid_indexes_sql(self, plugin_id: str, building: bool = False) -> str:
+        # A failed or killed CREATE INDEX CONCURRENTLY leaves an INVALID index that IF NOT EXISTS
+        # would then skip: drop it (concurrently) and build again. One still being built by a
+        # session that lost its client is left alone (pg_stat_progress_create_index lists it).
+        schema = self.literal(naming.plugin_schema(plugin_id))
+        idle = (
+            ""
+            if building
+            else (" AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)")
+        )
+        return (
+            "SELECT 'DROP INDEX CONCURRENTLY IF EXISTS ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE NOT i.indisvalid AND n.nspname = {schema}{idle} ORDER BY 1"
+        )
 
     def create_table(self, plugin_id: str, table: TableDef) -> list[str]:
         # Dropping the table drops its comments: the reverse needs nothing more.
@@ -426,6 +495,10 @@ class PostgresDialect(Dialect):
         if sqlstate in _RETRYABLE_SQLSTATES:
             return ErrorClass.RETRYABLE
         return ErrorClass.PERMANENT
+
+    def lock_conflict(self, error: BaseException | None) -> bool:
+        # 55P03: lock_timeout fired; 40P01: a deadlock with another session's locks.
+        return error is not None and sqlstate_of(error) in {"55P03", "40P01"}
 
 
 #: Types compared as numbers in data checks, and types read as text.

@@ -11,6 +11,16 @@ the database's message.
 
 Each kind of migration (:class:`_Apply`, :class:`_Rollback`, :class:`_Delete`) only says what it
 checks, what SQL it runs and how the registry changes; :meth:`Engine._migrate` owns the rest.
+
+Some steps cannot run in that transaction (PostgreSQL, :class:`RenderedPlan`): new enum values are
+committed first in their own locked transaction (``before``, idempotent), and new indexes on
+populated tables are built concurrently after COMMIT (``after``). The apply records its ``after``
+statements as a ``finish`` migration with status ``pending`` in its own transaction; building them
+marks it ``executed``. An apply interrupted between the two (killed, a lock timeout, a failed build)
+is finished by the plugin's next migration, before anything else, under the plugin's lock: leftover
+INVALID indexes are dropped concurrently, then the builds (``IF NOT EXISTS``) run again. A rollback
+or a delete cancels a pending finish instead (its rollback SQL drops those indexes ``IF EXISTS``).
+A lock timeout (another session holds the table) is retried a few times with jittered backoff.
 """
 
 from __future__ import annotations
@@ -19,10 +29,12 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
+import random
 import time
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from extschema import limits, model, planning
@@ -41,6 +53,12 @@ from extschema.engine.registry import (
 from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.planning import Plan
 from extschema.problems import Problem, ProblemError
+
+_T = TypeVar("_T")
+
+#: The migration kind recording an apply's ``after`` phase (concurrent index builds): ``pending`` in the
+#: apply's own transaction, ``executed`` once built; the next migration of the plugin finishes it.
+FINISH_KIND = "finish"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +135,26 @@ def without_missing_tables(plan: Plan, existing: Collection[str], dialect: Diale
     return Plan(plan.plugin_id, tuple(kept)), missing
 
 
+class _PendingFinish(Exception):
+    """The plugin has a pending ``finish`` migration to build before this migration runs."""
+
+    def __init__(self, migration_id: str) -> None:
+        super().__init__(migration_id)
+        self.migration_id = migration_id
+
+
+def _unfinished(plugin_id: str, migration_id: str, error: ProblemError) -> ProblemError:
+    """The after phase failed: the migration is applied, its concurrent index builds are pending."""
+    problem = error.problems[0]
+    return ProblemError.one(
+        problem.code,
+        problem.path,
+        f"migration {migration_id} of plugin {plugin_id!r} is applied, but building its indexes concurrently "
+        f"failed: {problem.message}; the next apply of the plugin finishes them (or roll it back)",
+        kind=error.kind,
+    )
+
+
 def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
     """The executed applies that built what the plugin is now: those after its last delete/unregister.
 
@@ -133,6 +171,17 @@ class _Migration:
     kind = "apply"
     #: The registration as read under the lock (set by :meth:`check` where one is required).
     current: Registration | None = None
+    #: What :meth:`render` returned, once it ran.
+    rendered: RenderedPlan | None = None
+    #: Whether the main transaction committed (a failure after it leaves the migration applied).
+    committed = False
+    #: A pending ``finish`` of an earlier apply is built first (True), or cancelled (False: the
+    #: migration undoes or drops what it would build).
+    finishes_pending = True
+
+    def before(self) -> list[str]:
+        """Statements committed on their own before the main transaction (idempotent)."""
+        return []
 
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         """Refuse (raise), or return a result when there is nothing to do, before the history is verified."""
@@ -207,20 +256,139 @@ class Engine:
         self.database.execute(conn, preamble)
 
     def _migrate(self, plugin_id: str, migration: _Migration, foreign_keys_off: bool = False) -> ApplyResult:
-        """lock → check → verify → render → execute → record, in one transaction."""
+        """[before] → lock → check → verify → render → execute → record → [after].
+
+        The middle runs in one transaction; each part is retried on a lock timeout. A pending
+        ``after`` phase of an earlier apply is finished (or cancelled) first.
+        """
         self.registry.ensure()
         clock = time.perf_counter()
+        before = migration.before()
+        if before:
+            done = self._retrying(lambda: self._before(plugin_id, migration, before))
+            if done is not None:
+                return done
+        try:
+            result = self._retrying(lambda: self._main(plugin_id, migration, foreign_keys_off, clock))
+        except _PendingFinish as pending:
+            self._finish(plugin_id, pending.migration_id)
+            result = self._retrying(lambda: self._main(plugin_id, migration, foreign_keys_off, clock))
+        migration.committed = True
+        if migration.rendered is not None and migration.rendered.after and result.migration_id is not None:
+            self._finish(plugin_id, result.migration_id)
+        return result
+
+    def _before(self, plugin_id: str, migration: _Migration, before: Sequence[str]) -> ApplyResult | None:
+        """Commit *before* under the plugin's lock, unless the migration has nothing to do or is stale."""
+        with self.database.transaction() as conn:
+            self._lock(conn, plugin_id)
+            done = migration.check(conn, self.registry.registration(plugin_id, conn))
+            if done is None:
+                self.database.execute(conn, before)
+            return done
+
+    def _main(self, plugin_id: str, migration: _Migration, foreign_keys_off: bool, clock: float) -> ApplyResult:
         fk_off = foreign_keys_off or self.dialect.migrations_without_foreign_keys
         with self.database.transaction(fk_off) as conn:
             self._lock(conn, plugin_id)
+            pending = self._pending(conn, plugin_id)
+            if pending and migration.finishes_pending:
+                raise _PendingFinish(pending[0])
+            for migration_id in pending:  # cancelled: this migration drops what they would build
+                self.registry.set_migration_status(conn, plugin_id, migration_id, "rolled_back")
             done = migration.check(conn, self.registry.registration(plugin_id, conn))
             if done is not None:
                 return done
             history = self.registry.verify_history(conn, plugin_id)
             migration_id = self.registry.next_migration_id(conn, plugin_id, history)
-            rendered = migration.render(conn, history, migration_id)
+            rendered = migration.rendered = migration.render(conn, history, migration_id)
             self.database.execute(conn, rendered.statements, rendered.foreign_keys_off or fk_off)
             return migration.record(conn, migration_id, rendered, int((time.perf_counter() - clock) * 1000))
+
+    def _retrying(self, step: Callable[[], _T]) -> _T:
+        """Run *step*; when it could not get a lock in time, wait a random while (full jitter,
+        growing exponentially) and run it again, up to LOCK_RETRY_ATTEMPTS in all."""
+        started = time.monotonic()
+        for attempt in range(1, limits.LOCK_RETRY_ATTEMPTS + 1):
+            try:
+                return step()
+            except ProblemError as error:
+                if not self.dialect.lock_conflict(error.__cause__):
+                    raise
+                if attempt == limits.LOCK_RETRY_ATTEMPTS:
+                    seconds = time.monotonic() - started
+                    raise ProblemError.one(
+                        "ES403",
+                        "database",
+                        f"{error.problems[0].message} (gave up after {attempt} attempts in {seconds:.1f} s: other "
+                        "sessions hold locks on the tables it changes; try again later, or raise lockTimeout)",
+                        kind="retryable",
+                    ) from error
+                pause = min(limits.LOCK_RETRY_CAP_S, limits.LOCK_RETRY_BASE_S * 2 ** (attempt - 1))
+                time.sleep(random.uniform(0, pause))  # jitter, not security
+        raise AssertionError("unreachable")
+
+    # --- the after phase: concurrent builds, outside any transaction -------------------------------
+
+    def _pending(self, conn: Connection, plugin_id: str) -> list[str]:
+        """The ids of the plugin's ``finish`` migrations still pending (none where nothing runs after COMMIT)."""
+        if self.dialect.invalid_indexes_sql(plugin_id) is None:
+            return []
+        m = self.registry.migrations
+        query = sa.select(m.c.migration_id).where(
+            m.c.plugin_id == plugin_id, m.c.kind == FINISH_KIND, m.c.status == "pending"
+        )
+        return list(conn.execute(query.order_by(m.c.migration_id)).scalars())
+
+    def _finish(self, plugin_id: str, migration_id: str) -> None:
+        """Build the plugin's pending ``after`` statements (those of *migration_id*, and any earlier)."""
+        try:
+            self._retrying(lambda: self._build(plugin_id))
+        except ProblemError as error:
+            raise _unfinished(plugin_id, migration_id, error) from error
+
+    def _build(self, plugin_id: str) -> None:
+        """On one connection outside any transaction, holding the plugin's lock for the session: read
+        the pending ``finish`` migrations, drop the INVALID indexes failed builds left, run their
+        statements, check that no index of the plugin is left invalid, and mark them executed.
+
+        Not the migration's own transaction: a concurrent build waits for every transaction holding
+        a snapshot, so a transaction kept open for the lock would wait for itself.
+        """
+        key = lock_key(plugin_id)
+        invalid = self.dialect.invalid_indexes_sql(plugin_id)
+        assert invalid is not None
+        m = self.registry.migrations
+        driver_error: type[Exception] = self.sa_engine.dialect.dbapi.Error  # type: ignore[union-attr]
+        try:
+            with self.sa_engine.connect() as conn:
+                try:
+                    autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+                    self.database.execute(autocommit, self.dialect.concurrent_session(key, self.lock_timeout_ms))
+                    pending = m.c.plugin_id == plugin_id, m.c.kind == FINISH_KIND, m.c.status == "pending"
+                    rows = autocommit.execute(sa.select(m).where(*pending).order_by(m.c.migration_id)).all()
+                    readable: list[tuple[list[str], list[str]]] = self.registry.guarded(
+                        autocommit, plugin_id, lambda: [statements_of(row) for row in rows]
+                    )
+                    leftovers = [str(r[0]) for r in autocommit.exec_driver_sql(invalid)]
+                    self.database.execute(autocommit, [*leftovers, *(s for ran, _ in readable for s in ran)])
+                    building = self.dialect.invalid_indexes_sql(plugin_id, building=True)
+                    unfinished = [str(r[0]) for r in autocommit.exec_driver_sql(building or invalid)]
+                    if unfinished:
+                        raise ProblemError.one(
+                            "ES403",
+                            "database",
+                            f"another session is still building an index of plugin {plugin_id!r} "
+                            f"({unfinished[0].rsplit(' ', 1)[-1]}); try again once it is done",
+                            kind="retryable",
+                        )
+                    done = sa.update(m).where(*pending).values(status="executed", updated_at=now())
+                    autocommit.execute(done)
+                finally:
+                    # The session's lock and settings go with the connection, which is not reused.
+                    conn.invalidate()
+        except (sa.exc.DBAPIError, OSError, driver_error) as error:
+            raise self.database.problem(error) from error
 
     # --- apply --------------------------------------------------------------------------------
 
@@ -242,7 +410,7 @@ class Engine:
         try:
             return self._migrate(spec.plugin_id, step, self.dialect.needs_foreign_keys_off(plan))
         except ProblemError as problem:
-            if step.rendered is not None and problem.kind in ("database", "retryable"):
+            if step.rendered is not None and not step.committed and problem.kind in ("database", "retryable"):
                 self._record_failure(step, problem)
             raise
 
@@ -365,17 +533,34 @@ class _Apply(_Migration):
         self.current = current
         return None
 
+    def before(self) -> list[str]:
+        return self.engine.dialect.before_phase(self.plan)
+
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
-        self.rendered = self.engine.dialect.render_plan(self.plan, backup_tag=f"m{migration_id}")
+        # Which of the tables getting an index hold rows decides a concurrent build (read under the lock).
+        dialect, plugin_id = self.engine.dialect, self.spec.plugin_id
+        candidates = dialect.concurrent_candidates(self.plan)
+        populated = {t for t in candidates if conn.exec_driver_sql(dialect.has_rows_sql(plugin_id, t)).scalar()}
+        self.rendered = dialect.render_plan(self.plan, backup_tag=f"m{migration_id}", populated=populated)
         return self.rendered
 
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
         registry = self.engine.registry
         description = self.plan.describe()
+        plugin_id = self.spec.plugin_id
+        # The before phase is part of what this migration ran; its rollback SQL undoes it too.
+        ran = dataclasses.replace(rendered, statements=(*rendered.before, *rendered.statements), before=(), after=())
         registry.record(
-            conn, self.spec.plugin_id, migration_id, "apply", self.owner, self.spec, description, rendered,
+            conn, plugin_id, migration_id, "apply", self.owner, self.spec, description, ran,
             "executed", self.started, duration, None,
         )  # fmt: skip
+        if rendered.after:
+            finish = RenderedPlan(statements=rendered.after, rollback=())
+            steps = [f"after migration {migration_id}, outside its transaction: {s}" for s in rendered.after]
+            registry.record(
+                conn, plugin_id, f"{int(migration_id) + 1:04d}", FINISH_KIND, self.owner, self.spec, steps, finish,
+                "pending", self.started, None, None,
+            )  # fmt: skip
         registry.register(conn, self.owner, self.spec, self.tables, exists=self.current is not None)
         refs = backup_refs(self.engine.dialect, self.plan, f"m{migration_id}")
         registry.record_backups(conn, self.spec.plugin_id, migration_id, refs)
@@ -383,6 +568,8 @@ class _Apply(_Migration):
 
 
 class _Rollback(_Migration):
+    finishes_pending = False  # the rollback drops those indexes (IF EXISTS): building them first is wasted
+
     def __init__(self, engine: Engine, plugin_id: str) -> None:
         self.engine, self.plugin_id = engine, plugin_id
         self.target: MigrationRecord | None = None
@@ -440,6 +627,10 @@ class _Delete(_Migration):
     @property
     def kind(self) -> str:  # type: ignore[override]
         return "unregister" if self.keep else "delete"
+
+    @property
+    def finishes_pending(self) -> bool:  # type: ignore[override]
+        return self.keep  # dropped tables take their indexes along; retained ones get them built
 
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         if current is None:
