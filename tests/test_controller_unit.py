@@ -22,6 +22,7 @@ from extschema import conditions, conflicts, model, reconcile
 from extschema.conditions import Outcome
 from extschema.controller import claims, drift, recheck, runtime, settings, status, targets
 from extschema.controller.kubeapi import KubeApi
+from extschema.engine.lint import LintFinding
 from extschema.problems import Kind, Problem, ProblemError
 from extschema.status_model import DatabaseTargetStatus, ExtensionSchemaStatus
 
@@ -431,7 +432,7 @@ def test_approval_message_says_an_approval_of_another_plan_is_ignored() -> None:
 
 
 def test_pending_plan_status_is_declared_and_bounded() -> None:
-    finding = type("Finding", (), {"rule": "r" * 300, "level": "warning", "message": "m" * 5000, "statement": 1})()
+    finding = LintFinding("r" * 300, "warning", "m" * 5000, 1)
     fields = status.pending_fields(_pending(op_class="rewriting"), [finding] * 100)
     plan = fields["pendingPlan"]
     assert (plan["hash"], plan["class"], plan["destructive"]) == ("a1b2c3d4e5f60718", "rewriting", False)

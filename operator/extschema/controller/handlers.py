@@ -184,7 +184,8 @@ async def reconcile_schema(
         pending = pending_of(error, str(spec.get("pluginId")))
         if pending is not None:  # waiting for an approval: not a failure, not retried; the spec's change runs it
             outcome = approval_outcome(pending, spec.get("approvedPlanHash"))
-            fields.update(pending_fields(pending))
+            findings = await asyncio.to_thread(database.lint, engine, loaded)
+            fields.update(pending_fields(pending, findings))
         if outcome.reason == "InternalError":
             logger.exception("reconcile failed unexpectedly")
         if outcome.reason in WAITING_REASONS and fingerprint is not None:

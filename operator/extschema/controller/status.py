@@ -12,12 +12,13 @@ import dataclasses
 import datetime
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 import kopf
 
 from extschema import conditions, limits, status_model
 from extschema.conditions import Outcome
+from extschema.engine import lint as squawk
 from extschema.problems import ProblemError
 from extschema.reconcile import ApprovalRequired, PendingPlan
 from extschema.status_model import ExtensionSchemaStatus, LastMigration, LintFinding
@@ -176,19 +177,6 @@ PENDING_PLAN = "pendingPlan"
 MAX_LINT = limits.MAX_STATUS_LINT_FINDINGS
 
 
-class Finding(Protocol):
-    """A squawk finding, as ``engine.lint.lint`` returns them."""
-
-    @property
-    def rule(self) -> str: ...
-    @property
-    def level(self) -> str: ...
-    @property
-    def message(self) -> str: ...
-    @property
-    def statement(self) -> int | None: ...
-
-
 def pending_of(error: BaseException, plugin_id: str) -> PendingPlan | None:
     """The plan of *plugin_id* an ApprovalRequired error waits for (None for any other error)."""
     if not isinstance(error, ApprovalRequired):
@@ -210,7 +198,7 @@ def approval_outcome(pending: PendingPlan, approved: str | None) -> Outcome:
     return Outcome(APPROVAL_REQUIRED, message)
 
 
-def pending_fields(pending: PendingPlan, findings: Iterable[Finding] = ()) -> dict[str, Any]:
+def pending_fields(pending: PendingPlan, findings: Iterable[squawk.LintFinding] = ()) -> dict[str, Any]:
     """``status.pendingPlan``, built through the status model (bounded as the CRD declares)."""
     lint = [
         LintFinding(rule=f.rule[:128], level=f.level[:16], message=f.message[:MAX_CHANGE], statement=f.statement)
