@@ -554,9 +554,15 @@ def test_destructive_change_waits_for_approval_through_kubectl_apply(
     pending = body["status"]["pendingPlan"]
     assert pending["destructive"] is True and pending["class"] == "destructive"
     assert "note" in pending["summary"] and "120" in pending["summary"]
+    if backend == "postgresql":  # squawk's view of the plan's SQL, for the reviewer
+        assert "ban-drop-column" in {finding["rule"] for finding in pending["lint"]}, pending
+    else:
+        assert "lint" not in pending  # squawk lints PostgreSQL only
     assert condition_types(body) == {"Ready", "Reconciling"}  # not Stalled: kstatus/Argo CD see progress
     assert pending["hash"] in kube.ready(body)["message"]
     assert "note" in columns(url, table)  # nothing ran
+    time.sleep(2)  # no retries on a timer: one event, however long it waits
+    assert [e["reason"] for e in kube.events("orders")].count("ApprovalRequired") == 1
     # An approval of another plan is ignored, and says so with the current hash.
     doc["spec"]["approvedPlanHash"] = "0123456789abcdef"
     kube.apply(doc)
@@ -578,7 +584,7 @@ def test_destructive_change_waits_for_approval_through_kubectl_apply(
     assert len(backups) == 1, tables(url)
     assert execute(url, f"SELECT count(*) FROM {backups[0]} WHERE note IS NOT NULL") == [(120,)]
     reasons = [e["reason"] for e in kube.events("orders")]
-    assert reasons.count("ApprovalRequired") == 1 and "MigrationSucceeded" in reasons
+    assert reasons.count("ApprovalRequired") == 2 and "MigrationSucceeded" in reasons  # waiting; approval ignored
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
