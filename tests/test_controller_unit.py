@@ -719,3 +719,14 @@ def test_every_keeps_looping_after_a_failed_round(caplog: pytest.LogCaptureFixtu
 
     asyncio.run(main())
     assert len(rounds) >= 3 and "test loop failed" in caplog.text
+
+
+def test_no_timer_or_daemon_on_extension_schemas() -> None:
+    """Drift and re-checks run in operator-wide loops: a per-resource timer would make kopf keep every
+    ExtensionSchema's body in memory (the 1,000-resource memory goal)."""
+    from extschema.controller import handlers
+
+    assert handlers.reconcile_schema  # the handlers are registered
+    spawning = kopf.get_default_registry()._spawning.get_all_handlers()
+    assert {h.id for h in spawning} == {"ping"}  # the DatabaseTarget connection check only
+    assert all(h.selector is not None and h.selector.any_name == settings.TARGETS for h in spawning)
