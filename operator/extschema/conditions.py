@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from extschema import limits
 from extschema.problems import ProblemError
@@ -159,15 +159,24 @@ def reason(name: str) -> Reason:
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
-    """Where a resource stands after one reconcile: a catalog reason and a message for people."""
+class Verdict:
+    """A reason from a catalog and a message for people (an unknown reason is a programming error)."""
 
     reason: str
     message: str
+    #: The catalog the reason comes from, per kind of verdict.
+    catalog: ClassVar[Mapping[str, object]] = {}
 
     def __post_init__(self) -> None:
-        if self.reason not in CATALOG:  # programming error
-            raise ValueError(f"unknown reason {self.reason!r}")
+        if self.reason not in self.catalog:
+            raise ValueError(f"unknown {type(self).__name__} reason {self.reason!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome(Verdict):
+    """Where a resource stands after one reconcile: a reason of :data:`CATALOG` and a message."""
+
+    catalog: ClassVar[Mapping[str, object]] = CATALOG
 
     @property
     def phase(self) -> Phase:
@@ -297,15 +306,10 @@ IN_SYNC_REASONS: dict[str, SyncReason] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Sync:
-    """The drift check's verdict as the InSync condition shows it."""
+class Sync(Verdict):
+    """The drift check's verdict as the InSync condition shows it: a reason of :data:`IN_SYNC_REASONS`."""
 
-    reason: str
-    message: str
-
-    def __post_init__(self) -> None:
-        if self.reason not in IN_SYNC_REASONS:  # programming error
-            raise ValueError(f"unknown InSync reason {self.reason!r}")
+    catalog: ClassVar[Mapping[str, object]] = IN_SYNC_REASONS
 
     @property
     def in_sync(self) -> bool:

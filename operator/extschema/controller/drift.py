@@ -24,6 +24,7 @@ from extschema import conditions
 from extschema.conditions import Sync
 from extschema.controller import database
 from extschema.controller.kubeapi import KubeApi
+from extschema.controller.recheck import Tracked
 from extschema.controller.status import now
 from extschema.controller.targets import Engines, Target
 
@@ -48,20 +49,16 @@ class Watched:
     shown: Sync | None = None  # what its InSync condition shows, as far as this operator knows
 
 
-class Watchlist(dict[str, Watched]):
-    """uid → watched resource; only touched on the event loop (handlers and the drift loop)."""
+class Watchlist(Tracked[Watched]):
+    """Ready resources, for the drift loop."""
 
     def track(self, meta: Mapping[str, Any], entry: Watched | None) -> None:
-        uid = str(meta.get("uid"))
-        if entry is None:
-            self.pop(uid, None)
-        else:
-            old = self.get(uid)
-            if old is not None and entry.due > old.due:
-                entry.due = old.due  # a re-run of an unchanged resource does not postpone its check
-            if old is not None and old.generation == entry.generation:
+        old = self.get(str(meta.get("uid")))
+        if entry is not None and old is not None:
+            entry.due = min(entry.due, old.due)  # a re-run of an unchanged resource does not postpone its check
+            if old.generation == entry.generation:
                 entry.shown = old.shown
-            self[uid] = entry
+        super().track(meta, entry)
 
 
 def watched(

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -39,15 +39,23 @@ class Waiting:
     poked: float  # time.monotonic() of its last run or poke
 
 
-class Waitlist(dict[str, Waiting]):
-    """uid → waiting resource; only touched on the event loop (handlers and the re-check loop)."""
+T = TypeVar("T")
 
-    def track(self, meta: Mapping[str, Any], waiting: Waiting | None) -> None:
+
+class Tracked(dict[str, T]):
+    """uid → what an operator-wide loop keeps of a resource; only touched on the event loop."""
+
+    def track(self, meta: Mapping[str, Any], entry: T | None) -> None:
+        """Start (or refresh) tracking the resource of *meta*; None stops it."""
         uid = str(meta.get("uid"))
-        if waiting is None:
+        if entry is None:
             self.pop(uid, None)
         else:
-            self[uid] = waiting
+            self[uid] = entry
+
+
+class Waitlist(Tracked[Waiting]):
+    """Resources waiting for others, for the re-check loop."""
 
 
 def due(entry: Waiting, fingerprint: str, now: float, fallback: float) -> bool:
