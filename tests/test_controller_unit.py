@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -730,3 +731,24 @@ def test_no_timer_or_daemon_on_extension_schemas() -> None:
     spawning = kopf.get_default_registry()._spawning.get_all_handlers()
     assert {h.id for h in spawning} == {"ping"}  # the DatabaseTarget connection check only
     assert all(h.selector is not None and h.selector.any_name == settings.TARGETS for h in spawning)
+
+
+def test_run_refuses_a_bad_drift_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from extschema import cli
+
+    for name in ("kubernetes", "kubernetes_asyncio", "pykube"):  # `run` hides them from kopf; restored after
+        if name in sys.modules:
+            monkeypatch.setitem(sys.modules, name, sys.modules[name])
+        else:
+            monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
+            monkeypatch.delitem(sys.modules, name)
+    started: list[Any] = []
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: started.append(kwargs))
+    monkeypatch.setattr(kopf, "configure", lambda **kwargs: None)  # leaves the test session's logging alone
+    refused = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--drift-interval", "soon"])
+    assert refused.exit_code == 2 and "--drift-interval" in refused.output and started == []
+    accepted = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--drift-interval", "45s"])
+    assert accepted.exit_code == 0, accepted.output
+    assert runtime.runtime(started[0]["memo"]).settings.drift_interval == 45.0
