@@ -84,6 +84,7 @@ def test_changed_detects_reason_or_message() -> None:
         ("retryable", "ES403", "DatabaseUnavailable"),
         ("unreachable", "ES401", "DatabaseUnavailable"),
         ("usage", "ES404", "InvalidTarget"),
+        ("approval", "ES307", "ApprovalRequired"),
     ],
 )
 def test_problem_kinds_map_to_reasons(kind: str, code: str, reason: str) -> None:
@@ -121,3 +122,42 @@ def test_reasons_are_camel_case_and_documented() -> None:
         "DeletionBlocked",
     }
     assert required <= set(conditions.CATALOG)
+
+
+def test_in_sync_reasons_are_documented_with_their_status() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^#### `([A-Za-z]+)`\n\n\*InSync=(True|False)\*", text, flags=re.MULTILINE))
+    assert documented == {name: str(r.in_sync) for name, r in conditions.IN_SYNC_REASONS.items()}
+
+
+def test_sync_verdicts() -> None:
+    clean = conditions.sync_of([])
+    assert (clean.reason, clean.in_sync) == ("InSync", True) and "in sync" in clean.message
+    drifted = conditions.sync_of(["extra column ext_shop.item.note", "missing index ix_item_title"])
+    assert (drifted.reason, drifted.in_sync) == ("Drifted", False)
+    assert drifted.message.startswith("2 differences from the applied spec: extra column ext_shop.item.note; missing")
+    repaired = conditions.sync_of([], ["index ix_item_title"])
+    assert (repaired.reason, repaired.in_sync) == ("Repaired", True) and "index ix_item_title" in repaired.message
+    partly = conditions.sync_of(["extra column ext_shop.item.note"], ["index ix_item_title"])
+    assert partly.reason == "Drifted" and "1 difference " in partly.message and "repaired: index" in partly.message
+    with pytest.raises(ValueError):
+        conditions.Sync("Whatever", "")
+
+
+def test_in_sync_is_kept_while_ready_and_removed_otherwise() -> None:
+    ready = conditions.compute([], Outcome("Applied", "ok"), 1, T0)
+    drifted = conditions.sync_of(["extra column x"])
+    with_sync = conditions.with_sync(ready, drifted, 1, T1)
+    assert _types(with_sync) == ["Ready", "InSync"]
+    in_sync = conditions.current(with_sync, conditions.IN_SYNC)
+    assert in_sync is not None and (in_sync["status"], in_sync["reason"], in_sync["lastTransitionTime"]) == (
+        "False",
+        "Drifted",
+        T1,
+    )
+    assert not conditions.sync_changed(with_sync, drifted)
+    assert conditions.sync_changed(with_sync, conditions.sync_of([])) and conditions.sync_changed(ready, drifted)
+    still_ready = conditions.compute(with_sync, Outcome("Applied", "ok again"), 1, T1)
+    assert _types(still_ready) == ["Ready", "InSync"]
+    waiting = conditions.compute(with_sync, Outcome("ApprovalRequired", "approve plan abc"), 2, T1)
+    assert _types(waiting) == ["Ready", "Reconciling"]  # never Stalled, and no stale drift verdict

@@ -7,7 +7,11 @@ decisions inside: peer ordering, retry-or-stall, re-check pokes, target resoluti
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,10 @@ import pytest
 
 from extschema import conditions, conflicts, model, reconcile
 from extschema.conditions import Outcome
-from extschema.controller import claims, recheck, runtime, settings, status, targets
+from extschema.controller import claims, drift, recheck, runtime, settings, status, targets
 from extschema.controller.kubeapi import KubeApi
+from extschema.engine.lint import LintFinding
+from extschema.problems import Kind, Problem, ProblemError
 from extschema.status_model import DatabaseTargetStatus, ExtensionSchemaStatus
 
 SPEC = model.parse_spec({"pluginId": "shop", "version": "1.0.0"})
@@ -391,3 +397,370 @@ def test_connect_retries_but_the_ping_timer_does_not(events: list[dict[str, Any]
     assert result is None
     ready = conditions.current(_applied(patch, {})["conditions"])
     assert ready is not None and ready["reason"] == "TargetNotFound"
+
+
+# --- approvals ------------------------------------------------------------------------------------
+
+
+def _pending(plugin_id: str = "shop", hash: str = "a1b2c3d4e5f60718", op_class: str = "destructive") -> Any:
+    """A waiting plan, as reconcile's gate reports it."""
+    summary = "drop column item.note (120 values)"
+    return reconcile.PendingPlan(plugin_id, hash, op_class, summary, op_class == "destructive", [])  # type: ignore[arg-type]
+
+
+def _approval_required(*pending: Any) -> reconcile.ApprovalRequired:
+    return reconcile.ApprovalRequired([Problem("ES307", "spec", "plan needs approval")], pending)
+
+
+def test_pending_plan_of_an_approval_error_only() -> None:
+    mine, other = _pending("shop"), _pending("other", "ffff000011112222")
+    assert status.pending_of(_approval_required(other, mine), "shop") is mine
+    assert status.pending_of(_approval_required(other), "shop") is other
+    assert status.pending_of(ProblemError([Problem("ES301", "spec", "refused")], Kind.REFUSED), "shop") is None
+    assert status.pending_of(ValueError("x"), "shop") is None
+
+
+def test_approval_message_says_an_approval_of_another_plan_is_ignored() -> None:
+    pending = _pending()
+    waiting = status.approval_outcome(pending, None)
+    assert waiting.reason == "ApprovalRequired" and waiting.phase == "reconciling"
+    assert "a1b2c3d4e5f60718" in waiting.message and "ignored" not in waiting.message
+    assert "drop column item.note (120 values)" in waiting.message
+    stale = status.approval_outcome(pending, "0000111122223333")
+    assert stale.message.startswith("spec.approvedPlanHash 0000111122223333 is ignored")
+    assert "the current plan is a1b2c3d4e5f60718" in stale.message
+    assert "ignored" not in status.approval_outcome(pending, pending.hash).message
+
+
+def test_pending_plan_status_is_declared_and_bounded() -> None:
+    finding = LintFinding("r" * 300, "warning", "m" * 5000, 1)
+    fields = status.pending_fields(_pending(op_class="rewriting"), [finding] * 100)
+    plan = fields["pendingPlan"]
+    assert (plan["hash"], plan["class"], plan["destructive"]) == ("a1b2c3d4e5f60718", "rewriting", False)
+    assert len(plan["lint"]) == status.MAX_LINT and len(plan["lint"][0]["message"]) == status.MAX_CHANGE
+    ExtensionSchemaStatus.model_validate(fields)
+    assert "lint" not in status.pending_fields(_pending())["pendingPlan"]
+
+
+def test_pending_plan_is_present_only_while_approval_is_required(events: list[dict[str, Any]]) -> None:
+    stats, patch, body = status.Stats(), kopf.Patch(), _body()
+    pending = _pending()
+    waiting = status.approval_outcome(pending, None)
+    assert status.settle(body, patch, waiting, stats, fields=status.pending_fields(pending)) is None  # no retry
+    written = _applied(patch, body)
+    assert written["pendingPlan"]["hash"] == pending.hash
+    assert [c["type"] for c in written["conditions"]] == ["Ready", "Reconciling"]  # never Stalled
+    status.settle(_body(**written), kopf.Patch(), waiting, stats, fields=status.pending_fields(pending))
+    assert [e["reason"] for e in events] == ["ApprovalRequired"]  # one event while it waits
+    for outcome in (Outcome("Applied", "done"), Outcome("InvalidSpec", "bad"), Outcome("Suspended", "paused")):
+        patch = kopf.Patch()
+        status.settle(_body(**written), patch, outcome, stats)
+        assert "pendingPlan" not in _applied(patch, _body(**written))
+
+
+def _schema_call(memo: kopf.Memo, spec: Mapping[str, Any], generation: int = 1) -> tuple[kopf.Patch, Any]:
+    from extschema.controller import handlers
+
+    body = _body()
+    raw = {**dict(body), "spec": dict(spec), "metadata": {**body["metadata"], "generation": generation}}
+    patch = kopf.Patch()
+    kwargs = {"claims": {}, "targets": {}, "retry": 0}
+    result = asyncio.run(
+        handlers.reconcile_schema(
+            body=kopf.Body(raw),
+            spec=raw["spec"],
+            meta=raw["metadata"],
+            namespace="ns",
+            patch=patch,
+            logger=logging.getLogger("test"),
+            memo=memo,
+            **kwargs,
+        )
+    )
+    return patch, result
+
+
+def test_reconcile_waits_for_approval_then_applies_and_is_watched_for_drift(
+    events: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from extschema.controller import database
+
+    memo = runtime.memo_for(settings.Settings(default_database=f"sqlite:///{tmp_path / 'app.db'}"))
+    run = runtime.runtime(memo)
+    pending = _pending()
+    seen: list[str | None] = []
+
+    def gated(engine: Any, loaded: reconcile.Loaded, peers: Any, started: Any) -> Any:
+        seen.append(loaded.spec.approved_plan_hash)
+        if loaded.spec.approved_plan_hash != pending.hash:
+            raise _approval_required(pending)
+        return [_Result()], _Registration()
+
+    monkeypatch.setattr(database, "apply", gated)
+    findings: list[Any] = [LintFinding("ban-drop-column", "warning", "dropping a column may break clients", 0)]
+
+    def lint(engine: Any, loaded: reconcile.Loaded) -> list[LintFinding]:
+        if not findings:
+            raise OSError("squawk vanished")
+        return [findings.pop()]
+
+    monkeypatch.setattr(database, "lint", lint)
+    spec = {"pluginId": "shop", "version": "1.0.0"}
+    patch, _ = _schema_call(memo, spec)
+    assert _applied(patch, _body())["pendingPlan"]["lint"][0]["rule"] == "ban-drop-column"
+    spec["approvedPlanHash"] = "0000111122223333"
+    patch, result = _schema_call(memo, spec, generation=2)  # the lint fails now: the plan still waits, shown without it
+    assert result is None  # not retried on a timer: the spec's next change runs it
+    written = _applied(patch, _body())
+    assert "lint" not in written["pendingPlan"]
+    ready = conditions.current(written["conditions"])
+    assert ready is not None and ready["reason"] == "ApprovalRequired" and "is ignored" in ready["message"]
+    assert written["pendingPlan"]["hash"] == pending.hash
+    assert "u1" not in run.drift and "u1" not in run.waiting
+    patch, _ = _schema_call(memo, {**spec, "approvedPlanHash": pending.hash}, generation=3)
+    applied = _applied(patch, _body(**written))
+    assert "pendingPlan" not in applied and conditions.current(applied["conditions"])["reason"] == "Applied"  # type: ignore[index]
+    assert seen == [None, "0000111122223333", pending.hash]  # the spec's approval reaches reconcile
+    entry = run.drift["u1"]
+    assert (entry.plugin_id, entry.generation, entry.repair) == ("shop", 3, False)
+    assert entry.due <= time.monotonic()  # the schema changed: checked at the next tick
+    run.engines.close()
+
+
+# --- drift loop -----------------------------------------------------------------------------------
+
+TARGET = targets.Target("default", "default", "sqlite:///x.db")
+
+
+def _watched(due: float = 0.0, generation: int = 4, **meta: Any) -> drift.Watched:
+    return drift.Watched("ns", "shop", "u1", generation, "shop", TARGET, False, due, **meta)
+
+
+class _Drift:
+    """A fake Check and Show: verdicts in turn, and the answers of show."""
+
+    def __init__(self, *verdicts: conditions.Sync | Exception, shown: bool | None = True) -> None:
+        self.verdicts, self.answer = list(verdicts), shown
+        self.checked: list[str] = []
+        self.shown: list[conditions.Sync] = []
+
+    async def check(self, entry: drift.Watched) -> conditions.Sync:
+        self.checked.append(entry.name)
+        verdict = self.verdicts.pop(0)
+        if isinstance(verdict, Exception):
+            raise verdict
+        return verdict
+
+    async def show(self, entry: drift.Watched, sync: conditions.Sync) -> bool | None:
+        self.shown.append(sync)
+        return self.answer
+
+
+def _round(watch: drift.Watchlist, fake: _Drift, interval: float = 300.0) -> None:
+    asyncio.run(drift.check_round(watch, fake.check, fake.show, interval))
+
+
+def test_drift_round_checks_due_resources_and_shows_only_new_verdicts() -> None:
+    watch = drift.Watchlist()
+    watch.track({"uid": "u1"}, _watched())
+    watch.track({"uid": "u2"}, dataclasses.replace(_watched(due=float("inf")), uid="u2", name="later"))
+    drifted = conditions.sync_of(["extra column item.note: added by hand"])
+    fake = _Drift(drifted)
+    _round(watch, fake)
+    assert fake.checked == ["shop"] and fake.shown == [drifted] and watch["u1"].shown == drifted
+    assert watch["u1"].due > time.monotonic() + 200  # next check one interval later
+    watch["u1"].due = 0.0
+    again = _Drift(drifted)
+    _round(watch, again)
+    assert again.checked == ["shop"] and again.shown == []  # same verdict: no API call at all
+    repaired = conditions.sync_of([], ["re-created: index ix"])
+    watch["u1"].due, watch["u1"].shown = 0.0, repaired
+    twice = _Drift(repaired)
+    _round(watch, twice)
+    assert twice.shown == [repaired]  # every repair is reported, even an identical one
+
+
+def test_drift_round_survives_failures_and_forgets_gone_resources() -> None:
+    watch = drift.Watchlist()
+    watch.track({"uid": "u1"}, _watched())
+    _round(watch, _Drift(RuntimeError("database away")))
+    assert watch["u1"].shown is None and watch["u1"].due > time.monotonic()  # tried again next interval
+    watch["u1"].due = 0.0
+    _round(watch, _Drift(conditions.sync_of([]), shown=False))
+    assert watch["u1"].shown is None and watch["u1"].due <= time.monotonic()  # not written: next tick
+    _round(watch, _Drift(conditions.sync_of([]), shown=None))
+    assert "u1" not in watch
+
+
+def test_drift_round_leaves_a_resource_that_reconciled_meanwhile() -> None:
+    watch = drift.Watchlist()
+    watch.track({"uid": "u1"}, _watched())
+
+    class Reconciled(_Drift):
+        async def check(self, entry: drift.Watched) -> conditions.Sync:
+            watch.track({"uid": "u1"}, None)
+            return conditions.sync_of([])
+
+    fake = Reconciled()
+    _round(watch, fake)
+    assert fake.shown == [] and "u1" not in watch
+
+
+def test_watchlist_keeps_the_schedule_and_verdict_of_an_unchanged_resource() -> None:
+    watch = drift.Watchlist()
+    shown = conditions.sync_of([])
+    watch.track({"uid": "u1"}, _watched(due=10.0, shown=shown))
+    watch.track({"uid": "u1"}, _watched(due=500.0))  # re-run of the same generation (a resume, a poke)
+    assert (watch["u1"].due, watch["u1"].shown) == (10.0, shown)
+    watch.track({"uid": "u1"}, _watched(due=500.0, generation=5))  # a new generation: InSync unknown
+    assert (watch["u1"].due, watch["u1"].shown) == (10.0, None)
+    meta = {"uid": "u9", "namespace": "ns", "name": "x", "generation": 2}
+    entry = drift.watched(meta, {"driftPolicy": "Repair"}, "x", TARGET, 30.0, soon=False)
+    assert entry.repair and entry.due > time.monotonic() + 20
+    assert drift.watched(meta, {}, "x", TARGET, 30.0, soon=True).due <= time.monotonic()
+
+
+def _drift_body(generation: int = 4, ready: bool = True, **extra: Any) -> dict[str, Any]:
+    conds = conditions.compute([], Outcome("Applied" if ready else "Progressing", "m"), generation, status.now())
+    return {
+        "metadata": {"name": "shop", "namespace": "ns", "generation": generation, "resourceVersion": "7"},
+        "status": {"conditions": conds, **extra},
+    }
+
+
+def test_status_update_only_for_the_ready_generation_and_a_new_verdict() -> None:
+    entry, drifted = _watched(), conditions.sync_of(["extra column item.note: added by hand"])
+    update = drift.status_update(_drift_body(), entry, drifted)
+    assert update is not None and [c["type"] for c in update["conditions"]] == ["Ready", "InSync"]
+    ExtensionSchemaStatus.model_validate(update)
+    assert drift.status_update(_drift_body(**update), entry, drifted) is None
+    for stale in (_drift_body(generation=5), _drift_body(ready=False)):
+        with pytest.raises(drift.Stale):
+            drift.status_update(stale, entry, drifted)
+
+
+class _FakeApi:
+    def __init__(self, body: dict[str, Any] | None, patched: bool | None = True) -> None:
+        self.body, self.patched = body, patched
+        self.patches: list[tuple[str, Mapping[str, Any]]] = []
+        self.events: list[tuple[str, str, str]] = []
+
+    async def get_schema(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.body
+
+    async def patch_status(self, namespace: str, name: str, version: str, update: Mapping[str, Any]) -> bool | None:
+        self.patches.append((version, update))
+        return self.patched
+
+    async def post_event(self, involved: Mapping[str, str], type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+
+def _show(api: _FakeApi, sync: conditions.Sync, entry: drift.Watched | None = None) -> bool | None:
+    checker = drift.DriftCheck(api, targets.Engines())  # type: ignore[arg-type]
+    return asyncio.run(checker.show(entry or _watched(), sync))
+
+
+def test_drift_show_writes_with_the_resource_version_and_posts_events_on_change() -> None:
+    drifted = conditions.sync_of(["extra column item.note: added by hand"])
+    api = _FakeApi(_drift_body())
+    assert _show(api, drifted) is True
+    assert api.patches[0][0] == "7" and api.events == [("Warning", "DriftDetected", drifted.message)]
+    shown = _FakeApi(_drift_body(**api.patches[0][1]))
+    assert _show(shown, drifted) is True and shown.patches == [] and shown.events == []  # already shown
+    repaired = conditions.sync_of([], ["re-created: create index ix"])
+    assert _show(api, repaired) is True and api.events[-1][:2] == ("Normal", "DriftRepaired")
+    assert _show(_FakeApi(None), drifted) is None  # gone
+    assert _show(_FakeApi(_drift_body(generation=9)), drifted) is False  # its reconcile is pending
+    conflict = _FakeApi(_drift_body(), patched=False)
+    assert _show(conflict, drifted) is False and conflict.events == []
+
+
+def test_drift_check_reports_and_repairs_through_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from extschema.controller import database
+
+    calls: list[tuple[str, bool]] = []
+
+    def fake(engine: Any, plugin_id: str, repair: bool) -> tuple[list[str], list[str]]:
+        calls.append((plugin_id, repair))
+        return ([], ["re-created: index ix"]) if repair else (["missing index ix"], [])
+
+    monkeypatch.setattr(database, "drift", fake)
+    engines = targets.Engines()
+    checker = drift.DriftCheck(KubeApi(), engines)
+    assert asyncio.run(checker.check(_watched())).reason == "Drifted"
+    assert asyncio.run(checker.check(dataclasses.replace(_watched(), repair=True))).reason == "Repaired"
+    assert calls == [("shop", False), ("shop", True)]
+    engines.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("250ms", 0.25), ("2", 2.0), ("1.5s", 1.5)]
+)
+def test_durations_of_settings(text: str, expected: float) -> None:
+    assert settings.seconds(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0s", "-1s", "5 minutes", "s"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="positive duration"):
+        settings.seconds(text)
+
+
+def test_drift_interval_setting() -> None:
+    assert settings.Settings.from_env({}).drift_interval == 300.0
+    tuned = settings.Settings.from_env({"EXTSCHEMA_DRIFT_INTERVAL": "30s", "EXTSCHEMA_RECHECK_SECONDS": "2"})
+    assert (tuned.drift_interval, tuned.drift_tick) == (30.0, 2.0)
+    assert settings.Settings.from_env({}, drift_interval=0.5).drift_tick == 0.5
+
+
+def test_every_keeps_looping_after_a_failed_round(caplog: pytest.LogCaptureFixture) -> None:
+    rounds: list[int] = []
+
+    async def round_() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise RuntimeError("first round fails")
+
+    async def main() -> None:
+        task = asyncio.create_task(recheck.every(0.001, round_, "test loop"))
+        while len(rounds) < 3:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert len(rounds) >= 3 and "test loop failed" in caplog.text
+
+
+def test_no_timer_or_daemon_on_extension_schemas() -> None:
+    """Drift and re-checks run in operator-wide loops: a per-resource timer would make kopf keep every
+    ExtensionSchema's body in memory (the 1,000-resource memory goal)."""
+    from extschema.controller import handlers
+
+    assert handlers.reconcile_schema  # the handlers are registered
+    spawning = kopf.get_default_registry()._spawning.get_all_handlers()
+    assert {h.id for h in spawning} == {"ping"}  # the DatabaseTarget connection check only
+    assert all(h.selector is not None and h.selector.any_name == settings.TARGETS for h in spawning)
+
+
+def test_run_refuses_a_bad_drift_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from extschema import cli
+
+    for name in ("kubernetes", "kubernetes_asyncio", "pykube"):  # `run` hides them from kopf; restored after
+        if name in sys.modules:
+            monkeypatch.setitem(sys.modules, name, sys.modules[name])
+        else:
+            monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
+            monkeypatch.delitem(sys.modules, name)
+    started: list[Any] = []
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: started.append(kwargs))
+    monkeypatch.setattr(kopf, "configure", lambda **kwargs: None)  # leaves the test session's logging alone
+    refused = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--drift-interval", "soon"])
+    assert refused.exit_code == 2 and "--drift-interval" in refused.output and started == []
+    accepted = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--drift-interval", "45s"])
+    assert accepted.exit_code == 0, accepted.output
+    assert runtime.runtime(started[0]["memo"]).settings.drift_interval == 45.0

@@ -53,7 +53,7 @@ def test_structural_bounded_and_described(build: Any) -> None:
     for path, node in _nodes(_schema(doc)["properties"]["status"], "status"):
         assert node.get("description"), f"{path} has no description"
         assert "$ref" not in node and "anyOf" not in node and "default" not in node, path
-        assert node.get("type") in {"object", "array", "string", "integer"}, f"{path} is untyped"
+        assert node.get("type") in {"object", "array", "string", "integer", "boolean"}, f"{path} is untyped"
         if node["type"] == "string":
             assert "maxLength" in node or "enum" in node or node.get("format") == "date-time", f"{path} unbounded"
         if node["type"] == "array":
@@ -77,8 +77,8 @@ def _declared(value: Any, schema: dict[str, Any], path: str) -> Iterator[str]:
         for child in value:
             yield from _declared(child, schema["items"], f"{path}[]")
     else:
-        expected = {"string": str, "integer": int}[schema["type"]]
-        assert isinstance(value, expected) and not isinstance(value, bool), path
+        expected = {"string": str, "integer": int, "boolean": bool}[schema["type"]]
+        assert isinstance(value, expected) and isinstance(value, bool) == (expected is bool), path
 
 
 @pytest.mark.parametrize(
@@ -94,6 +94,13 @@ def _declared(value: Any, schema: dict[str, Any], path: str) -> Iterator[str]:
                 tables=["p_one"],
                 last_migration=status_model.LastMigration(
                     id="m1", version="1.0.0", changes=["create table p_one"], duration_ms=5, time="2026-01-02T03:04:05Z"
+                ),
+                pending_plan=status_model.PendingPlan(
+                    hash="a1b2c3d4e5f60718",
+                    summary="drop column item.note (120 values)",
+                    destructive=True,
+                    plan_class="destructive",
+                    lint=[status_model.LintFinding(rule="ban-drop-column", level="warning", message="m", statement=1)],
                 ),
                 conditions=[
                     status_model.Condition(
@@ -136,9 +143,10 @@ def test_extension_schema_names_columns_and_subresource() -> None:
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Plugin", "Version", "Ready", "Reason", "Age", "Target", "Message"]
+    assert list(columns) == ["Plugin", "Version", "Ready", "Reason", "Age", "Target", "InSync", "Pending", "Message"]
     assert columns["Version"]["jsonPath"] == ".status.appliedVersion"
-    assert columns["Target"]["priority"] == 1 and columns["Message"]["priority"] == 1
+    assert columns["Pending"]["jsonPath"] == ".status.pendingPlan.hash"
+    assert all(columns[name]["priority"] == 1 for name in ("Target", "InSync", "Pending", "Message"))
     assert "priority" not in columns["Ready"]
 
 
@@ -150,12 +158,18 @@ def test_status_declares_everything_the_operator_writes() -> None:
         "appliedChecksum",
         "tables",
         "lastMigration",
+        "pendingPlan",
         "conditions",
         "target",
     } <= set(status)
     condition = status["conditions"]["items"]["properties"]
     assert set(condition) == {"type", "status", "reason", "message", "observedGeneration", "lastTransitionTime"}
     assert set(status["lastMigration"]["properties"]) == {"id", "version", "changes", "durationMs", "time"}
+    pending = status["pendingPlan"]
+    assert set(pending["properties"]) == {"hash", "summary", "destructive", "class", "lint"}
+    assert set(pending["required"]) == {"hash", "summary", "destructive", "class"}
+    assert pending["properties"]["class"]["enum"] == ["rewriting", "destructive"]
+    assert set(pending["properties"]["lint"]["items"]["properties"]) == {"rule", "level", "message", "statement"}
 
 
 def test_named_lists_are_maps_and_rules_exist() -> None:

@@ -116,15 +116,20 @@ class Kube:
         self("wait", f"--for=condition={condition}", f"exts/{name}", f"--timeout={timeout}")
 
     def wait_reason(self, name: str, reason: str, timeout: float = 60) -> dict[str, Any]:
+        return self.wait_until(name, lambda body: self.ready(body).get("reason") == reason, f"reason {reason}", timeout)
+
+    def wait_until(
+        self, name: str, done: Callable[[dict[str, Any]], bool], what: str, timeout: float = 60
+    ) -> dict[str, Any]:
+        """The resource once *done* holds for it (polled), else an AssertionError showing its status."""
         deadline = time.monotonic() + timeout
         body: dict[str, Any] = {}
         while time.monotonic() < deadline:
             body = self.get(name)
-            ready = self.ready(body)
-            if ready.get("reason") == reason:
+            if done(body):
                 return body
             time.sleep(0.3)
-        raise AssertionError(f"exts/{name} never reached reason {reason}: {json.dumps(body.get('status'))}")
+        raise AssertionError(f"exts/{name} never reached {what}: {json.dumps(body.get('status'))}")
 
     def get(self, name: str, kind: str = "exts") -> dict[str, Any]:
         out = self("get", kind, name, "-o", "json").stdout
@@ -132,11 +137,16 @@ class Kube:
         return body
 
     @staticmethod
-    def ready(body: dict[str, Any]) -> dict[str, Any]:
+    def ready(body: dict[str, Any], type_: str = "Ready") -> dict[str, Any]:
         for condition in (body.get("status") or {}).get("conditions") or []:
-            if condition["type"] == "Ready":
+            if condition["type"] == type_:
                 return dict(condition)
         return {}
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        out = self("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json").stdout
+        items: list[dict[str, Any]] = json.loads(out)["items"]
+        return items
 
     def gone(self, name: str, timeout: str = WAIT) -> None:
         self("wait", "--for=delete", f"exts/{name}", f"--timeout={timeout}")
@@ -145,8 +155,9 @@ class Kube:
 class Operator:
     """``python -m extschema run`` as a subprocess, like a user would start it."""
 
-    def __init__(self, cluster: Cluster, namespace: str, database: str, log: Path) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, database: str, log: Path, *args: str) -> None:
         self.cluster, self.namespace, self.database, self.log = cluster, namespace, database, log
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
@@ -168,6 +179,7 @@ class Operator:
                     self.namespace,
                     "--database",
                     self.database,
+                    *self.args,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -220,11 +232,11 @@ def kube(crds: Cluster) -> Iterator[Kube]:
 
 
 @pytest.fixture
-def run_operator(kube: Kube, tmp_path: Path) -> Iterator[Callable[[str], Operator]]:
+def run_operator(kube: Kube, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
-    def start(database: str) -> Operator:
-        op = Operator(kube.cluster, kube.ns, database, tmp_path / f"operator-{len(started)}.log").start()
+    def start(database: str, *args: str) -> Operator:
+        op = Operator(kube.cluster, kube.ns, database, tmp_path / f"operator-{len(started)}.log", *args).start()
         started.append(op)
         return op
 
@@ -239,7 +251,7 @@ def run_operator(kube: Kube, tmp_path: Path) -> Iterator[Callable[[str], Operato
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_apply_becomes_ready_with_tables(
-    backend: str, kube: Kube, run_operator: Callable[[str], Operator], request: pytest.FixtureRequest
+    backend: str, kube: Kube, run_operator: Callable[..., Operator], request: pytest.FixtureRequest
 ) -> None:
     url = str(request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url"))
     load_core(url)
@@ -254,11 +266,12 @@ def test_apply_becomes_ready_with_tables(
     assert status["appliedVersion"] == "1.0.0" and len(status["appliedChecksum"]) == 64
     assert status["observedGeneration"] == body["metadata"]["generation"]
     assert status["lastMigration"]["id"] == "0001"
-    assert [c["type"] for c in status["conditions"]] == ["Ready"]
+    assert [c["type"] for c in status["conditions"]] in (["Ready"], ["Ready", "InSync"])  # drift checked soon
     # Everything the operator writes came back from the API server (nothing pruned), as the status model says.
     written = ExtensionSchemaStatus.model_validate(status)
     assert written.dump() == status
-    assert set(status) == {field.alias or name for name, field in ExtensionSchemaStatus.model_fields.items()}
+    declared = {field.alias or name for name, field in ExtensionSchemaStatus.model_fields.items()}
+    assert set(status) == declared - {"pendingPlan"}  # present only while a plan waits for approval
     assert set(status["lastMigration"]) == {"id", "version", "changes", "durationMs", "time"}
     wide = kube("get", "exts", "-o", "wide").stdout
     assert "customreports" in wide and "Applied" in wide and "default" in wide
@@ -267,7 +280,7 @@ def test_apply_becomes_ready_with_tables(
 
 
 def test_invalid_spec_rejected_at_apply_or_stalled_with_path(
-    kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str
+    kube: Kube, run_operator: Callable[..., Operator], sqlite_url: str
 ) -> None:
     run_operator(sqlite_url)
     bad_type = schema_doc("bad", "bad", [{"name": "t", "fields": [{"name": "a", "type": "Strin"}]}])
@@ -300,7 +313,7 @@ def test_invalid_spec_rejected_at_apply_or_stalled_with_path(
     assert out.returncode != 0 and "immutable" in out.stderr
 
 
-def test_spec_update_adds_a_column(kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str) -> None:
+def test_spec_update_adds_a_column(kube: Kube, run_operator: Callable[..., Operator], sqlite_url: str) -> None:
     run_operator(sqlite_url)
     doc = simple("notes", "notes")
     kube.apply(doc)
@@ -316,7 +329,7 @@ def test_spec_update_adds_a_column(kube: Kube, run_operator: Callable[[str], Ope
 
 
 def test_conflict_loser_stalls_drops_nothing_and_takes_over(
-    kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str
+    kube: Kube, run_operator: Callable[..., Operator], sqlite_url: str
 ) -> None:
     run_operator(sqlite_url)
     kube.apply(simple("winner", "shared", deletionPolicy="Drop"))
@@ -340,7 +353,7 @@ def test_conflict_loser_stalls_drops_nothing_and_takes_over(
 
 
 def test_depends_on_ordering_and_deletion_blocked(
-    kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str
+    kube: Kube, run_operator: Callable[..., Operator], sqlite_url: str
 ) -> None:
     load_core(sqlite_url)
     run_operator(sqlite_url)
@@ -360,7 +373,7 @@ def test_depends_on_ordering_and_deletion_blocked(
     assert not {t for t in tables(sqlite_url) if t.startswith(("ext_comments", "ext_kb"))}
 
 
-def test_deletion_drop_and_retain(kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str) -> None:
+def test_deletion_drop_and_retain(kube: Kube, run_operator: Callable[..., Operator], sqlite_url: str) -> None:
     run_operator(sqlite_url)
     kube.apply(simple("dropped", "dropped", deletionPolicy="Drop"), simple("kept", "kept", deletionPolicy="Retain"))
     kube.wait("dropped")
@@ -375,7 +388,7 @@ def test_deletion_drop_and_retain(kube: Kube, run_operator: Callable[[str], Oper
 
 @pytest.mark.postgres
 def test_every_example_becomes_ready_on_postgresql(
-    kube: Kube, run_operator: Callable[[str], Operator], pg_url: str
+    kube: Kube, run_operator: Callable[..., Operator], pg_url: str
 ) -> None:
     load_core(pg_url)
     run_operator(pg_url)
@@ -442,7 +455,7 @@ class Proxy:
 
 @pytest.mark.postgres
 def test_database_down_reconciling_then_ready(
-    kube: Kube, run_operator: Callable[[str], Operator], pg_url: str, sqlite_url: str
+    kube: Kube, run_operator: Callable[..., Operator], pg_url: str, sqlite_url: str
 ) -> None:
     base, _, dbname = pg_url.rpartition("/")
     port = int(base.rsplit(":", 1)[1])
@@ -481,7 +494,7 @@ def test_database_down_reconciling_then_ready(
 
 
 def test_killed_mid_reconcile_restart_converges_nothing_applied_twice(
-    kube: Kube, run_operator: Callable[[str], Operator], sqlite_url: str
+    kube: Kube, run_operator: Callable[..., Operator], sqlite_url: str
 ) -> None:
     first = run_operator(sqlite_url)
     time.sleep(2)
@@ -494,3 +507,132 @@ def test_killed_mid_reconcile_restart_converges_nothing_applied_twice(
         kube.wait(doc["metadata"]["name"], timeout="90s")
     applies = [(plugin, status) for plugin, kind, status in migrations(sqlite_url) if kind == "apply"]
     assert sorted(applies) == sorted((f"p{i}", "executed") for i in range(12))
+
+
+# --- approvals and drift (issue 8) ---------------------------------------------------------------
+
+
+def execute(url: str, *statements: str) -> list[Any]:
+    """Run SQL by hand, as someone working behind the operator's back would; the last statement's rows."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    rows: list[Any] = []
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                result = conn.exec_driver_sql(statement)
+                rows = list(result.all()) if result.returns_rows else []
+    finally:
+        engine.dispose()
+    return rows
+
+
+def physical(url: str, plugin: str, table: str) -> str:
+    return f"ext_{plugin}.{table}" if url.startswith("postgresql") else f"ext_{plugin}__{table}"
+
+
+def condition_types(body: dict[str, Any]) -> set[str]:
+    return {c["type"] for c in (body.get("status") or {}).get("conditions") or []}
+
+
+def test_destructive_change_waits_for_approval_through_kubectl_apply(
+    kube: Kube, run_operator: Callable[..., Operator], db_url: str
+) -> None:
+    url = db_url
+    run_operator(url)
+    fields = [{"name": "title", "type": "String"}, {"name": "note", "type": "Text"}]
+    doc = schema_doc("orders", "orders", [{"name": "item", "fields": fields}])
+    kube.apply(doc)
+    kube.wait("orders")
+    table = physical(url, "orders", "item")
+    execute(url, *(f"INSERT INTO {table} (title, note) VALUES ('t{i}', 'note {i}')" for i in range(120)))
+    # Version 2 drops the column holding 120 values: it waits, as progress, never as a failure.
+    doc["spec"]["version"] = "2.0.0"
+    doc["spec"]["tables"][0]["fields"] = fields[:1]
+    kube.apply(doc)
+    body = kube.wait_reason("orders", "ApprovalRequired")
+    pending = body["status"]["pendingPlan"]
+    assert pending["destructive"] is True and pending["class"] == "destructive"
+    assert "note" in pending["summary"] and "120" in pending["summary"]
+    if url.startswith("postgresql"):  # squawk's view of the plan's SQL, for the reviewer
+        assert "ban-drop-column" in {finding["rule"] for finding in pending["lint"]}, pending
+    else:
+        assert "lint" not in pending  # squawk lints PostgreSQL only
+    assert condition_types(body) == {"Ready", "Reconciling"}  # not Stalled: kstatus/Argo CD see progress
+    assert pending["hash"] in kube.ready(body)["message"]
+    assert "note" in columns(url, table)  # nothing ran
+    time.sleep(2)  # no retries on a timer: one event, however long it waits
+    assert [e["reason"] for e in kube.events("orders")].count("ApprovalRequired") == 1
+    # An approval of another plan is ignored, and says so with the current hash.
+    doc["spec"]["approvedPlanHash"] = "0123456789abcdef"
+    kube.apply(doc)
+    body = kube.wait_until("orders", lambda b: "is ignored" in kube.ready(b).get("message", ""), "ignored approval")
+    message = kube.ready(body)["message"]
+    assert "0123456789abcdef" in message and f"the current plan is {pending['hash']}" in message
+    assert body["status"]["pendingPlan"]["hash"] == pending["hash"] and "note" in columns(url, table)
+    assert "Stalled" not in condition_types(body)
+    # The approval of exactly this plan, committed to the spec, applies it; the values are backed up first.
+    doc["spec"]["approvedPlanHash"] = pending["hash"]
+    kube.apply(doc)
+    kube("wait", "--for=jsonpath={.status.appliedVersion}=2.0.0", "exts/orders", f"--timeout={WAIT}")
+    kube.wait("orders")
+    body = kube.get("orders")
+    assert "pendingPlan" not in body["status"] and condition_types(body) & {"Reconciling", "Stalled"} == set()
+    assert "note" not in columns(url, table)
+    assert execute(url, f"SELECT count(*) FROM {table}") == [(120,)]
+    backups = [t for t in tables(url) if "orders__item" in t and "note" in t and "backup" in t]
+    assert len(backups) == 1, tables(url)
+    assert execute(url, f"SELECT count(*) FROM {backups[0]} WHERE note IS NOT NULL") == [(120,)]
+    reasons = [e["reason"] for e in kube.events("orders")]
+    assert reasons.count("ApprovalRequired") == 2 and "MigrationSucceeded" in reasons  # waiting; approval ignored
+
+
+def test_column_added_by_hand_shows_in_sync_false_within_one_interval(
+    kube: Kube, run_operator: Callable[..., Operator], db_url: str
+) -> None:
+    url = db_url
+    interval = 3.0
+    run_operator(url, "--drift-interval", f"{interval:g}s")
+    kube.apply(simple("notes", "notes"))
+    kube.wait("notes")
+    body = kube.wait_until("notes", lambda b: kube.ready(b, "InSync").get("status") == "True", "InSync=True")
+    assert kube.ready(body, "InSync")["reason"] == "InSync"
+    execute(url, f"ALTER TABLE {physical(url, 'notes', 'item')} ADD COLUMN secret TEXT")
+    added = time.monotonic()
+    body = kube.wait_until("notes", lambda b: kube.ready(b, "InSync").get("status") == "False", "InSync=False")
+    assert time.monotonic() - added < interval + 5  # one interval, plus the loop's tick and kubectl's polling
+    in_sync = kube.ready(body, "InSync")
+    assert in_sync["reason"] == "Drifted" and "extra column item.secret" in in_sync["message"]
+    assert kube.ready(body)["status"] == "True"  # drift never makes a resource un-Ready
+    assert "DriftDetected" in {e["reason"] for e in kube.events("notes")}
+    # Undone by hand: in sync again at the next check.
+    execute(url, f"ALTER TABLE {physical(url, 'notes', 'item')} DROP COLUMN secret")
+    kube.wait_until("notes", lambda b: kube.ready(b, "InSync").get("status") == "True", "InSync=True again")
+
+
+def test_repair_policy_recreates_a_dropped_index(
+    kube: Kube, run_operator: Callable[..., Operator], sqlite_url: str
+) -> None:
+    run_operator(sqlite_url, "--drift-interval", "2s")
+    doc = schema_doc(
+        "indexed",
+        "indexed",
+        [{"name": "item", "fields": [{"name": "title", "type": "String"}], "indexes": [{"fields": ["title"]}]}],
+        driftPolicy="Repair",
+    )
+    kube.apply(doc)
+    kube.wait("indexed")
+    kube.wait_until("indexed", lambda b: kube.ready(b, "InSync").get("status") == "True", "InSync=True")
+    table = physical(sqlite_url, "indexed", "item")
+    found = execute(sqlite_url, f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}'")
+    index = next(name for (name,) in found if not name.startswith("sqlite_autoindex"))
+    execute(sqlite_url, f'DROP INDEX "{index}"')
+    body = kube.wait_until(
+        "indexed", lambda b: kube.ready(b, "InSync").get("reason") == "Repaired", "InSync reason Repaired", 30
+    )
+    repaired = kube.ready(body, "InSync")
+    assert repaired["status"] == "True" and "index" in repaired["message"]
+    assert (index,) in execute(
+        sqlite_url, f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}'"
+    )
+    assert "DriftRepaired" in {e["reason"] for e in kube.events("indexed")}
+    assert ("indexed", "repair", "executed") in migrations(sqlite_url)

@@ -608,6 +608,13 @@ def crd(write: bool, root: str) -> None:
 @click.option("--liveness", metavar="URL", help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True)
 @click.option("--standalone", is_flag=True, help="No kopf peering (run exactly one replica).")
+@click.option(
+    "--drift-interval",
+    metavar="DURATION",
+    envvar="EXTSCHEMA_DRIFT_INTERVAL",
+    help="How often each Ready resource's database objects are compared with its spec, e.g. 30s, 5m "
+    "(default 5m; $EXTSCHEMA_DRIFT_INTERVAL).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 def run(
     database: str | None,
@@ -616,6 +623,7 @@ def run(
     liveness: str | None,
     log_format: str,
     standalone: bool,
+    drift_interval: str | None,
     verbose: bool,
 ) -> None:
     """Run the Kubernetes operator (kopf) for ExtensionSchema and DatabaseTarget resources."""
@@ -626,6 +634,7 @@ def run(
     import kopf
 
     from extschema import controller  # registers the handlers with kopf
+    from extschema.controller.settings import seconds
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("pass -A (all namespaces) or one or more -n NAMESPACE")
@@ -633,7 +642,13 @@ def run(
     # scan) plus 32 for requests; namespace patterns match an unknown number: leave kopf unlimited.
     patterns = any(any(c in ns for c in "*?!,") for ns in namespaces)
     streams = 0 if patterns else 4 + 3 * max(1, len(namespaces))
-    settings = controller.Settings.from_env(default_database=database, api_connections=streams and streams + 32)
+    options: dict[str, Any] = {"api_connections": streams and streams + 32}
+    if drift_interval:
+        try:
+            options["drift_interval"] = seconds(drift_interval)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--drift-interval") from None
+    settings = controller.Settings.from_env(default_database=database, **options)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
     kopf.run(
         standalone=standalone,

@@ -2,21 +2,22 @@
 
 Pure: no Kubernetes client, no clock (the caller passes ``now``). Conditions follow the
 Kubernetes convention and kstatus: ``Ready`` is always present; ``Reconciling`` and ``Stalled``
-are present only while they are True. ``lastTransitionTime`` changes only when a condition's
-status flips. ``docs/conditions.md`` documents every reason (a test keeps them equal).
+are present only while they are True. ``InSync`` (the drift check's verdict) is present only on
+Ready resources, so it never contradicts ``Ready``. ``lastTransitionTime`` changes only when a
+condition's status flips. ``docs/conditions.md`` documents every reason (a test keeps them equal).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from extschema import limits
 from extschema.problems import ProblemError
 
-READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
-CONDITION_TYPES = (READY, RECONCILING, STALLED)
+READY, RECONCILING, STALLED, IN_SYNC = "Ready", "Reconciling", "Stalled", "InSync"
+CONDITION_TYPES = (READY, RECONCILING, STALLED, IN_SYNC)
 MAX_MESSAGE = limits.MAX_CONDITION_MESSAGE
 
 #: How a reason leaves the resource: ``ready`` (done), ``reconciling`` (will proceed by itself),
@@ -158,15 +159,24 @@ def reason(name: str) -> Reason:
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
-    """Where a resource stands after one reconcile: a catalog reason and a message for people."""
+class Verdict:
+    """A reason from a catalog and a message for people (an unknown reason is a programming error)."""
 
     reason: str
     message: str
+    #: The catalog the reason comes from, per kind of verdict.
+    catalog: ClassVar[Mapping[str, object]] = {}
 
     def __post_init__(self) -> None:
-        if self.reason not in CATALOG:  # programming error
-            raise ValueError(f"unknown reason {self.reason!r}")
+        if self.reason not in self.catalog:
+            raise ValueError(f"unknown {type(self).__name__} reason {self.reason!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome(Verdict):
+    """Where a resource stands after one reconcile: a reason of :data:`CATALOG` and a message."""
+
+    catalog: ClassVar[Mapping[str, object]] = CATALOG
 
     @property
     def phase(self) -> Phase:
@@ -234,8 +244,14 @@ def compute(
             result = set_condition(result, type_, True, outcome.reason, outcome.message, generation, now)
         else:
             result = remove_condition(result, type_)
+    if phase != "ready":
+        result = remove_condition(result, IN_SYNC)  # drift is checked, and meaningful, only when Ready
+    return _ordered(result)
+
+
+def _ordered(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     order = {t: i for i, t in enumerate(CONDITION_TYPES)}
-    return sorted(result, key=lambda c: order.get(str(c.get("type")), len(order)))
+    return sorted(conditions, key=lambda c: order.get(str(c.get("type")), len(order)))
 
 
 def current(conditions: Sequence[Mapping[str, Any]] | None, type_: str = READY) -> Mapping[str, Any] | None:
@@ -246,6 +262,85 @@ def changed(conditions: Sequence[Mapping[str, Any]] | None, outcome: Outcome) ->
     """Whether *outcome* differs from the Ready condition now (for posting events only on change)."""
     ready = current(conditions)
     return ready is None or ready.get("reason") != outcome.reason or ready.get("message") != _truncate(outcome.message)
+
+
+# --- drift: the InSync condition -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncReason:
+    """A reason of the InSync condition: its status, what it means and what to do."""
+
+    name: str
+    in_sync: bool
+    meaning: str
+    action: str
+
+
+IN_SYNC_REASONS: dict[str, SyncReason] = {
+    r.name: r
+    for r in (
+        SyncReason(
+            "InSync",
+            True,
+            "The plugin's tables, columns, indexes and enum types in the database match the applied spec.",
+            "Nothing.",
+        ),
+        SyncReason(
+            "Drifted",
+            False,
+            "The database differs from the applied spec (changed outside extschema); the message lists each "
+            "difference: missing, extra or changed objects.",
+            "Undo the change by hand, run `extschema drift PLUGIN` for details, or set spec.driftPolicy: Repair "
+            "to have missing objects re-created (extra objects are only reported).",
+        ),
+        SyncReason(
+            "Repaired",
+            True,
+            "The database had drifted and spec.driftPolicy is Repair: the operator re-created what was missing "
+            "(recorded in the history as a repair); the message says what.",
+            "Nothing; find out who changed the database (event DriftRepaired).",
+        ),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sync(Verdict):
+    """The drift check's verdict as the InSync condition shows it: a reason of :data:`IN_SYNC_REASONS`."""
+
+    catalog: ClassVar[Mapping[str, object]] = IN_SYNC_REASONS
+
+    @property
+    def in_sync(self) -> bool:
+        return IN_SYNC_REASONS[self.reason].in_sync
+
+
+def sync_of(differences: Sequence[str], repaired: Sequence[str] = ()) -> Sync:
+    """The verdict after a drift check (and a repair, if one ran): *differences* are those left."""
+    fixed = f"repaired: {'; '.join(repaired)}" if repaired else ""
+    if differences:
+        count = f"{len(differences)} difference{'s' if len(differences) != 1 else ''}"
+        message = f"{count} from the applied spec: {'; '.join(differences)}"
+        return Sync("Drifted", f"{message} ({fixed})" if fixed else message)
+    if repaired:
+        return Sync("Repaired", f"in sync after a repair; {fixed}")
+    return Sync("InSync", "in sync: the database matches the applied spec")
+
+
+def with_sync(
+    conditions: Sequence[Mapping[str, Any]] | None, sync: Sync, generation: int | None, now: str
+) -> list[dict[str, Any]]:
+    """The conditions with InSync set to *sync*."""
+    result = [dict(c) for c in conditions or () if isinstance(c, Mapping)]
+    result = set_condition(result, IN_SYNC, sync.in_sync, sync.reason, sync.message, generation, now)
+    return _ordered(result)
+
+
+def sync_changed(conditions: Sequence[Mapping[str, Any]] | None, sync: Sync) -> bool:
+    """Whether InSync would change (reason or message): the drift check writes status only then."""
+    old = current(conditions, IN_SYNC)
+    return old is None or old.get("reason") != sync.reason or old.get("message") != _truncate(sync.message)
 
 
 # --- problems -> reasons -------------------------------------------------------------------------

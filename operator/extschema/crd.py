@@ -354,6 +354,20 @@ def extension_schema_crd() -> Schema:
             "description": "DatabaseTarget",
         },
         {
+            "name": "InSync",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="InSync")].status',
+            "priority": 1,
+            "description": "Whether the database matches the applied spec (drift check)",
+        },
+        {
+            "name": "Pending",
+            "type": "string",
+            "jsonPath": ".status.pendingPlan.hash",
+            "priority": 1,
+            "description": "Hash of the plan waiting for approval (spec.approvedPlanHash)",
+        },
+        {
             "name": "Message",
             "type": "string",
             "jsonPath": f"{_READY}.message",

@@ -39,9 +39,9 @@ class _Status(BaseModel):
 
 
 class Condition(_Status):
-    """A condition: Ready always; Reconciling and Stalled only while true (kstatus)."""
+    """A condition: Ready always; Reconciling and Stalled only while true (kstatus); InSync once drift was checked."""
 
-    type: str = Field(max_length=64, description="Ready, Reconciling or Stalled.")
+    type: str = Field(max_length=64, description="Ready, Reconciling, Stalled or InSync.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str | None = Field(
         None, max_length=64, description="CamelCase reason from the catalog in docs/conditions.md."
@@ -84,6 +84,38 @@ class LastMigration(_Status):
     time: Time | None = Field(None, description="When it finished.")
 
 
+class LintFinding(_Status):
+    """One finding of squawk (PostgreSQL's migration linter) about the pending plan's SQL."""
+
+    rule: str = Field(max_length=128, description="squawk's rule name, e.g. adding-not-nullable-field.")
+    level: str = Field(max_length=16, description="error or warning.")
+    message: str = Field(max_length=limits.MAX_STATUS_CHANGE_LENGTH, description="What squawk found.")
+    statement: Int64 | None = Field(None, description="Index of the statement in the plan's SQL (0-based).")
+
+
+class PendingPlan(_Status):
+    """The plan waiting for an approval of its hash (present only while Ready's reason is ApprovalRequired)."""
+
+    hash: str = Field(
+        max_length=limits.MAX_PLAN_HASH_LENGTH,
+        description="Approve this plan by setting spec.approvedPlanHash to this value.",
+    )
+    summary: str = Field(
+        max_length=limits.MAX_CONDITION_MESSAGE,
+        description="One line: what the plan does that needs approval, with the rows it would lose.",
+    )
+    destructive: bool = Field(description="True when the plan drops data or narrows a rule existing rows may break.")
+    plan_class: Literal["rewriting", "destructive"] = Field(
+        alias="class", description="The plan's most severe class: rewriting or destructive."
+    )
+    lint: list[LintFinding] | None = Field(
+        None,
+        max_length=limits.MAX_STATUS_LINT_FINDINGS,
+        description="squawk's findings about the plan's SQL (PostgreSQL only).",
+        json_schema_extra=_atomic(),
+    )
+
+
 class ExtensionSchemaStatus(_Status):
     """What the operator observed and did; written only by the operator."""
 
@@ -115,6 +147,11 @@ class ExtensionSchemaStatus(_Status):
     )
     last_migration: LastMigration | None = Field(
         None, alias="lastMigration", description="The latest migration the operator ran for this resource."
+    )
+    pending_plan: PendingPlan | None = Field(
+        None,
+        alias="pendingPlan",
+        description="The plan waiting for approval (spec.approvedPlanHash); removed once it ran or the spec changed.",
     )
     conditions: Conditions = []
 

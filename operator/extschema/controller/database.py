@@ -7,6 +7,8 @@ from typing import Any
 
 from extschema import conflicts, reconcile
 from extschema.engine import ApplyResult, Engine
+from extschema.engine import drift as drift_check
+from extschema.engine import lint as squawk
 from extschema.problems import ProblemError
 
 
@@ -47,3 +49,35 @@ def delete(engine: Engine, plugin_id: str, owner: str, retain: bool) -> ApplyRes
 def ping(engine: Engine) -> tuple[str, str]:
     """The backend name and the server's version."""
     return engine.backend, engine.ping()
+
+
+def lint(engine: Engine, loaded: reconcile.Loaded) -> list[squawk.LintFinding]:
+    """squawk's findings about the SQL of the plan *loaded* waits with (none on SQLite).
+
+    Only for status.pendingPlan: never fails the reconcile (a plan that cannot be planned again
+    now is reported by the next reconcile anyway).
+    """
+    try:
+        planned = reconcile.plan_all(engine, [loaded])
+    except ProblemError:
+        return []
+    rendered = next((r for p, r in planned if p.loaded.spec.plugin_id == loaded.spec.plugin_id), None)
+    return [] if rendered is None else squawk.lint(rendered, engine.dialect.name)
+
+
+def drift(engine: Engine, plugin_id: str, repair: bool) -> tuple[list[str], list[str]]:
+    """How the plugin's objects differ from its applied spec, after re-creating what is missing if *repair*.
+
+    Returns the differences left (one line each) and what the repair re-created.
+    """
+    report = drift_check.detect(engine, plugin_id)
+    repaired: list[str] = []
+    if repair and any(d.kind != "extra" for d in report.differences):  # extra objects are only reported
+        repaired = drift_check.repair(engine, plugin_id)
+        report = drift_check.detect(engine, plugin_id)
+    return [_difference(d) for d in report.differences], repaired
+
+
+def _difference(difference: drift_check.Difference) -> str:
+    text = f"{difference.kind} {difference.object}"
+    return f"{text}: {difference.detail}" if difference.detail else text

@@ -21,9 +21,9 @@ import kopf
 
 from extschema import limits, reconcile
 from extschema.conditions import Outcome
-from extschema.controller import database, kubeapi
+from extschema.controller import database, drift, kubeapi
 from extschema.controller.claims import ClaimEntry, claim_of, peers_of
-from extschema.controller.recheck import Waiting, recheck_loop
+from extschema.controller.recheck import Waiting, every, recheck_loop
 from extschema.controller.runtime import runtime
 from extschema.controller.settings import (
     DEFAULT_TARGET,
@@ -38,8 +38,11 @@ from extschema.controller.status import (
     Logger,
     Settle,
     applied_fields,
+    approval_outcome,
     cleanup_waits,
     outcome_of,
+    pending_fields,
+    pending_of,
     settle,
     unchanged_message,
 )
@@ -65,6 +68,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     run.recheck = asyncio.create_task(
         recheck_loop(kwargs["claims"], run.waiting, run.api.poke, run.settings), name="extschema-recheck"
     )
+    checker = drift.DriftCheck(run.api, run.engines)
+    run.drift_loop = asyncio.create_task(
+        every(
+            run.settings.drift_tick,
+            lambda: drift.check_round(run.drift, checker.check, checker.show, run.settings.drift_interval),
+            "drift check",
+        ),
+        name="extschema-drift",
+    )
 
 
 @kopf.on.login(id="login")
@@ -86,11 +98,12 @@ async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | kopf.Ai
 @kopf.on.cleanup(id="close")
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     run = runtime(memo)
-    if run.recheck is not None:
-        run.recheck.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run.recheck
-        run.recheck = None
+    for task in (run.recheck, run.drift_loop):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    run.recheck = run.drift_loop = None
     await run.api.close()
     run.engines.close()
 
@@ -144,6 +157,7 @@ async def reconcile_schema(
     fields: dict[str, Any] = {"target": (spec.get("targetRef") or {}).get("name") or DEFAULT_TARGET}
     if spec.get("suspend"):
         run.waiting.track(meta, None)
+        run.drift.track(meta, None)
         suspended = Outcome("Suspended", "spec.suspend is true: the database is left as it is")
         return settle(body, patch, suspended, run.stats, fields=fields)
     fingerprint: str | None = None
@@ -165,7 +179,17 @@ async def reconcile_schema(
 
         results, registration = await asyncio.to_thread(database.apply, engine, loaded, peers, started)
     except Exception as error:  # every failure is reported the same way
+        run.drift.track(meta, None)
         outcome = outcome_of(error)
+        pending = pending_of(error, str(spec.get("pluginId")))
+        if pending is not None:  # waiting for an approval: not a failure, not retried; the spec's change runs it
+            outcome = approval_outcome(pending, spec.get("approvedPlanHash"))
+            try:
+                findings = await asyncio.to_thread(database.lint, engine, loaded)
+            except Exception:  # the lint is for the reviewer; the plan still waits and is shown without it
+                logger.warning("squawk lint of the waiting plan failed", exc_info=True)
+                findings = []
+            fields.update(pending_fields(pending, findings))
         if outcome.reason == "InternalError":
             logger.exception("reconcile failed unexpectedly")
         if outcome.reason in WAITING_REASONS and fingerprint is not None:
@@ -177,6 +201,8 @@ async def reconcile_schema(
         return settle(body, patch, outcome, run.stats, retry=retry, fields=fields, event=event)
     run.waiting.track(meta, None)
     result = results[0]
+    interval = run.settings.drift_interval
+    run.drift.track(meta, drift.watched(meta, spec, loaded.spec.plugin_id, target, interval, soon=result.changed))
     fields.update(applied_fields(registration, result, loaded.spec.version))
     message = f"plugin {loaded.spec.plugin_id} {loaded.spec.version} applied to {target.label}"
     if result.changed:
@@ -197,6 +223,7 @@ async def cleanup_schema(
     retry: int = kwargs["retry"]
     logger: Logger = kwargs["logger"]
     run.waiting.track(meta, None)  # a resource being deleted waits for nothing
+    run.drift.track(meta, None)
     plugin_id = spec.get("pluginId")
     owner = f"{namespace}/{meta.get('name')}"
     if not isinstance(plugin_id, str) or not plugin_id:

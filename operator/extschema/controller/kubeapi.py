@@ -1,4 +1,5 @@
-"""The operator's own calls to the Kubernetes API, beside kopf's: a Secret GET and a re-check poke.
+"""The operator's own calls to the Kubernetes API, beside kopf's: a Secret GET, a re-check poke, and the
+drift loop's status writes and events (it runs outside any kopf handler, so kopf cannot write them).
 
 kopf is not a client library; these few requests go through one aiohttp session built from the
 credentials the login handler received (rebuilt when they change). The session kopf itself uses is
@@ -10,13 +11,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 import kopf
 
 from extschema import limits
 from extschema.conditions import Outcome
-from extschema.controller.settings import GROUP, RECHECK_ANNOTATION, SCHEMAS, VERSION
+from extschema.controller.settings import GROUP, KIND, RECHECK_ANNOTATION, SCHEMAS, VERSION
 from extschema.controller.status import Settle, now
 
 log = logging.getLogger("extschema.operator")
@@ -101,7 +104,7 @@ class KubeApi:
         when the resource is gone, False when it must be retried at the next round."""
         if self.connection is None:
             return False
-        url = self._url(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{SCHEMAS}/{name}")
+        url = self._schema_url(namespace, name)
         payload = json.dumps({"metadata": {"annotations": {RECHECK_ANNOTATION: now()}}})
         try:
             session = await self.session()
@@ -115,3 +118,57 @@ class KubeApi:
             log.warning("re-check of %s/%s failed: %s", namespace, name, type(error).__name__)
             return False
         return True
+
+    def _schema_url(self, namespace: str, name: str, sub: str = "") -> str:
+        return self._url(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{SCHEMAS}/{name}{sub}")
+
+    async def get_schema(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One ExtensionSchema as it is now; None when it is gone. Raises aiohttp errors."""
+        session = await self.session()
+        async with session.get(self._schema_url(namespace, name)) as response:
+            if response.status == 404:
+                return None
+            response.raise_for_status()
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def patch_status(
+        self, namespace: str, name: str, resource_version: str, status: Mapping[str, Any]
+    ) -> bool | None:
+        """Merge *status* into the status subresource if the object is still at *resource_version*.
+
+        True when written, False when the object changed meanwhile (409: read it again), None when gone.
+        """
+        session = await self.session()
+        payload = json.dumps({"metadata": {"resourceVersion": resource_version}, "status": dict(status)})
+        headers = {"Content-Type": "application/merge-patch+json"}
+        async with session.patch(self._schema_url(namespace, name, "/status"), data=payload, headers=headers) as got:
+            if got.status == 404:
+                return None
+            if got.status == 409:
+                return False
+            got.raise_for_status()
+            return True
+
+    async def post_event(self, involved: Mapping[str, str], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event about an ExtensionSchema (*involved*: namespace, name, uid), as kopf posts them."""
+        namespace = involved["namespace"]
+        stamp = now()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"namespace": namespace, "generateName": f"{involved['name']}."},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, **involved},
+            "type": type_,
+            "reason": reason,
+            "message": message[: limits.MAX_EVENT_MESSAGE],
+            "source": {"component": "extschema"},
+            "reportingComponent": "extschema",
+            "reportingInstance": "extschema",
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        session = await self.session()
+        async with session.post(self._url(f"/api/v1/namespaces/{namespace}/events"), json=event) as response:
+            response.raise_for_status()

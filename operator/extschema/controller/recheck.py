@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -39,15 +39,23 @@ class Waiting:
     poked: float  # time.monotonic() of its last run or poke
 
 
-class Waitlist(dict[str, Waiting]):
-    """uid → waiting resource; only touched on the event loop (handlers and the re-check loop)."""
+T = TypeVar("T")
 
-    def track(self, meta: Mapping[str, Any], waiting: Waiting | None) -> None:
+
+class Tracked(dict[str, T]):
+    """uid → what an operator-wide loop keeps of a resource; only touched on the event loop."""
+
+    def track(self, meta: Mapping[str, Any], entry: T | None) -> None:
+        """Start (or refresh) tracking the resource of *meta*; None stops it."""
         uid = str(meta.get("uid"))
-        if waiting is None:
+        if entry is None:
             self.pop(uid, None)
         else:
-            self[uid] = waiting
+            self[uid] = entry
+
+
+class Waitlist(Tracked[Waiting]):
+    """Resources waiting for others, for the re-check loop."""
 
 
 def due(entry: Waiting, fingerprint: str, now: float, fallback: float) -> bool:
@@ -71,11 +79,24 @@ async def recheck(claims: kopf.Index[str, ClaimEntry], waiting: Waitlist, poke: 
             entry.fingerprint, entry.poked = fingerprint, now
 
 
-async def recheck_loop(claims: kopf.Index[str, ClaimEntry], waiting: Waitlist, poke: Poke, settings: Settings) -> None:
-    """Every ``recheck_interval`` seconds, one round; never dies (waiting resources would wait forever)."""
+async def every(seconds: float, round_: Callable[[], Awaitable[None]], what: str) -> None:
+    """One operator-wide loop: every *seconds*, one round; never dies (a failed round is logged).
+
+    The operator's periodic work (re-checking waiting resources, checking Ready ones for drift) runs in
+    such loops over in-memory lists, never in per-resource kopf timers.
+    """
     while True:
-        await asyncio.sleep(settings.recheck_interval)
+        await asyncio.sleep(seconds)
         try:
-            await recheck(claims, waiting, poke, settings.recheck_fallback)
+            await round_()
         except Exception:
-            log.exception("re-check of waiting resources failed")
+            log.exception("%s failed", what)
+
+
+async def recheck_loop(claims: kopf.Index[str, ClaimEntry], waiting: Waitlist, poke: Poke, settings: Settings) -> None:
+    """Every ``recheck_interval`` seconds, one round (waiting resources would wait forever without it)."""
+    await every(
+        settings.recheck_interval,
+        lambda: recheck(claims, waiting, poke, settings.recheck_fallback),
+        "re-check of waiting resources",
+    )

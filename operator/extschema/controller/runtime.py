@@ -14,6 +14,7 @@ import dataclasses
 import kopf
 
 from extschema.controller.claims import ParsedSpecs
+from extschema.controller.drift import Watchlist
 from extschema.controller.kubeapi import KubeApi
 from extschema.controller.recheck import Waitlist
 from extschema.controller.settings import Settings
@@ -31,7 +32,10 @@ class Runtime:
     parsed: ParsedSpecs = dataclasses.field(default_factory=ParsedSpecs)
     waiting: Waitlist = dataclasses.field(default_factory=Waitlist)
     stats: Stats = dataclasses.field(default_factory=Stats)
+    #: Ready resources the drift loop checks.
+    drift: Watchlist = dataclasses.field(default_factory=Watchlist)
     recheck: asyncio.Task[None] | None = None
+    drift_loop: asyncio.Task[None] | None = None
 
 
 def memo_for(settings: Settings) -> kopf.Memo:

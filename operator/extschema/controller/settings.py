@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from extschema import limits
 GROUP = "extschema.io"
 VERSION = "v1alpha1"
 SCHEMAS = "extensionschemas"
+KIND = "ExtensionSchema"
 TARGETS = "databasetargets"
 FINALIZER = "extschema.io/cleanup"
 RECHECK_ANNOTATION = "extschema.io/recheck"
@@ -41,19 +43,41 @@ class Settings:
     #: costs ~300 kB (asyncio's 256 kB read buffer alone); unlimited, a burst of changes opens hundreds.
     #: Must leave room for the long-lived watch streams: ``extschema run`` sets it from the namespaces.
     api_connections: int = 0
+    #: Seconds between two drift checks of one Ready resource (``--drift-interval``, $EXTSCHEMA_DRIFT_INTERVAL).
+    drift_interval: float = limits.DRIFT_INTERVAL_S
+
+    @property
+    def drift_tick(self) -> float:
+        """How often the drift loop looks for resources due (cheap: in memory)."""
+        return min(self.recheck_interval, self.drift_interval)
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, default_database: str | None = None, **options: Any
     ) -> Settings:
-        """``$EXTSCHEMA_DATABASE_URL`` and ``$EXTSCHEMA_RECHECK_SECONDS``, then the given options on top."""
+        """``$EXTSCHEMA_DATABASE_URL``, ``$EXTSCHEMA_RECHECK_SECONDS`` and ``$EXTSCHEMA_DRIFT_INTERVAL``,
+        then the given options on top."""
         env = os.environ if environ is None else environ
         settings = cls(
             default_database=default_database or env.get("EXTSCHEMA_DATABASE_URL") or None,
             recheck_interval=float(env.get("EXTSCHEMA_RECHECK_SECONDS", limits.RECHECK_INTERVAL_S)),
+            drift_interval=seconds(env.get("EXTSCHEMA_DRIFT_INTERVAL") or f"{limits.DRIFT_INTERVAL_S}s"),
         )
         for key, value in options.items():
             if not hasattr(settings, key):
                 raise TypeError(f"unknown operator setting {key!r}")
             setattr(settings, key, value)
         return settings
+
+
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def seconds(text: str) -> float:
+    """A positive duration (``30s``, ``5m``, ``1h``, ``500ms``; a bare number is seconds); ValueError otherwise."""
+    match = _DURATION.match(text)
+    value = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"] if match else 0.0
+    if value <= 0:
+        raise ValueError(f"{text!r} is not a positive duration such as 30s, 5m or 1h")
+    return value

@@ -11,15 +11,17 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 import kopf
 
-from extschema import conditions, limits
+from extschema import conditions, limits, status_model
 from extschema.conditions import Outcome
+from extschema.engine import lint as squawk
 from extschema.problems import ProblemError
-from extschema.status_model import ExtensionSchemaStatus, LastMigration
+from extschema.reconcile import ApprovalRequired, PendingPlan
+from extschema.status_model import ExtensionSchemaStatus, LastMigration, LintFinding
 
 #: Bounds of status.lastMigration.changes in the CRD (see extschema.status_model).
 MAX_CHANGES = limits.MAX_STATUS_CHANGES
@@ -79,7 +81,10 @@ def settle(
     """The one way a handler ends: status + conditions, an event on change, then retry or stall."""
     generation = (body.get("metadata") or {}).get("generation")
     old = (body.get("status") or {}).get("conditions")
-    patch.fns.append(status_fn(outcome, generation, fields or {}))
+    fields = dict(fields or {})
+    if outcome.reason != APPROVAL_REQUIRED:
+        fields.setdefault(PENDING_PLAN, None)  # present only while a plan waits for its approval
+    patch.fns.append(status_fn(outcome, generation, fields))
     if conditions.changed(old, outcome) or event:
         normal = outcome.phase in ("ready", "idle")
         kopf.event(
@@ -163,3 +168,47 @@ def unchanged_message(body: Mapping[str, Any], message: str) -> str:
     if old is not None and old.get("reason") == "Applied":
         return str(old.get("message"))
     return message
+
+
+# --- plans waiting for approval -------------------------------------------------------------------
+
+APPROVAL_REQUIRED = "ApprovalRequired"
+PENDING_PLAN = "pendingPlan"
+MAX_LINT = limits.MAX_STATUS_LINT_FINDINGS
+
+
+def pending_of(error: BaseException, plugin_id: str) -> PendingPlan | None:
+    """The plan of *plugin_id* an ApprovalRequired error waits for (None for any other error)."""
+    if not isinstance(error, ApprovalRequired):
+        return None
+    return next((p for p in error.pending if p.plugin_id == plugin_id), next(iter(error.pending), None))
+
+
+def approval_outcome(pending: PendingPlan, approved: str | None) -> Outcome:
+    """ApprovalRequired, saying what to approve, and that an approval of another plan was ignored."""
+    message = (
+        f"plan {pending.hash} needs approval ({pending.op_class}): {pending.summary}; "
+        f"set spec.approvedPlanHash to {pending.hash} to apply exactly this plan"
+    )
+    if approved and approved != pending.hash:
+        message = (
+            f"spec.approvedPlanHash {approved} is ignored: it approves another plan, and the current plan is "
+            f"{pending.hash}. {message[0].upper()}{message[1:]}"
+        )
+    return Outcome(APPROVAL_REQUIRED, message)
+
+
+def pending_fields(pending: PendingPlan, findings: Iterable[squawk.LintFinding] = ()) -> dict[str, Any]:
+    """``status.pendingPlan``, built through the status model (bounded as the CRD declares)."""
+    lint = [
+        LintFinding(rule=f.rule[:128], level=f.level[:16], message=f.message[:MAX_CHANGE], statement=f.statement)
+        for f in findings
+    ][:MAX_LINT]
+    plan = status_model.PendingPlan(
+        hash=pending.hash,
+        summary=pending.summary[: limits.MAX_CONDITION_MESSAGE],
+        destructive=pending.destructive,
+        plan_class="destructive" if pending.op_class == "destructive" else "rewriting",
+        lint=lint or None,
+    )
+    return {PENDING_PLAN: plan.dump()}
