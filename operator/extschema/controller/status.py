@@ -88,6 +88,7 @@ def settle(
     if outcome.reason != APPROVAL_REQUIRED:
         fields.setdefault(PENDING_PLAN, None)  # present only while a plan waits for its approval
     patch.fns.append(status_fn(outcome, generation, fields))
+    stats.metrics.settled(body, outcome.reason, outcome.message)
     if conditions.changed(old, outcome) or event:
         normal = outcome.phase in ("ready", "idle")
         kopf.event(
