@@ -19,6 +19,7 @@ from extschema.conditions import Outcome, sync_of
 from extschema.controller import database, status
 from extschema.controller.metrics import Metrics, sqlstate_class
 from extschema.engine import Engine
+from extschema.problems import ProblemError
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "docs" / "grafana-dashboard.json"
@@ -99,10 +100,10 @@ def test_settle_feeds_resources_by_reason_approvals_conflicts_and_database_error
 def test_sqlstate_class_of_a_real_postgresql_error(pg_url: str) -> None:
     engine = Engine(pg_url)
     try:
-        with pytest.raises(Exception) as caught, engine.transaction() as conn:
+        with pytest.raises(ProblemError) as caught, engine.database.transaction() as conn:
             conn.exec_driver_sql("SELECT 1/0")
         # The engine's error as the operator's outcome message carries it.
-        assert sqlstate_class(str(caught.value)) == "22"  # data exception: division by zero
+        assert sqlstate_class(str(caught.value)) == "22", str(caught.value)  # data exception: division by zero
     finally:
         engine.close()
 
