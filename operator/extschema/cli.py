@@ -560,7 +560,6 @@ def crd(write: bool, root: str) -> None:
 @click.option("--webhook-cert", type=click.Path(exists=True, dir_okay=False), help="Serving certificate (PEM).")
 @click.option("--webhook-key", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM).")
 @click.option("--webhook-ca", type=click.Path(exists=True, dir_okay=False), help="CA of the certificate (caBundle).")
-@click.option("--webhook-managed", metavar="NAME", help="Create and keep ValidatingWebhookConfiguration NAME.")
 @click.option("--standalone", is_flag=True, help="No kopf peering (run exactly one replica).")
 @click.option(
     "--drift-interval",

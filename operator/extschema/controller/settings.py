@@ -58,8 +58,6 @@ class Settings:
     webhook_cert: str | None = None
     webhook_key: str | None = None
     webhook_ca: str | None = None
-    #: Name of a ValidatingWebhookConfiguration the operator creates and keeps pointing at itself.
-    webhook_managed: str | None = None
 
     @property
     def drift_tick(self) -> float:

@@ -181,5 +181,3 @@ def configure(settings: kopf.OperatorSettings, options: Settings) -> None:
         pkeyfile=str(keyfile),
         cafile=str(cafile) if cafile else None,
     )
-    if options.webhook_managed:
-        settings.admission.managed = options.webhook_managed
