@@ -25,9 +25,12 @@ from extschema.controller import certificates, webhook
 from extschema.engine import Engine
 from extschema.problems import Kind, ProblemError
 from tests.helpers import execute, ext_table
-from tests.test_operator_e2e import Kube, Operator, crds, kube, run_operator, schema_doc, simple  # noqa: F401
+from tests import test_operator_e2e as e2e
+from tests.test_operator_e2e import Kube, Operator, schema_doc, simple
 
 pytest_plugins = ["tests.controlplane.fixtures"]
+#: The operator e2e suite's fixtures: a namespace per test, operators started as subprocesses.
+crds, kube, run_operator = e2e.crds, e2e.kube, e2e.run_operator
 
 
 def loaded(plugin: str, fields: list[dict[str, Any]], owner: str = "ns/a", **spec: Any) -> reconcile.Loaded:
