@@ -24,8 +24,8 @@ from extschema import reconcile
 from extschema.controller import certificates, webhook
 from extschema.engine import Engine
 from extschema.problems import Kind, ProblemError
-from tests.helpers import execute, ext_table
 from tests import test_operator_e2e as e2e
+from tests.helpers import execute, ext_table
 from tests.test_operator_e2e import Kube, Operator, schema_doc, simple
 
 pytest_plugins = ["tests.controlplane.fixtures"]
