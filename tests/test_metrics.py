@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,9 @@ from extschema.controller import database, status
 from extschema.controller.metrics import Metrics, sqlstate_class
 from extschema.engine import Engine
 from extschema.problems import ProblemError
+from tests import test_operator_e2e as e2e
 
+pytest_plugins = ["tests.controlplane.fixtures"]
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "docs" / "grafana-dashboard.json"
 
@@ -183,3 +188,56 @@ def test_dashboard_is_valid_grafana_json() -> None:
     ids = [panel["id"] for panel in board["panels"]]
     assert len(ids) == len(set(ids))
     assert yaml.safe_load(DASHBOARD.read_text(encoding="utf-8")) == board
+
+
+# --- end to end: a running operator's /metrics and its JSON log --------------------------------------
+
+#: The operator e2e suite's fixtures: a namespace per test, operators started as subprocesses.
+crds, kube, run_operator = e2e.crds, e2e.kube, e2e.run_operator
+
+
+def scrape(port: int, operator: e2e.Operator, timeout: float = 60) -> dict[str, float]:
+    """GET /metrics of the running operator (waiting for it to serve), as {'name{labels}': value}."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            break
+        except OSError:
+            assert operator.proc is not None and operator.proc.poll() is None, operator.tail()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, number = line.rpartition(" ")
+            samples[key] = float(number)
+    return samples
+
+
+@pytest.mark.k8s
+@pytest.mark.slow
+def test_metrics_of_a_running_operator_move_after_an_apply_and_its_log_is_json(
+    kube: e2e.Kube, run_operator: Callable[..., e2e.Operator], sqlite_url: str
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    operator = run_operator(sqlite_url, "--metrics-port", str(port), "--log-format", "json")
+    before = scrape(port, operator)
+    assert before.get('extschema_migrations_total{result="applied"}', 0) == 0
+    assert before['extschema_resources{reason="Applied"}'] == 0
+    kube.apply(e2e.simple("metered", "metered"))
+    kube.wait("metered")
+    after = scrape(port, operator)
+    assert after['extschema_migrations_total{result="applied"}'] == 1
+    assert after['extschema_resources{reason="Applied"}'] == 1
+    assert after['extschema_reconcile_duration_seconds_count{result="ok"}'] >= 1
+    assert after["extschema_pending_approvals"] == 0
+    # The log: one JSON object per line; the lines about the resource name it.
+    records = [json.loads(line) for line in operator.log.read_text().splitlines() if line.strip()]
+    about = [r for r in records if r.get("name") == "metered"]
+    assert about and all(r["namespace"] == kube.ns and r["kind"] == "ExtensionSchema" for r in about)
+    assert any("succeeded" in str(r["message"]) for r in about)
