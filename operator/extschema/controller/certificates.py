@@ -42,46 +42,51 @@ def _san(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
-def generate(directory: Path, hosts: list[str]) -> ServingFiles:
-    """Write a new CA and a serving certificate for *hosts* (IPs or DNS names) into *directory*."""
+#: Every flag of the KeyUsage extension, all off; a certificate turns on what it is for.
+_NO_USAGE = dict.fromkeys(
+    (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    ),
+    False,
+)
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, ca: bool
+) -> x509.CertificateBuilder:
+    """A certificate valid for :data:`VALIDITY` (backdated a little for clock skew), CA or not."""
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
+    usage = {"key_cert_sign": True, "crl_sign": True} if ca else {"key_encipherment": True}
+    return (
         x509.CertificateBuilder()
-        .subject_name(_name("extschema webhook CA"))
-        .issuer_name(_name("extschema webhook CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hosts[0]))
-        .issuer_name(ca_cert.subject)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(x509.KeyUsage(**{**_NO_USAGE, "digital_signature": True, **usage}), critical=True)
+    )
+
+
+def generate(directory: Path, hosts: list[str]) -> ServingFiles:
+    """Write a new CA and a serving certificate for *hosts* (IPs or DNS names) into *directory*."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("extschema webhook CA")
+    ca_cert = _builder(ca_name, ca_name, ca_key, ca=True).sign(ca_key, hashes.SHA256())
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _builder(_name(hosts[0]), ca_name, key, ca=False)
         .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
