@@ -84,6 +84,7 @@ def test_changed_detects_reason_or_message() -> None:
         ("retryable", "ES403", "DatabaseUnavailable"),
         ("unreachable", "ES401", "DatabaseUnavailable"),
         ("usage", "ES404", "InvalidTarget"),
+        ("approval", "ES307", "ApprovalRequired"),
     ],
 )
 def test_problem_kinds_map_to_reasons(kind: str, code: str, reason: str) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -496,20 +497,32 @@ def test_reconcile_waits_for_approval_then_applies_and_is_watched_for_drift(
         return [_Result()], _Registration()
 
     monkeypatch.setattr(database, "apply", gated)
-    spec = {"pluginId": "shop", "version": "1.0.0", "approvedPlanHash": "0000111122223333"}
-    patch, result = _schema_call(memo, spec)
+    findings: list[Any] = [LintFinding("ban-drop-column", "warning", "dropping a column may break clients", 0)]
+
+    def lint(engine: Any, loaded: reconcile.Loaded) -> list[LintFinding]:
+        if not findings:
+            raise OSError("squawk vanished")
+        return [findings.pop()]
+
+    monkeypatch.setattr(database, "lint", lint)
+    spec = {"pluginId": "shop", "version": "1.0.0"}
+    patch, _ = _schema_call(memo, spec)
+    assert _applied(patch, _body())["pendingPlan"]["lint"][0]["rule"] == "ban-drop-column"
+    spec["approvedPlanHash"] = "0000111122223333"
+    patch, result = _schema_call(memo, spec, generation=2)  # the lint fails now: the plan still waits, shown without it
     assert result is None  # not retried on a timer: the spec's next change runs it
     written = _applied(patch, _body())
+    assert "lint" not in written["pendingPlan"]
     ready = conditions.current(written["conditions"])
     assert ready is not None and ready["reason"] == "ApprovalRequired" and "is ignored" in ready["message"]
     assert written["pendingPlan"]["hash"] == pending.hash
     assert "u1" not in run.drift and "u1" not in run.waiting
-    patch, _ = _schema_call(memo, {**spec, "approvedPlanHash": pending.hash}, generation=2)
+    patch, _ = _schema_call(memo, {**spec, "approvedPlanHash": pending.hash}, generation=3)
     applied = _applied(patch, _body(**written))
     assert "pendingPlan" not in applied and conditions.current(applied["conditions"])["reason"] == "Applied"  # type: ignore[index]
-    assert seen == ["0000111122223333", pending.hash]  # the spec's approval reaches reconcile
+    assert seen == [None, "0000111122223333", pending.hash]  # the spec's approval reaches reconcile
     entry = run.drift["u1"]
-    assert (entry.plugin_id, entry.generation, entry.repair) == ("shop", 2, False)
+    assert (entry.plugin_id, entry.generation, entry.repair) == ("shop", 3, False)
     assert entry.due <= time.monotonic()  # the schema changed: checked at the next tick
     run.engines.close()
 
@@ -730,3 +743,24 @@ def test_no_timer_or_daemon_on_extension_schemas() -> None:
     spawning = kopf.get_default_registry()._spawning.get_all_handlers()
     assert {h.id for h in spawning} == {"ping"}  # the DatabaseTarget connection check only
     assert all(h.selector is not None and h.selector.any_name == settings.TARGETS for h in spawning)
+
+
+def test_run_refuses_a_bad_drift_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from extschema import cli
+
+    for name in ("kubernetes", "kubernetes_asyncio", "pykube"):  # `run` hides them from kopf; restored after
+        if name in sys.modules:
+            monkeypatch.setitem(sys.modules, name, sys.modules[name])
+        else:
+            monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
+            monkeypatch.delitem(sys.modules, name)
+    started: list[Any] = []
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: started.append(kwargs))
+    monkeypatch.setattr(kopf, "configure", lambda **kwargs: None)  # leaves the test session's logging alone
+    refused = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--drift-interval", "soon"])
+    assert refused.exit_code == 2 and "--drift-interval" in refused.output and started == []
+    accepted = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--drift-interval", "45s"])
+    assert accepted.exit_code == 0, accepted.output
+    assert runtime.runtime(started[0]["memo"]).settings.drift_interval == 45.0

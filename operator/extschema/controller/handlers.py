@@ -190,7 +190,11 @@ async def reconcile_schema(
         pending = pending_of(error, str(spec.get("pluginId")))
         if pending is not None:  # waiting for an approval: not a failure, not retried; the spec's change runs it
             outcome = approval_outcome(pending, spec.get("approvedPlanHash"))
-            findings = await asyncio.to_thread(database.lint, engine, loaded)
+            try:
+                findings = await asyncio.to_thread(database.lint, engine, loaded)
+            except Exception:  # the lint is for the reviewer; the plan still waits and is shown without it
+                logger.warning("squawk lint of the waiting plan failed", exc_info=True)
+                findings = []
             fields.update(pending_fields(pending, findings))
         if outcome.reason == "InternalError":
             logger.exception("reconcile failed unexpectedly")
