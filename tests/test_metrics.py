@@ -23,6 +23,7 @@ from extschema.controller import database, status
 from extschema.controller.metrics import Metrics, sqlstate_class
 from extschema.engine import Engine
 from extschema.problems import ProblemError
+from tests import test_chart as chart
 from tests import test_operator_e2e as e2e
 
 pytest_plugins = ["tests.controlplane.fixtures"]
@@ -241,3 +242,27 @@ def test_metrics_of_a_running_operator_move_after_an_apply_and_its_log_is_json(
     about = [r for r in records if r.get("name") == "metered"]
     assert about and all(r["namespace"] == kube.ns and r["kind"] == "ExtensionSchema" for r in about)
     assert any("succeeded" in str(r["message"]) for r in about)
+
+
+# --- the chart: metrics Service and ServiceMonitor ---------------------------------------------------
+
+helm = chart.helm
+
+
+@pytest.mark.helm
+def test_chart_serves_metrics_to_a_service_monitor(helm: Path) -> None:
+    assert not chart.by_kind(chart.template(helm), "Service")  # off by default
+    docs = chart.template(
+        helm, "--set", "metrics.enabled=true,metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.labels.k=v"
+    )
+    (service,) = chart.by_kind(docs, "Service")
+    (monitor,) = chart.by_kind(docs, "ServiceMonitor")
+    (deployment,) = chart.by_kind(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-port=9090" in container["args"]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert monitor["metadata"]["labels"]["k"] == "v"

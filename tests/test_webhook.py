@@ -24,6 +24,7 @@ from extschema import reconcile
 from extschema.controller import certificates, webhook
 from extschema.engine import Engine
 from extschema.problems import Kind, ProblemError
+from tests import test_chart as chart
 from tests import test_operator_e2e as e2e
 from tests.helpers import execute, ext_table
 from tests.test_operator_e2e import Kube, Operator, schema_doc, simple
@@ -277,3 +278,64 @@ def test_kube_apiserver_refuses_a_conflicting_schema_through_the_webhook(
         kube("label", "exts", "first", "team=a")
         kube("delete", "exts", "first", "--wait=false")
         kube.gone("first")
+
+
+# --- the chart: webhook Service, configuration and certificate --------------------------------------
+
+helm = chart.helm
+
+
+@pytest.mark.helm
+def test_chart_webhook_with_cert_manager_and_its_own_issuer(helm: Path) -> None:
+    docs = chart.template(helm, "--set", "webhook.enabled=true", "--set", "webhook.certManager.enabled=true")
+    (config,) = chart.by_kind(docs, "ValidatingWebhookConfiguration")
+    (certificate,) = chart.by_kind(docs, "Certificate")
+    (issuer,) = chart.by_kind(docs, "Issuer")
+    (service,) = chart.by_kind(docs, "Service")
+    (deployment,) = chart.by_kind(docs, "Deployment")
+    hook = config["webhooks"][0]
+    name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+    assert hook["clientConfig"]["service"] == {"name": name, "namespace": namespace, "port": 443, "path": "/validate"}
+    assert "caBundle" not in hook["clientConfig"]  # injected by cert-manager from the Certificate
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        f"{namespace}/{certificate['metadata']['name']}"
+    )
+    assert f"{name}.{namespace}.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": issuer["metadata"]["name"]}
+    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+    assert hook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+    assert "namespaceSelector" not in hook  # cluster-wide operator: every namespace
+    # The pod serves the webhook on the port the Service targets, with the Certificate's Secret mounted.
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+    assert service["spec"]["ports"] == [{"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]
+    assert "--webhook-port=9443" in container["args"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "webhook-tls")
+    assert f"--webhook-cert={mount['mountPath']}/tls.crt" in container["args"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "webhook-tls")
+    assert volume["secret"]["secretName"] == certificate["spec"]["secretName"]
+
+
+@pytest.mark.helm
+def test_chart_webhook_needs_a_certificate_and_follows_the_watched_namespaces(helm: Path) -> None:
+    out = chart.run_helm(
+        helm, "template", "x", str(chart.CHART), "--kube-version", chart.KUBERNETES_VERSION,
+        "--set", "webhook.enabled=true", check=False,
+    )  # fmt: skip
+    assert out.returncode != 0 and "webhook.certManager.enabled, or webhook.existingSecret" in out.stderr
+    docs = chart.template(
+        helm, "-f", str(chart.CHART / "ci" / "observe-values.yaml"), "--set", "watch.namespaces={a,b}"
+    )
+    (config,) = chart.by_kind(docs, "ValidatingWebhookConfiguration")
+    hook = config["webhooks"][0]
+    assert hook["failurePolicy"] == "Ignore" and base64.b64decode(hook["clientConfig"]["caBundle"]).startswith(
+        b"-----BEGIN CERTIFICATE-----"
+    )
+    assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["a", "b"]
+    assert not chart.by_kind(docs, "Certificate") and not chart.by_kind(docs, "Issuer")
+    out = chart.run_helm(
+        helm, "template", "x", str(chart.CHART), "--kube-version", chart.KUBERNETES_VERSION,
+        "--set", "webhook.failurePolicy=Maybe", check=False,
+    )  # fmt: skip
+    assert out.returncode != 0 and "/webhook/failurePolicy" in out.stderr
