@@ -251,6 +251,11 @@ def test_kube_apiserver_refuses_a_conflicting_schema_through_the_webhook(
         str(files.cafile),
     )
     wait_for_tls(port, operator)
+    # Stored before the webhook was configured (as when it is bypassed): a conflict loser, left to the reconcile.
+    kube.apply(simple("early", "early"))
+    kube.wait("early")
+    kube.apply(simple("loser", "early"))
+    kube.wait_reason("loser", "Conflict")
     with webhook_configuration(kube, port, files.cafile):
         # A valid schema: admitted (a server-side dry run first shows its SQL), then applied as usual.
         first = simple("first", "notes")
@@ -274,10 +279,12 @@ def test_kube_apiserver_refuses_a_conflicting_schema_through_the_webhook(
         )
         out = kube.apply(bad, check=False)
         assert out.returncode != 0 and "spec.tables[0].fields[0]" in out.stderr, out.stderr
-        # Updates that keep the spec (labels, kopf's own patches) pass; the resource can still be deleted.
-        kube("label", "exts", "first", "team=a")
-        kube("delete", "exts", "first", "--wait=false")
-        kube.gone("first")
+        # The loser's spec conflicts, yet updates that keep the spec (labels; kopf's finalizer removal) pass:
+        # it can still be deleted.
+        kube("label", "exts", "loser", "team=a")
+        kube("delete", "exts", "loser", "--wait=false")
+        kube.gone("loser")
+        assert kube.get("early")["status"]["tables"]  # the winner's tables stay
 
 
 # --- the chart: webhook Service, configuration and certificate --------------------------------------
