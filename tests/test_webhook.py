@@ -12,6 +12,8 @@ import contextlib
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +28,7 @@ from extschema.engine import Engine
 from extschema.problems import Kind, ProblemError
 from tests import test_chart as chart
 from tests import test_operator_e2e as e2e
-from tests.helpers import execute, ext_table
+from tests.helpers import execute, ext_table, subprocess_env
 from tests.test_operator_e2e import Kube, Operator, schema_doc, simple
 
 pytest_plugins = ["tests.controlplane.fixtures"]
@@ -346,3 +348,25 @@ def test_chart_webhook_needs_a_certificate_and_follows_the_watched_namespaces(he
         "--set", "webhook.failurePolicy=Maybe", check=False,
     )  # fmt: skip
     assert out.returncode != 0 and "/webhook/failurePolicy" in out.stderr
+
+
+def test_run_wants_the_certificate_and_its_key_together(tmp_path: Path) -> None:
+    files = certificates.generate(tmp_path, ["127.0.0.1"])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "extschema",
+            "run",
+            "-A",
+            "--webhook-port",
+            "9443",
+            "--webhook-cert",
+            str(files.certfile),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "pass --webhook-cert and --webhook-key together" in proc.stderr

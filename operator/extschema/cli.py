@@ -558,7 +558,12 @@ def crd(write: bool, root: str) -> None:
 )
 @click.option("--metrics-port", type=int, default=0, envvar="EXTSCHEMA_METRICS_PORT", help="Serve /metrics (0: off).")
 @click.option("--webhook-port", type=int, default=0, help="Serve the validating admission webhook (0: off).")
-@click.option("--webhook-host", default="127.0.0.1", show_default=True, help="Name or IP the API server calls.")
+@click.option(
+    "--webhook-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Name or IP the API server calls, for the certificate generated without --webhook-cert.",
+)
 @click.option("--webhook-cert", type=click.Path(exists=True, dir_okay=False), help="Serving certificate (PEM).")
 @click.option("--webhook-key", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM).")
 @click.option("--webhook-ca", type=click.Path(exists=True, dir_okay=False), help="CA of the certificate (caBundle).")
@@ -600,6 +605,8 @@ def run(
     patterns = any(any(c in ns for c in "*?!,") for ns in namespaces)
     streams = 0 if patterns else 4 + 3 * max(1, len(namespaces))
     options: dict[str, Any] = {"api_connections": streams and streams + 32, **observe}
+    if bool(observe["webhook_cert"]) != bool(observe["webhook_key"]):
+        raise click.UsageError("pass --webhook-cert and --webhook-key together")
     if observe["webhook_port"]:
         from extschema.controller import webhook  # noqa: F401  (registers the admission handler)
     if drift_interval:
