@@ -275,6 +275,17 @@ def test_kube_apiserver_refuses_a_conflicting_schema_through_the_webhook(
             assert 'admission webhook "validate.extschema.io" denied the request' in out.stderr, out.stderr
             assert "ES2" in out.stderr and f"{kube.ns}/first" in out.stderr
         assert "NotFound" in kube("get", "exts", "second", check=False).stderr
+        # The owner changing its own spec is admitted; its dry run shows the ALTER.
+        grown = schema_doc(
+            "first",
+            "notes",
+            [{"name": "item", "fields": [{"name": "title", "type": "String"}, {"name": "note", "type": "Text"}]}],
+            version="1.1.0",
+        )
+        shown = dry_run(kube, grown)
+        assert shown.returncode == 0 and "ADD COLUMN" in shown.stderr.upper(), shown.stderr
+        kube.apply(grown)
+        kube.wait_until("first", lambda b: (b.get("status") or {}).get("appliedVersion") == "1.1.0", "version 1.1.0")
         # What the CRD's schema cannot see (a default of the wrong type) is refused too, with its path.
         bad = schema_doc(
             "bad", "bad", [{"name": "t", "fields": [{"name": "flag", "type": "Boolean", "default": "yes"}]}]
