@@ -266,3 +266,23 @@ def test_chart_serves_metrics_to_a_service_monitor(helm: Path) -> None:
     assert selector.items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
     assert monitor["metadata"]["labels"]["k"] == "v"
+
+
+def test_a_drift_check_failing_at_the_database_counts_as_a_database_error(pg_url: str) -> None:
+    metrics = Metrics()
+    engine = Engine(pg_url)
+
+    async def check(_entry: Any) -> Any:
+        with engine.database.transaction() as conn:  # a real error from the real server
+            conn.exec_driver_sql("SELECT * FROM no_such_table")
+
+    class Entry:
+        uid = "u1"
+
+    try:
+        with pytest.raises(ProblemError):
+            asyncio.run(metrics.drift_check(check)(Entry()))
+    finally:
+        engine.close()
+    assert value(metrics, "extschema_database_errors_total", sqlstate_class="42") == 1  # undefined table
+    assert value(metrics, "extschema_drifted_resources") == 0  # no verdict, no drift

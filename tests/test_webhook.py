@@ -29,6 +29,7 @@ from extschema.problems import Kind, ProblemError
 from tests import test_chart as chart
 from tests import test_operator_e2e as e2e
 from tests.helpers import execute, ext_table, subprocess_env
+from tests.test_metrics import scrape
 from tests.test_operator_e2e import Kube, Operator, schema_doc, simple
 
 pytest_plugins = ["tests.controlplane.fixtures"]
@@ -240,9 +241,11 @@ def test_kube_apiserver_refuses_a_conflicting_schema_through_the_webhook(
     kube: Kube, run_operator: Callable[..., Operator], sqlite_url: str, tmp_path: Path
 ) -> None:
     files = certificates.generate(tmp_path / "certs", ["127.0.0.1"])
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     operator = run_operator(
         sqlite_url,
+        "--metrics-port",
+        str(metrics_port),
         "--webhook-port",
         str(port),
         "--webhook-cert",
@@ -298,6 +301,10 @@ def test_kube_apiserver_refuses_a_conflicting_schema_through_the_webhook(
         kube("delete", "exts", "loser", "--wait=false")
         kube.gone("loser")
         assert kube.get("early")["status"]["tables"]  # the winner's tables stay
+    counted = scrape(metrics_port, operator)
+    # Refused: the conflicting one twice (dry run, apply) and the bad default; admitted: two dry runs and two applies.
+    assert counted['extschema_admission_reviews_total{result="refused"}'] == 3
+    assert counted['extschema_admission_reviews_total{result="admitted"}'] == 4
 
 
 # --- the chart: webhook Service, configuration and certificate --------------------------------------

@@ -7,7 +7,8 @@ Fed in two places only, so every metric means the same thing whatever path a rec
 * :func:`extschema.controller.status.settle`, the one way a handler ends, gives each outcome: the
   condition reason of every ExtensionSchema (from which the gauges of resources by reason, pending
   approvals and conflicts are computed at scrape time) and database errors by SQLSTATE class;
-* the drift loop's check (wrapped by :meth:`Metrics.drift_check`) gives the drift verdicts.
+* the drift loop's check (wrapped by :meth:`Metrics.drift_check`) gives the drift verdicts and its
+  database errors; the admission webhook counts what it admitted and refused.
 
 Gauges are computed when scraped from what the operator knows (a dict of uid → reason), never
 incremented and decremented, so they cannot drift from the resources' status after a restart:
@@ -31,12 +32,15 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from extschema import conditions, reconcile
+from extschema.problems import Kind, ProblemError
 
 #: Kubernetes kind whose condition reasons the gauges count (DatabaseTargets have no delete handler
 #: that would tell when they are gone; their connection is visible as database errors).
 SCHEMA_KIND = "ExtensionSchema"
 #: Condition reasons of an outcome that failed in or at the database.
 DATABASE_REASONS = frozenset({"MigrationFailed", "DatabaseUnavailable"})
+#: The same, as kinds of a ProblemError (the drift loop sees errors, not outcomes).
+DATABASE_KINDS = frozenset({Kind.DATABASE, Kind.RETRYABLE, Kind.UNREACHABLE})
 #: ``(SQLSTATE 23505)`` as :func:`extschema.engine.connection.database_message` appends it.
 _SQLSTATE = re.compile(r"SQLSTATE ([0-9A-Z]{5})")
 #: Reconciles take milliseconds (nothing to do) to minutes (a table rewrite).
@@ -81,6 +85,12 @@ class Metrics:
             "Reconciles and connection checks that failed in or at the database, by SQLSTATE class "
             "(none: no SQLSTATE, e.g. SQLite or a refused connection).",
             ["sqlstate_class"],
+            registry=self.registry,
+        )
+        self.admissions = Counter(
+            "extschema_admission_reviews",
+            "ExtensionSchema creates and spec changes the admission webhook checked, by result (admitted, refused).",
+            ["result"],
             registry=self.registry,
         )
         self._lock = threading.Lock()  # settle runs on the event loop, scrapes in the server's thread
@@ -143,7 +153,12 @@ class Metrics:
         """*check* (the drift loop's, taking an entry with a ``uid``), recording each verdict."""
 
         async def checked(entry: Any) -> V:
-            verdict = await check(entry)
+            try:
+                verdict = await check(entry)
+            except ProblemError as error:
+                if error.kind in DATABASE_KINDS:
+                    self.database_errors.labels(sqlstate_class(str(error))).inc()
+                raise
             self.drifted(str(entry.uid), verdict.in_sync)
             return verdict
 

@@ -30,7 +30,7 @@ import kopf
 from extschema import conflicts, reconcile
 from extschema.controller.certificates import generate
 from extschema.controller.claims import ClaimEntry, peers_of
-from extschema.controller.runtime import runtime
+from extschema.controller.runtime import Runtime, runtime
 from extschema.controller.settings import GROUP, SCHEMAS, VERSION, Settings
 from extschema.controller.status import Settle
 from extschema.controller.targets import resolve_target, target_key
@@ -132,7 +132,25 @@ async def validate_schema(
     if unchanged(kwargs.get("old"), kwargs.get("new")) or meta.get("deletionTimestamp"):
         return
     run = runtime(memo)
-    namespace = namespace or ""
+    try:
+        await _validate(run, body, spec, meta, namespace or "", dryrun, warnings, kwargs)
+    except kopf.AdmissionError:
+        run.stats.metrics.admissions.labels("refused").inc()
+        raise
+    run.stats.metrics.admissions.labels("admitted").inc()
+
+
+async def _validate(
+    run: Runtime,
+    body: kopf.Body,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    namespace: str,
+    dryrun: bool,
+    warnings: list[str],
+    kwargs: Mapping[str, Any],
+) -> None:
+    """Refuse (kopf.AdmissionError) or admit, adding the plan to *warnings* on a dry run."""
     owner = f"{namespace}/{meta.get('name')}"
     try:
         loaded = reconcile.from_object(dict(body), owner)
