@@ -155,6 +155,7 @@ def test_served_over_http() -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             text = response.read().decode()
         assert 'extschema_resources{reason="Applied"} 1.0' in text
+        assert metrics.serve(0, "127.0.0.1") == port  # a re-run startup handler keeps the server
     finally:
         metrics.close()
 

@@ -177,7 +177,12 @@ class Metrics:
     # --- serving ---------------------------------------------------------------------------------
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:
-        """Serve ``/metrics`` on *port* (0: any free port) in a daemon thread; returns the port."""
+        """Serve ``/metrics`` on *port* (0: any free port) in a daemon thread; returns the port.
+
+        Idempotent: kopf re-runs a startup handler that failed later on; the server started first stays.
+        """
+        if self._server is not None:
+            return int(self._server.server_port)
         server, _thread = start_http_server(port, addr=addr, registry=self.registry)
         self._server = server
         return int(server.server_port)
