@@ -490,7 +490,7 @@ def test_reconcile_waits_for_approval_then_applies_and_is_watched_for_drift(
     pending = _pending()
     seen: list[str | None] = []
 
-    def gated(engine: Any, loaded: reconcile.Loaded, peers: Any, started: Any) -> Any:
+    def gated(engine: Any, loaded: reconcile.Loaded, peers: Any, started: Any, *_metrics: Any) -> Any:
         seen.append(loaded.spec.approved_plan_hash)
         if loaded.spec.approved_plan_hash != pending.hash:
             raise _approval_required(pending)

@@ -606,7 +606,24 @@ def crd(write: bool, root: str) -> None:
 @click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS", help="Watch this namespace (repeatable).")
 @click.option("--all-namespaces", "-A", "all_namespaces", is_flag=True, help="Watch every namespace.")
 @click.option("--liveness", metavar="URL", help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
-@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json", "plain"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, with the resource's namespace and name (plain: same as text).",
+)
+@click.option("--metrics-port", type=int, default=0, envvar="EXTSCHEMA_METRICS_PORT", help="Serve /metrics (0: off).")
+@click.option("--webhook-port", type=int, default=0, help="Serve the validating admission webhook (0: off).")
+@click.option(
+    "--webhook-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Name or IP the API server calls, for the certificate generated without --webhook-cert.",
+)
+@click.option("--webhook-cert", type=click.Path(exists=True, dir_okay=False), help="Serving certificate (PEM).")
+@click.option("--webhook-key", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM).")
+@click.option("--webhook-ca", type=click.Path(exists=True, dir_okay=False), help="CA of the certificate (caBundle).")
 @click.option("--standalone", is_flag=True, help="No kopf peering (run exactly one replica).")
 @click.option(
     "--drift-interval",
@@ -625,6 +642,7 @@ def run(
     standalone: bool,
     drift_interval: str | None,
     verbose: bool,
+    **observe: Any,
 ) -> None:
     """Run the Kubernetes operator (kopf) for ExtensionSchema and DatabaseTarget resources."""
     # kopf probes for client libraries when imported and would load them (~60 MB RSS) only to offer
@@ -634,6 +652,7 @@ def run(
     import kopf
 
     from extschema import controller  # registers the handlers with kopf
+    from extschema.controller import logging as logs
     from extschema.controller.settings import seconds
 
     if bool(namespaces) == all_namespaces:
@@ -642,14 +661,18 @@ def run(
     # scan) plus 32 for requests; namespace patterns match an unknown number: leave kopf unlimited.
     patterns = any(any(c in ns for c in "*?!,") for ns in namespaces)
     streams = 0 if patterns else 4 + 3 * max(1, len(namespaces))
-    options: dict[str, Any] = {"api_connections": streams and streams + 32}
+    options: dict[str, Any] = {"api_connections": streams and streams + 32, **observe}
+    if bool(observe["webhook_cert"]) != bool(observe["webhook_key"]):
+        raise click.UsageError("pass --webhook-cert and --webhook-key together")
+    if observe["webhook_port"]:
+        from extschema.controller import webhook  # noqa: F401  (registers the admission handler)
     if drift_interval:
         try:
             options["drift_interval"] = seconds(drift_interval)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--drift-interval") from None
     settings = controller.Settings.from_env(default_database=database, **options)
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
+    logs.configure("json" if log_format == "json" else "text", verbose)
     kopf.run(
         standalone=standalone,
         clusterwide=all_namespaces,

@@ -82,3 +82,12 @@ creates, replaces or deletes these objects.
   resources: [secrets]
   verbs: [get]
 {{- end }}
+
+{{/* The Secret holding the webhook's serving certificate (cert-manager's, or an existing one). */}}
+{{- define "extschema.webhookSecret" -}}
+{{- if .Values.webhook.certManager.enabled }}
+{{- printf "%s-webhook-tls" (include "extschema.fullname" .) }}
+{{- else }}
+{{- required "webhook.enabled needs webhook.certManager.enabled, or webhook.existingSecret and webhook.caBundle" .Values.webhook.existingSecret }}
+{{- end }}
+{{- end }}

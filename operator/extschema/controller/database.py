@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from extschema import conflicts, reconcile
+from extschema.controller.metrics import Metrics
 from extschema.engine import ApplyResult, Engine
 from extschema.engine import drift as drift_check
 from extschema.engine import lint as squawk
@@ -13,23 +14,31 @@ from extschema.problems import ProblemError
 
 
 def apply(
-    engine: Engine, loaded: reconcile.Loaded, peers: list[conflicts.Claim], started: Callable[[], None]
+    engine: Engine,
+    loaded: reconcile.Loaded,
+    peers: list[conflicts.Claim],
+    started: Callable[[], None],
+    metrics: Metrics | None = None,
 ) -> tuple[list[ApplyResult], Any]:
     """The pipeline (conflicts → dependencies → plan → apply), then the registration.
 
     *started* is called when a migration begins that changes this resource's plugin (for the
-    MigrationStarted event), not for a re-apply that finds nothing to do.
+    MigrationStarted event), not for a re-apply that finds nothing to do. *metrics* time the run and
+    count its migration events.
     """
+    metrics = metrics or Metrics()
     before = engine.registration(loaded.spec.plugin_id)
     will_change = before is None or (
         before.owner == loaded.owner and (before.checksum != loaded.spec.checksum() or before.status != "active")
     )
 
-    def progress(_event: reconcile.MigrationEvent) -> None:
+    def progress(event: reconcile.MigrationEvent) -> None:
+        metrics.migration(event)
         if will_change:
             started()
 
-    results = reconcile.reconcile(engine, [loaded], progress, peers)
+    with metrics.reconciling():
+        results = reconcile.reconcile(engine, [loaded], progress, peers)
     return results, engine.registration(loaded.spec.plugin_id)
 
 

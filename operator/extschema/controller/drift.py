@@ -24,6 +24,7 @@ from extschema import conditions
 from extschema.conditions import Sync
 from extschema.controller import database
 from extschema.controller.kubeapi import KubeApi
+from extschema.controller.logging import for_resource
 from extschema.controller.recheck import Tracked
 from extschema.controller.status import now
 from extschema.controller.targets import Engines, Target
@@ -92,7 +93,9 @@ async def check_round(watch: Watchlist, check: Check, show: Show, interval: floa
         try:
             sync = await check(entry)
         except Exception as error:  # the database may be away: the next interval tries again
-            log.warning("drift check of %s/%s failed: %s: %s", entry.namespace, entry.name, type(error).__name__, error)
+            for_resource(log, entry.namespace, entry.name).warning(
+                "drift check of %s/%s failed: %s: %s", entry.namespace, entry.name, type(error).__name__, error
+            )
             continue
         if watch.get(uid) is not entry:
             continue  # reconciled meanwhile: its new entry is checked on its own schedule
@@ -101,7 +104,9 @@ async def check_round(watch: Watchlist, check: Check, show: Show, interval: floa
         try:
             done = await show(entry, sync)
         except Exception as error:
-            log.warning("InSync of %s/%s not written: %s: %s", entry.namespace, entry.name, type(error).__name__, error)
+            for_resource(log, entry.namespace, entry.name).warning(
+                "InSync of %s/%s not written: %s: %s", entry.namespace, entry.name, type(error).__name__, error
+            )
             done = False
         if watch.get(uid) is not entry:
             continue
@@ -168,4 +173,6 @@ class DriftCheck:
         try:
             await self.api.post_event(involved, type_, reason, sync.message)
         except Exception as error:  # an event is a courtesy: the condition is written
-            log.warning("event %s for %s/%s not posted: %s", reason, entry.namespace, entry.name, error)
+            for_resource(log, entry.namespace, entry.name).warning(
+                "event %s for %s/%s not posted: %s", reason, entry.namespace, entry.name, error
+            )

@@ -68,11 +68,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     run.recheck = asyncio.create_task(
         recheck_loop(kwargs["claims"], run.waiting, run.api.poke, run.settings), name="extschema-recheck"
     )
+    if run.settings.metrics_port:  # Prometheus /metrics, fed by settle and the migration events
+        run.stats.metrics.serve(run.settings.metrics_port, run.settings.metrics_addr)
     checker = drift.DriftCheck(run.api, run.engines)
+    check = run.stats.metrics.drift_check(checker.check)
     run.drift_loop = asyncio.create_task(
         every(
             run.settings.drift_tick,
-            lambda: drift.check_round(run.drift, checker.check, checker.show, run.settings.drift_interval),
+            lambda: drift.check_round(run.drift, check, checker.show, run.settings.drift_interval),
             "drift check",
         ),
         name="extschema-drift",
@@ -106,6 +109,7 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     run.recheck = run.drift_loop = None
     await run.api.close()
     run.engines.close()
+    run.stats.metrics.close()
 
 
 @kopf.on.probe(id="reconciles")
@@ -177,7 +181,9 @@ async def reconcile_schema(
                 lambda: kopf.event(body, type="Normal", reason="MigrationStarted", message=started_message)
             )
 
-        results, registration = await asyncio.to_thread(database.apply, engine, loaded, peers, started)
+        results, registration = await asyncio.to_thread(
+            database.apply, engine, loaded, peers, started, run.stats.metrics
+        )
     except Exception as error:  # every failure is reported the same way
         run.drift.track(meta, None)
         outcome = outcome_of(error)
@@ -224,6 +230,7 @@ async def cleanup_schema(
     logger: Logger = kwargs["logger"]
     run.waiting.track(meta, None)  # a resource being deleted waits for nothing
     run.drift.track(meta, None)
+    run.stats.metrics.forget(meta)  # a failed cleanup reports itself again through settle
     plugin_id = spec.get("pluginId")
     owner = f"{namespace}/{meta.get('name')}"
     if not isinstance(plugin_id, str) or not plugin_id:

@@ -45,6 +45,19 @@ class Settings:
     api_connections: int = 0
     #: Seconds between two drift checks of one Ready resource (``--drift-interval``, $EXTSCHEMA_DRIFT_INTERVAL).
     drift_interval: float = limits.DRIFT_INTERVAL_S
+    # --- observability (extschema.controller.metrics, .webhook) ---
+    #: Port of the Prometheus /metrics endpoint (0: not served).
+    metrics_port: int = 0
+    metrics_addr: str = "0.0.0.0"
+    #: Port of the validating admission webhook's HTTPS server (0: no webhook).
+    webhook_port: int = 0
+    webhook_addr: str = "0.0.0.0"
+    #: The name or IP kube-apiserver calls the webhook at (in the generated certificate and the URL).
+    webhook_host: str = "127.0.0.1"
+    #: Mounted serving certificate, key and CA (cert-manager); without them one is generated.
+    webhook_cert: str | None = None
+    webhook_key: str | None = None
+    webhook_ca: str | None = None
 
     @property
     def drift_tick(self) -> float:

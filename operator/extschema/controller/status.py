@@ -18,6 +18,7 @@ import kopf
 
 from extschema import conditions, limits, status_model
 from extschema.conditions import Outcome
+from extschema.controller.metrics import Metrics
 from extschema.engine import lint as squawk
 from extschema.problems import ProblemError
 from extschema.reconcile import ApprovalRequired, PendingPlan
@@ -45,6 +46,8 @@ class Stats:
     last_success: str | None = None
     reconciles: int = 0
     failures: int = 0
+    #: The Prometheus metrics (/metrics); every outcome is counted here, in settle.
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
 
 
 def now() -> str:
@@ -85,6 +88,7 @@ def settle(
     if outcome.reason != APPROVAL_REQUIRED:
         fields.setdefault(PENDING_PLAN, None)  # present only while a plan waits for its approval
     patch.fns.append(status_fn(outcome, generation, fields))
+    stats.metrics.settled(body, outcome.reason, outcome.message)
     if conditions.changed(old, outcome) or event:
         normal = outcome.phase in ("ready", "idle")
         kopf.event(

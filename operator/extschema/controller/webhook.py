@@ -1,0 +1,201 @@
+"""The validating admission webhook: a bad or conflicting ExtensionSchema is refused at ``kubectl apply``.
+
+kube-apiserver asks this webhook before it stores an ExtensionSchema (also for ``kubectl apply
+--dry-run=server``). The webhook runs what the reconcile runs before it changes anything — validation,
+conflicts with the registered plugins and with older resources, the plan and its data checks — and
+refuses the request on an invalid spec, a conflict or a refused change. A server-side dry run also
+gets the plan's SQL back as admission warnings, which kubectl prints.
+
+Webhooks can be bypassed (``failurePolicy: Ignore``, a webhook configuration deleted, a resource
+stored while the operator was down), so the reconcile still checks everything; the webhook only
+moves the error to the moment of ``kubectl apply``. It never refuses for reasons the operator waits
+out (a dependency not applied yet, an approval, a database that is away): those are admitted, with a
+warning.
+
+Importing this module registers the handler with kopf; ``extschema run --webhook-port`` does (kopf
+refuses to start with admission handlers and no admission server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from extschema import conflicts, reconcile
+from extschema.controller.certificates import generate
+from extschema.controller.claims import ClaimEntry, peers_of
+from extschema.controller.runtime import Runtime, runtime
+from extschema.controller.settings import GROUP, SCHEMAS, VERSION, Settings
+from extschema.controller.status import Settle
+from extschema.controller.targets import resolve_target, target_key
+from extschema.dialects.base import RenderedPlan
+from extschema.engine import Engine
+from extschema.problems import Kind, ProblemError
+
+#: Kinds of failure the webhook refuses a request for; the others the operator waits out.
+REFUSED_KINDS = {Kind.INVALID: 422, Kind.CONFLICT: 409, Kind.REFUSED: 422}
+#: kube-apiserver truncates a warning longer than 256 characters and drops warnings beyond 4 kB.
+MAX_WARNING = 240
+MAX_WARNINGS_TOTAL = 3500
+#: The path of the handler on the webhook server (kopf appends the handler id to the URL).
+HANDLER_ID = "validate"
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def sql_warnings(statements: Sequence[str]) -> list[str]:
+    """Each statement on one line (whitespace collapsed), split into numbered warnings kubectl shows whole."""
+    lines: list[str] = []
+    for number, statement in enumerate(statements, 1):
+        flat = re.sub(r"\s+", " ", statement).strip()
+        parts = _chunks(flat, MAX_WARNING - 16)
+        for part, text in enumerate(parts, 1):
+            more = f" ({part}/{len(parts)})" if len(parts) > 1 else ""
+            lines.append(f"SQL {number}{more}: {text}")
+    return lines
+
+
+def plan_warnings(reviewed: reconcile.Reviewed, rendered: RenderedPlan, approved: str | None) -> list[str]:
+    """What a server-side dry run shows: the plan's hash and class, what approval it needs, its SQL."""
+    if not reviewed.ops:
+        return ["extschema: no change: the database already matches this spec"]
+    lines = [f"extschema plan {reviewed.hash}: {reviewed.op_class}, {len(reviewed.ops)} operation(s)"]
+    if reviewed.needs_approval and approved != reviewed.hash:
+        lines.append(f"extschema: needs approval: set spec.approvedPlanHash: {reviewed.hash}")
+    lines.extend(f"extschema: {p.code}: {p.message}"[:MAX_WARNING] for p in rendered.warnings)
+    lines.extend(sql_warnings(rendered.all_statements))
+    kept: list[str] = []
+    total = 0
+    for line in lines:
+        if total + len(line) > MAX_WARNINGS_TOTAL - 80:
+            kept.append(f"extschema: {len(lines) - len(kept)} more lines: run `extschema plan` for the whole SQL")
+            break
+        kept.append(line)
+        total += len(line)
+    return kept
+
+
+def admit(
+    engine: Engine, loaded: reconcile.Loaded, peers: Sequence[conflicts.Claim], approved: str | None
+) -> list[str]:
+    """The reconcile's checks without applying anything: raises ProblemError, else the plan as warnings.
+
+    Blocking (database reads): run it in a worker thread.
+    """
+    specs = [loaded.spec]
+    snapshot = reconcile.Snapshot.take(engine, specs)
+    try:
+        ordered = reconcile.check(engine, [loaded], peers, snapshot)
+    except ProblemError as error:
+        if error.kind is Kind.DEPENDENCY:
+            return [f"extschema: admitted, waits: {p.message}"[:MAX_WARNING] for p in error.problems]
+        raise
+    planned = reconcile.gate(engine, ordered, reconcile.reference_types(snapshot, specs), snapshot)[0]
+    reviewed = reconcile.review(engine, planned)
+    refusals = reviewed.refusals()
+    if refusals:
+        raise ProblemError(refusals, Kind.REFUSED)
+    return plan_warnings(reviewed, planned.render(engine, "dryrun"), approved)
+
+
+def refusal(error: ProblemError) -> kopf.AdmissionError:
+    """The answer kube-apiserver shows the user: every problem with its code and path."""
+    text = "; ".join(f"{p.path}: {p.code}: {p.message}" for p in error.problems)
+    return kopf.AdmissionError(text, code=REFUSED_KINDS[error.kind])
+
+
+def unchanged(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+    """An update that leaves the spec alone (kopf's own finalizer and annotation patches, labels): never
+    refused, or a conflict loser could not even be deleted."""
+    return old is not None and new is not None and old.get("spec") == new.get("spec")
+
+
+@kopf.on.validate(GROUP, VERSION, SCHEMAS, id=HANDLER_ID, operations=["CREATE", "UPDATE"])
+async def validate_schema(
+    body: kopf.Body,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    namespace: str | None,
+    dryrun: bool,
+    warnings: list[str],
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    if unchanged(kwargs.get("old"), kwargs.get("new")) or meta.get("deletionTimestamp"):
+        return
+    run = runtime(memo)
+    try:
+        await _validate(run, body, spec, meta, namespace or "", dryrun, warnings, kwargs)
+    except kopf.AdmissionError:
+        run.stats.metrics.admissions.labels("refused").inc()
+        raise
+    run.stats.metrics.admissions.labels("admitted").inc()
+
+
+async def _validate(
+    run: Runtime,
+    body: kopf.Body,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    namespace: str,
+    dryrun: bool,
+    warnings: list[str],
+    kwargs: Mapping[str, Any],
+) -> None:
+    """Refuse (kopf.AdmissionError) or admit, adding the plan to *warnings* on a dry run."""
+    owner = f"{namespace}/{meta.get('name')}"
+    try:
+        loaded = reconcile.from_object(dict(body), owner)
+    except ProblemError as error:
+        raise refusal(error) from None
+    if spec.get("suspend"):
+        return  # a suspended resource touches nothing: only its spec is checked
+    claims: kopf.Index[str, ClaimEntry] = kwargs["claims"]
+    approved = spec.get("approvedPlanHash")
+    try:
+        target = await resolve_target(run.api, run.settings.default_database, namespace, spec, kwargs["targets"])
+        order = (str(meta.get("creationTimestamp") or ""), loaded.owner)
+        peers, _fingerprint = peers_of(claims.get(target_key(namespace, spec), ()), str(meta.get("uid")), order)
+        engine = await asyncio.to_thread(run.engines.get, target)
+        found = await asyncio.to_thread(admit, engine, loaded, peers, approved)
+    except ProblemError as error:
+        if error.kind in REFUSED_KINDS:
+            raise refusal(error) from None
+        found = [f"extschema: admitted unchecked ({error.kind}): {error}"[:MAX_WARNING]]
+    except Settle as error:
+        found = [f"extschema: admitted unchecked: {error.outcome.message}"[:MAX_WARNING]]
+    if dryrun:
+        warnings.extend(found)
+
+
+@kopf.on.startup(id="webhook")
+async def serve_webhook(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """kopf's webhook server with the mounted certificate, or a generated one for ``webhook_host``."""
+    configure(settings, runtime(memo).settings)
+
+
+def configure(settings: kopf.OperatorSettings, options: Settings) -> None:
+    """Point kopf's admission settings at the webhook server ``extschema run`` was asked for."""
+    if options.webhook_cert and options.webhook_key:
+        certfile, keyfile = Path(options.webhook_cert), Path(options.webhook_key)
+        cafile = Path(options.webhook_ca) if options.webhook_ca else None
+    else:
+        hosts = [options.webhook_host, *([options.webhook_addr] if options.webhook_addr != "0.0.0.0" else [])]
+        files = generate(Path(tempfile.mkdtemp(prefix="extschema-webhook-")), list(dict.fromkeys(hosts)))
+        certfile, keyfile, cafile = files.certfile, files.keyfile, files.cafile
+    settings.admission.server = kopf.WebhookServer(
+        addr=options.webhook_addr,
+        port=options.webhook_port,
+        host=options.webhook_host,
+        certfile=str(certfile),
+        pkeyfile=str(keyfile),
+        cafile=str(cafile) if cafile else None,
+    )

@@ -1,0 +1,390 @@
+"""The validating admission webhook: what it refuses and what a server-side dry run shows.
+
+Unit tests run :func:`extschema.controller.webhook.admit` against real databases; the e2e test has the
+local kube-apiserver call the webhook of a running operator over HTTPS (a certificate for 127.0.0.1 made
+with ``cryptography``) through a ValidatingWebhookConfiguration limited to the test's namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from extschema import reconcile
+from extschema.controller import certificates, webhook
+from extschema.engine import Engine
+from extschema.problems import Kind, ProblemError
+from tests import test_chart as chart
+from tests import test_operator_e2e as e2e
+from tests.helpers import execute, ext_table, subprocess_env
+from tests.test_metrics import scrape
+from tests.test_operator_e2e import Kube, Operator, schema_doc, simple
+
+pytest_plugins = ["tests.controlplane.fixtures"]
+#: The operator e2e suite's fixtures: a namespace per test, operators started as subprocesses.
+crds, kube, run_operator = e2e.crds, e2e.kube, e2e.run_operator
+
+
+def loaded(plugin: str, fields: list[dict[str, Any]], owner: str = "ns/a", **spec: Any) -> reconcile.Loaded:
+    namespace, name = owner.split("/")
+    body = {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "ExtensionSchema",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"pluginId": plugin, "version": "1.0.0", "tables": [{"name": "item", "fields": fields}], **spec},
+    }
+    return reconcile.from_object(body, owner)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    found = Engine(db_url)
+    yield found
+    found.close()
+
+
+TITLE = [{"name": "title", "type": "String"}]
+
+
+def test_a_new_spec_is_admitted_with_its_sql(engine: Engine) -> None:
+    warnings = webhook.admit(engine, loaded("notes", TITLE), [], None)
+    assert warnings[0].startswith("extschema plan ") and ": safe, " in warnings[0]
+    assert any(re.match(r"SQL \d+: CREATE TABLE", w) for w in warnings), warnings
+    assert not any("needs approval" in w for w in warnings)
+    assert reconcile.Snapshot.take(engine).registrations == []  # nothing was applied
+
+
+def test_a_conflict_with_a_registered_schema_is_refused(engine: Engine) -> None:
+    reconcile.reconcile(engine, [loaded("notes", TITLE)], lambda _e: None)
+    with pytest.raises(ProblemError) as caught:
+        webhook.admit(engine, loaded("notes", TITLE, owner="ns/b"), [], None)
+    assert caught.value.kind is Kind.CONFLICT
+    refusal = webhook.refusal(caught.value)
+    assert refusal.code == 409 and "ns/a" in str(refusal) and "ES2" in str(refusal)
+    # The owner itself re-applying its spec is admitted: nothing to do.
+    assert webhook.admit(engine, loaded("notes", TITLE), [], None) == [
+        "extschema: no change: the database already matches this spec"
+    ]
+
+
+def test_an_older_resource_not_yet_applied_wins(engine: Engine) -> None:
+    older = reconcile.from_object(
+        {
+            "apiVersion": "extschema.io/v1alpha1",
+            "kind": "ExtensionSchema",
+            "metadata": {"name": "a", "namespace": "ns"},
+            "spec": {"pluginId": "notes", "version": "1.0.0", "tables": [{"name": "item", "fields": TITLE}]},
+        },
+        "ns/a",
+    )
+    from extschema.conflicts import Claim
+
+    with pytest.raises(ProblemError) as caught:
+        webhook.admit(engine, loaded("notes", TITLE, owner="ns/b"), [Claim(older.owner, older.spec)], None)
+    assert caught.value.kind is Kind.CONFLICT
+
+
+def test_a_missing_dependency_is_admitted_the_operator_waits(engine: Engine) -> None:
+    spec = loaded("child", TITLE, dependsOn=["parent"])
+    peer = loaded("parent", TITLE, owner="ns/p")
+    from extschema.conflicts import Claim
+
+    warnings = webhook.admit(engine, spec, [Claim(peer.owner, peer.spec)], None)
+    assert warnings and warnings[0].startswith("extschema: admitted, waits:") and "parent" in warnings[0]
+
+
+def test_a_refused_change_is_refused(engine: Engine, db_url: str) -> None:
+    reconcile.reconcile(engine, [loaded("notes", TITLE)], lambda _e: None)
+    execute(db_url, f"INSERT INTO {ext_table(db_url, 'notes', 'item')} (title) VALUES ('kept')")
+    retyped = loaded("notes", [{"name": "title", "type": "Boolean"}], version="2.0.0")
+    with pytest.raises(ProblemError) as caught:
+        webhook.admit(engine, retyped, [], None)
+    assert caught.value.kind is Kind.REFUSED
+    refusal = webhook.refusal(caught.value)
+    assert refusal.code == 422 and "spec.tables[0]" in str(refusal) and "ES3" in str(refusal)
+
+
+def test_a_plan_needing_approval_names_the_hash_to_approve(engine: Engine) -> None:
+    spec = loaded("notes", TITLE)
+    snapshot = reconcile.Snapshot.take(engine, [spec.spec])
+    planned = reconcile.gate(engine, [spec], reconcile.reference_types(snapshot, [spec.spec]), snapshot)[0]
+    real = reconcile.review(engine, planned)
+    rendered = planned.render(engine, "dryrun")
+    destructive = reconcile.Reviewed(planned, real.hash, "destructive", real.ops)
+    warnings = webhook.plan_warnings(destructive, rendered, None)
+    assert warnings[0] == f"extschema plan {real.hash}: destructive, {len(real.ops)} operation(s)"
+    assert warnings[1] == f"extschema: needs approval: set spec.approvedPlanHash: {real.hash}"
+    assert webhook.plan_warnings(destructive, rendered, real.hash)[1].startswith("SQL 1: ")  # approved
+    assert webhook.plan_warnings(destructive, rendered, "another")[1].startswith("extschema: needs approval")
+
+
+def test_long_statements_are_split_not_truncated() -> None:
+    statement = "CREATE TABLE t (\n" + ",\n".join(f"  column_{i} VARCHAR(200) NOT NULL" for i in range(40)) + "\n)"
+    lines = webhook.sql_warnings([statement, "SELECT 1"])
+    assert all(len(line) <= webhook.MAX_WARNING for line in lines)
+    parts = [line.split(": ", 1)[1] for line in lines if line.startswith("SQL 1 (")]
+    assert len(parts) > 1 and "".join(parts) == " ".join(statement.split())
+    assert lines[-1] == "SQL 2: SELECT 1"
+
+
+def test_an_update_that_keeps_the_spec_is_never_checked() -> None:
+    body = {"spec": {"pluginId": "x"}, "metadata": {"finalizers": []}}
+    assert webhook.unchanged(body, {**body, "metadata": {"finalizers": ["extschema.io/cleanup"]}})
+    assert not webhook.unchanged(body, {"spec": {"pluginId": "y"}})
+    assert not webhook.unchanged(None, body)  # CREATE
+
+
+def test_generated_certificate_is_trusted_for_its_ip(tmp_path: Path) -> None:
+    files = certificates.generate(tmp_path, ["127.0.0.1"])
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(files.certfile, files.keyfile)
+    client = ssl.create_default_context(cafile=str(files.cafile))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        import threading
+
+        def accept() -> None:
+            conn, _ = listener.accept()
+            with contextlib.suppress(ssl.SSLError, OSError), server.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            client.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            assert tls.version() is not None  # the handshake verified the chain and the IP SAN
+        thread.join(5)
+    assert oct(files.keyfile.stat().st_mode & 0o777) == "0o600"
+
+
+# --- end to end: kube-apiserver calls the webhook ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_tls(port: int, operator: Operator, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        assert operator.proc is not None and operator.proc.poll() is None, operator.tail()
+        time.sleep(0.3)
+    raise AssertionError(f"the webhook server never listened on {port}:\n{operator.tail()}")
+
+
+@contextlib.contextmanager
+def webhook_configuration(kube: Kube, port: int, cafile: Path) -> Iterator[None]:
+    """A ValidatingWebhookConfiguration for the test's namespace only (other tests never see it)."""
+    name = f"extschema-{kube.ns}"
+    doc = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "validate.extschema.io",
+                "clientConfig": {
+                    "url": f"https://127.0.0.1:{port}/{webhook.HANDLER_ID}",
+                    "caBundle": base64.b64encode(cafile.read_bytes()).decode(),
+                },
+                "rules": [
+                    {
+                        "apiGroups": ["extschema.io"],
+                        "apiVersions": ["v1alpha1"],
+                        "resources": ["extensionschemas"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "scope": "*",
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": kube.ns}},
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 15,
+            }
+        ],
+    }
+    kube.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    try:
+        yield
+    finally:
+        kube.cluster.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found")
+
+
+def dry_run(kube: Kube, doc: dict[str, Any]) -> Any:
+    return kube("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(doc), check=False)
+
+
+@pytest.mark.k8s
+@pytest.mark.slow
+def test_kube_apiserver_refuses_a_conflicting_schema_through_the_webhook(
+    kube: Kube, run_operator: Callable[..., Operator], sqlite_url: str, tmp_path: Path
+) -> None:
+    files = certificates.generate(tmp_path / "certs", ["127.0.0.1"])
+    port, metrics_port = free_port(), free_port()
+    operator = run_operator(
+        sqlite_url,
+        "--metrics-port",
+        str(metrics_port),
+        "--webhook-port",
+        str(port),
+        "--webhook-cert",
+        str(files.certfile),
+        "--webhook-key",
+        str(files.keyfile),
+        "--webhook-ca",
+        str(files.cafile),
+    )
+    wait_for_tls(port, operator)
+    # Stored before the webhook was configured (as when it is bypassed): a conflict loser, left to the reconcile.
+    kube.apply(simple("early", "early"))
+    kube.wait("early")
+    kube.apply(simple("loser", "early"))
+    kube.wait_reason("loser", "Conflict")
+    with webhook_configuration(kube, port, files.cafile):
+        # A valid schema: admitted (a server-side dry run first shows its SQL), then applied as usual.
+        first = simple("first", "notes")
+        shown = dry_run(kube, first)
+        assert shown.returncode == 0, shown.stderr
+        assert "Warning: extschema plan " in shown.stderr
+        assert re.search(r"Warning: SQL \d+: CREATE TABLE", shown.stderr), shown.stderr
+        assert kube("get", "exts", "first", check=False).returncode != 0  # a dry run stores nothing
+        kube.apply(first)
+        kube.wait("first")
+        # Another resource claiming the same plugin: refused at apply, and with --dry-run=server.
+        second = simple("second", "notes")
+        for out in (dry_run(kube, second), kube.apply(second, check=False)):
+            assert out.returncode != 0
+            assert 'admission webhook "validate.extschema.io" denied the request' in out.stderr, out.stderr
+            assert "ES2" in out.stderr and f"{kube.ns}/first" in out.stderr
+        assert "NotFound" in kube("get", "exts", "second", check=False).stderr
+        # The owner changing its own spec is admitted; its dry run shows the ALTER.
+        grown = schema_doc(
+            "first",
+            "notes",
+            [{"name": "item", "fields": [{"name": "title", "type": "String"}, {"name": "note", "type": "Text"}]}],
+            version="1.1.0",
+        )
+        shown = dry_run(kube, grown)
+        assert shown.returncode == 0 and "ADD COLUMN" in shown.stderr.upper(), shown.stderr
+        kube.apply(grown)
+        kube.wait_until("first", lambda b: (b.get("status") or {}).get("appliedVersion") == "1.1.0", "version 1.1.0")
+        # What the CRD's schema cannot see (a default of the wrong type) is refused too, with its path.
+        bad = schema_doc(
+            "bad", "bad", [{"name": "t", "fields": [{"name": "flag", "type": "Boolean", "default": "yes"}]}]
+        )
+        out = kube.apply(bad, check=False)
+        assert out.returncode != 0 and "spec.tables[0].fields[0]" in out.stderr, out.stderr
+        # The loser's spec conflicts, yet updates that keep the spec (labels; kopf's finalizer removal) pass:
+        # it can still be deleted.
+        kube("label", "exts", "loser", "team=a")
+        kube("delete", "exts", "loser", "--wait=false")
+        kube.gone("loser")
+        assert kube.get("early")["status"]["tables"]  # the winner's tables stay
+    counted = scrape(metrics_port, operator)
+    # Refused: the conflicting one twice (dry run, apply) and the bad default; admitted: two dry runs and two applies.
+    assert counted['extschema_admission_reviews_total{result="refused"}'] == 3
+    assert counted['extschema_admission_reviews_total{result="admitted"}'] == 4
+
+
+# --- the chart: webhook Service, configuration and certificate --------------------------------------
+
+helm = chart.helm
+
+
+@pytest.mark.helm
+def test_chart_webhook_with_cert_manager_and_its_own_issuer(helm: Path) -> None:
+    docs = chart.template(helm, "--set", "webhook.enabled=true", "--set", "webhook.certManager.enabled=true")
+    (config,) = chart.by_kind(docs, "ValidatingWebhookConfiguration")
+    (certificate,) = chart.by_kind(docs, "Certificate")
+    (issuer,) = chart.by_kind(docs, "Issuer")
+    (service,) = chart.by_kind(docs, "Service")
+    (deployment,) = chart.by_kind(docs, "Deployment")
+    hook = config["webhooks"][0]
+    name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+    assert hook["clientConfig"]["service"] == {"name": name, "namespace": namespace, "port": 443, "path": "/validate"}
+    assert "caBundle" not in hook["clientConfig"]  # injected by cert-manager from the Certificate
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        f"{namespace}/{certificate['metadata']['name']}"
+    )
+    assert f"{name}.{namespace}.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": issuer["metadata"]["name"]}
+    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+    assert hook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+    assert "namespaceSelector" not in hook  # cluster-wide operator: every namespace
+    # The pod serves the webhook on the port the Service targets, with the Certificate's Secret mounted.
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+    assert service["spec"]["ports"] == [{"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]
+    assert "--webhook-port=9443" in container["args"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "webhook-tls")
+    assert f"--webhook-cert={mount['mountPath']}/tls.crt" in container["args"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "webhook-tls")
+    assert volume["secret"]["secretName"] == certificate["spec"]["secretName"]
+
+
+@pytest.mark.helm
+def test_chart_webhook_needs_a_certificate_and_follows_the_watched_namespaces(helm: Path) -> None:
+    out = chart.run_helm(
+        helm, "template", "x", str(chart.CHART), "--kube-version", chart.KUBERNETES_VERSION,
+        "--set", "webhook.enabled=true", check=False,
+    )  # fmt: skip
+    assert out.returncode != 0 and "webhook.certManager.enabled, or webhook.existingSecret" in out.stderr
+    docs = chart.template(
+        helm, "-f", str(chart.CHART / "ci" / "observe-values.yaml"), "--set", "watch.namespaces={a,b}"
+    )
+    (config,) = chart.by_kind(docs, "ValidatingWebhookConfiguration")
+    hook = config["webhooks"][0]
+    assert hook["failurePolicy"] == "Ignore" and base64.b64decode(hook["clientConfig"]["caBundle"]).startswith(
+        b"-----BEGIN CERTIFICATE-----"
+    )
+    assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["a", "b"]
+    assert not chart.by_kind(docs, "Certificate") and not chart.by_kind(docs, "Issuer")
+    out = chart.run_helm(
+        helm, "template", "x", str(chart.CHART), "--kube-version", chart.KUBERNETES_VERSION,
+        "--set", "webhook.failurePolicy=Maybe", check=False,
+    )  # fmt: skip
+    assert out.returncode != 0 and "/webhook/failurePolicy" in out.stderr
+
+
+def test_run_wants_the_certificate_and_its_key_together(tmp_path: Path) -> None:
+    files = certificates.generate(tmp_path, ["127.0.0.1"])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "extschema",
+            "run",
+            "-A",
+            "--webhook-port",
+            "9443",
+            "--webhook-cert",
+            str(files.certfile),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "pass --webhook-cert and --webhook-key together" in proc.stderr
