@@ -5,7 +5,7 @@ PYTHON ?= $(VENV)/bin/python
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
-.PHONY: install test lint unit demo demo-cli bench bench-operator e2e crds cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-cli bench bench-operator e2e crds helm manifests cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps
 	bash .ci/install-deps
@@ -21,6 +21,7 @@ lint: install
 
 test: install lint
 	$(PYTHON) -m tests.controlplane build
+	$(PYTHON) -m tests.controlplane.helm
 	$(PYTHON) -m pytest --cov=extschema --cov-report=term $(PYTEST_ARGS)
 	$(PYTHON) tests/coverage_gate.py
 
@@ -51,8 +52,18 @@ bench-operator: install
 e2e: install
 	$(PYTHON) -m pytest -m k8s $(PYTEST_ARGS)
 
+# crds/, the chart's templates/crds/ and docs/crd-reference.md, then the raw manifests rendered from the chart.
 crds: install
 	$(PYTHON) -m extschema crd --write
+	$(MAKE) manifests
+
+# Helm v3, built from the Go module proxy once and cached under ~/.cache/extschema (prints its path).
+helm: install
+	$(PYTHON) -m tests.controlplane.helm
+
+# deploy/manifests/extschema.yaml: the chart rendered with its default values (install without Helm).
+manifests: install
+	$(PYTHON) -m tests.controlplane.helm manifests
 
 cluster-build: install
 	$(PYTHON) -m tests.controlplane build

@@ -343,7 +343,9 @@ def repair(plugin: str, database: str | None, output: str) -> None:
 
 
 @main.command()
-@click.option("--write", is_flag=True, help="Write crds/*.yaml and charts/extschema/crds/*.yaml instead of printing.")
+@click.option(
+    "--write", is_flag=True, help="Write crds/*.yaml and charts/extschema/templates/crds/*.yaml instead of printing."
+)
 @click.option(
     "--root", type=click.Path(file_okay=False), default=".", show_default=True, help="Repository root to write into."
 )
@@ -357,11 +359,11 @@ def crd(write: bool, root: str) -> None:
     if not write:
         click.echo("---\n".join(files.values()), nl=False)
         return
-    for directory in (Path(root) / "crds", Path(root) / "charts" / "extschema" / "crds"):
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (directory / name).write_text(text, encoding="utf-8")
-            click.echo(f"wrote {directory / name}")
+    for relative, text in crds.written_files().items():
+        path = Path(root) / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {path}")
 
 
 @main.command()

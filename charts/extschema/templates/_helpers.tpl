@@ -1,0 +1,84 @@
+{{/* Name of the chart, overridable with nameOverride. */}}
+{{- define "extschema.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's resources: fullnameOverride, else RELEASE-NAME (RELEASE alone when it already
+contains the name). 52 characters leave room for the suffixes of Roles ("-secrets").
+*/}}
+{{- define "extschema.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart label value: NAME-VERSION. */}}
+{{- define "extschema.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Kubernetes' recommended labels, on every object. */}}
+{{- define "extschema.labels" -}}
+helm.sh/chart: {{ include "extschema.chart" . }}
+{{ include "extschema.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: extschema
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The labels that select the operator pod (never change them: Deployment selectors are immutable). */}}
+{{- define "extschema.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "extschema.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The operator's ServiceAccount. */}}
+{{- define "extschema.serviceAccountName" -}}
+{{- default (include "extschema.fullname" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{/* Whether the operator watches every namespace (no watch.namespaces given). */}}
+{{- define "extschema.clusterWide" -}}
+{{- if not .Values.watch.namespaces }}true{{ end }}
+{{- end }}
+
+{{/*
+The rules for the watched resources, shared by the ClusterRole (cluster-wide) and the Roles (per namespace).
+Exactly the calls the operator makes: kopf lists and watches both kinds (its indexes and handlers), patches
+them (finalizer, progress annotations; the re-check annotation of waiting ExtensionSchemas) and their status
+subresource (conditions), and posts core/v1 Events. No get, create, update or delete: the operator never
+creates, replaces or deletes these objects.
+*/}}
+{{- define "extschema.resourceRules" -}}
+# Watch ExtensionSchemas and DatabaseTargets (kopf's list+watch streams); patch them for the finalizer
+# extschema.io/cleanup, kopf's progress annotations and the re-check annotation.
+- apiGroups: [extschema.io]
+  resources: [extensionschemas, databasetargets]
+  verbs: [list, watch, patch]
+# Write conditions, observedGeneration, tables and lastMigration through the status subresource only.
+- apiGroups: [extschema.io]
+  resources: [extensionschemas/status, databasetargets/status]
+  verbs: [patch]
+# Post events (MigrationStarted/Succeeded/Failed, Deleted, warnings) next to the resources.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{/* Read one Secret by name (a DatabaseTarget's spec.urlSecretRef): get only, never list or watch. */}}
+{{- define "extschema.secretRule" -}}
+# Read the Secret a DatabaseTarget names in spec.urlSecretRef: one targeted GET per connection. No list or
+# watch, so the operator never sees Secrets it was not pointed at.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}

@@ -1,0 +1,355 @@
+"""The Helm chart (charts/extschema): lint, values documented and enforced, rendered objects accepted by a real
+API server for several value sets, ``helm install`` creating every object, CRDs kept on uninstall.
+
+Helm is built from the Go module proxy on first use and cached (tests/controlplane/helm.py). The value sets
+beside the default are the chart-testing files in ``charts/extschema/ci/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from extschema import crd
+from tests.controlplane import KUBERNETES_VERSION, Cluster
+from tests.controlplane.helm import documented_values, ensure_helm, render_manifests, render_readme
+
+pytestmark = [pytest.mark.helm]
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "charts" / "extschema"
+VALUE_SETS = ["default", *sorted(p.stem for p in (CHART / "ci").glob("*-values.yaml"))]
+#: Namespaces the ci/ value sets name (watched, or allowed to hold Secrets).
+NAMED_NAMESPACES = ("extschema-team-a", "extschema-team-b")
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    return ensure_helm()
+
+
+def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
+    return proc
+
+
+def values_args(value_set: str) -> list[str]:
+    return [] if value_set == "default" else ["-f", str(CHART / "ci" / f"{value_set}.yaml")]
+
+
+def template(helm: Path, *args: str, namespace: str = "extschema-system") -> list[dict[str, Any]]:
+    out = run_helm(
+        helm, "template", "extschema", str(CHART), "-n", namespace, "--kube-version", KUBERNETES_VERSION, *args
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+# --- chart files ---------------------------------------------------------------------------------
+
+
+def test_helm_lint_is_clean_for_every_value_set(helm: Path) -> None:
+    for value_set in VALUE_SETS:
+        proc = run_helm(
+            helm, "lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION, *values_args(value_set)
+        )
+        assert "0 chart(s) failed" in proc.stdout, proc.stdout
+        # Only the informational note about a missing icon (the project has none) may appear.
+        notes = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+        assert notes == ["[INFO] Chart.yaml: icon is recommended"], notes
+
+
+def _value_lines() -> list[tuple[int, int, str, str]]:
+    """(line number, indent, key, rest of line) of every mapping key in values.yaml."""
+    found = []
+    for number, line in enumerate((CHART / "values.yaml").read_text().splitlines()):
+        match = re.match(r"^( *)([A-Za-z0-9_.-]+):(.*)$", line)
+        if match:
+            found.append((number, len(match.group(1)), match.group(2), match.group(3)))
+    return found
+
+
+def test_every_value_is_documented_and_camel_case() -> None:
+    """helm-docs style: a `# --` comment above every value, or above the object holding it."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    documented_parents: list[tuple[int, bool]] = []  # (indent, documented) of enclosing keys
+    for number, indent, key, rest in _value_lines():
+        while documented_parents and documented_parents[-1][0] >= indent:
+            documented_parents.pop()
+        above = number - 1
+        while above >= 0 and lines[above].strip().startswith("#") and not lines[above].strip().startswith("# --"):
+            above -= 1
+        documented = above >= 0 and lines[above].strip().startswith("# --")
+        inherited = any(flag for _, flag in documented_parents)
+        is_leaf = rest.strip() != ""
+        if is_leaf:
+            assert documented or inherited, f"values.yaml line {number + 1}: {key} has no `# --` comment"
+        if not inherited:
+            assert re.fullmatch(r"[a-z][a-zA-Z0-9]*", key), f"{key} is not camelCase"
+        documented_parents.append((indent, documented))
+
+
+def test_values_schema_describes_every_value() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def check(node: dict[str, Any], value: Any, path: str) -> None:
+        assert node.get("description") or path == "", f"{path} has no description in values.schema.json"
+        if isinstance(value, dict) and node.get("additionalProperties") is False:
+            assert set(value) == set(node["properties"]), f"{path}: values.yaml and the schema disagree"
+            for key, child in value.items():
+                check(node["properties"][key], child, f"{path}.{key}")
+
+    assert schema["additionalProperties"] is False
+    assert set(values) == set(schema["properties"]) - {"global"}
+    for key, value in values.items():
+        check(schema["properties"][key], value, key)
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("replicaCount=2", "at '/replicaCount': value must be 1"),
+        ("logFormat=xml", "at '/logFormat': value must be one of 'json', 'plain'"),
+        ("watch.namespaces[0]=Not_A_Namespace", "at '/watch/namespaces/0': 'Not_A_Namespace' does not match pattern"),
+        ("databse.existingSecret=app-db", "at '': additional properties 'databse' not allowed"),
+        ("terminationGracePeriodSeconds=5", "at '/terminationGracePeriodSeconds': minimum: got 5, want 60"),
+    ],
+)
+def test_values_schema_rejects_bad_values_clearly(helm: Path, setting: str, expected: str) -> None:
+    proc = run_helm(
+        helm, "template", "extschema", str(CHART), "--kube-version", KUBERNETES_VERSION, "--set", setting, check=False
+    )
+    assert proc.returncode == 1
+    assert "values don't meet the specifications of the schema" in proc.stderr
+    assert expected in proc.stderr, proc.stderr
+
+
+def test_kube_version_is_required(helm: Path) -> None:
+    proc = run_helm(helm, "template", "extschema", str(CHART), "--kube-version", "1.27.0", check=False)
+    assert proc.returncode == 1 and "chart requires kubeVersion" in proc.stderr
+
+
+# --- rendered objects ----------------------------------------------------------------------------
+
+
+def test_recommended_labels_on_every_object(helm: Path) -> None:
+    for value_set in VALUE_SETS:
+        for doc in template(helm, *values_args(value_set)):
+            labels = doc["metadata"].get("labels") or {}
+            for label in (
+                "app.kubernetes.io/name",
+                "app.kubernetes.io/instance",
+                "app.kubernetes.io/version",
+                "app.kubernetes.io/managed-by",
+                "helm.sh/chart",
+            ):
+                assert label in labels, f"{value_set}: {doc['kind']}/{doc['metadata']['name']} lacks {label}"
+
+
+def test_deployment_is_hardened(helm: Path) -> None:
+    (deployment,) = by_kind(template(helm), "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["terminationGracePeriodSeconds"] >= 60
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert container["command"] == ["extschema"]
+    assert container["args"][:3] == ["run", "--standalone", "--all-namespaces"]
+    assert "env" not in container  # no default database unless database.existingSecret is set
+
+
+def test_namespaced_mode_has_no_cluster_rule_for_namespaced_objects(helm: Path) -> None:
+    docs = template(helm, *values_args("namespaced-values"))
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    assert cluster_role["rules"] == [
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    ]
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == list(NAMED_NAMESPACES)
+    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == list(NAMED_NAMESPACES)
+    (container,) = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    assert "--all-namespaces" not in container["args"]
+    assert [a for a in container["args"] if a.startswith("--namespace=")] == [
+        f"--namespace={ns}" for ns in NAMED_NAMESPACES
+    ]
+    assert container["env"] == [
+        {"name": "EXTSCHEMA_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "app-db", "key": "url"}}}
+    ]
+
+
+def test_rbac_rules_are_commented(helm: Path) -> None:
+    """Every rule of every (Cluster)Role in the rendered chart has a comment right above it."""
+    for value_set in VALUE_SETS:
+        out = run_helm(
+            helm, "template", "extschema", str(CHART), "--kube-version", KUBERNETES_VERSION, *values_args(value_set)
+        ).stdout
+        lines = out.splitlines()
+        rules = [i for i, line in enumerate(lines) if re.match(r"^ *- apiGroups:", line)]
+        assert rules
+        for index in rules:
+            assert lines[index - 1].strip().startswith("#"), f"{value_set}: rule without comment: {lines[index]}"
+
+
+def test_chart_crds_are_the_generated_crds_and_kept(helm: Path) -> None:
+    rendered = {doc["metadata"]["name"]: doc for doc in by_kind(template(helm), "CustomResourceDefinition")}
+    for name in crd.FILES:
+        generated = yaml.safe_load((REPO / "crds" / name).read_text())
+        chart_copy = rendered[generated["metadata"]["name"]]
+        assert chart_copy["spec"] == generated["spec"], f"templates/crds/{name} differs from crds/{name}"
+        assert chart_copy["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert not by_kind(template(helm, *values_args("byo-values")), "CustomResourceDefinition")
+
+
+def test_raw_manifests_are_the_rendered_chart(helm: Path) -> None:
+    path = REPO / "deploy" / "manifests" / "extschema.yaml"
+    assert path.read_text() == render_manifests(helm), f"{path} is stale: run `make manifests`"
+
+
+def test_chart_readme_lists_every_documented_value() -> None:
+    assert (CHART / "README.md").read_text() == render_readme(), "charts/extschema/README.md is stale: make manifests"
+    documented = {path for path, _, _ in documented_values((CHART / "values.yaml").read_text())}
+    assert {"database.existingSecret", "watch.namespaces", "rbac.secretNamespaces", "crds.create"} <= documented
+
+
+# --- against the API server ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def namespaces(kube_cluster: Cluster) -> Iterator[str]:
+    """The release namespace of this module and the namespaces the value sets name."""
+    release_ns = f"chart-{uuid.uuid4().hex[:8]}"
+    for ns in (release_ns, *NAMED_NAMESPACES):
+        if kube_cluster.kubectl("get", "namespace", ns, check=False).returncode != 0:
+            kube_cluster.kubectl("create", "namespace", ns)
+    yield release_ns
+    kube_cluster.kubectl("delete", "namespace", release_ns, "--wait=false", "--ignore-not-found")
+
+
+@pytest.mark.k8s
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_rendered_chart_passes_server_side_dry_run(
+    helm: Path, kube_cluster: Cluster, namespaces: str, value_set: str
+) -> None:
+    out = run_helm(
+        helm,
+        "template",
+        "extschema",
+        str(CHART),
+        "-n",
+        namespaces,
+        "--kube-version",
+        KUBERNETES_VERSION,
+        *values_args(value_set),
+    ).stdout
+    proc = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=out)
+    applied = [line for line in proc.stdout.splitlines() if line.endswith("(server dry run)")]
+    assert len(applied) == len([doc for doc in yaml.safe_load_all(out) if doc]), proc.stdout
+
+
+def _adopt_existing_crds(kube_cluster: Cluster, release: str, namespace: str) -> None:
+    """CRDs applied earlier with `kubectl apply -f crds/` are handed to the release (docs/install.md)."""
+    for name in ("extensionschemas.extschema.io", "databasetargets.extschema.io"):
+        if kube_cluster.kubectl("get", "crd", name, check=False).returncode == 0:
+            kube_cluster.kubectl("label", "--overwrite", "crd", name, "app.kubernetes.io/managed-by=Helm")
+            kube_cluster.kubectl(
+                "annotate",
+                "--overwrite",
+                "crd",
+                name,
+                f"meta.helm.sh/release-name={release}",
+                f"meta.helm.sh/release-namespace={namespace}",
+            )
+
+
+def _notes_example(notes: str) -> str:
+    match = re.search(r"cat <<'YAML' \| kubectl apply -n \S+ -f -\n(.*?)\n\s*YAML\n", notes, re.S)
+    assert match, notes
+    return textwrap.dedent(match.group(1))
+
+
+@pytest.mark.k8s
+def test_helm_install_creates_every_object_and_uninstall_keeps_crds(
+    helm: Path, kube_cluster: Cluster, namespaces: str
+) -> None:
+    release = f"es-{uuid.uuid4().hex[:6]}"
+    kube = ["--kubeconfig", str(kube_cluster.kubeconfig)]
+    _adopt_existing_crds(kube_cluster, release, namespaces)
+    installed = run_helm(helm, "install", release, str(CHART), "-n", namespaces, *kube)
+    try:
+        manifest = run_helm(helm, "get", "manifest", release, "-n", namespaces, *kube).stdout
+        docs = [doc for doc in yaml.safe_load_all(manifest) if doc]
+        assert {doc["kind"] for doc in docs} == {
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "CustomResourceDefinition",
+        }
+        for doc in docs:
+            scope = ["-n", doc["metadata"]["namespace"]] if doc["metadata"].get("namespace") else []
+            found = kube_cluster.kubectl("get", doc["kind"], doc["metadata"]["name"], *scope, "-o", "json").stdout
+            labels = json.loads(found)["metadata"]["labels"]
+            assert labels["app.kubernetes.io/instance"] == release
+        # NOTES.txt prints a ready-to-apply example: the API server accepts it as printed.
+        example = _notes_example(installed.stdout)
+        applied = kube_cluster.kubectl("apply", "-n", namespaces, "--dry-run=server", "-f", "-", input=example)
+        assert "databasetarget.extschema.io/app-db created (server dry run)" in applied.stdout
+        assert "extensionschema.extschema.io/hello created (server dry run)" in applied.stdout
+    finally:
+        uninstalled = run_helm(helm, "uninstall", release, "-n", namespaces, *kube)
+    assert "kept due to the resource policy" in uninstalled.stdout + uninstalled.stderr
+    for name in ("extensionschemas.extschema.io", "databasetargets.extschema.io"):
+        kube_cluster.kubectl("get", "crd", name)  # still there: uninstall never deletes user data
+    gone = kube_cluster.kubectl("get", "clusterrole", f"{release}-extschema", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+@pytest.mark.k8s
+def test_raw_manifests_install_as_documented(kube_cluster: Cluster) -> None:
+    """docs/install.md's three commands: apply the manifests, create the Secret, point the operator at it."""
+    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "deploy" / "manifests"))
+    ns = "extschema-system"
+    if kube_cluster.kubectl("-n", ns, "get", "secret", "app-db", check=False).returncode != 0:
+        kube_cluster.kubectl("-n", ns, "create", "secret", "generic", "app-db", "--from-literal=url=sqlite:///x.db")
+    kube_cluster.kubectl(
+        "-n",
+        ns,
+        "set",
+        "env",
+        "deployment/extschema",
+        "--from=secret/app-db",
+        "--keys=url",
+        "--prefix=EXTSCHEMA_DATABASE_",
+    )
+    deployment = json.loads(kube_cluster.kubectl("-n", ns, "get", "deployment", "extschema", "-o", "json").stdout)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["env"] == [
+        {"name": "EXTSCHEMA_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "app-db", "key": "url"}}}
+    ]
+    kube_cluster.kubectl(
+        "auth", "can-i", "watch", "extensionschemas.extschema.io", "-A", f"--as=system:serviceaccount:{ns}:extschema"
+    )

@@ -1,0 +1,292 @@
+"""The chart's RBAC on a real API server: what the operator's ServiceAccount can and cannot do.
+
+``kubectl auth can-i --as=system:serviceaccount:NS:SA`` asks the API server's own authorizer, in both watch
+modes (cluster-wide and a list of namespaces). Then the operator itself runs with nothing but that
+ServiceAccount's token and brings the kustomize example (a DatabaseTarget whose URL is in a Secret, and an
+ExtensionSchema) to Ready and deletes it: the rules are enough, not only small.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.controlplane import KUBERNETES_VERSION, Cluster
+from tests.controlplane.helm import ensure_helm
+
+pytestmark = [pytest.mark.k8s, pytest.mark.helm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "charts" / "extschema"
+KUSTOMIZE_BASE = REPO / "examples" / "kustomize" / "base"
+
+
+@dataclass(frozen=True)
+class Release:
+    """The chart's RBAC objects applied for one value set; ``who`` is the ServiceAccount's user name."""
+
+    namespace: str
+    service_account: str
+    watched: tuple[str, ...]
+    others: tuple[str, ...]
+
+    @property
+    def who(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+
+def _rbac_documents(release: str, namespace: str, values: list[str]) -> str:
+    """The rendered chart without the Deployment and CRDs (no pods run here; CRDs come from crds/)."""
+    args = [str(ensure_helm()), "template", release, str(CHART), "-n", namespace]
+    args += ["--kube-version", KUBERNETES_VERSION, "--set", "crds.create=false", *values]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=120).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d and d["kind"] != "Deployment"]
+    return yaml.safe_dump_all(docs)
+
+
+@pytest.fixture(scope="module")
+def crds(kube_cluster: Cluster) -> Cluster:
+    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kube_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/extensionschemas.extschema.io", "crd/databasetargets.extschema.io"
+    )
+    return kube_cluster
+
+
+@contextlib.contextmanager
+def _installed(
+    kube_cluster: Cluster, count: int, watched: int, values: Callable[[list[str]], list[str]]
+) -> Iterator[Release]:
+    """The RBAC of one release in the first of *count* fresh namespaces; ``values(namespaces)`` gives its --set
+    flags; the next *watched* namespaces are the ones the release should cover, the rest others."""
+    names = [f"rbac-{uuid.uuid4().hex[:8]}" for _ in range(count)]
+    for name in names:
+        kube_cluster.kubectl("create", "namespace", name)
+    release = f"r{uuid.uuid4().hex[:6]}"
+    kube_cluster.kubectl("apply", "-f", "-", input=_rbac_documents(release, names[0], values(names)))
+    try:
+        yield Release(names[0], f"{release}-extschema", tuple(names[1 : 1 + watched]), tuple(names[1 + watched :]))
+    finally:
+        for name in names:
+            kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="module")
+def cluster_wide(crds: Cluster) -> Iterator[Release]:
+    """Default values: every namespace watched."""
+    with _installed(crds, 3, 2, lambda names: []) as release:
+        yield release
+
+
+@pytest.fixture(scope="module")
+def secrets_limited(crds: Cluster) -> Iterator[Release]:
+    """Cluster-wide, Secrets readable only in the first other namespace (rbac.secretNamespaces)."""
+    with _installed(crds, 3, 1, lambda names: ["--set", f"rbac.secretNamespaces={{{names[1]}}}"]) as release:
+        yield release
+
+
+@pytest.fixture(scope="module")
+def namespaced(crds: Cluster) -> Iterator[Release]:
+    """watch.namespaces: two watched namespaces, one other."""
+    with _installed(crds, 4, 2, lambda names: ["--set", f"watch.namespaces={{{names[1]},{names[2]}}}"]) as release:
+        yield release
+
+
+def can(kube_cluster: Cluster, release: Release, verb: str, resource: str, *scope: str) -> bool:
+    proc = kube_cluster.kubectl("auth", "can-i", verb, resource, f"--as={release.who}", *scope, check=False)
+    answer = proc.stdout.strip()
+    assert answer in ("yes", "no"), proc.stderr
+    return answer == "yes"
+
+
+#: What the operator does (kopf and its own requests), in every namespace it watches.
+NEEDED = [
+    ("list", "extensionschemas.extschema.io"),
+    ("watch", "extensionschemas.extschema.io"),
+    ("patch", "extensionschemas.extschema.io"),
+    ("patch", "extensionschemas.extschema.io/status"),
+    ("list", "databasetargets.extschema.io"),
+    ("watch", "databasetargets.extschema.io"),
+    ("patch", "databasetargets.extschema.io"),
+    ("patch", "databasetargets.extschema.io/status"),
+    ("create", "events"),
+    ("get", "secrets/app-db"),
+]
+#: What it never does: Secrets beyond a named get, writing or deleting resources, anything else.
+NEVER = [
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    ("create", "secrets"),
+    ("update", "secrets"),
+    ("delete", "secrets"),
+    ("create", "extensionschemas.extschema.io"),
+    ("update", "extensionschemas.extschema.io"),
+    ("delete", "extensionschemas.extschema.io"),
+    ("delete", "databasetargets.extschema.io"),
+    ("update", "extensionschemas.extschema.io/status"),
+    ("get", "configmaps"),
+    ("create", "pods"),
+    ("create", "pods/exec"),
+    ("get", "serviceaccounts/token"),
+    ("create", "serviceaccounts/token"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("delete", "events"),
+    ("patch", "deployments.apps"),
+]
+#: Cluster-scoped: CRDs are read to discover the served resources; nothing else.
+CLUSTER_NEEDED = [("list", "customresourcedefinitions.apiextensions.k8s.io"), ("watch", "customresourcedefinitions")]
+CLUSTER_NEVER = [
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("create", "namespaces"),
+    ("delete", "namespaces"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+    ("impersonate", "users"),
+    ("list", "nodes"),
+    ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
+]
+
+
+def test_cluster_wide_mode(crds: Cluster, cluster_wide: Release) -> None:
+    for namespace in (*cluster_wide.watched, *cluster_wide.others):
+        for verb, resource in NEEDED:
+            assert can(crds, cluster_wide, verb, resource, "-n", namespace), f"cannot {verb} {resource} in {namespace}"
+        for verb, resource in NEVER:
+            assert not can(crds, cluster_wide, verb, resource, "-n", namespace), f"can {verb} {resource}"
+    assert can(crds, cluster_wide, "list", "extensionschemas.extschema.io", "--all-namespaces")
+    assert not can(crds, cluster_wide, "list", "secrets", "--all-namespaces")
+    assert not can(crds, cluster_wide, "watch", "secrets", "--all-namespaces")
+    assert not can(crds, cluster_wide, "list", "namespaces")  # kopf needs them only to match watched namespaces
+    for verb, resource in CLUSTER_NEEDED:
+        assert can(crds, cluster_wide, verb, resource)
+    for verb, resource in CLUSTER_NEVER:
+        assert not can(crds, cluster_wide, verb, resource), f"can {verb} {resource}"
+
+
+def test_cluster_wide_mode_with_secret_namespaces(crds: Cluster, secrets_limited: Release) -> None:
+    (allowed,) = secrets_limited.watched
+    assert can(crds, secrets_limited, "get", "secrets/app-db", "-n", allowed)
+    for namespace in secrets_limited.others:
+        assert not can(crds, secrets_limited, "get", "secrets/app-db", "-n", namespace)
+        assert can(crds, secrets_limited, "watch", "extensionschemas.extschema.io", "-n", namespace)
+    assert not can(crds, secrets_limited, "get", "secrets/app-db", "--all-namespaces")
+    assert not can(crds, secrets_limited, "list", "secrets", "-n", allowed)
+
+
+def test_namespaced_mode(crds: Cluster, namespaced: Release) -> None:
+    for namespace in namespaced.watched:
+        for verb, resource in NEEDED:
+            assert can(crds, namespaced, verb, resource, "-n", namespace), f"cannot {verb} {resource} in {namespace}"
+        for verb, resource in NEVER:
+            assert not can(crds, namespaced, verb, resource, "-n", namespace), f"can {verb} {resource}"
+    for namespace in (*namespaced.others, namespaced.namespace):
+        for verb, resource in NEEDED:
+            assert not can(crds, namespaced, verb, resource, "-n", namespace), f"can {verb} {resource} in {namespace}"
+    for verb in ("list", "watch", "patch"):
+        assert not can(crds, namespaced, verb, "extensionschemas.extschema.io", "--all-namespaces")
+    for verb, resource in [*CLUSTER_NEEDED, ("list", "namespaces"), ("watch", "namespaces")]:
+        assert can(crds, namespaced, verb, resource)
+    for verb, resource in CLUSTER_NEVER:
+        assert not can(crds, namespaced, verb, resource), f"can {verb} {resource}"
+
+
+# --- the operator itself, with only the ServiceAccount's token ----------------------------------------
+
+
+def _service_account_kubeconfig(kube_cluster: Cluster, release: Release, path: Path) -> Path:
+    token = kube_cluster.kubectl(
+        "create", "token", release.service_account, "-n", release.namespace, "--duration=1h"
+    ).stdout.strip()
+    admin = yaml.safe_load(kube_cluster.kubeconfig.read_text())
+    cluster = next(c for c in admin["clusters"])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}],
+        "current-context": "operator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _kustomized(kube_cluster: Cluster, namespace: str) -> str:
+    out = kube_cluster.kubectl("kustomize", str(KUSTOMIZE_BASE)).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+    return yaml.safe_dump_all(docs)
+
+
+def test_operator_runs_with_exactly_the_chart_rbac(crds: Cluster, namespaced: Release, tmp_path: Path) -> None:
+    namespace = namespaced.watched[0]
+    database = tmp_path / "app.db"
+    url = f"sqlite:///{database}"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "app-db", "namespace": namespace},
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    }
+    crds.kubectl("apply", "-f", "-", input=json.dumps(secret))
+    kubeconfig = _service_account_kubeconfig(crds, namespaced, tmp_path / "operator.kubeconfig")
+    denied = crds.kubectl("--kubeconfig", str(kubeconfig), "get", "secrets", "-n", namespace, check=False)
+    assert denied.returncode != 0 and "Forbidden" in denied.stderr  # the token is the ServiceAccount's
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "EXTSCHEMA_RECHECK_SECONDS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")])),
+    }
+    log = tmp_path / "operator.log"
+    watch = [f"--namespace={ns}" for ns in namespaced.watched]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "extschema", "run", "--standalone", *watch],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
+    try:
+        crds.kubectl("apply", "-f", "-", input=_kustomized(crds, namespace))
+        crds.kubectl("-n", namespace, "wait", "--for=condition=Ready", "dbt/app-db", "--timeout=60s")
+        crds.kubectl("-n", namespace, "wait", "--for=condition=Ready", "exts/work-order-tags", "--timeout=60s")
+        body = json.loads(crds.kubectl("-n", namespace, "get", "exts/work-order-tags", "-o", "json").stdout)
+        assert body["status"]["tables"] == ["ext_tags__tag"]
+        assert body["metadata"]["finalizers"] == ["extschema.io/cleanup"]
+        events = crds.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
+        assert "MigrationSucceeded" in events  # posted with the ServiceAccount's create on events
+        crds.kubectl("-n", namespace, "delete", "exts/work-order-tags", "--timeout=60s")  # finalizer removed
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        print(log.read_text(errors="replace")[-4000:])
+    forbidden = [line for line in log.read_text(errors="replace").splitlines() if "403" in line or "Forbidden" in line]
+    assert not forbidden, forbidden
+    assert {"ext_tags__tag"} <= _sqlite_tables(database)  # deletionPolicy Retain: unregistered, tables kept
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

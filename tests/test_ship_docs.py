@@ -1,0 +1,41 @@
+"""The install and concepts pages: every relative link and anchor leads somewhere, every command names real paths."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PAGES = ["docs/install.md", "docs/concepts.md", "docs/crd-reference.md", "charts/extschema/README.md"]
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    found = set()
+    for line in page.read_text().splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^a-z0-9 _-]", "", title).replace(" ", "-"))
+    return found
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_relative_links_resolve(name: str) -> None:
+    page = REPO / name
+    prose = re.sub(r"`[^`]*`", "", page.read_text())  # patterns in code spans are not links
+    for target in re.findall(r"\]\(([^)]+)\)", prose):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        assert resolved.exists(), f"{name}: {target} does not exist"
+        if anchor:
+            assert anchor in anchors(resolved), f"{name}: no heading for #{anchor} in {resolved.name}"
+
+
+@pytest.mark.parametrize("name", PAGES[:2])
+def test_repository_paths_in_code_spans_exist(name: str) -> None:
+    for path in re.findall(r"`((?:charts|deploy|examples|crds|docs)/[^`* ]*)`", (REPO / name).read_text()):
+        assert (REPO / path).exists(), f"{name}: {path} does not exist"
