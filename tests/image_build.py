@@ -155,7 +155,8 @@ def ensure_image() -> Built:
     """Build (or reuse) the base and the image; raises ImageUnavailable when this machine cannot."""
     missing = tools_missing()
     if missing:
-        raise ImageUnavailable(f"missing {', '.join(missing)} (apt-get install -y podman buildah mmdebstrap runc uidmap)")
+        hint = "apt-get install -y podman buildah mmdebstrap runc uidmap"
+        raise ImageUnavailable(f"missing {', '.join(missing)} ({hint})")
     with _lock():
         base, base_seconds = ensure_base()
         name = f"{IMAGE_REPO}:{image_tag(base)}"
