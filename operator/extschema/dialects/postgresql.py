@@ -226,6 +226,47 @@ class PostgresDialect(Dialect):
             return ErrorClass.RETRYABLE
         return ErrorClass.PERMANENT
 
+    # --- per-plugin database roles (engine.roles): one LOGIN role per plugin, CRUD on its own schema only ---
+
+    def plugin_role_name(self, plugin_id: str, database: str) -> str:
+        """Roles are cluster-wide in PostgreSQL: the database name keeps two databases' plugins apart."""
+        return naming.fit(f"{naming.plugin_schema(plugin_id)}__{database}")
+
+    def role_exists_query(self, role: str) -> str:
+        return f"SELECT 1 FROM pg_roles WHERE rolname = {self.literal(role)}"
+
+    def create_or_alter_role(self, role: str, exists: bool, verifier: str) -> list[str]:
+        """LOGIN and nothing else; the password is sent as a SCRAM verifier, so no server log shows it."""
+        attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
+        verb = "ALTER" if exists else "CREATE"
+        return [f"{verb} ROLE {self.quote(role)} WITH {attributes} PASSWORD {self.literal(verifier)}"]
+
+    def grant_plugin_role(self, plugin_id: str, role: str) -> list[str]:
+        """USAGE on the plugin's schema, CRUD on its tables, its identity sequences; also for tables made later
+        by this user (default privileges), so a new version's tables are covered without another grant."""
+        schema, grantee = self.quote(naming.plugin_schema(plugin_id)), self.quote(role)
+        return [
+            f"GRANT USAGE ON SCHEMA {schema} TO {grantee}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {grantee}",
+            f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {grantee}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {grantee}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {grantee}",
+        ]
+
+    def revoke_plugin_role(self, plugin_id: str, role: str) -> list[str]:
+        """Everything grant_plugin_role gave, taken back (the schema must still exist)."""
+        schema, grantee = self.quote(naming.plugin_schema(plugin_id)), self.quote(role)
+        return [
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE ALL ON SEQUENCES FROM {grantee}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE ALL ON TABLES FROM {grantee}",
+            f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {grantee}",
+            f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {grantee}",
+            f"REVOKE ALL ON SCHEMA {schema} FROM {grantee}",
+        ]
+
+    def drop_role(self, role: str) -> list[str]:
+        return [f"DROP ROLE IF EXISTS {self.quote(role)}"]
+
 
 def sqlstate_of(error: BaseException) -> str | None:
     """The SQLSTATE of a psycopg error, also when SQLAlchemy wraps it."""
