@@ -182,5 +182,5 @@ def test_operator_only_fields_are_not_in_the_model() -> None:
 
 def test_database_target_requires_exactly_one_url_source() -> None:
     spec = _schema(crd.database_target_crd())["properties"]["spec"]
-    assert set(spec["properties"]) == {"url", "urlSecretRef", "lockTimeout", "statementTimeout"}
+    assert set(spec["properties"]) == {"url", "urlSecretRef", "lockTimeout", "statementTimeout", "pluginRoles"}
     assert any(r["rule"] == "has(self.url) != has(self.urlSecretRef)" for r in spec["x-kubernetes-validations"])

@@ -403,6 +403,12 @@ def database_target_spec() -> Schema:
                 "description": "Longest a migration statement may run "
                 f"(default {limits.DEFAULT_STATEMENT_TIMEOUT_MS // 60_000}m).",
             },
+            "pluginRoles": {
+                "type": "boolean",
+                "description": "PostgreSQL only: give each plugin its own database role with CRUD on its own "
+                "tables only, its credentials in the Secret <ExtensionSchema name>-db-credentials; dropped when "
+                "the ExtensionSchema is deleted (docs/plugin-roles.md).",
+            },
         },
         "x-kubernetes-validations": [
             {

@@ -29,6 +29,7 @@ class Target:
     url: str = dataclasses.field(repr=False)  # may hold a password: never logged
     lock_timeout_ms: int = limits.DEFAULT_LOCK_TIMEOUT_MS
     statement_timeout_ms: int = limits.DEFAULT_STATEMENT_TIMEOUT_MS
+    plugin_roles: bool = False  # spec.pluginRoles: a database role + credentials Secret per plugin
 
 
 _DURATION = re.compile(r"^([0-9]+)(ms|s|m)$")
@@ -59,6 +60,7 @@ async def target_from_spec(api: KubeApi, namespace: str, name: str, spec: Mappin
         url=url,
         lock_timeout_ms=duration_ms(spec.get("lockTimeout"), limits.DEFAULT_LOCK_TIMEOUT_MS),
         statement_timeout_ms=duration_ms(spec.get("statementTimeout"), limits.DEFAULT_STATEMENT_TIMEOUT_MS),
+        plugin_roles=bool(spec.get("pluginRoles")),
     )
 
 
