@@ -10,18 +10,31 @@ or already dropped (and does not stop DROP SCHEMA ... RESTRICT). SQLite is refus
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from extschema.engine import Engine, roles
 from extschema.problems import ProblemError
+from tests.controlplane import Cluster
 from tests.helpers import execute, load_core, run, write_schema
 from tests.specs import SHOP
+
+pytest_plugins = ["tests.controlplane.fixtures"]
+
+REPO = Path(__file__).resolve().parent.parent
 
 TICKETS = """
 pluginId: tickets
@@ -170,3 +183,82 @@ def test_scram_verifier_matches_the_rfc_7677_example() -> None:
     client_signature = hmac.new(stored_key, auth, "sha256").digest()
     client_key = bytes(a ^ b for a, b in zip(proof, client_signature, strict=True))
     assert hashlib.sha256(client_key).digest() == stored_key
+
+
+# --- the operator: spec.pluginRoles on a DatabaseTarget -----------------------------------------------------
+
+
+@pytest.mark.k8s
+@pytest.mark.slow
+def test_operator_hands_out_credentials_and_drops_the_role(kube_cluster: Cluster, pg_url: str, tmp_path: Path) -> None:
+    """The ExtensionSchema's Secret <name>-db-credentials logs in as a role confined to the plugin; deleting the
+    resource drops the role and (ownerReference) the Secret."""
+    load_core(pg_url)
+    execute(pg_url, "INSERT INTO work_orders (id, title) VALUES (1, 'pump')")
+    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kube_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/extensionschemas.extschema.io", "crd/databasetargets.extschema.io"
+    )
+    namespace = f"roles-{uuid.uuid4().hex[:8]}"
+    kube_cluster.kubectl("create", "namespace", namespace)
+    target = {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "DatabaseTarget",
+        "metadata": {"name": "app", "namespace": namespace},
+        "spec": {"url": pg_url, "pluginRoles": True},
+    }
+    schema = {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "ExtensionSchema",
+        "metadata": {"name": "tickets", "namespace": namespace},
+        "spec": {**yaml.safe_load(TICKETS), "targetRef": {"name": "app"}},
+    }
+    log = tmp_path / "operator.log"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kube_cluster.kubeconfig),
+        "EXTSCHEMA_RECHECK_SECONDS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")])),
+    }
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "extschema", "run", "--standalone", "-n", namespace],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
+    kubectl = functools.partial(kube_cluster.kubectl, "-n", namespace)
+    try:
+        kubectl("apply", "-f", "-", input=yaml.safe_dump_all([target, schema]))
+        kubectl("wait", "--for=condition=Ready", "exts/tickets", "--timeout=60s")
+        secret = json.loads(kubectl("get", "secret", "tickets-db-credentials", "-o", "json").stdout)
+        data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+        assert set(data) == {"username", "password", "schema", "url"} and data["schema"] == "ext_tickets"
+        (owner,) = secret["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"]) == ("ExtensionSchema", "tickets")
+        assert password_is(pg_url, data["username"], data["password"])
+        with psycopg.connect(data["url"], autocommit=True) as conn:
+            conn.execute("INSERT INTO ext_tickets.ticket (title, work_order_id) VALUES ('leak', 1)")
+            assert conn.execute("SELECT title FROM ext_tickets.ticket").fetchall() == [("leak",)]
+            assert denied(conn, "SELECT * FROM public.work_orders")
+        # A re-reconcile (spec touched) keeps the password the applications already read.
+        kubectl("patch", "exts/tickets", "--type=merge", "-p", '{"spec":{"description":"tickets v1"}}')
+        kubectl("wait", "--for=jsonpath={.status.observedGeneration}=2", "exts/tickets", "--timeout=60s")
+        again = json.loads(kubectl("get", "secret", "tickets-db-credentials", "-o", "json").stdout)
+        assert base64.b64decode(again["data"]["password"]).decode() == data["password"]
+        assert password_is(pg_url, data["username"], data["password"])
+
+        kubectl("delete", "exts/tickets", "--timeout=60s")
+        assert execute(pg_url, f"SELECT count(*) FROM pg_roles WHERE rolname = '{data['username']}'") == [(0,)]
+        kubectl("wait", "--for=delete", "secret/tickets-db-credentials", "--timeout=60s")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        print(log.read_text(errors="replace")[-4000:])
+        kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
