@@ -8,8 +8,8 @@ There is no Docker daemon and no registry in CI, so the image is built daemonles
    ``localhost/extschema:<content hash>``, the hash covering the Dockerfile, .dockerignore, pyproject.toml,
    uv.lock, README.md and every file under operator/extschema, so an unchanged tree reuses the image.
 
-Both steps run under one file lock in the cache directory (as ``tests.controlplane`` does for its builds), so
-parallel pytest runs never build twice. Everything runs with ``runc`` and a containers.conf without default
+Both steps run under the file lock ``tests.controlplane`` takes for its builds, so parallel pytest runs never
+build twice. Everything runs with ``runc`` and a containers.conf without default
 ulimits: this sandbox cannot set rlimits for containers, and ``crun`` fails here.
 
 Command line: ``python -m tests.image_build`` builds (or reuses) and prints the image name.
@@ -17,7 +17,6 @@ Command line: ``python -m tests.image_build`` builds (or reuses) and prints the 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -26,11 +25,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.controlplane.build import cache_root
+from tests.controlplane.build import _build_lock, cache_root
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "operator" / "Dockerfile"
@@ -117,17 +115,6 @@ def image_tag(base: str) -> str:
     return _digest(parts())
 
 
-@contextmanager
-def _lock() -> Iterator[None]:
-    image_dir().mkdir(parents=True, exist_ok=True)
-    with open(image_dir() / "build.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_base() -> tuple[str, float]:
     """The mmdebstrap base image (built once per recipe). Returns (name, seconds spent building)."""
     name = f"{BASE_REPO}:{base_tag()}"
@@ -157,7 +144,7 @@ def ensure_image() -> Built:
     if missing:
         hint = "apt-get install -y podman buildah mmdebstrap runc uidmap"
         raise ImageUnavailable(f"missing {', '.join(missing)} ({hint})")
-    with _lock():
+    with _build_lock():
         base, base_seconds = ensure_base()
         name = f"{IMAGE_REPO}:{image_tag(base)}"
         if image_exists(name):

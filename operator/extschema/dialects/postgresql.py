@@ -15,6 +15,8 @@ from extschema.planning import ColumnDef, TableDef
 
 # psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
 _REGISTRY_LOCK = (0x45585453, 0)
+# What a plugin's own role may do with the objects in its schema (engine.roles): CRUD, identity sequences.
+_ROLE_RIGHTS = (("TABLES", "SELECT, INSERT, UPDATE, DELETE"), ("SEQUENCES", "USAGE, SELECT"))
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
 
 
@@ -247,20 +249,20 @@ class PostgresDialect(Dialect):
         schema, grantee = self.quote(naming.plugin_schema(plugin_id)), self.quote(role)
         return [
             f"GRANT USAGE ON SCHEMA {schema} TO {grantee}",
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {grantee}",
-            f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {grantee}",
-            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {grantee}",
-            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {grantee}",
+            *(f"GRANT {rights} ON ALL {kind} IN SCHEMA {schema} TO {grantee}" for kind, rights in _ROLE_RIGHTS),
+            *(
+                f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {rights} ON {kind} TO {grantee}"
+                for kind, rights in _ROLE_RIGHTS
+            ),
         ]
 
     def revoke_plugin_role(self, plugin_id: str, role: str) -> list[str]:
         """Everything grant_plugin_role gave, taken back (the schema must still exist)."""
         schema, grantee = self.quote(naming.plugin_schema(plugin_id)), self.quote(role)
+        kinds = [kind for kind, _ in _ROLE_RIGHTS]
         return [
-            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE ALL ON SEQUENCES FROM {grantee}",
-            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE ALL ON TABLES FROM {grantee}",
-            f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {grantee}",
-            f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {grantee}",
+            *(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE ALL ON {kind} FROM {grantee}" for kind in kinds),
+            *(f"REVOKE ALL ON ALL {kind} IN SCHEMA {schema} FROM {grantee}" for kind in kinds),
             f"REVOKE ALL ON SCHEMA {schema} FROM {grantee}",
         ]
 
