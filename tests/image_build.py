@@ -169,8 +169,18 @@ def ensure_image() -> Built:
             capture=False,
         )
         seconds = time.monotonic() - started
+        _prune_old_images()
         (image_dir() / "last-build.json").write_text(json.dumps({"image": name, "seconds": round(seconds, 1)}) + "\n")
         return Built(name, base, seconds, base_seconds)
+
+
+def _prune_old_images() -> None:
+    """Every source change makes a new image: drop those older than a day (an image some other checkout is
+    running right now is younger, or podman refuses to remove it)."""
+    old = run("podman", "images", "--filter", f"reference={IMAGE_REPO}", "--filter", "until=24h", "-q", check=False)
+    ids = sorted(set(old.stdout.split()))
+    if ids:
+        run("podman", "rmi", *ids, check=False)
 
 
 def check_runnable(image: str) -> None:
