@@ -5,7 +5,7 @@ PYTHON ?= $(VENV)/bin/python
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
-.PHONY: install test lint unit demo demo-cli bench bench-operator e2e crds helm manifests cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-cli bench bench-operator e2e crds helm manifests image cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps
 	bash .ci/install-deps
@@ -64,6 +64,11 @@ helm: install
 # deploy/manifests/extschema.yaml: the chart rendered with its default values (install without Helm).
 manifests: install
 	$(PYTHON) -m tests.controlplane.helm manifests
+
+# The operator image from operator/Dockerfile, daemonless (mmdebstrap base + buildah), cached by content hash;
+# prints its name (localhost/extschema:<hash>). Needs podman buildah mmdebstrap runc uidmap (apt).
+image: install
+	$(PYTHON) -m tests.image_build
 
 cluster-build: install
 	$(PYTHON) -m tests.controlplane build

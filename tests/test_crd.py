@@ -196,5 +196,12 @@ def test_operator_only_fields_are_not_in_the_model() -> None:
 
 def test_database_target_requires_exactly_one_url_source() -> None:
     spec = _schema(crd.database_target_crd())["properties"]["spec"]
-    assert set(spec["properties"]) == {"url", "urlSecretRef", "lockTimeout", "statementTimeout", "allowRawSql"}
+    assert set(spec["properties"]) == {
+        "url",
+        "urlSecretRef",
+        "lockTimeout",
+        "statementTimeout",
+        "allowRawSql",
+        "pluginRoles",
+    }
     assert any(r["rule"] == "has(self.url) != has(self.urlSecretRef)" for r in spec["x-kubernetes-validations"])

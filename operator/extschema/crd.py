@@ -422,6 +422,12 @@ def database_target_spec() -> Schema:
                 "description": "Let ExtensionSchemas run their raw SQL steps (spec.migrations) on this database "
                 "(default false: such plans are refused with ES313). See docs/raw-sql.md.",
             },
+            "pluginRoles": {
+                "type": "boolean",
+                "description": "PostgreSQL only: give each plugin its own database role with CRUD on its own "
+                "tables only, its credentials in the Secret <ExtensionSchema name>-db-credentials; dropped when "
+                "the ExtensionSchema is deleted (docs/plugin-roles.md).",
+            },
         },
         "x-kubernetes-validations": [
             {

@@ -86,6 +86,7 @@ CATALOG: dict[str, str] = {
     "ES403": "Temporary database error (retry)",
     "ES404": "Unsupported database URL",
     "ES405": "Registry row unreadable",
+    "ES406": "Per-plugin roles need PostgreSQL",
     "ES501": "Pattern not enforced by SQLite",
 }
 

@@ -21,7 +21,7 @@ import kopf
 
 from extschema import limits, reconcile
 from extschema.conditions import Outcome
-from extschema.controller import database, drift, kubeapi
+from extschema.controller import database, drift, kubeapi, plugin_roles
 from extschema.controller.claims import ClaimEntry, claim_of, peers_of
 from extschema.controller.recheck import Waiting, every, recheck_loop
 from extschema.controller.runtime import runtime
@@ -184,6 +184,8 @@ async def reconcile_schema(
         results, registration = await asyncio.to_thread(
             database.apply, engine, loaded, peers, started, run.stats.metrics
         )
+        if target.plugin_roles:
+            await plugin_roles.publish(run.api, engine, body, loaded.spec.plugin_id)
     except Exception as error:  # every failure is reported the same way
         run.drift.track(meta, None)
         outcome = outcome_of(error)
@@ -245,6 +247,8 @@ async def cleanup_schema(
     try:
         engine = await asyncio.to_thread(run.engines.get, target)
         result = await asyncio.to_thread(database.delete, engine, plugin_id, owner, retain)
+        if target.plugin_roles and result is not None:
+            await plugin_roles.revoke(engine, plugin_id)
     except Exception as error:
         cleanup_waits(body, patch, outcome_of(error), run.stats, retry, logger, run.settings.blocked_retry)
     if result is not None:

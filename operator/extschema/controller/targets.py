@@ -30,6 +30,7 @@ class Target:
     statement_timeout_ms: int = limits.DEFAULT_STATEMENT_TIMEOUT_MS
     #: spec.allowRawSql: whether schemas' raw SQL steps may run here.
     allow_raw_sql: bool = False
+    plugin_roles: bool = False  # spec.pluginRoles: a database role + credentials Secret per plugin
 
 
 def duration_ms(text: str | None, default: int) -> int:
@@ -54,6 +55,7 @@ async def target_from_spec(api: KubeApi, namespace: str, name: str, spec: Mappin
         lock_timeout_ms=duration_ms(spec.get("lockTimeout"), limits.DEFAULT_LOCK_TIMEOUT_MS),
         statement_timeout_ms=duration_ms(spec.get("statementTimeout"), limits.DEFAULT_STATEMENT_TIMEOUT_MS),
         allow_raw_sql=spec.get("allowRawSql") is True,
+        plugin_roles=bool(spec.get("pluginRoles")),
     )
 
 

@@ -16,6 +16,8 @@ from extschema.planning import ColumnDef, IndexDef, TableDef
 
 # psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
 _REGISTRY_LOCK = (0x45585453, 0)
+# What a plugin's own role may do with the objects in its schema (engine.roles): CRUD, identity sequences.
+_ROLE_RIGHTS = (("TABLES", "SELECT, INSERT, UPDATE, DELETE"), ("SEQUENCES", "USAGE, SELECT"))
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
 
 
@@ -512,6 +514,47 @@ class PostgresDialect(Dialect):
     def lock_conflict(self, error: BaseException | None) -> bool:
         # 55P03: lock_timeout fired; 40P01: a deadlock with another session's locks.
         return error is not None and sqlstate_of(error) in {"55P03", "40P01"}
+
+    # --- per-plugin database roles (engine.roles): one LOGIN role per plugin, CRUD on its own schema only ---
+
+    def plugin_role_name(self, plugin_id: str, database: str) -> str:
+        """Roles are cluster-wide in PostgreSQL: the database name keeps two databases' plugins apart."""
+        return naming.fit(f"{naming.plugin_schema(plugin_id)}__{database}")
+
+    def role_exists_query(self, role: str) -> str:
+        return f"SELECT 1 FROM pg_roles WHERE rolname = {self.literal(role)}"
+
+    def create_or_alter_role(self, role: str, exists: bool, verifier: str) -> list[str]:
+        """LOGIN and nothing else; the password is sent as a SCRAM verifier, so no server log shows it."""
+        attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
+        verb = "ALTER" if exists else "CREATE"
+        return [f"{verb} ROLE {self.quote(role)} WITH {attributes} PASSWORD {self.literal(verifier)}"]
+
+    def grant_plugin_role(self, plugin_id: str, role: str) -> list[str]:
+        """USAGE on the plugin's schema, CRUD on its tables, its identity sequences; also for tables made later
+        by this user (default privileges), so a new version's tables are covered without another grant."""
+        schema, grantee = self.quote(naming.plugin_schema(plugin_id)), self.quote(role)
+        return [
+            f"GRANT USAGE ON SCHEMA {schema} TO {grantee}",
+            *(f"GRANT {rights} ON ALL {kind} IN SCHEMA {schema} TO {grantee}" for kind, rights in _ROLE_RIGHTS),
+            *(
+                f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {rights} ON {kind} TO {grantee}"
+                for kind, rights in _ROLE_RIGHTS
+            ),
+        ]
+
+    def revoke_plugin_role(self, plugin_id: str, role: str) -> list[str]:
+        """Everything grant_plugin_role gave, taken back (the schema must still exist)."""
+        schema, grantee = self.quote(naming.plugin_schema(plugin_id)), self.quote(role)
+        kinds = [kind for kind, _ in _ROLE_RIGHTS]
+        return [
+            *(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE ALL ON {kind} FROM {grantee}" for kind in kinds),
+            *(f"REVOKE ALL ON ALL {kind} IN SCHEMA {schema} FROM {grantee}" for kind in kinds),
+            f"REVOKE ALL ON SCHEMA {schema} FROM {grantee}",
+        ]
+
+    def drop_role(self, role: str) -> list[str]:
+        return [f"DROP ROLE IF EXISTS {self.quote(role)}"]
 
 
 #: Types compared as numbers in data checks, and types read as text.
