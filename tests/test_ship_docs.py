@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run, subprocess_env
+from tests.helpers import execute, run, subprocess_env
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [
@@ -106,8 +106,16 @@ def _current_hash(args: list[str]) -> str:
     return str(outcome.json()["hash"])
 
 
-def _run_command(page: str, workdir: Path, line: str, outputs: list[str]) -> None:
+def _on_postgresql(sql: str) -> list[str]:
+    """A page's SQLite statements for PostgreSQL: ext_<plugin>__<table> is the table <table> of schema ext_<plugin>."""
+    return [re.sub(r"\bext_(\w+?)__(\w+)", r'"ext_\1"."\2"', s) for s in sql.split(";") if s.strip()]
+
+
+def _run_command(page: str, workdir: Path, line: str, outputs: list[str], url: str | None) -> None:
+    """Run one line of the page; *url* (PostgreSQL) replaces the page's SQLite file when given."""
     command, _, comment = line.partition(" # ")
+    if url is not None:
+        command = re.sub(r"sqlite:///\S+\.db", url, command)
     expected = re.match(r"\s*exit (\d+)(?:: (ES\d{3}))?", comment)
     exit_code = int(expected.group(1)) if expected else 0
     code = expected.group(2) if expected else None
@@ -115,6 +123,10 @@ def _run_command(page: str, workdir: Path, line: str, outputs: list[str]) -> Non
     if args[0] == "python":
         done = subprocess.run([sys.executable, *args[1:]], cwd=workdir, env=subprocess_env(), capture_output=True)
         assert done.returncode == exit_code, (page, line, done.stderr)
+        return
+    if args[0] == "sqlite3" and url is not None:
+        for statement in _on_postgresql(args[2]):
+            execute(url, statement)
         return
     if args[0] == "sqlite3":
         with sqlite3.connect(workdir / args[1]) as conn:
@@ -132,15 +144,22 @@ def _run_command(page: str, workdir: Path, line: str, outputs: list[str]) -> Non
                     re.sub(r"approvedPlanHash: [0-9a-f]+", f"approvedPlanHash: {current}", path.read_text())
                 )
     outcome = run(*args)
-    assert outcome.exit_code == exit_code, (page, line, outcome.stdout, outcome.stderr)
+    if outcome.exit_code != exit_code:
+        history = run("history", *args[args.index("-d") : args.index("-d") + 2]).stdout if "-d" in args else ""
+        raise AssertionError(f"{page}: {line}: exit {outcome.exit_code}\n{outcome.stdout}{outcome.stderr}{history}")
     assert code is None or code in outcome.stderr, (page, line, outcome.stderr)
     for output in outputs:  # the steps the page shows (a plan's, an apply's) are the ones printed
-        if output.startswith(("# --   ", "#   - ")):
+        if output.startswith(("# --   ", "#   - ")) and (url is None or "backed up" not in output):
             assert output[2:] in outcome.stdout, (page, line, output, outcome.stdout)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 @pytest.mark.parametrize("page", SESSIONS)
-def test_the_session_of_the_page_runs_as_written(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_session_of_the_page_runs_as_written(
+    page: str, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """As written on SQLite; on PostgreSQL with its URL instead of the SQLite file (backup names differ there)."""
+    url = str(request.getfixturevalue("pg_url")) if backend == "postgresql" else None
     files, commands = _session(page)
     shutil.copytree(REPO / "examples", tmp_path / "examples")
     for name, text in files.items():
@@ -149,4 +168,4 @@ def test_the_session_of_the_page_runs_as_written(page: str, tmp_path: Path, monk
     assert all(name in used for name in files), f"{page}: a file no command uses: {sorted(files)}"
     monkeypatch.chdir(tmp_path)
     for line, outputs in commands:
-        _run_command(page, tmp_path, line, outputs)
+        _run_command(page, tmp_path, line, outputs, url)
