@@ -2,13 +2,15 @@
 
 Starts a real Kubernetes control plane (or uses the cluster in ``KUBECONFIG``), a throwaway
 PostgreSQL (SQLite when PostgreSQL's server binaries are missing), installs the CRDs, runs the
-operator, applies the examples, waits for Ready, shows what was created, shows a rejected claim,
-then deletes one schema and shows the cleanup. Everything it started is stopped at the end.
+operator, applies the examples, waits for Ready, shows what was created, shows a rejected claim, takes a
+plugin to its next version through an approval, then deletes one schema and shows the cleanup.
+Everything it started is stopped at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from tests import pgserver  # noqa: E402
 from tests.controlplane import Cluster, ControlPlane  # noqa: E402
 
 EXAMPLES = REPO / "examples"
+EVOLUTION = EXAMPLES / "evolution"
 SCHEMAS = sorted(EXAMPLES.glob("*.yaml"))
 TIMEOUT = "180s"
 
@@ -68,6 +71,33 @@ def run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and done.returncode != 0:
         raise SystemExit(f"demo step failed: {' '.join(command)}")
     return done
+
+
+def wait_for(kubectl: list[str], resource: str, jsonpath: str, seconds: int = 60) -> str:
+    """Poll a status field until it has a value (kubectl wait cannot wait for a field to appear)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = run(*kubectl, "get", resource, "-o", f"jsonpath={jsonpath}", check=False).stdout.strip()
+        if value:
+            return value
+        time.sleep(1)
+    raise SystemExit(f"demo step failed: {resource} has no {jsonpath}")
+
+
+def evolve(kubectl: list[str], extschema: list[str], url: str) -> None:
+    """examples/evolution/: version 2 drops a field, so it waits for an approval of its plan's hash."""
+    say("a plugin's next version: examples/evolution/v1.yaml, then v2.yaml (a rename, enum values, a dropped field)")
+    run(*kubectl, "apply", "-f", str(EVOLUTION / "v1.yaml"))
+    run(*kubectl, "wait", "--for=condition=Ready", "exts/helpdesk", f"--timeout={TIMEOUT}")
+    run(*kubectl, "apply", "-f", str(EVOLUTION / "v2.yaml"))
+    digest = wait_for(kubectl, "exts/helpdesk", "{.status.pendingPlan.hash}")
+    run(*kubectl, "get", "exts/helpdesk", "-o", "wide")
+
+    say(f"approving exactly that plan: spec.approvedPlanHash={digest} (in Git, or Argo CD's action approve)")
+    run(*kubectl, "patch", "exts/helpdesk", "--type=merge", "-p", json.dumps({"spec": {"approvedPlanHash": digest}}))
+    run(*kubectl, "wait", "--for=condition=Ready", "exts/helpdesk", f"--timeout={TIMEOUT}")
+    run(*extschema, "history", "helpdesk", "--database", url)
+    run(*kubectl, "delete", "exts/helpdesk", f"--timeout={TIMEOUT}")
 
 
 def main() -> None:
@@ -119,6 +149,8 @@ def main() -> None:
                 time.sleep(1)
             run(*kubectl, "get", "exts", "-o", "wide")
             run(*kubectl, "delete", "exts/rogue-reports", f"--timeout={TIMEOUT}")
+
+            evolve(kubectl, extschema, url)
 
             say("deleting knowledge-base: its tables are dropped (data backed up first)")
             run(*kubectl, "delete", "exts/knowledge-base", f"--timeout={TIMEOUT}")

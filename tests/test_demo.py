@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -24,6 +25,8 @@ def test_demo_runs_end_to_end(kube_cluster: Cluster) -> None:
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
-    assert output.count("condition met") >= 5  # the CRD, then the four examples
+    assert output.count("condition met") >= 7  # the CRD, the four examples, helpdesk's two versions
     assert "Conflict" in output and "ES201" in output
     assert '"knowledge-base" deleted' in output and "dropped all objects" in output
+    # examples/evolution/: version 2 waits for its approval, then runs once spec.approvedPlanHash names its plan.
+    assert "ApprovalRequired" in output and re.search(r"helpdesk\s+0002 apply\s+2\.0\.0\s+executed", output)
