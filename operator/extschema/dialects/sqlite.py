@@ -271,6 +271,7 @@ class SqliteDialect(Dialect):
         value = self.convert(self.quote(before.name), before, after)
         found = [f"{self.quote(before.name)} IS NULL"] if not after.nullable else []
         found.extend(f"NOT ({c})" for c in self.column_checks(after, value))
+        found.extend(self.rounded_to_float(before, after))
         return " OR ".join(found) or "0"
 
     def restored(self, table: str, column: str, backup: naming.PhysicalName, otherwise: str) -> str:
