@@ -61,3 +61,50 @@ def test_decimal_scale_narrowing_counts_values_that_would_be_rounded(db_url: str
     narrower = _numbers("2.0.0", "      - {name: d, type: Decimal, precision: 10, scale: 1}")
     _approved_apply_refused(db_url, tmp_path, narrower)
     assert str(execute(db_url, f"SELECT d FROM {table} ORDER BY id")[0][0]) == "1.25"
+
+
+RENAMES_V1 = """
+pluginId: shop
+version: 1.0.0
+enums:
+  - {name: state, values: [new, done]}
+tables:
+  - name: order
+    fields:
+      - {name: qty, type: Int}
+      - {name: state, type: Enum, enum: state}
+"""
+RENAMES_V2 = """
+pluginId: shop
+version: 2.0.0
+enums:
+  - {name: state, values: [fresh, done], renamedValues: {new: fresh}}
+tables:
+  - name: purchase
+    renamedFrom: order
+    fields:
+      - {name: amount, type: Int, renamedFrom: qty}
+      - {name: state, type: Enum, enum: state}
+"""
+
+
+def test_lower_version_undoes_renames_instead_of_dropping_the_data(db_url: str, tmp_path: Path) -> None:
+    """Back from 2.0.0 (which renamed a table, a field and an enum value) to 1.0.0: the renames are
+    reversed, every row kept; before, the plan dropped the renamed table with its rows and created an empty one."""
+    paths = {}
+    for name, body in (("v1", RENAMES_V1), ("v2", RENAMES_V2)):
+        (tmp_path / name).mkdir()
+        paths[name] = write_schema(tmp_path / name, "shop", body)
+    assert run("apply", str(paths["v1"]), "-d", db_url).exit_code == 0
+    execute(db_url, f"INSERT INTO {ext_table(db_url, 'shop', 'order')} (qty, state) VALUES (1, 'new'), (2, 'done')")
+    outcome = run("apply", str(paths["v2"]), "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+
+    plan = _plan(db_url, paths["v1"])
+    assert [op["kind"] for op in plan["ops"]] == ["rename_table", "rename_column", "rename_enum_value"], plan["ops"]
+    assert plan["class"] == "safe"
+    outcome = run("apply", str(paths["v1"]), "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    rows = execute(db_url, f"SELECT id, qty, state FROM {ext_table(db_url, 'shop', 'order')} ORDER BY id")
+    assert [tuple(r) for r in rows] == [(1, 1, "new"), (2, 2, "done")]
+    assert run("drift", "shop", "-d", db_url).exit_code == 0

@@ -34,7 +34,9 @@ def plan(old: ExtensionSchemaSpec | None, new: ExtensionSchemaSpec, refs: Refere
     raw = tuple(rawsql.steps(old, new))  # hand-written steps run last, after the declarative changes
     if old is None:
         return Plan(new.plugin_id, tuple(diff.create_all(after)) + raw)
-    found = diff.changes(resolve(old, refs), after, renames.declared(new))
+    # A lower version goes back: what the applied (newer) spec renamed is renamed back, never dropped.
+    lower = versions.compare(new.version, old.version) < 0
+    found = diff.changes(resolve(old, refs), after, renames.undone(old, new) if lower else renames.declared(new))
     refused = policy.refusals(found)
     if refused:
         raise ProblemError(refused, kind="refused")

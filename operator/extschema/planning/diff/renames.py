@@ -52,6 +52,24 @@ def declared(spec: ExtensionSchemaSpec) -> Renames:
     return Renames(tables, columns, values)
 
 
+def undone(applied: ExtensionSchemaSpec, target: ExtensionSchemaSpec) -> Renames:
+    """The renames *applied* declares, reversed, together with those *target* declares: going back
+    to a lower version (*target*) renames back what the newer one renamed, so its rows stay.
+
+    Each reversal applies under the usual rule (the schema has the new name and not the previous one),
+    so a rename the applied schema never carried out reverses nothing."""
+    forward, tables, columns = declared(applied), dict(declared(target).tables), dict(declared(target).columns)
+    back = {new: old for new, (old, _path) in forward.tables.items()}
+    for new, (old, path) in forward.tables.items():
+        tables.setdefault(old, (new, path))
+    for (table, new), (old, path) in forward.columns.items():
+        columns.setdefault((back.get(table, table), old), (new, path))
+    values = dict(declared(target).values)
+    for enum, pairs in forward.values.items():
+        values[enum] = (*values.get(enum, ()), *((new, old, path) for old, new, path in pairs))
+    return Renames(tables, columns, values)
+
+
 def diff(run: Run, renamed: Renames, joins: Iterable[str] = ()) -> None:
     """Declared renames, and those they imply: a join table or a relationship's column whose
     default name follows a renamed table (*joins*: the join tables of the schema before)."""
