@@ -108,3 +108,43 @@ def test_lower_version_undoes_renames_instead_of_dropping_the_data(db_url: str, 
     rows = execute(db_url, f"SELECT id, qty, state FROM {ext_table(db_url, 'shop', 'order')} ORDER BY id")
     assert [tuple(r) for r in rows] == [(1, 1, "new"), (2, 2, "done")]
     assert run("drift", "shop", "-d", db_url).exit_code == 0
+
+
+def test_sqlite_rebuild_never_drops_a_column_added_by_hand(db_url: str, tmp_path: Path) -> None:
+    """A safe change SQLite carries out by rebuilding the table (a longer maxLength) copied only the
+    spec's columns: a column a DBA added by hand lost every value, without approval or backup.
+    Now the rebuild is refused (ES301, naming the column) and nothing changes; PostgreSQL alters in place."""
+    v1 = _numbers("1.0.0", "      - {name: title, type: String, validation: {maxLength: 50}}")
+    v2 = v1.replace("1.0.0", "1.1.0").replace("maxLength: 50", "maxLength: 80")
+    paths = {}
+    for name, body in (("v1", v1), ("v2", v2)):
+        (tmp_path / name).mkdir()
+        paths[name] = write_schema(tmp_path / name, "shop", body)
+    assert run("apply", str(paths["v1"]), "-d", db_url).exit_code == 0
+    table = ext_table(db_url, "shop", "order")
+    execute(db_url, f"ALTER TABLE {table} ADD COLUMN dba_note TEXT")
+    execute(db_url, f"INSERT INTO {table} (title, dba_note) VALUES ('a', 'keep me')")
+    outcome = run("apply", str(paths["v2"]), "-d", db_url)
+    if db_url.startswith("sqlite"):
+        assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
+        assert "ES301" in outcome.stderr and "dba_note" in outcome.stderr, outcome.stderr
+        assert "Traceback" not in outcome.stderr
+        history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+        assert [m["version"] for m in history if m["status"] == "executed"] == ["1.0.0"]
+    else:
+        assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert [tuple(r) for r in execute(db_url, f"SELECT title, dba_note FROM {table}")] == [("a", "keep me")]
+
+
+def test_sqlite_rebuild_never_drops_a_trigger_added_by_hand(sqlite_url: str, tmp_path: Path) -> None:
+    """The rebuild dropped a trigger on the table silently (SQLite drops a table's triggers with it)."""
+    v1 = _numbers("1.0.0", "      - {name: title, type: String, validation: {maxLength: 50}}")
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    assert run("apply", str(write_schema(tmp_path / "v1", "shop", v1)), "-d", sqlite_url).exit_code == 0
+    table = ext_table(sqlite_url, "shop", "order")
+    execute(sqlite_url, f"CREATE TRIGGER dba_audit AFTER INSERT ON {table} BEGIN SELECT 1; END")
+    v2 = write_schema(tmp_path / "v2", "shop", v1.replace("1.0.0", "1.1.0").replace("maxLength: 50", "maxLength: 80"))
+    outcome = run("apply", str(v2), "-d", sqlite_url)
+    assert outcome.exit_code == 1 and "ES301" in outcome.stderr and "dba_audit" in outcome.stderr, outcome.stderr
+    assert execute(sqlite_url, "SELECT name FROM sqlite_master WHERE type = 'trigger'") == [("dba_audit",)]

@@ -210,6 +210,11 @@ class Dialect:
         """Whether a new *index* on an existing, populated table is built concurrently, after COMMIT."""
         return False
 
+    def hand_made_problems(self, conn: sa.Connection, plan: Plan) -> list[Problem]:
+        """What *plan* would silently destroy that extschema did not create (read under the lock):
+        nothing where tables are altered in place."""
+        return []
+
     def concurrent_candidates(self, plan: Plan) -> list[str]:
         """The plan's existing tables whose row count decides a concurrent build (ask :meth:`has_rows_sql`)."""
         return []
