@@ -148,3 +148,34 @@ def test_sqlite_rebuild_never_drops_a_trigger_added_by_hand(sqlite_url: str, tmp
     outcome = run("apply", str(v2), "-d", sqlite_url)
     assert outcome.exit_code == 1 and "ES301" in outcome.stderr and "dba_audit" in outcome.stderr, outcome.stderr
     assert execute(sqlite_url, "SELECT name FROM sqlite_master WHERE type = 'trigger'") == [("dba_audit",)]
+
+
+def test_restore_follows_renames_made_after_the_backup(db_url: str, tmp_path: Path) -> None:
+    """2.0.0 drops order.note (backed up), 3.0.0 adds note again, 4.0.0 renames order -> purchase and
+    note -> remark: `restore 0002` puts the values into purchase.remark; before, it refused with ES315
+    ("table order does not exist") and the values could only be copied back by hand."""
+    v1 = _numbers("1.0.0", "      - {name: title, type: String}\n      - {name: note, type: String}")
+    v2 = _numbers("2.0.0", "      - {name: title, type: String}")
+    v3 = v1.replace("1.0.0", "3.0.0")
+    v4 = (
+        v3.replace("3.0.0", "4.0.0")
+        .replace("  - name: order\n", "  - name: purchase\n    renamedFrom: order\n")
+        .replace("{name: note, type: String}", "{name: remark, type: String, renamedFrom: note}")
+    )
+    for version, body in (("v1", v1), ("v2", v2), ("v3", v3), ("v4", v4)):
+        (tmp_path / version).mkdir()
+        path = write_schema(tmp_path / version, "shop", body)
+        if version == "v1":
+            assert run("apply", str(path), "-d", db_url).exit_code == 0
+            execute(
+                db_url,
+                f"INSERT INTO {ext_table(db_url, 'shop', 'order')} (title, note) VALUES ('a', 'n1'), ('b', 'n2')",
+            )
+            continue
+        plan = _plan(db_url, path)
+        outcome = run("apply", str(path), "-d", db_url, "--approve", plan["hash"])
+        assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    outcome = run("restore", "0002", "--plugin", "shop", "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    rows = execute(db_url, f"SELECT title, remark FROM {ext_table(db_url, 'shop', 'purchase')} ORDER BY id")
+    assert [tuple(r) for r in rows] == [("a", "n1"), ("b", "n2")]

@@ -35,8 +35,7 @@ def plan(old: ExtensionSchemaSpec | None, new: ExtensionSchemaSpec, refs: Refere
     if old is None:
         return Plan(new.plugin_id, tuple(diff.create_all(after)) + raw)
     # A lower version goes back: what the applied (newer) spec renamed is renamed back, never dropped.
-    lower = versions.compare(new.version, old.version) < 0
-    found = diff.changes(resolve(old, refs), after, renames.undone(old, new) if lower else renames.declared(new))
+    found = diff.changes(resolve(old, refs), after, renames.between(old, new))
     refused = policy.refusals(found)
     if refused:
         raise ProblemError(refused, kind="refused")
