@@ -179,3 +179,41 @@ def test_restore_follows_renames_made_after_the_backup(db_url: str, tmp_path: Pa
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
     rows = execute(db_url, f"SELECT title, remark FROM {ext_table(db_url, 'shop', 'purchase')} ORDER BY id")
     assert [tuple(r) for r in rows] == [("a", "n1"), ("b", "n2")]
+
+
+ENUM_V1 = """
+pluginId: shop
+version: 1.0.0
+enums:
+  - {name: st, values: [new, old, done]}
+tables:
+  - name: order
+    fields:
+      - {name: st, type: Enum, enum: st}
+"""
+#: renames new -> fresh and removes old (no row holds it) in one version.
+ENUM_V2 = ENUM_V1.replace("1.0.0", "2.0.0").replace("[new, old, done]}", "[fresh, done], renamedValues: {new: fresh}}")
+
+
+def test_enum_value_removal_does_not_count_rows_holding_a_value_renamed_in_the_same_plan(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The removal's check compared the rows (still holding 'new' before the plan runs) with the values
+    after the rename ('fresh', 'done'): a row about to be renamed counted as violating, and the plan was
+    refused with ES309 even when approved."""
+    paths = {}
+    for name, body in (("v1", ENUM_V1), ("v2", ENUM_V2)):
+        (tmp_path / name).mkdir()
+        paths[name] = write_schema(tmp_path / name, "shop", body)
+    assert run("apply", str(paths["v1"]), "-d", db_url).exit_code == 0
+    table = ext_table(db_url, "shop", "order")
+    execute(db_url, f"INSERT INTO {table} (st) VALUES ('new'), ('done'), (NULL)")
+    plan = _plan(db_url, paths["v2"])
+    removal = next(op for op in plan["ops"] if op["kind"] == "change_enum_values")
+    assert removal["check"]["count"] == 0, removal
+    outcome = run("apply", str(paths["v2"]), "-d", db_url, "--approve", plan["hash"])
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert [r[0] for r in execute(db_url, f"SELECT st FROM {table} ORDER BY id")] == ["fresh", "done", None]
+    outcome = run("rollback", "shop", "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert [r[0] for r in execute(db_url, f"SELECT st FROM {table} ORDER BY id")] == ["new", "done", None]
