@@ -83,14 +83,19 @@ def undone(applied: ExtensionSchemaSpec, target: ExtensionSchemaSpec) -> Renames
     Each reversal applies under the usual rule (the schema has the new name and not the previous one),
     so a rename the applied schema never carried out reverses nothing."""
     forward, tables, columns = declared(applied), dict(declared(target).tables), dict(declared(target).columns)
-    back = {new: old for new, (old, _path) in forward.tables.items()}
-    for new, (old, path) in forward.tables.items():
-        tables.setdefault(old, (new, path))
+    # Only back to a name the target has: a rename of an intermediate version is no way back.
+    fields = {(t.name, f.name) for t in target.tables for f in t.fields}
+    enums = {(e.name, v) for e in target.enums for v in e.values}
+    back = {new: old for new, (old, _path) in forward.tables.items() if any(t.name == old for t in target.tables)}
+    for new, old in back.items():
+        tables.setdefault(old, (new, forward.tables[new][1]))
     for (table, new), (old, path) in forward.columns.items():
-        columns.setdefault((back.get(table, table), old), (new, path))
+        if (back.get(table, table), old) in fields:
+            columns.setdefault((back.get(table, table), old), (new, path))
     values = dict(declared(target).values)
     for enum, pairs in forward.values.items():
-        values[enum] = (*values.get(enum, ()), *((new, old, path) for old, new, path in pairs))
+        undo = tuple((new, old, path) for old, new, path in pairs if (enum, old) in enums)
+        values[enum] = (*values.get(enum, ()), *undo)
     return Renames(tables, columns, values)
 
 
