@@ -26,6 +26,17 @@ def _plan(url: str, path: Path) -> dict[str, Any]:
     return plan
 
 
+def _seeded(url: str, tmp_path: Path, field: str, values: str) -> str:
+    """Version 1.0.0 with one field applied, and *values* inserted into it; the table's SQL name."""
+    (tmp_path / "v1").mkdir()
+    body = _numbers("1.0.0", f"      - {field}")
+    assert run("apply", str(write_schema(tmp_path / "v1", "shop", body)), "-d", url).exit_code == 0
+    table = ext_table(url, "shop", "order")
+    name = field.split(",")[0].split(":")[1].strip()
+    execute(url, f"INSERT INTO {table} ({name}) VALUES {values}")
+    return table
+
+
 def _approved_apply_refused(url: str, tmp_path: Path, body: str) -> str:
     """Plan *body*, check its one op counts one violating row, and apply it approved: refused (ES309)."""
     (tmp_path / "v2").mkdir()
@@ -42,22 +53,15 @@ def _approved_apply_refused(url: str, tmp_path: Path, body: str) -> str:
 
 def test_bigint_to_float_counts_values_a_double_would_round(db_url: str, tmp_path: Path) -> None:
     """BigInt -> Float rounds integers beyond 2**53: they violate the new type and must be counted."""
-    v1 = _numbers("1.0.0", "      - {name: n, type: BigInt}")
-    (tmp_path / "v1").mkdir()
-    assert run("apply", str(write_schema(tmp_path / "v1", "shop", v1)), "-d", db_url).exit_code == 0
-    table = ext_table(db_url, "shop", "order")
-    execute(db_url, f"INSERT INTO {table} (n) VALUES (9007199254740993), (5), (NULL), (-9007199254740992)")
+    table = _seeded(db_url, tmp_path, "{name: n, type: BigInt}", "(9007199254740993), (5), (NULL), (-9007199254740992)")
     _approved_apply_refused(db_url, tmp_path, _numbers("2.0.0", "      - {name: n, type: Float}"))
     assert execute(db_url, f"SELECT n FROM {table} ORDER BY id")[0][0] == 9007199254740993
 
 
 def test_decimal_scale_narrowing_counts_values_that_would_be_rounded(db_url: str, tmp_path: Path) -> None:
     """Decimal(10,2) -> Decimal(10,1) rounds 1.25: the row violates the new scale (1.20 does not)."""
-    v1 = _numbers("1.0.0", "      - {name: d, type: Decimal, precision: 10, scale: 2}")
-    (tmp_path / "v1").mkdir()
-    assert run("apply", str(write_schema(tmp_path / "v1", "shop", v1)), "-d", db_url).exit_code == 0
-    table = ext_table(db_url, "shop", "order")
-    execute(db_url, f"INSERT INTO {table} (d) VALUES ('1.25'), ('1.20'), (NULL), ('-3.00')")
+    field = "{name: d, type: Decimal, precision: 10, scale: 2}"
+    table = _seeded(db_url, tmp_path, field, "('1.25'), ('1.20'), (NULL), ('-3.00')")
     narrower = _numbers("2.0.0", "      - {name: d, type: Decimal, precision: 10, scale: 1}")
     _approved_apply_refused(db_url, tmp_path, narrower)
     assert str(execute(db_url, f"SELECT d FROM {table} ORDER BY id")[0][0]) == "1.25"
