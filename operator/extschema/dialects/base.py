@@ -14,7 +14,7 @@ from sqlalchemy.engine.interfaces import Dialect as SADialect
 from extschema import planning
 from extschema.model import FieldType
 from extschema.naming import Namer, PhysicalName
-from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef, safety
+from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef, conversions, safety
 from extschema.problems import Problem
 from extschema.validation import rawsql
 
@@ -209,6 +209,11 @@ class Dialect:
     def concurrent_index(self, index: IndexDef) -> bool:
         """Whether a new *index* on an existing, populated table is built concurrently, after COMMIT."""
         return False
+
+    def hand_made_problems(self, conn: sa.Connection, plan: Plan) -> list[Problem]:
+        """What *plan* would silently destroy that extschema did not create (read under the lock):
+        nothing where tables are altered in place."""
+        return []
 
     def concurrent_candidates(self, plan: Plan) -> list[str]:
         """The plan's existing tables whose row count decides a concurrent build (ask :meth:`has_rows_sql`)."""
@@ -425,6 +430,14 @@ class Dialect:
     def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
         """A condition true for a row whose value (a valid *before*) is not a valid *after*."""
         raise NotImplementedError
+
+    def rounded_to_float(self, before: ColumnDef, after: ColumnDef) -> list[str]:
+        """Integers a double cannot hold exactly: an integer column becoming Float would round them,
+        and no CHECK of the new column notices (compared without abs(), which overflows at -2**63)."""
+        if after.type != "Float" or before.type not in conversions.INTEGER_DIGITS:
+            return []
+        column, limit = self.quote(before.name), conversions.FLOAT_EXACT
+        return [f"{column} > {limit} OR {column} < -{limit}"]
 
     def raw_sql(self, op: planning.RunSql) -> list[str]:
         """A raw SQL step's statements as written; where tables are prefixed (SQLite), its

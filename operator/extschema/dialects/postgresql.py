@@ -348,6 +348,10 @@ class PostgresDialect(Dialect):
             found.append(f"({column} IS NOT NULL AND NOT ({castable}))")
         conditions = [*self.type_conditions(after, value), *self.column_checks(after, value)]
         found.extend(f"NOT ({c})" for c in conditions)
+        found.extend(self.rounded_to_float(before, after))
+        if before.type == after.type == "Decimal" and (after.scale or 0) < (before.scale or 0):
+            # numeric(p, s) rounds to its scale without an error: such values are lost, not kept.
+            found.append(f"{value} <> round({value}, {after.scale or 0})")
         return " OR ".join(found) or "false"
 
     def castable(self, text: str, before: ColumnDef, after: ColumnDef) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -159,6 +159,36 @@ class SqliteDialect(Dialect):
                 return not _indexes_only(op)
         return False
 
+    def hand_made_problems(self, conn: sa.Connection, plan: planning.Plan) -> list[Problem]:
+        # A rebuild copies the spec's columns into a new table and drops the old one with its
+        # triggers: a column or trigger added by hand would vanish, values and all, even in a safe plan.
+        problems = []
+        for table in _rebuilt(plan, self._rebuilds):
+            physical = self.namer.table(plan.plugin_id, table.name).name
+            known = {"id", *(c.name for c in table.columns)}
+            quoted = self.literal(physical)
+            found = conn.exec_driver_sql(f"SELECT name FROM pragma_table_info({quoted})").scalars().all()
+            columns = [str(c) for c in found if c not in known]
+            triggers = (
+                conn.exec_driver_sql(
+                    f"SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = {quoted} ORDER BY name"
+                )
+                .scalars()
+                .all()
+            )
+            made = [f"column {c}" for c in columns] + [f"trigger {t}" for t in triggers]
+            if made:
+                problems.append(
+                    Problem(
+                        "ES301",
+                        f"table {table.name}",
+                        f"SQLite carries out this change by rebuilding table {table.name} ({physical}), which "
+                        f"would drop what was added to it outside extschema: {', '.join(made)}; back it up and "
+                        "drop it by hand (or add the fields to the spec), then apply again",
+                    )
+                )
+        return problems
+
     @staticmethod
     def _can_add_in_place(column: ColumnDef) -> bool:
         # ALTER TABLE ADD COLUMN refuses REFERENCES with a non-NULL default and NOT NULL without one.
@@ -271,6 +301,7 @@ class SqliteDialect(Dialect):
         value = self.convert(self.quote(before.name), before, after)
         found = [f"{self.quote(before.name)} IS NULL"] if not after.nullable else []
         found.extend(f"NOT ({c})" for c in self.column_checks(after, value))
+        found.extend(self.rounded_to_float(before, after))
         return " OR ".join(found) or "0"
 
     def restored(self, table: str, column: str, backup: naming.PhysicalName, otherwise: str) -> str:
@@ -395,3 +426,25 @@ def _regexp(pattern: str | None, value: Any) -> bool | None:
     if pattern is None or value is None:
         return None
     return portable_regex.search(pattern, str(value))
+
+
+def _rebuilt(plan: planning.Plan, rebuilds: Callable[[planning.Op], bool]) -> list[TableDef]:
+    """The tables *plan* rebuilds, as they are before the plan runs (a table renamed earlier in the
+    plan under its old name, with its old columns)."""
+    origin: dict[str, TableDef] = {}
+    rebuilt: dict[str, TableDef] = {}
+    for op in plan.ops:
+        touched: list[TableDef] = []
+        match op:
+            case planning.RenameTable():
+                origin[op.after.name] = origin.pop(op.before.name, op.before)
+                continue
+            case planning.ChangeEnumValues() | planning.RenameEnumValue():
+                touched = [before for before, _after in op.tables]
+            case planning.AddColumn() | planning.DropColumn() | planning.AlterColumn() | planning.RenameColumn():
+                touched = [op.before]
+        for table in touched:
+            first = origin.setdefault(table.name, table)
+            if rebuilds(op):
+                rebuilt[first.name] = first
+    return list(rebuilt.values())

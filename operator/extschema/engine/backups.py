@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import re
 from typing import Any
 
@@ -30,6 +31,7 @@ from extschema.engine import catalog, migrator
 from extschema.engine.registry import BackupRecord, MigrationRecord, Registration, now, physical
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
+from extschema.planning.diff import renames
 from extschema.problems import Kind, Problem, ProblemError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -170,16 +172,34 @@ class _Restore(migrator._Migration):
         inspector = sa.inspect(conn)
         problems: list[Problem] = []
         copies: list[_Copy] = []
+        specs = self._specs_since(conn, history)
         # Reverse order: a delete backs up dependents first; referenced tables must be filled first.
         for record in sorted(records, key=lambda r: r.position, reverse=True):
+            # Into what the backed-up table and column are called now, after later renames.
+            table, column = renames.followed(specs, record.source_table, record.source_column)
             try:
-                copies.append(_copy(conn, inspector, self.engine.dialect, record))
+                copies.append(_copy(conn, inspector, self.engine.dialect, record, table, column))
             except ProblemError as error:
                 problems.extend(error.problems)
         if problems:
             raise ProblemError(problems, kind=Kind.REFUSED)
         self.description = [c.description for c in copies]
         return RenderedPlan(tuple(s for c in copies for s in c.statements), ())
+
+    def _specs_since(self, conn: Connection, history: list[MigrationRecord]) -> list[ExtensionSchemaSpec]:
+        """The specs applied from the backed-up migration on, in order (none when it is no longer
+        part of what the plugin is now, e.g. rolled back or a delete)."""
+        built = migrator.lineage(history)
+        ids = [r.migration_id for r in built]
+        if self.source not in ids:
+            return []
+        registry = self.engine.registry
+        specs = []
+        for record in built[ids.index(self.source) :]:
+            definition = registry.migration_row(conn, self.plugin_id, record.migration_id).schema_definition
+            load = functools.partial(ExtensionSchemaSpec.model_validate, definition)
+            specs.append(registry.guarded(conn, self.plugin_id, load))
+        return specs
 
     def record(
         self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int
@@ -210,9 +230,12 @@ def _missing_target(record: BackupRecord, what: str, fix: str) -> ProblemError:
     )
 
 
-def _copy(conn: Connection, inspector: sa.Inspector, dialect: Dialect, record: BackupRecord) -> _Copy:
+def _copy(
+    conn: Connection, inspector: sa.Inspector, dialect: Dialect, record: BackupRecord, table: str, column: str | None
+) -> _Copy:
+    """Restore *record* into *table* (and *column*): the source's names now."""
     backup = PhysicalName(*physical(record.backup_table))
-    target = dialect.namer.table(record.plugin_id, record.source_table)
+    target = dialect.namer.table(record.plugin_id, table)
     saved = _columns(inspector, backup)
     if saved is None:
         raise _no_backup(
@@ -222,21 +245,20 @@ def _copy(conn: Connection, inspector: sa.Inspector, dialect: Dialect, record: B
     if present is None:
         raise _missing_target(
             record,
-            f"table {record.source_table} ({target})",
+            f"table {table} ({target})",
             "roll back the migration that dropped it or add the table to the spec again and apply",
         )
     b, t = dialect.qualified(backup), dialect.qualified(target)
-    if record.source_column is not None:
-        column = record.source_column
+    if column is not None:
         if column not in present:
             raise _missing_target(
                 record,
-                f"column {record.source_table}.{column}",
+                f"column {table}.{column}",
                 "roll back the migration that dropped it or add the field to the spec again and apply",
             )
         found = conn.execute(sa.text(f"SELECT count(*) FROM {t} WHERE id IN (SELECT id FROM {b})")).scalar_one()
         quoted = dialect.quote(column)
-        value = _value(dialect, f"{b}.{quoted}", present[column])
+        value = _value(dialect, f"{b}.{dialect.quote(record.source_column or column)}", present[column])
         # Indexed by id first: the lookup runs once per row (1M rows: seconds, not hours).
         index = dialect.quote(naming.fit(f"{backup.name}_id"))
         statements = [
@@ -244,7 +266,7 @@ def _copy(conn: Connection, inspector: sa.Inspector, dialect: Dialect, record: B
             f"UPDATE {t} SET {quoted} = (SELECT {value} FROM {b} WHERE {b}.id = {t}.id) "
             f"WHERE id IN (SELECT id FROM {b})",
         ]
-        return _Copy(statements, f"restored {found} value(s) of {record.source_table}.{column}")
+        return _Copy(statements, f"restored {found} value(s) of {table}.{column}")
     shared = [name for name in present if name in saved]
     left = [name for name in saved if name not in present]
     names = ", ".join(dialect.quote(n) for n in shared)
@@ -259,7 +281,7 @@ def _copy(conn: Connection, inspector: sa.Inspector, dialect: Dialect, record: B
             f"SELECT setval({sequence}, top) FROM (SELECT max(id) AS top FROM {t}) AS restored "
             f"WHERE top > COALESCE(pg_sequence_last_value({sequence}::regclass), 0)"
         )
-    description = f"restored {found} row(s) of {record.source_table}"
+    description = f"restored {found} row(s) of {table}"
     if left:
         description += f" (not restored, no longer in the table: {', '.join(left)})"
     return _Copy(statements, description)

@@ -557,6 +557,9 @@ class _Apply(_Migration):
         dialect, plugin_id = self.engine.dialect, self.spec.plugin_id
         candidates = dialect.concurrent_candidates(self.plan)
         populated = {t for t in candidates if conn.exec_driver_sql(dialect.has_rows_sql(plugin_id, t)).scalar()}
+        hand_made = dialect.hand_made_problems(conn, self.plan)
+        if hand_made:
+            raise ProblemError(hand_made, kind="refused")
         self.rendered = dialect.render_plan(self.plan, backup_tag=f"m{migration_id}", populated=populated)
         return self.rendered
 

@@ -34,7 +34,8 @@ def plan(old: ExtensionSchemaSpec | None, new: ExtensionSchemaSpec, refs: Refere
     raw = tuple(rawsql.steps(old, new))  # hand-written steps run last, after the declarative changes
     if old is None:
         return Plan(new.plugin_id, tuple(diff.create_all(after)) + raw)
-    found = diff.changes(resolve(old, refs), after, renames.declared(new))
+    # A lower version goes back: what the applied (newer) spec renamed is renamed back, never dropped.
+    found = diff.changes(resolve(old, refs), after, renames.between(old, new))
     refused = policy.refusals(found)
     if refused:
         raise ProblemError(refused, kind="refused")

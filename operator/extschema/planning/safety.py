@@ -148,6 +148,7 @@ class _Names:
         self.columns: dict[tuple[str, str], str] = {}  # (current table, current column) -> column before
         self.new_tables: set[str] = set()
         self.new_columns: set[tuple[str, str]] = set()
+        self.values: dict[str, dict[str, str]] = {}  # enum -> current value -> value before the plan
 
     def created(self, table: str) -> bool:
         return table in self.new_tables
@@ -158,13 +159,27 @@ class _Names:
             return None
         return dataclasses.replace(
             check,
+            before=self._values_before(check.before),
+            after=self._values_before(check.after),
             table=self.tables.get(table, table),
             column=self.columns.get((table, check.column), check.column) if check.column else None,
             columns=tuple(self.columns.get((table, c), c) for c in check.columns),
         )
 
+    def _values_before(self, column: ColumnDef | None) -> ColumnDef | None:
+        """*column* with its enum's values as the rows hold them before the plan: a value renamed
+        earlier in the plan is still stored under its old name when the check counts."""
+        if column is None or column.enum is None or not self.values.get(column.enum.name):
+            return column
+        renamed = self.values[column.enum.name]
+        enum = column.enum.model_copy(update={"values": [renamed.get(v, v) for v in column.enum.values]})
+        return dataclasses.replace(column, enum=enum)
+
     def follow(self, op: Op) -> None:
         match op:
+            case ops.RenameEnumValue():
+                renamed = self.values.setdefault(op.before.name, {})
+                renamed[op.new] = renamed.pop(op.old, op.old)
             case ops.CreateTable():
                 self.new_tables.add(op.table.name)
             case ops.RenameTable():

@@ -9,9 +9,11 @@ may keep it for any number of versions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 
 from extschema.model import EnumSpec, ExtensionSchemaSpec
+from extschema.planning import versions
 from extschema.planning.changes import ColumnRenamed, EnumValueRenamed, TableRenamed
 from extschema.planning.diff.run import Run
 from extschema.planning.ops import RenameColumn, RenameEnumValue, RenameTable
@@ -49,6 +51,51 @@ def declared(spec: ExtensionSchemaSpec) -> Renames:
         for e_index, enum in enumerate(spec.enums)
         if enum.renamed_values
     }
+    return Renames(tables, columns, values)
+
+
+def between(old: ExtensionSchemaSpec, new: ExtensionSchemaSpec) -> Renames:
+    """The renames a plan from *old* to *new* considers: those *new* declares, and for a lower
+    version (going back) also those *old* declared, reversed (:func:`undone`)."""
+    return undone(old, new) if versions.compare(new.version, old.version) < 0 else declared(new)
+
+
+def followed(specs: Sequence[ExtensionSchemaSpec], table: str, column: str | None) -> tuple[str, str | None]:
+    """What *table* (and its *column*) of ``specs[0]`` is called in ``specs[-1]``, following the
+    renames each spec made of the one before it (a name its successor no longer has)."""
+    for old, new in itertools.pairwise(specs):
+        found = between(old, new)
+        tables = {t.name: t for t in new.tables}
+        renamed_to = [n for n, (was, _path) in found.tables.items() if was == table and n in tables]
+        if table not in tables and len(renamed_to) == 1:
+            table = renamed_to[0]
+        fields = {f.name for f in tables[table].fields} if table in tables else set()
+        if column is not None and column not in fields:
+            moved = [n for (t, n), (was, _p) in found.columns.items() if (t, was) == (table, column) and n in fields]
+            column = moved[0] if len(moved) == 1 else column
+    return table, column
+
+
+def undone(applied: ExtensionSchemaSpec, target: ExtensionSchemaSpec) -> Renames:
+    """The renames *applied* declares, reversed, together with those *target* declares: going back
+    to a lower version (*target*) renames back what the newer one renamed, so its rows stay.
+
+    Each reversal applies under the usual rule (the schema has the new name and not the previous one),
+    so a rename the applied schema never carried out reverses nothing."""
+    forward, tables, columns = declared(applied), dict(declared(target).tables), dict(declared(target).columns)
+    # Only back to a name the target has: a rename of an intermediate version is no way back.
+    fields = {(t.name, f.name) for t in target.tables for f in t.fields}
+    enums = {(e.name, v) for e in target.enums for v in e.values}
+    back = {new: old for new, (old, _path) in forward.tables.items() if any(t.name == old for t in target.tables)}
+    for new, old in back.items():
+        tables.setdefault(old, (new, forward.tables[new][1]))
+    for (table, new), (old, path) in forward.columns.items():
+        if (back.get(table, table), old) in fields:
+            columns.setdefault((back.get(table, table), old), (new, path))
+    values = dict(declared(target).values)
+    for enum, pairs in forward.values.items():
+        undo = tuple((new, old, path) for old, new, path in pairs if (enum, old) in enums)
+        values[enum] = (*values.get(enum, ()), *undo)
     return Renames(tables, columns, values)
 
 
