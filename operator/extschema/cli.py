@@ -503,10 +503,11 @@ def backups(ctx: click.Context, plugin: str | None, database: str | None, output
 @backups.command("prune")
 @click.option("--older-than", "older_than", required=True, metavar="AGE", help="Age such as 30d, 12h, 90m, 2w.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be pruned.")
+@click.option("--force", is_flag=True, help="Also prune backups a rollback still needs (it is then refused).")
 @database_option
 @output_option
-def backups_prune(older_than: str, dry_run: bool, database: str | None, output: str) -> None:
-    """Drop backup tables older than AGE and forget them."""
+def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | None, output: str) -> None:
+    """Drop backup tables older than AGE and forget them (keeping those a rollback still needs, unless --force)."""
     from extschema.engine import backups as taken
     from extschema.engine.registry import now
 
@@ -516,13 +517,18 @@ def backups_prune(older_than: str, dry_run: bool, database: str | None, output: 
         raise click.BadParameter(str(error), param_hint="--older-than") from None
     with _reported(output), _engine(database) as engine:
         at = now()
-        records = [b.as_dict(at) for b in taken.prune(engine, age, dry_run)]
+        pruning = taken.prune(engine, age, dry_run, force)
+        records = [b.as_dict(at) for b in pruning.pruned]
+        kept = [b.as_dict(at) for b in pruning.kept]
         if output == "json":
-            _emit_json({"ok": True, "dryRun": dry_run, "pruned": records})
+            _emit_json({"ok": True, "dryRun": dry_run, "pruned": records, "kept": kept})
             return
         verb = "would prune" if dry_run else "pruned"
         click.echo(f"{verb} {len(records)} backup(s) older than {escape(older_than)}")
         _backup_lines(records)
+        if kept:
+            click.echo(f"kept {len(kept)} backup(s) a rollback still needs (prune them anyway with --force):")
+            _backup_lines(kept)
 
 
 @main.command()
