@@ -290,7 +290,7 @@ def apply(
 
     with _reported(output), _engine(database, allow_raw_sql, (lock_timeout_ms, statement_timeout_ms)) as engine:
         results = reconcile.reconcile(engine, reconcile.load(paths), _progress(output), approvals=approvals)
-        _print_results(results, output)
+        _print_results(reconcile.with_drift(engine, results), output)
 
 
 def _result_json(result: ApplyResult) -> dict[str, Any]:
@@ -312,7 +312,8 @@ def _print_results(results: Sequence[ApplyResult], output: str, verb: str = "exe
         for warning in result.warnings:
             click.echo(f"warning: {warning.render()}", err=True)
         if not result.changed:
-            click.echo(f"{escape(result.plugin_id)}: unchanged")
+            drifted = any(w.code == "ES503" for w in result.warnings)
+            click.echo(f"{escape(result.plugin_id)}: {'spec unchanged, database drifted' if drifted else 'unchanged'}")
             continue
         click.echo(f"{escape(result.plugin_id)}: migration {result.migration_id} {verb} in {result.duration_ms} ms")
         for line in result.description:

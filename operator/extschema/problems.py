@@ -87,6 +87,7 @@ CATALOG: dict[str, str] = {
     "ES404": "Unsupported database URL",
     "ES405": "Registry row unreadable",
     "ES501": "Pattern not enforced by SQLite",
+    "ES503": "Database differs from the unchanged spec (drift)",
 }
 
 
