@@ -764,3 +764,36 @@ def test_run_refuses_a_bad_drift_interval(monkeypatch: pytest.MonkeyPatch) -> No
     accepted = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--drift-interval", "45s"])
     assert accepted.exit_code == 0, accepted.output
     assert runtime.runtime(started[0]["memo"]).settings.drift_interval == 45.0
+
+
+def test_run_allow_raw_sql_lets_the_default_database_run_raw_sql_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from extschema import cli
+
+    for name in ("kubernetes", "kubernetes_asyncio", "pykube"):  # as in test_run_refuses_a_bad_drift_interval
+        if name in sys.modules:
+            monkeypatch.setitem(sys.modules, name, sys.modules[name])
+        else:
+            monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
+            monkeypatch.delitem(sys.modules, name)
+    started: list[Any] = []
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: started.append(kwargs))
+    monkeypatch.setattr(kopf, "configure", lambda **kwargs: None)
+    monkeypatch.delenv("EXTSCHEMA_ALLOW_RAW_SQL", raising=False)
+    for args, allowed in ((["--allow-raw-sql"], True), ([], False)):
+        outcome = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--database", "sqlite:///app.db", *args])
+        assert outcome.exit_code == 0, outcome.output
+        given = runtime.runtime(started[-1]["memo"]).settings
+        assert given.default_allow_raw_sql is allowed
+        target = asyncio.run(
+            targets.resolve_target(KubeApi(), given.default_database, "ns", {}, {}, given.default_allow_raw_sql)  # type: ignore[arg-type]
+        )
+        assert (target.key, target.allow_raw_sql) == ("default", allowed)
+        engines = targets.Engines()
+        assert engines.get(target).allow_raw_sql is allowed
+        engines.close()
+    # A DatabaseTarget decides for itself (spec.allowRawSql), whatever the default database may do.
+    index = {("ns", "db"): [{"url": "sqlite:///t.db"}]}
+    named = asyncio.run(targets.resolve_target(KubeApi(), None, "ns", {"targetRef": {"name": "db"}}, index, True))  # type: ignore[arg-type]
+    assert named.allow_raw_sql is False

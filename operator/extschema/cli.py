@@ -622,6 +622,13 @@ def crd(write: bool, root: str) -> None:
     help="How often each Ready resource's database objects are compared with its spec, e.g. 30s, 5m "
     "(default 5m; $EXTSCHEMA_DRIFT_INTERVAL).",
 )
+@click.option(
+    "--allow-raw-sql",
+    is_flag=True,
+    envvar="EXTSCHEMA_ALLOW_RAW_SQL",
+    help="Let schemas on the default database (--database) run their raw SQL steps (spec.migrations); "
+    "a DatabaseTarget allows them with spec.allowRawSql.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 def run(
     database: str | None,
@@ -631,6 +638,7 @@ def run(
     log_format: str,
     standalone: bool,
     drift_interval: str | None,
+    allow_raw_sql: bool,
     verbose: bool,
 ) -> None:
     """Run the Kubernetes operator (kopf) for ExtensionSchema and DatabaseTarget resources."""
@@ -649,7 +657,7 @@ def run(
     # scan) plus 32 for requests; namespace patterns match an unknown number: leave kopf unlimited.
     patterns = any(any(c in ns for c in "*?!,") for ns in namespaces)
     streams = 0 if patterns else 4 + 3 * max(1, len(namespaces))
-    options: dict[str, Any] = {"api_connections": streams and streams + 32}
+    options: dict[str, Any] = {"api_connections": streams and streams + 32, "default_allow_raw_sql": allow_raw_sql}
     if drift_interval:
         try:
             options["drift_interval"] = seconds(drift_interval)

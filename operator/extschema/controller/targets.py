@@ -69,8 +69,12 @@ async def resolve_target(
     namespace: str,
     spec: Mapping[str, Any],
     targets: kopf.Index[Any, Any],
+    default_allow_raw_sql: bool = False,
 ) -> Target:
-    """The target of an ExtensionSchema spec; Settle(TargetNotFound) when there is none (retried)."""
+    """The target of an ExtensionSchema spec; Settle(TargetNotFound) when there is none (retried).
+
+    The default database allows raw SQL steps with *default_allow_raw_sql* (``run --allow-raw-sql``).
+    """
     ref = spec.get("targetRef") or {}
     if not ref.get("name"):
         if not default_database:
@@ -80,7 +84,7 @@ async def resolve_target(
                     "spec.targetRef is not set and the operator has no default database (extschema run --database URL)",
                 )
             )
-        return Target(DEFAULT_TARGET, DEFAULT_TARGET, default_database)
+        return Target(DEFAULT_TARGET, DEFAULT_TARGET, default_database, allow_raw_sql=default_allow_raw_sql)
     found = list(targets.get((namespace, ref["name"]), ()))
     if not found:
         raise Settle(
