@@ -80,7 +80,16 @@ class TableDef:
     description: str | None = dataclasses.field(default=None, compare=False)
 
     def column(self, name: str) -> ColumnDef | None:
-        return next((c for c in self.columns if c.name == name), None)
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, ColumnDef]:
+        # A diff looks up every column of every table, often several times: index them once (a
+        # TableDef never changes). The first of a duplicated name, as a scan would find it.
+        found: dict[str, ColumnDef] = {}
+        for column in self.columns:
+            found.setdefault(column.name, column)
+        return found
 
     def column_indexes(self) -> tuple[IndexDef, ...]:
         """Indexes the table gets for its columns: unique fields, and FK columns (databases do
@@ -346,8 +355,9 @@ def _origins(spec: ExtensionSchemaSpec, fks: Sequence[ForeignKey], joins: Sequen
     for join in joins:
         tables.setdefault(join.name, f"spec.relationships[{join.relationship}]")
     columns: dict[tuple[str, str], str] = {}
+    declared_tables = spec.tables_by_name()
     for table_name in tables:
-        declared = spec.table(table_name)
+        declared = declared_tables.get(table_name)
         for position, field in enumerate(declared.fields if declared else ()):
             columns.setdefault((table_name, field.name), f"{tables[table_name]}.fields[{position}]")
     for fk in fks:
