@@ -172,10 +172,11 @@ def test_prune_drops_old_backup_tables_and_their_records(db_url: str, tmp_path: 
     registry = "extension_backups" if db_url.startswith("sqlite") else "extschema.extension_backups"
     past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=31)
     execute(db_url, f"UPDATE {registry} SET created_at = :t", {"t": past})
-    dry = run("backups", "prune", "--older-than", "30d", "--dry-run", "-d", db_url, "-o", "json").json()
+    # The backup is the one rolling back *migration* reads: pruned only with --force (test_backups_rollback).
+    dry = run("backups", "prune", "--older-than", "30d", "--dry-run", "--force", "-d", db_url, "-o", "json").json()
     assert [b["migrationId"] for b in dry["pruned"]] == [migration] and dry["dryRun"] is True
     assert backup[0] in tables(db_url)
-    pruned = run("backups", "prune", "--older-than", "30d", "-d", db_url)
+    pruned = run("backups", "prune", "--older-than", "30d", "--force", "-d", db_url)
     assert pruned.exit_code == 0 and "pruned 1 backup(s)" in pruned.stdout, pruned.stdout
     assert backup[0] not in tables(db_url)
     assert run("backups", "-d", db_url, "-o", "json").json()["backups"] == []

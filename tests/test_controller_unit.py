@@ -214,8 +214,11 @@ def test_database_target_status_fields_are_declared() -> None:
 # --- targets --------------------------------------------------------------------------------------
 
 
-def _resolve(spec: Mapping[str, Any], default: str | None = None, index: Mapping[Any, Any] | None = None) -> Any:
-    return asyncio.run(targets.resolve_target(KubeApi(), default, "ns", spec, index or {}))  # type: ignore[arg-type]
+def _resolve(
+    spec: Mapping[str, Any], default: str | None = None, index: Mapping[Any, Any] | None = None, raw_sql: bool = False
+) -> Any:
+    given = settings.Settings(default_database=default, default_allow_raw_sql=raw_sql)
+    return asyncio.run(targets.resolve_target(KubeApi(), given, "ns", spec, index or {}))  # type: ignore[arg-type]
 
 
 def test_resolve_target_default_database() -> None:
@@ -745,11 +748,9 @@ def test_no_timer_or_daemon_on_extension_schemas() -> None:
     assert all(h.selector is not None and h.selector.any_name == settings.TARGETS for h in spawning)
 
 
-def test_run_refuses_a_bad_drift_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    from click.testing import CliRunner
-
-    from extschema import cli
-
+@pytest.fixture
+def started_operator(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """`extschema run` without kopf running: the keyword arguments of each kopf.run call."""
     for name in ("kubernetes", "kubernetes_asyncio", "pykube"):  # `run` hides them from kopf; restored after
         if name in sys.modules:
             monkeypatch.setitem(sys.modules, name, sys.modules[name])
@@ -759,8 +760,37 @@ def test_run_refuses_a_bad_drift_interval(monkeypatch: pytest.MonkeyPatch) -> No
     started: list[Any] = []
     monkeypatch.setattr(kopf, "run", lambda **kwargs: started.append(kwargs))
     monkeypatch.setattr(kopf, "configure", lambda **kwargs: None)  # leaves the test session's logging alone
+    monkeypatch.delenv("EXTSCHEMA_ALLOW_RAW_SQL", raising=False)
+    return started
+
+
+def test_run_refuses_a_bad_drift_interval(started_operator: list[Any]) -> None:
+    from click.testing import CliRunner
+
+    from extschema import cli
+
     refused = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--drift-interval", "soon"])
-    assert refused.exit_code == 2 and "--drift-interval" in refused.output and started == []
+    assert refused.exit_code == 2 and "--drift-interval" in refused.output and started_operator == []
     accepted = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--drift-interval", "45s"])
     assert accepted.exit_code == 0, accepted.output
-    assert runtime.runtime(started[0]["memo"]).settings.drift_interval == 45.0
+    assert runtime.runtime(started_operator[0]["memo"]).settings.drift_interval == 45.0
+
+
+def test_run_allow_raw_sql_lets_the_default_database_run_raw_sql_steps(started_operator: list[Any]) -> None:
+    from click.testing import CliRunner
+
+    from extschema import cli
+
+    for args, allowed in ((["--allow-raw-sql"], True), ([], False)):
+        outcome = CliRunner().invoke(cli.main, ["run", "-n", "ns", "--database", "sqlite:///app.db", *args])
+        assert outcome.exit_code == 0, outcome.output
+        given = runtime.runtime(started_operator[-1]["memo"]).settings
+        assert given.default_allow_raw_sql is allowed
+        target = asyncio.run(targets.resolve_target(KubeApi(), given, "ns", {}, {}))  # type: ignore[arg-type]
+        assert (target.key, target.allow_raw_sql) == ("default", allowed)
+        engines = targets.Engines()
+        assert engines.get(target).allow_raw_sql is allowed
+        engines.close()
+    # A DatabaseTarget decides for itself (spec.allowRawSql), whatever the default database may do.
+    index = {("ns", "db"): [{"url": "sqlite:///t.db"}]}
+    assert _resolve({"targetRef": {"name": "db"}}, index=index, raw_sql=True).allow_raw_sql is False

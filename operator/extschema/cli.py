@@ -290,7 +290,7 @@ def apply(
 
     with _reported(output), _engine(database, allow_raw_sql, (lock_timeout_ms, statement_timeout_ms)) as engine:
         results = reconcile.reconcile(engine, reconcile.load(paths), _progress(output), approvals=approvals)
-        _print_results(results, output)
+        _print_results(reconcile.with_drift(engine, results), output)
 
 
 def _result_json(result: ApplyResult) -> dict[str, Any]:
@@ -312,7 +312,8 @@ def _print_results(results: Sequence[ApplyResult], output: str, verb: str = "exe
         for warning in result.warnings:
             click.echo(f"warning: {warning.render()}", err=True)
         if not result.changed:
-            click.echo(f"{escape(result.plugin_id)}: unchanged")
+            drifted = any(w.code == "ES503" for w in result.warnings)
+            click.echo(f"{escape(result.plugin_id)}: {'spec unchanged, database drifted' if drifted else 'unchanged'}")
             continue
         click.echo(f"{escape(result.plugin_id)}: migration {result.migration_id} {verb} in {result.duration_ms} ms")
         for line in result.description:
@@ -503,10 +504,11 @@ def backups(ctx: click.Context, plugin: str | None, database: str | None, output
 @backups.command("prune")
 @click.option("--older-than", "older_than", required=True, metavar="AGE", help="Age such as 30d, 12h, 90m, 2w.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be pruned.")
+@click.option("--force", is_flag=True, help="Also prune backups a rollback still needs (it is then refused).")
 @database_option
 @output_option
-def backups_prune(older_than: str, dry_run: bool, database: str | None, output: str) -> None:
-    """Drop backup tables older than AGE and forget them."""
+def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | None, output: str) -> None:
+    """Drop backup tables older than AGE and forget them (keeping those a rollback still needs, unless --force)."""
     from extschema.engine import backups as taken
     from extschema.engine.registry import now
 
@@ -516,13 +518,18 @@ def backups_prune(older_than: str, dry_run: bool, database: str | None, output: 
         raise click.BadParameter(str(error), param_hint="--older-than") from None
     with _reported(output), _engine(database) as engine:
         at = now()
-        records = [b.as_dict(at) for b in taken.prune(engine, age, dry_run)]
+        pruning = taken.prune(engine, age, dry_run, force)
+        records = [b.as_dict(at) for b in pruning.pruned]
+        kept = [b.as_dict(at) for b in pruning.kept]
         if output == "json":
-            _emit_json({"ok": True, "dryRun": dry_run, "pruned": records})
+            _emit_json({"ok": True, "dryRun": dry_run, "pruned": records, "kept": kept})
             return
         verb = "would prune" if dry_run else "pruned"
         click.echo(f"{verb} {len(records)} backup(s) older than {escape(older_than)}")
         _backup_lines(records)
+        if kept:
+            click.echo(f"kept {len(kept)} backup(s) a rollback still needs (prune them anyway with --force):")
+            _backup_lines(kept)
 
 
 @main.command()
@@ -632,6 +639,13 @@ def crd(write: bool, root: str) -> None:
     help="How often each Ready resource's database objects are compared with its spec, e.g. 30s, 5m "
     "(default 5m; $EXTSCHEMA_DRIFT_INTERVAL).",
 )
+@click.option(
+    "--allow-raw-sql",
+    is_flag=True,
+    envvar="EXTSCHEMA_ALLOW_RAW_SQL",
+    help="Let schemas on the default database (--database) run their raw SQL steps (spec.migrations); "
+    "a DatabaseTarget allows them with spec.allowRawSql.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 def run(
     database: str | None,
@@ -641,6 +655,7 @@ def run(
     log_format: str,
     standalone: bool,
     drift_interval: str | None,
+    allow_raw_sql: bool,
     verbose: bool,
     **observe: Any,
 ) -> None:
@@ -661,7 +676,11 @@ def run(
     # scan) plus 32 for requests; namespace patterns match an unknown number: leave kopf unlimited.
     patterns = any(any(c in ns for c in "*?!,") for ns in namespaces)
     streams = 0 if patterns else 4 + 3 * max(1, len(namespaces))
-    options: dict[str, Any] = {"api_connections": streams and streams + 32, **observe}
+    options: dict[str, Any] = {
+        "api_connections": streams and streams + 32,
+        "default_allow_raw_sql": allow_raw_sql,
+        **observe,
+    }
     if bool(observe["webhook_cert"]) != bool(observe["webhook_key"]):
         raise click.UsageError("pass --webhook-cert and --webhook-key together")
     if observe["webhook_port"]:

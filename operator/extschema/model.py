@@ -204,6 +204,14 @@ class ExtensionSchemaSpec(_Spec):
     def table(self, name: str) -> TableSpec | None:
         return next((t for t in self.tables if t.name == name), None)
 
+    def tables_by_name(self) -> dict[str, TableSpec]:
+        """Every table by name, the first of a duplicated name as :meth:`table` finds it: for
+        looking up many (one lookup per relationship or table would be quadratic in the tables)."""
+        found: dict[str, TableSpec] = {}
+        for table in self.tables:
+            found.setdefault(table.name, table)
+        return found
+
     def enum(self, name: str) -> EnumSpec | None:
         return next((e for e in self.enums if e.name == name), None)
 
@@ -346,6 +354,7 @@ def resolve_relationships(spec: ExtensionSchemaSpec) -> tuple[list[ForeignKey], 
     (validation reports them)."""
     fks: list[ForeignKey] = []
     joins: list[JoinTable] = []
+    tables = spec.tables_by_name()
     for index, rel in enumerate(spec.relationships):
         target = parse_target(rel.target, spec.plugin_id)
         if target is None:
@@ -375,7 +384,7 @@ def resolve_relationships(spec: ExtensionSchemaSpec) -> tuple[list[ForeignKey], 
             right = side(column=right_col, references=target, referenced_column=rel.target_field or "id")
             joins.append(JoinTable(relationship=index, name=name, left=left, right=right))
             continue
-        holder_table = spec.table(holder)
+        holder_table = tables.get(holder)
         declared = holder_table.field(column) if holder_table else None
         fks.append(
             ForeignKey(

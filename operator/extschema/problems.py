@@ -88,6 +88,7 @@ CATALOG: dict[str, str] = {
     "ES405": "Registry row unreadable",
     "ES406": "Per-plugin roles need PostgreSQL",
     "ES501": "Pattern not enforced by SQLite",
+    "ES503": "Database differs from the unchanged spec (drift)",
 }
 
 

@@ -754,6 +754,28 @@ def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyR
     )
 
 
+def with_drift(engine: Engine, results: Sequence[ApplyResult]) -> list[ApplyResult]:
+    """*results*, where a spec was unchanged but its plugin's objects differ from it (dropped or
+    altered by hand), with an ES503 warning naming the differences: "unchanged" alone would hide them.
+
+    Reads only; the operator reports the same through its InSync condition instead.
+    """
+    checked = []
+    for result in results:
+        report = None if result.changed else engine_drift.detect(engine, result.plugin_id)
+        if report is not None and not report.in_sync:
+            warning = Problem(
+                "ES503",
+                "database",
+                f"plugin {result.plugin_id!r} is unchanged, but the database differs from its applied spec: "
+                f"{report.summary()}. `extschema drift {result.plugin_id} --repair` re-creates what is missing "
+                "(extra or changed objects are only reported)",
+            )
+            result = dataclasses.replace(result, warnings=(*result.warnings, warning))
+        checked.append(result)
+    return checked
+
+
 def drift(engine: Engine, plugin_id: str | None = None) -> list[engine_drift.DriftReport]:
     """Drift of one plugin, or of every registered plugin, against its registered spec."""
     return engine_drift.detect_all(engine, plugin_id)

@@ -171,7 +171,7 @@ async def reconcile_schema(
         key = target_key(namespace, spec)
         order = (str(meta.get("creationTimestamp") or ""), loaded.owner)
         peers, fingerprint = peers_of(claims.get(key, ()), str(meta.get("uid")), order)
-        target = await resolve_target(run.api, run.settings.default_database, namespace, spec, kwargs["targets"])
+        target = await resolve_target(run.api, run.settings, namespace, spec, kwargs["targets"])
         engine = await asyncio.to_thread(run.engines.get, target)
         loop = asyncio.get_running_loop()
         started_message = f"applying {loaded.spec.plugin_id} {loaded.spec.version} to {target.label}"
@@ -238,7 +238,7 @@ async def cleanup_schema(
     if not isinstance(plugin_id, str) or not plugin_id:
         return None
     try:
-        target = await resolve_target(run.api, run.settings.default_database, namespace, spec, kwargs["targets"])
+        target = await resolve_target(run.api, run.settings, namespace, spec, kwargs["targets"])
     except Settle as error:
         if not status.get("appliedChecksum"):
             return None  # never applied and its database is unknown: nothing of ours can exist

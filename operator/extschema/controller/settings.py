@@ -32,6 +32,9 @@ class Settings:
     """Set by ``extschema run`` before kopf starts."""
 
     default_database: str | None = None
+    #: Whether schemas on the default database may run raw SQL steps (``--allow-raw-sql``): what
+    #: ``spec.allowRawSql`` is for a DatabaseTarget, which decides for its own database.
+    default_allow_raw_sql: bool = False
     #: Seconds between re-checks of waiting resources (cheap: in-memory unless something changed).
     recheck_interval: float = limits.RECHECK_INTERVAL_S
     #: Re-run a waiting resource at least this often, for changes made outside this cluster.

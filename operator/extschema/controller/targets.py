@@ -16,7 +16,7 @@ import kopf
 from extschema import limits
 from extschema.conditions import Outcome
 from extschema.controller.kubeapi import KubeApi
-from extschema.controller.settings import DEFAULT_TARGET
+from extschema.controller.settings import DEFAULT_TARGET, Settings
 from extschema.controller.status import Settle
 from extschema.engine import Engine
 
@@ -67,22 +67,28 @@ def target_key(namespace: str | None, spec: Mapping[str, Any]) -> str:
 
 async def resolve_target(
     api: KubeApi,
-    default_database: str | None,
+    settings: Settings,
     namespace: str,
     spec: Mapping[str, Any],
     targets: kopf.Index[Any, Any],
 ) -> Target:
-    """The target of an ExtensionSchema spec; Settle(TargetNotFound) when there is none (retried)."""
+    """The target of an ExtensionSchema spec; Settle(TargetNotFound) when there is none (retried).
+
+    Without ``spec.targetRef``, the operator's default database (*settings*: ``run --database``,
+    raw SQL steps allowed with ``run --allow-raw-sql``).
+    """
     ref = spec.get("targetRef") or {}
     if not ref.get("name"):
-        if not default_database:
+        if not settings.default_database:
             raise Settle(
                 Outcome(
                     "TargetNotFound",
                     "spec.targetRef is not set and the operator has no default database (extschema run --database URL)",
                 )
             )
-        return Target(DEFAULT_TARGET, DEFAULT_TARGET, default_database)
+        return Target(
+            DEFAULT_TARGET, DEFAULT_TARGET, settings.default_database, allow_raw_sql=settings.default_allow_raw_sql
+        )
     found = list(targets.get((namespace, ref["name"]), ()))
     if not found:
         raise Settle(

@@ -77,6 +77,10 @@ class _Backup:
     column: ColumnDef | None = None
 
 
+def _ref(backup: _Backup) -> BackupRef:
+    return BackupRef(str(backup.name), backup.table, backup.column.name if backup.column is not None else None)
+
+
 class Dialect:
     """Renders operations for one kind of database. Subclasses fill in the differences."""
 
@@ -142,29 +146,34 @@ class Dialect:
         Only the original operation knows which backup it made (the reverse of a DropColumn is an
         AddColumn like any other), so the rollback is rendered from the forward operations.
         """
-        backups = self.backups(op, backup_tag)
+        reads, takes = self.undo_backups(op, backup_tag)
         match op:
-            case planning.DropTable() if backups:
-                return [*self.render(op.reverse()), *self.restore_rows(op.plugin_id, op.table, backups[0].name)]
-            case planning.DropColumn() if backups:
-                return self.restore_column(op, backups[0].name)
-            case planning.AlterColumn() if backups:
+            case planning.DropTable() if reads:
+                return [*self.render(op.reverse()), *self.restore_rows(op.plugin_id, op.table, reads[0].name)]
+            case planning.DropColumn() if reads:
+                return self.restore_column(op, reads[0].name)
+            case planning.AlterColumn() if reads:
                 # Not backed up again: the values the rollback replaces are those the backup restores.
-                return self.restore_altered(op, backups[0].name)
-        # What the reverse drops (a created table, an added column) is backed up like any drop.
+                return self.restore_altered(op, reads[0].name)
         reverse = op.reverse()
-        saved = (
-            self.backup(reverse, backup_tag) if isinstance(reverse, planning.DropTable | planning.DropColumn) else []
-        )
-        return [*saved, *self.render(reverse)]
+        return [*(self.backup(reverse, backup_tag) if takes else []), *self.render(reverse)]
+
+    def undo_backups(self, op: Op, tag: str) -> tuple[list[_Backup], list[_Backup]]:
+        """The backups the reverse of *op* reads (those *op* took of what it destroyed), and those it
+        takes itself: what the reverse drops (a created table, an added column) is backed up like any drop."""
+        if isinstance(op, planning.DropTable | planning.DropColumn | planning.AlterColumn):
+            return self.backups(op, tag), []
+        reverse = op.reverse()
+        return [], self.backups(reverse, tag) if isinstance(reverse, planning.DropTable | planning.DropColumn) else []
 
     def backups_of(self, plan: Plan, tag: str) -> list[BackupRef]:
         """The backup tables rendering *plan* with *tag* fills, for the backups registry."""
-        return [
-            BackupRef(str(b.name), b.table, b.column.name if b.column is not None else None)
-            for op in plan.ops
-            for b in self.backups(op, tag)
-        ]
+        return [_ref(b) for op in plan.ops for b in self.backups(op, tag)]
+
+    def rollback_backups_of(self, plan: Plan, tag: str) -> tuple[list[BackupRef], list[BackupRef]]:
+        """The backup tables the rollback of *plan* (rendered with *tag*) reads, and those it fills, in its order."""
+        found = [self.undo_backups(op, tag) for op in reversed(plan.ops)]
+        return [_ref(b) for reads, _ in found for b in reads], [_ref(b) for _, takes in found for b in takes]
 
     def backups(self, op: Op, tag: str) -> list[_Backup]:
         """What *op* destroys or may change beyond recovery, as backups: whole rows of a dropped

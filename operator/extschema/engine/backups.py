@@ -52,16 +52,43 @@ def listed(engine: migrator.Engine, plugin_id: str | None = None) -> list[Backup
         return [] if conn is None else engine.registry.backup_rows(conn, plugin_id)
 
 
-def prune(engine: migrator.Engine, older_than: datetime.timedelta, dry_run: bool = False) -> list[BackupRecord]:
+@dataclasses.dataclass(frozen=True)
+class Pruning:
+    """What a prune dropped (or would drop), and the old backups it kept because a rollback reads them."""
+
+    pruned: list[BackupRecord]
+    kept: list[BackupRecord]
+
+
+def needed_by_rollback(engine: migrator.Engine, conn: Connection) -> set[tuple[str, str]]:
+    """(plugin, migration) of every migration a rollback can still undo: the executed applies that
+    built each registered plugin. Their rollback SQL reads their backups to bring dropped data back."""
+    history = engine.registry.history_rows(conn, None)
+    needed: set[tuple[str, str]] = set()
+    for registration in engine.registry.registrations(conn):
+        own = [r for r in history if r.plugin_id == registration.plugin_id]
+        needed.update((r.plugin_id, r.migration_id) for r in migrator.lineage(own))
+    return needed
+
+
+def prune(
+    engine: migrator.Engine, older_than: datetime.timedelta, dry_run: bool = False, force: bool = False
+) -> Pruning:
     """Drop the backup tables older than *older_than* and forget them; returns what was (or would be) pruned.
 
-    Each plugin's backups go in one transaction under the plugin's migration lock, so a restore
-    never reads a backup half way through being dropped.
+    Backups a rollback still reads are kept unless *force*: pruning them would make that rollback
+    impossible (it is then refused, ES314). Each plugin's backups go in one transaction under the
+    plugin's migration lock, so a restore never reads a backup half way through being dropped.
     """
     cutoff = now() - older_than
-    old = [b for b in listed(engine) if b.created_at < cutoff]
+    with engine.registry.reading() as conn:
+        records = [] if conn is None else engine.registry.backup_rows(conn)
+        needed = set() if conn is None or force else needed_by_rollback(engine, conn)
+    old = [b for b in records if b.created_at < cutoff]
+    kept = [b for b in old if (b.plugin_id, b.migration_id) in needed]
+    old = [b for b in old if (b.plugin_id, b.migration_id) not in needed]
     if dry_run or not old:
-        return old
+        return Pruning(old, kept)
     dialect = engine.dialect
     for plugin_id in sorted({b.plugin_id for b in old}):
         with engine.database.transaction() as conn:
@@ -71,7 +98,7 @@ def prune(engine: migrator.Engine, older_than: datetime.timedelta, dry_run: bool
                     name = PhysicalName(*physical(record.backup_table))
                     engine.database.execute(conn, [f"DROP TABLE IF EXISTS {dialect.qualified(name)}"])
                     engine.registry.forget_backup(conn, record)
-    return old
+    return Pruning(old, kept)
 
 
 # --- restore ----------------------------------------------------------------------------------

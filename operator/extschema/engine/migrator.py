@@ -38,10 +38,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from extschema import limits, model, planning
-from extschema.dialects import Dialect, RenderedPlan
+from extschema.dialects import BackupRef, Dialect, RenderedPlan
 from extschema.engine import catalog
 from extschema.engine.connection import Database
-from extschema.engine.registry import ENDING_KINDS, MigrationRecord, Registration, Registry, now, statements_of
+from extschema.engine.registry import (
+    ENDING_KINDS,
+    MigrationRecord,
+    Registration,
+    Registry,
+    now,
+    physical,
+    statements_of,
+)
 from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.planning import Plan
 from extschema.problems import Problem, ProblemError
@@ -595,6 +603,8 @@ class _Rollback(_Migration):
         self.finish: MigrationRecord | None = None
         self.previous: Any = None
         self.previous_spec: ExtensionSchemaSpec | None = None
+        #: The backups the rollback SQL takes of what it drops (recorded with the migration it undoes).
+        self.takes: list[BackupRef] = []
 
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         if current is None:
@@ -625,7 +635,44 @@ class _Rollback(_Migration):
         )
         row = registry.migration_row(conn, self.plugin_id, self.target.migration_id)
         statements, rollback = registry.guarded(conn, self.plugin_id, lambda: statements_of(row))
+        target_spec = registry.guarded(
+            conn, self.plugin_id, lambda: ExtensionSchemaSpec.model_validate(row.schema_definition)
+        )
+        self.takes = self._backups(conn, target_spec, " ".join(rollback))
         return RenderedPlan(tuple(rollback), tuple(statements), bool(row.foreign_keys_off))
+
+    def _backups(self, conn: Connection, target_spec: ExtensionSchemaSpec, sql: str) -> list[BackupRef]:
+        """The backups the rollback SQL fills; ES314 when one it reads (the undone migration's) is gone.
+
+        The recorded rollback *sql* was rendered from the plan the target migration ran, planned
+        again here (from the spec before it to its own) to name its backups the way the dialect
+        does; only those the recorded SQL names count. A plan that cannot be made again (made by
+        hand, or refused by this version's planner) names none: the rollback runs as recorded.
+        """
+        assert self.target is not None
+        engine, migration_id = self.engine, self.target.migration_id
+        specs = [s for s in (self.previous_spec, target_spec) if s is not None]
+        refs = catalog.reference_types(engine.database, [r.spec for r in engine.registry.registrations(conn)], specs)
+        try:
+            plan = planning.plan(self.previous_spec, target_spec, refs)
+        except ProblemError:
+            return []
+        reads, takes = engine.dialect.rollback_backups_of(plan, f"m{migration_id}")
+        inspector = sa.inspect(conn)
+        named = [(r, physical(r.table)) for r in reads if physical(r.table)[1] in sql]
+        gone = [r for r, (schema, name) in named if not inspector.has_table(name, schema=schema)]
+        if gone:
+            lost = ", ".join(f"{r.source_table}.{r.column}" if r.column else f"table {r.source_table}" for r in gone)
+            raise ProblemError.one(
+                "ES314",
+                "plugin",
+                f"cannot roll back migration {migration_id} of plugin {self.plugin_id!r}: its backup "
+                f"{', '.join(r.table for r in gone)} no longer exists (pruned or dropped), so neither the rollback "
+                f"nor `extschema restore {migration_id}` can bring back the data of {lost}; nothing was changed. "
+                "To go back without that data, apply the earlier spec again under a new, higher version",
+                kind="refused",
+            )
+        return [r for r in takes if physical(r.table)[1] in sql]
 
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
         assert self.target is not None
@@ -640,6 +687,8 @@ class _Rollback(_Migration):
             tables = registered_tables(self.engine.dialect, self.previous_spec)
             assert self.current is not None
             registry.register(conn, self.current.owner, self.previous_spec, tables, exists=True)
+        # Listed with the migration they undid: their names carry its tag, like its own backups.
+        registry.record_backups(conn, self.plugin_id, self.target.migration_id, self.takes)
         description = [f"rolled back migration {self.target.migration_id}"]
         return ApplyResult(self.plugin_id, True, self.target.migration_id, description, duration)
 

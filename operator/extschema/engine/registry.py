@@ -428,11 +428,12 @@ class Registry:
             updated_at=_stamp(row.updated_at, "updated_at"),
         )
 
-    def registrations(self) -> list[Registration]:
-        with self.reading() as conn:
-            if conn is None:
-                return []
+    def registrations(self, conn: Connection | None = None) -> list[Registration]:
+        """Every registration; read in *conn*'s transaction when given (a migration's, under its lock)."""
+        if conn is not None:
             return self.guarded(conn, None, lambda: self._registrations(conn))  # type: ignore[no-any-return]
+        with self.reading() as own:
+            return [] if own is None else self.registrations(own)
 
     def _registrations(self, conn: Connection) -> list[Registration]:
         # The operator reads the whole registry on every reconcile: stored specs (the bulk of each

@@ -17,8 +17,8 @@ import dataclasses
 import functools
 import types
 import weakref
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from extschema import limits, model
 from extschema.model import EnumSpec, ExtensionSchemaSpec, FieldType, ForeignKey, JoinTable, TargetRef
@@ -26,6 +26,22 @@ from extschema.problems import ProblemError
 
 #: The type of every surrogate key.
 ID_TYPE: FieldType = "BigInt"
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_N = TypeVar("_N", bound=_Named)
+
+
+def _by_name(items: Iterable[_N]) -> dict[str, _N]:
+    """*items* by name; the first of a duplicated name, as a search would find it."""
+    found: dict[str, _N] = {}
+    for item in items:
+        found.setdefault(item.name, item)
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +96,12 @@ class TableDef:
     description: str | None = dataclasses.field(default=None, compare=False)
 
     def column(self, name: str) -> ColumnDef | None:
-        return next((c for c in self.columns if c.name == name), None)
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, ColumnDef]:
+        # A diff looks up every column of every table, often several times: index them once (a TableDef never changes).
+        return _by_name(self.columns)
 
     def column_indexes(self) -> tuple[IndexDef, ...]:
         """Indexes the table gets for its columns: unique fields, and FK columns (databases do
@@ -144,11 +165,8 @@ class Resolved:
 
     @functools.cached_property
     def _by_name(self) -> dict[str, TableDef]:
-        # Frozen and shared by every reader, so the index is built once (first name wins, as a search would).
-        found: dict[str, TableDef] = {}
-        for table in self.tables:
-            found.setdefault(table.name, table)
-        return found
+        # Frozen and shared by every reader, so the index is built once.
+        return _by_name(self.tables)
 
     def references(self) -> tuple[ForeignKey, ...]:
         """Every FK the spec creates: FK columns of its tables, then both sides of each join table."""
@@ -346,8 +364,9 @@ def _origins(spec: ExtensionSchemaSpec, fks: Sequence[ForeignKey], joins: Sequen
     for join in joins:
         tables.setdefault(join.name, f"spec.relationships[{join.relationship}]")
     columns: dict[tuple[str, str], str] = {}
+    declared_tables = spec.tables_by_name()
     for table_name in tables:
-        declared = spec.table(table_name)
+        declared = declared_tables.get(table_name)
         for position, field in enumerate(declared.fields if declared else ()):
             columns.setdefault((table_name, field.name), f"{tables[table_name]}.fields[{position}]")
     for fk in fks:

@@ -1,0 +1,91 @@
+"""Backups and rollbacks together: what a rollback backs up is recorded, and a pruned backup a
+rollback needs is refused up front instead of failing half way (issue 8, item 5)."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from tests.helpers import execute, ext_table, run, tables
+from tests.test_backups import ROWS, V1, _apply, _drop_note, _fill, _orders
+
+#: V1 with a new field on order: its rollback drops the column, after backing it up.
+WITH_EXTRA = V1.replace("1.0.0", "2.0.0").replace(
+    "      - {name: note, type: Text}\n", "      - {name: note, type: Text}\n      - {name: extra, type: Text}\n"
+)
+
+
+def _age_backups(url: str, days: int = 31) -> None:
+    registry = "extension_backups" if url.startswith("sqlite") else "extschema.extension_backups"
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=days)
+    execute(url, f"UPDATE {registry} SET created_at = :t", {"t": past})
+
+
+def _backup_tables(url: str) -> list[str]:
+    return [t for t in tables(url) if "extschema_backup" in t]
+
+
+def test_a_rollback_records_its_backups_so_they_are_listed_and_pruned(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    _apply(db_url, tmp_path / "v2", WITH_EXTRA)
+    order = ext_table(db_url, "shop", "order")
+    execute(db_url, f"UPDATE {order} SET extra = 'x' || id")
+    history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+    added = history[-1]["migration_id"]
+    rolled = run("rollback", "shop", "-d", db_url)
+    assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
+    listed = run("backups", "shop", "-d", db_url, "-o", "json").json()["backups"]
+    assert [(b["migrationId"], b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed] == [
+        (added, "order", "extra", ROWS)
+    ]
+    assert [b["backupTable"] for b in listed] == _backup_tables(db_url)
+    _age_backups(db_url)
+    pruned = run("backups", "prune", "--older-than", "30d", "-d", db_url, "-o", "json")
+    assert pruned.exit_code == 0 and len(pruned.json()["pruned"]) == 1, pruned.stdout + pruned.stderr
+    assert _backup_tables(db_url) == []
+
+
+def test_rolling_back_the_first_migration_records_a_backup_of_every_table(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    assert run("rollback", "shop", "-d", db_url).exit_code == 0
+    listed = run("backups", "-d", db_url, "-o", "json").json()["backups"]
+    assert sorted((b["migrationId"], b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed) == [
+        ("0001", "customer", None, 2),
+        ("0001", "order", None, ROWS),
+    ]
+    assert len(_backup_tables(db_url)) == 2
+
+
+def test_prune_keeps_the_backups_a_rollback_still_needs_unless_forced(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    original = _fill(db_url)
+    migration = _drop_note(db_url, tmp_path / "v2")
+    _age_backups(db_url)
+    kept = run("backups", "prune", "--older-than", "30d", "-d", db_url, "-o", "json")
+    assert kept.exit_code == 0, kept.stdout + kept.stderr
+    assert kept.json()["pruned"] == [] and [b["migrationId"] for b in kept.json()["kept"]] == [migration]
+    text = run("backups", "prune", "--older-than", "30d", "-d", db_url)
+    assert "kept 1 backup(s)" in text.stdout and "--force" in text.stdout, text.stdout
+    assert len(_backup_tables(db_url)) == 1
+    # The rollback still brings every value back.
+    assert run("rollback", "shop", "-d", db_url).exit_code == 0
+    assert _orders(db_url) == original
+
+
+def test_a_rollback_whose_backup_was_pruned_is_refused_before_anything_runs(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    migration = _drop_note(db_url, tmp_path / "v2")
+    _age_backups(db_url)
+    forced = run("backups", "prune", "--older-than", "30d", "--force", "-d", db_url, "-o", "json")
+    assert forced.exit_code == 0 and len(forced.json()["pruned"]) == 1, forced.stdout + forced.stderr
+    before = _orders(db_url, "id, title, state")
+    refused = run("rollback", "shop", "-d", db_url)
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert "ES314" in refused.stderr and f"migration {migration}" in refused.stderr, refused.stderr
+    assert "order.note" in refused.stderr and "restore" in refused.stderr, refused.stderr
+    assert _orders(db_url, "id, title, state") == before
+    history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+    assert [m["status"] for m in history] == ["executed", "executed"]
