@@ -161,7 +161,7 @@ async def _validate(
     claims: kopf.Index[str, ClaimEntry] = kwargs["claims"]
     approved = spec.get("approvedPlanHash")
     try:
-        target = await resolve_target(run.api, run.settings.default_database, namespace, spec, kwargs["targets"])
+        target = await resolve_target(run.api, run.settings, namespace, spec, kwargs["targets"])
         order = (str(meta.get("creationTimestamp") or ""), loaded.owner)
         peers, _fingerprint = peers_of(claims.get(target_key(namespace, spec), ()), str(meta.get("uid")), order)
         engine = await asyncio.to_thread(run.engines.get, target)
