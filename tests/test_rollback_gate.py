@@ -13,9 +13,13 @@ from tests.test_backups import ROWS, V1, _fill
 from tests.test_review_evolution import _numbers
 
 #: V1 plus a field on order and a new table: rolling it back drops both.
-V2 = V1.replace("1.0.0", "2.0.0").replace(
-    "      - {name: note, type: Text}\n", "      - {name: note, type: Text}\n      - {name: extra, type: Text}\n"
-).replace("relationships:", "  - name: tag\n    fields: [{name: label, type: String}]\nrelationships:")
+V2 = (
+    V1.replace("1.0.0", "2.0.0")
+    .replace(
+        "      - {name: note, type: Text}\n", "      - {name: note, type: Text}\n      - {name: extra, type: Text}\n"
+    )
+    .replace("relationships:", "  - name: tag\n    fields: [{name: label, type: String}]\nrelationships:")
+)
 TAGS = 7
 
 

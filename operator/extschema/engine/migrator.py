@@ -516,6 +516,9 @@ class Engine:
             if len(built) > 1:
                 definition = self.registry.migration_row(conn, plugin_id, built[-2].migration_id).schema_definition
                 spec = self.registry.guarded(conn, plugin_id, lambda: ExtensionSchemaSpec.model_validate(definition))
+                self._refuse_if_referenced(conn, plugin_id, spec)  # no approval makes that rollback possible
+            else:
+                self._refuse_if_dependents(conn, plugin_id)
             registered = [r.spec for r in self.registry.registrations(conn)]
             refs = catalog.reference_types(self.database, registered, [base.spec] + ([spec] if spec else []))
             if spec is None:
