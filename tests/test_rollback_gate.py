@@ -72,6 +72,9 @@ def test_a_rollback_that_drops_data_waits_for_an_approval_of_exactly_it(db_url: 
     counts = sorted((op["check"]["kind"], op["check"]["count"]) for op in pending["ops"] if op["check"])
     assert counts == [("rows_lost", TAGS), ("values_lost", ROWS)], pending["ops"]
     assert pending["hash"] in refused.stderr
+    # The same loss, the same hash: applying version 1 again (a lower version) is this very plan.
+    lower = run("plan", str(paths["v1"]), "-d", db_url, "-o", "json")
+    assert lower.exit_code == 0 and lower.json()["hash"] == pending["hash"], lower.stdout + lower.stderr
     stale = run("rollback", "shop", "--approve", "0" * 64, "-d", db_url)
     assert stale.exit_code == 1 and "ES308" in stale.stderr, stale.stdout + stale.stderr
     assert _state(db_url) == written and _executed(db_url) == ["1.0.0", "2.0.0"]
