@@ -133,3 +133,27 @@ def test_sqlite_rollback_never_rebuilds_away_a_column_added_by_hand(db_url: str,
     else:
         assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
     assert [tuple(r) for r in execute(db_url, f"SELECT title, dba_note FROM {table}")] == [("a", "keep me")]
+
+
+def test_a_rollback_the_planner_cannot_plan_directly_is_reviewed_as_the_reverse_of_its_migration(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Going back to a required field without a default cannot be planned directly (ES302); the
+    rollback is reviewed as the reverse of the migration that dropped it (re-adding it from its
+    backup: nothing lost, no approval) and every value comes back."""
+    v1 = _numbers("1.0.0", "      - {name: title, type: String}\n      - {name: code, type: String, required: true}")
+    v2 = _numbers("2.0.0", "      - {name: title, type: String}")
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    assert run("apply", str(write_schema(tmp_path / "v1", "shop", v1)), "-d", db_url).exit_code == 0
+    table = ext_table(db_url, "shop", "order")
+    for i in range(5):
+        execute(db_url, f"INSERT INTO {table} (title, code) VALUES (:t, :c)", {"t": f"t{i}", "c": f"c{i}"})
+    path = write_schema(tmp_path / "v2", "shop", v2)
+    planned = run("plan", str(path), "-d", db_url, "-o", "json").json()
+    assert run("apply", str(path), "-d", db_url, "--approve", planned["hash"]).exit_code == 0
+    rolled = run("rollback", "shop", "-d", db_url)
+    assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
+    assert [tuple(r) for r in execute(db_url, f"SELECT title, code FROM {table} ORDER BY id")] == [
+        (f"t{i}", f"c{i}") for i in range(5)
+    ]

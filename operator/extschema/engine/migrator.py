@@ -527,8 +527,10 @@ class Engine:
                 try:
                     plan = planning.plan(base.spec, spec, refs)
                 except ProblemError:  # this planner cannot go back directly: the reverse of the way there
-                    current = self.registry.migration_row(conn, plugin_id, built[-1].migration_id)
-                    target = ExtensionSchemaSpec.model_validate(current.schema_definition)
+                    recorded = self.registry.migration_row(conn, plugin_id, built[-1].migration_id).schema_definition
+                    target = self.registry.guarded(
+                        conn, plugin_id, lambda: ExtensionSchemaSpec.model_validate(recorded)
+                    )
                     forward = _undone(self, conn, spec, target)
                     plan = forward.reverse() if forward is not None else Plan(plugin_id, ())
             return RollbackPlan(base, built[-1].migration_id, spec, plan)
