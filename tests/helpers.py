@@ -103,3 +103,12 @@ def ext_table(url: str, plugin: str, table: str) -> str:
     if url.startswith("sqlite"):
         return f'"ext_{plugin}__{table}"'
     return f'"ext_{plugin}"."{table}"'
+
+
+def approved_rollback(url: str, plugin: str) -> Outcome:
+    """`extschema rollback PLUGIN`, approving the data it drops: the hash its refusal (ES307) names."""
+    refused = run("rollback", plugin, "-d", url, "-o", "json")
+    if refused.exit_code != 1 or "ES307" not in refused.stdout + refused.stderr:
+        return refused
+    (pending,) = refused.json()["pending"]
+    return run("rollback", plugin, "--approve", pending["hash"], "-d", url)

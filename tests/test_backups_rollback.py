@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from tests.helpers import execute, ext_table, run, tables
+from tests.helpers import approved_rollback, execute, ext_table, run, tables
 from tests.test_backups import ROWS, V1, _apply, _drop_note, _fill, _orders
 
 #: V1 with a new field on order: its rollback drops the column, after backing it up.
@@ -33,7 +33,7 @@ def test_a_rollback_records_its_backups_so_they_are_listed_and_pruned(db_url: st
     execute(db_url, f"UPDATE {order} SET extra = 'x' || id")
     history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
     added = history[-1]["migration_id"]
-    rolled = run("rollback", "shop", "-d", db_url)
+    rolled = approved_rollback(db_url, "shop")
     assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
     listed = run("backups", "shop", "-d", db_url, "-o", "json").json()["backups"]
     assert [(b["migrationId"], b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed] == [
@@ -49,7 +49,7 @@ def test_a_rollback_records_its_backups_so_they_are_listed_and_pruned(db_url: st
 def test_rolling_back_the_first_migration_records_a_backup_of_every_table(db_url: str, tmp_path: Path) -> None:
     _apply(db_url, tmp_path / "v1", V1)
     _fill(db_url)
-    assert run("rollback", "shop", "-d", db_url).exit_code == 0
+    assert approved_rollback(db_url, "shop").exit_code == 0
     listed = run("backups", "-d", db_url, "-o", "json").json()["backups"]
     assert sorted((b["migrationId"], b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed) == [
         ("0001", "customer", None, 2),

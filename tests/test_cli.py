@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, subprocess_env, tables, write_schema
+from tests.helpers import (
+    EXAMPLES,
+    approved_rollback,
+    execute,
+    ext_table,
+    load_core,
+    run,
+    subprocess_env,
+    tables,
+    write_schema,
+)
 
 
 @pytest.fixture
@@ -134,7 +144,7 @@ def test_rollback_undoes_latest_migration(core_db: str, tmp_path: Path) -> None:
         f"INSERT INTO {ext_table(core_db, 'comments', 'comment')} (author, body, edited) VALUES ('a', 'b', true)",
     )
 
-    rolled = run("rollback", "comments", "-d", core_db)
+    rolled = approved_rollback(core_db, "comments")  # drops comment.edited (1 value): approved
     assert rolled.exit_code == 0, rolled.stderr
     status = run("status", "-d", core_db, "-o", "json").json()["plugins"][0]
     assert status["version"] == "1.2.0"

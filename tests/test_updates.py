@@ -75,9 +75,9 @@ def test_additive_update_keeps_rows(shop_db: str, tmp_path: Path) -> None:
     execute(shop_db, f"DELETE FROM {order} WHERE id = 1")
     assert execute(shop_db, f"SELECT count(*) FROM {ext_table(shop_db, 'lines', 'line')}") == [(0,)]
 
-    # Undoing it would remove the enum value 'paid' that a row now uses: the database refuses, nothing changes.
+    # Undoing it would remove the enum value 'paid' that a row now uses: refused (ES309), nothing changes.
     rolled = run("rollback", "shop", "-d", shop_db)
-    assert rolled.exit_code == 3 and "ES402" in rolled.stderr
+    assert rolled.exit_code == 1 and "ES309" in rolled.stderr, rolled.stderr
     assert execute(shop_db, f"SELECT title, state FROM {order}") == [("b", "paid")]
 
 
@@ -97,8 +97,8 @@ def test_enum_value_rollback_refused_while_rows_use_it(shop_db: str, tmp_path: P
     assert _apply(shop_db, tmp_path, v2).startswith("0")
     order = ext_table(shop_db, "shop", "order")
     execute(shop_db, f"INSERT INTO {order} (title, state) VALUES ('c', 'void')")
-    rolled = run("rollback", "shop", "-d", shop_db)
-    assert rolled.exit_code == 3 and "ES402" in rolled.stderr
+    rolled = run("rollback", "shop", "-d", shop_db)  # refused before anything runs: no approval helps
+    assert rolled.exit_code == 1 and "ES309" in rolled.stderr and "void" in rolled.stderr, rolled.stderr
     assert execute(shop_db, f"SELECT count(*) FROM {order}") == [(2,)]
 
 

@@ -392,12 +392,20 @@ def history(plugin: str | None, database: str | None, output: str, sql: bool) ->
 @click.argument("plugin")
 @database_option
 @output_option
-def rollback(plugin: str, database: str | None, output: str) -> None:
-    """Undo a plugin's latest migration with its recorded rollback SQL."""
+@click.option(
+    "--approve",
+    "approvals",
+    multiple=True,
+    metavar="HASH",
+    help="Approve the rollback with this hash (from its refusal, ES307), so the values and rows it drops go "
+    "(backed up first). A hash that is not the rollback's as it is now stops it.",
+)
+def rollback(plugin: str, database: str | None, output: str, approvals: Sequence[str]) -> None:
+    """Undo a plugin's latest migration with its recorded rollback SQL (data it drops needs --approve)."""
     from extschema import reconcile
 
     with _reported(output), _engine(database) as engine:
-        _print_results([reconcile.rollback(engine, plugin)], output, verb="rolled back")
+        _print_results([reconcile.rollback(engine, plugin, approvals)], output, verb="rolled back")
 
 
 @main.command()

@@ -23,8 +23,16 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from extschema import conflicts, model, planning
-from extschema.dialects import RenderedPlan
-from extschema.engine import ApplyResult, Engine, Registration, StalePlan, checks, registered_by_another
+from extschema.dialects import BackupRef, RenderedPlan
+from extschema.engine import (
+    ApplyResult,
+    Engine,
+    Registration,
+    RollbackPlan,
+    StalePlan,
+    checks,
+    registered_by_another,
+)
 from extschema.engine import drift as engine_drift
 from extschema.loading import (
     Loaded,
@@ -696,9 +704,13 @@ def _backed_up(engine: Engine, plan: planning.Plan, result: ApplyResult) -> list
     """What the migration copied before a destructive step, for the person who ran it (``extschema restore``)."""
     if not result.changed or result.migration_id is None:
         return []
+    return _backup_lines(engine.dialect.backups_of(plan, f"m{result.migration_id}"))
+
+
+def _backup_lines(refs: Iterable[BackupRef]) -> list[str]:
     return [
         f"backed up {f'{b.source_table}.{b.column}' if b.column else f'table {b.source_table}'} to {b.table}"
-        for b in engine.dialect.backups_of(plan, f"m{result.migration_id}")
+        for b in refs
     ]
 
 
@@ -731,8 +743,101 @@ def apply_all(
     return results
 
 
-def rollback(engine: Engine, plugin_id: str) -> ApplyResult:
-    return engine.rollback(plugin_id)
+#: What a data check counts that a rollback would lose (violations are refused outright: ES309).
+_LOSSES = frozenset({"rows_lost", "values_lost"})
+
+
+def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) -> ApplyResult:
+    """Undo the plugin's latest migration, through the same gate as an apply (:func:`authorize_rollback`).
+
+    The rollback is reviewed as the change from the registered spec to the one before (its hash is
+    the one applying that spec as a lower version has); the engine runs it only while the plugin is
+    still where it was reviewed, else it is reviewed again. What it drops is backed up first.
+    """
+    for _ in range(_STALE_RETRIES):
+        undo = engine.rollback_plan(plugin_id)
+        if undo is not None:
+            authorize_rollback(review_rollback(engine, undo), approvals)
+        elif approvals:
+            _stale_rollback_approvals(plugin_id, approvals, None)
+        try:
+            result = engine.rollback(plugin_id, undo)
+        except StalePlan:
+            continue
+        if undo is None or result.migration_id is None:
+            return result
+        # What the rollback SQL backs up: the backups of the way back, named after the migration undone.
+        _, takes = engine.dialect.rollback_backups_of(undo.plan.reverse(), f"m{result.migration_id}")
+        return dataclasses.replace(result, description=[*result.description, *_backup_lines(takes)])
+    raise ProblemError.one(
+        "ES403",
+        "database",
+        f"plugin {plugin_id!r} kept changing while it was being rolled back; try again",
+        kind=Kind.RETRYABLE,
+    )
+
+
+def review_rollback(engine: Engine, undo: RollbackPlan) -> Reviewed:
+    """*undo* classified, its data checks counted and hashed like a plan (base: the registered spec)."""
+    base = undo.base
+    namespace, _, name = base.owner.rpartition("/")
+    document = model.ExtensionSchema.model_validate(
+        {
+            "apiVersion": "extschema.io/v1alpha1",
+            "kind": "ExtensionSchema",
+            "metadata": {"name": name, "namespace": namespace or None},
+            # An approval recorded with the spec approved its way there, not the way back.
+            "spec": base.spec.model_copy(update={"approved_plan_hash": None}),
+        }
+    )
+    return review(engine, Planned(Loaded(f"rollback of {base.plugin_id}", document), base, undo.plan))
+
+
+def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = ()) -> None:
+    """The gate of a rollback: ES309 when existing rows break a field it narrows; ES307 (with the
+    counts and the hash, :class:`ApprovalRequired`) when it would drop values or rows and *approvals*
+    do not name its hash; ES308 for each approval of another plan. A rollback losing nothing runs."""
+    refused = reviewed.refusals()
+    if refused:
+        raise ProblemError(refused, Kind.REFUSED)
+    loses = any(count for op in reviewed.ops for check, count in op.counted() if check.kind in _LOSSES)
+    waiting = loses and reviewed.hash not in approvals
+    others = set(approvals) - {reviewed.hash}
+    problems: list[Problem] = []
+    if waiting:
+        spec = reviewed.planned.base.spec if reviewed.planned.base else None
+        problems.append(
+            Problem(
+                "ES307",
+                "plugin",
+                f"rolling back plugin {reviewed.plugin_id!r} (version {spec.version if spec else '?'}) drops data: "
+                f"{reviewed.summary()}; it is backed up first, but approve exactly this rollback with "
+                f"`extschema rollback {reviewed.plugin_id} --approve {reviewed.hash}`",
+            )
+        )
+    if others:
+        problems.extend(_stale_rollback_approvals(reviewed.plugin_id, others, reviewed.hash, raise_=False))
+    if problems:
+        raise ApprovalRequired(problems, [reviewed.pending()] if waiting else [])
+
+
+def _stale_rollback_approvals(
+    plugin_id: str, given: Collection[str], current: str | None, raise_: bool = True
+) -> list[Problem]:
+    """ES308 for each of *given*: none is the hash of the rollback of *plugin_id* as it is now (*current*)."""
+    now_is = f"this rollback is {current}" if current else "there is nothing to roll back"
+    problems = [
+        Problem(
+            "ES308",
+            "--approve",
+            f"--approve {h} is for another plan: {now_is} (plugin {plugin_id!r} changed since it was reviewed); "
+            "review the rollback again",
+        )
+        for h in sorted(given)
+    ]
+    if raise_:
+        raise ApprovalRequired(problems, [])
+    return problems
 
 
 def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyResult:

@@ -15,6 +15,7 @@ from extschema.engine.drift import Difference, DriftReport
 from extschema.engine.migrator import (
     ApplyResult,
     Engine,
+    RollbackPlan,
     StalePlan,
     registered_by_another,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "Engine",
     "MigrationRecord",
     "Registration",
+    "RollbackPlan",
     "StalePlan",
     "backups",
     "drift",

@@ -180,6 +180,35 @@ def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
     return [r for r in records[ended + 1 :] if r.kind == "apply" and r.status == "executed"]
 
 
+@dataclasses.dataclass(frozen=True)
+class RollbackPlan:
+    """What undoing a plugin's latest executed migration would change, planned from the registry,
+    for the approval gate (:func:`extschema.reconcile.rollback`) to classify, count and hash."""
+
+    #: The registration the rollback starts from (its checksum is the hash's base).
+    base: Registration
+    #: The migration it undoes.
+    migration_id: str
+    #: The spec it goes back to; None when it undoes the first migration (the plugin goes).
+    spec: ExtensionSchemaSpec | None
+    #: The change: the registered spec to :attr:`spec` (the same plan, and hash, as applying that
+    #: spec as a lower version), or the teardown of the registered spec.
+    plan: Plan
+
+
+def _undone(
+    engine: Engine, conn: Connection, previous: ExtensionSchemaSpec | None, target: ExtensionSchemaSpec
+) -> Plan | None:
+    """The plan the migration from *previous* to *target* ran, planned again; None when this planner
+    refuses it (a plan made by hand, or by another version)."""
+    registered = [r.spec for r in engine.registry.registrations(conn)]
+    refs = catalog.reference_types(engine.database, registered, [s for s in (previous, target) if s is not None])
+    try:
+        return planning.plan(previous, target, refs)
+    except ProblemError:
+        return None
+
+
 class _Migration:
     """What one kind of migration decides; :meth:`Engine._migrate` runs it under the lock."""
 
@@ -463,11 +492,48 @@ class Engine:
 
     # --- rollback -----------------------------------------------------------------------------
 
-    def rollback(self, plugin_id: str) -> ApplyResult:
-        """Undo the plugin's latest executed migration with its recorded rollback SQL."""
+    def rollback(self, plugin_id: str, expected: RollbackPlan | None = None) -> ApplyResult:
+        """Undo the plugin's latest executed migration with its recorded rollback SQL.
+
+        With *expected* (what the approval gate reviewed), raises :class:`StalePlan` when the
+        registration or the migration to undo changed since.
+        """
         if self.registration(plugin_id) is None:  # refused without creating a registry
             raise _not_registered(plugin_id)
-        return self._migrate(plugin_id, _Rollback(self, plugin_id))
+        return self._migrate(plugin_id, _Rollback(self, plugin_id, expected))
+
+    def rollback_plan(self, plugin_id: str) -> RollbackPlan | None:
+        """What :meth:`rollback` would change, read without the lock (the engine checks it again under
+        it); None when there is nothing to roll back (:meth:`rollback` says why)."""
+        with self.registry.reading() as conn:
+            base = None if conn is None else self.registry.registration(plugin_id, conn)
+            if conn is None or base is None:
+                return None
+            built = lineage(self.registry.history_rows(conn, plugin_id))
+            if not built:
+                return None
+            spec = None
+            if len(built) > 1:
+                definition = self.registry.migration_row(conn, plugin_id, built[-2].migration_id).schema_definition
+                spec = self.registry.guarded(conn, plugin_id, lambda: ExtensionSchemaSpec.model_validate(definition))
+                self._refuse_if_referenced(conn, plugin_id, spec)  # no approval makes that rollback possible
+            else:
+                self._refuse_if_dependents(conn, plugin_id)
+            registered = [r.spec for r in self.registry.registrations(conn)]
+            refs = catalog.reference_types(self.database, registered, [base.spec] + ([spec] if spec else []))
+            if spec is None:
+                plan = planning.teardown(base.spec, refs)
+            else:
+                try:
+                    plan = planning.plan(base.spec, spec, refs)
+                except ProblemError:  # this planner cannot go back directly: the reverse of the way there
+                    recorded = self.registry.migration_row(conn, plugin_id, built[-1].migration_id).schema_definition
+                    target = self.registry.guarded(
+                        conn, plugin_id, lambda: ExtensionSchemaSpec.model_validate(recorded)
+                    )
+                    forward = _undone(self, conn, spec, target)
+                    plan = forward.reverse() if forward is not None else Plan(plugin_id, ())
+            return RollbackPlan(base, built[-1].migration_id, spec, plan)
 
     def _refuse_if_dependents(self, conn: Connection, plugin_id: str) -> None:
         dependents = sorted(r.plugin_id for r in self.registry.dependents(conn, plugin_id))
@@ -597,8 +663,8 @@ class _Apply(_Migration):
 class _Rollback(_Migration):
     finishes_pending = False  # the rollback drops those indexes (IF EXISTS): building them first is wasted
 
-    def __init__(self, engine: Engine, plugin_id: str) -> None:
-        self.engine, self.plugin_id = engine, plugin_id
+    def __init__(self, engine: Engine, plugin_id: str, expected: RollbackPlan | None = None) -> None:
+        self.engine, self.plugin_id, self.expected = engine, plugin_id, expected
         self.target: MigrationRecord | None = None
         self.finish: MigrationRecord | None = None
         self.previous: Any = None
@@ -609,6 +675,8 @@ class _Rollback(_Migration):
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         if current is None:
             raise _not_registered(self.plugin_id)
+        if self.expected is not None and current.checksum != self.expected.base.checksum:
+            raise StalePlan(self.plugin_id)
         self.current = current
         return None
 
@@ -620,6 +688,8 @@ class _Rollback(_Migration):
                 "ES305", "plugin", f"plugin {self.plugin_id!r} has no executed migration to roll back", kind="refused"
             )
         self.target = built[-1]
+        if self.expected is not None and self.target.migration_id != self.expected.migration_id:
+            raise StalePlan(self.plugin_id)
         if len(built) == 1:
             self.engine._refuse_if_dependents(conn, self.plugin_id)
         else:
@@ -639,7 +709,16 @@ class _Rollback(_Migration):
             conn, self.plugin_id, lambda: ExtensionSchemaSpec.model_validate(row.schema_definition)
         )
         self.takes = self._backups(conn, target_spec, " ".join(rollback))
+        self._refuse_hand_made(conn, target_spec)
         return RenderedPlan(tuple(rollback), tuple(statements), bool(row.foreign_keys_off))
+
+    def _refuse_hand_made(self, conn: Connection, target_spec: ExtensionSchemaSpec) -> None:
+        """ES301 when the recorded rollback SQL rebuilds a table (SQLite) that now holds a column or
+        trigger the recorded spec does not know: the rebuild would drop it, like the forward path's."""
+        undone = _undone(self.engine, conn, self.previous_spec, target_spec)
+        found = self.engine.dialect.hand_made_problems(conn, undone.reverse()) if undone is not None else []
+        if found:
+            raise ProblemError(found, kind="refused")
 
     def _backups(self, conn: Connection, target_spec: ExtensionSchemaSpec, sql: str) -> list[BackupRef]:
         """The backups the rollback SQL fills; ES314 when one it reads (the undone migration's) is gone.

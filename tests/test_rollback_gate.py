@@ -1,0 +1,159 @@
+"""`extschema rollback` goes through the approval gate like `apply` (issue 8: "no row is lost unless
+someone approved exactly that loss"): a rollback that would drop a column with values or a table with
+rows is refused (ES307, with the counts and the hash) unless `--approve HASH` names exactly that
+rollback; what it drops is backed up, listed and restorable; on SQLite a rollback whose recorded SQL
+rebuilds a table refuses (ES301) when the table has a column or trigger added by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.helpers import execute, ext_table, run, write_schema
+from tests.test_backups import ROWS, V1, _fill
+from tests.test_review_evolution import _numbers
+
+#: V1 plus a field on order and a new table: rolling it back drops both.
+V2 = (
+    V1.replace("1.0.0", "2.0.0")
+    .replace(
+        "      - {name: note, type: Text}\n", "      - {name: note, type: Text}\n      - {name: extra, type: Text}\n"
+    )
+    .replace("relationships:", "  - name: tag\n    fields: [{name: label, type: String}]\nrelationships:")
+)
+TAGS = 7
+
+
+def _apply_both(url: str, tmp_path: Path) -> dict[str, Path]:
+    paths = {}
+    for name, body in (("v1", V1), ("v2", V2)):
+        (tmp_path / name).mkdir()
+        paths[name] = write_schema(tmp_path / name, "shop", body)
+        outcome = run("apply", str(paths[name]), "-d", url)
+        assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+        if name == "v1":
+            _fill(url)
+    return paths
+
+
+def _written(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Write into what version 2 added: order.extra for every order, TAGS rows of tag; read them back."""
+    order, tag = ext_table(url, "shop", "order"), ext_table(url, "shop", "tag")
+    execute(url, f"UPDATE {order} SET extra = 'x' || id")
+    for i in range(TAGS):
+        execute(url, f"INSERT INTO {tag} (label) VALUES (:l)", {"l": f"tag {i}"})
+    return _state(url)
+
+
+def _state(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    order, tag = ext_table(url, "shop", "order"), ext_table(url, "shop", "tag")
+    extras = [tuple(r) for r in execute(url, f"SELECT id, extra FROM {order} ORDER BY id")]
+    return extras, [tuple(r) for r in execute(url, f"SELECT id, label FROM {tag} ORDER BY id")]
+
+
+def _executed(url: str) -> list[str]:
+    history = run("history", "shop", "-d", url, "-o", "json").json()["migrations"]
+    return [m["version"] for m in history if m["status"] == "executed"]
+
+
+def test_a_rollback_that_drops_data_waits_for_an_approval_of_exactly_it(db_url: str, tmp_path: Path) -> None:
+    """Before: `rollback shop` dropped order.extra (120 values) and table tag (7 rows) at once,
+    without approval and without a backup."""
+    paths = _apply_both(db_url, tmp_path)
+    written = _written(db_url)
+
+    refused = run("rollback", "shop", "-d", db_url)
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert "ES307" in refused.stderr and f"{ROWS} values" in refused.stderr, refused.stderr
+    assert f"{TAGS} rows" in refused.stderr and "--approve" in refused.stderr, refused.stderr
+    as_json = run("rollback", "shop", "-d", db_url, "-o", "json")
+    assert as_json.exit_code == 1
+    (pending,) = as_json.json()["pending"]
+    assert pending["pluginId"] == "shop" and pending["destructive"] is True, pending
+    counts = sorted((op["check"]["kind"], op["check"]["count"]) for op in pending["ops"] if op["check"])
+    assert counts == [("rows_lost", TAGS), ("values_lost", ROWS)], pending["ops"]
+    assert pending["hash"] in refused.stderr
+    # The same loss, the same hash: applying version 1 again (a lower version) is this very plan.
+    lower = run("plan", str(paths["v1"]), "-d", db_url, "-o", "json")
+    assert lower.exit_code == 0 and lower.json()["hash"] == pending["hash"], lower.stdout + lower.stderr
+    stale = run("rollback", "shop", "--approve", "0" * 64, "-d", db_url)
+    assert stale.exit_code == 1 and "ES308" in stale.stderr, stale.stdout + stale.stderr
+    assert _state(db_url) == written and _executed(db_url) == ["1.0.0", "2.0.0"]
+
+    approved = run("rollback", "shop", "--approve", pending["hash"], "-d", db_url)
+    assert approved.exit_code == 0, approved.stdout + approved.stderr
+    assert _executed(db_url) == ["1.0.0"]
+    listed = run("backups", "shop", "-d", db_url, "-o", "json").json()["backups"]
+    assert sorted((b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed) == [
+        ("order", "extra", ROWS),
+        ("tag", None, TAGS),
+    ]
+    # Version 2 again, then its backup brings every value and row back.
+    again = run("apply", str(paths["v2"]), "-d", db_url)
+    assert again.exit_code == 0, again.stdout + again.stderr
+    restored = run("restore", listed[0]["migrationId"], "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert _state(db_url) == written
+
+
+def test_a_rollback_that_loses_nothing_needs_no_approval(db_url: str, tmp_path: Path) -> None:
+    _apply_both(db_url, tmp_path)  # order.extra and tag stay empty
+    rolled = run("rollback", "shop", "-d", db_url)
+    assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
+    assert _executed(db_url) == ["1.0.0"]
+
+
+def test_rolling_back_the_first_migration_with_rows_needs_approval(db_url: str, tmp_path: Path) -> None:
+    (tmp_path / "v1").mkdir()
+    assert run("apply", str(write_schema(tmp_path / "v1", "shop", V1)), "-d", db_url).exit_code == 0
+    _fill(db_url)
+    refused = run("rollback", "shop", "-d", db_url, "-o", "json")
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    (pending,) = refused.json()["pending"]
+    assert run("rollback", "shop", "--approve", pending["hash"], "-d", db_url).exit_code == 0
+    listed = run("backups", "-d", db_url, "-o", "json").json()["backups"]
+    assert sorted((b["sourceTable"], b["rows"]) for b in listed) == [("customer", 2), ("order", ROWS)]
+
+
+def test_sqlite_rollback_never_rebuilds_away_a_column_added_by_hand(db_url: str, tmp_path: Path) -> None:
+    """Before: on SQLite the recorded rollback SQL rebuilt order from the spec recorded at apply time,
+    dropping the column a DBA added since, values and all. PostgreSQL alters in place."""
+    v1 = _numbers("1.0.0", "      - {name: title, type: String, validation: {maxLength: 50}}")
+    v2 = v1.replace("1.0.0", "1.1.0").replace("maxLength: 50", "maxLength: 80")
+    for name, body in (("v1", v1), ("v2", v2)):
+        (tmp_path / name).mkdir()
+        assert run("apply", str(write_schema(tmp_path / name, "shop", body)), "-d", db_url).exit_code == 0
+    table = ext_table(db_url, "shop", "order")
+    execute(db_url, f"ALTER TABLE {table} ADD COLUMN dba_note TEXT")
+    execute(db_url, f"INSERT INTO {table} (title, dba_note) VALUES ('a', 'keep me')")
+    outcome = run("rollback", "shop", "-d", db_url)
+    if db_url.startswith("sqlite"):
+        assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
+        assert "ES301" in outcome.stderr and "dba_note" in outcome.stderr, outcome.stderr
+        assert _executed(db_url) == ["1.0.0", "1.1.0"]
+    else:
+        assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert [tuple(r) for r in execute(db_url, f"SELECT title, dba_note FROM {table}")] == [("a", "keep me")]
+
+
+def test_a_rollback_the_planner_cannot_plan_directly_is_reviewed_as_the_reverse_of_its_migration(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Going back to a required field without a default cannot be planned directly (ES302); the
+    rollback is reviewed as the reverse of the migration that dropped it (re-adding it from its
+    backup: nothing lost, no approval) and every value comes back."""
+    v1 = _numbers("1.0.0", "      - {name: title, type: String}\n      - {name: code, type: String, required: true}")
+    v2 = _numbers("2.0.0", "      - {name: title, type: String}")
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    assert run("apply", str(write_schema(tmp_path / "v1", "shop", v1)), "-d", db_url).exit_code == 0
+    table = ext_table(db_url, "shop", "order")
+    for i in range(5):
+        execute(db_url, f"INSERT INTO {table} (title, code) VALUES (:t, :c)", {"t": f"t{i}", "c": f"c{i}"})
+    path = write_schema(tmp_path / "v2", "shop", v2)
+    planned = run("plan", str(path), "-d", db_url, "-o", "json").json()
+    assert run("apply", str(path), "-d", db_url, "--approve", planned["hash"]).exit_code == 0
+    rolled = run("rollback", "shop", "-d", db_url)
+    assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
+    assert [tuple(r) for r in execute(db_url, f"SELECT title, code FROM {table} ORDER BY id")] == [
+        (f"t{i}", f"c{i}") for i in range(5)
+    ]
