@@ -83,6 +83,32 @@ creates, replaces or deletes these objects.
   verbs: [get]
 {{- end }}
 
+{{/*
+The Secret rules wherever Secrets may be read: the named GET of a DatabaseTarget's spec.urlSecretRef, and with
+rbac.pluginRoleSecrets the writes of the plugins' credentials Secrets (controller/plugin_roles.py), which go
+next to the ExtensionSchemas and so follow the same scope.
+*/}}
+{{- define "extschema.secretRules" -}}
+{{ include "extschema.secretRule" . }}
+{{- if .Values.rbac.pluginRoleSecrets }}
+{{ include "extschema.pluginRoleSecretRule" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+rbac.pluginRoleSecrets: write the Secret `<ExtensionSchema>-db-credentials` of a DatabaseTarget with
+spec.pluginRoles. Exactly the operator's calls: GET it by name (granted by the rule above), POST it when
+missing, merge-PATCH its data. Never update (PUT), delete (the ownerReference lets the garbage collector delete
+it), list or watch. RBAC cannot narrow create by name, and the names follow the ExtensionSchemas.
+*/}}
+{{- define "extschema.pluginRoleSecretRule" -}}
+# spec.pluginRoles: create the plugin's credentials Secret <ExtensionSchema>-db-credentials next to its
+# ExtensionSchema and patch its data (the password is kept). No update, delete, list or watch.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create, patch]
+{{- end }}
+
 {{/* The Secret holding the webhook's serving certificate (cert-manager's, or an existing one). */}}
 {{- define "extschema.webhookSecret" -}}
 {{- if .Values.webhook.certManager.enabled }}
