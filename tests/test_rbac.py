@@ -154,6 +154,7 @@ NEEDED = [
     ("list", "extensionschemas.extschema.io"),
     ("watch", "extensionschemas.extschema.io"),
     ("patch", "extensionschemas.extschema.io"),
+    ("get", "extensionschemas.extschema.io/work-order-tags"),  # the drift loop reads one before writing InSync
     ("patch", "extensionschemas.extschema.io/status"),
     ("list", "databasetargets.extschema.io"),
     ("watch", "databasetargets.extschema.io"),
@@ -372,6 +373,8 @@ def test_operator_runs_with_exactly_the_chart_rbac(crds: Cluster, namespaced: Re
         crds.kubectl("apply", "-f", "-", input=_kustomized(crds, namespace))
         crds.kubectl("-n", namespace, "wait", "--for=condition=Ready", "dbt/app-db", "--timeout=60s")
         crds.kubectl("-n", namespace, "wait", "--for=condition=Ready", "exts/work-order-tags", "--timeout=60s")
+        # The drift loop's first check, right after the migration, reads the resource and writes InSync.
+        crds.kubectl("-n", namespace, "wait", "--for=condition=InSync", "exts/work-order-tags", "--timeout=60s")
         # The probes' endpoint answers where the Deployment says.
         probe = container["readinessProbe"]["httpGet"]
         assert probe == container["livenessProbe"]["httpGet"] and probe["port"] == container["ports"][0]["name"]
@@ -419,6 +422,7 @@ def test_operator_writes_plugin_credentials_with_the_chart_rbac(
     with _operator(crds, namespaced_writes, tmp_path):
         kubectl("apply", "-f", "-", input=yaml.safe_dump_all([target, schema]))
         kubectl("wait", "--for=condition=Ready", "exts/tickets", "--timeout=60s")
+        kubectl("wait", "--for=condition=InSync", "exts/tickets", "--timeout=60s")  # the drift loop's first check
         secret = json.loads(kubectl("get", "secret", "tickets-db-credentials", "-o", "json").stdout)
         data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
         assert set(data) == {"username", "password", "schema", "url"} and data["schema"] == "ext_tickets"
@@ -427,12 +431,17 @@ def test_operator_writes_plugin_credentials_with_the_chart_rbac(
         with psycopg.connect(data["url"], autocommit=True) as conn:  # the role the Secret hands out works
             conn.execute("INSERT INTO ext_tickets.ticket (title) VALUES ('first')")
             assert conn.execute("SELECT title FROM ext_tickets.ticket").fetchall() == [("first",)]
-        # A re-reconcile patches the existing Secret (same password) instead of creating it.
-        kubectl("patch", "exts/tickets", "--type=merge", "-p", '{"spec":{"description":"tickets v1"}}')
-        kubectl("wait", "--for=jsonpath={.status.observedGeneration}=2", "exts/tickets", "--timeout=60s")
+        # Version 1.1.0 (a second table) is reconciled again: the existing Secret is read and kept (same
+        # password), and the role covers the new table.
+        tables = [*TICKETS["tables"], {"name": "comment", "fields": [{"name": "body", "type": "Text"}]}]
+        patch = json.dumps({"spec": {"version": "1.1.0", "tables": tables}})
+        kubectl("patch", "exts/tickets", "--type=merge", "-p", patch)
+        kubectl("wait", "--for=jsonpath={.status.appliedVersion}=1.1.0", "exts/tickets", "--timeout=60s")
         kubectl("wait", "--for=condition=Ready", "exts/tickets", "--timeout=60s")
         again = json.loads(kubectl("get", "secret", "tickets-db-credentials", "-o", "json").stdout)
         assert base64.b64decode(again["data"]["password"]).decode() == data["password"]
+        with psycopg.connect(data["url"], autocommit=True) as conn:
+            conn.execute("INSERT INTO ext_tickets.comment (body) VALUES ('second')")
         kubectl("delete", "exts/tickets", "--timeout=60s")  # the role is dropped; the Secret goes by ownerReference
 
 

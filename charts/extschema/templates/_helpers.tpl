@@ -55,8 +55,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 The rules for the watched resources, shared by the ClusterRole (cluster-wide) and the Roles (per namespace).
 Exactly the calls the operator makes: kopf lists and watches both kinds (its indexes and handlers), patches
 them (finalizer, progress annotations; the re-check annotation of waiting ExtensionSchemas) and their status
-subresource (conditions), and posts core/v1 Events. No get, create, update or delete: the operator never
-creates, replaces or deletes these objects.
+subresource (conditions), the drift loop gets one ExtensionSchema by name before it writes InSync, and it posts
+core/v1 Events. No create, update or delete: the operator never creates, replaces or deletes these objects.
 */}}
 {{- define "extschema.resourceRules" -}}
 # Watch ExtensionSchemas and DatabaseTargets (kopf's list+watch streams); patch them for the finalizer
@@ -64,6 +64,11 @@ creates, replaces or deletes these objects.
 - apiGroups: [extschema.io]
   resources: [extensionschemas, databasetargets]
   verbs: [list, watch, patch]
+# The drift loop (controller/drift.py) reads one ExtensionSchema by name to write its InSync condition against
+# the current resourceVersion.
+- apiGroups: [extschema.io]
+  resources: [extensionschemas]
+  verbs: [get]
 # Write conditions, observedGeneration, tables and lastMigration through the status subresource only.
 - apiGroups: [extschema.io]
   resources: [extensionschemas/status, databasetargets/status]
