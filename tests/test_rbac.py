@@ -3,7 +3,9 @@
 ``kubectl auth can-i --as=system:serviceaccount:NS:SA`` asks the API server's own authorizer, in both watch
 modes (cluster-wide and a list of namespaces). Then the operator itself runs with nothing but that
 ServiceAccount's token and brings the kustomize example (a DatabaseTarget whose URL is in a Secret, and an
-ExtensionSchema) to Ready and deletes it: the rules are enough, not only small.
+ExtensionSchema) to Ready and deletes it: the rules are enough, not only small. With rbac.pluginRoleSecrets it
+also writes a plugin's credentials Secret (a DatabaseTarget with spec.pluginRoles on the throwaway PostgreSQL);
+without it, no Secret write is allowed anywhere.
 """
 
 from __future__ import annotations
