@@ -151,6 +151,20 @@ def can(kube_cluster: Cluster, release: Release, verb: str, resource: str, *scop
     return answer == "yes"
 
 
+def check(
+    kube_cluster: Cluster,
+    release: Release,
+    namespace: str,
+    allowed: list[tuple[str, str]],
+    denied: list[tuple[str, str]],
+) -> None:
+    """In *namespace*, the release's ServiceAccount may do everything in *allowed* and nothing in *denied*."""
+    for verb, resource in allowed:
+        assert can(kube_cluster, release, verb, resource, "-n", namespace), f"cannot {verb} {resource} in {namespace}"
+    for verb, resource in denied:
+        assert not can(kube_cluster, release, verb, resource, "-n", namespace), f"can {verb} {resource} in {namespace}"
+
+
 #: What the operator does (kopf and its own requests), in every namespace it watches.
 NEEDED = [
     ("list", "extensionschemas.extschema.io"),
@@ -213,10 +227,7 @@ CLUSTER_NEVER = [
 
 def test_cluster_wide_mode(crds: Cluster, cluster_wide: Release) -> None:
     for namespace in (*cluster_wide.watched, *cluster_wide.others):
-        for verb, resource in NEEDED:
-            assert can(crds, cluster_wide, verb, resource, "-n", namespace), f"cannot {verb} {resource} in {namespace}"
-        for verb, resource in NEVER:
-            assert not can(crds, cluster_wide, verb, resource, "-n", namespace), f"can {verb} {resource}"
+        check(crds, cluster_wide, namespace, NEEDED, NEVER)
     assert can(crds, cluster_wide, "list", "extensionschemas.extschema.io", "--all-namespaces")
     assert not can(crds, cluster_wide, "list", "secrets", "--all-namespaces")
     assert not can(crds, cluster_wide, "watch", "secrets", "--all-namespaces")
@@ -239,13 +250,9 @@ def test_cluster_wide_mode_with_secret_namespaces(crds: Cluster, secrets_limited
 
 def test_namespaced_mode(crds: Cluster, namespaced: Release) -> None:
     for namespace in namespaced.watched:
-        for verb, resource in NEEDED:
-            assert can(crds, namespaced, verb, resource, "-n", namespace), f"cannot {verb} {resource} in {namespace}"
-        for verb, resource in NEVER:
-            assert not can(crds, namespaced, verb, resource, "-n", namespace), f"can {verb} {resource}"
+        check(crds, namespaced, namespace, NEEDED, NEVER)
     for namespace in (*namespaced.others, namespaced.namespace):
-        for verb, resource in NEEDED:
-            assert not can(crds, namespaced, verb, resource, "-n", namespace), f"can {verb} {resource} in {namespace}"
+        check(crds, namespaced, namespace, [], NEEDED)
     for verb in ("list", "watch", "patch"):
         assert not can(crds, namespaced, verb, "extensionschemas.extschema.io", "--all-namespaces")
     for verb, resource in [*CLUSTER_NEEDED, ("list", "namespaces"), ("watch", "namespaces")]:
@@ -257,17 +264,13 @@ def test_namespaced_mode(crds: Cluster, namespaced: Release) -> None:
 def test_plugin_role_secrets_are_opt_in(crds: Cluster, cluster_wide: Release, namespaced: Release) -> None:
     for release in (cluster_wide, namespaced):
         for namespace in release.watched:
-            for verb, resource in PLUGIN_ROLE_SECRETS[1:]:
-                assert not can(crds, release, verb, resource, "-n", namespace), f"can {verb} {resource} unasked"
+            check(crds, release, namespace, [], PLUGIN_ROLE_SECRETS[1:])
 
 
 def test_cluster_wide_mode_with_plugin_role_secrets(crds: Cluster, cluster_wide_writes: Release) -> None:
     release = cluster_wide_writes
     for namespace in (*release.watched, *release.others):
-        for verb, resource in [*NEEDED, *PLUGIN_ROLE_SECRETS]:
-            assert can(crds, release, verb, resource, "-n", namespace), f"cannot {verb} {resource} in {namespace}"
-        for verb, resource in NEVER_WITH_WRITES:
-            assert not can(crds, release, verb, resource, "-n", namespace), f"can {verb} {resource}"
+        check(crds, release, namespace, [*NEEDED, *PLUGIN_ROLE_SECRETS], NEVER_WITH_WRITES)
     for verb in ("list", "watch"):
         assert not can(crds, release, verb, "secrets", "--all-namespaces")
 
@@ -275,13 +278,9 @@ def test_cluster_wide_mode_with_plugin_role_secrets(crds: Cluster, cluster_wide_
 def test_namespaced_mode_with_plugin_role_secrets(crds: Cluster, namespaced_writes: Release) -> None:
     release = namespaced_writes
     for namespace in release.watched:
-        for verb, resource in [*NEEDED, *PLUGIN_ROLE_SECRETS]:
-            assert can(crds, release, verb, resource, "-n", namespace), f"cannot {verb} {resource} in {namespace}"
-        for verb, resource in NEVER_WITH_WRITES:
-            assert not can(crds, release, verb, resource, "-n", namespace), f"can {verb} {resource}"
+        check(crds, release, namespace, [*NEEDED, *PLUGIN_ROLE_SECRETS], NEVER_WITH_WRITES)
     for namespace in (*release.others, release.namespace):
-        for verb, resource in PLUGIN_ROLE_SECRETS:
-            assert not can(crds, release, verb, resource, "-n", namespace), f"can {verb} {resource} in {namespace}"
+        check(crds, release, namespace, [], PLUGIN_ROLE_SECRETS)
     for verb in ("get", "list", "watch", "create", "patch"):
         assert not can(crds, release, verb, "secrets", "--all-namespaces")
 
