@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import pytest
 import yaml
 
 from tests.controlplane import KUBERNETES_VERSION, Cluster
-from tests.controlplane.cluster import free_port
+from tests.controlplane.cluster import free_port, stop_process
 from tests.controlplane.helm import ensure_helm
 
 pytestmark = [pytest.mark.k8s, pytest.mark.helm, pytest.mark.slow]
@@ -334,17 +333,12 @@ def _operator(kube_cluster: Cluster, release: Release, tmp_path: Path) -> Iterat
             stderr=subprocess.STDOUT,
             env=env,
             cwd=tmp_path,
+            start_new_session=True,  # its own process group, which stop_process ends (SIGTERM, then SIGKILL)
         )
     try:
         yield
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc.pid, proc, grace=20)
         print(log.read_text(errors="replace")[-4000:])
     # A status code 403, not the digits inside a uid (JSON log lines carry the resource's uid).
     lines = log.read_text(errors="replace").splitlines()
