@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from extschema import crd
+from extschema import crd, limits
+from extschema.controller.settings import seconds
 from tests.controlplane import KUBERNETES_VERSION, Cluster
 from tests.controlplane.helm import documented_values, ensure_helm, render_manifests, render_readme
 
@@ -128,6 +129,9 @@ def test_values_schema_describes_every_value() -> None:
         ("watch.namespaces[0]=Not_A_Namespace", "at '/watch/namespaces/0': 'Not_A_Namespace' does not match pattern"),
         ("databse.existingSecret=app-db", "at '': additional properties 'databse' not allowed"),
         ("terminationGracePeriodSeconds=5", "at '/terminationGracePeriodSeconds': minimum: got 5, want 60"),
+        ("driftInterval=0s", "at '/driftInterval': '0s' does not match pattern"),
+        ("driftInterval=5 minutes", "at '/driftInterval': '5 minutes' does not match pattern"),
+        ("rbac.pluginRoleSecrets=yes", "at '/rbac/pluginRoleSecrets': got string, want boolean"),
     ],
 )
 def test_values_schema_rejects_bad_values_clearly(helm: Path, setting: str, expected: str) -> None:
@@ -204,6 +208,93 @@ def test_namespaced_mode_has_no_cluster_rule_for_namespaced_objects(helm: Path) 
     assert container["env"] == [
         {"name": "EXTSCHEMA_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "app-db", "key": "url"}}}
     ]
+
+
+def secret_verbs(docs: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """Verbs on core/v1 Secrets of every (Cluster)Role that has any, by (kind, namespace; "" if cluster-scoped)."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for doc in docs:
+        if doc["kind"] not in ("Role", "ClusterRole"):
+            continue
+        for rule in doc["rules"]:
+            if "" in rule["apiGroups"] and "secrets" in rule["resources"]:
+                key = (doc["kind"], doc["metadata"].get("namespace", ""))
+                found.setdefault(key, set()).update(rule["verbs"])
+    return found
+
+
+READ = {"get"}
+WRITE = {"get", "create", "patch"}
+
+
+@pytest.mark.parametrize(
+    ("values", "enabled", "expected"),
+    [
+        ([], False, {("ClusterRole", ""): READ}),
+        ([], True, {("ClusterRole", ""): WRITE}),
+        (
+            ["--set", "watch.namespaces={extschema-team-a,extschema-team-b}"],
+            False,
+            {
+                ("Role", "extschema-team-a"): READ,
+                ("Role", "extschema-team-b"): READ,
+            },
+        ),
+        (
+            ["--set", "watch.namespaces={extschema-team-a,extschema-team-b}"],
+            True,
+            {
+                ("Role", "extschema-team-a"): WRITE,
+                ("Role", "extschema-team-b"): WRITE,
+            },
+        ),
+        (["--set", "rbac.secretNamespaces={extschema-team-a}"], True, {("Role", "extschema-team-a"): WRITE}),
+        (["--set", "rbac.secretNamespaces={extschema-team-a}"], False, {("Role", "extschema-team-a"): READ}),
+    ],
+    ids=["cluster-wide", "cluster-wide-writes", "namespaced", "namespaced-writes", "limited-writes", "limited"],
+)
+def test_plugin_role_secrets_are_opt_in_and_follow_the_secret_scope(
+    helm: Path, values: list[str], enabled: bool, expected: dict[tuple[str, str], set[str]]
+) -> None:
+    """rbac.pluginRoleSecrets adds exactly create and patch on Secrets, where (and only where) they are readable:
+    the ClusterRole, the watched namespaces' Roles, or the rbac.secretNamespaces Roles. Never list, watch, update
+    or delete (controller/plugin_roles.py GETs, POSTs and merge-PATCHes one Secret by name)."""
+    docs = template(helm, *values, "--set", f"rbac.pluginRoleSecrets={str(enabled).lower()}")
+    assert secret_verbs(docs) == expected
+
+
+def test_every_value_set_grants_secret_writes_only_when_asked(helm: Path) -> None:
+    for value_set in VALUE_SETS:
+        path = CHART / "ci" / f"{value_set}.yaml"
+        asked = value_set != "default" and bool(
+            (yaml.safe_load(path.read_text()).get("rbac") or {}).get("pluginRoleSecrets")
+        )
+        for key, verbs in secret_verbs(template(helm, *values_args(value_set))).items():
+            assert verbs == (WRITE if asked else READ), f"{value_set}: {key} has {verbs}"
+
+
+def test_drift_interval_is_passed_to_the_operator(helm: Path) -> None:
+    def args(*values: str) -> list[str]:
+        (deployment,) = by_kind(template(helm, *values), "Deployment")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        return [a for a in container["args"] if a.startswith("--drift-interval")]
+
+    (default,) = args()
+    assert seconds(default.split("=", 1)[1]) == limits.DRIFT_INTERVAL_S  # the chart's default is the operator's
+    assert args("--set", "driftInterval=90s") == ["--drift-interval=90s"]
+    assert args("--set", "driftInterval=1.5h") == ["--drift-interval=1.5h"]
+
+
+def test_drift_interval_pattern_accepts_only_what_the_operator_parses() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    pattern = re.compile(schema["properties"]["driftInterval"]["pattern"])
+    accepted = ["30s", "5m", "1h", "500ms", "1.5m", "0.5s", "10s", "05m"]
+    rejected = ["0s", "0.0s", "00m", "5", "5 m", "-1s", "5d", "m", "", "1e3s"]
+    for text in accepted:
+        assert pattern.fullmatch(text), text
+        assert seconds(text) > 0
+    for text in rejected:
+        assert not pattern.fullmatch(text), text
 
 
 def test_rbac_rules_are_commented(helm: Path) -> None:

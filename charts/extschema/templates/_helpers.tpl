@@ -55,8 +55,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 The rules for the watched resources, shared by the ClusterRole (cluster-wide) and the Roles (per namespace).
 Exactly the calls the operator makes: kopf lists and watches both kinds (its indexes and handlers), patches
 them (finalizer, progress annotations; the re-check annotation of waiting ExtensionSchemas) and their status
-subresource (conditions), and posts core/v1 Events. No get, create, update or delete: the operator never
-creates, replaces or deletes these objects.
+subresource (conditions), the drift loop gets one ExtensionSchema by name before it writes InSync, and it posts
+core/v1 Events. No create, update or delete: the operator never creates, replaces or deletes these objects.
 */}}
 {{- define "extschema.resourceRules" -}}
 # Watch ExtensionSchemas and DatabaseTargets (kopf's list+watch streams); patch them for the finalizer
@@ -64,6 +64,11 @@ creates, replaces or deletes these objects.
 - apiGroups: [extschema.io]
   resources: [extensionschemas, databasetargets]
   verbs: [list, watch, patch]
+# The drift loop (controller/drift.py) reads one ExtensionSchema by name to write its InSync condition against
+# the current resourceVersion.
+- apiGroups: [extschema.io]
+  resources: [extensionschemas]
+  verbs: [get]
 # Write conditions, observedGeneration, tables and lastMigration through the status subresource only.
 - apiGroups: [extschema.io]
   resources: [extensionschemas/status, databasetargets/status]
@@ -81,6 +86,32 @@ creates, replaces or deletes these objects.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+{{- end }}
+
+{{/*
+The Secret rules wherever Secrets may be read: the named GET of a DatabaseTarget's spec.urlSecretRef, and with
+rbac.pluginRoleSecrets the writes of the plugins' credentials Secrets (controller/plugin_roles.py), which go
+next to the ExtensionSchemas and so follow the same scope.
+*/}}
+{{- define "extschema.secretRules" -}}
+{{ include "extschema.secretRule" . }}
+{{- if .Values.rbac.pluginRoleSecrets }}
+{{ include "extschema.pluginRoleSecretRule" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+rbac.pluginRoleSecrets: write the Secret `<ExtensionSchema>-db-credentials` of a DatabaseTarget with
+spec.pluginRoles. Exactly the operator's calls: GET it by name (granted by the rule above), POST it when
+missing, merge-PATCH its data. Never update (PUT), delete (the ownerReference lets the garbage collector delete
+it), list or watch. RBAC cannot narrow create by name, and the names follow the ExtensionSchemas.
+*/}}
+{{- define "extschema.pluginRoleSecretRule" -}}
+# spec.pluginRoles: create the plugin's credentials Secret <ExtensionSchema>-db-credentials next to its
+# ExtensionSchema and patch its data (the password is kept). No update, delete, list or watch.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create, patch]
 {{- end }}
 
 {{/* The Secret holding the webhook's serving certificate (cert-manager's, or an existing one). */}}
