@@ -177,7 +177,8 @@ def test_kustomize_overlay_builds_valid_resources() -> None:
 @pytest.mark.k8s
 def test_kustomize_overlay_passes_server_side_dry_run(kube_cluster: Cluster) -> None:
     kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/extensionschemas.extschema.io")
+    for crd in ("extensionschemas", "databasetargets"):  # the overlay has both kinds
+        kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.extschema.io")
     if kube_cluster.kubectl("get", "namespace", "plugins", check=False).returncode != 0:
         kube_cluster.kubectl("create", "namespace", "plugins")
     out = kube_cluster.kubectl("apply", "--dry-run=server", "-k", str(KUSTOMIZE / "overlays" / "production")).stdout
