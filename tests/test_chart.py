@@ -110,7 +110,9 @@ def test_values_schema_describes_every_value() -> None:
 
     def check(node: dict[str, Any], value: Any, path: str) -> None:
         assert node.get("description") or path == "", f"{path} has no description in values.schema.json"
-        if isinstance(value, dict) and node.get("additionalProperties") is False:
+        if "$ref" in node:  # a Kubernetes type (security contexts): test_security_context_schemas_are_kubernetes'
+            return
+        if isinstance(value, dict) and value and node.get("additionalProperties") is False:  # {}: optional object
             assert set(value) == set(node["properties"]), f"{path}: values.yaml and the schema disagree"
             for key, child in value.items():
                 check(node["properties"][key], child, f"{path}.{key}")
@@ -132,6 +134,22 @@ def test_values_schema_describes_every_value() -> None:
         ("driftInterval=0s", "at '/driftInterval': '0s' does not match pattern"),
         ("driftInterval=5 minutes", "at '/driftInterval': '5 minutes' does not match pattern"),
         ("rbac.pluginRoleSecrets=yes", "at '/rbac/pluginRoleSecrets': got string, want boolean"),
+        # The security contexts are checked like every other value: a typo would otherwise be dropped by the API
+        # server and silently leave, e.g., the root filesystem writable.
+        ("podSecurityContext.runAsUser=abc", "at '/podSecurityContext/runAsUser': got string, want integer"),
+        (
+            "containerSecurityContext.readOnlyRootFileSystem=true",
+            "at '/containerSecurityContext': additional properties 'readOnlyRootFileSystem' not allowed",
+        ),
+        (
+            "containerSecurityContext.capabilities.drop=ALL",
+            "at '/containerSecurityContext/capabilities/drop': got string, want array",
+        ),
+        (
+            "podSecurityContext.seccompProfile.type=Default",
+            "at '/podSecurityContext/seccompProfile/type': value must be one of",
+        ),
+        ("webhook.certManager.issuerRef.nmae=ca", "at '/webhook/certManager/issuerRef': additional properties 'nmae'"),
     ],
 )
 def test_values_schema_rejects_bad_values_clearly(helm: Path, setting: str, expected: str) -> None:
@@ -141,6 +159,36 @@ def test_values_schema_rejects_bad_values_clearly(helm: Path, setting: str, expe
     assert proc.returncode == 1
     assert "values don't meet the specifications of the schema" in proc.stderr
     assert expected in proc.stderr, proc.stderr
+
+
+@pytest.mark.k8s
+def test_security_context_schemas_are_kubernetes(kube_cluster: Cluster) -> None:
+    """The chart's security-context schemas allow exactly the API server's fields, with the same types."""
+    definitions = json.loads((CHART / "values.schema.json").read_text())["definitions"]
+    kinds = {
+        "string": r"<string>",
+        "integer": r"<integer>",
+        "boolean": r"<boolean>",
+        "array": r"<\[\]",
+        "object": r"<[A-Z]",
+    }
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        return definitions[node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        known = set(re.findall(r"^  (\w+)\t<", kube_cluster.kubectl("explain", path).stdout, re.MULTILINE))
+        assert set(resolve(node)["properties"]) == known, path  # no field refused that Kubernetes has
+        for key, child in resolve(node)["properties"].items():
+            child = resolve(child)
+            explained = kube_cluster.kubectl("explain", f"{path}.{key}").stdout
+            wanted = kinds[child.get("type", "string")]  # an enum without a type is a string
+            assert re.search(rf"FIELD: {key} {wanted}", explained), (path, key, explained[:300])
+            if child.get("type") == "object":
+                walk(child, f"{path}.{key}")
+
+    walk(definitions["podSecurityContext"], "pod.spec.securityContext")
+    walk(definitions["containerSecurityContext"], "pod.spec.containers.securityContext")
 
 
 def test_kube_version_is_required(helm: Path) -> None:
