@@ -1,0 +1,111 @@
+"""A platform team's checks of the shipped chart on a real API server: what NOTES.txt prints applies as printed
+with a default database, `helm upgrade` moves a release from one value set to another (namespaced Roles to a
+ClusterRole and back), and `helm uninstall` leaves the users' ExtensionSchemas and the CRDs in place.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.controlplane import Cluster
+from tests.test_chart import (
+    CHART,
+    NAMED_NAMESPACES,
+    _adopt_existing_crds,
+    _notes_example,
+    by_kind,
+    helm,
+    run_helm,
+    values_args,
+)
+
+pytestmark = [pytest.mark.helm, pytest.mark.k8s]
+
+__all__ = ["helm"]  # the session fixture, imported so pytest finds it here
+
+
+@pytest.fixture
+def release_ns(kube_cluster: Cluster) -> Iterator[str]:
+    name = f"ship-{uuid.uuid4().hex[:8]}"
+    for ns in (name, *NAMED_NAMESPACES):
+        if kube_cluster.kubectl("get", "namespace", ns, check=False).returncode != 0:
+            kube_cluster.kubectl("create", "namespace", ns)
+    yield name
+    kube_cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+def _manifest(helm: Path, kube: list[str], release: str, namespace: str) -> list[dict[str, Any]]:
+    out = run_helm(helm, "get", "manifest", release, "-n", namespace, *kube).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def _exists(kube_cluster: Cluster, doc: dict[str, Any]) -> bool:
+    scope = ["-n", doc["metadata"]["namespace"]] if doc["metadata"].get("namespace") else []
+    found = kube_cluster.kubectl("get", doc["kind"], doc["metadata"]["name"], *scope, check=False)
+    return found.returncode == 0
+
+
+def test_notes_example_applies_upgrade_switches_value_sets_and_uninstall_keeps_user_data(
+    helm: Path, kube_cluster: Cluster, release_ns: str
+) -> None:
+    release = f"ship-{uuid.uuid4().hex[:6]}"
+    kube = ["--kubeconfig", str(kube_cluster.kubeconfig)]
+    watched = NAMED_NAMESPACES[0]
+    _adopt_existing_crds(kube_cluster, release, release_ns)
+    installed = run_helm(
+        helm, "install", release, str(CHART), "-n", release_ns, *kube, *values_args("namespaced-values")
+    )
+    schema_name = ""
+    try:
+        # NOTES.txt with a default database: the printed ExtensionSchema goes to the first watched namespace.
+        assert f"kubectl apply -n {watched} -f -" in installed.stdout, installed.stdout
+        example = _notes_example(installed.stdout)
+        schema_name = yaml.safe_load(example)["metadata"]["name"]
+        applied = kube_cluster.kubectl("apply", "-n", watched, "-f", "-", input=example)
+        assert f"extensionschema.extschema.io/{schema_name} created" in applied.stdout
+
+        namespaced = _manifest(helm, kube, release, release_ns)
+        assert {r["metadata"]["namespace"] for r in by_kind(namespaced, "Role")} == set(NAMED_NAMESPACES)
+
+        # Upgrade to the cluster-wide, hardened value set: the watched namespaces' Roles go, the ClusterRole takes
+        # over the resources, the Deployment watches every namespace.
+        run_helm(helm, "upgrade", release, str(CHART), "-n", release_ns, *kube, *values_args("hardened-values"))
+        hardened = _manifest(helm, kube, release, release_ns)
+        for role in by_kind(namespaced, "Role"):
+            assert not _exists(kube_cluster, role), f"{role['metadata']} survived the upgrade"
+        for doc in hardened:
+            assert _exists(kube_cluster, doc), doc["metadata"]
+        (deployment,) = by_kind(hardened, "Deployment")
+        live = json.loads(
+            kube_cluster.kubectl(
+                "-n", release_ns, "get", "deployment", deployment["metadata"]["name"], "-o", "json"
+            ).stdout
+        )
+        assert "--all-namespaces" in live["spec"]["template"]["spec"]["containers"][0]["args"]
+        (cluster_role,) = by_kind(hardened, "ClusterRole")
+        resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
+        assert "extensionschemas" in resources and "secrets" not in resources
+
+        # And back: a second upgrade restores the namespaced Roles.
+        run_helm(helm, "upgrade", release, str(CHART), "-n", release_ns, *kube, *values_args("namespaced-values"))
+        for role in by_kind(namespaced, "Role"):
+            assert _exists(kube_cluster, role), role["metadata"]
+    finally:
+        uninstalled = run_helm(helm, "uninstall", release, "-n", release_ns, *kube)
+    assert "kept due to the resource policy" in uninstalled.stdout + uninstalled.stderr
+    # The users' data: the ExtensionSchema applied from NOTES.txt is still there, and so are the CRDs.
+    assert schema_name
+    kube_cluster.kubectl("-n", watched, "get", "exts", schema_name)
+    for name in ("extensionschemas.extschema.io", "databasetargets.extschema.io"):
+        kube_cluster.kubectl("get", "crd", name)
+    kube_cluster.kubectl(
+        "-n", watched, "patch", "exts", schema_name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}'
+    )
+    kube_cluster.kubectl("-n", watched, "delete", "exts", schema_name, "--wait=false")
