@@ -1,19 +1,22 @@
-"""A platform team's checks of the shipped chart on a real API server: what NOTES.txt prints applies as printed
-with a default database, `helm upgrade` moves a release from one value set to another (namespaced Roles to a
-ClusterRole and back), and `helm uninstall` leaves the users' ExtensionSchemas and the CRDs in place.
+"""A platform team's checks of what ships, on a real API server: what NOTES.txt prints applies as printed with a
+default database, `helm upgrade` moves a release from one value set to another (namespaced Roles to a ClusterRole
+and back), `helm uninstall` leaves the users' ExtensionSchemas and the CRDs in place, and the Argo CD health check
+and `approve` action give the documented answers on objects a running operator wrote.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests import test_argocd as argocd
+from tests import test_operator_e2e as e2e
 from tests.controlplane import Cluster
 from tests.test_chart import (
     CHART,
@@ -26,9 +29,9 @@ from tests.test_chart import (
     values_args,
 )
 
-pytestmark = [pytest.mark.helm, pytest.mark.k8s]
+pytestmark = [pytest.mark.k8s]
 
-__all__ = ["helm"]  # the session fixture, imported so pytest finds it here
+__all__ = ["crds", "helm", "kube", "run_operator"]  # fixtures, imported so pytest finds them here
 
 
 @pytest.fixture
@@ -52,6 +55,7 @@ def _exists(kube_cluster: Cluster, doc: dict[str, Any]) -> bool:
     return found.returncode == 0
 
 
+@pytest.mark.helm
 def test_notes_example_applies_upgrade_switches_value_sets_and_uninstall_keeps_user_data(
     helm: Path, kube_cluster: Cluster, release_ns: str
 ) -> None:
@@ -109,3 +113,74 @@ def test_notes_example_applies_upgrade_switches_value_sets_and_uninstall_keeps_u
         "-n", watched, "patch", "exts", schema_name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}'
     )
     kube_cluster.kubectl("-n", watched, "delete", "exts", schema_name, "--wait=false")
+
+
+# --- Argo CD health and the approve action on objects a running operator wrote ---------------------------------
+
+crds, kube, run_operator = e2e.crds, e2e.kube, e2e.run_operator
+
+
+def _argo_health(body: dict[str, Any]) -> dict[str, str]:
+    return argocd.health(body)
+
+
+def _approve(body: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = argocd.run_script(argocd.CUSTOMIZATION / "actions" / "approve" / "action.lua", body)
+    return result
+
+
+@pytest.mark.slow
+def test_argo_health_and_approve_on_objects_the_operator_wrote(
+    kube: e2e.Kube, run_operator: Callable[..., e2e.Operator], sqlite_url: str
+) -> None:
+    e2e.load_core(sqlite_url)
+    operator = run_operator(sqlite_url)
+    fields = [{"name": "title", "type": "String"}, {"name": "note", "type": "Text"}]
+    orders = e2e.schema_doc("orders", "orders", [{"name": "item", "fields": fields}])
+    winner = e2e.simple("winner", "shared")
+    loser = e2e.simple("loser", "shared")
+    loser["spec"]["tables"][0]["fields"].append({"name": "extra", "type": "Int"})
+    kube.apply(orders, winner, e2e.simple("paused", "paused", suspend=True))
+    kube("apply", "-f", str(e2e.EXAMPLES / "knowledge-base.yaml"))  # its dependency `comments` does not exist
+    kube.wait("orders")
+    kube.wait("winner")
+    kube.apply(loser)
+
+    ready = kube.get("orders")
+    assert _argo_health(ready)["status"] == "Healthy"
+    assert _approve(ready) == ready  # no plan waits: the action changes nothing
+    waiting = _argo_health(kube.wait_reason("knowledge-base", "DependencyNotReady"))
+    assert waiting["status"] == "Progressing" and "DependencyNotReady" in waiting["message"]
+    stalled = _argo_health(kube.wait_reason("loser", "Conflict"))
+    assert stalled["status"] == "Degraded" and "winner" in stalled["message"]
+    suspended = _argo_health(kube.wait_reason("paused", "Suspended"))
+    assert suspended["status"] == "Suspended"
+
+    # A destructive change waits for approval: Progressing, naming the hash; `approve` sets exactly that hash.
+    orders["spec"]["version"] = "2.0.0"
+    orders["spec"]["tables"][0]["fields"] = fields[:1]
+    kube.apply(orders)
+    pending = kube.wait_reason("orders", "ApprovalRequired")
+    plan_hash = pending["status"]["pendingPlan"]["hash"]
+    health = _argo_health(pending)
+    assert health["status"] == "Progressing" and plan_hash in health["message"]
+    approved = _approve(pending)
+    assert approved["spec"] == {**pending["spec"], "approvedPlanHash": plan_hash}
+    assert {k: v for k, v in approved.items() if k != "spec"} == {k: v for k, v in pending.items() if k != "spec"}
+    kube("patch", "exts", "orders", "--type=merge", "-p", json.dumps({"spec": {"approvedPlanHash": plan_hash}}))
+    kube("wait", "--for=jsonpath={.status.appliedVersion}=2.0.0", "exts/orders", f"--timeout={e2e.WAIT}")
+    kube.wait("orders")
+    assert _argo_health(kube.get("orders"))["status"] == "Healthy"
+
+    # Deletion blocked by a dependent: Progressing, naming the finalizer.
+    kube("apply", "-f", str(e2e.EXAMPLES / "comments.yaml"))
+    kube.wait("knowledge-base")
+    kube("delete", "exts", "comments", "--wait=false")
+    deleting = _argo_health(kube.wait_reason("comments", "DeletionBlocked"))
+    assert deleting["status"] == "Progressing"
+    assert deleting["message"].startswith("Deleting: waiting for finalizer extschema.io/cleanup")
+
+    # A new generation the operator has not seen yet (it is stopped): Progressing, not the old Healthy.
+    operator.stop()
+    kube("patch", "exts", "winner", "--type=merge", "-p", '{"spec":{"version":"1.0.1"}}')
+    assert _argo_health(kube.get("winner"))["status"] == "Progressing"
