@@ -184,3 +184,46 @@ def test_argo_health_and_approve_on_objects_the_operator_wrote(
     operator.stop()
     kube("patch", "exts", "winner", "--type=merge", "-p", '{"spec":{"version":"1.0.1"}}')
     assert _argo_health(kube.get("winner"))["status"] == "Progressing"
+
+
+# --- Pod Security Standards ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.helm
+@pytest.mark.parametrize(
+    ("value_set", "extra", "admitted"),
+    [
+        ("default", [], True),
+        ("namespaced-values", [], True),
+        ("hardened-values", [], True),
+        ("observe-values", [], True),
+        # The check itself can fail: the same pod with privilege escalation allowed is refused.
+        ("default", ["--set", "containerSecurityContext.allowPrivilegeEscalation=true"], False),
+    ],
+)
+def test_operator_pod_passes_the_restricted_pod_security_standard(
+    helm: Path, kube_cluster: Cluster, value_set: str, extra: list[str], admitted: bool
+) -> None:
+    """The operator's pod, as the Deployment would create it, is admitted in a namespace enforcing `restricted`."""
+    namespace = f"pss-{uuid.uuid4().hex[:8]}"
+    kube_cluster.kubectl("create", "namespace", namespace)
+    try:
+        kube_cluster.kubectl(
+            "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted", "--overwrite"
+        )
+        out = run_helm(helm, "template", "pss", str(CHART), "-n", namespace, *values_args(value_set), *extra).stdout
+        (deployment,) = by_kind([d for d in yaml.safe_load_all(out) if d], "Deployment")
+        template = deployment["spec"]["template"]
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "pss-probe", "namespace": namespace, "labels": template["metadata"]["labels"]},
+            "spec": {**template["spec"], "serviceAccountName": "default"},
+        }
+        proc = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+        if admitted:
+            assert proc.returncode == 0 and "created (server dry run)" in proc.stdout, proc.stderr
+        else:
+            assert proc.returncode != 0 and 'violates PodSecurity "restricted' in proc.stderr, proc.stderr
+    finally:
+        kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
