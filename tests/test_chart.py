@@ -110,7 +110,7 @@ def test_values_schema_describes_every_value() -> None:
 
     def check(node: dict[str, Any], value: Any, path: str) -> None:
         assert node.get("description") or path == "", f"{path} has no description in values.schema.json"
-        if "$ref" in node:  # a Kubernetes type (security contexts): test_security_context_schemas_are_kubernetes'
+        if "$ref" in node:  # a Kubernetes type: test_kubernetes_type_schemas_are_kubernetes
             return
         if isinstance(value, dict) and value and node.get("additionalProperties") is False:  # {}: optional object
             assert set(value) == set(node["properties"]), f"{path}: values.yaml and the schema disagree"
@@ -150,6 +150,17 @@ def test_values_schema_describes_every_value() -> None:
             "at '/podSecurityContext/seccompProfile/type': value must be one of",
         ),
         ("webhook.certManager.issuerRef.nmae=ca", "at '/webhook/certManager/issuerRef': additional properties 'nmae'"),
+        # A typo in a toleration or a NetworkPolicy peer would be dropped and silently widen what is allowed.
+        ("tolerations[0].efect=NoSchedule", "at '/tolerations/0': additional properties 'efect' not allowed"),
+        ("tolerations[0].tolerationSeconds=soon", "at '/tolerations/0/tolerationSeconds': got string, want integer"),
+        (
+            "networkPolicy.databasePeers[0].podSelektor.matchLabels.app=db",
+            "at '/networkPolicy/databasePeers/0': additional properties 'podSelektor' not allowed",
+        ),
+        (
+            "networkPolicy.databasePeers[0].namespaceSelector.matchLabel.app=db",
+            "at '/networkPolicy/databasePeers/0/namespaceSelector': additional properties 'matchLabel' not allowed",
+        ),
     ],
 )
 def test_values_schema_rejects_bad_values_clearly(helm: Path, setting: str, expected: str) -> None:
@@ -162,8 +173,9 @@ def test_values_schema_rejects_bad_values_clearly(helm: Path, setting: str, expe
 
 
 @pytest.mark.k8s
-def test_security_context_schemas_are_kubernetes(kube_cluster: Cluster) -> None:
-    """The chart's security-context schemas allow exactly the API server's fields, with the same types."""
+def test_kubernetes_type_schemas_are_kubernetes(kube_cluster: Cluster) -> None:
+    """The chart's schemas of Kubernetes types (security contexts, tolerations, NetworkPolicy peers) allow exactly
+    the API server's fields, with the same types."""
     definitions = json.loads((CHART / "values.schema.json").read_text())["definitions"]
     kinds = {
         "string": r"<string>",
@@ -183,12 +195,16 @@ def test_security_context_schemas_are_kubernetes(kube_cluster: Cluster) -> None:
             child = resolve(child)
             explained = kube_cluster.kubectl("explain", f"{path}.{key}").stdout
             wanted = kinds[child.get("type", "string")]  # an enum without a type is a string
+            if child.get("type") == "object" and "properties" not in child:
+                wanted = r"<map\[string\]string>"
             assert re.search(rf"FIELD: {key} {wanted}", explained), (path, key, explained[:300])
-            if child.get("type") == "object":
+            if "properties" in child:
                 walk(child, f"{path}.{key}")
 
     walk(definitions["podSecurityContext"], "pod.spec.securityContext")
     walk(definitions["containerSecurityContext"], "pod.spec.containers.securityContext")
+    walk(definitions["toleration"], "pod.spec.tolerations")
+    walk(definitions["networkPolicyPeer"], "networkpolicy.spec.egress.to")
 
 
 def test_kube_version_is_required(helm: Path) -> None:
