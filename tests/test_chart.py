@@ -207,6 +207,23 @@ def test_kubernetes_type_schemas_are_kubernetes(kube_cluster: Cluster) -> None:
     walk(definitions["networkPolicyPeer"], "networkpolicy.spec.egress.to")
 
 
+def test_secret_namespaces_with_watched_namespaces_is_refused_not_ignored(helm: Path) -> None:
+    """rbac.secretNamespaces only applies cluster-wide; with watch.namespaces it would silently do nothing."""
+    proc = run_helm(
+        helm,
+        "template",
+        "extschema",
+        str(CHART),
+        "--set",
+        "watch.namespaces={team-a}",
+        "--set",
+        "rbac.secretNamespaces={team-b}",
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "rbac.secretNamespaces applies only when watch.namespaces is empty" in proc.stderr, proc.stderr
+
+
 def test_kube_version_is_required(helm: Path) -> None:
     proc = run_helm(helm, "template", "extschema", str(CHART), "--kube-version", "1.27.0", check=False)
     assert proc.returncode == 1 and "chart requires kubeVersion" in proc.stderr
