@@ -174,9 +174,10 @@ def test_values_schema_rejects_bad_values_clearly(helm: Path, setting: str, expe
 
 @pytest.mark.k8s
 def test_kubernetes_type_schemas_are_kubernetes(kube_cluster: Cluster) -> None:
-    """The chart's schemas of Kubernetes types (security contexts, tolerations, NetworkPolicy peers) allow exactly
-    the API server's fields, with the same types."""
-    definitions = json.loads((CHART / "values.schema.json").read_text())["definitions"]
+    """The chart's schemas of Kubernetes types (security contexts, tolerations, NetworkPolicy peers, volume
+    mounts) allow exactly the API server's fields, with the same types."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    definitions = schema["definitions"]
     kinds = {
         "string": r"<string>",
         "integer": r"<integer>",
@@ -205,6 +206,7 @@ def test_kubernetes_type_schemas_are_kubernetes(kube_cluster: Cluster) -> None:
     walk(definitions["containerSecurityContext"], "pod.spec.containers.securityContext")
     walk(definitions["toleration"], "pod.spec.tolerations")
     walk(definitions["networkPolicyPeer"], "networkpolicy.spec.egress.to")
+    walk(schema["properties"]["extraVolumeMounts"]["items"], "pod.spec.containers.volumeMounts")
 
 
 def test_secret_namespaces_with_watched_namespaces_is_refused_not_ignored(helm: Path) -> None:

@@ -227,3 +227,33 @@ def test_operator_pod_passes_the_restricted_pod_security_standard(
             assert proc.returncode != 0 and 'violates PodSecurity "restricted' in proc.stderr, proc.stderr
     finally:
         kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+# --- a SQLite database under the read-only root filesystem ---------------------------------------------------------
+
+
+@pytest.mark.helm
+def test_a_sqlite_database_can_live_on_a_volume_of_its_own(
+    helm: Path, kube_cluster: Cluster, release_ns: str, tmp_path: Path
+) -> None:
+    """The root filesystem is read-only and /tmp is a 64Mi emptyDir lost on restart: a SQLite file (docs/install.md
+    supports SQLite) needs a volume the chart mounts, e.g. a PersistentVolumeClaim at /data."""
+    values = {
+        "database": {"existingSecret": "app-db"},  # url: sqlite:////data/app.db
+        "extraVolumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "extschema-data"}}],
+        "extraVolumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    out = run_helm(helm, "template", "x", str(CHART), "-n", release_ns, "-f", str(tmp_path / "values.yaml"))
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    (deployment,) = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "extschema-data"}} in pod["volumes"]
+    (container,) = pod["containers"]
+    assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    applied = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=out.stdout)
+    assert "deployment.apps/x-extschema created (server dry run)" in applied.stdout
+    # Like every value, a mount is checked by the schema (a typo is not dropped by the API server).
+    bad = run_helm(helm, "template", "x", str(CHART), "--set", "extraVolumeMounts[0].mountPth=/data", check=False)
+    assert bad.returncode == 1 and "additional properties 'mountPth' not allowed" in bad.stderr, bad.stderr
