@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +25,14 @@ from tests.test_chart import (
     _notes_example,
     by_kind,
     helm,
+    namespaces,
     run_helm,
     values_args,
 )
 
 pytestmark = [pytest.mark.k8s]
 
-__all__ = ["crds", "helm", "kube", "run_operator"]  # fixtures, imported so pytest finds them here
-
-
-@pytest.fixture
-def release_ns(kube_cluster: Cluster) -> Iterator[str]:
-    name = f"ship-{uuid.uuid4().hex[:8]}"
-    for ns in (name, *NAMED_NAMESPACES):
-        if kube_cluster.kubectl("get", "namespace", ns, check=False).returncode != 0:
-            kube_cluster.kubectl("create", "namespace", ns)
-    yield name
-    kube_cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+__all__ = ["crds", "helm", "kube", "namespaces", "run_operator"]  # fixtures, imported so pytest finds them here
 
 
 def _manifest(helm: Path, kube: list[str], release: str, namespace: str) -> list[dict[str, Any]]:
@@ -57,14 +48,14 @@ def _exists(kube_cluster: Cluster, doc: dict[str, Any]) -> bool:
 
 @pytest.mark.helm
 def test_notes_example_applies_upgrade_switches_value_sets_and_uninstall_keeps_user_data(
-    helm: Path, kube_cluster: Cluster, release_ns: str
+    helm: Path, kube_cluster: Cluster, namespaces: str
 ) -> None:
     release = f"ship-{uuid.uuid4().hex[:6]}"
     kube = ["--kubeconfig", str(kube_cluster.kubeconfig)]
     watched = NAMED_NAMESPACES[0]
-    _adopt_existing_crds(kube_cluster, release, release_ns)
+    _adopt_existing_crds(kube_cluster, release, namespaces)
     installed = run_helm(
-        helm, "install", release, str(CHART), "-n", release_ns, *kube, *values_args("namespaced-values")
+        helm, "install", release, str(CHART), "-n", namespaces, *kube, *values_args("namespaced-values")
     )
     schema_name = ""
     try:
@@ -75,13 +66,13 @@ def test_notes_example_applies_upgrade_switches_value_sets_and_uninstall_keeps_u
         applied = kube_cluster.kubectl("apply", "-n", watched, "-f", "-", input=example)
         assert f"extensionschema.extschema.io/{schema_name} created" in applied.stdout
 
-        namespaced = _manifest(helm, kube, release, release_ns)
+        namespaced = _manifest(helm, kube, release, namespaces)
         assert {r["metadata"]["namespace"] for r in by_kind(namespaced, "Role")} == set(NAMED_NAMESPACES)
 
         # Upgrade to the cluster-wide, hardened value set: the watched namespaces' Roles go, the ClusterRole takes
         # over the resources, the Deployment watches every namespace.
-        run_helm(helm, "upgrade", release, str(CHART), "-n", release_ns, *kube, *values_args("hardened-values"))
-        hardened = _manifest(helm, kube, release, release_ns)
+        run_helm(helm, "upgrade", release, str(CHART), "-n", namespaces, *kube, *values_args("hardened-values"))
+        hardened = _manifest(helm, kube, release, namespaces)
         for role in by_kind(namespaced, "Role"):
             assert not _exists(kube_cluster, role), f"{role['metadata']} survived the upgrade"
         for doc in hardened:
@@ -89,7 +80,7 @@ def test_notes_example_applies_upgrade_switches_value_sets_and_uninstall_keeps_u
         (deployment,) = by_kind(hardened, "Deployment")
         live = json.loads(
             kube_cluster.kubectl(
-                "-n", release_ns, "get", "deployment", deployment["metadata"]["name"], "-o", "json"
+                "-n", namespaces, "get", "deployment", deployment["metadata"]["name"], "-o", "json"
             ).stdout
         )
         assert "--all-namespaces" in live["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -98,11 +89,11 @@ def test_notes_example_applies_upgrade_switches_value_sets_and_uninstall_keeps_u
         assert "extensionschemas" in resources and "secrets" not in resources
 
         # And back: a second upgrade restores the namespaced Roles.
-        run_helm(helm, "upgrade", release, str(CHART), "-n", release_ns, *kube, *values_args("namespaced-values"))
+        run_helm(helm, "upgrade", release, str(CHART), "-n", namespaces, *kube, *values_args("namespaced-values"))
         for role in by_kind(namespaced, "Role"):
             assert _exists(kube_cluster, role), role["metadata"]
     finally:
-        uninstalled = run_helm(helm, "uninstall", release, "-n", release_ns, *kube)
+        uninstalled = run_helm(helm, "uninstall", release, "-n", namespaces, *kube)
     assert "kept due to the resource policy" in uninstalled.stdout + uninstalled.stderr
     # The users' data: the ExtensionSchema applied from NOTES.txt is still there, and so are the CRDs.
     assert schema_name
@@ -234,7 +225,7 @@ def test_operator_pod_passes_the_restricted_pod_security_standard(
 
 @pytest.mark.helm
 def test_a_sqlite_database_can_live_on_a_volume_of_its_own(
-    helm: Path, kube_cluster: Cluster, release_ns: str, tmp_path: Path
+    helm: Path, kube_cluster: Cluster, namespaces: str, tmp_path: Path
 ) -> None:
     """The root filesystem is read-only and /tmp is a 64Mi emptyDir lost on restart: a SQLite file (docs/install.md
     supports SQLite) needs a volume the chart mounts, e.g. a PersistentVolumeClaim at /data."""
@@ -244,7 +235,7 @@ def test_a_sqlite_database_can_live_on_a_volume_of_its_own(
         "extraVolumeMounts": [{"name": "data", "mountPath": "/data"}],
     }
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
-    out = run_helm(helm, "template", "x", str(CHART), "-n", release_ns, "-f", str(tmp_path / "values.yaml"))
+    out = run_helm(helm, "template", "x", str(CHART), "-n", namespaces, "-f", str(tmp_path / "values.yaml"))
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     (deployment,) = by_kind(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
