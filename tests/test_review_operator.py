@@ -1,0 +1,71 @@
+"""Adversarial review of the operator side of safe evolution (issues 8 and 9): each test failed before its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from extschema.engine import Engine, drift
+from tests.helpers import execute, ext_table, run, write_schema
+
+V1 = """
+pluginId: race
+version: 1.0.0
+driftPolicy: Repair
+tables:
+  - name: item
+    fields: [{name: title, type: String}, {name: note, type: Text}]
+"""
+V2 = V1.replace("1.0.0", "2.0.0").replace(", {name: note, type: Text}", "")
+
+
+def _columns(url: str, plugin: str, table: str) -> set[str]:
+    if url.startswith("sqlite"):
+        return {row[1] for row in execute(url, f"PRAGMA table_info({ext_table(url, plugin, table)})")}
+    rows = execute(
+        url,
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t",
+        {"s": f"ext_{plugin}", "t": table},
+    )
+    return {row[0] for row in rows}
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _approved_apply(url: str, path: Path) -> None:
+    planned = run("plan", str(path), "-d", url, "-o", "json")
+    found: Any = planned.json()
+    plan_hash = found["hash"] if "hash" in found else found["plans"][0]["hash"]
+    applied = run("apply", str(path), "-d", url, "--approve", plan_hash)
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+
+
+def test_a_repair_racing_an_approved_drop_does_not_recreate_the_dropped_column(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drift loop reads the registration (v1), an approved v2 drops `note` meanwhile, then the repair
+    takes the lock: it must repair against what is registered now, not re-create the column v2 dropped."""
+    first = run("apply", str(write_schema(_dir(tmp_path / "v1"), "race", V1)), "-d", db_url)
+    assert first.exit_code == 0, first.stdout + first.stderr
+    execute(db_url, f"INSERT INTO {ext_table(db_url, 'race', 'item')} (title, note) VALUES ('a', 'x'), ('b', 'y')")
+    expected_of = drift._expected
+
+    def racing(engine: Engine, registrations: Any, chosen: Any) -> Any:
+        expected = expected_of(engine, registrations, chosen)  # v1, as read before the lock
+        _approved_apply(db_url, write_schema(_dir(tmp_path / "v2"), "race", V2))  # commits while the check runs
+        return expected
+
+    monkeypatch.setattr(drift, "_expected", racing)
+    engine = Engine(db_url)
+    try:
+        drift.repair(engine, "race")
+    finally:
+        engine.close()
+    assert _columns(db_url, "race", "item") == {"id", "title"}  # the approved drop stays dropped
+    kinds = [m["kind"] for m in run("history", "race", "-d", db_url, "-o", "json").json()["migrations"]]
+    assert "repair" not in kinds, kinds
