@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from extschema import reconcile
+from extschema.controller import webhook
 from extschema.engine import Engine, drift
+from extschema.problems import ProblemError
 from tests.helpers import execute, ext_table, run, write_schema
 
 V1 = """
@@ -69,3 +72,48 @@ def test_a_repair_racing_an_approved_drop_does_not_recreate_the_dropped_column(
     assert _columns(db_url, "race", "item") == {"id", "title"}  # the approved drop stays dropped
     kinds = [m["kind"] for m in run("history", "race", "-d", db_url, "-o", "json").json()["migrations"]]
     assert "repair" not in kinds, kinds
+
+
+def _object(name: str, **spec: Any) -> reconcile.Loaded:
+    body = {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "ExtensionSchema",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {"pluginId": "keep", "version": "1.0.0", "tables": [{"name": "item", "fields": TITLE}], **spec},
+    }
+    return reconcile.from_object(body, f"ns/{name}")
+
+
+TITLE = [{"name": "title", "type": "String"}]
+NOTE = [{"name": "note", "type": "Text"}]
+
+
+def _quiet(event: reconcile.MigrationEvent) -> None:
+    """The reconcile's progress events are not what these tests check."""
+
+
+def test_switching_deletion_policy_to_retain_is_not_a_schema_change(db_url: str) -> None:
+    """Before deleting a plugin through Git one sets `deletionPolicy: Retain` to keep its data: that changes how
+    the plugin is deleted, not its schema. It was refused with ES310 (the webhook refused the `kubectl apply`,
+    and without the webhook the resource went Stalled/RefusedChange — Argo CD: Degraded)."""
+    engine = Engine(db_url)
+    try:
+        reconcile.reconcile(engine, [_object("keep")], _quiet)
+        execute(db_url, f"INSERT INTO {ext_table(db_url, 'keep', 'item')} (title) VALUES ('a')")
+        retain = _object("keep", deletionPolicy="Retain")
+        assert "needs approval" not in " ".join(webhook.admit(engine, retain, [], None))  # admitted
+        (result,) = reconcile.reconcile(engine, [retain], _quiet)  # the operator's reconcile runs it
+        registration = engine.registration("keep")
+        assert registration is not None and registration.spec.deletion_policy == "Retain"
+        assert registration.version == "1.0.0" and result.migration_id is not None
+        # A real schema change under the same version is still refused.
+        with pytest.raises(ProblemError) as refused:
+            reconcile.reconcile(
+                engine,
+                [_object("keep", deletionPolicy="Retain", tables=[{"name": "item", "fields": [*TITLE, *NOTE]}])],
+                _quiet,
+            )
+        assert {p.code for p in refused.value.problems} == {"ES310"}
+    finally:
+        engine.close()
+    assert execute(db_url, f"SELECT title FROM {ext_table(db_url, 'keep', 'item')}") == [("a",)]
