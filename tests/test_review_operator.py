@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 
 from extschema import reconcile
 from extschema.controller import webhook
+from extschema.controller.claims import ParsedSpecs, claim_of
+from extschema.controller.runtime import memo_for, runtime
+from extschema.controller.settings import Settings
 from extschema.engine import Engine, drift
 from extschema.problems import ProblemError
 from tests.helpers import execute, ext_table, run, write_schema
@@ -117,3 +122,35 @@ def test_switching_deletion_policy_to_retain_is_not_a_schema_change(db_url: str)
     finally:
         engine.close()
     assert execute(db_url, f"SELECT title FROM {ext_table(db_url, 'keep', 'item')}") == [("a",)]
+
+
+def _body(name: str, uid: str, created: str | None, **spec: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "uid": uid, "generation": 1}
+    if created is not None:
+        meta["creationTimestamp"] = created
+    full = {"pluginId": "shared", "version": "1.0.0", "tables": [{"name": "item", "fields": TITLE}], **spec}
+    return {"apiVersion": "extschema.io/v1alpha1", "kind": "ExtensionSchema", "metadata": meta, "spec": full}
+
+
+def test_the_webhook_refuses_a_create_that_conflicts_with_an_older_resource_not_applied_yet(db_url: str) -> None:
+    """An older resource claims pluginId `shared` but waits (DependencyNotReady): not in the registry yet. A new
+    resource with the same pluginId loses to it in the reconcile (Stalled/Conflict), so the webhook must refuse
+    it too. On CREATE the request has no creationTimestamp yet; the webhook took "" for it, sorted the new
+    resource before every existing one, saw no older peer, and admitted it."""
+    older = _body("first", "uid-1", "2026-01-01T00:00:00Z", dependsOn=["absent"])
+    claims = claim_of(older, "ns", ParsedSpecs())
+    memo = memo_for(Settings(default_database=db_url))
+    new = _body("second", "", None)
+
+    async def admit_create() -> None:
+        await webhook.validate_schema(  # type: ignore[call-arg]
+            body=new, spec=new["spec"], meta=new["metadata"], namespace="ns", dryrun=False, warnings=[],
+            memo=memo, claims={key: [entry] for key, entry in claims.items()}, targets={}, old=None, new=new,
+        )  # fmt: skip
+
+    try:
+        with pytest.raises(kopf.AdmissionError) as refused:
+            asyncio.run(admit_create())
+        assert "ns/first" in str(refused.value) and refused.value.code == 409, refused.value
+    finally:
+        runtime(memo).engines.close()
