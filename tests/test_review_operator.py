@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,13 @@ from extschema.controller.runtime import memo_for, runtime
 from extschema.controller.settings import Settings
 from extschema.engine import Engine, drift
 from extschema.problems import ProblemError
+from tests import test_operator_e2e as e2e
 from tests.helpers import execute, ext_table, run, write_schema
+from tests.test_metrics import scrape
+
+pytest_plugins = ["tests.controlplane.fixtures"]
+#: The operator e2e suite's fixtures: a namespace per test, operators started as subprocesses.
+crds, kube, run_operator = e2e.crds, e2e.kube, e2e.run_operator
 
 V1 = """
 pluginId: race
@@ -154,3 +162,85 @@ def test_the_webhook_refuses_a_create_that_conflicts_with_an_older_resource_not_
         assert "ns/first" in str(refused.value) and refused.value.code == 409, refused.value
     finally:
         runtime(memo).engines.close()
+
+
+# --- the operator against a real API server ------------------------------------------------------
+
+
+@pytest.mark.k8s
+@pytest.mark.slow
+def test_a_waiting_plan_through_suspend_revert_approval_and_a_later_version(
+    kube: e2e.Kube, run_operator: Callable[..., e2e.Operator], db_url: str
+) -> None:
+    """pendingPlan, the pending-approvals gauge and the conditions along a GitOps life of one plugin."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    operator = run_operator(db_url, "--metrics-port", str(port))
+    names = ["title", "note", "extra", "other"]
+    doc = e2e.schema_doc("life", "life", [{"name": "item", "fields": [{"name": n, "type": "Text"} for n in names]}])
+    kube.apply(doc)
+    kube.wait("life")
+    table = e2e.physical(db_url, "life", "item")
+    e2e.execute(
+        db_url, *(f"INSERT INTO {table} (title, note, extra, other) VALUES ('t', 'n', 'e', 'o')" for _ in "abc")
+    )
+
+    def version(number: str, *kept: str, **spec: Any) -> dict[str, Any]:
+        fields = [{"name": n, "type": "Text"} for n in kept]
+        changed = e2e.schema_doc("life", "life", [{"name": "item", "fields": fields}], **spec)
+        changed["spec"]["version"] = number
+        return changed
+
+    def pending_approvals() -> float:
+        return scrape(port, operator)["extschema_pending_approvals"]
+
+    def waits(body: dict[str, Any]) -> None:
+        assert e2e.condition_types(body) == {"Ready", "Reconciling"}, body["status"]
+        assert body["status"]["pendingPlan"]["hash"] in kube.ready(body)["message"]
+
+    # v2 drops `note`: it waits, and the gauge says so.
+    kube.apply(version("2.0.0", "title", "extra", "other"))
+    body = kube.wait_reason("life", "ApprovalRequired")
+    waits(body)
+    first = body["status"]["pendingPlan"]["hash"]
+    assert pending_approvals() == 1
+    # Suspended: nothing waits any more.
+    kube.apply(version("2.0.0", "title", "extra", "other", suspend=True))
+    body = kube.wait_reason("life", "Suspended")
+    assert "pendingPlan" not in body["status"] and e2e.condition_types(body) == {"Ready"}
+    assert pending_approvals() == 0
+    # Resumed: the same plan waits again, with the same hash.
+    kube.apply(version("2.0.0", "title", "extra", "other"))
+    body = kube.wait_reason("life", "ApprovalRequired")
+    assert body["status"]["pendingPlan"]["hash"] == first and pending_approvals() == 1
+    # Reverted to the applied spec: nothing to approve.
+    kube.apply(doc)
+    body = kube.wait_reason("life", "Applied")
+    assert "pendingPlan" not in body["status"] and e2e.condition_types(body) <= {"Ready", "InSync"}
+    assert pending_approvals() == 0
+    # v2 approved: it runs; the approval stays in Git.
+    kube.apply(version("2.0.0", "title", "extra", "other", approvedPlanHash=first))
+    kube("wait", "--for=jsonpath={.status.appliedVersion}=2.0.0", "exts/life", f"--timeout={e2e.WAIT}")
+    body = kube.wait_reason("life", "Applied")
+    assert "pendingPlan" not in body["status"] and "note" not in e2e.columns(db_url, table)
+    # v3 drops `extra` with v2's approval still in the spec: another plan, another hash; it waits.
+    kube.apply(version("3.0.0", "title", "other", approvedPlanHash=first))
+    body = kube.wait_reason("life", "ApprovalRequired")
+    waits(body)
+    third = body["status"]["pendingPlan"]["hash"]
+    assert third != first and f"{first} is ignored" in kube.ready(body)["message"]
+    assert "extra" in e2e.columns(db_url, table) and pending_approvals() == 1
+    # The spec changes again (v4 also drops `other`) together with the approval of v3's plan: stale, ignored.
+    kube.apply(version("4.0.0", "title", approvedPlanHash=third))
+    body = kube.wait_until(
+        "life", lambda b: (b.get("status") or {}).get("pendingPlan", {}).get("hash") not in (None, third), "v4 plan"
+    )
+    waits(body)
+    assert f"{third} is ignored" in kube.ready(body)["message"]
+    assert {"extra", "other"} <= e2e.columns(db_url, table) and pending_approvals() == 1
+    reasons = [e["reason"] for e in kube.events("life")]
+    assert reasons.count("ApprovalRequired") == 4, reasons  # one per plan or approval shown, no repeats
+    # Deleted while waiting: the gauge forgets it.
+    kube("delete", "exts/life", f"--timeout={e2e.WAIT}")
+    assert pending_approvals() == 0
