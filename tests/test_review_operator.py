@@ -244,3 +244,50 @@ def test_a_waiting_plan_through_suspend_revert_approval_and_a_later_version(
     # Deleted while waiting: the gauge forgets it.
     kube("delete", "exts/life", f"--timeout={e2e.WAIT}")
     assert pending_approvals() == 0
+
+
+@pytest.mark.k8s
+@pytest.mark.slow
+def test_versions_and_renames_through_kubectl(
+    kube: e2e.Kube, run_operator: Callable[..., e2e.Operator], db_url: str
+) -> None:
+    """ES310 and ES311 stall with the path; a lower version goes back through the gate; a rename keeps the rows."""
+    run_operator(db_url)
+
+    def spec(number: str, *fields: dict[str, Any]) -> dict[str, Any]:
+        doc = e2e.schema_doc("vers", "vers", [{"name": "item", "fields": list(fields)}])
+        doc["spec"]["version"] = number
+        return doc
+
+    title, note = {"name": "title", "type": "String"}, {"name": "note", "type": "Text"}
+    kube.apply(spec("1.0.0", title))
+    kube.wait("vers")
+    table = e2e.physical(db_url, "vers", "item")
+    e2e.execute(db_url, *(f"INSERT INTO {table} (title) VALUES ('t{i}')" for i in range(5)))
+    # The same version with another schema: Stalled, naming spec.version and ES310.
+    kube.apply(spec("1.0.0", title, note))
+    body = kube.wait_reason("vers", "RefusedChange")
+    assert e2e.condition_types(body) == {"Ready", "Stalled"}
+    assert kube.ready(body)["message"].startswith("spec.version: ES310"), kube.ready(body)
+    kube.apply(spec("2.0.0", title, note))
+    kube("wait", "--for=jsonpath={.status.appliedVersion}=2.0.0", "exts/vers", f"--timeout={e2e.WAIT}")
+    e2e.execute(db_url, f"UPDATE {table} SET note = 'kept'")
+    # A rename (renamedFrom) keeps every value.
+    kube.apply(spec("3.0.0", title, {"name": "memo", "type": "Text", "renamedFrom": "note"}))
+    kube("wait", "--for=jsonpath={.status.appliedVersion}=3.0.0", "exts/vers", f"--timeout={e2e.WAIT}")
+    assert e2e.execute(db_url, f"SELECT count(*) FROM {table} WHERE memo = 'kept'") == [(5,)]
+    # A lower version never applied with this schema: ES311, Stalled.
+    kube.apply(spec("1.5.0", title))
+    body = kube.wait_reason("vers", "RefusedChange")
+    assert "ES311" in kube.ready(body)["message"] and "Stalled" in e2e.condition_types(body)
+    # Back to 1.0.0 as it was applied: it drops `memo`, so it waits for an approval, then runs.
+    kube.apply(spec("1.0.0", title))
+    body = kube.wait_reason("vers", "ApprovalRequired")
+    assert e2e.condition_types(body) == {"Ready", "Reconciling"} and "memo" in e2e.columns(db_url, table)
+    back = spec("1.0.0", title)
+    back["spec"]["approvedPlanHash"] = body["status"]["pendingPlan"]["hash"]
+    kube.apply(back)
+    kube("wait", "--for=jsonpath={.status.appliedVersion}=1.0.0", "exts/vers", f"--timeout={e2e.WAIT}")
+    kube.wait("vers")
+    assert "memo" not in e2e.columns(db_url, table)
+    assert e2e.execute(db_url, f"SELECT count(*) FROM {table}") == [(5,)]
