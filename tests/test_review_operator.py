@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import kopf
 import pytest
+import yaml
 
 from extschema import reconcile
-from extschema.controller import webhook
+from extschema.controller import certificates, webhook
 from extschema.controller.claims import ParsedSpecs, claim_of
 from extschema.controller.runtime import memo_for, runtime
 from extschema.controller.settings import Settings
 from extschema.engine import Engine, drift
 from extschema.problems import ProblemError
 from tests import test_operator_e2e as e2e
+from tests import test_webhook
 from tests.helpers import execute, ext_table, run, write_schema
 from tests.test_metrics import scrape
 
@@ -291,3 +296,66 @@ def test_versions_and_renames_through_kubectl(
     kube.wait("vers")
     assert "memo" not in e2e.columns(db_url, table)
     assert e2e.execute(db_url, f"SELECT count(*) FROM {table}") == [(5,)]
+
+
+@pytest.mark.k8s
+@pytest.mark.slow
+def test_the_webhook_shows_the_hash_to_approve_admits_the_wait_and_a_bypass_still_stalls(
+    kube: e2e.Kube, run_operator: Callable[..., e2e.Operator], sqlite_url: str, tmp_path: Path
+) -> None:
+    files = certificates.generate(tmp_path / "certs", ["127.0.0.1"])
+    port = test_webhook.free_port()
+    operator = run_operator(
+        sqlite_url, "--webhook-port", str(port), "--webhook-cert", str(files.certfile),
+        "--webhook-key", str(files.keyfile), "--webhook-ca", str(files.cafile),
+    )  # fmt: skip
+    test_webhook.wait_for_tls(port, operator)
+    fields = [{"name": "title", "type": "String"}, {"name": "note", "type": "Text"}]
+    doc = e2e.schema_doc("hooked", "hooked", [{"name": "item", "fields": fields}])
+    with test_webhook.webhook_configuration(kube, port, files.cafile):
+        kube.apply(doc)
+        kube.wait("hooked")
+        e2e.execute(sqlite_url, f"INSERT INTO {e2e.physical(sqlite_url, 'hooked', 'item')} (note) VALUES ('n')")
+        doc["spec"]["version"] = "2.0.0"
+        doc["spec"]["tables"][0]["fields"] = fields[:1]
+        shown = test_webhook.dry_run(kube, doc)
+        assert shown.returncode == 0, shown.stderr  # waiting for an approval is no reason to refuse
+        found = re.search(r"needs approval: set spec.approvedPlanHash: ([0-9a-f]{16})", shown.stderr)
+        assert found is not None and "DROP" in shown.stderr.upper(), shown.stderr
+        kube.apply(doc)
+        body = kube.wait_reason("hooked", "ApprovalRequired")
+        assert body["status"]["pendingPlan"]["hash"] == found.group(1)  # the dry run named the hash to commit
+        doc["spec"]["approvedPlanHash"] = found.group(1)
+        shown = test_webhook.dry_run(kube, doc)
+        assert shown.returncode == 0 and "needs approval" not in shown.stderr, shown.stderr
+        kube.apply(doc)
+        kube("wait", "--for=jsonpath={.status.appliedVersion}=2.0.0", "exts/hooked", f"--timeout={e2e.WAIT}")
+    # The webhook is down and ignored (failurePolicy Ignore): a conflict is stored, and the reconcile stalls it.
+    down = test_webhook.free_port()
+    with ignored_webhook(kube, down, files.cafile):
+        out = kube.apply(e2e.simple("intruder", "hooked"), check=False)
+        assert out.returncode == 0, out.stderr
+        body = kube.wait_reason("intruder", "Conflict")
+        assert "Stalled" in e2e.condition_types(body) and f"{kube.ns}/hooked" in kube.ready(body)["message"]
+
+
+@contextlib.contextmanager
+def ignored_webhook(kube: e2e.Kube, port: int, cafile: Path) -> Iterator[None]:
+    """The chart's default failurePolicy (Ignore) pointing at a webhook that does not answer."""
+    name, ca = f"extschema-down-{kube.ns}", cafile.read_bytes()
+    rule = {"apiGroups": ["extschema.io"], "apiVersions": ["v1alpha1"], "resources": ["extensionschemas"]}
+    hook = {
+        "name": "validate.extschema.io",
+        "clientConfig": {"url": f"https://127.0.0.1:{port}/validate", "caBundle": base64.b64encode(ca).decode()},
+        "rules": [{**rule, "operations": ["CREATE", "UPDATE"], "scope": "*"}],
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": kube.ns}},
+        "failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"], "timeoutSeconds": 5,
+    }  # fmt: skip
+    doc = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration"}
+    kube.cluster.kubectl(
+        "apply", "-f", "-", input=yaml.safe_dump({**doc, "metadata": {"name": name}, "webhooks": [hook]})
+    )
+    try:
+        yield
+    finally:
+        kube.cluster.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found")
