@@ -421,3 +421,52 @@ def test_many_resources_in_sync_cost_no_status_writes(
         if kube.get(d["metadata"]["name"])["metadata"]["resourceVersion"] != versions[d["metadata"]["name"]]
     }
     assert changed == {"many7"}
+
+
+DEPENDED_ON = """
+pluginId: base
+version: 1.0.0
+tables:
+  - name: item
+    fields: [{name: title, type: String}]
+  - name: other
+    fields: [{name: title, type: String}]
+"""
+DEPENDENT = """
+pluginId: user
+version: 1.0.0
+dependsOn: [base]
+tables:
+  - name: link
+    fields: [{name: title, type: String}]
+relationships:
+  - {source: link, target: base.item, type: ManyToOne}
+"""
+
+
+def test_an_approved_drop_of_a_table_another_plugin_references_is_refused(db_url: str, tmp_path: Path) -> None:
+    """Plugin `user` has a foreign key to `base.item`. An approved `base` 2.0.0 without `item` was run: on SQLite
+    it dropped the table and left `user.link` pointing at nothing (every insert into it failed from then on); on
+    PostgreSQL it failed in the database. The dependent's references are checked against the new spec."""
+    first = run(
+        "apply",
+        str(write_schema(_dir(tmp_path / "v1"), "base", DEPENDED_ON)),
+        str(write_schema(tmp_path / "v1", "user", DEPENDENT)),
+        "-d",
+        db_url,
+    )
+    assert first.exit_code == 0, first.stdout + first.stderr
+    execute(db_url, f"INSERT INTO {ext_table(db_url, 'base', 'item')} (title) VALUES ('kept')")
+    without_item = DEPENDED_ON.replace("1.0.0", "2.0.0").replace(
+        "  - name: item\n    fields: [{name: title, type: String}]\n", ""
+    )
+    path = write_schema(_dir(tmp_path / "v2"), "base", without_item)
+    planned = run("plan", str(path), "-d", db_url, "-o", "json")
+    assert planned.exit_code != 0 and "ES204" in planned.stdout + planned.stderr, planned.stdout + planned.stderr
+    refused = run("apply", str(path), "-d", db_url, "--approve", "0123456789abcdef")
+    assert (
+        refused.exit_code == 1
+        and "ES204" in refused.stdout + refused.stderr
+        and "user" in refused.stdout + refused.stderr
+    )
+    assert execute(db_url, f"SELECT title FROM {ext_table(db_url, 'base', 'item')}") == [("kept",)]
