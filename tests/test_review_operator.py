@@ -470,3 +470,19 @@ def test_an_approved_drop_of_a_table_another_plugin_references_is_refused(db_url
         and "user" in refused.stdout + refused.stderr
     )
     assert execute(db_url, f"SELECT title FROM {ext_table(db_url, 'base', 'item')}") == [("kept",)]
+
+
+def test_renaming_a_table_another_plugin_references_still_runs(db_url: str, tmp_path: Path) -> None:
+    """A rename keeps the table and its foreign keys follow it, so it is no broken dependent: the operator applies
+    the two resources one at a time, and the dependent can only follow once the rename has run."""
+    first = run(
+        "apply",
+        str(write_schema(_dir(tmp_path / "v1"), "base", DEPENDED_ON)),
+        str(write_schema(tmp_path / "v1", "user", DEPENDENT)),
+        "-d",
+        db_url,
+    )
+    assert first.exit_code == 0, first.stdout + first.stderr
+    renamed = DEPENDED_ON.replace("1.0.0", "2.0.0").replace("name: item\n", "name: thing\n    renamedFrom: item\n")
+    applied = run("apply", str(write_schema(_dir(tmp_path / "v2"), "base", renamed)), "-d", db_url)
+    assert applied.exit_code == 0, applied.stdout + applied.stderr

@@ -97,9 +97,12 @@ def _broken_dependents(
         if dependent.spec.plugin_id in changed or not changed.keys() & set(dependent.spec.depends_on):
             continue
         known = {(p.code, p.path, p.message) for p in _references(dependent, before, core)}
+        followed = _renamed_targets(dependent, changed)
         for problem in _references(dependent, effective, core):
             if (problem.code, problem.path, problem.message) in known or problem.code not in ("ES204", "ES207"):
                 continue
+            if problem.path.split(".")[1] in followed:
+                continue  # a rename keeps the table and column: the foreign key follows, the dependent updates later
             for claim in (changed[d] for d in dependent.spec.depends_on if d in changed):
                 yield Problem(
                     problem.code,
@@ -109,6 +112,23 @@ def _broken_dependents(
                     "keep what it references",
                     subject=claim.owner,
                 )
+
+
+def _renamed_targets(dependent: Claim, changed: dict[str, Claim]) -> set[str]:
+    """``relationships[i]`` of *dependent* whose target table or column a changed plugin renames (renamedFrom)."""
+    found = set()
+    for fk in planning.shape(dependent.spec).references():
+        target = fk.references
+        claim = changed.get(target.plugin)
+        if claim is None:
+            continue
+        for table in claim.spec.tables:
+            same_table = table.name == target.table or table.renamed_from == target.table
+            if same_table and (
+                table.renamed_from == target.table or any(f.renamed_from == fk.referenced_column for f in table.fields)
+            ):
+                found.add(f"relationships[{fk.relationship}]")
+    return found
 
 
 def _name_collisions(
