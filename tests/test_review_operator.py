@@ -444,18 +444,23 @@ relationships:
 """
 
 
+def _apply_base_and_user(url: str, tmp_path: Path) -> None:
+    directory = _dir(tmp_path / "v1")
+    first = run(
+        "apply",
+        str(write_schema(directory, "base", DEPENDED_ON)),
+        str(write_schema(directory, "user", DEPENDENT)),
+        "-d",
+        url,
+    )
+    assert first.exit_code == 0, first.stdout + first.stderr
+
+
 def test_an_approved_drop_of_a_table_another_plugin_references_is_refused(db_url: str, tmp_path: Path) -> None:
     """Plugin `user` has a foreign key to `base.item`. An approved `base` 2.0.0 without `item` was run: on SQLite
     it dropped the table and left `user.link` pointing at nothing (every insert into it failed from then on); on
     PostgreSQL it failed in the database. The dependent's references are checked against the new spec."""
-    first = run(
-        "apply",
-        str(write_schema(_dir(tmp_path / "v1"), "base", DEPENDED_ON)),
-        str(write_schema(tmp_path / "v1", "user", DEPENDENT)),
-        "-d",
-        db_url,
-    )
-    assert first.exit_code == 0, first.stdout + first.stderr
+    _apply_base_and_user(db_url, tmp_path)
     execute(db_url, f"INSERT INTO {ext_table(db_url, 'base', 'item')} (title) VALUES ('kept')")
     without_item = DEPENDED_ON.replace("1.0.0", "2.0.0").replace(
         "  - name: item\n    fields: [{name: title, type: String}]\n", ""
@@ -475,14 +480,7 @@ def test_an_approved_drop_of_a_table_another_plugin_references_is_refused(db_url
 def test_renaming_a_table_another_plugin_references_still_runs(db_url: str, tmp_path: Path) -> None:
     """A rename keeps the table and its foreign keys follow it, so it is no broken dependent: the operator applies
     the two resources one at a time, and the dependent can only follow once the rename has run."""
-    first = run(
-        "apply",
-        str(write_schema(_dir(tmp_path / "v1"), "base", DEPENDED_ON)),
-        str(write_schema(tmp_path / "v1", "user", DEPENDENT)),
-        "-d",
-        db_url,
-    )
-    assert first.exit_code == 0, first.stdout + first.stderr
+    _apply_base_and_user(db_url, tmp_path)
     renamed = DEPENDED_ON.replace("1.0.0", "2.0.0").replace("name: item\n", "name: thing\n    renamedFrom: item\n")
     applied = run("apply", str(write_schema(_dir(tmp_path / "v2"), "base", renamed)), "-d", db_url)
     assert applied.exit_code == 0, applied.stdout + applied.stderr
