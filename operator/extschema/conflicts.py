@@ -81,8 +81,54 @@ def detect(
     problems.extend(_name_collisions(accepted, effective, core, namer))
     for claim in accepted:
         problems.extend(p.about(claim.owner) for p in _references(claim, effective, core))
+    problems.extend(_broken_dependents(accepted, registered, effective, core))
     problems.extend(_cycles(accepted, effective))
     return problems
+
+
+def _broken_dependents(
+    accepted: Sequence[Claim], registered: Sequence[Claim], effective: dict[str, Claim], core: planning.ReferenceTypes
+) -> Iterable[Problem]:
+    """ES204/ES207 for a change that takes away what a registered dependent references (a table, a column, its
+    type): the dependent's foreign key would point at nothing (SQLite) or stop the migration (PostgreSQL)."""
+    changed = {c.spec.plugin_id: c for c in accepted}
+    before = {c.spec.plugin_id: c for c in registered}
+    for dependent in effective.values():
+        if dependent.spec.plugin_id in changed or not changed.keys() & set(dependent.spec.depends_on):
+            continue
+        known = {(p.code, p.path, p.message) for p in _references(dependent, before, core)}
+        followed = _renamed_targets(dependent, changed)
+        for problem in _references(dependent, effective, core):
+            if (problem.code, problem.path, problem.message) in known or problem.code not in ("ES204", "ES207"):
+                continue
+            if problem.path.split(".")[1] in followed:
+                continue  # a rename keeps the table and column: the foreign key follows, the dependent updates later
+            for claim in (changed[d] for d in dependent.spec.depends_on if d in changed):
+                yield Problem(
+                    problem.code,
+                    "spec.tables",
+                    f"plugin {dependent.spec.plugin_id!r} ({dependent.owner!r}) depends on this one, and its "
+                    f"{problem.path} would break: {problem.message}; change {dependent.spec.plugin_id!r} first, or "
+                    "keep what it references",
+                    subject=claim.owner,
+                )
+
+
+def _renamed_targets(dependent: Claim, changed: dict[str, Claim]) -> set[str]:
+    """``relationships[i]`` of *dependent* whose target table or column a changed plugin renames (renamedFrom)."""
+    found = set()
+    for fk in planning.shape(dependent.spec).references():
+        target = fk.references
+        claim = changed.get(target.plugin)
+        if claim is None:
+            continue
+        for table in claim.spec.tables:
+            same_table = table.name == target.table or table.renamed_from == target.table
+            if same_table and (
+                table.renamed_from == target.table or any(f.renamed_from == fk.referenced_column for f in table.fields)
+            ):
+                found.add(f"relationships[{fk.relationship}]")
+    return found
 
 
 def _name_collisions(

@@ -80,6 +80,16 @@ def claim_of(body: Mapping[str, Any], namespace: str | None, parsed: ParsedSpecs
     }
 
 
+#: The creation time of a resource being created: admission requests carry none yet, and the new resource
+#: is the newest (sorts after every RFC 3339 timestamp), as the reconcile will see it once it is stored.
+NOT_CREATED_YET = "~"
+
+
+def order_of(meta: Mapping[str, Any], owner: str) -> tuple[str, str]:
+    """Where a resource stands among the claims on its target: oldest first (creationTimestamp, then owner)."""
+    return (str(meta.get("creationTimestamp") or NOT_CREATED_YET), owner)
+
+
 def peers_of(entries: Iterable[ClaimEntry], uid: str, order: tuple[str, str]) -> tuple[list[conflicts.Claim], str]:
     """Claims older than *order* (oldest first) and a fingerprint of all the others' state."""
     others = [e for e in entries if e.uid != uid]

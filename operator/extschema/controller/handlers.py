@@ -22,7 +22,7 @@ import kopf
 from extschema import limits, reconcile
 from extschema.conditions import Outcome
 from extschema.controller import database, drift, kubeapi, plugin_roles
-from extschema.controller.claims import ClaimEntry, claim_of, peers_of
+from extschema.controller.claims import ClaimEntry, claim_of, order_of, peers_of
 from extschema.controller.recheck import Waiting, every, recheck_loop
 from extschema.controller.runtime import runtime
 from extschema.controller.settings import (
@@ -169,7 +169,7 @@ async def reconcile_schema(
     try:
         loaded = run.parsed.get(body) or reconcile.from_object(dict(body), f"{namespace}/{meta.get('name')}")
         key = target_key(namespace, spec)
-        order = (str(meta.get("creationTimestamp") or ""), loaded.owner)
+        order = order_of(meta, loaded.owner)
         peers, fingerprint = peers_of(claims.get(key, ()), str(meta.get("uid")), order)
         target = await resolve_target(run.api, run.settings, namespace, spec, kwargs["targets"])
         engine = await asyncio.to_thread(run.engines.get, target)

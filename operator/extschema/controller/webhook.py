@@ -29,7 +29,7 @@ import kopf
 
 from extschema import conflicts, reconcile
 from extschema.controller.certificates import generate
-from extschema.controller.claims import ClaimEntry, peers_of
+from extschema.controller.claims import ClaimEntry, order_of, peers_of
 from extschema.controller.runtime import Runtime, runtime
 from extschema.controller.settings import GROUP, SCHEMAS, VERSION, Settings
 from extschema.controller.status import Settle
@@ -162,7 +162,7 @@ async def _validate(
     approved = spec.get("approvedPlanHash")
     try:
         target = await resolve_target(run.api, run.settings, namespace, spec, kwargs["targets"])
-        order = (str(meta.get("creationTimestamp") or ""), loaded.owner)
+        order = order_of(meta, loaded.owner)
         peers, _fingerprint = peers_of(claims.get(target_key(namespace, spec), ()), str(meta.get("uid")), order)
         engine = await asyncio.to_thread(run.engines.get, target)
         found = await asyncio.to_thread(admit, engine, loaded, peers, approved)

@@ -103,7 +103,7 @@ def repair(engine: migrator.Engine, plugin_id: str) -> list[str]:
     chosen = [r for r in registrations if r.plugin_id == plugin_id]
     if not chosen:
         raise migrator._not_registered(plugin_id)
-    step = _Repair(engine, plugin_id, _expected(engine, registrations, chosen)[0])
+    step = _Repair(engine, plugin_id, _expected(engine, registrations, chosen)[0], chosen[0].checksum)
     result = engine._migrate(plugin_id, step)
     return result.description
 
@@ -215,13 +215,18 @@ def _compare_indexes(
 class _Repair(migrator._Migration):
     kind = "repair"
 
-    def __init__(self, engine: migrator.Engine, plugin_id: str, expected: Resolved) -> None:
+    def __init__(self, engine: migrator.Engine, plugin_id: str, expected: Resolved, checksum: str) -> None:
         self.engine, self.plugin_id, self.expected, self.started = engine, plugin_id, expected, now()
+        self.checksum = checksum  # of the registration *expected* was resolved from
         self.plan = planning.Plan(plugin_id, ())
 
     def check(self, conn: Connection, current: Registration | None) -> migrator.ApplyResult | None:
         if current is None:
             raise migrator._not_registered(self.plugin_id)
+        if current.checksum != self.checksum:
+            # A migration committed since *expected* was read: repairing against it would re-create what
+            # that migration dropped or renamed. Nothing now; the next check compares with the new spec.
+            return migrator.ApplyResult(self.plugin_id, False, None, [])
         self.current = current
         # Compared again under the lock: only what is missing now is re-created.
         dialect = self.engine.dialect

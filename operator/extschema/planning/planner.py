@@ -43,8 +43,14 @@ def plan(old: ExtensionSchemaSpec | None, new: ExtensionSchemaSpec, refs: Refere
 
 
 def same_version_problem(old: ExtensionSchemaSpec, new: ExtensionSchemaSpec) -> Problem | None:
-    """ES310 when *new* changes *old*'s schema under a version equal to *old*'s."""
-    if versions.compare(old.version, new.version) != 0 or old.checksum() == new.checksum():
+    """ES310 when *new* changes *old*'s schema under a version equal to *old*'s.
+
+    ``deletionPolicy`` says how the plugin is deleted, not what its schema is: switching it (to Retain,
+    to keep the data before removing the plugin through Git) needs no new version. It stays in the
+    checksum (recorded checksums must not change), so it is set equal before comparing.
+    """
+    same_policy = old.model_copy(update={"deletion_policy": new.deletion_policy})
+    if versions.compare(old.version, new.version) != 0 or same_policy.checksum() == new.checksum():
         return None
     return Problem(
         "ES310",
