@@ -439,9 +439,7 @@ class Reviewed:
     ops: tuple[CheckedOp, ...]
 
     @classmethod
-    def of(
-        cls, planned: Planned, counts: Sequence[int], classified: list[safety.Classified] | None = None
-    ) -> Reviewed:
+    def of(cls, planned: Planned, counts: Sequence[int], classified: list[safety.Classified] | None = None) -> Reviewed:
         """*planned* classified (*classified*, when the caller has it already), with *counts*: one per
         data check, in the order of the operations."""
         classified = safety.classify_plan(planned.plan) if classified is None else classified
