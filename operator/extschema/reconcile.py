@@ -439,9 +439,10 @@ class Reviewed:
     ops: tuple[CheckedOp, ...]
 
     @classmethod
-    def of(cls, planned: Planned, counts: Sequence[int]) -> Reviewed:
-        """*planned* classified, with *counts*: one per data check, in the order of the operations."""
-        classified = safety.classify_plan(planned.plan)
+    def of(cls, planned: Planned, counts: Sequence[int], classified: list[safety.Classified] | None = None) -> Reviewed:
+        """*planned* classified (*classified*, when the caller has it already), with *counts*: one per
+        data check, in the order of the operations."""
+        classified = safety.classify_plan(planned.plan) if classified is None else classified
         remaining = iter(counts)
         ops = tuple(CheckedOp(c, tuple(next(remaining) for _ in c.checks)) for c in classified)
         return cls(planned, planned.hash(), safety.plan_class(classified), ops)
@@ -518,8 +519,9 @@ def _field_path(spec: ExtensionSchemaSpec, table: str, column: str | None) -> st
 def review(engine: Engine, planned: Planned) -> Reviewed:
     """Classify every operation of *planned*, count its data checks in the database, hash the plan."""
     plan = planned.plan
-    wanted = [check for c in safety.classify_plan(plan) for check in c.checks]
-    return Reviewed.of(planned, checks.count_all(engine, plan.plugin_id, wanted))
+    classified = safety.classify_plan(plan)
+    wanted = [check for c in classified for check in c.checks]
+    return Reviewed.of(planned, checks.count_all(engine, plan.plugin_id, wanted), classified)
 
 
 def review_all(engine: Engine, planned: Sequence[Planned]) -> list[Reviewed]:

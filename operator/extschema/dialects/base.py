@@ -16,7 +16,6 @@ from extschema.model import FieldType
 from extschema.naming import Namer, PhysicalName
 from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef, conversions, safety
 from extschema.problems import Problem
-from extschema.validation import rawsql
 
 #: ``Connection.info`` key the engine sets when the next transaction only reads.
 READ_ONLY = "extschema_read_only"
@@ -451,6 +450,8 @@ class Dialect:
     def raw_sql(self, op: planning.RunSql) -> list[str]:
         """A raw SQL step's statements as written; where tables are prefixed (SQLite), its
         ``ext_<plugin>.<table>`` names become the physical names (:func:`rawsql.statements`)."""
+        from extschema.validation import rawsql  # pglast, loaded only when a plan has raw SQL
+
         if self.namer.style == "schema":
             return rawsql.statements(op.sql, op.plugin_id)
         return rawsql.statements(op.sql, op.plugin_id, lambda table: self.table_ref(op.plugin_id, table))

@@ -43,6 +43,7 @@ from extschema.engine import catalog
 from extschema.engine.connection import Database
 from extschema.engine.registry import (
     ENDING_KINDS,
+    Definition,
     MigrationRecord,
     Registration,
     Registry,
@@ -643,18 +644,19 @@ class _Apply(_Migration):
         plugin_id = self.spec.plugin_id
         # The before phase is part of what this migration ran; its rollback SQL undoes it too.
         ran = dataclasses.replace(rendered, statements=(*rendered.before, *rendered.statements), before=(), after=())
+        definition = Definition.of(self.spec)  # serialised once for every row below
         registry.record(
             conn, plugin_id, migration_id, "apply", self.owner, self.spec, description, ran,
-            "executed", self.started, duration, None,
+            "executed", self.started, duration, None, definition,
         )  # fmt: skip
         if rendered.after:
             finish = RenderedPlan(statements=rendered.after, rollback=())
             steps = [f"after migration {migration_id}, outside its transaction: {s}" for s in rendered.after]
             registry.record(
                 conn, plugin_id, _finish_id(migration_id), FINISH_KIND, self.owner, self.spec, steps, finish,
-                "pending", self.started, None, None,
+                "pending", self.started, None, None, definition,
             )  # fmt: skip
-        registry.register(conn, self.owner, self.spec, self.tables, exists=self.current is not None)
+        registry.register(conn, self.owner, self.spec, self.tables, self.current is not None, definition)
         refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
         registry.record_backups(conn, self.spec.plugin_id, migration_id, refs)
         return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
