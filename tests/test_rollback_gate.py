@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import execute, ext_table, run, write_schema
+from tests.helpers import approved_rollback, execute, ext_table, run, tables, write_schema
 from tests.test_backups import ROWS, V1, _fill
 from tests.test_review_evolution import _numbers
 
@@ -157,3 +157,31 @@ def test_a_rollback_the_planner_cannot_plan_directly_is_reviewed_as_the_reverse_
     assert [tuple(r) for r in execute(db_url, f"SELECT title, code FROM {table} ORDER BY id")] == [
         (f"t{i}", f"c{i}") for i in range(5)
     ]
+
+
+def _registry(url: str, table: str) -> str:
+    return table if url.startswith("sqlite") else f"extschema.{table}"
+
+
+def test_a_rollback_refuses_while_the_latest_migration_is_not_finished(db_url: str, tmp_path: Path) -> None:
+    """Before: with migration 0002's row stuck in `executing` (a crash, a hand edit), `rollback --approve`
+    undid 0001 instead: on SQLite it dropped both tables, on PostgreSQL DROP SCHEMA failed (ES402)."""
+    _apply_both(db_url, tmp_path)
+    written = _written(db_url)
+    migrations = _registry(db_url, "extension_migrations")
+    execute(db_url, f"UPDATE {migrations} SET status = 'executing' WHERE plugin_id = 'shop' AND migration_id = '0002'")
+    before = tables(db_url), run("history", "shop", "-d", db_url, "-o", "json").json()
+
+    for outcome in (run("rollback", "shop", "-d", db_url), approved_rollback(db_url, "shop")):
+        assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
+        shown = outcome.stdout + outcome.stderr
+        assert "ES317" in shown and "0002" in shown and "executing" in shown, shown
+        assert "ES402" not in shown and "ES307" not in shown, shown
+    assert (tables(db_url), run("history", "shop", "-d", db_url, "-o", "json").json()) == before
+    assert _state(db_url) == written
+
+    # Resolved as the message says (its changes are in place): the rollback undoes 0002 itself.
+    execute(db_url, f"UPDATE {migrations} SET status = 'executed' WHERE plugin_id = 'shop' AND migration_id = '0002'")
+    rolled = approved_rollback(db_url, "shop")
+    assert rolled.exit_code == 0 and "rolled back migration 0002" in rolled.stdout, rolled.stdout + rolled.stderr
+    assert _executed(db_url) == ["1.0.0"]

@@ -181,6 +181,40 @@ def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
     return [r for r in records[ended + 1 :] if r.kind == "apply" and r.status == "executed"]
 
 
+#: Statuses a migration leaves behind only when it never finished (``executing``: a crash, or a hand
+#: edit); ``pending`` is unfinished too, except for a ``finish`` migration (a rollback cancels that).
+_UNFINISHED = ("executing", "pending")
+
+
+def to_roll_back(plugin_id: str, records: list[MigrationRecord]) -> list[MigrationRecord]:
+    """The plugin's :func:`lineage`, whose last migration is the one a rollback undoes (the one place
+    that picks it); empty when there is nothing to roll back.
+
+    ES317 when a migration since the plugin's last delete never finished: what it changed is unknown,
+    so neither it nor the one before it can be undone safely (skipping it would undo the migration
+    before, against a database that may hold both).
+    """
+    ended = max((i for i, r in enumerate(records) if r.kind in ENDING_KINDS and r.status == "executed"), default=-1)
+    stuck = [
+        r
+        for r in records[ended + 1 :]
+        if r.status in _UNFINISHED and not (r.kind == FINISH_KIND and r.status == "pending")
+    ]
+    if stuck:
+        named = ", ".join(f"{r.migration_id} ({r.kind} of version {r.version or '?'})" for r in stuck)
+        raise ProblemError.one(
+            "ES317",
+            "plugin",
+            f"cannot roll back plugin {plugin_id!r}: migration {named} is recorded as {stuck[-1].status!r}: it never "
+            "finished (a crash, or an edit of extension_migrations), so what it changed is unknown; nothing was "
+            f"changed. Compare the database with `extschema drift {plugin_id}` and `extschema history {plugin_id} "
+            "--sql`, then set that row's status in extension_migrations to 'executed' if its changes are in place "
+            "or 'failed' if they are not, and roll back again",
+            kind="refused",
+        )
+    return lineage(records)
+
+
 @dataclasses.dataclass(frozen=True)
 class RollbackPlan:
     """What undoing a plugin's latest executed migration would change, planned from the registry,
@@ -510,7 +544,7 @@ class Engine:
             base = None if conn is None else self.registry.registration(plugin_id, conn)
             if conn is None or base is None:
                 return None
-            built = lineage(self.registry.history_rows(conn, plugin_id))
+            built = to_roll_back(plugin_id, self.registry.history_rows(conn, plugin_id))
             if not built:
                 return None
             spec = None
@@ -684,7 +718,7 @@ class _Rollback(_Migration):
 
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
         registry = self.engine.registry
-        built = lineage(history)
+        built = to_roll_back(self.plugin_id, history)
         if not built:
             raise ProblemError.one(
                 "ES305", "plugin", f"plugin {self.plugin_id!r} has no executed migration to roll back", kind="refused"
