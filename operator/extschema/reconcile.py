@@ -819,8 +819,8 @@ def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = ()) -> N
         spec = reviewed.planned.base.spec if reviewed.planned.base else None
         steps = ", ".join(repr(getattr(op, "id", "?")) for op in raw)
         does = (
-            f"runs the hand-written rollbackSql of step {steps}, which may delete or change any row of the "
-            "tables it names"
+            f"runs the hand-written rollbackSql of step {steps} (`extschema history {reviewed.plugin_id} --sql` "
+            "shows it), which may delete or change any row of the tables it names"
             if raw
             else "drops data"
         )
