@@ -130,3 +130,32 @@ def test_malformed_documents_leave_postgresql_untouched(pg_url: str, tmp_path: P
         assert outcome.exit_code == 1, name
         assert path in outcome.stderr, (name, outcome.stderr[:500])
     _assert_untouched(pg_url, before)
+
+
+# --- database URLs: whatever is wrong with one, its password never reaches a message --------------------
+
+#: A password with the characters URL parsers split on: SQLAlchemy reads "p4ss" as the password and the rest
+#: as host and port, so a message echoing what it parsed would show "w0rd".
+PASSWORD = "p4ss@w0rd:zz"
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("postgresql://u:p4ss@127.0.0.1:notaport/db", "ES404"),  # a port that is not a number
+        ("postgresql://u:p4ss@[::1/db", "ES404"),  # an unclosed IPv6 bracket
+        ("postgresql://u:p4ss@127.0.0.1:99999/db", "ES404"),  # a port out of range
+        (f"postgresql://u:{PASSWORD}@127.0.0.1/db", "ES404"),  # unescaped @ and : in the password
+        ("postgres://u:p4ss@127.0.0.1/db", "ES404"),  # a scheme extschema does not support
+        ("u:p4ss@127.0.0.1/db", "ES404"),  # no scheme at all
+        ("postgresql://u:p4ss@127.0.0.1:1/db", "ES401"),  # nothing listens there
+        ("postgresql://u@127.0.0.1:1/db?password=p4ss", "ES401"),  # the password as a query parameter
+    ],
+)
+def test_a_database_url_never_shows_its_password(url: str, code: str) -> None:
+    for command in (["status"], ["history"], ["rollback", "x"]):
+        for output in ("text", "json"):
+            outcome = run(*command, "-d", url, "-o", output)
+            shown = outcome.stdout + outcome.stderr
+            assert code in shown, (command, shown)
+            assert "p4ss" not in shown and "w0rd" not in shown, (command, shown)

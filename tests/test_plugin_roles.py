@@ -185,6 +185,90 @@ def test_scram_verifier_matches_the_rfc_7677_example() -> None:
     assert hashlib.sha256(client_key).digest() == stored_key
 
 
+# --- what PUBLIC still gives every role, as docs/plugin-roles.md lists it -------------------------------------
+
+
+def _database(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def refused_login(url: str) -> bool:
+    try:
+        psycopg.connect(url, autocommit=True).close()
+    except psycopg.OperationalError as error:
+        return "permission denied for database" in str(error)
+    return False
+
+
+@pytest.fixture
+def other_database(pg_admin_url: str, pg_url: str) -> Iterator[str]:
+    """Another database on the same server, with a table of its own (granted to nobody)."""
+    name = f"other_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+    execute(url, "CREATE TABLE public.payroll (id int, salary int)")
+    execute(url, "INSERT INTO public.payroll VALUES (1, 100)")
+    yield name
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_what_public_still_grants_the_role_and_how_an_administrator_takes_it_away(
+    engine: Engine, pg_url: str, other_database: str
+) -> None:
+    """Before: docs/plugin-roles.md said the role "can only use its own schema" and "cannot run DDL", while
+    PUBLIC's defaults let it create temporary objects and log in to the server's other databases."""
+    role = roles.ensure(engine, "tickets")
+    elsewhere = role.url.rsplit("/", 1)[0] + f"/{other_database}"
+    execute(pg_url, "CREATE FUNCTION public.double_it(n int) RETURNS int LANGUAGE sql AS 'SELECT 2 * n'")
+    with login(role) as conn:
+        # Temporary objects in its own session (PUBLIC's TEMPORARY on the database).
+        conn.execute("CREATE TEMP TABLE scratch (a int)")
+        conn.execute("CREATE TEMP VIEW scratch_view AS SELECT a FROM scratch")
+        conn.execute("CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        assert conn.execute("SELECT pg_temp.f()").fetchone() == (1,)
+        # The catalogs name every table (another plugin's too), but no rows can be read.
+        names = {
+            r[0] for r in conn.execute("SELECT relname FROM pg_class WHERE relnamespace = 'ext_shop'::regnamespace")
+        }
+        assert "order" in names and denied(conn, 'SELECT * FROM ext_shop."order"')
+        # Functions PUBLIC may execute (PostgreSQL's default for every new function).
+        assert conn.execute("SELECT public.double_it(21)").fetchone() == (42,)
+        # Still no schema of its own making, no other role, nothing in extschema's backups.
+        assert denied(conn, "CREATE SCHEMA mine") and denied(conn, "SET ROLE postgres")
+        assert denied(conn, "SELECT * FROM extschema_backup.anything")
+        # Large objects need no privilege: the role owns what it creates.
+        (oid,) = conn.execute("SELECT lo_from_bytea(0, 'kept'::bytea)").fetchone() or (None,)
+    # The server's other databases (PUBLIC's CONNECT): it logs in, but reads no table there.
+    with psycopg.connect(elsewhere, autocommit=True) as conn:
+        assert denied(conn, "SELECT * FROM public.payroll") and denied(conn, "SET ROLE postgres")
+        conn.execute("CREATE TEMP TABLE scratch (a int)")
+        conn.execute("SELECT lo_from_bytea(0, 'elsewhere'::bytea)")
+
+    # What docs/plugin-roles.md tells an administrator to run; extschema's own CONNECT grant keeps the
+    # role's way into its database.
+    execute(pg_url, f'REVOKE TEMPORARY ON DATABASE "{_database(pg_url)}" FROM PUBLIC')
+    execute(pg_url, f'REVOKE CONNECT ON DATABASE "{_database(pg_url)}" FROM PUBLIC')
+    execute(pg_url, f'REVOKE CONNECT ON DATABASE "{other_database}" FROM PUBLIC')
+    with login(role) as conn:
+        assert denied(conn, "CREATE TEMP TABLE scratch (a int)")
+        assert denied(conn, "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        conn.execute("INSERT INTO ext_tickets.ticket (title, work_order_id) VALUES ('still works', 1)")
+    assert refused_login(elsewhere)
+
+    # Dropping the role keeps the large object it made (it may hold the plugin's data): it goes to the
+    # operator's user. One in another database stops the drop until an administrator reassigns it there.
+    with pytest.raises(ProblemError) as raised:
+        roles.drop(engine, "tickets")
+    assert raised.value.problems[0].code == "ES402"
+    other_url = pg_url.rsplit("/", 1)[0] + f"/{other_database}"
+    execute(other_url, f'REASSIGN OWNED BY "{role.role}" TO CURRENT_USER')
+    assert roles.drop(engine, "tickets") is True
+    assert execute(pg_url, f"SELECT convert_from(lo_get({oid}), 'UTF8')") == [("kept",)]
+    assert execute(pg_url, "SELECT count(*) FROM pg_database WHERE datacl::text LIKE '%ext_tickets%'") == [(0,)]
+
+
 # --- the operator: spec.pluginRoles on a DatabaseTarget -----------------------------------------------------
 
 

@@ -400,11 +400,17 @@ def history(plugin: str | None, database: str | None, output: str, sql: bool) ->
     help="Approve the rollback with this hash (from its refusal, ES307), so the values and rows it drops go "
     "(backed up first). A hash that is not the rollback's as it is now stops it.",
 )
-def rollback(plugin: str, database: str | None, output: str, approvals: Sequence[str]) -> None:
-    """Undo a plugin's latest migration with its recorded rollback SQL (data it drops needs --approve)."""
+@click.option(
+    "--allow-raw-sql",
+    is_flag=True,
+    help="Let the rollback run the rollbackSql of the raw SQL steps it undoes (refused with ES313 otherwise).",
+)
+def rollback(plugin: str, database: str | None, output: str, approvals: Sequence[str], allow_raw_sql: bool) -> None:
+    """Undo a plugin's latest migration with its recorded rollback SQL (data it drops, and raw rollbackSql,
+    need --approve)."""
     from extschema import reconcile
 
-    with _reported(output), _engine(database) as engine:
+    with _reported(output), _engine(database, allow_raw_sql) as engine:
         _print_results([reconcile.rollback(engine, plugin, approvals)], output, verb="rolled back")
 
 

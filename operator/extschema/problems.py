@@ -81,6 +81,7 @@ CATALOG: dict[str, str] = {
     "ES314": "No backup for that migration",
     "ES315": "Restore target missing",
     "ES316": "Applied raw SQL step changed",
+    "ES317": "Latest migration never finished",
     "ES401": "Database unreachable",
     "ES402": "Migration failed in the database",
     "ES403": "Temporary database error (retry)",

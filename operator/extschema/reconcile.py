@@ -516,10 +516,11 @@ def _field_path(spec: ExtensionSchemaSpec, table: str, column: str | None) -> st
     return "spec.tables"
 
 
-def review(engine: Engine, planned: Planned) -> Reviewed:
-    """Classify every operation of *planned*, count its data checks in the database, hash the plan."""
+def review(engine: Engine, planned: Planned, classified: list[safety.Classified] | None = None) -> Reviewed:
+    """Classify every operation of *planned* (unless *classified* already), count its data checks in
+    the database, hash the plan."""
     plan = planned.plan
-    classified = safety.classify_plan(plan)
+    classified = safety.classify_plan(plan) if classified is None else classified
     wanted = [check for c in classified for check in c.checks]
     return Reviewed.of(planned, checks.count_all(engine, plan.plugin_id, wanted), classified)
 
@@ -752,13 +753,16 @@ _LOSSES = frozenset({"rows_lost", "values_lost"})
 def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) -> ApplyResult:
     """Undo the plugin's latest migration, through the same gate as an apply (:func:`authorize_rollback`).
 
-    The rollback is reviewed as the change from the registered spec to the one before (its hash is
-    the one applying that spec as a lower version has); the engine runs it only while the plugin is
-    still where it was reviewed, else it is reviewed again. What it drops is backed up first.
+    The rollback is reviewed as what it runs: the ``rollbackSql`` of the raw steps the migration ran
+    (allowed only where raw SQL is, ES313), then the change from the registered spec to the one before
+    (without raw steps, its hash is the one applying that spec as a lower version has). The engine
+    runs it only while the plugin and its recorded rollback are still what was reviewed, else it is
+    reviewed again. What it drops, and every table a ``rollbackSql`` names, is backed up first.
     """
     for _ in range(_STALE_RETRIES):
         undo = engine.rollback_plan(plugin_id)
         if undo is not None:
+            rawsql.require_rollback_allowed(undo.base.spec, undo.plan, engine.allow_raw_sql)
             authorize_rollback(review_rollback(engine, undo), approvals)
         elif approvals:
             _stale_rollback_approvals(plugin_id, approvals, None)
@@ -770,7 +774,8 @@ def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) ->
             return result
         # What the rollback SQL backs up: the backups of the way back, named after the migration undone.
         _, takes = engine.dialect.rollback_backups_of(undo.plan.reverse(), f"m{result.migration_id}")
-        return dataclasses.replace(result, description=[*result.description, *_backup_lines(takes)])
+        lines = _backup_lines([*undo.sql_backups, *takes])
+        return dataclasses.replace(result, description=[*result.description, *lines])
     raise ProblemError.one(
         "ES403",
         "database",
@@ -792,27 +797,38 @@ def review_rollback(engine: Engine, undo: RollbackPlan) -> Reviewed:
             "spec": base.spec.model_copy(update={"approved_plan_hash": None}),
         }
     )
-    return review(engine, Planned(Loaded(f"rollback of {base.plugin_id}", document), base, undo.plan))
+    planned = Planned(Loaded(f"rollback of {base.plugin_id}", document), base, undo.plan)
+    return review(engine, planned, safety.classify_plan(undo.plan, rollback=True))
 
 
 def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = ()) -> None:
     """The gate of a rollback: ES309 when existing rows break a field it narrows; ES307 (with the
-    counts and the hash, :class:`ApprovalRequired`) when it would drop values or rows and *approvals*
-    do not name its hash; ES308 for each approval of another plan. A rollback losing nothing runs."""
+    counts and the hash, :class:`ApprovalRequired`) when it would drop values or rows, or runs a raw
+    step's ``rollbackSql`` (destructive whatever the counts: what it deletes is unknown), and
+    *approvals* do not name its hash; ES308 for each approval of another plan. A rollback losing
+    nothing runs."""
     refused = reviewed.refusals()
     if refused:
         raise ProblemError(refused, Kind.REFUSED)
     loses = any(count for op in reviewed.ops for check, count in op.counted() if check.kind in _LOSSES)
-    waiting = loses and reviewed.hash not in approvals
+    raw = [op.classified.op for op in reviewed.ops if rawsql.runs_sql(op.classified.op)]
+    waiting = (loses or bool(raw)) and reviewed.hash not in approvals
     others = set(approvals) - {reviewed.hash}
     problems: list[Problem] = []
     if waiting:
         spec = reviewed.planned.base.spec if reviewed.planned.base else None
+        steps = ", ".join(repr(getattr(op, "id", "?")) for op in raw)
+        does = (
+            f"runs the hand-written rollbackSql of step {steps} (`extschema history {reviewed.plugin_id} --sql` "
+            "shows it), which may delete or change any row of the tables it names"
+            if raw
+            else "drops data"
+        )
         problems.append(
             Problem(
                 "ES307",
                 "plugin",
-                f"rolling back plugin {reviewed.plugin_id!r} (version {spec.version if spec else '?'}) drops data: "
+                f"rolling back plugin {reviewed.plugin_id!r} (version {spec.version if spec else '?'}) {does}: "
                 f"{reviewed.summary()}; it is backed up first, but approve exactly this rollback with "
                 f"`extschema rollback {reviewed.plugin_id} --approve {reviewed.hash}`",
             )

@@ -267,17 +267,35 @@ class Dialect:
 
     def backup(self, op: Op, tag: str) -> list[str]:
         """Copy what a destructive step removes (a table, or a column with the row ids)."""
-        statements: list[str] = []
-        for found in self.backups(op, tag):
-            source = self.table_ref(op.plugin_id, found.table)
-            if found.column is None:
-                # Whole rows: columns a DBA added by hand are not in the spec, and must not be lost.
-                statements.append(f"CREATE TABLE {self.qualified(found.name)} AS SELECT * FROM {source}")
-                statements.extend(self.detach_backup(op.plugin_id, found.name))
-            else:
-                columns = ", ".join([self.quote("id"), self.backup_column(found.column)])
-                statements.append(f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source}")
-        return statements
+        return [s for found in self.backups(op, tag) for s in self._copy(op.plugin_id, found)]
+
+    def _copy(self, plugin_id: str, found: _Backup) -> list[str]:
+        source = self.table_ref(plugin_id, found.table)
+        if found.column is None:
+            # Whole rows: columns a DBA added by hand are not in the spec, and must not be lost.
+            return [
+                f"CREATE TABLE {self.qualified(found.name)} AS SELECT * FROM {source}",
+                *self.detach_backup(plugin_id, found.name),
+            ]
+        columns = ", ".join([self.quote("id"), self.backup_column(found.column)])
+        return [f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source}"]
+
+    def _rollback_sql_backups(self, steps: Plan, tag: str) -> list[_Backup]:
+        from extschema.validation import rawsql  # pglast, loaded only when there is raw SQL
+
+        named = [
+            t for op in steps.ops if isinstance(op, planning.RunSql) for t in rawsql.tables_named(op.sql, op.plugin_id)
+        ]
+        return [_Backup(self.backup_name(steps.plugin_id, table, tag), table) for table in dict.fromkeys(named)]
+
+    def rollback_sql_backups(self, steps: Plan, tag: str) -> list[BackupRef]:
+        """The whole-row backups of the tables the ``rollbackSql`` of *steps* (reversed raw steps, as a
+        rollback runs them) names, taken with *tag* before it runs: extschema cannot know which rows it changes."""
+        return [_ref(b) for b in self._rollback_sql_backups(steps, tag)]
+
+    def backup_rollback_sql(self, steps: Plan, tag: str) -> list[str]:
+        """The statements taking :meth:`rollback_sql_backups`."""
+        return [s for found in self._rollback_sql_backups(steps, tag) for s in self._copy(steps.plugin_id, found)]
 
     def restore_rows(self, plugin_id: str, table: TableDef, backup: PhysicalName) -> list[str]:
         """Copy a dropped table's rows back from its whole-row backup (the table exists again, empty)."""

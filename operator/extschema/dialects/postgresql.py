@@ -557,6 +557,26 @@ class PostgresDialect(Dialect):
             f"REVOKE ALL ON SCHEMA {schema} FROM {grantee}",
         ]
 
+    def grant_plugin_database(self, role: str, database: str) -> list[str]:
+        """CONNECT on the plugin's database, to the role itself: an administrator may then revoke CONNECT
+        (and TEMPORARY) from PUBLIC on every database without locking the plugin out of its own."""
+        return [f"GRANT CONNECT ON DATABASE {self.quote(database)} TO {self.quote(role)}"]
+
+    def revoke_plugin_database(self, role: str, database: str) -> list[str]:
+        return [f"REVOKE ALL ON DATABASE {self.quote(database)} FROM {self.quote(role)}"]
+
+    def role_owns_objects_query(self, role: str) -> str:
+        """A row when *role* owns something in the current database (a large object: making one needs no right)."""
+        return (
+            "SELECT 1 FROM pg_shdepend d JOIN pg_database db ON db.oid = d.dbid JOIN pg_roles r ON r.oid = d.refobjid "
+            f"WHERE db.datname = current_database() AND r.rolname = {self.literal(role)} AND d.deptype = 'o' LIMIT 1"
+        )
+
+    def reassign_owned(self, role: str) -> list[str]:
+        """What *role* owns in the current database, given to the migrating user (kept, not dropped: a large
+        object may hold the plugin's data)."""
+        return [f"REASSIGN OWNED BY {self.quote(role)} TO CURRENT_USER"]
+
     def drop_role(self, role: str) -> list[str]:
         return [f"DROP ROLE IF EXISTS {self.quote(role)}"]
 

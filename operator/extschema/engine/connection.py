@@ -7,6 +7,7 @@ switching, how statements are sent) is asked of the dialect from :data:`extschem
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
@@ -18,14 +19,35 @@ from extschema.dialects.base import READ_ONLY
 from extschema.problems import ProblemError
 
 _URL_HELP = "use sqlite:///path.db or postgresql://user:password@host:5432/db"
+_UNPARSEABLE = "<unparseable database URL>"
+_BAD_PORT = (
+    ": its port is not a number, a [ of an IPv6 host is not closed, or the password holds an @, : or / "
+    "(percent-encode them: %40, %3A, %2F)"
+)
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):
-        return "<unparseable database URL>"
+    """The URL without its password, for messages and logs: every message showing a URL shows this.
+
+    Masked as text, not as a URL parser reads it: a malformed URL (a port that is not a number, an
+    unescaped ``@`` or ``:`` in the password) is exactly the one to show, and a parser that splits it
+    elsewhere than the driver would show part of the password as the host. Everything between
+    ``scheme://`` and the last ``@`` is the user and password; a ``password`` query parameter is masked too.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator or not _SCHEME.fullmatch(scheme):
+        return _UNPARSEABLE
+    userinfo, at, location = rest.rpartition("@")
+    if at and not scheme.startswith("sqlite"):  # a SQLite path may hold "@" and ":", but never a password
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{location}"
+    return f"{scheme}://{_PASSWORD_PARAMETER.sub(_MASKED, rest)}"
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+#: ``?password=…`` (also ``sslpassword``): libpq takes a password from the query too.
+_PASSWORD_PARAMETER = re.compile(r"([?&][^=&#]*password=)[^&#]*", re.IGNORECASE)
+_MASKED = r"\1***"
 
 
 def _usage(message: str) -> ProblemError:
@@ -38,8 +60,11 @@ def parse_url(url: str) -> sa.URL:
         parsed = sa.engine.make_url(url)
         parsed.port  # noqa: B018 -- a port that is not a number only fails when read
     except (sa.exc.ArgumentError, ValueError) as error:
-        detail = f" ({error})" if isinstance(error, ValueError) else ""
-        raise _usage(f"{url!r} is not a database URL{detail}; {_URL_HELP}") from None
+        # Not the parser's own words: they quote what it took for the port, which may be part of the password.
+        detail = _BAD_PORT if isinstance(error, ValueError) else ""
+        shown = redact(url)
+        what = "the database URL has no scheme://" if shown == _UNPARSEABLE else f"{shown} is not a database URL"
+        raise _usage(f"{what}{detail}; {_URL_HELP}") from None
     if parsed.port is not None and not 0 < parsed.port < 65536:
         # Else the driver reports it as a connection failure, as if the server were down.
         raise _usage(f"{redact(url)}: port {parsed.port} is out of range (1-65535); {_URL_HELP}")

@@ -52,7 +52,7 @@ from extschema.engine.registry import (
     statements_of,
 )
 from extschema.model import ExtensionSchemaSpec, FieldType
-from extschema.planning import Plan
+from extschema.planning import Plan, rawsql
 from extschema.problems import Problem, ProblemError
 
 _T = TypeVar("_T")
@@ -181,6 +181,40 @@ def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
     return [r for r in records[ended + 1 :] if r.kind == "apply" and r.status == "executed"]
 
 
+#: Statuses a migration leaves behind only when it never finished (``executing``: a crash, or a hand
+#: edit); ``pending`` is unfinished too, except for a ``finish`` migration (a rollback cancels that).
+_UNFINISHED = ("executing", "pending")
+
+
+def to_roll_back(plugin_id: str, records: list[MigrationRecord]) -> list[MigrationRecord]:
+    """The plugin's :func:`lineage`, whose last migration is the one a rollback undoes (the one place
+    that picks it); empty when there is nothing to roll back.
+
+    ES317 when a migration since the plugin's last delete never finished: what it changed is unknown,
+    so neither it nor the one before it can be undone safely (skipping it would undo the migration
+    before, against a database that may hold both).
+    """
+    ended = max((i for i, r in enumerate(records) if r.kind in ENDING_KINDS and r.status == "executed"), default=-1)
+    stuck = [
+        r
+        for r in records[ended + 1 :]
+        if r.status in _UNFINISHED and not (r.kind == FINISH_KIND and r.status == "pending")
+    ]
+    if stuck:
+        named = ", ".join(f"{r.migration_id} ({r.kind} of version {r.version or '?'})" for r in stuck)
+        raise ProblemError.one(
+            "ES317",
+            "plugin",
+            f"cannot roll back plugin {plugin_id!r}: migration {named} is recorded as {stuck[-1].status!r}: it never "
+            "finished (a crash, or an edit of extension_migrations), so what it changed is unknown; nothing was "
+            f"changed. Compare the database with `extschema drift {plugin_id}` and `extschema history {plugin_id} "
+            "--sql`, then set that row's status in extension_migrations to 'executed' if its changes are in place "
+            "or 'failed' if they are not, and roll back again",
+            kind="refused",
+        )
+    return lineage(records)
+
+
 @dataclasses.dataclass(frozen=True)
 class RollbackPlan:
     """What undoing a plugin's latest executed migration would change, planned from the registry,
@@ -192,9 +226,21 @@ class RollbackPlan:
     migration_id: str
     #: The spec it goes back to; None when it undoes the first migration (the plugin goes).
     spec: ExtensionSchemaSpec | None
-    #: The change: the registered spec to :attr:`spec` (the same plan, and hash, as applying that
-    #: spec as a lower version), or the teardown of the registered spec.
+    #: The change: the ``rollbackSql`` of the raw steps the migration ran (reversed steps, first, as
+    #: the recorded rollback runs them), then the registered spec to :attr:`spec` (without raw steps,
+    #: the same plan, and hash, as applying that spec as a lower version), or the teardown of the
+    #: registered spec.
     plan: Plan
+    #: The recorded rollback statements: exactly what runs (the engine refuses others as stale).
+    statements: tuple[str, ...] = ()
+    #: The backups taken before the raw steps' ``rollbackSql`` runs (every table it names, whole).
+    sql_backups: tuple[BackupRef, ...] = ()
+
+
+def _sql_backup_tag(migration_id: str) -> str:
+    """How the backups taken before a rollback's ``rollbackSql`` are named: ``…__r<the migration undone>``
+    (``r``, not the ``m`` of the migration's own backups, which the same rollback may also take of a table)."""
+    return f"r{migration_id}"
 
 
 def _undone(
@@ -510,7 +556,7 @@ class Engine:
             base = None if conn is None else self.registry.registration(plugin_id, conn)
             if conn is None or base is None:
                 return None
-            built = lineage(self.registry.history_rows(conn, plugin_id))
+            built = to_roll_back(plugin_id, self.registry.history_rows(conn, plugin_id))
             if not built:
                 return None
             spec = None
@@ -520,21 +566,26 @@ class Engine:
                 self._refuse_if_referenced(conn, plugin_id, spec)  # no approval makes that rollback possible
             else:
                 self._refuse_if_dependents(conn, plugin_id)
+            migration_id = built[-1].migration_id
+            row = self.registry.migration_row(conn, plugin_id, migration_id)
+            _, statements = self.registry.guarded(conn, plugin_id, lambda: statements_of(row))
+            target = self.registry.guarded(
+                conn, plugin_id, lambda: ExtensionSchemaSpec.model_validate(row.schema_definition)
+            )
+            # What the recorded rollback runs first: the rollbackSql of the raw steps the migration ran.
+            steps = Plan(plugin_id, tuple(rawsql.undone(spec, target)))
             registered = [r.spec for r in self.registry.registrations(conn)]
             refs = catalog.reference_types(self.database, registered, [base.spec] + ([spec] if spec else []))
             if spec is None:
-                plan = planning.teardown(base.spec, refs)
+                plan = Plan(plugin_id, (*steps.ops, *planning.teardown(base.spec, refs).ops))
             else:
                 try:
-                    plan = planning.plan(base.spec, spec, refs)
+                    plan = Plan(plugin_id, (*steps.ops, *planning.plan(base.spec, spec, refs).ops))
                 except ProblemError:  # this planner cannot go back directly: the reverse of the way there
-                    recorded = self.registry.migration_row(conn, plugin_id, built[-1].migration_id).schema_definition
-                    target = self.registry.guarded(
-                        conn, plugin_id, lambda: ExtensionSchemaSpec.model_validate(recorded)
-                    )
                     forward = _undone(self, conn, spec, target)
-                    plan = forward.reverse() if forward is not None else Plan(plugin_id, ())
-            return RollbackPlan(base, built[-1].migration_id, spec, plan)
+                    plan = forward.reverse() if forward is not None else steps
+            backups = self.dialect.rollback_sql_backups(steps, _sql_backup_tag(migration_id))
+            return RollbackPlan(base, migration_id, spec, plan, tuple(statements), tuple(backups))
 
     def _refuse_if_dependents(self, conn: Connection, plugin_id: str) -> None:
         dependents = sorted(r.plugin_id for r in self.registry.dependents(conn, plugin_id))
@@ -684,7 +735,7 @@ class _Rollback(_Migration):
 
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
         registry = self.engine.registry
-        built = lineage(history)
+        built = to_roll_back(self.plugin_id, history)
         if not built:
             raise ProblemError.one(
                 "ES305", "plugin", f"plugin {self.plugin_id!r} has no executed migration to roll back", kind="refused"
@@ -707,12 +758,18 @@ class _Rollback(_Migration):
         )
         row = registry.migration_row(conn, self.plugin_id, self.target.migration_id)
         statements, rollback = registry.guarded(conn, self.plugin_id, lambda: statements_of(row))
+        if self.expected is not None and tuple(rollback) != self.expected.statements:
+            raise StalePlan(self.plugin_id)  # not what the gate reviewed
         target_spec = registry.guarded(
             conn, self.plugin_id, lambda: ExtensionSchemaSpec.model_validate(row.schema_definition)
         )
-        self.takes = self._backups(conn, target_spec, " ".join(rollback))
+        # The tables the raw steps' rollbackSql names are copied whole first: what it deletes or changes is unknown.
+        steps = Plan(self.plugin_id, tuple(rawsql.undone(self.previous_spec, target_spec)))
+        dialect, tag = self.engine.dialect, _sql_backup_tag(self.target.migration_id)
+        self.takes = [*dialect.rollback_sql_backups(steps, tag), *self._backups(conn, target_spec, " ".join(rollback))]
         self._refuse_hand_made(conn, target_spec)
-        return RenderedPlan(tuple(rollback), tuple(statements), bool(row.foreign_keys_off))
+        runs = (*dialect.backup_rollback_sql(steps, tag), *rollback)
+        return RenderedPlan(runs, tuple(statements), bool(row.foreign_keys_off))
 
     def _refuse_hand_made(self, conn: Connection, target_spec: ExtensionSchemaSpec) -> None:
         """ES301 when the recorded rollback SQL rebuilds a table (SQLite) that now holds a column or

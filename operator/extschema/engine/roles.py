@@ -1,10 +1,13 @@
 """Per-plugin database roles (PostgreSQL): each plugin's application code gets its own least-privilege login.
 
 The operator migrates with a powerful user; the plugin's code should not run with it. With roles enabled
-(``spec.pluginRoles`` on a DatabaseTarget) every plugin gets one LOGIN role that can use its own schema and
-read/insert/update/delete its own tables (and draw from their identity sequences), nothing else: no DDL, no
-other plugin's schema, no core table, no registry. Its credentials go into a Secret next to the
-ExtensionSchema; deleting the ExtensionSchema revokes everything and drops the role.
+(``spec.pluginRoles`` on a DatabaseTarget) every plugin gets one LOGIN role granted CONNECT on its database,
+its own schema and read/insert/update/delete on its own tables (and their identity sequences), nothing else:
+no DDL, no other plugin's schema, no core table, no registry. What PostgreSQL gives every role through PUBLIC
+(temporary objects, CONNECT to other databases, large objects) is not revoked here: that would change it for
+every role of the server (docs/plugin-roles.md lists it, and what an administrator runs to take it away). Its
+credentials go into a Secret next to the ExtensionSchema; deleting the ExtensionSchema revokes everything and
+drops the role.
 
 The password is generated here and sent to the server only as a SCRAM-SHA-256 verifier, so statement logs
 never contain it. ``ensure`` is idempotent: it creates or updates the role (setting the password it is given,
@@ -96,8 +99,12 @@ def ensure(engine: Engine, plugin_id: str, password: str | None = None) -> Plugi
     password = password if password is not None and _usable(password) else new_password()
     with engine.database.transaction() as conn:
         exists = conn.exec_driver_sql(dialect.role_exists_query(role)).first() is not None
-        statements = dialect.create_or_alter_role(role, exists, scram_verifier(password))
-        engine.database.execute(conn, [*statements, *dialect.grant_plugin_role(plugin_id, role)])
+        statements = [
+            *dialect.create_or_alter_role(role, exists, scram_verifier(password)),
+            *dialect.grant_plugin_database(role, url.database or ""),
+            *dialect.grant_plugin_role(plugin_id, role),
+        ]
+        engine.database.execute(conn, statements)
     login = url.set(username=role, password=password).render_as_string(hide_password=False)
     schema = naming.plugin_schema(plugin_id)
     return PluginRole(plugin_id=plugin_id, role=role, schema=schema, password=password, url=login)
@@ -105,14 +112,21 @@ def ensure(engine: Engine, plugin_id: str, password: str | None = None) -> Plugi
 
 def drop(engine: Engine, plugin_id: str) -> bool:
     """Revoke what the role was given and drop it; False when there was no role. Works before and after the
-    plugin's schema is dropped."""
+    plugin's schema is dropped. What the role made in the database (large objects) goes to the migrating user."""
     dialect = _dialect(engine)
     role = role_name(engine, plugin_id)
     schema = naming.plugin_schema(plugin_id)
+    database = sa.engine.make_url(engine.url).database or ""
     with engine.database.transaction() as conn:
         if conn.exec_driver_sql(dialect.role_exists_query(role)).first() is None:
             return False
         has_schema = conn.exec_driver_sql(f"SELECT to_regnamespace({dialect.literal(schema)})").scalar() is not None
-        revoke = dialect.revoke_plugin_role(plugin_id, role) if has_schema else []
-        engine.database.execute(conn, [*revoke, *dialect.drop_role(role)])
+        owns = conn.exec_driver_sql(dialect.role_owns_objects_query(role)).first() is not None
+        statements = [
+            *(dialect.reassign_owned(role) if owns else []),
+            *(dialect.revoke_plugin_role(plugin_id, role) if has_schema else []),
+            *dialect.revoke_plugin_database(role, database),
+            *dialect.drop_role(role),
+        ]
+        engine.database.execute(conn, statements)
     return True

@@ -9,7 +9,9 @@ rollback of the migration that ran it still runs its ``rollbackSql``.
 
 Raw SQL runs only on targets that allow it (``allowRawSql`` on the DatabaseTarget,
 ``--allow-raw-sql`` for the CLI); :func:`require_allowed` refuses the others with ES313 before
-anything runs. What a step's SQL may contain is checked by :mod:`extschema.validation.rawsql`.
+anything runs. The same holds for the ``rollbackSql`` a rollback runs (:func:`undone`,
+:func:`require_rollback_allowed`). What a step's SQL may contain is checked by
+:mod:`extschema.validation.rawsql`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,42 @@ def require_allowed(spec: ExtensionSchemaSpec, plan: Plan, allowed: bool) -> Non
         )
         for index, step in enumerate(spec.migrations)
         if step.id in running
+    ]
+    if problems:
+        raise ProblemError(problems, kind=Kind.REFUSED)
+
+
+def undone(previous: ExtensionSchemaSpec | None, target: ExtensionSchemaSpec) -> list[RunSql]:
+    """The ``rollbackSql`` the rollback of the migration from *previous* to *target* runs: one
+    reversed step (its ``sql`` is the ``rollbackSql``) per step that migration ran, last first, as
+    the recorded rollback runs them. Steps with an empty ``rollbackSql`` run nothing and are left out.
+    """
+    applied = {step.id for step in previous.migrations} if previous is not None else set()
+    ran = [step for step in target.migrations if step.id not in applied]
+    return [RunSql(target.plugin_id, s.id, s.rollback_sql, s.sql) for s in reversed(ran) if s.rollback_sql.strip()]
+
+
+def runs_sql(op: object) -> bool:
+    """Whether *op* runs hand-written SQL (a step, or a step's non-empty ``rollbackSql``)."""
+    return isinstance(op, RunSql) and bool(op.sql.strip())
+
+
+def require_rollback_allowed(spec: ExtensionSchemaSpec, plan: Plan, allowed: bool) -> None:
+    """ES313 (kind ``refused``) for each step's ``rollbackSql`` the rollback *plan* runs, from the
+    registered *spec*, unless the target *allowed* raw SQL: a rollback runs it like a forward step."""
+    if allowed:
+        return
+    indexes = {step.id: index for index, step in enumerate(spec.migrations)}
+    problems = [
+        Problem(
+            "ES313",
+            f"spec.migrations[{indexes[op.id]}].rollbackSql" if op.id in indexes else "plugin",
+            f"rolling back plugin {spec.plugin_id!r} runs the rollbackSql of step {op.id!r}, raw SQL, which this "
+            "target does not allow; allow it with --allow-raw-sql (allowRawSql: true on the DatabaseTarget), or "
+            "apply the earlier spec as a lower version instead, which runs no rollbackSql",
+        )
+        for op in plan.ops
+        if isinstance(op, RunSql) and runs_sql(op)
     ]
     if problems:
         raise ProblemError(problems, kind=Kind.REFUSED)

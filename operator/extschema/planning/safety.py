@@ -101,6 +101,26 @@ def classify(op: Op) -> Classified:
     return Classified(op, "safe", SAFE.get(type(op), "creates what did not exist"))
 
 
+def rollback_sql(op: ops.RunSql) -> Classified:
+    """A raw step's ``rollbackSql`` (*op*'s ``sql``) as a rollback runs it: destructive by default,
+    since extschema cannot know what it deletes, with a count of the rows of each table it names
+    (the engine backs those tables up before it runs)."""
+    if not op.sql.strip():
+        return Classified(op, "safe", "the step's rollbackSql is empty: it runs nothing")
+    from extschema.validation import rawsql  # pglast, loaded only when there is raw SQL
+
+    try:
+        tables = rawsql.tables_named(op.sql, op.plugin_id)
+    except rawsql.SqlSyntaxError:  # recorded by a version that checked less: nothing to count
+        tables = []
+    checks = tuple(DataCheck("rows_lost", table) for table in tables)
+    reason = (
+        "hand-written rollback SQL (the step's rollbackSql): it may delete or change any row of the tables it "
+        "names, which are backed up first"
+    )
+    return Classified(op, "destructive", reason, checks[0] if checks else None, checks[1:])
+
+
 #: Why each other operation is safe (creating ones: "creates what did not exist").
 SAFE: dict[type[Op], str] = {
     ops.CreateIndex: "adds an index (built without blocking writes on PostgreSQL)",
@@ -115,9 +135,12 @@ SAFE: dict[type[Op], str] = {
 }
 
 
-def classify_plan(plan: Plan) -> list[Classified]:
+def classify_plan(plan: Plan, rollback: bool = False) -> list[Classified]:
     """Each operation of *plan* classified, with data checks naming tables and columns as they are
     before the plan runs (what the engine counts, before anything runs).
+
+    With *rollback*, *plan* is what a rollback runs: a raw step in it is that step's ``rollbackSql``
+    (:func:`rollback_sql`), destructive rather than rewriting.
 
     An operation on a table this plan creates has no rows to lose or violate: it is safe and has
     no check. A check on a column this plan adds is left out (the column does not exist yet to be
@@ -126,7 +149,7 @@ def classify_plan(plan: Plan) -> list[Classified]:
     names = _Names()
     found: list[Classified] = []
     for op in plan.ops:
-        classified = classify(op)
+        classified = rollback_sql(op) if rollback and isinstance(op, ops.RunSql) else classify(op)
         if classified.checks:
             if any(names.created(c.table) for c in classified.checks):
                 classified = Classified(op, "safe", "on a table this plan creates: it has no rows yet")

@@ -240,6 +240,14 @@ def statements(sql: str, plugin_id: str, table: Callable[[str], str] | None = No
     return [s.text for s in parse(sql)]
 
 
+def tables_named(sql: str, plugin_id: str) -> list[str]:
+    """The plugin's tables (logical names) a checked step's *sql* names, in order of first mention:
+    what it may read or change (a step may name no other table, :func:`refusals`)."""
+    schema = naming.plugin_schema(plugin_id)
+    found = [rv.relname for s in parse(sql) for rv in _relations(s.node) if rv.schemaname == schema and rv.relname]
+    return list(dict.fromkeys(found))
+
+
 def check_migrations(ctx: context.Context) -> None:
     """ES101/ES104 for step ids, ES125 for SQL that does not parse, ES126 for SQL a step may not run."""
     spec = ctx.spec
