@@ -173,6 +173,10 @@ def _compare_table(
     for extra in sorted(set(live.columns) - {"id", *(c.name for c in table.columns)}):
         found.append(Difference("extra", f"column {table.name}.{extra}", "not in the spec (added outside extschema)"))
     found.extend(_compare_indexes(live, dialect, plugin_id, table, ops))
+    found.extend(
+        Difference("extra", tied, f"on {table.name}, made outside extschema (a rebuild of the table is refused)")
+        for tied in live.tied
+    )
     return found
 
 
