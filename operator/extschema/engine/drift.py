@@ -16,6 +16,7 @@ reported, for a person to decide.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -24,7 +25,8 @@ from sqlalchemy.engine import Connection
 from extschema import planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog, migrator
-from extschema.engine.registry import MigrationRecord, Registration, now
+from extschema.engine.registry import Definition, MigrationRecord, Registration, now
+from extschema.model import ExtensionSchemaSpec
 from extschema.planning import ColumnDef, Op, Resolved, TableDef
 from extschema.planning.diff import tables as table_ops
 
@@ -241,7 +243,12 @@ class _Repair(migrator._Migration):
         return None
 
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
-        return self.engine.dialect.render_plan(self.plan, backup_tag=f"m{migration_id}")
+        # As an apply renders: new indexes of tables with rows are built after COMMIT, by the same step.
+        return self.engine.render_plan(conn, self.plan, migration_id)
+
+    def recorded_as(self) -> tuple[str, ExtensionSchemaSpec, Definition | None, datetime.datetime]:
+        assert self.current is not None
+        return self.current.owner, self.current.spec, None, self.started
 
     def record(
         self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int
