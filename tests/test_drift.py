@@ -142,6 +142,24 @@ def test_a_dropped_schema_is_missing_and_repaired(pg_url: str, tmp_path: Path) -
     assert _objects(pg_url) == set()
 
 
+def test_repair_of_a_column_sqlite_adds_by_rebuilding_keeps_the_columns_after_it(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A required field without default cannot be added in place on SQLite: the repair rebuilds the table.
+    It rebuilt it from the columns before the missing one only, dropping those after it (and, with the
+    preflight, refused them as made by hand)."""
+    body = EVERYTHING.replace(
+        "{name: name, type: String}]", "{name: sku, type: String, required: true}, {name: name, type: String}]"
+    )
+    outcome = run("apply", str(write_schema(tmp_path, "kit", body)), "-d", sqlite_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    execute(sqlite_url, f"ALTER TABLE {ext_table(sqlite_url, 'kit', 'tag')} DROP COLUMN sku")
+    assert _objects(sqlite_url) == {"missing column tag.sku"}
+    outcome = run("drift", "kit", "--repair", "-d", sqlite_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert _objects(sqlite_url) == set()
+
+
 @pytest.mark.postgres
 def test_repair_builds_a_missing_index_of_a_table_with_rows(pg_url: str, tmp_path: Path) -> None:
     """Repair printed "re-created: create index ..." and recorded an executed repair, but the build it

@@ -161,17 +161,21 @@ def _compare_table(
     found: list[Difference] = []
     if "id" not in live.columns:
         found.append(Difference("missing", f"column {table.name}.id", "the surrogate key is gone"))
-    built = dataclasses.replace(table, columns=())
+    # Each missing column is added to the table as it is then: every spec column that exists, and those
+    # added before it (a SQLite rebuild copies exactly the columns of "before").
+    present = {c.name for c in table.columns if c.name in live.columns}
+    built = _shape(table, present)
     for column in table.columns:
         here = live.columns.get(column.name)
         where = f"column {table.name}.{column.name}"
-        after = dataclasses.replace(built, columns=(*built.columns, column))
         if here is None:
             found.append(Difference("missing", where, f"{table.name} has no column {column.name}"))
+            present.add(column.name)
+            after = _shape(table, present)
             ops.append(planning.AddColumn(plugin_id, built, after, column))
+            built = after
         else:
             found.extend(_compare_column(here, dialect, plugin_id, column, where))
-        built = after
     for extra in sorted(set(live.columns) - {"id", *(c.name for c in table.columns)}):
         found.append(Difference("extra", f"column {table.name}.{extra}", "not in the spec (added outside extschema)"))
     found.extend(_compare_indexes(live, dialect, plugin_id, table, ops))
@@ -180,6 +184,16 @@ def _compare_table(
         for tied in live.tied
     )
     return found
+
+
+def _shape(table: TableDef, columns: set[str]) -> TableDef:
+    """*table* with only the *columns* named, and the indexes and unique constraints over them."""
+    return dataclasses.replace(
+        table,
+        columns=tuple(c for c in table.columns if c.name in columns),
+        unique_together=tuple(i for i in table.unique_together if set(i.columns) <= columns),
+        indexes=tuple(i for i in table.indexes if set(i.columns) <= columns),
+    )
 
 
 def _compare_column(
