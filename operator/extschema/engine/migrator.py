@@ -166,7 +166,7 @@ def _unfinished(plugin_id: str, migration_id: str, error: ProblemError) -> Probl
         problem.code,
         problem.path,
         f"migration {migration_id} of plugin {plugin_id!r} is applied, but building its indexes concurrently "
-        f"failed: {problem.message}; the next apply of the plugin finishes them (or roll it back)",
+        f"failed: {problem.message}; the plugin's next apply or drift repair finishes them (or roll it back)",
         kind=error.kind,
     )
 
