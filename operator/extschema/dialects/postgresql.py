@@ -13,6 +13,7 @@ from extschema import limits, naming, planning
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.naming import PhysicalName
 from extschema.planning import ColumnDef, IndexDef, TableDef
+from extschema.problems import Problem
 
 # psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
 _REGISTRY_LOCK = (0x45585453, 0)
@@ -68,6 +69,67 @@ class PostgresDialect(Dialect):
     def drop_enum(self, op: planning.DropEnum) -> list[str]:
         # IF EXISTS: a type dropped by hand (DROP TYPE ... CASCADE) must not stop a delete.
         return [f"DROP TYPE IF EXISTS {self.enum_ref(op.plugin_id, op.enum.name)}"]
+
+    def hand_made_problems(self, conn: sa.Connection, plan: planning.Plan) -> list[Problem]:
+        # ALTER COLUMN ... TYPE (a type change, an enum losing values) fails on a column a view or rule
+        # reads (0A000) — made outside extschema, which never makes views: named up front instead.
+        problems = []
+        for table, columns in self._retyped(plan).items():
+            names = ", ".join(self.literal(c) for c in sorted(columns))
+            found = (
+                conn.exec_driver_sql(
+                    "SELECT DISTINCT CASE v.relkind WHEN 'm' THEN 'materialized view ' WHEN 'v' THEN 'view ' "
+                    "ELSE 'rule on ' END || quote_ident(n.nspname) || '.' || quote_ident(v.relname) "
+                    "FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+                    "JOIN pg_namespace n ON n.oid = v.relnamespace "
+                    "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+                    f"WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = to_regclass("
+                    f"{self.literal(self.table_ref(plan.plugin_id, table))}) AND v.oid <> d.refobjid "
+                    f"AND a.attname IN ({names}) ORDER BY 1"
+                )
+                .scalars()
+                .all()
+            )
+            if found:
+                problems.append(
+                    Problem(
+                        "ES301",
+                        f"table {table}",
+                        f"this change converts column(s) {', '.join(sorted(columns))} of table {table} to a new "
+                        f"type, which PostgreSQL refuses while a view or rule reads them: {', '.join(found)} "
+                        "(made outside extschema); save its definition (pg_get_viewdef), drop it, apply, and "
+                        "create it again",
+                    )
+                )
+        return problems
+
+    def _retyped(self, plan: planning.Plan) -> dict[str, set[str]]:
+        """The columns whose type *plan* changes, by table, as named before it runs (renames undone)."""
+        tables: dict[str, str] = {}  # name in the plan -> name before it
+        columns: dict[tuple[str, str], str] = {}
+        found: dict[str, set[str]] = {}
+
+        def add(table: str, column: str) -> None:
+            origin = tables.get(table, table)
+            found.setdefault(origin, set()).add(columns.get((origin, column), column))
+
+        for op in plan.ops:
+            match op:
+                case planning.RenameTable():
+                    tables[op.after.name] = tables.pop(op.before.name, op.before.name)
+                case planning.RenameColumn():
+                    origin = tables.get(op.after.name, op.after.name)
+                    columns[(origin, op.new)] = columns.pop((origin, op.old), op.old)
+                case planning.AlterColumn() if self.type_sql(op.plugin_id, op.old) != self.type_sql(
+                    op.plugin_id, op.new
+                ):
+                    add(op.before.name, op.old.name)
+                case planning.ChangeEnumValues() if op.removed:
+                    for before, _ in op.tables:
+                        for column in before.columns:
+                            if column.enum is not None and column.enum.name == op.before.name:
+                                add(before.name, column.name)
+        return found
 
     def change_enum_values(self, op: planning.ChangeEnumValues) -> list[str]:
         ref = self.enum_ref(op.plugin_id, op.after.name)

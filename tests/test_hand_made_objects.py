@@ -1,8 +1,9 @@
-"""SQLite's table rebuild (create new, copy, drop, rename) against objects a DBA tied to the table by hand.
+"""Changes that rebuild or retype a table against objects a DBA tied to it by hand.
 
-The rebuild only re-creates what the spec knows: every index, trigger and view SQLite ties to the
-table that extschema did not make is refused before anything runs (ES301, naming each), as hand-added
-columns are. PostgreSQL alters in place and keeps them.
+SQLite's rebuild (create new, copy, drop, rename) only re-creates what the spec knows: every index,
+trigger and view SQLite ties to the table that extschema did not make is refused before anything runs
+(ES301, naming each), as hand-added columns are. PostgreSQL alters in place and keeps them, but cannot
+change the type of a column a view reads: that is refused up front the same way.
 """
 
 from __future__ import annotations
@@ -116,3 +117,33 @@ def test_a_trigger_elsewhere_writing_to_the_table_is_refused_too(sqlite_url: str
     )
     _refused(sqlite_url, v2, "trigger dba_copy")
     assert _objects(sqlite_url, "trigger") == {"dba_copy"}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("{name: qty, type: Int}", "{name: qty, type: BigInt}"), ("[new, done]", "[new]")],
+    ids=["type-change", "enum-value-removed"],
+)
+def test_postgresql_refuses_to_retype_a_column_a_view_reads(
+    pg_url: str, tmp_path: Path, before: str, after: str
+) -> None:
+    """ALTER COLUMN ... TYPE (a type change, or an enum losing a value: a new type swapped in) failed
+    with the database's own message (ES402: cannot alter type of a column used by a view or rule), exit 3.
+    Now ES301 names the view before anything runs."""
+    v1 = V1.replace("      - {name: state", "      - {name: qty, type: Int}\n      - {name: state")
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+    assert run("apply", str(write_schema(tmp_path / "v1", "shop", v1)), "-d", pg_url).exit_code == 0
+    table = ext_table(pg_url, "shop", "order")
+    execute(pg_url, f"INSERT INTO {table} (code, qty, state) VALUES ('A1', 1, 'new')")
+    execute(pg_url, f"CREATE VIEW dba_v AS SELECT qty, state FROM {table}")
+    v2 = write_schema(tmp_path / "v2", "shop", v1.replace("1.0.0", "2.0.0").replace(before, after))
+    plan = run("plan", str(v2), "-d", pg_url, "-o", "json").json()
+    outcome = run("apply", str(v2), "-d", pg_url, "--approve", plan["hash"])
+    assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
+    assert "ES301" in outcome.stderr and "view public.dba_v" in outcome.stderr, outcome.stderr
+    assert execute(pg_url, "SELECT qty, state FROM dba_v") == [(1, "new")]
+    execute(pg_url, "DROP VIEW dba_v")
+    outcome = run("apply", str(v2), "-d", pg_url, "--approve", plan["hash"])
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
