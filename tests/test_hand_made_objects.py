@@ -147,3 +147,27 @@ def test_postgresql_refuses_to_retype_a_column_a_view_reads(
     execute(pg_url, "DROP VIEW dba_v")
     outcome = run("apply", str(v2), "-d", pg_url, "--approve", plan["hash"])
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+
+
+@pytest.mark.postgres
+def test_postgresql_refuses_to_swap_an_enum_type_other_objects_use(pg_url: str, tmp_path: Path) -> None:
+    """An enum losing a value is a new type swapped in: a partial index comparing the column with a value,
+    or another table's column of the type, made it fail with the database's message (ES402: operator does
+    not exist: ext_shop.state = ext_shop.state__old). Now ES301 names each; a plain index on the column is
+    converted with it and not in the way."""
+    table, _ = _applied(pg_url, tmp_path)
+    execute(pg_url, f"CREATE INDEX dba_done ON {table} (code) WHERE state = 'done'")
+    execute(pg_url, f"CREATE INDEX dba_state ON {table} (state)")
+    execute(pg_url, "CREATE TABLE app_log (s ext_shop.state)")
+    (tmp_path / "v3").mkdir()
+    v3 = write_schema(tmp_path / "v3", "shop", V1.replace("1.0.0", "3.0.0").replace("[new, done]", "[new]"))
+    execute(pg_url, f"DELETE FROM {table} WHERE state = 'done'")
+    plan = run("plan", str(v3), "-d", pg_url, "-o", "json").json()
+    outcome = run("apply", str(v3), "-d", pg_url, "--approve", plan["hash"])
+    assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
+    assert "ES301" in outcome.stderr and "index ext_shop.dba_done" in outcome.stderr, outcome.stderr
+    assert "column s of table app_log" in outcome.stderr and "dba_state" not in outcome.stderr, outcome.stderr
+    execute(pg_url, "DROP INDEX ext_shop.dba_done")
+    execute(pg_url, "DROP TABLE app_log")
+    outcome = run("apply", str(v3), "-d", pg_url, "--approve", plan["hash"])
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
