@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import execute, ext_table, run, write_schema
+from tests.helpers import approved_rollback, execute, ext_table, run, write_schema
 
 V1 = """
 pluginId: shop
@@ -117,6 +117,21 @@ def test_a_trigger_elsewhere_writing_to_the_table_is_refused_too(sqlite_url: str
     )
     _refused(sqlite_url, v2, "trigger dba_copy")
     assert _objects(sqlite_url, "trigger") == {"dba_copy"}
+
+
+def test_a_rollback_that_rebuilds_is_refused_the_same_way(sqlite_url: str, tmp_path: Path) -> None:
+    """Undoing the enum value rebuilds the table again: an index and a view added since are named."""
+    table, v2 = _applied(sqlite_url, tmp_path)
+    assert run("apply", str(v2), "-d", sqlite_url).exit_code == 0
+    execute(sqlite_url, f"CREATE UNIQUE INDEX dba_code_uq ON {table} (code)")
+    execute(sqlite_url, f"CREATE VIEW dba_v AS SELECT code FROM {table}")
+    outcome = approved_rollback(sqlite_url, "shop")
+    assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
+    said = outcome.stdout + outcome.stderr
+    assert "ES301" in said and "index dba_code_uq" in said and "view dba_v" in said, said
+    assert {"dba_code_uq", "dba_v"} <= _objects(sqlite_url, "index") | _objects(sqlite_url, "view")
+    history = run("history", "shop", "-d", sqlite_url, "-o", "json").json()["migrations"]
+    assert [m["status"] for m in history] == ["executed", "executed"]
 
 
 @pytest.mark.postgres
