@@ -8,9 +8,11 @@ unique constraints — and names every difference: ``missing`` (in the spec, not
 ``extra`` (in the database only: a column or index added by hand) or ``changed``.
 
 :func:`repair` re-creates what is missing — namespace, enum types, tables, columns, indexes — in
-one migration under the plugin's lock, recorded in the history as kind ``repair``. It never drops
-or alters anything: extra and changed objects may hold data or serve someone, so they are only
-reported, for a person to decide.
+one migration under the plugin's lock, recorded in the history as kind ``repair``; it is rendered and
+finished as an apply is (a new index of a table with rows is built concurrently after COMMIT, as its
+``finish``). It never drops or alters anything: extra and changed objects may hold data or serve
+someone, so they are only reported, for a person to decide. On SQLite, views and triggers tied to a
+table are reported as extra too (a rebuild of the table is refused while they exist).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ checks, what SQL it runs and how the registry changes; :meth:`Engine._migrate` o
 
 Some steps cannot run in that transaction (PostgreSQL, :class:`RenderedPlan`): new enum values are
 committed first in their own locked transaction (``before``, idempotent), and new indexes on
-populated tables are built concurrently after COMMIT (``after``). The apply records its ``after``
-statements as a ``finish`` migration with status ``pending`` in its own transaction; building them
-marks it ``executed``. An apply interrupted between the two (killed, a lock timeout, a failed build)
+populated tables are built concurrently after COMMIT (``after``). A migration (an apply, a drift
+repair) records its ``after`` statements as a ``finish`` migration with status ``pending`` in its own
+transaction; building them marks it ``executed``. An apply interrupted between the two (killed, a lock timeout, a failed build)
 is finished by the plugin's next migration, before anything else, under the plugin's lock: leftover
 INVALID indexes are dropped concurrently, then the builds (``IF NOT EXISTS``) run again. A rollback
 or a delete cancels a pending finish instead (its rollback SQL drops those indexes ``IF EXISTS``).
