@@ -17,8 +17,9 @@ committed first in their own locked transaction (``before``, idempotent), and ne
 populated tables are built concurrently after COMMIT (``after``). A migration (an apply, a drift
 repair) records its ``after`` statements as a ``finish`` migration with status ``pending`` in its own
 transaction; building them marks it ``executed``. A migration interrupted between the two (killed, a
-lock timeout, a failed build) is finished by the plugin's next migration, before anything else, under the plugin's lock: leftover
-INVALID indexes are dropped concurrently, then the builds (``IF NOT EXISTS``) run again. A rollback
+lock timeout, a failed build) is finished by the plugin's next migration, before anything else, under
+the plugin's lock: leftover INVALID indexes are dropped concurrently, then the builds (``IF NOT
+EXISTS``) run again. A rollback
 or a delete cancels a pending finish instead (its rollback SQL drops those indexes ``IF EXISTS``).
 A lock timeout (another session holds the table) is retried a few times with jittered backoff.
 """
