@@ -19,8 +19,8 @@ repair) records its ``after`` statements as a ``finish`` migration with status `
 transaction; building them marks it ``executed``. A migration interrupted between the two (killed, a
 lock timeout, a failed build) is finished by the plugin's next migration, before anything else, under
 the plugin's lock: leftover INVALID indexes are dropped concurrently, then the builds (``IF NOT
-EXISTS``) run again. A rollback
-or a delete cancels a pending finish instead (its rollback SQL drops those indexes ``IF EXISTS``).
+EXISTS``) run again. A rollback or a delete cancels a pending finish instead (its rollback SQL drops
+those indexes ``IF EXISTS``).
 A lock timeout (another session holds the table) is retried a few times with jittered backoff.
 """
 
