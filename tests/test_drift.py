@@ -142,6 +142,50 @@ def test_a_dropped_schema_is_missing_and_repaired(pg_url: str, tmp_path: Path) -
     assert _objects(pg_url) == set()
 
 
+def test_repair_of_a_column_sqlite_adds_by_rebuilding_keeps_the_columns_after_it(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A required field without default cannot be added in place on SQLite: the repair rebuilds the table.
+    It rebuilt it from the columns before the missing one only, dropping those after it (and, with the
+    preflight, refused them as made by hand)."""
+    body = EVERYTHING.replace(
+        "{name: name, type: String}]", "{name: sku, type: String, required: true}, {name: name, type: String}]"
+    )
+    outcome = run("apply", str(write_schema(tmp_path, "kit", body)), "-d", sqlite_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    execute(sqlite_url, f"ALTER TABLE {ext_table(sqlite_url, 'kit', 'tag')} DROP COLUMN sku")
+    assert _objects(sqlite_url) == {"missing column tag.sku"}
+    outcome = run("drift", "kit", "--repair", "-d", sqlite_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert _objects(sqlite_url) == set()
+
+
+@pytest.mark.postgres
+def test_repair_builds_a_missing_index_of_a_table_with_rows(pg_url: str, tmp_path: Path) -> None:
+    """Repair printed "re-created: create index ..." and recorded an executed repair, but the build it
+    moved after COMMIT (concurrent, the table has rows) never ran: the index stayed missing and every
+    repair (each driftPolicy: Repair interval) recorded another. Now it runs the apply's after phase."""
+    _apply(pg_url, tmp_path)
+    box = ext_table(pg_url, "kit", "box")
+    execute(pg_url, f"INSERT INTO {box} (label, code, level) VALUES ('a', 'A1', 'low'), ('b', 'B2', 'high')")
+    execute(pg_url, 'DROP INDEX "ext_kit"."box_level_label_idx"')
+    outcome = run("drift", "kit", "--repair", "-d", pg_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert "create index on box (level, label)" in outcome.stdout
+    valid = "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name"
+    assert execute(pg_url, valid, {"name": "box_level_label_idx"}) == [(True,)]
+    assert _objects(pg_url) == set()
+    history = run("history", "kit", "-d", pg_url, "-o", "json").json()["migrations"]
+    assert [(m["kind"], m["status"]) for m in history] == [
+        ("apply", "executed"),
+        ("repair", "executed"),
+        ("finish", "executed"),
+    ]
+    again = run("drift", "kit", "--repair", "-d", pg_url)
+    assert again.exit_code == 0 and "repaired" not in again.stdout, again.stdout
+    assert len(run("history", "kit", "-d", pg_url, "-o", "json").json()["migrations"]) == 3
+
+
 def test_every_example_with_core_references_is_in_sync_after_apply(db_url: str) -> None:
     load_core(db_url)
     examples = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))

@@ -223,6 +223,11 @@ class Dialect:
         nothing where tables are altered in place."""
         return []
 
+    def tied_objects(self, conn: sa.Connection, tables: Sequence[str]) -> dict[str, list[str]]:
+        """By physical table name (unqualified), what the database ties to it that a rebuild would drop
+        or break (``index x``, ``trigger y``, ``view z``): nothing where tables are altered in place."""
+        return {t: [] for t in tables}
+
     def concurrent_candidates(self, plan: Plan) -> list[str]:
         """The plan's existing tables whose row count decides a concurrent build (ask :meth:`has_rows_sql`)."""
         return []

@@ -13,6 +13,7 @@ from extschema import limits, naming, planning
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.naming import PhysicalName
 from extschema.planning import ColumnDef, IndexDef, TableDef
+from extschema.problems import Problem
 
 # psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
 _REGISTRY_LOCK = (0x45585453, 0)
@@ -68,6 +69,114 @@ class PostgresDialect(Dialect):
     def drop_enum(self, op: planning.DropEnum) -> list[str]:
         # IF EXISTS: a type dropped by hand (DROP TYPE ... CASCADE) must not stop a delete.
         return [f"DROP TYPE IF EXISTS {self.enum_ref(op.plugin_id, op.enum.name)}"]
+
+    def hand_made_problems(self, conn: sa.Connection, plan: planning.Plan) -> list[Problem]:
+        # ALTER COLUMN ... TYPE (a type change, an enum losing values) fails on a column a view or rule
+        # reads (0A000) — made outside extschema, which never makes views: named up front instead.
+        problems = []
+        conversions, known = self._conversions(plan)
+        retyped: dict[str, set[str]] = {}
+        for _, table, column in conversions:
+            retyped.setdefault(table, set()).add(column)
+        for table, columns in retyped.items():
+            names = ", ".join(self.literal(c) for c in sorted(columns))
+            found = (
+                conn.exec_driver_sql(
+                    "SELECT DISTINCT CASE v.relkind WHEN 'm' THEN 'materialized view ' WHEN 'v' THEN 'view ' "
+                    "ELSE 'rule on ' END || quote_ident(n.nspname) || '.' || quote_ident(v.relname) "
+                    "FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+                    "JOIN pg_namespace n ON n.oid = v.relnamespace "
+                    "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+                    f"WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = to_regclass("
+                    f"{self.literal(self.table_ref(plan.plugin_id, table))}) AND v.oid <> d.refobjid "
+                    f"AND a.attname IN ({names}) ORDER BY 1"
+                )
+                .scalars()
+                .all()
+            )
+            if found:
+                problems.append(
+                    Problem(
+                        "ES301",
+                        f"table {table}",
+                        f"this change converts column(s) {', '.join(sorted(columns))} of table {table} to a new "
+                        f"type, which PostgreSQL refuses while a view or rule reads them: {', '.join(found)} "
+                        "(made outside extschema); save its definition (pg_get_viewdef), drop it, apply, and "
+                        "create it again",
+                    )
+                )
+        for enum in sorted({enum for enum, _, _ in conversions if enum is not None}):
+            problems.extend(self._type_users(conn, plan.plugin_id, enum, known))
+        return problems
+
+    def _type_users(self, conn: sa.Connection, plugin_id: str, enum: str, known: set[tuple[str, str]]) -> list[Problem]:
+        """ES301 naming what uses the enum type *enum* besides the plan's *known* columns (and their
+        defaults) and views (named above): a new type is swapped in and the old one dropped, which they stop."""
+        ours = " OR ".join(
+            f"(a.attrelid = to_regclass({ref}) AND a.attname = {self.literal(c)})"
+            for t, c in sorted(known)
+            if (ref := self.literal(self.table_ref(plugin_id, t)))
+        )
+        found = (
+            conn.exec_driver_sql(
+                "SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_depend d "
+                "LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid "
+                "LEFT JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid "
+                "WHERE d.refclassid = 'pg_type'::regclass "
+                f"AND d.refobjid = to_regtype({self.literal(self.enum_ref(plugin_id, enum))}) "
+                "AND d.deptype = 'n' AND COALESCE(c.relkind, 'r') NOT IN ('v', 'm') "
+                "AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = COALESCE(c.oid, ad.adrelid) "
+                f"AND a.attnum = COALESCE(ad.adnum::int4, d.objsubid) AND ({ours or 'false'})) ORDER BY 1"
+            )
+            .scalars()
+            .all()
+        )
+        if not found:
+            return []
+        return [
+            Problem(
+                "ES301",
+                f"enum {enum}",
+                f"PostgreSQL cannot remove a value from enum {enum} in place: a new type is swapped in for the "
+                f"plugin's columns and the old one dropped, which fails while something made outside extschema "
+                f"uses it: {', '.join(found)}; back it up and drop it (or change it not to use the type), "
+                "apply, and create it again",
+            )
+        ]
+
+    def _conversions(self, plan: planning.Plan) -> tuple[list[tuple[str | None, str, str]], set[tuple[str, str]]]:
+        """The columns whose type *plan* changes, as (the enum type swapped for a new one, or None; table;
+        column), named as before the plan runs (renames earlier in it undone); and every (table, column)
+        the plan knows, under any of its names (a column it drops before swapping a type is its own)."""
+        tables: dict[str, str] = {}  # name in the plan -> name before it
+        columns: dict[tuple[str, str], str] = {}
+        found: list[tuple[str | None, str, str]] = []
+        known: set[tuple[str, str]] = set()
+
+        def add(enum: str | None, table: str, column: str) -> None:
+            origin = tables.get(table, table)
+            found.append((enum, origin, columns.get((origin, column), column)))
+
+        for op in plan.ops:
+            for table in _tables_of(op):
+                for column in table.columns:
+                    known.update({(table.name, column.name), (tables.get(table.name, table.name), column.name)})
+            match op:
+                case planning.RenameTable():
+                    tables[op.after.name] = tables.pop(op.before.name, op.before.name)
+                case planning.RenameColumn():
+                    origin = tables.get(op.after.name, op.after.name)
+                    columns[(origin, op.new)] = columns.pop((origin, op.old), op.old)
+                case planning.AlterColumn() if self.type_sql(op.plugin_id, op.old) != self.type_sql(
+                    op.plugin_id, op.new
+                ):
+                    add(None, op.before.name, op.old.name)
+                case planning.ChangeEnumValues() if op.removed:
+                    for before, _ in op.tables:
+                        for column in before.columns:
+                            if column.enum is not None and column.enum.name == op.before.name:
+                                add(op.before.name, before.name, column.name)
+        return found, known
 
     def change_enum_values(self, op: planning.ChangeEnumValues) -> list[str]:
         ref = self.enum_ref(op.plugin_id, op.after.name)
@@ -606,3 +715,21 @@ def sqlstate_of(error: BaseException) -> str | None:
             return sqlstate
         seen = getattr(seen, "orig", None) or seen.__cause__
     return None
+
+
+def _tables_of(op: planning.Op) -> list[TableDef]:
+    """The table definitions *op* carries (before and after where it has both)."""
+    match op:
+        case planning.CreateTable() | planning.DropTable():
+            return [op.table]
+        case planning.ChangeEnumValues() | planning.RenameEnumValue():
+            return [t for pair in op.tables for t in pair]
+        case (
+            planning.AddColumn()
+            | planning.DropColumn()
+            | planning.AlterColumn()
+            | planning.RenameColumn()
+            | planning.RenameTable()
+        ):
+            return [op.before, op.after]
+    return []

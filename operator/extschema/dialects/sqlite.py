@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -160,34 +161,50 @@ class SqliteDialect(Dialect):
         return False
 
     def hand_made_problems(self, conn: sa.Connection, plan: planning.Plan) -> list[Problem]:
-        # A rebuild copies the spec's columns into a new table and drops the old one with its
-        # triggers: a column or trigger added by hand would vanish, values and all, even in a safe plan.
+        # A rebuild copies the spec's columns into a new table and drops the old one, and SQLite drops
+        # its indexes and triggers with it; views and other tables' triggers naming it then fail the
+        # RENAME step. Only what the spec knows is re-created: everything else is refused, named, for
+        # the DBA to decide (not carried over: it may not fit the new shape, and the DBA stays in charge).
+        rebuilt = _rebuilt(plan, self._rebuilds)
+        physical = {t.name: self.namer.table(plan.plugin_id, t.name).name for t in rebuilt}
+        tied = self.tied_objects(conn, list(physical.values()))
+        ours = _index_names(self, plan)
         problems = []
-        for table in _rebuilt(plan, self._rebuilds):
-            physical = self.namer.table(plan.plugin_id, table.name).name
+        for table in rebuilt:
+            name = physical[table.name]
             known = {"id", *(c.name for c in table.columns)}
-            quoted = self.literal(physical)
-            found = conn.exec_driver_sql(f"SELECT name FROM pragma_table_info({quoted})").scalars().all()
-            columns = [str(c) for c in found if c not in known]
-            triggers = (
-                conn.exec_driver_sql(
-                    f"SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = {quoted} ORDER BY name"
-                )
-                .scalars()
-                .all()
-            )
-            made = [f"column {c}" for c in columns] + [f"trigger {t}" for t in triggers]
+            found = conn.exec_driver_sql(f"SELECT name FROM pragma_table_info({self.literal(name)})").scalars().all()
+            made = [f"column {c}" for c in found if c not in known]
+            made.extend(t for t in tied[name] if not (t.startswith("index ") and t[len("index ") :] in ours))
             if made:
                 problems.append(
                     Problem(
                         "ES301",
                         f"table {table.name}",
-                        f"SQLite carries out this change by rebuilding table {table.name} ({physical}), which "
-                        f"would drop what was added to it outside extschema: {', '.join(made)}; back it up and "
-                        "drop it by hand (or add the fields to the spec), then apply again",
+                        f"SQLite carries out this change by rebuilding table {table.name} ({name}), which "
+                        f"would drop or break what was added to it outside extschema: {', '.join(made)}; back it "
+                        "up and drop it by hand (or add the fields or indexes to the spec), then apply again",
                     )
                 )
         return problems
+
+    def tied_objects(self, conn: sa.Connection, tables: Sequence[str]) -> dict[str, list[str]]:
+        # The table's own indexes (those backing UNIQUE/PRIMARY KEY have no SQL: the table's DDL makes
+        # them) and triggers, and every view or trigger whose SQL names the table. A mention counts:
+        # SQLite keeps no dependency list, and re-parsing each view is what the rebuild would fail on.
+        rows = conn.exec_driver_sql(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master "
+            "WHERE type IN ('index', 'trigger', 'view') AND sql IS NOT NULL ORDER BY type, name"
+        ).all()
+        found: dict[str, list[str]] = {}
+        for table in tables:
+            mention = re.compile(rf"(?<![\w$]){re.escape(table)}(?![\w$])", re.IGNORECASE)
+            found[table] = [
+                f"{kind} {name}"
+                for kind, name, on, sql in rows
+                if on.lower() == table.lower() or (kind != "index" and mention.search(sql))
+            ]
+        return found
 
     @staticmethod
     def _can_add_in_place(column: ColumnDef) -> bool:
@@ -448,3 +465,25 @@ def _rebuilt(plan: planning.Plan, rebuilds: Callable[[planning.Op], bool]) -> li
             if rebuilds(op):
                 rebuilt[first.name] = first
     return list(rebuilt.values())
+
+
+def _index_names(dialect: SqliteDialect, plan: planning.Plan) -> set[str]:
+    """Every index name extschema gives the plan's tables, in any state the plan passes through."""
+    tables: list[TableDef] = []
+    names: set[str] = set()
+    for op in plan.ops:
+        match op:
+            case planning.CreateTable() | planning.DropTable():
+                tables.append(op.table)
+            case planning.ChangeEnumValues() | planning.RenameEnumValue():
+                tables.extend(t for pair in op.tables for t in pair)
+            case planning.AddColumn() | planning.DropColumn() | planning.AlterColumn() | planning.RenameColumn():
+                tables.extend((op.before, op.after))
+            case planning.RenameTable():
+                tables.extend((op.before, op.after))
+            case planning.CreateIndex() | planning.DropIndex():
+                names.add(dialect.index_name(plan.plugin_id, op.table, op.index))
+    for table in tables:
+        for index in (*table.column_indexes(), *table.unique_together, *table.indexes):
+            names.add(dialect.index_name(plan.plugin_id, table.name, index))
+    return names

@@ -92,6 +92,8 @@ class LiveTable:
     columns: dict[str, LiveColumn]
     #: Indexes and unique constraints by name (a unique constraint's own index is not listed twice).
     indexes: dict[str, IndexDef]
+    #: Views and triggers tied to the table that a rebuild would drop or break (SQLite: ``view dba_v``).
+    tied: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +123,13 @@ def live_plugin(inspector: sa.Inspector, dialect: Dialect, plugin_id: str) -> Li
         found = inspector.get_enums(schema=namespace) if exists else []
         enums = {e["name"]: list(e["labels"]) for e in found}
     tables = {}
-    for physical in dialect.plugin_tables(inspector, plugin_id) if exists else []:
+    found_tables = dialect.plugin_tables(inspector, plugin_id) if exists else []
+    assert isinstance(inspector.bind, sa.Connection)
+    tied = dialect.tied_objects(inspector.bind, [p.rpartition(".")[2] for p in found_tables])
+    for physical in found_tables:
         schema, _, name = physical.rpartition(".")
-        tables[physical] = _live_table(inspector, dialect, name, schema or None)
+        others = tuple(t for t in tied[name] if not t.startswith("index "))  # indexes: reflected below
+        tables[physical] = dataclasses.replace(_live_table(inspector, dialect, name, schema or None), tied=others)
     return LivePlugin(namespace, exists, enums, tables)
 
 

@@ -8,14 +8,17 @@ unique constraints — and names every difference: ``missing`` (in the spec, not
 ``extra`` (in the database only: a column or index added by hand) or ``changed``.
 
 :func:`repair` re-creates what is missing — namespace, enum types, tables, columns, indexes — in
-one migration under the plugin's lock, recorded in the history as kind ``repair``. It never drops
-or alters anything: extra and changed objects may hold data or serve someone, so they are only
-reported, for a person to decide.
+one migration under the plugin's lock, recorded in the history as kind ``repair``; it is rendered and
+finished as an apply is (a new index of a table with rows is built concurrently after COMMIT, as its
+``finish``). It never drops or alters anything: extra and changed objects may hold data or serve
+someone, so they are only reported, for a person to decide. On SQLite, views and triggers tied to a
+table are reported as extra too (a rebuild of the table is refused while they exist).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -24,7 +27,8 @@ from sqlalchemy.engine import Connection
 from extschema import planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog, migrator
-from extschema.engine.registry import MigrationRecord, Registration, now
+from extschema.engine.registry import Definition, MigrationRecord, Registration, now
+from extschema.model import ExtensionSchemaSpec
 from extschema.planning import ColumnDef, Op, Resolved, TableDef
 from extschema.planning.diff import tables as table_ops
 
@@ -159,21 +163,39 @@ def _compare_table(
     found: list[Difference] = []
     if "id" not in live.columns:
         found.append(Difference("missing", f"column {table.name}.id", "the surrogate key is gone"))
-    built = dataclasses.replace(table, columns=())
+    # Each missing column is added to the table as it is then: every spec column that exists, and those
+    # added before it (a SQLite rebuild copies exactly the columns of "before").
+    present = {c.name for c in table.columns if c.name in live.columns}
+    built = _shape(table, present)
     for column in table.columns:
         here = live.columns.get(column.name)
         where = f"column {table.name}.{column.name}"
-        after = dataclasses.replace(built, columns=(*built.columns, column))
         if here is None:
             found.append(Difference("missing", where, f"{table.name} has no column {column.name}"))
+            present.add(column.name)
+            after = _shape(table, present)
             ops.append(planning.AddColumn(plugin_id, built, after, column))
+            built = after
         else:
             found.extend(_compare_column(here, dialect, plugin_id, column, where))
-        built = after
     for extra in sorted(set(live.columns) - {"id", *(c.name for c in table.columns)}):
         found.append(Difference("extra", f"column {table.name}.{extra}", "not in the spec (added outside extschema)"))
     found.extend(_compare_indexes(live, dialect, plugin_id, table, ops))
+    found.extend(
+        Difference("extra", tied, f"on {table.name}, made outside extschema (a rebuild of the table is refused)")
+        for tied in live.tied
+    )
     return found
+
+
+def _shape(table: TableDef, columns: set[str]) -> TableDef:
+    """*table* with only the *columns* named, and the indexes and unique constraints over them."""
+    return dataclasses.replace(
+        table,
+        columns=tuple(c for c in table.columns if c.name in columns),
+        unique_together=tuple(i for i in table.unique_together if set(i.columns) <= columns),
+        indexes=tuple(i for i in table.indexes if set(i.columns) <= columns),
+    )
 
 
 def _compare_column(
@@ -237,7 +259,12 @@ class _Repair(migrator._Migration):
         return None
 
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
-        return self.engine.dialect.render_plan(self.plan, backup_tag=f"m{migration_id}")
+        # As an apply renders: new indexes of tables with rows are built after COMMIT, by the same step.
+        return self.engine.render_plan(conn, self.plan, migration_id)
+
+    def recorded_as(self) -> tuple[str, ExtensionSchemaSpec, Definition | None, datetime.datetime]:
+        assert self.current is not None
+        return self.current.owner, self.current.spec, None, self.started
 
     def record(
         self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int

@@ -14,12 +14,13 @@ checks, what SQL it runs and how the registry changes; :meth:`Engine._migrate` o
 
 Some steps cannot run in that transaction (PostgreSQL, :class:`RenderedPlan`): new enum values are
 committed first in their own locked transaction (``before``, idempotent), and new indexes on
-populated tables are built concurrently after COMMIT (``after``). The apply records its ``after``
-statements as a ``finish`` migration with status ``pending`` in its own transaction; building them
-marks it ``executed``. An apply interrupted between the two (killed, a lock timeout, a failed build)
-is finished by the plugin's next migration, before anything else, under the plugin's lock: leftover
-INVALID indexes are dropped concurrently, then the builds (``IF NOT EXISTS``) run again. A rollback
-or a delete cancels a pending finish instead (its rollback SQL drops those indexes ``IF EXISTS``).
+populated tables are built concurrently after COMMIT (``after``). A migration (an apply, a drift
+repair) records its ``after`` statements as a ``finish`` migration with status ``pending`` in its own
+transaction; building them marks it ``executed``. A migration interrupted between the two (killed, a
+lock timeout, a failed build) is finished by the plugin's next migration, before anything else, under
+the plugin's lock: leftover INVALID indexes are dropped concurrently, then the builds (``IF NOT
+EXISTS``) run again. A rollback or a delete cancels a pending finish instead (its rollback SQL drops
+those indexes ``IF EXISTS``).
 A lock timeout (another session holds the table) is retried a few times with jittered backoff.
 """
 
@@ -166,7 +167,7 @@ def _unfinished(plugin_id: str, migration_id: str, error: ProblemError) -> Probl
         problem.code,
         problem.path,
         f"migration {migration_id} of plugin {plugin_id!r} is applied, but building its indexes concurrently "
-        f"failed: {problem.message}; the next apply of the plugin finishes them (or roll it back)",
+        f"failed: {problem.message}; the plugin's next apply or drift repair finishes them (or roll it back)",
         kind=error.kind,
     )
 
@@ -283,6 +284,12 @@ class _Migration:
 
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
         raise NotImplementedError
+
+    def recorded_as(self) -> tuple[str, ExtensionSchemaSpec, Definition | None, datetime.datetime]:
+        """The owner and spec its ``finish`` migration is recorded with, the spec's definition if made,
+        and when the migration started."""
+        assert self.current is not None
+        return self.current.owner, self.current.spec, None, now()
 
 
 class Engine:
@@ -403,7 +410,34 @@ class Engine:
             migration_id = self.registry.next_migration_id(conn, plugin_id, history)
             rendered = migration.rendered = migration.render(conn, history, migration_id)
             self.database.execute(conn, rendered.statements, rendered.foreign_keys_off or fk_off)
-            return migration.record(conn, migration_id, rendered, int((time.perf_counter() - clock) * 1000))
+            result = migration.record(conn, migration_id, rendered, int((time.perf_counter() - clock) * 1000))
+            if rendered.after:  # whatever the kind: _migrate builds it after COMMIT, from this record
+                self._record_finish(conn, plugin_id, migration_id, migration, rendered.after)
+            return result
+
+    def _record_finish(
+        self, conn: Connection, plugin_id: str, migration_id: str, migration: _Migration, after: Sequence[str]
+    ) -> None:
+        """Record *after* as the ``finish`` migration of *migration_id*, pending until :meth:`_build` runs it."""
+        owner, spec, definition, started = migration.recorded_as()
+        steps = [f"after migration {migration_id}, outside its transaction: {s}" for s in after]
+        self.registry.record(
+            conn, plugin_id, _finish_id(migration_id), FINISH_KIND, owner, spec, steps,
+            RenderedPlan(statements=tuple(after), rollback=()), "pending", started, None, None,
+            definition,
+        )  # fmt: skip
+
+    def render_plan(self, conn: Connection, plan: Plan, migration_id: str) -> RenderedPlan:
+        """Render *plan* for the migration *migration_id*, read under its lock: refused (ES301) when it
+        would destroy what was made outside extschema; new indexes of tables holding rows built after
+        COMMIT, concurrently (the ``after`` phase :meth:`_main` records and :meth:`_migrate` runs)."""
+        dialect, plugin_id = self.dialect, plan.plugin_id
+        candidates = dialect.concurrent_candidates(plan)
+        populated = {t for t in candidates if conn.exec_driver_sql(dialect.has_rows_sql(plugin_id, t)).scalar()}
+        hand_made = dialect.hand_made_problems(conn, plan)
+        if hand_made:
+            raise ProblemError(hand_made, kind="refused")
+        return dialect.render_plan(plan, backup_tag=f"m{migration_id}", populated=populated)
 
     def _retrying(self, step: Callable[[], _T]) -> _T:
         """Run *step*; when it could not get a lock in time, wait a random while (full jitter,
@@ -663,6 +697,7 @@ class _Apply(_Migration):
         self.started: datetime.datetime = now()
         self.rendered: RenderedPlan | None = None
         self.current: Registration | None = None
+        self.definition: Definition | None = None
 
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         plugin_id = self.spec.plugin_id
@@ -679,15 +714,11 @@ class _Apply(_Migration):
         return self.engine.dialect.before_phase(self.plan)
 
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
-        # Which of the tables getting an index hold rows decides a concurrent build (read under the lock).
-        dialect, plugin_id = self.engine.dialect, self.spec.plugin_id
-        candidates = dialect.concurrent_candidates(self.plan)
-        populated = {t for t in candidates if conn.exec_driver_sql(dialect.has_rows_sql(plugin_id, t)).scalar()}
-        hand_made = dialect.hand_made_problems(conn, self.plan)
-        if hand_made:
-            raise ProblemError(hand_made, kind="refused")
-        self.rendered = dialect.render_plan(self.plan, backup_tag=f"m{migration_id}", populated=populated)
+        self.rendered = self.engine.render_plan(conn, self.plan, migration_id)
         return self.rendered
+
+    def recorded_as(self) -> tuple[str, ExtensionSchemaSpec, Definition | None, datetime.datetime]:
+        return self.owner, self.spec, self.definition, self.started
 
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
         registry = self.engine.registry
@@ -695,18 +726,11 @@ class _Apply(_Migration):
         plugin_id = self.spec.plugin_id
         # The before phase is part of what this migration ran; its rollback SQL undoes it too.
         ran = dataclasses.replace(rendered, statements=(*rendered.before, *rendered.statements), before=(), after=())
-        definition = Definition.of(self.spec)  # serialised once for every row below
+        definition = self.definition = Definition.of(self.spec)  # serialised once for every row (and the finish)
         registry.record(
             conn, plugin_id, migration_id, "apply", self.owner, self.spec, description, ran,
             "executed", self.started, duration, None, definition,
         )  # fmt: skip
-        if rendered.after:
-            finish = RenderedPlan(statements=rendered.after, rollback=())
-            steps = [f"after migration {migration_id}, outside its transaction: {s}" for s in rendered.after]
-            registry.record(
-                conn, plugin_id, _finish_id(migration_id), FINISH_KIND, self.owner, self.spec, steps, finish,
-                "pending", self.started, None, None, definition,
-            )  # fmt: skip
         registry.register(conn, self.owner, self.spec, self.tables, self.current is not None, definition)
         refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
         registry.record_backups(conn, self.spec.plugin_id, migration_id, refs)
