@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from extschema import model, planning, reconcile
+from extschema import model, planning, reconcile, sqltext
 from extschema.engine import Engine
 from extschema.planning import rawsql as raw_planning
 from extschema.planning import safety
@@ -216,7 +216,7 @@ def test_step_ids_are_unique_and_plain() -> None:
 
 def test_statements_are_split_and_kept_as_written() -> None:
     sql = "UPDATE ext_shop.item SET title = 'a;b' ; -- note\nDELETE FROM ext_shop.tag;\n"
-    assert rawsql.statements(sql, "shop") == ["UPDATE ext_shop.item SET title = 'a;b'", "DELETE FROM ext_shop.tag"]
+    assert sqltext.statements(sql, "shop") == ["UPDATE ext_shop.item SET title = 'a;b'", "DELETE FROM ext_shop.tag"]
 
 
 def test_sqlite_names_are_the_prefixed_tables_with_the_logical_name_as_alias() -> None:
@@ -225,7 +225,7 @@ def test_sqlite_names_are_the_prefixed_tables_with_the_logical_name_as_alias() -
         "WHERE id IN (SELECT it.item_id FROM ext_shop.item_tag it);"
         "WITH t AS (SELECT 1 AS x) INSERT INTO ext_shop.tag (id) SELECT x FROM t"
     )
-    assert rawsql.statements(sql, "shop", lambda t: f'"ext_shop__{t}"') == [
+    assert sqltext.statements(sql, "shop", lambda t: f'"ext_shop__{t}"') == [
         'UPDATE "ext_shop__item" AS "item" SET title = item.title || \'ext_shop.item\' '
         'WHERE id IN (SELECT it.item_id FROM "ext_shop__item_tag" it)',
         'WITH t AS (SELECT 1 AS x) INSERT INTO "ext_shop__tag" AS "tag" (id) SELECT x FROM t',

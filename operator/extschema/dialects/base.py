@@ -286,10 +286,10 @@ class Dialect:
         return [f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source}"]
 
     def _rollback_sql_backups(self, steps: Plan, tag: str) -> list[_Backup]:
-        from extschema.validation import rawsql  # pglast, loaded only when there is raw SQL
+        from extschema import sqltext  # pglast, loaded only when there is raw SQL
 
         named = [
-            t for op in steps.ops if isinstance(op, planning.RunSql) for t in rawsql.tables_named(op.sql, op.plugin_id)
+            t for op in steps.ops if isinstance(op, planning.RunSql) for t in sqltext.tables_named(op.sql, op.plugin_id)
         ]
         return [_Backup(self.backup_name(steps.plugin_id, table, tag), table) for table in dict.fromkeys(named)]
 
@@ -472,12 +472,12 @@ class Dialect:
 
     def raw_sql(self, op: planning.RunSql) -> list[str]:
         """A raw SQL step's statements as written; where tables are prefixed (SQLite), its
-        ``ext_<plugin>.<table>`` names become the physical names (:func:`rawsql.statements`)."""
-        from extschema.validation import rawsql  # pglast, loaded only when a plan has raw SQL
+        ``ext_<plugin>.<table>`` names become the physical names (:func:`sqltext.statements`)."""
+        from extschema import sqltext  # pglast, loaded only when a plan has raw SQL
 
         if self.namer.style == "schema":
-            return rawsql.statements(op.sql, op.plugin_id)
-        return rawsql.statements(op.sql, op.plugin_id, lambda table: self.table_ref(op.plugin_id, table))
+            return sqltext.statements(op.sql, op.plugin_id)
+        return sqltext.statements(op.sql, op.plugin_id, lambda table: self.table_ref(op.plugin_id, table))
 
     # --- pieces each dialect decides ------------------------------------------------------------
 

@@ -107,11 +107,11 @@ def rollback_sql(op: ops.RunSql) -> Classified:
     (the engine backs those tables up before it runs)."""
     if not op.sql.strip():
         return Classified(op, "safe", "the step's rollbackSql is empty: it runs nothing")
-    from extschema.validation import rawsql  # pglast, loaded only when there is raw SQL
+    from extschema import sqltext  # pglast, loaded only when there is raw SQL
 
     try:
-        tables = rawsql.tables_named(op.sql, op.plugin_id)
-    except rawsql.SqlSyntaxError:  # recorded by a version that checked less: nothing to count
+        tables = sqltext.tables_named(op.sql, op.plugin_id)
+    except sqltext.SqlSyntaxError:  # recorded by a version that checked less: nothing to count
         tables = []
     checks = tuple(DataCheck("rows_lost", table) for table in tables)
     reason = (
