@@ -227,6 +227,12 @@ class Dialect:
         """The plan's existing tables whose row count decides a concurrent build (ask :meth:`has_rows_sql`)."""
         return []
 
+    def lock_tables(self, plugin_id: str, tables: Sequence[str]) -> list[str]:
+        """Statements locking *tables*, in the migration's transaction, as a change of their columns
+        locks them (before counting the rows it would refuse); none where the transaction already
+        holds the database's write lock."""
+        return []
+
     def has_rows_sql(self, plugin_id: str, table: str) -> str:
         """One query answering whether a plugin table holds any row."""
         return f"SELECT EXISTS (SELECT 1 FROM {self.table_ref(plugin_id, table)})"
@@ -825,8 +831,9 @@ _CONVERTING = frozenset({"type", "precision", "scale"})
 
 
 def lossy(op: planning.AlterColumn) -> bool:
-    """Whether *op* converts the column's stored values (then they are backed up first)."""
-    return bool(_CONVERTING.intersection(op.changed()))
+    """Whether *op* converts the column's stored values or narrows what they may hold (a shorter
+    String too): then they are backed up first, like a dropped column's."""
+    return bool(_CONVERTING.intersection(op.changed())) or conversions.narrows_values(op.old, op.new)
 
 
 #: Reflected SQLAlchemy types in extschema's terms, subclasses before their bases (a BigInteger is an

@@ -5,7 +5,9 @@ the plugin, with ``lock_timeout`` and ``statement_timeout`` set after the lock i
 under ``BEGIN IMMEDIATE`` (the database-wide write lock). Inside the lock the registry is read
 again, so concurrent appliers of the same spec execute it exactly once and a plan computed from
 a registry that has since moved is refused as stale. Then, always in this order: lock → verify
-the history's checksums → render (the migration id names backups) → execute → record. Any error
+the history's checksums → render (the migration id names backups; an apply first locks the tables
+whose fields it narrows and counts again the rows that break them, refusing with ES309: the rows
+counted are the rows the change meets) → execute → record. Any error
 rolls the whole migration back; a failed apply is then recorded in a separate transaction with
 the database's message.
 
@@ -39,7 +41,7 @@ from sqlalchemy.engine import Connection
 
 from extschema import limits, model, planning
 from extschema.dialects import BackupRef, Dialect, RenderedPlan
-from extschema.engine import catalog
+from extschema.engine import catalog, checks
 from extschema.engine.connection import Database
 from extschema.engine.registry import (
     ENDING_KINDS,
@@ -630,6 +632,8 @@ class _Apply(_Migration):
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
         # Which of the tables getting an index hold rows decides a concurrent build (read under the lock).
         dialect, plugin_id = self.engine.dialect, self.spec.plugin_id
+        # The approver's counts were read before the lock: rows written since break no narrowed field.
+        checks.refuse_violations(conn, dialect, self.plan)
         candidates = dialect.concurrent_candidates(self.plan)
         populated = {t for t in candidates if conn.exec_driver_sql(dialect.has_rows_sql(plugin_id, t)).scalar()}
         hand_made = dialect.hand_made_problems(conn, self.plan)

@@ -57,6 +57,22 @@ class DataCheck:
     columns: tuple[str, ...] = ()
 
 
+#: Checks counting rows no approval can let through: the database would refuse the change (ES309).
+VIOLATIONS = frozenset({"rows_violating", "rows_duplicated"})
+
+
+def refusal(op: Op, check: DataCheck, count: int) -> str:
+    """Why *op* is refused (ES309) when *count* rows break the rule *check* counts."""
+    if check.kind == "rows_duplicated":
+        rows = f"{count} existing row(s) of {check.table} share their values in ({', '.join(check.columns)})"
+    else:
+        rows = f"{count} existing row(s) of {check.table} hold a {check.column} value the changed field does not allow"
+    return (
+        f"{op.describe()}: {rows}; an approval cannot change that — fix or delete those rows first, "
+        "or change the spec so they fit"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Classified:
     """One operation with its class, why, and what to count (*check*, and *more_checks* when the
