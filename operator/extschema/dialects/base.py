@@ -257,6 +257,14 @@ class Dialect:
         never concurrent."""
         return None
 
+    #: Whether drift reads the tables' CHECK constraints (:meth:`unenforced` looks at them).
+    reads_checks = False
+
+    def unenforced(self, column: ColumnDef, check: str | None) -> str | None:
+        """What *column*'s live CHECK (its text, None without one) fails to enforce that this
+        dialect enforces with a CHECK, for drift to report; None when it enforces it all."""
+        return None
+
     def plan_warnings(self, plan: Plan) -> list[Problem]:
         """Rules of *plan* this database leaves unenforced, for the person planning to know."""
         return []

@@ -92,6 +92,8 @@ class LiveTable:
     columns: dict[str, LiveColumn]
     #: Indexes and unique constraints by name (a unique constraint's own index is not listed twice).
     indexes: dict[str, IndexDef]
+    #: CHECK constraints' conditions by name, where the dialect asks for them (``reads_checks``).
+    checks: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,4 +141,7 @@ def _live_table(inspector: sa.Inspector, dialect: Dialect, name: str, schema: st
     for unique in inspector.get_unique_constraints(name, schema=schema):
         if unique["name"]:
             indexes[unique["name"]] = IndexDef(tuple(unique["column_names"]), True)
-    return LiveTable(columns, indexes)
+    checks = {}
+    if dialect.reads_checks:
+        checks = {c["name"]: c["sqltext"] for c in inspector.get_check_constraints(name, schema=schema) if c["name"]}
+    return LiveTable(columns, indexes, checks)
