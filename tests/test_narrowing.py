@@ -104,6 +104,33 @@ def test_a_row_written_while_the_narrowing_waits_is_refused_not_truncated(
     assert [str(r[0]) for r in execute(pg_url, f"SELECT a FROM {table}")] == [value]
 
 
+@pytest.mark.postgres
+def test_a_row_written_while_a_narrowing_rollback_waits_is_refused_not_truncated(pg_url: str, tmp_path: Path) -> None:
+    """Rolling back String(5) -> String(10) narrows it again: a longer row a writer commits while the
+    rollback waits for its lock is refused (ES309), not cut to 5 characters."""
+    table = _applied(pg_url, tmp_path, "      - {name: a, type: String, validation: {maxLength: 5}}")
+    path = _spec(tmp_path / "v2", "2.0.0", "      - {name: a, type: String, validation: {maxLength: 10}}")
+    outcome = run("apply", str(path), "-d", pg_url, "--approve", _plan(pg_url, path)["hash"])
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    with (
+        psycopg.connect(pg_url) as writer,
+        psycopg.connect(pg_url, autocommit=True) as admin,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        writer.execute(f"INSERT INTO {table} (a) VALUES ('0123456789')")  # open transaction: not committed
+        rolling_back = pool.submit(run, "rollback", "shop", "-d", pg_url)
+        deadline = time.monotonic() + 30
+        while _lock_waiters(admin) == 0:
+            assert not rolling_back.done(), rolling_back.result()
+            assert time.monotonic() < deadline, "rollback never waited for the writer's lock"
+            time.sleep(0.02)
+        writer.commit()
+        outcome = rolling_back.result(timeout=60)
+    _refused(outcome)
+    assert execute(pg_url, f"SELECT a FROM {table}") == [("0123456789",)]
+    assert _type_of(pg_url, "a") == "VARCHAR(10)"
+
+
 def _type_of(url: str, column: str) -> str:
     engine = sa.create_engine(sa_url(url), poolclass=sa.pool.NullPool)
     try:

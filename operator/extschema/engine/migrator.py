@@ -696,6 +696,8 @@ class _Rollback(_Migration):
         self.target = built[-1]
         if self.expected is not None and self.target.migration_id != self.expected.migration_id:
             raise StalePlan(self.plugin_id)
+        if self.expected is not None:  # counted again under the lock, as an apply's (the gate read them before it)
+            checks.refuse_violations(conn, self.engine.dialect, self.expected.plan)
         if len(built) == 1:
             self.engine._refuse_if_dependents(conn, self.plugin_id)
         else:
