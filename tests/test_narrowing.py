@@ -5,6 +5,7 @@ and what a narrowing may change is backed up — through the real CLI, on both d
 from __future__ import annotations
 
 import concurrent.futures
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -142,19 +143,42 @@ def _type_of(url: str, column: str) -> str:
         engine.dispose()
 
 
-@pytest.mark.postgres
-def test_the_recorded_narrowing_itself_refuses_a_violating_value(pg_url: str, tmp_path: Path) -> None:
+CONVERSIONS = [
+    ("{name: a, type: String, validation: {maxLength: 10}}", "{name: a, type: String, validation: {maxLength: 5}}",
+     "'0123456789'"),
+    ("{name: a, type: Decimal, precision: 10, scale: 2}", "{name: a, type: Decimal, precision: 10, scale: 1}",
+     "'1.25'"),
+    ("{name: a, type: BigInt}", "{name: a, type: Float}", "9007199254740993"),
+    ("{name: a, type: BigInt}", "{name: a, type: Int}", "5000000000"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("before", "after", "value"), CONVERSIONS)
+def test_the_recorded_narrowing_itself_refuses_a_violating_value(
+    db_url: str, tmp_path: Path, before: str, after: str, value: str
+) -> None:
     """The SQL a narrowing runs (and records, and a rollback runs again) fails on a value the new type
-    cannot hold, instead of casting it shorter: run outside extschema's count, it still loses nothing."""
-    table = _applied(pg_url, tmp_path, "      - {name: a, type: String, validation: {maxLength: 10}}")
-    path = _spec(tmp_path / "v2", "2.0.0", "      - {name: a, type: String, validation: {maxLength: 5}}")
-    execute(pg_url, f"INSERT INTO {table} (a) VALUES ('0123456789')")
-    statements = run("plan", str(path), "-d", pg_url, "-o", "json").json()["sql"]
-    with psycopg.connect(pg_url) as conn, pytest.raises(psycopg.Error, match="does not fit"):
-        for statement in statements:
-            conn.execute(statement)
-    assert execute(pg_url, f"SELECT a FROM {table}") == [("0123456789",)]
-    assert _type_of(pg_url, "a") == "VARCHAR(10)"
+    cannot hold, instead of truncating or rounding it: run without extschema's count, it loses nothing."""
+    table = _applied(db_url, tmp_path, f"      - {before}")
+    path = _spec(tmp_path / "v2", "2.0.0", f"      - {after}")
+    execute(db_url, f"INSERT INTO {table} (a) VALUES ({value})")
+    kept = execute(db_url, f"SELECT a, CAST(a AS TEXT) FROM {table}")
+    statements = _plan(db_url, path)["sql"]
+    if db_url.startswith("sqlite"):
+        connection = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+                for statement in statements:
+                    connection.execute(statement)
+            connection.execute("ROLLBACK")
+        finally:
+            connection.close()
+    else:
+        with psycopg.connect(db_url) as conn, pytest.raises(psycopg.Error, match="does not fit"):
+            for statement in statements:
+                conn.execute(statement)
+    assert execute(db_url, f"SELECT a, CAST(a AS TEXT) FROM {table}") == kept
 
 
 def test_a_string_narrowing_is_backed_up_and_rolled_back(db_url: str, tmp_path: Path) -> None:

@@ -282,7 +282,11 @@ class SqliteDialect(Dialect):
                 return f"(CASE WHEN CAST({number} AS TEXT) = {value} THEN {number} ELSE {value} END)"
             return f"(CASE WHEN {number} = {value} THEN {number} ELSE {value} END)"
         if new.type == "Float" and old.type in ("Int", "BigInt"):
-            return f"CAST({value} AS REAL)"
+            # Beyond 2**53 a REAL rounds: such a value becomes a text no affinity reads as a number,
+            # which the Float column's CHECK refuses (the rebuild fails instead of rounding it).
+            limit = conversions.FLOAT_EXACT
+            exact = f"{value} BETWEEN -{limit} AND {limit}"
+            return f"(CASE WHEN {exact} THEN CAST({value} AS REAL) ELSE {value} || ' does not fit Float' END)"
         return value
 
     def rename_index(self, plugin_id: str, table: str, old: str, index: IndexDef) -> list[str]:
