@@ -194,9 +194,24 @@ def test_a_string_narrowing_is_backed_up_and_rolled_back(db_url: str, tmp_path: 
     assert "backed up order.a to" in outcome.stdout + outcome.stderr
     listed = run("backups", "-d", db_url, "-o", "json")
     assert listed.exit_code == 0, listed.stderr
-    assert "order" in listed.stdout and '"a"' in listed.stdout, listed.stdout
+    assert '"sourceColumn": "a"' in listed.stdout, listed.stdout
     assert run("rollback", "shop", "-d", db_url).exit_code == 0
     assert execute(db_url, f"SELECT a FROM {table} ORDER BY id") == [("abc",), (None,)]
+
+
+def test_a_rollback_that_narrows_backs_the_column_up(db_url: str, tmp_path: Path) -> None:
+    """Rolling back String(5) -> String(10) narrows the column again: backed up like any narrowing."""
+    table = _applied(db_url, tmp_path, "      - {name: a, type: String, validation: {maxLength: 5}}")
+    execute(db_url, f"INSERT INTO {table} (a) VALUES ('abc')")
+    path = _spec(tmp_path / "v2", "2.0.0", "      - {name: a, type: String, validation: {maxLength: 10}}")
+    assert run("apply", str(path), "-d", db_url).exit_code == 0
+    outcome = run("rollback", "shop", "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert "backed up order.a to" in outcome.stdout, outcome.stdout
+    listed = run("backups", "shop", "-d", db_url, "-o", "json")
+    assert listed.exit_code == 0 and '"sourceColumn": "a"' in listed.stdout, listed.stdout
+    assert execute(db_url, f"SELECT a FROM {table}") == [("abc",)]
+    assert _type_of(db_url, "a") == "VARCHAR(5)"
 
 
 # --- defect: a rename and a narrowing in one version counted the new name before the rename ---

@@ -159,10 +159,14 @@ class Dialect:
 
     def undo_backups(self, op: Op, tag: str) -> tuple[list[_Backup], list[_Backup]]:
         """The backups the reverse of *op* reads (those *op* took of what it destroyed), and those it
-        takes itself: what the reverse drops (a created table, an added column) is backed up like any drop."""
-        if isinstance(op, planning.DropTable | planning.DropColumn | planning.AlterColumn):
+        takes itself: what the reverse drops (a created table, an added column) or narrows (a widened
+        column) is backed up like any drop or narrowing."""
+        if isinstance(op, planning.DropTable | planning.DropColumn):
             return self.backups(op, tag), []
         reverse = op.reverse()
+        if isinstance(op, planning.AlterColumn):
+            reads = self.backups(op, tag)
+            return reads, [] if reads else self.backups(reverse, tag)
         return [], self.backups(reverse, tag) if isinstance(reverse, planning.DropTable | planning.DropColumn) else []
 
     def backups_of(self, plan: Plan, tag: str) -> list[BackupRef]:
