@@ -5,9 +5,9 @@ the plugin, with ``lock_timeout`` and ``statement_timeout`` set after the lock i
 under ``BEGIN IMMEDIATE`` (the database-wide write lock). Inside the lock the registry is read
 again, so concurrent appliers of the same spec execute it exactly once and a plan computed from
 a registry that has since moved is refused as stale. Then, always in this order: lock → verify
-the history's checksums → render (the migration id names backups; an apply first locks the tables
-whose fields it narrows and counts again the rows that break them, refusing with ES309: the rows
-counted are the rows the change meets) → execute → record. Any error
+the history's checksums → render (the migration id names backups; an apply, and a gated rollback,
+first lock the tables whose fields they narrow and count again the rows that break them, refusing
+with ES309: the rows counted are the rows the change meets) → execute → record. Any error
 rolls the whole migration back; a failed apply is then recorded in a separate transaction with
 the database's message.
 
