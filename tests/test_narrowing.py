@@ -60,7 +60,7 @@ def _refused(outcome: Outcome) -> None:
 
 def _lock_waiters(admin: psycopg.Connection[Any]) -> int:
     row = admin.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
     ).fetchone()
     assert row is not None
     return int(row[0])
