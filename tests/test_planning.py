@@ -1060,7 +1060,8 @@ def test_render_add_fk_column_in_place_and_by_rebuild_on_sqlite() -> None:
     in_place = render("sqlite", plan_of(SHOP, new)).statements
     assert plain(in_place) == (
         "ALTER TABLE ext_shop__line ADD COLUMN work_orders_id INTEGER CONSTRAINT ext_shop__line_work_orders_id_check "
-        "CHECK (typeof(work_orders_id) IN ('integer', 'null')) CONSTRAINT ext_shop__line_work_orders_id_fkey "
+        "CHECK ((typeof(work_orders_id) IN ('integer', 'null')) AND (work_orders_id BETWEEN -2147483648 AND "
+        "2147483647)) CONSTRAINT ext_shop__line_work_orders_id_fkey "
         "REFERENCES work_orders (id) ON DELETE RESTRICT",
         "CREATE INDEX ext_shop__line_work_orders_id_idx ON ext_shop__line (work_orders_id)",
     )
@@ -1169,6 +1170,7 @@ def test_render_every_type_on_sqlite() -> None:
         "(typeof(\"s\") IN ('text', 'null')) AND (length(\"s\") <= 255)",
         "(typeof(\"t\") IN ('text', 'null')) AND (length(\"t\") <= 10)",
         "typeof(\"i\") IN ('integer', 'null')",
+        '"i" BETWEEN -2147483648 AND 2147483647',  # an SQLite integer holds 64 bits: Int's range is a CHECK
         "fl FLOAT CONSTRAINT ext_shop__kinds_fl_check CHECK ((typeof(\"fl\") IN ('real', 'integer', 'null')) "
         'AND ("fl" >= 0.5))',
         'ok BOOLEAN DEFAULT 1 CONSTRAINT ext_shop__kinds_ok_check CHECK ("ok" IN (0, 1))',

@@ -354,8 +354,6 @@ _UNITS: dict[str, str] = {
     "rows_violating": "rows violate it",
     "rows_duplicated": "rows share values",
 }
-#: Checks counting rows no approval can let through: the database would refuse the change.
-_VIOLATIONS = frozenset({"rows_violating", "rows_duplicated"})
 #: Operations a one-line summary names before it says how many more there are.
 _SUMMARY_OPS = 6
 
@@ -373,7 +371,7 @@ class CheckedOp:
 
     def violations(self) -> list[tuple[safety.DataCheck, int]]:
         """The checks whose rows break the changed rule, with their counts."""
-        return [(check, count) for check, count in self.counted() if check.kind in _VIOLATIONS and count]
+        return [(check, count) for check, count in self.counted() if check.kind in safety.VIOLATIONS and count]
 
     def describe(self) -> str:
         """``drop column order.note (120 values)``."""
@@ -477,20 +475,13 @@ class Reviewed:
             Problem(
                 "ES309",
                 _field_path(loaded.spec, check.table, check.column or next(iter(check.columns), None)),
-                f"{op.classified.op.describe()}: {_violation(check, count)}; an approval cannot change that — "
-                "fix or delete those rows first, or change the spec so they fit",
+                safety.refusal(op.classified.op, check, count),
                 file=loaded.file,
                 subject=loaded.owner,
             )
             for op in self.ops
             for check, count in op.violations()
         ]
-
-
-def _violation(check: safety.DataCheck, count: int) -> str:
-    if check.kind == "rows_duplicated":
-        return f"{count} existing row(s) of {check.table} share their values in ({', '.join(check.columns)})"
-    return f"{count} existing row(s) of {check.table} hold a {check.column} value the changed field does not allow"
 
 
 class ApprovalRequired(ProblemError):
@@ -686,6 +677,9 @@ def apply_one(
             result = engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
         except StalePlan:
             continue
+        except checks.ViolatingRows as violating:
+            # Counted again under the migration's lock: worded as the approval gate words it.
+            raise ProblemError(Reviewed.of(planned, violating.counts).refusals(), Kind.REFUSED) from None
         except ProblemError as error:
             raise ProblemError(
                 [p.located(loaded.file) if p.file is None else p for p in error.problems], error.kind

@@ -159,10 +159,14 @@ class Dialect:
 
     def undo_backups(self, op: Op, tag: str) -> tuple[list[_Backup], list[_Backup]]:
         """The backups the reverse of *op* reads (those *op* took of what it destroyed), and those it
-        takes itself: what the reverse drops (a created table, an added column) is backed up like any drop."""
-        if isinstance(op, planning.DropTable | planning.DropColumn | planning.AlterColumn):
+        takes itself: what the reverse drops (a created table, an added column) or narrows (a widened
+        column) is backed up like any drop or narrowing."""
+        if isinstance(op, planning.DropTable | planning.DropColumn):
             return self.backups(op, tag), []
         reverse = op.reverse()
+        if isinstance(op, planning.AlterColumn):
+            reads = self.backups(op, tag)
+            return reads, [] if reads else self.backups(reverse, tag)
         return [], self.backups(reverse, tag) if isinstance(reverse, planning.DropTable | planning.DropColumn) else []
 
     def backups_of(self, plan: Plan, tag: str) -> list[BackupRef]:
@@ -232,6 +236,12 @@ class Dialect:
         """The plan's existing tables whose row count decides a concurrent build (ask :meth:`has_rows_sql`)."""
         return []
 
+    def lock_tables(self, plugin_id: str, tables: Sequence[str]) -> list[str]:
+        """Statements locking *tables*, in the migration's transaction, as a change of their columns
+        locks them (before counting the rows it would refuse); none where the transaction already
+        holds the database's write lock."""
+        return []
+
     def has_rows_sql(self, plugin_id: str, table: str) -> str:
         """One query answering whether a plugin table holds any row."""
         return f"SELECT EXISTS (SELECT 1 FROM {self.table_ref(plugin_id, table)})"
@@ -254,6 +264,14 @@ class Dialect:
         """A query listing, as statements dropping each, the plugin's indexes a failed concurrent build
         left invalid (with *building*, also those a session is building now); None where builds are
         never concurrent."""
+        return None
+
+    #: Whether drift reads the tables' CHECK constraints (:meth:`unenforced` looks at them).
+    reads_checks = False
+
+    def unenforced(self, column: ColumnDef, check: str | None) -> str | None:
+        """What *column*'s live CHECK (its text, None without one) fails to enforce that this
+        dialect enforces with a CHECK, for drift to report; None when it enforces it all."""
         return None
 
     def plan_warnings(self, plan: Plan) -> list[Problem]:
@@ -848,8 +866,9 @@ _CONVERTING = frozenset({"type", "precision", "scale"})
 
 
 def lossy(op: planning.AlterColumn) -> bool:
-    """Whether *op* converts the column's stored values (then they are backed up first)."""
-    return bool(_CONVERTING.intersection(op.changed()))
+    """Whether *op* converts the column's stored values or narrows what they may hold (a shorter
+    String too): then they are backed up first, like a dropped column's."""
+    return bool(_CONVERTING.intersection(op.changed())) or conversions.narrows_values(op.old, op.new)
 
 
 #: Reflected SQLAlchemy types in extschema's terms, subclasses before their bases (a BigInteger is an

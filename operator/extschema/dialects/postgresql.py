@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql as pg
 from extschema import limits, naming, planning
 from extschema.dialects.base import Dialect, ErrorClass
 from extschema.naming import PhysicalName
-from extschema.planning import ColumnDef, IndexDef, TableDef
+from extschema.planning import ColumnDef, IndexDef, TableDef, conversions
 from extschema.problems import Problem
 
 # psycopg classifies by SQLSTATE, not by exception class (see docs/database.md).
@@ -231,6 +231,13 @@ class PostgresDialect(Dialect):
         assert isinstance(op, planning.ChangeEnumValues)
         return self._add_enum_values(op, "IF NOT EXISTS ")
 
+    def lock_tables(self, plugin_id: str, tables: Sequence[str]) -> list[str]:
+        # The mode ALTER COLUMN takes: taken before the count, it waits for open writers to end.
+        if not tables:
+            return []
+        names = ", ".join(self.table_ref(plugin_id, t) for t in tables)
+        return [f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"]
+
     def concurrent_index(self, index: IndexDef) -> bool:
         # A unique index stays in the transaction: its rule holds from the moment the migration
         # commits, and a duplicate written meanwhile cannot leave the build failing for good.
@@ -359,7 +366,7 @@ class PostgresDialect(Dialect):
         rechecked = retyped or self.check_condition(old) != self.check_condition(new)
         rekeyed = old.foreign_key != new.foreign_key or (retyped and old.foreign_key is not None)
         redefaulted = retyped or self.default_sql(old) != self.default_sql(new)
-        statements: list[str] = []
+        statements = self.refuse_unfitting(op) if retyped else []
         if rekeyed and old.foreign_key is not None:
             statements.append(
                 self.drop_constraint(plugin_id, table, self.namer.derived(plugin_id, table, [old.name], "fkey"))
@@ -391,6 +398,33 @@ class PostgresDialect(Dialect):
             comment = self.literal(new.description) if new.description is not None else "NULL"
             statements.append(f"COMMENT ON COLUMN {table_ref}.{self.quote(new.name)} IS {comment}")
         return statements
+
+    def refuse_unfitting(self, op: planning.AlterColumn) -> list[str]:
+        """Statements failing the migration when a row holds a value the narrowed type cannot hold.
+
+        ``CAST(... AS VARCHAR(5))`` truncates, a numeric's scale rounds, a double rounds large
+        integers — without an error. The table is locked as the ALTER locks it, then searched
+        with the data check's own condition: what the check finds, the change refuses, also when
+        this SQL runs without the check (a recorded rollback).
+        """
+        if not conversions.narrows_values(op.old, op.new):
+            return []
+        table_ref = self.table_ref(op.plugin_id, op.after.name)
+        where = f"{op.after.name}.{op.new.name}"
+        message = self.literal(
+            f"a value of {where} does not fit {op.new.type} as changed ({self.type_sql(op.plugin_id, op.new)}): "
+            "converting it would change it; nothing was changed — fix or delete those rows first"
+        )
+        # NULLs are SET NOT NULL's to refuse, with its own message.
+        condition = self.violation(op.plugin_id, op.old, dataclasses.replace(op.new, nullable=True))
+        tag = "$extschema$"
+        while tag in condition or tag in message:  # a dollar quote the text cannot end early
+            tag = f"${tag.strip('$')}_$"
+        return [
+            *self.lock_tables(op.plugin_id, [op.after.name]),
+            f"DO {tag}BEGIN IF EXISTS (SELECT FROM {table_ref} AS t WHERE {condition}) THEN "
+            f"RAISE EXCEPTION USING ERRCODE = 'check_violation', MESSAGE = {message}; END IF; END{tag}",
+        ]
 
     def rename_table(self, op: planning.RenameTable) -> list[str]:
         # PostgreSQL named the primary key's index and the id's sequence after the table: they

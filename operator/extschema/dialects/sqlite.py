@@ -14,7 +14,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from extschema import limits, naming, planning, portable_regex
 from extschema.dialects import sqlite_decimal, sqlite_patterns
 from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass
-from extschema.planning import ColumnDef, IndexDef, TableDef
+from extschema.planning import ColumnDef, IndexDef, TableDef, conversions
 from extschema.problems import Problem
 
 # SQLite columns take any value whatever their declared type; these CHECKs make them strict.
@@ -54,6 +54,8 @@ class SqliteDialect(Dialect):
         conditions: list[str] = []
         if column.type in _STORAGE_CLASSES:
             conditions.append(f"typeof({quoted}) IN ({_STORAGE_CLASSES[column.type]})")
+        if column.type == "Int":
+            conditions.append(_int_range(quoted))
         if column.type == "Boolean":
             conditions.append(f"{quoted} IN (0, 1)")
         if column.type == "Json":
@@ -159,6 +161,20 @@ class SqliteDialect(Dialect):
             case planning.AlterColumn():
                 return not _indexes_only(op)
         return False
+
+    #: Int's range is a CHECK here: drift reads the CHECKs to tell a table whose CHECK lacks it.
+    reads_checks = True
+
+    def unenforced(self, column: ColumnDef, check: str | None) -> str | None:
+        # Tables created before extschema checked Int's range on SQLite let any 64-bit integer in.
+        if column.type != "Int" or _int_range(self.quote(column.name)) in (check or ""):
+            return None
+        low, high = conversions.INT_RANGE
+        return (
+            f"SQLite does not keep it within Int's range ({low}..{high}): its CHECK predates that rule, so larger "
+            "values fit (PostgreSQL refuses them). The next change that rebuilds the table adds the rule, and fails "
+            "while a value breaks it: fix such values first"
+        )
 
     def hand_made_problems(self, conn: sa.Connection, plan: planning.Plan) -> list[Problem]:
         # A rebuild copies the spec's columns into a new table and drops the old one, and SQLite drops
@@ -283,7 +299,11 @@ class SqliteDialect(Dialect):
                 return f"(CASE WHEN CAST({number} AS TEXT) = {value} THEN {number} ELSE {value} END)"
             return f"(CASE WHEN {number} = {value} THEN {number} ELSE {value} END)"
         if new.type == "Float" and old.type in ("Int", "BigInt"):
-            return f"CAST({value} AS REAL)"
+            # Beyond 2**53 a REAL rounds: such a value becomes a text no affinity reads as a number,
+            # which the Float column's CHECK refuses (the rebuild fails instead of rounding it).
+            limit = conversions.FLOAT_EXACT
+            exact = f"{value} BETWEEN -{limit} AND {limit}"
+            return f"(CASE WHEN {exact} THEN CAST({value} AS REAL) ELSE {value} || ' does not fit Float' END)"
         return value
 
     def rename_index(self, plugin_id: str, table: str, old: str, index: IndexDef) -> list[str]:
@@ -425,6 +445,12 @@ class SqliteDialect(Dialect):
             if "unable to open" in message or "disk i/o" in message:
                 return ErrorClass.UNREACHABLE
         return ErrorClass.PERMANENT
+
+
+def _int_range(quoted: str) -> str:
+    """Int's range: an SQLite integer holds 64 bits whatever the declared type (BigInt's range is the storage's)."""
+    low, high = conversions.INT_RANGE
+    return f"{quoted} BETWEEN {low} AND {high}"
 
 
 def _indexes_only(op: planning.AlterColumn) -> bool:

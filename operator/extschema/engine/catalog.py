@@ -94,6 +94,8 @@ class LiveTable:
     indexes: dict[str, IndexDef]
     #: Views and triggers tied to the table that a rebuild would drop or break (SQLite: ``view dba_v``).
     tied: tuple[str, ...] = ()
+    #: CHECK constraints' conditions by name, where the dialect asks for them (``reads_checks``).
+    checks: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,4 +147,7 @@ def _live_table(inspector: sa.Inspector, dialect: Dialect, name: str, schema: st
     for unique in inspector.get_unique_constraints(name, schema=schema):
         if unique["name"]:
             indexes[unique["name"]] = IndexDef(tuple(unique["column_names"]), True)
-    return LiveTable(columns, indexes)
+    checks = {}
+    if dialect.reads_checks:
+        checks = {c["name"]: c["sqltext"] for c in inspector.get_check_constraints(name, schema=schema) if c["name"]}
+    return LiveTable(columns, indexes, checks=checks)

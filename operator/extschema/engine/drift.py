@@ -178,6 +178,10 @@ def _compare_table(
             built = after
         else:
             found.extend(_compare_column(here, dialect, plugin_id, column, where))
+            check = live.checks.get(dialect.namer.derived(plugin_id, table.name, [column.name], "check"))
+            unenforced = dialect.unenforced(column, check) if dialect.reads_checks else None
+            if unenforced is not None:
+                found.append(Difference("changed", where, unenforced))
     for extra in sorted(set(live.columns) - {"id", *(c.name for c in table.columns)}):
         found.append(Difference("extra", f"column {table.name}.{extra}", "not in the spec (added outside extschema)"))
     found.extend(_compare_indexes(live, dialect, plugin_id, table, ops))

@@ -5,7 +5,9 @@ the plugin, with ``lock_timeout`` and ``statement_timeout`` set after the lock i
 under ``BEGIN IMMEDIATE`` (the database-wide write lock). Inside the lock the registry is read
 again, so concurrent appliers of the same spec execute it exactly once and a plan computed from
 a registry that has since moved is refused as stale. Then, always in this order: lock → verify
-the history's checksums → render (the migration id names backups) → execute → record. Any error
+the history's checksums → render (the migration id names backups; an apply, and a gated rollback,
+first lock the tables whose fields they narrow and count again the rows that break them, refusing
+with ES309: the rows counted are the rows the change meets) → execute → record. Any error
 rolls the whole migration back; a failed apply is then recorded in a separate transaction with
 the database's message.
 
@@ -40,7 +42,7 @@ from sqlalchemy.engine import Connection
 
 from extschema import limits, model, planning
 from extschema.dialects import BackupRef, Dialect, RenderedPlan
-from extschema.engine import catalog
+from extschema.engine import catalog, checks
 from extschema.engine.connection import Database
 from extschema.engine.registry import (
     ENDING_KINDS,
@@ -432,6 +434,8 @@ class Engine:
         would destroy what was made outside extschema; new indexes of tables holding rows built after
         COMMIT, concurrently (the ``after`` phase :meth:`_main` records and :meth:`_migrate` runs)."""
         dialect, plugin_id = self.dialect, plan.plugin_id
+        # The approver's counts were read before the lock: rows written since break no narrowed field.
+        checks.refuse_violations(conn, dialect, plan)
         candidates = dialect.concurrent_candidates(plan)
         populated = {t for t in candidates if conn.exec_driver_sql(dialect.has_rows_sql(plugin_id, t)).scalar()}
         hand_made = dialect.hand_made_problems(conn, plan)
@@ -767,6 +771,8 @@ class _Rollback(_Migration):
         self.target = built[-1]
         if self.expected is not None and self.target.migration_id != self.expected.migration_id:
             raise StalePlan(self.plugin_id)
+        if self.expected is not None:  # counted again under the lock, as an apply's (the gate read them before it)
+            checks.refuse_violations(conn, self.engine.dialect, self.expected.plan)
         if len(built) == 1:
             self.engine._refuse_if_dependents(conn, self.plugin_id)
         else:

@@ -92,6 +92,12 @@ def narrowing(before: ColumnDef, after: ColumnDef) -> list[str]:
     return reasons
 
 
+def narrows_values(before: ColumnDef, after: ColumnDef) -> bool:
+    """Whether *after*'s type holds less than *before*'s (length, digits, decimals, range, enum
+    values): converting a value that does not fit would change it, where a rule only refuses it."""
+    return bool(_type_narrowing(before, after))
+
+
 def _enum_name(column: ColumnDef) -> str | None:
     return column.enum.name if column.enum is not None else None
 

@@ -44,8 +44,9 @@ class DataCheck:
     - ``rows_duplicated``: rows of *table* whose values in *columns* (none of them NULL) another
       row has too (a new multi-column unique index or constraint).
 
-    *table*, *column* and *columns* are logical names as they are before the plan runs
-    (:func:`classify_plan` maps them back across the plan's renames).
+    *table*, *column* and *columns* — and the names of *before* and *after* — are logical names
+    as they are before the plan runs (:func:`classify_plan` maps them back across the plan's
+    renames): the checks count before anything of the plan has run.
     """
 
     kind: Literal["rows_lost", "values_lost", "rows_violating", "rows_duplicated"]
@@ -54,6 +55,22 @@ class DataCheck:
     before: ColumnDef | None = None
     after: ColumnDef | None = None
     columns: tuple[str, ...] = ()
+
+
+#: Checks counting rows no approval can let through: the database would refuse the change (ES309).
+VIOLATIONS = frozenset({"rows_violating", "rows_duplicated"})
+
+
+def refusal(op: Op, check: DataCheck, count: int) -> str:
+    """Why *op* is refused (ES309) when *count* rows break the rule *check* counts."""
+    if check.kind == "rows_duplicated":
+        rows = f"{count} existing row(s) of {check.table} share their values in ({', '.join(check.columns)})"
+    else:
+        rows = f"{count} existing row(s) of {check.table} hold a {check.column} value the changed field does not allow"
+    return (
+        f"{op.describe()}: {rows}; an approval cannot change that — fix or delete those rows first, "
+        "or change the spec so they fit"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,19 +197,25 @@ class _Names:
         table = check.table
         if any((table, c) in self.new_columns for c in (*check.columns, *([check.column] if check.column else []))):
             return None
+        column = self.columns.get((table, check.column), check.column) if check.column else None
         return dataclasses.replace(
             check,
-            before=self._values_before(check.before),
-            after=self._values_before(check.after),
+            before=self._before(check.before, column),
+            after=self._before(check.after, column),
             table=self.tables.get(table, table),
-            column=self.columns.get((table, check.column), check.column) if check.column else None,
+            column=column,
             columns=tuple(self.columns.get((table, c), c) for c in check.columns),
         )
 
-    def _values_before(self, column: ColumnDef | None) -> ColumnDef | None:
-        """*column* with its enum's values as the rows hold them before the plan: a value renamed
-        earlier in the plan is still stored under its old name when the check counts."""
-        if column is None or column.enum is None or not self.values.get(column.enum.name):
+    def _before(self, column: ColumnDef | None, name: str | None) -> ColumnDef | None:
+        """*column* as the rows hold it before the plan: under its name then (*name*: the check's
+        SQL addresses the column by it), and with its enum's values then (a value renamed earlier
+        in the plan is still stored under its old name when the check counts)."""
+        if column is None:
+            return None
+        if name is not None and column.name != name:
+            column = dataclasses.replace(column, name=name)
+        if column.enum is None or not self.values.get(column.enum.name):
             return column
         renamed = self.values[column.enum.name]
         enum = column.enum.model_copy(update={"values": [renamed.get(v, v) for v in column.enum.values]})
