@@ -640,6 +640,10 @@ class Dialect:
         """The surrogate key's column definition."""
         raise NotImplementedError
 
+    def primary_key_sql(self) -> str | None:
+        """The table's primary key constraint, or None when :meth:`id_column_sql` declares it."""
+        return f"PRIMARY KEY ({self.soft_quote('id')})"
+
     def type_sql(self, plugin_id: str, column: ColumnDef) -> str:
         """The column's type as this database writes it (compiled by SQLAlchemy's dialect)."""
         return str(self.sa_dialect.type_compiler_instance.process(self.column_type(plugin_id, column)))
@@ -693,7 +697,8 @@ class Dialect:
         """
         physical = self.namer.table(plugin_id, table.name)
         items = [self.id_column_sql(), *(self.column_sql(plugin_id, table.name, c) for c in table.columns)]
-        items.append(f"PRIMARY KEY ({self.soft_quote('id')})")
+        key = self.primary_key_sql()
+        items.extend([key] if key else [])
         items.extend(fk for c in table.columns if (fk := self.foreign_key_sql(plugin_id, table.name, c)))
         for unique in table.unique_together if self.inline_unique_together else ():
             name = self.index_name(plugin_id, table.name, unique)
