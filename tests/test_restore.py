@@ -62,7 +62,7 @@ def _drop_log(url: str, tmp_path: Path) -> tuple[list[tuple[object, ...]], str]:
 # --- defect 3: a whole-table restore never skips a row whose id is taken -------------------------
 
 
-def test_a_whole_table_restore_refuses_naming_the_ids_taken_since_then_restores_every_row(
+def test_a_table_added_again_never_hands_out_a_backed_up_id_and_the_restore_brings_every_row_back(
     db_url: str, tmp_path: Path
 ) -> None:
     """Before: the table was added again, its ids started at 1 again, and `restore` printed "restored 1
@@ -71,26 +71,38 @@ def test_a_whole_table_restore_refuses_naming_the_ids_taken_since_then_restores_
     _apply(db_url, tmp_path / "v3", _spec("3.0.0"))
     _insert(db_url, "new 1", "new 2")
     written = _rows(db_url)
-    assert [r[0] for r in written] == [1, 2]
-
-    refused = run("restore", dropped, "-d", db_url)
-    assert refused.exit_code == 1, refused.stdout + refused.stderr
-    assert "ES318" in refused.stderr and "ids 1, 2" in refused.stderr and "log" in refused.stderr, refused.stderr
-    assert _rows(db_url) == written  # nothing restored
-    assert [m["kind"] for m in run("history", "notes", "-d", db_url, "-o", "json").json()["migrations"]][-1] == "apply"
-
-    # The DBA moves the new rows out of the way; then every backed-up row comes back with its id.
-    execute(db_url, f"UPDATE {ext_table(db_url, 'notes', 'log')} SET id = id + 100")
+    assert [r[0] for r in written] == [4, 5]  # above every id the backup holds
     restored = run("restore", dropped, "-d", db_url)
     assert restored.exit_code == 0 and "restored 3 row(s) of log" in restored.stdout, restored.stdout
-    assert _rows(db_url) == original + [(i + 100, *row[1:]) for i, row in zip((1, 2), written, strict=True)]
+    assert _rows(db_url) == original + written
     # Run again: the rows present are the restored ones — nothing inserted twice, and it says so.
     again = run("restore", dropped, "-d", db_url)
     assert again.exit_code == 0 and "restored 0 row(s) of log (3 already restored)" in again.stdout, again.stdout
-    # A restored row edited since is in the way of the next restore: refused, not skipped.
-    execute(db_url, f"UPDATE {ext_table(db_url, 'notes', 'log')} SET note = 'edited' WHERE id = 2")
+    _insert(db_url, "newer")
+    assert _rows(db_url)[-1][0] == 6
+
+
+def test_a_whole_table_restore_refuses_naming_the_ids_rows_written_since_hold(db_url: str, tmp_path: Path) -> None:
+    """A row written with an id of its own (an import), or a restored row edited since: the restore
+    refuses (ES318) naming the ids, and restores nothing — no row skipped, none overwritten."""
+    original, dropped = _drop_log(db_url, tmp_path)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0"))
+    log = ext_table(db_url, "notes", "log")
+    execute(db_url, f"INSERT INTO {log} (id, msg) VALUES (1, 'imported'), (2, 'imported')")
+    written = _rows(db_url)
+    refused = run("restore", dropped, "-d", db_url)
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert "ES318" in refused.stderr and "ids 1, 2" in refused.stderr and "table log" in refused.stderr
+    assert _rows(db_url) == written
+    assert run("history", "notes", "-d", db_url, "-o", "json").json()["migrations"][-1]["kind"] == "apply"
+    # The DBA moves them out of the way; then every backed-up row comes back under its own id.
+    execute(db_url, f"UPDATE {log} SET id = id + 100")
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0 and "restored 3 row(s) of log" in restored.stdout, restored.stdout
+    assert _rows(db_url) == original + [(101, "imported", None), (102, "imported", None)]
+    execute(db_url, f"UPDATE {log} SET note = 'edited' WHERE id = 2")
     edited = run("restore", dropped, "-d", db_url)
-    assert edited.exit_code == 1 and "ES318" in edited.stderr and "id 2" in edited.stderr, edited.stderr
+    assert edited.exit_code == 1 and "ES318" in edited.stderr and "(id 2)" in edited.stderr, edited.stderr
 
 
 # --- defect 12: a whole-table restore follows fields renamed since the backup ---------------------
@@ -213,3 +225,17 @@ def test_a_table_created_before_autoincrement_gets_it_at_its_next_rebuild(sqlite
     execute(sqlite_url, f"DELETE FROM {log} WHERE id = 2")
     execute(sqlite_url, f"INSERT INTO {log} (msg) VALUES ('c')")
     assert _rows(sqlite_url, "id, msg") == [(1, "a"), (3, "c")]
+
+
+def test_restoring_a_delete_follows_fields_renamed_by_the_spec_applied_since(db_url: str, tmp_path: Path) -> None:
+    """The plugin was deleted, then applied again with a field renamed: its rows go under the new name."""
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(db_url, "a", "b")
+    original = _rows(db_url)
+    deleted = run("delete", "notes", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    renamed = LOG.replace("{name: msg, type: String}", "{name: body, type: String, renamedFrom: msg}")
+    _apply(db_url, tmp_path / "v2", _spec("2.0.0", renamed))
+    restored = run("restore", deleted, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert "restored 2 row(s) of log" in restored.stdout and "no longer in the table" not in restored.stdout
+    assert _rows(db_url, "id, body, note") == original

@@ -133,6 +133,11 @@ class SqliteDialect(Dialect):
         # the rows they were taken from. The counter lives in sqlite_sequence; rebuild() carries it.
         return "id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT"
 
+    def resume_ids(self, plugin_id: str, table: str, floor: int) -> list[str]:
+        # The table was just created: sqlite_sequence (created with it) has no row for it yet.
+        name = self.literal(self.namer.table(plugin_id, table).name)
+        return [f"INSERT INTO sqlite_sequence (name, seq) VALUES ({name}, {floor})"]
+
     def primary_key_sql(self) -> str | None:
         return None  # AUTOINCREMENT is only allowed on the column's own PRIMARY KEY
 

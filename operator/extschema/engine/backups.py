@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from extschema import naming, planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog, migrator
-from extschema.engine.registry import BackupRecord, MigrationRecord, Registration, now, physical
+from extschema.engine.registry import ENDING_KINDS, BackupRecord, MigrationRecord, Registration, now, physical
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
 from extschema.planning.diff import renames
@@ -223,16 +223,23 @@ class _Restore(migrator._Migration):
         return RenderedPlan(tuple(s for c in copies for s in c.statements), ())
 
     def _specs_since(self, conn: Connection, history: list[MigrationRecord]) -> list[ExtensionSchemaSpec]:
-        """The specs applied from the backed-up migration on, in order (none when it is no longer
-        part of what the plugin is now, e.g. rolled back or a delete)."""
+        """The specs from the backed-up migration's on, in order: the lineage from it, or — for the
+        plugin's last delete — the deleted spec then every spec applied since. None when it is no
+        longer part of what the plugin is now (e.g. rolled back, or an earlier delete)."""
         built = migrator.lineage(history)
         ids = [r.migration_id for r in built]
-        if self.source not in ids:
+        executed = [r for r in history if r.status == "executed"]
+        ending = next((r for r in reversed(executed) if r.kind in ENDING_KINDS), None)
+        if self.source in ids:
+            chosen = [r.migration_id for r in built[ids.index(self.source) :]]
+        elif ending is not None and ending.migration_id == self.source:
+            chosen = [self.source, *ids]
+        else:
             return []
         registry = self.engine.registry
         specs = []
-        for record in built[ids.index(self.source) :]:
-            definition = registry.migration_row(conn, self.plugin_id, record.migration_id).schema_definition
+        for migration_id in chosen:
+            definition = registry.migration_row(conn, self.plugin_id, migration_id).schema_definition
             load = functools.partial(ExtensionSchemaSpec.model_validate, definition)
             specs.append(registry.guarded(conn, self.plugin_id, load))
         return specs
