@@ -99,7 +99,7 @@ def test_a_whole_table_restore_refuses_naming_the_ids_rows_written_since_hold(db
     execute(db_url, f"UPDATE {log} SET id = id + 100")
     restored = run("restore", dropped, "-d", db_url)
     assert restored.exit_code == 0 and "restored 3 row(s) of log" in restored.stdout, restored.stdout
-    assert _rows(db_url) == original + [(101, "imported", None), (102, "imported", None)]
+    assert _rows(db_url) == [*original, (101, "imported", None), (102, "imported", None)]
     execute(db_url, f"UPDATE {log} SET note = 'edited' WHERE id = 2")
     edited = run("restore", dropped, "-d", db_url)
     assert edited.exit_code == 1 and "ES318" in edited.stderr and "(id 2)" in edited.stderr, edited.stderr
