@@ -4,13 +4,18 @@ Before a migration drops a table or a column, the dialect copies the data into a
 (``extschema_backup.*`` on PostgreSQL, ``extschema_backup__*`` tables on SQLite) in the same
 transaction, and the registry records each backup with its row count (``extension_backups``).
 
-A restore copies a migration's backups back into the plugin's *current* tables, by row id: rows
-of a whole-table backup whose id is absent are inserted; a column backup sets the column of every
-row whose id it holds. It runs like any migration — under the plugin's lock, in one transaction,
-recorded in the history (kind ``restore``) — and refuses (ES315) when a target table or column
-does not exist, naming it, before anything is copied. The one exception to "current tables" is
-the restore of a ``delete`` migration when the plugin is not registered: the spec recorded with
-the delete is applied first (a normal ``apply`` migration, by the same owner), then its rows are
+A restore copies a migration's backups back into the plugin's *current* tables (names followed
+through later renames), by row id — ids are never reused (identity; AUTOINCREMENT on SQLite; a
+table added again starts above every backed-up id), so an id names the row a value was taken from
+or no row. A whole-table backup's rows go back under their own ids; a row already holding one with
+the same values was restored before (counted), one with other values refuses the restore (ES317,
+naming the ids): nothing is skipped silently or overwritten. A column backup sets the column of
+every row whose id it holds and reports the rows deleted since. It runs like any migration — under
+the plugin's lock, in one transaction, recorded in the history (kind ``restore``) — and refuses
+(ES315) when a target table or column does not exist, naming it, before anything is copied. The
+one exception to "current tables" is the restore of a ``delete`` migration when the plugin is not
+registered: the spec recorded with the delete is applied first (a normal ``apply`` migration, by
+the same owner, creating empty tables and running none of its raw SQL steps), then its rows are
 restored. See docs/operations.md.
 """
 
