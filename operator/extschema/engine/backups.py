@@ -353,10 +353,11 @@ def _copy(
     left = [old for old, new in moved.items() if new not in present]
     names = ", ".join(dialect.quote(n) for n in ["id", *(new for _, new in shared)])
     values = [_value(dialect, f"{b}.{dialect.quote(old)}", present[new]) for old, new in shared]
-    # A row already holding a backed-up id is that row restored before only if it holds the same values.
+    # A row already holding a backed-up id is that row restored before only if it holds the same values
+    # (compared as text: a type changed since, or an enum kept as text in the backup, still compares).
     same = " AND ".join(
-        f"COALESCE({t}.{dialect.quote(new)} = {v}, {t}.{dialect.quote(new)} IS NULL AND {v} IS NULL)"
-        for (_, new), v in zip(shared, values, strict=True)
+        f"COALESCE(CAST({now} AS TEXT) = CAST({was} AS TEXT), {now} IS NULL AND {was} IS NULL)"
+        for now, was in ((f"{t}.{dialect.quote(new)}", f"{b}.{dialect.quote(old)}") for old, new in shared)
     )
     held = f"SELECT {b}.id FROM {b} JOIN {t} ON {t}.id = {b}.id"
     taken, clashes = ids(f"{held} WHERE NOT ({same})" if same else f"{held} WHERE 1 = 0")
