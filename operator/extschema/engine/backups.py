@@ -331,7 +331,7 @@ def _copy(
         found = conn.execute(sa.text(f"SELECT count(*) FROM {t} WHERE id IN (SELECT id FROM {b})")).scalar_one()
         # Ids are never reused (identity; AUTOINCREMENT on SQLite), so a backed-up id names the row
         # the value was taken from or no row: a row deleted since gets nothing, and is reported.
-        gone, lost = ids(f"SELECT id FROM {b} WHERE id NOT IN (SELECT id FROM {t})")
+        gone, lost = ids(f"SELECT {b}.id FROM {b} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)")
         quoted = dialect.quote(column)
         value = _value(dialect, f"{b}.{dialect.quote(record.source_column or column)}", present[column])
         # Indexed by id first: the lookup runs once per row (1M rows: seconds, not hours).
