@@ -239,3 +239,14 @@ def test_restoring_a_delete_follows_fields_renamed_by_the_spec_applied_since(db_
     assert restored.exit_code == 0, restored.stdout + restored.stderr
     assert "restored 2 row(s) of log" in restored.stdout and "no longer in the table" not in restored.stdout
     assert _rows(db_url, "id, body, note") == original
+
+
+def test_a_table_re_created_by_drift_repair_never_hands_out_a_backed_up_id(db_url: str, tmp_path: Path) -> None:
+    """A table dropped by hand and re-created by `drift --repair` starts above the ids its backups hold."""
+    dropped = _drop_note(db_url, tmp_path)  # backs up log.note of rows 1..3
+    execute(db_url, f"DROP TABLE {ext_table(db_url, 'notes', 'log')}")
+    repaired = run("drift", "notes", "--repair", "-d", db_url)
+    assert "re-created" in repaired.stdout, repaired.stdout + repaired.stderr
+    execute(db_url, f"INSERT INTO {ext_table(db_url, 'notes', 'log')} (msg) VALUES ('new')")
+    assert _rows(db_url, "id, msg") == [(4, "new")]
+    assert run("backups", "notes", "-d", db_url, "-o", "json").json()["backups"][0]["migrationId"] == dropped
