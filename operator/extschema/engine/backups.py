@@ -8,7 +8,7 @@ A restore copies a migration's backups back into the plugin's *current* tables (
 through later renames), by row id — ids are never reused (identity; AUTOINCREMENT on SQLite; a
 table added again starts above every backed-up id), so an id names the row a value was taken from
 or no row. A whole-table backup's rows go back under their own ids; a row already holding one with
-the same values was restored before (counted), one with other values refuses the restore (ES317,
+the same values was restored before (counted), one with other values refuses the restore (ES318,
 naming the ids): nothing is skipped silently or overwritten. A column backup sets the column of
 every row whose id it holds and reports the rows deleted since. It runs like any migration — under
 the plugin's lock, in one transaction, recorded in the history (kind ``restore``) — and refuses
