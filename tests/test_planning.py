@@ -863,9 +863,8 @@ def test_render_creation_on_sqlite() -> None:
     assert not any(s.startswith(("CREATE SCHEMA", "CREATE TYPE")) for s in sql)
     order = sql[0]
     assert order.startswith("CREATE TABLE ext_shop__order (")
-    # Exactly INTEGER with PRIMARY KEY (id): an alias of the rowid.
-    assert "\tid INTEGER NOT NULL" in order and "PRIMARY KEY (id)" in order
-    assert "AUTOINCREMENT" not in order
+    # Exactly INTEGER PRIMARY KEY: an alias of the rowid; AUTOINCREMENT: ids of deleted rows are never reused.
+    assert "\tid INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT," in order and "PRIMARY KEY (id)" not in order
     assert '(typeof("title") IN (\'text\', \'null\')) AND (length("title") <= 80) AND (length("title") >= 1)' in order
     assert "(\"state\" IN ('draft', 'published'))" in order
     assert "state VARCHAR(9) DEFAULT 'draft' NOT NULL" in order
@@ -978,11 +977,14 @@ def test_render_enum_values_added_on_sqlite_rebuilds_the_tables() -> None:
         'INSERT INTO "ext_shop__order__rebuild" ("id", "title", "state", "total", "code", "work_orders_id") '
         'SELECT "id", "title", "state", "total", "code", "work_orders_id" FROM "ext_shop__order"'
     )
-    assert sql[2:4] == (
+    # The id counter (AUTOINCREMENT) goes along: ids of rows deleted before the rebuild stay used.
+    assert sql[2].startswith("UPDATE sqlite_sequence SET seq = max(seq, COALESCE((SELECT seq FROM sqlite_sequence ")
+    assert sql[3].startswith("INSERT INTO sqlite_sequence (name, seq) SELECT 'ext_shop__order__rebuild', seq ")
+    assert sql[4:6] == (
         'DROP TABLE "ext_shop__order"',
         'ALTER TABLE "ext_shop__order__rebuild" RENAME TO "ext_shop__order"',
     )
-    assert plain(sql[4:]) == (
+    assert plain(sql[6:]) == (
         "CREATE UNIQUE INDEX ext_shop__order_code_key ON ext_shop__order (code)",
         "CREATE INDEX ext_shop__order_work_orders_id_idx ON ext_shop__order (work_orders_id)",
         "CREATE UNIQUE INDEX ext_shop__order_title_total ON ext_shop__order (title, total)",
@@ -1047,7 +1049,8 @@ def test_render_add_columns_on_sqlite() -> None:
         'INSERT INTO "ext_shop__line__rebuild" ("id", "qty", "order_id", "sku") '
         'SELECT "id", "qty", "order_id", "sku" FROM "ext_shop__line"'
     )
-    assert rollback[3:5] == (
+    assert [s.split(" ")[0] for s in rollback[3:5]] == ["UPDATE", "INSERT"]  # the id counter, into sqlite_sequence
+    assert rollback[5:7] == (
         'DROP TABLE "ext_shop__line"',
         'ALTER TABLE "ext_shop__line__rebuild" RENAME TO "ext_shop__line"',
     )

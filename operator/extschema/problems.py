@@ -82,6 +82,7 @@ CATALOG: dict[str, str] = {
     "ES315": "Restore target missing",
     "ES316": "Applied raw SQL step changed",
     "ES317": "Latest migration never finished",
+    "ES318": "Restore blocked by rows written since",
     "ES401": "Database unreachable",
     "ES402": "Migration failed in the database",
     "ES403": "Temporary database error (retry)",

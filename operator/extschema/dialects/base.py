@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -89,7 +89,13 @@ class Dialect:
 
     # --- plans -------------------------------------------------------------------------------
 
-    def render_plan(self, plan: Plan, backup_tag: str, populated: Collection[str] | None = None) -> RenderedPlan:
+    def render_plan(
+        self,
+        plan: Plan,
+        backup_tag: str,
+        populated: Collection[str] | None = None,
+        id_floors: Mapping[str, int] | None = None,
+    ) -> RenderedPlan:
         """Render *plan* and its reverse; data a step would destroy is first copied to a
         backup table named with *backup_tag*, and the rollback brings that data back.
 
@@ -97,7 +103,9 @@ class Dialect:
         ``before`` and ``after`` phases (:meth:`runs_before`, :meth:`concurrent_index`).
         *populated* names the plan's existing tables that hold rows (the engine asks the database
         under the migration lock, :meth:`concurrent_candidates`); None, when planning without
-        the database, counts every existing table as populated.
+        the database, counts every existing table as populated. *id_floors* gives, for tables
+        the plan creates, the highest id a backup of an earlier table of that name holds: the new
+        table's ids start above it (:meth:`resume_ids`), so they never name a backed-up row.
         """
         created = {op.table.name for op in plan.ops if isinstance(op, planning.CreateTable)}
 
@@ -126,7 +134,7 @@ class Dialect:
                 after.append(self.create_index_concurrently(op.plugin_id, table, index))
             if not isinstance(op, planning.CreateIndex) or not indexes:
                 main.append(op)
-        statements = [s for s in self.render_ops(main, backup_tag) if s not in moved]
+        statements = [s for s in self.render_ops(main, backup_tag, id_floors or {}) if s not in moved]
         # Undone from the forward operations: only they know the backups that bring dropped data back.
         undone = [s for op in reversed(plan.ops) for s in self.undo(op, backup_tag)]
         rollback = [self.drop_index_if_exists(s) if s in dropped else s for s in undone]
@@ -278,12 +286,19 @@ class Dialect:
         """Rules of *plan* this database leaves unenforced, for the person planning to know."""
         return []
 
-    def render_ops(self, ops: Iterable[Op], backup_tag: str) -> list[str]:
+    def render_ops(self, ops: Iterable[Op], backup_tag: str, id_floors: Mapping[str, int] | None = None) -> list[str]:
         statements: list[str] = []
+        floors = id_floors or {}
         for op in ops:
             statements.extend(self.backup(op, backup_tag))
             statements.extend(self.render(op))
+            if isinstance(op, planning.CreateTable) and op.table.name in floors:
+                statements.extend(self.resume_ids(op.plugin_id, op.table.name, floors[op.table.name]))
         return statements
+
+    def resume_ids(self, plugin_id: str, table: str, floor: int) -> list[str]:
+        """Statements making a table just created hand out ids above *floor* only."""
+        raise NotImplementedError
 
     def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
         raise NotImplementedError
@@ -658,6 +673,10 @@ class Dialect:
         """The surrogate key's column definition."""
         raise NotImplementedError
 
+    def primary_key_sql(self) -> str | None:
+        """The table's primary key constraint, or None when :meth:`id_column_sql` declares it."""
+        return f"PRIMARY KEY ({self.soft_quote('id')})"
+
     def type_sql(self, plugin_id: str, column: ColumnDef) -> str:
         """The column's type as this database writes it (compiled by SQLAlchemy's dialect)."""
         return str(self.sa_dialect.type_compiler_instance.process(self.column_type(plugin_id, column)))
@@ -711,7 +730,8 @@ class Dialect:
         """
         physical = self.namer.table(plugin_id, table.name)
         items = [self.id_column_sql(), *(self.column_sql(plugin_id, table.name, c) for c in table.columns)]
-        items.append(f"PRIMARY KEY ({self.soft_quote('id')})")
+        key = self.primary_key_sql()
+        items.extend([key] if key else [])
         items.extend(fk for c in table.columns if (fk := self.foreign_key_sql(plugin_id, table.name, c)))
         for unique in table.unique_together if self.inline_unique_together else ():
             name = self.index_name(plugin_id, table.name, unique)

@@ -130,8 +130,18 @@ class SqliteDialect(Dialect):
         return found
 
     def id_column_sql(self) -> str:
-        # INTEGER with PRIMARY KEY (id): an alias of the rowid.
-        return "id INTEGER NOT NULL"
+        # INTEGER PRIMARY KEY: an alias of the rowid. AUTOINCREMENT: a deleted row's id is never
+        # handed out again (without it SQLite reuses the highest one), so a backup's ids keep naming
+        # the rows they were taken from. The counter lives in sqlite_sequence; rebuild() carries it.
+        return "id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT"
+
+    def resume_ids(self, plugin_id: str, table: str, floor: int) -> list[str]:
+        # The table was just created: sqlite_sequence (created with it) has no row for it yet.
+        name = self.literal(self.namer.table(plugin_id, table).name)
+        return [f"INSERT INTO sqlite_sequence (name, seq) VALUES ({name}, {floor})"]
+
+    def primary_key_sql(self) -> str | None:
+        return None  # AUTOINCREMENT is only allowed on the column's own PRIMARY KEY
 
     def native_type(self, plugin_id: str, column: ColumnDef) -> sa.types.TypeEngine[Any] | None:
         match column.type:
@@ -274,12 +284,25 @@ class SqliteDialect(Dialect):
         statements = [
             create,
             f"INSERT INTO {self.quote(scratch)} ({columns}) SELECT {', '.join(values)} FROM {source}",
+            *self._carry_id_counter(physical.name, scratch),
             f"DROP TABLE {self.quote(physical.name)}",
             f"ALTER TABLE {self.quote(scratch)} RENAME TO {self.quote(physical.name)}",
         ]
         statements.extend(self.create_table(plugin_id, after)[1:])
         statements.extend(self.create_index(plugin_id, after.name, index) for index in after.indexes)
         return statements
+
+    def _carry_id_counter(self, table: str, scratch: str) -> list[str]:
+        """The rebuilt table's id counter (sqlite_sequence) at least the old table's: ids of rows
+        deleted before the rebuild stay used. The copy set it to the highest id copied; a table
+        created before AUTOINCREMENT has no counter, and gets it from there."""
+        old, new = self.literal(table), self.literal(scratch)
+        counter = f"(SELECT seq FROM sqlite_sequence WHERE name = {old})"
+        return [
+            f"UPDATE sqlite_sequence SET seq = max(seq, COALESCE({counter}, 0)) WHERE name = {new}",
+            f"INSERT INTO sqlite_sequence (name, seq) SELECT {new}, seq FROM sqlite_sequence WHERE name = {old} "
+            f"AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {new})",
+        ]
 
     def convert(self, value: str, old: ColumnDef, new: ColumnDef) -> str:
         """*value* (of the *old* column) as the *new* column stores it.

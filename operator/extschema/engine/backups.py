@@ -4,13 +4,18 @@ Before a migration drops a table or a column, the dialect copies the data into a
 (``extschema_backup.*`` on PostgreSQL, ``extschema_backup__*`` tables on SQLite) in the same
 transaction, and the registry records each backup with its row count (``extension_backups``).
 
-A restore copies a migration's backups back into the plugin's *current* tables, by row id: rows
-of a whole-table backup whose id is absent are inserted; a column backup sets the column of every
-row whose id it holds. It runs like any migration — under the plugin's lock, in one transaction,
-recorded in the history (kind ``restore``) — and refuses (ES315) when a target table or column
-does not exist, naming it, before anything is copied. The one exception to "current tables" is
-the restore of a ``delete`` migration when the plugin is not registered: the spec recorded with
-the delete is applied first (a normal ``apply`` migration, by the same owner), then its rows are
+A restore copies a migration's backups back into the plugin's *current* tables (names followed
+through later renames), by row id — ids are never reused (identity; AUTOINCREMENT on SQLite; a
+table added again starts above every backed-up id), so an id names the row a value was taken from
+or no row. A whole-table backup's rows go back under their own ids; a row already holding one with
+the same values was restored before (counted), one with other values refuses the restore (ES318,
+naming the ids): nothing is skipped silently or overwritten. A column backup sets the column of
+every row whose id it holds and reports the rows deleted since. It runs like any migration — under
+the plugin's lock, in one transaction, recorded in the history (kind ``restore``) — and refuses
+(ES315) when a target table or column does not exist, naming it, before anything is copied. The
+one exception to "current tables" is the restore of a ``delete`` migration when the plugin is not
+registered: the spec recorded with the delete is applied first (a normal ``apply`` migration, by
+the same owner, creating empty tables and running none of its raw SQL steps), then its rows are
 restored. See docs/operations.md.
 """
 
@@ -20,6 +25,7 @@ import dataclasses
 import datetime
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +34,7 @@ from sqlalchemy.engine import Connection
 from extschema import naming, planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog, migrator
-from extschema.engine.registry import BackupRecord, MigrationRecord, Registration, now, physical
+from extschema.engine.registry import ENDING_KINDS, BackupRecord, MigrationRecord, Registration, now, physical
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
 from extschema.planning.diff import renames
@@ -162,7 +168,11 @@ def _reapply(
         )
         owner = str(row.owner)
     refs = catalog.reference_types(engine.database, [r.spec for r in engine.registrations()], [spec])
-    plan = planning.plan(None, spec, refs)
+    # Empty tables only: the raw SQL steps ran when the plugin was built, and what they wrote is in
+    # the backup (running a seed again would put its rows where the backed-up ones go). The spec
+    # registered lists them, so they count as run, as they did before the delete.
+    planned = planning.plan(None, spec, refs)
+    plan = planning.Plan(plugin_id, tuple(op for op in planned.ops if not isinstance(op, planning.RunSql)))
     tables = migrator.registered_tables(engine.dialect, spec)
     try:
         return engine.apply(owner, spec, plan, None, tables)
@@ -204,8 +214,12 @@ class _Restore(migrator._Migration):
         for record in sorted(records, key=lambda r: r.position, reverse=True):
             # Into what the backed-up table and column are called now, after later renames.
             table, column = renames.followed(specs, record.source_table, record.source_column)
+
+            def follow(name: str, source: str = record.source_table) -> str:
+                return renames.followed(specs, source, name)[1] or name
+
             try:
-                copies.append(_copy(conn, inspector, self.engine.dialect, record, table, column))
+                copies.append(_copy(conn, inspector, self.engine.dialect, record, table, column, follow))
             except ProblemError as error:
                 problems.extend(error.problems)
         if problems:
@@ -214,16 +228,23 @@ class _Restore(migrator._Migration):
         return RenderedPlan(tuple(s for c in copies for s in c.statements), ())
 
     def _specs_since(self, conn: Connection, history: list[MigrationRecord]) -> list[ExtensionSchemaSpec]:
-        """The specs applied from the backed-up migration on, in order (none when it is no longer
-        part of what the plugin is now, e.g. rolled back or a delete)."""
+        """The specs from the backed-up migration's on, in order: the lineage from it, or — for the
+        plugin's last delete — the deleted spec then every spec applied since. None when it is no
+        longer part of what the plugin is now (e.g. rolled back, or an earlier delete)."""
         built = migrator.lineage(history)
         ids = [r.migration_id for r in built]
-        if self.source not in ids:
+        executed = [r for r in history if r.status == "executed"]
+        ending = next((r for r in reversed(executed) if r.kind in ENDING_KINDS), None)
+        if self.source in ids:
+            chosen = [r.migration_id for r in built[ids.index(self.source) :]]
+        elif ending is not None and ending.migration_id == self.source:
+            chosen = [self.source, *ids]
+        else:
             return []
         registry = self.engine.registry
         specs = []
-        for record in built[ids.index(self.source) :]:
-            definition = registry.migration_row(conn, self.plugin_id, record.migration_id).schema_definition
+        for migration_id in chosen:
+            definition = registry.migration_row(conn, self.plugin_id, migration_id).schema_definition
             load = functools.partial(ExtensionSchemaSpec.model_validate, definition)
             specs.append(registry.guarded(conn, self.plugin_id, load))
         return specs
@@ -257,10 +278,28 @@ def _missing_target(record: BackupRecord, what: str, fix: str) -> ProblemError:
     )
 
 
+def _ids(found: list[Any], total: int) -> str:
+    """``id 3`` / ``ids 1, 2`` (the first of *total*, then how many more)."""
+    named = ", ".join(str(i) for i in found)
+    more = f", … ({total - len(found)} more)" if total > len(found) else ""
+    return f"{'id' if total == 1 else 'ids'} {named}{more}"
+
+
+#: How many ids a refusal or a report names (it counts the rest).
+_NAMED_IDS = 20
+
+
 def _copy(
-    conn: Connection, inspector: sa.Inspector, dialect: Dialect, record: BackupRecord, table: str, column: str | None
+    conn: Connection,
+    inspector: sa.Inspector,
+    dialect: Dialect,
+    record: BackupRecord,
+    table: str,
+    column: str | None,
+    follow: Callable[[str], str],
 ) -> _Copy:
-    """Restore *record* into *table* (and *column*): the source's names now."""
+    """Restore *record* into *table* (and *column*): the source's names now; *follow* names a
+    backed-up column of a whole-table backup as the table calls it now."""
     backup = PhysicalName(*physical(record.backup_table))
     target = dialect.namer.table(record.plugin_id, table)
     saved = _columns(inspector, backup)
@@ -276,6 +315,12 @@ def _copy(
             "roll back the migration that dropped it or add the table to the spec again and apply",
         )
     b, t = dialect.qualified(backup), dialect.qualified(target)
+
+    def ids(query: str) -> tuple[list[Any], int]:
+        total = conn.execute(sa.text(f"SELECT count(*) FROM ({query}) AS found")).scalar_one()
+        first = conn.execute(sa.text(f"{query} ORDER BY 1 LIMIT {_NAMED_IDS}")).scalars().all()
+        return list(first), int(total)
+
     if column is not None:
         if column not in present:
             raise _missing_target(
@@ -284,6 +329,9 @@ def _copy(
                 "roll back the migration that dropped it or add the field to the spec again and apply",
             )
         found = conn.execute(sa.text(f"SELECT count(*) FROM {t} WHERE id IN (SELECT id FROM {b})")).scalar_one()
+        # Ids are never reused (identity; AUTOINCREMENT on SQLite), so a backed-up id names the row
+        # the value was taken from or no row: a row deleted since gets nothing, and is reported.
+        gone, lost = ids(f"SELECT {b}.id FROM {b} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)")
         quoted = dialect.quote(column)
         value = _value(dialect, f"{b}.{dialect.quote(record.source_column or column)}", present[column])
         # Indexed by id first: the lookup runs once per row (1M rows: seconds, not hours).
@@ -293,14 +341,43 @@ def _copy(
             f"UPDATE {t} SET {quoted} = (SELECT {value} FROM {b} WHERE {b}.id = {t}.id) "
             f"WHERE id IN (SELECT id FROM {b})",
         ]
-        return _Copy(statements, f"restored {found} value(s) of {table}.{column}")
-    shared = [name for name in present if name in saved]
-    left = [name for name in saved if name not in present]
-    names = ", ".join(dialect.quote(n) for n in shared)
-    values = ", ".join(_value(dialect, f"{b}.{dialect.quote(n)}", present[n]) for n in shared)
+        description = f"restored {found} value(s) of {table}.{column}"
+        if lost:
+            description += f" ({lost} backed-up row(s) deleted since, not restored: {_ids(gone, lost)})"
+        return _Copy(statements, description)
+    if "id" not in saved or "id" not in present:
+        raise _missing_target(record, f"column {table}.id", "the table must have its id column")
+    # Backed-up columns under their names now (renamed since: followed); those the table lost are reported.
+    moved = {name: follow(name) for name in saved if name != "id"}
+    shared = [(old, new) for old, new in moved.items() if new in present and new != "id"]
+    left = [old for old, new in moved.items() if new not in present]
+    names = ", ".join(dialect.quote(n) for n in ["id", *(new for _, new in shared)])
+    values = [_value(dialect, f"{b}.{dialect.quote(old)}", present[new]) for old, new in shared]
+    # A row already holding a backed-up id is that row restored before only if it holds the same values
+    # (compared as text: a type changed since, or an enum kept as text in the backup, still compares).
+    same = " AND ".join(
+        f"COALESCE(CAST({now} AS TEXT) = CAST({was} AS TEXT), {now} IS NULL AND {was} IS NULL)"
+        for now, was in ((f"{t}.{dialect.quote(new)}", f"{b}.{dialect.quote(old)}") for old, new in shared)
+    )
+    held = f"SELECT {b}.id FROM {b} JOIN {t} ON {t}.id = {b}.id"
+    taken, clashes = ids(f"{held} WHERE NOT ({same})" if same else f"{held} WHERE 1 = 0")
+    if clashes:
+        raise ProblemError.one(
+            "ES318",
+            record.source_table,
+            f"cannot restore {record.backup_table} of migration {record.migration_id} into table {table}: "
+            f"{clashes} backed-up row(s) have ids that rows written since hold with other values "
+            f"({_ids(taken, clashes)}). A restore puts each row back under its own id (so rows referencing it "
+            "point at it again) and never overwrites or skips one; nothing was restored. Move those rows to "
+            f"other ids or delete them (copy them out first), then run the restore again — or copy the rows of "
+            f"{record.backup_table} back by hand under new ids",
+            kind=Kind.REFUSED,
+        )
+    already = conn.execute(sa.text(f"SELECT count(*) FROM ({held}) AS found")).scalar_one()
     absent = f"NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)"
     found = conn.execute(sa.text(f"SELECT count(*) FROM {b} WHERE {absent}")).scalar_one()
-    statements = [f"INSERT INTO {t} ({names}) SELECT {values} FROM {b} WHERE {absent}"]
+    selected = ", ".join([f"{b}.id", *values])
+    statements = [f"INSERT INTO {t} ({names}) SELECT {selected} FROM {b} WHERE {absent}"]
     if present["id"].get("identity") is not None:
         # An identity column does not see ids inserted explicitly: move it past them.
         sequence = f"pg_get_serial_sequence({dialect.literal(t)}, 'id')"
@@ -309,8 +386,11 @@ def _copy(
             f"WHERE top > COALESCE(pg_sequence_last_value({sequence}::regclass), 0)"
         )
     description = f"restored {found} row(s) of {table}"
+    notes = [f"{already} already restored"] if already else []
     if left:
-        description += f" (not restored, no longer in the table: {', '.join(left)})"
+        notes.append(f"not restored, no longer in the table: {', '.join(left)}")
+    if notes:
+        description += f" ({'; '.join(notes)})"
     return _Copy(statements, description)
 
 

@@ -55,6 +55,7 @@ from extschema.engine.registry import (
     statements_of,
 )
 from extschema.model import ExtensionSchemaSpec, FieldType
+from extschema.naming import PhysicalName
 from extschema.planning import Plan, rawsql
 from extschema.problems import Problem, ProblemError
 
@@ -432,7 +433,8 @@ class Engine:
     def render_plan(self, conn: Connection, plan: Plan, migration_id: str) -> RenderedPlan:
         """Render *plan* for the migration *migration_id*, read under its lock: refused (ES301) when it
         would destroy what was made outside extschema; new indexes of tables holding rows built after
-        COMMIT, concurrently (the ``after`` phase :meth:`_main` records and :meth:`_migrate` runs)."""
+        COMMIT, concurrently (the ``after`` phase :meth:`_main` records and :meth:`_migrate` runs); a
+        table it creates starts its ids above every id a backup of it holds (:func:`id_floors`)."""
         dialect, plugin_id = self.dialect, plan.plugin_id
         # The approver's counts were read before the lock: rows written since break no narrowed field.
         checks.refuse_violations(conn, dialect, plan)
@@ -441,7 +443,8 @@ class Engine:
         hand_made = dialect.hand_made_problems(conn, plan)
         if hand_made:
             raise ProblemError(hand_made, kind="refused")
-        return dialect.render_plan(plan, backup_tag=f"m{migration_id}", populated=populated)
+        floors = id_floors(self, conn, plan)
+        return dialect.render_plan(plan, f"m{migration_id}", populated, floors)
 
     def _retrying(self, step: Callable[[], _T]) -> _T:
         """Run *step*; when it could not get a lock in time, wait a random while (full jitter,
@@ -684,6 +687,26 @@ class Engine:
         with self.database.transaction() as conn:
             self._lock(conn, plugin_id)
             return self.registry.repair(conn, plugin_id)
+
+
+def id_floors(engine: Engine, conn: Connection, plan: Plan) -> dict[str, int]:
+    """For each table *plan* creates, the highest id held by a backup of a table of that name (one
+    dropped before): the new table starts above it, so an id never names two rows and a restore
+    of those backups can never land in a row written since."""
+    created = {op.table.name for op in plan.ops if isinstance(op, planning.CreateTable)}
+    if not created:
+        return {}
+    inspector = sa.inspect(conn)
+    floors: dict[str, int] = {}
+    for record in engine.registry.backup_rows(conn, plan.plugin_id):
+        schema, name = physical(record.backup_table)
+        if record.source_table not in created or not inspector.has_table(name, schema=schema):
+            continue
+        backup = engine.dialect.qualified(PhysicalName(schema, name))
+        top = conn.execute(sa.text(f"SELECT max(id) FROM {backup}")).scalar()
+        if top is not None:
+            floors[record.source_table] = max(floors.get(record.source_table, 0), int(top))
+    return floors
 
 
 class _Apply(_Migration):

@@ -1,0 +1,252 @@
+"""`extschema restore` (and the rollback of a dropped column): every backed-up row and value goes back
+into the row it was taken from, or the restore is refused naming what is in the way — never skipped
+silently, never written into another row. Plugin tables never reuse ids (AUTOINCREMENT on SQLite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.helpers import Outcome, execute, ext_table, run, write_schema
+
+BASE = """
+pluginId: notes
+version: {version}
+tables:
+  - name: keep
+    fields: [{{name: label, type: String}}]
+{log}deletionPolicy: Drop
+"""
+LOG = "  - name: log\n    fields: [{name: msg, type: String}, {name: note, type: Text}]\n"
+
+
+def _spec(version: str, log: str | None = LOG) -> str:
+    return BASE.format(version=version, log=log or "")
+
+
+def _apply(url: str, directory: Path, body: str, *flags: str) -> Outcome:
+    """`extschema apply`, approving the plan (the hash `plan` names) when it drops data or runs raw SQL."""
+    directory.mkdir(exist_ok=True)
+    path = str(write_schema(directory, "notes", body))
+    outcome = run("apply", path, "-d", url, *flags)
+    if outcome.exit_code == 1 and "ES307" in outcome.stderr:
+        planned = run("plan", path, "-d", url, "-o", "json", *flags)
+        outcome = run("apply", path, "-d", url, "--approve", planned.json()["hash"], *flags)
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    return outcome
+
+
+def _last_migration(url: str) -> str:
+    history = run("history", "notes", "-d", url, "-o", "json").json()["migrations"]
+    return str(history[-1]["migration_id"])
+
+
+def _rows(url: str, columns: str = "id, msg, note") -> list[tuple[object, ...]]:
+    return [tuple(r) for r in execute(url, f"SELECT {columns} FROM {ext_table(url, 'notes', 'log')} ORDER BY id")]
+
+
+def _insert(url: str, *messages: str) -> None:
+    for message in messages:
+        execute(url, f"INSERT INTO {ext_table(url, 'notes', 'log')} (msg, note) VALUES (:m, :n)",
+                {"m": message, "n": f"note of {message}"})  # fmt: skip
+
+
+def _drop_log(url: str, tmp_path: Path) -> tuple[list[tuple[object, ...]], str]:
+    """Version 1 with three rows in log, then version 2 without the table: the rows and the drop's id."""
+    _apply(url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(url, "a", "b", "c")
+    rows = _rows(url)
+    _apply(url, tmp_path / "v2", _spec("2.0.0", None))
+    return rows, _last_migration(url)
+
+
+# --- defect 3: a whole-table restore never skips a row whose id is taken -------------------------
+
+
+def test_a_table_added_again_never_hands_out_a_backed_up_id_and_the_restore_brings_every_row_back(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Before: the table was added again, its ids started at 1 again, and `restore` printed "restored 1
+    row(s)" with exit 0 — rows 1 and 2 of the backup were neither restored nor reported."""
+    original, dropped = _drop_log(db_url, tmp_path)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0"))
+    _insert(db_url, "new 1", "new 2")
+    written = _rows(db_url)
+    assert [r[0] for r in written] == [4, 5]  # above every id the backup holds
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0 and "restored 3 row(s) of log" in restored.stdout, restored.stdout
+    assert _rows(db_url) == original + written
+    # Run again: the rows present are the restored ones — nothing inserted twice, and it says so.
+    again = run("restore", dropped, "-d", db_url)
+    assert again.exit_code == 0 and "restored 0 row(s) of log (3 already restored)" in again.stdout, again.stdout
+    _insert(db_url, "newer")
+    assert _rows(db_url)[-1][0] == 6
+
+
+def test_a_whole_table_restore_refuses_naming_the_ids_rows_written_since_hold(db_url: str, tmp_path: Path) -> None:
+    """A row written with an id of its own (an import), or a restored row edited since: the restore
+    refuses (ES318) naming the ids, and restores nothing — no row skipped, none overwritten."""
+    original, dropped = _drop_log(db_url, tmp_path)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0"))
+    log = ext_table(db_url, "notes", "log")
+    execute(db_url, f"INSERT INTO {log} (id, msg) VALUES (1, 'imported'), (2, 'imported')")
+    written = _rows(db_url)
+    refused = run("restore", dropped, "-d", db_url)
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert "ES318" in refused.stderr and "ids 1, 2" in refused.stderr and "table log" in refused.stderr
+    assert _rows(db_url) == written
+    assert run("history", "notes", "-d", db_url, "-o", "json").json()["migrations"][-1]["kind"] == "apply"
+    # The DBA moves them out of the way; then every backed-up row comes back under its own id.
+    execute(db_url, f"UPDATE {log} SET id = id + 100")
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0 and "restored 3 row(s) of log" in restored.stdout, restored.stdout
+    assert _rows(db_url) == [*original, (101, "imported", None), (102, "imported", None)]
+    execute(db_url, f"UPDATE {log} SET note = 'edited' WHERE id = 2")
+    edited = run("restore", dropped, "-d", db_url)
+    assert edited.exit_code == 1 and "ES318" in edited.stderr and "(id 2)" in edited.stderr, edited.stderr
+
+
+# --- defect 12: a whole-table restore follows fields renamed since the backup ---------------------
+
+
+def test_a_whole_table_restore_follows_a_field_renamed_since_the_backup(db_url: str, tmp_path: Path) -> None:
+    """Before: rows came back with `body` NULL ("not restored, no longer in the table: msg")."""
+    original, dropped = _drop_log(db_url, tmp_path)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0"))
+    renamed = LOG.replace("{name: msg, type: String}", "{name: body, type: String, renamedFrom: msg}")
+    _apply(db_url, tmp_path / "v4", _spec("4.0.0", renamed))
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert "restored 3 row(s) of log" in restored.stdout and "no longer in the table" not in restored.stdout
+    assert _rows(db_url, "id, body, note") == original
+
+
+# --- defect 2: the re-apply before restoring a deleted plugin runs no raw SQL ----------------------
+
+SEEDED = (
+    _spec("1.0.0")
+    + """migrations:
+  - id: seed
+    sql: INSERT INTO ext_notes.log (msg) VALUES ('seeded')
+    rollbackSql: DELETE FROM ext_notes.log WHERE msg = 'seeded'
+"""
+)
+
+
+def test_restoring_a_deleted_plugin_creates_empty_tables_and_runs_no_raw_sql_step(db_url: str, tmp_path: Path) -> None:
+    """Before: the re-apply ran the seed step (no --allow-raw-sql, no approval); its row took id 1, so
+    the user's edited row 1 was skipped, and the output said "restored 1 row(s)" with exit 0."""
+    _apply(db_url, tmp_path / "v1", SEEDED, "--allow-raw-sql")
+    execute(db_url, f"UPDATE {ext_table(db_url, 'notes', 'log')} SET msg = 'edited', note = 'mine' WHERE id = 1")
+    _insert(db_url, "b")
+    original = _rows(db_url)
+    deleted = run("delete", "notes", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+
+    restored = run("restore", deleted, "-d", db_url, "-o", "json")
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    reapplied, restore = restored.json()["results"]
+    assert not any("seed" in line for line in reapplied["changes"]), reapplied
+    assert "restored 2 row(s) of log" in restore["changes"], restore
+    assert _rows(db_url) == original
+    # The step counts as run (its effect is in the restored rows): the next version does not run it again.
+    extra = "{name: label, type: String}, {name: extra, type: Text}"
+    _apply(db_url, tmp_path / "v2", SEEDED.replace("1.0.0", "2.0.0").replace("{name: label, type: String}", extra))
+    assert _rows(db_url) == original
+
+
+# --- defect 4: ids are never reused, so no restore writes into another row --------------------------
+
+
+def _drop_note(url: str, tmp_path: Path) -> str:
+    """Version 1 with three rows, then version 2 without log.note (backed up): the drop's id."""
+    _apply(url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(url, "a", "b", "c")
+    _apply(url, tmp_path / "v2", _spec("2.0.0", LOG.replace(", {name: note, type: Text}", "")))
+    return _last_migration(url)
+
+
+def _delete_row_3_and_insert(url: str) -> None:
+    execute(url, f"DELETE FROM {ext_table(url, 'notes', 'log')} WHERE id = 3")
+    execute(url, f"INSERT INTO {ext_table(url, 'notes', 'log')} (msg) VALUES ('new')")
+
+
+def test_a_column_restore_never_gives_a_deleted_rows_value_to_a_new_row(db_url: str, tmp_path: Path) -> None:
+    """Before (SQLite): the new row took id 3 again and got the deleted row's note."""
+    dropped = _drop_note(db_url, tmp_path)
+    _delete_row_3_and_insert(db_url)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0"))
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert _rows(db_url) == [(1, "a", "note of a"), (2, "b", "note of b"), (4, "new", None)]
+    assert "restored 2 value(s) of log.note" in restored.stdout, restored.stdout
+    assert "1 backed-up row(s) deleted since, not restored: id 3" in restored.stdout, restored.stdout
+
+
+def test_rolling_back_a_dropped_column_never_gives_a_deleted_rows_value_to_a_new_row(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Before (SQLite): the rollback's rebuild filled the note of the new row (id 3 again) from the backup."""
+    _drop_note(db_url, tmp_path)
+    _delete_row_3_and_insert(db_url)
+    rolled = run("rollback", "notes", "-d", db_url)
+    assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
+    assert _rows(db_url) == [(1, "a", "note of a"), (2, "b", "note of b"), (4, "new", None)]
+    # The rollback rebuilt the table on SQLite: its id counter went along.
+    execute(db_url, f"DELETE FROM {ext_table(db_url, 'notes', 'log')} WHERE id = 4")
+    _insert(db_url, "newer")
+    assert [r[0] for r in _rows(db_url)] == [1, 2, 5]
+
+
+def test_a_rebuild_keeps_the_id_counter_past_deleted_rows(sqlite_url: str, tmp_path: Path) -> None:
+    """SQLite: a table gets AUTOINCREMENT; a rebuild (dropping a column) keeps it and its counter."""
+    _apply(sqlite_url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(sqlite_url, "a", "b", "c")
+    execute(sqlite_url, f"DELETE FROM {ext_table(sqlite_url, 'notes', 'log')} WHERE id = 3")
+    _apply(sqlite_url, tmp_path / "v2", _spec("2.0.0", LOG.replace(", {name: note, type: Text}", "")))
+    ddl = execute(sqlite_url, "SELECT sql FROM sqlite_master WHERE name = 'ext_notes__log'")[0][0]
+    assert "AUTOINCREMENT" in ddl, ddl
+    execute(sqlite_url, f"INSERT INTO {ext_table(sqlite_url, 'notes', 'log')} (msg) VALUES ('d')")
+    assert _rows(sqlite_url, "id, msg") == [(1, "a"), (2, "b"), (4, "d")]
+
+
+def test_a_table_created_before_autoincrement_gets_it_at_its_next_rebuild(sqlite_url: str, tmp_path: Path) -> None:
+    """SQLite: tables created by older versions (no AUTOINCREMENT) switch at their next rebuild,
+    which every change taking a column backup is; the counter starts past the highest id then."""
+    _apply(sqlite_url, tmp_path / "v1", _spec("1.0.0"))
+    log = ext_table(sqlite_url, "notes", "log")
+    ddl = "SELECT sql FROM sqlite_master WHERE name = 'ext_notes__log'"
+    # As older versions created it: a rowid alias without AUTOINCREMENT.
+    legacy = execute(sqlite_url, ddl)[0][0].replace("PRIMARY KEY AUTOINCREMENT", "PRIMARY KEY")
+    execute(sqlite_url, f"DROP TABLE {log}")
+    execute(sqlite_url, legacy)
+    assert "AUTOINCREMENT" not in execute(sqlite_url, ddl)[0][0]
+    _insert(sqlite_url, "a", "b")
+    _apply(sqlite_url, tmp_path / "v2", _spec("2.0.0", LOG.replace(", {name: note, type: Text}", "")))
+    assert "AUTOINCREMENT" in execute(sqlite_url, ddl)[0][0]
+    execute(sqlite_url, f"DELETE FROM {log} WHERE id = 2")
+    execute(sqlite_url, f"INSERT INTO {log} (msg) VALUES ('c')")
+    assert _rows(sqlite_url, "id, msg") == [(1, "a"), (3, "c")]
+
+
+def test_restoring_a_delete_follows_fields_renamed_by_the_spec_applied_since(db_url: str, tmp_path: Path) -> None:
+    """The plugin was deleted, then applied again with a field renamed: its rows go under the new name."""
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(db_url, "a", "b")
+    original = _rows(db_url)
+    deleted = run("delete", "notes", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    renamed = LOG.replace("{name: msg, type: String}", "{name: body, type: String, renamedFrom: msg}")
+    _apply(db_url, tmp_path / "v2", _spec("2.0.0", renamed))
+    restored = run("restore", deleted, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert "restored 2 row(s) of log" in restored.stdout and "no longer in the table" not in restored.stdout
+    assert _rows(db_url, "id, body, note") == original
+
+
+def test_a_table_re_created_by_drift_repair_never_hands_out_a_backed_up_id(db_url: str, tmp_path: Path) -> None:
+    """A table dropped by hand and re-created by `drift --repair` starts above the ids its backups hold."""
+    dropped = _drop_note(db_url, tmp_path)  # backs up log.note of rows 1..3
+    execute(db_url, f"DROP TABLE {ext_table(db_url, 'notes', 'log')}")
+    repaired = run("drift", "notes", "--repair", "-d", db_url)
+    assert "re-created" in repaired.stdout, repaired.stdout + repaired.stderr
+    execute(db_url, f"INSERT INTO {ext_table(db_url, 'notes', 'log')} (msg) VALUES ('new')")
+    assert _rows(db_url, "id, msg") == [(4, "new")]
+    assert run("backups", "notes", "-d", db_url, "-o", "json").json()["backups"][0]["migrationId"] == dropped
