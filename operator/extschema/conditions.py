@@ -316,9 +316,12 @@ class Sync(Verdict):
         return IN_SYNC_REASONS[self.reason].in_sync
 
 
-def sync_of(differences: Sequence[str], repaired: Sequence[str] = ()) -> Sync:
-    """The verdict after a drift check (and a repair, if one ran): *differences* are those left."""
+def sync_of(differences: Sequence[str], repaired: Sequence[str] = (), refused: Sequence[str] = ()) -> Sync:
+    """The verdict after a drift check (and a repair, if one ran): *differences* are those left;
+    *refused*, why the repair was refused (it changed nothing)."""
     fixed = f"repaired: {'; '.join(repaired)}" if repaired else ""
+    if refused:
+        fixed = f"repair refused: {'; '.join(refused)}"
     if differences:
         count = f"{len(differences)} difference{'s' if len(differences) != 1 else ''}"
         message = f"{count} from the applied spec: {'; '.join(differences)}"
