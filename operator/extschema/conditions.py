@@ -289,10 +289,12 @@ IN_SYNC_REASONS: dict[str, SyncReason] = {
         SyncReason(
             "Drifted",
             False,
-            "The database differs from the applied spec (changed outside extschema); the message lists each "
-            "difference: missing, extra or changed objects.",
+            "The database differs from the applied spec (changed outside extschema, or an SQLite table created "
+            "before extschema kept Int fields within Int's range); the message lists each difference: missing, "
+            "extra or changed objects, and why a repair was refused (ES309, ES301) if one was.",
             "Undo the change by hand, run `extschema drift PLUGIN` for details, or set spec.driftPolicy: Repair "
-            "to have missing objects re-created (extra objects are only reported).",
+            "to have missing objects re-created and missing Int range CHECKs added (extra objects are only "
+            "reported); a refused repair changed nothing: fix what its message names.",
         ),
         SyncReason(
             "Repaired",
