@@ -684,9 +684,9 @@ def test_drift_check_reports_and_repairs_through_the_engine(monkeypatch: pytest.
 
     calls: list[tuple[str, bool]] = []
 
-    def fake(engine: Any, plugin_id: str, repair: bool) -> tuple[list[str], list[str]]:
+    def fake(engine: Any, plugin_id: str, repair: bool) -> tuple[list[str], list[str], list[str]]:
         calls.append((plugin_id, repair))
-        return ([], ["re-created: index ix"]) if repair else (["missing index ix"], [])
+        return ([], ["re-created: index ix"], []) if repair else (["missing index ix"], [], [])
 
     monkeypatch.setattr(database, "drift", fake)
     engines = targets.Engines()

@@ -245,6 +245,8 @@ def _sample_ops() -> list[ops.Op]:
             "shop", status, renamed_enum, status.values[0], "opened", ((order, order.with_enum(renamed_enum)),)
         ),
         ops.RunSql("shop", "0001_backfill", "UPDATE x SET y = 'it''s'", "UPDATE x SET y = NULL"),
+        ops.EnforceIntRange("shop", line, ("qty",)),
+        ops.EnforceIntRange("shop", line, ("qty",), enforced=False),
     ]
 
 

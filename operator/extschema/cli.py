@@ -561,7 +561,11 @@ def restore(migration_id: str, plugin: str | None, database: str | None, output:
 
 @main.command()
 @click.argument("plugin", required=False)
-@click.option("--repair", is_flag=True, help="Re-create missing tables, columns, indexes and enum types.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Re-create missing tables, columns, indexes and enum types; add the Int range CHECK older SQLite tables lack.",
+)
 @database_option
 @output_option
 def drift(plugin: str | None, repair: bool, database: str | None, output: str) -> None:

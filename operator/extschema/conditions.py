@@ -289,10 +289,12 @@ IN_SYNC_REASONS: dict[str, SyncReason] = {
         SyncReason(
             "Drifted",
             False,
-            "The database differs from the applied spec (changed outside extschema); the message lists each "
-            "difference: missing, extra or changed objects.",
+            "The database differs from the applied spec (changed outside extschema, or an SQLite table created "
+            "before extschema kept Int fields within Int's range); the message lists each difference: missing, "
+            "extra or changed objects, and why a repair was refused (ES309, ES301) if one was.",
             "Undo the change by hand, run `extschema drift PLUGIN` for details, or set spec.driftPolicy: Repair "
-            "to have missing objects re-created (extra objects are only reported).",
+            "to have missing objects re-created and missing Int range CHECKs added (extra objects are only "
+            "reported); a refused repair changed nothing: fix what its message names.",
         ),
         SyncReason(
             "Repaired",
@@ -316,9 +318,12 @@ class Sync(Verdict):
         return IN_SYNC_REASONS[self.reason].in_sync
 
 
-def sync_of(differences: Sequence[str], repaired: Sequence[str] = ()) -> Sync:
-    """The verdict after a drift check (and a repair, if one ran): *differences* are those left."""
+def sync_of(differences: Sequence[str], repaired: Sequence[str] = (), refused: Sequence[str] = ()) -> Sync:
+    """The verdict after a drift check (and a repair, if one ran): *differences* are those left;
+    *refused*, why the repair was refused (it changed nothing)."""
     fixed = f"repaired: {'; '.join(repaired)}" if repaired else ""
+    if refused:
+        fixed = f"repair refused: {'; '.join(refused)}"
     if differences:
         count = f"{len(differences)} difference{'s' if len(differences) != 1 else ''}"
         message = f"{count} from the applied spec: {'; '.join(differences)}"

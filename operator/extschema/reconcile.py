@@ -679,7 +679,18 @@ def apply_one(
             continue
         except checks.ViolatingRows as violating:
             # Counted again under the migration's lock: worded as the approval gate words it.
-            raise ProblemError(Reviewed.of(planned, violating.counts).refusals(), Kind.REFUSED) from None
+            refusals = Reviewed.of(planned, violating.counts).refusals()
+            refusals.extend(
+                Problem(
+                    "ES309",
+                    _field_path(loaded.spec, p.check.table, p.check.column),
+                    checks.predated_refusal(p, n),
+                    file=loaded.file,
+                    subject=loaded.owner,
+                )
+                for p, n in violating.predated
+            )
+            raise ProblemError(refusals, Kind.REFUSED) from None
         except ProblemError as error:
             raise ProblemError(
                 [p.located(loaded.file) if p.file is None else p for p in error.problems], error.kind
@@ -881,16 +892,31 @@ def with_drift(engine: Engine, results: Sequence[ApplyResult]) -> list[ApplyResu
     for result in results:
         report = None if result.changed else engine_drift.detect(engine, result.plugin_id)
         if report is not None and not report.in_sync:
-            warning = Problem(
-                "ES503",
-                "database",
-                f"plugin {result.plugin_id!r} is unchanged, but the database differs from its applied spec: "
-                f"{report.summary()}. `extschema drift {result.plugin_id} --repair` re-creates what is missing "
-                "(extra or changed objects are only reported)",
-            )
+            warning = Problem("ES503", "database", _drifted(report))
             result = dataclasses.replace(result, warnings=(*result.warnings, warning))
         checked.append(result)
     return checked
+
+
+def _drifted(report: engine_drift.DriftReport) -> str:
+    """ES503's message: each difference (a changed one repair fixes with its detail, which says so), and
+    what fixes the others."""
+    plugin_id, differences = report.plugin_id, report.differences
+    # A changed object repair fixes is named with its detail (how to fix it), once for those sharing it.
+    shared: dict[str, list[str]] = {}
+    for d in differences:
+        shared.setdefault(d.detail if d.kind == "changed" and d.repaired else str(d), []).append(str(d))
+    named = "; ".join(f"{', '.join(same)}: {key}" if same != [key] else key for key, same in shared.items())
+    missing = any(d.kind == "missing" for d in differences)
+    text = f"plugin {plugin_id!r} is unchanged, but the database differs from its applied spec: {named}."
+    if missing:
+        text += f" `extschema drift {plugin_id} --repair` re-creates what is missing"
+    if any(not d.repaired for d in differences):
+        text += (
+            f"{';' if missing else ''} extra and other changed objects are only reported: drop or alter them by "
+            "hand, or put them into the spec with a new version"
+        )
+    return text
 
 
 def drift(engine: Engine, plugin_id: str | None = None) -> list[engine_drift.DriftReport]:

@@ -10,7 +10,7 @@ from extschema.controller.metrics import Metrics
 from extschema.engine import ApplyResult, Engine
 from extschema.engine import drift as drift_check
 from extschema.engine import lint as squawk
-from extschema.problems import ProblemError
+from extschema.problems import Kind, ProblemError
 
 
 def apply(
@@ -74,17 +74,24 @@ def lint(engine: Engine, loaded: reconcile.Loaded) -> list[squawk.LintFinding]:
     return [] if rendered is None else squawk.lint(rendered, engine.dialect.name)
 
 
-def drift(engine: Engine, plugin_id: str, repair: bool) -> tuple[list[str], list[str]]:
+def drift(engine: Engine, plugin_id: str, repair: bool) -> tuple[list[str], list[str], list[str]]:
     """How the plugin's objects differ from its applied spec, after re-creating what is missing if *repair*.
 
-    Returns the differences left (one line each) and what the repair re-created.
+    Returns the differences left (one line each), what the repair re-created, and why the repair
+    was refused (``ES309: …``: rows break a rule it would add; nothing was changed), for InSync to say.
     """
     report = drift_check.detect(engine, plugin_id)
     repaired: list[str] = []
+    refused: list[str] = []
     if repair and any(d.kind != "extra" for d in report.differences):  # extra objects are only reported
-        repaired = drift_check.repair(engine, plugin_id)
+        try:
+            repaired = drift_check.repair(engine, plugin_id)
+        except ProblemError as error:
+            if error.kind != Kind.REFUSED:
+                raise
+            refused = [f"{p.code}: {p.message}" for p in error.problems]
         report = drift_check.detect(engine, plugin_id)
-    return [_difference(d) for d in report.differences], repaired
+    return [_difference(d) for d in report.differences], repaired, refused
 
 
 def _difference(difference: drift_check.Difference) -> str:

@@ -147,8 +147,8 @@ class DriftCheck:
 
     async def check(self, entry: Watched) -> Sync:
         engine = await asyncio.to_thread(self.engines.get, entry.target)
-        differences, repaired = await asyncio.to_thread(database.drift, engine, entry.plugin_id, entry.repair)
-        return conditions.sync_of(differences, repaired)
+        differences, repaired, refused = await asyncio.to_thread(database.drift, engine, entry.plugin_id, entry.repair)
+        return conditions.sync_of(differences, repaired, refused)
 
     async def show(self, entry: Watched, sync: Sync) -> bool | None:
         body = await self.api.get_schema(entry.namespace, entry.name)

@@ -7,7 +7,7 @@ Dialects register themselves by URL scheme in :data:`REGISTRY`.
 
 from __future__ import annotations
 
-from extschema.dialects.base import BackupRef, Dialect, ErrorClass, RenderedPlan
+from extschema.dialects.base import BackupRef, Dialect, ErrorClass, Predated, RenderedPlan
 from extschema.dialects.postgresql import PostgresDialect
 from extschema.dialects.sqlite import SqliteDialect
 
@@ -25,6 +25,7 @@ __all__ = [
     "Dialect",
     "ErrorClass",
     "PostgresDialect",
+    "Predated",
     "RenderedPlan",
     "SqliteDialect",
     "for_backend",

@@ -277,10 +277,18 @@ class Dialect:
     #: Whether drift reads the tables' CHECK constraints (:meth:`unenforced` looks at them).
     reads_checks = False
 
-    def unenforced(self, column: ColumnDef, check: str | None) -> str | None:
-        """What *column*'s live CHECK (its text, None without one) fails to enforce that this
-        dialect enforces with a CHECK, for drift to report; None when it enforces it all."""
+    def unenforced(self, plugin_id: str, column: ColumnDef, checks: Collection[str]) -> str | None:
+        """What *column* is not kept to by its table's live CHECKs (*checks*, their conditions) that
+        this dialect enforces with a CHECK (a table an older version created), for drift to report,
+        saying how to fix it; None when they enforce it all. A drift repair adds it
+        (:class:`~extschema.planning.EnforceIntRange`), as does any rebuild of the table."""
         return None
+
+    def predated_rules(self, conn: sa.Connection, plan: Plan) -> list[Predated]:
+        """The rules a rebuild in *plan* adds back to a table whose live CHECKs predate them (read
+        under the migration's lock): the rows breaking them are counted before anything runs, and
+        refused (ES309), as a narrowing's are. None where tables are altered in place."""
+        return []
 
     def plan_warnings(self, plan: Plan) -> list[Problem]:
         """Rules of *plan* this database leaves unenforced, for the person planning to know."""
@@ -431,6 +439,11 @@ class Dialect:
 
     def rename_enum_value(self, op: planning.RenameEnumValue) -> list[str]:
         raise NotImplementedError
+
+    def enforce_int_range(self, op: planning.EnforceIntRange) -> list[str]:
+        """Statements making the database keep *op*'s columns within Int's range (or, reversed, not):
+        none where the column's type keeps them there itself."""
+        return []
 
     def column_index_changes(self, op: planning.AlterColumn) -> tuple[list[str], list[str]]:
         """Statements dropping the column's own indexes it no longer gets, and creating the new ones
@@ -683,10 +696,7 @@ class Dialect:
 
     def check_condition(self, column: ColumnDef) -> str | None:
         """The column's CHECK condition (its :meth:`column_checks` joined), None without one."""
-        checks = self.column_checks(column)
-        if not checks:
-            return None
-        return " AND ".join(f"({c})" for c in checks) if len(checks) > 1 else checks[0]
+        return joined(self.column_checks(column))
 
     def column_sql(self, plugin_id: str, table: str, column: ColumnDef, constraints: bool = True) -> str:
         """A column definition: name, type (compiled by SQLAlchemy's dialect), default, NOT NULL, CHECK
@@ -879,10 +889,28 @@ _RENDERERS: dict[type[Op], Callable[[Dialect, Any], list[str]]] = {
     planning.AlterColumn: lambda d, op: d.alter_column(op),
     planning.RenameEnumValue: lambda d, op: d.rename_enum_value(op),
     planning.RunSql: lambda d, op: d.raw_sql(op),
+    planning.EnforceIntRange: lambda d, op: d.enforce_int_range(op),
 }
 
 #: Column attributes whose change converts stored values (a cast can round, truncate or reformat).
 _CONVERTING = frozenset({"type", "precision", "scale"})
+
+
+def joined(conditions: Sequence[str]) -> str | None:
+    """*conditions* as one CHECK condition (a lone one as it is), None for none."""
+    if not conditions:
+        return None
+    return " AND ".join(f"({c})" for c in conditions) if len(conditions) > 1 else conditions[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Predated:
+    """A rule *op* adds to a table whose live CHECKs predate it: *check* counts the rows breaking
+    it (names as before the plan); *rule* says which rule, for the refusal."""
+
+    op: Op
+    check: safety.DataCheck
+    rule: str
 
 
 def lossy(op: planning.AlterColumn) -> bool:

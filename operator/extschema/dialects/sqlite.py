@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,8 +13,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from extschema import limits, naming, planning, portable_regex
 from extschema.dialects import sqlite_decimal, sqlite_patterns
-from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass
-from extschema.planning import ColumnDef, IndexDef, TableDef, conversions
+from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass, Predated, joined
+from extschema.planning import ColumnDef, IndexDef, TableDef, conversions, safety
 from extschema.problems import Problem
 
 # SQLite columns take any value whatever their declared type; these CHECKs make them strict.
@@ -170,21 +170,48 @@ class SqliteDialect(Dialect):
                 return not self._can_add_in_place(op.column)
             case planning.AlterColumn():
                 return not _indexes_only(op)
+            case planning.EnforceIntRange():
+                return True
         return False
 
     #: Int's range is a CHECK here: drift reads the CHECKs to tell a table whose CHECK lacks it.
     reads_checks = True
 
-    def unenforced(self, column: ColumnDef, check: str | None) -> str | None:
+    def unenforced(self, plugin_id: str, column: ColumnDef, checks: Collection[str]) -> str | None:
         # Tables created before extschema checked Int's range on SQLite let any 64-bit integer in.
-        if column.type != "Int" or _int_range(self.quote(column.name)) in (check or ""):
+        # Any of the table's CHECKs may hold it: a renamed column keeps its constraint's old name.
+        if column.type != "Int" or any(_int_range(self.quote(column.name)) in c for c in checks):
             return None
         low, high = conversions.INT_RANGE
         return (
-            f"SQLite does not keep it within Int's range ({low}..{high}): its CHECK predates that rule, so larger "
-            "values fit (PostgreSQL refuses them). The next change that rebuilds the table adds the rule, and fails "
-            "while a value breaks it: fix such values first"
+            f"SQLite does not keep it within Int's range ({low}..{high}): the table was created before extschema "
+            "added that CHECK, so larger integers fit (PostgreSQL refuses them). `extschema drift "
+            f"{plugin_id} --repair` adds it, rebuilding the table (refused, with the count, while a value is "
+            "outside the range: fix those first); so does the next change that rebuilds the table"
         )
+
+    def predated_rules(self, conn: sa.Connection, plan: planning.Plan) -> list[Predated]:
+        # A rebuild creates the table with every CHECK this version renders: an Int column whose live
+        # CHECK predates the range gets it, and a value outside it would fail the copy.
+        found: list[Predated] = []
+        inspector = sa.inspect(conn)
+        low, high = conversions.INT_RANGE
+        for op, table, kept in _first_rebuilds(plan, self._rebuilds):
+            name = self.namer.table(plan.plugin_id, table.name).name
+            if not inspector.has_table(name):
+                continue
+            checks = [c["sqltext"] for c in inspector.get_check_constraints(name)]
+            for column in table.columns:
+                after = kept.get(column.name)
+                if after is None or after.type != "Int" or self.unenforced(plan.plugin_id, column, checks) is None:
+                    continue
+                check = safety.DataCheck("rows_violating", table.name, column.name, before=column, after=column)
+                rule = (
+                    f"its rebuild of table {table.name} adds the CHECK keeping {table.name}.{column.name} within "
+                    f"Int's range ({low}..{high}), which the table predates"
+                )
+                found.append(Predated(op, check, rule))
+        return found
 
     def hand_made_problems(self, conn: sa.Connection, plan: planning.Plan) -> list[Problem]:
         # A rebuild copies the spec's columns into a new table and drops the old one, and SQLite drops
@@ -339,6 +366,22 @@ class SqliteDialect(Dialect):
             drops, creates = self.column_index_changes(op)
             return drops + creates
         return self.rebuild(op.plugin_id, op.before, op.after, sources)
+
+    def enforce_int_range(self, op: planning.EnforceIntRange) -> list[str]:
+        # Rebuilt as the spec renders it; reversed, with those columns' CHECKs as the version before
+        # the range wrote them (the same conditions, less the range).
+        statements = self.rebuild(op.plugin_id, op.table, op.table)
+        if op.enforced:
+            return statements
+        create = statements[0]
+        for name in op.columns:
+            column = op.table.column(name)
+            assert column is not None and column.type == "Int"
+            current = f"CHECK ({self.check_condition(column)})"
+            older = joined([c for c in self.column_checks(column) if c != _int_range(self.quote(name))])
+            assert current in create
+            create = create.replace(current, f"CHECK ({older})" if older else "")
+        return [create, *statements[1:]]
 
     def rename_enum_value(self, op: planning.RenameEnumValue) -> list[str]:
         # Values live in the rows (and the enum in each column's CHECK): every table is rebuilt,
@@ -509,11 +552,54 @@ def _rebuilt(plan: planning.Plan, rebuilds: Callable[[planning.Op], bool]) -> li
                 touched = [before for before, _after in op.tables]
             case planning.AddColumn() | planning.DropColumn() | planning.AlterColumn() | planning.RenameColumn():
                 touched = [op.before]
+            case planning.EnforceIntRange():
+                touched = [op.table]
         for table in touched:
             first = origin.setdefault(table.name, table)
             if rebuilds(op):
                 rebuilt[first.name] = first
     return list(rebuilt.values())
+
+
+def _first_rebuilds(
+    plan: planning.Plan, rebuilds: Callable[[planning.Op], bool]
+) -> list[tuple[planning.Op, TableDef, dict[str, ColumnDef]]]:
+    """The first operation of *plan* rebuilding each existing table, with the table as it is before
+    the plan, and the columns that rebuild creates of its columns (by their names before the plan)."""
+    origin: dict[str, TableDef] = {}  # current name -> the table before the plan
+    renamed: dict[str, dict[str, str]] = {}  # current table -> current column -> its name before the plan
+    created: set[str] = set()
+    done: set[str] = set()
+    found: list[tuple[planning.Op, TableDef, dict[str, ColumnDef]]] = []
+    for op in plan.ops:
+        pairs: list[tuple[TableDef, TableDef]] = []
+        match op:
+            case planning.CreateTable():
+                created.add(op.table.name)
+            case planning.RenameTable():
+                origin[op.after.name] = origin.pop(op.before.name, op.before)
+                renamed[op.after.name] = renamed.pop(op.before.name, {})
+                if op.before.name in created:
+                    created.add(op.after.name)
+            case planning.RenameColumn():
+                origin.setdefault(op.before.name, op.before)
+                columns = renamed.setdefault(op.after.name, {})
+                columns[op.new] = columns.pop(op.old, op.old)
+            case planning.ChangeEnumValues() | planning.RenameEnumValue():
+                pairs = list(op.tables)
+            case planning.AddColumn() | planning.DropColumn() | planning.AlterColumn():
+                pairs = [(op.before, op.after)]
+            case planning.EnforceIntRange():
+                pairs = [(op.table, op.table)]
+        for before, after in pairs:
+            first = origin.setdefault(before.name, before)
+            if before.name in created or first.name in done or not rebuilds(op):
+                continue
+            done.add(first.name)
+            names = renamed.get(before.name, {})
+            kept = {names.get(c.name, c.name): c for c in after.columns if before.column(c.name) is not None}
+            found.append((op, first, kept))
+    return found
 
 
 def _index_names(dialect: SqliteDialect, plan: planning.Plan) -> set[str]:
@@ -522,7 +608,7 @@ def _index_names(dialect: SqliteDialect, plan: planning.Plan) -> set[str]:
     names: set[str] = set()
     for op in plan.ops:
         match op:
-            case planning.CreateTable() | planning.DropTable():
+            case planning.CreateTable() | planning.DropTable() | planning.EnforceIntRange():
                 tables.append(op.table)
             case planning.ChangeEnumValues() | planning.RenameEnumValue():
                 tables.extend(t for pair in op.tables for t in pair)

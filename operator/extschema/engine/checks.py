@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
 
-from extschema.dialects import Dialect
+from extschema.dialects import Dialect, Predated
 from extschema.planning import Plan, safety
 from extschema.problems import Kind, Problem, ProblemError
 
@@ -47,26 +47,44 @@ def count_in(conn: Connection, dialect: Dialect, plugin_id: str, checks: Sequenc
 
 
 class ViolatingRows(ProblemError):
-    """ES309 found in the migration's transaction: rows break a field *plan* narrows (nothing ran).
+    """ES309 found in the migration's transaction: rows break a field *plan* narrows, or a rule a
+    rebuild in it adds to a table that predates it (nothing ran).
 
     *counts* has one count per data check of ``safety.classify_plan(plan)``, in order (0 for the
-    checks that count losses, which are not counted again), for callers that word the refusal.
+    checks that count losses, which are not counted again), for callers that word the refusal;
+    *predated* the rules a rebuild adds (:meth:`~extschema.dialects.Dialect.predated_rules`) that
+    rows break, with their counts.
     """
 
-    def __init__(self, plan: Plan, counts: Sequence[int]) -> None:
-        self.plan, self.counts = plan, tuple(counts)
+    def __init__(self, plan: Plan, counts: Sequence[int], predated: Sequence[tuple[Predated, int]] = ()) -> None:
+        self.plan, self.counts, self.predated = plan, tuple(counts), tuple(predated)
         found = [(op.op, check) for op in safety.classify_plan(plan) for check in op.checks]
         problems = [
             Problem("ES309", "spec.tables", safety.refusal(op, check, n))
             for (op, check), n in zip(found, counts, strict=True)
             if n
         ]
+        problems.extend(
+            Problem("ES309", f"column {p.check.table}.{p.check.column}", predated_refusal(p, n))
+            for p, n in self.predated
+        )
         super().__init__(problems, Kind.REFUSED)
+
+
+def predated_refusal(predated: Predated, count: int) -> str:
+    """Why a change rebuilding a table is refused (ES309) when *count* rows break a rule the table predates."""
+    check = predated.check
+    return (
+        f"{predated.op.describe()}: {predated.rule}: {count} existing row(s) of {check.table} hold a value of "
+        f"{check.column} outside it; nothing was changed — fix or delete those rows first, or make the field "
+        "BigInt in a new version"
+    )
 
 
 def refuse_violations(conn: Connection, dialect: Dialect, plan: Plan) -> None:
     """Count again, in the migration's transaction (under the plugin's lock, before any statement
-    of *plan* runs), the rows that break a field *plan* narrows; raise :class:`ViolatingRows` if any.
+    of *plan* runs), the rows that break a field *plan* narrows, and those breaking a rule a rebuild
+    of *plan* adds to a table that predates it; raise :class:`ViolatingRows` if any.
 
     The narrowed fields' tables are locked first, in the mode the change itself takes
     (:meth:`~extschema.dialects.Dialect.lock_tables`): a writer whose transaction was open when
@@ -74,12 +92,20 @@ def refuse_violations(conn: Connection, dialect: Dialect, plan: Plan) -> None:
     """
     found = [check for op in safety.classify_plan(plan) for check in op.checks]
     wanted = [check for check in found if check.kind in safety.VIOLATIONS]
-    if not wanted:
+    predated = dialect.predated_rules(conn, plan)
+    if not wanted and not predated:
         return
-    tables = sorted({check.table for check in wanted if check.kind == "rows_violating"})
+    tables = sorted(
+        {check.table for check in (*wanted, *(p.check for p in predated)) if check.kind == "rows_violating"}
+    )
     for statement in dialect.lock_tables(plan.plugin_id, tables):
         conn.exec_driver_sql(statement)
     counted = iter(count_in(conn, dialect, plan.plugin_id, wanted))
     counts = [next(counted) if check.kind in safety.VIOLATIONS else 0 for check in found]
-    if any(counts):
-        raise ViolatingRows(plan, counts)
+    broken = [
+        (p, n)
+        for p, n in zip(predated, count_in(conn, dialect, plan.plugin_id, [p.check for p in predated]), strict=True)
+        if n
+    ]
+    if any(counts) or broken:
+        raise ViolatingRows(plan, counts, broken)

@@ -11,8 +11,10 @@ unique constraints — and names every difference: ``missing`` (in the spec, not
 one migration under the plugin's lock, recorded in the history as kind ``repair``; it is rendered and
 finished as an apply is (a new index of a table with rows is built concurrently after COMMIT, as its
 ``finish``). It never drops or alters anything: extra and changed objects may hold data or serve
-someone, so they are only reported, for a person to decide. On SQLite, views and triggers tied to a
-table are reported as extra too (a rebuild of the table is refused while they exist).
+someone, so they are only reported, for a person to decide. The one change it makes is a rule the
+table predates (an SQLite Int column created before extschema kept it within Int's range): the table
+is rebuilt with it, its values unchanged, refused (ES309) while a value breaks it. On SQLite, views
+and triggers tied to a table are reported as extra too (a rebuild of the table is refused while they exist).
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ class Difference:
     kind: DifferenceKind
     object: str
     detail: str
+    #: A changed object repair fixes (what is missing it always re-creates).
+    repairable: bool = False
+
+    @property
+    def repaired(self) -> bool:
+        """Whether :func:`repair` takes it away."""
+        return self.kind == "missing" or self.repairable
 
     def as_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "object": self.object, "detail": self.detail}
@@ -167,6 +176,7 @@ def _compare_table(
     # added before it (a SQLite rebuild copies exactly the columns of "before").
     present = {c.name for c in table.columns if c.name in live.columns}
     built = _shape(table, present)
+    unranged: list[str] = []  # Int columns whose table predates the CHECK keeping them within range
     for column in table.columns:
         here = live.columns.get(column.name)
         where = f"column {table.name}.{column.name}"
@@ -178,13 +188,15 @@ def _compare_table(
             built = after
         else:
             found.extend(_compare_column(here, dialect, plugin_id, column, where))
-            check = live.checks.get(dialect.namer.derived(plugin_id, table.name, [column.name], "check"))
-            unenforced = dialect.unenforced(column, check) if dialect.reads_checks else None
+            unenforced = dialect.unenforced(plugin_id, column, live.checks.values()) if dialect.reads_checks else None
             if unenforced is not None:
-                found.append(Difference("changed", where, unenforced))
+                found.append(Difference("changed", where, unenforced, repairable=True))
+                unranged.append(column.name)
     for extra in sorted(set(live.columns) - {"id", *(c.name for c in table.columns)}):
         found.append(Difference("extra", f"column {table.name}.{extra}", "not in the spec (added outside extschema)"))
     found.extend(_compare_indexes(live, dialect, plugin_id, table, ops))
+    if unranged:  # last: the rebuild re-creates the table's indexes, those re-created just before too
+        ops.append(planning.EnforceIntRange(plugin_id, built, tuple(unranged)))
     found.extend(
         Difference("extra", tied, f"on {table.name}, made outside extschema (a rebuild of the table is refused)")
         for tied in live.tied
@@ -274,7 +286,10 @@ class _Repair(migrator._Migration):
         self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int
     ) -> migrator.ApplyResult:
         assert self.current is not None
-        description = [f"re-created: {line}" for line in self.plan.describe()]
+        description = [
+            op.describe() if isinstance(op, planning.EnforceIntRange) else f"re-created: {op.describe()}"
+            for op in self.plan.ops
+        ]
         self.engine.registry.record(
             conn, self.plugin_id, migration_id, "repair", self.current.owner, self.current.spec, description,
             rendered, "executed", self.started, duration, None,

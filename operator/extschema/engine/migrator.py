@@ -6,8 +6,9 @@ under ``BEGIN IMMEDIATE`` (the database-wide write lock). Inside the lock the re
 again, so concurrent appliers of the same spec execute it exactly once and a plan computed from
 a registry that has since moved is refused as stale. Then, always in this order: lock → verify
 the history's checksums → render (the migration id names backups; an apply, and a gated rollback,
-first lock the tables whose fields they narrow and count again the rows that break them, refusing
-with ES309: the rows counted are the rows the change meets) → execute → record. Any error
+first lock the tables whose fields they narrow and count again the rows that break them — and those
+breaking a rule a rebuild adds to a table that predates it (SQLite's Int range) — refusing with ES309:
+the rows counted are the rows the change meets) → execute → record. Any error
 rolls the whole migration back; a failed apply is then recorded in a separate transaction with
 the database's message.
 

@@ -283,6 +283,28 @@ class RenameEnumValue(Op):
 
 
 @dataclasses.dataclass(frozen=True)
+class EnforceIntRange(Op):
+    """Make the database keep *columns* (Int fields of *table*) within Int's range, where the table
+    predates that rule (a drift repair of an SQLite table an older version created); the reverse
+    (*enforced* False) takes the rule away again, as that version left it. Values are not changed:
+    rows outside the range are refused before it runs (ES309)."""
+
+    KIND = "enforce_int_range"
+    table: TableDef
+    columns: tuple[str, ...]
+    enforced: bool = True
+
+    def reverse(self) -> Op:
+        return EnforceIntRange(self.plugin_id, self.table, self.columns, not self.enforced)
+
+    def describe(self) -> str:
+        named = ", ".join(f"{self.table.name}.{c}" for c in self.columns)
+        if self.enforced:
+            return f"enforce Int's range on {named}"
+        return f"stop enforcing Int's range on {named} (as before the repair)"
+
+
+@dataclasses.dataclass(frozen=True)
 class RunSql(Op):
     """A hand-written step of ``spec.migrations``; its reverse runs the step's ``rollbackSql``."""
 
@@ -348,6 +370,7 @@ KINDS: dict[str, type[Op]] = {
         RenameColumn,
         AlterColumn,
         RenameEnumValue,
+        EnforceIntRange,
         RunSql,
     )
 }

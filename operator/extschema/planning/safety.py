@@ -149,6 +149,7 @@ SAFE: dict[type[Op], str] = {
     ops.RenameEnumValue: "renames the value: rows holding it hold the new name",
     ops.AddColumn: "adds a column: existing rows get its default (or no value)",
     ops.ChangeEnumValues: "adds enum values",
+    ops.EnforceIntRange: "adds (or takes away) the rule keeping Int values within Int's range; no value changes",
 }
 
 
