@@ -57,7 +57,8 @@ crds: install
 	$(PYTHON) -m extschema crd --write
 	$(MAKE) manifests
 
-# Helm v3, built from the Go module proxy once and cached under ~/.cache/extschema (prints its path).
+# Helm 4 (v4.3.2), built from the Go module proxy once and cached under ~/.cache/extschema (prints its path);
+# `python -m tests.controlplane.helm 3` builds the Helm 3 release the chart is also checked with.
 helm: install
 	$(PYTHON) -m tests.controlplane.helm
 

@@ -22,7 +22,14 @@ import yaml
 from extschema import crd, limits
 from extschema.controller.settings import seconds
 from tests.controlplane import KUBERNETES_VERSION, Cluster
-from tests.controlplane.helm import documented_values, ensure_helm, render_manifests, render_readme
+from tests.controlplane.helm import (
+    HELM3_VERSION,
+    HELM_VERSION,
+    documented_values,
+    ensure_helm,
+    render_manifests,
+    render_readme,
+)
 
 pytestmark = [pytest.mark.helm]
 
@@ -230,10 +237,23 @@ def test_kube_version_is_required(helm: Path) -> None:
     proc = run_helm(helm, "template", "extschema", str(CHART), "--kube-version", "1.27.0", check=False)
     assert proc.returncode == 1 and "chart requires kubeVersion" in proc.stderr
     # Built like a Helm release: without --kube-version it assumes its client-go's Kubernetes, not 1.20.
-    assert run_helm(helm, "version", "--short").stdout.startswith("v3.22.0")
+    assert run_helm(helm, "version", "--short").stdout.startswith(HELM_VERSION)
     assert by_kind(
         [d for d in yaml.safe_load_all(run_helm(helm, "template", "x", str(CHART)).stdout) if d], "Deployment"
     )
+
+
+def test_helm_3_users_get_the_same_chart() -> None:
+    """The chart is `apiVersion: v2`, which Helm 3 reads too: it lints clean and renders exactly what Helm 4 does,
+    for every value set (docs/install.md names the supported Helm versions)."""
+    helm3, helm4 = ensure_helm(HELM3_VERSION), ensure_helm()
+    assert run_helm(helm3, "version", "--short").stdout.startswith(HELM3_VERSION)
+    for value_set in VALUE_SETS:
+        proc = run_helm(
+            helm3, "lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION, *values_args(value_set)
+        )
+        assert "0 chart(s) failed" in proc.stdout, proc.stdout
+        assert template(helm3, *values_args(value_set)) == template(helm4, *values_args(value_set)), value_set
 
 
 # --- rendered objects ----------------------------------------------------------------------------

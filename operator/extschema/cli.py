@@ -1,7 +1,7 @@
 """The ``extschema`` command line: a thin shell over :mod:`extschema.reconcile`.
 
 Exit codes are a contract: 0 ok; 1 invalid spec, conflict or refused change; 2 usage error;
-3 database unreachable or database error. No user error ends in a traceback.
+3 database unreachable or database error; 4 timed out (``wait``). No user error ends in a traceback.
 
 Start-up is part of the interface: ``--version`` and ``validate`` import neither the engine
 (SQLAlchemy, psycopg) nor kopf; commands that need a database import them when they run.
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from extschema.reconcile import MigrationEvent, OnEvent, Reviewed
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
+EXIT_TIMEOUT = 4
 #: Every kind of failure has its exit code (a test checks none is missing).
 EXIT_BY_KIND: dict[Kind, int] = {
     Kind.INVALID: EXIT_INVALID,
@@ -707,3 +708,45 @@ def run(
         liveness_endpoint=liveness,
         memo=controller.memo_for(settings),
     )
+
+
+@main.command("wait")
+@click.argument("name")
+@click.option(
+    "--for",
+    "condition",
+    type=click.Choice(["Ready"]),
+    required=True,
+    help="The condition to wait for (Ready: the database matches the current spec).",
+)
+@click.option("--namespace", "-n", metavar="NS", help="Its namespace (default: the pod's, else the kubeconfig's).")
+@click.option(
+    "--timeout", "timeout_ms", default="10m", show_default=True, callback=_duration, help="Give up after this long."
+)
+def wait_for(name: str, condition: str, namespace: str | None, timeout_ms: int) -> None:
+    """Wait until the ExtensionSchema NAME is Ready (exit 0), Stalled (1) or the timeout passes (4).
+
+    For a plugin's init container: its pods start only once the tables exist. Exit 3 when the Kubernetes API
+    refuses the credentials or none are found. Progress goes to stdout, one line per change.
+    """
+    from extschema import kubewait
+
+    def say(ns: str, text: str) -> None:
+        click.echo(kubewait.line(ns, name, text))
+
+    try:
+        waited = kubewait.wait(name, namespace, timeout_ms / 1000, say)
+    except kubewait.ApiError as error:
+        click.echo(f"extensionschema {escape(name)}: {kubewait.NO_API}: {escape(str(error))}", err=True)
+        sys.exit(EXIT_DATABASE)
+    where = f"extensionschema {escape(waited.namespace)}/{escape(name)}"
+    if waited.end == "stalled":
+        click.echo(f"{where}: {kubewait.STALLED}: it is Stalled and needs a person: {escape(waited.text)}", err=True)
+        sys.exit(EXIT_INVALID)
+    if waited.end == "timeout":
+        seconds = timeout_ms / 1000
+        click.echo(
+            f"{where}: {kubewait.TIMED_OUT}: not {condition} after {seconds:g}s; last seen: {escape(waited.text)}",
+            err=True,
+        )
+        sys.exit(EXIT_TIMEOUT)
