@@ -5,7 +5,7 @@ PYTHON ?= $(VENV)/bin/python
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
-.PHONY: install test lint unit demo demo-cli bench bench-operator e2e crds helm manifests image cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator e2e crds helm manifests image cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps
 	bash .ci/install-deps
@@ -30,6 +30,10 @@ unit: install
 
 demo: install
 	$(PYTHON) examples/demo.py
+
+# A plugin installed by its own Helm chart (examples/plugin-chart/): helm install --wait, extschema wait, uninstall.
+demo-helm: install
+	$(PYTHON) examples/demo_helm.py
 
 # The same engine without a cluster: the CLI on the embedded SQLite file.
 demo-cli: install
