@@ -74,6 +74,10 @@ def judge(body: Mapping[str, Any] | None) -> Seen:
     return Seen(text=f"{shown.get('reason', '')}: {shown.get('message', '')}")
 
 
+class _Relist(Exception):
+    """The watch cannot go on from its resourceVersion: list again."""
+
+
 class ApiError(Exception):
     """The API server refused (401/403) or cannot be used at all: waiting longer would not help."""
 
@@ -156,22 +160,27 @@ async def _wait(name: str, namespace: str | None, timeout_s: float, say: Callabl
                 streaming = aiohttp.ClientTimeout(total=max(left(), 0.1), sock_read=None)
                 async with session.get(url, timeout=streaming) as response:
                     await checked(response)
-                    async for line in response.content:
-                        event = json.loads(line)
-                        if event.get("type") == "ERROR":
-                            break  # e.g. 410 Gone: list again
-                        if event.get("type") == "BOOKMARK":
-                            continue
-                        seen = judge(None if event.get("type") == "DELETED" else event.get("object"))
-                        show(seen)
-                        if seen.ready or seen.stalled:
-                            return Waited("ready" if seen.ready else "stalled", seen.text, ns)
-            except (aiohttp.ClientError, ValueError) as error:
-                # Includes the API server restarting under us: retried until the deadline.
+                    buffer = b""
+                    async for chunk in response.content.iter_any():  # one JSON event per line, of any length
+                        buffer += chunk
+                        *lines, buffer = buffer.split(b"\n")
+                        for event in (json.loads(line) for line in lines if line.strip()):
+                            if event.get("type") == "ERROR":
+                                raise _Relist  # e.g. 410 Gone: list again
+                            if event.get("type") == "BOOKMARK":
+                                continue
+                            seen = judge(None if event.get("type") == "DELETED" else event.get("object"))
+                            show(seen)
+                            if seen.ready or seen.stalled:
+                                return Waited("ready" if seen.ready else "stalled", seen.text, ns)
+            except _Relist:
+                continue
+            except (aiohttp.ClientError, ValueError, TimeoutError) as error:
+                if left() <= 0:
+                    break  # the watch ran into the deadline
+                # The API server restarting under us, a slow answer: retried until the deadline.
                 show(Seen(text=f"cannot reach the Kubernetes API ({type(error).__name__}): retrying"))
                 await asyncio.sleep(min(RETRY_S, max(left(), 0)))
-            except TimeoutError:
-                break
     return Waited("timeout", last, ns)
 
 
