@@ -22,6 +22,7 @@ lint: install
 test: install lint
 	$(PYTHON) -m tests.controlplane build
 	$(PYTHON) -m tests.controlplane.helm
+	$(PYTHON) -m tests.controlplane.helm 3
 	$(PYTHON) -m pytest --cov=extschema --cov-report=term $(PYTEST_ARGS)
 	$(PYTHON) tests/coverage_gate.py
 
