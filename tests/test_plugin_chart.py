@@ -132,7 +132,7 @@ class Release:
         return proc
 
     def start(self, verb: str, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.helm_args(verb, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return spawn(self.helm_args(verb, *args))
 
     def schema(self) -> dict[str, Any]:
         return self.kube.get(self.name)
@@ -152,15 +152,27 @@ def service_account_kubeconfig(kube: e2e.Kube, account: str, path: Path) -> Path
 def start_init_container(command: list[str], kubeconfig: Path) -> subprocess.Popen[str]:
     """The init container's command as rendered, with this checkout's extschema."""
     assert command[0] == "extschema"
-    env = subprocess_env(KUBECONFIG=str(kubeconfig))
-    return subprocess.Popen(
-        [sys.executable, "-m", "extschema", *command[1:]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
+    return spawn([sys.executable, "-m", "extschema", *command[1:]], env=subprocess_env(KUBECONFIG=str(kubeconfig)))
+
+
+#: Processes a test started in the background; whatever still runs when it ends is stopped.
+SPAWNED: list[subprocess.Popen[str]] = []
+
+
+def spawn(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    SPAWNED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _stop_spawned() -> Iterator[None]:
+    yield
+    while SPAWNED:
+        proc = SPAWNED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
