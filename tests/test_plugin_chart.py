@@ -10,6 +10,7 @@ command as rendered, as the chart's ServiceAccount (a token of it), beside the r
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -258,6 +259,13 @@ def test_helm_install_waits_for_ready_the_init_container_too_and_fails_on_stalle
     # Once Ready it returns at once.
     code, out, err = finish(start_init_container(command, as_plugin), timeout=60)
     assert (code, out.splitlines()) == (0, [f"extensionschema {kube.ns}/notes: Ready (version 1.0.0)"]), err
+    code, out, err = finish(start_init_container([*command, "-o", "json"], as_plugin), timeout=60)
+    assert code == 0 and json.loads(out) == {
+        "ok": True,
+        "name": "notes",
+        "namespace": kube.ns,
+        "state": "Ready (version 1.0.0)",
+    }, err
 
     # A second release of the plugin claims the same pluginId: Stalled, and both waits fail with its message.
     second = Release(helm, kube, "notes-again")

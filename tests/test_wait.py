@@ -6,6 +6,7 @@ container); here only what decides the outcome, on the statuses the operator wri
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from typing import Any
@@ -74,6 +75,12 @@ def test_without_credentials_it_exits_3_saying_so(tmp_path: Any) -> None:
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.startswith("extensionschema notes: ES603: cannot read the Kubernetes credentials")
     assert "Traceback" not in proc.stderr
+
+
+def test_json_output_names_the_code() -> None:
+    proc = _wait("notes", "--for", "Ready", "-o", "json", KUBECONFIG="/nonexistent/kubeconfig")
+    assert proc.returncode == 3 and proc.stderr == ""
+    assert json.loads(proc.stdout)["code"] == "ES603" and json.loads(proc.stdout)["ok"] is False
 
 
 def test_usage_errors_exit_2() -> None:

@@ -723,30 +723,35 @@ def run(
 @click.option(
     "--timeout", "timeout_ms", default="10m", show_default=True, callback=_duration, help="Give up after this long."
 )
-def wait_for(name: str, condition: str, namespace: str | None, timeout_ms: int) -> None:
+@output_option
+def wait_for(name: str, condition: str, namespace: str | None, timeout_ms: int, output: str) -> None:
     """Wait until the ExtensionSchema NAME is Ready (exit 0), Stalled (1) or the timeout passes (4).
 
     For a plugin's init container: its pods start only once the tables exist. Exit 3 when the Kubernetes API
-    refuses the credentials or none are found. Progress goes to stdout, one line per change.
+    refuses the credentials or none are found. Text output prints one line per change on stdout.
     """
     from extschema import kubewait
 
     def say(ns: str, text: str) -> None:
-        click.echo(kubewait.line(ns, name, text))
+        if output == "text":
+            click.echo(kubewait.line(ns, name, text))
+
+    def fail(code: str, where: str, message: str, exit_code: int) -> NoReturn:
+        if output == "json":
+            _emit_json({"ok": False, "code": code, "name": name, "message": message})
+        else:
+            click.echo(f"extensionschema {escape(where)}: {code}: {escape(message)}", err=True)
+        sys.exit(exit_code)
 
     try:
         waited = kubewait.wait(name, namespace, timeout_ms / 1000, say)
     except kubewait.ApiError as error:
-        click.echo(f"extensionschema {escape(name)}: {kubewait.NO_API}: {escape(str(error))}", err=True)
-        sys.exit(EXIT_DATABASE)
-    where = f"extensionschema {escape(waited.namespace)}/{escape(name)}"
+        fail(kubewait.NO_API, name, str(error), EXIT_DATABASE)
+    where = f"{waited.namespace}/{name}"
     if waited.end == "stalled":
-        click.echo(f"{where}: {kubewait.STALLED}: it is Stalled and needs a person: {escape(waited.text)}", err=True)
-        sys.exit(EXIT_INVALID)
+        fail(kubewait.STALLED, where, f"it is Stalled and needs a person: {waited.text}", EXIT_INVALID)
     if waited.end == "timeout":
-        seconds = timeout_ms / 1000
-        click.echo(
-            f"{where}: {kubewait.TIMED_OUT}: not {condition} after {seconds:g}s; last seen: {escape(waited.text)}",
-            err=True,
-        )
-        sys.exit(EXIT_TIMEOUT)
+        seconds = f"{timeout_ms / 1000:g}s"
+        fail(kubewait.TIMED_OUT, where, f"not {condition} after {seconds}; last seen: {waited.text}", EXIT_TIMEOUT)
+    if output == "json":
+        _emit_json({"ok": True, "name": name, "namespace": waited.namespace, "state": waited.text})
