@@ -5,7 +5,7 @@ PYTHON ?= $(VENV)/bin/python
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
-.PHONY: install test lint unit demo demo-cli bench bench-operator e2e crds helm manifests image cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator e2e crds helm manifests image cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps
 	bash .ci/install-deps
@@ -22,6 +22,7 @@ lint: install
 test: install lint
 	$(PYTHON) -m tests.controlplane build
 	$(PYTHON) -m tests.controlplane.helm
+	$(PYTHON) -m tests.controlplane.helm 3
 	$(PYTHON) -m pytest --cov=extschema --cov-report=term $(PYTEST_ARGS)
 	$(PYTHON) tests/coverage_gate.py
 
@@ -30,6 +31,10 @@ unit: install
 
 demo: install
 	$(PYTHON) examples/demo.py
+
+# A plugin installed by its own Helm chart (examples/plugin-chart/): helm install --wait, extschema wait, uninstall.
+demo-helm: install
+	$(PYTHON) examples/demo_helm.py
 
 # The same engine without a cluster: the CLI on the embedded SQLite file.
 demo-cli: install
@@ -57,7 +62,8 @@ crds: install
 	$(PYTHON) -m extschema crd --write
 	$(MAKE) manifests
 
-# Helm v3, built from the Go module proxy once and cached under ~/.cache/extschema (prints its path).
+# Helm 4 (v4.3.2), built from the Go module proxy once and cached under ~/.cache/extschema (prints its path);
+# `python -m tests.controlplane.helm 3` builds the Helm 3 release the chart is also checked with.
 helm: install
 	$(PYTHON) -m tests.controlplane.helm
 

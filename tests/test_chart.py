@@ -22,7 +22,14 @@ import yaml
 from extschema import crd, limits
 from extschema.controller.settings import seconds
 from tests.controlplane import KUBERNETES_VERSION, Cluster
-from tests.controlplane.helm import documented_values, ensure_helm, render_manifests, render_readme
+from tests.controlplane.helm import (
+    HELM3_VERSION,
+    HELM_VERSION,
+    documented_values,
+    ensure_helm,
+    render_manifests,
+    render_readme,
+)
 
 pytestmark = [pytest.mark.helm]
 
@@ -230,10 +237,23 @@ def test_kube_version_is_required(helm: Path) -> None:
     proc = run_helm(helm, "template", "extschema", str(CHART), "--kube-version", "1.27.0", check=False)
     assert proc.returncode == 1 and "chart requires kubeVersion" in proc.stderr
     # Built like a Helm release: without --kube-version it assumes its client-go's Kubernetes, not 1.20.
-    assert run_helm(helm, "version", "--short").stdout.startswith("v3.22.0")
+    assert run_helm(helm, "version", "--short").stdout.startswith(HELM_VERSION)
     assert by_kind(
         [d for d in yaml.safe_load_all(run_helm(helm, "template", "x", str(CHART)).stdout) if d], "Deployment"
     )
+
+
+def test_helm_3_users_get_the_same_chart() -> None:
+    """The chart is `apiVersion: v2`, which Helm 3 reads too: it lints clean and renders exactly what Helm 4 does,
+    for every value set (docs/install.md names the supported Helm versions)."""
+    helm3, helm4 = ensure_helm(HELM3_VERSION), ensure_helm()
+    assert run_helm(helm3, "version", "--short").stdout.startswith(HELM3_VERSION)
+    for value_set in VALUE_SETS:
+        proc = run_helm(
+            helm3, "lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION, *values_args(value_set)
+        )
+        assert "0 chart(s) failed" in proc.stdout, proc.stdout
+        assert template(helm3, *values_args(value_set)) == template(helm4, *values_args(value_set)), value_set
 
 
 # --- rendered objects ----------------------------------------------------------------------------
@@ -449,6 +469,11 @@ def test_rendered_chart_passes_server_side_dry_run(
     assert len(applied) == len([doc for doc in yaml.safe_load_all(out) if doc]), proc.stdout
 
 
+#: The first install over CRDs applied before (docs/install.md): Helm 4 applies server-side, and takes over the
+#: fields another manager (`kubectl apply --server-side`) set to other values only when told to.
+ADOPT = ["--force-conflicts"]
+
+
 def _adopt_existing_crds(kube_cluster: Cluster, release: str, namespace: str) -> None:
     """CRDs applied earlier with `kubectl apply -f crds/` are handed to the release (docs/install.md)."""
     for name in ("extensionschemas.extschema.io", "databasetargets.extschema.io"):
@@ -477,7 +502,7 @@ def test_helm_install_creates_every_object_and_uninstall_keeps_crds(
     release = f"es-{uuid.uuid4().hex[:6]}"
     kube = ["--kubeconfig", str(kube_cluster.kubeconfig)]
     _adopt_existing_crds(kube_cluster, release, namespaces)
-    installed = run_helm(helm, "install", release, str(CHART), "-n", namespaces, *kube)
+    installed = run_helm(helm, "install", release, str(CHART), "-n", namespaces, *kube, *ADOPT)
     try:
         manifest = run_helm(helm, "get", "manifest", release, "-n", namespaces, *kube).stdout
         docs = [doc for doc in yaml.safe_load_all(manifest) if doc]

@@ -30,3 +30,20 @@ def test_demo_runs_end_to_end(kube_cluster: Cluster) -> None:
     assert '"knowledge-base" deleted' in output and "dropped all objects" in output
     # examples/evolution/: version 2 waits for its approval, then runs once spec.approvedPlanHash names its plan.
     assert "ApprovalRequired" in output and re.search(r"helpdesk\s+0002 apply\s+2\.0\.0\s+executed", output)
+
+
+@pytest.mark.helm
+def test_demo_helm_installs_a_plugin_by_its_own_chart(kube_cluster: Cluster) -> None:
+    """``make demo-helm`` (examples/demo_helm.py): the plugin chart installed with --wait, waited for, uninstalled."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "demo_helm.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=subprocess_env(KUBECONFIG=str(kube_cluster.kubeconfig)),
+        cwd=REPO,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "STATUS: deployed" in output and "extensionschema plugins/notes: Ready (version 1.0.0)" in output
+    assert 'release "notes" uninstalled' in output

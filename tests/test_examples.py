@@ -1,7 +1,8 @@
 """examples/: every schema is valid and carries its sync wave; the evolution example upgrades losing no row.
 
 The four top-level examples are applied together by test_cli (and by ``make demo``); the kustomize example is
-built and dry-run by test_argocd. This module covers what lives in sub-directories: ``examples/evolution/``
+built and dry-run by test_argocd; the plugin chart (``examples/plugin-chart/``) is installed by test_plugin_chart.
+This module covers what lives in sub-directories: ``examples/evolution/``
 (version 1 applied and filled, version 2 planned, gated, approved by its hash, applied: renamed values kept,
 the dropped field's values backed up and restored) on SQLite and PostgreSQL.
 """
@@ -33,6 +34,8 @@ def _documents() -> list[tuple[Path, dict[str, Any]]]:
     """Every ExtensionSchema and DatabaseTarget document under examples/ (rejected ones included)."""
     found = []
     for path in sorted(EXAMPLES.rglob("*.yaml")):
+        if "plugin-chart" in path.parts:
+            continue  # Helm templates, not YAML: tests/test_plugin_chart.py renders and checks them
         for document in yaml.safe_load_all(path.read_text()):
             if isinstance(document, dict) and document.get("kind") in ("ExtensionSchema", "DatabaseTarget"):
                 found.append((path, document))

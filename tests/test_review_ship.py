@@ -19,6 +19,7 @@ from tests import test_argocd as argocd
 from tests import test_operator_e2e as e2e
 from tests.controlplane import Cluster
 from tests.test_chart import (
+    ADOPT,
     CHART,
     NAMED_NAMESPACES,
     _adopt_existing_crds,
@@ -55,7 +56,7 @@ def test_notes_example_applies_upgrade_switches_value_sets_and_uninstall_keeps_u
     watched = NAMED_NAMESPACES[0]
     _adopt_existing_crds(kube_cluster, release, namespaces)
     installed = run_helm(
-        helm, "install", release, str(CHART), "-n", namespaces, *kube, *values_args("namespaced-values")
+        helm, "install", release, str(CHART), "-n", namespaces, *kube, *values_args("namespaced-values"), *ADOPT
     )
     schema_name = ""
     try:

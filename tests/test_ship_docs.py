@@ -20,6 +20,7 @@ PAGES = [
     "docs/install.md",
     "docs/concepts.md",
     "docs/plugin-authors.md",
+    "docs/helm-plugins.md",
     "docs/index.md",
     "README.md",
     "examples/evolution/README.md",
@@ -28,7 +29,7 @@ PAGES = [
     "deploy/argocd/README.md",
 ]
 #: Pages whose code spans name repository paths that must exist.
-PATH_PAGES = ["docs/install.md", "docs/concepts.md", "docs/plugin-authors.md", "docs/index.md"]
+PATH_PAGES = ["docs/install.md", "docs/concepts.md", "docs/plugin-authors.md", "docs/helm-plugins.md", "docs/index.md"]
 #: Pages written as a session: every ```yaml block is a file (``title="NAME"``), every ```sh line runs.
 SESSIONS = ["docs/plugin-authors.md", "examples/evolution/README.md"]
 

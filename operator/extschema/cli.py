@@ -1,7 +1,7 @@
 """The ``extschema`` command line: a thin shell over :mod:`extschema.reconcile`.
 
 Exit codes are a contract: 0 ok; 1 invalid spec, conflict or refused change; 2 usage error;
-3 database unreachable or database error. No user error ends in a traceback.
+3 database unreachable or database error; 4 timed out (``wait``). No user error ends in a traceback.
 
 Start-up is part of the interface: ``--version`` and ``validate`` import neither the engine
 (SQLAlchemy, psycopg) nor kopf; commands that need a database import them when they run.
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from extschema.reconcile import MigrationEvent, OnEvent, Reviewed
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
+EXIT_TIMEOUT = 4
 #: Every kind of failure has its exit code (a test checks none is missing).
 EXIT_BY_KIND: dict[Kind, int] = {
     Kind.INVALID: EXIT_INVALID,
@@ -717,3 +718,50 @@ def run(
         liveness_endpoint=liveness,
         memo=controller.memo_for(settings),
     )
+
+
+@main.command("wait")
+@click.argument("name")
+@click.option(
+    "--for",
+    "condition",
+    type=click.Choice(["Ready"]),
+    required=True,
+    help="The condition to wait for (Ready: the database matches the current spec).",
+)
+@click.option("--namespace", "-n", metavar="NS", help="Its namespace (default: the pod's, else the kubeconfig's).")
+@click.option(
+    "--timeout", "timeout_ms", default="10m", show_default=True, callback=_duration, help="Give up after this long."
+)
+@output_option
+def wait_for(name: str, condition: str, namespace: str | None, timeout_ms: int, output: str) -> None:
+    """Wait until the ExtensionSchema NAME is Ready (exit 0), Stalled (1) or the timeout passes (4).
+
+    For a plugin's init container: its pods start only once the tables exist. Exit 3 when the Kubernetes API
+    refuses the credentials or none are found. Text output prints one line per change on stdout.
+    """
+    from extschema import kubewait
+
+    def say(ns: str, text: str) -> None:
+        if output == "text":
+            click.echo(kubewait.line(ns, name, text))
+
+    def fail(code: str, where: str, message: str, exit_code: int) -> NoReturn:
+        if output == "json":
+            _emit_json({"ok": False, "code": code, "name": name, "message": message})
+        else:
+            click.echo(f"extensionschema {escape(where)}: {code}: {escape(message)}", err=True)
+        sys.exit(exit_code)
+
+    try:
+        waited = kubewait.wait(name, namespace, timeout_ms / 1000, say)
+    except kubewait.ApiError as error:
+        fail(kubewait.NO_API, name, str(error), EXIT_DATABASE)
+    where = f"{waited.namespace}/{name}"
+    if waited.end == "stalled":
+        fail(kubewait.STALLED, where, f"it is Stalled and needs a person: {waited.text}", EXIT_INVALID)
+    if waited.end == "timeout":
+        seconds = f"{timeout_ms / 1000:g}s"
+        fail(kubewait.TIMED_OUT, where, f"not {condition} after {seconds}; last seen: {waited.text}", EXIT_TIMEOUT)
+    if output == "json":
+        _emit_json({"ok": True, "name": name, "namespace": waited.namespace, "state": waited.text})

@@ -277,7 +277,13 @@ def _status_schema(model_class: type[pydantic.BaseModel]) -> Schema:
 
 
 def extension_schema_status() -> Schema:
-    return _status_schema(status_model.ExtensionSchemaStatus)
+    """The status schema, with a default that the API server shows until the operator's first write.
+
+    ``observedGeneration: 0`` makes a resource nobody has reconciled yet read as in progress to kstatus (Helm 4's
+    ``--wait``, Flux), which reads an object without status as Current and would stop waiting before the
+    operator has seen it. Defaults apply on every read, never stored; the operator's first write replaces it.
+    """
+    return {**_status_schema(status_model.ExtensionSchemaStatus), "default": {"observedGeneration": 0}}
 
 
 def _crd(

@@ -91,6 +91,9 @@ CATALOG: dict[str, str] = {
     "ES406": "Per-plugin roles need PostgreSQL",
     "ES501": "Pattern not enforced by SQLite",
     "ES503": "Database differs from the unchanged spec (drift)",
+    "ES601": "The ExtensionSchema is Stalled",
+    "ES602": "Timed out waiting for the ExtensionSchema",
+    "ES603": "The Kubernetes API cannot be used",
 }
 
 

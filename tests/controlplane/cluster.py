@@ -299,7 +299,9 @@ class ControlPlane(Cluster):
                     f"--kubeconfig={kcm_kubeconfig}",
                     f"--authentication-kubeconfig={kcm_kubeconfig}",
                     f"--authorization-kubeconfig={kcm_kubeconfig}",
-                    "--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token",
+                    # deployment and replicaset write a Deployment's status (Available with 0 replicas), which
+                    # kstatus waits for (Helm 4's --wait); without a scheduler or kubelet no pod ever runs.
+                    "--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,deployment,replicaset",
                     f"--service-account-private-key-file={keys.sa_key}",
                     f"--root-ca-file={keys.ca_cert}",
                     # Each controller acts as its own service account, as in real clusters.

@@ -1,10 +1,12 @@
 """Build and cache the Helm CLI, like the control-plane binaries (``build``).
 
-No package registry ships Helm; ``go install helm.sh/helm/v3/cmd/helm@VERSION`` works as is (no replace
-directives, unlike kube-apiserver), with the -X flags Helm's Makefile sets for a release (version, default
-Kubernetes version). The binary lands in the same cache root, under the same build lock, through a temporary
+No package registry ships Helm; ``go install helm.sh/helm/v4/cmd/helm@VERSION`` works as is (no replace
+directives, unlike kube-apiserver), with the -X flag Helm's Makefile sets for a release (its version). Helm 4 is
+the line the tests use (its ``--wait`` is kstatus, which reads the Ready/Reconciling/Stalled conditions extschema
+writes); one Helm 3 release is built too, on demand, for the check that the operator chart still works for Helm 3
+users (tests/test_chart.py). A binary lands in the same cache root, under the same build lock, through a temporary
 directory so that a killed build leaves nothing half-done.
-``python -m tests.controlplane.helm`` builds it and prints its path (``make helm``).
+``python -m tests.controlplane.helm`` builds Helm 4 and prints its path (``make helm``); ``... helm 3`` Helm 3.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ from pathlib import Path
 
 from .build import _build_lock, cache_root, go_env, log, run_go, upstream_gomod
 
-HELM_VERSION = "v3.22.0"
-HELM_PACKAGE = "helm.sh/helm/v3/cmd/helm"
+#: The Helm every chart test runs with.
+HELM_VERSION = "v4.3.2"
+#: The Helm 3 release the operator chart is checked with (the newest approved 3.x).
+HELM3_VERSION = "v3.21.4"
+
+
+def _module(version: str) -> str:
+    """``v4.3.2`` -> ``helm.sh/helm/v4`` (the module path carries the major version)."""
+    return f"helm.sh/helm/v{version.lstrip('v').split('.')[0]}"
 
 
 def helm_dir(version: str = HELM_VERSION) -> Path:
@@ -26,19 +35,22 @@ def helm_dir(version: str = HELM_VERSION) -> Path:
 
 
 def _ldflags(version: str) -> str:
-    """What Helm's own Makefile stamps into a release: its version, and the Kubernetes version of its client-go
-    as the default for `helm template`/`helm lint` (without it they assume Kubernetes 1.20)."""
-    gomod = upstream_gomod("helm.sh/helm/v3", version)
-    client_go = next(line.split()[1] for line in gomod.splitlines() if line.strip().startswith("k8s.io/client-go "))
-    major, minor = client_go.lstrip("v").split(".")[:2]
-    flags = [f"-X helm.sh/helm/v3/internal/version.version={version}"]
-    for package in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
-        flags += [f"-X {package}.k8sVersionMajor={int(major) + 1}", f"-X {package}.k8sVersionMinor={minor}"]
+    """What Helm's own Makefile stamps into a release: its version. Helm 3 also needs the Kubernetes version of its
+    client-go as the default for `helm template`/`helm lint` (without it they assume Kubernetes 1.20); Helm 4 reads
+    it from the binary's build info itself."""
+    module = _module(version)
+    flags = [f"-X {module}/internal/version.version={version}"]
+    if module.endswith("/v3"):
+        gomod = upstream_gomod(module, version)
+        client_go = next(line.split()[1] for line in gomod.splitlines() if line.strip().startswith("k8s.io/client-go "))
+        major, minor = client_go.lstrip("v").split(".")[:2]
+        for package in (f"{module}/pkg/lint/rules", f"{module}/pkg/chartutil"):
+            flags += [f"-X {package}.k8sVersionMajor={int(major) + 1}", f"-X {package}.k8sVersionMinor={minor}"]
     return " ".join(flags)
 
 
 #: Bumped when the build recipe changes, so that binaries built the old way are rebuilt.
-RECIPE = "2"
+RECIPE = "3"
 
 
 def _works(binary: Path, version: str) -> bool:
@@ -53,8 +65,9 @@ def _works(binary: Path, version: str) -> bool:
 
 
 def ensure_helm(version: str = HELM_VERSION) -> Path:
-    """The helm binary of *version* (``EXTSCHEMA_HELM`` overrides), built on first use (~1-5 minutes)."""
-    override = os.environ.get("EXTSCHEMA_HELM")
+    """The helm binary of *version*, built on first use (~1-5 minutes). ``EXTSCHEMA_HELM`` overrides the Helm 4
+    binary, ``EXTSCHEMA_HELM3`` the Helm 3 one."""
+    override = os.environ.get("EXTSCHEMA_HELM3" if _module(version).endswith("/v3") else "EXTSCHEMA_HELM")
     if override:
         return Path(override)
     out = helm_dir(version)
@@ -71,7 +84,9 @@ def ensure_helm(version: str = HELM_VERSION) -> Path:
         log(f"building helm {version}")
         env = {**go_env(), "GOBIN": str(tmp)}
         ldflags = _ldflags(version)
-        run_go(["install", "-trimpath", "-ldflags", ldflags, f"{HELM_PACKAGE}@{version}"], cache_root(), env)
+        run_go(
+            ["install", "-trimpath", "-ldflags", ldflags, f"{_module(version)}/cmd/helm@{version}"], cache_root(), env
+        )
         (tmp / "recipe").write_text(RECIPE)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
@@ -172,7 +187,7 @@ def render_readme() -> str:
 if __name__ == "__main__":
     import sys
 
-    binary = ensure_helm()
+    binary = ensure_helm(HELM3_VERSION if sys.argv[1:] == ["3"] else HELM_VERSION)
     if sys.argv[1:] == ["manifests"]:
         MANIFESTS.parent.mkdir(parents=True, exist_ok=True)
         MANIFESTS.write_text(render_manifests(binary))
