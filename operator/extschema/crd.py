@@ -264,7 +264,8 @@ def spec_schema() -> Schema:
     }
     schema["properties"]["suspend"] = {
         "type": "boolean",
-        "description": "Pause: the operator leaves the database alone until this is false again.",
+        "description": "Pause: the operator leaves the database alone until this is false again; deleting a "
+        "suspended resource leaves its tables and registration as they are (deletionPolicy does not run).",
     }
     return schema
 
