@@ -779,3 +779,67 @@ def test_in_sync_is_unknown_while_the_drift_check_cannot_run(
     assert in_sync["reason"] == "CheckFailed" and "ES306" in in_sync["message"], in_sync
     assert "in sync" not in in_sync["message"]
     assert "DriftCheckFailed" in {e["reason"] for e in kube.events("unchecked")}
+
+
+def waiting_on_a_lock(url: str, query: str) -> bool:
+    """Whether a session of the database waits for a lock while running a statement that starts with *query*."""
+    found = execute(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+        f"AND starts_with(query, '{query}')",
+    )
+    return bool(found[0][0])
+
+
+def until(done: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.postgres
+def test_two_operators_racing_an_approved_drop_report_what_the_database_holds(
+    kube: Kube, run_operator: Callable[..., Operator], pg_url: str
+) -> None:
+    """Two uncoordinated operators (a rolling update) handle one approved drop. The first runs it; the second
+    plans from v1 while the first is migrating, and counts what it would drop after the column is gone. It must
+    plan again from what the first left and report the truth, not Stalled/MigrationFailed on a column already
+    dropped. The interleaving is forced with a row lock on the registry, held by the test."""
+    first = run_operator(pg_url)
+    target = {"apiVersion": "extschema.io/v1alpha1", "kind": "DatabaseTarget", "metadata": {"name": "pg"}}
+    kube.apply(
+        {**target, "spec": {"url": pg_url, "lockTimeout": "120s", "statementTimeout": "120s"}}
+    )  # waits for the test
+    title, note = {"name": "title", "type": "String"}, {"name": "note", "type": "Text"}
+    v1 = schema_doc("race", "race", [{"name": "item", "fields": [title, note]}], targetRef={"name": "pg"})
+    kube.apply(v1)
+    kube.wait("race")
+    execute(pg_url, f"INSERT INTO {physical(pg_url, 'race', 'item')} (title, note) VALUES ('a', 'x')")
+    v2 = schema_doc("race", "race", [{"name": "item", "fields": [title]}], version="2.0.0", targetRef={"name": "pg"})
+    kube.apply(v2)
+    plan_hash = kube.wait_reason("race", "ApprovalRequired")["status"]["pendingPlan"]["hash"]
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as held:
+            # The first operator's migration drops the column, then waits to register v2 (it holds the table).
+            held.exec_driver_sql("SELECT 1 FROM extschema.extension_schemas WHERE plugin_id = 'race' FOR UPDATE")
+            kube(
+                "patch", "exts", "race", "--type", "merge", "-p", json.dumps({"spec": {"approvedPlanHash": plan_hash}})
+            )
+            until(lambda: waiting_on_a_lock(pg_url, "UPDATE extschema.extension_schemas"), "the first one registers")
+            # The second one starts (resume), reads the registry (v1), plans the drop, and counts `note`: it waits.
+            run_operator(pg_url)
+            until(lambda: waiting_on_a_lock(pg_url, "SELECT count(*) FROM"), "the second one counts")
+            held.commit()  # the first commits v2; the second's count then reads a table without `note`
+    finally:
+        engine.dispose()
+    kube.wait_until("race", lambda b: (b.get("status") or {}).get("appliedVersion") == "2.0.0", "2.0.0")
+    time.sleep(3)  # both have written their status by now
+    body = kube.get("race")
+    assert kube.ready(body)["reason"] == "Applied" and "Stalled" not in condition_types(body), body["status"]
+    assert "MigrationFailed" not in {e["reason"] for e in kube.events("race")}
+    applies = [(p, s) for p, kind, s in migrations(pg_url) if kind == "apply"]
+    assert applies == [("race", "executed"), ("race", "executed")]  # v1 and v2, each once
+    assert "ES402" not in first.tail(10_000)
