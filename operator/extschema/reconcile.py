@@ -727,13 +727,16 @@ def apply_one(
     so when the registry moved, the new plan runs only if it is safe or its own hash is approved.
     """
     for attempt in range(_STALE_RETRIES):
+        if planned is None or attempt:
+            previous = planned.hash() if planned is not None else None
+            planned = plan_one(engine, loaded, refs)
+            try:
+                reviewed = _review(engine, planned)
+            except StalePlan:  # moved again while it was counted
+                continue
+            authorize([reviewed], approvals, stale={previous} & set(approvals) if previous else ())
+        base_checksum = planned.base.checksum if planned.base else None
         try:
-            if planned is None or attempt:
-                previous = planned.hash() if planned is not None else None
-                planned = plan_one(engine, loaded, refs)
-                stale = {previous} & set(approvals) if previous else ()
-                authorize([_review(engine, planned)], approvals, stale=stale)
-            base_checksum = planned.base.checksum if planned.base else None
             result = engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
         except StalePlan:
             continue
