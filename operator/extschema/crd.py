@@ -253,7 +253,10 @@ def spec_schema() -> Schema:
     source = model.ExtensionSchemaSpec.model_json_schema(by_alias=True)
     defs = source.pop("$defs", {})
     schema = _convert(source, defs, "")
-    schema["description"] = "What a plugin asks of the database: its tables, enums and relationships."
+    schema["description"] = (
+        "What a plugin asks of the database: its tables, enums and relationships. At most "
+        f"{limits.MAX_RESOURCE_SPEC_BYTES // 1024} KiB as JSON (ES009), so the object also holds its status."
+    )
     schema["properties"]["targetRef"] = {
         "type": "object",
         "description": "The DatabaseTarget (same namespace) to apply to; omitted: the operator's default database.",
