@@ -126,8 +126,9 @@ def test_reasons_are_camel_case_and_documented() -> None:
 
 def test_in_sync_reasons_are_documented_with_their_status() -> None:
     text = DOCS.read_text(encoding="utf-8")
-    documented = dict(re.findall(r"^#### `([A-Za-z]+)`\n\n\*InSync=(True|False)\*", text, flags=re.MULTILINE))
-    assert documented == {name: str(r.in_sync) for name, r in conditions.IN_SYNC_REASONS.items()}
+    documented = dict(re.findall(r"^#### `([A-Za-z]+)`\n\n\*InSync=(True|False|Unknown)\*", text, flags=re.MULTILINE))
+    shown = {True: "True", False: "False", None: "Unknown"}
+    assert documented == {name: shown[r.in_sync] for name, r in conditions.IN_SYNC_REASONS.items()}
 
 
 def test_sync_verdicts() -> None:

@@ -22,6 +22,7 @@ import pytest
 from extschema import conditions, conflicts, model, reconcile
 from extschema.conditions import Outcome
 from extschema.controller import claims, drift, recheck, runtime, settings, status, targets
+from extschema.controller.diffbase import DigestDiffBaseStorage
 from extschema.controller.kubeapi import KubeApi
 from extschema.engine.lint import LintFinding
 from extschema.problems import Kind, Problem, ProblemError
@@ -586,13 +587,46 @@ def test_drift_round_checks_due_resources_and_shows_only_new_verdicts() -> None:
 def test_drift_round_survives_failures_and_forgets_gone_resources() -> None:
     watch = drift.Watchlist()
     watch.track({"uid": "u1"}, _watched())
-    _round(watch, _Drift(RuntimeError("database away")))
-    assert watch["u1"].shown is None and watch["u1"].due > time.monotonic()  # tried again next interval
+    failed = _Drift(RuntimeError("database away"))
+    _round(watch, failed)
+    # A check that cannot run shows Unknown with the error, never the last verdict; tried again next interval.
+    (unknown,) = failed.shown
+    assert (unknown.reason, unknown.status) == ("CheckFailed", None) and "database away" in unknown.message
+    assert watch["u1"].shown == unknown and watch["u1"].due > time.monotonic()
     watch["u1"].due = 0.0
     _round(watch, _Drift(conditions.sync_of([]), shown=False))
-    assert watch["u1"].shown is None and watch["u1"].due <= time.monotonic()  # not written: next tick
+    assert watch["u1"].shown == unknown and watch["u1"].due <= time.monotonic()  # not written: next tick
     _round(watch, _Drift(conditions.sync_of([]), shown=None))
     assert "u1" not in watch
+
+
+def test_digest_diff_base_reads_an_older_operators_whole_essence_as_unchanged() -> None:
+    """Upgrade: a resource last handled by an operator that stored the whole essence in an annotation is not
+    taken for a changed one; the next store writes the digest and removes the whole essence."""
+    prefix = "kopf.extschema.io"
+    old = kopf.AnnotationsDiffBaseStorage(prefix=prefix, key="last-handled-configuration")
+    raw: dict[str, Any] = {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "ExtensionSchema",
+        "metadata": {"name": "shop", "namespace": "ns", "labels": {"team": "a"}, "annotations": {"note": "x"}},
+        "spec": {"pluginId": "shop", "version": "1.0.0", "tables": [{"name": "item"}]},
+        "status": {"appliedVersion": "1.0.0"},
+    }
+    written = kopf.Patch()
+    old.store(body=kopf.Body(raw), patch=written, essence=old.build(body=kopf.Body(raw)))
+    raw["metadata"]["annotations"].update(written["metadata"]["annotations"])
+    raw["metadata"]["annotations"][f"{prefix}/reconcile"] = '{"started": "2026-01-01T00:00:00"}'  # progress
+    new = DigestDiffBaseStorage(prefix)
+    body = kopf.Body(raw)
+    assert new.fetch(body=body) == new.build(body=body)  # unchanged: no update handlers run
+    raw["spec"]["version"] = "1.1.0"
+    assert new.fetch(body=kopf.Body(raw)) != new.build(body=kopf.Body(raw))  # a real change still is one
+    patch = kopf.Patch()
+    new.store(body=kopf.Body(raw), patch=patch, essence=new.build(body=kopf.Body(raw)))
+    annotations = patch["metadata"]["annotations"]
+    assert annotations[f"{prefix}/last-handled-configuration"] is None and len(annotations[new.key]) == 64
+    raw["metadata"]["annotations"].update(annotations)
+    assert new.fetch(body=kopf.Body(raw)) == new.build(body=kopf.Body(raw))
 
 
 def test_drift_round_leaves_a_resource_that_reconciled_meanwhile() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from extschema import loading, reconcile
+from extschema import limits, loading, reconcile
 from extschema.problems import Kind, ProblemError
 from tests.helpers import EXAMPLES, run, tables, write_schema
 
@@ -175,3 +176,40 @@ def test_hostile_files_change_nothing_in_the_database(tmp_path: Path, db_url: st
     assert f": {code}: " in outcome.stderr
     assert tables(db_url) == before
     assert run("status", "-d", db_url, "-o", "json").json()["plugins"] == []
+
+
+def test_a_custom_resource_too_large_to_record_is_refused_with_es009() -> None:
+    """The operator and the webhook load resources through from_object: a spec the API server could store but
+    not together with its status is refused before anything runs, saying how large it is and what to do."""
+
+    def body(tables: int, last: int) -> dict[str, object]:
+        """*tables* tables described with 4,000 characters, the last one with *last*."""
+        spec = {
+            "pluginId": "big",
+            "version": "1.0.0",
+            "suspend": False,
+            "tables": [
+                {"name": f"t{i}", "description": "d" * (last if i == tables - 1 else 4000), "fields": []}
+                for i in range(tables)
+            ],
+        }
+        return {
+            "apiVersion": "extschema.io/v1alpha1",
+            "kind": "ExtensionSchema",
+            "metadata": {"name": "b"},
+            "spec": spec,
+        }
+
+    def size(document: dict[str, object]) -> int:
+        return len(json.dumps(document["spec"], separators=(",", ":")).encode())
+
+    limit = limits.MAX_RESOURCE_SPEC_BYTES
+    tables = next(n for n in range(1, 257) if 0 <= limit - size(body(n, 0)) <= 4000)
+    last = limit - size(body(tables, 0))
+    assert size(body(tables, last)) == limit
+    loading.from_object(body(tables, last), "ns/b")  # exactly at the limit: loaded
+    with pytest.raises(ProblemError) as caught:
+        loading.from_object(body(tables, last + 1), "ns/b")
+    (problem,) = caught.value.problems
+    assert (problem.code, problem.path, caught.value.kind) == ("ES009", "spec", Kind.INVALID)
+    assert f"{limit + 1:,} bytes" in problem.message and "dependsOn" in problem.message

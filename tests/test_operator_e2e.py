@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -642,3 +643,209 @@ def test_repair_policy_recreates_a_dropped_index(
     time.sleep(5)  # two more drift checks: in sync, nothing repaired again
     repairs = [m for m in migrations(db_url) if m[:2] == ("indexed", "repair")]
     assert repairs == [("indexed", "repair", "executed")]
+
+
+# --- contract and status under chaos: suspend on deletion, large specs, racing operators, a check that cannot run
+
+
+def registry_rows(url: str, plugin: str) -> list[tuple[str, str]]:
+    """(owner, version) of the plugin's registry row, if any."""
+    table = "extension_schemas" if url.startswith("sqlite") else "extschema.extension_schemas"
+    return [(r[0], r[1]) for r in execute(url, f"SELECT owner, version FROM {table} WHERE plugin_id = '{plugin}'")]
+
+
+@pytest.mark.postgres
+def test_deleting_a_suspended_resource_leaves_the_database_as_it_is(
+    kube: Kube, run_operator: Callable[..., Operator], pg_url: str
+) -> None:
+    run_operator(pg_url)
+    kube.apply(simple("paused", "paused"))  # deletionPolicy: Drop (the default)
+    kube.wait("paused")
+    table = physical(pg_url, "paused", "item")
+    execute(pg_url, f"INSERT INTO {table} (title) VALUES ('kept')")
+    kube("patch", "exts", "paused", "--type", "merge", "-p", '{"spec":{"suspend":true}}')
+    kube.wait_reason("paused", "Suspended")
+    kube("delete", "exts", "paused", f"--timeout={WAIT}")  # the finalizer goes at once: nothing to wait for
+    assert execute(pg_url, f"SELECT title FROM {table}") == [("kept",)]  # not dropped, not backed up
+    assert registry_rows(pg_url, "paused") == [(f"{kube.ns}/paused", "1.0.0")]  # not unregistered either
+    assert [kind for plugin, kind, _ in migrations(pg_url) if plugin == "paused"] == ["apply"]
+    deleted = [e["message"] for e in kube.events("paused") if e["reason"] == "Deleted"]
+    assert deleted and "spec.suspend is true, so deletionPolicy Drop did not run" in deleted[-1]
+    # Re-created under the same name, the resource manages the plugin again: nothing runs, its row is still there.
+    kube.apply(simple("paused", "paused"))
+    kube.wait("paused")
+    assert execute(pg_url, f"SELECT title FROM {table}") == [("kept",)]
+    assert [kind for plugin, kind, _ in migrations(pg_url) if plugin == "paused"] == ["apply"]
+    # Not suspended, its deletionPolicy runs as before.
+    kube("delete", "exts", "paused", f"--timeout={WAIT}")
+    assert table not in tables(pg_url) and registry_rows(pg_url, "paused") == []
+
+
+def large_schema(name: str, plugin: str, tables_: int, fields: int, description: int) -> dict[str, Any]:
+    text = "d" * description
+    return schema_doc(
+        name,
+        plugin,
+        [
+            {
+                "name": f"t{t}",
+                "description": text,
+                "fields": [{"name": f"f{f}", "type": "String", "description": text} for f in range(fields)],
+            }
+            for t in range(tables_)
+        ],
+    )
+
+
+@pytest.mark.postgres
+def test_a_spec_over_256_kib_is_migrated_and_recorded(
+    kube: Kube, run_operator: Callable[..., Operator], pg_url: str
+) -> None:
+    """kopf's diff base once held the whole spec in an annotation (all annotations: 256 KiB at most): the
+    migration ran, then every patch was refused: no finalizer, no status. Now it is a digest."""
+    run_operator(pg_url)
+    doc = large_schema("big", "big", 64, 16, 300)
+    assert len(json.dumps(doc["spec"])) > 300_000
+    kube("create", "-f", "-", input=json.dumps(doc))  # not `kubectl apply`: its own annotation holds the object
+    body = kube.wait_reason("big", "Applied", timeout=120)
+    assert body["metadata"]["finalizers"] == ["extschema.io/cleanup"]
+    assert body["status"]["appliedVersion"] == "1.0.0" and len(body["status"]["tables"]) == 64
+    annotations = body["metadata"].get("annotations") or {}
+    assert len(annotations["kopf.extschema.io/last-handled-digest"]) == 64
+    assert "kopf.extschema.io/last-handled-configuration" not in annotations
+    assert sum(len(k) + len(v) for k, v in annotations.items()) < 4096
+    assert physical(pg_url, "big", "t63") in tables(pg_url)
+    # An update is still seen as one (the digest changed), and handled.
+    kube("patch", "exts", "big", "--type", "json", "-p", json.dumps([
+        {"op": "add", "path": "/spec/tables/0/fields/-", "value": {"name": "extra", "type": "Text"}},
+        {"op": "replace", "path": "/spec/version", "value": "1.1.0"},
+    ]))  # fmt: skip
+    kube.wait_until("big", lambda b: (b.get("status") or {}).get("appliedVersion") == "1.1.0", "version 1.1.0")
+    assert "extra" in columns(pg_url, physical(pg_url, "big", "t0"))
+
+
+@pytest.mark.postgres
+def test_a_spec_too_large_to_record_is_refused_before_any_work(
+    kube: Kube, run_operator: Callable[..., Operator], pg_url: str
+) -> None:
+    run_operator(pg_url)
+    doc = large_schema("huge", "huge", 64, 40, 330)
+    size = len(json.dumps(doc["spec"], separators=(",", ":")))
+    assert 768 * 1024 < size < 1_000_000  # etcd stores it; its status could not be relied on
+    kube("create", "-f", "-", input=json.dumps(doc))
+    body = kube.wait_reason("huge", "InvalidSpec")
+    assert "spec: ES009: the spec is" in kube.ready(body)["message"]
+    present = tables(pg_url)
+    assert not [t for t in present if t.startswith("ext_huge")]
+    assert "extschema.extension_schemas" not in present  # nothing ran: not even the registry was created
+
+
+def legacy_diff_base(doc: dict[str, Any]) -> dict[str, str]:
+    """The annotations an operator before the digest left on a resource it handled: the whole essence."""
+    storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.extschema.io", key="last-handled-configuration")
+    body = kopf.Body(doc)
+    patch = kopf.Patch()
+    storage.store(body=body, patch=patch, essence=storage.build(body=body))
+    return dict(patch["metadata"]["annotations"])
+
+
+@pytest.mark.postgres
+def test_a_resource_handled_by_an_older_operator_keeps_working(
+    kube: Kube, run_operator: Callable[..., Operator], pg_url: str
+) -> None:
+    doc = simple("older", "older")
+    doc["metadata"]["annotations"] = legacy_diff_base(doc)
+    kube.apply(doc)
+    run_operator(pg_url)
+    kube.wait("older")
+    legacy = "kopf.extschema.io/last-handled-configuration"
+    updated = simple("older", "older")
+    updated["spec"]["version"] = "1.1.0"
+    updated["spec"]["tables"][0]["fields"].append({"name": "note", "type": "Text"})
+    kube("patch", "exts", "older", "--type", "merge", "-p", json.dumps({"spec": updated["spec"]}))
+    body = kube.wait_until("older", lambda b: (b.get("status") or {}).get("appliedVersion") == "1.1.0", "1.1.0")
+    assert "note" in columns(pg_url, physical(pg_url, "older", "item"))
+    annotations = body["metadata"]["annotations"]
+    assert legacy not in annotations and len(annotations["kopf.extschema.io/last-handled-digest"]) == 64
+
+
+@pytest.mark.postgres
+def test_in_sync_is_unknown_while_the_drift_check_cannot_run(
+    kube: Kube, run_operator: Callable[..., Operator], pg_url: str
+) -> None:
+    run_operator(pg_url, "--drift-interval", "2s")
+    kube.apply(simple("unchecked", "unchecked"))
+    kube.wait("unchecked")
+    kube.wait_until("unchecked", lambda b: kube.ready(b, "InSync").get("status") == "True", "InSync=True")
+    execute(pg_url, "DELETE FROM extschema.extension_schemas WHERE plugin_id = 'unchecked'")
+    body = kube.wait_until(
+        "unchecked", lambda b: kube.ready(b, "InSync").get("status") == "Unknown", "InSync=Unknown", 30
+    )
+    in_sync = kube.ready(body, "InSync")
+    assert in_sync["reason"] == "CheckFailed" and "ES306" in in_sync["message"], in_sync
+    assert "in sync" not in in_sync["message"]
+    assert "DriftCheckFailed" in {e["reason"] for e in kube.events("unchecked")}
+
+
+def waiting_on_a_lock(url: str, query: str) -> bool:
+    """Whether a session of the database waits for a lock while running a statement that starts with *query*."""
+    found = execute(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+        f"AND starts_with(query, '{query}')",
+    )
+    return bool(found[0][0])
+
+
+def until(done: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.postgres
+def test_two_operators_racing_an_approved_drop_report_what_the_database_holds(
+    kube: Kube, run_operator: Callable[..., Operator], pg_url: str
+) -> None:
+    """Two uncoordinated operators (a rolling update) handle one approved drop. The first runs it; the second
+    plans from v1 while the first is migrating, and counts what it would drop after the column is gone. It must
+    plan again from what the first left and report the truth, not Stalled/MigrationFailed on a column already
+    dropped. The interleaving is forced with a row lock on the registry, held by the test."""
+    first = run_operator(pg_url)
+    target = {"apiVersion": "extschema.io/v1alpha1", "kind": "DatabaseTarget", "metadata": {"name": "pg"}}
+    kube.apply(
+        {**target, "spec": {"url": pg_url, "lockTimeout": "120s", "statementTimeout": "120s"}}
+    )  # waits for the test
+    title, note = {"name": "title", "type": "String"}, {"name": "note", "type": "Text"}
+    v1 = schema_doc("race", "race", [{"name": "item", "fields": [title, note]}], targetRef={"name": "pg"})
+    kube.apply(v1)
+    kube.wait("race")
+    execute(pg_url, f"INSERT INTO {physical(pg_url, 'race', 'item')} (title, note) VALUES ('a', 'x')")
+    v2 = schema_doc("race", "race", [{"name": "item", "fields": [title]}], version="2.0.0", targetRef={"name": "pg"})
+    kube.apply(v2)
+    plan_hash = kube.wait_reason("race", "ApprovalRequired")["status"]["pendingPlan"]["hash"]
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as held:
+            # The first operator's migration drops the column, then waits to register v2 (it holds the table).
+            held.exec_driver_sql("SELECT 1 FROM extschema.extension_schemas WHERE plugin_id = 'race' FOR UPDATE")
+            kube(
+                "patch", "exts", "race", "--type", "merge", "-p", json.dumps({"spec": {"approvedPlanHash": plan_hash}})
+            )
+            until(lambda: waiting_on_a_lock(pg_url, "UPDATE extschema.extension_schemas"), "the first one registers")
+            # The second one starts (resume), reads the registry (v1), plans the drop, and counts `note`: it waits.
+            run_operator(pg_url)
+            until(lambda: waiting_on_a_lock(pg_url, "SELECT count(*) FROM"), "the second one counts")
+            held.commit()  # the first commits v2; the second's count then reads a table without `note`
+    finally:
+        engine.dispose()
+    kube.wait_until("race", lambda b: (b.get("status") or {}).get("appliedVersion") == "2.0.0", "2.0.0")
+    time.sleep(3)  # both have written their status by now
+    body = kube.get("race")
+    assert kube.ready(body)["reason"] == "Applied" and "Stalled" not in condition_types(body), body["status"]
+    assert "MigrationFailed" not in {e["reason"] for e in kube.events("race")}
+    applies = [(p, s) for p, kind, s in migrations(pg_url) if kind == "apply"]
+    assert applies == [("race", "executed"), ("race", "executed")]  # v1 and v2, each once
+    assert "ES402" not in first.tail(10_000)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from extschema import reconcile
-from extschema.engine import Engine
+from extschema.engine import ApplyResult, Engine, checks
 from extschema.problems import Kind, ProblemError
 from tests.helpers import execute, ext_table, run, tables, write_schema
 
@@ -109,3 +110,57 @@ def test_a_refused_change_stops_the_run_before_any_migration(db_url: str, tmp_pa
     assert raised.value.problems[0].file == str(tmp_path / "v2" / "zulu.yaml")
     assert events == []
     assert tables(db_url) == before
+
+
+RACE_V1 = """
+pluginId: racer
+version: 1.0.0
+tables:
+  - name: item
+    fields: [{name: title, type: String}, {name: note, type: Text}]
+"""
+RACE_V2 = RACE_V1.replace("1.0.0", "2.0.0").replace(", {name: note, type: Text}", "")
+
+
+def test_two_pipelines_racing_an_approved_drop_run_it_once_and_both_report_the_truth(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two operators (a rolling update) reconcile the same approved v2 that drops `note`. The loser planned
+    from v1; the winner commits v2 before the loser counts what its plan drops. The loser must see that its
+    base moved, plan again (nothing left to do) and report v2 applied — not fail on the dropped column."""
+    (tmp_path / "v1").mkdir()
+    v1 = write_schema(tmp_path / "v1", "racer", RACE_V1)
+    assert run("apply", str(v1), "-d", db_url).exit_code == 0
+    execute(db_url, f"INSERT INTO {ext_table(db_url, 'racer', 'item')} (title, note) VALUES ('a', 'x')")
+    (tmp_path / "v2").mkdir()
+    v2 = write_schema(tmp_path / "v2", "racer", RACE_V2)
+    plan_hash = run("plan", str(v2), "-d", db_url, "-o", "json").json()["hash"]
+    v2.write_text(v2.read_text() + f"  approvedPlanHash: {plan_hash}\n")
+    count_all = checks.count_all
+    raced: list[list[ApplyResult]] = []
+
+    def winner_commits_first(engine: Engine, plugin_id: str, wanted: Any) -> list[int]:
+        if not raced:  # the loser is about to count from its v1 plan: the other pipeline wins now
+            raced.append([])
+            other = Engine(db_url)
+            try:
+                raced[0] = reconcile.reconcile(other, reconcile.load([str(v2)]), lambda _: None)
+            finally:
+                other.close()
+        return count_all(engine, plugin_id, wanted)
+
+    monkeypatch.setattr(checks, "count_all", winner_commits_first)
+    engine = Engine(db_url)
+    try:
+        results = reconcile.reconcile(engine, reconcile.load([str(v2)]), lambda _: None)
+        registration = engine.registration("racer")
+        history = engine.history("racer")
+    finally:
+        engine.close()
+    assert [r.changed for r in raced[0]] == [True]  # the winner ran the drop
+    assert [r.changed for r in results] == [False]  # the loser found it done
+    assert registration is not None and registration.version == "2.0.0"
+    assert [(h.version, h.status) for h in history if h.kind == "apply"] == [
+        ("1.0.0", "executed"),
+        ("2.0.0", "executed"),
+    ]

@@ -122,8 +122,9 @@ CATALOG: dict[str, Reason] = _catalog(
     Reason(
         "Suspended",
         "idle",
-        "spec.suspend is true: the operator does not touch the database for this resource.",
-        "Set spec.suspend to false to resume.",
+        "spec.suspend is true: the operator does not touch the database for this resource, also when it is "
+        "deleted (deletionPolicy runs only for a resource deleted while not suspended).",
+        "Set spec.suspend to false to resume; set it to false before deleting to have deletionPolicy run.",
     ),
     Reason(
         "Deleting",
@@ -212,14 +213,14 @@ def _condition(
 def set_condition(
     conditions: Sequence[Mapping[str, Any]],
     type_: str,
-    status: bool,
+    status: bool | None,
     reason_: str,
     message: str,
     generation: int | None,
     now: str,
 ) -> list[dict[str, Any]]:
-    """The conditions with one set (added or replaced); others are kept in their order."""
-    text = "True" if status else "False"
+    """The conditions with one set (added or replaced; *status* None is Unknown); others keep their order."""
+    text = "Unknown" if status is None else "True" if status else "False"
     old = next((c for c in conditions if c.get("type") == type_), None)
     new = _condition(old, type_, text, reason_, message, generation, now)
     result = [dict(c) for c in conditions if c.get("type") != type_]
@@ -272,7 +273,8 @@ class SyncReason:
     """A reason of the InSync condition: its status, what it means and what to do."""
 
     name: str
-    in_sync: bool
+    #: The condition's status: True, False, or None (Unknown: the check could not run).
+    in_sync: bool | None
     meaning: str
     action: str
 
@@ -303,6 +305,15 @@ IN_SYNC_REASONS: dict[str, SyncReason] = {
             "(recorded in the history as a repair); the message says what.",
             "Nothing; find out who changed the database (event DriftRepaired).",
         ),
+        SyncReason(
+            "CheckFailed",
+            None,
+            "The drift check could not run (the database is unreachable, or the plugin's registry row is missing "
+            "or unreadable); the message says why. The last verdict no longer holds: nothing is known about drift "
+            "until a check succeeds. The check is retried every --drift-interval (event DriftCheckFailed).",
+            "Fix what the message names (e.g. ES306: the plugin is not registered — re-apply the resource by "
+            "changing its spec, or restore the registry row); InSync is set again by the next check that runs.",
+        ),
     )
 }
 
@@ -315,6 +326,12 @@ class Sync(Verdict):
 
     @property
     def in_sync(self) -> bool:
+        """True only when the check ran and found the database matching (False also when it could not run)."""
+        return IN_SYNC_REASONS[self.reason].in_sync is True
+
+    @property
+    def status(self) -> bool | None:
+        """The InSync condition's status: None (Unknown) when the check could not run."""
         return IN_SYNC_REASONS[self.reason].in_sync
 
 
@@ -333,12 +350,18 @@ def sync_of(differences: Sequence[str], repaired: Sequence[str] = (), refused: S
     return Sync("InSync", "in sync: the database matches the applied spec")
 
 
+def sync_failed(error: BaseException) -> Sync:
+    """The verdict when the drift check could not run: Unknown, saying why (never the last verdict)."""
+    why = outcome_of(error).message if isinstance(error, ProblemError) else f"{type(error).__name__}: {error}"
+    return Sync("CheckFailed", f"the drift check cannot run: {why}; retried every drift interval")
+
+
 def with_sync(
     conditions: Sequence[Mapping[str, Any]] | None, sync: Sync, generation: int | None, now: str
 ) -> list[dict[str, Any]]:
     """The conditions with InSync set to *sync*."""
     result = [dict(c) for c in conditions or () if isinstance(c, Mapping)]
-    result = set_condition(result, IN_SYNC, sync.in_sync, sync.reason, sync.message, generation, now)
+    result = set_condition(result, IN_SYNC, sync.status, sync.reason, sync.message, generation, now)
     return _ordered(result)
 
 

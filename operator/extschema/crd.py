@@ -253,7 +253,10 @@ def spec_schema() -> Schema:
     source = model.ExtensionSchemaSpec.model_json_schema(by_alias=True)
     defs = source.pop("$defs", {})
     schema = _convert(source, defs, "")
-    schema["description"] = "What a plugin asks of the database: its tables, enums and relationships."
+    schema["description"] = (
+        "What a plugin asks of the database: its tables, enums and relationships. At most "
+        f"{limits.MAX_RESOURCE_SPEC_BYTES // 1024} KiB as JSON (ES009), so the object also holds its status."
+    )
     schema["properties"]["targetRef"] = {
         "type": "object",
         "description": "The DatabaseTarget (same namespace) to apply to; omitted: the operator's default database.",
@@ -264,7 +267,8 @@ def spec_schema() -> Schema:
     }
     schema["properties"]["suspend"] = {
         "type": "boolean",
-        "description": "Pause: the operator leaves the database alone until this is false again.",
+        "description": "Pause: the operator leaves the database alone until this is false again; deleting a "
+        "suspended resource leaves its tables and registration as they are (deletionPolicy does not run).",
     }
     return schema
 

@@ -48,6 +48,10 @@ MAX_PLAN_HASH_LENGTH = 64  # spec.approvedPlanHash; plans hash to 16 hex digits 
 
 # Files the CLI and operator read.
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024  # far above any real spec; refuses a file that is not one
+#: An ExtensionSchema's spec as JSON. etcd stores at most 1.5 MiB per object (its default request limit), and the
+#: object also holds its metadata (managedFields grow with the spec) and the status the operator writes: a
+#: resource must never be stored that the operator could then not record a status for.
+MAX_RESOURCE_SPEC_BYTES = 768 * 1024
 #: Values that aliases may add to a document. An 8 MB spec without aliases has fewer values than
 #: this; with them a small file could otherwise expand to more than memory holds.
 MAX_ALIAS_EXPANSION = 100_000

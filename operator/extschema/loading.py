@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import json
 import math
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
@@ -302,8 +303,23 @@ def _duplicates(loaded: Sequence[Loaded]) -> Iterable[Problem]:
         seen[key] = item.file
 
 
+def _require_recordable(spec: object) -> None:
+    """ES009 for a spec too large to keep in one Kubernetes object with its status (checked before any work)."""
+    size = len(json.dumps(spec, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > limits.MAX_RESOURCE_SPEC_BYTES:
+        problem = Problem(
+            "ES009",
+            "spec",
+            f"the spec is {size:,} bytes as JSON, more than the {limits.MAX_RESOURCE_SPEC_BYTES:,} an ExtensionSchema "
+            "may hold (etcd stores at most 1.5 MiB per object, with its metadata and status); split the plugin into "
+            "several plugins (dependsOn), or shorten descriptions and localization",
+        )
+        raise ProblemError([problem], kind=Kind.INVALID)
+
+
 def from_object(body: dict[str, object], source: str) -> Loaded:
     """Validate a custom resource read from the API server (the operator's load step)."""
+    _require_recordable(body.get("spec"))
     data = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
     metadata = body.get("metadata")
     if isinstance(metadata, dict):

@@ -182,7 +182,10 @@ class ExtensionSchemaSpec(_Spec):
     tables: list[TableSpec] = Field(default_factory=list, description="Tables owned by the plugin.")
     relationships: list[RelationshipSpec] = Field(default_factory=list, description="Foreign keys.")
     deletion_policy: DeletionPolicy = Field(
-        "Drop", alias="deletionPolicy", description="On delete: Drop the plugin's objects, or Retain them."
+        "Drop",
+        alias="deletionPolicy",
+        description="On delete: Drop the plugin's objects, or Retain them (unregistered). Not applied to a "
+        "resource deleted while spec.suspend is true: that leaves everything as it is.",
     )
     migrations: list[RawMigration] = Field(
         default_factory=list,

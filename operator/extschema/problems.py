@@ -24,6 +24,7 @@ CATALOG: dict[str, str] = {
     "ES006": "Duplicate key in a YAML mapping",
     "ES007": "YAML aliases expand too far",
     "ES008": "A number has more digits than are kept",
+    "ES009": "ExtensionSchema too large to record",
     "ES010": "Wrong value type",
     "ES011": "Unknown field",
     "ES012": "Missing required field",

@@ -509,15 +509,55 @@ def _field_path(spec: ExtensionSchemaSpec, table: str, column: str | None) -> st
 
 def review(engine: Engine, planned: Planned, classified: list[safety.Classified] | None = None) -> Reviewed:
     """Classify every operation of *planned* (unless *classified* already), count its data checks in
-    the database, hash the plan."""
+    the database, hash the plan.
+
+    ES403 (retryable) when another applier migrated the plugin while it was being reviewed: the
+    counts are of a database the plan no longer starts from.
+    """
+    try:
+        return _review(engine, planned, classified)
+    except StalePlan:
+        raise ProblemError.one(
+            "ES403",
+            "database",
+            f"plugin {planned.plan.plugin_id!r} was migrated by another applier while its plan was being reviewed; "
+            "plan again",
+            kind=Kind.RETRYABLE,
+        ) from None
+
+
+def _review(engine: Engine, planned: Planned, classified: list[safety.Classified] | None = None) -> Reviewed:
+    """:func:`review`, raising :class:`StalePlan` when the plugin's registration is no longer the plan's base.
+
+    Counting reads the plugin's tables as they are now; a concurrent migration may have changed them
+    (a dropped column fails the count, a rewritten one counts other rows). The registration is read
+    after counting: if it still is the base, the counts are of the database the plan starts from
+    (a migration commits its tables and its registration together).
+    """
     plan = planned.plan
     classified = safety.classify_plan(plan) if classified is None else classified
     wanted = [check for c in classified for check in c.checks]
-    return Reviewed.of(planned, checks.count_all(engine, plan.plugin_id, wanted), classified)
+    try:
+        counts = checks.count_all(engine, plan.plugin_id, wanted)
+    except ProblemError:
+        if _moved(engine, planned):
+            raise StalePlan(plan.plugin_id) from None
+        raise
+    if wanted and _moved(engine, planned):
+        raise StalePlan(plan.plugin_id)
+    return Reviewed.of(planned, counts, classified)
+
+
+def _moved(engine: Engine, planned: Planned) -> bool:
+    """Whether the plugin's registration differs from the base *planned* was planned from."""
+    now = engine.registration(planned.plan.plugin_id)
+    base = planned.base
+    return (now.checksum, now.status) != (base.checksum, base.status) if now and base else now is not base
 
 
 def review_all(engine: Engine, planned: Sequence[Planned]) -> list[Reviewed]:
-    return [review(engine, p) for p in planned]
+    """Every plan reviewed; :class:`StalePlan` when one's base moved meanwhile (plan the run again)."""
+    return [_review(engine, p) for p in planned]
 
 
 def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[str]) -> list[Problem]:
@@ -614,12 +654,23 @@ def reconcile(
        new plan approved again).
     """
     specs = [item.spec for item in loaded]
-    snapshot = Snapshot.take(engine, specs)
-    ordered = check(engine, loaded, peers, snapshot)
-    refs = reference_types(snapshot, specs)
-    planned = gate(engine, ordered, refs, snapshot)
-    authorize(review_all(engine, planned), approvals)
-    return apply_all(engine, ordered, on_event, snapshot, planned, approvals)
+    for _ in range(_STALE_RETRIES):
+        snapshot = Snapshot.take(engine, specs)
+        ordered = check(engine, loaded, peers, snapshot)
+        refs = reference_types(snapshot, specs)
+        planned = gate(engine, ordered, refs, snapshot)
+        try:
+            reviewed = review_all(engine, planned)
+        except StalePlan:  # another applier migrated a plugin of the run: plan from what it left
+            continue
+        authorize(reviewed, approvals)
+        return apply_all(engine, ordered, on_event, snapshot, planned, approvals)
+    raise ProblemError.one(
+        "ES403",
+        "database",
+        "the plugins of this run kept changing while they were being reviewed; try again",
+        kind=Kind.RETRYABLE,
+    )
 
 
 def gate(
@@ -671,7 +722,11 @@ def apply_one(
         if planned is None or attempt:
             previous = planned.hash() if planned is not None else None
             planned = plan_one(engine, loaded, refs)
-            authorize([review(engine, planned)], approvals, stale={previous} & set(approvals) if previous else ())
+            try:
+                reviewed = _review(engine, planned)
+            except StalePlan:  # moved again while it was counted
+                continue
+            authorize([reviewed], approvals, stale={previous} & set(approvals) if previous else ())
         base_checksum = planned.base.checksum if planned.base else None
         try:
             result = engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
@@ -766,12 +821,12 @@ def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) ->
     """
     for _ in range(_STALE_RETRIES):
         undo = engine.rollback_plan(plugin_id)
-        if undo is not None:
-            rawsql.require_rollback_allowed(undo.base.spec, undo.plan, engine.allow_raw_sql)
-            authorize_rollback(review_rollback(engine, undo), approvals)
-        elif approvals:
-            _stale_rollback_approvals(plugin_id, approvals, None)
         try:
+            if undo is not None:
+                rawsql.require_rollback_allowed(undo.base.spec, undo.plan, engine.allow_raw_sql)
+                authorize_rollback(review_rollback(engine, undo), approvals)
+            elif approvals:
+                _stale_rollback_approvals(plugin_id, approvals, None)
             result = engine.rollback(plugin_id, undo)
         except StalePlan:
             continue
@@ -803,7 +858,7 @@ def review_rollback(engine: Engine, undo: RollbackPlan) -> Reviewed:
         }
     )
     planned = Planned(Loaded(f"rollback of {base.plugin_id}", document), base, undo.plan)
-    return review(engine, planned, safety.classify_plan(undo.plan, rollback=True))
+    return _review(engine, planned, safety.classify_plan(undo.plan, rollback=True))
 
 
 def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = ()) -> None:

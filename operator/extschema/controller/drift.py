@@ -32,7 +32,11 @@ from extschema.controller.targets import Engines, Target
 log = logging.getLogger("extschema.operator")
 
 #: Events the drift check posts, by the InSync reason it shows (Drifted when the differences change).
-EVENTS = {"Drifted": ("Warning", "DriftDetected"), "Repaired": ("Normal", "DriftRepaired")}
+EVENTS = {
+    "Drifted": ("Warning", "DriftDetected"),
+    "Repaired": ("Normal", "DriftRepaired"),
+    "CheckFailed": ("Warning", "DriftCheckFailed"),
+}
 
 
 @dataclasses.dataclass
@@ -96,7 +100,7 @@ async def check_round(watch: Watchlist, check: Check, show: Show, interval: floa
             for_resource(log, entry.namespace, entry.name).warning(
                 "drift check of %s/%s failed: %s: %s", entry.namespace, entry.name, type(error).__name__, error
             )
-            continue
+            sync = conditions.sync_failed(error)  # the last verdict no longer holds
         if watch.get(uid) is not entry:
             continue  # reconciled meanwhile: its new entry is checked on its own schedule
         if sync == entry.shown and sync.reason != "Repaired":

@@ -23,6 +23,7 @@ from extschema import limits, reconcile
 from extschema.conditions import Outcome
 from extschema.controller import database, drift, kubeapi, plugin_roles
 from extschema.controller.claims import ClaimEntry, claim_of, order_of, peers_of
+from extschema.controller.diffbase import DigestDiffBaseStorage
 from extschema.controller.recheck import Waiting, every, recheck_loop
 from extschema.controller.runtime import runtime
 from extschema.controller.settings import (
@@ -58,9 +59,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     # kopf's own log lines become events only for warnings; ours are posted explicitly.
     settings.posting.level = logging.WARNING
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.extschema.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="kopf.extschema.io", key="last-handled-configuration"
-    )
+    # A digest, not the whole spec: all annotations of an object must fit 256 KiB (docs/operator.md).
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix="kopf.extschema.io")
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(run.settings.database_threads, thread_name_prefix="extschema-db")
     )
@@ -224,7 +224,10 @@ async def cleanup_schema(
     body: kopf.Body, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any], **kwargs: Any
 ) -> None:
     """Drop (Drop) or unregister (Retain) the plugin. Never PermanentError, never retries=/timeout=:
-    kopf would remove the finalizer after a failed cleanup."""
+    kopf would remove the finalizer after a failed cleanup.
+
+    A suspended resource's deletion touches nothing: suspend means the database is left alone, and
+    its deletionPolicy runs only if it is deleted while not suspended."""
     run = runtime(kwargs["memo"])
     namespace: str = kwargs["namespace"] or ""
     patch: kopf.Patch = kwargs["patch"]
@@ -236,6 +239,16 @@ async def cleanup_schema(
     plugin_id = spec.get("pluginId")
     owner = f"{namespace}/{meta.get('name')}"
     if not isinstance(plugin_id, str) or not plugin_id:
+        return None
+    if spec.get("suspend"):
+        if status.get("appliedChecksum"):
+            policy = spec.get("deletionPolicy", "Drop")
+            message = (
+                f"plugin {plugin_id} left as it is: spec.suspend is true, so deletionPolicy {policy} did not run; "
+                f"it stays registered to {owner} (re-create this resource to manage it again, or run "
+                f"`extschema delete {plugin_id}`)"
+            )
+            kopf.event(body, type="Normal", reason="Deleted", message=message)
         return None
     try:
         target = await resolve_target(run.api, run.settings, namespace, spec, kwargs["targets"])
