@@ -60,21 +60,35 @@ def listed(engine: migrator.Engine, plugin_id: str | None = None) -> list[Backup
 
 @dataclasses.dataclass(frozen=True)
 class Pruning:
-    """What a prune dropped (or would drop), and the old backups it kept because a rollback reads them."""
+    """What a prune dropped (or would drop), the old backups it kept because a rollback reads them
+    (or because their plugin's history is not settled), and why, for those plugins (ES317)."""
 
     pruned: list[BackupRecord]
     kept: list[BackupRecord]
+    unsettled: list[Problem] = dataclasses.field(default_factory=list)
 
 
-def needed_by_rollback(engine: migrator.Engine, conn: Connection) -> set[tuple[str, str]]:
+def needed_by_rollback(engine: migrator.Engine, conn: Connection) -> tuple[set[tuple[str, str]], dict[str, Problem]]:
     """(plugin, migration) of every migration a rollback can still undo: the executed applies that
-    built each registered plugin. Their rollback SQL reads their backups to bring dropped data back."""
+    built each registered plugin (:func:`migrator.settled_lineage`). Their rollback SQL reads their
+    backups to bring dropped data back. Also, by plugin, why a plugin's history is not settled (a
+    migration never finished): which backups a rollback needs is then unknown, so it needs them all."""
     history = engine.registry.history_rows(conn, None)
+    registered = {r.plugin_id for r in engine.registry.registrations(conn)}
     needed: set[tuple[str, str]] = set()
-    for registration in engine.registry.registrations(conn):
-        own = [r for r in history if r.plugin_id == registration.plugin_id]
-        needed.update((r.plugin_id, r.migration_id) for r in migrator.lineage(own))
-    return needed
+    unsettled: dict[str, Problem] = {}
+    for plugin_id in sorted({r.plugin_id for r in history}):
+        own = [r for r in history if r.plugin_id == plugin_id]
+        try:
+            built = migrator.settled_lineage(
+                plugin_id, own, "kept every backup of", "no backup of it is pruned", "prune again"
+            )
+        except ProblemError as error:
+            unsettled[plugin_id] = error.problems[0]
+            continue
+        if plugin_id in registered:
+            needed.update((r.plugin_id, r.migration_id) for r in built)
+    return needed, unsettled
 
 
 def prune(
@@ -83,28 +97,41 @@ def prune(
     """Drop the backup tables older than *older_than* and forget them; returns what was (or would be) pruned.
 
     Backups a rollback still reads are kept unless *force*: pruning them would make that rollback
-    impossible (it is then refused, ES314). Each plugin's backups go in one transaction under the
-    plugin's migration lock, so a restore never reads a backup half way through being dropped.
+    impossible (it is then refused, ES314). Every backup of a plugin whose history is not settled
+    is kept, also with *force*: what its unfinished migration changed, and so which backups hold
+    the only copy of data, is unknown. Each plugin's backups go in one transaction under the
+    plugin's migration lock, where what is needed is decided again (a migration may have run since
+    the first reading), so a restore never reads a backup half way through being dropped.
     """
     cutoff = now() - older_than
+
+    def split(conn: Connection, records: list[BackupRecord]) -> Pruning:
+        needed, unsettled = needed_by_rollback(engine, conn)
+        old = [b for b in records if b.created_at < cutoff]
+        keep = [b for b in old if b.plugin_id in unsettled or (not force and (b.plugin_id, b.migration_id) in needed)]
+        shown = [p for plugin, p in sorted(unsettled.items()) if any(b.plugin_id == plugin for b in old)]
+        return Pruning([b for b in old if b not in keep], keep, shown)
+
     with engine.registry.reading() as conn:
-        records = [] if conn is None else engine.registry.backup_rows(conn)
-        needed = set() if conn is None or force else needed_by_rollback(engine, conn)
-    old = [b for b in records if b.created_at < cutoff]
-    kept = [b for b in old if (b.plugin_id, b.migration_id) in needed]
-    old = [b for b in old if (b.plugin_id, b.migration_id) not in needed]
-    if dry_run or not old:
-        return Pruning(old, kept)
+        if conn is None:
+            return Pruning([], [])
+        planned = split(conn, engine.registry.backup_rows(conn))
+    if dry_run or not planned.pruned:
+        return planned
     dialect = engine.dialect
-    for plugin_id in sorted({b.plugin_id for b in old}):
+    pruned: list[BackupRecord] = []
+    for plugin_id in sorted({b.plugin_id for b in planned.pruned}):
         with engine.database.transaction() as conn:
             engine._lock(conn, plugin_id)
-            for record in old:
-                if record.plugin_id == plugin_id:
-                    name = PhysicalName(*physical(record.backup_table))
-                    engine.database.execute(conn, [f"DROP TABLE IF EXISTS {dialect.qualified(name)}"])
-                    engine.registry.forget_backup(conn, record)
-    return Pruning(old, kept)
+            now_planned = split(conn, engine.registry.backup_rows(conn, plugin_id))
+            for record in now_planned.pruned:
+                name = PhysicalName(*physical(record.backup_table))
+                engine.database.execute(conn, [f"DROP TABLE IF EXISTS {dialect.qualified(name)}"])
+                engine.registry.forget_backup(conn, record)
+            pruned.extend(now_planned.pruned)
+    kept = [b for b in planned.kept if b not in pruned]
+    kept += [b for b in planned.pruned if b not in pruned]
+    return Pruning(pruned, kept, planned.unsettled)
 
 
 # --- restore ----------------------------------------------------------------------------------

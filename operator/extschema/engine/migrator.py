@@ -176,7 +176,8 @@ def _unfinished(plugin_id: str, migration_id: str, error: ProblemError) -> Probl
 
 
 def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
-    """The executed applies that built what the plugin is now: those after its last delete/unregister.
+    """The executed applies that built what the plugin is now: those after its last delete/unregister
+    (read it through :func:`settled_lineage`, which refuses when the history is not settled).
 
     Migrations that were rolled back, failed, or never finished (``executing``, left by a crash:
     their transaction rolled back) changed nothing and are not part of it.
@@ -190,13 +191,20 @@ def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
 _UNFINISHED = ("executing", "pending")
 
 
-def to_roll_back(plugin_id: str, records: list[MigrationRecord]) -> list[MigrationRecord]:
-    """The plugin's :func:`lineage`, whose last migration is the one a rollback undoes (the one place
-    that picks it); empty when there is nothing to roll back.
+def settled_lineage(
+    plugin_id: str,
+    records: list[MigrationRecord],
+    refused: str = "cannot roll back",
+    outcome: str = "nothing was changed",
+    then: str = "roll back again",
+) -> list[MigrationRecord]:
+    """The plugin's :func:`lineage`, whose last migration is the current one (the one a rollback
+    undoes), once its history is settled: the one place that says both, for rollback and prune.
 
     ES317 when a migration since the plugin's last delete never finished: what it changed is unknown,
     so neither it nor the one before it can be undone safely (skipping it would undo the migration
-    before, against a database that may hold both).
+    before, against a database that may hold both), and no backup of the plugin is known to be
+    unneeded. *refused*, *outcome* and *then* word the message for the caller.
     """
     ended = max((i for i, r in enumerate(records) if r.kind in ENDING_KINDS and r.status == "executed"), default=-1)
     stuck = [
@@ -209,11 +217,11 @@ def to_roll_back(plugin_id: str, records: list[MigrationRecord]) -> list[Migrati
         raise ProblemError.one(
             "ES317",
             "plugin",
-            f"cannot roll back plugin {plugin_id!r}: migration {named} is recorded as {stuck[-1].status!r}: it never "
-            "finished (a crash, or an edit of extension_migrations), so what it changed is unknown; nothing was "
-            f"changed. Compare the database with `extschema drift {plugin_id}` and `extschema history {plugin_id} "
-            "--sql`, then set that row's status in extension_migrations to 'executed' if its changes are in place "
-            "or 'failed' if they are not, and roll back again",
+            f"{refused} plugin {plugin_id!r}: migration {named} is recorded as {stuck[-1].status!r}: it never "
+            f"finished (a crash, or an edit of extension_migrations), so what it changed is unknown; {outcome}. "
+            f"Compare the database with `extschema drift {plugin_id}` and `extschema history {plugin_id} --sql`, "
+            "then set that row's status in extension_migrations to 'executed' if its changes are in place "
+            f"or 'failed' if they are not, and {then}",
             kind="refused",
         )
     return lineage(records)
@@ -597,7 +605,7 @@ class Engine:
             base = None if conn is None else self.registry.registration(plugin_id, conn)
             if conn is None or base is None:
                 return None
-            built = to_roll_back(plugin_id, self.registry.history_rows(conn, plugin_id))
+            built = settled_lineage(plugin_id, self.registry.history_rows(conn, plugin_id))
             if not built:
                 return None
             spec = None
@@ -786,7 +794,7 @@ class _Rollback(_Migration):
 
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
         registry = self.engine.registry
-        built = to_roll_back(self.plugin_id, history)
+        built = settled_lineage(self.plugin_id, history)
         if not built:
             raise ProblemError.one(
                 "ES305", "plugin", f"plugin {self.plugin_id!r} has no executed migration to roll back", kind="refused"
