@@ -4,6 +4,7 @@ silently, never written into another row. Plugin tables never reuse ids (AUTOINC
 
 from __future__ import annotations
 
+import decimal
 from pathlib import Path
 
 from tests.helpers import Outcome, execute, ext_table, run, write_schema
@@ -250,3 +251,86 @@ def test_a_table_re_created_by_drift_repair_never_hands_out_a_backed_up_id(db_ur
     execute(db_url, f"INSERT INTO {ext_table(db_url, 'notes', 'log')} (msg) VALUES ('new')")
     assert _rows(db_url, "id, msg") == [(4, "new")]
     assert run("backups", "notes", "-d", db_url, "-o", "json").json()["backups"][0]["migrationId"] == dropped
+
+
+# --- a restore never changes a value: one that does not fit the column as it is now is refused -----
+
+#: The log table with one other field, and the two fields of the test (a format: *more*).
+OTHER = "  - name: log\n    fields: [{{name: other, type: Text}}{more}]\n"
+#: id 1 has two decimals, id 2 trailing spaces beyond 5 characters (PostgreSQL cuts those silently).
+VALUES = [(1, "1.25", "abc"), (2, "2.5", "abc       "), (3, "3.1", "x")]
+
+
+def _fields(scale: int, length: int) -> str:
+    decimal = f"{{name: amount, type: Decimal, precision: 10, scale: {scale}}}"
+    return f", {decimal}, {{name: code, type: String, validation: {{maxLength: {length}}}}}"
+
+
+def _amounts(scale: int, length: int) -> str:
+    return OTHER.format(more=_fields(scale, length))
+
+
+def _insert_amounts(url: str) -> None:
+    for row in VALUES:
+        execute(url, f"INSERT INTO {ext_table(url, 'notes', 'log')} (id, amount, code) VALUES (:i, :a, :c)",
+                {"i": row[0], "a": row[1], "c": row[2]})  # fmt: skip
+
+
+def _amount_rows(url: str) -> list[tuple[object, ...]]:
+    log = ext_table(url, "notes", "log")
+    return [
+        (r[0], None if r[1] is None else str(r[1]), r[2])
+        for r in execute(url, f"SELECT id, amount, code FROM {log} ORDER BY id")
+    ]
+
+
+def _refused_unfit(outcome: Outcome, table: str) -> None:
+    assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
+    assert "ES319" in outcome.stderr, outcome.stderr
+    assert f"{table}.amount" in outcome.stderr and "(id 1)" in outcome.stderr, outcome.stderr
+    assert f"{table}.code" in outcome.stderr and "(id 2)" in outcome.stderr, outcome.stderr
+    assert "widen" in outcome.stderr, outcome.stderr
+
+
+def _normalised(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Decimals as exact numbers (SQLite keeps the text written, PostgreSQL pads it to the scale)."""
+    return [(i, None if a is None else decimal.Decimal(str(a)), c) for i, a, c in rows]
+
+
+def test_a_column_restore_refuses_a_value_the_narrower_column_would_round_or_cut(db_url: str, tmp_path: Path) -> None:
+    """Before: PostgreSQL restored 1.25 as 1.3 and 'abc       ' as 'abc  ' (exit 0); SQLite failed on a
+    CHECK with the database's message. Now both refuse (ES319) naming the column and ids, copy nothing,
+    and restore every value exactly once the fields are wide enough again."""
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0", _amounts(2, 10)))
+    _insert_amounts(db_url)
+    original = _amount_rows(db_url)
+    _apply(db_url, tmp_path / "v2", _spec("2.0.0", OTHER.format(more="")))
+    dropped = _last_migration(db_url)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0", OTHER.format(more=_fields(1, 5))))
+    refused = run("restore", dropped, "-d", db_url)
+    _refused_unfit(refused, "log")
+    assert _amount_rows(db_url) == [(1, None, None), (2, None, None), (3, None, None)]
+    _apply(db_url, tmp_path / "v4", _spec("4.0.0", OTHER.format(more=_fields(2, 10))))
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert _normalised(_amount_rows(db_url)) == _normalised(original)
+    assert [r[2] for r in _amount_rows(db_url)] == [v[2] for v in VALUES]
+
+
+def test_a_whole_table_restore_refuses_a_value_the_narrower_column_would_round_or_cut(
+    db_url: str, tmp_path: Path
+) -> None:
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0", _amounts(2, 10)))
+    _insert_amounts(db_url)
+    original = _amount_rows(db_url)
+    _apply(db_url, tmp_path / "v2", _spec("2.0.0", None))
+    dropped = _last_migration(db_url)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0", _amounts(1, 5)))
+    refused = run("restore", dropped, "-d", db_url)
+    _refused_unfit(refused, "log")
+    assert _amount_rows(db_url) == []
+    _apply(db_url, tmp_path / "v4", _spec("4.0.0", _amounts(2, 10)))
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0 and "restored 3 row(s) of log" in restored.stdout, restored.stdout + restored.stderr
+    assert _normalised(_amount_rows(db_url)) == _normalised(original)
+    assert [r[2] for r in _amount_rows(db_url)] == [v[2] for v in VALUES]

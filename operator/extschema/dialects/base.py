@@ -495,6 +495,12 @@ class Dialect:
         """A condition true for a row whose value (a valid *before*) is not a valid *after*."""
         raise NotImplementedError
 
+    def unfit_restore(self, plugin_id: str, backed_up: str, column: ColumnDef) -> str:
+        """A condition on a backup's row, true when its value in *backed_up* would not be stored
+        unchanged in *column* (as the table has it now): what the column would refuse, round or cut.
+        Read as the narrowing check reads a value (:meth:`violation`), as if *column* held it."""
+        return self.violation(plugin_id, dataclasses.replace(column, name=backed_up, nullable=True), column)
+
     def rounded_to_float(self, before: ColumnDef, after: ColumnDef) -> list[str]:
         """Integers a double cannot hold exactly: an integer column becoming Float would round them,
         and no CHECK of the new column notices (compared without abs(), which overflows at -2**63)."""

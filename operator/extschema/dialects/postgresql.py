@@ -497,6 +497,15 @@ class PostgresDialect(Dialect):
             found.append(f"{value} <> round({value}, {after.scale or 0})")
         return " OR ".join(found) or "false"
 
+    def unfit_restore(self, plugin_id: str, backed_up: str, column: ColumnDef) -> str:
+        # Assigning to numeric(p, s) rounds to s decimals, to VARCHAR(n) cuts trailing spaces: both
+        # silently. The length is counted by violation(); the decimals are compared here.
+        found = super().unfit_restore(plugin_id, backed_up, column)
+        if column.type == "Decimal":
+            value = f"{self.quote(backed_up)}::numeric"
+            found = f"{found} OR {value} <> round({value}, {column.scale or 0})"
+        return found
+
     def castable(self, text: str, before: ColumnDef, after: ColumnDef) -> str | None:
         """A condition true when *text* (the old value as text) reads as the new type; None when
         every old value does (or no pattern can tell)."""

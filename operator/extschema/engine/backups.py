@@ -25,7 +25,7 @@ import dataclasses
 import datetime
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,6 +37,7 @@ from extschema.engine import catalog, migrator
 from extschema.engine.registry import ENDING_KINDS, BackupRecord, MigrationRecord, Registration, now, physical
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
+from extschema.planning import ColumnDef
 from extschema.planning.diff import renames
 from extschema.problems import Kind, Problem, ProblemError
 
@@ -237,6 +238,8 @@ class _Restore(migrator._Migration):
         problems: list[Problem] = []
         copies: list[_Copy] = []
         specs = self._specs_since(conn, history)
+        assert self.current is not None
+        now_shaped = planning.shape(self.current.spec)
         # Reverse order: a delete backs up dependents first; referenced tables must be filled first.
         for record in sorted(records, key=lambda r: r.position, reverse=True):
             # Into what the backed-up table and column are called now, after later renames.
@@ -245,8 +248,12 @@ class _Restore(migrator._Migration):
             def follow(name: str, source: str = record.source_table) -> str:
                 return renames.followed(specs, source, name)[1] or name
 
+            shaped = now_shaped.table(table)
+            # The columns as the spec has them now, to refuse a value they would not keep as it is
+            # (ids referencing other rows are left to their foreign keys).
+            defs = {c.name: c for c in shaped.columns if c.foreign_key is None} if shaped else {}
             try:
-                copies.append(_copy(conn, inspector, self.engine.dialect, record, table, column, follow))
+                copies.append(_copy(conn, inspector, self.engine.dialect, record, table, column, follow, defs))
             except ProblemError as error:
                 problems.extend(error.problems)
         if problems:
@@ -324,9 +331,14 @@ def _copy(
     table: str,
     column: str | None,
     follow: Callable[[str], str],
+    defs: Mapping[str, ColumnDef],
 ) -> _Copy:
     """Restore *record* into *table* (and *column*): the source's names now; *follow* names a
-    backed-up column of a whole-table backup as the table calls it now."""
+    backed-up column of a whole-table backup as the table calls it now; *defs* are the table's
+    columns as the registered spec has them.
+
+    Refused (ES319) when a value to be written does not fit its column as it is now: a restore
+    never changes a value (rounds a decimal, cuts a string), and never fails half way on one."""
     backup = PhysicalName(*physical(record.backup_table))
     target = dialect.namer.table(record.plugin_id, table)
     saved = _columns(inspector, backup)
@@ -359,6 +371,8 @@ def _copy(
         # Ids are never reused (identity; AUTOINCREMENT on SQLite), so a backed-up id names the row
         # the value was taken from or no row: a row deleted since gets nothing, and is reported.
         gone, lost = ids(f"SELECT {b}.id FROM {b} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)")
+        _refuse_unfit(conn, dialect, record, table, b, [(record.source_column or column, column)], defs,
+                      f"{b}.id IN (SELECT id FROM {t})", ids)  # fmt: skip
         quoted = dialect.quote(column)
         value = _value(dialect, f"{b}.{dialect.quote(record.source_column or column)}", present[column])
         # Indexed by id first: the lookup runs once per row (1M rows: seconds, not hours).
@@ -400,8 +414,9 @@ def _copy(
             f"{record.backup_table} back by hand under new ids",
             kind=Kind.REFUSED,
         )
-    already = conn.execute(sa.text(f"SELECT count(*) FROM ({held}) AS found")).scalar_one()
     absent = f"NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)"
+    _refuse_unfit(conn, dialect, record, table, b, shared, defs, absent, ids)
+    already = conn.execute(sa.text(f"SELECT count(*) FROM ({held}) AS found")).scalar_one()
     found = conn.execute(sa.text(f"SELECT count(*) FROM {b} WHERE {absent}")).scalar_one()
     selected = ", ".join([f"{b}.id", *values])
     statements = [f"INSERT INTO {t} ({names}) SELECT {selected} FROM {b} WHERE {absent}"]
@@ -419,6 +434,53 @@ def _copy(
     if notes:
         description += f" ({'; '.join(notes)})"
     return _Copy(statements, description)
+
+
+def _refuse_unfit(
+    conn: Connection,
+    dialect: Dialect,
+    record: BackupRecord,
+    table: str,
+    backup: str,
+    columns: list[tuple[str, str]],
+    defs: Mapping[str, ColumnDef],
+    written: str,
+    ids: Callable[[str], tuple[list[Any], int]],
+) -> None:
+    """ES319 naming, per column, the rows of *backup* that are to be *written* (a condition) whose
+    value in a (backed-up name, column now) pair of *columns* the column would not keep as it is."""
+    problems = []
+    for old, new in columns:
+        if new not in defs:  # not the spec's (made by hand): the database's own rules apply
+            continue
+        column = defs[new]
+        unfit = dialect.unfit_restore(record.plugin_id, old, column)
+        found, count = ids(f"SELECT {backup}.id FROM {backup} WHERE {written} AND ({unfit})")
+        if count:
+            problems.append(
+                Problem(
+                    "ES319",
+                    f"{table}.{new}",
+                    f"cannot restore {record.backup_table} of migration {record.migration_id}: {count} backed-up "
+                    f"value(s) of {table}.{new} do not fit the column as it is now "
+                    f"({_field(column)}) ({_ids(found, count)}): writing them would round, cut or refuse them, "
+                    "and a restore never changes a value; nothing was restored. To restore them, widen the field "
+                    "in the spec so it holds them (a new version, applied), or go back to a version where it does, "
+                    f"then run the restore again — or copy those values from {record.backup_table} by hand",
+                )
+            )
+    if problems:
+        raise ProblemError(problems, kind=Kind.REFUSED)
+
+
+def _field(column: ColumnDef) -> str:
+    """A column as its field reads in a spec: ``Decimal, precision 10, scale 1, required``."""
+    parts: list[str] = [column.type]
+    if column.type == "Decimal":
+        parts.append(f"precision {column.precision}, scale {column.scale}")
+    elif column.type == "String":
+        parts.append(f"maxLength {column.string_length}")
+    return ", ".join(parts + ([] if column.nullable else ["required"]))
 
 
 def _value(dialect: Dialect, expression: str, target: dict[str, Any]) -> str:
