@@ -226,3 +226,20 @@ def test_delete_after_a_table_was_dropped_by_hand_records_only_the_backups_taken
     assert restored.exit_code == 0, restored.stdout + restored.stderr
     assert execute(db_url, f"SELECT id, name FROM {customer} ORDER BY id") == customers
     assert _orders(db_url) == []  # re-created by the re-applied spec; it had no backup
+
+
+def test_a_backups_table_from_an_older_version_gets_the_id_counter_column(db_url: str, tmp_path: Path) -> None:
+    """Registries written before the id counter was recorded: read as they are, completed by a writer."""
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    first = _drop_note(db_url, tmp_path / "v2")
+    registry = "extension_backups" if db_url.startswith("sqlite") else "extschema.extension_backups"
+    execute(db_url, f"ALTER TABLE {registry} DROP COLUMN id_counter")
+    listed = run("backups", "-d", db_url, "-o", "json")
+    assert listed.exit_code == 0 and [b["migrationId"] for b in listed.json()["backups"]] == [first], listed.stderr
+    without_order = V1.replace("1.0.0", "3.0.0").split("  - name: order")[0] + "deletionPolicy: Drop\n"
+    _run_drop(db_url, tmp_path / "v3", without_order, drop_table=True)
+    assert execute(db_url, f"SELECT source_column, id_counter FROM {registry} ORDER BY position, migration_id") == [
+        ("note", None),
+        (None, ROWS),
+    ]

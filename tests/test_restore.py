@@ -334,3 +334,49 @@ def test_a_whole_table_restore_refuses_a_value_the_narrower_column_would_round_o
     assert restored.exit_code == 0 and "restored 3 row(s) of log" in restored.stdout, restored.stdout + restored.stderr
     assert _normalised(_amount_rows(db_url)) == _normalised(original)
     assert [r[2] for r in _amount_rows(db_url)] == [v[2] for v in VALUES]
+
+
+# --- the id counter of a dropped table outlives it: rows deleted before the drop keep their ids ------
+
+
+def _drop_log_after_deleting_the_last_rows(url: str, tmp_path: Path) -> str:
+    """Version 1 with rows 1..4, rows 3 and 4 deleted, then version 2 without log: the drop's id."""
+    _apply(url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(url, "a", "b", "c", "d")
+    execute(url, f"DELETE FROM {ext_table(url, 'notes', 'log')} WHERE id > 2")
+    _apply(url, tmp_path / "v2", _spec("2.0.0", None))
+    return _last_migration(url)
+
+
+def test_rolling_back_a_table_drop_never_hands_out_the_id_of_a_row_deleted_before_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Before: the rollback left the counter at the highest restored id (2), so the next row got id 3
+    again — the id of a row deleted before the drop."""
+    _drop_log_after_deleting_the_last_rows(db_url, tmp_path)
+    rolled = run("rollback", "notes", "-d", db_url)
+    assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
+    _insert(db_url, "new")
+    assert [r[0] for r in _rows(db_url)] == [1, 2, 5]
+
+
+def test_a_table_added_again_starts_above_the_counter_it_had_when_dropped(db_url: str, tmp_path: Path) -> None:
+    """Before: it started above the highest backed-up id (2), handing out 3 again."""
+    dropped = _drop_log_after_deleting_the_last_rows(db_url, tmp_path)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0"))
+    _insert(db_url, "new")
+    assert [r[0] for r in _rows(db_url)] == [5]
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0 and "restored 2 row(s) of log" in restored.stdout, restored.stdout
+    assert [r[0] for r in _rows(db_url)] == [1, 2, 5]
+
+
+def test_restoring_a_deleted_plugin_starts_its_ids_above_the_counter_at_the_delete(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(db_url, "a", "b", "c", "d")
+    execute(db_url, f"DELETE FROM {ext_table(db_url, 'notes', 'log')} WHERE id > 2")
+    deleted = run("delete", "notes", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    restored = run("restore", deleted, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    _insert(db_url, "new")
+    assert [r[0] for r in _rows(db_url)] == [1, 2, 5]

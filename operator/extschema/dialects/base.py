@@ -297,8 +297,14 @@ class Dialect:
         return statements
 
     def resume_ids(self, plugin_id: str, table: str, floor: int) -> list[str]:
-        """Statements making a table just created hand out ids above *floor* only."""
+        """Statements making a table (just created, and perhaps filled from a backup) hand out ids
+        above *floor* only: its id counter is raised to *floor*, never lowered."""
         raise NotImplementedError
+
+    def id_counters(self, conn: sa.Connection, plugin_id: str) -> dict[str, int]:
+        """The id counter (the highest id handed out, also to rows deleted since) of each of the
+        plugin's tables that has one, by unqualified physical name."""
+        return {}
 
     def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
         raise NotImplementedError
