@@ -243,3 +243,37 @@ def test_a_backups_table_from_an_older_version_gets_the_id_counter_column(db_url
         ("note", None),
         (None, ROWS),
     ]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("drop_table", [False, True])
+def test_a_value_written_while_the_drop_waits_is_in_the_backup(pg_url: str, tmp_path: Path, drop_table: bool) -> None:
+    """A writer's open transaction changes a value; the drop waits for its lock, the writer commits:
+    the backup holds the committed value. Before: the copy read the table before the drop waited, so
+    the backup kept the old value (or missed the row) and the committed change was lost with the drop."""
+    import concurrent.futures
+    import time
+
+    import psycopg
+
+    _apply(pg_url, tmp_path / "v1", V1)
+    _fill(pg_url)
+    order = ext_table(pg_url, "shop", "order")
+    body = V2 if not drop_table else V1.replace("1.0.0", "2.0.0").split("  - name: order")[0] + "deletionPolicy: Drop\n"
+    with (
+        psycopg.connect(pg_url) as writer,
+        psycopg.connect(pg_url, autocommit=True) as admin,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        writer.execute(f"UPDATE {order} SET note = 'written meanwhile' WHERE id = 1")  # not committed
+        dropping = pool.submit(_run_drop, pg_url, tmp_path / "v2", body, drop_table)
+        deadline = time.monotonic() + 30
+        query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        while admin.execute(query).fetchone() == (0,):
+            assert not dropping.done(), dropping.result()
+            assert time.monotonic() < deadline, "the drop never waited for the writer's lock"
+            time.sleep(0.02)
+        writer.commit()
+        migration = dropping.result(timeout=60)
+    name = f"extschema_backup.shop__order{'' if drop_table else '__note'}__m{migration}"
+    assert execute(pg_url, f"SELECT note FROM {name} WHERE id = 1") == [("written meanwhile",)]

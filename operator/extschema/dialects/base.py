@@ -315,14 +315,19 @@ class Dialect:
 
     def _copy(self, plugin_id: str, found: _Backup) -> list[str]:
         source = self.table_ref(plugin_id, found.table)
+        # Locked first, as the step after it locks it: a writer's transaction open now commits
+        # before the copy reads (or waits until the migration ends), so what the step destroys is
+        # exactly what was copied — not a value committed between the copy and the step.
+        lock = self.lock_tables(plugin_id, [found.table])
         if found.column is None:
             # Whole rows: columns a DBA added by hand are not in the spec, and must not be lost.
             return [
+                *lock,
                 f"CREATE TABLE {self.qualified(found.name)} AS SELECT * FROM {source}",
                 *self.detach_backup(plugin_id, found.name),
             ]
         columns = ", ".join([self.quote("id"), self.backup_column(found.column)])
-        return [f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source}"]
+        return [*lock, f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source}"]
 
     def _rollback_sql_backups(self, steps: Plan, tag: str) -> list[_Backup]:
         from extschema import sqltext  # pglast, loaded only when there is raw SQL
