@@ -380,3 +380,64 @@ def test_restoring_a_deleted_plugin_starts_its_ids_above_the_counter_at_the_dele
     assert restored.exit_code == 0, restored.stdout + restored.stderr
     _insert(db_url, "new")
     assert [r[0] for r in _rows(db_url)] == [1, 2, 5]
+
+
+EVERY_TYPE = """
+pluginId: notes
+version: {version}
+enums:
+  - {{name: mood, values: [calm, busy]}}
+tables:
+  - name: keep
+    fields: [{{name: label, type: String}}]
+{log}deletionPolicy: Drop
+"""
+EVERY_FIELD = (
+    "  - name: log\n    fields:\n"
+    "      - {name: s, type: String, validation: {maxLength: 8, pattern: '^[a-z ]*$'}}\n"
+    "      - {name: t, type: Text}\n      - {name: i, type: Int, validation: {min: -5}}\n"
+    "      - {name: b, type: BigInt}\n      - {name: f, type: Float}\n      - {name: o, type: Boolean}\n"
+    "      - {name: d, type: Date}\n      - {name: dt, type: DateTime}\n"
+    "      - {name: m, type: Decimal, precision: 6, scale: 3}\n      - {name: j, type: Json}\n"
+    "      - {name: u, type: Uuid}\n      - {name: e, type: Enum, enum: mood, required: true, default: calm}\n"
+)
+
+
+def test_a_restore_of_every_field_type_into_the_same_fields_is_exact_and_never_refused(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The check that refuses values a column would change lets every value of the same field through."""
+    _apply(db_url, tmp_path / "v1", EVERY_TYPE.format(version="1.0.0", log=EVERY_FIELD))
+    log = ext_table(db_url, "notes", "log")
+    execute(db_url, f"INSERT INTO {log} (s, t, i, b, f, o, d, dt, m, j, u, e) VALUES ('ab  ', 'x', -5, "
+            "9007199254740993, 0.1, true, '2024-02-29', '2024-02-29 10:00:00', '-123.456', '{\"k\": [1]}', "
+            "'6f1c2d1e-8a4b-4c2d-9e1f-0a1b2c3d4e5f', 'busy')")  # fmt: skip
+    execute(db_url, f"INSERT INTO {log} (e) VALUES ('calm')")
+    columns = "id, s, t, i, b, f, o, d, dt, CAST(m AS TEXT), CAST(j AS TEXT), CAST(u AS TEXT), e"
+    original = execute(db_url, f"SELECT {columns} FROM {log} ORDER BY id")
+    _apply(db_url, tmp_path / "v2", EVERY_TYPE.format(version="2.0.0", log=""))
+    dropped = _last_migration(db_url)
+    _apply(db_url, tmp_path / "v3", EVERY_TYPE.format(version="3.0.0", log=EVERY_FIELD))
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0 and "restored 2 row(s) of log" in restored.stdout, restored.stdout + restored.stderr
+    assert execute(db_url, f"SELECT {columns} FROM {log} ORDER BY id") == original
+
+
+def test_a_restore_refuses_an_integer_a_field_now_float_would_round(db_url: str, tmp_path: Path) -> None:
+    """A BigInt field dropped, then added again as a Float: 2**53 + 1 would be rounded (as the
+    BigInt -> Float conversion refuses to), so it is refused (ES319); 7 alone would go back exactly."""
+    field = "  - name: log\n    fields: [{{name: other, type: Text}}, {{name: n, type: {type}}}]\n"
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0", field.format(type="BigInt")))
+    log = ext_table(db_url, "notes", "log")
+    execute(db_url, f"INSERT INTO {log} (id, n) VALUES (1, 9007199254740993), (2, 7)")
+    _apply(db_url, tmp_path / "v2", _spec("2.0.0", OTHER.format(more="")))
+    dropped = _last_migration(db_url)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0", field.format(type="Float")))
+    refused = run("restore", dropped, "-d", db_url)
+    assert refused.exit_code == 1 and "ES319" in refused.stderr, refused.stdout + refused.stderr
+    assert "log.n" in refused.stderr and "(id 1)" in refused.stderr, refused.stderr
+    assert execute(db_url, f"SELECT id, n FROM {log} ORDER BY id") == [(1, None), (2, None)]
+    execute(db_url, f"DELETE FROM {log} WHERE id = 1")
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert execute(db_url, f"SELECT id, n FROM {log} ORDER BY id") == [(2, 7.0)]

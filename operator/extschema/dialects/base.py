@@ -506,11 +506,19 @@ class Dialect:
         """A condition true for a row whose value (a valid *before*) is not a valid *after*."""
         raise NotImplementedError
 
-    def unfit_restore(self, plugin_id: str, backed_up: str, column: ColumnDef) -> str:
-        """A condition on a backup's row, true when its value in *backed_up* would not be stored
-        unchanged in *column* (as the table has it now): what the column would refuse, round or cut.
-        Read as the narrowing check reads a value (:meth:`violation`), as if *column* held it."""
-        return self.violation(plugin_id, dataclasses.replace(column, name=backed_up, nullable=True), column)
+    def unfit_restore(
+        self, plugin_id: str, backed_up: str, column: ColumnDef, stored: sa.types.TypeEngine[Any] | None
+    ) -> str:
+        """A condition on a backup's row, true when its value in *backed_up* (a column of the backup's
+        type *stored*, as reflected) would not be stored unchanged in *column* (as the table has it
+        now): what the column would refuse, round or cut. Read as the narrowing check reads a value
+        (:meth:`violation`), as if *column* held it; an integer going into a Float is checked as the
+        BigInt → Float conversion is (beyond 2**53 a double rounds it)."""
+        held = dataclasses.replace(column, name=backed_up, nullable=True)
+        found = [self.violation(plugin_id, held, column)]
+        if isinstance(stored, sa.Integer):
+            found.extend(self.rounded_to_float(dataclasses.replace(held, type="BigInt"), column))
+        return " OR ".join(found)
 
     def rounded_to_float(self, before: ColumnDef, after: ColumnDef) -> list[str]:
         """Integers a double cannot hold exactly: an integer column becoming Float would round them,

@@ -497,14 +497,23 @@ class PostgresDialect(Dialect):
             found.append(f"{value} <> round({value}, {after.scale or 0})")
         return " OR ".join(found) or "false"
 
-    def unfit_restore(self, plugin_id: str, backed_up: str, column: ColumnDef) -> str:
-        # Assigning to numeric(p, s) rounds to s decimals, to VARCHAR(n) cuts trailing spaces: both
-        # silently. The length is counted by violation(); the decimals are compared here.
-        found = super().unfit_restore(plugin_id, backed_up, column)
-        if column.type == "Decimal":
-            value = f"{self.quote(backed_up)}::numeric"
-            found = f"{found} OR {value} <> round({value}, {column.scale or 0})"
-        return found
+    def unfit_restore(
+        self, plugin_id: str, backed_up: str, column: ColumnDef, stored: sa.types.TypeEngine[Any] | None
+    ) -> str:
+        # Assigning rounds a number going into numeric(p, s) to s decimals, into an integer to none,
+        # into a double to 17 digits; it cuts trailing spaces going into VARCHAR(n): all silently.
+        # The length is counted by violation(); numbers (a number backed up) are compared here.
+        found = [super().unfit_restore(plugin_id, backed_up, column, stored)]
+        quoted = self.quote(backed_up)
+        value = f"{quoted}::numeric"
+        if isinstance(stored, sa.Numeric | sa.Integer):
+            if column.type == "Decimal":
+                found.append(f"{value} <> round({value}, {column.scale or 0})")
+            elif column.type in ("Int", "BigInt"):
+                found.append(f"{value} <> trunc({value})")
+            elif column.type == "Float" and not isinstance(stored, sa.Float):
+                found.append(f"{value} <> {quoted}::double precision::numeric")
+        return " OR ".join(found)
 
     def castable(self, text: str, before: ColumnDef, after: ColumnDef) -> str | None:
         """A condition true when *text* (the old value as text) reads as the new type; None when

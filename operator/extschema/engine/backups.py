@@ -371,7 +371,7 @@ def _copy(
         # Ids are never reused (identity; AUTOINCREMENT on SQLite), so a backed-up id names the row
         # the value was taken from or no row: a row deleted since gets nothing, and is reported.
         gone, lost = ids(f"SELECT {b}.id FROM {b} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)")
-        _refuse_unfit(conn, dialect, record, table, b, [(record.source_column or column, column)], defs,
+        _refuse_unfit(conn, dialect, record, table, b, saved, [(record.source_column or column, column)], defs,
                       f"{b}.id IN (SELECT id FROM {t})", ids)  # fmt: skip
         quoted = dialect.quote(column)
         value = _value(dialect, f"{b}.{dialect.quote(record.source_column or column)}", present[column])
@@ -415,7 +415,7 @@ def _copy(
             kind=Kind.REFUSED,
         )
     absent = f"NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)"
-    _refuse_unfit(conn, dialect, record, table, b, shared, defs, absent, ids)
+    _refuse_unfit(conn, dialect, record, table, b, saved, shared, defs, absent, ids)
     already = conn.execute(sa.text(f"SELECT count(*) FROM ({held}) AS found")).scalar_one()
     found = conn.execute(sa.text(f"SELECT count(*) FROM {b} WHERE {absent}")).scalar_one()
     selected = ", ".join([f"{b}.id", *values])
@@ -442,19 +442,22 @@ def _refuse_unfit(
     record: BackupRecord,
     table: str,
     backup: str,
+    saved: dict[str, Any],
     columns: list[tuple[str, str]],
     defs: Mapping[str, ColumnDef],
     written: str,
     ids: Callable[[str], tuple[list[Any], int]],
 ) -> None:
-    """ES319 naming, per column, the rows of *backup* that are to be *written* (a condition) whose
-    value in a (backed-up name, column now) pair of *columns* the column would not keep as it is."""
+    """ES319 naming, per column, the rows of *backup* (its columns reflected: *saved*) that are to be
+    *written* (a condition) whose value in a (backed-up name, column now) pair of *columns* the column
+    would not keep as it is."""
     problems = []
     for old, new in columns:
         if new not in defs:  # not the spec's (made by hand): the database's own rules apply
             continue
         column = defs[new]
-        unfit = dialect.unfit_restore(record.plugin_id, old, column)
+        stored = saved[old]["type"] if old in saved else None
+        unfit = dialect.unfit_restore(record.plugin_id, old, column, stored)
         found, count = ids(f"SELECT {backup}.id FROM {backup} WHERE {written} AND ({unfit})")
         if count:
             problems.append(
