@@ -118,3 +118,19 @@ def test_prune_keeps_every_backup_of_a_plugin_whose_history_is_not_settled(db_ur
     _set_status(db_url, migration, "executed")
     assert run("rollback", "shop", "-d", db_url).exit_code == 0
     assert {row[2] for row in _orders(db_url)} != {None}
+
+
+def test_a_restore_is_refused_while_the_plugins_history_is_not_settled(db_url: str, tmp_path: Path) -> None:
+    """The renames a restore follows come from the plugin's history: unknown while a migration never
+    finished, so the restore says so (ES317) instead of guessing where the values go."""
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    migration = _drop_note(db_url, tmp_path / "v2")
+    _apply(db_url, tmp_path / "v3", V1.replace("1.0.0", "3.0.0"))  # note again, empty
+    history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+    _set_status(db_url, history[-1]["migration_id"], "executing")
+    refused = run("restore", migration, "-d", db_url)
+    assert refused.exit_code == 1 and "ES317" in refused.stderr and "cannot restore into" in refused.stderr, (
+        refused.stdout + refused.stderr
+    )
+    assert {row[2] for row in _orders(db_url)} == {None}

@@ -265,7 +265,11 @@ class _Restore(migrator._Migration):
         """The specs from the backed-up migration's on, in order: the lineage from it, or — for the
         plugin's last delete — the deleted spec then every spec applied since. None when it is no
         longer part of what the plugin is now (e.g. rolled back, or an earlier delete)."""
-        built = migrator.lineage(history)
+        # What the plugin is now is unknown while a migration never finished: names followed through
+        # it could put values into the wrong column (ES317, as rollback and prune say).
+        built = migrator.settled_lineage(
+            self.plugin_id, history, "cannot restore into", "nothing was restored", "restore again"
+        )
         ids = [r.migration_id for r in built]
         executed = [r for r in history if r.status == "executed"]
         ending = next((r for r in reversed(executed) if r.kind in ENDING_KINDS), None)
