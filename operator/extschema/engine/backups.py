@@ -6,14 +6,16 @@ transaction, and the registry records each backup with its row count (``extensio
 
 A restore copies a migration's backups back into the plugin's *current* tables (names followed
 through later renames), by row id — ids are never reused (identity; AUTOINCREMENT on SQLite; a
-table added again starts above every backed-up id), so an id names the row a value was taken from
-or no row. A whole-table backup's rows go back under their own ids; a row already holding one with
-the same values was restored before (counted), one with other values refuses the restore (ES318,
-naming the ids): nothing is skipped silently or overwritten. A column backup sets the column of
-every row whose id it holds and reports the rows deleted since. It runs like any migration — under
+table created again starts above every backed-up id and every id counter a backup recorded), so an
+id names the row a value was taken from or no row. A whole-table backup's rows go back under their
+own ids; a row already holding one with the same values was restored before (counted), one with
+other values refuses the restore (ES318, naming the ids): nothing is skipped silently or
+overwritten. A column backup sets the column of every row whose id it holds and reports the rows
+deleted since. A value is never changed: one its column (as the spec has it now) would round, cut
+or refuse refuses the restore (ES319) before anything is copied. It runs like any migration — under
 the plugin's lock, in one transaction, recorded in the history (kind ``restore``) — and refuses
-(ES315) when a target table or column does not exist, naming it, before anything is copied. The
-one exception to "current tables" is the restore of a ``delete`` migration when the plugin is not
+(ES315) when a target table or column does not exist, naming it, before anything is copied. The one
+exception to "current tables" is the restore of a ``delete`` migration when the plugin is not
 registered: the spec recorded with the delete is applied first (a normal ``apply`` migration, by
 the same owner, creating empty tables and running none of its raw SQL steps), then its rows are
 restored. See docs/operations.md.
