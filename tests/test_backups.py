@@ -226,3 +226,54 @@ def test_delete_after_a_table_was_dropped_by_hand_records_only_the_backups_taken
     assert restored.exit_code == 0, restored.stdout + restored.stderr
     assert execute(db_url, f"SELECT id, name FROM {customer} ORDER BY id") == customers
     assert _orders(db_url) == []  # re-created by the re-applied spec; it had no backup
+
+
+def test_a_backups_table_from_an_older_version_gets_the_id_counter_column(db_url: str, tmp_path: Path) -> None:
+    """Registries written before the id counter was recorded: read as they are, completed by a writer."""
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    first = _drop_note(db_url, tmp_path / "v2")
+    registry = "extension_backups" if db_url.startswith("sqlite") else "extschema.extension_backups"
+    execute(db_url, f"ALTER TABLE {registry} DROP COLUMN id_counter")
+    listed = run("backups", "-d", db_url, "-o", "json")
+    assert listed.exit_code == 0 and [b["migrationId"] for b in listed.json()["backups"]] == [first], listed.stderr
+    without_order = V1.replace("1.0.0", "3.0.0").split("  - name: order")[0] + "deletionPolicy: Drop\n"
+    _run_drop(db_url, tmp_path / "v3", without_order, drop_table=True)
+    assert execute(db_url, f"SELECT source_column, id_counter FROM {registry} ORDER BY position, migration_id") == [
+        ("note", None),
+        (None, ROWS),
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("drop_table", [False, True])
+def test_a_value_written_while_the_drop_waits_is_in_the_backup(pg_url: str, tmp_path: Path, drop_table: bool) -> None:
+    """A writer's open transaction changes a value; the drop waits for its lock, the writer commits:
+    the backup holds the committed value. Before: the copy read the table before the drop waited, so
+    the backup kept the old value (or missed the row) and the committed change was lost with the drop."""
+    import concurrent.futures
+    import time
+
+    import psycopg
+
+    _apply(pg_url, tmp_path / "v1", V1)
+    _fill(pg_url)
+    order = ext_table(pg_url, "shop", "order")
+    body = V2 if not drop_table else V1.replace("1.0.0", "2.0.0").split("  - name: order")[0] + "deletionPolicy: Drop\n"
+    with (
+        psycopg.connect(pg_url) as writer,
+        psycopg.connect(pg_url, autocommit=True) as admin,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        writer.execute(f"UPDATE {order} SET note = 'written meanwhile' WHERE id = 1")  # not committed
+        dropping = pool.submit(_run_drop, pg_url, tmp_path / "v2", body, drop_table)
+        deadline = time.monotonic() + 30
+        query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        while admin.execute(query).fetchone() == (0,):
+            assert not dropping.done(), dropping.result()
+            assert time.monotonic() < deadline, "the drop never waited for the writer's lock"
+            time.sleep(0.02)
+        writer.commit()
+        migration = dropping.result(timeout=60)
+    name = f"extschema_backup.shop__order{'' if drop_table else '__note'}__m{migration}"
+    assert execute(pg_url, f"SELECT note FROM {name} WHERE id = 1") == [("written meanwhile",)]

@@ -89,3 +89,48 @@ def test_a_rollback_whose_backup_was_pruned_is_refused_before_anything_runs(db_u
     assert _orders(db_url, "id, title, state") == before
     history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
     assert [m["status"] for m in history] == ["executed", "executed"]
+
+
+def _set_status(url: str, migration: str, status: str) -> None:
+    registry = "extension_migrations" if url.startswith("sqlite") else "extschema.extension_migrations"
+    execute(url, f"UPDATE {registry} SET status = :s WHERE migration_id = :m", {"s": status, "m": migration})
+
+
+def test_prune_keeps_every_backup_of_a_plugin_whose_history_is_not_settled(db_url: str, tmp_path: Path) -> None:
+    """Before: the drop's migration row stuck in 'executing' left the lineage, so prune dropped its
+    backup — the only copy of order.note — although its change is in place."""
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    migration = _drop_note(db_url, tmp_path / "v2")
+    _set_status(db_url, migration, "executing")  # a crash, or a hand edit
+    _age_backups(db_url)
+    for flags in ((), ("--force",)):
+        kept = run("backups", "prune", "--older-than", "30d", *flags, "-d", db_url, "-o", "json")
+        assert kept.exit_code == 0, kept.stdout + kept.stderr
+        assert kept.json()["pruned"] == [] and [b["migrationId"] for b in kept.json()["kept"]] == [migration]
+        assert "ES317" in kept.json()["unsettled"][0]["code"], kept.stdout
+    text = run("backups", "prune", "--older-than", "30d", "-d", db_url)
+    assert "ES317" in text.stdout and f"migration {migration}" in text.stdout and "'executing'" in text.stdout
+    assert len(_backup_tables(db_url)) == 1
+    # The rollback gives the same guidance; once the row is settled, the rollback brings note back.
+    refused = run("rollback", "shop", "-d", db_url)
+    assert refused.exit_code == 1 and "ES317" in refused.stderr, refused.stderr
+    _set_status(db_url, migration, "executed")
+    assert run("rollback", "shop", "-d", db_url).exit_code == 0
+    assert {row[2] for row in _orders(db_url)} != {None}
+
+
+def test_a_restore_is_refused_while_the_plugins_history_is_not_settled(db_url: str, tmp_path: Path) -> None:
+    """The renames a restore follows come from the plugin's history: unknown while a migration never
+    finished, so the restore says so (ES317) instead of guessing where the values go."""
+    _apply(db_url, tmp_path / "v1", V1)
+    _fill(db_url)
+    migration = _drop_note(db_url, tmp_path / "v2")
+    _apply(db_url, tmp_path / "v3", V1.replace("1.0.0", "3.0.0"))  # note again, empty
+    history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+    _set_status(db_url, history[-1]["migration_id"], "executing")
+    refused = run("restore", migration, "-d", db_url)
+    assert refused.exit_code == 1 and "ES317" in refused.stderr and "cannot restore into" in refused.stderr, (
+        refused.stdout + refused.stderr
+    )
+    assert {row[2] for row in _orders(db_url)} == {None}

@@ -921,7 +921,11 @@ def test_render_teardown_backs_up_before_dropping(backend: str) -> None:
         )
         assert teardown_sql[-1] == 'DROP TABLE "ext_shop__order"'
         assert 'DROP INDEX "ext_shop__order_state_title_idx"' in teardown_sql
-    assert teardown_sql[0] == backup and drop in teardown_sql[1:3]
+    # PostgreSQL locks the table before copying it: nothing is committed between the copy and the drop.
+    locked = backend == "postgresql"
+    if locked:
+        assert teardown_sql[0] == 'LOCK TABLE "ext_shop"."line" IN ACCESS EXCLUSIVE MODE'
+    assert teardown_sql[locked] == backup and drop in teardown_sql[1 + locked : 3 + locked]
     drops = [i for i, s in enumerate(teardown_sql) if s.startswith("DROP TABLE")]
     backups = [i for i, s in enumerate(teardown_sql) if s.startswith("CREATE TABLE") and " AS SELECT * " in s]
     assert len(backups) == len(drops) and all(b < d for b, d in zip(backups, drops, strict=True))
@@ -1015,12 +1019,17 @@ def test_render_add_columns_on_postgresql() -> None:
         "ALTER TABLE ext_shop.line ADD COLUMN done BOOLEAN DEFAULT false NOT NULL",
         "ALTER TABLE ext_shop.line ADD COLUMN tagline TEXT DEFAULT 'it''s new'",
     )
-    # Each dropped column is first copied out with the row ids.
+    # Each dropped column is first copied out with the row ids, the table locked first (nothing is
+    # committed between the copy and the drop).
+    lock = 'LOCK TABLE "ext_shop"."line" IN ACCESS EXCLUSIVE MODE'
     assert rendered.rollback == (
+        lock,
         'CREATE TABLE "extschema_backup"."shop__line__tagline__t1" AS SELECT "id", "tagline" FROM "ext_shop"."line"',
         'ALTER TABLE "ext_shop"."line" DROP COLUMN "tagline"',
+        lock,
         'CREATE TABLE "extschema_backup"."shop__line__done__t1" AS SELECT "id", "done" FROM "ext_shop"."line"',
         'ALTER TABLE "ext_shop"."line" DROP COLUMN "done"',
+        lock,
         'CREATE TABLE "extschema_backup"."shop__line__sku__t1" AS SELECT "id", "sku" FROM "ext_shop"."line"',
         'ALTER TABLE "ext_shop"."line" DROP COLUMN "sku"',
     )

@@ -4,6 +4,7 @@ silently, never written into another row. Plugin tables never reuse ids (AUTOINC
 
 from __future__ import annotations
 
+import decimal
 from pathlib import Path
 
 from tests.helpers import Outcome, execute, ext_table, run, write_schema
@@ -250,3 +251,193 @@ def test_a_table_re_created_by_drift_repair_never_hands_out_a_backed_up_id(db_ur
     execute(db_url, f"INSERT INTO {ext_table(db_url, 'notes', 'log')} (msg) VALUES ('new')")
     assert _rows(db_url, "id, msg") == [(4, "new")]
     assert run("backups", "notes", "-d", db_url, "-o", "json").json()["backups"][0]["migrationId"] == dropped
+
+
+# --- a restore never changes a value: one that does not fit the column as it is now is refused -----
+
+#: The log table with one other field, and the two fields of the test (a format: *more*).
+OTHER = "  - name: log\n    fields: [{{name: other, type: Text}}{more}]\n"
+#: id 1 has two decimals, id 2 trailing spaces beyond 5 characters (PostgreSQL cuts those silently).
+VALUES = [(1, "1.25", "abc"), (2, "2.5", "abc       "), (3, "3.1", "x")]
+
+
+def _fields(scale: int, length: int) -> str:
+    decimal = f"{{name: amount, type: Decimal, precision: 10, scale: {scale}}}"
+    return f", {decimal}, {{name: code, type: String, validation: {{maxLength: {length}}}}}"
+
+
+def _amounts(scale: int, length: int) -> str:
+    return OTHER.format(more=_fields(scale, length))
+
+
+def _insert_amounts(url: str) -> None:
+    for row in VALUES:
+        execute(url, f"INSERT INTO {ext_table(url, 'notes', 'log')} (id, amount, code) VALUES (:i, :a, :c)",
+                {"i": row[0], "a": row[1], "c": row[2]})  # fmt: skip
+
+
+def _amount_rows(url: str) -> list[tuple[object, ...]]:
+    log = ext_table(url, "notes", "log")
+    return [
+        (r[0], None if r[1] is None else str(r[1]), r[2])
+        for r in execute(url, f"SELECT id, amount, code FROM {log} ORDER BY id")
+    ]
+
+
+def _refused_unfit(outcome: Outcome, table: str) -> None:
+    assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
+    assert "ES319" in outcome.stderr, outcome.stderr
+    assert f"{table}.amount" in outcome.stderr and "(id 1)" in outcome.stderr, outcome.stderr
+    assert f"{table}.code" in outcome.stderr and "(id 2)" in outcome.stderr, outcome.stderr
+    assert "widen" in outcome.stderr, outcome.stderr
+
+
+def _normalised(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Decimals as exact numbers (SQLite keeps the text written, PostgreSQL pads it to the scale)."""
+    return [(i, None if a is None else decimal.Decimal(str(a)), c) for i, a, c in rows]
+
+
+def test_a_column_restore_refuses_a_value_the_narrower_column_would_round_or_cut(db_url: str, tmp_path: Path) -> None:
+    """Before: PostgreSQL restored 1.25 as 1.3 and 'abc       ' as 'abc  ' (exit 0); SQLite failed on a
+    CHECK with the database's message. Now both refuse (ES319) naming the column and ids, copy nothing,
+    and restore every value exactly once the fields are wide enough again."""
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0", _amounts(2, 10)))
+    _insert_amounts(db_url)
+    original = _amount_rows(db_url)
+    _apply(db_url, tmp_path / "v2", _spec("2.0.0", OTHER.format(more="")))
+    dropped = _last_migration(db_url)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0", OTHER.format(more=_fields(1, 5))))
+    refused = run("restore", dropped, "-d", db_url)
+    _refused_unfit(refused, "log")
+    assert _amount_rows(db_url) == [(1, None, None), (2, None, None), (3, None, None)]
+    _apply(db_url, tmp_path / "v4", _spec("4.0.0", OTHER.format(more=_fields(2, 10))))
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert _normalised(_amount_rows(db_url)) == _normalised(original)
+    assert [r[2] for r in _amount_rows(db_url)] == [v[2] for v in VALUES]
+
+
+def test_a_whole_table_restore_refuses_a_value_the_narrower_column_would_round_or_cut(
+    db_url: str, tmp_path: Path
+) -> None:
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0", _amounts(2, 10)))
+    _insert_amounts(db_url)
+    original = _amount_rows(db_url)
+    _apply(db_url, tmp_path / "v2", _spec("2.0.0", None))
+    dropped = _last_migration(db_url)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0", _amounts(1, 5)))
+    refused = run("restore", dropped, "-d", db_url)
+    _refused_unfit(refused, "log")
+    assert _amount_rows(db_url) == []
+    _apply(db_url, tmp_path / "v4", _spec("4.0.0", _amounts(2, 10)))
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0 and "restored 3 row(s) of log" in restored.stdout, restored.stdout + restored.stderr
+    assert _normalised(_amount_rows(db_url)) == _normalised(original)
+    assert [r[2] for r in _amount_rows(db_url)] == [v[2] for v in VALUES]
+
+
+# --- the id counter of a dropped table outlives it: rows deleted before the drop keep their ids ------
+
+
+def _drop_log_after_deleting_the_last_rows(url: str, tmp_path: Path) -> str:
+    """Version 1 with rows 1..4, rows 3 and 4 deleted, then version 2 without log: the drop's id."""
+    _apply(url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(url, "a", "b", "c", "d")
+    execute(url, f"DELETE FROM {ext_table(url, 'notes', 'log')} WHERE id > 2")
+    _apply(url, tmp_path / "v2", _spec("2.0.0", None))
+    return _last_migration(url)
+
+
+def test_rolling_back_a_table_drop_never_hands_out_the_id_of_a_row_deleted_before_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Before: the rollback left the counter at the highest restored id (2), so the next row got id 3
+    again — the id of a row deleted before the drop."""
+    _drop_log_after_deleting_the_last_rows(db_url, tmp_path)
+    rolled = run("rollback", "notes", "-d", db_url)
+    assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
+    _insert(db_url, "new")
+    assert [r[0] for r in _rows(db_url)] == [1, 2, 5]
+
+
+def test_a_table_added_again_starts_above_the_counter_it_had_when_dropped(db_url: str, tmp_path: Path) -> None:
+    """Before: it started above the highest backed-up id (2), handing out 3 again."""
+    dropped = _drop_log_after_deleting_the_last_rows(db_url, tmp_path)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0"))
+    _insert(db_url, "new")
+    assert [r[0] for r in _rows(db_url)] == [5]
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0 and "restored 2 row(s) of log" in restored.stdout, restored.stdout
+    assert [r[0] for r in _rows(db_url)] == [1, 2, 5]
+
+
+def test_restoring_a_deleted_plugin_starts_its_ids_above_the_counter_at_the_delete(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(db_url, "a", "b", "c", "d")
+    execute(db_url, f"DELETE FROM {ext_table(db_url, 'notes', 'log')} WHERE id > 2")
+    deleted = run("delete", "notes", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    restored = run("restore", deleted, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    _insert(db_url, "new")
+    assert [r[0] for r in _rows(db_url)] == [1, 2, 5]
+
+
+EVERY_TYPE = """
+pluginId: notes
+version: {version}
+enums:
+  - {{name: mood, values: [calm, busy]}}
+tables:
+  - name: keep
+    fields: [{{name: label, type: String}}]
+{log}deletionPolicy: Drop
+"""
+EVERY_FIELD = (
+    "  - name: log\n    fields:\n"
+    "      - {name: s, type: String, validation: {maxLength: 8, pattern: '^[a-z ]*$'}}\n"
+    "      - {name: t, type: Text}\n      - {name: i, type: Int, validation: {min: -5}}\n"
+    "      - {name: b, type: BigInt}\n      - {name: f, type: Float}\n      - {name: o, type: Boolean}\n"
+    "      - {name: d, type: Date}\n      - {name: dt, type: DateTime}\n"
+    "      - {name: m, type: Decimal, precision: 6, scale: 3}\n      - {name: j, type: Json}\n"
+    "      - {name: u, type: Uuid}\n      - {name: e, type: Enum, enum: mood, required: true, default: calm}\n"
+)
+
+
+def test_a_restore_of_every_field_type_into_the_same_fields_is_exact_and_never_refused(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The check that refuses values a column would change lets every value of the same field through."""
+    _apply(db_url, tmp_path / "v1", EVERY_TYPE.format(version="1.0.0", log=EVERY_FIELD))
+    log = ext_table(db_url, "notes", "log")
+    execute(db_url, f"INSERT INTO {log} (s, t, i, b, f, o, d, dt, m, j, u, e) VALUES ('ab  ', 'x', -5, "
+            "9007199254740993, 0.1, true, '2024-02-29', '2024-02-29 10:00:00', '-123.456', '{\"k\": [1]}', "
+            "'6f1c2d1e-8a4b-4c2d-9e1f-0a1b2c3d4e5f', 'busy')")  # fmt: skip
+    execute(db_url, f"INSERT INTO {log} (e) VALUES ('calm')")
+    columns = "id, s, t, i, b, f, o, d, dt, CAST(m AS TEXT), CAST(j AS TEXT), CAST(u AS TEXT), e"
+    original = execute(db_url, f"SELECT {columns} FROM {log} ORDER BY id")
+    _apply(db_url, tmp_path / "v2", EVERY_TYPE.format(version="2.0.0", log=""))
+    dropped = _last_migration(db_url)
+    _apply(db_url, tmp_path / "v3", EVERY_TYPE.format(version="3.0.0", log=EVERY_FIELD))
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0 and "restored 2 row(s) of log" in restored.stdout, restored.stdout + restored.stderr
+    assert execute(db_url, f"SELECT {columns} FROM {log} ORDER BY id") == original
+
+
+def test_a_restore_refuses_an_integer_a_field_now_float_would_round(db_url: str, tmp_path: Path) -> None:
+    """A BigInt field dropped, then added again as a Float: 2**53 + 1 would be rounded (as the
+    BigInt -> Float conversion refuses to), so it is refused (ES319); 7 alone would go back exactly."""
+    field = "  - name: log\n    fields: [{{name: other, type: Text}}, {{name: n, type: {type}}}]\n"
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0", field.format(type="BigInt")))
+    log = ext_table(db_url, "notes", "log")
+    execute(db_url, f"INSERT INTO {log} (id, n) VALUES (1, 9007199254740993), (2, 7)")
+    _apply(db_url, tmp_path / "v2", _spec("2.0.0", OTHER.format(more="")))
+    dropped = _last_migration(db_url)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0", field.format(type="Float")))
+    refused = run("restore", dropped, "-d", db_url)
+    assert refused.exit_code == 1 and "ES319" in refused.stderr, refused.stdout + refused.stderr
+    assert "log.n" in refused.stderr and "(id 1)" in refused.stderr, refused.stderr
+    assert execute(db_url, f"SELECT id, n FROM {log} ORDER BY id") == [(1, None), (2, None)]
+    execute(db_url, f"DELETE FROM {log} WHERE id = 1")
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert execute(db_url, f"SELECT id, n FROM {log} ORDER BY id") == [(2, 7.0)]

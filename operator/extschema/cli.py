@@ -519,7 +519,12 @@ def backups(ctx: click.Context, plugin: str | None, database: str | None, output
 @backups.command("prune")
 @click.option("--older-than", "older_than", required=True, metavar="AGE", help="Age such as 30d, 12h, 90m, 2w.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be pruned.")
-@click.option("--force", is_flag=True, help="Also prune backups a rollback still needs (it is then refused).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also prune backups a rollback still needs (it is then refused); never those of a plugin whose "
+    "history is not settled (ES317).",
+)
 @database_option
 @output_option
 def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | None, output: str) -> None:
@@ -537,14 +542,20 @@ def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | N
         records = [b.as_dict(at) for b in pruning.pruned]
         kept = [b.as_dict(at) for b in pruning.kept]
         if output == "json":
-            _emit_json({"ok": True, "dryRun": dry_run, "pruned": records, "kept": kept})
+            unsettled = [p.as_dict() for p in pruning.unsettled]
+            _emit_json({"ok": True, "dryRun": dry_run, "pruned": records, "kept": kept, "unsettled": unsettled})
             return
         verb = "would prune" if dry_run else "pruned"
         click.echo(f"{verb} {len(records)} backup(s) older than {escape(older_than)}")
         _backup_lines(records)
         if kept:
-            click.echo(f"kept {len(kept)} backup(s) a rollback still needs (prune them anyway with --force):")
+            why = "a rollback still needs (prune them anyway with --force)"
+            if pruning.unsettled:
+                why = "a rollback still needs, or of a plugin whose history is not settled (see below)"
+            click.echo(f"kept {len(kept)} backup(s) {why}:")
             _backup_lines(kept)
+        for problem in pruning.unsettled:
+            click.echo(problem.render())
 
 
 @main.command()

@@ -84,6 +84,7 @@ CATALOG: dict[str, str] = {
     "ES316": "Applied raw SQL step changed",
     "ES317": "Latest migration never finished",
     "ES318": "Restore blocked by rows written since",
+    "ES319": "Backed-up value does not fit the column now",
     "ES401": "Database unreachable",
     "ES402": "Migration failed in the database",
     "ES403": "Temporary database error (retry)",

@@ -305,8 +305,14 @@ class Dialect:
         return statements
 
     def resume_ids(self, plugin_id: str, table: str, floor: int) -> list[str]:
-        """Statements making a table just created hand out ids above *floor* only."""
+        """Statements making a table (just created, and perhaps filled from a backup) hand out ids
+        above *floor* only: its id counter is raised to *floor*, never lowered."""
         raise NotImplementedError
+
+    def id_counters(self, conn: sa.Connection, plugin_id: str) -> dict[str, int]:
+        """The id counter (the highest id handed out, also to rows deleted since) of each of the
+        plugin's tables that has one, by unqualified physical name."""
+        return {}
 
     def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
         raise NotImplementedError
@@ -317,14 +323,19 @@ class Dialect:
 
     def _copy(self, plugin_id: str, found: _Backup) -> list[str]:
         source = self.table_ref(plugin_id, found.table)
+        # Locked first, as the step after it locks it: a writer's transaction open now commits
+        # before the copy reads (or waits until the migration ends), so what the step destroys is
+        # exactly what was copied — not a value committed between the copy and the step.
+        lock = self.lock_tables(plugin_id, [found.table])
         if found.column is None:
             # Whole rows: columns a DBA added by hand are not in the spec, and must not be lost.
             return [
+                *lock,
                 f"CREATE TABLE {self.qualified(found.name)} AS SELECT * FROM {source}",
                 *self.detach_backup(plugin_id, found.name),
             ]
         columns = ", ".join([self.quote("id"), self.backup_column(found.column)])
-        return [f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source}"]
+        return [*lock, f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source}"]
 
     def _rollback_sql_backups(self, steps: Plan, tag: str) -> list[_Backup]:
         from extschema import sqltext  # pglast, loaded only when there is raw SQL
@@ -507,6 +518,20 @@ class Dialect:
     def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
         """A condition true for a row whose value (a valid *before*) is not a valid *after*."""
         raise NotImplementedError
+
+    def unfit_restore(
+        self, plugin_id: str, backed_up: str, column: ColumnDef, stored: sa.types.TypeEngine[Any] | None
+    ) -> str:
+        """A condition on a backup's row, true when its value in *backed_up* (a column of the backup's
+        type *stored*, as reflected) would not be stored unchanged in *column* (as the table has it
+        now): what the column would refuse, round or cut. Read as the narrowing check reads a value
+        (:meth:`violation`), as if *column* held it; an integer going into a Float is checked as the
+        BigInt → Float conversion is (beyond 2**53 a double rounds it)."""
+        held = dataclasses.replace(column, name=backed_up, nullable=True)
+        found = [self.violation(plugin_id, held, column)]
+        if isinstance(stored, sa.Integer):
+            found.extend(self.rounded_to_float(dataclasses.replace(held, type="BigInt"), column))
+        return " OR ".join(found)
 
     def rounded_to_float(self, before: ColumnDef, after: ColumnDef) -> list[str]:
         """Integers a double cannot hold exactly: an integer column becoming Float would round them,

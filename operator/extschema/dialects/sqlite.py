@@ -136,9 +136,23 @@ class SqliteDialect(Dialect):
         return "id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT"
 
     def resume_ids(self, plugin_id: str, table: str, floor: int) -> list[str]:
-        # The table was just created: sqlite_sequence (created with it) has no row for it yet.
+        # Just created, sqlite_sequence has no row for the table yet; once rows were copied back
+        # with their ids, it has one (AUTOINCREMENT keeps it at the highest): raised, never lowered.
         name = self.literal(self.namer.table(plugin_id, table).name)
-        return [f"INSERT INTO sqlite_sequence (name, seq) VALUES ({name}, {floor})"]
+        return [
+            f"UPDATE sqlite_sequence SET seq = {floor} WHERE name = {name} AND seq < {floor}",
+            f"INSERT INTO sqlite_sequence (name, seq) SELECT {name}, {floor} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {name})",
+        ]
+
+    def id_counters(self, conn: sa.Connection, plugin_id: str) -> dict[str, int]:
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
+        if conn.exec_driver_sql(exists).first() is None:  # no AUTOINCREMENT table was ever created
+            return {}
+        prefix = self.namer.table(plugin_id, "").name
+        rows = conn.execute(sa.text("SELECT name, seq FROM sqlite_sequence WHERE substr(name, 1, :n) = :p"),
+                            {"n": len(prefix), "p": prefix})  # fmt: skip
+        return {str(name): int(seq) for name, seq in rows if isinstance(seq, int)}
 
     def primary_key_sql(self) -> str | None:
         return None  # AUTOINCREMENT is only allowed on the column's own PRIMARY KEY

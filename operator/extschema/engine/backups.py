@@ -6,14 +6,16 @@ transaction, and the registry records each backup with its row count (``extensio
 
 A restore copies a migration's backups back into the plugin's *current* tables (names followed
 through later renames), by row id — ids are never reused (identity; AUTOINCREMENT on SQLite; a
-table added again starts above every backed-up id), so an id names the row a value was taken from
-or no row. A whole-table backup's rows go back under their own ids; a row already holding one with
-the same values was restored before (counted), one with other values refuses the restore (ES318,
-naming the ids): nothing is skipped silently or overwritten. A column backup sets the column of
-every row whose id it holds and reports the rows deleted since. It runs like any migration — under
+table created again starts above every backed-up id and every id counter a backup recorded), so an
+id names the row a value was taken from or no row. A whole-table backup's rows go back under their
+own ids; a row already holding one with the same values was restored before (counted), one with
+other values refuses the restore (ES318, naming the ids): nothing is skipped silently or
+overwritten. A column backup sets the column of every row whose id it holds and reports the rows
+deleted since. A value is never changed: one its column (as the spec has it now) would round, cut
+or refuse refuses the restore (ES319) before anything is copied. It runs like any migration — under
 the plugin's lock, in one transaction, recorded in the history (kind ``restore``) — and refuses
-(ES315) when a target table or column does not exist, naming it, before anything is copied. The
-one exception to "current tables" is the restore of a ``delete`` migration when the plugin is not
+(ES315) when a target table or column does not exist, naming it, before anything is copied. The one
+exception to "current tables" is the restore of a ``delete`` migration when the plugin is not
 registered: the spec recorded with the delete is applied first (a normal ``apply`` migration, by
 the same owner, creating empty tables and running none of its raw SQL steps), then its rows are
 restored. See docs/operations.md.
@@ -25,7 +27,7 @@ import dataclasses
 import datetime
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,6 +39,7 @@ from extschema.engine import catalog, migrator
 from extschema.engine.registry import ENDING_KINDS, BackupRecord, MigrationRecord, Registration, now, physical
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
+from extschema.planning import ColumnDef
 from extschema.planning.diff import renames
 from extschema.problems import Kind, Problem, ProblemError
 
@@ -60,21 +63,35 @@ def listed(engine: migrator.Engine, plugin_id: str | None = None) -> list[Backup
 
 @dataclasses.dataclass(frozen=True)
 class Pruning:
-    """What a prune dropped (or would drop), and the old backups it kept because a rollback reads them."""
+    """What a prune dropped (or would drop), the old backups it kept because a rollback reads them
+    (or because their plugin's history is not settled), and why, for those plugins (ES317)."""
 
     pruned: list[BackupRecord]
     kept: list[BackupRecord]
+    unsettled: list[Problem] = dataclasses.field(default_factory=list)
 
 
-def needed_by_rollback(engine: migrator.Engine, conn: Connection) -> set[tuple[str, str]]:
+def needed_by_rollback(engine: migrator.Engine, conn: Connection) -> tuple[set[tuple[str, str]], dict[str, Problem]]:
     """(plugin, migration) of every migration a rollback can still undo: the executed applies that
-    built each registered plugin. Their rollback SQL reads their backups to bring dropped data back."""
+    built each registered plugin (:func:`migrator.settled_lineage`). Their rollback SQL reads their
+    backups to bring dropped data back. Also, by plugin, why a plugin's history is not settled (a
+    migration never finished): which backups a rollback needs is then unknown, so it needs them all."""
     history = engine.registry.history_rows(conn, None)
+    registered = {r.plugin_id for r in engine.registry.registrations(conn)}
     needed: set[tuple[str, str]] = set()
-    for registration in engine.registry.registrations(conn):
-        own = [r for r in history if r.plugin_id == registration.plugin_id]
-        needed.update((r.plugin_id, r.migration_id) for r in migrator.lineage(own))
-    return needed
+    unsettled: dict[str, Problem] = {}
+    for plugin_id in sorted({r.plugin_id for r in history}):
+        own = [r for r in history if r.plugin_id == plugin_id]
+        try:
+            built = migrator.settled_lineage(
+                plugin_id, own, "kept every backup of", "no backup of it is pruned", "prune again"
+            )
+        except ProblemError as error:
+            unsettled[plugin_id] = error.problems[0]
+            continue
+        if plugin_id in registered:
+            needed.update((r.plugin_id, r.migration_id) for r in built)
+    return needed, unsettled
 
 
 def prune(
@@ -83,28 +100,41 @@ def prune(
     """Drop the backup tables older than *older_than* and forget them; returns what was (or would be) pruned.
 
     Backups a rollback still reads are kept unless *force*: pruning them would make that rollback
-    impossible (it is then refused, ES314). Each plugin's backups go in one transaction under the
-    plugin's migration lock, so a restore never reads a backup half way through being dropped.
+    impossible (it is then refused, ES314). Every backup of a plugin whose history is not settled
+    is kept, also with *force*: what its unfinished migration changed, and so which backups hold
+    the only copy of data, is unknown. Each plugin's backups go in one transaction under the
+    plugin's migration lock, where what is needed is decided again (a migration may have run since
+    the first reading), so a restore never reads a backup half way through being dropped.
     """
     cutoff = now() - older_than
+
+    def split(conn: Connection, records: list[BackupRecord]) -> Pruning:
+        needed, unsettled = needed_by_rollback(engine, conn)
+        old = [b for b in records if b.created_at < cutoff]
+        keep = [b for b in old if b.plugin_id in unsettled or (not force and (b.plugin_id, b.migration_id) in needed)]
+        shown = [p for plugin, p in sorted(unsettled.items()) if any(b.plugin_id == plugin for b in old)]
+        return Pruning([b for b in old if b not in keep], keep, shown)
+
     with engine.registry.reading() as conn:
-        records = [] if conn is None else engine.registry.backup_rows(conn)
-        needed = set() if conn is None or force else needed_by_rollback(engine, conn)
-    old = [b for b in records if b.created_at < cutoff]
-    kept = [b for b in old if (b.plugin_id, b.migration_id) in needed]
-    old = [b for b in old if (b.plugin_id, b.migration_id) not in needed]
-    if dry_run or not old:
-        return Pruning(old, kept)
+        if conn is None:
+            return Pruning([], [])
+        planned = split(conn, engine.registry.backup_rows(conn))
+    if dry_run or not planned.pruned:
+        return planned
     dialect = engine.dialect
-    for plugin_id in sorted({b.plugin_id for b in old}):
+    pruned: list[BackupRecord] = []
+    for plugin_id in sorted({b.plugin_id for b in planned.pruned}):
         with engine.database.transaction() as conn:
             engine._lock(conn, plugin_id)
-            for record in old:
-                if record.plugin_id == plugin_id:
-                    name = PhysicalName(*physical(record.backup_table))
-                    engine.database.execute(conn, [f"DROP TABLE IF EXISTS {dialect.qualified(name)}"])
-                    engine.registry.forget_backup(conn, record)
-    return Pruning(old, kept)
+            now_planned = split(conn, engine.registry.backup_rows(conn, plugin_id))
+            for record in now_planned.pruned:
+                name = PhysicalName(*physical(record.backup_table))
+                engine.database.execute(conn, [f"DROP TABLE IF EXISTS {dialect.qualified(name)}"])
+                engine.registry.forget_backup(conn, record)
+            pruned.extend(now_planned.pruned)
+    kept = [b for b in planned.kept if b not in pruned]
+    kept += [b for b in planned.pruned if b not in pruned]
+    return Pruning(pruned, kept, planned.unsettled)
 
 
 # --- restore ----------------------------------------------------------------------------------
@@ -210,6 +240,8 @@ class _Restore(migrator._Migration):
         problems: list[Problem] = []
         copies: list[_Copy] = []
         specs = self._specs_since(conn, history)
+        assert self.current is not None
+        now_shaped = planning.shape(self.current.spec)
         # Reverse order: a delete backs up dependents first; referenced tables must be filled first.
         for record in sorted(records, key=lambda r: r.position, reverse=True):
             # Into what the backed-up table and column are called now, after later renames.
@@ -218,8 +250,12 @@ class _Restore(migrator._Migration):
             def follow(name: str, source: str = record.source_table) -> str:
                 return renames.followed(specs, source, name)[1] or name
 
+            shaped = now_shaped.table(table)
+            # The columns as the spec has them now, to refuse a value they would not keep as it is
+            # (ids referencing other rows are left to their foreign keys).
+            defs = {c.name: c for c in shaped.columns if c.foreign_key is None} if shaped else {}
             try:
-                copies.append(_copy(conn, inspector, self.engine.dialect, record, table, column, follow))
+                copies.append(_copy(conn, inspector, self.engine.dialect, record, table, column, follow, defs))
             except ProblemError as error:
                 problems.extend(error.problems)
         if problems:
@@ -231,7 +267,11 @@ class _Restore(migrator._Migration):
         """The specs from the backed-up migration's on, in order: the lineage from it, or — for the
         plugin's last delete — the deleted spec then every spec applied since. None when it is no
         longer part of what the plugin is now (e.g. rolled back, or an earlier delete)."""
-        built = migrator.lineage(history)
+        # What the plugin is now is unknown while a migration never finished: names followed through
+        # it could put values into the wrong column (ES317, as rollback and prune say).
+        built = migrator.settled_lineage(
+            self.plugin_id, history, "cannot restore into", "nothing was restored", "restore again"
+        )
         ids = [r.migration_id for r in built]
         executed = [r for r in history if r.status == "executed"]
         ending = next((r for r in reversed(executed) if r.kind in ENDING_KINDS), None)
@@ -297,9 +337,14 @@ def _copy(
     table: str,
     column: str | None,
     follow: Callable[[str], str],
+    defs: Mapping[str, ColumnDef],
 ) -> _Copy:
     """Restore *record* into *table* (and *column*): the source's names now; *follow* names a
-    backed-up column of a whole-table backup as the table calls it now."""
+    backed-up column of a whole-table backup as the table calls it now; *defs* are the table's
+    columns as the registered spec has them.
+
+    Refused (ES319) when a value to be written does not fit its column as it is now: a restore
+    never changes a value (rounds a decimal, cuts a string), and never fails half way on one."""
     backup = PhysicalName(*physical(record.backup_table))
     target = dialect.namer.table(record.plugin_id, table)
     saved = _columns(inspector, backup)
@@ -332,6 +377,8 @@ def _copy(
         # Ids are never reused (identity; AUTOINCREMENT on SQLite), so a backed-up id names the row
         # the value was taken from or no row: a row deleted since gets nothing, and is reported.
         gone, lost = ids(f"SELECT {b}.id FROM {b} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)")
+        _refuse_unfit(conn, dialect, record, table, b, saved, [(record.source_column or column, column)], defs,
+                      f"{b}.id IN (SELECT id FROM {t})", ids)  # fmt: skip
         quoted = dialect.quote(column)
         value = _value(dialect, f"{b}.{dialect.quote(record.source_column or column)}", present[column])
         # Indexed by id first: the lookup runs once per row (1M rows: seconds, not hours).
@@ -373,8 +420,9 @@ def _copy(
             f"{record.backup_table} back by hand under new ids",
             kind=Kind.REFUSED,
         )
-    already = conn.execute(sa.text(f"SELECT count(*) FROM ({held}) AS found")).scalar_one()
     absent = f"NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)"
+    _refuse_unfit(conn, dialect, record, table, b, saved, shared, defs, absent, ids)
+    already = conn.execute(sa.text(f"SELECT count(*) FROM ({held}) AS found")).scalar_one()
     found = conn.execute(sa.text(f"SELECT count(*) FROM {b} WHERE {absent}")).scalar_one()
     selected = ", ".join([f"{b}.id", *values])
     statements = [f"INSERT INTO {t} ({names}) SELECT {selected} FROM {b} WHERE {absent}"]
@@ -392,6 +440,56 @@ def _copy(
     if notes:
         description += f" ({'; '.join(notes)})"
     return _Copy(statements, description)
+
+
+def _refuse_unfit(
+    conn: Connection,
+    dialect: Dialect,
+    record: BackupRecord,
+    table: str,
+    backup: str,
+    saved: dict[str, Any],
+    columns: list[tuple[str, str]],
+    defs: Mapping[str, ColumnDef],
+    written: str,
+    ids: Callable[[str], tuple[list[Any], int]],
+) -> None:
+    """ES319 naming, per column, the rows of *backup* (its columns reflected: *saved*) that are to be
+    *written* (a condition) whose value in a (backed-up name, column now) pair of *columns* the column
+    would not keep as it is."""
+    problems = []
+    for old, new in columns:
+        if new not in defs:  # not the spec's (made by hand): the database's own rules apply
+            continue
+        column = defs[new]
+        stored = saved[old]["type"] if old in saved else None
+        unfit = dialect.unfit_restore(record.plugin_id, old, column, stored)
+        found, count = ids(f"SELECT {backup}.id FROM {backup} WHERE {written} AND ({unfit})")
+        if count:
+            problems.append(
+                Problem(
+                    "ES319",
+                    f"{table}.{new}",
+                    f"cannot restore {record.backup_table} of migration {record.migration_id}: {count} backed-up "
+                    f"value(s) of {table}.{new} do not fit the column as it is now "
+                    f"({_field(column)}) ({_ids(found, count)}): writing them would round, cut or refuse them, "
+                    "and a restore never changes a value; nothing was restored. To restore them, widen the field "
+                    "in the spec so it holds them (a new version, applied), or go back to a version where it does, "
+                    f"then run the restore again — or copy those values from {record.backup_table} by hand",
+                )
+            )
+    if problems:
+        raise ProblemError(problems, kind=Kind.REFUSED)
+
+
+def _field(column: ColumnDef) -> str:
+    """A column as its field reads in a spec: ``Decimal, precision 10, scale 1, required``."""
+    parts: list[str] = [column.type]
+    if column.type == "Decimal":
+        parts.append(f"precision {column.precision}, scale {column.scale}")
+    elif column.type == "String":
+        parts.append(f"maxLength {column.string_length}")
+    return ", ".join(parts + ([] if column.nullable else ["required"]))
 
 
 def _value(dialect: Dialect, expression: str, target: dict[str, Any]) -> str:

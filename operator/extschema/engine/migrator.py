@@ -177,7 +177,8 @@ def _unfinished(plugin_id: str, migration_id: str, error: ProblemError) -> Probl
 
 
 def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
-    """The executed applies that built what the plugin is now: those after its last delete/unregister.
+    """The executed applies that built what the plugin is now: those after its last delete/unregister
+    (read it through :func:`settled_lineage`, which refuses when the history is not settled).
 
     Migrations that were rolled back, failed, or never finished (``executing``, left by a crash:
     their transaction rolled back) changed nothing and are not part of it.
@@ -191,13 +192,20 @@ def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
 _UNFINISHED = ("executing", "pending")
 
 
-def to_roll_back(plugin_id: str, records: list[MigrationRecord]) -> list[MigrationRecord]:
-    """The plugin's :func:`lineage`, whose last migration is the one a rollback undoes (the one place
-    that picks it); empty when there is nothing to roll back.
+def settled_lineage(
+    plugin_id: str,
+    records: list[MigrationRecord],
+    refused: str = "cannot roll back",
+    outcome: str = "nothing was changed",
+    then: str = "roll back again",
+) -> list[MigrationRecord]:
+    """The plugin's :func:`lineage`, whose last migration is the current one (the one a rollback
+    undoes), once its history is settled: the one place that says both, for rollback and prune.
 
     ES317 when a migration since the plugin's last delete never finished: what it changed is unknown,
     so neither it nor the one before it can be undone safely (skipping it would undo the migration
-    before, against a database that may hold both).
+    before, against a database that may hold both), and no backup of the plugin is known to be
+    unneeded. *refused*, *outcome* and *then* word the message for the caller.
     """
     ended = max((i for i, r in enumerate(records) if r.kind in ENDING_KINDS and r.status == "executed"), default=-1)
     stuck = [
@@ -210,11 +218,11 @@ def to_roll_back(plugin_id: str, records: list[MigrationRecord]) -> list[Migrati
         raise ProblemError.one(
             "ES317",
             "plugin",
-            f"cannot roll back plugin {plugin_id!r}: migration {named} is recorded as {stuck[-1].status!r}: it never "
-            "finished (a crash, or an edit of extension_migrations), so what it changed is unknown; nothing was "
-            f"changed. Compare the database with `extschema drift {plugin_id}` and `extschema history {plugin_id} "
-            "--sql`, then set that row's status in extension_migrations to 'executed' if its changes are in place "
-            "or 'failed' if they are not, and roll back again",
+            f"{refused} plugin {plugin_id!r}: migration {named} is recorded as {stuck[-1].status!r}: it never "
+            f"finished (a crash, or an edit of extension_migrations), so what it changed is unknown; {outcome}. "
+            f"Compare the database with `extschema drift {plugin_id}` and `extschema history {plugin_id} --sql`, "
+            "then set that row's status in extension_migrations to 'executed' if its changes are in place "
+            f"or 'failed' if they are not, and {then}",
             kind="refused",
         )
     return lineage(records)
@@ -274,6 +282,9 @@ class _Migration:
     #: A pending ``finish`` of an earlier apply is built first (True), or cancelled (False: the
     #: migration undoes or drops what it would build).
     finishes_pending = True
+    #: The plugin's tables' id counters, read just before the migration's statements run (a table
+    #: it drops takes its counter along): recorded with its whole-table backups.
+    id_counters: dict[str, int] = {}
 
     def before(self) -> list[str]:
         """Statements committed on their own before the main transaction (idempotent)."""
@@ -413,6 +424,7 @@ class Engine:
             history = self.registry.verify_history(conn, plugin_id)
             migration_id = self.registry.next_migration_id(conn, plugin_id, history)
             rendered = migration.rendered = migration.render(conn, history, migration_id)
+            migration.id_counters = self.dialect.id_counters(conn, plugin_id)
             self.database.execute(conn, rendered.statements, rendered.foreign_keys_off or fk_off)
             result = migration.record(conn, migration_id, rendered, int((time.perf_counter() - clock) * 1000))
             if rendered.after:  # whatever the kind: _migrate builds it after COMMIT, from this record
@@ -598,7 +610,7 @@ class Engine:
             base = None if conn is None else self.registry.registration(plugin_id, conn)
             if conn is None or base is None:
                 return None
-            built = to_roll_back(plugin_id, self.registry.history_rows(conn, plugin_id))
+            built = settled_lineage(plugin_id, self.registry.history_rows(conn, plugin_id))
             if not built:
                 return None
             spec = None
@@ -691,22 +703,32 @@ class Engine:
 
 
 def id_floors(engine: Engine, conn: Connection, plan: Plan) -> dict[str, int]:
-    """For each table *plan* creates, the highest id held by a backup of a table of that name (one
-    dropped before): the new table starts above it, so an id never names two rows and a restore
-    of those backups can never land in a row written since."""
+    """For each table *plan* creates, the floor its ids start above (:func:`table_id_floors`)."""
     created = {op.table.name for op in plan.ops if isinstance(op, planning.CreateTable)}
-    if not created:
+    return table_id_floors(engine, conn, plan.plugin_id, created)
+
+
+def table_id_floors(engine: Engine, conn: Connection, plugin_id: str, tables: Collection[str]) -> dict[str, int]:
+    """For each of *tables* (logical names) of *plugin_id* created again — added again, re-created
+    by ``drift --repair`` or by a rollback of its drop — the highest id a backup of a table of that
+    name holds or had handed out when it was dropped (its recorded id counter: rows deleted before
+    the drop count too). The table starts above it, so an id never names two rows and a restore of
+    those backups can never land in a row written since."""
+    if not tables:
         return {}
     inspector = sa.inspect(conn)
     floors: dict[str, int] = {}
-    for record in engine.registry.backup_rows(conn, plan.plugin_id):
-        schema, name = physical(record.backup_table)
-        if record.source_table not in created or not inspector.has_table(name, schema=schema):
+    for record in engine.registry.backup_rows(conn, plugin_id):
+        if record.source_table not in tables:
             continue
-        backup = engine.dialect.qualified(PhysicalName(schema, name))
-        top = conn.execute(sa.text(f"SELECT max(id) FROM {backup}")).scalar()
-        if top is not None:
-            floors[record.source_table] = max(floors.get(record.source_table, 0), int(top))
+        tops = [record.id_counter]
+        schema, name = physical(record.backup_table)
+        if inspector.has_table(name, schema=schema):
+            backup = engine.dialect.qualified(PhysicalName(schema, name))
+            tops.append(conn.execute(sa.text(f"SELECT max(id) FROM {backup}")).scalar())
+        for top in tops:
+            if top is not None and int(top) > floors.get(record.source_table, 0):
+                floors[record.source_table] = int(top)
     return floors
 
 
@@ -761,7 +783,7 @@ class _Apply(_Migration):
         )  # fmt: skip
         registry.register(conn, self.owner, self.spec, self.tables, self.current is not None, definition)
         refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
-        registry.record_backups(conn, self.spec.plugin_id, migration_id, refs)
+        registry.record_backups(conn, self.spec.plugin_id, migration_id, refs, counters=self.id_counters)
         return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
 
 
@@ -776,6 +798,8 @@ class _Rollback(_Migration):
         self.previous_spec: ExtensionSchemaSpec | None = None
         #: The backups the rollback SQL takes of what it drops (recorded with the migration it undoes).
         self.takes: list[BackupRef] = []
+        #: The tables the rollback SQL creates again from their whole-table backups.
+        self.recreated: list[str] = []
 
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         if current is None:
@@ -787,7 +811,7 @@ class _Rollback(_Migration):
 
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
         registry = self.engine.registry
-        built = to_roll_back(self.plugin_id, history)
+        built = settled_lineage(self.plugin_id, history)
         if not built:
             raise ProblemError.one(
                 "ES305", "plugin", f"plugin {self.plugin_id!r} has no executed migration to roll back", kind="refused"
@@ -822,7 +846,11 @@ class _Rollback(_Migration):
         dialect, tag = self.engine.dialect, _sql_backup_tag(self.target.migration_id)
         self.takes = [*dialect.rollback_sql_backups(steps, tag), *self._backups(conn, target_spec, " ".join(rollback))]
         self._refuse_hand_made(conn, target_spec)
-        runs = (*dialect.backup_rollback_sql(steps, tag), *rollback)
+        # A table the rollback creates again (undoing its drop) starts its ids above every id it had
+        # handed out, as any table created again does: its restored rows' highest is not enough.
+        floors = table_id_floors(self.engine, conn, self.plugin_id, self.recreated)
+        resumed = [s for t, floor in sorted(floors.items()) for s in dialect.resume_ids(self.plugin_id, t, floor)]
+        runs = (*dialect.backup_rollback_sql(steps, tag), *rollback, *resumed)
         return RenderedPlan(runs, tuple(statements), bool(row.foreign_keys_off))
 
     def _refuse_hand_made(self, conn: Connection, target_spec: ExtensionSchemaSpec) -> None:
@@ -864,6 +892,7 @@ class _Rollback(_Migration):
                 "To go back without that data, apply the earlier spec again under a new, higher version",
                 kind="refused",
             )
+        self.recreated = [r.source_table for r, _ in named if r.column is None]
         return [r for r in takes if physical(r.table)[1] in sql]
 
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
@@ -880,7 +909,7 @@ class _Rollback(_Migration):
             assert self.current is not None
             registry.register(conn, self.current.owner, self.previous_spec, tables, exists=True)
         # Listed with the migration they undid: their names carry its tag, like its own backups.
-        registry.record_backups(conn, self.plugin_id, self.target.migration_id, self.takes)
+        registry.record_backups(conn, self.plugin_id, self.target.migration_id, self.takes, counters=self.id_counters)
         description = [f"rolled back migration {self.target.migration_id}"]
         return ApplyResult(self.plugin_id, True, self.target.migration_id, description, duration)
 
@@ -926,5 +955,5 @@ class _Delete(_Migration):
         )  # fmt: skip
         registry.unregister(conn, self.plugin_id)
         refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
-        registry.record_backups(conn, self.plugin_id, migration_id, refs, skip=self.missing)
+        registry.record_backups(conn, self.plugin_id, migration_id, refs, skip=self.missing, counters=self.id_counters)
         return ApplyResult(self.plugin_id, True, migration_id, description, duration)

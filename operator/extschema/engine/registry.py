@@ -16,7 +16,7 @@ import datetime
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import pydantic
@@ -27,6 +27,7 @@ from extschema import limits
 from extschema.dialects import RenderedPlan
 from extschema.engine.connection import Database
 from extschema.model import ExtensionSchemaSpec
+from extschema.naming import PhysicalName
 from extschema.problems import ProblemError
 
 STATUSES_SCHEMA = ("pending", "active", "failed")
@@ -107,6 +108,10 @@ def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Ta
     return metadata, schemas, migrations
 
 
+#: The column of ``extension_backups`` added after it: registries written before lack it.
+ID_COUNTER = "id_counter"
+
+
 def _backups_table(metadata: sa.MetaData) -> sa.Table:
     """One row per backup table a migration filled: what it copied, from where, and how many rows.
 
@@ -126,6 +131,9 @@ def _backups_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("source_column", sa.Text),
         sa.Column("rows", sa.BigInteger, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        # A whole-table backup: the table's id counter then (ids of rows deleted before count too),
+        # which a table re-created in its place starts above. Added later (see Registry.ensure).
+        sa.Column(ID_COUNTER, sa.BigInteger),
         sa.UniqueConstraint("plugin_id", "backup_table", name="extension_backups_plugin_table"),
     )
 
@@ -154,6 +162,9 @@ class BackupRecord:
     source_column: str | None
     rows: int
     created_at: datetime.datetime
+    #: The source table's id counter when a whole-table backup was taken (None: a column backup,
+    #: or one taken before it was recorded).
+    id_counter: int | None = None
 
     def age(self, at: datetime.datetime) -> datetime.timedelta:
         return at - self.created_at
@@ -307,26 +318,42 @@ class Registry:
 
     def has_backups(self, conn: Connection) -> bool:
         """Whether the backups table exists (registries written before it have none)."""
-        if not self._complete:
-            self._complete = self.exists(conn) and sa.inspect(conn).has_table(
-                self.backups.name, schema=self.backups.schema
-            )
-        return self._complete
+        return bool(self._backup_columns(conn))
+
+    def _backup_columns(self, conn: Connection) -> set[str]:
+        """The columns the backups table has (none without it; remembered once it has them all)."""
+        if self._complete:
+            return {c.name for c in self.backups.c}
+        if not self.exists(conn):
+            return set()
+        inspector = sa.inspect(conn)
+        b = self.backups
+        if not inspector.has_table(b.name, schema=b.schema):
+            return set()
+        found = {c["name"] for c in inspector.get_columns(b.name, schema=b.schema)}
+        self._complete = found >= {c.name for c in b.c}
+        return found
 
     def ensure(self) -> None:
         """Create the registry tables (and what the dialect bootstraps first) unless they exist,
-        also the tables a registry written by an older version lacks.
+        also the tables and columns a registry written by an older version lacks.
 
         Only commands that write call this; reads treat a missing registry as empty.
         """
         if self._complete:  # checked already: no transaction just to ask again
             return
         with self.database.transaction(read_only=True) as conn:
-            if self.has_backups(conn):
+            self._backup_columns(conn)
+            if self._complete:
                 return
         with self.database.transaction() as conn:
             self.database.execute(conn, self.database.dialect.bootstrap())
             self.metadata.create_all(conn, checkfirst=True)
+            b = self.backups
+            found = {c["name"] for c in sa.inspect(conn).get_columns(b.name, schema=b.schema)}
+            if ID_COUNTER not in found:
+                table = self.database.dialect.qualified(PhysicalName(b.schema, b.name))
+                self.database.execute(conn, [f"ALTER TABLE {table} ADD COLUMN {ID_COUNTER} BIGINT"])
         self._exists = self._complete = True
 
     @contextlib.contextmanager
@@ -689,11 +716,13 @@ class Registry:
         migration_id: str,
         refs: Sequence[BackupSource],
         skip: Collection[str] = (),
+        counters: Mapping[str, int] | None = None,
     ) -> None:
         """Record the backup tables a migration filled, with their row counts, in its transaction.
 
         *skip* are physical tables that were already gone (a delete leaves out their steps, so
-        nothing of theirs was backed up).
+        nothing of theirs was backed up). *counters* are the plugin's tables' id counters read
+        before the migration ran (by unqualified physical name), recorded with whole-table backups.
         """
         namer = self.database.dialect.namer
         taken = [r for r in refs if str(namer.table(plugin_id, r.source_table)) not in skip]
@@ -701,6 +730,10 @@ class Registry:
             return
         stamp = now()
         rows = []
+
+        def counter(table: str) -> int | None:
+            return (counters or {}).get(namer.table(plugin_id, table).name)
+
         for position, ref in enumerate(taken):
             schema, name = physical(ref.table)
             count = sa.select(sa.func.count()).select_from(sa.table(name, schema=schema))
@@ -708,6 +741,7 @@ class Registry:
                 {"id": str(uuid.uuid4()), "plugin_id": plugin_id, "migration_id": migration_id, "position": position}
                 | {"backup_table": ref.table, "source_table": ref.source_table, "source_column": ref.column}
                 | {"rows": conn.execute(count).scalar_one(), "created_at": stamp}
+                | {ID_COUNTER: None if ref.column is not None else counter(ref.source_table)}
             )
         conn.execute(sa.insert(self.backups), rows)
 
@@ -715,15 +749,17 @@ class Registry:
         self, conn: Connection, plugin_id: str | None = None, migration_id: str | None = None
     ) -> list[BackupRecord]:
         """Recorded backups (of one plugin, of one migration), oldest first; none without the table."""
-        if not self.has_backups(conn):
+        present = self._backup_columns(conn)
+        if not present:
             return []
         b = self.backups
-        query = sa.select(b).order_by(b.c.created_at, b.c.plugin_id, b.c.migration_id, b.c.position)
+        columns = [c for c in b.c if c.name in present]  # an older registry lacks the later ones
+        query = sa.select(*columns).order_by(b.c.created_at, b.c.plugin_id, b.c.migration_id, b.c.position)
         if plugin_id is not None:
             query = query.where(b.c.plugin_id == plugin_id)
         if migration_id is not None:
             query = query.where(b.c.migration_id == migration_id)
-        names = [f.name for f in dataclasses.fields(BackupRecord)]
+        names = [f.name for f in dataclasses.fields(BackupRecord) if f.name in present]
         found = [{name: row._mapping[name] for name in names} for row in conn.execute(query)]
         return [BackupRecord(**(values | {"created_at": aware(values["created_at"])})) for values in found]
 
