@@ -407,6 +407,11 @@ class SqliteDialect(Dialect):
         found.extend(self.rounded_to_float(before, after))
         return " OR ".join(found) or "0"
 
+    def as_stored(self, expression: str, type_sql: str) -> str:
+        # A CAST to a declared type applies its affinity, not the column's rules ('2024-01-02' AS DATE
+        # is 2024); a column stores a value as given, so the value itself is what it would hold.
+        return expression
+
     def restored(
         self, table: str, column: str, backup: naming.PhysicalName, otherwise: str, unchanged: str = "1"
     ) -> str:

@@ -338,7 +338,7 @@ def _copy(
         # A value written since (not NULL, not the backed-up one as the column holds it now) is never
         # overwritten: it has no backup. Compared as text after the column's own conversion.
         type_sql = dialect.sa_dialect.type_compiler_instance.process(present[column]["type"])
-        same = f"CAST({now} AS TEXT) = CAST(CAST({value} AS {type_sql}) AS TEXT)"
+        same = f"CAST({now} AS TEXT) = CAST({dialect.as_stored(value, type_sql)} AS TEXT)"
         held = f"SELECT {b}.id FROM {b} JOIN {t} ON {t}.id = {b}.id WHERE {now} IS NOT NULL"
         taken, clashes = ids(f"{held} AND NOT COALESCE({same}, FALSE)")
         if clashes:
