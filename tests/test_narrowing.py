@@ -199,6 +199,34 @@ def test_a_string_narrowing_is_backed_up_and_rolled_back(db_url: str, tmp_path: 
     assert execute(db_url, f"SELECT a FROM {table} ORDER BY id") == [("abc",), (None,)]
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "rows", "edit", "expected"),
+    [
+        ("{name: a, type: String, validation: {maxLength: 10}}", "{name: a, type: String, validation: {maxLength: 5}}",
+         "('abc'), ('de'), (NULL)", "'edit'", ["edit", "de", None]),
+        ("{name: a, type: Int}", "{name: a, type: BigInt}", "(1), (2), (NULL)", "7", [7, 2, None]),
+    ],
+    ids=["narrowed", "widened"],
+)  # fmt: skip
+def test_rolling_back_a_retyped_column_keeps_values_written_since(
+    db_url: str, tmp_path: Path, before: str, after: str, rows: str, edit: str, expected: list[object]
+) -> None:
+    """Before: the rollback set the column of every backed-up row from the backup, also over values
+    written since (exit 0, no approval, no backup of them): they were gone. Now the backup gives back
+    only values nobody changed since; a value written since is kept (converted back)."""
+    table = _applied(db_url, tmp_path, f"      - {before}")
+    execute(db_url, f"INSERT INTO {table} (a) VALUES {rows}")
+    path = _spec(tmp_path / "v2", "2.0.0", f"      - {after}")
+    outcome = run("apply", str(path), "-d", db_url, "--approve", _plan(db_url, path)["hash"])
+    assert outcome.exit_code == 0 and "backed up order.a to" in outcome.stdout, outcome.stdout + outcome.stderr
+    execute(db_url, f"UPDATE {table} SET a = {edit} WHERE id = 1")
+    execute(db_url, f"UPDATE {table} SET a = NULL WHERE id = 2")
+    execute(db_url, f"UPDATE {table} SET a = {rows.split(', ')[1]} WHERE id = 2")  # written back as it was
+    rolled = run("rollback", "shop", "-d", db_url)
+    assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
+    assert [r[0] for r in execute(db_url, f"SELECT a FROM {table} ORDER BY id")] == expected
+
+
 def test_a_rollback_that_narrows_backs_the_column_up(db_url: str, tmp_path: Path) -> None:
     """Rolling back String(5) -> String(10) narrows the column again: backed up like any narrowing."""
     table = _applied(db_url, tmp_path, "      - {name: a, type: String, validation: {maxLength: 5}}")

@@ -182,6 +182,91 @@ def test_a_column_restore_never_gives_a_deleted_rows_value_to_a_new_row(db_url: 
     assert "1 backed-up row(s) deleted since, not restored: id 3" in restored.stdout, restored.stdout
 
 
+def test_a_column_restore_never_overwrites_a_value_written_since(db_url: str, tmp_path: Path) -> None:
+    """Before: `restore` set the column of every backed-up row, also over a value written since the
+    column was added again (exit 0, "restored 3 value(s)"): that value was gone, with no backup of it."""
+    dropped = _drop_note(db_url, tmp_path)
+    _apply(db_url, tmp_path / "v3", _spec("3.0.0"))
+    log = ext_table(db_url, "notes", "log")
+    execute(db_url, f"UPDATE {log} SET note = 'written since' WHERE id IN (1, 3)")
+    execute(db_url, f"UPDATE {log} SET note = 'note of b' WHERE id = 2")  # the backed-up value itself
+    written = _rows(db_url)
+    refused = run("restore", dropped, "-d", db_url)
+    assert refused.exit_code == 1, refused.stdout + refused.stderr
+    assert "ES318" in refused.stderr and "ids 1, 3" in refused.stderr and "log.note" in refused.stderr
+    assert _rows(db_url) == written
+    # As the message says: empty them (after copying them out), and the backed-up values go back.
+    execute(db_url, f"UPDATE {log} SET note = NULL WHERE id IN (1, 3)")
+    restored = run("restore", dropped, "-d", db_url)
+    assert restored.exit_code == 0, restored.stdout + restored.stderr
+    assert "restored 2 value(s) of log.note (1 already restored)" in restored.stdout, restored.stdout
+    assert _rows(db_url) == [(1, "a", "note of a"), (2, "b", "note of b"), (3, "c", "note of c")]
+
+
+TYPED = """
+pluginId: typ
+version: {version}
+enums:
+  - {{name: st, values: [new, done]}}
+tables:
+  - name: t
+    fields:
+      - {{name: label, type: String}}
+{more}"""
+TYPED_FIELDS = """      - {name: b, type: Boolean}
+      - {name: f, type: Float}
+      - {name: d, type: Decimal, precision: 10, scale: 2}
+      - {name: dt, type: DateTime}
+      - {name: dd, type: Date}
+      - {name: j, type: Json}
+      - {name: u, type: Uuid}
+      - {name: e, type: Enum, enum: st}
+      - {name: n, type: BigInt}
+"""
+
+
+def test_a_column_restore_run_again_finds_every_type_already_restored(db_url: str, tmp_path: Path) -> None:
+    """A restored value compares equal to its backup whatever its type (SQLite's CAST to a declared
+    type would turn a date into a number): a second restore changes nothing and refuses nothing."""
+    paths = []
+    for version, more in (("1.0.0", TYPED_FIELDS), ("2.0.0", ""), ("3.0.0", TYPED_FIELDS)):
+        (tmp_path / version).mkdir()
+        paths.append(str(write_schema(tmp_path / version, "typ", TYPED.format(version=version, more=more))))
+    assert run("apply", paths[0], "-d", db_url).exit_code == 0
+    t = ext_table(db_url, "typ", "t")
+    execute(db_url, f"INSERT INTO {t} (label, b, f, d, dt, dd, j, u, e, n) VALUES ('x', true, 1.5, 12.30, "
+            "'2024-01-02 03:04:05+00', '2024-01-02', '{\"a\": [1, 2]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', "
+            "'done', 5000000000), ('y', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)")  # fmt: skip
+    rows = execute(db_url, f"SELECT * FROM {t} ORDER BY id")
+    plan = run("plan", paths[1], "-d", db_url, "-o", "json").json()
+    assert run("apply", paths[1], "-d", db_url, "--approve", plan["hash"]).exit_code == 0
+    dropped = run("history", "typ", "-d", db_url, "-o", "json").json()["migrations"][-1]["migration_id"]
+    assert run("apply", paths[2], "-d", db_url).exit_code == 0
+    for run_number in (1, 2):
+        restored = run("restore", dropped, "-d", db_url)
+        assert restored.exit_code == 0, (run_number, restored.stdout + restored.stderr)
+        assert execute(db_url, f"SELECT * FROM {t} ORDER BY id") == rows
+    assert "restored 1 value(s) of t.dd (1 already restored)" in restored.stdout, restored.stdout
+
+
+def test_restoring_a_narrowing_backup_never_overwrites_an_edit(db_url: str, tmp_path: Path) -> None:
+    """A narrowing keeps the column (its backup holds the values as they were): restoring it put the old
+    values over every edit made since, exit 0. Now unchanged values count as restored, edits refuse."""
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(db_url, "a", "b")
+    narrowed = LOG.replace("{name: note, type: Text}", "{name: note, type: String, validation: {maxLength: 20}}")
+    _apply(db_url, tmp_path / "v2", _spec("2.0.0", narrowed))
+    backup = _last_migration(db_url)
+    unchanged = run("restore", backup, "-d", db_url)
+    assert unchanged.exit_code == 0, unchanged.stdout + unchanged.stderr
+    assert "restored 0 value(s) of log.note (2 already restored)" in unchanged.stdout, unchanged.stdout
+    execute(db_url, f"UPDATE {ext_table(db_url, 'notes', 'log')} SET note = 'edited' WHERE id = 1")
+    edited = _rows(db_url)
+    refused = run("restore", backup, "-d", db_url)
+    assert refused.exit_code == 1 and "ES318" in refused.stderr and "id 1" in refused.stderr, refused.stderr
+    assert _rows(db_url) == edited
+
+
 def test_rolling_back_a_dropped_column_never_gives_a_deleted_rows_value_to_a_new_row(
     db_url: str, tmp_path: Path
 ) -> None:

@@ -383,6 +383,10 @@ class Dialect:
         """The reverse of *op* with the column's values as they were before, from *backup* by id."""
         raise NotImplementedError
 
+    def as_stored(self, expression: str, type_sql: str) -> str:
+        """*expression* as a column of type *type_sql* stores it (a restored value, to compare with one)."""
+        return f"CAST({expression} AS {type_sql})"
+
     def backup_column(self, column: ColumnDef) -> str:
         """A column as the backup copies it: by value, depending on nothing that is about to be dropped."""
         return self.quote(column.name)

@@ -421,14 +421,23 @@ class SqliteDialect(Dialect):
         found.extend(self.rounded_to_float(before, after))
         return " OR ".join(found) or "0"
 
-    def restored(self, table: str, column: str, backup: naming.PhysicalName, otherwise: str) -> str:
-        """The value of *column* from *backup* for the row of the same id, or *otherwise* for rows
-        the backup does not have (inserted after it was taken)."""
+    def as_stored(self, expression: str, type_sql: str) -> str:
+        # A CAST to a declared type applies its affinity, not the column's rules ('2024-01-02' AS DATE
+        # is 2024); a column stores a value as given, so the value itself is what it would hold.
+        return expression
+
+    def restored(
+        self, table: str, column: str, backup: naming.PhysicalName, otherwise: str, unchanged: str = "1"
+    ) -> str:
+        """The value of *column* from *backup* for the row of the same id (where *unchanged*, a condition
+        on the backup row ``b`` and the row, holds), or *otherwise* for rows the backup does not have
+        (inserted after it was taken) or that fail *unchanged*."""
         match = (
             f"FROM {self.qualified(backup)} AS b WHERE b.{self.quote('id')} = {self.quote(table)}.{self.quote('id')}"
         )
         return (
-            f"(CASE WHEN EXISTS (SELECT 1 {match}) THEN (SELECT b.{self.quote(column)} {match}) ELSE {otherwise} END)"
+            f"(CASE WHEN EXISTS (SELECT 1 {match} AND {unchanged}) THEN (SELECT b.{self.quote(column)} {match}) "
+            f"ELSE {otherwise} END)"
         )
 
     def restore_column(self, op: planning.DropColumn, backup: naming.PhysicalName) -> list[str]:
@@ -440,7 +449,11 @@ class SqliteDialect(Dialect):
     def restore_altered(self, op: planning.AlterColumn, backup: naming.PhysicalName) -> list[str]:
         table = self.namer.table(op.plugin_id, op.before.name).name
         current = self.convert(self.quote(op.new.name), op.new, op.old)
-        value = self.restored(table, op.old.name, backup, current)
+        # Only where the column still holds what the change made of the backed-up value: a value
+        # written since has no backup, and stays (converted back).
+        made = self.convert(f"b.{self.quote(op.old.name)}", op.old, op.new)
+        now = f"{self.quote(table)}.{self.quote(op.new.name)}"
+        value = self.restored(table, op.old.name, backup, current, f"CAST({made} AS TEXT) IS CAST({now} AS TEXT)")
         reverse = op.reverse()
         assert isinstance(reverse, planning.AlterColumn)
         return self.alter_column(reverse, {op.old.name: value})

@@ -10,9 +10,10 @@ table created again starts above every backed-up id and every id counter a backu
 id names the row a value was taken from or no row. A whole-table backup's rows go back under their
 own ids; a row already holding one with the same values was restored before (counted), one with
 other values refuses the restore (ES318, naming the ids): nothing is skipped silently or
-overwritten. A column backup sets the column of every row whose id it holds and reports the rows
-deleted since. A value is never changed: one its column (as the spec has it now) would round, cut
-or refuse refuses the restore (ES319) before anything is copied. It runs like any migration — under
+overwritten. A column backup fills the empty column of every row whose id it holds; a value
+written since refuses it too (ES318), and rows deleted since are reported. A value is never
+changed: one its column (as the spec has it now) would round, cut or refuse refuses the restore
+(ES319) before anything is copied. It runs like any migration — under
 the plugin's lock, in one transaction, recorded in the history (kind ``restore``) — and refuses
 (ES315) when a target table or column does not exist, naming it, before anything is copied. The one
 exception to "current tables" is the restore of a ``delete`` migration when the plugin is not
@@ -373,7 +374,6 @@ def _copy(
                 f"column {table}.{column}",
                 "roll back the migration that dropped it or add the field to the spec again and apply",
             )
-        found = conn.execute(sa.text(f"SELECT count(*) FROM {t} WHERE id IN (SELECT id FROM {b})")).scalar_one()
         # Ids are never reused (identity; AUTOINCREMENT on SQLite), so a backed-up id names the row
         # the value was taken from or no row: a row deleted since gets nothing, and is reported.
         gone, lost = ids(f"SELECT {b}.id FROM {b} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)")
@@ -381,16 +381,38 @@ def _copy(
                       f"{b}.id IN (SELECT id FROM {t})", ids)  # fmt: skip
         quoted = dialect.quote(column)
         value = _value(dialect, f"{b}.{dialect.quote(record.source_column or column)}", present[column])
+        now = f"{t}.{quoted}"
+        # A value written since (not NULL, not the backed-up one as the column holds it now) is never
+        # overwritten: it has no backup. Compared as text after the column's own conversion.
+        type_sql = dialect.sa_dialect.type_compiler_instance.process(present[column]["type"])
+        same = f"CAST({now} AS TEXT) = CAST({dialect.as_stored(value, type_sql)} AS TEXT)"
+        held = f"SELECT {b}.id FROM {b} JOIN {t} ON {t}.id = {b}.id WHERE {now} IS NOT NULL"
+        taken, clashes = ids(f"{held} AND NOT COALESCE({same}, FALSE)")
+        if clashes:
+            raise ProblemError.one(
+                "ES318",
+                f"{record.source_table}.{record.source_column or column}",
+                f"cannot restore {record.backup_table} of migration {record.migration_id} into {table}.{column}: "
+                f"{clashes} backed-up row(s) hold other values written since ({_ids(taken, clashes)}). A restore "
+                "never overwrites a value it did not back up; nothing was restored. Copy those values out and set "
+                f"them to NULL, then run the restore again — or copy the values of {record.backup_table} back by hand",
+                kind=Kind.REFUSED,
+            )
+        already = conn.execute(sa.text(f"SELECT count(*) FROM ({held}) AS found")).scalar_one()
+        empty = f"id IN (SELECT id FROM {b}) AND {quoted} IS NULL"
+        found = conn.execute(sa.text(f"SELECT count(*) FROM {t} WHERE {empty}")).scalar_one()
         # Indexed by id first: the lookup runs once per row (1M rows: seconds, not hours).
         index = dialect.quote(naming.fit(f"{backup.name}_id"))
         statements = [
             f"CREATE INDEX IF NOT EXISTS {index} ON {b} (id)",
-            f"UPDATE {t} SET {quoted} = (SELECT {value} FROM {b} WHERE {b}.id = {t}.id) "
-            f"WHERE id IN (SELECT id FROM {b})",
+            f"UPDATE {t} SET {quoted} = (SELECT {value} FROM {b} WHERE {b}.id = {t}.id) WHERE {empty}",
         ]
-        description = f"restored {found} value(s) of {table}.{column}"
+        notes = [f"{already} already restored"] if already else []
         if lost:
-            description += f" ({lost} backed-up row(s) deleted since, not restored: {_ids(gone, lost)})"
+            notes.append(f"{lost} backed-up row(s) deleted since, not restored: {_ids(gone, lost)}")
+        description = f"restored {found} value(s) of {table}.{column}"
+        if notes:
+            description += f" ({'; '.join(notes)})"
         return _Copy(statements, description)
     if "id" not in saved or "id" not in present:
         raise _missing_target(record, f"column {table}.id", "the table must have its id column")
