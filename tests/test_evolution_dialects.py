@@ -19,6 +19,7 @@ import yaml
 from extschema import model, planning
 from extschema.dialects import BackupRef, Dialect
 from extschema.engine import Engine
+from extschema.engine.checks import count_all
 from extschema.engine.migrator import registered_tables
 from extschema.model import EnumSpec, ExtensionSchemaSpec
 from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef, safety
@@ -590,6 +591,34 @@ def test_data_checks_count_what_would_be_lost_or_violate(shop: Shop) -> None:
     assert _count(shop, duplicated) == 2
     # Nothing is changed by counting.
     assert len(orders(shop)) == 3
+
+
+def test_a_data_check_naming_a_column_the_table_lacks_fails_instead_of_counting(shop: Shop) -> None:
+    """Before (SQLite): a double-quoted name that is no column read as a string literal, so each check
+    counted the literal 'gone' (every row lost, none or all violating). Now the count fails on both
+    databases (ES402, naming the column): a racing or hand-made change never yields a false number."""
+    order = table_of(SHOP, "order")
+    title, qty, customer = order.column("title"), order.column("qty"), order.column("customer_id")
+    assert title is not None and qty is not None and customer is not None
+    gone = dataclasses.replace(title, name="gone")
+    gone_int = dataclasses.replace(qty, name="gone")
+    found = [
+        safety.DataCheck("values_lost", "order", "gone"),
+        safety.DataCheck("rows_violating", "order", "gone", gone, dataclasses.replace(gone, max_length=2)),
+        safety.DataCheck("rows_violating", "order", "gone", gone, dataclasses.replace(gone, nullable=False)),
+        safety.DataCheck("rows_violating", "order", "gone", gone, dataclasses.replace(gone, unique=True)),
+        safety.DataCheck("rows_violating", "order", "gone", gone_int, dataclasses.replace(gone_int, type="Float")),
+        safety.DataCheck(
+            "rows_violating", "order", "gone", gone_int, dataclasses.replace(gone_int, foreign_key=customer.foreign_key)
+        ),
+        safety.DataCheck("rows_duplicated", "order", columns=("gone",)),
+        safety.DataCheck("rows_duplicated", "order", columns=("state", "gone")),
+    ]
+    for check in found:
+        with pytest.raises(ProblemError) as raised:
+            count_all(shop.engine, "shop", [check])
+        (problem,) = raised.value.problems
+        assert problem.code == "ES402" and "gone" in problem.message, (check, problem)
 
 
 # --- additions on existing, non-empty tables -----------------------------------------------------
