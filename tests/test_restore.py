@@ -182,6 +182,27 @@ def test_a_column_restore_never_gives_a_deleted_rows_value_to_a_new_row(db_url: 
     assert "1 backed-up row(s) deleted since, not restored: id 3" in restored.stdout, restored.stdout
 
 
+def test_a_column_restore_whose_backup_lost_the_column_fails_instead_of_counting_its_name(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Before (SQLite): the backup's note renamed by hand, the fit check read "note" as the string
+    'note' and refused (ES319) 3 values too long for maxLength 2 that are not there. Now both
+    databases fail the check on the missing column (ES402) and restore nothing."""
+    dropped = _drop_note(db_url, tmp_path)
+    (backup,) = run("backups", "notes", "-d", db_url, "-o", "json").json()["backups"]
+    table = ".".join(f'"{part}"' for part in backup["backupTable"].split("."))
+    execute(db_url, f"ALTER TABLE {table} RENAME COLUMN note TO kept")
+    _apply(
+        db_url, tmp_path / "v3", _spec("3.0.0", LOG.replace("type: Text}", "type: String, validation: {maxLength: 2}}"))
+    )
+    refused = run("restore", dropped, "-d", db_url)
+    text = refused.stdout + refused.stderr
+    assert refused.exit_code == 3, text
+    assert "ES402" in text and ("no such column" in text or "does not exist" in text), text
+    assert "ES319" not in text, text
+    assert _rows(db_url) == [(1, "a", None), (2, "b", None), (3, "c", None)]
+
+
 def test_rolling_back_a_dropped_column_never_gives_a_deleted_rows_value_to_a_new_row(
     db_url: str, tmp_path: Path
 ) -> None:
