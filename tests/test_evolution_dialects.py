@@ -466,6 +466,25 @@ def test_alter_foreign_key_changes_target(shop: Shop) -> None:
 # --- drops and their rollbacks -----------------------------------------------------------------
 
 
+def test_a_column_backup_of_a_column_the_table_lacks_fails_instead_of_copying_its_name(shop: Shop) -> None:
+    """Before (SQLite): note gone by hand, dropping it backed up the string 'note' for every row (and
+    a rollback or restore wrote it back); PostgreSQL failed the copy. Now both fail it (ES402)."""
+    shop.sql(f"ALTER TABLE {shop.t('order')} DROP COLUMN note")
+    v2 = evolve(SHOP, "1.1.0", lambda d: d["tables"][1]["fields"].pop())
+
+    def ops(old: Doc, new: Doc) -> list[Op]:
+        before, after = table_of(old, "order"), table_of(new, "order")
+        note = before.column("note")
+        assert note is not None
+        return [planning.DropColumn("shop", before, after, note)]
+
+    with pytest.raises(ProblemError) as raised:
+        shop.change(v2, ops)
+    (problem,) = raised.value.problems
+    assert problem.code == "ES402" and "note" in problem.message, problem
+    assert shop.engine.history("shop")[-1].status == "failed"  # rolled back: no backup recorded
+
+
 def test_drop_column_rollback_brings_the_values_back(shop: Shop) -> None:
     def drop(d: Doc) -> None:
         d["tables"][1]["fields"] = [f for f in d["tables"][1]["fields"] if f["name"] not in ("note", "title")]

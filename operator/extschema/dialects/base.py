@@ -334,8 +334,10 @@ class Dialect:
                 f"CREATE TABLE {self.qualified(found.name)} AS SELECT * FROM {source}",
                 *self.detach_backup(plugin_id, found.name),
             ]
-        columns = ", ".join([self.quote("id"), self.backup_column(found.column)])
-        return [*lock, f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source}"]
+        # Named through the alias, as data checks name them: a column gone meanwhile fails the copy
+        # (SQLite would copy an unknown "name" as that string).
+        columns = ", ".join([self.column_of("s", "id"), self.backup_column(found.column, "s")])
+        return [*lock, f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source} AS s"]
 
     def _rollback_sql_backups(self, steps: Plan, tag: str) -> list[_Backup]:
         from extschema import sqltext  # pglast, loaded only when there is raw SQL
@@ -383,9 +385,10 @@ class Dialect:
         """The reverse of *op* with the column's values as they were before, from *backup* by id."""
         raise NotImplementedError
 
-    def backup_column(self, column: ColumnDef) -> str:
-        """A column as the backup copies it: by value, depending on nothing that is about to be dropped."""
-        return self.quote(column.name)
+    def backup_column(self, column: ColumnDef, row: str) -> str:
+        """A column (of the table aliased *row*) as the backup copies it: by value, depending on
+        nothing that is about to be dropped."""
+        return self.column_of(row, column.name)
 
     def detach_backup(self, plugin_id: str, backup: PhysicalName) -> list[str]:
         """Statements making a whole-row backup depend on nothing of *plugin_id*'s that is about to be dropped."""

@@ -32,10 +32,10 @@ class PostgresDialect(Dialect):
     def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
         return PhysicalName(naming.BACKUP_SCHEMA, naming.fit(f"{plugin_id}__{table}__{tag}"))
 
-    def backup_column(self, column: ColumnDef) -> str:
+    def backup_column(self, column: ColumnDef, row: str) -> str:
         # A backup column of the plugin's enum type would keep the type alive (DROP TYPE fails).
-        name = self.quote(column.name)
-        return f"{name}::text AS {name}" if column.enum is not None else name
+        value = self.column_of(row, column.name)
+        return f"{value}::text AS {self.quote(column.name)}" if column.enum is not None else value
 
     def detach_backup(self, plugin_id: str, backup: PhysicalName) -> list[str]:
         # A backup column of one of the plugin's types would keep the type alive (DROP TYPE fails).
