@@ -19,6 +19,7 @@ import yaml
 from extschema import model, planning
 from extschema.dialects import BackupRef, Dialect
 from extschema.engine import Engine
+from extschema.engine.checks import count_all
 from extschema.engine.migrator import registered_tables
 from extschema.model import EnumSpec, ExtensionSchemaSpec
 from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef, safety
@@ -465,6 +466,25 @@ def test_alter_foreign_key_changes_target(shop: Shop) -> None:
 # --- drops and their rollbacks -----------------------------------------------------------------
 
 
+def test_a_column_backup_of_a_column_the_table_lacks_fails_instead_of_copying_its_name(shop: Shop) -> None:
+    """Before (SQLite): note gone by hand, dropping it backed up the string 'note' for every row (and
+    a rollback or restore wrote it back); PostgreSQL failed the copy. Now both fail it (ES402)."""
+    shop.sql(f"ALTER TABLE {shop.t('order')} DROP COLUMN note")
+    v2 = evolve(SHOP, "1.1.0", lambda d: d["tables"][1]["fields"].pop())
+
+    def ops(old: Doc, new: Doc) -> list[Op]:
+        before, after = table_of(old, "order"), table_of(new, "order")
+        note = before.column("note")
+        assert note is not None
+        return [planning.DropColumn("shop", before, after, note)]
+
+    with pytest.raises(ProblemError) as raised:
+        shop.change(v2, ops)
+    (problem,) = raised.value.problems
+    assert problem.code == "ES402" and "note" in problem.message, problem
+    assert shop.engine.history("shop")[-1].status == "failed"  # rolled back: no backup recorded
+
+
 def test_drop_column_rollback_brings_the_values_back(shop: Shop) -> None:
     def drop(d: Doc) -> None:
         d["tables"][1]["fields"] = [f for f in d["tables"][1]["fields"] if f["name"] not in ("note", "title")]
@@ -590,6 +610,35 @@ def test_data_checks_count_what_would_be_lost_or_violate(shop: Shop) -> None:
     assert _count(shop, duplicated) == 2
     # Nothing is changed by counting.
     assert len(orders(shop)) == 3
+
+
+def test_a_data_check_naming_a_column_the_table_lacks_fails_instead_of_counting(shop: Shop) -> None:
+    """Before (SQLite): a double-quoted name that is no column read as a string literal, so each check
+    counted the literal 'gone' (every row lost, none or all violating). Now the count fails on both
+    databases (ES402, naming the column): a racing or hand-made change never yields a false number."""
+    order = table_of(SHOP, "order")
+    title, qty, customer = order.column("title"), order.column("qty"), order.column("customer_id")
+    assert title is not None and qty is not None and customer is not None
+    gone = dataclasses.replace(title, name="gone")
+    gone_int = dataclasses.replace(qty, name="gone")
+    found = [
+        safety.DataCheck("values_lost", "order", "gone"),
+        safety.DataCheck("rows_violating", "order", "gone", gone, dataclasses.replace(gone, max_length=2)),
+        safety.DataCheck("rows_violating", "order", "gone", gone, dataclasses.replace(gone, nullable=False)),
+        safety.DataCheck("rows_violating", "order", "gone", gone, dataclasses.replace(gone, unique=True)),
+        safety.DataCheck("rows_violating", "order", "gone", gone_int, dataclasses.replace(gone_int, type="Float")),
+        safety.DataCheck("rows_violating", "order", "gone", gone_int, gone_int),  # SQLite: a predated Int range
+        safety.DataCheck(
+            "rows_violating", "order", "gone", gone_int, dataclasses.replace(gone_int, foreign_key=customer.foreign_key)
+        ),
+        safety.DataCheck("rows_duplicated", "order", columns=("gone",)),
+        safety.DataCheck("rows_duplicated", "order", columns=("state", "gone")),
+    ]
+    for check in found:
+        with pytest.raises(ProblemError) as raised:
+            count_all(shop.engine, "shop", [check])
+        (problem,) = raised.value.problems
+        assert problem.code == "ES402" and "gone" in problem.message, (check, problem)
 
 
 # --- additions on existing, non-empty tables -----------------------------------------------------

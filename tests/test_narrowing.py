@@ -269,6 +269,46 @@ def test_rename_and_narrow_applies_when_every_value_fits(db_url: str, tmp_path: 
     assert execute(db_url, f"SELECT b FROM {table} ORDER BY id") == [("01234",), (None,)]
 
 
+# --- defect: on SQLite a check naming a column the table lacks counted the name as a string ---
+
+
+def _renamed_by_hand(url: str, table: str) -> None:
+    execute(url, f"ALTER TABLE {table} RENAME COLUMN a TO a_old")
+
+
+def _count_failed(outcome: Outcome) -> None:
+    """The count failed with the database's words (ES402: no column a; exit code 3), never a number."""
+    text = outcome.stdout + outcome.stderr
+    assert outcome.exit_code == 3, text
+    assert "ES402" in text and ("no such column" in text or "does not exist" in text), text
+    assert "ES309" not in text, text
+
+
+def test_a_narrowing_count_of_a_column_the_table_lacks_fails_instead_of_counting(db_url: str, tmp_path: Path) -> None:
+    """Before (SQLite): column a renamed by hand, the count read "a" as the string 'a' and found
+    0 rows violating maxLength 5; PostgreSQL failed the count. Now both fail it (ES402)."""
+    table = _applied(db_url, tmp_path, "      - {name: a, type: String, validation: {maxLength: 10}}")
+    execute(db_url, f"INSERT INTO {table} (a) VALUES ('0123456789'), ('01234')")
+    _renamed_by_hand(db_url, table)
+    path = _spec(tmp_path / "v2", "2.0.0", "      - {name: a, type: String, validation: {maxLength: 5}}")
+    _count_failed(run("plan", str(path), "-d", db_url, "-o", "json"))
+
+
+def test_a_column_dropped_after_the_approval_fails_the_migrations_count_and_changes_nothing(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Before (SQLite): the count under the migration's lock found 0 rows, and the rebuild wrote the
+    string 'a' into every row of the new column a."""
+    table = _applied(db_url, tmp_path, "      - {name: a, type: String, validation: {maxLength: 10}}")
+    execute(db_url, f"INSERT INTO {table} (a) VALUES ('0123456789'), ('01234')")
+    path = _spec(tmp_path / "v2", "2.0.0", "      - {name: a, type: String, validation: {maxLength: 5}}")
+    plan = _plan(db_url, path)
+    assert _violations(plan) == [1]
+    execute(db_url, f"ALTER TABLE {table} DROP COLUMN a")
+    _count_failed(run("apply", str(path), "-d", db_url, "--approve", plan["hash"]))
+    assert execute(db_url, f"SELECT * FROM {table} ORDER BY id") == [(1,), (2,)]
+
+
 # --- defect: SQLite counted no BigInt value outside Int's range, and never enforced it afterwards ---
 
 

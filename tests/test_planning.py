@@ -1020,17 +1020,18 @@ def test_render_add_columns_on_postgresql() -> None:
         "ALTER TABLE ext_shop.line ADD COLUMN tagline TEXT DEFAULT 'it''s new'",
     )
     # Each dropped column is first copied out with the row ids, the table locked first (nothing is
-    # committed between the copy and the drop).
+    # committed between the copy and the drop); named through an alias, a column gone fails the copy.
     lock = 'LOCK TABLE "ext_shop"."line" IN ACCESS EXCLUSIVE MODE'
     assert rendered.rollback == (
         lock,
-        'CREATE TABLE "extschema_backup"."shop__line__tagline__t1" AS SELECT "id", "tagline" FROM "ext_shop"."line"',
+        'CREATE TABLE "extschema_backup"."shop__line__tagline__t1" AS SELECT s."id", s."tagline" '
+        'FROM "ext_shop"."line" AS s',
         'ALTER TABLE "ext_shop"."line" DROP COLUMN "tagline"',
         lock,
-        'CREATE TABLE "extschema_backup"."shop__line__done__t1" AS SELECT "id", "done" FROM "ext_shop"."line"',
+        'CREATE TABLE "extschema_backup"."shop__line__done__t1" AS SELECT s."id", s."done" FROM "ext_shop"."line" AS s',
         'ALTER TABLE "ext_shop"."line" DROP COLUMN "done"',
         lock,
-        'CREATE TABLE "extschema_backup"."shop__line__sku__t1" AS SELECT "id", "sku" FROM "ext_shop"."line"',
+        'CREATE TABLE "extschema_backup"."shop__line__sku__t1" AS SELECT s."id", s."sku" FROM "ext_shop"."line" AS s',
         'ALTER TABLE "ext_shop"."line" DROP COLUMN "sku"',
     )
 
@@ -1050,7 +1051,7 @@ def test_render_add_columns_on_sqlite() -> None:
     # Dropping a column rebuilds the table on SQLite, after backing the column up.
     rollback = rendered.rollback
     assert rollback[0] == (
-        'CREATE TABLE "extschema_backup__shop__line__done__t1" AS SELECT "id", "done" FROM "ext_shop__line"'
+        'CREATE TABLE "extschema_backup__shop__line__done__t1" AS SELECT s."id", s."done" FROM "ext_shop__line" AS s'
     )
     assert rollback[1].startswith("CREATE TABLE ext_shop__line__rebuild (")
     assert "done" not in rollback[1] and "sku VARCHAR(255)" in rollback[1]

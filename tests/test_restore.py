@@ -267,6 +267,48 @@ def test_restoring_a_narrowing_backup_never_overwrites_an_edit(db_url: str, tmp_
     assert _rows(db_url) == edited
 
 
+def test_a_column_restore_whose_backup_lost_the_column_fails_instead_of_counting_its_name(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Before (SQLite): the backup's note renamed by hand, the fit check read "note" as the string
+    'note' and refused (ES319) 3 values too long for maxLength 2 that are not there. Now both
+    databases fail the check on the missing column (ES402) and restore nothing."""
+    dropped = _drop_note(db_url, tmp_path)
+    (backup,) = run("backups", "notes", "-d", db_url, "-o", "json").json()["backups"]
+    table = ".".join(f'"{part}"' for part in backup["backupTable"].split("."))
+    execute(db_url, f"ALTER TABLE {table} RENAME COLUMN note TO kept")
+    _apply(
+        db_url, tmp_path / "v3", _spec("3.0.0", LOG.replace("type: Text}", "type: String, validation: {maxLength: 2}}"))
+    )
+    refused = run("restore", dropped, "-d", db_url)
+    text = refused.stdout + refused.stderr
+    assert refused.exit_code == 3, text
+    assert "ES402" in text and ("no such column" in text or "does not exist" in text), text
+    assert "ES319" not in text, text
+    assert _rows(db_url) == [(1, "a", None), (2, "b", None), (3, "c", None)]
+
+
+def test_a_column_dropped_by_hand_after_the_approval_fails_the_count_instead_of_backing_up_its_name(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Before (SQLite): apply counted "note" as the string 'note' (2 values, as approved), backed up
+    that string for every row and went on; a restore then wrote 'note' into each row. Now both
+    databases fail the count (ES402) and nothing runs."""
+    _apply(db_url, tmp_path / "v1", _spec("1.0.0"))
+    _insert(db_url, "a", "b")
+    (tmp_path / "v2").mkdir()
+    path = str(write_schema(tmp_path / "v2", "notes", _spec("2.0.0", LOG.replace(", {name: note, type: Text}", ""))))
+    planned = run("plan", path, "-d", db_url, "-o", "json")
+    assert planned.exit_code == 0, planned.stdout + planned.stderr
+    execute(db_url, f"ALTER TABLE {ext_table(db_url, 'notes', 'log')} DROP COLUMN note")
+    failed = run("apply", path, "-d", db_url, "--approve", planned.json()["hash"])
+    text = failed.stdout + failed.stderr
+    assert failed.exit_code == 3, text
+    assert "ES402" in text and ("no such column" in text or "does not exist" in text), text
+    assert run("backups", "notes", "-d", db_url, "-o", "json").json()["backups"] == []
+    assert _rows(db_url, "id, msg") == [(1, "a"), (2, "b")]
+
+
 def test_rolling_back_a_dropped_column_never_gives_a_deleted_rows_value_to_a_new_row(
     db_url: str, tmp_path: Path
 ) -> None:

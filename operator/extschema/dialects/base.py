@@ -334,8 +334,10 @@ class Dialect:
                 f"CREATE TABLE {self.qualified(found.name)} AS SELECT * FROM {source}",
                 *self.detach_backup(plugin_id, found.name),
             ]
-        columns = ", ".join([self.quote("id"), self.backup_column(found.column)])
-        return [*lock, f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source}"]
+        # Named through the alias, as data checks name them: a column gone meanwhile fails the copy
+        # (SQLite would copy an unknown "name" as that string).
+        columns = ", ".join([self.column_of("s", "id"), self.backup_column(found.column, "s")])
+        return [*lock, f"CREATE TABLE {self.qualified(found.name)} AS SELECT {columns} FROM {source} AS s"]
 
     def _rollback_sql_backups(self, steps: Plan, tag: str) -> list[_Backup]:
         from extschema import sqltext  # pglast, loaded only when there is raw SQL
@@ -387,9 +389,10 @@ class Dialect:
         """*expression* as a column of type *type_sql* stores it (a restored value, to compare with one)."""
         return f"CAST({expression} AS {type_sql})"
 
-    def backup_column(self, column: ColumnDef) -> str:
-        """A column as the backup copies it: by value, depending on nothing that is about to be dropped."""
-        return self.quote(column.name)
+    def backup_column(self, column: ColumnDef, row: str) -> str:
+        """A column (of the table aliased *row*) as the backup copies it: by value, depending on
+        nothing that is about to be dropped."""
+        return self.column_of(row, column.name)
 
     def detach_backup(self, plugin_id: str, backup: PhysicalName) -> list[str]:
         """Statements making a whole-row backup depend on nothing of *plugin_id*'s that is about to be dropped."""
@@ -473,7 +476,10 @@ class Dialect:
     # --- data checks -------------------------------------------------------------------------
 
     def data_check_sql(self, plugin_id: str, check: safety.DataCheck) -> str:
-        """One ``SELECT count(*)`` counting what *check* asks about (read-only)."""
+        """One ``SELECT count(*)`` counting what *check* asks about (read-only).
+
+        Every column is named through its table's alias (:meth:`column_of`): a column the table
+        lacks (dropped or renamed meanwhile) fails the count on both databases, never counts."""
         table = self.table_ref(plugin_id, check.table)
         match check.kind:
             case "rows_lost":
@@ -481,7 +487,7 @@ class Dialect:
             case "values_lost":
                 if check.column is None:
                     raise ValueError("a values_lost check names its column")
-                return f"SELECT count(*) FROM {table} WHERE {self.quote(check.column)} IS NOT NULL"
+                return f"SELECT count(*) FROM {table} AS t WHERE {self.column_of('t', check.column)} IS NOT NULL"
             case "rows_violating":
                 if check.before is None or check.after is None:
                     raise ValueError("a rows_violating check carries the column before and after")
@@ -495,54 +501,64 @@ class Dialect:
         raise ValueError(f"unknown data check {check.kind!r}")
 
     def duplicated(self, table: str, columns: Sequence[str]) -> str:
-        """A condition true for a row of *table* whose *columns* (none NULL) another row has too."""
-        names = ", ".join(self.quote(c) for c in columns)
-        present = " AND ".join(f"{self.quote(c)} IS NOT NULL" for c in columns)
-        grouped = f"SELECT {names} FROM {table} WHERE {present} GROUP BY {names} HAVING count(*) > 1"
+        """A condition true for a row of *table* (aliased ``t``) whose *columns* (none NULL) another row has too."""
+        names = ", ".join(self.column_of("t", c) for c in columns)
+        found = ", ".join(self.column_of("d", c) for c in columns)
+        present = " AND ".join(f"{self.column_of('d', c)} IS NOT NULL" for c in columns)
+        grouped = f"SELECT {found} FROM {table} AS d WHERE {present} GROUP BY {found} HAVING count(*) > 1"
         return f"({names}) IN ({grouped})" if len(columns) > 1 else f"{names} IN ({grouped})"
 
     def relational_violations(self, plugin_id: str, table: str, before: ColumnDef, after: ColumnDef) -> list[str]:
         """Conditions for rows breaking a uniqueness or a foreign key *after* adds (*table* is aliased ``t``)."""
-        column = self.quote(before.name)
+        column = self.column_of("t", before.name)
         found: list[str] = []
         if after.unique and not before.unique:
             found.append(self.duplicated(table, [before.name]))
         fk = after.foreign_key
         if fk is not None and fk != before.foreign_key:
             target = self.qualified(self.physical_target(plugin_id, fk))
-            value, referenced = f"t.{column}", f"r.{self.quote(fk.column)}"
+            value, referenced = column, self.column_of("r", fk.column)
             if self.type_sql(plugin_id, before) != self.type_sql(plugin_id, after):
                 # Compared as text: a cast of the old value to the new type could fail the count.
                 value, referenced = f"CAST({value} AS TEXT)", f"CAST({referenced} AS TEXT)"
             found.append(
-                f"t.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {target} AS r WHERE {referenced} = {value})"
+                f"{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {target} AS r WHERE {referenced} = {value})"
             )
         return found
 
-    def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
-        """A condition true for a row whose value (a valid *before*) is not a valid *after*."""
+    def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef, row: str = "t") -> str:
+        """A condition true for a row (of the table aliased *row*) whose value (a valid *before*) is
+        not a valid *after*."""
         raise NotImplementedError
 
+    def column_of(self, row: str, name: str) -> str:
+        """Column *name* of the table aliased (or named, quoted) *row*, as data checks name it.
+
+        Qualified so that a column the table lacks is an error: SQLite reads an unqualified
+        double-quoted name that names no column as a string literal, and a check would count it."""
+        return f"{row}.{self.quote(name)}"
+
     def unfit_restore(
-        self, plugin_id: str, backed_up: str, column: ColumnDef, stored: sa.types.TypeEngine[Any] | None
+        self, plugin_id: str, row: str, backed_up: str, column: ColumnDef, stored: sa.types.TypeEngine[Any] | None
     ) -> str:
-        """A condition on a backup's row, true when its value in *backed_up* (a column of the backup's
+        """A condition on a backup's row (the backup aliased or named *row*, quoted), true when its
+        value in *backed_up* (a column of the backup's
         type *stored*, as reflected) would not be stored unchanged in *column* (as the table has it
         now): what the column would refuse, round or cut. Read as the narrowing check reads a value
         (:meth:`violation`), as if *column* held it; an integer going into a Float is checked as the
         BigInt → Float conversion is (beyond 2**53 a double rounds it)."""
         held = dataclasses.replace(column, name=backed_up, nullable=True)
-        found = [self.violation(plugin_id, held, column)]
+        found = [self.violation(plugin_id, held, column, row)]
         if isinstance(stored, sa.Integer):
-            found.extend(self.rounded_to_float(dataclasses.replace(held, type="BigInt"), column))
+            found.extend(self.rounded_to_float(dataclasses.replace(held, type="BigInt"), column, row))
         return " OR ".join(found)
 
-    def rounded_to_float(self, before: ColumnDef, after: ColumnDef) -> list[str]:
+    def rounded_to_float(self, before: ColumnDef, after: ColumnDef, row: str = "t") -> list[str]:
         """Integers a double cannot hold exactly: an integer column becoming Float would round them,
         and no CHECK of the new column notices (compared without abs(), which overflows at -2**63)."""
         if after.type != "Float" or before.type not in conversions.INTEGER_DIGITS:
             return []
-        column, limit = self.quote(before.name), conversions.FLOAT_EXACT
+        column, limit = self.column_of(row, before.name), conversions.FLOAT_EXACT
         return [f"{column} > {limit} OR {column} < -{limit}"]
 
     def raw_sql(self, op: planning.RunSql) -> list[str]:

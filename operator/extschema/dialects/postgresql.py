@@ -32,10 +32,10 @@ class PostgresDialect(Dialect):
     def backup_name(self, plugin_id: str, table: str, tag: str) -> PhysicalName:
         return PhysicalName(naming.BACKUP_SCHEMA, naming.fit(f"{plugin_id}__{table}__{tag}"))
 
-    def backup_column(self, column: ColumnDef) -> str:
+    def backup_column(self, column: ColumnDef, row: str) -> str:
         # A backup column of the plugin's enum type would keep the type alive (DROP TYPE fails).
-        name = self.quote(column.name)
-        return f"{name}::text AS {name}" if column.enum is not None else name
+        value = self.column_of(row, column.name)
+        return f"{value}::text AS {self.quote(column.name)}" if column.enum is not None else value
 
     def detach_backup(self, plugin_id: str, backup: PhysicalName) -> list[str]:
         # A backup column of one of the plugin's types would keep the type alive (DROP TYPE fails).
@@ -470,10 +470,10 @@ class PostgresDialect(Dialect):
 
     # --- data checks ---------------------------------------------------------------------------
 
-    def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
+    def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef, row: str = "t") -> str:
         # The old value is read as text or as numeric (never cast to the new type: a failing cast
         # would fail the count), guarded by a pattern where a text must first read as a number.
-        column = self.quote(before.name)
+        column = self.column_of(row, before.name)
         castable = self.castable(f"{column}::text", before, after)
         if after.type in _NUMERIC:
             if before.type in _NUMERIC:
@@ -491,20 +491,20 @@ class PostgresDialect(Dialect):
             found.append(f"({column} IS NOT NULL AND NOT ({castable}))")
         conditions = [*self.type_conditions(after, value), *self.column_checks(after, value)]
         found.extend(f"NOT ({c})" for c in conditions)
-        found.extend(self.rounded_to_float(before, after))
+        found.extend(self.rounded_to_float(before, after, row))
         if before.type == after.type == "Decimal" and (after.scale or 0) < (before.scale or 0):
             # numeric(p, s) rounds to its scale without an error: such values are lost, not kept.
             found.append(f"{value} <> round({value}, {after.scale or 0})")
         return " OR ".join(found) or "false"
 
     def unfit_restore(
-        self, plugin_id: str, backed_up: str, column: ColumnDef, stored: sa.types.TypeEngine[Any] | None
+        self, plugin_id: str, row: str, backed_up: str, column: ColumnDef, stored: sa.types.TypeEngine[Any] | None
     ) -> str:
         # Assigning rounds a number going into numeric(p, s) to s decimals, into an integer to none,
         # into a double to 17 digits; it cuts trailing spaces going into VARCHAR(n): all silently.
         # The length is counted by violation(); numbers (a number backed up) are compared here.
-        found = [super().unfit_restore(plugin_id, backed_up, column, stored)]
-        quoted = self.quote(backed_up)
+        found = [super().unfit_restore(plugin_id, row, backed_up, column, stored)]
+        quoted = self.column_of(row, backed_up)
         value = f"{quoted}::numeric"
         if isinstance(stored, sa.Numeric | sa.Integer):
             if column.type == "Decimal":

@@ -411,14 +411,15 @@ class SqliteDialect(Dialect):
             statements.extend(self.rebuild(op.plugin_id, before, after, sources))
         return statements
 
-    def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef) -> str:
+    def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef, row: str = "t") -> str:
         # Exactly what the rebuild would refuse: NULL in a NOT NULL column, and the converted value
         # failing one of the new column's CHECK conditions (a condition that is NULL passes a CHECK,
         # and NOT of it is NULL, not counted either).
-        value = self.convert(self.quote(before.name), before, after)
-        found = [f"{self.quote(before.name)} IS NULL"] if not after.nullable else []
+        column = self.column_of(row, before.name)
+        value = self.convert(column, before, after)
+        found = [f"{column} IS NULL"] if not after.nullable else []
         found.extend(f"NOT ({c})" for c in self.column_checks(after, value))
-        found.extend(self.rounded_to_float(before, after))
+        found.extend(self.rounded_to_float(before, after, row))
         return " OR ".join(found) or "0"
 
     def as_stored(self, expression: str, type_sql: str) -> str:

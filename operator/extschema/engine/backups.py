@@ -485,7 +485,7 @@ def _refuse_unfit(
             continue
         column = defs[new]
         stored = saved[old]["type"] if old in saved else None
-        unfit = dialect.unfit_restore(record.plugin_id, old, column, stored)
+        unfit = dialect.unfit_restore(record.plugin_id, backup, old, column, stored)
         found, count = ids(f"SELECT {backup}.id FROM {backup} WHERE {written} AND ({unfit})")
         if count:
             problems.append(
