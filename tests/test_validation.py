@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import time
 from typing import Any, Literal
 
 import pydantic
@@ -1003,8 +1002,14 @@ def test_relationship_with_unknown_source_reports_only_the_source() -> None:
     assert [(p.code, p.path) for p in problems] == [("ES113", "spec.relationships[0].source")]
 
 
-def test_two_thousand_fields_are_fast() -> None:
-    data = doc(
+def test_two_thousand_fields_are_one_problem() -> None:
+    """Over the column limit: one ES114 for the table, not one per field (timed in bench/engine.py)."""
+    problems = validate(model.parse_spec(two_thousand_fields()))
+    assert [(p.code, p.path) for p in problems] == [("ES114", "spec.tables[0].fields")]
+
+
+def two_thousand_fields() -> dict[str, Any]:
+    return doc(
         table(
             "wide",
             *[field(f"f{i}", "Int", default=i, validation={"min": 0}) for i in range(1000)],
@@ -1012,17 +1017,6 @@ def test_two_thousand_fields_are_fast() -> None:
             indexes=[{"fields": [f"f{i}", f"s{i}"]} for i in range(100)],
         )
     )
-    spec = model.parse_spec(data)
-    best = min(_timed(spec) for _ in range(3))
-    problems = validate(spec)
-    assert [(p.code, p.path) for p in problems] == [("ES114", "spec.tables[0].fields")]
-    assert best < 0.1, best
-
-
-def _timed(spec: model.ExtensionSchemaSpec) -> float:
-    start = time.perf_counter()
-    validate(spec)
-    return time.perf_counter() - start
 
 
 # --- Portable patterns ------------------------------------------------------------------------
