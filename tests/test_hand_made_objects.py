@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import approved_rollback, execute, ext_table, run, write_schema
+from tests.helpers import approved_rollback, execute, ext_table, run, sa_url, write_schema
 
 V1 = """
 pluginId: shop
@@ -186,3 +186,66 @@ def test_postgresql_refuses_to_swap_an_enum_type_other_objects_use(pg_url: str, 
     execute(pg_url, "DROP TABLE app_log")
     outcome = run("apply", str(v3), "-d", pg_url, "--approve", plan["hash"])
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+
+
+def _columns(url: str, table: str) -> list[tuple[str, ...]]:
+    """The rows, by id; each as its columns in name order (a column re-added comes last in SELECT *)."""
+    engine = sa.create_engine(sa_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY id").mappings().all()
+    finally:
+        engine.dispose()
+    return [tuple(str(row[k]) for k in sorted(row)) for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("v2", "pg_fails"),
+    [
+        (V2, False),  # an enum value added: the rebuild copies code too; PostgreSQL leaves it alone
+        (V1.replace("1.0.0", "2.0.0").replace("type: String}", "type: Text}"), True),  # code itself retyped
+    ],
+    ids=["other-column", "widened-column"],
+)
+def test_a_column_dropped_by_hand_is_never_copied_as_its_name(
+    db_url: str, tmp_path: Path, v2: str, pg_fails: bool
+) -> None:
+    """SQLite reads a double-quoted name naming no column as a string: a rebuild of a table whose column
+    was dropped by hand stored the column's name in every row, exit 0. Now the rebuild's preflight
+    refuses (ES301, naming table.column and the repair) before anything runs; PostgreSQL alters in
+    place: it never writes the column, or fails the change (ES402, nothing applied)."""
+    table, _ = _applied(db_url, tmp_path)
+    path = write_schema(tmp_path / "v2", "shop", v2)
+    gone = "code"
+    execute(db_url, f"ALTER TABLE {table} DROP COLUMN {gone}")
+    before = _columns(db_url, table)
+    if db_url.startswith("sqlite"):
+        _refused(db_url, path, f"order.{gone}", "--repair")
+    else:
+        outcome = run("apply", str(path), "-d", db_url)
+        said = outcome.stdout + outcome.stderr
+        assert (outcome.exit_code != 0) is pg_fails, said
+        if pg_fails:  # ALTER COLUMN names a column that is gone
+            assert outcome.exit_code == 3 and "ES402" in said and f"{gone} does not exist" in said, said
+            history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+            assert [m["status"] for m in history if m["version"] == "2.0.0"] in ([], ["failed"]), history
+    assert _columns(db_url, table) == before
+    assert all(gone not in row for row in _columns(db_url, table))
+
+
+def test_a_rebuilding_rollback_refuses_a_column_dropped_by_hand(sqlite_url: str, tmp_path: Path) -> None:
+    """Undoing the enum value rebuilds the table again: a column dropped since is named, nothing runs."""
+    table, v2 = _applied(sqlite_url, tmp_path)
+    assert run("apply", str(v2), "-d", sqlite_url).exit_code == 0
+    execute(sqlite_url, f"ALTER TABLE {table} DROP COLUMN code")
+    outcome = approved_rollback(sqlite_url, "shop")
+    said = outcome.stdout + outcome.stderr
+    assert outcome.exit_code == 1 and "ES301" in said and "order.code" in said, said
+    history = run("history", "shop", "-d", sqlite_url, "-o", "json").json()["migrations"]
+    assert [m["status"] for m in history] == ["executed", "executed"]
+    assert _columns(sqlite_url, table) == [("1", "new"), ("2", "done")]
+    # The repair the message names puts the column back (empty): then the rollback runs.
+    assert run("drift", "shop", "-d", sqlite_url, "--repair").exit_code == 0
+    outcome = approved_rollback(sqlite_url, "shop")
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert _columns(sqlite_url, table) == [("None", "1", "new"), ("None", "2", "done")]

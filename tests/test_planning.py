@@ -892,6 +892,26 @@ def test_sqlite_id_is_a_rowid_alias() -> None:
         con.close()
 
 
+def test_sqlite_rebuild_copy_fails_on_a_missing_column_instead_of_copying_its_name() -> None:
+    """Run without the preflight (in-memory, a column dropped by hand), a rebuild's copy raises: each
+    source column is named through the old table's alias, so SQLite cannot read "code" as a string."""
+    con = _sqlite()
+    try:
+        con.execute("CREATE TABLE work_orders (id INTEGER PRIMARY KEY)")
+        for statement in render("sqlite", plan_of(None, SHOP)).statements:
+            con.execute(statement)
+        con.execute("INSERT INTO ext_shop__order (title, state, total, code) VALUES ('t', 'draft', '1', 'AB')")
+        con.execute("DROP INDEX ext_shop__order_code_key")
+        con.execute("ALTER TABLE ext_shop__order DROP COLUMN code")
+        new = evolve(SHOP, lambda d: d["enums"][0]["values"].append("archived"))
+        create, copy_rows = render("sqlite", plan_of(SHOP, new)).statements[:2]
+        con.execute(create)
+        with pytest.raises(sqlite3.OperationalError, match=r"no such column: s\.code"):
+            con.execute(copy_rows)
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_render_teardown_backs_up_before_dropping(backend: str) -> None:
     rendered = render(backend, plan_of(None, SHOP))
@@ -979,7 +999,7 @@ def test_render_enum_values_added_on_sqlite_rebuilds_the_tables() -> None:
     assert "UNIQUE (title, total)" not in sql[0]
     assert sql[1] == (
         'INSERT INTO "ext_shop__order__rebuild" ("id", "title", "state", "total", "code", "work_orders_id") '
-        'SELECT "id", "title", "state", "total", "code", "work_orders_id" FROM "ext_shop__order"'
+        'SELECT s."id", s."title", s."state", s."total", s."code", s."work_orders_id" FROM "ext_shop__order" AS s'
     )
     # The id counter (AUTOINCREMENT) goes along: ids of rows deleted before the rebuild stay used.
     assert sql[2].startswith("UPDATE sqlite_sequence SET seq = max(seq, COALESCE((SELECT seq FROM sqlite_sequence ")
@@ -1057,7 +1077,7 @@ def test_render_add_columns_on_sqlite() -> None:
     assert "done" not in rollback[1] and "sku VARCHAR(255)" in rollback[1]
     assert rollback[2] == (
         'INSERT INTO "ext_shop__line__rebuild" ("id", "qty", "order_id", "sku") '
-        'SELECT "id", "qty", "order_id", "sku" FROM "ext_shop__line"'
+        'SELECT s."id", s."qty", s."order_id", s."sku" FROM "ext_shop__line" AS s'
     )
     assert [s.split(" ")[0] for s in rollback[3:5]] == ["UPDATE", "INSERT"]  # the id counter, into sqlite_sequence
     assert rollback[5:7] == (
@@ -1103,7 +1123,7 @@ def test_render_add_fk_column_in_place_and_by_rebuild_on_sqlite() -> None:
     assert "wo INTEGER DEFAULT 1 NOT NULL" in rendered.statements[0]
     assert rendered.statements[1] == (
         'INSERT INTO "ext_shop__line__rebuild" ("id", "qty", "order_id") '
-        'SELECT "id", "qty", "order_id" FROM "ext_shop__line"'
+        'SELECT s."id", s."qty", s."order_id" FROM "ext_shop__line" AS s'
     )
     assert rendered.foreign_keys_off is True
 

@@ -17,6 +17,9 @@ from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass, Predated, jo
 from extschema.planning import ColumnDef, IndexDef, TableDef, conversions, safety
 from extschema.problems import Problem
 
+#: The alias of the table a rebuild copies from: its columns are named through it (:meth:`Dialect.column_of`).
+_SOURCE = "s"
+
 # SQLite columns take any value whatever their declared type; these CHECKs make them strict.
 _STORAGE_CLASSES = {
     "String": "'text', 'null'",
@@ -236,11 +239,30 @@ class SqliteDialect(Dialect):
         physical = {t.name: self.namer.table(plan.plugin_id, t.name).name for t in rebuilt}
         tied = self.tied_objects(conn, list(physical.values()))
         ours = _index_names(self, plan)
-        problems = []
+        # The columns the table has before the plan that its first rebuild copies (not those added
+        # in place earlier in the plan).
+        copies = {
+            t.name: ("id", *(c for c in kept if t.column(c) is not None))
+            for _op, t, kept in _first_rebuilds(plan, self._rebuilds)
+        }
+        problems: list[Problem] = []
         for table in rebuilt:
             name = physical[table.name]
             known = {"id", *(c.name for c in table.columns)}
             found = conn.exec_driver_sql(f"SELECT name FROM pragma_table_info({self.literal(name)})").scalars().all()
+            # A column the rebuild copies but the table lacks (dropped by hand) would be read as its
+            # name if named unqualified: refused by name, before anything runs.
+            missing = [c for c in copies.get(table.name, ()) if found and c not in found]
+            problems.extend(
+                Problem(
+                    "ES301",
+                    f"column {table.name}.{c}",
+                    f"SQLite carries out this change by rebuilding table {table.name} ({name}), copying column "
+                    f"{table.name}.{c}, which the table lacks (dropped outside extschema?): `extschema drift "
+                    f"{plan.plugin_id} --repair` adds it again (empty), or put it back by hand; then apply again",
+                )
+                for c in missing
+            )
             made = [f"column {c}" for c in found if c not in known]
             made.extend(t for t in tied[name] if not (t.startswith("index ") and t[len("index ") :] in ours))
             if made:
@@ -301,27 +323,29 @@ class SqliteDialect(Dialect):
 
         Each column of *after* is copied from the same column of *before*, converted when its
         type changed (:meth:`convert`), or from the SQL expression *sources* gives for it (a value
-        mapped, or restored from a backup); columns found in neither take their default. The
-        engine runs it with foreign_keys off and checks ``PRAGMA foreign_key_check`` before
-        committing, as SQLite's documentation prescribes.
+        mapped, or restored from a backup, naming the old table's columns through the alias
+        :data:`_SOURCE`); columns found in neither take their default. The engine runs it with
+        foreign_keys off and checks ``PRAGMA foreign_key_check`` before committing, as SQLite's
+        documentation prescribes.
         """
         physical = self.namer.table(plugin_id, after.name)
         scratch = naming.fit(f"{physical.name}__rebuild")
         create = self.create_table_sql(plugin_id, after, rename=scratch)
         given = sources or {}
-        kept, values = ["id"], [self.quote("id")]
+        # Qualified: a column the table lacks fails the copy instead of being copied as its name.
+        kept, values = ["id"], [self.column_of(_SOURCE, "id")]
         for column in after.columns:
             old = before.column(column.name)
             if column.name in given:
                 value = given[column.name]
             elif old is not None:
-                value = self.convert(self.quote(column.name), old, column)
+                value = self.convert(self.column_of(_SOURCE, column.name), old, column)
             else:
                 continue
             kept.append(column.name)
             values.append(value)
         columns = ", ".join(self.quote(c) for c in kept)
-        source = self.quote(physical.name)
+        source = f"{self.quote(physical.name)} AS {_SOURCE}"
         statements = [
             create,
             f"INSERT INTO {self.quote(scratch)} ({columns}) SELECT {', '.join(values)} FROM {source}",
@@ -403,8 +427,8 @@ class SqliteDialect(Dialect):
         statements: list[str] = []
         for before, after in op.tables:
             sources = {
-                c.name: f"(CASE {self.quote(c.name)} WHEN {self.literal(op.old)} THEN {self.literal(op.new)} "
-                f"ELSE {self.quote(c.name)} END)"
+                c.name: f"(CASE {self.column_of(_SOURCE, c.name)} WHEN {self.literal(op.old)} "
+                f"THEN {self.literal(op.new)} ELSE {self.column_of(_SOURCE, c.name)} END)"
                 for c in before.columns
                 if c.enum is not None and c.enum.name == op.before.name
             }
@@ -427,34 +451,30 @@ class SqliteDialect(Dialect):
         # is 2024); a column stores a value as given, so the value itself is what it would hold.
         return expression
 
-    def restored(
-        self, table: str, column: str, backup: naming.PhysicalName, otherwise: str, unchanged: str = "1"
-    ) -> str:
-        """The value of *column* from *backup* for the row of the same id (where *unchanged*, a condition
-        on the backup row ``b`` and the row, holds), or *otherwise* for rows the backup does not have
-        (inserted after it was taken) or that fail *unchanged*."""
+    def restored(self, column: str, backup: naming.PhysicalName, otherwise: str, unchanged: str = "1") -> str:
+        """The value of *column* from *backup* for the rebuild's row (:data:`_SOURCE`) of the same id (where
+        *unchanged*, a condition on the backup row ``b`` and the row, holds), or *otherwise* for rows the
+        backup does not have (inserted after it was taken) or that fail *unchanged*."""
         match = (
-            f"FROM {self.qualified(backup)} AS b WHERE b.{self.quote('id')} = {self.quote(table)}.{self.quote('id')}"
+            f"FROM {self.qualified(backup)} AS b WHERE {self.column_of('b', 'id')} = {self.column_of(_SOURCE, 'id')}"
         )
         return (
-            f"(CASE WHEN EXISTS (SELECT 1 {match} AND {unchanged}) THEN (SELECT b.{self.quote(column)} {match}) "
+            f"(CASE WHEN EXISTS (SELECT 1 {match} AND {unchanged}) THEN (SELECT {self.column_of('b', column)} {match}) "
             f"ELSE {otherwise} END)"
         )
 
     def restore_column(self, op: planning.DropColumn, backup: naming.PhysicalName) -> list[str]:
-        table = self.namer.table(op.plugin_id, op.before.name).name
         default = self.default_sql(op.column) or "NULL"
-        value = self.restored(table, op.column.name, backup, default)
+        value = self.restored(op.column.name, backup, default)
         return self.rebuild(op.plugin_id, op.after, op.before, {op.column.name: value})
 
     def restore_altered(self, op: planning.AlterColumn, backup: naming.PhysicalName) -> list[str]:
-        table = self.namer.table(op.plugin_id, op.before.name).name
-        current = self.convert(self.quote(op.new.name), op.new, op.old)
+        current = self.convert(self.column_of(_SOURCE, op.new.name), op.new, op.old)
         # Only where the column still holds what the change made of the backed-up value: a value
         # written since has no backup, and stays (converted back).
-        made = self.convert(f"b.{self.quote(op.old.name)}", op.old, op.new)
-        now = f"{self.quote(table)}.{self.quote(op.new.name)}"
-        value = self.restored(table, op.old.name, backup, current, f"CAST({made} AS TEXT) IS CAST({now} AS TEXT)")
+        made = self.convert(self.column_of("b", op.old.name), op.old, op.new)
+        now = self.column_of(_SOURCE, op.new.name)
+        value = self.restored(op.old.name, backup, current, f"CAST({made} AS TEXT) IS CAST({now} AS TEXT)")
         reverse = op.reverse()
         assert isinstance(reverse, planning.AlterColumn)
         return self.alter_column(reverse, {op.old.name: value})
