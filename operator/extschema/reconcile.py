@@ -27,6 +27,8 @@ from extschema.dialects import BackupRef, RenderedPlan
 from extschema.engine import (
     ApplyResult,
     Engine,
+    MigrationKind,
+    MigrationStatus,
     Registration,
     RollbackPlan,
     StalePlan,
@@ -257,7 +259,11 @@ def _require_recorded(engine: Engine, loaded: Loaded, base: Registration) -> Non
     """
     spec = loaded.spec
     checksum = spec.checksum()
-    applied = [r for r in engine.history(spec.plugin_id) if r.kind == "apply" and r.status == "executed"]
+    applied = [
+        r
+        for r in engine.history(spec.plugin_id)
+        if r.kind == MigrationKind.APPLY and r.status == MigrationStatus.EXECUTED
+    ]
     if any(r.checksum_schema == checksum for r in applied):
         return
     if any(r.version == spec.version for r in applied):

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from extschema import planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog, migrator
-from extschema.engine.registry import Definition, MigrationRecord, Registration, now
+from extschema.engine.registry import Definition, MigrationKind, MigrationRecord, MigrationStatus, Registration, now
 from extschema.model import ExtensionSchemaSpec
 from extschema.planning import ColumnDef, Op, Resolved, TableDef
 from extschema.planning.diff import tables as table_ops
@@ -251,7 +251,7 @@ def _compare_indexes(
 
 
 class _Repair(migrator._Migration):
-    kind = "repair"
+    kind = MigrationKind.REPAIR
 
     def __init__(self, engine: migrator.Engine, plugin_id: str, expected: Resolved, checksum: str) -> None:
         self.engine, self.plugin_id, self.expected, self.started = engine, plugin_id, expected, now()
@@ -291,7 +291,7 @@ class _Repair(migrator._Migration):
             for op in self.plan.ops
         ]
         self.engine.registry.record(
-            conn, self.plugin_id, migration_id, "repair", self.current.owner, self.current.spec, description,
-            rendered, "executed", self.started, duration, None,
+            conn, self.plugin_id, migration_id, MigrationKind.REPAIR, self.current.owner, self.current.spec,
+            description, rendered, MigrationStatus.EXECUTED, self.started, duration, None,
         )  # fmt: skip
         return migrator.ApplyResult(self.plugin_id, True, migration_id, description, duration)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import enum
 import hashlib
 import json
 import uuid
@@ -30,10 +31,34 @@ from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
 from extschema.problems import ProblemError
 
+
+class MigrationKind(enum.StrEnum):
+    """What a row of ``extension_migrations`` records (stored, and printed, as its value)."""
+
+    APPLY = "apply"
+    #: An apply's ``after`` phase (concurrent index builds), recorded as a migration of its own.
+    FINISH = "finish"
+    DELETE = "delete"
+    UNREGISTER = "unregister"
+    REPAIR = "repair"
+    RESTORE = "restore"
+
+
+class MigrationStatus(enum.StrEnum):
+    """The status of a row of ``extension_migrations`` (stored, and printed, as its value)."""
+
+    PENDING = "pending"
+    EXECUTING = "executing"
+    EXECUTED = "executed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
 STATUSES_SCHEMA = ("pending", "active", "failed")
-STATUSES_MIGRATION = ("pending", "executing", "executed", "failed", "rolled_back")
+# Plain strings: the CHECK constraint below is written from their repr.
+STATUSES_MIGRATION = tuple(s.value for s in MigrationStatus)
 #: Kinds of migration that end a plugin's life in the database: later applies start afresh.
-ENDING_KINDS = ("delete", "unregister")
+ENDING_KINDS = (MigrationKind.DELETE, MigrationKind.UNREGISTER)
 
 #: What a Python-side reading of a hand-edited row can raise (bad JSON, wrong types, NULLs).
 _UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, pydantic.ValidationError)
@@ -80,7 +105,7 @@ def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Ta
         metadata,
         *_keys(unique=False),
         sa.Column("migration_id", sa.String(limits.REGISTRY_MIGRATION_ID_LENGTH), nullable=False),
-        # apply | rollback | delete | unregister
+        # a MigrationKind
         sa.Column("kind", sa.String(limits.REGISTRY_STATUS_LENGTH), nullable=False),
         sa.Column("owner", sa.String(limits.REGISTRY_OWNER_LENGTH), nullable=False),
         sa.Column("version", sa.String(limits.REGISTRY_VERSION_LENGTH), nullable=False),
@@ -587,12 +612,12 @@ class Registry:
         conn: Connection,
         plugin_id: str,
         migration_id: str,
-        kind: str,
+        kind: MigrationKind,
         owner: str,
         spec: ExtensionSchemaSpec | None,
         description: list[str],
         rendered: RenderedPlan,
-        status: str,
+        status: MigrationStatus,
         started: datetime.datetime,
         duration_ms: int | None,
         error: str | None,
@@ -629,7 +654,9 @@ class Registry:
             )
         )
 
-    def set_migration_status(self, conn: Connection, plugin_id: str, migration_id: str, status: str) -> None:
+    def set_migration_status(
+        self, conn: Connection, plugin_id: str, migration_id: str, status: MigrationStatus
+    ) -> None:
         m = self.migrations
         conn.execute(
             sa.update(m)
