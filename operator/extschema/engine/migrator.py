@@ -58,7 +58,7 @@ from extschema.engine.registry import (
     statements_of,
 )
 from extschema.model import ExtensionSchemaSpec, FieldType
-from extschema.naming import PhysicalName
+from extschema.naming import PhysicalName, backup_tag
 from extschema.planning import Plan, rawsql
 from extschema.problems import Problem, ProblemError
 
@@ -461,7 +461,7 @@ class Engine:
         if hand_made:
             raise ProblemError(hand_made, kind="refused")
         floors = id_floors(self, conn, plan)
-        return dialect.render_plan(plan, f"m{migration_id}", populated, floors)
+        return dialect.render_plan(plan, backup_tag(migration_id), populated, floors)
 
     def _retrying(self, step: Callable[[], _T]) -> _T:
         """Run *step*; when it could not get a lock in time, wait a random while (full jitter,
@@ -790,7 +790,7 @@ class _Apply(_Migration):
             MigrationStatus.EXECUTED, self.started, duration, None, definition,
         )  # fmt: skip
         registry.register(conn, self.owner, self.spec, self.tables, self.current is not None, definition)
-        refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
+        refs = self.engine.dialect.backups_of(self.plan, backup_tag(migration_id))
         registry.record_backups(conn, self.spec.plugin_id, migration_id, refs, counters=self.id_counters)
         return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
 
@@ -889,7 +889,7 @@ class _Rollback(_Migration):
             plan = planning.plan(self.previous_spec, target_spec, refs)
         except ProblemError:
             return []
-        reads, takes = engine.dialect.rollback_backups_of(plan, f"m{migration_id}")
+        reads, takes = engine.dialect.rollback_backups_of(plan, backup_tag(migration_id))
         inspector = sa.inspect(conn)
         named = [(r, physical(r.table)) for r in reads if physical(r.table)[1] in sql]
         gone = [r for r, (schema, name) in named if not inspector.has_table(name, schema=schema)]
@@ -953,7 +953,7 @@ class _Delete(_Migration):
         dialect = self.engine.dialect
         existing = set(catalog.plugin_tables(conn, dialect, self.plugin_id))
         plan, self.missing = without_missing_tables(self.plan, existing, dialect)
-        return dialect.render_plan(plan, backup_tag=f"m{migration_id}")
+        return dialect.render_plan(plan, backup_tag=backup_tag(migration_id))
 
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
         registry = self.engine.registry
@@ -966,6 +966,6 @@ class _Delete(_Migration):
             rendered, MigrationStatus.EXECUTED, now(), duration, None,
         )  # fmt: skip
         registry.unregister(conn, self.plugin_id)
-        refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
+        refs = self.engine.dialect.backups_of(self.plan, backup_tag(migration_id))
         registry.record_backups(conn, self.plugin_id, migration_id, refs, skip=self.missing, counters=self.id_counters)
         return ApplyResult(self.plugin_id, True, migration_id, description, duration)
