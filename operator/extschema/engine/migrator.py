@@ -50,6 +50,7 @@ from extschema.engine.registry import (
     Definition,
     MigrationKind,
     MigrationRecord,
+    MigrationRow,
     MigrationStatus,
     Registration,
     Registry,
@@ -441,11 +442,20 @@ class Engine:
         """Record *after* as the ``finish`` migration of *migration_id*, pending until :meth:`_build` runs it."""
         owner, spec, definition, started = migration.recorded_as()
         steps = [f"after migration {migration_id}, outside its transaction: {s}" for s in after]
-        self.registry.record(
-            conn, plugin_id, _finish_id(migration_id), MigrationKind.FINISH, owner, spec, steps,
-            RenderedPlan(statements=tuple(after), rollback=()), MigrationStatus.PENDING, started, None, None,
-            definition,
-        )  # fmt: skip
+        rendered = RenderedPlan(statements=tuple(after), rollback=())
+        row = MigrationRow(
+            plugin_id=plugin_id,
+            migration_id=_finish_id(migration_id),
+            kind=MigrationKind.FINISH,
+            owner=owner,
+            spec=spec,
+            description=steps,
+            rendered=rendered,
+            status=MigrationStatus.PENDING,
+            started=started,
+            definition=definition,
+        )
+        self.registry.record(conn, row)
 
     def render_plan(self, conn: Connection, plan: Plan, migration_id: str) -> RenderedPlan:
         """Render *plan* for the migration *migration_id*, read under its lock: refused (ES301) when it
@@ -583,20 +593,19 @@ class Engine:
         with contextlib.suppress(ProblemError), self.database.transaction() as conn:
             self._lock(conn, plugin_id)
             failed_id = self.registry.next_migration_id(conn, plugin_id)
-            self.registry.record(
-                conn,
-                plugin_id,
-                failed_id,
-                MigrationKind.APPLY,
-                step.owner,
-                step.spec,
-                step.plan.describe(),
-                step.rendered,
-                MigrationStatus.FAILED,
-                step.started,
-                None,
-                message,
+            row = MigrationRow(
+                plugin_id=plugin_id,
+                migration_id=failed_id,
+                kind=MigrationKind.APPLY,
+                owner=step.owner,
+                spec=step.spec,
+                description=step.plan.describe(),
+                rendered=step.rendered,
+                status=MigrationStatus.FAILED,
+                started=step.started,
+                error=message,
             )
+            self.registry.record(conn, row)
             self.registry.mark_failed(conn, plugin_id, message)
 
     # --- rollback -----------------------------------------------------------------------------
@@ -785,10 +794,20 @@ class _Apply(_Migration):
         # The before phase is part of what this migration ran; its rollback SQL undoes it too.
         ran = dataclasses.replace(rendered, statements=(*rendered.before, *rendered.statements), before=(), after=())
         definition = self.definition = Definition.of(self.spec)  # serialised once for every row (and the finish)
-        registry.record(
-            conn, plugin_id, migration_id, MigrationKind.APPLY, self.owner, self.spec, description, ran,
-            MigrationStatus.EXECUTED, self.started, duration, None, definition,
-        )  # fmt: skip
+        row = MigrationRow(
+            plugin_id=plugin_id,
+            migration_id=migration_id,
+            kind=MigrationKind.APPLY,
+            owner=self.owner,
+            spec=self.spec,
+            description=description,
+            rendered=ran,
+            status=MigrationStatus.EXECUTED,
+            started=self.started,
+            duration_ms=duration,
+            definition=definition,
+        )
+        registry.record(conn, row)
         registry.register(conn, self.owner, self.spec, self.tables, self.current is not None, definition)
         refs = self.engine.dialect.backups_of(self.plan, backup_tag(migration_id))
         registry.record_backups(conn, self.spec.plugin_id, migration_id, refs, counters=self.id_counters)
@@ -961,10 +980,19 @@ class _Delete(_Migration):
         description = ["unregistered (tables retained)"] if self.keep else ["dropped all objects (data backed up)"]
         if self.missing:
             description.append(f"already missing (dropped outside extschema): {', '.join(self.missing)}")
-        registry.record(
-            conn, self.plugin_id, migration_id, self.kind, self.current.owner, self.current.spec, description,
-            rendered, MigrationStatus.EXECUTED, now(), duration, None,
-        )  # fmt: skip
+        row = MigrationRow(
+            plugin_id=self.plugin_id,
+            migration_id=migration_id,
+            kind=self.kind,
+            owner=self.current.owner,
+            spec=self.current.spec,
+            description=description,
+            rendered=rendered,
+            status=MigrationStatus.EXECUTED,
+            started=now(),
+            duration_ms=duration,
+        )
+        registry.record(conn, row)
         registry.unregister(conn, self.plugin_id)
         refs = self.engine.dialect.backups_of(self.plan, backup_tag(migration_id))
         registry.record_backups(conn, self.plugin_id, migration_id, refs, skip=self.missing, counters=self.id_counters)

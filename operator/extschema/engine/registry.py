@@ -278,6 +278,24 @@ class Definition:
         return cls(json.loads(text), hashlib.sha256(text.encode()).hexdigest())
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MigrationRow:
+    """One history row to record (:meth:`Registry.record`); *definition* is *spec*'s, when already computed."""
+
+    plugin_id: str
+    migration_id: str
+    kind: MigrationKind
+    owner: str
+    spec: ExtensionSchemaSpec | None
+    description: list[str]
+    rendered: RenderedPlan
+    status: MigrationStatus
+    started: datetime.datetime
+    duration_ms: int | None = None
+    error: str | None = None
+    definition: Definition | None = None
+
+
 def sql_checksum(statements: Sequence[str], rollback: Sequence[str]) -> str:
     payload = json.dumps([list(statements), list(rollback)], separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -607,35 +625,21 @@ class Registry:
             )
         return records
 
-    def record(
-        self,
-        conn: Connection,
-        plugin_id: str,
-        migration_id: str,
-        kind: MigrationKind,
-        owner: str,
-        spec: ExtensionSchemaSpec | None,
-        description: list[str],
-        rendered: RenderedPlan,
-        status: MigrationStatus,
-        started: datetime.datetime,
-        duration_ms: int | None,
-        error: str | None,
-        definition: Definition | None = None,
-    ) -> None:
-        """Insert one history row; *definition* is *spec*'s (computed here when not given)."""
+    def record(self, conn: Connection, row: MigrationRow) -> None:
+        """Insert one history row; its definition is computed here when not given."""
         stamp = now()
+        spec, definition, rendered = row.spec, row.definition, row.rendered
         if definition is None and spec is not None:
             definition = Definition.of(spec)
         conn.execute(
             sa.insert(self.migrations).values(
                 id=str(uuid.uuid4()),
-                plugin_id=plugin_id,
-                migration_id=migration_id,
-                kind=kind,
-                owner=owner,
+                plugin_id=row.plugin_id,
+                migration_id=row.migration_id,
+                kind=row.kind,
+                owner=row.owner,
                 version=spec.version if spec else "",
-                description=description,
+                description=row.description,
                 schema_definition=definition.data if definition else None,
                 migration_sql=script(rendered.statements),
                 rollback_sql=script(rendered.rollback),
@@ -644,11 +648,11 @@ class Registry:
                 foreign_keys_off=rendered.foreign_keys_off,
                 checksum_schema=definition.checksum if definition else None,
                 checksum_sql=sql_checksum(rendered.statements, rendered.rollback),
-                status=status,
-                execution_start=started,
+                status=row.status,
+                execution_start=row.started,
                 execution_end=stamp,
-                duration_ms=duration_ms,
-                error_message=error,
+                duration_ms=row.duration_ms,
+                error_message=row.error,
                 created_at=stamp,
                 updated_at=stamp,
             )
