@@ -28,9 +28,17 @@ PLUGIN_SCHEMA_PREFIX = "ext_"
 REGISTRY_SCHEMA = "extschema"
 #: Where data is copied before a destructive step (a schema on PostgreSQL, a prefix on SQLite).
 BACKUP_SCHEMA = "extschema_backup"
+#: The tag a previewed plan's backup names get in place of a migration id: ``plan`` and the webhook.
+PLAN_PREVIEW_TAG = "planned"
+DRY_RUN_PREVIEW_TAG = "dryrun"
 CORE = "core"
 
 Style = Literal["schema", "prefix"]
+
+
+def backup_tag(migration_id: str) -> str:
+    """The tag naming the backups a migration takes before destroying data (``…__m<migration id>``)."""
+    return f"m{migration_id}"
 
 
 def byte_length(name: str) -> int:

@@ -27,6 +27,8 @@ from extschema.dialects import BackupRef, RenderedPlan
 from extschema.engine import (
     ApplyResult,
     Engine,
+    MigrationKind,
+    MigrationStatus,
     Registration,
     RollbackPlan,
     StalePlan,
@@ -40,6 +42,7 @@ from extschema.loading import (
     load,
 )
 from extschema.model import ExtensionSchemaSpec
+from extschema.naming import PLAN_PREVIEW_TAG, backup_tag
 from extschema.planning import rawsql, safety, versions
 from extschema.problems import Kind, Problem, ProblemError
 
@@ -174,7 +177,7 @@ class Planned:
     plan: planning.Plan
 
     def render(self, engine: Engine, tag: str) -> RenderedPlan:
-        return engine.dialect.render_plan(self.plan, backup_tag=f"m{tag}")
+        return engine.dialect.render_plan(self.plan, backup_tag=backup_tag(tag))
 
     def hash(self) -> str:
         """The plan's hash: what an approval names (the same base and operations, the same hash)."""
@@ -257,7 +260,11 @@ def _require_recorded(engine: Engine, loaded: Loaded, base: Registration) -> Non
     """
     spec = loaded.spec
     checksum = spec.checksum()
-    applied = [r for r in engine.history(spec.plugin_id) if r.kind == "apply" and r.status == "executed"]
+    applied = [
+        r
+        for r in engine.history(spec.plugin_id)
+        if r.kind == MigrationKind.APPLY and r.status == MigrationStatus.EXECUTED
+    ]
     if any(r.checksum_schema == checksum for r in applied):
         return
     if any(r.version == spec.version for r in applied):
@@ -702,7 +709,7 @@ def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, Re
     ordered = check(engine, loaded, snapshot=snapshot)
     refs = reference_types(snapshot, specs)
     planned = [plan_one(engine, item, refs, snapshot) for item in ordered]
-    return [(p, p.render(engine, "planned")) for p in planned]
+    return [(p, p.render(engine, PLAN_PREVIEW_TAG)) for p in planned]
 
 
 def apply_one(
@@ -767,7 +774,7 @@ def _backed_up(engine: Engine, plan: planning.Plan, result: ApplyResult) -> list
     """What the migration copied before a destructive step, for the person who ran it (``extschema restore``)."""
     if not result.changed or result.migration_id is None:
         return []
-    return _backup_lines(engine.dialect.backups_of(plan, f"m{result.migration_id}"))
+    return _backup_lines(engine.dialect.backups_of(plan, backup_tag(result.migration_id)))
 
 
 def _backup_lines(refs: Iterable[BackupRef]) -> list[str]:
@@ -833,7 +840,7 @@ def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) ->
         if undo is None or result.migration_id is None:
             return result
         # What the rollback SQL backs up: the backups of the way back, named after the migration undone.
-        _, takes = engine.dialect.rollback_backups_of(undo.plan.reverse(), f"m{result.migration_id}")
+        _, takes = engine.dialect.rollback_backups_of(undo.plan.reverse(), backup_tag(result.migration_id))
         lines = _backup_lines([*undo.sql_backups, *takes])
         return dataclasses.replace(result, description=[*result.description, *lines])
     raise ProblemError.one(

@@ -36,6 +36,7 @@ from extschema.controller.status import Settle
 from extschema.controller.targets import resolve_target, target_key
 from extschema.dialects.base import RenderedPlan
 from extschema.engine import Engine
+from extschema.naming import DRY_RUN_PREVIEW_TAG
 from extschema.problems import Kind, ProblemError
 
 #: Kinds of failure the webhook refuses a request for; the others the operator waits out.
@@ -103,7 +104,7 @@ def admit(
     refusals = reviewed.refusals()
     if refusals:
         raise ProblemError(refusals, Kind.REFUSED)
-    return plan_warnings(reviewed, planned.render(engine, "dryrun"), approved)
+    return plan_warnings(reviewed, planned.render(engine, DRY_RUN_PREVIEW_TAG), approved)
 
 
 def refusal(error: ProblemError) -> kopf.AdmissionError:

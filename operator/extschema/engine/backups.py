@@ -37,7 +37,17 @@ from sqlalchemy.engine import Connection
 from extschema import naming, planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog, migrator
-from extschema.engine.registry import ENDING_KINDS, BackupRecord, MigrationRecord, Registration, now, physical
+from extschema.engine.registry import (
+    ENDING_KINDS,
+    BackupRecord,
+    MigrationKind,
+    MigrationRecord,
+    MigrationRow,
+    MigrationStatus,
+    Registration,
+    now,
+    physical,
+)
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
 from extschema.planning import ColumnDef
@@ -183,7 +193,7 @@ def _reapply(
     engine: migrator.Engine, plugin_id: str, migration_id: str, origin: MigrationRecord | None
 ) -> migrator.ApplyResult:
     """Apply the spec recorded with the delete migration *origin*, so its rows have tables to go back to."""
-    if origin is None or origin.kind != "delete":
+    if origin is None or origin.kind != MigrationKind.DELETE:
         raise ProblemError.one(
             "ES315",
             "MIGRATION_ID",
@@ -220,7 +230,7 @@ class _Copy:
 
 
 class _Restore(migrator._Migration):
-    kind = "restore"
+    kind = MigrationKind.RESTORE
 
     def __init__(self, engine: migrator.Engine, plugin_id: str, source: str) -> None:
         self.engine, self.plugin_id, self.source = engine, plugin_id, source
@@ -274,7 +284,7 @@ class _Restore(migrator._Migration):
             self.plugin_id, history, "cannot restore into", "nothing was restored", "restore again"
         )
         ids = [r.migration_id for r in built]
-        executed = [r for r in history if r.status == "executed"]
+        executed = [r for r in history if r.status == MigrationStatus.EXECUTED]
         ending = next((r for r in reversed(executed) if r.kind in ENDING_KINDS), None)
         if self.source in ids:
             chosen = [r.migration_id for r in built[ids.index(self.source) :]]
@@ -295,10 +305,19 @@ class _Restore(migrator._Migration):
     ) -> migrator.ApplyResult:
         assert self.current is not None
         description = [f"restored backups of migration {self.source}", *self.description]
-        self.engine.registry.record(
-            conn, self.plugin_id, migration_id, "restore", self.current.owner, self.current.spec, description,
-            rendered, "executed", self.started, duration, None,
-        )  # fmt: skip
+        row = MigrationRow(
+            plugin_id=self.plugin_id,
+            migration_id=migration_id,
+            kind=MigrationKind.RESTORE,
+            owner=self.current.owner,
+            spec=self.current.spec,
+            description=description,
+            rendered=rendered,
+            status=MigrationStatus.EXECUTED,
+            started=self.started,
+            duration_ms=duration,
+        )
+        self.engine.registry.record(conn, row)
         return migrator.ApplyResult(self.plugin_id, True, migration_id, description, duration)
 
 

@@ -29,7 +29,15 @@ from sqlalchemy.engine import Connection
 from extschema import planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import catalog, migrator
-from extschema.engine.registry import Definition, MigrationRecord, Registration, now
+from extschema.engine.registry import (
+    Definition,
+    MigrationKind,
+    MigrationRecord,
+    MigrationRow,
+    MigrationStatus,
+    Registration,
+    now,
+)
 from extschema.model import ExtensionSchemaSpec
 from extschema.planning import ColumnDef, Op, Resolved, TableDef
 from extschema.planning.diff import tables as table_ops
@@ -251,7 +259,7 @@ def _compare_indexes(
 
 
 class _Repair(migrator._Migration):
-    kind = "repair"
+    kind = MigrationKind.REPAIR
 
     def __init__(self, engine: migrator.Engine, plugin_id: str, expected: Resolved, checksum: str) -> None:
         self.engine, self.plugin_id, self.expected, self.started = engine, plugin_id, expected, now()
@@ -290,8 +298,17 @@ class _Repair(migrator._Migration):
             op.describe() if isinstance(op, planning.EnforceIntRange) else f"re-created: {op.describe()}"
             for op in self.plan.ops
         ]
-        self.engine.registry.record(
-            conn, self.plugin_id, migration_id, "repair", self.current.owner, self.current.spec, description,
-            rendered, "executed", self.started, duration, None,
-        )  # fmt: skip
+        row = MigrationRow(
+            plugin_id=self.plugin_id,
+            migration_id=migration_id,
+            kind=MigrationKind.REPAIR,
+            owner=self.current.owner,
+            spec=self.current.spec,
+            description=description,
+            rendered=rendered,
+            status=MigrationStatus.EXECUTED,
+            started=self.started,
+            duration_ms=duration,
+        )
+        self.engine.registry.record(conn, row)
         return migrator.ApplyResult(self.plugin_id, True, migration_id, description, duration)

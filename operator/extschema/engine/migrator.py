@@ -48,7 +48,10 @@ from extschema.engine.connection import Database
 from extschema.engine.registry import (
     ENDING_KINDS,
     Definition,
+    MigrationKind,
     MigrationRecord,
+    MigrationRow,
+    MigrationStatus,
     Registration,
     Registry,
     now,
@@ -56,15 +59,11 @@ from extschema.engine.registry import (
     statements_of,
 )
 from extschema.model import ExtensionSchemaSpec, FieldType
-from extschema.naming import PhysicalName
+from extschema.naming import PhysicalName, backup_tag
 from extschema.planning import Plan, rawsql
 from extschema.problems import Problem, ProblemError
 
 _T = TypeVar("_T")
-
-#: The migration kind recording an apply's ``after`` phase (concurrent index builds): ``pending`` in the
-#: apply's own transaction, ``executed`` once built; the next migration of the plugin finishes it.
-FINISH_KIND = "finish"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,13 +182,16 @@ def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
     Migrations that were rolled back, failed, or never finished (``executing``, left by a crash:
     their transaction rolled back) changed nothing and are not part of it.
     """
-    ended = max((i for i, r in enumerate(records) if r.kind in ENDING_KINDS and r.status == "executed"), default=-1)
-    return [r for r in records[ended + 1 :] if r.kind == "apply" and r.status == "executed"]
+    ended = max(
+        (i for i, r in enumerate(records) if r.kind in ENDING_KINDS and r.status == MigrationStatus.EXECUTED),
+        default=-1,
+    )
+    return [r for r in records[ended + 1 :] if r.kind == MigrationKind.APPLY and r.status == MigrationStatus.EXECUTED]
 
 
 #: Statuses a migration leaves behind only when it never finished (``executing``: a crash, or a hand
 #: edit); ``pending`` is unfinished too, except for a ``finish`` migration (a rollback cancels that).
-_UNFINISHED = ("executing", "pending")
+_UNFINISHED = (MigrationStatus.EXECUTING, MigrationStatus.PENDING)
 
 
 def settled_lineage(
@@ -207,11 +209,14 @@ def settled_lineage(
     before, against a database that may hold both), and no backup of the plugin is known to be
     unneeded. *refused*, *outcome* and *then* word the message for the caller.
     """
-    ended = max((i for i, r in enumerate(records) if r.kind in ENDING_KINDS and r.status == "executed"), default=-1)
+    ended = max(
+        (i for i, r in enumerate(records) if r.kind in ENDING_KINDS and r.status == MigrationStatus.EXECUTED),
+        default=-1,
+    )
     stuck = [
         r
         for r in records[ended + 1 :]
-        if r.status in _UNFINISHED and not (r.kind == FINISH_KIND and r.status == "pending")
+        if r.status in _UNFINISHED and not (r.kind == MigrationKind.FINISH and r.status == MigrationStatus.PENDING)
     ]
     if stuck:
         named = ", ".join(f"{r.migration_id} ({r.kind} of version {r.version or '?'})" for r in stuck)
@@ -272,7 +277,7 @@ def _undone(
 class _Migration:
     """What one kind of migration decides; :meth:`Engine._migrate` runs it under the lock."""
 
-    kind = "apply"
+    kind: MigrationKind = MigrationKind.APPLY
     #: The registration as read under the lock (set by :meth:`check` where one is required).
     current: Registration | None = None
     #: What :meth:`render` returned, once it ran.
@@ -417,7 +422,7 @@ class Engine:
             if pending and migration.finishes_pending:
                 raise _PendingFinish(_applied_by(pending[0]))
             for migration_id in pending:  # cancelled: this migration drops what they would build
-                self.registry.set_migration_status(conn, plugin_id, migration_id, "rolled_back")
+                self.registry.set_migration_status(conn, plugin_id, migration_id, MigrationStatus.ROLLED_BACK)
             done = migration.check(conn, self.registry.registration(plugin_id, conn))
             if done is not None:
                 return done
@@ -437,11 +442,20 @@ class Engine:
         """Record *after* as the ``finish`` migration of *migration_id*, pending until :meth:`_build` runs it."""
         owner, spec, definition, started = migration.recorded_as()
         steps = [f"after migration {migration_id}, outside its transaction: {s}" for s in after]
-        self.registry.record(
-            conn, plugin_id, _finish_id(migration_id), FINISH_KIND, owner, spec, steps,
-            RenderedPlan(statements=tuple(after), rollback=()), "pending", started, None, None,
-            definition,
-        )  # fmt: skip
+        rendered = RenderedPlan(statements=tuple(after), rollback=())
+        row = MigrationRow(
+            plugin_id=plugin_id,
+            migration_id=_finish_id(migration_id),
+            kind=MigrationKind.FINISH,
+            owner=owner,
+            spec=spec,
+            description=steps,
+            rendered=rendered,
+            status=MigrationStatus.PENDING,
+            started=started,
+            definition=definition,
+        )
+        self.registry.record(conn, row)
 
     def render_plan(self, conn: Connection, plan: Plan, migration_id: str) -> RenderedPlan:
         """Render *plan* for the migration *migration_id*, read under its lock: refused (ES301) when it
@@ -457,7 +471,7 @@ class Engine:
         if hand_made:
             raise ProblemError(hand_made, kind="refused")
         floors = id_floors(self, conn, plan)
-        return dialect.render_plan(plan, f"m{migration_id}", populated, floors)
+        return dialect.render_plan(plan, backup_tag(migration_id), populated, floors)
 
     def _retrying(self, step: Callable[[], _T]) -> _T:
         """Run *step*; when it could not get a lock in time, wait a random while (full jitter,
@@ -490,7 +504,7 @@ class Engine:
             return []
         m = self.registry.migrations
         query = sa.select(m.c.migration_id).where(
-            m.c.plugin_id == plugin_id, m.c.kind == FINISH_KIND, m.c.status == "pending"
+            m.c.plugin_id == plugin_id, m.c.kind == MigrationKind.FINISH, m.c.status == MigrationStatus.PENDING
         )
         return list(conn.execute(query.order_by(m.c.migration_id)).scalars())
 
@@ -519,7 +533,11 @@ class Engine:
                 try:
                     autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
                     self.database.execute(autocommit, self.dialect.concurrent_session(key, self.lock_timeout_ms))
-                    pending = m.c.plugin_id == plugin_id, m.c.kind == FINISH_KIND, m.c.status == "pending"
+                    pending = (
+                        m.c.plugin_id == plugin_id,
+                        m.c.kind == MigrationKind.FINISH,
+                        m.c.status == MigrationStatus.PENDING,
+                    )
                     rows = autocommit.execute(sa.select(m).where(*pending).order_by(m.c.migration_id)).all()
                     readable: list[tuple[list[str], list[str]]] = self.registry.guarded(
                         autocommit, plugin_id, lambda: [statements_of(row) for row in rows]
@@ -536,7 +554,7 @@ class Engine:
                             f"({unfinished[0].rsplit(' ', 1)[-1]}); try again once it is done",
                             kind="retryable",
                         )
-                    done = sa.update(m).where(*pending).values(status="executed", updated_at=now())
+                    done = sa.update(m).where(*pending).values(status=MigrationStatus.EXECUTED, updated_at=now())
                     autocommit.execute(done)
                 finally:
                     # The session's lock and settings go with the connection, which is not reused.
@@ -575,20 +593,19 @@ class Engine:
         with contextlib.suppress(ProblemError), self.database.transaction() as conn:
             self._lock(conn, plugin_id)
             failed_id = self.registry.next_migration_id(conn, plugin_id)
-            self.registry.record(
-                conn,
-                plugin_id,
-                failed_id,
-                "apply",
-                step.owner,
-                step.spec,
-                step.plan.describe(),
-                step.rendered,
-                "failed",
-                step.started,
-                None,
-                message,
+            row = MigrationRow(
+                plugin_id=plugin_id,
+                migration_id=failed_id,
+                kind=MigrationKind.APPLY,
+                owner=step.owner,
+                spec=step.spec,
+                description=step.plan.describe(),
+                rendered=step.rendered,
+                status=MigrationStatus.FAILED,
+                started=step.started,
+                error=message,
             )
+            self.registry.record(conn, row)
             self.registry.mark_failed(conn, plugin_id, message)
 
     # --- rollback -----------------------------------------------------------------------------
@@ -777,12 +794,22 @@ class _Apply(_Migration):
         # The before phase is part of what this migration ran; its rollback SQL undoes it too.
         ran = dataclasses.replace(rendered, statements=(*rendered.before, *rendered.statements), before=(), after=())
         definition = self.definition = Definition.of(self.spec)  # serialised once for every row (and the finish)
-        registry.record(
-            conn, plugin_id, migration_id, "apply", self.owner, self.spec, description, ran,
-            "executed", self.started, duration, None, definition,
-        )  # fmt: skip
+        row = MigrationRow(
+            plugin_id=plugin_id,
+            migration_id=migration_id,
+            kind=MigrationKind.APPLY,
+            owner=self.owner,
+            spec=self.spec,
+            description=description,
+            rendered=ran,
+            status=MigrationStatus.EXECUTED,
+            started=self.started,
+            duration_ms=duration,
+            definition=definition,
+        )
+        registry.record(conn, row)
         registry.register(conn, self.owner, self.spec, self.tables, self.current is not None, definition)
-        refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
+        refs = self.engine.dialect.backups_of(self.plan, backup_tag(migration_id))
         registry.record_backups(conn, self.spec.plugin_id, migration_id, refs, counters=self.id_counters)
         return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
 
@@ -831,7 +858,11 @@ class _Rollback(_Migration):
             )
             self.engine._refuse_if_referenced(conn, self.plugin_id, self.previous_spec)
         self.finish = next(
-            (r for r in history if r.kind == FINISH_KIND and _applied_by(r.migration_id) == self.target.migration_id),
+            (
+                r
+                for r in history
+                if r.kind == MigrationKind.FINISH and _applied_by(r.migration_id) == self.target.migration_id
+            ),
             None,
         )
         row = registry.migration_row(conn, self.plugin_id, self.target.migration_id)
@@ -877,7 +908,7 @@ class _Rollback(_Migration):
             plan = planning.plan(self.previous_spec, target_spec, refs)
         except ProblemError:
             return []
-        reads, takes = engine.dialect.rollback_backups_of(plan, f"m{migration_id}")
+        reads, takes = engine.dialect.rollback_backups_of(plan, backup_tag(migration_id))
         inspector = sa.inspect(conn)
         named = [(r, physical(r.table)) for r in reads if physical(r.table)[1] in sql]
         gone = [r for r, (schema, name) in named if not inspector.has_table(name, schema=schema)]
@@ -898,9 +929,9 @@ class _Rollback(_Migration):
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
         assert self.target is not None
         registry = self.engine.registry
-        registry.set_migration_status(conn, self.plugin_id, self.target.migration_id, "rolled_back")
+        registry.set_migration_status(conn, self.plugin_id, self.target.migration_id, MigrationStatus.ROLLED_BACK)
         if self.finish is not None:  # its indexes went with the rollback too
-            registry.set_migration_status(conn, self.plugin_id, self.finish.migration_id, "rolled_back")
+            registry.set_migration_status(conn, self.plugin_id, self.finish.migration_id, MigrationStatus.ROLLED_BACK)
         if self.previous_spec is None:
             registry.unregister(conn, self.plugin_id)
         else:
@@ -921,8 +952,8 @@ class _Delete(_Migration):
         self.missing: list[str] = []
 
     @property
-    def kind(self) -> str:  # type: ignore[override]
-        return "unregister" if self.keep else "delete"
+    def kind(self) -> MigrationKind:  # type: ignore[override]
+        return MigrationKind.UNREGISTER if self.keep else MigrationKind.DELETE
 
     @property
     def finishes_pending(self) -> bool:  # type: ignore[override]
@@ -941,7 +972,7 @@ class _Delete(_Migration):
         dialect = self.engine.dialect
         existing = set(catalog.plugin_tables(conn, dialect, self.plugin_id))
         plan, self.missing = without_missing_tables(self.plan, existing, dialect)
-        return dialect.render_plan(plan, backup_tag=f"m{migration_id}")
+        return dialect.render_plan(plan, backup_tag=backup_tag(migration_id))
 
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
         registry = self.engine.registry
@@ -949,11 +980,20 @@ class _Delete(_Migration):
         description = ["unregistered (tables retained)"] if self.keep else ["dropped all objects (data backed up)"]
         if self.missing:
             description.append(f"already missing (dropped outside extschema): {', '.join(self.missing)}")
-        registry.record(
-            conn, self.plugin_id, migration_id, self.kind, self.current.owner, self.current.spec, description,
-            rendered, "executed", now(), duration, None,
-        )  # fmt: skip
+        row = MigrationRow(
+            plugin_id=self.plugin_id,
+            migration_id=migration_id,
+            kind=self.kind,
+            owner=self.current.owner,
+            spec=self.current.spec,
+            description=description,
+            rendered=rendered,
+            status=MigrationStatus.EXECUTED,
+            started=now(),
+            duration_ms=duration,
+        )
+        registry.record(conn, row)
         registry.unregister(conn, self.plugin_id)
-        refs = self.engine.dialect.backups_of(self.plan, f"m{migration_id}")
+        refs = self.engine.dialect.backups_of(self.plan, backup_tag(migration_id))
         registry.record_backups(conn, self.plugin_id, migration_id, refs, skip=self.missing, counters=self.id_counters)
         return ApplyResult(self.plugin_id, True, migration_id, description, duration)

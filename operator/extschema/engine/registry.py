@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import enum
 import hashlib
 import json
 import uuid
@@ -30,10 +31,34 @@ from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
 from extschema.problems import ProblemError
 
+
+class MigrationKind(enum.StrEnum):
+    """What a row of ``extension_migrations`` records (stored, and printed, as its value)."""
+
+    APPLY = "apply"
+    #: An apply's ``after`` phase (concurrent index builds), recorded as a migration of its own.
+    FINISH = "finish"
+    DELETE = "delete"
+    UNREGISTER = "unregister"
+    REPAIR = "repair"
+    RESTORE = "restore"
+
+
+class MigrationStatus(enum.StrEnum):
+    """The status of a row of ``extension_migrations`` (stored, and printed, as its value)."""
+
+    PENDING = "pending"
+    EXECUTING = "executing"
+    EXECUTED = "executed"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
 STATUSES_SCHEMA = ("pending", "active", "failed")
-STATUSES_MIGRATION = ("pending", "executing", "executed", "failed", "rolled_back")
+# Plain strings: the CHECK constraint below is written from their repr.
+STATUSES_MIGRATION = tuple(s.value for s in MigrationStatus)
 #: Kinds of migration that end a plugin's life in the database: later applies start afresh.
-ENDING_KINDS = ("delete", "unregister")
+ENDING_KINDS = (MigrationKind.DELETE, MigrationKind.UNREGISTER)
 
 #: What a Python-side reading of a hand-edited row can raise (bad JSON, wrong types, NULLs).
 _UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, pydantic.ValidationError)
@@ -80,7 +105,7 @@ def _registry_metadata(schema: str | None) -> tuple[sa.MetaData, sa.Table, sa.Ta
         metadata,
         *_keys(unique=False),
         sa.Column("migration_id", sa.String(limits.REGISTRY_MIGRATION_ID_LENGTH), nullable=False),
-        # apply | rollback | delete | unregister
+        # a MigrationKind
         sa.Column("kind", sa.String(limits.REGISTRY_STATUS_LENGTH), nullable=False),
         sa.Column("owner", sa.String(limits.REGISTRY_OWNER_LENGTH), nullable=False),
         sa.Column("version", sa.String(limits.REGISTRY_VERSION_LENGTH), nullable=False),
@@ -251,6 +276,24 @@ class Definition:
     def of(cls, spec: ExtensionSchemaSpec) -> Definition:
         text = spec.canonical_json()  # what spec.checksum() hashes
         return cls(json.loads(text), hashlib.sha256(text.encode()).hexdigest())
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MigrationRow:
+    """One history row to record (:meth:`Registry.record`); *definition* is *spec*'s, when already computed."""
+
+    plugin_id: str
+    migration_id: str
+    kind: MigrationKind
+    owner: str
+    spec: ExtensionSchemaSpec | None
+    description: list[str]
+    rendered: RenderedPlan
+    status: MigrationStatus
+    started: datetime.datetime
+    duration_ms: int | None = None
+    error: str | None = None
+    definition: Definition | None = None
 
 
 def sql_checksum(statements: Sequence[str], rollback: Sequence[str]) -> str:
@@ -582,35 +625,21 @@ class Registry:
             )
         return records
 
-    def record(
-        self,
-        conn: Connection,
-        plugin_id: str,
-        migration_id: str,
-        kind: str,
-        owner: str,
-        spec: ExtensionSchemaSpec | None,
-        description: list[str],
-        rendered: RenderedPlan,
-        status: str,
-        started: datetime.datetime,
-        duration_ms: int | None,
-        error: str | None,
-        definition: Definition | None = None,
-    ) -> None:
-        """Insert one history row; *definition* is *spec*'s (computed here when not given)."""
+    def record(self, conn: Connection, row: MigrationRow) -> None:
+        """Insert one history row; its definition is computed here when not given."""
         stamp = now()
+        spec, definition, rendered = row.spec, row.definition, row.rendered
         if definition is None and spec is not None:
             definition = Definition.of(spec)
         conn.execute(
             sa.insert(self.migrations).values(
                 id=str(uuid.uuid4()),
-                plugin_id=plugin_id,
-                migration_id=migration_id,
-                kind=kind,
-                owner=owner,
+                plugin_id=row.plugin_id,
+                migration_id=row.migration_id,
+                kind=row.kind,
+                owner=row.owner,
                 version=spec.version if spec else "",
-                description=description,
+                description=row.description,
                 schema_definition=definition.data if definition else None,
                 migration_sql=script(rendered.statements),
                 rollback_sql=script(rendered.rollback),
@@ -619,17 +648,19 @@ class Registry:
                 foreign_keys_off=rendered.foreign_keys_off,
                 checksum_schema=definition.checksum if definition else None,
                 checksum_sql=sql_checksum(rendered.statements, rendered.rollback),
-                status=status,
-                execution_start=started,
+                status=row.status,
+                execution_start=row.started,
                 execution_end=stamp,
-                duration_ms=duration_ms,
-                error_message=error,
+                duration_ms=row.duration_ms,
+                error_message=row.error,
                 created_at=stamp,
                 updated_at=stamp,
             )
         )
 
-    def set_migration_status(self, conn: Connection, plugin_id: str, migration_id: str, status: str) -> None:
+    def set_migration_status(
+        self, conn: Connection, plugin_id: str, migration_id: str, status: MigrationStatus
+    ) -> None:
         m = self.migrations
         conn.execute(
             sa.update(m)
