@@ -42,7 +42,6 @@ from extschema.engine.registry import (
     BackupRecord,
     MigrationKind,
     MigrationRecord,
-    MigrationRow,
     MigrationStatus,
     Registration,
     now,
@@ -305,19 +304,9 @@ class _Restore(migrator._Migration):
     ) -> migrator.ApplyResult:
         assert self.current is not None
         description = [f"restored backups of migration {self.source}", *self.description]
-        row = MigrationRow(
-            plugin_id=self.plugin_id,
-            migration_id=migration_id,
-            kind=MigrationKind.RESTORE,
-            owner=self.current.owner,
-            spec=self.current.spec,
-            description=description,
-            rendered=rendered,
-            status=MigrationStatus.EXECUTED,
-            started=self.started,
-            duration_ms=duration,
+        self.engine.registry.record(
+            conn, self.executed_row(migration_id, description, rendered, self.started, duration)
         )
-        self.engine.registry.record(conn, row)
         return migrator.ApplyResult(self.plugin_id, True, migration_id, description, duration)
 
 

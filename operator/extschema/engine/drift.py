@@ -33,8 +33,6 @@ from extschema.engine.registry import (
     Definition,
     MigrationKind,
     MigrationRecord,
-    MigrationRow,
-    MigrationStatus,
     Registration,
     now,
 )
@@ -298,17 +296,7 @@ class _Repair(migrator._Migration):
             op.describe() if isinstance(op, planning.EnforceIntRange) else f"re-created: {op.describe()}"
             for op in self.plan.ops
         ]
-        row = MigrationRow(
-            plugin_id=self.plugin_id,
-            migration_id=migration_id,
-            kind=MigrationKind.REPAIR,
-            owner=self.current.owner,
-            spec=self.current.spec,
-            description=description,
-            rendered=rendered,
-            status=MigrationStatus.EXECUTED,
-            started=self.started,
-            duration_ms=duration,
+        self.engine.registry.record(
+            conn, self.executed_row(migration_id, description, rendered, self.started, duration)
         )
-        self.engine.registry.record(conn, row)
         return migrator.ApplyResult(self.plugin_id, True, migration_id, description, duration)

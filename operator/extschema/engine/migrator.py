@@ -311,6 +311,30 @@ class _Migration:
         assert self.current is not None
         return self.current.owner, self.current.spec, None, now()
 
+    def executed_row(
+        self,
+        migration_id: str,
+        description: list[str],
+        rendered: RenderedPlan,
+        started: datetime.datetime,
+        duration: int,
+    ) -> MigrationRow:
+        """The history row of this migration, executed, by the registration it started from (the
+        migrations that change no spec: delete, unregister, repair, restore)."""
+        assert self.current is not None
+        return MigrationRow(
+            plugin_id=self.current.plugin_id,
+            migration_id=migration_id,
+            kind=self.kind,
+            owner=self.current.owner,
+            spec=self.current.spec,
+            description=description,
+            rendered=rendered,
+            status=MigrationStatus.EXECUTED,
+            started=started,
+            duration_ms=duration,
+        )
+
 
 class Engine:
     """One database: its registry, and the migrations of every plugin in it."""
@@ -980,19 +1004,7 @@ class _Delete(_Migration):
         description = ["unregistered (tables retained)"] if self.keep else ["dropped all objects (data backed up)"]
         if self.missing:
             description.append(f"already missing (dropped outside extschema): {', '.join(self.missing)}")
-        row = MigrationRow(
-            plugin_id=self.plugin_id,
-            migration_id=migration_id,
-            kind=self.kind,
-            owner=self.current.owner,
-            spec=self.current.spec,
-            description=description,
-            rendered=rendered,
-            status=MigrationStatus.EXECUTED,
-            started=now(),
-            duration_ms=duration,
-        )
-        registry.record(conn, row)
+        registry.record(conn, self.executed_row(migration_id, description, rendered, now(), duration))
         registry.unregister(conn, self.plugin_id)
         refs = self.engine.dialect.backups_of(self.plan, backup_tag(migration_id))
         registry.record_backups(conn, self.plugin_id, migration_id, refs, skip=self.missing, counters=self.id_counters)
