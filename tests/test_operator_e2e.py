@@ -415,6 +415,8 @@ class Proxy:
             self.port = int(probe.getsockname()[1])
         self._server: socket.socket | None = None
         self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._acceptor: threading.Thread | None = None
 
     def start(self) -> None:
         server = socket.socket()
@@ -422,7 +424,8 @@ class Proxy:
         server.bind(("127.0.0.1", self.port))
         server.listen(64)
         self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, args=(server,), daemon=True)
+        self._acceptor.start()
 
     def _accept(self, server: socket.socket) -> None:
         while True:
@@ -430,8 +433,12 @@ class Proxy:
                 client, _ = server.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            self._conns += [client, upstream]
+            with self._lock:
+                if self._server is not server:  # stopped while this connection was being accepted
+                    client.close()
+                    return
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+                self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -444,14 +451,20 @@ class Proxy:
             dst.shutdown(socket.SHUT_WR)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for conn in self._conns:
+        with self._lock:
+            server, self._server = self._server, None
+            conns, self._conns = self._conns, []
+        if server is not None:
+            # close() alone does not wake a thread blocked in accept(): the socket would go on accepting
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)
+            server.close()
+            if self._acceptor is not None:
+                self._acceptor.join(timeout=10)
+        for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
-        self._conns.clear()
 
 
 @pytest.mark.postgres
