@@ -7,7 +7,7 @@ DEMO_DB ?= sqlite:///extschema.db
 
 .PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator e2e crds helm manifests image cluster-build cluster-up cluster-down clean
 
-$(STAMP): pyproject.toml uv.lock .ci/install-deps
+$(STAMP): pyproject.toml uv.lock .ci/install-deps tests/js/package-lock.json
 	bash .ci/install-deps
 	@mkdir -p .make && touch $(STAMP)
 
