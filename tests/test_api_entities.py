@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import decimal
 import hashlib
 import textwrap
 from collections.abc import Iterator
@@ -14,10 +15,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from extschema.api import Settings, create_app
 from extschema.problems import ProblemError
-from tests.helpers import EXAMPLES, execute, load_core, run, write_schema
+from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, sa_url, write_schema
 
 TOKENS = {
     "admin": ["admin"],
@@ -435,3 +438,129 @@ def test_statements_cover_every_allowed_filter_sort_and_include(api: Api) -> Non
         for table in snapshot.tables.values():
             for named in table.statements(snapshot):
                 conn.execute(named.statement).all()  # every one runs as rendered
+
+
+@pytest.mark.postgres
+def test_each_request_runs_as_its_plugins_role(pg_url: str, tmp_path: Path) -> None:
+    """With per-plugin roles the API's login reaches a plugin's rows only through SET LOCAL ROLE of its role."""
+    from extschema.engine import Engine, roles
+
+    load_core(pg_url)
+    execute(pg_url, "INSERT INTO work_orders (id, title) VALUES (1, 'Pump')")
+    assert run("apply", str(EXAMPLES / "custom-reports.yaml"), "-d", pg_url).exit_code == 0
+    engine = Engine(pg_url)
+    login = f"api_{hashlib.sha256(pg_url.encode()).hexdigest()[:12]}"
+    api_url = sa.engine.make_url(pg_url).set(username=login, password=f"secret-{login}")
+    api_url = api_url.render_as_string(hide_password=False)
+    plugin_role = roles.ensure(engine, "customreports").role
+    try:
+        setup = [
+            f"CREATE ROLE {login} LOGIN NOINHERIT PASSWORD 'secret-{login}'",
+            f'GRANT "{plugin_role}" TO {login}',
+            f"GRANT USAGE ON SCHEMA extschema TO {login}",
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA extschema TO {login}",
+        ]
+        for statement in setup:
+            execute(pg_url, statement)
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            execute(api_url, "SELECT count(*) FROM ext_customreports.report")  # not without the role
+        app = create_app(Settings(api_url, tokens_file=str(tokens_file(tmp_path))))
+        api = Api(app, "token-admin")
+        created = api.post(REPORTS, json={"title": "as the plugin", "work_order_id": 1})
+        assert created.status_code == 201, created.text
+        assert [r["title"] for r in api.get(REPORTS).json()["items"]] == ["as the plugin"]
+        assert api.get(REPORTS, params={"work_order_id": 1}).status_code == 200
+        app.state.extschema.engine.close()
+    finally:
+        execute(pg_url, f"DROP OWNED BY {login}")
+        execute(pg_url, f"DROP ROLE IF EXISTS {login}")
+        roles.drop(engine, "customreports")
+        engine.close()
+
+
+DIFFERENTIAL = """
+pluginId: diff
+version: 1.0.0
+enums:
+  - {name: level, values: [low, high]}
+tables:
+  - name: sample
+    fields:
+      - {name: s, type: String, validation: {minLength: 2, maxLength: 5, pattern: '^[a-c]+$'}}
+      - {name: t, type: Text, validation: {minLength: 1, maxLength: 6}}
+      - {name: i, type: Int, validation: {min: -5, max: 5}}
+      - {name: n, type: Int}
+      - {name: b, type: BigInt, validation: {min: 0}}
+      - {name: d, type: Decimal, precision: 5, scale: 2, validation: {min: -10, max: 100.5}}
+      - {name: f, type: Float, validation: {min: 0, max: 1.5}}
+      - {name: e, type: Enum, enum: level}
+"""
+
+_TEXT = st.text(alphabet="abcdZ-é ", max_size=8)
+_INTS = st.one_of(
+    st.integers(-8, 8),
+    st.sampled_from([2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1]),
+)
+_DECIMALS = st.one_of(
+    st.decimals(min_value=-20, max_value=200, places=2, allow_nan=False, allow_infinity=False),
+    st.decimals(min_value=-2000, max_value=2000, places=4, allow_nan=False, allow_infinity=False),
+    st.sampled_from(["100.5", "100.50", "100.51", "-10", "-10.01", "999.99", "1000", "0.001", "1e2"]).map(
+        decimal.Decimal
+    ),
+)
+_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "s": _TEXT,
+    "t": _TEXT,
+    "i": _INTS,
+    "n": _INTS,
+    "b": _INTS,
+    "d": _DECIMALS,
+    "f": st.floats(min_value=-1, max_value=2, allow_nan=False),
+    "e": st.sampled_from(["low", "high", "LOW", "", "medium"]),
+}
+
+
+def _stored(url: str, field: str, value: Any) -> bool:
+    """The database's own verdict: the row inserts, bypassing the API, and keeps exactly *value*."""
+    bound = format(value, "f") if isinstance(value, decimal.Decimal) and url.startswith("sqlite") else value
+    table = ext_table(url, "diff", "sample")
+    engine = sa.create_engine(sa_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn, conn.begin() as transaction:
+            try:
+                row_id = conn.execute(sa.text(f"INSERT INTO {table} ({field}) VALUES (:v) RETURNING id"), {"v": bound})
+                new_id = row_id.scalar_one()
+                kept = conn.execute(sa.text(f"SELECT {field} FROM {table} WHERE id = :id"), {"id": new_id}).scalar_one()
+            except (sa.exc.DBAPIError, OverflowError):
+                transaction.rollback()
+                return False
+            transaction.rollback()
+    finally:
+        engine.dispose()
+    if isinstance(value, decimal.Decimal):
+        return decimal.Decimal(str(kept)) == value
+    return bool(kept == value and type(kept) is type(value))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_api_accepts_exactly_what_the_database_checks_accept(
+    differential: tuple[str, Api], data: st.DataObject
+) -> None:
+    url, api = differential
+    field = data.draw(st.sampled_from(sorted(_VALUES)))
+    value = data.draw(_VALUES[field])
+    sent = str(value) if isinstance(value, decimal.Decimal) else value
+    response = api.post("/api/v1/diff/sample", json={field: sent})
+    assert response.status_code in (201, 422), response.text
+    assert (response.status_code == 201) == _stored(url, field, value), (field, value, response.text)
+
+
+@pytest.fixture
+def differential(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Api]]:
+    write_schema(tmp_path, "diff", DIFFERENTIAL)
+    outcome = run("apply", str(tmp_path / "diff.yaml"), "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stderr
+    app = create_app(Settings(db_url, tokens_file=str(tokens_file(tmp_path))))
+    yield db_url, Api(app, "token-admin")
+    app.state.extschema.engine.close()
