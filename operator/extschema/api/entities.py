@@ -145,9 +145,22 @@ def _build_routes(context: Context, snapshot: Snapshot) -> list[BaseRoute]:
     return routes
 
 
+def _iso(value: Any) -> Any:
+    """Dates and timestamps in a query are ISO 8601 text (pydantic would also read a number as Unix time)."""
+    if isinstance(value, str):
+        try:
+            datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("give an ISO 8601 date or timestamp, e.g. 2026-01-31 or 2026-01-31T10:00:00Z") from None
+    return value
+
+
 def _filter_type(table: EntityTable, field: str) -> Any:
     shape = rowmodels.field_shape(table.columns[field], "read")
-    return rowmodels.base_type(shape, written=False)
+    found = rowmodels.base_type(shape, written=False)
+    if shape.kind in ("date", "datetime"):
+        return Annotated[found, pydantic.BeforeValidator(_iso)]
+    return found
 
 
 def _query_model(snapshot: Snapshot, table: EntityTable) -> type[pydantic.BaseModel]:

@@ -148,6 +148,9 @@ def install(app: FastAPI) -> None:
             allowed = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
             headers["Allow"] = allowed
             problem = Problem("ES712", "method", f"{request.method} is not allowed here; allowed: {allowed}")
+        elif error.status_code == 400:  # a body FastAPI could not even decode (not UTF-8, not JSON)
+            problem = Problem("ES713", "body", f"the body is not valid JSON ({error.detail}); send a JSON object")
+            return response(422, [problem], request)
         else:
             problem = Problem("ES701", "request", str(error.detail))
         return response(error.status_code, [problem], request, headers)
