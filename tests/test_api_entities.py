@@ -103,7 +103,7 @@ def applied(db_url: str) -> str:
 def api(applied: str, tmp_path: Path) -> Iterator[Api]:
     app = create_app(Settings(applied, tokens_file=str(tokens_file(tmp_path))))
     yield Api(app, "token-admin")
-    app.state.extschema.engine.close()
+    app.state.extschema.close()
 
 
 REPORTS = "/api/v1/customreports/report"
@@ -196,7 +196,7 @@ def test_a_restricted_delete_is_409(db_url: str, tmp_path: Path) -> None:
     problem(api.delete(f"/api/v1/shop/category/{category['id']}"), 409, "ES704", "path.id")
     product = api.get("/api/v1/shop/product", params={"include": "category"}).json()["items"][0]
     assert product["category"] == category
-    app.state.extschema.engine.close()
+    app.state.extschema.close()
 
 
 def test_tokens_and_scopes(api: Api) -> None:
@@ -221,14 +221,14 @@ def test_without_tokens_reads_only_and_loopback_only(applied: str, tmp_path: Pat
     api = Api(app)
     assert api.get(REPORTS).status_code == 200
     problem(api.post(REPORTS, json={"title": "x", "work_order_id": 1}), 403, "ES716")
-    app.state.extschema.engine.close()
+    app.state.extschema.close()
     for host in ("0.0.0.0", "10.1.2.3", "::"):
         with pytest.raises(ProblemError) as refused:
             create_app(Settings(applied, host=host))
         assert refused.value.problems[0].code == "ES709"
     for host in ("127.0.0.1", "::1", "localhost"):
-        create_app(Settings(applied, host=host)).state.extschema.engine.close()
-    create_app(Settings(applied, tokens_file=str(tokens_file(tmp_path)), host="0.0.0.0")).state.extschema.engine.close()
+        create_app(Settings(applied, host=host)).state.extschema.close()
+    create_app(Settings(applied, tokens_file=str(tokens_file(tmp_path)), host="0.0.0.0")).state.extschema.close()
 
 
 @pytest.mark.parametrize(
@@ -470,7 +470,7 @@ def test_each_request_runs_as_its_plugins_role(pg_url: str, tmp_path: Path) -> N
         assert created.status_code == 201, created.text
         assert [r["title"] for r in api.get(REPORTS).json()["items"]] == ["as the plugin"]
         assert api.get(REPORTS, params={"work_order_id": 1}).status_code == 200
-        app.state.extschema.engine.close()
+        app.state.extschema.close()
     finally:
         execute(pg_url, f"DROP OWNED BY {login}")
         execute(pg_url, f"DROP ROLE IF EXISTS {login}")
@@ -563,4 +563,4 @@ def differential(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Api]]:
     assert outcome.exit_code == 0, outcome.stderr
     app = create_app(Settings(db_url, tokens_file=str(tokens_file(tmp_path))))
     yield db_url, Api(app, "token-admin")
-    app.state.extschema.engine.close()
+    app.state.extschema.close()
