@@ -6,6 +6,8 @@ import asyncio
 import base64
 import decimal
 import hashlib
+import json
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 
 from extschema.api import Settings, create_app
 from extschema.problems import ProblemError
-from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, sa_url, write_schema
+from tests.helpers import EXAMPLES, REPO, execute, ext_table, load_core, run, sa_url, write_schema
 
 TOKENS = {
     "admin": ["admin"],
@@ -564,3 +566,47 @@ def differential(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Api]]:
     app = create_app(Settings(db_url, tokens_file=str(tokens_file(tmp_path))))
     yield db_url, Api(app, "token-admin")
     app.state.extschema.close()
+
+
+_BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def _subset(expected: Any, found: Any) -> bool:
+    """Whether *found* has everything *expected* shows (dicts may show fewer keys; lists are whole)."""
+    if isinstance(expected, dict):
+        return isinstance(found, dict) and all(k in found and _subset(v, found[k]) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(found, list) and len(found) == len(expected) and all(map(_subset, expected, found))
+    return bool(expected == found)
+
+
+def _http(text: str) -> tuple[str, dict[str, str], str]:
+    head, _, body = text.partition("\n\n")
+    first, *lines = head.splitlines()
+    headers = dict(line.split(": ", 1) for line in lines)
+    return first, headers, body.strip()
+
+
+def test_the_requests_of_docs_api_md_answer_as_shown(applied: str, tmp_path: Path) -> None:
+    page = (REPO / "docs" / "api.md").read_text()
+    blocks = _BLOCK.findall(page)
+    (tokens_yaml,) = [text for kind, title, text in blocks if 'title="tokens.yaml"' in title]
+    for token, digest in re.findall(r"# token: (\S+)\n\s+sha256: (\w+)", tokens_yaml):
+        assert hashlib.sha256(token.encode()).hexdigest() == digest
+    (tmp_path / "tokens.yaml").write_text(tokens_yaml)
+    app = create_app(Settings(applied, tokens_file=str(tmp_path / "tokens.yaml")))
+    api = Api(app)
+    exchanges = [text for kind, _, text in blocks if kind == "http"]
+    assert len(exchanges) >= 12 and len(exchanges) % 2 == 0
+    try:
+        for request, answer in zip(exchanges[::2], exchanges[1::2], strict=True):
+            line, headers, body = _http(request)
+            method, path = line.split(" ", 1)
+            response = api.request(method, path, headers=headers, content=body.encode() if body else None)
+            status_line, expected_headers, expected_body = _http(answer)
+            assert response.status_code == int(status_line.split()[1]), (line, response.text)
+            for name, value in expected_headers.items():
+                assert response.headers[name].startswith(value), (line, name, response.headers)
+            assert _subset(json.loads(expected_body), response.json()), (line, response.text)
+    finally:
+        app.state.extschema.close()
