@@ -610,3 +610,11 @@ def test_the_requests_of_docs_api_md_answer_as_shown(applied: str, tmp_path: Pat
             assert _subset(json.loads(expected_body), response.json()), (line, response.text)
     finally:
         app.state.extschema.close()
+
+
+def test_serve_refuses_bad_settings_before_binding(sqlite_url: str, tmp_path: Path) -> None:
+    outcome = run("serve", "-d", sqlite_url, "--host", "0.0.0.0")
+    assert outcome.exit_code == 2 and "ES709" in outcome.stderr
+    (tmp_path / "tokens.yaml").write_text("tokens: [{name: a, sha256: nothex, scopes: [admin]}]")
+    outcome = run("serve", "-d", sqlite_url, "--tokens", str(tmp_path / "tokens.yaml"))
+    assert outcome.exit_code == 2 and "ES708" in outcome.stderr and "--tokens" in outcome.stderr

@@ -40,6 +40,9 @@ from extschema.engine.entities import (
 from extschema.problems import Problem, ProblemError
 
 PREFIX = "/api/v1"
+#: Management routes (plugins, schemas, migrations) use the engine's own transactions: no entity transaction is
+#: opened for them (on SQLite it would hold the write lock an apply through the API needs).
+MANAGEMENT = f"{PREFIX}/extensions"
 #: Where a request's :class:`RequestTransaction` waits for its handler (``request.state``).
 TRANSACTION = "extschema_transaction"
 #: Query parameters of a list; a filterable field with one of these names is not offered as a filter.
@@ -98,7 +101,7 @@ class _Refresh:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path.startswith(PREFIX):
+        if path.startswith(PREFIX) and not path.startswith(MANAGEMENT):
             # The request's transaction opens here: the registry check and its statements share it.
             read_only = scope.get("method", "GET") in ("GET", "HEAD", "OPTIONS")
             try:
