@@ -390,6 +390,15 @@ def test_every_field_type_round_trips(api: Api) -> None:
     ).json()
     assert comment["created_at"].replace("Z", "+00:00") == "2026-01-31T08:00:00+00:00"
     assert comment["pinned"] is False
+    for beyond in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"):  # no such instant in UTC
+        problem(
+            api.post(
+                "/api/v1/comments/comment", json={"author": "a", "body": "b", "work_order_id": 1, "created_at": beyond}
+            ),
+            422,
+            "ES705",
+        )
+        problem(api.get("/api/v1/comments/comment", params={"created_at": beyond}), 422, "ES705", "query")
     defaulted = api.post("/api/v1/comments/comment", json={"author": "a", "body": "b", "work_order_id": 1}).json()
     assert defaulted["created_at"] is not None
     listed = api.get(inspections, params={"condition": "good"}).json()["items"]

@@ -25,7 +25,7 @@ import json
 import threading
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -709,13 +709,24 @@ class Session:
         self.statements += 1
         try:
             return self.conn.execute(statement)
-        except (sa.exc.DBAPIError, OverflowError) as error:
-            violation = self.catalog.dialect.row_violation(error)
-            if violation is not None:
-                raise _refusal(table, violation, path) from None
-            if isinstance(error, sa.exc.DBAPIError):
-                raise self.catalog.database.problem(error) from error
-            raise
+        except sa.exc.StatementError as error:
+            if isinstance(error, sa.exc.DBAPIError) or not isinstance(error.orig, OverflowError | ValueError):
+                return self._failed(table, error, path)
+            # A value the driver cannot even send (a timestamp beyond year 9999 once in UTC).
+            raise EntityError(
+                "invalid", "ES705", path, f"a value is out of the range the database stores: {error.orig}"
+            ) from None
+        except OverflowError as error:
+            return self._failed(table, error, path)
+
+    def _failed(self, table: EntityTable, error: Exception, path: str) -> NoReturn:
+        """A row the database refused as an EntityError; any other database error as a problem."""
+        violation = self.catalog.dialect.row_violation(error)
+        if violation is not None:
+            raise _refusal(table, violation, path) from None
+        if isinstance(error, sa.exc.DBAPIError):
+            raise self.catalog.database.problem(error) from error
+        raise error
 
     def get(self, table: EntityTable, row_id: int) -> dict[str, Any]:
         row = self._run(table, table.get_statement(row_id)).mappings().first()
@@ -726,7 +737,8 @@ class Session:
     def page(
         self, table: EntityTable, filters: Mapping[str, Any], sort: Sort, after: Position | None, limit: int
     ) -> Page:
-        rows = [dict(r) for r in self._run(table, table.page_statement(filters, sort, after, limit)).mappings()]
+        statement = table.page_statement(filters, sort, after, limit)
+        rows = [dict(r) for r in self._run(table, statement, path="query").mappings()]
         more = len(rows) > limit
         rows = rows[:limit]
         last = rows[-1] if more and rows else None
