@@ -439,15 +439,17 @@ def test_statements_cover_every_allowed_filter_sort_and_include(api: Api) -> Non
     catalog = api.app.state.extschema.catalog
     snapshot = catalog.snapshot()
     report = snapshot.table("customreports", "report")
-    names = {s.name for s in report.statements(snapshot)}
+    names = {s.name for s in report.statements()}
     assert {"get", "list", "filter:status", "filter:code", "filter:work_order_id", "sort:status", "sort:-code"} <= names
     assert "on-delete:work_order_id" in names
     comment = snapshot.table("comments", "comment")
-    names = {s.name for s in comment.statements(snapshot)}
+    names = {s.name for s in comment.statements()}
     assert {"include:parent", "include:comment_by_parent_id", "on-delete:parent_id", "sort:created_at"} <= names
+    article = snapshot.table("kb", "article")
+    assert {"include:comment:links", "include:comment"} <= {s.name for s in article.statements()}
     with catalog.database.transaction(read_only=True) as conn:
         for table in snapshot.tables.values():
-            for named in table.statements(snapshot):
+            for named in table.statements():
                 conn.execute(named.statement).all()  # every one runs as rendered
 
 

@@ -221,6 +221,8 @@ class EntityTable:
         #: Fields a list may filter on (``?field=value``): indexed, enum, unique and foreign key fields.
         self.filterable: tuple[str, ...] = tuple(f for f in models.filterable if f != ID)
         self.includes: dict[str, Include] = {}
+        #: Every table of the snapshot (the targets of :attr:`includes`), set when the snapshot links them.
+        self.related: Mapping[tuple[str, str], EntityTable] = {}
         self._constraint_fields = self._constraints()
 
     def __repr__(self) -> str:
@@ -293,9 +295,12 @@ class EntityTable:
         t = self.table
         return sa.select(t).where(t.c[column].in_(sorted(values, key=str))).order_by(t.c[ID])
 
-    def statements(self, catalog: Snapshot | None = None) -> list[NamedStatement]:
-        """Every statement shape the API issues for this table, with sample values (for EXPLAIN)."""
+    def statements(self) -> list[NamedStatement]:
+        """Every statement shape the API issues for this table, with sample values (for EXPLAIN): get, list,
+        each allowed filter and sort (with and without a keyset position), each include's lookups, and the
+        lookups deleting a referenced row makes the database run here."""
         found: list[NamedStatement] = []
+        tables = self.related
 
         def add(name: str, statement: sa.Executable) -> None:
             params = dict(statement.compile().params)  # type: ignore[attr-defined]
@@ -316,17 +321,17 @@ class EntityTable:
                 after = Position(sample(self.columns[field]), 1)
                 add(f"sort:{sort}:after", self.page_statement({}, sort, after, DEFAULT_LIMIT))
         for include in self.includes.values():
-            target = catalog.tables.get(include.target) if catalog is not None else None
-            if include.kind == "one" and target is not None:
+            target = tables.get(include.target)
+            if target is None:
+                continue
+            if include.kind == "one":
                 add(f"include:{include.name}", target.lookup_statement(include.referenced, [1]))
-            elif include.kind == "many" and target is not None:
+            elif include.kind == "many":
                 add(f"include:{include.name}", target.lookup_statement(include.column, [1]))
-            elif include.kind == "through" and catalog is not None and include.via in catalog.tables:
-                add(
-                    f"include:{include.name}:links", catalog.tables[include.via].lookup_statement(include.via_left, [1])
-                )
-                if target is not None:
-                    add(f"include:{include.name}", target.lookup_statement(include.via_right_references, [1]))
+            elif include.via in tables:
+                assert include.via is not None
+                add(f"include:{include.name}:links", tables[include.via].lookup_statement(include.via_left, [1]))
+                add(f"include:{include.name}", target.lookup_statement(include.via_right_references, [1]))
         # What deleting a referenced row makes the database look up here (ON DELETE, or the refusal).
         for column in self.definition.columns:
             if column.foreign_key is not None:
@@ -597,6 +602,7 @@ def _filters_key(filters: Mapping[str, Any]) -> str:
 def _link(tables: Mapping[tuple[str, str], EntityTable]) -> None:
     """Give each table the relationships rowmodels names that end at plugin rows (core rows are the host's)."""
     for table in tables.values():
+        table.related = tables
         for name, rel in table.models.relationships.items():
             target = (rel.target_plugin, rel.target_table)
             if rel.target_is_core or target not in tables:
