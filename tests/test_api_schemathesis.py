@@ -84,6 +84,7 @@ def test_schemathesis_finds_no_failure(db_url: str, tmp_path: Path) -> None:
             text=True,
             timeout=600,
             env=subprocess_env(),
+            cwd=tmp_path,  # its example database (.schemathesis/) stays out of the checkout
         )
         assert found.returncode == 0, found.stdout[-6000:] + found.stderr[-2000:]
         selected = re.search(r"Selected: (\d+)/(\d+)", found.stdout)
