@@ -44,7 +44,7 @@ def test_events_tell_each_migration_started_and_finished(db_url: str, tmp_path: 
     ]
     assert all(r.changed for r in results)
     assert events[4:] == [
-        reconcile.MigrationStarted("beta", "1.0.0", str(tmp_path / "s" / "beta.yaml"), 1, 1),
+        reconcile.MigrationStarted("beta", "1.0.0", str(tmp_path / "s" / "beta.yaml"), 1, 1, changes=False),
         reconcile.MigrationFinished(again[0], 1, 1),
     ]
     assert not again[0].changed
@@ -164,3 +164,12 @@ def test_two_pipelines_racing_an_approved_drop_run_it_once_and_both_report_the_t
         ("1.0.0", "executed"),
         ("2.0.0", "executed"),
     ]
+
+
+def test_only_the_pipeline_reads_a_snapshot() -> None:
+    """Every driver starts from ``propose``: no shell or other part assembles snapshot → check → plan itself."""
+    package = Path(reconcile.__file__).parents[1]
+    readers = sorted(
+        str(path.relative_to(package)) for path in package.rglob("*.py") if "Snapshot.take(" in path.read_text()
+    )
+    assert readers == ["reconcile/pipeline.py"]

@@ -75,6 +75,9 @@ class ApplyResult:
     duration_ms: int | None = None
     #: The executed plan's warnings (:attr:`RenderedPlan.warnings`): what this database leaves unenforced.
     warnings: tuple[Problem, ...] = ()
+    #: An apply's: the plugin's registration as the migration left it (or found it, with nothing to do),
+    #: read under the migration's lock; None for the other kinds.
+    registration: Registration | None = None
 
 
 class StalePlan(Exception):
@@ -794,8 +797,8 @@ class _Apply(_Migration):
         plugin_id = self.spec.plugin_id
         if current is not None and current.owner != self.owner:
             raise registered_by_another(plugin_id, current.owner)
-        if current is not None and current.checksum == self.spec.checksum() and current.status == "active":
-            return ApplyResult(plugin_id, False, None, [])
+        if current is not None and current.holds(self.spec):
+            return ApplyResult(plugin_id, False, None, [], registration=current)
         if (current.checksum if current else None) != self.base_checksum:
             raise StalePlan(plugin_id)
         self.current = current
@@ -835,7 +838,8 @@ class _Apply(_Migration):
         registry.register(conn, self.owner, self.spec, self.tables, self.current is not None, definition)
         refs = self.engine.dialect.backups_of(self.plan, backup_tag(migration_id))
         registry.record_backups(conn, self.spec.plugin_id, migration_id, refs, counters=self.id_counters)
-        return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
+        registered = registry.registration(plugin_id, conn)
+        return ApplyResult(plugin_id, True, migration_id, description, duration, rendered.warnings, registered)
 
 
 class _Rollback(_Migration):

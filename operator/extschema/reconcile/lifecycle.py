@@ -5,20 +5,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Sequence
 
-from extschema import planning
 from extschema.engine import (
     ApplyResult,
     Engine,
-    StalePlan,
 )
 from extschema.engine import drift as engine_drift
-from extschema.model import ExtensionSchemaSpec
 from extschema.naming import backup_tag
 from extschema.planning import rawsql
-from extschema.problems import Kind, Problem, ProblemError
+from extschema.problems import Problem
 from extschema.reconcile.approval import _stale_rollback_approvals, authorize_rollback, review_rollback
-from extschema.reconcile.pipeline import _STALE_RETRIES, _backup_lines
-from extschema.reconcile.snapshot import Snapshot, reference_types
+from extschema.reconcile.pipeline import _backup_lines, _until_fresh, teardown
 
 
 def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) -> ApplyResult:
@@ -30,47 +26,30 @@ def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) ->
     runs it only while the plugin and its recorded rollback are still what was reviewed, else it is
     reviewed again. What it drops, and every table a ``rollbackSql`` names, is backed up first.
     """
-    for _ in range(_STALE_RETRIES):
+
+    def attempt() -> ApplyResult:
         undo = engine.rollback_plan(plugin_id)
-        try:
-            if undo is not None:
-                rawsql.require_rollback_allowed(undo.base.spec, undo.plan, engine.allow_raw_sql)
-                authorize_rollback(review_rollback(engine, undo), approvals)
-            elif approvals:
-                _stale_rollback_approvals(plugin_id, approvals, None)
-            result = engine.rollback(plugin_id, undo)
-        except StalePlan:
-            continue
+        if undo is not None:
+            rawsql.require_rollback_allowed(undo.base.spec, undo.plan, engine.allow_raw_sql)
+            authorize_rollback(review_rollback(engine, undo), approvals)
+        elif approvals:
+            _stale_rollback_approvals(plugin_id, approvals, None)
+        result = engine.rollback(plugin_id, undo)
         if undo is None or result.migration_id is None:
             return result
         # What the rollback SQL backs up: the backups of the way back, named after the migration undone.
         _, takes = engine.dialect.rollback_backups_of(undo.plan.reverse(), backup_tag(result.migration_id))
         lines = _backup_lines([*undo.sql_backups, *takes])
         return dataclasses.replace(result, description=[*result.description, *lines])
-    raise ProblemError.one(
-        "ES403",
-        "database",
-        f"plugin {plugin_id!r} kept changing while it was being rolled back; try again",
-        kind=Kind.RETRYABLE,
-    )
+
+    return _until_fresh(attempt, f"plugin {plugin_id!r} kept changing while it was being rolled back")
 
 
 def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyResult:
     """Drop (or with Retain, unregister) a plugin; its objects are torn down in reverse order."""
-
-    def teardown(spec: ExtensionSchemaSpec) -> planning.Plan:
-        return planning.teardown(spec, reference_types(Snapshot.take(engine, [spec]), []))
-
-    for _ in range(_STALE_RETRIES):
-        try:
-            return engine.delete(plugin_id, teardown, retain)
-        except StalePlan:
-            continue
-    raise ProblemError.one(
-        "ES403",
-        "database",
-        f"plugin {plugin_id!r} kept changing while it was being deleted; try again",
-        kind=Kind.RETRYABLE,
+    return _until_fresh(
+        lambda: engine.delete(plugin_id, lambda spec: teardown(engine, spec), retain),
+        f"plugin {plugin_id!r} kept changing while it was being deleted",
     )
 
 
