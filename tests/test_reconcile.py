@@ -173,3 +173,65 @@ def test_only_the_pipeline_reads_a_snapshot() -> None:
         str(path.relative_to(package)) for path in package.rglob("*.py") if "Snapshot.take(" in path.read_text()
     )
     assert readers == ["reconcile/pipeline.py"]
+
+
+NOTED = ITEMS.replace("type: String}}]", "type: String}}, {{name: note, type: Text}}]")
+NOTE_DROPPED = ITEMS.replace("1.0.0", "2.0.0")
+
+
+def test_the_operator_reads_the_registration_from_the_run_and_starts_only_what_changes(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """controller.database.apply: one snapshot per run, no registry read before or after it; the result
+    carries the registration the migration left, or found when there was nothing to do."""
+    from extschema.controller import database
+
+    (loaded,) = reconcile.load([str(_schema(tmp_path / "v1", "alpha"))])
+    takes: list[int] = []
+    take = reconcile.Snapshot.take.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(reconcile.Snapshot, "take", classmethod(lambda cls, *a: takes.append(1) or take(cls, *a)))
+    started: list[str] = []
+    engine = Engine(db_url)
+    try:
+        first = database.apply(engine, loaded, [], lambda: started.append("first"))
+        again = database.apply(engine, loaded, [], lambda: started.append("again"))
+        stored = engine.registration("alpha")
+    finally:
+        engine.close()
+    assert takes == [1, 1]
+    assert started == ["first"]  # a re-apply with nothing to do posts no MigrationStarted
+    assert first.changed and not again.changed
+    assert first.registration == again.registration == stored
+    assert (
+        stored is not None
+        and stored.version == "1.0.0"
+        and [t.strip('"') for t in stored.tables] == [ext_table(db_url, "alpha", "item").replace('"', "")]
+    )
+
+
+def test_a_waiting_plan_is_linted_from_the_proposal_it_was_refused_with(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ApprovalRequired carries the run's Proposal: the operator's pendingPlan lint plans nothing again."""
+    from extschema.controller import database
+    from extschema.engine import lint as squawk
+
+    assert run("apply", str(_schema(tmp_path / "v1", "alpha", NOTED)), "-d", db_url).exit_code == 0
+    (loaded,) = reconcile.load([str(_schema(tmp_path / "v2", "alpha", NOTE_DROPPED))])
+    engine = Engine(db_url)
+    try:
+        with pytest.raises(reconcile.ApprovalRequired) as caught:
+            database.apply(engine, loaded, [], lambda: None)
+        waiting = caught.value
+        assert waiting.proposal is not None
+        (item,) = waiting.proposal.items
+        assert [p.hash for p in waiting.pending] == [item.reviewed.hash]
+        assert item.plan.describe() == ["drop column item.note"] and item.preview.all_statements
+        monkeypatch.setattr(reconcile.Snapshot, "take", None)  # planning again would fail
+        linted: list[Any] = []
+        monkeypatch.setattr(squawk, "lint", lambda rendered, name: linted.append(rendered) or [])
+        assert database.lint(engine, waiting, "alpha") == []
+        assert database.lint(engine, waiting, "another") == []
+    finally:
+        engine.close()
+    assert linted == [item.preview]
