@@ -5,7 +5,7 @@ prints, the operator writes status, conditions and events). The package's parts,
 only those below it:
 
 - :mod:`.pipeline`: the run (check, plan, apply, :func:`reconcile`);
-- :mod:`.lifecycle`: rollback, delete, drift;
+- :mod:`.lifecycle`: rollback, delete, drift and its repair, restore (planned here, run by the engine);
 - :mod:`.approval`: review (counts, hash, class) and the approval gate;
 - :mod:`.snapshot` and :mod:`.events`: what a run reads once, and what its hook hears.
 
@@ -29,7 +29,7 @@ from extschema.reconcile.approval import (
     review_rollback,
 )
 from extschema.reconcile.events import MigrationEvent, MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
-from extschema.reconcile.lifecycle import delete, drift, rollback, with_drift
+from extschema.reconcile.lifecycle import delete, drift, repair, restore, rollback, rollback_plan, with_drift
 from extschema.reconcile.pipeline import (
     DEFAULT_DATABASE_URL,
     apply_all,
@@ -73,9 +73,12 @@ __all__ = [
     "plan_one",
     "reconcile",
     "reference_types",
+    "repair",
+    "restore",
     "review",
     "review_all",
     "review_rollback",
     "rollback",
+    "rollback_plan",
     "with_drift",
 ]

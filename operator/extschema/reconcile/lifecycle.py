@@ -1,4 +1,11 @@
-"""The rest of a plugin's life after apply: rollback (through the same approval gate), delete, drift."""
+"""The rest of a plugin's life after apply: rollback (through the same approval gate), delete, drift
+and its repair, restore.
+
+Each is planned here, from what the engine reads (the history, the registration, the live objects),
+and handed to the engine, which never plans: it runs the plan only while the registry is still what
+the plan was made from (under the plugin's lock), else raises :class:`StalePlan` and the plan is
+made again here, a few times at most (ES403).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,13 @@ from extschema import planning
 from extschema.engine import (
     ApplyResult,
     Engine,
+    RollbackPlan,
     StalePlan,
+    backups,
+    not_registered,
+    registered_tables,
 )
 from extschema.engine import drift as engine_drift
-from extschema.model import ExtensionSchemaSpec
 from extschema.naming import backup_tag
 from extschema.planning import rawsql
 from extschema.problems import Kind, Problem, ProblemError
@@ -31,7 +41,7 @@ def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) ->
     reviewed again. What it drops, and every table a ``rollbackSql`` names, is backed up first.
     """
     for _ in range(_STALE_RETRIES):
-        undo = engine.rollback_plan(plugin_id)
+        undo = rollback_plan(engine, plugin_id)
         try:
             if undo is not None:
                 rawsql.require_rollback_allowed(undo.base.spec, undo.plan, engine.allow_raw_sql)
@@ -55,15 +65,32 @@ def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) ->
     )
 
 
+def rollback_plan(engine: Engine, plugin_id: str) -> RollbackPlan | None:
+    """What undoing the plugin's latest migration changes, planned from its recorded history (the
+    engine checks it again under the lock); None when there is nothing to roll back (the engine's
+    rollback says why)."""
+    source = engine.rollback_source(plugin_id)
+    if source is None:
+        return None
+    specs = [s for s in (source.base.spec, source.previous, source.undone) if s is not None]
+    refs = reference_types(Snapshot.take(engine, specs), specs)
+    planned = planning.rollback(source.base.spec, source.previous, source.undone, refs)
+    return engine.rollback_plan(source, planned.plan, planned.forward)
+
+
 def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyResult:
     """Drop (or with Retain, unregister) a plugin; its objects are torn down in reverse order."""
-
-    def teardown(spec: ExtensionSchemaSpec) -> planning.Plan:
-        return planning.teardown(spec, reference_types(Snapshot.take(engine, [spec]), []))
-
     for _ in range(_STALE_RETRIES):
+        planned_from = engine.registration(plugin_id)
+        if planned_from is None:
+            raise not_registered(plugin_id)
+        spec = planned_from.spec
+        keep = spec.deletion_policy == "Retain" if retain is None else retain
+        plan = planning.Plan(plugin_id, ())  # retained: the tables stay
+        if not keep:
+            plan = planning.teardown(spec, reference_types(Snapshot.take(engine, [spec]), []))
         try:
-            return engine.delete(plugin_id, teardown, retain)
+            return engine.delete(planned_from, plan, keep)
         except StalePlan:
             continue
     raise ProblemError.one(
@@ -72,6 +99,44 @@ def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyR
         f"plugin {plugin_id!r} kept changing while it was being deleted; try again",
         kind=Kind.RETRYABLE,
     )
+
+
+def repair(engine: Engine, plugin_id: str) -> list[str]:
+    """Re-create what is missing of the plugin's objects (``drift --repair``), in one migration under
+    the lock; returns what it did ([] when nothing). Extra and changed objects are only reported."""
+    for _ in range(_STALE_RETRIES):
+        try:
+            return engine.repair_drift(engine_drift.repair_plan(engine, plugin_id)).description
+        except StalePlan:
+            continue
+    raise ProblemError.one(
+        "ES403",
+        "database",
+        f"plugin {plugin_id!r} kept changing while it was being repaired; try again",
+        kind=Kind.RETRYABLE,
+    )
+
+
+def restore(engine: Engine, migration_id: str, plugin_id: str | None = None) -> list[ApplyResult]:
+    """Copy *migration_id*'s backups back into the plugin's current tables (:mod:`extschema.engine.backups`).
+
+    Returns the migrations run: the re-apply of a deleted plugin's spec (if needed), then the restore.
+    """
+    source = backups.restore_source(engine, migration_id, plugin_id)
+    results = []
+    if source.reapply is not None:
+        owner, spec = source.reapply
+        # Empty tables only: the raw SQL steps ran when the plugin was built, and what they wrote is in
+        # the backup (running a seed again would put its rows where the backed-up ones go). The spec
+        # registered lists them, so they count as run, as they did before the delete.
+        created = planning.plan(None, spec, reference_types(Snapshot.take(engine, [spec]), [spec]))
+        plan = planning.Plan(spec.plugin_id, tuple(op for op in created.ops if not isinstance(op, planning.RunSql)))
+        try:
+            results.append(engine.apply(owner, spec, plan, None, registered_tables(engine.dialect, spec)))
+        except StalePlan:  # registered meanwhile: the restore goes into what is there now
+            results.append(ApplyResult(spec.plugin_id, False, None, []))
+    results.append(engine.restore(source))
+    return results
 
 
 def with_drift(engine: Engine, results: Sequence[ApplyResult]) -> list[ApplyResult]:
