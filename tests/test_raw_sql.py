@@ -17,7 +17,7 @@ from extschema.planning import rawsql as raw_planning
 from extschema.planning import safety
 from extschema.problems import Kind, ProblemError
 from extschema.validation import rawsql, validate
-from tests.helpers import execute, ext_table, run, tables, write_schema
+from tests.helpers import engine_rollback, execute, ext_table, run, tables, write_schema
 
 TABLES = {"item", "tag", "item_tag"}
 ENUMS = {"mood"}
@@ -360,9 +360,9 @@ def test_a_backfill_runs_once_after_the_declarative_changes_and_rolls_back(db_ur
         recorded = next(r for r in history if r.version == "2.0.0")
         assert "SET runs = runs + 1" in recorded.migration_sql
         assert "runs = runs - 1" in (recorded.rollback_sql or "")
-        engine.rollback("shop")  # 3.0.0 → 2.0.0
+        engine_rollback(engine, "shop")  # 3.0.0 → 2.0.0
         assert _rows(db_url) == [("Alpha", "alpha-1", 1), ("Beta", "beta-2", 1), ("Gamma", "gamma-3", 1)]
-        engine.rollback("shop")  # 2.0.0 → 1.0.0: the rollbackSql runs, then the columns go
+        engine_rollback(engine, "shop")  # 2.0.0 → 1.0.0: the rollbackSql runs, then the columns go
     finally:
         engine.close()
     assert _rows(db_url, "title") == [("Alpha",), ("Beta",), ("Gamma",)]

@@ -565,10 +565,10 @@ def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | N
 @output_option
 def restore(migration_id: str, plugin: str | None, database: str | None, output: str) -> None:
     """Copy a migration's backed-up rows and values back into the plugin's current tables."""
-    from extschema.engine import backups as taken
+    from extschema import reconcile
 
     with _reported(output), _engine(database) as engine:
-        _print_results(taken.restore(engine, migration_id, plugin), output)
+        _print_results(reconcile.restore(engine, migration_id, plugin), output)
 
 
 @main.command()
@@ -583,12 +583,11 @@ def restore(migration_id: str, plugin: str | None, database: str | None, output:
 def drift(plugin: str | None, repair: bool, database: str | None, output: str) -> None:
     """Compare the database's plugin objects with the applied specs; exit 1 when they differ."""
     from extschema import reconcile
-    from extschema.engine import drift as found
 
     if repair and plugin is None:
         raise click.UsageError("--repair needs the PLUGIN to repair")
     with _reported(output), _engine(database) as engine:
-        repaired = found.repair(engine, plugin) if repair and plugin is not None else []
+        repaired = reconcile.repair(engine, plugin) if repair and plugin is not None else []
         reports = reconcile.drift(engine, plugin)
         in_sync = all(r.in_sync for r in reports)
         if output == "json":

@@ -77,7 +77,7 @@ def drift(engine: Engine, plugin_id: str, repair: bool) -> tuple[list[str], list
     refused: list[str] = []
     if repair and any(d.kind != "extra" for d in report.differences):  # extra objects are only reported
         try:
-            repaired = drift_check.repair(engine, plugin_id)
+            repaired = reconcile.repair(engine, plugin_id)
         except ProblemError as error:
             if error.kind != Kind.REFUSED:
                 raise

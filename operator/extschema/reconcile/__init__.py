@@ -6,7 +6,7 @@ reporting differs (the CLI prints, the operator writes status, conditions and ev
 package's parts, each importing only those below it:
 
 - :mod:`.pipeline`: the run (:func:`propose`, :func:`execute`, :func:`reconcile`: check, plan, apply);
-- :mod:`.lifecycle`: rollback, delete, drift;
+- :mod:`.lifecycle`: rollback, delete, drift and its repair, restore (planned here, run by the engine);
 - :mod:`.approval`: review (counts, hash, class) and the approval gate;
 - :mod:`.snapshot` and :mod:`.events`: what a run reads once, and what its hook hears.
 
@@ -30,7 +30,7 @@ from extschema.reconcile.approval import (
     review_rollback,
 )
 from extschema.reconcile.events import MigrationEvent, MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
-from extschema.reconcile.lifecycle import delete, drift, rollback, with_drift
+from extschema.reconcile.lifecycle import delete, drift, repair, restore, rollback, rollback_plan, with_drift
 from extschema.reconcile.pipeline import (
     DEFAULT_DATABASE_URL,
     Applied,
@@ -79,8 +79,11 @@ __all__ = [
     "propose",
     "reconcile",
     "reference_types",
+    "repair",
+    "restore",
     "review",
     "review_rollback",
     "rollback",
+    "rollback_plan",
     "with_drift",
 ]

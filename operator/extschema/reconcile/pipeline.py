@@ -397,9 +397,10 @@ def _until_fresh(step: Callable[[], _T], what: str) -> _T:
     raise ProblemError.one("ES403", "database", f"{what}; try again", kind=Kind.RETRYABLE)
 
 
-def teardown(engine: Engine, spec: ExtensionSchemaSpec) -> planning.Plan:
-    """The plan that drops *spec*'s objects, against the core tables and registry as they are now."""
-    return planning.teardown(spec, reference_types(Snapshot.take(engine, [spec]), []))
+def references(engine: Engine, specs: Sequence[ExtensionSchemaSpec], *, own: bool = True) -> planning.ReferenceTypes:
+    """The column types references resolve against, read now: the core tables and registered plugins,
+    and *specs*' own unless not *own* (for the plans of a plugin's later life: rollback, teardown, restore)."""
+    return reference_types(Snapshot.take(engine, specs), specs if own else [])
 
 
 def _backed_up(engine: Engine, plan: planning.Plan, result: ApplyResult) -> list[str]:
