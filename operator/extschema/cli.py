@@ -221,7 +221,7 @@ def _plan_warnings(reviewed: Reviewed, rendered: RenderedPlan) -> list[Problem]:
 
 def _lint(item: Proposal.Item) -> list[dict[str, Any]]:
     """squawk's findings on the plan (PostgreSQL; none on SQLite); ``statement`` indexes the plan's ``sql``."""
-    return [finding.as_dict() for finding in item.lint]
+    return [finding.as_dict() for finding in item.lint or ()]
 
 
 def _plan_json(item: Proposal.Item) -> dict[str, Any]:

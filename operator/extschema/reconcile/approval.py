@@ -210,8 +210,8 @@ class Proposal:
         resolved: planning.Resolved
         #: The plan rendered for the reader (backups named with a preview tag; the run renders its own).
         preview: RenderedPlan
-        #: squawk's findings on :attr:`preview`, when the proposal was linted.
-        lint: tuple[LintFinding, ...] = ()
+        #: squawk's findings on :attr:`preview`; None when the proposal was not linted.
+        lint: tuple[LintFinding, ...] | None = None
 
         @property
         def planned(self) -> Planned:

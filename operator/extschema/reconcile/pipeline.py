@@ -276,7 +276,7 @@ def propose(
                     _review(engine, each),
                     planning.resolve(each.loaded.spec, refs),
                     preview,
-                    tuple(squawk.lint(preview, engine.dialect.name)) if lint else (),
+                    tuple(squawk.lint(preview, engine.dialect.name)) if lint else None,
                 )
             )
         return Proposal(snapshot, refs, tuple(items))
@@ -286,7 +286,7 @@ def propose(
 
 def lint_of(engine: Engine, item: Proposal.Item) -> list[squawk.LintFinding]:
     """squawk's findings on *item*'s preview: those the proposal has, else linted now (no planning)."""
-    return list(item.lint) if item.lint else squawk.lint(item.preview, engine.dialect.name)
+    return list(item.lint) if item.lint is not None else squawk.lint(item.preview, engine.dialect.name)
 
 
 def plan(
