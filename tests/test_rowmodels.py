@@ -1,0 +1,210 @@
+"""rowmodels: the API's pydantic models accept exactly what the database stores as given."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pydantic
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from extschema import model, planning, portable_regex, rowmodels
+from tests import rowvalues
+from tests.conftest import EXAMPLES
+from tests.helpers import run, write_schema
+
+_SETTINGS = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[rowvalues.Target]:
+    """The table of rowvalues.SPEC, created by `extschema apply` in a fresh database of each kind."""
+    tmp = tmp_path_factory.mktemp("rowdiff")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'rows.db'}"
+        cleanup = None
+    else:
+        admin = str(request.getfixturevalue("pg_admin_url"))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE rowdiff ENCODING 'UTF8' TEMPLATE template0")
+        url = admin.rpartition("/")[0] + "/rowdiff"
+        cleanup = admin
+    path = write_schema(tmp, "rowdiff", rowvalues.SPEC)
+    outcome = run("apply", str(path), "-d", url)
+    assert outcome.exit_code == 0, outcome.stderr
+    found = rowvalues.Target.open(url)
+    yield found
+    found.close()
+    if cleanup is not None:
+        with psycopg.connect(cleanup, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS rowdiff WITH (FORCE)")
+
+
+def _models() -> rowmodels.TableModels:
+    return rowmodels.models_for(rowvalues.resolved(), rowvalues.PLUGIN)[rowvalues.TABLE]
+
+
+def _model_answer(name: str, value: Any) -> tuple[bool, Any]:
+    """Whether Create accepts ``{name: value}`` (from JSON), and the value it made of it."""
+    create = _models().create
+    try:
+        made = create.model_validate_json(json.dumps({name: value}))
+    except pydantic.ValidationError:
+        return False, value
+    return True, made.model_dump(exclude_unset=True)[name]
+
+
+def _has_nul(value: Any) -> bool:
+    return "\\u0000" in json.dumps(value)
+
+
+@pytest.mark.parametrize("name", rowvalues.columns())
+def test_create_model_accepts_exactly_what_the_database_stores(target: rowvalues.Target, name: str) -> None:
+    if target.backend == "sqlite" and name in rowvalues.SQLITE_UNENFORCED:
+        pytest.skip("SQLite does not enforce this pattern (plan warning ES501): compared on PostgreSQL")
+
+    @_SETTINGS
+    @given(value=rowvalues.values_for(name))
+    def check(value: Any) -> None:
+        accepted, made = _model_answer(name, value)
+        if target.backend == "sqlite" and _has_nul(value):
+            # SQLite stores NUL; PostgreSQL cannot: the models refuse it everywhere.
+            assert not accepted
+            return
+        stored = target.accepts(name, made if accepted else value)
+        assert accepted == stored, f"{name}={value!r}: model {'accepts' if accepted else 'refuses'}, database " + (
+            "stores it" if stored else "refuses or changes it"
+        )
+
+    check()
+
+
+def test_required_field_refuses_null_in_create_and_patch(target: rowvalues.Target) -> None:
+    models = _models()
+    assert not target.accepts("must", None)
+    for m in (models.create, models.patch):
+        with pytest.raises(pydantic.ValidationError) as caught:
+            m.model_validate_json('{"must": null}')
+        [error] = caught.value.errors()
+        assert error["loc"] == ("must",)
+        assert "null is not allowed" in error["msg"]
+    # Absent: the database's default (Create) or unchanged (Patch).
+    assert models.create.model_validate({}).model_dump(exclude_unset=True) == {}
+    assert models.patch.model_validate({}).model_dump(exclude_unset=True) == {}
+
+
+def test_narrowings_are_refused_where_postgresql_refuses_them(target: rowvalues.Target) -> None:
+    create = _models().create
+    for name, value in (("t_free", "a\x00b"), ("doc", {"k": "a\x00b"}), ("at", "2024-01-01T10:00:00")):
+        with pytest.raises(pydantic.ValidationError):
+            create.model_validate_json(json.dumps({name: value}))
+        if target.backend == "postgresql" and name != "at":
+            assert not target.accepts(name, value)
+    # JSON has no NaN; PostgreSQL's double would store it (and compare it above every bound).
+    with pytest.raises(pydantic.ValidationError):
+        create.model_validate({"f_free": float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("i_free", "12"), ("i_free", 1.0), ("i_free", True), ("flag", 1), ("flag", "true"), ("t_free", 5),
+     ("lvl", "LOW"), ("d_free", True), ("f_free", "1.5")],
+)  # fmt: skip
+def test_json_types_are_strict(name: str, value: Any) -> None:
+    # SQLite's affinity would turn "12" into 12: the API takes JSON types as they are.
+    with pytest.raises(pydantic.ValidationError):
+        _models().create.model_validate_json(json.dumps({name: value}))
+
+
+def test_unknown_fields_are_errors_and_wire_names_round_trip() -> None:
+    spec = model.parse_spec(
+        {
+            "pluginId": "names",
+            "version": "1.0.0",
+            "tables": [
+                {
+                    "name": "t",
+                    "fields": [
+                        {"name": "class", "type": "Int"},
+                        {"name": "json", "type": "Text"},
+                        {"name": "model_name", "type": "Text"},
+                    ],
+                }
+            ],
+        }
+    )
+    models = rowmodels.models_for(planning.shape(spec), "names")["t"]
+    made = models.create.model_validate({"class": 1, "json": "x", "model_name": "m"})
+    assert made.model_dump() == {"class": 1, "json": "x", "model_name": "m"}
+    assert set(models.create.model_json_schema()["properties"]) == {"class", "json", "model_name"}
+    with pytest.raises(pydantic.ValidationError) as caught:
+        models.create.model_validate({"nope": 1})
+    assert caught.value.errors()[0]["loc"] == ("nope",)
+    read = models.read.model_validate({"id": 7, "class": None, "json": None, "model_name": None})
+    assert read.model_dump()["id"] == 7
+
+
+def _example_models() -> dict[str, dict[str, rowmodels.TableModels]]:
+    import yaml
+
+    found = {}
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "ExtensionSchema":
+                spec = model.parse_document(doc).spec
+                found[spec.plugin_id] = rowmodels.models_for(planning.shape(spec), spec.plugin_id)
+    return found
+
+
+def test_metadata_of_the_examples() -> None:
+    found = _example_models()
+    report = found["customreports"]["report"]
+    assert report.filterable == ("id", "title", "status", "code", "work_order_id")
+    assert report.sortable == ("id", "title", "status", "code", "work_order_id")  # status leads (status, title)
+    [rel] = report.relationships.values()
+    assert (rel.name, rel.kind, rel.target_plugin, rel.target_table, rel.column, rel.many) == (
+        "work_order", "ManyToOne", "core", "work_orders", "work_order_id", False)  # fmt: skip
+    comment = found["comments"]["comment"]
+    children = comment.relationships["comment_by_parent_id"]
+    assert (children.kind, children.target_table, children.column, children.many) == (
+        "OneToMany", "comment", "parent_id", True)  # fmt: skip
+    kb = found["kb"]
+    joins = [t for t, m in kb.items() if m.join_table]
+    assert joins
+    [m2m] = [r for m in kb.values() for r in m.relationships.values() if r.kind == "ManyToMany"]
+    assert m2m.through == joins[0]
+    assert m2m.through_column is not None and m2m.through_target_column is not None
+
+
+def test_names_never_collide_across_plugins() -> None:
+    names = [
+        m.__name__
+        for tables in _example_models().values()
+        for t in tables.values()
+        for m in (t.read, t.create, t.patch)
+    ]
+    assert len(names) == len(set(names))
+
+
+@given(value=st.text(st.sampled_from("ABC-019a\n.")))
+@settings(max_examples=300, derandomize=True, database=None)
+def test_emitted_pattern_check_agrees_with_portable_regex(value: str) -> None:
+    for pattern in ("^[A-Z]{3}-[0-9]+$", "a.c$", "^(ab|cd)+$", "^[^-]*-$", "[]A]"):
+        assert rowmodels.python_search(pattern, value) == portable_regex.search(pattern, value), (pattern, value)
+
+
+def test_models_are_built_once_per_resolved_schema() -> None:
+    resolved = rowvalues.resolved()
+    assert rowmodels.models_for(resolved, rowvalues.PLUGIN)["item"].create is _models().create
+    with pytest.raises(ValueError, match="not 'other'"):
+        rowmodels.models_for(resolved, "other")
