@@ -317,7 +317,7 @@ def pattern_validator(pattern: str) -> Callable[[str], str]:
     return check
 
 
-def _constraints(shape: FieldShape) -> dict[str, Any]:
+def constraints(shape: FieldShape) -> dict[str, Any]:
     rules = shape.rules
     found: dict[str, Any] = {}
     for key in ("min_length", "max_length", "ge", "le", "max_digits", "decimal_places"):
@@ -353,9 +353,9 @@ def base_type(shape: FieldShape, written: bool) -> Any:
     metadata: list[Any] = []
     if kind in ("string", "integer", "float", "boolean"):
         metadata.append(pydantic.Strict())
-    constraints = _constraints(shape)
-    if constraints:
-        metadata.append(Field(**constraints))
+    found_constraints = constraints(shape)
+    if found_constraints:
+        metadata.append(Field(**found_constraints))
     if kind == "string":
         metadata.append(AfterValidator(storable_text))
         if shape.rules.pattern is not None:

@@ -1,0 +1,260 @@
+"""`extschema types`: emitted Python is the runtime models as source; TypeScript and JSON Schema check out."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jsonschema_rs
+import pydantic
+import pytest
+from hypothesis import given, settings
+
+from extschema import loading, planning, rowmodels, typegen
+from extschema.planning import Resolved
+from tests import rowvalues
+from tests.conftest import EXAMPLES, REPO
+from tests.helpers import load_core, run, write_schema
+
+EXAMPLE_FILES = [*sorted(EXAMPLES.glob("*.yaml")), EXAMPLES / "evolution" / "v2.yaml"]
+TSC = REPO / "tests" / "js" / "node_modules" / ".bin" / "tsc"
+
+
+def _resolved(*paths: Path) -> list[Resolved]:
+    return [planning.shape(item.spec) for item in loading.load([str(p) for p in paths])]
+
+
+def _cases() -> dict[str, list[Resolved]]:
+    """Each example on its own, all of them together, and the spec with every type and rule."""
+    cases = {path.stem.replace("-", "_"): _resolved(path) for path in EXAMPLE_FILES}
+    cases["all_examples"] = _resolved(*(p for p in EXAMPLE_FILES if p.parent == EXAMPLES))
+    cases["every_rule"] = [rowvalues.resolved()]
+    return cases
+
+
+@pytest.fixture
+def emitted(tmp_path: Path) -> Iterator[dict[str, ModuleType]]:
+    """Every case's emitted Python module, imported."""
+    modules: dict[str, ModuleType] = {}
+    for name, resolved in _cases().items():
+        path = tmp_path / f"rows_{name}.py"
+        path.write_text(typegen.emit("python", resolved))
+        spec = importlib.util.spec_from_file_location(f"rows_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # pydantic resolves the annotations in the module's namespace
+        spec.loader.exec_module(module)
+        modules[name] = module
+    yield modules
+    for module in modules.values():
+        sys.modules.pop(module.__name__, None)
+
+
+def _runtime(resolved: Resolved) -> dict[str, rowmodels.TableModels]:
+    return rowmodels.models_for(resolved, resolved.plugin_id)
+
+
+def test_emitted_python_models_have_the_runtime_models_json_schema(emitted: dict[str, ModuleType]) -> None:
+    compared = 0
+    for name, resolved in _cases().items():
+        module = emitted[name]
+        for schema in resolved:
+            for table in _runtime(schema).values():
+                for runtime in (table.read, table.create, table.patch):
+                    source = getattr(module, runtime.__name__)
+                    for mode in ("validation", "serialization"):
+                        assert source.model_json_schema(mode=mode) == runtime.model_json_schema(mode=mode), (
+                            name,
+                            runtime.__name__,
+                            mode,
+                        )
+                    compared += 1
+    assert compared >= 3 * 8
+
+
+@pytest.mark.parametrize("column", rowvalues.columns())
+def test_emitted_python_models_validate_like_the_runtime_ones(emitted: dict[str, ModuleType], column: str) -> None:
+    runtime = _runtime(rowvalues.resolved())[rowvalues.TABLE]
+    module = emitted["every_rule"]
+
+    @settings(max_examples=80, deadline=None, derandomize=True, database=None)
+    @given(value=rowvalues.values_for(column))
+    def check(value: Any) -> None:
+        body = json.dumps({column: value})
+        for model in (runtime.create, runtime.patch):
+            answers = []
+            for candidate in (model, getattr(module, model.__name__)):
+                try:
+                    answers.append(candidate.model_validate_json(body).model_dump(mode="json"))
+                except pydantic.ValidationError as error:
+                    answers.append([(e["loc"], e["type"], e["msg"]) for e in error.errors()])
+            assert answers[0] == answers[1], (model.__name__, value)
+
+    check()
+
+
+def test_mypy_strict_accepts_the_emitted_python(tmp_path: Path) -> None:
+    files = []
+    for name, resolved in _cases().items():
+        path = tmp_path / f"rows_{name}.py"
+        path.write_text(typegen.emit("python", resolved))
+        files.append(str(path))
+    use = tmp_path / "use_rows.py"
+    use.write_text(
+        textwrap.dedent(
+            """
+            from decimal import Decimal
+
+            from rows_custom_reports import CustomreportsReport, CustomreportsReportCreate, CustomreportsReportStatus
+
+            made = CustomreportsReportCreate.model_validate({"title": "t", "score": "1.50"})
+            status: CustomreportsReportStatus = "draft"
+            score: Decimal | None = made.score
+            title: str = made.title
+            row = CustomreportsReport.model_validate({"id": 1, "title": "t", "status": status, "score": None,
+                                                      "code": None, "published_at": None, "work_order_id": None})
+            ident: int = row.id
+            wrong: int = row.title  # type: ignore[assignment]
+            """
+        )
+    )
+    outcome = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--config-file", "", "--no-incremental", "--warn-unused-ignores",
+         *files, str(use)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+
+
+def _tsc(directory: Path) -> subprocess.CompletedProcess[str]:
+    if shutil.which("node") is None:  # pragma: no cover - CI has node
+        pytest.skip("node is not installed (CI installs it: .ci/install-deps)")
+    assert TSC.exists(), "run `npm ci` in tests/js (.ci/install-deps does)"
+    files = sorted(str(p) for p in directory.glob("*.ts"))
+    return subprocess.run(
+        [str(TSC), "--noEmit", "--strict", "--target", "es2022", "--module", "esnext", "--moduleResolution", "bundler",
+         *files],
+        cwd=directory, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+TS_USE = """
+import type {
+  CustomreportsReport, CustomreportsReportCreate, CustomreportsReportPatch, CustomreportsReportStatus,
+} from "./custom_reports";
+import { CustomreportsReportStatusLabels, CustomreportsReportStatusValues } from "./custom_reports";
+import type { KbArticleCommentCreate } from "./knowledge_base";
+
+const ok: CustomreportsReportCreate = { title: "t", status: "published", score: "12.50", work_order_id: 1 };
+const asNumber: CustomreportsReportCreate = { title: "t", score: 12.5 };
+const patch: CustomreportsReportPatch = { code: null };
+const status: CustomreportsReportStatus = CustomreportsReportStatusValues[0];
+const label: string | undefined = CustomreportsReportStatusLabels["de"]?.draft;
+const link: KbArticleCommentCreate = { article_id: 1, comment_id: 2 };
+function readScore(row: CustomreportsReport): string | null { return row.score; }
+
+// @ts-expect-error title is required on Create
+const missing: CustomreportsReportCreate = { status: "draft" };
+// @ts-expect-error not a value of the enum
+const bogus: CustomreportsReportCreate = { title: "t", status: "bogus" };
+// @ts-expect-error title is NOT NULL: Patch may omit it, not null it
+const nulled: CustomreportsReportPatch = { title: null };
+// @ts-expect-error unknown field
+const extra: CustomreportsReportCreate = { title: "t", nope: 1 };
+// @ts-expect-error a Read score is a string (exact decimal), not a number
+const score: number = readScore({} as CustomreportsReport);
+// @ts-expect-error id is a number
+const wrongId: CustomreportsReport["id"] = "1";
+
+export { ok, asNumber, patch, status, label, link, missing, bogus, nulled, extra, score, wrongId };
+"""
+
+
+def test_tsc_strict_accepts_the_emitted_typescript_and_rejects_wrong_types(tmp_path: Path) -> None:
+    for name, resolved in _cases().items():
+        (tmp_path / f"{name}.ts").write_text(typegen.emit("typescript", resolved))
+    (tmp_path / "use.ts").write_text(TS_USE)
+    outcome = _tsc(tmp_path)
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+
+
+def test_tsc_fails_when_an_expected_error_does_not_happen(tmp_path: Path) -> None:
+    # The @ts-expect-error lines above prove something only if tsc reports an unused one.
+    (tmp_path / "custom_reports.ts").write_text(typegen.emit("typescript", _cases()["custom_reports"]))
+    (tmp_path / "use.ts").write_text(
+        'import type { CustomreportsReportCreate } from "./custom_reports";\n'
+        '// @ts-expect-error\nconst fine: CustomreportsReportCreate = { title: "t" };\nexport { fine };\n'
+    )
+    outcome = _tsc(tmp_path)
+    assert outcome.returncode != 0 and "TS2578" in outcome.stdout, outcome.stdout
+
+
+def test_json_schema_is_one_2020_12_document_of_the_runtime_models() -> None:
+    resolved = _cases()["all_examples"]
+    document = json.loads(typegen.emit("jsonschema", resolved))
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert jsonschema_rs.meta.is_valid(document)
+    expected = {m.__name__ for r in resolved for t in _runtime(r).values() for m in (t.read, t.create, t.patch)}
+    assert set(document["$defs"]) == expected | {"JsonValue"}  # Json fields refer to it
+    report = _runtime(next(r for r in resolved if r.plugin_id == "customreports"))["report"]
+    assert document["$defs"]["CustomreportsReportCreate"] == report.create.model_json_schema()
+    assert document["$defs"]["CustomreportsReport"] == report.read.model_json_schema(mode="serialization")
+
+    def valid(name: str, instance: Any) -> bool:
+        return bool(jsonschema_rs.validator_for({**document, "$ref": f"#/$defs/{name}"}).is_valid(instance))
+
+    assert valid("CustomreportsReportCreate", {"title": "t", "score": "1.5", "code": "ABC-1"})
+    assert not valid("CustomreportsReportCreate", {"status": "draft"})
+    assert not valid("CustomreportsReportCreate", {"title": "t", "status": "bogus"})
+    assert not valid("CustomreportsReportCreate", {"title": "t", "code": "abc"})
+    assert not valid("CustomreportsReportPatch", {"nope": 1})
+
+
+def test_cli_types_from_files_prints_the_emitted_text() -> None:
+    path = EXAMPLES / "custom-reports.yaml"
+    for lang in typegen.LANGS:
+        outcome = run("types", "--lang", lang, str(path))
+        assert outcome.exit_code == 0, outcome.stderr
+        assert outcome.stdout == typegen.emit(lang, _resolved(path))
+    outcome = run("types", "--lang", "python", str(EXAMPLES))
+    assert "class KbArticleComment(BaseModel):" in outcome.stdout
+
+
+def test_cli_types_reads_the_active_plugins_of_a_database(db_url: str) -> None:
+    load_core(db_url)
+    for name in ("custom-reports.yaml", "comments.yaml", "knowledge-base.yaml"):
+        assert run("apply", str(EXAMPLES / name), "-d", db_url).exit_code == 0
+    outcome = run("types", "--lang", "typescript", "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.stdout.startswith("// Row models of extschema plugins: comments, customreports, kb.")
+    assert "export interface KbArticleCommentCreate {" in outcome.stdout
+    # The same as the files, resolved against the database (core.work_orders.id is a BigInt there too).
+    files = run("types", "--lang", "typescript", str(EXAMPLES / "comments.yaml"), str(EXAMPLES / "custom-reports.yaml"),
+                str(EXAMPLES / "knowledge-base.yaml"), "-d", db_url)  # fmt: skip
+    assert files.stdout == outcome.stdout
+
+
+def test_cli_types_without_plugins_says_what_to_do(sqlite_url: str) -> None:
+    outcome = run("types", "--lang", "python", "-d", sqlite_url)
+    assert outcome.exit_code == 2
+    assert "ES740" in outcome.stderr and "apply a schema first" in outcome.stderr
+
+
+def test_colliding_type_names_are_refused(tmp_path: Path) -> None:
+    one = write_schema(
+        tmp_path, "one", "pluginId: a\nversion: 1.0.0\ntables: [{name: b_c, fields: [{name: x, type: Int}]}]"
+    )
+    two = write_schema(
+        tmp_path, "two", "pluginId: a_b\nversion: 1.0.0\ntables: [{name: c, fields: [{name: x, type: Int}]}]"
+    )
+    outcome = run("types", "--lang", "typescript", str(one), str(two))
+    assert outcome.exit_code == 1
+    assert "ES741" in outcome.stderr and "ABC" in outcome.stderr and "a.b_c" in outcome.stderr
