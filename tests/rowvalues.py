@@ -217,8 +217,10 @@ class Target:
             return json.dumps(value)
         if col.type == "Date" and isinstance(value, str):
             return datetime.date.fromisoformat(value)
-        if col.type == "DateTime" and isinstance(value, str):
-            return datetime.datetime.fromisoformat(value)
+        if col.type == "DateTime":
+            stamp = datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
+            # SQLite keeps the wall time without its offset: the API stores UTC there (and reads it back as UTC).
+            return stamp.astimezone(datetime.UTC) if self.backend == "sqlite" and stamp.tzinfo else stamp
         if col.type == "Uuid" and isinstance(value, str):
             return uuid.UUID(value) if self.backend == "postgresql" else value
         if isinstance(value, uuid.UUID):

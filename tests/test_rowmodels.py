@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -208,3 +209,33 @@ def test_models_are_built_once_per_resolved_schema() -> None:
     assert rowmodels.models_for(resolved, rowvalues.PLUGIN)["item"].create is _models().create
     with pytest.raises(ValueError, match="not 'other'"):
         rowmodels.models_for(resolved, "other")
+
+
+def test_read_model_takes_rows_as_the_database_returns_them(target: rowvalues.Target) -> None:
+    models = _models()
+    body = {
+        "s_bounded": "ab", "s_pattern": "ABC-12", "t_alt": "abcd", "i_bounded": 7, "b_free": -(2**63),
+        "f_bounded": 0.5, "d_bounded": "-1.50", "d_free": "1234567890123456.78", "flag": True, "day": "2024-02-29",
+        "at": "2024-02-29T23:30:00+05:30", "doc": {"a": [1, 2.5, None, "x"]},
+        "ref": "0b6e3c5e-4f8a-4b8e-9a53-0d8e1c1c7f3a", "lvl": "with space",
+    }  # fmt: skip
+    made = models.create.model_validate_json(json.dumps(body)).model_dump(exclude_unset=True)
+    table = target.table
+    row = {name: target.stored(name, value) for name, value in made.items()}
+    with target.database.sa_engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            new_id = conn.execute(table.insert().values(row).returning(table.c.id)).scalar_one()
+            stored = dict(conn.execute(table.select().where(table.c.id == new_id)).one()._mapping)
+        finally:
+            transaction.rollback()
+    if target.backend == "sqlite":  # Json is text there: the API decodes it
+        stored["doc"] = json.loads(stored["doc"])
+    read = models.read.model_validate(stored).model_dump(mode="json")
+    assert read["id"] == new_id
+    assert read["d_bounded"] == "-1.50" and read["d_free"] == "1234567890123456.78"
+    assert read["flag"] is True and read["must"] == 1 and read["t_free"] is None
+    assert read["doc"] == body["doc"] and read["ref"] == body["ref"] and read["lvl"] == "with space"
+    # Timestamps always carry their offset (SQLite returns them without one: they are UTC).
+    assert datetime.datetime.fromisoformat(read["at"]) == datetime.datetime.fromisoformat(body["at"])
+    assert datetime.datetime.fromisoformat(read["at"]).tzinfo is not None

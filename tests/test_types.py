@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -258,3 +260,55 @@ def test_colliding_type_names_are_refused(tmp_path: Path) -> None:
     outcome = run("types", "--lang", "typescript", str(one), str(two))
     assert outcome.exit_code == 1
     assert "ES741" in outcome.stderr and "ABC" in outcome.stderr and "a.b_c" in outcome.stderr
+
+
+# --- docs/types.md, as written ------------------------------------------------------------------
+
+BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+DOC_DATABASE = "postgresql://app@db.internal/app"
+
+
+def test_the_types_page_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ```sh line runs (its output redirected as written), every titled block is what the files hold,
+    every ```python block runs and prints the ```text block after it."""
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    database = f"sqlite:///{tmp_path / 'app.db'}"
+    load_core(database)
+    assert run("apply", str(EXAMPLES), "-d", database).exit_code == 0
+    printed: str | None = None
+    checked: list[str] = []
+    for language, info, body in BLOCK.findall((REPO / "docs" / "types.md").read_text()):
+        title = re.fullmatch(r'\s*title="([^"]+)"\s*', info)
+        if language == "sh":
+            for line in filter(None, body.splitlines()):
+                words = shlex.split(line.replace(DOC_DATABASE, database))
+                assert words[0] == "extschema" and words[-2] == ">", line
+                outcome = run(*words[1:-2])
+                assert outcome.exit_code == 0, (line, outcome.stderr)
+                (tmp_path / words[-1]).write_text(outcome.stdout)
+                checked.append(words[-1])
+        elif language == "python":
+            assert title, "a python block names its file"
+            (tmp_path / title.group(1)).write_text(body)
+            done = subprocess.run(
+                [sys.executable, title.group(1)], cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60
+            )
+            assert done.returncode == 0, done.stderr
+            printed = done.stdout
+        elif language == "text" and printed is not None:
+            assert body == printed
+            printed = None
+            checked.append("printed")
+        elif title and language == "json":
+            file, _, pointer = title.group(1).partition("#")
+            found = json.loads((tmp_path / file).read_text())
+            for part in pointer.strip("/").split("/"):
+                found = found[part]
+            assert found == json.loads(body)
+            checked.append(title.group(1))
+        elif title:
+            assert (tmp_path / title.group(1)).read_text() == body, title.group(1)
+            checked.append(title.group(1))
+    assert {"reports.ts", "reports_models.py", "reports.schema.json", "plugins.ts", "printed"} <= set(checked)
+    assert "export interface KbArticleCommentCreate {" in (tmp_path / "plugins.ts").read_text()

@@ -349,7 +349,7 @@ def base_type(shape: FieldShape, written: bool) -> Any:
         "uuid": uuid.UUID,
     }[kind]
     if not written:
-        return python
+        return Annotated[python, AfterValidator(utc_if_naive)] if kind == "datetime" else python
     metadata: list[Any] = []
     if kind in ("string", "integer", "float", "boolean"):
         metadata.append(pydantic.Strict())
@@ -361,6 +361,11 @@ def base_type(shape: FieldShape, written: bool) -> Any:
         if shape.rules.pattern is not None:
             metadata.append(AfterValidator(pattern_validator(shape.rules.pattern)))
     return Annotated[python, *metadata] if metadata else python
+
+
+def utc_if_naive(value: datetime.datetime) -> datetime.datetime:
+    """A read timestamp with its offset: SQLite hands back the UTC time it was given without one."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
 
 
 def refuse_null(value: Any) -> Any:

@@ -149,6 +149,10 @@ def _storable_json(value: JsonValue) -> JsonValue:
     return value
 
 
+def _utc_if_naive(value: datetime.datetime) -> datetime.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
+
+
 def _refuse_null(value: Any) -> Any:
     if value is None:
         raise ValueError("the field is required (NOT NULL): null is not allowed; give a value or omit the field")
@@ -192,7 +196,7 @@ def _python_base(shape: rowmodels.FieldShape, written: bool, enum: str | None) -
         "uuid": "uuid.UUID",
     }[kind]
     if not written:
-        return python
+        return f"Annotated[{python}, AfterValidator(_utc_if_naive)]" if kind == "datetime" else python
     metadata: list[str] = []
     if kind in ("string", "integer", "float", "boolean"):
         metadata.append("Strict()")
