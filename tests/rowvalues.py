@@ -45,7 +45,10 @@ tables:
       - {name: s_dot, type: String, validation: {pattern: 'a.c$', maxLength: 20}}
       - {name: t_alt, type: Text, validation: {pattern: '^(ab|cd)+$'}}
       - {name: t_bounded, type: Text, validation: {minLength: 1, maxLength: 5}}
-      - {name: t_free, type: Text}
+      - {name: t_free, type: Text, description: 'Free text; */ and quotes " stay in comments'}
+      - {name: json, type: Text, validation: {maxLength: 3}}
+      - {name: i_half, type: Int, validation: {min: 0.5, max: 9.5}}
+      - {name: d_default, type: Decimal, precision: 4, scale: 1, default: 1.5, required: true}
       - {name: i_bounded, type: Int, validation: {min: -3, max: 7}}
       - {name: i_free, type: Int}
       - {name: b_free, type: BigInt}

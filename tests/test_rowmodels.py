@@ -112,8 +112,10 @@ def test_narrowings_are_refused_where_postgresql_refuses_them(target: rowvalues.
         if target.backend == "postgresql" and name != "at":
             assert not target.accepts(name, value)
     # JSON has no NaN; PostgreSQL's double would store it (and compare it above every bound).
-    with pytest.raises(pydantic.ValidationError):
-        create.model_validate({"f_free": float("nan")})
+    for name, value in (("f_free", float("nan")), ("doc", {"x": [float("inf")]}), ("t_free", "a\ud800"),
+                        ("doc", {"\udfff": 1})):  # fmt: skip
+        with pytest.raises(pydantic.ValidationError):
+            create.model_validate({name: value})
 
 
 @pytest.mark.parametrize(
@@ -239,3 +241,42 @@ def test_read_model_takes_rows_as_the_database_returns_them(target: rowvalues.Ta
     # Timestamps always carry their offset (SQLite returns them without one: they are UTC).
     assert datetime.datetime.fromisoformat(read["at"]) == datetime.datetime.fromisoformat(body["at"])
     assert datetime.datetime.fromisoformat(read["at"]).tzinfo is not None
+
+
+def test_relationship_names_avoid_fields_and_each_other() -> None:
+    spec = model.parse_spec(
+        {
+            "pluginId": "rels",
+            "version": "1.0.0",
+            "tables": [{"name": "task", "fields": [{"name": "owner", "type": "Text"}]}, {"name": "person"},
+                       {"name": "tag"}],
+            "relationships": [
+                {"source": "task", "sourceField": "owner_id", "target": "person"},
+                {"source": "task", "sourceField": "reviewer_id", "target": "person", "type": "OneToOne"},
+                {"source": "task", "sourceField": "helper", "target": "person"},
+                {"source": "task", "target": "core.work_orders"},
+                {"source": "task", "target": "tag", "type": "ManyToMany"},
+                {"source": "tag", "target": "tag", "type": "ManyToMany", "name": "tag_related"},
+            ],
+        }
+    )  # fmt: skip
+    models = rowmodels.models_for(planning.shape(spec), "rels")
+    task, person, tag = models["task"].relationships, models["person"].relationships, models["tag"].relationships
+    assert [(r.name, r.kind, r.target_table, r.column, r.many) for r in task.values()] == [
+        ("owner_person", "ManyToOne", "person", "owner_id", False),  # "owner" is a field
+        ("reviewer", "OneToOne", "person", "reviewer_id", False),
+        ("helper_ref", "ManyToOne", "person", "helper", False),
+        ("work_orders", "ManyToOne", "work_orders", "work_orders_id", False),
+        ("tag", "ManyToMany", "tag", "id", True),
+    ]
+    assert task["work_orders"].target_is_core and not task["tag"].target_is_core
+    assert task["tag"].through == "task_tag" and task["tag"].through_column == "task_id"
+    assert [(r.name, r.kind, r.column, r.many) for r in person.values()] == [
+        ("task", "OneToMany", "owner_id", True),
+        ("task_by_reviewer_id", "OneToOne", "reviewer_id", False),
+        ("task_by_helper", "OneToMany", "helper", True),
+    ]
+    # A self-referencing ManyToMany: one relationship, named after its join table.
+    assert [(r.name, r.kind, r.through) for r in tag.values()] == [
+        ("task", "ManyToMany", "task_tag"), ("tag_related", "ManyToMany", "tag_related")]  # fmt: skip
+    assert models["tag_related"].join_table and not models["tag"].join_table

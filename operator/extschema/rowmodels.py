@@ -465,25 +465,24 @@ def _relationships(resolved: Resolved) -> dict[str, dict[str, Relationship]]:
                 ),
             )
     for join in resolved.joins:
-        left, right = join.left, join.right
-        if left.references.plugin == own:
-            add(
-                left.references.table,
-                right.references.table if right.references != left.references else join.name,
-                join.name,
-                lambda name, left=left, right=right, join=join: Relationship(  # type: ignore[misc]
-                    name,
-                    "ManyToMany",
-                    right.references.plugin,
-                    right.references.table,
-                    left.referenced_column,
-                    right.referenced_column,
-                    many=True,
-                    through=join.name,
-                    through_column=left.column,
-                    through_target_column=right.column,
-                ),
-            )
+        left, right = join.left, join.right  # left: the relationship's source, a table of this plugin
+        add(
+            left.references.table,
+            right.references.table if right.references != left.references else join.name,
+            join.name,
+            lambda name, left=left, right=right, join=join: Relationship(  # type: ignore[misc]
+                name,
+                "ManyToMany",
+                right.references.plugin,
+                right.references.table,
+                left.referenced_column,
+                right.referenced_column,
+                many=True,
+                through=join.name,
+                through_column=left.column,
+                through_target_column=right.column,
+            ),
+        )
         if right.references.plugin == own and right.references != left.references:
             add(
                 right.references.table,
