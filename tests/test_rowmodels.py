@@ -58,10 +58,17 @@ def _models() -> rowmodels.TableModels:
 def _model_answer(name: str, value: Any) -> tuple[bool, Any]:
     """Whether Create accepts ``{name: value}`` (from JSON), and the value it made of it."""
     create = _models().create
+    body = json.dumps({name: value})
     try:
-        made = create.model_validate_json(json.dumps({name: value}))
+        decoded = create.model_validate(json.loads(body))  # a framework decoding JSON first, then validating
     except pydantic.ValidationError:
+        decoded = None
+    try:
+        made = create.model_validate_json(body)
+    except pydantic.ValidationError:
+        assert decoded is None, f"{name}={value!r}: accepted as a Python value, refused as JSON"
         return False, value
+    assert decoded is not None and decoded == made, f"{name}={value!r}: refused as a Python value, accepted as JSON"
     return True, made.model_dump(exclude_unset=True)[name]
 
 

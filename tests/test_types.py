@@ -19,6 +19,7 @@ import jsonschema_rs
 import pydantic
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from extschema import loading, planning, rowmodels, typegen
 from extschema.planning import Resolved
@@ -312,3 +313,94 @@ def test_the_types_page_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monk
             checked.append(title.group(1))
     assert {"reports.ts", "reports_models.py", "reports.schema.json", "plugins.ts", "printed"} <= set(checked)
     assert "export interface KbArticleCommentCreate {" in (tmp_path / "plugins.ts").read_text()
+
+
+# --- generated specs ------------------------------------------------------------------------------
+
+_AWKWARD = st.lists(
+    st.sampled_from(["a", "Z", " ", "'", '"', "\\", "*/", "\n", "é", "😀", "${x}", "`"]), min_size=1, max_size=6
+).map("".join)
+_PATTERNS = ["^[A-Z]{3}-[0-9]+$", "a.c$", "^(ab|cd)+$", "[]x]", "^\\.\\*$", "^[^'\"]*$"]
+
+
+@st.composite
+def _field(draw: st.DrawFn, name: str, enums: list[str]) -> dict[str, Any]:
+    kind = draw(st.sampled_from([*typegen_types(), *(["Enum"] if enums else [])]))
+    field: dict[str, Any] = {"name": name, "type": kind, "required": draw(st.booleans())}
+    if draw(st.booleans()):
+        field["description"] = draw(_AWKWARD)
+    rules: dict[str, Any] = {}
+    if kind in ("String", "Text"):
+        low = draw(st.integers(0, 5))
+        rules = {"minLength": low or None, "maxLength": draw(st.integers(max(low, 1), 300)),
+                 "pattern": draw(st.none() | st.sampled_from(_PATTERNS))}  # fmt: skip
+    elif kind in ("Int", "BigInt", "Float", "Decimal"):
+        low = draw(st.integers(-1000, 1000) | st.floats(-1000, 1000).map(lambda f: round(f, 1)))
+        rules = {"min": draw(st.none() | st.just(low)), "max": draw(st.none() | st.just(low + 500))}
+        if kind == "Decimal":
+            field["precision"] = draw(st.integers(4, 30))
+            field["scale"] = draw(st.integers(0, 3))
+    elif kind == "Enum":
+        field["enum"] = draw(st.sampled_from(enums))
+    rules = {k: v for k, v in rules.items() if v is not None}
+    if rules:
+        field["validation"] = rules
+    if field["required"] and draw(st.booleans()) and kind == "Boolean":
+        field["default"] = draw(st.booleans())
+    return field
+
+
+def typegen_types() -> list[str]:
+    return ["String", "Text", "Int", "BigInt", "Float", "Decimal", "Boolean", "Date", "DateTime", "Json", "Uuid"]
+
+
+@st.composite
+def _specs(draw: st.DrawFn) -> dict[str, Any]:
+    enums = [
+        {"name": f"e{i}", "values": draw(st.lists(_AWKWARD, min_size=1, max_size=4, unique=True))}
+        for i in range(draw(st.integers(0, 2)))
+    ]
+    names = [e["name"] for e in enums]
+    tables = [
+        {"name": f"t{i}", "description": draw(st.none() | _AWKWARD),
+         "fields": [draw(_field(f"f{j}", names)) for j in range(draw(st.integers(0, 5)))]}
+        for i in range(draw(st.integers(1, 3)))
+    ]  # fmt: skip
+    relationships = []
+    if len(tables) > 1 and draw(st.booleans()):
+        relationships.append(
+            {"source": "t0", "target": "t1", "type": draw(st.sampled_from(["ManyToOne", "ManyToMany"]))}
+        )
+    return {"pluginId": f"gen_{draw(st.integers(0, 99))}", "version": "1.0.0", "enums": enums, "tables": tables,
+            "relationships": relationships}  # fmt: skip
+
+
+def test_generated_specs_emit_python_equal_to_the_runtime_models_and_typescript_tsc_accepts(tmp_path: Path) -> None:
+    emitted_ts: list[str] = []
+
+    @settings(max_examples=25, deadline=None, derandomize=True, database=None)
+    @given(data=_specs())
+    def check(data: dict[str, Any]) -> None:
+        document = {"apiVersion": "extschema.io/v1alpha1", "kind": "ExtensionSchema", "metadata": {"name": "gen"},
+                    "spec": data}  # fmt: skip
+        loaded, problems = loading.parse_documents([document], "generated")
+        assert not problems, [p.render() for p in problems]
+        resolved = planning.shape(loaded[0].spec)
+        module = ModuleType("generated_rows")
+        sys.modules["generated_rows"] = module
+        try:
+            exec(compile(typegen.emit("python", [resolved]), "generated_rows.py", "exec"), module.__dict__)
+            for table in _runtime(resolved).values():
+                for runtime in (table.read, table.create, table.patch):
+                    source = module.__dict__[runtime.__name__]
+                    for mode in ("validation", "serialization"):
+                        assert source.model_json_schema(mode=mode) == runtime.model_json_schema(mode=mode)
+        finally:
+            sys.modules.pop("generated_rows", None)
+        emitted_ts.append(typegen.emit("typescript", [resolved]))
+
+    check()
+    for number, source in enumerate(emitted_ts):
+        (tmp_path / f"gen_{number}.ts").write_text(source)
+    outcome = _tsc(tmp_path)
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr

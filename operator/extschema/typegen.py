@@ -321,7 +321,7 @@ def _ts_comment(text: str) -> str:
 def _ts_doc(shape: rowmodels.FieldShape, written: bool) -> str | None:
     notes: list[str] = []
     if shape.description:
-        notes.append(shape.description.replace("*/", "*\\/"))
+        notes.append(shape.description)
     if written:
         rules = shape.rules
         for label, value in (
@@ -334,14 +334,13 @@ def _ts_doc(shape: rowmodels.FieldShape, written: bool) -> str | None:
             ("pattern", rules.pattern),
         ):
             if value is not None:
-                shown = str(value).replace("*/", "*\\/")
-                notes.append(f"@{label} {shown}" if label != "pattern" else f"@pattern {shown}")
+                notes.append(f"@{label} {value}")
     kind_note = {"date": "@format date", "datetime": "@format date-time", "uuid": "@format uuid"}.get(shape.kind)
     if kind_note:
         notes.append(kind_note)
     if not shape.required and shape.default is not None:
         notes.append(f"@default {json.dumps(shape.default, default=str, ensure_ascii=False)}")
-    return " ".join(n.replace("\n", " ") for n in notes) if notes else None
+    return _ts_comment(" ".join(notes)) if notes else None
 
 
 def typescript_source(plugins: Sequence[PluginModels]) -> str:
