@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from extschema import limits, portable_regex
 from extschema.model import CORE_PLUGIN, FieldType, RelationshipType
@@ -283,9 +284,11 @@ def table_shapes(plugin_id: str, table: TableDef) -> tuple[ModelShape, ModelShap
 def storable_text(value: str) -> str:
     """Text both databases store as given: no NUL (PostgreSQL refuses it), no lone surrogate (not UTF-8)."""
     if "\x00" in value:
-        raise ValueError("text must not contain the NUL character (\\u0000)")
+        raise PydanticCustomError("text_not_storable", "text must not contain the NUL character (\\u0000)")
     if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
-        raise ValueError("text must not contain a lone surrogate (\\ud800-\\udfff): it is not valid Unicode")
+        raise PydanticCustomError(
+            "text_not_storable", "text must not contain a lone surrogate (\\ud800-\\udfff): it is not valid Unicode"
+        )
     return value
 
 
@@ -295,7 +298,9 @@ def storable_json(value: Any) -> Any:
         storable_text(value)
     elif isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("JSON numbers must be finite (NaN and Infinity are not JSON)")
+            raise PydanticCustomError(
+                "json_not_storable", "JSON numbers must be finite (NaN and Infinity are not JSON)"
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
             storable_text(key)
@@ -311,7 +316,7 @@ def pattern_validator(pattern: str) -> Callable[[str], str]:
 
     def check(value: str) -> str:
         if not portable_regex.search(pattern, value):
-            raise ValueError(f"text must match the pattern {pattern}")
+            raise PydanticCustomError("pattern_mismatch", "text must match the pattern {pattern}", {"pattern": pattern})
         return value
 
     return check
@@ -371,7 +376,9 @@ def utc_if_naive(value: datetime.datetime) -> datetime.datetime:
 def refuse_null(value: Any) -> Any:
     """An explicit ``null`` on a NOT NULL field: a clear error (not "Input should be a valid string")."""
     if value is None:
-        raise ValueError("the field is required (NOT NULL): null is not allowed; give a value or omit the field")
+        raise PydanticCustomError(
+            "null_not_allowed", "the field is required (NOT NULL): null is not allowed; give a value or omit the field"
+        )
     return value
 
 

@@ -127,9 +127,11 @@ _CONFIG = ConfigDict(
 
 def _storable_text(value: str) -> str:
     if "\\x00" in value:
-        raise ValueError("text must not contain the NUL character (\\\\u0000)")
+        raise PydanticCustomError("text_not_storable", "text must not contain the NUL character (\\\\u0000)")
     if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
-        raise ValueError("text must not contain a lone surrogate (\\\\ud800-\\\\udfff): it is not valid Unicode")
+        raise PydanticCustomError(
+            "text_not_storable", "text must not contain a lone surrogate (\\\\ud800-\\\\udfff): it is not valid Unicode"
+        )
     return value
 
 
@@ -138,7 +140,8 @@ def _storable_json(value: JsonValue) -> JsonValue:
         _storable_text(value)
     elif isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("JSON numbers must be finite (NaN and Infinity are not JSON)")
+            message = "JSON numbers must be finite (NaN and Infinity are not JSON)"
+            raise PydanticCustomError("json_not_storable", message)
     elif isinstance(value, dict):
         for key, item in value.items():
             _storable_text(key)
@@ -155,7 +158,9 @@ def _utc_if_naive(value: datetime.datetime) -> datetime.datetime:
 
 def _refuse_null(value: Any) -> Any:
     if value is None:
-        raise ValueError("the field is required (NOT NULL): null is not allowed; give a value or omit the field")
+        raise PydanticCustomError(
+            "null_not_allowed", "the field is required (NOT NULL): null is not allowed; give a value or omit the field"
+        )
     return value
 
 
@@ -165,7 +170,7 @@ def _pattern(compiled: str, shown: str) -> AfterValidator:
 
     def check(value: str) -> str:
         if regex.search(value) is None:
-            raise ValueError(f"text must match the pattern {shown}")
+            raise PydanticCustomError("pattern_mismatch", "text must match the pattern {pattern}", {"pattern": shown})
         return value
 
     return AfterValidator(check)
@@ -256,6 +261,7 @@ def python_source(plugins: Sequence[PluginModels]) -> str:
         "    JsonValue,",
         "    Strict,",
         ")",
+        "from pydantic_core import PydanticCustomError",
         "",
         "__all__ = [",
         *(
