@@ -404,3 +404,12 @@ def test_generated_specs_emit_python_equal_to_the_runtime_models_and_typescript_
         (tmp_path / f"gen_{number}.ts").write_text(source)
     outcome = _tsc(tmp_path)
     assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+
+
+def test_types_from_files_stays_light() -> None:
+    """Like validate: no SQLAlchemy, psycopg or kopf for files (tests/test_startup.py's probe)."""
+    from tests.test_startup import _loaded_by
+
+    code, loaded = _loaded_by("types", "--lang", "typescript", str(EXAMPLES))
+    assert code == 0
+    assert loaded == "[]"

@@ -636,12 +636,14 @@ def types(lang: str, paths: Sequence[str], database: str | None) -> None:
 def _resolved_for_types(paths: Sequence[str], database: str | None) -> list[Any]:
     """The resolved schemas ``types`` emits: files (FKs outside them typed as ids unless --database says
     otherwise), else the registry's active plugins."""
-    from extschema import loading, planning, reconcile
-    from extschema.engine.connection import redact
+    from extschema import loading, planning
 
     specs = [item.spec for item in loading.load(paths)] if paths else []
-    if paths and database is None:
+    if paths and database is None:  # files only: stays light, like validate (no database driver imported)
         return [planning.shape(spec) for spec in specs]
+    from extschema import reconcile
+    from extschema.engine.connection import redact
+
     with _engine(database) as engine:
         if not paths:
             specs = [r.spec for r in engine.registrations() if r.status == "active"]
