@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,9 +37,10 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         cleanup = None
     else:
         admin = str(request.getfixturevalue("pg_admin_url"))
+        name = f"rowdiff_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE rowdiff ENCODING 'UTF8' TEMPLATE template0")
-        url = admin.rpartition("/")[0] + "/rowdiff"
+            conn.execute(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
+        url = admin.rpartition("/")[0] + f"/{name}"
         cleanup = admin
     path = write_schema(tmp, "rowdiff", rowvalues.SPEC)
     outcome = run("apply", str(path), "-d", url)
@@ -48,7 +50,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     found.close()
     if cleanup is not None:
         with psycopg.connect(cleanup, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS rowdiff WITH (FORCE)")
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _models() -> rowmodels.TableModels:
