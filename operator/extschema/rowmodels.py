@@ -59,9 +59,17 @@ _KINDS: dict[FieldType, ValueKind] = {
 
 ModelKind = Literal["read", "create", "patch"]
 
-#: The config of every row model: unknown fields are errors; wire names in and out.
+#: The config of the written models (Create, Patch): unknown fields are errors; wire names in and out.
 MODEL_CONFIG = ConfigDict(
     extra="forbid",
+    validate_by_alias=True,
+    validate_by_name=True,
+    serialize_by_alias=True,
+    protected_namespaces=(),
+)
+#: Read models ignore columns they do not know (one added by hand is drift, not a reason to fail a read).
+READ_CONFIG = ConfigDict(
+    extra="ignore",
     validate_by_alias=True,
     validate_by_name=True,
     serialize_by_alias=True,
@@ -405,7 +413,7 @@ def build_model(shape: ModelShape) -> type[BaseModel]:
     written = shape.kind != "read"
     fields: dict[str, Any] = {f.attribute: (annotation(f, written), field_info(f)) for f in shape.fields}
     model: type[BaseModel] = pydantic.create_model(
-        shape.name, __config__=MODEL_CONFIG, __doc__=shape.description, **fields
+        shape.name, __config__=MODEL_CONFIG if written else READ_CONFIG, __doc__=shape.description, **fields
     )
     return model
 

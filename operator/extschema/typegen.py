@@ -123,6 +123,13 @@ _CONFIG = ConfigDict(
     serialize_by_alias=True,
     protected_namespaces=(),
 )
+_READ_CONFIG = ConfigDict(
+    extra="ignore",
+    validate_by_alias=True,
+    validate_by_name=True,
+    serialize_by_alias=True,
+    protected_namespaces=(),
+)
 
 
 def _storable_text(value: str) -> str:
@@ -286,7 +293,7 @@ def python_source(plugins: Sequence[PluginModels]) -> str:
                 if shape.description:
                     lines.append(f"    {shape.description!r}")
                     lines.append("")
-                lines.append("    model_config = _CONFIG")
+                lines.append(f"    model_config = {'_CONFIG' if written else '_READ_CONFIG'}")
                 if shape.fields:
                     lines.append("")
                 lines += [_python_field(f, written, _enum_of(plugin, f)) for f in shape.fields]
