@@ -608,6 +608,58 @@ def drift(plugin: str | None, repair: bool, database: str | None, output: str) -
 
 @main.command()
 @click.option(
+    "--lang", type=click.Choice(["python", "typescript", "jsonschema"]), required=True, help="The language to emit."
+)
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--database",
+    "-d",
+    "database",
+    metavar="URL",
+    help="Without PATHs: the active plugins of this registry. With PATHs: resolve their references (core tables, "
+    "other plugins) against it.",
+)
+def types(lang: str, paths: Sequence[str], database: str | None) -> None:
+    """Print the row models of plugins: pydantic models (the API's own), TypeScript interfaces or JSON Schema.
+
+    PATHs are schema files or directories; without them, the active plugins of --database (default:
+    $EXTSCHEMA_DATABASE_URL, else sqlite:///extschema.db).
+    """
+    from extschema import typegen
+
+    with _reported():
+        resolved = _resolved_for_types(paths, database)
+        click.echo(typegen.emit(lang, resolved), nl=False)  # type: ignore[arg-type]
+
+
+def _resolved_for_types(paths: Sequence[str], database: str | None) -> list[Any]:
+    """The resolved schemas ``types`` emits: files (FKs outside them typed as ids unless --database says
+    otherwise), else the registry's active plugins."""
+    from extschema import loading, planning
+
+    specs = [item.spec for item in loading.load(paths)] if paths else []
+    if paths and database is None:  # files only: stays light, like validate (no database driver imported)
+        return [planning.shape(spec) for spec in specs]
+    from extschema import reconcile
+    from extschema.engine.connection import redact
+
+    with _engine(database) as engine:
+        if not paths:
+            specs = [r.spec for r in engine.registrations() if r.status == "active"]
+            if not specs:
+                url = reconcile.database_url(database)
+                raise ProblemError.one(
+                    "ES740",
+                    "",
+                    f"no active plugin in the registry of {redact(url)}: apply a schema first, or give schema files",
+                    kind=Kind.USAGE,
+                )
+        refs = reconcile.reference_types(reconcile.Snapshot.take(engine, specs), specs)
+        return [planning.resolve(spec, refs) for spec in specs]
+
+
+@main.command()
+@click.option(
     "--write", is_flag=True, help="Write crds/*.yaml and charts/extschema/templates/crds/*.yaml instead of printing."
 )
 @click.option(

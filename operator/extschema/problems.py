@@ -96,6 +96,8 @@ CATALOG: dict[str, str] = {
     "ES601": "The ExtensionSchema is Stalled",
     "ES602": "Timed out waiting for the ExtensionSchema",
     "ES603": "The Kubernetes API cannot be used",
+    "ES740": "No plugin to generate types for",
+    "ES741": "Two generated type names are the same",
 }
 
 
