@@ -654,7 +654,7 @@ def _resolved_for_types(paths: Sequence[str], database: str | None) -> list[Any]
                     f"no active plugin in the registry of {redact(url)}: apply a schema first, or give schema files",
                     kind=Kind.USAGE,
                 )
-        refs = reconcile.reference_types(reconcile.Snapshot.take(engine, specs), specs)
+        refs = reconcile.references(engine, specs)
         return [planning.resolve(spec, refs) for spec in specs]
 
 

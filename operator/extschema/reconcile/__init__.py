@@ -43,6 +43,7 @@ from extschema.reconcile.pipeline import (
     plan_one,
     propose,
     reconcile,
+    references,
 )
 from extschema.reconcile.snapshot import Snapshot, locate, reference_types
 
@@ -78,6 +79,7 @@ __all__ = [
     "plan_one",
     "propose",
     "reconcile",
+    "references",
     "reference_types",
     "repair",
     "restore",
