@@ -324,8 +324,8 @@ def _approve(engine: Engine, path: str) -> None:
 
     A raw SQL step is a rewriting step (planning.safety), so where plans are gated it runs only approved.
     """
-    [(planned, _)] = reconcile.plan_all(engine, reconcile.load([path]))
-    digest = safety.plan_hash(planned.base.checksum if planned.base else None, planned.plan)
+    [item] = reconcile.propose(engine, reconcile.load([path])).items
+    digest = safety.plan_hash(item.base.checksum if item.base else None, item.plan)
     file = Path(path)
     text = "\n".join(line for line in file.read_text().splitlines() if "approvedPlanHash" not in line)
     file.write_text(text.replace("\nspec:\n", f"\nspec:\n  approvedPlanHash: '{digest}'\n", 1) + "\n")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from extschema.dialects import RenderedPlan
     from extschema.engine import ApplyResult, Engine
     from extschema.loading import Loaded
-    from extschema.reconcile import MigrationEvent, OnEvent, Reviewed
+    from extschema.reconcile import MigrationEvent, OnEvent, Proposal, Reviewed
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
 EXIT_TIMEOUT = 4
@@ -204,13 +204,13 @@ def plan(paths: Sequence[str], database: str | None, output: str, allow_raw_sql:
     from extschema import reconcile
 
     with _reported(output), _engine(database, allow_raw_sql) as engine:
-        planned = [(reconcile.review(engine, p), r) for p, r in reconcile.plan_all(engine, reconcile.load(paths))]
+        proposal = reconcile.propose(engine, reconcile.load(paths), lint=True)
         if output == "json":
-            entries = [_plan_json(reviewed, rendered, engine.backend) for reviewed, rendered in planned]
+            entries = [_plan_json(item) for item in proposal.items]
             _emit_json(entries[0] if len(entries) == 1 else {"plans": entries})
             return
-        for reviewed, rendered in planned:
-            _plan_text(reviewed, rendered, engine.backend)
+        for item in proposal.items:
+            _plan_text(item)
 
 
 def _plan_warnings(reviewed: Reviewed, rendered: RenderedPlan) -> list[Problem]:
@@ -219,14 +219,13 @@ def _plan_warnings(reviewed: Reviewed, rendered: RenderedPlan) -> list[Problem]:
     return [w.located(file) for w in rendered.warnings] + reviewed.refusals()
 
 
-def _lint(rendered: RenderedPlan, backend: str) -> list[dict[str, Any]]:
+def _lint(item: Proposal.Item) -> list[dict[str, Any]]:
     """squawk's findings on the plan (PostgreSQL; none on SQLite); ``statement`` indexes the plan's ``sql``."""
-    from extschema.engine import lint
-
-    return [finding.as_dict() for finding in lint.lint(rendered, backend)]
+    return [finding.as_dict() for finding in item.lint]
 
 
-def _plan_json(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> dict[str, Any]:
+def _plan_json(item: Proposal.Item) -> dict[str, Any]:
+    reviewed, rendered = item.reviewed, item.preview
     spec = reviewed.planned.loaded.spec
     return {
         "pluginId": spec.plugin_id,
@@ -236,12 +235,13 @@ def _plan_json(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> dict
         "sql": list(rendered.all_statements),
         "rollbackSql": list(rendered.rollback),
         "ops": [op.as_dict() for op in reviewed.ops],
-        "lint": _lint(rendered, backend),
+        "lint": _lint(item),
         "warnings": [w.as_dict() for w in _plan_warnings(reviewed, rendered)],
     }
 
 
-def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> None:
+def _plan_text(item: Proposal.Item) -> None:
+    reviewed, rendered = item.reviewed, item.preview
     loaded = reviewed.planned.loaded
     for warning in _plan_warnings(reviewed, rendered):
         click.echo(f"warning: {warning.render()}", err=True)
@@ -253,7 +253,7 @@ def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> None
     click.echo(f"-- plan {reviewed.hash}: {reviewed.op_class}{approval}")
     for op in reviewed.ops:
         click.echo(f"--   {op.classified.op_class:<11} {escape(op.describe())}")
-    for finding in _lint(rendered, backend):
+    for finding in _lint(item):
         where = f" (statement {finding['statement'] + 1})" if finding["statement"] is not None else ""
         click.echo(f"-- lint {finding['level']} {escape(finding['rule'])}{where}: {escape(finding['message'])}")
     click.echo(_sql(rendered.script()))

@@ -234,6 +234,10 @@ class Registration:
     activated_at: datetime.datetime | None
     updated_at: datetime.datetime
 
+    def holds(self, spec: ExtensionSchemaSpec) -> bool:
+        """Whether this is *spec*, applied and active: applying *spec* again has nothing to do (the one rule)."""
+        return self.checksum == spec.checksum() and self.status == "active"
+
 
 @dataclasses.dataclass(frozen=True)
 class MigrationRecord:

@@ -67,6 +67,9 @@ class ApplyResult:
     duration_ms: int | None = None
     #: The executed plan's warnings (:attr:`RenderedPlan.warnings`): what this database leaves unenforced.
     warnings: tuple[Problem, ...] = ()
+    #: An apply's: the plugin's registration as the migration left it (or found it, with nothing to do),
+    #: read under the migration's lock; None for the other kinds.
+    registration: Registration | None = None
 
 
 class StalePlan(Exception):

@@ -1,10 +1,11 @@
-"""The one line both shells drive: snapshot once → check → plan → gate → approve → apply.
+"""The one line every driver runs: :func:`propose` → :func:`authorize` → :func:`execute`.
 
-``extschema apply`` and the operator run the same steps; only the reporting differs (the CLI
-prints, the operator writes status, conditions and events). The package's parts, each importing
-only those below it:
+``extschema plan`` and ``apply``, the operator, its pending-plan lint and the admission webhook all
+start from one :class:`Proposal` (snapshot once → check → plan → review → preview); only the
+reporting differs (the CLI prints, the operator writes status, conditions and events). The
+package's parts, each importing only those below it:
 
-- :mod:`.pipeline`: the run (check, plan, apply, :func:`reconcile`);
+- :mod:`.pipeline`: the run (:func:`propose`, :func:`execute`, :func:`reconcile`: check, plan, apply);
 - :mod:`.lifecycle`: rollback, delete, drift and its repair, restore (planned here, run by the engine);
 - :mod:`.approval`: review (counts, hash, class) and the approval gate;
 - :mod:`.snapshot` and :mod:`.events`: what a run reads once, and what its hook hears.
@@ -21,30 +22,33 @@ from extschema.reconcile.approval import (
     CheckedOp,
     PendingPlan,
     Planned,
+    Proposal,
     Reviewed,
     authorize,
     authorize_rollback,
     review,
-    review_all,
     review_rollback,
 )
 from extschema.reconcile.events import MigrationEvent, MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
 from extschema.reconcile.lifecycle import delete, drift, repair, restore, rollback, rollback_plan, with_drift
 from extschema.reconcile.pipeline import (
     DEFAULT_DATABASE_URL,
-    apply_all,
+    Applied,
     apply_one,
     check,
     database_url,
-    gate,
-    plan_all,
+    execute,
+    lint_of,
+    plan,
     plan_one,
+    propose,
     reconcile,
 )
 from extschema.reconcile.snapshot import Snapshot, locate, reference_types
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "Applied",
     "ApprovalRequired",
     "CheckedOp",
     "Loaded",
@@ -55,9 +59,9 @@ __all__ = [
     "OnEvent",
     "PendingPlan",
     "Planned",
+    "Proposal",
     "Reviewed",
     "Snapshot",
-    "apply_all",
     "apply_one",
     "authorize",
     "authorize_rollback",
@@ -65,18 +69,19 @@ __all__ = [
     "database_url",
     "delete",
     "drift",
+    "execute",
     "from_object",
-    "gate",
+    "lint_of",
     "load",
     "locate",
-    "plan_all",
+    "plan",
     "plan_one",
+    "propose",
     "reconcile",
     "reference_types",
     "repair",
     "restore",
     "review",
-    "review_all",
     "review_rollback",
     "rollback",
     "rollback_plan",

@@ -1,6 +1,10 @@
 """Review and approval: each plan classified, its data checks counted and hashed (:class:`Reviewed`);
 plans that rewrite a table or drop data run only when approved by their hash (:func:`authorize`),
-else :class:`ApprovalRequired` carries each waiting plan (:class:`PendingPlan`).
+else :class:`ApprovalRequired` carries each waiting plan (:class:`PendingPlan`) and the
+:class:`Proposal` they belong to.
+
+A :class:`Proposal` is what a run would do, computed once (by :func:`extschema.reconcile.pipeline.propose`):
+it lives here because it is what approval is about.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from extschema.engine import (
     StalePlan,
     checks,
 )
+from extschema.engine.lint import LintFinding
 from extschema.loading import (
     Loaded,
 )
@@ -25,6 +30,7 @@ from extschema.model import ExtensionSchemaSpec
 from extschema.naming import backup_tag
 from extschema.planning import rawsql, safety
 from extschema.problems import Kind, Problem, ProblemError
+from extschema.reconcile.snapshot import Snapshot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +47,6 @@ class Planned:
     def hash(self) -> str:
         """The plan's hash: what an approval names (the same base and operations, the same hash)."""
         return safety.plan_hash(self.base.checksum if self.base else None, self.plan)
-
-    def tables(self, engine: Engine, refs: planning.ReferenceTypes) -> list[str]:
-        desired = planning.resolve(self.loaded.spec, refs)
-        return [str(engine.dialect.namer.table(self.loaded.spec.plugin_id, t.name)) for t in desired.tables]
 
 
 #: What a data check's count counts, for messages ("120 values").
@@ -184,16 +186,79 @@ class Reviewed:
         ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Proposal:
+    """What a run would do, computed once: read, checked, planned, reviewed, rendered for preview.
+
+    Every driver starts from one (``extschema plan`` and ``apply``, the operator, the admission
+    webhook); approval is about it (:func:`authorize`), and the run executes exactly it.
+    """
+
+    #: The registry and core tables the run was planned from.
+    snapshot: Snapshot
+    #: The column types references resolve against (core tables, registered plugins, the run's specs).
+    refs: planning.ReferenceTypes
+    #: One per spec, in dependency order.
+    items: tuple[Proposal.Item, ...]
+
+    @dataclasses.dataclass(frozen=True)
+    class Item:
+        """One spec: its plan against its base, reviewed (class, data counts, hash), resolved and rendered once."""
+
+        reviewed: Reviewed
+        #: The spec resolved against the run's reference types: passed on, never derived again.
+        resolved: planning.Resolved
+        #: The plan rendered for the reader (backups named with a preview tag; the run renders its own).
+        preview: RenderedPlan
+        #: squawk's findings on :attr:`preview`, when the proposal was linted.
+        lint: tuple[LintFinding, ...] = ()
+
+        @property
+        def planned(self) -> Planned:
+            return self.reviewed.planned
+
+        @property
+        def loaded(self) -> Loaded:
+            return self.reviewed.planned.loaded
+
+        @property
+        def base(self) -> Registration | None:
+            return self.reviewed.planned.base
+
+        @property
+        def plan(self) -> planning.Plan:
+            return self.reviewed.planned.plan
+
+        @property
+        def plugin_id(self) -> str:
+            return self.reviewed.plugin_id
+
+        @property
+        def changes(self) -> bool:
+            """False when the registry holds this spec already, active: applying it has nothing to do."""
+            return self.base is None or not self.base.holds(self.loaded.spec)
+
+    def reviewed(self) -> list[Reviewed]:
+        return [item.reviewed for item in self.items]
+
+    def item(self, plugin_id: str) -> Proposal.Item | None:
+        return next((item for item in self.items if item.plugin_id == plugin_id), None)
+
+
 class ApprovalRequired(ProblemError):
     """Plans of the run rewrite or drop data and no approval matches them; nothing of the run ran.
 
     ``problems`` say it in words (ES307 per plan, ES308 per approval of another plan); ``pending``
-    are the waiting plans themselves.
+    are the waiting plans themselves; ``proposal`` the run they belong to (None for a rollback's),
+    so a reader (the operator's ``status.pendingPlan``, its lint) needs no second planning pass.
     """
 
-    def __init__(self, problems: Sequence[Problem], pending: Sequence[PendingPlan]) -> None:
+    def __init__(
+        self, problems: Sequence[Problem], pending: Sequence[PendingPlan], proposal: Proposal | None = None
+    ) -> None:
         super().__init__(problems, Kind.APPROVAL)
         self.pending = tuple(pending)
+        self.proposal = proposal
 
 
 def _field_path(spec: ExtensionSchemaSpec, table: str, column: str | None) -> str:
@@ -255,11 +320,6 @@ def _moved(engine: Engine, planned: Planned) -> bool:
     return (now.checksum, now.status) != (base.checksum, base.status) if now and base else now is not base
 
 
-def review_all(engine: Engine, planned: Sequence[Planned]) -> list[Reviewed]:
-    """Every plan reviewed; :class:`StalePlan` when one's base moved meanwhile (plan the run again)."""
-    return [_review(engine, p) for p in planned]
-
-
 def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[str]) -> list[Problem]:
     """ES307 (and ES308 for each approval of another plan) unless *reviewed* is safe or approved.
 
@@ -297,9 +357,9 @@ def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[
 
 
 def authorize(
-    reviewed: Sequence[Reviewed], approvals: Collection[str] = (), stale: Collection[str] | None = None
+    proposal: Proposal | Sequence[Reviewed], approvals: Collection[str] = (), stale: Collection[str] | None = None
 ) -> None:
-    """The approval gate: every plan is safe or approved, or nothing of the run runs.
+    """The approval gate: every plan of *proposal* is safe or approved, or nothing of the run runs.
 
     Raises ``refused`` (ES309) when existing rows break a narrowed field, whatever is approved;
     :class:`ApprovalRequired` when a rewriting or destructive plan has no approval of its hash.
@@ -307,7 +367,11 @@ def authorize(
     *approvals* that match no plan of the run — and then such an approval stops a run that would
     change anything, even safely: an approval is for exactly one plan, and a stale one means the
     plan changed since someone looked at it.
+
+    *proposal* may also be reviewed plans alone (a plan made again under the lock, a test's): the
+    :class:`ApprovalRequired` raised then carries no proposal.
     """
+    reviewed = proposal.reviewed() if isinstance(proposal, Proposal) else proposal
     refused = [p for r in reviewed for p in r.refusals()]
     if refused:
         raise ProblemError(refused, Kind.REFUSED)
@@ -332,7 +396,7 @@ def authorize(
             for given in sorted(others)
         )
     if problems:
-        raise ApprovalRequired(problems, pending)
+        raise ApprovalRequired(problems, pending, proposal if isinstance(proposal, Proposal) else None)
 
 
 #: What a data check counts that a rollback would lose (violations are refused outright: ES309).

@@ -15,7 +15,7 @@ from extschema.problems import ProblemError
 
 @dataclasses.dataclass(frozen=True)
 class MigrationStarted:
-    """Spec *number* of *total* is being planned and applied (it may turn out unchanged)."""
+    """Spec *number* of *total* is being applied (it may turn out unchanged)."""
 
     plugin_id: str
     version: str
@@ -23,6 +23,8 @@ class MigrationStarted:
     #: Position in the run (1-based) and the run's length, for "[2/5]"-style progress.
     number: int
     total: int
+    #: False when the registry held this spec already (a re-apply with nothing to do, as planned).
+    changes: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,10 +25,9 @@ from extschema.engine import (
 from extschema.engine import drift as engine_drift
 from extschema.naming import backup_tag
 from extschema.planning import rawsql
-from extschema.problems import Kind, Problem, ProblemError
+from extschema.problems import Problem
 from extschema.reconcile.approval import _stale_rollback_approvals, authorize_rollback, review_rollback
-from extschema.reconcile.pipeline import _STALE_RETRIES, _backup_lines
-from extschema.reconcile.snapshot import Snapshot, reference_types
+from extschema.reconcile.pipeline import _backup_lines, _until_fresh, references
 
 
 def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) -> ApplyResult:
@@ -40,29 +39,23 @@ def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) ->
     runs it only while the plugin and its recorded rollback are still what was reviewed, else it is
     reviewed again. What it drops, and every table a ``rollbackSql`` names, is backed up first.
     """
-    for _ in range(_STALE_RETRIES):
+
+    def attempt() -> ApplyResult:
         undo = rollback_plan(engine, plugin_id)
-        try:
-            if undo is not None:
-                rawsql.require_rollback_allowed(undo.base.spec, undo.plan, engine.allow_raw_sql)
-                authorize_rollback(review_rollback(engine, undo), approvals)
-            elif approvals:
-                _stale_rollback_approvals(plugin_id, approvals, None)
-            result = engine.rollback(plugin_id, undo)
-        except StalePlan:
-            continue
+        if undo is not None:
+            rawsql.require_rollback_allowed(undo.base.spec, undo.plan, engine.allow_raw_sql)
+            authorize_rollback(review_rollback(engine, undo), approvals)
+        elif approvals:
+            _stale_rollback_approvals(plugin_id, approvals, None)
+        result = engine.rollback(plugin_id, undo)
         if undo is None or result.migration_id is None:
             return result
         # What the rollback SQL backs up: the backups of the way back, named after the migration undone.
         _, takes = engine.dialect.rollback_backups_of(undo.plan.reverse(), backup_tag(result.migration_id))
         lines = _backup_lines([*undo.sql_backups, *takes])
         return dataclasses.replace(result, description=[*result.description, *lines])
-    raise ProblemError.one(
-        "ES403",
-        "database",
-        f"plugin {plugin_id!r} kept changing while it was being rolled back; try again",
-        kind=Kind.RETRYABLE,
-    )
+
+    return _until_fresh(attempt, f"plugin {plugin_id!r} kept changing while it was being rolled back")
 
 
 def rollback_plan(engine: Engine, plugin_id: str) -> RollbackPlan | None:
@@ -73,14 +66,14 @@ def rollback_plan(engine: Engine, plugin_id: str) -> RollbackPlan | None:
     if source is None:
         return None
     specs = [s for s in (source.base.spec, source.previous, source.undone) if s is not None]
-    refs = reference_types(Snapshot.take(engine, specs), specs)
-    planned = planning.rollback(source.base.spec, source.previous, source.undone, refs)
+    planned = planning.rollback(source.base.spec, source.previous, source.undone, references(engine, specs))
     return engine.rollback_plan(source, planned.plan, planned.forward)
 
 
 def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyResult:
     """Drop (or with Retain, unregister) a plugin; its objects are torn down in reverse order."""
-    for _ in range(_STALE_RETRIES):
+
+    def attempt() -> ApplyResult:
         planned_from = engine.registration(plugin_id)
         if planned_from is None:
             raise not_registered(plugin_id)
@@ -88,32 +81,18 @@ def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyR
         keep = spec.deletion_policy == "Retain" if retain is None else retain
         plan = planning.Plan(plugin_id, ())  # retained: the tables stay
         if not keep:
-            plan = planning.teardown(spec, reference_types(Snapshot.take(engine, [spec]), []))
-        try:
-            return engine.delete(planned_from, plan, keep)
-        except StalePlan:
-            continue
-    raise ProblemError.one(
-        "ES403",
-        "database",
-        f"plugin {plugin_id!r} kept changing while it was being deleted; try again",
-        kind=Kind.RETRYABLE,
-    )
+            plan = planning.teardown(spec, references(engine, [spec], own=False))
+        return engine.delete(planned_from, plan, keep)
+
+    return _until_fresh(attempt, f"plugin {plugin_id!r} kept changing while it was being deleted")
 
 
 def repair(engine: Engine, plugin_id: str) -> list[str]:
     """Re-create what is missing of the plugin's objects (``drift --repair``), in one migration under
     the lock; returns what it did ([] when nothing). Extra and changed objects are only reported."""
-    for _ in range(_STALE_RETRIES):
-        try:
-            return engine.repair_drift(engine_drift.repair_plan(engine, plugin_id)).description
-        except StalePlan:
-            continue
-    raise ProblemError.one(
-        "ES403",
-        "database",
-        f"plugin {plugin_id!r} kept changing while it was being repaired; try again",
-        kind=Kind.RETRYABLE,
+    return _until_fresh(
+        lambda: engine.repair_drift(engine_drift.repair_plan(engine, plugin_id)).description,
+        f"plugin {plugin_id!r} kept changing while it was being repaired",
     )
 
 
@@ -129,7 +108,7 @@ def restore(engine: Engine, migration_id: str, plugin_id: str | None = None) -> 
         # Empty tables only: the raw SQL steps ran when the plugin was built, and what they wrote is in
         # the backup (running a seed again would put its rows where the backed-up ones go). The spec
         # registered lists them, so they count as run, as they did before the delete.
-        created = planning.plan(None, spec, reference_types(Snapshot.take(engine, [spec]), [spec]))
+        created = planning.plan(None, spec, references(engine, [spec]))
         plan = planning.Plan(spec.plugin_id, tuple(op for op in created.ops if not isinstance(op, planning.RunSql)))
         try:
             results.append(engine.apply(owner, spec, plan, None, registered_tables(engine.dialect, spec)))

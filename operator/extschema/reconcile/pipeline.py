@@ -1,28 +1,28 @@
-"""The one line both shells drive: snapshot once → check → plan → gate → approve → apply.
+"""The one line every driver runs: propose → authorize → execute.
 
-``extschema apply`` and the operator run the same steps; only the reporting differs (the CLI
-prints, the operator writes status, conditions and events). Every step either returns a typed
-result or raises :class:`~extschema.problems.ProblemError` with located, coded problems. While
-migrations run, the caller's hook receives typed migration events (:data:`MigrationEvent`), so
-the CLI's progress lines, the operator's events and metrics all read the same facts.
+:func:`propose` computes what a run would do, once: snapshot → check → plan → review → preview
+(→ lint). ``extschema plan`` prints it, the admission webhook refuses or admits from it,
+:func:`reconcile` (``extschema apply``, the operator) authorizes it and :func:`execute` applies it;
+only the reporting differs. Every step either returns a typed result or raises
+:class:`~extschema.problems.ProblemError` with located, coded problems. While migrations run, the
+caller's hook receives typed migration events (:data:`MigrationEvent`), so the CLI's progress
+lines, the operator's events and metrics all read the same facts.
 
 Plans that rewrite a table or drop data run only when approved by their hash (:func:`authorize`):
 the CLI's ``--approve HASH`` or the spec's own ``approvedPlanHash``. Until then nothing of the run
-runs, and :class:`ApprovalRequired` carries each waiting plan (:class:`PendingPlan`) for the
-operator's ``status.pendingPlan``.
-
-Loading (files, YAML, custom resources) lives in :mod:`extschema.loading`, which needs no
-database; ``load``, ``Loaded`` and ``from_object`` are re-exported here for the shells.
+runs, and :class:`ApprovalRequired` carries each waiting plan (:class:`PendingPlan`) and the
+:class:`Proposal` (the operator's ``status.pendingPlan`` and its lint come from it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import TypeVar
 
 from extschema import conflicts, planning
-from extschema.dialects import BackupRef, RenderedPlan
+from extschema.dialects import BackupRef
 from extschema.engine import (
     ApplyResult,
     Engine,
@@ -33,25 +33,30 @@ from extschema.engine import (
     checks,
     registered_by_another,
 )
+from extschema.engine import lint as squawk
 from extschema.loading import (
     Loaded,
 )
+from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PLAN_PREVIEW_TAG, backup_tag
 from extschema.planning import rawsql, versions
 from extschema.problems import Kind, Problem, ProblemError
 from extschema.reconcile.approval import (
     Planned,
+    Proposal,
     Reviewed,
     _field_path,
     _review,
     authorize,
-    review_all,
 )
 from extschema.reconcile.events import MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
 from extschema.reconcile.snapshot import Snapshot, locate, reference_types
 
 DEFAULT_DATABASE_URL = "sqlite:///extschema.db"
 _STALE_RETRIES = 5
+_T = TypeVar("_T")
+#: What a run returns per spec: the engine's result, with the registration the migration left.
+Applied = ApplyResult
 
 
 def database_url(explicit: str | None) -> str:
@@ -94,14 +99,15 @@ def plan_one(
     """The plan of one spec from its registration in *snapshot* (read now when not given).
 
     A plan from a snapshot may be stale by the time it runs; the engine refuses it under the lock
-    (:class:`StalePlan`) and :func:`apply_one` plans again from a fresh read.
+    (:class:`StalePlan`) and :func:`apply_one` plans again from a fresh read. The "nothing to do"
+    rule is :meth:`Registration.holds`, the one the engine applies under the lock.
     """
     plugin_id = loaded.spec.plugin_id
     base = snapshot.registration(plugin_id) if snapshot is not None else engine.registration(plugin_id)
     if base is not None and base.owner != loaded.owner:
         error = registered_by_another(plugin_id, base.owner)
         raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind)
-    if base is not None and base.checksum == loaded.spec.checksum() and base.status == "active":
+    if base is not None and base.holds(loaded.spec):
         return Planned(loaded, base, planning.Plan(loaded.spec.plugin_id, ()))
     if base is not None and versions.compare(loaded.spec.version, base.version) < 0:
         _require_recorded(engine, loaded, base)
@@ -214,45 +220,76 @@ def _unowned_objects(engine: Engine, candidates: Sequence[Loaded], registered_id
     return problems
 
 
+# --- the run: propose → authorize → execute ------------------------------------------------------
+
+
 def reconcile(
     engine: Engine,
     loaded: Sequence[Loaded],
     on_event: OnEvent,
     peers: Sequence[conflicts.Claim] = (),
     approvals: Collection[str] = (),
-) -> list[ApplyResult]:
+) -> list[Applied]:
     """The whole line after loading, one step after the other; stops at the first failure.
 
-    1. snapshot: read the registry and the core tables once;
-    2. check: conflicts and dependencies, giving the dependency order;
-    3. plan: every spec against the snapshot;
-    4. gate: a refused change anywhere stops the run before any migration starts;
-    5. approve: every rewriting or destructive plan approved by its hash (*approvals*, or the
-       spec's ``approvedPlanHash``), its data checks counted — else nothing runs (:func:`authorize`);
-    6. apply: in order, each spec re-planned under the lock if its registration moved (and the
-       new plan approved again).
+    1. :func:`propose`: read the registry and core tables once, check conflicts and dependencies,
+       plan every spec (a refused change anywhere stops the run before any migration starts),
+       count the data checks;
+    2. :func:`authorize`: every rewriting or destructive plan approved by its hash (*approvals*, or
+       the spec's ``approvedPlanHash``) — else nothing runs, and :class:`ApprovalRequired` carries
+       the proposal;
+    3. :func:`execute`: in order, each spec re-planned under the lock if its registration moved (and
+       the new plan approved again).
+    """
+    proposal = propose(engine, loaded, peers=peers)
+    authorize(proposal, approvals)
+    return execute(engine, proposal, approvals=approvals, on_event=on_event)
+
+
+def propose(
+    engine: Engine,
+    loaded: Sequence[Loaded],
+    *,
+    peers: Sequence[conflicts.Claim] = (),
+    lint: bool = False,
+    preview_tag: str = PLAN_PREVIEW_TAG,
+) -> Proposal:
+    """What applying *loaded* would do, computed once; runs nothing.
+
+    Snapshot → check (conflicts, dependencies, dependency order) → plan every spec → review (class,
+    data counts, hash) → render a preview, with backups named after *preview_tag* → squawk's
+    findings when *lint*. Planned again from a fresh read when a plugin moved while its data was
+    being counted (ES403 when it keeps moving).
     """
     specs = [item.spec for item in loaded]
-    for _ in range(_STALE_RETRIES):
+
+    def attempt() -> Proposal:
         snapshot = Snapshot.take(engine, specs)
         ordered = check(engine, loaded, peers, snapshot)
         refs = reference_types(snapshot, specs)
-        planned = gate(engine, ordered, refs, snapshot)
-        try:
-            reviewed = review_all(engine, planned)
-        except StalePlan:  # another applier migrated a plugin of the run: plan from what it left
-            continue
-        authorize(reviewed, approvals)
-        return apply_all(engine, ordered, on_event, snapshot, planned, approvals)
-    raise ProblemError.one(
-        "ES403",
-        "database",
-        "the plugins of this run kept changing while they were being reviewed; try again",
-        kind=Kind.RETRYABLE,
-    )
+        planned = plan(engine, ordered, refs, snapshot)
+        items = []
+        for each in planned:
+            preview = each.render(engine, preview_tag)
+            items.append(
+                Proposal.Item(
+                    _review(engine, each),
+                    planning.resolve(each.loaded.spec, refs),
+                    preview,
+                    tuple(squawk.lint(preview, engine.dialect.name)) if lint else (),
+                )
+            )
+        return Proposal(snapshot, refs, tuple(items))
+
+    return _until_fresh(attempt, "the plugins of this run kept changing while they were being reviewed")
 
 
-def gate(
+def lint_of(engine: Engine, item: Proposal.Item) -> list[squawk.LintFinding]:
+    """squawk's findings on *item*'s preview: those the proposal has, else linted now (no planning)."""
+    return list(item.lint) if item.lint else squawk.lint(item.preview, engine.dialect.name)
+
+
+def plan(
     engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceTypes, snapshot: Snapshot | None = None
 ) -> list[Planned]:
     """Plan every spec before any migration runs; a refused change anywhere stops the whole run.
@@ -274,46 +311,57 @@ def gate(
     return planned
 
 
-def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, RenderedPlan]]:
-    """check → plan every spec, in dependency order, from one snapshot; runs nothing."""
-    specs = [item.spec for item in loaded]
-    snapshot = Snapshot.take(engine, specs)
-    ordered = check(engine, loaded, snapshot=snapshot)
-    refs = reference_types(snapshot, specs)
-    planned = [plan_one(engine, item, refs, snapshot) for item in ordered]
-    return [(p, p.render(engine, PLAN_PREVIEW_TAG)) for p in planned]
+def execute(engine: Engine, proposal: Proposal, *, approvals: Collection[str] = (), on_event: OnEvent) -> list[Applied]:
+    """Apply the authorized *proposal* in its (dependency) order; stop at the first failure."""
+    results = []
+    total = len(proposal.items)
+    for number, item in enumerate(proposal.items, start=1):
+        spec = item.loaded.spec
+        on_event(MigrationStarted(spec.plugin_id, spec.version, item.loaded.file, number, total, item.changes))
+        try:
+            result = apply_one(engine, item.loaded, proposal.refs, item.planned, approvals, resolved=item.resolved)
+        except ProblemError as error:
+            on_event(MigrationFailed(spec.plugin_id, error, number, total))
+            raise
+        on_event(MigrationFinished(result, number, total))
+        results.append(result)
+    return results
 
 
 def apply_one(
     engine: Engine,
     loaded: Loaded,
     refs: planning.ReferenceTypes,
-    planned: Planned | None = None,
+    planned: Planned,
     approvals: Collection[str] = (),
-) -> ApplyResult:
-    """Apply one spec (*planned* already, and approved; or planned and approved here); replan when
-    another applier moved the registry.
+    *,
+    resolved: planning.Resolved | None = None,
+) -> Applied:
+    """Apply one spec, *planned* and approved already; plan it again when another applier moved the
+    registry (*resolved* is the spec resolved against *refs*, when the caller has it).
 
-    A plan made here passes the approval gate on its own: an approval names one base and one plan,
-    so when the registry moved, the new plan runs only if it is safe or its own hash is approved.
+    A plan made again here passes the approval gate on its own: an approval names one base and one
+    plan, so when the registry moved, the new plan runs only if it is safe or its own hash is approved.
     """
-    for attempt in range(_STALE_RETRIES):
-        if planned is None or attempt:
-            previous = planned.hash() if planned is not None else None
-            planned = plan_one(engine, loaded, refs)
-            try:
-                reviewed = _review(engine, planned)
-            except StalePlan:  # moved again while it was counted
-                continue
-            authorize([reviewed], approvals, stale={previous} & set(approvals) if previous else ())
-        base_checksum = planned.base.checksum if planned.base else None
+    desired = resolved or planning.resolve(loaded.spec, refs)
+    tables = [str(engine.dialect.namer.table(loaded.spec.plugin_id, t.name)) for t in desired.tables]
+    current = planned
+    stale = False
+
+    def attempt() -> Applied:
+        nonlocal current, stale
+        if stale:  # the registry moved since *current* was planned: plan from what it is now
+            previous = current.hash()
+            current = plan_one(engine, loaded, refs)
+            reviewed = _review(engine, current)
+            authorize([reviewed], approvals, stale={previous} & set(approvals))
+        stale = True  # a StalePlan from here on means: plan again
+        base_checksum = current.base.checksum if current.base else None
         try:
-            result = engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
-        except StalePlan:
-            continue
+            result = engine.apply(loaded.owner, loaded.spec, current.plan, base_checksum, tables)
         except checks.ViolatingRows as violating:
             # Counted again under the migration's lock: worded as the approval gate words it.
-            refusals = Reviewed.of(planned, violating.counts).refusals()
+            refusals = Reviewed.of(current, violating.counts).refusals()
             refusals.extend(
                 Problem(
                     "ES309",
@@ -331,15 +379,28 @@ def apply_one(
             ) from None
         return dataclasses.replace(
             result,
-            description=[*result.description, *_backed_up(engine, planned.plan, result)],
+            description=[*result.description, *_backed_up(engine, current.plan, result)],
             warnings=tuple(w.located(loaded.file) for w in result.warnings),
         )
-    raise ProblemError.one(
-        "ES403",
-        "database",
-        f"plugin {loaded.spec.plugin_id!r} kept changing while it was being applied; try again",
-        kind=Kind.RETRYABLE,
-    )
+
+    return _until_fresh(attempt, f"plugin {loaded.spec.plugin_id!r} kept changing while it was being applied")
+
+
+def _until_fresh(step: Callable[[], _T], what: str) -> _T:
+    """*step* again while it raises :class:`StalePlan` (another applier moved a plugin it planned
+    from); ES403 (retryable) saying *what* kept changing when that goes on."""
+    for _ in range(_STALE_RETRIES):
+        try:
+            return step()
+        except StalePlan:
+            continue
+    raise ProblemError.one("ES403", "database", f"{what}; try again", kind=Kind.RETRYABLE)
+
+
+def references(engine: Engine, specs: Sequence[ExtensionSchemaSpec], *, own: bool = True) -> planning.ReferenceTypes:
+    """The column types references resolve against, read now: the core tables and registered plugins,
+    and *specs*' own unless not *own* (for the plans of a plugin's later life: rollback, teardown, restore)."""
+    return reference_types(Snapshot.take(engine, specs), specs if own else [])
 
 
 def _backed_up(engine: Engine, plan: planning.Plan, result: ApplyResult) -> list[str]:
@@ -354,32 +415,3 @@ def _backup_lines(refs: Iterable[BackupRef]) -> list[str]:
         f"backed up {f'{b.source_table}.{b.column}' if b.column else f'table {b.source_table}'} to {b.table}"
         for b in refs
     ]
-
-
-def apply_all(
-    engine: Engine,
-    loaded: Sequence[Loaded],
-    on_event: OnEvent,
-    snapshot: Snapshot | None = None,
-    planned: Sequence[Planned] | None = None,
-    approvals: Collection[str] = (),
-) -> list[ApplyResult]:
-    """Apply in dependency order (already sorted by :func:`check`); stop at the first failure.
-
-    *planned* are the gate's plans, one per spec in the same order, already approved (planned and
-    approved here when not given, with *approvals*).
-    """
-    specs = [item.spec for item in loaded]
-    refs = reference_types(snapshot or Snapshot.take(engine, specs), specs)
-    results = []
-    total = len(loaded)
-    for number, item in enumerate(loaded, start=1):
-        on_event(MigrationStarted(item.spec.plugin_id, item.spec.version, item.file, number, total))
-        try:
-            result = apply_one(engine, item, refs, planned[number - 1] if planned else None, approvals)
-        except ProblemError as error:
-            on_event(MigrationFailed(item.spec.plugin_id, error, number, total))
-            raise
-        on_event(MigrationFinished(result, number, total))
-        results.append(result)
-    return results

@@ -47,8 +47,8 @@ class Apply(MigrationBase):
         plugin_id = self.spec.plugin_id
         if current is not None and current.owner != self.owner:
             raise registered_by_another(plugin_id, current.owner)
-        if current is not None and current.checksum == self.spec.checksum() and current.status == "active":
-            return ApplyResult(plugin_id, False, None, [])
+        if current is not None and current.holds(self.spec):
+            return ApplyResult(plugin_id, False, None, [], registration=current)
         if (current.checksum if current else None) != self.base_checksum:
             raise StalePlan(plugin_id)
         self.current = current
@@ -88,7 +88,8 @@ class Apply(MigrationBase):
         registry.register(conn, self.owner, self.spec, self.tables, self.current is not None, definition)
         refs = self.migrator.dialect.backups_of(self.plan, backup_tag(migration_id))
         registry.record_backups(conn, self.spec.plugin_id, migration_id, refs, counters=self.id_counters)
-        return ApplyResult(self.spec.plugin_id, True, migration_id, description, duration, rendered.warnings)
+        registered = registry.registration(plugin_id, conn)
+        return ApplyResult(plugin_id, True, migration_id, description, duration, rendered.warnings, registered)
 
 
 def apply(migrator: Migrator, step: Apply) -> ApplyResult:
