@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from extschema import reconcile
-from extschema.engine import Engine, drift
+from extschema.engine import Engine, StalePlan, drift
 from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, tables, write_schema
 
 #: Every field type, a required field, a unique field, a declared index, a unique constraint, a
@@ -100,6 +100,25 @@ def test_drift_names_changed_types_nullability_and_enum_values(db_url: str, tmp_
         execute(db_url, 'CREATE TABLE "ext_kit__scratch" (x INTEGER)')
         expected = {"extra table ext_kit__scratch"}
     assert _objects(db_url) == expected
+
+
+def test_a_repair_planned_before_more_went_missing_is_stale_and_planned_again(db_url: str, tmp_path: Path) -> None:
+    """The engine runs the repair plan it is given only while it is exactly what is missing under the lock."""
+    _apply(db_url, tmp_path)
+    engine = Engine(db_url)
+    try:
+        execute(db_url, f"DROP TABLE {ext_table(db_url, 'kit', 'item_tag')}")
+        planned = drift.repair_plan(engine, "kit")
+        assert [op.describe() for op in planned.plan.ops] == ["create table item_tag (3 columns)"]
+        execute(db_url, f"DROP INDEX {ext_table(db_url, 'kit', 'box_level_label_idx')}")
+        with pytest.raises(StalePlan):
+            engine.repair_drift(planned)
+        assert [r.kind for r in engine.history("kit")] == ["apply"]  # nothing ran
+        done = reconcile.repair(engine, "kit")  # planned again: both come back, in one migration
+        assert any("item_tag" in line for line in done) and any("level, label" in line for line in done), done
+        assert drift.detect(engine, "kit").in_sync
+    finally:
+        engine.close()
 
 
 def test_repair_recreates_what_is_missing_in_one_recorded_migration_and_keeps_extras(

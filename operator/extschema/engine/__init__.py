@@ -11,11 +11,10 @@ are the engine's public surface.
 
 from __future__ import annotations
 
-from extschema.engine import backups, drift
+from extschema.engine import after_phase, backups, drift
 from extschema.engine.backups import RestoreSource
 from extschema.engine.connection import Database, redact
 from extschema.engine.drift import Difference, DriftReport, RepairPlan
-from extschema.engine.history import settled_lineage
 from extschema.engine.kinds.rollback import RollbackPlan, RollbackSource
 from extschema.engine.migrator import Engine
 from extschema.engine.registry import (
@@ -59,6 +58,7 @@ __all__ = [
     "RollbackPlan",
     "RollbackSource",
     "StalePlan",
+    "after_phase",
     "backups",
     "drift",
     "not_registered",
@@ -66,6 +66,5 @@ __all__ = [
     "registered_by_another",
     "registered_tables",
     "script",
-    "settled_lineage",
     "sql_checksum",
 ]
