@@ -287,7 +287,7 @@ def test_apply_warns_like_plan_when_sqlite_cannot_enforce_a_pattern(db_url: str,
     planned = run("plan", path, "-d", db_url, "-o", "json").json()
     applied = run("apply", path, "-d", db_url, "-o", "json")
     assert applied.exit_code == 0, applied.stderr
-    (result,) = applied.json()["results"]
+    (result,) = applied.items()
     assert result["warnings"] == planned["warnings"]
     run("delete", "pat", "-d", db_url)
     text = run("apply", path, "-d", db_url)
@@ -300,4 +300,4 @@ def test_apply_warns_like_plan_when_sqlite_cannot_enforce_a_pattern(db_url: str,
         assert "ES501" not in text.stderr + text.stdout
     # Unchanged: nothing runs, nothing to warn about (plan says no changes, and no warning, too).
     again = run("apply", path, "-d", db_url, "-o", "json")
-    assert again.json()["results"][0]["warnings"] == []
+    assert again.items()[0]["warnings"] == []

@@ -121,7 +121,7 @@ def test_repair_recreates_what_is_missing_in_one_recorded_migration_and_keeps_ex
     finally:
         engine.close()
     assert execute(db_url, f"SELECT label FROM {box}") == [("a",)]
-    history = run("history", "kit", "-d", db_url, "-o", "json").json()["migrations"]
+    history = run("history", "kit", "-d", db_url, "-o", "json").items()
     assert [m["kind"] for m in history] == ["apply", "repair"]
     assert any(t.endswith("item_tag") for t in tables(db_url))
 
@@ -175,7 +175,7 @@ def test_repair_builds_a_missing_index_of_a_table_with_rows(pg_url: str, tmp_pat
     valid = "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name"
     assert execute(pg_url, valid, {"name": "box_level_label_idx"}) == [(True,)]
     assert _objects(pg_url) == set()
-    history = run("history", "kit", "-d", pg_url, "-o", "json").json()["migrations"]
+    history = run("history", "kit", "-d", pg_url, "-o", "json").items()
     assert [(m["kind"], m["status"]) for m in history] == [
         ("apply", "executed"),
         ("repair", "executed"),
@@ -183,7 +183,7 @@ def test_repair_builds_a_missing_index_of_a_table_with_rows(pg_url: str, tmp_pat
     ]
     again = run("drift", "kit", "--repair", "-d", pg_url)
     assert again.exit_code == 0 and "repaired" not in again.stdout, again.stdout
-    assert len(run("history", "kit", "-d", pg_url, "-o", "json").json()["migrations"]) == 3
+    assert len(run("history", "kit", "-d", pg_url, "-o", "json").items()) == 3
 
 
 def test_every_example_with_core_references_is_in_sync_after_apply(db_url: str) -> None:

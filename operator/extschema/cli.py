@@ -566,7 +566,9 @@ def drift(plugin: str | None, repair: bool, database: str | None, output: str) -
         reports = reconcile.drift(engine, plugin)
         in_sync = all(r.in_sync for r in reports)
         if output == "json":
-            _emit_json(wire.DriftList.of(wire.DriftView.of(r, repaired if r.plugin_id == plugin else ()) for r in reports))
+            _emit_json(
+                wire.DriftList.of(wire.DriftView.of(r, repaired if r.plugin_id == plugin else ()) for r in reports)
+            )
         else:
             for line in repaired:
                 click.echo(f"repaired: {escape(line)}")

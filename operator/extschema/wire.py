@@ -20,16 +20,24 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Final, Generic, Literal, Protocol, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 
 from extschema import limits
-from extschema.problems import Problem
 
 #: The version of every envelope and view below; a change of a key is a new version.
-API_VERSION = "extschema.io/v1alpha1"
+API_VERSION: Final = "extschema.io/v1alpha1"
 
 
 def _utc(value: Any) -> Any:
@@ -41,7 +49,8 @@ def _utc(value: Any) -> Any:
 
 def rfc3339(value: datetime.datetime) -> str:
     """``2026-01-02T03:04:05.678+00:00``: UTC, milliseconds, the offset written out."""
-    return _utc(value).astimezone(datetime.UTC).isoformat(timespec="milliseconds")
+    aware: datetime.datetime = _utc(value)
+    return aware.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
 
 
 #: A point in time: aware (a naive *datetime* from the database is UTC), printed by :func:`rfc3339`.
@@ -51,6 +60,10 @@ Time = Annotated[
     BeforeValidator(_utc),
     PlainSerializer(rfc3339, return_type=str),
 ]
+
+
+#: A count: a Kubernetes int64 where a view is part of a status (:mod:`extschema.status_model`).
+Int64 = Annotated[int, WithJsonSchema({"type": "integer", "format": "int64"})]
 
 
 class View(BaseModel):
@@ -163,10 +176,12 @@ class ConflictView(ProblemView):
 class CheckView(View):
     """A data check the plan's operation ran before review, with its count."""
 
-    kind: Literal["rows_lost", "values_lost", "rows_violating", "rows_duplicated"]
-    table: str
-    column: str | None
-    count: int
+    kind: Literal["rows_lost", "values_lost", "rows_violating", "rows_duplicated"] = Field(
+        description="What is counted: rows_lost, values_lost, rows_violating or rows_duplicated."
+    )
+    table: str = Field(max_length=256, description="The table counted (its name before the plan).")
+    column: str | None = Field(None, max_length=256, description="The column counted, if one.")
+    count: Int64 = Field(description="How many rows or values.")
 
 
 class OpView(View):
@@ -180,13 +195,18 @@ class OpView(View):
     reason: str = Field(max_length=limits.MAX_STATUS_CHANGE_LENGTH, description="Why it has that class.")
     check: CheckView | None = Field(None, description="Its (first) data check with the count.")
     #: An operation checking several columns (an enum's values removed from each column using it).
-    more_checks: list[CheckView] = Field([], description="Its other data checks.")
+    more_checks: list[CheckView] = Field(
+        [],
+        description="Its other data checks.",
+        # Declared for the CRD, not enforced: a plan's view is never cut.
+        json_schema_extra={"maxItems": limits.MAX_STATUS_PLAN_OPS, "x-kubernetes-list-type": "atomic"},
+    )
 
     @classmethod
     def of(cls, op: OpSource) -> OpView:
         c = op.classified
         checks = [
-            CheckView(kind=check.kind, table=check.table, column=check.column, count=count)  # type: ignore[arg-type]
+            CheckView(kind=check.kind, table=check.table, column=check.column, count=count)
             for check, count in op.counted()
         ]
         return cls(
@@ -205,7 +225,7 @@ class LintView(View):
     rule: str = Field(max_length=128, description="squawk's rule name, e.g. adding-not-nullable-field.")
     level: str = Field(max_length=16, description="error or warning.")
     message: str = Field(max_length=limits.MAX_STATUS_CHANGE_LENGTH, description="What squawk found.")
-    statement: int | None = Field(None, description="Index of the statement in the plan's SQL (0-based).")
+    statement: Int64 | None = Field(None, description="Index of the statement in the plan's SQL (0-based).")
 
     @classmethod
     def of(cls, finding: LintSource) -> LintView:
@@ -251,7 +271,7 @@ class PlanView(View):
             plugin_id=plan.plugin_id,
             version=plan.version,
             hash=plan.hash,
-            op_class=plan.op_class,  # type: ignore[arg-type]
+            op_class=plan.op_class,
             needs_approval=plan.needs_approval,
             destructive=plan.op_class == "destructive",
             summary=plan.summary(),
@@ -375,8 +395,8 @@ class MigrationView(View):
             checksum_schema=record.checksum_schema,
             checksum_sql=record.checksum_sql,
             checksum_ok=record.checksum_ok,
-            execution_start=record.execution_start,  # type: ignore[arg-type]  # made aware by Time
-            execution_end=record.execution_end,  # type: ignore[arg-type]
+            execution_start=record.execution_start,  # made aware by Time
+            execution_end=record.execution_end,
             duration_ms=record.duration_ms,
             error_message=record.error_message,
         )
@@ -478,10 +498,7 @@ class DriftView(View):
         return cls(
             plugin_id=report.plugin_id,
             in_sync=report.in_sync,
-            differences=[
-                DifferenceView(kind=d.kind, object=d.object, detail=d.detail)  # type: ignore[arg-type]
-                for d in report.differences
-            ],
+            differences=[DifferenceView(kind=d.kind, object=d.object, detail=d.detail) for d in report.differences],
             repaired=list(repaired),
         )
 
@@ -645,8 +662,3 @@ def parse(data: Any) -> Envelope[Any]:
     """Any envelope a command printed, validated against its kind's model (``ValidationError`` if it is not one)."""
     envelope: Envelope[Any] = _ANY.validate_python(data)
     return envelope
-
-
-def problem(code: str, message: str, path: str = "", subject: str | None = None) -> ProblemView:
-    """A problem that is not a :class:`~extschema.problems.Problem` yet (``wait``'s ES6xx)."""
-    return ProblemView.of(Problem(code, path, message, subject=subject))

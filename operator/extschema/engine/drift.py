@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -58,9 +58,6 @@ class Difference:
         """Whether :func:`repair` takes it away."""
         return self.kind == "missing" or self.repairable
 
-    def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "object": self.object, "detail": self.detail}
-
     def __str__(self) -> str:
         return f"{self.kind} {self.object}"
 
@@ -79,13 +76,6 @@ class DriftReport:
         if self.in_sync:
             return "in sync"
         return f"{len(self.differences)} difference(s): " + "; ".join(str(d) for d in self.differences)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pluginId": self.plugin_id,
-            "inSync": self.in_sync,
-            "differences": [d.as_dict() for d in self.differences],
-        }
 
 
 def detect(engine: migrator.Engine, plugin_id: str) -> DriftReport:

@@ -19,7 +19,6 @@ from extschema.loading import Loaded, from_object, load
 from extschema.reconcile.approval import (
     ApprovalRequired,
     CheckedOp,
-    PendingPlan,
     Planned,
     Reviewed,
     authorize,
@@ -53,7 +52,6 @@ __all__ = [
     "MigrationFinished",
     "MigrationStarted",
     "OnEvent",
-    "PendingPlan",
     "Planned",
     "Reviewed",
     "Snapshot",

@@ -8,7 +8,7 @@ the CLI's progress lines, the operator's events and metrics all read the same fa
 
 Plans that rewrite a table or drop data run only when approved by their hash (:func:`authorize`):
 the CLI's ``--approve HASH`` or the spec's own ``approvedPlanHash``. Until then nothing of the run
-runs, and :class:`ApprovalRequired` carries each waiting plan (:class:`PendingPlan`) for the
+runs, and :class:`ApprovalRequired` carries each waiting plan (a :class:`~extschema.wire.PlanView`) for the
 operator's ``status.pendingPlan``.
 
 Loading (files, YAML, custom resources) lives in :mod:`extschema.loading`, which needs no
