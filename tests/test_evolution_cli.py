@@ -69,7 +69,7 @@ def _migrations(url: str) -> int:
 def _plan(url: str, path: str) -> dict[str, object]:
     outcome = run("plan", path, "-d", url, "-o", "json")
     assert outcome.exit_code == 0, outcome.stderr
-    data: dict[str, object] = outcome.json()
+    data: dict[str, object] = outcome.item()
     return data
 
 
@@ -135,7 +135,10 @@ def test_the_spec_approves_its_own_plan(db_url: str, tmp_path: Path) -> None:
 def test_plan_json_is_the_contract_object(db_url: str, tmp_path: Path) -> None:
     _seed(db_url, tmp_path)
     plan = _plan(db_url, _schema(tmp_path, V2))
-    assert set(plan) == {"pluginId", "version", "hash", "class", "sql", "rollbackSql", "ops", "lint", "warnings"}
+    assert set(plan) == {
+        *("pluginId", "version", "hash", "class", "needsApproval", "destructive", "summary"),
+        *("sql", "rollbackSql", "ops", "lint", "warnings"),
+    }
     assert (plan["pluginId"], plan["version"], plan["class"]) == ("shop", "2.0.0", "destructive")
     assert isinstance(plan["hash"], str) and len(plan["hash"]) == 16
     assert plan["sql"] and plan["rollbackSql"] and plan["warnings"] == []
@@ -150,14 +153,15 @@ def test_plan_json_is_the_contract_object(db_url: str, tmp_path: Path) -> None:
         "class": "destructive",
         "reason": op["reason"],
         "check": {"kind": "values_lost", "table": "order", "column": "note", "count": 3},
+        "moreChecks": [],
     }
     text = run("plan", _schema(tmp_path, V2), "-d", db_url)
     assert f"-- plan {plan['hash']}: destructive, needs approval" in text.stdout
     assert "drop column order.note (3 values)" in text.stdout
     other = str(write_schema(tmp_path, "other", V1.replace("pluginId: shop", "pluginId: other")))
     several = run("plan", _schema(tmp_path, V2), other, "-d", db_url, "-o", "json").json()
-    assert set(several) == {"plans"} and {p["pluginId"] for p in several["plans"]} == {"other", "shop"}
-    assert next(p for p in several["plans"] if p["pluginId"] == "shop") == plan
+    assert several["kind"] == "PlanList" and {p["pluginId"] for p in several["items"]} == {"other", "shop"}
+    assert next(p for p in several["items"] if p["pluginId"] == "shop") == plan
 
 
 def _hash_in_a_process(url: str, path: str, cwd: Path) -> str:
@@ -169,7 +173,7 @@ def _hash_in_a_process(url: str, path: str, cwd: Path) -> str:
         env=subprocess_env(PYTHONHASHSEED="random"),
         check=True,
     )
-    return str(json.loads(done.stdout)["hash"])
+    return str(json.loads(done.stdout)["items"][0]["hash"])
 
 
 @pytest.mark.postgres

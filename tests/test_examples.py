@@ -83,7 +83,7 @@ def test_the_evolution_example_upgrades_keeping_every_row(db_url: str) -> None:
 
     planned = run("plan", V2, "-d", db_url, "-o", "json")
     assert planned.exit_code == 0, planned.stderr
-    plan = planned.json()
+    plan = planned.item()
     assert plan["class"] == "destructive"
     assert [(op["description"], op["class"]) for op in plan["ops"]] == [
         ("rename column ticket.title to subject", "safe"),

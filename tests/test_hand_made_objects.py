@@ -154,7 +154,7 @@ def test_postgresql_refuses_to_retype_a_column_a_view_reads(
     execute(pg_url, f"INSERT INTO {table} (code, qty, state) VALUES ('A1', 1, 'new')")
     execute(pg_url, f"CREATE VIEW dba_v AS SELECT qty, state FROM {table}")
     v2 = write_schema(tmp_path / "v2", "shop", v1.replace("1.0.0", "2.0.0").replace(before, after))
-    plan = run("plan", str(v2), "-d", pg_url, "-o", "json").json()
+    plan = run("plan", str(v2), "-d", pg_url, "-o", "json").item()
     outcome = run("apply", str(v2), "-d", pg_url, "--approve", plan["hash"])
     assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
     assert "ES301" in outcome.stderr and "view public.dba_v" in outcome.stderr, outcome.stderr
@@ -177,7 +177,7 @@ def test_postgresql_refuses_to_swap_an_enum_type_other_objects_use(pg_url: str, 
     (tmp_path / "v3").mkdir()
     v3 = write_schema(tmp_path / "v3", "shop", V1.replace("1.0.0", "3.0.0").replace("[new, done]", "[new]"))
     execute(pg_url, f"DELETE FROM {table} WHERE state = 'done'")
-    plan = run("plan", str(v3), "-d", pg_url, "-o", "json").json()
+    plan = run("plan", str(v3), "-d", pg_url, "-o", "json").item()
     outcome = run("apply", str(v3), "-d", pg_url, "--approve", plan["hash"])
     assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
     assert "ES301" in outcome.stderr and "index ext_shop.dba_done" in outcome.stderr, outcome.stderr

@@ -238,7 +238,7 @@ def test_a_column_restore_run_again_finds_every_type_already_restored(db_url: st
             "'2024-01-02 03:04:05+00', '2024-01-02', '{\"a\": [1, 2]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', "
             "'done', 5000000000), ('y', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)")  # fmt: skip
     rows = execute(db_url, f"SELECT * FROM {t} ORDER BY id")
-    plan = run("plan", paths[1], "-d", db_url, "-o", "json").json()
+    plan = run("plan", paths[1], "-d", db_url, "-o", "json").item()
     assert run("apply", paths[1], "-d", db_url, "--approve", plan["hash"]).exit_code == 0
     dropped = run("history", "typ", "-d", db_url, "-o", "json").items()[-1]["migrationId"]
     assert run("apply", paths[2], "-d", db_url).exit_code == 0

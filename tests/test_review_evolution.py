@@ -22,7 +22,7 @@ tables:
 def _plan(url: str, path: Path) -> dict[str, Any]:
     outcome = run("plan", str(path), "-d", url, "-o", "json")
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
-    plan: dict[str, Any] = outcome.json()
+    plan: dict[str, Any] = outcome.item()
     return plan
 
 

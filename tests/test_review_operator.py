@@ -64,9 +64,7 @@ def _dir(path: Path) -> Path:
 
 
 def _approved_apply(url: str, path: Path) -> None:
-    planned = run("plan", str(path), "-d", url, "-o", "json")
-    found: Any = planned.json()
-    plan_hash = found["hash"] if "hash" in found else found["plans"][0]["hash"]
+    plan_hash = run("plan", str(path), "-d", url, "-o", "json").item()["hash"]
     applied = run("apply", str(path), "-d", url, "--approve", plan_hash)
     assert applied.exit_code == 0, applied.stdout + applied.stderr
 

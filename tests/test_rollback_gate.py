@@ -156,7 +156,7 @@ def test_a_rollback_the_planner_cannot_plan_directly_is_reviewed_as_the_reverse_
     for i in range(5):
         execute(db_url, f"INSERT INTO {table} (title, code) VALUES (:t, :c)", {"t": f"t{i}", "c": f"c{i}"})
     path = write_schema(tmp_path / "v2", "shop", v2)
-    planned = run("plan", str(path), "-d", db_url, "-o", "json").json()
+    planned = run("plan", str(path), "-d", db_url, "-o", "json").item()
     assert run("apply", str(path), "-d", db_url, "--approve", planned["hash"]).exit_code == 0
     rolled = run("rollback", "shop", "-d", db_url)
     assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
@@ -228,7 +228,7 @@ def _raw_applied(url: str, tmp_path: Path) -> tuple[dict[str, Path], list[tuple[
     item = ext_table(url, "rtrb", "item")
     for title in ("a", "b", "c"):
         execute(url, f"INSERT INTO {item} (title) VALUES (:t)", {"t": title})
-    planned = run("plan", str(paths["v2"]), "-d", url, "--allow-raw-sql", "-o", "json").json()
+    planned = run("plan", str(paths["v2"]), "-d", url, "--allow-raw-sql", "-o", "json").item()
     applied = run("apply", str(paths["v2"]), "-d", url, "--allow-raw-sql", "--approve", planned["hash"])
     assert applied.exit_code == 0, applied.stdout + applied.stderr
     for title in ("written later", "and more"):  # after the step ran: its rollbackSql deletes them too
@@ -261,7 +261,7 @@ def test_a_raw_rollback_sql_needs_the_allow_flag_and_an_approval_of_exactly_it(d
         "count": 5,
     }, raw
     # Not the lower version's plan: that runs no rollbackSql, and an approval of it approves no DELETE.
-    lower = run("plan", str(paths["v1"]), "-d", db_url, "-o", "json").json()
+    lower = run("plan", str(paths["v1"]), "-d", db_url, "-o", "json").item()
     assert lower["hash"] != pending["hash"]
     stale = run("rollback", "rtrb", "-d", db_url, "--allow-raw-sql", "--approve", lower["hash"])
     assert stale.exit_code == 1 and "ES308" in stale.stderr, stale.stdout + stale.stderr
