@@ -52,8 +52,10 @@ def _apply(url: str, directory: Path) -> None:
 
 
 def _drift(url: str, *args: str) -> tuple[int, dict[str, object]]:
+    """The exit code, and whether every plugin is in sync with the plugins as JSON lists them."""
     outcome = run("drift", *args, "-d", url, "-o", "json")
-    return outcome.exit_code, outcome.json()
+    plugins = outcome.items()
+    return outcome.exit_code, {"inSync": all(p["inSync"] for p in plugins), "plugins": plugins}
 
 
 def _objects(url: str) -> set[str]:
