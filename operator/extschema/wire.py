@@ -267,6 +267,8 @@ class PlanView(View):
         lint: Iterable[LintSource] = (),
         warnings: Iterable[ProblemSource] = (),
     ) -> PlanView:
+        """*plan* (``reconcile.Reviewed``, or anything with its fields), with its SQL when *rendered*,
+        squawk's findings and the warnings to show; unrendered (a plan waiting in a failure), ``sql`` is null."""
         return cls(
             plugin_id=plan.plugin_id,
             version=plan.version,
