@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 import pytest
 
-from extschema import conditions, conflicts, model, reconcile
+from extschema import conditions, conflicts, limits, model, reconcile, wire
 from extschema.conditions import Outcome
 from extschema.controller import claims, drift, recheck, runtime, settings, status, targets
 from extschema.controller.diffbase import DigestDiffBaseStorage
@@ -409,8 +409,16 @@ def test_connect_retries_but_the_ping_timer_does_not(events: list[dict[str, Any]
 
 def _pending(plugin_id: str = "shop", hash: str = "a1b2c3d4e5f60718", op_class: str = "destructive") -> Any:
     """A waiting plan, as reconcile's gate reports it."""
-    summary = "drop column item.note (120 values)"
-    return reconcile.PendingPlan(plugin_id, hash, op_class, summary, op_class == "destructive", [])  # type: ignore[arg-type]
+    return wire.PlanView(
+        plugin_id=plugin_id,
+        version="2.0.0",
+        hash=hash,
+        op_class=op_class,  # type: ignore[arg-type]
+        needs_approval=True,
+        destructive=op_class == "destructive",
+        summary="drop column item.note (120 values)",
+        ops=[],
+    )
 
 
 def _approval_required(*pending: Any) -> reconcile.ApprovalRequired:
@@ -442,7 +450,8 @@ def test_pending_plan_status_is_declared_and_bounded() -> None:
     fields = status.pending_fields(_pending(op_class="rewriting"), [finding] * 100)
     plan = fields["pendingPlan"]
     assert (plan["hash"], plan["class"], plan["destructive"]) == ("a1b2c3d4e5f60718", "rewriting", False)
-    assert len(plan["lint"]) == status.MAX_LINT and len(plan["lint"][0]["message"]) == status.MAX_CHANGE
+    assert len(plan["lint"]) == limits.MAX_STATUS_LINT_FINDINGS
+    assert len(plan["lint"][0]["message"]) == status.MAX_CHANGE
     ExtensionSchemaStatus.model_validate(fields)
     assert "lint" not in status.pending_fields(_pending())["pendingPlan"]
 

@@ -134,7 +134,7 @@ def test_two_pipelines_racing_an_approved_drop_run_it_once_and_both_report_the_t
     execute(db_url, f"INSERT INTO {ext_table(db_url, 'racer', 'item')} (title, note) VALUES ('a', 'x')")
     (tmp_path / "v2").mkdir()
     v2 = write_schema(tmp_path / "v2", "racer", RACE_V2)
-    plan_hash = run("plan", str(v2), "-d", db_url, "-o", "json").json()["hash"]
+    plan_hash = run("plan", str(v2), "-d", db_url, "-o", "json").item()["hash"]
     v2.write_text(v2.read_text() + f"  approvedPlanHash: {plan_hash}\n")
     count_all = checks.count_all
     raced: list[list[ApplyResult]] = []

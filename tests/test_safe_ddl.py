@@ -147,7 +147,7 @@ def test_interrupted_after_phase_is_finished_by_the_next_apply(
     assert _history(pg_url) == [("0001", "apply", "executed"), ("0002", "apply", "executed"),
                                 ("0003", "finish", "pending")]  # fmt: skip
     assert _index_valid(pg_url) is None
-    status = run("status", "-d", pg_url, "-o", "json").json()["plugins"]
+    status = run("status", "-d", pg_url, "-o", "json").items()
     assert [(p["version"], p["status"]) for p in status] == [("1.1.0", "active")]
 
     _finished_by_the_next_apply(pg_url, tmp_path, order)
@@ -380,7 +380,7 @@ def test_enum_value_committed_before_a_failed_migration_is_not_added_twice(pg_ur
         holder.rollback()
         holder.close()
     assert execute(pg_url, labels) == [("new",), ("paid",), ("done",)]
-    assert run("status", "-d", pg_url, "-o", "json").json()["plugins"][0]["version"] == "1.0.0"
+    assert run("status", "-d", pg_url, "-o", "json").items()[0]["version"] == "1.0.0"
     code, output = _apply(pg_url, tmp_path, v2)
     assert code == 0, output
     assert execute(pg_url, labels) == [("new",), ("paid",), ("done",)]

@@ -105,7 +105,7 @@ def _current_hash(args: list[str]) -> str:
         del planned[at : at + 2]
     outcome = run(*planned, "-o", "json")
     assert outcome.exit_code == 0, outcome.stderr
-    return str(outcome.json()["hash"])
+    return str(outcome.item()["hash"])
 
 
 def _on_postgresql(sql: str) -> list[str]:

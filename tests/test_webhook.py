@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from extschema import reconcile
+from extschema import reconcile, wire
 from extschema.controller import certificates, webhook
 from extschema.engine import Engine
 from extschema.problems import Kind, ProblemError
@@ -121,11 +121,12 @@ def test_a_plan_needing_approval_names_the_hash_to_approve(engine: Engine) -> No
     (item,) = reconcile.propose(engine, [spec], preview_tag="dryrun").items
     real, rendered = item.reviewed, item.preview
     destructive = reconcile.Reviewed(item.planned, real.hash, "destructive", real.ops)
-    warnings = webhook.plan_warnings(destructive, rendered, None)
+    view = wire.PlanView.of(destructive, rendered)
+    warnings = webhook.plan_warnings(view, None)
     assert warnings[0] == f"extschema plan {real.hash}: destructive, {len(real.ops)} operation(s)"
     assert warnings[1] == f"extschema: needs approval: set spec.approvedPlanHash: {real.hash}"
-    assert webhook.plan_warnings(destructive, rendered, real.hash)[1].startswith("SQL 1: ")  # approved
-    assert webhook.plan_warnings(destructive, rendered, "another")[1].startswith("extschema: needs approval")
+    assert webhook.plan_warnings(view, real.hash)[1].startswith("SQL 1: ")  # approved
+    assert webhook.plan_warnings(view, "another")[1].startswith("extschema: needs approval")
 
 
 def test_long_statements_are_split_not_truncated() -> None:

@@ -11,7 +11,6 @@ import dataclasses
 import enum
 import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 #: code -> one-line title. Grouped: ES0xx documents, ES1xx spec rules, ES2xx conflicts,
 #: ES3xx refused changes, ES4xx database, ES5xx warnings (the change goes ahead, with less than asked).
@@ -165,15 +164,6 @@ class Problem:
         prefix = f"{escape(self.file)}: " if self.file else ""
         where = escape(self.path) or "-"
         return f"{prefix}{where}: {self.code}: {escape(self.message, newlines=True)}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "path": self.path,
-            "message": self.message,
-            "file": self.file,
-            "subject": self.subject,
-        }
 
 
 class ProblemError(Exception):

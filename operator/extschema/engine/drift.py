@@ -21,7 +21,7 @@ and triggers tied to a table are reported as extra too (a rebuild of the table i
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 
@@ -54,9 +54,6 @@ class Difference:
         """Whether a drift repair takes it away."""
         return self.kind == "missing" or self.repairable
 
-    def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "object": self.object, "detail": self.detail}
-
     def __str__(self) -> str:
         return f"{self.kind} {self.object}"
 
@@ -75,13 +72,6 @@ class DriftReport:
         if self.in_sync:
             return "in sync"
         return f"{len(self.differences)} difference(s): " + "; ".join(str(d) for d in self.differences)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pluginId": self.plugin_id,
-            "inSync": self.in_sync,
-            "differences": [d.as_dict() for d in self.differences],
-        }
 
 
 def detect(engine: Engine, plugin_id: str) -> DriftReport:

@@ -194,18 +194,6 @@ class BackupRecord:
     def age(self, at: datetime.datetime) -> datetime.timedelta:
         return at - self.created_at
 
-    def as_dict(self, at: datetime.datetime) -> dict[str, Any]:
-        return {
-            "pluginId": self.plugin_id,
-            "migrationId": self.migration_id,
-            "backupTable": self.backup_table,
-            "sourceTable": self.source_table,
-            "sourceColumn": self.source_column,
-            "rows": self.rows,
-            "createdAt": self.created_at.isoformat(),
-            "ageSeconds": int(self.age(at).total_seconds()),
-        }
-
 
 def physical(text: str) -> tuple[str | None, str]:
     """A backup table's recorded name (``schema.name`` or ``name``, quoted or not) as schema and name."""
@@ -256,12 +244,6 @@ class MigrationRecord:
     execution_end: datetime.datetime | None
     duration_ms: int | None
     error_message: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        for key in ("execution_start", "execution_end"):
-            data[key] = data[key].isoformat() if data[key] else None
-        return data
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Review and approval: each plan classified, its data checks counted and hashed (:class:`Reviewed`);
 plans that rewrite a table or drop data run only when approved by their hash (:func:`authorize`),
-else :class:`ApprovalRequired` carries each waiting plan (:class:`PendingPlan`) and the
+else :class:`ApprovalRequired` carries each waiting plan (as its :class:`~extschema.wire.PlanView`) and the
 :class:`Proposal` they belong to.
 
 A :class:`Proposal` is what a run would do, computed once (by :func:`extschema.reconcile.pipeline.propose`):
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Sequence
-from typing import Any
 
-from extschema import model, planning
+from extschema import model, planning, wire
 from extschema.dialects import RenderedPlan
 from extschema.engine import (
     Engine,
@@ -81,53 +80,6 @@ class CheckedOp:
         checks = self.classified.checks
         return f"{text} ({sum(self.counts)} {_UNITS[checks[0].kind]})" if checks else text
 
-    def as_dict(self) -> dict[str, Any]:
-        """The form of ``plan -o json``'s ``ops`` and ``status.pendingPlan``'s: names as the contract spells them.
-
-        ``check`` is the operation's (first) data check; an operation checking several columns (an
-        enum's values removed from each column using it) adds the others as ``moreChecks``.
-        """
-        c = self.classified
-        checks = [
-            {"kind": check.kind, "table": check.table, "column": check.column, "count": count}
-            for check, count in self.counted()
-        ]
-        entry: dict[str, Any] = {
-            "kind": c.op.KIND,
-            "description": c.op.describe(),
-            "class": c.op_class,
-            "reason": c.reason,
-            "check": checks[0] if checks else None,
-        }
-        if len(checks) > 1:
-            entry["moreChecks"] = checks[1:]
-        return entry
-
-
-@dataclasses.dataclass(frozen=True)
-class PendingPlan:
-    """A plan waiting for an approval of its hash (the operator shows it as ``status.pendingPlan``)."""
-
-    plugin_id: str
-    hash: str
-    op_class: safety.OpClass  # "rewriting" or "destructive": safe plans never wait
-    #: One line naming each operation, with the rows or values it loses.
-    summary: str
-    destructive: bool
-    #: Each operation as :meth:`CheckedOp.as_dict` gives it.
-    ops: list[dict[str, Any]]
-
-    def as_dict(self) -> dict[str, Any]:
-        """As ``status.pendingPlan`` and the CLI's JSON spell it."""
-        return {
-            "pluginId": self.plugin_id,
-            "hash": self.hash,
-            "class": self.op_class,
-            "summary": self.summary,
-            "destructive": self.destructive,
-            "ops": self.ops,
-        }
-
 
 @dataclasses.dataclass(frozen=True)
 class Reviewed:
@@ -152,6 +104,11 @@ class Reviewed:
         return self.planned.loaded.spec.plugin_id
 
     @property
+    def version(self) -> str:
+        """The version of the spec the plan leads to (of a rollback: the one it undoes)."""
+        return self.planned.loaded.spec.version
+
+    @property
     def needs_approval(self) -> bool:
         return self.op_class != "safe"
 
@@ -160,15 +117,9 @@ class Reviewed:
         more = len(self.ops) - len(shown)
         return "; ".join(shown) + (f"; and {more} more" if more else "")
 
-    def pending(self) -> PendingPlan:
-        return PendingPlan(
-            self.plugin_id,
-            self.hash,
-            self.op_class,
-            self.summary(),
-            self.op_class == "destructive",
-            [op.as_dict() for op in self.ops],
-        )
+    def pending(self) -> wire.PlanView:
+        """The plan as it waits for an approval (the operator shows it as ``status.pendingPlan``)."""
+        return wire.PlanView.of(self)
 
     def refusals(self) -> list[Problem]:
         """ES309 for every step whose new rule existing rows break: no approval makes them fit."""
@@ -254,7 +205,7 @@ class ApprovalRequired(ProblemError):
     """
 
     def __init__(
-        self, problems: Sequence[Problem], pending: Sequence[PendingPlan], proposal: Proposal | None = None
+        self, problems: Sequence[Problem], pending: Sequence[wire.PlanView], proposal: Proposal | None = None
     ) -> None:
         super().__init__(problems, Kind.APPROVAL)
         self.pending = tuple(pending)
@@ -378,7 +329,7 @@ def authorize(
     changing = [r for r in reviewed if not r.planned.plan.empty]
     others = set(approvals) - {r.hash for r in changing} if stale is None else set(stale)
     problems: list[Problem] = []
-    pending: list[PendingPlan] = []
+    pending: list[wire.PlanView] = []
     for item in changing:
         found = _waiting(item, approvals, others)
         if found:

@@ -10,7 +10,7 @@ lines, the operator's events and metrics all read the same facts.
 
 Plans that rewrite a table or drop data run only when approved by their hash (:func:`authorize`):
 the CLI's ``--approve HASH`` or the spec's own ``approvedPlanHash``. Until then nothing of the run
-runs, and :class:`ApprovalRequired` carries each waiting plan (:class:`PendingPlan`) and the
+runs, and :class:`ApprovalRequired` carries each waiting plan (a :class:`~extschema.wire.PlanView`) and the
 :class:`Proposal` (the operator's ``status.pendingPlan`` and its lint come from it).
 """
 
