@@ -96,6 +96,9 @@ CATALOG: dict[str, str] = {
     "ES601": "The ExtensionSchema is Stalled",
     "ES602": "Timed out waiting for the ExtensionSchema",
     "ES603": "The Kubernetes API cannot be used",
+    "ES731": "--provider differs from the database's",
+    "ES732": "A complete Prisma schema needs the database",
+    "ES733": "A Prisma fragment references what only the database knows",
 }
 
 

@@ -132,6 +132,20 @@ class SqliteDialect(Dialect):
             )
         return found
 
+    rowid_primary_key = True
+
+    def core_indexes(
+        self, inspector: sa.Inspector, table: str, schema: str | None
+    ) -> list[tuple[str | None, list[str], bool]]:
+        # A column's UNIQUE is an automatic index (not a reflected constraint), named by SQLite itself.
+        found = inspector.get_indexes(table, schema=schema, include_auto_indexes=True)
+        return [
+            (None if str(i["name"]).startswith("sqlite_autoindex_") else i["name"], [str(c) for c in i["column_names"]],
+             bool(i["unique"]))
+            for i in found
+            if None not in i["column_names"]
+        ]  # fmt: skip
+
     def id_column_sql(self) -> str:
         # INTEGER PRIMARY KEY: an alias of the rowid. AUTOINCREMENT: a deleted row's id is never
         # handed out again (without it SQLite reuses the highest one), so a backup's ids keep naming
