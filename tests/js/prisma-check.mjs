@@ -3,8 +3,10 @@
 // (a schema folder: e.g. the host's datasource file and a fragment), the last being the one formatted.
 // stdout: a JSON list, one {valid, error, formatted, dmmf} per item; `formatted` is what
 // `prisma format` writes for the (last) file, `dmmf` get_dmmf's datamodel (both null when invalid).
+// With --lines: one such JSON list per stdin line, answered by one line each (one process for many checks).
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 
 const wasm = createRequire(import.meta.url)("@prisma/prisma-schema-wasm");
 
@@ -29,5 +31,10 @@ function check(item) {
   return { valid: true, error: null, formatted: found[1], dmmf: dmmf.datamodel };
 }
 
-const items = JSON.parse(readFileSync(0, "utf8"));
-process.stdout.write(JSON.stringify(items.map(check)));
+if (process.argv.includes("--lines")) {
+  for await (const line of createInterface({ input: process.stdin })) {
+    process.stdout.write(JSON.stringify(JSON.parse(line).map(check)) + "\n");
+  }
+} else {
+  process.stdout.write(JSON.stringify(JSON.parse(readFileSync(0, "utf8")).map(check)));
+}
