@@ -661,3 +661,36 @@ def test_generated_specs_round_trip_through_the_database(
             drop()
 
     round_trip()
+
+
+# --- docs/prisma.md runs as written ----------------------------------------------------------------
+
+BLOCK = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+@pytest.mark.postgres
+def test_docs_page_runs_as_written(pg_url: str, sqlite_url: str) -> None:
+    """Every command of docs/prisma.md runs (its URLs replaced by test databases) and each prisma or json
+    block is exactly what the command before it prints."""
+    urls = {"postgresql://localhost/app": pg_url, "sqlite:///app.db": sqlite_url}
+    printed: str | None = None
+    checked = 0
+    for language, _, body in BLOCK.findall((REPO / "docs" / "prisma.md").read_text()):
+        if language == "sh":
+            for line in body.splitlines():
+                args = [urls.get(a, str(REPO / a) if a.startswith("examples/") else a) for a in line.split()]
+                if args[0] == "python":
+                    assert args[1] == str(REPO / "examples/core/load.py"), line
+                    load_core(args[2])
+                    continue
+                assert args[0] == "extschema", line
+                outcome = run(*args[1:])
+                assert outcome.exit_code == 0, (line, outcome.stderr)
+                printed = outcome.stdout
+        elif language in ("prisma", "json"):
+            assert printed is not None, "an output block without a command before it"
+            assert body == printed
+            printed, checked = None, checked + 1
+        else:
+            assert language in ("text", "ts"), language
+    assert checked == 4

@@ -602,9 +602,8 @@ class _Builder:
         if self.fragment:
             header += " --fragment: the plugins' models, for a schema folder next to the host's own file."
             if self.native and self.schemas:
-                header += (
-                    "\n// The datasource needs: schemas = [" + ", ".join(_string(s) for s in sorted(self.schemas)) + "]"
-                )
+                schemas = ", ".join(_string(s) for s in sorted(self.schemas))
+                header += f"\n// The datasource's schemas must include {schemas}."
         blocks.append(header)
         if not self.fragment:
             lines = [("provider", _string(self.provider))]
