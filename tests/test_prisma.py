@@ -7,6 +7,7 @@ Prisma's checks come from @prisma/prisma-schema-wasm (tests/js, pinned), driven 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
 import shutil
@@ -81,7 +82,8 @@ def valid_and_formatted(items: list[Any]) -> list[dict[str, Any]]:
     for item, result in zip(items, results, strict=True):
         text = item if isinstance(item, str) else item[-1][1]
         assert result["valid"], f"{result['error']}\n{text}"
-        assert result["formatted"] == text, text
+        diff = difflib.unified_diff(text.splitlines(True), result["formatted"].splitlines(True), "ours", "formatted")
+        assert result["formatted"] == text, "".join(diff)
     return results
 
 
@@ -214,6 +216,7 @@ _PG_TYPES = {
     ("Decimal", "Decimal"): "numeric",
     ("Json", None): "jsonb",
     ("Json", "Json"): "json",
+    ("Bytes", None): "bytea",
 }
 #: SQLite's declared types each Prisma type may stand for (Decimal and Json are stored as TEXT).
 _SQLITE_TYPES = {
@@ -225,6 +228,7 @@ _SQLITE_TYPES = {
     "DateTime": {"DATETIME", "DATE", "TIMESTAMP"},
     "Decimal": {"TEXT", "NUMERIC", "DECIMAL"},
     "Json": {"TEXT", "JSON"},
+    "Bytes": {"BLOB"},
 }
 
 
@@ -694,3 +698,77 @@ def test_docs_page_runs_as_written(pg_url: str, sqlite_url: str) -> None:
         else:
             assert language in ("text", "ts"), language
     assert checked == 4
+
+
+# --- core tables of every kind -------------------------------------------------------------------------
+
+_CORE_PG = [
+    "CREATE TYPE priority AS ENUM ('low', 'high', 'very high')",
+    "CREATE TABLE customers (id SERIAL PRIMARY KEY, email VARCHAR(120) NOT NULL UNIQUE, code CHAR(3), "
+    "born DATE, seen TIMESTAMP, seen_tz TIMESTAMPTZ DEFAULT now(), balance NUMERIC(12, 3) DEFAULT 0, "
+    "rating REAL, score DOUBLE PRECISION DEFAULT 1.5, small SMALLINT DEFAULT 7, big BIGINT, vip BOOLEAN DEFAULT false, "
+    "prefs JSON, doc JSONB, token UUID, photo BYTEA, span INTERVAL, note TEXT DEFAULT 'it''s', "
+    "level priority DEFAULT 'very high', ref_id INTEGER REFERENCES customers (id) ON DELETE SET NULL, "
+    "stamp VARCHAR(20) DEFAULT (now()::text))",
+    "CREATE TABLE order_lines (order_no INTEGER, line INTEGER, customer_id INTEGER NOT NULL "
+    "REFERENCES customers (id) ON DELETE CASCADE, qty INTEGER, PRIMARY KEY (order_no, line))",
+    "CREATE INDEX order_lines_qty ON order_lines (qty, customer_id)",
+    "CREATE TABLE audit (at TIMESTAMPTZ, what TEXT)",
+]
+_CORE_SQLITE = [
+    "CREATE TABLE customers (id INTEGER PRIMARY KEY, email VARCHAR(120) NOT NULL UNIQUE, code CHAR(3), born DATE, "
+    "seen DATETIME DEFAULT CURRENT_TIMESTAMP, balance NUMERIC(12, 3) DEFAULT 0, rating REAL, score FLOAT DEFAULT 1.5, "
+    "big BIGINT, vip BOOLEAN DEFAULT 0, prefs JSON, photo BLOB, note TEXT DEFAULT 'it''s', span, "
+    "ref_id INTEGER REFERENCES customers (id) ON DELETE SET NULL)",
+    "CREATE TABLE order_lines (order_no INTEGER, line INTEGER, customer_id INTEGER NOT NULL "
+    "REFERENCES customers (id) ON DELETE CASCADE, qty INTEGER, PRIMARY KEY (order_no, line))",
+    "CREATE INDEX order_lines_qty ON order_lines (qty, customer_id)",
+    "CREATE TABLE audit (at DATETIME, what TEXT)",
+]
+
+
+@needs_node
+def test_core_tables_of_every_kind(db_url: str, tmp_path: Path) -> None:
+    """Composite keys, core-to-core and self references, unique columns, defaults, enum types, types Prisma
+    has no name for, a table without a key, and a plugin referencing a core table's unique non-key column."""
+    for statement in _CORE_PG if db_url.startswith("postgresql") else _CORE_SQLITE:
+        execute(db_url, statement)
+    (tmp_path / "crm.yaml").write_text(
+        "apiVersion: extschema.io/v1alpha1\nkind: ExtensionSchema\nmetadata: {name: crm}\nspec:\n"
+        "  pluginId: crm\n  version: 1.0.0\n  tables:\n    - name: visit\n      fields: [{name: at, type: DateTime}]\n"
+        "  relationships:\n"
+        "    - {source: visit, target: core.customers, type: ManyToOne, onDelete: Cascade}\n"
+        "    - {source: visit, sourceField: referrer_id, target: core.customers, type: ManyToOne, onDelete: SetNull}\n"
+        "    - {source: visit, sourceField: customer_email, target: core.customers, targetField: email,\n"
+        "       type: OneToOne}\n"
+    )
+    applied = run("apply", str(tmp_path), "-d", db_url)
+    assert applied.exit_code == 0, applied.stderr
+    outcome = run("prisma", "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stderr
+    (result,) = valid_and_formatted([outcome.stdout])
+    dmmf = result["dmmf"]
+    models = {m["dbName"] or m["name"]: m for m in dmmf["models"]}
+    visit = "ext_crm__visit" if db_url.startswith("sqlite") else "visit"
+    assert set(models) == {"customers", "order_lines", visit}  # DMMF leaves out @@ignore models
+    customers = {f["name"]: f for f in models["customers"]["fields"]}
+    assert customers["id"]["default"] == {"name": "autoincrement", "args": []}
+    assert customers["note"]["default"] == "it's"
+    assert customers["email"]["isUnique"]
+    assert models["order_lines"]["primaryKey"]["fields"] == ["orderNo", "line"]
+    assert "@@ignore" in outcome.stdout.split("model Audit {")[1].split("}")[0]
+    assert 'Unsupported("' in outcome.stdout
+    # A self reference gets a named relation with both ends on the one model; the plugin's two references
+    # to customers are named too, and its OneToOne to email is a single optional field back.
+    assert customers["ref"]["relationName"] == customers["customersByRef"]["relationName"] == "CustomersRef"
+    assert customers["ref"]["relationOnDelete"] == "SetNull"
+    one = customers["crmVisitByCustomerEmailRef"]
+    assert one["isList"] is False and one["type"] == "CrmVisit"
+    assert customers["crmVisitsByCustomers"]["isList"] and customers["crmVisitsByReferrer"]["isList"]
+    # Prisma Client leaves out what it cannot read: the ignored table, the column of an unsupported type.
+    catalog = catalog_of(db_url)
+    for key in [key for key in catalog.tables if key[1] == "audit"]:
+        del catalog.tables[key]
+    customers_key = next(key for key in catalog.tables if key[1] == "customers")
+    del catalog.tables[customers_key]["span"]
+    assert_round_trip({**dmmf, "models": [m for m in dmmf["models"] if m["name"] != "Audit"]}, catalog)

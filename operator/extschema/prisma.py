@@ -366,8 +366,7 @@ class _Builder:
             kind = "@@unique" if index.unique else "@@index"
             built.block.append(f"{kind}([{columns}]{self.map_arg(index.name)})")
         if not table.primary_key and not any(i.unique for i in table.indexes):
-            built.ignored = True  # Prisma needs a unique key to address rows
-            built.block.append("@@ignore")
+            built.ignored = True  # Prisma needs a unique key to address rows: rendered with @@ignore
         for fk in table.foreign_keys:
             if fk.table is None:
                 continue
@@ -560,8 +559,10 @@ class _Builder:
                 references = [target.field_of(c).name for c in relation.referenced]
             except StopIteration:
                 continue  # a referenced column the description does not have: keep the scalar
-            base = relation.columns[0][: -len("_id")] if relation.columns[0].endswith("_id") else relation.columns[0]
-            field_name = _free(camel(base) if base else "ref", source.names())
+            first = relation.columns[0]
+            # work_order_id -> workOrder; a column without _id names the relation with Ref after it.
+            wanted = camel(first[: -len("_id")]) if first.endswith("_id") and first != "_id" else camel(first) + "Ref"
+            field_name = _free(wanted, source.names())
             ambiguous = pairs[(relation.source, relation.target)] > 1 or relation.source == relation.target
             relation_name = f"{source.name}{pascal(field_name)}" if ambiguous else None
             optional = any(s.modifier == "?" for s in scalars)
@@ -577,7 +578,7 @@ class _Builder:
             attribute = f"@relation({', '.join(arguments)})"
             source.fields.append(_Field(field_name, target.name, "?" if optional else "", [attribute]))
             one = self.is_unique(source, relation.columns)
-            back = source.name[0].lower() + source.name[1:] + ("" if one else "s")
+            back = source.name[0].lower() + source.name[1:] + ("" if one or source.name.endswith("s") else "s")
             if ambiguous:
                 back += f"By{pascal(field_name)}"
             back_attributes = [f"@relation({_string(relation_name)})"] if relation_name else []
@@ -624,6 +625,8 @@ class _Builder:
         )
         if built.name != built.db_name:
             block.append(f"@@map({_string(built.db_name)})")
+        if built.ignored:
+            block.append("@@ignore")  # prisma format puts it after @@map, before @@schema
         if built.schema and self.native:
             block.append(f"@@schema({_string(built.schema)})")
         rows = [(f.name, f.type + f.modifier, " ".join(f.attributes), f.docs) for f in built.fields]

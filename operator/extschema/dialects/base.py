@@ -55,6 +55,18 @@ class RenderedPlan:
 
 
 @dataclasses.dataclass(frozen=True)
+class CoreForeignKey:
+    """A foreign key of a host table, as the database reports it."""
+
+    name: str | None
+    columns: tuple[str, ...]
+    referred_schema: str | None
+    referred_table: str
+    referred_columns: tuple[str, ...]
+    on_delete: str | None
+
+
+@dataclasses.dataclass(frozen=True)
 class BackupRef:
     """A backup table a migration fills before a destructive step (the backups registry records these).
 
@@ -917,6 +929,20 @@ class Dialect:
 
     #: A single-column INTEGER primary key numbers new rows by itself (SQLite's rowid alias).
     rowid_primary_key = False
+
+    def core_foreign_keys(self, inspector: sa.Inspector, table: str, schema: str | None) -> list[CoreForeignKey]:
+        """A core table's foreign keys, with their ON DELETE action (None: NO ACTION)."""
+        return [
+            CoreForeignKey(
+                fk["name"],
+                tuple(fk["constrained_columns"]),
+                fk.get("referred_schema"),
+                fk["referred_table"],
+                tuple(fk["referred_columns"]),
+                (fk.get("options") or {}).get("ondelete"),
+            )
+            for fk in inspector.get_foreign_keys(table, schema=schema)
+        ]
 
     def core_indexes(
         self, inspector: sa.Inspector, table: str, schema: str | None

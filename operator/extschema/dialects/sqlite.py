@@ -13,7 +13,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from extschema import limits, naming, planning, portable_regex
 from extschema.dialects import sqlite_decimal, sqlite_patterns
-from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass, Predated, joined
+from extschema.dialects.base import READ_ONLY, CoreForeignKey, Dialect, ErrorClass, Predated, joined
 from extschema.planning import ColumnDef, IndexDef, TableDef, conversions, safety
 from extschema.problems import Problem
 
@@ -133,6 +133,18 @@ class SqliteDialect(Dialect):
         return found
 
     rowid_primary_key = True
+
+    def core_foreign_keys(self, inspector: sa.Inspector, table: str, schema: str | None) -> list[CoreForeignKey]:
+        # SQLAlchemy leaves out SQLite's ON DELETE: the pragma has it (the rows of one key share its id).
+        assert isinstance(inspector.bind, sa.Connection)
+        query = 'SELECT id, seq, "table", "from", "to", on_delete FROM pragma_foreign_key_list(:t) ORDER BY id, seq'
+        keys: dict[int, list[Any]] = {}
+        for row in inspector.bind.execute(sa.text(query), {"t": table}):
+            keys.setdefault(row[0], []).append(row)
+        return [
+            CoreForeignKey(None, tuple(r[3] for r in key), None, key[0][2], tuple(r[4] for r in key), key[0][5])
+            for key in keys.values()
+        ]
 
     def core_indexes(
         self, inspector: sa.Inspector, table: str, schema: str | None

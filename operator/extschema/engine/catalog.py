@@ -99,13 +99,13 @@ def _core_table(inspector: sa.Inspector, dialect: Dialect, schema: str | None, n
     )
     foreign_keys = tuple(
         prisma.CoreForeignKey(
-            fk["name"],
-            tuple(fk["constrained_columns"]),
-            fk["referred_table"] if fk.get("referred_schema") in (None, schema) else None,
-            tuple(fk["referred_columns"]),
-            (fk.get("options") or {}).get("ondelete"),
+            fk.name,
+            fk.columns,
+            fk.referred_table if fk.referred_schema in (None, schema) else None,
+            fk.referred_columns,
+            fk.on_delete,
         )
-        for fk in inspector.get_foreign_keys(name, schema=schema)
+        for fk in dialect.core_foreign_keys(inspector, name, schema)
     )
     return prisma.CoreTable(name, tuple(columns), primary, key.get("name"), tuple(indexes), foreign_keys)
 
