@@ -345,6 +345,9 @@ def test_config_lists_exactly_the_plugin_tables_and_enums(db_url: str) -> None:
     assert outcome.exit_code == 0, outcome.stderr
     config = outcome.json()
     assert config["experimental"] == {"externalTables": True}
+    envelope = run("prisma", "-d", db_url, "-o", "json").json()
+    assert envelope["ok"] and envelope["config"] == config
+    assert envelope["provider"] == db_url.split(":")[0] and envelope["schema"] == run("prisma", "-d", db_url).stdout
     catalog = catalog_of(db_url)
     if db_url.startswith("sqlite"):
         tables = {t for _, t in catalog.tables if t.startswith("ext_")}
@@ -382,6 +385,7 @@ def test_offline_needs_a_fragment_without_core_references(tmp_path: Path) -> Non
     assert complete.exit_code == 2 and "ES732" in complete.stderr
     core = run("prisma", "--provider", "postgresql", "--fragment", str(EXAMPLES / "custom-reports.yaml"))
     assert core.exit_code == 2 and "ES733" in core.stderr and "core.work_orders" in core.stderr
+    assert core.stderr.startswith(f"{EXAMPLES / 'custom-reports.yaml'}: spec.relationships[0]: ES733: ")
     other = run("prisma", "--provider", "sqlite", "--fragment", str(EXAMPLES / "knowledge-base.yaml"))
     assert other.exit_code == 2 and "ES733" in other.stderr and "comments" in other.stderr
 

@@ -622,8 +622,9 @@ def drift(plugin: str | None, repair: bool, database: str | None, output: str) -
     is_flag=True,
     help="Print the external tables and enums for prisma.config.ts (JSON) instead of the schema.",
 )
+@output_option
 def prisma_schema(
-    paths: Sequence[str], database: str | None, provider: str | None, fragment: bool, config: bool
+    paths: Sequence[str], database: str | None, provider: str | None, fragment: bool, config: bool, output: str
 ) -> None:
     """Print a Prisma schema of the active plugins (PATHs: schema files to show as if applied) and the core tables.
 
@@ -633,16 +634,20 @@ def prisma_schema(
     from extschema import loading
     from extschema import prisma as emitter
 
-    with _reported():
-        specs = [item.spec for item in loading.load(paths)] if paths else []
+    with _reported(output):
+        loaded = loading.load(paths) if paths else []
+        specs = [item.spec for item in loaded]
         if provider is not None and database is None:
-            resolved, core = emitter.offline(specs, fragment), None
+            resolved, core = emitter.offline(specs, fragment, [item.file for item in loaded]), None
             chosen: emitter.Provider = "sqlite" if provider == "sqlite" else "postgresql"
         else:
             with _engine(database) as engine:
                 chosen, resolved, core = _prisma_inputs(engine, specs, provider, fragment)
         schema = emitter.emit(resolved, chosen, core, fragment)
-        click.echo(json.dumps(schema.config(), indent=2) if config else schema.text, nl=config)
+        if output == "json":
+            _emit_json({"ok": True, "provider": chosen, "schema": schema.text, "config": schema.config()})
+        else:
+            click.echo(json.dumps(schema.config(), indent=2) if config else schema.text, nl=config)
 
 
 def _prisma_inputs(

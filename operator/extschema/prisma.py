@@ -25,7 +25,7 @@ from typing import Literal
 from extschema import model, naming, planning
 from extschema.model import EnumSpec, ExtensionSchemaSpec
 from extschema.planning import ColumnDef, IndexDef, Resolved, TableDef
-from extschema.problems import Kind, ProblemError
+from extschema.problems import Kind, Problem, ProblemError
 
 Provider = Literal["postgresql", "sqlite"]
 PROVIDERS: tuple[Provider, ...] = ("postgresql", "sqlite")
@@ -238,8 +238,9 @@ def emit(
     )
 
 
-def offline(specs: Sequence[ExtensionSchemaSpec], fragment: bool) -> list[Resolved]:
-    """*specs* resolved without a database: only as a fragment, referencing only each other (ES732, ES733)."""
+def offline(specs: Sequence[ExtensionSchemaSpec], fragment: bool, files: Sequence[str] | None = None) -> list[Resolved]:
+    """*specs* (read from *files*) resolved without a database: only as a fragment, referencing only
+    each other (ES732, ES733)."""
     if not fragment:
         message = (
             "a complete Prisma schema holds the core tables, which only the database describes: "
@@ -248,7 +249,7 @@ def offline(specs: Sequence[ExtensionSchemaSpec], fragment: bool) -> list[Resolv
         raise ProblemError.one("ES732", "--provider", message, kind=Kind.USAGE)
     given = {spec.plugin_id for spec in specs}
     refs: dict[tuple[str, str], dict[str, model.FieldType | None]] = {}
-    for spec in specs:
+    for number, spec in enumerate(specs):
         refs.update(planning.reference_types_of(spec))
         for index, relationship in enumerate(spec.relationships):
             target = model.parse_target(relationship.target, spec.plugin_id)
@@ -260,7 +261,10 @@ def offline(specs: Sequence[ExtensionSchemaSpec], fragment: bool) -> list[Resolv
                     "give --database URL"
                     + ("" if target.is_core else f", or add plugin {target.plugin}'s file to the PATHs")
                 )
-                raise ProblemError.one("ES733", f"spec.relationships[{index}]", message, kind=Kind.USAGE)
+                problem = Problem(
+                    "ES733", f"spec.relationships[{index}]", message, file=files[number] if files else None
+                )
+                raise ProblemError([problem], Kind.USAGE)
     return [planning.resolve(spec, refs) for spec in specs]
 
 
