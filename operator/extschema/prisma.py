@@ -273,8 +273,12 @@ class _Builder:
         self.provider = provider
         self.core = core
         self.fragment = fragment
-        self.namer = naming.Namer("schema", core.schema if core else None) if provider == "postgresql" else None
-        self.prefix_namer = naming.Namer("prefix")
+        # The names the dialect gives what it creates: per plugin schema (PostgreSQL) or prefixed (SQLite).
+        self.namer = (
+            naming.Namer("schema", core.schema if core else None)
+            if provider == "postgresql"
+            else naming.Namer("prefix")
+        )
         self.taken: set[str] = set()
         self.models: dict[Key, _Model] = {}
         self.enums: dict[Key, _Enum] = {}
@@ -288,13 +292,13 @@ class _Builder:
     # --- physical names ---
 
     def table_name(self, plugin_id: str, table: str) -> naming.PhysicalName:
-        return (self.namer or self.prefix_namer).table(plugin_id, table)
+        return self.namer.table(plugin_id, table)
 
     def index_name(self, plugin_id: str, table: str, index: IndexDef) -> str:
-        return (self.namer or self.prefix_namer).index(plugin_id, table, index.columns, index.unique, index.name)
+        return self.namer.index(plugin_id, table, index.columns, index.unique, index.name)
 
     def fk_name(self, plugin_id: str, table: str, column: str) -> str:
-        return (self.namer or self.prefix_namer).derived(plugin_id, table, [column], "fkey")
+        return self.namer.derived(plugin_id, table, [column], "fkey")
 
     # --- building ---
 
@@ -490,9 +494,8 @@ class _Builder:
                     if fk.references.is_core
                     else (fk.references.plugin, fk.references.table)
                 )
-                action = {"Cascade": "Cascade", "SetNull": "SetNull", "Restrict": "Restrict"}[fk.on_delete]
                 constraint = self.fk_name(plugin_id, table.name, column.name) if self.native else None
-                self.relations.append(_Relation(key, (column.name,), target, (fk.column,), action, constraint))
+                self.relations.append(_Relation(key, (column.name,), target, (fk.column,), fk.on_delete, constraint))
         seen: set[tuple[tuple[str, ...], bool]] = {((c,), True) for c in uniques}
         for index in (*(i for i in column_indexes if not i.unique), *table.unique_together, *table.indexes):
             if (index.columns, index.unique) in seen:
