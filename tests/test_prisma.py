@@ -451,7 +451,7 @@ def test_model_names_never_collide(tmp_path: Path, sqlite_url: str) -> None:
 TABLES = ["item", "entry", "note", "tag", "x_item", "task"]  # shop.x_item and shop_x.item read ShopXItem
 FIELDS = ["title", "code", "amount", "due", "flag", "kind", "size", "label", "a_b", "ab", "qty", "work_order_id"]
 TYPES = ["String", "Text", "Int", "BigInt", "Float", "Boolean", "Date", "DateTime", "Decimal", "Json", "Uuid", "Enum"]
-TEXT = st.text(alphabet="ab \"\\'\nä€", max_size=6)
+TEXT = st.text(alphabet="ab \"\\'\n\r\t\x1bä€😀", max_size=6)
 
 #: The core tables of examples/core, as the database describes them (introspection is tested above).
 CORE_TYPES: dict[tuple[str, str], dict[str, Any]] = {
@@ -613,6 +613,16 @@ def test_generated_specs_validate_and_format(specs: list[dict[str, Any]]) -> Non
         whole, partial = (r["dmmf"] for r in provider_results)
         assert len(whole["models"]) == tables + 2 and len(partial["models"]) == tables
         assert len(whole["enums"]) == sum(len(r.enums) for r in resolved)
+        # Text defaults and enum labels read back exactly (Prisma's string escapes).
+        defaults = [
+            (f.get("dbName") or f["name"], f["default"]) for m in whole["models"] for f in m["fields"] if "default" in f
+        ]
+        for table in (t for r in resolved for t in r.tables):
+            for column in table.columns:
+                if column.type in ("String", "Text", "Uuid") and column.default is not None:
+                    assert (column.name, column.default) in defaults
+        labels = sorted(v["dbName"] or v["name"] for e in whole["enums"] for v in e["values"])
+        assert labels == sorted(v for r in resolved for e in r.enums for v in e.values)
 
 
 def _fresh_database(kind: str, pg_admin_url: str | None, directory: Path) -> tuple[str, Any]:
@@ -658,7 +668,7 @@ def test_generated_specs_round_trip_through_the_database(
             for spec in specs:
                 document = {"apiVersion": "extschema.io/v1alpha1", "kind": "ExtensionSchema"}
                 document |= {"metadata": {"name": spec["pluginId"].replace("_", "-")}, "spec": spec}
-                (files / f"{spec['pluginId']}.yaml").write_text(json.dumps(document))
+                (files / f"{spec['pluginId']}.yaml").write_text(json.dumps(document, ensure_ascii=False))
             applied = run("apply", str(files), "-d", url)
             assert applied.exit_code == 0, applied.stderr
             outcome = run("prisma", "-d", url)

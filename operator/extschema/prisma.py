@@ -563,9 +563,12 @@ class _Builder:
             source, target = self.models[relation.source], self.models[relation.target]
             scalars = [source.field_of(c) for c in relation.columns]
             try:
-                references = [target.field_of(c).name for c in relation.referenced]
+                referenced = [target.field_of(c) for c in relation.referenced]
             except StopIteration:
                 continue  # a referenced column the description does not have: keep the scalar
+            if [s.type for s in scalars] != [r.type for r in referenced]:
+                continue  # Prisma relates equal types only (a BigInt column may reference an INTEGER key)
+            references = [r.name for r in referenced]
             first = relation.columns[0]
             # work_order_id -> workOrder; a column without _id names the relation with Ref after it.
             wanted = camel(first[: -len("_id")]) if first.endswith("_id") and first != "_id" else camel(first) + "Ref"
