@@ -112,3 +112,11 @@ def approved_rollback(url: str, plugin: str) -> Outcome:
         return refused
     (pending,) = refused.json()["pending"]
     return run("rollback", plugin, "--approve", pending["hash"], "-d", url)
+
+
+def engine_rollback(engine: Any, plugin_id: str) -> Any:
+    """The engine's rollback of *plugin_id*, planned as ``extschema rollback`` plans it, without its
+    approval gate (tests of what the engine runs)."""
+    from extschema import reconcile
+
+    return engine.rollback(plugin_id, reconcile.rollback_plan(engine, plugin_id))

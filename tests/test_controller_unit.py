@@ -182,28 +182,29 @@ def test_cleanup_always_retries_and_keeps_the_finalizer(
     assert ready is not None and ready["reason"] == reason
 
 
-class _Result:
-    changed = True
-    migration_id = "m-1"
-    description = ["x" * 2000, "add column"]
-    duration_ms = None
-
-
 class _Registration:
     version = "1.0.0"
     checksum = "c" * 64
     tables = ("ext_shop_orders",)
 
 
+class _Result:
+    changed = True
+    migration_id = "m-1"
+    description = ["x" * 2000, "add column"]
+    duration_ms = None
+    registration = _Registration()
+
+
 def test_applied_fields_are_declared_and_bounded() -> None:
-    fields = status.applied_fields(_Registration(), _Result(), "1.0.0")
+    fields = status.applied_fields(_Result(), "1.0.0")  # type: ignore[arg-type]
     assert fields["tables"] == ["ext_shop_orders"] and fields["appliedChecksum"] == "c" * 64
     migration = fields["lastMigration"]
     assert migration["changes"] == ["x" * status.MAX_CHANGE, "add column"] and migration["durationMs"] == 0
     assert migration["time"].endswith("Z") and len(migration["time"]) == 20
     ExtensionSchemaStatus.model_validate(fields)
-    unchanged = type("Unchanged", (), {"changed": False})()
-    assert status.applied_fields(None, unchanged, "1.0.0") == {}
+    unchanged = type("Unchanged", (), {"changed": False, "registration": None})()
+    assert status.applied_fields(unchanged, "1.0.0") == {}
 
 
 def test_database_target_status_fields_are_declared() -> None:
@@ -498,12 +499,12 @@ def test_reconcile_waits_for_approval_then_applies_and_is_watched_for_drift(
         seen.append(loaded.spec.approved_plan_hash)
         if loaded.spec.approved_plan_hash != pending.hash:
             raise _approval_required(pending)
-        return [_Result()], _Registration()
+        return _Result()
 
     monkeypatch.setattr(database, "apply", gated)
     findings: list[Any] = [LintFinding("ban-drop-column", "warning", "dropping a column may break clients", 0)]
 
-    def lint(engine: Any, loaded: reconcile.Loaded) -> list[LintFinding]:
+    def lint(engine: Any, waiting: reconcile.ApprovalRequired, plugin_id: str) -> list[LintFinding]:
         if not findings:
             raise OSError("squawk vanished")
         return [findings.pop()]

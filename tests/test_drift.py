@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from extschema import reconcile
 from extschema.engine import Engine, drift
 from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, tables, write_schema
 
@@ -113,11 +114,11 @@ def test_repair_recreates_what_is_missing_in_one_recorded_migration_and_keeps_ex
     engine = Engine(db_url)
     try:
         assert not drift.detect(engine, "kit").in_sync
-        done = drift.repair(engine, "kit")
+        done = reconcile.repair(engine, "kit")
         assert any("item_tag" in line for line in done) and any("table item " in line for line in done), done
         report = drift.detect(engine, "kit")
         assert [str(d) for d in report.differences] == ["extra column box.dba_note"]
-        assert drift.repair(engine, "kit") == []  # nothing missing any more: no migration
+        assert reconcile.repair(engine, "kit") == []  # nothing missing any more: no migration
     finally:
         engine.close()
     assert execute(db_url, f"SELECT label FROM {box}") == [("a",)]

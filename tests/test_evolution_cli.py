@@ -219,13 +219,12 @@ def test_a_replan_under_the_lock_needs_its_own_approval(db_url: str, tmp_path: P
     (loaded,) = reconcile.load([_schema(tmp_path / "v2", V2)])
     engine = Engine(db_url)
     try:
-        snapshot = reconcile.Snapshot.take(engine, [loaded.spec])
-        refs = reconcile.reference_types(snapshot, [loaded.spec])
-        planned = reconcile.plan_one(engine, loaded, refs, snapshot)
-        approved = planned.hash()
+        proposal = reconcile.propose(engine, [loaded])
+        approved = proposal.items[0].reviewed.hash
+        reconcile.authorize(proposal, [approved])
         assert run("apply", _schema(tmp_path, WIDER), "-d", db_url).exit_code == 0  # another applier moves it
         with pytest.raises(reconcile.ApprovalRequired) as caught:
-            reconcile.apply_one(engine, loaded, refs, planned, approvals=[approved])
+            reconcile.execute(engine, proposal, approvals=[approved], on_event=lambda _: None)
     finally:
         engine.close()
     assert [p.code for p in caught.value.problems] == ["ES307", "ES308"]

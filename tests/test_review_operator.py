@@ -89,7 +89,7 @@ def test_a_repair_racing_an_approved_drop_does_not_recreate_the_dropped_column(
     monkeypatch.setattr(drift, "_expected", racing)
     engine = Engine(db_url)
     try:
-        drift.repair(engine, "race")
+        reconcile.repair(engine, "race")
     finally:
         engine.close()
     assert _columns(db_url, "race", "item") == {"id", "title"}  # the approved drop stays dropped

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from extschema import planning
+from extschema import planning, reconcile
 from extschema.engine import Engine, StalePlan
 from extschema.planning import safety
 from tests.helpers import approved_rollback, execute, ext_table, run, tables, write_schema
@@ -286,7 +286,7 @@ def test_the_engine_runs_only_the_recorded_rollback_that_was_reviewed(db_url: st
     _, items = _raw_applied(db_url, tmp_path)
     engine = Engine(db_url, allow_raw_sql=True)
     try:
-        undo = engine.rollback_plan("rtrb")
+        undo = reconcile.rollback_plan(engine, "rtrb")
         assert undo is not None and any("DELETE FROM" in s for s in undo.statements), undo
         with pytest.raises(StalePlan):
             engine.rollback("rtrb", dataclasses.replace(undo, statements=undo.statements[1:]))

@@ -25,6 +25,7 @@ PAGES = [
     "README.md",
     "examples/evolution/README.md",
     "docs/crd-reference.md",
+    "docs/types.md",
     "charts/extschema/README.md",
     "deploy/argocd/README.md",
 ]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from extschema.dialects import RenderedPlan
     from extschema.engine import ApplyResult, Engine
     from extschema.loading import Loaded
-    from extschema.reconcile import MigrationEvent, OnEvent, Reviewed
+    from extschema.reconcile import MigrationEvent, OnEvent, Proposal, Reviewed
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
 EXIT_TIMEOUT = 4
@@ -204,13 +204,13 @@ def plan(paths: Sequence[str], database: str | None, output: str, allow_raw_sql:
     from extschema import reconcile
 
     with _reported(output), _engine(database, allow_raw_sql) as engine:
-        planned = [(reconcile.review(engine, p), r) for p, r in reconcile.plan_all(engine, reconcile.load(paths))]
+        proposal = reconcile.propose(engine, reconcile.load(paths), lint=True)
         if output == "json":
-            entries = [_plan_json(reviewed, rendered, engine.backend) for reviewed, rendered in planned]
+            entries = [_plan_json(item) for item in proposal.items]
             _emit_json(entries[0] if len(entries) == 1 else {"plans": entries})
             return
-        for reviewed, rendered in planned:
-            _plan_text(reviewed, rendered, engine.backend)
+        for item in proposal.items:
+            _plan_text(item)
 
 
 def _plan_warnings(reviewed: Reviewed, rendered: RenderedPlan) -> list[Problem]:
@@ -219,14 +219,13 @@ def _plan_warnings(reviewed: Reviewed, rendered: RenderedPlan) -> list[Problem]:
     return [w.located(file) for w in rendered.warnings] + reviewed.refusals()
 
 
-def _lint(rendered: RenderedPlan, backend: str) -> list[dict[str, Any]]:
+def _lint(item: Proposal.Item) -> list[dict[str, Any]]:
     """squawk's findings on the plan (PostgreSQL; none on SQLite); ``statement`` indexes the plan's ``sql``."""
-    from extschema.engine import lint
-
-    return [finding.as_dict() for finding in lint.lint(rendered, backend)]
+    return [finding.as_dict() for finding in item.lint or ()]
 
 
-def _plan_json(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> dict[str, Any]:
+def _plan_json(item: Proposal.Item) -> dict[str, Any]:
+    reviewed, rendered = item.reviewed, item.preview
     spec = reviewed.planned.loaded.spec
     return {
         "pluginId": spec.plugin_id,
@@ -236,12 +235,13 @@ def _plan_json(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> dict
         "sql": list(rendered.all_statements),
         "rollbackSql": list(rendered.rollback),
         "ops": [op.as_dict() for op in reviewed.ops],
-        "lint": _lint(rendered, backend),
+        "lint": _lint(item),
         "warnings": [w.as_dict() for w in _plan_warnings(reviewed, rendered)],
     }
 
 
-def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> None:
+def _plan_text(item: Proposal.Item) -> None:
+    reviewed, rendered = item.reviewed, item.preview
     loaded = reviewed.planned.loaded
     for warning in _plan_warnings(reviewed, rendered):
         click.echo(f"warning: {warning.render()}", err=True)
@@ -253,7 +253,7 @@ def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> None
     click.echo(f"-- plan {reviewed.hash}: {reviewed.op_class}{approval}")
     for op in reviewed.ops:
         click.echo(f"--   {op.classified.op_class:<11} {escape(op.describe())}")
-    for finding in _lint(rendered, backend):
+    for finding in _lint(item):
         where = f" (statement {finding['statement'] + 1})" if finding["statement"] is not None else ""
         click.echo(f"-- lint {finding['level']} {escape(finding['rule'])}{where}: {escape(finding['message'])}")
     click.echo(_sql(rendered.script()))
@@ -565,10 +565,10 @@ def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | N
 @output_option
 def restore(migration_id: str, plugin: str | None, database: str | None, output: str) -> None:
     """Copy a migration's backed-up rows and values back into the plugin's current tables."""
-    from extschema.engine import backups as taken
+    from extschema import reconcile
 
     with _reported(output), _engine(database) as engine:
-        _print_results(taken.restore(engine, migration_id, plugin), output)
+        _print_results(reconcile.restore(engine, migration_id, plugin), output)
 
 
 @main.command()
@@ -583,12 +583,11 @@ def restore(migration_id: str, plugin: str | None, database: str | None, output:
 def drift(plugin: str | None, repair: bool, database: str | None, output: str) -> None:
     """Compare the database's plugin objects with the applied specs; exit 1 when they differ."""
     from extschema import reconcile
-    from extschema.engine import drift as found
 
     if repair and plugin is None:
         raise click.UsageError("--repair needs the PLUGIN to repair")
     with _reported(output), _engine(database) as engine:
-        repaired = found.repair(engine, plugin) if repair and plugin is not None else []
+        repaired = reconcile.repair(engine, plugin) if repair and plugin is not None else []
         reports = reconcile.drift(engine, plugin)
         in_sync = all(r.in_sync for r in reports)
         if output == "json":
@@ -674,6 +673,58 @@ def _prisma_inputs(
     resolved = [planning.resolve(spec, refs) for spec in plugins]
     core = None if fragment else catalog.core_description(engine.database)
     return backend, resolved, core
+
+
+@main.command()
+@click.option(
+    "--lang", type=click.Choice(["python", "typescript", "jsonschema"]), required=True, help="The language to emit."
+)
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--database",
+    "-d",
+    "database",
+    metavar="URL",
+    help="Without PATHs: the active plugins of this registry. With PATHs: resolve their references (core tables, "
+    "other plugins) against it.",
+)
+def types(lang: str, paths: Sequence[str], database: str | None) -> None:
+    """Print the row models of plugins: pydantic models (the API's own), TypeScript interfaces or JSON Schema.
+
+    PATHs are schema files or directories; without them, the active plugins of --database (default:
+    $EXTSCHEMA_DATABASE_URL, else sqlite:///extschema.db).
+    """
+    from extschema import typegen
+
+    with _reported():
+        resolved = _resolved_for_types(paths, database)
+        click.echo(typegen.emit(lang, resolved), nl=False)  # type: ignore[arg-type]
+
+
+def _resolved_for_types(paths: Sequence[str], database: str | None) -> list[Any]:
+    """The resolved schemas ``types`` emits: files (FKs outside them typed as ids unless --database says
+    otherwise), else the registry's active plugins."""
+    from extschema import loading, planning
+
+    specs = [item.spec for item in loading.load(paths)] if paths else []
+    if paths and database is None:  # files only: stays light, like validate (no database driver imported)
+        return [planning.shape(spec) for spec in specs]
+    from extschema import reconcile
+    from extschema.engine.connection import redact
+
+    with _engine(database) as engine:
+        if not paths:
+            specs = [r.spec for r in engine.registrations() if r.status == "active"]
+            if not specs:
+                url = reconcile.database_url(database)
+                raise ProblemError.one(
+                    "ES740",
+                    "",
+                    f"no active plugin in the registry of {redact(url)}: apply a schema first, or give schema files",
+                    kind=Kind.USAGE,
+                )
+        refs = reconcile.reference_types(reconcile.Snapshot.take(engine, specs), specs)
+        return [planning.resolve(spec, refs) for spec in specs]
 
 
 @main.command()

@@ -99,6 +99,8 @@ CATALOG: dict[str, str] = {
     "ES731": "--provider differs from the database's",
     "ES732": "A complete Prisma schema needs the database",
     "ES733": "A Prisma fragment references what only the database knows",
+    "ES740": "No plugin to generate types for",
+    "ES741": "Two generated type names are the same",
 }
 
 

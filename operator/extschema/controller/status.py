@@ -21,7 +21,7 @@ from extschema.conditions import Outcome
 from extschema.controller.metrics import Metrics
 from extschema.engine import lint as squawk
 from extschema.problems import ProblemError
-from extschema.reconcile import ApprovalRequired, PendingPlan
+from extschema.reconcile import Applied, ApprovalRequired, PendingPlan
 from extschema.status_model import ExtensionSchemaStatus, LastMigration, LintFinding
 
 #: Bounds of status.lastMigration.changes in the CRD (see extschema.status_model).
@@ -141,14 +141,15 @@ def cleanup_waits(
     raise kopf.TemporaryError(outcome.message, delay=delay)
 
 
-def applied_fields(registration: Any, result: Any, version: str) -> dict[str, Any]:
+def applied_fields(result: Applied, version: str) -> dict[str, Any]:
     """Status fields after a successful reconcile: what the registry says, and the migration if one ran.
 
-    *registration* is the engine's registration (None if absent) and *result* its ApplyResult. Built
+    *result* is the run's, with the registration its migration left (or found, with nothing to do). Built
     through :class:`~extschema.status_model.ExtensionSchemaStatus`, so every field is one the CRD declares
     (lines of ``changes`` are cut to the declared bound rather than have the status patch refused).
     """
     status = ExtensionSchemaStatus()
+    registration = result.registration
     if registration is not None:
         status.applied_version = registration.version
         status.applied_checksum = registration.checksum

@@ -91,20 +91,17 @@ def admit(
 
     Blocking (database reads): run it in a worker thread.
     """
-    specs = [loaded.spec]
-    snapshot = reconcile.Snapshot.take(engine, specs)
     try:
-        ordered = reconcile.check(engine, [loaded], peers, snapshot)
+        proposal = reconcile.propose(engine, [loaded], peers=peers, preview_tag=DRY_RUN_PREVIEW_TAG)
     except ProblemError as error:
         if error.kind is Kind.DEPENDENCY:
             return [f"extschema: admitted, waits: {p.message}"[:MAX_WARNING] for p in error.problems]
         raise
-    planned = reconcile.gate(engine, ordered, reconcile.reference_types(snapshot, specs), snapshot)[0]
-    reviewed = reconcile.review(engine, planned)
-    refusals = reviewed.refusals()
+    (item,) = proposal.items
+    refusals = item.reviewed.refusals()
     if refusals:
         raise ProblemError(refusals, Kind.REFUSED)
-    return plan_warnings(reviewed, planned.render(engine, DRY_RUN_PREVIEW_TAG), approved)
+    return plan_warnings(item.reviewed, item.preview, approved)
 
 
 def refusal(error: ProblemError) -> kopf.AdmissionError:
