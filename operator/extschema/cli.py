@@ -580,6 +580,76 @@ def drift(plugin: str | None, repair: bool, database: str | None, output: str) -
             sys.exit(EXIT_INVALID)
 
 
+@main.command("prisma")
+@click.argument("paths", nargs=-1, type=click.Path())
+@database_option
+@click.option(
+    "--provider",
+    type=click.Choice(["postgresql", "sqlite"]),
+    help="The Prisma datasource provider (default: the database's). Without --database: work from PATHs alone.",
+)
+@click.option("--fragment", is_flag=True, help="Only the plugins' models, with scalar foreign keys to the core tables.")
+@click.option(
+    "--config",
+    "config",
+    is_flag=True,
+    help="Print the external tables and enums for prisma.config.ts (JSON) instead of the schema.",
+)
+@output_option
+def prisma_schema(
+    paths: Sequence[str], database: str | None, provider: str | None, fragment: bool, config: bool, output: str
+) -> None:
+    """Print a Prisma schema of the active plugins (PATHs: schema files to show as if applied) and the core tables.
+
+    Complete by default: the core tables read from the database, the plugins' models, and the relations
+    between them. --fragment prints the plugins' models alone, for a schema folder next to the host's file.
+    """
+    from extschema import loading
+    from extschema import prisma as emitter
+
+    with _reported(output):
+        loaded = loading.load(paths) if paths else []
+        specs = [item.spec for item in loaded]
+        if provider is not None and database is None:
+            resolved, core = emitter.offline(specs, fragment, [item.file for item in loaded]), None
+            chosen: emitter.Provider = "sqlite" if provider == "sqlite" else "postgresql"
+        else:
+            with _engine(database) as engine:
+                chosen, resolved, core = _prisma_inputs(engine, specs, provider, fragment)
+        schema = emitter.emit(resolved, chosen, core, fragment)
+        if output == "json":
+            view = wire.PrismaSchemaView(provider=chosen, schema_=schema.text, config=schema.config())
+            _emit_json(wire.PrismaSchemaList.of([view]))
+        else:
+            click.echo(json.dumps(schema.config(), indent=2) if config else schema.text, nl=config)
+
+
+def _prisma_inputs(
+    engine: Engine, specs: Sequence[Any], provider: str | None, fragment: bool
+) -> tuple[Any, list[Any], Any]:
+    """What ``extschema prisma`` reads from the database: the provider, the active plugins (*specs*
+    in place of those with their ids) resolved against it, and (complete schemas) the core tables."""
+    from extschema import planning
+    from extschema import prisma as emitter
+    from extschema.engine import catalog
+
+    backend: emitter.Provider = "postgresql" if engine.backend == "postgresql" else "sqlite"
+    if provider is not None and provider != backend:
+        where = "--provider"
+        message = (
+            f"--provider {provider} but the database is {backend}: leave --provider out, "
+            f"or give the URL of a {provider} database with --database"
+        )
+        raise ProblemError.one("ES731", where, message, kind=Kind.USAGE)
+    given = {spec.plugin_id for spec in specs}
+    active = [r.spec for r in engine.registrations() if r.status == "active" and r.plugin_id not in given]
+    plugins = [*active, *specs]
+    refs = catalog.reference_types(engine.database, [], plugins)
+    resolved = [planning.resolve(spec, refs) for spec in plugins]
+    core = None if fragment else catalog.core_description(engine.database)
+    return backend, resolved, core
+
+
 @main.command()
 @click.option(
     "--lang", type=click.Choice(["python", "typescript", "jsonschema"]), required=True, help="The language to emit."

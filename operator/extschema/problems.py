@@ -95,6 +95,9 @@ CATALOG: dict[str, str] = {
     "ES601": "The ExtensionSchema is Stalled",
     "ES602": "Timed out waiting for the ExtensionSchema",
     "ES603": "The Kubernetes API cannot be used",
+    "ES731": "--provider differs from the database's",
+    "ES732": "A complete Prisma schema needs the database",
+    "ES733": "A Prisma fragment references what only the database knows",
     "ES740": "No plugin to generate types for",
     "ES741": "Two generated type names are the same",
 }

@@ -534,6 +534,15 @@ class SchemaView(View):
     version: str
 
 
+class PrismaSchemaView(View):
+    """The Prisma schema ``prisma`` printed, with the lists for the host's ``prisma.config.ts``."""
+
+    provider: Literal["postgresql", "sqlite"]
+    schema_: str = Field(alias="schema")
+    #: ``experimental``, ``tables.external`` and ``enums.external`` to spread into ``defineConfig``.
+    config: dict[str, Any]
+
+
 class RepairView(View):
     """A migration whose checksums ``repair`` recorded again."""
 
@@ -601,6 +610,10 @@ class SchemaList(Envelope[SchemaView]):
     kind: Literal["SchemaList"] = "SchemaList"
 
 
+class PrismaSchemaList(Envelope[PrismaSchemaView]):
+    kind: Literal["PrismaSchemaList"] = "PrismaSchemaList"
+
+
 class ConflictList(Envelope[ConflictView]):
     kind: Literal["ConflictList"] = "ConflictList"
 
@@ -638,6 +651,7 @@ ENVELOPES: tuple[type[Envelope[Any]], ...] = (
     PluginList,
     SchemaList,
     ConflictList,
+    PrismaSchemaList,
     RepairList,
     WaitList,
     Failure,
@@ -652,6 +666,7 @@ _ANY = TypeAdapter(
         | PluginList
         | SchemaList
         | ConflictList
+        | PrismaSchemaList
         | RepairList
         | WaitList
         | Failure,
