@@ -94,6 +94,8 @@ def test_every_command_prints_its_envelope(db_url: str, tmp_path: Path) -> None:
     assert applied.changed and applied.migration == "0002"
 
     (plugin,) = printed(wire.PluginList, "status", "-d", db_url).items
+    (prisma,) = printed(wire.PrismaSchemaList, "prisma", "-d", db_url).items
+    assert prisma.provider == db_url.split(":")[0] and "model ShopOrder" in prisma.schema_
     assert (plugin.plugin_id, plugin.version, plugin.database) == ("shop", "2.0.0", db_url.split(":")[0])
     history = printed(wire.MigrationList, "history", "shop", "-d", db_url).items
     assert [(m.migration_id, m.kind, m.checksum_ok) for m in history] == [
