@@ -212,8 +212,8 @@ def create_registry(url: str) -> None:
 def plan_sql(url: str, path: Path) -> str:
     engine = Engine(url)
     try:
-        planned = reconcile.plan_all(engine, reconcile.load([str(path)]))
-        return "".join(rendered.script() for _, rendered in planned)
+        proposal = reconcile.propose(engine, reconcile.load([str(path)]))
+        return "".join(item.preview.script() for item in proposal.items)
     finally:
         engine.close()
 

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from extschema import cli
+from extschema import cli, wire
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -25,7 +25,20 @@ class Outcome:
     stderr: str
 
     def json(self) -> Any:
-        return json.loads(self.stdout)
+        """The JSON the command printed, checked against the wire envelope of its kind (extschema.wire)."""
+        data = json.loads(self.stdout)
+        wire.parse(data)
+        return data
+
+    def items(self) -> list[Any]:
+        """The envelope's items."""
+        items: list[Any] = self.json()["items"]
+        return items
+
+    def item(self) -> Any:
+        """The envelope's only item (one plan, one result)."""
+        (only,) = self.items()
+        return only
 
 
 def run(*args: str) -> Outcome:
@@ -110,5 +123,13 @@ def approved_rollback(url: str, plugin: str) -> Outcome:
     refused = run("rollback", plugin, "-d", url, "-o", "json")
     if refused.exit_code != 1 or "ES307" not in refused.stdout + refused.stderr:
         return refused
-    (pending,) = refused.json()["pending"]
+    (pending,) = refused.items()
     return run("rollback", plugin, "--approve", pending["hash"], "-d", url)
+
+
+def engine_rollback(engine: Any, plugin_id: str) -> Any:
+    """The engine's rollback of *plugin_id*, planned as ``extschema rollback`` plans it, without its
+    approval gate (tests of what the engine runs)."""
+    from extschema import reconcile
+
+    return engine.rollback(plugin_id, reconcile.rollback_plan(engine, plugin_id))

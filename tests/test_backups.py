@@ -105,7 +105,7 @@ def test_drop_column_backup_is_recorded_and_restore_returns_every_value(db_url: 
     _apply(db_url, tmp_path / "v1", V1)
     original = _fill(db_url)
     migration = _drop_note(db_url, tmp_path / "v2")
-    listed = run("backups", "shop", "-d", db_url, "-o", "json").json()["backups"]
+    listed = run("backups", "shop", "-d", db_url, "-o", "json").items()
     assert [(b["migrationId"], b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed] == [
         (migration, "order", "note", ROWS)
     ]
@@ -119,7 +119,7 @@ def test_drop_column_backup_is_recorded_and_restore_returns_every_value(db_url: 
     restored = run("restore", migration, "-d", db_url, "-o", "json")
     assert restored.exit_code == 0, restored.stdout + restored.stderr
     assert _orders(db_url) == original
-    history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+    history = run("history", "shop", "-d", db_url, "-o", "json").items()
     assert history[-1]["kind"] == "restore" and history[-1]["status"] == "executed"
     assert f"restored {ROWS} value(s) of order.note" in history[-1]["description"]
 
@@ -130,22 +130,22 @@ def test_delete_backs_up_every_table_and_restore_brings_the_plugin_and_its_rows_
     _apply(db_url, tmp_path / "v1", V1)
     original = _fill(db_url)
     customers = execute(db_url, f"SELECT id, name FROM {ext_table(db_url, 'shop', 'customer')} ORDER BY id")
-    deleted = run("delete", "shop", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    deleted = run("delete", "shop", "-d", db_url, "-o", "json").items()[0]["migration"]
     assert not any(t.endswith(("shop.order", "shop__order")) for t in tables(db_url))
-    listed = run("backups", "-d", db_url, "-o", "json").json()["backups"]
+    listed = run("backups", "-d", db_url, "-o", "json").items()
     assert sorted((b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed) == [
         ("customer", None, 2),
         ("order", None, ROWS),
     ]
     restored = run("restore", deleted, "--plugin", "shop", "-d", db_url, "-o", "json")
     assert restored.exit_code == 0, restored.stdout + restored.stderr
-    assert [r["changes"][0] for r in restored.json()["results"]][1] == f"restored backups of migration {deleted}"
+    assert [r["changes"][0] for r in restored.items()][1] == f"restored backups of migration {deleted}"
     assert _orders(db_url) == original
     assert execute(db_url, f"SELECT id, name FROM {ext_table(db_url, 'shop', 'customer')} ORDER BY id") == customers
     # New rows get new ids (the identity moved past the restored ones on PostgreSQL).
     execute(db_url, f"INSERT INTO {ext_table(db_url, 'shop', 'order')} (title, customer_id) VALUES ('new', 1)")
     assert execute(db_url, f"SELECT max(id) FROM {ext_table(db_url, 'shop', 'order')}") == [(ROWS + 1,)]
-    history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+    history = run("history", "shop", "-d", db_url, "-o", "json").items()
     assert [m["kind"] for m in history] == ["apply", "delete", "apply", "restore"]
     # Restoring again inserts nothing twice: only rows whose id is absent.
     again = run("restore", deleted, "-d", db_url)
@@ -168,31 +168,31 @@ def test_prune_drops_old_backup_tables_and_their_records(db_url: str, tmp_path: 
     migration = _drop_note(db_url, tmp_path / "v2")
     backup = [t for t in tables(db_url) if "extschema_backup" in t]
     assert len(backup) == 1
-    assert run("backups", "prune", "--older-than", "30d", "-d", db_url, "-o", "json").json()["pruned"] == []
+    assert run("backups", "prune", "--older-than", "30d", "-d", db_url, "-o", "json").items() == []
     registry = "extension_backups" if db_url.startswith("sqlite") else "extschema.extension_backups"
     past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=31)
     execute(db_url, f"UPDATE {registry} SET created_at = :t", {"t": past})
     # The backup is the one rolling back *migration* reads: pruned only with --force (test_backups_rollback).
     dry = run("backups", "prune", "--older-than", "30d", "--dry-run", "--force", "-d", db_url, "-o", "json").json()
-    assert [b["migrationId"] for b in dry["pruned"]] == [migration] and dry["dryRun"] is True
+    assert [(b["migrationId"], b["pruning"]) for b in dry["items"]] == [(migration, "wouldPrune")]
     assert backup[0] in tables(db_url)
     pruned = run("backups", "prune", "--older-than", "30d", "--force", "-d", db_url)
     assert pruned.exit_code == 0 and "pruned 1 backup(s)" in pruned.stdout, pruned.stdout
     assert backup[0] not in tables(db_url)
-    assert run("backups", "-d", db_url, "-o", "json").json()["backups"] == []
+    assert run("backups", "-d", db_url, "-o", "json").items() == []
     assert "ES314" in run("restore", migration, "-d", db_url).stderr
 
 
 def test_a_deleted_plugin_whose_backups_were_dropped_is_not_reapplied(db_url: str, tmp_path: Path) -> None:
     _apply(db_url, tmp_path / "v1", V1)
     _fill(db_url)
-    deleted = run("delete", "shop", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    deleted = run("delete", "shop", "-d", db_url, "-o", "json").items()[0]["migration"]
     for backup in [t for t in tables(db_url) if "extschema_backup" in t]:
         schema, _, name = backup.rpartition(".")
         execute(db_url, f'DROP TABLE {f"{schema}." if schema else ""}"{name}"')
     outcome = run("restore", deleted, "-d", db_url)
     assert outcome.exit_code == 1 and "ES314" in outcome.stderr and "no longer exist" in outcome.stderr
-    assert run("status", "-d", db_url, "-o", "json").json()["plugins"] == []
+    assert run("status", "-d", db_url, "-o", "json").items() == []
 
 
 @pytest.mark.parametrize("age", ["30", "d", "1y", "-3d"])
@@ -205,11 +205,11 @@ def test_a_registry_from_an_older_version_gets_the_backups_table(db_url: str, tm
     _apply(db_url, tmp_path / "v1", V1)
     registry = "extension_backups" if db_url.startswith("sqlite") else "extschema.extension_backups"
     execute(db_url, f"DROP TABLE {registry}")
-    assert run("backups", "-d", db_url, "-o", "json").json()["backups"] == []  # reading creates nothing
+    assert run("backups", "-d", db_url, "-o", "json").items() == []  # reading creates nothing
     assert not any(t.endswith("extension_backups") for t in tables(db_url))
     _fill(db_url)
     _drop_note(db_url, tmp_path / "v2")  # a writer completes the registry, then records its backup
-    assert [b["rows"] for b in run("backups", "-d", db_url, "-o", "json").json()["backups"]] == [ROWS]
+    assert [b["rows"] for b in run("backups", "-d", db_url, "-o", "json").items()] == [ROWS]
 
 
 def test_delete_after_a_table_was_dropped_by_hand_records_only_the_backups_taken(db_url: str, tmp_path: Path) -> None:
@@ -220,9 +220,9 @@ def test_delete_after_a_table_was_dropped_by_hand_records_only_the_backups_taken
     execute(db_url, f"DROP TABLE {ext_table(db_url, 'shop', 'order')}")
     deleted = run("delete", "shop", "-d", db_url, "-o", "json")
     assert deleted.exit_code == 0, deleted.stdout + deleted.stderr
-    listed = run("backups", "-d", db_url, "-o", "json").json()["backups"]
+    listed = run("backups", "-d", db_url, "-o", "json").items()
     assert [(b["sourceTable"], b["rows"]) for b in listed] == [("customer", 2)]
-    restored = run("restore", deleted.json()["results"][0]["migration"], "-d", db_url)
+    restored = run("restore", deleted.items()[0]["migration"], "-d", db_url)
     assert restored.exit_code == 0, restored.stdout + restored.stderr
     assert execute(db_url, f"SELECT id, name FROM {customer} ORDER BY id") == customers
     assert _orders(db_url) == []  # re-created by the re-applied spec; it had no backup
@@ -236,7 +236,7 @@ def test_a_backups_table_from_an_older_version_gets_the_id_counter_column(db_url
     registry = "extension_backups" if db_url.startswith("sqlite") else "extschema.extension_backups"
     execute(db_url, f"ALTER TABLE {registry} DROP COLUMN id_counter")
     listed = run("backups", "-d", db_url, "-o", "json")
-    assert listed.exit_code == 0 and [b["migrationId"] for b in listed.json()["backups"]] == [first], listed.stderr
+    assert listed.exit_code == 0 and [b["migrationId"] for b in listed.items()] == [first], listed.stderr
     without_order = V1.replace("1.0.0", "3.0.0").split("  - name: order")[0] + "deletionPolicy: Drop\n"
     _run_drop(db_url, tmp_path / "v3", without_order, drop_table=True)
     assert execute(db_url, f"SELECT source_column, id_counter FROM {registry} ORDER BY position, migration_id") == [

@@ -31,7 +31,7 @@ def test_validate_accepts_examples_and_reports_json() -> None:
     assert "customreports 1.0.0: valid" in outcome.stdout
     data = run("validate", str(EXAMPLES), "--output", "json").json()
     assert data["ok"] is True
-    assert {s["pluginId"] for s in data["schemas"]} == {"customreports", "comments", "inspections", "kb"}
+    assert {s["pluginId"] for s in data["items"]} == {"customreports", "comments", "inspections", "kb"}
 
 
 def test_validate_reports_every_problem_with_file_and_path(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_plan_prints_sql_and_runs_nothing(core_db: str) -> None:
         "extschema.extension_schemas",
         "extschema.extension_migrations",
     }
-    planned = run("plan", str(EXAMPLES / "custom-reports.yaml"), "-d", core_db, "-o", "json").json()
+    planned = run("plan", str(EXAMPLES / "custom-reports.yaml"), "-d", core_db, "-o", "json").item()
     assert planned["sql"] and planned["rollbackSql"]
 
 
@@ -93,16 +93,16 @@ def test_apply_status_history_and_reapply_is_noop(core_db: str) -> None:
     outcome = run("apply", str(EXAMPLES), "--database", core_db)
     assert outcome.exit_code == 0, outcome.stderr
     assert "customreports: migration 0001 executed" in outcome.stdout
-    history = run("history", "--database", core_db, "-o", "json").json()["migrations"]
-    assert len(history) == 4 and all(m["status"] == "executed" and m["checksum_ok"] for m in history)
+    history = run("history", "--database", core_db, "-o", "json").items()
+    assert len(history) == 4 and all(m["status"] == "executed" and m["checksumOk"] for m in history)
 
     again = run("apply", str(EXAMPLES), "--database", core_db)
     assert again.exit_code == 0
     assert again.stdout.count("unchanged") == 4
-    assert len(run("history", "-d", core_db, "-o", "json").json()["migrations"]) == 4
+    assert len(run("history", "-d", core_db, "-o", "json").items()) == 4
 
     status = run("status", "--database", core_db, "-o", "json").json()
-    plugins = {p["pluginId"]: p for p in status["plugins"]}
+    plugins = {p["pluginId"]: p for p in status["items"]}
     assert set(plugins) == {"customreports", "comments", "inspections", "kb"}
     assert all(p["status"] == "active" for p in plugins.values())
     assert len(plugins["kb"]["tables"]) == 2
@@ -146,12 +146,12 @@ def test_rollback_undoes_latest_migration(core_db: str, tmp_path: Path) -> None:
 
     rolled = approved_rollback(core_db, "comments")  # drops comment.edited (1 value): approved
     assert rolled.exit_code == 0, rolled.stderr
-    status = run("status", "-d", core_db, "-o", "json").json()["plugins"][0]
+    status = run("status", "-d", core_db, "-o", "json").items()[0]
     assert status["version"] == "1.2.0"
     rows = execute(core_db, f"SELECT author FROM {ext_table(core_db, 'comments', 'comment')}")
     assert rows == [("a",)]  # the row survives; only the column went (and was backed up)
     assert any("edited" in t for t in tables(core_db) if "backup" in t)
-    history = run("history", "comments", "-d", core_db, "-o", "json").json()["migrations"]
+    history = run("history", "comments", "-d", core_db, "-o", "json").items()
     assert [m["status"] for m in history] == ["executed", "rolled_back"]
     # Re-applying v2 works again after the rollback.
     assert run("apply", str(tmp_path / "comments.yaml"), "-d", core_db).exit_code == 0
@@ -173,7 +173,7 @@ def test_delete_refused_while_dependents_exist_then_drops(core_db: str) -> None:
     remaining = tables(core_db)
     assert not any(t.startswith(("ext_kb", "ext_comments")) for t in remaining)
     assert any("backup" in t and "comment" in t for t in remaining)
-    plugins = {p["pluginId"] for p in run("status", "-d", core_db, "-o", "json").json()["plugins"]}
+    plugins = {p["pluginId"] for p in run("status", "-d", core_db, "-o", "json").items()}
     assert plugins == {"customreports", "inspections"}
 
 
@@ -198,7 +198,7 @@ def test_delete_with_retain_keeps_tables(core_db: str) -> None:
     outcome = run("delete", "customreports", "--retain", "-d", core_db)
     assert outcome.exit_code == 0 and "retained" in outcome.stdout
     assert any("report" in t and "ext_customreports" in t for t in tables(core_db))
-    assert run("status", "-d", core_db, "-o", "json").json()["plugins"] == []
+    assert run("status", "-d", core_db, "-o", "json").items() == []
 
 
 def test_conflicts_command_reports_both_sides(core_db: str) -> None:
@@ -209,7 +209,7 @@ def test_conflicts_command_reports_both_sides(core_db: str) -> None:
     assert "ES201" in outcome.stderr and "custom-reports" in outcome.stderr and "rogue-reports" in outcome.stderr
     rejected = run("apply", str(EXAMPLES / "rejected"), "-d", core_db)
     assert rejected.exit_code == 1
-    assert run("status", "-d", core_db, "-o", "json").json()["plugins"][0]["owner"] == "custom-reports"
+    assert run("status", "-d", core_db, "-o", "json").items()[0]["owner"] == "custom-reports"
 
 
 def test_tampered_checksum_blocks_changes_until_repaired(core_db: str, tmp_path: Path) -> None:
@@ -285,7 +285,8 @@ def test_empty_database_url_is_a_usage_error(tmp_path: Path, monkeypatch: pytest
             assert outcome.exit_code == 2, (args, outcome.stdout, outcome.stderr)
             assert "--database: ES404: the database URL is empty" in outcome.stderr
     data = run("status", "-d", "", "-o", "json").json()
-    assert (data["ok"], data["kind"], data["problems"][0]["code"]) == (False, "usage", "ES404")
+    assert (data["kind"], data["ok"], data["reason"]) == ("Failure", False, "usage")
+    assert data["problems"][0]["code"] == "ES404"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -338,8 +339,9 @@ def test_repair_reports_what_it_re_recorded_as_json(core_db: str) -> None:
     [[migration]] = execute(core_db, f"SELECT migration_id FROM {registry}")
     execute(core_db, f"UPDATE {registry} SET migration_sql = migration_sql || '-- edited by hand'")
     code, data = _json("repair", "customreports", "-d", core_db)
-    assert (code, data) == (0, {"ok": True, "pluginId": "customreports", "repaired": [migration]})
-    assert _json("repair", "customreports", "-d", core_db)[1]["repaired"] == []
+    repaired = [{"pluginId": "customreports", "migrationId": migration}]
+    assert (code, data["kind"], data["items"]) == (0, "RepairList", repaired)
+    assert _json("repair", "customreports", "-d", core_db)[1]["items"] == []
 
 
 def test_names_are_escaped_before_they_reach_the_terminal(core_db: str, tmp_path: Path) -> None:
@@ -367,4 +369,4 @@ def test_names_are_escaped_before_they_reach_the_terminal(core_db: str, tmp_path
     assert " evil\\x1b[2J\\x07 " in history and "error: evil\\x1b[2J\\x07" in history
     for printed in (listing, history):
         assert not {"\x1b", "\x07", "\u202e", "\r"} & set(printed)
-    assert run("status", "-d", core_db, "-o", "json").json()["plugins"][0]["owner"] == f"{evil}\u202e\r"
+    assert run("status", "-d", core_db, "-o", "json").items()[0]["owner"] == f"{evil}\u202e\r"

@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 import pytest
 
-from extschema import conditions, conflicts, model, reconcile
+from extschema import conditions, conflicts, limits, model, reconcile, wire
 from extschema.conditions import Outcome
 from extschema.controller import claims, drift, recheck, runtime, settings, status, targets
 from extschema.controller.diffbase import DigestDiffBaseStorage
@@ -182,28 +182,29 @@ def test_cleanup_always_retries_and_keeps_the_finalizer(
     assert ready is not None and ready["reason"] == reason
 
 
-class _Result:
-    changed = True
-    migration_id = "m-1"
-    description = ["x" * 2000, "add column"]
-    duration_ms = None
-
-
 class _Registration:
     version = "1.0.0"
     checksum = "c" * 64
     tables = ("ext_shop_orders",)
 
 
+class _Result:
+    changed = True
+    migration_id = "m-1"
+    description = ["x" * 2000, "add column"]
+    duration_ms = None
+    registration = _Registration()
+
+
 def test_applied_fields_are_declared_and_bounded() -> None:
-    fields = status.applied_fields(_Registration(), _Result(), "1.0.0")
+    fields = status.applied_fields(_Result(), "1.0.0")  # type: ignore[arg-type]
     assert fields["tables"] == ["ext_shop_orders"] and fields["appliedChecksum"] == "c" * 64
     migration = fields["lastMigration"]
     assert migration["changes"] == ["x" * status.MAX_CHANGE, "add column"] and migration["durationMs"] == 0
     assert migration["time"].endswith("Z") and len(migration["time"]) == 20
     ExtensionSchemaStatus.model_validate(fields)
-    unchanged = type("Unchanged", (), {"changed": False})()
-    assert status.applied_fields(None, unchanged, "1.0.0") == {}
+    unchanged = type("Unchanged", (), {"changed": False, "registration": None})()
+    assert status.applied_fields(unchanged, "1.0.0") == {}
 
 
 def test_database_target_status_fields_are_declared() -> None:
@@ -408,8 +409,16 @@ def test_connect_retries_but_the_ping_timer_does_not(events: list[dict[str, Any]
 
 def _pending(plugin_id: str = "shop", hash: str = "a1b2c3d4e5f60718", op_class: str = "destructive") -> Any:
     """A waiting plan, as reconcile's gate reports it."""
-    summary = "drop column item.note (120 values)"
-    return reconcile.PendingPlan(plugin_id, hash, op_class, summary, op_class == "destructive", [])  # type: ignore[arg-type]
+    return wire.PlanView(
+        plugin_id=plugin_id,
+        version="2.0.0",
+        hash=hash,
+        op_class=op_class,  # type: ignore[arg-type]
+        needs_approval=True,
+        destructive=op_class == "destructive",
+        summary="drop column item.note (120 values)",
+        ops=[],
+    )
 
 
 def _approval_required(*pending: Any) -> reconcile.ApprovalRequired:
@@ -441,7 +450,8 @@ def test_pending_plan_status_is_declared_and_bounded() -> None:
     fields = status.pending_fields(_pending(op_class="rewriting"), [finding] * 100)
     plan = fields["pendingPlan"]
     assert (plan["hash"], plan["class"], plan["destructive"]) == ("a1b2c3d4e5f60718", "rewriting", False)
-    assert len(plan["lint"]) == status.MAX_LINT and len(plan["lint"][0]["message"]) == status.MAX_CHANGE
+    assert len(plan["lint"]) == limits.MAX_STATUS_LINT_FINDINGS
+    assert len(plan["lint"][0]["message"]) == status.MAX_CHANGE
     ExtensionSchemaStatus.model_validate(fields)
     assert "lint" not in status.pending_fields(_pending())["pendingPlan"]
 
@@ -498,12 +508,12 @@ def test_reconcile_waits_for_approval_then_applies_and_is_watched_for_drift(
         seen.append(loaded.spec.approved_plan_hash)
         if loaded.spec.approved_plan_hash != pending.hash:
             raise _approval_required(pending)
-        return [_Result()], _Registration()
+        return _Result()
 
     monkeypatch.setattr(database, "apply", gated)
     findings: list[Any] = [LintFinding("ban-drop-column", "warning", "dropping a column may break clients", 0)]
 
-    def lint(engine: Any, loaded: reconcile.Loaded) -> list[LintFinding]:
+    def lint(engine: Any, waiting: reconcile.ApprovalRequired, plugin_id: str) -> list[LintFinding]:
         if not findings:
             raise OSError("squawk vanished")
         return [findings.pop()]

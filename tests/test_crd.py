@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from extschema import crd, status_model
+from extschema import crd, status_model, wire
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,7 +105,17 @@ def _declared(value: Any, schema: dict[str, Any], path: str) -> Iterator[str]:
                     summary="drop column item.note (120 values)",
                     destructive=True,
                     plan_class="destructive",
-                    lint=[status_model.LintFinding(rule="ban-drop-column", level="warning", message="m", statement=1)],
+                    ops=[
+                        wire.OpView(
+                            kind="drop_column",
+                            description="drop column item.note",
+                            op_class="destructive",
+                            reason="drops the column and its values",
+                            check=wire.CheckView(kind="values_lost", table="item", column="note", count=120),
+                            more_checks=[wire.CheckView(kind="values_lost", table="item", column="memo", count=1)],
+                        )
+                    ],
+                    lint=[wire.LintView(rule="ban-drop-column", level="warning", message="m", statement=1)],
                 ),
                 conditions=[
                     status_model.Condition(
@@ -171,10 +181,12 @@ def test_status_declares_everything_the_operator_writes() -> None:
     assert set(condition) == {"type", "status", "reason", "message", "observedGeneration", "lastTransitionTime"}
     assert set(status["lastMigration"]["properties"]) == {"id", "version", "changes", "durationMs", "time"}
     pending = status["pendingPlan"]
-    assert set(pending["properties"]) == {"hash", "summary", "destructive", "class", "lint"}
+    assert set(pending["properties"]) == {"hash", "summary", "destructive", "class", "ops", "lint"}
     assert set(pending["required"]) == {"hash", "summary", "destructive", "class"}
     assert pending["properties"]["class"]["enum"] == ["rewriting", "destructive"]
     assert set(pending["properties"]["lint"]["items"]["properties"]) == {"rule", "level", "message", "statement"}
+    op = pending["properties"]["ops"]["items"]["properties"]
+    assert set(op) == {"kind", "description", "class", "reason", "check", "moreChecks"}
 
 
 def test_named_lists_are_maps_and_rules_exist() -> None:

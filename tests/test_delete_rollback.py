@@ -36,7 +36,7 @@ def _apply(url: str, directory: Path, body: str, name: str = "shop") -> None:
 
 
 def _status(url: str) -> list[dict[str, object]]:
-    plugins: list[dict[str, object]] = run("status", "-d", url, "-o", "json").json()["plugins"]
+    plugins: list[dict[str, object]] = run("status", "-d", url, "-o", "json").items()
     return plugins
 
 
@@ -133,7 +133,7 @@ def test_rollback_after_delete_and_reapply_tells_the_truth(db_url: str, tmp_path
     # The re-apply created everything; undoing it leaves no plugin (the pre-delete 1.0.0 is gone).
     assert _status(db_url) == []
     assert not any("ext_shop" in t for t in tables(db_url))
-    history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+    history = run("history", "shop", "-d", db_url, "-o", "json").items()
     assert [(m["kind"], m["status"]) for m in history] == [
         ("apply", "executed"),
         ("delete", "executed"),

@@ -67,7 +67,7 @@ def test_descriptions_become_comments(db_url: str, tmp_path: Path) -> None:
 def test_plan_shows_the_comments(db_url: str, tmp_path: Path) -> None:
     planned = run("plan", str(write_schema(tmp_path, "described", _spec("1.0.0"))), "-d", db_url, "-o", "json")
     assert planned.exit_code == 0, planned.stderr
-    comments = [s for s in planned.json()["sql"] if s.startswith("COMMENT ON")]
+    comments = [s for s in planned.item()["sql"] if s.startswith("COMMENT ON")]
     if db_url.startswith("postgresql"):
         assert [c.split(" IS ")[0] for c in comments] == [
             'COMMENT ON TABLE "ext_described"."report"',

@@ -263,7 +263,7 @@ def test_plan_warns_when_sqlite_cannot_enforce_a_pattern(db_url: str, tmp_path: 
     path = str(write_schema(tmp_path, "pat", SPEC))
     planned = run("plan", path, "-d", db_url, "-o", "json")
     assert planned.exit_code == 0, planned.stderr
-    entry = planned.json()
+    entry = planned.item()
     text = run("plan", path, "-d", db_url)
     assert text.exit_code == 0
     if db_url.startswith("sqlite"):
@@ -284,10 +284,10 @@ def test_plan_warns_when_sqlite_cannot_enforce_a_pattern(db_url: str, tmp_path: 
 def test_apply_warns_like_plan_when_sqlite_cannot_enforce_a_pattern(db_url: str, tmp_path: Path) -> None:
     """The warning comes from the plan apply runs, so apply says what plan said: stderr in text, a list in JSON."""
     path = str(write_schema(tmp_path, "pat", SPEC))
-    planned = run("plan", path, "-d", db_url, "-o", "json").json()
+    planned = run("plan", path, "-d", db_url, "-o", "json").item()
     applied = run("apply", path, "-d", db_url, "-o", "json")
     assert applied.exit_code == 0, applied.stderr
-    (result,) = applied.json()["results"]
+    (result,) = applied.items()
     assert result["warnings"] == planned["warnings"]
     run("delete", "pat", "-d", db_url)
     text = run("apply", path, "-d", db_url)
@@ -300,4 +300,4 @@ def test_apply_warns_like_plan_when_sqlite_cannot_enforce_a_pattern(db_url: str,
         assert "ES501" not in text.stderr + text.stdout
     # Unchanged: nothing runs, nothing to warn about (plan says no changes, and no warning, too).
     again = run("apply", path, "-d", db_url, "-o", "json")
-    assert again.json()["results"][0]["warnings"] == []
+    assert again.items()[0]["warnings"] == []

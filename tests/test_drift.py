@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from extschema.engine import Engine, drift
+from extschema import reconcile
+from extschema.engine import Engine, StalePlan, drift
 from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, tables, write_schema
 
 #: Every field type, a required field, a unique field, a declared index, a unique constraint, a
@@ -52,8 +53,10 @@ def _apply(url: str, directory: Path) -> None:
 
 
 def _drift(url: str, *args: str) -> tuple[int, dict[str, object]]:
+    """The exit code, and whether every plugin is in sync with the plugins as JSON lists them."""
     outcome = run("drift", *args, "-d", url, "-o", "json")
-    return outcome.exit_code, outcome.json()
+    plugins = outcome.items()
+    return outcome.exit_code, {"inSync": all(p["inSync"] for p in plugins), "plugins": plugins}
 
 
 def _objects(url: str) -> set[str]:
@@ -101,6 +104,25 @@ def test_drift_names_changed_types_nullability_and_enum_values(db_url: str, tmp_
     assert _objects(db_url) == expected
 
 
+def test_a_repair_planned_before_more_went_missing_is_stale_and_planned_again(db_url: str, tmp_path: Path) -> None:
+    """The engine runs the repair plan it is given only while it is exactly what is missing under the lock."""
+    _apply(db_url, tmp_path)
+    engine = Engine(db_url)
+    try:
+        execute(db_url, f"DROP TABLE {ext_table(db_url, 'kit', 'item_tag')}")
+        planned = drift.repair_plan(engine, "kit")
+        assert [op.describe() for op in planned.plan.ops] == ["create table item_tag (3 columns)"]
+        execute(db_url, f"DROP INDEX {ext_table(db_url, 'kit', 'box_level_label_idx')}")
+        with pytest.raises(StalePlan):
+            engine.repair_drift(planned)
+        assert [r.kind for r in engine.history("kit")] == ["apply"]  # nothing ran
+        done = reconcile.repair(engine, "kit")  # planned again: both come back, in one migration
+        assert any("item_tag" in line for line in done) and any("level, label" in line for line in done), done
+        assert drift.detect(engine, "kit").in_sync
+    finally:
+        engine.close()
+
+
 def test_repair_recreates_what_is_missing_in_one_recorded_migration_and_keeps_extras(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -113,15 +135,15 @@ def test_repair_recreates_what_is_missing_in_one_recorded_migration_and_keeps_ex
     engine = Engine(db_url)
     try:
         assert not drift.detect(engine, "kit").in_sync
-        done = drift.repair(engine, "kit")
+        done = reconcile.repair(engine, "kit")
         assert any("item_tag" in line for line in done) and any("table item " in line for line in done), done
         report = drift.detect(engine, "kit")
         assert [str(d) for d in report.differences] == ["extra column box.dba_note"]
-        assert drift.repair(engine, "kit") == []  # nothing missing any more: no migration
+        assert reconcile.repair(engine, "kit") == []  # nothing missing any more: no migration
     finally:
         engine.close()
     assert execute(db_url, f"SELECT label FROM {box}") == [("a",)]
-    history = run("history", "kit", "-d", db_url, "-o", "json").json()["migrations"]
+    history = run("history", "kit", "-d", db_url, "-o", "json").items()
     assert [m["kind"] for m in history] == ["apply", "repair"]
     assert any(t.endswith("item_tag") for t in tables(db_url))
 
@@ -175,7 +197,7 @@ def test_repair_builds_a_missing_index_of_a_table_with_rows(pg_url: str, tmp_pat
     valid = "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name"
     assert execute(pg_url, valid, {"name": "box_level_label_idx"}) == [(True,)]
     assert _objects(pg_url) == set()
-    history = run("history", "kit", "-d", pg_url, "-o", "json").json()["migrations"]
+    history = run("history", "kit", "-d", pg_url, "-o", "json").items()
     assert [(m["kind"], m["status"]) for m in history] == [
         ("apply", "executed"),
         ("repair", "executed"),
@@ -183,7 +205,7 @@ def test_repair_builds_a_missing_index_of_a_table_with_rows(pg_url: str, tmp_pat
     ]
     again = run("drift", "kit", "--repair", "-d", pg_url)
     assert again.exit_code == 0 and "repaired" not in again.stdout, again.stdout
-    assert len(run("history", "kit", "-d", pg_url, "-o", "json").json()["migrations"]) == 3
+    assert len(run("history", "kit", "-d", pg_url, "-o", "json").items()) == 3
 
 
 def test_every_example_with_core_references_is_in_sync_after_apply(db_url: str) -> None:
@@ -191,5 +213,5 @@ def test_every_example_with_core_references_is_in_sync_after_apply(db_url: str) 
     examples = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))
     outcome = run("apply", *examples, "-d", db_url)
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
-    found = run("drift", "-d", db_url, "-o", "json").json()
-    assert found["inSync"] is True and len(found["plugins"]) == len(examples), found
+    found = run("drift", "-d", db_url, "-o", "json").items()
+    assert all(p["inSync"] for p in found) and len(found) == len(examples), found

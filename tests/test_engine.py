@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import psycopg
@@ -126,3 +127,25 @@ def test_unusable_urls_are_usage_errors(url: str, says: str) -> None:
         outcome = run(*command, "-d", url)  # fails the test on a traceback
         assert outcome.exit_code == 2, (command, outcome)
         assert "ES404" in outcome.stderr and says in outcome.stderr, outcome.stderr
+
+
+#: What planning calls a plan: the engine runs plans, made above it, and calls none of these.
+_PLANNER = {"plan", "teardown", "rollback", "planner"}
+
+
+def test_the_engine_never_plans() -> None:
+    """No engine module reaches the planner (import-linter sees only direct imports of planning.planner):
+    rollback, teardown, restore and repair plans are made in reconcile and handed to the engine."""
+    from extschema import engine
+
+    found = []
+    for path in sorted(Path(engine.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                if node.value.id == "planning" and node.attr in _PLANNER:
+                    found.append(f"{path.name}:{node.lineno}: planning.{node.attr}")
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("extschema.planning"):
+                names = {a.name for a in node.names}
+                if node.module == "extschema.planning.planner" or names & _PLANNER:
+                    found.append(f"{path.name}:{node.lineno}: from {node.module} import {', '.join(sorted(names))}")
+    assert found == []

@@ -63,13 +63,13 @@ def _columns(url: str) -> list[str]:
 
 
 def _migrations(url: str) -> int:
-    return len(run("history", "shop", "-d", url, "-o", "json").json()["migrations"])
+    return len(run("history", "shop", "-d", url, "-o", "json").items())
 
 
 def _plan(url: str, path: str) -> dict[str, object]:
     outcome = run("plan", path, "-d", url, "-o", "json")
     assert outcome.exit_code == 0, outcome.stderr
-    data: dict[str, object] = outcome.json()
+    data: dict[str, object] = outcome.item()
     return data
 
 
@@ -87,7 +87,7 @@ def test_a_drop_is_blocked_without_approval_and_nothing_changes(db_url: str, tmp
     outcome = run("apply", path, "-d", db_url, "-o", "json")
     (problem,) = _refused(outcome)
     assert problem["code"] == "ES307" and problem["file"] == path
-    (pending,) = outcome.json()["pending"]
+    (pending,) = outcome.items()
     assert pending["hash"] == _plan(db_url, path)["hash"] and pending["destructive"] is True
     assert pending["summary"] == "drop column order.note (3 values)"
     assert "note" in _columns(db_url) and _migrations(db_url) == 1
@@ -135,7 +135,10 @@ def test_the_spec_approves_its_own_plan(db_url: str, tmp_path: Path) -> None:
 def test_plan_json_is_the_contract_object(db_url: str, tmp_path: Path) -> None:
     _seed(db_url, tmp_path)
     plan = _plan(db_url, _schema(tmp_path, V2))
-    assert set(plan) == {"pluginId", "version", "hash", "class", "sql", "rollbackSql", "ops", "lint", "warnings"}
+    assert set(plan) == {
+        *("pluginId", "version", "hash", "class", "needsApproval", "destructive", "summary"),
+        *("sql", "rollbackSql", "ops", "lint", "warnings"),
+    }
     assert (plan["pluginId"], plan["version"], plan["class"]) == ("shop", "2.0.0", "destructive")
     assert isinstance(plan["hash"], str) and len(plan["hash"]) == 16
     assert plan["sql"] and plan["rollbackSql"] and plan["warnings"] == []
@@ -150,14 +153,15 @@ def test_plan_json_is_the_contract_object(db_url: str, tmp_path: Path) -> None:
         "class": "destructive",
         "reason": op["reason"],
         "check": {"kind": "values_lost", "table": "order", "column": "note", "count": 3},
+        "moreChecks": [],
     }
     text = run("plan", _schema(tmp_path, V2), "-d", db_url)
     assert f"-- plan {plan['hash']}: destructive, needs approval" in text.stdout
     assert "drop column order.note (3 values)" in text.stdout
     other = str(write_schema(tmp_path, "other", V1.replace("pluginId: shop", "pluginId: other")))
     several = run("plan", _schema(tmp_path, V2), other, "-d", db_url, "-o", "json").json()
-    assert set(several) == {"plans"} and {p["pluginId"] for p in several["plans"]} == {"other", "shop"}
-    assert next(p for p in several["plans"] if p["pluginId"] == "shop") == plan
+    assert several["kind"] == "PlanList" and {p["pluginId"] for p in several["items"]} == {"other", "shop"}
+    assert next(p for p in several["items"] if p["pluginId"] == "shop") == plan
 
 
 def _hash_in_a_process(url: str, path: str, cwd: Path) -> str:
@@ -169,7 +173,7 @@ def _hash_in_a_process(url: str, path: str, cwd: Path) -> str:
         env=subprocess_env(PYTHONHASHSEED="random"),
         check=True,
     )
-    return str(json.loads(done.stdout)["hash"])
+    return str(json.loads(done.stdout)["items"][0]["hash"])
 
 
 @pytest.mark.postgres
@@ -208,8 +212,8 @@ def test_nothing_of_a_run_runs_while_one_plan_waits(db_url: str, tmp_path: Path)
     other = write_schema(tmp_path, "other", V1.replace("pluginId: shop", "pluginId: other"))
     outcome = run("apply", _schema(tmp_path, V2), str(other), "-d", db_url)
     assert outcome.exit_code == 1 and "ES307" in outcome.stderr
-    assert run("status", "-d", db_url, "-o", "json").json()["plugins"][0]["pluginId"] == "shop"
-    assert len(run("status", "-d", db_url, "-o", "json").json()["plugins"]) == 1
+    assert run("status", "-d", db_url, "-o", "json").items()[0]["pluginId"] == "shop"
+    assert len(run("status", "-d", db_url, "-o", "json").items()) == 1
 
 
 def test_a_replan_under_the_lock_needs_its_own_approval(db_url: str, tmp_path: Path) -> None:
@@ -219,13 +223,12 @@ def test_a_replan_under_the_lock_needs_its_own_approval(db_url: str, tmp_path: P
     (loaded,) = reconcile.load([_schema(tmp_path / "v2", V2)])
     engine = Engine(db_url)
     try:
-        snapshot = reconcile.Snapshot.take(engine, [loaded.spec])
-        refs = reconcile.reference_types(snapshot, [loaded.spec])
-        planned = reconcile.plan_one(engine, loaded, refs, snapshot)
-        approved = planned.hash()
+        proposal = reconcile.propose(engine, [loaded])
+        approved = proposal.items[0].reviewed.hash
+        reconcile.authorize(proposal, [approved])
         assert run("apply", _schema(tmp_path, WIDER), "-d", db_url).exit_code == 0  # another applier moves it
         with pytest.raises(reconcile.ApprovalRequired) as caught:
-            reconcile.apply_one(engine, loaded, refs, planned, approvals=[approved])
+            reconcile.execute(engine, proposal, approvals=[approved], on_event=lambda _: None)
     finally:
         engine.close()
     assert [p.code for p in caught.value.problems] == ["ES307", "ES308"]
@@ -248,7 +251,7 @@ def test_a_lower_version_rolls_back_to_its_recorded_spec_through_the_gate(db_url
     outcome = run("apply", path, "-d", db_url, "--approve", str(_plan(db_url, path)["hash"]))
     assert outcome.exit_code == 0, outcome.stderr
     assert _columns(db_url) == ["id", "title", "note", "code"]
-    (shop,) = run("status", "-d", db_url, "-o", "json").json()["plugins"]
+    (shop,) = run("status", "-d", db_url, "-o", "json").items()
     assert shop["version"] == "1.0.0"
 
 
@@ -278,7 +281,7 @@ def test_the_documented_session_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert outcome.exit_code == expected, (command, outcome.stdout, outcome.stderr)
         code = re.search(r"exit 1: (ES\d{3})", comment)
         assert code is None or code.group(1) in outcome.stderr
-    history = run("history", "shop", "-d", "sqlite:///shop.db", "-o", "json").json()["migrations"]
+    history = run("history", "shop", "-d", "sqlite:///shop.db", "-o", "json").items()
     assert [(m["kind"], m["version"]) for m in history] == [("apply", "1.0.0"), ("apply", "2.0.0"), ("apply", "1.0.0")]
 
 

@@ -24,7 +24,7 @@ from extschema.engine.migrator import registered_tables
 from extschema.model import EnumSpec, ExtensionSchemaSpec
 from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef, safety
 from extschema.problems import ProblemError
-from tests.helpers import execute, ext_table, run, write_schema
+from tests.helpers import engine_rollback, execute, ext_table, run, write_schema
 
 Doc = dict[str, Any]
 OWNER = "shop"  # as the CLI names it: the resource's metadata.name
@@ -141,7 +141,7 @@ class Shop:
         return result.migration_id
 
     def rollback(self) -> None:
-        assert self.engine.rollback("shop").changed
+        assert engine_rollback(self.engine, "shop").changed
 
     def index_names(self, table: str) -> set[str]:
         if self.url.startswith("sqlite"):
@@ -825,7 +825,7 @@ def test_planned_rename_of_a_many_to_many_target_keeps_the_links(db_url: str) ->
             execute(db_url, f"INSERT INTO {joined} (article_id, topic_id) VALUES (1, 1)")
         with pytest.raises(sa.exc.IntegrityError):
             execute(db_url, f"INSERT INTO {joined} (article_id, topic_id) VALUES (1, 9)")
-        assert engine.rollback("kb").changed
+        assert engine_rollback(engine, "kb").changed
         assert execute(db_url, f"SELECT article_id, tag_id FROM {links} ORDER BY 1, 2") == [(1, 1), (1, 2), (2, 2)]
         with pytest.raises(sa.exc.IntegrityError):
             execute(db_url, f"INSERT INTO {links} (article_id, tag_id) VALUES (2, 2)")

@@ -83,7 +83,7 @@ def test_the_evolution_example_upgrades_keeping_every_row(db_url: str) -> None:
 
     planned = run("plan", V2, "-d", db_url, "-o", "json")
     assert planned.exit_code == 0, planned.stderr
-    plan = planned.json()
+    plan = planned.item()
     assert plan["class"] == "destructive"
     assert [(op["description"], op["class"]) for op in plan["ops"]] == [
         ("rename column ticket.title to subject", "safe"),
@@ -93,17 +93,17 @@ def test_the_evolution_example_upgrades_keeping_every_row(db_url: str) -> None:
     ]
     check = plan["ops"][-1]["check"]
     assert (check["kind"], check["table"], check["column"], check["count"]) == ("values_lost", "ticket", "note", 3)
-    assert plan["hash"] == run("plan", V2, "-d", db_url, "-o", "json").json()["hash"]  # stable
+    assert plan["hash"] == run("plan", V2, "-d", db_url, "-o", "json").item()["hash"]  # stable
 
     # Not approved, and approved with another plan's hash: refused, nothing changes.
     unapproved = run("apply", V2, "-d", db_url, "-o", "json")
     assert unapproved.exit_code == 1
     assert [p["code"] for p in json.loads(unapproved.stdout)["problems"]] == ["ES307"]
-    (pending,) = unapproved.json()["pending"]
+    (pending,) = unapproved.items()
     assert pending["hash"] == plan["hash"] and pending["destructive"] is True
     stale = run("apply", V2, "-d", db_url, "--approve", "0123456789abcdef")
     assert stale.exit_code == 1 and "ES308" in stale.stderr
-    assert len(run("history", "helpdesk", "-d", db_url, "-o", "json").json()["migrations"]) == 1
+    assert len(run("history", "helpdesk", "-d", db_url, "-o", "json").items()) == 1
     assert execute(db_url, f"SELECT count(*) FROM {table} WHERE note IS NOT NULL")[0][0] == 3
 
     applied = run("apply", V2, "-d", db_url, "--approve", plan["hash"])
@@ -117,14 +117,14 @@ def test_the_evolution_example_upgrades_keeping_every_row(db_url: str) -> None:
     assert execute(db_url, f"SELECT priority FROM {table} WHERE subject = 'flood'") == [("urgent",)]
 
     # Every value of the dropped field is in the backup, by id.
-    (backup,) = run("backups", "helpdesk", "-d", db_url, "-o", "json").json()["backups"]
+    (backup,) = run("backups", "helpdesk", "-d", db_url, "-o", "json").items()
     assert (backup["migrationId"], backup["sourceTable"], backup["sourceColumn"]) == ("0002", "ticket", "note")
     assert backup["rows"] == len(TICKETS)
     saved = execute(db_url, f"SELECT id, note FROM {_backup_table(db_url, backup['backupTable'])} ORDER BY id")
     assert [tuple(r) for r in saved] == [(r[0], t[2]) for r, t in zip(rows, TICKETS, strict=True)]
 
     # The plan is done: planning v2 again finds nothing, and the database is as the spec says.
-    assert run("plan", V2, "-d", db_url, "-o", "json").json()["ops"] == []
+    assert run("plan", V2, "-d", db_url, "-o", "json").item()["ops"] == []
     assert run("drift", "helpdesk", "-d", db_url).exit_code == 0
 
     # Rolling migration 0002 back brings version 1 back with every title, priority and note.
@@ -139,15 +139,15 @@ def test_the_evolution_example_is_approved_through_the_spec(sqlite_url: str, tmp
     """spec.approvedPlanHash (what Git holds, what the Argo CD action sets) approves exactly as --approve does."""
     load_core(sqlite_url)
     assert run("apply", V1, "-d", sqlite_url).exit_code == 0
-    digest = run("plan", V2, "-d", sqlite_url, "-o", "json").json()["hash"]
+    digest = run("plan", V2, "-d", sqlite_url, "-o", "json").item()["hash"]
     document = yaml.safe_load(Path(V2).read_text())
     approved = tmp_path / "v2-approved.yaml"
     for given, exit_code in (("0123456789abcdef", 1), (digest, 0)):
         document["spec"]["approvedPlanHash"] = given
         approved.write_text(yaml.safe_dump(document, sort_keys=False))
-        assert run("plan", str(approved), "-d", sqlite_url, "-o", "json").json()["hash"] == digest  # not hashed
+        assert run("plan", str(approved), "-d", sqlite_url, "-o", "json").item()["hash"] == digest  # not hashed
         outcome = run("apply", str(approved), "-d", sqlite_url)
         assert outcome.exit_code == exit_code, outcome.stderr
         assert ("ES308" in outcome.stderr) == (exit_code == 1)
-    (helpdesk,) = run("status", "-d", sqlite_url, "-o", "json").json()["plugins"]
+    (helpdesk,) = run("status", "-d", sqlite_url, "-o", "json").items()
     assert helpdesk["version"] == "2.0.0"

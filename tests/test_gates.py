@@ -85,16 +85,17 @@ def test_a_destructive_plan_waits_for_its_hash_with_the_count(tmp_path: Path) ->
     assert pending.hash == reviewed.hash == safety.plan_hash("b" * 64, planned.plan)
     assert pending.destructive and pending.op_class == "destructive"
     assert pending.summary == "drop column order.note (120 values)"
-    assert pending.ops == [
+    assert [op.dump() for op in pending.ops] == [
         {
             "kind": "drop_column",
             "description": "drop column order.note",
             "class": "destructive",
             "reason": "drops the column and its values",
             "check": {"kind": "values_lost", "table": "order", "column": "note", "count": 120},
+            "moreChecks": [],
         }
     ]
-    assert pending.as_dict()["class"] == "destructive"
+    assert pending.dump()["class"] == "destructive" and pending.sql is None
 
 
 def test_the_hash_approves_from_the_command_line_or_the_spec(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def _refused(url: str, v2: Path, *names: str) -> None:
     assert "ES301" in outcome.stderr and "Traceback" not in outcome.stderr, outcome.stderr
     for name in names:
         assert name in outcome.stderr, outcome.stderr
-    history = run("history", "shop", "-d", url, "-o", "json").json()["migrations"]
+    history = run("history", "shop", "-d", url, "-o", "json").items()
     assert [(m["version"], m["status"]) for m in history] == [("1.0.0", "executed")]
 
 
@@ -65,7 +65,7 @@ def test_a_unique_index_added_by_hand_is_never_dropped_by_a_safe_change(db_url: 
     table, v2 = _applied(db_url, tmp_path)
     execute(db_url, f"CREATE UNIQUE INDEX dba_code_uq ON {table} (code)")
     execute(db_url, f"CREATE INDEX dba_done ON {table} (code) WHERE state = 'done'")  # partial
-    drifted = run("drift", "shop", "-d", db_url, "-o", "json").json()["plugins"][0]["differences"]
+    drifted = run("drift", "shop", "-d", db_url, "-o", "json").items()[0]["differences"]
     assert {d["object"] for d in drifted} == {"index dba_code_uq", "index dba_done"}, drifted
     if db_url.startswith("sqlite"):
         _refused(db_url, v2, "index dba_code_uq", "index dba_done")
@@ -100,7 +100,7 @@ def test_a_view_on_the_table_is_refused_up_front_not_left_to_fail(sqlite_url: st
     in view dba_v: no such table), exit 3. Now ES301 names the view before anything runs."""
     table, v2 = _applied(sqlite_url, tmp_path)
     execute(sqlite_url, f"CREATE VIEW dba_v AS SELECT code FROM {table} WHERE state = 'done'")
-    drifted = run("drift", "shop", "-d", sqlite_url, "-o", "json").json()["plugins"][0]["differences"]
+    drifted = run("drift", "shop", "-d", sqlite_url, "-o", "json").items()[0]["differences"]
     assert [d["object"] for d in drifted] == ["view dba_v"], drifted
     _refused(sqlite_url, v2, "view dba_v")
     assert execute(sqlite_url, "SELECT code FROM dba_v") == [("B2",)]
@@ -130,7 +130,7 @@ def test_a_rollback_that_rebuilds_is_refused_the_same_way(sqlite_url: str, tmp_p
     said = outcome.stdout + outcome.stderr
     assert "ES301" in said and "index dba_code_uq" in said and "view dba_v" in said, said
     assert {"dba_code_uq", "dba_v"} <= _objects(sqlite_url, "index") | _objects(sqlite_url, "view")
-    history = run("history", "shop", "-d", sqlite_url, "-o", "json").json()["migrations"]
+    history = run("history", "shop", "-d", sqlite_url, "-o", "json").items()
     assert [m["status"] for m in history] == ["executed", "executed"]
 
 
@@ -154,7 +154,7 @@ def test_postgresql_refuses_to_retype_a_column_a_view_reads(
     execute(pg_url, f"INSERT INTO {table} (code, qty, state) VALUES ('A1', 1, 'new')")
     execute(pg_url, f"CREATE VIEW dba_v AS SELECT qty, state FROM {table}")
     v2 = write_schema(tmp_path / "v2", "shop", v1.replace("1.0.0", "2.0.0").replace(before, after))
-    plan = run("plan", str(v2), "-d", pg_url, "-o", "json").json()
+    plan = run("plan", str(v2), "-d", pg_url, "-o", "json").item()
     outcome = run("apply", str(v2), "-d", pg_url, "--approve", plan["hash"])
     assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
     assert "ES301" in outcome.stderr and "view public.dba_v" in outcome.stderr, outcome.stderr
@@ -177,7 +177,7 @@ def test_postgresql_refuses_to_swap_an_enum_type_other_objects_use(pg_url: str, 
     (tmp_path / "v3").mkdir()
     v3 = write_schema(tmp_path / "v3", "shop", V1.replace("1.0.0", "3.0.0").replace("[new, done]", "[new]"))
     execute(pg_url, f"DELETE FROM {table} WHERE state = 'done'")
-    plan = run("plan", str(v3), "-d", pg_url, "-o", "json").json()
+    plan = run("plan", str(v3), "-d", pg_url, "-o", "json").item()
     outcome = run("apply", str(v3), "-d", pg_url, "--approve", plan["hash"])
     assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
     assert "ES301" in outcome.stderr and "index ext_shop.dba_done" in outcome.stderr, outcome.stderr
@@ -227,7 +227,7 @@ def test_a_column_dropped_by_hand_is_never_copied_as_its_name(
         assert (outcome.exit_code != 0) is pg_fails, said
         if pg_fails:  # ALTER COLUMN names a column that is gone
             assert outcome.exit_code == 3 and "ES402" in said and f"{gone} does not exist" in said, said
-            history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+            history = run("history", "shop", "-d", db_url, "-o", "json").items()
             assert [m["status"] for m in history if m["version"] == "2.0.0"] in ([], ["failed"]), history
     assert _columns(db_url, table) == before
     assert all(gone not in row for row in _columns(db_url, table))
@@ -241,7 +241,7 @@ def test_a_rebuilding_rollback_refuses_a_column_dropped_by_hand(sqlite_url: str,
     outcome = approved_rollback(sqlite_url, "shop")
     said = outcome.stdout + outcome.stderr
     assert outcome.exit_code == 1 and "ES301" in said and "order.code" in said, said
-    history = run("history", "shop", "-d", sqlite_url, "-o", "json").json()["migrations"]
+    history = run("history", "shop", "-d", sqlite_url, "-o", "json").items()
     assert [m["status"] for m in history] == ["executed", "executed"]
     assert _columns(sqlite_url, table) == [("1", "new"), ("2", "done")]
     # The repair the message names puts the column back (empty): then the rollback runs.

@@ -82,7 +82,7 @@ def _made_before_the_range(url: str, rows: list[tuple[int | None, int, str | Non
 def _history(url: str) -> list[dict[str, object]]:
     outcome = run("history", "shop", "-d", url, "-o", "json")
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
-    migrations: list[dict[str, object]] = outcome.json()["migrations"]
+    migrations: list[dict[str, object]] = outcome.items()
     return migrations
 
 
@@ -107,7 +107,7 @@ def test_drift_says_how_to_add_the_missing_range(old_table: str) -> None:
     _made_before_the_range(old_table, ROWS_IN_RANGE)
     outcome = run("drift", "shop", "-d", old_table, "-o", "json")
     assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
-    differences = outcome.json()["plugins"][0]["differences"]
+    differences = outcome.item()["differences"]
     assert [(d["kind"], d["object"]) for d in differences] == [
         ("changed", "column order.n"),
         ("changed", "column order.m"),
@@ -205,7 +205,7 @@ def test_a_rebuild_of_an_old_table_counts_values_outside_the_range(old_table: st
     path = _spec(tmp_path / "v2", "2.0.0", more="")
     plan = run("plan", str(path), "-d", old_table, "-o", "json")
     assert plan.exit_code == 0, plan.stdout + plan.stderr
-    outcome = run("apply", str(path), "-d", old_table, "--approve", plan.json()["hash"])
+    outcome = run("apply", str(path), "-d", old_table, "--approve", plan.item()["hash"])
     text = outcome.stdout + outcome.stderr
     assert outcome.exit_code == 1, text
     assert "ES309" in text and "ES402" not in text, text
@@ -218,7 +218,7 @@ def test_a_rebuild_of_an_old_table_with_values_in_range_adds_the_range(old_table
     _made_before_the_range(old_table, ROWS_IN_RANGE)
     path = _spec(tmp_path / "v2", "2.0.0", more="")
     plan = run("plan", str(path), "-d", old_table, "-o", "json")
-    outcome = run("apply", str(path), "-d", old_table, "--approve", plan.json()["hash"])
+    outcome = run("apply", str(path), "-d", old_table, "--approve", plan.item()["hash"])
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
     assert RANGE in _ddl(old_table)
     assert run("drift", "shop", "-d", old_table).exit_code == 0
@@ -228,7 +228,7 @@ def test_an_unchanged_apply_warns_how_to_add_the_range(old_table: str, tmp_path:
     _made_before_the_range(old_table, ROWS_IN_RANGE)
     outcome = run("apply", str(_spec(tmp_path / "v1")), "-d", old_table, "-o", "json")
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
-    [warning] = [w for r in outcome.json()["results"] for w in r.get("warnings", [])]
+    [warning] = [w for r in outcome.items() for w in r.get("warnings", [])]
     assert warning["code"] == "ES503"
     message = warning["message"]
     assert "column order.n" in message and "Int's range" in message, message
@@ -254,7 +254,7 @@ def test_a_rebuild_after_a_rename_counts_the_values_under_the_old_name(old_table
     path = write_schema(directory, "shop", renamed.format(version="2.0.0", more=""))
     plan = run("plan", str(path), "-d", old_table, "-o", "json")
     assert plan.exit_code == 0, plan.stdout + plan.stderr
-    outcome = run("apply", str(path), "-d", old_table, "--approve", plan.json()["hash"])
+    outcome = run("apply", str(path), "-d", old_table, "--approve", plan.item()["hash"])
     text = outcome.stdout + outcome.stderr
     assert outcome.exit_code == 1, text
     assert "ES309" in text and "order.n" in text and "2 existing row(s)" in text, text

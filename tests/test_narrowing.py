@@ -41,7 +41,7 @@ def _applied(url: str, tmp_path: Path, fields: str) -> str:
 def _plan(url: str, path: Path) -> dict[str, Any]:
     outcome = run("plan", str(path), "-d", url, "-o", "json")
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
-    plan: dict[str, Any] = outcome.json()
+    plan: dict[str, Any] = outcome.item()
     return plan
 
 

@@ -567,6 +567,8 @@ def test_destructive_change_waits_for_approval_through_kubectl_apply(
     pending = body["status"]["pendingPlan"]
     assert pending["destructive"] is True and pending["class"] == "destructive"
     assert "note" in pending["summary"] and "120" in pending["summary"]
+    (op,) = pending["ops"]  # the same view as `extschema plan -o json`
+    assert (op["kind"], op["class"], op["check"]["count"]) == ("drop_column", "destructive", 120)
     if url.startswith("postgresql"):  # squawk's view of the plan's SQL, for the reviewer
         assert "ban-drop-column" in {finding["rule"] for finding in pending["lint"]}, pending
     else:

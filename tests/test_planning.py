@@ -799,6 +799,18 @@ def test_plan_reverse_reverses_the_order_and_each_op() -> None:
     assert [type(op) for op in backward.ops] == [DropTable, DropIndex, DropTable, DropEnum, DropPluginNamespace]
 
 
+def test_rollback_is_planned_from_the_history_specs() -> None:
+    """planning.rollback: the way back from the current spec to the previous one (the plan applying it
+    as a lower version has), the undone migration's own plan as *forward*, a teardown for the first."""
+    v2 = evolve(SHOP, lambda d: d["tables"][1]["fields"].append(f("note", "Text")))
+    first, second = parse(SHOP), parse(v2)
+    back = planning.rollback(second, first, second, CORE_REFS)
+    assert back.plan == plan_of(v2, SHOP) and back.forward == plan_of(SHOP, v2)
+    assert [type(op) for op in back.plan.ops] == [DropColumn]
+    gone = planning.rollback(first, None, first, CORE_REFS)
+    assert gone.plan == planning.teardown(first, CORE_REFS) and gone.forward == plan_of(None, SHOP)
+
+
 def test_teardown_drops_everything_in_reverse_creation_order() -> None:
     result = planning.teardown(parse(SHOP), CORE_REFS)
     assert result == plan_of(None, SHOP).reverse()

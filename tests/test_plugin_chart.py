@@ -261,10 +261,11 @@ def test_helm_install_waits_for_ready_the_init_container_too_and_fails_on_stalle
     assert (code, out.splitlines()) == (0, [f"extensionschema {kube.ns}/notes: Ready (version 1.0.0)"]), err
     code, out, err = finish(start_init_container([*command, "-o", "json"], as_plugin), timeout=60)
     assert code == 0 and json.loads(out) == {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "WaitList",
         "ok": True,
-        "name": "notes",
-        "namespace": kube.ns,
-        "state": "Ready (version 1.0.0)",
+        "items": [{"name": "notes", "namespace": kube.ns, "state": "Ready (version 1.0.0)"}],
+        "problems": [],
     }, err
 
     # A second release of the plugin claims the same pluginId: Stalled, and both waits fail with its message.

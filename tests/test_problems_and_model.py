@@ -10,6 +10,7 @@ import pytest
 from extschema import model
 from extschema.model import ForeignKey, JoinTable, TargetRef, parse_target, resolve_relationships
 from extschema.problems import CATALOG, Kind, Problem, ProblemError, escape, render_all
+from extschema.wire import ProblemView
 
 # --- problems ---------------------------------------------------------------------------------
 
@@ -34,16 +35,17 @@ def test_located_returns_a_new_problem() -> None:
         problem.file = "other.yaml"  # type: ignore[misc]
 
 
-def test_problem_as_dict() -> None:
-    assert Problem("ES201", "spec.pluginId", "taken", "f.yaml").as_dict() == {
+def test_problem_as_json() -> None:
+    """A problem's one JSON form is its wire view (extschema.wire.ProblemView)."""
+    assert ProblemView.of(Problem("ES201", "spec.pluginId", "taken", "f.yaml")).dump() == {
         "code": "ES201",
         "path": "spec.pluginId",
         "message": "taken",
         "file": "f.yaml",
         "subject": None,
     }
-    assert Problem("ES201", "spec.pluginId", "taken").as_dict()["file"] is None
-    assert Problem("ES201", "spec.pluginId", "taken").about("ns/a").as_dict()["subject"] == "ns/a"
+    assert ProblemView.of(Problem("ES201", "spec.pluginId", "taken")).file is None
+    assert ProblemView.of(Problem("ES201", "spec.pluginId", "taken").about("ns/a")).subject == "ns/a"
 
 
 @pytest.mark.parametrize("code", ["ES999", "es101", "", "ES1010"])

@@ -17,7 +17,7 @@ from extschema.planning import rawsql as raw_planning
 from extschema.planning import safety
 from extschema.problems import Kind, ProblemError
 from extschema.validation import rawsql, validate
-from tests.helpers import execute, ext_table, run, tables, write_schema
+from tests.helpers import engine_rollback, execute, ext_table, run, tables, write_schema
 
 TABLES = {"item", "tag", "item_tag"}
 ENUMS = {"mood"}
@@ -324,8 +324,8 @@ def _approve(engine: Engine, path: str) -> None:
 
     A raw SQL step is a rewriting step (planning.safety), so where plans are gated it runs only approved.
     """
-    [(planned, _)] = reconcile.plan_all(engine, reconcile.load([path]))
-    digest = safety.plan_hash(planned.base.checksum if planned.base else None, planned.plan)
+    [item] = reconcile.propose(engine, reconcile.load([path])).items
+    digest = safety.plan_hash(item.base.checksum if item.base else None, item.plan)
     file = Path(path)
     text = "\n".join(line for line in file.read_text().splitlines() if "approvedPlanHash" not in line)
     file.write_text(text.replace("\nspec:\n", f"\nspec:\n  approvedPlanHash: '{digest}'\n", 1) + "\n")
@@ -360,9 +360,9 @@ def test_a_backfill_runs_once_after_the_declarative_changes_and_rolls_back(db_ur
         recorded = next(r for r in history if r.version == "2.0.0")
         assert "SET runs = runs + 1" in recorded.migration_sql
         assert "runs = runs - 1" in (recorded.rollback_sql or "")
-        engine.rollback("shop")  # 3.0.0 → 2.0.0
+        engine_rollback(engine, "shop")  # 3.0.0 → 2.0.0
         assert _rows(db_url) == [("Alpha", "alpha-1", 1), ("Beta", "beta-2", 1), ("Gamma", "gamma-3", 1)]
-        engine.rollback("shop")  # 2.0.0 → 1.0.0: the rollbackSql runs, then the columns go
+        engine_rollback(engine, "shop")  # 2.0.0 → 1.0.0: the rollbackSql runs, then the columns go
     finally:
         engine.close()
     assert _rows(db_url, "title") == [("Alpha",), ("Beta",), ("Gamma",)]

@@ -129,7 +129,7 @@ def test_read_only_commands_work_under_a_read_only_role(pg_admin_url: str, pg_ur
     used = _reader(pg_admin_url, pg_url, ["public", "extschema", "ext_notes"])
     before = _snapshot(pg_url)
     _read_commands(used, write_schema(tmp_path, "notes", NOTES_V2))
-    status = run("status", "-d", used, "-o", "json").json()["plugins"]
+    status = run("status", "-d", used, "-o", "json").items()
     assert [(p["pluginId"], p["tables"]) for p in status] == [("notes", ["ext_notes.note"])]
-    assert len(run("history", "-d", used, "-o", "json").json()["migrations"]) == 1
+    assert len(run("history", "-d", used, "-o", "json").items()) == 1
     assert _snapshot(pg_url) == before

@@ -44,7 +44,7 @@ def test_events_tell_each_migration_started_and_finished(db_url: str, tmp_path: 
     ]
     assert all(r.changed for r in results)
     assert events[4:] == [
-        reconcile.MigrationStarted("beta", "1.0.0", str(tmp_path / "s" / "beta.yaml"), 1, 1),
+        reconcile.MigrationStarted("beta", "1.0.0", str(tmp_path / "s" / "beta.yaml"), 1, 1, changes=False),
         reconcile.MigrationFinished(again[0], 1, 1),
     ]
     assert not again[0].changed
@@ -134,7 +134,7 @@ def test_two_pipelines_racing_an_approved_drop_run_it_once_and_both_report_the_t
     execute(db_url, f"INSERT INTO {ext_table(db_url, 'racer', 'item')} (title, note) VALUES ('a', 'x')")
     (tmp_path / "v2").mkdir()
     v2 = write_schema(tmp_path / "v2", "racer", RACE_V2)
-    plan_hash = run("plan", str(v2), "-d", db_url, "-o", "json").json()["hash"]
+    plan_hash = run("plan", str(v2), "-d", db_url, "-o", "json").item()["hash"]
     v2.write_text(v2.read_text() + f"  approvedPlanHash: {plan_hash}\n")
     count_all = checks.count_all
     raced: list[list[ApplyResult]] = []
@@ -164,3 +164,74 @@ def test_two_pipelines_racing_an_approved_drop_run_it_once_and_both_report_the_t
         ("1.0.0", "executed"),
         ("2.0.0", "executed"),
     ]
+
+
+def test_only_the_pipeline_reads_a_snapshot() -> None:
+    """Every driver starts from ``propose``: no shell or other part assembles snapshot → check → plan itself."""
+    package = Path(reconcile.__file__).parents[1]
+    readers = sorted(
+        str(path.relative_to(package)) for path in package.rglob("*.py") if "Snapshot.take(" in path.read_text()
+    )
+    assert readers == ["reconcile/pipeline.py"]
+
+
+NOTED = ITEMS.replace("type: String}}]", "type: String}}, {{name: note, type: Text}}]")
+NOTE_DROPPED = ITEMS.replace("1.0.0", "2.0.0")
+
+
+def test_the_operator_reads_the_registration_from_the_run_and_starts_only_what_changes(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """controller.database.apply: one snapshot per run, no registry read before or after it; the result
+    carries the registration the migration left, or found when there was nothing to do."""
+    from extschema.controller import database
+
+    (loaded,) = reconcile.load([str(_schema(tmp_path / "v1", "alpha"))])
+    takes: list[int] = []
+    take = reconcile.Snapshot.take.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(reconcile.Snapshot, "take", classmethod(lambda cls, *a: takes.append(1) or take(cls, *a)))
+    started: list[str] = []
+    engine = Engine(db_url)
+    try:
+        first = database.apply(engine, loaded, [], lambda: started.append("first"))
+        again = database.apply(engine, loaded, [], lambda: started.append("again"))
+        stored = engine.registration("alpha")
+    finally:
+        engine.close()
+    assert takes == [1, 1]
+    assert started == ["first"]  # a re-apply with nothing to do posts no MigrationStarted
+    assert first.changed and not again.changed
+    assert first.registration == again.registration == stored
+    assert (
+        stored is not None
+        and stored.version == "1.0.0"
+        and [t.strip('"') for t in stored.tables] == [ext_table(db_url, "alpha", "item").replace('"', "")]
+    )
+
+
+def test_a_waiting_plan_is_linted_from_the_proposal_it_was_refused_with(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ApprovalRequired carries the run's Proposal: the operator's pendingPlan lint plans nothing again."""
+    from extschema.controller import database
+    from extschema.engine import lint as squawk
+
+    assert run("apply", str(_schema(tmp_path / "v1", "alpha", NOTED)), "-d", db_url).exit_code == 0
+    (loaded,) = reconcile.load([str(_schema(tmp_path / "v2", "alpha", NOTE_DROPPED))])
+    engine = Engine(db_url)
+    try:
+        with pytest.raises(reconcile.ApprovalRequired) as caught:
+            database.apply(engine, loaded, [], lambda: None)
+        waiting = caught.value
+        assert waiting.proposal is not None
+        (item,) = waiting.proposal.items
+        assert [p.hash for p in waiting.pending] == [item.reviewed.hash]
+        assert item.plan.describe() == ["drop column item.note"] and item.preview.all_statements
+        monkeypatch.setattr(reconcile.Snapshot, "take", None)  # planning again would fail
+        linted: list[Any] = []
+        monkeypatch.setattr(squawk, "lint", lambda rendered, name: linted.append(rendered) or [])
+        assert database.lint(engine, waiting, "alpha") == []
+        assert database.lint(engine, waiting, "another") == []
+    finally:
+        engine.close()
+    assert linted == [item.preview]

@@ -31,14 +31,14 @@ def _apply(url: str, directory: Path, body: str, *flags: str) -> Outcome:
     outcome = run("apply", path, "-d", url, *flags)
     if outcome.exit_code == 1 and "ES307" in outcome.stderr:
         planned = run("plan", path, "-d", url, "-o", "json", *flags)
-        outcome = run("apply", path, "-d", url, "--approve", planned.json()["hash"], *flags)
+        outcome = run("apply", path, "-d", url, "--approve", planned.item()["hash"], *flags)
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
     return outcome
 
 
 def _last_migration(url: str) -> str:
-    history = run("history", "notes", "-d", url, "-o", "json").json()["migrations"]
-    return str(history[-1]["migration_id"])
+    history = run("history", "notes", "-d", url, "-o", "json").items()
+    return str(history[-1]["migrationId"])
 
 
 def _rows(url: str, columns: str = "id, msg, note") -> list[tuple[object, ...]]:
@@ -95,7 +95,7 @@ def test_a_whole_table_restore_refuses_naming_the_ids_rows_written_since_hold(db
     assert refused.exit_code == 1, refused.stdout + refused.stderr
     assert "ES318" in refused.stderr and "ids 1, 2" in refused.stderr and "table log" in refused.stderr
     assert _rows(db_url) == written
-    assert run("history", "notes", "-d", db_url, "-o", "json").json()["migrations"][-1]["kind"] == "apply"
+    assert run("history", "notes", "-d", db_url, "-o", "json").items()[-1]["kind"] == "apply"
     # The DBA moves them out of the way; then every backed-up row comes back under its own id.
     execute(db_url, f"UPDATE {log} SET id = id + 100")
     restored = run("restore", dropped, "-d", db_url)
@@ -140,11 +140,11 @@ def test_restoring_a_deleted_plugin_creates_empty_tables_and_runs_no_raw_sql_ste
     execute(db_url, f"UPDATE {ext_table(db_url, 'notes', 'log')} SET msg = 'edited', note = 'mine' WHERE id = 1")
     _insert(db_url, "b")
     original = _rows(db_url)
-    deleted = run("delete", "notes", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    deleted = run("delete", "notes", "-d", db_url, "-o", "json").items()[0]["migration"]
 
     restored = run("restore", deleted, "-d", db_url, "-o", "json")
     assert restored.exit_code == 0, restored.stdout + restored.stderr
-    reapplied, restore = restored.json()["results"]
+    reapplied, restore = restored.items()
     assert not any("seed" in line for line in reapplied["changes"]), reapplied
     assert "restored 2 row(s) of log" in restore["changes"], restore
     assert _rows(db_url) == original
@@ -238,9 +238,9 @@ def test_a_column_restore_run_again_finds_every_type_already_restored(db_url: st
             "'2024-01-02 03:04:05+00', '2024-01-02', '{\"a\": [1, 2]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', "
             "'done', 5000000000), ('y', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)")  # fmt: skip
     rows = execute(db_url, f"SELECT * FROM {t} ORDER BY id")
-    plan = run("plan", paths[1], "-d", db_url, "-o", "json").json()
+    plan = run("plan", paths[1], "-d", db_url, "-o", "json").item()
     assert run("apply", paths[1], "-d", db_url, "--approve", plan["hash"]).exit_code == 0
-    dropped = run("history", "typ", "-d", db_url, "-o", "json").json()["migrations"][-1]["migration_id"]
+    dropped = run("history", "typ", "-d", db_url, "-o", "json").items()[-1]["migrationId"]
     assert run("apply", paths[2], "-d", db_url).exit_code == 0
     for run_number in (1, 2):
         restored = run("restore", dropped, "-d", db_url)
@@ -274,7 +274,7 @@ def test_a_column_restore_whose_backup_lost_the_column_fails_instead_of_counting
     'note' and refused (ES319) 3 values too long for maxLength 2 that are not there. Now both
     databases fail the check on the missing column (ES402) and restore nothing."""
     dropped = _drop_note(db_url, tmp_path)
-    (backup,) = run("backups", "notes", "-d", db_url, "-o", "json").json()["backups"]
+    (backup,) = run("backups", "notes", "-d", db_url, "-o", "json").items()
     table = ".".join(f'"{part}"' for part in backup["backupTable"].split("."))
     execute(db_url, f"ALTER TABLE {table} RENAME COLUMN note TO kept")
     _apply(
@@ -301,11 +301,11 @@ def test_a_column_dropped_by_hand_after_the_approval_fails_the_count_instead_of_
     planned = run("plan", path, "-d", db_url, "-o", "json")
     assert planned.exit_code == 0, planned.stdout + planned.stderr
     execute(db_url, f"ALTER TABLE {ext_table(db_url, 'notes', 'log')} DROP COLUMN note")
-    failed = run("apply", path, "-d", db_url, "--approve", planned.json()["hash"])
+    failed = run("apply", path, "-d", db_url, "--approve", planned.item()["hash"])
     text = failed.stdout + failed.stderr
     assert failed.exit_code == 3, text
     assert "ES402" in text and ("no such column" in text or "does not exist" in text), text
-    assert run("backups", "notes", "-d", db_url, "-o", "json").json()["backups"] == []
+    assert run("backups", "notes", "-d", db_url, "-o", "json").items() == []
     assert _rows(db_url, "id, msg") == [(1, "a"), (2, "b")]
 
 
@@ -360,7 +360,7 @@ def test_restoring_a_delete_follows_fields_renamed_by_the_spec_applied_since(db_
     _apply(db_url, tmp_path / "v1", _spec("1.0.0"))
     _insert(db_url, "a", "b")
     original = _rows(db_url)
-    deleted = run("delete", "notes", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    deleted = run("delete", "notes", "-d", db_url, "-o", "json").items()[0]["migration"]
     renamed = LOG.replace("{name: msg, type: String}", "{name: body, type: String, renamedFrom: msg}")
     _apply(db_url, tmp_path / "v2", _spec("2.0.0", renamed))
     restored = run("restore", deleted, "-d", db_url)
@@ -377,7 +377,7 @@ def test_a_table_re_created_by_drift_repair_never_hands_out_a_backed_up_id(db_ur
     assert "re-created" in repaired.stdout, repaired.stdout + repaired.stderr
     execute(db_url, f"INSERT INTO {ext_table(db_url, 'notes', 'log')} (msg) VALUES ('new')")
     assert _rows(db_url, "id, msg") == [(4, "new")]
-    assert run("backups", "notes", "-d", db_url, "-o", "json").json()["backups"][0]["migrationId"] == dropped
+    assert run("backups", "notes", "-d", db_url, "-o", "json").items()[0]["migrationId"] == dropped
 
 
 # --- a restore never changes a value: one that does not fit the column as it is now is refused -----
@@ -502,7 +502,7 @@ def test_restoring_a_deleted_plugin_starts_its_ids_above_the_counter_at_the_dele
     _apply(db_url, tmp_path / "v1", _spec("1.0.0"))
     _insert(db_url, "a", "b", "c", "d")
     execute(db_url, f"DELETE FROM {ext_table(db_url, 'notes', 'log')} WHERE id > 2")
-    deleted = run("delete", "notes", "-d", db_url, "-o", "json").json()["results"][0]["migration"]
+    deleted = run("delete", "notes", "-d", db_url, "-o", "json").items()[0]["migration"]
     restored = run("restore", deleted, "-d", db_url)
     assert restored.exit_code == 0, restored.stdout + restored.stderr
     _insert(db_url, "new")

@@ -22,7 +22,7 @@ tables:
 def _plan(url: str, path: Path) -> dict[str, Any]:
     outcome = run("plan", str(path), "-d", url, "-o", "json")
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
-    plan: dict[str, Any] = outcome.json()
+    plan: dict[str, Any] = outcome.item()
     return plan
 
 
@@ -133,7 +133,7 @@ def test_sqlite_rebuild_never_drops_a_column_added_by_hand(db_url: str, tmp_path
         assert outcome.exit_code == 1, outcome.stdout + outcome.stderr
         assert "ES301" in outcome.stderr and "dba_note" in outcome.stderr, outcome.stderr
         assert "Traceback" not in outcome.stderr
-        history = run("history", "shop", "-d", db_url, "-o", "json").json()["migrations"]
+        history = run("history", "shop", "-d", db_url, "-o", "json").items()
         assert [m["version"] for m in history if m["status"] == "executed"] == ["1.0.0"]
     else:
         assert outcome.exit_code == 0, outcome.stdout + outcome.stderr

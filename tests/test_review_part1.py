@@ -158,7 +158,7 @@ def test_reads_do_not_create_a_sqlite_file(tmp_path: Path) -> None:
     assert "no plugins registered" in run("status", "-d", url).stdout
     assert run("apply", str(spec), "-d", url).exit_code == 0
     assert missing.exists()
-    assert [p["pluginId"] for p in run("status", "-d", url, "-o", "json").json()["plugins"]] == ["notes"]
+    assert [p["pluginId"] for p in run("status", "-d", url, "-o", "json").items()] == ["notes"]
 
 
 def test_reapplying_after_delete_retain_is_a_conflict_not_a_database_error(db_url: str, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from extschema import planning
+from extschema import planning, reconcile
 from extschema.engine import Engine, StalePlan
 from extschema.planning import safety
 from tests.helpers import approved_rollback, execute, ext_table, run, tables, write_schema
@@ -57,7 +57,7 @@ def _state(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]
 
 
 def _executed(url: str, plugin: str = "shop") -> list[str]:
-    history = run("history", plugin, "-d", url, "-o", "json").json()["migrations"]
+    history = run("history", plugin, "-d", url, "-o", "json").items()
     return [m["version"] for m in history if m["status"] == "executed"]
 
 
@@ -73,14 +73,14 @@ def test_a_rollback_that_drops_data_waits_for_an_approval_of_exactly_it(db_url: 
     assert f"{TAGS} rows" in refused.stderr and "--approve" in refused.stderr, refused.stderr
     as_json = run("rollback", "shop", "-d", db_url, "-o", "json")
     assert as_json.exit_code == 1
-    (pending,) = as_json.json()["pending"]
+    (pending,) = as_json.items()
     assert pending["pluginId"] == "shop" and pending["destructive"] is True, pending
     counts = sorted((op["check"]["kind"], op["check"]["count"]) for op in pending["ops"] if op["check"])
     assert counts == [("rows_lost", TAGS), ("values_lost", ROWS)], pending["ops"]
     assert pending["hash"] in refused.stderr
     # The same loss, the same hash: applying version 1 again (a lower version) is this very plan.
     lower = run("plan", str(paths["v1"]), "-d", db_url, "-o", "json")
-    assert lower.exit_code == 0 and lower.json()["hash"] == pending["hash"], lower.stdout + lower.stderr
+    assert lower.exit_code == 0 and lower.item()["hash"] == pending["hash"], lower.stdout + lower.stderr
     stale = run("rollback", "shop", "--approve", "0" * 64, "-d", db_url)
     assert stale.exit_code == 1 and "ES308" in stale.stderr, stale.stdout + stale.stderr
     assert _state(db_url) == written and _executed(db_url) == ["1.0.0", "2.0.0"]
@@ -88,7 +88,7 @@ def test_a_rollback_that_drops_data_waits_for_an_approval_of_exactly_it(db_url: 
     approved = run("rollback", "shop", "--approve", pending["hash"], "-d", db_url)
     assert approved.exit_code == 0, approved.stdout + approved.stderr
     assert _executed(db_url) == ["1.0.0"]
-    listed = run("backups", "shop", "-d", db_url, "-o", "json").json()["backups"]
+    listed = run("backups", "shop", "-d", db_url, "-o", "json").items()
     assert sorted((b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed) == [
         ("order", "extra", ROWS),
         ("tag", None, TAGS),
@@ -114,9 +114,9 @@ def test_rolling_back_the_first_migration_with_rows_needs_approval(db_url: str, 
     _fill(db_url)
     refused = run("rollback", "shop", "-d", db_url, "-o", "json")
     assert refused.exit_code == 1, refused.stdout + refused.stderr
-    (pending,) = refused.json()["pending"]
+    (pending,) = refused.items()
     assert run("rollback", "shop", "--approve", pending["hash"], "-d", db_url).exit_code == 0
-    listed = run("backups", "-d", db_url, "-o", "json").json()["backups"]
+    listed = run("backups", "-d", db_url, "-o", "json").items()
     assert sorted((b["sourceTable"], b["rows"]) for b in listed) == [("customer", 2), ("order", ROWS)]
 
 
@@ -156,7 +156,7 @@ def test_a_rollback_the_planner_cannot_plan_directly_is_reviewed_as_the_reverse_
     for i in range(5):
         execute(db_url, f"INSERT INTO {table} (title, code) VALUES (:t, :c)", {"t": f"t{i}", "c": f"c{i}"})
     path = write_schema(tmp_path / "v2", "shop", v2)
-    planned = run("plan", str(path), "-d", db_url, "-o", "json").json()
+    planned = run("plan", str(path), "-d", db_url, "-o", "json").item()
     assert run("apply", str(path), "-d", db_url, "--approve", planned["hash"]).exit_code == 0
     rolled = run("rollback", "shop", "-d", db_url)
     assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
@@ -228,7 +228,7 @@ def _raw_applied(url: str, tmp_path: Path) -> tuple[dict[str, Path], list[tuple[
     item = ext_table(url, "rtrb", "item")
     for title in ("a", "b", "c"):
         execute(url, f"INSERT INTO {item} (title) VALUES (:t)", {"t": title})
-    planned = run("plan", str(paths["v2"]), "-d", url, "--allow-raw-sql", "-o", "json").json()
+    planned = run("plan", str(paths["v2"]), "-d", url, "--allow-raw-sql", "-o", "json").item()
     applied = run("apply", str(paths["v2"]), "-d", url, "--allow-raw-sql", "--approve", planned["hash"])
     assert applied.exit_code == 0, applied.stdout + applied.stderr
     for title in ("written later", "and more"):  # after the step ran: its rollbackSql deletes them too
@@ -251,7 +251,7 @@ def test_a_raw_rollback_sql_needs_the_allow_flag_and_an_approval_of_exactly_it(d
     assert waiting.exit_code == 1, waiting.stdout + waiting.stderr
     assert "ES307" in waiting.stderr and "s1" in waiting.stderr and "5 rows" in waiting.stderr, waiting.stderr
     as_json = run("rollback", "rtrb", "-d", db_url, "--allow-raw-sql", "-o", "json")
-    (pending,) = as_json.json()["pending"]
+    (pending,) = as_json.items()
     assert pending["destructive"] is True and pending["class"] == "destructive", pending
     (raw,) = [op for op in pending["ops"] if op["kind"] == "run_sql"]
     assert raw["class"] == "destructive" and raw["check"] == {
@@ -261,7 +261,7 @@ def test_a_raw_rollback_sql_needs_the_allow_flag_and_an_approval_of_exactly_it(d
         "count": 5,
     }, raw
     # Not the lower version's plan: that runs no rollbackSql, and an approval of it approves no DELETE.
-    lower = run("plan", str(paths["v1"]), "-d", db_url, "-o", "json").json()
+    lower = run("plan", str(paths["v1"]), "-d", db_url, "-o", "json").item()
     assert lower["hash"] != pending["hash"]
     stale = run("rollback", "rtrb", "-d", db_url, "--allow-raw-sql", "--approve", lower["hash"])
     assert stale.exit_code == 1 and "ES308" in stale.stderr, stale.stdout + stale.stderr
@@ -271,7 +271,7 @@ def test_a_raw_rollback_sql_needs_the_allow_flag_and_an_approval_of_exactly_it(d
     assert approved.exit_code == 0, approved.stdout + approved.stderr
     assert _items(db_url) == [] and _executed(db_url, "rtrb") == ["1.0.0"]
     assert "backed up table item" in approved.stdout, approved.stdout
-    listed = run("backups", "rtrb", "-d", db_url, "-o", "json").json()["backups"]
+    listed = run("backups", "rtrb", "-d", db_url, "-o", "json").items()
     assert [(b["migrationId"], b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed] == [
         ("0002", "item", None, 5)
     ]
@@ -286,7 +286,7 @@ def test_the_engine_runs_only_the_recorded_rollback_that_was_reviewed(db_url: st
     _, items = _raw_applied(db_url, tmp_path)
     engine = Engine(db_url, allow_raw_sql=True)
     try:
-        undo = engine.rollback_plan("rtrb")
+        undo = reconcile.rollback_plan(engine, "rtrb")
         assert undo is not None and any("DELETE FROM" in s for s in undo.statements), undo
         with pytest.raises(StalePlan):
             engine.rollback("rtrb", dataclasses.replace(undo, statements=undo.statements[1:]))

@@ -15,7 +15,7 @@ import pytest
 
 from extschema import limits, reconcile
 from extschema.dialects import PostgresDialect, SqliteDialect
-from extschema.engine import Engine
+from extschema.engine import Engine, Migrator, after_phase
 from extschema.planning import IndexDef
 from extschema.problems import ProblemError
 from tests.helpers import approved_rollback, execute, ext_table, run, subprocess_env, write_schema
@@ -137,17 +137,17 @@ def test_interrupted_after_phase_is_finished_by_the_next_apply(
     and runs nothing of the migration twice."""
     order = _populated(pg_url, tmp_path)
 
-    def killed(self: Engine, plugin_id: str) -> None:
+    def killed(migrator: Migrator, plugin_id: str) -> None:
         raise ProblemError.one("ES402", "database", "server closed the connection unexpectedly", kind="database")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Engine, "_build", killed)
+        patch.setattr(after_phase, "build", killed)
         code, output = _apply(pg_url, tmp_path, INDEXED)
     assert code == 3 and "migration 0002 of plugin 'shop' is applied" in output, output
     assert _history(pg_url) == [("0001", "apply", "executed"), ("0002", "apply", "executed"),
                                 ("0003", "finish", "pending")]  # fmt: skip
     assert _index_valid(pg_url) is None
-    status = run("status", "-d", pg_url, "-o", "json").json()["plugins"]
+    status = run("status", "-d", pg_url, "-o", "json").items()
     assert [(p["version"], p["status"]) for p in status] == [("1.1.0", "active")]
 
     _finished_by_the_next_apply(pg_url, tmp_path, order)
@@ -157,11 +157,11 @@ def test_interrupted_after_phase_is_finished_by_the_next_apply(
 def test_rollback_cancels_a_pending_after_phase(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _populated(pg_url, tmp_path)
 
-    def killed(self: Engine, plugin_id: str) -> None:
+    def killed(migrator: Migrator, plugin_id: str) -> None:
         raise ProblemError.one("ES402", "database", "connection lost", kind="database")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Engine, "_build", killed)
+        patch.setattr(after_phase, "build", killed)
         assert _apply(pg_url, tmp_path, INDEXED)[0] == 3
     rolled = run("rollback", "shop", "-d", pg_url)
     assert rolled.exit_code == 0, rolled.stderr
@@ -380,7 +380,7 @@ def test_enum_value_committed_before_a_failed_migration_is_not_added_twice(pg_ur
         holder.rollback()
         holder.close()
     assert execute(pg_url, labels) == [("new",), ("paid",), ("done",)]
-    assert run("status", "-d", pg_url, "-o", "json").json()["plugins"][0]["version"] == "1.0.0"
+    assert run("status", "-d", pg_url, "-o", "json").items()[0]["version"] == "1.0.0"
     code, output = _apply(pg_url, tmp_path, v2)
     assert code == 0, output
     assert execute(pg_url, labels) == [("new",), ("paid",), ("done",)]

@@ -59,7 +59,7 @@ def _wait_for(condition: object, timeout: float, what: str) -> None:
 
 def _assert_nothing_of_big(url: str) -> None:
     assert not any("ext_big" in t for t in tables(url))
-    assert [p["pluginId"] for p in run("status", "-d", url, "-o", "json").json()["plugins"]] == ["seed"]
+    assert [p["pluginId"] for p in run("status", "-d", url, "-o", "json").items()] == ["seed"]
 
 
 def _seed(url: str, directory: Path) -> None:
@@ -128,5 +128,5 @@ def test_three_concurrent_applies_execute_once(db_url: str, tmp_path: Path) -> N
     assert [p.returncode for p in processes] == [0, 0, 0], outputs
     assert sum("migration 0001 executed" in out for out, _ in outputs) == 1
     assert sum("unchanged" in out for out, _ in outputs) == 2
-    history = run("history", "-d", db_url, "-o", "json").json()["migrations"]
-    assert [(m["plugin_id"], m["status"]) for m in history] == [("customreports", "executed")]
+    history = run("history", "-d", db_url, "-o", "json").items()
+    assert [(m["pluginId"], m["status"]) for m in history] == [("customreports", "executed")]

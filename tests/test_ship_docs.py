@@ -26,6 +26,7 @@ PAGES = [
     "README.md",
     "examples/evolution/README.md",
     "docs/crd-reference.md",
+    "docs/types.md",
     "charts/extschema/README.md",
     "deploy/argocd/README.md",
 ]
@@ -112,7 +113,7 @@ def _current_hash(args: list[str]) -> str:
         del planned[at : at + 2]
     outcome = run(*planned, "-o", "json")
     assert outcome.exit_code == 0, outcome.stderr
-    return str(outcome.json()["hash"])
+    return str(outcome.item()["hash"])
 
 
 def _on_postgresql(sql: str) -> list[str]:

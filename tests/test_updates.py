@@ -128,5 +128,5 @@ def test_non_additive_changes_are_refused(shop_db: str, tmp_path: Path, change: 
     assert outcome.startswith("1"), outcome
     assert f": {path}" in outcome and f": {code}: " in outcome, outcome
     assert tables(shop_db) == before
-    status = run("status", "-d", shop_db, "-o", "json").json()["plugins"]
+    status = run("status", "-d", shop_db, "-o", "json").items()
     assert {p["pluginId"]: p["version"] for p in status}["shop"] == "1.0.0"

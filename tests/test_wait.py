@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import Any
 
-from extschema import conditions, kubewait
+from extschema import conditions, kubewait, wire
 from tests.helpers import REPO, subprocess_env
 
 
@@ -80,7 +80,9 @@ def test_without_credentials_it_exits_3_saying_so(tmp_path: Any) -> None:
 def test_json_output_names_the_code() -> None:
     proc = _wait("notes", "--for", "Ready", "-o", "json", KUBECONFIG="/nonexistent/kubeconfig")
     assert proc.returncode == 3 and proc.stderr == ""
-    assert json.loads(proc.stdout)["code"] == "ES603" and json.loads(proc.stdout)["ok"] is False
+    failure = wire.Failure.model_validate(json.loads(proc.stdout))
+    assert (failure.ok, failure.reason, [p.code for p in failure.problems]) == (False, "unreachable", ["ES603"])
+    assert failure.problems[0].subject == "notes"
 
 
 def test_usage_errors_exit_2() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from extschema import reconcile
+from extschema import reconcile, wire
 from extschema.controller import certificates, webhook
 from extschema.engine import Engine
 from extschema.problems import Kind, ProblemError
@@ -63,7 +63,7 @@ def test_a_new_spec_is_admitted_with_its_sql(engine: Engine) -> None:
     assert warnings[0].startswith("extschema plan ") and ": safe, " in warnings[0]
     assert any(re.match(r"SQL \d+: CREATE TABLE", w) for w in warnings), warnings
     assert not any("needs approval" in w for w in warnings)
-    assert reconcile.Snapshot.take(engine).registrations == []  # nothing was applied
+    assert engine.registrations() == []  # nothing was applied
 
 
 def test_a_conflict_with_a_registered_schema_is_refused(engine: Engine) -> None:
@@ -118,16 +118,15 @@ def test_a_refused_change_is_refused(engine: Engine, db_url: str) -> None:
 
 def test_a_plan_needing_approval_names_the_hash_to_approve(engine: Engine) -> None:
     spec = loaded("notes", TITLE)
-    snapshot = reconcile.Snapshot.take(engine, [spec.spec])
-    planned = reconcile.gate(engine, [spec], reconcile.reference_types(snapshot, [spec.spec]), snapshot)[0]
-    real = reconcile.review(engine, planned)
-    rendered = planned.render(engine, "dryrun")
-    destructive = reconcile.Reviewed(planned, real.hash, "destructive", real.ops)
-    warnings = webhook.plan_warnings(destructive, rendered, None)
+    (item,) = reconcile.propose(engine, [spec], preview_tag="dryrun").items
+    real, rendered = item.reviewed, item.preview
+    destructive = reconcile.Reviewed(item.planned, real.hash, "destructive", real.ops)
+    view = wire.PlanView.of(destructive, rendered)
+    warnings = webhook.plan_warnings(view, None)
     assert warnings[0] == f"extschema plan {real.hash}: destructive, {len(real.ops)} operation(s)"
     assert warnings[1] == f"extschema: needs approval: set spec.approvedPlanHash: {real.hash}"
-    assert webhook.plan_warnings(destructive, rendered, real.hash)[1].startswith("SQL 1: ")  # approved
-    assert webhook.plan_warnings(destructive, rendered, "another")[1].startswith("extschema: needs approval")
+    assert webhook.plan_warnings(view, real.hash)[1].startswith("SQL 1: ")  # approved
+    assert webhook.plan_warnings(view, "another")[1].startswith("extschema: needs approval")
 
 
 def test_long_statements_are_split_not_truncated() -> None:

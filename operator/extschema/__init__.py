@@ -1,9 +1,10 @@
 """extschema: let plugins extend an application's relational database safely.
 
-The package is layered (checked by import-linter): the shells (``cli``, ``controller``) call
-``reconcile``, which calls ``engine``, which renders through ``dialects``; everything below is a
-pure core (``model``, ``validation``, ``conflicts``, ``planning``, ``naming``, ``conditions``,
-``problems``) with no I/O. ``loading`` reads files and YAML without touching a database.
+The package is layered (checked by import-linter): the shells (``cli``, ``controller``, ``api``:
+independent siblings) call ``reconcile``, which calls ``engine``, which renders through ``dialects``;
+everything below is a pure core (``model``, ``validation``, ``conflicts``, ``planning``, ``naming``,
+``conditions``, ``wire``, ``problems``) with no I/O. ``loading`` reads files and YAML without touching
+a database. ``wire`` holds every shape a user or a program reads (``-o json``, ``status.pendingPlan``).
 
 ``__all__`` is the stable surface for library users (``tests/test_public_api.py`` guards it).
 Importing the package stays light: names backed by the engine (SQLAlchemy) or the model

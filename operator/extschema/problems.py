@@ -11,7 +11,6 @@ import dataclasses
 import enum
 import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 #: code -> one-line title. Grouped: ES0xx documents, ES1xx spec rules, ES2xx conflicts,
 #: ES3xx refused changes, ES4xx database, ES5xx warnings (the change goes ahead, with less than asked).
@@ -112,6 +111,11 @@ CATALOG: dict[str, str] = {
     "ES601": "The ExtensionSchema is Stalled",
     "ES602": "Timed out waiting for the ExtensionSchema",
     "ES603": "The Kubernetes API cannot be used",
+    "ES731": "--provider differs from the database's",
+    "ES732": "A complete Prisma schema needs the database",
+    "ES733": "A Prisma fragment references what only the database knows",
+    "ES740": "No plugin to generate types for",
+    "ES741": "Two generated type names are the same",
 }
 
 
@@ -179,15 +183,6 @@ class Problem:
         prefix = f"{escape(self.file)}: " if self.file else ""
         where = escape(self.path) or "-"
         return f"{prefix}{where}: {self.code}: {escape(self.message, newlines=True)}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "path": self.path,
-            "message": self.message,
-            "file": self.file,
-            "subject": self.subject,
-        }
 
 
 class ProblemError(Exception):

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from extschema import limits, portable_regex
 from extschema.model import CORE_PLUGIN, FieldType, RelationshipType
@@ -58,9 +59,17 @@ _KINDS: dict[FieldType, ValueKind] = {
 
 ModelKind = Literal["read", "create", "patch"]
 
-#: The config of every row model: unknown fields are errors; wire names in and out.
+#: The config of the written models (Create, Patch): unknown fields are errors; wire names in and out.
 MODEL_CONFIG = ConfigDict(
     extra="forbid",
+    validate_by_alias=True,
+    validate_by_name=True,
+    serialize_by_alias=True,
+    protected_namespaces=(),
+)
+#: Read models ignore columns they do not know (one added by hand is drift, not a reason to fail a read).
+READ_CONFIG = ConfigDict(
+    extra="ignore",
     validate_by_alias=True,
     validate_by_name=True,
     serialize_by_alias=True,
@@ -283,9 +292,11 @@ def table_shapes(plugin_id: str, table: TableDef) -> tuple[ModelShape, ModelShap
 def storable_text(value: str) -> str:
     """Text both databases store as given: no NUL (PostgreSQL refuses it), no lone surrogate (not UTF-8)."""
     if "\x00" in value:
-        raise ValueError("text must not contain the NUL character (\\u0000)")
+        raise PydanticCustomError("text_not_storable", "text must not contain the NUL character (\\u0000)")
     if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
-        raise ValueError("text must not contain a lone surrogate (\\ud800-\\udfff): it is not valid Unicode")
+        raise PydanticCustomError(
+            "text_not_storable", "text must not contain a lone surrogate (\\ud800-\\udfff): it is not valid Unicode"
+        )
     return value
 
 
@@ -295,7 +306,9 @@ def storable_json(value: Any) -> Any:
         storable_text(value)
     elif isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("JSON numbers must be finite (NaN and Infinity are not JSON)")
+            raise PydanticCustomError(
+                "json_not_storable", "JSON numbers must be finite (NaN and Infinity are not JSON)"
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
             storable_text(key)
@@ -311,13 +324,13 @@ def pattern_validator(pattern: str) -> Callable[[str], str]:
 
     def check(value: str) -> str:
         if not portable_regex.search(pattern, value):
-            raise ValueError(f"text must match the pattern {pattern}")
+            raise PydanticCustomError("pattern_mismatch", "text must match the pattern {pattern}", {"pattern": pattern})
         return value
 
     return check
 
 
-def _constraints(shape: FieldShape) -> dict[str, Any]:
+def constraints(shape: FieldShape) -> dict[str, Any]:
     rules = shape.rules
     found: dict[str, Any] = {}
     for key in ("min_length", "max_length", "ge", "le", "max_digits", "decimal_places"):
@@ -349,13 +362,13 @@ def base_type(shape: FieldShape, written: bool) -> Any:
         "uuid": uuid.UUID,
     }[kind]
     if not written:
-        return python
+        return Annotated[python, AfterValidator(utc_if_naive)] if kind == "datetime" else python
     metadata: list[Any] = []
     if kind in ("string", "integer", "float", "boolean"):
         metadata.append(pydantic.Strict())
-    constraints = _constraints(shape)
-    if constraints:
-        metadata.append(Field(**constraints))
+    found_constraints = constraints(shape)
+    if found_constraints:
+        metadata.append(Field(**found_constraints))
     if kind == "string":
         metadata.append(AfterValidator(storable_text))
         if shape.rules.pattern is not None:
@@ -363,10 +376,17 @@ def base_type(shape: FieldShape, written: bool) -> Any:
     return Annotated[python, *metadata] if metadata else python
 
 
+def utc_if_naive(value: datetime.datetime) -> datetime.datetime:
+    """A read timestamp with its offset: SQLite hands back the UTC time it was given without one."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
+
+
 def refuse_null(value: Any) -> Any:
     """An explicit ``null`` on a NOT NULL field: a clear error (not "Input should be a valid string")."""
     if value is None:
-        raise ValueError("the field is required (NOT NULL): null is not allowed; give a value or omit the field")
+        raise PydanticCustomError(
+            "null_not_allowed", "the field is required (NOT NULL): null is not allowed; give a value or omit the field"
+        )
     return value
 
 
@@ -393,7 +413,7 @@ def build_model(shape: ModelShape) -> type[BaseModel]:
     written = shape.kind != "read"
     fields: dict[str, Any] = {f.attribute: (annotation(f, written), field_info(f)) for f in shape.fields}
     model: type[BaseModel] = pydantic.create_model(
-        shape.name, __config__=MODEL_CONFIG, __doc__=shape.description, **fields
+        shape.name, __config__=MODEL_CONFIG if written else READ_CONFIG, __doc__=shape.description, **fields
     )
     return model
 
@@ -460,25 +480,24 @@ def _relationships(resolved: Resolved) -> dict[str, dict[str, Relationship]]:
                 ),
             )
     for join in resolved.joins:
-        left, right = join.left, join.right
-        if left.references.plugin == own:
-            add(
-                left.references.table,
-                right.references.table if right.references != left.references else join.name,
-                join.name,
-                lambda name, left=left, right=right, join=join: Relationship(  # type: ignore[misc]
-                    name,
-                    "ManyToMany",
-                    right.references.plugin,
-                    right.references.table,
-                    left.referenced_column,
-                    right.referenced_column,
-                    many=True,
-                    through=join.name,
-                    through_column=left.column,
-                    through_target_column=right.column,
-                ),
-            )
+        left, right = join.left, join.right  # left: the relationship's source, a table of this plugin
+        add(
+            left.references.table,
+            right.references.table if right.references != left.references else join.name,
+            join.name,
+            lambda name, left=left, right=right, join=join: Relationship(  # type: ignore[misc]
+                name,
+                "ManyToMany",
+                right.references.plugin,
+                right.references.table,
+                left.referenced_column,
+                right.referenced_column,
+                many=True,
+                through=join.name,
+                through_column=left.column,
+                through_target_column=right.column,
+            ),
+        )
         if right.references.plugin == own and right.references != left.references:
             add(
                 right.references.table,

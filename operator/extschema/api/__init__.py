@@ -5,4 +5,15 @@
 
 from extschema.api.app import Context, Settings, context_of, create_app, is_loopback
 
-__all__ = ["Context", "Settings", "context_of", "create_app", "is_loopback"]
+
+def main(
+    database_url: str, *, host: str, port: int, tokens_file: str | None = None, read_only_schemas: bool = False
+) -> None:
+    """``extschema serve``: build the app (ProblemError for bad settings, before binding) and serve it."""
+    from extschema.api import server
+
+    settings = Settings(database_url, tokens_file=tokens_file, read_only_schemas=read_only_schemas, host=host)
+    server.serve(settings, port)
+
+
+__all__ = ["Context", "Settings", "context_of", "create_app", "is_loopback", "main"]

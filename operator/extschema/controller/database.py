@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from extschema import conflicts, reconcile
 from extschema.controller.metrics import Metrics
@@ -19,27 +18,24 @@ def apply(
     peers: list[conflicts.Claim],
     started: Callable[[], None],
     metrics: Metrics | None = None,
-) -> tuple[list[ApplyResult], Any]:
-    """The pipeline (conflicts → dependencies → plan → apply), then the registration.
+) -> reconcile.Applied:
+    """The pipeline (conflicts → dependencies → plan → approval → apply); its result carries the
+    registration the migration left (or found, with nothing to do).
 
     *started* is called when a migration begins that changes this resource's plugin (for the
     MigrationStarted event), not for a re-apply that finds nothing to do. *metrics* time the run and
     count its migration events.
     """
     metrics = metrics or Metrics()
-    before = engine.registration(loaded.spec.plugin_id)
-    will_change = before is None or (
-        before.owner == loaded.owner and (before.checksum != loaded.spec.checksum() or before.status != "active")
-    )
 
     def progress(event: reconcile.MigrationEvent) -> None:
         metrics.migration(event)
-        if will_change:
+        if isinstance(event, reconcile.MigrationStarted) and event.changes:
             started()
 
     with metrics.reconciling():
-        results = reconcile.reconcile(engine, [loaded], progress, peers)
-    return results, engine.registration(loaded.spec.plugin_id)
+        (result,) = reconcile.reconcile(engine, [loaded], progress, peers)
+    return result
 
 
 def delete(engine: Engine, plugin_id: str, owner: str, retain: bool) -> ApplyResult | None:
@@ -60,18 +56,14 @@ def ping(engine: Engine) -> tuple[str, str]:
     return engine.backend, engine.ping()
 
 
-def lint(engine: Engine, loaded: reconcile.Loaded) -> list[squawk.LintFinding]:
-    """squawk's findings about the SQL of the plan *loaded* waits with (none on SQLite).
+def lint(engine: Engine, waiting: reconcile.ApprovalRequired, plugin_id: str) -> list[squawk.LintFinding]:
+    """squawk's findings about the SQL of the plan *plugin_id* waits with (none on SQLite).
 
-    Only for status.pendingPlan: never fails the reconcile (a plan that cannot be planned again
-    now is reported by the next reconcile anyway).
+    Only for status.pendingPlan: the plan is the one the run proposed (*waiting* carries it), never
+    planned a second time.
     """
-    try:
-        planned = reconcile.plan_all(engine, [loaded])
-    except ProblemError:
-        return []
-    rendered = next((r for p, r in planned if p.loaded.spec.plugin_id == loaded.spec.plugin_id), None)
-    return [] if rendered is None else squawk.lint(rendered, engine.dialect.name)
+    item = waiting.proposal.item(plugin_id) if waiting.proposal is not None else None
+    return [] if item is None else reconcile.lint_of(engine, item)
 
 
 def drift(engine: Engine, plugin_id: str, repair: bool) -> tuple[list[str], list[str], list[str]]:
@@ -85,7 +77,7 @@ def drift(engine: Engine, plugin_id: str, repair: bool) -> tuple[list[str], list
     refused: list[str] = []
     if repair and any(d.kind != "extra" for d in report.differences):  # extra objects are only reported
         try:
-            repaired = drift_check.repair(engine, plugin_id)
+            repaired = reconcile.repair(engine, plugin_id)
         except ProblemError as error:
             if error.kind != Kind.REFUSED:
                 raise

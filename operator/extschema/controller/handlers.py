@@ -181,19 +181,18 @@ async def reconcile_schema(
                 lambda: kopf.event(body, type="Normal", reason="MigrationStarted", message=started_message)
             )
 
-        results, registration = await asyncio.to_thread(
-            database.apply, engine, loaded, peers, started, run.stats.metrics
-        )
+        result = await asyncio.to_thread(database.apply, engine, loaded, peers, started, run.stats.metrics)
         if target.plugin_roles:
             await plugin_roles.publish(run.api, engine, body, loaded.spec.plugin_id)
     except Exception as error:  # every failure is reported the same way
         run.drift.track(meta, None)
         outcome = outcome_of(error)
         pending = pending_of(error, str(spec.get("pluginId")))
-        if pending is not None:  # waiting for an approval: not a failure, not retried; the spec's change runs it
+        if pending is not None and isinstance(error, reconcile.ApprovalRequired):
+            # Waiting for an approval: not a failure, not retried; the spec's change runs it.
             outcome = approval_outcome(pending, spec.get("approvedPlanHash"))
             try:
-                findings = await asyncio.to_thread(database.lint, engine, loaded)
+                findings = await asyncio.to_thread(database.lint, engine, error, pending.plugin_id)
             except Exception:  # the lint is for the reviewer; the plan still waits and is shown without it
                 logger.warning("squawk lint of the waiting plan failed", exc_info=True)
                 findings = []
@@ -208,10 +207,9 @@ async def reconcile_schema(
         event = "MigrationFailed" if outcome.reason == "MigrationFailed" else None
         return settle(body, patch, outcome, run.stats, retry=retry, fields=fields, event=event)
     run.waiting.track(meta, None)
-    result = results[0]
     interval = run.settings.drift_interval
     run.drift.track(meta, drift.watched(meta, spec, loaded.spec.plugin_id, target, interval, soon=result.changed))
-    fields.update(applied_fields(registration, result, loaded.spec.version))
+    fields.update(applied_fields(result, loaded.spec.version))
     message = f"plugin {loaded.spec.plugin_id} {loaded.spec.version} applied to {target.label}"
     if result.changed:
         message += f" (migration {result.migration_id}, {result.duration_ms} ms)"

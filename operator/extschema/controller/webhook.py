@@ -27,14 +27,13 @@ from typing import Any
 
 import kopf
 
-from extschema import conflicts, reconcile
+from extschema import conflicts, reconcile, wire
 from extschema.controller.certificates import generate
 from extschema.controller.claims import ClaimEntry, order_of, peers_of
 from extschema.controller.runtime import Runtime, runtime
 from extschema.controller.settings import GROUP, SCHEMAS, VERSION, Settings
 from extschema.controller.status import Settle
 from extschema.controller.targets import resolve_target, target_key
-from extschema.dialects.base import RenderedPlan
 from extschema.engine import Engine
 from extschema.naming import DRY_RUN_PREVIEW_TAG
 from extschema.problems import Kind, ProblemError
@@ -64,15 +63,15 @@ def sql_warnings(statements: Sequence[str]) -> list[str]:
     return lines
 
 
-def plan_warnings(reviewed: reconcile.Reviewed, rendered: RenderedPlan, approved: str | None) -> list[str]:
-    """What a server-side dry run shows: the plan's hash and class, what approval it needs, its SQL."""
-    if not reviewed.ops:
+def plan_warnings(plan: wire.PlanView, approved: str | None) -> list[str]:
+    """What a server-side dry run shows of the plan's view: its hash and class, what approval it needs, its SQL."""
+    if not plan.ops:
         return ["extschema: no change: the database already matches this spec"]
-    lines = [f"extschema plan {reviewed.hash}: {reviewed.op_class}, {len(reviewed.ops)} operation(s)"]
-    if reviewed.needs_approval and approved != reviewed.hash:
-        lines.append(f"extschema: needs approval: set spec.approvedPlanHash: {reviewed.hash}")
-    lines.extend(f"extschema: {p.code}: {p.message}"[:MAX_WARNING] for p in rendered.warnings)
-    lines.extend(sql_warnings(rendered.all_statements))
+    lines = [f"extschema plan {plan.hash}: {plan.op_class}, {len(plan.ops)} operation(s)"]
+    if plan.needs_approval and approved != plan.hash:
+        lines.append(f"extschema: needs approval: set spec.approvedPlanHash: {plan.hash}")
+    lines.extend(f"extschema: {p.code}: {p.message}"[:MAX_WARNING] for p in plan.warnings)
+    lines.extend(sql_warnings(plan.sql or ()))
     kept: list[str] = []
     total = 0
     for line in lines:
@@ -91,20 +90,17 @@ def admit(
 
     Blocking (database reads): run it in a worker thread.
     """
-    specs = [loaded.spec]
-    snapshot = reconcile.Snapshot.take(engine, specs)
     try:
-        ordered = reconcile.check(engine, [loaded], peers, snapshot)
+        proposal = reconcile.propose(engine, [loaded], peers=peers, preview_tag=DRY_RUN_PREVIEW_TAG)
     except ProblemError as error:
         if error.kind is Kind.DEPENDENCY:
             return [f"extschema: admitted, waits: {p.message}"[:MAX_WARNING] for p in error.problems]
         raise
-    planned = reconcile.gate(engine, ordered, reconcile.reference_types(snapshot, specs), snapshot)[0]
-    reviewed = reconcile.review(engine, planned)
-    refusals = reviewed.refusals()
+    (item,) = proposal.items
+    refusals = item.reviewed.refusals()
     if refusals:
         raise ProblemError(refusals, Kind.REFUSED)
-    return plan_warnings(reviewed, planned.render(engine, DRY_RUN_PREVIEW_TAG), approved)
+    return plan_warnings(wire.PlanView.of(item.reviewed, item.preview, warnings=item.preview.warnings), approved)
 
 
 def refusal(error: ProblemError) -> kopf.AdmissionError:

@@ -55,6 +55,18 @@ class RenderedPlan:
 
 
 @dataclasses.dataclass(frozen=True)
+class CoreForeignKey:
+    """A foreign key of a host table, as the database reports it."""
+
+    name: str | None
+    columns: tuple[str, ...]
+    referred_schema: str | None
+    referred_table: str
+    referred_columns: tuple[str, ...]
+    on_delete: str | None
+
+
+@dataclasses.dataclass(frozen=True)
 class BackupRef:
     """A backup table a migration fills before a destructive step (the backups registry records these).
 
@@ -933,6 +945,42 @@ class Dialect:
         """What a reflected core column's type is, in extschema's terms (for FK type checks)."""
         return next((name for kind, name in _LOGICAL_TYPES if isinstance(sql_type, kind)), None)
 
+    #: A single-column INTEGER primary key numbers new rows by itself (SQLite's rowid alias).
+    rowid_primary_key = False
+
+    def core_foreign_keys(self, inspector: sa.Inspector, table: str, schema: str | None) -> list[CoreForeignKey]:
+        """A core table's foreign keys, with their ON DELETE action (None: NO ACTION)."""
+        return [
+            CoreForeignKey(
+                fk["name"],
+                tuple(fk["constrained_columns"]),
+                fk.get("referred_schema"),
+                fk["referred_table"],
+                tuple(fk["referred_columns"]),
+                (fk.get("options") or {}).get("ondelete"),
+            )
+            for fk in inspector.get_foreign_keys(table, schema=schema)
+        ]
+
+    def core_indexes(
+        self, inspector: sa.Inspector, table: str, schema: str | None
+    ) -> list[tuple[str | None, list[str], bool]]:
+        """A core table's indexes (unique constraints' own too): name (None: the database named it), columns, unique."""
+        return [
+            (index["name"], [str(c) for c in index["column_names"]], bool(index["unique"]))
+            for index in inspector.get_indexes(table, schema=schema)
+            if not index.get("duplicates_constraint") and None not in index["column_names"]
+        ]
+
+    def type_kind(self, sql_type: sa.types.TypeEngine[Any]) -> str:
+        """A reflected core column's type as one of :data:`extschema.prisma.CORE_KINDS` (``other`` else)."""
+        if isinstance(sql_type, sa.Enum):
+            return "enum"
+        found = next((kind for cls, kind in _TYPE_KINDS if isinstance(sql_type, cls)), "other")
+        if found == "timestamp" and getattr(sql_type, "timezone", False):
+            return "timestamptz"
+        return found
+
 
 @dataclasses.dataclass(frozen=True)
 class Violation:
@@ -994,6 +1042,26 @@ def lossy(op: planning.AlterColumn) -> bool:
 
 #: Reflected SQLAlchemy types in extschema's terms, subclasses before their bases (a BigInteger is an
 #: Integer, a Float a Numeric, a Text a String): the first that matches wins.
+#: Reflected types by kind, most specific first (subclasses before their bases).
+_TYPE_KINDS: tuple[tuple[type[sa.types.TypeEngine[Any]], str], ...] = (
+    (sa.BigInteger, "bigint"),
+    (sa.SmallInteger, "smallint"),
+    (sa.Integer, "int"),
+    (sa.Uuid, "uuid"),
+    (sa.REAL, "real"),
+    (sa.Float, "double"),
+    (sa.Numeric, "numeric"),
+    (sa.Boolean, "boolean"),
+    (sa.DateTime, "timestamp"),
+    (sa.Date, "date"),
+    (sa.Time, "time"),
+    (sa.JSON, "json"),
+    (sa.CHAR, "char"),
+    (sa.Text, "text"),
+    (sa.String, "varchar"),
+    (sa.LargeBinary, "bytes"),
+)
+
 _LOGICAL_TYPES: tuple[tuple[type[sa.types.TypeEngine[Any]], FieldType], ...] = (
     (sa.BigInteger, "BigInt"),
     (sa.Integer, "Int"),

@@ -620,6 +620,9 @@ class PostgresDialect(Dialect):
                 )
         return None
 
+    def type_kind(self, sql_type: sa.types.TypeEngine[Any]) -> str:
+        return "jsonb" if isinstance(sql_type, pg.JSONB) else super().type_kind(sql_type)
+
     def string_literal(self, text: str) -> str:
         # A plain '...' means something else when standard_conforming_strings is off (a backslash
         # escapes, so "\\'" ends the string early). E'...' reads escapes whatever the setting, and

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from extschema import limits, naming, planning, portable_regex
 from extschema.dialects import sqlite_decimal, sqlite_patterns
-from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass, Predated, Violation, joined
+from extschema.dialects.base import READ_ONLY, CoreForeignKey, Dialect, ErrorClass, Predated, Violation, joined
 from extschema.planning import ColumnDef, IndexDef, TableDef, conversions, safety
 from extschema.problems import Problem
 
@@ -131,6 +131,32 @@ class SqliteDialect(Dialect):
                 if c.pattern is not None and sqlite_patterns.translate(c.pattern) is None
             )
         return found
+
+    rowid_primary_key = True
+
+    def core_foreign_keys(self, inspector: sa.Inspector, table: str, schema: str | None) -> list[CoreForeignKey]:
+        # SQLAlchemy leaves out SQLite's ON DELETE: the pragma has it (the rows of one key share its id).
+        assert isinstance(inspector.bind, sa.Connection)
+        query = 'SELECT id, seq, "table", "from", "to", on_delete FROM pragma_foreign_key_list(:t) ORDER BY id, seq'
+        keys: dict[int, list[Any]] = {}
+        for row in inspector.bind.execute(sa.text(query), {"t": table}):
+            keys.setdefault(row[0], []).append(row)
+        return [
+            CoreForeignKey(None, tuple(r[3] for r in key), None, key[0][2], tuple(r[4] for r in key), key[0][5])
+            for key in keys.values()
+        ]
+
+    def core_indexes(
+        self, inspector: sa.Inspector, table: str, schema: str | None
+    ) -> list[tuple[str | None, list[str], bool]]:
+        # A column's UNIQUE is an automatic index (not a reflected constraint), named by SQLite itself.
+        found = inspector.get_indexes(table, schema=schema, include_auto_indexes=True)
+        return [
+            (None if str(i["name"]).startswith("sqlite_autoindex_") else i["name"], [str(c) for c in i["column_names"]],
+             bool(i["unique"]))
+            for i in found
+            if None not in i["column_names"]
+        ]  # fmt: skip
 
     def id_column_sql(self) -> str:
         # INTEGER PRIMARY KEY: an alias of the rowid. AUTOINCREMENT: a deleted row's id is never

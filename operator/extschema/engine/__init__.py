@@ -1,24 +1,22 @@
-"""Executes plans against a database, safely (see :mod:`extschema.engine.migrator`).
+"""Executes plans against a database, safely (see :mod:`extschema.engine.runner`).
 
 ``connection`` reaches the database through its dialect, ``registry`` keeps the record of plugins,
-migrations and backups, ``migrator`` runs apply/rollback/delete along one path, ``catalog`` reads
-the live database, ``backups`` lists, prunes and restores backups, ``drift`` compares the live
-database with the registered specs and repairs what is missing. The names below are the engine's
-public surface.
+migrations and backups, ``runner`` runs every kind of migration (``kinds``) along one path, with
+the ``after_phase`` for concurrent builds; ``migrator`` is the facade (:class:`Engine`) the layers
+above use; ``catalog`` reads the live database, ``backups`` lists and prunes backups and says what a
+restore takes, ``drift`` compares the live database with the registered specs and says what a
+repair re-creates. The engine never plans: every plan it runs is made above it. The names below
+are the engine's public surface.
 """
 
 from __future__ import annotations
 
-from extschema.engine import backups, drift
+from extschema.engine import after_phase, backups, drift
+from extschema.engine.backups import RestoreSource
 from extschema.engine.connection import Database, redact
-from extschema.engine.drift import Difference, DriftReport
-from extschema.engine.migrator import (
-    ApplyResult,
-    Engine,
-    RollbackPlan,
-    StalePlan,
-    registered_by_another,
-)
+from extschema.engine.drift import Difference, DriftReport, RepairPlan
+from extschema.engine.kinds.rollback import RollbackPlan, RollbackSource
+from extschema.engine.migrator import Engine
 from extschema.engine.registry import (
     STATUSES_MIGRATION,
     STATUSES_SCHEMA,
@@ -30,6 +28,15 @@ from extschema.engine.registry import (
     script,
     sql_checksum,
 )
+from extschema.engine.runner import (
+    ApplyResult,
+    Migration,
+    Migrator,
+    StalePlan,
+    not_registered,
+    registered_by_another,
+    registered_tables,
+)
 
 __all__ = [
     "STATUSES_MIGRATION",
@@ -40,16 +47,24 @@ __all__ = [
     "Difference",
     "DriftReport",
     "Engine",
+    "Migration",
     "MigrationKind",
     "MigrationRecord",
     "MigrationStatus",
+    "Migrator",
     "Registration",
+    "RepairPlan",
+    "RestoreSource",
     "RollbackPlan",
+    "RollbackSource",
     "StalePlan",
+    "after_phase",
     "backups",
     "drift",
+    "not_registered",
     "redact",
     "registered_by_another",
+    "registered_tables",
     "script",
     "sql_checksum",
 ]

@@ -19,39 +19,29 @@ the plugin's lock, in one transaction, recorded in the history (kind ``restore``
 exception to "current tables" is the restore of a ``delete`` migration when the plugin is not
 registered: the spec recorded with the delete is applied first (a normal ``apply`` migration, by
 the same owner, creating empty tables and running none of its raw SQL steps), then its rows are
-restored. See docs/operations.md.
+restored (planned above the engine, :func:`extschema.reconcile.restore`, from :func:`restore_source`).
+The copying is the ``restore`` kind, :mod:`extschema.engine.kinds.restore`. See docs/operations.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from extschema import naming, planning
-from extschema.dialects import Dialect, RenderedPlan
-from extschema.engine import catalog, migrator
-from extschema.engine.registry import (
-    ENDING_KINDS,
-    BackupRecord,
-    MigrationKind,
-    MigrationRecord,
-    MigrationStatus,
-    Registration,
-    now,
-    physical,
-)
+from extschema.engine.history import settled_lineage
+from extschema.engine.kinds.restore import no_backup
+from extschema.engine.registry import BackupRecord, MigrationKind, now, physical
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
-from extschema.planning import ColumnDef
-from extschema.planning.diff import renames
 from extschema.problems import Kind, Problem, ProblemError
+
+if TYPE_CHECKING:  # the engine's facade imports this module
+    from extschema.engine.migrator import Engine
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -65,7 +55,7 @@ def parse_duration(text: str) -> datetime.timedelta:
     return datetime.timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
 
 
-def listed(engine: migrator.Engine, plugin_id: str | None = None) -> list[BackupRecord]:
+def listed(engine: Engine, plugin_id: str | None = None) -> list[BackupRecord]:
     """The recorded backups (of one plugin), oldest first; reads only."""
     with engine.registry.reading() as conn:
         return [] if conn is None else engine.registry.backup_rows(conn, plugin_id)
@@ -81,9 +71,9 @@ class Pruning:
     unsettled: list[Problem] = dataclasses.field(default_factory=list)
 
 
-def needed_by_rollback(engine: migrator.Engine, conn: Connection) -> tuple[set[tuple[str, str]], dict[str, Problem]]:
+def needed_by_rollback(engine: Engine, conn: Connection) -> tuple[set[tuple[str, str]], dict[str, Problem]]:
     """(plugin, migration) of every migration a rollback can still undo: the executed applies that
-    built each registered plugin (:func:`migrator.settled_lineage`). Their rollback SQL reads their
+    built each registered plugin (:func:`~extschema.engine.history.settled_lineage`). Their rollback SQL reads their
     backups to bring dropped data back. Also, by plugin, why a plugin's history is not settled (a
     migration never finished): which backups a rollback needs is then unknown, so it needs them all."""
     history = engine.registry.history_rows(conn, None)
@@ -93,9 +83,7 @@ def needed_by_rollback(engine: migrator.Engine, conn: Connection) -> tuple[set[t
     for plugin_id in sorted({r.plugin_id for r in history}):
         own = [r for r in history if r.plugin_id == plugin_id]
         try:
-            built = migrator.settled_lineage(
-                plugin_id, own, "kept every backup of", "no backup of it is pruned", "prune again"
-            )
+            built = settled_lineage(plugin_id, own, "kept every backup of", "no backup of it is pruned", "prune again")
         except ProblemError as error:
             unsettled[plugin_id] = error.problems[0]
             continue
@@ -104,9 +92,7 @@ def needed_by_rollback(engine: migrator.Engine, conn: Connection) -> tuple[set[t
     return needed, unsettled
 
 
-def prune(
-    engine: migrator.Engine, older_than: datetime.timedelta, dry_run: bool = False, force: bool = False
-) -> Pruning:
+def prune(engine: Engine, older_than: datetime.timedelta, dry_run: bool = False, force: bool = False) -> Pruning:
     """Drop the backup tables older than *older_than* and forget them; returns what was (or would be) pruned.
 
     Backups a rollback still reads are kept unless *force*: pruning them would make that rollback
@@ -135,7 +121,7 @@ def prune(
     pruned: list[BackupRecord] = []
     for plugin_id in sorted({b.plugin_id for b in planned.pruned}):
         with engine.database.transaction() as conn:
-            engine._lock(conn, plugin_id)
+            engine.migrator.lock(conn, plugin_id)
             now_planned = split(conn, engine.registry.backup_rows(conn, plugin_id))
             for record in now_planned.pruned:
                 name = PhysicalName(*physical(record.backup_table))
@@ -147,384 +133,58 @@ def prune(
     return Pruning(pruned, kept, planned.unsettled)
 
 
-# --- restore ----------------------------------------------------------------------------------
+# --- restore (the kind: :mod:`extschema.engine.kinds.restore`) ---------------------------------
 
 
-def _no_backup(migration_id: str, plugin_id: str | None, why: str, kind: Kind = Kind.REFUSED) -> ProblemError:
-    where = f"migration {migration_id}" + (f" of plugin {plugin_id!r}" if plugin_id else "")
-    return ProblemError.one("ES314", "MIGRATION_ID", f"{where}: {why}; `extschema backups` lists them", kind=kind)
+@dataclasses.dataclass(frozen=True)
+class RestoreSource:
+    """Whose backups a restore of a migration copies back, read without the lock."""
+
+    plugin_id: str
+    #: The migration whose backups are restored.
+    migration_id: str
+    #: The owner and spec recorded with the delete migration being restored, when the plugin is not
+    #: registered: applied first (empty tables; its raw steps not run) so its rows have tables to go back to.
+    reapply: tuple[str, ExtensionSchemaSpec] | None = None
 
 
-def restore(engine: migrator.Engine, migration_id: str, plugin_id: str | None = None) -> list[migrator.ApplyResult]:
-    """Copy *migration_id*'s backups back into the plugin's current tables (see the module's docstring).
-
-    Returns the migrations run: the re-apply of a deleted plugin's spec (if needed), then the restore.
-    """
+def restore_source(engine: Engine, migration_id: str, plugin_id: str | None = None) -> RestoreSource:
+    """What restoring *migration_id*'s backups takes (see the module's docstring): refused (ES314,
+    ES315) before anything runs when it cannot finish."""
     with engine.registry.reading() as conn:
         records = [] if conn is None else engine.registry.backup_rows(conn, plugin_id, migration_id)
         history = [] if conn is None else engine.registry.history_rows(conn, plugin_id)
     if not records:
         ran = [r for r in history if r.migration_id == migration_id]
         why = "took no backup (it destroyed no data)" if ran else "no such migration has a backup"
-        raise _no_backup(migration_id, plugin_id, why)
+        raise no_backup(migration_id, plugin_id, why)
     plugins = sorted({r.plugin_id for r in records})
     if len(plugins) > 1:
-        raise _no_backup(
+        raise no_backup(
             migration_id, None, f"several plugins have backups of it ({', '.join(plugins)}); choose one with --plugin",
             Kind.USAGE,
         )  # fmt: skip
     plugin = plugins[0]
+    if engine.registration(plugin) is not None:
+        return RestoreSource(plugin, migration_id)
     origin = next((r for r in history if r.plugin_id == plugin and r.migration_id == migration_id), None)
-    results = []
-    if engine.registration(plugin) is None:
-        with engine.database.reading() as conn:
-            inspector = sa.inspect(conn)
-            names = [PhysicalName(*physical(r.backup_table)) for r in records]
-            gone = [str(n) for n in names if not inspector.has_table(n.name, schema=n.schema)]
-        if gone:  # checked before re-applying: a restore that cannot finish must not start
-            raise _no_backup(migration_id, plugin, f"its backup tables no longer exist: {', '.join(gone)}")
-        results.append(_reapply(engine, plugin, migration_id, origin))
-    results.append(engine._migrate(plugin, _Restore(engine, plugin, migration_id), foreign_keys_off=False))
-    return results
-
-
-def _reapply(
-    engine: migrator.Engine, plugin_id: str, migration_id: str, origin: MigrationRecord | None
-) -> migrator.ApplyResult:
-    """Apply the spec recorded with the delete migration *origin*, so its rows have tables to go back to."""
+    with engine.database.reading() as conn:
+        inspector = sa.inspect(conn)
+        names = [PhysicalName(*physical(r.backup_table)) for r in records]
+        gone = [str(n) for n in names if not inspector.has_table(n.name, schema=n.schema)]
+    if gone:  # checked before re-applying: a restore that cannot finish must not start
+        raise no_backup(migration_id, plugin, f"its backup tables no longer exist: {', '.join(gone)}")
     if origin is None or origin.kind != MigrationKind.DELETE:
         raise ProblemError.one(
             "ES315",
             "MIGRATION_ID",
-            f"plugin {plugin_id!r} is not registered, so migration {migration_id} has no "
+            f"plugin {plugin!r} is not registered, so migration {migration_id} has no "
             "tables to restore into; apply the plugin's spec first, or restore the delete migration that removed it "
             "(which re-applies its spec)",
             kind=Kind.REFUSED,
         )
     with engine.database.transaction(read_only=True) as conn:
-        row = engine.registry.migration_row(conn, plugin_id, migration_id)
-        spec = engine.registry.guarded(
-            conn, plugin_id, lambda: ExtensionSchemaSpec.model_validate(row.schema_definition)
-        )
+        row = engine.registry.migration_row(conn, plugin, migration_id)
+        spec = engine.registry.guarded(conn, plugin, lambda: ExtensionSchemaSpec.model_validate(row.schema_definition))
         owner = str(row.owner)
-    refs = catalog.reference_types(engine.database, [r.spec for r in engine.registrations()], [spec])
-    # Empty tables only: the raw SQL steps ran when the plugin was built, and what they wrote is in
-    # the backup (running a seed again would put its rows where the backed-up ones go). The spec
-    # registered lists them, so they count as run, as they did before the delete.
-    planned = planning.plan(None, spec, refs)
-    plan = planning.Plan(plugin_id, tuple(op for op in planned.ops if not isinstance(op, planning.RunSql)))
-    tables = migrator.registered_tables(engine.dialect, spec)
-    try:
-        return engine.apply(owner, spec, plan, None, tables)
-    except migrator.StalePlan:  # registered meanwhile: the restore goes into what is there now
-        return migrator.ApplyResult(plugin_id, False, None, [])
-
-
-@dataclasses.dataclass
-class _Copy:
-    """The statements restoring one backup, and what they restore (counted under the lock)."""
-
-    statements: list[str]
-    description: str
-
-
-class _Restore(migrator._Migration):
-    kind = MigrationKind.RESTORE
-
-    def __init__(self, engine: migrator.Engine, plugin_id: str, source: str) -> None:
-        self.engine, self.plugin_id, self.source = engine, plugin_id, source
-        self.started = now()
-        self.description: list[str] = []
-
-    def check(self, conn: Connection, current: Registration | None) -> migrator.ApplyResult | None:
-        if current is None:  # deleted since the restore was asked for
-            raise migrator._not_registered(self.plugin_id)
-        self.current = current
-        return None
-
-    def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
-        records = self.engine.registry.backup_rows(conn, self.plugin_id, self.source)
-        if not records:  # pruned since it was read
-            raise _no_backup(self.source, self.plugin_id, "its backups were pruned")
-        inspector = sa.inspect(conn)
-        problems: list[Problem] = []
-        copies: list[_Copy] = []
-        specs = self._specs_since(conn, history)
-        assert self.current is not None
-        now_shaped = planning.shape(self.current.spec)
-        # Reverse order: a delete backs up dependents first; referenced tables must be filled first.
-        for record in sorted(records, key=lambda r: r.position, reverse=True):
-            # Into what the backed-up table and column are called now, after later renames.
-            table, column = renames.followed(specs, record.source_table, record.source_column)
-
-            def follow(name: str, source: str = record.source_table) -> str:
-                return renames.followed(specs, source, name)[1] or name
-
-            shaped = now_shaped.table(table)
-            # The columns as the spec has them now, to refuse a value they would not keep as it is
-            # (ids referencing other rows are left to their foreign keys).
-            defs = {c.name: c for c in shaped.columns if c.foreign_key is None} if shaped else {}
-            try:
-                copies.append(_copy(conn, inspector, self.engine.dialect, record, table, column, follow, defs))
-            except ProblemError as error:
-                problems.extend(error.problems)
-        if problems:
-            raise ProblemError(problems, kind=Kind.REFUSED)
-        self.description = [c.description for c in copies]
-        return RenderedPlan(tuple(s for c in copies for s in c.statements), ())
-
-    def _specs_since(self, conn: Connection, history: list[MigrationRecord]) -> list[ExtensionSchemaSpec]:
-        """The specs from the backed-up migration's on, in order: the lineage from it, or — for the
-        plugin's last delete — the deleted spec then every spec applied since. None when it is no
-        longer part of what the plugin is now (e.g. rolled back, or an earlier delete)."""
-        # What the plugin is now is unknown while a migration never finished: names followed through
-        # it could put values into the wrong column (ES317, as rollback and prune say).
-        built = migrator.settled_lineage(
-            self.plugin_id, history, "cannot restore into", "nothing was restored", "restore again"
-        )
-        ids = [r.migration_id for r in built]
-        executed = [r for r in history if r.status == MigrationStatus.EXECUTED]
-        ending = next((r for r in reversed(executed) if r.kind in ENDING_KINDS), None)
-        if self.source in ids:
-            chosen = [r.migration_id for r in built[ids.index(self.source) :]]
-        elif ending is not None and ending.migration_id == self.source:
-            chosen = [self.source, *ids]
-        else:
-            return []
-        registry = self.engine.registry
-        specs = []
-        for migration_id in chosen:
-            definition = registry.migration_row(conn, self.plugin_id, migration_id).schema_definition
-            load = functools.partial(ExtensionSchemaSpec.model_validate, definition)
-            specs.append(registry.guarded(conn, self.plugin_id, load))
-        return specs
-
-    def record(
-        self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int
-    ) -> migrator.ApplyResult:
-        assert self.current is not None
-        description = [f"restored backups of migration {self.source}", *self.description]
-        self.engine.registry.record(
-            conn, self.executed_row(migration_id, description, rendered, self.started, duration)
-        )
-        return migrator.ApplyResult(self.plugin_id, True, migration_id, description, duration)
-
-
-def _columns(inspector: sa.Inspector, name: PhysicalName) -> dict[str, Any] | None:
-    """A table's reflected columns by name, or None when it does not exist."""
-    if not inspector.has_table(name.name, schema=name.schema):
-        return None
-    return {c["name"]: c for c in inspector.get_columns(name.name, schema=name.schema)}
-
-
-def _missing_target(record: BackupRecord, what: str, fix: str) -> ProblemError:
-    return ProblemError.one(
-        "ES315",
-        record.source_table if record.source_column is None else f"{record.source_table}.{record.source_column}",
-        f"cannot restore {record.backup_table} of migration {record.migration_id}: {what} does not exist; {fix}, "
-        "then run the restore again",
-        kind=Kind.REFUSED,
-    )
-
-
-def _ids(found: list[Any], total: int) -> str:
-    """``id 3`` / ``ids 1, 2`` (the first of *total*, then how many more)."""
-    named = ", ".join(str(i) for i in found)
-    more = f", … ({total - len(found)} more)" if total > len(found) else ""
-    return f"{'id' if total == 1 else 'ids'} {named}{more}"
-
-
-#: How many ids a refusal or a report names (it counts the rest).
-_NAMED_IDS = 20
-
-
-def _copy(
-    conn: Connection,
-    inspector: sa.Inspector,
-    dialect: Dialect,
-    record: BackupRecord,
-    table: str,
-    column: str | None,
-    follow: Callable[[str], str],
-    defs: Mapping[str, ColumnDef],
-) -> _Copy:
-    """Restore *record* into *table* (and *column*): the source's names now; *follow* names a
-    backed-up column of a whole-table backup as the table calls it now; *defs* are the table's
-    columns as the registered spec has them.
-
-    Refused (ES319) when a value to be written does not fit its column as it is now: a restore
-    never changes a value (rounds a decimal, cuts a string), and never fails half way on one."""
-    backup = PhysicalName(*physical(record.backup_table))
-    target = dialect.namer.table(record.plugin_id, table)
-    saved = _columns(inspector, backup)
-    if saved is None:
-        raise _no_backup(
-            record.migration_id, record.plugin_id, f"its backup table {record.backup_table} no longer exists"
-        )
-    present = _columns(inspector, target)
-    if present is None:
-        raise _missing_target(
-            record,
-            f"table {table} ({target})",
-            "roll back the migration that dropped it or add the table to the spec again and apply",
-        )
-    b, t = dialect.qualified(backup), dialect.qualified(target)
-
-    def ids(query: str) -> tuple[list[Any], int]:
-        total = conn.execute(sa.text(f"SELECT count(*) FROM ({query}) AS found")).scalar_one()
-        first = conn.execute(sa.text(f"{query} ORDER BY 1 LIMIT {_NAMED_IDS}")).scalars().all()
-        return list(first), int(total)
-
-    if column is not None:
-        if column not in present:
-            raise _missing_target(
-                record,
-                f"column {table}.{column}",
-                "roll back the migration that dropped it or add the field to the spec again and apply",
-            )
-        # Ids are never reused (identity; AUTOINCREMENT on SQLite), so a backed-up id names the row
-        # the value was taken from or no row: a row deleted since gets nothing, and is reported.
-        gone, lost = ids(f"SELECT {b}.id FROM {b} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)")
-        _refuse_unfit(conn, dialect, record, table, b, saved, [(record.source_column or column, column)], defs,
-                      f"{b}.id IN (SELECT id FROM {t})", ids)  # fmt: skip
-        quoted = dialect.quote(column)
-        value = _value(dialect, f"{b}.{dialect.quote(record.source_column or column)}", present[column])
-        now = f"{t}.{quoted}"
-        # A value written since (not NULL, not the backed-up one as the column holds it now) is never
-        # overwritten: it has no backup. Compared as text after the column's own conversion.
-        type_sql = dialect.sa_dialect.type_compiler_instance.process(present[column]["type"])
-        same = f"CAST({now} AS TEXT) = CAST({dialect.as_stored(value, type_sql)} AS TEXT)"
-        held = f"SELECT {b}.id FROM {b} JOIN {t} ON {t}.id = {b}.id WHERE {now} IS NOT NULL"
-        taken, clashes = ids(f"{held} AND NOT COALESCE({same}, FALSE)")
-        if clashes:
-            raise ProblemError.one(
-                "ES318",
-                f"{record.source_table}.{record.source_column or column}",
-                f"cannot restore {record.backup_table} of migration {record.migration_id} into {table}.{column}: "
-                f"{clashes} backed-up row(s) hold other values written since ({_ids(taken, clashes)}). A restore "
-                "never overwrites a value it did not back up; nothing was restored. Copy those values out and set "
-                f"them to NULL, then run the restore again — or copy the values of {record.backup_table} back by hand",
-                kind=Kind.REFUSED,
-            )
-        already = conn.execute(sa.text(f"SELECT count(*) FROM ({held}) AS found")).scalar_one()
-        empty = f"id IN (SELECT id FROM {b}) AND {quoted} IS NULL"
-        found = conn.execute(sa.text(f"SELECT count(*) FROM {t} WHERE {empty}")).scalar_one()
-        # Indexed by id first: the lookup runs once per row (1M rows: seconds, not hours).
-        index = dialect.quote(naming.fit(f"{backup.name}_id"))
-        statements = [
-            f"CREATE INDEX IF NOT EXISTS {index} ON {b} (id)",
-            f"UPDATE {t} SET {quoted} = (SELECT {value} FROM {b} WHERE {b}.id = {t}.id) WHERE {empty}",
-        ]
-        notes = [f"{already} already restored"] if already else []
-        if lost:
-            notes.append(f"{lost} backed-up row(s) deleted since, not restored: {_ids(gone, lost)}")
-        description = f"restored {found} value(s) of {table}.{column}"
-        if notes:
-            description += f" ({'; '.join(notes)})"
-        return _Copy(statements, description)
-    if "id" not in saved or "id" not in present:
-        raise _missing_target(record, f"column {table}.id", "the table must have its id column")
-    # Backed-up columns under their names now (renamed since: followed); those the table lost are reported.
-    moved = {name: follow(name) for name in saved if name != "id"}
-    shared = [(old, new) for old, new in moved.items() if new in present and new != "id"]
-    left = [old for old, new in moved.items() if new not in present]
-    names = ", ".join(dialect.quote(n) for n in ["id", *(new for _, new in shared)])
-    values = [_value(dialect, f"{b}.{dialect.quote(old)}", present[new]) for old, new in shared]
-    # A row already holding a backed-up id is that row restored before only if it holds the same values
-    # (compared as text: a type changed since, or an enum kept as text in the backup, still compares).
-    same = " AND ".join(
-        f"COALESCE(CAST({now} AS TEXT) = CAST({was} AS TEXT), {now} IS NULL AND {was} IS NULL)"
-        for now, was in ((f"{t}.{dialect.quote(new)}", f"{b}.{dialect.quote(old)}") for old, new in shared)
-    )
-    held = f"SELECT {b}.id FROM {b} JOIN {t} ON {t}.id = {b}.id"
-    taken, clashes = ids(f"{held} WHERE NOT ({same})" if same else f"{held} WHERE 1 = 0")
-    if clashes:
-        raise ProblemError.one(
-            "ES318",
-            record.source_table,
-            f"cannot restore {record.backup_table} of migration {record.migration_id} into table {table}: "
-            f"{clashes} backed-up row(s) have ids that rows written since hold with other values "
-            f"({_ids(taken, clashes)}). A restore puts each row back under its own id (so rows referencing it "
-            "point at it again) and never overwrites or skips one; nothing was restored. Move those rows to "
-            f"other ids or delete them (copy them out first), then run the restore again — or copy the rows of "
-            f"{record.backup_table} back by hand under new ids",
-            kind=Kind.REFUSED,
-        )
-    absent = f"NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.id = {b}.id)"
-    _refuse_unfit(conn, dialect, record, table, b, saved, shared, defs, absent, ids)
-    already = conn.execute(sa.text(f"SELECT count(*) FROM ({held}) AS found")).scalar_one()
-    found = conn.execute(sa.text(f"SELECT count(*) FROM {b} WHERE {absent}")).scalar_one()
-    selected = ", ".join([f"{b}.id", *values])
-    statements = [f"INSERT INTO {t} ({names}) SELECT {selected} FROM {b} WHERE {absent}"]
-    if present["id"].get("identity") is not None:
-        # An identity column does not see ids inserted explicitly: move it past them.
-        sequence = f"pg_get_serial_sequence({dialect.literal(t)}, 'id')"
-        statements.append(
-            f"SELECT setval({sequence}, top) FROM (SELECT max(id) AS top FROM {t}) AS restored "
-            f"WHERE top > COALESCE(pg_sequence_last_value({sequence}::regclass), 0)"
-        )
-    description = f"restored {found} row(s) of {table}"
-    notes = [f"{already} already restored"] if already else []
-    if left:
-        notes.append(f"not restored, no longer in the table: {', '.join(left)}")
-    if notes:
-        description += f" ({'; '.join(notes)})"
-    return _Copy(statements, description)
-
-
-def _refuse_unfit(
-    conn: Connection,
-    dialect: Dialect,
-    record: BackupRecord,
-    table: str,
-    backup: str,
-    saved: dict[str, Any],
-    columns: list[tuple[str, str]],
-    defs: Mapping[str, ColumnDef],
-    written: str,
-    ids: Callable[[str], tuple[list[Any], int]],
-) -> None:
-    """ES319 naming, per column, the rows of *backup* (its columns reflected: *saved*) that are to be
-    *written* (a condition) whose value in a (backed-up name, column now) pair of *columns* the column
-    would not keep as it is."""
-    problems = []
-    for old, new in columns:
-        if new not in defs:  # not the spec's (made by hand): the database's own rules apply
-            continue
-        column = defs[new]
-        stored = saved[old]["type"] if old in saved else None
-        unfit = dialect.unfit_restore(record.plugin_id, backup, old, column, stored)
-        found, count = ids(f"SELECT {backup}.id FROM {backup} WHERE {written} AND ({unfit})")
-        if count:
-            problems.append(
-                Problem(
-                    "ES319",
-                    f"{table}.{new}",
-                    f"cannot restore {record.backup_table} of migration {record.migration_id}: {count} backed-up "
-                    f"value(s) of {table}.{new} do not fit the column as it is now "
-                    f"({_field(column)}) ({_ids(found, count)}): writing them would round, cut or refuse them, "
-                    "and a restore never changes a value; nothing was restored. To restore them, widen the field "
-                    "in the spec so it holds them (a new version, applied), or go back to a version where it does, "
-                    f"then run the restore again — or copy those values from {record.backup_table} by hand",
-                )
-            )
-    if problems:
-        raise ProblemError(problems, kind=Kind.REFUSED)
-
-
-def _field(column: ColumnDef) -> str:
-    """A column as its field reads in a spec: ``Decimal, precision 10, scale 1, required``."""
-    parts: list[str] = [column.type]
-    if column.type == "Decimal":
-        parts.append(f"precision {column.precision}, scale {column.scale}")
-    elif column.type == "String":
-        parts.append(f"maxLength {column.string_length}")
-    return ", ".join(parts + ([] if column.nullable else ["required"]))
-
-
-def _value(dialect: Dialect, expression: str, target: dict[str, Any]) -> str:
-    """A backed-up value as the target column takes it: enum values are kept as text in backups."""
-    if isinstance(target["type"], sa.Enum) and target["type"].name:
-        type_sql = dialect.sa_dialect.type_compiler_instance.process(target["type"])
-        return f"CAST({expression} AS {type_sql})"
-    return expression
+    return RestoreSource(plugin, migration_id, (owner, spec))

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from extschema import model, naming, planning
+from extschema import model, naming, planning, prisma
 from extschema.dialects import Dialect
 from extschema.engine.connection import Database
 from extschema.model import ExtensionSchemaSpec, FieldType
@@ -44,6 +44,70 @@ def core_catalog(
             found = inspector.get_columns(table, schema=schema)
             catalog[("core", table)] = {c["name"]: dialect.logical_type(c["type"]) for c in found}
     return catalog
+
+
+def core_description(database: Database) -> prisma.CoreSchema:
+    """The host application's tables as a Prisma schema needs them: columns and their types,
+    defaults, keys, indexes, foreign keys, and the enum types of the core schema (reads only)."""
+    dialect = database.dialect
+    schema = dialect.namer.core_schema
+    with database.reading() as conn:
+        inspector = sa.inspect(conn)
+        enums: dict[str, tuple[str, ...]] = {}
+        if schema is not None and hasattr(inspector, "get_enums"):  # PostgreSQL's inspector
+            enums = {e["name"]: tuple(e["labels"]) for e in inspector.get_enums(schema=schema)}
+        names = [t for t in inspector.get_table_names(schema=schema) if not t.startswith(_OWN_PREFIXES)]
+        tables = tuple(_core_table(inspector, dialect, schema, name) for name in sorted(names))
+    return prisma.CoreSchema(schema if dialect.namer.style == "schema" else None, tables, enums)
+
+
+def _core_table(inspector: sa.Inspector, dialect: Dialect, schema: str | None, name: str) -> prisma.CoreTable:
+    key = inspector.get_pk_constraint(name, schema=schema)
+    primary = tuple(key.get("constrained_columns") or ())
+    columns = []
+    for found in inspector.get_columns(name, schema=schema):
+        sql_type = found["type"]
+        kind = dialect.type_kind(sql_type)
+        try:
+            native = type_text(dialect, sql_type)
+        except sa.exc.CompileError:  # a type SQLAlchemy cannot write back (NullType)
+            native = str(getattr(sql_type, "name", "") or type(sql_type).__name__)
+        rowid = dialect.rowid_primary_key and primary == (found["name"],) and kind in ("int", "bigint")
+        columns.append(
+            prisma.CoreColumn(
+                name=found["name"],
+                kind=kind,
+                nullable=bool(found["nullable"]) and found["name"] not in primary,
+                length=getattr(sql_type, "length", None) if kind in ("varchar", "char") else None,
+                precision=getattr(sql_type, "precision", None)
+                if kind in ("numeric", "timestamp", "timestamptz")
+                else None,
+                scale=getattr(sql_type, "scale", None) if kind == "numeric" else None,
+                enum=getattr(sql_type, "name", None) if kind == "enum" else None,
+                native=native,
+                default=None if found.get("default") is None else str(found["default"]),
+                autoincrement=rowid or "identity" in found or "nextval(" in str(found.get("default") or ""),
+            )
+        )
+    indexes = [
+        prisma.CoreIndex(index, tuple(columns), unique)
+        for index, columns, unique in dialect.core_indexes(inspector, name, schema)
+    ]
+    indexes.extend(
+        prisma.CoreIndex(unique["name"], tuple(unique["column_names"]), True)
+        for unique in inspector.get_unique_constraints(name, schema=schema)
+    )
+    foreign_keys = tuple(
+        prisma.CoreForeignKey(
+            fk.name,
+            fk.columns,
+            fk.referred_table if fk.referred_schema in (None, schema) else None,
+            fk.referred_columns,
+            fk.on_delete,
+        )
+        for fk in dialect.core_foreign_keys(inspector, name, schema)
+    )
+    return prisma.CoreTable(name, tuple(columns), primary, key.get("name"), tuple(indexes), foreign_keys)
 
 
 def physical_tables(database: Database, plugin_id: str) -> list[str]:

@@ -7,6 +7,7 @@ switching, how statements are sent) is asked of the dialect from :data:`extschem
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
 
@@ -48,6 +49,13 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 #: ``?password=…`` (also ``sslpassword``): libpq takes a password from the query too.
 _PASSWORD_PARAMETER = re.compile(r"([?&][^=&#]*password=)[^&#]*", re.IGNORECASE)
 _MASKED = r"\1***"
+
+
+def lock_key(plugin_id: str) -> tuple[int, int]:
+    """The keys of a plugin's migration lock: two signed 32-bit keys from SHA-256 (``hashtext`` is
+    32-bit and collides)."""
+    digest = hashlib.sha256(f"extschema:{plugin_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True), int.from_bytes(digest[4:8], "big", signed=True)
 
 
 def _usage(message: str) -> ProblemError:

@@ -7,8 +7,9 @@ and their values, tables, columns (type as the dialect would create it, nullabil
 unique constraints — and names every difference: ``missing`` (in the spec, not in the database),
 ``extra`` (in the database only: a column or index added by hand) or ``changed``.
 
-:func:`repair` re-creates what is missing — namespace, enum types, tables, columns, indexes — in
-one migration under the plugin's lock, recorded in the history as kind ``repair``; it is rendered and
+:func:`repair_plan` says what re-creates what is missing — namespace, enum types, tables, columns,
+indexes; the ``repair`` migration (:mod:`extschema.engine.kinds.repair`) runs it in one migration
+under the plugin's lock, recorded in the history as kind ``repair``; it is rendered and
 finished as an apply is (a new index of a table with rows is built concurrently after COMMIT, as its
 ``finish``). It never drops or alters anything: extra and changed objects may hold data or serve
 someone, so they are only reported, for a person to decide. The one change it makes is a rule the
@@ -20,25 +21,20 @@ and triggers tied to a table are reported as extra too (a rebuild of the table i
 from __future__ import annotations
 
 import dataclasses
-import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from extschema import planning
-from extschema.dialects import Dialect, RenderedPlan
-from extschema.engine import catalog, migrator
-from extschema.engine.registry import (
-    Definition,
-    MigrationKind,
-    MigrationRecord,
-    Registration,
-    now,
-)
-from extschema.model import ExtensionSchemaSpec
-from extschema.planning import ColumnDef, Op, Resolved, TableDef
+from extschema.dialects import Dialect
+from extschema.engine import catalog
+from extschema.engine.registry import Registration
+from extschema.engine.runner import not_registered
+from extschema.planning import ColumnDef, Op, Plan, Resolved, TableDef
 from extschema.planning.diff import tables as table_ops
+
+if TYPE_CHECKING:  # the engine's facade imports this module
+    from extschema.engine.migrator import Engine
 
 DifferenceKind = Literal["missing", "extra", "changed"]
 
@@ -55,11 +51,8 @@ class Difference:
 
     @property
     def repaired(self) -> bool:
-        """Whether :func:`repair` takes it away."""
+        """Whether a drift repair takes it away."""
         return self.kind == "missing" or self.repairable
-
-    def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "object": self.object, "detail": self.detail}
 
     def __str__(self) -> str:
         return f"{self.kind} {self.object}"
@@ -80,15 +73,8 @@ class DriftReport:
             return "in sync"
         return f"{len(self.differences)} difference(s): " + "; ".join(str(d) for d in self.differences)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pluginId": self.plugin_id,
-            "inSync": self.in_sync,
-            "differences": [d.as_dict() for d in self.differences],
-        }
 
-
-def detect(engine: migrator.Engine, plugin_id: str) -> DriftReport:
+def detect(engine: Engine, plugin_id: str) -> DriftReport:
     """Compare the plugin's objects in the database with its registered spec; reads only.
 
     Raises ES306 when the plugin is not registered.
@@ -96,7 +82,7 @@ def detect(engine: migrator.Engine, plugin_id: str) -> DriftReport:
     return detect_all(engine, plugin_id)[0]
 
 
-def detect_all(engine: migrator.Engine, plugin_id: str | None = None) -> list[DriftReport]:
+def detect_all(engine: Engine, plugin_id: str | None = None) -> list[DriftReport]:
     """:func:`detect` for one plugin, or for every registered plugin (*plugin_id* None).
 
     The registry, the referenced core tables and the catalog are read once for all plugins (the
@@ -105,7 +91,7 @@ def detect_all(engine: migrator.Engine, plugin_id: str | None = None) -> list[Dr
     registrations = engine.registrations()
     chosen = [r for r in registrations if plugin_id is None or r.plugin_id == plugin_id]
     if plugin_id is not None and not chosen:
-        raise migrator._not_registered(plugin_id)
+        raise not_registered(plugin_id)
     expected = _expected(engine, registrations, chosen)
     with engine.database.reading() as conn:
         inspector = sa.inspect(conn)
@@ -116,18 +102,35 @@ def detect_all(engine: migrator.Engine, plugin_id: str | None = None) -> list[Dr
         ]
 
 
-def repair(engine: migrator.Engine, plugin_id: str) -> list[str]:
-    """Re-create what is missing, in one migration under the lock; returns what it did ([] when nothing)."""
+@dataclasses.dataclass(frozen=True)
+class RepairPlan:
+    """What a drift repair of a plugin re-creates, read without the lock: the engine's repair
+    (:class:`extschema.engine.kinds.repair.Repair`) compares again under it and runs this plan only
+    while it is still exactly what is missing."""
+
+    #: The registration :attr:`expected` was resolved from.
+    base: Registration
+    #: The objects the registered spec asks for.
+    expected: Resolved
+    #: The operations re-creating what is missing (and rebuilding a table with a rule it predates).
+    plan: Plan
+
+
+def repair_plan(engine: Engine, plugin_id: str) -> RepairPlan:
+    """What :func:`extschema.reconcile.repair` hands the engine: the plugin's objects compared with its
+    registered spec, and the operations re-creating what is missing. Reads only; ES306 when the plugin
+    is not registered."""
     registrations = engine.registrations()
     chosen = [r for r in registrations if r.plugin_id == plugin_id]
     if not chosen:
-        raise migrator._not_registered(plugin_id)
-    step = _Repair(engine, plugin_id, _expected(engine, registrations, chosen)[0], chosen[0].checksum)
-    result = engine._migrate(plugin_id, step)
-    return result.description
+        raise not_registered(plugin_id)
+    expected = _expected(engine, registrations, chosen)[0]
+    with engine.database.reading() as conn:
+        _, ops = compare(catalog.live_plugin(sa.inspect(conn), engine.dialect, plugin_id), engine.dialect, expected)
+    return RepairPlan(chosen[0], expected, Plan(plugin_id, tuple(ops)))
 
 
-def _expected(engine: migrator.Engine, registrations: list[Registration], chosen: list[Registration]) -> list[Resolved]:
+def _expected(engine: Engine, registrations: list[Registration], chosen: list[Registration]) -> list[Resolved]:
     refs = catalog.reference_types(engine.database, [r.spec for r in registrations], [r.spec for r in chosen])
     return [planning.resolve(r.spec, refs) for r in chosen]
 
@@ -254,49 +257,3 @@ def _compare_indexes(
     for extra in sorted(set(live.indexes) - set(wanted)):
         found.append(Difference("extra", f"index {extra}", f"on {table.name}, not in the spec"))
     return found
-
-
-class _Repair(migrator._Migration):
-    kind = MigrationKind.REPAIR
-
-    def __init__(self, engine: migrator.Engine, plugin_id: str, expected: Resolved, checksum: str) -> None:
-        self.engine, self.plugin_id, self.expected, self.started = engine, plugin_id, expected, now()
-        self.checksum = checksum  # of the registration *expected* was resolved from
-        self.plan = planning.Plan(plugin_id, ())
-
-    def check(self, conn: Connection, current: Registration | None) -> migrator.ApplyResult | None:
-        if current is None:
-            raise migrator._not_registered(self.plugin_id)
-        if current.checksum != self.checksum:
-            # A migration committed since *expected* was read: repairing against it would re-create what
-            # that migration dropped or renamed. Nothing now; the next check compares with the new spec.
-            return migrator.ApplyResult(self.plugin_id, False, None, [])
-        self.current = current
-        # Compared again under the lock: only what is missing now is re-created.
-        dialect = self.engine.dialect
-        _, ops = compare(catalog.live_plugin(sa.inspect(conn), dialect, self.plugin_id), dialect, self.expected)
-        if not ops:
-            return migrator.ApplyResult(self.plugin_id, False, None, [])
-        self.plan = planning.Plan(self.plugin_id, tuple(ops))
-        return None
-
-    def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
-        # As an apply renders: new indexes of tables with rows are built after COMMIT, by the same step.
-        return self.engine.render_plan(conn, self.plan, migration_id)
-
-    def recorded_as(self) -> tuple[str, ExtensionSchemaSpec, Definition | None, datetime.datetime]:
-        assert self.current is not None
-        return self.current.owner, self.current.spec, None, self.started
-
-    def record(
-        self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int
-    ) -> migrator.ApplyResult:
-        assert self.current is not None
-        description = [
-            op.describe() if isinstance(op, planning.EnforceIntRange) else f"re-created: {op.describe()}"
-            for op in self.plan.ops
-        ]
-        self.engine.registry.record(
-            conn, self.executed_row(migration_id, description, rendered, self.started, duration)
-        )
-        return migrator.ApplyResult(self.plugin_id, True, migration_id, description, duration)

@@ -38,9 +38,6 @@ class LintFinding:
     #: Index into :attr:`RenderedPlan.all_statements`; None for a finding about the plan as a whole.
     statement: int | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def squawk_binary() -> str | None:
     """The squawk executable: next to this interpreter (the package's own environment), else on PATH."""

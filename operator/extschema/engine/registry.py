@@ -24,7 +24,7 @@ import pydantic
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from extschema import limits
+from extschema import limits, model
 from extschema.dialects import RenderedPlan
 from extschema.engine.connection import Database
 from extschema.model import ExtensionSchemaSpec
@@ -194,18 +194,6 @@ class BackupRecord:
     def age(self, at: datetime.datetime) -> datetime.timedelta:
         return at - self.created_at
 
-    def as_dict(self, at: datetime.datetime) -> dict[str, Any]:
-        return {
-            "pluginId": self.plugin_id,
-            "migrationId": self.migration_id,
-            "backupTable": self.backup_table,
-            "sourceTable": self.source_table,
-            "sourceColumn": self.source_column,
-            "rows": self.rows,
-            "createdAt": self.created_at.isoformat(),
-            "ageSeconds": int(self.age(at).total_seconds()),
-        }
-
 
 def physical(text: str) -> tuple[str | None, str]:
     """A backup table's recorded name (``schema.name`` or ``name``, quoted or not) as schema and name."""
@@ -234,6 +222,10 @@ class Registration:
     activated_at: datetime.datetime | None
     updated_at: datetime.datetime
 
+    def holds(self, spec: ExtensionSchemaSpec) -> bool:
+        """Whether this is *spec*, applied and active: applying *spec* again has nothing to do (the one rule)."""
+        return self.checksum == spec.checksum() and self.status == "active"
+
 
 @dataclasses.dataclass(frozen=True)
 class MigrationRecord:
@@ -252,12 +244,6 @@ class MigrationRecord:
     execution_end: datetime.datetime | None
     duration_ms: int | None
     error_message: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        for key in ("execution_start", "execution_end"):
-            data[key] = data[key].isoformat() if data[key] else None
-        return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -556,7 +542,63 @@ class Registry:
         registrations: list[Registration] = self.guarded(conn, None, lambda: self._registrations(conn))
         return [r for r in registrations if plugin_id in r.spec.depends_on]
 
+    def refuse_if_dependents(self, conn: Connection, plugin_id: str) -> None:
+        """ES303 while another registered plugin names *plugin_id* in dependsOn (a delete, or a
+        rollback of its first migration, would remove what they need)."""
+        dependents = sorted(r.plugin_id for r in self.dependents(conn, plugin_id))
+        if dependents:
+            raise ProblemError.one(
+                "ES303",
+                "plugin",
+                f"plugin {plugin_id!r} is still needed by {', '.join(dependents)} (dependsOn); delete those first",
+                kind="refused",
+            )
+
+    def refuse_if_referenced(self, conn: Connection, plugin_id: str, kept: ExtensionSchemaSpec) -> None:
+        """ES303 when going back to *kept* would drop a table another plugin's foreign keys reference
+        (on SQLite the drop would otherwise delete their rows through ON DELETE CASCADE)."""
+        remaining = {t.name for t in kept.tables}
+        lost: dict[str, set[str]] = {}
+        for dependent in self.dependents(conn, plugin_id):
+            fks, joins = model.resolve_relationships(dependent.spec)
+            for fk in [*fks, *(end for join in joins for end in (join.left, join.right))]:
+                if fk.references.plugin == plugin_id and fk.references.table not in remaining:
+                    lost.setdefault(dependent.plugin_id, set()).add(fk.references.table)
+        if lost:
+            named = "; ".join(f"{p} references {', '.join(sorted(t))}" for p, t in sorted(lost.items()))
+            raise ProblemError.one(
+                "ES303",
+                "plugin",
+                f"rolling back plugin {plugin_id!r} to {kept.version} would drop tables other plugins use ({named}); "
+                "roll back or delete those plugins first",
+                kind="refused",
+            )
+
     # --- migrations ---------------------------------------------------------------------------
+
+    def _pending_finish(self, plugin_id: str) -> tuple[sa.ColumnElement[bool], ...]:
+        m = self.migrations
+        return m.c.plugin_id == plugin_id, m.c.kind == MigrationKind.FINISH, m.c.status == MigrationStatus.PENDING
+
+    def pending_finishes(self, conn: Connection, plugin_id: str) -> list[str]:
+        """The ids of the plugin's ``finish`` migrations still pending (their builds never ran to the end)."""
+        m = self.migrations
+        query = sa.select(m.c.migration_id).where(*self._pending_finish(plugin_id)).order_by(m.c.migration_id)
+        return list(conn.execute(query).scalars())
+
+    def pending_finish_statements(self, conn: Connection, plugin_id: str) -> list[str]:
+        """What the plugin's pending ``finish`` migrations run, in order (ES405 when a row is unreadable)."""
+        m = self.migrations
+        rows = conn.execute(sa.select(m).where(*self._pending_finish(plugin_id)).order_by(m.c.migration_id)).all()
+        readable: list[tuple[list[str], list[str]]] = self.guarded(
+            conn, plugin_id, lambda: [statements_of(row) for row in rows]
+        )
+        return [s for ran, _ in readable for s in ran]
+
+    def finish_pending(self, conn: Connection, plugin_id: str) -> None:
+        """Mark the plugin's pending ``finish`` migrations executed (their builds are done)."""
+        done = sa.update(self.migrations).where(*self._pending_finish(plugin_id))
+        conn.execute(done.values(status=MigrationStatus.EXECUTED, updated_at=now()))
 
     def history_rows(self, conn: Connection, plugin_id: str | None) -> list[MigrationRecord]:
         return self.guarded(conn, plugin_id, lambda: self._history_rows(conn, plugin_id))  # type: ignore[no-any-return]

@@ -10,7 +10,7 @@
 - :mod:`.safety` — each operation's class (safe, rewriting, destructive), its data checks, and the plan's hash;
 - :mod:`.versions` — semver order, for ES310 (a changed schema under the same version);
 - :mod:`.rawsql` — the hand-written steps (``spec.migrations``) a plan runs last;
-- :mod:`.planner` — :func:`plan` and :func:`teardown`, tying them together.
+- :mod:`.planner` — :func:`plan`, :func:`teardown` and :func:`rollback`, tying them together.
 
 The names below are planning's surface: what conflicts, dialects, the engine and reconcile use.
 """
@@ -38,7 +38,7 @@ from extschema.planning.ops import (
     RenameTable,
     RunSql,
 )
-from extschema.planning.planner import plan, teardown
+from extschema.planning.planner import Rollback, plan, rollback, teardown
 from extschema.planning.resolved import (
     ID_TYPE,
     ColumnDef,
@@ -77,11 +77,13 @@ __all__ = [
     "RenameEnumValue",
     "RenameTable",
     "Resolved",
+    "Rollback",
     "RunSql",
     "TableDef",
     "plan",
     "reference_types_of",
     "resolve",
+    "rollback",
     "shape",
     "teardown",
 ]

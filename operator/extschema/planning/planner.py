@@ -12,10 +12,12 @@ schema under the same version (ES310) and what :mod:`extschema.planning.policy` 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from extschema.model import ExtensionSchemaSpec
 from extschema.planning import diff, policy, rawsql, versions
 from extschema.planning.diff import renames
-from extschema.planning.ops import Plan
+from extschema.planning.ops import Plan, RunSql
 from extschema.planning.resolved import ReferenceTypes, resolve
 from extschema.problems import Problem, ProblemError
 
@@ -64,6 +66,43 @@ def same_version_problem(old: ExtensionSchemaSpec, new: ExtensionSchemaSpec) -> 
 def teardown(spec: ExtensionSchemaSpec, refs: ReferenceTypes) -> Plan:
     """Drop everything *spec* created: the reverse of creating it from nothing."""
     return Plan(spec.plugin_id, tuple(diff.create_all(resolve(spec, refs)))).reverse()
+
+
+class Rollback(NamedTuple):
+    """A rollback of a plugin's latest migration, planned from its history (:func:`rollback`)."""
+
+    #: What the rollback changes, for the gate: the undone raw steps' ``rollbackSql`` first, then the
+    #: way from the current spec back to the previous one (or the teardown of the current spec).
+    plan: Plan
+    #: The plan the undone migration ran, planned again (it names the backups the recorded rollback
+    #: reads); None when this planner refuses it (a plan made by hand, or by another version).
+    forward: Plan | None
+
+
+def rollback(
+    current: ExtensionSchemaSpec,
+    previous: ExtensionSchemaSpec | None,
+    undone: ExtensionSchemaSpec,
+    refs: ReferenceTypes,
+) -> Rollback:
+    """Plan undoing the migration from *previous* (None: the plugin had none) to *undone*, the
+    plugin being at *current*: the history's specs, as the registry recorded them.
+
+    Without raw steps, going back to *previous* is the same plan, and hash, as applying *previous* as
+    a lower version. When this planner cannot go back directly, the reverse of the way there.
+    """
+    steps: tuple[RunSql, ...] = tuple(rawsql.undone(previous, undone))
+    try:
+        forward: Plan | None = plan(previous, undone, refs)
+    except ProblemError:
+        forward = None
+    if previous is None:
+        return Rollback(Plan(current.plugin_id, (*steps, *teardown(current, refs).ops)), forward)
+    try:
+        back = plan(current, previous, refs)
+    except ProblemError:  # this planner cannot go back directly: the reverse of the way there
+        return Rollback(forward.reverse() if forward is not None else Plan(current.plugin_id, steps), forward)
+    return Rollback(Plan(current.plugin_id, (*steps, *back.ops)), forward)
 
 
 def _next(version: str) -> str:

@@ -1,0 +1,332 @@
+"""The one migration path: every kind of migration runs through :meth:`Migrator.run`.
+
+Every migration runs in one transaction: on PostgreSQL under ``pg_advisory_xact_lock`` keyed by
+the plugin, with ``lock_timeout`` and ``statement_timeout`` set after the lock is held; on SQLite
+under ``BEGIN IMMEDIATE`` (the database-wide write lock). Inside the lock the registry is read
+again, so concurrent appliers of the same spec execute it exactly once and a plan computed from
+a registry that has since moved is refused as stale. Then, always in this order: lock → verify
+the history's checksums → render (the migration id names backups; an apply, and a gated rollback,
+first lock the tables whose fields they narrow and count again the rows that break them — and those
+breaking a rule a rebuild adds to a table that predates it (SQLite's Int range) — refusing with ES309:
+the rows counted are the rows the change meets) → execute → record. Any error
+rolls the whole migration back; a failed apply is then recorded in a separate transaction with
+the database's message (:mod:`extschema.engine.kinds.apply`).
+
+Each kind of migration (:mod:`extschema.engine.kinds`) is a :class:`Migration`: it only says what
+it checks, what SQL it runs and how the registry changes; :meth:`Migrator.run` owns the rest. The
+engine executes plans it is given and never plans: every plan a kind runs was made above it
+(:mod:`extschema.reconcile`) and is checked against the registry under the lock.
+
+Some steps cannot run in that transaction (PostgreSQL, :class:`RenderedPlan`): new enum values are
+committed first in their own locked transaction (``before``, idempotent), and new indexes on
+populated tables are built concurrently after COMMIT (``after``, :mod:`extschema.engine.after_phase`).
+A lock timeout (another session holds the table) is retried a few times with jittered backoff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import random
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from extschema import limits, model, planning
+from extschema.dialects import Dialect, RenderedPlan
+from extschema.engine import after_phase, checks
+from extschema.engine.connection import Database, lock_key
+from extschema.engine.registry import (
+    Definition,
+    MigrationKind,
+    MigrationRecord,
+    MigrationRow,
+    MigrationStatus,
+    Registration,
+    Registry,
+    now,
+    physical,
+)
+from extschema.model import ExtensionSchemaSpec
+from extschema.naming import PhysicalName, backup_tag
+from extschema.planning import Plan
+from extschema.problems import Problem, ProblemError
+
+_T = TypeVar("_T")
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyResult:
+    plugin_id: str
+    changed: bool
+    migration_id: str | None
+    description: list[str]
+    duration_ms: int | None = None
+    #: The executed plan's warnings (:attr:`RenderedPlan.warnings`): what this database leaves unenforced.
+    warnings: tuple[Problem, ...] = ()
+    #: An apply's: the plugin's registration as the migration left it (or found it, with nothing to do),
+    #: read under the migration's lock; None for the other kinds.
+    registration: Registration | None = None
+
+
+class StalePlan(Exception):
+    """The registry moved between planning and locking: plan again."""
+
+
+def not_registered(plugin_id: str) -> ProblemError:
+    """ES306: *plugin_id* has no registration to roll back, delete, repair or restore into."""
+    return ProblemError.one(
+        "ES306", "plugin", f"plugin {plugin_id!r} is not registered; see `extschema status`", kind="refused"
+    )
+
+
+def registered_by_another(plugin_id: str, holder: str) -> ProblemError:
+    """ES201: *plugin_id* is registered by *holder*, not by the spec being planned or applied."""
+    return ProblemError.one(
+        "ES201",
+        "spec.pluginId",
+        f"plugin {plugin_id!r} is already registered by {holder!r}; choose another pluginId, or delete that one first",
+        kind="conflict",
+    )
+
+
+def registered_tables(dialect: Dialect, spec: ExtensionSchemaSpec) -> list[str]:
+    """The physical tables *spec* owns (its tables and many-to-many join tables), as the registry lists them."""
+    _, joins = model.resolve_relationships(spec)
+    names = [t.name for t in spec.tables] + [j.name for j in joins]
+    return [str(dialect.namer.table(spec.plugin_id, name)) for name in names]
+
+
+class Migration(Protocol):
+    """What one kind of migration decides; :meth:`Migrator.run` runs it under the plugin's lock.
+
+    :class:`MigrationBase` gives the defaults and the state the runner keeps on it.
+    """
+
+    #: The registration as read under the lock (set by :meth:`check` where one is required).
+    current: Registration | None
+    #: What :meth:`render` returned, once it ran.
+    rendered: RenderedPlan | None
+    #: Whether the main transaction committed (a failure after it leaves the migration applied).
+    committed: bool
+    #: The plugin's tables' id counters, read just before the migration's statements run (a table
+    #: it drops takes its counter along): recorded with its whole-table backups.
+    id_counters: dict[str, int]
+
+    @property
+    def kind(self) -> MigrationKind:
+        """The kind its history row is recorded with."""
+        ...
+
+    @property
+    def finishes_pending(self) -> bool:
+        """A pending ``finish`` of an earlier apply is built first (True), or cancelled (False: the
+        migration undoes or drops what it would build)."""
+        ...
+
+    def before(self) -> list[str]:
+        """Statements committed on their own before the main transaction (idempotent)."""
+        ...
+
+    def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
+        """Refuse (raise), raise :class:`StalePlan` when what it was given was planned from another
+        registration, or return a result when there is nothing to do; before the history is verified."""
+        ...
+
+    def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
+        """The statements it runs (and their rollback), read under the lock."""
+        ...
+
+    def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
+        """Change the registry in the migration's own transaction."""
+        ...
+
+    def recorded_as(self) -> tuple[str, ExtensionSchemaSpec, Definition | None, datetime.datetime]:
+        """The owner and spec its ``finish`` migration is recorded with, the spec's definition if made,
+        and when the migration started."""
+        ...
+
+
+class MigrationBase:
+    """The defaults of a :class:`Migration`, and the state :meth:`Migrator.run` keeps on it."""
+
+    kind: MigrationKind = MigrationKind.APPLY
+    current: Registration | None = None
+    rendered: RenderedPlan | None = None
+    committed = False
+    finishes_pending = True
+    id_counters: dict[str, int] = {}
+
+    def before(self) -> list[str]:
+        return []
+
+    def recorded_as(self) -> tuple[str, ExtensionSchemaSpec, Definition | None, datetime.datetime]:
+        assert self.current is not None
+        return self.current.owner, self.current.spec, None, now()
+
+    def executed_row(
+        self,
+        migration_id: str,
+        description: list[str],
+        rendered: RenderedPlan,
+        started: datetime.datetime,
+        duration: int,
+    ) -> MigrationRow:
+        """The history row of this migration, executed, by the registration it started from (the
+        migrations that change no spec: delete, unregister, repair, restore)."""
+        assert self.current is not None
+        return MigrationRow(
+            plugin_id=self.current.plugin_id,
+            migration_id=migration_id,
+            kind=self.kind,
+            owner=self.current.owner,
+            spec=self.current.spec,
+            description=description,
+            rendered=rendered,
+            status=MigrationStatus.EXECUTED,
+            started=started,
+            duration_ms=duration,
+        )
+
+
+class Migrator:
+    """Runs :class:`Migration` s against one database: the lock, the transaction, the retries, the after phase."""
+
+    def __init__(self, database: Database, registry: Registry, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
+        self.database, self.registry = database, registry
+        self.dialect: Dialect = database.dialect
+        self.sa_engine = database.sa_engine
+        self.lock_timeout_ms = lock_timeout_ms
+        self.statement_timeout_ms = statement_timeout_ms
+
+    def lock(self, conn: Connection, plugin_id: str) -> None:
+        """Take the plugin's migration lock in *conn*'s transaction, then set its timeouts (in that order:
+        the wait for the lock must not time out)."""
+        preamble = self.dialect.migration_preamble(lock_key(plugin_id), self.lock_timeout_ms, self.statement_timeout_ms)
+        self.database.execute(conn, preamble)
+
+    def run(self, plugin_id: str, migration: Migration, foreign_keys_off: bool = False) -> ApplyResult:
+        """[before] → lock → check → verify → render → execute → record → [after].
+
+        The middle runs in one transaction; each part is retried on a lock timeout. A pending
+        ``after`` phase of an earlier apply is finished (or cancelled) first.
+        """
+        self.registry.ensure()
+        clock = time.perf_counter()
+        before = migration.before()
+        if before:
+            done = self.retrying(lambda: self._before(plugin_id, migration, before))
+            if done is not None:
+                return done
+        for _ in range(after_phase.PENDING_ROUNDS):
+            try:
+                result = self.retrying(lambda: self._main(plugin_id, migration, foreign_keys_off, clock))
+                break
+            except after_phase.PendingFinish as pending:
+                after_phase.finish(self, plugin_id, pending.applied)
+        else:
+            raise ProblemError.one(
+                "ES403", "database", f"plugin {plugin_id!r} kept changing while it was being migrated; try again",
+                kind="retryable",
+            )  # fmt: skip
+        migration.committed = True
+        if migration.rendered is not None and migration.rendered.after and result.migration_id is not None:
+            after_phase.finish(self, plugin_id, result.migration_id)
+        return result
+
+    def _before(self, plugin_id: str, migration: Migration, before: Sequence[str]) -> ApplyResult | None:
+        """Commit *before* under the plugin's lock, unless the migration has nothing to do or is stale."""
+        with self.database.transaction() as conn:
+            self.lock(conn, plugin_id)
+            done = migration.check(conn, self.registry.registration(plugin_id, conn))
+            if done is None:
+                self.database.execute(conn, before)
+            return done
+
+    def _main(self, plugin_id: str, migration: Migration, foreign_keys_off: bool, clock: float) -> ApplyResult:
+        fk_off = foreign_keys_off or self.dialect.migrations_without_foreign_keys
+        with self.database.transaction(fk_off) as conn:
+            self.lock(conn, plugin_id)
+            pending = after_phase.pending(self, conn, plugin_id)
+            if pending and migration.finishes_pending:
+                raise after_phase.PendingFinish(after_phase.applied_by(pending[0]))
+            for migration_id in pending:  # cancelled: this migration drops what they would build
+                self.registry.set_migration_status(conn, plugin_id, migration_id, MigrationStatus.ROLLED_BACK)
+            done = migration.check(conn, self.registry.registration(plugin_id, conn))
+            if done is not None:
+                return done
+            history = self.registry.verify_history(conn, plugin_id)
+            migration_id = self.registry.next_migration_id(conn, plugin_id, history)
+            rendered = migration.rendered = migration.render(conn, history, migration_id)
+            migration.id_counters = self.dialect.id_counters(conn, plugin_id)
+            self.database.execute(conn, rendered.statements, rendered.foreign_keys_off or fk_off)
+            result = migration.record(conn, migration_id, rendered, int((time.perf_counter() - clock) * 1000))
+            if rendered.after:  # whatever the kind: run() builds it after COMMIT, from this record
+                after_phase.record_finish(self.registry, conn, plugin_id, migration_id, migration, rendered.after)
+            return result
+
+    def render_plan(self, conn: Connection, plan: Plan, migration_id: str) -> RenderedPlan:
+        """Render *plan* for the migration *migration_id*, read under its lock: refused (ES301) when it
+        would destroy what was made outside extschema; new indexes of tables holding rows built after
+        COMMIT, concurrently (the ``after`` phase :meth:`_main` records and :meth:`run` runs); a
+        table it creates starts its ids above every id a backup of it holds (:meth:`table_id_floors`)."""
+        dialect, plugin_id = self.dialect, plan.plugin_id
+        # The approver's counts were read before the lock: rows written since break no narrowed field.
+        checks.refuse_violations(conn, dialect, plan)
+        candidates = dialect.concurrent_candidates(plan)
+        populated = {t for t in candidates if conn.exec_driver_sql(dialect.has_rows_sql(plugin_id, t)).scalar()}
+        hand_made = dialect.hand_made_problems(conn, plan)
+        if hand_made:
+            raise ProblemError(hand_made, kind="refused")
+        created = {op.table.name for op in plan.ops if isinstance(op, planning.CreateTable)}
+        floors = self.table_id_floors(conn, plugin_id, created)
+        return dialect.render_plan(plan, backup_tag(migration_id), populated, floors)
+
+    def table_id_floors(self, conn: Connection, plugin_id: str, tables: Collection[str]) -> dict[str, int]:
+        """For each of *tables* (logical names) of *plugin_id* created again — added again, re-created
+        by ``drift --repair`` or by a rollback of its drop — the highest id a backup of a table of that
+        name holds or had handed out when it was dropped (its recorded id counter: rows deleted before
+        the drop count too). The table starts above it, so an id never names two rows and a restore of
+        those backups can never land in a row written since."""
+        if not tables:
+            return {}
+        inspector = sa.inspect(conn)
+        floors: dict[str, int] = {}
+        for record in self.registry.backup_rows(conn, plugin_id):
+            if record.source_table not in tables:
+                continue
+            tops = [record.id_counter]
+            schema, name = physical(record.backup_table)
+            if inspector.has_table(name, schema=schema):
+                backup = self.dialect.qualified(PhysicalName(schema, name))
+                tops.append(conn.execute(sa.text(f"SELECT max(id) FROM {backup}")).scalar())
+            for top in tops:
+                if top is not None and int(top) > floors.get(record.source_table, 0):
+                    floors[record.source_table] = int(top)
+        return floors
+
+    def retrying(self, step: Callable[[], _T]) -> _T:
+        """Run *step*; when it could not get a lock in time, wait a random while (full jitter,
+        growing exponentially) and run it again, up to LOCK_RETRY_ATTEMPTS in all."""
+        started = time.monotonic()
+        for attempt in range(1, limits.LOCK_RETRY_ATTEMPTS + 1):
+            try:
+                return step()
+            except ProblemError as error:
+                if not self.dialect.lock_conflict(error.__cause__):
+                    raise
+                if attempt == limits.LOCK_RETRY_ATTEMPTS:
+                    seconds = time.monotonic() - started
+                    raise ProblemError.one(
+                        "ES403",
+                        "database",
+                        f"{error.problems[0].message} (gave up after {attempt} attempts in {seconds:.1f} s: other "
+                        "sessions hold locks on the tables it changes; try again later, or raise lockTimeout)",
+                        kind="retryable",
+                    ) from error
+                pause = min(limits.LOCK_RETRY_CAP_S, limits.LOCK_RETRY_BASE_S * 2 ** (attempt - 1))
+                time.sleep(random.uniform(0, pause))  # jitter, not security
+        raise AssertionError("unreachable")

@@ -1,0 +1,89 @@
+"""The one line every driver runs: :func:`propose` → :func:`authorize` → :func:`execute`.
+
+``extschema plan`` and ``apply``, the operator, its pending-plan lint and the admission webhook all
+start from one :class:`Proposal` (snapshot once → check → plan → review → preview); only the
+reporting differs (the CLI prints, the operator writes status, conditions and events). The
+package's parts, each importing only those below it:
+
+- :mod:`.pipeline`: the run (:func:`propose`, :func:`execute`, :func:`reconcile`: check, plan, apply);
+- :mod:`.lifecycle`: rollback, delete, drift and its repair, restore (planned here, run by the engine);
+- :mod:`.approval`: review (counts, hash, class) and the approval gate;
+- :mod:`.snapshot` and :mod:`.events`: what a run reads once, and what its hook hears.
+
+Loading (files, YAML, custom resources) lives in :mod:`extschema.loading`, which needs no
+database; ``load``, ``Loaded`` and ``from_object`` are re-exported here for the shells.
+"""
+
+from __future__ import annotations
+
+from extschema.loading import Loaded, from_object, load
+from extschema.reconcile.approval import (
+    ApprovalRequired,
+    CheckedOp,
+    Planned,
+    Proposal,
+    Reviewed,
+    authorize,
+    authorize_rollback,
+    review,
+    review_rollback,
+)
+from extschema.reconcile.events import MigrationEvent, MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
+from extschema.reconcile.lifecycle import delete, drift, repair, restore, rollback, rollback_plan, with_drift
+from extschema.reconcile.pipeline import (
+    DEFAULT_DATABASE_URL,
+    Applied,
+    apply_one,
+    check,
+    database_url,
+    execute,
+    lint_of,
+    plan,
+    plan_one,
+    propose,
+    reconcile,
+    references,
+)
+from extschema.reconcile.snapshot import Snapshot, locate, reference_types
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "Applied",
+    "ApprovalRequired",
+    "CheckedOp",
+    "Loaded",
+    "MigrationEvent",
+    "MigrationFailed",
+    "MigrationFinished",
+    "MigrationStarted",
+    "OnEvent",
+    "Planned",
+    "Proposal",
+    "Reviewed",
+    "Snapshot",
+    "apply_one",
+    "authorize",
+    "authorize_rollback",
+    "check",
+    "database_url",
+    "delete",
+    "drift",
+    "execute",
+    "from_object",
+    "lint_of",
+    "load",
+    "locate",
+    "plan",
+    "plan_one",
+    "propose",
+    "reconcile",
+    "reference_types",
+    "references",
+    "repair",
+    "restore",
+    "review",
+    "review_rollback",
+    "rollback",
+    "rollback_plan",
+    "with_drift",
+]
