@@ -12,6 +12,7 @@ registry values may hold escape sequences.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from extschema import __version__, limits
+from extschema import __version__, limits, wire
 from extschema.problems import Kind, Problem, ProblemError, escape
 
 if TYPE_CHECKING:
@@ -87,8 +88,9 @@ statement_timeout_option = click.option(
 )
 
 
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+def _emit_json(envelope: wire.Envelope[Any]) -> None:
+    """The one JSON a command prints (docs/json-output.md)."""
+    click.echo(json.dumps(envelope.dump(), indent=2))
 
 
 def _sql(script: str) -> str:
@@ -98,13 +100,13 @@ def _sql(script: str) -> str:
 
 def _fail(error: ProblemError, output: str) -> NoReturn:
     if output == "json":
-        data: dict[str, Any] = {"ok": False, "kind": error.kind, "problems": [p.as_dict() for p in error.problems]}
+        pending: Sequence[wire.PlanView] = ()
         if error.kind is Kind.APPROVAL:  # raised by reconcile only: importing it here costs nothing more
             from extschema.reconcile import ApprovalRequired
 
             if isinstance(error, ApprovalRequired):
-                data["pending"] = [p.as_dict() for p in error.pending]
-        _emit_json(data)
+                pending = error.pending
+        _emit_json(wire.Failure.because(error.kind, error.problems, pending))
     else:
         for problem in error.problems:
             click.echo(problem.render(), err=True)
@@ -174,14 +176,14 @@ def validate(paths: Sequence[str], output: str) -> None:
     with _reported(output):
         loaded = loading.load(paths)
         if output == "json":
-            _emit_json({"ok": True, "problems": [], "schemas": [_summary(item) for item in loaded]})
+            _emit_json(wire.SchemaList.of(_summary(item) for item in loaded))
         else:
             for item in loaded:
                 click.echo(f"{escape(item.file)}: {item.spec.plugin_id} {escape(item.spec.version)}: valid")
 
 
-def _summary(item: Loaded) -> dict[str, Any]:
-    return {"file": item.file, "name": item.owner, "pluginId": item.spec.plugin_id, "version": item.spec.version}
+def _summary(item: Loaded) -> wire.SchemaView:
+    return wire.SchemaView(file=item.file, name=item.owner, plugin_id=item.spec.plugin_id, version=item.spec.version)
 
 
 allow_raw_sql_option = click.option(
@@ -205,12 +207,12 @@ def plan(paths: Sequence[str], database: str | None, output: str, allow_raw_sql:
 
     with _reported(output), _engine(database, allow_raw_sql) as engine:
         planned = [(reconcile.review(engine, p), r) for p, r in reconcile.plan_all(engine, reconcile.load(paths))]
+        views = [_plan_view(reviewed, rendered, engine.backend) for reviewed, rendered in planned]
         if output == "json":
-            entries = [_plan_json(reviewed, rendered, engine.backend) for reviewed, rendered in planned]
-            _emit_json(entries[0] if len(entries) == 1 else {"plans": entries})
+            _emit_json(wire.PlanList.of(views))
             return
-        for reviewed, rendered in planned:
-            _plan_text(reviewed, rendered, engine.backend)
+        for (reviewed, rendered), view in zip(planned, views, strict=True):
+            _plan_text(reviewed, rendered, view)
 
 
 def _plan_warnings(reviewed: Reviewed, rendered: RenderedPlan) -> list[Problem]:
@@ -219,29 +221,14 @@ def _plan_warnings(reviewed: Reviewed, rendered: RenderedPlan) -> list[Problem]:
     return [w.located(file) for w in rendered.warnings] + reviewed.refusals()
 
 
-def _lint(rendered: RenderedPlan, backend: str) -> list[dict[str, Any]]:
-    """squawk's findings on the plan (PostgreSQL; none on SQLite); ``statement`` indexes the plan's ``sql``."""
+def _plan_view(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> wire.PlanView:
+    """The plan with its SQL, squawk's findings (PostgreSQL; none on SQLite) and its warnings."""
     from extschema.engine import lint
 
-    return [finding.as_dict() for finding in lint.lint(rendered, backend)]
+    return wire.PlanView.of(reviewed, rendered, lint.lint(rendered, backend), _plan_warnings(reviewed, rendered))
 
 
-def _plan_json(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> dict[str, Any]:
-    spec = reviewed.planned.loaded.spec
-    return {
-        "pluginId": spec.plugin_id,
-        "version": spec.version,
-        "hash": reviewed.hash,
-        "class": reviewed.op_class,
-        "sql": list(rendered.all_statements),
-        "rollbackSql": list(rendered.rollback),
-        "ops": [op.as_dict() for op in reviewed.ops],
-        "lint": _lint(rendered, backend),
-        "warnings": [w.as_dict() for w in _plan_warnings(reviewed, rendered)],
-    }
-
-
-def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> None:
+def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, view: wire.PlanView) -> None:
     loaded = reviewed.planned.loaded
     for warning in _plan_warnings(reviewed, rendered):
         click.echo(f"warning: {warning.render()}", err=True)
@@ -253,9 +240,9 @@ def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, backend: str) -> None
     click.echo(f"-- plan {reviewed.hash}: {reviewed.op_class}{approval}")
     for op in reviewed.ops:
         click.echo(f"--   {op.classified.op_class:<11} {escape(op.describe())}")
-    for finding in _lint(rendered, backend):
-        where = f" (statement {finding['statement'] + 1})" if finding["statement"] is not None else ""
-        click.echo(f"-- lint {finding['level']} {escape(finding['rule'])}{where}: {escape(finding['message'])}")
+    for finding in view.lint:
+        where = f" (statement {finding.statement + 1})" if finding.statement is not None else ""
+        click.echo(f"-- lint {finding.level} {escape(finding.rule)}{where}: {escape(finding.message)}")
     click.echo(_sql(rendered.script()))
 
 
@@ -294,20 +281,9 @@ def apply(
         _print_results(reconcile.with_drift(engine, results), output)
 
 
-def _result_json(result: ApplyResult) -> dict[str, Any]:
-    return {
-        "pluginId": result.plugin_id,
-        "changed": result.changed,
-        "migration": result.migration_id,
-        "changes": result.description,
-        "durationMs": result.duration_ms,
-        "warnings": [w.as_dict() for w in result.warnings],
-    }
-
-
 def _print_results(results: Sequence[ApplyResult], output: str, verb: str = "executed") -> None:
     if output == "json":
-        _emit_json({"ok": True, "results": [_result_json(r) for r in results]})
+        _emit_json(wire.AppliedList.of(wire.AppliedView.of(r) for r in results))
         return
     for result in results:
         for warning in result.warnings:
@@ -327,36 +303,37 @@ def _print_results(results: Sequence[ApplyResult], output: str, verb: str = "exe
 def status(database: str | None, output: str) -> None:
     """Registered plugins: version, state, physical tables."""
     with _reported(output), _engine(database) as engine:
-        rows: list[dict[str, Any]] = [
-            {
-                "pluginId": r.plugin_id,
-                "owner": r.owner,
-                "version": r.version,
-                "status": r.status,
-                "tables": engine.physical_tables(r.plugin_id),
-                "expectedTables": r.tables,
-                "dependsOn": list(r.spec.depends_on),
-                "error": r.error_message,
-                "updatedAt": r.updated_at.isoformat(),
-            }
+        rows = [
+            wire.PluginView(
+                plugin_id=r.plugin_id,
+                owner=r.owner,
+                version=r.version,
+                status=r.status,
+                database=engine.backend,
+                tables=engine.physical_tables(r.plugin_id),
+                expected_tables=r.tables,
+                depends_on=list(r.spec.depends_on),
+                error=r.error_message,
+                updated_at=r.updated_at,
+            )
             for r in engine.registrations()
         ]
         if output == "json":
-            _emit_json({"ok": True, "database": engine.backend, "plugins": rows})
+            _emit_json(wire.PluginList.of(rows))
             return
         if not rows:
             click.echo("no plugins registered")
         for row in rows:
-            missing = sorted(set(row["expectedTables"]) - set(row["tables"]))
+            missing = sorted(set(row.expected_tables) - set(row.tables))
             drift = f"  DRIFT: missing {escape(', '.join(missing))}" if missing else ""
             click.echo(
-                f"{escape(row['pluginId']):<24} {escape(row['version']):<10} {escape(row['status']):<8} "
-                f"owner={escape(row['owner'])}{drift}"
+                f"{escape(row.plugin_id):<24} {escape(row.version):<10} {escape(row.status):<8} "
+                f"owner={escape(row.owner)}{drift}"
             )
-            for table in row["tables"]:
+            for table in row.tables:
                 click.echo(f"    {escape(table)}")
-            if row["error"]:
-                click.echo(f"    last error: {escape(row['error'], newlines=True)}")
+            if row.error:
+                click.echo(f"    last error: {escape(row.error, newlines=True)}")
 
 
 @main.command()
@@ -369,7 +346,7 @@ def history(plugin: str | None, database: str | None, output: str, sql: bool) ->
     with _reported(output), _engine(database) as engine:
         records = engine.history(plugin)
         if output == "json":
-            _emit_json({"ok": True, "migrations": [r.as_dict() for r in records]})
+            _emit_json(wire.MigrationList.of(wire.MigrationView.of(r) for r in records))
             return
         if not records:
             click.echo("no migrations recorded")
@@ -441,7 +418,7 @@ def conflicts(paths: Sequence[str], database: str | None, output: str) -> None:
     with _reported(output), _engine(database) as engine:
         loaded = reconcile.check(engine, reconcile.load(paths))
         if output == "json":
-            _emit_json({"ok": True, "problems": []})
+            _emit_json(wire.ConflictList.of([]))
         else:
             click.echo(f"no conflicts among {len(loaded)} schema(s) and the registry")
 
@@ -455,7 +432,7 @@ def repair(plugin: str, database: str | None, output: str) -> None:
     with _reported(output), _engine(database) as engine:
         repaired = engine.repair(plugin)
         if output == "json":
-            _emit_json({"ok": True, "pluginId": plugin, "repaired": list(repaired)})
+            _emit_json(wire.RepairList.of(wire.RepairView(plugin_id=plugin, migration_id=m) for m in repaired))
         else:
             click.echo(f"re-recorded checksums of {', '.join(repaired)}" if repaired else "all checksums already match")
 
@@ -470,12 +447,12 @@ def _age(seconds: float) -> str:
     return " ".join(parts[:2])
 
 
-def _backup_lines(records: Sequence[dict[str, Any]]) -> None:
+def _backup_lines(records: Sequence[wire.BackupView]) -> None:
     for r in records:
-        source = r["sourceTable"] + (f".{r['sourceColumn']}" if r["sourceColumn"] else " (table)")
+        source = r.source_table + (f".{r.source_column}" if r.source_column else " (table)")
         click.echo(
-            f"{escape(r['pluginId']):<24} {escape(r['migrationId'])} {escape(source):<32} {r['rows']:>9} rows "
-            f"{_age(r['ageSeconds']):>7}  {escape(r['backupTable'])}"
+            f"{escape(r.plugin_id):<24} {escape(r.migration_id)} {escape(source):<32} {r.rows:>9} rows "
+            f"{_age(r.age_seconds):>7}  {escape(r.backup_table)}"
         )
 
 
@@ -503,13 +480,12 @@ def backups(ctx: click.Context, plugin: str | None, database: str | None, output
     if ctx.invoked_subcommand is not None:
         return
     from extschema.engine import backups as taken
-    from extschema.engine.registry import now
 
     with _reported(output), _engine(database) as engine:
-        at = now()
-        records = [b.as_dict(at) for b in taken.listed(engine, plugin)]
+        at = datetime.datetime.now(datetime.UTC)
+        records = [wire.BackupView.of(b, at) for b in taken.listed(engine, plugin)]
         if output == "json":
-            _emit_json({"ok": True, "backups": records})
+            _emit_json(wire.BackupList.of(records))
             return
         if not records:
             click.echo("no backups recorded")
@@ -530,20 +506,18 @@ def backups(ctx: click.Context, plugin: str | None, database: str | None, output
 def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | None, output: str) -> None:
     """Drop backup tables older than AGE and forget them (keeping those a rollback still needs, unless --force)."""
     from extschema.engine import backups as taken
-    from extschema.engine.registry import now
 
     try:
         age = taken.parse_duration(older_than)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--older-than") from None
     with _reported(output), _engine(database) as engine:
-        at = now()
+        at = datetime.datetime.now(datetime.UTC)
         pruning = taken.prune(engine, age, dry_run, force)
-        records = [b.as_dict(at) for b in pruning.pruned]
-        kept = [b.as_dict(at) for b in pruning.kept]
+        records = [wire.BackupView.of(b, at, "wouldPrune" if dry_run else "pruned") for b in pruning.pruned]
+        kept = [wire.BackupView.of(b, at, "kept") for b in pruning.kept]
         if output == "json":
-            unsettled = [p.as_dict() for p in pruning.unsettled]
-            _emit_json({"ok": True, "dryRun": dry_run, "pruned": records, "kept": kept, "unsettled": unsettled})
+            _emit_json(wire.BackupList.of([*records, *kept], pruning.unsettled))
             return
         verb = "would prune" if dry_run else "pruned"
         click.echo(f"{verb} {len(records)} backup(s) older than {escape(older_than)}")
@@ -592,8 +566,7 @@ def drift(plugin: str | None, repair: bool, database: str | None, output: str) -
         reports = reconcile.drift(engine, plugin)
         in_sync = all(r.in_sync for r in reports)
         if output == "json":
-            plugins = [r.as_dict() for r in reports]
-            _emit_json({"ok": True, "inSync": in_sync, "repaired": repaired, "plugins": plugins})
+            _emit_json(wire.DriftList.of(wire.DriftView.of(r, repaired if r.plugin_id == plugin else ()) for r in reports))
         else:
             for line in repaired:
                 click.echo(f"repaired: {escape(line)}")
@@ -690,44 +663,31 @@ def run(
     **observe: Any,
 ) -> None:
     """Run the Kubernetes operator (kopf) for ExtensionSchema and DatabaseTarget resources."""
-    # kopf probes for client libraries when imported and would load them (~60 MB RSS) only to offer
-    # logins the operator replaces with its own; it never uses them.
-    for unused in ("kubernetes", "kubernetes_asyncio", "pykube"):
-        sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
-    import kopf
-
-    from extschema import controller  # registers the handlers with kopf
-    from extschema.controller import logging as logs
-    from extschema.controller.settings import seconds
+    # The one import between the shells (declared in the import-linter contracts): the operator is
+    # started, never reached into; kopf is imported by controller.main only.
+    from extschema import controller
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("pass -A (all namespaces) or one or more -n NAMESPACE")
-    # Room for kopf's long-lived watch streams (each watched kind per namespace, its peering, the CRD
-    # scan) plus 32 for requests; namespace patterns match an unknown number: leave kopf unlimited.
-    patterns = any(any(c in ns for c in "*?!,") for ns in namespaces)
-    streams = 0 if patterns else 4 + 3 * max(1, len(namespaces))
-    options: dict[str, Any] = {
-        "api_connections": streams and streams + 32,
-        "default_allow_raw_sql": allow_raw_sql,
-        **observe,
-    }
     if bool(observe["webhook_cert"]) != bool(observe["webhook_key"]):
         raise click.UsageError("pass --webhook-cert and --webhook-key together")
-    if observe["webhook_port"]:
-        from extschema.controller import webhook  # noqa: F401  (registers the admission handler)
+    options: dict[str, Any] = {"default_allow_raw_sql": allow_raw_sql, **observe}
     if drift_interval:
         try:
-            options["drift_interval"] = seconds(drift_interval)
+            options["drift_interval"] = controller.seconds(drift_interval)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--drift-interval") from None
-    settings = controller.Settings.from_env(default_database=database, **options)
-    logs.configure("json" if log_format == "json" else "text", verbose)
-    kopf.run(
-        standalone=standalone,
-        clusterwide=all_namespaces,
-        namespaces=list(namespaces),
-        liveness_endpoint=liveness,
-        memo=controller.memo_for(settings),
+    controller.main(
+        controller.Settings.from_env(
+            default_database=database,
+            namespaces=tuple(namespaces),
+            clusterwide=all_namespaces,
+            standalone=standalone,
+            liveness=liveness,
+            log_format="json" if log_format == "json" else "text",
+            verbose=verbose,
+            **options,
+        )
     )
 
 
@@ -759,7 +719,8 @@ def wait_for(name: str, condition: str, namespace: str | None, timeout_ms: int, 
 
     def fail(code: str, where: str, message: str, exit_code: int) -> NoReturn:
         if output == "json":
-            _emit_json({"ok": False, "code": code, "name": name, "message": message})
+            reason = {EXIT_TIMEOUT: "timeout", EXIT_DATABASE: "unreachable"}.get(exit_code, "stalled")
+            _emit_json(wire.Failure.because(reason, [Problem(code, "", message, subject=where)]))
         else:
             click.echo(f"extensionschema {escape(where)}: {code}: {escape(message)}", err=True)
         sys.exit(exit_code)
@@ -775,4 +736,4 @@ def wait_for(name: str, condition: str, namespace: str | None, timeout_ms: int, 
         seconds = f"{timeout_ms / 1000:g}s"
         fail(kubewait.TIMED_OUT, where, f"not {condition} after {seconds}; last seen: {waited.text}", EXIT_TIMEOUT)
     if output == "json":
-        _emit_json({"ok": True, "name": name, "namespace": waited.namespace, "state": waited.text})
+        _emit_json(wire.WaitList.of([wire.WaitView(name=name, namespace=waited.namespace, state=waited.text)]))

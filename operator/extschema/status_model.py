@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from extschema import limits
+from extschema.wire import LintView, OpView, PlanView
 
 #: A Kubernetes int64.
 Int64 = Annotated[int, WithJsonSchema({"type": "integer", "format": "int64"})]
@@ -84,17 +85,12 @@ class LastMigration(_Status):
     time: Time | None = Field(None, description="When it finished.")
 
 
-class LintFinding(_Status):
-    """One finding of squawk (PostgreSQL's migration linter) about the pending plan's SQL."""
-
-    rule: str = Field(max_length=128, description="squawk's rule name, e.g. adding-not-nullable-field.")
-    level: str = Field(max_length=16, description="error or warning.")
-    message: str = Field(max_length=limits.MAX_STATUS_CHANGE_LENGTH, description="What squawk found.")
-    statement: Int64 | None = Field(None, description="Index of the statement in the plan's SQL (0-based).")
-
-
 class PendingPlan(_Status):
-    """The plan waiting for an approval of its hash (present only while Ready's reason is ApprovalRequired)."""
+    """The plan waiting for an approval of its hash (present only while Ready's reason is ApprovalRequired).
+
+    Built from the plan's wire view (:class:`~extschema.wire.PlanView`): its operations and squawk's
+    findings are the same views ``plan -o json`` prints.
+    """
 
     hash: str = Field(
         max_length=limits.MAX_PLAN_HASH_LENGTH,
@@ -108,12 +104,30 @@ class PendingPlan(_Status):
     plan_class: Literal["rewriting", "destructive"] = Field(
         alias="class", description="The plan's most severe class: rewriting or destructive."
     )
-    lint: list[LintFinding] | None = Field(
+    ops: list[OpView] | None = Field(
+        None,
+        max_length=limits.MAX_STATUS_PLAN_OPS,
+        description="The plan's operations with their class, reason and data counts (as `extschema plan -o json`).",
+        json_schema_extra=_atomic(),
+    )
+    lint: list[LintView] | None = Field(
         None,
         max_length=limits.MAX_STATUS_LINT_FINDINGS,
         description="squawk's findings about the plan's SQL (PostgreSQL only).",
         json_schema_extra=_atomic(),
     )
+
+    @classmethod
+    def of(cls, plan: PlanView) -> PendingPlan:
+        """*plan* as the status shows it, cut to the bounds the CRD declares."""
+        return cls(
+            hash=plan.hash,
+            summary=plan.summary[: limits.MAX_CONDITION_MESSAGE],
+            destructive=plan.destructive,
+            plan_class="destructive" if plan.op_class == "destructive" else "rewriting",
+            ops=plan.ops[: limits.MAX_STATUS_PLAN_OPS] or None,
+            lint=plan.lint[: limits.MAX_STATUS_LINT_FINDINGS] or None,
+        )
 
 
 class ExtensionSchemaStatus(_Status):

@@ -61,6 +61,25 @@ class Settings:
     webhook_cert: str | None = None
     webhook_key: str | None = None
     webhook_ca: str | None = None
+    # --- how kopf runs (extschema.controller.main) ---
+    #: The namespaces watched (``-n``, patterns allowed), or every namespace (``clusterwide``).
+    namespaces: tuple[str, ...] = ()
+    clusterwide: bool = False
+    #: No kopf peering: exactly one replica runs.
+    standalone: bool = False
+    #: kopf's liveness endpoint, e.g. ``http://0.0.0.0:8080/healthz``.
+    liveness: str | None = None
+    #: ``text`` or ``json`` (one object per line); ``verbose``: debug logging.
+    log_format: str = "text"
+    verbose: bool = False
+
+    def watch_connections(self) -> int:
+        """Connections for kopf: room for its long-lived watch streams (each watched kind per namespace,
+        its peering, the CRD scan) plus 32 for requests; namespace patterns match an unknown number
+        of namespaces: 0, kopf unlimited."""
+        if any(any(c in ns for c in "*?!,") for ns in self.namespaces):
+            return 0
+        return 4 + 3 * max(1, len(self.namespaces)) + 32
 
     @property
     def drift_tick(self) -> float:

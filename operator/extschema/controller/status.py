@@ -16,13 +16,12 @@ from typing import Any, NoReturn
 
 import kopf
 
-from extschema import conditions, limits, status_model
+from extschema import conditions, limits, status_model, wire
 from extschema.conditions import Outcome
 from extschema.controller.metrics import Metrics
-from extschema.engine import lint as squawk
 from extschema.problems import ProblemError
-from extschema.reconcile import ApprovalRequired, PendingPlan
-from extschema.status_model import ExtensionSchemaStatus, LastMigration, LintFinding
+from extschema.reconcile import ApprovalRequired
+from extschema.status_model import ExtensionSchemaStatus, LastMigration
 
 #: Bounds of status.lastMigration.changes in the CRD (see extschema.status_model).
 MAX_CHANGES = limits.MAX_STATUS_CHANGES
@@ -178,17 +177,16 @@ def unchanged_message(body: Mapping[str, Any], message: str) -> str:
 
 APPROVAL_REQUIRED = "ApprovalRequired"
 PENDING_PLAN = "pendingPlan"
-MAX_LINT = limits.MAX_STATUS_LINT_FINDINGS
 
 
-def pending_of(error: BaseException, plugin_id: str) -> PendingPlan | None:
+def pending_of(error: BaseException, plugin_id: str) -> wire.PlanView | None:
     """The plan of *plugin_id* an ApprovalRequired error waits for (None for any other error)."""
     if not isinstance(error, ApprovalRequired):
         return None
     return next((p for p in error.pending if p.plugin_id == plugin_id), next(iter(error.pending), None))
 
 
-def approval_outcome(pending: PendingPlan, approved: str | None) -> Outcome:
+def approval_outcome(pending: wire.PlanView, approved: str | None) -> Outcome:
     """ApprovalRequired, saying what to approve, and that an approval of another plan was ignored."""
     message = (
         f"plan {pending.hash} needs approval ({pending.op_class}): {pending.summary}; "
@@ -202,17 +200,8 @@ def approval_outcome(pending: PendingPlan, approved: str | None) -> Outcome:
     return Outcome(APPROVAL_REQUIRED, message)
 
 
-def pending_fields(pending: PendingPlan, findings: Iterable[squawk.LintFinding] = ()) -> dict[str, Any]:
-    """``status.pendingPlan``, built through the status model (bounded as the CRD declares)."""
-    lint = [
-        LintFinding(rule=f.rule[:128], level=f.level[:16], message=f.message[:MAX_CHANGE], statement=f.statement)
-        for f in findings
-    ][:MAX_LINT]
-    plan = status_model.PendingPlan(
-        hash=pending.hash,
-        summary=pending.summary[: limits.MAX_CONDITION_MESSAGE],
-        destructive=pending.destructive,
-        plan_class="destructive" if pending.op_class == "destructive" else "rewriting",
-        lint=lint or None,
-    )
-    return {PENDING_PLAN: plan.dump()}
+def pending_fields(pending: wire.PlanView, findings: Iterable[wire.LintSource] = ()) -> dict[str, Any]:
+    """``status.pendingPlan``: the waiting plan's view with squawk's *findings*, through the status model
+    (bounded as the CRD declares)."""
+    linted = pending.model_copy(update={"lint": [wire.LintView.of(f) for f in findings]})
+    return {PENDING_PLAN: status_model.PendingPlan.of(linted).dump()}

@@ -1,0 +1,413 @@
+"""Review and approval: each plan classified, its data checks counted and hashed (:class:`Reviewed`);
+plans that rewrite a table or drop data run only when approved by their hash (:func:`authorize`),
+else :class:`ApprovalRequired` carries each waiting plan (:class:`PendingPlan`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from extschema import model, planning
+from extschema.dialects import RenderedPlan
+from extschema.engine import (
+    Engine,
+    Registration,
+    RollbackPlan,
+    StalePlan,
+    checks,
+)
+from extschema.loading import (
+    Loaded,
+)
+from extschema.model import ExtensionSchemaSpec
+from extschema.naming import backup_tag
+from extschema.planning import rawsql, safety
+from extschema.problems import Kind, Problem, ProblemError
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """The change one spec makes, rendered for the target database."""
+
+    loaded: Loaded
+    base: Registration | None
+    plan: planning.Plan
+
+    def render(self, engine: Engine, tag: str) -> RenderedPlan:
+        return engine.dialect.render_plan(self.plan, backup_tag=backup_tag(tag))
+
+    def hash(self) -> str:
+        """The plan's hash: what an approval names (the same base and operations, the same hash)."""
+        return safety.plan_hash(self.base.checksum if self.base else None, self.plan)
+
+    def tables(self, engine: Engine, refs: planning.ReferenceTypes) -> list[str]:
+        desired = planning.resolve(self.loaded.spec, refs)
+        return [str(engine.dialect.namer.table(self.loaded.spec.plugin_id, t.name)) for t in desired.tables]
+
+
+#: What a data check's count counts, for messages ("120 values").
+_UNITS: dict[str, str] = {
+    "rows_lost": "rows",
+    "values_lost": "values",
+    "rows_violating": "rows violate it",
+    "rows_duplicated": "rows share values",
+}
+#: Operations a one-line summary names before it says how many more there are.
+_SUMMARY_OPS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedOp:
+    """One operation as the approver sees it: its class, why, and its data checks with their counts."""
+
+    classified: safety.Classified
+    #: One count per check of :attr:`classified` (``classified.checks``), in order.
+    counts: tuple[int, ...] = ()
+
+    def counted(self) -> list[tuple[safety.DataCheck, int]]:
+        return list(zip(self.classified.checks, self.counts, strict=True))
+
+    def violations(self) -> list[tuple[safety.DataCheck, int]]:
+        """The checks whose rows break the changed rule, with their counts."""
+        return [(check, count) for check, count in self.counted() if check.kind in safety.VIOLATIONS and count]
+
+    def describe(self) -> str:
+        """``drop column order.note (120 values)``."""
+        text = self.classified.op.describe()
+        checks = self.classified.checks
+        return f"{text} ({sum(self.counts)} {_UNITS[checks[0].kind]})" if checks else text
+
+    def as_dict(self) -> dict[str, Any]:
+        """The form of ``plan -o json``'s ``ops`` and ``status.pendingPlan``'s: names as the contract spells them.
+
+        ``check`` is the operation's (first) data check; an operation checking several columns (an
+        enum's values removed from each column using it) adds the others as ``moreChecks``.
+        """
+        c = self.classified
+        checks = [
+            {"kind": check.kind, "table": check.table, "column": check.column, "count": count}
+            for check, count in self.counted()
+        ]
+        entry: dict[str, Any] = {
+            "kind": c.op.KIND,
+            "description": c.op.describe(),
+            "class": c.op_class,
+            "reason": c.reason,
+            "check": checks[0] if checks else None,
+        }
+        if len(checks) > 1:
+            entry["moreChecks"] = checks[1:]
+        return entry
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingPlan:
+    """A plan waiting for an approval of its hash (the operator shows it as ``status.pendingPlan``)."""
+
+    plugin_id: str
+    hash: str
+    op_class: safety.OpClass  # "rewriting" or "destructive": safe plans never wait
+    #: One line naming each operation, with the rows or values it loses.
+    summary: str
+    destructive: bool
+    #: Each operation as :meth:`CheckedOp.as_dict` gives it.
+    ops: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """As ``status.pendingPlan`` and the CLI's JSON spell it."""
+        return {
+            "pluginId": self.plugin_id,
+            "hash": self.hash,
+            "class": self.op_class,
+            "summary": self.summary,
+            "destructive": self.destructive,
+            "ops": self.ops,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Reviewed:
+    """A plan with its hash, its class, and each operation classified and counted."""
+
+    planned: Planned
+    hash: str
+    op_class: safety.OpClass
+    ops: tuple[CheckedOp, ...]
+
+    @classmethod
+    def of(cls, planned: Planned, counts: Sequence[int], classified: list[safety.Classified] | None = None) -> Reviewed:
+        """*planned* classified (*classified*, when the caller has it already), with *counts*: one per
+        data check, in the order of the operations."""
+        classified = safety.classify_plan(planned.plan) if classified is None else classified
+        remaining = iter(counts)
+        ops = tuple(CheckedOp(c, tuple(next(remaining) for _ in c.checks)) for c in classified)
+        return cls(planned, planned.hash(), safety.plan_class(classified), ops)
+
+    @property
+    def plugin_id(self) -> str:
+        return self.planned.loaded.spec.plugin_id
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.op_class != "safe"
+
+    def summary(self) -> str:
+        shown = [op.describe() for op in self.ops[:_SUMMARY_OPS]]
+        more = len(self.ops) - len(shown)
+        return "; ".join(shown) + (f"; and {more} more" if more else "")
+
+    def pending(self) -> PendingPlan:
+        return PendingPlan(
+            self.plugin_id,
+            self.hash,
+            self.op_class,
+            self.summary(),
+            self.op_class == "destructive",
+            [op.as_dict() for op in self.ops],
+        )
+
+    def refusals(self) -> list[Problem]:
+        """ES309 for every step whose new rule existing rows break: no approval makes them fit."""
+        loaded = self.planned.loaded
+        return [
+            Problem(
+                "ES309",
+                _field_path(loaded.spec, check.table, check.column or next(iter(check.columns), None)),
+                safety.refusal(op.classified.op, check, count),
+                file=loaded.file,
+                subject=loaded.owner,
+            )
+            for op in self.ops
+            for check, count in op.violations()
+        ]
+
+
+class ApprovalRequired(ProblemError):
+    """Plans of the run rewrite or drop data and no approval matches them; nothing of the run ran.
+
+    ``problems`` say it in words (ES307 per plan, ES308 per approval of another plan); ``pending``
+    are the waiting plans themselves.
+    """
+
+    def __init__(self, problems: Sequence[Problem], pending: Sequence[PendingPlan]) -> None:
+        super().__init__(problems, Kind.APPROVAL)
+        self.pending = tuple(pending)
+
+
+def _field_path(spec: ExtensionSchemaSpec, table: str, column: str | None) -> str:
+    """Where in *spec* the field *table*.*column* (names before the change) is declared, as far as it is."""
+    for t, table_spec in enumerate(spec.tables):
+        if table in (table_spec.name, table_spec.renamed_from):
+            for f, field in enumerate(table_spec.fields):
+                if column is not None and column in (field.name, field.renamed_from):
+                    return f"spec.tables[{t}].fields[{f}]"
+            return f"spec.tables[{t}]"
+    return "spec.tables"
+
+
+def review(engine: Engine, planned: Planned, classified: list[safety.Classified] | None = None) -> Reviewed:
+    """Classify every operation of *planned* (unless *classified* already), count its data checks in
+    the database, hash the plan.
+
+    ES403 (retryable) when another applier migrated the plugin while it was being reviewed: the
+    counts are of a database the plan no longer starts from.
+    """
+    try:
+        return _review(engine, planned, classified)
+    except StalePlan:
+        raise ProblemError.one(
+            "ES403",
+            "database",
+            f"plugin {planned.plan.plugin_id!r} was migrated by another applier while its plan was being reviewed; "
+            "plan again",
+            kind=Kind.RETRYABLE,
+        ) from None
+
+
+def _review(engine: Engine, planned: Planned, classified: list[safety.Classified] | None = None) -> Reviewed:
+    """:func:`review`, raising :class:`StalePlan` when the plugin's registration is no longer the plan's base.
+
+    Counting reads the plugin's tables as they are now; a concurrent migration may have changed them
+    (a dropped column fails the count, a rewritten one counts other rows). The registration is read
+    after counting: if it still is the base, the counts are of the database the plan starts from
+    (a migration commits its tables and its registration together).
+    """
+    plan = planned.plan
+    classified = safety.classify_plan(plan) if classified is None else classified
+    wanted = [check for c in classified for check in c.checks]
+    try:
+        counts = checks.count_all(engine, plan.plugin_id, wanted)
+    except ProblemError:
+        if _moved(engine, planned):
+            raise StalePlan(plan.plugin_id) from None
+        raise
+    if wanted and _moved(engine, planned):
+        raise StalePlan(plan.plugin_id)
+    return Reviewed.of(planned, counts, classified)
+
+
+def _moved(engine: Engine, planned: Planned) -> bool:
+    """Whether the plugin's registration differs from the base *planned* was planned from."""
+    now = engine.registration(planned.plan.plugin_id)
+    base = planned.base
+    return (now.checksum, now.status) != (base.checksum, base.status) if now and base else now is not base
+
+
+def review_all(engine: Engine, planned: Sequence[Planned]) -> list[Reviewed]:
+    """Every plan reviewed; :class:`StalePlan` when one's base moved meanwhile (plan the run again)."""
+    return [_review(engine, p) for p in planned]
+
+
+def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[str]) -> list[Problem]:
+    """ES307 (and ES308 for each approval of another plan) unless *reviewed* is safe or approved.
+
+    *approvals* are the command line's; the spec's own ``approvedPlanHash`` approves too. *others*
+    are the command line's approvals that match no plan of the run.
+    """
+    own = reviewed.planned.loaded.spec.approved_plan_hash
+    if not reviewed.needs_approval or reviewed.hash in approvals or own == reviewed.hash:
+        return []
+    loaded = reviewed.planned.loaded
+    located = {"file": loaded.file, "subject": loaded.owner}
+    what = "drops or narrows data" if reviewed.op_class == "destructive" else "rewrites tables or runs raw SQL"
+    problems = [
+        Problem(
+            "ES307",
+            "spec",
+            f"plan {reviewed.hash} of plugin {reviewed.plugin_id!r} {what} and needs approval: {reviewed.summary()}; "
+            f"review it with `extschema plan`, then approve exactly this plan with `--approve {reviewed.hash}` "
+            f"or spec.approvedPlanHash: {reviewed.hash}",
+            **located,
+        )
+    ]
+    stale = ([("spec.approvedPlanHash", own)] if own else []) + [("--approve", h) for h in sorted(others)]
+    problems.extend(
+        Problem(
+            "ES308",
+            path,
+            f"{path.removeprefix('spec.')} {given} is for another plan and is ignored; this plan is {reviewed.hash} "
+            "(the spec or the applied schema changed since it was planned: review the new plan)",
+            **located,
+        )
+        for path, given in stale
+    )
+    return problems
+
+
+def authorize(
+    reviewed: Sequence[Reviewed], approvals: Collection[str] = (), stale: Collection[str] | None = None
+) -> None:
+    """The approval gate: every plan is safe or approved, or nothing of the run runs.
+
+    Raises ``refused`` (ES309) when existing rows break a narrowed field, whatever is approved;
+    :class:`ApprovalRequired` when a rewriting or destructive plan has no approval of its hash.
+    *stale* are approvals known to be for another plan (reported with ES308); by default those of
+    *approvals* that match no plan of the run — and then such an approval stops a run that would
+    change anything, even safely: an approval is for exactly one plan, and a stale one means the
+    plan changed since someone looked at it.
+    """
+    refused = [p for r in reviewed for p in r.refusals()]
+    if refused:
+        raise ProblemError(refused, Kind.REFUSED)
+    changing = [r for r in reviewed if not r.planned.plan.empty]
+    others = set(approvals) - {r.hash for r in changing} if stale is None else set(stale)
+    problems: list[Problem] = []
+    pending: list[PendingPlan] = []
+    for item in changing:
+        found = _waiting(item, approvals, others)
+        if found:
+            problems.extend(found)
+            pending.append(item.pending())
+    if stale is None and not problems and others and changing:
+        plans = ", ".join(f"{r.plugin_id} {r.hash}" for r in changing)
+        problems.extend(
+            Problem(
+                "ES308",
+                "--approve",
+                f"--approve {given} is for another plan: this run's plans are {plans}; "
+                "review them with `extschema plan` and approve the hashes they have now",
+            )
+            for given in sorted(others)
+        )
+    if problems:
+        raise ApprovalRequired(problems, pending)
+
+
+#: What a data check counts that a rollback would lose (violations are refused outright: ES309).
+_LOSSES = frozenset({"rows_lost", "values_lost"})
+
+
+def review_rollback(engine: Engine, undo: RollbackPlan) -> Reviewed:
+    """*undo* classified, its data checks counted and hashed like a plan (base: the registered spec)."""
+    base = undo.base
+    namespace, _, name = base.owner.rpartition("/")
+    document = model.ExtensionSchema.model_validate(
+        {
+            "apiVersion": "extschema.io/v1alpha1",
+            "kind": "ExtensionSchema",
+            "metadata": {"name": name, "namespace": namespace or None},
+            # An approval recorded with the spec approved its way there, not the way back.
+            "spec": base.spec.model_copy(update={"approved_plan_hash": None}),
+        }
+    )
+    planned = Planned(Loaded(f"rollback of {base.plugin_id}", document), base, undo.plan)
+    return _review(engine, planned, safety.classify_plan(undo.plan, rollback=True))
+
+
+def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = ()) -> None:
+    """The gate of a rollback: ES309 when existing rows break a field it narrows; ES307 (with the
+    counts and the hash, :class:`ApprovalRequired`) when it would drop values or rows, or runs a raw
+    step's ``rollbackSql`` (destructive whatever the counts: what it deletes is unknown), and
+    *approvals* do not name its hash; ES308 for each approval of another plan. A rollback losing
+    nothing runs."""
+    refused = reviewed.refusals()
+    if refused:
+        raise ProblemError(refused, Kind.REFUSED)
+    loses = any(count for op in reviewed.ops for check, count in op.counted() if check.kind in _LOSSES)
+    raw = [op.classified.op for op in reviewed.ops if rawsql.runs_sql(op.classified.op)]
+    waiting = (loses or bool(raw)) and reviewed.hash not in approvals
+    others = set(approvals) - {reviewed.hash}
+    problems: list[Problem] = []
+    if waiting:
+        spec = reviewed.planned.base.spec if reviewed.planned.base else None
+        steps = ", ".join(repr(getattr(op, "id", "?")) for op in raw)
+        does = (
+            f"runs the hand-written rollbackSql of step {steps} (`extschema history {reviewed.plugin_id} --sql` "
+            "shows it), which may delete or change any row of the tables it names"
+            if raw
+            else "drops data"
+        )
+        problems.append(
+            Problem(
+                "ES307",
+                "plugin",
+                f"rolling back plugin {reviewed.plugin_id!r} (version {spec.version if spec else '?'}) {does}: "
+                f"{reviewed.summary()}; it is backed up first, but approve exactly this rollback with "
+                f"`extschema rollback {reviewed.plugin_id} --approve {reviewed.hash}`",
+            )
+        )
+    if others:
+        problems.extend(_stale_rollback_approvals(reviewed.plugin_id, others, reviewed.hash, raise_=False))
+    if problems:
+        raise ApprovalRequired(problems, [reviewed.pending()] if waiting else [])
+
+
+def _stale_rollback_approvals(
+    plugin_id: str, given: Collection[str], current: str | None, raise_: bool = True
+) -> list[Problem]:
+    """ES308 for each of *given*: none is the hash of the rollback of *plugin_id* as it is now (*current*)."""
+    now_is = f"this rollback is {current}" if current else "there is nothing to roll back"
+    problems = [
+        Problem(
+            "ES308",
+            "--approve",
+            f"--approve {h} is for another plan: {now_is} (plugin {plugin_id!r} changed since it was reviewed); "
+            "review the rollback again",
+        )
+        for h in sorted(given)
+    ]
+    if raise_:
+        raise ApprovalRequired(problems, [])
+    return problems

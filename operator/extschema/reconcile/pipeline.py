@@ -1,0 +1,385 @@
+"""The one line both shells drive: snapshot once → check → plan → gate → approve → apply.
+
+``extschema apply`` and the operator run the same steps; only the reporting differs (the CLI
+prints, the operator writes status, conditions and events). Every step either returns a typed
+result or raises :class:`~extschema.problems.ProblemError` with located, coded problems. While
+migrations run, the caller's hook receives typed migration events (:data:`MigrationEvent`), so
+the CLI's progress lines, the operator's events and metrics all read the same facts.
+
+Plans that rewrite a table or drop data run only when approved by their hash (:func:`authorize`):
+the CLI's ``--approve HASH`` or the spec's own ``approvedPlanHash``. Until then nothing of the run
+runs, and :class:`ApprovalRequired` carries each waiting plan (:class:`PendingPlan`) for the
+operator's ``status.pendingPlan``.
+
+Loading (files, YAML, custom resources) lives in :mod:`extschema.loading`, which needs no
+database; ``load``, ``Loaded`` and ``from_object`` are re-exported here for the shells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Collection, Iterable, Sequence
+
+from extschema import conflicts, planning
+from extschema.dialects import BackupRef, RenderedPlan
+from extschema.engine import (
+    ApplyResult,
+    Engine,
+    MigrationKind,
+    MigrationStatus,
+    Registration,
+    StalePlan,
+    checks,
+    registered_by_another,
+)
+from extschema.loading import (
+    Loaded,
+)
+from extschema.naming import PLAN_PREVIEW_TAG, backup_tag
+from extschema.planning import rawsql, versions
+from extschema.problems import Kind, Problem, ProblemError
+from extschema.reconcile.approval import (
+    Planned,
+    Reviewed,
+    _field_path,
+    _review,
+    authorize,
+    review_all,
+)
+from extschema.reconcile.events import MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
+from extschema.reconcile.snapshot import Snapshot, locate, reference_types
+
+DEFAULT_DATABASE_URL = "sqlite:///extschema.db"
+_STALE_RETRIES = 5
+
+
+def database_url(explicit: str | None) -> str:
+    """``--database``, else ``EXTSCHEMA_DATABASE_URL``, else the embedded SQLite file.
+
+    An explicit empty URL is a mistake (an unset shell variable, ``--database "$URL"``), never a
+    request for the local file: applying to the wrong database is worse than stopping. The same
+    holds for ``EXTSCHEMA_DATABASE_URL`` set to nothing (``EXTSCHEMA_DATABASE_URL=$UNSET``).
+    """
+    from_environment = os.environ.get("EXTSCHEMA_DATABASE_URL")
+    example = "a URL such as postgresql://HOST/DB or sqlite:///FILE"
+    empty = None
+    if explicit is not None and not explicit.strip():
+        empty = (
+            f"the database URL is empty; give {example}, "
+            "or leave --database out to use $EXTSCHEMA_DATABASE_URL or sqlite:///extschema.db"
+        )
+    elif explicit is None and from_environment is not None and not from_environment.strip():
+        empty = (
+            f"$EXTSCHEMA_DATABASE_URL is set but empty; set it to {example}, "
+            "unset it to use sqlite:///extschema.db, or give --database"
+        )
+    if empty is not None:
+        raise ProblemError.one("ES404", "--database", empty, kind=Kind.USAGE)
+    if explicit:
+        return explicit
+    return from_environment or DEFAULT_DATABASE_URL
+
+
+# --- conflicts ---------------------------------------------------------------------------------
+
+
+def _claims(registrations: Sequence[Registration]) -> list[conflicts.Claim]:
+    return [conflicts.Claim(r.owner, r.spec) for r in registrations]
+
+
+def plan_one(
+    engine: Engine, loaded: Loaded, refs: planning.ReferenceTypes, snapshot: Snapshot | None = None
+) -> Planned:
+    """The plan of one spec from its registration in *snapshot* (read now when not given).
+
+    A plan from a snapshot may be stale by the time it runs; the engine refuses it under the lock
+    (:class:`StalePlan`) and :func:`apply_one` plans again from a fresh read.
+    """
+    plugin_id = loaded.spec.plugin_id
+    base = snapshot.registration(plugin_id) if snapshot is not None else engine.registration(plugin_id)
+    if base is not None and base.owner != loaded.owner:
+        error = registered_by_another(plugin_id, base.owner)
+        raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind)
+    if base is not None and base.checksum == loaded.spec.checksum() and base.status == "active":
+        return Planned(loaded, base, planning.Plan(loaded.spec.plugin_id, ()))
+    if base is not None and versions.compare(loaded.spec.version, base.version) < 0:
+        _require_recorded(engine, loaded, base)
+    try:
+        plan = planning.plan(base.spec if base else None, loaded.spec, refs)
+        rawsql.require_allowed(loaded.spec, plan, engine.allow_raw_sql)
+    except ProblemError as error:
+        raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind) from None
+    return Planned(loaded, base, plan)
+
+
+def _require_recorded(engine: Engine, loaded: Loaded, base: Registration) -> None:
+    """ES311 unless the history holds an executed apply of exactly *loaded*'s spec.
+
+    A lower version means "go back to that version": only a spec this database ran as that version
+    is one, so a lower version can never smuggle in a schema nobody applied under that number. The
+    way back is then planned from the applied spec, and gated, like any other change.
+    """
+    spec = loaded.spec
+    checksum = spec.checksum()
+    applied = [
+        r
+        for r in engine.history(spec.plugin_id)
+        if r.kind == MigrationKind.APPLY and r.status == MigrationStatus.EXECUTED
+    ]
+    if any(r.checksum_schema == checksum for r in applied):
+        return
+    if any(r.version == spec.version for r in applied):
+        detail = f"version {spec.version} was applied with another schema than this spec's"
+    else:
+        detail = f"no executed apply of version {spec.version} is recorded"
+    problem = Problem(
+        "ES311",
+        "spec.version",
+        f"version {spec.version} is lower than the applied version {base.version}, and {detail}; to roll back, "
+        f"apply the spec exactly as it was applied then (see `extschema history {spec.plugin_id} -o json`), "
+        f"or raise the version above {base.version} to change the schema",
+        file=loaded.file,
+        subject=loaded.owner,
+    )
+    raise ProblemError([problem], Kind.REFUSED)
+
+
+def check(
+    engine: Engine,
+    loaded: Sequence[Loaded],
+    peers: Sequence[conflicts.Claim] = (),
+    snapshot: Snapshot | None = None,
+) -> list[Loaded]:
+    """Conflicts and dependencies of validated schemas; returns them in dependency order.
+
+    *peers* are claims not yet in the registry that came first (the operator's other resources,
+    oldest first). Raises ``conflict`` problems, or ``dependency`` when the only trouble is a
+    dependency that is not registered yet (the operator waits for it).
+    """
+    snapshot = snapshot or Snapshot.take(engine, [item.spec for item in loaded])
+    candidates = sorted(loaded, key=lambda item: (item.owner, item.spec.plugin_id))
+    registered = _claims(snapshot.registrations)
+    registered_ids = {c.spec.plugin_id for c in registered}
+    earlier = [p for p in peers if p.spec.plugin_id not in registered_ids]
+    problems = conflicts.detect(
+        [conflicts.Claim(c.owner, c.spec) for c in candidates],
+        [*registered, *earlier],
+        snapshot.core,
+        engine.dialect.namer,
+    )
+    problems.extend(_unowned_objects(engine, candidates, registered_ids))
+    # A peer that is not registered yet is no dependency one can build on.
+    pending = {p.spec.plugin_id for p in earlier}
+    for item in candidates:
+        for index, dependency in enumerate(item.spec.depends_on):
+            if dependency in pending and dependency not in {c.spec.plugin_id for c in candidates}:
+                problems.append(
+                    Problem(
+                        "ES208",
+                        f"spec.dependsOn[{index}]",
+                        f"{item.owner!r} depends on plugin "
+                        f"{dependency!r}, which is not applied yet; it proceeds once it is",
+                        subject=item.owner,
+                    )
+                )
+    if problems:
+        kind = Kind.DEPENDENCY if all(p.code == "ES208" for p in problems) else Kind.CONFLICT
+        raise ProblemError(locate(problems, loaded), kind=kind)
+    order = {s.plugin_id: i for i, s in enumerate(conflicts.dependency_order([item.spec for item in loaded]))}
+    return sorted(loaded, key=lambda item: order[item.spec.plugin_id])
+
+
+def _unowned_objects(engine: Engine, candidates: Sequence[Loaded], registered_ids: set[str]) -> list[Problem]:
+    """ES202 for a plugin not registered whose tables, schema or types exist already (left by
+    ``delete --retain``, or made by hand): installing it would fail in the database on CREATE."""
+    problems = []
+    for item in candidates:
+        plugin_id = item.spec.plugin_id
+        if plugin_id in registered_ids:
+            continue
+        found = engine.physical_objects(plugin_id)
+        # Registered since the snapshot (a concurrent apply commits its tables and registration together).
+        if found and engine.registration(plugin_id) is None:
+            problems.append(
+                Problem(
+                    "ES202",
+                    "spec.pluginId",
+                    f"plugin {plugin_id!r} is not registered, but its objects exist: {', '.join(found)} (left by "
+                    "`extschema delete --retain`, or made by hand); back up what you need and drop them, "
+                    "or choose another pluginId",
+                    subject=item.owner,
+                )
+            )
+    return problems
+
+
+def reconcile(
+    engine: Engine,
+    loaded: Sequence[Loaded],
+    on_event: OnEvent,
+    peers: Sequence[conflicts.Claim] = (),
+    approvals: Collection[str] = (),
+) -> list[ApplyResult]:
+    """The whole line after loading, one step after the other; stops at the first failure.
+
+    1. snapshot: read the registry and the core tables once;
+    2. check: conflicts and dependencies, giving the dependency order;
+    3. plan: every spec against the snapshot;
+    4. gate: a refused change anywhere stops the run before any migration starts;
+    5. approve: every rewriting or destructive plan approved by its hash (*approvals*, or the
+       spec's ``approvedPlanHash``), its data checks counted — else nothing runs (:func:`authorize`);
+    6. apply: in order, each spec re-planned under the lock if its registration moved (and the
+       new plan approved again).
+    """
+    specs = [item.spec for item in loaded]
+    for _ in range(_STALE_RETRIES):
+        snapshot = Snapshot.take(engine, specs)
+        ordered = check(engine, loaded, peers, snapshot)
+        refs = reference_types(snapshot, specs)
+        planned = gate(engine, ordered, refs, snapshot)
+        try:
+            reviewed = review_all(engine, planned)
+        except StalePlan:  # another applier migrated a plugin of the run: plan from what it left
+            continue
+        authorize(reviewed, approvals)
+        return apply_all(engine, ordered, on_event, snapshot, planned, approvals)
+    raise ProblemError.one(
+        "ES403",
+        "database",
+        "the plugins of this run kept changing while they were being reviewed; try again",
+        kind=Kind.RETRYABLE,
+    )
+
+
+def gate(
+    engine: Engine, ordered: Sequence[Loaded], refs: planning.ReferenceTypes, snapshot: Snapshot | None = None
+) -> list[Planned]:
+    """Plan every spec before any migration runs; a refused change anywhere stops the whole run.
+
+    Without this step the first specs of a run would be applied before a later one is refused
+    (ES301/ES302), leaving the database half way. Every refusal is reported at once.
+    """
+    planned: list[Planned] = []
+    problems: list[Problem] = []
+    kind: Kind | None = None
+    for item in ordered:
+        try:
+            planned.append(plan_one(engine, item, refs, snapshot))
+        except ProblemError as error:
+            problems.extend(error.problems)
+            kind = kind or error.kind
+    if kind is not None:
+        raise ProblemError(problems, kind)
+    return planned
+
+
+def plan_all(engine: Engine, loaded: Sequence[Loaded]) -> list[tuple[Planned, RenderedPlan]]:
+    """check → plan every spec, in dependency order, from one snapshot; runs nothing."""
+    specs = [item.spec for item in loaded]
+    snapshot = Snapshot.take(engine, specs)
+    ordered = check(engine, loaded, snapshot=snapshot)
+    refs = reference_types(snapshot, specs)
+    planned = [plan_one(engine, item, refs, snapshot) for item in ordered]
+    return [(p, p.render(engine, PLAN_PREVIEW_TAG)) for p in planned]
+
+
+def apply_one(
+    engine: Engine,
+    loaded: Loaded,
+    refs: planning.ReferenceTypes,
+    planned: Planned | None = None,
+    approvals: Collection[str] = (),
+) -> ApplyResult:
+    """Apply one spec (*planned* already, and approved; or planned and approved here); replan when
+    another applier moved the registry.
+
+    A plan made here passes the approval gate on its own: an approval names one base and one plan,
+    so when the registry moved, the new plan runs only if it is safe or its own hash is approved.
+    """
+    for attempt in range(_STALE_RETRIES):
+        if planned is None or attempt:
+            previous = planned.hash() if planned is not None else None
+            planned = plan_one(engine, loaded, refs)
+            try:
+                reviewed = _review(engine, planned)
+            except StalePlan:  # moved again while it was counted
+                continue
+            authorize([reviewed], approvals, stale={previous} & set(approvals) if previous else ())
+        base_checksum = planned.base.checksum if planned.base else None
+        try:
+            result = engine.apply(loaded.owner, loaded.spec, planned.plan, base_checksum, planned.tables(engine, refs))
+        except StalePlan:
+            continue
+        except checks.ViolatingRows as violating:
+            # Counted again under the migration's lock: worded as the approval gate words it.
+            refusals = Reviewed.of(planned, violating.counts).refusals()
+            refusals.extend(
+                Problem(
+                    "ES309",
+                    _field_path(loaded.spec, p.check.table, p.check.column),
+                    checks.predated_refusal(p, n),
+                    file=loaded.file,
+                    subject=loaded.owner,
+                )
+                for p, n in violating.predated
+            )
+            raise ProblemError(refusals, Kind.REFUSED) from None
+        except ProblemError as error:
+            raise ProblemError(
+                [p.located(loaded.file) if p.file is None else p for p in error.problems], error.kind
+            ) from None
+        return dataclasses.replace(
+            result,
+            description=[*result.description, *_backed_up(engine, planned.plan, result)],
+            warnings=tuple(w.located(loaded.file) for w in result.warnings),
+        )
+    raise ProblemError.one(
+        "ES403",
+        "database",
+        f"plugin {loaded.spec.plugin_id!r} kept changing while it was being applied; try again",
+        kind=Kind.RETRYABLE,
+    )
+
+
+def _backed_up(engine: Engine, plan: planning.Plan, result: ApplyResult) -> list[str]:
+    """What the migration copied before a destructive step, for the person who ran it (``extschema restore``)."""
+    if not result.changed or result.migration_id is None:
+        return []
+    return _backup_lines(engine.dialect.backups_of(plan, backup_tag(result.migration_id)))
+
+
+def _backup_lines(refs: Iterable[BackupRef]) -> list[str]:
+    return [
+        f"backed up {f'{b.source_table}.{b.column}' if b.column else f'table {b.source_table}'} to {b.table}"
+        for b in refs
+    ]
+
+
+def apply_all(
+    engine: Engine,
+    loaded: Sequence[Loaded],
+    on_event: OnEvent,
+    snapshot: Snapshot | None = None,
+    planned: Sequence[Planned] | None = None,
+    approvals: Collection[str] = (),
+) -> list[ApplyResult]:
+    """Apply in dependency order (already sorted by :func:`check`); stop at the first failure.
+
+    *planned* are the gate's plans, one per spec in the same order, already approved (planned and
+    approved here when not given, with *approvals*).
+    """
+    specs = [item.spec for item in loaded]
+    refs = reference_types(snapshot or Snapshot.take(engine, specs), specs)
+    results = []
+    total = len(loaded)
+    for number, item in enumerate(loaded, start=1):
+        on_event(MigrationStarted(item.spec.plugin_id, item.spec.version, item.file, number, total))
+        try:
+            result = apply_one(engine, item, refs, planned[number - 1] if planned else None, approvals)
+        except ProblemError as error:
+            on_event(MigrationFailed(item.spec.plugin_id, error, number, total))
+            raise
+        on_event(MigrationFinished(result, number, total))
+        results.append(result)
+    return results
