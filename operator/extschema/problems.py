@@ -112,6 +112,14 @@ CATALOG: dict[str, str] = {
     "ES601": "The ExtensionSchema is Stalled",
     "ES602": "Timed out waiting for the ExtensionSchema",
     "ES603": "The Kubernetes API cannot be used",
+    "ES720": "The API request's plan needs approval (?approve=HASH)",
+    "ES721": "The API request approves another plan",
+    "ES722": "Schemas are read-only on this API server (kubectl apply)",
+    "ES723": "The document's pluginId is not the URL's",
+    "ES724": "Plugin not registered (API)",
+    "ES725": "Migration not found or not the latest",
+    "ES726": "Database not reachable (readiness)",
+    "ES727": "The request body is not an ExtensionSchema document",
 }
 
 
