@@ -10,7 +10,13 @@ import asyncio
 import copy
 import hashlib
 import json
+import re
+import shlex
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from extschema import wire
 from extschema.api import Settings, create_app
-from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, tables
+from tests.helpers import EXAMPLES, REPO, execute, ext_table, load_core, run, subprocess_env, tables
 
 REPORTS = EXAMPLES / "custom-reports.yaml"
 KB = EXAMPLES / "comments.yaml"
@@ -409,3 +415,124 @@ def test_metrics_by_route_template_status_and_statements(applied: str, make_api:
     assert by_route[template] >= 3  # every request read the registry
     assert by_route["unmatched"] == 0
     assert "/metrics" not in json.dumps([s.labels for s in durations.samples])
+
+
+# --- the page: docs/api-management.md --------------------------------------------------------------
+
+PAGE = REPO / "docs" / "api-management.md"
+BLOCK = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def page_blocks() -> tuple[dict[str, str], list[str]]:
+    """The page's titled blocks (title -> text) and its ```sh lines."""
+    files: dict[str, str] = {}
+    commands: list[str] = []
+    for language, info, body in BLOCK.findall(PAGE.read_text()):
+        title = re.fullmatch(r'\s*title="([^"]+)"\s*', info)
+        if title:
+            files[title.group(1)] = body
+        elif language == "sh":
+            commands += [line for line in body.splitlines() if line.strip()]
+    return files, commands
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "extschema serve exited"
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("extschema serve did not become ready")
+
+
+def test_the_tokens_on_the_page_are_the_digests_it_says() -> None:
+    files, _ = page_blocks()
+    text = files["tokens.yaml"]
+    for token, digest in re.findall(r"printf %s (\S+) \| sha256sum\n\s*sha256: ([0-9a-f]{64})", text):
+        assert hashlib.sha256(token.encode()).hexdigest() == digest
+
+
+@pytest.mark.slow
+def test_the_session_on_the_page_runs_against_extschema_serve(db_url: str, tmp_path: Path) -> None:
+    """The page's commands as written (its SQLite file replaced by *db_url*): apply, `extschema serve` as a real
+    process on a free port, then session.py; every print prints what its comment says."""
+    files, commands = page_blocks()
+    for name in ("tokens.yaml", "session.py"):
+        (tmp_path / name).write_text(files[name])
+    load_core(db_url)
+    (apply_line, serve_line) = commands
+    apply_args = shlex.split(re.sub(r"sqlite:///\S+\.db", db_url, apply_line))
+    assert apply_args[:2] == ["extschema", "apply"]
+    outcome = run(*[str(REPO / a) if a.startswith("examples/") else a for a in apply_args[1:]])
+    assert outcome.exit_code == 0, outcome.stderr
+    port = _free_port()
+    serve_args = shlex.split(re.sub(r"sqlite:///\S+\.db", db_url, serve_line).replace("--port 8080", f"--port {port}"))
+    assert serve_args[:2] == ["extschema", "serve"]
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "extschema", *serve_args[1:]],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_ready(base, server)
+        done = subprocess.run(
+            [sys.executable, "session.py"],
+            cwd=tmp_path,
+            env={**subprocess_env(), "BASE": base},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.terminate()
+        _, errors = server.communicate(timeout=30)
+    assert done.returncode == 0, done.stderr
+    expected = re.findall(r"^print\(.*\)  # (.*)$", files["session.py"], re.MULTILINE)
+    printed = done.stdout.splitlines()
+    assert len(printed) == len(expected), done.stdout
+    for line, comment in zip(printed, expected, strict=True):
+        pattern = re.escape(comment).replace("HASH", "[0-9a-f]{16}")
+        assert re.fullmatch(pattern, line), (line, comment)
+    assert b"Traceback" not in errors, errors.decode()[-2000:]
+
+
+@pytest.mark.helm
+def test_the_pages_chart_values_deploy_the_api_read_only() -> None:
+    from tests.controlplane import KUBERNETES_VERSION
+    from tests.controlplane.helm import ensure_helm
+
+    files, _ = page_blocks()
+    values = yaml.safe_load(files["values-api.yaml"])
+    kube = ["-n", "extschema-system", "--kube-version", KUBERNETES_VERSION]
+    rendered = subprocess.run(
+        [str(ensure_helm()), "template", "extschema", str(REPO / "charts" / "extschema"), "-f", "-", *kube],
+        input=yaml.safe_dump(values),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "extschema-api"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert deployment["spec"]["replicas"] == 2
+    assert container["args"][0] == "serve" and "--read-only-schemas" in container["args"]
+    assert {(d["kind"], d["metadata"]["name"]) for d in docs} >= {
+        ("Service", "extschema-api"),
+        ("NetworkPolicy", "extschema-api"),
+    }
+    page = PAGE.read_text()
+    assert "service/extschema-api" in page and "--from-file=tokens.yaml" in page
