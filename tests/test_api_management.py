@@ -536,3 +536,24 @@ def test_the_pages_chart_values_deploy_the_api_read_only() -> None:
     }
     page = PAGE.read_text()
     assert "service/extschema-api" in page and "--from-file=tokens.yaml" in page
+
+
+def test_demo_cli_serves_a_few_requests_and_stops(tmp_path: Path) -> None:
+    """The last step of `make demo-cli` (examples/serve_demo.py) on a database the demo applied."""
+    url = f"sqlite:///{tmp_path}/demo.db"
+    load_core(url)
+    assert run("apply", str(EXAMPLES), "--database", url).exit_code == 0
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "serve_demo.py"), url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=subprocess_env(),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = {line.split("  ")[0]: line for line in done.stdout.splitlines()}
+    assert " 200 comments 1.2.0 active, customreports 1.0.0 active" in lines["GET /api/v1/extensions"]
+    assert re.search(r" 200 destructive plan [0-9a-f]{16}$", lines["POST .../customreports/plan (drop field code)"])
+    assert lines["DELETE .../customreports/schema"].endswith(" 403 ES716")
+    assert done.stdout.rstrip().endswith("== server stopped ==")
+    assert "Traceback" not in done.stderr
