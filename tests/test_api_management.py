@@ -198,16 +198,21 @@ def test_validate_reports_problems_as_the_cli_does_and_changes_nothing(
     assert ok.json()["items"][0]["pluginId"] == "customreports"
     bad = document()
     bad["spec"]["tables"][0]["fields"][0]["type"] = "Strin"
-    invalid = api("POST", "/api/v1/extensions/customreports/schema/validate", REPORTS_READER, json=bad)
-    assert invalid.status_code == 200
-    assert invalid.json()["ok"] is False and invalid.json()["kind"] == "Failure"
-    assert invalid.json()["problems"][0]["path"].startswith("spec.tables[0].fields[0]")
+    invalid = problem(
+        api("POST", "/api/v1/extensions/customreports/schema/validate", REPORTS_READER, json=bad), 422, "ES013"
+    )
+    assert invalid["errors"][0]["path"].startswith("spec.tables[0].fields[0]")
     other = api("POST", "/api/v1/extensions/customreports/schema/validate", REPORTS_READER, json=document(KB))
-    assert [p["code"] for p in other.json()["problems"]] == ["ES723"]
-    not_a_document = api("POST", "/api/v1/extensions/customreports/schema/validate", ADMIN, json={"kind": "Pod"})
-    assert [p["code"] for p in not_a_document.json()["problems"]] == ["ES727"]
-    for answer in (ok, invalid):
-        wire.parse(answer.json())
+    assert [e["code"] for e in problem(other, 422, "ES723")["errors"]] == ["ES723"]
+    for body in ({"kind": "Pod"}, {**document(), "status": []}):
+        problem(api("POST", "/api/v1/extensions/customreports/schema/validate", ADMIN, json=body), 422, "ES727")
+    # Another resource claiming the plugin conflicts with its owner (409), as `extschema conflicts` says.
+    taken = document()
+    taken["metadata"]["name"] = "custom-reports-copy"
+    conflict = api("POST", "/api/v1/extensions/customreports/schema/validate", ADMIN, json=taken)
+    assert conflict.status_code == 409, conflict.text
+    assert all(e["code"].startswith("ES2") for e in conflict.json()["errors"])
+    wire.parse(ok.json())
 
 
 def test_plan_returns_the_hash_and_runs_nothing(applied: str, make_api: Callable[..., Api]) -> None:
@@ -557,3 +562,16 @@ def test_demo_cli_serves_a_few_requests_and_stops(tmp_path: Path) -> None:
     assert lines["DELETE .../customreports/schema"].endswith(" 403 ES716")
     assert done.stdout.rstrip().endswith("== server stopped ==")
     assert "Traceback" not in done.stderr
+
+
+def test_openapi_describes_the_document_and_405_lists_every_method(applied: str, make_api: Callable[..., Api]) -> None:
+    api = make_api(applied)
+    spec = api("GET", "/openapi.json").json()
+    put = spec["paths"]["/api/v1/extensions/{pluginId}/schema"]["put"]
+    body = put["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == {"apiVersion", "kind", "metadata", "spec"}
+    assert body["properties"]["spec"]["properties"]["pluginId"]["pattern"]
+    assert {"400", "405", "409", "422"} <= set(put["responses"])
+    # Starlette names the first route's methods only; the answer lists every route of the path.
+    answer = api("PATCH", "/api/v1/extensions/customreports/schema", ADMIN)
+    assert problem(answer, 405, "ES712") and answer.headers["allow"] == "DELETE, GET, PUT"

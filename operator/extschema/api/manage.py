@@ -241,6 +241,10 @@ def document(plugin_id: str, body: object) -> Loaded:
             f"kind is {body.get('kind')!r}; send an ExtensionSchema document (kind: {model.KIND})",
             kind=Kind.INVALID,
         )
+    if not isinstance(body.get("status", {}), dict):
+        raise ProblemError.one(
+            "ES727", "body.status", "status must be an object (it is ignored); leave it out", kind=Kind.INVALID
+        )
     data = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
     loaded, problems = parse_documents([data], BODY)
     if problems:
@@ -262,12 +266,9 @@ def document(plugin_id: str, body: object) -> Loaded:
 
 def validate(engine: Engine, plugin_id: str, body: object) -> dict[str, Any]:
     """``POST .../schema/validate``: every rule ``extschema validate`` checks, then conflicts with the registry
-    and the core tables (``extschema conflicts``). Problems are the answer, not an error: ``ok`` says which."""
-    try:
-        item = document(plugin_id, body)
-        reconcile.check(engine, [item])
-    except ProblemError as error:
-        return wire.Failure.because(error.kind, error.problems).dump()
+    and the core tables (``extschema conflicts``); the problems are raised (422 invalid, 409 conflict)."""
+    item = document(plugin_id, body)
+    reconcile.check(engine, [item])
     summary = wire.SchemaView(file=item.file, name=item.owner, plugin_id=item.spec.plugin_id, version=item.spec.version)
     envelope: wire.SchemaList = wire.SchemaList.of([summary])
     return envelope.dump()

@@ -10,12 +10,18 @@ plan runs only with ``?approve=HASH`` of exactly that plan, else 409 names the h
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from extschema import crd, limits, model
 from extschema.api import manage, metrics, problems
 from extschema.api.app import Context, context_of
 from extschema.api.auth import ADMIN, Access
@@ -41,9 +47,32 @@ Document = Annotated[
         "`status` is ignored, so what GET .../schema returns can be sent back.",
     ),
 ]
-_READS = problems.responses(401, 403, 404, 503)
-_POSTS = problems.responses(401, 403, 409, 422, 503)
-_WRITES = problems.responses(401, 403, 404, 405, 409, 422, 503)
+_READS = problems.responses(401, 403, 404, 422, 503)
+_POSTS = problems.responses(400, 401, 403, 409, 422, 503)
+_WRITES = problems.responses(400, 401, 403, 404, 405, 409, 422, 503)
+
+
+@functools.cache
+def document_body() -> dict[str, Any]:
+    """The request body of validate, plan and PUT in OpenAPI: the ExtensionSchema as its CRD describes it (the
+    same structural schema kube-apiserver checks; the semantic rules are answered as problems)."""
+    name = {"type": "string", "minLength": 1, "maxLength": limits.MAX_RESOURCE_NAME_LENGTH}
+    schema = {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "enum": [model.API_VERSION]},
+            "kind": {"type": "string", "enum": [model.KIND]},
+            "metadata": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": name, "namespace": name},
+            },
+            "spec": crd.spec_schema(),
+            "status": {"type": "object", "description": "Ignored (what GET .../schema adds)."},
+        },
+    }
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _context(request: Request) -> Context:
@@ -101,17 +130,32 @@ def get_migrations(request: Request, plugin_id: PluginId) -> dict[str, Any]:
     return manage.migrations(_require(request, plugin_id, "read").engine, plugin_id)
 
 
-@router.post("/{pluginId}/schema/validate", responses=_POSTS, summary="Validate a document; changes nothing")
+@router.post(
+    "/{pluginId}/schema/validate",
+    openapi_extra=document_body(),
+    responses=_POSTS,
+    summary="Validate a document; changes nothing",
+)
 def validate_schema(request: Request, plugin_id: PluginId, document: Document) -> dict[str, Any]:
     return manage.validate(_require(request, plugin_id, "read").engine, plugin_id, document)
 
 
-@router.post("/{pluginId}/plan", responses=_POSTS, summary="The plan of a document with its hash; runs nothing")
+@router.post(
+    "/{pluginId}/plan",
+    openapi_extra=document_body(),
+    responses=_POSTS,
+    summary="The plan of a document with its hash; runs nothing",
+)
 def plan_schema(request: Request, plugin_id: PluginId, document: Document) -> dict[str, Any]:
     return manage.plan(_require(request, plugin_id, "read").engine, plugin_id, document)
 
 
-@router.put("/{pluginId}/schema", responses=_WRITES, summary="Apply a document (admin; ?approve=HASH if gated)")
+@router.put(
+    "/{pluginId}/schema",
+    openapi_extra=document_body(),
+    responses=_WRITES,
+    summary="Apply a document (admin; ?approve=HASH if gated)",
+)
 def put_schema(request: Request, plugin_id: PluginId, document: Document, approve: Approve = None) -> dict[str, Any]:
     context = _writable(request, plugin_id, "change")
     return manage.apply(context.engine, plugin_id, document, approve)
@@ -182,6 +226,32 @@ def _allow(path: str) -> str:
     return "GET" if path.endswith("/schema") else ""
 
 
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def _with_every_allowed_method(app: FastAPI) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The app's answer to Starlette's errors, with a 405's ``Allow`` listing the methods of *every* route of the
+    path: Starlette names those of the first route only (GET of ``.../schema``, not its PUT and DELETE)."""
+    answer = app.exception_handlers[StarletteHTTPException]
+
+    async def on_http(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        if error.status_code == 405:
+            # Ask each route (included routers too) whether it would take the path with each method.
+            allowed = {
+                method
+                for method in _METHODS
+                for route in app.router.routes
+                if route.matches({**request.scope, "method": method})[0] is Match.FULL
+            }
+            headers = {**(error.headers or {}), "Allow": ", ".join(sorted(allowed))}
+            error = StarletteHTTPException(405, error.detail, headers=headers)
+        response = answer(request, error)
+        return await response if inspect.isawaitable(response) else response
+
+    return on_http
+
+
 def install(app: FastAPI) -> None:
     """Add the management routes, health, ``/metrics`` and the metrics middleware to *app*."""
     registry = metrics.Metrics()
@@ -199,6 +269,7 @@ def install(app: FastAPI) -> None:
         assert isinstance(error, manage.ReadOnly)
         return problems.response(405, error.problems, request, {"Allow": _allow(request.url.path)})
 
+    app.add_exception_handler(StarletteHTTPException, _with_every_allowed_method(app))
     app.add_exception_handler(manage.ApprovalNeeded, on_approval)
     app.add_exception_handler(manage.NotFound, on_not_found)
     app.add_exception_handler(manage.ReadOnly, on_read_only)
