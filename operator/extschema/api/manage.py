@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from extschema import model, planning, reconcile, wire
 from extschema.dialects import RenderedPlan
-from extschema.engine import ApplyResult, Engine, Registration, StalePlan
+from extschema.engine import ApplyResult, Engine, Registration, RollbackPlan, StalePlan
 from extschema.loading import Loaded, parse_documents
 from extschema.problems import Kind, Problem, ProblemError
 
@@ -340,13 +340,40 @@ def apply(engine: Engine, plugin_id: str, body: object, approve: str | None) -> 
     return applied(reconcile.with_drift(engine, results))
 
 
+def _not_latest(plugin_id: str, migration_id: str, undo: RollbackPlan | None) -> ProblemError:
+    latest = f"its latest migration is {undo.migration_id}" if undo else "it has nothing to roll back"
+    return ProblemError.one(
+        "ES725",
+        "path.migrationId",
+        f"migration {migration_id!r} of plugin {plugin_id!r} is not the one a rollback undoes: {latest}; "
+        "roll back one migration at a time, newest first",
+        kind=Kind.CONFLICT,
+    )
+
+
+class _Undoing:
+    """The engine, for :func:`reconcile.rollback`, refusing every rollback plan but one of *migration_id*: each
+    retry of the gate (another migration landed meanwhile) checks again that the URL's migration is the one
+    undone. (Shim until the Proposal pipeline takes the expected migration itself.)"""
+
+    def __init__(self, engine: Engine, migration_id: str) -> None:
+        self._engine, self._migration_id = engine, migration_id
+
+    def rollback_plan(self, plugin_id: str) -> RollbackPlan | None:
+        undo = self._engine.rollback_plan(plugin_id)
+        if undo is None or undo.migration_id != self._migration_id:
+            raise _not_latest(plugin_id, self._migration_id, undo)
+        return undo
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
 def rollback(engine: Engine, plugin_id: str, migration_id: str, approve: str | None) -> dict[str, Any]:
     """``POST .../migrations/{migrationId}/rollback[?approve=HASH]``: ``extschema rollback`` of the plugin's
     latest migration, which the URL must name (a rollback undoes exactly one: the latest)."""
     _registration(engine, plugin_id)
-    undo = engine.rollback_plan(plugin_id)
-    ids = {r.migration_id for r in engine.history(plugin_id)}
-    if migration_id not in ids:
+    if migration_id not in {r.migration_id for r in engine.history(plugin_id)}:
         raise NotFound.one(
             "ES725",
             "path.migrationId",
@@ -354,17 +381,8 @@ def rollback(engine: Engine, plugin_id: str, migration_id: str, approve: str | N
             "lists them",
             kind=Kind.USAGE,
         )
-    if undo is None or undo.migration_id != migration_id:
-        latest = f"its latest migration is {undo.migration_id}" if undo else "it has nothing to roll back"
-        raise ProblemError.one(
-            "ES725",
-            "path.migrationId",
-            f"migration {migration_id!r} of plugin {plugin_id!r} is not the one a rollback undoes: {latest}; "
-            "roll back one migration at a time, newest first",
-            kind=Kind.CONFLICT,
-        )
     try:
-        result = reconcile.rollback(engine, plugin_id, _approvals(approve))
+        result = reconcile.rollback(cast(Engine, _Undoing(engine, migration_id)), plugin_id, _approvals(approve))
     except reconcile.ApprovalRequired as error:
         raise _approval_needed(error, plugin_id, "rolling back") from None
     return applied([result])
