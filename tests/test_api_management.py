@@ -183,6 +183,15 @@ def test_conflicts_of_the_registered_plugins(applied: str, make_api: Callable[..
     assert clean.status_code == 200
     assert clean.json()["kind"] == "ConflictList" and clean.json()["ok"] is True and clean.json()["items"] == []
     wire.parse(clean.json())
+    # The host drops a core table both plugins reference: each is reported, as `extschema conflicts` would.
+    execute(applied, "DROP TABLE work_orders" + (" CASCADE" if applied.startswith("postgresql") else ""))
+    found = api("GET", "/api/v1/extensions/conflicts", ADMIN).json()
+    assert found["ok"] is False
+    assert sorted((p["code"], p["file"]) for p in found["items"]) == [
+        ("ES204", "registered plugin comments"),
+        ("ES204", "registered plugin customreports"),
+    ]
+    assert "work_orders" in found["items"][0]["message"]
 
 
 # --- validate and plan: no side effects ------------------------------------------------------------
