@@ -47,6 +47,8 @@ demo-cli: install
 	-$(PYTHON) -m extschema apply examples/rejected/ --database $(DEMO_DB)
 	$(PYTHON) -m extschema status --database $(DEMO_DB)
 	$(PYTHON) -m extschema history --database $(DEMO_DB)
+	@echo "== the REST API on the same database: extschema serve, a few requests, stop =="
+	$(PYTHON) examples/serve_demo.py $(DEMO_DB)
 
 bench: install
 	$(PYTHON) bench/engine.py

@@ -434,6 +434,121 @@ def test_chart_readme_lists_every_documented_value() -> None:
     assert {"database.existingSecret", "watch.namespaces", "rbac.secretNamespaces", "crds.create"} <= documented
 
 
+# --- the REST API (api.enabled) -----------------------------------------------------------------
+
+
+def api_objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "api"]
+
+
+def api_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api")]
+    pod: dict[str, Any] = deployment["spec"]["template"]
+    return pod
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def test_api_is_off_by_default(helm: Path) -> None:
+    for value_set in VALUE_SETS:
+        if value_set != "api-values":
+            assert not api_objects(template(helm, *values_args(value_set))), value_set
+
+
+def test_api_pod_is_hardened_like_the_operator_and_has_no_kubernetes_credentials(helm: Path) -> None:
+    docs = template(helm, *values_args("api-values"))
+    assert {(d["kind"], d["metadata"]["name"]) for d in api_objects(docs)} == {
+        ("Deployment", "extschema-api"),
+        ("Service", "extschema-api"),
+        ("NetworkPolicy", "extschema-api"),
+    }
+    (operator,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "extschema"]
+    operator_pod = operator["spec"]["template"]["spec"]
+    pod = api_pod(docs)["spec"]
+    assert pod["securityContext"] == operator_pod["securityContext"]
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    (container,) = pod["containers"]
+    (operator_container,) = operator_pod["containers"]
+    assert container["securityContext"] == operator_container["securityContext"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["image"] == operator_container["image"]
+    assert container["command"] == ["extschema"]
+    assert container["args"] == [
+        "serve",
+        "--host=0.0.0.0",
+        "--port=8080",
+        "--tokens=/etc/extschema/api/tokens.yaml",
+        "--read-only-schemas",
+    ]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["env"] == [
+        {"name": "EXTSCHEMA_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "app-db-api", "key": "url"}}}
+    ]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tokens"]["secret"] == {
+        "secretName": "extschema-api-tokens",
+        "items": [{"key": "tokens.yaml", "path": "tokens.yaml"}],
+    }
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["tokens"] == {"name": "tokens", "mountPath": "/etc/extschema/api", "readOnly": True}
+
+
+def test_operator_and_api_never_select_each_others_pods(helm: Path) -> None:
+    """The webhook and metrics Service must never route to an API pod, nor the API's Service to the operator."""
+    docs = template(helm, *values_args("api-values"), "--set", "metrics.enabled=true")
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in by_kind(docs, "Deployment")}
+    for deployment in by_kind(docs, "Deployment"):
+        name = deployment["metadata"]["name"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert [pod for pod, labels in pods.items() if selects(selector, labels)] == [name]
+    services = {s["metadata"]["name"]: s["spec"]["selector"] for s in by_kind(docs, "Service")}
+    assert {name: [p for p, labels in pods.items() if selects(sel, labels)] for name, sel in services.items()} == {
+        "extschema": ["extschema"],
+        "extschema-api": ["extschema-api"],
+    }
+    (service,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "extschema-api"]
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+
+
+def test_api_network_policy_admits_only_its_port_and_reaches_only_dns_and_databases(helm: Path) -> None:
+    docs = template(helm, *values_args("api-values"))
+    (policy,) = [d for d in by_kind(docs, "NetworkPolicy") if d["metadata"]["name"] == "extschema-api"]
+    assert selects(policy["spec"]["podSelector"]["matchLabels"], api_pod(docs)["metadata"]["labels"])
+    assert policy["spec"]["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}
+    ]
+    ports = sorted(p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"])
+    assert ports == [53, 53, 5432]  # no Kubernetes API server: the API never calls it
+
+
+def test_api_schemas_writable_only_when_asked_and_database_defaults_to_the_operators(helm: Path) -> None:
+    values = ["--set", "api.enabled=true", "--set", "api.tokens.existingSecret=tokens"]
+    docs = template(helm, *values, "--set", "database.existingSecret=app-db", "--set", "api.readOnlySchemas=false")
+    (container,) = api_pod(docs)["spec"]["containers"]
+    assert "--read-only-schemas" not in container["args"]
+    assert container["env"][0]["valueFrom"] == {"secretKeyRef": {"name": "app-db", "key": "url"}}
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (["database.existingSecret=app-db"], "api.enabled needs api.tokens.existingSecret"),
+        (["api.tokens.existingSecret=tokens"], "api.enabled needs a database: set api.database.existingSecret"),
+        (["api.port=http"], "at '/api/port': got string, want integer"),
+        (["api.readOnlySchema=false"], "at '/api': additional properties 'readOnlySchema' not allowed"),
+    ],
+)
+def test_api_values_missing_or_wrong_are_refused_clearly(helm: Path, settings: list[str], expected: str) -> None:
+    args = [arg for setting in ["api.enabled=true", *settings] for arg in ("--set", setting)]
+    proc = run_helm(helm, "template", "extschema", str(CHART), "--kube-version", KUBERNETES_VERSION, *args, check=False)
+    assert proc.returncode == 1
+    assert expected in proc.stderr, proc.stderr
+
+
 # --- against the API server ----------------------------------------------------------------------
 
 

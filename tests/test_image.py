@@ -18,11 +18,13 @@ and say why; the hadolint check always runs.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -36,7 +38,7 @@ from tests import image_build
 from tests.controlplane import KUBERNETES_VERSION, Cluster
 from tests.controlplane.cluster import free_port
 from tests.controlplane.helm import ensure_helm
-from tests.helpers import load_core, tables
+from tests.helpers import load_core, subprocess_env, tables
 
 pytest_plugins = ["tests.controlplane.fixtures"]
 
@@ -276,3 +278,136 @@ def test_image_reconciles_to_ready_with_the_charts_service_account(
         print(logs[-4000:])
     forbidden = [line for line in logs.splitlines() if " 403" in line or "Forbidden" in line]
     assert not forbidden, forbidden
+
+
+# --- the REST API (api.enabled) from the same image ------------------------------------------------
+
+
+def render_api(release: str, namespace: str) -> dict[str, Any]:
+    """The chart's API Deployment (api.enabled)."""
+    out = subprocess.run(
+        [
+            str(ensure_helm()),
+            "template",
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            "--kube-version",
+            KUBERNETES_VERSION,
+            "--set",
+            "crds.create=false",
+            "--set",
+            "api.enabled=true",
+            "--set",
+            "api.tokens.existingSecret=api-tokens",
+            "--set",
+            "database.existingSecret=app-db",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    (deployment,) = [
+        d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-api")
+    ]
+    found: dict[str, Any] = deployment
+    return found
+
+
+@pytest.mark.image
+@pytest.mark.helm
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_image_serves_the_api_as_the_chart_deploys_it(image: str, pg_url: str, tmp_path: Path) -> None:
+    """`extschema serve` from the operator image, started as the chart's API Deployment describes it (command,
+    args, env from the database Secret, the tokens Secret mounted read-only, non-root, read-only root filesystem,
+    no capabilities): /healthz, /readyz, an entity and the management routes answer; schema changes are 405."""
+    deployment = render_api("img", "extschema-system")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    ctx, pod_ctx = container["securityContext"], pod["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True and "--read-only-schemas" in container["args"]
+    load_core(pg_url)
+    applied = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "extschema",
+            "apply",
+            str(REPO / "examples" / "custom-reports.yaml"),
+            "--database",
+            pg_url,
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+    )
+    assert applied.returncode == 0, applied.stderr
+    secrets = tmp_path / "tokens"
+    secrets.mkdir()
+    token = uuid.uuid4().hex
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    (secrets / "tokens.yaml").write_text(
+        yaml.safe_dump({"tokens": [{"name": "ops", "sha256": digest, "scopes": ["admin"]}]})
+    )
+    for path in (tmp_path, secrets, secrets / "tokens.yaml"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tokens"]
+    port = free_port()  # host network: the chart's 8080 could be taken on this machine
+    args = [f"--port={port}" if a.startswith("--port=") else a for a in container["args"]]
+    (env,) = container["env"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "app-db", "key": "url"}
+    name = f"extschema-api-{uuid.uuid4().hex[:8]}"
+    podman(
+        "run",
+        "--detach",
+        f"--name={name}",
+        "--network=host",
+        f"--user={pod_ctx['runAsUser']}:{pod_ctx['runAsGroup']}",
+        "--read-only",
+        "--security-opt=no-new-privileges",
+        *[f"--cap-drop={cap}" for cap in ctx["capabilities"]["drop"]],
+        "--tmpfs=/tmp:rw,size=64m,mode=1777",
+        f"--env={env['name']}={pg_url}",
+        f"--volume={secrets}:{mount['mountPath']}:ro",
+        f"--entrypoint={container['command'][0]}",
+        image,
+        *args,
+    )
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def get(path: str, method: str = "GET") -> tuple[int, Any]:
+        request = urllib.request.Request(base + path, headers=auth, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status), json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return int(error.code), json.loads(error.read())
+
+    try:
+        assert wait_http_ok(f"{base}/healthz") == 200
+        assert wait_http_ok(f"{base}/readyz") == 200
+        status, listed = get("/api/v1/extensions")
+        assert status == 200 and [p["pluginId"] for p in listed["items"]] == ["customreports"]
+        status, rows = get("/api/v1/customreports/report")
+        assert status == 200 and rows["items"] == []
+        status, refused = get("/api/v1/extensions/customreports/schema", method="DELETE")
+        assert status == 405 and "kubectl apply" in refused["errors"][0]["message"]
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            assert "extschema_api_request_duration_seconds_bucket" in response.read().decode()
+        # Compiled at build time: nothing to write on the read-only root filesystem at import.
+        probe = (
+            "import importlib.util as u, os, fastapi, uvicorn, extschema.api.management as m;"
+            "print(all(os.path.exists(u.cache_from_source(x.__file__)) for x in (fastapi, uvicorn, m)))"
+        )
+        out = podman("exec", name, "python3", "-c", probe).stdout.strip()
+        assert out == "True", out
+    finally:
+        logs = podman("logs", name, check=False)
+        podman("stop", "--time=10", name, check=False, timeout=60)
+        podman("rm", "--force", name, check=False)
+        print((logs.stdout + logs.stderr)[-4000:])

@@ -24,10 +24,9 @@ from extschema import __version__, limits, wire
 from extschema.problems import Kind, Problem, ProblemError, escape
 
 if TYPE_CHECKING:
-    from extschema.dialects import RenderedPlan
     from extschema.engine import ApplyResult, Engine
     from extschema.loading import Loaded
-    from extschema.reconcile import MigrationEvent, OnEvent, Proposal, Reviewed
+    from extschema.reconcile import MigrationEvent, OnEvent, Proposal
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
 EXIT_TIMEOUT = 4
@@ -207,29 +206,17 @@ def plan(paths: Sequence[str], database: str | None, output: str, allow_raw_sql:
 
     with _reported(output), _engine(database, allow_raw_sql) as engine:
         proposal = reconcile.propose(engine, reconcile.load(paths), lint=True)
-        views = [_plan_view(item) for item in proposal.items]
+        views = [item.view() for item in proposal.items]
         if output == "json":
             _emit_json(wire.PlanList.of(views))
             return
         for item, view in zip(proposal.items, views, strict=True):
-            _plan_text(item.reviewed, item.preview, view)
+            _plan_text(item, view)
 
 
-def _plan_warnings(reviewed: Reviewed, rendered: RenderedPlan) -> list[Problem]:
-    """What this database leaves unenforced, and the steps apply will refuse (ES309) whatever is approved."""
-    file = reviewed.planned.loaded.file
-    return [w.located(file) for w in rendered.warnings] + reviewed.refusals()
-
-
-def _plan_view(item: Proposal.Item) -> wire.PlanView:
-    """The plan with its SQL, squawk's findings (PostgreSQL; none on SQLite) and its warnings."""
-    reviewed, rendered = item.reviewed, item.preview
-    return wire.PlanView.of(reviewed, rendered, item.lint or (), _plan_warnings(reviewed, rendered))
-
-
-def _plan_text(reviewed: Reviewed, rendered: RenderedPlan, view: wire.PlanView) -> None:
-    loaded = reviewed.planned.loaded
-    for warning in _plan_warnings(reviewed, rendered):
+def _plan_text(item: Proposal.Item, view: wire.PlanView) -> None:
+    reviewed, rendered, loaded = item.reviewed, item.preview, item.loaded
+    for warning in item.warnings():
         click.echo(f"warning: {warning.render()}", err=True)
     click.echo(f"-- {loaded.spec.plugin_id} {escape(loaded.spec.version)} ({escape(loaded.file)})")
     if reviewed.planned.plan.empty:

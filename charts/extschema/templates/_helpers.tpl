@@ -122,3 +122,34 @@ it), list or watch. RBAC cannot narrow create by name, and the names follow the 
 {{- required "webhook.enabled needs webhook.certManager.enabled, or webhook.existingSecret and webhook.caBundle" .Values.webhook.existingSecret }}
 {{- end }}
 {{- end }}
+
+{{/*
+The REST API (api.enabled): its own name and selector, so the operator's Deployment and Service never select
+the API's pods (and the other way round).
+*/}}
+{{- define "extschema.apiName" -}}
+{{- printf "%s-api" (include "extschema.fullname" .) }}
+{{- end }}
+
+{{- define "extschema.apiSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "extschema.name" . }}-api
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "extschema.apiLabels" -}}
+helm.sh/chart: {{ include "extschema.chart" . }}
+{{ include "extschema.apiSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: api
+app.kubernetes.io/part-of: extschema
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The Secret and key holding the database URL the API serves: its own, else the operator's default. */}}
+{{- define "extschema.apiDatabaseSecret" -}}
+{{- required "api.enabled needs a database: set api.database.existingSecret (or database.existingSecret), a Secret holding its URL" (.Values.api.database.existingSecret | default .Values.database.existingSecret) }}
+{{- end }}
+
+{{- define "extschema.apiDatabaseKey" -}}
+{{- if .Values.api.database.existingSecret }}{{ .Values.api.database.key }}{{ else }}{{ .Values.database.key }}{{ end }}
+{{- end }}

@@ -77,8 +77,9 @@ def create_app(settings: Settings) -> FastAPI:
     context = Context(settings, engine, EntityCatalog(engine.database), tokens)
     app.state.extschema = context
     problems.install(app)
-    from extschema.api import entities  # after the context: it installs routes that read it
+    from extschema.api import entities, management  # after the context: they install routes that read it
 
+    management.install(app)  # first: /api/v1/extensions/... wins over the entity routes /api/v1/{plugin}/...
     entities.install(app, context)
     app.router.on_shutdown.append(context.close)
     return app

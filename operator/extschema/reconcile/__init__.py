@@ -41,6 +41,7 @@ from extschema.reconcile.pipeline import (
     plan,
     plan_one,
     propose,
+    recheck,
     reconcile,
     references,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "plan",
     "plan_one",
     "propose",
+    "recheck",
     "reconcile",
     "reference_types",
     "references",

@@ -184,6 +184,15 @@ class Proposal:
         def plugin_id(self) -> str:
             return self.reviewed.plugin_id
 
+        def warnings(self) -> list[Problem]:
+            """What this database leaves unenforced, and the steps apply will refuse (ES309) whatever is approved."""
+            file = self.loaded.file
+            return [w.located(file) for w in self.preview.warnings] + self.reviewed.refusals()
+
+        def view(self) -> wire.PlanView:
+            """The plan as every reader sees it (``plan -o json``, the REST API): SQL, lint and warnings."""
+            return wire.PlanView.of(self.reviewed, self.preview, self.lint or (), self.warnings())
+
         @property
         def changes(self) -> bool:
             """False when the registry holds this spec already, active: applying it has nothing to do."""

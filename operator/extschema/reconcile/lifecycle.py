@@ -10,7 +10,7 @@ made again here, a few times at most (ES403).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from extschema import planning
 from extschema.engine import (
@@ -30,7 +30,12 @@ from extschema.reconcile.approval import _stale_rollback_approvals, authorize_ro
 from extschema.reconcile.pipeline import _backup_lines, _until_fresh, references
 
 
-def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) -> ApplyResult:
+def rollback(
+    engine: Engine,
+    plugin_id: str,
+    approvals: Collection[str] = (),
+    expect: Callable[[RollbackPlan | None], None] | None = None,
+) -> ApplyResult:
     """Undo the plugin's latest migration, through the same gate as an apply (:func:`authorize_rollback`).
 
     The rollback is reviewed as what it runs: the ``rollbackSql`` of the raw steps the migration ran
@@ -38,10 +43,13 @@ def rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) ->
     (without raw steps, its hash is the one applying that spec as a lower version has). The engine
     runs it only while the plugin and its recorded rollback are still what was reviewed, else it is
     reviewed again. What it drops, and every table a ``rollbackSql`` names, is backed up first.
+    *expect* may refuse what each attempt would undo (the REST API names the migration it rolls back).
     """
 
     def attempt() -> ApplyResult:
         undo = rollback_plan(engine, plugin_id)
+        if expect is not None:
+            expect(undo)
         if undo is not None:
             rawsql.require_rollback_allowed(undo.base.spec, undo.plan, engine.allow_raw_sql)
             authorize_rollback(review_rollback(engine, undo), approvals)

@@ -397,6 +397,24 @@ def _until_fresh(step: Callable[[], _T], what: str) -> _T:
     raise ProblemError.one("ES403", "database", f"{what}; try again", kind=Kind.RETRYABLE)
 
 
+def recheck(engine: Engine, registered: Sequence[Loaded]) -> list[Problem]:
+    """The conflicts of *registered* plugins as things are now: each against the core tables and every
+    other registration (its own claim set aside), e.g. a core table created since that takes a plugin's name."""
+    if not registered:
+        return []
+    snapshot = Snapshot.take(engine, [item.spec for item in registered])
+    problems: list[Problem] = []
+    for item in registered:
+        others = dataclasses.replace(
+            snapshot, registrations=[r for r in snapshot.registrations if r.plugin_id != item.spec.plugin_id]
+        )
+        try:
+            check(engine, [item], snapshot=others)
+        except ProblemError as error:
+            problems.extend(p for p in error.problems if p.code != "ES202")
+    return problems
+
+
 def references(engine: Engine, specs: Sequence[ExtensionSchemaSpec], *, own: bool = True) -> planning.ReferenceTypes:
     """The column types references resolve against, read now: the core tables and registered plugins,
     and *specs*' own unless not *own* (for the plans of a plugin's later life: rollback, teardown, restore)."""
