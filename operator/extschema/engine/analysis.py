@@ -1,0 +1,413 @@
+"""``extschema analyze``: EXPLAIN the statements the REST API issues for a plugin's tables, judge each plan.
+
+The statements are the API's own (``EntityTable.statements()``: get, list, every filter and sort, every
+relationship lookup, the lookups an ON DELETE from a referenced table triggers), explained in one
+transaction that is rolled back: never executed (no ``EXPLAIN ANALYZE``), nothing left behind. Verdicts and
+suggestions come from :mod:`extschema.querycheck`; a suggested index is costed with hypopg where the
+server has it. Tables with fewer rows than ``min_rows`` are left out: on a small table every plan is fine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ColumnClause, UnaryExpression
+from sqlalchemy.sql.expression import Executable
+
+from extschema import naming, planning, querycheck
+from extschema.dialects.explain import EXPLAINERS, Explainer, Statistics
+from extschema.engine.connection import Database, database_message
+from extschema.model import ExtensionSchemaSpec
+from extschema.naming import PhysicalName
+from extschema.planning import IndexDef
+from extschema.problems import ProblemError
+
+#: Tables with fewer rows are not analysed (the planner's estimate where it keeps one, else a bounded count).
+DEFAULT_MIN_ROWS = 1000
+#: Rows sampled to pick a filter's parameter: the rarest value seen, the one an index is for.
+_SAMPLE_ROWS = 10_000
+_PG_STATEMENT_TIMEOUT_MS = 10_000
+
+
+class StatementLike(Protocol):
+    """What analysis needs of a statement (``engine.entities.NamedStatement`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def table(self) -> str: ...
+    @property
+    def statement(self) -> Executable: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    """The suggested index tried as a hypothetical one (hypopg): the plan's cost before and after."""
+
+    status: str  # verified | not-better | unverified
+    reason: str = ""
+    cost_before: float | None = None
+    cost_after: float | None = None
+    index: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason or None,
+            "costBefore": self.cost_before,
+            "costAfter": self.cost_after,
+            "index": self.index,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Suggestion:
+    fields: tuple[str, ...]
+    #: The ``indexes:`` entry to add to the spec (None for a join table, which the spec does not declare).
+    yaml: str | None
+    #: The index's name once applied.
+    index_name: str
+    verification: Verification
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fields": list(self.fields),
+            "yaml": self.yaml,
+            "indexName": self.index_name,
+            "verification": self.verification.as_dict(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    table: str
+    statement: str
+    sql: str
+    verdict: querycheck.Verdict
+    index: str | None
+    reason: str
+    rows: float | None
+    cost: float | None
+    plan: str
+    params: dict[str, Any]
+    suggestion: Suggestion | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "statement": self.statement,
+            "verdict": str(self.verdict),
+            "index": self.index,
+            "reason": self.reason or None,
+            "estimatedRows": self.rows,
+            "cost": self.cost,
+            "sql": self.sql,
+            "params": {k: _jsonable(v) for k, v in self.params.items()},
+            "plan": self.plan,
+            "suggestion": self.suggestion.as_dict() if self.suggestion else None,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    plugin_id: str
+    backend: str
+    min_rows: int
+    findings: tuple[Finding, ...]
+    #: Tables left out: fewer rows than ``min_rows`` (name → rows).
+    skipped: dict[str, float]
+    statistics: Statistics
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pluginId": self.plugin_id,
+            "database": self.backend,
+            "minRows": self.min_rows,
+            "findings": [f.as_dict() for f in self.findings],
+            "skipped": [{"table": t, "rows": r} for t, r in sorted(self.skipped.items())],
+            "statistics": {
+                "available": self.statistics.available,
+                "reason": self.statistics.reason or None,
+                "statements": list(self.statistics.rows),
+            },
+        }
+
+
+def analyze(
+    database: Database,
+    spec: ExtensionSchemaSpec,
+    statements: Sequence[StatementLike],
+    min_rows: int = DEFAULT_MIN_ROWS,
+    verify: bool = True,
+) -> Analysis:
+    """Explain *statements* (of plugin *spec*'s tables) and judge each; see the module's description."""
+    dialect = database.dialect
+    explainer = EXPLAINERS[dialect.name]()
+    plugin_id = spec.plugin_id
+    declared = {t.name for t in spec.tables}
+    findings: list[Finding] = []
+    skipped: dict[str, float] = {}
+    with database.reading() as conn:
+        transaction = conn.begin()
+        try:
+            if explainer.costs:
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {_PG_STATEMENT_TIMEOUT_MS}")
+            inspector = sa.inspect(conn)
+            sizes: dict[str, float] = {}
+            for st in statements:
+                physical = dialect.namer.table(plugin_id, st.table)
+                if st.table not in sizes:
+                    sizes[st.table] = explainer.table_rows(conn, physical, min_rows)
+                if sizes[st.table] < min_rows:
+                    skipped[st.table] = sizes[st.table]
+                    continue
+                findings.append(
+                    _finding(conn, explainer, inspector, database, spec, st, physical, min_rows, verify, declared)
+                )
+            statistics = explainer.statistics(conn, plugin_id, naming.plugin_schema(plugin_id))
+        finally:
+            transaction.rollback()
+    return Analysis(plugin_id, dialect.name, min_rows, tuple(findings), skipped, statistics)
+
+
+def _finding(
+    conn: sa.Connection,
+    explainer: Explainer,
+    inspector: sa.Inspector,
+    database: Database,
+    spec: ExtensionSchemaSpec,
+    st: StatementLike,
+    physical: PhysicalName,
+    min_rows: int,
+    verify: bool,
+    declared: set[str],
+) -> Finding:
+    dialect = database.dialect
+    targets = _targets(st.statement, physical)
+    relations = {physical.name, *(getattr(t, "name", physical.name) for t in targets)}
+    need, binds = need_of(st.statement, targets)
+    params = dict(st.params)
+    for column, key in binds.items():  # the rarest value: the one an index is for (costs depend on it)
+        rare = _rare_value(conn, physical, column)
+        if rare is not None:
+            params[key] = rare
+    sql = str(st.statement.compile(dialect=conn.dialect))  # type: ignore[attr-defined]
+    try:
+        with conn.begin_nested():
+            plan = explainer.explain(conn, st.statement, params)
+    except sa.exc.DBAPIError as error:  # no right to it (EXPLAIN DELETE needs DELETE): say so, go on
+        why = f"the database refused to explain it: {database_message(error)}"
+        return Finding(st.table, st.name, sql, querycheck.Verdict.UNEXPLAINED, None, why, None, None, "", params)
+    indexes = _indexes(inspector, physical)
+    judged = querycheck.judge(plan, need, relations, indexes, min_rows, st.table)
+    suggestion = None
+    if judged.verdict is querycheck.Verdict.MISSING_INDEX:
+        index = IndexDef(judged.suggestion)
+        verification = Verification("unverified", "not asked (--no-verify)")
+        if verify:
+            verification = _verify(
+                conn, explainer, dialect.create_index(spec.plugin_id, st.table, index), plan, st, params
+            )
+        suggestion = Suggestion(
+            judged.suggestion,
+            querycheck.suggestion_yaml(st.table, judged.suggestion) if st.table in declared else None,
+            dialect.index_name(spec.plugin_id, st.table, index),
+            verification,
+        )
+    return Finding(
+        st.table, st.name, sql, judged.verdict, judged.index, judged.reason, plan.rows, plan.cost, plan.text, params,
+        suggestion,
+    )  # fmt: skip
+
+
+def _verify(
+    conn: sa.Connection,
+    explainer: Explainer,
+    create_index: str,
+    before: querycheck.PlanSummary,
+    st: StatementLike,
+    params: Mapping[str, Any],
+) -> Verification:
+    if not explainer.costs:
+        return Verification("unverified", "hypothetical indexes need PostgreSQL with hypopg")
+    refused = explainer.hypothetical_index(conn, create_index)
+    if refused is not None:
+        return Verification("unverified", refused, before.cost)
+    try:
+        after = explainer.explain(conn, st.statement, params)
+    finally:
+        explainer.drop_hypothetical(conn)
+    used = next((s.index for s in after.scans if s.index and s.index.startswith("<")), None)
+    better = used is not None and after.cost is not None and before.cost is not None and after.cost < before.cost
+    return Verification("verified" if better else "not-better", "", before.cost, after.cost, used)
+
+
+def need_of(statement: Executable, targets: Iterable[Any]) -> tuple[querycheck.Need, dict[str, str]]:
+    """What *statement* asks of the table *targets* (the table and its aliases in the statement): its equality
+    filters and order, and the bound parameter compared with each filtered column (column → key)."""
+    mine = set(targets)
+    filters: list[str] = []
+    binds: dict[str, str] = {}
+    where = getattr(statement, "whereclause", None)
+    if where is not None:
+        for element in visitors.iterate(where):
+            if not isinstance(element, BinaryExpression) or element.operator not in (operators.eq, operators.in_op):
+                continue
+            column, other = element.left, element.right
+            if not isinstance(column, ColumnClause) or column.table not in mine:
+                continue
+            filters.append(column.name)
+            if element.operator is operators.eq and isinstance(other, BindParameter) and column.name != "id":
+                binds[column.name] = other.key
+    order: list[str] = []
+    for clause in getattr(statement, "_order_by_clauses", ()):
+        while isinstance(clause, UnaryExpression):
+            clause = clause.element
+        if isinstance(clause, ColumnClause) and clause.table in mine:
+            order.append(clause.name)
+    return querycheck.Need(tuple(dict.fromkeys(filters)), tuple(dict.fromkeys(order))), binds
+
+
+def _targets(statement: Executable, physical: PhysicalName) -> list[Any]:
+    """The table *physical* as *statement* uses it: the table itself, and every alias of it."""
+
+    def mine(element: Any) -> bool:
+        if isinstance(element, sa.Table):
+            return bool(element.name == physical.name and element.schema == physical.schema)
+        return isinstance(element, sa.Alias) and getattr(element.element, "name", None) == physical.name
+
+    return [e for e in visitors.iterate(statement) if mine(e)]  # type: ignore[arg-type]
+
+
+def _indexes(inspector: sa.Inspector, physical: PhysicalName) -> dict[str, tuple[str, ...]]:
+    """The table's indexes now (name → columns), the primary key and unique constraints included."""
+    found: dict[str, tuple[str, ...]] = {}
+    primary = inspector.get_pk_constraint(physical.name, schema=physical.schema)
+    found[primary.get("name") or "PRIMARY KEY"] = tuple(primary.get("constrained_columns") or ("id",))
+    for index in inspector.get_indexes(physical.name, schema=physical.schema):
+        if index["name"]:
+            found[index["name"]] = tuple(str(c) for c in index["column_names"])
+    for unique in inspector.get_unique_constraints(physical.name, schema=physical.schema):
+        if unique["name"]:
+            found[unique["name"]] = tuple(unique["column_names"])
+    return found
+
+
+def _rare_value(conn: sa.Connection, physical: PhysicalName, column: str) -> Any:
+    table = sa.table(physical.name, sa.column(column), schema=physical.schema)
+    sample = sa.select(table.c[column]).where(table.c[column].is_not(None)).limit(_SAMPLE_ROWS).subquery()
+    query = sa.select(sample.c[column]).group_by(sample.c[column]).order_by(sa.func.count(), sample.c[column]).limit(1)
+    try:
+        with conn.begin_nested():
+            return conn.execute(query).scalar()
+    except sa.exc.DBAPIError:
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+# --- the API's statements ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedStatement:
+    name: str
+    table: str
+    statement: Executable
+    params: dict[str, Any]
+
+
+def api_statements(database: Database, spec: ExtensionSchemaSpec) -> list[NamedStatement]:
+    """The statements the REST API issues for *spec*'s tables.
+
+    Until ``engine.entities`` (the API's statement builders) is here, the same shapes built from the
+    resolved spec: get by id, list by id, a filter on every indexed/unique/enum/foreign-key column, a sort
+    on every indexed column, the relationship lookups, and the lookups an ON DELETE triggers.
+    """
+    resolved = planning.shape(spec)
+    metadata = sa.MetaData()
+    found: list[NamedStatement] = []
+    with database.reading() as conn:
+        for table in resolved.tables:
+            physical = database.dialect.namer.table(spec.plugin_id, table.name)
+            t = sa.Table(physical.name, metadata, schema=physical.schema, autoload_with=conn)
+            found.extend(_table_statements(table, t))
+    return found
+
+
+def _table_statements(table: planning.TableDef, t: sa.Table) -> list[NamedStatement]:
+    page = 50
+    leads = {i.columns[0] for i in (*table.indexes, *table.unique_together, *table.column_indexes()) if i.columns}
+    found = [
+        NamedStatement("get", table.name, sa.select(t).where(t.c.id == sa.bindparam("id")), {"id": 1}),
+        NamedStatement("list", table.name, sa.select(t).order_by(t.c.id).limit(page), {}),
+    ]
+    for column in table.columns:
+        c = t.c[column.name]
+        if column.name in leads or column.unique or column.enum is not None or column.foreign_key is not None:
+            query = sa.select(t).where(c == sa.bindparam(column.name)).order_by(t.c.id).limit(page)
+            found.append(NamedStatement(f"filter {column.name}", table.name, query, {column.name: None}))
+        if column.name in leads:
+            query = sa.select(t).order_by(c, t.c.id).limit(page)
+            found.append(NamedStatement(f"sort {column.name}", table.name, query, {}))
+        fk = column.foreign_key
+        if fk is None:
+            continue
+        if not fk.references.is_core:
+            query = sa.select(t).where(c.in_(sa.bindparam("ids", expanding=True))).order_by(c, t.c.id)
+            found.append(NamedStatement(f"include {column.name}", table.name, query, {"ids": [1, 2]}))
+        where = c == sa.bindparam("referenced")
+        on_delete: Executable
+        if fk.on_delete == "Cascade":
+            on_delete = sa.delete(t).where(where)
+        elif fk.on_delete == "SetNull":
+            on_delete = sa.update(t).where(where).values({column.name: None})
+        else:
+            on_delete = sa.select(t.c.id).where(where).limit(1)
+        found.append(
+            NamedStatement(f"on delete {fk.references} ({column.name})", table.name, on_delete, {"referenced": 1})
+        )
+    return found
+
+
+def analysable(database: Database, plugin_id: str, spec: ExtensionSchemaSpec | None) -> ExtensionSchemaSpec:
+    """*spec* (the plugin's registered one), or why the plugin cannot be analysed: not registered (ES306),
+    or tables missing from the database (ES750: drift)."""
+    if spec is None:
+        raise ProblemError.one(
+            "ES306", "plugin", f"plugin {plugin_id!r} is not registered; see `extschema status`", kind="refused"
+        )
+    namer = database.dialect.namer
+    expected = {t.name: str(namer.table(plugin_id, t.name)) for t in planning.shape(spec).tables}
+    with database.reading() as conn:
+        present = set(database.dialect.plugin_tables(sa.inspect(conn), plugin_id))
+    missing = sorted(name for name, physical in expected.items() if physical not in present)
+    if missing:
+        raise ProblemError.one(
+            "ES750",
+            "plugin",
+            f"plugin {plugin_id!r} has no table {', '.join(missing)} in the database, so its statements cannot be "
+            f"explained; see `extschema drift {plugin_id}` and repair it with `extschema drift {plugin_id} --repair`",
+            kind="refused",
+        )
+    return spec
+
+
+def analyze_plugin(
+    database: Database,
+    plugin_id: str,
+    registered: ExtensionSchemaSpec | None,
+    min_rows: int = DEFAULT_MIN_ROWS,
+    verify: bool = True,
+) -> Analysis:
+    """Analyse the API's statements for *plugin_id* (its *registered* spec): what the CLI and the API call."""
+    spec = analysable(database, plugin_id, registered)
+    return analyze(database, spec, api_statements(database, spec), min_rows, verify)
