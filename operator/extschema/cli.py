@@ -763,6 +763,38 @@ def run(
     )
 
 
+@main.command()
+@database_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (non-loopback needs --tokens).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to bind.")
+@click.option(
+    "--tokens",
+    "tokens_file",
+    type=click.Path(dir_okay=False),
+    help="YAML file of bearer tokens {tokens: [{name, sha256, scopes}]}; without it: reads only, loopback only.",
+)
+@click.option(
+    "--read-only-schemas",
+    is_flag=True,
+    help="Refuse schema changes through the API (405): the operator owns them (kubectl apply).",
+)
+def serve(database: str | None, host: str, port: int, tokens_file: str | None, read_only_schemas: bool) -> None:
+    """Serve the REST API over every active plugin's tables (docs/api.md)."""
+    from extschema import reconcile
+
+    with _reported():
+        from extschema.api import Settings
+        from extschema.api.server import serve as run_server
+
+        settings = Settings(
+            database_url=reconcile.database_url(database),
+            tokens_file=tokens_file,
+            read_only_schemas=read_only_schemas,
+            host=host,
+        )
+        run_server(settings, port)
+
+
 @main.command("wait")
 @click.argument("name")
 @click.option(

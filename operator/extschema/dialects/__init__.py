@@ -7,7 +7,7 @@ Dialects register themselves by URL scheme in :data:`REGISTRY`.
 
 from __future__ import annotations
 
-from extschema.dialects.base import BackupRef, Dialect, ErrorClass, Predated, RenderedPlan
+from extschema.dialects.base import BackupRef, Dialect, ErrorClass, Predated, RenderedPlan, Violation
 from extschema.dialects.postgresql import PostgresDialect
 from extschema.dialects.sqlite import SqliteDialect
 
@@ -28,5 +28,6 @@ __all__ = [
     "Predated",
     "RenderedPlan",
     "SqliteDialect",
+    "Violation",
     "for_backend",
 ]

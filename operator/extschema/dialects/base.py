@@ -911,9 +911,33 @@ class Dialect:
         """Whether *error* says another session held a lock too long (retried with backoff)."""
         return False
 
+    # --- rows (the API's entity statements, engine.entities) ---
+
+    def row_violation(self, error: BaseException) -> Violation | None:
+        """What rule a failed row write broke, or None when *error* is not about the row's values."""
+        return None
+
+    def usable_plugin_roles(self, conn: sa.Connection, plugin_ids: Collection[str]) -> dict[str, str]:
+        """Plugin id -> the plugin's role this connection may switch to (databases with roles only)."""
+        return {}
+
+    def set_role_sql(self, role: str) -> str:
+        """Run the rest of the transaction as *role* (databases with roles only)."""
+        raise NotImplementedError
+
     def logical_type(self, sql_type: sa.types.TypeEngine[Any]) -> FieldType | None:
         """What a reflected core column's type is, in extschema's terms (for FK type checks)."""
         return next((name for kind, name in _LOGICAL_TYPES if isinstance(sql_type, kind)), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    """A row a statement wrote broke a rule of the table (for the API: 409 or 422, never 500)."""
+
+    kind: str  # "unique" | "foreign_key" | "check" | "not_null" | "invalid"
+    constraint: str | None = None
+    columns: tuple[str, ...] = ()
+    detail: str = ""
 
 
 #: How each operation is rendered: by the dialect's method for it (subclasses override those).

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from extschema import limits, naming, planning
-from extschema.dialects.base import Dialect, ErrorClass
+from extschema.dialects.base import Dialect, ErrorClass, Violation
 from extschema.naming import PhysicalName
 from extschema.planning import ColumnDef, IndexDef, TableDef, conversions
 from extschema.problems import Problem
@@ -707,6 +707,42 @@ class PostgresDialect(Dialect):
     def lock_conflict(self, error: BaseException | None) -> bool:
         # 55P03: lock_timeout fired; 40P01: a deadlock with another session's locks.
         return error is not None and sqlstate_of(error) in {"55P03", "40P01"}
+
+    # --- rows (engine.entities) ---
+
+    def row_violation(self, error: BaseException) -> Violation | None:
+        sqlstate = sqlstate_of(error)
+        if sqlstate is None or not (sqlstate.startswith("23") or sqlstate.startswith("22")):
+            return None
+        diag = getattr(getattr(error, "orig", error), "diag", None)
+        constraint = getattr(diag, "constraint_name", None)
+        detail = str(getattr(diag, "message_detail", None) or "")
+        primary = str(getattr(diag, "message_primary", None) or "")
+        # "Key (a, b)=(1, 2) already exists." / "... is not present in table ..." / "... is still referenced ..."
+        columns: tuple[str, ...] = ()
+        if detail.startswith("Key ("):
+            columns = tuple(c.strip().strip('"') for c in detail[5 : detail.find(")=")].split(","))
+        column = getattr(diag, "column_name", None)
+        if column and not columns:
+            columns = (str(column),)
+        kind = {"23505": "unique", "23503": "foreign_key", "23514": "check", "23502": "not_null"}.get(sqlstate)
+        return Violation(kind or "invalid", constraint, columns, detail or primary)
+
+    def usable_plugin_roles(self, conn: sa.Connection, plugin_ids: Collection[str]) -> dict[str, str]:
+        database = str(conn.exec_driver_sql("SELECT current_database()").scalar())
+        wanted = {self.plugin_role_name(p, database): p for p in plugin_ids}
+        if not wanted:
+            return {}
+        rows = conn.execute(
+            sa.text(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(:names) AND pg_has_role(session_user, oid, 'MEMBER')"
+            ),
+            {"names": list(wanted)},
+        )
+        return {wanted[name]: name for (name,) in rows}
+
+    def set_role_sql(self, role: str) -> str:
+        return f"SET LOCAL ROLE {self.quote(role)}"
 
     # --- per-plugin database roles (engine.roles): one LOGIN role per plugin, CRUD on its own schema only ---
 

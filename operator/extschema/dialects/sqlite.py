@@ -13,7 +13,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from extschema import limits, naming, planning, portable_regex
 from extschema.dialects import sqlite_decimal, sqlite_patterns
-from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass, Predated, joined
+from extschema.dialects.base import READ_ONLY, Dialect, ErrorClass, Predated, Violation, joined
 from extschema.planning import ColumnDef, IndexDef, TableDef, conversions, safety
 from extschema.problems import Problem
 
@@ -549,6 +549,26 @@ class SqliteDialect(Dialect):
 
     def session_setup(self) -> list[str]:
         return ["PRAGMA foreign_keys = ON", f"PRAGMA busy_timeout = {limits.SQLITE_BUSY_TIMEOUT_MS}"]
+
+    def row_violation(self, error: BaseException) -> Violation | None:
+        original = getattr(error, "orig", error)
+        if isinstance(original, OverflowError):
+            return Violation("invalid", detail=str(original))
+        if not isinstance(original, sqlite3.IntegrityError):
+            return None
+        message = str(original)
+        kind, _, rest = message.partition(" constraint failed")
+        rest = rest.lstrip(": ")
+        match kind:
+            case "UNIQUE":  # "UNIQUE constraint failed: t.a, t.b"
+                return Violation("unique", None, tuple(c.strip().rpartition(".")[2] for c in rest.split(",")), message)
+            case "NOT NULL":
+                return Violation("not_null", None, (rest.rpartition(".")[2],), message)
+            case "CHECK":
+                return Violation("check", rest or None, (), message)
+            case "FOREIGN KEY":
+                return Violation("foreign_key", None, (), message)
+        return Violation("invalid", detail=message)
 
     def classify(self, error: BaseException) -> ErrorClass:
         original = getattr(error, "orig", error)
