@@ -10,16 +10,24 @@ server has it. Tables with fewer rows than ``min_rows`` are left out: on a small
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.sql import operators, visitors
-from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ColumnClause, UnaryExpression
+from sqlalchemy.sql.elements import (
+    BinaryExpression,
+    BindParameter,
+    BooleanClauseList,
+    ColumnClause,
+    Grouping,
+    UnaryExpression,
+)
 from sqlalchemy.sql.expression import Executable
 
 from extschema import naming, planning, querycheck
 from extschema.dialects.explain import EXPLAINERS, Explainer, Statistics
+from extschema.engine import entities
 from extschema.engine.connection import Database, database_message
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
@@ -160,20 +168,33 @@ def analyze(
                 conn.exec_driver_sql(f"SET LOCAL statement_timeout = {_PG_STATEMENT_TIMEOUT_MS}")
             inspector = sa.inspect(conn)
             sizes: dict[str, float] = {}
+            logical = {dialect.namer.table(plugin_id, t.name): t.name for t in planning.shape(spec).tables}
             for st in statements:
-                physical = dialect.namer.table(plugin_id, st.table)
-                if st.table not in sizes:
-                    sizes[st.table] = explainer.table_rows(conn, physical, min_rows)
-                if sizes[st.table] < min_rows:
-                    skipped[st.table] = sizes[st.table]
+                table = subject(st, logical)
+                physical = dialect.namer.table(plugin_id, table)
+                if table not in sizes:
+                    sizes[table] = explainer.table_rows(conn, physical, min_rows)
+                if sizes[table] < min_rows:
+                    skipped[table] = sizes[table]
                     continue
                 findings.append(
-                    _finding(conn, explainer, inspector, database, spec, st, physical, min_rows, verify, declared)
+                    _finding(conn, explainer, inspector, database, spec, st, table, min_rows, verify, declared)
                 )
             statistics = explainer.statistics(conn, plugin_id, naming.plugin_schema(plugin_id))
         finally:
             transaction.rollback()
     return Analysis(plugin_id, dialect.name, min_rows, tuple(findings), skipped, statistics)
+
+
+def subject(st: StatementLike, logical: Mapping[PhysicalName, str]) -> str:
+    """The plugin table *st* reads: its own table, else the plugin table it names (an include reads the
+    related table: ``include:…`` statements are listed with the table whose rows embed the others)."""
+    found = [
+        logical[PhysicalName(e.schema, e.name)]
+        for e in visitors.iterate(st.statement)  # type: ignore[arg-type]
+        if isinstance(e, sa.Table) and PhysicalName(e.schema, e.name) in logical
+    ]
+    return st.table if st.table in found or not found else found[0]
 
 
 def _finding(
@@ -183,12 +204,13 @@ def _finding(
     database: Database,
     spec: ExtensionSchemaSpec,
     st: StatementLike,
-    physical: PhysicalName,
+    table: str,
     min_rows: int,
     verify: bool,
     declared: set[str],
 ) -> Finding:
     dialect = database.dialect
+    physical = dialect.namer.table(spec.plugin_id, table)
     targets = _targets(st.statement, physical)
     relations = {physical.name, *(getattr(t, "name", physical.name) for t in targets)}
     need, binds = need_of(st.statement, targets)
@@ -203,25 +225,25 @@ def _finding(
             plan = explainer.explain(conn, st.statement, params)
     except sa.exc.DBAPIError as error:  # no right to it (EXPLAIN DELETE needs DELETE): say so, go on
         why = f"the database refused to explain it: {database_message(error)}"
-        return Finding(st.table, st.name, sql, querycheck.Verdict.UNEXPLAINED, None, why, None, None, "", params)
+        return Finding(table, st.name, sql, querycheck.Verdict.UNEXPLAINED, None, why, None, None, "", params)
     indexes = _indexes(inspector, physical)
-    judged = querycheck.judge(plan, need, relations, indexes, min_rows, st.table)
+    judged = querycheck.judge(plan, need, relations, indexes, min_rows, table)
     suggestion = None
     if judged.verdict is querycheck.Verdict.MISSING_INDEX:
         index = IndexDef(judged.suggestion)
         verification = Verification("unverified", "not asked (--no-verify)")
         if verify:
             verification = _verify(
-                conn, explainer, dialect.create_index(spec.plugin_id, st.table, index), plan, st, params
+                conn, explainer, dialect.create_index(spec.plugin_id, table, index), plan, st, params
             )
         suggestion = Suggestion(
             judged.suggestion,
-            querycheck.suggestion_yaml(st.table, judged.suggestion) if st.table in declared else None,
-            dialect.index_name(spec.plugin_id, st.table, index),
+            querycheck.suggestion_yaml(table, judged.suggestion) if table in declared else None,
+            dialect.index_name(spec.plugin_id, table, index),
             verification,
         )
     return Finding(
-        st.table, st.name, sql, judged.verdict, judged.index, judged.reason, plan.rows, plan.cost, plan.text, params,
+        table, st.name, sql, judged.verdict, judged.index, judged.reason, plan.rows, plan.cost, plan.text, params,
         suggestion,
     )  # fmt: skip
 
@@ -256,7 +278,7 @@ def need_of(statement: Executable, targets: Iterable[Any]) -> tuple[querycheck.N
     binds: dict[str, str] = {}
     where = getattr(statement, "whereclause", None)
     if where is not None:
-        for element in visitors.iterate(where):
+        for element in _conjuncts(where):  # inside an OR (a keyset's "after"), an equality filters nothing alone
             if not isinstance(element, BinaryExpression) or element.operator not in (operators.eq, operators.in_op):
                 continue
             column, other = element.left, element.right
@@ -272,6 +294,17 @@ def need_of(statement: Executable, targets: Iterable[Any]) -> tuple[querycheck.N
         if isinstance(clause, ColumnClause) and clause.table in mine:
             order.append(clause.name)
     return querycheck.Need(tuple(dict.fromkeys(filters)), tuple(dict.fromkeys(order))), binds
+
+
+def _conjuncts(clause: Any) -> Iterator[Any]:
+    """The conditions *clause* ANDs together."""
+    while isinstance(clause, Grouping):
+        clause = clause.element
+    if isinstance(clause, BooleanClauseList) and clause.operator is operators.and_:
+        for part in clause.clauses:
+            yield from _conjuncts(part)
+    else:
+        yield clause
 
 
 def _targets(statement: Executable, physical: PhysicalName) -> list[Any]:
@@ -317,65 +350,11 @@ def _jsonable(value: Any) -> Any:
 # --- the API's statements ---------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class NamedStatement:
-    name: str
-    table: str
-    statement: Executable
-    params: dict[str, Any]
-
-
-def api_statements(database: Database, spec: ExtensionSchemaSpec) -> list[NamedStatement]:
-    """The statements the REST API issues for *spec*'s tables.
-
-    Until ``engine.entities`` (the API's statement builders) is here, the same shapes built from the
-    resolved spec: get by id, list by id, a filter on every indexed/unique/enum/foreign-key column, a sort
-    on every indexed column, the relationship lookups, and the lookups an ON DELETE triggers.
-    """
-    resolved = planning.shape(spec)
-    metadata = sa.MetaData()
-    found: list[NamedStatement] = []
-    with database.reading() as conn:
-        for table in resolved.tables:
-            physical = database.dialect.namer.table(spec.plugin_id, table.name)
-            t = sa.Table(physical.name, metadata, schema=physical.schema, autoload_with=conn)
-            found.extend(_table_statements(table, t))
-    return found
-
-
-def _table_statements(table: planning.TableDef, t: sa.Table) -> list[NamedStatement]:
-    page = 50
-    leads = {i.columns[0] for i in (*table.indexes, *table.unique_together, *table.column_indexes()) if i.columns}
-    found = [
-        NamedStatement("get", table.name, sa.select(t).where(t.c.id == sa.bindparam("id")), {"id": 1}),
-        NamedStatement("list", table.name, sa.select(t).order_by(t.c.id).limit(page), {}),
-    ]
-    for column in table.columns:
-        c = t.c[column.name]
-        if column.name in leads or column.unique or column.enum is not None or column.foreign_key is not None:
-            query = sa.select(t).where(c == sa.bindparam(column.name)).order_by(t.c.id).limit(page)
-            found.append(NamedStatement(f"filter {column.name}", table.name, query, {column.name: None}))
-        if column.name in leads:
-            query = sa.select(t).order_by(c, t.c.id).limit(page)
-            found.append(NamedStatement(f"sort {column.name}", table.name, query, {}))
-        fk = column.foreign_key
-        if fk is None:
-            continue
-        if not fk.references.is_core:
-            query = sa.select(t).where(c.in_(sa.bindparam("ids", expanding=True))).order_by(c, t.c.id)
-            found.append(NamedStatement(f"include {column.name}", table.name, query, {"ids": [1, 2]}))
-        where = c == sa.bindparam("referenced")
-        on_delete: Executable
-        if fk.on_delete == "Cascade":
-            on_delete = sa.delete(t).where(where)
-        elif fk.on_delete == "SetNull":
-            on_delete = sa.update(t).where(where).values({column.name: None})
-        else:
-            on_delete = sa.select(t.c.id).where(where).limit(1)
-        found.append(
-            NamedStatement(f"on delete {fk.references} ({column.name})", table.name, on_delete, {"referenced": 1})
-        )
-    return found
+def api_statements(database: Database, spec: ExtensionSchemaSpec) -> list[entities.NamedStatement]:
+    """The statements the REST API issues for *spec*'s tables (``EntityTable.statements()``: the same builders
+    the request handlers call), for an active plugin; none for a plugin that is not active."""
+    snapshot = entities.EntityCatalog(database).snapshot()
+    return [s for table in snapshot.plugin_tables(spec.plugin_id) for s in table.statements(snapshot)]
 
 
 def analysable(database: Database, plugin_id: str, spec: ExtensionSchemaSpec | None) -> ExtensionSchemaSpec:
