@@ -295,3 +295,56 @@ def test_a_condition_mentions_a_column_not_a_type_or_literal_of_that_name() -> N
     assert not querycheck.mentions("(kind = 'state'::ext_shop.state)", "state")
     assert querycheck.mentions('("order" = 1)', "order")
     assert not querycheck.mentions("(reorder = 1)", "order")
+
+
+# --- GET /api/v1/extensions/{pluginId}/analysis -----------------------------------------------------------------
+
+
+def test_the_api_serves_the_same_report_to_admin_and_plugin_readers_only(db_url: str, tmp_path: Path) -> None:
+    import asyncio
+    import hashlib
+
+    import httpx
+
+    from extschema.api.app import Settings, context_of, create_app
+
+    applied(db_url, tmp_path)
+    seed(db_url)
+    tokens = {"admin": ["admin"], "reader": ["shop:read"], "other": ["other:read"]}
+    (tmp_path / "tokens.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "tokens": [
+                    {"name": name, "sha256": hashlib.sha256(name.encode()).hexdigest(), "scopes": scopes}
+                    for name, scopes in tokens.items()
+                ]
+            }
+        )
+    )
+    app = create_app(Settings(db_url, tokens_file=str(tmp_path / "tokens.yaml")))
+    path = "/api/v1/extensions/shop/analysis"
+
+    async def ask() -> tuple[dict[str, httpx.Response], httpx.Response, httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            served = {n: await client.get(path, headers={"Authorization": f"Bearer {n}"}) for n in tokens}
+            anonymous = await client.get(path)
+            unknown = await client.get("/api/v1/extensions/nope/analysis", headers={"Authorization": "Bearer admin"})
+            small = await client.get(f"{path}?minRows=100000", headers={"Authorization": "Bearer reader"})
+        return served, anonymous, unknown, small
+
+    try:
+        served, anonymous, unknown, small = asyncio.run(ask())
+    finally:
+        context_of(app).engine.close()
+    assert served["admin"].status_code == served["reader"].status_code == 200
+    assert served["other"].status_code == 403 and anonymous.status_code == 401
+    assert unknown.status_code == 404 and unknown.json()["errors"][0]["code"] == "ES306"
+    report = served["reader"].json()
+    state = by_statement(report)[("order", "filter:state")]
+    assert state["verdict"] == "missing-index" and state["suggestion"]["fields"] == ["state", "id"]
+    cli = analysed(db_url)
+    assert [(f["table"], f["statement"], f["verdict"]) for f in report["findings"]] == [
+        (f["table"], f["statement"], f["verdict"]) for f in cli["findings"]
+    ]
+    assert small.json()["findings"] == [] and len(small.json()["skipped"]) == 2

@@ -75,6 +75,9 @@ def create_app(settings: Settings) -> FastAPI:
     from extschema.api import entities  # after the context: it installs routes that read it
 
     entities.install(app, context)
+    from extschema.api import analysis
+
+    analysis.install(app, context)
     app.router.on_shutdown.append(engine.close)
     return app
 
