@@ -236,7 +236,8 @@ def render_text(report: Mapping[str, Any]) -> list[str]:
         cost = f" cost={finding['cost']:g}" if finding.get("cost") is not None else ""
         rows = f" rows={finding['estimatedRows']:g}" if finding.get("estimatedRows") is not None else ""
         index = f" index={finding['index']}" if finding.get("index") else ""
-        lines.append(f"{finding['table']:<20} {finding['statement']:<36} {finding['verdict']:<14}{index}{rows}{cost}")
+        head = f"{finding['table']:<20} {finding['statement']:<28} {finding['verdict']:<14}{index}{rows}{cost}"
+        lines.append(head.rstrip())
         if finding["verdict"] != Verdict.OK and finding.get("reason"):
             lines.append(f"    {finding['reason']}")
         suggestion = finding.get("suggestion")

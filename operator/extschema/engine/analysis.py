@@ -214,12 +214,13 @@ def _finding(
     targets = _targets(st.statement, physical)
     relations = {physical.name, *(getattr(t, "name", physical.name) for t in targets)}
     need, binds = need_of(st.statement, targets)
-    params = dict(st.params)
-    for column, key in binds.items():  # the rarest value: the one an index is for (costs depend on it)
+    compiled = st.statement.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
+    sql = str(compiled)
+    params = {**compiled.params, **st.params}
+    for column, bind in binds.items():  # the rarest value: the one an index is for (costs depend on it)
         rare = _rare_value(conn, physical, column)
-        if rare is not None:
-            params[key] = rare
-    sql = str(st.statement.compile(dialect=conn.dialect))  # type: ignore[attr-defined]
+        if rare is not None and bind in compiled.bind_names:
+            params[compiled.bind_names[bind]] = rare
     try:
         with conn.begin_nested():
             plan = explainer.explain(conn, st.statement, params)
@@ -270,12 +271,12 @@ def _verify(
     return Verification("verified" if better else "not-better", "", before.cost, after.cost, used)
 
 
-def need_of(statement: Executable, targets: Iterable[Any]) -> tuple[querycheck.Need, dict[str, str]]:
+def need_of(statement: Executable, targets: Iterable[Any]) -> tuple[querycheck.Need, dict[str, BindParameter[Any]]]:
     """What *statement* asks of the table *targets* (the table and its aliases in the statement): its equality
-    filters and order, and the bound parameter compared with each filtered column (column → key)."""
+    filters and order, and the bound parameter compared with each filtered column."""
     mine = set(targets)
     filters: list[str] = []
-    binds: dict[str, str] = {}
+    binds: dict[str, BindParameter[Any]] = {}
     where = getattr(statement, "whereclause", None)
     if where is not None:
         for element in _conjuncts(where):  # inside an OR (a keyset's "after"), an equality filters nothing alone
@@ -286,7 +287,7 @@ def need_of(statement: Executable, targets: Iterable[Any]) -> tuple[querycheck.N
                 continue
             filters.append(column.name)
             if element.operator is operators.eq and isinstance(other, BindParameter) and column.name != "id":
-                binds[column.name] = other.key
+                binds[column.name] = other
     order: list[str] = []
     for clause in getattr(statement, "_order_by_clauses", ()):
         while isinstance(clause, UnaryExpression):
