@@ -7,6 +7,9 @@ asserted exactly, only compared (before/after a hypothetical index).
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import yaml
 
 from extschema import querycheck
 from extschema.engine import Engine, analysis, entities
-from tests.helpers import ext_table, run, sa_url, write_schema
+from tests.helpers import REPO, ext_table, run, sa_url, write_schema
 
 SHOP = """
 pluginId: shop
@@ -43,7 +46,7 @@ relationships:
 ROWS = 5000
 
 
-def seed(url: str, rows: int = ROWS) -> None:
+def seed(url: str, rows: int = ROWS, lines: bool = True) -> None:
     """*rows* orders (state 'void' on one in 500: the rare value an index is for), a line each; then ANALYZE."""
     orders = [
         {"title": f"t{i}", "state": "void" if i % 500 == 0 else "open", "score": i % 100} for i in range(1, rows + 1)
@@ -53,7 +56,8 @@ def seed(url: str, rows: int = ROWS) -> None:
         with engine.begin() as conn:
             order, line = ext_table(url, "shop", "order"), ext_table(url, "shop", "line")
             conn.execute(sa.text(f"INSERT INTO {order} (title, state, score) VALUES (:title, :state, :score)"), orders)
-            conn.execute(sa.text(f"INSERT INTO {line} (qty, order_id) SELECT id, id FROM {order}"))
+            if lines:
+                conn.execute(sa.text(f"INSERT INTO {line} (qty, order_id) SELECT id, id FROM {order}"))
         with engine.connect() as conn:
             conn.execute(sa.text("ANALYZE"))
             conn.commit()
@@ -348,3 +352,43 @@ def test_the_api_serves_the_same_report_to_admin_and_plugin_readers_only(db_url:
         (f["table"], f["statement"], f["verdict"]) for f in cli["findings"]
     ]
     assert small.json()["findings"] == [] and len(small.json()["skipped"]) == 2
+
+
+# --- docs/analyze.md ------------------------------------------------------------------------------------------
+
+
+def test_the_documented_session_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/analyze.md's session: its spec files, its commands, the output it shows (SQLite: no costs)."""
+    text = (REPO / "docs" / "analyze.md").read_text()
+    for name, body in re.findall(r"```yaml\n# (\S+\.yaml)\n(.*?)```", text, re.DOTALL):
+        (tmp_path / name).write_text(body)
+    commands = [
+        shlex.split(line.partition("#")[0])[1:]
+        for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
+        for line in block.splitlines()
+        if line.startswith("extschema ")
+    ]
+    shown = re.findall(r"```text\n(.*?)```", text, re.DOTALL)
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///shop.db"
+    outcomes = []
+    for number, args in enumerate(commands):
+        if number == 2:  # "Once the application has written 5,000 orders (ten of them void)"
+            seed(url, lines=False)
+        outcome = run(*args)
+        assert outcome.exit_code == 0, (args, outcome.stdout, outcome.stderr)
+        outcomes.append(outcome.stdout)
+        if number == 2:  # the JSON shown: the same report, before the index
+            report = analysed(url)
+    assert len(commands) == 5
+    assert "skipped: 0 rows (fewer than 1000)" in outcomes[1]
+    assert outcomes[2] == shown[0]
+    (after,) = shown[1].splitlines()
+    assert after in outcomes[4].splitlines()
+    documented = json.loads(re.findall(r"```json\n(.*?)```", text, re.DOTALL)[0])
+    (finding,) = documented["findings"]
+    actual = by_statement(report)[("order", "filter:state")]
+    assert set(documented) | {"ok"} == set(report)
+    assert set(finding) == set(actual)
+    assert {k: v for k, v in finding.items() if k != "sql"} == {k: v for k, v in actual.items() if k != "sql"}
+    assert documented["statistics"] == report["statistics"]
