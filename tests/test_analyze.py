@@ -21,7 +21,8 @@ import yaml
 
 from extschema import querycheck
 from extschema.engine import Engine, analysis, entities
-from tests.helpers import REPO, ext_table, run, sa_url, write_schema
+from tests import pgserver
+from tests.helpers import REPO, ext_table, load_core, run, sa_url, write_schema
 
 SHOP = """
 pluginId: shop
@@ -184,6 +185,54 @@ def test_statements_built_here_are_judged_by_their_own_filters_and_order(db_url:
     assert found["score range"].index is not None and found["score range"].index.endswith("order_score_idx")
 
 
+@pytest.mark.postgres
+def test_an_index_the_planner_passes_by_is_a_slow_plan_without_a_suggestion(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applied(pg_url, tmp_path)
+    seed(pg_url)
+    monkeypatch.setenv("PGOPTIONS", "-c enable_indexscan=off -c enable_bitmapscan=off")  # as if it did not pay
+    findings = by_statement(analysed(pg_url, "--no-verify"))
+    for statement in ("filter:score", "sort:score"):
+        found = findings[("order", statement)]
+        assert found["verdict"] == "slow-plan", found
+        assert found["suggestion"] is None and "although order_score_idx serves it" in found["reason"]
+    assert findings[("order", "filter:state")]["verdict"] == "missing-index"
+    assert findings[("order", "filter:state")]["suggestion"]["verification"]["reason"] == "not asked (--no-verify)"
+
+
+CORE_REFERENCE = """
+pluginId: shop
+version: 1.0.0
+tables:
+  - name: note
+    fields:
+      - {name: body, type: Text}
+relationships:
+  - {source: note, target: core.work_orders, onDelete: Cascade}
+"""
+
+
+def test_deleting_a_core_row_looks_up_the_plugin_rows_through_their_index(db_url: str, tmp_path: Path) -> None:
+    load_core(db_url)
+    applied(db_url, tmp_path, CORE_REFERENCE)
+    engine = sa.create_engine(sa_url(db_url), poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        orders = [{"id": i, "title": f"w{i}"} for i in range(1, 301)]
+        conn.execute(sa.text("INSERT INTO work_orders (id, title) VALUES (:id, :title)"), orders)
+        notes = [{"body": f"n{i}", "wo": i % 300 + 1} for i in range(1500)]
+        conn.execute(
+            sa.text(f"INSERT INTO {ext_table(db_url, 'shop', 'note')} (body, work_orders_id) VALUES (:body, :wo)"),
+            notes,
+        )
+    with engine.connect() as conn:
+        conn.execute(sa.text("ANALYZE"))
+        conn.commit()
+    engine.dispose()
+    found = by_statement(analysed(db_url))[("note", "on-delete:work_orders_id")]
+    assert found["verdict"] == "ok" and found["index"].endswith("note_work_orders_id_idx")
+
+
 # --- PostgreSQL: hypopg, pg_stat_statements ------------------------------------------------------------------
 
 
@@ -269,6 +318,33 @@ def test_pg_stat_statements_created_but_not_loaded_is_reported_not_raised(pg_url
     assert statistics["available"] is False
     assert "shared_preload_libraries" in statistics["reason"]
     assert by_statement(analysed(pg_url))[("order", "filter:state")]["verdict"] == "missing-index"
+
+
+@pytest.fixture(scope="module")
+def preloaded_url() -> Iterator[str]:
+    """A server of its own that loads pg_stat_statements (a restart setting), with a database for the test."""
+    with pgserver.running_server("-c shared_preload_libraries=pg_stat_statements") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE shop")
+        yield url.rpartition("/")[0] + "/shop"
+
+
+@pytest.mark.postgres
+def test_pg_stat_statements_figures_for_the_plugins_statements(preloaded_url: str, tmp_path: Path) -> None:
+    applied(preloaded_url, tmp_path)
+    seed(preloaded_url)
+    with psycopg.connect(preloaded_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        for _ in range(3):
+            conn.execute('SELECT count(*) FROM ext_shop."order" WHERE score = %s', (7,))
+    statistics = analysed(preloaded_url)["statistics"]
+    assert statistics["available"] is True and statistics["reason"] is None
+    (counted,) = [s for s in statistics["statements"] if "count(*)" in s["query"]]
+    assert counted["calls"] == 3 and counted["rows"] == 3 and counted["meanMs"] >= 0
+    assert all("ext_shop" in s["query"] for s in statistics["statements"])
+    # Only reads and writes, not the DDL of apply nor analyze's own EXPLAINs, counts and samples.
+    assert {s["query"].split()[0] for s in statistics["statements"]} == {"SELECT", "INSERT"}
+    assert "pg_stat_statements (slowest first):" in run("analyze", "shop", "-d", preloaded_url).stdout
 
 
 # --- refusals -------------------------------------------------------------------------------------------------

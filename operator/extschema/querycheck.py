@@ -7,11 +7,11 @@ filters, then order) and the table's indexes:
 
 - ``ok``: every filter and the order are served by an index (or the table is the statement's own order);
 - ``missing-index``: the table is read without an index on the filter fields (or sorted in full),
-  and no index starts with the fields the statement needs: the suggestion is those fields (filters, then
-  order), as the ``indexes:`` YAML of the spec, so the index goes through plan, approval, rollback and drift;
+  and no index starts with the filtered (else sorted) fields: the suggestion is the statement's fields (filters,
+  then order), as the ``indexes:`` YAML of the spec, so the index goes through plan, approval, rollback and drift;
 - ``unexplained``: the database refused to explain it (the reason says why);
-- ``slow-plan``: an index on exactly those fields exists, but the planner reads or sorts without it
-  (statistics out of date, or a value too common for the index to pay).
+- ``slow-plan``: an index starting with the filtered (else sorted) fields exists, but the planner reads or
+  sorts without it (statistics out of date, or a value too common for the index to pay).
 """
 
 from __future__ import annotations
@@ -212,7 +212,9 @@ def judge(
         )
     else:
         reason = f"sorts the rows of {table} by {', '.join(need.order)}"
-    covering = next((name for name, columns in indexes.items() if tuple(columns[: len(wanted)]) == wanted), None)
+    # An index starting with the filters (or, for a sort, the sorted fields) would do: the planner passed it by.
+    key = need.filters or tuple(f for f in need.order if f != "id") or wanted
+    covering = next((name for name, columns in indexes.items() if tuple(columns[: len(key)]) == key), None)
     if covering is not None:
         return Judgement(Verdict.SLOW_PLAN, used, (), f"{reason}, although {covering} serves it")
     return Judgement(Verdict.MISSING_INDEX, used, wanted, reason)

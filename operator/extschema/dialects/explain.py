@@ -20,6 +20,9 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 from extschema import querycheck
 from extschema.naming import PhysicalName
 
+#: Marks analyze's own queries (counts, samples): pg_stat_statements' figures leave them out.
+TAG = "/* extschema analyze */"
+
 
 class Explain(Executable, ClauseElement):
     """``PREFIX <statement>``: the statement rendered by SQLAlchemy as it would run, bound parameters included."""
@@ -58,9 +61,8 @@ class Explainer:
         """Rows in *table*: counted up to *cap* (enough to tell a small table)."""
         quoted = ".".join(f'"{part}"' for part in (table.schema, table.name) if part)
         limit = int(cap)
-        return float(
-            conn.exec_driver_sql(f"SELECT count(*) FROM (SELECT 1 FROM {quoted} LIMIT {limit}) AS t").scalar() or 0
-        )
+        counted = conn.exec_driver_sql(f"SELECT {TAG} count(*) FROM (SELECT 1 FROM {quoted} LIMIT {limit}) AS t")
+        return float(counted.scalar() or 0)
 
     def hypothetical_index(self, conn: sa.Connection, create_index: str) -> str | None:
         """Make *create_index* a hypothetical index for the plans that follow; None when done, else why not."""
@@ -124,10 +126,12 @@ class PostgresExplainer(Explainer):
                 found = conn.execute(
                     sa.text(
                         "SELECT query, calls, mean_exec_time, max_exec_time, rows FROM pg_stat_statements "
-                        "WHERE query LIKE :pattern AND query NOT ILIKE 'EXPLAIN%' "
+                        "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                        "AND query LIKE :pattern AND strpos(query, :tag) = 0 "
+                        r"AND query ~* '^\s*(select|insert|update|delete|with)\M' "
                         "ORDER BY mean_exec_time DESC, query LIMIT 20"
                     ),
-                    {"pattern": pattern},
+                    {"pattern": pattern, "tag": TAG},
                 ).all()
         except sa.exc.DBAPIError as error:  # e.g. not in shared_preload_libraries
             return Statistics(False, f"pg_stat_statements cannot be read: {_first_line(error)}")

@@ -26,7 +26,7 @@ from sqlalchemy.sql.elements import (
 from sqlalchemy.sql.expression import Executable
 
 from extschema import naming, planning, querycheck
-from extschema.dialects.explain import EXPLAINERS, Explainer, Statistics
+from extschema.dialects.explain import EXPLAINERS, TAG, Explainer, Statistics
 from extschema.engine import entities
 from extschema.engine.connection import Database, database_message
 from extschema.model import ExtensionSchemaSpec
@@ -336,7 +336,8 @@ def _indexes(inspector: sa.Inspector, physical: PhysicalName) -> dict[str, tuple
 def _rare_value(conn: sa.Connection, physical: PhysicalName, column: str) -> Any:
     table = sa.table(physical.name, sa.column(column), schema=physical.schema)
     sample = sa.select(table.c[column]).where(table.c[column].is_not(None)).limit(_SAMPLE_ROWS).subquery()
-    query = sa.select(sample.c[column]).group_by(sample.c[column]).order_by(sa.func.count(), sample.c[column]).limit(1)
+    query = sa.select(sample.c[column]).group_by(sample.c[column]).order_by(sa.func.count(), sample.c[column])
+    query = query.limit(1).prefix_with(TAG)
     try:
         with conn.begin_nested():
             return conn.execute(query).scalar()
