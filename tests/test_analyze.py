@@ -367,6 +367,17 @@ def test_a_table_dropped_by_hand_is_named_with_the_repair(db_url: str, tmp_path:
     assert problem["code"] == "ES750" and "line" in problem["message"] and "--repair" in problem["message"]
 
 
+def test_a_plugin_that_is_not_active_is_refused(db_url: str, tmp_path: Path) -> None:
+    applied(db_url, tmp_path)
+    registry = "extension_schemas" if db_url.startswith("sqlite") else "extschema.extension_schemas"
+    engine = sa.create_engine(sa_url(db_url), poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {registry} SET status = 'failed' WHERE plugin_id = 'shop'"))
+    engine.dispose()
+    outcome = run("analyze", "shop", "-d", db_url)
+    assert outcome.exit_code == 1 and "ES751" in outcome.stderr and "extschema history shop" in outcome.stderr
+
+
 # --- pure parts -----------------------------------------------------------------------------------------------
 
 

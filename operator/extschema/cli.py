@@ -629,9 +629,8 @@ def analyze(plugin: str, database: str | None, output: str, min_rows: int, no_ve
     from extschema.engine import analysis
 
     with _reported(output), _engine(database) as engine:
-        registered = engine.registration(plugin)
-        spec = registered.spec if registered is not None else None
-        report = analysis.analyze_plugin(engine.database, plugin, spec, min_rows, verify=not no_verify).as_dict()
+        registration = engine.registration(plugin)
+        report = analysis.analyze_plugin(engine.database, plugin, registration, min_rows, not no_verify).as_dict()
         if output == "json":
             _emit_json({"ok": True, **report})
             return

@@ -113,6 +113,7 @@ CATALOG: dict[str, str] = {
     "ES602": "Timed out waiting for the ExtensionSchema",
     "ES603": "The Kubernetes API cannot be used",
     "ES750": "A plugin table to analyse is missing",
+    "ES751": "The plugin to analyse is not active",
 }
 
 

@@ -199,9 +199,11 @@ def judge(
     mine = [s for s in plan.scans if s.relation in names]
     used = next((s.index for s in mine if s.index), None)
     unserved = [f for f in need.filters if not any(s.index and mentions(s.served, f) for s in mine)]
-    sorted_big = bool(need.order) and any(rows is None or rows >= min_rows for rows in plan.sorts)
     if need.filters and len(unserved) < len(need.filters):
         unserved = []  # one indexed equality narrows the rows enough: the rest are checked on few rows
+    # A sort of unknown size (SQLite) after an indexed equality sorts the few rows it found.
+    narrowed = bool(need.filters) and not unserved
+    sorted_big = bool(need.order) and any(rows >= min_rows if rows is not None else not narrowed for rows in plan.sorts)
     if not unserved and not sorted_big:
         return Judgement(Verdict.OK, used)
     wanted = need.wanted()

@@ -35,7 +35,7 @@ def install(app: FastAPI, context: Context) -> None:
                 "path.pluginId",
                 f"plugin {pluginId!r} is not registered; GET /api/v1/extensions lists them",
             )
-        report = analysis.analyze_plugin(context.engine.database, pluginId, registered.spec, minRows, verify)
+        report = analysis.analyze_plugin(context.engine.database, pluginId, registered, minRows, verify)
         return JSONResponse(report.as_dict())
 
     app.add_api_route(

@@ -29,6 +29,7 @@ from extschema import naming, planning, querycheck
 from extschema.dialects.explain import EXPLAINERS, TAG, Explainer, Statistics
 from extschema.engine import entities
 from extschema.engine.connection import Database, database_message
+from extschema.engine.registry import Registration
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PhysicalName
 from extschema.planning import IndexDef
@@ -359,13 +360,22 @@ def api_statements(database: Database, spec: ExtensionSchemaSpec) -> list[entiti
     return [s for table in snapshot.plugin_tables(spec.plugin_id) for s in table.statements(snapshot)]
 
 
-def analysable(database: Database, plugin_id: str, spec: ExtensionSchemaSpec | None) -> ExtensionSchemaSpec:
-    """*spec* (the plugin's registered one), or why the plugin cannot be analysed: not registered (ES306),
-    or tables missing from the database (ES750: drift)."""
-    if spec is None:
+def analysable(database: Database, plugin_id: str, registration: Registration | None) -> ExtensionSchemaSpec:
+    """The registered spec of *plugin_id*, or why the plugin cannot be analysed: not registered (ES306), not
+    active (ES751: the API serves none of its tables), or tables missing from the database (ES750: drift)."""
+    if registration is None:
         raise ProblemError.one(
             "ES306", "plugin", f"plugin {plugin_id!r} is not registered; see `extschema status`", kind="refused"
         )
+    if registration.status != "active":
+        raise ProblemError.one(
+            "ES751",
+            "plugin",
+            f"plugin {plugin_id!r} is {registration.status}, not active, so the API serves none of its tables; "
+            f"`extschema history {plugin_id}` shows its last migration: apply its schema again",
+            kind="refused",
+        )
+    spec = registration.spec
     namer = database.dialect.namer
     expected = {t.name: str(namer.table(plugin_id, t.name)) for t in planning.shape(spec).tables}
     with database.reading() as conn:
@@ -385,10 +395,10 @@ def analysable(database: Database, plugin_id: str, spec: ExtensionSchemaSpec | N
 def analyze_plugin(
     database: Database,
     plugin_id: str,
-    registered: ExtensionSchemaSpec | None,
+    registration: Registration | None,
     min_rows: int = DEFAULT_MIN_ROWS,
     verify: bool = True,
 ) -> Analysis:
-    """Analyse the API's statements for *plugin_id* (its *registered* spec): what the CLI and the API call."""
-    spec = analysable(database, plugin_id, registered)
+    """Analyse the API's statements for *plugin_id* (as *registration* records it): what the CLI and the API call."""
+    spec = analysable(database, plugin_id, registration)
     return analyze(database, spec, api_statements(database, spec), min_rows, verify)
