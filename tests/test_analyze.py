@@ -233,6 +233,44 @@ def test_deleting_a_core_row_looks_up_the_plugin_rows_through_their_index(db_url
     assert found["verdict"] == "ok" and found["index"].endswith("note_work_orders_id_idx")
 
 
+KB = """
+pluginId: kb
+version: 1.0.0
+tables:
+  - name: article
+    fields:
+      - {name: title, type: String}
+  - name: tag
+    fields:
+      - {name: label, type: String, unique: true}
+relationships:
+  - {source: article, target: tag, type: ManyToMany}
+"""
+
+
+def test_a_many_to_many_plugin_is_served_by_the_indexes_extschema_makes(db_url: str, tmp_path: Path) -> None:
+    """Join tables, link lookups and includes: every statement ok, nothing suggested (no noise)."""
+    outcome = run("apply", str(write_schema(tmp_path, "kb", KB)), "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stderr
+    engine = sa.create_engine(sa_url(db_url), poolclass=sa.pool.NullPool)
+    article, tag, link = (ext_table(db_url, "kb", t) for t in ("article", "tag", "article_tag"))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO {article} (title) VALUES (:t)"), [{"t": f"a{i}"} for i in range(3000)])
+        conn.execute(sa.text(f"INSERT INTO {tag} (label) SELECT title FROM {article}"))
+        conn.execute(sa.text(f"INSERT INTO {link} (article_id, tag_id) SELECT id, id FROM {article}"))
+    with engine.connect() as conn:
+        conn.execute(sa.text("ANALYZE"))
+        conn.commit()
+    engine.dispose()
+    outcome = run("analyze", "kb", "-d", db_url, "-o", "json")
+    assert outcome.exit_code == 0, outcome.stderr
+    findings = by_statement(outcome.json())
+    assert {("article_tag", "include:tag:links"), ("article_tag", "filter:article_id"), ("tag", "include:tag")} <= set(
+        findings
+    )
+    assert {k: f["reason"] for k, f in findings.items() if f["verdict"] != "ok"} == {}
+
+
 # --- PostgreSQL: hypopg, pg_stat_statements ------------------------------------------------------------------
 
 

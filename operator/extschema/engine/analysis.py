@@ -169,6 +169,7 @@ def analyze(
                 conn.exec_driver_sql(f"SET LOCAL statement_timeout = {_PG_STATEMENT_TIMEOUT_MS}")
             inspector = sa.inspect(conn)
             sizes: dict[str, float] = {}
+            samples: dict[tuple[str, str], Any] = {}  # (table, column) -> the rarest value, sampled once
             logical = {dialect.namer.table(plugin_id, t.name): t.name for t in planning.shape(spec).tables}
             for st in statements:
                 table = subject(st, logical)
@@ -179,7 +180,7 @@ def analyze(
                     skipped[table] = sizes[table]
                     continue
                 findings.append(
-                    _finding(conn, explainer, inspector, database, spec, st, table, min_rows, verify, declared)
+                    _finding(conn, explainer, inspector, database, spec, st, table, min_rows, verify, declared, samples)
                 )
             statistics = explainer.statistics(conn, plugin_id, naming.plugin_schema(plugin_id))
         finally:
@@ -209,6 +210,7 @@ def _finding(
     min_rows: int,
     verify: bool,
     declared: set[str],
+    samples: dict[tuple[str, str], Any],
 ) -> Finding:
     dialect = database.dialect
     physical = dialect.namer.table(spec.plugin_id, table)
@@ -219,7 +221,9 @@ def _finding(
     sql = str(compiled)
     params = {**compiled.params, **st.params}
     for column, bind in binds.items():  # the rarest value: the one an index is for (costs depend on it)
-        rare = _rare_value(conn, physical, column)
+        if (table, column) not in samples:
+            samples[(table, column)] = _rare_value(conn, physical, column)
+        rare = samples[(table, column)]
         if rare is not None and bind in compiled.bind_names:
             params[compiled.bind_names[bind]] = rare
     try:
