@@ -15,7 +15,9 @@ def test_every_error_code_is_documented_and_no_other() -> None:
 
 def test_every_code_in_the_catalog_is_used_by_the_code() -> None:
     sources = "\n".join(
-        p.read_text() for p in (REPO / "operator" / "extschema").rglob("*.py") if p.name != "problems.py"
+        p.read_text()
+        for p in (REPO / "operator" / "extschema").rglob("*.py")
+        if p != REPO / "operator" / "extschema" / "problems.py"  # the catalog itself (api/problems.py uses codes)
     )
     unused = [code for code in CATALOG if f'"{code}"' not in sources]
     assert not unused

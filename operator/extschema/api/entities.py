@@ -125,7 +125,11 @@ def _route(path: str, endpoint: Callable[..., Any], method: str, name: str, tag:
 def _signed(function: Callable[..., Any], **parameters: Any) -> Callable[..., Any]:
     """*function* with a signature FastAPI reads: ``request`` plus *parameters* (name -> annotation)."""
     params = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
-    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a) for n, a in parameters.items()]
+    for name, annotation in parameters.items():
+        default = inspect.Parameter.empty
+        if isinstance(annotation, tuple):
+            annotation, default = annotation
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default))
     function.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     return function
 
@@ -141,9 +145,22 @@ def _build_routes(context: Context, snapshot: Snapshot) -> list[BaseRoute]:
     return routes
 
 
+def _iso(value: Any) -> Any:
+    """Dates and timestamps in a query are ISO 8601 text (pydantic would also read a number as Unix time)."""
+    if isinstance(value, str):
+        try:
+            datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("give an ISO 8601 date or timestamp, e.g. 2026-01-31 or 2026-01-31T10:00:00Z") from None
+    return value
+
+
 def _filter_type(table: EntityTable, field: str) -> Any:
     shape = rowmodels.field_shape(table.columns[field], "read")
-    return rowmodels.base_type(shape, written=False)
+    found = rowmodels.base_type(shape, written=False)
+    if shape.kind in ("date", "datetime"):
+        return Annotated[found, pydantic.BeforeValidator(_iso)]
+    return found
 
 
 def _query_model(snapshot: Snapshot, table: EntityTable) -> type[pydantic.BaseModel]:
@@ -241,7 +258,7 @@ def _table_routes(context: Context, snapshot: Snapshot, table: EntityTable) -> l
         following = catalog.cursor(table, sort, filters, page.next) if page.next is not None else None
         return _json({"items": page.rows, "next": following})
 
-    def get_row(request: Request, id: int, include: Any) -> Response:
+    def get_row(request: Request, id: int, include: Any = None) -> Response:
         tokens.require(request, plugin, "read")
         names = includes_of(request, include or [])
         with catalog.session(read_only=True) as session:
@@ -274,11 +291,12 @@ def _table_routes(context: Context, snapshot: Snapshot, table: EntityTable) -> l
         return Response(status_code=204)
 
     includes = tuple(n for n, i in table.includes.items() if i.target in snapshot.tables)
-    include_query: Any = (
-        Annotated[list[Literal[includes]], Query(description="Embed related rows.")]  # type: ignore[valid-type]
-        if includes
-        else Annotated[None, Query(include_in_schema=False)]
-    )
+    get_parameters: dict[str, Any] = {"id": _ID_PATH}
+    if includes:
+        get_parameters["include"] = (
+            Annotated[list[Literal[includes]], Query(description="Embed related rows.")],  # type: ignore[valid-type]
+            [],
+        )
     what = "link" if is_join else "row"
     ok_read = {"description": f"The {what}", "model": read}
     routes: list[BaseRoute] = [
@@ -310,7 +328,7 @@ def _table_routes(context: Context, snapshot: Snapshot, table: EntityTable) -> l
         ),
         _route(
             f"{base}/{{id}}",
-            _signed(get_row, id=_ID_PATH, include=include_query),
+            _signed(get_row, **get_parameters),
             "GET",
             f"{op}__get",
             tag,

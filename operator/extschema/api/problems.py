@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from extschema.problems import CATALOG, Kind, Problem, ProblemError
 
@@ -114,6 +115,15 @@ def validation_problems(errors: Sequence[Any]) -> list[Problem]:
     return problems or [Problem("ES701", "request", "invalid request")]
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the request's path takes (Starlette names only the first route's)."""
+    found: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] is not Match.NONE:
+            found.update(getattr(route, "methods", None) or ())
+    return sorted(found)
+
+
 def install(app: FastAPI) -> None:
     """Map every error to problem+json."""
 
@@ -135,8 +145,12 @@ def install(app: FastAPI) -> None:
         if error.status_code == 404:
             problem = Problem("ES711", "path", f"nothing is served at {request.url.path}; see /openapi.json")
         elif error.status_code == 405:
-            allowed = headers.get("Allow", "")
+            allowed = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+            headers["Allow"] = allowed
             problem = Problem("ES712", "method", f"{request.method} is not allowed here; allowed: {allowed}")
+        elif error.status_code == 400:  # a body FastAPI could not even decode (not UTF-8, not JSON)
+            problem = Problem("ES713", "body", f"the body is not valid JSON ({error.detail}); send a JSON object")
+            return response(422, [problem], request)
         else:
             problem = Problem("ES701", "request", str(error.detail))
         return response(error.status_code, [problem], request, headers)
