@@ -632,7 +632,9 @@ def analyze(plugin: str, database: str | None, output: str, min_rows: int, no_ve
         registration = engine.registration(plugin)
         report = analysis.analyze_plugin(engine.database, plugin, registration, min_rows, not no_verify).as_dict()
         if output == "json":
-            _emit_json({"ok": True, **report})
+            # The envelope of docs/json-output.md (wt-wire): one per command, the plugin's report its one item.
+            envelope = {"apiVersion": "extschema.io/v1alpha1", "kind": "AnalysisList", "ok": True}
+            _emit_json({**envelope, "items": [report], "problems": []})
             return
         for line in querycheck.render_text(report):
             click.echo(escape(line))
