@@ -148,6 +148,21 @@ def test_tables_below_the_row_threshold_report_nothing(db_url: str, tmp_path: Pa
     assert text.exit_code == 0 and "skipped: 20 rows (fewer than 1000)" in text.stdout
 
 
+@pytest.mark.postgres
+def test_rows_written_after_the_last_analyze_count(pg_url: str, tmp_path: Path) -> None:
+    """The planner's estimate says 0 rows (analysed while empty): the table is counted, not skipped."""
+    applied(pg_url, tmp_path)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+        conn.execute("ALTER TABLE ext_shop.order SET (autovacuum_enabled = false)")
+        conn.execute(
+            "INSERT INTO ext_shop.order (title, state) SELECT 'o' || i, 'open' FROM generate_series(1, 1500) AS i"
+        )
+    report = analysed(pg_url)
+    assert [s["table"] for s in report["skipped"]] == ["line"]
+    assert by_statement(report)[("order", "filter:state")]["verdict"] == "missing-index"
+
+
 def test_an_empty_database_has_nothing_to_analyse(db_url: str, tmp_path: Path) -> None:
     applied(db_url, tmp_path)
     assert analysed(db_url)["findings"] == []

@@ -83,7 +83,7 @@ class PostgresExplainer(Explainer):
         return querycheck.parse_postgres(json.loads(found) if isinstance(found, str) else found)
 
     def table_rows(self, conn: sa.Connection, table: PhysicalName, cap: int) -> float:
-        # The planner's own estimate once the table was analyzed (reltuples is -1 before: count then).
+        # The planner's own estimate once the table was analysed, when it is above the threshold.
         estimate = conn.execute(
             sa.text(
                 "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -91,9 +91,10 @@ class PostgresExplainer(Explainer):
             ),
             {"schema": table.schema, "name": table.name},
         ).scalar()
-        if estimate is not None and float(estimate) >= 0:
+        if estimate is not None and float(estimate) >= cap:
             return float(estimate)
-        return super().table_rows(conn, table, cap)
+        # Never analysed (-1), or analysed before the rows came: count, up to the threshold.
+        return max(float(estimate or 0), super().table_rows(conn, table, cap))
 
     def hypothetical_index(self, conn: sa.Connection, create_index: str) -> str | None:
         installed = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'").scalar()
