@@ -613,7 +613,7 @@ def drift(plugin: str | None, repair: bool, database: str | None, output: str) -
 @output_option
 @click.option(
     "--min-rows",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=10**12),
     default=1000,
     show_default=True,
     help="Leave out tables with fewer rows (the planner's estimate, else a count): every plan is fine there.",

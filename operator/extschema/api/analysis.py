@@ -22,7 +22,7 @@ def install(app: FastAPI, context: Context) -> None:
         request: Request,
         pluginId: str,
         minRows: Annotated[
-            int, Query(ge=0, description="Leave out tables with fewer rows.")
+            int, Query(ge=0, le=analysis.MAX_MIN_ROWS, description="Leave out tables with fewer rows.")
         ] = analysis.DEFAULT_MIN_ROWS,
         verify: Annotated[bool, Query(description="Cost suggested indexes with hypopg (PostgreSQL).")] = True,
     ) -> JSONResponse:
@@ -46,5 +46,5 @@ def install(app: FastAPI, context: Context) -> None:
         operation_id="extension_analysis",
         tags=["extensions"],
         summary="EXPLAIN the API's statements for the plugin's tables; suggest missing indexes",
-        responses=problems.responses(401, 403, 404, 409, 503),
+        responses=problems.responses(401, 403, 404, 409, 422, 503),
     )

@@ -37,6 +37,8 @@ from extschema.problems import ProblemError
 
 #: Tables with fewer rows are not analysed (the planner's estimate where it keeps one, else a bounded count).
 DEFAULT_MIN_ROWS = 1000
+#: The largest threshold taken (counting stops there; a LIMIT must fit 64 bits).
+MAX_MIN_ROWS = 10**12
 #: Rows sampled to pick a filter's parameter: the rarest value seen, the one an index is for.
 _SAMPLE_ROWS = 10_000
 _PG_STATEMENT_TIMEOUT_MS = 10_000
