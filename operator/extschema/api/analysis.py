@@ -35,7 +35,8 @@ def install(app: FastAPI, context: Context) -> None:
                 "path.pluginId",
                 f"plugin {pluginId!r} is not registered; GET /api/v1/extensions lists them",
             )
-        report = analysis.analyze_plugin(context.engine.database, pluginId, registered, minRows, verify)
+        database = context.engine.database
+        report = analysis.analyze_plugin(database, pluginId, registered, minRows, verify, context.catalog)
         return JSONResponse(report.as_dict())
 
     app.add_api_route(

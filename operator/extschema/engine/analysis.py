@@ -359,10 +359,12 @@ def _jsonable(value: Any) -> Any:
 # --- the API's statements ---------------------------------------------------------------------------------
 
 
-def api_statements(database: Database, spec: ExtensionSchemaSpec) -> list[entities.NamedStatement]:
+def api_statements(
+    database: Database, spec: ExtensionSchemaSpec, catalog: entities.EntityCatalog | None = None
+) -> list[entities.NamedStatement]:
     """The statements the REST API issues for *spec*'s tables (``EntityTable.statements()``: the same builders
-    the request handlers call), for an active plugin; none for a plugin that is not active."""
-    snapshot = entities.EntityCatalog(database).snapshot()
+    the request handlers call; *catalog*: the server's own), for an active plugin; none for another."""
+    snapshot = (catalog or entities.EntityCatalog(database)).snapshot()
     return [s for table in snapshot.plugin_tables(spec.plugin_id) for s in table.statements(snapshot)]
 
 
@@ -404,7 +406,8 @@ def analyze_plugin(
     registration: Registration | None,
     min_rows: int = DEFAULT_MIN_ROWS,
     verify: bool = True,
+    catalog: entities.EntityCatalog | None = None,
 ) -> Analysis:
     """Analyse the API's statements for *plugin_id* (as *registration* records it): what the CLI and the API call."""
     spec = analysable(database, plugin_id, registration)
-    return analyze(database, spec, api_statements(database, spec), min_rows, verify)
+    return analyze(database, spec, api_statements(database, spec, catalog), min_rows, verify)
