@@ -26,6 +26,7 @@ from sqlalchemy.sql.elements import (
 from sqlalchemy.sql.expression import Executable
 
 from extschema import naming, planning, querycheck
+from extschema.dialects import ErrorClass
 from extschema.dialects.explain import EXPLAINERS, TAG, Explainer, Statistics
 from extschema.engine import entities
 from extschema.engine.connection import Database, database_message
@@ -232,6 +233,8 @@ def _finding(
         with conn.begin_nested():
             plan = explainer.explain(conn, st.statement, params)
     except sa.exc.DBAPIError as error:  # no right to it (EXPLAIN DELETE needs DELETE): say so, go on
+        if dialect.classify(error) is not ErrorClass.PERMANENT:
+            raise  # the database went away or asks for a retry: the whole run says so (ES401/ES403)
         why = f"the database refused to explain it: {database_message(error)}"
         return Finding(table, st.name, sql, querycheck.Verdict.UNEXPLAINED, None, why, None, None, "", params)
     indexes = _indexes(inspector, physical)
