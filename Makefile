@@ -5,7 +5,7 @@ PYTHON ?= $(VENV)/bin/python
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
-.PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator e2e crds helm manifests image cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator bench-api e2e crds helm manifests image cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps tests/js/package-lock.json
 	bash .ci/install-deps
@@ -53,6 +53,9 @@ bench: install
 
 bench-operator: install
 	$(PYTHON) bench/operator_latency.py
+
+bench-api: install
+	$(PYTHON) bench/api.py
 
 e2e: install
 	$(PYTHON) -m pytest -m k8s $(PYTEST_ARGS)

@@ -483,7 +483,7 @@ def test_the_api_serves_the_same_report_to_admin_and_plugin_readers_only(db_url:
     try:
         served, anonymous, unknown, small = asyncio.run(ask())
     finally:
-        context_of(app).engine.close()
+        context_of(app).close()
     assert served["admin"].status_code == served["reader"].status_code == 200
     assert served["other"].status_code == 403 and anonymous.status_code == 401
     assert unknown.status_code == 404 and unknown.json()["errors"][0]["code"] == "ES306"

@@ -6,6 +6,8 @@ import asyncio
 import base64
 import decimal
 import hashlib
+import json
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 
 from extschema.api import Settings, create_app
 from extschema.problems import ProblemError
-from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, sa_url, write_schema
+from tests.helpers import EXAMPLES, REPO, execute, ext_table, load_core, run, sa_url, write_schema
 
 TOKENS = {
     "admin": ["admin"],
@@ -103,7 +105,7 @@ def applied(db_url: str) -> str:
 def api(applied: str, tmp_path: Path) -> Iterator[Api]:
     app = create_app(Settings(applied, tokens_file=str(tokens_file(tmp_path))))
     yield Api(app, "token-admin")
-    app.state.extschema.engine.close()
+    app.state.extschema.close()
 
 
 REPORTS = "/api/v1/customreports/report"
@@ -196,7 +198,7 @@ def test_a_restricted_delete_is_409(db_url: str, tmp_path: Path) -> None:
     problem(api.delete(f"/api/v1/shop/category/{category['id']}"), 409, "ES704", "path.id")
     product = api.get("/api/v1/shop/product", params={"include": "category"}).json()["items"][0]
     assert product["category"] == category
-    app.state.extschema.engine.close()
+    app.state.extschema.close()
 
 
 def test_tokens_and_scopes(api: Api) -> None:
@@ -221,14 +223,14 @@ def test_without_tokens_reads_only_and_loopback_only(applied: str, tmp_path: Pat
     api = Api(app)
     assert api.get(REPORTS).status_code == 200
     problem(api.post(REPORTS, json={"title": "x", "work_order_id": 1}), 403, "ES716")
-    app.state.extschema.engine.close()
+    app.state.extschema.close()
     for host in ("0.0.0.0", "10.1.2.3", "::"):
         with pytest.raises(ProblemError) as refused:
             create_app(Settings(applied, host=host))
         assert refused.value.problems[0].code == "ES709"
     for host in ("127.0.0.1", "::1", "localhost"):
-        create_app(Settings(applied, host=host)).state.extschema.engine.close()
-    create_app(Settings(applied, tokens_file=str(tokens_file(tmp_path)), host="0.0.0.0")).state.extschema.engine.close()
+        create_app(Settings(applied, host=host)).state.extschema.close()
+    create_app(Settings(applied, tokens_file=str(tokens_file(tmp_path)), host="0.0.0.0")).state.extschema.close()
 
 
 @pytest.mark.parametrize(
@@ -388,6 +390,15 @@ def test_every_field_type_round_trips(api: Api) -> None:
     ).json()
     assert comment["created_at"].replace("Z", "+00:00") == "2026-01-31T08:00:00+00:00"
     assert comment["pinned"] is False
+    for beyond in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"):  # no such instant in UTC
+        problem(
+            api.post(
+                "/api/v1/comments/comment", json={"author": "a", "body": "b", "work_order_id": 1, "created_at": beyond}
+            ),
+            422,
+            "ES705",
+        )
+        problem(api.get("/api/v1/comments/comment", params={"created_at": beyond}), 422, "ES705", "query")
     defaulted = api.post("/api/v1/comments/comment", json={"author": "a", "body": "b", "work_order_id": 1}).json()
     assert defaulted["created_at"] is not None
     listed = api.get(inspections, params={"condition": "good"}).json()["items"]
@@ -428,15 +439,17 @@ def test_statements_cover_every_allowed_filter_sort_and_include(api: Api) -> Non
     catalog = api.app.state.extschema.catalog
     snapshot = catalog.snapshot()
     report = snapshot.table("customreports", "report")
-    names = {s.name for s in report.statements(snapshot)}
+    names = {s.name for s in report.statements()}
     assert {"get", "list", "filter:status", "filter:code", "filter:work_order_id", "sort:status", "sort:-code"} <= names
     assert "on-delete:work_order_id" in names
     comment = snapshot.table("comments", "comment")
-    names = {s.name for s in comment.statements(snapshot)}
+    names = {s.name for s in comment.statements()}
     assert {"include:parent", "include:comment_by_parent_id", "on-delete:parent_id", "sort:created_at"} <= names
+    article = snapshot.table("kb", "article")
+    assert {"include:comment:links", "include:comment"} <= {s.name for s in article.statements()}
     with catalog.database.transaction(read_only=True) as conn:
         for table in snapshot.tables.values():
-            for named in table.statements(snapshot):
+            for named in table.statements():
                 conn.execute(named.statement).all()  # every one runs as rendered
 
 
@@ -470,7 +483,7 @@ def test_each_request_runs_as_its_plugins_role(pg_url: str, tmp_path: Path) -> N
         assert created.status_code == 201, created.text
         assert [r["title"] for r in api.get(REPORTS).json()["items"]] == ["as the plugin"]
         assert api.get(REPORTS, params={"work_order_id": 1}).status_code == 200
-        app.state.extschema.engine.close()
+        app.state.extschema.close()
     finally:
         execute(pg_url, f"DROP OWNED BY {login}")
         execute(pg_url, f"DROP ROLE IF EXISTS {login}")
@@ -563,4 +576,56 @@ def differential(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Api]]:
     assert outcome.exit_code == 0, outcome.stderr
     app = create_app(Settings(db_url, tokens_file=str(tokens_file(tmp_path))))
     yield db_url, Api(app, "token-admin")
-    app.state.extschema.engine.close()
+    app.state.extschema.close()
+
+
+_BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def _subset(expected: Any, found: Any) -> bool:
+    """Whether *found* has everything *expected* shows (dicts may show fewer keys; lists are whole)."""
+    if isinstance(expected, dict):
+        return isinstance(found, dict) and all(k in found and _subset(v, found[k]) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(found, list) and len(found) == len(expected) and all(map(_subset, expected, found))
+    return bool(expected == found)
+
+
+def _http(text: str) -> tuple[str, dict[str, str], str]:
+    head, _, body = text.partition("\n\n")
+    first, *lines = head.splitlines()
+    headers = dict(line.split(": ", 1) for line in lines)
+    return first, headers, body.strip()
+
+
+def test_the_requests_of_docs_api_md_answer_as_shown(applied: str, tmp_path: Path) -> None:
+    page = (REPO / "docs" / "api.md").read_text()
+    blocks = _BLOCK.findall(page)
+    (tokens_yaml,) = [text for kind, title, text in blocks if 'title="tokens.yaml"' in title]
+    for token, digest in re.findall(r"# token: (\S+)\n\s+sha256: (\w+)", tokens_yaml):
+        assert hashlib.sha256(token.encode()).hexdigest() == digest
+    (tmp_path / "tokens.yaml").write_text(tokens_yaml)
+    app = create_app(Settings(applied, tokens_file=str(tmp_path / "tokens.yaml")))
+    api = Api(app)
+    exchanges = [text for kind, _, text in blocks if kind == "http"]
+    assert len(exchanges) >= 12 and len(exchanges) % 2 == 0
+    try:
+        for request, answer in zip(exchanges[::2], exchanges[1::2], strict=True):
+            line, headers, body = _http(request)
+            method, path = line.split(" ", 1)
+            response = api.request(method, path, headers=headers, content=body.encode() if body else None)
+            status_line, expected_headers, expected_body = _http(answer)
+            assert response.status_code == int(status_line.split()[1]), (line, response.text)
+            for name, value in expected_headers.items():
+                assert response.headers[name].startswith(value), (line, name, response.headers)
+            assert _subset(json.loads(expected_body), response.json()), (line, response.text)
+    finally:
+        app.state.extschema.close()
+
+
+def test_serve_refuses_bad_settings_before_binding(sqlite_url: str, tmp_path: Path) -> None:
+    outcome = run("serve", "-d", sqlite_url, "--host", "0.0.0.0")
+    assert outcome.exit_code == 2 and "ES709" in outcome.stderr
+    (tmp_path / "tokens.yaml").write_text("tokens: [{name: a, sha256: nothex, scopes: [admin]}]")
+    outcome = run("serve", "-d", sqlite_url, "--tokens", str(tmp_path / "tokens.yaml"))
+    assert outcome.exit_code == 2 and "ES708" in outcome.stderr and "--tokens" in outcome.stderr

@@ -22,6 +22,7 @@ PAGES = [
     "docs/plugin-authors.md",
     "docs/helm-plugins.md",
     "docs/index.md",
+    "docs/api.md",
     "README.md",
     "examples/evolution/README.md",
     "docs/crd-reference.md",
@@ -29,7 +30,14 @@ PAGES = [
     "deploy/argocd/README.md",
 ]
 #: Pages whose code spans name repository paths that must exist.
-PATH_PAGES = ["docs/install.md", "docs/concepts.md", "docs/plugin-authors.md", "docs/helm-plugins.md", "docs/index.md"]
+PATH_PAGES = [
+    "docs/install.md",
+    "docs/concepts.md",
+    "docs/plugin-authors.md",
+    "docs/helm-plugins.md",
+    "docs/index.md",
+    "docs/api.md",
+]
 #: Pages written as a session: every ```yaml block is a file (``title="NAME"``), every ```sh line runs.
 SESSIONS = ["docs/plugin-authors.md", "examples/evolution/README.md"]
 

@@ -6,6 +6,7 @@ asks the catalog before each API request (one query), so the next request after 
 elsewhere sees the new tables and fields, and ``/openapi.json`` describes them, without a restart.
 """
 
+import contextlib
 import datetime
 import decimal
 import inspect
@@ -32,12 +33,18 @@ from extschema.engine.entities import (
     EntityError,
     EntityTable,
     Page,
+    RequestTransaction,
     Snapshot,
     Sort,
 )
 from extschema.problems import Problem, ProblemError
 
 PREFIX = "/api/v1"
+#: Management routes (plugins, schemas, migrations) use the engine's own transactions: no entity transaction is
+#: opened for them (on SQLite it would hold the write lock an apply through the API needs).
+MANAGEMENT = f"{PREFIX}/extensions"
+#: Where a request's :class:`RequestTransaction` waits for its handler (``request.state``).
+TRANSACTION = "extschema_transaction"
 #: Query parameters of a list; a filterable field with one of these names is not offered as a filter.
 RESERVED_QUERY = frozenset({"limit", "after", "sort", "include"})
 _STATUS = {"not_found": 404, "conflict": 409, "invalid": 422}
@@ -69,8 +76,8 @@ class _Routes:
         self.routes: list[BaseRoute] = []
         self._lock = threading.Lock()
 
-    def refresh(self) -> None:
-        snapshot = self.context.catalog.snapshot()
+    def refresh(self, snapshot: Snapshot | None = None) -> None:
+        snapshot = snapshot or self.context.catalog.snapshot()
         if snapshot is self.built_for:
             return
         with self._lock:
@@ -94,14 +101,35 @@ class _Refresh:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path.startswith(PREFIX) or path in ("/openapi.json", "/docs"):
+        if path.startswith(PREFIX) and not path.startswith(MANAGEMENT):
+            # The request's transaction opens here: the registry check and its statements share it.
+            read_only = scope.get("method", "GET") in ("GET", "HEAD", "OPTIONS")
             try:
-                await run_in_threadpool(self.routes.refresh)
+                transaction = await run_in_threadpool(self._open, read_only)
             except ProblemError as error:
-                if path.startswith(PREFIX):  # /openapi.json keeps describing the last routes it knew
-                    await problems.from_error(error)(scope, receive, send)
-                    return
+                await problems.from_error(error)(scope, receive, send)
+                return
+            scope.setdefault("state", {})[TRANSACTION] = transaction
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if not transaction.closed:
+                    await run_in_threadpool(transaction.close)
+            return
+        if path in ("/openapi.json", "/docs"):
+            # /openapi.json keeps describing the last routes it knew when the database is away.
+            with contextlib.suppress(ProblemError):
+                await run_in_threadpool(self.routes.refresh)
         await self.app(scope, receive, send)
+
+    def _open(self, read_only: bool) -> RequestTransaction:
+        transaction, snapshot = self.routes.context.catalog.open(read_only)
+        try:
+            self.routes.refresh(snapshot)
+        except BaseException:
+            transaction.close()
+            raise
+        return transaction
 
 
 def install(app: FastAPI, context: Context) -> None:
@@ -116,6 +144,11 @@ def install(app: FastAPI, context: Context) -> None:
 
 
 # --- building routes ------------------------------------------------------------------------------
+
+
+def _within(request: Request) -> RequestTransaction | None:
+    found = getattr(request.state, TRANSACTION, None)
+    return found if isinstance(found, RequestTransaction) else None
 
 
 def _route(path: str, endpoint: Callable[..., Any], method: str, name: str, tag: str, **options: Any) -> APIRoute:
@@ -251,7 +284,7 @@ def _table_routes(context: Context, snapshot: Snapshot, table: EntityTable) -> l
         }
         names = includes_of(request, values.get("include") or [])
         after = catalog.position(table, sort, filters, values["after"]) if values.get("after") else None
-        with catalog.session(read_only=True) as session:
+        with catalog.session(read_only=True, within=_within(request)) as session:
             page: Page = session.page(table, filters, sort, after, values["limit"])
             session.embed(snapshot, table, page.rows, names)
             request.state.statements = session.statements
@@ -261,7 +294,7 @@ def _table_routes(context: Context, snapshot: Snapshot, table: EntityTable) -> l
     def get_row(request: Request, id: int, include: Any = None) -> Response:
         tokens.require(request, plugin, "read")
         names = includes_of(request, include or [])
-        with catalog.session(read_only=True) as session:
+        with catalog.session(read_only=True, within=_within(request)) as session:
             row = session.get(table, id)
             session.embed(snapshot, table, [row], names)
             request.state.statements = session.statements
@@ -270,7 +303,7 @@ def _table_routes(context: Context, snapshot: Snapshot, table: EntityTable) -> l
     def create_row(request: Request, body: Any) -> Response:
         tokens.require(request, plugin, "write")
         values = body.model_dump(by_alias=True, exclude_unset=True)
-        with catalog.session() as session:
+        with catalog.session(within=_within(request)) as session:
             row = session.insert(table, values)
             request.state.statements = session.statements
         return _json(row, 201, {"Location": f"{base}/{row[ID]}"})
@@ -278,14 +311,14 @@ def _table_routes(context: Context, snapshot: Snapshot, table: EntityTable) -> l
     def patch_row(request: Request, id: int, body: Any) -> Response:
         tokens.require(request, plugin, "write")
         values = body.model_dump(by_alias=True, exclude_unset=True)
-        with catalog.session() as session:
+        with catalog.session(within=_within(request)) as session:
             row = session.update(table, id, values)
             request.state.statements = session.statements
         return _json(row)
 
     def delete_row(request: Request, id: int) -> Response:
         tokens.require(request, plugin, "write")
-        with catalog.session() as session:
+        with catalog.session(within=_within(request)) as session:
             session.delete(table, id)
             request.state.statements = session.statements
         return Response(status_code=204)

@@ -845,8 +845,12 @@ class Dialect:
         """Why *url* cannot be used for a lasting registry (None when it can)."""
         return None
 
-    def create_engine(self, url: sa.URL) -> sa.Engine:
-        """The SQLAlchemy engine for *url*, with this database's connection settings."""
+    #: Reads without a transaction (one round trip less for a single statement) where that is cheaper.
+    autocommit_reads = False
+
+    def create_engine(self, url: sa.URL, pre_ping: bool = True) -> sa.Engine:
+        """The SQLAlchemy engine for *url*, with this database's connection settings (*pre_ping*: test a
+        pooled connection before handing it out, one round trip; off where the first statement retries)."""
         raise NotImplementedError
 
     def created_by_connecting(self, url: sa.URL) -> bool:

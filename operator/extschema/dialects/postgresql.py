@@ -641,10 +641,12 @@ class PostgresDialect(Dialect):
     def for_database(cls, core_schema: str) -> PostgresDialect:
         return cls(core_schema)
 
-    def create_engine(self, url: sa.URL) -> sa.Engine:
+    autocommit_reads = True
+
+    def create_engine(self, url: sa.URL, pre_ping: bool = True) -> sa.Engine:
         return sa.create_engine(
             url.set(drivername="postgresql+psycopg"),
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             connect_args={"connect_timeout": limits.POSTGRESQL_CONNECT_TIMEOUT_S},
         )
 

@@ -494,7 +494,7 @@ class SqliteDialect(Dialect):
             )
         return None
 
-    def create_engine(self, url: sa.URL) -> sa.Engine:
+    def create_engine(self, url: sa.URL, pre_ping: bool = True) -> sa.Engine:  # NullPool: nothing to ping
         engine = sa.create_engine(
             url, poolclass=sa.pool.NullPool, connect_args={"timeout": limits.SQLITE_BUSY_TIMEOUT_MS / 1000}
         )

@@ -367,8 +367,13 @@ def api_statements(
 ) -> list[entities.NamedStatement]:
     """The statements the REST API issues for *spec*'s tables (``EntityTable.statements()``: the same builders
     the request handlers call; *catalog*: the server's own), for an active plugin; none for another."""
-    snapshot = (catalog or entities.EntityCatalog(database)).snapshot()
-    return [s for table in snapshot.plugin_tables(spec.plugin_id) for s in table.statements(snapshot)]
+    if catalog is not None:
+        return [s for table in catalog.snapshot().plugin_tables(spec.plugin_id) for s in table.statements()]
+    own = entities.EntityCatalog(database)
+    try:
+        return [s for table in own.snapshot().plugin_tables(spec.plugin_id) for s in table.statements()]
+    finally:
+        own.close()
 
 
 def analysable(database: Database, plugin_id: str, registration: Registration | None) -> ExtensionSchemaSpec:

@@ -74,7 +74,7 @@ def parse_url(url: str) -> sa.URL:
 class Database:
     """A database reached through its dialect: connections, transactions, error classification."""
 
-    def __init__(self, url: str, core_schema: str = "public") -> None:
+    def __init__(self, url: str, core_schema: str = "public", pre_ping: bool = True) -> None:
         self.url = url
         parsed = parse_url(url)
         backend = parsed.get_backend_name()
@@ -85,7 +85,7 @@ class Database:
         if problem is not None:
             raise _usage(f"{redact(url)}: {problem}")
         try:
-            self.sa_engine = self.dialect.create_engine(parsed)
+            self.sa_engine = self.dialect.create_engine(parsed, pre_ping=pre_ping)
         except (sa.exc.ArgumentError, ValueError, ImportError) as error:
             raise _usage(f"{redact(url)}: {error}; {_URL_HELP}") from None
         self._parsed = parsed

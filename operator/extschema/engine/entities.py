@@ -18,19 +18,21 @@ import contextlib
 import dataclasses
 import datetime
 import decimal
+import functools
 import hashlib
 import hmac
 import json
 import threading
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from extschema import model, planning, rowmodels
 from extschema.dialects import Dialect, Violation
+from extschema.dialects.base import READ_ONLY
 from extschema.engine import catalog as live_catalog
 from extschema.engine.connection import Database
 from extschema.engine.registry import Registration, Registry
@@ -219,6 +221,8 @@ class EntityTable:
         #: Fields a list may filter on (``?field=value``): indexed, enum, unique and foreign key fields.
         self.filterable: tuple[str, ...] = tuple(f for f in models.filterable if f != ID)
         self.includes: dict[str, Include] = {}
+        #: Every table of the snapshot (the targets of :attr:`includes`), set when the snapshot links them.
+        self.related: Mapping[tuple[str, str], EntityTable] = {}
         self._constraint_fields = self._constraints()
 
     def __repr__(self) -> str:
@@ -291,9 +295,12 @@ class EntityTable:
         t = self.table
         return sa.select(t).where(t.c[column].in_(sorted(values, key=str))).order_by(t.c[ID])
 
-    def statements(self, catalog: Snapshot | None = None) -> list[NamedStatement]:
-        """Every statement shape the API issues for this table, with sample values (for EXPLAIN)."""
+    def statements(self) -> list[NamedStatement]:
+        """Every statement shape the API issues for this table, with sample values (for EXPLAIN): get, list,
+        each allowed filter and sort (with and without a keyset position), each include's lookups, and the
+        lookups deleting a referenced row makes the database run here."""
         found: list[NamedStatement] = []
+        tables = self.related
 
         def add(name: str, statement: sa.Executable) -> None:
             params = dict(statement.compile().params)  # type: ignore[attr-defined]
@@ -314,17 +321,17 @@ class EntityTable:
                 after = Position(sample(self.columns[field]), 1)
                 add(f"sort:{sort}:after", self.page_statement({}, sort, after, DEFAULT_LIMIT))
         for include in self.includes.values():
-            target = catalog.tables.get(include.target) if catalog is not None else None
-            if include.kind == "one" and target is not None:
+            target = tables.get(include.target)
+            if target is None:
+                continue
+            if include.kind == "one":
                 add(f"include:{include.name}", target.lookup_statement(include.referenced, [1]))
-            elif include.kind == "many" and target is not None:
+            elif include.kind == "many":
                 add(f"include:{include.name}", target.lookup_statement(include.column, [1]))
-            elif include.kind == "through" and catalog is not None and include.via in catalog.tables:
-                add(
-                    f"include:{include.name}:links", catalog.tables[include.via].lookup_statement(include.via_left, [1])
-                )
-                if target is not None:
-                    add(f"include:{include.name}", target.lookup_statement(include.via_right_references, [1]))
+            elif include.via in tables:
+                assert include.via is not None
+                add(f"include:{include.name}:links", tables[include.via].lookup_statement(include.via_left, [1]))
+                add(f"include:{include.name}", target.lookup_statement(include.via_right_references, [1]))
         # What deleting a referenced row makes the database look up here (ON DELETE, or the refusal).
         for column in self.definition.columns:
             if column.foreign_key is not None:
@@ -403,7 +410,7 @@ def from_json(column: ColumnDef, value: Any) -> Any:
 # --- the catalog ---------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Snapshot:
     """The active plugins' tables as of one registry state (*fingerprint*)."""
 
@@ -414,6 +421,11 @@ class Snapshot:
 
     def table(self, plugin_id: str, name: str) -> EntityTable | None:
         return self.tables.get((plugin_id, name))
+
+    @functools.cached_property
+    def roles(self) -> bool:
+        """Whether any table is served as its plugin's role."""
+        return any(t.role is not None for t in self.tables.values())
 
     def plugin_tables(self, plugin_id: str) -> list[EntityTable]:
         return [t for (plugin, _), t in self.tables.items() if plugin == plugin_id]
@@ -430,13 +442,17 @@ class EntityCatalog:
     """The tables of every active plugin of one database, rebuilt when the registry changes."""
 
     def __init__(self, database: Database, cursor_key: bytes | None = None) -> None:
-        self.database = database
+        # A pool of its own, without a ping per checkout: the registry check opens each request.
+        self.database = Database(database.url, database.dialect.namer.core_schema or "public", pre_ping=False)
         self.dialect = database.dialect
         self.registry = Registry(database)
         self._snapshot = _EMPTY
         self._lock = threading.Lock()
         # Cursors are signed so a changed one is refused (422), not read as another position.
         self._cursor_key = cursor_key or hashlib.sha256(b"extschema-cursor:" + database.url.encode()).digest()
+
+    def close(self) -> None:
+        self.database.close()
 
     # --- refreshing ---------------------------------------------------------------------------
 
@@ -506,11 +522,43 @@ class EntityCatalog:
         _link(tables)
         return Snapshot(fingerprint, tuple(active), tables, resolved)
 
+    def checked(self, conn: Connection) -> Snapshot:
+        """:meth:`snapshot`, with the registry check in *conn*'s transaction (a request's own)."""
+        fingerprint = self._fingerprint(conn)
+        if fingerprint == self._snapshot.fingerprint:
+            return self._snapshot
+        with self._lock:
+            if self._snapshot.fingerprint != fingerprint:
+                self._snapshot = self._build()
+            return self._snapshot
+
     # --- running statements ---------------------------------------------------------------------
 
+    def open(self, read_only: bool) -> tuple[RequestTransaction, Snapshot]:
+        """A transaction for one request, the registry checked in it (the request's statements follow)."""
+        for attempt in (1, 2):
+            autocommit = read_only and self.dialect.autocommit_reads and not self._snapshot.roles
+            transaction = RequestTransaction(self, read_only, autocommit)
+            try:
+                snapshot = transaction.check()
+            except ProblemError as error:
+                if attempt == 2 or error.kind != "unreachable":  # a pooled connection gone stale: once more
+                    raise
+                continue
+            if autocommit and snapshot.roles:  # roles appeared with this registry change: SET LOCAL needs a transaction
+                transaction.close()
+                transaction = RequestTransaction(self, read_only)
+            return transaction, snapshot
+        raise AssertionError("unreachable")
+
     @contextlib.contextmanager
-    def session(self, read_only: bool = False) -> Iterator[Session]:
-        """One transaction for one request (errors of the rows as :class:`EntityError`)."""
+    def session(self, read_only: bool = False, within: RequestTransaction | None = None) -> Iterator[Session]:
+        """The statements of one request in one transaction, committed at the end (errors of the rows as
+        :class:`EntityError`); *within* a request's transaction when given, else a new one."""
+        if within is not None:
+            with within.committing() as conn:
+                yield Session(self, conn)
+            return
         with self.database.transaction(read_only=read_only) as conn:
             yield Session(self, conn)
 
@@ -554,6 +602,7 @@ def _filters_key(filters: Mapping[str, Any]) -> str:
 def _link(tables: Mapping[tuple[str, str], EntityTable]) -> None:
     """Give each table the relationships rowmodels names that end at plugin rows (core rows are the host's)."""
     for table in tables.values():
+        table.related = tables
         for name, rel in table.models.relationships.items():
             target = (rel.target_plugin, rel.target_table)
             if rel.target_is_core or target not in tables:
@@ -590,6 +639,65 @@ def _holds(table: EntityTable, rel: rowmodels.Relationship) -> bool:
     return fk is not None and (fk.references.plugin, fk.references.table) == (rel.target_plugin, rel.target_table)
 
 
+class RequestTransaction:
+    """One connection (and transaction) for one request, opened before routing to check the registry.
+
+    Reads run without a transaction where the dialect says that saves a round trip and no plugin role is to
+    be set (``SET LOCAL`` needs one). The catalog's connections are not pinged before use: the registry check
+    is the first statement, and a connection found broken there is replaced once.
+    """
+
+    def __init__(self, catalog: EntityCatalog, read_only: bool, autocommit: bool = False) -> None:
+        self.catalog = catalog
+        self.read_only = read_only
+        self.autocommit = autocommit
+        database = catalog.database
+        self.closed = True
+        try:
+            conn = database._engine(read_only).connect()
+            if autocommit:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            self.conn = conn
+            self.closed = False
+            self.conn.info[READ_ONLY] = read_only
+            self._transaction: sa.RootTransaction | None = None if autocommit else self.conn.begin()
+        except (sa.exc.DBAPIError, OSError) as error:
+            if not self.closed:
+                self.conn.close()
+            raise database.problem(error) from error
+
+    def check(self) -> Snapshot:
+        try:
+            return self.catalog.checked(self.conn)
+        except (sa.exc.DBAPIError, OSError) as error:
+            self.close()
+            raise self.catalog.database.problem(error) from error
+
+    @contextlib.contextmanager
+    def committing(self) -> Iterator[Connection]:
+        """The connection; its transaction commits when the block ends without an error."""
+        try:
+            yield self.conn
+            if self._transaction is not None:
+                self._transaction.commit()
+                self._transaction = None
+        except (sa.exc.DBAPIError, OSError) as error:
+            raise self.catalog.database.problem(error) from error
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Roll back what was not committed and give the connection back (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self._transaction is not None and self._transaction.is_active:
+                self._transaction.rollback()
+        finally:
+            self.conn.close()
+
+
 class Session:
     """The statements of one request, in one transaction, each as its table's plugin role where it has one."""
 
@@ -607,11 +715,24 @@ class Session:
         self.statements += 1
         try:
             return self.conn.execute(statement)
-        except (sa.exc.DBAPIError, OverflowError) as error:
-            violation = self.catalog.dialect.row_violation(error)
-            if violation is None:
-                raise
+        except sa.exc.StatementError as error:
+            if isinstance(error, sa.exc.DBAPIError) or not isinstance(error.orig, OverflowError | ValueError):
+                return self._failed(table, error, path)
+            # A value the driver cannot even send (a timestamp beyond year 9999 once in UTC).
+            raise EntityError(
+                "invalid", "ES705", path, f"a value is out of the range the database stores: {error.orig}"
+            ) from None
+        except OverflowError as error:
+            return self._failed(table, error, path)
+
+    def _failed(self, table: EntityTable, error: Exception, path: str) -> NoReturn:
+        """A row the database refused as an EntityError; any other database error as a problem."""
+        violation = self.catalog.dialect.row_violation(error)
+        if violation is not None:
             raise _refusal(table, violation, path) from None
+        if isinstance(error, sa.exc.DBAPIError):
+            raise self.catalog.database.problem(error) from error
+        raise error
 
     def get(self, table: EntityTable, row_id: int) -> dict[str, Any]:
         row = self._run(table, table.get_statement(row_id)).mappings().first()
@@ -622,7 +743,8 @@ class Session:
     def page(
         self, table: EntityTable, filters: Mapping[str, Any], sort: Sort, after: Position | None, limit: int
     ) -> Page:
-        rows = [dict(r) for r in self._run(table, table.page_statement(filters, sort, after, limit)).mappings()]
+        statement = table.page_statement(filters, sort, after, limit)
+        rows = [dict(r) for r in self._run(table, statement, path="query").mappings()]
         more = len(rows) > limit
         rows = rows[:limit]
         last = rows[-1] if more and rows else None
