@@ -44,8 +44,9 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[str]:
-    """Start a server and yield an admin URL (``postgresql://postgres@127.0.0.1:PORT/postgres``)."""
+def running_server(settings: str = "") -> Iterator[str]:
+    """Start a server and yield an admin URL (``postgresql://postgres@127.0.0.1:PORT/postgres``); *settings*
+    are more ``-c name=value`` options (``-c shared_preload_libraries=pg_stat_statements``)."""
     bindir = find_bindir()
     root = Path(tempfile.mkdtemp(prefix="extschema-pg-"))
     data = root / "data"
@@ -76,8 +77,8 @@ def running_server() -> Iterator[str]:
         )
         options = (
             f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off "
-            "-c synchronous_commit=off -c max_connections=200"
-        )
+            f"-c synchronous_commit=off -c max_connections=200 {settings}"
+        ).strip()
         subprocess.run(
             _as_server_user(
                 [

@@ -95,6 +95,8 @@ def test_every_command_prints_its_envelope(db_url: str, tmp_path: Path) -> None:
 
     (plugin,) = printed(wire.PluginList, "status", "-d", db_url).items
     (prisma,) = printed(wire.PrismaSchemaList, "prisma", "-d", db_url).items
+    (analysis,) = printed(wire.AnalysisList, "analyze", "shop", "-d", db_url).items
+    assert (analysis.plugin_id, analysis.findings) == ("shop", [])  # one row: below every threshold
     assert prisma.provider == db_url.split(":")[0] and "model ShopOrder" in prisma.schema_
     assert (plugin.plugin_id, plugin.version, plugin.database) == ("shop", "2.0.0", db_url.split(":")[0])
     history = printed(wire.MigrationList, "history", "shop", "-d", db_url).items

@@ -690,6 +690,37 @@ def _resolved_for_types(paths: Sequence[str], database: str | None) -> list[Any]
 
 
 @main.command()
+@click.argument("plugin")
+@database_option
+@output_option
+@click.option(
+    "--min-rows",
+    type=click.IntRange(min=0, max=10**12),
+    default=1000,
+    show_default=True,
+    help="Leave out tables with fewer rows (the planner's estimate, else a count): every plan is fine there.",
+)
+@click.option("--no-verify", "no_verify", is_flag=True, help="Do not cost suggested indexes with hypopg (PostgreSQL).")
+def analyze(plugin: str, database: str | None, output: str, min_rows: int, no_verify: bool) -> None:
+    """EXPLAIN the REST API's statements for the plugin's tables; suggest the indexes they miss.
+
+    Never executes them (no EXPLAIN ANALYZE) and changes nothing. A suggestion is the `indexes:` entry to add
+    to the spec, so the index goes through plan, approval, rollback and drift like any other.
+    """
+    from extschema import querycheck
+    from extschema.engine import analysis
+
+    with _reported(output), _engine(database) as engine:
+        registration = engine.registration(plugin)
+        report = analysis.analyze_plugin(engine.database, plugin, registration, min_rows, not no_verify).as_dict()
+        if output == "json":
+            _emit_json(wire.AnalysisList.of([wire.AnalysisView.model_validate(report)]))
+            return
+        for line in querycheck.render_text(report):
+            click.echo(escape(line))
+
+
+@main.command()
 @click.option(
     "--write", is_flag=True, help="Write crds/*.yaml and charts/extschema/templates/crds/*.yaml instead of printing."
 )

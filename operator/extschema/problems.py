@@ -124,6 +124,8 @@ CATALOG: dict[str, str] = {
     "ES733": "A Prisma fragment references what only the database knows",
     "ES740": "No plugin to generate types for",
     "ES741": "Two generated type names are the same",
+    "ES750": "A plugin table to analyse is missing",
+    "ES751": "The plugin to analyse is not active",
 }
 
 

@@ -543,6 +543,65 @@ class PrismaSchemaView(View):
     config: dict[str, Any]
 
 
+class VerificationView(View):
+    """A suggested index costed with a hypothetical index (hypopg), or why it was not."""
+
+    status: str
+    reason: str | None
+    cost_before: float | None
+    cost_after: float | None
+    index: str | None
+
+
+class SuggestionView(View):
+    """The ``indexes:`` entry ``analyze`` suggests adding to the spec."""
+
+    fields: list[str]
+    yaml: str | None
+    index_name: str
+    verification: VerificationView
+
+
+class FindingView(View):
+    """One statement the REST API issues, as the database plans it."""
+
+    table: str
+    statement: str
+    verdict: Literal["ok", "missing-index", "slow-plan", "unexplained"]
+    index: str | None
+    reason: str | None
+    estimated_rows: float | None
+    cost: float | None
+    sql: str
+    params: dict[str, Any]
+    plan: str
+    suggestion: SuggestionView | None
+
+
+class SkippedTableView(View):
+    table: str
+    rows: float
+
+
+class StatisticsView(View):
+    """pg_stat_statements' figures for the plugin's tables, or why there are none."""
+
+    available: bool
+    reason: str | None
+    statements: list[dict[str, Any]]
+
+
+class AnalysisView(View):
+    """``analyze``'s report on one plugin (docs/analyze.md)."""
+
+    plugin_id: str
+    database: str
+    min_rows: int
+    findings: list[FindingView]
+    skipped: list[SkippedTableView]
+    statistics: StatisticsView
+
+
 class RepairView(View):
     """A migration whose checksums ``repair`` recorded again."""
 
@@ -614,6 +673,10 @@ class PrismaSchemaList(Envelope[PrismaSchemaView]):
     kind: Literal["PrismaSchemaList"] = "PrismaSchemaList"
 
 
+class AnalysisList(Envelope[AnalysisView]):
+    kind: Literal["AnalysisList"] = "AnalysisList"
+
+
 class ConflictList(Envelope[ConflictView]):
     kind: Literal["ConflictList"] = "ConflictList"
 
@@ -652,6 +715,7 @@ ENVELOPES: tuple[type[Envelope[Any]], ...] = (
     SchemaList,
     ConflictList,
     PrismaSchemaList,
+    AnalysisList,
     RepairList,
     WaitList,
     Failure,
@@ -667,6 +731,7 @@ _ANY = TypeAdapter(
         | SchemaList
         | ConflictList
         | PrismaSchemaList
+        | AnalysisList
         | RepairList
         | WaitList
         | Failure,

@@ -81,6 +81,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     management.install(app)  # first: /api/v1/extensions/... wins over the entity routes /api/v1/{plugin}/...
     entities.install(app, context)
+    from extschema.api import analysis
+
+    analysis.install(app, context)
     app.router.on_shutdown.append(context.close)
     return app
 
