@@ -49,6 +49,10 @@ demo-cli: install
 	$(PYTHON) -m extschema history --database $(DEMO_DB)
 	@echo "== the REST API on the same database: extschema serve, a few requests, stop =="
 	$(PYTHON) examples/serve_demo.py $(DEMO_DB)
+	@echo "== the plugins' tables for the host application: a Prisma fragment, TypeScript types, query analysis =="
+	$(PYTHON) -m extschema prisma --fragment --database $(DEMO_DB)
+	$(PYTHON) -m extschema types --lang typescript --database $(DEMO_DB)
+	$(PYTHON) -m extschema analyze kb --min-rows 0 --database $(DEMO_DB)
 
 bench: install
 	$(PYTHON) bench/engine.py
