@@ -71,8 +71,8 @@ def test_schemathesis_finds_no_failure(db_url: str, tmp_path: Path) -> None:
                 "3",
                 "--seed",
                 "1",
-                "--workers",
-                "2",
+                "--workers",  # one: with two, schemathesis once crashed inside hypothesis (describing a lambda)
+                "1",
                 "--header",
                 f"Authorization: Bearer {TOKEN}",
                 "--report",

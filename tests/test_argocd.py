@@ -34,19 +34,32 @@ TARGET_ONLY = {"Connected"}
 
 
 def to_python(value: Any) -> Any:
-    """A Lua value as Python: tables with keys 1..n become lists (as Argo CD's JSON conversion does)."""
+    """A Lua value as Python, as Argo CD's JSON conversion makes it: tables with keys 1..n, and empty
+    tables, become lists."""
     if lua51.lua_type(value) != "table":
         return value
     items = dict(value.items())
-    if items and all(isinstance(k, int) for k in items) and sorted(items) == list(range(1, len(items) + 1)):
+    if all(isinstance(k, int) for k in items) and sorted(items) == list(range(1, len(items) + 1)):
         return [to_python(items[i]) for i in range(1, len(items) + 1)]
     return {k: to_python(v) for k, v in items.items()}
+
+
+def _restore_empty_maps(new: Any, old: Any) -> Any:
+    """Argo CD's ``cleanReturnedObj``: an empty list where the object had a map was an empty map (Lua
+    cannot tell them apart), so a script never turns ``{}`` into ``[]``."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: _restore_empty_maps(v, old[k]) if k in old else v for k, v in new.items()}
+    if isinstance(new, list) and isinstance(old, dict) and not new:
+        return old
+    if isinstance(new, list) and isinstance(old, list):
+        return [_restore_empty_maps(n, o) for n, o in zip(new, old, strict=False)] + new[len(old) :]
+    return new
 
 
 def run_script(script: Path, obj: dict[str, Any]) -> Any:
     lua = lua51.LuaRuntime(unpack_returned_tuples=True)
     lua.globals().obj = lua.table_from(obj, recursive=True)
-    return to_python(lua.execute(script.read_text()))
+    return _restore_empty_maps(to_python(lua.execute(script.read_text())), obj)
 
 
 def health(obj: dict[str, Any]) -> dict[str, str]:

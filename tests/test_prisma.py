@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -668,7 +669,8 @@ def test_generated_specs_round_trip_through_the_database(
             for spec in specs:
                 document = {"apiVersion": "extschema.io/v1alpha1", "kind": "ExtensionSchema"}
                 document |= {"metadata": {"name": spec["pluginId"].replace("_", "-")}, "spec": spec}
-                (files / f"{spec['pluginId']}.yaml").write_text(json.dumps(document, ensure_ascii=False))
+                # YAML, not JSON: JSON's 1e-07 is text to YAML 1.1 (ES105), PyYAML writes 1.0e-07
+                (files / f"{spec['pluginId']}.yaml").write_text(yaml.safe_dump(document, allow_unicode=True))
             applied = run("apply", str(files), "-d", url)
             assert applied.exit_code == 0, applied.stderr
             outcome = run("prisma", "-d", url)

@@ -555,9 +555,11 @@ class _Builder:
             for r in self.relations
             if r.target in self.models and not self.models[r.target].ignored and not self.models[r.source].ignored
         ]
-        pairs: dict[tuple[Key, Key], int] = {}
+        # Prisma names relations per pair of models, whichever way each one points: two relations between
+        # the same two models (a -> b and b -> a too) need names on both ends.
+        pairs: dict[frozenset[Key], int] = {}
         for relation in usable:
-            pair = (relation.source, relation.target)
+            pair = frozenset((relation.source, relation.target))
             pairs[pair] = pairs.get(pair, 0) + 1
         for relation in usable:
             source, target = self.models[relation.source], self.models[relation.target]
@@ -573,7 +575,7 @@ class _Builder:
             # work_order_id -> workOrder; a column without _id names the relation with Ref after it.
             wanted = camel(first[: -len("_id")]) if first.endswith("_id") and first != "_id" else camel(first) + "Ref"
             field_name = _free(wanted, source.names())
-            ambiguous = pairs[(relation.source, relation.target)] > 1 or relation.source == relation.target
+            ambiguous = pairs[frozenset((relation.source, relation.target))] > 1 or relation.source == relation.target
             relation_name = f"{source.name}{pascal(field_name)}" if ambiguous else None
             optional = any(s.modifier == "?" for s in scalars)
             arguments = [_string(relation_name)] if relation_name else []
