@@ -883,6 +883,32 @@ RULES += [
     ),
 ]
 
+# Foreign keys that go round between a plugin's tables (PostgreSQL could create none of them first).
+RULES += [
+    (
+        "reference-cycle",
+        doc(
+            table("item"),
+            table("entry"),
+            relationships=[
+                {"source": "entry", "sourceField": "owner_id", "target": "item", "type": "ManyToOne"},
+                {"source": "entry", "target": "item", "targetField": "entry_id", "type": "OneToMany"},
+            ],
+        ),
+        "ES129",
+        "spec.relationships[1]",
+    ),
+]
+
+
+def test_self_references_and_join_tables_are_no_cycle() -> None:
+    replies = {"source": "item", "target": "item", "targetField": "parent_id", "type": "OneToMany"}
+    both_ways = [
+        {"source": "entry", "target": "item", "type": "ManyToOne"},
+        {"source": "entry", "target": "item", "type": "ManyToMany"},
+    ]
+    assert check(doc(table("item"), table("entry"), relationships=[replies, *both_ways])) == []
+
 
 @pytest.mark.parametrize(("data", "code", "path"), [pytest.param(*r[1:], id=r[0]) for r in RULES])
 def test_rule(data: Doc, code: str, path: str) -> None:

@@ -57,6 +57,7 @@ CATALOG: dict[str, str] = {
     "ES126": "Raw SQL touches objects outside the plugin",
     "ES127": "Invalid renamedFrom",
     "ES128": "Invalid renamedValues",
+    "ES129": "Foreign keys between the plugin's tables go round",
     "ES201": "pluginId already claimed by another resource",
     "ES202": "Physical name collision",
     "ES203": "Enum name collision",

@@ -45,6 +45,7 @@ def validate(spec: model.ExtensionSchemaSpec, path: str = "spec") -> list[Proble
     for index, rel in enumerate(spec.relationships):
         relationships.check_relationship(ctx, rel, ctx.at(f"relationships[{index}]"))
     relationships.check_foreign_keys(ctx)
+    relationships.check_reference_cycles(ctx)
     relationships.check_join_tables(ctx)
     if spec.migrations:
         # Imported here: its SQL parser (pglast, ~10 MB resident) is only needed for raw SQL steps,

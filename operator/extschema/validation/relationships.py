@@ -187,3 +187,56 @@ def check_join_tables(ctx: context.Context) -> None:
         if name_ok and ctx.plugin_ok and not naming.physical_table_length_ok(ctx.spec.plugin_id, join.name):
             identifiers.too_long_physical(ctx, join.name, name_path, "join table")
         ctx.claim(join.name, name_path, "join table", type_=True)
+
+
+def check_reference_cycles(ctx: context.Context) -> None:
+    """ES129: foreign keys between this plugin's tables that go round (a -> b -> a). PostgreSQL creates a
+    table's foreign keys with the table, so neither could be created first (a table referencing itself is fine)."""
+    spec = ctx.spec
+    edges: dict[str, list[tuple[str, int]]] = {}
+    for index, rel in enumerate(spec.relationships):
+        target = model.parse_target(rel.target, spec.plugin_id)
+        if target is None or target.plugin != spec.plugin_id or target.table not in ctx.tables:
+            continue
+        if rel.type in ("ManyToOne", "OneToOne"):
+            holder, referenced = rel.source, target.table
+        elif rel.type == "OneToMany":
+            holder, referenced = target.table, rel.source
+        else:
+            continue  # a ManyToMany's join table references both; nothing references it
+        if holder != referenced:
+            edges.setdefault(holder, []).append((referenced, index))
+    reported: set[frozenset[str]] = set()
+    for start in sorted(edges):
+        cycle = _cycle_from(start, edges)
+        if cycle is None or frozenset(t for t, _ in cycle) in reported:
+            continue
+        reported.add(frozenset(t for t, _ in cycle))
+        loop = " -> ".join([*(t for t, _ in cycle), cycle[0][0]])
+        ctx.add(
+            "ES129",
+            ctx.at(f"relationships[{cycle[-1][1]}]"),
+            f"the foreign keys between tables {loop} go round: none of these tables could be created first. "
+            "Link one pair through a ManyToMany relationship (its join table references both), or drop one "
+            "of the relationships.",
+        )
+
+
+def _cycle_from(start: str, edges: dict[str, list[tuple[str, int]]]) -> list[tuple[str, int]] | None:
+    """A path of (table, index of the relationship leaving it) from *start* back to it, if any."""
+    path: list[tuple[str, int]] = []
+    seen: set[str] = set()
+
+    def walk(table: str) -> bool:
+        for referenced, index in edges.get(table, ()):
+            path.append((table, index))
+            if referenced == start:
+                return True
+            if referenced not in seen:
+                seen.add(referenced)
+                if walk(referenced):
+                    return True
+            path.pop()
+        return False
+
+    return path if walk(start) else None
