@@ -20,7 +20,6 @@ from extschema.engine import (
     StalePlan,
     backups,
     not_registered,
-    registered_tables,
 )
 from extschema.engine import drift as engine_drift
 from extschema.naming import backup_tag
@@ -116,10 +115,12 @@ def restore(engine: Engine, migration_id: str, plugin_id: str | None = None) -> 
         # Empty tables only: the raw SQL steps ran when the plugin was built, and what they wrote is in
         # the backup (running a seed again would put its rows where the backed-up ones go). The spec
         # registered lists them, so they count as run, as they did before the delete.
-        created = planning.plan(None, spec, references(engine, [spec]))
+        refs = references(engine, [spec])
+        created = planning.plan(None, spec, refs)
         plan = planning.Plan(spec.plugin_id, tuple(op for op in created.ops if not isinstance(op, planning.RunSql)))
+        tables = planning.resolve(spec, refs).physical_tables(engine.dialect.namer)
         try:
-            results.append(engine.apply(owner, spec, plan, None, registered_tables(engine.dialect, spec)))
+            results.append(engine.apply(owner, spec, plan, None, tables))
         except StalePlan:  # registered meanwhile: the restore goes into what is there now
             results.append(ApplyResult(spec.plugin_id, False, None, []))
     results.append(engine.restore(source))
