@@ -31,7 +31,16 @@ from extschema.reconcile.approval import (
     review_rollback,
 )
 from extschema.reconcile.events import MigrationEvent, MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
-from extschema.reconcile.lifecycle import delete, drift, repair, restore, rollback, rollback_plan, with_drift
+from extschema.reconcile.lifecycle import (
+    delete,
+    drift,
+    repair,
+    repair_plan,
+    restore,
+    rollback,
+    rollback_plan,
+    with_drift,
+)
 from extschema.reconcile.pipeline import (
     DEFAULT_DATABASE_URL,
     Applied,
@@ -110,6 +119,7 @@ __all__ = [
     "reference_types",
     "references",
     "repair",
+    "repair_plan",
     "restore",
     "review",
     "review_rollback",
