@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from extschema import reconcile
-from extschema.engine import Engine, StalePlan, drift
+from extschema.engine import Engine, StalePlan
 from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, tables, write_schema
 
 #: Every field type, a required field, a unique field, a declared index, a unique constraint, a
@@ -110,7 +110,7 @@ def test_a_repair_planned_before_more_went_missing_is_stale_and_planned_again(db
     engine = Engine(db_url)
     try:
         execute(db_url, f"DROP TABLE {ext_table(db_url, 'kit', 'item_tag')}")
-        planned = drift.repair_plan(engine, "kit")
+        planned = reconcile.repair_plan(engine, "kit")
         assert [op.describe() for op in planned.plan.ops] == ["create table item_tag (3 columns)"]
         execute(db_url, f"DROP INDEX {ext_table(db_url, 'kit', 'box_level_label_idx')}")
         with pytest.raises(StalePlan):
@@ -118,7 +118,7 @@ def test_a_repair_planned_before_more_went_missing_is_stale_and_planned_again(db
         assert [r.kind for r in engine.history("kit")] == ["apply"]  # nothing ran
         done = reconcile.repair(engine, "kit")  # planned again: both come back, in one migration
         assert any("item_tag" in line for line in done) and any("level, label" in line for line in done), done
-        assert drift.detect(engine, "kit").in_sync
+        assert reconcile.drift(engine, "kit")[0].in_sync
     finally:
         engine.close()
 
@@ -134,10 +134,10 @@ def test_repair_recreates_what_is_missing_in_one_recorded_migration_and_keeps_ex
     execute(db_url, f"DROP TABLE {item}")
     engine = Engine(db_url)
     try:
-        assert not drift.detect(engine, "kit").in_sync
+        assert not reconcile.drift(engine, "kit")[0].in_sync
         done = reconcile.repair(engine, "kit")
         assert any("item_tag" in line for line in done) and any("table item " in line for line in done), done
-        report = drift.detect(engine, "kit")
+        report = reconcile.drift(engine, "kit")[0]
         assert [str(d) for d in report.differences] == ["extra column box.dba_note"]
         assert reconcile.repair(engine, "kit") == []  # nothing missing any more: no migration
     finally:

@@ -20,11 +20,16 @@ from extschema import model, planning
 from extschema.dialects import BackupRef, Dialect
 from extschema.engine import Engine
 from extschema.engine.checks import count_all
-from extschema.engine.migrator import registered_tables
 from extschema.model import EnumSpec, ExtensionSchemaSpec
 from extschema.planning import ColumnDef, IndexDef, Op, Plan, TableDef, safety
 from extschema.problems import ProblemError
 from tests.helpers import engine_rollback, execute, ext_table, run, write_schema
+
+
+def registered_tables(dialect: Dialect, spec: ExtensionSchemaSpec) -> list[str]:
+    """The tables the registry lists for *spec*, as the pipeline computes them."""
+    return planning.shape(spec).physical_tables(dialect.namer)
+
 
 Doc = dict[str, Any]
 OWNER = "shop"  # as the CLI names it: the resource's metadata.name

@@ -465,11 +465,11 @@ def backups(ctx: click.Context, plugin: str | None, database: str | None, output
     """Backups taken before destructive migrations: migration, source, rows, age, backup table."""
     if ctx.invoked_subcommand is not None:
         return
-    from extschema.engine import backups as taken
+    from extschema import reconcile
 
     with _reported(output), _engine(database) as engine:
         at = datetime.datetime.now(datetime.UTC)
-        records = [wire.BackupView.of(b, at) for b in taken.listed(engine, plugin)]
+        records = [wire.BackupView.of(b, at) for b in reconcile.backups(engine, plugin)]
         if output == "json":
             _emit_json(wire.BackupList.of(records))
             return
@@ -491,15 +491,15 @@ def backups(ctx: click.Context, plugin: str | None, database: str | None, output
 @output_option
 def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | None, output: str) -> None:
     """Drop backup tables older than AGE and forget them (keeping those a rollback still needs, unless --force)."""
-    from extschema.engine import backups as taken
+    from extschema import reconcile
 
     try:
-        age = taken.parse_duration(older_than)
+        age = reconcile.parse_duration(older_than)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--older-than") from None
     with _reported(output), _engine(database) as engine:
         at = datetime.datetime.now(datetime.UTC)
-        pruning = taken.prune(engine, age, dry_run, force)
+        pruning = reconcile.prune_backups(engine, age, dry_run, force)
         records = [wire.BackupView.of(b, at, "wouldPrune" if dry_run else "pruned") for b in pruning.pruned]
         kept = [wire.BackupView.of(b, at, "kept") for b in pruning.kept]
         if output == "json":
@@ -616,9 +616,8 @@ def _prisma_inputs(
 ) -> tuple[Any, list[Any], Any]:
     """What ``extschema prisma`` reads from the database: the provider, the active plugins (*specs*
     in place of those with their ids) resolved against it, and (complete schemas) the core tables."""
-    from extschema import planning
+    from extschema import planning, reconcile
     from extschema import prisma as emitter
-    from extschema.engine import catalog
 
     backend: emitter.Provider = "postgresql" if engine.backend == "postgresql" else "sqlite"
     if provider is not None and provider != backend:
@@ -631,9 +630,9 @@ def _prisma_inputs(
     given = {spec.plugin_id for spec in specs}
     active = [r.spec for r in engine.registrations() if r.status == "active" and r.plugin_id not in given]
     plugins = [*active, *specs]
-    refs = catalog.reference_types(engine.database, [], plugins)
+    refs = reconcile.references(engine, plugins)
     resolved = [planning.resolve(spec, refs) for spec in plugins]
-    core = None if fragment else catalog.core_description(engine.database)
+    core = None if fragment else reconcile.core_description(engine)
     return backend, resolved, core
 
 
@@ -672,17 +671,16 @@ def _resolved_for_types(paths: Sequence[str], database: str | None) -> list[Any]
     if paths and database is None:  # files only: stays light, like validate (no database driver imported)
         return [planning.shape(spec) for spec in specs]
     from extschema import reconcile
-    from extschema.engine.connection import redact
 
     with _engine(database) as engine:
         if not paths:
             specs = [r.spec for r in engine.registrations() if r.status == "active"]
             if not specs:
-                url = reconcile.database_url(database)
+                url = reconcile.redact(reconcile.database_url(database))
                 raise ProblemError.one(
                     "ES740",
                     "",
-                    f"no active plugin in the registry of {redact(url)}: apply a schema first, or give schema files",
+                    f"no active plugin in the registry of {url}: apply a schema first, or give schema files",
                     kind=Kind.USAGE,
                 )
         refs = reconcile.references(engine, specs)
@@ -707,12 +705,10 @@ def analyze(plugin: str, database: str | None, output: str, min_rows: int, no_ve
     Never executes them (no EXPLAIN ANALYZE) and changes nothing. A suggestion is the `indexes:` entry to add
     to the spec, so the index goes through plan, approval, rollback and drift like any other.
     """
-    from extschema import querycheck
-    from extschema.engine import analysis
+    from extschema import querycheck, reconcile
 
     with _reported(output), _engine(database) as engine:
-        registration = engine.registration(plugin)
-        report = analysis.analyze_plugin(engine.database, plugin, registration, min_rows, not no_verify).as_dict()
+        report = reconcile.analyze(engine, plugin, min_rows, not no_verify).as_dict()
         if output == "json":
             _emit_json(wire.AnalysisList.of([wire.AnalysisView.model_validate(report)]))
             return

@@ -6,9 +6,7 @@ from collections.abc import Callable
 
 from extschema import conflicts, reconcile
 from extschema.controller.metrics import Metrics
-from extschema.engine import ApplyResult, Engine
-from extschema.engine import drift as drift_check
-from extschema.engine import lint as squawk
+from extschema.engine import ApplyResult, Difference, Engine
 from extschema.problems import Kind, ProblemError
 
 
@@ -56,7 +54,7 @@ def ping(engine: Engine) -> tuple[str, str]:
     return engine.backend, engine.ping()
 
 
-def lint(engine: Engine, waiting: reconcile.ApprovalRequired, plugin_id: str) -> list[squawk.LintFinding]:
+def lint(engine: Engine, waiting: reconcile.ApprovalRequired, plugin_id: str) -> list[reconcile.LintFinding]:
     """squawk's findings about the SQL of the plan *plugin_id* waits with (none on SQLite).
 
     Only for status.pendingPlan: the plan is the one the run proposed (*waiting* carries it), never
@@ -72,7 +70,7 @@ def drift(engine: Engine, plugin_id: str, repair: bool) -> tuple[list[str], list
     Returns the differences left (one line each), what the repair re-created, and why the repair
     was refused (``ES309: …``: rows break a rule it would add; nothing was changed), for InSync to say.
     """
-    report = drift_check.detect(engine, plugin_id)
+    report = reconcile.drift(engine, plugin_id)[0]
     repaired: list[str] = []
     refused: list[str] = []
     if repair and any(d.kind != "extra" for d in report.differences):  # extra objects are only reported
@@ -82,10 +80,10 @@ def drift(engine: Engine, plugin_id: str, repair: bool) -> tuple[list[str], list
             if error.kind != Kind.REFUSED:
                 raise
             refused = [f"{p.code}: {p.message}" for p in error.problems]
-        report = drift_check.detect(engine, plugin_id)
+        report = reconcile.drift(engine, plugin_id)[0]
     return [_difference(d) for d in report.differences], repaired, refused
 
 
-def _difference(difference: drift_check.Difference) -> str:
+def _difference(difference: Difference) -> str:
     text = f"{difference.kind} {difference.object}"
     return f"{text}: {difference.detail}" if difference.detail else text

@@ -20,11 +20,12 @@ from typing import Any
 
 import aiohttp
 
+from extschema import reconcile
 from extschema.conditions import Outcome
 from extschema.controller.kubeapi import KubeApi
 from extschema.controller.settings import GROUP, VERSION
 from extschema.controller.status import Settle
-from extschema.engine import Engine, roles
+from extschema.engine import Engine
 
 SECRET_SUFFIX = "-db-credentials"
 
@@ -58,7 +59,7 @@ async def publish(api: KubeApi, engine: Engine, body: Mapping[str, Any], plugin_
             existing: dict[str, Any] | None = await response.json() if response.status == 200 else None
         kept = ((existing or {}).get("data") or {}).get("password")
         password = base64.b64decode(kept).decode() if kept else None
-        role = await asyncio.to_thread(roles.ensure, engine, plugin_id, password)
+        role = await asyncio.to_thread(reconcile.ensure_role, engine, plugin_id, password)
         data = {key: base64.b64encode(value.encode()).decode() for key, value in role.secret_data().items()}
         if existing is None:
             secret = {
@@ -96,4 +97,4 @@ async def publish(api: KubeApi, engine: Engine, body: Mapping[str, Any], plugin_
 
 async def revoke(engine: Engine, plugin_id: str) -> bool:
     """Drop the plugin's role (its Secret goes with the resource, by ownerReference)."""
-    return await asyncio.to_thread(roles.drop, engine, plugin_id)
+    return await asyncio.to_thread(reconcile.drop_role, engine, plugin_id)

@@ -35,7 +35,6 @@ from extschema.engine.runner import (
     StalePlan,
     not_registered,
     registered_by_another,
-    registered_tables,
 )
 
 __all__ = [
@@ -64,7 +63,6 @@ __all__ = [
     "not_registered",
     "redact",
     "registered_by_another",
-    "registered_tables",
     "script",
     "sql_checksum",
 ]

@@ -26,7 +26,9 @@ if TYPE_CHECKING:  # the runner imports this module
     from extschema.engine.runner import Migration, Migrator
 
 #: How often a migration finishes pending builds and looks again before giving up (another applier
-#: would have to leave new ones pending each time in between).
+#: would have to leave new ones pending each time in between). Not a stale-plan retry (that is
+#: reconcile's ``_until_fresh``, which plans again): the plan is still valid here, the engine only
+#: finishes an earlier apply's ``after`` phase, which it owns, and runs the same plan.
 PENDING_ROUNDS = 3
 
 

@@ -7,15 +7,15 @@ skips objects already gone), so these reads never trust the registry and never w
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
 
-from extschema import model, naming, planning, prisma
+from extschema import naming, prisma
 from extschema.dialects import Dialect
 from extschema.engine.connection import Database
-from extschema.model import ExtensionSchemaSpec, FieldType
+from extschema.model import FieldType
 from extschema.planning import IndexDef
 
 #: Table name prefixes that are extschema's own, never the host application's.
@@ -125,19 +125,6 @@ def plugin_objects(database: Database, plugin_id: str) -> list[str]:
 def plugin_tables(conn: sa.Connection, dialect: Dialect, plugin_id: str) -> list[str]:
     """:func:`physical_tables`, read in *conn*'s transaction (a migration's, under its lock)."""
     return dialect.plugin_tables(sa.inspect(conn), plugin_id)
-
-
-def reference_types(
-    database: Database, registered: Iterable[ExtensionSchemaSpec], specs: Iterable[ExtensionSchemaSpec]
-) -> dict[tuple[str, str], dict[str, FieldType | None]]:
-    """What resolving *specs* outside reconcile needs (a restore re-applying one, drift comparing them):
-    the core tables they reference, as they are now, and the columns of the *registered* plugins."""
-    specs = list(specs)
-    targets = [model.parse_target(rel.target, spec.plugin_id) for spec in specs for rel in spec.relationships]
-    found = core_catalog(database, {t.table for t in targets if t is not None and t.is_core})
-    for other in [*registered, *specs]:
-        found.update(planning.reference_types_of(other))
-    return found
 
 
 # --- a plugin's objects as they are (for drift) -------------------------------------------------

@@ -21,6 +21,7 @@ and triggers tied to a table are reported as extra too (a rebuild of the table i
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
@@ -29,7 +30,6 @@ from extschema import planning
 from extschema.dialects import Dialect
 from extschema.engine import catalog
 from extschema.engine.registry import Registration
-from extschema.engine.runner import not_registered
 from extschema.planning import ColumnDef, Op, Plan, Resolved, TableDef
 from extschema.planning.diff import tables as table_ops
 
@@ -74,25 +74,12 @@ class DriftReport:
         return f"{len(self.differences)} difference(s): " + "; ".join(str(d) for d in self.differences)
 
 
-def detect(engine: Engine, plugin_id: str) -> DriftReport:
-    """Compare the plugin's objects in the database with its registered spec; reads only.
+def detect(engine: Engine, expected: Sequence[Resolved]) -> list[DriftReport]:
+    """Compare each plugin's objects in the database with its registered spec, *expected* (resolved
+    above the engine, against the reference types of a :class:`extschema.reconcile.Snapshot`); reads only.
 
-    Raises ES306 when the plugin is not registered.
+    The catalog is read once for all plugins (the operator checks every plugin on a timer).
     """
-    return detect_all(engine, plugin_id)[0]
-
-
-def detect_all(engine: Engine, plugin_id: str | None = None) -> list[DriftReport]:
-    """:func:`detect` for one plugin, or for every registered plugin (*plugin_id* None).
-
-    The registry, the referenced core tables and the catalog are read once for all plugins (the
-    operator checks every plugin on a timer).
-    """
-    registrations = engine.registrations()
-    chosen = [r for r in registrations if plugin_id is None or r.plugin_id == plugin_id]
-    if plugin_id is not None and not chosen:
-        raise not_registered(plugin_id)
-    expected = _expected(engine, registrations, chosen)
     with engine.database.reading() as conn:
         inspector = sa.inspect(conn)
         dialect = engine.dialect
@@ -116,23 +103,15 @@ class RepairPlan:
     plan: Plan
 
 
-def repair_plan(engine: Engine, plugin_id: str) -> RepairPlan:
-    """What :func:`extschema.reconcile.repair` hands the engine: the plugin's objects compared with its
-    registered spec, and the operations re-creating what is missing. Reads only; ES306 when the plugin
-    is not registered."""
-    registrations = engine.registrations()
-    chosen = [r for r in registrations if r.plugin_id == plugin_id]
-    if not chosen:
-        raise not_registered(plugin_id)
-    expected = _expected(engine, registrations, chosen)[0]
+def repair_plan(engine: Engine, base: Registration, expected: Resolved) -> RepairPlan:
+    """What :func:`extschema.reconcile.repair` hands the engine: the plugin's objects compared with
+    *expected* (its registered spec, *base*, resolved), and the operations re-creating what is missing.
+    Reads only."""
     with engine.database.reading() as conn:
-        _, ops = compare(catalog.live_plugin(sa.inspect(conn), engine.dialect, plugin_id), engine.dialect, expected)
-    return RepairPlan(chosen[0], expected, Plan(plugin_id, tuple(ops)))
-
-
-def _expected(engine: Engine, registrations: list[Registration], chosen: list[Registration]) -> list[Resolved]:
-    refs = catalog.reference_types(engine.database, [r.spec for r in registrations], [r.spec for r in chosen])
-    return [planning.resolve(r.spec, refs) for r in chosen]
+        _, ops = compare(
+            catalog.live_plugin(sa.inspect(conn), engine.dialect, base.plugin_id), engine.dialect, expected
+        )
+    return RepairPlan(base, expected, Plan(base.plugin_id, tuple(ops)))
 
 
 def compare(live: catalog.LivePlugin, dialect: Dialect, expected: Resolved) -> tuple[list[Difference], list[Op]]:

@@ -34,7 +34,6 @@ from extschema.engine.runner import (
     StalePlan,
     not_registered,
     registered_by_another,
-    registered_tables,
 )
 from extschema.model import ExtensionSchemaSpec, FieldType
 from extschema.planning import Plan
@@ -47,7 +46,6 @@ __all__ = [
     "StalePlan",
     "not_registered",
     "registered_by_another",
-    "registered_tables",
 ]
 
 

@@ -35,7 +35,7 @@ from typing import Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from extschema import limits, model, planning
+from extschema import limits, planning
 from extschema.dialects import Dialect, RenderedPlan
 from extschema.engine import after_phase, checks
 from extschema.engine.connection import Database, lock_key
@@ -91,13 +91,6 @@ def registered_by_another(plugin_id: str, holder: str) -> ProblemError:
         f"plugin {plugin_id!r} is already registered by {holder!r}; choose another pluginId, or delete that one first",
         kind="conflict",
     )
-
-
-def registered_tables(dialect: Dialect, spec: ExtensionSchemaSpec) -> list[str]:
-    """The physical tables *spec* owns (its tables and many-to-many join tables), as the registry lists them."""
-    _, joins = model.resolve_relationships(spec)
-    names = [t.name for t in spec.tables] + [j.name for j in joins]
-    return [str(dialect.namer.table(spec.plugin_id, name)) for name in names]
 
 
 class Migration(Protocol):

@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from extschema import limits, model
 from extschema.model import EnumSpec, ExtensionSchemaSpec, FieldType, ForeignKey, JoinTable, TargetRef
+from extschema.naming import Namer
 from extschema.problems import ProblemError
 
 #: The type of every surrogate key.
@@ -171,6 +172,10 @@ class Resolved:
     def references(self) -> tuple[ForeignKey, ...]:
         """Every FK the spec creates: FK columns of its tables, then both sides of each join table."""
         return _references(self.foreign_keys, self.joins)
+
+    def physical_tables(self, namer: Namer) -> list[str]:
+        """The physical tables the spec owns (its tables and join tables), as the registry lists them."""
+        return [str(namer.table(self.plugin_id, t.name)) for t in self.tables]
 
 
 #: ``(plugin, table) -> {column: FieldType}`` for every table a spec may reference outside

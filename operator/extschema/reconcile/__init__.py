@@ -8,6 +8,8 @@ package's parts, each importing only those below it:
 - :mod:`.pipeline`: the run (:func:`propose`, :func:`execute`, :func:`reconcile`: check, plan, apply);
 - :mod:`.lifecycle`: rollback, delete, drift and its repair, restore (planned here, run by the engine);
 - :mod:`.approval`: review (counts, hash, class) and the approval gate;
+- :mod:`.reads`: what the shells read besides a run (backups, analysis, core tables, roles), so
+  that they never import the engine's modules;
 - :mod:`.snapshot` and :mod:`.events`: what a run reads once, and what its hook hears.
 
 Loading (files, YAML, custom resources) lives in :mod:`extschema.loading`, which needs no
@@ -29,7 +31,16 @@ from extschema.reconcile.approval import (
     review_rollback,
 )
 from extschema.reconcile.events import MigrationEvent, MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
-from extschema.reconcile.lifecycle import delete, drift, repair, restore, rollback, rollback_plan, with_drift
+from extschema.reconcile.lifecycle import (
+    delete,
+    drift,
+    repair,
+    repair_plan,
+    restore,
+    rollback,
+    rollback_plan,
+    with_drift,
+)
 from extschema.reconcile.pipeline import (
     DEFAULT_DATABASE_URL,
     Applied,
@@ -45,13 +56,29 @@ from extschema.reconcile.pipeline import (
     reconcile,
     references,
 )
+from extschema.reconcile.reads import (
+    Analysis,
+    LintFinding,
+    PluginRole,
+    Pruning,
+    analyze,
+    backups,
+    core_description,
+    drop_role,
+    ensure_role,
+    parse_duration,
+    prune_backups,
+    redact,
+)
 from extschema.reconcile.snapshot import Snapshot, locate, reference_types
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "Analysis",
     "Applied",
     "ApprovalRequired",
     "CheckedOp",
+    "LintFinding",
     "Loaded",
     "MigrationEvent",
     "MigrationFailed",
@@ -59,29 +86,40 @@ __all__ = [
     "MigrationStarted",
     "OnEvent",
     "Planned",
+    "PluginRole",
     "Proposal",
+    "Pruning",
     "Reviewed",
     "Snapshot",
+    "analyze",
     "apply_one",
     "authorize",
     "authorize_rollback",
+    "backups",
     "check",
+    "core_description",
     "database_url",
     "delete",
     "drift",
+    "drop_role",
+    "ensure_role",
     "execute",
     "from_object",
     "lint_of",
     "load",
     "locate",
+    "parse_duration",
     "plan",
     "plan_one",
     "propose",
+    "prune_backups",
     "recheck",
     "reconcile",
+    "redact",
     "reference_types",
     "references",
     "repair",
+    "repair_plan",
     "restore",
     "review",
     "review_rollback",

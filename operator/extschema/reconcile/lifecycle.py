@@ -16,11 +16,11 @@ from extschema import planning
 from extschema.engine import (
     ApplyResult,
     Engine,
+    Registration,
     RollbackPlan,
     StalePlan,
     backups,
     not_registered,
-    registered_tables,
 )
 from extschema.engine import drift as engine_drift
 from extschema.naming import backup_tag
@@ -28,6 +28,7 @@ from extschema.planning import rawsql
 from extschema.problems import Problem
 from extschema.reconcile.approval import _stale_rollback_approvals, authorize_rollback, review_rollback
 from extschema.reconcile.pipeline import _backup_lines, _until_fresh, references
+from extschema.reconcile.snapshot import Snapshot, reference_types
 
 
 def rollback(
@@ -95,11 +96,29 @@ def delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> ApplyR
     return _until_fresh(attempt, f"plugin {plugin_id!r} kept changing while it was being deleted")
 
 
+def repair_plan(engine: Engine, plugin_id: str) -> engine_drift.RepairPlan:
+    """What re-creates the plugin's missing objects, planned from the registry now (the engine runs it
+    only while the registration is still the one it was planned from). ES306 when not registered."""
+    ((base, expected),) = _registered(engine, plugin_id)
+    return engine_drift.repair_plan(engine, base, expected)
+
+
+def _registered(engine: Engine, plugin_id: str | None) -> list[tuple[Registration, planning.Resolved]]:
+    """The registered specs of *plugin_id* (or of every plugin), resolved against one snapshot's
+    reference types; ES306 when *plugin_id* is not registered."""
+    snapshot = Snapshot.registered(engine, plugin_id)
+    chosen = [r for r in snapshot.registrations if plugin_id is None or r.plugin_id == plugin_id]
+    if plugin_id is not None and not chosen:
+        raise not_registered(plugin_id)
+    refs = reference_types(snapshot, [])
+    return [(r, planning.resolve(r.spec, refs)) for r in chosen]
+
+
 def repair(engine: Engine, plugin_id: str) -> list[str]:
     """Re-create what is missing of the plugin's objects (``drift --repair``), in one migration under
     the lock; returns what it did ([] when nothing). Extra and changed objects are only reported."""
     return _until_fresh(
-        lambda: engine.repair_drift(engine_drift.repair_plan(engine, plugin_id)).description,
+        lambda: engine.repair_drift(repair_plan(engine, plugin_id)).description,
         f"plugin {plugin_id!r} kept changing while it was being repaired",
     )
 
@@ -116,10 +135,12 @@ def restore(engine: Engine, migration_id: str, plugin_id: str | None = None) -> 
         # Empty tables only: the raw SQL steps ran when the plugin was built, and what they wrote is in
         # the backup (running a seed again would put its rows where the backed-up ones go). The spec
         # registered lists them, so they count as run, as they did before the delete.
-        created = planning.plan(None, spec, references(engine, [spec]))
+        refs = references(engine, [spec])
+        created = planning.plan(None, spec, refs)
         plan = planning.Plan(spec.plugin_id, tuple(op for op in created.ops if not isinstance(op, planning.RunSql)))
+        tables = planning.resolve(spec, refs).physical_tables(engine.dialect.namer)
         try:
-            results.append(engine.apply(owner, spec, plan, None, registered_tables(engine.dialect, spec)))
+            results.append(engine.apply(owner, spec, plan, None, tables))
         except StalePlan:  # registered meanwhile: the restore goes into what is there now
             results.append(ApplyResult(spec.plugin_id, False, None, []))
     results.append(engine.restore(source))
@@ -134,7 +155,7 @@ def with_drift(engine: Engine, results: Sequence[ApplyResult]) -> list[ApplyResu
     """
     checked = []
     for result in results:
-        report = None if result.changed else engine_drift.detect(engine, result.plugin_id)
+        report = None if result.changed else drift(engine, result.plugin_id)[0]
         if report is not None and not report.in_sync:
             warning = Problem("ES503", "database", _drifted(report))
             result = dataclasses.replace(result, warnings=(*result.warnings, warning))
@@ -165,4 +186,4 @@ def _drifted(report: engine_drift.DriftReport) -> str:
 
 def drift(engine: Engine, plugin_id: str | None = None) -> list[engine_drift.DriftReport]:
     """Drift of one plugin, or of every registered plugin, against its registered spec."""
-    return engine_drift.detect_all(engine, plugin_id)
+    return engine_drift.detect(engine, [expected for _, expected in _registered(engine, plugin_id)])

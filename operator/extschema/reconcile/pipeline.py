@@ -344,7 +344,7 @@ def apply_one(
     plan, so when the registry moved, the new plan runs only if it is safe or its own hash is approved.
     """
     desired = resolved or planning.resolve(loaded.spec, refs)
-    tables = [str(engine.dialect.namer.table(loaded.spec.plugin_id, t.name)) for t in desired.tables]
+    tables = desired.physical_tables(engine.dialect.namer)
     current = planned
     stale = False
 

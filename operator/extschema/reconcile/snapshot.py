@@ -42,16 +42,27 @@ class Snapshot:
     @classmethod
     def take(cls, engine: Engine, specs: Iterable[ExtensionSchemaSpec] = ()) -> Snapshot:
         """Read the registry, and the core tables with the columns of those *specs* reference."""
-        referenced = {
-            target.table
-            for spec in specs
-            for rel in spec.relationships
-            if (target := model.parse_target(rel.target, spec.plugin_id)) is not None and target.is_core
-        }
-        return cls(engine.registrations(), engine.core_catalog(columns_of=referenced))
+        return cls(engine.registrations(), engine.core_catalog(columns_of=_core_referenced(specs)))
+
+    @classmethod
+    def registered(cls, engine: Engine, plugin_id: str | None = None) -> Snapshot:
+        """Read the registry, and the core tables with the columns the registered spec of *plugin_id*
+        (of every plugin when None) references: what comparing registered specs with the database takes."""
+        registrations = engine.registrations()
+        chosen = [r.spec for r in registrations if plugin_id is None or r.plugin_id == plugin_id]
+        return cls(registrations, engine.core_catalog(columns_of=_core_referenced(chosen)))
 
     def registration(self, plugin_id: str) -> Registration | None:
         return next((r for r in self.registrations if r.plugin_id == plugin_id), None)
+
+
+def _core_referenced(specs: Iterable[ExtensionSchemaSpec]) -> set[str]:
+    return {
+        target.table
+        for spec in specs
+        for rel in spec.relationships
+        if (target := model.parse_target(rel.target, spec.plugin_id)) is not None and target.is_core
+    }
 
 
 def reference_types(

@@ -31,11 +31,10 @@ from extschema.engine.runner import (
     Migrator,
     StalePlan,
     not_registered,
-    registered_tables,
 )
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import backup_tag
-from extschema.planning import Plan, rawsql
+from extschema.planning import Plan, rawsql, shape
 from extschema.problems import ProblemError
 
 
@@ -244,7 +243,7 @@ class Rollback(MigrationBase):
             registry.unregister(conn, self.plugin_id)
         else:
             # The tables of the spec gone back to: those the rollback removed are not drift.
-            tables = registered_tables(self.migrator.dialect, self.previous_spec)
+            tables = shape(self.previous_spec).physical_tables(self.migrator.dialect.namer)
             assert self.current is not None
             registry.register(conn, self.current.owner, self.previous_spec, tables, exists=True)
         # Listed with the migration they undid: their names carry its tag, like its own backups.

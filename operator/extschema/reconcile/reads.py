@@ -1,0 +1,70 @@
+"""What the shells read besides a run, so that they reach the engine only through this package:
+backups (listed, pruned), a plugin's query analysis, the core tables a Prisma schema describes, the
+database roles of plugins, and a URL fit to print. Each only forwards to the engine (reads, or the
+one write its command asks for).
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from extschema import prisma
+from extschema.engine import Engine
+from extschema.engine import analysis as engine_analysis
+from extschema.engine import backups as engine_backups
+from extschema.engine import catalog as engine_catalog
+from extschema.engine import roles as engine_roles
+from extschema.engine.analysis import Analysis
+from extschema.engine.backups import Pruning, parse_duration
+from extschema.engine.connection import redact
+from extschema.engine.lint import LintFinding
+from extschema.engine.registry import BackupRecord
+from extschema.engine.roles import PluginRole
+
+__all__ = [
+    "Analysis",
+    "LintFinding",
+    "PluginRole",
+    "Pruning",
+    "analyze",
+    "backups",
+    "core_description",
+    "drop_role",
+    "ensure_role",
+    "parse_duration",
+    "prune_backups",
+    "redact",
+]
+
+
+def backups(engine: Engine, plugin_id: str | None = None) -> list[BackupRecord]:
+    """The backups recorded for *plugin_id*, or for every plugin."""
+    return engine_backups.listed(engine, plugin_id)
+
+
+def prune_backups(
+    engine: Engine, older_than: datetime.timedelta, dry_run: bool = False, force: bool = False
+) -> Pruning:
+    """Drop the backups older than *older_than* (see :func:`extschema.engine.backups.prune`)."""
+    return engine_backups.prune(engine, older_than, dry_run, force)
+
+
+def analyze(engine: Engine, plugin_id: str, min_rows: int, verify: bool) -> Analysis:
+    """EXPLAIN the REST API's statements for the plugin as the registry records it; changes nothing."""
+    registration = engine.registration(plugin_id)
+    return engine_analysis.analyze_plugin(engine.database, plugin_id, registration, min_rows, verify)
+
+
+def core_description(engine: Engine) -> prisma.CoreSchema:
+    """The host application's tables as a Prisma schema describes them (reads only)."""
+    return engine_catalog.core_description(engine.database)
+
+
+def ensure_role(engine: Engine, plugin_id: str, password: str | None = None) -> PluginRole:
+    """Create or update the plugin's own database role (PostgreSQL)."""
+    return engine_roles.ensure(engine, plugin_id, password)
+
+
+def drop_role(engine: Engine, plugin_id: str) -> bool:
+    """Drop the plugin's database role; False when there was none."""
+    return engine_roles.drop(engine, plugin_id)
