@@ -288,22 +288,10 @@ def _print_results(results: Sequence[ApplyResult], output: str, verb: str = "exe
 @output_option
 def status(database: str | None, output: str) -> None:
     """Registered plugins: version, state, physical tables."""
+    from extschema import reconcile
+
     with _reported(output), _engine(database) as engine:
-        rows = [
-            wire.PluginView(
-                plugin_id=r.plugin_id,
-                owner=r.owner,
-                version=r.version,
-                status=r.status,
-                database=engine.backend,
-                tables=engine.physical_tables(r.plugin_id),
-                expected_tables=r.tables,
-                depends_on=list(r.spec.depends_on),
-                error=r.error_message,
-                updated_at=r.updated_at,
-            )
-            for r in engine.registrations()
-        ]
+        rows = [reconcile.plugin_view(engine, r) for r in engine.registrations()]
         if output == "json":
             _emit_json(wire.PluginList.of(rows))
             return

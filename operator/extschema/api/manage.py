@@ -51,22 +51,6 @@ class ApprovalNeeded(ProblemError):
 # --- views: the CLI's -o json envelopes (extschema.wire) --------------------------------------------
 
 
-def plugin_view(engine: Engine, r: Registration) -> wire.PluginView:
-    """One plugin as ``extschema status -o json`` lists it."""
-    return wire.PluginView(
-        plugin_id=r.plugin_id,
-        owner=r.owner,
-        version=r.version,
-        status=r.status,
-        database=engine.backend,
-        tables=engine.physical_tables(r.plugin_id),
-        expected_tables=r.tables,
-        depends_on=list(r.spec.depends_on),
-        error=r.error_message,
-        updated_at=r.updated_at,
-    )
-
-
 def applied(results: Iterable[ApplyResult]) -> dict[str, Any]:
     """What ``extschema apply|rollback|delete -o json`` prints."""
     envelope: wire.AppliedList = wire.AppliedList.of(wire.AppliedView.of(r) for r in results)
@@ -120,7 +104,7 @@ def _registration(engine: Engine, plugin_id: str) -> Registration:
 
 def extensions(engine: Engine) -> dict[str, Any]:
     """``GET /api/v1/extensions``: every registered plugin, its version and state (``status -o json``)."""
-    envelope: wire.PluginList = wire.PluginList.of(plugin_view(engine, r) for r in engine.registrations())
+    envelope: wire.PluginList = wire.PluginList.of(reconcile.plugin_view(engine, r) for r in engine.registrations())
     return envelope.dump()
 
 

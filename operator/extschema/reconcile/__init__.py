@@ -67,6 +67,7 @@ from extschema.reconcile.reads import (
     drop_role,
     ensure_role,
     parse_duration,
+    plugin_view,
     prune_backups,
     redact,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "parse_duration",
     "plan",
     "plan_one",
+    "plugin_view",
     "propose",
     "prune_backups",
     "recheck",

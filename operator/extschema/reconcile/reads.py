@@ -1,14 +1,14 @@
-"""What the shells read besides a run, so that they reach the engine only through this package:
-backups (listed, pruned), a plugin's query analysis, the core tables a Prisma schema describes, the
-database roles of plugins, and a URL fit to print. Each only forwards to the engine (reads, or the
-one write its command asks for).
+"""What the shells read besides a run, so that they reach the engine only through this package: the
+registered plugins (as ``status`` shows them), backups (listed, pruned), a plugin's query analysis, the
+core tables a Prisma schema describes, the database roles of plugins, and a URL fit to print. Each only
+forwards to the engine (reads, or the one write its command asks for).
 """
 
 from __future__ import annotations
 
 import datetime
 
-from extschema import prisma
+from extschema import prisma, wire
 from extschema.engine import Engine
 from extschema.engine import analysis as engine_analysis
 from extschema.engine import backups as engine_backups
@@ -18,7 +18,7 @@ from extschema.engine.analysis import Analysis
 from extschema.engine.backups import Pruning, parse_duration
 from extschema.engine.connection import redact
 from extschema.engine.lint import LintFinding
-from extschema.engine.registry import BackupRecord
+from extschema.engine.registry import BackupRecord, Registration
 from extschema.engine.roles import PluginRole
 
 __all__ = [
@@ -32,9 +32,27 @@ __all__ = [
     "drop_role",
     "ensure_role",
     "parse_duration",
+    "plugin_view",
     "prune_backups",
     "redact",
 ]
+
+
+def plugin_view(engine: Engine, registration: Registration) -> wire.PluginView:
+    """One registered plugin as ``status -o json`` and ``GET /api/v1/extensions`` list it."""
+    r = registration
+    return wire.PluginView(
+        plugin_id=r.plugin_id,
+        owner=r.owner,
+        version=r.version,
+        status=r.status,
+        database=engine.backend,
+        tables=engine.physical_tables(r.plugin_id),
+        expected_tables=r.tables,
+        depends_on=list(r.spec.depends_on),
+        error=r.error_message,
+        updated_at=r.updated_at,
+    )
 
 
 def backups(engine: Engine, plugin_id: str | None = None) -> list[BackupRecord]:
