@@ -25,8 +25,9 @@ from extschema.controller import certificates, webhook
 from extschema.controller.claims import ParsedSpecs, claim_of
 from extschema.controller.runtime import memo_for, runtime
 from extschema.controller.settings import Settings
-from extschema.engine import Engine, drift
+from extschema.engine import Engine
 from extschema.problems import ProblemError
+from extschema.reconcile import lifecycle
 from tests import test_operator_e2e as e2e
 from tests import test_webhook
 from tests.helpers import execute, ext_table, run, write_schema
@@ -77,14 +78,14 @@ def test_a_repair_racing_an_approved_drop_does_not_recreate_the_dropped_column(
     first = run("apply", str(write_schema(_dir(tmp_path / "v1"), "race", V1)), "-d", db_url)
     assert first.exit_code == 0, first.stdout + first.stderr
     execute(db_url, f"INSERT INTO {ext_table(db_url, 'race', 'item')} (title, note) VALUES ('a', 'x'), ('b', 'y')")
-    expected_of = drift._expected
+    registered_of = lifecycle._registered
 
-    def racing(engine: Engine, registrations: Any, chosen: Any) -> Any:
-        expected = expected_of(engine, registrations, chosen)  # v1, as read before the lock
+    def racing(engine: Engine, plugin_id: str | None) -> Any:
+        registered = registered_of(engine, plugin_id)  # v1, as read before the lock
         _approved_apply(db_url, write_schema(_dir(tmp_path / "v2"), "race", V2))  # commits while the check runs
-        return expected
+        return registered
 
-    monkeypatch.setattr(drift, "_expected", racing)
+    monkeypatch.setattr(lifecycle, "_registered", racing)
     engine = Engine(db_url)
     try:
         reconcile.repair(engine, "race")
