@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,3 +58,24 @@ def db_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+# --- ending the test process ----------------------------------------------------------------------
+
+_sessions: list[pytest.Session] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _sessions.append(session)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the process once pytest has reported and coverage is written. A full run once died of
+    SIGSEGV in the interpreter's finalization, after every result and the coverage report were out
+    (no Python frame left for faulthandler); skipping finalization keeps the exit status the run's."""
+    if _sessions:
+        atexit._run_exitfuncs()  # cleanups still run (servers a test started), only finalization is skipped
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(_sessions[-1].exitstatus))
