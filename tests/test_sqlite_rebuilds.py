@@ -6,8 +6,14 @@ rows back. PostgreSQL runs the same plan in place, with the same hash."""
 from __future__ import annotations
 
 import re
+import shutil
+import sqlite3
 from pathlib import Path
 
+import pytest
+import yaml
+
+from extschema import dialects, model, planning
 from tests.helpers import Outcome, approved_rollback, execute, ext_table, run, write_schema
 
 V1 = """
@@ -219,3 +225,111 @@ def test_a_column_mapped_by_an_earlier_step_is_backed_up_as_mapped(sqlite_url: s
     assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
     box = ext_table(sqlite_url, "kit", "box")
     assert [tuple(r) for r in execute(sqlite_url, f"SELECT id, state FROM {box}")] == [(1, "skipped")]
+
+
+# --- batched and step-by-step rebuilds leave the same database ---------------------------------
+
+V2_MORE = """
+pluginId: kit
+version: 2.0.0
+enums:
+  - {name: state, values: [open, skipped, done, blocked]}
+tables:
+  - name: item
+    fields:
+      - {name: title, type: String, required: true}
+      - {name: state, type: Enum, enum: state, required: true, default: done}
+      - {name: qty, type: Float}
+      - {name: amount, type: Decimal, precision: 10, scale: 3, validation: {min: 0}}
+      - {name: note, type: Text, validation: {maxLength: 100}}
+      - {name: code, type: String, required: true, default: none}
+  - name: box
+    fields:
+      - {name: label, type: String}
+      - {name: extra, type: Text}
+deletionPolicy: Drop
+"""
+
+
+def _spec_of(path: str) -> model.ExtensionSchemaSpec:
+    document = yaml.safe_load(Path(path).read_text())
+    return model.parse_spec(document["spec"])
+
+
+def _run_sql(path: Path, statements: list[str]) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("BEGIN")
+        for statement in statements:
+            conn.execute(statement)
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _state(path: Path) -> dict[str, object]:
+    """Every table's rows, and the schema of the plugin's tables and indexes (backups: their rows)."""
+    conn = sqlite3.connect(path)
+    try:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        found: dict[str, object] = {n: conn.execute(f'SELECT * FROM "{n}" ORDER BY 1').fetchall() for n in names}
+        # A table renamed into place has its name quoted by SQLite.
+        found["schema"] = sorted(
+            (kind, name, re.sub(r'^CREATE TABLE "(\w+)"', r"CREATE TABLE \1", sql))
+            for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name LIKE 'ext_kit__%'")
+        )
+        return found
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ((V1, False, True), (V2, False, True)),
+        ((V1, True, True), (V2, True, False)),
+        ((V1, True, True), (V2.replace("{box_state}", ""), False, True)),
+        ((V1, False, True), (V2_MORE, False, True)),
+    ],
+    ids=["one-table", "two-tables", "mapped-backup", "types-defaults-rules"],
+)
+def test_one_rebuild_leaves_what_a_rebuild_per_step_leaves(
+    old: tuple[str, bool, bool], new: tuple[str, bool, bool], tmp_path: Path
+) -> None:
+    """The batched plan and its rollback against the same steps rendered one by one (as before
+    batching), on copies of one database with rows: the same rows, backups and schema."""
+    dialect = dialects.for_backend("sqlite")
+    first = _spec_of(_write(tmp_path / "v1", old[0], box_state=old[1], box_extra=old[2]))
+    second = _spec_of(_write(tmp_path / "v2", new[0], box_state=new[1], box_extra=new[2]))
+    database = tmp_path / "kit.db"
+    _run_sql(database, list(dialect.render_plan(planning.plan(None, first, {}), "m0001").statements))
+    _fill(f"sqlite:///{database}", box_state=old[1])
+    plan = planning.plan(first, second, {})
+    rendered = dialect.render_plan(plan, "m0002")
+    one_by_one = [s for op in plan.ops for s in dialect.render_ops([op], "m0002")]
+    undone_one_by_one = [s for op in reversed(plan.ops) for s in dialect.undo(op, "m0002")]
+    assert len(one_by_one) > len(rendered.statements)
+    start = _state(database)
+    batched, stepwise = tmp_path / "batched.db", tmp_path / "stepwise.db"
+    shutil.copy(database, batched)
+    shutil.copy(database, stepwise)
+    _run_sql(batched, list(rendered.statements))
+    _run_sql(stepwise, one_by_one)
+    # The same rows and backups; the tables as version 2 creates them (step by step, a column added
+    # or renamed in place after the last rebuild leaves SQLite's edited CREATE TABLE text instead).
+    fresh = tmp_path / "fresh.db"
+    _run_sql(fresh, list(dialect.render_plan(planning.plan(None, second, {}), "m0001").statements))
+    applied, stepped = _state(batched), _state(stepwise)
+    assert _rows(applied) == _rows(stepped)
+    assert applied["schema"] == _state(fresh)["schema"]
+    _run_sql(batched, list(rendered.rollback))
+    _run_sql(stepwise, undone_one_by_one)
+    restored, undone = _state(batched), _state(stepwise)
+    assert _rows(restored) == _rows(undone)
+    assert {k: v for k, v in restored.items() if "backup" not in k} == start
+
+
+def _rows(state: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in state.items() if k != "schema"}
