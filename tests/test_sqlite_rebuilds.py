@@ -278,7 +278,7 @@ def _state(path: Path) -> dict[str, object]:
         # A table renamed into place has its name quoted by SQLite.
         found["schema"] = sorted(
             (kind, name, re.sub(r'^CREATE TABLE "(\w+)"', r"CREATE TABLE \1", sql))
-            for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name LIKE 'ext_kit__%'")
+            for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name LIKE 'ext_kit%'")
         )
         return found
     finally:
