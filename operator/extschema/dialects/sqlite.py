@@ -249,14 +249,16 @@ class SqliteDialect(Dialect):
         found: list[Predated] = []
         inspector = sa.inspect(conn)
         low, high = conversions.INT_RANGE
-        for op, table, kept in _first_rebuilds(plan, self._rebuilds):
+        for op, table, kept, not_int in _first_rebuilds(plan, self._rebuilds):
             name = self.namer.table(plan.plugin_id, table.name).name
             if not inspector.has_table(name):
                 continue
             checks = [c["sqltext"] for c in inspector.get_check_constraints(name)]
             for column in table.columns:
                 after = kept.get(column.name)
-                if after is None or after.type != "Int" or self.unenforced(plan.plugin_id, column, checks) is None:
+                if after is None or after.type != "Int" or column.name in not_int:
+                    continue
+                if self.unenforced(plan.plugin_id, column, checks) is None:
                     continue
                 check = safety.DataCheck("rows_violating", table.name, column.name, before=column, after=column)
                 rule = (
@@ -279,7 +281,7 @@ class SqliteDialect(Dialect):
         # in place earlier in the plan).
         copies = {
             t.name: ("id", *(c for c in kept if t.column(c) is not None))
-            for _op, t, kept in _first_rebuilds(plan, self._rebuilds)
+            for _op, t, kept, _not_int in _first_rebuilds(plan, self._rebuilds)
         }
         problems: list[Problem] = []
         for table in rebuilt:
@@ -748,20 +750,28 @@ def _rebuilt(plan: planning.Plan, rebuilds: Callable[[planning.Op], bool]) -> li
 
 def _first_rebuilds(
     plan: planning.Plan, rebuilds: Callable[[planning.Op], bool]
-) -> list[tuple[planning.Op, TableDef, dict[str, ColumnDef]]]:
+) -> list[tuple[planning.Op, TableDef, dict[str, ColumnDef], set[str]]]:
     """The first operation of *plan* rebuilding each existing table, with the table as it is before
-    the plan, and the columns that rebuild creates of its columns (by their names before the plan)."""
+    the plan, and the columns that rebuild creates of its columns (by their names before the plan).
+
+    The steps after it on the same table join that rebuild (:class:`_Batch`) until one renders the
+    pending rebuilds (a table renamed or dropped, raw SQL): the fourth item names the columns those
+    steps drop or make other than Int, which the rebuild does not create as Ints."""
     origin: dict[str, TableDef] = {}  # current name -> the table before the plan
     renamed: dict[str, dict[str, str]] = {}  # current table -> current column -> its name before the plan
     created: set[str] = set()
-    done: set[str] = set()
-    found: list[tuple[planning.Op, TableDef, dict[str, ColumnDef]]] = []
+    done: dict[str, set[str]] = {}  # the table before the plan -> its columns not created as Ints
+    batched = True
+    found: list[tuple[planning.Op, TableDef, dict[str, ColumnDef], set[str]]] = []
     for op in plan.ops:
         pairs: list[tuple[TableDef, TableDef]] = []
         match op:
             case planning.CreateTable():
                 created.add(op.table.name)
+            case planning.RunSql() | planning.DropTable():
+                batched = False
             case planning.RenameTable():
+                batched = False
                 origin[op.after.name] = origin.pop(op.before.name, op.before)
                 renamed[op.after.name] = renamed.pop(op.before.name, {})
                 if op.before.name in created:
@@ -778,12 +788,17 @@ def _first_rebuilds(
                 pairs = [(op.table, op.table)]
         for before, after in pairs:
             first = origin.setdefault(before.name, before)
+            names = renamed.get(before.name, {})
+            if first.name in done and batched:
+                for column in before.columns:
+                    now = after.column(column.name)
+                    if now is None or now.type != "Int":
+                        done[first.name].add(names.get(column.name, column.name))
             if before.name in created or first.name in done or not rebuilds(op):
                 continue
-            done.add(first.name)
-            names = renamed.get(before.name, {})
             kept = {names.get(c.name, c.name): c for c in after.columns if before.column(c.name) is not None}
-            found.append((op, first, kept))
+            done[first.name] = set()
+            found.append((op, first, kept, done[first.name]))
     return found
 
 
