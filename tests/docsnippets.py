@@ -1,0 +1,244 @@
+"""The shell snippets of the documentation, and how tests run them (tests/test_docs_snippets.py).
+
+Every ```sh block of a page is one of the kinds in KINDS, told by its info string (```sh, ```sh cluster...);
+docs/index.md ("Snippets") documents them. Plain ```sh blocks run, page by page, as one session on SQLite and on
+PostgreSQL: the page's files (```yaml title="FILE", or a yaml block whose first line is ``# FILE.yaml``) are
+written, then each line runs; ``# exit N: ESxxx`` is its expected exit code and error code, ``# --   `` and
+``#   - `` lines the steps it prints, and every plan hash shown must be the one printed now (``python -m
+tests.docs_refresh`` writes the current ones into the pages).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.helpers import REPO, execute, run, subprocess_env
+
+#: The kinds of ```sh block (info string after ``sh``), and what runs each.
+KINDS: dict[str, str] = {
+    "": "run as a session on SQLite and PostgreSQL by tests/test_docs_snippets.py",
+    "server": "starts a server: each line runs on a free port until /readyz answers (tests/test_docs_snippets.py)",
+    "cluster": "needs a Kubernetes cluster (kubectl, helm, the operator's `run`); kubectl-only blocks run "
+    "against the real API server (tests/test_docs_snippets.py, marker k8s)",
+    "build": "builds or pushes a container image (docker, buildah, a registry): tests/test_image.py builds it",
+    "dev": "a development target of this repository (make ...): CI runs them",
+}
+
+#: Pages that run their ```sh blocks with their own test (which also compares what the commands print).
+RUNNERS: dict[str, str] = {
+    "docs/analyze.md": "tests/test_analyze.py::test_the_documented_session_runs_as_written",
+    "docs/api-management.md": "tests/test_api_management.py::test_the_session_on_the_page_runs_against_extschema_serve",
+    "docs/prisma.md": "tests/test_prisma.py::test_docs_page_runs_as_written",
+    "docs/types.md": "tests/test_types.py::test_the_types_page_runs_as_written",
+}
+
+HASH = re.compile(r"\b[0-9a-f]{16}\b")
+_BLOCK = re.compile(r"^( *)```(\w*)([^\n]*)\n(.*?)^\1```", re.DOTALL | re.MULTILINE)
+
+
+def pages() -> list[str]:
+    """Every page with shell snippets users read: docs/*.md, README.md and the examples' READMEs."""
+    found = [*sorted(REPO.glob("docs/*.md")), REPO / "README.md", *sorted(REPO.glob("examples/*/README.md"))]
+    return [str(p.relative_to(REPO)) for p in found]
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    language: str
+    kind: str  # the info string's words after the language, without title="..."
+    title: str | None
+    body: str
+    line: int
+
+
+def blocks(page: str) -> list[Block]:
+    text = (REPO / page).read_text()
+    found = []
+    for match in _BLOCK.finditer(text):
+        indent, language, info, body = match.groups()
+        title = re.search(r'title="([^"]+)"', info)
+        kind = re.sub(r'title="[^"]*"', "", info).strip()
+        body = "".join(line[len(indent) :] if line.startswith(indent) else line for line in body.splitlines(True))
+        at = text.count("\n", 0, match.start()) + 1
+        found.append(Block(language, kind, title.group(1) if title else None, body, at))
+    return found
+
+
+def file_name(block: Block) -> str | None:
+    """The file a yaml block is: its title, or the name on its first line (``# shop-v1.yaml``)."""
+    if block.title:
+        return block.title
+    first = re.fullmatch(r"# (\S+\.ya?ml)", block.body.partition("\n")[0])
+    return first.group(1) if first else None
+
+
+def lines(body: str) -> list[tuple[str, list[str]]]:
+    """A block's commands (continuation lines joined), each with the comment lines that follow it."""
+    commands: list[tuple[str, list[str]]] = []
+    pending = ""
+    for line in body.splitlines():
+        if pending:
+            line, pending = pending + line.lstrip(), ""
+        if line.endswith("\\"):
+            pending = line[:-1]
+        elif line.startswith("#"):
+            assert commands, f"a comment before any command: {line}"
+            commands[-1][1].append(line)
+        elif line.strip():
+            commands.append((line, []))
+    return commands
+
+
+@dataclasses.dataclass
+class Session:
+    """One page's commands, in one working directory, on SQLite (url None) or PostgreSQL (url)."""
+
+    page: str
+    workdir: Path
+    url: str | None
+    #: (hash shown on the page, hash printed now) for every stale one
+    stale: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def swap(self, command: str) -> str:
+        if self.url is not None:
+            return re.sub(r"sqlite:///\S+\.db|postgresql://[^\s\"']+", self.url, command)
+        return re.sub(r"postgresql://[^\s\"']+", "sqlite:///app.db", command)
+
+    def _seen(self, shown: str, now: str) -> None:
+        if shown != now and (shown, now) not in self.stale:
+            self.stale.append((shown, now))
+
+    def _current_hash(self, args: list[str]) -> str:
+        """The hash ``plan`` gives now for what ``apply ARGS`` would run."""
+        planned = ["plan", *args[1:]]
+        while "--approve" in planned:
+            at = planned.index("--approve")
+            del planned[at : at + 2]
+        outcome = run(*planned, "-o", "json")
+        assert outcome.exit_code == 0, (self.page, planned, outcome.stderr)
+        return str(outcome.item()["hash"])
+
+    def run_line(self, line: str, outputs: list[str]) -> None:
+        command, _, comment = line.partition(" # ")
+        command = self.swap(command)
+        expected = re.match(r"\s*exit (\d+)(?:: (ES\d{3}))?", comment)
+        exit_code = int(expected.group(1)) if expected else 0
+        code = expected.group(2) if expected else None
+        args = shlex.split(command)
+        where = f"{self.page}: {line}"
+        if args[0] == "python":
+            done = subprocess.run(
+                [sys.executable, *args[1:]], cwd=self.workdir, env=subprocess_env(), capture_output=True, check=False
+            )
+            assert done.returncode == exit_code, (where, done.stderr)
+            return
+        if args[0] == "sqlite3":
+            if self.url is None:
+                with sqlite3.connect(self.workdir / args[1]) as conn:
+                    conn.executescript(args[2])
+            else:  # ext_<plugin>__<table> is the table <table> of schema ext_<plugin> on PostgreSQL
+                for statement in filter(str.strip, args[2].split(";")):
+                    execute(self.url, re.sub(r"\bext_(\w+?)__(\w+)", r'"ext_\1"."\2"', statement))
+            return
+        assert args[0] == "extschema", f"{where}: the test cannot run this (mark the block, docs/index.md#snippets)"
+        args = args[1:]
+        if args[0] == "apply" and code != "ES308":  # a hash shown to approve is the plan's hash now
+            if "--approve" in args:
+                now = self._current_hash(args)
+                self._seen(args[args.index("--approve") + 1], now)
+                args[args.index("--approve") + 1] = now
+            for path in (self.workdir / a for a in args if a.endswith(".yaml")):
+                shown = re.search(r"approvedPlanHash: ([0-9a-f]+)", path.read_text())
+                if shown:
+                    now = self._current_hash(args)
+                    self._seen(shown.group(1), now)
+                    path.write_text(path.read_text().replace(shown.group(1), now))
+        outcome = run(*args)
+        printed = outcome.stdout + outcome.stderr
+        assert outcome.exit_code == exit_code, f"{where}: exit {outcome.exit_code}\n{printed}"
+        assert code is None or code in outcome.stderr, (where, outcome.stderr)
+        for output in outputs:  # the steps the page shows (a plan's, an apply's) are the ones printed
+            if output.startswith(("# --   ", "#   - ")) and (self.url is None or "backed up" not in output):
+                assert output[2:] in outcome.stdout, (where, output, outcome.stdout)
+        now = set(HASH.findall(printed))
+        for shown in HASH.findall("\n".join(outputs)):
+            if shown not in now:
+                assert len(now) == 1, f"{where}: shows hash {shown}, which it does not print:\n{printed}"
+                self._seen(shown, next(iter(now)))
+
+    def serve(self, line: str) -> None:
+        """Start the server the line starts (on a free port), wait until it is ready, stop it."""
+        args = shlex.split(self.swap(line.partition(" # ")[0]))
+        args = args[3:] if args[:3] == ["python", "-m", "extschema"] else args[1:]
+        assert args[0] == "serve", f"{self.page}: {line}: only `extschema serve` runs as a server"
+        port = _free_port()
+        if "--port" in args:
+            args[args.index("--port") + 1] = str(port)
+        else:
+            args += ["--port", str(port)]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "extschema", *args],
+            cwd=self.workdir,
+            env=subprocess_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            _wait_ready(f"http://127.0.0.1:{port}", server, f"{self.page}: {line}")
+        finally:
+            server.terminate()
+            server.communicate(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_ready(base: str, server: subprocess.Popen[bytes], where: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"{where}: exited {server.returncode}: {server.communicate()[1].decode()}")
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{where}: not ready within a minute")
+
+
+def run_page(page: str, workdir: Path, url: str | None) -> Session:
+    """Write the page's files into *workdir* (the current directory) and run its snippets in order."""
+    session = Session(page, workdir, url)
+    page_blocks = blocks(page)
+    files = {name: b.body for b in page_blocks if b.language == "yaml" and (name := file_name(b))}
+    for b in page_blocks:
+        if b.language in ("python", "json", "ts") and b.title and "#" not in b.title:
+            files[b.title] = b.body
+    for name, text in files.items():
+        (workdir / name).write_text(text)
+    for b in page_blocks:
+        if b.language != "sh" or b.kind not in ("", "server"):
+            continue
+        for line, outputs in lines(b.body):
+            if b.kind == "server":
+                session.serve(line)
+            else:
+                session.run_line(line, outputs)
+    return session
+
+
+def runnable(page: str) -> bool:
+    return page not in RUNNERS and any(b.language == "sh" and b.kind in ("", "server") for b in blocks(page))
