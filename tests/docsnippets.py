@@ -11,6 +11,7 @@ tests.docs_refresh`` writes the current ones into the pages).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 import socket
@@ -27,8 +28,11 @@ from tests.helpers import REPO, execute, run, subprocess_env
 KINDS: dict[str, str] = {
     "": "run as a session on SQLite and PostgreSQL by tests/test_docs_snippets.py",
     "server": "starts a server: each line runs on a free port until /readyz answers (tests/test_docs_snippets.py)",
-    "cluster": "needs a Kubernetes cluster (kubectl, helm, the operator's `run`); kubectl-only blocks run "
-    "against the real API server (tests/test_docs_snippets.py, marker k8s)",
+    "cluster": "needs a Kubernetes API server (kubectl, the operator's `run`): runs against a real one "
+    "(tests/test_docs_snippets.py, marker k8s)",
+    "full-cluster": "needs what the test control plane lacks: nodes that run pods, the image in a registry, "
+    "cert-manager or the Prometheus operator (helm install --wait, rollout status); tests/test_chart.py and "
+    "tests/test_plugin_chart.py install the charts against the real API server instead",
     "build": "builds or pushes a container image (docker, buildah, a registry): tests/test_image.py builds it",
     "dev": "a development target of this repository (make ...): CI runs them",
 }
@@ -209,7 +213,8 @@ def _wait_ready(base: str, server: subprocess.Popen[bytes], where: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"{where}: exited {server.returncode}: {server.communicate()[1].decode()}")
+            errors = server.communicate()[1]
+            raise AssertionError(f"{where}: exited {server.returncode}: {(errors or b'').decode()}")
         try:
             with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
                 if response.status == 200:
@@ -242,3 +247,94 @@ def run_page(page: str, workdir: Path, url: str | None) -> Session:
 
 def runnable(page: str) -> bool:
     return page not in RUNNERS and any(b.language == "sh" and b.kind in ("", "server") for b in blocks(page))
+
+
+def _is_run(line: str) -> bool:
+    return line.startswith(("extschema run ", "python -m extschema run "))
+
+
+def cluster_steps(body: str) -> list[tuple[str, str]]:
+    """A ```sh cluster block as steps: ("operator", line) starts the operator, ("shell", text) runs in bash."""
+    steps: list[tuple[str, str]] = []
+    chunk: list[str] = []
+    for line, _ in lines(body):
+        if _is_run(line):
+            if chunk:
+                steps.append(("shell", "\n".join(chunk)))
+                chunk = []
+            steps.append(("operator", line))
+        else:
+            chunk.append(line)
+    if chunk:
+        steps.append(("shell", "\n".join(chunk)))
+    return steps
+
+
+@dataclasses.dataclass
+class ClusterSession:
+    """A page's ```sh cluster blocks against a real API server, with *url* as every operator's database."""
+
+    page: str
+    workdir: Path
+    url: str
+    kubeconfig: Path
+    kubectl: Path
+    operators: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        path = os.pathsep.join([str(self.kubectl.parent), str(Path(sys.executable).parent), os.environ["PATH"]])
+        return subprocess_env(KUBECONFIG=str(self.kubeconfig), PATH=path, EXTSCHEMA_RECHECK_SECONDS="1")
+
+    def shell(self, text: str) -> None:
+        text = re.sub(r"postgresql://[^\s\"']+|sqlite:///\S+\.db", self.url, text)
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", text],
+            cwd=self.workdir,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"{self.page}: {text}\nexit {done.returncode}\n{done.stdout}{done.stderr}"
+
+    def operator(self, line: str) -> None:
+        """Start the operator as the line does (its database swapped), and wait until it is ready."""
+        args = shlex.split(re.sub(r"postgresql://[^\s\"']+|sqlite:///\S+\.db", self.url, line.partition(" # ")[0]))
+        args = args[3:] if args[0] == "python" else args[1:]
+        port = _free_port()
+        log = open(self.workdir / f"operator-{len(self.operators)}.log", "wb")  # noqa: SIM115 - kept by the child
+        server = subprocess.Popen(
+            [sys.executable, "-m", "extschema", *args, "--readiness", f"http://127.0.0.1:{port}/readyz"],
+            cwd=self.workdir,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.operators.append(server)
+        try:
+            _wait_ready(f"http://127.0.0.1:{port}", server, f"{self.page}: {line}")
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}\n{self.logs()}") from None
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.workdir.glob("operator-*.log")))
+
+    def stop(self) -> None:
+        for server in self.operators:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+    def run(self) -> int:
+        ran = 0
+        for b in blocks(self.page):
+            if b.language == "sh" and b.kind == "cluster":
+                for step, text in cluster_steps(b.body):
+                    self.operator(text) if step == "operator" else self.shell(text)
+                ran += 1
+        return ran

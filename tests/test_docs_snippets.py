@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.docsnippets import KINDS, REPO, RUNNERS, blocks, pages, run_page, runnable
+from tests.controlplane.cluster import Cluster
+from tests.docsnippets import KINDS, REPO, RUNNERS, ClusterSession, blocks, pages, run_page, runnable
+from tests.helpers import load_core
 
 
 @pytest.mark.parametrize("page", pages())
@@ -75,3 +77,35 @@ def test_the_pages_known_to_run_are_run() -> None:
     """A page that showed sessions stays run (a block marked away by mistake shows here)."""
     expected = {"docs/plugin-authors.md", "docs/evolution.md", "docs/operations.md", "examples/evolution/README.md"}
     assert expected <= set(RUN), sorted(expected - set(RUN))
+
+
+CLUSTER = [page for page in pages() if any(b.language == "sh" and b.kind == "cluster" for b in blocks(page))]
+
+
+@pytest.mark.k8s
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("page", CLUSTER)
+def test_the_cluster_snippets_of_the_page_run_against_the_api_server(
+    page: str, backend: str, kube_cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """In a copy of the repository's crds/, deploy/ and examples/; every operator the page starts runs on a
+    database holding the example application's core tables (examples/core/load.py), as the host's would."""
+    url = str(request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url"))
+    load_core(url)
+    for folder in ("crds", "deploy", "examples", "charts"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    # The CRDs are there (install.md takes over CRDs applied before); what an earlier run left is not.
+    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kube_cluster.kubectl("-n", "extschema-system", "delete", "secret", "app-db", "--ignore-not-found")
+    session = ClusterSession(page, tmp_path, url, kube_cluster.kubeconfig, kube_cluster.kubectl_bin)
+    try:
+        assert session.run() > 0
+        if session.operators:  # the operator takes its finalizers off what the page applied
+            kube_cluster.kubectl("delete", "exts", "--all", "-A", "--timeout=60s", timeout=90)
+    finally:
+        session.stop()
+
+
+def test_the_pages_known_to_need_a_cluster_run_against_one() -> None:
+    assert {"README.md", "docs/install.md", "docs/operator.md"} <= set(CLUSTER), CLUSTER
