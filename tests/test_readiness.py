@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests import test_chart as chart
 from tests.controlplane import Cluster
 from tests.controlplane.cluster import free_port
 from tests.helpers import load_core, run
@@ -134,17 +136,32 @@ def test_unready_while_the_default_database_is_down_live_all_along(
         kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
 
 
-def test_without_a_default_database_ready_once_logged_in(kube_cluster: Cluster, tmp_path: Path) -> None:
+@pytest.mark.helm
+def test_without_a_default_database_ready_once_logged_in_and_the_helm_test_passes(
+    kube_cluster: Cluster, tmp_path: Path
+) -> None:
     namespace = f"ready-{uuid.uuid4().hex[:8]}"
     kube_cluster.kubectl("apply", "-f", str(Path(__file__).parent.parent / "crds"))
     kube_cluster.kubectl("create", "namespace", namespace)
-    ready = free_port()
+    health, ready = free_port(), free_port()
     operator = Operator(
-        kube_cluster, namespace, "", tmp_path / "operator.log", f"--readiness=http://127.0.0.1:{ready}/readyz"
+        kube_cluster,
+        namespace,
+        "",
+        tmp_path / "operator.log",
+        f"--liveness=http://127.0.0.1:{health}/healthz",
+        f"--readiness=http://127.0.0.1:{ready}/readyz",
     ).start()
     try:
         body = eventually(f"http://127.0.0.1:{ready}/readyz", 200)
         assert body == {"ready": True, "checks": {"kubernetes": "ok", "database": "none"}}
+        # The chart's `helm test` Pod runs this command in the cluster; here against the same endpoints.
+        (pod,) = chart.by_kind(chart.template(chart.ensure_helm()), "Pod")
+        command = pod["spec"]["containers"][0]["command"]
+        urls = [f"http://127.0.0.1:{health}/healthz", f"http://127.0.0.1:{ready}/readyz"]
+        probe = subprocess.run([sys.executable, *command[1:3], *urls], capture_output=True, text=True, timeout=120)
+        assert probe.returncode == 0, probe.stdout + probe.stderr
+        assert f"{urls[1]} 200" in probe.stdout and '"ready": true' in probe.stdout
     finally:
         operator.stop()
         print(operator.tail())
