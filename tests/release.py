@@ -82,7 +82,7 @@ def stamp(new: str, root: Path = REPO) -> None:
     if not SEMVER.match(new):
         raise SystemExit(f"{new!r} is not a version such as 1.2.3 or 1.2.3-rc1")
     pyproject = root / "pyproject.toml"
-    pyproject.write_text(re.sub(r'^version = "[^"]+"$', f'version = "{new}"', pyproject.read_text(), 1, re.M))
+    pyproject.write_text(re.sub(r'^version = "[^"]+"$', f'version = "{new}"', pyproject.read_text(), count=1, flags=re.M))
     for relative in dict.fromkeys(relative for relative, _ in PLACES):
         path = root / relative
         text = path.read_text()
@@ -116,7 +116,7 @@ def dist(with_image: bool = True) -> list[Path]:
         image_build.run("podman", "tag", built.image, named)
         archive = DIST / f"extschema-image-{release}.tar"
         image_build.run("podman", "save", "--format", "oci-archive", "-o", str(archive), named)
-    return sorted(DIST.iterdir())
+    return sorted(p for p in DIST.iterdir() if not p.name.startswith("."))
 
 
 def main(argv: list[str]) -> None:
