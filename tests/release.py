@@ -82,7 +82,8 @@ def stamp(new: str, root: Path = REPO) -> None:
     if not SEMVER.match(new):
         raise SystemExit(f"{new!r} is not a version such as 1.2.3 or 1.2.3-rc1")
     pyproject = root / "pyproject.toml"
-    pyproject.write_text(re.sub(r'^version = "[^"]+"$', f'version = "{new}"', pyproject.read_text(), count=1, flags=re.M))
+    text = re.sub(r'^version = "[^"]+"$', f'version = "{new}"', pyproject.read_text(), count=1, flags=re.M)
+    pyproject.write_text(text)
     for relative in dict.fromkeys(relative for relative, _ in PLACES):
         path = root / relative
         text = path.read_text()
