@@ -69,6 +69,8 @@ def test_applying_a_retained_plugin_again_adopts_its_objects_and_rows(db_url: st
     plan = run("plan", spec, "-d", db_url, "-o", "json")
     assert plan.exit_code == 0, plan
     assert plan.item()["ops"] == [], plan.item()
+    assert "delete --retain" in plan.item()["adopts"] and "desk 1.0.0" in plan.item()["adopts"], plan.item()
+    assert "adopts the objects" in run("plan", spec, "-d", db_url).stdout
     (tmp_path / "v2").mkdir()
     newer = str(write_schema(tmp_path / "v2", "desk", DESK_2))
     upgrade_from_retained = run("plan", newer, "-d", db_url, "-o", "json").item()["hash"]
@@ -97,7 +99,8 @@ def test_applying_a_retained_plugin_again_adopts_its_objects_and_rows(db_url: st
 
     # The plugin lives on: an upgrade builds on the adopted registration, with the plan (and hash)
     # planned from the retained spec before it was adopted.
-    assert run("plan", newer, "-d", db_url, "-o", "json").item()["hash"] == upgrade_from_retained
+    after = run("plan", newer, "-d", db_url, "-o", "json").item()
+    assert after["hash"] == upgrade_from_retained and after.get("adopts") is None, after
     upgraded = run("apply", newer, "-d", db_url, "-o", "json")
     assert upgraded.exit_code == 0, upgraded
     assert upgraded.item()["changed"]

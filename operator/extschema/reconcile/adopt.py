@@ -34,6 +34,17 @@ def is_retained(base: Registration | None) -> bool:
     return base is not None and base.status == RETAINED
 
 
+def adopts(base: Registration | None) -> str | None:
+    """What a plan from *base* adopts first, said for its reader (None: *base* is not retained)."""
+    if not is_retained(base):
+        return None
+    assert base is not None
+    return (
+        f"adopts the objects `delete --retain` kept of {base.plugin_id} {base.version} (checked: exactly that "
+        "version): registered again, unchanged"
+    )
+
+
 def _expected(source: Retained, refs: planning.ReferenceTypes) -> planning.Resolved:
     """The retained spec resolved (its own tables' types are its own, not those of the spec applied now)."""
     return planning.resolve(source.spec, {**refs, **planning.reference_types_of(source.spec)})

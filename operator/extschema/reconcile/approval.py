@@ -192,7 +192,12 @@ class Proposal:
 
         def view(self) -> wire.PlanView:
             """The plan as every reader sees it (``plan -o json``, the REST API): SQL, lint and warnings."""
-            return wire.PlanView.of(self.reviewed, self.preview, self.lint or (), self.warnings())
+            return wire.PlanView.of(self.reviewed, self.preview, self.lint or (), self.warnings(), self.adopts)
+
+        @property
+        def adopts(self) -> str | None:
+            """What apply adopts first, when the plugin's objects were kept by ``delete --retain``."""
+            return adopt.adopts(self.base)
 
         @property
         def changes(self) -> bool:
