@@ -128,6 +128,14 @@ def test_a_newer_version_adopts_the_retained_one_then_upgrades_in_one_run(db_url
     assert _rows(db_url) == rows
     assert run("drift", "desk", "-d", db_url, "-o", "json").item()["inSync"]
 
+    # Rolled back step by step: to the adopted 1.0.0, then unregistered again; the rows stay throughout.
+    assert run("rollback", "desk", "-d", db_url).exit_code == 0
+    (status,) = run("status", "-d", db_url, "-o", "json").items()
+    assert status["version"] == "1.0.0" and run("drift", "desk", "-d", db_url, "-o", "json").item()["inSync"]
+    assert run("rollback", "desk", "-d", db_url).exit_code == 0
+    assert run("status", "-d", db_url).stdout.strip() == "no plugins registered"
+    assert _rows(db_url) == rows
+
 
 def test_objects_changed_by_hand_are_refused_with_each_difference(db_url: str, tmp_path: Path) -> None:
     spec = _retained(db_url, tmp_path)
