@@ -65,6 +65,9 @@ def test_applying_a_retained_plugin_again_adopts_its_objects_and_rows(db_url: st
     spec = _retained(db_url, tmp_path)
     rows, before = _rows(db_url), tables(db_url)
     assert len(rows) == 2
+    # The way back is not a restore (Retain took no backup): the refusal says what is.
+    restore = run("restore", "0002", "-p", "desk", "-d", db_url, "-o", "json")
+    assert restore.exit_code == 1 and "apply the plugin again to adopt" in restore.stdout, restore
 
     plan = run("plan", spec, "-d", db_url, "-o", "json")
     assert plan.exit_code == 0, plan
