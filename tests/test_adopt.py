@@ -249,3 +249,21 @@ def test_a_plugin_renamed_over_its_life_is_adopted_in_sync(db_url: str, tmp_path
     assert adopted.exit_code == 0, adopted
     assert run("drift", "desk", "-d", db_url, "-o", "json").item()["inSync"]
     assert [h["kind"] for h in run("history", "desk", "-d", db_url, "-o", "json").items()][-1] == "adopt"
+
+
+def test_a_spec_that_only_changes_the_deletion_policy_is_adopted_then_recorded(db_url: str, tmp_path: Path) -> None:
+    """Retained by its own deletionPolicy (Retain), applied again with Drop: adopted, then the spec with Drop
+    is recorded (an apply without statements), so the next delete drops, as the spec now says."""
+    spec = write_schema(tmp_path, "desk", DESK + "deletionPolicy: Retain\n")
+    assert run("apply", str(spec), "-d", db_url).exit_code == 0
+    assert run("delete", "desk", "-d", db_url).exit_code == 0  # Retain: unregistered
+    rows = _rows(db_url)
+    write_schema(tmp_path, "desk", DESK + "deletionPolicy: Drop\n")
+    applied = run("apply", str(spec), "-d", db_url, "-o", "json")
+    assert applied.exit_code == 0, applied
+    history = run("history", "desk", "-d", db_url, "-o", "json").items()
+    assert [h["kind"] for h in history] == ["apply", "unregister", "adopt", "apply"]
+    assert run("apply", str(spec), "-d", db_url, "-o", "json").item()["changed"] is False
+    assert _rows(db_url) == rows
+    assert _deleted(db_url, "desk").exit_code == 0
+    assert not [t for t in tables(db_url) if "desk" in t and "backup" not in t]

@@ -364,7 +364,7 @@ def apply_one(
         if adopt.is_retained(current.base):  # registered again first, as its own migration
             assert current.base is not None
             adopted = adopt.run(engine, loaded, refs, current.base)
-            if current.plan.empty:
+            if current.base.checksum == loaded.spec.checksum():  # the retained spec itself: done
                 return adopted
         try:
             result = engine.apply(loaded.owner, loaded.spec, current.plan, base_checksum, tables)
