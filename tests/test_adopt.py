@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from extschema import planning
+from extschema.engine import Engine, StalePlan
+from extschema.problems import ProblemError
 from tests.helpers import Outcome, execute, ext_table, run, tables, write_schema
 
 DESK = """
@@ -267,3 +272,27 @@ def test_a_spec_that_only_changes_the_deletion_policy_is_adopted_then_recorded(d
     assert _rows(db_url) == rows
     assert _deleted(db_url, "desk").exit_code == 0
     assert not [t for t in tables(db_url) if "desk" in t and "backup" not in t]
+
+
+def test_the_engine_checks_again_under_the_lock(db_url: str, tmp_path: Path) -> None:
+    """What was checked when planning is checked again when the adopt runs: objects changed in between are
+    refused (ES209), a plugin adopted in between makes the adopt stale (planned again above the engine)."""
+    _retained(db_url, tmp_path)
+    engine = Engine(db_url)
+    try:
+        source = engine.retained("desk")
+        assert source is not None and source.spec.version == "1.0.0"
+        expected = planning.resolve(source.spec, planning.reference_types_of(source.spec))
+        tables_ = expected.physical_tables(engine.dialect.namer)
+        execute(db_url, f"ALTER TABLE {ext_table(db_url, 'desk', 'note')} ADD COLUMN later TEXT")
+        with pytest.raises(ProblemError) as refused:
+            engine.adopt("desk", source, expected, tables_)
+        assert [p.code for p in refused.value.problems] == ["ES209"]
+        assert "extra column note.later" in refused.value.problems[0].message
+        assert engine.registration("desk") is None
+        execute(db_url, f"ALTER TABLE {ext_table(db_url, 'desk', 'note')} DROP COLUMN later")
+        assert engine.adopt("desk", source, expected, tables_).changed
+        with pytest.raises(StalePlan):
+            engine.adopt("desk", source, expected, tables_)
+    finally:
+        engine.close()
