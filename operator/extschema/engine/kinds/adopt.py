@@ -257,8 +257,8 @@ def mismatch(source: Retained, found: Sequence[drift.Difference]) -> ProblemErro
         "spec.pluginId",
         f"plugin {plugin_id!r} cannot adopt the objects `delete --retain` kept (migration {source.migration_id}, "
         f"version {version}): they differ from that version's spec: {named}; nothing was changed. Undo those "
-        f"changes by hand so the objects are exactly version {version} (`extschema history {plugin_id} -o json` "
-        "has its spec), or back up what you need and drop the objects, or choose another pluginId",
+        f"changes by hand so the objects are exactly version {version} (`extschema history {plugin_id} --sql` "
+        "shows the SQL that built them), or back up what you need and drop the objects, or choose another pluginId",
         kind="refused",
     )
 
