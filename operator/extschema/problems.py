@@ -66,6 +66,7 @@ CATALOG: dict[str, str] = {
     "ES206": "Dependency cycle",
     "ES207": "Foreign key type mismatch",
     "ES208": "Dependency not ready",
+    "ES209": "Retained objects differ from the retained spec",
     "ES301": "Change cannot be carried out",
     "ES302": "New required field needs a default",
     "ES303": "Deletion blocked by dependent plugins",

@@ -258,6 +258,8 @@ class PlanView(View):
     lint: list[LintView] = []
     #: What this database leaves unenforced, and steps apply will refuse (ES309) whatever is approved.
     warnings: list[ProblemView] = []
+    #: Set when apply first adopts what ``delete --retain`` kept (an ``adopt`` migration; the plan runs from there).
+    adopts: str | None = None
 
     @classmethod
     def of(
@@ -266,6 +268,7 @@ class PlanView(View):
         rendered: RenderedSource | None = None,
         lint: Iterable[LintSource] = (),
         warnings: Iterable[ProblemSource] = (),
+        adopts: str | None = None,
     ) -> PlanView:
         """*plan* (``reconcile.Reviewed``, or anything with its fields), with its SQL when *rendered*,
         squawk's findings and the warnings to show; unrendered (a plan waiting in a failure), ``sql`` is null."""
@@ -282,6 +285,7 @@ class PlanView(View):
             rollback_sql=None if rendered is None else list(rendered.rollback),
             lint=[LintView.of(f) for f in lint],
             warnings=[ProblemView.of(w) for w in warnings],
+            adopts=adopts,
         )
 
 

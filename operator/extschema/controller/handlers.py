@@ -219,6 +219,8 @@ async def reconcile_schema(
     message = f"plugin {loaded.spec.plugin_id} {loaded.spec.version} applied to {target.label}"
     if result.changed:
         message += f" (migration {result.migration_id}, {result.duration_ms} ms)"
+        # Objects deletionPolicy Retain kept, taken back: said, since nothing was created.
+        message += "".join(f"; {line}" for line in result.description if line.startswith("adopted "))
         return settle(body, patch, Outcome("Applied", message), run.stats, fields=fields, event="MigrationSucceeded")
     return settle(body, patch, Outcome("Applied", unchanged_message(body, message)), run.stats, fields=fields)
 
