@@ -165,8 +165,8 @@ def approve(
 
     With HASH (from `plan`, a review, a pull request), only that plan is approved: a different pending plan is
     refused (ES612). The patch is conditional on the resource as shown: when the plan changed meanwhile, the
-    new one is refused (ES612), never approved unseen. A resource synced from Git (Argo CD, Flux) gets its spec back on the next sync: use --print-patch
-    and commit the hash instead.
+    new one is refused (ES612), never approved unseen. A resource synced from Git (Argo CD, Flux) gets its spec
+    back on the next sync: use --print-patch and commit the hash instead.
     """
     from extschema import kubewait
 
