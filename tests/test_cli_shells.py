@@ -205,7 +205,7 @@ def test_list_commands_print_tables_with_headers(db_url: str, tmp_path: Path) ->
         ("status",): ["PLUGIN", "VERSION", "STATE", "OWNER", "TABLES", "DRIFT"],
         ("history",): ["PLUGIN", "MIGRATION", "KIND", "VERSION", "STATUS", "STARTED", "DURATION", "SQL", "CHECKSUM"],
         ("backups", "list"): ["PLUGIN", "MIGRATION", "SOURCE", "ROWS", "AGE", "BACKUP", "TABLE"],
-        ("drift",): ["PLUGIN", "STATE", "DIFFERENCE", "OBJECT", "DETAIL"],
+        ("drift",): ["PLUGIN", "STATE", "DIFFERENCE", "DETAIL"],
     }
     for words, header in headed.items():
         shown = run(*words, "-d", db_url)

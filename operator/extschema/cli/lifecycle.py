@@ -329,12 +329,12 @@ def drift(plugin: str | None, repair: bool, database: str | None, output: str, n
             table: list[tuple[list[str], list[str]]] = []
             for r in reports:
                 table += [
-                    ([escape(r.plugin_id), "DRIFT", d.kind, escape(d.object), escape(d.detail)], [])
+                    ([escape(r.plugin_id), "DRIFT", escape(f"{d.kind} {d.object}"), escape(d.detail)], [])
                     for d in r.differences
                 ]
                 if not r.differences:
-                    table.append(([escape(r.plugin_id), "in sync" if r.in_sync else "DRIFT", "-", "-", "-"], []))
+                    table.append(([escape(r.plugin_id), "in sync" if r.in_sync else "DRIFT", "-", "-"], []))
             if table:
-                print_table(("PLUGIN", "STATE", "DIFFERENCE", "OBJECT", "DETAIL"), table, no_headers)
+                print_table(("PLUGIN", "STATE", "DIFFERENCE", "DETAIL"), table, no_headers)
         if not in_sync:
             sys.exit(EXIT_INVALID)
