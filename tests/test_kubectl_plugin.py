@@ -19,7 +19,7 @@ import yaml
 from extschema import wire
 from tests import test_operator_e2e as e2e
 from tests.controlplane import Cluster
-from tests.helpers import REPO
+from tests.helpers import REPO, subprocess_env
 from tests.test_operator_e2e import Kube, Operator, columns, execute, physical, schema_doc
 
 pytest_plugins = ["tests.controlplane.fixtures"]
@@ -52,6 +52,35 @@ def _kubectl(cluster: Cluster, bin_dir: Path, *args: str) -> subprocess.Complete
 def test_the_entry_point_is_declared() -> None:
     scripts = (REPO / "pyproject.toml").read_text()
     assert 'kubectl-extschema = "extschema.cli.kubectl:run"' in scripts
+
+
+def _direct(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The kubectl-extschema program itself, as kubectl runs it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from extschema.cli.kubectl import run; run()", *args],
+        capture_output=True,
+        text=True,
+        env={**subprocess_env(), **env},
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def test_without_credentials_it_exits_3_saying_so(tmp_path: Path) -> None:
+    shown = _direct("plan", "orders", KUBECONFIG=str(tmp_path / "missing"))
+    assert shown.returncode == 3 and "Traceback" not in shown.stderr
+    assert shown.stderr.startswith("extensionschema orders: ES614: cannot read the Kubernetes credentials")
+    failed = _direct("approve", "orders", "-o", "json", KUBECONFIG=str(tmp_path / "missing"))
+    failure = wire.Failure.model_validate(json.loads(failed.stdout))
+    assert (failed.returncode, failure.reason, [p.code for p in failure.problems]) == (3, "unreachable", ["ES614"])
+
+
+def test_usage_errors_exit_2_and_help_names_the_program() -> None:
+    assert _direct("approve").returncode == 2  # NAME is required
+    assert _direct("plan", "orders", "-o", "wide").returncode == 2
+    shown = _direct("--help")
+    assert shown.returncode == 0 and shown.stdout.startswith("Usage: kubectl extschema ")
+    assert {"plan", "approve", "history"} <= set(shown.stdout.split())
 
 
 @pytest.mark.k8s

@@ -101,7 +101,7 @@ def _login() -> Any:
     try:
         import kopf
     except ImportError:
-        raise ApiError("extschema wait needs the operator extra: pip install 'extschema[operator]'") from None
+        raise ApiError("talking to Kubernetes needs the operator extra: pip install 'extschema[operator]'") from None
 
     settings = kopf.OperatorSettings()
     try:
