@@ -77,6 +77,8 @@ def _plan_text(item: Proposal.Item, view: wire.PlanView) -> None:
     for warning in item.warnings():
         click.echo(f"warning: {warning.render()}", err=True)
     click.echo(f"-- {loaded.spec.plugin_id} {escape(loaded.spec.version)} ({escape(loaded.file)})")
+    if item.adopts is not None:
+        click.echo(f"-- {escape(item.adopts)}")
     if reviewed.planned.plan.empty:
         click.echo("-- no changes\n")
         return
