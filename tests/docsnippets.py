@@ -35,6 +35,7 @@ KINDS: dict[str, str] = {
     "tests/test_plugin_chart.py install the charts against the real API server instead",
     "build": "builds or pushes a container image (docker, buildah, a registry): tests/test_image.py builds it",
     "dev": "a development target of this repository (make ...): CI runs them",
+    "profile": "sets up your interactive shell (completion): the extschema command of each line runs and prints",
 }
 
 #: Pages that run their ```sh blocks with their own test (which also compares what the commands print).
@@ -166,7 +167,12 @@ class Session:
                     now = self._current_hash(args)
                     self._seen(shown.group(1), now)
                     path.write_text(path.read_text().replace(shown.group(1), now))
+        into = None
+        if len(args) > 2 and args[-2] == ">":  # the output written to a file, as the shell would
+            args, into = args[:-2], self.workdir / args[-1]
         outcome = run(*args)
+        if into is not None:
+            into.write_text(outcome.stdout)
         printed = outcome.stdout + outcome.stderr
         assert outcome.exit_code == exit_code, f"{where}: exit {outcome.exit_code}\n{printed}"
         assert code is None or code in outcome.stderr, (where, outcome.stderr)
@@ -178,6 +184,13 @@ class Session:
             if shown not in now:
                 assert len(now) == 1, f"{where}: shows hash {shown}, which it does not print:\n{printed}"
                 self._seen(shown, next(iter(now)))
+
+    def profile(self, line: str) -> None:
+        """Run the extschema command inside a line of shell setup (``source <(extschema completion bash)``)."""
+        found = re.search(r"\bextschema((?: [\w-]+)+)", line.partition(" # ")[0])
+        assert found, f"{self.page}: {line}: no extschema command in it"
+        outcome = run(*found.group(1).split())
+        assert outcome.exit_code == 0 and outcome.stdout.strip(), (self.page, line, outcome.stderr)
 
     def serve(self, line: str) -> None:
         """Start the server the line starts (on a free port), wait until it is ready, stop it."""
@@ -235,10 +248,12 @@ def run_page(page: str, workdir: Path, url: str | None) -> Session:
     for name, text in files.items():
         (workdir / name).write_text(text)
     for b in page_blocks:
-        if b.language != "sh" or b.kind not in ("", "server"):
+        if b.language != "sh" or b.kind not in ("", "server", "profile"):
             continue
         for line, outputs in lines(b.body):
-            if b.kind == "server":
+            if b.kind == "profile":
+                session.profile(line)
+            elif b.kind == "server":
                 session.serve(line)
             else:
                 session.run_line(line, outputs)
@@ -246,7 +261,7 @@ def run_page(page: str, workdir: Path, url: str | None) -> Session:
 
 
 def runnable(page: str) -> bool:
-    return page not in RUNNERS and any(b.language == "sh" and b.kind in ("", "server") for b in blocks(page))
+    return page not in RUNNERS and any(b.language == "sh" and b.kind in ("", "server", "profile") for b in blocks(page))
 
 
 def _is_run(line: str) -> bool:
