@@ -36,7 +36,36 @@ KINDS: dict[str, str] = {
     "build": "builds or pushes a container image (docker, buildah, a registry): tests/test_image.py builds it",
     "dev": "a development target of this repository (make ...): CI runs them",
     "profile": "sets up your interactive shell (completion): the extschema command of each line runs and prints",
+    "approval": "ways to approve the plan an operator waits on (alternatives, not a session): "
+    "tests/test_kubectl_plugin.py runs them against the real API server, on the resource whose hash they show",
 }
+
+#: The resource ```sh approval blocks show: tests/test_kubectl_plugin.py's orders, 1.0.0 then 2.0.0 without note.
+_ORDERS = (
+    "apiVersion: extschema.io/v1alpha1\nkind: ExtensionSchema\nmetadata: {name: orders}\nspec:\n"
+    "  pluginId: orders\n  version: VERSION\n  tables:\n    - name: item\n      fields:\n"
+    "        - {name: title, type: String}\n"
+)
+APPROVAL_SPECS = [
+    _ORDERS.replace("VERSION", "1.0.0") + "        - {name: note, type: Text}\n",
+    _ORDERS.replace("VERSION", "2.0.0"),
+]
+
+
+def approval_hash(workdir: Path, url: str) -> str:
+    """The hash of the plan the operator waits on in ```sh approval blocks (the same on both databases)."""
+    for number, text in enumerate(APPROVAL_SPECS, 1):
+        (workdir / f"orders-{number}.yaml").write_text(text)
+    outcome = run("apply", str(workdir / "orders-1.yaml"), "-d", url)
+    assert outcome.exit_code == 0, outcome.stderr
+    outcome = run("plan", str(workdir / "orders-2.yaml"), "-d", url, "-o", "json")
+    assert outcome.exit_code == 0, outcome.stderr
+    return str(outcome.item()["hash"])
+
+
+def approval_hashes(page: str) -> set[str]:
+    return {h for b in blocks(page) if b.language == "sh" and b.kind == "approval" for h in HASH.findall(b.body)}
+
 
 #: Pages that run their ```sh blocks with their own test (which also compares what the commands print).
 RUNNERS: dict[str, str] = {

@@ -13,7 +13,18 @@ from pathlib import Path
 import pytest
 
 from tests.controlplane.cluster import Cluster
-from tests.docsnippets import KINDS, REPO, RUNNERS, ClusterSession, blocks, pages, run_page, runnable
+from tests.docsnippets import (
+    KINDS,
+    REPO,
+    RUNNERS,
+    ClusterSession,
+    approval_hash,
+    approval_hashes,
+    blocks,
+    pages,
+    run_page,
+    runnable,
+)
 from tests.helpers import load_core
 
 
@@ -109,3 +120,17 @@ def test_the_cluster_snippets_of_the_page_run_against_the_api_server(
 
 def test_the_pages_known_to_need_a_cluster_run_against_one() -> None:
     assert {"README.md", "docs/install.md", "docs/operator.md"} <= set(CLUSTER), CLUSTER
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_the_approval_blocks_show_the_hash_of_their_plan(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """```sh approval blocks show the hash `extschema plan` gives for their resource (tests/test_kubectl_plugin.py
+    checks that the operator waits on that same hash)."""
+    url = str(request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url"))
+    now = approval_hash(tmp_path, url)
+    shown = {page: approval_hashes(page) for page in pages()}
+    stale = {page: sorted(hashes - {now}) for page, hashes in shown.items() if hashes - {now}}
+    assert not stale, f"{stale} are not {now}: run `python -m tests.docs_refresh`"
+    assert shown["docs/kubectl-plugin.md"] == {now}
