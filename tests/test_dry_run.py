@@ -6,10 +6,12 @@ copying nothing records nothing; `repair` says which of its two modes it runs.""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import execute, ext_table, run, tables, write_schema
+from tests.helpers import EXAMPLES, execute, ext_table, load_core, run, subprocess_env, tables, write_schema
 from tests.specs import SHOP
 
 SHOP_V2 = SHOP.replace("1.0.0", "2.0.0").replace(
@@ -304,3 +306,22 @@ def test_repair_accept_edits_keeps_the_edit_and_rerender_undoes_it(db_url: str, 
     assert _sql_of(db_url, "0001") == (original, checksum)
     assert run("repair", "shop", "--rerender", "-d", db_url).stdout.strip() == "all checksums already match"
     _apply(db_url, tmp_path / "v2", SHOP_V2)
+
+
+def test_the_demos_gated_delete_runs(db_url: str) -> None:
+    """``make demo-cli``'s examples/gated_delete.py on the examples: preview, refusal, approval, restore."""
+    load_core(db_url)
+    assert run("apply", str(EXAMPLES), "-d", db_url).exit_code == 0
+    before = execute(db_url, f"SELECT count(*) FROM {ext_table(db_url, 'customreports', 'report')}")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "gated_delete.py"), db_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for shown in ("needs approval: run it with --approve", "ES307", "dropped table report", "nothing to restore"):
+        assert shown in done.stdout, (shown, done.stdout)
+    assert execute(db_url, f"SELECT count(*) FROM {ext_table(db_url, 'customreports', 'report')}") == before

@@ -499,7 +499,7 @@ class Registry:
             + (f" AND migration_id = '{migration_id}'" if migration_id else "")
             + "), then re-record checksums with `extschema repair "
             + (plugin_id or "PLUGIN")
-            + "`"
+            + " --accept-edits`"
         )
         return ProblemError.one(
             "ES405", where, f"the registry row {where} cannot be read: {reason}; {fix}", kind="database"
