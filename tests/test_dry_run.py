@@ -325,3 +325,50 @@ def test_the_demos_gated_delete_runs(db_url: str) -> None:
     for shown in ("needs approval: run it with --approve", "ES307", "dropped table report", "nothing to restore"):
         assert shown in done.stdout, (shown, done.stdout)
     assert execute(db_url, f"SELECT count(*) FROM {ext_table(db_url, 'customreports', 'report')}") == before
+
+
+def _on_a_terminal(url: str, answer: str, *args: str) -> tuple[int, str]:
+    """``extschema delete shop ARGS`` with a pseudo-terminal as stdin and stdout, typing *answer* at its prompt."""
+    import os
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "extschema", "delete", "shop", "-d", url, *args],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=subprocess_env(),
+    )
+    os.close(follower)
+    seen, answered = b"", False
+    while True:
+        ready, _, _ = select.select([leader], [], [], 120)
+        if not ready:
+            child.kill()
+            raise AssertionError(f"no output from the prompt: {seen!r}")
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and b"Type the hash" in seen:
+            os.write(leader, answer.encode() + b"\n")
+            answered = True
+    os.close(leader)
+    return child.wait(timeout=120), seen.decode(errors="replace")
+
+
+def test_on_a_terminal_delete_shows_the_preview_and_asks_for_the_hash(db_url: str, tmp_path: Path) -> None:
+    _apply(db_url, tmp_path / "v1", SHOP)
+    _orders(db_url, "a")
+    digest = run("delete", "shop", "--dry-run", "-d", db_url, "-o", "json").item()["hash"]
+    code, shown = _on_a_terminal(db_url, "yes")
+    assert code == 1 and "drops table order (1 row(s))" in shown and "aborted" in shown, shown
+    assert any("ext_shop" in t for t in tables(db_url))
+    code, shown = _on_a_terminal(db_url, digest)
+    assert code == 0 and "dropped table order (1 row(s))" in shown, shown
+    assert not any("ext_shop" in t for t in tables(db_url))

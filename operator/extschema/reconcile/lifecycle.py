@@ -68,7 +68,7 @@ def rollback(
         if undo is not None:
             rawsql.require_rollback_allowed(undo.base.spec, undo.plan, engine.allow_raw_sql)
             reviewed = review_rollback(engine, undo)
-            authorize_rollback(reviewed, approvals)
+            authorize_rollback(reviewed, approvals, undo)
         elif approvals:
             _stale_rollback_approvals(plugin_id, approvals, None)
         result = engine.rollback(plugin_id, undo)
@@ -242,7 +242,7 @@ def preview_rollback(engine: Engine, plugin_id: str, approvals: Collection[str] 
     reviewed = review_rollback(engine, undo)
     needs = False
     try:
-        authorize_rollback(reviewed, approvals)
+        authorize_rollback(reviewed, approvals, undo)
     except ApprovalRequired as error:
         needs = any(p.code == "ES307" for p in error.problems)
     preview = engine.preview_rollback(plugin_id, undo)
