@@ -227,15 +227,26 @@ def delete(
 
 def preview_delete(engine: Engine, plugin_id: str, retain: bool | None = None) -> DryRun:
     """``delete --dry-run``: the teardown's SQL, each table with its rows and the backups it takes; nothing runs."""
-    planned = delete_plan(engine, plugin_id, retain)
-    preview = engine.preview_delete(planned.planned_from, planned.plan, planned.keep)
-    action: Action = "unregister" if planned.keep else "delete"
-    return DryRun(action, preview, planned.reviewed, planned.reviewed is not None)
+
+    def attempt() -> DryRun:
+        planned = delete_plan(engine, plugin_id, retain)
+        preview = engine.preview_delete(planned.planned_from, planned.plan, planned.keep)
+        action: Action = "unregister" if planned.keep else "delete"
+        return DryRun(action, preview, planned.reviewed, planned.reviewed is not None)
+
+    return _until_fresh(attempt, f"plugin {plugin_id!r} kept changing while its delete was previewed")
 
 
 def preview_rollback(engine: Engine, plugin_id: str, approvals: Collection[str] = ()) -> DryRun:
     """``rollback --dry-run``: the recorded rollback SQL, what it drops (counted), puts back and backs up,
     and whether it waits for an approval; nothing runs."""
+    return _until_fresh(
+        lambda: _preview_rollback(engine, plugin_id, approvals),
+        f"plugin {plugin_id!r} kept changing while its rollback was previewed",
+    )
+
+
+def _preview_rollback(engine: Engine, plugin_id: str, approvals: Collection[str]) -> DryRun:
     undo = rollback_plan(engine, plugin_id)
     if undo is None:
         return DryRun("rollback", engine.preview_rollback(plugin_id, None))  # says why there is nothing
@@ -297,7 +308,10 @@ def _registered(engine: Engine, plugin_id: str | None) -> list[tuple[Registratio
 
 def preview_repair(engine: Engine, plugin_id: str) -> DryRun:
     """``drift --repair --dry-run``: what re-creates the missing objects, and its SQL; nothing runs."""
-    return DryRun("drift-repair", engine.preview_repair_drift(repair_plan(engine, plugin_id)))
+    return _until_fresh(
+        lambda: DryRun("drift-repair", engine.preview_repair_drift(repair_plan(engine, plugin_id))),
+        f"plugin {plugin_id!r} kept changing while its repair was previewed",
+    )
 
 
 def repair_history(
