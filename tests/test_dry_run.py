@@ -119,6 +119,8 @@ def test_delete_of_an_empty_plugin_is_gated_too_and_retain_is_not(db_url: str, t
         None,
         [],
     )
+    mistaken = run("delete", "shop", "--retain", "--approve", "0123456789abcdef", "-d", db_url)
+    assert mistaken.exit_code == 1 and "ES308" in mistaken.stderr and "only unregistered" in mistaken.stderr
     retained = run("delete", "shop", "--retain", "-d", db_url)
     assert retained.exit_code == 0 and "retained" in retained.stdout, retained.stderr
     assert any("ext_shop" in t for t in tables(db_url))
@@ -371,4 +373,20 @@ def test_on_a_terminal_delete_shows_the_preview_and_asks_for_the_hash(db_url: st
     assert any("ext_shop" in t for t in tables(db_url))
     code, shown = _on_a_terminal(db_url, digest)
     assert code == 0 and "dropped table order (1 row(s))" in shown, shown
+    assert not any("ext_shop" in t for t in tables(db_url))
+
+
+def test_the_operators_delete_is_the_declared_intent_and_not_gated(db_url: str, tmp_path: Path) -> None:
+    """``deletionPolicy: Drop`` on a deleted resource drops (reconcile.delete without approvals: no gate)."""
+    from extschema import reconcile
+    from extschema.engine import Engine
+
+    _apply(db_url, tmp_path / "v1", SHOP)
+    _orders(db_url, "a")
+    engine = Engine(reconcile.database_url(db_url))
+    try:
+        result = reconcile.delete(engine, "shop")
+    finally:
+        engine.close()
+    assert result.changed and "dropped table order (1 row(s))" in result.description
     assert not any("ext_shop" in t for t in tables(db_url))

@@ -135,9 +135,10 @@ class DeletePlan:
     reviewed: Reviewed | None
 
 
-def delete_plan(engine: Engine, plugin_id: str, retain: bool | None = None) -> DeletePlan:
+def delete_plan(engine: Engine, plugin_id: str, retain: bool | None = None, review: bool = True) -> DeletePlan:
     """The teardown of *plugin_id* (ES306 when not registered), reviewed like any destructive plan: its
-    hash is that of the plan from the registered spec to nothing (the REST API's ``?approve=`` too)."""
+    hash is that of the plan from the registered spec to nothing (the REST API's ``?approve=`` too).
+    Without *review* (an ungated delete: the operator's), only planned; the engine refuses what it must."""
     planned_from = engine.registration(plugin_id)
     if planned_from is None:
         raise not_registered(plugin_id)
@@ -145,6 +146,8 @@ def delete_plan(engine: Engine, plugin_id: str, retain: bool | None = None) -> D
     keep = spec.deletion_policy == "Retain" if retain is None else retain
     if keep:
         return DeletePlan(planned_from, planning.Plan(plugin_id, ()), True, None)  # retained: the tables stay
+    if not review:
+        return DeletePlan(planned_from, planning.teardown(spec, references(engine, [spec], own=False)), False, None)
     with engine.registry.reading() as conn:  # refusals first: no approval makes these go away
         if conn is not None:
             engine.registry.refuse_if_dependents(conn, plugin_id)
@@ -171,7 +174,18 @@ def authorize_delete(planned: DeletePlan, approvals: Collection[str]) -> None:
     (however many rows: as a forward plan dropping an empty column), ES307 otherwise; ES308 for each
     approval of another plan. Retaining (unregistering only) drops nothing and needs none."""
     reviewed = planned.reviewed
-    if reviewed is None:
+    if reviewed is None:  # an approval names one plan: given for a delete that drops nothing, it is for another
+        stale = [
+            Problem(
+                "ES308",
+                "--approve",
+                f"--approve {given} is for another plan: plugin {planned.planned_from.plugin_id!r} is only "
+                "unregistered (--retain, or deletionPolicy: Retain), which drops nothing and needs no approval",
+            )
+            for given in sorted(approvals)
+        ]
+        if stale:
+            raise ApprovalRequired(stale, [])
         return
     plugin_id, hashed = reviewed.plugin_id, reviewed.hash
     others = sorted(set(approvals) - {hashed})
@@ -217,7 +231,7 @@ def delete(
     """
 
     def attempt() -> ApplyResult:
-        planned = delete_plan(engine, plugin_id, retain)
+        planned = delete_plan(engine, plugin_id, retain, review=approvals is not None)
         if approvals is not None:
             authorize_delete(planned, approvals)
         return engine.delete(planned.planned_from, planned.plan, planned.keep)
