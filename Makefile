@@ -47,6 +47,7 @@ demo-cli: install
 	-$(PYTHON) -m extschema apply examples/rejected/ --database $(DEMO_DB)
 	$(PYTHON) -m extschema status --database $(DEMO_DB)
 	$(PYTHON) -m extschema history --database $(DEMO_DB)
+	$(PYTHON) examples/gated_delete.py $(DEMO_DB)
 	@echo "== the REST API on the same database: extschema serve, a few requests, stop =="
 	$(PYTHON) examples/serve_demo.py $(DEMO_DB)
 	@echo "== the plugins' tables for the host application: a Prisma fragment, TypeScript types, query analysis =="

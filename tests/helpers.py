@@ -133,3 +133,13 @@ def engine_rollback(engine: Any, plugin_id: str) -> Any:
     from extschema import reconcile
 
     return engine.rollback(plugin_id, reconcile.rollback_plan(engine, plugin_id))
+
+
+def approved_delete(url: str, plugin: str, *extra: str) -> Outcome:
+    """`extschema delete PLUGIN --approve HASH`: the hash its dry run names (any *extra* arguments, e.g.
+    ``-o json``, go to the delete itself)."""
+    preview = run("delete", plugin, "--dry-run", "-d", url, "-o", "json")
+    if preview.exit_code != 0:
+        return preview
+    hashed = preview.item()["hash"]
+    return run("delete", plugin, "--approve", hashed, "-d", url, *extra) if hashed else run("delete", plugin, "-d", url)

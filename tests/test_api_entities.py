@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from extschema.api import Settings, create_app
 from extschema.problems import ProblemError
-from tests.helpers import EXAMPLES, REPO, execute, ext_table, load_core, run, sa_url, write_schema
+from tests.helpers import EXAMPLES, REPO, approved_delete, execute, ext_table, load_core, run, sa_url, write_schema
 
 TOKENS = {
     "admin": ["admin"],
@@ -431,7 +431,7 @@ def test_a_registry_change_is_served_without_a_restart(api: Api, applied: str, t
     assert run("apply", str(path), "-d", applied).exit_code == 0
     assert api.post("/api/v1/shop/item", json={"name": "nut", "size": 3}).json()["size"] == 3
     assert "size" in api.get("/openapi.json").json()["components"]["schemas"]["ShopItem"]["properties"]
-    assert run("delete", "shop", "-d", applied).exit_code == 0
+    assert approved_delete(applied, "shop").exit_code == 0
     problem(api.get("/api/v1/shop/item"), 404, "ES711")
 
 

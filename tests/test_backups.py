@@ -9,7 +9,7 @@ import pytest
 
 from extschema import loading, planning
 from extschema.engine import Engine
-from tests.helpers import execute, ext_table, run, tables, write_schema
+from tests.helpers import approved_delete, execute, ext_table, run, tables, write_schema
 
 ROWS = 120
 
@@ -130,7 +130,7 @@ def test_delete_backs_up_every_table_and_restore_brings_the_plugin_and_its_rows_
     _apply(db_url, tmp_path / "v1", V1)
     original = _fill(db_url)
     customers = execute(db_url, f"SELECT id, name FROM {ext_table(db_url, 'shop', 'customer')} ORDER BY id")
-    deleted = run("delete", "shop", "-d", db_url, "-o", "json").items()[0]["migration"]
+    deleted = approved_delete(db_url, "shop", "-o", "json").items()[0]["migration"]
     assert not any(t.endswith(("shop.order", "shop__order")) for t in tables(db_url))
     listed = run("backups", "-d", db_url, "-o", "json").items()
     assert sorted((b["sourceTable"], b["sourceColumn"], b["rows"]) for b in listed) == [
@@ -186,7 +186,7 @@ def test_prune_drops_old_backup_tables_and_their_records(db_url: str, tmp_path: 
 def test_a_deleted_plugin_whose_backups_were_dropped_is_not_reapplied(db_url: str, tmp_path: Path) -> None:
     _apply(db_url, tmp_path / "v1", V1)
     _fill(db_url)
-    deleted = run("delete", "shop", "-d", db_url, "-o", "json").items()[0]["migration"]
+    deleted = approved_delete(db_url, "shop", "-o", "json").items()[0]["migration"]
     for backup in [t for t in tables(db_url) if "extschema_backup" in t]:
         schema, _, name = backup.rpartition(".")
         execute(db_url, f'DROP TABLE {f"{schema}." if schema else ""}"{name}"')
@@ -218,7 +218,7 @@ def test_delete_after_a_table_was_dropped_by_hand_records_only_the_backups_taken
     customer = ext_table(db_url, "shop", "customer")
     customers = execute(db_url, f"SELECT id, name FROM {customer} ORDER BY id")
     execute(db_url, f"DROP TABLE {ext_table(db_url, 'shop', 'order')}")
-    deleted = run("delete", "shop", "-d", db_url, "-o", "json")
+    deleted = approved_delete(db_url, "shop", "-o", "json")
     assert deleted.exit_code == 0, deleted.stdout + deleted.stderr
     listed = run("backups", "-d", db_url, "-o", "json").items()
     assert [(b["sourceTable"], b["rows"]) for b in listed] == [("customer", 2)]

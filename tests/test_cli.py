@@ -8,6 +8,7 @@ import pytest
 
 from tests.helpers import (
     EXAMPLES,
+    approved_delete,
     approved_rollback,
     execute,
     ext_table,
@@ -168,8 +169,8 @@ def test_delete_refused_while_dependents_exist_then_drops(core_db: str) -> None:
     assert refused.exit_code == 1 and "ES303" in refused.stderr and "kb" in refused.stderr
     assert any("comment" in t and "ext_" in t for t in tables(core_db))
 
-    assert run("delete", "kb", "-d", core_db).exit_code == 0
-    assert run("delete", "comments", "-d", core_db).exit_code == 0
+    assert approved_delete(core_db, "kb").exit_code == 0
+    assert approved_delete(core_db, "comments").exit_code == 0
     remaining = tables(core_db)
     assert not any(t.startswith(("ext_kb", "ext_comments")) for t in remaining)
     assert any("backup" in t and "comment" in t for t in remaining)
@@ -182,7 +183,7 @@ def test_delete_plugin_with_enums_drops_everything_and_keeps_a_backup(core_db: s
     execute(core_db, "INSERT INTO work_orders (id, title) VALUES (7, 'pump')")
     report = ext_table(core_db, "customreports", "report")
     execute(core_db, f"INSERT INTO {report} (title, status, work_order_id) VALUES ('r', 'published', 7)")
-    outcome = run("delete", "customreports", "-d", core_db)
+    outcome = approved_delete(core_db, "customreports")
     assert outcome.exit_code == 0, outcome.stderr
     assert not any(t.startswith("ext_customreports") for t in tables(core_db))
     backup = next(t for t in tables(core_db) if "backup" in t and "report" in t)
@@ -231,7 +232,8 @@ def test_tampered_checksum_blocks_changes_until_repaired(core_db: str, tmp_path:
     assert blocked.exit_code == 1
     assert "checksum" in blocked.stderr and "extschema repair customreports" in blocked.stderr
     assert run("rollback", "customreports", "-d", core_db).exit_code == 1
-    assert run("repair", "customreports", "-d", core_db).exit_code == 0
+    assert run("repair", "customreports", "-d", core_db).exit_code == 2  # which repair: the user says
+    assert run("repair", "customreports", "--accept-edits", "-d", core_db).exit_code == 0
     assert run("apply", str(tmp_path / "v2.yaml"), "-d", core_db).exit_code == 0
 
 
@@ -308,10 +310,10 @@ def test_every_command_speaks_json_on_success_and_on_failure(core_db: str, tmp_p
         ("conflicts", reports, "-d", core_db),
         ("status", "-d", core_db),
         ("history", "-d", core_db),
-        ("repair", "customreports", "-d", core_db),
+        ("repair", "customreports", "--accept-edits", "-d", core_db),
         ("rollback", "customreports", "-d", core_db),
         ("apply", reports, "-d", core_db),
-        ("delete", "customreports", "-d", core_db),
+        ("delete", "customreports", "--dry-run", "-d", core_db),
     ]
     for args in succeeding:
         code, data = _json(*args)
@@ -323,7 +325,7 @@ def test_every_command_speaks_json_on_success_and_on_failure(core_db: str, tmp_p
         ("conflicts", str(bad), "-d", core_db),
         ("status", "-d", wrong_url),
         ("history", "-d", wrong_url),
-        ("repair", "customreports", "-d", wrong_url),
+        ("repair", "customreports", "--accept-edits", "-d", wrong_url),
         ("rollback", "nosuchplugin", "-d", core_db),
         ("delete", "nosuchplugin", "-d", core_db),
     ]
@@ -338,10 +340,14 @@ def test_repair_reports_what_it_re_recorded_as_json(core_db: str) -> None:
     registry = "extension_migrations" if core_db.startswith("sqlite") else "extschema.extension_migrations"
     [[migration]] = execute(core_db, f"SELECT migration_id FROM {registry}")
     execute(core_db, f"UPDATE {registry} SET migration_sql = migration_sql || '-- edited by hand'")
-    code, data = _json("repair", "customreports", "-d", core_db)
-    repaired = [{"pluginId": "customreports", "migrationId": migration}]
+    code, data = _json("repair", "customreports", "--accept-edits", "-d", core_db)
+    change = "re-recorded the checksum of the SQL as edited (the edit stays)"
+    repaired = [
+        {"pluginId": "customreports", "migrationId": migration, "mode": "accept-edits", "change": change}
+        | {"changed": True}
+    ]
     assert (code, data["kind"], data["items"]) == (0, "RepairList", repaired)
-    assert _json("repair", "customreports", "-d", core_db)[1]["items"] == []
+    assert _json("repair", "customreports", "--accept-edits", "-d", core_db)[1]["items"] == []
 
 
 def test_names_are_escaped_before_they_reach_the_terminal(core_db: str, tmp_path: Path) -> None:

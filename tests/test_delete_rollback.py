@@ -7,7 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
-from tests.helpers import approved_rollback, execute, ext_table, run, tables, write_schema
+from tests.helpers import approved_delete, approved_rollback, execute, ext_table, run, tables, write_schema
 from tests.specs import SHOP
 
 SHOP_V2 = (
@@ -45,7 +45,7 @@ def test_delete_backs_up_a_column_added_by_hand(db_url: str, tmp_path: Path) -> 
     order = ext_table(db_url, "shop", "order")
     execute(db_url, f"ALTER TABLE {order} ADD COLUMN dba_note TEXT")
     execute(db_url, f"INSERT INTO {order} (title, state, dba_note) VALUES ('a', 'done', 'keep me')")
-    outcome = run("delete", "shop", "-d", db_url)
+    outcome = approved_delete(db_url, "shop")
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
     backups = [t for t in tables(db_url) if "extschema_backup" in t and "order" in t]
     assert len(backups) == 1, tables(db_url)
@@ -90,7 +90,7 @@ def test_delete_completes_when_a_table_was_dropped_by_hand(db_url: str, tmp_path
     _apply(db_url, tmp_path, SHOP_V2)
     execute(db_url, f"INSERT INTO {ext_table(db_url, 'shop', 'order')} (title) VALUES ('a')")
     execute(db_url, f"DROP TABLE {ext_table(db_url, 'shop', 'extra')}")
-    outcome = run("delete", "shop", "-d", db_url)
+    outcome = approved_delete(db_url, "shop")
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
     assert "already missing" in outcome.stdout and "extra" in outcome.stdout
     assert not any("ext_shop" in t for t in tables(db_url))
@@ -126,7 +126,7 @@ def test_a_migration_stuck_executing_does_not_change_what_rollback_undoes(db_url
 
 def test_rollback_after_delete_and_reapply_tells_the_truth(db_url: str, tmp_path: Path) -> None:
     _apply(db_url, tmp_path / "v1", SHOP)
-    assert run("delete", "shop", "-d", db_url).exit_code == 0
+    assert approved_delete(db_url, "shop").exit_code == 0
     _apply(db_url, tmp_path / "v2", SHOP_V2)
     outcome = run("rollback", "shop", "-d", db_url)
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers import execute, run, write_schema
+from tests.helpers import approved_delete, execute, run, write_schema
 
 TABLE_TEXT = "Reports people file.\nSecond line with a quote ' and a backslash \\ at the end\\"
 FIELD_TEXT = "x\\'); DROP TABLE canary; -- the title"
@@ -60,7 +60,7 @@ def test_descriptions_become_comments(db_url: str, tmp_path: Path) -> None:
     assert run("rollback", "described", "-d", db_url).exit_code == 0
     if postgres:
         assert _comments(db_url) == {"table": TABLE_TEXT, "id": None, "title": FIELD_TEXT, "plain": None}
-    assert run("delete", "described", "-d", db_url).exit_code == 0
+    assert approved_delete(db_url, "described").exit_code == 0
     assert execute(db_url, "SELECT count(*) FROM canary") == [(0,)]
 
 

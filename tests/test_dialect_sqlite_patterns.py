@@ -21,7 +21,7 @@ import pytest
 from extschema import portable_regex
 from extschema.dialects import SqliteDialect
 from extschema.dialects.sqlite_patterns import Translation, to_glob, translate
-from tests.helpers import run, write_schema
+from tests.helpers import approved_delete, run, write_schema
 
 # --- translation -----------------------------------------------------------------------------
 
@@ -289,7 +289,7 @@ def test_apply_warns_like_plan_when_sqlite_cannot_enforce_a_pattern(db_url: str,
     assert applied.exit_code == 0, applied.stderr
     (result,) = applied.items()
     assert result["warnings"] == planned["warnings"]
-    run("delete", "pat", "-d", db_url)
+    approved_delete(db_url, "pat")
     text = run("apply", path, "-d", db_url)
     assert text.exit_code == 0, text.stderr
     if db_url.startswith("sqlite"):

@@ -29,7 +29,7 @@ import yaml
 from extschema.engine import Engine, roles
 from extschema.problems import ProblemError
 from tests.controlplane import Cluster
-from tests.helpers import execute, load_core, run, write_schema
+from tests.helpers import approved_delete, execute, load_core, run, write_schema
 from tests.specs import SHOP
 
 pytest_plugins = ["tests.controlplane.fixtures"]
@@ -146,13 +146,13 @@ def test_drop_revokes_and_removes_the_role(engine: Engine, pg_url: str, order: s
     role = roles.ensure(engine, "tickets")
     if order == "plugin-then-role":
         # The plugin's schema (with the role's default privileges in it) is dropped RESTRICT first.
-        assert run("delete", "tickets", "-d", pg_url).exit_code == 0
+        assert approved_delete(pg_url, "tickets").exit_code == 0
         assert execute(pg_url, "SELECT to_regnamespace('ext_tickets')") == [(None,)]
     assert roles.drop(engine, "tickets") is True
     assert execute(pg_url, f"SELECT count(*) FROM pg_roles WHERE rolname = '{role.role}'") == [(0,)]
     if order == "role-then-plugin":
         assert execute(pg_url, "SELECT count(*) FROM pg_default_acl") == [(0,)]
-        assert run("delete", "tickets", "-d", pg_url).exit_code == 0
+        assert approved_delete(pg_url, "tickets").exit_code == 0
     with pytest.raises(psycopg.OperationalError):
         login(role).close()
     assert roles.drop(engine, "tickets") is False

@@ -89,7 +89,7 @@ def test_refused_writes_on_a_fresh_database_create_nothing(db_url: str, tmp_path
     for command in (["rollback", "notes"], ["delete", "notes"]):
         outcome = run(*command, "-d", db_url)
         assert outcome.exit_code == 1 and "ES306" in outcome.stderr, outcome
-    assert run("repair", "notes", "-d", db_url).exit_code == 0
+    assert run("repair", "notes", "--accept-edits", "-d", db_url).exit_code == 0
     assert _snapshot(db_url) == before
 
 

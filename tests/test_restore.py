@@ -7,7 +7,7 @@ from __future__ import annotations
 import decimal
 from pathlib import Path
 
-from tests.helpers import Outcome, execute, ext_table, run, write_schema
+from tests.helpers import Outcome, approved_delete, execute, ext_table, run, write_schema
 
 BASE = """
 pluginId: notes
@@ -140,7 +140,7 @@ def test_restoring_a_deleted_plugin_creates_empty_tables_and_runs_no_raw_sql_ste
     execute(db_url, f"UPDATE {ext_table(db_url, 'notes', 'log')} SET msg = 'edited', note = 'mine' WHERE id = 1")
     _insert(db_url, "b")
     original = _rows(db_url)
-    deleted = run("delete", "notes", "-d", db_url, "-o", "json").items()[0]["migration"]
+    deleted = approved_delete(db_url, "notes", "-o", "json").items()[0]["migration"]
 
     restored = run("restore", deleted, "-d", db_url, "-o", "json")
     assert restored.exit_code == 0, restored.stdout + restored.stderr
@@ -360,7 +360,7 @@ def test_restoring_a_delete_follows_fields_renamed_by_the_spec_applied_since(db_
     _apply(db_url, tmp_path / "v1", _spec("1.0.0"))
     _insert(db_url, "a", "b")
     original = _rows(db_url)
-    deleted = run("delete", "notes", "-d", db_url, "-o", "json").items()[0]["migration"]
+    deleted = approved_delete(db_url, "notes", "-o", "json").items()[0]["migration"]
     renamed = LOG.replace("{name: msg, type: String}", "{name: body, type: String, renamedFrom: msg}")
     _apply(db_url, tmp_path / "v2", _spec("2.0.0", renamed))
     restored = run("restore", deleted, "-d", db_url)
@@ -502,7 +502,7 @@ def test_restoring_a_deleted_plugin_starts_its_ids_above_the_counter_at_the_dele
     _apply(db_url, tmp_path / "v1", _spec("1.0.0"))
     _insert(db_url, "a", "b", "c", "d")
     execute(db_url, f"DELETE FROM {ext_table(db_url, 'notes', 'log')} WHERE id > 2")
-    deleted = run("delete", "notes", "-d", db_url, "-o", "json").items()[0]["migration"]
+    deleted = approved_delete(db_url, "notes", "-o", "json").items()[0]["migration"]
     restored = run("restore", deleted, "-d", db_url)
     assert restored.exit_code == 0, restored.stdout + restored.stderr
     _insert(db_url, "new")

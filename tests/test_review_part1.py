@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import execute, ext_table, run, tables, write_schema
+from tests.helpers import approved_delete, execute, ext_table, run, tables, write_schema
 from tests.specs import NOTES
 
 SHOP = """
@@ -59,7 +59,7 @@ def test_delete_completes_when_the_plugins_namespace_or_enum_was_dropped_by_hand
 ) -> None:
     assert run("apply", str(write_schema(tmp_path, "shop", SHOP)), "-d", db_url).exit_code == 0
     by_hand(db_url)
-    outcome = run("delete", "shop", "-d", db_url)
+    outcome = approved_delete(db_url, "shop")
     assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
     assert run("status", "-d", db_url).stdout.strip() == "no plugins registered"
     assert not any("ext_shop" in t for t in tables(db_url))

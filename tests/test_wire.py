@@ -117,12 +117,20 @@ def test_every_command_prints_its_envelope(db_url: str, tmp_path: Path) -> None:
     (drift,) = printed(wire.DriftList, "drift", "-d", db_url).items
     assert (drift.plugin_id, drift.in_sync, drift.differences, drift.repaired) == ("shop", True, [], [])
     execute(db_url, f"UPDATE {_registry(db_url, 'extension_migrations')} SET migration_sql = migration_sql || ' '")
-    repaired = printed(wire.RepairList, "repair", "shop", "-d", db_url).items
-    assert [(r.plugin_id, r.migration_id) for r in repaired] == [("shop", "0001"), ("shop", "0002")]
+    repaired = printed(wire.RepairList, "repair", "shop", "--accept-edits", "-d", db_url).items
+    assert [(r.plugin_id, r.migration_id, r.mode) for r in repaired] == [
+        ("shop", "0001", "accept-edits"),
+        ("shop", "0002", "accept-edits"),
+    ]
 
     (rolled,) = printed(wire.AppliedList, "rollback", "shop", "-d", db_url).items
     assert rolled.changed
-    (deleted,) = printed(wire.AppliedList, "delete", "shop", "-d", db_url).items
+    (preview,) = printed(wire.PreviewList, "delete", "shop", "--dry-run", "-d", db_url).items
+    assert (preview.action, preview.needs_approval, preview.plan is not None) == ("delete", True, True)
+    refused = printed(wire.Failure, "delete", "shop", "-d", db_url, exit_code=1)
+    assert (refused.reason, [p.code for p in refused.problems]) == ("approval", ["ES307"])
+    assert refused.items[0].hash == preview.hash
+    (deleted,) = printed(wire.AppliedList, "delete", "shop", "--approve", str(preview.hash), "-d", db_url).items
     assert deleted.changed and deleted.migration
     restored = printed(wire.AppliedList, "restore", deleted.migration, "-d", db_url).items
     assert [r.changed for r in restored] == [True, True]

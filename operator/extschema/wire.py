@@ -611,6 +611,35 @@ class RepairView(View):
 
     plugin_id: str
     migration_id: str
+    #: ``accept-edits`` (the edited SQL stays, its checksum is recorded) or ``rerender`` (the SQL text is
+    #: written again from the stored statements).
+    mode: Literal["accept-edits", "rerender"] | None = None
+    #: What changed (or, with ``--dry-run``, would change), in words.
+    change: str | None = None
+    #: False: a dry run, nothing was written.
+    changed: bool = True
+
+
+class PreviewView(View):
+    """What a destructive command would do (``--dry-run``): its SQL and its data effect; nothing ran."""
+
+    plugin_id: str
+    #: delete, unregister, rollback, restore or drift-repair.
+    action: Literal["delete", "unregister", "rollback", "restore", "drift-repair"]
+    #: The migration id it would be recorded as; null when it has nothing to do (or cannot know it yet).
+    migration: str | None
+    #: Whether it would change anything.
+    changes_anything: bool
+    #: The hash ``--approve`` names to run it (delete, rollback); null where no approval is involved.
+    hash: str | None
+    #: Whether running it needs ``--approve HASH``.
+    needs_approval: bool
+    #: What it would change, one line each: tables and rows dropped, values put back, backups taken.
+    changes: list[str]
+    #: The statements it would run, in order.
+    sql: list[str]
+    #: The reviewed plan (each step with its class and counted rows or values), where it has one.
+    plan: PlanView | None = None
 
 
 class WaitView(View):
@@ -789,6 +818,10 @@ class ResourceHistoryList(Envelope[ResourceHistoryView]):
     kind: Literal["ResourceHistoryList"] = "ResourceHistoryList"
 
 
+class PreviewList(Envelope[PreviewView]):
+    kind: Literal["PreviewList"] = "PreviewList"
+
+
 class Failure(Envelope[PlanView]):
     """A command that failed: ``problems`` say why; ``items`` are the plans waiting for an approval
     when that is the reason (``approval``), else empty."""
@@ -819,6 +852,7 @@ ENVELOPES: tuple[type[Envelope[Any]], ...] = (
     RepairList,
     WaitList,
     ResourceHistoryList,
+    PreviewList,
     Failure,
 )
 _ANY = TypeAdapter(
@@ -836,6 +870,7 @@ _ANY = TypeAdapter(
         | RepairList
         | WaitList
         | ResourceHistoryList
+        | PreviewList
         | Failure,
         Field(discriminator="kind"),
     ]

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from extschema import model, planning, reconcile, wire
-from extschema.engine import ApplyResult, Engine, Registration, RollbackPlan, StalePlan
+from extschema import model, reconcile, wire
+from extschema.engine import ApplyResult, Engine, Registration, RollbackPlan
 from extschema.loading import Loaded, parse_documents
 from extschema.problems import Kind, Problem, ProblemError
 
@@ -307,29 +307,11 @@ def delete(engine: Engine, plugin_id: str, approve: str | None, retain: bool | N
     """``DELETE .../schema[?approve=HASH][&retain=true]``: ``extschema delete``, gated: dropping the plugin's
     tables is a destructive plan that runs only with ``?approve=`` of its hash (its data is backed up first).
     With ``retain=true`` (or ``deletionPolicy: Retain``) the plugin is only unregistered: nothing to approve."""
-    for _ in range(_RETRIES):
-        base = _registration(engine, plugin_id)
-        keep = base.spec.deletion_policy == "Retain" if retain is None else retain
-        if keep:
-            return applied([reconcile.delete(engine, plugin_id, True)])
-        spec = base.spec.model_copy(update={"approved_plan_hash": None})  # it approved the way there only
-        teardown = planning.teardown(spec, reconcile.references(engine, [spec], own=False))
-        planned = reconcile.Planned(_loaded(base.owner, spec, f"delete of {plugin_id}"), base, teardown)
-        try:
-            reviewed = reconcile.review(engine, planned)
-            reconcile.authorize([reviewed], _approvals(approve))
-        except reconcile.ApprovalRequired as error:
-            raise _approval_needed(error, plugin_id, "deleting") from None
-        try:  # the engine runs exactly the reviewed plan while the registration is the one it was planned from
-            return applied([engine.delete(base, teardown, False)])
-        except StalePlan:
-            continue
-    raise ProblemError.one(
-        "ES403",
-        "database",
-        f"plugin {plugin_id!r} kept changing while it was being deleted; try again",
-        kind=Kind.RETRYABLE,
-    )
+    _registration(engine, plugin_id)
+    try:  # the CLI's gate (reconcile.authorize_delete): the same plan, the same hash
+        return applied([reconcile.delete(engine, plugin_id, retain, approvals=_approvals(approve))])
+    except reconcile.ApprovalRequired as error:
+        raise _approval_needed(error, plugin_id, "deleting") from None
 
 
 # --- health ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -26,7 +26,54 @@ from extschema.cli.base import (
 from extschema.problems import Kind, ProblemError, escape
 
 if TYPE_CHECKING:
-    pass
+    from extschema.reconcile import DryRun
+
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only print the SQL it would run and its data effect (tables, rows, values, backups); change nothing.",
+)
+
+
+def _preview_view(run: DryRun) -> wire.PreviewView:
+    steps = [*run.before, run.preview]
+    return wire.PreviewView(
+        plugin_id=run.plugin_id,
+        action=run.action,
+        migration=run.preview.migration_id,
+        changes_anything=any(p.statements for p in steps),
+        hash=run.hash,
+        needs_approval=run.needs_approval,
+        changes=[line for p in steps for line in p.description],
+        sql=[s for p in steps for s in p.statements],
+        plan=run.reviewed.pending() if run.reviewed is not None else None,
+    )
+
+
+def _print_preview(run: DryRun, output: str) -> None:
+    """A dry run: what would run, numbered, and what it would change; or its one envelope (``PreviewList``)."""
+    if output != "text":
+        emit_json(wire.PreviewList.of([_preview_view(run)]))
+        return
+    view = _preview_view(run)
+    if not view.changes_anything:
+        click.echo(f"{escape(view.plugin_id)}: {run.action}: nothing to do (dry run)")
+        for line in view.changes:
+            click.echo(f"  - {escape(line)}")
+        return
+    as_ = f" as migration {view.migration}" if view.migration else ""
+    if run.action == "rollback":
+        as_ = f" on migration {view.migration}"
+    click.echo(f"{escape(view.plugin_id)}: {run.action} would run{as_} (dry run: nothing was changed)")
+    for line in view.changes:
+        click.echo(f"  - {escape(line)}")
+    if view.needs_approval:
+        click.echo(f"  needs approval: run it with --approve {view.hash}")
+    elif view.hash is not None:
+        click.echo(f"  plan hash {view.hash} (runs without approval)")
+    click.echo("  SQL:")
+    for number, statement in enumerate(view.sql, 1):
+        click.echo(f"  {number:>3}  {terminal_sql(statement)};")
 
 
 @main.command()
@@ -108,13 +155,30 @@ def history(plugin: str | None, database: str | None, output: str, no_headers: b
     is_flag=True,
     help="Let the rollback run the rollbackSql of the raw SQL steps it undoes (refused with ES313 otherwise).",
 )
-def rollback(plugin: str, database: str | None, output: str, approvals: Sequence[str], allow_raw_sql: bool) -> None:
+@dry_run_option
+def rollback(
+    plugin: str, database: str | None, output: str, approvals: Sequence[str], allow_raw_sql: bool, dry_run: bool
+) -> None:
     """Undo a plugin's latest migration with its recorded rollback SQL (data it drops, and raw rollbackSql,
-    need --approve)."""
+    need --approve).
+
+    \b
+    Example:
+      extschema rollback shop --dry-run          # the SQL, what it drops, puts back and backs up
+      extschema rollback shop --approve 05f630c7856faad3
+    """
     from extschema import reconcile
 
     with reported(output), open_engine(database, allow_raw_sql) as engine:
-        print_results([reconcile.rollback(engine, plugin, approvals)], output, verb="rolled back")
+        if dry_run:
+            _print_preview(reconcile.preview_rollback(engine, plugin, approvals), output)
+            return
+        result = reconcile.rollback(engine, plugin, approvals)
+        print_results([result], output, verb="rolled back")
+        if output == "text" and result.statements:
+            click.echo("  SQL run:")
+            for number, statement in enumerate(result.statements, 1):
+                click.echo(f"  {number:>3}  {terminal_sql(statement)};")
 
 
 @main.command()
@@ -124,26 +188,105 @@ def rollback(plugin: str, database: str | None, output: str, approvals: Sequence
 @click.option(
     "--retain", is_flag=True, default=None, help="Keep the tables; only unregister (overrides deletionPolicy)."
 )
-def delete(plugin: str, database: str | None, output: str, retain: bool | None) -> None:
-    """Remove a plugin: drop its objects (data is backed up first) or, with Retain, unregister it."""
+@click.option(
+    "--approve",
+    "approvals",
+    multiple=True,
+    metavar="HASH",
+    help="Approve dropping the plugin's tables with this hash (from --dry-run or the refusal, ES307); "
+    "a hash that is not the delete's as it is now stops it (ES308).",
+)
+@dry_run_option
+def delete(
+    plugin: str, database: str | None, output: str, retain: bool | None, approvals: Sequence[str], dry_run: bool
+) -> None:
+    """Remove a plugin: drop its objects (data is backed up first; needs --approve HASH) or, with Retain,
+    unregister it.
+
+    On a terminal, without --approve, it shows what it drops and asks for the hash.
+
+    \b
+    Example:
+      extschema delete shop --dry-run            # tables, rows, backups and SQL; the hash to approve
+      extschema delete shop --approve 1c2d3e4f5a6b7c8d
+      extschema delete shop --retain             # only unregister: nothing to approve
+    """
     from extschema import reconcile
 
     with reported(output), open_engine(database) as engine:
-        print_results([reconcile.delete(engine, plugin, retain or None)], output)
+        if dry_run:
+            _print_preview(reconcile.preview_delete(engine, plugin, retain or None), output)
+            return
+        if not approvals and output == "text" and sys.stdin.isatty() and sys.stdout.isatty():
+            approvals = _confirm_delete(reconcile.preview_delete(engine, plugin, retain or None))
+        print_results([reconcile.delete(engine, plugin, retain or None, approvals=approvals)], output)
+
+
+def _confirm_delete(run: DryRun) -> tuple[str, ...]:
+    """On a terminal: show what the delete drops and ask for its hash (the approval); anything else aborts."""
+    if not run.needs_approval or run.hash is None:
+        return ()
+    _print_preview(run, "text")
+    typed = click.prompt(
+        f"Type the hash {run.hash} to drop these tables (anything else aborts)", default="", show_default=False
+    )
+    if typed.strip() != run.hash:
+        click.echo("aborted: nothing was changed", err=True)
+        sys.exit(EXIT_INVALID)
+    return (run.hash,)
 
 
 @main.command()
 @click.argument("plugin")
+@click.option(
+    "--accept-edits",
+    "mode",
+    flag_value="accept-edits",
+    help="Keep the edited SQL of the history and record its checksum (Flyway's repair).",
+)
+@click.option(
+    "--rerender",
+    "mode",
+    flag_value="rerender",
+    help="Write the SQL text of the history again from the stored statements (undoes an edit of the text).",
+)
+@dry_run_option
 @database_option
 @output_option
-def repair(plugin: str, database: str | None, output: str) -> None:
-    """Re-record migration checksums after a deliberate edit of the history."""
+def repair(plugin: str, mode: str | None, dry_run: bool, database: str | None, output: str) -> None:
+    """Make edited migration history verify again (ES304): --accept-edits keeps the edit, --rerender undoes it.
+
+    \b
+    Example:
+      extschema history shop --sql               # see the edit
+      extschema repair shop --accept-edits --dry-run
+      extschema repair shop --accept-edits
+    """
+    from extschema import reconcile
+
+    if mode not in ("accept-edits", "rerender"):
+        raise click.UsageError(
+            "choose what repair does: --accept-edits (keep the edited SQL, record its checksum) or --rerender "
+            "(write the SQL text again from the stored statements, undoing the edit)"
+        )
+    chosen: Literal["accept-edits", "rerender"] = "accept-edits" if mode == "accept-edits" else "rerender"
     with reported(output), open_engine(database) as engine:
-        repaired = engine.repair(plugin)
+        changes = reconcile.repair_history(engine, plugin, chosen, dry_run)
         if output != "text":
-            emit_json(wire.RepairList.of(wire.RepairView(plugin_id=plugin, migration_id=m) for m in repaired))
-        else:
-            click.echo(f"re-recorded checksums of {', '.join(repaired)}" if repaired else "all checksums already match")
+            views = (
+                wire.RepairView(
+                    plugin_id=plugin, migration_id=c.migration_id, mode=chosen, change=c.change, changed=not dry_run
+                )
+                for c in changes
+            )
+            emit_json(wire.RepairList.of(views))
+            return
+        if not changes:
+            click.echo("all checksums already match")
+        for c in changes:
+            click.echo(f"{escape(plugin)} {c.migration_id}: {escape(c.change)}")
+        if dry_run and changes:
+            click.echo("(dry run: nothing was changed)")
 
 
 def _age(seconds: float) -> str:
@@ -289,12 +432,29 @@ def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | N
 @click.option("--plugin", "-p", metavar="PLUGIN", help="The plugin whose migration it is (when several have that id).")
 @database_option
 @output_option
-def restore(migration_id: str, plugin: str | None, database: str | None, output: str) -> None:
-    """Copy a migration's backed-up rows and values back into the plugin's current tables."""
+@dry_run_option
+def restore(migration_id: str, plugin: str | None, database: str | None, output: str, dry_run: bool) -> None:
+    """Copy a migration's backed-up rows and values back into the plugin's current tables.
+
+    \b
+    Example:
+      extschema restore 0003 --dry-run           # what it copies back, per table and column, and the SQL
+      extschema restore 0003
+    """
     from extschema import reconcile
 
     with reported(output), open_engine(database) as engine:
-        print_results(reconcile.restore(engine, migration_id, plugin), output)
+        if dry_run:
+            _print_preview(reconcile.preview_restore(engine, migration_id, plugin), output)
+            return
+        results = reconcile.restore(engine, migration_id, plugin)
+        if output != "text" or results[-1].changed:
+            print_results(results, output)
+            return
+        print_results(results[:-1], output)  # the spec applied again, if it was; then why nothing was copied
+        click.echo(f"{escape(results[-1].plugin_id)}: nothing to restore (nothing recorded)")
+        for line in results[-1].description[1:]:
+            click.echo(f"  - {escape(line)}")
 
 
 @main.command()
@@ -307,13 +467,19 @@ def restore(migration_id: str, plugin: str | None, database: str | None, output:
 @database_option
 @output_option
 @no_headers_option
-def drift(plugin: str | None, repair: bool, database: str | None, output: str, no_headers: bool) -> None:
+@dry_run_option
+def drift(plugin: str | None, repair: bool, database: str | None, output: str, no_headers: bool, dry_run: bool) -> None:
     """Compare the database's plugin objects with the applied specs; exit 1 when they differ."""
     from extschema import reconcile
 
     if repair and plugin is None:
         raise click.UsageError("--repair needs the PLUGIN to repair")
+    if dry_run and not repair:
+        raise click.UsageError("--dry-run goes with --repair (drift alone only reads)")
     with reported(output), open_engine(database) as engine:
+        if dry_run and plugin is not None:
+            _print_preview(reconcile.preview_repair(engine, plugin), output)
+            return
         repaired = reconcile.repair(engine, plugin) if repair and plugin is not None else []
         reports = reconcile.drift(engine, plugin)
         in_sync = all(r.in_sync for r in reports)

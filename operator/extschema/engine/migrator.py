@@ -11,6 +11,7 @@ under the plugin's lock that the registry is still what they were planned from (
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 
 from sqlalchemy.engine import Connection
@@ -29,10 +30,11 @@ from extschema.engine.kinds.delete import Delete
 from extschema.engine.kinds.repair import Repair
 from extschema.engine.kinds.restore import Restore
 from extschema.engine.kinds.rollback import RollbackPlan, RollbackSource
-from extschema.engine.registry import MigrationRecord, Registration, Registry
+from extschema.engine.registry import MigrationRecord, Registration, Registry, RepairChange
 from extschema.engine.runner import (
     ApplyResult,
     Migrator,
+    Preview,
     StalePlan,
     not_registered,
     registered_by_another,
@@ -150,7 +152,10 @@ class Engine:
         """
         if self.registration(plugin_id) is None:  # refused without creating a registry
             raise not_registered(plugin_id)
-        return self.migrator.run(plugin_id, rollback_kind.Rollback(self.migrator, plugin_id, expected))
+        step = rollback_kind.Rollback(self.migrator, plugin_id, expected)
+        result = self.migrator.run(plugin_id, step)
+        ran = step.rendered.all_statements if step.rendered is not None and result.changed else ()
+        return dataclasses.replace(result, statements=ran)
 
     def delete(self, planned_from: Registration, plan: Plan, keep: bool) -> ApplyResult:
         """Remove a plugin: run *plan*, the teardown of *planned_from*'s spec (its data backed up
@@ -170,14 +175,18 @@ class Engine:
         step = Restore(self.migrator, source.plugin_id, source.migration_id)
         return self.migrator.run(source.plugin_id, step, foreign_keys_off=False)
 
-    def repair(self, plugin_id: str) -> list[str]:
-        """Re-record the checksums of a plugin's migrations (after a deliberate edit)."""
+    def repair(self, plugin_id: str, mode: str, dry_run: bool = False) -> list[RepairChange]:
+        """Make the plugin's recorded migrations verify again after a deliberate edit (*mode*: see
+        :meth:`Registry.repair`); *dry_run* changes nothing and takes no lock."""
+        if dry_run:
+            with self.registry.reading() as conn:
+                return [] if conn is None else self.registry.repair(conn, plugin_id, mode, dry_run=True)
         with self.registry.reading() as conn:
             if conn is None:  # no registry: nothing was ever recorded, nothing to repair
                 return []
         with self.database.transaction() as conn:
             self.migrator.lock(conn, plugin_id)
-            return self.registry.repair(conn, plugin_id)
+            return self.registry.repair(conn, plugin_id, mode)
 
     # --- adopting what delete --retain kept (:mod:`extschema.engine.kinds.adopt`) -----------------
 
@@ -197,3 +206,22 @@ class Engine:
         the plugin was registered, or its history moved, since *source* was read."""
         step = adopt_kind.Adopt(self.migrator, owner, source, expected, tables)
         return self.migrator.run(source.plugin_id, step)
+
+    # --- dry runs: what a migration would do, rendered and counted, nothing run or recorded ---------
+
+    def preview_rollback(self, plugin_id: str, expected: RollbackPlan | None) -> Preview:
+        """:meth:`rollback` without running it."""
+        return self.migrator.preview(plugin_id, rollback_kind.Rollback(self.migrator, plugin_id, expected))
+
+    def preview_delete(self, planned_from: Registration, plan: Plan, keep: bool) -> Preview:
+        """:meth:`delete` without running it."""
+        return self.migrator.preview(planned_from.plugin_id, Delete(self.migrator, planned_from, plan, keep))
+
+    def preview_repair_drift(self, planned: RepairPlan) -> Preview:
+        """:meth:`repair_drift` without running it."""
+        return self.migrator.preview(planned.base.plugin_id, Repair(self.migrator, planned))
+
+    def preview_restore(self, source: RestoreSource) -> Preview:
+        """:meth:`restore` without running it (the plugin must be registered)."""
+        step = Restore(self.migrator, source.plugin_id, source.migration_id)
+        return self.migrator.preview(source.plugin_id, step)

@@ -289,6 +289,38 @@ def sql_checksum(statements: Sequence[str], rollback: Sequence[str]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def edited_checksum(
+    migration_sql: str, rollback_sql: str | None, statements: Sequence[str], rollback: Sequence[str]
+) -> str:
+    """The checksum ``repair --accept-edits`` records: of the texts as edited and of the stored statements,
+    so any later edit of either is a mismatch again (tagged: never equal to a :func:`sql_checksum`)."""
+    payload = json.dumps(
+        ["edited", migration_sql, rollback_sql, list(statements), list(rollback)], separators=(",", ":")
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def checksum_matches(row: Any, statements: Sequence[str], rollback: Sequence[str]) -> bool:
+    """Whether a migration row's stored SQL is what was recorded: as rendered (the texts are the
+    statements' script), or as edited and accepted by ``repair --accept-edits``."""
+    if row.checksum_sql == sql_checksum(statements, rollback) and row.migration_sql == script(statements):
+        return True
+    return bool(row.checksum_sql == edited_checksum(row.migration_sql, row.rollback_sql, statements, rollback))
+
+
+#: ``repair`` modes: keep the edited text and record its checksum, or render the text again from the statements.
+REPAIR_MODES = ("accept-edits", "rerender")
+
+
+@dataclasses.dataclass(frozen=True)
+class RepairChange:
+    """One migration ``repair`` changed (or, in a dry run, would change)."""
+
+    migration_id: str
+    #: What changed, in words.
+    change: str
+
+
 def script(statements: Sequence[str]) -> str:
     return "".join(f"{s};\n" for s in statements)
 
@@ -469,7 +501,7 @@ class Registry:
             + (f" AND migration_id = '{migration_id}'" if migration_id else "")
             + "), then re-record checksums with `extschema repair "
             + (plugin_id or "PLUGIN")
-            + "`"
+            + " --accept-edits`"
         )
         return ProblemError.one(
             "ES405", where, f"the registry row {where} cannot be read: {reason}; {fix}", kind="database"
@@ -613,7 +645,7 @@ class Registry:
         records = []
         for row in conn.execute(query):
             statements, rollback = statements_of(row)
-            ok = row.checksum_sql == sql_checksum(statements, rollback) and row.migration_sql == script(statements)
+            ok = checksum_matches(row, statements, rollback)
             records.append(
                 MigrationRecord(
                     plugin_id=row.plugin_id,
@@ -663,8 +695,10 @@ class Registry:
                 "ES304",
                 f"extension_migrations[{plugin_id}]",
                 f"checksum mismatch in recorded migration(s) {ids} of plugin {plugin_id!r}: the stored SQL was "
-                f"changed after it ran. Compare it with `extschema history {plugin_id}`; if the change was "
-                f"deliberate, re-record the checksums with `extschema repair {plugin_id}`",
+                f"changed after it ran. Compare it with `extschema history {plugin_id} --sql`; if the change was "
+                f"deliberate, keep it and re-record the checksums with `extschema repair {plugin_id} --accept-edits`, "
+                f"or undo it with `extschema repair {plugin_id} --rerender` (the text is written again from the "
+                "stored statements)",
                 kind="refused",
             )
         return records
@@ -757,30 +791,40 @@ class Registry:
     def unregister(self, conn: Connection, plugin_id: str) -> None:
         conn.execute(sa.delete(self.schemas).where(self.schemas.c.plugin_id == plugin_id))
 
-    def repair(self, conn: Connection, plugin_id: str) -> list[str]:
-        """Re-record the checksums of a plugin's migrations (after a deliberate edit)."""
-        return self.guarded(conn, plugin_id, lambda: self._repair(conn, plugin_id))  # type: ignore[no-any-return]
+    def repair(self, conn: Connection, plugin_id: str, mode: str, dry_run: bool = False) -> list[RepairChange]:
+        """Make the plugin's recorded migrations verify again after an edit (*mode*: ``accept-edits``
+        records the checksum of the edited SQL, which stays; ``rerender`` writes the SQL text again from
+        the stored statements, undoing an edit of the text); with *dry_run*, only say what would change."""
+        return self.guarded(conn, plugin_id, lambda: self._repair(conn, plugin_id, mode, dry_run))  # type: ignore[no-any-return]
 
-    def _repair(self, conn: Connection, plugin_id: str) -> list[str]:
-        repaired: list[str] = []
+    def _repair(self, conn: Connection, plugin_id: str, mode: str, dry_run: bool) -> list[RepairChange]:
+        changes: list[RepairChange] = []
         m = self.migrations
-        rows = conn.execute(sa.select(m).where(m.c.plugin_id == plugin_id)).all()
+        rows = conn.execute(sa.select(m).where(m.c.plugin_id == plugin_id).order_by(m.c.migration_id)).all()
         for row in rows:
             statements, rollback = statements_of(row)
-            checksum = sql_checksum(statements, rollback)
-            if row.checksum_sql != checksum or row.migration_sql != script(statements):
-                conn.execute(
-                    sa.update(m)
-                    .where(m.c.id == row.id)
-                    .values(
-                        checksum_sql=checksum,
-                        migration_sql=script(statements),
-                        rollback_sql=script(rollback),
-                        updated_at=now(),
-                    )
+            if mode == "accept-edits":
+                if checksum_matches(row, statements, rollback):
+                    continue
+                values = {"checksum_sql": edited_checksum(row.migration_sql, row.rollback_sql, statements, rollback)}
+                verb = "would re-record" if dry_run else "re-recorded"
+                change = f"{verb} the checksum of the SQL as edited (the edit stays)"
+            else:
+                checksum, text, undo = sql_checksum(statements, rollback), script(statements), script(rollback)
+                if (row.checksum_sql, row.migration_sql, row.rollback_sql) == (checksum, text, undo):
+                    continue
+                values = {"checksum_sql": checksum, "migration_sql": text, "rollback_sql": undo}
+                edited = [c for c, v in (("migration_sql", text), ("rollback_sql", undo)) if row._mapping[c] != v]
+                render, record = ("would render", "would re-record") if dry_run else ("rendered", "re-recorded")
+                change = (
+                    f"{render} {' and '.join(edited)} again from the stored statements (the edit of the text is undone)"
+                    if edited
+                    else f"{record} the checksum of the stored statements"
                 )
-                repaired.append(row.migration_id)
-        return repaired
+            if not dry_run:
+                conn.execute(sa.update(m).where(m.c.id == row.id).values(**values, updated_at=now()))
+            changes.append(RepairChange(row.migration_id, change))
+        return changes
 
     # --- backups ------------------------------------------------------------------------------
 

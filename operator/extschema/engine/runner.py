@@ -70,6 +70,21 @@ class ApplyResult:
     #: An apply's: the plugin's registration as the migration left it (or found it, with nothing to do),
     #: read under the migration's lock; None for the other kinds.
     registration: Registration | None = None
+    #: The SQL it ran, where the command shows it (a rollback's); else empty.
+    statements: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Preview:
+    """What :meth:`Migrator.run` would do for a migration, read and rendered without running it (``--dry-run``)."""
+
+    plugin_id: str
+    #: The id the migration would be recorded with; None when it has nothing to do.
+    migration_id: str | None
+    #: The SQL it would run, in order (empty when nothing to do).
+    statements: tuple[str, ...]
+    #: What it would change, one line each, as its result would say.
+    description: list[str]
 
 
 class StalePlan(Exception):
@@ -137,6 +152,10 @@ class Migration(Protocol):
         """Change the registry in the migration's own transaction."""
         ...
 
+    def preview_lines(self, migration_id: str) -> list[str]:
+        """What it would change, once rendered for a dry run (:meth:`Migrator.preview`)."""
+        ...
+
     def recorded_as(self) -> tuple[str, ExtensionSchemaSpec, Definition | None, datetime.datetime]:
         """The owner and spec its ``finish`` migration is recorded with, the spec's definition if made,
         and when the migration started."""
@@ -154,6 +173,9 @@ class MigrationBase:
     id_counters: dict[str, int] = {}
 
     def before(self) -> list[str]:
+        return []
+
+    def preview_lines(self, migration_id: str) -> list[str]:
         return []
 
     def recorded_as(self) -> tuple[str, ExtensionSchemaSpec, Definition | None, datetime.datetime]:
@@ -229,6 +251,20 @@ class Migrator:
         if migration.rendered is not None and migration.rendered.after and result.migration_id is not None:
             after_phase.finish(self, plugin_id, result.migration_id)
         return result
+
+    def preview(self, plugin_id: str, migration: Migration) -> Preview:
+        """What :meth:`run` would do: *migration* checked and rendered in a read-only transaction,
+        without the lock, executing and recording nothing (a dry run creates no registry either)."""
+        with self.registry.reading() as conn:
+            if conn is None:
+                raise not_registered(plugin_id)
+            done = migration.check(conn, self.registry.registration(plugin_id, conn))
+            if done is not None:
+                return Preview(plugin_id, None, (), list(done.description))
+            history = self.registry.verify_history(conn, plugin_id)
+            migration_id = self.registry.next_migration_id(conn, plugin_id, history)
+            rendered = migration.rendered = migration.render(conn, history, migration_id)
+            return Preview(plugin_id, migration_id, rendered.all_statements, migration.preview_lines(migration_id))
 
     def _before(self, plugin_id: str, migration: Migration, before: Sequence[str]) -> ApplyResult | None:
         """Commit *before* under the plugin's lock, unless the migration has nothing to do or is stale."""

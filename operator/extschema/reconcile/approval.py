@@ -388,7 +388,7 @@ def review_rollback(engine: Engine, undo: RollbackPlan) -> Reviewed:
     return _review(engine, planned, safety.classify_plan(undo.plan, rollback=True))
 
 
-def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = ()) -> None:
+def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = (), undo: RollbackPlan | None = None) -> None:
     """The gate of a rollback: ES309 when existing rows break a field it narrows; ES307 (with the
     counts and the hash, :class:`ApprovalRequired`) when it would drop values or rows, or runs a raw
     step's ``rollbackSql`` (destructive whatever the counts: what it deletes is unknown), and
@@ -411,11 +411,15 @@ def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = ()) -> N
             if raw
             else "drops data"
         )
+        at = spec.version if spec else "?"
+        # Where it goes (*undo*): a lower-version apply undone goes *up* again, the first migration undone removes it.
+        to = "" if undo is None else f" → {undo.spec.version}" if undo.spec else ", removing it"
+        undoes = "" if undo is None else f", undoing migration {undo.migration_id}"
         problems.append(
             Problem(
                 "ES307",
                 "plugin",
-                f"rolling back plugin {reviewed.plugin_id!r} (version {spec.version if spec else '?'}) {does}: "
+                f"rolling back plugin {reviewed.plugin_id!r} (version {at}{to}{undoes}) {does}: "
                 f"{reviewed.summary()}; it is backed up first, but approve exactly this rollback with "
                 f"`extschema rollback {reviewed.plugin_id} --approve {reviewed.hash}`",
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from extschema import planning
@@ -52,6 +53,10 @@ class Delete(MigrationBase):
         self.migrator, self.planned_from, self.plan, self.keep = migrator, planned_from, plan, keep
         self.plugin_id = planned_from.plugin_id
         self.missing: list[str] = []
+        #: The plan without the tables already gone, and the rows of each table it drops (logical
+        #: name), counted under the lock just before they go.
+        self.executed: Plan = plan
+        self.rows: dict[str, int] = {}
 
     @property
     def kind(self) -> MigrationKind:  # type: ignore[override]
@@ -74,14 +79,36 @@ class Delete(MigrationBase):
         dialect = self.migrator.dialect
         existing = set(catalog.plugin_tables(conn, dialect, self.plugin_id))
         plan, self.missing = without_missing_tables(self.plan, existing, dialect)
+        self.executed = plan
+        for op in plan.ops:
+            if isinstance(op, planning.DropTable):
+                table = dialect.qualified(dialect.namer.table(self.plugin_id, op.table.name))
+                self.rows[op.table.name] = int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
         return dialect.render_plan(plan, backup_tag=backup_tag(migration_id))
+
+    def _lines(self, migration_id: str, done: bool) -> list[str]:
+        """Each table dropped with its rows, and where they are backed up (*done*: in the past tense)."""
+        drop, back = ("dropped", "backed up") if done else ("drops", "backs up")
+        refs = self.migrator.dialect.backups_of(self.executed, backup_tag(migration_id))
+        tables = [f"{drop} table {name} ({count} row(s))" for name, count in self.rows.items()]
+        saved = [
+            f"{back} {f'{r.source_table}.{r.column}' if r.column else f'table {r.source_table}'} to {r.table}"
+            for r in refs
+        ]
+        gone = [f"already missing (dropped outside extschema): {', '.join(self.missing)}"] if self.missing else []
+        return [*tables, *saved, *gone]
+
+    def preview_lines(self, migration_id: str) -> list[str]:
+        if self.keep:
+            return [f"unregisters plugin {self.plugin_id!r}; its tables, rows and indexes stay"]
+        return self._lines(migration_id, done=False)
 
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
         registry = self.migrator.registry
         assert self.current is not None
-        description = ["unregistered (tables retained)"] if self.keep else ["dropped all objects (data backed up)"]
-        if self.missing:
-            description.append(f"already missing (dropped outside extschema): {', '.join(self.missing)}")
+        description = ["unregistered (tables retained)"]
+        if not self.keep:
+            description = ["dropped all objects (data backed up)", *self._lines(migration_id, done=True)]
         registry.record(conn, self.executed_row(migration_id, description, rendered, now(), duration))
         registry.unregister(conn, self.plugin_id)
         refs = self.migrator.dialect.backups_of(self.plan, backup_tag(migration_id))

@@ -47,6 +47,12 @@ class Repair(MigrationBase):
         # As an apply renders: new indexes of tables with rows are built after COMMIT, by the same step.
         return self.migrator.render_plan(conn, self.plan, migration_id)
 
+    def preview_lines(self, migration_id: str) -> list[str]:
+        return [
+            op.describe() if isinstance(op, planning.EnforceIntRange) else f"re-creates: {op.describe()}"
+            for op in self.plan.ops
+        ]
+
     def recorded_as(self) -> tuple[str, ExtensionSchemaSpec, Definition | None, datetime.datetime]:
         assert self.current is not None
         return self.current.owner, self.current.spec, None, self.started

@@ -45,6 +45,8 @@ class _Copy:
 
     statements: list[str]
     description: str
+    #: How many rows or values it copies (0: everything is in place already).
+    copied: int
 
 
 class Restore(MigrationBase):
@@ -54,14 +56,30 @@ class Restore(MigrationBase):
         self.migrator, self.plugin_id, self.source = migrator, plugin_id, source
         self.started = now()
         self.description: list[str] = []
+        self.copies: list[_Copy] = []
 
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         if current is None:  # deleted since the restore was asked for
             raise not_registered(self.plugin_id)
         self.current = current
+        # Copies worked out under the lock, before anything is recorded: a restore copying nothing records nothing.
+        copies = self._copies(conn, self.migrator.registry.history_rows(conn, self.plugin_id))
+        if not any(c.copied for c in copies):
+            already = [c.description for c in copies]
+            why = f"nothing to restore from migration {self.source}: every backed-up row and value is in place"
+            return ApplyResult(self.plugin_id, False, None, [why, *already])
+        self.copies = copies
         return None
 
+    def preview_lines(self, migration_id: str) -> list[str]:
+        copies = [f"restores {line.removeprefix('restored ')}" for line in self.description]
+        return [f"restores backups of migration {self.source}", *copies]
+
     def render(self, conn: Connection, history: list[MigrationRecord], migration_id: str) -> RenderedPlan:
+        self.description = [c.description for c in self.copies]
+        return RenderedPlan(tuple(s for c in self.copies for s in c.statements), ())
+
+    def _copies(self, conn: Connection, history: list[MigrationRecord]) -> list[_Copy]:
         records = self.migrator.registry.backup_rows(conn, self.plugin_id, self.source)
         if not records:  # pruned since it was read
             raise no_backup(self.source, self.plugin_id, "its backups were pruned")
@@ -89,8 +107,7 @@ class Restore(MigrationBase):
                 problems.extend(error.problems)
         if problems:
             raise ProblemError(problems, kind=Kind.REFUSED)
-        self.description = [c.description for c in copies]
-        return RenderedPlan(tuple(s for c in copies for s in c.statements), ())
+        return copies
 
     def _specs_since(self, conn: Connection, history: list[MigrationRecord]) -> list[ExtensionSchemaSpec]:
         """The specs from the backed-up migration's on, in order: the lineage from it, or — for the
@@ -236,7 +253,7 @@ def _copy(
         description = f"restored {found} value(s) of {table}.{column}"
         if notes:
             description += f" ({'; '.join(notes)})"
-        return _Copy(statements, description)
+        return _Copy(statements, description, int(found))
     if "id" not in saved or "id" not in present:
         raise _missing_target(record, f"column {table}.id", "the table must have its id column")
     # Backed-up columns under their names now (renamed since: followed); those the table lost are reported.
@@ -284,7 +301,7 @@ def _copy(
         notes.append(f"not restored, no longer in the table: {', '.join(left)}")
     if notes:
         description += f" ({'; '.join(notes)})"
-    return _Copy(statements, description)
+    return _Copy(statements, description, int(found))
 
 
 def _refuse_unfit(

@@ -33,7 +33,7 @@ from extschema.engine.runner import (
     not_registered,
 )
 from extschema.model import ExtensionSchemaSpec
-from extschema.naming import backup_tag
+from extschema.naming import PhysicalName, backup_tag
 from extschema.planning import Plan, rawsql, shape
 from extschema.problems import ProblemError
 
@@ -142,6 +142,8 @@ class Rollback(MigrationBase):
         self.takes: list[BackupRef] = []
         #: The tables the rollback SQL creates again from their whole-table backups.
         self.recreated: list[str] = []
+        #: What the rollback SQL puts back: each backup it reads, with its rows (counted under the lock).
+        self.put_back: list[tuple[BackupRef, int]] = []
 
     def check(self, conn: Connection, current: Registration | None) -> ApplyResult | None:
         if current is None:
@@ -236,7 +238,27 @@ class Rollback(MigrationBase):
                 kind="refused",
             )
         self.recreated = [r.source_table for r, _ in named if r.column is None]
+        for r, (schema, name) in named:
+            table = self.migrator.dialect.qualified(PhysicalName(schema, name))
+            self.put_back.append((r, int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())))
         return [r for r in takes if physical(r.table)[1] in sql]
+
+    def put_back_lines(self, done: bool) -> list[str]:
+        """What the rollback SQL copies back from the undone migration's backups."""
+        verb = "put back" if done else "puts back"
+        return [
+            f"{verb} {f'{r.source_table}.{r.column}' if r.column else f'table {r.source_table}'} from {r.table} "
+            f"({rows} row(s))"
+            for r, rows in self.put_back
+        ]
+
+    def preview_lines(self, migration_id: str) -> list[str]:
+        assert self.target is not None
+        taken = [
+            f"backs up {f'{r.source_table}.{r.column}' if r.column else f'table {r.source_table}'} to {r.table}"
+            for r in (*(self.expected.sql_backups if self.expected else ()), *self.takes)
+        ]
+        return [f"rolls back migration {self.target.migration_id}", *self.put_back_lines(False), *taken]
 
     def record(self, conn: Connection, migration_id: str, rendered: RenderedPlan, duration: int) -> ApplyResult:
         assert self.target is not None
@@ -253,7 +275,7 @@ class Rollback(MigrationBase):
             registry.register(conn, self.current.owner, self.previous_spec, tables, exists=True)
         # Listed with the migration they undid: their names carry its tag, like its own backups.
         registry.record_backups(conn, self.plugin_id, self.target.migration_id, self.takes, counters=self.id_counters)
-        description = [f"rolled back migration {self.target.migration_id}"]
+        description = [f"rolled back migration {self.target.migration_id}", *self.put_back_lines(True)]
         if self.target.kind == MigrationKind.ADOPT:
             description.append("unregistered again: its objects stay as `delete --retain` left them")
         return ApplyResult(self.plugin_id, True, self.target.migration_id, description, duration)
