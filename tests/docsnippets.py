@@ -185,6 +185,12 @@ class Session:
             return
         assert args[0] == "extschema", f"{where}: the test cannot run this (mark the block, docs/index.md#snippets)"
         args = args[1:]
+        if "--approve" in args and args[0] != "apply" and code != "ES308":  # delete, rollback: as their ES307 says
+            asked = run(*[a for i, a in enumerate(args) if "--approve" not in args[i - 1 : i + 1]])
+            now = re.findall(r"--approve ([0-9a-f]{16})", asked.stderr)[-1:]
+            assert now, f"{where}: without --approve it asks for no approval:\n{asked.stdout}{asked.stderr}"
+            self._seen(args[args.index("--approve") + 1], now[0])
+            args[args.index("--approve") + 1] = now[0]
         if args[0] == "apply" and code != "ES308":  # a hash shown to approve is the plan's hash now
             if "--approve" in args:
                 now = self._current_hash(args)
