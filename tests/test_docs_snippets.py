@@ -7,6 +7,7 @@ of the SQLite file; the plan hashes a page shows are the ones the commands print
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def test_every_shell_block_is_of_a_documented_kind(page: str) -> None:
     for block in blocks(page):
         if block.language in ("bash", "shell", "console", "zsh"):
             raise AssertionError(f"{page}:{block.line}: write ```sh (a documented kind), not ```{block.language}")
+        elif block.language != "sh":  # a shell session in an output block would be left unrun
+            prompt = re.search(r"^\$ .*", block.body, re.MULTILINE)
+            assert not prompt, f"{page}:{block.line}: {prompt.group()}: show commands in a ```sh block"
         if block.language == "sh":
             assert block.kind in KINDS, f"{page}:{block.line}: ```sh {block.kind} is none of {sorted(KINDS)}"
 
