@@ -54,6 +54,7 @@ APPROVAL_SPECS = [
 
 def approval_hash(workdir: Path, url: str) -> str:
     """The hash of the plan the operator waits on in ```sh approval blocks (the same on both databases)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     for number, text in enumerate(APPROVAL_SPECS, 1):
         (workdir / f"orders-{number}.yaml").write_text(text)
     outcome = run("apply", str(workdir / "orders-1.yaml"), "-d", url)
@@ -61,6 +62,61 @@ def approval_hash(workdir: Path, url: str) -> str:
     outcome = run("plan", str(workdir / "orders-2.yaml"), "-d", url, "-o", "json")
     assert outcome.exit_code == 0, outcome.stderr
     return str(outcome.item()["hash"])
+
+
+_NOTES = (
+    "apiVersion: extschema.io/v1alpha1\nkind: ExtensionSchema\nmetadata: {name: notes}\nspec:\n"
+    "  pluginId: field_notes\n  version: VERSION\n  description: Notes taken in the field\n"
+    "  deletionPolicy: Retain\n  enums:\n    - {name: severity, values: [info, warning, critical]}\n"
+    "  tables:\n    - name: note\n      fields:\n"
+    "        - {name: title, type: String, required: true, validation: {minLength: 1, maxLength: 120}}\n"
+    "BODY        - {name: severity, type: Enum, enum: severity, required: true, default: info}\n"
+    "        - {name: taken_at, type: DateTime, required: true, default: now}\n"
+)
+
+
+def _plan_hash(workdir: Path, url: str, first: str, then: str) -> str:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "first.yaml").write_text(first)
+    (workdir / "then.yaml").write_text(then)
+    outcome = run("apply", str(workdir / "first.yaml"), "-d", url)
+    assert outcome.exit_code == 0, outcome.stderr
+    outcome = run("plan", str(workdir / "then.yaml"), "-d", url, "-o", "json")
+    assert outcome.exit_code == 0, outcome.stderr
+    return str(outcome.item()["hash"])
+
+
+def example_hashes(workdir: Path, url: str) -> dict[str, str]:
+    """The hashes of the plans pages show without running them, as extschema makes them now: what each is."""
+    found = {"docs/kubectl-plugin.md's orders 1.0.0 -> 2.0.0": approval_hash(workdir / "a", url)}
+    found["docs/helm-plugins.md's field_notes 1.0.0 -> 2.0.0 (examples/plugin-chart)"] = _plan_hash(
+        workdir / "b",
+        url,
+        _NOTES.replace("VERSION", "1.0.0").replace("BODY", "        - {name: body, type: Text}\n"),
+        _NOTES.replace("VERSION", "2.0.0").replace("BODY", ""),
+    )
+    shop = {file_name(b): b.body for b in blocks("docs/evolution.md") if b.language == "yaml" and file_name(b)}
+    found["docs/evolution.md's shop-v1.yaml -> shop-v2.yaml"] = _plan_hash(
+        workdir / "c", url, shop["shop-v1.yaml"], shop["shop-v2.yaml"]
+    )
+    outcome = run("delete", "shop", "-d", url, "--dry-run", "-o", "json")
+    assert outcome.exit_code == 0, outcome.stderr
+    found["deleting docs/evolution.md's shop-v1.yaml"] = str(outcome.item()["hash"])
+    return found
+
+
+#: A hash no plan has: what a page shows as a mistyped one (ES308).
+MISTYPED = "0123456789abcdef"
+#: A plan hash as text shows it (not a part of a longer word, like a token's suffix).
+SHOWN_HASH = re.compile(r"(?<![\w-])[0-9a-f]{16}(?![\w-])")
+
+
+def session_hashes(page: str) -> set[str]:
+    """The hashes of the page's sessions (its ```sh blocks and files), checked when they run."""
+    if not runnable(page):
+        return set()
+    texts = [b.body for b in blocks(page) if (b.language == "sh" and b.kind == "") or file_name(b)]
+    return {h for text in texts for h in SHOWN_HASH.findall(text)}
 
 
 def approval_hashes(page: str) -> set[str]:

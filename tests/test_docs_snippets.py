@@ -16,15 +16,19 @@ import pytest
 from tests.controlplane.cluster import Cluster
 from tests.docsnippets import (
     KINDS,
+    MISTYPED,
     REPO,
     RUNNERS,
+    SHOWN_HASH,
     ClusterSession,
     approval_hash,
     approval_hashes,
     blocks,
+    example_hashes,
     pages,
     run_page,
     runnable,
+    session_hashes,
 )
 from tests.helpers import load_core
 
@@ -138,3 +142,20 @@ def test_the_approval_blocks_show_the_hash_of_their_plan(
     stale = {page: sorted(hashes - {now}) for page, hashes in shown.items() if hashes - {now}}
     assert not stale, f"{stale} are not {now}: run `python -m tests.docs_refresh`"
     assert shown["docs/kubectl-plugin.md"] == {now}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_every_hash_a_page_shows_is_one_extschema_prints(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A plan hash anywhere in the docs (prose, JSON samples, statuses) is a session's (checked as it runs), or
+    the hash of one of the example plans, made now; or the mistyped one."""
+    url = str(request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url"))
+    examples = example_hashes(tmp_path, url)
+    known = {MISTYPED, *examples.values()}.union(*(session_hashes(page) for page in pages()))
+    unknown = {
+        page: sorted(set(SHOWN_HASH.findall((REPO / page).read_text())) - known)
+        for page in pages()
+        if set(SHOWN_HASH.findall((REPO / page).read_text())) - known
+    }
+    assert not unknown, f"hashes no plan has now: {unknown}; the example plans' hashes now: {examples}"
