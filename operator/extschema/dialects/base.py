@@ -982,9 +982,9 @@ class Dialect:
         """The sessions session *pid* waits for, read on another connection *conn*."""
         return []
 
-    def lock_wait(self, url: sa.URL, waited_s: float) -> str | None:
-        """What a migration waiting *waited_s* to start its transaction waits for, where the
-        database cannot name the session (None: it can, or nothing is waited for there)."""
+    def lock_wait(self, url: sa.URL) -> str | None:
+        """What a migration still waiting to begin its transaction waits for, where the database
+        cannot name the session (None: it can, or nothing is waited for there)."""
         return None
 
     def locked(self, error: BaseException | None, url: sa.URL) -> str | None:

@@ -211,10 +211,10 @@ class SqliteDialect(Dialect):
             copied = (*copied, table) if table is not None else copied
         return tuple(dict.fromkeys(copied))
 
-    def lock_wait(self, url: sa.URL, waited_s: float) -> str | None:
+    def lock_wait(self, url: sa.URL) -> str | None:
         return (
-            f"the database file {url.database} is locked by another connection (waited {waited_s:.1f} s; "
-            f"SQLite waits up to its busy timeout, {limits.SQLITE_BUSY_TIMEOUT_MS // 1000} s)"
+            f"the database file {url.database} is locked by another connection "
+            f"(SQLite waits up to its busy timeout, {limits.SQLITE_BUSY_TIMEOUT_MS // 1000} s)"
         )
 
     def locked(self, error: BaseException | None, url: sa.URL) -> str | None:

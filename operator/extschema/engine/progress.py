@@ -23,7 +23,8 @@ from extschema.dialects import Blocker
 if TYPE_CHECKING:
     from extschema.dialects import Dialect
 
-#: After how long a wait for a lock is reported (and how often it is looked at again).
+#: After how long a wait for a lock is reported (and how often it is looked at again), at most: half
+#: the lock timeout when that is shorter, so that a wait is seen before it times out.
 LOCK_WAIT_NOTICE_S = 1.0
 
 
@@ -112,8 +113,18 @@ class LockWatch:
     after the threshold is waiting for the database file's lock.
     """
 
-    def __init__(self, dialect: Dialect, sa_engine: sa.Engine, plugin_id: str) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        sa_engine: sa.Engine,
+        plugin_id: str,
+        notice_s: float = LOCK_WAIT_NOTICE_S,
+        reported: set[frozenset[int]] | None = None,
+    ) -> None:
         self.dialect, self.sa_engine, self.plugin_id = dialect, sa_engine, plugin_id
+        self.notice_s = notice_s
+        #: The sets of blocking sessions reported already (shared by the attempts of one migration).
+        self.reported = reported if reported is not None else set()
         self.blockers: tuple[Blocker, ...] = ()
         self.message: str | None = None
         self._pid: int | None = None
@@ -137,8 +148,7 @@ class LockWatch:
         self._begun, self._pid = True, pid
 
     def _watch(self) -> None:
-        reported: set[int] | None = None
-        while not self._stop.wait(LOCK_WAIT_NOTICE_S):
+        while not self._stop.wait(self.notice_s):
             waited = time.monotonic() - self._started
             blockers: tuple[Blocker, ...] = ()
             if self._pid is not None:
@@ -147,17 +157,17 @@ class LockWatch:
                     continue
                 message = f"waiting for a lock held by {'; '.join(b.describe() for b in blockers)}"
             elif not self._begun:
-                found = self.dialect.lock_wait(self.sa_engine.url, waited)
+                found = self.dialect.lock_wait(self.sa_engine.url)
                 if found is None:
                     continue
                 message = f"waiting: {found}"
             else:
                 continue
             self.blockers, self.message = blockers, message
-            pids = {b.pid for b in blockers}
-            if pids == reported:
+            pids = frozenset(b.pid for b in blockers)
+            if pids in self.reported:
                 continue
-            reported = pids
+            self.reported.add(pids)
             if self._heard is not None:
                 self._heard.hook(LockWaiting(self.plugin_id, waited, blockers, message))
 

@@ -283,7 +283,8 @@ class Migrator:
             migration_id = self.registry.next_migration_id(conn, plugin_id, history)
             rendered = migration.rendered = migration.render(conn, history, migration_id)
             migration.id_counters = self.dialect.id_counters(conn, plugin_id)
-            steps = rendered.steps or (StepSpan(str(migration.kind), len(rendered.statements)),)
+            whole = (StepSpan(str(migration.kind), len(rendered.statements)),) if rendered.statements else ()
+            steps = rendered.steps or whole
             self.execute_steps(
                 conn, plugin_id, migration_id, rendered.statements, steps, rendered.foreign_keys_off or fk_off
             )
@@ -384,8 +385,10 @@ class Migrator:
         growing exponentially) and run it again, up to LOCK_RETRY_ATTEMPTS in all."""
         started = time.monotonic()
         waited_for: str | None = None
+        notice = min(progress.LOCK_WAIT_NOTICE_S, self.lock_timeout_ms / 2000)
+        reported: set[frozenset[int]] = set()
         for attempt in range(1, limits.LOCK_RETRY_ATTEMPTS + 1):
-            watch = progress.LockWatch(self.dialect, self.sa_engine, plugin_id)
+            watch = progress.LockWatch(self.dialect, self.sa_engine, plugin_id, notice, reported)
             try:
                 with watch:
                     return step()
