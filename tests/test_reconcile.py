@@ -37,6 +37,9 @@ def test_events_tell_each_migration_started_and_finished(db_url: str, tmp_path: 
         again = reconcile.reconcile(engine, reconcile.load([str(tmp_path / "s" / "beta.yaml")]), events.append)
     finally:
         engine.close()
+    steps = [e for e in events if isinstance(e, reconcile.StepStarted | reconcile.StepFinished)]
+    assert {e.plugin_id for e in steps} == {"alpha", "beta"}  # the engine's own (tests/test_progress.py)
+    events = [e for e in events if e not in steps]
     assert events[:4] == [
         reconcile.MigrationStarted("alpha", "1.0.0", str(tmp_path / "s" / "alpha.yaml"), 1, 2),
         reconcile.MigrationFinished(results[0], 1, 2),
@@ -73,6 +76,8 @@ def test_a_failed_migration_is_an_event_then_the_error(db_url: str, tmp_path: Pa
             reconcile.reconcile(engine, reconcile.load([str(path)]), events.append)
     finally:
         engine.close()
+    steps = (reconcile.StepStarted, reconcile.StepFinished)
+    events = [e for e in events if not isinstance(e, steps)]  # the engine's steps: tests/test_progress.py
     assert [type(e) for e in events] == [reconcile.MigrationStarted, reconcile.MigrationFailed]
     failed = events[1]
     assert isinstance(failed, reconcile.MigrationFailed)
