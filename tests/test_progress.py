@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import sqlite3
 import subprocess
@@ -18,9 +19,11 @@ import psycopg
 import pytest
 
 from extschema import reconcile
+from extschema.cli.base import event_json
 from extschema.controller import targets
+from extschema.dialects import Blocker
 from extschema.problems import ProblemError
-from tests.helpers import execute, ext_table, run, subprocess_env, write_schema
+from tests.helpers import REPO, execute, ext_table, run, subprocess_env, write_schema
 
 V1 = """
 pluginId: big
@@ -299,3 +302,26 @@ def test_the_operator_names_its_own_lock_timeout_setting(pg_url: str, tmp_path: 
     (problem,) = refused.value.problems
     assert problem.code == "ES403" and problem.message.endswith("or raise spec.lockTimeout of the DatabaseTarget)")
     assert "--lock-timeout" not in problem.message
+
+
+def test_the_documented_events_have_the_keys_apply_prints(db_url: str, tmp_path: Path) -> None:
+    """docs/json-output.md's event lines list exactly the keys of the events apply prints."""
+    text = (REPO / "docs" / "json-output.md").read_text()
+    (block,) = re.findall(r"```jsonl\n(.*?)```", text, re.DOTALL)
+    documented = {e["event"]: set(e) for e in map(json.loads, block.splitlines())}
+    a, b = write_schema(tmp_path, "aa", A), write_schema(tmp_path, "bb", B)
+    refused = run("apply", str(a), str(b), "-d", db_url, "--allow-raw-sql", "-o", "json")
+    approve = ("--allow-raw-sql", "--approve", refused.items()[0]["hash"])
+    printed = run("apply", str(a), str(b), "-d", db_url, *approve, "-o", "json").stderr.splitlines()
+    seen = {e["event"]: set(e) for e in map(json.loads, printed)}
+    assert set(seen) == set(documented) - {"LockWaiting"}  # a lock wait: see the lock tests above
+    assert all(seen[name] == documented[name] for name in seen)
+    waiting = reconcile.LockWaiting("p", 1.0, (Blocker(1, "a", "idle", 1.0, "q"),), "m")
+    assert set(event_json(waiting)) == documented["LockWaiting"]
+    assert set(event_json(waiting)["blockers"][0]) == set(documented_blocker(block))
+
+
+def documented_blocker(block: str) -> dict[str, object]:
+    (line,) = [json.loads(line) for line in block.splitlines() if '"LockWaiting"' in line]
+    blocker: dict[str, object] = line["blockers"][0]
+    return blocker

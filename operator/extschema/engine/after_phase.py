@@ -107,7 +107,7 @@ def finish(migrator: Migrator, plugin_id: str, migration_id: str) -> AfterPhase 
     """Build the plugin's pending ``after`` statements (those of *migration_id*, and any earlier);
     what was built, and in how long (None: nothing was pending any more)."""
     try:
-        return migrator.retrying(lambda: build(migrator, plugin_id, migration_id), plugin_id)
+        return migrator.retrying(lambda: build(migrator, plugin_id), plugin_id)
     except ProblemError as error:
         raise unfinished(plugin_id, migration_id, error) from error
 
@@ -126,10 +126,11 @@ def step_description(statement: str) -> str:
     return f"{verb} {found.group(1)} concurrently"
 
 
-def build(migrator: Migrator, plugin_id: str, migration_id: str | None = None) -> AfterPhase | None:
+def build(migrator: Migrator, plugin_id: str) -> AfterPhase | None:
     """On one connection outside any transaction, holding the plugin's lock for the session: read
     the pending ``finish`` migrations, drop the INVALID indexes failed builds left, run their
-    statements, check that no index of the plugin is left invalid, and mark them executed.
+    statements, check that no index of the plugin is left invalid, and mark them executed; what it
+    built, as the latest of them (None: nothing was pending).
 
     Not the migration's own transaction: a concurrent build waits for every transaction holding
     a snapshot, so a transaction kept open for the lock would wait for itself.
@@ -144,11 +145,12 @@ def build(migrator: Migrator, plugin_id: str, migration_id: str | None = None) -
                 autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
                 progress.session_begun(dialect, autocommit)
                 database.execute(autocommit, dialect.concurrent_session(lock_key(plugin_id), migrator.lock_timeout_ms))
+                finishing = registry.pending_finishes(autocommit, plugin_id)
                 statements = registry.pending_finish_statements(autocommit, plugin_id)
                 leftovers = [str(r[0]) for r in autocommit.exec_driver_sql(invalid)]
                 started, clock = now(), time.perf_counter()
                 run = [*leftovers, *statements]
-                finish = finish_id(migration_id) if migration_id is not None else ""
+                finish = finishing[-1] if finishing else ""
                 steps = [StepSpan(step_description(s), 1) for s in run]
                 migrator.execute_steps(autocommit, plugin_id, finish, run, steps, phase="after")
                 duration = int((time.perf_counter() - clock) * 1000)
@@ -163,7 +165,7 @@ def build(migrator: Migrator, plugin_id: str, migration_id: str | None = None) -
                         kind="retryable",
                     )
                 registry.finish_pending(autocommit, plugin_id, started, duration)
-                if not statements or migration_id is None:
+                if not statements:
                     return None
                 return AfterPhase(finish, [step_description(s) for s in statements], duration)
             finally:
