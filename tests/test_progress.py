@@ -17,11 +17,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 from extschema import reconcile
 from extschema.cli.base import event_json
 from extschema.controller import targets
-from extschema.dialects import Blocker
+from extschema.dialects import Blocker, PostgresDialect, SqliteDialect
 from extschema.problems import ProblemError
 from tests.helpers import REPO, execute, ext_table, run, subprocess_env, write_schema
 
@@ -325,3 +326,15 @@ def documented_blocker(block: str) -> dict[str, object]:
     (line,) = [json.loads(line) for line in block.splitlines() if '"LockWaiting"' in line]
     blocker: dict[str, object] = line["blockers"][0]
     return blocker
+
+
+def test_sqlite_says_its_file_was_locked_for_the_whole_busy_timeout() -> None:
+    """SQLite's own wait (the busy timeout, 30 s: too long for a test run) ends in "database is locked":
+    ES403 then says which file and why, not "temporary database error"."""
+    dialect = SqliteDialect()
+    url = sa.engine.make_url("sqlite:///data/app.db")
+    said = dialect.locked(sqlite3.OperationalError("database is locked"), url)
+    assert said is not None and said.startswith("the database file data/app.db is locked by another connection")
+    assert "busy timeout (30 s)" in said
+    assert dialect.locked(sqlite3.OperationalError("no such table: x"), url) is None
+    assert PostgresDialect().locked(sqlite3.OperationalError("database is locked"), url) is None
