@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 @click.option("--all-namespaces", "-A", "all_namespaces", is_flag=True, help="Watch every namespace.")
 @click.option("--liveness", metavar="URL", help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
 @click.option(
+    "--readiness",
+    metavar="URL",
+    help="Readiness endpoint, e.g. http://0.0.0.0:8081/readyz: 200 once logged in to Kubernetes and while the "
+    "default database answers, else 503 with the reason.",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json", "plain"]),
     default="text",
@@ -77,6 +83,7 @@ def run(
     namespaces: Sequence[str],
     all_namespaces: bool,
     liveness: str | None,
+    readiness: str | None,
     log_format: str,
     standalone: bool,
     drift_interval: str | None,
@@ -91,6 +98,9 @@ def run(
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("pass -A (all namespaces) or one or more -n NAMESPACE")
+    if readiness is not None and not _is_http_url_with_port(readiness):
+        example = "http://0.0.0.0:8081/readyz"
+        raise click.BadParameter(f"give an http URL with a port, e.g. {example}", param_hint="--readiness")
     if bool(observe["webhook_cert"]) != bool(observe["webhook_key"]):
         raise click.UsageError("pass --webhook-cert and --webhook-key together")
     options: dict[str, Any] = {"default_allow_raw_sql": allow_raw_sql, **observe}
@@ -106,11 +116,22 @@ def run(
             clusterwide=all_namespaces,
             standalone=standalone,
             liveness=liveness,
+            readiness=readiness,
             log_format="json" if log_format == "json" else "text",
             verbose=verbose,
             **options,
         )
     )
+
+
+def _is_http_url_with_port(url: str) -> bool:
+    import urllib.parse
+
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        return parsed.scheme == "http" and parsed.port is not None
+    except ValueError:  # a port that is not a number
+        return False
 
 
 @main.command()

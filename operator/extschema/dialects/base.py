@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence, Set
 from typing import Any
 
 import sqlalchemy as sa
@@ -76,7 +76,7 @@ class RenderedPlan:
     #: if they fail, after dropping what a failed build left behind.
     after: tuple[str, ...] = ()
     #: The plan's steps over :attr:`statements`, in order (empty: not rendered from plan operations).
-    steps: tuple[StepSpan, ...] = ()
+    spans: tuple[StepSpan, ...] = ()
 
     @property
     def all_statements(self) -> tuple[str, ...]:
@@ -179,15 +179,9 @@ class Dialect:
                 after.append(self.create_index_concurrently(op.plugin_id, table, index))
             if not isinstance(op, planning.CreateIndex) or not indexes:
                 main.append(op)
-        statements: list[str] = []
-        steps: list[StepSpan] = []
-        for op in main:  # one step per operation: its statements, what it copies (for progress)
-            rendered = [s for s in self.render_ops([op], backup_tag, id_floors or {}) if s not in moved]
-            statements.extend(rendered)
-            raw_step = op.id if isinstance(op, planning.RunSql) else None
-            steps.append(StepSpan(op.describe(), len(rendered), self.copies_rows(op, rendered), raw_step))
+        statements = [s for s in self.render_ops(main, backup_tag, id_floors or {}) if s not in moved]
         # Undone from the forward operations: only they know the backups that bring dropped data back.
-        undone = [s for op in reversed(plan.ops) for s in self.undo(op, backup_tag)]
+        undone = self.undo_ops(plan.ops, backup_tag)
         rollback = [self.drop_index_if_exists(s) if s in dropped else s for s in undone]
         return RenderedPlan(
             statements=tuple(statements),
@@ -196,8 +190,33 @@ class Dialect:
             warnings=tuple(self.plan_warnings(plan)),
             before=tuple(before),
             after=tuple(after),
-            steps=tuple(steps),
+            spans=self.step_spans(main, statements, backup_tag, id_floors or {}, moved) if main else (),
         )
+
+    def undo_ops(self, ops: Sequence[Op], backup_tag: str) -> list[str]:
+        """The rollback of *ops*: each undone (:meth:`undo`), last first."""
+        return [s for op in reversed(ops) for s in self.undo(op, backup_tag)]
+
+    def step_spans(
+        self, ops: Sequence[Op], statements: Sequence[str], backup_tag: str, id_floors: Mapping[str, int], moved: Set[str]
+    ) -> tuple[StepSpan, ...]:
+        """*statements* (*ops* rendered together) as the ops' steps, in order, for progress and for naming
+        a failing step. A statement belongs to the first op not yet passed that renders it alone; one no
+        op renders alone (a SQLite rebuild carrying several ops' changes) to the op it is reached at."""
+        own = [[s for s in self.render_ops([op], backup_tag, id_floors) if s not in moved] for op in ops]
+        owner: list[int] = []
+        at = 0
+        for statement in statements:
+            found = next((k for k in range(at, len(ops)) if statement in own[k]), None)
+            at = found if found is not None else at
+            owner.append(min(at, len(ops) - 1))
+        spans = []
+        for k, op in enumerate(ops):
+            count = owner.count(k)
+            mine = [s for s, o in zip(statements, owner, strict=True) if o == k]
+            raw_step = op.id if isinstance(op, planning.RunSql) else None
+            spans.append(StepSpan(op.describe(), count, self.copies_rows(op, mine), raw_step))
+        return tuple(spans)
 
     def copies_rows(self, op: Op, statements: Sequence[str]) -> tuple[str, ...]:
         """The logical tables whose every row *op* (rendered as *statements*) copies or reads: those

@@ -284,7 +284,7 @@ class Migrator:
             rendered = migration.rendered = migration.render(conn, history, migration_id)
             migration.id_counters = self.dialect.id_counters(conn, plugin_id)
             whole = (StepSpan(str(migration.kind), len(rendered.statements)),) if rendered.statements else ()
-            steps = rendered.steps or whole
+            steps = rendered.spans or whole
             self.execute_steps(
                 conn, plugin_id, migration_id, rendered.statements, steps, rendered.foreign_keys_off or fk_off
             )
