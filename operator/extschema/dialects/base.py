@@ -198,7 +198,12 @@ class Dialect:
         return [s for op in reversed(ops) for s in self.undo(op, backup_tag)]
 
     def step_spans(
-        self, ops: Sequence[Op], statements: Sequence[str], backup_tag: str, id_floors: Mapping[str, int], moved: Set[str]
+        self,
+        ops: Sequence[Op],
+        statements: Sequence[str],
+        backup_tag: str,
+        id_floors: Mapping[str, int],
+        moved: Set[str],
     ) -> tuple[StepSpan, ...]:
         """*statements* (*ops* rendered together) as the ops' steps, in order, for progress and for naming
         a failing step. A statement belongs to the first op not yet passed that renders it alone; one no
