@@ -304,6 +304,27 @@ class AppliedSource(Protocol):
     def duration_ms(self) -> int | None: ...
     @property
     def warnings(self) -> Sequence[ProblemSource]: ...
+    @property
+    def after(self) -> AfterPhaseSource | None: ...
+
+
+class AfterPhaseSource(Protocol):
+    """``engine.AfterPhase``."""
+
+    @property
+    def migration_id(self) -> str: ...
+    @property
+    def description(self) -> Sequence[str]: ...
+    @property
+    def duration_ms(self) -> int: ...
+
+
+class AfterPhaseView(View):
+    """What a migration ran after its COMMIT (PostgreSQL's concurrent index builds): its ``finish`` migration."""
+
+    migration: str
+    changes: list[str]
+    duration_ms: int
 
 
 class AppliedView(View):
@@ -318,9 +339,12 @@ class AppliedView(View):
     changes: list[str]
     duration_ms: int | None
     warnings: list[ProblemView]
+    #: The after phase, run once the migration committed (None: it had none); not in ``durationMs``.
+    after: AfterPhaseView | None = None
 
     @classmethod
     def of(cls, result: AppliedSource) -> AppliedView:
+        after = result.after
         return cls(
             plugin_id=result.plugin_id,
             changed=result.changed,
@@ -328,6 +352,11 @@ class AppliedView(View):
             changes=list(result.description),
             duration_ms=result.duration_ms,
             warnings=[ProblemView.of(w) for w in result.warnings],
+            after=None
+            if after is None
+            else AfterPhaseView(
+                migration=after.migration_id, changes=list(after.description), duration_ms=after.duration_ms
+            ),
         )
 
 

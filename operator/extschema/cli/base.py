@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -116,6 +117,16 @@ def terminal_sql(script: str) -> str:
 
 
 def exit_with(error: ProblemError, output: str) -> NoReturn:
+    applied = getattr(error, "applied", None)  # reconcile.PartiallyApplied: what committed before the failure
+    if applied is not None:
+        if output != "text":
+            views = [wire.AppliedView.of(r) for r in applied]
+            emit_json(wire.AppliedList.of(views, error.problems, ok=False))
+        else:
+            print_results(applied, output)
+            for problem in error.problems:
+                click.echo(problem.render(), err=True)
+        sys.exit(EXIT_BY_KIND[error.kind])
     if output != "text":
         pending: Sequence[wire.PlanView] = ()
         if error.kind is Kind.APPROVAL:  # raised by reconcile only: importing it here costs nothing more
@@ -153,6 +164,7 @@ def open_engine(
         lock_timeout_ms=lock_ms,
         statement_timeout_ms=statement_ms,
         allow_raw_sql=allow_raw_sql,
+        lock_timeout_setting="--lock-timeout" if timeouts else "the lock timeout",
     )
     try:
         yield engine
@@ -160,18 +172,97 @@ def open_engine(
         engine.close()
 
 
+class ProgressPrinter:
+    """Migration events on stderr, as they happen: text lines (each spec, each step with its time, the
+    after phase, lock waits), or with ``-o json``/``yaml`` one JSON object per line (docs/json-output.md),
+    so that stdout keeps the one envelope. On a terminal (*terminal*, default: stderr is a TTY) a
+    running step's line is shown while it runs, with the rows it copies (counted first: *count_rows*),
+    and rewritten once it ends; never in output that is not a terminal."""
+
+    def __init__(self, output: str, terminal: bool | None = None) -> None:
+        self.output = output
+        self.live = output == "text" and (sys.stderr.isatty() if terminal is None else terminal)
+        self.count_rows = self.live
+        self._open_line = False
+
+    def __call__(self, event: MigrationEvent) -> None:
+        from extschema import reconcile
+
+        if self.output != "text":
+            click.echo(json.dumps(event_json(event)), err=True)
+            return
+        line = _event_text(event, reconcile)
+        if isinstance(event, reconcile.StepStarted):
+            if self.live and line is not None:  # shown while it runs, rewritten when it ends
+                click.echo(f"{line} ...", err=True, nl=False)
+                self._open_line = True
+            return
+        if line is None:
+            return
+        if self._open_line:
+            click.echo("\r\x1b[K", err=True, nl=False)
+            self._open_line = False
+        click.echo(line, err=True)
+
+
 def progress_printer(output: str) -> OnEvent:
-    """Migration events as the progress lines of text output (stderr); JSON output stays quiet."""
+    """The CLI's hook for migration events (:class:`ProgressPrinter`)."""
+    return ProgressPrinter(output)
+
+
+def _event_text(event: MigrationEvent, reconcile: Any) -> str | None:
+    """One event as a line of text output (None: nothing to print for it)."""
+    if isinstance(event, reconcile.MigrationStarted):
+        return f"[{event.number}/{event.total}] {event.plugin_id} {escape(event.version)} ({escape(event.file)})"
+    if isinstance(event, reconcile.StepStarted | reconcile.StepFinished):
+        where = {"before": "before the transaction: ", "after": "after COMMIT: "}.get(event.phase, "")
+        counted = "" if event.rows is None else f", {event.rows:,} rows"
+        line = f"  {where}step {event.number}/{event.total} {escape(event.description)}{counted}"
+        if isinstance(event, reconcile.StepFinished):
+            return f"{line}: {event.duration_ms} ms"
+        return line
+    if isinstance(event, reconcile.LockWaiting):
+        return f"  {escape(event.message)} ({event.waited_s:.0f} s so far)"
+    return None
+
+
+def event_json(event: MigrationEvent) -> dict[str, Any]:
+    """One event as a JSON line: ``event`` names it, keys are camelCase (docs/json-output.md)."""
     from extschema import reconcile
 
-    def show(event: MigrationEvent) -> None:
-        if output == "text" and isinstance(event, reconcile.MigrationStarted):
-            click.echo(
-                f"[{event.number}/{event.total}] {event.plugin_id} {escape(event.version)} ({escape(event.file)})",
-                err=True,
-            )
+    name = type(event).__name__
+    if isinstance(event, reconcile.MigrationFinished):
+        result = wire.AppliedView.of(event.result).dump()
+        return {"event": name, "number": event.number, "total": event.total, **result}
+    if isinstance(event, reconcile.MigrationFailed):
+        problems = [wire.ProblemView.of(p).dump() for p in event.error.problems]
+        return {
+            "event": name,
+            "pluginId": event.plugin_id,
+            "number": event.number,
+            "total": event.total,
+            "problems": problems,
+        }
+    if isinstance(event, reconcile.LockWaiting):
+        blockers = [
+            {
+                "pid": b.pid,
+                "application": b.application,
+                "state": b.state,
+                "ageSeconds": round(b.age_s, 1),
+                "query": b.query,
+            }
+            for b in event.blockers
+        ]
+        return {"event": name, "pluginId": event.plugin_id, "waitedSeconds": round(event.waited_s, 1),
+                "blockers": blockers, "message": event.message}  # fmt: skip
+    fields = dataclasses.asdict(event)
+    return {"event": name, **{_camel(k): v for k, v in fields.items()}}
 
-    return show
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -204,3 +295,8 @@ def print_results(results: Sequence[ApplyResult], output: str, verb: str = "exec
         click.echo(f"{escape(result.plugin_id)}: migration {result.migration_id} {verb} in {result.duration_ms} ms")
         for line in result.description:
             click.echo(f"  - {escape(line)}")
+        if result.after is not None:
+            after = result.after
+            click.echo(f"  then, after COMMIT: migration {after.migration_id} (finish) in {after.duration_ms} ms")
+            for line in after.description:
+                click.echo(f"  - {escape(line)}")

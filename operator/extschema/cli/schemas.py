@@ -9,6 +9,7 @@ import click
 
 from extschema import wire
 from extschema.cli.base import (
+    ProgressPrinter,
     allow_raw_sql_option,
     database_option,
     emit_json,
@@ -18,7 +19,6 @@ from extschema.cli.base import (
     output_option,
     paths_argument,
     print_results,
-    progress_printer,
     reported,
     statement_timeout_option,
     terminal_sql,
@@ -123,7 +123,9 @@ def apply(
     from extschema import reconcile
 
     with reported(output), open_engine(database, allow_raw_sql, (lock_timeout_ms, statement_timeout_ms)) as engine:
-        results = reconcile.reconcile(engine, reconcile.load(paths), progress_printer(output), approvals=approvals)
+        show = ProgressPrinter(output)
+        with reconcile.listening(show, count_rows=show.count_rows):
+            results = reconcile.reconcile(engine, reconcile.load(paths), show, approvals=approvals)
         print_results(reconcile.with_drift(engine, results), output)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence, Set
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +28,37 @@ class ErrorClass(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
+class StepSpan:
+    """One step of a rendered plan (a plan operation): the next *statements* of
+    :attr:`RenderedPlan.statements`, for progress and for naming the step that failed."""
+
+    description: str
+    statements: int
+    #: The logical tables whose every row the step copies or reads (backups, rebuilds, validation).
+    copies: tuple[str, ...] = ()
+    #: The id of a raw SQL step (``spec.migrations[].id``), when the step is one.
+    raw_step: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Blocker:
+    """A database session another one waits for (a lock it holds)."""
+
+    pid: int
+    application: str
+    state: str
+    #: Seconds in *state*.
+    age_s: float
+    query: str
+
+    def describe(self) -> str:
+        application = f"application {self.application!r}" if self.application else "no application_name"
+        query = " ".join(self.query.split())
+        query = query if len(query) <= 80 else f"{query[:77]}..."
+        return f"pid {self.pid} ({application}, {self.state or 'unknown state'} for {self.age_s:.0f} s: {query!r})"
+
+
+@dataclasses.dataclass(frozen=True)
 class RenderedPlan:
     """A plan as SQL: what runs, what undoes it, and how it must run."""
 
@@ -44,6 +75,8 @@ class RenderedPlan:
     #: block no writer). Idempotent; the engine records them as a pending step it finishes later
     #: if they fail, after dropping what a failed build left behind.
     after: tuple[str, ...] = ()
+    #: The plan's steps over :attr:`statements`, in order (empty: not rendered from plan operations).
+    spans: tuple[StepSpan, ...] = ()
 
     @property
     def all_statements(self) -> tuple[str, ...]:
@@ -157,11 +190,43 @@ class Dialect:
             warnings=tuple(self.plan_warnings(plan)),
             before=tuple(before),
             after=tuple(after),
+            spans=self.step_spans(main, statements, backup_tag, id_floors or {}, moved) if main else (),
         )
 
     def undo_ops(self, ops: Sequence[Op], backup_tag: str) -> list[str]:
         """The rollback of *ops*: each undone (:meth:`undo`), last first."""
         return [s for op in reversed(ops) for s in self.undo(op, backup_tag)]
+
+    def step_spans(
+        self,
+        ops: Sequence[Op],
+        statements: Sequence[str],
+        backup_tag: str,
+        id_floors: Mapping[str, int],
+        moved: Set[str],
+    ) -> tuple[StepSpan, ...]:
+        """*statements* (*ops* rendered together) as the ops' steps, in order, for progress and for naming
+        a failing step. A statement belongs to the first op not yet passed that renders it alone; one no
+        op renders alone (a SQLite rebuild carrying several ops' changes) to the op it is reached at."""
+        own = [[s for s in self.render_ops([op], backup_tag, id_floors) if s not in moved] for op in ops]
+        owner: list[int] = []
+        at = 0
+        for statement in statements:
+            found = next((k for k in range(at, len(ops)) if statement in own[k]), None)
+            at = found if found is not None else at
+            owner.append(min(at, len(ops) - 1))
+        spans = []
+        for k, op in enumerate(ops):
+            count = owner.count(k)
+            mine = [s for s, o in zip(statements, owner, strict=True) if o == k]
+            raw_step = op.id if isinstance(op, planning.RunSql) else None
+            spans.append(StepSpan(op.describe(), count, self.copies_rows(op, mine), raw_step))
+        return tuple(spans)
+
+    def copies_rows(self, op: Op, statements: Sequence[str]) -> tuple[str, ...]:
+        """The logical tables whose every row *op* (rendered as *statements*) copies or reads: those
+        it backs up; dialects add their rewrites and validations."""
+        return tuple(dict.fromkeys(found.table for found in self.backups(op, "m0000")))
 
     def undo(self, op: Op, backup_tag: str) -> list[str]:
         """The reverse of *op*, bringing back from its backup the data *op* destroyed.
@@ -930,6 +995,26 @@ class Dialect:
     def lock_conflict(self, error: BaseException | None) -> bool:
         """Whether *error* says another session held a lock too long (retried with backoff)."""
         return False
+
+    # --- lock waits (named while they last, and in the final ES403) ---
+
+    def session_pid(self, conn: sa.Connection) -> int | None:
+        """The server's id of *conn*'s session, for :meth:`blocking_sessions` (None: not observable)."""
+        return None
+
+    def blocking_sessions(self, conn: sa.Connection, pid: int) -> list[Blocker]:
+        """The sessions session *pid* waits for, read on another connection *conn*."""
+        return []
+
+    def lock_wait(self, url: sa.URL) -> str | None:
+        """What a migration still waiting to begin its transaction waits for, where the database
+        cannot name the session (None: it can, or nothing is waited for there)."""
+        return None
+
+    def locked(self, error: BaseException | None, url: sa.URL) -> str | None:
+        """Why *error* means another connection held the database too long, where it is not a
+        :meth:`lock_conflict` (retried) but the database's own wait ran out; else None."""
+        return None
 
     # --- rows (the API's entity statements, engine.entities) ---
 

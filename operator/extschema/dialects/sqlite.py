@@ -213,6 +213,30 @@ class SqliteDialect(Dialect):
         ops = (*plan.ops, *plan.reverse().ops)
         return any(self._rebuilds(op) for op in ops)
 
+    def copies_rows(self, op: planning.Op, statements: Sequence[str]) -> tuple[str, ...]:
+        copied = super().copies_rows(op, statements)
+        if self._rebuilds(op):
+            copied = (*copied, *(t.name for t, _ in getattr(op, "tables", ())))
+            table = _op_table(op)
+            copied = (*copied, table) if table is not None else copied
+        return tuple(dict.fromkeys(copied))
+
+    def lock_wait(self, url: sa.URL) -> str | None:
+        return (
+            f"the database file {url.database} is locked by another connection "
+            f"(SQLite waits up to its busy timeout, {limits.SQLITE_BUSY_TIMEOUT_MS // 1000} s)"
+        )
+
+    def locked(self, error: BaseException | None, url: sa.URL) -> str | None:
+        original = getattr(error, "orig", error)
+        if not isinstance(original, sqlite3.OperationalError) or "locked" not in str(original).lower():
+            return None
+        return (
+            f"the database file {url.database} is locked by another connection: gave up after SQLite's busy "
+            f"timeout ({limits.SQLITE_BUSY_TIMEOUT_MS // 1000} s); try again once that connection's "
+            "transaction has ended"
+        )
+
     def _rebuilds(self, op: planning.Op) -> bool:
         match op:
             case planning.ChangeEnumValues() | planning.RenameEnumValue():
@@ -698,6 +722,15 @@ class SqliteDialect(Dialect):
             if "unable to open" in message or "disk i/o" in message:
                 return ErrorClass.UNREACHABLE
         return ErrorClass.PERMANENT
+
+
+def _op_table(op: planning.Op) -> str | None:
+    """The logical table an operation changes, where it changes one."""
+    table = getattr(op, "table", None) or getattr(op, "before", None)
+    if isinstance(table, str):
+        return table
+    name = getattr(table, "name", None)
+    return name if isinstance(name, str) else None
 
 
 def _int_range(quoted: str) -> str:

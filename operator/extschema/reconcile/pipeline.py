@@ -30,6 +30,7 @@ from extschema.engine import (
     MigrationStatus,
     Registration,
     StalePlan,
+    StepFailed,
     checks,
     registered_by_another,
 )
@@ -50,7 +51,14 @@ from extschema.reconcile.approval import (
     _review,
     authorize,
 )
-from extschema.reconcile.events import MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
+from extschema.reconcile.events import (
+    MigrationFailed,
+    MigrationFinished,
+    MigrationStarted,
+    OnEvent,
+    PartiallyApplied,
+    heard_by,
+)
 from extschema.reconcile.snapshot import Snapshot, locate, reference_types
 
 DEFAULT_DATABASE_URL = "sqlite:///extschema.db"
@@ -316,15 +324,18 @@ def plan(
 
 def execute(engine: Engine, proposal: Proposal, *, approvals: Collection[str] = (), on_event: OnEvent) -> list[Applied]:
     """Apply the authorized *proposal* in its (dependency) order; stop at the first failure."""
-    results = []
+    results: list[Applied] = []
     total = len(proposal.items)
     for number, item in enumerate(proposal.items, start=1):
         spec = item.loaded.spec
         on_event(MigrationStarted(spec.plugin_id, spec.version, item.loaded.file, number, total, item.changes))
         try:
-            result = apply_one(engine, item.loaded, proposal.refs, item.planned, approvals, resolved=item.resolved)
+            with heard_by(on_event):
+                result = apply_one(engine, item.loaded, proposal.refs, item.planned, approvals, resolved=item.resolved)
         except ProblemError as error:
             on_event(MigrationFailed(spec.plugin_id, error, number, total))
+            if any(r.changed for r in results):  # committed before the failure: say so
+                raise PartiallyApplied(error, results) from error.__cause__
             raise
         on_event(MigrationFinished(result, number, total))
         results.append(result)
@@ -383,9 +394,13 @@ def apply_one(
             )
             raise ProblemError(refusals, Kind.REFUSED) from None
         except ProblemError as error:
-            raise ProblemError(
-                [p.located(loaded.file) if p.file is None else p for p in error.problems], error.kind
-            ) from None
+            problems = [p.located(loaded.file) if p.file is None else p for p in error.problems]
+            if isinstance(error, StepFailed) and error.step.raw_step is not None:  # point at the spec's step
+                ids = [step.id for step in loaded.spec.migrations]
+                if error.step.raw_step in ids:
+                    path = f"spec.migrations[{ids.index(error.step.raw_step)}]"
+                    problems[0] = dataclasses.replace(problems[0], path=path, subject=loaded.spec.plugin_id)
+            raise ProblemError(problems, error.kind) from None
         return dataclasses.replace(
             result,
             description=[
