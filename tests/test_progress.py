@@ -115,8 +115,8 @@ def test_the_after_phase_is_printed_timed_and_recorded(db_url: str, tmp_path: Pa
     assert finish["kind"] == "finish" and finish["status"] == "executed"
     assert finish["durationMs"] == after["durationMs"] and finish["executionEnd"] is not None
     text = run("history", "big", "-d", db_url).stdout
-    (line,) = [row for row in text.splitlines() if " 0003 finish " in row]
-    assert f" {after['durationMs']} ms " in line and "- ms" not in line
+    (line,) = [row for row in text.splitlines() if row.split()[1:3] == ["0003", "finish"]]
+    assert f" {after['durationMs']:,} ms " in line, line  # a duration, where it was "-" before
 
 
 def test_the_after_phase_shows_in_apply_text(pg_url: str, tmp_path: Path) -> None:
