@@ -236,3 +236,16 @@ def test_lint_reports_the_authors_choices_once_and_can_be_silenced(pg_url: str, 
     v1_quiet = _schema(tmp_path, f"{V1}lint:\n  ignore: [prefer-bigint-over-int]\n", "v1quiet")
     again = run("apply", v1_quiet, "-d", pg_url, "-o", "json")
     assert again.exit_code == 0 and again.items()[0]["changed"] is False
+
+
+def test_lint_settings_are_not_part_of_the_schema(db_url: str, tmp_path: Path) -> None:
+    """spec.lint is accepted everywhere (SQLite plans are not linted) and changes no checksum: applying the
+    same schema with it runs nothing, and a rule name that cannot be one is refused like any bad value."""
+    _seed(db_url, tmp_path)
+    quiet = _schema(tmp_path, f"{V1}lint:\n  ignore: [prefer-bigint-over-int]\n", "quiet")
+    assert run("validate", quiet).exit_code == 0
+    again = run("apply", quiet, "-d", db_url, "-o", "json")
+    assert again.exit_code == 0 and again.items()[0]["changed"] is False
+    bad = _schema(tmp_path, f"{V1}lint:\n  ignore: [Not A Rule]\n", "bad")
+    refused = run("validate", bad, "-o", "json")
+    assert refused.exit_code == 1 and refused.json()["problems"][0]["path"].startswith("spec.lint.ignore")

@@ -119,11 +119,11 @@ class Reviewed:
         more = len(self.ops) - len(shown)
         return "; ".join(shown) + (f"; and {more} more" if more else "")
 
-    def gated(self) -> str:
+    def gated(self, numbered: bool = True) -> str:
         """The steps that need the approval (rewriting or destructive), numbered as ``plan`` numbers
         them: ``step 5 drop column item.extra (1 values)``; safe steps (renames, new values) are not named."""
         steps = [(n, op) for n, op in enumerate(self.ops, start=1) if op.classified.op_class != "safe"]
-        shown = [f"step {n} {op.describe()}" for n, op in steps[:_SUMMARY_OPS]]
+        shown = [f"step {n} {op.describe()}" if numbered else op.describe() for n, op in steps[:_SUMMARY_OPS]]
         more = len(steps) - len(shown)
         return "; ".join(shown) + (f"; and {more} more" if more else "")
 
@@ -441,7 +441,8 @@ def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = ()) -> N
                 "ES307",
                 "plugin",
                 f"rolling back plugin {reviewed.plugin_id!r} from {spec.version if spec else '?'} {where} {does}: "
-                f"{reviewed.summary()}; it is backed up first, but approve exactly this rollback with "
+                f"{reviewed.gated(numbered=False) or reviewed.summary()}; it is backed up first, but approve exactly "
+                "this rollback with "
                 f"`extschema rollback {reviewed.plugin_id} --approve {reviewed.hash}`",
                 subject=reviewed.planned.loaded.owner,
             )
