@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from extschema.dialects.base import attribute_steps
 from tests.helpers import Outcome, execute, ext_table, run, write_schema
 
 V1 = """
@@ -249,3 +250,14 @@ def test_lint_settings_are_not_part_of_the_schema(db_url: str, tmp_path: Path) -
     bad = _schema(tmp_path, f"{V1}lint:\n  ignore: [Not A Rule]\n", "bad")
     refused = run("validate", bad, "-o", "json")
     assert refused.exit_code == 1 and refused.json()["problems"][0]["path"].startswith("spec.lint.ignore")
+
+
+def test_statements_rendered_together_are_attributed_to_one_step_each() -> None:
+    """As rendered alone; or, where a dialect merges several steps' work (one rebuild of a table for two
+    changes), a merged statement goes to the step of the next statement not yet seen: one step each, in order."""
+    alone = [(0, ["a1"]), (1, ["b1", "b2"]), (2, ["c1"])]
+    assert attribute_steps(["a1", "b1", "b2", "c1"], alone) == [0, 1, 1, 2]
+    merged = [(0, ["a1"]), (1, ["backup b", "rebuild b"]), (2, ["backup c", "rebuild c"]), (3, ["d1"])]
+    steps = attribute_steps(["a1", "backup b", "backup c", "rebuild b+c", "d1"], merged)
+    assert steps == [0, 1, 2, 2, 3]
+    assert attribute_steps(["x", "a1"], [(0, ["a1"])]) == [0, 0]

@@ -97,7 +97,7 @@ def attribute_steps(statements: Sequence[str], own: Sequence[tuple[int, Sequence
 
     Rendered together, the statements usually are the steps' own, in order. Where a dialect merges
     the work of several steps (one rebuild of a table for several changes), a statement no step
-    renders alone belongs to the next step not yet seen: the first of those it carries out.
+    renders alone belongs to the step of the next statement not yet seen (one of those it carries out).
     """
     flat = [(step, statement) for step, found in own for statement in found]
     if [statement for _, statement in flat] == list(statements):
