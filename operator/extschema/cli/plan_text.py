@@ -57,19 +57,26 @@ def show(item: Proposal.Item, view: wire.PlanView, summary: bool = False) -> Non
             "the migration it records, e.g. __m0002)"
         )
     after = len(sql) - len(item.preview.after)
+    before = len(item.preview.before)
     current: int | None = None
     for index, statement in enumerate(sql):
+        phase = None
+        if index == 0 and before:
+            phase = "-- before the migration's transaction, each committed first (new enum values):"
+        elif index == before and before and index < after:
+            phase = "-- the migration's transaction:"
+        elif index == after:
+            phase = "-- after the migration commits, outside its transaction (builds no writer waits for):"
+        if phase is not None:
+            click.echo(f"\n{phase}")
+            current = None
         step = steps[index] if index < len(steps) else None
         if step is not None and step != current and step < len(reviewed.ops):
             op = reviewed.ops[step]
-            click.echo(f"\n-- step {step + 1}: {escape(op.describe())} ({op.classified.op_class})")
+            click.echo(
+                f"{'' if phase else chr(10)}-- step {step + 1}: {escape(op.describe())} ({op.classified.op_class})"
+            )
             current = step
-        if index == 0 and item.preview.before:
-            click.echo("-- before the migration's transaction, each committed first (new enum values):")
-        if index == len(item.preview.before) and item.preview.before:
-            click.echo("-- the migration's transaction:")
-        if index == after:
-            click.echo("-- after the migration commits, outside its transaction (builds no writer waits for):")
         click.echo(f"/* {index + 1} */ {terminal_sql(wrap(statement))};")
     click.echo("")
 
