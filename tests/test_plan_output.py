@@ -181,6 +181,26 @@ def test_approvals_that_cannot_match_say_what_is_wrong(db_url: str, tmp_path: Pa
     assert "changed since" in es308["message"] and "mistyped" not in es308["message"]
 
 
+def test_an_approval_of_an_earlier_plan_is_named_as_one(db_url: str, tmp_path: Path) -> None:
+    _seed(db_url, tmp_path)
+    v2 = _schema(tmp_path, V2)
+    reviewed = _json(db_url, v2)["hash"]
+    # Another change runs first: the plan reviewed for v2 is not v2's plan any more.
+    assert run("apply", _schema(tmp_path, SAFE, "safe"), "-d", db_url).exit_code == 0
+    problems = run("apply", v2, "-d", db_url, "--approve", reviewed, "-o", "json").json()["problems"]
+    (es308,) = [p for p in problems if p["code"] == "ES308"]
+    assert "this spec's plan before migration 0002 ran (from 1.0.0)" in es308["message"], es308
+    # v2 applied with its approval in the spec; v3 keeps that approval: it is the plan that already ran.
+    now = _json(db_url, v2)["hash"]
+    assert run("apply", _schema(tmp_path, f"{V2}approvedPlanHash: {now}", "approved"), "-d", db_url).exit_code == 0
+    v3 = V2.replace("version: 2.0.0", "version: 3.0.0").replace("      - {name: state, type: Enum, enum: state}\n", "")
+    left = _schema(tmp_path, f"{v3}approvedPlanHash: {now}", "approved")
+    problems = run("apply", left, "-d", db_url, "-o", "json").json()["problems"]
+    (es308,) = [p for p in problems if p["code"] == "ES308"]
+    assert es308["path"] == "spec.approvedPlanHash"
+    assert "the plan that already ran (migration 0003, to version 2.0.0)" in es308["message"], es308
+
+
 def test_the_rollback_says_where_it_goes(db_url: str, tmp_path: Path) -> None:
     _seed(db_url, tmp_path)
     assert run("apply", _schema(tmp_path, SAFE), "-d", db_url).exit_code == 0

@@ -10,7 +10,7 @@ it lives here because it is what approval is about.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from extschema import model, planning, wire
 from extschema.dialects import RenderedPlan
@@ -290,7 +290,9 @@ def _moved(engine: Engine, planned: Planned) -> bool:
     return (now.checksum, now.status) != (base.checksum, base.status) if now and base else now is not base
 
 
-def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[str]) -> list[Problem]:
+def _waiting(
+    reviewed: Reviewed, approvals: Collection[str], others: Collection[str], earlier: Mapping[str, str]
+) -> list[Problem]:
     """ES307 (and ES308 for each approval of another plan) unless *reviewed* is safe or approved.
 
     *approvals* are the command line's; the spec's own ``approvedPlanHash`` approves too. *others*
@@ -314,16 +316,22 @@ def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[
     ]
     stale = ([("spec.approvedPlanHash", own)] if own else []) + [("--approve", h) for h in sorted(others)]
     problems.extend(
-        Problem("ES308", path, f"{path.removeprefix('spec.')} {other_plan(given, reviewed.hash)}", **located)
+        Problem("ES308", path, f"{path.removeprefix('spec.')} {other_plan(given, reviewed.hash, earlier)}", **located)
         for path, given in stale
     )
     return problems
 
 
-def other_plan(given: str, current: str) -> str:
-    """ES308's words for an approval *given* that is not the plan's hash *current*: a mistyped hash
-    (not 16 hex digits, or a few digits off the plan's) is said to be one; a well-formed other hash
-    is a plan reviewed before the spec or the database changed."""
+def other_plan(given: str, current: str, earlier: Mapping[str, str] | None = None) -> str:
+    """ES308's words for an approval *given* that is not the plan's hash *current*: one of the plugin's
+    *earlier* plans (hash -> what it was) is named; a mistyped hash (not 16 hex digits, or a few digits
+    off the plan's) is said to be one; any other well-formed hash is a plan reviewed before the spec or
+    the database changed."""
+    if earlier and given in earlier:
+        return (
+            f"{given} is the hash of {earlier[given]}, and is ignored: the plugin changed since that plan was "
+            f"reviewed. This plan is {current}: review it with `extschema plan` and approve its hash"
+        )
     if len(given) != len(current) or any(c not in "0123456789abcdef" for c in given):
         return (
             f"{given} is not a plan hash (16 hex digits, as `extschema plan` prints them) and is ignored: "
@@ -342,7 +350,10 @@ def other_plan(given: str, current: str) -> str:
 
 
 def authorize(
-    proposal: Proposal | Sequence[Reviewed], approvals: Collection[str] = (), stale: Collection[str] | None = None
+    proposal: Proposal | Sequence[Reviewed],
+    approvals: Collection[str] = (),
+    stale: Collection[str] | None = None,
+    earlier: Mapping[str, str] | None = None,
 ) -> None:
     """The approval gate: every plan of *proposal* is safe or approved, or nothing of the run runs.
 
@@ -354,7 +365,8 @@ def authorize(
     plan changed since someone looked at it.
 
     *proposal* may also be reviewed plans alone (a plan made again under the lock, a test's): the
-    :class:`ApprovalRequired` raised then carries no proposal.
+    :class:`ApprovalRequired` raised then carries no proposal. *earlier* are hashes of the plugins'
+    earlier plans (the one that ran last, this spec's before it ran), to say so when an approval is one.
     """
     reviewed = proposal.reviewed() if isinstance(proposal, Proposal) else proposal
     refused = [p for r in reviewed for p in r.refusals()]
@@ -365,7 +377,7 @@ def authorize(
     problems: list[Problem] = []
     pending: list[wire.PlanView] = []
     for item in changing:
-        found = _waiting(item, approvals, others)
+        found = _waiting(item, approvals, others, earlier or {})
         if found:
             problems.extend(found)
             pending.append(item.pending())

@@ -39,7 +39,7 @@ from extschema.loading import (
 )
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PLAN_PREVIEW_TAG, backup_tag
-from extschema.planning import rawsql, versions
+from extschema.planning import rawsql, safety, versions
 from extschema.problems import Kind, Problem, ProblemError
 from extschema.reconcile.approval import (
     Planned,
@@ -242,8 +242,41 @@ def reconcile(
        the new plan approved again).
     """
     proposal = propose(engine, loaded, peers=peers)
-    authorize(proposal, approvals)
+    authorize(proposal, approvals, earlier=earlier_plans(engine, proposal, approvals))
     return execute(engine, proposal, approvals=approvals, on_event=on_event)
+
+
+def earlier_plans(engine: Engine, proposal: Proposal, approvals: Collection[str] = ()) -> dict[str, str]:
+    """Hashes of the plugins' earlier plans, with what each was, for ES308 to name an approval that is
+    one: the plan their last migration ran, and the plan of the spec now given as it was before that
+    migration. Read only when an approval (given, or a spec's) matches none of the run's plans."""
+    current = {item.reviewed.hash for item in proposal.items}
+    given = {*approvals, *(h for item in proposal.items if (h := item.loaded.spec.approved_plan_hash))}
+    if given <= current:
+        return {}
+    found: dict[str, str] = {}
+    for item in proposal.items:
+        if item.base is None or item.plan.empty:
+            continue
+        try:
+            source = engine.rollback_source(item.plugin_id)
+            if source is None:
+                continue
+            previous, base = source.previous, source.base
+            since = previous.checksum() if previous is not None else None
+            ran = planning.plan(previous, base.spec, proposal.refs)
+            found[safety.plan_hash(since, ran)] = (
+                f"the plan that already ran (migration {source.migration_id}, to version {base.version})"
+            )
+            before = planning.plan(previous, item.loaded.spec, proposal.refs)
+            found.setdefault(
+                safety.plan_hash(since, before),
+                f"this spec's plan before migration {source.migration_id} ran "
+                f"(from {previous.version if previous is not None else 'nothing'})",
+            )
+        except (ProblemError, KeyError, ValueError):  # an earlier plan this planner refuses: none to name
+            continue
+    return found
 
 
 def propose(
