@@ -141,3 +141,13 @@ def test_a_failing_squawk_is_one_finding(
     monkeypatch.setattr(lint_module, "squawk_binary", lambda: str(fake))
     findings = lint(PostgresDialect().render_plan(_plan(), "m2"), "postgresql")
     assert [(f.rule, f.statement) for f in findings] == [("squawk-failed", None)]
+
+
+def test_a_misspelled_rule_to_ignore_is_said_with_the_rule_meant() -> None:
+    plan, _ = _typed()
+    rendered = PostgresDialect().render_plan(plan, "m1")
+    findings = lint(rendered, "postgresql", plan, {"prefer-bigint-over-innt"})
+    (unknown,) = [f for f in findings if f.rule == "unknown-rule"]
+    assert "'prefer-bigint-over-int'" in unknown.message and unknown.statement is None
+    assert "prefer-bigint-over-int" in _rules(findings)  # the typo silenced nothing
+    assert set(lint_module.OWN_IDIOMS) <= lint_module.RULES

@@ -17,6 +17,7 @@ are left out, findings of one rule on one statement are one finding, and the rul
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import shutil
 import subprocess
@@ -50,9 +51,32 @@ OWN_IDIOMS: dict[str, str] = {
     "prefer-robust-stmts": "a migration runs in one transaction and is recorded: it is not re-run",
     "transaction-nesting": "the migration's transaction is extschema's",
     "require-timeout-settings": "every migration sets lock_timeout and statement_timeout",
+    "require-lock-timeout": "every migration sets lock_timeout",
+    "require-statement-timeout": "every migration sets statement_timeout",
     "prefer-identity": "ids are extschema's",
     "adding-serial-primary-key-field": "ids are extschema's",
 }
+#: squawk's rules (2.70), for telling a misspelled rule in ``lint.ignore`` from one squawk has.
+_RULE_NAMES = """
+    adding-field-with-default adding-foreign-key-constraint adding-not-nullable-field adding-required-field
+    adding-serial-primary-key-field ban-add-column ban-add-composite-attribute ban-add-enum-value
+    ban-alter-database-options ban-alter-domain-with-add-constraint ban-alter-extension ban-alter-function-options
+    ban-alter-generated-expression ban-alter-identity ban-alter-policy-condition ban-alter-policy-roles
+    ban-alter-role-options ban-alter-row-level-security ban-alter-sequence-values ban-alter-system-options
+    ban-alter-view-options ban-char-field ban-concurrent-index-creation-in-transaction
+    ban-create-domain-with-constraint ban-create-policy ban-detach-inheritance ban-disable-trigger ban-drop-column
+    ban-drop-constraint ban-drop-database ban-drop-domain ban-drop-extension ban-drop-function
+    ban-drop-generated-expression ban-drop-index ban-drop-not-null ban-drop-policy ban-drop-schema
+    ban-drop-sequence ban-drop-table ban-drop-type ban-drop-view ban-new-write-restriction ban-replace-view-function
+    ban-replica-identity ban-revoke ban-set-default ban-set-schema ban-truncate-cascade ban-uncommitted-transaction
+    changing-column-type constraint-missing-not-valid disallowed-unique-constraint identifier-too-long
+    prefer-bigint-over-int prefer-bigint-over-smallint prefer-identity prefer-repack prefer-robust-stmts
+    prefer-text-field prefer-timestamp-tz renaming-column renaming-object renaming-table
+    require-concurrent-index-creation require-concurrent-index-deletion require-concurrent-partition-detach
+    require-concurrent-reindex require-enum-value-ordering require-lock-timeout require-statement-timeout
+    require-table-schema require-timeout-settings transaction-nesting
+"""
+RULES = frozenset(_RULE_NAMES.split())
 #: Rules about an integer column's size: on a foreign key, the referenced key decides it.
 _KEY_SIZE_RULES = frozenset({"prefer-bigint-over-int", "prefer-bigint-over-smallint", "prefer-big-int"})
 
@@ -87,6 +111,7 @@ def lint(
     the rules in *ignore*; one per rule and statement."""
     if dialect_name != "postgresql" or not rendered.all_statements:
         return []
+    unknown = [_unknown(rule) for rule in sorted(set(ignore) - RULES)]
     found = _squawk(rendered)
     keys = _foreign_keys(plan) if plan is not None else set()
     merged: dict[tuple[str, int | None, str], list[str]] = {}
@@ -100,10 +125,18 @@ def lint(
         kept.setdefault(key, finding)
         if column and column not in merged.setdefault(key, []):
             merged[key].append(column)
-    return [
+    return unknown + [
         dataclasses.replace(f, message=f"{', '.join(merged[k])}: {f.message}") if merged.get(k) else f
         for k, f in kept.items()
     ]
+
+
+def _unknown(rule: str) -> LintFinding:
+    """A rule to ignore that squawk does not have (misspelled?): said, so a typo does not silence nothing."""
+    close = difflib.get_close_matches(rule, sorted(RULES), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else " (docs/evolution.md#lint)"
+    message = f"{rule!r} is no squawk rule, so ignoring it does nothing{hint}"
+    return LintFinding("unknown-rule", "warning", message, None)
 
 
 def _foreign_keys(plan: planning.Plan) -> set[str]:
