@@ -5,7 +5,7 @@ PYTHON ?= $(VENV)/bin/python
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 
-.PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator bench-api e2e crds helm manifests image cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator bench-api e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps tests/js/package-lock.json
 	bash .ci/install-deps
@@ -85,6 +85,11 @@ manifests: install
 image: install
 	$(PYTHON) -m tests.image_build
 
+# The release's artifacts in dist/: wheel and sdist, the packaged chart, the image as an OCI archive, all of the
+# version in pyproject.toml (refused when a place disagrees; `python -m tests.release stamp VERSION` writes it).
+dist: install
+	$(PYTHON) -m tests.release dist
+
 cluster-build: install
 	$(PYTHON) -m tests.controlplane build
 
@@ -95,4 +100,4 @@ cluster-down:
 	$(PYTHON) -m tests.controlplane down
 
 clean:
-	rm -rf .make .cluster extschema.db .coverage $(VENV)
+	rm -rf .make .cluster dist extschema.db .coverage $(VENV)

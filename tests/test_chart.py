@@ -70,6 +70,10 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 # --- chart files ---------------------------------------------------------------------------------
 
 
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:
+    return [d for d in by_kind(docs, kind) if d["metadata"]["name"] == name]
+
+
 def test_helm_lint_is_clean_for_every_value_set(helm: Path) -> None:
     for value_set in VALUE_SETS:
         proc = run_helm(
@@ -286,7 +290,7 @@ def test_deployment_is_hardened(helm: Path) -> None:
     assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     assert container["command"] == ["extschema"]
     assert container["args"][:3] == ["run", "--standalone", "--all-namespaces"]
@@ -453,7 +457,7 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def test_api_is_off_by_default(helm: Path) -> None:
     for value_set in VALUE_SETS:
-        if value_set != "api-values":
+        if value_set not in ("api-values", "extended-values"):
             assert not api_objects(template(helm, *values_args(value_set))), value_set
 
 
@@ -509,6 +513,7 @@ def test_operator_and_api_never_select_each_others_pods(helm: Path) -> None:
     assert {name: [p for p, labels in pods.items() if selects(sel, labels)] for name, sel in services.items()} == {
         "extschema": ["extschema"],
         "extschema-api": ["extschema-api"],
+        "extschema-probe": ["extschema"],
     }
     (service,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "extschema-api"]
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
@@ -622,6 +627,7 @@ def test_helm_install_creates_every_object_and_uninstall_keeps_crds(
         manifest = run_helm(helm, "get", "manifest", release, "-n", namespaces, *kube).stdout
         docs = [doc for doc in yaml.safe_load_all(manifest) if doc]
         assert {doc["kind"] for doc in docs} == {
+            "Service",  # the probe Service of the `helm test` hook
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -672,3 +678,124 @@ def test_raw_manifests_install_as_documented(kube_cluster: Cluster) -> None:
     kube_cluster.kubectl(
         "auth", "can-i", "watch", "extensionschemas.extschema.io", "-A", f"--as=system:serviceaccount:{ns}:extschema"
     )
+
+
+# --- extension points, monitoring, probes and the helm test hook ----------------------------------------------
+
+
+def _deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in by_kind(docs, "Deployment")}
+
+
+def test_extension_points_reach_both_pods_and_labels_every_object(helm: Path) -> None:
+    docs = template(helm, *values_args("extended-values"))
+    pods = _deployments(docs)
+    operator, api = pods["extschema"], pods["extschema-api"]
+    digest = "sha256:" + "0" * 64
+    for pod in (operator, api):
+        (container,) = pod["containers"]
+        assert container["image"] == f"ghcr.io/extschema/extschema@{digest}"
+        assert pod["topologySpreadConstraints"][0]["maxSkew"] == 1
+    (op,) = operator["containers"]
+    assert op["args"][-1] == "--verbose"
+    assert {"name": "PGSSLROOTCERT", "value": "/etc/ssl/certs/ca-certificates.crt"} in op["env"]
+    assert op["env"][0]["name"] == "EXTSCHEMA_DATABASE_URL"  # the chart's own variable stays first
+    assert op["envFrom"] == [{"configMapRef": {"name": "extschema-proxy", "optional": True}}]
+    (served,) = api["containers"]
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy.example:3128"} in served["env"]
+    assert served["envFrom"] == [{"secretRef": {"name": "api-extra", "optional": True}}]
+    for doc in docs:
+        assert doc["metadata"]["labels"]["team"] == "platform", (doc["kind"], doc["metadata"]["name"])
+    for deployment in by_kind(docs, "Deployment"):  # selectors are immutable: common labels never go there
+        assert "team" not in deployment["spec"]["selector"]["matchLabels"]
+    # Without a digest the tag (default: appVersion) is used, as before.
+    (plain,) = _deployments(template(helm))["extschema"]["containers"]
+    assert plain["image"].endswith(":" + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"])
+
+
+def test_extra_args_must_be_flags(helm: Path) -> None:
+    out = run_helm(helm, "template", "x", str(CHART), "--set", "extraArgs[0]=verbose", check=False)
+    assert out.returncode != 0 and "extraArgs" in out.stderr
+
+
+def test_readiness_is_apart_from_liveness(helm: Path) -> None:
+    (container,) = _deployments(template(helm))["extschema"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
+    assert f"--readiness=http://0.0.0.0:{ports['ready']}/readyz" in container["args"]
+    assert f"--liveness=http://0.0.0.0:{ports['health']}/healthz" in container["args"]
+
+
+def _documented_alerts() -> dict[str, dict[str, Any]]:
+    text = (REPO / "docs" / "monitoring.md").read_text()
+    block = re.search(r"Suggested alerts.*?```yaml\n(.*?)```", text, re.S)
+    assert block, "docs/monitoring.md lost its alerts block"
+    return {rule["alert"]: rule for rule in yaml.safe_load(block.group(1))}
+
+
+def test_prometheus_rule_holds_the_documented_alerts(helm: Path) -> None:
+    docs = template(helm, "--set", "metrics.enabled=true", "--set", "monitoring.prometheusRule.enabled=true")
+    (rule,) = by_kind(docs, "PrometheusRule")
+    rendered = {r["alert"]: r for r in rule["spec"]["groups"][0]["rules"]}
+    documented = _documented_alerts()
+    assert set(rendered) == set(documented)
+    for name, alert in documented.items():
+        # docs write the stuck-loop threshold as "3 * 300" (3 times the default 5m interval); the chart computes it.
+        expr = re.sub(r"(\d+) \* (\d+)", lambda m: str(int(m.group(1)) * int(m.group(2))), str(alert["expr"]))
+        assert rendered[name]["expr"] == expr, name
+        assert rendered[name].get("for") == alert.get("for"), name
+        assert rendered[name]["annotations"]["summary"], name
+    # The stuck-loop threshold follows driftInterval: 3 times 90 s.
+    docs = template(
+        helm, "--set", "metrics.enabled=true", "--set", "monitoring.prometheusRule.enabled=true",
+        "--set", "driftInterval=1.5m",
+    )  # fmt: skip
+    (rule,) = by_kind(docs, "PrometheusRule")
+    stuck = next(r for r in rule["spec"]["groups"][0]["rules"] if r["alert"] == "ExtschemaDriftLoopStuck")
+    assert stuck["expr"] == "max(extschema_drift_check_age_seconds) > 270"
+    refused = run_helm(
+        helm, "template", "x", str(CHART), "--set", "monitoring.prometheusRule.enabled=true", check=False
+    )
+    assert refused.returncode != 0 and "needs metrics.enabled" in refused.stderr
+
+
+def test_grafana_dashboard_configmap_is_the_documented_dashboard(helm: Path) -> None:
+    documented = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
+    assert json.loads((CHART / "files" / "grafana-dashboard.json").read_text()) == documented, (
+        "charts/extschema/files/grafana-dashboard.json differs from docs/grafana-dashboard.json: copy it"
+    )
+    docs = template(helm, "--set", "monitoring.grafanaDashboard.create=true")
+    (config_map,) = by_kind(docs, "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["extschema.json"]) == documented
+    elsewhere = template(
+        helm, "--set", "monitoring.grafanaDashboard.create=true", "--set", "monitoring.grafanaDashboard.namespace=obs"
+    )
+    assert by_kind(elsewhere, "ConfigMap")[0]["metadata"]["namespace"] == "obs"
+
+
+def test_helm_test_hook_probes_liveness_and_readiness_without_credentials(helm: Path) -> None:
+    docs = template(helm)
+    (pod,) = by_kind(docs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["spec"]["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    urls = container["command"][3:]
+    assert urls == [
+        "http://extschema-probe.extschema-system.svc:8080/healthz",
+        "http://extschema-probe.extschema-system.svc:8081/readyz",
+    ]
+    (service,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "extschema-probe"]
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"health", "ready"}
+    assert not by_kind(template(helm, "--set", "tests.enabled=false"), "Pod")
+
+
+def test_notes_point_at_urls_not_repository_paths(helm: Path) -> None:
+    for settings in ([], ["--set", "crds.create=false"], ["--set", "database.existingSecret=db"]):
+        notes = run_helm(helm, "install", "x", str(CHART), "--dry-run=client", *settings).stdout.split("NOTES:", 1)[1]
+        assert not re.search(r"(?<![/\w])(docs|crds)/", notes), notes
+        assert "https://" in notes

@@ -364,7 +364,7 @@ def test_names_are_escaped_before_they_reach_the_terminal(core_db: str, tmp_path
     execute(core_db, f"UPDATE {schemas} SET owner = :v, error_message = :w", {"v": f"{evil}\u202e\r", "w": evil})
     execute(core_db, f"UPDATE {migrations} SET version = :v, error_message = :w", {"v": evil, "w": evil})
     listing = run("status", "-d", core_db).stdout
-    assert "owner=evil\\x1b[2J\\x07\\u202e\\r" in listing and "last error: evil\\x1b" in listing
+    assert "  evil\\x1b[2J\\x07\\u202e\\r  " in listing and "last error: evil\\x1b" in listing  # the OWNER column
     history = run("history", "-d", core_db).stdout
     assert " evil\\x1b[2J\\x07 " in history and "error: evil\\x1b[2J\\x07" in history
     for printed in (listing, history):

@@ -80,6 +80,7 @@ def test_changed_detects_reason_or_message() -> None:
         ("dependency", "ES208", "DependencyNotReady"),
         ("refused", "ES301", "RefusedChange"),
         ("refused", "ES303", "DeletionBlocked"),
+        ("refused", "ES209", "AdoptionRefused"),
         ("database", "ES402", "MigrationFailed"),
         ("retryable", "ES403", "DatabaseUnavailable"),
         ("unreachable", "ES401", "DatabaseUnavailable"),

@@ -261,6 +261,31 @@ def test_a_rebuild_after_a_rename_counts_the_values_under_the_old_name(old_table
     assert _ddl(old_table) == older
 
 
+def test_a_field_made_bigint_in_the_same_plan_as_an_earlier_rebuild_is_not_counted(
+    old_table: str, tmp_path: Path
+) -> None:
+    """m's rule widened (a rebuild), then n made BigInt and note dropped: one rebuild (SQLite), into
+    the final shape, where n has no Int range to break; its values outside the range are kept."""
+    _made_before_the_range(old_table, ROWS_OUT_OF_RANGE)
+    before = _rows(old_table)
+    fields = (
+        "      - {{name: m, type: Int, required: true, default: 0, unique: true, validation: {{min: -5}}}}\n"
+        "      - {{name: n, type: BigInt}}\n"
+    )
+    directory = tmp_path / "v2"
+    directory.mkdir()
+    text = "pluginId: shop\nversion: 2.0.0\ntables:\n  - name: order\n    fields:\n" + fields.format()
+    path = write_schema(directory, "shop", text)
+    plan = run("plan", str(path), "-d", old_table, "-o", "json")
+    assert plan.exit_code == 0, plan.stdout + plan.stderr
+    outcome = run("apply", str(path), "-d", old_table, "--approve", plan.item()["hash"])
+    assert outcome.exit_code == 0, outcome.stdout + outcome.stderr
+    assert [tuple(r) for r in execute(old_table, f'SELECT id, n, m FROM "{TABLE}" ORDER BY id')] == [
+        r[:3] for r in before
+    ]
+    assert RANGE in _ddl(old_table)  # m's, still Int
+
+
 def test_repair_of_an_old_table_is_refused_while_a_hand_made_index_exists(old_table: str) -> None:
     """The repair rebuilds the table: what was made on it outside extschema is refused (ES301), as any rebuild."""
     _made_before_the_range(old_table, ROWS_IN_RANGE)

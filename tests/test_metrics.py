@@ -252,11 +252,11 @@ helm = chart.helm
 
 @pytest.mark.helm
 def test_chart_serves_metrics_to_a_service_monitor(helm: Path) -> None:
-    assert not chart.by_kind(chart.template(helm), "Service")  # off by default
+    assert not chart.named(chart.template(helm), "Service", "extschema")  # off by default
     docs = chart.template(
         helm, "--set", "metrics.enabled=true,metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.labels.k=v"
     )
-    (service,) = chart.by_kind(docs, "Service")
+    (service,) = chart.named(docs, "Service", "extschema")
     (monitor,) = chart.by_kind(docs, "ServiceMonitor")
     (deployment,) = chart.by_kind(docs, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]

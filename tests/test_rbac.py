@@ -371,11 +371,11 @@ def test_operator_runs_with_exactly_the_chart_rbac(crds: Cluster, namespaced: Re
         # The drift loop's first check, right after the migration, reads the resource and writes InSync.
         crds.kubectl("-n", namespace, "wait", "--for=condition=InSync", "exts/work-order-tags", "--timeout=60s")
         # The probes' endpoint answers where the Deployment says.
-        probe = container["readinessProbe"]["httpGet"]
-        assert probe == container["livenessProbe"]["httpGet"] and probe["port"] == container["ports"][0]["name"]
-        url = f"http://127.0.0.1:{container['ports'][0]['containerPort']}{probe['path']}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            assert response.status == 200
+        ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+        for probe in (container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]):
+            url = f"http://127.0.0.1:{ports[probe['port']]}{probe['path']}"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert response.status == 200, url
         body = json.loads(crds.kubectl("-n", namespace, "get", "exts/work-order-tags", "-o", "json").stdout)
         assert body["status"]["tables"] == ["ext_tags__tag"]
         assert body["metadata"]["finalizers"] == ["extschema.io/cleanup"]

@@ -161,20 +161,19 @@ def test_reads_do_not_create_a_sqlite_file(tmp_path: Path) -> None:
     assert [p["pluginId"] for p in run("status", "-d", url, "-o", "json").items()] == ["notes"]
 
 
-def test_reapplying_after_delete_retain_is_a_conflict_not_a_database_error(db_url: str, tmp_path: Path) -> None:
+def test_reapplying_after_delete_retain_adopts_not_a_database_error(db_url: str, tmp_path: Path) -> None:
     """``delete --retain`` leaves the tables without an owner; applying the plugin again would run into them
-    (CREATE TABLE/SCHEMA fails): the check says so first, and changes nothing."""
+    (CREATE TABLE/SCHEMA fails): it adopts them instead (tests/test_adopt.py), creating nothing."""
     spec = str(write_schema(tmp_path, "notes", NOTES))
     assert run("apply", spec, "-d", db_url).exit_code == 0
     assert run("delete", "notes", "--retain", "-d", db_url).exit_code == 0
     before = tables(db_url)
-    for command in ("apply", "plan", "conflicts"):
+    for command in ("plan", "conflicts"):
         outcome = run(command, spec, "-d", db_url, "-o", "json")
-        assert outcome.exit_code == 1, (command, outcome)
-        (problem,) = outcome.json()["problems"]
-        assert problem["code"] == "ES202" and "note" in problem["message"], (command, problem)
+        assert outcome.exit_code == 0 and not outcome.json()["problems"], (command, outcome)
+    assert run("apply", spec, "-d", db_url).exit_code == 0
     assert tables(db_url) == before
-    assert run("status", "-d", db_url).stdout.strip() == "no plugins registered"
+    assert [h["kind"] for h in run("history", "notes", "-d", db_url, "-o", "json").items()][-1] == "adopt"
 
 
 def test_a_number_yaml_reads_as_text_gets_a_hint_that_works(tmp_path: Path) -> None:

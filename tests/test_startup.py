@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tests import release
 from tests.helpers import EXAMPLES, subprocess_env
 
 HEAVY = ("sqlalchemy", "psycopg", "kopf")
@@ -75,4 +76,4 @@ def test_python_dash_m_version_is_light() -> None:
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=60
     )
-    assert done.stdout.splitlines() == ["extschema, version 0.1.0", "[]"], done.stderr
+    assert done.stdout.splitlines() == [f"extschema, version {release.version()}", "[]"], done.stderr

@@ -317,7 +317,7 @@ def test_chart_webhook_with_cert_manager_and_its_own_issuer(helm: Path) -> None:
     (config,) = chart.by_kind(docs, "ValidatingWebhookConfiguration")
     (certificate,) = chart.by_kind(docs, "Certificate")
     (issuer,) = chart.by_kind(docs, "Issuer")
-    (service,) = chart.by_kind(docs, "Service")
+    (service,) = chart.named(docs, "Service", "extschema")
     (deployment,) = chart.by_kind(docs, "Deployment")
     hook = config["webhooks"][0]
     name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]

@@ -25,4 +25,7 @@ def load(url: str) -> None:
 
 
 if __name__ == "__main__":
-    load(sys.argv[1] if len(sys.argv) > 1 else "sqlite:///extschema.db")
+    url = sys.argv[1] if len(sys.argv) > 1 else "sqlite:///extschema.db"
+    if len(sys.argv) == 1:  # say where it writes: the CLI's default database, in the working directory
+        print(f"no database URL given: loading the core tables into {url} (usage: load.py URL)", file=sys.stderr)
+    load(url)

@@ -22,7 +22,7 @@ if _typing.TYPE_CHECKING:
     from extschema.model import ExtensionSchema, ExtensionSchemaSpec
     from extschema.reconcile import MigrationEvent, MigrationFailed, MigrationFinished, MigrationStarted
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Public name -> the module that defines it, imported when the name is first used.
 _LAZY = {

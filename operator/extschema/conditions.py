@@ -111,6 +111,15 @@ CATALOG: dict[str, Reason] = _catalog(
         "Make the change additive, or create a new plugin version that migrates data explicitly.",
     ),
     Reason(
+        "AdoptionRefused",
+        "stalled",
+        "deletionPolicy Retain (or `extschema delete --retain`) kept this plugin's objects, but they differ from "
+        "the spec they were retained with (ES209: the message names each difference); nothing was changed. "
+        "Objects that match it exactly are adopted: registered again, rows intact.",
+        "Undo the listed changes by hand so the objects are exactly the retained version, or back up what you "
+        "need and drop them, or choose another pluginId; then change the resource's spec (or re-create it).",
+    ),
+    Reason(
         "ApprovalRequired",
         "reconciling",
         "The plan rewrites a table or drops data and waits for an approval of exactly this plan; "
@@ -390,6 +399,8 @@ def outcome_of(error: ProblemError) -> Outcome:
     """The reason and message for a pipeline failure; the message lists every problem with its path."""
     codes = {p.code for p in error.problems}
     name = "DeletionBlocked" if "ES303" in codes else _REASON_BY_KIND.get(error.kind, "MigrationFailed")
+    if "ES209" in codes:
+        name = "AdoptionRefused"
     message = "; ".join(
         f"{p.path}: {p.code}: {p.message}" if p.path else f"{p.code}: {p.message}" for p in error.problems
     )

@@ -545,3 +545,86 @@ def written_files() -> dict[str, str]:
     files.update({f"{CHART_CRDS}/{name}": chart_template(build()) for name, build in FILES.items()})
     files[REFERENCE] = crd_reference.render([build() for build in FILES.values()])
     return files
+
+
+# --- JSON Schema for editors (``extschema schema --json-schema``) -------------------------------------
+
+#: Where the schema says it lives (``$id``); the docs show how to point yaml-language-server at a local copy.
+JSON_SCHEMA_ID = "https://extschema.io/schemas/v1alpha1/documents.json"
+#: OpenAPI formats JSON Schema does not know (validators would ignore or reject them).
+_OPENAPI_FORMATS = ("int32", "int64", "float", "double", "byte", "binary")
+_METADATA: Schema = {
+    "type": "object",
+    "description": "Kubernetes object metadata: name (required), namespace, labels, annotations...",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": limits.MAX_RESOURCE_NAME_LENGTH},
+        "namespace": {"type": "string", "minLength": 1, "maxLength": 63},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+
+def _json_node(node: Schema) -> Schema:
+    """A structural OpenAPI node as JSON Schema (draft 7): the ``x-kubernetes-*`` keywords (CEL rules, list
+    types) left out, and objects closed (``additionalProperties: false``) as the CLI reads them (ES011)."""
+    out: Schema = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-") or (key == "format" and value in _OPENAPI_FORMATS):
+            continue
+        if key == "properties":
+            out[key] = {name: _json_node(child) for name, child in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = _json_node(value)
+        else:
+            out[key] = copy.deepcopy(value)
+    if "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    if node.get("x-kubernetes-preserve-unknown-fields") and "type" not in node:
+        out["type"] = ["string", "number", "boolean"]  # a field's default: a scalar, checked against its type
+    return out
+
+
+def _document_schema(crd: Schema) -> Schema:
+    """One whole document of *crd*'s kind: apiVersion, kind, metadata and spec (status: what the operator wrote)."""
+    (version,) = crd["spec"]["versions"]
+    root = version["schema"]["openAPIV3Schema"]
+    kind = crd["spec"]["names"]["kind"]
+    return {
+        "type": "object",
+        "description": root["description"],
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": f"{GROUP}/{VERSION}"},
+            "kind": {"const": kind},
+            "metadata": _METADATA,
+            "spec": _json_node(root["properties"]["spec"]),
+            "status": {"type": "object", "description": "Written by the operator; ignored when applied."},
+        },
+        "additionalProperties": False,
+    }
+
+
+def json_schema() -> Schema:
+    """The JSON Schema (draft 7) of ExtensionSchema and DatabaseTarget documents, for yaml-language-server and
+    other editors: the CRDs' schemas (so whatever the model declares), picked by ``kind``. What CEL rules and
+    :mod:`extschema.validation` check across fields is left to ``extschema validate``."""
+    kinds = {build()["spec"]["names"]["kind"]: build() for build in FILES.values()}
+    definitions = {kind: _document_schema(crd) for kind, crd in kinds.items()}
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": JSON_SCHEMA_ID,
+        "title": "extschema documents (" + ", ".join(definitions) + ")",
+        "type": "object",
+        "required": ["apiVersion", "kind"],
+        "properties": {
+            "apiVersion": {"const": f"{GROUP}/{VERSION}"},
+            "kind": {"enum": list(definitions)},
+        },
+        "allOf": [
+            {"if": {"properties": {"kind": {"const": kind}}}, "then": {"$ref": f"#/definitions/{kind}"}}
+            for kind in definitions
+        ],
+        "definitions": definitions,
+    }

@@ -101,7 +101,7 @@ def _login() -> Any:
     try:
         import kopf
     except ImportError:
-        raise ApiError("extschema wait needs the operator extra: pip install 'extschema[operator]'") from None
+        raise ApiError("talking to Kubernetes needs the operator extra: pip install 'extschema[operator]'") from None
 
     settings = kopf.OperatorSettings()
     try:
@@ -192,3 +192,71 @@ def wait(name: str, namespace: str | None, timeout_s: float, say: Callable[[str,
 def line(namespace: str, name: str, text: str) -> str:
     """One progress line, safe for a terminal (the messages come from the resource)."""
     return f"extensionschema {escape(namespace)}/{escape(name)}: {escape(text)}"
+
+
+# --- one resource, read and patched (``kubectl extschema``) -------------------------------------------
+
+
+class NotFound(Exception):
+    """The API server has no such object (404)."""
+
+
+async def _call(
+    method: str, name: str, namespace: str | None, patch: Mapping[str, Any] | None, events: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    import aiohttp
+
+    info = _login()
+    ns = namespace or info.default_namespace or "default"
+    url = f"{info.server.rstrip('/')}/apis/{GROUP}/{VERSION}/namespaces/{quote(ns)}/{PLURAL}/{quote(name)}"
+    connector = aiohttp.TCPConnector(ssl=info.as_ssl_context())
+    timeout = aiohttp.ClientTimeout(total=30)
+    try:
+        async with aiohttp.ClientSession(connector=connector, headers=info.as_http_headers()) as session:
+
+            async def send(verb: str, target: str, body: Any = None) -> Any:
+                headers = {"Content-Type": "application/merge-patch+json"} if body is not None else {}
+                data = None if body is None else json.dumps(body)
+                async with session.request(verb, target, data=data, headers=headers, timeout=timeout) as response:
+                    if response.status == 404:
+                        raise NotFound(f"extensionschema {ns}/{name} not found")
+                    if response.status == 409:
+                        raise _Relist  # the resource changed under the patch: read it again
+                    if response.status in (401, 403):
+                        detail = (await response.text())[:300]
+                        raise ApiError(f"the API server refused ({response.status}): {detail}")
+                    if response.status >= 400:
+                        detail = (await response.text())[:500]
+                        raise ApiError(f"the API server answered {response.status}: {detail}")
+                    return await response.json()
+
+            body: dict[str, Any] = await send(method, url, patch)
+            found: list[dict[str, Any]] = []
+            if events:
+                selector = quote(f"involvedObject.name={name},involvedObject.kind=ExtensionSchema")
+                listed = await send(
+                    "GET", f"{info.server.rstrip('/')}/api/v1/namespaces/{quote(ns)}/events?fieldSelector={selector}"
+                )
+                found = list(listed.get("items") or [])
+            return body, found, ns
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise ApiError(f"cannot reach the Kubernetes API at {info.server}: {type(error).__name__}: {error}") from None
+
+
+def get(name: str, namespace: str | None, events: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    """ExtensionSchema *namespace*/*name* (:class:`NotFound` if none), its events when asked, and the namespace."""
+    return asyncio.run(_call("GET", name, namespace, None, events))
+
+
+class Changed(Exception):
+    """The resource changed since it was read (its resourceVersion): read it again before patching."""
+
+
+def patch(name: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge-patch ExtensionSchema *namespace*/*name*; a ``metadata.resourceVersion`` in *body* makes the patch
+    conditional (:class:`Changed` when the resource moved on)."""
+    try:
+        patched, _, _ = asyncio.run(_call("PATCH", name, namespace, body, False))
+    except _Relist:
+        raise Changed(name) from None
+    return patched

@@ -263,6 +263,8 @@ class PlanView(View):
     lint: list[LintView] = []
     #: What this database leaves unenforced, and steps apply will refuse (ES309) whatever is approved.
     warnings: list[ProblemView] = []
+    #: Set when apply first adopts what ``delete --retain`` kept (an ``adopt`` migration; the plan runs from there).
+    adopts: str | None = None
 
     @classmethod
     def of(
@@ -271,6 +273,7 @@ class PlanView(View):
         rendered: RenderedSource | None = None,
         lint: Iterable[LintSource] = (),
         warnings: Iterable[ProblemSource] = (),
+        adopts: str | None = None,
     ) -> PlanView:
         """*plan* (``reconcile.Reviewed``, or anything with its fields), with its SQL when *rendered*,
         squawk's findings and the warnings to show; unrendered (a plan waiting in a failure), ``sql`` is null."""
@@ -288,6 +291,7 @@ class PlanView(View):
             rollback_sql=None if rendered is None else list(rendered.rollback),
             lint=[LintView.of(f) for f in lint],
             warnings=[ProblemView.of(w) for w in warnings],
+            adopts=adopts,
         )
 
 
@@ -624,6 +628,98 @@ class WaitView(View):
     state: str
 
 
+class ConditionView(View):
+    """One condition of a resource's status, as ``kubectl extschema history`` shows it."""
+
+    type: str
+    status: str
+    reason: str | None
+    message: str | None
+    #: Its lastTransitionTime.
+    since: str | None
+
+
+class LastMigrationView(View):
+    """``status.lastMigration`` of an ExtensionSchema."""
+
+    id: str | None
+    version: str | None
+    changes: list[str]
+    duration_ms: int | None
+    time: str | None
+
+
+class EventView(View):
+    """A Kubernetes event about the resource (kept by the API server for about an hour)."""
+
+    type: str
+    reason: str
+    message: str
+    count: int
+    last_seen: str | None
+
+
+class ResourceHistoryView(View):
+    """What the operator reports about one ExtensionSchema (``kubectl extschema history``)."""
+
+    name: str
+    namespace: str
+    plugin_id: str
+    version: str
+    applied_version: str | None
+    generation: int | None
+    observed_generation: int | None
+    conditions: list[ConditionView]
+    last_migration: LastMigrationView | None
+    events: list[EventView]
+
+    @classmethod
+    def of(cls, body: Any, events: Iterable[Any]) -> ResourceHistoryView:
+        """From the resource and its events as the API server returns them (JSON objects)."""
+        meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+        last = status.get("lastMigration")
+        return cls(
+            name=meta.get("name", ""),
+            namespace=meta.get("namespace", ""),
+            plugin_id=spec.get("pluginId", ""),
+            version=str(spec.get("version", "")),
+            applied_version=status.get("appliedVersion"),
+            generation=meta.get("generation"),
+            observed_generation=status.get("observedGeneration"),
+            conditions=[
+                ConditionView(
+                    type=c.get("type", ""),
+                    status=c.get("status", ""),
+                    reason=c.get("reason"),
+                    message=c.get("message"),
+                    since=c.get("lastTransitionTime"),
+                )
+                for c in status.get("conditions") or []
+            ],
+            last_migration=None
+            if not last
+            else LastMigrationView(
+                id=last.get("id"),
+                version=last.get("version"),
+                changes=list(last.get("changes") or []),
+                duration_ms=last.get("durationMs"),
+                time=last.get("time"),
+            ),
+            events=[
+                EventView(
+                    type=e.get("type") or "",
+                    reason=e.get("reason") or "",
+                    message=e.get("message") or "",
+                    count=e.get("count") or 1,
+                    last_seen=e.get("lastTimestamp")
+                    or e.get("eventTime")
+                    or (e.get("metadata") or {}).get("creationTimestamp"),
+                )
+                for e in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+            ],
+        )
+
+
 # --- envelopes --------------------------------------------------------------------------------------
 
 T = TypeVar("T", bound=View)
@@ -695,6 +791,10 @@ class WaitList(Envelope[WaitView]):
     kind: Literal["WaitList"] = "WaitList"
 
 
+class ResourceHistoryList(Envelope[ResourceHistoryView]):
+    kind: Literal["ResourceHistoryList"] = "ResourceHistoryList"
+
+
 class Failure(Envelope[PlanView]):
     """A command that failed: ``problems`` say why; ``items`` are the plans waiting for an approval
     when that is the reason (``approval``), else empty."""
@@ -724,6 +824,7 @@ ENVELOPES: tuple[type[Envelope[Any]], ...] = (
     AnalysisList,
     RepairList,
     WaitList,
+    ResourceHistoryList,
     Failure,
 )
 _ANY = TypeAdapter(
@@ -740,6 +841,7 @@ _ANY = TypeAdapter(
         | AnalysisList
         | RepairList
         | WaitList
+        | ResourceHistoryList
         | Failure,
         Field(discriminator="kind"),
     ]

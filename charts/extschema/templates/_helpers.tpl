@@ -33,6 +33,18 @@ app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | qu
 app.kubernetes.io/component: operator
 app.kubernetes.io/part-of: extschema
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The image: pulled by digest when image.digest is set (the tag then only labels objects). */}}
+{{- define "extschema.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
 {{- end }}
 
 {{/* The labels that select the operator pod (never change them: Deployment selectors are immutable). */}}
@@ -143,6 +155,9 @@ app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | qu
 app.kubernetes.io/component: api
 app.kubernetes.io/part-of: extschema
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* The Secret and key holding the database URL the API serves: its own, else the operator's default. */}}
@@ -152,4 +167,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{- define "extschema.apiDatabaseKey" -}}
 {{- if .Values.api.database.existingSecret }}{{ .Values.api.database.key }}{{ else }}{{ .Values.database.key }}{{ end }}
+{{- end }}
+
+{{/* A docs page of this chart's version, as a URL (a packaged chart has no docs/ directory): (list . "page.md"). */}}
+{{- define "extschema.docs" -}}
+{{- $root := index . 0 -}}
+{{ $root.Chart.Home }}/blob/v{{ $root.Chart.AppVersion }}/docs/{{ index . 1 }}
 {{- end }}

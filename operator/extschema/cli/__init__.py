@@ -9,8 +9,11 @@ Text written to the terminal is escaped (:func:`~extschema.problems.escape`): fi
 registry values may hold escape sequences.
 """
 
-from extschema.cli import codegen, lifecycle, schemas, servers
+from extschema.cli import codegen, lifecycle, schemas, servers, shells
 from extschema.cli.base import EXIT_BY_KIND, EXIT_DATABASE, EXIT_INVALID, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
+
+# Last, once every module above has added its commands: each --help ends with its examples.
+shells.attach_examples(main, shells.EXAMPLES)
 
 __all__ = [
     "EXIT_BY_KIND",
@@ -24,4 +27,5 @@ __all__ = [
     "main",
     "schemas",
     "servers",
+    "shells",
 ]

@@ -51,6 +51,29 @@ output_option = click.option(
     help="Human-readable text, or JSON / YAML for scripts (one envelope, docs/json-output.md).",
 )
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path())
+no_headers_option = click.option(
+    "--no-headers",
+    is_flag=True,
+    help="Leave out the header row of the table (text output), for scripts reading columns.",
+)
+
+
+def print_table(
+    headers: Sequence[str], rows: Sequence[tuple[Sequence[str], Sequence[str]]], no_headers: bool = False
+) -> None:
+    """Text output as a table: a header row (unless *no_headers*), then each row's cells (already escaped)
+    aligned in columns, each followed by its detail lines (indented)."""
+    widths = [max([len(h), *(len(cells[i]) for cells, _ in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    if not no_headers:
+        click.echo(line(headers))
+    for cells, details in rows:
+        click.echo(line(cells))
+        for detail in details:
+            click.echo(f"    {detail}")
 
 
 def parse_duration_option(ctx: click.Context, param: click.Parameter, value: str) -> int:

@@ -109,7 +109,8 @@ def types(lang: str, paths: Sequence[str], database: str | None) -> None:
     """Print the row models of plugins: pydantic models (the API's own), TypeScript interfaces or JSON Schema.
 
     PATHs are schema files or directories; without them, the active plugins of --database (default:
-    $EXTSCHEMA_DATABASE_URL, else sqlite:///extschema.db).
+    $EXTSCHEMA_DATABASE_URL, else sqlite:///extschema.db). It prints code for a file, not a report: --lang
+    picks the format, so there is no -o (--lang jsonschema is JSON).
     """
     from extschema import typegen
 
@@ -174,20 +175,35 @@ def analyze(plugin: str, database: str | None, output: str, min_rows: int, no_ve
 
 @main.command()
 @click.option(
-    "--write", is_flag=True, help="Write crds/*.yaml and charts/extschema/templates/crds/*.yaml instead of printing."
+    "--write",
+    is_flag=True,
+    help="Write crds/*.yaml, charts/extschema/templates/crds/*.yaml and docs/crd-reference.md under --root "
+    "instead of printing.",
 )
 @click.option(
     "--root", type=click.Path(file_okay=False), default=".", show_default=True, help="Repository root to write into."
 )
-def crd(write: bool, root: str) -> None:
-    """Print the CustomResourceDefinitions (YAML), generated from the model."""
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="YAML documents, or JSON: a kubectl List of the CRDs (`kubectl apply -f -` takes both; not an envelope).",
+)
+def crd(write: bool, root: str, output: str) -> None:
+    """Print the CustomResourceDefinitions, generated from the model (with --write: the files the repository
+    keeps, the field reference docs/crd-reference.md among them)."""
     from pathlib import Path
 
     from extschema import crd as crds
 
-    files = crds.rendered_files()
     if not write:
-        click.echo("---\n".join(files.values()), nl=False)
+        if output == "json":
+            listed = {"apiVersion": "v1", "kind": "List", "items": [build() for build in crds.FILES.values()]}
+            click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
+        else:
+            click.echo("---\n".join(crds.rendered_files().values()), nl=False)
         return
     for relative, text in crds.written_files().items():
         path = Path(root) / relative

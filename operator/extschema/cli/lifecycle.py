@@ -15,51 +15,57 @@ from extschema.cli.base import (
     database_option,
     emit_json,
     main,
+    no_headers_option,
     open_engine,
     output_option,
     print_results,
+    print_table,
     reported,
     terminal_sql,
 )
-from extschema.problems import escape
+from extschema.problems import Kind, ProblemError, escape
 
 if TYPE_CHECKING:
     pass
 
 
 @main.command()
+@click.argument("plugin", required=False)
 @database_option
 @output_option
-def status(database: str | None, output: str) -> None:
-    """Registered plugins: version, state, physical tables."""
+@no_headers_option
+def status(plugin: str | None, database: str | None, output: str, no_headers: bool) -> None:
+    """Registered plugins (or only PLUGIN): version, state, owner, physical tables, and tables missing (drift)."""
     from extschema import reconcile
 
     with reported(output), open_engine(database) as engine:
-        rows = [reconcile.plugin_view(engine, r) for r in engine.registrations()]
+        rows = [reconcile.plugin_view(engine, r) for r in engine.registrations() if plugin in (None, r.plugin_id)]
+        if plugin is not None and not rows:
+            message = f"plugin {plugin!r} is not registered; see `extschema status` for those that are"
+            raise ProblemError.one("ES306", "plugin", message, kind=Kind.REFUSED)
         if output != "text":
             emit_json(wire.PluginList.of(rows))
             return
         if not rows:
             click.echo("no plugins registered")
+            return
+        table: list[tuple[list[str], list[str]]] = []
         for row in rows:
             missing = sorted(set(row.expected_tables) - set(row.tables))
-            drift = f"  DRIFT: missing {escape(', '.join(missing))}" if missing else ""
-            click.echo(
-                f"{escape(row.plugin_id):<24} {escape(row.version):<10} {escape(row.status):<8} "
-                f"owner={escape(row.owner)}{drift}"
-            )
-            for table in row.tables:
-                click.echo(f"    {escape(table)}")
-            if row.error:
-                click.echo(f"    last error: {escape(row.error, newlines=True)}")
+            cells = [row.plugin_id, row.version, row.status, row.owner, ", ".join(row.tables) or "-"]
+            cells.append(f"missing {', '.join(missing)}" if missing else "-")
+            error = [f"last error: {escape(row.error, newlines=True)}"] if row.error else []
+            table.append(([escape(c) for c in cells], error))
+        print_table(("PLUGIN", "VERSION", "STATE", "OWNER", "TABLES", "DRIFT"), table, no_headers)
 
 
 @main.command()
 @click.argument("plugin", required=False)
 @database_option
 @output_option
+@no_headers_option
 @click.option("--sql", is_flag=True, help="Also print each migration's SQL.")
-def history(plugin: str | None, database: str | None, output: str, sql: bool) -> None:
+def history(plugin: str | None, database: str | None, output: str, no_headers: bool, sql: bool) -> None:
     """Migrations with status, checksums and timings."""
     with reported(output), open_engine(database) as engine:
         records = engine.history(plugin)
@@ -68,20 +74,21 @@ def history(plugin: str | None, database: str | None, output: str, sql: bool) ->
             return
         if not records:
             click.echo("no migrations recorded")
+            return
+        table: list[tuple[list[str], list[str]]] = []
         for r in records:
-            check = "ok" if r.checksum_ok else "MISMATCH"
             started = r.execution_start.isoformat(timespec="seconds") if r.execution_start else "-"
-            click.echo(
-                f"{escape(r.plugin_id):<24} {r.migration_id} {escape(r.kind):<10} {escape(r.version):<10} "
-                f"{escape(r.status):<12} {started} {r.duration_ms if r.duration_ms is not None else '-':>6} ms "
-                f"sql={escape(r.checksum_sql[:12])} checksum={check}"
-            )
-            for line in r.description:
-                click.echo(f"    - {escape(line)}")
+            cells = [r.plugin_id, r.migration_id, r.kind, r.version, r.status, started]
+            cells += [f"{r.duration_ms:,} ms" if r.duration_ms is not None else "-", r.checksum_sql[:12]]
+            cells.append("ok" if r.checksum_ok else "MISMATCH")
+            details = [f"- {escape(line)}" for line in r.description]
             if r.error_message:
-                click.echo(f"    error: {escape(r.error_message, newlines=True)}")
+                details.append(f"error: {escape(r.error_message, newlines=True)}")
             if sql:
-                click.echo(terminal_sql(r.migration_sql))
+                details.extend(terminal_sql(r.migration_sql).splitlines())
+            table.append(([escape(c) for c in cells], details))
+        headers = ("PLUGIN", "MIGRATION", "KIND", "VERSION", "STATUS", "STARTED", "DURATION", "SQL", "CHECKSUM")
+        print_table(headers, table, no_headers)
 
 
 @main.command()
@@ -149,38 +156,54 @@ def _age(seconds: float) -> str:
     return " ".join(parts[:2])
 
 
-def _backup_lines(records: Sequence[wire.BackupView]) -> None:
+_BACKUP_HEADERS = ("PLUGIN", "MIGRATION", "SOURCE", "ROWS", "AGE", "BACKUP TABLE")
+
+
+def _backup_lines(records: Sequence[wire.BackupView], no_headers: bool = False) -> None:
+    table: list[tuple[list[str], list[str]]] = []
     for r in records:
         source = r.source_table + (f".{r.source_column}" if r.source_column else " (table)")
-        click.echo(
-            f"{escape(r.plugin_id):<24} {escape(r.migration_id)} {escape(source):<32} {r.rows:>9} rows "
-            f"{_age(r.age_seconds):>7}  {escape(r.backup_table)}"
-        )
+        cells = [r.plugin_id, r.migration_id, source, f"{r.rows:,}", _age(r.age_seconds), r.backup_table]
+        table.append(([escape(c) for c in cells], []))
+    print_table(_BACKUP_HEADERS, table, no_headers)
 
 
 class _PluginOrCommand(click.Group):
-    """``backups [PLUGIN] [-o json]`` lists, ``backups prune ...`` prunes: a first word naming a
-    subcommand is that subcommand, any other word is the group's PLUGIN."""
+    """``backups list [PLUGIN]`` and ``backups prune ...``; the older ``backups [PLUGIN]`` still lists.
+
+    The first word that is not an option (or an option's value) names the subcommand when it is one, wherever
+    it stands (``backups -d URL prune --older-than 30d``); any other word is the group's PLUGIN. A plugin
+    named like a subcommand is listed with ``backups list prune``."""
 
     allow_interspersed_args = True
 
+    def _first_word(self, ctx: click.Context, args: list[str]) -> int | None:
+        valued = {
+            name
+            for param in self.get_params(ctx)
+            if isinstance(param, click.Option) and not param.is_flag
+            for name in param.opts
+        }
+        index = 0
+        while index < len(args):
+            word = args[index]
+            if word == "--":
+                return index + 1 if index + 1 < len(args) else None
+            if not word.startswith("-") or word == "-":
+                return index
+            index += 2 if word in valued else 1  # `--database=URL` carries its value
+        return None
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] in self.commands:
+        first = self._first_word(ctx, args)
+        if first is not None and args[first] in self.commands:
             super().parse_args(ctx, [])  # the group's own parameters at their defaults
-            ctx._protected_args, ctx.args = args[:1], args[1:]
+            ctx._protected_args, ctx.args = [args[first]], [*args[:first], *args[first + 1 :]]
             return ctx.args
         return super().parse_args(ctx, args)
 
 
-@main.group(cls=_PluginOrCommand, invoke_without_command=True)
-@click.argument("plugin", required=False)
-@database_option
-@output_option
-@click.pass_context
-def backups(ctx: click.Context, plugin: str | None, database: str | None, output: str) -> None:
-    """Backups taken before destructive migrations: migration, source, rows, age, backup table."""
-    if ctx.invoked_subcommand is not None:
-        return
+def _list_backups(plugin: str | None, database: str | None, output: str, no_headers: bool) -> None:
     from extschema import reconcile
 
     with reported(output), open_engine(database) as engine:
@@ -191,7 +214,33 @@ def backups(ctx: click.Context, plugin: str | None, database: str | None, output
             return
         if not records:
             click.echo("no backups recorded")
-        _backup_lines(records)
+            return
+        _backup_lines(records, no_headers)
+
+
+@main.group(cls=_PluginOrCommand, invoke_without_command=True)
+@click.argument("plugin", required=False)
+@database_option
+@output_option
+@no_headers_option
+@click.pass_context
+def backups(ctx: click.Context, plugin: str | None, database: str | None, output: str, no_headers: bool) -> None:
+    """Backups taken before destructive migrations: `backups list [PLUGIN]`, `backups prune --older-than AGE`.
+
+    `backups [PLUGIN]` without a subcommand lists too (the older form, kept for scripts).
+    """
+    if ctx.invoked_subcommand is None:
+        _list_backups(plugin, database, output, no_headers)
+
+
+@backups.command("list")
+@click.argument("plugin", required=False)
+@database_option
+@output_option
+@no_headers_option
+def backups_list(plugin: str | None, database: str | None, output: str, no_headers: bool) -> None:
+    """List the backups (of PLUGIN): migration, source, rows, age, backup table."""
+    _list_backups(plugin, database, output, no_headers)
 
 
 @backups.command("prune")
@@ -222,13 +271,14 @@ def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | N
             emit_json(wire.BackupList.of([*records, *kept], pruning.unsettled))
             return
         verb = "would prune" if dry_run else "pruned"
-        click.echo(f"{verb} {len(records)} backup(s) older than {escape(older_than)}")
-        _backup_lines(records)
+        click.echo(f"{verb} {len(records):,} backup(s) older than {escape(older_than)}")
+        if records:
+            _backup_lines(records)
         if kept:
             why = "a rollback still needs (prune them anyway with --force)"
             if pruning.unsettled:
                 why = "a rollback still needs, or of a plugin whose history is not settled (see below)"
-            click.echo(f"kept {len(kept)} backup(s) {why}:")
+            click.echo(f"kept {len(kept):,} backup(s) {why}:")
             _backup_lines(kept)
         for problem in pruning.unsettled:
             click.echo(problem.render())
@@ -256,7 +306,8 @@ def restore(migration_id: str, plugin: str | None, database: str | None, output:
 )
 @database_option
 @output_option
-def drift(plugin: str | None, repair: bool, database: str | None, output: str) -> None:
+@no_headers_option
+def drift(plugin: str | None, repair: bool, database: str | None, output: str, no_headers: bool) -> None:
     """Compare the database's plugin objects with the applied specs; exit 1 when they differ."""
     from extschema import reconcile
 
@@ -275,9 +326,15 @@ def drift(plugin: str | None, repair: bool, database: str | None, output: str) -
                 click.echo(f"repaired: {escape(line)}")
             if not reports:
                 click.echo("no plugins registered")
-            for report in reports:
-                click.echo(f"{escape(report.plugin_id)}: {'in sync' if report.in_sync else 'DRIFT'}")
-                for difference in report.differences:
-                    click.echo(f"  {difference.kind} {escape(difference.object)}: {escape(difference.detail)}")
+            table: list[tuple[list[str], list[str]]] = []
+            for r in reports:
+                table += [
+                    ([escape(r.plugin_id), "DRIFT", escape(f"{d.kind} {d.object}"), escape(d.detail)], [])
+                    for d in r.differences
+                ]
+                if not r.differences:
+                    table.append(([escape(r.plugin_id), "in sync" if r.in_sync else "DRIFT", "-", "-"], []))
+            if table:
+                print_table(("PLUGIN", "STATE", "DIFFERENCE", "DETAIL"), table, no_headers)
         if not in_sync:
             sys.exit(EXIT_INVALID)

@@ -30,6 +30,8 @@ def show(item: Proposal.Item, view: wire.PlanView, summary: bool = False) -> Non
     for warning in item.warnings():
         click.echo(f"warning: {warning.render()}", err=True)
     click.echo(f"-- {loaded.spec.plugin_id} {escape(loaded.spec.version)} ({escape(loaded.file)})")
+    if item.adopts is not None:
+        click.echo(f"-- {escape(item.adopts)}")
     if reviewed.planned.plan.empty:
         click.echo("-- no changes\n")
         return

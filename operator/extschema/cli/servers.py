@@ -33,11 +33,18 @@ if TYPE_CHECKING:
     "database",
     metavar="URL",
     envvar="EXTSCHEMA_DATABASE_URL",
-    help="Default database for ExtensionSchemas without spec.targetRef ($EXTSCHEMA_DATABASE_URL).",
+    show_envvar=True,
+    help="Default database for ExtensionSchemas without spec.targetRef.",
 )
 @click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS", help="Watch this namespace (repeatable).")
 @click.option("--all-namespaces", "-A", "all_namespaces", is_flag=True, help="Watch every namespace.")
 @click.option("--liveness", metavar="URL", help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+@click.option(
+    "--readiness",
+    metavar="URL",
+    help="Readiness endpoint, e.g. http://0.0.0.0:8081/readyz: 200 once logged in to Kubernetes and while the "
+    "default database answers, else 503 with the reason.",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json", "plain"]),
@@ -45,7 +52,14 @@ if TYPE_CHECKING:
     show_default=True,
     help="json: one JSON object per line, with the resource's namespace and name (plain: same as text).",
 )
-@click.option("--metrics-port", type=int, default=0, envvar="EXTSCHEMA_METRICS_PORT", help="Serve /metrics (0: off).")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=0,
+    envvar="EXTSCHEMA_METRICS_PORT",
+    show_envvar=True,
+    help="Serve /metrics (0: off).",
+)
 @click.option("--webhook-port", type=int, default=0, help="Serve the validating admission webhook (0: off).")
 @click.option(
     "--webhook-host",
@@ -61,13 +75,14 @@ if TYPE_CHECKING:
     "--drift-interval",
     metavar="DURATION",
     envvar="EXTSCHEMA_DRIFT_INTERVAL",
-    help="How often each Ready resource's database objects are compared with its spec, e.g. 30s, 5m "
-    "(default 5m; $EXTSCHEMA_DRIFT_INTERVAL).",
+    show_envvar=True,
+    help="How often each Ready resource's database objects are compared with its spec, e.g. 30s, 5m (default 5m).",
 )
 @click.option(
     "--allow-raw-sql",
     is_flag=True,
     envvar="EXTSCHEMA_ALLOW_RAW_SQL",
+    show_envvar=True,
     help="Let schemas on the default database (--database) run their raw SQL steps (spec.migrations); "
     "a DatabaseTarget allows them with spec.allowRawSql.",
 )
@@ -77,6 +92,7 @@ def run(
     namespaces: Sequence[str],
     all_namespaces: bool,
     liveness: str | None,
+    readiness: str | None,
     log_format: str,
     standalone: bool,
     drift_interval: str | None,
@@ -84,13 +100,20 @@ def run(
     verbose: bool,
     **observe: Any,
 ) -> None:
-    """Run the Kubernetes operator (kopf) for ExtensionSchema and DatabaseTarget resources."""
+    """Run the Kubernetes operator (kopf) for ExtensionSchema and DatabaseTarget resources.
+
+    It runs until stopped and logs (--log-format) instead of printing a result: it has no -o. Options with an
+    env var also read it (the chart sets them); docs/operator.md lists every setting.
+    """
     # The one import between the shells (declared in the import-linter contracts): the operator is
     # started, never reached into; kopf is imported by controller.main only.
     from extschema import controller
 
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("pass -A (all namespaces) or one or more -n NAMESPACE")
+    if readiness is not None and not _is_http_url_with_port(readiness):
+        example = "http://0.0.0.0:8081/readyz"
+        raise click.BadParameter(f"give an http URL with a port, e.g. {example}", param_hint="--readiness")
     if bool(observe["webhook_cert"]) != bool(observe["webhook_key"]):
         raise click.UsageError("pass --webhook-cert and --webhook-key together")
     options: dict[str, Any] = {"default_allow_raw_sql": allow_raw_sql, **observe}
@@ -106,11 +129,22 @@ def run(
             clusterwide=all_namespaces,
             standalone=standalone,
             liveness=liveness,
+            readiness=readiness,
             log_format="json" if log_format == "json" else "text",
             verbose=verbose,
             **options,
         )
     )
+
+
+def _is_http_url_with_port(url: str) -> bool:
+    import urllib.parse
+
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        return parsed.scheme == "http" and parsed.port is not None
+    except ValueError:  # a port that is not a number
+        return False
 
 
 @main.command()
@@ -129,7 +163,10 @@ def run(
     help="Refuse schema changes through the API (405): the operator owns them (kubectl apply).",
 )
 def serve(database: str | None, host: str, port: int, tokens_file: str | None, read_only_schemas: bool) -> None:
-    """Serve the REST API over every active plugin's tables (docs/api.md)."""
+    """Serve the REST API over every active plugin's tables (docs/api.md).
+
+    It runs until stopped and answers in JSON over HTTP (OpenAPI at /openapi.json): it has no -o.
+    """
     from extschema import reconcile
 
     with reported():

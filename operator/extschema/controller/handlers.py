@@ -24,6 +24,7 @@ from extschema.conditions import Outcome
 from extschema.controller import database, drift, kubeapi, plugin_roles
 from extschema.controller.claims import ClaimEntry, claim_of, order_of, peers_of
 from extschema.controller.diffbase import DigestDiffBaseStorage
+from extschema.controller.readiness import Readiness
 from extschema.controller.recheck import Waiting, every, recheck_loop
 from extschema.controller.runtime import runtime
 from extschema.controller.settings import (
@@ -68,6 +69,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     run.recheck = asyncio.create_task(
         recheck_loop(kwargs["claims"], run.waiting, run.api.poke, run.settings), name="extschema-recheck"
     )
+    if run.settings.readiness:  # /readyz: logged in and the default database answers (apart from liveness)
+        run.readiness = Readiness(run, run.settings.readiness)
+        await run.readiness.start()
     if run.settings.metrics_port:  # Prometheus /metrics, fed by settle and the migration events
         run.stats.metrics.serve(run.settings.metrics_port, run.settings.metrics_addr)
     checker = drift.DriftCheck(run.api, run.engines)
@@ -107,6 +111,8 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     run.recheck = run.drift_loop = None
+    if run.readiness is not None:
+        await run.readiness.close()
     await run.api.close()
     run.engines.close()
     run.stats.metrics.close()
@@ -213,6 +219,8 @@ async def reconcile_schema(
     message = f"plugin {loaded.spec.plugin_id} {loaded.spec.version} applied to {target.label}"
     if result.changed:
         message += f" (migration {result.migration_id}, {result.duration_ms} ms)"
+        # Objects deletionPolicy Retain kept, taken back: said, since nothing was created.
+        message += "".join(f"; {line}" for line in result.description if line.startswith("adopted "))
         return settle(body, patch, Outcome("Applied", message), run.stats, fields=fields, event="MigrationSucceeded")
     return settle(body, patch, Outcome("Applied", unchanged_message(body, message)), run.stats, fields=fields)
 

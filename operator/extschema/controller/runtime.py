@@ -16,6 +16,7 @@ import kopf
 from extschema.controller.claims import ParsedSpecs
 from extschema.controller.drift import Watchlist
 from extschema.controller.kubeapi import KubeApi
+from extschema.controller.readiness import Readiness
 from extschema.controller.recheck import Waitlist
 from extschema.controller.settings import Settings
 from extschema.controller.status import Stats
@@ -36,6 +37,7 @@ class Runtime:
     drift: Watchlist = dataclasses.field(default_factory=Watchlist)
     recheck: asyncio.Task[None] | None = None
     drift_loop: asyncio.Task[None] | None = None
+    readiness: Readiness | None = None
 
 
 def memo_for(settings: Settings) -> kopf.Memo:

@@ -69,6 +69,8 @@ class Settings:
     standalone: bool = False
     #: kopf's liveness endpoint, e.g. ``http://0.0.0.0:8080/healthz``.
     liveness: str | None = None
+    #: The readiness endpoint (controller.readiness), e.g. ``http://0.0.0.0:8081/readyz``.
+    readiness: str | None = None
     #: ``text`` or ``json`` (one object per line); ``verbose``: debug logging.
     log_format: str = "text"
     verbose: bool = False

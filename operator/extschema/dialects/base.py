@@ -187,7 +187,7 @@ class Dialect:
             for step, op in zip(main_steps, main, strict=True)
         ]
         # Undone from the forward operations: only they know the backups that bring dropped data back.
-        undone = [s for op in reversed(plan.ops) for s in self.undo(op, backup_tag)]
+        undone = self.undo_ops(plan.ops, backup_tag)
         rollback = [self.drop_index_if_exists(s) if s in dropped else s for s in undone]
         return RenderedPlan(
             statements=tuple(statements),
@@ -200,6 +200,10 @@ class Dialect:
             if len(before_steps) == len(before)
             else (),
         )
+
+    def undo_ops(self, ops: Sequence[Op], backup_tag: str) -> list[str]:
+        """The rollback of *ops*: each undone (:meth:`undo`), last first."""
+        return [s for op in reversed(ops) for s in self.undo(op, backup_tag)]
 
     def undo(self, op: Op, backup_tag: str) -> list[str]:
         """The reverse of *op*, bringing back from its backup the data *op* destroyed.

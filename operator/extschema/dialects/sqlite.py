@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +14,16 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from extschema import limits, naming, planning, portable_regex
 from extschema.dialects import sqlite_decimal, sqlite_patterns
-from extschema.dialects.base import READ_ONLY, CoreForeignKey, Dialect, ErrorClass, Predated, Violation, joined
+from extschema.dialects.base import (
+    READ_ONLY,
+    CoreForeignKey,
+    Dialect,
+    ErrorClass,
+    Predated,
+    Violation,
+    _Backup,
+    joined,
+)
 from extschema.planning import ColumnDef, IndexDef, TableDef, conversions, safety
 from extschema.problems import Problem
 
@@ -242,14 +252,16 @@ class SqliteDialect(Dialect):
         found: list[Predated] = []
         inspector = sa.inspect(conn)
         low, high = conversions.INT_RANGE
-        for op, table, kept in _first_rebuilds(plan, self._rebuilds):
+        for op, table, kept, not_int in _first_rebuilds(plan, self._rebuilds):
             name = self.namer.table(plan.plugin_id, table.name).name
             if not inspector.has_table(name):
                 continue
             checks = [c["sqltext"] for c in inspector.get_check_constraints(name)]
             for column in table.columns:
                 after = kept.get(column.name)
-                if after is None or after.type != "Int" or self.unenforced(plan.plugin_id, column, checks) is None:
+                if after is None or after.type != "Int" or column.name in not_int:
+                    continue
+                if self.unenforced(plan.plugin_id, column, checks) is None:
                     continue
                 check = safety.DataCheck("rows_violating", table.name, column.name, before=column, after=column)
                 rule = (
@@ -272,7 +284,7 @@ class SqliteDialect(Dialect):
         # in place earlier in the plan).
         copies = {
             t.name: ("id", *(c for c in kept if t.column(c) is not None))
-            for _op, t, kept in _first_rebuilds(plan, self._rebuilds)
+            for _op, t, kept, _not_int in _first_rebuilds(plan, self._rebuilds)
         }
         problems: list[Problem] = []
         for table in rebuilt:
@@ -355,24 +367,21 @@ class SqliteDialect(Dialect):
         mapped, or restored from a backup, naming the old table's columns through the alias
         :data:`_SOURCE`); columns found in neither take their default. The engine runs it with
         foreign_keys off and checks ``PRAGMA foreign_key_check`` before committing, as SQLite's
-        documentation prescribes.
+        documentation prescribes. A plan's changes of one table make one rebuild (:class:`_Batch`).
         """
+        batch = _Batch(self)
+        batch.rebuild(plugin_id, before, after, sources or {})
+        return batch.finish()
+
+    def rebuild_statements(self, plugin_id: str, after: TableDef, copies: Mapping[str, str]) -> list[str]:
+        """The rebuild of table *after* (its final shape), each column in *copies* filled from its SQL
+        expression over the table as it is (aliased :data:`_SOURCE`), the others taking their default."""
         physical = self.namer.table(plugin_id, after.name)
         scratch = naming.fit(f"{physical.name}__rebuild")
         create = self.create_table_sql(plugin_id, after, rename=scratch)
-        given = sources or {}
         # Qualified: a column the table lacks fails the copy instead of being copied as its name.
-        kept, values = ["id"], [self.column_of(_SOURCE, "id")]
-        for column in after.columns:
-            old = before.column(column.name)
-            if column.name in given:
-                value = given[column.name]
-            elif old is not None:
-                value = self.convert(self.column_of(_SOURCE, column.name), old, column)
-            else:
-                continue
-            kept.append(column.name)
-            values.append(value)
+        kept = ["id", *(c.name for c in after.columns if c.name in copies)]
+        values = [self.column_of(_SOURCE, "id"), *(copies[c.name] for c in after.columns if c.name in copies)]
         columns = ", ".join(self.quote(c) for c in kept)
         source = f"{self.quote(physical.name)} AS {_SOURCE}"
         statements = [
@@ -385,6 +394,80 @@ class SqliteDialect(Dialect):
         statements.extend(self.create_table(plugin_id, after)[1:])
         statements.extend(self.create_index(plugin_id, after.name, index) for index in after.indexes)
         return statements
+
+    def render_ops(
+        self, ops: Iterable[planning.Op], backup_tag: str, id_floors: Mapping[str, int] | None = None
+    ) -> list[str]:
+        # One rebuild per table, whatever the number of steps changing it (alembic's batch "move and
+        # copy"): each step's backups are taken where the step is, from the rows as the steps before
+        # it left them; the table is rebuilt once, into its final shape.
+        floors = id_floors or {}
+        batch = _Batch(self)
+        for op in ops:
+            batch.backups(op.plugin_id, self.backups(op, backup_tag))
+            self._feed(batch, op)
+            if isinstance(op, planning.CreateTable) and op.table.name in floors:
+                batch.sql(self.resume_ids(op.plugin_id, op.table.name, floors[op.table.name]))
+        return batch.finish()
+
+    def undo_ops(self, ops: Sequence[planning.Op], backup_tag: str) -> list[str]:
+        # As Dialect.undo, each step in reverse order, batched as render_ops batches them.
+        batch = _Batch(self)
+        for op in reversed(ops):
+            reads, takes = self.undo_backups(op, backup_tag)
+            match op:
+                case planning.DropTable() if reads:
+                    restored = self.restore_rows(op.plugin_id, op.table, reads[0].name)
+                    batch.sql([*self.render(op.reverse()), *restored])
+                case planning.DropColumn() if reads:
+                    batch.rebuild(op.plugin_id, op.after, op.before, self._restored_column(op, reads[0].name))
+                case planning.AlterColumn() if reads:
+                    batch.rebuild(op.plugin_id, op.after, op.before, self._restored_values(op, reads[0].name))
+                case _:
+                    reverse = op.reverse()
+                    if takes:
+                        batch.backups(op.plugin_id, self.backups(reverse, backup_tag))
+                    self._feed(batch, reverse)
+        return batch.finish()
+
+    def _feed(self, batch: _Batch, op: planning.Op) -> None:
+        """Hand *op* to *batch*: its part of its tables' rebuilds, or its statements."""
+        match op:
+            case planning.RenameEnumValue():
+                for before, after in op.tables:
+                    batch.rebuild(op.plugin_id, before, after, self._renamed_values(op, before))
+            case planning.ChangeEnumValues():
+                for before, after in op.tables:
+                    batch.rebuild(op.plugin_id, before, after, {})
+            case planning.EnforceIntRange() if op.enforced:
+                batch.rebuild(op.plugin_id, op.table, op.table, {})
+            case planning.AddColumn() | planning.DropColumn() | planning.AlterColumn() | planning.RenameColumn():
+                sources = {op.new: self.column_of(_SOURCE, op.old)} if isinstance(op, planning.RenameColumn) else {}
+                if self._rebuilds(op):
+                    batch.rebuild(op.plugin_id, op.before, op.after, sources)
+                else:  # in place, unless the table is rebuilt anyway: then the rebuild does it
+                    batch.in_place(op.plugin_id, op.before, op.after, sources, self.render(op))
+            case planning.CreateIndex() | planning.DropIndex():
+                batch.index(op.table, self.render(op))
+            case planning.CreateTable():
+                batch.sql(self.render(op))
+            case planning.DropTable():
+                batch.flush(op.table.name)
+                batch.sql(self.render(op))
+            case _:
+                # A table renamed (other tables' keys naming it follow), raw SQL, a range taken away:
+                # after the rebuilds collected so far, as the steps are ordered.
+                statements = self.render(op)
+                if statements:
+                    batch.flush_all()
+                batch.sql(statements)
+
+    def backup_through(self, plugin_id: str, backup: naming.PhysicalName, table: str, column: str, value: str) -> str:
+        """A column's backup whose value is *value* (an expression over the table aliased
+        :data:`_SOURCE`): the column as steps not yet carried out (a pending rebuild) made it."""
+        source = self.table_ref(plugin_id, table)
+        columns = f"{self.column_of(_SOURCE, 'id')}, {value} AS {self.quote(column)}"
+        return f"CREATE TABLE {self.qualified(backup)} AS SELECT {columns} FROM {source} AS {_SOURCE}"
 
     def _carry_id_counter(self, table: str, scratch: str) -> list[str]:
         """The rebuilt table's id counter (sqlite_sequence) at least the old table's: ids of rows
@@ -455,14 +538,17 @@ class SqliteDialect(Dialect):
         # its rows mapped to the new value.
         statements: list[str] = []
         for before, after in op.tables:
-            sources = {
-                c.name: f"(CASE {self.column_of(_SOURCE, c.name)} WHEN {self.literal(op.old)} "
-                f"THEN {self.literal(op.new)} ELSE {self.column_of(_SOURCE, c.name)} END)"
-                for c in before.columns
-                if c.enum is not None and c.enum.name == op.before.name
-            }
-            statements.extend(self.rebuild(op.plugin_id, before, after, sources))
+            statements.extend(self.rebuild(op.plugin_id, before, after, self._renamed_values(op, before)))
         return statements
+
+    def _renamed_values(self, op: planning.RenameEnumValue, before: TableDef) -> dict[str, str]:
+        """The columns of *before* holding *op*'s enum, each as its value mapped to the new value."""
+        return {
+            c.name: f"(CASE {self.column_of(_SOURCE, c.name)} WHEN {self.literal(op.old)} "
+            f"THEN {self.literal(op.new)} ELSE {self.column_of(_SOURCE, c.name)} END)"
+            for c in before.columns
+            if c.enum is not None and c.enum.name == op.before.name
+        }
 
     def violation(self, plugin_id: str, before: ColumnDef, after: ColumnDef, row: str = "t") -> str:
         # Exactly what the rebuild would refuse: NULL in a NOT NULL column, and the converted value
@@ -493,20 +579,27 @@ class SqliteDialect(Dialect):
         )
 
     def restore_column(self, op: planning.DropColumn, backup: naming.PhysicalName) -> list[str]:
+        return self.rebuild(op.plugin_id, op.after, op.before, self._restored_column(op, backup))
+
+    def _restored_column(self, op: planning.DropColumn, backup: naming.PhysicalName) -> dict[str, str]:
+        """The dropped column's values from *backup*, as the rebuild adding it back fills it."""
         default = self.default_sql(op.column) or "NULL"
-        value = self.restored(op.column.name, backup, default)
-        return self.rebuild(op.plugin_id, op.after, op.before, {op.column.name: value})
+        return {op.column.name: self.restored(op.column.name, backup, default)}
 
     def restore_altered(self, op: planning.AlterColumn, backup: naming.PhysicalName) -> list[str]:
+        reverse = op.reverse()
+        assert isinstance(reverse, planning.AlterColumn)
+        return self.alter_column(reverse, self._restored_values(op, backup))
+
+    def _restored_values(self, op: planning.AlterColumn, backup: naming.PhysicalName) -> dict[str, str]:
+        """The altered column's values as they were, from *backup*, as the rebuild undoing *op* fills it."""
         current = self.convert(self.column_of(_SOURCE, op.new.name), op.new, op.old)
         # Only where the column still holds what the change made of the backed-up value: a value
         # written since has no backup, and stays (converted back).
         made = self.convert(self.column_of("b", op.old.name), op.old, op.new)
         now = self.column_of(_SOURCE, op.new.name)
         value = self.restored(op.old.name, backup, current, f"CAST({made} AS TEXT) IS CAST({now} AS TEXT)")
-        reverse = op.reverse()
-        assert isinstance(reverse, planning.AlterColumn)
-        return self.alter_column(reverse, {op.old.name: value})
+        return {op.old.name: value}
 
     # --- connecting, sessions, bootstrap ---
 
@@ -660,20 +753,28 @@ def _rebuilt(plan: planning.Plan, rebuilds: Callable[[planning.Op], bool]) -> li
 
 def _first_rebuilds(
     plan: planning.Plan, rebuilds: Callable[[planning.Op], bool]
-) -> list[tuple[planning.Op, TableDef, dict[str, ColumnDef]]]:
+) -> list[tuple[planning.Op, TableDef, dict[str, ColumnDef], set[str]]]:
     """The first operation of *plan* rebuilding each existing table, with the table as it is before
-    the plan, and the columns that rebuild creates of its columns (by their names before the plan)."""
+    the plan, and the columns that rebuild creates of its columns (by their names before the plan).
+
+    The steps after it on the same table join that rebuild (:class:`_Batch`) until one renders the
+    pending rebuilds (a table renamed or dropped, raw SQL): the fourth item names the columns those
+    steps drop or make other than Int, which the rebuild does not create as Ints."""
     origin: dict[str, TableDef] = {}  # current name -> the table before the plan
     renamed: dict[str, dict[str, str]] = {}  # current table -> current column -> its name before the plan
     created: set[str] = set()
-    done: set[str] = set()
-    found: list[tuple[planning.Op, TableDef, dict[str, ColumnDef]]] = []
+    done: dict[str, set[str]] = {}  # the table before the plan -> its columns not created as Ints
+    batched = True
+    found: list[tuple[planning.Op, TableDef, dict[str, ColumnDef], set[str]]] = []
     for op in plan.ops:
         pairs: list[tuple[TableDef, TableDef]] = []
         match op:
             case planning.CreateTable():
                 created.add(op.table.name)
+            case planning.RunSql() | planning.DropTable():
+                batched = False
             case planning.RenameTable():
+                batched = False
                 origin[op.after.name] = origin.pop(op.before.name, op.before)
                 renamed[op.after.name] = renamed.pop(op.before.name, {})
                 if op.before.name in created:
@@ -690,12 +791,17 @@ def _first_rebuilds(
                 pairs = [(op.table, op.table)]
         for before, after in pairs:
             first = origin.setdefault(before.name, before)
+            names = renamed.get(before.name, {})
+            if first.name in done and batched:
+                for column in before.columns:
+                    now = after.column(column.name)
+                    if now is None or now.type != "Int":
+                        done[first.name].add(names.get(column.name, column.name))
             if before.name in created or first.name in done or not rebuilds(op):
                 continue
-            done.add(first.name)
-            names = renamed.get(before.name, {})
             kept = {names.get(c.name, c.name): c for c in after.columns if before.column(c.name) is not None}
-            found.append((op, first, kept))
+            done[first.name] = set()
+            found.append((op, first, kept, done[first.name]))
     return found
 
 
@@ -719,3 +825,122 @@ def _index_names(dialect: SqliteDialect, plan: planning.Plan) -> set[str]:
         for index in (*table.column_indexes(), *table.unique_together, *table.indexes):
             names.add(dialect.index_name(plan.plugin_id, table.name, index))
     return names
+
+
+#: A single-quoted literal (left as it is), or a column of the rebuild's source table (group 1: its name).
+_LITERAL_OR_COLUMN = re.compile(rf"'(?:[^']|'')*'|(?<![\w\".]){_SOURCE}\.\"((?:[^\"]|\"\")*)\"")
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A table's rebuild not yet rendered: its shape after the steps so far (*final*), and each of
+    its columns as an SQL expression over the table as it still is (aliased :data:`_SOURCE`; None:
+    not copied, it takes its default), with index statements of steps after the last that changed
+    *final* (run after the rebuild)."""
+
+    plugin_id: str
+    final: TableDef
+    values: dict[str, str | None]
+    then: list[str]
+
+
+class _Batch:
+    """Statements of a sequence of steps, with each table's rebuilds collected into one.
+
+    A step rebuilding a table starts (or joins) its pending rebuild: the new shape is the last
+    step's, each column's value the composition of the steps' mappings (renames, conversions,
+    values renamed, values restored). Later steps changing the table in place join it too. Backups
+    read the rows through the pending mappings, as the steps before them left the rows. What could
+    depend on a table's shape (a table renamed, raw SQL) renders the pending rebuilds first.
+    """
+
+    def __init__(self, dialect: SqliteDialect) -> None:
+        self.dialect = dialect
+        self.out: list[str] = []
+        self.pending: dict[str, _Pending] = {}
+
+    def sql(self, statements: Sequence[str]) -> None:
+        self.out.extend(statements)
+
+    def rebuild(self, plugin_id: str, before: TableDef, after: TableDef, sources: Mapping[str, str]) -> None:
+        assert before.name == after.name
+        group = self.pending.get(before.name)
+        if group is not None and [c.name for c in group.final.columns] != [c.name for c in before.columns]:
+            self.flush(before.name)  # not the shape the steps before left: no guessing
+            group = None
+        if group is None:
+            columns = {c.name: self.dialect.column_of(_SOURCE, c.name) for c in before.columns}
+            group = self.pending[before.name] = _Pending(plugin_id, before, dict(columns), [])
+        values: dict[str, str | None] = {}
+        for column in after.columns:
+            old = before.column(column.name)
+            if column.name in sources:
+                values[column.name] = self._composed(group, before, sources[column.name])
+            elif old is None or (group.values.get(column.name) is None and old == column):
+                values[column.name] = None
+            else:
+                values[column.name] = self.dialect.convert(self._value(group, before, column.name), old, column)
+        group.values, group.final, group.then = values, after, []
+
+    def in_place(
+        self, plugin_id: str, before: TableDef, after: TableDef, sources: Mapping[str, str], statements: list[str]
+    ) -> None:
+        if before.name in self.pending:
+            self.rebuild(plugin_id, before, after, sources)
+        else:
+            self.out.extend(statements)
+
+    def index(self, table: str, statements: list[str]) -> None:
+        group = self.pending.get(table)
+        (self.out if group is None else group.then).extend(statements)
+
+    def backups(self, plugin_id: str, found: Sequence[_Backup]) -> None:
+        for backup in found:
+            group = self.pending.get(backup.table)
+            if group is not None and backup.column is None:  # whole rows, as the steps before left them
+                self.flush(backup.table)
+                group = None
+            column = backup.column
+            plain = self.dialect.column_of(_SOURCE, column.name) if column is not None else None
+            if group is None or column is None or group.values.get(column.name) == plain:
+                self.out.extend(self.dialect._copy(plugin_id, backup))
+                continue
+            value = self._value(group, group.final, column.name)
+            self.out.append(self.dialect.backup_through(plugin_id, backup.name, backup.table, column.name, value))
+
+    def flush(self, table: str) -> None:
+        group = self.pending.pop(table, None)
+        if group is None:
+            return
+        copies = {name: value for name, value in group.values.items() if value is not None}
+        self.out.extend(self.dialect.rebuild_statements(group.plugin_id, group.final, copies))
+        self.out.extend(group.then)
+
+    def flush_all(self) -> None:
+        for table in list(self.pending):
+            self.flush(table)
+
+    def finish(self) -> list[str]:
+        self.flush_all()
+        return self.out
+
+    def _value(self, group: _Pending, table: TableDef, name: str) -> str:
+        """Column *name* of *table* (the pending shape) as an expression over the table as it is."""
+        if name == "id":
+            return self.dialect.column_of(_SOURCE, "id")
+        found = group.values.get(name)
+        if found is not None:
+            return found
+        column = table.column(name)  # added by a step not carried out yet: its default
+        return (self.dialect.default_sql(column) if column is not None else None) or "NULL"
+
+    def _composed(self, group: _Pending, before: TableDef, expression: str) -> str:
+        """*expression* (over the table as *before*) over the table as it is."""
+
+        def column(match: re.Match[str]) -> str:
+            if match.group(1) is None:
+                return match.group(0)
+            value = self._value(group, before, match.group(1).replace('""', '"'))
+            return value if value == match.group(0) else f"({value})"
+
+        return _LITERAL_OR_COLUMN.sub(column, expression)

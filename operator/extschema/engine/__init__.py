@@ -15,6 +15,7 @@ from extschema.engine import after_phase, backups, drift
 from extschema.engine.backups import RestoreSource
 from extschema.engine.connection import Database, redact
 from extschema.engine.drift import Difference, DriftReport, RepairPlan
+from extschema.engine.kinds.adopt import RETAINED, Retained
 from extschema.engine.kinds.rollback import RollbackPlan, RollbackSource
 from extschema.engine.migrator import Engine
 from extschema.engine.registry import (
@@ -38,6 +39,7 @@ from extschema.engine.runner import (
 )
 
 __all__ = [
+    "RETAINED",
     "STATUSES_MIGRATION",
     "STATUSES_SCHEMA",
     "ApplyResult",
@@ -54,6 +56,7 @@ __all__ = [
     "Registration",
     "RepairPlan",
     "RestoreSource",
+    "Retained",
     "RollbackPlan",
     "RollbackSource",
     "StalePlan",

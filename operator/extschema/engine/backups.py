@@ -157,6 +157,11 @@ def restore_source(engine: Engine, migration_id: str, plugin_id: str | None = No
     if not records:
         ran = [r for r in history if r.migration_id == migration_id]
         why = "took no backup (it destroyed no data)" if ran else "no such migration has a backup"
+        if any(r.kind == MigrationKind.UNREGISTER for r in ran):  # delete --retain: the rows are in place
+            why = (
+                "took no backup: `delete --retain` kept the plugin's tables and their rows where they are; apply "
+                "the plugin again to adopt them (docs/databases.md, Retain and adopt)"
+            )
         raise no_backup(migration_id, plugin_id, why)
     plugins = sorted({r.plugin_id for r in records})
     if len(plugins) > 1:

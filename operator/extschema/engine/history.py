@@ -22,7 +22,9 @@ def lineage(records: list[MigrationRecord]) -> list[MigrationRecord]:
         (i for i, r in enumerate(records) if r.kind in ENDING_KINDS and r.status == MigrationStatus.EXECUTED),
         default=-1,
     )
-    return [r for r in records[ended + 1 :] if r.kind == MigrationKind.APPLY and r.status == MigrationStatus.EXECUTED]
+    # An adopt built nothing, but registered what a later apply builds on: its rollback unregisters again.
+    built = (MigrationKind.APPLY, MigrationKind.ADOPT)
+    return [r for r in records[ended + 1 :] if r.kind in built and r.status == MigrationStatus.EXECUTED]
 
 
 #: Statuses a migration leaves behind only when it never finished (``executing``: a crash, or a hand

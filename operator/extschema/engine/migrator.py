@@ -20,9 +20,11 @@ from extschema.dialects import Dialect
 from extschema.engine import catalog
 from extschema.engine.backups import RestoreSource
 from extschema.engine.connection import Database
-from extschema.engine.drift import RepairPlan
+from extschema.engine.drift import Difference, RepairPlan
+from extschema.engine.kinds import adopt as adopt_kind
 from extschema.engine.kinds import apply as apply_kind
 from extschema.engine.kinds import rollback as rollback_kind
+from extschema.engine.kinds.adopt import Retained
 from extschema.engine.kinds.delete import Delete
 from extschema.engine.kinds.repair import Repair
 from extschema.engine.kinds.restore import Restore
@@ -36,7 +38,7 @@ from extschema.engine.runner import (
     registered_by_another,
 )
 from extschema.model import ExtensionSchemaSpec, FieldType
-from extschema.planning import Plan
+from extschema.planning import Plan, Resolved
 
 __all__ = [
     "ApplyResult",
@@ -176,3 +178,22 @@ class Engine:
         with self.database.transaction() as conn:
             self.migrator.lock(conn, plugin_id)
             return self.registry.repair(conn, plugin_id)
+
+    # --- adopting what delete --retain kept (:mod:`extschema.engine.kinds.adopt`) -----------------
+
+    def retained(self, plugin_id: str) -> Retained | None:
+        """What ``delete --retain`` of the (unregistered) plugin left, by its history; None when nothing."""
+        with self.registry.reading() as conn:
+            return None if conn is None else adopt_kind.retained(self.registry, conn, plugin_id)
+
+    def adoption_differences(self, expected: Resolved) -> list[Difference]:
+        """How the plugin's objects differ from *expected* (its retained spec, resolved); reads only."""
+        with self.database.reading() as conn:
+            return adopt_kind.differences(conn, self.migrator, expected)
+
+    def adopt(self, owner: str, source: Retained, expected: Resolved, tables: list[str]) -> ApplyResult:
+        """Register *source*'s spec again for *owner*, as an ``adopt`` migration that runs no SQL, once its
+        objects are checked under the lock to be exactly *expected* (else ES209). :class:`StalePlan` when
+        the plugin was registered, or its history moved, since *source* was read."""
+        step = adopt_kind.Adopt(self.migrator, owner, source, expected, tables)
+        return self.migrator.run(source.plugin_id, step)

@@ -42,6 +42,8 @@ class MigrationKind(enum.StrEnum):
     UNREGISTER = "unregister"
     REPAIR = "repair"
     RESTORE = "restore"
+    #: Objects kept by ``delete --retain`` registered again, unchanged (:mod:`extschema.engine.kinds.adopt`).
+    ADOPT = "adopt"
 
 
 class MigrationStatus(enum.StrEnum):

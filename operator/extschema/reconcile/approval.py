@@ -29,6 +29,7 @@ from extschema.model import ExtensionSchemaSpec
 from extschema.naming import backup_tag
 from extschema.planning import rawsql, safety
 from extschema.problems import Kind, Problem, ProblemError
+from extschema.reconcile import adopt
 from extschema.reconcile.snapshot import Snapshot
 
 
@@ -201,7 +202,12 @@ class Proposal:
 
         def view(self) -> wire.PlanView:
             """The plan as every reader sees it (``plan -o json``, the REST API): SQL, lint and warnings."""
-            return wire.PlanView.of(self.reviewed, self.preview, self.lint or (), self.warnings())
+            return wire.PlanView.of(self.reviewed, self.preview, self.lint or (), self.warnings(), self.adopts)
+
+        @property
+        def adopts(self) -> str | None:
+            """What apply adopts first, when the plugin's objects were kept by ``delete --retain``."""
+            return adopt.adopts(self.base)
 
         @property
         def changes(self) -> bool:
@@ -287,6 +293,8 @@ def _moved(engine: Engine, planned: Planned) -> bool:
     """Whether the plugin's registration differs from the base *planned* was planned from."""
     now = engine.registration(planned.plan.plugin_id)
     base = planned.base
+    if adopt.is_retained(base):  # not registered yet: moved once anything is
+        return now is not None
     return (now.checksum, now.status) != (base.checksum, base.status) if now and base else now is not base
 
 

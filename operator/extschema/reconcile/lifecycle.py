@@ -75,6 +75,8 @@ def rollback_plan(engine: Engine, plugin_id: str) -> RollbackPlan | None:
     if source is None:
         return None
     specs = [s for s in (source.base.spec, source.previous, source.undone) if s is not None]
+    if source.adoption:  # unregistered again, its objects left as they are (as Retain left them)
+        return engine.rollback_plan(source, planning.Plan(plugin_id, ()), None)
     planned = planning.rollback(source.base.spec, source.previous, source.undone, references(engine, specs))
     return engine.rollback_plan(source, planned.plan, planned.forward)
 

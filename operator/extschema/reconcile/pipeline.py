@@ -41,6 +41,7 @@ from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PLAN_PREVIEW_TAG, backup_tag
 from extschema.planning import rawsql, safety, versions
 from extschema.problems import Kind, Problem, ProblemError
+from extschema.reconcile import adopt
 from extschema.reconcile.approval import (
     Planned,
     Proposal,
@@ -104,6 +105,8 @@ def plan_one(
     """
     plugin_id = loaded.spec.plugin_id
     base = snapshot.registration(plugin_id) if snapshot is not None else engine.registration(plugin_id)
+    if base is None:  # what `delete --retain` kept is adopted: planned from the retained spec
+        base = adopt.base(engine, loaded, refs)
     if base is not None and base.owner != loaded.owner:
         error = registered_by_another(plugin_id, base.owner)
         raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind)
@@ -206,7 +209,7 @@ def _unowned_objects(engine: Engine, candidates: Sequence[Loaded], registered_id
             continue
         found = engine.physical_objects(plugin_id)
         # Registered since the snapshot (a concurrent apply commits its tables and registration together).
-        if found and engine.registration(plugin_id) is None:
+        if found and engine.registration(plugin_id) is None and adopt.retained(engine, plugin_id) is None:
             problems.append(
                 Problem(
                     "ES202",
@@ -411,6 +414,12 @@ def apply_one(
             authorize([reviewed], approvals, stale={previous} & set(approvals))
         stale = True  # a StalePlan from here on means: plan again
         base_checksum = current.base.checksum if current.base else None
+        adopted = None
+        if adopt.is_retained(current.base):  # registered again first, as its own migration
+            assert current.base is not None
+            adopted = adopt.run(engine, loaded, refs, current.base)
+            if current.base.checksum == loaded.spec.checksum():  # the retained spec itself: done
+                return adopted
         try:
             result = engine.apply(loaded.owner, loaded.spec, current.plan, base_checksum, tables)
         except checks.ViolatingRows as violating:
@@ -433,7 +442,11 @@ def apply_one(
             ) from None
         return dataclasses.replace(
             result,
-            description=[*result.description, *_backed_up(engine, current.plan, result)],
+            description=[
+                *(adopted.description if adopted else ()),
+                *result.description,
+                *_backed_up(engine, current.plan, result),
+            ],
             warnings=tuple(w.located(loaded.file) for w in result.warnings),
         )
 

@@ -52,6 +52,8 @@ class RollbackSource:
     undone: ExtensionSchemaSpec
     #: The recorded rollback statements: exactly what runs.
     statements: tuple[str, ...]
+    #: It undoes an ``adopt``: the plugin is only unregistered again, its objects stay (as retained).
+    adoption: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +111,15 @@ def source(migrator: Migrator, plugin_id: str) -> RollbackSource | None:
         row = registry.migration_row(conn, plugin_id, migration_id)
         _, statements = registry.guarded(conn, plugin_id, lambda: statements_of(row))
         undone = registry.guarded(conn, plugin_id, lambda: ExtensionSchemaSpec.model_validate(row.schema_definition))
-        return RollbackSource(base, migration_id, previous, undone, tuple(statements))
+        adoption = built[-1].kind == MigrationKind.ADOPT
+        return RollbackSource(base, migration_id, previous, undone, tuple(statements), adoption)
 
 
 def planned(migrator: Migrator, source: RollbackSource, plan: Plan, forward: Plan | None) -> RollbackPlan:
     """*source*'s rollback as the gate reviews it and :class:`Rollback` runs it: *plan* (what it
     changes) and *forward* (the way there, planned again) were planned above the engine."""
-    steps = Plan(source.base.plugin_id, tuple(rawsql.undone(source.previous, source.undone)))
+    undone = () if source.adoption else tuple(rawsql.undone(source.previous, source.undone))
+    steps = Plan(source.base.plugin_id, undone)
     backups = migrator.dialect.rollback_sql_backups(steps, sql_backup_tag(source.migration_id))
     return RollbackPlan(
         source.base, source.migration_id, source.previous, plan, forward, source.statements, tuple(backups)
@@ -185,7 +189,8 @@ class Rollback(MigrationBase):
             conn, self.plugin_id, lambda: ExtensionSchemaSpec.model_validate(row.schema_definition)
         )
         # The tables the raw steps' rollbackSql names are copied whole first: what it deletes or changes is unknown.
-        steps = Plan(self.plugin_id, tuple(rawsql.undone(self.previous_spec, target_spec)))
+        adopted = self.target.kind == MigrationKind.ADOPT  # undone by unregistering: no raw step's rollbackSql
+        steps = Plan(self.plugin_id, () if adopted else tuple(rawsql.undone(self.previous_spec, target_spec)))
         tag = sql_backup_tag(self.target.migration_id)
         self.takes = [*dialect.rollback_sql_backups(steps, tag), *self._backups(conn, expected.forward, rollback)]
         self._refuse_hand_made(conn, expected.forward)
@@ -249,4 +254,6 @@ class Rollback(MigrationBase):
         # Listed with the migration they undid: their names carry its tag, like its own backups.
         registry.record_backups(conn, self.plugin_id, self.target.migration_id, self.takes, counters=self.id_counters)
         description = [f"rolled back migration {self.target.migration_id}"]
+        if self.target.kind == MigrationKind.ADOPT:
+            description.append("unregistered again: its objects stay as `delete --retain` left them")
         return ApplyResult(self.plugin_id, True, self.target.migration_id, description, duration)
