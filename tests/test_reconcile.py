@@ -242,7 +242,7 @@ def test_a_waiting_plan_is_linted_from_the_proposal_it_was_refused_with(
         assert item.plan.describe() == ["drop column item.note"] and item.preview.all_statements
         monkeypatch.setattr(reconcile.Snapshot, "take", None)  # planning again would fail
         linted: list[Any] = []
-        monkeypatch.setattr(squawk, "lint", lambda rendered, name: linted.append(rendered) or [])
+        monkeypatch.setattr(squawk, "lint", lambda rendered, name, *_: linted.append(rendered) or [])
         assert database.lint(engine, waiting, "alpha") == []
         assert database.lint(engine, waiting, "another") == []
     finally:

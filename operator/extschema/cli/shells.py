@@ -19,10 +19,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "plan": (
         "extschema plan shop-v2.yaml -d sqlite:///shop.db",
         "extschema plan plugins/ -d postgresql://app@db/app -o json",
+        "extschema plan plugins/ --summary --detailed-exitcode   # CI: exit 0 no change, 10 changes, 11 approval",
     ),
     "apply": (
         "extschema apply examples/ -d sqlite:///app.db",
-        "extschema apply shop-v2.yaml --approve 3c1f0a9e7d2b4c65   # the hash `plan` printed",
+        "extschema apply shop-v2.yaml --approve ec0acdac72c1188e   # the hash `plan` printed",
         "extschema apply shop.yaml --lock-timeout 10s --statement-timeout 2m",
     ),
     "conflicts": ("extschema conflicts plugins/ -d postgresql://app@db/app",),
