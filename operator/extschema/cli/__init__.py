@@ -9,7 +9,7 @@ Text written to the terminal is escaped (:func:`~extschema.problems.escape`): fi
 registry values may hold escape sequences.
 """
 
-from extschema.cli import codegen, lifecycle, schemas, servers
+from extschema.cli import codegen, lifecycle, offline, schemas, servers
 from extschema.cli.base import EXIT_BY_KIND, EXIT_DATABASE, EXIT_INVALID, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "codegen",
     "lifecycle",
     "main",
+    "offline",
     "schemas",
     "servers",
 ]

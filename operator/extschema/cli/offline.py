@@ -1,0 +1,112 @@
+"""Commands that need no database: ``diff`` (a plan from files, for pull requests) and ``diagram``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, cast
+
+import click
+
+from extschema import wire
+from extschema.cli.base import emit_json, main, output_option, reported
+from extschema.problems import Kind, ProblemError, escape
+
+if TYPE_CHECKING:
+    from extschema.loading import Loaded
+
+core_option = click.option(
+    "--core",
+    "core",
+    metavar="FILE",
+    help="The host application's core tables: FILE.sql (CREATE TABLE statements, read into an in-memory SQLite) "
+    "or a core description in YAML or JSON (coreTables: {TABLE: {COLUMN: TYPE}}; docs/diff.md).",
+)
+
+
+def _usage(message: str) -> ProblemError:
+    return ProblemError.one("ES763", "arguments", message, kind=Kind.USAGE)
+
+
+def _old_new(paths: Sequence[str], from_empty: bool) -> tuple[Sequence[str] | None, Sequence[str]]:
+    """(OLD, NEW): OLD None when nothing is applied (``--from-empty``, or OLD ``/dev/null``)."""
+    if from_empty:
+        if len(paths) != 1:
+            raise _usage(f"with --from-empty give only NEW (got {len(paths)} paths): extschema diff --from-empty NEW")
+        return None, paths
+    if len(paths) != 2:
+        raise _usage(
+            f"give OLD and NEW (got {len(paths)} paths): extschema diff OLD NEW, "
+            "or extschema diff --from-empty NEW for a plugin that is not installed yet"
+        )
+    old, new = paths
+    return (None if old == os.devnull else [old]), [new]
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(), metavar="OLD NEW")
+@click.option(
+    "--from-empty",
+    is_flag=True,
+    help="Nothing is applied yet: diff NEW against an empty database (the same as OLD /dev/null).",
+)
+@core_option
+@click.option(
+    "--dialect",
+    type=click.Choice(["postgresql", "sqlite"]),
+    default="postgresql",
+    show_default=True,
+    help="Render the SQL for this database (the plan and its hash are the same on both).",
+)
+@output_option
+def diff(paths: Sequence[str], from_empty: bool, core: str | None, dialect: str, output: str) -> None:
+    """Show what applying NEW to a database at OLD would do, with no database: each step, its class, the SQL
+    and the plan's hash, which is the hash `plan NEW` prints against a database at OLD (so a pull request
+    can be approved as it is reviewed). OLD and NEW are files or directories. Data counts need the data:
+    a diff says they are not counted.
+
+    \b
+    Example:
+      extschema diff examples/evolution/v1.yaml examples/evolution/v2.yaml --core examples/core/core.sql
+      extschema diff --from-empty examples/ --core examples/core/core.sql --dialect sqlite -o json
+    """
+    from extschema import reconcile
+    from extschema.reconcile import offline
+
+    with reported(output):
+        old_paths, new_paths = _old_new(paths, from_empty)
+        described = offline.Core.read(core)
+        old: list[Loaded] = reconcile.load(old_paths) if old_paths is not None else []
+        found = offline.diff(old, reconcile.load(new_paths), core=described, dialect=dialect, lint=True)
+        which = cast(Literal["postgresql", "sqlite"], dialect)
+        views = [
+            wire.DiffView.of(
+                item.reviewed,
+                item.preview,
+                dialect=which,
+                from_version=found.old_versions.get(item.plugin_id),
+                changed=not item.plan.empty,
+                lint=item.lint or (),
+                warnings=item.warnings(),
+            )
+            for item in found.items
+        ]
+        if output != "text":
+            emit_json(wire.DiffList.of(views, found.notes()))
+            return
+        from extschema.cli.schemas import _plan_text  # plan's own text: a diff reads as a plan does
+
+        old_name = "nothing applied" if old_paths is None else escape(old_paths[0])
+        click.echo(
+            f"-- diff {old_name} -> {escape(new_paths[0])}, SQL for {dialect} (--dialect); "
+            "no database: data counts are not known (`extschema plan` counts them)"
+        )
+        for item in found.items:
+            before = found.old_versions.get(item.plugin_id)
+            click.echo(
+                f"-- {item.plugin_id}: {escape(before) + ' in OLD' if before else 'new (not in OLD)'}"
+                f" -> {escape(item.loaded.spec.version)}"
+            )
+            _plan_text(item, item.view())
+        for note in found.notes():
+            click.echo(f"note: {note.render()}", err=True)
