@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import click
 
@@ -14,6 +14,7 @@ from extschema.problems import Kind, ProblemError, escape
 
 if TYPE_CHECKING:
     from extschema.loading import Loaded
+    from extschema.model import ExtensionSchemaSpec
 
 core_option = click.option(
     "--core",
@@ -110,3 +111,80 @@ def diff(paths: Sequence[str], from_empty: bool, core: str | None, dialect: str,
             _plan_text(item, item.view())
         for note in found.notes():
             click.echo(f"note: {note.render()}", err=True)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--database", "-d", "database", metavar="URL", help="Draw the plugins registered in this database.")
+@core_option
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["mermaid", "dot", "svg"]),
+    default="mermaid",
+    show_default=True,
+    help="Mermaid (an erDiagram for Markdown), Graphviz dot text, or SVG drawn by Graphviz's dot.",
+)
+@click.option("--dependencies", is_flag=True, help="Draw only the plugins and their dependsOn graph.")
+def diagram(paths: Sequence[str], database: str | None, core: str | None, format_: str, dependencies: bool) -> None:
+    """Draw the plugins' tables, fields and relationships (to core tables and to other plugins), and their
+    dependsOn graph: from schema files (PATHs), or the plugins registered in --database.
+
+    \b
+    Example:
+      extschema diagram examples/ --core examples/core/core.sql > plugins.mmd
+      extschema diagram -d sqlite:///extschema.db --format svg > plugins.svg
+      extschema diagram examples/ --dependencies --format dot
+    """
+    from extschema import diagram as drawing
+
+    with reported():
+        if bool(paths) == (database is not None):
+            raise _usage("give schema files (PATH...) or --database URL, one of the two")
+        specs, columns = _drawn(paths, database, core)
+        picture = drawing.picture(specs, columns)
+        if format_ == "mermaid":
+            click.echo(drawing.mermaid_dependencies(picture) if dependencies else drawing.mermaid(picture), nl=False)
+            return
+        text = drawing.dot_dependencies(picture) if dependencies else drawing.dot(picture)
+        click.echo(text if format_ == "dot" else _svg(text), nl=False)
+
+
+def _drawn(paths: Sequence[str], database: str | None, core: str | None) -> tuple[list[ExtensionSchemaSpec], Any]:
+    """The specs to draw and the core tables' column types: from files (core from --core), or a database."""
+    from extschema import reconcile
+    from extschema.reconcile import offline
+
+    if database is None:
+        return [item.spec for item in reconcile.load(paths)], offline.core_types(offline.Core.read(core))
+    from extschema.cli.base import open_engine
+
+    with open_engine(database) as engine:
+        specs = [r.spec for r in engine.registrations() if r.status == "active"]
+        return specs, {table: columns for (_, table), columns in engine.core_catalog().items()}
+
+
+def _svg(dot_text: str) -> str:
+    """*dot_text* drawn as SVG by Graphviz's ``dot``: ES766 when it is not installed, ES767 when it fails."""
+    import shutil
+    import subprocess
+
+    program = shutil.which("dot")
+    if program is None:
+        raise ProblemError.one(
+            "ES766",
+            "--format",
+            "--format svg draws with Graphviz's dot, which is not installed (no `dot` on PATH); install Graphviz "
+            "(apt-get install graphviz, brew install graphviz), or print --format dot and draw it elsewhere",
+            kind=Kind.INVALID,
+        )
+    done = subprocess.run([program, "-Tsvg"], input=dot_text, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise ProblemError.one(
+            "ES767",
+            "--format",
+            f"Graphviz's dot failed (exit {done.returncode}): {done.stderr.strip()[:500]}; "
+            "print --format dot to see its input",
+            kind=Kind.INVALID,
+        )
+    return done.stdout

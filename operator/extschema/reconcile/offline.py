@@ -29,7 +29,6 @@ from extschema.planning import safety
 from extschema.problems import Kind, Problem, ProblemError
 from extschema.reconcile.approval import _UNITS, CheckedOp, Planned, Proposal, Reviewed
 from extschema.reconcile.pipeline import apply_one, propose
-from extschema.reconcile.reads import core_description
 
 #: The dialect a diff renders for unless asked otherwise: the operator's database.
 DEFAULT_DIALECT = "postgresql"
@@ -274,7 +273,11 @@ def _offline_problems(error: ProblemError) -> ProblemError:
     return ProblemError(problems, error.kind)
 
 
-def core_of(core: Core) -> Any:
-    """The core tables of *core* as a Prisma schema describes them (for diagrams), read from the stand-in."""
+def core_types(core: Core) -> dict[str, dict[str, model.FieldType | None]]:
+    """The column types of *core*'s tables, as planning reads them (read from the stand-in for SQL)."""
+    if core.tables is not None:
+        return {table: dict(columns) for table, columns in core.tables.items()}
+    if core.sql is None:
+        return {}
     with stand_in(core) as engine:
-        return core_description(engine)
+        return {table: columns for (_, table), columns in engine.core_catalog().items()}
