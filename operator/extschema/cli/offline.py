@@ -67,7 +67,7 @@ def diff(paths: Sequence[str], from_empty: bool, core: str | None, dialect: str,
     a diff says they are not counted.
 
     \b
-    Example:
+    Examples:
       extschema diff examples/evolution/v1.yaml examples/evolution/v2.yaml --core examples/core/core.sql
       extschema diff --from-empty examples/ --core examples/core/core.sql --dialect sqlite -o json
     """
@@ -131,7 +131,7 @@ def diagram(paths: Sequence[str], database: str | None, core: str | None, format
     dependsOn graph: from schema files (PATHs), or the plugins registered in --database.
 
     \b
-    Example:
+    Examples:
       extschema diagram examples/ --core examples/core/core.sql > plugins.mmd
       extschema diagram -d sqlite:///extschema.db --format svg > plugins.svg
       extschema diagram examples/ --dependencies --format dot

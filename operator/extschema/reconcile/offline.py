@@ -163,6 +163,7 @@ def stand_in(core: Core) -> Iterator[Engine]:
     """A throwaway SQLite database holding *core*'s tables; removed on exit."""
     with tempfile.TemporaryDirectory(prefix="extschema-diff-") as directory:
         engine = _StandIn(f"sqlite:///{Path(directory) / 'stand-in.db'}", core)
+        standin.throwaway(engine)
         try:
             if core.sql is not None:
                 standin.run_script(engine, core.sql, core.source or "--core")
