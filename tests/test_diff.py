@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import EXAMPLES, REPO, load_core, run, write_schema
+from tests.helpers import EXAMPLES, REPO, execute, load_core, run, write_schema
 
 CORE_SQL = str(EXAMPLES / "core" / "core.sql")
 #: The same core tables as examples/core/core.sql, as a core description.
@@ -193,6 +193,31 @@ def test_unchanged_plugin_and_a_core_description(db_url: str, tmp_path: Path) ->
     assert by_yaml["helpdesk"]["sql"] == by_sql["helpdesk"]["sql"]
 
 
+@pytest.mark.postgres
+def test_a_core_key_only_a_description_can_type(pg_url: str, tmp_path: Path) -> None:
+    """A uuid core key (SQLite has no UUID): described as Uuid, the diff has the hash and SQL plan has."""
+    execute(pg_url, "CREATE TABLE accounts (id uuid PRIMARY KEY, name text)")
+    (tmp_path / "core.yaml").write_text("coreTables:\n  accounts: {id: Uuid, name: Text}\n")
+    spec = write_schema(
+        tmp_path,
+        "notes",
+        """
+        pluginId: notes
+        version: 1.0.0
+        tables:
+          - name: note
+            fields:
+              - {name: body, type: Text}
+        relationships:
+          - {source: note, sourceField: account_id, target: core.accounts, type: ManyToOne, onDelete: Cascade}
+        """,
+    )
+    (planned,) = _plans(pg_url, str(spec)).values()
+    (diffed,) = _diffs(None, str(spec), "postgresql", core=str(tmp_path / "core.yaml")).values()
+    assert (diffed["hash"], diffed["sql"]) == (planned["hash"], planned["sql"])
+    assert any("account_id UUID" in statement for statement in diffed["sql"])
+
+
 def test_text_reads_as_a_plan() -> None:
     outcome = run(
         "diff", str(EXAMPLES / "evolution" / "v1.yaml"), str(EXAMPLES / "evolution" / "v2.yaml"), "--core", CORE_SQL
@@ -228,6 +253,7 @@ def test_a_plugin_left_out_of_new_is_a_note(tmp_path: Path) -> None:
         (["--from-empty", "{v1}", "--core", "{bad_yaml}"], "ES760", 1),
         (["--from-empty", "{v1}", "--core", "{bad_type}"], "ES760", 1),
         (["--from-empty", "{v1}", "--core", "{bad_sql}"], "ES762", 1),
+        (["--from-empty", "{v1}", "--core", "{pg_sql}"], "ES762", 1),
         (["--from-empty", "{v1}", "--core", "{other_core}"], "ES761", 1),
         (["{v2}", "{v1}", "--core", "{core}"], "ES765", 1),
     ],
@@ -241,11 +267,13 @@ def test_invalid_arguments(tmp_path: Path, args: list[str], code: str, exit_code
         "bad_yaml": str(tmp_path / "bad.yaml"),
         "bad_type": str(tmp_path / "type.yaml"),
         "bad_sql": str(tmp_path / "bad.sql"),
+        "pg_sql": str(tmp_path / "pg.sql"),
         "other_core": str(tmp_path / "other.json"),
     }
     (tmp_path / "bad.yaml").write_text("tables: [")
     (tmp_path / "type.yaml").write_text("coreTables: {work_orders: {id: Integer}}")
     (tmp_path / "bad.sql").write_text("CREATE TABEL work_orders (id INTEGER PRIMARY KEY);")
+    (tmp_path / "pg.sql").write_text("CREATE TABLE work_orders (id UUID PRIMARY KEY);")  # SQLite: NUMERIC
     (tmp_path / "other.json").write_text(json.dumps({"coreTables": {"equipment": {"id": "Int"}}}))
     outcome = run("diff", *[a.format(**files) for a in args], "-o", "json")
     assert outcome.exit_code == exit_code, outcome.stdout

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite.base import ischema_names
 
 from extschema.engine.migrator import Engine
 from extschema.problems import Kind, ProblemError
@@ -33,14 +34,41 @@ def run_script(engine: Engine, script: str, source: str) -> None:
         try:
             driver.executescript(script)
         except sqlite3.Error as error:
-            raise ProblemError.one(
-                "ES762",
-                source,
-                f"SQLite cannot run this core SQL: {error}; --core FILE.sql is read into an in-memory SQLite, so "
-                "write the core tables in SQL SQLite runs (CREATE TABLE with plain types), or describe them in "
-                "a core description file (docs/diff.md)",
-                kind=Kind.INVALID,
-            ) from None
+            raise _refused(source, f"SQLite cannot run this core SQL: {error}") from None
+        unknown = [
+            f"{table}.{column} ({declared})"
+            for (table,) in driver.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            for _, column, declared, *_ in driver.execute(f"PRAGMA table_info({_quoted(table)})").fetchall()
+            if declared and _guessed(declared)
+        ]
+    if unknown:
+        # SQLite would read them as NUMERIC (its fallback), and a reference to one as a Decimal.
+        raise _refused(source, f"SQLite does not know the type of {', '.join(unknown)}")
+
+
+def _refused(source: str, what: str) -> ProblemError:
+    return ProblemError.one(
+        "ES762",
+        source,
+        f"{what}; --core FILE.sql is read into an in-memory SQLite, so write the core tables in SQL SQLite "
+        "runs, with types it knows (INTEGER, BIGINT, VARCHAR(n), TEXT, REAL, NUMERIC(p, s), BOOLEAN, DATE, "
+        "DATETIME), or describe them in a core description file, which takes any logical type (docs/diff.md)",
+        kind=Kind.INVALID,
+    )
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+#: Substrings by which SQLite gives a type it does not know an affinity other than NUMERIC.
+_AFFINITIES = ("INT", "CHAR", "CLOB", "TEXT", "BLOB", "REAL", "FLOA", "DOUB")
+
+
+def _guessed(declared: str) -> bool:
+    """Whether SQLAlchemy reads *declared* only by SQLite's NUMERIC fallback (``UUID``, ``SERIAL``, ``JSONB``)."""
+    name = declared.upper().split("(")[0].strip()
+    return name not in ischema_names and not any(part in name for part in _AFFINITIES)
 
 
 def create_core_tables(engine: Engine, tables: Mapping[str, Sequence[str]]) -> None:
