@@ -152,3 +152,21 @@ def test_the_page_shows_what_its_commands_print() -> None:
         assert outcome.exit_code == 0, (line, outcome.stderr)
         outputs.append(outcome.stdout)
     assert re.findall(r"```mermaid\n(.*?)```", page, re.DOTALL) == outputs[:2]
+
+
+def test_dependencies_as_graphviz() -> None:
+    outcome = run("diagram", str(EXAMPLES), "--dependencies", "--format", "dot")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert '  "kb" -> "comments" [label="dependsOn"];' in outcome.stdout.splitlines()
+    if shutil.which("dot"):
+        drawn = subprocess.run(["dot", "-Tsvg"], input=outcome.stdout, capture_output=True, text=True, check=False)
+        assert drawn.returncode == 0 and "<title>kb&#45;&gt;comments</title>" in drawn.stdout, drawn.stderr
+
+
+def test_without_core_tables_a_core_reference_is_named_and_typed_as_an_id() -> None:
+    outcome = run("diagram", str(EXAMPLES / "comments.yaml"))
+    assert outcome.exit_code == 0, outcome.stderr
+    entities, relations = _mermaid(outcome.stdout)
+    assert set(entities) == {"comments__comment"}
+    assert ("comments__comment", "core__work_orders", "work_order_id") in relations
+    assert "        BigInt work_order_id FK" in outcome.stdout.splitlines()
