@@ -20,7 +20,7 @@ from typing import Any, get_args
 
 import yaml
 
-from extschema import dialects, loading, model, planning
+from extschema import dialects, model, planning
 from extschema.engine import Engine, Registration, standin
 from extschema.engine import lint as squawk
 from extschema.loading import Loaded
@@ -72,7 +72,7 @@ def parse_core_description(text: str, file: str) -> dict[str, dict[str, model.Fi
         return ProblemError([Problem("ES760", path, message, file=file)], Kind.INVALID)
 
     try:
-        documents = [d for d in loading._documents(text) if d is not None]
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except (yaml.YAMLError, ValueError, RecursionError) as error:
         raise invalid("", f"not valid YAML or JSON: {str(error).splitlines()[0]}") from None
     example = "coreTables: {work_orders: {id: Int, title: String}}"
