@@ -137,8 +137,9 @@ def test_plan_json_is_the_contract_object(db_url: str, tmp_path: Path) -> None:
     plan = _plan(db_url, _schema(tmp_path, V2))
     assert set(plan) == {
         *("pluginId", "version", "hash", "class", "needsApproval", "destructive", "summary"),
-        *("sql", "rollbackSql", "ops", "lint", "warnings"),
+        *("sql", "sqlSteps", "rollbackSql", "ops", "lint", "warnings"),
     }
+    assert plan["sqlSteps"] == [0] * len(plan["sql"])  # type: ignore[arg-type]
     assert (plan["pluginId"], plan["version"], plan["class"]) == ("shop", "2.0.0", "destructive")
     assert isinstance(plan["hash"], str) and len(plan["hash"]) == 16
     assert plan["sql"] and plan["rollbackSql"] and plan["warnings"] == []
@@ -274,9 +275,12 @@ def test_the_documented_session_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for command in commands:
         line, _, comment = command.partition("#")
         args = shlex.split(line)[1:]
-        if documented_hash.group(1) in args:  # hashes differ per base: use the one plan gives now
-            args[args.index(documented_hash.group(1))] = str(_plan("sqlite:///shop.db", "shop-v2.yaml")["hash"])
+        if documented_hash.group(1) in args:  # the page prints the real hash: the same on every machine
+            assert documented_hash.group(1) == _plan("sqlite:///shop.db", "shop-v2.yaml")["hash"]
         outcome = run(*args)
+        if args[0] == "plan":  # the header and the numbered step the page shows are the ones printed
+            shown = [o[2:] for o in mine.split(command, 1)[1].splitlines()[:4] if o.startswith("# --")]
+            assert shown and all(o in outcome.stdout for o in shown), (shown, outcome.stdout)
         expected = 1 if "exit 1" in comment else 0
         assert outcome.exit_code == expected, (command, outcome.stdout, outcome.stderr)
         code = re.search(r"exit 1: (ES\d{3})", comment)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -166,6 +166,16 @@ class RawMigration(_Spec):
     )
 
 
+class LintSettings(_Spec):
+    """How ``extschema plan`` lints the plugin's SQL (squawk, PostgreSQL)."""
+
+    ignore: list[Annotated[str, Field(max_length=128, pattern=r"^[a-z][a-z0-9-]*$")]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="squawk rules not to report for this plugin (e.g. ban-drop-column); see docs/evolution.md#lint.",
+    )
+
+
 class ExtensionSchemaSpec(_Spec):
     """What a plugin asks of the database."""
 
@@ -190,6 +200,9 @@ class ExtensionSchemaSpec(_Spec):
     migrations: list[RawMigration] = Field(
         default_factory=list,
         description="Hand-written SQL steps, in order; run only where the target allows raw SQL (allowRawSql).",
+    )
+    lint: LintSettings | None = Field(
+        None, description="How plans of this plugin are linted (PostgreSQL): rules to ignore. Not part of the schema."
     )
     approved_plan_hash: str | None = Field(
         None,
@@ -234,7 +247,7 @@ class ExtensionSchemaSpec(_Spec):
 
 
 #: Spec fields that steer how a schema is applied, not what it is (not part of its checksum).
-OPERATIONAL_FIELDS = ("approved_plan_hash", "drift_policy")
+OPERATIONAL_FIELDS = ("approved_plan_hash", "drift_policy", "lint")
 
 #: Keys added after the first release, by the mapping they appear in, with their default.
 _LATER_KEYS: dict[str, dict[str, Any]] = {

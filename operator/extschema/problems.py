@@ -85,6 +85,7 @@ CATALOG: dict[str, str] = {
     "ES317": "Latest migration never finished",
     "ES318": "Restore blocked by rows written since",
     "ES319": "Backed-up value does not fit the column now",
+    "ES320": "--approve is not a plan hash",
     "ES401": "Database unreachable",
     "ES402": "Migration failed in the database",
     "ES403": "Temporary database error (retry)",

@@ -136,6 +136,8 @@ class RenderedSource(Protocol):
     def all_statements(self) -> Sequence[str]: ...
     @property
     def rollback(self) -> Sequence[str]: ...
+    @property
+    def steps(self) -> Sequence[int]: ...
 
 
 class LintSource(Protocol):
@@ -253,6 +255,9 @@ class PlanView(View):
     ops: list[OpView]
     #: The statements in the order they run; null where the plan was not rendered (a waiting plan in a failure).
     sql: list[str] | None = None
+    #: For each statement of ``sql``, the index in ``ops`` of the step it belongs to (``plan`` numbers
+    #: steps and statements from 1: step ``sqlSteps[i] + 1``, statement ``i + 1``); null when not known.
+    sql_steps: list[int] | None = None
     rollback_sql: list[str] | None = None
     #: squawk's findings (PostgreSQL only); ``statement`` indexes ``sql``.
     lint: list[LintView] = []
@@ -279,6 +284,7 @@ class PlanView(View):
             summary=plan.summary(),
             ops=[OpView.of(op) for op in plan.ops],
             sql=None if rendered is None else list(rendered.all_statements),
+            sql_steps=list(rendered.steps) if rendered is not None and rendered.steps else None,
             rollback_sql=None if rendered is None else list(rendered.rollback),
             lint=[LintView.of(f) for f in lint],
             warnings=[ProblemView.of(w) for w in warnings],
@@ -668,8 +674,11 @@ class DiffView(View):
     destructive: bool
     summary: str
     ops: list[DiffOpView]
-    sql: list[str]
-    rollback_sql: list[str]
+    #: The statements for ``dialect``, in the order they run (null with ``--summary``).
+    sql: list[str] | None
+    #: For each statement of ``sql``, the index in ``ops`` of the step it carries out.
+    sql_steps: list[int] | None = None
+    rollback_sql: list[str] | None
     lint: list[LintView] = []
     warnings: list[ProblemView] = []
 
@@ -698,6 +707,7 @@ class DiffView(View):
             summary=plan.summary(),
             ops=[DiffOpView.of(op) for op in plan.ops],
             sql=list(rendered.all_statements),
+            sql_steps=list(rendered.steps) if rendered.steps else None,
             rollback_sql=list(rendered.rollback),
             lint=[LintView.of(f) for f in lint],
             warnings=[ProblemView.of(w) for w in warnings],

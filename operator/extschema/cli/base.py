@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from extschema import __version__, limits, wire
-from extschema.problems import Kind, ProblemError, escape
+from extschema.problems import Kind, Problem, ProblemError, escape
 
 if TYPE_CHECKING:
     from extschema.engine import ApplyResult, Engine
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
 EXIT_TIMEOUT = 4
+#: ``plan --detailed-exitcode`` (and ``diff``): changes apply would make as they are, or a plan waiting
+#: for an approval; 0 when nothing would change. Apart from the failures' 1-4.
+EXIT_PLAN_CHANGES, EXIT_PLAN_NEEDS_APPROVAL = 10, 11
 #: Every kind of failure has its exit code (a test checks none is missing).
 EXIT_BY_KIND: dict[Kind, int] = {
     Kind.INVALID: EXIT_INVALID,
@@ -74,6 +77,41 @@ statement_timeout_option = click.option(
     callback=parse_duration_option,
     help="No statement in a migration's transaction runs longer (concurrent index builds are not cut).",
 )
+
+
+def plan_exit_code(plans: Iterable[wire.PlanView], approved: Collection[str] = ()) -> int:
+    """The exit code of ``plan --detailed-exitcode`` for *plans*: :data:`EXIT_PLAN_NEEDS_APPROVAL` when
+    one needs an approval its hash does not have in *approved* (the specs' ``approvedPlanHash``), or
+    holds a step apply refuses whatever is approved (ES309); else :data:`EXIT_PLAN_CHANGES` when one
+    changes anything; else :data:`EXIT_OK`."""
+    code = EXIT_OK
+    for plan in plans:
+        if not plan.ops:
+            continue
+        if (plan.needs_approval and plan.hash not in approved) or any(w.code == "ES309" for w in plan.warnings):
+            return EXIT_PLAN_NEEDS_APPROVAL
+        code = EXIT_PLAN_CHANGES
+    return code
+
+
+#: What a plan's hash looks like (``extschema plan``): 16 lower-case hex digits.
+PLAN_HASH_LENGTH = 16
+
+
+def check_approvals(approvals: Iterable[str], option: str = "--approve") -> None:
+    """ES320 (usage) for an ``--approve`` value that cannot be a plan's hash: mistyped or cut when copied."""
+    problems = [
+        Problem(
+            "ES320",
+            option,
+            f"{option} {given!r} is not a plan hash: a hash is {PLAN_HASH_LENGTH} hex digits (0-9, a-f), as "
+            "`extschema plan` prints it; copy it again from the plan you reviewed",
+        )
+        for given in approvals
+        if len(given) != PLAN_HASH_LENGTH or any(c not in "0123456789abcdef" for c in given)
+    ]
+    if problems:
+        raise ProblemError(problems, Kind.USAGE)
 
 
 def emit_json(envelope: wire.Envelope[Any]) -> None:

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import click
 
 from extschema import wire
-from extschema.cli.base import emit_json, main, output_option, reported
+from extschema.cli import plan_text
+from extschema.cli.base import (
+    EXIT_OK,
+    EXIT_PLAN_CHANGES,
+    EXIT_PLAN_NEEDS_APPROVAL,
+    emit_json,
+    main,
+    output_option,
+    plan_exit_code,
+    reported,
+)
 from extschema.problems import Kind, ProblemError, escape
 
 if TYPE_CHECKING:
@@ -60,7 +71,30 @@ def _old_new(paths: Sequence[str], from_empty: bool) -> tuple[Sequence[str] | No
     help="Render the SQL for this database (the plan and its hash are the same on both).",
 )
 @output_option
-def diff(paths: Sequence[str], from_empty: bool, core: str | None, dialect: str, output: str) -> None:
+@click.option("--summary", is_flag=True, help="The steps, their classes and the hash; no SQL (as plan --summary).")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help=f"Exit {EXIT_OK} when nothing would change, {EXIT_PLAN_CHANGES} when applying NEW would change the "
+    f"database at OLD, {EXIT_PLAN_NEEDS_APPROVAL} when a plan needs an approval (as plan --detailed-exitcode).",
+)
+@click.option(
+    "--lint-ignore",
+    "lint_ignore",
+    multiple=True,
+    metavar="RULE",
+    help="Do not report this squawk rule (PostgreSQL); repeatable. For good: the spec's lint.ignore.",
+)
+def diff(
+    paths: Sequence[str],
+    from_empty: bool,
+    core: str | None,
+    dialect: str,
+    output: str,
+    summary: bool,
+    detailed_exitcode: bool,
+    lint_ignore: Sequence[str],
+) -> None:
     """Show what applying NEW to a database at OLD would do, with no database: each step, its class, the SQL
     and the plan's hash, which is the hash `plan NEW` prints against a database at OLD (so a pull request
     can be approved as it is reviewed). OLD and NEW are files or directories. Data counts need the data:
@@ -70,6 +104,7 @@ def diff(paths: Sequence[str], from_empty: bool, core: str | None, dialect: str,
     Examples:
       extschema diff examples/evolution/v1.yaml examples/evolution/v2.yaml --core examples/core/core.sql
       extschema diff --from-empty examples/ --core examples/core/core.sql --dialect sqlite -o json
+      extschema diff old/ new/ --core core.yaml --summary --detailed-exitcode
     """
     from extschema import reconcile
     from extschema.reconcile import offline
@@ -78,39 +113,44 @@ def diff(paths: Sequence[str], from_empty: bool, core: str | None, dialect: str,
         old_paths, new_paths = _old_new(paths, from_empty)
         described = offline.Core.read(core)
         old: list[Loaded] = reconcile.load(old_paths) if old_paths is not None else []
-        found = offline.diff(old, reconcile.load(new_paths), core=described, dialect=dialect, lint=True)
-        which = cast(Literal["postgresql", "sqlite"], dialect)
-        views = [
-            wire.DiffView.of(
-                item.reviewed,
-                item.preview,
-                dialect=which,
-                from_version=found.old_versions.get(item.plugin_id),
-                changed=not item.plan.empty,
-                lint=item.lint or (),
-                warnings=item.warnings(),
-            )
-            for item in found.items
-        ]
+        new = reconcile.load(new_paths)
+        found = offline.diff(old, new, core=described, dialect=dialect, lint=True, lint_ignore=lint_ignore)
+        plans = [item.view() for item in found.items]
         if output != "text":
+            which = cast(Literal["postgresql", "sqlite"], dialect)
+            views = [
+                wire.DiffView.of(
+                    item.reviewed,
+                    item.preview,
+                    dialect=which,
+                    from_version=found.old_versions.get(item.plugin_id),
+                    changed=not item.plan.empty,
+                    lint=item.lint or (),
+                    warnings=item.warnings(),
+                )
+                for item in found.items
+            ]
+            if summary:
+                views = [v.model_copy(update={"sql": None, "sql_steps": None, "rollback_sql": None}) for v in views]
             emit_json(wire.DiffList.of(views, found.notes()))
-            return
-        from extschema.cli.schemas import _plan_text  # plan's own text: a diff reads as a plan does
-
-        old_name = "nothing applied" if old_paths is None else escape(old_paths[0])
-        click.echo(
-            f"-- diff {old_name} -> {escape(new_paths[0])}, SQL for {dialect} (--dialect); "
-            "no database: data counts are not known (`extschema plan` counts them)"
-        )
-        for item in found.items:
-            before = found.old_versions.get(item.plugin_id)
+        else:
+            old_name = "nothing applied" if old_paths is None else escape(old_paths[0])
             click.echo(
-                f"-- {item.plugin_id}: {escape(before) + ' in OLD' if before else 'new (not in OLD)'}"
-                f" -> {escape(item.loaded.spec.version)}"
+                f"-- diff {old_name} -> {escape(new_paths[0])}, SQL for {dialect} (--dialect); "
+                "no database: data counts are not known (`extschema plan` counts them)"
             )
-            _plan_text(item, item.view())
-        for note in found.notes():
-            click.echo(f"note: {note.render()}", err=True)
+            for item, view in zip(found.items, plans, strict=True):
+                before = found.old_versions.get(item.plugin_id)
+                click.echo(
+                    f"-- {item.plugin_id}: {escape(before) + ' in OLD' if before else 'new (not in OLD)'}"
+                    f" -> {escape(item.loaded.spec.version)}"
+                )
+                plan_text.show(item, view, summary)  # plan's own text: a diff reads as a plan does
+            for note in found.notes():
+                click.echo(f"note: {note.render()}", err=True)
+    if detailed_exitcode:
+        approved = {h for item in found.items if (h := item.loaded.spec.approved_plan_hash)}
+        sys.exit(plan_exit_code(plans, approved))
 
 
 @main.command()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
 
 from extschema import wire
+from extschema.cli import plan_text
 from extschema.cli.base import (
+    EXIT_OK,
+    EXIT_PLAN_CHANGES,
+    EXIT_PLAN_NEEDS_APPROVAL,
     allow_raw_sql_option,
+    check_approvals,
     database_option,
     emit_json,
     lock_timeout_option,
@@ -17,17 +23,16 @@ from extschema.cli.base import (
     open_engine,
     output_option,
     paths_argument,
+    plan_exit_code,
     print_results,
     progress_printer,
     reported,
     statement_timeout_option,
-    terminal_sql,
 )
 from extschema.problems import escape
 
 if TYPE_CHECKING:
     from extschema.loading import Loaded
-    from extschema.reconcile import Proposal
 
 
 @main.command()
@@ -55,39 +60,48 @@ def _summary(item: Loaded) -> wire.SchemaView:
 @database_option
 @output_option
 @allow_raw_sql_option
-def plan(paths: Sequence[str], database: str | None, output: str, allow_raw_sql: bool) -> None:
+@click.option("--summary", is_flag=True, help="The steps, their classes and data counts and the hash; no SQL.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help=f"Exit {EXIT_OK} when nothing would change, {EXIT_PLAN_CHANGES} when apply would change the database as "
+    f"it is, {EXIT_PLAN_NEEDS_APPROVAL} when a plan needs an approval (failures keep 1-4).",
+)
+@click.option(
+    "--lint-ignore",
+    "lint_ignore",
+    multiple=True,
+    metavar="RULE",
+    help="Do not report this squawk rule (PostgreSQL); repeatable. For good: the spec's lint.ignore.",
+)
+def plan(
+    paths: Sequence[str],
+    database: str | None,
+    output: str,
+    allow_raw_sql: bool,
+    summary: bool,
+    detailed_exitcode: bool,
+    lint_ignore: Sequence[str],
+) -> None:
     """Print the SQL that apply would run, each step's class and data counts, and the plan's hash; runs nothing.
 
-    A plan whose class is rewriting or destructive runs only when approved: `apply --approve HASH`.
+    Steps are numbered, and so are statements, each under the step it carries out. A plan whose class
+    is rewriting or destructive runs only when approved: `apply --approve HASH`.
     """
     from extschema import reconcile
 
     with reported(output), open_engine(database, allow_raw_sql) as engine:
-        proposal = reconcile.propose(engine, reconcile.load(paths), lint=True)
+        proposal = reconcile.propose(engine, reconcile.load(paths), lint=True, lint_ignore=lint_ignore)
         views = [item.view() for item in proposal.items]
         if output != "text":
-            emit_json(wire.PlanList.of(views))
-            return
-        for item, view in zip(proposal.items, views, strict=True):
-            _plan_text(item, view)
-
-
-def _plan_text(item: Proposal.Item, view: wire.PlanView) -> None:
-    reviewed, rendered, loaded = item.reviewed, item.preview, item.loaded
-    for warning in item.warnings():
-        click.echo(f"warning: {warning.render()}", err=True)
-    click.echo(f"-- {loaded.spec.plugin_id} {escape(loaded.spec.version)} ({escape(loaded.file)})")
-    if reviewed.planned.plan.empty:
-        click.echo("-- no changes\n")
-        return
-    approval = f", needs approval: apply --approve {reviewed.hash}" if reviewed.needs_approval else ""
-    click.echo(f"-- plan {reviewed.hash}: {reviewed.op_class}{approval}")
-    for op in reviewed.ops:
-        click.echo(f"--   {op.classified.op_class:<11} {escape(op.describe())}")
-    for finding in view.lint:
-        where = f" (statement {finding.statement + 1})" if finding.statement is not None else ""
-        click.echo(f"-- lint {finding.level} {escape(finding.rule)}{where}: {escape(finding.message)}")
-    click.echo(terminal_sql(rendered.script()))
+            shown = [v.model_copy(update={"sql": None, "sql_steps": None, "rollback_sql": None}) for v in views]
+            emit_json(wire.PlanList.of(shown if summary else views))
+        else:
+            for item, view in zip(proposal.items, views, strict=True):
+                plan_text.show(item, view, summary)
+    if detailed_exitcode:
+        approved = {h for item in proposal.items if (h := item.loaded.spec.approved_plan_hash)}
+        sys.exit(plan_exit_code(views, approved))
 
 
 @main.command()
@@ -120,6 +134,8 @@ def apply(
     """
     from extschema import reconcile
 
+    with reported(output):
+        check_approvals(approvals)
     with reported(output), open_engine(database, allow_raw_sql, (lock_timeout_ms, statement_timeout_ms)) as engine:
         results = reconcile.reconcile(engine, reconcile.load(paths), progress_printer(output), approvals=approvals)
         print_results(reconcile.with_drift(engine, results), output)

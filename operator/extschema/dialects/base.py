@@ -44,6 +44,9 @@ class RenderedPlan:
     #: block no writer). Idempotent; the engine records them as a pending step it finishes later
     #: if they fail, after dropping what a failed build left behind.
     after: tuple[str, ...] = ()
+    #: For each of :attr:`all_statements`, the index in the plan's operations of the step that
+    #: produced it (``plan`` groups and numbers statements by it); empty when not known.
+    steps: tuple[int, ...] = ()
 
     @property
     def all_statements(self) -> tuple[str, ...]:
@@ -88,6 +91,31 @@ class _Backup:
     column: ColumnDef | None = None
 
 
+def attribute_steps(statements: Sequence[str], own: Sequence[tuple[int, Sequence[str]]]) -> list[int]:
+    """For each of *statements* (a plan's, rendered together), the step it belongs to, given *own*:
+    each step with the statements it renders alone.
+
+    Rendered together, the statements usually are the steps' own, in order. Where a dialect merges
+    the work of several steps (one rebuild of a table for several changes), a statement no step
+    renders alone belongs to the next step not yet seen: the first of those it carries out.
+    """
+    flat = [(step, statement) for step, found in own for statement in found]
+    if [statement for _, statement in flat] == list(statements):
+        return [step for step, _ in flat]
+    steps: list[int] = []
+    at = 0
+    for statement in statements:
+        match = next((k for k in range(at, len(flat)) if flat[k][1] == statement), None)
+        if match is not None:
+            steps.append(flat[match][0])
+            at = match + 1
+        elif at < len(flat):
+            steps.append(flat[at][0])
+        else:
+            steps.append(steps[-1] if steps else (flat[-1][0] if flat else 0))
+    return steps
+
+
 def _ref(backup: _Backup) -> BackupRef:
     return BackupRef(str(backup.name), backup.table, backup.column.name if backup.column is not None else None)
 
@@ -126,11 +154,16 @@ class Dialect:
             return existing and self.concurrent_index(index)
 
         main: list[Op] = []
+        main_steps: list[int] = []
         before = self.before_phase(plan)
+        before_steps = [
+            i for i, op in enumerate(plan.ops) if self.runs_before(op, plan) for _ in self.render_before(op)
+        ]
         after: list[str] = []
+        after_steps: list[int] = []
         moved: set[str] = set()  # in-transaction index statements replaced by concurrent builds
         dropped: set[str] = set()  # their reverses, which must not fail when the build never ran
-        for op in plan.ops:
+        for step, op in enumerate(plan.ops):
             if self.runs_before(op, plan):
                 continue
             indexes: list[tuple[str, IndexDef]] = []
@@ -144,9 +177,15 @@ class Dialect:
                 moved.add(self.create_index(op.plugin_id, table, index))
                 dropped.add(self.drop_index(op.plugin_id, table, index))
                 after.append(self.create_index_concurrently(op.plugin_id, table, index))
+                after_steps.append(step)
             if not isinstance(op, planning.CreateIndex) or not indexes:
                 main.append(op)
+                main_steps.append(step)
         statements = [s for s in self.render_ops(main, backup_tag, id_floors or {}) if s not in moved]
+        alone: list[tuple[int, Sequence[str]]] = [
+            (step, [s for s in self.render_ops([op], backup_tag, id_floors or {}) if s not in moved])
+            for step, op in zip(main_steps, main, strict=True)
+        ]
         # Undone from the forward operations: only they know the backups that bring dropped data back.
         undone = [s for op in reversed(plan.ops) for s in self.undo(op, backup_tag)]
         rollback = [self.drop_index_if_exists(s) if s in dropped else s for s in undone]
@@ -157,6 +196,9 @@ class Dialect:
             warnings=tuple(self.plan_warnings(plan)),
             before=tuple(before),
             after=tuple(after),
+            steps=(*before_steps, *attribute_steps(statements, alone), *after_steps)
+            if len(before_steps) == len(before)
+            else (),
         )
 
     def undo(self, op: Op, backup_tag: str) -> list[str]:

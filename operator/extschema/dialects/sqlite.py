@@ -108,7 +108,8 @@ class SqliteDialect(Dialect):
         return " AND ".join(conditions)
 
     def plan_warnings(self, plan: planning.Plan) -> list[Problem]:
-        found: list[Problem] = []
+        # One short warning per plan, only where the plan creates such a column: not on every apply.
+        unenforced: list[str] = []
         for op in plan.ops:
             match op:
                 case planning.CreateTable():
@@ -117,20 +118,22 @@ class SqliteDialect(Dialect):
                     table, columns = op.after.name, (op.column,)
                 case _:
                     continue
-            found.extend(
-                Problem(
-                    "ES501",
-                    "",
-                    f"SQLite will not enforce the pattern {c.pattern!r} of {table}.{c.name}: only patterns of "
-                    "characters, '.' and [classes] (also in groups without '|') repeated a fixed number of times, "
-                    "with '.*' anywhere or one repeated run between ^ and $ (like '^[A-Z]{3}-[0-9]+$'), translate to "
-                    "built-in SQL every SQLite client understands (PostgreSQL enforces any pattern). Check the values "
-                    "in the application, or simplify the pattern",
-                )
+            unenforced.extend(
+                f"{c.pattern!r} of {table}.{c.name}"
                 for c in columns
                 if c.pattern is not None and sqlite_patterns.translate(c.pattern) is None
             )
-        return found
+        if not unenforced:
+            return []
+        what = "the pattern" if len(unenforced) == 1 else "the patterns"
+        return [
+            Problem(
+                "ES501",
+                "",
+                f"SQLite will not enforce {what} {', '.join(unenforced)} (no exact translation to built-in SQL; "
+                "docs/databases.md#sqlite-and-patterns): check the values in the application, or simplify the pattern",
+            )
+        ]
 
     rowid_primary_key = True
 

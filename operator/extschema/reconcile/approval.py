@@ -89,6 +89,8 @@ class Reviewed:
     hash: str
     op_class: safety.OpClass
     ops: tuple[CheckedOp, ...]
+    #: Of a rollback: the version it goes back to ("" when it undoes the first migration); None otherwise.
+    rollback_to: str | None = None
 
     @classmethod
     def of(cls, planned: Planned, counts: Sequence[int], classified: list[safety.Classified] | None = None) -> Reviewed:
@@ -115,6 +117,14 @@ class Reviewed:
     def summary(self) -> str:
         shown = [op.describe() for op in self.ops[:_SUMMARY_OPS]]
         more = len(self.ops) - len(shown)
+        return "; ".join(shown) + (f"; and {more} more" if more else "")
+
+    def gated(self) -> str:
+        """The steps that need the approval (rewriting or destructive), numbered as ``plan`` numbers
+        them: ``step 5 drop column item.extra (1 values)``; safe steps (renames, new values) are not named."""
+        steps = [(n, op) for n, op in enumerate(self.ops, start=1) if op.classified.op_class != "safe"]
+        shown = [f"step {n} {op.describe()}" for n, op in steps[:_SUMMARY_OPS]]
+        more = len(steps) - len(shown)
         return "; ".join(shown) + (f"; and {more} more" if more else "")
 
     def pending(self) -> wire.PlanView:
@@ -296,7 +306,7 @@ def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[
         Problem(
             "ES307",
             "spec",
-            f"plan {reviewed.hash} of plugin {reviewed.plugin_id!r} {what} and needs approval: {reviewed.summary()}; "
+            f"plan {reviewed.hash} of plugin {reviewed.plugin_id!r} {what} and needs approval: {reviewed.gated()}; "
             f"review it with `extschema plan`, then approve exactly this plan with `--approve {reviewed.hash}` "
             f"or spec.approvedPlanHash: {reviewed.hash}",
             **located,
@@ -304,16 +314,31 @@ def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[
     ]
     stale = ([("spec.approvedPlanHash", own)] if own else []) + [("--approve", h) for h in sorted(others)]
     problems.extend(
-        Problem(
-            "ES308",
-            path,
-            f"{path.removeprefix('spec.')} {given} is for another plan and is ignored; this plan is {reviewed.hash} "
-            "(the spec or the applied schema changed since it was planned: review the new plan)",
-            **located,
-        )
+        Problem("ES308", path, f"{path.removeprefix('spec.')} {other_plan(given, reviewed.hash)}", **located)
         for path, given in stale
     )
     return problems
+
+
+def other_plan(given: str, current: str) -> str:
+    """ES308's words for an approval *given* that is not the plan's hash *current*: a mistyped hash
+    (not 16 hex digits, or a few digits off the plan's) is said to be one; a well-formed other hash
+    is a plan reviewed before the spec or the database changed."""
+    if len(given) != len(current) or any(c not in "0123456789abcdef" for c in given):
+        return (
+            f"{given} is not a plan hash (16 hex digits, as `extschema plan` prints them) and is ignored: "
+            f"mistyped or cut when copied? This plan is {current}"
+        )
+    if sum(a != b for a, b in zip(given, current, strict=True)) <= 3 or sorted(given) == sorted(current):
+        return (
+            f"{given} is ignored: it is not this plan's hash {current}, but close to it — mistyped? "
+            f"Copy the hash from `extschema plan` again"
+        )
+    return (
+        f"{given} is for another plan and is ignored; this plan is {current}: the spec or the applied schema "
+        "changed since that plan was reviewed (or the hash is another plugin's; typed by hand, compare it with "
+        f"{current}). Review the new plan with `extschema plan` and approve its hash"
+    )
 
 
 def authorize(
@@ -350,8 +375,13 @@ def authorize(
             Problem(
                 "ES308",
                 "--approve",
-                f"--approve {given} is for another plan: this run's plans are {plans}; "
-                "review them with `extschema plan` and approve the hashes they have now",
+                f"--approve {given} matches no plan of this run (its plans are {plans}): "
+                + (
+                    "mistyped? Copy the hash from `extschema plan` again"
+                    if any(not other_plan(given, r.hash).endswith("approve its hash") for r in changing)
+                    else "the spec or the applied schema changed since it was reviewed; review the plans with "
+                    "`extschema plan` and approve the hashes they have now"
+                ),
             )
             for given in sorted(others)
         )
@@ -377,7 +407,8 @@ def review_rollback(engine: Engine, undo: RollbackPlan) -> Reviewed:
         }
     )
     planned = Planned(Loaded(f"rollback of {base.plugin_id}", document), base, undo.plan)
-    return _review(engine, planned, safety.classify_plan(undo.plan, rollback=True))
+    reviewed = _review(engine, planned, safety.classify_plan(undo.plan, rollback=True))
+    return dataclasses.replace(reviewed, rollback_to=undo.spec.version if undo.spec else "")
 
 
 def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = ()) -> None:
@@ -403,17 +434,21 @@ def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = ()) -> N
             if raw
             else "drops data"
         )
+        to = reviewed.rollback_to
+        where = f"to {to}" if to else "to no version (its first migration: the plugin's objects go)"
         problems.append(
             Problem(
                 "ES307",
                 "plugin",
-                f"rolling back plugin {reviewed.plugin_id!r} (version {spec.version if spec else '?'}) {does}: "
+                f"rolling back plugin {reviewed.plugin_id!r} from {spec.version if spec else '?'} {where} {does}: "
                 f"{reviewed.summary()}; it is backed up first, but approve exactly this rollback with "
                 f"`extschema rollback {reviewed.plugin_id} --approve {reviewed.hash}`",
+                subject=reviewed.planned.loaded.owner,
             )
         )
     if others:
-        problems.extend(_stale_rollback_approvals(reviewed.plugin_id, others, reviewed.hash, raise_=False))
+        found = _stale_rollback_approvals(reviewed.plugin_id, others, reviewed.hash, raise_=False)
+        problems.extend(p.about(reviewed.planned.loaded.owner) for p in found)
     if problems:
         raise ApprovalRequired(problems, [reviewed.pending()] if waiting else [])
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -209,8 +209,9 @@ def _install(engine: Engine, old: Sequence[Loaded]) -> None:
         apply_one(engine, item.loaded, proposal.refs, planned, resolved=item.resolved)
 
 
-def _offline(item: Proposal.Item, dialect: dialects.Dialect, lint: bool) -> Proposal.Item:
-    """*item* rendered for *dialect*, its operations uncounted."""
+def _offline(item: Proposal.Item, dialect: dialects.Dialect, lint: bool, lint_ignore: Collection[str]) -> Proposal.Item:
+    """*item* rendered for *dialect*, its operations uncounted. Backups are named after the preview tag:
+    the migration id apply will record is in the database's history, which a diff does not have."""
     preview = dialect.render_plan(item.plan, backup_tag=backup_tag(PLAN_PREVIEW_TAG))
     classified = safety.classify_plan(item.plan)
     reviewed = Reviewed(
@@ -219,7 +220,9 @@ def _offline(item: Proposal.Item, dialect: dialects.Dialect, lint: bool) -> Prop
         safety.plan_class(classified),
         tuple(Uncounted(c) for c in classified),
     )
-    findings = tuple(squawk.lint(preview, dialect.name)) if lint and not item.plan.empty else None
+    settings = item.loaded.spec.lint
+    ignored = {*lint_ignore, *(settings.ignore if settings else ())}
+    findings = tuple(squawk.lint(preview, dialect.name, item.plan, ignored)) if lint else None
     return Proposal.Item(reviewed, item.resolved, preview, findings)
 
 
@@ -230,6 +233,7 @@ def diff(
     core: Core = Core(),
     dialect: str = DEFAULT_DIALECT,
     lint: bool = False,
+    lint_ignore: Collection[str] = (),
     core_schema: str = "public",
 ) -> Diff:
     """What ``plan NEW`` says against a database at *old* (nothing applied when empty), rendered for *dialect*."""
@@ -250,7 +254,7 @@ def diff(
         wanted = {item.plugin_id for item in proposal.items}
         return Diff(
             dialect,
-            tuple(_offline(item, target, lint) for item in proposal.items),
+            tuple(_offline(item, target, lint, lint_ignore) for item in proposal.items),
             {r.plugin_id: r.version for r in registered},
             tuple(r for r in registered if r.plugin_id not in wanted),
         )

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TypeVar
 
 from extschema import conflicts, planning
-from extschema.dialects import BackupRef
+from extschema.dialects import BackupRef, RenderedPlan
 from extschema.engine import (
     ApplyResult,
     Engine,
@@ -253,13 +253,16 @@ def propose(
     peers: Sequence[conflicts.Claim] = (),
     lint: bool = False,
     preview_tag: str = PLAN_PREVIEW_TAG,
+    lint_ignore: Collection[str] = (),
 ) -> Proposal:
     """What applying *loaded* would do, computed once; runs nothing.
 
     Snapshot → check (conflicts, dependencies, dependency order) → plan every spec → review (class,
     data counts, hash) → render a preview, with backups named after *preview_tag* → squawk's
-    findings when *lint*. Planned again from a fresh read when a plugin moved while its data was
-    being counted (ES403 when it keeps moving).
+    findings when *lint* (but for the rules in *lint_ignore* and each spec's ``lint.ignore``).
+    Planned again from a fresh read when a plugin moved while its data was being counted (ES403
+    when it keeps moving). The plan's preview (:data:`PLAN_PREVIEW_TAG`) names its backups after
+    the migration id apply will give it, read now (:func:`preview_tag_of`).
     """
     specs = [item.spec for item in loaded]
 
@@ -270,13 +273,14 @@ def propose(
         planned = plan(engine, ordered, refs, snapshot)
         items = []
         for each in planned:
-            preview = each.render(engine, preview_tag)
+            tag = preview_tag_of(engine, each) if preview_tag == PLAN_PREVIEW_TAG else preview_tag
+            preview = each.render(engine, tag)
             items.append(
                 Proposal.Item(
                     _review(engine, each),
                     planning.resolve(each.loaded.spec, refs),
                     preview,
-                    tuple(squawk.lint(preview, engine.dialect.name)) if lint else None,
+                    tuple(_lint(engine, each, preview, lint_ignore)) if lint else None,
                 )
             )
         return Proposal(snapshot, refs, tuple(items))
@@ -286,7 +290,24 @@ def propose(
 
 def lint_of(engine: Engine, item: Proposal.Item) -> list[squawk.LintFinding]:
     """squawk's findings on *item*'s preview: those the proposal has, else linted now (no planning)."""
-    return list(item.lint) if item.lint is not None else squawk.lint(item.preview, engine.dialect.name)
+    return list(item.lint) if item.lint is not None else _lint(engine, item.planned, item.preview)
+
+
+def _lint(
+    engine: Engine, planned: Planned, preview: RenderedPlan, ignore: Collection[str] = ()
+) -> list[squawk.LintFinding]:
+    """squawk's findings on *preview* but for the rules *ignore* and the spec's ``lint.ignore`` name."""
+    settings = planned.loaded.spec.lint
+    ignored = {*ignore, *(settings.ignore if settings else ())}
+    return squawk.lint(preview, engine.dialect.name, planned.plan, ignored)
+
+
+def preview_tag_of(engine: Engine, planned: Planned) -> str:
+    """What *planned*'s backups are named after when apply runs it next: the plugin's next migration
+    id (read now; a migration of the plugin in between takes it). Read only when the plan backs up."""
+    if planned.plan.empty or not engine.dialect.backups_of(planned.plan, backup_tag(PLAN_PREVIEW_TAG)):
+        return PLAN_PREVIEW_TAG
+    return f"{len(engine.history(planned.plan.plugin_id)) + 1:04d}"
 
 
 def plan(
