@@ -182,6 +182,10 @@ def diagram(paths: Sequence[str], database: str | None, core: str | None, format
         if bool(paths) == (database is not None):
             raise _usage("give schema files (PATH...) or --database URL, one of the two")
         specs, columns = _drawn(paths, database, core)
+        if not specs:
+            from extschema.reconcile import redact
+
+            click.echo(f"note: no active plugin in {redact(database or '')} to draw", err=True)
         picture = drawing.picture(specs, columns)
         if format_ == "mermaid":
             click.echo(drawing.mermaid_dependencies(picture) if dependencies else drawing.mermaid(picture), nl=False)
