@@ -29,6 +29,7 @@ PAGES = [
     "docs/types.md",
     "charts/extschema/README.md",
     "deploy/argocd/README.md",
+    "docs/diff.md",
 ]
 #: Pages whose code spans name repository paths that must exist.
 PATH_PAGES = [
@@ -40,7 +41,7 @@ PATH_PAGES = [
     "docs/api.md",
 ]
 #: Pages written as a session: every ```yaml block is a file (``title="NAME"``), every ```sh line runs.
-SESSIONS = ["docs/plugin-authors.md", "examples/evolution/README.md"]
+SESSIONS = ["docs/plugin-authors.md", "examples/evolution/README.md", "docs/diff.md"]
 
 
 def anchors(page: Path) -> set[str]:

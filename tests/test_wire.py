@@ -87,6 +87,8 @@ def test_every_command_prints_its_envelope(db_url: str, tmp_path: Path) -> None:
 
     (plan,) = printed(wire.PlanList, "plan", v2, "-d", db_url).items
     assert (plan.op_class, plan.needs_approval, plan.destructive) == ("destructive", True, True)
+    (diffed,) = printed(wire.DiffList, "diff", v1, v2).items
+    assert (diffed.hash, diffed.op_class, diffed.from_version) == (plan.hash, "destructive", "1.0.0")
     (op,) = plan.ops
     assert op.check is not None and (op.check.kind, op.check.count) == ("values_lost", 1)
     waiting = printed(wire.Failure, "apply", v2, "-d", db_url, exit_code=1)

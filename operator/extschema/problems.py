@@ -134,6 +134,14 @@ CATALOG: dict[str, str] = {
     "ES741": "Two generated type names are the same",
     "ES750": "A plugin table to analyse is missing",
     "ES751": "The plugin to analyse is not active",
+    "ES760": "The core description cannot be read",
+    "ES761": "A core table the diff needs is not described",
+    "ES762": "The core SQL does not run on SQLite",
+    "ES763": "Invalid diff or diagram arguments",
+    "ES764": "A plugin of OLD is not in NEW (note)",
+    "ES765": "A lower version cannot be diffed offline",
+    "ES766": "Graphviz (dot) is not installed",
+    "ES767": "Graphviz (dot) failed",
 }
 
 

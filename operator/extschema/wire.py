@@ -778,6 +778,96 @@ class ResourceHistoryView(View):
         )
 
 
+class DiffCheckView(View):
+    """A data check ``plan`` counts against a database; a diff reads none, so ``count`` is null."""
+
+    kind: Literal["rows_lost", "values_lost", "rows_violating", "rows_duplicated"]
+    table: str
+    column: str | None = None
+    #: Always null in a diff: the rows are not known without the database (``plan`` counts them).
+    count: None = None
+
+
+class DiffOpView(View):
+    """One operation of a diff: as in a plan, with its data checks uncounted."""
+
+    kind: str
+    description: str
+    op_class: Literal["safe", "rewriting", "destructive"] = Field(alias="class")
+    reason: str
+    checks: list[DiffCheckView]
+
+    @classmethod
+    def of(cls, op: OpSource) -> DiffOpView:
+        c = op.classified
+        return cls(
+            kind=c.op.KIND,
+            description=op.describe() if hasattr(op, "describe") else c.op.describe(),
+            op_class=c.op_class,
+            reason=c.reason,
+            checks=[DiffCheckView(kind=k.kind, table=k.table, column=k.column) for k in c.checks],
+        )
+
+
+class DiffView(View):
+    """What ``diff OLD NEW`` found for one plugin of NEW: its plan against OLD, with no database.
+
+    ``hash`` is the one ``plan NEW`` prints against a database at OLD (approve it the same way);
+    ``sql`` is rendered for ``dialect``; data counts are unknown (each check's ``count`` is null).
+    """
+
+    plugin_id: str
+    #: The plugin's version in OLD; null when NEW installs it.
+    from_version: str | None
+    version: str
+    dialect: Literal["postgresql", "sqlite"]
+    changed: bool
+    hash: str
+    op_class: Literal["safe", "rewriting", "destructive"] = Field(alias="class")
+    needs_approval: bool
+    destructive: bool
+    summary: str
+    ops: list[DiffOpView]
+    #: The statements for ``dialect``, in the order they run (null with ``--summary``).
+    sql: list[str] | None
+    #: For each statement of ``sql``, the index in ``ops`` of the step it carries out.
+    sql_steps: list[int] | None = None
+    rollback_sql: list[str] | None
+    lint: list[LintView] = []
+    warnings: list[ProblemView] = []
+
+    @classmethod
+    def of(
+        cls,
+        plan: PlanSource,
+        rendered: RenderedSource,
+        *,
+        dialect: Literal["postgresql", "sqlite"],
+        from_version: str | None,
+        changed: bool,
+        lint: Iterable[LintSource] = (),
+        warnings: Iterable[ProblemSource] = (),
+    ) -> DiffView:
+        return cls(
+            plugin_id=plan.plugin_id,
+            from_version=from_version,
+            version=plan.version,
+            dialect=dialect,
+            changed=changed,
+            hash=plan.hash,
+            op_class=plan.op_class,
+            needs_approval=plan.needs_approval and changed,
+            destructive=plan.op_class == "destructive",
+            summary=plan.summary(),
+            ops=[DiffOpView.of(op) for op in plan.ops],
+            sql=list(rendered.all_statements),
+            sql_steps=list(rendered.steps) if rendered.steps else None,
+            rollback_sql=list(rendered.rollback),
+            lint=[LintView.of(f) for f in lint],
+            warnings=[ProblemView.of(w) for w in warnings],
+        )
+
+
 # --- envelopes --------------------------------------------------------------------------------------
 
 T = TypeVar("T", bound=View)
@@ -857,6 +947,10 @@ class PreviewList(Envelope[PreviewView]):
     kind: Literal["PreviewList"] = "PreviewList"
 
 
+class DiffList(Envelope[DiffView]):
+    kind: Literal["DiffList"] = "DiffList"
+
+
 class Failure(Envelope[PlanView]):
     """A command that failed: ``problems`` say why; ``items`` are the plans waiting for an approval
     when that is the reason (``approval``), else empty."""
@@ -888,6 +982,7 @@ ENVELOPES: tuple[type[Envelope[Any]], ...] = (
     WaitList,
     ResourceHistoryList,
     PreviewList,
+    DiffList,
     Failure,
 )
 _ANY = TypeAdapter(
@@ -906,6 +1001,7 @@ _ANY = TypeAdapter(
         | WaitList
         | ResourceHistoryList
         | PreviewList
+        | DiffList
         | Failure,
         Field(discriminator="kind"),
     ]

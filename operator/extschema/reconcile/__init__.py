@@ -7,6 +7,7 @@ package's parts, each importing only those below it:
 
 - :mod:`.pipeline`: the run (:func:`propose`, :func:`execute`, :func:`reconcile`: check, plan, apply);
 - :mod:`.lifecycle`: rollback, delete, drift and its repair, restore (planned here, run by the engine);
+- :mod:`.offline`: the same proposal without a database (``extschema diff``), on a stand-in SQLite;
 - :mod:`.approval`: review (counts, hash, class) and the approval gate;
 - :mod:`.reads`: what the shells read besides a run (backups, analysis, core tables, roles), so
   that they never import the engine's modules;
