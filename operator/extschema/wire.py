@@ -90,6 +90,10 @@ class ProblemSource(Protocol):
     def file(self) -> str | None: ...
     @property
     def subject(self) -> str | None: ...
+    @property
+    def line(self) -> int | None: ...
+    @property
+    def column(self) -> int | None: ...
 
 
 class CheckSource(Protocol):
@@ -161,11 +165,20 @@ class ProblemView(View):
     file: str | None = None
     #: The resource or file owner the problem is about (``namespace/name``), when known.
     subject: str | None = None
+    #: Line and column (1-based) in ``file`` of the YAML the path names, when known.
+    line: int | None = None
+    column: int | None = None
 
     @classmethod
     def of(cls, problem: ProblemSource) -> ProblemView:
         return cls(
-            code=problem.code, path=problem.path, message=problem.message, file=problem.file, subject=problem.subject
+            code=problem.code,
+            path=problem.path,
+            message=problem.message,
+            file=problem.file,
+            subject=problem.subject,
+            line=problem.line,
+            column=problem.column,
         )
 
 

@@ -12,6 +12,7 @@ from extschema.cli.base import (
     allow_raw_sql_option,
     database_option,
     emit_json,
+    load_schemas,
     lock_timeout_option,
     main,
     open_engine,
@@ -19,6 +20,7 @@ from extschema.cli.base import (
     paths_argument,
     print_results,
     progress_printer,
+    read_documents,
     reported,
     statement_timeout_option,
     terminal_sql,
@@ -33,17 +35,33 @@ if TYPE_CHECKING:
 @main.command()
 @paths_argument
 @output_option
-def validate(paths: Sequence[str], output: str) -> None:
-    """Check schema files; one line per problem: FILE: PATH: CODE: message."""
+@click.option(
+    "--each-file",
+    is_flag=True,
+    help="Check every file on its own (several versions of one plugin, like examples/evolution/), "
+    "not as one set of documents applied together.",
+)
+def validate(paths: Sequence[str], output: str, each_file: bool) -> None:
+    """Check ExtensionSchema and DatabaseTarget documents as the operator would; one line per problem:
+    FILE:LINE:COL: PATH: CODE: message. Documents of other kinds are skipped with a note on stderr."""
     from extschema import loading
+    from extschema.problems import Kind, ProblemError
 
     with reported(output):
-        loaded = loading.load(paths)
+        found = read_documents(paths)
+        problems = loading.check(found, paths, each_file)
+        if problems:
+            raise ProblemError(problems, kind=Kind.INVALID)
+        for warning in loading.target_warnings(found):
+            click.echo(f"warning: {warning.render()}", err=True)
         if output != "text":
-            emit_json(wire.SchemaList.of(_summary(item) for item in loaded))
-        else:
-            for item in loaded:
-                click.echo(f"{escape(item.file)}: {item.spec.plugin_id} {escape(item.spec.version)}: valid")
+            emit_json(wire.SchemaList.of(_summary(item) for item in found.schemas))
+            return
+        for item in found.schemas:
+            suspended = " (suspended: apply skips it)" if item.spec.suspend else ""
+            click.echo(f"{escape(item.file)}: {item.spec.plugin_id} {escape(item.spec.version)}: valid{suspended}")
+        for target in found.targets:
+            click.echo(f"{escape(target.file)}: DatabaseTarget {escape(target.name)}: valid")
 
 
 def _summary(item: Loaded) -> wire.SchemaView:
@@ -63,7 +81,7 @@ def plan(paths: Sequence[str], database: str | None, output: str, allow_raw_sql:
     from extschema import reconcile
 
     with reported(output), open_engine(database, allow_raw_sql) as engine:
-        proposal = reconcile.propose(engine, reconcile.load(paths), lint=True)
+        proposal = reconcile.propose(engine, load_schemas(paths), lint=True)
         views = [item.view() for item in proposal.items]
         if output != "text":
             emit_json(wire.PlanList.of(views))
@@ -121,7 +139,8 @@ def apply(
     from extschema import reconcile
 
     with reported(output), open_engine(database, allow_raw_sql, (lock_timeout_ms, statement_timeout_ms)) as engine:
-        results = reconcile.reconcile(engine, reconcile.load(paths), progress_printer(output), approvals=approvals)
+        loaded = load_schemas(paths, applying=True)
+        results = reconcile.reconcile(engine, loaded, progress_printer(output), approvals=approvals)
         print_results(reconcile.with_drift(engine, results), output)
 
 
@@ -134,7 +153,7 @@ def conflicts(paths: Sequence[str], database: str | None, output: str) -> None:
     from extschema import reconcile
 
     with reported(output), open_engine(database) as engine:
-        loaded = reconcile.check(engine, reconcile.load(paths))
+        loaded = reconcile.check(engine, load_schemas(paths))
         if output != "text":
             emit_json(wire.ConflictList.of([]))
         else:
