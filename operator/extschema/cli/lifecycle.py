@@ -61,8 +61,12 @@ def status(database: str | None, output: str) -> None:
 @click.option("--sql", is_flag=True, help="Also print each migration's SQL.")
 def history(plugin: str | None, database: str | None, output: str, sql: bool) -> None:
     """Migrations with status, checksums and timings."""
+    from extschema import reconcile
+
     with reported(output), open_engine(database) as engine:
         records = engine.history(plugin)
+        if plugin is not None and not records:
+            reconcile.require_known(engine, plugin)  # ES306: a typo is not an empty history
         if output != "text":
             emit_json(wire.MigrationList.of(wire.MigrationView.of(r) for r in records))
             return
@@ -186,6 +190,8 @@ def backups(ctx: click.Context, plugin: str | None, database: str | None, output
     with reported(output), open_engine(database) as engine:
         at = datetime.datetime.now(datetime.UTC)
         records = [wire.BackupView.of(b, at) for b in reconcile.backups(engine, plugin)]
+        if plugin is not None and not records:
+            reconcile.require_known(engine, plugin)  # ES306: a typo is not an empty list
         if output != "text":
             emit_json(wire.BackupList.of(records))
             return

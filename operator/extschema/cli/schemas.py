@@ -52,11 +52,12 @@ def validate(paths: Sequence[str], output: str, each_file: bool) -> None:
         problems = loading.check(found, paths, each_file)
         if problems:
             raise ProblemError(problems, kind=Kind.INVALID)
-        for warning in loading.target_warnings(found):
-            click.echo(f"warning: {warning.render()}", err=True)
+        warnings = loading.target_warnings(found)
         if output != "text":
-            emit_json(wire.SchemaList.of(_summary(item) for item in found.schemas))
+            emit_json(wire.SchemaList.of((_summary(item) for item in found.schemas), warnings))
             return
+        for warning in warnings:
+            click.echo(f"warning: {warning.render()}", err=True)
         for item in found.schemas:
             suspended = " (suspended: apply skips it)" if item.spec.suspend else ""
             click.echo(f"{escape(item.file)}: {item.spec.plugin_id} {escape(item.spec.version)}: valid{suspended}")

@@ -70,6 +70,7 @@ from extschema.reconcile.reads import (
     plugin_view,
     prune_backups,
     redact,
+    require_known,
 )
 from extschema.reconcile.snapshot import Snapshot, locate, reference_types
 
@@ -122,6 +123,7 @@ __all__ = [
     "references",
     "repair",
     "repair_plan",
+    "require_known",
     "restore",
     "review",
     "review_rollback",
