@@ -233,7 +233,8 @@ def test_versions_of_one_plugin_in_a_directory_say_how_to_validate_them() -> Non
 
 
 def test_each_file_still_refuses_a_plugin_declared_twice_in_one_file(tmp_path: Path) -> None:
-    doc = "apiVersion: extschema.io/v1alpha1\nkind: ExtensionSchema\nmetadata: {name: a}\nspec: {pluginId: a, version: 1.0.0}\n"
+    doc = "apiVersion: extschema.io/v1alpha1\nkind: ExtensionSchema\nmetadata: {name: a}\n"
+    doc += "spec: {pluginId: a, version: 1.0.0}\n"
     file = _write(tmp_path / "twice.yaml", f"{doc}---\n{doc}")
     outcome = run("validate", "--each-file", str(file))
     assert outcome.exit_code == 1 and re.search(rf"{re.escape(str(file))}:8:\d+: metadata.name: ES104", outcome.stderr)
