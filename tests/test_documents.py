@@ -294,3 +294,26 @@ def test_a_missing_required_value_still_reports_structure_only(tmp_path: Path) -
     assert outcome.exit_code == 1
     assert [line.split(": ")[2] for line in outcome.stderr.splitlines()] == ["ES012"], outcome.stderr
     assert outcome.stderr.startswith(f"{file}:8:7: spec.tables[0].name: ES012")
+
+
+def test_problems_found_against_the_database_carry_their_line(db_url: str, tmp_path: Path) -> None:
+    """A conflict or a planning refusal about a path of a document points at its line too."""
+    file = _write(
+        tmp_path / "ref.yaml",
+        """
+        apiVersion: extschema.io/v1alpha1
+        kind: ExtensionSchema
+        metadata: {name: ref}
+        spec:
+          pluginId: ref
+          version: 1.0.0
+          tables:
+            - name: t
+          relationships:
+            - {source: t, target: core.nosuch}
+        """,
+    )
+    for command in ("conflicts", "plan"):
+        outcome = run(command, str(file), "-d", db_url)
+        assert outcome.exit_code == 1
+        assert f"{file}:10:19: spec.relationships[0].target: ES204: " in outcome.stderr, outcome.stderr
