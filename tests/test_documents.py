@@ -44,6 +44,11 @@ def test_the_kustomize_example_validates_with_its_database_target() -> None:
     assert f"{KUSTOMIZE / 'database-target.yaml'}: DatabaseTarget app-db: valid" in outcome.stdout
     assert re.search(r"note: .*kustomization.yaml:\d+: skipped kind Kustomization", outcome.stderr), outcome.stderr
     assert "warning" not in outcome.stderr  # its DatabaseTarget is among the files
+    items = run("validate", str(KUSTOMIZE), "-o", "json").items()
+    assert sorted((i["kind"], i["name"], i["pluginId"]) for i in items) == [
+        ("DatabaseTarget", "app-db", None),
+        ("ExtensionSchema", "work-order-tags", "tags"),
+    ]
 
 
 def test_a_schema_naming_a_target_not_given_validates_with_a_warning() -> None:

@@ -538,13 +538,15 @@ class PluginView(View):
 
 
 class SchemaView(View):
-    """A schema file that ``validate`` found valid."""
+    """A document that ``validate`` found valid: an ExtensionSchema, or a DatabaseTarget (``kind``; no
+    ``pluginId`` or ``version``, null)."""
 
     file: str
     #: The document's owner (``namespace/name``, or the file's name).
     name: str
-    plugin_id: str
-    version: str
+    plugin_id: str | None
+    version: str | None
+    kind: Literal["ExtensionSchema", "DatabaseTarget"] = "ExtensionSchema"
 
 
 class PrismaSchemaView(View):

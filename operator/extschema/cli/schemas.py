@@ -54,7 +54,11 @@ def validate(paths: Sequence[str], output: str, each_file: bool) -> None:
             raise ProblemError(problems, kind=Kind.INVALID)
         warnings = loading.target_warnings(found)
         if output != "text":
-            emit_json(wire.SchemaList.of((_summary(item) for item in found.schemas), warnings))
+            targets = (
+                wire.SchemaView(file=t.file, name=t.document.owner, plugin_id=None, version=None, kind="DatabaseTarget")
+                for t in found.targets
+            )
+            emit_json(wire.SchemaList.of([*(_summary(item) for item in found.schemas), *targets], warnings))
             return
         for warning in warnings:
             click.echo(f"warning: {warning.render()}", err=True)
