@@ -212,3 +212,47 @@ def test_a_custom_resource_too_large_to_record_is_refused_with_es009() -> None:
     (problem,) = caught.value.problems
     assert (problem.code, problem.path, caught.value.kind) == ("ES009", "spec", Kind.INVALID)
     assert f"{limit + 1:,} bytes" in problem.message and "dependsOn" in problem.message
+
+
+# --- documents of every kind, located ----------------------------------------------------------
+
+
+def test_read_text_sorts_documents_by_kind_and_locates_their_problems() -> None:
+    text = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n"
+        "apiVersion: extschema.io/v1alpha1\nkind: DatabaseTarget\nmetadata: {name: db}\nspec: {url: 'sqlite:////x.db'}\n"
+        "---\n" + HEADER.format(name="a") + "spec:\n  pluginId: a\n  version: 1.0.0\n  targetRef: {name: db}\n"
+    )
+    found = loading.read_text(text, "f.yaml")
+    assert found.problems == []
+    assert [(s.kind, s.line) for s in found.skipped] == [("ConfigMap", 1)]
+    assert [t.name for t in found.targets] == ["db"]
+    (schema,) = found.schemas
+    assert schema.spec.target_ref is not None and schema.spec.target_ref.name == "db"
+    assert loading.target_warnings(found) == []
+
+
+def test_a_problem_in_a_merged_value_is_located_where_the_value_is_written() -> None:
+    text = HEADER.format(name="m") + (
+        "x-base: &base {type: Strnig}\nspec:\n  pluginId: m\n  version: 1.0.0\n"
+        "  tables:\n    - name: t\n      fields:\n        - <<: *base\n          name: f\n"
+    )
+    _, problems = loading.parse_text(text, "f.yaml")
+    by_path = {p.path: (p.code, p.line) for p in problems}
+    assert by_path["x-base"] == ("ES011", 5)
+    assert by_path["spec.tables[0].fields[0].type"] == ("ES013", 5)  # in the anchor (&base), where Strnig is
+
+
+def test_from_object_keeps_the_operator_fields_typed() -> None:
+    body = {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "ExtensionSchema",
+        "metadata": {"name": "a", "namespace": "ns", "uid": "x"},
+        "spec": {"pluginId": "a", "version": "1.0.0", "targetRef": {"name": "db"}, "suspend": True},
+    }
+    loaded = loading.from_object(body, "ns/a")
+    assert loaded.spec.suspend is True and loaded.spec.target_ref is not None
+    assert (
+        loaded.spec.checksum()
+        == loading.from_object({**body, "spec": {"pluginId": "a", "version": "1.0.0"}}, "x").spec.checksum()
+    )
