@@ -322,3 +322,27 @@ def test_problems_found_against_the_database_carry_their_line(db_url: str, tmp_p
         outcome = run(command, str(file), "-d", db_url)
         assert outcome.exit_code == 1
         assert f"{file}:10:19: spec.relationships[0].target: ES204: " in outcome.stderr, outcome.stderr
+
+
+def test_a_database_target_gets_every_problem_in_one_pass(tmp_path: Path) -> None:
+    file = _write(
+        tmp_path / "target.yaml",
+        """
+        apiVersion: extschema.io/v1alpha1
+        kind: DatabaseTarget
+        metadata: {name: db}
+        spec:
+          url: sqlite:////data/app.db
+          lockTimout: 5s
+          statementTimeout: 2 minutes
+          allowRawSql: "no"
+        """,
+    )
+    outcome = run("validate", str(file))
+    assert outcome.exit_code == 1
+    found = re.findall(rf"^{re.escape(str(file))}:(\d+):\d+: (\S+): (ES\d+): ", outcome.stderr, re.M)
+    assert sorted(found) == [
+        ("6", "spec.lockTimout", "ES011"),
+        ("7", "spec.statementTimeout", "ES016"),
+        ("8", "spec.allowRawSql", "ES010"),
+    ], outcome.stderr

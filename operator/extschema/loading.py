@@ -22,9 +22,9 @@ import difflib
 import json
 import math
 import os
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -459,7 +459,12 @@ def _parse(documents: Sequence[object], file: str, nodes: Sequence[yaml.Node] | 
     return found
 
 
-def _parse_schema(data: dict[Any, Any]) -> tuple[model.ExtensionSchema | None, list[Problem]]:
+_D = TypeVar("_D", model.ExtensionSchema, model.DatabaseTarget)
+
+
+def _checked(
+    data: dict[Any, Any], parse: Callable[[Any], _D], rules: Callable[[_D], list[Problem]]
+) -> tuple[_D | None, list[Problem]]:
     """The document, or every problem: structural ones, and the rules the rest still lets check.
 
     When the structural errors are all in values that may be left out (an unknown key, a misspelt
@@ -467,26 +472,38 @@ def _parse_schema(data: dict[Any, Any]) -> tuple[model.ExtensionSchema | None, l
     everything; rule problems at or under a left-out path are dropped (they would be about the default).
     """
     try:
-        document = model.parse_document(data)
+        document = parse(data)
     except model.ValidationError as error:
         problems = validation.structural_problems(error)
         pruned = structural.prunable(error)
-        if pruned is None:
-            return None, problems
-        rest = _without(data, pruned)
+        rest = _without(data, pruned) if pruned is not None else None
         try:
-            partial = model.parse_document(rest) if rest is not None else None
+            partial = parse(rest) if rest is not None else None
         except model.ValidationError:
             partial = None
-        if partial is None:
+        if partial is None or pruned is None:
             return None, problems
-        skipped = {messages.render_path("", parts) for parts in pruned}
-        skipped |= {p.path for p in problems}
-        rules = validation.validate_metadata(partial.metadata) + validation.validate(partial.spec)
-        problems += [p for p in rules if not any(_under(p.path, s) for s in skipped)]
+        skipped = {messages.render_path("", parts) for parts in pruned} | {p.path for p in problems}
+        problems += [p for p in rules(partial) if not any(_under(p.path, s) for s in skipped)]
         return None, problems
-    found = validation.validate_metadata(document.metadata) + validation.validate(document.spec)
+    found = rules(document)
     return (None, found) if found else (document, [])
+
+
+def _parse_schema(data: dict[Any, Any]) -> tuple[model.ExtensionSchema | None, list[Problem]]:
+    return _checked(
+        data,
+        model.parse_document,
+        lambda d: validation.validate_metadata(d.metadata) + validation.validate(d.spec),
+    )
+
+
+def _parse_target(data: dict[Any, Any]) -> tuple[model.DatabaseTarget | None, list[Problem]]:
+    return _checked(
+        data,
+        model.parse_target_document,
+        lambda d: validation.validate_metadata(d.metadata) + validation.check_target(d.spec),
+    )
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -507,15 +524,6 @@ def _without(data: dict[Any, Any], paths: Sequence[Sequence[str | int]]) -> dict
             return None
         del node[parts[-1]]
     return rest
-
-
-def _parse_target(data: dict[Any, Any]) -> tuple[model.DatabaseTarget | None, list[Problem]]:
-    try:
-        target = model.parse_target_document(data)
-    except model.ValidationError as error:
-        return None, validation.structural_problems(error)
-    problems = validation.validate_metadata(target.metadata) + validation.check_target(target.spec)
-    return (None, problems) if problems else (target, [])
 
 
 def read(paths: Sequence[str], recursive: bool = False) -> Documents:
