@@ -90,6 +90,10 @@ class ProblemSource(Protocol):
     def file(self) -> str | None: ...
     @property
     def subject(self) -> str | None: ...
+    @property
+    def line(self) -> int | None: ...
+    @property
+    def column(self) -> int | None: ...
 
 
 class CheckSource(Protocol):
@@ -163,11 +167,20 @@ class ProblemView(View):
     file: str | None = None
     #: The resource or file owner the problem is about (``namespace/name``), when known.
     subject: str | None = None
+    #: Line and column (1-based) in ``file`` of the YAML the path names, when known.
+    line: int | None = None
+    column: int | None = None
 
     @classmethod
     def of(cls, problem: ProblemSource) -> ProblemView:
         return cls(
-            code=problem.code, path=problem.path, message=problem.message, file=problem.file, subject=problem.subject
+            code=problem.code,
+            path=problem.path,
+            message=problem.message,
+            file=problem.file,
+            subject=problem.subject,
+            line=problem.line,
+            column=problem.column,
         )
 
 
@@ -564,13 +577,15 @@ class PluginView(View):
 
 
 class SchemaView(View):
-    """A schema file that ``validate`` found valid."""
+    """A document that ``validate`` found valid: an ExtensionSchema, or a DatabaseTarget (``kind``; no
+    ``pluginId`` or ``version``, null)."""
 
     file: str
     #: The document's owner (``namespace/name``, or the file's name).
     name: str
-    plugin_id: str
-    version: str
+    plugin_id: str | None
+    version: str | None
+    kind: Literal["ExtensionSchema", "DatabaseTarget"] = "ExtensionSchema"
 
 
 class PrismaSchemaView(View):

@@ -16,6 +16,7 @@ from extschema.problems import Kind, Problem, ProblemError, escape
 
 if TYPE_CHECKING:
     from extschema.engine import ApplyResult, Engine
+    from extschema.loading import Documents, Loaded
     from extschema.reconcile import MigrationEvent, OnEvent
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_DATABASE = 0, 1, 2, 3
@@ -51,7 +52,6 @@ output_option = click.option(
     show_default=True,
     help="Human-readable text, or JSON / YAML for scripts (one envelope, docs/json-output.md).",
 )
-paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path())
 no_headers_option = click.option(
     "--no-headers",
     is_flag=True,
@@ -75,6 +75,71 @@ def print_table(
         click.echo(line(cells))
         for detail in details:
             click.echo(f"    {detail}")
+
+
+_RECURSIVE = "extschema.recursive"
+
+
+def _remember_recursive(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    ctx.meta[_RECURSIVE] = value
+
+
+#: ``-R``: every command taking PATHs reads the YAML files of directories' subdirectories too.
+recursive_option = click.option(
+    "--recursive",
+    "-R",
+    is_flag=True,
+    expose_value=False,
+    callback=_remember_recursive,
+    help="Read the *.yaml/*.yml files of directories' subdirectories too (hidden ones left out).",
+)
+
+
+def paths_argument(command: Any) -> Any:
+    """PATHs (files or directories of schema and DatabaseTarget documents) and ``-R``."""
+    return recursive_option(click.argument("paths", nargs=-1, required=True, type=click.Path())(command))
+
+
+def note(message: str) -> None:
+    """A remark on stderr that changes nothing (a skipped document, the database chosen for you)."""
+    click.echo(f"note: {escape(message)}", err=True)
+
+
+def read_documents(paths: Sequence[str]) -> Documents:
+    """Every document of *paths* (``-R`` as given), the skipped ones noted on stderr."""
+    from extschema import loading
+
+    context = click.get_current_context(silent=True)
+    found = loading.read(paths, bool(context is not None and context.meta.get(_RECURSIVE)))
+    for skipped in found.skipped:
+        note(skipped.note())
+    return found
+
+
+def load_schemas(paths: Sequence[str], applying: bool = False) -> list[Loaded]:
+    """The ExtensionSchemas of *paths*, checked as the operator would (their DatabaseTargets too); raises
+    with every problem. Schemas for different databases (spec.targetRef) are refused together (ES019).
+    *applying*: suspended schemas (spec.suspend: true) are left out, with a note."""
+    from extschema import loading, model
+
+    found = read_documents(paths)
+    problems = loading.check(found, paths)
+    if not found.schemas and not problems:
+        text = f"no {model.KIND} document (apiVersion {model.API_VERSION}) found"
+        problems.append(Problem("ES004", "", text, file=", ".join(paths)))
+    problems += loading.one_target(found.schemas)
+    if problems:
+        raise ProblemError(problems, kind=Kind.INVALID)
+    for warning in loading.target_warnings(found):
+        click.echo(f"warning: {warning.render()}", err=True)
+    for item in found.schemas:
+        if item.spec.suspend:
+            done = "skipped" if applying else "planned, but apply skips it"
+            note(
+                f"{item.file}: {item.spec.plugin_id} {done}: spec.suspend is true (the operator leaves it alone "
+                "too); set it to false to apply it"
+            )
+    return [item for item in found.schemas if not (applying and item.spec.suspend)]
 
 
 def parse_duration_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
@@ -197,8 +262,11 @@ def open_engine(
     from extschema.engine import Engine
 
     lock_ms, statement_ms = timeouts or (limits.DEFAULT_LOCK_TIMEOUT_MS, limits.DEFAULT_STATEMENT_TIMEOUT_MS)
+    url = reconcile.database_url(database)
+    if database is None and _writes() and url == reconcile.DEFAULT_DATABASE_URL:
+        note(f"no --database and no $EXTSCHEMA_DATABASE_URL: using {url} (the file extschema.db here)")
     engine = Engine(
-        reconcile.database_url(database),
+        url,
         lock_timeout_ms=lock_ms,
         statement_timeout_ms=statement_ms,
         allow_raw_sql=allow_raw_sql,
@@ -241,6 +309,17 @@ class ProgressPrinter:
             click.echo("\r\x1b[K", err=True, nl=False)
             self._open_line = False
         click.echo(line, err=True)
+
+
+#: Commands that change the database (``drift`` only with ``--repair``).
+_WRITING = frozenset({"apply", "delete", "rollback", "restore", "repair", "prune"})
+
+
+def _writes() -> bool:
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return False
+    return context.info_name in _WRITING or (context.info_name == "drift" and bool(context.params.get("repair")))
 
 
 def progress_printer(output: str) -> OnEvent:

@@ -19,6 +19,7 @@ from extschema.cli.base import (
     check_approvals,
     database_option,
     emit_json,
+    load_schemas,
     lock_timeout_option,
     main,
     open_engine,
@@ -26,6 +27,7 @@ from extschema.cli.base import (
     paths_argument,
     plan_exit_code,
     print_results,
+    read_documents,
     reported,
     statement_timeout_option,
 )
@@ -38,17 +40,38 @@ if TYPE_CHECKING:
 @main.command()
 @paths_argument
 @output_option
-def validate(paths: Sequence[str], output: str) -> None:
-    """Check schema files; one line per problem: FILE: PATH: CODE: message."""
+@click.option(
+    "--each-file",
+    is_flag=True,
+    help="Check every file on its own (several versions of one plugin, like examples/evolution/), "
+    "not as one set of documents applied together.",
+)
+def validate(paths: Sequence[str], output: str, each_file: bool) -> None:
+    """Check ExtensionSchema and DatabaseTarget documents as the operator would; one line per problem:
+    FILE:LINE:COL: PATH: CODE: message. Documents of other kinds are skipped with a note on stderr."""
     from extschema import loading
+    from extschema.problems import Kind, ProblemError
 
     with reported(output):
-        loaded = loading.load(paths)
+        found = read_documents(paths)
+        problems = loading.check(found, paths, each_file)
+        if problems:
+            raise ProblemError(problems, kind=Kind.INVALID)
+        warnings = loading.target_warnings(found)
         if output != "text":
-            emit_json(wire.SchemaList.of(_summary(item) for item in loaded))
-        else:
-            for item in loaded:
-                click.echo(f"{escape(item.file)}: {item.spec.plugin_id} {escape(item.spec.version)}: valid")
+            targets = (
+                wire.SchemaView(file=t.file, name=t.document.owner, plugin_id=None, version=None, kind="DatabaseTarget")
+                for t in found.targets
+            )
+            emit_json(wire.SchemaList.of([*(_summary(item) for item in found.schemas), *targets], warnings))
+            return
+        for warning in warnings:
+            click.echo(f"warning: {warning.render()}", err=True)
+        for item in found.schemas:
+            suspended = " (suspended: apply skips it)" if item.spec.suspend else ""
+            click.echo(f"{escape(item.file)}: {item.spec.plugin_id} {escape(item.spec.version)}: valid{suspended}")
+        for target in found.targets:
+            click.echo(f"{escape(target.file)}: DatabaseTarget {escape(target.name)}: valid")
 
 
 def _summary(item: Loaded) -> wire.SchemaView:
@@ -91,7 +114,7 @@ def plan(
     from extschema import reconcile
 
     with reported(output), open_engine(database, allow_raw_sql) as engine:
-        proposal = reconcile.propose(engine, reconcile.load(paths), lint=True, lint_ignore=lint_ignore)
+        proposal = reconcile.propose(engine, load_schemas(paths), lint=True, lint_ignore=lint_ignore)
         views = [item.view() for item in proposal.items]
         if output != "text":
             shown = [v.model_copy(update={"sql": None, "sql_steps": None, "rollback_sql": None}) for v in views]
@@ -137,9 +160,10 @@ def apply(
     with reported(output):
         check_approvals(approvals)
     with reported(output), open_engine(database, allow_raw_sql, (lock_timeout_ms, statement_timeout_ms)) as engine:
+        loaded = load_schemas(paths, applying=True)
         show = ProgressPrinter(output)
         with reconcile.listening(show, count_rows=show.count_rows):
-            results = reconcile.reconcile(engine, reconcile.load(paths), show, approvals=approvals)
+            results = reconcile.reconcile(engine, loaded, show, approvals=approvals)
         print_results(reconcile.with_drift(engine, results), output)
 
 
@@ -152,7 +176,7 @@ def conflicts(paths: Sequence[str], database: str | None, output: str) -> None:
     from extschema import reconcile
 
     with reported(output), open_engine(database) as engine:
-        loaded = reconcile.check(engine, reconcile.load(paths))
+        loaded = reconcile.check(engine, load_schemas(paths))
         if output != "text":
             emit_json(wire.ConflictList.of([]))
         else:

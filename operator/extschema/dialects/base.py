@@ -968,6 +968,15 @@ class Dialect:
         """Why *url* cannot be used for a lasting registry (None when it can)."""
         return None
 
+    def open_problem(self, url: sa.URL) -> str | None:
+        """Why a database kept in a file cannot be opened at all (its directory is missing, the path is a
+        directory), known before connecting; None when it may be (servers: always)."""
+        return None
+
+    #: What a user checks when the database cannot be reached (ES401), and the code saying so.
+    unreachable_hint = "check that the server runs and the URL, user and password are right"
+    unreachable_code = "ES401"
+
     #: Reads without a transaction (one round trip less for a single statement) where that is cheaper.
     autocommit_reads = False
 

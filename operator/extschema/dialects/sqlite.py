@@ -640,6 +640,23 @@ class SqliteDialect(Dialect):
             )
         return None
 
+    def open_problem(self, url: sa.URL) -> str | None:
+        if url.query.get("uri") or url.database in (None, "", ":memory:"):
+            return None  # a URI filename says itself how it is opened
+        path = os.path.abspath(url.database)
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            return f"the directory {directory} does not exist: create it first, or fix the path"
+        if os.path.isdir(path):
+            return f"{path} is a directory, not a SQLite database file: name a file in it"
+        return None
+
+    unreachable_hint = (
+        "the SQLite file cannot be opened: check that it is a SQLite database and that you may read and write it "
+        "and its directory"
+    )
+    unreachable_code = "ES407"
+
     def create_engine(self, url: sa.URL, pre_ping: bool = True) -> sa.Engine:  # NullPool: nothing to ping
         engine = sa.create_engine(
             url, poolclass=sa.pool.NullPool, connect_args={"timeout": limits.SQLITE_BUSY_TIMEOUT_MS / 1000}
@@ -724,6 +741,8 @@ class SqliteDialect(Dialect):
                 return ErrorClass.RETRYABLE
             if "unable to open" in message or "disk i/o" in message:
                 return ErrorClass.UNREACHABLE
+        if isinstance(original, sqlite3.DatabaseError) and "file is not a database" in message:
+            return ErrorClass.UNREACHABLE  # not a SQLite file: the same remedy as one that cannot be opened
         return ErrorClass.PERMANENT
 
 

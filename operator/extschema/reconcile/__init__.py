@@ -91,6 +91,7 @@ from extschema.reconcile.reads import (
     plugin_view,
     prune_backups,
     redact,
+    require_known,
 )
 from extschema.reconcile.snapshot import Snapshot, locate, reference_types
 
@@ -157,6 +158,7 @@ __all__ = [
     "repair",
     "repair_history",
     "repair_plan",
+    "require_known",
     "restore",
     "review",
     "review_rollback",

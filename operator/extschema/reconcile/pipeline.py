@@ -126,7 +126,7 @@ def plan_one(
         plan = planning.plan(base.spec if base else None, loaded.spec, refs)
         rawsql.require_allowed(loaded.spec, plan, engine.allow_raw_sql)
     except ProblemError as error:
-        raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind) from None
+        raise ProblemError([loaded.locate(p) for p in error.problems], error.kind) from None
     return Planned(loaded, base, plan)
 
 
