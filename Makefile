@@ -54,6 +54,11 @@ demo-cli: install
 	$(PYTHON) -m extschema prisma --fragment --database $(DEMO_DB)
 	$(PYTHON) -m extschema types --lang typescript --database $(DEMO_DB)
 	$(PYTHON) -m extschema analyze kb --min-rows 0 --database $(DEMO_DB)
+	@echo "== a pull request's plan without a database: extschema diff OLD NEW (the hash plan gives at OLD) =="
+	$(PYTHON) -m extschema diff examples/evolution/v1.yaml examples/evolution/v2.yaml --core examples/core/core.sql
+	@echo "== a picture of the plugins: extschema diagram (Mermaid; SVG with Graphviz in extschema-plugins.svg) =="
+	$(PYTHON) -m extschema diagram --database $(DEMO_DB)
+	@if command -v dot >/dev/null; then $(PYTHON) -m extschema diagram --database $(DEMO_DB) --format svg > extschema-plugins.svg && echo "wrote extschema-plugins.svg"; fi
 
 bench: install
 	$(PYTHON) bench/engine.py
@@ -101,4 +106,4 @@ cluster-down:
 	$(PYTHON) -m tests.controlplane down
 
 clean:
-	rm -rf .make .cluster dist extschema.db .coverage $(VENV)
+	rm -rf .make .cluster dist extschema.db extschema-plugins.svg .coverage $(VENV)

@@ -27,6 +27,7 @@ PURE_CORE = [
     "typegen",
     "prisma",
     "querycheck",
+    "diagram",
 ]
 THRESHOLD = 90.0
 HANDLERS_THRESHOLD = 75.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,8 @@ def test_malformed_document_is_refused_with_its_path(
     file.write_text(text, encoding="utf-8")
     outcome = run("apply", str(file), "-d", url)
     assert outcome.exit_code == 1
-    assert f"{file}: {path}" in outcome.stderr, outcome.stderr[:2000]
+    # FILE:LINE:COL: PATH (the line and column of the YAML the path names)
+    assert re.search(rf"{re.escape(str(file))}:\d+:\d+: {re.escape(path)}:", outcome.stderr), outcome.stderr[:2000]
     _assert_untouched(url, before)
 
 

@@ -52,7 +52,7 @@ def test_validate_reports_every_problem_with_file_and_path(tmp_path: Path) -> No
     outcome = run("validate", str(bad))
     assert outcome.exit_code == 1
     lines = outcome.stderr.strip().splitlines()
-    assert any(line.startswith(f"{bad}: spec.tables[0].fields[0].type: ES013:") for line in lines), lines
+    assert any(line.startswith(f"{bad}:11:25: spec.tables[0].fields[0].type: ES013:") for line in lines), lines
     data = run("validate", str(bad), "-o", "json").json()
     assert data["ok"] is False
     assert all(p["file"] == str(bad) for p in data["problems"])
@@ -357,7 +357,7 @@ def test_names_are_escaped_before_they_reach_the_terminal(core_db: str, tmp_path
     outcome = run("validate", str(bad))
     assert outcome.exit_code == 1
     assert "\x1b" not in outcome.stderr and "\x07" not in outcome.stderr
-    assert "evil\\x1b[2J\\x07.yaml: spec.pluginId: ES" in outcome.stderr
+    assert "evil\\x1b[2J\\x07.yaml:6:3: spec.pluginId: ES" in outcome.stderr
     good = tmp_path / f"{evil}-ok.yaml"
     good.write_text((EXAMPLES / "custom-reports.yaml").read_text())
     for args in (["validate", str(good)], ["plan", str(good), "-d", core_db], ["apply", str(good), "-d", core_db]):

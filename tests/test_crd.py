@@ -205,10 +205,25 @@ def test_named_lists_are_maps_and_rules_exist() -> None:
     assert props["targetRef"]["required"] == ["name"] and props["suspend"]["type"] == "boolean"
 
 
-def test_operator_only_fields_are_not_in_the_model() -> None:
+def test_operator_only_fields_are_typed_in_the_model_and_leave_the_checksum_alone() -> None:
+    """One document everywhere: the CLI reads targetRef and suspend as the CRD declares them (generated from the
+    model), and a schema's checksum (so its plan hashes and recorded history) does not depend on them."""
     from extschema import model
 
-    assert "targetRef" not in model.ExtensionSchemaSpec.model_json_schema(by_alias=True)["properties"]
+    properties = model.ExtensionSchemaSpec.model_json_schema(by_alias=True)["properties"]
+    assert {"targetRef", "suspend"} <= set(properties)
+    plain = model.parse_spec({"pluginId": "p", "version": "1.0.0"})
+    operated = model.parse_spec({"pluginId": "p", "version": "1.0.0", "targetRef": {"name": "db"}, "suspend": True})
+    assert operated.target_ref is not None and operated.target_ref.name == "db" and operated.suspend is True
+    assert plain.checksum() == operated.checksum()
+    assert plain.canonical_json() == operated.canonical_json()
+
+
+def test_database_target_spec_is_generated_from_the_model() -> None:
+    from extschema import model
+
+    spec = _schema(crd.database_target_crd())["properties"]["spec"]
+    assert set(spec["properties"]) == set(model.DatabaseTargetSpec.model_json_schema(by_alias=True)["properties"])
 
 
 def test_database_target_requires_exactly_one_url_source() -> None:

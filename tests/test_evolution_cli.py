@@ -135,8 +135,9 @@ def test_plan_json_is_the_contract_object(db_url: str, tmp_path: Path) -> None:
     plan = _plan(db_url, _schema(tmp_path, V2))
     assert set(plan) == {
         *("pluginId", "version", "hash", "class", "needsApproval", "destructive", "summary"),
-        *("sql", "rollbackSql", "ops", "lint", "warnings"),
+        *("sql", "sqlSteps", "rollbackSql", "ops", "lint", "warnings", "adopts"),
     }
+    assert plan["sqlSteps"] == [0] * len(plan["sql"])  # type: ignore[arg-type]
     assert (plan["pluginId"], plan["version"], plan["class"]) == ("shop", "2.0.0", "destructive")
     assert isinstance(plan["hash"], str) and len(plan["hash"]) == 16
     assert plan["sql"] and plan["rollbackSql"] and plan["warnings"] == []

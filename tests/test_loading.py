@@ -37,8 +37,7 @@ def _bomb(levels: int, under: str = "status") -> str:
 def test_duplicate_key_is_refused_with_its_line() -> None:
     text = HEADER.format(name="dup") + "spec:\n  pluginId: dup\n  version: 1.0.0\n  pluginId: other\n"
     assert _problems(text) == [
-        "f.yaml: -: ES006: line 8, column 3: duplicate key 'pluginId' (first at line 6); "
-        "YAML keeps only the last, remove one"
+        "f.yaml:8:3: -: ES006: duplicate key 'pluginId' (first at line 6); YAML keeps only the last, remove one"
     ]
 
 
@@ -48,14 +47,14 @@ def test_duplicate_key_deep_in_a_field_list_is_refused() -> None:
         "    - {name: a, type: Int, type: String}\n"
     )
     [problem] = _problems(text)
-    assert problem.startswith("f.yaml: -: ES006: line 11, column 28: duplicate key 'type'"), problem
+    assert problem.startswith("f.yaml:11:28: -: ES006: duplicate key 'type'"), problem
 
 
 def test_duplicate_key_in_a_later_document_of_the_stream_is_refused() -> None:
     good = HEADER.format(name="a") + "spec:\n  pluginId: a\n  version: 1.0.0\n"
     bad = HEADER.format(name="b") + "spec:\n  pluginId: b\n  version: 1.0.0\nspec: {}\n"
     [problem] = _problems(f"{good}---\n{bad}")
-    assert ": ES006: line 16, column 1: duplicate key 'spec' (first at line 13)" in problem, problem
+    assert ":16:1: -: ES006: duplicate key 'spec' (first at line 13)" in problem, problem
 
 
 def test_merge_keys_may_be_overridden() -> None:
@@ -83,7 +82,7 @@ def test_alias_bomb_is_refused_quickly(levels: int) -> None:
     started = time.perf_counter()
     [problem] = _problems(text)
     assert time.perf_counter() - started < 1.0
-    assert ": ES007: line 1, column 1: aliases expand this document to " in problem
+    assert ":1:1: -: ES007: aliases expand this document to " in problem
     expanded = re.search(r"to ([\d,]+) values", problem)
     assert expanded and int(expanded[1].replace(",", "")) > 10**levels
 
@@ -213,3 +212,47 @@ def test_a_custom_resource_too_large_to_record_is_refused_with_es009() -> None:
     (problem,) = caught.value.problems
     assert (problem.code, problem.path, caught.value.kind) == ("ES009", "spec", Kind.INVALID)
     assert f"{limit + 1:,} bytes" in problem.message and "dependsOn" in problem.message
+
+
+# --- documents of every kind, located ----------------------------------------------------------
+
+
+def test_read_text_sorts_documents_by_kind_and_locates_their_problems() -> None:
+    text = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n"
+        "apiVersion: extschema.io/v1alpha1\nkind: DatabaseTarget\nmetadata: {name: db}\nspec: {url: 'sqlite:////x.db'}\n"
+        "---\n" + HEADER.format(name="a") + "spec:\n  pluginId: a\n  version: 1.0.0\n  targetRef: {name: db}\n"
+    )
+    found = loading.read_text(text, "f.yaml")
+    assert found.problems == []
+    assert [(s.kind, s.line) for s in found.skipped] == [("ConfigMap", 1)]
+    assert [t.name for t in found.targets] == ["db"]
+    (schema,) = found.schemas
+    assert schema.spec.target_ref is not None and schema.spec.target_ref.name == "db"
+    assert loading.target_warnings(found) == []
+
+
+def test_a_problem_in_a_merged_value_is_located_where_the_value_is_written() -> None:
+    text = HEADER.format(name="m") + (
+        "x-base: &base {type: Strnig}\nspec:\n  pluginId: m\n  version: 1.0.0\n"
+        "  tables:\n    - name: t\n      fields:\n        - <<: *base\n          name: f\n"
+    )
+    _, problems = loading.parse_text(text, "f.yaml")
+    by_path = {p.path: (p.code, p.line) for p in problems}
+    assert by_path["x-base"] == ("ES011", 5)
+    assert by_path["spec.tables[0].fields[0].type"] == ("ES013", 5)  # in the anchor (&base), where Strnig is
+
+
+def test_from_object_keeps_the_operator_fields_typed() -> None:
+    body = {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "ExtensionSchema",
+        "metadata": {"name": "a", "namespace": "ns", "uid": "x"},
+        "spec": {"pluginId": "a", "version": "1.0.0", "targetRef": {"name": "db"}, "suspend": True},
+    }
+    loaded = loading.from_object(body, "ns/a")
+    assert loaded.spec.suspend is True and loaded.spec.target_ref is not None
+    assert (
+        loaded.spec.checksum()
+        == loading.from_object({**body, "spec": {"pluginId": "a", "version": "1.0.0"}}, "x").spec.checksum()
+    )

@@ -43,6 +43,8 @@ def test_problem_as_json() -> None:
         "message": "taken",
         "file": "f.yaml",
         "subject": None,
+        "line": None,
+        "column": None,
     }
     assert ProblemView.of(Problem("ES201", "spec.pluginId", "taken")).file is None
     assert ProblemView.of(Problem("ES201", "spec.pluginId", "taken").about("ns/a")).subject == "ns/a"

@@ -22,6 +22,8 @@ PAGES = [
     "docs/types.md",
     "charts/extschema/README.md",
     "deploy/argocd/README.md",
+    "docs/diff.md",
+    "docs/gitops-ci.md",
 ]
 #: Pages whose code spans name repository paths that must exist.
 PATH_PAGES = [
@@ -31,6 +33,7 @@ PATH_PAGES = [
     "docs/helm-plugins.md",
     "docs/index.md",
     "docs/api.md",
+    "docs/gitops-ci.md",
 ]
 
 

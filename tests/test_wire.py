@@ -78,18 +78,23 @@ def test_every_command_prints_its_envelope(db_url: str, tmp_path: Path) -> None:
     assert printed(wire.ConflictList, "conflicts", v1, "-d", db_url).items == []
     (plan,) = printed(wire.PlanList, "plan", v1, "-d", db_url).items
     assert plan.op_class == "safe" and not plan.needs_approval and plan.sql and plan.rollback_sql is not None
+    # Each statement names the step it carries out (the text output numbers both).
+    assert plan.sql_steps is not None and len(plan.sql_steps) == len(plan.sql)
+    assert set(plan.sql_steps) <= set(range(len(plan.ops)))
     (applied,) = printed(wire.AppliedList, "apply", v1, "-d", db_url).items
     assert applied.changed and applied.migration == "0001"
     execute(db_url, f"INSERT INTO {ext_table(db_url, 'shop', 'order')} (title, note) VALUES ('a', 'kept')")
 
     (plan,) = printed(wire.PlanList, "plan", v2, "-d", db_url).items
     assert (plan.op_class, plan.needs_approval, plan.destructive) == ("destructive", True, True)
+    (diffed,) = printed(wire.DiffList, "diff", v1, v2).items
+    assert (diffed.hash, diffed.op_class, diffed.from_version) == (plan.hash, "destructive", "1.0.0")
     (op,) = plan.ops
     assert op.check is not None and (op.check.kind, op.check.count) == ("values_lost", 1)
     waiting = printed(wire.Failure, "apply", v2, "-d", db_url, exit_code=1)
     assert (waiting.reason, [p.code for p in waiting.problems]) == ("approval", ["ES307"])
     (pending,) = waiting.items
-    assert (pending.hash, pending.ops, pending.sql) == (plan.hash, plan.ops, None)
+    assert (pending.hash, pending.ops, pending.sql, pending.sql_steps) == (plan.hash, plan.ops, None, None)
     (applied,) = printed(wire.AppliedList, "apply", v2, "-d", db_url, "--approve", plan.hash).items
     assert applied.changed and applied.migration == "0002"
 

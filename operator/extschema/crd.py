@@ -166,6 +166,12 @@ _EXTRA: dict[str, Schema] = {
     },
     "relationships[].targetField": _name(),
     "relationships[].name": _name(),
+    # Operator-only fields (model.ExtensionSchemaSpec.target_ref, .suspend).
+    "targetRef.name": {
+        "minLength": 1,
+        "maxLength": limits.MAX_RESOURCE_NAME_LENGTH,
+        "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    },
 }
 
 # A default may be a string, bool or number: CEL cannot see such an untyped node ("undefined field"),
@@ -257,19 +263,6 @@ def spec_schema() -> Schema:
         "What a plugin asks of the database: its tables, enums and relationships. At most "
         f"{limits.MAX_RESOURCE_SPEC_BYTES // 1024} KiB as JSON (ES009), so the object also holds its status."
     )
-    schema["properties"]["targetRef"] = {
-        "type": "object",
-        "description": "The DatabaseTarget (same namespace) to apply to; omitted: the operator's default database.",
-        "required": ["name"],
-        "properties": {
-            "name": _object_name("Name of a DatabaseTarget in this namespace.", r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-        },
-    }
-    schema["properties"]["suspend"] = {
-        "type": "boolean",
-        "description": "Pause: the operator leaves the database alone until this is false again; deleting a "
-        "suspended resource leaves its tables and registration as they are (deletionPolicy does not run).",
-    }
     return schema
 
 
@@ -396,49 +389,11 @@ def extension_schema_crd() -> Schema:
     )
 
 
-def database_target_spec() -> Schema:
-    duration = {"type": "string", "maxLength": 16, "pattern": r"^[0-9]+(ms|s|m)$"}
-    return {
-        "type": "object",
-        "description": "Where a database is and how to reach it. Exactly one of url and urlSecretRef.",
-        "properties": {
-            "url": {
-                "type": "string",
-                "maxLength": 2048,
-                "description": "A database URL without credentials, e.g. sqlite:////data/app.db. URLs with a "
-                "password belong in a Secret (urlSecretRef).",
-            },
-            "urlSecretRef": {
-                "type": "object",
-                "description": "A key of a Secret in this namespace holding the URL (postgresql://user:pw@host/db).",
-                "required": ["name"],
-                "properties": {
-                    "name": _object_name("Secret name."),
-                    "key": _object_name("Key in the Secret's data (default: url)."),
-                },
-            },
-            "lockTimeout": {
-                **duration,
-                "description": "How long a migration waits for a table lock "
-                f"(default {limits.DEFAULT_LOCK_TIMEOUT_MS // 1000}s).",
-            },
-            "statementTimeout": {
-                **duration,
-                "description": "Longest a migration statement may run "
-                f"(default {limits.DEFAULT_STATEMENT_TIMEOUT_MS // 60_000}m).",
-            },
-            "allowRawSql": {
-                "type": "boolean",
-                "description": "Let ExtensionSchemas run their raw SQL steps (spec.migrations) on this database "
-                "(default false: such plans are refused with ES313). See docs/raw-sql.md.",
-            },
-            "pluginRoles": {
-                "type": "boolean",
-                "description": "PostgreSQL only: give each plugin its own database role with CRUD on its own "
-                "tables only, its credentials in the Secret <ExtensionSchema name>-db-credentials; dropped when "
-                "the ExtensionSchema is deleted (docs/plugin-roles.md).",
-            },
-        },
+_DURATION: Schema = {"maxLength": 16, "pattern": limits.DURATION_PATTERN}
+
+#: Extra keywords of the DatabaseTarget spec, by path (like :data:`_EXTRA`).
+_TARGET_EXTRA: dict[str, Schema] = {
+    "": {
         "x-kubernetes-validations": [
             {
                 "rule": "has(self.url) != has(self.urlSecretRef)",
@@ -450,7 +405,20 @@ def database_target_spec() -> Schema:
                 "fieldPath": ".url",
             },
         ],
-    }
+    },
+    "url": {"maxLength": 2048},
+    "urlSecretRef.name": {"minLength": 1, "maxLength": limits.MAX_RESOURCE_NAME_LENGTH},
+    "urlSecretRef.key": {"minLength": 1, "maxLength": limits.MAX_RESOURCE_NAME_LENGTH},
+    "lockTimeout": _DURATION,
+    "statementTimeout": _DURATION,
+}
+
+
+def database_target_spec() -> Schema:
+    """The structural schema of DatabaseTarget.spec, from :class:`extschema.model.DatabaseTargetSpec`."""
+    source = model.DatabaseTargetSpec.model_json_schema(by_alias=True)
+    defs = source.pop("$defs", {})
+    return _convert(source, defs, "", _TARGET_EXTRA)
 
 
 def database_target_status() -> Schema:

@@ -95,6 +95,10 @@ MAX_STATUS_LINT_FINDINGS = 64  # squawk findings shown in status.pendingPlan.lin
 DRIFT_INTERVAL_S = 300.0  # how often the operator compares a Ready plugin's objects with its applied spec
 
 
+#: What :func:`parse_duration_ms` accepts, for the CRD's pattern.
+DURATION_PATTERN = r"^[0-9]+(ms|s|m)$"
+
+
 def parse_duration_ms(text: str) -> int | None:
     """``500ms``, ``5s`` or ``2m`` in milliseconds (a DatabaseTarget's and the CLI's timeouts); None when malformed."""
     for suffix, factor in (("ms", 1), ("s", 1000), ("m", 60_000)):

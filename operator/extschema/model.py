@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +22,9 @@ from extschema import limits
 API_GROUP = "extschema.io"
 API_VERSION = f"{API_GROUP}/v1alpha1"
 KIND = "ExtensionSchema"
+TARGET_KIND = "DatabaseTarget"
+#: Every kind of the extschema.io group (the CLI reads them all; other kinds in a directory are skipped).
+KINDS = (KIND, TARGET_KIND)
 
 FieldType = Literal[
     "String", "Text", "Int", "BigInt", "Float", "Boolean", "Date", "DateTime", "Decimal", "Json", "Uuid", "Enum"
@@ -166,6 +169,22 @@ class RawMigration(_Spec):
     )
 
 
+class LintSettings(_Spec):
+    """How ``extschema plan`` lints the plugin's SQL (squawk, PostgreSQL)."""
+
+    ignore: list[Annotated[str, Field(max_length=128, pattern=r"^[a-z][a-z0-9-]*$")]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="squawk rules not to report for this plugin (e.g. ban-drop-column); see docs/evolution.md#lint.",
+    )
+
+
+class DatabaseTargetRef(_Spec):
+    """Which DatabaseTarget an ExtensionSchema goes to (same namespace)."""
+
+    name: str = Field(description="Name of a DatabaseTarget in this namespace.")
+
+
 class ExtensionSchemaSpec(_Spec):
     """What a plugin asks of the database."""
 
@@ -191,6 +210,9 @@ class ExtensionSchemaSpec(_Spec):
         default_factory=list,
         description="Hand-written SQL steps, in order; run only where the target allows raw SQL (allowRawSql).",
     )
+    lint: LintSettings | None = Field(
+        None, description="How plans of this plugin are linted (PostgreSQL): rules to ignore. Not part of the schema."
+    )
     approved_plan_hash: str | None = Field(
         None,
         alias="approvedPlanHash",
@@ -202,6 +224,17 @@ class ExtensionSchemaSpec(_Spec):
         alias="driftPolicy",
         description="When the database's objects differ from the applied spec: Report it (condition InSync=False), "
         "or Repair it by re-creating what is missing.",
+    )
+    # Operator settings (not part of the schema, its checksum or its plans): which database, whether to pause.
+    target_ref: DatabaseTargetRef | None = Field(
+        None,
+        alias="targetRef",
+        description="The DatabaseTarget (same namespace) to apply to; omitted: the operator's default database.",
+    )
+    suspend: bool | None = Field(
+        None,
+        description="Pause: the operator leaves the database alone until this is false again; deleting a "
+        "suspended resource leaves its tables and registration as they are (deletionPolicy does not run).",
     )
 
     def table(self, name: str) -> TableSpec | None:
@@ -234,7 +267,7 @@ class ExtensionSchemaSpec(_Spec):
 
 
 #: Spec fields that steer how a schema is applied, not what it is (not part of its checksum).
-OPERATIONAL_FIELDS = ("approved_plan_hash", "drift_policy")
+OPERATIONAL_FIELDS = ("approved_plan_hash", "drift_policy", "lint", "target_ref", "suspend")
 
 #: Keys added after the first release, by the mapping they appear in, with their default.
 _LATER_KEYS: dict[str, dict[str, Any]] = {
@@ -277,6 +310,72 @@ class ExtensionSchema(_Spec):
         """Who claims the plugin: ``namespace/name`` in a cluster, ``name`` from files."""
         meta = self.metadata
         return f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name
+
+
+class SecretKeyRef(_Spec):
+    """A key of a Secret in the DatabaseTarget's namespace."""
+
+    name: str = Field(description="Secret name.")
+    key: str | None = Field(None, description="Key in the Secret's data (default: url).")
+
+
+class DatabaseTargetSpec(_Spec):
+    """Where a database is and how to reach it. Exactly one of url and urlSecretRef."""
+
+    url: str | None = Field(
+        None,
+        description="A database URL without credentials, e.g. sqlite:////data/app.db. URLs with a "
+        "password belong in a Secret (urlSecretRef).",
+    )
+    url_secret_ref: SecretKeyRef | None = Field(
+        None,
+        alias="urlSecretRef",
+        description="A key of a Secret in this namespace holding the URL (postgresql://user:pw@host/db).",
+    )
+    lock_timeout: str | None = Field(
+        None,
+        alias="lockTimeout",
+        description=f"How long a migration waits for a table lock (default {limits.DEFAULT_LOCK_TIMEOUT_MS // 1000}s).",
+    )
+    statement_timeout: str | None = Field(
+        None,
+        alias="statementTimeout",
+        description="Longest a migration statement may run "
+        f"(default {limits.DEFAULT_STATEMENT_TIMEOUT_MS // 60_000}m).",
+    )
+    allow_raw_sql: bool | None = Field(
+        None,
+        alias="allowRawSql",
+        description="Let ExtensionSchemas run their raw SQL steps (spec.migrations) on this database "
+        "(default false: such plans are refused with ES313). See docs/raw-sql.md.",
+    )
+    plugin_roles: bool | None = Field(
+        None,
+        alias="pluginRoles",
+        description="PostgreSQL only: give each plugin its own database role with CRUD on its own "
+        "tables only, its credentials in the Secret <ExtensionSchema name>-db-credentials; dropped when "
+        "the ExtensionSchema is deleted (docs/plugin-roles.md).",
+    )
+
+
+class DatabaseTarget(_Spec):
+    """A whole ``kind: DatabaseTarget`` document."""
+
+    api_version: Literal["extschema.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["DatabaseTarget"]
+    metadata: ObjectMeta
+    spec: DatabaseTargetSpec
+    status: dict[str, Any] | None = None
+
+    @property
+    def owner(self) -> str:
+        meta = self.metadata
+        return f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name
+
+
+def parse_target_document(data: Any) -> DatabaseTarget:
+    """Validate a whole DatabaseTarget document (raises :class:`pydantic.ValidationError`)."""
+    return DatabaseTarget.model_validate(data)
 
 
 def parse_spec(data: Any) -> ExtensionSchemaSpec:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 CATALOG: dict[str, str] = {
     "ES001": "The file is not valid YAML",
     "ES002": "A document is not a mapping",
-    "ES003": "Unsupported apiVersion for kind ExtensionSchema",
+    "ES003": "Unsupported apiVersion for an extschema kind",
     "ES004": "No ExtensionSchema document found",
     "ES005": "Path not found or not readable",
     "ES006": "Duplicate key in a YAML mapping",
@@ -28,6 +28,12 @@ CATALOG: dict[str, str] = {
     "ES011": "Unknown field",
     "ES012": "Missing required field",
     "ES013": "Value not one of the allowed choices",
+    "ES014": "Unknown or misspelt kind",
+    "ES015": "DatabaseTarget needs exactly one of url and urlSecretRef",
+    "ES016": "Invalid duration",
+    "ES017": "Invalid DatabaseTarget url",
+    "ES018": "targetRef names no DatabaseTarget given",
+    "ES019": "Schemas given together go to different databases",
     "ES020": "Invalid metadata.name",
     "ES101": "Invalid identifier",
     "ES102": "Name too long for the database",
@@ -86,12 +92,14 @@ CATALOG: dict[str, str] = {
     "ES317": "Latest migration never finished",
     "ES318": "Restore blocked by rows written since",
     "ES319": "Backed-up value does not fit the column now",
+    "ES320": "--approve is not a plan hash",
     "ES401": "Database unreachable",
     "ES402": "Migration failed in the database",
     "ES403": "Temporary database error (retry)",
     "ES404": "Unsupported database URL",
     "ES405": "Registry row unreadable",
     "ES406": "Per-plugin roles need PostgreSQL",
+    "ES407": "SQLite database file cannot be opened",
     "ES501": "Pattern not enforced by SQLite",
     "ES503": "Database differs from the unchanged spec (drift)",
     "ES701": "Invalid request value",
@@ -133,6 +141,14 @@ CATALOG: dict[str, str] = {
     "ES741": "Two generated type names are the same",
     "ES750": "A plugin table to analyse is missing",
     "ES751": "The plugin to analyse is not active",
+    "ES760": "The core description cannot be read",
+    "ES761": "A core table the diff needs is not described",
+    "ES762": "The core SQL does not run on SQLite",
+    "ES763": "Invalid diff or diagram arguments",
+    "ES764": "A plugin of OLD is not in NEW (note)",
+    "ES765": "A lower version cannot be diffed offline",
+    "ES766": "Graphviz (dot) is not installed",
+    "ES767": "Graphviz (dot) failed",
 }
 
 
@@ -182,6 +198,10 @@ class Problem:
     file: str | None = None
     #: Whose document it is about (``namespace/name`` or a document's name), when several are checked together.
     subject: str | None = None
+    #: Where in the file (1-based), when the path could be traced back to the YAML it came from; set by
+    #: :meth:`at` only (not constructor arguments: callers pass ``**{"file": ..., "subject": ...}``).
+    line: int | None = dataclasses.field(default=None, init=False)
+    column: int | None = dataclasses.field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.code not in CATALOG:  # a programming error, never user input
@@ -189,15 +209,26 @@ class Problem:
 
     def located(self, file: str) -> Problem:
         """The same problem, attributed to a file."""
-        return dataclasses.replace(self, file=file)
+        return self._placed(dataclasses.replace(self, file=file), self.line, self.column)
+
+    def at(self, line: int | None, column: int | None) -> Problem:
+        """The same problem, with its line and column in the file."""
+        return self._placed(dataclasses.replace(self), line, column)
 
     def about(self, subject: str) -> Problem:
         """The same problem, attributed to the owner of a document."""
-        return dataclasses.replace(self, subject=subject)
+        return self._placed(dataclasses.replace(self, subject=subject), self.line, self.column)
+
+    @staticmethod
+    def _placed(problem: Problem, line: int | None, column: int | None) -> Problem:
+        object.__setattr__(problem, "line", line)
+        object.__setattr__(problem, "column", column)
+        return problem
 
     def render(self) -> str:
-        """``FILE: spec.path: CODE: message`` — the CLI's one-line form, safe to print to a terminal."""
-        prefix = f"{escape(self.file)}: " if self.file else ""
+        """``FILE[:LINE:COL]: spec.path: CODE: message`` — the CLI's one-line form, safe to print to a terminal."""
+        where_in_file = f":{self.line}:{self.column}" if self.file and self.line is not None else ""
+        prefix = f"{escape(self.file)}{where_in_file}: " if self.file else ""
         where = escape(self.path) or "-"
         return f"{prefix}{where}: {self.code}: {escape(self.message, newlines=True)}"
 

@@ -90,6 +90,10 @@ class ProblemSource(Protocol):
     def file(self) -> str | None: ...
     @property
     def subject(self) -> str | None: ...
+    @property
+    def line(self) -> int | None: ...
+    @property
+    def column(self) -> int | None: ...
 
 
 class CheckSource(Protocol):
@@ -136,6 +140,8 @@ class RenderedSource(Protocol):
     def all_statements(self) -> Sequence[str]: ...
     @property
     def rollback(self) -> Sequence[str]: ...
+    @property
+    def steps(self) -> Sequence[int]: ...
 
 
 class LintSource(Protocol):
@@ -161,11 +167,20 @@ class ProblemView(View):
     file: str | None = None
     #: The resource or file owner the problem is about (``namespace/name``), when known.
     subject: str | None = None
+    #: Line and column (1-based) in ``file`` of the YAML the path names, when known.
+    line: int | None = None
+    column: int | None = None
 
     @classmethod
     def of(cls, problem: ProblemSource) -> ProblemView:
         return cls(
-            code=problem.code, path=problem.path, message=problem.message, file=problem.file, subject=problem.subject
+            code=problem.code,
+            path=problem.path,
+            message=problem.message,
+            file=problem.file,
+            subject=problem.subject,
+            line=problem.line,
+            column=problem.column,
         )
 
 
@@ -253,6 +268,9 @@ class PlanView(View):
     ops: list[OpView]
     #: The statements in the order they run; null where the plan was not rendered (a waiting plan in a failure).
     sql: list[str] | None = None
+    #: For each statement of ``sql``, the index in ``ops`` of the step it belongs to (``plan`` numbers
+    #: steps and statements from 1: step ``sqlSteps[i] + 1``, statement ``i + 1``); null when not known.
+    sql_steps: list[int] | None = None
     rollback_sql: list[str] | None = None
     #: squawk's findings (PostgreSQL only); ``statement`` indexes ``sql``.
     lint: list[LintView] = []
@@ -282,6 +300,7 @@ class PlanView(View):
             summary=plan.summary(),
             ops=[OpView.of(op) for op in plan.ops],
             sql=None if rendered is None else list(rendered.all_statements),
+            sql_steps=list(rendered.steps) if rendered is not None and rendered.steps else None,
             rollback_sql=None if rendered is None else list(rendered.rollback),
             lint=[LintView.of(f) for f in lint],
             warnings=[ProblemView.of(w) for w in warnings],
@@ -304,6 +323,27 @@ class AppliedSource(Protocol):
     def duration_ms(self) -> int | None: ...
     @property
     def warnings(self) -> Sequence[ProblemSource]: ...
+    @property
+    def after(self) -> AfterPhaseSource | None: ...
+
+
+class AfterPhaseSource(Protocol):
+    """``engine.AfterPhase``."""
+
+    @property
+    def migration_id(self) -> str: ...
+    @property
+    def description(self) -> Sequence[str]: ...
+    @property
+    def duration_ms(self) -> int: ...
+
+
+class AfterPhaseView(View):
+    """What a migration ran after its COMMIT (PostgreSQL's concurrent index builds): its ``finish`` migration."""
+
+    migration: str
+    changes: list[str]
+    duration_ms: int
 
 
 class AppliedView(View):
@@ -318,9 +358,12 @@ class AppliedView(View):
     changes: list[str]
     duration_ms: int | None
     warnings: list[ProblemView]
+    #: The after phase, run once the migration committed (None: it had none); not in ``durationMs``.
+    after: AfterPhaseView | None = None
 
     @classmethod
     def of(cls, result: AppliedSource) -> AppliedView:
+        after = result.after
         return cls(
             plugin_id=result.plugin_id,
             changed=result.changed,
@@ -328,6 +371,11 @@ class AppliedView(View):
             changes=list(result.description),
             duration_ms=result.duration_ms,
             warnings=[ProblemView.of(w) for w in result.warnings],
+            after=None
+            if after is None
+            else AfterPhaseView(
+                migration=after.migration_id, changes=list(after.description), duration_ms=after.duration_ms
+            ),
         )
 
 
@@ -529,13 +577,15 @@ class PluginView(View):
 
 
 class SchemaView(View):
-    """A schema file that ``validate`` found valid."""
+    """A document that ``validate`` found valid: an ExtensionSchema, or a DatabaseTarget (``kind``; no
+    ``pluginId`` or ``version``, null)."""
 
     file: str
     #: The document's owner (``namespace/name``, or the file's name).
     name: str
-    plugin_id: str
-    version: str
+    plugin_id: str | None
+    version: str | None
+    kind: Literal["ExtensionSchema", "DatabaseTarget"] = "ExtensionSchema"
 
 
 class PrismaSchemaView(View):
@@ -743,6 +793,96 @@ class ResourceHistoryView(View):
         )
 
 
+class DiffCheckView(View):
+    """A data check ``plan`` counts against a database; a diff reads none, so ``count`` is null."""
+
+    kind: Literal["rows_lost", "values_lost", "rows_violating", "rows_duplicated"]
+    table: str
+    column: str | None = None
+    #: Always null in a diff: the rows are not known without the database (``plan`` counts them).
+    count: None = None
+
+
+class DiffOpView(View):
+    """One operation of a diff: as in a plan, with its data checks uncounted."""
+
+    kind: str
+    description: str
+    op_class: Literal["safe", "rewriting", "destructive"] = Field(alias="class")
+    reason: str
+    checks: list[DiffCheckView]
+
+    @classmethod
+    def of(cls, op: OpSource) -> DiffOpView:
+        c = op.classified
+        return cls(
+            kind=c.op.KIND,
+            description=op.describe() if hasattr(op, "describe") else c.op.describe(),
+            op_class=c.op_class,
+            reason=c.reason,
+            checks=[DiffCheckView(kind=k.kind, table=k.table, column=k.column) for k in c.checks],
+        )
+
+
+class DiffView(View):
+    """What ``diff OLD NEW`` found for one plugin of NEW: its plan against OLD, with no database.
+
+    ``hash`` is the one ``plan NEW`` prints against a database at OLD (approve it the same way);
+    ``sql`` is rendered for ``dialect``; data counts are unknown (each check's ``count`` is null).
+    """
+
+    plugin_id: str
+    #: The plugin's version in OLD; null when NEW installs it.
+    from_version: str | None
+    version: str
+    dialect: Literal["postgresql", "sqlite"]
+    changed: bool
+    hash: str
+    op_class: Literal["safe", "rewriting", "destructive"] = Field(alias="class")
+    needs_approval: bool
+    destructive: bool
+    summary: str
+    ops: list[DiffOpView]
+    #: The statements for ``dialect``, in the order they run (null with ``--summary``).
+    sql: list[str] | None
+    #: For each statement of ``sql``, the index in ``ops`` of the step it carries out.
+    sql_steps: list[int] | None = None
+    rollback_sql: list[str] | None
+    lint: list[LintView] = []
+    warnings: list[ProblemView] = []
+
+    @classmethod
+    def of(
+        cls,
+        plan: PlanSource,
+        rendered: RenderedSource,
+        *,
+        dialect: Literal["postgresql", "sqlite"],
+        from_version: str | None,
+        changed: bool,
+        lint: Iterable[LintSource] = (),
+        warnings: Iterable[ProblemSource] = (),
+    ) -> DiffView:
+        return cls(
+            plugin_id=plan.plugin_id,
+            from_version=from_version,
+            version=plan.version,
+            dialect=dialect,
+            changed=changed,
+            hash=plan.hash,
+            op_class=plan.op_class,
+            needs_approval=plan.needs_approval and changed,
+            destructive=plan.op_class == "destructive",
+            summary=plan.summary(),
+            ops=[DiffOpView.of(op) for op in plan.ops],
+            sql=list(rendered.all_statements),
+            sql_steps=list(rendered.steps) if rendered.steps else None,
+            rollback_sql=list(rendered.rollback),
+            lint=[LintView.of(f) for f in lint],
+            warnings=[ProblemView.of(w) for w in warnings],
+        )
+
+
 # --- envelopes --------------------------------------------------------------------------------------
 
 T = TypeVar("T", bound=View)
@@ -822,6 +962,10 @@ class PreviewList(Envelope[PreviewView]):
     kind: Literal["PreviewList"] = "PreviewList"
 
 
+class DiffList(Envelope[DiffView]):
+    kind: Literal["DiffList"] = "DiffList"
+
+
 class Failure(Envelope[PlanView]):
     """A command that failed: ``problems`` say why; ``items`` are the plans waiting for an approval
     when that is the reason (``approval``), else empty."""
@@ -853,6 +997,7 @@ ENVELOPES: tuple[type[Envelope[Any]], ...] = (
     WaitList,
     ResourceHistoryList,
     PreviewList,
+    DiffList,
     Failure,
 )
 _ANY = TypeAdapter(
@@ -871,6 +1016,7 @@ _ANY = TypeAdapter(
         | WaitList
         | ResourceHistoryList
         | PreviewList
+        | DiffList
         | Failure,
         Field(discriminator="kind"),
     ]

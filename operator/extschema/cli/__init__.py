@@ -9,7 +9,7 @@ Text written to the terminal is escaped (:func:`~extschema.problems.escape`): fi
 registry values may hold escape sequences.
 """
 
-from extschema.cli import codegen, lifecycle, schemas, servers, shells
+from extschema.cli import codegen, lifecycle, offline, schemas, servers, shells
 from extschema.cli.base import EXIT_BY_KIND, EXIT_DATABASE, EXIT_INVALID, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, main
 
 # Last, once every module above has added its commands: each --help ends with its examples.
@@ -25,6 +25,7 @@ __all__ = [
     "codegen",
     "lifecycle",
     "main",
+    "offline",
     "schemas",
     "servers",
     "shells",

@@ -12,9 +12,11 @@ from extschema import wire
 from extschema.cli.base import (
     database_option,
     emit_json,
+    load_schemas,
     main,
     open_engine,
     output_option,
+    recursive_option,
     reported,
 )
 from extschema.problems import Kind, ProblemError, escape
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 @main.command("prisma")
 @click.argument("paths", nargs=-1, type=click.Path())
+@recursive_option
 @database_option
 @click.option(
     "--provider",
@@ -47,11 +50,10 @@ def prisma_schema(
     Complete by default: the core tables read from the database, the plugins' models, and the relations
     between them. --fragment prints the plugins' models alone, for a schema folder next to the host's file.
     """
-    from extschema import loading
     from extschema import prisma as emitter
 
     with reported(output):
-        loaded = loading.load(paths) if paths else []
+        loaded = load_schemas(paths) if paths else []
         specs = [item.spec for item in loaded]
         if provider is not None and database is None:
             resolved, core = emitter.offline(specs, fragment, [item.file for item in loaded]), None
@@ -97,6 +99,7 @@ def _prisma_inputs(
     "--lang", type=click.Choice(["python", "typescript", "jsonschema"]), required=True, help="The language to emit."
 )
 @click.argument("paths", nargs=-1, type=click.Path())
+@recursive_option
 @click.option(
     "--database",
     "-d",
@@ -122,9 +125,9 @@ def types(lang: str, paths: Sequence[str], database: str | None) -> None:
 def _resolved_for_types(paths: Sequence[str], database: str | None) -> list[Any]:
     """The resolved schemas ``types`` emits: files (FKs outside them typed as ids unless --database says
     otherwise), else the registry's active plugins."""
-    from extschema import loading, planning
+    from extschema import planning
 
-    specs = [item.spec for item in loading.load(paths)] if paths else []
+    specs = [item.spec for item in load_schemas(paths)] if paths else []
     if paths and database is None:  # files only: stays light, like validate (no database driver imported)
         return [planning.shape(spec) for spec in specs]
     from extschema import reconcile

@@ -114,8 +114,12 @@ def status(plugin: str | None, database: str | None, output: str, no_headers: bo
 @click.option("--sql", is_flag=True, help="Also print each migration's SQL.")
 def history(plugin: str | None, database: str | None, output: str, no_headers: bool, sql: bool) -> None:
     """Migrations with status, checksums and timings."""
+    from extschema import reconcile
+
     with reported(output), open_engine(database) as engine:
         records = engine.history(plugin)
+        if plugin is not None and not records:
+            reconcile.require_known(engine, plugin)  # ES306: a typo is not an empty history
         if output != "text":
             emit_json(wire.MigrationList.of(wire.MigrationView.of(r) for r in records))
             return
@@ -352,6 +356,8 @@ def _list_backups(plugin: str | None, database: str | None, output: str, no_head
     with reported(output), open_engine(database) as engine:
         at = datetime.datetime.now(datetime.UTC)
         records = [wire.BackupView.of(b, at) for b in reconcile.backups(engine, plugin)]
+        if plugin is not None and not records:
+            reconcile.require_known(engine, plugin)  # ES306: a typo is not an empty list
         if output != "text":
             emit_json(wire.BackupList.of(records))
             return

@@ -2,48 +2,76 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
 
 from extschema import wire
+from extschema.cli import plan_text
 from extschema.cli.base import (
+    EXIT_OK,
+    EXIT_PLAN_CHANGES,
+    EXIT_PLAN_NEEDS_APPROVAL,
+    ProgressPrinter,
     allow_raw_sql_option,
+    check_approvals,
     database_option,
     emit_json,
+    load_schemas,
     lock_timeout_option,
     main,
     open_engine,
     output_option,
     paths_argument,
+    plan_exit_code,
     print_results,
-    progress_printer,
+    read_documents,
     reported,
     statement_timeout_option,
-    terminal_sql,
 )
 from extschema.problems import escape
 
 if TYPE_CHECKING:
     from extschema.loading import Loaded
-    from extschema.reconcile import Proposal
 
 
 @main.command()
 @paths_argument
 @output_option
-def validate(paths: Sequence[str], output: str) -> None:
-    """Check schema files; one line per problem: FILE: PATH: CODE: message."""
+@click.option(
+    "--each-file",
+    is_flag=True,
+    help="Check every file on its own (several versions of one plugin, like examples/evolution/), "
+    "not as one set of documents applied together.",
+)
+def validate(paths: Sequence[str], output: str, each_file: bool) -> None:
+    """Check ExtensionSchema and DatabaseTarget documents as the operator would; one line per problem:
+    FILE:LINE:COL: PATH: CODE: message. Documents of other kinds are skipped with a note on stderr."""
     from extschema import loading
+    from extschema.problems import Kind, ProblemError
 
     with reported(output):
-        loaded = loading.load(paths)
+        found = read_documents(paths)
+        problems = loading.check(found, paths, each_file)
+        if problems:
+            raise ProblemError(problems, kind=Kind.INVALID)
+        warnings = loading.target_warnings(found)
         if output != "text":
-            emit_json(wire.SchemaList.of(_summary(item) for item in loaded))
-        else:
-            for item in loaded:
-                click.echo(f"{escape(item.file)}: {item.spec.plugin_id} {escape(item.spec.version)}: valid")
+            targets = (
+                wire.SchemaView(file=t.file, name=t.document.owner, plugin_id=None, version=None, kind="DatabaseTarget")
+                for t in found.targets
+            )
+            emit_json(wire.SchemaList.of([*(_summary(item) for item in found.schemas), *targets], warnings))
+            return
+        for warning in warnings:
+            click.echo(f"warning: {warning.render()}", err=True)
+        for item in found.schemas:
+            suspended = " (suspended: apply skips it)" if item.spec.suspend else ""
+            click.echo(f"{escape(item.file)}: {item.spec.plugin_id} {escape(item.spec.version)}: valid{suspended}")
+        for target in found.targets:
+            click.echo(f"{escape(target.file)}: DatabaseTarget {escape(target.name)}: valid")
 
 
 def _summary(item: Loaded) -> wire.SchemaView:
@@ -55,41 +83,48 @@ def _summary(item: Loaded) -> wire.SchemaView:
 @database_option
 @output_option
 @allow_raw_sql_option
-def plan(paths: Sequence[str], database: str | None, output: str, allow_raw_sql: bool) -> None:
+@click.option("--summary", is_flag=True, help="The steps, their classes and data counts and the hash; no SQL.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help=f"Exit {EXIT_OK} when nothing would change, {EXIT_PLAN_CHANGES} when apply would change the database as "
+    f"it is, {EXIT_PLAN_NEEDS_APPROVAL} when a plan needs an approval (failures keep 1-4).",
+)
+@click.option(
+    "--lint-ignore",
+    "lint_ignore",
+    multiple=True,
+    metavar="RULE",
+    help="Do not report this squawk rule (PostgreSQL); repeatable. For good: the spec's lint.ignore.",
+)
+def plan(
+    paths: Sequence[str],
+    database: str | None,
+    output: str,
+    allow_raw_sql: bool,
+    summary: bool,
+    detailed_exitcode: bool,
+    lint_ignore: Sequence[str],
+) -> None:
     """Print the SQL that apply would run, each step's class and data counts, and the plan's hash; runs nothing.
 
-    A plan whose class is rewriting or destructive runs only when approved: `apply --approve HASH`.
+    Steps are numbered, and so are statements, each under the step it carries out. A plan whose class
+    is rewriting or destructive runs only when approved: `apply --approve HASH`.
     """
     from extschema import reconcile
 
     with reported(output), open_engine(database, allow_raw_sql) as engine:
-        proposal = reconcile.propose(engine, reconcile.load(paths), lint=True)
+        proposal = reconcile.propose(engine, load_schemas(paths), lint=True, lint_ignore=lint_ignore)
         views = [item.view() for item in proposal.items]
         if output != "text":
-            emit_json(wire.PlanList.of(views))
-            return
-        for item, view in zip(proposal.items, views, strict=True):
-            _plan_text(item, view)
-
-
-def _plan_text(item: Proposal.Item, view: wire.PlanView) -> None:
-    reviewed, rendered, loaded = item.reviewed, item.preview, item.loaded
-    for warning in item.warnings():
-        click.echo(f"warning: {warning.render()}", err=True)
-    click.echo(f"-- {loaded.spec.plugin_id} {escape(loaded.spec.version)} ({escape(loaded.file)})")
-    if item.adopts is not None:
-        click.echo(f"-- {escape(item.adopts)}")
-    if reviewed.planned.plan.empty:
-        click.echo("-- no changes\n")
-        return
-    approval = f", needs approval: apply --approve {reviewed.hash}" if reviewed.needs_approval else ""
-    click.echo(f"-- plan {reviewed.hash}: {reviewed.op_class}{approval}")
-    for op in reviewed.ops:
-        click.echo(f"--   {op.classified.op_class:<11} {escape(op.describe())}")
-    for finding in view.lint:
-        where = f" (statement {finding.statement + 1})" if finding.statement is not None else ""
-        click.echo(f"-- lint {finding.level} {escape(finding.rule)}{where}: {escape(finding.message)}")
-    click.echo(terminal_sql(rendered.script()))
+            shown = [v.model_copy(update={"sql": None, "sql_steps": None, "rollback_sql": None}) for v in views]
+            emit_json(wire.PlanList.of(shown if summary else views))
+        else:
+            for item, view in zip(proposal.items, views, strict=True):
+                plan_text.show(item, view, summary)
+    if detailed_exitcode:
+        approved = {h for item in proposal.items if (h := item.loaded.spec.approved_plan_hash)}
+        sys.exit(plan_exit_code(views, approved))
 
 
 @main.command()
@@ -122,8 +157,13 @@ def apply(
     """
     from extschema import reconcile
 
+    with reported(output):
+        check_approvals(approvals)
     with reported(output), open_engine(database, allow_raw_sql, (lock_timeout_ms, statement_timeout_ms)) as engine:
-        results = reconcile.reconcile(engine, reconcile.load(paths), progress_printer(output), approvals=approvals)
+        loaded = load_schemas(paths, applying=True)
+        show = ProgressPrinter(output)
+        with reconcile.listening(show, count_rows=show.count_rows):
+            results = reconcile.reconcile(engine, loaded, show, approvals=approvals)
         print_results(reconcile.with_drift(engine, results), output)
 
 
@@ -136,7 +176,7 @@ def conflicts(paths: Sequence[str], database: str | None, output: str) -> None:
     from extschema import reconcile
 
     with reported(output), open_engine(database) as engine:
-        loaded = reconcile.check(engine, reconcile.load(paths))
+        loaded = reconcile.check(engine, load_schemas(paths))
         if output != "text":
             emit_json(wire.ConflictList.of([]))
         else:

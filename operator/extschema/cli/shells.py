@@ -19,10 +19,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "plan": (
         "extschema plan shop-v2.yaml -d sqlite:///shop.db",
         "extschema plan plugins/ -d postgresql://app@db/app -o json",
+        "extschema plan plugins/ --summary --detailed-exitcode   # CI: exit 0 no change, 10 changes, 11 approval",
     ),
     "apply": (
         "extschema apply examples/ -d sqlite:///app.db",
-        "extschema apply shop-v2.yaml --approve 3c1f0a9e7d2b4c65   # the hash `plan` printed",
+        "extschema apply shop-v2.yaml --approve ec0acdac72c1188e   # the hash `plan` printed",
         "extschema apply shop.yaml --lock-timeout 10s --statement-timeout 2m",
     ),
     "conflicts": ("extschema conflicts plugins/ -d postgresql://app@db/app",),
@@ -32,9 +33,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "extschema status --no-headers -d postgresql://app@db/app",
     ),
     "history": ("extschema history", "extschema history shop --sql", "extschema history shop -o json"),
-    "rollback": ("extschema rollback shop", "extschema rollback shop --approve 3c1f0a9e7d2b4c65"),
-    "delete": ("extschema delete shop", "extschema delete shop --retain   # keep the tables, only unregister"),
-    "repair": ("extschema repair shop",),
+    "rollback": (
+        "extschema rollback shop --dry-run   # the SQL and what it drops or puts back; changes nothing",
+        "extschema rollback shop --approve 3c1f0a9e7d2b4c65",
+    ),
+    "delete": (
+        "extschema delete shop --dry-run   # tables, rows, backups, SQL and the hash to approve",
+        "extschema delete shop --approve 64551f167d48415a",
+        "extschema delete shop --retain   # keep the tables, only unregister",
+    ),
+    "repair": ("extschema repair shop --accept-edits --dry-run", "extschema repair shop --rerender"),
     "backups": (
         "extschema backups list",
         "extschema backups list shop -o json",
@@ -49,7 +57,17 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "extschema backups prune --older-than 30d --dry-run",
         "extschema backups prune --older-than 12h --force",
     ),
-    "restore": ("extschema restore 0003", "extschema restore 0002 --plugin shop"),
+    "restore": ("extschema restore 0003 --dry-run", "extschema restore 0002 --plugin shop"),
+    "diff": (
+        "extschema diff examples/evolution/v1.yaml examples/evolution/v2.yaml --core examples/core/core.sql",
+        "extschema diff --from-empty examples/ --core examples/core/core.sql --dialect sqlite -o json",
+        "extschema diff old/ new/ --core core.yaml --summary --detailed-exitcode",
+    ),
+    "diagram": (
+        "extschema diagram examples/ --core examples/core/core.sql > plugins.mmd",
+        "extschema diagram -d sqlite:///extschema.db --format svg > plugins.svg",
+        "extschema diagram examples/ --dependencies --format dot",
+    ),
     "drift": ("extschema drift", "extschema drift shop -o json", "extschema drift shop --repair"),
     "prisma": (
         "extschema prisma -d sqlite:///app.db > prisma/schema.prisma",

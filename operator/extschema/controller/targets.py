@@ -124,6 +124,7 @@ class Engines:
                     lock_timeout_ms=target.lock_timeout_ms,
                     statement_timeout_ms=target.statement_timeout_ms,
                     allow_raw_sql=target.allow_raw_sql,
+                    lock_timeout_setting="spec.lockTimeout of the DatabaseTarget",
                 )
                 self._engines[key] = engine
             return engine

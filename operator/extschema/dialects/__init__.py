@@ -7,7 +7,16 @@ Dialects register themselves by URL scheme in :data:`REGISTRY`.
 
 from __future__ import annotations
 
-from extschema.dialects.base import BackupRef, Dialect, ErrorClass, Predated, RenderedPlan, Violation
+from extschema.dialects.base import (
+    BackupRef,
+    Blocker,
+    Dialect,
+    ErrorClass,
+    Predated,
+    RenderedPlan,
+    StepSpan,
+    Violation,
+)
 from extschema.dialects.postgresql import PostgresDialect
 from extschema.dialects.sqlite import SqliteDialect
 
@@ -22,12 +31,14 @@ def for_backend(backend: str) -> Dialect:
 __all__ = [
     "REGISTRY",
     "BackupRef",
+    "Blocker",
     "Dialect",
     "ErrorClass",
     "PostgresDialect",
     "Predated",
     "RenderedPlan",
     "SqliteDialect",
+    "StepSpan",
     "Violation",
     "for_backend",
 ]

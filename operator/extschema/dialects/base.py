@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence, Set
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +28,37 @@ class ErrorClass(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
+class StepSpan:
+    """One step of a rendered plan (a plan operation): the next *statements* of
+    :attr:`RenderedPlan.statements`, for progress and for naming the step that failed."""
+
+    description: str
+    statements: int
+    #: The logical tables whose every row the step copies or reads (backups, rebuilds, validation).
+    copies: tuple[str, ...] = ()
+    #: The id of a raw SQL step (``spec.migrations[].id``), when the step is one.
+    raw_step: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Blocker:
+    """A database session another one waits for (a lock it holds)."""
+
+    pid: int
+    application: str
+    state: str
+    #: Seconds in *state*.
+    age_s: float
+    query: str
+
+    def describe(self) -> str:
+        application = f"application {self.application!r}" if self.application else "no application_name"
+        query = " ".join(self.query.split())
+        query = query if len(query) <= 80 else f"{query[:77]}..."
+        return f"pid {self.pid} ({application}, {self.state or 'unknown state'} for {self.age_s:.0f} s: {query!r})"
+
+
+@dataclasses.dataclass(frozen=True)
 class RenderedPlan:
     """A plan as SQL: what runs, what undoes it, and how it must run."""
 
@@ -44,6 +75,11 @@ class RenderedPlan:
     #: block no writer). Idempotent; the engine records them as a pending step it finishes later
     #: if they fail, after dropping what a failed build left behind.
     after: tuple[str, ...] = ()
+    #: The plan's steps over :attr:`statements`, in order (empty: not rendered from plan operations).
+    spans: tuple[StepSpan, ...] = ()
+    #: For each of :attr:`all_statements`, the index in the plan's operations of the step that
+    #: produced it (``plan`` groups and numbers statements by it); empty when not known.
+    steps: tuple[int, ...] = ()
 
     @property
     def all_statements(self) -> tuple[str, ...]:
@@ -88,6 +124,31 @@ class _Backup:
     column: ColumnDef | None = None
 
 
+def attribute_steps(statements: Sequence[str], own: Sequence[tuple[int, Sequence[str]]]) -> list[int]:
+    """For each of *statements* (a plan's, rendered together), the step it belongs to, given *own*:
+    each step with the statements it renders alone.
+
+    Rendered together, the statements usually are the steps' own, in order. Where a dialect merges
+    the work of several steps (one rebuild of a table for several changes), a statement no step
+    renders alone belongs to the step of the next statement not yet seen (one of those it carries out).
+    """
+    flat = [(step, statement) for step, found in own for statement in found]
+    if [statement for _, statement in flat] == list(statements):
+        return [step for step, _ in flat]
+    steps: list[int] = []
+    at = 0
+    for statement in statements:
+        match = next((k for k in range(at, len(flat)) if flat[k][1] == statement), None)
+        if match is not None:
+            steps.append(flat[match][0])
+            at = match + 1
+        elif at < len(flat):
+            steps.append(flat[at][0])
+        else:
+            steps.append(steps[-1] if steps else (flat[-1][0] if flat else 0))
+    return steps
+
+
 def _ref(backup: _Backup) -> BackupRef:
     return BackupRef(str(backup.name), backup.table, backup.column.name if backup.column is not None else None)
 
@@ -126,11 +187,16 @@ class Dialect:
             return existing and self.concurrent_index(index)
 
         main: list[Op] = []
+        main_steps: list[int] = []
         before = self.before_phase(plan)
+        before_steps = [
+            i for i, op in enumerate(plan.ops) if self.runs_before(op, plan) for _ in self.render_before(op)
+        ]
         after: list[str] = []
+        after_steps: list[int] = []
         moved: set[str] = set()  # in-transaction index statements replaced by concurrent builds
         dropped: set[str] = set()  # their reverses, which must not fail when the build never ran
-        for op in plan.ops:
+        for step, op in enumerate(plan.ops):
             if self.runs_before(op, plan):
                 continue
             indexes: list[tuple[str, IndexDef]] = []
@@ -144,9 +210,15 @@ class Dialect:
                 moved.add(self.create_index(op.plugin_id, table, index))
                 dropped.add(self.drop_index(op.plugin_id, table, index))
                 after.append(self.create_index_concurrently(op.plugin_id, table, index))
+                after_steps.append(step)
             if not isinstance(op, planning.CreateIndex) or not indexes:
                 main.append(op)
+                main_steps.append(step)
         statements = [s for s in self.render_ops(main, backup_tag, id_floors or {}) if s not in moved]
+        alone: list[tuple[int, Sequence[str]]] = [
+            (step, [s for s in self.render_ops([op], backup_tag, id_floors or {}) if s not in moved])
+            for step, op in zip(main_steps, main, strict=True)
+        ]
         # Undone from the forward operations: only they know the backups that bring dropped data back.
         undone = self.undo_ops(plan.ops, backup_tag)
         rollback = [self.drop_index_if_exists(s) if s in dropped else s for s in undone]
@@ -157,11 +229,46 @@ class Dialect:
             warnings=tuple(self.plan_warnings(plan)),
             before=tuple(before),
             after=tuple(after),
+            spans=self.step_spans(main, statements, backup_tag, id_floors or {}, moved) if main else (),
+            steps=(*before_steps, *attribute_steps(statements, alone), *after_steps)
+            if len(before_steps) == len(before)
+            else (),
         )
 
     def undo_ops(self, ops: Sequence[Op], backup_tag: str) -> list[str]:
         """The rollback of *ops*: each undone (:meth:`undo`), last first."""
         return [s for op in reversed(ops) for s in self.undo(op, backup_tag)]
+
+    def step_spans(
+        self,
+        ops: Sequence[Op],
+        statements: Sequence[str],
+        backup_tag: str,
+        id_floors: Mapping[str, int],
+        moved: Set[str],
+    ) -> tuple[StepSpan, ...]:
+        """*statements* (*ops* rendered together) as the ops' steps, in order, for progress and for naming
+        a failing step. A statement belongs to the first op not yet passed that renders it alone; one no
+        op renders alone (a SQLite rebuild carrying several ops' changes) to the op it is reached at."""
+        own = [[s for s in self.render_ops([op], backup_tag, id_floors) if s not in moved] for op in ops]
+        owner: list[int] = []
+        at = 0
+        for statement in statements:
+            found = next((k for k in range(at, len(ops)) if statement in own[k]), None)
+            at = found if found is not None else at
+            owner.append(min(at, len(ops) - 1))
+        spans = []
+        for k, op in enumerate(ops):
+            count = owner.count(k)
+            mine = [s for s, o in zip(statements, owner, strict=True) if o == k]
+            raw_step = op.id if isinstance(op, planning.RunSql) else None
+            spans.append(StepSpan(op.describe(), count, self.copies_rows(op, mine), raw_step))
+        return tuple(spans)
+
+    def copies_rows(self, op: Op, statements: Sequence[str]) -> tuple[str, ...]:
+        """The logical tables whose every row *op* (rendered as *statements*) copies or reads: those
+        it backs up; dialects add their rewrites and validations."""
+        return tuple(dict.fromkeys(found.table for found in self.backups(op, "m0000")))
 
     def undo(self, op: Op, backup_tag: str) -> list[str]:
         """The reverse of *op*, bringing back from its backup the data *op* destroyed.
@@ -861,6 +968,15 @@ class Dialect:
         """Why *url* cannot be used for a lasting registry (None when it can)."""
         return None
 
+    def open_problem(self, url: sa.URL) -> str | None:
+        """Why a database kept in a file cannot be opened at all (its directory is missing, the path is a
+        directory), known before connecting; None when it may be (servers: always)."""
+        return None
+
+    #: What a user checks when the database cannot be reached (ES401), and the code saying so.
+    unreachable_hint = "check that the server runs and the URL, user and password are right"
+    unreachable_code = "ES401"
+
     #: Reads without a transaction (one round trip less for a single statement) where that is cheaper.
     autocommit_reads = False
 
@@ -930,6 +1046,26 @@ class Dialect:
     def lock_conflict(self, error: BaseException | None) -> bool:
         """Whether *error* says another session held a lock too long (retried with backoff)."""
         return False
+
+    # --- lock waits (named while they last, and in the final ES403) ---
+
+    def session_pid(self, conn: sa.Connection) -> int | None:
+        """The server's id of *conn*'s session, for :meth:`blocking_sessions` (None: not observable)."""
+        return None
+
+    def blocking_sessions(self, conn: sa.Connection, pid: int) -> list[Blocker]:
+        """The sessions session *pid* waits for, read on another connection *conn*."""
+        return []
+
+    def lock_wait(self, url: sa.URL) -> str | None:
+        """What a migration still waiting to begin its transaction waits for, where the database
+        cannot name the session (None: it can, or nothing is waited for there)."""
+        return None
+
+    def locked(self, error: BaseException | None, url: sa.URL) -> str | None:
+        """Why *error* means another connection held the database too long, where it is not a
+        :meth:`lock_conflict` (retried) but the database's own wait ran out; else None."""
+        return None
 
     # --- rows (the API's entity statements, engine.entities) ---
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from extschema import limits, naming, planning
-from extschema.dialects.base import Dialect, ErrorClass, Violation
+from extschema.dialects.base import Blocker, Dialect, ErrorClass, Violation
 from extschema.naming import PhysicalName
 from extschema.planning import ColumnDef, IndexDef, TableDef, conversions
 from extschema.problems import Problem
@@ -19,6 +20,7 @@ from extschema.problems import Problem
 _REGISTRY_LOCK = (0x45585453, 0)
 # What a plugin's own role may do with the objects in its schema (engine.roles): CRUD, identity sequences.
 _ROLE_RIGHTS = (("TABLES", "SELECT, INSERT, UPDATE, DELETE"), ("SEQUENCES", "USAGE, SELECT"))
+_ALTER_TYPE = re.compile(r"\bALTER COLUMN \S+ (SET DATA )?TYPE\b", re.IGNORECASE)
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
 
 
@@ -708,6 +710,28 @@ class PostgresDialect(Dialect):
         if sqlstate in _RETRYABLE_SQLSTATES:
             return ErrorClass.RETRYABLE
         return ErrorClass.PERMANENT
+
+    def copies_rows(self, op: planning.Op, statements: Sequence[str]) -> tuple[str, ...]:
+        copied = super().copies_rows(op, statements)
+        # A VALIDATE scans the table; ALTER COLUMN ... TYPE rewrites it (unless binary-compatible).
+        if any(" VALIDATE CONSTRAINT " in s or _ALTER_TYPE.search(s) for s in statements):
+            table = getattr(op, "table", None) or getattr(op, "before", None) or getattr(op, "after", None)
+            name = table if isinstance(table, str) else getattr(table, "name", None)
+            if isinstance(name, str):
+                copied = (*copied, name)
+        return tuple(dict.fromkeys(copied))
+
+    def session_pid(self, conn: sa.Connection) -> int | None:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        return int(pid) if pid is not None else None
+
+    def blocking_sessions(self, conn: sa.Connection, pid: int) -> list[Blocker]:
+        rows = conn.exec_driver_sql(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), "
+            "coalesce(extract(epoch FROM clock_timestamp() - a.state_change), 0)::float8, coalesce(a.query, '') "
+            f"FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids({int(pid)})) ORDER BY a.pid"
+        ).all()
+        return [Blocker(int(r[0]), str(r[1]), str(r[2]), float(r[3]), str(r[4])) for r in rows]
 
     def lock_conflict(self, error: BaseException | None) -> bool:
         # 55P03: lock_timeout fired; 40P01: a deadlock with another session's locks.

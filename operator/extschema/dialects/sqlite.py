@@ -118,7 +118,8 @@ class SqliteDialect(Dialect):
         return " AND ".join(conditions)
 
     def plan_warnings(self, plan: planning.Plan) -> list[Problem]:
-        found: list[Problem] = []
+        # One short warning per plan, only where the plan creates such a column: not on every apply.
+        unenforced: list[str] = []
         for op in plan.ops:
             match op:
                 case planning.CreateTable():
@@ -127,20 +128,22 @@ class SqliteDialect(Dialect):
                     table, columns = op.after.name, (op.column,)
                 case _:
                     continue
-            found.extend(
-                Problem(
-                    "ES501",
-                    "",
-                    f"SQLite will not enforce the pattern {c.pattern!r} of {table}.{c.name}: only patterns of "
-                    "characters, '.' and [classes] (also in groups without '|') repeated a fixed number of times, "
-                    "with '.*' anywhere or one repeated run between ^ and $ (like '^[A-Z]{3}-[0-9]+$'), translate to "
-                    "built-in SQL every SQLite client understands (PostgreSQL enforces any pattern). Check the values "
-                    "in the application, or simplify the pattern",
-                )
+            unenforced.extend(
+                f"{c.pattern!r} of {table}.{c.name}"
                 for c in columns
                 if c.pattern is not None and sqlite_patterns.translate(c.pattern) is None
             )
-        return found
+        if not unenforced:
+            return []
+        what = "the pattern" if len(unenforced) == 1 else "the patterns"
+        return [
+            Problem(
+                "ES501",
+                "",
+                f"SQLite will not enforce {what} {', '.join(unenforced)} (no exact translation to built-in SQL; "
+                "docs/databases.md#sqlite-and-patterns): check the values in the application, or simplify the pattern",
+            )
+        ]
 
     rowid_primary_key = True
 
@@ -212,6 +215,30 @@ class SqliteDialect(Dialect):
     def needs_foreign_keys_off(self, plan: planning.Plan) -> bool:
         ops = (*plan.ops, *plan.reverse().ops)
         return any(self._rebuilds(op) for op in ops)
+
+    def copies_rows(self, op: planning.Op, statements: Sequence[str]) -> tuple[str, ...]:
+        copied = super().copies_rows(op, statements)
+        if self._rebuilds(op):
+            copied = (*copied, *(t.name for t, _ in getattr(op, "tables", ())))
+            table = _op_table(op)
+            copied = (*copied, table) if table is not None else copied
+        return tuple(dict.fromkeys(copied))
+
+    def lock_wait(self, url: sa.URL) -> str | None:
+        return (
+            f"the database file {url.database} is locked by another connection "
+            f"(SQLite waits up to its busy timeout, {limits.SQLITE_BUSY_TIMEOUT_MS // 1000} s)"
+        )
+
+    def locked(self, error: BaseException | None, url: sa.URL) -> str | None:
+        original = getattr(error, "orig", error)
+        if not isinstance(original, sqlite3.OperationalError) or "locked" not in str(original).lower():
+            return None
+        return (
+            f"the database file {url.database} is locked by another connection: gave up after SQLite's busy "
+            f"timeout ({limits.SQLITE_BUSY_TIMEOUT_MS // 1000} s); try again once that connection's "
+            "transaction has ended"
+        )
 
     def _rebuilds(self, op: planning.Op) -> bool:
         match op:
@@ -613,6 +640,23 @@ class SqliteDialect(Dialect):
             )
         return None
 
+    def open_problem(self, url: sa.URL) -> str | None:
+        if url.query.get("uri") or url.database in (None, "", ":memory:"):
+            return None  # a URI filename says itself how it is opened
+        path = os.path.abspath(url.database)
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            return f"the directory {directory} does not exist: create it first, or fix the path"
+        if os.path.isdir(path):
+            return f"{path} is a directory, not a SQLite database file: name a file in it"
+        return None
+
+    unreachable_hint = (
+        "the SQLite file cannot be opened: check that it is a SQLite database and that you may read and write it "
+        "and its directory"
+    )
+    unreachable_code = "ES407"
+
     def create_engine(self, url: sa.URL, pre_ping: bool = True) -> sa.Engine:  # NullPool: nothing to ping
         engine = sa.create_engine(
             url, poolclass=sa.pool.NullPool, connect_args={"timeout": limits.SQLITE_BUSY_TIMEOUT_MS / 1000}
@@ -697,7 +741,18 @@ class SqliteDialect(Dialect):
                 return ErrorClass.RETRYABLE
             if "unable to open" in message or "disk i/o" in message:
                 return ErrorClass.UNREACHABLE
+        if isinstance(original, sqlite3.DatabaseError) and "file is not a database" in message:
+            return ErrorClass.UNREACHABLE  # not a SQLite file: the same remedy as one that cannot be opened
         return ErrorClass.PERMANENT
+
+
+def _op_table(op: planning.Op) -> str | None:
+    """The logical table an operation changes, where it changes one."""
+    table = getattr(op, "table", None) or getattr(op, "before", None)
+    if isinstance(table, str):
+        return table
+    name = getattr(table, "name", None)
+    return name if isinstance(name, str) else None
 
 
 def _int_range(quoted: str) -> str:

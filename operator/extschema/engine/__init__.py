@@ -11,7 +11,8 @@ are the engine's public surface.
 
 from __future__ import annotations
 
-from extschema.engine import after_phase, backups, drift
+from extschema.engine import after_phase, backups, drift, progress
+from extschema.engine.after_phase import AfterPhase
 from extschema.engine.backups import RestoreSource
 from extschema.engine.connection import Database, redact
 from extschema.engine.drift import Difference, DriftReport, RepairPlan
@@ -36,6 +37,7 @@ from extschema.engine.runner import (
     Migrator,
     Preview,
     StalePlan,
+    StepFailed,
     not_registered,
     registered_by_another,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "RETAINED",
     "STATUSES_MIGRATION",
     "STATUSES_SCHEMA",
+    "AfterPhase",
     "ApplyResult",
     "BackupRecord",
     "Database",
@@ -64,10 +67,12 @@ __all__ = [
     "RollbackPlan",
     "RollbackSource",
     "StalePlan",
+    "StepFailed",
     "after_phase",
     "backups",
     "drift",
     "not_registered",
+    "progress",
     "redact",
     "registered_by_another",
     "script",

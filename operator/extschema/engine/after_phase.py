@@ -11,15 +11,19 @@ finish instead (its rollback SQL drops those indexes ``IF EXISTS``).
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from extschema.dialects import RenderedPlan
+from extschema.dialects import RenderedPlan, StepSpan
+from extschema.engine import progress
 from extschema.engine.connection import lock_key
-from extschema.engine.registry import MigrationKind, MigrationRow, MigrationStatus, Registry
+from extschema.engine.registry import MigrationKind, MigrationRow, MigrationStatus, Registry, now
 from extschema.problems import ProblemError
 
 if TYPE_CHECKING:  # the runner imports this module
@@ -40,6 +44,15 @@ def finish_id(applied: str) -> str:
 def applied_by(finish: str) -> str:
     """The apply a ``finish`` migration belongs to: it is recorded with the next id, in the same transaction."""
     return f"{int(finish) - 1:04d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AfterPhase:
+    """What a migration ran after its COMMIT (concurrent index builds): its ``finish`` migration."""
+
+    migration_id: str
+    description: list[str]
+    duration_ms: int
 
 
 class PendingFinish(Exception):
@@ -90,18 +103,34 @@ def record_finish(
     registry.record(conn, row)
 
 
-def finish(migrator: Migrator, plugin_id: str, migration_id: str) -> None:
-    """Build the plugin's pending ``after`` statements (those of *migration_id*, and any earlier)."""
+def finish(migrator: Migrator, plugin_id: str, migration_id: str) -> AfterPhase | None:
+    """Build the plugin's pending ``after`` statements (those of *migration_id*, and any earlier);
+    what was built, and in how long (None: nothing was pending any more)."""
     try:
-        migrator.retrying(lambda: build(migrator, plugin_id))
+        return migrator.retrying(lambda: build(migrator, plugin_id), plugin_id)
     except ProblemError as error:
         raise unfinished(plugin_id, migration_id, error) from error
 
 
-def build(migrator: Migrator, plugin_id: str) -> None:
+_INDEX_NAME = re.compile(
+    r'^(?:CREATE|DROP) (?:UNIQUE )?INDEX CONCURRENTLY (?:IF (?:NOT )?EXISTS )?("(?:[^"]|"")+"(?:\."(?:[^"]|"")+")?|\S+)'
+)
+
+
+def step_description(statement: str) -> str:
+    """One after-phase statement as a step line: the index it builds (or drops, left invalid)."""
+    found = _INDEX_NAME.match(statement)
+    if found is None:
+        return statement
+    verb = "drop invalid index" if statement.startswith("DROP") else "build index"
+    return f"{verb} {found.group(1)} concurrently"
+
+
+def build(migrator: Migrator, plugin_id: str) -> AfterPhase | None:
     """On one connection outside any transaction, holding the plugin's lock for the session: read
     the pending ``finish`` migrations, drop the INVALID indexes failed builds left, run their
-    statements, check that no index of the plugin is left invalid, and mark them executed.
+    statements, check that no index of the plugin is left invalid, and mark them executed; what it
+    built, as the latest of them (None: nothing was pending).
 
     Not the migration's own transaction: a concurrent build waits for every transaction holding
     a snapshot, so a transaction kept open for the lock would wait for itself.
@@ -114,10 +143,17 @@ def build(migrator: Migrator, plugin_id: str) -> None:
         with migrator.sa_engine.connect() as conn:
             try:
                 autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+                progress.session_begun(dialect, autocommit)
                 database.execute(autocommit, dialect.concurrent_session(lock_key(plugin_id), migrator.lock_timeout_ms))
+                finishing = registry.pending_finishes(autocommit, plugin_id)
                 statements = registry.pending_finish_statements(autocommit, plugin_id)
                 leftovers = [str(r[0]) for r in autocommit.exec_driver_sql(invalid)]
-                database.execute(autocommit, [*leftovers, *statements])
+                started, clock = now(), time.perf_counter()
+                run = [*leftovers, *statements]
+                finish = finishing[-1] if finishing else ""
+                steps = [StepSpan(step_description(s), 1) for s in run]
+                migrator.execute_steps(autocommit, plugin_id, finish, run, steps, phase="after")
+                duration = int((time.perf_counter() - clock) * 1000)
                 building = dialect.invalid_indexes_sql(plugin_id, building=True)
                 left = [str(r[0]) for r in autocommit.exec_driver_sql(building or invalid)]
                 if left:
@@ -128,7 +164,10 @@ def build(migrator: Migrator, plugin_id: str) -> None:
                         f"({left[0].rsplit(' ', 1)[-1]}); try again once it is done",
                         kind="retryable",
                     )
-                registry.finish_pending(autocommit, plugin_id)
+                registry.finish_pending(autocommit, plugin_id, started, duration)
+                if not statements:
+                    return None
+                return AfterPhase(finish, [step_description(s) for s in statements], duration)
             finally:
                 # The session's lock and settings go with the connection, which is not reused.
                 conn.invalidate()

@@ -92,6 +92,9 @@ class Database:
         problem = self.dialect.url_problem(parsed)
         if problem is not None:
             raise _usage(f"{redact(url)}: {problem}")
+        problem = self.dialect.open_problem(parsed)
+        if problem is not None:  # before connecting: a read would show an empty database instead
+            raise ProblemError.one("ES407", "--database", f"cannot open {redact(url)}: {problem}", kind="usage")
         try:
             self.sa_engine = self.dialect.create_engine(parsed, pre_ping=pre_ping)
         except (sa.exc.ArgumentError, ValueError, ImportError) as error:
@@ -162,10 +165,9 @@ class Database:
         message = database_message(error)
         if kind is ErrorClass.UNREACHABLE:
             return ProblemError.one(
-                "ES401",
+                self.dialect.unreachable_code,
                 "database",
-                f"cannot reach {redact(self.url)}: {message}; check that the server runs and "
-                "the URL, user and password are right",
+                f"cannot reach {redact(self.url)}: {message}; {self.dialect.unreachable_hint}",
                 kind="unreachable",
             )
         if kind is ErrorClass.RETRYABLE:

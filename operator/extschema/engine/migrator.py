@@ -64,6 +64,7 @@ class Engine:
         statement_timeout_ms: int = limits.DEFAULT_STATEMENT_TIMEOUT_MS,
         core_schema: str = "public",
         allow_raw_sql: bool = False,
+        lock_timeout_setting: str = "the lock timeout",
     ) -> None:
         self.database = Database(url, core_schema)
         #: Whether plans may run raw SQL steps (spec.migrations); reconcile refuses them otherwise (ES313).
@@ -75,7 +76,9 @@ class Engine:
         self.lock_timeout_ms = lock_timeout_ms
         self.statement_timeout_ms = statement_timeout_ms
         #: Runs every migration (:meth:`Migrator.run`) and holds the plugin's lock (:meth:`Migrator.lock`).
-        self.migrator = Migrator(self.database, self.registry, lock_timeout_ms, statement_timeout_ms)
+        self.migrator = Migrator(
+            self.database, self.registry, lock_timeout_ms, statement_timeout_ms, lock_timeout_setting
+        )
 
     @property
     def backend(self) -> str:

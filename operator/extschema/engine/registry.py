@@ -629,10 +629,17 @@ class Registry:
         )
         return [s for ran, _ in readable for s in ran]
 
-    def finish_pending(self, conn: Connection, plugin_id: str) -> None:
-        """Mark the plugin's pending ``finish`` migrations executed (their builds are done)."""
+    def finish_pending(
+        self, conn: Connection, plugin_id: str, started: datetime.datetime | None = None, duration_ms: int | None = None
+    ) -> None:
+        """Mark the plugin's pending ``finish`` migrations executed (their builds are done), with when
+        the builds *started* and how long they took (``history`` shows it)."""
         done = sa.update(self.migrations).where(*self._pending_finish(plugin_id))
-        conn.execute(done.values(status=MigrationStatus.EXECUTED, updated_at=now()))
+        stamp = now()
+        timing = (
+            {} if started is None else {"execution_start": started, "execution_end": stamp, "duration_ms": duration_ms}
+        )
+        conn.execute(done.values(status=MigrationStatus.EXECUTED, updated_at=stamp, **timing))
 
     def history_rows(self, conn: Connection, plugin_id: str | None) -> list[MigrationRecord]:
         return self.guarded(conn, plugin_id, lambda: self._history_rows(conn, plugin_id))  # type: ignore[no-any-return]

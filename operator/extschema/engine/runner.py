@@ -36,8 +36,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from extschema import limits, planning
-from extschema.dialects import Dialect, RenderedPlan
-from extschema.engine import after_phase, checks
+from extschema.dialects import Dialect, RenderedPlan, StepSpan
+from extschema.engine import after_phase, checks, progress
+from extschema.engine.after_phase import AfterPhase
 from extschema.engine.connection import Database, lock_key
 from extschema.engine.registry import (
     Definition,
@@ -72,6 +73,8 @@ class ApplyResult:
     registration: Registration | None = None
     #: The SQL it ran, where the command shows it (a rollback's); else empty.
     statements: tuple[str, ...] = ()
+    #: The after phase the migration ran once committed (None: it had none).
+    after: AfterPhase | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +88,18 @@ class Preview:
     statements: tuple[str, ...]
     #: What it would change, one line each, as its result would say.
     description: list[str]
+
+
+class StepFailed(ProblemError):
+    """A statement of a migration's step failed: the problem names the step (*step*, number of *total*)."""
+
+    def __init__(self, error: ProblemError, step: StepSpan, number: int, total: int) -> None:
+        first, *rest = error.problems
+        named = dataclasses.replace(
+            first, message=f"step {number}/{total} ({step.description}) failed: {first.message}"
+        )
+        super().__init__([named, *rest], error.kind)
+        self.step, self.number, self.total = step, number, total
 
 
 class StalePlan(Exception):
@@ -210,16 +225,26 @@ class MigrationBase:
 class Migrator:
     """Runs :class:`Migration` s against one database: the lock, the transaction, the retries, the after phase."""
 
-    def __init__(self, database: Database, registry: Registry, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
+    def __init__(
+        self,
+        database: Database,
+        registry: Registry,
+        lock_timeout_ms: int,
+        statement_timeout_ms: int,
+        lock_timeout_setting: str = "the lock timeout",
+    ) -> None:
         self.database, self.registry = database, registry
         self.dialect: Dialect = database.dialect
         self.sa_engine = database.sa_engine
         self.lock_timeout_ms = lock_timeout_ms
         self.statement_timeout_ms = statement_timeout_ms
+        #: What a user raises to wait longer (``--lock-timeout``, ``spec.lockTimeout``): ES403 names it.
+        self.lock_timeout_setting = lock_timeout_setting
 
     def lock(self, conn: Connection, plugin_id: str) -> None:
         """Take the plugin's migration lock in *conn*'s transaction, then set its timeouts (in that order:
         the wait for the lock must not time out)."""
+        progress.session_begun(self.dialect, conn)
         preamble = self.dialect.migration_preamble(lock_key(plugin_id), self.lock_timeout_ms, self.statement_timeout_ms)
         self.database.execute(conn, preamble)
 
@@ -233,12 +258,12 @@ class Migrator:
         clock = time.perf_counter()
         before = migration.before()
         if before:
-            done = self.retrying(lambda: self._before(plugin_id, migration, before))
+            done = self.retrying(lambda: self._before(plugin_id, migration, before), plugin_id)
             if done is not None:
                 return done
         for _ in range(after_phase.PENDING_ROUNDS):
             try:
-                result = self.retrying(lambda: self._main(plugin_id, migration, foreign_keys_off, clock))
+                result = self.retrying(lambda: self._main(plugin_id, migration, foreign_keys_off, clock), plugin_id)
                 break
             except after_phase.PendingFinish as pending:
                 after_phase.finish(self, plugin_id, pending.applied)
@@ -249,7 +274,9 @@ class Migrator:
             )  # fmt: skip
         migration.committed = True
         if migration.rendered is not None and migration.rendered.after and result.migration_id is not None:
-            after_phase.finish(self, plugin_id, result.migration_id)
+            built = after_phase.finish(self, plugin_id, result.migration_id)
+            if built is not None:
+                result = dataclasses.replace(result, after=built)
         return result
 
     def preview(self, plugin_id: str, migration: Migration) -> Preview:
@@ -272,7 +299,8 @@ class Migrator:
             self.lock(conn, plugin_id)
             done = migration.check(conn, self.registry.registration(plugin_id, conn))
             if done is None:
-                self.database.execute(conn, before)
+                span = StepSpan("new enum values, committed before the migration", len(before))
+                self.execute_steps(conn, plugin_id, "", before, (span,), phase="before")
             return done
 
     def _main(self, plugin_id: str, migration: Migration, foreign_keys_off: bool, clock: float) -> ApplyResult:
@@ -291,11 +319,62 @@ class Migrator:
             migration_id = self.registry.next_migration_id(conn, plugin_id, history)
             rendered = migration.rendered = migration.render(conn, history, migration_id)
             migration.id_counters = self.dialect.id_counters(conn, plugin_id)
-            self.database.execute(conn, rendered.statements, rendered.foreign_keys_off or fk_off)
+            whole = (StepSpan(str(migration.kind), len(rendered.statements)),) if rendered.statements else ()
+            steps = rendered.spans or whole
+            self.execute_steps(
+                conn, plugin_id, migration_id, rendered.statements, steps, rendered.foreign_keys_off or fk_off
+            )
             result = migration.record(conn, migration_id, rendered, int((time.perf_counter() - clock) * 1000))
             if rendered.after:  # whatever the kind: run() builds it after COMMIT, from this record
                 after_phase.record_finish(self.registry, conn, plugin_id, migration_id, migration, rendered.after)
             return result
+
+    def execute_steps(
+        self,
+        conn: Connection,
+        plugin_id: str,
+        migration_id: str,
+        statements: Sequence[str],
+        steps: Sequence[StepSpan],
+        foreign_keys_off: bool = False,
+        phase: str = "main",
+    ) -> None:
+        """Run *statements* in *conn* step by step (*steps* cover them in order), each reported as it
+        starts and ends (:mod:`.progress`); a failing statement raises :class:`StepFailed` naming its step."""
+        if sum(step.statements for step in steps) != len(statements):  # a renderer that merged steps
+            steps = (StepSpan(f"{len(statements)} statements", len(statements)),)
+        heard = progress.listener()
+        position, total = 0, len(steps)
+        for number, step in enumerate(steps, start=1):
+            chunk = statements[position : position + step.statements]
+            position += step.statements
+            rows = self._count_rows(conn, plugin_id, step.copies) if heard and heard.count_rows else None
+            event = (plugin_id, migration_id, number, total, step.description, step.statements)
+            progress.emit(progress.StepStarted(*event, phase=phase, rows=rows))
+            clock = time.perf_counter()
+            try:
+                self.database.execute(conn, chunk)
+            except (sa.exc.DBAPIError, OSError, self.sa_engine.dialect.dbapi.Error) as error:  # type: ignore[union-attr]
+                # Classified as the transaction classifies it; a lock timeout stays retryable as it was.
+                if self.dialect.lock_conflict(error):
+                    raise
+                raise StepFailed(self.database.problem(error), step, number, total) from error
+            duration = int((time.perf_counter() - clock) * 1000)
+            progress.emit(progress.StepFinished(*event, duration_ms=duration, phase=phase, rows=rows))
+        if foreign_keys_off:
+            self.database.execute(conn, (), foreign_keys_off)  # the dialect's checks after the whole run
+
+    def _count_rows(self, conn: Connection, plugin_id: str, tables: Sequence[str]) -> int | None:
+        """The rows of *tables* (logical names), in a savepoint: a table the plan renamed before is skipped."""
+        total = 0
+        for table in tables:
+            try:
+                with conn.begin_nested():
+                    found = conn.exec_driver_sql(f"SELECT count(*) FROM {self.dialect.table_ref(plugin_id, table)}")
+                    total += int(found.scalar() or 0)
+            except sa.exc.DBAPIError:
+                continue
+        return total if tables else None
 
     def render_plan(self, conn: Connection, plan: Plan, migration_id: str) -> RenderedPlan:
         """Render *plan* for the migration *migration_id*, read under its lock: refused (ES301) when it
@@ -337,23 +416,37 @@ class Migrator:
                     floors[record.source_table] = int(top)
         return floors
 
-    def retrying(self, step: Callable[[], _T]) -> _T:
+    def retrying(self, step: Callable[[], _T], plugin_id: str = "") -> _T:
         """Run *step*; when it could not get a lock in time, wait a random while (full jitter,
         growing exponentially) and run it again, up to LOCK_RETRY_ATTEMPTS in all."""
         started = time.monotonic()
+        waited_for: str | None = None
+        notice = min(progress.LOCK_WAIT_NOTICE_S, self.lock_timeout_ms / 2000)
+        reported: set[frozenset[int]] = set()
         for attempt in range(1, limits.LOCK_RETRY_ATTEMPTS + 1):
+            watch = progress.LockWatch(self.dialect, self.sa_engine, plugin_id, notice, reported)
             try:
-                return step()
+                with watch:
+                    return step()
             except ProblemError as error:
+                locked = self.dialect.locked(error.__cause__, self.sa_engine.url)
+                if locked is not None:
+                    raise ProblemError.one("ES403", "database", locked, kind="retryable") from error
                 if not self.dialect.lock_conflict(error.__cause__):
                     raise
+                waited_for = watch.message if watch.blockers else waited_for
                 if attempt == limits.LOCK_RETRY_ATTEMPTS:
                     seconds = time.monotonic() - started
+                    holders = (
+                        f"{waited_for.removeprefix('waiting for ')}"
+                        if waited_for
+                        else "other sessions hold locks on the tables it changes"
+                    )
                     raise ProblemError.one(
                         "ES403",
                         "database",
-                        f"{error.problems[0].message} (gave up after {attempt} attempts in {seconds:.1f} s: other "
-                        "sessions hold locks on the tables it changes; try again later, or raise lockTimeout)",
+                        f"{error.problems[0].message} (gave up after {attempt} attempts in {seconds:.1f} s: "
+                        f"{holders}; try again later, or raise {self.lock_timeout_setting})",
                         kind="retryable",
                     ) from error
                 pause = min(limits.LOCK_RETRY_CAP_S, limits.LOCK_RETRY_BASE_S * 2 ** (attempt - 1))

@@ -7,6 +7,7 @@ package's parts, each importing only those below it:
 
 - :mod:`.pipeline`: the run (:func:`propose`, :func:`execute`, :func:`reconcile`: check, plan, apply);
 - :mod:`.lifecycle`: rollback, delete, drift and its repair, restore (planned here, run by the engine);
+- :mod:`.offline`: the same proposal without a database (``extschema diff``), on a stand-in SQLite;
 - :mod:`.approval`: review (counts, hash, class) and the approval gate;
 - :mod:`.reads`: what the shells read besides a run (backups, analysis, core tables, roles), so
   that they never import the engine's modules;
@@ -30,7 +31,18 @@ from extschema.reconcile.approval import (
     review,
     review_rollback,
 )
-from extschema.reconcile.events import MigrationEvent, MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
+from extschema.reconcile.events import (
+    LockWaiting,
+    MigrationEvent,
+    MigrationFailed,
+    MigrationFinished,
+    MigrationStarted,
+    OnEvent,
+    PartiallyApplied,
+    StepFinished,
+    StepStarted,
+    listening,
+)
 from extschema.reconcile.lifecycle import (
     DeletePlan,
     DryRun,
@@ -79,6 +91,7 @@ from extschema.reconcile.reads import (
     plugin_view,
     prune_backups,
     redact,
+    require_known,
 )
 from extschema.reconcile.snapshot import Snapshot, locate, reference_types
 
@@ -92,17 +105,21 @@ __all__ = [
     "DryRun",
     "LintFinding",
     "Loaded",
+    "LockWaiting",
     "MigrationEvent",
     "MigrationFailed",
     "MigrationFinished",
     "MigrationStarted",
     "OnEvent",
+    "PartiallyApplied",
     "Planned",
     "PluginRole",
     "Proposal",
     "Pruning",
     "Reviewed",
     "Snapshot",
+    "StepFinished",
+    "StepStarted",
     "analyze",
     "apply_one",
     "authorize",
@@ -120,6 +137,7 @@ __all__ = [
     "execute",
     "from_object",
     "lint_of",
+    "listening",
     "load",
     "locate",
     "parse_duration",
@@ -140,6 +158,7 @@ __all__ = [
     "repair",
     "repair_history",
     "repair_plan",
+    "require_known",
     "restore",
     "review",
     "review_rollback",

@@ -10,7 +10,7 @@ it lives here because it is what approval is about.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from extschema import model, planning, wire
 from extschema.dialects import RenderedPlan
@@ -90,6 +90,8 @@ class Reviewed:
     hash: str
     op_class: safety.OpClass
     ops: tuple[CheckedOp, ...]
+    #: Of a rollback: the version it goes back to ("" when it undoes the first migration); None otherwise.
+    rollback_to: str | None = None
 
     @classmethod
     def of(cls, planned: Planned, counts: Sequence[int], classified: list[safety.Classified] | None = None) -> Reviewed:
@@ -116,6 +118,14 @@ class Reviewed:
     def summary(self) -> str:
         shown = [op.describe() for op in self.ops[:_SUMMARY_OPS]]
         more = len(self.ops) - len(shown)
+        return "; ".join(shown) + (f"; and {more} more" if more else "")
+
+    def gated(self, numbered: bool = True) -> str:
+        """The steps that need the approval (rewriting or destructive), numbered as ``plan`` numbers
+        them: ``step 5 drop column item.extra (1 values)``; safe steps (renames, new values) are not named."""
+        steps = [(n, op) for n, op in enumerate(self.ops, start=1) if op.classified.op_class != "safe"]
+        shown = [f"step {n} {op.describe()}" if numbered else op.describe() for n, op in steps[:_SUMMARY_OPS]]
+        more = len(steps) - len(shown)
         return "; ".join(shown) + (f"; and {more} more" if more else "")
 
     def pending(self) -> wire.PlanView:
@@ -288,7 +298,9 @@ def _moved(engine: Engine, planned: Planned) -> bool:
     return (now.checksum, now.status) != (base.checksum, base.status) if now and base else now is not base
 
 
-def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[str]) -> list[Problem]:
+def _waiting(
+    reviewed: Reviewed, approvals: Collection[str], others: Collection[str], earlier: Mapping[str, str]
+) -> list[Problem]:
     """ES307 (and ES308 for each approval of another plan) unless *reviewed* is safe or approved.
 
     *approvals* are the command line's; the spec's own ``approvedPlanHash`` approves too. *others*
@@ -304,7 +316,7 @@ def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[
         Problem(
             "ES307",
             "spec",
-            f"plan {reviewed.hash} of plugin {reviewed.plugin_id!r} {what} and needs approval: {reviewed.summary()}; "
+            f"plan {reviewed.hash} of plugin {reviewed.plugin_id!r} {what} and needs approval: {reviewed.gated()}; "
             f"review it with `extschema plan`, then approve exactly this plan with `--approve {reviewed.hash}` "
             f"or spec.approvedPlanHash: {reviewed.hash}",
             **located,
@@ -312,20 +324,44 @@ def _waiting(reviewed: Reviewed, approvals: Collection[str], others: Collection[
     ]
     stale = ([("spec.approvedPlanHash", own)] if own else []) + [("--approve", h) for h in sorted(others)]
     problems.extend(
-        Problem(
-            "ES308",
-            path,
-            f"{path.removeprefix('spec.')} {given} is for another plan and is ignored; this plan is {reviewed.hash} "
-            "(the spec or the applied schema changed since it was planned: review the new plan)",
-            **located,
-        )
+        Problem("ES308", path, f"{path.removeprefix('spec.')} {other_plan(given, reviewed.hash, earlier)}", **located)
         for path, given in stale
     )
     return problems
 
 
+def other_plan(given: str, current: str, earlier: Mapping[str, str] | None = None) -> str:
+    """ES308's words for an approval *given* that is not the plan's hash *current*: one of the plugin's
+    *earlier* plans (hash -> what it was) is named; a mistyped hash (not 16 hex digits, or a few digits
+    off the plan's) is said to be one; any other well-formed hash is a plan reviewed before the spec or
+    the database changed."""
+    if earlier and given in earlier:
+        return (
+            f"{given} is the hash of {earlier[given]}, and is ignored: the plugin changed since that plan was "
+            f"reviewed. This plan is {current}: review it with `extschema plan` and approve its hash"
+        )
+    if len(given) != len(current) or any(c not in "0123456789abcdef" for c in given):
+        return (
+            f"{given} is not a plan hash (16 hex digits, as `extschema plan` prints them) and is ignored: "
+            f"mistyped or cut when copied? This plan is {current}"
+        )
+    if sum(a != b for a, b in zip(given, current, strict=True)) <= 3 or sorted(given) == sorted(current):
+        return (
+            f"{given} is ignored: it is not this plan's hash {current}, but close to it — mistyped? "
+            f"Copy the hash from `extschema plan` again"
+        )
+    return (
+        f"{given} is for another plan and is ignored; this plan is {current}: the spec or the applied schema "
+        "changed since that plan was reviewed (or the hash is another plugin's; typed by hand, compare it with "
+        f"{current}). Review the new plan with `extschema plan` and approve its hash"
+    )
+
+
 def authorize(
-    proposal: Proposal | Sequence[Reviewed], approvals: Collection[str] = (), stale: Collection[str] | None = None
+    proposal: Proposal | Sequence[Reviewed],
+    approvals: Collection[str] = (),
+    stale: Collection[str] | None = None,
+    earlier: Mapping[str, str] | None = None,
 ) -> None:
     """The approval gate: every plan of *proposal* is safe or approved, or nothing of the run runs.
 
@@ -337,7 +373,8 @@ def authorize(
     plan changed since someone looked at it.
 
     *proposal* may also be reviewed plans alone (a plan made again under the lock, a test's): the
-    :class:`ApprovalRequired` raised then carries no proposal.
+    :class:`ApprovalRequired` raised then carries no proposal. *earlier* are hashes of the plugins'
+    earlier plans (the one that ran last, this spec's before it ran), to say so when an approval is one.
     """
     reviewed = proposal.reviewed() if isinstance(proposal, Proposal) else proposal
     refused = [p for r in reviewed for p in r.refusals()]
@@ -348,7 +385,7 @@ def authorize(
     problems: list[Problem] = []
     pending: list[wire.PlanView] = []
     for item in changing:
-        found = _waiting(item, approvals, others)
+        found = _waiting(item, approvals, others, earlier or {})
         if found:
             problems.extend(found)
             pending.append(item.pending())
@@ -358,8 +395,13 @@ def authorize(
             Problem(
                 "ES308",
                 "--approve",
-                f"--approve {given} is for another plan: this run's plans are {plans}; "
-                "review them with `extschema plan` and approve the hashes they have now",
+                f"--approve {given} matches no plan of this run (its plans are {plans}): "
+                + (
+                    "mistyped? Copy the hash from `extschema plan` again"
+                    if any(not other_plan(given, r.hash).endswith("approve its hash") for r in changing)
+                    else "the spec or the applied schema changed since it was reviewed; review the plans with "
+                    "`extschema plan` and approve the hashes they have now"
+                ),
             )
             for given in sorted(others)
         )
@@ -385,7 +427,8 @@ def review_rollback(engine: Engine, undo: RollbackPlan) -> Reviewed:
         }
     )
     planned = Planned(Loaded(f"rollback of {base.plugin_id}", document), base, undo.plan)
-    return _review(engine, planned, safety.classify_plan(undo.plan, rollback=True))
+    reviewed = _review(engine, planned, safety.classify_plan(undo.plan, rollback=True))
+    return dataclasses.replace(reviewed, rollback_to=undo.spec.version if undo.spec else "")
 
 
 def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = (), undo: RollbackPlan | None = None) -> None:
@@ -411,21 +454,23 @@ def authorize_rollback(reviewed: Reviewed, approvals: Collection[str] = (), undo
             if raw
             else "drops data"
         )
-        at = spec.version if spec else "?"
-        # Where it goes (*undo*): a lower-version apply undone goes *up* again, the first migration undone removes it.
-        to = "" if undo is None else f" → {undo.spec.version}" if undo.spec else ", removing it"
+        to = reviewed.rollback_to
+        where = f"to {to}" if to else "to no version (its first migration: the plugin's objects go)"
         undoes = "" if undo is None else f", undoing migration {undo.migration_id}"
         problems.append(
             Problem(
                 "ES307",
                 "plugin",
-                f"rolling back plugin {reviewed.plugin_id!r} (version {at}{to}{undoes}) {does}: "
-                f"{reviewed.summary()}; it is backed up first, but approve exactly this rollback with "
+                f"rolling back plugin {reviewed.plugin_id!r} from {spec.version if spec else '?'} {where}{undoes} "
+                f"{does}: {reviewed.gated(numbered=False) or reviewed.summary()}; it is backed up first, but approve "
+                "exactly this rollback with "
                 f"`extschema rollback {reviewed.plugin_id} --approve {reviewed.hash}`",
+                subject=reviewed.planned.loaded.owner,
             )
         )
     if others:
-        problems.extend(_stale_rollback_approvals(reviewed.plugin_id, others, reviewed.hash, raise_=False))
+        found = _stale_rollback_approvals(reviewed.plugin_id, others, reviewed.hash, raise_=False)
+        problems.extend(p.about(reviewed.planned.loaded.owner) for p in found)
     if problems:
         raise ApprovalRequired(problems, [reviewed.pending()] if waiting else [])
 

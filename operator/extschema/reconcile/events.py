@@ -4,12 +4,15 @@ operator posts events, metrics count).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 from extschema.engine import (
     ApplyResult,
+    progress,
 )
+from extschema.engine.progress import LockWaiting, StepFinished, StepStarted, listening
 from extschema.problems import ProblemError
 
 
@@ -46,6 +49,43 @@ class MigrationFailed:
     total: int
 
 
-MigrationEvent = MigrationStarted | MigrationFinished | MigrationFailed
+#: A spec's events, and the engine's while it migrates (:mod:`extschema.engine.progress`): each step
+#: started and finished (with its time; ``phase`` ``after`` for the after phase), a lock wait that lasts.
+MigrationEvent = MigrationStarted | MigrationFinished | MigrationFailed | StepStarted | StepFinished | LockWaiting
 #: The one hook for progress: the CLI prints, the operator posts events, metrics count.
 OnEvent = Callable[[MigrationEvent], None]
+
+
+class PartiallyApplied(ProblemError):
+    """A run that failed after some of its specs were applied: *applied* are their results (committed),
+    the problems say which spec and step failed."""
+
+    def __init__(self, error: ProblemError, applied: Sequence[ApplyResult]) -> None:
+        super().__init__(error.problems, error.kind)
+        self.applied = list(applied)
+
+
+@contextlib.contextmanager
+def heard_by(on_event: OnEvent) -> Iterator[None]:
+    """The engine's step events go to *on_event* too, unless the caller listens already (the CLI,
+    with :func:`listening`, asks for row counts on a terminal)."""
+    if progress.listener() is not None:
+        yield
+        return
+    with listening(on_event):
+        yield
+
+
+__all__ = [
+    "LockWaiting",
+    "MigrationEvent",
+    "MigrationFailed",
+    "MigrationFinished",
+    "MigrationStarted",
+    "OnEvent",
+    "PartiallyApplied",
+    "StepFinished",
+    "StepStarted",
+    "heard_by",
+    "listening",
+]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TypeVar
 
 from extschema import conflicts, planning
-from extschema.dialects import BackupRef
+from extschema.dialects import BackupRef, RenderedPlan
 from extschema.engine import (
     ApplyResult,
     Engine,
@@ -30,6 +30,7 @@ from extschema.engine import (
     MigrationStatus,
     Registration,
     StalePlan,
+    StepFailed,
     checks,
     registered_by_another,
 )
@@ -39,7 +40,7 @@ from extschema.loading import (
 )
 from extschema.model import ExtensionSchemaSpec
 from extschema.naming import PLAN_PREVIEW_TAG, backup_tag
-from extschema.planning import rawsql, versions
+from extschema.planning import rawsql, safety, versions
 from extschema.problems import Kind, Problem, ProblemError
 from extschema.reconcile import adopt
 from extschema.reconcile.approval import (
@@ -50,7 +51,14 @@ from extschema.reconcile.approval import (
     _review,
     authorize,
 )
-from extschema.reconcile.events import MigrationFailed, MigrationFinished, MigrationStarted, OnEvent
+from extschema.reconcile.events import (
+    MigrationFailed,
+    MigrationFinished,
+    MigrationStarted,
+    OnEvent,
+    PartiallyApplied,
+    heard_by,
+)
 from extschema.reconcile.snapshot import Snapshot, locate, reference_types
 
 DEFAULT_DATABASE_URL = "sqlite:///extschema.db"
@@ -118,7 +126,7 @@ def plan_one(
         plan = planning.plan(base.spec if base else None, loaded.spec, refs)
         rawsql.require_allowed(loaded.spec, plan, engine.allow_raw_sql)
     except ProblemError as error:
-        raise ProblemError([p.located(loaded.file) for p in error.problems], error.kind) from None
+        raise ProblemError([loaded.locate(p) for p in error.problems], error.kind) from None
     return Planned(loaded, base, plan)
 
 
@@ -245,8 +253,41 @@ def reconcile(
        the new plan approved again).
     """
     proposal = propose(engine, loaded, peers=peers)
-    authorize(proposal, approvals)
+    authorize(proposal, approvals, earlier=earlier_plans(engine, proposal, approvals))
     return execute(engine, proposal, approvals=approvals, on_event=on_event)
+
+
+def earlier_plans(engine: Engine, proposal: Proposal, approvals: Collection[str] = ()) -> dict[str, str]:
+    """Hashes of the plugins' earlier plans, with what each was, for ES308 to name an approval that is
+    one: the plan their last migration ran, and the plan of the spec now given as it was before that
+    migration. Read only when an approval (given, or a spec's) matches none of the run's plans."""
+    current = {item.reviewed.hash for item in proposal.items}
+    given = {*approvals, *(h for item in proposal.items if (h := item.loaded.spec.approved_plan_hash))}
+    if given <= current:
+        return {}
+    found: dict[str, str] = {}
+    for item in proposal.items:
+        if item.base is None or item.plan.empty:
+            continue
+        try:
+            source = engine.rollback_source(item.plugin_id)
+            if source is None:
+                continue
+            previous, base = source.previous, source.base
+            since = previous.checksum() if previous is not None else None
+            ran = planning.plan(previous, base.spec, proposal.refs)
+            found[safety.plan_hash(since, ran)] = (
+                f"the plan that already ran (migration {source.migration_id}, to version {base.version})"
+            )
+            before = planning.plan(previous, item.loaded.spec, proposal.refs)
+            found.setdefault(
+                safety.plan_hash(since, before),
+                f"this spec's plan before migration {source.migration_id} ran "
+                f"(from {previous.version if previous is not None else 'nothing'})",
+            )
+        except (ProblemError, KeyError, ValueError):  # an earlier plan this planner refuses: none to name
+            continue
+    return found
 
 
 def propose(
@@ -256,13 +297,16 @@ def propose(
     peers: Sequence[conflicts.Claim] = (),
     lint: bool = False,
     preview_tag: str = PLAN_PREVIEW_TAG,
+    lint_ignore: Collection[str] = (),
 ) -> Proposal:
     """What applying *loaded* would do, computed once; runs nothing.
 
     Snapshot → check (conflicts, dependencies, dependency order) → plan every spec → review (class,
     data counts, hash) → render a preview, with backups named after *preview_tag* → squawk's
-    findings when *lint*. Planned again from a fresh read when a plugin moved while its data was
-    being counted (ES403 when it keeps moving).
+    findings when *lint* (but for the rules in *lint_ignore* and each spec's ``lint.ignore``).
+    Planned again from a fresh read when a plugin moved while its data was being counted (ES403
+    when it keeps moving). The plan's preview (:data:`PLAN_PREVIEW_TAG`) names its backups after
+    the migration id apply will give it, read now (:func:`preview_tag_of`).
     """
     specs = [item.spec for item in loaded]
 
@@ -273,13 +317,14 @@ def propose(
         planned = plan(engine, ordered, refs, snapshot)
         items = []
         for each in planned:
-            preview = each.render(engine, preview_tag)
+            tag = preview_tag_of(engine, each) if preview_tag == PLAN_PREVIEW_TAG else preview_tag
+            preview = each.render(engine, tag)
             items.append(
                 Proposal.Item(
                     _review(engine, each),
                     planning.resolve(each.loaded.spec, refs),
                     preview,
-                    tuple(squawk.lint(preview, engine.dialect.name)) if lint else None,
+                    tuple(_lint(engine, each, preview, lint_ignore)) if lint else None,
                 )
             )
         return Proposal(snapshot, refs, tuple(items))
@@ -289,7 +334,24 @@ def propose(
 
 def lint_of(engine: Engine, item: Proposal.Item) -> list[squawk.LintFinding]:
     """squawk's findings on *item*'s preview: those the proposal has, else linted now (no planning)."""
-    return list(item.lint) if item.lint is not None else squawk.lint(item.preview, engine.dialect.name)
+    return list(item.lint) if item.lint is not None else _lint(engine, item.planned, item.preview)
+
+
+def _lint(
+    engine: Engine, planned: Planned, preview: RenderedPlan, ignore: Collection[str] = ()
+) -> list[squawk.LintFinding]:
+    """squawk's findings on *preview* but for the rules *ignore* and the spec's ``lint.ignore`` name."""
+    settings = planned.loaded.spec.lint
+    ignored = {*ignore, *(settings.ignore if settings else ())}
+    return squawk.lint(preview, engine.dialect.name, planned.plan, ignored)
+
+
+def preview_tag_of(engine: Engine, planned: Planned) -> str:
+    """What *planned*'s backups are named after when apply runs it next: the plugin's next migration
+    id (read now; a migration of the plugin in between takes it). Read only when the plan backs up."""
+    if planned.plan.empty or not engine.dialect.backups_of(planned.plan, backup_tag(PLAN_PREVIEW_TAG)):
+        return PLAN_PREVIEW_TAG
+    return f"{len(engine.history(planned.plan.plugin_id)) + 1:04d}"
 
 
 def plan(
@@ -316,15 +378,18 @@ def plan(
 
 def execute(engine: Engine, proposal: Proposal, *, approvals: Collection[str] = (), on_event: OnEvent) -> list[Applied]:
     """Apply the authorized *proposal* in its (dependency) order; stop at the first failure."""
-    results = []
+    results: list[Applied] = []
     total = len(proposal.items)
     for number, item in enumerate(proposal.items, start=1):
         spec = item.loaded.spec
         on_event(MigrationStarted(spec.plugin_id, spec.version, item.loaded.file, number, total, item.changes))
         try:
-            result = apply_one(engine, item.loaded, proposal.refs, item.planned, approvals, resolved=item.resolved)
+            with heard_by(on_event):
+                result = apply_one(engine, item.loaded, proposal.refs, item.planned, approvals, resolved=item.resolved)
         except ProblemError as error:
             on_event(MigrationFailed(spec.plugin_id, error, number, total))
+            if any(r.changed for r in results):  # committed before the failure: say so
+                raise PartiallyApplied(error, results) from error.__cause__
             raise
         on_event(MigrationFinished(result, number, total))
         results.append(result)
@@ -383,9 +448,13 @@ def apply_one(
             )
             raise ProblemError(refusals, Kind.REFUSED) from None
         except ProblemError as error:
-            raise ProblemError(
-                [p.located(loaded.file) if p.file is None else p for p in error.problems], error.kind
-            ) from None
+            problems = [p.located(loaded.file) if p.file is None else p for p in error.problems]
+            if isinstance(error, StepFailed) and error.step.raw_step is not None:  # point at the spec's step
+                ids = [step.id for step in loaded.spec.migrations]
+                if error.step.raw_step in ids:
+                    path = f"spec.migrations[{ids.index(error.step.raw_step)}]"
+                    problems[0] = dataclasses.replace(problems[0], path=path, subject=loaded.spec.plugin_id)
+            raise ProblemError(problems, error.kind) from None
         return dataclasses.replace(
             result,
             description=[

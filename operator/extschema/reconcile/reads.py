@@ -7,6 +7,7 @@ forwards to the engine (reads, or the one write its command asks for).
 from __future__ import annotations
 
 import datetime
+import difflib
 
 from extschema import prisma, wire
 from extschema.engine import Engine
@@ -20,6 +21,7 @@ from extschema.engine.connection import redact
 from extschema.engine.lint import LintFinding
 from extschema.engine.registry import BackupRecord, Registration
 from extschema.engine.roles import PluginRole
+from extschema.problems import Kind, ProblemError
 
 __all__ = [
     "Analysis",
@@ -35,6 +37,7 @@ __all__ = [
     "plugin_view",
     "prune_backups",
     "redact",
+    "require_known",
 ]
 
 
@@ -86,3 +89,20 @@ def ensure_role(engine: Engine, plugin_id: str, password: str | None = None) -> 
 def drop_role(engine: Engine, plugin_id: str) -> bool:
     """Drop the plugin's database role; False when there was none."""
     return engine_roles.drop(engine, plugin_id)
+
+
+def require_known(engine: Engine, plugin_id: str) -> None:
+    """ES306 unless *plugin_id* is registered or has recorded history (a deleted plugin's history and
+    backups stay readable): a misspelt name is an error, never an empty list."""
+    if engine.registration(plugin_id) is not None or engine.history(plugin_id):
+        return
+    known = sorted({r.plugin_id for r in engine.registrations()} | {m.plugin_id for m in engine.history()})
+    close = difflib.get_close_matches(plugin_id, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    listed = f"known plugins: {', '.join(known)}" if known else "no plugin is registered in this database"
+    raise ProblemError.one(
+        "ES306",
+        "plugin",
+        f"plugin {plugin_id!r} is not registered and has no recorded history; {hint}{listed} (see `extschema status`)",
+        kind=Kind.REFUSED,
+    )

@@ -20,10 +20,10 @@ from extschema.problems import Problem
 
 
 def locate(problems: Iterable[Problem], loaded: Sequence[Loaded]) -> list[Problem]:
-    """Attribute problems to the file of the document they are about."""
-    files = {item.owner: item.file for item in loaded}
+    """Attribute problems to the file (and the line) of the document they are about."""
+    documents = {item.owner: item for item in loaded}
     return [
-        p.located(files[p.subject]) if p.file is None and p.subject is not None and p.subject in files else p
+        documents[p.subject].locate(p) if p.file is None and p.subject is not None and p.subject in documents else p
         for p in problems
     ]
 

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 from extschema import model
 from extschema.problems import Problem
-from extschema.validation import context, enums, plugin, relationships, renames, tables
+from extschema.validation import context, enums, messages, plugin, relationships, renames, structural, tables
 from extschema.validation.plugin import check_metadata as validate_metadata
 from extschema.validation.structural import structural_problems
+from extschema.validation.targets import check_target
 
 __all__ = [
+    "check_target",
+    "messages",
+    "structural",
     "structural_problems",
     "validate",
     "validate_metadata",

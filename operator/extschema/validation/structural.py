@@ -27,6 +27,10 @@ _MODELS: dict[str, type[pydantic.BaseModel]] = {
         model.UniqueConstraintSpec,
         model.RelationshipSpec,
         model.ValidationRules,
+        model.DatabaseTargetRef,
+        model.DatabaseTarget,
+        model.DatabaseTargetSpec,
+        model.SecretKeyRef,
     )
 }
 #: Union member tags pydantic puts into locations; recognised by name only for foreign models.
@@ -65,6 +69,48 @@ def structural_problems(error: pydantic.ValidationError, prefix: str = "") -> li
         located = _locate(root, err["loc"], extra=err["type"] == "extra_forbidden")
         grouped.setdefault(messages.render_path(prefix, located.parts), []).append((err, located))
     return [_structural_problem(path, errs) for path, errs in grouped.items()]
+
+
+def prunable(error: pydantic.ValidationError) -> list[list[str | int]] | None:
+    """The document paths whose removal leaves a document the rules can still check, or None.
+
+    A value may go when it is an unknown key, or the value of a field that has a default and holds
+    no list or mapping of objects (leaving out ``tables`` would make every relationship a new error).
+    """
+    root = _MODELS.get(error.title)
+    paths: list[list[str | int]] = []
+    for err in error.errors():
+        extra = err["type"] == "extra_forbidden"
+        located = _locate(root, err["loc"], extra=extra)
+        if not located.parts or not isinstance(located.parts[-1], str):
+            return None
+        parent = located.parent
+        if not extra:
+            if not (isinstance(parent, type) and issubclass(parent, pydantic.BaseModel)):
+                return None
+            info = _field_info(parent, located.parts[-1])
+            if info is None or info.is_required() or _holds_models(info.annotation):
+                return None
+        if located.parts not in paths:
+            paths.append(located.parts)
+    return paths
+
+
+def _field_info(cls: type[pydantic.BaseModel], key: str) -> Any:
+    return next((info for name, info in cls.model_fields.items() if key in (name, info.alias)), None)
+
+
+def _holds_models(annotation: Any) -> bool:
+    """Whether *annotation* is, or contains, a list or mapping of models."""
+    for member in _members(annotation):
+        nested = typing.get_args(member) if typing.get_origin(member) in (list, dict) else ()
+        if any(_holds_models(arg) or _is_model(arg) for arg in nested):
+            return True
+    return False
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
 
 
 class _Located(typing.NamedTuple):
@@ -150,8 +196,7 @@ def _unknown_field_message(located: _Located) -> str:
         known = [info.alias or name for name, info in parent.model_fields.items()]
         by_lower = {k.lower(): k for k in known}
         close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
-        if close:
-            message += f": did you mean {messages.show(by_lower[close[0]])}?"
+        message += f": did you mean {messages.show(by_lower[close[0]])}?" if close else "."
         message += f" Allowed fields here: {', '.join(known)}."
         return message
     return message + ": remove it."
