@@ -136,8 +136,9 @@ _BLOCK = re.compile(r"^( *)```(\w*)([^\n]*)\n(.*?)^\1```", re.DOTALL | re.MULTIL
 
 
 def pages() -> list[str]:
-    """Every page with shell snippets users read: docs/*.md, README.md and the examples' READMEs."""
+    """Every page with shell snippets users read: docs/*.md, README.md, the examples' and the charts' READMEs."""
     found = [*sorted(REPO.glob("docs/*.md")), REPO / "README.md", *sorted(REPO.glob("examples/*/README.md"))]
+    found += sorted(REPO.glob("charts/*/README.md"))
     return [str(p.relative_to(REPO)) for p in found]
 
 
