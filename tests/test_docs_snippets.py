@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from tests.docsnippets import (
     approval_hashes,
     blocks,
     example_hashes,
+    lines,
     pages,
     run_page,
     runnable,
@@ -159,3 +162,60 @@ def test_every_hash_a_page_shows_is_one_extschema_prints(
         if set(SHOWN_HASH.findall((REPO / page).read_text())) - known
     }
     assert not unknown, f"hashes no plan has now: {unknown}; the example plans' hashes now: {examples}"
+
+
+def _shell_commands(page: str, kinds: set[str]) -> list[str]:
+    return [line for b in blocks(page) if b.language == "sh" and b.kind in kinds for line, _ in lines(b.body)]
+
+
+@pytest.mark.parametrize("page", pages())
+def test_the_make_targets_the_docs_name_exist(page: str) -> None:
+    makefile = (REPO / "Makefile").read_text()
+    for line in _shell_commands(page, set(KINDS)):
+        for target in re.findall(r"(?:^|&& )make ([\w-]+)", line):
+            assert re.search(rf"^{re.escape(target)}:", makefile, re.MULTILINE), f"{page}: {line}: no such target"
+
+
+def _helm_template(line: str) -> list[str] | None:
+    """`helm install|upgrade` of a chart in this repository as `helm template` with the same values, or None."""
+    args = shlex.split(line.partition(" # ")[0])
+    if args[:1] != ["helm"] or args[1] not in ("install", "upgrade"):
+        return None
+    words = [a for a in args[2:] if a not in ("--install", "--reuse-values", "--wait", "--create-namespace")]
+    at = 0
+    kept: list[str] = []
+    while at < len(words):
+        if words[at] == "--timeout":
+            at += 2
+            continue
+        kept.append(words[at])
+        at += 1
+    name, chart, *options = kept
+    if not (REPO / chart / "Chart.yaml").exists():
+        return None  # a packaged chart the page builds (field-notes-2.0.0.tgz)
+    return ["template", name, str(REPO / chart), *options]
+
+
+CHART_COMMANDS = [
+    (page, line)
+    for page in pages()
+    for line in _shell_commands(page, {"cluster", "full-cluster"})
+    if _helm_template(line) is not None
+]
+
+
+@pytest.mark.helm
+@pytest.mark.parametrize(("page", "line"), CHART_COMMANDS)
+def test_the_helm_commands_of_the_docs_render_with_the_values_they_set(page: str, line: str) -> None:
+    """What a cluster block installs renders: every value it sets is one the chart's values.schema.json knows."""
+    from tests.controlplane.helm import ensure_helm
+
+    args = _helm_template(line)
+    assert args is not None
+    done = subprocess.run([str(ensure_helm()), *args], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, f"{page}: {line}\n{done.stderr}"
+    assert "kind: Deployment" in done.stdout
+
+
+def test_the_docs_install_charts() -> None:
+    assert {page for page, _ in CHART_COMMANDS} >= {"docs/install.md", "docs/helm-plugins.md"}
