@@ -4,6 +4,7 @@ VENV := .venv
 PYTHON ?= $(VENV)/bin/python
 STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
+DEMO_SVG ?= extschema-plugins.svg
 
 .PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator bench-api e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
 
@@ -58,7 +59,7 @@ demo-cli: install
 	$(PYTHON) -m extschema diff examples/evolution/v1.yaml examples/evolution/v2.yaml --core examples/core/core.sql
 	@echo "== a picture of the plugins: extschema diagram (Mermaid; SVG with Graphviz in extschema-plugins.svg) =="
 	$(PYTHON) -m extschema diagram --database $(DEMO_DB)
-	@if command -v dot >/dev/null; then $(PYTHON) -m extschema diagram --database $(DEMO_DB) --format svg > extschema-plugins.svg && echo "wrote extschema-plugins.svg"; fi
+	@if command -v dot >/dev/null; then $(PYTHON) -m extschema diagram --database $(DEMO_DB) --format svg > $(DEMO_SVG) && echo "wrote $(DEMO_SVG)"; fi
 
 bench: install
 	$(PYTHON) bench/engine.py
