@@ -19,6 +19,7 @@ import yaml
 from extschema import wire
 from tests import test_operator_e2e as e2e
 from tests.controlplane import Cluster
+from tests.docsnippets import approval_hashes
 from tests.helpers import REPO, subprocess_env
 from tests.test_operator_e2e import Kube, Operator, columns, execute, physical, schema_doc
 
@@ -108,6 +109,7 @@ def test_plan_and_approve_a_destructive_version(
     doc["spec"]["tables"][0]["fields"] = fields[:1]
     kube.apply(doc)
     pending = kube.wait_reason("orders", "ApprovalRequired")["status"]["pendingPlan"]["hash"]
+    assert approval_hashes("docs/kubectl-plugin.md") == {pending}  # the page shows this very plan's hash
 
     shown = plugin("plan", "orders")
     assert shown.returncode == 0, shown.stderr

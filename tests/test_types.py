@@ -269,12 +269,12 @@ BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 DOC_DATABASE = "postgresql://app@db.internal/app"
 
 
-def test_the_types_page_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_types_page_runs_as_written(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ```sh line runs (its output redirected as written), every titled block is what the files hold,
-    every ```python block runs and prints the ```text block after it."""
+    every ```python block runs and prints the ```text block after it; on both databases."""
     shutil.copytree(EXAMPLES, tmp_path / "examples")
     monkeypatch.chdir(tmp_path)
-    database = f"sqlite:///{tmp_path / 'app.db'}"
+    database = db_url
     load_core(database)
     assert run("apply", str(EXAMPLES), "-d", database).exit_code == 0
     printed: str | None = None

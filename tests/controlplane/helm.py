@@ -187,7 +187,7 @@ def render_readme() -> str:
         "`crds.create`, kept on uninstall), least-privilege RBAC for cluster-wide or namespaced watching, and a\n"
         "one-replica, non-root Deployment.\n"
         "Install, RBAC, upgrades and GitOps: [docs/install.md](../../docs/install.md).\n\n"
-        "```sh\n"
+        "```sh full-cluster\n"
         "helm install extschema charts/extschema -n extschema-system --create-namespace \\\n"
         "  --set database.existingSecret=app-db\n"
         "```\n\n"
