@@ -3,6 +3,7 @@ database does not answer, ready again when it does, live all along."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -99,73 +100,58 @@ def relay(pg_url: str) -> Iterator[tuple[Relay, str]]:
     relay.down()
 
 
+@contextlib.contextmanager
+def probed_operator(kube_cluster: Cluster, database: str, log: Path) -> Iterator[tuple[str, str]]:
+    """An operator on *database* ("": none) in a fresh namespace; yields its liveness and readiness URLs."""
+    namespace = f"ready-{uuid.uuid4().hex[:8]}"
+    kube_cluster.kubectl("apply", "-f", str(Path(__file__).parent.parent / "crds"))
+    kube_cluster.kubectl("create", "namespace", namespace)
+    live, ready = f"http://127.0.0.1:{free_port()}/healthz", f"http://127.0.0.1:{free_port()}/readyz"
+    operator = Operator(kube_cluster, namespace, database, log, f"--liveness={live}", f"--readiness={ready}").start()
+    try:
+        yield live, ready
+    finally:
+        operator.stop()
+        print(operator.tail())
+        kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
+
+
 @pytest.mark.postgres
 def test_unready_while_the_default_database_is_down_live_all_along(
     kube_cluster: Cluster, relay: tuple[Relay, str], tmp_path: Path
 ) -> None:
     proxy, url = relay
     load_core(url)
-    namespace = f"ready-{uuid.uuid4().hex[:8]}"
-    kube_cluster.kubectl("apply", "-f", str(Path(__file__).parent.parent / "crds"))
-    kube_cluster.kubectl("create", "namespace", namespace)
-    health, ready = free_port(), free_port()
-    operator = Operator(
-        kube_cluster,
-        namespace,
-        url,
-        tmp_path / "operator.log",
-        f"--liveness=http://127.0.0.1:{health}/healthz",
-        f"--readiness=http://127.0.0.1:{ready}/readyz",
-    ).start()
-    try:
-        body = eventually(f"http://127.0.0.1:{ready}/readyz", 200)
+    with probed_operator(kube_cluster, url, tmp_path / "operator.log") as (live, ready):
+        body = eventually(ready, 200)
         assert body == {"ready": True, "checks": {"kubernetes": "ok", "database": "ok"}}
         proxy.down()
-        body = eventually(f"http://127.0.0.1:{ready}/readyz", 503)
+        body = eventually(ready, 503)
         checks = body["checks"]
         assert isinstance(checks, dict) and checks["kubernetes"] == "ok" and checks["database"] != "ok"
         secret = make_url(url).password
         assert not secret or str(secret) not in json.dumps(body)  # the URL's password never shows
-        with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=10) as live:
-            assert live.status == 200  # the process is fine: no restart for a database outage
+        with urllib.request.urlopen(live, timeout=10) as answer:
+            assert answer.status == 200  # the process is fine: no restart for a database outage
         proxy.up()
-        eventually(f"http://127.0.0.1:{ready}/readyz", 200)
-    finally:
-        operator.stop()
-        print(operator.tail())
-        kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
+        eventually(ready, 200)
 
 
 @pytest.mark.helm
 def test_without_a_default_database_ready_once_logged_in_and_the_helm_test_passes(
     kube_cluster: Cluster, tmp_path: Path
 ) -> None:
-    namespace = f"ready-{uuid.uuid4().hex[:8]}"
-    kube_cluster.kubectl("apply", "-f", str(Path(__file__).parent.parent / "crds"))
-    kube_cluster.kubectl("create", "namespace", namespace)
-    health, ready = free_port(), free_port()
-    operator = Operator(
-        kube_cluster,
-        namespace,
-        "",
-        tmp_path / "operator.log",
-        f"--liveness=http://127.0.0.1:{health}/healthz",
-        f"--readiness=http://127.0.0.1:{ready}/readyz",
-    ).start()
-    try:
-        body = eventually(f"http://127.0.0.1:{ready}/readyz", 200)
+    with probed_operator(kube_cluster, "", tmp_path / "operator.log") as (live, ready):
+        body = eventually(ready, 200)
         assert body == {"ready": True, "checks": {"kubernetes": "ok", "database": "none"}}
         # The chart's `helm test` Pod runs this command in the cluster; here against the same endpoints.
         (pod,) = chart.by_kind(chart.template(chart.ensure_helm()), "Pod")
         command = pod["spec"]["containers"][0]["command"]
-        urls = [f"http://127.0.0.1:{health}/healthz", f"http://127.0.0.1:{ready}/readyz"]
-        probe = subprocess.run([sys.executable, *command[1:3], *urls], capture_output=True, text=True, timeout=120)
+        probe = subprocess.run(
+            [sys.executable, *command[1:3], live, ready], capture_output=True, text=True, timeout=120
+        )
         assert probe.returncode == 0, probe.stdout + probe.stderr
-        assert f"{urls[1]} 200" in probe.stdout and '"ready": true' in probe.stdout
-    finally:
-        operator.stop()
-        print(operator.tail())
-        kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
+        assert f"{ready} 200" in probe.stdout and '"ready": true' in probe.stdout
 
 
 def test_a_readiness_url_without_a_port_is_a_usage_error() -> None:

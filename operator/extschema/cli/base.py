@@ -391,6 +391,13 @@ def main() -> None:
     """
 
 
+lint_ignore_option = click.option(
+    "--lint-ignore",
+    "lint_ignore",
+    multiple=True,
+    metavar="RULE",
+    help="Do not report this squawk rule (PostgreSQL); repeatable. For good: the spec's lint.ignore.",
+)
 allow_raw_sql_option = click.option(
     "--allow-raw-sql",
     is_flag=True,

@@ -16,6 +16,7 @@ from extschema.cli.base import (
     EXIT_PLAN_CHANGES,
     EXIT_PLAN_NEEDS_APPROVAL,
     emit_json,
+    lint_ignore_option,
     main,
     output_option,
     plan_exit_code,
@@ -78,13 +79,7 @@ def _old_new(paths: Sequence[str], from_empty: bool) -> tuple[Sequence[str] | No
     help=f"Exit {EXIT_OK} when nothing would change, {EXIT_PLAN_CHANGES} when applying NEW would change the "
     f"database at OLD, {EXIT_PLAN_NEEDS_APPROVAL} when a plan needs an approval (as plan --detailed-exitcode).",
 )
-@click.option(
-    "--lint-ignore",
-    "lint_ignore",
-    multiple=True,
-    metavar="RULE",
-    help="Do not report this squawk rule (PostgreSQL); repeatable. For good: the spec's lint.ignore.",
-)
+@lint_ignore_option
 def diff(
     paths: Sequence[str],
     from_empty: bool,

@@ -19,6 +19,7 @@ from extschema.cli.base import (
     check_approvals,
     database_option,
     emit_json,
+    lint_ignore_option,
     load_schemas,
     lock_timeout_option,
     main,
@@ -90,13 +91,7 @@ def _summary(item: Loaded) -> wire.SchemaView:
     help=f"Exit {EXIT_OK} when nothing would change, {EXIT_PLAN_CHANGES} when apply would change the database as "
     f"it is, {EXIT_PLAN_NEEDS_APPROVAL} when a plan needs an approval (failures keep 1-4).",
 )
-@click.option(
-    "--lint-ignore",
-    "lint_ignore",
-    multiple=True,
-    metavar="RULE",
-    help="Do not report this squawk rule (PostgreSQL); repeatable. For good: the spec's lint.ignore.",
-)
+@lint_ignore_option
 def plan(
     paths: Sequence[str],
     database: str | None,
