@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run, write_schema
+from tests.helpers import approved_delete, run, write_schema
 
 SHOP = "pluginId: shop\nversion: 1.0.0\ntables: [{name: item, fields: [{name: title, type: String}]}]"
 
@@ -29,7 +29,7 @@ def test_reading_an_unknown_plugin_is_es306_with_the_closest_name(db_url: str, t
 
 def test_a_deleted_plugin_keeps_its_history_and_backups_readable(db_url: str, tmp_path: Path) -> None:
     assert run("apply", str(write_schema(tmp_path, "shop", SHOP)), "-d", db_url).exit_code == 0
-    assert run("delete", "shop", "-d", db_url).exit_code == 0
+    assert approved_delete(db_url, "shop").exit_code == 0
     history = run("history", "shop", "-d", db_url, "-o", "json")
     assert history.exit_code == 0 and len(history.items()) == 2
     assert run("backups", "shop", "-d", db_url).exit_code == 0

@@ -29,7 +29,7 @@ def test_demo_runs_end_to_end(kube_cluster: Cluster) -> None:
     assert "Conflict" in output and "ES201" in output
     assert '"knowledge-base" deleted' in output and "dropped all objects" in output
     # examples/evolution/: version 2 waits for its approval, then runs once spec.approvedPlanHash names its plan.
-    assert "ApprovalRequired" in output and re.search(r"helpdesk\s+0002 apply\s+2\.0\.0\s+executed", output)
+    assert "ApprovalRequired" in output and re.search(r"helpdesk\s+0002\s+apply\s+2\.0\.0\s+executed", output)
 
 
 @pytest.mark.helm

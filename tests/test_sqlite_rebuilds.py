@@ -127,7 +127,7 @@ def test_every_step_on_one_table_makes_one_rebuild_and_keeps_every_row(db_url: s
         # The long Decimal CHECK is written once, in the one new table.
         assert sql.count("CONSTRAINT ext_kit__item_amount_check") == 1
         # Both backups are taken before the rebuild, from the rows as they are.
-        backups = [sql.index(f"extschema_backup__kit__item__{c}__mplanned") for c in ("qty", "note")]
+        backups = [sql.index(f"extschema_backup__kit__item__{c}__m0002") for c in ("qty", "note")]
         assert max(backups) < sql.index("CREATE TABLE ext_kit__item__rebuild (")
     else:
         assert "__rebuild" not in sql
