@@ -24,7 +24,7 @@ from extschema.cli.base import event_json
 from extschema.controller import targets
 from extschema.dialects import Blocker, PostgresDialect, SqliteDialect
 from extschema.problems import ProblemError
-from tests.helpers import REPO, execute, ext_table, run, subprocess_env, write_schema
+from tests.helpers import REPO, approved_delete, execute, ext_table, run, subprocess_env, write_schema
 
 V1 = """
 pluginId: big
@@ -71,6 +71,19 @@ def test_apply_prints_each_step_as_it_runs_with_its_time(db_url: str, tmp_path: 
     ]
     assert all(s.endswith(" ms") for s in steps), steps
     assert "\x1b" not in outcome.stderr and "\r" not in outcome.stderr  # not a terminal: no live line
+
+
+def test_delete_and_restore_print_their_steps_too(db_url: str, tmp_path: Path) -> None:
+    assert run("apply", str(write_schema(tmp_path, "big", V1)), "-d", db_url).exit_code == 0
+    _fill(db_url, 3)
+    deleted = approved_delete(db_url, "big")
+    assert deleted.exit_code == 0, deleted.stderr
+    assert re.search(r"^  step 1/\d+ drop table t: [\d,]+ ms$", deleted.stderr, re.M), deleted.stderr
+    restored = run("restore", "0002", "-d", db_url, "-o", "json")  # JSON: the steps as events on stderr
+    assert restored.exit_code == 0, restored.stderr
+    events = [json.loads(line) for line in restored.stderr.splitlines()]
+    assert {"StepStarted", "StepFinished"} <= {e["event"] for e in events}, restored.stderr
+    assert restored.items()[-1]["changed"] is True
 
 
 def test_json_output_streams_events_on_stderr_and_keeps_one_envelope_on_stdout(db_url: str, tmp_path: Path) -> None:

@@ -278,6 +278,16 @@ def open_engine(
         engine.close()
 
 
+@contextlib.contextmanager
+def showing_progress(output: str) -> Iterator[ProgressPrinter]:
+    """Inside the block, the migrations this command runs print their steps as they go (stderr)."""
+    from extschema import reconcile
+
+    show = ProgressPrinter(output)
+    with reconcile.listening(show, count_rows=show.count_rows):
+        yield show
+
+
 class ProgressPrinter:
     """Migration events on stderr, as they happen: text lines (each spec, each step with its time, the
     after phase, lock waits), or with ``-o json``/``yaml`` one JSON object per line (docs/json-output.md),

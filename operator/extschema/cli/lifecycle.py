@@ -21,6 +21,7 @@ from extschema.cli.base import (
     print_results,
     print_table,
     reported,
+    showing_progress,
     terminal_sql,
 )
 from extschema.problems import Kind, ProblemError, escape
@@ -165,11 +166,6 @@ def rollback(
 ) -> None:
     """Undo a plugin's latest migration with its recorded rollback SQL (data it drops, and raw rollbackSql,
     need --approve).
-
-    \b
-    Example:
-      extschema rollback shop --dry-run          # the SQL, what it drops, puts back and backs up
-      extschema rollback shop --approve 05f630c7856faad3
     """
     from extschema import reconcile
 
@@ -177,7 +173,8 @@ def rollback(
         if dry_run:
             _print_preview(reconcile.preview_rollback(engine, plugin, approvals), output)
             return
-        result = reconcile.rollback(engine, plugin, approvals)
+        with showing_progress(output):
+            result = reconcile.rollback(engine, plugin, approvals)
         print_results([result], output, verb="rolled back")
         if output == "text" and result.statements:
             click.echo("  SQL run:")
@@ -208,12 +205,6 @@ def delete(
     unregister it.
 
     On a terminal, without --approve, it shows what it drops and asks for the hash.
-
-    \b
-    Example:
-      extschema delete shop --dry-run            # tables, rows, backups and SQL; the hash to approve
-      extschema delete shop --approve 1c2d3e4f5a6b7c8d
-      extschema delete shop --retain             # only unregister: nothing to approve
     """
     from extschema import reconcile
 
@@ -223,7 +214,9 @@ def delete(
             return
         if not approvals and output == "text" and sys.stdin.isatty() and sys.stdout.isatty():
             approvals = _confirm_delete(reconcile.preview_delete(engine, plugin, retain or None))
-        print_results([reconcile.delete(engine, plugin, retain or None, approvals=approvals)], output)
+        with showing_progress(output):
+            deleted = reconcile.delete(engine, plugin, retain or None, approvals=approvals)
+        print_results([deleted], output)
 
 
 def _confirm_delete(run: DryRun) -> tuple[str, ...]:
@@ -258,14 +251,7 @@ def _confirm_delete(run: DryRun) -> tuple[str, ...]:
 @database_option
 @output_option
 def repair(plugin: str, mode: str | None, dry_run: bool, database: str | None, output: str) -> None:
-    """Make edited migration history verify again (ES304): --accept-edits keeps the edit, --rerender undoes it.
-
-    \b
-    Example:
-      extschema history shop --sql               # see the edit
-      extschema repair shop --accept-edits --dry-run
-      extschema repair shop --accept-edits
-    """
+    """Make edited migration history verify again (ES304): --accept-edits keeps the edit, --rerender undoes it."""
     from extschema import reconcile
 
     if mode not in ("accept-edits", "rerender"):
@@ -440,20 +426,15 @@ def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | N
 @output_option
 @dry_run_option
 def restore(migration_id: str, plugin: str | None, database: str | None, output: str, dry_run: bool) -> None:
-    """Copy a migration's backed-up rows and values back into the plugin's current tables.
-
-    \b
-    Example:
-      extschema restore 0003 --dry-run           # what it copies back, per table and column, and the SQL
-      extschema restore 0003
-    """
+    """Copy a migration's backed-up rows and values back into the plugin's current tables."""
     from extschema import reconcile
 
     with reported(output), open_engine(database) as engine:
         if dry_run:
             _print_preview(reconcile.preview_restore(engine, migration_id, plugin), output)
             return
-        results = reconcile.restore(engine, migration_id, plugin)
+        with showing_progress(output):
+            results = reconcile.restore(engine, migration_id, plugin)
         if output != "text" or results[-1].changed:
             print_results(results, output)
             return
@@ -486,7 +467,8 @@ def drift(plugin: str | None, repair: bool, database: str | None, output: str, n
         if dry_run and plugin is not None:
             _print_preview(reconcile.preview_repair(engine, plugin), output)
             return
-        repaired = reconcile.repair(engine, plugin) if repair and plugin is not None else []
+        with showing_progress(output):
+            repaired = reconcile.repair(engine, plugin) if repair and plugin is not None else []
         reports = reconcile.drift(engine, plugin)
         in_sync = all(r.in_sync for r in reports)
         if output != "text":

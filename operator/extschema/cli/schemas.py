@@ -14,7 +14,6 @@ from extschema.cli.base import (
     EXIT_OK,
     EXIT_PLAN_CHANGES,
     EXIT_PLAN_NEEDS_APPROVAL,
-    ProgressPrinter,
     allow_raw_sql_option,
     check_approvals,
     database_option,
@@ -30,6 +29,7 @@ from extschema.cli.base import (
     print_results,
     read_documents,
     reported,
+    showing_progress,
     statement_timeout_option,
 )
 from extschema.problems import escape
@@ -156,8 +156,7 @@ def apply(
         check_approvals(approvals)
     with reported(output), open_engine(database, allow_raw_sql, (lock_timeout_ms, statement_timeout_ms)) as engine:
         loaded = load_schemas(paths, applying=True)
-        show = ProgressPrinter(output)
-        with reconcile.listening(show, count_rows=show.count_rows):
+        with showing_progress(output) as show:
             results = reconcile.reconcile(engine, loaded, show, approvals=approvals)
         print_results(reconcile.with_drift(engine, results), output)
 
