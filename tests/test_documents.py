@@ -346,3 +346,11 @@ def test_a_database_target_gets_every_problem_in_one_pass(tmp_path: Path) -> Non
         ("7", "spec.statementTimeout", "ES016"),
         ("8", "spec.allowRawSql", "ES010"),
     ], outcome.stderr
+
+
+def test_a_bare_spec_is_refused_with_how_to_wrap_it(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("pluginId: shop\nversion: 1.0.0\ntables: []\n")
+    outcome = run("validate", str(bare))
+    assert outcome.exit_code == 1
+    assert "ES014" in outcome.stderr and "bare spec" in outcome.stderr and "kind: ExtensionSchema" in outcome.stderr

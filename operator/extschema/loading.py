@@ -396,6 +396,14 @@ def _kind_problem(data: dict[Any, Any], prefix: str) -> Problem | None:
         hint = f": did you mean {close}?" if close else f"; the kinds of {model.API_GROUP} are {choices}"
         return Problem("ES014", "kind", f"{prefix}kind {kind!r} is not an extschema kind{hint}")
     spec = data.get("spec")
+    if "pluginId" in data:  # a bare spec: the fields the document holds under spec
+        return Problem(
+            "ES014",
+            "kind",
+            f"{prefix}the document is a bare spec (pluginId at the top): write it as the resource kubectl applies, "
+            f"apiVersion: {model.API_VERSION}, kind: {model.KIND}, metadata: {{name: ...}}, and these fields under "
+            "spec:",
+        )
     if ours or (isinstance(spec, dict) and "pluginId" in spec):
         add = f"add kind: {model.KIND} (or {model.TARGET_KIND})"
         return Problem("ES014", "kind", f"{prefix}the document has no kind: {add}")
