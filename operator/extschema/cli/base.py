@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -399,6 +399,17 @@ def main() -> None:
 
     Schemas are ExtensionSchema YAML documents (the same you would kubectl apply).
     """
+
+
+def detailed_exitcode_option(changes: str) -> Callable[[Any], Any]:
+    """``--detailed-exitcode`` of plan and diff (one decision: :func:`plan_exit_code`); *changes* says what
+    exit 10 means for the command."""
+    return click.option(
+        "--detailed-exitcode",
+        is_flag=True,
+        help=f"Exit {EXIT_OK} when nothing would change, {EXIT_PLAN_CHANGES} when {changes}, "
+        f"{EXIT_PLAN_NEEDS_APPROVAL} when a plan needs an approval (failures keep 1-4).",
+    )
 
 
 lint_ignore_option = click.option(

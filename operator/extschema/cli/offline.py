@@ -12,9 +12,7 @@ import click
 from extschema import wire
 from extschema.cli import plan_text
 from extschema.cli.base import (
-    EXIT_OK,
-    EXIT_PLAN_CHANGES,
-    EXIT_PLAN_NEEDS_APPROVAL,
+    detailed_exitcode_option,
     emit_json,
     lint_ignore_option,
     main,
@@ -73,12 +71,7 @@ def _old_new(paths: Sequence[str], from_empty: bool) -> tuple[Sequence[str] | No
 )
 @output_option
 @click.option("--summary", is_flag=True, help="The steps, their classes and the hash; no SQL (as plan --summary).")
-@click.option(
-    "--detailed-exitcode",
-    is_flag=True,
-    help=f"Exit {EXIT_OK} when nothing would change, {EXIT_PLAN_CHANGES} when applying NEW would change the "
-    f"database at OLD, {EXIT_PLAN_NEEDS_APPROVAL} when a plan needs an approval (as plan --detailed-exitcode).",
-)
+@detailed_exitcode_option("applying NEW would change the database at OLD")
 @lint_ignore_option
 def diff(
     paths: Sequence[str],

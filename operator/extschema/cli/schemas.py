@@ -11,12 +11,10 @@ import click
 from extschema import wire
 from extschema.cli import plan_text
 from extschema.cli.base import (
-    EXIT_OK,
-    EXIT_PLAN_CHANGES,
-    EXIT_PLAN_NEEDS_APPROVAL,
     allow_raw_sql_option,
     check_approvals,
     database_option,
+    detailed_exitcode_option,
     emit_json,
     lint_ignore_option,
     load_schemas,
@@ -85,12 +83,7 @@ def _summary(item: Loaded) -> wire.SchemaView:
 @output_option
 @allow_raw_sql_option
 @click.option("--summary", is_flag=True, help="The steps, their classes and data counts and the hash; no SQL.")
-@click.option(
-    "--detailed-exitcode",
-    is_flag=True,
-    help=f"Exit {EXIT_OK} when nothing would change, {EXIT_PLAN_CHANGES} when apply would change the database as "
-    f"it is, {EXIT_PLAN_NEEDS_APPROVAL} when a plan needs an approval (failures keep 1-4).",
-)
+@detailed_exitcode_option("apply would change the database as it is")
 @lint_ignore_option
 def plan(
     paths: Sequence[str],
