@@ -117,6 +117,20 @@ def _declared(value: Any, schema: dict[str, Any], path: str) -> Iterator[str]:
                     ],
                     lint=[wire.LintView(rule="ban-drop-column", level="warning", message="m", statement=1)],
                 ),
+                targets=[
+                    status_model.TargetStatus(
+                        name="eu-1",
+                        applied_version="1.0.0",
+                        applied_checksum="a" * 64,
+                        last_migration=status_model.LastMigration(id="m1", version="1.0.0"),
+                        pending_plan=status_model.PendingPlan(
+                            hash="a1b2c3d4e5f60718", summary="s", destructive=True, plan_class="destructive"
+                        ),
+                        conditions=[status_model.Condition(type="Ready", status="True", reason="Applied")],
+                    )
+                ],
+                targets_ready="1/1",
+                rollout=status_model.RolloutStatus(phase="Paused", message="m", paused_at="eu-1", resumed="1"),
                 conditions=[
                     status_model.Condition(
                         type="Ready",
@@ -158,9 +172,13 @@ def test_extension_schema_names_columns_and_subresource() -> None:
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Plugin", "Version", "Ready", "Reason", "Age", "Target", "InSync", "Pending", "Message"]
+    assert list(columns) == [
+        *("Plugin", "Version", "Ready", "Reason", "Targets", "Age"),
+        *("Target", "InSync", "Pending", "Message"),
+    ]
     assert columns["Version"]["jsonPath"] == ".status.appliedVersion"
     assert columns["Pending"]["jsonPath"] == ".status.pendingPlan.hash"
+    assert columns["Targets"]["jsonPath"] == ".status.targetsReady"
     assert all(columns[name]["priority"] == 1 for name in ("Target", "InSync", "Pending", "Message"))
     assert "priority" not in columns["Ready"]
 

@@ -46,9 +46,38 @@ def _object_name(description: str, pattern: str | None = None) -> Schema:
     return out
 
 
+def _selector_bounds(path: str) -> dict[str, Schema]:
+    """Bounds of a label selector at *path*, as Kubernetes' own LabelSelector."""
+    label = {"minLength": 1, "maxLength": 317}  # prefix (253) + '/' + name (63)
+    return {
+        f"{path}.matchLabels": {"maxProperties": 64},
+        f"{path}.matchLabels{{}}": {"maxLength": 63},
+        f"{path}.matchExpressions": {"maxItems": 64, "x-kubernetes-list-type": "atomic"},
+        f"{path}.matchExpressions[].key": label,
+        f"{path}.matchExpressions[].values": {"maxItems": 256, "x-kubernetes-list-type": "atomic"},
+        f"{path}.matchExpressions[].values[]": {"maxLength": 63},
+        f"{path}.matchExpressions[]": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(self.operator in ['In', 'NotIn']) == (size(self.values) > 0)",
+                    "message": "In and NotIn need values; Exists and DoesNotExist take none",
+                }
+            ]
+        },
+    }
+
+
 # Extra keywords per node, by path ('[]' = list items, '{}' = map values). Applied after conversion.
 _EXTRA: dict[str, Schema] = {
-    "": {"required": ["pluginId", "version"]},
+    "": {
+        "required": ["pluginId", "version"],
+        "x-kubernetes-validations": [
+            {
+                "rule": "!(has(self.targetRef) && has(self.targetSelector))",
+                "message": "set at most one of targetRef and targetSelector",
+            }
+        ],
+    },
     "pluginId": {
         "minLength": 1,
         "maxLength": limits.MAX_PLUGIN_ID_LENGTH,
@@ -166,7 +195,11 @@ _EXTRA: dict[str, Schema] = {
     },
     "relationships[].targetField": _name(),
     "relationships[].name": _name(),
-    # Operator-only fields (model.ExtensionSchemaSpec.target_ref, .suspend).
+    # Operator-only fields (model.ExtensionSchemaSpec.target_ref, .suspend, .target_selector, .rollout).
+    "approvedPlanHashes": {"maxItems": 64, "x-kubernetes-list-type": "set"},
+    "approvedPlanHashes[]": {"minLength": 1, "maxLength": limits.MAX_PLAN_HASH_LENGTH, "pattern": "^[0-9a-f]+$"},
+    **_selector_bounds("targetSelector"),
+    **_selector_bounds("rollout.canary"),
     "targetRef.name": {
         "minLength": 1,
         "maxLength": limits.MAX_RESOURCE_NAME_LENGTH,
@@ -348,6 +381,12 @@ def extension_schema_crd() -> Schema:
         },
         {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status", "description": "Ready condition"},
         {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason", "description": "Why"},
+        {
+            "name": "Targets",
+            "type": "string",
+            "jsonPath": ".status.targetsReady",
+            "description": "Ready targets out of those selected (ready/total)",
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {
             "name": "Target",

@@ -91,6 +91,7 @@ MAX_EVENT_MESSAGE = 1024  # a Kubernetes event's message is cut to this
 MAX_STATUS_CHANGES = 4096  # lines of status.lastMigration.changes (declared in the CRD)
 MAX_STATUS_CHANGE_LENGTH = 1024  # characters of one such line
 MAX_STATUS_PLAN_OPS = 256  # operations shown in status.pendingPlan.ops (declared in the CRD)
+MAX_SELECTED_TARGETS = 1000  # DatabaseTargets one ExtensionSchema may select (status.targets[] bound)
 MAX_STATUS_LINT_FINDINGS = 64  # squawk findings shown in status.pendingPlan.lint (declared in the CRD)
 DRIFT_INTERVAL_S = 300.0  # how often the operator compares a Ready plugin's objects with its applied spec
 

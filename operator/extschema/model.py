@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -185,6 +186,82 @@ class DatabaseTargetRef(_Spec):
     name: str = Field(description="Name of a DatabaseTarget in this namespace.")
 
 
+class LabelSelectorRequirement(_Spec):
+    """One ``matchExpressions`` entry of a Kubernetes label selector."""
+
+    key: str = Field(description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="In, NotIn, Exists or DoesNotExist.")
+    values: list[str] = Field(
+        default_factory=list, description="Values for In and NotIn (at least one); empty for Exists and DoesNotExist."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        if (self.operator in ("In", "NotIn")) != bool(self.values):
+            raise ValueError("In and NotIn need values; Exists and DoesNotExist take none")
+        return self
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        inside = self.key in labels and labels[self.key] in self.values
+        return inside if self.operator == "In" else not inside
+
+
+class LabelSelector(_Spec):
+    """A Kubernetes label selector over DatabaseTargets: every term must hold; ``{}`` selects all."""
+
+    match_labels: dict[str, str] = Field(
+        default_factory=dict, alias="matchLabels", description="Labels a target must have, with these values."
+    )
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, alias="matchExpressions", description="Further requirements, all of which must hold."
+    )
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether an object with *labels* is selected (Kubernetes semantics)."""
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            term.matches(labels) for term in self.match_expressions
+        )
+
+    def text(self) -> str:
+        """As kubectl writes a selector: ``tier=prod,region in (eu,us),!legacy``."""
+        parts = [f"{k}={v}" for k, v in sorted(self.match_labels.items())]
+        for term in self.match_expressions:
+            if term.operator == "Exists":
+                parts.append(term.key)
+            elif term.operator == "DoesNotExist":
+                parts.append(f"!{term.key}")
+            else:
+                parts.append(f"{term.key} {term.operator.lower()} ({','.join(term.values)})")
+        return ",".join(parts)
+
+
+class RolloutSpec(_Spec):
+    """How a schema reaches the targets of spec.targetSelector: canaries first, then waves."""
+
+    max_parallel: int = Field(
+        1,
+        alias="maxParallel",
+        ge=1,
+        le=1000,
+        description="At most this many targets migrate at once (a wave); default 1, one database at a time.",
+    )
+    canary: LabelSelector | None = Field(
+        None,
+        description="Selected targets that also match this selector migrate first; the others wait until every "
+        "canary is Ready.",
+    )
+    pause_on_failure: bool = Field(
+        True,
+        alias="pauseOnFailure",
+        description="A failed or stalled target pauses the rollout (no new wave starts) until the spec changes or "
+        "the annotation extschema.io/resume is set to a new value; false: the other targets go on.",
+    )
+
+
 class ExtensionSchemaSpec(_Spec):
     """What a plugin asks of the database."""
 
@@ -236,6 +313,32 @@ class ExtensionSchemaSpec(_Spec):
         description="Pause: the operator leaves the database alone until this is false again; deleting a "
         "suspended resource leaves its tables and registration as they are (deletionPolicy does not run).",
     )
+    target_selector: LabelSelector | None = Field(
+        None,
+        alias="targetSelector",
+        description="Apply to every DatabaseTarget in this namespace whose labels match (instead of targetRef); "
+        "targets added later get the plugin, targets no longer selected lose it by deletionPolicy.",
+    )
+    rollout: RolloutSpec | None = Field(
+        None, description="With targetSelector: canary targets first, then waves of at most maxParallel targets."
+    )
+    approved_plan_hashes: list[str] = Field(
+        default_factory=list,
+        alias="approvedPlanHashes",
+        description="More approvals, like approvedPlanHash: with targetSelector, targets whose bases differ have "
+        "plans with different hashes (status.targets[].pendingPlan.hash); each listed hash approves its plans.",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_way_to_target(self) -> ExtensionSchemaSpec:
+        if self.target_ref is not None and self.target_selector is not None:
+            raise ValueError("set at most one of targetRef and targetSelector")
+        return self
+
+    def approved_hashes(self) -> frozenset[str]:
+        """Every plan hash this spec approves: approvedPlanHash and approvedPlanHashes."""
+        given = [self.approved_plan_hash, *self.approved_plan_hashes]
+        return frozenset(h for h in given if h)
 
     def table(self, name: str) -> TableSpec | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -267,7 +370,16 @@ class ExtensionSchemaSpec(_Spec):
 
 
 #: Spec fields that steer how a schema is applied, not what it is (not part of its checksum).
-OPERATIONAL_FIELDS = ("approved_plan_hash", "drift_policy", "lint", "target_ref", "suspend")
+OPERATIONAL_FIELDS = (
+    "approved_plan_hash",
+    "approved_plan_hashes",
+    "drift_policy",
+    "lint",
+    "target_ref",
+    "suspend",
+    "target_selector",
+    "rollout",
+)
 
 #: Keys added after the first release, by the mapping they appear in, with their default.
 _LATER_KEYS: dict[str, dict[str, Any]] = {

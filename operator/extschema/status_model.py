@@ -130,6 +130,56 @@ class PendingPlan(_Status):
         )
 
 
+class TargetStatus(_Status):
+    """What one database of the resource holds: one entry per target (one for targetRef or the default)."""
+
+    name: str = Field(
+        max_length=limits.MAX_RESOURCE_NAME_LENGTH,
+        description="The DatabaseTarget ('default': the operator's --database).",
+    )
+    applied_version: str | None = Field(
+        None, alias="appliedVersion", max_length=limits.MAX_VERSION_LENGTH, description="spec.version applied there."
+    )
+    applied_checksum: str | None = Field(
+        None,
+        alias="appliedChecksum",
+        max_length=limits.SHA256_HEX_LENGTH,
+        description="SHA-256 of the spec applied there.",
+    )
+    last_migration: LastMigration | None = Field(
+        None, alias="lastMigration", description="The latest migration the operator ran on this target."
+    )
+    pending_plan: PendingPlan | None = Field(
+        None,
+        alias="pendingPlan",
+        description="This target's plan waiting for approval (spec.approvedPlanHash or spec.approvedPlanHashes); "
+        "targets at the same version share its hash.",
+    )
+    conditions: Conditions = []
+
+
+class RolloutStatus(_Status):
+    """Where a targetSelector rollout stands."""
+
+    phase: Literal["Progressing", "Paused", "Complete"] = Field(
+        description="Progressing (waves running or waiting for approval), Paused (a target failed), or Complete."
+    )
+    message: str | None = Field(
+        None, max_length=limits.MAX_CONDITION_MESSAGE, description="Which wave, or where and why it paused."
+    )
+    paused_at: str | None = Field(
+        None,
+        alias="pausedAt",
+        max_length=limits.MAX_RESOURCE_NAME_LENGTH,
+        description="The target whose failure paused the rollout.",
+    )
+    resumed: str | None = Field(
+        None,
+        max_length=256,
+        description="The value of the extschema.io/resume annotation last acted on (a new value resumes).",
+    )
+
+
 class ExtensionSchemaStatus(_Status):
     """What the operator observed and did; written only by the operator."""
 
@@ -167,6 +217,19 @@ class ExtensionSchemaStatus(_Status):
         alias="pendingPlan",
         description="The plan waiting for approval (spec.approvedPlanHash); removed once it ran or the spec changed.",
     )
+    targets: list[TargetStatus] | None = Field(
+        None,
+        max_length=limits.MAX_SELECTED_TARGETS,
+        description="One entry per database the resource goes to, keyed by target name.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    targets_ready: str | None = Field(
+        None,
+        alias="targetsReady",
+        max_length=32,
+        description="Ready targets out of those selected, as ready/total (printer column Targets).",
+    )
+    rollout: RolloutStatus | None = Field(None, description="With spec.targetSelector: where the rollout stands.")
     conditions: Conditions = []
 
 
