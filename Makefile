@@ -6,7 +6,7 @@ STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 DEMO_SVG ?= extschema-plugins.svg
 
-.PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator bench-api e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-helm demo-cli bench bench-engine bench-operator bench-api e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps tests/js/package-lock.json
 	bash .ci/install-deps
@@ -62,6 +62,9 @@ demo-cli: install
 	@if command -v dot >/dev/null; then $(PYTHON) -m extschema diagram --database $(DEMO_DB) --format svg > $(DEMO_SVG) && echo "wrote $(DEMO_SVG)"; fi
 
 bench: install
+	$(PYTHON) bench/report.py
+
+bench-engine: install
 	$(PYTHON) bench/engine.py
 
 bench-operator: install
