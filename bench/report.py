@@ -42,6 +42,10 @@ import matplotlib.pyplot as plt
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+DEFAULT_OUT = REPO / "docs" / "bench"
+#: The page that shows the latest full run: its block between these markers is rewritten by a default run.
+PAGE = REPO / "docs" / "performance.md"
+BEGIN, END = "<!-- bench:results -->", "<!-- /bench:results -->"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,6 +320,14 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     return written
 
 
+def show_on_page(table: str, written: list[Path]) -> None:
+    """Put the latest full run's table and plots into docs/performance.md (between its markers)."""
+    text = PAGE.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    pictures = "".join(f"\n![{p.stem}](bench/{p.name})\n" for p in written)
+    PAGE.write_text(text[:start] + "\n" + table + pictures + text[end:])
+
+
 def _save(figure: Any, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=100, metadata={"Software": None})
@@ -326,7 +338,7 @@ def _save(figure: Any, path: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench", help="where the files go")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the files go")
     parser.add_argument("--only", help="comma-separated benchmark names (engine, operator, api, sweep, ...)")
     args = parser.parse_args()
     chosen = set(args.only.split(",")) if args.only else None
@@ -348,6 +360,8 @@ def main() -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "results.md").write_text(markdown(results))
     written = plots(results, args.out)
+    if args.out.resolve() == DEFAULT_OUT and not args.quick and chosen is None:
+        show_on_page(markdown(results), written)
     print(markdown(results))
     print("wrote " + ", ".join(str(p) for p in [args.out / "results.json", args.out / "results.md", *written]))
     failed = [n for n, out in flat.items() if isinstance(out, dict) and "error" in out]
