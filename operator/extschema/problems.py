@@ -38,7 +38,7 @@ CATALOG: dict[str, str] = {
     "ES026": "No such target of the ExtensionSchema",
     "ES027": "targetSelector matches no DatabaseTarget",
     "ES028": "An approval matches no waiting plan",
-    "ES029": "rollout without targetSelector",
+    "ES029": "targetRef, targetSelector and rollout do not fit together",
     "ES101": "Invalid identifier",
     "ES102": "Name too long for the database",
     "ES103": "Reserved name",
