@@ -384,3 +384,12 @@ def test_target_of_a_resource_with_one_database(kube: Kube, tmp_path: Path) -> N
     assert spec["approvedPlanHash"] == plan["hash"] and "approvedPlanHashes" not in spec
     history = plugin("history", "orders")
     assert history.returncode == 0 and "TARGET" not in history.stdout  # one database: the conditions say it all
+
+
+def test_approved_hashes_stay_within_the_crd_bound() -> None:
+    """approve appends without repeating; over 64 (the CRD's maxItems) the oldest no target waits with go."""
+    from extschema.cli.kubectl import MAX_APPROVED_HASHES, approved_list
+
+    old = [f"{i:016x}" for i in range(MAX_APPROVED_HASHES)]
+    assert approved_list(["a", "b"], ["b", "c"], ["b", "c"]) == ["a", "b", "c"]
+    assert approved_list(old, ["f" * 16], [old[0], "f" * 16]) == [old[0], *old[2:], "f" * 16]
