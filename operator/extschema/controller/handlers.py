@@ -41,6 +41,7 @@ from extschema.controller.status import (
     Settle,
     applied_fields,
     approval_outcome,
+    approved_hashes_of,
     cleanup_waits,
     outcome_of,
     pending_fields,
@@ -196,7 +197,7 @@ async def reconcile_schema(
         pending = pending_of(error, str(spec.get("pluginId")))
         if pending is not None and isinstance(error, reconcile.ApprovalRequired):
             # Waiting for an approval: not a failure, not retried; the spec's change runs it.
-            outcome = approval_outcome(pending, spec.get("approvedPlanHash"))
+            outcome = approval_outcome(pending, approved_hashes_of(spec))
             try:
                 findings = await asyncio.to_thread(database.lint, engine, error, pending.plugin_id)
             except Exception:  # the lint is for the reviewer; the plan still waits and is shown without it
