@@ -75,6 +75,7 @@ _EXTRA: dict[str, Schema] = {
             {
                 "rule": "!(has(self.targetRef) && has(self.targetSelector))",
                 "message": "set at most one of targetRef and targetSelector",
+                "fieldPath": ".targetSelector",
             }
         ],
     },

@@ -329,11 +329,13 @@ class ExtensionSchemaSpec(_Spec):
         "plans with different hashes (status.targets[].pendingPlan.hash); each listed hash approves its plans.",
     )
 
-    @pydantic.model_validator(mode="after")
-    def _one_way_to_target(self) -> ExtensionSchemaSpec:
-        if self.target_ref is not None and self.target_selector is not None:
-            raise ValueError("set at most one of targetRef and targetSelector")
-        return self
+    @pydantic.field_validator("target_selector")
+    @classmethod
+    def _one_way_to_target(cls, selector: LabelSelector | None, info: pydantic.ValidationInfo) -> LabelSelector | None:
+        # A field validator (not a model one), so the problem's path is spec.targetSelector.
+        if selector is not None and info.data.get("target_ref") is not None:
+            raise ValueError("set at most one of targetRef and targetSelector: remove one of them")
+        return selector
 
     def approved_hashes(self) -> frozenset[str]:
         """Every plan hash this spec approves: approvedPlanHash and approvedPlanHashes."""
