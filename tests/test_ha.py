@@ -10,6 +10,7 @@ Takeover times are printed (``-s``), never asserted.
 
 from __future__ import annotations
 
+import datetime
 import json
 import signal
 import time
@@ -22,12 +23,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from extschema.controller import peering
 from tests import test_operator_e2e as e2e
 from tests.controlplane import Cluster
 from tests.controlplane.cluster import free_port
 from tests.helpers import execute, run
 
-pytestmark = [pytest.mark.k8s, pytest.mark.postgres, pytest.mark.slow]
 crds, kube = e2e.crds, e2e.kube  # fixtures
 
 PEERING = "extschema-ha-test"
@@ -163,6 +164,9 @@ def run_failover(kube: e2e.Kube, url: str, start: Callable[[], Replica], sig: in
     return {"takeover_s": round(took_over, 1), "all_ready_s": round(all_ready, 1)}
 
 
+@pytest.mark.k8s
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_standby_takes_over_after_sigkill_mid_migration_and_nothing_is_applied_twice(
     kube: e2e.Kube, pg_url: str, replicas: Callable[[], Replica]
 ) -> None:
@@ -170,6 +174,9 @@ def test_standby_takes_over_after_sigkill_mid_migration_and_nothing_is_applied_t
     print(f"HA takeover after SIGKILL: {json.dumps(figures)}")
 
 
+@pytest.mark.k8s
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_standby_takes_over_from_a_frozen_replica_once_its_transaction_is_ended(
     kube: e2e.Kube, pg_url: str, replicas: Callable[[], Replica]
 ) -> None:
@@ -187,3 +194,27 @@ def test_peering_and_standalone_are_exclusive_and_priority_needs_peering() -> No
     assert both.exit_code == 2 and "--standalone" in both.stderr and "--peering" in both.stderr
     alone = run("run", "-A", "--priority", "5")
     assert alone.exit_code == 2 and "--priority needs --peering" in alone.stderr
+
+
+def test_default_priorities_let_the_older_replica_win_and_never_tie() -> None:
+    started = 1_796_000_000.0
+    older = peering.default_priority(started, draw=999)
+    assert peering.default_priority(started + 0.001, draw=0) < older  # one millisecond later: lower, whatever drawn
+    same_ms = {peering.default_priority(started, draw=d) for d in range(1000)}
+    assert len(same_ms) == 1000  # in one millisecond only the same three digits tie
+    assert 0 < older < 2**53  # exact in every JSON reader
+
+
+def test_role_follows_kopf_a_live_higher_or_equal_peer_pauses() -> None:
+    now = datetime.datetime(2026, 12, 7, 6, 0, tzinfo=datetime.UTC)
+
+    def peer(priority: int, seen_s_ago: float) -> dict[str, Any]:
+        seen = now - datetime.timedelta(seconds=seen_s_ago)
+        return {"priority": priority, "lifetime": peering.LIFETIME_S, "lastseen": seen.isoformat()}
+
+    me = {"me": peer(5, 0)}
+    assert peering.role_in({**me, "other": peer(4, 1)}, "me", 5, now) == "active"
+    assert peering.role_in({**me, "other": peer(6, 1)}, "me", 5, now) == "standby"
+    assert peering.role_in({**me, "other": peer(5, 1)}, "me", 5, now) == "standby"  # a tie pauses both in kopf
+    assert peering.role_in({**me, "other": peer(6, peering.LIFETIME_S + 1)}, "me", 5, now) == "active"  # dead
+    assert peering.role_in({**me, "other": "garbage"}, "me", 5, now) == "active"
