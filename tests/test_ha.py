@@ -25,6 +25,7 @@ import pytest
 
 from extschema.controller import peering
 from tests import test_operator_e2e as e2e
+from tests import test_rbac as rbac
 from tests.controlplane import Cluster
 from tests.controlplane.cluster import free_port
 from tests.helpers import execute, run
@@ -38,6 +39,18 @@ SLEEP_S = 8
 TIMEOUT_S = 120
 
 
+def role_at(readyz: str) -> str:
+    """active, standby or unknown from a replica's /readyz (empty while it does not answer)."""
+    try:
+        with urllib.request.urlopen(readyz, timeout=5) as answer:
+            body: dict[str, Any] = json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        body = json.loads(error.read())
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return ""
+    return str((body.get("peering") or {}).get("role", ""))
+
+
 class Replica(e2e.Operator):
     """One replica: ``run --peering NAME`` (no --standalone) with its readiness endpoint."""
 
@@ -47,15 +60,7 @@ class Replica(e2e.Operator):
         self.mode = ("--peering", PEERING)
 
     def role(self) -> str:
-        """active, standby or unknown from /readyz (empty while it does not answer)."""
-        try:
-            with urllib.request.urlopen(self.readyz, timeout=5) as answer:
-                body: dict[str, Any] = json.loads(answer.read())
-        except urllib.error.HTTPError as error:
-            body = json.loads(error.read())
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return ""
-        return str((body.get("peering") or {}).get("role", ""))
+        return role_at(self.readyz)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -194,6 +199,39 @@ def test_peering_and_standalone_are_exclusive_and_priority_needs_peering() -> No
     assert both.exit_code == 2 and "--standalone" in both.stderr and "--peering" in both.stderr
     alone = run("run", "-A", "--priority", "5")
     assert alone.exit_code == 2 and "--priority needs --peering" in alone.stderr
+
+
+@pytest.mark.k8s
+@pytest.mark.helm
+@pytest.mark.slow
+def test_replicas_peer_with_exactly_the_chart_rbac(crds: Cluster, tmp_path: Path) -> None:
+    """replicaCount 2, two watched namespaces: the Deployment's args with nothing but the release's ServiceAccount
+    token create a KopfPeering in each watched namespace, keep it alive and reconcile; no call is refused."""
+    crds.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
+
+    def values(names: list[str]) -> list[str]:
+        ports = [f"healthPort={free_port()}", f"readinessPort={free_port()}"]
+        watched = f"watch.namespaces={{{names[1]},{names[2]}}}"
+        return [a for v in ["replicaCount=2", watched, *ports] for a in ("--set", v)]
+
+    with rbac._installed(crds, 4, 2, values) as release:
+        name = next(a.split("=", 1)[1] for a in release.container["args"] if a.startswith("--peering="))
+        namespace = release.watched[0]
+        database = tmp_path / "app.db"
+        rbac._url_secret(crds, namespace, f"sqlite:///{database}")
+        assert rbac.can(crds, release, "create", "kopfpeerings.kopf.dev", "-n", namespace)
+        assert not rbac.can(crds, release, "delete", "kopfpeerings.kopf.dev", "-n", namespace)
+        assert not rbac.can(crds, release, "create", "clusterkopfpeerings.kopf.dev")
+        with rbac._operator(crds, release, tmp_path):
+            crds.kubectl("apply", "-f", "-", input=rbac._kustomized(crds, namespace))
+            crds.kubectl("-n", namespace, "wait", "--for=condition=Ready", "exts/work-order-tags", "--timeout=90s")
+            for watched in release.watched:
+                peers = crds.kubectl("-n", watched, "get", "kopfpeering", name, "-o", "json").stdout
+                assert len(json.loads(peers).get("status") or {}) == 1, peers  # this replica's keep-alive
+            ports = {port["name"]: port["containerPort"] for port in release.container["ports"]}
+            readyz = f"http://127.0.0.1:{ports['ready']}/readyz"
+            assert wait_for("the replica active", lambda: role_at(readyz) == "active")
+            crds.kubectl("-n", namespace, "delete", "exts/work-order-tags", "--timeout=60s")
 
 
 def test_default_priorities_let_the_older_replica_win_and_never_tie() -> None:
