@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -232,6 +235,26 @@ def test_replicas_peer_with_exactly_the_chart_rbac(crds: Cluster, tmp_path: Path
             readyz = f"http://127.0.0.1:{ports['ready']}/readyz"
             assert wait_for("the replica active", lambda: role_at(readyz) == "active")
             crds.kubectl("-n", namespace, "delete", "exts/work-order-tags", "--timeout=60s")
+
+
+@pytest.mark.k8s
+@pytest.mark.helm
+@pytest.mark.slow
+def test_a_peering_object_the_account_may_not_create_is_es421_not_a_paused_operator(
+    crds: Cluster, tmp_path: Path
+) -> None:
+    """kopf would wait, paused, forever for a missing peering object: the operator says what to do, exit 3.
+    The one-replica chart grants no peering rules, so its ServiceAccount may not create one."""
+    with rbac._installed(crds, 2, 1, lambda names: ["--set", f"watch.namespaces={{{names[1]}}}"]) as release:
+        kubeconfig = rbac._service_account_kubeconfig(crds, release, tmp_path / "operator.kubeconfig")
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(e2e.REPO / "operator"), os.environ.get("PYTHONPATH")]))
+        args = ["run", "--peering", "ops", "-n", release.watched[0]]
+        done = subprocess.run(
+            [sys.executable, "-m", "extschema", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 3, done.stderr
+        assert "ES421" in done.stderr and "'ops'" in done.stderr and "kopfpeerings" in done.stderr, done.stderr
 
 
 def test_default_priorities_let_the_older_replica_win_and_never_tie() -> None:

@@ -141,20 +141,19 @@ def run(
             options["drift_interval"] = controller.seconds(drift_interval)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--drift-interval") from None
-    with reported():  # a peering object that cannot be created: ES420/ES421
-        controller.main(
-            controller.Settings.from_env(
-                default_database=database,
-                namespaces=tuple(namespaces),
-                clusterwide=all_namespaces,
-                standalone=standalone,
-                liveness=liveness,
-                readiness=readiness,
-                log_format="json" if log_format == "json" else "text",
-                verbose=verbose,
-                **options,
-            )
+    controller.main(
+        controller.Settings.from_env(
+            default_database=database,
+            namespaces=tuple(namespaces),
+            clusterwide=all_namespaces,
+            standalone=standalone,
+            liveness=liveness,
+            readiness=readiness,
+            log_format="json" if log_format == "json" else "text",
+            verbose=verbose,
+            **options,
         )
+    )
 
 
 def _is_http_url_with_port(url: str) -> bool:

@@ -60,6 +60,7 @@ def _peered(settings: Settings, kopf_settings: kopf.OperatorSettings) -> Setting
     import kopf
 
     from extschema.controller import peering
+    from extschema.problems import ProblemError
 
     priority = peering.default_priority() if settings.priority is None else settings.priority
     settings = dataclasses.replace(settings, priority=priority, identity=settings.identity or peering.identity())
@@ -67,5 +68,9 @@ def _peered(settings: Settings, kopf_settings: kopf.OperatorSettings) -> Setting
     kopf_settings.peering.lifetime = peering.LIFETIME_S
     info = kopf.login_with_service_account(settings=kopf_settings) or kopf.login_with_kubeconfig(settings=kopf_settings)
     if info is not None:  # else kopf reports the missing credentials itself
-        asyncio.run(peering.ensure(info, settings))
+        try:
+            asyncio.run(peering.ensure(info, settings))
+        except ProblemError as error:  # ES420/ES421, as the CLI prints problems; exit 3 (the Kubernetes API)
+            print("\n".join(problem.render() for problem in error.problems), file=sys.stderr)
+            raise SystemExit(3) from None
     return settings

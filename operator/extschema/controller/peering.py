@@ -112,7 +112,7 @@ async def ensure(info: kopf.ConnectionInfo, settings: Settings) -> None:
                     name,
                     where,
                     f"the operator may not create it: create it yourself (apiVersion {GROUP_VERSION}, kind {kind}) "
-                    "or grant create on it (the chart's RBAC does)",
+                    f"or grant create on {kind.lower()}s.kopf.dev (the chart's RBAC does with replicaCount > 1)",
                 )
             raise _problem("ES420", name, where, f"the Kubernetes API answered {status}: {text[:200]}")
 
