@@ -72,6 +72,18 @@ if TYPE_CHECKING:
 @click.option("--webhook-ca", type=click.Path(exists=True, dir_okay=False), help="CA of the certificate (caBundle).")
 @click.option("--standalone", is_flag=True, help="No kopf peering (run exactly one replica).")
 @click.option(
+    "--peering",
+    metavar="NAME",
+    help="Run as one of several replicas sharing the kopf peering object NAME: one is active, the others stand "
+    "by and take over within ~10 s when it dies (docs/ha.md). Created when missing.",
+)
+@click.option(
+    "--priority",
+    type=int,
+    help="This replica's peering priority; the live replica with the highest is active. Default: the older "
+    "replica wins (derived from the start time; two replicas never tie).",
+)
+@click.option(
     "--drift-interval",
     metavar="DURATION",
     envvar="EXTSCHEMA_DRIFT_INTERVAL",
@@ -95,6 +107,8 @@ def run(
     readiness: str | None,
     log_format: str,
     standalone: bool,
+    peering: str | None,
+    priority: int | None,
     drift_interval: str | None,
     allow_raw_sql: bool,
     verbose: bool,
@@ -116,7 +130,12 @@ def run(
         raise click.BadParameter(f"give an http URL with a port, e.g. {example}", param_hint="--readiness")
     if bool(observe["webhook_cert"]) != bool(observe["webhook_key"]):
         raise click.UsageError("pass --webhook-cert and --webhook-key together")
-    options: dict[str, Any] = {"default_allow_raw_sql": allow_raw_sql, **observe}
+    if standalone and (peering or priority is not None):
+        raise click.UsageError("--standalone runs without peering: drop --peering/--priority, or --standalone")
+    if priority is not None and not peering:
+        raise click.UsageError("--priority needs --peering NAME (the peering object the replicas share)")
+    options: dict[str, Any] = {"default_allow_raw_sql": allow_raw_sql, "peering": peering, "priority": priority}
+    options.update(observe)
     if drift_interval:
         try:
             options["drift_interval"] = controller.seconds(drift_interval)
