@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from extschema.model import EnumSpec, TargetRef
 from extschema.planning import ops
 from extschema.planning.ops import Op
-from extschema.planning.resolved import ColumnDef, ForeignKeyDef, IndexDef, Resolved, TableDef
+from extschema.planning.resolved import ColumnDef, ForeignKeyDef, IndexDef, Resolved, TableDef, replace_column
 
 
 def enum_shape(enum: EnumSpec) -> tuple[str, tuple[str, ...]]:
@@ -41,7 +41,7 @@ def shape(column: ColumnDef, reduced: dict[int, EnumSpec] | None = None) -> Colu
         found = EnumSpec(name=enum.name, values=list(enum.values))
         if reduced is not None:
             reduced[id(enum)] = found
-    return dataclasses.replace(column, enum=found)
+    return replace_column(column, enum=found)
 
 
 def table_shape(table: TableDef, reduced: dict[int, EnumSpec] | None = None) -> TableDef:
