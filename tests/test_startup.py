@@ -103,6 +103,14 @@ def test_reads_on_sqlite_import_only_what_they_use(applied_sqlite: str, command:
     assert loaded == "[]"
 
 
+def test_drift_on_sqlite_imports_no_postgresql_and_no_views(applied_sqlite: str) -> None:
+    """drift plans (it compares with the resolved specs), but needs neither PostgreSQL nor, for text, the views."""
+    heavy = ("psycopg", "kopf", "fastapi", "sqlalchemy.dialects.postgresql", "extschema.wire", "extschema.prisma")
+    code, loaded = _loaded_by("drift", "-d", applied_sqlite, heavy=heavy)
+    assert code == 0
+    assert loaded == "[]"
+
+
 def test_status_as_json_builds_the_views(applied_sqlite: str) -> None:
     """The probe sees the views when they are used (so the test above can fail): JSON needs them."""
     code, loaded = _loaded_by("status", "-o", "json", "-d", applied_sqlite, heavy=NOT_FOR_READS)

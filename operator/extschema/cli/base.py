@@ -430,9 +430,9 @@ allow_raw_sql_option = click.option(
 
 
 def print_results(results: Sequence[ApplyResult], output: str, verb: str = "executed") -> None:
-    from extschema import wire
-
     if output != "text":
+        from extschema import wire  # the views only for JSON/YAML: text starts faster
+
         emit_json(wire.AppliedList.of(wire.AppliedView.of(r) for r in results))
         return
     for result in results:
