@@ -6,7 +6,7 @@ STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 DEMO_SVG ?= extschema-plugins.svg
 
-.PHONY: install test lint unit demo demo-helm demo-cli bench bench-engine bench-operator bench-api e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-helm demo-cli bench bench-engine bench-operator bench-api bench-startup e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps tests/js/package-lock.json
 	bash .ci/install-deps
@@ -72,6 +72,10 @@ bench-operator: install
 
 bench-api: install
 	$(PYTHON) bench/api.py
+
+# CLI start-up (fresh processes, warm __pycache__) and diff + plan of a 200-table change; JSON.
+bench-startup: install
+	$(PYTHON) bench/startup.py
 
 e2e: install
 	$(PYTHON) -m pytest -m k8s $(PYTEST_ARGS)

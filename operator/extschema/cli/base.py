@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from extschema import __version__, limits, wire
+from extschema import __version__, limits
 from extschema.problems import Kind, Problem, ProblemError, escape
 
 if TYPE_CHECKING:
+    from extschema import wire
     from extschema.engine import ApplyResult, Engine
     from extschema.loading import Documents, Loaded
     from extschema.reconcile import MigrationEvent, OnEvent
@@ -220,6 +221,8 @@ def terminal_sql(script: str) -> str:
 
 
 def exit_with(error: ProblemError, output: str) -> NoReturn:
+    from extschema import wire
+
     applied = getattr(error, "applied", None)  # reconcile.PartiallyApplied: what committed before the failure
     if applied is not None:
         if output != "text":
@@ -355,7 +358,7 @@ def _event_text(event: MigrationEvent, reconcile: Any) -> str | None:
 
 def event_json(event: MigrationEvent) -> dict[str, Any]:
     """One event as a JSON line: ``event`` names it, keys are camelCase (docs/json-output.md)."""
-    from extschema import reconcile
+    from extschema import reconcile, wire
 
     name = type(event).__name__
     if isinstance(event, reconcile.MigrationFinished):
@@ -428,6 +431,8 @@ allow_raw_sql_option = click.option(
 
 def print_results(results: Sequence[ApplyResult], output: str, verb: str = "executed") -> None:
     if output != "text":
+        from extschema import wire  # the views only for JSON/YAML: text starts faster
+
         emit_json(wire.AppliedList.of(wire.AppliedView.of(r) for r in results))
         return
     for result in results:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from extschema import wire
 from extschema.cli.base import (
     database_option,
     emit_json,
@@ -51,6 +50,7 @@ def prisma_schema(
     between them. --fragment prints the plugins' models alone, for a schema folder next to the host's file.
     """
     from extschema import prisma as emitter
+    from extschema import wire
 
     with reported(output):
         loaded = load_schemas(paths) if paths else []
@@ -165,7 +165,7 @@ def analyze(plugin: str, database: str | None, output: str, min_rows: int, no_ve
     Never executes them (no EXPLAIN ANALYZE) and changes nothing. A suggestion is the `indexes:` entry to add
     to the spec, so the index goes through plan, approval, rollback and drift like any other.
     """
-    from extschema import querycheck, reconcile
+    from extschema import querycheck, reconcile, wire
 
     with reported(output), open_engine(database) as engine:
         report = reconcile.analyze(engine, plugin, min_rows, not no_verify).as_dict()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import click
 
-from extschema import wire
 from extschema.cli.base import (
     EXIT_INVALID,
     database_option,
@@ -27,6 +26,7 @@ from extschema.cli.base import (
 from extschema.problems import Kind, ProblemError, escape
 
 if TYPE_CHECKING:
+    from extschema import wire
     from extschema.reconcile import DryRun
 
 dry_run_option = click.option(
@@ -37,6 +37,8 @@ dry_run_option = click.option(
 
 
 def _preview_view(run: DryRun) -> wire.PreviewView:
+    from extschema import wire
+
     steps = [*run.before, run.preview]
     return wire.PreviewView(
         plugin_id=run.plugin_id,
@@ -53,6 +55,8 @@ def _preview_view(run: DryRun) -> wire.PreviewView:
 
 def _print_preview(run: DryRun, output: str) -> None:
     """A dry run: what would run, numbered, and what it would change; or its one envelope (``PreviewList``)."""
+    from extschema import wire
+
     if output != "text":
         emit_json(wire.PreviewList.of([_preview_view(run)]))
         return
@@ -84,25 +88,26 @@ def _print_preview(run: DryRun, output: str) -> None:
 @no_headers_option
 def status(plugin: str | None, database: str | None, output: str, no_headers: bool) -> None:
     """Registered plugins (or only PLUGIN): version, state, owner, physical tables, and tables missing (drift)."""
-    from extschema import reconcile
-
     with reported(output), open_engine(database) as engine:
-        rows = [reconcile.plugin_view(engine, r) for r in engine.registrations() if plugin in (None, r.plugin_id)]
-        if plugin is not None and not rows:
+        registered = [r for r in engine.registrations() if plugin in (None, r.plugin_id)]
+        if plugin is not None and not registered:
             message = f"plugin {plugin!r} is not registered; see `extschema status` for those that are"
             raise ProblemError.one("ES306", "plugin", message, kind=Kind.REFUSED)
         if output != "text":
-            emit_json(wire.PluginList.of(rows))
+            from extschema import reconcile, wire  # the views only for JSON/YAML: text starts faster
+
+            emit_json(wire.PluginList.of([reconcile.plugin_view(engine, r) for r in registered]))
             return
-        if not rows:
+        if not registered:
             click.echo("no plugins registered")
             return
         table: list[tuple[list[str], list[str]]] = []
-        for row in rows:
-            missing = sorted(set(row.expected_tables) - set(row.tables))
-            cells = [row.plugin_id, row.version, row.status, row.owner, ", ".join(row.tables) or "-"]
+        for r in registered:
+            tables = engine.physical_tables(r.plugin_id)
+            missing = sorted(set(r.tables) - set(tables))
+            cells = [r.plugin_id, r.version, r.status, r.owner, ", ".join(tables) or "-"]
             cells.append(f"missing {', '.join(missing)}" if missing else "-")
-            error = [f"last error: {escape(row.error, newlines=True)}"] if row.error else []
+            error = [f"last error: {escape(r.error_message, newlines=True)}"] if r.error_message else []
             table.append(([escape(c) for c in cells], error))
         print_table(("PLUGIN", "VERSION", "STATE", "OWNER", "TABLES", "DRIFT"), table, no_headers)
 
@@ -122,6 +127,8 @@ def history(plugin: str | None, database: str | None, output: str, no_headers: b
         if plugin is not None and not records:
             reconcile.require_known(engine, plugin)  # ES306: a typo is not an empty history
         if output != "text":
+            from extschema import wire  # the views only for JSON/YAML: text starts faster
+
             emit_json(wire.MigrationList.of(wire.MigrationView.of(r) for r in records))
             return
         if not records:
@@ -252,7 +259,7 @@ def _confirm_delete(run: DryRun) -> tuple[str, ...]:
 @output_option
 def repair(plugin: str, mode: str | None, dry_run: bool, database: str | None, output: str) -> None:
     """Make edited migration history verify again (ES304): --accept-edits keeps the edit, --rerender undoes it."""
-    from extschema import reconcile
+    from extschema import reconcile, wire
 
     if mode not in ("accept-edits", "rerender"):
         raise click.UsageError(
@@ -292,11 +299,29 @@ def _age(seconds: float) -> str:
 _BACKUP_HEADERS = ("PLUGIN", "MIGRATION", "SOURCE", "ROWS", "AGE", "BACKUP TABLE")
 
 
-def _backup_lines(records: Sequence[wire.BackupView], no_headers: bool = False) -> None:
+class _Backup(Protocol):
+    """What a backup's line shows: the engine's record (``backups list``) or its view (``prune``)."""
+
+    @property
+    def plugin_id(self) -> str: ...
+    @property
+    def migration_id(self) -> str: ...
+    @property
+    def source_table(self) -> str: ...
+    @property
+    def source_column(self) -> str | None: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def backup_table(self) -> str: ...
+
+
+def _backup_lines(records: Sequence[tuple[_Backup, int]], no_headers: bool = False) -> None:
+    """One line per (backup, age in seconds)."""
     table: list[tuple[list[str], list[str]]] = []
-    for r in records:
+    for r, age in records:
         source = r.source_table + (f".{r.source_column}" if r.source_column else " (table)")
-        cells = [r.plugin_id, r.migration_id, source, f"{r.rows:,}", _age(r.age_seconds), r.backup_table]
+        cells = [r.plugin_id, r.migration_id, source, f"{r.rows:,}", _age(age), r.backup_table]
         table.append(([escape(c) for c in cells], []))
     print_table(_BACKUP_HEADERS, table, no_headers)
 
@@ -341,16 +366,23 @@ def _list_backups(plugin: str | None, database: str | None, output: str, no_head
 
     with reported(output), open_engine(database) as engine:
         at = datetime.datetime.now(datetime.UTC)
-        records = [wire.BackupView.of(b, at) for b in reconcile.backups(engine, plugin)]
+        records = reconcile.backups(engine, plugin)
         if plugin is not None and not records:
             reconcile.require_known(engine, plugin)  # ES306: a typo is not an empty list
         if output != "text":
-            emit_json(wire.BackupList.of(records))
+            from extschema import wire  # the views only for JSON/YAML: text starts faster
+
+            emit_json(wire.BackupList.of([wire.BackupView.of(b, at) for b in records]))
             return
         if not records:
             click.echo("no backups recorded")
             return
-        _backup_lines(records, no_headers)
+        # As BackupView.of counts it: SQLite hands back naive UTC times.
+        ages = [
+            int((at - b.created_at.replace(tzinfo=b.created_at.tzinfo or datetime.UTC)).total_seconds())
+            for b in records
+        ]
+        _backup_lines(list(zip(records, ages, strict=True)), no_headers)
 
 
 @main.group(cls=_PluginOrCommand, invoke_without_command=True)
@@ -391,7 +423,7 @@ def backups_list(plugin: str | None, database: str | None, output: str, no_heade
 @output_option
 def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | None, output: str) -> None:
     """Drop backup tables older than AGE and forget them (keeping those a rollback still needs, unless --force)."""
-    from extschema import reconcile
+    from extschema import reconcile, wire
 
     try:
         age = reconcile.parse_duration(older_than)
@@ -408,13 +440,13 @@ def backups_prune(older_than: str, dry_run: bool, force: bool, database: str | N
         verb = "would prune" if dry_run else "pruned"
         click.echo(f"{verb} {len(records):,} backup(s) older than {escape(older_than)}")
         if records:
-            _backup_lines(records)
+            _backup_lines([(r, r.age_seconds) for r in records])
         if kept:
             why = "a rollback still needs (prune them anyway with --force)"
             if pruning.unsettled:
                 why = "a rollback still needs, or of a plugin whose history is not settled (see below)"
             click.echo(f"kept {len(kept):,} backup(s) {why}:")
-            _backup_lines(kept)
+            _backup_lines([(r, r.age_seconds) for r in kept])
         for problem in pruning.unsettled:
             click.echo(problem.render())
 
@@ -472,6 +504,8 @@ def drift(plugin: str | None, repair: bool, database: str | None, output: str, n
         reports = reconcile.drift(engine, plugin)
         in_sync = all(r.in_sync for r in reports)
         if output != "text":
+            from extschema import wire  # the views only for JSON/YAML: text starts faster
+
             emit_json(
                 wire.DriftList.of(wire.DriftView.of(r, repaired if r.plugin_id == plugin else ()) for r in reports)
             )

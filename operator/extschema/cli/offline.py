@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import click
 
-from extschema import wire
 from extschema.cli import plan_text
 from extschema.cli.base import (
     detailed_exitcode_option,
@@ -88,7 +87,7 @@ def diff(
     can be approved as it is reviewed). OLD and NEW are files or directories. Data counts need the data:
     a diff says they are not counted.
     """
-    from extschema import reconcile
+    from extschema import reconcile, wire
     from extschema.reconcile import offline
 
     with reported(output):

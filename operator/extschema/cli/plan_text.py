@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from extschema import wire
 from extschema.cli.base import terminal_sql
 from extschema.naming import PLAN_PREVIEW_TAG, backup_tag
 from extschema.problems import escape
 
 if TYPE_CHECKING:
+    from extschema import wire
     from extschema.reconcile import Proposal
 
 #: Lines of SQL longer than this are broken where a break changes nothing (after a comma, before AND/OR).

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from extschema import wire
 from extschema.cli import plan_text
 from extschema.cli.base import (
     allow_raw_sql_option,
@@ -33,6 +32,7 @@ from extschema.cli.base import (
 from extschema.problems import escape
 
 if TYPE_CHECKING:
+    from extschema import wire
     from extschema.loading import Loaded
 
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 def validate(paths: Sequence[str], output: str, each_file: bool) -> None:
     """Check ExtensionSchema and DatabaseTarget documents as the operator would; one line per problem:
     FILE:LINE:COL: PATH: CODE: message. Documents of other kinds are skipped with a note on stderr."""
-    from extschema import loading
+    from extschema import loading, wire
     from extschema.problems import Kind, ProblemError
 
     with reported(output):
@@ -74,6 +74,8 @@ def validate(paths: Sequence[str], output: str, each_file: bool) -> None:
 
 
 def _summary(item: Loaded) -> wire.SchemaView:
+    from extschema import wire
+
     return wire.SchemaView(file=item.file, name=item.owner, plugin_id=item.spec.plugin_id, version=item.spec.version)
 
 
@@ -99,7 +101,7 @@ def plan(
     Steps are numbered, and so are statements, each under the step it carries out. A plan whose class
     is rewriting or destructive runs only when approved: `apply --approve HASH`.
     """
-    from extschema import reconcile
+    from extschema import reconcile, wire
 
     with reported(output), open_engine(database, allow_raw_sql) as engine:
         proposal = reconcile.propose(engine, load_schemas(paths), lint=True, lint_ignore=lint_ignore)
@@ -160,7 +162,7 @@ def apply(
 @output_option
 def conflicts(paths: Sequence[str], database: str | None, output: str) -> None:
     """Report conflicts of schema files with the registry, the core tables and each other."""
-    from extschema import reconcile
+    from extschema import reconcile, wire
 
     with reported(output), open_engine(database) as engine:
         loaded = reconcile.check(engine, load_schemas(paths))

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from extschema import wire
 from extschema.cli.base import (
     EXIT_DATABASE,
     EXIT_INVALID,
@@ -221,7 +220,7 @@ def wait_for(name: str, condition: str, namespace: str | None, timeout_ms: int, 
     For a plugin's init container: its pods start only once the tables exist. Exit 3 when the Kubernetes API
     refuses the credentials or none are found. Text output prints one line per change on stdout.
     """
-    from extschema import kubewait
+    from extschema import kubewait, wire
 
     def say(ns: str, text: str) -> None:
         if output == "text":

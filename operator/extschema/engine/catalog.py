@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from extschema import naming, prisma
+from extschema import naming
 from extschema.dialects import Dialect
 from extschema.engine.connection import Database
 from extschema.model import FieldType
 from extschema.planning import IndexDef
+
+if TYPE_CHECKING:
+    from extschema import prisma  # only for `prisma`/`types`: status and apply do not import it
 
 #: Table name prefixes that are extschema's own, never the host application's.
 _OWN_PREFIXES = ("ext_", "extension_", naming.BACKUP_SCHEMA, "sqlite_")
@@ -49,6 +52,8 @@ def core_catalog(
 def core_description(database: Database) -> prisma.CoreSchema:
     """The host application's tables as a Prisma schema needs them: columns and their types,
     defaults, keys, indexes, foreign keys, and the enum types of the core schema (reads only)."""
+    from extschema import prisma
+
     dialect = database.dialect
     schema = dialect.namer.core_schema
     with database.reading() as conn:
@@ -62,6 +67,8 @@ def core_description(database: Database) -> prisma.CoreSchema:
 
 
 def _core_table(inspector: sa.Inspector, dialect: Dialect, schema: str | None, name: str) -> prisma.CoreTable:
+    from extschema import prisma
+
     key = inspector.get_pk_constraint(name, schema=schema)
     primary = tuple(key.get("constrained_columns") or ())
     columns = []

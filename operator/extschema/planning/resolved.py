@@ -120,8 +120,7 @@ class TableDef:
     def with_enum(self, enum: EnumSpec) -> TableDef:
         """The same table with every column of *enum* seeing its new values."""
         columns = tuple(
-            dataclasses.replace(c, enum=enum) if c.enum is not None and c.enum.name == enum.name else c
-            for c in self.columns
+            replace_column(c, enum=enum) if c.enum is not None and c.enum.name == enum.name else c for c in self.columns
         )
         return dataclasses.replace(self, columns=columns)
 
@@ -289,17 +288,35 @@ def _required_type(fk: ForeignKey, found: FieldType | None) -> FieldType:
 _NO_RULES = model.ValidationRules()
 
 
+def replace_column(column: ColumnDef, **changes: Any) -> ColumnDef:
+    """``dataclasses.replace(column, **changes)`` without the frozen ``__init__`` (see :func:`_column`):
+    a plan replaces the enum of every column of an enum whose values it changes."""
+    replaced: ColumnDef = object.__new__(ColumnDef)
+    replaced.__dict__.update(column.__dict__, **changes)
+    return replaced
+
+
+#: Every field of a ColumnDef at its default, for :func:`_column`.
+_COLUMN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ColumnDef) if f.default is not dataclasses.MISSING}
+
+
 def _column(field: model.FieldSpec, enums: Mapping[str, EnumSpec]) -> ColumnDef:
     rules = field.validation or _NO_RULES
-    return ColumnDef(
+    decimal = field.type == "Decimal"
+    # Filled in directly: a frozen dataclass's __init__ sets each of its 15 fields through
+    # object.__setattr__, which made building the columns of a 200-table spec half of resolving it.
+    column: ColumnDef = object.__new__(ColumnDef)
+    values = column.__dict__
+    values.update(_COLUMN_DEFAULTS)
+    values.update(
         name=field.name,
         type=field.type,
         nullable=not field.required,
         unique=field.unique,
         default=field.default,
         enum=enums.get(field.enum) if field.type == "Enum" and field.enum else None,
-        precision=(field.precision or limits.DEFAULT_PRECISION) if field.type == "Decimal" else None,
-        scale=(limits.DEFAULT_SCALE if field.scale is None else field.scale) if field.type == "Decimal" else None,
+        precision=(field.precision or limits.DEFAULT_PRECISION) if decimal else None,
+        scale=(limits.DEFAULT_SCALE if field.scale is None else field.scale) if decimal else None,
         min_length=rules.min_length,
         max_length=rules.max_length,
         min=rules.min,
@@ -307,6 +324,7 @@ def _column(field: model.FieldSpec, enums: Mapping[str, EnumSpec]) -> ColumnDef:
         pattern=rules.pattern,
         description=field.description,
     )
+    return column
 
 
 def _build(

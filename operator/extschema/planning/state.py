@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from collections.abc import Callable, Iterable
 
 from extschema.model import EnumSpec, TargetRef
 from extschema.planning import ops
 from extschema.planning.ops import Op
-from extschema.planning.resolved import ColumnDef, ForeignKeyDef, IndexDef, Resolved, TableDef
+from extschema.planning.resolved import ColumnDef, ForeignKeyDef, IndexDef, Resolved, TableDef, replace_column
 
 
 def enum_shape(enum: EnumSpec) -> tuple[str, tuple[str, ...]]:
@@ -29,25 +30,44 @@ def enum_shape(enum: EnumSpec) -> tuple[str, tuple[str, ...]]:
     return enum.name, tuple(enum.values)
 
 
-def shape(column: ColumnDef) -> ColumnDef:
-    """*column* with its enum reduced to name and values (see the module's docstring)."""
-    if column.enum is None or (not column.enum.renamed_values and not column.enum.localization):
+def shape(column: ColumnDef, reduced: dict[int, EnumSpec] | None = None) -> ColumnDef:
+    """*column* with its enum reduced to name and values (see the module's docstring); *reduced*
+    keeps each enum's reduced form by ``id`` for one comparison (columns share their enum object)."""
+    enum = column.enum
+    if enum is None or (not enum.renamed_values and not enum.localization):
         return column
-    return dataclasses.replace(column, enum=EnumSpec(name=column.enum.name, values=list(column.enum.values)))
+    found = reduced.get(id(enum)) if reduced is not None else None
+    if found is None:
+        found = EnumSpec(name=enum.name, values=list(enum.values))
+        if reduced is not None:
+            reduced[id(enum)] = found
+    return replace_column(column, enum=found)
 
 
-def table_shape(table: TableDef) -> TableDef:
+def table_shape(table: TableDef, reduced: dict[int, EnumSpec] | None = None) -> TableDef:
     """*table* with every column reduced by :func:`shape`, columns in name order (a column added
     to an existing table lands at its end, wherever the spec lists it), and its unique constraints
     among its indexes, in order (a constraint added to an existing table is a unique index)."""
-    columns = tuple(sorted((shape(c) for c in table.columns), key=lambda c: c.name))
+    reduced = {} if reduced is None else reduced
+    columns = tuple(sorted((shape(c, reduced) for c in table.columns), key=lambda c: c.name))
     declared = {*table.indexes, *(dataclasses.replace(u, unique=True) for u in table.unique_together)}
     indexes = tuple(sorted(declared, key=lambda i: (i.columns, i.unique, i.name or "")))
     return dataclasses.replace(table, columns=columns, indexes=indexes, unique_together=())
 
 
+#: What :func:`same_column` compares besides the enum (whose name and values it compares).
+_COMPARED = operator.attrgetter(*(f.name for f in dataclasses.fields(ColumnDef) if f.compare and f.name != "enum"))
+
+
 def same_column(a: ColumnDef, b: ColumnDef) -> bool:
-    return shape(a) == shape(b)
+    """``shape(a) == shape(b)``, without building the shapes (a diff compares every column)."""
+    if a is b:
+        return True
+    if (a.enum is None) != (b.enum is None):
+        return False
+    if a.enum is not None and b.enum is not None and enum_shape(a.enum) != enum_shape(b.enum):
+        return False
+    return bool(_COMPARED(a) == _COMPARED(b))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,10 +101,11 @@ class State:
 
     def shape(self) -> tuple[bool, dict[str, tuple[str, ...]], dict[str, TableDef]]:
         """What the database holds, for comparing states whatever order things were created in."""
+        reduced: dict[int, EnumSpec] = {}
         return (
             self.namespace,
             dict(map(enum_shape, self.enums)),
-            {t.name: table_shape(t) for t in self.tables},
+            {t.name: table_shape(t, reduced) for t in self.tables},
         )
 
     # --- advancing ------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from extschema import model, planning, wire
+from extschema import model, planning
 from extschema.dialects import RenderedPlan
 from extschema.engine import (
     Engine,
@@ -31,6 +32,9 @@ from extschema.planning import rawsql, safety
 from extschema.problems import Kind, Problem, ProblemError
 from extschema.reconcile import adopt
 from extschema.reconcile.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from extschema import wire
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +134,8 @@ class Reviewed:
 
     def pending(self) -> wire.PlanView:
         """The plan as it waits for an approval (the operator shows it as ``status.pendingPlan``)."""
+        from extschema import wire  # views only when shown: a no-op apply builds none
+
         return wire.PlanView.of(self)
 
     def refusals(self) -> list[Problem]:
@@ -202,6 +208,8 @@ class Proposal:
 
         def view(self) -> wire.PlanView:
             """The plan as every reader sees it (``plan -o json``, the REST API): SQL, lint and warnings."""
+            from extschema import wire
+
             return wire.PlanView.of(self.reviewed, self.preview, self.lint or (), self.warnings(), self.adopts)
 
         @property

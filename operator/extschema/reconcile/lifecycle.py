@@ -378,9 +378,18 @@ def with_drift(engine: Engine, results: Sequence[ApplyResult]) -> list[ApplyResu
 
     Reads only; the operator reports the same through its InSync condition instead.
     """
+    unchanged = {r.plugin_id for r in results if not r.changed}
+    if not unchanged:
+        return list(results)
+    # One snapshot and one catalog read for all of them (not one per plugin): a no-op apply of a
+    # directory reads the registry and reflects each plugin's tables once.
+    snapshot = Snapshot.registered(engine, among=unchanged)
+    refs = reference_types(snapshot, [])
+    expected = [planning.resolve(r.spec, refs) for r in snapshot.registrations if r.plugin_id in unchanged]
+    reports = {report.plugin_id: report for report in engine_drift.detect(engine, expected)}
     checked = []
     for result in results:
-        report = None if result.changed else drift(engine, result.plugin_id)[0]
+        report = None if result.changed else reports.get(result.plugin_id)
         if report is not None and not report.in_sync:
             warning = Problem("ES503", "database", _drifted(report))
             result = dataclasses.replace(result, warnings=(*result.warnings, warning))

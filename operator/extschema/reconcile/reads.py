@@ -8,20 +8,38 @@ from __future__ import annotations
 
 import datetime
 import difflib
+from typing import TYPE_CHECKING
 
-from extschema import prisma, wire
 from extschema.engine import Engine
-from extschema.engine import analysis as engine_analysis
 from extschema.engine import backups as engine_backups
-from extschema.engine import catalog as engine_catalog
-from extschema.engine import roles as engine_roles
-from extschema.engine.analysis import Analysis
 from extschema.engine.backups import Pruning, parse_duration
 from extschema.engine.connection import redact
-from extschema.engine.lint import LintFinding
 from extschema.engine.registry import BackupRecord, Registration
-from extschema.engine.roles import PluginRole
 from extschema.problems import Kind, ProblemError
+
+if TYPE_CHECKING:
+    from extschema import prisma, wire
+    from extschema.engine.analysis import Analysis
+    from extschema.engine.lint import LintFinding
+    from extschema.engine.roles import PluginRole
+
+#: Types of the heavier reads (query analysis, roles, the PostgreSQL dialect), imported on first use.
+_LAZY = {
+    "Analysis": "extschema.engine.analysis",
+    "LintFinding": "extschema.engine.lint",
+    "PluginRole": "extschema.engine.roles",
+}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Analysis",
@@ -43,6 +61,8 @@ __all__ = [
 
 def plugin_view(engine: Engine, registration: Registration) -> wire.PluginView:
     """One registered plugin as ``status -o json`` and ``GET /api/v1/extensions`` list it."""
+    from extschema import wire
+
     r = registration
     return wire.PluginView(
         plugin_id=r.plugin_id,
@@ -73,21 +93,29 @@ def prune_backups(
 def analyze(engine: Engine, plugin_id: str, min_rows: int, verify: bool) -> Analysis:
     """EXPLAIN the REST API's statements for the plugin as the registry records it; changes nothing."""
     registration = engine.registration(plugin_id)
+    from extschema.engine import analysis as engine_analysis
+
     return engine_analysis.analyze_plugin(engine.database, plugin_id, registration, min_rows, verify)
 
 
 def core_description(engine: Engine) -> prisma.CoreSchema:
     """The host application's tables as a Prisma schema describes them (reads only)."""
+    from extschema.engine import catalog as engine_catalog
+
     return engine_catalog.core_description(engine.database)
 
 
 def ensure_role(engine: Engine, plugin_id: str, password: str | None = None) -> PluginRole:
     """Create or update the plugin's own database role (PostgreSQL)."""
+    from extschema.engine import roles as engine_roles
+
     return engine_roles.ensure(engine, plugin_id, password)
 
 
 def drop_role(engine: Engine, plugin_id: str) -> bool:
     """Drop the plugin's database role; False when there was none."""
+    from extschema.engine import roles as engine_roles
+
     return engine_roles.drop(engine, plugin_id)
 
 

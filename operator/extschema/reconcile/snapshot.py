@@ -5,7 +5,7 @@ planning resolves references against.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from extschema import model, planning
 from extschema.engine import (
@@ -45,11 +45,15 @@ class Snapshot:
         return cls(engine.registrations(), engine.core_catalog(columns_of=_core_referenced(specs)))
 
     @classmethod
-    def registered(cls, engine: Engine, plugin_id: str | None = None) -> Snapshot:
+    def registered(
+        cls, engine: Engine, plugin_id: str | None = None, *, among: Collection[str] | None = None
+    ) -> Snapshot:
         """Read the registry, and the core tables with the columns the registered spec of *plugin_id*
-        (of every plugin when None) references: what comparing registered specs with the database takes."""
+        (of the plugins *among*; of every plugin when neither is given) references: what comparing
+        registered specs with the database takes."""
         registrations = engine.registrations()
-        chosen = [r.spec for r in registrations if plugin_id is None or r.plugin_id == plugin_id]
+        wanted = among if among is not None else None if plugin_id is None else {plugin_id}
+        chosen = [r.spec for r in registrations if wanted is None or r.plugin_id in wanted]
         return cls(registrations, engine.core_catalog(columns_of=_core_referenced(chosen)))
 
     def registration(self, plugin_id: str) -> Registration | None:

@@ -8,7 +8,7 @@ import dataclasses
 from extschema.planning.changes import ColumnAdded, ColumnChanged, ColumnRemoved, RequiredColumnAdded
 from extschema.planning.diff.run import Run
 from extschema.planning.ops import AddColumn, AlterColumn, DropColumn
-from extschema.planning.resolved import ColumnDef, TableDef
+from extschema.planning.resolved import ColumnDef, TableDef, replace_column
 from extschema.planning.state import same_column
 
 
@@ -60,7 +60,7 @@ def _target(run: Run, old: ColumnDef, new: ColumnDef) -> ColumnDef:
     """*new* as this step makes it: a column keeping its enum keeps the enum's current values (the
     enum's own operations change them)."""
     if old.enum is not None and new.enum is not None and old.enum.name == new.enum.name:
-        return dataclasses.replace(new, enum=old.enum)
+        return replace_column(new, enum=old.enum)
     return run.current(new)
 
 
