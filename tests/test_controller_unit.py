@@ -220,7 +220,8 @@ def _resolve(
     spec: Mapping[str, Any], default: str | None = None, index: Mapping[Any, Any] | None = None, raw_sql: bool = False
 ) -> Any:
     given = settings.Settings(default_database=default, default_allow_raw_sql=raw_sql)
-    return asyncio.run(targets.resolve_target(KubeApi(), given, "ns", spec, index or {}))  # type: ignore[arg-type]
+    typed = {key: [targets.TargetEntry.of(key[1], {}, s) for s in specs] for key, specs in (index or {}).items()}
+    return asyncio.run(targets.resolve_target(KubeApi(), given, "ns", spec, typed))  # type: ignore[arg-type]
 
 
 def test_resolve_target_default_database() -> None:
@@ -255,11 +256,20 @@ def test_secret_needs_credentials_first() -> None:
     assert raised.value.outcome.reason == "TargetNotFound" and "credentials" in raised.value.outcome.message
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"), [(None, 5), ("", 5), ("250ms", 250), ("3s", 3000), ("2m", 120_000), ("2h", 5), ("s", 5)]
-)
-def test_duration_ms(text: str | None, expected: int) -> None:
-    assert targets.duration_ms(text, 5) == expected
+@pytest.mark.parametrize("text", ["2h", "s", "5 secs", "0s"])
+def test_malformed_duration_is_an_error_on_the_target(text: str) -> None:
+    """Never the silent default: the target (and every resource going to it) says which field is wrong."""
+    with pytest.raises(status.Settle) as raised:
+        _resolve({"targetRef": {"name": "db"}}, index={("ns", "db"): [{"url": "sqlite:///t.db", "lockTimeout": text}]})
+    outcome = raised.value.outcome
+    assert outcome.reason == "InvalidTarget" and "spec.lockTimeout" in outcome.message and "ns/db" in outcome.message
+
+
+def test_target_entry_keeps_typed_spec_and_labels() -> None:
+    entry = targets.TargetEntry.of("db", {"tier": "prod"}, {"url": "sqlite:///t.db", "statementTimeout": "90s"})
+    assert entry.spec is not None and entry.spec.statement_timeout == "90s" and entry.labels == {"tier": "prod"}
+    bad = targets.TargetEntry.of("db", None, {"url": "sqlite:///t.db", "allowRawSql": "yes"})
+    assert bad.spec is None and bad.error is not None and "spec.allowRawSql" in bad.error
 
 
 def test_engines_are_shared_per_database_and_closed(tmp_path: Path) -> None:
