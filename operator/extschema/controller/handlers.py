@@ -356,6 +356,8 @@ async def select_target(
     seen = (labels, int(meta.get("generation") or 0))
     before = run.selections.get((namespace, name))
     kind = event.get("type")
+    if meta.get("deletionTimestamp") and kind != "DELETED":
+        return  # going: the selectors are poked once it is gone (and the index no longer has it)
     if kind == "DELETED":
         run.selections.pop((namespace, name), None)
     else:

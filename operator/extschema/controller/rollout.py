@@ -299,8 +299,12 @@ async def reconcile_selector(
             if interrupted is not None:
                 break
             if resource_version:  # show the progress so far (best effort; the final status follows)
-                progress = plan.summarize({n: r.state for n, r in ran.items()}, selector=selector.text())
-                fields = _status_fields(fleet, chosen, ran, kept_failures, now())
+                so_far = {
+                    e.name: ran.get(e.name) or _not_run(fleet, e, f"waits for a later wave than {wave.number - 1}")
+                    for e in chosen
+                }
+                progress = plan.summarize({n: r.state for n, r in so_far.items()}, selector=selector.text())
+                fields = _status_fields(fleet, chosen, so_far, kept_failures, now())
                 fields.pop("pendingPlan")
                 fields["rollout"] = {
                     "phase": "Progressing",
