@@ -82,7 +82,7 @@ def history(url: str) -> list[tuple[str, str, Any, Any]]:
     rows = e2e.execute(
         url,
         "SELECT version, status, execution_start, execution_end FROM extschema.extension_migrations "
-        f"WHERE plugin_id = '{PLUGIN}' ORDER BY id",
+        f"WHERE plugin_id = '{PLUGIN}' ORDER BY execution_start",
     )
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
