@@ -89,6 +89,14 @@ def _plan_hash(workdir: Path, url: str, first: str, then: str) -> str:
 def example_hashes(workdir: Path, url: str) -> dict[str, str]:
     """The hashes of the plans pages show without running them, as extschema makes them now: what each is."""
     found = {"docs/kubectl-plugin.md's orders 1.0.0 -> 2.0.0": approval_hash(workdir / "a", url)}
+    # The same schema at 0.9.0: another base, so another hash (docs/kubectl-plugin.md's targets at 0.9.0); a
+    # database of its own (hashes are the same on both kinds).
+    found["docs/kubectl-plugin.md's orders 0.9.0 -> 2.0.0 (another base)"] = _plan_hash(
+        workdir / "a9",
+        f"sqlite:///{workdir / 'a9.db'}",
+        APPROVAL_SPECS[0].replace("version: 1.0.0", "version: 0.9.0"),
+        APPROVAL_SPECS[1],
+    )
     found["docs/helm-plugins.md's field_notes 1.0.0 -> 2.0.0 (examples/plugin-chart)"] = _plan_hash(
         workdir / "b",
         url,

@@ -8,6 +8,7 @@ catalog is turned into conditions by the operator's own code (conditions.compute
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 from pathlib import Path
@@ -130,13 +131,86 @@ def test_approve_is_offered_only_while_a_plan_waits(case: dict[str, Any]) -> Non
 
 
 @pytest.mark.parametrize("case", ACTION_TESTS["actionTests"], ids=lambda c: c["action"])
-def test_approve_sets_the_approved_plan_hash_from_the_pending_plan(case: dict[str, Any]) -> None:
+def test_approve_sets_the_approved_hashes_from_the_pending_plans(case: dict[str, Any]) -> None:
     before = load(CUSTOMIZATION / "actions" / case["inputPath"])
     after = run_script(CUSTOMIZATION / "actions" / case["action"] / "action.lua", before)
     expected = load(CUSTOMIZATION / "actions" / case["expectedOutputPath"])
     assert after == expected
-    assert after["spec"]["approvedPlanHash"] == before["status"]["pendingPlan"]["hash"]
-    assert {k: v for k, v in after["spec"].items() if k != "approvedPlanHash"} == before["spec"]
+    if "targetSelector" not in before["spec"]:
+        assert after["spec"]["approvedPlanHash"] == before["status"]["pendingPlan"]["hash"]
+        assert {k: v for k, v in after["spec"].items() if k != "approvedPlanHash"} == before["spec"]
+        return
+    # Many targets: every distinct pending hash is added to approvedPlanHashes, the approvals already there kept.
+    pending = {t["pendingPlan"]["hash"] for t in before["status"]["targets"] if "pendingPlan" in t}
+    given = before["spec"].get("approvedPlanHashes", [])
+    assert len(pending) > 1 and given
+    assert after["spec"]["approvedPlanHashes"][: len(given)] == given
+    assert set(after["spec"]["approvedPlanHashes"]) == {*given, *pending}
+    assert {k: v for k, v in after["spec"].items() if k != "approvedPlanHashes"} == {
+        k: v for k, v in before["spec"].items() if k != "approvedPlanHashes"
+    }
+
+
+FLEET = CUSTOMIZATION / "testdata" / "fleet-approval-required.yaml"
+
+
+def _approve(obj: dict[str, Any]) -> dict[str, Any]:
+    after: dict[str, Any] = run_script(CUSTOMIZATION / "actions" / "approve" / "action.lua", obj)
+    return after
+
+
+def test_approve_on_a_fleet_leaves_approved_plan_hash_and_repeats_no_hash() -> None:
+    obj = load(FLEET)
+    obj["spec"] |= {"approvedPlanHash": "0000111122223333", "approvedPlanHashes": ["a1b2c3d4e5f60718"]}
+    after = _approve(obj)
+    assert after["spec"]["approvedPlanHash"] == "0000111122223333"
+    assert after["spec"]["approvedPlanHashes"] == ["a1b2c3d4e5f60718", "9e8d7c6b5a403f2e"]
+    assert _approve(after) == after  # approving again changes nothing
+
+
+def test_approve_on_a_fleet_stays_within_the_crd_bound() -> None:
+    """spec.approvedPlanHashes holds at most 64 (CRD maxItems): the oldest approvals no target waits with go."""
+    obj = load(FLEET)
+    old = [f"{i:016x}" for i in range(64)]
+    obj["spec"]["approvedPlanHashes"] = old
+    hashes = _approve(obj)["spec"]["approvedPlanHashes"]
+    assert len(hashes) == 64 and hashes == [*old[2:], "a1b2c3d4e5f60718", "9e8d7c6b5a403f2e"]
+
+
+def test_a_waiting_target_alone_offers_approve() -> None:
+    obj = load(FLEET)
+    del obj["status"]["pendingPlan"]
+    actions = run_script(CUSTOMIZATION / "actions" / "discovery.lua", obj)
+    assert actions["approve"] == {"disabled": False}
+    assert _approve(obj)["spec"]["approvedPlanHashes"][-2:] == ["a1b2c3d4e5f60718", "9e8d7c6b5a403f2e"]
+
+
+def test_a_fleet_waiting_on_many_targets_names_a_few_and_counts_the_rest() -> None:
+    obj = load(FLEET)
+    (first, *_) = obj["status"]["targets"]
+    # Copies: lupa converts an object shared by several entries once only.
+    obj["status"]["targets"] = [copy.deepcopy({**first, "name": f"site-{i:02d}"}) for i in range(12)]
+    message = health(obj)["message"]
+    assert message.startswith("Waiting for approval of plan a1b2c3d4e5f60718 on site-00, site-01, site-02, ")
+    assert "site-04, and 7 more (targets ready: 0/3): run the action 'approve' or add the hash " in message
+
+
+def test_a_paused_rollout_of_an_older_generation_waits_for_the_new_one() -> None:
+    """A spec change resumes a paused rollout: until the operator observed it, Progressing, not Degraded."""
+    obj = load(CUSTOMIZATION / "testdata" / "fleet-paused.yaml")
+    obj["metadata"]["generation"] += 1
+    assert health(obj) == {"status": "Progressing", "message": "Waiting for the operator to reconcile generation 4"}
+
+
+def test_one_database_with_a_targets_entry_reads_as_before() -> None:
+    """targetRef (or none): status.targets holds the one entry; the health and approve stay those of pendingPlan."""
+    obj = load(CUSTOMIZATION / "testdata" / "approval-required.yaml")
+    plan = obj["status"]["pendingPlan"]
+    obj["status"] |= {"targets": [{"name": "default", "pendingPlan": copy.deepcopy(plan)}], "targetsReady": "0/1"}
+    expected = next(t for t in HEALTH_TESTS if t["inputPath"] == "testdata/approval-required.yaml")
+    assert health(obj) == expected["healthStatus"]
+    after = _approve(obj)
+    assert after["spec"]["approvedPlanHash"] == plan["hash"] and "approvedPlanHashes" not in after["spec"]
 
 
 # --- sync waves and the kustomize example ----------------------------------------------------------

@@ -445,14 +445,24 @@ def test_pending_plan_of_an_approval_error_only() -> None:
 
 def test_approval_message_says_an_approval_of_another_plan_is_ignored() -> None:
     pending = _pending()
-    waiting = status.approval_outcome(pending, None)
+    waiting = status.approval_outcome(pending)
     assert waiting.reason == "ApprovalRequired" and waiting.phase == "reconciling"
     assert "a1b2c3d4e5f60718" in waiting.message and "ignored" not in waiting.message
     assert "drop column item.note (120 values)" in waiting.message
-    stale = status.approval_outcome(pending, "0000111122223333")
-    assert stale.message.startswith("spec.approvedPlanHash 0000111122223333 is ignored")
+    stale = status.approval_outcome(pending, {"0000111122223333"})
+    assert stale.message.startswith("approved hash 0000111122223333 is ignored here")
     assert "the current plan is a1b2c3d4e5f60718" in stale.message
-    assert "ignored" not in status.approval_outcome(pending, pending.hash).message
+    several = status.approval_outcome(pending, {"ffff111122223333", "0000111122223333"})
+    assert several.message.startswith("approved hashes 0000111122223333, ffff111122223333 are ignored here")
+    # Approved among others (a fleet's other bases): nothing is said to be ignored.
+    assert "ignored" not in status.approval_outcome(pending, {pending.hash}).message
+    assert "ignored" not in status.approval_outcome(pending, {pending.hash, "0000111122223333"}).message
+
+
+def test_the_hashes_a_raw_spec_approves() -> None:
+    spec = {"approvedPlanHash": "aa", "approvedPlanHashes": ["bb", "aa", ""]}
+    assert status.approved_hashes_of(spec) == {"aa", "bb"}
+    assert status.approved_hashes_of({}) == frozenset()
 
 
 def test_pending_plan_status_is_declared_and_bounded() -> None:
@@ -469,7 +479,7 @@ def test_pending_plan_status_is_declared_and_bounded() -> None:
 def test_pending_plan_is_present_only_while_approval_is_required(events: list[dict[str, Any]]) -> None:
     stats, patch, body = status.Stats(), kopf.Patch(), _body()
     pending = _pending()
-    waiting = status.approval_outcome(pending, None)
+    waiting = status.approval_outcome(pending)
     assert status.settle(body, patch, waiting, stats, fields=status.pending_fields(pending)) is None  # no retry
     written = _applied(patch, body)
     assert written["pendingPlan"]["hash"] == pending.hash

@@ -130,6 +130,29 @@ def test_the_spec_approves_its_own_plan(db_url: str, tmp_path: Path) -> None:
     assert "note" not in _columns(db_url)
 
 
+def test_approved_plan_hashes_approve_like_approved_plan_hash(db_url: str, tmp_path: Path) -> None:
+    """spec.approvedPlanHashes: any entry approves its plan (apply, and plan --detailed-exitcode); when the
+    plan waits, each entry of another plan is named by its index (ES308)."""
+    _seed(db_url, tmp_path)
+    approved = str(_plan(db_url, _schema(tmp_path, V2))["hash"])
+    other = "0123456789abcdef"
+    listed = f"approvedPlanHashes: [{other}, {approved}]"
+    waiting = run("plan", _schema(tmp_path, V2), "-d", db_url, "--detailed-exitcode")
+    assert waiting.exit_code == 11, waiting.stderr
+    assert run("plan", _schema(tmp_path, f"{V2}{listed}"), "-d", db_url, "--detailed-exitcode").exit_code == 10
+    stale = _refused(run("apply", _schema(tmp_path, f"{V2_AGAIN}{listed}"), "-d", db_url, "-o", "json"))
+    assert [(p["code"], p["path"]) for p in stale] == [
+        ("ES307", "spec"),
+        ("ES308", "spec.approvedPlanHashes[0]"),
+        ("ES308", "spec.approvedPlanHashes[1]"),
+    ]
+    assert stale[2]["message"].startswith(f"approvedPlanHashes[1] {approved} ")
+    assert "another base" in stale[2]["message"] and _migrations(db_url) == 1
+    outcome = run("apply", _schema(tmp_path, f"{V2}{listed}"), "-d", db_url)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "note" not in _columns(db_url) and _migrations(db_url) == 2
+
+
 def test_plan_json_is_the_contract_object(db_url: str, tmp_path: Path) -> None:
     _seed(db_url, tmp_path)
     plan = _plan(db_url, _schema(tmp_path, V2))

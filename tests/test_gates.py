@@ -127,6 +127,24 @@ def test_an_approval_of_another_plan_is_ignored_and_named(tmp_path: Path) -> Non
     assert all(f"this plan is {reviewed.hash}" in p.message for p in (own, given))
 
 
+def test_any_entry_of_approved_plan_hashes_approves(tmp_path: Path) -> None:
+    loaded = _loaded(tmp_path)
+    reviewed = reconcile.Reviewed.of(_planned(loaded, _drop_note(loaded)), [3])
+    spec = loaded.spec.model_copy(update={"approved_plan_hashes": ["0123456789abcdef", reviewed.hash]})
+    listed = dataclasses.replace(loaded, document=loaded.document.model_copy(update={"spec": spec}))
+    reconcile.authorize([reconcile.Reviewed.of(_planned(listed, _drop_note(listed)), [3])])
+    # Another base: another hash, which the list does not hold; both entries are named as stale.
+    other = reconcile.Reviewed.of(_planned(listed, _drop_note(listed), base="c" * 64), [3])
+    with pytest.raises(reconcile.ApprovalRequired) as caught:
+        reconcile.authorize([other])
+    assert [(p.code, p.path) for p in caught.value.problems] == [
+        ("ES307", "spec"),
+        ("ES308", "spec.approvedPlanHashes[0]"),
+        ("ES308", "spec.approvedPlanHashes[1]"),
+    ]
+    assert f"this plan is {other.hash}" in caught.value.problems[2].message
+
+
 def test_a_stale_command_line_approval_stops_even_a_safe_run(tmp_path: Path) -> None:
     loaded = _loaded(tmp_path)
     plan = planning.Plan("shop", (planning.CreateIndex("shop", "order", planning.IndexDef(("title",))),))

@@ -124,9 +124,87 @@ def test_a_plan_needing_approval_names_the_hash_to_approve(engine: Engine) -> No
     view = wire.PlanView.of(destructive, rendered)
     warnings = webhook.plan_warnings(view, None)
     assert warnings[0] == f"extschema plan {real.hash}: destructive, {len(real.ops)} operation(s)"
-    assert warnings[1] == f"extschema: needs approval: set spec.approvedPlanHash: {real.hash}"
-    assert webhook.plan_warnings(view, real.hash)[1].startswith("SQL 1: ")  # approved
-    assert webhook.plan_warnings(view, "another")[1].startswith("extschema: needs approval")
+    assert warnings[1] == (
+        f"extschema: needs approval: set spec.approvedPlanHash: {real.hash} (or add it to spec.approvedPlanHashes)"
+    )
+    assert webhook.plan_warnings(view, {real.hash})[1].startswith("SQL 1: ")  # approved
+    assert webhook.plan_warnings(view, {"0123456789abcdef", real.hash})[1].startswith("SQL 1: ")  # one of several
+    assert webhook.plan_warnings(view, {"0123456789abcdef"})[1].startswith("extschema: needs approval")
+
+
+def _spec(**fields: Any) -> Any:
+    return loaded("notes", TITLE, **fields).spec
+
+
+def test_target_ref_with_a_selector_is_refused_at_the_selector() -> None:
+    (problem,) = webhook.both_targets({"targetRef": {"name": "a"}, "targetSelector": {}})
+    assert (problem.code, problem.path) == ("ES029", "spec.targetSelector")
+    refusal = webhook.refusal(ProblemError([problem], Kind.INVALID))
+    assert refusal.code == 422 and str(refusal).startswith("spec.targetSelector: ES029: spec.targetRef and ")
+    assert webhook.both_targets({"targetSelector": {}}) == webhook.both_targets({"targetRef": {"name": "a"}}) == []
+
+
+def test_target_warnings_name_an_ignored_rollout_and_a_selector_matching_nothing() -> None:
+    (ignored,) = webhook.target_warnings(_spec(rollout={"maxParallel": 2}), None)
+    assert ignored.startswith("extschema: ES029: spec.rollout: ignored")
+    selector = {"matchLabels": {"app": "orders"}, "matchExpressions": [{"key": "legacy", "operator": "DoesNotExist"}]}
+    (nothing,) = webhook.target_warnings(_spec(targetSelector=selector), [])
+    assert nothing.startswith("extschema: ES027: spec.targetSelector: no DatabaseTarget of the namespace matches")
+    assert "'app=orders,!legacy'" in nothing and all(len(w) <= webhook.MAX_WARNING for w in (ignored, nothing))
+    assert webhook.target_warnings(_spec(targetSelector=selector), ["site-a"]) == []
+    assert webhook.target_warnings(_spec(targetSelector=selector), None) == []  # not known: nothing said
+    assert webhook.target_warnings(_spec(targetSelector=selector, rollout={"maxParallel": 2}), ["a"]) == []
+
+
+def test_the_first_target_checked_is_the_first_the_rollout_reaches() -> None:
+    labels = {
+        "site-c": {"app": "orders", "canary": "true"},
+        "site-a": {"app": "orders"},
+        "site-b": {"app": "orders", "canary": "true"},
+        "other": {"app": "billing"},
+    }
+    selector = {"matchLabels": {"app": "orders"}}
+    assert webhook.first_target(_spec(targetSelector=selector), labels) == ["site-a", "site-b", "site-c"]
+    canary = {"canary": {"matchLabels": {"canary": "true"}}}
+    assert webhook.first_target(_spec(targetSelector=selector, rollout=canary), labels) == [
+        "site-b",
+        "site-c",
+        "site-a",
+    ]
+    assert webhook.first_target(_spec(), labels) == []
+
+
+def test_an_added_approval_matching_no_waiting_plan_is_named() -> None:
+    spec = {"pluginId": "orders", "version": "2.0.0", "approvedPlanHashes": ["aaaa000011112222"]}
+    status = {
+        "pendingPlan": {"hash": "1cd909acc61896c1"},
+        "targets": [
+            {"name": "a", "pendingPlan": {"hash": "1cd909acc61896c1"}},
+            {"name": "b", "pendingPlan": {"hash": "335d66789db1e989"}},
+        ],
+    }
+    old = {"spec": spec, "status": status}
+
+    def update(**approvals: Any) -> list[str]:
+        return webhook.approval_warnings(old, {"spec": {**spec, **approvals}})
+
+    (typo,) = update(approvedPlanHashes=["aaaa000011112222", "335d66789db1e98a"])
+    assert typo.startswith("extschema: ES028: spec.approvedPlanHashes[1]: 335d66789db1e98a matches no plan waiting")
+    assert "(1cd909acc61896c1, 335d66789db1e989)" in typo  # the ones waiting
+    (single,) = update(approvedPlanHash="0123456789abcdef")
+    assert single.startswith("extschema: ES028: spec.approvedPlanHash: 0123456789abcdef")
+    assert update(approvedPlanHashes=["aaaa000011112222", "335d66789db1e989"]) == []  # a waiting plan's
+    assert update(approvedPlanHash="1cd909acc61896c1") == []
+    # An approval committed with a change of the spec is for a plan not made yet; a create has no plans.
+    changed = {"spec": {**spec, "version": "2.1.0", "approvedPlanHash": "0123456789abcdef"}}
+    assert webhook.approval_warnings(old, changed) == []
+    assert webhook.approval_warnings(None, changed) == []
+    assert (
+        webhook.approval_warnings(
+            {"spec": spec, "status": {}}, {"spec": {**spec, "approvedPlanHash": "0123456789abcdef"}}
+        )
+        == []
+    )
 
 
 def test_long_statements_are_split_not_truncated() -> None:
@@ -304,6 +382,70 @@ def test_kube_apiserver_refuses_a_conflicting_schema_through_the_webhook(
     # Refused: the conflicting one twice (dry run, apply) and the bad default; admitted: two dry runs and two applies.
     assert counted['extschema_admission_reviews_total{result="refused"}'] == 3
     assert counted['extschema_admission_reviews_total{result="admitted"}'] == 4
+
+
+@pytest.mark.k8s
+@pytest.mark.slow
+def test_the_webhook_warns_about_targets_and_approvals(
+    kube: Kube, run_operator: Callable[..., Operator], sqlite_url: str, tmp_path: Path
+) -> None:
+    """Through kube-apiserver: a selector matching no DatabaseTarget (ES027) and a rollout without one (ES029)
+    are admitted with a warning; a selector's dry run is checked against the first target the rollout reaches;
+    a mistyped approval of a waiting plan is named (ES028), the right one in approvedPlanHashes applies it."""
+    files = certificates.generate(tmp_path / "certs", ["127.0.0.1"])
+    port = free_port()
+    operator = run_operator(
+        sqlite_url,
+        *("--webhook-port", str(port), "--webhook-cert", str(files.certfile)),
+        *("--webhook-key", str(files.keyfile), "--webhook-ca", str(files.cafile)),
+    )
+    wait_for_tls(port, operator)
+    selector = {"matchLabels": {"app": "orders"}}
+    fleet = simple("fleet", "fleet", targetSelector=selector, rollout={"canary": {"matchLabels": {"canary": "yes"}}})
+    with webhook_configuration(kube, port, files.cafile):
+        nowhere = dry_run(kube, fleet)
+        assert nowhere.returncode == 0, nowhere.stderr
+        assert "Warning: extschema: ES027: spec.targetSelector: no DatabaseTarget" in nowhere.stderr
+        assert "'app=orders'" in nowhere.stderr
+        for name, labels in (("site-a", {"app": "orders"}), ("site-b", {"app": "orders", "canary": "yes"})):
+            target = {"apiVersion": "extschema.io/v1alpha1", "kind": "DatabaseTarget"}
+            kube.apply({**target, "metadata": {"name": name, "labels": labels}, "spec": {"url": sqlite_url}})
+        checked = dry_run(kube, fleet)
+        assert checked.returncode == 0, checked.stderr
+        assert "ES027" not in checked.stderr
+        assert "checked against DatabaseTarget site-b (the first of 2 the rollout reaches)" in checked.stderr
+        assert re.search(r"Warning: SQL \d+: CREATE TABLE", checked.stderr), checked.stderr
+        one = simple("one", "one", rollout={"maxParallel": 3})
+        ignored = dry_run(kube, one)
+        assert ignored.returncode == 0 and "Warning: extschema: ES029: spec.rollout: ignored" in ignored.stderr
+
+        # A destructive change waits; a mistyped approval of it is named at once, the right one applies it.
+        fields = [{"name": "title", "type": "String"}, {"name": "note", "type": "Text"}]
+        doc = schema_doc("orders", "orders", [{"name": "item", "fields": fields}])
+        kube.apply(doc)
+        kube.wait("orders")
+        doc["spec"] |= {"version": "2.0.0", "tables": [{"name": "item", "fields": fields[:1]}]}
+        kube.apply(doc)
+        pending = kube.wait_reason("orders", "ApprovalRequired")["status"]["pendingPlan"]["hash"]
+        typo = pending[:-1] + ("0" if pending[-1] != "0" else "1")
+        patched = kube(
+            "patch", "exts", "orders", "--type=merge", "-p", f'{{"spec":{{"approvedPlanHashes":["{typo}"]}}}}'
+        )
+        assert (
+            f"Warning: extschema: ES028: spec.approvedPlanHashes[0]: {typo} matches no plan waiting" in patched.stderr
+        )
+        assert pending in patched.stderr
+        right = kube(
+            "patch",
+            "exts",
+            "orders",
+            "--type=merge",
+            "-p",
+            f'{{"spec":{{"approvedPlanHashes":["{typo}","{pending}"]}}}}',
+        )
+        assert "ES028" not in right.stderr, right.stderr
+        kube("wait", "--for=jsonpath={.status.appliedVersion}=2.0.0", "exts/orders", "--timeout=60s")
+        kube.wait("orders")
 
 
 # --- the chart: webhook Service, configuration and certificate --------------------------------------

@@ -732,6 +732,43 @@ class EventView(View):
     last_seen: str | None
 
 
+class TargetStateView(View):
+    """One database of an ExtensionSchema (a ``status.targets`` entry), as ``kubectl extschema history`` shows it."""
+
+    name: str
+    #: Its Ready condition: True, False or Unknown, with the reason and message.
+    ready: str
+    reason: str | None
+    message: str | None
+    applied_version: str | None
+    #: The hash of the plan it waits with for approval, if any.
+    pending_plan: str | None
+    #: The id of the latest migration the operator ran there.
+    last_migration: str | None
+
+    @classmethod
+    def of(cls, entry: Any) -> TargetStateView:
+        """From a ``status.targets`` entry as the API server returns it."""
+        ready: dict[str, Any] = next((c for c in entry.get("conditions") or [] if c.get("type") == "Ready"), {})
+        return cls(
+            name=entry.get("name", ""),
+            ready=ready.get("status") or "Unknown",
+            reason=ready.get("reason"),
+            message=ready.get("message"),
+            applied_version=entry.get("appliedVersion"),
+            pending_plan=(entry.get("pendingPlan") or {}).get("hash"),
+            last_migration=(entry.get("lastMigration") or {}).get("id"),
+        )
+
+
+class RolloutView(View):
+    """``status.rollout`` of an ExtensionSchema with ``spec.targetSelector``."""
+
+    phase: str
+    message: str | None
+    paused_at: str | None
+
+
 class ResourceHistoryView(View):
     """What the operator reports about one ExtensionSchema (``kubectl extschema history``)."""
 
@@ -745,6 +782,10 @@ class ResourceHistoryView(View):
     conditions: list[ConditionView]
     last_migration: LastMigrationView | None
     events: list[EventView]
+    #: ``status.targetsReady`` (ready/total), ``status.rollout`` and one entry per database (``status.targets``).
+    targets_ready: str | None = None
+    rollout: RolloutView | None = None
+    targets: list[TargetStateView] = []
 
     @classmethod
     def of(cls, body: Any, events: Iterable[Any]) -> ResourceHistoryView:
@@ -790,7 +831,44 @@ class ResourceHistoryView(View):
                 )
                 for e in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
             ],
+            targets_ready=status.get("targetsReady"),
+            rollout=None
+            if not status.get("rollout")
+            else RolloutView(
+                phase=status["rollout"].get("phase") or "",
+                message=status["rollout"].get("message"),
+                paused_at=status["rollout"].get("pausedAt"),
+            ),
+            targets=[TargetStateView.of(t) for t in status.get("targets") or []],
         )
+
+
+class PendingTargetView(View):
+    """One database waiting with a plan: its own data counts (targets at one base share the plan's hash)."""
+
+    name: str
+    applied_version: str | None
+    #: This target's summary, with its counts.
+    summary: str
+    #: Its operations with its counts; empty where the status keeps them on the first target of the hash only.
+    ops: list[OpView]
+
+
+class PendingPlanView(View):
+    """A plan waiting for approval on one or more targets of an ExtensionSchema with ``spec.targetSelector``
+    (``kubectl extschema plan``): one per distinct hash, approved by that hash for all of them."""
+
+    plugin_id: str
+    version: str
+    hash: str
+    op_class: Literal["rewriting", "destructive"] = Field(alias="class")
+    destructive: bool
+    #: The first target's summary (``targets`` have each one's).
+    summary: str
+    #: The plan's operations (with the first target's counts that has them).
+    ops: list[OpView]
+    lint: list[LintView] = []
+    targets: list[PendingTargetView]
 
 
 class DiffCheckView(View):
@@ -958,6 +1036,10 @@ class ResourceHistoryList(Envelope[ResourceHistoryView]):
     kind: Literal["ResourceHistoryList"] = "ResourceHistoryList"
 
 
+class PendingPlanList(Envelope[PendingPlanView]):
+    kind: Literal["PendingPlanList"] = "PendingPlanList"
+
+
 class PreviewList(Envelope[PreviewView]):
     kind: Literal["PreviewList"] = "PreviewList"
 
@@ -996,6 +1078,7 @@ ENVELOPES: tuple[type[Envelope[Any]], ...] = (
     RepairList,
     WaitList,
     ResourceHistoryList,
+    PendingPlanList,
     PreviewList,
     DiffList,
     Failure,
@@ -1015,6 +1098,7 @@ _ANY = TypeAdapter(
         | RepairList
         | WaitList
         | ResourceHistoryList
+        | PendingPlanList
         | PreviewList
         | DiffList
         | Failure,

@@ -170,7 +170,7 @@ statement_timeout_option = click.option(
 
 def plan_exit_code(plans: Iterable[wire.PlanView], approved: Collection[str] = ()) -> int:
     """The exit code of ``plan --detailed-exitcode`` for *plans*: :data:`EXIT_PLAN_NEEDS_APPROVAL` when
-    one needs an approval its hash does not have in *approved* (the specs' ``approvedPlanHash``), or
+    one needs an approval its hash does not have in *approved* (the specs' ``approved_hashes()``), or
     holds a step apply refuses whatever is approved (ES309); else :data:`EXIT_PLAN_CHANGES` when one
     changes anything; else :data:`EXIT_OK`."""
     code = EXIT_OK

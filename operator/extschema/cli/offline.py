@@ -131,7 +131,7 @@ def diff(
             for note in found.notes():
                 click.echo(f"note: {note.render()}", err=True)
     if detailed_exitcode:
-        approved = {h for item in found.items if (h := item.loaded.spec.approved_plan_hash)}
+        approved = {h for item in found.items for h in item.loaded.spec.approved_hashes()}
         sys.exit(plan_exit_code(plans, approved))
 
 

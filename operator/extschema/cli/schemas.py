@@ -111,7 +111,7 @@ def plan(
             for item, view in zip(proposal.items, views, strict=True):
                 plan_text.show(item, view, summary)
     if detailed_exitcode:
-        approved = {h for item in proposal.items if (h := item.loaded.spec.approved_plan_hash)}
+        approved = {h for item in proposal.items for h in item.loaded.spec.approved_hashes()}
         sys.exit(plan_exit_code(views, approved))
 
 
@@ -141,7 +141,7 @@ def apply(
 ) -> None:
     """Apply schemas in dependency order (command-line order does not matter).
 
-    Plans that rewrite tables or drop data run only with --approve HASH (or spec.approvedPlanHash).
+    Plans that rewrite tables or drop data run only with --approve HASH (or spec.approvedPlanHash(es)).
     """
     from extschema import reconcile
 

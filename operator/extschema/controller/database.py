@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 from extschema import conflicts, reconcile
 from extschema.controller.metrics import Metrics
@@ -16,7 +16,6 @@ def apply(
     peers: list[conflicts.Claim],
     started: Callable[[], None],
     metrics: Metrics | None = None,
-    approvals: Collection[str] = (),
 ) -> reconcile.Applied:
     """The pipeline (conflicts → dependencies → plan → approval → apply); its result carries the
     registration the migration left (or found, with nothing to do).
@@ -33,27 +32,8 @@ def apply(
             started()
 
     with metrics.reconciling():
-        (result,) = reconcile.reconcile(engine, [loaded], progress, peers, approvals)
+        (result,) = reconcile.reconcile(engine, [loaded], progress, peers)
     return result
-
-
-def apply_approved(
-    engine: Engine,
-    loaded: reconcile.Loaded,
-    peers: list[conflicts.Claim],
-    started: Callable[[], None],
-    metrics: Metrics | None = None,
-) -> reconcile.Applied:
-    """:func:`apply`, approving with every hash of ``spec.approved_hashes()`` (approvedPlanHash and
-    approvedPlanHashes): a plan waiting for one of them runs. Only the hash of this database's plan is
-    passed on, so the approvals of the other targets' plans are never taken for stale ones here."""
-    try:
-        return apply(engine, loaded, peers, started, metrics)
-    except reconcile.ApprovalRequired as waiting:
-        approved = {p.hash for p in waiting.pending} & loaded.spec.approved_hashes()
-        if not approved:
-            raise
-        return apply(engine, loaded, peers, started, metrics, approved)
 
 
 def delete(engine: Engine, plugin_id: str, owner: str, retain: bool) -> ApplyResult | None:

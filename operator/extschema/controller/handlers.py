@@ -41,6 +41,7 @@ from extschema.controller.status import (
     Settle,
     applied_fields,
     approval_outcome,
+    approved_hashes_of,
     cleanup_waits,
     outcome_of,
     pending_fields,
@@ -197,7 +198,7 @@ async def reconcile_schema(
                 lambda: kopf.event(body, type="Normal", reason="MigrationStarted", message=started_message)
             )
 
-        result = await asyncio.to_thread(database.apply_approved, engine, loaded, peers, started, run.stats.metrics)
+        result = await asyncio.to_thread(database.apply, engine, loaded, peers, started, run.stats.metrics)
         if target.plugin_roles:
             await plugin_roles.publish(run.api, engine, body, loaded.spec.plugin_id)
     except Exception as error:  # every failure is reported the same way
@@ -206,7 +207,7 @@ async def reconcile_schema(
         pending = pending_of(error, str(spec.get("pluginId")))
         if pending is not None and isinstance(error, reconcile.ApprovalRequired):
             # Waiting for an approval: not a failure, not retried; the spec's change runs it.
-            outcome = approval_outcome(pending, spec.get("approvedPlanHash"))
+            outcome = approval_outcome(pending, approved_hashes_of(spec))
             try:
                 findings = await asyncio.to_thread(database.lint, engine, error, pending.plugin_id)
             except Exception:  # the lint is for the reviewer; the plan still waits and is shown without it

@@ -20,7 +20,7 @@ import kopf
 
 from extschema import limits
 from extschema.conditions import Outcome
-from extschema.controller.settings import GROUP, KIND, RECHECK_ANNOTATION, SCHEMAS, VERSION
+from extschema.controller.settings import GROUP, KIND, RECHECK_ANNOTATION, SCHEMAS, TARGETS, VERSION
 from extschema.controller.status import Settle, now
 
 log = logging.getLogger("extschema.operator")
@@ -124,6 +124,18 @@ class KubeApi:
 
     def _schema_url(self, namespace: str, name: str, sub: str = "") -> str:
         return self._url(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{SCHEMAS}/{name}{sub}")
+
+    async def target_labels(self, namespace: str) -> dict[str, dict[str, str]]:
+        """The DatabaseTargets of *namespace* (name -> labels), read now (RBAC: list, which the operator's
+        watch needs anyway). Raises aiohttp errors."""
+        session = await self.session()
+        async with session.get(self._url(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{TARGETS}")) as response:
+            response.raise_for_status()
+            listed: dict[str, Any] = await response.json()
+        return {
+            str(item["metadata"]["name"]): {str(k): str(v) for k, v in (item["metadata"].get("labels") or {}).items()}
+            for item in listed.get("items") or []
+        }
 
     async def get_schema(self, namespace: str, name: str) -> dict[str, Any] | None:
         """One ExtensionSchema as it is now; None when it is gone. Raises aiohttp errors."""

@@ -109,7 +109,7 @@ class Fleet:
                 loop.call_soon_threadsafe(lambda: self.event("Normal", "MigrationStarted", message))
 
             result = await asyncio.to_thread(
-                database.apply_approved, engine, self.loaded, peers, started, self.run.stats.metrics
+                database.apply, engine, self.loaded, peers, started, self.run.stats.metrics
             )
             if target.plugin_roles:
                 await plugin_roles.publish(self.run.api, engine, self.body, spec.plugin_id)
@@ -122,7 +122,7 @@ class Fleet:
             pending = pending_of(error, spec.plugin_id)
             kept = _kept(self.old_entries.get(entry.name))
             if pending is not None and isinstance(error, reconcile.ApprovalRequired):
-                outcome = approval_outcome(pending, None)
+                outcome = approval_outcome(pending, spec.approved_hashes())
                 kept["pendingPlan"] = status_model.PendingPlan.of(pending).dump()
             elif outcome.reason == "MigrationFailed":
                 self.event("Warning", "MigrationFailed", f"target {entry.name}: {outcome.message}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, NoReturn
 
 import kopf
@@ -213,15 +213,31 @@ def pending_of(error: BaseException, plugin_id: str) -> wire.PlanView | None:
     return next((p for p in error.pending if p.plugin_id == plugin_id), next(iter(error.pending), None))
 
 
-def approval_outcome(pending: wire.PlanView, approved: str | None) -> Outcome:
-    """ApprovalRequired, saying what to approve, and that an approval of another plan was ignored."""
+def approved_hashes_of(spec: Mapping[str, Any]) -> frozenset[str]:
+    """The hashes a raw spec approves: approvedPlanHash and approvedPlanHashes (as
+    ``ExtensionSchemaSpec.approved_hashes()``, for a body not validated)."""
+    given = [spec.get("approvedPlanHash"), *(spec.get("approvedPlanHashes") or ())]
+    return frozenset(h for h in given if isinstance(h, str) and h)
+
+
+def approval_outcome(pending: wire.PlanView, approved: Collection[str] = ()) -> Outcome:
+    """ApprovalRequired, saying what to approve, and that approvals of other plans were ignored.
+
+    *approved* is every hash the spec approves (``ExtensionSchemaSpec.approved_hashes()``:
+    approvedPlanHash and approvedPlanHashes); with a targetSelector, the others may approve the
+    plans of targets at another base, so they are named as approving other plans, not as wrong."""
     message = (
         f"plan {pending.hash} needs approval ({pending.op_class}): {pending.summary}; "
-        f"set spec.approvedPlanHash to {pending.hash} to apply exactly this plan"
+        f"set spec.approvedPlanHash to {pending.hash} (or add it to spec.approvedPlanHashes) "
+        "to apply exactly this plan"
     )
-    if approved and approved != pending.hash:
+    others = sorted(set(approved) - {pending.hash})
+    if others and pending.hash not in approved:
+        named = ", ".join(others)
         message = (
-            f"spec.approvedPlanHash {approved} is ignored: it approves another plan, and the current plan is "
+            f"approved {'hash' if len(others) == 1 else 'hashes'} {named} "
+            f"{'is' if len(others) == 1 else 'are'} ignored here: "
+            f"{'it approves' if len(others) == 1 else 'they approve'} another plan, and the current plan is "
             f"{pending.hash}. {message[0].upper()}{message[1:]}"
         )
     return Outcome(APPROVAL_REQUIRED, message)

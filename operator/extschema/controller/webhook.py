@@ -12,6 +12,12 @@ moves the error to the moment of ``kubectl apply``. It never refuses for reasons
 out (a dependency not applied yet, an approval, a database that is away): those are admitted, with a
 warning.
 
+With ``spec.targetSelector`` the spec is checked against the first DatabaseTarget the rollout reaches
+(a canary first, else by name) — the others are planned by the operator as the rollout reaches them —
+and every request (not only dry runs) warns of a selector that matches no DatabaseTarget now (ES027),
+of an approval added to a waiting resource that matches none of its waiting plans (ES028) and of
+``spec.rollout`` without a selector (ES029); ``targetRef`` with ``targetSelector`` is refused (ES029).
+
 Importing this module registers the handler with kopf; ``extschema run --webhook-port`` does (kopf
 refuses to start with admission handlers and no admission server).
 """
@@ -21,13 +27,14 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kopf
 
-from extschema import conflicts, reconcile, wire
+from extschema import conflicts, model, reconcile, wire
 from extschema.controller.certificates import generate
 from extschema.controller.claims import ClaimEntry, order_of, peers_of
 from extschema.controller.runtime import Runtime, runtime
@@ -36,13 +43,16 @@ from extschema.controller.status import Settle
 from extschema.controller.targets import resolve_target, target_key
 from extschema.engine import Engine
 from extschema.naming import DRY_RUN_PREVIEW_TAG
-from extschema.problems import Kind, ProblemError
+from extschema.problems import Kind, Problem, ProblemError
 
 #: Kinds of failure the webhook refuses a request for; the others the operator waits out.
 REFUSED_KINDS = {Kind.INVALID: 422, Kind.CONFLICT: 409, Kind.REFUSED: 422}
 #: kube-apiserver truncates a warning longer than 256 characters and drops warnings beyond 4 kB.
 MAX_WARNING = 240
 MAX_WARNINGS_TOTAL = 3500
+#: Codes of the target and approval checks (docs/errors.md): a selector matching nothing, an approval of no
+#: waiting plan, targetRef with targetSelector (refused) or a rollout without a selector (warned).
+NO_TARGETS, STRAY_APPROVAL, TARGETS_MISFIT = "ES027", "ES028", "ES029"
 #: The path of the handler on the webhook server (kopf appends the handler id to the URL).
 HANDLER_ID = "validate"
 
@@ -63,13 +73,16 @@ def sql_warnings(statements: Sequence[str]) -> list[str]:
     return lines
 
 
-def plan_warnings(plan: wire.PlanView, approved: str | None) -> list[str]:
-    """What a server-side dry run shows of the plan's view: its hash and class, what approval it needs, its SQL."""
+def plan_warnings(plan: wire.PlanView, approved: Collection[str] | None) -> list[str]:
+    """What a server-side dry run shows of the plan's view: its hash and class, what approval it needs (*approved*:
+    every hash the spec approves), its SQL."""
     if not plan.ops:
         return ["extschema: no change: the database already matches this spec"]
     lines = [f"extschema plan {plan.hash}: {plan.op_class}, {len(plan.ops)} operation(s)"]
-    if plan.needs_approval and approved != plan.hash:
-        lines.append(f"extschema: needs approval: set spec.approvedPlanHash: {plan.hash}")
+    if plan.needs_approval and plan.hash not in set(approved or ()):
+        lines.append(
+            f"extschema: needs approval: set spec.approvedPlanHash: {plan.hash} (or add it to spec.approvedPlanHashes)"
+        )
     lines.extend(f"extschema: {p.code}: {p.message}"[:MAX_WARNING] for p in plan.warnings)
     lines.extend(sql_warnings(plan.sql or ()))
     kept: list[str] = []
@@ -84,7 +97,7 @@ def plan_warnings(plan: wire.PlanView, approved: str | None) -> list[str]:
 
 
 def admit(
-    engine: Engine, loaded: reconcile.Loaded, peers: Sequence[conflicts.Claim], approved: str | None
+    engine: Engine, loaded: reconcile.Loaded, peers: Sequence[conflicts.Claim], approved: Collection[str] | None
 ) -> list[str]:
     """The reconcile's checks without applying anything: raises ProblemError, else the plan as warnings.
 
@@ -101,6 +114,87 @@ def admit(
     if refusals:
         raise ProblemError(refusals, Kind.REFUSED)
     return plan_warnings(wire.PlanView.of(item.reviewed, item.preview, warnings=item.preview.warnings), approved)
+
+
+def both_targets(spec: Mapping[str, Any]) -> list[Problem]:
+    """ES029 when the spec names its database twice: targetRef and targetSelector."""
+    if not (spec.get("targetRef") and spec.get("targetSelector") is not None):
+        return []
+    return [
+        Problem(
+            TARGETS_MISFIT,
+            "spec.targetSelector",
+            "spec.targetRef and spec.targetSelector are both set: targetRef names one DatabaseTarget, targetSelector "
+            "selects every DatabaseTarget whose labels match; keep one of them",
+        )
+    ]
+
+
+def target_warnings(spec: model.ExtensionSchemaSpec, selected: Sequence[str] | None) -> list[str]:
+    """ES029 for a rollout that has no targets to order, ES027 for a selector matching no DatabaseTarget now
+    (*selected*: the names it matches, None when not known)."""
+    found: list[str] = []
+    if spec.rollout is not None and spec.target_selector is None:
+        found.append(
+            f"extschema: {TARGETS_MISFIT}: spec.rollout: ignored: it orders the targets of spec.targetSelector, "
+            "and this resource goes to one database; remove it, or select the targets by label"
+        )
+    if spec.target_selector is not None and selected is not None and not selected:
+        found.append(
+            f"extschema: {NO_TARGETS}: spec.targetSelector: no DatabaseTarget of the namespace matches "
+            f"{spec.target_selector.text() or '{}'!r} now: the plugin goes nowhere until one does; label a "
+            "DatabaseTarget to match, or fix the selector"
+        )
+    return [w[:MAX_WARNING] for w in found]
+
+
+def _waiting_hashes(status: Mapping[str, Any]) -> set[str]:
+    plans = [status.get("pendingPlan"), *((t or {}).get("pendingPlan") for t in status.get("targets") or [])]
+    return {str(p["hash"]) for p in plans if isinstance(p, Mapping) and p.get("hash")}
+
+
+#: The spec fields holding approvals.
+APPROVALS = ("approvedPlanHash", "approvedPlanHashes")
+
+
+def _without_approvals(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in APPROVALS}
+
+
+def approval_warnings(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
+    """ES028 for each approval an update adds to a resource waiting for approval that no waiting plan has.
+
+    Only an update that changes approvals alone: with the spec, its plans change too (an approval
+    committed with its change, reviewed with ``extschema plan``, is for a plan not made yet)."""
+    if old is None:
+        return []
+    before, after = old.get("spec") or {}, new.get("spec") or {}
+    if _without_approvals(before) != _without_approvals(after):
+        return []
+    waiting = _waiting_hashes(old.get("status") or {})
+    if not waiting:
+        return []
+    had = {before.get("approvedPlanHash"), *(before.get("approvedPlanHashes") or ())}
+    given = [("spec.approvedPlanHash", after.get("approvedPlanHash"))]
+    given += [(f"spec.approvedPlanHashes[{i}]", h) for i, h in enumerate(after.get("approvedPlanHashes") or ())]
+    shown = ", ".join(sorted(waiting))
+    return [
+        f"extschema: {STRAY_APPROVAL}: {path}: {given_hash} matches no plan waiting for approval ({shown}): "
+        "mistyped, or another resource's? Copy it from `kubectl extschema plan`"[:MAX_WARNING]
+        for path, given_hash in given
+        if given_hash and given_hash not in had and given_hash not in waiting
+    ]
+
+
+def first_target(spec: model.ExtensionSchemaSpec, labels: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The DatabaseTargets *spec*'s selector matches, in the order the rollout reaches them: canaries first,
+    each group by name."""
+    selector = spec.target_selector
+    if selector is None:
+        return []
+    matched = sorted(name for name, given in labels.items() if selector.matches(given))
+    canary = spec.rollout.canary if spec.rollout is not None else None
+    return sorted(matched, key=lambda name: canary is None or not canary.matches(labels[name]))
 
 
 def refusal(error: ProblemError) -> kopf.AdmissionError:
@@ -149,18 +243,41 @@ async def _validate(
 ) -> None:
     """Refuse (kopf.AdmissionError) or admit, adding the plan to *warnings* on a dry run."""
     owner = f"{namespace}/{meta.get('name')}"
+    doubled = both_targets(spec)
+    if doubled:
+        raise refusal(ProblemError(doubled, Kind.INVALID))
     try:
         loaded = reconcile.from_object(dict(body), owner)
     except ProblemError as error:
         raise refusal(error) from None
+    # Shown on every request (kubectl prints them at apply): about the targets and the approvals, not the plan.
+    warnings.extend(approval_warnings(kwargs.get("old"), body))
+    selected: list[str] | None = None
+    if loaded.spec.target_selector is not None:
+        try:
+            selected = first_target(loaded.spec, await run.api.target_labels(namespace))
+        except (aiohttp.ClientError, TimeoutError, Settle) as error:  # a warning only: the reconcile lists them
+            warnings.append(f"extschema: the DatabaseTargets could not be listed: {type(error).__name__}"[:MAX_WARNING])
+    warnings.extend(target_warnings(loaded.spec, selected))
     if spec.get("suspend"):
         return  # a suspended resource touches nothing: only its spec is checked
     claims: kopf.Index[str, ClaimEntry] = kwargs["claims"]
-    approved = spec.get("approvedPlanHash")
+    approved = loaded.spec.approved_hashes()
+    checked = dict(spec)
+    if loaded.spec.target_selector is not None:
+        if not selected:
+            return  # nothing to check against: the operator waits for a target (NoTargetsSelected)
+        # The first target the rollout reaches stands for the others (planned as the rollout reaches them).
+        checked = {**spec, "targetRef": {"name": selected[0]}}
+        if dryrun:
+            warnings.append(
+                f"extschema: checked against DatabaseTarget {selected[0]} (the first of {len(selected)} the rollout "
+                "reaches); the others wait with their own plans: `kubectl extschema plan NAME`"[:MAX_WARNING]
+            )
     try:
-        target = await resolve_target(run.api, run.settings, namespace, spec, kwargs["targets"])
+        target = await resolve_target(run.api, run.settings, namespace, checked, kwargs["targets"])
         order = order_of(meta, loaded.owner)
-        peers, _fingerprint = peers_of(claims.get(target_key(namespace, spec), ()), str(meta.get("uid")), order)
+        peers, _fingerprint = peers_of(claims.get(target_key(namespace, checked), ()), str(meta.get("uid")), order)
         engine = await asyncio.to_thread(run.engines.get, target)
         found = await asyncio.to_thread(admit, engine, loaded, peers, approved)
     except ProblemError as error:

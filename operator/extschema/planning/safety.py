@@ -11,6 +11,11 @@ Classes are those of PostgreSQL, where tables are large and writers concurrent: 
 to ``String(100)`` is safe there (SQLite rebuilds the table, in the same transaction).
 
 A plan with a rewriting or destructive operation runs only when approved by its :func:`plan_hash`.
+Approvals are per plan hash and so per base: the hash covers the base (the registered spec's
+checksum) and the operations, not the database, so with ``spec.targetSelector`` one hash approves
+every target at that base, and targets at another base (behind, or not yet registered) have their
+own hash, each listed in ``spec.approvedPlanHashes`` (or ``approvedPlanHash``) to approve it.
+Data counts are per database: the same hash carries each target's own counts.
 Destructive operations carry a :class:`DataCheck`: the engine counts, before anything runs, the
 rows whose data would be lost or that would violate the new rule, so the refusal (and the
 approver) sees the real cost. Classification is pure: the counts come from the database later.
@@ -285,8 +290,9 @@ def plan_hash(base_checksum: str | None, plan: Plan) -> str:
 
     The same base and the same operations give the same hash on every machine and run (the
     canonical serialised form, not ``repr``); any other base or operation gives another, so an
-    approval approves exactly one plan. 16 hex digits: short enough to paste into Git, far too
-    many to collide by accident.
+    approval approves exactly one plan — on every database at that base (a fleet's targets at the
+    same version share it; the data counts, which may differ, are not part of it). 16 hex digits:
+    short enough to paste into Git, far too many to collide by accident.
     """
     text = canonical_json({"base": base_checksum, "plan": plan.to_dict()})
     return hashlib.sha256(text.encode()).hexdigest()[:16]

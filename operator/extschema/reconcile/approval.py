@@ -303,11 +303,11 @@ def _waiting(
 ) -> list[Problem]:
     """ES307 (and ES308 for each approval of another plan) unless *reviewed* is safe or approved.
 
-    *approvals* are the command line's; the spec's own ``approvedPlanHash`` approves too. *others*
-    are the command line's approvals that match no plan of the run.
+    *approvals* are the command line's; the spec's own ``approvedPlanHash`` and ``approvedPlanHashes``
+    approve too. *others* are the command line's approvals that match no plan of the run.
     """
-    own = reviewed.planned.loaded.spec.approved_plan_hash
-    if not reviewed.needs_approval or reviewed.hash in approvals or own == reviewed.hash:
+    spec = reviewed.planned.loaded.spec
+    if not reviewed.needs_approval or reviewed.hash in approvals or reviewed.hash in spec.approved_hashes():
         return []
     loaded = reviewed.planned.loaded
     located = {"file": loaded.file, "subject": loaded.owner}
@@ -322,12 +322,36 @@ def _waiting(
             **located,
         )
     ]
-    stale = ([("spec.approvedPlanHash", own)] if own else []) + [("--approve", h) for h in sorted(others)]
+    stale = [*spec_approvals(spec), *(("--approve", h) for h in sorted(others))]
     problems.extend(
-        Problem("ES308", path, f"{path.removeprefix('spec.')} {other_plan(given, reviewed.hash, earlier)}", **located)
+        Problem(
+            "ES308",
+            path,
+            f"{path.removeprefix('spec.')} {other_plan(given, reviewed.hash, earlier)}"
+            + (_ANOTHER_BASE if path.startswith("spec.approvedPlanHashes[") else ""),
+            **located,
+        )
         for path, given in stale
     )
     return problems
+
+
+#: Said of an approvedPlanHashes entry that is not this plan's: in a fleet it may well be another's.
+_ANOTHER_BASE = (
+    " (an entry may approve the plan of a target at another base: each target's plan is in "
+    "status.targets[].pendingPlan)"
+)
+
+
+def spec_approvals(spec: ExtensionSchemaSpec) -> list[tuple[str, str]]:
+    """The spec's approvals with where each is written: ``spec.approvedPlanHash`` and each entry
+    ``spec.approvedPlanHashes[i]`` (so an approval of another plan is named by its entry)."""
+    own = [("spec.approvedPlanHash", spec.approved_plan_hash)] if spec.approved_plan_hash else []
+    return own + [(f"spec.approvedPlanHashes[{i}]", h) for i, h in enumerate(spec.approved_plan_hashes) if h]
+
+
+#: Spec fields holding approvals: cleared where a recorded spec is reused for another plan.
+NO_APPROVALS: dict[str, object] = {"approved_plan_hash": None, "approved_plan_hashes": []}
 
 
 def other_plan(given: str, current: str, earlier: Mapping[str, str] | None = None) -> str:
@@ -423,7 +447,7 @@ def review_rollback(engine: Engine, undo: RollbackPlan) -> Reviewed:
             "kind": "ExtensionSchema",
             "metadata": {"name": name, "namespace": namespace or None},
             # An approval recorded with the spec approved its way there, not the way back.
-            "spec": base.spec.model_copy(update={"approved_plan_hash": None}),
+            "spec": base.spec.model_copy(update=NO_APPROVALS),
         }
     )
     planned = Planned(Loaded(f"rollback of {base.plugin_id}", document), base, undo.plan)

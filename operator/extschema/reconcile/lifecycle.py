@@ -32,6 +32,7 @@ from extschema.naming import backup_tag
 from extschema.planning import rawsql
 from extschema.problems import Problem
 from extschema.reconcile.approval import (
+    NO_APPROVALS,
     ApprovalRequired,
     Planned,
     Reviewed,
@@ -161,7 +162,7 @@ def delete_plan(engine: Engine, plugin_id: str, retain: bool | None = None, revi
             "apiVersion": model.API_VERSION,
             "kind": model.KIND,
             "metadata": {"name": name, "namespace": namespace or None},
-            "spec": spec.model_copy(update={"approved_plan_hash": None}),  # it approved the way there only
+            "spec": spec.model_copy(update=NO_APPROVALS),  # it approved the way there only
         }
     )
     # Reviewed (counted, hashed) as it will run: without the tables dropped by hand, which the engine

@@ -9,9 +9,10 @@ caller's hook receives typed migration events (:data:`MigrationEvent`), so the C
 lines, the operator's events and metrics all read the same facts.
 
 Plans that rewrite a table or drop data run only when approved by their hash (:func:`authorize`):
-the CLI's ``--approve HASH`` or the spec's own ``approvedPlanHash``. Until then nothing of the run
-runs, and :class:`ApprovalRequired` carries each waiting plan (a :class:`~extschema.wire.PlanView`) and the
-:class:`Proposal` (the operator's ``status.pendingPlan`` and its lint come from it).
+the CLI's ``--approve HASH`` or the spec's own ``approvedPlanHash`` or ``approvedPlanHashes``. Until
+then nothing of the run runs, and :class:`ApprovalRequired` carries each waiting plan (a
+:class:`~extschema.wire.PlanView`) and the :class:`Proposal` (the operator's ``status.pendingPlan``
+and its lint come from it).
 """
 
 from __future__ import annotations
@@ -247,8 +248,8 @@ def reconcile(
        plan every spec (a refused change anywhere stops the run before any migration starts),
        count the data checks;
     2. :func:`authorize`: every rewriting or destructive plan approved by its hash (*approvals*, or
-       the spec's ``approvedPlanHash``) — else nothing runs, and :class:`ApprovalRequired` carries
-       the proposal;
+       the spec's ``approvedPlanHash`` or ``approvedPlanHashes``) — else nothing runs, and
+       :class:`ApprovalRequired` carries the proposal;
     3. :func:`execute`: in order, each spec re-planned under the lock if its registration moved (and
        the new plan approved again).
     """
@@ -262,7 +263,7 @@ def earlier_plans(engine: Engine, proposal: Proposal, approvals: Collection[str]
     one: the plan their last migration ran, and the plan of the spec now given as it was before that
     migration. Read only when an approval (given, or a spec's) matches none of the run's plans."""
     current = {item.reviewed.hash for item in proposal.items}
-    given = {*approvals, *(h for item in proposal.items if (h := item.loaded.spec.approved_plan_hash))}
+    given = {*approvals, *(h for item in proposal.items for h in item.loaded.spec.approved_hashes())}
     if given <= current:
         return {}
     found: dict[str, str] = {}

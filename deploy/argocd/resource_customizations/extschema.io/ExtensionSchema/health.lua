@@ -8,7 +8,11 @@
 --   Suspended    spec.suspend (reason Suspended)
 --   Degraded     only Stalled=True: a failure a person must fix (Argo CD fails a sync on Degraded, so a
 --                wait that heals by itself is never Degraded)
+-- With spec.targetSelector (many databases): status.rollout.phase Paused is Degraded (where it paused);
+-- targets waiting for approval are Progressing with each distinct plan hash and its targets; a running
+-- rollout is Progressing with status.targetsReady; Healthy names the targets ready.
 local hs = {}
+local MAX_NAMED = 5 -- targets named per waiting plan; more are counted
 
 local function condition(conditionType)
   if obj.status == nil or obj.status.conditions == nil then
@@ -66,6 +70,26 @@ if generation ~= nil and (observed == nil or observed < generation) then
   return hs
 end
 
+local fleet = obj.spec ~= nil and obj.spec.targetSelector ~= nil
+local rollout = obj.status.rollout
+local targetsReady = obj.status.targetsReady
+
+if fleet and rollout ~= nil and rollout.phase == "Paused" then
+  hs.status = "Degraded"
+  hs.message = "Rollout paused"
+  if rollout.pausedAt ~= nil then
+    hs.message = hs.message .. " at target " .. rollout.pausedAt
+  end
+  if rollout.message ~= nil and rollout.message ~= "" then
+    hs.message = hs.message .. ": " .. rollout.message
+  end
+  if targetsReady ~= nil then
+    hs.message = hs.message .. " (targets ready: " .. targetsReady .. ")"
+  end
+  hs.message = hs.message .. "; fix it, then set the annotation extschema.io/resume to a new value"
+  return hs
+end
+
 local stalled = condition("Stalled")
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
@@ -81,6 +105,9 @@ if ready.status == "True" then
   end
   hs.status = "Healthy"
   hs.message = describe(ready)
+  if fleet and targetsReady ~= nil then
+    hs.message = hs.message .. " (targets ready: " .. targetsReady .. ")"
+  end
   -- Drift (changed outside extschema) is reported, not a failure: the schema is applied and works.
   local inSync = condition("InSync")
   if inSync ~= nil and inSync.status == "False" then
@@ -93,6 +120,69 @@ if ready.reason == "Suspended" then
   hs.status = "Suspended"
   hs.message = describe(ready)
   return hs
+end
+
+-- The plans targets wait with, one per distinct hash (targets at the same base share it), in order.
+local function waiting()
+  local plans, byHash = {}, {}
+  for _, t in ipairs(obj.status.targets or {}) do
+    local plan = t.pendingPlan
+    if plan ~= nil and plan.hash ~= nil then
+      local entry = byHash[plan.hash]
+      if entry == nil then
+        entry = {hash = plan.hash, summary = plan.summary, targets = {}}
+        byHash[plan.hash] = entry
+        table.insert(plans, entry)
+      end
+      table.insert(entry.targets, t.name)
+    end
+  end
+  return plans
+end
+
+if fleet then
+  local plans = waiting()
+  if #plans > 0 then
+    local parts = {}
+    for _, p in ipairs(plans) do
+      local text = p.hash
+      -- The summary carries one target's data counts: shown only when the plan is that one target's.
+      if p.summary ~= nil and #p.targets == 1 then
+        text = text .. " (" .. p.summary .. ")"
+      end
+      local names = {}
+      for i, name in ipairs(p.targets) do
+        if i > MAX_NAMED then
+          table.insert(names, "and " .. tostring(#p.targets - MAX_NAMED) .. " more")
+          break
+        end
+        table.insert(names, name)
+      end
+      table.insert(parts, text .. " on " .. table.concat(names, ", "))
+    end
+    hs.status = "Progressing"
+    hs.message = "Waiting for approval of plan " .. table.concat(parts, "; plan ")
+    if targetsReady ~= nil then
+      hs.message = hs.message .. " (targets ready: " .. targetsReady .. ")"
+    end
+    local them = "the hash"
+    if #plans > 1 then
+      them = "the hashes"
+    end
+    hs.message = hs.message .. ": run the action 'approve' or add " .. them .. " to spec.approvedPlanHashes"
+    return hs
+  end
+  if rollout ~= nil and rollout.phase == "Progressing" then
+    hs.status = "Progressing"
+    hs.message = "Rolling out"
+    if targetsReady ~= nil then
+      hs.message = hs.message .. " (targets ready: " .. targetsReady .. ")"
+    end
+    if rollout.message ~= nil and rollout.message ~= "" then
+      hs.message = hs.message .. ": " .. rollout.message
+    end
+    return hs
+  end
 end
 
 if ready.reason == "ApprovalRequired" and obj.status.pendingPlan ~= nil and obj.status.pendingPlan.hash ~= nil then
