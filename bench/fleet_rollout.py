@@ -120,12 +120,18 @@ def main() -> None:
         }
         namespace = f"fleet-{uuid.uuid4().hex[:6]}"
         kube.kubectl("apply", "-f", str(REPO / "crds"))
-        kube.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "crd/extensionschemas.extschema.io",
-            "crd/databasetargets.extschema.io",
-        )
+        for _attempt in range(20):  # a CRD just created has no conditions yet: kubectl wait fails, not waits
+            done = kube.kubectl(
+                "wait",
+                "--for=condition=Established",
+                "crd/extensionschemas.extschema.io",
+                "crd/databasetargets.extschema.io",
+                "--timeout=60s",
+                check=False,
+            )
+            if done.returncode == 0:
+                break
+            time.sleep(0.5)
         kube.kubectl("create", "namespace", namespace)
         log = open(Path(tmp) / "operator.log", "wb")  # noqa: SIM115
         operator = subprocess.Popen(
