@@ -112,6 +112,40 @@ def test_parsed_specs_parse_each_generation_once_and_invalid_specs_claim_nothing
     assert len(parsed) <= 2  # bounded: the oldest entry is dropped beyond the limit
 
 
+def test_a_selector_resource_claims_every_target_it_selects() -> None:
+    """Its claim sits under the namespace's selector key and joins the claims of each matching target."""
+    parsed = claims.ParsedSpecs()
+    selector = {"matchLabels": {"app": "shop"}}
+    raw = dict(_body())
+    body = kopf.Body(
+        {**raw, "metadata": {**raw["metadata"], "uid": "sel"}, "spec": {**raw["spec"], "targetSelector": selector}}
+    )
+    entry = claims.claim_of(body, "ns", parsed)
+    assert list(entry) == [claims.selector_key("ns")]
+    named = claims.claim_of(kopf.Body({**raw, "spec": {**raw["spec"], "targetRef": {"name": "db"}}}), "ns", parsed)
+    index = {key: [value] for key, value in {**entry, **named}.items()}  # as kopf.Index: key -> entries
+    assert [e.uid for e in claims.claims_on(index, "ns/db", {"app": "shop"})] == ["u1", "sel"]
+    assert [e.uid for e in claims.claims_on(index, "ns/db", {"app": "other"})] == ["u1"]
+    assert claims.claims_on(index, "ns/other", {"app": "shop"})[0].uid == "sel"
+    assert claims.claims_on(index, "other/db", {"app": "shop"}) == []  # a selector stays in its namespace
+    assert claims.claims_on(index, settings.DEFAULT_TARGET, None) == []
+
+
+def test_a_single_target_resource_mirrors_its_status_in_one_targets_entry(events: list[dict[str, Any]]) -> None:
+    patch, body = kopf.Patch(), _body()
+    applied = {"appliedVersion": "1.0.0", "appliedChecksum": "c" * 64}
+    status.settle(body, patch, Outcome("Applied", "ok"), status.Stats(), fields=applied, target="db")
+    written = _applied(patch, body)
+    (entry,) = written["targets"]
+    assert entry["name"] == "db" and entry["appliedVersion"] == "1.0.0" and written["targetsReady"] == "1/1"
+    assert entry["conditions"][0]["reason"] == "Applied"
+    waiting = kopf.Patch()
+    with pytest.raises(kopf.TemporaryError):
+        status.settle(_body(**written), waiting, Outcome("DatabaseUnavailable", "down"), status.Stats(), target="db")
+    again = _applied(waiting, _body(**written))
+    assert again["targetsReady"] == "0/1" and again["targets"][0]["conditions"][0]["reason"] == "DatabaseUnavailable"
+
+
 def test_claims_conflict_within_one_target() -> None:
     assert targets.target_key("ns", {}) == settings.DEFAULT_TARGET
     assert targets.target_key("ns", {"targetRef": {"name": "db"}}) == "ns/db"
