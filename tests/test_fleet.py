@@ -8,6 +8,7 @@ from each database's migration registry.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -151,9 +152,17 @@ def test_canary_first_a_failure_pauses_resume_catch_up_deselect_and_delete(
     reasons = {e["reason"]: e["message"] for e in kube.events("shop")}
     assert "site-2" in reasons["TargetGone"] and "left in its database" in reasons["TargetGone"]
     assert "site-1" in reasons["TargetDeselected"] and "RolloutWave" in reasons
-    # Deleting the resource takes the plugin off every target it holds.
-    kube("delete", "exts/shop", f"--timeout={e2e.WAIT}")
-    assert not any(has_table(urls[i]) for i in (0, 3, 4, 5)) and has_table(urls[2])
+    # Deleting the resource takes the plugin off every target it holds; one that cannot be reached keeps the
+    # finalizer (and its entry) until it can, the others are done at once.
+    unreachable = {"spec": {"url": pg_admin_url.rpartition(":")[0] + ":1/nowhere"}}
+    kube("patch", "dbt/site-3", "--type=merge", "-p", json.dumps(unreachable))
+    kube("delete", "exts/shop", "--wait=false")
+    body = kube.wait_until("shop", lambda b: list(entries(b)) == ["site-3"], "only site-3 left")
+    assert reason_of(entries(body)["site-3"]) == "DatabaseUnavailable" and body["metadata"].get("finalizers")
+    assert not any(has_table(urls[i]) for i in (0, 4, 5)) and has_table(urls[3]) and has_table(urls[2])
+    kube("patch", "dbt/site-3", "--type=merge", "-p", json.dumps({"spec": {"url": urls[3]}}))
+    kube.gone("shop", timeout="120s")
+    assert not has_table(urls[3]) and has_table(urls[2])
 
 
 def test_one_approval_applies_a_destructive_change_on_every_target(
