@@ -112,6 +112,40 @@ def test_parsed_specs_parse_each_generation_once_and_invalid_specs_claim_nothing
     assert len(parsed) <= 2  # bounded: the oldest entry is dropped beyond the limit
 
 
+def test_a_selector_resource_claims_every_target_it_selects() -> None:
+    """Its claim sits under the namespace's selector key and joins the claims of each matching target."""
+    parsed = claims.ParsedSpecs()
+    selector = {"matchLabels": {"app": "shop"}}
+    raw = dict(_body())
+    body = kopf.Body(
+        {**raw, "metadata": {**raw["metadata"], "uid": "sel"}, "spec": {**raw["spec"], "targetSelector": selector}}
+    )
+    entry = claims.claim_of(body, "ns", parsed)
+    assert list(entry) == [claims.selector_key("ns")]
+    named = claims.claim_of(kopf.Body({**raw, "spec": {**raw["spec"], "targetRef": {"name": "db"}}}), "ns", parsed)
+    index = {key: [value] for key, value in {**entry, **named}.items()}  # as kopf.Index: key -> entries
+    assert [e.uid for e in claims.claims_on(index, "ns/db", {"app": "shop"})] == ["u1", "sel"]
+    assert [e.uid for e in claims.claims_on(index, "ns/db", {"app": "other"})] == ["u1"]
+    assert claims.claims_on(index, "ns/other", {"app": "shop"})[0].uid == "sel"
+    assert claims.claims_on(index, "other/db", {"app": "shop"}) == []  # a selector stays in its namespace
+    assert claims.claims_on(index, settings.DEFAULT_TARGET, None) == []
+
+
+def test_a_single_target_resource_mirrors_its_status_in_one_targets_entry(events: list[dict[str, Any]]) -> None:
+    patch, body = kopf.Patch(), _body()
+    applied = {"appliedVersion": "1.0.0", "appliedChecksum": "c" * 64}
+    status.settle(body, patch, Outcome("Applied", "ok"), status.Stats(), fields=applied, target="db")
+    written = _applied(patch, body)
+    (entry,) = written["targets"]
+    assert entry["name"] == "db" and entry["appliedVersion"] == "1.0.0" and written["targetsReady"] == "1/1"
+    assert entry["conditions"][0]["reason"] == "Applied"
+    waiting = kopf.Patch()
+    with pytest.raises(kopf.TemporaryError):
+        status.settle(_body(**written), waiting, Outcome("DatabaseUnavailable", "down"), status.Stats(), target="db")
+    again = _applied(waiting, _body(**written))
+    assert again["targetsReady"] == "0/1" and again["targets"][0]["conditions"][0]["reason"] == "DatabaseUnavailable"
+
+
 def test_claims_conflict_within_one_target() -> None:
     assert targets.target_key("ns", {}) == settings.DEFAULT_TARGET
     assert targets.target_key("ns", {"targetRef": {"name": "db"}}) == "ns/db"
@@ -220,7 +254,8 @@ def _resolve(
     spec: Mapping[str, Any], default: str | None = None, index: Mapping[Any, Any] | None = None, raw_sql: bool = False
 ) -> Any:
     given = settings.Settings(default_database=default, default_allow_raw_sql=raw_sql)
-    return asyncio.run(targets.resolve_target(KubeApi(), given, "ns", spec, index or {}))  # type: ignore[arg-type]
+    typed = {key: [targets.TargetEntry.of(key[1], {}, s) for s in specs] for key, specs in (index or {}).items()}
+    return asyncio.run(targets.resolve_target(KubeApi(), given, "ns", spec, typed))  # type: ignore[arg-type]
 
 
 def test_resolve_target_default_database() -> None:
@@ -255,11 +290,20 @@ def test_secret_needs_credentials_first() -> None:
     assert raised.value.outcome.reason == "TargetNotFound" and "credentials" in raised.value.outcome.message
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"), [(None, 5), ("", 5), ("250ms", 250), ("3s", 3000), ("2m", 120_000), ("2h", 5), ("s", 5)]
-)
-def test_duration_ms(text: str | None, expected: int) -> None:
-    assert targets.duration_ms(text, 5) == expected
+@pytest.mark.parametrize("text", ["2h", "s", "5 secs", "0s"])
+def test_malformed_duration_is_an_error_on_the_target(text: str) -> None:
+    """Never the silent default: the target (and every resource going to it) says which field is wrong."""
+    with pytest.raises(status.Settle) as raised:
+        _resolve({"targetRef": {"name": "db"}}, index={("ns", "db"): [{"url": "sqlite:///t.db", "lockTimeout": text}]})
+    outcome = raised.value.outcome
+    assert outcome.reason == "InvalidTarget" and "spec.lockTimeout" in outcome.message and "ns/db" in outcome.message
+
+
+def test_target_entry_keeps_typed_spec_and_labels() -> None:
+    entry = targets.TargetEntry.of("db", {"tier": "prod"}, {"url": "sqlite:///t.db", "statementTimeout": "90s"})
+    assert entry.spec is not None and entry.spec.statement_timeout == "90s" and entry.labels == {"tier": "prod"}
+    bad = targets.TargetEntry.of("db", None, {"url": "sqlite:///t.db", "allowRawSql": "yes"})
+    assert bad.spec is None and bad.error is not None and "spec.allowRawSql" in bad.error
 
 
 def test_engines_are_shared_per_database_and_closed(tmp_path: Path) -> None:

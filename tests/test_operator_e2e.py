@@ -275,7 +275,7 @@ def test_apply_becomes_ready_with_tables(
     written = ExtensionSchemaStatus.model_validate(status)
     assert written.dump() == status
     declared = {field.alias or name for name, field in ExtensionSchemaStatus.model_fields.items()}
-    assert set(status) == declared - {"pendingPlan"}  # present only while a plan waits for approval
+    assert set(status) == declared - {"pendingPlan", "rollout"}  # pendingPlan: while a plan waits; rollout: selectors
     assert set(status["lastMigration"]) == {"id", "version", "changes", "durationMs", "time"}
     wide = kube("get", "exts", "-o", "wide").stdout
     assert "customreports" in wide and "Applied" in wide and "default" in wide

@@ -467,7 +467,11 @@ def test_database_target_allow_raw_sql_reaches_the_engine(tmp_path: Path, value:
 
     url = f"sqlite:///{tmp_path / 'app.db'}"
     body = {"url": url} if value is None else {"url": url, "allowRawSql": value}
-    target = asyncio.run(targets.target_from_spec(None, "ns", "db", body))  # type: ignore[arg-type]
+    entry = targets.TargetEntry.of("db", {}, body)
+    if entry.spec is None:  # "true" is not a boolean: an error on the target, never a silent default
+        assert value == "true" and entry.error is not None and "allowRawSql" in entry.error
+        return
+    target = asyncio.run(targets.target_from_spec(None, "ns", "db", entry.spec))  # type: ignore[arg-type]
     assert target.allow_raw_sql is allowed
     engines = targets.Engines()
     try:

@@ -156,6 +156,34 @@ CATALOG: dict[str, Reason] = _catalog(
         retried=True,
     ),
     Reason(
+        "RolloutPaused",
+        "stalled",
+        "spec.targetSelector: a target failed (status.rollout.pausedAt; its entry in status.targets says why) and "
+        "spec.rollout.pauseOnFailure is true: no new wave starts. Targets already migrated keep the new version.",
+        "Fix the target (or the spec), then set the annotation extschema.io/resume to a new value "
+        "(`kubectl annotate exts NAME extschema.io/resume=$(date +%s) --overwrite`) or change the spec.",
+    ),
+    Reason(
+        "RolloutWaiting",
+        "reconciling",
+        "A target of a spec.targetSelector rollout that has not migrated to this spec yet: its wave has not "
+        "started (canaries first, then waves of spec.rollout.maxParallel), or the rollout stopped before it.",
+        "Wait; status.rollout says where the rollout stands.",
+    ),
+    Reason(
+        "TargetsNotReady",
+        "stalled",
+        "spec.targetSelector with spec.rollout.pauseOnFailure false: the rollout went on past failed targets; "
+        "the message names them, status.targets says why each failed.",
+        "Fix the failed targets (or the spec); the operator retries those that failed temporarily.",
+    ),
+    Reason(
+        "NoTargetsSelected",
+        "reconciling",
+        "No DatabaseTarget of the namespace matches spec.targetSelector.",
+        "Label a DatabaseTarget to match (or fix the selector): it gets the plugin by itself.",
+    ),
+    Reason(
         "Connected",
         "ready",
         "DatabaseTarget: the operator connected; status.serverVersion is set.",

@@ -3,6 +3,10 @@
 The ``claims`` index holds every valid ExtensionSchema per target database; older claims
 (creationTimestamp, then namespace/name) are passed to the pipeline as peers, and a fingerprint of
 the others' state tells the re-check loop when a waiting resource should run again.
+
+A resource with ``spec.targetSelector`` claims its plugin on every DatabaseTarget it selects: its entry
+sits under the namespace's :func:`selector_key` with the selector, and :func:`claims_on` adds it to the
+claims of each target whose labels match (so targets added later are claimed without re-indexing).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from extschema import conditions, conflicts, limits, reconcile
+from extschema import conditions, conflicts, limits, model, reconcile
 from extschema.controller.targets import target_key
 from extschema.problems import ProblemError
 
@@ -27,6 +31,8 @@ class ClaimEntry:
     generation: int
     ready: bool
     claim: conflicts.Claim
+    #: spec.targetSelector of a resource going to every matching DatabaseTarget.
+    selector: model.LabelSelector | None = None
 
     @property
     def order(self) -> tuple[str, str]:
@@ -68,16 +74,36 @@ def claim_of(body: Mapping[str, Any], namespace: str | None, parsed: ParsedSpecs
     if loaded is None:
         return {}
     meta = body.get("metadata") or {}
+    selector = loaded.spec.target_selector
+    key = selector_key(namespace) if selector is not None else target_key(namespace, body.get("spec") or {})
     return {
-        target_key(namespace, body.get("spec") or {}): ClaimEntry(
+        key: ClaimEntry(
             created=str(meta.get("creationTimestamp") or ""),
             owner=loaded.owner,
             uid=str(meta.get("uid")),
             generation=int(meta.get("generation") or 0),
             ready=is_ready(body.get("status")),
             claim=conflicts.Claim(loaded.owner, loaded.spec),
+            selector=selector,
         )
     }
+
+
+def selector_key(namespace: str | None) -> str:
+    """Where the claims of a namespace's targetSelector resources are indexed (no target name has a '?')."""
+    return f"{namespace or ''}/?selector"
+
+
+def claims_on(
+    claims: Mapping[str, Iterable[ClaimEntry]], key: str, labels: Mapping[str, str] | None
+) -> list[ClaimEntry]:
+    """Every claim on the target *key* (``namespace/name``, or ``default``): the resources naming it, and
+    those of its namespace whose targetSelector matches its *labels* (None: the default database)."""
+    found = list(claims.get(key, ()))
+    if labels is not None and "/" in key:
+        namespace = key.partition("/")[0]
+        found.extend(e for e in claims.get(selector_key(namespace), ()) if e.selector and e.selector.matches(labels))
+    return found
 
 
 #: The creation time of a resource being created: admission requests carry none yet, and the new resource

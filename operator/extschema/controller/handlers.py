@@ -21,8 +21,8 @@ import kopf
 
 from extschema import limits, reconcile
 from extschema.conditions import Outcome
-from extschema.controller import database, drift, kubeapi, plugin_roles
-from extschema.controller.claims import ClaimEntry, claim_of, order_of, peers_of
+from extschema.controller import database, drift, kubeapi, plugin_roles, rollout
+from extschema.controller.claims import ClaimEntry, claim_of, claims_on, order_of, peers_of, selector_key
 from extschema.controller.diffbase import DigestDiffBaseStorage
 from extschema.controller.readiness import Readiness
 from extschema.controller.recheck import Waiting, every, recheck_loop
@@ -49,7 +49,7 @@ from extschema.controller.status import (
     settle,
     unchanged_message,
 )
-from extschema.controller.targets import resolve_target, target_from_spec, target_key
+from extschema.controller.targets import TargetEntry, indexed, resolve_target, target_key, target_of
 
 # --- operator lifecycle -------------------------------------------------------------------------
 
@@ -135,8 +135,11 @@ def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
 
 
 @kopf.index(GROUP, VERSION, TARGETS, id="targets")
-def index_targets(namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any) -> dict[tuple[str, str], Any]:
-    return {(namespace or "", name): dict(spec)}
+def index_targets(
+    namespace: str | None, name: str, spec: Mapping[str, Any], labels: Mapping[str, str], **_: Any
+) -> dict[tuple[str, str], TargetEntry]:
+    """Each DatabaseTarget's typed spec and labels, parsed once per change (or why it is unusable)."""
+    return {(namespace or "", name): TargetEntry.of(name, labels, spec)}
 
 
 @kopf.index(GROUP, VERSION, SCHEMAS, id="claims")
@@ -170,14 +173,21 @@ async def reconcile_schema(
         run.waiting.track(meta, None)
         run.drift.track(meta, None)
         suspended = Outcome("Suspended", "spec.suspend is true: the database is left as it is")
-        return settle(body, patch, suspended, run.stats, fields=fields)
+        if spec.get("targetSelector") is not None:  # its status.targets stays as the rollout left it
+            return settle(body, patch, suspended, run.stats, fields={"target": None})
+        return settle(body, patch, suspended, run.stats, fields=fields, target=fields["target"])
+    typed = run.parsed.get(body)  # the typed spec, parsed once per generation (None: invalid, reported below)
+    if typed is not None and typed.spec.target_selector is not None:
+        return await rollout.reconcile_selector(run, body, typed, patch, retry, claims, kwargs["targets"])
     fingerprint: str | None = None
     key, order = DEFAULT_TARGET, ("", "")
     try:
-        loaded = run.parsed.get(body) or reconcile.from_object(dict(body), f"{namespace}/{meta.get('name')}")
+        loaded = typed or reconcile.from_object(dict(body), f"{namespace}/{meta.get('name')}")
         key = target_key(namespace, spec)
         order = order_of(meta, loaded.owner)
-        peers, fingerprint = peers_of(claims.get(key, ()), str(meta.get("uid")), order)
+        found = indexed(kwargs["targets"], namespace, key.partition("/")[2]) if key != DEFAULT_TARGET else None
+        own = claims_on(claims, key, found.labels if found is not None else None)
+        peers, fingerprint = peers_of(own, str(meta.get("uid")), order)
         target = await resolve_target(run.api, run.settings, namespace, spec, kwargs["targets"])
         engine = await asyncio.to_thread(run.engines.get, target)
         loop = asyncio.get_running_loop()
@@ -212,7 +222,8 @@ async def reconcile_schema(
         else:
             run.waiting.track(meta, None)
         event = "MigrationFailed" if outcome.reason == "MigrationFailed" else None
-        return settle(body, patch, outcome, run.stats, retry=retry, fields=fields, event=event)
+        one = fields["target"]
+        return settle(body, patch, outcome, run.stats, retry=retry, fields=fields, event=event, target=one)
     run.waiting.track(meta, None)
     interval = run.settings.drift_interval
     run.drift.track(meta, drift.watched(meta, spec, loaded.spec.plugin_id, target, interval, soon=result.changed))
@@ -222,8 +233,10 @@ async def reconcile_schema(
         message += f" (migration {result.migration_id}, {result.duration_ms} ms)"
         # Objects deletionPolicy Retain kept, taken back: said, since nothing was created.
         message += "".join(f"; {line}" for line in result.description if line.startswith("adopted "))
-        return settle(body, patch, Outcome("Applied", message), run.stats, fields=fields, event="MigrationSucceeded")
-    return settle(body, patch, Outcome("Applied", unchanged_message(body, message)), run.stats, fields=fields)
+        applied = Outcome("Applied", message)
+        return settle(body, patch, applied, run.stats, fields=fields, event="MigrationSucceeded", target=target.label)
+    unchanged = Outcome("Applied", unchanged_message(body, message))
+    return settle(body, patch, unchanged, run.stats, fields=fields, target=target.label)
 
 
 @kopf.on.delete(GROUP, VERSION, SCHEMAS, id="cleanup")
@@ -257,6 +270,9 @@ async def cleanup_schema(
             )
             kopf.event(body, type="Normal", reason="Deleted", message=message)
         return None
+    typed = run.parsed.get(body)
+    if typed is not None and typed.spec.target_selector is not None:
+        return await rollout.cleanup_selector(run, body, typed, patch, retry, logger, kwargs["targets"])
     try:
         target = await resolve_target(run.api, run.settings, namespace, spec, kwargs["targets"])
     except Settle as error:
@@ -289,12 +305,15 @@ async def _connect(
     name: str,
     patch: kopf.Patch,
     memo: kopf.Memo,
+    labels: Mapping[str, str] | None = None,
     **_: Any,
 ) -> None:
-    """Connect to the target's database and report it; retried reasons raise kopf.TemporaryError."""
+    """Connect to the target's database and report it; retried reasons raise kopf.TemporaryError.
+    A malformed spec (a duration such as ``5 secs``) is InvalidTarget here, naming the field."""
     run = runtime(memo)
     try:
-        target = await target_from_spec(run.api, namespace or "", name, spec)
+        entry = TargetEntry.of(name, labels, spec)
+        target = await target_of(run.api, namespace or "", entry)
         engine = await asyncio.to_thread(run.engines.get, target)
         backend, version = await asyncio.to_thread(database.ping, engine)
     except Exception as error:
@@ -323,3 +342,31 @@ async def ping_target(body: kopf.Body, **kwargs: Any) -> None:
     kwargs.pop("retry", None)
     with contextlib.suppress(kopf.TemporaryError):
         await _connect(body, 0, **kwargs)
+
+
+@kopf.on.event(GROUP, VERSION, TARGETS, id="select")
+async def select_target(
+    event: Mapping[str, Any], body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """A DatabaseTarget added, deleted, relabeled or changed: poke the targetSelector resources that
+    select it now or did before, so they apply the plugin to it, or take it off (deletionPolicy)."""
+    run = runtime(memo)
+    namespace = namespace or ""
+    meta = body.get("metadata") or {}
+    labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+    seen = (labels, int(meta.get("generation") or 0))
+    before = run.selections.get((namespace, name))
+    kind = event.get("type")
+    if meta.get("deletionTimestamp") and kind != "DELETED":
+        return  # going: the selectors are poked once it is gone (and the index no longer has it)
+    if kind == "DELETED":
+        run.selections.pop((namespace, name), None)
+    else:
+        run.selections[(namespace, name)] = seen
+        if kind is None or before == seen:  # the initial listing (resources resume anyway), or a status write
+            return
+    claims: kopf.Index[str, ClaimEntry] = kwargs["claims"]
+    old_labels = before[0] if before is not None else labels
+    for entry in claims.get(selector_key(namespace), ()):
+        if entry.selector is not None and (entry.selector.matches(labels) or entry.selector.matches(old_labels)):
+            await run.api.poke(namespace, entry.owner.partition("/")[2])

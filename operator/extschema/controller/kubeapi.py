@@ -9,6 +9,7 @@ built here too, with a bounded connection pool.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import logging
 from collections.abc import Mapping
@@ -105,7 +106,9 @@ class KubeApi:
         if self.connection is None:
             return False
         url = self._schema_url(namespace, name)
-        payload = json.dumps({"metadata": {"annotations": {RECHECK_ANNOTATION: now()}}})
+        # Microseconds: two pokes within a second must both change the object (else the second is lost).
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        payload = json.dumps({"metadata": {"annotations": {RECHECK_ANNOTATION: stamp}}})
         try:
             session = await self.session()
             async with session.patch(

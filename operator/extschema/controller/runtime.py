@@ -38,6 +38,8 @@ class Runtime:
     recheck: asyncio.Task[None] | None = None
     drift_loop: asyncio.Task[None] | None = None
     readiness: Readiness | None = None
+    #: (namespace, name) → (labels, generation) of each DatabaseTarget seen, to poke selectors on a change.
+    selections: dict[tuple[str, str], tuple[dict[str, str], int]] = dataclasses.field(default_factory=dict)
 
 
 def memo_for(settings: Settings) -> kopf.Memo:

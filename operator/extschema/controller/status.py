@@ -53,8 +53,11 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def status_fn(outcome: Outcome, generation: int | None, fields: Mapping[str, Any]) -> Callable[[Any], None]:
-    """A ``patch.fns`` entry: set (or, for None, remove) *fields* and recompute the conditions."""
+def status_fn(
+    outcome: Outcome, generation: int | None, fields: Mapping[str, Any], target: str | None = None
+) -> Callable[[Any], None]:
+    """A ``patch.fns`` entry: set (or, for None, remove) *fields* and recompute the conditions; with
+    *target* (a resource with one database), mirror them in its one ``status.targets`` entry."""
 
     def apply(raw: Any) -> None:
         status = raw.setdefault("status", {})
@@ -63,11 +66,31 @@ def status_fn(outcome: Outcome, generation: int | None, fields: Mapping[str, Any
                 status.pop(key, None)
             else:
                 status[key] = value
-        status["conditions"] = conditions.compute(status.get("conditions"), outcome, generation, now())
+        stamp = now()
+        status["conditions"] = conditions.compute(status.get("conditions"), outcome, generation, stamp)
         if generation is not None:
             status["observedGeneration"] = generation
+        if target is not None:
+            status["targets"] = [single_target(status, target, outcome, generation, stamp)]
+            status["targetsReady"] = "1/1" if outcome.phase == "ready" else "0/1"
+            status.pop("rollout", None)
 
     return apply
+
+
+#: The fields of a status.targets entry that mirror the top-level ones of a resource with one database.
+_MIRRORED = ("appliedVersion", "appliedChecksum", "lastMigration", "pendingPlan")
+
+
+def single_target(
+    status: Mapping[str, Any], name: str, outcome: Outcome, generation: int | None, stamp: str
+) -> dict[str, Any]:
+    """The one ``status.targets`` entry of a resource going to one database (targetRef or the default)."""
+    old = next((e for e in status.get("targets") or () if isinstance(e, Mapping) and e.get("name") == name), {})
+    entry: dict[str, Any] = {"name": name}
+    entry.update({key: status[key] for key in _MIRRORED if status.get(key) is not None})
+    entry["conditions"] = conditions.compute(old.get("conditions"), outcome, generation, stamp)
+    return entry
 
 
 def settle(
@@ -79,14 +102,17 @@ def settle(
     retry: int = 0,
     fields: Mapping[str, Any] | None = None,
     event: str | None = None,
+    target: str | None = None,
 ) -> None:
-    """The one way a handler ends: status + conditions, an event on change, then retry or stall."""
+    """The one way a handler ends: status + conditions, an event on change, then retry or stall.
+
+    *target*: the one database of a resource without targetSelector, shown as its status.targets entry."""
     generation = (body.get("metadata") or {}).get("generation")
     old = (body.get("status") or {}).get("conditions")
     fields = dict(fields or {})
     if outcome.reason != APPROVAL_REQUIRED:
         fields.setdefault(PENDING_PLAN, None)  # present only while a plan waits for its approval
-    patch.fns.append(status_fn(outcome, generation, fields))
+    patch.fns.append(status_fn(outcome, generation, fields, target))
     stats.metrics.settled(body, outcome.reason, outcome.message)
     if conditions.changed(old, outcome) or event:
         normal = outcome.phase in ("ready", "idle")

@@ -1,7 +1,10 @@
 """Which database a resource goes to, read without listing Secrets, and one Engine per database.
 
 A resource without ``spec.targetRef`` goes to the operator's default database; otherwise to the
-DatabaseTarget it names (from the ``targets`` index), whose URL may sit in a Secret.
+DatabaseTarget it names (from the ``targets`` index), whose URL may sit in a Secret. The index keeps
+each DatabaseTarget's typed spec (:class:`extschema.model.DatabaseTargetSpec`) and labels, parsed and
+checked once per change: a malformed spec (a duration such as ``5 secs``) is an error on that target,
+never a silent default.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from extschema import limits
+from extschema import limits, model, validation
 from extschema.conditions import Outcome
 from extschema.controller.kubeapi import KubeApi
 from extschema.controller.settings import DEFAULT_TARGET, Settings
@@ -33,30 +36,95 @@ class Target:
     plugin_roles: bool = False  # spec.pluginRoles: a database role + credentials Secret per plugin
 
 
-def duration_ms(text: str | None, default: int) -> int:
-    """``500ms``, ``5s`` or ``2m`` in milliseconds; *default* when unset or malformed."""
-    parsed = limits.parse_duration_ms(text) if text else None
-    return default if parsed is None else parsed
+@dataclasses.dataclass(frozen=True)
+class TargetEntry:
+    """One DatabaseTarget as the ``targets`` index keeps it: typed spec and labels, or why its spec is unusable."""
+
+    name: str
+    labels: Mapping[str, str]
+    spec: model.DatabaseTargetSpec | None
+    #: What is wrong with the spec (problem codes, field paths); set exactly when *spec* is None.
+    error: str | None = None
+
+    @classmethod
+    def of(cls, name: str, labels: Mapping[str, str] | None, spec: Mapping[str, Any]) -> TargetEntry:
+        """Parse and check a DatabaseTarget spec once (its index entry)."""
+        given = {str(k): str(v) for k, v in (labels or {}).items()}
+        try:
+            typed = model.DatabaseTargetSpec.model_validate(dict(spec))
+        except model.ValidationError as error:
+            wrong = "; ".join(
+                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
+            )
+            return cls(name, given, None, wrong)
+        problems = validation.check_target(typed)
+        if problems:
+            return cls(name, given, None, "; ".join(f"{p.path}: {p.code}: {p.message}" for p in problems))
+        return cls(name, given, typed)
 
 
-async def target_from_spec(api: KubeApi, namespace: str, name: str, spec: Mapping[str, Any]) -> Target:
-    """The database a DatabaseTarget spec names."""
-    secret_ref = spec.get("urlSecretRef")
-    if secret_ref:
-        url = await api.read_secret(namespace, secret_ref["name"], secret_ref.get("key") or "url")
-    elif spec.get("url"):
-        url = str(spec["url"])
+def _duration_ms(namespace: str, name: str, field: str, text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    parsed = limits.parse_duration_ms(text)
+    if parsed is None or parsed <= 0:
+        raise Settle(
+            Outcome(
+                "InvalidTarget",
+                f"DatabaseTarget {namespace}/{name}: spec.{field} {text!r} is not a duration; "
+                "write a whole number with ms, s or m (500ms, 5s, 2m)",
+            )
+        )
+    return parsed
+
+
+async def target_from_spec(api: KubeApi, namespace: str, name: str, spec: model.DatabaseTargetSpec) -> Target:
+    """The database a DatabaseTarget's typed spec names; Settle(InvalidTarget) for a malformed one."""
+    lock_ms = _duration_ms(namespace, name, "lockTimeout", spec.lock_timeout, limits.DEFAULT_LOCK_TIMEOUT_MS)
+    statement_ms = _duration_ms(
+        namespace, name, "statementTimeout", spec.statement_timeout, limits.DEFAULT_STATEMENT_TIMEOUT_MS
+    )
+    if spec.url_secret_ref is not None:
+        url = await api.read_secret(namespace, spec.url_secret_ref.name, spec.url_secret_ref.key or "url")
+    elif spec.url:
+        url = spec.url
     else:
         raise Settle(Outcome("InvalidTarget", f"DatabaseTarget {namespace}/{name} sets neither url nor urlSecretRef"))
     return Target(
         key=f"{namespace}/{name}",
         label=name,
         url=url,
-        lock_timeout_ms=duration_ms(spec.get("lockTimeout"), limits.DEFAULT_LOCK_TIMEOUT_MS),
-        statement_timeout_ms=duration_ms(spec.get("statementTimeout"), limits.DEFAULT_STATEMENT_TIMEOUT_MS),
-        allow_raw_sql=spec.get("allowRawSql") is True,
-        plugin_roles=bool(spec.get("pluginRoles")),
+        lock_timeout_ms=lock_ms,
+        statement_timeout_ms=statement_ms,
+        allow_raw_sql=spec.allow_raw_sql is True,
+        plugin_roles=bool(spec.plugin_roles),
     )
+
+
+async def target_of(api: KubeApi, namespace: str, entry: TargetEntry) -> Target:
+    """The database of an indexed DatabaseTarget; Settle(InvalidTarget) naming what is wrong with its spec."""
+    if entry.spec is None:
+        raise Settle(
+            Outcome(
+                "InvalidTarget", f"DatabaseTarget {namespace}/{entry.name} is unusable: {entry.error}; fix its spec"
+            )
+        )
+    return await target_from_spec(api, namespace, entry.name, entry.spec)
+
+
+def selected(targets: kopf.Index[Any, Any], namespace: str, selector: model.LabelSelector) -> list[TargetEntry]:
+    """The DatabaseTargets of *namespace* whose labels match *selector*, by name."""
+    found: list[TargetEntry] = []
+    for (ns, _name), entries in targets.items():
+        if ns != namespace:
+            continue
+        found.extend(e for e in entries if isinstance(e, TargetEntry) and selector.matches(e.labels))
+    return sorted(found, key=lambda e: e.name)
+
+
+def indexed(targets: kopf.Index[Any, Any], namespace: str, name: str) -> TargetEntry | None:
+    """The DatabaseTarget *namespace/name* from the index, None when it does not exist."""
+    return next((e for e in targets.get((namespace, name), ()) if isinstance(e, TargetEntry)), None)
 
 
 def target_key(namespace: str | None, spec: Mapping[str, Any]) -> str:
@@ -89,8 +157,8 @@ async def resolve_target(
         return Target(
             DEFAULT_TARGET, DEFAULT_TARGET, settings.default_database, allow_raw_sql=settings.default_allow_raw_sql
         )
-    found = list(targets.get((namespace, ref["name"]), ()))
-    if not found:
+    found = indexed(targets, namespace, ref["name"])
+    if found is None:
         raise Settle(
             Outcome(
                 "TargetNotFound",
@@ -98,7 +166,7 @@ async def resolve_target(
                 "not exist; create it, or fix spec.targetRef.name",
             )
         )
-    return await target_from_spec(api, namespace, ref["name"], found[0])
+    return await target_of(api, namespace, found)
 
 
 class Engines:
