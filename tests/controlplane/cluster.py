@@ -74,6 +74,13 @@ class Cluster:
         cmd = [str(self.kubectl_bin), f"--kubeconfig={self.kubeconfig}", *args]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout)
+        for _ in range(20):
+            # `kubectl wait --for=condition=...` on an object created a moment ago fails ("conditions
+            # accessor error") instead of waiting while it has no status.conditions yet: ask again.
+            if not (args and args[0] == "wait" and proc.returncode != 0 and "accessor error" in proc.stderr):
+                break
+            time.sleep(0.25)
+            proc = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout)
         if check and proc.returncode != 0:
             raise KubectlError(proc)
         return proc
