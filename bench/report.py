@@ -63,6 +63,7 @@ BENCHES = (
     Bench("engine", "engine.py"),
     Bench("operator", "operator_latency.py", quick=("--small",)),
     Bench("startup", "startup.py", quick=("--runs", "2")),
+    Bench("fleet", "fleet_rollout.py", quick=("--targets", "4", "--max-parallel", "2")),
     Bench(
         "api",
         "api.py",
@@ -247,6 +248,14 @@ GOALS = (
     Goal("kubectl apply → Ready, p99", "s", _get("operator", "apply_to_ready", "p99_s"), 0.25),
     Goal("burst of schemas → all Ready", "s", _get("operator", "burst", "all_ready_s"), 10),
     Goal("operator RSS with all resources", "MB", _get("operator", "rss_mb", "operator_rss_mb"), 100),
+    Goal(
+        "targetSelector rollout over 50 databases (maxParallel 10) → Ready",
+        "s",
+        _get("fleet", "rollout", "all_ready_s"),
+        30,
+        "the same applies one after the other (extschema apply's pipeline)",
+        _get("fleet", "baseline", "total_s"),
+    ),
     Goal(
         "REST API GET by id, p50",
         "ms",
