@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from extschema.dialects.base import (
     BackupRef,
+    BatchFailed,
     Blocker,
     Dialect,
     ErrorClass,
@@ -31,6 +32,7 @@ def for_backend(backend: str) -> Dialect:
 __all__ = [
     "REGISTRY",
     "BackupRef",
+    "BatchFailed",
     "Blocker",
     "Dialect",
     "ErrorClass",
