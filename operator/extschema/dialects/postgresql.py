@@ -679,9 +679,7 @@ class PostgresDialect(Dialect):
         types = sorted(f"type {schema}.{e['name']}" for e in enums)
         return [f"schema {schema}", *types, *self.plugin_tables(inspector, plugin_id)]
 
-    #: Statements per round trip (measured, 1,500 tables; see bench/engine.py). Still one transaction:
-    #: a server notices a killed client only when it next answers, so a batch is bounded (the whole
-    #: migration as one string went on for 4-5 s after kill -9 holding the plugin's lock).
+    #: Statements per round trip (bounded: see :attr:`Dialect.batch_statements`; bench/engine.py measures it).
     batch_statements = 64
 
     def execute_batch(self, cursor: Any, statements: Sequence[str]) -> None:
