@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from extschema.dialects.base import (
     BackupRef,
+    BatchFailed,
     Blocker,
     Dialect,
     ErrorClass,
@@ -67,6 +68,7 @@ def for_backend(backend: str) -> Dialect:
 __all__ = [
     "REGISTRY",
     "BackupRef",
+    "BatchFailed",
     "Blocker",
     "Dialect",
     "ErrorClass",

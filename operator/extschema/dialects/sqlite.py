@@ -49,6 +49,7 @@ _STORAGE_CLASSES = {
 
 class SqliteDialect(Dialect):
     name = "sqlite"
+    merges_ops = True
     length_function = "length"
     inline_unique_together = False
 

@@ -159,6 +159,17 @@ class Database:
         finally:
             cursor.close()
 
+    def execute_batch(self, conn: Connection, statements: Sequence[str]) -> None:
+        """Run *statements* in *conn*'s transaction in as few round trips as the dialect allows
+        (:meth:`Dialect.execute_batch`: a failure raises :class:`~extschema.dialects.BatchFailed`)."""
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            self.dialect.execute_batch(cursor, statements)
+        finally:
+            cursor.close()
+
     def problem(self, error: BaseException) -> ProblemError:
         """A database error as the problem a user sees (ES401 unreachable, ES403 retryable, ES402)."""
         kind = self.dialect.classify(error)

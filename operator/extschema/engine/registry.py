@@ -393,9 +393,15 @@ class Registry:
         b = self.backups
         if not inspector.has_table(b.name, schema=b.schema):
             return set()
-        found = {c["name"] for c in inspector.get_columns(b.name, schema=b.schema)}
+        found = self._columns_of_backups(conn)
         self._complete = found >= {c.name for c in b.c}
         return found
+
+    def _columns_of_backups(self, conn: Connection) -> set[str]:
+        # The result's columns, not reflection: SQLAlchemy's get_columns is a catalog query of its
+        # own (20+ ms on PostgreSQL, a tenth of a 50-table apply).
+        table = self.database.dialect.qualified(PhysicalName(self.backups.schema, self.backups.name))
+        return set(conn.exec_driver_sql(f"SELECT * FROM {table} WHERE 1 = 0").keys())
 
     def ensure(self) -> None:
         """Create the registry tables (and what the dialect bootstraps first) unless they exist,
@@ -413,8 +419,7 @@ class Registry:
             self.database.execute(conn, self.database.dialect.bootstrap())
             self.metadata.create_all(conn, checkfirst=True)
             b = self.backups
-            found = {c["name"] for c in sa.inspect(conn).get_columns(b.name, schema=b.schema)}
-            if ID_COUNTER not in found:
+            if ID_COUNTER not in self._columns_of_backups(conn):
                 table = self.database.dialect.qualified(PhysicalName(b.schema, b.name))
                 self.database.execute(conn, [f"ALTER TABLE {table} ADD COLUMN {ID_COUNTER} BIGINT"])
         self._exists = self._complete = True

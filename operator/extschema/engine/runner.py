@@ -27,16 +27,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import random
 import time
-from collections.abc import Callable, Collection, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import NoReturn, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from extschema import limits, planning
-from extschema.dialects import Dialect, RenderedPlan, StepSpan
+from extschema.dialects import BatchFailed, Dialect, RenderedPlan, StepSpan
 from extschema.engine import after_phase, checks, progress
 from extschema.engine.after_phase import AfterPhase
 from extschema.engine.connection import Database, lock_key
@@ -246,7 +247,10 @@ class Migrator:
         the wait for the lock must not time out)."""
         progress.session_begun(self.dialect, conn)
         preamble = self.dialect.migration_preamble(lock_key(plugin_id), self.lock_timeout_ms, self.statement_timeout_ms)
-        self.database.execute(conn, preamble)
+        try:
+            self.database.execute_batch(conn, preamble)  # in order, in one round trip where it can
+        except BatchFailed as failed:
+            raise failed.error from None
 
     def run(self, plugin_id: str, migration: Migration, foreign_keys_off: bool = False) -> ApplyResult:
         """[before] → lock → check → verify → render → execute → record → [after].
@@ -340,29 +344,42 @@ class Migrator:
         phase: str = "main",
     ) -> None:
         """Run *statements* in *conn* step by step (*steps* cover them in order), each reported as it
-        starts and ends (:mod:`.progress`); a failing statement raises :class:`StepFailed` naming its step."""
+        starts and ends (:mod:`.progress`); a failing statement raises :class:`StepFailed` naming its step.
+
+        In the main phase, statements of steps that neither copy rows nor run a person's SQL go to the
+        server in batches of up to :attr:`Dialect.batch_statements` (one round trip each, still in the
+        one transaction); the database names the statement of a batch that failed, and so its step.
+        Steps that copy rows or run raw SQL go statement by statement, their rows counted first when
+        asked. Events stay in order: a step of a batch is reported started when the batch is sent (its
+        first) or when the statements before it are known to have run."""
         if sum(step.statements for step in steps) != len(statements):  # a renderer that merged steps
             steps = (StepSpan(f"{len(statements)} statements", len(statements)),)
         heard = progress.listener()
-        position, total = 0, len(steps)
-        for number, step in enumerate(steps, start=1):
-            chunk = statements[position : position + step.statements]
-            position += step.statements
-            rows = self._count_rows(conn, plugin_id, step.copies) if heard and heard.count_rows else None
-            event = (plugin_id, migration_id, number, total, step.description, step.statements)
-            progress.emit(progress.StepStarted(*event, phase=phase, rows=rows))
+        tracker = _StepTracker(self, conn, plugin_id, migration_id, steps, phase, heard)
+        limit = self.dialect.batch_statements if phase == "main" else 1
+        for begin, end in _batches(steps, limit):
+            tracker.reach(begin)
             clock = time.perf_counter()
             try:
-                self.database.execute(conn, chunk)
+                self.database.execute_batch(conn, statements[begin:end])
+            except BatchFailed as failed:
+                tracker.ran(begin + failed.index, time.perf_counter() - clock, begin)
+                tracker.reach(begin + failed.index)
+                self._step_failed(failed.error, tracker)
             except (sa.exc.DBAPIError, OSError, self.sa_engine.dialect.dbapi.Error) as error:  # type: ignore[union-attr]
-                # Classified as the transaction classifies it; a lock timeout stays retryable as it was.
-                if self.dialect.lock_conflict(error):
-                    raise
-                raise StepFailed(self.database.problem(error), step, number, total) from error
-            duration = int((time.perf_counter() - clock) * 1000)
-            progress.emit(progress.StepFinished(*event, duration_ms=duration, phase=phase, rows=rows))
+                self._step_failed(error, tracker)  # no statement named (the connection broke): the batch's first
+            tracker.ran(end, time.perf_counter() - clock, begin)
+        tracker.ran(len(statements), 0.0, len(statements))  # steps of no statement at the end
         if foreign_keys_off:
             self.database.execute(conn, (), foreign_keys_off)  # the dialect's checks after the whole run
+
+    def _step_failed(self, error: BaseException, tracker: _StepTracker) -> NoReturn:
+        driver_errors = (sa.exc.DBAPIError, OSError, self.sa_engine.dialect.dbapi.Error)  # type: ignore[union-attr]
+        # Classified as the transaction classifies it; a lock timeout stays retryable as it was.
+        if not isinstance(error, driver_errors) or self.dialect.lock_conflict(error):
+            raise error
+        step, number = tracker.current()
+        raise StepFailed(self.database.problem(error), step, number, len(tracker.steps)) from error
 
     def _count_rows(self, conn: Connection, plugin_id: str, tables: Sequence[str]) -> int | None:
         """The rows of *tables* (logical names), in a savepoint: a table the plan renamed before is skipped."""
@@ -452,3 +469,88 @@ class Migrator:
                 pause = min(limits.LOCK_RETRY_CAP_S, limits.LOCK_RETRY_BASE_S * 2 ** (attempt - 1))
                 time.sleep(random.uniform(0, pause))  # jitter, not security
         raise AssertionError("unreachable")
+
+
+def _batches(steps: Sequence[StepSpan], limit: int) -> Iterator[tuple[int, int]]:
+    """The statements of *steps* as [begin, end) ranges of at most *limit* statements; those of a
+    step that copies rows or runs raw SQL one by one (a killed client is noticed after each)."""
+    begin = position = 0
+    for step in steps:
+        alone = limit <= 1 or bool(step.copies) or step.raw_step is not None
+        if alone and position > begin:
+            yield begin, position
+            begin = position
+        for _ in range(step.statements):
+            position += 1
+            if alone or position - begin >= limit:
+                yield begin, position
+                begin = position
+    if position > begin:
+        yield begin, position
+
+
+class _StepTracker:
+    """Emits the step events of one :meth:`Migrator.execute_steps` in order, as its statements are
+    known to have run; a batch's time is shared among its statements."""
+
+    def __init__(
+        self,
+        migrator: Migrator,
+        conn: Connection,
+        plugin_id: str,
+        migration_id: str,
+        steps: Sequence[StepSpan],
+        phase: str,
+        heard: progress.Listener | None,
+    ) -> None:
+        self.migrator, self.conn, self.plugin_id, self.migration_id = migrator, conn, plugin_id, migration_id
+        self.steps, self.phase, self.heard = steps, phase, heard
+        self.ends = list(itertools.accumulate(step.statements for step in steps))
+        self.step = 0  # the step the next statement belongs to (index into steps)
+        self.started = False  # whether its StepStarted was emitted
+        self.rows: int | None = None
+        self.seconds = 0.0  # its time so far
+
+    def current(self) -> tuple[StepSpan, int]:
+        """The step running now (or that failed), and its number."""
+        return self.steps[self.step], self.step + 1
+
+    def _event(self) -> tuple[str, str, int, int, str, int]:
+        step = self.steps[self.step]
+        return (self.plugin_id, self.migration_id, self.step + 1, len(self.steps), step.description, step.statements)
+
+    def _start(self) -> None:
+        if self.started or self.step >= len(self.steps):
+            return
+        step = self.steps[self.step]
+        self.rows = None
+        if self.heard and self.heard.count_rows and step.copies:
+            self.rows = self.migrator._count_rows(self.conn, self.plugin_id, step.copies)
+        progress.emit(progress.StepStarted(*self._event(), phase=self.phase, rows=self.rows))
+        self.started, self.seconds = True, 0.0
+
+    def reach(self, position: int) -> None:
+        """The statement at *position* is about to be sent: its step has started."""
+        self._skip_empty(position)
+        self._start()
+
+    def ran(self, position: int, seconds: float, begin: int) -> None:
+        """The statements from *begin* up to *position* ran, in *seconds*: finish the steps they
+        complete, and start the one *position* is in."""
+        share = seconds / max(position - begin, 1)
+        at = begin
+        while self.step < len(self.steps) and self.ends[self.step] <= position:
+            self._start()
+            self.seconds += share * (self.ends[self.step] - at)
+            at = self.ends[self.step]
+            duration = int(self.seconds * 1000)
+            progress.emit(progress.StepFinished(*self._event(), duration_ms=duration, phase=self.phase, rows=self.rows))
+            self.step, self.started = self.step + 1, False
+        self.seconds += share * max(position - at, 0)
+        if self.step < len(self.steps) and self.ends[self.step] - self.steps[self.step].statements < position:
+            self._start()
+
+    def _skip_empty(self, position: int) -> None:
+        """Steps of no statement before *position* start and finish at once (as they always did)."""
+        while self.step < len(self.steps) and self.ends[self.step] <= position:
+            self.ran(self.ends[self.step], 0.0, self.ends[self.step])

@@ -400,17 +400,30 @@ def _sorted(data: dict[str, Any]) -> dict[str, Any]:
     return {key: data[key] for key in sorted(data)}
 
 
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's fields as (name, default), sorted by name (the serialised order)."""
+    return tuple(sorted(((f.name, f.default) for f in dataclasses.fields(cls)), key=lambda f: f[0]))
+
+
+_PLAIN = (str, int, bool, float, type(None))
+
+
 def _encode(value: Any) -> Any:
+    cls = type(value)
+    if cls in _PLAIN:  # most values: decided at once (a plan of 1,500 tables has 70,000)
+        return value
+    if cls is tuple or cls is list:
+        return [_encode(v) for v in value]
     if isinstance(value, pydantic.BaseModel):
         return _encode(value.model_dump(mode="json", by_alias=True, exclude_defaults=True))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _sorted(
-            {
-                f.name: _encode(getattr(value, f.name))
-                for f in dataclasses.fields(value)
-                if f.default is dataclasses.MISSING or getattr(value, f.name) != f.default
-            }
-        )
+        encoded = {}
+        for name, default in _fields(type(value)):
+            field = getattr(value, name)
+            if default is dataclasses.MISSING or field != default:
+                encoded[name] = _encode(field)
+        return encoded
     if isinstance(value, dict):
         return _sorted({str(k): _encode(v) for k, v in value.items()})
     if isinstance(value, tuple | list):
