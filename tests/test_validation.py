@@ -910,6 +910,20 @@ def test_self_references_and_join_tables_are_no_cycle() -> None:
     assert check(doc(table("item"), table("entry"), relationships=[replies, *both_ways])) == []
 
 
+def test_long_chains_of_references_are_checked_without_recursion() -> None:
+    """1,200 tables each referencing the next: no cycle (it recursed past Python's limit before); closed
+    into a ring, one ES129 naming the relationship back to the first table by name."""
+    count = 1200
+    names = [f"t{i:04d}" for i in range(count)]
+    chain = [{"source": names[i], "target": names[i + 1], "type": "ManyToOne"} for i in range(count - 1)]
+    tables = [table(name) for name in names]
+    assert check(doc(*tables, relationships=chain)) == []
+    ring = [*chain, {"source": names[-1], "target": names[0], "type": "ManyToOne"}]
+    problems = [p for p in check(doc(*tables, relationships=ring)) if p.code == "ES129"]
+    assert [p.path for p in problems] == [f"spec.relationships[{count - 1}]"]
+    assert "tables t0000 -> t0001 -> t0002" in problems[0].message
+
+
 @pytest.mark.parametrize(("data", "code", "path"), [pytest.param(*r[1:], id=r[0]) for r in RULES])
 def test_rule(data: Doc, code: str, path: str) -> None:
     problems = check(data)

@@ -207,9 +207,8 @@ def check_reference_cycles(ctx: context.Context) -> None:
         if holder != referenced:
             edges.setdefault(holder, []).append((referenced, index))
     reported: set[frozenset[str]] = set()
-    for start in sorted(edges):
-        cycle = _cycle_from(start, edges)
-        if cycle is None or frozenset(t for t, _ in cycle) in reported:
+    for cycle in _cycles(edges):
+        if frozenset(t for t, _ in cycle) in reported:
             continue
         reported.add(frozenset(t for t, _ in cycle))
         loop = " -> ".join([*(t for t, _ in cycle), cycle[0][0]])
@@ -222,21 +221,41 @@ def check_reference_cycles(ctx: context.Context) -> None:
         )
 
 
-def _cycle_from(start: str, edges: dict[str, list[tuple[str, int]]]) -> list[tuple[str, int]] | None:
-    """A path of (table, index of the relationship leaving it) from *start* back to it, if any."""
-    path: list[tuple[str, int]] = []
-    seen: set[str] = set()
+def _cycles(edges: dict[str, list[tuple[str, int]]]) -> list[list[tuple[str, int]]]:
+    """Cycles of (table, index of the relationship leaving it), each starting at its first table by name.
 
-    def walk(table: str) -> bool:
-        for referenced, index in edges.get(table, ()):
-            path.append((table, index))
-            if referenced == start:
-                return True
-            if referenced not in seen:
-                seen.add(referenced)
-                if walk(referenced):
-                    return True
-            path.pop()
-        return False
-
-    return path if walk(start) else None
+    One depth-first walk over the whole graph, without recursion: linear in tables and relationships, so a
+    chain of thousands of tables neither recurses past Python's limit nor is walked once per table.
+    """
+    found: list[list[tuple[str, int]]] = []
+    done: set[str] = set()
+    for root in sorted(edges):
+        if root in done:
+            continue
+        # The current path: (table, index of the edge taken from it, position of its next edge to try).
+        path: list[tuple[str, int]] = []
+        on_path: dict[str, int] = {}
+        stack: list[tuple[str, int]] = [(root, 0)]
+        on_path[root] = 0
+        path.append((root, -1))
+        while stack:
+            table, next_edge = stack[-1]
+            leaving = edges.get(table, [])
+            if next_edge >= len(leaving):
+                stack.pop()
+                path.pop()
+                del on_path[table]
+                done.add(table)
+                continue
+            stack[-1] = (table, next_edge + 1)
+            referenced, index = leaving[next_edge]
+            path[-1] = (table, index)
+            if referenced in on_path:
+                cycle = path[on_path[referenced] :]
+                first = min(range(len(cycle)), key=lambda i: cycle[i][0])
+                found.append(cycle[first:] + cycle[:first])
+            elif referenced not in done:
+                on_path[referenced] = len(path)
+                path.append((referenced, -1))
+                stack.append((referenced, 0))
+    return found
