@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 READY_TIMEOUT = 90.0
 STOP_GRACE = 10.0
+#: The children stop_servers/start_servers take down and bring back (in start order).
+_SERVERS = ("etcd", "kube-apiserver")
 
 
 class Cluster:
@@ -124,6 +126,7 @@ class _Child:
     proc: subprocess.Popen[bytes] | None
     pid: int
     exe: str
+    cmd: tuple[str, ...] = ()
 
 
 # Every started, not yet stopped ControlPlane of this process: stopped at exit or on SIGTERM/SIGHUP.
@@ -328,6 +331,26 @@ class ControlPlane(Cluster):
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def stop_servers(self, *, hard: bool = False) -> None:
+        """Stop kube-apiserver, then etcd (SIGKILL when *hard*), keeping their data and ports for
+        :meth:`start_servers`: an outage of the control plane (tests/chaos); the controller-manager stays."""
+        for child in reversed(self.children):
+            if child.name in _SERVERS:
+                if hard:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.pid, signal.SIGKILL)
+                stop_process(child.pid, child.proc, grace=5)
+
+    def start_servers(self) -> None:
+        """Start etcd and kube-apiserver again as they were started, and wait until the API server serves."""
+        stopped = [child for child in self.children if child.name in _SERVERS]
+        self.children = [child for child in self.children if child.name not in _SERVERS]
+        for child in stopped:
+            self._spawn(child.name, list(child.cmd))
+            if child.name == "etcd":
+                self._wait_http(f"http://127.0.0.1:{self.etcd_port}/health", "etcd", lambda status, body: status == 200)
+        self._wait_http(f"{self.server}/readyz", "kube-apiserver", lambda status, body: status == 200)
+
     # -- helpers -------------------------------------------------------------------------------
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
@@ -345,7 +368,7 @@ class ControlPlane(Cluster):
             )
         finally:
             logfile.close()
-        self.children.append(_Child(name, None if self.detached else proc, proc.pid, cmd[0]))
+        self.children.append(_Child(name, None if self.detached else proc, proc.pid, cmd[0], tuple(cmd)))
         if self.detached:
             # Never waited for here; forget the Popen so its destructor doesn't warn.
             proc.returncode = 0
