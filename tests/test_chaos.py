@@ -60,10 +60,16 @@ def test_the_checks_catch_a_lost_row_a_partial_schema_and_a_duplicate(pg_url: st
 
         assert checks.partial(pg_url, [plugin]) == []
         conn.execute(f"ALTER TABLE {plugin.qualified().as_string(conn)} DROP COLUMN qty")
-        (drifted,) = checks.partial(pg_url, [plugin])
+        shape, drifted = checks.partial(pg_url, [plugin])
+        assert shape.startswith("caught: columns") and "qty" not in shape
         assert "drift" in drifted and "qty" in drifted
+        assert checks.partial(pg_url, [plugin], drift=False) == [shape]
         behind = Plugin("caught", minor=plugin.minor + 1)
         assert any("registry" in line for line in checks.partial(pg_url, [behind]))
+
+        conn.execute(f"CREATE INDEX broken ON {plugin.qualified().as_string(conn)} (id)")
+        conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ext_caught.broken'::regclass")
+        assert "ext_caught.broken: index left invalid" in checks.partial(pg_url, [plugin], drift=False)
 
         assert checks.duplicates(pg_url) == []
         conn.execute(

@@ -34,6 +34,8 @@ class Config:
     #: Plugins changed (one version each) per round.
     changes: int = 5
     converge_timeout: float = 300.0
+    #: `extschema drift` over every plugin after every N-th round (and the last); the cheaper checks run every round.
+    drift_every: int = 1
 
 
 FULL = Config(
@@ -49,6 +51,7 @@ FULL = Config(
     },
     rows=200,
     changes=8,
+    drift_every=5,
 )
 CI = Config(resources=8, faults={k: 1 for k in FAULTS} | {"kill -9 operator": 6}, rows=50, changes=3)
 
@@ -137,7 +140,8 @@ def run(config: Config, world: World, say: Callable[[str], None] = print) -> lis
         docs = [plugins[name].document() for name in changed]
         note = FAULTS[kind](world, rng, lambda docs=docs: world.apply(docs))  # type: ignore[misc]
         ok, seconds, waiting = wait_converged(world, plugins, config.converge_timeout)
-        partial = checks.partial(world.direct_url, plugins.values()) if ok else []
+        drift = number % config.drift_every == 0 or number == len(kinds)
+        partial = checks.partial(world.direct_url, plugins.values(), drift) if ok else []
         lost, mismatched = checks.rows(world.direct_url, plugins.values())
         result = Round(
             number=number,
