@@ -58,6 +58,17 @@ def restart_control_plane(world: World, rng: random.Random, apply: Apply) -> str
     return "SIGKILL" if hard else "SIGTERM"
 
 
+def long_control_plane_outage(world: World, rng: random.Random, apply: Apply) -> str:
+    """kube-apiserver and etcd killed once a migration runs and kept down 75 s: longer than kopf's own retries of a
+    request (54 s), so that the operator's status patches must wait it out."""
+    apply()
+    world.wait_in_flight(5.0)
+    world.cluster.stop_servers(hard=True)
+    time.sleep(75)
+    world.cluster.start_servers()
+    return "down 75 s"
+
+
 def cut_database(world: World, rng: random.Random, apply: Apply) -> str:
     """Toxiproxy disables the proxy: every database connection of the operator is closed, new ones refused."""
     assert world.proxy is not None
@@ -99,6 +110,20 @@ def reset_database(world: World, rng: random.Random, apply: Apply) -> str:
     return f"reset after {timeout} ms"
 
 
+def blackhole_database(world: World, rng: random.Random, apply: Apply) -> str:
+    """Toxiproxy's ``timeout`` toxic with no timeout: what the operator sends is dropped and nothing comes back, the
+    connections stay open (a half-open network path), for a few seconds."""
+    assert world.proxy is not None
+    apply()
+    if rng.random() < 0.5:
+        world.wait_in_flight(5.0)
+    seconds = rng.uniform(1.0, 5.0)
+    world.proxy.add("blackhole", "timeout", {"timeout": 0}, "upstream")
+    time.sleep(seconds)
+    world.proxy.remove("blackhole")
+    return f"black hole {seconds:.1f}s"
+
+
 def two_operators(world: World, rng: random.Random, apply: Apply) -> str:
     """A second operator instance reconciles the same resources at the same time, then leaves (SIGTERM or -9)."""
     second = world.operators.setdefault("b", Operator(world, "b"))
@@ -116,8 +141,10 @@ FAULTS: dict[str, Fault] = {
     "kill -9 operator": kill_operator,
     "postgres restart (immediate)": restart_postgres,
     "apiserver+etcd restart": restart_control_plane,
+    "apiserver+etcd down 75 s": long_control_plane_outage,
     "db connections cut": cut_database,
     "db connections slow": slow_database,
     "db connections reset": reset_database,
+    "db connections black-holed": blackhole_database,
     "two operators": two_operators,
 }
