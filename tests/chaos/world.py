@@ -104,7 +104,9 @@ class World:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="extschema-chaos-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cluster = ControlPlane(self.workdir / "cluster")
-        self.pg = PgServer(self.workdir / "pg")
+        # its own temporary directory: the server's user (postgres, when we are root) must reach it, and may not
+        # reach a pytest tmp_path
+        self.pg = PgServer(Path(tempfile.mkdtemp(prefix="extschema-chaos-pg-")))
         self.proxy: Toxiproxy | None = None
         self.logs: list[Path] = []
         self.operators: dict[str, Operator] = {}
