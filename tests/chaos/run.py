@@ -97,7 +97,7 @@ def converged(items: list[dict[str, Any]] | None, plugins: dict[str, Plugin]) ->
             waiting.append(f"{name}: missing")
             continue
         status = item.get("status") or {}
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         generation = item["metadata"].get("generation")
         if item["spec"].get("version") != plugin.version:
             waiting.append(f"{name}: spec.version {item['spec'].get('version')} (applied {plugin.version})")

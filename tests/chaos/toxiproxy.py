@@ -102,7 +102,7 @@ class Toxiproxy:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_process(self.proc.pid, self.proc)  # type: ignore[arg-type]
+            stop_process(self.proc.pid, self.proc)
             self.proc = None
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

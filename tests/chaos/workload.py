@@ -98,12 +98,13 @@ class Plugin:
             query = sql.SQL("INSERT INTO {} ({}, qty) VALUES (%s, %s) RETURNING id").format(
                 self.qualified(), sql.Identifier(self.label)
             )
-            ids = []
+            ids: list[int] = []
             with conn.cursor() as cur:
                 for value in values:
                     cur.execute(query, value)
-                    (row_id,) = cur.fetchone() or (None,)
-                    ids.append(int(row_id))
+                    row = cur.fetchone()
+                    assert row is not None
+                    ids.append(int(row[0]))
         self.rows.update(zip(ids, values, strict=True))
 
     def expected(self) -> tuple[int, str]:

@@ -93,7 +93,7 @@ class Operator:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_process(self.proc.pid, self.proc, grace=20)  # type: ignore[arg-type]
+            stop_process(self.proc.pid, self.proc, grace=20)
             self.proc = None
 
 
