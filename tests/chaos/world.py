@@ -67,7 +67,7 @@ class Operator:
             "EXTSCHEMA_RECHECK_SECONDS": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")])),
         }
-        args = ["run", "--standalone", "-n", NAMESPACE, "--database", self.world.operator_url]
+        args = ["run", *self.world.operator_args, "-n", NAMESPACE, "--database", self.world.operator_url]
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "extschema", *args],
@@ -99,6 +99,9 @@ class Operator:
 
 class World:
     """The running system under test (a context manager: everything it started is stopped on exit)."""
+
+    #: How every operator instance runs (replicas with peering would say so here).
+    operator_args: tuple[str, ...] = ("--standalone",)
 
     def __init__(self, workdir: Path | None = None) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="extschema-chaos-"))
