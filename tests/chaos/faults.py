@@ -45,7 +45,8 @@ def restart_postgres(world: World, rng: random.Random, apply: Apply) -> str:
 
 
 def restart_control_plane(world: World, rng: random.Random, apply: Apply) -> str:
-    """Stop kube-apiserver and etcd (SIGTERM, or SIGKILL) while reconciles run, then start them again."""
+    """Stop the control plane (kube-apiserver, etcd, the controller-manager; SIGTERM or SIGKILL) while reconciles
+    run, then start it again on the same data."""
     apply()
     if rng.random() < 0.5:
         world.wait_in_flight(5.0)

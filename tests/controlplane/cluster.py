@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 READY_TIMEOUT = 90.0
 STOP_GRACE = 10.0
-#: The children stop_servers/start_servers take down and bring back (in start order).
-_SERVERS = ("etcd", "kube-apiserver")
 
 
 class Cluster:
@@ -332,24 +330,24 @@ class ControlPlane(Cluster):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def stop_servers(self, *, hard: bool = False) -> None:
-        """Stop kube-apiserver, then etcd (SIGKILL when *hard*), keeping their data and ports for
-        :meth:`start_servers`: an outage of the control plane (tests/chaos); the controller-manager stays."""
+        """Stop every process (SIGKILL when *hard*) keeping their data and ports for :meth:`start_servers`: an
+        outage of the control plane (tests/chaos). The controller-manager goes too (it may exit by itself while
+        the API server is away)."""
         for child in reversed(self.children):
-            if child.name in _SERVERS:
-                if hard:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(child.pid, signal.SIGKILL)
-                stop_process(child.pid, child.proc, grace=5)
+            if hard:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+            stop_process(child.pid, child.proc, grace=5)
 
     def start_servers(self) -> None:
-        """Start etcd and kube-apiserver again as they were started, and wait until the API server serves."""
-        stopped = [child for child in self.children if child.name in _SERVERS]
-        self.children = [child for child in self.children if child.name not in _SERVERS]
+        """Start them again as they were started, in order, each once the one before serves."""
+        stopped, self.children = self.children, []
         for child in stopped:
             self._spawn(child.name, list(child.cmd))
             if child.name == "etcd":
                 self._wait_http(f"http://127.0.0.1:{self.etcd_port}/health", "etcd", lambda status, body: status == 200)
-        self._wait_http(f"{self.server}/readyz", "kube-apiserver", lambda status, body: status == 200)
+            elif child.name == "kube-apiserver":
+                self._wait_http(f"{self.server}/readyz", "kube-apiserver", lambda status, body: status == 200)
 
     # -- helpers -------------------------------------------------------------------------------
 
