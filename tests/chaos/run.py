@@ -241,6 +241,7 @@ def main_run(config: Config, workdir: Path | None = None, say: Callable[[str], N
     """Start the world, run, stop everything; the summary with the configuration."""
     started = time.monotonic()
     with World(workdir) as world:
+        say(f"logs (one per operator start, the control plane's, Toxiproxy's) in {world.workdir}")
         rounds = run(config, world, say)
     result = summary(rounds)
     result["config"] = dataclasses.asdict(config)
