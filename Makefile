@@ -6,7 +6,7 @@ STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 DEMO_SVG ?= extschema-plugins.svg
 
-.PHONY: install test lint unit demo demo-helm demo-cli bench bench-engine bench-operator bench-api bench-startup e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-helm demo-cli bench bench-engine bench-operator bench-api bench-startup chaos e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps tests/js/package-lock.json
 	bash .ci/install-deps
@@ -76,6 +76,11 @@ bench-api: install
 # CLI start-up (fresh processes, warm __pycache__) and diff + plan of a 200-table change; JSON.
 bench-startup: install
 	$(PYTHON) bench/startup.py
+# The full chaos run (docs/chaos.md): 50 plugins, 100 kill -9s of the operator, every other fault 10 times; prints
+# the table and writes chaos-results.json. `make test` runs the bounded variant (tests/test_chaos.py).
+chaos: install
+	$(PYTHON) -m tests.controlplane build
+	$(PYTHON) -m tests.chaos --json chaos-results.json $(CHAOS_ARGS)
 
 e2e: install
 	$(PYTHON) -m pytest -m k8s $(PYTEST_ARGS)
@@ -114,4 +119,4 @@ cluster-down:
 	$(PYTHON) -m tests.controlplane down
 
 clean:
-	rm -rf .make .cluster dist extschema.db extschema-plugins.svg .coverage $(VENV)
+	rm -rf .make .cluster dist chaos-results.json extschema.db extschema-plugins.svg .coverage $(VENV)

@@ -171,6 +171,14 @@ def test_stop_leaves_no_processes() -> None:
         assert all(pid_alive(pid) for pid in pids.values())
         assert cp.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
         print(f"warm start-to-ready: {cp.ready_seconds:.1f}s (goal < 15 s)")
+        # An outage (tests/chaos): every process killed, then started again on the same data and ports.
+        cp.kubectl("create", "configmap", "kept", "-n", "default", "--from-literal=a=1")
+        cp.stop_servers(hard=True)
+        assert not any(pid_alive(pid) for pid in pids.values()) and not cp.reachable(timeout=2)
+        cp.start_servers()
+        assert cp.kubectl("get", "configmap", "kept", "-o", "jsonpath={.data.a}").stdout == "1"
+        pids = cp.pids
+        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager"}
     assert not any(pid_alive(pid) for pid in pids.values()), pids
     assert not workdir.exists()
     cp.stop()  # idempotent

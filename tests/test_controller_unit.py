@@ -892,3 +892,17 @@ def test_run_allow_raw_sql_lets_the_default_database_run_raw_sql_steps(started_o
     # A DatabaseTarget decides for itself (spec.allowRawSql), whatever the default database may do.
     index = {("ns", "db"): [{"url": "sqlite:///t.db"}]}
     assert _resolve({"targetRef": {"name": "db"}}, index=index, raw_sql=True).allow_raw_sql is False
+
+
+def test_the_operator_retries_api_requests_through_a_control_plane_restart_of_minutes() -> None:
+    """kopf gives a failed request up after 54 s, then logs an unexpected error with a traceback (found by the chaos
+    suite stopping kube-apiserver and etcd for 75 s); the operator keeps kopf's first quick retries and then
+    retries every 30 s for about 5 minutes."""
+    from extschema.controller import handlers
+
+    defaults = kopf.OperatorSettings().networking.error_backoffs
+    configured = kopf.OperatorSettings()
+    handlers.wait_out_api_outages(configured)
+    backoffs = list(configured.networking.error_backoffs)
+    assert sum(defaults) < 75 <= 300 <= sum(backoffs)
+    assert backoffs[: len(list(defaults))] == list(defaults) and max(backoffs) <= 30

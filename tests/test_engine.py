@@ -149,3 +149,29 @@ def test_the_engine_never_plans() -> None:
                 if node.module == "extschema.planning.planner" or names & _PLANNER:
                     found.append(f"{path.name}:{node.lineno}: from {node.module} import {', '.join(sorted(names))}")
     assert found == []
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_during_a_migration_step_is_unreachable_not_a_failed_migration(pg_url: str) -> None:
+    """Migration steps run on the raw psycopg cursor, whose errors SQLAlchemy does not wrap: a connection lost
+    mid-statement (the chaos suite's black-holed connection during a concurrent index build) was ES402, a failed
+    migration the operator does not retry, and the index was never built; it is ES401, retried."""
+    import socket
+
+    from extschema.engine.connection import Database
+
+    database = Database(pg_url)
+    try:
+        with database.sa_engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            with socket.fromfd(raw.fileno(), socket.AF_INET, socket.SOCK_STREAM) as sock:  # a dup: shuts it down
+                sock.shutdown(socket.SHUT_RDWR)
+            with pytest.raises(psycopg.Error) as lost:
+                database.execute(conn, ["SELECT 1"])
+            conn.invalidate()
+        assert not isinstance(lost.value, sa.exc.DBAPIError) and getattr(lost.value, "sqlstate", None) is None
+        (problem,) = database.problem(lost.value).problems
+        assert problem.code == "ES401" and "cannot reach" in problem.message
+    finally:
+        database.sa_engine.dispose()

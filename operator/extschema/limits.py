@@ -85,6 +85,9 @@ RETRY_BACKOFF_CAP_S = 60.0  # retried reasons back off 1, 2, 4 ... seconds, neve
 STALLED_RETRY_S = 60.0  # a cleanup the database refused is retried this slowly: a person must look
 TARGET_PING_INTERVAL_S = 60.0  # a DatabaseTarget's connection is re-checked this often
 KUBE_API_TIMEOUT_S = 30  # the operator's own API calls (reading a Secret) give up after this
+# kopf's retries of a failed Kubernetes API request (seconds between attempts): its own 1 ... 21 s (54 s in all), then
+# every 30 s, about 5 minutes in all, so that a restart of the control plane is waited out, not an unexpected error.
+API_ERROR_BACKOFFS_S = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, *(30.0,) * 9)
 PARSED_SPECS_CACHE = 8192  # parsed specs the operator keeps, by (uid, generation)
 MAX_CONDITION_MESSAGE = 4096  # a condition's message is cut to this, so status stays readable
 MAX_EVENT_MESSAGE = 1024  # a Kubernetes event's message is cut to this

@@ -131,6 +131,7 @@ class _Child:
     proc: subprocess.Popen[bytes] | None
     pid: int
     exe: str
+    cmd: tuple[str, ...] = ()
 
 
 # Every started, not yet stopped ControlPlane of this process: stopped at exit or on SIGTERM/SIGHUP.
@@ -335,6 +336,26 @@ class ControlPlane(Cluster):
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def stop_servers(self, *, hard: bool = False) -> None:
+        """Stop every process (SIGKILL when *hard*) keeping their data and ports for :meth:`start_servers`: an
+        outage of the control plane (tests/chaos). The controller-manager goes too (it may exit by itself while
+        the API server is away)."""
+        for child in reversed(self.children):
+            if hard:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+            stop_process(child.pid, child.proc, grace=5)
+
+    def start_servers(self) -> None:
+        """Start them again as they were started, in order, each once the one before serves."""
+        stopped, self.children = self.children, []
+        for child in stopped:
+            self._spawn(child.name, list(child.cmd))
+            if child.name == "etcd":
+                self._wait_http(f"http://127.0.0.1:{self.etcd_port}/health", "etcd", lambda status, body: status == 200)
+            elif child.name == "kube-apiserver":
+                self._wait_http(f"{self.server}/readyz", "kube-apiserver", lambda status, body: status == 200)
+
     # -- helpers -------------------------------------------------------------------------------
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
@@ -352,7 +373,7 @@ class ControlPlane(Cluster):
             )
         finally:
             logfile.close()
-        self.children.append(_Child(name, None if self.detached else proc, proc.pid, cmd[0]))
+        self.children.append(_Child(name, None if self.detached else proc, proc.pid, cmd[0], tuple(cmd)))
         if self.detached:
             # Never waited for here; forget the Popen so its destructor doesn't warn.
             proc.returncode = 0

@@ -63,6 +63,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.extschema.io")
     # A digest, not the whole spec: all annotations of an object must fit 256 KiB (docs/operator.md).
     settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix="kopf.extschema.io")
+    wait_out_api_outages(settings)
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(run.settings.database_threads, thread_name_prefix="extschema-db")
     )
@@ -85,6 +86,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         ),
         name="extschema-drift",
     )
+
+
+def wait_out_api_outages(settings: kopf.OperatorSettings) -> None:
+    """Retry a failed API request for minutes, not kopf's 54 s: past them a status patch fails as an "unexpected
+    error" with a traceback in the log (the chaos suite's long control-plane restart, docs/chaos.md)."""
+    settings.networking.error_backoffs = limits.API_ERROR_BACKOFFS_S
 
 
 @kopf.on.login(id="login")

@@ -7,6 +7,7 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
@@ -722,7 +723,9 @@ class PostgresDialect(Dialect):
         sqlstate = sqlstate_of(error)
         if sqlstate is None:
             broken = isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
-            if broken or isinstance(error, sa.exc.OperationalError | ConnectionError | OSError):
+            # psycopg's own errors too: the migration steps run on the raw cursor (a connection lost mid-statement)
+            lost = sa.exc.OperationalError | psycopg.OperationalError | psycopg.InterfaceError
+            if broken or isinstance(error, lost | ConnectionError | OSError):
                 return ErrorClass.UNREACHABLE
             return ErrorClass.PERMANENT
         if sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03", "53300"}:
