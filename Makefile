@@ -6,7 +6,7 @@ STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 DEMO_SVG ?= extschema-plugins.svg
 
-.PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator bench-api e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-helm demo-cli bench bench-operator bench-api e2e fuzz crds helm manifests image dist cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps tests/js/package-lock.json
 	bash .ci/install-deps
@@ -72,6 +72,13 @@ bench-api: install
 
 e2e: install
 	$(PYTHON) -m pytest -m k8s $(PYTEST_ARGS)
+
+# The fuzz suite at full size (docs/fuzz.md): FUZZ_EXAMPLES generated documents per channel, new ones each run,
+# through the CLI, the REST API and kubectl apply; prints the cases per channel. `make test` runs it small.
+FUZZ_EXAMPLES ?= 300
+fuzz: install
+	$(PYTHON) -m tests.controlplane build
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest tests/test_fuzz.py -o timeout=0 $(PYTEST_ARGS)
 
 # crds/, the chart's templates/crds/ and docs/crd-reference.md, then the raw manifests rendered from the chart.
 crds: install
