@@ -114,4 +114,4 @@ cluster-down:
 	$(PYTHON) -m tests.controlplane down
 
 clean:
-	rm -rf .make .cluster dist extschema.db extschema-plugins.svg .coverage $(VENV)
+	rm -rf .make .cluster .fuzz dist extschema.db extschema-plugins.svg .coverage $(VENV)
