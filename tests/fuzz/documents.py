@@ -285,6 +285,9 @@ class Case:
         except RecursionError:
             return json.dumps(self.doc, ensure_ascii=False)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # how hypothesis shows a failing case
+        printer.text(repr(self))
+
     def __repr__(self) -> str:
         shown = self.text()
         if len(shown) > 3000:
