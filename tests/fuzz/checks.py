@@ -21,8 +21,11 @@ import psycopg
 from tests.helpers import load_core
 from tests.test_dry_run import _snapshot as snapshot
 
-__all__ = ["Databases", "load_core", "no_traceback", "snapshot", "unnamed"]
+__all__ = ["DATABASE_ONLY", "Databases", "load_core", "no_traceback", "snapshot", "unnamed"]
 
+#: Refusals of a valid document that only the database can give: a core table (ES204) or a plugin it depends on
+#: (ES208) is not there. Everything else the database refuses, validation must have said.
+DATABASE_ONLY = frozenset({"ES204", "ES208"})
 CODE = re.compile(r"^ES\d{3}$")
 #: Where a problem is: the document's field path (spec..., metadata..., apiVersion, kind, body...).
 PATH = re.compile(r"^(spec|metadata|apiVersion|kind|body|status)\b")

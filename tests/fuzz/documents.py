@@ -242,7 +242,9 @@ def mutated(draw: st.DrawFn, document: dict[str, Any]) -> tuple[dict[str, Any], 
     done: list[str] = []
     doc = copy.deepcopy(document)
     for _ in range(draw(st.integers(1, 3))):
-        places = [p for p in _places(doc["spec"], ("spec",))]
+        if "spec" not in doc:
+            break
+        places = _places(doc["spec"], ("spec",))
         where = draw(st.sampled_from(places))
         kind = draw(st.sampled_from(MUTATIONS))
         parent: Any = doc
