@@ -208,7 +208,7 @@ class Target:
         table_def = (shaped or resolved()).table(table_name)
         assert table_def is not None
         name = dialect.namer.table(plugin, table_name)
-        cols = [sa.Column(c.name, dialect.column_type(plugin, c)) for c in table_def.columns]
+        cols = [sa.Column(c.name, _bound(dialect.column_type(plugin, c))) for c in table_def.columns]
         table = sa.Table(name.name, sa.MetaData(), sa.Column("id", sa.BigInteger, primary_key=True), *cols,
                          schema=name.schema)  # fmt: skip
         if shaped is None:
@@ -255,6 +255,11 @@ class Target:
             finally:
                 transaction.rollback()
         return _same(self.defs[name], sent, got)
+
+
+def _bound(sql_type: Any) -> Any:
+    """The type as the API binds it: None in a JSON column is SQL NULL, not a JSON null (engine/entities.py)."""
+    return type(sql_type)(none_as_null=True) if isinstance(sql_type, sa.JSON) else sql_type
 
 
 def _as_decimal(value: Any) -> decimal.Decimal | None:
