@@ -103,7 +103,7 @@ def cli_case(url: str, path: Path) -> str:
 def test_cli_validate_apply_plan(backend: str, databases: Any, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     dbs: checks.Databases = databases(backend, request)
 
-    @fuzz_settings(20 if backend == "sqlite" else 12)
+    @fuzz_settings(30 if backend == "sqlite" else 20)
     @given(case=documents.documents())
     def check(case: documents.Case) -> None:
         with dbs.fresh(backend) as url:
@@ -209,7 +209,7 @@ def test_rest_schema_endpoints(backend: str, databases: Any, request: pytest.Fix
     digest = hashlib.sha256(TOKEN.encode()).hexdigest()
     tokens.write_text(f"tokens:\n  - {{name: fuzz, sha256: {digest}, scopes: [admin]}}\n")
 
-    @fuzz_settings(12 if backend == "sqlite" else 8)
+    @fuzz_settings(15 if backend == "sqlite" else 10)
     @given(case=documents.documents())
     def check(case: documents.Case) -> None:
         with dbs.fresh(backend) as url:
@@ -231,7 +231,7 @@ def test_postgresql_and_sqlite_accept_the_same_rows(
 ) -> None:
     sqlite, pg = databases("sqlite", request), databases("postgresql", request)
 
-    @fuzz_settings(3, share=0.2)
+    @fuzz_settings(5, share=0.2)
     @given(case=documents.documents(broken=0), data=st.data())
     def check(case: documents.Case, data: st.DataObject) -> None:
         found = loading.read_text(case.text(), "fuzz.yaml")
@@ -293,7 +293,7 @@ def test_kubectl_apply_through_the_webhook_and_the_operator(
     counter = iter(range(10**6))
     with hooks.webhook_configuration(kube, port, files.cafile):
 
-        @fuzz_settings(6, share=0.2)
+        @fuzz_settings(8, share=0.2)
         @given(case=documents.documents())
         def check(case: documents.Case) -> None:
             doc = dict(case.doc, metadata={"name": f"fz-{next(counter)}"})
