@@ -49,7 +49,9 @@ def fuzz_settings(ci: int, share: float = 1.0) -> settings:
 
 
 @pytest.fixture(scope="module")
-def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], checks.Databases]]:
+def databases(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[str, pytest.FixtureRequest], checks.Databases]]:
     """Fresh databases per case; PostgreSQL's server is started only when a test asks for it."""
     made: dict[str, checks.Databases] = {}
     directory = tmp_path_factory.mktemp("fuzz")
@@ -60,7 +62,7 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[st
             made[backend] = checks.Databases(directory / backend, admin)
         return made[backend]
 
-    yield get  # type: ignore[misc]
+    yield get
     for found in made.values():
         found.close()
 

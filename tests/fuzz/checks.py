@@ -64,7 +64,7 @@ class Databases:
     def _admin(self, sql: str) -> None:
         assert self.pg_admin_url is not None
         with psycopg.connect(self.pg_admin_url, autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
 
     @contextmanager
     def fresh(self, backend: str) -> Iterator[str]:
