@@ -243,9 +243,11 @@ def test_postgresql_and_sqlite_accept_the_same_rows(
         shaped = planning.shape(spec)
         with sqlite.fresh("sqlite") as lite_url, pg.fresh("postgresql") as pg_url:
             lite = run("apply", str(path), "-d", lite_url, "-o", "json")
-            assert lite.exit_code == 0 and run("apply", str(path), "-d", pg_url).exit_code == 0, lite.stdout
+            if lite.exit_code == 1:  # a core table or a dependency that is not there: no rows to compare
+                assert {p["code"] for p in lite.json()["problems"]} <= checks.DATABASE_ONLY, lite.stdout
+            assume(lite.exit_code == 0)
+            assert run("apply", str(path), "-d", pg_url).exit_code == 0, lite.stdout
             unenforced = " ".join(w["message"] for w in lite.item()["warnings"] if w["code"] == "ES501")
-            rows = 0
             for table in spec.tables:
                 targets = [rowvalues.Target.open(u, shaped, spec.plugin_id, table.name) for u in (lite_url, pg_url)]
                 try:
@@ -256,7 +258,6 @@ def test_postgresql_and_sqlite_accept_the_same_rows(
                             answers = [t.accepts(name, value) for t in targets]
                             assert answers[0] == answers[1], (table.name, name, value, answers)
                             tally.count("rows sqlite = postgresql", "accepted" if answers[0] else "rejected")
-                            rows += 1
                 finally:
                     for t in targets:
                         t.close()
