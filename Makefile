@@ -6,7 +6,7 @@ STAMP := .make/installed
 DEMO_DB ?= sqlite:///extschema.db
 DEMO_SVG ?= extschema-plugins.svg
 
-.PHONY: install test lint unit demo demo-helm demo-cli bench bench-engine bench-operator bench-api bench-startup chaos e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
+.PHONY: install test lint unit demo demo-helm demo-cli bench bench-engine bench-operator bench-api bench-startup chaos fuzz e2e crds helm manifests image dist cluster-build cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml uv.lock .ci/install-deps tests/js/package-lock.json
 	bash .ci/install-deps
@@ -85,6 +85,13 @@ chaos: install
 e2e: install
 	$(PYTHON) -m pytest -m k8s $(PYTEST_ARGS)
 
+# The fuzz suite at full size (docs/fuzz.md): FUZZ_EXAMPLES generated documents per channel, new ones each run,
+# through the CLI, the REST API and kubectl apply; prints the cases per channel. `make test` runs it small.
+FUZZ_EXAMPLES ?= 300
+fuzz: install
+	$(PYTHON) -m tests.controlplane build
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest tests/test_fuzz.py -o timeout=0 $(PYTEST_ARGS)
+
 # crds/, the chart's templates/crds/ and docs/crd-reference.md, then the raw manifests rendered from the chart.
 crds: install
 	$(PYTHON) -m extschema crd --write
@@ -119,4 +126,4 @@ cluster-down:
 	$(PYTHON) -m tests.controlplane down
 
 clean:
-	rm -rf .make .cluster dist chaos-results.json extschema.db extschema-plugins.svg .coverage $(VENV)
+	rm -rf .make .cluster .fuzz dist chaos-results.json extschema.db extschema-plugins.svg .coverage $(VENV)

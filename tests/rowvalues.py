@@ -18,7 +18,7 @@ import functools
 import json
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,7 +141,11 @@ _ZONES = st.sampled_from([datetime.UTC, datetime.timezone(datetime.timedelta(hou
 
 def values_for(name: str) -> st.SearchStrategy[Any]:
     """JSON values for column *name*: valid, just-invalid and null."""
-    col = column(name)
+    return values_of(column(name))
+
+
+def values_of(col: ColumnDef) -> st.SearchStrategy[Any]:
+    """JSON values for the column *col* (of any table): valid, just-invalid and null."""
     values: st.SearchStrategy[Any]
     match col.type:
         case "String" | "Text":
@@ -190,25 +194,33 @@ class Target:
     database: Database
     table: sa.Table
     backend: str
+    #: The table's columns, and values for the columns a row needs besides the one tested.
+    defs: dict[str, ColumnDef] = field(default_factory=lambda: {c: column(c) for c in columns()})
+    fill: dict[str, Any] = field(default_factory=lambda: {"must": 1})
 
     @classmethod
-    def open(cls, url: str) -> Target:
+    def open(
+        cls, url: str, shaped: planning.Resolved | None = None, plugin: str = PLUGIN, table_name: str = TABLE
+    ) -> Target:
+        """The table *table_name* of *plugin* as *shaped* (default: :data:`SPEC`'s) resolves it, in *url*."""
         database = Database(url)
         dialect = database.dialect
-        table_def = resolved().table(TABLE)
+        table_def = (shaped or resolved()).table(table_name)
         assert table_def is not None
-        name = dialect.namer.table(PLUGIN, TABLE)
-        cols = [sa.Column(c.name, dialect.column_type(PLUGIN, c)) for c in table_def.columns]
+        name = dialect.namer.table(plugin, table_name)
+        cols = [sa.Column(c.name, _bound(dialect.column_type(plugin, c))) for c in table_def.columns]
         table = sa.Table(name.name, sa.MetaData(), sa.Column("id", sa.BigInteger, primary_key=True), *cols,
                          schema=name.schema)  # fmt: skip
-        return cls(database, table, dialect.name)
+        if shaped is None:
+            return cls(database, table, dialect.name)
+        return cls(database, table, dialect.name, {c.name: c for c in table_def.columns}, {})
 
     def close(self) -> None:
         self.database.close()
 
     def stored(self, name: str, value: Any) -> Any:
         """*value* (a JSON value, or what the model made of it) as the API binds it."""
-        col = column(name)
+        col = self.defs[name]
         if value is None:
             return None
         if col.type == "Decimal":
@@ -233,9 +245,7 @@ class Target:
     def accepts(self, name: str, value: Any) -> bool:
         """Whether the database stores *value* in column *name* unchanged."""
         sent = self.stored(name, value)
-        row = {name: sent}
-        if name != "must":
-            row["must"] = 1
+        row = {**self.fill, name: sent}
         with self.database.sa_engine.connect() as conn:
             transaction = conn.begin()
             try:
@@ -244,7 +254,12 @@ class Target:
                 return False
             finally:
                 transaction.rollback()
-        return _same(column(name), sent, got)
+        return _same(self.defs[name], sent, got)
+
+
+def _bound(sql_type: Any) -> Any:
+    """The type as the API binds it: None in a JSON column is SQL NULL, not a JSON null (engine/entities.py)."""
+    return type(sql_type)(none_as_null=True) if isinstance(sql_type, sa.JSON) else sql_type
 
 
 def _as_decimal(value: Any) -> decimal.Decimal | None:

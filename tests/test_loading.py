@@ -31,6 +31,20 @@ def _bomb(levels: int, under: str = "status") -> str:
     return HEADER.format(name="bomb") + "spec:\n  pluginId: bomb\n  version: 1.0.0\n" + f"{under}:\n{anchors}"
 
 
+# --- deep nesting ------------------------------------------------------------------------------
+
+
+def test_a_deeply_nested_value_is_a_problem_not_a_recursion_error() -> None:
+    """Found by the fuzz suite: a value 500 levels deep where a string belongs raised RecursionError (the
+    partial document was deep-copied to check the rest)."""
+    deep = "[" * 500 + "]" * 500
+    text = HEADER.format(name="deep") + f"spec:\n  pluginId: deep\n  version: 1.0.0\n  description: {deep}\n"
+    text += "  tables: [{name: item, fields: [{name: title, type: String, colour: red}]}]\n"
+    problems = _problems(text)
+    assert any("spec.description: ES010" in p for p in problems), problems
+    assert any("spec.tables[0].fields[0].colour" in p for p in problems), problems
+
+
 # --- duplicate keys ----------------------------------------------------------------------------
 
 

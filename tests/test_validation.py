@@ -1037,6 +1037,28 @@ def test_declared_fk_column_and_unique_reference_are_fine() -> None:
     assert check(data) == []
 
 
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        ({"indexes": [{"fields": ["code"], "unique": True}]}, "spec.tables[0].indexes[0]"),
+        ({"uniqueConstraints": [{"fields": ["code"]}]}, "spec.tables[0].uniqueConstraints[0]"),
+        ({"indexes": [{"fields": ["title", "note"]}, {"fields": ["title", "note"]}]}, "spec.tables[0].indexes[1]"),
+        ({"uniqueConstraints": [{"fields": ["title", "note"]}, {"fields": ["title_note"]}]},
+         "spec.tables[0].uniqueConstraints[1]"),
+    ],
+)  # fmt: skip
+def test_two_indexes_the_database_would_name_alike_are_refused(extra: Doc, path: str) -> None:
+    """Found by the fuzz suite: a unique field with a unique index of its own passed validation, then apply
+    refused it as a conflict with itself (ES202)."""
+    fields = [field("code", unique=True), field("title"), field("note"), field("title_note")]
+    problems = check(doc(table("item", *fields, **extra)))
+    assert [(p.code, p.path) for p in problems] == [("ES104", path)], [p.render() for p in problems]
+    assert "would get the database name" in problems[0].message
+    named = {"indexes": [{"fields": ["code"], "unique": True, "name": "code_lookup"}]}
+    assert check(doc(table("item", *fields, **named))) == []  # a named one is another index
+    assert check(doc(table("item", *fields, indexes=[{"fields": ["code"]}]))) == []  # not unique: "_idx"
+
+
 def test_relationship_with_unknown_source_reports_only_the_source() -> None:
     problems = check(doc(relationships=[{"source": "nope", "target": "core.x"}]))
     assert [(p.code, p.path) for p in problems] == [("ES113", "spec.relationships[0].source")]

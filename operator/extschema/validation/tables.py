@@ -41,6 +41,34 @@ def check_table(ctx: context.Context, table: model.TableSpec, path: str) -> None
         check_index(ctx, idx.name, idx.fields, known, table.name, f"{path}.indexes[{index}]", "index")
     for index, uc in enumerate(table.unique_constraints):
         check_index(ctx, uc.name, uc.fields, known, table.name, f"{path}.uniqueConstraints[{index}]", "constraint")
+    if ctx.plugin_ok:
+        _one_name_each(ctx, table, path)
+
+
+def _one_name_each(ctx: context.Context, table: model.TableSpec, path: str) -> None:
+    """Two indexes of one table the database would give the same name: a unique field and a unique index or
+    constraint on just that field, the same fields indexed twice, or names that join alike ("a_b" and a, b)."""
+    declared = [(f"{path}.fields[{i}].unique", "the unique field", [f.name], True, None)
+                for i, f in enumerate(table.fields) if f.unique]  # fmt: skip
+    declared += [(f"{path}.indexes[{i}]", "the index", x.fields, x.unique, x.name) for i, x in enumerate(table.indexes)]
+    declared += [(f"{path}.uniqueConstraints[{i}]", "the constraint", x.fields, True, x.name)
+                 for i, x in enumerate(table.unique_constraints)]  # fmt: skip
+    reported: set[str] = set()
+    for style in ("schema", "prefix"):
+        namer = naming.Namer(style)
+        first: dict[str, str] = {}
+        for where, what, columns, unique, name in declared:
+            physical = namer.index(ctx.spec.plugin_id, table.name, columns, unique, name)
+            if physical in first and where not in reported:
+                reported.add(where)
+                hint = " (a unique field needs no unique index of its own)" if ".unique" in first[physical] else ""
+                ctx.add(
+                    "ES104",
+                    where,
+                    f"{what} on ({', '.join(columns)}) would get the database name {physical!r}, as "
+                    f"{first[physical]} does: remove one{hint}, or give the index a name.",
+                )
+            first.setdefault(physical, where)
 
 
 def check_index(
