@@ -48,6 +48,7 @@ def check_table(ctx: context.Context, table: model.TableSpec, path: str) -> None
 def _one_name_each(ctx: context.Context, table: model.TableSpec, path: str) -> None:
     """Two indexes of one table the database would give the same name: a unique field and a unique index or
     constraint on just that field, the same fields indexed twice, or names that join alike ("a_b" and a, b)."""
+    declared: list[tuple[str, str, list[str], bool, str | None]]
     declared = [(f"{path}.fields[{i}].unique", "the unique field", [f.name], True, None)
                 for i, f in enumerate(table.fields) if f.unique]  # fmt: skip
     declared += [(f"{path}.indexes[{i}]", "the index", x.fields, x.unique, x.name) for i, x in enumerate(table.indexes)]
