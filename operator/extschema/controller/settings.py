@@ -67,6 +67,10 @@ class Settings:
     clusterwide: bool = False
     #: No kopf peering: exactly one replica runs.
     standalone: bool = False
+    #: Sharding (controller.sharding): this operator owns the ExtensionSchemas labeled extschema.io/shard=shard
+    #: among ``shards`` operators; 1: unsharded, it owns every one.
+    shard: int = 0
+    shards: int = 1
     #: kopf's liveness endpoint, e.g. ``http://0.0.0.0:8080/healthz``.
     liveness: str | None = None
     #: The readiness endpoint (controller.readiness), e.g. ``http://0.0.0.0:8081/readyz``.

@@ -12,7 +12,11 @@ moves the error to the moment of ``kubectl apply``. It never refuses for reasons
 out (a dependency not applied yet, an approval, a database that is away): those are admitted, with a
 warning.
 
-Importing this module registers the handler with kopf; ``extschema run --webhook-port`` does (kopf
+With ``extschema run --shards N`` it is also a mutating webhook: a new ExtensionSchema without a valid
+``extschema.io/shard`` label gets one (:func:`extschema.controller.sharding.shard_of`), so its shard handles
+it from the start (shard 0 labels the ones that bypass it).
+
+Importing this module registers the handlers with kopf; ``extschema run --webhook-port`` does (kopf
 refuses to start with admission handlers and no admission server).
 """
 
@@ -28,6 +32,7 @@ from typing import Any
 import kopf
 
 from extschema import conflicts, reconcile, wire
+from extschema.controller import sharding
 from extschema.controller.certificates import generate
 from extschema.controller.claims import ClaimEntry, order_of, peers_of
 from extschema.controller.runtime import Runtime, runtime
@@ -45,6 +50,8 @@ MAX_WARNING = 240
 MAX_WARNINGS_TOTAL = 3500
 #: The path of the handler on the webhook server (kopf appends the handler id to the URL).
 HANDLER_ID = "validate"
+#: The path of the mutating handler that stamps the shard label (``--shards N``).
+SHARD_HANDLER_ID = "shard"
 
 
 def _chunks(text: str, size: int) -> list[str]:
@@ -171,6 +178,18 @@ async def _validate(
         found = [f"extschema: admitted unchecked: {error.outcome.message}"[:MAX_WARNING]]
     if dryrun:
         warnings.extend(found)
+
+
+@kopf.on.mutate(GROUP, VERSION, SCHEMAS, id=SHARD_HANDLER_ID, operations=["CREATE"])
+def stamp_shard(meta: Mapping[str, Any], namespace: str | None, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """Label a new ExtensionSchema with its shard (``--shards N``); unsharded, or labeled already: nothing.
+
+    A name still to be generated (``generateName``) hashes its prefix: spread a little less evenly, still one
+    shard."""
+    name = str(meta.get("name") or meta.get("generateName") or "")
+    label = sharding.label_for(runtime(memo).settings, namespace, name, meta.get("labels") or {})
+    if label is not None:
+        patch.meta.labels[sharding.LABEL] = label
 
 
 @kopf.on.startup(id="webhook")
