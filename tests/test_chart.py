@@ -137,7 +137,9 @@ def test_values_schema_describes_every_value() -> None:
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [
-        ("replicaCount=2", "at '/replicaCount': value must be 1"),
+        ("replicaCount=0", "at '/replicaCount': minimum: got 0, want 1"),
+        ("peering.name=Not_A_Name", "at '/peering/name': 'Not_A_Name' does not match pattern"),
+        ("podDisruptionBudget.maxUnavailable=0", "at '/podDisruptionBudget/maxUnavailable': minimum: got 0, want 1"),
         ("logFormat=xml", "at '/logFormat': value must be one of 'json', 'plain'"),
         ("watch.namespaces[0]=Not_A_Namespace", "at '/watch/namespaces/0': 'Not_A_Namespace' does not match pattern"),
         ("databse.existingSecret=app-db", "at '': additional properties 'databse' not allowed"),
@@ -295,6 +297,69 @@ def test_deployment_is_hardened(helm: Path) -> None:
     assert container["command"] == ["extschema"]
     assert container["args"][:3] == ["run", "--standalone", "--all-namespaces"]
     assert "env" not in container  # no default database unless database.existingSecret is set
+
+
+def peering_rules(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [rule for rule in doc["rules"] if "kopf.dev" in rule["apiGroups"]]
+
+
+def test_one_replica_is_standalone_without_peering_objects(helm: Path) -> None:
+    docs = template(helm)
+    assert not by_kind(docs, "PodDisruptionBudget")
+    assert not [d for d in by_kind(docs, "CustomResourceDefinition") if d["spec"]["group"] == "kopf.dev"]
+    assert not [rule for role in by_kind(docs, "ClusterRole") for rule in peering_rules(role)]
+    (container,) = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    assert "--standalone" in container["args"] and not [a for a in container["args"] if "peering" in a]
+
+
+def test_replicas_run_with_peering_a_pdb_and_a_rolling_update(helm: Path) -> None:
+    docs = template(helm, *values_args("ha-values"))
+    (deployment,) = by_kind(docs, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    # No moment without a replica: the new pod stands by (ready) before an old one goes.
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    (container,) = spec["template"]["spec"]["containers"]
+    assert "--standalone" not in container["args"]
+    assert "--peering=extschema" in container["args"]  # the release's full name
+    assert not [a for a in container["args"] if a.startswith("--priority")]  # derived per pod: never a tie
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    (pdb,) = by_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": spec["selector"]}
+    # kopf's peering CRDs, the same as crds/ and kept on uninstall like the others.
+    rendered = {d["metadata"]["name"]: d for d in by_kind(docs, "CustomResourceDefinition")}
+    for name in crd.PEERING_FILES:
+        generated = yaml.safe_load((REPO / "crds" / name).read_text())
+        assert rendered[generated["metadata"]["name"]]["spec"] == generated["spec"]
+        assert rendered[generated["metadata"]["name"]]["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    assert peering_rules(cluster_role) == [
+        {
+            "apiGroups": ["kopf.dev"],
+            "resources": ["clusterkopfpeerings"],
+            "verbs": ["get", "list", "watch", "patch", "create"],
+        }
+    ]
+    # Another kopf operator's release installed the peering CRDs already: leave them to it.
+    docs = template(helm, *values_args("ha-values"), "--set", "crds.kopfPeering=false", "--set", "peering.name=ops")
+    assert not [d for d in by_kind(docs, "CustomResourceDefinition") if d["spec"]["group"] == "kopf.dev"]
+    (container,) = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    assert "--peering=ops" in container["args"]
+
+
+def test_namespaced_replicas_peer_in_each_watched_namespace(helm: Path) -> None:
+    docs = template(helm, *values_args("namespaced-values"), "--set", "replicaCount=3")
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    assert not peering_rules(cluster_role)  # no cluster-wide rule: a KopfPeering in each namespace
+    for role in by_kind(docs, "Role"):
+        assert peering_rules(role) == [
+            {
+                "apiGroups": ["kopf.dev"],
+                "resources": ["kopfpeerings"],
+                "verbs": ["get", "list", "watch", "patch", "create"],
+            }
+        ], role["metadata"]["namespace"]
+    assert by_kind(docs, "Deployment")[0]["spec"]["replicas"] == 3
 
 
 def test_namespaced_mode_has_no_cluster_rule_for_namespaced_objects(helm: Path) -> None:

@@ -156,6 +156,9 @@ class Kube:
 class Operator:
     """``python -m extschema run`` as a subprocess, like a user would start it."""
 
+    #: One operator per test; tests/test_ha.py runs replicas with ``--peering NAME`` instead.
+    mode: tuple[str, ...] = ("--standalone",)
+
     def __init__(self, cluster: Cluster, namespace: str, database: str, log: Path, *args: str) -> None:
         self.cluster, self.namespace, self.database, self.log = cluster, namespace, database, log
         self.args = args
@@ -175,7 +178,7 @@ class Operator:
                     "-m",
                     "extschema",
                     "run",
-                    "--standalone",
+                    *self.mode,
                     "-n",
                     self.namespace,
                     "--database",

@@ -100,6 +100,8 @@ CATALOG: dict[str, str] = {
     "ES405": "Registry row unreadable",
     "ES406": "Per-plugin roles need PostgreSQL",
     "ES407": "SQLite database file cannot be opened",
+    "ES420": "Peering object cannot be set up",
+    "ES421": "Peering object may not be created",
     "ES501": "Pattern not enforced by SQLite",
     "ES503": "Database differs from the unchanged spec (drift)",
     "ES701": "Invalid request value",

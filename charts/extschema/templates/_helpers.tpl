@@ -174,3 +174,35 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $root := index . 0 -}}
 {{ $root.Chart.Home }}/blob/v{{ $root.Chart.AppVersion }}/docs/{{ index . 1 }}
 {{- end }}
+
+{{/*
+Whether the operator runs with kopf peering (docs/ha.md): one active replica, the others standing by. On with
+more than one replica; with one it runs --standalone (no peering objects, no peering RBAC).
+*/}}
+{{- define "extschema.peering" -}}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
+{{- end }}
+
+{{/* The kopf peering object the replicas share: peering.name, else the release's full name. */}}
+{{- define "extschema.peeringName" -}}
+{{- default (include "extschema.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{/* Install kopf's peering CRDs: only where peering runs, with crds.create and crds.kopfPeering. */}}
+{{- define "extschema.installPeeringCrds" -}}
+{{- if and .Values.crds.create .Values.crds.kopfPeering (include "extschema.peering" .) }}true{{ end }}
+{{- end }}
+
+{{/*
+kopf peering's rules, in the ClusterRole (cluster-wide: ClusterKopfPeering) or each watched namespace's Role
+(KopfPeering). Only with peering.
+*/}}
+{{- define "extschema.peeringRules" -}}
+{{- if include "extschema.peering" . }}
+# kopf peering (replicaCount > 1, docs/ha.md): every replica watches the peering object and patches its own
+# keep-alive into its status; `extschema run --peering` creates the object when it is missing. Never deleted.
+- apiGroups: [kopf.dev]
+  resources: [{{ if include "extschema.clusterWide" . }}clusterkopfpeerings{{ else }}kopfpeerings{{ end }}]
+  verbs: [get, list, watch, patch, create]
+{{- end }}
+{{- end }}

@@ -80,6 +80,18 @@ if TYPE_CHECKING:
 )
 @click.option("--shards", type=int, metavar="N", help="How many shards there are (with --shard).")
 @click.option(
+    "--peering",
+    metavar="NAME",
+    help="Run as one of several replicas sharing the kopf peering object NAME: one is active, the others stand "
+    "by and take over within ~10 s when it dies (docs/ha.md). Created when missing.",
+)
+@click.option(
+    "--priority",
+    type=int,
+    help="This replica's peering priority; the live replica with the highest is active. Default: the older "
+    "replica wins (derived from the start time; two replicas never tie).",
+)
+@click.option(
     "--drift-interval",
     metavar="DURATION",
     envvar="EXTSCHEMA_DRIFT_INTERVAL",
@@ -105,6 +117,8 @@ def run(
     standalone: bool,
     shard: int | None,
     shards: int | None,
+    peering: str | None,
+    priority: int | None,
     drift_interval: str | None,
     allow_raw_sql: bool,
     verbose: bool,
@@ -126,7 +140,12 @@ def run(
         raise click.BadParameter(f"give an http URL with a port, e.g. {example}", param_hint="--readiness")
     if bool(observe["webhook_cert"]) != bool(observe["webhook_key"]):
         raise click.UsageError("pass --webhook-cert and --webhook-key together")
-    options: dict[str, Any] = {"default_allow_raw_sql": allow_raw_sql, **observe}
+    if standalone and (peering or priority is not None):
+        raise click.UsageError("--standalone runs without peering: drop --peering/--priority, or --standalone")
+    if priority is not None and not peering:
+        raise click.UsageError("--priority needs --peering NAME (the peering object the replicas share)")
+    options: dict[str, Any] = {"default_allow_raw_sql": allow_raw_sql, "peering": peering, "priority": priority}
+    options.update(observe)
     if shard is not None or shards is not None:
         options.update(shard=shard, shards=shards)
         _check_shard(shard, shards)
@@ -135,19 +154,20 @@ def run(
             options["drift_interval"] = controller.seconds(drift_interval)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--drift-interval") from None
-    controller.main(
-        controller.Settings.from_env(
-            default_database=database,
-            namespaces=tuple(namespaces),
-            clusterwide=all_namespaces,
-            standalone=standalone,
-            liveness=liveness,
-            readiness=readiness,
-            log_format="json" if log_format == "json" else "text",
-            verbose=verbose,
-            **options,
+    with reported():  # a peering object that cannot be created: ES420/ES421
+        controller.main(
+            controller.Settings.from_env(
+                default_database=database,
+                namespaces=tuple(namespaces),
+                clusterwide=all_namespaces,
+                standalone=standalone,
+                liveness=liveness,
+                readiness=readiness,
+                log_format="json" if log_format == "json" else "text",
+                verbose=verbose,
+                **options,
+            )
         )
-    )
 
 
 def _check_shard(shard: int | None, shards: int | None) -> None:

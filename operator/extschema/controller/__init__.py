@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import TYPE_CHECKING
 
 from extschema.controller.settings import Settings, seconds
+
+if TYPE_CHECKING:
+    import kopf
 
 __all__ = ["Settings", "main", "seconds"]
 
@@ -33,10 +37,35 @@ def main(settings: Settings) -> None:
     if not settings.api_connections:
         settings = dataclasses.replace(settings, api_connections=settings.watch_connections())
     logs.configure(settings.log_format, settings.verbose)
+    kopf_settings = kopf.OperatorSettings()
+    if settings.peering:
+        settings = _peered(settings, kopf_settings)
     kopf.run(
         standalone=settings.standalone,
         clusterwide=settings.clusterwide,
         namespaces=list(settings.namespaces),
         liveness_endpoint=settings.liveness,
         memo=memo_for(settings),
+        settings=kopf_settings,
+        peering_name=settings.peering,
+        priority=settings.priority,
+        identity=settings.identity,  # type: ignore[arg-type]
     )
+
+
+def _peered(settings: Settings, kopf_settings: kopf.OperatorSettings) -> Settings:
+    """Settings with this replica's priority and identity; the peering object exists (docs/ha.md)."""
+    import asyncio
+
+    import kopf
+
+    from extschema.controller import peering
+
+    priority = peering.default_priority() if settings.priority is None else settings.priority
+    settings = dataclasses.replace(settings, priority=priority, identity=settings.identity or peering.identity())
+    # A short lifetime: a standby waits for the active replica's keep-alive to run out before it takes over.
+    kopf_settings.peering.lifetime = peering.LIFETIME_S
+    info = kopf.login_with_service_account(settings=kopf_settings) or kopf.login_with_kubeconfig(settings=kopf_settings)
+    if info is not None:  # else kopf reports the missing credentials itself
+        asyncio.run(peering.ensure(info, settings))
+    return settings

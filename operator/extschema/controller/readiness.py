@@ -4,6 +4,11 @@ Liveness says the process runs (kopf's ``/healthz``: restarting helps when it fa
 operator can do its work now: it has logged in to the Kubernetes API and its default database answers. A
 database that is down makes the pod unready, not restarted (a restart would not bring the database back),
 and the webhook's Service stops sending admission reviews to a pod that could not check them.
+
+With peering (``run --peering``, docs/ha.md) a standby is ready too: it can take over at any moment and it
+answers admission reviews; being unready it would stall a rolling update (the new pods stand by while the old
+one is active) and count as disrupted in the PodDisruptionBudget. The body says which role it has now
+(``peering.role``: active, standby, or unknown when the peering object cannot be read).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from extschema.controller import peering
 from extschema.controller.settings import DEFAULT_TARGET
 from extschema.controller.targets import Target
 from extschema.problems import ProblemError
@@ -58,6 +64,10 @@ class Readiness:
             return self._checked[1]
         checks = {"kubernetes": self._kubernetes(), "database": await self._database()}
         result: dict[str, object] = {"ready": all(c == "ok" or c == "none" for c in checks.values()), "checks": checks}
+        settings = self.run.settings
+        if settings.peering:  # informational: a standby is ready (see the module's docstring)
+            role = await peering.role(self.run.api, settings)
+            result["peering"] = {"name": settings.peering, "identity": settings.identity, "role": role}
         self._checked = (now, result)
         return result
 

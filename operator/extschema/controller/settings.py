@@ -71,6 +71,13 @@ class Settings:
     #: among ``shards`` operators; 1: unsharded, it owns every one.
     shard: int = 0
     shards: int = 1
+    #: kopf peering (``--peering NAME``, docs/ha.md): the replicas sharing NAME run one at a time, the live one
+    #: with the highest priority; None: kopf's own choice (peering "default" if it exists, else standalone).
+    peering: str | None = None
+    #: This replica's priority (``--priority``; None: controller.peering.default_priority, the older wins).
+    priority: int | None = None
+    #: How this replica appears in the peering object (set by controller.main).
+    identity: str | None = None
     #: kopf's liveness endpoint, e.g. ``http://0.0.0.0:8080/healthz``.
     liveness: str | None = None
     #: The readiness endpoint (controller.readiness), e.g. ``http://0.0.0.0:8081/readyz``.
