@@ -864,3 +864,54 @@ def test_notes_point_at_urls_not_repository_paths(helm: Path) -> None:
         notes = run_helm(helm, "install", "x", str(CHART), "--dry-run=client", *settings).stdout.split("NOTES:", 1)[1]
         assert not re.search(r"(?<![/\w])(docs|crds)/", notes), notes
         assert "https://" in notes
+
+
+# --- sharding (docs/sharding.md) --------------------------------------------------------------------------
+
+
+def test_shards_run_as_one_deployment_each_with_its_own_pods_and_peering(helm: Path) -> None:
+    docs = template(helm, *values_args("sharded-values"))
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    assert sorted(deployments) == ["extschema-shard-0", "extschema-shard-1", "extschema-shard-2"]
+    pods = []
+    for shard in range(3):
+        spec = deployments[f"extschema-shard-{shard}"]["spec"]
+        (container,) = spec["template"]["spec"]["containers"]
+        assert [a for a in container["args"] if a.startswith(("--shard", "--peering"))] == [
+            f"--peering=extschema-shard-{shard}",
+            f"--shard={shard}",
+            "--shards=3",
+        ]
+        assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
+        labels = spec["template"]["metadata"]["labels"]
+        assert labels["extschema.io/shard"] == str(shard)
+        pods.append(labels)
+    # A Deployment's selector picks its own shard's pods and no other's.
+    for name, deployment in deployments.items():
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert [selects(selector, labels) for labels in pods] == [name == f"extschema-shard-{i}" for i in range(3)]
+    # The webhook's Service reaches every shard: any one labels a new resource, or validates it.
+    (service,) = named(docs, "Service", "extschema")
+    assert all(selects(service["spec"]["selector"], labels) for labels in pods)
+    (config,) = by_kind(docs, "MutatingWebhookConfiguration")
+    (hook,) = config["webhooks"]
+    assert hook["clientConfig"]["service"]["path"] == "/shard" and hook["clientConfig"]["caBundle"]
+    assert hook["rules"][0]["operations"] == ["CREATE"] and hook["failurePolicy"] == "Ignore"
+    assert hook["sideEffects"] == "None"
+
+
+def test_one_shard_is_the_unsharded_operator(helm: Path) -> None:
+    assert template(helm, "--set", "sharding.shards=1") == template(helm)
+    docs = template(helm, *values_args("observe-values"))
+    assert not by_kind(docs, "MutatingWebhookConfiguration")  # webhook on, one shard: nothing to label
+    (deployment,) = by_kind(docs, "Deployment")
+    assert deployment["metadata"]["name"] == "extschema"
+    assert not [a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"] if "--shard" in a]
+    # Sharded without the webhook: no mutating configuration (shard 0 labels every new resource instead).
+    docs = template(helm, "--set", "sharding.shards=2")
+    assert not by_kind(docs, "MutatingWebhookConfiguration") and len(by_kind(docs, "Deployment")) == 2
+    out = run_helm(
+        helm, "template", "x", str(CHART), "--kube-version", KUBERNETES_VERSION, "--set", "sharding.shards=0",
+        check=False,
+    )  # fmt: skip
+    assert out.returncode != 0 and "/sharding/shards" in out.stderr

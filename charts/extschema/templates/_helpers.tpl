@@ -206,3 +206,8 @@ kopf peering's rules, in the ClusterRole (cluster-wide: ClusterKopfPeering) or e
   verbs: [get, list, watch, patch, create]
 {{- end }}
 {{- end }}
+
+{{/* How many operator Deployments run (sharding.shards; 1: one operator owns every ExtensionSchema). */}}
+{{- define "extschema.shards" -}}
+{{- max 1 (int .Values.sharding.shards) }}
+{{- end }}

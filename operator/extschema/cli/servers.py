@@ -71,6 +71,14 @@ if TYPE_CHECKING:
 @click.option("--webhook-ca", type=click.Path(exists=True, dir_okay=False), help="CA of the certificate (caBundle).")
 @click.option("--standalone", is_flag=True, help="No kopf peering (run exactly one replica).")
 @click.option(
+    "--shard",
+    type=int,
+    metavar="I",
+    help="Own only the ExtensionSchemas labeled extschema.io/shard=I, one of --shards N operators "
+    "(docs/sharding.md); shard 0 labels the unlabeled ones.",
+)
+@click.option("--shards", type=int, metavar="N", help="How many shards there are (with --shard).")
+@click.option(
     "--peering",
     metavar="NAME",
     help="Run as one of several replicas sharing the kopf peering object NAME: one is active, the others stand "
@@ -106,6 +114,8 @@ def run(
     readiness: str | None,
     log_format: str,
     standalone: bool,
+    shard: int | None,
+    shards: int | None,
     peering: str | None,
     priority: int | None,
     drift_interval: str | None,
@@ -135,6 +145,9 @@ def run(
         raise click.UsageError("--priority needs --peering NAME (the peering object the replicas share)")
     options: dict[str, Any] = {"default_allow_raw_sql": allow_raw_sql, "peering": peering, "priority": priority}
     options.update(observe)
+    if shard is not None or shards is not None:
+        options.update(shard=shard, shards=shards)
+        _check_shard(shard, shards)
     if drift_interval:
         try:
             options["drift_interval"] = controller.seconds(drift_interval)
@@ -153,6 +166,15 @@ def run(
             **options,
         )
     )
+
+
+def _check_shard(shard: int | None, shards: int | None) -> None:
+    if shard is None or shards is None:
+        raise click.UsageError("pass --shard I and --shards N together (0 <= I < N), e.g. --shard 0 --shards 3")
+    if shards < 1:
+        raise click.BadParameter(f"{shards} shards: give 1 or more", param_hint="--shards")
+    if not 0 <= shard < shards:
+        raise click.BadParameter(f"{shard} is not a shard of {shards}: give 0 to {shards - 1}", param_hint="--shard")
 
 
 def _is_http_url_with_port(url: str) -> bool:

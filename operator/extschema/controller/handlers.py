@@ -21,7 +21,7 @@ import kopf
 
 from extschema import limits, reconcile
 from extschema.conditions import Outcome
-from extschema.controller import database, drift, kubeapi, plugin_roles, rollout
+from extschema.controller import database, drift, kubeapi, plugin_roles, rollout, sharding
 from extschema.controller.claims import ClaimEntry, claim_of, claims_on, order_of, peers_of, selector_key
 from extschema.controller.diffbase import DigestDiffBaseStorage
 from extschema.controller.readiness import Readiness
@@ -64,6 +64,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     # A digest, not the whole spec: all annotations of an object must fit 256 KiB (docs/operator.md).
     settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix="kopf.extschema.io")
     wait_out_api_outages(settings)
+    sharding.configure(settings, run.settings)  # --shard I: watch only this shard's ExtensionSchemas
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(run.settings.database_threads, thread_name_prefix="extschema-db")
     )
@@ -149,7 +150,7 @@ def index_targets(
     return {(namespace or "", name): TargetEntry.of(name, labels, spec)}
 
 
-@kopf.index(GROUP, VERSION, SCHEMAS, id="claims")
+@kopf.index(GROUP, VERSION, SCHEMAS, id="claims", labels={sharding.LABEL: sharding.owned})
 def index_claims(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> dict[str, ClaimEntry]:
     return claim_of(body, namespace, runtime(memo).parsed)
 
@@ -157,9 +158,10 @@ def index_claims(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: A
 # --- ExtensionSchema ------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, SCHEMAS, id="reconcile")
-@kopf.on.create(GROUP, VERSION, SCHEMAS, id="reconcile")
-@kopf.on.update(GROUP, VERSION, SCHEMAS, id="reconcile")
+# Sharded (--shard I), each handler sees only resources labeled extschema.io/shard=I (controller.sharding).
+@kopf.on.resume(GROUP, VERSION, SCHEMAS, id="reconcile", labels={sharding.LABEL: sharding.owned})
+@kopf.on.create(GROUP, VERSION, SCHEMAS, id="reconcile", labels={sharding.LABEL: sharding.owned})
+@kopf.on.update(GROUP, VERSION, SCHEMAS, id="reconcile", labels={sharding.LABEL: sharding.owned})
 async def reconcile_schema(
     body: kopf.Body,
     spec: Mapping[str, Any],
@@ -246,7 +248,7 @@ async def reconcile_schema(
     return settle(body, patch, unchanged, run.stats, fields=fields, target=target.label)
 
 
-@kopf.on.delete(GROUP, VERSION, SCHEMAS, id="cleanup")
+@kopf.on.delete(GROUP, VERSION, SCHEMAS, id="cleanup", labels={sharding.LABEL: sharding.owned_or_unassigned})
 async def cleanup_schema(
     body: kopf.Body, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any], **kwargs: Any
 ) -> None:
@@ -300,6 +302,22 @@ async def cleanup_schema(
     return None
 
 
+@kopf.on.event(GROUP, VERSION, SCHEMAS, id="shard-label", labels={sharding.LABEL: sharding.unassigned})
+def label_shard(
+    type: str | None, meta: Mapping[str, Any], namespace: str | None, name: str, patch: kopf.Patch, **kwargs: Any
+) -> None:
+    """Shard 0 stamps an unassigned ExtensionSchema with its shard (at start, and any created unlabeled later).
+
+    One being deleted keeps no label: shard 0 cleans it up itself (moving it would hand over mid-cleanup).
+    DELETED: the resource left this shard's watch (labeled), the event shows it as it was before."""
+    if type == "DELETED" or meta.get("deletionTimestamp"):
+        return
+    label = sharding.label_for(runtime(kwargs["memo"]).settings, namespace, name, meta.get("labels") or {})
+    if label is not None:
+        # A JSON patch, like kopf's finalizer: both in one request, no state in between for the new owner to see.
+        patch.fns.append(sharding.labeled(label))
+
+
 # --- DatabaseTarget -------------------------------------------------------------------------------
 
 
@@ -329,9 +347,10 @@ async def _connect(
     return settle(body, patch, connected, run.stats, fields={"backend": backend, "serverVersion": version})
 
 
-@kopf.on.resume(GROUP, VERSION, TARGETS, id="connect")
-@kopf.on.create(GROUP, VERSION, TARGETS, id="connect")
-@kopf.on.update(GROUP, VERSION, TARGETS, id="connect")
+# Sharded, only shard 0 writes DatabaseTargets' status; every shard keeps the targets index.
+@kopf.on.resume(GROUP, VERSION, TARGETS, id="connect", when=sharding.writes_targets)
+@kopf.on.create(GROUP, VERSION, TARGETS, id="connect", when=sharding.writes_targets)
+@kopf.on.update(GROUP, VERSION, TARGETS, id="connect", when=sharding.writes_targets)
 async def connect_target(body: kopf.Body, retry: int, **kwargs: Any) -> None:
     return await _connect(body, retry, **kwargs)
 
@@ -343,9 +362,15 @@ async def connect_target(body: kopf.Body, retry: int, **kwargs: Any) -> None:
     id="ping",
     interval=limits.TARGET_PING_INTERVAL_S,
     initial_delay=limits.TARGET_PING_INTERVAL_S,
+    when=sharding.keeps_target_finalizer,
 )
 async def ping_target(body: kopf.Body, **kwargs: Any) -> None:
-    """Re-check the connection every minute; a failure is reported, not retried (the next tick is the retry)."""
+    """Re-check the connection every minute; a failure is reported, not retried (the next tick is the retry).
+
+    Sharded, it runs on every shard once the finalizer it needs is there (controller.sharding), but only
+    shard 0 writes the status."""
+    if not sharding.writes_targets(kwargs["memo"]):
+        return
     kwargs.pop("retry", None)
     with contextlib.suppress(kopf.TemporaryError):
         await _connect(body, 0, **kwargs)

@@ -67,6 +67,10 @@ class Settings:
     clusterwide: bool = False
     #: No kopf peering: exactly one replica runs.
     standalone: bool = False
+    #: Sharding (controller.sharding): this operator owns the ExtensionSchemas labeled extschema.io/shard=shard
+    #: among ``shards`` operators; 1: unsharded, it owns every one.
+    shard: int = 0
+    shards: int = 1
     #: kopf peering (``--peering NAME``, docs/ha.md): the replicas sharing NAME run one at a time, the live one
     #: with the highest priority; None: kopf's own choice (peering "default" if it exists, else standalone).
     peering: str | None = None

@@ -18,7 +18,11 @@ and every request (not only dry runs) warns of a selector that matches no Databa
 of an approval added to a waiting resource that matches none of its waiting plans (ES028) and of
 ``spec.rollout`` without a selector (ES029); ``targetRef`` with ``targetSelector`` is refused (ES029).
 
-Importing this module registers the handler with kopf; ``extschema run --webhook-port`` does (kopf
+With ``extschema run --shards N`` it is also a mutating webhook: a new ExtensionSchema without a valid
+``extschema.io/shard`` label gets one (:func:`extschema.controller.sharding.shard_of`), so its shard handles
+it from the start (shard 0 labels the ones that bypass it).
+
+Importing this module registers the handlers with kopf; ``extschema run --webhook-port`` does (kopf
 refuses to start with admission handlers and no admission server).
 """
 
@@ -35,6 +39,7 @@ import aiohttp
 import kopf
 
 from extschema import conflicts, model, reconcile, wire
+from extschema.controller import sharding
 from extschema.controller.certificates import generate
 from extschema.controller.claims import ClaimEntry, order_of, peers_of
 from extschema.controller.runtime import Runtime, runtime
@@ -55,6 +60,8 @@ MAX_WARNINGS_TOTAL = 3500
 NO_TARGETS, STRAY_APPROVAL, TARGETS_MISFIT = "ES027", "ES028", "ES029"
 #: The path of the handler on the webhook server (kopf appends the handler id to the URL).
 HANDLER_ID = "validate"
+#: The path of the mutating handler that stamps the shard label (``--shards N``).
+SHARD_HANDLER_ID = "shard"
 
 
 def _chunks(text: str, size: int) -> list[str]:
@@ -288,6 +295,18 @@ async def _validate(
         found = [f"extschema: admitted unchecked: {error.outcome.message}"[:MAX_WARNING]]
     if dryrun:
         warnings.extend(found)
+
+
+@kopf.on.mutate(GROUP, VERSION, SCHEMAS, id=SHARD_HANDLER_ID, operations=["CREATE"])
+def stamp_shard(meta: Mapping[str, Any], namespace: str | None, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """Label a new ExtensionSchema with its shard (``--shards N``); unsharded, or labeled already: nothing.
+
+    A name still to be generated (``generateName``) hashes its prefix: spread a little less evenly, still one
+    shard."""
+    name = str(meta.get("name") or meta.get("generateName") or "")
+    label = sharding.label_for(runtime(memo).settings, namespace, name, meta.get("labels") or {})
+    if label is not None:
+        patch.meta.labels[sharding.LABEL] = label
 
 
 @kopf.on.startup(id="webhook")
