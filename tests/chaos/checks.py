@@ -112,7 +112,7 @@ def wrong_shard(world: World, changed: Iterable[str], scanned: dict[str, int]) -
                 f"{name}: labeled shard {shard_label(item)}, its hash says {shard_of(NAMESPACE, name, SHARDS)}"
             )
     reconciled: set[str] = set()
-    for operator in world.started:
+    for operator in world.known.values():
         if operator.shard is None:
             continue
         for log in operator.logs:

@@ -170,8 +170,9 @@ class World:
         self.logs: list[Path] = []
         #: The operators of the current topology (a fault may add one, as ``two operators`` does).
         self.operators: dict[str, Operator] = {}
-        #: Every operator ever started (their logs are checked).
-        self.started: list[Operator] = []
+        #: Every operator this world ever made, by name (a topology that comes back reuses them: its logs go on
+        #: operator-NAME-N.log with the next N).
+        self.known: dict[str, Operator] = {}
         self.topology = STANDALONE
         #: What the current round's fault measured (e.g. ``takeover``), read and cleared by the run.
         self.measured: dict[str, float] = {}
@@ -209,7 +210,7 @@ class World:
 
     def close(self) -> None:
         # the newest first (standbys: none takes over during the teardown), then any a fault made itself
-        for operator in [*reversed(self.started), *self.operators.values()]:
+        for operator in self._stopping_order(list(self.known.values())):
             operator.stop()
         self.cluster.stop()
         if self.proxy is not None:
@@ -221,9 +222,15 @@ class World:
     def operator(self, name: str, args: tuple[str, ...] | None = None) -> Operator:
         """The operator *name* of this world (created, not started, when new)."""
         if name not in self.operators:
-            self.operators[name] = Operator(self, name, args)
-            self.started.append(self.operators[name])
+            operator = self.known.setdefault(name, Operator(self, name, args))
+            operator.args = self.operator_args if args is None else args
+            self.operators[name] = operator
         return self.operators[name]
+
+    @staticmethod
+    def _stopping_order(operators: list[Operator]) -> list[Operator]:
+        """Standbys first, so that none takes over from the active replica while they all leave."""
+        return sorted(operators, key=lambda op: op.running and "--peering" in op.args and op.role() == "active")
 
     def _start(self, topology: Topology) -> None:
         self.topology = topology
@@ -236,7 +243,7 @@ class World:
         resource is labeled with its shard. True when it switched."""
         if topology == self.topology:
             return False
-        for operator in self.operators.values():
+        for operator in self._stopping_order(list(self.operators.values())):
             operator.stop()
         self.operators = {}
         self._start(topology)
