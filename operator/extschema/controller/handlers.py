@@ -207,9 +207,15 @@ async def reconcile_schema(
                 lambda: kopf.event(body, type="Normal", reason="MigrationStarted", message=started_message)
             )
 
-        result = await asyncio.to_thread(database.apply, engine, loaded, peers, started, run.stats.metrics)
+        name, generation = str(meta.get("name")), int(meta.get("generation") or 0)
+        confirm = database.confirming(loop, lambda: run.api.get_schema(namespace, name), generation)
+        metrics = run.stats.metrics
+        result = await asyncio.to_thread(database.apply, engine, loaded, peers, started, metrics, confirm)
         if target.plugin_roles:
             await plugin_roles.publish(run.api, engine, body, loaded.spec.plugin_id)
+    except database.Superseded as superseded:  # an old body: the newer one's event applies and reports it
+        logger.info("%s; left to the newer generation's event", superseded.problems[0].message)
+        return
     except Exception as error:  # every failure is reported the same way
         run.drift.track(meta, None)
         outcome = outcome_of(error)
