@@ -64,6 +64,7 @@ BENCHES = (
     Bench("operator", "operator_latency.py", quick=("--small",)),
     Bench("startup", "startup.py", quick=("--runs", "2")),
     Bench("fleet", "fleet_rollout.py", quick=("--targets", "4", "--max-parallel", "2")),
+    Bench("shards", "fleet_shards.py", quick=("--resources", "30")),
     Bench(
         "api",
         "api.py",
@@ -185,6 +186,20 @@ def _get(*path: str | int) -> Callable[[dict[str, Any]], float | None]:
     return read
 
 
+def _shard_run(shards: int, key: str) -> Callable[[dict[str, Any]], float | None]:
+    """A figure of bench/fleet_shards.py's run with *shards* operators (a list, such as RSS per shard: its largest)."""
+
+    def read(results: dict[str, Any]) -> float | None:
+        runs = results.get("shards", {}).get("runs") or []
+        run = next((r for r in runs if r.get("shards") == shards), None)
+        value = run.get(key) if run else None
+        if isinstance(value, list):
+            value = max(value, default=None)
+        return float(value) if isinstance(value, int | float) else None
+
+    return read
+
+
 def _largest_sweep(key: str) -> Callable[[dict[str, Any]], float | None]:
     def read(results: dict[str, Any]) -> float | None:
         points = results.get("sweep", {}).get("points") or []
@@ -255,6 +270,22 @@ GOALS = (
         30,
         "the same applies one after the other (extschema apply's pipeline)",
         _get("fleet", "baseline", "total_s"),
+    ),
+    Goal(
+        "ExtensionSchemas over 3 shards → all Ready (resources: see shards.runs)",
+        "s",
+        _shard_run(3, "all_ready_s"),
+        90,
+        "one unsharded operator",
+        _shard_run(1, "all_ready_s"),
+    ),
+    Goal(
+        "RSS of the largest of 3 shards",
+        "MB",
+        _shard_run(3, "rss_mb_per_shard"),
+        120,
+        "one unsharded operator",
+        _shard_run(1, "rss_mb_per_shard"),
     ),
     Goal(
         "REST API GET by id, p50",

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -934,3 +935,37 @@ def test_the_operator_retries_api_requests_through_a_control_plane_restart_of_mi
     backoffs = list(configured.networking.error_backoffs)
     assert sum(defaults) < 75 <= 300 <= sum(backoffs)
     assert backoffs[: len(list(defaults))] == list(defaults) and max(backoffs) <= 30
+
+
+def test_a_migration_goes_ahead_only_for_the_generation_the_resource_is_at() -> None:
+    """database.confirming, the check a migration runs under its lock (ES422), and fails closed (ES423)."""
+    from extschema.controller import database
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def reading(answer: Any) -> Any:
+        async def read() -> Any:
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        return read
+
+    try:
+        database.confirming(loop, reading({"metadata": {"generation": 2}}), 2)()  # current: goes ahead
+        refusals = [
+            ({"metadata": {"generation": 3}}, "ES422"),
+            (None, "ES422"),
+            ({"metadata": {"generation": 2, "deletionTimestamp": "2026-12-07T00:00:00Z"}}, "ES422"),
+            (OSError("connection refused"), "ES423"),
+        ]
+        for answer, code in refusals:
+            with pytest.raises(ProblemError) as raised:
+                database.confirming(loop, reading(answer), 2)()
+            assert [p.code for p in raised.value.problems] == [code] and raised.value.kind == Kind.RETRYABLE
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -114,6 +115,13 @@ def test_cli_validate_apply_plan(backend: str, databases: Any, request: pytest.F
     check()
 
 
+def _located_line(line: str) -> bool:
+    """A text problem line names a field path, or (ES001) the line and column of the unreadable YAML."""
+    if " spec" in line or " metadata" in line:
+        return True
+    return re.search(r":\d+:\d+: -: ES001: ", line) is not None
+
+
 def test_cli_subprocess(databases: Any, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """A few cases through ``python -m extschema`` itself: stderr of a real process holds no traceback."""
     dbs: checks.Databases = databases("sqlite", request)
@@ -138,11 +146,16 @@ def test_cli_subprocess(databases: Any, request: pytest.FixtureRequest, tmp_path
                 checks.no_traceback(done.stdout, done.stderr)
                 assert done.returncode in (0, 1), done.stderr
             validated, applied = outcomes
-            assert applied.returncode == validated.returncode, applied.stderr
+            if applied.returncode and not validated.returncode:  # only the database can refuse these
+                codes = set(re.findall(r": (ES\d{3}): ", applied.stderr))
+                assert codes and codes <= checks.DATABASE_ONLY, applied.stderr
+                assert checks.snapshot(url) == before
+            else:
+                assert applied.returncode == validated.returncode, applied.stderr
             if validated.returncode:
-                # Text problems: FILE:LINE:COL: PATH: CODE: message, one a line.
+                # Text problems: FILE:LINE:COL: PATH: CODE: message, one a line; unreadable YAML has no path yet.
                 lines = [line for line in validated.stderr.splitlines() if ": ES" in line]
-                assert lines and all(" spec" in line or " metadata" in line for line in lines), validated.stderr
+                assert lines and all(_located_line(line) for line in lines), validated.stderr
                 assert checks.snapshot(url) == before
             tally.count("cli subprocess", "rejected" if validated.returncode else "accepted")
 
@@ -255,6 +268,8 @@ def test_postgresql_and_sqlite_accept_the_same_rows(
                         if f"{table.name}.{name}" in unenforced:
                             continue  # SQLite does not enforce the pattern (plan warning ES501)
                         for value in data.draw(st.lists(rowvalues.values_of(col), min_size=1, max_size=4)):
+                            if isinstance(value, str) and "\x00" in value:
+                                continue  # the row models refuse NUL before any database sees it (rowmodels.py)
                             answers = [t.accepts(name, value) for t in targets]
                             assert answers[0] == answers[1], (table.name, name, value, answers)
                             tally.count("rows sqlite = postgresql", "accepted" if answers[0] else "rejected")

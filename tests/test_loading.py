@@ -31,6 +31,18 @@ def _bomb(levels: int, under: str = "status") -> str:
     return HEADER.format(name="bomb") + "spec:\n  pluginId: bomb\n  version: 1.0.0\n" + f"{under}:\n{anchors}"
 
 
+# --- characters YAML refuses ----------------------------------------------------------------------
+
+
+def test_a_character_yaml_refuses_is_es001_at_its_line_and_column() -> None:
+    """A C1 control character in a plain string (found by the fuzz suite: the problem said neither where nor how)."""
+    text = HEADER.format(name="x") + 'spec:\n  pluginId: "a\x91b"\n'
+    found = loading.read_text(text, "f.yaml")
+    [problem] = found.problems
+    assert (problem.code, problem.line, problem.column) == ("ES001", 6, 15)
+    assert "#x0091" in problem.message and "\\u0091" in problem.message
+
+
 # --- deep nesting ------------------------------------------------------------------------------
 
 

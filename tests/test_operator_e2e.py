@@ -867,3 +867,51 @@ def test_two_operators_racing_an_approved_drop_report_what_the_database_holds(
     applies = [(p, s) for p, kind, s in migrations(pg_url) if kind == "apply"]
     assert applies == [("race", "executed"), ("race", "executed")]  # v1 and v2, each once
     assert "ES402" not in first.tail(10_000)
+
+
+@pytest.mark.postgres
+def test_a_generation_replaced_while_its_migration_waits_is_never_applied(
+    kube: Kube, run_operator: Callable[..., Operator], pg_url: str
+) -> None:
+    """Generation 2's migration waits for the plugin's lock (held by the test) while generation 3 arrives.
+    Under the lock the operator reads the resource again, finds it moved on and applies nothing; generation
+    3 is applied next. Without that check an operator holding an old body (a second instance, a slow start)
+    migrated the database back to it after the newer spec was applied (found by the chaos suite)."""
+    from extschema.engine.connection import lock_key
+
+    run_operator(pg_url)
+    title = {"name": "title", "type": "String"}
+    notes = [{"name": f"note{i}", "type": "String"} for i in (1, 2)]
+    versions = [
+        schema_doc("gens", "gens", [{"name": "item", "fields": [title, *notes[:n]]}], version=f"1.{n}.0")
+        for n in range(3)
+    ]
+    kube.apply(versions[0])
+    kube.wait("gens")
+    first, second = lock_key("gens")
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as held:
+            held.exec_driver_sql(f"SELECT pg_advisory_lock({first}, {second})")
+            kube.apply(versions[1])
+            until(lambda: waiting_on_a_lock(pg_url, "SELECT pg_advisory_xact_lock"), "generation 2 waits")
+            kube.apply(versions[2])
+            held.exec_driver_sql(f"SELECT pg_advisory_unlock({first}, {second})")
+            held.commit()
+    finally:
+        engine.dispose()
+    kube.wait_until(
+        "gens",
+        lambda b: (
+            (b.get("status") or {}).get("observedGeneration") == 3
+            and (b.get("status") or {}).get("appliedVersion") == "1.2.0"
+        ),
+        "generation 3 applied",
+    )
+    applied = execute(
+        pg_url,
+        "SELECT version FROM extschema.extension_migrations WHERE plugin_id = 'gens' AND kind = 'apply' "
+        "ORDER BY migration_id",
+    )
+    assert [row[0] for row in applied] == ["1.0.0", "1.2.0"]
+    assert columns(pg_url, physical(pg_url, "gens", "item")) >= {"note1", "note2"}

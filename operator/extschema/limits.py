@@ -87,6 +87,8 @@ TARGET_PING_INTERVAL_S = 60.0  # a DatabaseTarget's connection is re-checked thi
 KUBE_API_TIMEOUT_S = 30  # the operator's own API calls (reading a Secret) give up after this
 # kopf's retries of a failed Kubernetes API request (seconds between attempts): its own 1 ... 21 s (54 s in all), then
 # every 30 s, about 5 minutes in all, so that a restart of the control plane is waited out, not an unexpected error.
+#: How long a migration about to start waits for the Kubernetes API to confirm its resource is unchanged.
+CONFIRM_TIMEOUT_S = 10.0
 API_ERROR_BACKOFFS_S = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, *(30.0,) * 9)
 PARSED_SPECS_CACHE = 8192  # parsed specs the operator keeps, by (uid, generation)
 MAX_CONDITION_MESSAGE = 4096  # a condition's message is cut to this, so status stays readable

@@ -370,6 +370,13 @@ def _read_text(text: str, file: str) -> Documents:
     except _YAMLRefused as error:
         problem = Problem(error.code, "", error.message, file=file)
         return Documents(problems=[_at_mark(problem, error.mark)], files=[file])
+    except yaml.reader.ReaderError as error:  # a character YAML refuses: its position, not a mark
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        reason = f"unacceptable character #x{error.character:04x}: {error.reason}"
+        fix = f"remove it, or write it as an escape (\\u{error.character:04x}) in a double-quoted string"
+        problem = Problem("ES001", "", f"{reason}; {fix}", file=file)
+        return Documents(problems=[problem.at(line, column)], files=[file])
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         reason = getattr(error, "problem", None) or str(error).splitlines()[0]

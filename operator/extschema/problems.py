@@ -106,6 +106,8 @@ CATALOG: dict[str, str] = {
     "ES407": "SQLite database file cannot be opened",
     "ES420": "Peering object cannot be set up",
     "ES421": "Peering object may not be created",
+    "ES422": "Resource changed while it was being applied",
+    "ES423": "Kubernetes API did not answer before a migration",
     "ES501": "Pattern not enforced by SQLite",
     "ES503": "Database differs from the unchanged spec (drift)",
     "ES701": "Invalid request value",

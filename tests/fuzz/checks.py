@@ -31,9 +31,20 @@ CODE = re.compile(r"^ES\d{3}$")
 PATH = re.compile(r"^(spec|metadata|apiVersion|kind|body|status)\b")
 
 
+#: YAML that cannot be read has no field path yet: its problem says the line and column instead.
+SYNTAX = "ES001"
+
+
+def located(problem: dict[str, Any]) -> bool:
+    """Whether a problem says where: a field path, or (unreadable YAML) a line and column."""
+    if PATH.match(str(problem.get("path") or "")):
+        return True
+    return problem.get("code") == SYNTAX and bool(problem.get("line")) and bool(problem.get("column"))
+
+
 def unnamed(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The problems that lack a stable code or a field path (none, when every rejection says where and what)."""
-    return [p for p in problems if not CODE.match(str(p.get("code"))) or not PATH.match(str(p.get("path") or ""))]
+    """The problems that lack a stable code or a location (none, when every rejection says where and what)."""
+    return [p for p in problems if not CODE.match(str(p.get("code"))) or not located(p)]
 
 
 def no_traceback(*texts: str) -> None:

@@ -307,6 +307,8 @@ class ProgressPrinter:
     def __call__(self, event: MigrationEvent) -> None:
         from extschema import reconcile
 
+        if isinstance(event, reconcile.MigrationLocked):
+            return  # the operator's check point, nothing to show
         if self.output != "text":
             click.echo(json.dumps(event_json(event)), err=True)
             return

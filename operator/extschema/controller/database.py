@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
-from extschema import conflicts, reconcile
+from extschema import conflicts, limits, reconcile
 from extschema.controller.metrics import Metrics
 from extschema.engine import ApplyResult, Difference, Engine
-from extschema.problems import Kind, ProblemError
+from extschema.problems import Kind, Problem, ProblemError
+
+
+class Superseded(ProblemError):
+    """The resource was changed or deleted after the body being applied was read: its migration was
+    abandoned under the plugin's lock before it changed anything. The newer body's own event applies it;
+    without this an operator holding an old body (a second instance, a slow start) would migrate the
+    database back to the old spec after the new one was applied."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([Problem("ES422", "metadata.generation", message)], Kind.RETRYABLE)
+
+
+def confirming(
+    loop: asyncio.AbstractEventLoop,
+    read: Callable[[], Coroutine[Any, Any, Mapping[str, Any] | None]],
+    generation: int,
+) -> Callable[[], None]:
+    """A *confirm* for :func:`apply` (run in its worker thread): the resource, read again through *read* on
+    the operator's event loop *loop*, must still be at *generation* and not being deleted."""
+
+    def confirm() -> None:
+        try:
+            body = asyncio.run_coroutine_threadsafe(read(), loop).result(timeout=limits.CONFIRM_TIMEOUT_S)
+        except Exception as error:  # fail closed: nothing runs that could not be confirmed
+            why = str(error) or type(error).__name__
+            message = f"the Kubernetes API did not answer when the migration was about to start ({why}); retried"
+            raise ProblemError.one("ES423", "metadata.generation", message, Kind.RETRYABLE) from error
+        meta = (body or {}).get("metadata") or {}
+        now = int(meta.get("generation") or 0)
+        if body is None or meta.get("deletionTimestamp"):
+            raise Superseded(f"the resource is being deleted: generation {generation} was not applied")
+        if now != generation:
+            raise Superseded(f"generation {now} replaced generation {generation} before it was applied")
+
+    return confirm
 
 
 def apply(
@@ -16,17 +53,23 @@ def apply(
     peers: list[conflicts.Claim],
     started: Callable[[], None],
     metrics: Metrics | None = None,
+    confirm: Callable[[], None] | None = None,
 ) -> reconcile.Applied:
     """The pipeline (conflicts → dependencies → plan → approval → apply); its result carries the
     registration the migration left (or found, with nothing to do).
 
     *started* is called when a migration begins that changes this resource's plugin (for the
     MigrationStarted event), not for a re-apply that finds nothing to do. *metrics* time the run and
-    count its migration events.
+    count its migration events. *confirm* runs under the migration's lock before anything changes and
+    raises (:class:`Superseded`) to abandon it.
     """
     metrics = metrics or Metrics()
 
     def progress(event: reconcile.MigrationEvent) -> None:
+        if isinstance(event, reconcile.MigrationLocked):
+            if confirm is not None:
+                confirm()
+            return
         metrics.migration(event)
         if isinstance(event, reconcile.MigrationStarted) and event.changes:
             started()

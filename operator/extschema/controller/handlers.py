@@ -19,14 +19,14 @@ from typing import Any
 
 import kopf
 
-from extschema import limits, reconcile
+from extschema import conditions, limits, reconcile
 from extschema.conditions import Outcome
 from extschema.controller import database, drift, kubeapi, plugin_roles, rollout, sharding
 from extschema.controller.claims import ClaimEntry, claim_of, claims_on, order_of, peers_of, selector_key
 from extschema.controller.diffbase import DigestDiffBaseStorage
 from extschema.controller.readiness import Readiness
 from extschema.controller.recheck import Waiting, every, recheck_loop
-from extschema.controller.runtime import runtime
+from extschema.controller.runtime import Runtime, runtime
 from extschema.controller.settings import (
     DEFAULT_TARGET,
     FINALIZER,
@@ -207,9 +207,15 @@ async def reconcile_schema(
                 lambda: kopf.event(body, type="Normal", reason="MigrationStarted", message=started_message)
             )
 
-        result = await asyncio.to_thread(database.apply, engine, loaded, peers, started, run.stats.metrics)
+        name, generation = str(meta.get("name")), int(meta.get("generation") or 0)
+        confirm = database.confirming(loop, lambda: run.api.get_schema(namespace, name), generation)
+        metrics = run.stats.metrics
+        result = await asyncio.to_thread(database.apply, engine, loaded, peers, started, metrics, confirm)
         if target.plugin_roles:
             await plugin_roles.publish(run.api, engine, body, loaded.spec.plugin_id)
+    except database.Superseded as superseded:  # an old body: the newer one's event applies and reports it
+        logger.info("%s; left to the newer generation's event", superseded.problems[0].message)
+        return
     except Exception as error:  # every failure is reported the same way
         run.drift.track(meta, None)
         outcome = outcome_of(error)
@@ -232,6 +238,8 @@ async def reconcile_schema(
             run.waiting.track(meta, None)
         event = "MigrationFailed" if outcome.reason == "MigrationFailed" else None
         one = fields["target"]
+        if not conditions.reason(outcome.reason).retried and await moved_on(run, namespace, meta, logger):
+            return
         return settle(body, patch, outcome, run.stats, retry=retry, fields=fields, event=event, target=one)
     run.waiting.track(meta, None)
     interval = run.settings.drift_interval
@@ -244,8 +252,26 @@ async def reconcile_schema(
         message += "".join(f"; {line}" for line in result.description if line.startswith("adopted "))
         applied = Outcome("Applied", message)
         return settle(body, patch, applied, run.stats, fields=fields, event="MigrationSucceeded", target=target.label)
+    if await moved_on(run, namespace, meta, logger):
+        return
     unchanged = Outcome("Applied", unchanged_message(body, message))
     return settle(body, patch, unchanged, run.stats, fields=fields, target=target.label)
+
+
+async def moved_on(run: Runtime, namespace: str, meta: Mapping[str, Any], logger: Logger) -> bool:
+    """Whether the resource moved on from the body being handled (a newer generation, or gone): checked before
+    a status no migration of this body confirmed under its lock, so that an operator holding an old body (a
+    second instance, a slow start) never overwrites what the newer generation's run reported."""
+    name, generation = str(meta.get("name")), int(meta.get("generation") or 0)
+    try:
+        now = await run.api.get_schema(namespace, name)
+    except Exception:  # the API is away: kopf's own patch of the status meets the same
+        return False
+    newer = int(((now or {}).get("metadata") or {}).get("generation") or 0)
+    if now is not None and newer == generation:
+        return False
+    logger.info("generation %s was replaced (%s) while it was handled; its status is left to it", generation, newer)
+    return True
 
 
 @kopf.on.delete(GROUP, VERSION, SCHEMAS, id="cleanup", labels={sharding.LABEL: sharding.owned_or_unassigned})

@@ -108,11 +108,15 @@ class Fleet:
             def started() -> None:
                 loop.call_soon_threadsafe(lambda: self.event("Normal", "MigrationStarted", message))
 
-            result = await asyncio.to_thread(
-                database.apply, engine, self.loaded, peers, started, self.run.stats.metrics
+            confirm = database.confirming(
+                loop, lambda: self.run.api.get_schema(self.namespace, self.name), self.generation
             )
+            metrics = self.run.stats.metrics
+            result = await asyncio.to_thread(database.apply, engine, self.loaded, peers, started, metrics, confirm)
             if target.plugin_roles:
                 await plugin_roles.publish(self.run.api, engine, self.body, spec.plugin_id)
+        except database.Superseded as superseded:  # the next wave sees the newer generation and stops
+            return _not_run(self, entry, superseded.problems[0].message)
         except Exception as error:  # every failure is this target's outcome
             outcome = outcome_of(error)
             if outcome.reason == "InternalError":

@@ -70,7 +70,16 @@ class LockWaiting:
     message: str
 
 
-StepEvent = StepStarted | StepFinished | LockWaiting
+@dataclasses.dataclass(frozen=True)
+class MigrationLocked:
+    """A migration of *plugin_id* holds its lock and has work to do; nothing has changed yet. A listener
+    may raise to abandon it: the transaction rolls back and nothing is recorded (the operator checks
+    here that the resource it applies was not changed or deleted since it read it)."""
+
+    plugin_id: str
+
+
+StepEvent = StepStarted | StepFinished | LockWaiting | MigrationLocked
 
 
 @dataclasses.dataclass(frozen=True)

@@ -319,6 +319,7 @@ class Migrator:
             done = migration.check(conn, self.registry.registration(plugin_id, conn))
             if done is not None:
                 return done
+            progress.emit(progress.MigrationLocked(plugin_id))  # the caller's last word (it may raise)
             history = self.registry.verify_history(conn, plugin_id)
             migration_id = self.registry.next_migration_id(conn, plugin_id, history)
             rendered = migration.rendered = migration.render(conn, history, migration_id)

@@ -12,7 +12,7 @@ from extschema.engine import (
     ApplyResult,
     progress,
 )
-from extschema.engine.progress import LockWaiting, StepFinished, StepStarted, listening
+from extschema.engine.progress import LockWaiting, MigrationLocked, StepFinished, StepStarted, listening
 from extschema.problems import ProblemError
 
 
@@ -51,7 +51,9 @@ class MigrationFailed:
 
 #: A spec's events, and the engine's while it migrates (:mod:`extschema.engine.progress`): each step
 #: started and finished (with its time; ``phase`` ``after`` for the after phase), a lock wait that lasts.
-MigrationEvent = MigrationStarted | MigrationFinished | MigrationFailed | StepStarted | StepFinished | LockWaiting
+MigrationEvent = (
+    MigrationStarted | MigrationFinished | MigrationFailed | StepStarted | StepFinished | LockWaiting | MigrationLocked
+)
 #: The one hook for progress: the CLI prints, the operator posts events, metrics count.
 OnEvent = Callable[[MigrationEvent], None]
 
@@ -81,6 +83,7 @@ __all__ = [
     "MigrationEvent",
     "MigrationFailed",
     "MigrationFinished",
+    "MigrationLocked",
     "MigrationStarted",
     "OnEvent",
     "PartiallyApplied",
