@@ -76,8 +76,9 @@ bench-api: install
 # CLI start-up (fresh processes, warm __pycache__) and diff + plan of a 200-table change; JSON.
 bench-startup: install
 	$(PYTHON) bench/startup.py
-# The full chaos run (docs/chaos.md): 50 plugins, 100 kill -9s of the operator, every other fault 10 times; prints
-# the table and writes chaos-results.json. `make test` runs the bounded variant (tests/test_chaos.py).
+# The full chaos run (docs/chaos.md): 50 plugins, 100 kill -9s of the operator, every other fault (the peered
+# replicas' and the shards' too) 10 times; prints the table and writes chaos-results.json. `make test` runs the
+# bounded variant (tests/test_chaos.py).
 chaos: install
 	$(PYTHON) -m tests.controlplane build
 	$(PYTHON) -m tests.chaos --json chaos-results.json $(CHAOS_ARGS)

@@ -1,7 +1,8 @@
 """The chaos suite (tests/chaos, `make chaos`): its bounded run, and its checks shown to catch what they look for.
 
-The bounded run is the one `make test` runs: 8 plugins, every fault kind once and six kill -9s of the operator
-(docs/chaos.md); the full run (50 plugins, 100 kills) is `make chaos`.
+The bounded run is the one `make test` runs: 8 plugins, every fault kind once and six kill -9s of the operator —
+among them the peered replicas' and the shards' kinds (docs/chaos.md); the full run (50 plugins, 100 kills) is
+`make chaos`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import psycopg
 import pytest
 import yaml
 
+from extschema.controller.sharding import shard_of
 from tests.chaos import checks
-from tests.chaos.faults import FAULTS
+from tests.chaos.faults import FAULTS, TOPOLOGY
 from tests.chaos.run import CI, main_run, table
 from tests.chaos.workload import Plugin
+from tests.chaos.world import NAMESPACE, SHARDS
 from tests.helpers import run
 
 pytestmark = pytest.mark.postgres
@@ -84,6 +87,29 @@ def test_the_checks_catch_a_lost_row_a_partial_schema_and_a_duplicate(pg_url: st
         assert plugin.plugin_id in duplicate and "2 times" in duplicate
 
 
+def test_the_shard_check_catches_a_resource_handled_by_the_other_shard() -> None:
+    """kopf's own text lines (``[namespace/name] Handler 'reconcile' succeeded.``) name who reconciled what."""
+    owner = {name: shard_of(NAMESPACE, name, SHARDS) for name in (f"chaos-{i:03d}" for i in range(8))}
+    assert set(owner.values()) == {0, 1}
+    mine, theirs = (next(n for n, s in owner.items() if s == shard) for shard in (0, 1))
+    log = (
+        f"[2026-12-07 10:00:00,000] kopf.objects         [INFO    ] [{NAMESPACE}/{mine}] Handler 'reconcile' "
+        "succeeded.\n"
+        f"[2026-12-07 10:00:00,100] kopf.objects         [INFO    ] [{NAMESPACE}/{theirs}] Handler 'shard-label' "
+        "succeeded.\n"  # shard 0 labels the other shard's resources: not a reconcile
+    )
+    assert checks.foreign(log, 0) == []
+    assert checks.foreign(log, 1) == [f"{mine} (shard 0) handled by shard 1: reconcile"]
+    wrong = log + f"[2026-12-07 10:00:01,000] kopf.objects [ERROR   ] [{NAMESPACE}/{theirs}] Handler 'cleanup' failed"
+    assert checks.foreign(wrong, 0) == [f"{theirs} (shard 1) handled by shard 0: cleanup"]
+
+
+def test_every_fault_kind_is_documented_and_every_topology_runs_a_fault() -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "chaos.md").read_text()
+    assert [kind for kind in FAULTS if f"| `{kind}` |" not in doc] == []
+    assert set(TOPOLOGY) <= set(FAULTS) and set(CI.faults) >= set(TOPOLOGY)
+
+
 @pytest.mark.k8s
 @pytest.mark.slow
 def test_the_bounded_chaos_run_converges_and_loses_nothing(tmp_path: Path) -> None:
@@ -96,3 +122,4 @@ def test_the_bounded_chaos_run_converges_and_loses_nothing(tmp_path: Path) -> No
     total = result["total"]
     assert total["injected"] == sum(CI.faults.values()) == total["converged"]
     assert (total["duplicates"], total["rowsLost"], total["partial"], total["tracebacks"]) == (0, 0, 0, 0)
+    assert total["problems"] == 0 and result["takeoverSeconds"]["count"] == CI.faults["kill -9 active replica"]

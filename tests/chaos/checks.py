@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Iterable
+from typing import Any
 
+import psycopg
+
+from extschema.controller.sharding import shard_of
 from tests import helpers
 from tests.chaos.workload import Plugin
-from tests.chaos.world import connect
+from tests.chaos.world import NAMESPACE, SHARDS, World, connect, shard_label
+
+#: kopf's line (text format, object prefix) when a handler of a resource ran: ``[ns/name] Handler 'x' ...``.
+HANDLED = re.compile(r"\[(?P<namespace>[^/\]\s]+)/(?P<name>[^\]\s]+)\] Handler '(?P<handler>reconcile|cleanup)' ")
 
 
 def partial(url: str, plugins: Collection[Plugin], drift: bool = True) -> list[str]:
@@ -71,12 +79,57 @@ def duplicates(url: str) -> list[str]:
 
 
 def rows(url: str, plugins: Collection[Plugin]) -> tuple[int, list[str]]:
-    """Seeded rows lost, and the plugins whose row count or checksum differs from what was inserted."""
+    """Seeded rows lost, and the plugins whose row count or checksum differs from what was inserted (or whose
+    table cannot be read as the spec names it: a round that did not converge may leave older names)."""
     lost, mismatched = 0, []
     with connect(url) as conn:
         for plugin in plugins:
-            count, digest, missing = plugin.found(conn)
+            try:
+                count, digest, missing = plugin.found(conn)
+            except psycopg.Error as error:  # autocommit: the next plugin's query still runs
+                mismatched.append(f"{plugin.plugin_id}: its rows cannot be read: {str(error).splitlines()[0]}")
+                continue
             lost += missing
             if (count, digest) != plugin.expected():
                 mismatched.append(f"{plugin.plugin_id}: {count} rows {digest}, inserted {plugin.expected()}")
     return lost, mismatched
+
+
+def foreign(text: str, shard: int, shards: int = SHARDS) -> list[str]:
+    """The resources whose reconcile (or cleanup) handler ran in this log of shard *shard* but whose shard (the
+    hash of their namespace/name: what shard 0 labels them with) is another."""
+    found = []
+    for match in HANDLED.finditer(text):
+        owner = shard_of(match["namespace"], match["name"], shards)
+        if owner != shard:
+            found.append(f"{match['name']} (shard {owner}) handled by shard {shard}: {match['handler']}")
+    return sorted(set(found))
+
+
+def wrong_shard(world: World, changed: Iterable[str], scanned: dict[str, int]) -> list[str]:
+    """After a round with shards: no shard handled a resource of the other (their logs since *scanned*, which is
+    updated), every resource is labeled with its hash's shard, and each changed resource was reconciled by its
+    own shard in this round (so the logs are the evidence the check reads, not silence)."""
+    found: list[str] = []
+    items: list[dict[str, Any]] = world.resources() or []
+    for item in items:
+        name = item["metadata"]["name"]
+        if shard_label(item) != shard_of(NAMESPACE, name, SHARDS):
+            found.append(
+                f"{name}: labeled shard {shard_label(item)}, its hash says {shard_of(NAMESPACE, name, SHARDS)}"
+            )
+    reconciled: set[str] = set()
+    for operator in world.known.values():
+        if operator.shard is None:
+            continue
+        for log in operator.logs:
+            text = log.read_text(errors="replace") if log.is_file() else ""
+            new, scanned[str(log)] = text[scanned.get(str(log), 0) :], len(text)
+            found += foreign(new, operator.shard)
+            reconciled |= {
+                m["name"]
+                for m in HANDLED.finditer(new)
+                if shard_of(m["namespace"], m["name"], SHARDS) == operator.shard
+            }
+    found += [f"{name}: changed, but no shard's log shows its reconcile" for name in changed if name not in reconciled]
+    return found

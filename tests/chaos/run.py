@@ -3,7 +3,9 @@
 After every fault: every resource converges to Ready for its current spec; no partial schema (`extschema drift`
 finds the database's plugin objects as the registry says, the registry holds each plugin at its spec's version, no
 migration is left pending or executing); no migration applied twice (the registry's history); no seeded row lost
-(row counts and checksums against what was inserted); no traceback in any operator's log.
+(row counts and checksums against what was inserted); no traceback in any operator's log. With shards, also no
+resource handled by the other shard; with peered replicas, the standby takes over and the killed one comes back
+as standby (the fault's own problems).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos import checks
-from tests.chaos.faults import FAULTS
+from tests.chaos.faults import FAULTS, TOPOLOGY
 from tests.chaos.workload import Plugin
-from tests.chaos.world import World, connect
+from tests.chaos.world import STANDALONE, World, connect
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,8 @@ FULL = Config(
         "db connections reset": 10,
         "db connections black-holed": 10,
         "two operators": 10,
+        "kill -9 active replica": 10,
+        "kill -9 shard": 10,
     },
     rows=200,
     changes=8,
@@ -77,11 +81,15 @@ class Round:
     rows_lost: int
     mismatched: list[str]
     tracebacks: list[str]
+    #: What went wrong beyond the common checks: a resource handled by the wrong shard, no takeover, ...
+    problems: list[str] = dataclasses.field(default_factory=list)
+    #: What the fault measured (``takeover``: seconds from the kill -9 of the active replica to the standby's resume).
+    measured: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.converged and not (
-            self.partial or self.duplicates or self.rows_lost or self.mismatched or self.tracebacks
+            self.partial or self.duplicates or self.rows_lost or self.mismatched or self.tracebacks or self.problems
         )
 
 
@@ -142,12 +150,22 @@ def run(config: Config, world: World, say: Callable[[str], None] = print) -> lis
             plugin.seed(conn, config.rows, rng)
     rounds: list[Round] = []
     kinds = schedule(config, rng)
+    scanned: dict[str, int] = {}  # how far the shards' logs were read
     for number, kind in enumerate(kinds, 1):
+        topology = TOPOLOGY.get(kind, STANDALONE)
+        switched = time.monotonic()
+        if world.use(topology):
+            say(f"operators now: {topology.name} ({time.monotonic() - switched:.1f}s to switch)")
         changed = rng.sample(sorted(plugins), min(config.changes, len(plugins)))
         changes = [f"{name}: {plugins[name].evolve(rng)}" for name in changed]
         docs = [plugins[name].document() for name in changed]
+        world.measured, world.problems = {}, []
         note = FAULTS[kind](world, rng, lambda docs=docs: world.apply(docs))  # type: ignore[misc]
         ok, seconds, waiting = wait_converged(world, plugins, config.converge_timeout)
+        problems = list(world.problems)
+        if any(op.shard is not None for op in world.operators.values()):
+            time.sleep(1)  # the last log lines are written
+            problems += checks.wrong_shard(world, changed if ok else [], scanned)
         drift = number % config.drift_every == 0 or number == len(kinds)
         partial = checks.partial(world.direct_url, plugins.values(), drift) if ok else []
         # Not converged: the database may hold an older version's names; the rows are checked at the next round.
@@ -164,6 +182,8 @@ def run(config: Config, world: World, say: Callable[[str], None] = print) -> lis
             rows_lost=lost,
             mismatched=mismatched,
             tracebacks=world.new_tracebacks(),
+            problems=problems,
+            measured=dict(world.measured),
         )
         rounds.append(result)
         say(
@@ -201,12 +221,20 @@ def summary(rounds: list[Round]) -> dict[str, Any]:
             "rowsLost": sum(r.rows_lost for r in selected),
             "partial": sum(len(r.partial) for r in selected if r.converged),
             "tracebacks": sum(len(r.tracebacks) for r in selected),
+            "problems": sum(len(r.problems) for r in selected),
         }
 
     kinds = [k for k in FAULTS if any(r.fault == k for r in rounds)]
+    takeovers = [r.measured["takeover"] for r in rounds if "takeover" in r.measured]
     return {
         "byFault": {k: row([r for r in rounds if r.fault == k]) for k in kinds},
         "total": row(rounds),
+        "takeoverSeconds": {
+            "count": len(takeovers),
+            "p50": percentile(takeovers, 0.50),
+            "p99": percentile(takeovers, 0.99),
+            "values": takeovers,
+        },
         "failures": [dataclasses.asdict(r) for r in rounds if not r.ok],
     }
 
@@ -220,6 +248,7 @@ COLUMNS = {
     "rowsLost": "rows lost",
     "partial": "partial",
     "tracebacks": "tracebacks",
+    "problems": "other",
 }
 
 
@@ -235,7 +264,14 @@ def table(result: dict[str, Any]) -> str:
             c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
-    return "\n".join([line(rows[0]), line(["-" * w for w in widths]), *map(line, rows[1:])])
+    lines = [line(rows[0]), line(["-" * w for w in widths]), *map(line, rows[1:])]
+    takeover = result.get("takeoverSeconds") or {}
+    if takeover.get("count"):
+        lines.append(
+            f"takeover after a kill -9 of the active replica (kill to the standby's resume), {takeover['count']} "
+            f"times: p50 {takeover['p50']} s, p99 {takeover['p99']} s"
+        )
+    return "\n".join(lines)
 
 
 def main_run(config: Config, workdir: Path | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
