@@ -915,3 +915,22 @@ def test_a_generation_replaced_while_its_migration_waits_is_never_applied(
     )
     assert [row[0] for row in applied] == ["1.0.0", "1.2.0"]
     assert columns(pg_url, physical(pg_url, "gens", "item")) >= {"note1", "note2"}
+
+
+def test_an_operator_started_before_its_kinds_are_served_waits_for_them(tmp_path: Path, sqlite_url: str) -> None:
+    """kopf looks the resource kinds up once after the startup handlers (again only when a CRD changes): started
+    while kube-apiserver came back and did not serve the CRDs yet, the operator watched nothing for good (the chaos
+    suite). It waits for both kinds instead, then reconciles as usual."""
+    from tests.controlplane import ControlPlane
+
+    with ControlPlane() as bare:
+        bare.kubectl("create", "namespace", "early")
+        op = Operator(bare, "early", sqlite_url, tmp_path / "operator.log").start()
+        try:
+            until(lambda: "waiting for the API to serve databasetargets, extensionschemas" in op.tail(), "the wait")
+            bare.kubectl("apply", "-f", str(REPO / "crds"))
+            kube = Kube(bare, "early")
+            kube.apply(simple("early", "early"))
+            kube.wait("early")
+        finally:
+            op.stop()

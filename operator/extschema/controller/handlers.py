@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Mapping
@@ -64,6 +65,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     # A digest, not the whole spec: all annotations of an object must fit 256 KiB (docs/operator.md).
     settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix="kopf.extschema.io")
     wait_out_api_outages(settings)
+    await wait_until_served(run, settings, kwargs["logger"])
     sharding.configure(settings, run.settings)  # --shard I: watch only this shard's ExtensionSchemas
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(run.settings.database_threads, thread_name_prefix="extschema-db")
@@ -87,6 +89,29 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         ),
         name="extschema-drift",
     )
+
+
+async def wait_until_served(run: Runtime, settings: kopf.OperatorSettings, logger: Logger) -> None:
+    """Wait until the API serves ExtensionSchemas and DatabaseTargets. kopf looks the kinds up once, when the
+    startup handlers are done (and again only when a CRD changes): an operator started while kube-apiserver
+    was coming back found neither and watched nothing, for good (found by the chaos suite)."""
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        return  # no credentials of ours to look with: kopf's own login says why
+    run.api.login(info)
+    wanted, waited = {SCHEMAS, TARGETS}, 0.0
+    for delay in itertools.chain(limits.API_ERROR_BACKOFFS_S, itertools.repeat(30.0)):
+        try:
+            missing = wanted - await run.api.served(f"{GROUP}/{VERSION}")
+        except Exception as error:  # not answering yet
+            missing, why = wanted, str(error) or type(error).__name__
+        else:
+            why = "the API does not serve them (yet)"
+        if not missing:
+            return
+        logger.warning("waiting for the API to serve %s (%.0f s so far): %s", ", ".join(sorted(missing)), waited, why)
+        await asyncio.sleep(delay)
+        waited += delay
 
 
 def wait_out_api_outages(settings: kopf.OperatorSettings) -> None:

@@ -137,6 +137,17 @@ class KubeApi:
             for item in listed.get("items") or []
         }
 
+    async def served(self, group_version: str) -> set[str]:
+        """The resource kinds (plural names) the API serves in *group_version* now; empty while it does not.
+        Raises aiohttp errors."""
+        session = await self.session()
+        async with session.get(self._url(f"/apis/{group_version}")) as response:
+            if response.status == 404:
+                return set()
+            response.raise_for_status()
+            found: dict[str, Any] = await response.json()
+        return {str(r.get("name")) for r in found.get("resources") or [] if "/" not in str(r.get("name"))}
+
     async def get_schema(self, namespace: str, name: str) -> dict[str, Any] | None:
         """One ExtensionSchema as it is now; None when it is gone. Raises aiohttp errors."""
         session = await self.session()
