@@ -266,6 +266,15 @@ class Definition:
         return cls(json.loads(text), hashlib.sha256(text.encode()).hexdigest())
 
 
+def as_registered(spec: ExtensionSchemaSpec) -> ExtensionSchemaSpec:
+    """*spec* as the registry gives it back: its operational fields (not stored) at their defaults; a
+    shallow copy sharing its tables."""
+    fields = ExtensionSchemaSpec.model_fields
+    return spec.model_copy(
+        update={name: fields[name].get_default(call_default_factory=True) for name in model.OPERATIONAL_FIELDS}
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MigrationRow:
     """One history row to record (:meth:`Registry.record`); *definition* is *spec*'s, when already computed."""
@@ -784,6 +793,9 @@ class Registry:
             activated_at=stamp,
             updated_at=stamp,
         )
+        # The spec just recorded, as reading it back would parse it: its tables shared with the caller's spec
+        # instead of a second copy per plugin (the operator keeps both, ~6 kB per resource).
+        self._specs.setdefault(definition.checksum, as_registered(spec))
         if exists:
             conn.execute(sa.update(self.schemas).where(self.schemas.c.plugin_id == spec.plugin_id).values(**values))
         else:
