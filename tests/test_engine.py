@@ -175,3 +175,35 @@ def test_a_connection_lost_during_a_migration_step_is_unreachable_not_a_failed_m
         assert problem.code == "ES401" and "cannot reach" in problem.message
     finally:
         database.sa_engine.dispose()
+
+
+def test_the_registered_spec_is_the_one_a_fresh_read_parses(db_url: str) -> None:
+    """The engine keeps the spec it records (sharing the caller's tables) instead of parsing its stored JSON
+    again: it must equal what another engine reads back, operational fields (not stored) at their defaults."""
+    body = {
+        "apiVersion": "extschema.io/v1alpha1",
+        "kind": "ExtensionSchema",
+        "metadata": {"name": "kept", "namespace": "ns"},
+        "spec": {
+            "pluginId": "kept",
+            "version": "1.0.0",
+            "driftPolicy": "Repair",
+            "targetRef": {"name": "db"},
+            "approvedPlanHashes": ["sha256:abc"],
+            "tables": [
+                {"name": "item", "fields": [{"name": "title", "type": "String"}], "indexes": [{"fields": ["title"]}]}
+            ],
+        },
+    }
+    loaded = reconcile.from_object(body, "ns/kept")
+    writer, reader = Engine(db_url), Engine(db_url)
+    try:
+        reconcile.reconcile(writer, [loaded], lambda line: None)
+        kept, read = writer.registration("kept"), reader.registration("kept")
+        assert kept is not None and read is not None
+        assert kept.spec == read.spec and kept.spec.checksum() == loaded.spec.checksum()
+        assert kept.spec.target_ref is None and kept.spec.tables is loaded.spec.tables
+        assert [r.spec for r in writer.registrations()] == [r.spec for r in reader.registrations()]
+    finally:
+        writer.close()
+        reader.close()

@@ -81,6 +81,11 @@ RECHECK_INTERVAL_S = 2.0  # between re-checks of waiting resources; $EXTSCHEMA_R
 RECHECK_FALLBACK_S = 60.0  # re-run a waiting resource at least this often (changes made outside the cluster)
 BLOCKED_RETRY_S = 5.0  # before retrying a deletion blocked by dependents
 DATABASE_THREADS = 16  # worker threads for blocking database calls
+#: Connections to the API server for requests (patches, events), besides the watch streams. Each TLS connection
+#: keeps ~300 kB (asyncio's 256 kB SSL buffer): 32 cost ~8 MB RSS with 1,000 resources; bursts of 500 took
+#: 30-52 s with either on 2 busy shared cores (bench/operator_latency.py), within the noise.
+API_REQUEST_CONNECTIONS = 8
+MALLOC_ARENAS = 2  # glibc malloc arenas of the operator process (controller.main; $MALLOC_ARENA_MAX overrides)
 RETRY_BACKOFF_CAP_S = 60.0  # retried reasons back off 1, 2, 4 ... seconds, never longer than this
 STALLED_RETRY_S = 60.0  # a cleanup the database refused is retried this slowly: a person must look
 TARGET_PING_INTERVAL_S = 60.0  # a DatabaseTarget's connection is re-checked this often
@@ -90,6 +95,10 @@ KUBE_API_TIMEOUT_S = 30  # the operator's own API calls (reading a Secret) give 
 #: How long a migration about to start waits for the Kubernetes API to confirm its resource is unchanged.
 CONFIRM_TIMEOUT_S = 10.0
 API_ERROR_BACKOFFS_S = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, *(30.0,) * 9)
+#: Compiled statements SQLAlchemy keeps per engine (its default is 500). The hot statements (registry reads) are
+#: few and stay in the LRU; each plugin's DDL and catalog reflection compile statements of their own that are
+#: never reused: at the default they held ~9 MB of an operator with 500 resources.
+SQL_QUERY_CACHE_SIZE = 64
 PARSED_SPECS_CACHE = 8192  # parsed specs the operator keeps, by (uid, generation)
 MAX_CONDITION_MESSAGE = 4096  # a condition's message is cut to this, so status stays readable
 MAX_EVENT_MESSAGE = 1024  # a Kubernetes event's message is cut to this

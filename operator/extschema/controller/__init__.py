@@ -8,10 +8,13 @@ work in threads).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import os
 import sys
 from typing import TYPE_CHECKING
 
+from extschema import limits
 from extschema.controller.settings import Settings, seconds
 
 if TYPE_CHECKING:
@@ -26,6 +29,7 @@ def main(settings: Settings) -> None:
     # logins the operator replaces with its own; it never uses them.
     for unused in ("kubernetes", "kubernetes_asyncio", "pykube"):
         sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
+    _fewer_malloc_arenas()
     import kopf
 
     from extschema.controller import handlers  # noqa: F401  (registers the handlers with kopf)
@@ -51,6 +55,22 @@ def main(settings: Settings) -> None:
         priority=settings.priority,
         identity=settings.identity,  # type: ignore[arg-type]
     )
+
+
+def _fewer_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas before any thread starts. By default each thread may get its own (up to 8 per
+    core), and the database threads keep what a burst freed in theirs: ~7 MB RSS with 1,000 resources.
+    ``$MALLOC_ARENA_MAX``, when set, decides instead; no-op off glibc."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_ARENA_MAX, limits.MALLOC_ARENAS)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def _peered(settings: Settings, kopf_settings: kopf.OperatorSettings) -> Settings:

@@ -88,11 +88,11 @@ class Settings:
 
     def watch_connections(self) -> int:
         """Connections for kopf: room for its long-lived watch streams (each watched kind per namespace,
-        its peering, the CRD scan) plus 32 for requests; namespace patterns match an unknown number
-        of namespaces: 0, kopf unlimited."""
+        its peering, the CRD scan) plus ``limits.API_REQUEST_CONNECTIONS`` for requests; namespace patterns match
+        an unknown number of namespaces: 0, kopf unlimited."""
         if any(any(c in ns for c in "*?!,") for ns in self.namespaces):
             return 0
-        return 4 + 3 * max(1, len(self.namespaces)) + 32
+        return 4 + 3 * max(1, len(self.namespaces)) + limits.API_REQUEST_CONNECTIONS
 
     @property
     def drift_tick(self) -> float:

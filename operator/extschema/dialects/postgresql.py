@@ -653,6 +653,7 @@ class PostgresDialect(Dialect):
         return sa.create_engine(
             url.set(drivername="postgresql+psycopg"),
             pool_pre_ping=pre_ping,
+            query_cache_size=limits.SQL_QUERY_CACHE_SIZE,
             connect_args={"connect_timeout": limits.POSTGRESQL_CONNECT_TIMEOUT_S},
         )
 

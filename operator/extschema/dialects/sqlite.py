@@ -660,7 +660,10 @@ class SqliteDialect(Dialect):
 
     def create_engine(self, url: sa.URL, pre_ping: bool = True) -> sa.Engine:  # NullPool: nothing to ping
         engine = sa.create_engine(
-            url, poolclass=sa.pool.NullPool, connect_args={"timeout": limits.SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            poolclass=sa.pool.NullPool,
+            query_cache_size=limits.SQL_QUERY_CACHE_SIZE,
+            connect_args={"timeout": limits.SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         sa.event.listen(engine, "connect", self._on_connect)
         sa.event.listen(engine, "begin", _begin)

@@ -266,6 +266,25 @@ class Definition:
         return cls(json.loads(text), hashlib.sha256(text.encode()).hexdigest())
 
 
+def _row_key(row: Any) -> tuple[Any, ...] | None:
+    """A registry row as a hashable key (its tables list as a tuple); None for a value that cannot be one."""
+    values = tuple(tuple(v) if isinstance(v, list) else v for v in row)
+    try:
+        hash(values)
+    except TypeError:
+        return None
+    return values
+
+
+def as_registered(spec: ExtensionSchemaSpec) -> ExtensionSchemaSpec:
+    """*spec* as the registry gives it back: its operational fields (not stored) at their defaults; a
+    shallow copy sharing its tables."""
+    fields = ExtensionSchemaSpec.model_fields
+    return spec.model_copy(
+        update={name: fields[name].get_default(call_default_factory=True) for name in model.OPERATIONAL_FIELDS}
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MigrationRow:
     """One history row to record (:meth:`Registry.record`); *definition* is *spec*'s, when already computed."""
@@ -370,6 +389,8 @@ class Registry:
         # Parsing every stored spec on every read dominates with hundreds of plugins; specs are
         # immutable per checksum, so parse each once.
         self._specs: dict[str, ExtensionSchemaSpec] = {}
+        #: The registrations of the last full read, by their row (:func:`_row_key`).
+        self._rows: dict[tuple[Any, ...], Registration] = {}
 
     # --- existence ----------------------------------------------------------------------------
 
@@ -563,7 +584,20 @@ class Registry:
             if any(r.checksum not in self._specs for r in rows):  # changed in between: read it whole
                 whole = conn.execute(sa.select(self.schemas).order_by(*order))
                 return [self._registration(r, self._spec(r.checksum, r.schema_definition)) for r in whole]
-        return [self._registration(r, self._specs[r.checksum]) for r in rows]
+        # Rows unchanged since the last read give back the same Registration (checked once, allocated once):
+        # a burst of reconciles reads hundreds of unchanged rows each.
+        before, seen = self._rows, {}
+        found = []
+        for row in rows:
+            key = _row_key(row)
+            registration = before.get(key) if key is not None else None
+            if registration is None:
+                registration = self._registration(row, self._specs[row.checksum])
+            if key is not None:
+                seen[key] = registration
+            found.append(registration)
+        self._rows = seen
+        return found
 
     def registration(self, plugin_id: str, conn: Connection | None = None) -> Registration | None:
         if conn is None:
@@ -784,6 +818,9 @@ class Registry:
             activated_at=stamp,
             updated_at=stamp,
         )
+        # The spec just recorded, as reading it back would parse it: its tables shared with the caller's spec
+        # instead of a second copy per plugin (the operator keeps both, ~6 kB per resource).
+        self._specs.setdefault(definition.checksum, as_registered(spec))
         if exists:
             conn.execute(sa.update(self.schemas).where(self.schemas.c.plugin_id == spec.plugin_id).values(**values))
         else:
