@@ -39,7 +39,10 @@ def test_events_tell_each_migration_started_and_finished(db_url: str, tmp_path: 
         engine.close()
     steps = [e for e in events if isinstance(e, reconcile.StepStarted | reconcile.StepFinished)]
     assert {e.plugin_id for e in steps} == {"alpha", "beta"}  # the engine's own (tests/test_progress.py)
-    events = [e for e in events if e not in steps]
+    # Heard once per migration that changes something, holding its lock (the operator's check point).
+    locked = [e for e in events if isinstance(e, reconcile.MigrationLocked)]
+    assert locked == [reconcile.MigrationLocked("alpha"), reconcile.MigrationLocked("beta")]
+    events = [e for e in events if e not in steps and e not in locked]
     assert events[:4] == [
         reconcile.MigrationStarted("alpha", "1.0.0", str(tmp_path / "s" / "alpha.yaml"), 1, 2),
         reconcile.MigrationFinished(results[0], 1, 2),
@@ -76,7 +79,7 @@ def test_a_failed_migration_is_an_event_then_the_error(db_url: str, tmp_path: Pa
             reconcile.reconcile(engine, reconcile.load([str(path)]), events.append)
     finally:
         engine.close()
-    steps = (reconcile.StepStarted, reconcile.StepFinished)
+    steps = (reconcile.StepStarted, reconcile.StepFinished, reconcile.MigrationLocked)
     events = [e for e in events if not isinstance(e, steps)]  # the engine's steps: tests/test_progress.py
     assert [type(e) for e in events] == [reconcile.MigrationStarted, reconcile.MigrationFailed]
     failed = events[1]
