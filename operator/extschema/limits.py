@@ -82,9 +82,10 @@ RECHECK_FALLBACK_S = 60.0  # re-run a waiting resource at least this often (chan
 BLOCKED_RETRY_S = 5.0  # before retrying a deletion blocked by dependents
 DATABASE_THREADS = 16  # worker threads for blocking database calls
 #: Connections to the API server for requests (patches, events), besides the watch streams. Each TLS connection
-#: keeps ~300 kB (asyncio's 256 kB SSL buffer): 32 cost ~8 MB RSS with 1,000 resources; bursts of 500 took
-#: 30-52 s with either on 2 busy shared cores (bench/operator_latency.py), within the noise.
-API_REQUEST_CONNECTIONS = 8
+#: keeps ~300 kB (asyncio's 256 kB SSL buffer): 32 cost ~8 MB RSS more than 8 with 1,000 resources. With 8, one
+#: operator starting on 3,000 resources queued its patches past kopf's request timeout, and kopf leaves a resource
+#: whose finalizer patch timed out unhandled until it next changes (2 of 3,000 in bench/fleet_shards.py's baseline).
+API_REQUEST_CONNECTIONS = 32
 MALLOC_ARENAS = 2  # glibc malloc arenas of the operator process (controller.main; $MALLOC_ARENA_MAX overrides)
 RETRY_BACKOFF_CAP_S = 60.0  # retried reasons back off 1, 2, 4 ... seconds, never longer than this
 STALLED_RETRY_S = 60.0  # a cleanup the database refused is retried this slowly: a person must look
