@@ -76,12 +76,13 @@ def columns(url: str, table: str) -> set[str]:
 
 
 def migrations(url: str) -> list[tuple[str, str, str]]:
-    """(plugin, kind, status) of every recorded migration."""
+    """(plugin, kind, status) of every recorded migration, in the order they were recorded (a plugin's ids)."""
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     table = "extension_migrations" if url.startswith("sqlite") else "extschema.extension_migrations"
     try:
         with engine.connect() as conn:
-            rows = conn.exec_driver_sql(f"SELECT plugin_id, kind, status FROM {table}").all()
+            query = f"SELECT plugin_id, kind, status FROM {table} ORDER BY created_at, plugin_id, migration_id"
+            rows = conn.exec_driver_sql(query).all()
             return [(r[0], r[1], r[2]) for r in rows]
     finally:
         engine.dispose()
