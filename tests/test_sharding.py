@@ -7,13 +7,12 @@ handled what from the operators' own logs (JSON, one record per line, with the r
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import yaml
 from extschema.controller import certificates, sharding
 from extschema.controller.settings import Settings
 from tests import test_operator_e2e as e2e
+from tests import test_webhook
 from tests.helpers import subprocess_env
 from tests.test_operator_e2e import Kube, Operator, migrations, simple
 from tests.test_webhook import free_port, wait_for_tls
@@ -113,46 +113,6 @@ def test_run_refuses_a_shard_outside_the_shards(args: list[str], message: str) -
 # --- end to end: three shards against the real API server and PostgreSQL ---------------------------------
 
 
-@contextlib.contextmanager
-def mutating_webhook(kube: Kube, port: int, cafile: Path) -> Iterator[None]:
-    """A MutatingWebhookConfiguration for the test's namespace only, calling one shard's /shard handler."""
-    name = f"extschema-shard-{kube.ns}"
-    doc = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
-            {
-                "name": "shard.extschema.io",
-                "clientConfig": {
-                    "url": f"https://127.0.0.1:{port}/shard",
-                    "caBundle": base64.b64encode(cafile.read_bytes()).decode(),
-                },
-                "rules": [
-                    {
-                        "apiGroups": ["extschema.io"],
-                        "apiVersions": ["v1alpha1"],
-                        "resources": ["extensionschemas"],
-                        "operations": ["CREATE"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": kube.ns}},
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "reinvocationPolicy": "Never",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 15,
-            }
-        ],
-    }
-    kube.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
-    try:
-        yield
-    finally:
-        kube.cluster.kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found")
-
-
 def records(operator: Operator) -> list[dict[str, Any]]:
     """The operator's JSON log records (kopf's lines about a resource carry its kind and name)."""
     found = []
@@ -235,7 +195,7 @@ def test_three_shards_each_reconcile_their_own_resources_only(
     ]
     wait_for_tls(port, shards[1])
     # Created through the mutating webhook (served by shard 1 here: any shard stamps the same label).
-    with mutating_webhook(kube, port, files.cafile):
+    with test_webhook.webhook_configuration(kube, port, files.cafile, mutating=True):
         dry = kube("create", "--dry-run=server", "-o", "json", "-f", "-", input=yaml.safe_dump(schema("dry")))
         shown = json.loads(dry.stdout)
         # The API server's answer to a dry run, which no operator can have touched: the webhook labeled it.

@@ -270,42 +270,45 @@ def wait_for_tls(port: int, operator: Operator, timeout: float = 60) -> None:
 
 
 @contextlib.contextmanager
-def webhook_configuration(kube: Kube, port: int, cafile: Path) -> Iterator[None]:
-    """A ValidatingWebhookConfiguration for the test's namespace only (other tests never see it)."""
-    name = f"extschema-{kube.ns}"
-    doc = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
+def webhook_configuration(kube: Kube, port: int, cafile: Path, *, mutating: bool = False) -> Iterator[None]:
+    """A ValidatingWebhookConfiguration (or, *mutating*, the MutatingWebhookConfiguration of ``--shards``) for the
+    test's namespace only (other tests never see it), calling the operator's webhook server on *port*."""
+    kind = "MutatingWebhookConfiguration" if mutating else "ValidatingWebhookConfiguration"
+    name = f"extschema-{'shard-' if mutating else ''}{kube.ns}"
+    hook: dict[str, Any] = {
+        "name": "shard.extschema.io" if mutating else "validate.extschema.io",
+        "clientConfig": {
+            "url": f"https://127.0.0.1:{port}/{webhook.SHARD_HANDLER_ID if mutating else webhook.HANDLER_ID}",
+            "caBundle": base64.b64encode(cafile.read_bytes()).decode(),
+        },
+        "rules": [
             {
-                "name": "validate.extschema.io",
-                "clientConfig": {
-                    "url": f"https://127.0.0.1:{port}/{webhook.HANDLER_ID}",
-                    "caBundle": base64.b64encode(cafile.read_bytes()).decode(),
-                },
-                "rules": [
-                    {
-                        "apiGroups": ["extschema.io"],
-                        "apiVersions": ["v1alpha1"],
-                        "resources": ["extensionschemas"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "scope": "*",
-                    }
-                ],
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": kube.ns}},
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 15,
+                "apiGroups": ["extschema.io"],
+                "apiVersions": ["v1alpha1"],
+                "resources": ["extensionschemas"],
+                "operations": ["CREATE"] if mutating else ["CREATE", "UPDATE"],
+                "scope": "*",
             }
         ],
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": kube.ns}},
+        "failurePolicy": "Fail",
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "timeoutSeconds": 15,
+    }
+    if mutating:
+        hook["reinvocationPolicy"] = "Never"
+    doc = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "webhooks": [hook],
     }
     kube.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
     try:
         yield
     finally:
-        kube.cluster.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found")
+        kube.cluster.kubectl("delete", kind.lower(), name, "--ignore-not-found")
 
 
 def dry_run(kube: Kube, doc: dict[str, Any]) -> Any:
